@@ -1,0 +1,55 @@
+using ParallelCompiler.Dialects.Builtin;
+
+namespace ParallelCompiler.IR;
+
+/// <summary>Convenience accessors over a <c>builtin.module</c> operation.</summary>
+public static class ModuleOp
+{
+    /// <summary>A new empty module.</summary>
+    public static Operation Create()
+    {
+        var m = Operation.CreateUnchecked("builtin.module", [], [], null, 1);
+        _ = m.Regions[0].Entry;
+        return m;
+    }
+
+    /// <summary>The module's top-level operations.</summary>
+    public static IEnumerable<Operation> Body(this Operation module) => module.Regions[0].Entry.Operations;
+
+    /// <summary>The functions of a module.</summary>
+    public static IEnumerable<Operation> Functions(this Operation module) => module.Body().Where(o => o.Name == "func.func");
+
+    /// <summary>The function named <paramref name="name"/>, or null.</summary>
+    public static Operation? Function(this Operation module, string name) =>
+        module.Functions().FirstOrDefault(f => f.StringAttr("sym_name") == name);
+
+    /// <summary>The entry function: the one named by the module's <c>entry</c> attribute, else the only one.</summary>
+    public static Operation? EntryFunction(this Operation module)
+    {
+        if (module.GetAttr("entry") is StringAttr s) return module.Function(s.Value);
+        var fs = module.Functions().ToList();
+        return fs.Count == 1 ? fs[0] : null;
+    }
+
+    /// <summary>The mesh op, or null.</summary>
+    public static Operation? Mesh(this Operation module) => module.Body().FirstOrDefault(o => o.Name == "dist.mesh");
+
+    /// <summary>Creates a function with the given parameters and results at the end of the module.</summary>
+    public static Operation AddFunction(this Operation module, string name, IEnumerable<(string Name, MplType Type)> args,
+        IEnumerable<MplType> results, Location? loc = null)
+    {
+        var f = Operation.CreateUnchecked("func.func", [], [],
+            [new("sym_name", Attr.Str(name)), new("result_types", new ArrayAttr(results.Select(t => (Attr)new TypeAttr(t))))], 1, loc);
+        var entry = f.Regions[0].Entry;
+        foreach (var (n, t) in args) entry.AddArgument(t, n);
+        module.Regions[0].Entry.Append(f);
+        return f;
+    }
+
+    /// <summary>Updates a function's declared result types (after a pass changed what it returns).</summary>
+    public static void SetResultTypes(this Operation func, IEnumerable<MplType> results) =>
+        func.SetAttr("result_types", new ArrayAttr(results.Select(t => (Attr)new TypeAttr(t))));
+
+    /// <summary>The declared result types.</summary>
+    public static IReadOnlyList<MplType> ResultTypes(this Operation func) => FuncOpDef.ResultTypes(func);
+}
