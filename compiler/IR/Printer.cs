@@ -33,8 +33,8 @@ public sealed class Printer
 
     private string Name(Value v)
     {
-        if (_names.TryGetValue(v, out var n)) return n;
-        return "<<UNKNOWN VALUE>>";
+        // A value not yet defined here (invalid IR being dumped) still prints, so the verifier's message can be read beside it.
+        return _names.TryGetValue(v, out var n) ? "%" + n : "%<<undefined>>";
     }
 
     private string Define(Value v)

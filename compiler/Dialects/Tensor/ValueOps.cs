@@ -31,6 +31,8 @@ public sealed class ParamOp : OpDef
     public override string Name => "tensor.param";
     /// <inheritdoc/>
     public override string Summary => "a model parameter, by dotted path, with its initialiser";
+    /// <summary>A parameter is part of the model's interface even when unused: DCE and CSE leave it alone.</summary>
+    public override bool IsPure => false;
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {

@@ -1,0 +1,265 @@
+using System.CommandLine;
+using System.Globalization;
+using ParallelCompiler.IR;
+using ParallelCompiler.Lowering;
+using ParallelCompiler.Passes.Infrastructure;
+using ParallelCompiler.Syntax;
+using Spectre.Console;
+
+namespace ParallelCompiler.Driver;
+
+/// <summary>
+/// The <c>mplc</c> command line: compile, opt, params, run. Exit codes: 0 success, 1 a problem with the input
+/// (reported as file:line:col: error: ...), 2 an internal compiler error (one line, how to reproduce it).
+/// </summary>
+public sealed class Cli(TextWriter stdout, TextWriter stderr)
+{
+    private readonly IRFlags _ir = new();
+    private readonly Option<string[]> _defines = new("-D") { Description = "override a const: -D NAME=VALUE", AllowMultipleArgumentsPerToken = false };
+    private readonly Option<string?> _mesh = new("--mesh") { Description = "override mesh axis sizes: --mesh dp=4,tp=2" };
+    private readonly Option<string?> _entry = new("--entry") { Description = "the model to compile when the file has several" };
+    private readonly Option<bool> _verbose = new("--verbose") { Description = "show stack traces of internal errors" };
+    private bool _isVerbose;
+    private string[] _args = [];
+
+    /// <summary>Runs the command line and returns the process exit code.</summary>
+    public static int Main(string[] args, TextWriter? stdout = null, TextWriter? stderr = null) =>
+        new Cli(stdout ?? Console.Out, stderr ?? Console.Error).Run(args);
+
+    /// <summary>Parses and runs <paramref name="args"/>.</summary>
+    public int Run(string[] args)
+    {
+        _args = args;
+        _isVerbose = args.Contains("--verbose");
+        var root = new RootCommand("mplc: compiles .mpl models to distributed programs");
+        root.Subcommands.Add(CompileCommand());
+        root.Subcommands.Add(OptCommand());
+        root.Subcommands.Add(ParamsCommand());
+        root.Subcommands.Add(RunCommand());
+        var parsed = root.Parse(args);
+        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+    }
+
+    private Argument<string> FileArg(string what) => new("file") { Description = what };
+
+    private void AddFrontEndOptions(Command c)
+    {
+        c.Options.Add(_defines);
+        c.Options.Add(_mesh);
+        c.Options.Add(_entry);
+        c.Options.Add(_verbose);
+    }
+
+    private Command CompileCommand()
+    {
+        var file = FileArg("the .mpl model");
+        var output = new Option<string?>("--output", "-o") { Description = "write the compiled IR here instead of stdout" };
+        var c = new Command("compile", "compile a .mpl model and print (or write) the IR after the pipeline") { file };
+        c.Options.Add(output);
+        AddFrontEndOptions(c);
+        _ir.AddTo(c);
+        c.SetAction(r => Guard(() =>
+        {
+            var module = CompileToIR(r, r.GetValue(file)!);
+            string text = Printer.Print(module, r.GetValue(_ir.DebugInfo));
+            if (r.GetValue(output) is { } o) WriteText(o, text); else stdout.Write(text);
+            return 0;
+        }));
+        return c;
+    }
+
+    private Command OptCommand()
+    {
+        var file = FileArg("a textual IR file (.mplir), or - for standard input");
+        var output = new Option<string?>("--output", "-o") { Description = "write the IR here instead of stdout" };
+        var c = new Command("opt", "run passes on textual IR; with no pipeline, parse, verify and print it") { file };
+        c.Options.Add(output);
+        c.Options.Add(_verbose);
+        _ir.AddTo(c);
+        c.SetAction(r => Guard(() =>
+        {
+            string path = r.GetValue(file)!;
+            var src = path == "-" ? new SourceText("<stdin>", System.Console.In.ReadToEnd()) : Compilation.ReadSource(path);
+            var diags = new DiagnosticBag();
+            var options = _ir.Build(r, stderr);
+            var module = Compilation.ParseIR(src, diags, options.Verify);
+            RunPasses(module, r.GetValue(_ir.Pipeline) ?? "", options);
+            string text = Printer.Print(module, options.PrintLocations);
+            if (r.GetValue(output) is { } o) WriteText(o, text); else stdout.Write(text);
+            return 0;
+        }));
+        return c;
+    }
+
+    private Command ParamsCommand()
+    {
+        var file = FileArg("the .mpl model");
+        var c = new Command("params", "list the model's parameters: path, shape, sharding, initialiser") { file };
+        AddFrontEndOptions(c);
+        c.SetAction(r => Guard(() =>
+        {
+            var src = Compilation.ReadSource(r.GetValue(file)!);
+            var diags = new DiagnosticBag();
+            var module = Compilation.FrontEnd(src, FrontEndOptions(r), diags);
+            PrintDiagnostics(diags);
+            var table = new Table().Border(TableBorder.Simple);
+            table.AddColumns("parameter", "shape", "sharding", "init", "elements");
+            long total = 0;
+            foreach (var op in module.EntryFunction()!.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param"))
+            {
+                var t = op.Result.TensorType;
+                total += t.NumElements;
+                string init = op.StringAttr("init") == "normal" ? $"normal({FloatAttr.Format(op.FloatAttr("std"))})" : op.StringAttr("init");
+                table.AddRow(Markup.Escape(op.StringAttr("path")), Markup.Escape(t.ToSourceString()),
+                    Markup.Escape(t.Sharding?.ToString() ?? "replicated"), Markup.Escape(init), t.NumElements.ToString("N0", CultureInfo.InvariantCulture));
+            }
+            table.Caption($"{total.ToString("N0", CultureInfo.InvariantCulture)} parameters in all");
+            Terminal(stdout).Write(table);
+            return 0;
+        }));
+        return c;
+    }
+
+    private Command RunCommand()
+    {
+        var file = FileArg("the .mpl model");
+        var inputs = new Option<string?>("--inputs") { Description = "inputs keyed by argument name (.npz, .npy, .safetensors); random when absent" };
+        var parameters = new Option<string?>("--params") { Description = "parameters keyed by dotted path; missing ones use their initialiser" };
+        var output = new Option<string?>("--out") { Description = "write the result here under the key 'out'" };
+        var seed = new Option<ulong>("--seed") { Description = "seed for initialisers and random inputs", DefaultValueFactory = _ => 0 };
+        var c = new Command("run", "compile a .mpl model and run it on one device with the reference interpreter") { file };
+        c.Options.Add(inputs);
+        c.Options.Add(parameters);
+        c.Options.Add(output);
+        c.Options.Add(seed);
+        AddFrontEndOptions(c);
+        _ir.AddTo(c);
+        c.SetAction(r => Guard(() =>
+        {
+            var module = CompileToIR(r, r.GetValue(file)!);
+            var settings = new RunSettings
+            {
+                InputsPath = r.GetValue(inputs), ParamsPath = r.GetValue(parameters), OutPath = r.GetValue(output), Seed = r.GetValue(seed),
+            };
+            var results = ModelRunner.Run(module, settings, stderr);
+            for (int i = 0; i < results.Count; i++)
+                stdout.WriteLine($"{(results.Count == 1 ? "out" : $"out{i}")}: {ModelRunner.Summary(results[i])}");
+            if (settings.OutPath != null) stdout.WriteLine($"wrote {settings.OutPath}");
+            return 0;
+        }));
+        return c;
+    }
+
+    private Operation CompileToIR(ParseResult r, string path)
+    {
+        var src = Compilation.ReadSource(path);
+        var diags = new DiagnosticBag();
+        var module = Compilation.FrontEnd(src, FrontEndOptions(r), diags);
+        PrintDiagnostics(diags);
+        RunPasses(module, r.GetValue(_ir.Pipeline) ?? Pipelines.DefaultString, _ir.Build(r, stderr));
+        return module;
+    }
+
+    private void RunPasses(Operation module, string pipeline, IRPrintingOptions options)
+    {
+        using var services = CompilerServices.Create();
+        var registry = (PassRegistry)services.GetService(typeof(PassRegistry))!;
+        var pm = Compilation.RunPipeline(module, pipeline, options, registry);
+        if (options.Timing) PrintTiming(pm);
+    }
+
+    private void PrintTiming(PassManager pm)
+    {
+        double total = pm.Timings.Sum(t => t.Time.TotalMilliseconds);
+        var table = new Table().Border(TableBorder.Simple).AddColumns("pass", "time (ms)", "share");
+        foreach (var (pass, time) in pm.Timings)
+            table.AddRow(pass, time.TotalMilliseconds.ToString("F3", CultureInfo.InvariantCulture),
+                (total > 0 ? time.TotalMilliseconds / total : 0).ToString("P1", CultureInfo.InvariantCulture));
+        table.AddRow("total", total.ToString("F3", CultureInfo.InvariantCulture), "");
+        Terminal(stderr).Write(table);
+    }
+
+    private static IAnsiConsole Terminal(TextWriter w)
+    {
+        var c = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(w), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
+        c.Profile.Width = 160;
+        return c;
+    }
+
+    private CompileOptions FrontEndOptions(ParseResult r)
+    {
+        var o = new CompileOptions { Entry = r.GetValue(_entry) };
+        foreach (var d in r.GetValue(_defines) ?? [])
+        {
+            var (name, value) = SplitAssignment(d, "-D", "NAME=VALUE");
+            o.Defines[name] = value;
+        }
+        if (r.GetValue(_mesh) is { } mesh)
+            foreach (var part in mesh.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                var (name, value) = SplitAssignment(part, "--mesh", "axis=size");
+                if (o.Mesh.Any(m => m.Key == name)) throw new UserErrorException($"--mesh: axis '{name}' is given twice");
+                o.Mesh.Add(new(name, value));
+            }
+        return o;
+    }
+
+    private static (string, long) SplitAssignment(string s, string flag, string form)
+    {
+        int eq = s.IndexOf('=');
+        if (eq <= 0 || !long.TryParse(s[(eq + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
+            throw new UserErrorException($"{flag} expects {form} with an integer value, got '{s}'");
+        return (s[..eq].Trim(), v);
+    }
+
+    private void PrintDiagnostics(DiagnosticBag diags)
+    {
+        if (diags.Items.Count > 0) stderr.Write(diags.Render());
+    }
+
+    private static void WriteText(string path, string text)
+    {
+        try { File.WriteAllText(path, text); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserErrorException($"cannot write '{path}': {e.Message}");
+        }
+    }
+
+    /// <summary>Maps every failure to an exit code: user errors 1, internal errors 2 with a way to reproduce them.</summary>
+    private int Guard(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (CompilationFailedException e)
+        {
+            stderr.Write(e.Diagnostics.Render());
+            return 1;
+        }
+        catch (UserErrorException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (PassFailureException e)
+        {
+            string repro = Path.Combine(Path.GetTempPath(), $"mplc-repro-{e.Pass}-{Environment.ProcessId}.mplir");
+            try { File.WriteAllText(repro, e.InputIR); } catch (IOException) { repro = "(could not write the reproducer)"; }
+            stderr.WriteLine($"mplc: internal compiler error: {e.Message}");
+            stderr.WriteLine($"mplc: reproduce with: mplc opt {repro} --pass-pipeline={e.Pass}");
+            if (_isVerbose) stderr.WriteLine(e.InnerException?.ToString() ?? e.ToString());
+            return 2;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            stderr.WriteLine($"mplc: internal compiler error: {e.GetType().Name}: {e.Message}");
+            stderr.WriteLine($"mplc: reproduce with: mplc {string.Join(" ", _args.Select(Quote))}" + (_isVerbose ? "" : " --verbose (for a stack trace)"));
+            if (_isVerbose) stderr.WriteLine(e.ToString());
+            return 2;
+        }
+    }
+
+    private static string Quote(string a) => a.Length > 0 && a.All(c => char.IsLetterOrDigit(c) || "-_=./,:{}".Contains(c)) ? a : $"'{a.Replace("'", "'\\''")}'";
+}

@@ -1,0 +1,160 @@
+using System.Globalization;
+using ParallelCompiler.Interp;
+using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.IO;
+
+namespace ParallelCompiler.Driver;
+
+/// <summary>What <c>mplc run</c> reads and writes.</summary>
+public sealed class RunSettings
+{
+    /// <summary>Inputs keyed by argument name (.npz, .npy or .safetensors), or null for random inputs.</summary>
+    public string? InputsPath { get; set; }
+    /// <summary>Parameters keyed by dotted path, or null to initialise all of them.</summary>
+    public string? ParamsPath { get; set; }
+    /// <summary>Where the result goes, under the key "out".</summary>
+    public string? OutPath { get; set; }
+    /// <summary>Seed for initialisers and random inputs.</summary>
+    public ulong Seed { get; set; }
+}
+
+/// <summary>Loads inputs and parameters for a compiled module, checks them against its types, and runs it on one device.</summary>
+public static class ModelRunner
+{
+    /// <summary>Runs the entry function and returns its results; writes them when an output path is set.</summary>
+    public static IReadOnlyList<NDArray> Run(Operation module, RunSettings s, TextWriter log)
+    {
+        var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
+        var args = LoadInputs(func, s, log);
+        var parameters = LoadParams(func, s);
+        IReadOnlyList<NDArray> results;
+        try { results = Interpreter.Run(func, args, op => parameters[op.StringAttr("path")]); }
+        catch (InterpreterException e) { throw new UserErrorException(e.Message); }
+        if (s.OutPath != null)
+        {
+            var outputs = new Dictionary<string, NDArray>();
+            for (int i = 0; i < results.Count; i++) outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
+            WriteArrays(s.OutPath, outputs);
+        }
+        return results;
+    }
+
+    /// <summary>Writes arrays, turning file-system failures into user errors.</summary>
+    public static void WriteArrays(string path, IReadOnlyDictionary<string, NDArray> arrays)
+    {
+        try { ArrayFile.Write(path, arrays); }
+        catch (ArrayFileException e) { throw new UserErrorException(e.Message); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserErrorException($"cannot write '{path}': {e.Message}");
+        }
+    }
+
+    /// <summary>Reads an array file, turning every failure into a user error that names the file.</summary>
+    public static Dictionary<string, NpyArray> ReadArrays(string path)
+    {
+        try { return ArrayFile.Read(path); }
+        catch (ArrayFileException e) { throw new UserErrorException(e.Message); }
+    }
+
+    private static List<NDArray> LoadInputs(Operation func, RunSettings s, TextWriter log)
+    {
+        var args = func.Regions[0].Entry.Arguments;
+        var result = new List<NDArray>();
+        if (s.InputsPath == null)
+        {
+            log.WriteLine($"note: no --inputs given: using random inputs (seed {s.Seed})");
+            foreach (var a in args)
+                result.Add(Initializers.RandomInput(a.TensorType.DType, a.TensorType.ShapeArray, s.Seed, a.NameHint ?? "", IntegerBound(a)));
+            return result;
+        }
+        var file = ReadArrays(s.InputsPath);
+        var names = args.Select(a => a.NameHint ?? "").ToList();
+        foreach (var key in file.Keys)
+            if (!names.Contains(key))
+                throw new UserErrorException($"{s.InputsPath}: unknown input '{key}' (the model's inputs: {string.Join(", ", names)})");
+        foreach (var a in args)
+        {
+            string name = a.NameHint ?? "";
+            if (!file.TryGetValue(name, out var arr))
+                throw new UserErrorException($"{s.InputsPath}: missing input '{name}' ({a.TensorType.ToSourceString()})");
+            result.Add(Check(arr, a.TensorType, s.InputsPath, "input", name));
+        }
+        return result;
+    }
+
+    private static Dictionary<string, NDArray> LoadParams(Operation func, RunSettings s)
+    {
+        var ops = func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").ToList();
+        var file = s.ParamsPath == null ? new Dictionary<string, NpyArray>() : ReadArrays(s.ParamsPath);
+        var paths = ops.Select(o => o.StringAttr("path")).ToHashSet();
+        foreach (var key in file.Keys)
+            if (!paths.Contains(key))
+                throw new UserErrorException($"{s.ParamsPath}: unknown parameter '{key}' (the model has {paths.Count} parameters; 'mplc params' lists them)");
+        var result = new Dictionary<string, NDArray>();
+        foreach (var op in ops)
+        {
+            string path = op.StringAttr("path");
+            var t = op.Result.TensorType;
+            result[path] = file.TryGetValue(path, out var arr)
+                ? Check(arr, t, s.ParamsPath!, "parameter", path)
+                : Initializers.Create(op.StringAttr("init"), op.GetAttr("std") is null ? 0 : op.FloatAttr("std"), t.DType, t.ShapeArray, s.Seed, path);
+        }
+        return result;
+    }
+
+    /// <summary>Accepts an array for <paramref name="expected"/>: same shape, same element type, float64 for f32 allowed.</summary>
+    private static NDArray Check(NpyArray a, TensorType expected, string file, string what, string key)
+    {
+        string src = NumpyName(a.SourceDtype);
+        bool dtypeOk = expected.DType switch
+        {
+            DType.F32 => src is "float32" or "float64",
+            DType.F16 => src == "float16",
+            DType.BF16 => src is "bfloat16" or "float32", // numpy has no bfloat16: f32 values are rounded
+            DType.I32 => src == "int32",
+            _ => false,
+        };
+        if (!dtypeOk)
+        {
+            string hint = expected.DType == DType.I32 && src == "int64" ? " (convert with .astype(np.int32))" : "";
+            throw new UserErrorException($"{file}: {what} '{key}' must be {expected.ToSourceString()}, found dtype {src}{hint}");
+        }
+        if (!a.Array.Shape.SequenceEqual(expected.Shape))
+            throw new UserErrorException($"{file}: {what} '{key}' must be {expected.ToSourceString()}, found shape [{string.Join(", ", a.Array.Shape)}]");
+        var arr = a.Array;
+        if (arr.DType == expected.DType) return arr;
+        var data = (float[])arr.F!.Clone();
+        for (int i = 0; i < data.Length; i++) data[i] = expected.DType.Round(data[i]);
+        return NDArray.FromFloats(expected.DType, expected.ShapeArray, data);
+    }
+
+    private static string NumpyName(string source) => source switch
+    {
+        "F32" => "float32", "F64" => "float64", "F16" => "float16", "BF16" => "bfloat16", "I32" => "int32", "I64" => "int64",
+        _ => source,
+    };
+
+    /// <summary>Random integer inputs stay within the tables and classes they index.</summary>
+    private static long IntegerBound(BlockArgument a)
+    {
+        long bound = long.MaxValue;
+        foreach (var (op, idx) in a.Uses)
+        {
+            if (op.Name == "tensor.embedding" && idx == 0) bound = Math.Min(bound, op.OperandType(1).Shape[0]);
+            if (op.Name == "tensor.cross_entropy" && idx == 1) bound = Math.Min(bound, op.OperandType(0).Shape[^1]);
+        }
+        return bound == long.MaxValue ? 10 : bound;
+    }
+
+    /// <summary>A one-line summary of an array for the terminal.</summary>
+    public static string Summary(NDArray a)
+    {
+        if (a.Size == 1) return $"{a.TypeString} = {a.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}";
+        if (a.Size == 0) return $"{a.TypeString} (empty)";
+        double sum = 0, min = double.PositiveInfinity, max = double.NegativeInfinity;
+        for (long i = 0; i < a.Size; i++) { double v = a.GetDouble(i); sum += v; min = Math.Min(min, v); max = Math.Max(max, v); }
+        string F(double v) => v.ToString("G5", CultureInfo.InvariantCulture);
+        return $"{a.TypeString} mean {F(sum / a.Size)}, min {F(min)}, max {F(max)}";
+    }
+}

@@ -1,0 +1,37 @@
+using Microsoft.Extensions.DependencyInjection;
+using ParallelCompiler.Passes;
+using ParallelCompiler.Passes.Infrastructure;
+
+namespace ParallelCompiler.Driver;
+
+/// <summary>The compiler's services: every pass is registered here, by name.</summary>
+public static class CompilerServices
+{
+    /// <summary>A provider with all passes and the pass registry.</summary>
+    public static ServiceProvider Create()
+    {
+        var services = new ServiceCollection();
+        services.AddPass<ShapeInference>();
+        services.AddPass<Canonicalize>();
+        services.AddPass<Cse>();
+        services.AddPass<Dce>();
+        services.AddSingleton<PassRegistry>();
+        return services.BuildServiceProvider();
+    }
+}
+
+/// <summary>The default pass pipelines, as pipeline strings so they can be printed and rerun with <c>mplc opt</c>.</summary>
+public static class Pipelines
+{
+    /// <summary>What <c>mplc compile</c> and <c>mplc run</c> apply after lowering, in order.</summary>
+    public static readonly IReadOnlyList<string> Default =
+    [
+        "shape-inference", // types first: every later pass may rely on exact shapes
+        "canonicalize",    // fold constants and cancel reshapes/transposes before anything counts ops
+        "cse",             // merge duplicates that canonicalization exposed (e.g. repeated scalar constants)
+        "dce",             // drop what the rewrites left unused
+    ];
+
+    /// <summary>The default pipeline as one string.</summary>
+    public static string DefaultString => string.Join(",", Default.Select(p => p.Split(' ')[0]));
+}

@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using ParallelCompiler.IR;
+
+namespace ParallelCompiler.Passes.Infrastructure;
+
+/// <summary>What to show and check between passes.</summary>
+public sealed class IRPrintingOptions
+{
+    /// <summary>Verify the IR after every pass (on unless --no-verify).</summary>
+    public bool Verify { get; set; } = true;
+    /// <summary>Print the IR after every pass.</summary>
+    public bool PrintAfterAll { get; set; }
+    /// <summary>Print the IR before these passes.</summary>
+    public HashSet<string> PrintBefore { get; } = new(StringComparer.Ordinal);
+    /// <summary>Print the IR after these passes.</summary>
+    public HashSet<string> PrintAfter { get; } = new(StringComparer.Ordinal);
+    /// <summary>Write the input and the IR after each pass as numbered files here.</summary>
+    public string? DumpDir { get; set; }
+    /// <summary>Collect the time of each pass.</summary>
+    public bool Timing { get; set; }
+    /// <summary>Print source locations in IR dumps.</summary>
+    public bool PrintLocations { get; set; }
+    /// <summary>Where IR dumps go (standard error by default).</summary>
+    public TextWriter Out { get; set; } = Console.Error;
+}
+
+/// <summary>A pass failed or left invalid IR. Carries what is needed to reproduce the failure with <c>mplc opt</c>.</summary>
+public sealed class PassFailureException(string pass, string message, string inputIR, Exception? inner)
+    : Exception(message, inner)
+{
+    /// <summary>The pass that failed.</summary>
+    public string Pass { get; } = pass;
+    /// <summary>The IR the pass was given.</summary>
+    public string InputIR { get; } = inputIR;
+}
+
+/// <summary>Runs passes in order with verification, printing, dumps and timing between them.</summary>
+public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions options)
+{
+    /// <summary>Time per pass from the last run, in order.</summary>
+    public List<(string Pass, TimeSpan Time)> Timings { get; } = new();
+
+    /// <summary>The passes, in order.</summary>
+    public IReadOnlyList<IPass> Passes => passes;
+
+    /// <summary>Runs every pass on <paramref name="module"/>.</summary>
+    public void Run(Operation module)
+    {
+        if (options.DumpDir != null)
+        {
+            Directory.CreateDirectory(options.DumpDir);
+            File.WriteAllText(Path.Combine(options.DumpDir, "00-input.mplir"), Print(module));
+        }
+        for (int i = 0; i < passes.Count; i++)
+        {
+            var pass = passes[i];
+            if (options.PrintBefore.Contains(pass.Name)) Dump($"IR before {pass.Name}", module);
+            // The input is kept as text only when a failure would need it for the reproducer.
+            string before = Print(module);
+            var sw = Stopwatch.StartNew();
+            try
+            {
+                pass.Run(module);
+            }
+            catch (Exception e) when (e is not PassFailureException and not OutOfMemoryException)
+            {
+                throw new PassFailureException(pass.Name, $"pass '{pass.Name}' failed: {e.Message}", before, e);
+            }
+            sw.Stop();
+            Timings.Add((pass.Name, sw.Elapsed));
+            if (options.Verify && Verifier.Check(module) is { } problem)
+                throw new PassFailureException(pass.Name, $"pass '{pass.Name}' produced invalid IR: {problem}", before, null);
+            if (options.PrintAfterAll || options.PrintAfter.Contains(pass.Name)) Dump($"IR after {pass.Name}", module);
+            if (options.DumpDir != null)
+                File.WriteAllText(Path.Combine(options.DumpDir, $"{i + 1:00}-{pass.Name}.mplir"), Print(module));
+        }
+    }
+
+    private string Print(Operation module) => Printer.Print(module, options.PrintLocations);
+
+    private void Dump(string title, Operation module)
+    {
+        options.Out.WriteLine($"// -----// {title} //----- //");
+        options.Out.Write(Print(module));
+    }
+}

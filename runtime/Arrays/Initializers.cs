@@ -1,0 +1,65 @@
+namespace ParallelCompiler.Runtime.Arrays;
+
+/// <summary>
+/// Deterministic parameter initialisation. Each parameter draws from its own stream, seeded by the run's seed
+/// and a hash of its dotted path, so adding or reordering parameters never changes the others.
+/// </summary>
+public static class Initializers
+{
+    /// <summary>An array for initialiser <paramref name="kind"/> (normal, zeros, ones).</summary>
+    public static NDArray Create(string kind, double std, DType dtype, long[] shape, ulong seed, string path)
+    {
+        var a = NDArray.Zeros(dtype, shape);
+        switch (kind)
+        {
+            case "zeros": break;
+            case "ones":
+                if (a.F != null) Array.Fill(a.F, 1f); else Array.Fill(a.I!, 1);
+                break;
+            case "normal":
+                var rng = new SplitMix64(seed ^ Fnv1a(path));
+                if (a.F != null) for (long i = 0; i < a.F.LongLength; i++) a.F[i] = dtype.Round((float)(std * rng.NextNormal()));
+                break;
+            default: throw new ArgumentException($"unknown initialiser '{kind}'");
+        }
+        return a;
+    }
+
+    /// <summary>Random inputs for a run without an inputs file: normal floats, integers uniform in [0, bound).</summary>
+    public static NDArray RandomInput(DType dtype, long[] shape, ulong seed, string name, long intBound)
+    {
+        var a = NDArray.Zeros(dtype, shape);
+        var rng = new SplitMix64(seed ^ Fnv1a("input:" + name));
+        if (a.F != null) for (long i = 0; i < a.F.LongLength; i++) a.F[i] = dtype.Round((float)rng.NextNormal());
+        else for (long i = 0; i < a.I!.LongLength; i++) a.I[i] = (int)(rng.Next() % (ulong)Math.Max(1, intBound));
+        return a;
+    }
+
+    /// <summary>64-bit FNV-1a of a string's UTF-16 code units.</summary>
+    public static ulong Fnv1a(string s)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (char c in s) { h ^= c; h *= 1099511628211UL; }
+        return h;
+    }
+
+    /// <summary>SplitMix64: small, fast and identical on every platform.</summary>
+    private struct SplitMix64(ulong state)
+    {
+        private ulong _s = state;
+
+        public ulong Next()
+        {
+            ulong z = _s += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return z ^ (z >> 31);
+        }
+
+        /// <summary>Uniform in (0, 1].</summary>
+        public double NextUnit() => ((Next() >> 11) + 1) * (1.0 / (1UL << 53));
+
+        /// <summary>Standard normal by Box-Muller.</summary>
+        public double NextNormal() => Math.Sqrt(-2 * Math.Log(NextUnit())) * Math.Cos(2 * Math.PI * NextUnit());
+    }
+}
