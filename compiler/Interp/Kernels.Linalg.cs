@@ -39,7 +39,6 @@ internal static partial class Kernels
                 for (long p = 0; p < k; p++)
                 {
                     float av = af[off[0] * m * k + i * k + p];
-                    if (av == 0) continue;
                     var brow = bf.AsSpan((int)(off[1] * k * n + p * n), (int)n);
                     for (int j = 0; j < row.Length; j++) row[j] += av * brow[j];
                 }

@@ -22,7 +22,7 @@ internal static partial class Kernels
         var srcI = x.I;
         Indexing.ForEach(x.Shape, [outStrides], (i, off) =>
         {
-            double v = src != null ? src[i] : srcI![i];
+            double v = src != null ? src[i] : (double)srcI![i];
             long o = off[0];
             if (!isMax) acc[o] += v;
             else if (v > acc[o] || double.IsNaN(v)) acc[o] = v;

@@ -132,7 +132,7 @@ public sealed class NDArray
     }
 
     /// <summary>The element at flat index <paramref name="i"/> as a double.</summary>
-    public double GetDouble(long i) => F != null ? F[i] : I![i];
+    public double GetDouble(long i) => F != null ? F[i] : (double)I![i];
 
     /// <summary>Shape as the language writes it, e.g. f32[8, 64].</summary>
     public string TypeString => $"{DType.Name()}[{string.Join(", ", Shape)}]";

@@ -51,6 +51,13 @@ public static class GreedyRewriteDriver
                 foreach (var op in func.Regions[0].Entry.Operations)
                 {
                     if (op.Block == null) continue; // erased by an earlier rewrite this round
+                    // Like MLIR's greedy driver, ops left dead by a rewrite are erased as they are met.
+                    if (op.Def is { IsPure: true } && op.Results.Count > 0 && op.Results.All(r => !r.HasUses))
+                    {
+                        EraseDeadChain(op);
+                        changed = true;
+                        continue;
+                    }
                     foreach (var p in (byRoot.GetValueOrDefault(op.Name) ?? []).Concat(any))
                         if (p.MatchAndRewrite(op, rewriter)) { changed = true; break; }
                 }
@@ -58,5 +65,14 @@ public static class GreedyRewriteDriver
             changedEver = true;
         }
         return changedEver;
+    }
+
+    /// <summary>Erases a dead op and then any producers it kept alive; only ops before it, so the walk stays valid.</summary>
+    private static void EraseDeadChain(Operation op)
+    {
+        var producers = op.Operands.Select(o => o.DefiningOp).OfType<Operation>().Distinct().ToList();
+        op.Erase();
+        foreach (var p in producers)
+            if (p.Block != null && p.Def is { IsPure: true } && p.Results.All(r => !r.HasUses)) EraseDeadChain(p);
     }
 }
