@@ -74,7 +74,7 @@ case "$cmd" in
     shift
     [ $# -ge 1 ] || { echo "usage: ./build.sh run FILE.mpl [mplc run options]" >&2; exit 1; }
     setup
-    if [ ! -f "compiler/Mplc/bin/$CONFIG/net10.0/mplc.dll" ] || [ ! -x bin/mplc ]; then build; fi
+    build  # incremental: a no-op when nothing changed
     exec bin/mplc run "$@" ;;
   test) setup; build; run_tests ;;
   bench) setup; build; dotnet run --project tests/Bench/Bench.csproj -c "$CONFIG" -- "${@:2}" ;;
