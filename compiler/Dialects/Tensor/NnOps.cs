@@ -14,10 +14,7 @@ public sealed class SoftmaxOp : OpDef
     public override int MinOperands => 1;
     /// <inheritdoc/>
     public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs)
-    {
-        var sig = new OpSignature(Name, operands, attrs, null);
-        return new Dictionary<string, Attr> { ["axis"] = Attr.Int(ShapeRules.NormalizeAxis(sig, sig.Int("axis"), operands[0].Rank)) };
-    }
+        => ShapeRules.NormalizeAxisAttr(Name, operands, attrs);
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {

@@ -35,6 +35,14 @@ public static class ShapeRules
         return axis < 0 ? axis + rank : axis;
     }
 
+    /// <summary>Normalises the single integer attribute <paramref name="key"/> as an axis of the first operand.</summary>
+    public static IReadOnlyDictionary<string, Attr> NormalizeAxisAttr(string op, IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs, string key = "axis")
+    {
+        var sig = new OpSignature(op, operands, attrs, null);
+        return new Dictionary<string, Attr> { [key] = Attr.Int(NormalizeAxis(sig, sig.Int(key), operands[0].Rank)) };
+    }
+
     /// <summary>Formats a shape as the language does: [8, 64].</summary>
     public static string Str(IEnumerable<long> shape) => "[" + string.Join(", ", shape) + "]";
 }
