@@ -49,6 +49,13 @@ public sealed class Builder
         return op;
     }
 
+    /// <summary>What the op's shape rule gives for an existing op (its current result types passed as the given ones).</summary>
+    internal static IReadOnlyList<MplType> InferExisting(OpDef def, Operation op)
+    {
+        var types = CheckOperands(def, op.Operands);
+        return def.InferResultTypes(new OpSignature(op.Name, types, op.Attributes, op.Results.Select(r => r.Type).ToArray()));
+    }
+
     internal static TensorType[] CheckOperands(OpDef def, IReadOnlyList<Value> operands)
     {
         string shortName = def.Name[(def.Name.IndexOf('.') + 1)..];

@@ -140,6 +140,9 @@ public sealed class Operation
                         yield return inner;
     }
 
+    /// <summary>True for an op without effects whose results nobody uses: DCE and the rewrite driver erase it.</summary>
+    public bool IsTriviallyDead => Def is { IsPure: true } && _results.Count > 0 && _results.All(r => !r.HasUses);
+
     /// <summary>The operand types as tensors.</summary>
     public TensorType OperandType(int i) => (TensorType)_operands[i].Type;
 

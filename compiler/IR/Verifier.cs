@@ -42,10 +42,7 @@ public static class Verifier
                 throw Fail(op, $"operand {i} is used before it is defined (or is defined in another function)");
         try
         {
-            var types = Builder.CheckOperands(def, op.Operands);
-            var sig = new OpSignature(op.Name, types, op.Attributes, op.Results.Select(r => r.Type).ToArray());
-            var inferred = def.InferResultTypes(sig);
-            Builder.MergeResultTypes(def, inferred, sig.Given);
+            Builder.MergeResultTypes(def, Builder.InferExisting(def, op), op.Results.Select(r => r.Type).ToArray());
             if (op.Regions.Count != def.NumRegions) throw new IRException($"expects {def.NumRegions} region(s), has {op.Regions.Count}");
             def.Verify(op);
         }

@@ -20,7 +20,7 @@ public sealed class Dce : IPass
             for (var op = func.Regions[0].Entry.Last; op != null;)
             {
                 var prev = op.Prev;
-                if (op.Def is { IsPure: true } && op.Results.All(r => !r.HasUses)) { op.Erase(); changed = true; }
+                if (op.IsTriviallyDead) { op.Erase(); changed = true; }
                 op = prev;
             }
         }

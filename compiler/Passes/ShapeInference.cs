@@ -31,9 +31,7 @@ public sealed class ShapeInference : IPass
                     continue;
                 }
                 var def = op.Def ?? throw new IRException($"unknown operation '{op.Name}'");
-                var operandTypes = Builder.CheckOperands(def, op.Operands);
-                var given = op.Results.Select(r => r.Type).ToArray();
-                var inferred = def.InferResultTypes(new OpSignature(op.Name, operandTypes, op.Attributes, given));
+                var inferred = Builder.InferExisting(def, op);
                 for (int i = 0; i < inferred.Count; i++)
                 {
                     var old = (TensorType)op.Results[i].Type;

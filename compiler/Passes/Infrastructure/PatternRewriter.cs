@@ -52,7 +52,7 @@ public static class GreedyRewriteDriver
                 {
                     if (op.Block == null) continue; // erased by an earlier rewrite this round
                     // Like MLIR's greedy driver, ops left dead by a rewrite are erased as they are met.
-                    if (op.Def is { IsPure: true } && op.Results.Count > 0 && op.Results.All(r => !r.HasUses))
+                    if (op.IsTriviallyDead)
                     {
                         EraseDeadChain(op);
                         changed = true;
@@ -73,6 +73,6 @@ public static class GreedyRewriteDriver
         var producers = op.Operands.Select(o => o.DefiningOp).OfType<Operation>().Distinct().ToList();
         op.Erase();
         foreach (var p in producers)
-            if (p.Block != null && p.Def is { IsPure: true } && p.Results.All(r => !r.HasUses)) EraseDeadChain(p);
+            if (p.Block != null && p.IsTriviallyDead) EraseDeadChain(p);
     }
 }
