@@ -54,8 +54,10 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     {
         var file = FileArg("the .mpl model");
         var output = new Option<string?>("--output", "-o") { Description = "write the compiled IR here instead of stdout" };
+        var stats = new Option<bool>("--stats") { Description = "print per device: FLOPs, bytes each collective moves, peak memory (to stderr)" };
         var c = new Command("compile", "compile a .mpl model and print (or write) the IR after the pipeline") { file };
         c.Options.Add(output);
+        c.Options.Add(stats);
         AddFrontEndOptions(c);
         _ir.AddTo(c);
         c.SetAction(r => Guard(() =>
@@ -63,6 +65,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             var module = CompileToIR(r, r.GetValue(file)!);
             string text = Printer.Print(module, r.GetValue(_ir.DebugInfo));
             if (r.GetValue(output) is { } o) WriteText(o, text); else stdout.Write(text);
+            if (r.GetValue(stats)) PrintStats(module);
             return 0;
         }));
         return c;
@@ -127,8 +130,13 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var parameters = new Option<string?>("--params") { Description = "parameters keyed by dotted path; missing ones use their initialiser" };
         var output = new Option<string?>("--out") { Description = "write the result here under the key 'out'" };
         var seed = new Option<ulong>("--seed") { Description = "seed for initialisers and random inputs", DefaultValueFactory = _ => 0 };
-        var c = new Command("run", "compile a .mpl model and run it on one device with the reference interpreter") { file };
+        var timeout = new Option<double>("--collective-timeout")
+        {
+            Description = "seconds a device may wait in a collective before the run is reported as stuck", DefaultValueFactory = _ => 60,
+        };
+        var c = new Command("run", "compile a .mpl model and run it on every device of its mesh (simulated, one thread each)") { file };
         c.Options.Add(inputs);
+        c.Options.Add(timeout);
         c.Options.Add(parameters);
         c.Options.Add(output);
         c.Options.Add(seed);
@@ -140,7 +148,10 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             var settings = new RunSettings
             {
                 InputsPath = r.GetValue(inputs), ParamsPath = r.GetValue(parameters), OutPath = r.GetValue(output), Seed = r.GetValue(seed),
+                CollectiveTimeout = TimeSpan.FromSeconds(r.GetValue(timeout) > 0 ? r.GetValue(timeout)
+                    : throw new UserErrorException("--collective-timeout must be a positive number of seconds")),
             };
+            if (module.IsSpmd()) stderr.WriteLine($"note: running on {module.DeviceMesh().DeviceCount} simulated device(s), mesh {module.DeviceMesh()}");
             var results = ModelRunner.Run(module, settings, stderr);
             for (int i = 0; i < results.Count; i++)
                 stdout.WriteLine($"{(results.Count == 1 ? "out" : $"out{i}")}: {ModelRunner.Summary(results[i])}");
@@ -164,8 +175,58 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     {
         using var services = CompilerServices.Create();
         var registry = (PassRegistry)services.GetService(typeof(PassRegistry))!;
-        var pm = Compilation.RunPipeline(module, pipeline, options, registry);
+        var pm = Compilation.RunPipeline(module, pipeline, options, registry, w => stderr.WriteLine(Render(Severity.Warning, w.Location, w.Message)));
         if (options.Timing) PrintTiming(pm);
+    }
+
+    private readonly Dictionary<string, SourceText?> _sources = new();
+
+    /// <summary>A message at an IR location, with the source line and a caret when the file can be read.</summary>
+    private string Render(Severity severity, Location loc, string message)
+    {
+        SourceText? src = null;
+        if (!loc.IsUnknown && !_sources.TryGetValue(loc.File, out src))
+        {
+            try { src = SourceText.Load(loc.File); } catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { }
+            _sources[loc.File] = src;
+        }
+        if (src == null)
+            return (loc.IsUnknown ? "" : $"{loc.File}:{loc.Line}:{loc.Column}: ") + (severity == Severity.Error ? "error: " : "warning: ") + message;
+        int offset = src.Offset(loc.Line, loc.Column);
+        return new Diagnostic(severity, src, new TextSpan(offset, 1), message).Render();
+    }
+
+    private void PrintStats(Operation module)
+    {
+        var mesh = module.DeviceMesh();
+        var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
+        if (!module.IsSpmd()) stderr.WriteLine("note: the pipeline did not run spmdize: statistics are for the whole program on one device");
+        var devices = module.IsSpmd() ? mesh.DeviceCount : 1;
+        // Every device runs the same program; ranks differ only in point-to-point edges, so equal rows are merged.
+        var rows = new List<(int First, int Last, Analysis.DeviceStats Stats, string Key)>();
+        for (int rank = 0; rank < devices; rank++)
+        {
+            var st = Analysis.DeviceStats.Of(func, mesh, rank);
+            string key = $"{st.Flops}|{st.PeakBytes}|{string.Join(",", st.Collectives.Select(c => $"{c.Key}:{c.Value}"))}";
+            if (rows.Count > 0 && rows[^1].Key == key) rows[^1] = (rows[^1].First, rank, rows[^1].Stats, key);
+            else rows.Add((rank, rank, st, key));
+            if (rank >= 4096) { stderr.WriteLine($"note: statistics shown for the first {rank + 1} devices"); break; }
+        }
+        var kinds = rows.SelectMany(r => r.Stats.Collectives.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
+        var table = new Table().Border(TableBorder.Simple);
+        table.AddColumns(["device", "GFLOP", .. kinds.Select(k => $"{k} (n, sent)"), "sent", "params", "peak memory"]);
+        foreach (var (first, last, st, _) in rows)
+        {
+            var cells = new List<string> { first == last ? $"{first}" : $"{first}-{last}", (st.Flops / 1e9).ToString("F3", CultureInfo.InvariantCulture) };
+            foreach (var k in kinds)
+                cells.Add(st.Collectives.TryGetValue(k, out var c) ? $"{c.Count}, {Passes.InsertReshards.Bytes(c.Bytes)}" : "-");
+            cells.Add(Passes.InsertReshards.Bytes(st.CommBytes));
+            cells.Add(Passes.InsertReshards.Bytes(st.ParamBytes));
+            cells.Add(Passes.InsertReshards.Bytes(st.PeakBytes));
+            table.AddRow(cells.Select(Markup.Escape).ToArray());
+        }
+        table.Caption($"{devices} device(s), mesh {mesh}; bytes sent per device under ring algorithms");
+        Terminal(stderr).Write(table);
     }
 
     private void PrintTiming(PassManager pm)
@@ -241,6 +302,11 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         catch (UserErrorException e)
         {
             stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (PassInputException e)
+        {
+            stderr.WriteLine(Render(Severity.Error, e.Location, e.Message));
             return 1;
         }
         catch (PassFailureException e)

@@ -40,13 +40,15 @@ public static class Compilation
     }
 
     /// <summary>Runs a pipeline string over <paramref name="module"/> with the given printing options.</summary>
-    public static PassManager RunPipeline(Operation module, string pipeline, IRPrintingOptions options, PassRegistry registry)
+    public static PassManager RunPipeline(Operation module, string pipeline, IRPrintingOptions options, PassRegistry registry,
+        Action<PassWarning>? warn = null)
     {
         List<IPass> passes;
         try { passes = registry.Parse(pipeline); }
         catch (PipelineException e) { throw new UserErrorException($"--pass-pipeline: {e.Message}"); }
         var pm = new PassManager(passes, options);
-        pm.Run(module);
+        try { pm.Run(module); }
+        finally { foreach (var w in pm.Warnings) warn?.Invoke(w); }
         return pm;
     }
 }

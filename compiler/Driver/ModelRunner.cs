@@ -1,6 +1,8 @@
 using System.Globalization;
 using ParallelCompiler.Interp;
 using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
 using ParallelCompiler.Runtime.IO;
 
 namespace ParallelCompiler.Driver;
@@ -16,9 +18,16 @@ public sealed class RunSettings
     public string? OutPath { get; set; }
     /// <summary>Seed for initialisers and random inputs.</summary>
     public ulong Seed { get; set; }
+    /// <summary>How long a device waits in a collective before the run is reported as stuck.</summary>
+    public TimeSpan CollectiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
 
-/// <summary>Loads inputs and parameters for a compiled module, checks them against its types, and runs it on one device.</summary>
+/// <summary>
+/// Loads inputs and parameters for a compiled module and checks them against its (global) types, then runs it:
+/// a per-device module on every device of its mesh, each a thread with the in-process communicator, with inputs
+/// and parameters sliced into each device's block and results put back together; a global module on one device
+/// with the reference interpreter.
+/// </summary>
 public static class ModelRunner
 {
     /// <summary>Runs the entry function and returns its results; writes them when an output path is set.</summary>
@@ -28,8 +37,16 @@ public static class ModelRunner
         var args = LoadInputs(func, s, log);
         var parameters = LoadParams(func, s);
         IReadOnlyList<NDArray> results;
-        try { results = Interpreter.Run(func, args, op => parameters[op.StringAttr("path")]); }
-        catch (InterpreterException e) { throw new UserErrorException(e.Message); }
+        try
+        {
+            results = module.IsSpmd()
+                ? SpmdRunner.Run(module, func, args, parameters, s.CollectiveTimeout)
+                : Interpreter.Run(func, args, op => parameters[op.StringAttr("path")]);
+        }
+        catch (Exception e) when (e is InterpreterException or ExecutionException or CollectiveException)
+        {
+            throw new UserErrorException(e.Message);
+        }
         if (s.OutPath != null)
         {
             var outputs = new Dictionary<string, NDArray>();
@@ -65,7 +82,10 @@ public static class ModelRunner
         {
             log.WriteLine($"note: no --inputs given: using random inputs (seed {s.Seed})");
             foreach (var a in args)
-                result.Add(Initializers.RandomInput(a.TensorType.DType, a.TensorType.ShapeArray, s.Seed, a.NameHint ?? "", IntegerBound(a)));
+            {
+                var t = SpmdRunner.GlobalType(a);
+                result.Add(Initializers.RandomInput(t.DType, t.ShapeArray, s.Seed, a.NameHint ?? "", IntegerBound(a)));
+            }
             return result;
         }
         var file = ReadArrays(s.InputsPath);
@@ -77,8 +97,8 @@ public static class ModelRunner
         {
             string name = a.NameHint ?? "";
             if (!file.TryGetValue(name, out var arr))
-                throw new UserErrorException($"{s.InputsPath}: missing input '{name}' ({a.TensorType.ToSourceString()})");
-            result.Add(Check(arr, a.TensorType, s.InputsPath, "input", name));
+                throw new UserErrorException($"{s.InputsPath}: missing input '{name}' ({SpmdRunner.GlobalType(a).ToSourceString()})");
+            result.Add(Check(arr, SpmdRunner.GlobalType(a), s.InputsPath, "input", name));
         }
         return result;
     }
@@ -95,7 +115,7 @@ public static class ModelRunner
         foreach (var op in ops)
         {
             string path = op.StringAttr("path");
-            var t = op.Result.TensorType;
+            var t = SpmdRunner.GlobalType(op.Result);
             result[path] = file.TryGetValue(path, out var arr)
                 ? Check(arr, t, s.ParamsPath!, "parameter", path)
                 : Initializers.Create(op.StringAttr("init"), op.GetAttr("std") is null ? 0 : op.FloatAttr("std"), t.DType, t.ShapeArray, s.Seed, path);

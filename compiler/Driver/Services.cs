@@ -15,6 +15,9 @@ public static class CompilerServices
         services.AddPass<Canonicalize>();
         services.AddPass<Cse>();
         services.AddPass<Dce>();
+        services.AddPass<ShardingPropagation>();
+        services.AddPass<InsertReshards>();
+        services.AddPass<Spmdize>();
         services.AddSingleton<PassRegistry>();
         return services.BuildServiceProvider();
     }
@@ -30,6 +33,9 @@ public static class Pipelines
         "canonicalize",    // fold constants and cancel reshapes/transposes before anything counts ops
         "cse",             // merge duplicates that canonicalization exposed (e.g. repeated scalar constants)
         "dce",             // drop what the rewrites left unused
+        "sharding-propagation", // on the simplified graph: fewer ops to reach a fixpoint over, no dead votes
+        "insert-reshards",      // every layout change explicit and printable before anything is per-device
+        "spmdize",              // last: everything after it sees one device's program with explicit collectives
     ];
 
     /// <summary>The default pipeline as one string.</summary>

@@ -1,4 +1,5 @@
 using ParallelCompiler.Dialects.Builtin;
+using ParallelCompiler.Runtime.Distributed;
 
 namespace ParallelCompiler.IR;
 
@@ -33,6 +34,17 @@ public static class ModuleOp
 
     /// <summary>The mesh op, or null.</summary>
     public static Operation? Mesh(this Operation module) => module.Body().FirstOrDefault(o => o.Name == "dist.mesh");
+
+    /// <summary>The module's mesh as the runtime sees it; a module without one runs on a single device.</summary>
+    public static DeviceMesh DeviceMesh(this Operation module)
+    {
+        if (module.Mesh() is not { } m) return Runtime.Distributed.DeviceMesh.Single;
+        var axes = ((ArrayAttr)m.GetAttr("axes")!).AsStrings();
+        return new DeviceMesh(axes, m.IntsAttr("shape").Select(s => (int)s).ToArray());
+    }
+
+    /// <summary>True once spmdize has run: types are per-device and shardings live in attributes.</summary>
+    public static bool IsSpmd(this Operation module) => module.GetAttr("spmd") is BoolAttr { Value: true };
 
     /// <summary>Creates a function with the given parameters and results at the end of the module.</summary>
     public static Operation AddFunction(this Operation module, string name, IEnumerable<(string Name, MplType Type)> args,

@@ -86,6 +86,12 @@ public abstract class OpDef
     /// <summary>Checks beyond operand count and result types (e.g. where the op may appear).</summary>
     public virtual void Verify(Operation op) { }
 
+    /// <summary>
+    /// The op's sharding rule for these operand and result types, or null when the op has none (ops of the
+    /// dist dialect, structural ops): such ops are left alone by propagation.
+    /// </summary>
+    public virtual ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) => null;
+
     /// <summary>Normalises attributes before inference (e.g. negative axes); returns the attributes to store.</summary>
     public virtual IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs) => attrs;
 }

@@ -17,6 +17,15 @@ public abstract class BinaryElementwiseOp : OpDef
             ?? throw sig.Error($"shapes {a.ToSourceString()} and {b.ToSourceString()} do not broadcast");
         return [new TensorType(a.DType, shape)];
     }
+
+    /// <summary>One parallel factor per result dimension; operands broadcast into it.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
+    {
+        var r = results[0].Shape;
+        var b = new ShardingRuleBuilder();
+        var f = b.Factors(r);
+        return b.BroadcastOperand(sig.Operands[0].Shape, r, f).BroadcastOperand(sig.Operands[1].Shape, r, f).Result(f).Build();
+    }
 }
 
 /// <summary><c>tensor.add %a, %b</c>: a + b.</summary>
@@ -44,6 +53,10 @@ public abstract class UnaryElementwiseOp : OpDef
         if (!AllowsInt) sig.RequireFloat(a, "the operand");
         return [new TensorType(a.DType, a.Shape)];
     }
+
+    /// <summary>One parallel factor per dimension.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
+        ShardingRules.Pointwise(results[0].Shape);
 }
 
 /// <summary><c>tensor.neg</c>: -x.</summary>

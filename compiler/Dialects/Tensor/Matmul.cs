@@ -23,6 +23,25 @@ public sealed class MatmulOp : OpDef
         return [new TensorType(a.DType, ResultShape(sig, a, b))];
     }
 
+    /// <summary>Batch dimensions (broadcast), rows and columns are parallel; the contracting dimension is a reduction.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
+    {
+        var (a, bt) = (sig.Operands[0], sig.Operands[1]);
+        var r = results[0].Shape;
+        var b = new ShardingRuleBuilder();
+        int nb = r.Count - (a.Rank > 1 ? 1 : 0) - (bt.Rank > 1 ? 1 : 0);
+        var batch = b.Factors(r.Take(nb).ToArray());
+        int k = b.Factor(a.Shape[^1], FactorKind.Reduction);
+        int m = a.Rank > 1 ? b.Factor(a.Shape[^2]) : -1, n = bt.Rank > 1 ? b.Factor(bt.Shape[^1]) : -1;
+        int[] Batch(TensorType t) => t.Shape.Take(t.Rank - 2).Select((d, i) => d == r[i + nb - (t.Rank - 2)] ? batch[i + nb - (t.Rank - 2)] : -1).ToArray();
+        if (a.Rank == 1) b.Operand(k); else b.Operand([.. Batch(a), m, k]);
+        if (bt.Rank == 1) b.Operand(k); else b.Operand([.. Batch(bt), k, n]);
+        var res = batch.ToList();
+        if (m >= 0) res.Add(m);
+        if (n >= 0) res.Add(n);
+        return b.Result(res.ToArray()).Build();
+    }
+
     /// <summary>The result shape of a @ b, or an error naming both shapes.</summary>
     public static long[] ResultShape(OpSignature sig, TensorType a, TensorType b)
     {

@@ -21,6 +21,10 @@ public sealed class SoftmaxOp : OpDef
         sig.RequireFloat(sig.Operands[0], "the operand");
         return [sig.Operands[0].WithSharding(null)];
     }
+
+    /// <summary>Pointwise except along the axis, which every device needs whole.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
+        ShardingRules.Pointwise(results[0].Shape, (int)sig.Int("axis"));
 }
 
 /// <summary><c>tensor.layernorm %x, %g, %b {eps}</c>: normalise over the last axis, then scale by g and shift by b.</summary>
@@ -34,6 +38,8 @@ public sealed class LayerNormOp : OpDef
     public override int MinOperands => 3;
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => NormShapes.Check(sig);
+    /// <inheritdoc/>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) => NormShapes.Rule(sig);
 }
 
 /// <summary><c>tensor.rmsnorm %x, %g {eps}</c>: x / sqrt(mean(x^2) + eps) * g over the last axis.</summary>
@@ -47,10 +53,24 @@ public sealed class RmsNormOp : OpDef
     public override int MinOperands => 2;
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => NormShapes.Check(sig);
+    /// <inheritdoc/>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) => NormShapes.Rule(sig);
 }
 
 internal static class NormShapes
 {
+    /// <summary>The normalised (last) axis is needed whole, and the scale and shift share it.</summary>
+    public static ShardingRule Rule(OpSignature sig)
+    {
+        var x = sig.Operands[0];
+        var b = new ShardingRuleBuilder();
+        var f = b.Factors(x.Shape);
+        b.Replicate(f[^1]);
+        b.Operand(f);
+        for (int i = 1; i < sig.Operands.Count; i++) b.Operand(f[^1]);
+        return b.Result(f).Build();
+    }
+
     public static IReadOnlyList<MplType> Check(OpSignature sig)
     {
         var x = sig.Operands[0];
@@ -86,6 +106,16 @@ public sealed class EmbeddingOp : OpDef
         sig.RequireFloat(table, "the table");
         return [new TensorType(table.DType, ids.Shape.Append(table.Shape[1]))];
     }
+
+    /// <summary>Ids index the table's rows, so the rows are needed whole; positions and columns are parallel.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
+    {
+        var (ids, table) = (sig.Operands[0], sig.Operands[1]);
+        var b = new ShardingRuleBuilder();
+        var pos = b.Factors(ids.Shape);
+        int rows = b.Factor(table.Shape[0], FactorKind.NeedReplication), cols = b.Factor(table.Shape[1]);
+        return b.Operand(pos).Operand(rows, cols).Result([.. pos, cols]).Build();
+    }
 }
 
 /// <summary><c>tensor.causal_mask %x</c>: entries above the diagonal of the last two axes become -inf.</summary>
@@ -105,6 +135,10 @@ public sealed class CausalMaskOp : OpDef
         if (x.Rank < 2) throw sig.Error($"the operand needs at least two dimensions, got {x.ToSourceString()}");
         return [x.WithSharding(null)];
     }
+
+    /// <summary>The mask depends on global row and column indices, so the last two axes are needed whole.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
+        ShardingRules.Pointwise(results[0].Shape, results[0].Rank - 2, results[0].Rank - 1);
 }
 
 /// <summary><c>tensor.cross_entropy %logits, %labels</c>: mean over positions of -log softmax(logits)[label]; a scalar.</summary>
@@ -125,5 +159,15 @@ public sealed class CrossEntropyOp : OpDef
         if (logits.Rank == 0 || !labels.Shape.SequenceEqual(logits.Shape.Take(logits.Rank - 1)))
             throw sig.Error($"labels {labels.ToSourceString()} must have the shape of logits {logits.ToSourceString()} without its last axis");
         return [TensorType.Scalar(logits.DType)];
+    }
+
+    /// <summary>Positions are reductions (the mean splits into partial sums); labels index the classes, needed whole.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
+    {
+        var logits = sig.Operands[0];
+        var b = new ShardingRuleBuilder();
+        var pos = b.Factors(logits.Shape.Take(logits.Rank - 1).ToArray(), FactorKind.Reduction);
+        int classes = b.Factor(logits.Shape[^1], FactorKind.NeedReplication);
+        return b.Operand([.. pos, classes]).Operand(pos).Result().Build();
     }
 }

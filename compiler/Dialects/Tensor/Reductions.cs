@@ -38,6 +38,24 @@ public abstract class ReductionOp : OpDef
         return [new TensorType(x.DType, shape)];
     }
 
+    /// <summary>Reduced factors are reductions (a split one leaves partial sums), except for max, which needs them whole.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
+    {
+        var x = sig.Operands[0];
+        var axes = sig.Ints("axes");
+        bool keep = sig.Bool("keepdims", false);
+        var b = new ShardingRuleBuilder();
+        var f = Enumerable.Range(0, x.Rank)
+            .Select(i => b.Factor(x.Shape[i], !axes.Contains(i) ? FactorKind.Parallel : IsSum ? FactorKind.Reduction : FactorKind.NeedReplication))
+            .ToArray();
+        b.Operand(f);
+        var res = Enumerable.Range(0, x.Rank).Where(i => keep || !axes.Contains(i)).Select(i => axes.Contains(i) ? -1 : f[i]).ToArray();
+        return b.Result(res).Build();
+    }
+
+    /// <summary>True when the reduction is a (scaled) sum, so partial results add up.</summary>
+    protected virtual bool IsSum => true;
+
     /// <summary>True for reductions without an identity (max).</summary>
     protected virtual bool ZeroSizeIsError => false;
 }
@@ -47,4 +65,4 @@ public sealed class SumOp : ReductionOp { /** <inheritdoc/> */ public override s
 /// <summary><c>tensor.mean %x {axes, keepdims}</c>.</summary>
 public sealed class MeanOp : ReductionOp { /** <inheritdoc/> */ public override string Name => "tensor.mean"; /** <inheritdoc/> */ public override string Summary => "mean over axes"; /** <inheritdoc/> */ protected override bool FloatOnly => true; }
 /// <summary><c>tensor.max %x {axes, keepdims}</c>.</summary>
-public sealed class MaxOp : ReductionOp { /** <inheritdoc/> */ public override string Name => "tensor.max"; /** <inheritdoc/> */ public override string Summary => "maximum over axes"; /** <inheritdoc/> */ protected override bool ZeroSizeIsError => true; }
+public sealed class MaxOp : ReductionOp { /** <inheritdoc/> */ public override string Name => "tensor.max"; /** <inheritdoc/> */ public override string Summary => "maximum over axes"; /** <inheritdoc/> */ protected override bool ZeroSizeIsError => true; /** <inheritdoc/> */ protected override bool IsSum => false; }

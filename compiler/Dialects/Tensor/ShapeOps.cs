@@ -23,6 +23,10 @@ public sealed class ReshapeOp : OpDef
             throw sig.Error($"cannot reshape {x.ToSourceString()} ({x.NumElements} elements) to {ShapeRules.Str(shape)} ({n} elements)");
         return [new TensorType(x.DType, shape)];
     }
+
+    /// <inheritdoc/>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
+        ShardingRules.Reshape(sig.Operands[0].Shape, results[0].Shape);
 }
 
 /// <summary><c>tensor.transpose %x {perm}</c>: result dimension i is operand dimension perm[i].</summary>
@@ -51,6 +55,14 @@ public sealed class TransposeOp : OpDef
         var x = sig.Operands[0];
         return [new TensorType(x.DType, sig.Ints("perm").Select(p => x.Shape[(int)p]))];
     }
+
+    /// <summary>Result dimension i is the factor of operand dimension perm[i].</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
+    {
+        var b = new ShardingRuleBuilder();
+        var f = b.Factors(sig.Operands[0].Shape);
+        return b.Operand(f).Result(sig.Ints("perm").Select(p => f[p]).ToArray()).Build();
+    }
 }
 
 /// <summary><c>tensor.broadcast %x {shape}</c>: numpy's broadcast_to.</summary>
@@ -70,6 +82,14 @@ public sealed class BroadcastOp : OpDef
         if (!ShapeRules.BroadcastsTo(x.Shape, shape))
             throw sig.Error($"cannot broadcast {x.ToSourceString()} to {ShapeRules.Str(shape)}");
         return [new TensorType(x.DType, shape)];
+    }
+
+    /// <inheritdoc/>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
+    {
+        var b = new ShardingRuleBuilder();
+        var f = b.Factors(results[0].Shape);
+        return b.BroadcastOperand(sig.Operands[0].Shape, results[0].Shape, f).Result(f).Build();
     }
 }
 
@@ -101,5 +121,17 @@ public sealed class ConcatOp : OpDef
             shape[axis] += t.Shape[axis];
         }
         return [new TensorType(first.DType, shape)];
+    }
+
+    /// <summary>Every dimension but the axis is shared; each operand's piece of the axis must be whole.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
+    {
+        int axis = (int)sig.Int("axis");
+        var b = new ShardingRuleBuilder();
+        var f = b.Factors(results[0].Shape);
+        b.Replicate(f[axis]);
+        foreach (var t in sig.Operands)
+            b.Operand(f.Select((x, i) => i == axis ? b.Factor(t.Shape[axis], FactorKind.NeedReplication) : x).ToArray());
+        return b.Result(f).Build();
     }
 }

@@ -19,6 +19,10 @@ public sealed class ConstantOp : OpDef
         if (!ok) throw sig.Error($"value {v?.ToString() ?? "(missing)"} does not fit the result type {t}");
         return [t];
     }
+
+    /// <summary>A splat can be made in any layout.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
+        ShardingRules.Pointwise(results[0].Shape, operands: 0);
 }
 
 /// <summary>
@@ -46,6 +50,10 @@ public sealed class ParamOp : OpDef
         }
         return [t];
     }
+
+    /// <summary>A parameter is produced in its declared layout (its initialiser is sliced per device).</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
+        ShardingRules.Pointwise(results[0].Shape, operands: 0);
 
     /// <summary>A purely functional program must not read the same parameter twice under different types.</summary>
     public override void Verify(Operation op)

@@ -40,6 +40,9 @@ public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions o
     /// <summary>Time per pass from the last run, in order.</summary>
     public List<(string Pass, TimeSpan Time)> Timings { get; } = new();
 
+    /// <summary>Warnings the passes gave, in order.</summary>
+    public List<PassWarning> Warnings { get; } = new();
+
     /// <summary>The passes, in order.</summary>
     public IReadOnlyList<IPass> Passes => passes;
 
@@ -57,12 +60,13 @@ public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions o
             if (options.PrintBefore.Contains(pass.Name)) Dump($"IR before {pass.Name}", module);
             // The input is kept as text only when a failure would need it for the reproducer.
             string before = Print(module);
+            if (pass is IWarningSource ws) ws.Warn = (loc, msg) => Warnings.Add(new PassWarning(pass.Name, loc, msg));
             var sw = Stopwatch.StartNew();
             try
             {
                 pass.Run(module);
             }
-            catch (Exception e) when (e is not PassFailureException and not OutOfMemoryException)
+            catch (Exception e) when (e is not PassFailureException and not PassInputException and not OutOfMemoryException)
             {
                 throw new PassFailureException(pass.Name, $"pass '{pass.Name}' failed: {e.Message}", before, e);
             }
@@ -83,4 +87,24 @@ public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions o
         options.Out.WriteLine($"// -----// {title} //----- //");
         options.Out.Write(Print(module));
     }
+}
+
+/// <summary>Something a pass noticed about the program that the user should see (e.g. a sharded tensor gathered in full).</summary>
+public sealed record PassWarning(string Pass, Location Location, string Message);
+
+/// <summary>A pass that may warn: the pass manager hands it a sink before it runs.</summary>
+public interface IWarningSource
+{
+    /// <summary>Where warnings go; null when nobody listens.</summary>
+    Action<Location, string>? Warn { get; set; }
+}
+
+/// <summary>
+/// The input program is wrong in a way only a pass can see (e.g. a dimension not divisible by its mesh axes in
+/// hand-written IR). Reported like a front-end error, with exit code 1, not as an internal error.
+/// </summary>
+public sealed class PassInputException(Location location, string message) : Exception(message)
+{
+    /// <summary>Where in the program.</summary>
+    public Location Location { get; } = location;
 }

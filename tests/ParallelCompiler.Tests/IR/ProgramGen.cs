@@ -14,13 +14,16 @@ public static class ProgramGen
     private static readonly double[] Floats = [0.5, -1.25, 1e-8, 3.0e20, 0.1, 2.0, -0.0];
 
     /// <summary>A module with one function @gen built from <paramref name="steps"/>.</summary>
-    public static Operation Build(byte[] steps)
+    public static Operation Build(byte[] steps) => Build(steps, 2, 3, 4);
+
+    /// <summary>As <see cref="Build(byte[])"/> with arguments a: [m, n], b: [n], c: [n, k], ids: [m, n] and a result [m, n].</summary>
+    public static Operation Build(byte[] steps, long m, long n, long k)
     {
         var module = ModuleOp.Create();
         var f32 = DType.F32;
         var func = module.AddFunction("gen",
-            [("a", new TensorType(f32, [2, 3])), ("b", new TensorType(f32, [3])), ("c", new TensorType(f32, [3, 4])), ("ids", new TensorType(DType.I32, [2, 3]))],
-            [new TensorType(f32, [2, 3])]);
+            [("a", new TensorType(f32, [m, n])), ("b", new TensorType(f32, [n])), ("c", new TensorType(f32, [n, k])), ("ids", new TensorType(DType.I32, [m, n]))],
+            [new TensorType(f32, [m, n])]);
         var entry = func.Regions[0].Entry;
         var b = new Builder();
         b.SetInsertionPointToEnd(entry);
@@ -56,7 +59,7 @@ public static class ProgramGen
             }
             catch (Exception e) when (e is IRException or ArgumentException) { /* the step does not fit the chosen operands' shapes (or a scalar has no last dimension): skip it */ }
         }
-        var result = vals.LastOrDefault(v => v.TensorType.Shape.SequenceEqual([2L, 3L])) ?? entry.Arguments[0];
+        var result = vals.LastOrDefault(v => v.TensorType.Shape.SequenceEqual([m, n])) ?? entry.Arguments[0];
         b.Create("func.return", [result]);
         return module;
     }

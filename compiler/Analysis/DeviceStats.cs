@@ -1,0 +1,90 @@
+using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Distributed;
+
+namespace ParallelCompiler.Analysis;
+
+/// <summary>What one device does in one run of a per-device function: arithmetic, communication and memory.</summary>
+public sealed class DeviceStats
+{
+    /// <summary>Floating-point operations (a multiply-add counts two).</summary>
+    public double Flops { get; set; }
+    /// <summary>Bytes this device sends, per collective kind (ring algorithms), and how many of each.</summary>
+    public SortedDictionary<string, (int Count, double Bytes)> Collectives { get; } = new(StringComparer.Ordinal);
+    /// <summary>Bytes sent in all.</summary>
+    public double CommBytes => Collectives.Values.Sum(c => c.Bytes);
+    /// <summary>Bytes of parameters held.</summary>
+    public long ParamBytes { get; set; }
+    /// <summary>Most bytes live at once: parameters, arguments and the activations not yet dead.</summary>
+    public long PeakBytes { get; set; }
+
+    /// <summary>
+    /// The statistics of device <paramref name="rank"/> for <paramref name="func"/> (per-device types after
+    /// spmdize; the global program counts as one device). Elementwise ops count one operation per element
+    /// (normalisations and softmax a few); collectives count the bytes a device sends under ring algorithms:
+    /// all_reduce 2(n-1)/n of the tensor, all_gather and all_to_all (n-1)/n of the larger side, reduce_scatter
+    /// (n-1)/n of the input, all_slice none.
+    /// </summary>
+    public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank)
+    {
+        var s = new DeviceStats();
+        var entry = func.Regions[0].Entry;
+        var lastUse = new Dictionary<Value, Operation>(ReferenceEqualityComparer.Instance);
+        foreach (var op in entry.Operations)
+            foreach (var v in op.Operands) lastUse[v] = op;
+        long live = entry.Arguments.Sum(a => Bytes(a.TensorType)), peak = live;
+        foreach (var op in entry.Operations)
+        {
+            s.Flops += OpFlops(op);
+            Communication(op, mesh, rank, s);
+            foreach (var r in op.Results)
+            {
+                live += Bytes(r.TensorType);
+                if (op.Name == "tensor.param") s.ParamBytes += Bytes(r.TensorType);
+            }
+            peak = Math.Max(peak, live);
+            foreach (var v in op.Operands.Distinct())
+                if (ReferenceEquals(lastUse[v], op) && v is OpResult { Owner.Name: not "tensor.param" }) live -= Bytes(v.TensorType);
+        }
+        s.PeakBytes = peak;
+        return s;
+    }
+
+    private static long Bytes(TensorType t) => t.NumElements * t.DType.Size();
+
+    private static double OpFlops(Operation op)
+    {
+        if (op.Results.Count != 1 || op.Dialect != "tensor") return 0;
+        double n = op.Result.TensorType.NumElements;
+        switch (op.Name)
+        {
+            case "tensor.matmul": return 2 * n * op.OperandType(0).Shape[^1];
+            case "tensor.param" or "tensor.constant" or "tensor.reshape" or "tensor.transpose" or "tensor.broadcast" or "tensor.concat"
+                or "tensor.embedding": return 0;
+            case "tensor.sum" or "tensor.mean" or "tensor.max": return op.OperandType(0).NumElements;
+            case "tensor.softmax" or "tensor.cross_entropy": return 5.0 * op.OperandType(0).NumElements;
+            case "tensor.layernorm" or "tensor.rmsnorm" or "tensor.gelu": return 8 * n;
+            default: return n;
+        }
+    }
+
+    private static void Communication(Operation op, DeviceMesh mesh, int rank, DeviceStats s)
+    {
+        if (op.Dialect != "dist" || op.Operands.Count == 0) return;
+        double inBytes = Bytes(op.OperandType(0));
+        double n = op.GetAttr("axes") is ArrayAttr a ? mesh.Product(a.AsStrings()) : mesh.DeviceCount;
+        double sent = op.Name switch
+        {
+            "dist.all_reduce" => 2 * (n - 1) / n * inBytes,
+            "dist.all_gather" => (n - 1) * inBytes,
+            "dist.reduce_scatter" or "dist.all_to_all" => (n - 1) / n * inBytes,
+            "dist.collective_permute" => Dialects.Dist.CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"), m => new IRException(m))
+                .Any(p => p.Source == rank && p.Target != rank) ? inBytes : 0,
+            "dist.send" => inBytes,
+            _ => 0,
+        };
+        var name = op.Name[5..];
+        var (count, bytes) = s.Collectives.GetValueOrDefault(name);
+        s.Collectives[name] = (count + 1, bytes + sent);
+    }
+}

@@ -1,0 +1,48 @@
+using ParallelCompiler.Interp;
+using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
+
+namespace ParallelCompiler.Driver;
+
+/// <summary>Runs a per-device module on simulated devices: one thread per device of the mesh, sharing memory.</summary>
+public static class SpmdRunner
+{
+    /// <summary>
+    /// Runs <paramref name="func"/> of a spmdized module on every device of its mesh with global
+    /// <paramref name="args"/> and <paramref name="parameters"/> (by path); returns the global results.
+    /// </summary>
+    public static IReadOnlyList<NDArray> Run(Operation module, Operation func, IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout)
+    {
+        var mesh = module.DeviceMesh();
+        var program = DeviceProgramBuilder.Build(func);
+        var entry = func.Regions[0].Entry;
+        var argDims = entry.Arguments.Select(a => Dims(GlobalType(a))).ToArray();
+        var paramDims = entry.Operations.Where(o => o.Name == "tensor.param")
+            .ToDictionary(o => o.StringAttr("path"), o => Dims(GlobalType(o.Result)));
+        var resultTypes = func.GetAttr("result_layouts") is ArrayAttr r
+            ? r.Items.Select(i => (TensorType)((TypeAttr)i).Type).ToArray()
+            : func.ResultTypes().Cast<TensorType>().ToArray();
+        using var world = new InProcessWorld(mesh, timeout);
+        var perDevice = world.Run((rank, comm) =>
+        {
+            var device = new SimulatedCpuDevice(rank);
+            var local = args.Select((a, i) => BlockLayout.Block(a, argDims[i], mesh, rank)).ToArray();
+            return Executor.Run(program, device, comm, local, path => BlockLayout.Block(parameters[path], paramDims[path], mesh, rank));
+        });
+        return resultTypes.Select((t, i) => BlockLayout.Assemble(perDevice.Select(d => d[i]).ToArray(), Dims(t), mesh, t.ShapeArray)).ToArray();
+    }
+
+    /// <summary>The global type of a function argument or parameter (after spmdize its own type is the local block).</summary>
+    public static TensorType GlobalType(Value v)
+    {
+        if (v is BlockArgument a && a.Owner.Parent?.Owner is { } func && func.GetAttr("arg_layouts") is ArrayAttr layouts)
+            return (TensorType)((TypeAttr)layouts.Items[a.Index]).Type;
+        if (v.DefiningOp is { Name: "tensor.param" } p && p.GetAttr("layout") is TypeAttr t) return (TensorType)t.Type;
+        return v.TensorType;
+    }
+
+    private static IReadOnlyList<IReadOnlyList<string>> Dims(TensorType t) =>
+        t.Sharding?.Dims ?? Enumerable.Range(0, t.Rank).Select(_ => (IReadOnlyList<string>)Array.Empty<string>()).ToArray();
+}

@@ -1,0 +1,72 @@
+using ParallelCompiler.Dialects.Dist;
+using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
+
+namespace ParallelCompiler.Interp;
+
+/// <summary>
+/// Turns a per-device function (after spmdize) into the runtime's <see cref="DeviceProgram"/>: every tensor op
+/// becomes a kernel launch that the reference interpreter executes, every dist op a collective or transfer.
+/// The back ends of later stages give the same program with compiled kernels.
+/// </summary>
+public static class DeviceProgramBuilder
+{
+    /// <summary>The device program of <paramref name="func"/>.</summary>
+    public static DeviceProgram Build(Operation func)
+    {
+        var slots = new Dictionary<Value, int>(ReferenceEqualityComparer.Instance);
+        int Slot(Value v) => slots.TryGetValue(v, out int s) ? s : slots[v] = slots.Count;
+        var code = new List<Instruction>();
+        var entry = func.Regions[0].Entry;
+        foreach (var a in entry.Arguments) code.Add(new InputInstr("argument", a.NameHint ?? $"#{a.Index}", a.Index, Slot(a)));
+        int[] results = [];
+        foreach (var op in entry.Operations)
+        {
+            string where = op.Location.IsUnknown ? "" : $"{op.Location.File}:{op.Location.Line}:{op.Location.Column}";
+            int Out() => Slot(op.Result);
+            TensorType T() => op.Result.TensorType;
+            CollectiveInstr Coll(CollectiveKind kind, int dim = 0, int dim2 = 0) =>
+                new(op.Name, where, kind, ((ArrayAttr)op.GetAttr("axes")!).AsStrings(), dim, dim2,
+                    op.GetAttr("reduction") is StringAttr { Value: "max" } ? ReduceKind.Max : ReduceKind.Sum, [], Slot(op.Operands[0]), Out());
+            switch (op.Name)
+            {
+                case "func.return": results = op.Operands.Select(Slot).ToArray(); break;
+                case "pipe.boundary": break;
+                case "tensor.param": code.Add(new ParamInstr(op.Name, where, op.StringAttr("path"), T().DType, T().ShapeArray, Out())); break;
+                case "dist.all_reduce": code.Add(Coll(CollectiveKind.AllReduce)); break;
+                case "dist.all_gather": code.Add(Coll(CollectiveKind.AllGather, (int)op.IntAttr("dim"))); break;
+                case "dist.all_slice": code.Add(Coll(CollectiveKind.AllSlice, (int)op.IntAttr("dim"))); break;
+                case "dist.reduce_scatter": code.Add(Coll(CollectiveKind.ReduceScatter, (int)op.IntAttr("dim"))); break;
+                case "dist.all_to_all": code.Add(Coll(CollectiveKind.AllToAll, (int)op.IntAttr("split_dim"), (int)op.IntAttr("concat_dim"))); break;
+                case "dist.collective_permute":
+                    code.Add(new CollectiveInstr(op.Name, where, CollectiveKind.CollectivePermute, [], 0, 0, ReduceKind.Sum,
+                        CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"), m => new IRException(m)), Slot(op.Operands[0]), Out()));
+                    break;
+                case "dist.send": code.Add(new SendInstr(op.Name, where, op.StringAttr("axis"), (int)op.IntAttr("shift"), Slot(op.Operands[0]))); break;
+                case "dist.recv": code.Add(new RecvInstr(op.Name, where, op.StringAttr("axis"), (int)op.IntAttr("shift"), T().DType, T().ShapeArray, Out())); break;
+                case "dist.reshard": throw new IRException("a device program cannot hold dist.reshard: run spmdize first");
+                default:
+                    if (op.Results.Count != 1) throw new IRException($"no device instruction for {op.Name}");
+                    code.Add(new LaunchInstr(op.Name, where, new InterpretedKernel(op), op.Operands.Select(Slot).ToArray(), T().DType, T().ShapeArray, Out()));
+                    break;
+            }
+        }
+        return new DeviceProgram(func.StringAttr("sym_name"), slots.Count, code, results);
+    }
+}
+
+/// <summary>A kernel that runs one op with the reference interpreter (the simulated CPU device's kernels).</summary>
+public sealed class InterpretedKernel(Operation op) : IKernel
+{
+    /// <inheritdoc/>
+    public string Name => op.Name;
+
+    /// <inheritdoc/>
+    public void Execute(IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs)
+    {
+        var r = Interpreter.Evaluate(op, inputs.ToArray(), _ => throw new InterpreterException("parameters are loaded by the executor"))!;
+        var o = outputs[0];
+        if (r.F != null) Array.Copy(r.F, o.F!, r.F.Length); else Array.Copy(r.I!, o.I!, r.I!.Length);
+    }
+}

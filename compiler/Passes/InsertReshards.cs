@@ -1,0 +1,126 @@
+using System.Globalization;
+using ParallelCompiler.Analysis;
+using ParallelCompiler.IR;
+using ParallelCompiler.Passes.Infrastructure;
+using ParallelCompiler.Runtime.Distributed;
+
+namespace ParallelCompiler.Passes;
+
+/// <summary>
+/// <c>insert-reshards</c>: makes every layout change explicit. Each op runs in the layout of its results: its
+/// sharding rule turns the result shardings (and, for contracted factors, the heaviest operand's) into the
+/// layout every operand must have, and an operand that differs gets a <c>dist.reshard</c> in front. Results of
+/// split reductions become partial sums; nothing but a reshard consumes a partial sum, and functions return
+/// complete values. Afterwards each op's operands are exactly what its rule needs, which spmdize relies on.
+/// Warns when a tensor the user sharded is gathered in full.
+/// </summary>
+public sealed class InsertReshards : IPass, IWarningSource
+{
+    /// <inheritdoc/>
+    public string Name => "insert-reshards";
+    /// <inheritdoc/>
+    public string Description => "insert an explicit dist.reshard wherever an op needs another layout than its operand has";
+    /// <inheritdoc/>
+    public Action<Location, string>? Warn { get; set; }
+
+    /// <inheritdoc/>
+    public bool Run(Operation module)
+    {
+        if (module.IsSpmd()) throw new IRException("insert-reshards: the module is already per-device (spmdize has run)");
+        var mesh = module.DeviceMesh();
+        bool changed = false;
+        foreach (var func in module.Functions())
+        {
+            var cache = new Dictionary<(Value, Sharding), Value>();
+            var warned = new HashSet<Value>(ReferenceEqualityComparer.Instance);
+            foreach (var a in func.Regions[0].Entry.Arguments) changed |= Complete(a);
+            foreach (var op in func.Regions[0].Entry.Operations.ToList())
+            {
+                foreach (var r in op.Results) changed |= Complete(r);
+                if (op.Name == "func.return")
+                {
+                    for (int i = 0; i < op.Operands.Count; i++)
+                    {
+                        var s = op.Operands[i].TensorType.Sharding!;
+                        if (s.Partial.Count > 0) changed |= Require(op, i, new Sharding(s.Dims), mesh, cache, warned, func);
+                    }
+                    func.SetResultTypes(op.Operands.Select(o => o.Type));
+                    continue;
+                }
+                if (FactorSharding.RuleOf(op) is not { } rule || op.Name == "dist.reshard") continue;
+                var (operands, results) = Layout(op, rule, mesh);
+                for (int i = 0; i < op.Operands.Count; i++) changed |= Require(op, i, operands[i], mesh, cache, warned, func);
+                for (int i = 0; i < op.Results.Count; i++)
+                    if (!Equals(op.Results[i].TensorType.Sharding, results[i]))
+                    {
+                        op.Results[i].Type = op.Results[i].TensorType.WithSharding(results[i]);
+                        changed = true;
+                    }
+            }
+        }
+        return changed;
+    }
+
+    /// <summary>
+    /// The layout <paramref name="op"/> computes in: operand shardings it needs and the result shardings it gives.
+    /// Results are held in place; for factors no result has (contracted ones), the heaviest operand decides.
+    /// </summary>
+    public static (Sharding[] Operands, Sharding[] Results) Layout(Operation op, ShardingRule rule, DeviceMesh mesh)
+    {
+        var votes = op.Operands.Select(v => new FactorSharding.Vote(v.TensorType.Sharding, v.TensorType.NumElements))
+            .Concat(op.Results.Select(r => new FactorSharding.Vote(r.TensorType.Sharding, long.MaxValue))).ToArray();
+        var assign = FactorSharding.Resolve(rule, votes, mesh);
+        var partial = FactorSharding.PartialAxes(rule, assign, mesh);
+        var operands = rule.Operands.Select(d => FactorSharding.Project(rule, d, assign, mesh)).ToArray();
+        var results = rule.Results.Select(d => FactorSharding.Project(rule, d, assign, mesh, partial)).ToArray();
+        return (operands, results);
+    }
+
+    /// <summary>A value without a sharding (hand-written IR) is taken as replicated.</summary>
+    private static bool Complete(Value v)
+    {
+        if (v.TensorType.Sharding != null) return false;
+        v.Type = v.TensorType.WithSharding(Sharding.Replicated(v.TensorType.Rank));
+        return true;
+    }
+
+    private bool Require(Operation op, int index, Sharding needed, DeviceMesh mesh, Dictionary<(Value, Sharding), Value> cache,
+        HashSet<Value> warned, Operation func)
+    {
+        var v = op.Operands[index];
+        var have = v.TensorType.Sharding!;
+        if (have.Equals(needed)) return false;
+        if (!cache.TryGetValue((v, needed), out var resharded))
+        {
+            var b = new Builder { Location = op.Location };
+            if (v.DefiningOp is { } def && def.Next != null) b.SetInsertionPointBefore(def.Next);
+            else b.SetInsertionPointBefore(func.Regions[0].Entry.First!);
+            resharded = b.CreateValue("dist.reshard", [v], null, v.TensorType.WithSharding(needed));
+            cache[(v, needed)] = resharded;
+            if (warned.Add(v)) WarnIfGathered(v, have, needed, mesh, func);
+        }
+        op.SetOperand(index, resharded);
+        return true;
+    }
+
+    /// <summary>Never replicate silently: a tensor the user split that ends up whole on every device is named.</summary>
+    private void WarnIfGathered(Value v, Sharding have, Sharding needed, DeviceMesh mesh, Operation func)
+    {
+        bool userSharded = v is BlockArgument || v.DefiningOp?.Name == "tensor.param";
+        if (!userSharded || have.Dims.All(d => d.Count == 0) || needed.Dims.Any(d => d.Count > 0)) return;
+        var t = v.TensorType;
+        string name = v.DefiningOp?.Name == "tensor.param" ? v.DefiningOp.StringAttr("path") : v.NameHint ?? "argument";
+        long bytes = t.NumElements * Runtime.Arrays.DTypes.Size(t.DType);
+        Warn?.Invoke(v.DefiningOp?.Location ?? func.Location,
+            $"'{name}' ({t.ToSourceString()} {have}, {Bytes(bytes)}) is gathered in full on every device of the mesh ({mesh})");
+    }
+
+    /// <summary>A byte count for people: 512 B, 64.0 KiB, 3.2 GiB.</summary>
+    public static string Bytes(double b)
+    {
+        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
+        int u = 0;
+        while (b >= 1024 && u < units.Length - 1) { b /= 1024; u++; }
+        return u == 0 ? $"{b:0} B" : string.Format(CultureInfo.InvariantCulture, "{0:0.0} {1}", b, units[u]);
+    }
+}

@@ -1,0 +1,140 @@
+using ParallelCompiler.Analysis;
+using ParallelCompiler.IR;
+using ParallelCompiler.Passes.Infrastructure;
+using ParallelCompiler.Runtime.Distributed;
+
+namespace ParallelCompiler.Passes;
+
+/// <summary>
+/// <c>sharding-propagation</c>: gives every tensor a sharding. Shardings the program states are fixed: arguments
+/// and parameters (replicated when they carry none), <c>dist.reshard</c> results and any value already sharded.
+/// Every other value starts open and is refined through the ops' sharding rules, forward then backward, until
+/// nothing changes. Refinement only ever splits a dimension that is not yet split, so it terminates. Conflicts
+/// follow <see cref="FactorSharding.Resolve"/>: the larger tensor keeps its layout and the smaller one is
+/// resharded. Values nothing splits end replicated; results of split reductions are marked partial.
+/// </summary>
+public sealed class ShardingPropagation : IPass
+{
+    /// <inheritdoc/>
+    public string Name => "sharding-propagation";
+    /// <inheritdoc/>
+    public string Description => "propagate user shardings to every tensor through the ops' sharding rules";
+
+    /// <summary>Most forward-and-backward sweeps (a fixpoint is normally reached in two or three).</summary>
+    [PassOption("max-sweeps", "most forward-and-backward sweeps over the program")]
+    public int MaxSweeps { get; set; } = 64;
+
+    /// <inheritdoc/>
+    public bool Run(Operation module)
+    {
+        if (module.IsSpmd()) throw new IRException("sharding-propagation: the module is already per-device (spmdize has run)");
+        var mesh = module.DeviceMesh();
+        bool changed = false;
+        foreach (var func in module.Functions()) changed |= new FunctionState(func, mesh).Propagate(MaxSweeps);
+        return changed;
+    }
+
+    private sealed class FunctionState
+    {
+        private readonly DeviceMesh _mesh;
+        private readonly Dictionary<Value, Sharding?> _current = new(ReferenceEqualityComparer.Instance);
+        private readonly HashSet<Value> _fixed = new(ReferenceEqualityComparer.Instance);
+        private readonly List<(Operation Op, ShardingRule Rule)> _ops = new();
+        private readonly Operation _func;
+
+        public FunctionState(Operation func, DeviceMesh mesh)
+        {
+            _func = func;
+            _mesh = mesh;
+            foreach (var a in func.Regions[0].Entry.Arguments) Fix(a);
+            foreach (var op in func.Regions[0].Entry.Operations)
+            {
+                bool userFixed = op.Name is "tensor.param" or "dist.reshard";
+                foreach (var r in op.Results)
+                    if (userFixed || r.TensorType.Sharding != null) Fix(r); else _current[r] = null;
+                // A reshard is a constraint: it also pulls its still-open operand towards its layout.
+                var rule = op.Name == "dist.reshard"
+                    ? Dialects.Tensor.ShardingRules.Pointwise(op.Result.TensorType.Shape)
+                    : FactorSharding.RuleOf(op);
+                if (rule != null) _ops.Add((op, rule));
+            }
+        }
+
+        private void Fix(Value v)
+        {
+            _fixed.Add(v);
+            _current[v] = v.TensorType.Sharding ?? Sharding.Replicated(v.TensorType.Rank);
+        }
+
+        public bool Propagate(int maxSweeps)
+        {
+            bool any = false;
+            for (int sweep = 0; sweep < maxSweeps; sweep++)
+            {
+                bool changed = false;
+                foreach (var (op, rule) in _ops) changed |= Visit(op, rule);
+                for (int i = _ops.Count - 1; i >= 0; i--) changed |= Visit(_ops[i].Op, _ops[i].Rule);
+                if (!changed) break;
+                any = true;
+            }
+            return Finish() || any;
+        }
+
+        private IEnumerable<Value> Tensors(Operation op) => op.Operands.Concat<Value>(op.Results);
+
+        private bool Visit(Operation op, ShardingRule rule)
+        {
+            var votes = Tensors(op).Select(v => new FactorSharding.Vote(_current[v], v.TensorType.NumElements)).ToArray();
+            var assign = FactorSharding.Resolve(rule, votes, _mesh);
+            bool changed = false;
+            var tensors = Tensors(op).ToArray();
+            var dims = rule.Tensors.ToArray();
+            for (int t = 0; t < tensors.Length; t++)
+                if (!_fixed.Contains(tensors[t])) changed |= Refine(tensors[t], FactorSharding.Project(rule, dims[t], assign, _mesh));
+            return changed;
+        }
+
+        /// <summary>Splits the dimensions of <paramref name="v"/> that are not split yet as <paramref name="proposal"/> says.</summary>
+        private bool Refine(Value v, Sharding proposal)
+        {
+            var cur = _current[v] ?? Sharding.Replicated(v.TensorType.Rank);
+            var used = new HashSet<string>(cur.Axes);
+            var dims = cur.Dims.Select(d => d.ToList()).ToArray();
+            bool changed = _current[v] == null;
+            for (int d = 0; d < dims.Length; d++)
+            {
+                if (dims[d].Count > 0 || proposal.Dims[d].Count == 0 || proposal.Dims[d].Any(used.Contains)) continue;
+                dims[d].AddRange(proposal.Dims[d]);
+                used.UnionWith(proposal.Dims[d]);
+                changed = true;
+            }
+            if (changed) _current[v] = new Sharding(dims, cur.Partial);
+            return changed;
+        }
+
+        /// <summary>Writes the shardings into the types; results of split reductions become partial sums.</summary>
+        private bool Finish()
+        {
+            bool changed = false;
+            foreach (var (v, s) in _current)
+            {
+                var sharding = s ?? Sharding.Replicated(v.TensorType.Rank);
+                if (!_fixed.Contains(v) && v is OpResult { Owner: var op } && FactorSharding.RuleOf(op) is { } rule)
+                {
+                    var votes = Tensors(op).Select(x => new FactorSharding.Vote(_current[x] ?? Sharding.Replicated(x.TensorType.Rank),
+                        op.Results.Contains(x) ? long.MaxValue : x.TensorType.NumElements)).ToArray();
+                    var partial = FactorSharding.PartialAxes(rule, FactorSharding.Resolve(rule, votes, _mesh), _mesh)
+                        .Where(a => !sharding.Axes.Contains(a));
+                    sharding = new Sharding(sharding.Dims, partial);
+                }
+                if (!Equals(v.TensorType.Sharding, sharding))
+                {
+                    v.Type = v.TensorType.WithSharding(sharding);
+                    changed = true;
+                }
+            }
+            _func.SetResultTypes(_func.Regions[0].Entry.Operations.Last().Operands.Select(o => o.Type));
+            return changed;
+        }
+    }
+}

@@ -1,0 +1,99 @@
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Distributed;
+
+namespace ParallelCompiler.Runtime.Execution;
+
+/// <summary>A failure while running a device program, naming the device, the step and the op.</summary>
+public sealed class ExecutionException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// Walks a <see cref="DeviceProgram"/> on one device: kernels go to the <see cref="IDevice"/>, collectives and
+/// transfers to the <see cref="ICommunicator"/>. The same executor serves every back end; only those two differ.
+/// </summary>
+public static class Executor
+{
+    /// <summary>
+    /// Runs <paramref name="program"/> with this device's argument blocks; <paramref name="parameter"/> gives this
+    /// device's block of a parameter by path. Returns this device's result blocks (copied to the host).
+    /// </summary>
+    public static NDArray[] Run(DeviceProgram program, IDevice device, ICommunicator comm, IReadOnlyList<NDArray> inputs,
+        Func<string, NDArray> parameter)
+    {
+        var slots = new NDArray?[program.NumSlots];
+        for (int step = 0; step < program.Instructions.Count; step++)
+        {
+            var ins = program.Instructions[step];
+            var site = new CollectiveSite(ins.Op, ins.Where, step);
+            switch (ins)
+            {
+                case InputInstr i:
+                    slots[i.Output] = device.CopyIn(inputs[i.Index]);
+                    break;
+                case ParamInstr p:
+                    var value = parameter(p.Path);
+                    if (value.DType != p.DType || !value.Shape.SequenceEqual(p.Shape))
+                        throw Fail(comm, site, $"parameter '{p.Path}' must be {p.DType.Name()}[{string.Join(", ", p.Shape)}] on each device, got {value.TypeString}");
+                    slots[p.Output] = device.CopyIn(value);
+                    break;
+                case LaunchInstr l:
+                    var output = device.Allocate(l.DType, l.Shape);
+                    try { device.Launch(l.Kernel, l.Inputs.Select(s => slots[s]!).ToArray(), [output]); }
+                    catch (Exception e) when (e is not OperationCanceledException and not CollectiveException)
+                    {
+                        throw Fail(comm, site, e.Message, e);
+                    }
+                    slots[l.Output] = output;
+                    break;
+                case CollectiveInstr c:
+                    slots[c.Output] = Collective(c, slots[c.Input]!, comm, site);
+                    break;
+                case SendInstr s:
+                    if (Peer(comm, s.Axis, s.Shift) is int to) comm.Send(slots[s.Input]!, to, site);
+                    break;
+                case RecvInstr r:
+                    slots[r.Output] = Peer(comm, r.Axis, -r.Shift) is int from ? comm.Recv(from, r.DType, r.Shape, site) : NDArray.Zeros(r.DType, r.Shape);
+                    break;
+                default:
+                    throw Fail(comm, site, $"no rule for {ins.GetType().Name}");
+            }
+            foreach (int dead in program.LastUses[step]) slots[dead] = null;
+        }
+        return program.Results.Select(s => device.CopyOut(slots[s]!)).ToArray();
+    }
+
+    private static NDArray Collective(CollectiveInstr c, NDArray x, ICommunicator comm, CollectiveSite site) => c.Kind switch
+    {
+        CollectiveKind.AllReduce => comm.AllReduce(x, c.Axes, c.Reduce, site),
+        CollectiveKind.AllGather => comm.AllGather(x, c.Axes, c.Dim, site),
+        CollectiveKind.ReduceScatter => comm.ReduceScatter(x, c.Axes, c.Dim, site),
+        CollectiveKind.AllToAll => comm.AllToAll(x, c.Axes, c.Dim, c.Dim2, site),
+        CollectiveKind.CollectivePermute => comm.CollectivePermute(x, c.Pairs, site),
+        CollectiveKind.AllSlice => LocalSlice(x, c.Axes, c.Dim, comm),
+        _ => throw new ArgumentOutOfRangeException(nameof(c)),
+    };
+
+    /// <summary>This device's block of dimension <paramref name="dim"/> when it is split over <paramref name="axes"/>.</summary>
+    public static NDArray LocalSlice(NDArray x, IReadOnlyList<string> axes, int dim, ICommunicator comm)
+    {
+        long n = comm.Mesh.Product(axes);
+        long len = x.Shape[dim] / n;
+        return ArrayOps.Slice(x, dim, comm.Mesh.IndexInGroup(comm.Rank, axes) * len, len);
+    }
+
+    /// <summary>The rank <paramref name="shift"/> steps along <paramref name="axis"/>, or null beyond the mesh's edge.</summary>
+    private static int? Peer(ICommunicator comm, string axis, int shift)
+    {
+        var coords = comm.Mesh.Coords(comm.Rank);
+        int a = comm.Mesh.AxisNames.ToList().IndexOf(axis);
+        coords[a] += shift;
+        return coords[a] < 0 || coords[a] >= comm.Mesh.Sizes[a] ? null : comm.Mesh.RankOf(coords);
+    }
+
+    private static ExecutionException Fail(ICommunicator comm, CollectiveSite site, string message, Exception? inner = null)
+    {
+        var coords = comm.Mesh.Coords(comm.Rank);
+        string where = comm.Mesh.DeviceCount == 1 ? "" :
+            $"device {comm.Rank} ({string.Join(", ", comm.Mesh.AxisNames.Select((a, i) => $"{a}={coords[i]}"))}), ";
+        return new ExecutionException($"{where}step {site.Step}, {site.Op}{(site.Where.Length > 0 ? $" at {site.Where}" : "")}: {message}", inner);
+    }
+}
