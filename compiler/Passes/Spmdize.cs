@@ -35,6 +35,9 @@ public sealed class Spmdize : IPass
     {
         var entry = func.Regions[0].Entry;
         CheckLayouts(func, mesh);
+        // Reshards need their operand's global layout after the operand itself has become local.
+        var layouts = entry.Operations.Where(o => o.Name == "dist.reshard")
+            .ToDictionary(o => o, o => Complete(o.Operands[0].TensorType).Sharding!);
         var ret = entry.Last!;
         func.SetAttr("result_layouts", new ArrayAttr(ret.Operands.Select(o => (Attr)new TypeAttr(Complete(o.TensorType)))));
         var argLayouts = new List<Attr>();
@@ -45,9 +48,6 @@ public sealed class Spmdize : IPass
         }
         func.SetAttr("arg_layouts", new ArrayAttr(argLayouts));
         var b = new Builder();
-        // Reshards need their operand's global layout after the operand itself has become local.
-        var layouts = entry.Operations.Where(o => o.Name == "dist.reshard")
-            .ToDictionary(o => o, o => Complete(o.Operands[0].TensorType).Sharding!);
         foreach (var op in entry.Operations.ToList())
         {
             b.Location = op.Location;

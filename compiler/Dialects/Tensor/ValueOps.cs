@@ -22,7 +22,7 @@ public sealed class ConstantOp : OpDef
 
     /// <summary>A splat can be made in any layout.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
-        ShardingRules.Pointwise(results[0].Shape, operands: 0);
+        ShardingRules.Source(results[0].Shape);
 }
 
 /// <summary>
@@ -53,7 +53,7 @@ public sealed class ParamOp : OpDef
 
     /// <summary>A parameter is produced in its declared layout (its initialiser is sliced per device).</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
-        ShardingRules.Pointwise(results[0].Shape, operands: 0);
+        ShardingRules.Source(results[0].Shape);
 
     /// <summary>A purely functional program must not read the same parameter twice under different types.</summary>
     public override void Verify(Operation op)

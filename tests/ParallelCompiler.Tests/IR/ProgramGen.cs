@@ -29,7 +29,7 @@ public static class ProgramGen
         b.SetInsertionPointToEnd(entry);
         var vals = entry.Arguments.Where(a => a.TensorType.DType == f32).Cast<Value>().ToList();
         var ids = entry.Arguments[3];
-        int n = 0;
+        int counter = 0;
         foreach (byte s in steps)
         {
             Value Pick(int k) => vals[(s / 16 + k * 7) % vals.Count];
@@ -48,8 +48,8 @@ public static class ProgramGen
                     8 => b.CreateValue("tensor.softmax", [x], [new("axis", Attr.Int(-1))]),
                     9 => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(Floats[s / 16 % Floats.Length]))], new TensorType(f32, t.Shape)),
                     10 => b.CreateValue("tensor.concat", [x, x], [new("axis", Attr.Int(0))]),
-                    11 => b.CreateValue("tensor.layernorm", [x, Param(b, $"gen.g{n++}", t.Shape[^1]), Param(b, $"gen.b{n++}", t.Shape[^1])], [new("eps", Attr.Float(1e-5))]),
-                    12 => b.CreateValue("tensor.embedding", [ids, b.CreateValue("tensor.param", [], [new("path", Attr.Str($"gen.e{n++}")), new("init", Attr.Str("normal")), new("std", Attr.Float(0.02))], new TensorType(f32, [5, t.Shape[^1]]))]),
+                    11 => b.CreateValue("tensor.layernorm", [x, Param(b, $"gen.g{counter++}", t.Shape[^1]), Param(b, $"gen.b{counter++}", t.Shape[^1])], [new("eps", Attr.Float(1e-5))]),
+                    12 => b.CreateValue("tensor.embedding", [ids, b.CreateValue("tensor.param", [], [new("path", Attr.Str($"gen.e{counter++}")), new("init", Attr.Str("normal")), new("std", Attr.Float(0.02))], new TensorType(f32, [5, t.Shape[^1]]))]),
                     13 => b.CreateValue("tensor.max", [x], [new("axes", Attr.Ints([0])), new("keepdims", Attr.Bool(true))]),
                     14 => b.CreateValue("tensor.broadcast", [x], [new("shape", Attr.Ints(t.Shape.Prepend(2)))]),
                     _ => b.CreateValue("tensor.causal_mask", [x]),

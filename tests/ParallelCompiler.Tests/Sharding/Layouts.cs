@@ -42,7 +42,7 @@ public static class Layouts
                 }
                 dims.Add(axes);
             }
-            var s = new IR.Sharding(dims);
+            var s = new ParallelCompiler.IR.Sharding(dims);
             v.Type = t.WithSharding(s);
             described.Add($"{v.NameHint ?? v.DefiningOp?.StringAttr("path")}: {s}");
         }
