@@ -50,6 +50,16 @@ public sealed class DeviceStats
         return s;
     }
 
+    /// <summary>A count for people: 950, 12.3 M, 4.1 G, 774.6 T.</summary>
+    public static string Count(double n)
+    {
+        string[] units = ["", " K", " M", " G", " T", " P", " E"];
+        int u = 0;
+        while (n >= 1000 && u < units.Length - 1) { n /= 1000; u++; }
+        return u == 0 ? n.ToString("0", System.Globalization.CultureInfo.InvariantCulture)
+            : n.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture) + units[u];
+    }
+
     private static long Bytes(TensorType t) => t.NumElements * t.DType.Size();
 
     private static double OpFlops(Operation op)

@@ -125,7 +125,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
 
     private Command RunCommand()
     {
-        var file = FileArg("the .mpl model");
+        var file = FileArg("the .mpl model (or textual IR, .mplir)");
         var inputs = new Option<string?>("--inputs") { Description = "inputs keyed by argument name (.npz, .npy, .safetensors); random when absent" };
         var parameters = new Option<string?>("--params") { Description = "parameters keyed by dotted path; missing ones use their initialiser" };
         var output = new Option<string?>("--out") { Description = "write the result here under the key 'out'" };
@@ -165,7 +165,10 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     {
         var src = Compilation.ReadSource(path);
         var diags = new DiagnosticBag();
-        var module = Compilation.FrontEnd(src, FrontEndOptions(r), diags);
+        // Textual IR (a dump between passes, or hand-written) continues from where it stands.
+        var module = path.EndsWith(".mplir", StringComparison.Ordinal)
+            ? Compilation.ParseIR(src, diags, verify: true)
+            : Compilation.FrontEnd(src, FrontEndOptions(r), diags);
         PrintDiagnostics(diags);
         RunPasses(module, r.GetValue(_ir.Pipeline) ?? Pipelines.DefaultString, _ir.Build(r, stderr));
         return module;
@@ -204,9 +207,11 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var devices = module.IsSpmd() ? mesh.DeviceCount : 1;
         // Every device runs the same program; ranks differ only in point-to-point edges, so equal rows are merged.
         var rows = new List<(int First, int Last, Analysis.DeviceStats Stats, string Key)>();
+        // Only point-to-point ops make ranks differ; otherwise one device's statistics stand for all.
+        bool uniform = !func.Walk().Any(o => o.Name is "dist.send" or "dist.recv" or "dist.collective_permute");
         for (int rank = 0; rank < devices; rank++)
         {
-            var st = Analysis.DeviceStats.Of(func, mesh, rank);
+            var st = uniform && rows.Count > 0 ? rows[0].Stats : Analysis.DeviceStats.Of(func, mesh, rank);
             string key = $"{st.Flops}|{st.PeakBytes}|{string.Join(",", st.Collectives.Select(c => $"{c.Key}:{c.Value}"))}";
             if (rows.Count > 0 && rows[^1].Key == key) rows[^1] = (rows[^1].First, rank, rows[^1].Stats, key);
             else rows.Add((rank, rank, st, key));
@@ -214,10 +219,10 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         }
         var kinds = rows.SelectMany(r => r.Stats.Collectives.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
         var table = new Table().Border(TableBorder.Simple);
-        table.AddColumns(["device", "GFLOP", .. kinds.Select(k => $"{k} (n, sent)"), "sent", "params", "peak memory"]);
+        table.AddColumns(["device", "FLOPs", .. kinds.Select(k => $"{k} (n, sent)"), "sent", "params", "peak memory"]);
         foreach (var (first, last, st, _) in rows)
         {
-            var cells = new List<string> { first == last ? $"{first}" : $"{first}-{last}", (st.Flops / 1e9).ToString("F3", CultureInfo.InvariantCulture) };
+            var cells = new List<string> { first == last ? $"{first}" : $"{first}-{last}", Analysis.DeviceStats.Count(st.Flops) };
             foreach (var k in kinds)
                 cells.Add(st.Collectives.TryGetValue(k, out var c) ? $"{c.Count}, {Passes.InsertReshards.Bytes(c.Bytes)}" : "-");
             cells.Add(Passes.InsertReshards.Bytes(st.CommBytes));

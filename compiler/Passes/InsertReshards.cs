@@ -26,7 +26,7 @@ public sealed class InsertReshards : IPass, IWarningSource
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.IsSpmd()) throw new IRException("insert-reshards: the module is already per-device (spmdize has run)");
+        if (module.IsSpmd()) return false; // already per-device: layouts are fixed in the types
         var mesh = module.DeviceMesh();
         bool changed = false;
         foreach (var func in module.Functions())
@@ -36,6 +36,7 @@ public sealed class InsertReshards : IPass, IWarningSource
             foreach (var a in func.Regions[0].Entry.Arguments) changed |= Complete(a);
             foreach (var op in func.Regions[0].Entry.Operations.ToList())
             {
+                if (op.Dialect == "dist" && op.Name != "dist.reshard") continue; // per-device ops: nothing to lay out
                 foreach (var r in op.Results) changed |= Complete(r);
                 if (op.Name == "func.return")
                 {

@@ -33,7 +33,9 @@ public static class ReshardLowering
         var moves = new List<(int From, int To, List<string> Axes)>();
         for (int i = 0; i < rank; i++)
             for (int j = 0; j < rank; j++)
-                if (i != j && remove[i].Count > 0 && remove[i].SequenceEqual(add[j]) && !moves.Any(m => m.To == j))
+                // Dimension j must be at its kept prefix when the axes arrive (so it is no move's source) and dimension i
+                // must end in the moved axes when they leave (so it is no move's target).
+                if (i != j && remove[i].Count > 0 && remove[i].SequenceEqual(add[j]) && !moves.Any(m => m.To == j || m.From == j || m.To == i))
                 {
                     moves.Add((i, j, remove[i]));
                     break;

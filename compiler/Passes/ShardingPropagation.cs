@@ -27,7 +27,7 @@ public sealed class ShardingPropagation : IPass
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.IsSpmd()) throw new IRException("sharding-propagation: the module is already per-device (spmdize has run)");
+        if (module.IsSpmd()) return false; // already per-device: layouts are fixed in the types
         var mesh = module.DeviceMesh();
         bool changed = false;
         foreach (var func in module.Functions()) changed |= new FunctionState(func, mesh).Propagate(MaxSweeps);
@@ -49,6 +49,8 @@ public sealed class ShardingPropagation : IPass
             foreach (var a in func.Regions[0].Entry.Arguments) Fix(a);
             foreach (var op in func.Regions[0].Entry.Operations)
             {
+                // Collectives and transfers only exist in per-device form: their values are local and stay unsharded.
+                if (op.Dialect == "dist" && op.Name != "dist.reshard") continue;
                 bool userFixed = op.Name is "tensor.param" or "dist.reshard";
                 foreach (var r in op.Results)
                     if (userFixed || r.TensorType.Sharding != null) Fix(r); else _current[r] = null;
