@@ -24,10 +24,13 @@ public abstract class CollectiveOpDef : OpDef
             throw sig.Error("collectives act on per-device tensors, which carry no sharding (run spmdize first)");
         if (t.DType != x.DType || t.Rank != x.Rank)
             throw sig.Error($"result {t} must have the element type and rank of the operand {x}");
-        Axes(sig);
+        if (HasAxes) Axes(sig);
         CheckAttrs(sig);
         return [t];
     }
+
+    /// <summary>False for ops whose group is the whole mesh (collective_permute).</summary>
+    protected virtual bool HasAxes => true;
 
     /// <summary>Checks the op's own attributes (dimensions in range).</summary>
     protected abstract void CheckAttrs(OpSignature sig);
@@ -171,6 +174,8 @@ public sealed class CollectivePermuteOpDef : CollectiveOpDef
     public override string Name => "dist.collective_permute";
     /// <inheritdoc/>
     public override string Summary => "send each device's block to another device by rank (zeros where nothing arrives)";
+    /// <inheritdoc/>
+    protected override bool HasAxes => false;
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig) => Pairs(sig.Attrs.GetValueOrDefault("pairs"), sig.Error);
     /// <inheritdoc/>
