@@ -2,47 +2,41 @@ using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Runtime.Distributed;
 
-/// <summary>Where a collective was issued: the op, its location in the program and the step number; for messages only.</summary>
-public readonly record struct CollectiveSite(string Op, string Where, long Step);
-
-/// <summary>How an all_reduce combines.</summary>
-public enum ReduceKind
-{
-    /// <summary>Elementwise sum.</summary>
-    Sum,
-    /// <summary>Elementwise maximum.</summary>
-    Max,
-}
-
 /// <summary>
-/// The collectives and transfers one device takes part in. Groups are named by mesh axes: the devices that
-/// agree with this one on every other axis, ordered row-major over the axes as given. The in-process, MPI and
-/// NCCL back ends implement it; every member of a group must issue the same collectives in the same order.
+/// The collectives and point-to-point transfers of one device; the in-process, MPI and NCCL back ends implement it.
+/// A collective over <c>axes</c> spans <see cref="DeviceMesh.Group"/>: the devices that agree with this one on every
+/// other axis, ordered row-major over the axes as given. Every member of a group must issue the same collectives,
+/// with the same arguments and array types, in the same order; a back end reports a disagreement as a
+/// <see cref="CollectiveException"/> and a member that never arrives as a <see cref="CollectiveTimeoutException"/>.
+/// A group of one member gets a copy of its own array at once. Results never alias the inputs or another device's
+/// result. One communicator is used by one thread at a time.
 /// </summary>
 public interface ICommunicator
 {
-    /// <summary>This device's rank in the mesh.</summary>
+    /// <summary>This device's rank in <see cref="Mesh"/>.</summary>
     int Rank { get; }
-    /// <summary>The mesh.</summary>
+
+    /// <summary>The mesh the ranks and axes refer to.</summary>
     DeviceMesh Mesh { get; }
-    /// <summary>Every member gets the elementwise reduction of all members' <paramref name="x"/>.</summary>
+
+    /// <summary>Every member of the group over <paramref name="axes"/> gets the elementwise reduction of all members' <paramref name="x"/>.</summary>
     NDArray AllReduce(NDArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site);
-    /// <summary>The members' blocks concatenated along <paramref name="dim"/> in group order.</summary>
+
+    /// <summary>Every member gets all members' <paramref name="x"/> concatenated along <paramref name="dim"/> in group order.</summary>
     NDArray AllGather(NDArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site);
-    /// <summary>The sum over the group; member i keeps chunk i of <paramref name="dim"/>.</summary>
+
+    /// <summary>The sum over the group, split along <paramref name="dim"/> into group-size chunks; member i keeps chunk i.</summary>
     NDArray ReduceScatter(NDArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site);
-    /// <summary>Member i sends chunk j of <paramref name="splitDim"/> to member j and concatenates what it receives along <paramref name="concatDim"/>.</summary>
+
+    /// <summary>Member i sends chunk j of <paramref name="x"/> along <paramref name="splitDim"/> to member j and gets the chunks it receives from members 0..n-1 concatenated along <paramref name="concatDim"/>.</summary>
     NDArray AllToAll(NDArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site);
-    /// <summary>All devices take part; each target gets its source's block, the others zeros.</summary>
+
+    /// <summary>Every device of the mesh calls it with the same global-rank <paramref name="pairs"/>; a target gets its source's <paramref name="x"/>, every other device zeros of <paramref name="x"/>'s shape.</summary>
     NDArray CollectivePermute(NDArray x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site);
-    /// <summary>Sends to <paramref name="peer"/>; messages between two devices arrive in order.</summary>
+
+    /// <summary>Sends a copy of <paramref name="x"/> to global rank <paramref name="peer"/> without waiting; messages from one device to another arrive in the order sent.</summary>
     void Send(NDArray x, int peer, CollectiveSite site);
-    /// <summary>Receives the next message from <paramref name="peer"/>, which must have this type and shape.</summary>
+
+    /// <summary>The next message from global rank <paramref name="peer"/>, waiting for it; a <see cref="CollectiveException"/> unless it has <paramref name="dtype"/> and <paramref name="shape"/>.</summary>
     NDArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site);
 }
-
-/// <summary>A collective that cannot complete: members disagree, a transfer has the wrong shape, or a device waited too long.</summary>
-public class CollectiveException(string message) : Exception(message);
-
-/// <summary>A device waited longer than the timeout for the rest of its group (a mismatched program); names the device, op, step and who is missing.</summary>
-public sealed class CollectiveTimeoutException(string message) : CollectiveException(message);

@@ -5,189 +5,245 @@ using ParallelCompiler.Runtime.Arrays;
 namespace ParallelCompiler.Runtime.Distributed;
 
 /// <summary>
-/// N simulated devices in one process, one thread each, exchanging data through shared memory. A collective is
-/// a rendezvous of its group: the last member to arrive computes every member's result. Members that disagree
-/// on what they call fail at once, a member that waits past the timeout fails naming who never came, and one
-/// failing device cancels the rest, so a wrong program never hangs.
+/// The devices of a mesh simulated in one process, one thread each, exchanging arrays through shared memory. A
+/// collective is a rendezvous of its group: the last member to arrive computes every member's result. Members that
+/// disagree on what they call fail at once; a member that waits past the timeout fails naming who never came and
+/// what they were doing; and in <see cref="Run{T}"/> one failing device cancels the rest, so a wrong program never
+/// hangs. After a failure the world is spent: create a new one.
 /// </summary>
 public sealed class InProcessWorld : IDisposable
 {
+    private const int StackBytes = 64 * 1024 * 1024; // deep interpreter recursion on big models; reserved, not committed
+
     private readonly CancellationTokenSource _cts = new();
-    private readonly ConcurrentDictionary<string, Rendezvous> _rendezvous = new();
-    private readonly ConcurrentDictionary<(int, int), BlockingCollection<NDArray>> _mail = new();
-    private readonly DeviceCommunicator[] _comms;
+    private readonly ConcurrentDictionary<(string Group, long Sequence), Rendezvous> _rendezvous = new();
+    private readonly ConcurrentDictionary<(int From, int To), Mailbox> _mail = new();
+    private readonly InProcessCommunicator[] _comms;
+    private readonly string?[] _activity;
+    private int _running;
+    private bool _disposed;
 
-    /// <summary>The mesh.</summary>
-    public DeviceMesh Mesh { get; }
-    /// <summary>How long a device waits in one collective or receive.</summary>
-    public TimeSpan Timeout { get; }
-
-    /// <summary>A world of <paramref name="mesh"/>'s devices.</summary>
+    /// <summary>A world of <paramref name="mesh"/>'s devices whose collectives and receives give up after <paramref name="timeout"/>.</summary>
     public InProcessWorld(DeviceMesh mesh, TimeSpan timeout)
     {
+        ArgumentNullException.ThrowIfNull(mesh);
+        if (timeout <= TimeSpan.Zero && timeout != System.Threading.Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(nameof(timeout), "the timeout must be positive or infinite");
         Mesh = mesh;
         Timeout = timeout;
-        _comms = Enumerable.Range(0, mesh.DeviceCount).Select(r => new DeviceCommunicator(this, r)).ToArray();
+        _activity = new string?[mesh.DeviceCount];
+        _comms = new InProcessCommunicator[mesh.DeviceCount];
+        for (int r = 0; r < _comms.Length; r++) _comms[r] = new InProcessCommunicator(this, r);
     }
 
-    /// <summary>The communicator of device <paramref name="rank"/>.</summary>
-    public ICommunicator Communicator(int rank) => _comms[rank];
+    /// <summary>The mesh of the simulated devices.</summary>
+    public DeviceMesh Mesh { get; }
+
+    /// <summary>How long a device waits in one collective or receive before it fails.</summary>
+    public TimeSpan Timeout { get; }
+
+    /// <summary>Cancelled when a device fails in <see cref="Run{T}"/> or the world is disposed.</summary>
+    internal CancellationToken Cancellation => _cts.Token;
+
+    /// <summary>The communicator of device <paramref name="rank"/> (the same object on every call).</summary>
+    public ICommunicator Communicator(int rank)
+    {
+        if (rank < 0 || rank >= _comms.Length)
+            throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is outside mesh {Mesh} of {_comms.Length} devices");
+        return _comms[rank];
+    }
 
     /// <summary>
-    /// Runs <paramref name="body"/> on every device, each on its own thread; returns the results by rank. When a
-    /// device throws, the others are cancelled and the first original exception is rethrown.
+    /// Runs <paramref name="body"/>(rank, communicator) for every device, each on its own thread, and returns the
+    /// results by rank. When a device throws, the world is cancelled so that every waiting device stops at once,
+    /// and the first original exception is rethrown with its own type and stack trace.
     /// </summary>
     public T[] Run<T>(Func<int, ICommunicator, T> body)
     {
-        var results = new T[Mesh.DeviceCount];
-        Exception? first = null;
-        var threads = Enumerable.Range(0, Mesh.DeviceCount).Select(rank => new Thread(() =>
+        ArgumentNullException.ThrowIfNull(body);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Cancellation.IsCancellationRequested)
+            throw new InvalidOperationException("this world was cancelled by an earlier failure; create a new one");
+        if (Interlocked.Exchange(ref _running, 1) != 0) throw new InvalidOperationException("the world is already running");
+        try
         {
-            try { results[rank] = body(rank, _comms[rank]); }
-            catch (Exception e)
+            int n = _comms.Length;
+            var results = new T[n];
+            var failures = new List<(Exception Error, bool Original)>();
+            Array.Clear(_activity);
+            // Dedicated threads, not the pool: every device blocks in collectives, and with dozens of devices the
+            // pool would grow one thread at a time while the first arrivals wait for the rest.
+            var threads = new Thread[n];
+            for (int r = 0; r < n; r++)
             {
-                if (e is not OperationCanceledException) Interlocked.CompareExchange(ref first, e, null);
-                _cts.Cancel();
+                int rank = r;
+                threads[r] = new Thread(() =>
+                {
+                    try
+                    {
+                        results[rank] = body(rank, _comms[rank]);
+                        SetActivity(rank, "finished its program");
+                    }
+                    catch (Exception e)
+                    {
+                        bool original = !IsConsequence(e);
+                        // Recorded before the activity changes: a peer that reads "failed" then fails after this one.
+                        lock (failures) failures.Add((e, original));
+                        if (original) SetActivity(rank, $"failed with {e.GetType().Name}");
+                        _cts.Cancel();
+                    }
+                }, StackBytes) { IsBackground = true, Name = $"device {rank}" };
             }
-        }, 64 * 1024 * 1024) { IsBackground = true, Name = $"device {rank}" }).ToArray();
-        foreach (var t in threads) t.Start();
-        foreach (var t in threads) t.Join();
-        if (first != null) ExceptionDispatchInfo.Capture(first).Throw();
-        if (_cts.IsCancellationRequested) throw new OperationCanceledException("the devices were cancelled");
-        return results;
+            foreach (var t in threads) t.Start();
+            foreach (var t in threads) t.Join();
+            if (failures.Count > 0)
+            {
+                int original = failures.FindIndex(f => f.Original);
+                ExceptionDispatchInfo.Throw(failures[Math.Max(original, 0)].Error);
+            }
+            return results;
+        }
+        finally { Volatile.Write(ref _running, 0); }
     }
 
-    /// <inheritdoc/>
+    /// <summary>Cancels anything still waiting; the world cannot run again.</summary>
     public void Dispose()
     {
+        // The source is cancelled, never disposed: device threads may still be cancelling it, and a source without
+        // timers or links holds nothing to release.
+        _disposed = true;
         _cts.Cancel();
-        foreach (var r in _rendezvous.Values) r.Done.Dispose();
-        foreach (var m in _mail.Values) m.Dispose();
-        _cts.Dispose();
     }
 
-    private string Who(int rank) => Mesh.DeviceCount == 1 || Mesh.AxisNames.Count == 0 ? $"device {rank}" : $"device {rank} ({Mesh.Describe(rank)})";
+    /// <summary>A device as messages name it: <c>device 3 (dp=1, tp=1)</c>, or <c>device 0</c> on a mesh without axes.</summary>
+    internal string Who(int rank) => Mesh.AxisNames.Count == 0 ? $"device {rank}" : $"device {rank} ({Mesh.Describe(rank)})";
 
-    private static string At(CollectiveSite site) => $"{site.Op} at step {site.Step}{(site.Where.Length > 0 ? $" ({site.Where})" : "")}";
+    /// <summary>Records what <paramref name="rank"/> is doing, for the timeout messages of its peers; null while it computes.</summary>
+    internal void SetActivity(int rank, string? what) => Volatile.Write(ref _activity[rank], what);
 
-    /// <summary>One collective of one group: contributions by group position, results once all arrived.</summary>
-    private sealed class Rendezvous(int size)
+    /// <summary>The mailbox of messages from <paramref name="from"/> to <paramref name="to"/>.</summary>
+    internal Mailbox MailboxOf(int from, int to) => _mail.GetOrAdd((from, to), static _ => new Mailbox());
+
+    /// <summary>
+    /// Takes part in collective <paramref name="call"/> with <paramref name="x"/>: the <paramref name="sequence"/>th
+    /// collective of the group whose sorted ranks are <paramref name="groupKey"/>. Blocks until every member has
+    /// arrived, then returns this member's result.
+    /// </summary>
+    internal NDArray Collective(CollectiveCall call, string groupKey, long sequence, NDArray x)
     {
-        public readonly NDArray?[] Inputs = new NDArray?[size];
-        public readonly ManualResetEventSlim Done = new(false);
-        public NDArray[]? Results;
-        public string? Signature, FirstCall, Error;
-        public int Arrived, Read;
-    }
-
-    private NDArray Collective(int rank, int[] group, string key, string signature, CollectiveSite site, NDArray x, Func<NDArray[], NDArray[]> compute)
-    {
-        int me = Array.IndexOf(group, rank);
-        var rv = _rendezvous.GetOrAdd(key, _ => new Rendezvous(group.Length));
-        string call = $"{Who(rank)} called {signature} in {At(site)}";
+        int[] group = call.Group;
+        int me = Array.IndexOf(group, call.Rank);
+        var key = (groupKey, sequence);
+        var rv = _rendezvous.GetOrAdd(key, static (_, n) => new Rendezvous(n), group.Length);
         lock (rv)
         {
-            if (rv.Signature == null) { rv.Signature = signature; rv.FirstCall = call; }
-            else if (rv.Signature != signature && rv.Error == null) rv.Error = $"mismatched collectives: {rv.FirstCall}, but {call}";
-            rv.Inputs[me] = x;
-            if (++rv.Arrived == group.Length || rv.Error != null)
+            if (rv.Failure != null) throw new CollectiveException(rv.Failure);
+            if (rv.Abandoned != null)
+                throw new CollectiveException($"{Who(call.Rank)} reached {Describe(call)}, but {rv.Abandoned}") { Consequential = true };
+            if (Array.Find(rv.Calls, c => c != null) is { } other && other.Signature != call.Signature)
             {
-                if (rv.Error == null)
+                rv.Failure = $"collective mismatch: {Who(other.Rank)} called {Describe(other)} as {other.Display}, " +
+                    $"but {Who(call.Rank)} called {Describe(call)} as {call.Display}";
+                rv.Done.Set();
+                throw new CollectiveException(rv.Failure);
+            }
+            rv.Calls[me] = call;
+            rv.Inputs[me] = x;
+            if (++rv.Arrived == group.Length)
+            {
+                // Computed once, under the lock, by the last arrival: the others are all waiting for it anyway.
+                try { rv.Results = call.Compute(rv.Inputs!); }
+                catch (Exception e) when (e is ArgumentException or InsufficientMemoryException or OutOfMemoryException)
                 {
-                    try { rv.Results = compute(rv.Inputs!); }
-                    catch (ArgumentException e) { rv.Error = $"{call}: {e.Message}"; }
+                    rv.Failure = $"{Who(call.Rank)} could not compute {call.Display} in {Describe(call)}: {e.Message}";
+                    rv.Done.Set();
+                    throw new CollectiveException(rv.Failure, e);
                 }
                 rv.Done.Set();
             }
         }
-        bool done;
-        try { done = rv.Done.Wait(Timeout, _cts.Token); }
-        catch (OperationCanceledException) { throw new OperationCanceledException($"{Who(rank)} was cancelled in {At(site)}"); }
-        if (!done)
+        Wait(rv, call);
+        NDArray result = rv.Results![me];
+        if (Interlocked.Increment(ref rv.Collected) == group.Length)
         {
-            string missing;
-            lock (rv) missing = string.Join(", ", group.Where((g, i) => rv.Inputs[i] == null));
-            throw new CollectiveTimeoutException(
-                $"{Who(rank)} waited {Timeout.TotalSeconds:0.###} s in {signature}, {At(site)}; device(s) {missing} never arrived (a mismatched program?)");
+            _rendezvous.TryRemove(key, out _);
+            rv.Done.Dispose();
         }
-        if (rv.Error != null) throw new CollectiveException(rv.Error);
-        var result = rv.Results![me];
-        if (Interlocked.Increment(ref rv.Read) == group.Length) _rendezvous.TryRemove(key, out _);
         return result;
     }
 
-    private sealed class DeviceCommunicator(InProcessWorld world, int rank) : ICommunicator
+    private void Wait(Rendezvous rv, CollectiveCall call)
     {
-        private readonly Dictionary<string, long> _sequence = new();
-
-        public int Rank => rank;
-        public DeviceMesh Mesh => world.Mesh;
-
-        private NDArray Run(IReadOnlyList<string> axes, string what, CollectiveSite site, NDArray x, Func<NDArray[], NDArray[]> compute)
+        if (!WaitOrCancel(rv.Done, call.Rank, Describe(call)))
         {
-            var group = axes.Count == 0 ? [rank] : Mesh.Group(rank, axes);
-            string signature = $"{what} over [{string.Join(", ", axes)}] on {x.TypeString}";
-            if (group.Length == 1) return compute([x])[0];
-            string gk = string.Join(",", group.Order());
-            long seq = _sequence[gk] = _sequence.GetValueOrDefault(gk) + 1;
-            return world.Collective(rank, group, $"{gk}#{seq}", signature, site, x, compute);
-        }
-
-        private static NDArray[] Copies(NDArray r, int n) => Enumerable.Range(0, n).Select(i => i == 0 ? r : ArrayOps.Copy(r)).ToArray();
-
-        public NDArray AllReduce(NDArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site) =>
-            Run(axes, $"all_reduce({kind.ToString().ToLowerInvariant()})", site, x,
-                xs => Copies(kind == ReduceKind.Sum ? ArrayOps.Sum(xs) : ArrayOps.Max(xs), xs.Length));
-
-        public NDArray AllGather(NDArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site) =>
-            Run(axes, $"all_gather(dim {dim})", site, x, xs => Copies(xs.Length == 1 ? ArrayOps.Copy(xs[0]) : ArrayOps.Concat(xs, dim), xs.Length));
-
-        public NDArray ReduceScatter(NDArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site) =>
-            Run(axes, $"reduce_scatter(dim {dim})", site, x, xs => ArrayOps.Split(ArrayOps.Sum(xs), dim, xs.Length));
-
-        public NDArray AllToAll(NDArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site) =>
-            Run(axes, $"all_to_all(split {splitDim}, concat {concatDim})", site, x, xs =>
+            lock (rv)
             {
-                var chunks = xs.Select(a => ArrayOps.Split(a, splitDim, xs.Length)).ToArray();
-                return Enumerable.Range(0, xs.Length).Select(m => ArrayOps.Concat(chunks.Select(c => c[m]).ToArray(), concatDim)).ToArray();
-            });
-
-        public NDArray CollectivePermute(NDArray x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site)
-        {
-            if (pairs.Select(p => p.Source).Distinct().Count() != pairs.Count || pairs.Select(p => p.Target).Distinct().Count() != pairs.Count)
-                throw new CollectiveException($"{world.Who(rank)}: collective_permute has a device twice as a source or twice as a target");
-            var all = Enumerable.Range(0, Mesh.DeviceCount).ToArray();
-            string signature = $"collective_permute [{string.Join(", ", pairs.Select(p => $"{p.Source}->{p.Target}"))}] on {x.TypeString}";
-            NDArray[] Compute(NDArray[] xs)
-            {
-                var r = xs.Select(a => NDArray.Zeros(a.DType, a.Shape)).ToArray();
-                foreach (var (s, t) in pairs) r[t] = ArrayOps.Copy(xs[s]);
-                return r;
+                if (!rv.Done.IsSet)
+                {
+                    var missing = call.Group.Where((_, i) => rv.Calls[i] == null).ToArray();
+                    string waited = $"{Who(call.Rank)} waited {Duration(Timeout)} in {Describe(call)}";
+                    rv.Abandoned = $"{Who(call.Rank)} had already given up waiting for it after {Duration(Timeout)}";
+                    throw new CollectiveTimeoutException($"{waited}; {Missing(missing, call.Group)}");
+                }
             }
-            if (all.Length == 1) return Compute([x])[0];
-            long seq = _sequence["*"] = _sequence.GetValueOrDefault("*") + 1;
-            return world.Collective(rank, all, $"*#{seq}", signature, site, x, Compute);
         }
-
-        public void Send(NDArray x, int peer, CollectiveSite site)
-        {
-            Mesh.Coords(peer);
-            world._mail.GetOrAdd((rank, peer), _ => new BlockingCollection<NDArray>()).Add(ArrayOps.Copy(x));
-        }
-
-        public NDArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site)
-        {
-            var box = world._mail.GetOrAdd((peer, rank), _ => new BlockingCollection<NDArray>());
-            NDArray? x;
-            try
-            {
-                if (!box.TryTake(out x, (int)world.Timeout.TotalMilliseconds, world._cts.Token))
-                    throw new CollectiveTimeoutException($"{world.Who(rank)} waited {world.Timeout.TotalSeconds:0.###} s in recv from {world.Who(peer)}, {At(site)}; nothing was sent");
-            }
-            catch (OperationCanceledException) { throw new OperationCanceledException($"{world.Who(rank)} was cancelled in {At(site)}"); }
-            if (x!.DType != dtype || !x.Shape.SequenceEqual(shape))
-                throw new CollectiveException($"{world.Who(rank)} expected {dtype.Name()}[{string.Join(", ", shape)}] from {world.Who(peer)} in {At(site)}, got {x.TypeString}");
-            return x;
-        }
+        if (rv.Failure != null) throw new CollectiveException(rv.Failure);
     }
+
+    /// <summary>
+    /// Waits for <paramref name="done"/> up to the timeout, telling peers meanwhile what this device waits in; false
+    /// on timeout. Cancellation of the world surfaces as an <see cref="OperationCanceledException"/> on its token.
+    /// </summary>
+    internal bool WaitOrCancel(ManualResetEventSlim done, int rank, string what) =>
+        Waiting(rank, what, () => done.Wait(Timeout, Cancellation));
+
+    /// <summary>Like <see cref="WaitOrCancel(ManualResetEventSlim, int, string)"/>, for the next message of a mailbox.</summary>
+    internal bool TakeOrCancel(Mailbox box, int rank, string what, out (NDArray Value, CollectiveSite Site) message)
+    {
+        (NDArray Value, CollectiveSite Site) taken = default;
+        bool ok = Waiting(rank, what, () => box.TryTake(Timeout, Cancellation, out taken));
+        message = taken;
+        return ok;
+    }
+
+    private bool Waiting(int rank, string what, Func<bool> wait)
+    {
+        SetActivity(rank, $"is waiting in {what}");
+        bool done;
+        try { done = wait(); }
+        catch (OperationCanceledException)
+        {
+            SetActivity(rank, $"was cancelled in {what}");
+            throw new OperationCanceledException($"{Who(rank)} stopped waiting in {what}: another device failed", Cancellation);
+        }
+        // After a timeout the activity still says where this device waited, so that a peer giving up at the same
+        // moment can name it in its own message.
+        SetActivity(rank, done ? null : $"gave up waiting in {what}");
+        return done;
+    }
+
+    /// <summary>The devices that never came, with what each was doing instead: <c>device 2 of group [2, 3] never arrived (it finished its program)</c>.</summary>
+    internal string Missing(IReadOnlyList<int> missing, IReadOnlyList<int>? group, string verb = "arrived")
+    {
+        string of = group == null ? "" : $" of group [{string.Join(", ", group)}]";
+        string head = missing.Count == 1 ? $"device {missing[0]}{of} never {verb}" : $"devices {string.Join(", ", missing)}{of} never {verb}";
+        var doing = missing.Select(m => (m, what: Volatile.Read(ref _activity[m]))).Where(p => p.what != null).ToArray();
+        if (doing.Length == 0) return head;
+        return missing.Count == 1 ? $"{head} (it {doing[0].what})" : $"{head} ({string.Join("; ", doing.Select(p => $"device {p.m} {p.what}"))})";
+    }
+
+    /// <summary>A wait as messages print it, in the seconds that <c>--collective-timeout</c> takes: <c>0.3 s</c>, <c>5 s</c>.</summary>
+    internal static string Duration(TimeSpan t) =>
+        t == System.Threading.Timeout.InfiniteTimeSpan ? "forever" : $"{t.TotalSeconds:0.###} s";
+
+    private static string Describe(CollectiveCall call) => Describe(call.Site, call.Span);
+
+    /// <summary>A call as messages print it: <c>dist.all_reduce over [tp] at step 12 (model.mpl:9:12)</c>.</summary>
+    internal static string Describe(CollectiveSite site, string span) =>
+        $"{site.Op}{(span.Length > 0 ? " " + span : "")} at step {site.Step}{(string.IsNullOrEmpty(site.Where) ? "" : $" ({site.Where})")}";
+
+    // A failure that only follows from another device's: a wait the world cancelled, or a late arrival at a
+    // collective that a peer had already abandoned.
+    private bool IsConsequence(Exception e) =>
+        e is OperationCanceledException oce && oce.CancellationToken == Cancellation || e is CollectiveException { Consequential: true };
 }
