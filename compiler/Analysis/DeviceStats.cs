@@ -60,6 +60,14 @@ public sealed class DeviceStats
             : n.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture) + units[u];
     }
 
+    /// <summary>True when the device <paramref name="shift"/> steps along <paramref name="axis"/> exists (sends at the edge go nowhere).</summary>
+    private static bool HasPeer(DeviceMesh mesh, int rank, string axis, int shift)
+    {
+        int a = mesh.AxisNames.ToList().IndexOf(axis);
+        int c = mesh.Coords(rank)[a] + shift;
+        return c >= 0 && c < mesh.Sizes[a];
+    }
+
     private static long Bytes(TensorType t) => t.NumElements * t.DType.Size();
 
     private static double OpFlops(Operation op)
@@ -90,7 +98,7 @@ public sealed class DeviceStats
             "dist.reduce_scatter" or "dist.all_to_all" => (n - 1) / n * inBytes,
             "dist.collective_permute" => Dialects.Dist.CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"), m => new IRException(m))
                 .Any(p => p.Source == rank && p.Target != rank) ? inBytes : 0,
-            "dist.send" => inBytes,
+            "dist.send" => HasPeer(mesh, rank, op.StringAttr("axis"), (int)op.IntAttr("shift")) ? inBytes : 0,
             _ => 0,
         };
         var name = op.Name[5..];

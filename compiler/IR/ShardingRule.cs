@@ -49,7 +49,12 @@ public sealed class ShardingRule
     public override string ToString()
     {
         string F(int f) => f < 26 ? ((char)('a' + f)).ToString() : $"f{f}";
-        string T(int[][] dims) => "[" + string.Join(", ", dims.Select(d => d.Length == 1 ? F(d[0]) : "(" + string.Join(" ", d.Select(F)) + ")")) + "]";
+        string T(int[][] dims) => "[" + string.Join(", ", dims.Select(d => d.Length switch
+        {
+            0 => "_",
+            1 => F(d[0]),
+            _ => "(" + string.Join(" ", d.Select(F)) + ")",
+        })) + "]";
         var sb = new StringBuilder();
         sb.Append('(').Append(string.Join(", ", Operands.Select(T))).Append(") -> (").Append(string.Join(", ", Results.Select(T))).Append(") {");
         sb.Append(string.Join(", ", Enumerable.Range(0, NumFactors).Select(f => $"{F(f)}={FactorSizes[f]}"))).Append('}');

@@ -44,11 +44,13 @@ public static class ProgramGen
                     4 => b.CreateValue("tensor.matmul", [x, Pick(1)]),
                     5 => b.CreateValue("tensor.transpose", [x], [new("perm", Attr.Ints(Enumerable.Range(0, t.Rank).Reverse().Select(i => (long)i)))]),
                     6 => b.CreateValue("tensor.reshape", [x], [new("shape", Attr.Ints([t.NumElements]))]),
-                    7 => b.CreateValue("tensor.sum", [x], [new("axes", Attr.Ints([-1])), new("keepdims", Attr.Bool(s > 128))]),
+                    7 => b.CreateValue(s / 16 % 2 == 0 ? "tensor.sum" : "tensor.mean", [x], [new("axes", Attr.Ints([-1])), new("keepdims", Attr.Bool(s > 128))]),
                     8 => b.CreateValue("tensor.softmax", [x], [new("axis", Attr.Int(-1))]),
                     9 => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(Floats[s / 16 % Floats.Length]))], new TensorType(f32, t.Shape)),
                     10 => b.CreateValue("tensor.concat", [x, x], [new("axis", Attr.Int(0))]),
-                    11 => b.CreateValue("tensor.layernorm", [x, Param(b, $"gen.g{counter++}", t.Shape[^1]), Param(b, $"gen.b{counter++}", t.Shape[^1])], [new("eps", Attr.Float(1e-5))]),
+                    11 => s / 16 % 2 == 0
+                        ? b.CreateValue("tensor.layernorm", [x, Param(b, $"gen.g{counter++}", t.Shape[^1]), Param(b, $"gen.b{counter++}", t.Shape[^1])], [new("eps", Attr.Float(1e-5))])
+                        : b.CreateValue("tensor.rmsnorm", [x, Param(b, $"gen.g{counter++}", t.Shape[^1])], [new("eps", Attr.Float(1e-6))]),
                     12 => b.CreateValue("tensor.embedding", [ids, b.CreateValue("tensor.param", [], [new("path", Attr.Str($"gen.e{counter++}")), new("init", Attr.Str("normal")), new("std", Attr.Float(0.02))], new TensorType(f32, [5, t.Shape[^1]]))]),
                     13 => b.CreateValue("tensor.max", [x], [new("axes", Attr.Ints([0])), new("keepdims", Attr.Bool(true))]),
                     14 => b.CreateValue("tensor.broadcast", [x], [new("shape", Attr.Ints(t.Shape.Prepend(2)))]),

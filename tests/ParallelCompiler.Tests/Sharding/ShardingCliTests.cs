@@ -64,16 +64,14 @@ public class ShardingCliTests
     [Fact]
     public void IndivisibleDimensionInIRIsAnErrorNamingDimensionAxesAndSizes()
     {
-        string path = Path.Combine(Directory.CreateTempSubdirectory("mplc-ir").FullName, "bad.mplir");
-        File.WriteAllText(path, """
+        var r = OnIR("opt", """
             module {
               dist.mesh {axes = ["x", "y"], shape = [2, 2], sym_name = "grid"} : () -> ()
               func.func @f(%a: tensor<6x8xf32, shard[(x, y), _]>) -> tensor<6x8xf32, shard[(x, y), _]> {
                 func.return %a : tensor<6x8xf32, shard[(x, y), _]>
               }
             }
-            """);
-        var r = Mplc.Run("opt", path, "--pass-pipeline=spmdize");
+            """, "--pass-pipeline=spmdize");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("error: dimension 0 of 'a' (f32[6, 8], size 6) is not divisible by mesh axes x=2, y=2 (product 4)", r.Stderr);
         Assert.DoesNotContain("internal compiler error", r.Stderr);
@@ -82,8 +80,7 @@ public class ShardingCliTests
     [Fact]
     public void ADeviceWaitingForeverIsReportedAfterTheTimeout()
     {
-        string path = Path.Combine(Directory.CreateTempSubdirectory("mplc-ir").FullName, "hang.mplir");
-        File.WriteAllText(path, """
+        var r = OnIR("run", """
             module attributes {spmd = true} {
               dist.mesh {axes = ["x"], shape = [2], sym_name = "grid"} : () -> ()
               func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {
@@ -92,8 +89,7 @@ public class ShardingCliTests
                 func.return %1 : tensor<4xf32>
               }
             }
-            """);
-        var r = Mplc.Run("run", path, "--collective-timeout", "0.3");
+            """, "--collective-timeout", "0.3");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("error: device 1 (x=1) waited 0.3 s in recv from device 0 (x=0), dist.recv at step 1", r.Stderr);
     }
@@ -101,8 +97,7 @@ public class ShardingCliTests
     [Fact]
     public void CollectivesVerifyTheirShapesAgainstTheMesh()
     {
-        string path = Path.Combine(Directory.CreateTempSubdirectory("mplc-ir").FullName, "bad.mplir");
-        File.WriteAllText(path, """
+        var r = OnIR("opt", """
             module attributes {spmd = true} {
               dist.mesh {axes = ["x"], shape = [4], sym_name = "grid"} : () -> ()
               func.func @f(%a: tensor<4x2xf32>) -> tensor<8x2xf32> {
@@ -111,8 +106,17 @@ public class ShardingCliTests
               }
             }
             """);
-        var r = Mplc.Run("opt", path);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("all_gather: over [x] (4 devices) a tensor<4x2xf32> gives tensor<16x2xf32>, not tensor<8x2xf32>", r.Stderr);
+    }
+
+    /// <summary>Writes <paramref name="ir"/> to a temporary .mplir file and runs an mplc command on it.</summary>
+    private static Mplc.Result OnIR(string command, string ir, params string[] flags)
+    {
+        string dir = Directory.CreateTempSubdirectory("mplc-ir").FullName;
+        string path = Path.Combine(dir, "test.mplir");
+        File.WriteAllText(path, ir);
+        try { return Mplc.Run([command, path, .. flags]); }
+        finally { Directory.Delete(dir, true); }
     }
 }
