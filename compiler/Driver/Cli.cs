@@ -130,6 +130,8 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var parameters = new Option<string?>("--params") { Description = "parameters keyed by dotted path; missing ones use their initialiser" };
         var output = new Option<string?>("--out") { Description = "write the result here under the key 'out'" };
         var seed = new Option<ulong>("--seed") { Description = "seed for initialisers and random inputs", DefaultValueFactory = _ => 0 };
+        var steps = new Option<int>("--steps") { Description = "training steps on the same inputs (--out then holds 'loss' of shape [N])", DefaultValueFactory = _ => 1 };
+        var saveParams = new Option<string?>("--save-params") { Description = "write the trained parameters and optimizer state here (.npz, .safetensors)" };
         var timeout = new Option<double>("--collective-timeout")
         {
             Description = "seconds a device may wait in a collective before the run is reported as stuck", DefaultValueFactory = _ => 60,
@@ -137,6 +139,8 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var c = new Command("run", "compile a .mpl model and run it on every device of its mesh (simulated, one thread each)") { file };
         c.Options.Add(inputs);
         c.Options.Add(timeout);
+        c.Options.Add(steps);
+        c.Options.Add(saveParams);
         c.Options.Add(parameters);
         c.Options.Add(output);
         c.Options.Add(seed);
@@ -148,17 +152,46 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             var settings = new RunSettings
             {
                 InputsPath = r.GetValue(inputs), ParamsPath = r.GetValue(parameters), OutPath = r.GetValue(output), Seed = r.GetValue(seed),
+                Steps = r.GetValue(steps), SaveParamsPath = r.GetValue(saveParams),
                 CollectiveTimeout = TimeSpan.FromSeconds(r.GetValue(timeout) > 0 ? r.GetValue(timeout)
                     : throw new UserErrorException("--collective-timeout must be a positive number of seconds")),
             };
             if (module.IsSpmd()) stderr.WriteLine($"note: running on {module.DeviceMesh().DeviceCount} simulated device(s), mesh {module.DeviceMesh()}");
-            var results = ModelRunner.Run(module, settings, stderr);
-            for (int i = 0; i < results.Count; i++)
-                stdout.WriteLine($"{(results.Count == 1 ? "out" : $"out{i}")}: {ModelRunner.Summary(results[i])}");
+            var outcome = Progress(settings.Steps, onStep => ModelRunner.Run(module, settings, stderr, onStep));
+            var results = outcome.Results;
+            if (outcome.Losses is { } losses)
+                stdout.WriteLine(losses.Length == 1 ? $"loss: {F(losses[0])}" : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}");
+            else
+                for (int i = 0; i < results.Count; i++)
+                    stdout.WriteLine($"{(results.Count == 1 ? "out" : $"out{i}")}: {ModelRunner.Summary(results[i])}");
+            if (settings.SaveParamsPath != null) stdout.WriteLine($"wrote {settings.SaveParamsPath}");
             if (settings.OutPath != null) stdout.WriteLine($"wrote {settings.OutPath}");
             return 0;
         }));
         return c;
+    }
+
+    private static string F(float v) => v.ToString("G7", CultureInfo.InvariantCulture);
+
+    /// <summary>Runs <paramref name="body"/> with a live line (step, loss, time per step) on an interactive terminal, a line per step otherwise.</summary>
+    private RunOutcome Progress(int steps, Func<Action<int, NDArray, TimeSpan>, RunOutcome> body)
+    {
+        string Line(int step, NDArray loss, TimeSpan t) =>
+            $"step {step + 1}/{steps}  loss {(loss.Size == 1 ? F((float)loss.GetDouble(0)) : loss.TypeString)}  {t.TotalMilliseconds:F1} ms/step";
+        if (steps == 1) return body((_, _, _) => { });
+        if (ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected)
+        {
+            RunOutcome? outcome = null;
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            console.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("training", maxValue: steps);
+                    outcome = body((step, loss, t) => { task.Description = Markup.Escape(Line(step, loss, t)); task.Increment(1); });
+                });
+            return outcome!;
+        }
+        return body((step, loss, t) => stderr.WriteLine(Line(step, loss, t)));
     }
 
     private Operation CompileToIR(ParseResult r, string path)

@@ -18,9 +18,16 @@ public sealed class RunSettings
     public string? OutPath { get; set; }
     /// <summary>Seed for initialisers and random inputs.</summary>
     public ulong Seed { get; set; }
+    /// <summary>Training steps to run on the same inputs (1 for a forward run).</summary>
+    public int Steps { get; set; } = 1;
+    /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
+    public string? SaveParamsPath { get; set; }
     /// <summary>How long a device waits in a collective before the run is reported as stuck.</summary>
     public TimeSpan CollectiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
+
+/// <summary>What a run gives: the last step's results, the loss of every step (training only) and the final parameters.</summary>
+public sealed record RunOutcome(IReadOnlyList<NDArray> Results, float[]? Losses, IReadOnlyDictionary<string, NDArray> Parameters);
 
 /// <summary>
 /// Loads inputs and parameters for a compiled module and checks them against its (global) types, then runs it:
@@ -30,30 +37,55 @@ public sealed class RunSettings
 /// </summary>
 public static class ModelRunner
 {
-    /// <summary>Runs the entry function and returns its results; writes them when an output path is set.</summary>
-    public static IReadOnlyList<NDArray> Run(Operation module, RunSettings s, TextWriter log)
+    /// <summary>
+    /// Runs the entry function <see cref="RunSettings.Steps"/> times on the same inputs, carrying the parameters
+    /// (and optimizer state) each step updates into the next; <paramref name="onStep"/> hears of every step.
+    /// Writes the result (or, for a training module, the loss of every step) and the saved parameters.
+    /// </summary>
+    public static RunOutcome Run(Operation module, RunSettings s, TextWriter log, Action<int, NDArray, TimeSpan>? onStep = null)
     {
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
+        bool training = func.Walk().Any(o => o.Name == "train.update");
+        if (s.Steps < 1) throw new UserErrorException($"--steps must be at least 1, got {s.Steps}");
+        if (s.Steps > 1 && !training) throw new UserErrorException("--steps needs a training model (a 'train MODEL optimizer ...' declaration)");
         var args = LoadInputs(func, s, log);
         var parameters = LoadParams(func, s);
-        IReadOnlyList<NDArray> results;
-        try
+        IReadOnlyList<NDArray> results = [];
+        var losses = new float[s.Steps];
+        for (int step = 0; step < s.Steps; step++)
         {
-            results = module.IsSpmd()
-                ? SpmdRunner.Run(module, func, args, parameters, s.CollectiveTimeout)
-                : Interpreter.Run(func, args, op => parameters[op.StringAttr("path")]);
-        }
-        catch (Exception e) when (e is InterpreterException or ExecutionException or CollectiveException)
-        {
-            throw new UserErrorException(e.Message);
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var updates = new Dictionary<string, NDArray>();
+            try
+            {
+                results = module.IsSpmd()
+                    ? SpmdRunner.Run(module, func, args, parameters, s.CollectiveTimeout, updates)
+                    : Interpreter.Run(func, args, op => parameters[op.StringAttr("path")], (op, v) =>
+                    {
+                        if (op.Name == "train.update") updates[Dialects.Train.ParameterEffectOpDef.PathOf(op)] = v;
+                    });
+            }
+            catch (Exception e) when (e is InterpreterException or ExecutionException or CollectiveException)
+            {
+                throw new UserErrorException(s.Steps > 1 ? $"step {step + 1}: {e.Message}" : e.Message);
+            }
+            foreach (var (path, value) in updates) parameters[path] = value;
+            if (training) losses[step] = (float)results[0].GetDouble(0);
+            onStep?.Invoke(step, results[0], sw.Elapsed);
         }
         if (s.OutPath != null)
         {
             var outputs = new Dictionary<string, NDArray>();
-            for (int i = 0; i < results.Count; i++) outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
+            if (training) outputs["loss"] = NDArray.FromFloats([s.Steps], losses);
+            else for (int i = 0; i < results.Count; i++) outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
             WriteArrays(s.OutPath, outputs);
         }
-        return results;
+        if (s.SaveParamsPath != null)
+        {
+            if (!training) throw new UserErrorException("--save-params needs a training model: nothing was updated");
+            WriteArrays(s.SaveParamsPath, parameters);
+        }
+        return new RunOutcome(results, training ? losses : null, parameters);
     }
 
     /// <summary>Writes arrays, turning file-system failures into user errors.</summary>

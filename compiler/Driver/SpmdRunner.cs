@@ -10,10 +10,11 @@ public static class SpmdRunner
 {
     /// <summary>
     /// Runs <paramref name="func"/> of a spmdized module on every device of its mesh with global
-    /// <paramref name="args"/> and <paramref name="parameters"/> (by path); returns the global results.
+    /// <paramref name="args"/> and <paramref name="parameters"/> (by path); returns the global results and puts the
+    /// new global value of every parameter the program updates into <paramref name="updates"/>.
     /// </summary>
     public static IReadOnlyList<NDArray> Run(Operation module, Operation func, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout)
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null)
     {
         var mesh = module.DeviceMesh();
         var program = DeviceProgramBuilder.Build(func);
@@ -29,9 +30,15 @@ public static class SpmdRunner
         {
             var device = new SimulatedCpuDevice(rank);
             var local = args.Select((a, i) => BlockLayout.Block(a, argDims[i], mesh, rank)).ToArray();
-            return Executor.Run(program, device, comm, local, path => BlockLayout.Block(parameters[path], paramDims[path], mesh, rank));
+            var written = new Dictionary<string, NDArray>();
+            var results = Executor.Run(program, device, comm, local, path => BlockLayout.Block(parameters[path], paramDims[path], mesh, rank),
+                (path, value) => written[path] = value);
+            return (Results: results, Written: written);
         });
-        return resultTypes.Select((t, i) => BlockLayout.Assemble(perDevice.Select(d => d[i]).ToArray(), Dims(t), mesh, t.ShapeArray)).ToArray();
+        if (updates != null)
+            foreach (var path in perDevice[0].Written.Keys)
+                updates[path] = BlockLayout.Assemble(perDevice.Select(d => d.Written[path]).ToArray(), paramDims[path], mesh, parameters[path].Shape);
+        return resultTypes.Select((t, i) => BlockLayout.Assemble(perDevice.Select(d => d.Results[i]).ToArray(), Dims(t), mesh, t.ShapeArray)).ToArray();
     }
 
     /// <summary>The global type of a function argument or parameter (after spmdize its own type is the local block).</summary>

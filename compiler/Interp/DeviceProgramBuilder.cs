@@ -45,6 +45,8 @@ public static class DeviceProgramBuilder
                     break;
                 case "dist.send": code.Add(new SendInstr(op.Name, where, op.StringAttr("axis"), (int)op.IntAttr("shift"), Slot(op.Operands[0]))); break;
                 case "dist.recv": code.Add(new RecvInstr(op.Name, where, op.StringAttr("axis"), (int)op.IntAttr("shift"), T().DType, T().ShapeArray, Out())); break;
+                case "train.update": code.Add(new UpdateInstr(op.Name, where, Dialects.Train.ParameterEffectOpDef.PathOf(op), Slot(op.Operands[1]))); break;
+                case "train.grad": throw new IRException("a device program cannot hold train.grad: run the optimizer pass first");
                 case "dist.reshard": throw new IRException("a device program cannot hold dist.reshard: run spmdize first");
                 default:
                     if (op.Results.Count != 1) throw new IRException($"no device instruction for {op.Name}");

@@ -13,9 +13,11 @@ public static class Interpreter
 {
     /// <summary>
     /// Runs <paramref name="func"/> on <paramref name="args"/> (one per function argument, in order);
-    /// <paramref name="param"/> supplies the value of each <c>tensor.param</c>.
+    /// <paramref name="param"/> supplies the value of each <c>tensor.param</c>; <paramref name="effect"/> receives the
+    /// value of each <c>train.grad</c> and <c>train.update</c> (required when the function has updates).
     /// </summary>
-    public static IReadOnlyList<NDArray> Run(Operation func, IReadOnlyList<NDArray> args, Func<Operation, NDArray> param)
+    public static IReadOnlyList<NDArray> Run(Operation func, IReadOnlyList<NDArray> args, Func<Operation, NDArray> param,
+        Action<Operation, NDArray>? effect = null)
     {
         var entry = func.Regions[0].Entry;
         if (args.Count != entry.Arguments.Count)
@@ -32,6 +34,13 @@ public static class Interpreter
         {
             if (op.Name == "func.return") return op.Operands.Select(v => env[v]).ToArray();
             var inputs = op.Operands.Select(v => env[v]).ToArray();
+            if (op.Dialect == "train")
+            {
+                if (effect == null && op.Name == "train.update")
+                    throw new InterpreterException($"@{func.StringAttr("sym_name")} updates parameters: run it with a parameter store");
+                effect?.Invoke(op, inputs[1]);
+                continue;
+            }
             var result = Evaluate(op, inputs, param);
             if (result != null) env[op.Result] = result;
         }
@@ -52,7 +61,10 @@ public static class Interpreter
                 return p;
             case "tensor.add" or "tensor.sub" or "tensor.mul" or "tensor.div" or "tensor.rem": return Kernels.Binary(op, x[0], x[1]);
             case "tensor.neg" or "tensor.relu" or "tensor.gelu" or "tensor.silu" or "tensor.sigmoid" or "tensor.tanh"
-                or "tensor.exp" or "tensor.log" or "tensor.sqrt" or "tensor.rsqrt": return Kernels.Unary(op, x[0]);
+                or "tensor.exp" or "tensor.log" or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step": return Kernels.Unary(op, x[0]);
+            case "tensor.slice": return ArrayOps.Slice(x[0], (int)op.IntAttr("axis"), op.IntAttr("start"), op.IntAttr("length"));
+            case "tensor.one_hot": return Kernels.OneHot(op, x[0]);
+            case "tensor.embedding_grad": return Kernels.EmbeddingGrad(op, x[0], x[1]);
             case "tensor.sum" or "tensor.mean" or "tensor.max": return Kernels.Reduce(op, x[0]);
             case "tensor.softmax": return Kernels.Softmax(op, x[0]);
             case "tensor.layernorm": return Kernels.Norm(op, x[0], x[1], x[2]);

@@ -44,14 +44,15 @@ internal static partial class Kernels
         return NDArray.FromFloats(table.DType, op.Result.TensorType.ShapeArray, r);
     }
 
-    /// <summary>Entries with column &gt; row in the last two axes become -inf.</summary>
+    /// <summary>Entries with column &gt; row in the last two axes become the fill value (-inf by default).</summary>
     public static NDArray CausalMask(Operation op, NDArray x)
     {
         long rows = x.Shape[^2], cols = x.Shape[^1];
         var r = (float[])x.F!.Clone();
+        float fill = op.GetAttr("fill") is null ? float.NegativeInfinity : (float)op.FloatAttr("fill");
         for (long m = 0; m < r.Length; m += rows * cols)
             for (long i = 0; i < rows; i++)
-                for (long j = i + 1; j < cols; j++) r[m + i * cols + j] = float.NegativeInfinity;
+                for (long j = i + 1; j < cols; j++) r[m + i * cols + j] = fill;
         return NDArray.FromFloats(x.DType, x.Shape, r);
     }
 
@@ -74,6 +75,37 @@ internal static partial class Kernels
             total += Math.Log(sum) + max - logits.F![o + label];
         }
         return Float(op.Result.TensorType, [(float)(total / positions)]);
+    }
+
+    /// <summary>Rows of zeros with a one at each label.</summary>
+    public static NDArray OneHot(Operation op, NDArray labels)
+    {
+        long c = op.IntAttr("classes");
+        var r = new float[labels.Size * c];
+        for (long p = 0; p < labels.Size; p++)
+        {
+            int label = labels.I![p];
+            if (label < 0 || label >= c)
+                throw new InterpreterException($"one_hot: label {label} at position {Position(labels.Shape, p)} is outside the {c} classes");
+            r[p * c + label] = 1f;
+        }
+        return Float(op.Result.TensorType, r);
+    }
+
+    /// <summary>Sums the rows of dy into the table rows their ids name.</summary>
+    public static NDArray EmbeddingGrad(Operation op, NDArray ids, NDArray dy)
+    {
+        var t = op.Result.TensorType;
+        long rows = t.Shape[0], d = t.Shape[1];
+        var r = new float[rows * d];
+        for (long i = 0; i < ids.Size; i++)
+        {
+            long id = ids.I![i];
+            if (id < 0 || id >= rows)
+                throw new InterpreterException($"embedding_grad: id {id} at position {Position(ids.Shape, i)} is outside the table's {rows} rows");
+            for (long j = 0; j < d; j++) r[id * d + j] += dy.F![i * d + j];
+        }
+        return Float(t, r);
     }
 
     private static string Position(long[] shape, long flat)

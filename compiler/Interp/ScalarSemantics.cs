@@ -21,6 +21,7 @@ public static class ScalarSemantics
         "tensor.log" => MathF.Log,
         "tensor.sqrt" => MathF.Sqrt,
         "tensor.rsqrt" => x => 1f / MathF.Sqrt(x),
+        "tensor.step" => x => x > 0 ? 1f : (float.IsNaN(x) ? x : 0f),
         _ => null,
     };
 

@@ -68,6 +68,13 @@ public sealed class InsertReshards : IPass, IWarningSource
     /// </summary>
     public static (Sharding[] Operands, Sharding[] Results) Layout(Operation op, ShardingRule rule, DeviceMesh mesh)
     {
+        // A parameter is written in the layout it is read in: the new value follows the parameter, never the reverse.
+        if (op.Name == "train.update")
+        {
+            var p = op.Operands[0].TensorType;
+            var layout = p.Sharding ?? Sharding.Replicated(p.Rank);
+            return ([layout, layout], []);
+        }
         var votes = op.Operands.Select(v => new FactorSharding.Vote(v.TensorType.Sharding, v.TensorType.NumElements))
             .Concat(op.Results.Select(r => new FactorSharding.Vote(r.TensorType.Sharding, long.MaxValue))).ToArray();
         var assign = FactorSharding.Resolve(rule, votes, mesh);

@@ -87,6 +87,8 @@ public sealed class ShardingPropagation : IPass
         private bool Visit(Operation op, ShardingRule rule)
         {
             var votes = Tensors(op).Select(v => new FactorSharding.Vote(_current[v], v.TensorType.NumElements)).ToArray();
+            // The value written to a parameter takes the parameter's layout; it has no say in it.
+            if (op.Name == "train.update") votes[1] = new FactorSharding.Vote(null, 0);
             var assign = FactorSharding.Resolve(rule, votes, _mesh);
             bool changed = false;
             var tensors = Tensors(op).ToArray();

@@ -45,6 +45,9 @@ public sealed record SendInstr(string Op, string Where, string Axis, int Shift, 
 /// <summary>Receive from the device <paramref name="Shift"/> steps back along <paramref name="Axis"/> (zeros beyond the edge).</summary>
 public sealed record RecvInstr(string Op, string Where, string Axis, int Shift, DType DType, long[] Shape, int Output) : Instruction(Op, Where);
 
+/// <summary>Hand this device's block of a slot to the host as the next value of the parameter (or optimizer state) at <paramref name="Path"/>.</summary>
+public sealed record UpdateInstr(string Op, string Where, string Path, int Input) : Instruction(Op, Where);
+
 /// <summary>
 /// The program one device runs: straight-line instructions over slots, with the slots that hold the results.
 /// Every device of an SPMD program runs the same instance; what differs (its rank, its blocks) comes from the
@@ -70,6 +73,7 @@ public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instr
         LaunchInstr l => l.Inputs,
         CollectiveInstr c => [c.Input],
         SendInstr s => [s.Input],
+        UpdateInstr u => [u.Input],
         _ => [],
     };
 

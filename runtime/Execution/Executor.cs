@@ -14,10 +14,11 @@ public static class Executor
 {
     /// <summary>
     /// Runs <paramref name="program"/> with this device's argument blocks; <paramref name="parameter"/> gives this
-    /// device's block of a parameter by path. Returns this device's result blocks (copied to the host).
+    /// device's block of a parameter by path and <paramref name="update"/> receives its new block (training).
+    /// Returns this device's result blocks (copied to the host).
     /// </summary>
     public static NDArray[] Run(DeviceProgram program, IDevice device, ICommunicator comm, IReadOnlyList<NDArray> inputs,
-        Func<string, NDArray> parameter)
+        Func<string, NDArray> parameter, Action<string, NDArray>? update = null)
     {
         var slots = new NDArray?[program.NumSlots];
         for (int step = 0; step < program.Instructions.Count; step++)
@@ -49,6 +50,10 @@ public static class Executor
                     break;
                 case SendInstr s:
                     if (Peer(comm, s.Axis, s.Shift) is int to) comm.Send(slots[s.Input]!, to, site);
+                    break;
+                case UpdateInstr u:
+                    if (update == null) throw Fail(comm, site, $"the program updates '{u.Path}' but the run keeps no parameters");
+                    update(u.Path, device.CopyOut(slots[u.Input]!));
                     break;
                 case RecvInstr r:
                     slots[r.Output] = Peer(comm, r.Axis, -r.Shift) is int from ? comm.Recv(from, r.DType, r.Shape, site) : NDArray.Zeros(r.DType, r.Shape);

@@ -79,3 +79,5 @@ public sealed class LogOp : UnaryElementwiseOp { /** <inheritdoc/> */ public ove
 public sealed class SqrtOp : UnaryElementwiseOp { /** <inheritdoc/> */ public override string Name => "tensor.sqrt"; /** <inheritdoc/> */ public override string Summary => "square root"; }
 /// <summary><c>tensor.rsqrt</c>: 1 / sqrt(x).</summary>
 public sealed class RsqrtOp : UnaryElementwiseOp { /** <inheritdoc/> */ public override string Name => "tensor.rsqrt"; /** <inheritdoc/> */ public override string Summary => "1 / sqrt(x)"; }
+/// <summary><c>tensor.step</c>: 1 where x &gt; 0, else 0 (the derivative of relu; gradients use it as a mask).</summary>
+public sealed class StepOp : UnaryElementwiseOp { /** <inheritdoc/> */ public override string Name => "tensor.step"; /** <inheritdoc/> */ public override string Summary => "1 where x > 0, else 0"; }

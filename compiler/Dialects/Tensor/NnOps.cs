@@ -118,7 +118,7 @@ public sealed class EmbeddingOp : OpDef
     }
 }
 
-/// <summary><c>tensor.causal_mask %x</c>: entries above the diagonal of the last two axes become -inf.</summary>
+/// <summary><c>tensor.causal_mask %x {fill?}</c>: entries above the diagonal of the last two axes become <c>fill</c> (-inf by default; the gradient uses 0).</summary>
 public sealed class CausalMaskOp : OpDef
 {
     /// <inheritdoc/>

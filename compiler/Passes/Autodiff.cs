@@ -1,0 +1,66 @@
+using ParallelCompiler.IR;
+using ParallelCompiler.Passes.Infrastructure;
+
+namespace ParallelCompiler.Passes;
+
+/// <summary>
+/// <c>autodiff</c>: reverse-mode differentiation of a training module (one with a <c>train</c> attribute). The
+/// entry function's result is the scalar loss; the pass appends the backward program before the return: the
+/// adjoint of every value is built op by op in reverse (<see cref="GradientRules"/>), adjoints of values used
+/// several times are summed, and each parameter's gradient is marked with <c>train.grad %param, %g</c> for the
+/// optimizer pass. Ops from a <c>@remat</c> layer are recomputed in the backward program where it needs them,
+/// so their forward activations die early. Running it twice changes nothing.
+/// </summary>
+public sealed class Autodiff : IPass
+{
+    /// <inheritdoc/>
+    public string Name => "autodiff";
+    /// <inheritdoc/>
+    public string Description => "append the backward program of the scalar loss and mark each parameter's gradient";
+
+    /// <summary>Recompute @remat layers in the backward pass (off: keep their activations, to compare memory).</summary>
+    [PassOption("remat", "recompute the activations of @remat layers in the backward pass")]
+    public bool Remat { get; set; } = true;
+
+    /// <inheritdoc/>
+    public bool Run(Operation module)
+    {
+        if (module.GetAttr("train") is not DictAttr || module.IsSpmd()) return false;
+        var func = module.EntryFunction() ?? throw new IRException("autodiff: the module has no entry function");
+        var entry = func.Regions[0].Entry;
+        if (entry.Operations.Any(o => o.Dialect == "train")) return false;
+        var ret = entry.Last!;
+        if (ret.Operands.Count != 1 || ret.Operands[0].TensorType is not { Rank: 0 } lossType || !lossType.DType.IsFloat())
+            throw new PassInputException(func.Location,
+                $"train: @{func.StringAttr("sym_name")} must return one float scalar (the loss), it returns {string.Join(", ", ret.Operands.Select(o => o.TensorType.ToSourceString()))}");
+        var b = new Builder { Location = func.Location };
+        b.SetInsertionPointBefore(ret);
+        var rules = new GradientRules(b, Remat);
+        var forward = entry.Operations.TakeWhile(o => o != ret).ToList();
+        var adjoint = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance)
+        {
+            [ret.Operands[0]] = b.CreateValue("tensor.constant", [], [new("value", Attr.Float(1.0))], lossType.WithSharding(null)),
+        };
+        for (int k = forward.Count - 1; k >= 0; k--)
+        {
+            var op = forward[k];
+            if (op.Results.Count != 1 || !adjoint.TryGetValue(op.Result, out var dy)) continue;
+            b.Location = op.Location;
+            var grads = rules.Backward(op, dy);
+            for (int i = 0; i < op.Operands.Count; i++)
+            {
+                if (grads[i] is not { } g || !op.Operands[i].TensorType.DType.IsFloat()) continue;
+                var v = op.Operands[i];
+                adjoint[v] = adjoint.TryGetValue(v, out var acc) ? b.CreateValue("tensor.add", [acc, g]) : g;
+            }
+        }
+        foreach (var p in forward.Where(o => o.Name == "tensor.param"))
+            if (adjoint.TryGetValue(p.Result, out var g))
+            {
+                b.Location = p.Location;
+                g.NameHint ??= $"{p.StringAttr("path")}.grad";
+                b.Create("train.grad", [p.Result, g]);
+            }
+        return true;
+    }
+}

@@ -1,0 +1,142 @@
+using ParallelCompiler.Dialects.Train;
+using ParallelCompiler.IR;
+using ParallelCompiler.Passes.Infrastructure;
+using ParallelCompiler.Runtime.Distributed;
+
+namespace ParallelCompiler.Passes;
+
+/// <summary>
+/// <c>optimizer</c>: replaces each <c>train.grad %param, %g</c> with the update the module's <c>train</c> attribute
+/// asks for, as ordinary tensor ops ending in <c>train.update</c>. Optimizer state is read as parameters with
+/// documented paths: <c>PATH.momentum</c> (sgd with momentum), <c>PATH.adam_m</c>, <c>PATH.adam_v</c> and the
+/// step count <c>optimizer.step</c> (adam), all starting at zero. With <c>zero=1</c> the state is split over the
+/// data-parallel axis (ZeRO stage 1): propagation then reduce-scatters the gradients, updates each shard and
+/// all-gathers the parameters, with no other change here. Gradient synchronisation needs nothing either: a
+/// gradient summed over a split batch is a partial sum that insert-reshards reduces where the update needs it.
+/// </summary>
+public sealed class Optimizer : IPass
+{
+    /// <inheritdoc/>
+    public string Name => "optimizer";
+    /// <inheritdoc/>
+    public string Description => "turn each parameter's gradient into the optimizer's update of the parameter and its state";
+
+    /// <summary>ZeRO stage: 0 (state laid out like its parameter) or 1 (state split over the data-parallel axis).</summary>
+    [PassOption("zero", "ZeRO stage: 0, or 1 to split the optimizer state over the data-parallel axis")]
+    public int Zero { get; set; }
+
+    /// <summary>The data-parallel mesh axis for ZeRO; empty: the axis the entry's first argument splits its first dimension over.</summary>
+    [PassOption("axis", "the data-parallel mesh axis for zero=1 (default: the one splitting the first input's batch)")]
+    public string Axis { get; set; } = "";
+
+    /// <inheritdoc/>
+    public bool Run(Operation module)
+    {
+        if (module.GetAttr("train") is not DictAttr train || module.IsSpmd()) return false;
+        if (Zero is not (0 or 1)) throw new PipelineException($"optimizer: zero must be 0 or 1, got {Zero}");
+        var func = module.EntryFunction()!;
+        var entry = func.Regions[0].Entry;
+        var grads = entry.Operations.Where(o => o.Name == "train.grad").ToList();
+        if (grads.Count == 0) return false;
+        string zeroAxis = Zero == 1 ? DataParallelAxis(module, func) : "";
+        var s = train.Entries.ToDictionary(e => e.Key, e => e.Value);
+        double F(string key) => s.GetValueOrDefault(key) switch { FloatAttr f => f.Value, IntAttr i => i.Value, _ => 0.0 };
+        string kind = s.GetValueOrDefault("optimizer") is StringAttr k ? k.Value : throw new IRException("optimizer: the train attribute names no optimizer");
+        var b = new Builder();
+        b.SetInsertionPointBefore(entry.Last!);
+        var mesh = module.DeviceMesh();
+        var u = new UpdateBuilder(b, mesh, zeroAxis);
+        Value? step = null;
+        if (kind == "adam")
+        {
+            // The step count is shared by all parameters: t = step + 1, and beta^t = exp(t ln beta).
+            var stepParam = u.State("optimizer.step", TensorType.Scalar(DType.F32), null);
+            step = u.AddC(stepParam, 1);
+            b.Create("train.update", [stepParam, step]);
+        }
+        foreach (var g in grads)
+        {
+            var p = g.Operands[0];
+            var grad = g.Operands[1];
+            b.Location = g.Location;
+            string path = ParameterEffectOpDef.PathOf(g);
+            switch (kind)
+            {
+                case "sgd":
+                    double lr = F("lr"), momentum = F("momentum"), wd = F("weight_decay");
+                    if (wd != 0) grad = u.Add(grad, u.MulC(p, wd));
+                    if (momentum != 0)
+                    {
+                        var buf = u.State($"{path}.momentum", p.TensorType, p.TensorType.Sharding);
+                        grad = u.Add(u.MulC(buf, momentum), grad);
+                        b.Create("train.update", [buf, grad]);
+                    }
+                    b.Create("train.update", [p, u.Sub(p, u.MulC(grad, lr))]);
+                    break;
+                case "adam":
+                    double b1 = F("beta1"), b2 = F("beta2"), eps = F("eps");
+                    var m = u.State($"{path}.adam_m", p.TensorType, p.TensorType.Sharding);
+                    var v = u.State($"{path}.adam_v", p.TensorType, p.TensorType.Sharding);
+                    var m2 = u.Add(u.MulC(m, b1), u.MulC(grad, 1 - b1));
+                    var v2 = u.Add(u.MulC(v, b2), u.MulC(u.Mul(grad, grad), 1 - b2));
+                    b.Create("train.update", [m, m2]);
+                    b.Create("train.update", [v, v2]);
+                    // Bias-corrected moments: m / (1 - b1^t), v / (1 - b2^t); p -= lr * mhat / (sqrt(vhat) + eps).
+                    var corr1 = u.RSubC(1, u.Exp(u.MulC(step!, Math.Log(b1))));
+                    var corr2 = u.RSubC(1, u.Exp(u.MulC(step!, Math.Log(b2))));
+                    var mhat = u.Div(m2, corr1);
+                    var denom = u.AddC(u.Sqrt(u.Div(v2, corr2)), eps);
+                    b.Create("train.update", [p, u.Sub(p, u.MulC(u.Div(mhat, denom), F("lr")))]);
+                    break;
+                default:
+                    throw new IRException($"optimizer: unknown optimizer '{kind}'");
+            }
+            g.Erase();
+        }
+        return true;
+    }
+
+    /// <summary>The axis named by the option, else the one that splits the first argument's first dimension.</summary>
+    private string DataParallelAxis(Operation module, Operation func)
+    {
+        var mesh = module.DeviceMesh();
+        if (Axis.Length > 0)
+            return mesh.AxisNames.Contains(Axis) ? Axis : throw new PassInputException(func.Location, $"--zero: '{Axis}' is not an axis of the mesh ({mesh})");
+        var args = func.Regions[0].Entry.Arguments;
+        if (args.Count > 0 && args[0].TensorType is { Rank: > 0, Sharding: { } s } && s.Dims[0].Count > 0) return s.Dims[0][0];
+        throw new PassInputException(func.Location, "--zero 1: no data-parallel axis: the first input's batch dimension is not split (name one with optimizer{axis=...})");
+    }
+
+    /// <summary>The ops an update is made of, and optimizer state reads.</summary>
+    private sealed class UpdateBuilder(Builder b, DeviceMesh mesh, string zeroAxis)
+    {
+        /// <summary>A zero-initialised state parameter laid out like its parameter, or split over the ZeRO axis.</summary>
+        public Value State(string path, TensorType type, Sharding? like)
+        {
+            var sharding = like ?? (type.Rank == 0 ? null : Sharding.Replicated(type.Rank));
+            if (zeroAxis.Length > 0 && type.Rank > 0 && !sharding!.Axes.Contains(zeroAxis))
+            {
+                // The first dimension the axis divides takes it as its minor split; a state no dimension of which it divides stays whole.
+                var dims = sharding.Dims.Select(d => d.ToList()).ToArray();
+                for (int d = 0; d < dims.Length; d++)
+                    if (type.Shape[d] % (mesh.Product(dims[d]) * mesh.Size(zeroAxis)) == 0) { dims[d].Add(zeroAxis); break; }
+                sharding = new Sharding(dims);
+            }
+            var v = b.CreateValue("tensor.param", [], [new("path", Attr.Str(path)), new("init", Attr.Str("zeros")), new("state", Attr.Bool(true))],
+                type.WithSharding(sharding));
+            v.NameHint = path;
+            return v;
+        }
+
+        public Value Add(Value x, Value y) => b.CreateValue("tensor.add", [x, y]);
+        public Value Sub(Value x, Value y) => b.CreateValue("tensor.sub", [x, y]);
+        public Value Mul(Value x, Value y) => b.CreateValue("tensor.mul", [x, y]);
+        public Value Div(Value x, Value y) => b.CreateValue("tensor.div", [x, y]);
+        public Value Exp(Value x) => b.CreateValue("tensor.exp", [x]);
+        public Value Sqrt(Value x) => b.CreateValue("tensor.sqrt", [x]);
+        private Value C(Value like, double c) => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(c))], TensorType.Scalar(like.TensorType.DType));
+        public Value MulC(Value v, double c) => Mul(v, C(v, c));
+        public Value AddC(Value v, double c) => Add(v, C(v, c));
+        public Value RSubC(double c, Value v) => Sub(C(v, c), v);
+    }
+}
