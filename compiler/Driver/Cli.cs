@@ -19,6 +19,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     private readonly Option<string?> _mesh = new("--mesh") { Description = "override mesh axis sizes: --mesh dp=4,tp=2" };
     private readonly Option<string?> _entry = new("--entry") { Description = "the model to compile when the file has several" };
     private readonly Option<bool> _verbose = new("--verbose") { Description = "show stack traces of internal errors" };
+    private readonly Option<int> _zero = new("--zero") { Description = "ZeRO stage for training: 1 splits the optimizer state over the data-parallel axis" };
     private bool _isVerbose;
     private string[] _args = [];
 
@@ -58,6 +59,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var c = new Command("compile", "compile a .mpl model and print (or write) the IR after the pipeline") { file };
         c.Options.Add(output);
         c.Options.Add(stats);
+        c.Options.Add(_zero);
         AddFrontEndOptions(c);
         _ir.AddTo(c);
         c.SetAction(r => Guard(() =>
@@ -141,6 +143,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         c.Options.Add(timeout);
         c.Options.Add(steps);
         c.Options.Add(saveParams);
+        c.Options.Add(_zero);
         c.Options.Add(parameters);
         c.Options.Add(output);
         c.Options.Add(seed);
@@ -203,8 +206,18 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             ? Compilation.ParseIR(src, diags, verify: true)
             : Compilation.FrontEnd(src, FrontEndOptions(r), diags);
         PrintDiagnostics(diags);
-        RunPasses(module, r.GetValue(_ir.Pipeline) ?? Pipelines.DefaultString, _ir.Build(r, stderr));
+        RunPasses(module, PipelineOf(r), _ir.Build(r, stderr));
         return module;
+    }
+
+    /// <summary>The pipeline the user gave, or the default one with --zero applied to its optimizer pass.</summary>
+    private string PipelineOf(ParseResult r)
+    {
+        int zero = r.GetValue(_zero);
+        if (zero is not (0 or 1)) throw new UserErrorException($"--zero must be 0 or 1, got {zero}");
+        if (r.GetValue(_ir.Pipeline) is { } given)
+            return zero == 0 ? given : throw new UserErrorException("--zero applies to the default pipeline; with --pass-pipeline write optimizer{zero=1}");
+        return zero == 0 ? Pipelines.DefaultString : Pipelines.DefaultString.Replace("optimizer", $"optimizer{{zero={zero}}}");
     }
 
     private void RunPasses(Operation module, string pipeline, IRPrintingOptions options)

@@ -40,7 +40,8 @@ public static class ModelRunner
     /// <summary>
     /// Runs the entry function <see cref="RunSettings.Steps"/> times on the same inputs, carrying the parameters
     /// (and optimizer state) each step updates into the next; <paramref name="onStep"/> hears of every step.
-    /// Writes the result (or, for a training module, the loss of every step) and the saved parameters.
+    /// Writes the last step's result under <c>out</c> (a training module also the loss of every step under
+    /// <c>loss</c>, shape [steps]) and the saved parameters.
     /// </summary>
     public static RunOutcome Run(Operation module, RunSettings s, TextWriter log, Action<int, NDArray, TimeSpan>? onStep = null)
     {
@@ -77,7 +78,7 @@ public static class ModelRunner
         {
             var outputs = new Dictionary<string, NDArray>();
             if (training) outputs["loss"] = NDArray.FromFloats([s.Steps], losses);
-            else for (int i = 0; i < results.Count; i++) outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
+            for (int i = 0; i < results.Count; i++) outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
             WriteArrays(s.OutPath, outputs);
         }
         if (s.SaveParamsPath != null)

@@ -35,7 +35,7 @@ public class CliTests
     {
         var r = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "L=1", "--mesh", "dp=1,tp=1,pp=1", "--seed", "3");
         Assert.True(r.ExitCode == 0, r.Stderr);
-        Assert.Matches(@"out: f32\[\] = 4\.8\d+", r.Stdout); // about ln(128): a fresh model predicts nearly uniformly
+        Assert.Matches(@"loss: 4\.8\d+", r.Stdout); // about ln(128): a fresh model predicts nearly uniformly
         var bad = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "--mesh", "xx=2");
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("--mesh: mesh 'grid' has no axis 'xx' (its axes: pp, dp, tp)", bad.Stderr);

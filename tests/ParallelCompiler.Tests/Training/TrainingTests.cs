@@ -1,0 +1,130 @@
+using ParallelCompiler.Runtime.IO;
+using ParallelCompiler.Tests.Interp;
+using ParallelCompiler.Tests.Sharding;
+using ParallelCompiler.Tests.Support;
+using Xunit;
+
+namespace ParallelCompiler.Tests.Training;
+
+/// <summary>Training end to end through `mplc run`: against numpy's hand-derived gradients, across meshes, and across a save and resume.</summary>
+public sealed class TrainingTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("mplc-train").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private string P(string name) => Path.Combine(_dir, name);
+
+    private static NDArray Normal(long[] shape, int seed, float scale)
+    {
+        var rng = new Random(seed);
+        var data = new float[NDArray.ShapeSize(shape)];
+        for (int i = 0; i < data.Length; i++) data[i] = scale * (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
+        return NDArray.FromFloats(shape, data);
+    }
+
+    private static void Run(params string[] args)
+    {
+        var r = Mplc.Run(args);
+        Assert.True(r.ExitCode == 0, $"mplc {string.Join(" ", args)} exited with {r.ExitCode}\n{r.Stdout}\n{r.Stderr}");
+    }
+
+    private static NDArray Read(string path, string key) => ArrayFile.Read(path)[key].Array;
+
+    /// <summary>Three SGD steps of examples/classifier.mpl on its dp=2, tp=2 mesh against numpy with hand-derived gradients.</summary>
+    [Fact]
+    public void ClassifierOnItsMeshMatchesHandDerivedGradients()
+    {
+        var rng = new Random(7);
+        Npz.Write(P("in.npz"), new Dictionary<string, NDArray>
+        {
+            ["x"] = Normal([16, 32], 1, 1f),
+            ["labels"] = NDArray.FromInts([16], Enumerable.Range(0, 16).Select(_ => rng.Next(10)).ToArray()),
+        });
+        Npz.Write(P("p.npz"), new Dictionary<string, NDArray>
+        {
+            ["classifier.w1"] = Normal([32, 64], 2, 0.3f), ["classifier.b1"] = Normal([64], 3, 0.1f), ["classifier.w2"] = Normal([64, 10], 4, 0.3f),
+        });
+        Run("run", Repo.Path("examples", "classifier.mpl"), "--inputs", P("in.npz"), "--params", P("p.npz"), "--steps", "3",
+            "--out", P("out.npz"), "--save-params", P("trained.npz"));
+        Python.RunOk(NumpyOracle.RunFile, Repo.Path("tests", "oracle", "train.py"), P("in.npz"), P("p.npz"), "0.5", "3", P("expected.npz"));
+        var expected = ArrayFile.Read(P("expected.npz"));
+        Assert.True(Distributed.MaxRelativeError(expected["loss"].Array, Read(P("out.npz"), "loss")) <= 1e-4);
+        var trained = ArrayFile.Read(P("trained.npz"));
+        foreach (var key in new[] { "classifier.w1", "classifier.b1", "classifier.w2" })
+        {
+            double err = Distributed.MaxRelativeError(expected[key].Array, trained[key].Array);
+            Assert.True(err <= 1e-4, $"{key}: relative error {err:G3}");
+        }
+    }
+
+    /// <summary>The transformer of docs/language.md trains with adam to the same losses on dp=2, tp=2 as on one device.</summary>
+    [Fact]
+    public void TransformerTrainsAlikeOnAMeshAndOnOneDevice()
+    {
+        string gpt = Repo.Path("examples", "gpt.mpl");
+        Run("run", gpt, "-D", "L=2", "--mesh", "pp=1,dp=2,tp=2", "--steps", "10", "--seed", "3", "--out", P("mesh.npz"));
+        Run("run", gpt, "-D", "L=2", "--mesh", "pp=1,dp=1,tp=1", "--steps", "10", "--seed", "3", "--out", P("one.npz"));
+        var (mesh, one) = (Read(P("mesh.npz"), "loss"), Read(P("one.npz"), "loss"));
+        Assert.Equal([10L], mesh.Shape);
+        Assert.True(Distributed.MaxRelativeError(one, mesh) <= 1e-4, $"losses differ: {string.Join(", ", one.F!)} vs {string.Join(", ", mesh.F!)}");
+        Assert.True(one.F![9] < one.F[0], "the loss should fall");
+    }
+
+    /// <summary>On a fixed batch, 50 adam steps (lr 3e-4) on one device bring the transformer's loss down steadily.</summary>
+    [Fact]
+    public void TransformerLossFallsOverFiftySteps()
+    {
+        Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "L=1", "--mesh", "pp=1,dp=1,tp=1", "--steps", "50", "--out", P("loss.npz"));
+        var loss = Read(P("loss.npz"), "loss").F!;
+        Assert.True(loss[49] < 0.95 * loss[0], $"loss went from {loss[0]} to {loss[49]}");
+        for (int i = 5; i < 50; i += 5) Assert.True(loss[i] < loss[i - 5], $"loss rose between steps {i - 4} and {i + 1}");
+    }
+
+    /// <summary>Four steps in one go give bit for bit the parameters and optimizer state of two steps, a save, a resume and two more.</summary>
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1")]
+    public void SaveAndResumeEqualsAnUninterruptedRun(string zero)
+    {
+        string gpt = Repo.Path("examples", "gpt.mpl");
+        string[] common = ["-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--zero", zero, "--seed", "1"];
+        Run(["run", gpt, .. common, "--steps", "4", "--save-params", P("straight.npz"), "--out", P("straight_loss.npz")]);
+        Run(["run", gpt, .. common, "--steps", "2", "--save-params", P("half.npz"), "--out", P("first.npz")]);
+        Run(["run", gpt, .. common, "--steps", "2", "--params", P("half.npz"), "--save-params", P("resumed.npz"), "--out", P("second.npz")]);
+        var straight = ArrayFile.Read(P("straight.npz"));
+        var resumed = ArrayFile.Read(P("resumed.npz"));
+        Assert.Equal(straight.Keys.Order(), resumed.Keys.Order());
+        Assert.Contains("gpt.wte.adam_m", straight.Keys);
+        Assert.Contains("optimizer.step", straight.Keys);
+        Assert.Equal(4f, straight["optimizer.step"].Array.F![0]);
+        foreach (var (key, value) in straight) Assert.True(value.Array.F!.SequenceEqual(resumed[key].Array.F!), $"{key} differs after resuming");
+        var losses = Read(P("straight_loss.npz"), "loss").F!;
+        Assert.Equal(losses, Read(P("first.npz"), "loss").F!.Concat(Read(P("second.npz"), "loss").F!).ToArray());
+    }
+
+    /// <summary>ZeRO-1 splits adam's state over dp and trains to the same losses.</summary>
+    [Fact]
+    public void ZeroStageOneSplitsTheStateAndChangesNoLoss()
+    {
+        string gpt = Repo.Path("examples", "gpt.mpl");
+        var ir = Mplc.Run("compile", gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--zero", "1");
+        Assert.True(ir.ExitCode == 0, ir.Stderr);
+        Assert.Contains("path = \"gpt.block.0.mlp.w1.adam_m\"", ir.Stdout);
+        Assert.Matches(@"layout = tensor<64x256xf32, shard\[dp, tp\]>, path = ""gpt\.block\.0\.mlp\.w1\.adam_m""", ir.Stdout);
+        Run("run", gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--steps", "3", "--zero", "1", "--out", P("zero.npz"));
+        Run("run", gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--steps", "3", "--out", P("plain.npz"));
+        Assert.True(Distributed.MaxRelativeError(Read(P("plain.npz"), "loss"), Read(P("zero.npz"), "loss")) <= 1e-5);
+    }
+
+    [Fact]
+    public void TrainingOptionsOnAForwardModelAreErrors()
+    {
+        var r = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--steps", "3");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error: --steps needs a training model", r.Stderr);
+        r = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--zero", "2");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error: --zero must be 0 or 1, got 2", r.Stderr);
+    }
+}
