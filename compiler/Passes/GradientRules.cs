@@ -50,9 +50,11 @@ public sealed class GradientRules(Builder b, bool remat)
             }
             case "tensor.max":
             {
-                // The gradient goes to every position holding the maximum (1 - step(max - x) is 1 exactly there).
+                // The gradient is shared equally by the positions holding the maximum (1 - step(max - x) is 1 exactly
+                // there), as torch.amax does: ties split it, so a value copied into several places gets it once.
                 var at = RSubC(1, Un("tensor.step", Sub(Spread(op, Y(), 1.0), X(0))));
-                return [Mul(Spread(op, dy, 1.0), at)];
+                var count = Reduce("tensor.sum", at, op.IntsAttr("axes"), keep: true);
+                return [Mul(Spread(op, dy, 1.0), Div(at, count))];
             }
             case "tensor.softmax":
             {
