@@ -9,7 +9,9 @@ namespace ParallelCompiler.Passes;
 /// <summary>
 /// <c>insert-reshards</c>: makes every layout change explicit. Each op runs in the layout of its results: its
 /// sharding rule turns the result shardings (and, for contracted factors, the heaviest operand's) into the
-/// layout every operand must have, and an operand that differs gets a <c>dist.reshard</c> in front. Results of
+/// layout every operand must have, and an operand that differs gets a <c>dist.reshard</c> in front. A
+/// contraction whose operands would cost more to move than its result runs where its operands are instead, and
+/// its result is resharded after it (bytes sent per device, <see cref="ReshardLowering.Cost"/>). Results of
 /// split reductions become partial sums; nothing but a reshard consumes a partial sum, and functions return
 /// complete values. Afterwards each op's operands are exactly what its rule needs, which spmdize relies on.
 /// Warns when a tensor the user sharded is gathered in full.
@@ -50,6 +52,18 @@ public sealed class InsertReshards : IPass, IWarningSource
                 }
                 if (FactorSharding.RuleOf(op) is not { } rule || op.Name == "dist.reshard") continue;
                 var (operands, results) = Layout(op, rule, mesh);
+                if (CheaperFromOperands(op, rule, mesh, operands, results) is { } fromOperands)
+                {
+                    // Compute where the operands are (a partial sum, say) and move the smaller result instead.
+                    var wanted = new Sharding(results[0].Dims);
+                    (operands, results) = fromOperands;
+                    var after = new Builder { Location = op.Location };
+                    after.SetInsertionPointBefore(op.Next!);
+                    op.Result.Type = op.Result.TensorType.WithSharding(results[0]);
+                    var moved = after.CreateValue("dist.reshard", [op.Result], null, op.Result.TensorType.WithSharding(wanted));
+                    foreach (var (user, index) in op.Result.Uses.ToArray())
+                        if (user != moved.DefiningOp) user.SetOperand(index, moved);
+                }
                 for (int i = 0; i < op.Operands.Count; i++) changed |= Require(op, i, operands[i], mesh, cache, warned, func);
                 for (int i = 0; i < op.Results.Count; i++)
                     if (!Equals(op.Results[i].TensorType.Sharding, results[i]))
@@ -66,7 +80,28 @@ public sealed class InsertReshards : IPass, IWarningSource
     /// The layout <paramref name="op"/> computes in: operand shardings it needs and the result shardings it gives.
     /// Results are held in place; for factors no result has (contracted ones), the heaviest operand decides.
     /// </summary>
-    public static (Sharding[] Operands, Sharding[] Results) Layout(Operation op, ShardingRule rule, DeviceMesh mesh)
+    public static (Sharding[] Operands, Sharding[] Results) Layout(Operation op, ShardingRule rule, DeviceMesh mesh) =>
+        Layout(op, rule, mesh, holdResults: true);
+
+    /// <summary>
+    /// For an op with a contraction: the layout chosen from the operands alone when moving its (single) result
+    /// afterwards costs fewer bytes than moving the operands into the result's layout (the gradient of a weight,
+    /// say, summed over a split batch and then scattered, instead of gathering the batch); otherwise null.
+    /// </summary>
+    private static (Sharding[] Operands, Sharding[] Results)? CheaperFromOperands(Operation op, ShardingRule rule, DeviceMesh mesh,
+        Sharding[] operands, Sharding[] results)
+    {
+        if (op.Results.Count != 1 || !rule.Kinds.Contains(FactorKind.Reduction)) return null;
+        var alt = Layout(op, rule, mesh, holdResults: false);
+        var complete = new Sharding(results[0].Dims);
+        double OperandCost(Sharding[] needed) => op.Operands.Select((v, i) => ReshardLowering.Cost(v.TensorType, v.TensorType.Sharding!, needed[i], mesh)).Sum();
+        var t = op.Result.TensorType;
+        double held = OperandCost(operands) + ReshardLowering.Cost(t, results[0], complete, mesh);
+        double moved = OperandCost(alt.Operands) + ReshardLowering.Cost(t, alt.Results[0], complete, mesh);
+        return moved < held ? alt : null;
+    }
+
+    private static (Sharding[] Operands, Sharding[] Results) Layout(Operation op, ShardingRule rule, DeviceMesh mesh, bool holdResults)
     {
         // A parameter is written in the layout it is read in: the new value follows the parameter, never the reverse.
         if (op.Name == "train.update")
@@ -76,7 +111,7 @@ public sealed class InsertReshards : IPass, IWarningSource
             return ([layout, layout], []);
         }
         var votes = op.Operands.Select(v => new FactorSharding.Vote(v.TensorType.Sharding, v.TensorType.NumElements))
-            .Concat(op.Results.Select(r => new FactorSharding.Vote(r.TensorType.Sharding, long.MaxValue))).ToArray();
+            .Concat(op.Results.Select(r => new FactorSharding.Vote(holdResults ? r.TensorType.Sharding : null, long.MaxValue))).ToArray();
         var assign = FactorSharding.Resolve(rule, votes, mesh);
         var partial = FactorSharding.PartialAxes(rule, assign, mesh);
         var operands = rule.Operands.Select(d => FactorSharding.Project(rule, d, assign, mesh)).ToArray();
