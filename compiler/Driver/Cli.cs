@@ -67,7 +67,20 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             var module = CompileToIR(r, r.GetValue(file)!);
             string text = Printer.Print(module, r.GetValue(_ir.DebugInfo));
             if (r.GetValue(output) is { } o) WriteText(o, text); else stdout.Write(text);
-            if (r.GetValue(stats)) PrintStats(module);
+            if (r.GetValue(stats))
+            {
+                PrintStats(module);
+                // With @remat, the same program without recomputation shows what it saves.
+                if (module.Walk().Any(o => o.GetAttr("recompute") != null) && PipelineOf(r).Contains("autodiff"))
+                {
+                    var plain = CompileToIR(r, r.GetValue(file)!, PipelineOf(r).Replace("autodiff", "autodiff{remat=false}"), quiet: true);
+                    var mesh = module.DeviceMesh();
+                    var with = Analysis.DeviceStats.Of(module.EntryFunction()!, mesh, 0);
+                    var without = Analysis.DeviceStats.Of(plain.EntryFunction()!, mesh, 0);
+                    stderr.WriteLine($"@remat: peak memory {Passes.InsertReshards.Bytes(with.PeakBytes)} per device with recomputation, " +
+                        $"{Passes.InsertReshards.Bytes(without.PeakBytes)} without; {Analysis.DeviceStats.Count(with.Flops)} FLOPs with, {Analysis.DeviceStats.Count(without.Flops)} without");
+                }
+            }
             return 0;
         }));
         return c;
@@ -197,7 +210,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         return body((step, loss, t) => stderr.WriteLine(Line(step, loss, t)));
     }
 
-    private Operation CompileToIR(ParseResult r, string path)
+    private Operation CompileToIR(ParseResult r, string path, string? pipeline = null, bool quiet = false)
     {
         var src = Compilation.ReadSource(path);
         var diags = new DiagnosticBag();
@@ -205,8 +218,8 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var module = path.EndsWith(".mplir", StringComparison.Ordinal)
             ? Compilation.ParseIR(src, diags, verify: true)
             : Compilation.FrontEnd(src, FrontEndOptions(r), diags);
-        PrintDiagnostics(diags);
-        RunPasses(module, PipelineOf(r), _ir.Build(r, stderr));
+        if (!quiet) PrintDiagnostics(diags);
+        RunPasses(module, pipeline ?? PipelineOf(r), quiet ? new IRPrintingOptions() : _ir.Build(r, stderr), quiet);
         return module;
     }
 
@@ -220,11 +233,11 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         return zero == 0 ? Pipelines.DefaultString : Pipelines.DefaultString.Replace("optimizer", $"optimizer{{zero={zero}}}");
     }
 
-    private void RunPasses(Operation module, string pipeline, IRPrintingOptions options)
+    private void RunPasses(Operation module, string pipeline, IRPrintingOptions options, bool quiet = false)
     {
         using var services = CompilerServices.Create();
         var registry = (PassRegistry)services.GetService(typeof(PassRegistry))!;
-        var pm = Compilation.RunPipeline(module, pipeline, options, registry, w => stderr.WriteLine(Render(Severity.Warning, w.Location, w.Message)));
+        var pm = Compilation.RunPipeline(module, pipeline, options, registry, w => { if (!quiet) stderr.WriteLine(Render(Severity.Warning, w.Location, w.Message)); });
         if (options.Timing) PrintTiming(pm);
     }
 

@@ -258,8 +258,13 @@ public sealed partial class Elaborator
         }
         var result = LowerType(layer.Result, Scope.Global);
         var saved = _b.Location;
+        var last = _b.Block!.Last;
         var ret = LowerBody(layer, inner, result);
         _b.Location = saved;
+        // Every op of a @remat instance says so: autodiff recomputes them in the backward program.
+        if (instance.Remat && !caller.Remat)
+            for (var op = last?.Next ?? _b.Block.First; op != null; op = op.Next)
+                if (op.GetAttr("remat") is null) op.SetAttr("remat", Attr.Str(path));
         return ret;
     }
 

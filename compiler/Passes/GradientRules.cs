@@ -108,10 +108,15 @@ public sealed class GradientRules(Builder b, bool remat)
     /// </summary>
     public Value Fwd(Value v)
     {
-        if (!remat || v.DefiningOp is not { Dialect: "tensor" } op || op.GetAttr("remat") is null || op.Name == "tensor.param" || op.Results.Count != 1) return v;
+        if (!remat || v.DefiningOp is not { Dialect: "tensor" } op || op.GetAttr("remat") is not { } layer || op.Name == "tensor.param" || op.Results.Count != 1) return v;
+        // A value the rest of the program reads (the layer's output) is the checkpoint the next layer recomputes
+        // from: it is kept, and recomputation never reaches back into earlier layers.
+        if (v.Uses.Any(u => u.Op.Dialect != "train" && u.Op.GetAttr("recompute") is null && !Equals(u.Op.GetAttr("remat"), layer))) return v;
         if (_recomputed.TryGetValue(v, out var r)) return r;
         var operands = op.Operands.Select(Fwd).ToArray();
-        var copy = b.Create(op.Name, operands, op.Attributes.Where(a => a.Key != "remat"), [op.Result.TensorType.WithSharding(null)]);
+        // Marked as a recomputation, so CSE does not merge it back into the forward op it copies.
+        var attrs = op.Attributes.Where(a => a.Key != "remat").Append(new("recompute", op.GetAttr("remat")!));
+        var copy = b.Create(op.Name, operands, attrs, [op.Result.TensorType.WithSharding(null)]);
         copy.Location = op.Location;
         copy.Result.NameHint = v.NameHint == null ? null : v.NameHint + ".remat";
         return _recomputed[v] = copy.Result;

@@ -128,3 +128,32 @@ public sealed class TrainingTests : IDisposable
         Assert.Contains("error: --zero must be 0 or 1, got 2", r.Stderr);
     }
 }
+
+/// <summary>@remat: the same training, less memory, more arithmetic.</summary>
+public sealed class RematTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("mplc-remat").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    [Fact]
+    public void RecomputingBlocksChangesNoLossAndLowersPeakMemory()
+    {
+        string remat = Path.Combine(_dir, "gpt_remat.mpl");
+        File.WriteAllText(remat, File.ReadAllText(Repo.Path("examples", "gpt.mpl")).Replace("layer block(", "@remat\nlayer block("));
+        string[] flags = ["-D", "L=2", "--mesh", "pp=1,dp=2,tp=2", "--steps", "3"];
+        var a = Mplc.Run(["run", remat, .. flags, "--out", Path.Combine(_dir, "a.npz")]);
+        var b = Mplc.Run(["run", Repo.Path("examples", "gpt.mpl"), .. flags, "--out", Path.Combine(_dir, "b.npz")]);
+        Assert.True(a.ExitCode == 0 && b.ExitCode == 0, a.Stderr + b.Stderr);
+        Assert.Equal(ArrayFile.Read(Path.Combine(_dir, "b.npz"))["loss"].Array.F!, ArrayFile.Read(Path.Combine(_dir, "a.npz"))["loss"].Array.F!);
+
+        var ir = Mplc.Run("compile", remat, "-D", "L=4", "-D", "B=64", "--mesh", "pp=1,dp=1,tp=1", "--stats");
+        Assert.True(ir.ExitCode == 0, ir.Stderr);
+        Assert.Contains("recompute = \"gpt.block.3\"", ir.Stdout);
+        var m = System.Text.RegularExpressions.Regex.Match(ir.Stderr, @"@remat: peak memory ([\d.]+) MiB per device with recomputation, ([\d.]+) MiB without");
+        Assert.True(m.Success, ir.Stderr);
+        double with = double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        double without = double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(with < 0.6 * without, $"peak {with} MiB with @remat, {without} MiB without");
+    }
+}
