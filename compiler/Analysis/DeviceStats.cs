@@ -70,7 +70,8 @@ public sealed class DeviceStats
 
     private static long Bytes(TensorType t) => t.NumElements * t.DType.Size();
 
-    private static double OpFlops(Operation op)
+    /// <summary>The estimated floating-point operations of one op (0 for data movement).</summary>
+    public static double OpFlops(Operation op)
     {
         if (op.Results.Count != 1 || op.Dialect != "tensor") return 0;
         double n = op.Result.TensorType.NumElements;

@@ -15,6 +15,8 @@ public static class CompilerServices
         services.AddPass<Canonicalize>();
         services.AddPass<Cse>();
         services.AddPass<Dce>();
+        services.AddPass<PipelineStages>();
+        services.AddPass<PipelineTransfers>();
         services.AddPass<Autodiff>();
         services.AddPass<Optimizer>();
         services.AddPass<ShardingPropagation>();
@@ -35,11 +37,13 @@ public static class Pipelines
         "canonicalize",    // fold constants and cancel reshapes/transposes before anything counts ops
         "cse",             // merge duplicates that canonicalization exposed (e.g. repeated scalar constants)
         "dce",             // drop what the rewrites left unused
+        "pipeline-stages", // @pipeline models only: stages of the forward program, which the backward ops then inherit
         "autodiff",        // training modules only: backward of the simplified forward, so no dead op is differentiated
         "optimizer",       // the update of every parameter and its state, still in global shapes
         "canonicalize",    // the backward program repeats patterns (reshape chains, x * 1) the rules do not avoid
         "cse",             // and recomputes the same softmax or transpose for several operands
         "dce",
+        "pipeline-transfers",   // after the last rewrite, so every value crossing stages is seen once
         "sharding-propagation", // on the simplified graph: fewer ops to reach a fixpoint over, no dead votes
         "insert-reshards",      // every layout change explicit and printable before anything is per-device
         "spmdize",              // last: everything after it sees one device's program with explicit collectives

@@ -20,8 +20,9 @@ public static class SpmdRunner
         var program = DeviceProgramBuilder.Build(func);
         var entry = func.Regions[0].Entry;
         var argDims = entry.Arguments.Select(a => Dims(GlobalType(a))).ToArray();
-        var paramDims = entry.Operations.Where(o => o.Name == "tensor.param")
-            .ToDictionary(o => o.StringAttr("path"), o => Dims(GlobalType(o.Result)));
+        // A weight tied across pipeline stages appears once per stage, always in the same layout.
+        var paramDims = entry.Operations.Where(o => o.Name == "tensor.param").GroupBy(o => o.StringAttr("path"))
+            .ToDictionary(g => g.Key, g => Dims(GlobalType(g.First().Result)));
         var resultTypes = func.GetAttr("result_layouts") is ArrayAttr r
             ? r.Items.Select(i => (TensorType)((TypeAttr)i).Type).ToArray()
             : func.ResultTypes().Cast<TensorType>().ToArray();
@@ -35,9 +36,10 @@ public static class SpmdRunner
                 (path, value) => written[path] = value);
             return (Results: results, Written: written);
         });
+        // In a pipeline only the devices of a value's stage hold it; each block position is filled by one of them.
         if (updates != null)
-            foreach (var path in perDevice[0].Written.Keys)
-                updates[path] = BlockLayout.Assemble(perDevice.Select(d => d.Written[path]).ToArray(), paramDims[path], mesh, parameters[path].Shape);
+            foreach (var path in perDevice.SelectMany(d => d.Written.Keys).Distinct())
+                updates[path] = BlockLayout.Assemble(perDevice.Select(d => d.Written.GetValueOrDefault(path)).ToArray(), paramDims[path], mesh, parameters[path].Shape);
         return resultTypes.Select((t, i) => BlockLayout.Assemble(perDevice.Select(d => d.Results[i]).ToArray(), Dims(t), mesh, t.ShapeArray)).ToArray();
     }
 

@@ -18,11 +18,13 @@ public static class DeviceProgramBuilder
         var slots = new Dictionary<Value, int>(ReferenceEqualityComparer.Instance);
         int Slot(Value v) => slots.TryGetValue(v, out int s) ? s : slots[v] = slots.Count;
         var code = new List<Instruction>();
+        var stages = new Dictionary<Value, int>(ReferenceEqualityComparer.Instance);
         var entry = func.Regions[0].Entry;
         foreach (var a in entry.Arguments) code.Add(new InputInstr("argument", a.NameHint ?? $"#{a.Index}", a.Index, Slot(a)));
         int[] results = [];
         foreach (var op in entry.Operations)
         {
+            int before = code.Count;
             string where = op.Location.IsUnknown ? "" : $"{op.Location.File}:{op.Location.Line}:{op.Location.Column}";
             int Out() => Slot(op.Result);
             TensorType T() => op.Result.TensorType;
@@ -47,14 +49,35 @@ public static class DeviceProgramBuilder
                 case "dist.recv": code.Add(new RecvInstr(op.Name, where, op.StringAttr("axis"), (int)op.IntAttr("shift"), T().DType, T().ShapeArray, Out())); break;
                 case "train.update": code.Add(new UpdateInstr(op.Name, where, Dialects.Train.ParameterEffectOpDef.PathOf(op), Slot(op.Operands[1]))); break;
                 case "train.grad": throw new IRException("a device program cannot hold train.grad: run the optimizer pass first");
+                case "pipe.transfer":
+                    code.Add(new TransferInstr(op.Name, where, (int)op.IntAttr("from"), (int)op.IntAttr("to"), T().DType, T().ShapeArray, Slot(op.Operands[0]), Out()));
+                    break;
                 case "dist.reshard": throw new IRException("a device program cannot hold dist.reshard: run spmdize first");
                 default:
                     if (op.Results.Count != 1) throw new IRException($"no device instruction for {op.Name}");
                     code.Add(new LaunchInstr(op.Name, where, new InterpretedKernel(op), op.Operands.Select(Slot).ToArray(), T().DType, T().ShapeArray, Out()));
                     break;
             }
+            int opStage = StageOf(op, stages);
+            foreach (var r in op.Results) stages[r] = op.Name == "pipe.transfer" ? (int)op.IntAttr("to") : opStage;
+            if (opStage >= 0)
+                for (int k = before; k < code.Count; k++) code[k] = code[k] with { Stage = opStage };
         }
-        return new DeviceProgram(func.StringAttr("sym_name"), slots.Count, code, results);
+        string? axis = func.GetAttr("pipeline") is DictAttr pipe && entry.Operations.Any(o => o.Name == "pipe.transfer" || o.GetAttr("stage") != null)
+            ? pipe.Entries.Where(e => e.Key == "axis").Select(e => ((StringAttr)e.Value).Value).FirstOrDefault()
+            : null;
+        return new DeviceProgram(func.StringAttr("sym_name"), slots.Count, code, results, axis);
+    }
+
+    /// <summary>
+    /// The stage an op runs on: its <c>stage</c> attribute, or for ops made after stages were assigned (the
+    /// collectives of a reshard, a rescaling) the latest stage among its operands; -1 (every device) for none.
+    /// </summary>
+    private static int StageOf(Operation op, Dictionary<Value, int> stages)
+    {
+        if (op.GetAttr("stage") is IntAttr s) return (int)s.Value;
+        if (op.Name == "pipe.transfer") return -1;
+        return op.Operands.Select(v => stages.GetValueOrDefault(v, -1)).DefaultIfEmpty(-1).Max();
     }
 }
 

@@ -46,6 +46,7 @@ public sealed class Autodiff : IPass
             var op = forward[k];
             if (op.Results.Count != 1 || !adjoint.TryGetValue(op.Result, out var dy)) continue;
             b.Location = op.Location;
+            var before = ret.Prev;
             var grads = rules.Backward(op, dy);
             for (int i = 0; i < op.Operands.Count; i++)
             {
@@ -53,13 +54,18 @@ public sealed class Autodiff : IPass
                 var v = op.Operands[i];
                 adjoint[v] = adjoint.TryGetValue(v, out var acc) ? b.CreateValue("tensor.add", [acc, g]) : g;
             }
+            // A pipelined program's backward work runs on the stage of the forward op it differentiates.
+            if (op.GetAttr("stage") is { } stage)
+                for (var o = before?.Next ?? entry.First; o != null && o != ret; o = o.Next)
+                    if (o.GetAttr("stage") is null && o.Dialect != "pipe") o.SetAttr("stage", stage);
         }
         foreach (var p in forward.Where(o => o.Name == "tensor.param"))
             if (adjoint.TryGetValue(p.Result, out var g))
             {
                 b.Location = p.Location;
                 g.NameHint ??= $"{p.StringAttr("path")}.grad";
-                b.Create("train.grad", [p.Result, g]);
+                var mark = b.Create("train.grad", [p.Result, g]);
+                if (p.GetAttr("stage") is { } stage) mark.SetAttr("stage", stage);
             }
         return true;
     }

@@ -97,6 +97,8 @@ public sealed class GradientRules(Builder b, bool remat)
                 return [Mul(Sub(p, onehot), MulC(dy, 1.0 / positions)), null];
             }
             case "dist.reshard": return [dy];
+            case "pipe.transfer":
+                return [b.CreateValue("pipe.transfer", [dy], [new("from", Attr.Int(op.IntAttr("to"))), new("to", Attr.Int(op.IntAttr("from")))])];
             case "tensor.constant" or "tensor.param" or "tensor.one_hot" or "tensor.embedding_grad": return new Value?[xs.Count];
             default: throw new IRException($"autodiff: no derivative rule for {op.Name}");
         }

@@ -54,12 +54,20 @@ public sealed class Optimizer : IPass
             step = u.AddC(stepParam, 1);
             b.Create("train.update", [stepParam, step]);
         }
+        bool pipelined = grads.Any(g => g.GetAttr("stage") != null);
+        if (pipelined)
+            for (var o = entry.First; o != null; o = o.Next)
+                if (o.GetAttr("stage") == null && o.Name is "tensor.param" or "tensor.constant" or "tensor.add" or "train.update") o.SetAttr("stage", Attr.Int(0));
+        // A weight tied between pipeline stages has a copy (and a gradient) per stage; each copy takes the sum.
+        var byPath = grads.GroupBy(ParameterEffectOpDef.PathOf).ToDictionary(g => g.Key, g => g.Select(x => x.Operands[1]).ToList());
         foreach (var g in grads)
         {
             var p = g.Operands[0];
             var grad = g.Operands[1];
             b.Location = g.Location;
             string path = ParameterEffectOpDef.PathOf(g);
+            var before = entry.Last!.Prev;
+            foreach (var other in byPath[path].Where(o => !ReferenceEquals(o, grad))) grad = u.Add(grad, other);
             switch (kind)
             {
                 case "sgd":
@@ -91,6 +99,9 @@ public sealed class Optimizer : IPass
                 default:
                     throw new IRException($"optimizer: unknown optimizer '{kind}'");
             }
+            if (g.GetAttr("stage") is { } stage)
+                for (var o = before!.Next; o != null && o != entry.Last; o = o.Next)
+                    if (o.GetAttr("stage") == null) o.SetAttr("stage", stage);
             g.Erase();
         }
         return true;

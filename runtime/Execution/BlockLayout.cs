@@ -36,16 +36,17 @@ public static class BlockLayout
         return ReferenceEquals(x, global) ? ArrayOps.Copy(global) : x;
     }
 
-    /// <summary>The global array from every device's block (devices holding copies of the same block agree; the first is used).</summary>
-    public static NDArray Assemble(IReadOnlyList<NDArray> blocks, IReadOnlyList<IReadOnlyList<string>> dims, DeviceMesh mesh, long[] globalShape)
+    /// <summary>The global array from the devices' blocks (devices holding copies of the same block agree; the first is used; null: the device does not hold it).</summary>
+    public static NDArray Assemble(IReadOnlyList<NDArray?> blocks, IReadOnlyList<IReadOnlyList<string>> dims, DeviceMesh mesh, long[] globalShape)
     {
-        var result = NDArray.Zeros(blocks[0].DType, globalShape);
+        var first = blocks.FirstOrDefault(b => b != null) ?? throw new ArgumentException("no device holds the value");
+        var result = NDArray.Zeros(first.DType, globalShape);
         var done = new HashSet<string>();
         for (int rank = 0; rank < blocks.Count; rank++)
         {
+            if (blocks[rank] is not { } b) continue; // a device of another pipeline stage
             var (offset, shape) = Of(globalShape, dims, mesh, rank);
             if (!done.Add(string.Join(",", offset))) continue;
-            var b = blocks[rank];
             if (!b.Shape.SequenceEqual(shape))
                 throw new ArgumentException($"device {rank} returned {b.TypeString}, expected a block of shape [{string.Join(", ", shape)}]");
             CopyBlock(b, result, offset);

@@ -7,7 +7,17 @@ namespace ParallelCompiler.Runtime.Execution;
 /// One step of a device program. Every step names the op it came from and where (for messages); values live in
 /// numbered slots that the executor frees after their last use.
 /// </summary>
-public abstract record Instruction(string Op, string Where);
+public abstract record Instruction(string Op, string Where)
+{
+    /// <summary>The pipeline stage that runs it (-1: every device). Stage k runs on pipeline device k mod p.</summary>
+    public int Stage { get; init; } = -1;
+}
+
+/// <summary>
+/// A value moving from pipeline stage <paramref name="From"/> to stage <paramref name="To"/>: sent by the devices of
+/// the first, received by those of the second (a copy where one device holds both).
+/// </summary>
+public sealed record TransferInstr(string Op, string Where, int From, int To, DType DType, long[] Shape, int Input, int Output) : Instruction(Op, Where);
 
 /// <summary>Copy argument <paramref name="Index"/> (this device's block) into a slot.</summary>
 public sealed record InputInstr(string Op, string Where, int Index, int Output) : Instruction(Op, Where);
@@ -53,8 +63,11 @@ public sealed record UpdateInstr(string Op, string Where, string Path, int Input
 /// Every device of an SPMD program runs the same instance; what differs (its rank, its blocks) comes from the
 /// device and the communicator.
 /// </summary>
-public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instruction> instructions, int[] results)
+public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instruction> instructions, int[] results, string? pipelineAxis = null)
 {
+    /// <summary>The mesh axis pipeline stages are spread over, or null when the program is not pipelined.</summary>
+    public string? PipelineAxis { get; } = pipelineAxis;
+
     /// <summary>The function it was made from.</summary>
     public string Name { get; } = name;
     /// <summary>Number of value slots.</summary>
@@ -74,6 +87,7 @@ public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instr
         CollectiveInstr c => [c.Input],
         SendInstr s => [s.Input],
         UpdateInstr u => [u.Input],
+        TransferInstr t => [t.Input],
         _ => [],
     };
 

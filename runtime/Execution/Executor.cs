@@ -21,12 +21,26 @@ public static class Executor
         Func<string, NDArray> parameter, Action<string, NDArray>? update = null)
     {
         var slots = new NDArray?[program.NumSlots];
+        // A pipelined program: this device runs the stages k with k mod p equal to its coordinate on the axis.
+        int pipeDevices = 1, me = 0;
+        if (program.PipelineAxis is { } axis)
+        {
+            pipeDevices = comm.Mesh.Size(axis);
+            me = comm.Mesh.Coords(comm.Rank)[comm.Mesh.AxisNames.ToList().IndexOf(axis)];
+        }
+        bool Mine(int stage) => stage < 0 || stage % pipeDevices == me;
         for (int step = 0; step < program.Instructions.Count; step++)
         {
             var ins = program.Instructions[step];
             var site = new CollectiveSite(ins.Op, ins.Where, step);
+            if (ins is not TransferInstr && !Mine(ins.Stage)) continue;
             switch (ins)
             {
+                case TransferInstr t:
+                    if (Mine(t.From) && Mine(t.To)) slots[t.Output] = slots[t.Input];
+                    else if (Mine(t.From)) comm.Send(slots[t.Input]!, PeerOnAxis(comm, program.PipelineAxis!, t.To % pipeDevices), site);
+                    else if (Mine(t.To)) slots[t.Output] = comm.Recv(PeerOnAxis(comm, program.PipelineAxis!, t.From % pipeDevices), t.DType, t.Shape, site);
+                    break;
                 case InputInstr i:
                     slots[i.Output] = device.CopyIn(inputs[i.Index]);
                     break;
@@ -63,7 +77,16 @@ public static class Executor
             }
             foreach (int dead in program.LastUses[step]) slots[dead] = null;
         }
-        return program.Results.Select(s => device.CopyOut(slots[s]!)).ToArray();
+        // In a pipeline, a result lives on the stage that computes it: other devices return null for it.
+        return program.Results.Select(s => slots[s] is { } v ? device.CopyOut(v) : null!).ToArray();
+    }
+
+    /// <summary>The rank that shares this device's coordinates except on <paramref name="axis"/>, where it has <paramref name="coordinate"/>.</summary>
+    private static int PeerOnAxis(ICommunicator comm, string axis, int coordinate)
+    {
+        var coords = comm.Mesh.Coords(comm.Rank);
+        coords[comm.Mesh.AxisNames.ToList().IndexOf(axis)] = coordinate;
+        return comm.Mesh.RankOf(coords);
     }
 
     private static NDArray Collective(CollectiveInstr c, NDArray x, ICommunicator comm, CollectiveSite site) => c.Kind switch
