@@ -172,7 +172,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                 CollectiveTimeout = TimeSpan.FromSeconds(r.GetValue(timeout) > 0 ? r.GetValue(timeout)
                     : throw new UserErrorException("--collective-timeout must be a positive number of seconds")),
             };
-            if (module.IsSpmd()) stderr.WriteLine($"note: running on {module.DeviceMesh().DeviceCount} simulated device(s), mesh {module.DeviceMesh()}");
+            if (module.IsSpmd()) stderr.WriteLine($"note: running on {module.PhysicalMesh().DeviceCount} simulated device(s), mesh {module.PhysicalMesh()}");
             var outcome = Progress(settings.Steps, onStep => ModelRunner.Run(module, settings, stderr, onStep));
             var results = outcome.Results;
             if (outcome.Losses is { } losses)

@@ -17,6 +17,7 @@ public static class CompilerServices
         services.AddPass<Dce>();
         services.AddPass<PipelineStages>();
         services.AddPass<PipelineTransfers>();
+        services.AddPass<Microbatch>();
         services.AddPass<Autodiff>();
         services.AddPass<Optimizer>();
         services.AddPass<ShardingPropagation>();
@@ -44,6 +45,7 @@ public static class Pipelines
         "cse",             // and recomputes the same softmax or transpose for several operands
         "dce",
         "pipeline-transfers",   // after the last rewrite, so every value crossing stages is seen once
+        "microbatch",           // microbatches as a time axis of the mesh: shapes and accumulation come from sharding
         "sharding-propagation", // on the simplified graph: fewer ops to reach a fixpoint over, no dead votes
         "insert-reshards",      // every layout change explicit and printable before anything is per-device
         "spmdize",              // last: everything after it sees one device's program with explicit collectives

@@ -26,6 +26,7 @@ public static class SpmdRunner
         var resultTypes = func.GetAttr("result_layouts") is ArrayAttr r
             ? r.Items.Select(i => (TensorType)((TypeAttr)i).Type).ToArray()
             : func.ResultTypes().Cast<TensorType>().ToArray();
+        if (program.Microbatches > 1) return RunMicrobatched(module, program, args, argDims, parameters, paramDims, resultTypes, timeout, updates);
         using var world = new InProcessWorld(mesh, timeout);
         var perDevice = world.Run((rank, comm) =>
         {
@@ -41,6 +42,48 @@ public static class SpmdRunner
             foreach (var path in perDevice.SelectMany(d => d.Written.Keys).Distinct())
                 updates[path] = BlockLayout.Assemble(perDevice.Select(d => d.Written.GetValueOrDefault(path)).ToArray(), paramDims[path], mesh, parameters[path].Shape);
         return resultTypes.Select((t, i) => BlockLayout.Assemble(perDevice.Select(d => d.Results[i]).ToArray(), Dims(t), mesh, t.ShapeArray)).ToArray();
+    }
+
+    /// <summary>
+    /// A microbatched program: the world is the physical mesh (without the microbatch axis); device d's
+    /// microbatch j is the block of the full mesh's rank with d's coordinates and mb = j.
+    /// </summary>
+    private static IReadOnlyList<NDArray> RunMicrobatched(Operation module, DeviceProgram program, IReadOnlyList<NDArray> args,
+        IReadOnlyList<IReadOnlyList<string>>[] argDims, IReadOnlyDictionary<string, NDArray> parameters, Dictionary<string, IReadOnlyList<IReadOnlyList<string>>> paramDims,
+        TensorType[] resultTypes, TimeSpan timeout, IDictionary<string, NDArray>? updates)
+    {
+        var full = module.DeviceMesh();
+        var physical = module.PhysicalMesh();
+        int m = program.Microbatches;
+        int mbIndex = full.AxisNames.ToList().IndexOf(program.MicrobatchAxis!);
+        int Virtual(int rank, int j)
+        {
+            var c = physical.Coords(rank).ToList();
+            c.Insert(mbIndex, j);
+            return full.RankOf(c.ToArray());
+        }
+        using var world = new InProcessWorld(physical, timeout);
+        var perDevice = world.Run((rank, comm) =>
+        {
+            var device = new SimulatedCpuDevice(rank);
+            var local = Enumerable.Range(0, m).Select(j => (IReadOnlyList<NDArray>)args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, Virtual(rank, j))).ToArray()).ToArray();
+            var written = new Dictionary<string, NDArray>();
+            var results = PipelineExecutor.Run(program, device, comm, local,
+                path => BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(rank, 0)), (path, value) => written[path] = value);
+            return (Results: results, Written: written);
+        });
+        var blocks = new NDArray?[full.DeviceCount];
+        NDArray Assemble(Func<int, int, NDArray?> at, IReadOnlyList<IReadOnlyList<string>> dims, long[] shape)
+        {
+            Array.Clear(blocks);
+            for (int r = 0; r < physical.DeviceCount; r++)
+                for (int j = 0; j < m; j++) blocks[Virtual(r, j)] = at(r, j);
+            return BlockLayout.Assemble(blocks, dims, full, shape);
+        }
+        if (updates != null)
+            foreach (var path in perDevice.SelectMany(d => d.Written.Keys).Distinct())
+                updates[path] = Assemble((r, _) => perDevice[r].Written.GetValueOrDefault(path), paramDims[path], parameters[path].Shape);
+        return resultTypes.Select((t, i) => Assemble((r, j) => perDevice[r].Results[i][j], Dims(t), t.ShapeArray)).ToArray();
     }
 
     /// <summary>The global type of a function argument or parameter (after spmdize its own type is the local block).</summary>

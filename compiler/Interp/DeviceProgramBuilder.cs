@@ -19,6 +19,7 @@ public static class DeviceProgramBuilder
         int Slot(Value v) => slots.TryGetValue(v, out int s) ? s : slots[v] = slots.Count;
         var code = new List<Instruction>();
         var stages = new Dictionary<Value, int>(ReferenceEqualityComparer.Instance);
+        var backwardValues = new HashSet<Value>(ReferenceEqualityComparer.Instance);
         var entry = func.Regions[0].Entry;
         foreach (var a in entry.Arguments) code.Add(new InputInstr("argument", a.NameHint ?? $"#{a.Index}", a.Index, Slot(a)));
         int[] results = [];
@@ -60,13 +61,22 @@ public static class DeviceProgramBuilder
             }
             int opStage = StageOf(op, stages);
             foreach (var r in op.Results) stages[r] = op.Name == "pipe.transfer" ? (int)op.IntAttr("to") : opStage;
-            if (opStage >= 0)
-                for (int k = before; k < code.Count; k++) code[k] = code[k] with { Stage = opStage };
+            // Ops made after autodiff (a reshard's collectives) are backward work when they read backward values.
+            bool backward = op.GetAttr("phase") is StringAttr { Value: "backward" } || op.Operands.Any(backwardValues.Contains);
+            if (backward) foreach (var r in op.Results) backwardValues.Add(r);
+            for (int k = before; k < code.Count; k++) code[k] = code[k] with { Stage = opStage, Backward = backward };
         }
-        string? axis = func.GetAttr("pipeline") is DictAttr pipe && entry.Operations.Any(o => o.Name == "pipe.transfer" || o.GetAttr("stage") != null)
-            ? pipe.Entries.Where(e => e.Key == "axis").Select(e => ((StringAttr)e.Value).Value).FirstOrDefault()
-            : null;
-        return new DeviceProgram(func.StringAttr("sym_name"), slots.Count, code, results, axis);
+        var pipe = func.GetAttr("pipeline") is DictAttr d ? d.Entries.ToDictionary(e => e.Key, e => e.Value) : [];
+        string? axis = entry.Operations.Any(o => o.GetAttr("stage") != null) && pipe.GetValueOrDefault("axis") is StringAttr pa ? pa.Value : null;
+        var module = func.ParentOp;
+        string? mb = module?.GetAttr("microbatch_axis") is StringAttr m ? m.Value : null;
+        return new DeviceProgram(func.StringAttr("sym_name"), slots.Count, code, results, axis)
+        {
+            MicrobatchAxis = mb,
+            Microbatches = mb == null ? 1 : (int)module!.DeviceMesh().Size(mb),
+            ScheduleKind = pipe.GetValueOrDefault("schedule") is StringAttr sk ? sk.Value : "gpipe",
+            Chunks = pipe.GetValueOrDefault("chunks") is IntAttr c ? (int)c.Value : 1,
+        };
     }
 
     /// <summary>

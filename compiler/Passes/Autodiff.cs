@@ -37,10 +37,13 @@ public sealed class Autodiff : IPass
         b.SetInsertionPointBefore(ret);
         var rules = new GradientRules(b, Remat);
         var forward = entry.Operations.TakeWhile(o => o != ret).ToList();
-        var adjoint = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance)
+        var seed = b.CreateValue("tensor.constant", [], [new("value", Attr.Float(1.0))], lossType.WithSharding(null));
+        if (ret.Operands[0].DefiningOp?.GetAttr("stage") is { } lossStage)
         {
-            [ret.Operands[0]] = b.CreateValue("tensor.constant", [], [new("value", Attr.Float(1.0))], lossType.WithSharding(null)),
-        };
+            seed.DefiningOp!.SetAttr("stage", lossStage);
+            seed.DefiningOp.SetAttr("phase", Attr.Str("backward"));
+        }
+        var adjoint = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance) { [ret.Operands[0]] = seed };
         for (int k = forward.Count - 1; k >= 0; k--)
         {
             var op = forward[k];
@@ -57,7 +60,10 @@ public sealed class Autodiff : IPass
             // A pipelined program's backward work runs on the stage of the forward op it differentiates.
             if (op.GetAttr("stage") is { } stage)
                 for (var o = before?.Next ?? entry.First; o != null && o != ret; o = o.Next)
+                {
                     if (o.GetAttr("stage") is null && o.Dialect != "pipe") o.SetAttr("stage", stage);
+                    o.SetAttr("phase", Attr.Str("backward")); // the schedule runs it in a backward slot
+                }
         }
         foreach (var p in forward.Where(o => o.Name == "tensor.param"))
             if (adjoint.TryGetValue(p.Result, out var g))

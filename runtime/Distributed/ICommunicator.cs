@@ -34,9 +34,9 @@ public interface ICommunicator
     /// <summary>Every device of the mesh calls it with the same global-rank <paramref name="pairs"/>; a target gets its source's <paramref name="x"/>, every other device zeros of <paramref name="x"/>'s shape.</summary>
     NDArray CollectivePermute(NDArray x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site);
 
-    /// <summary>Sends a copy of <paramref name="x"/> to global rank <paramref name="peer"/> without waiting; messages from one device to another arrive in the order sent.</summary>
-    void Send(NDArray x, int peer, CollectiveSite site);
+    /// <summary>Sends a copy of <paramref name="x"/> to global rank <paramref name="peer"/> without waiting; messages from one device to another with the same <paramref name="tag"/> arrive in the order sent.</summary>
+    void Send(NDArray x, int peer, CollectiveSite site, int tag = 0);
 
     /// <summary>The next message from global rank <paramref name="peer"/>, waiting for it; a <see cref="CollectiveException"/> unless it has <paramref name="dtype"/> and <paramref name="shape"/>.</summary>
-    NDArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site);
+    NDArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0);
 }

@@ -104,22 +104,22 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
     }
 
     /// <inheritdoc/>
-    public void Send(NDArray x, int peer, CollectiveSite site)
+    public void Send(NDArray x, int peer, CollectiveSite site, int tag = 0)
     {
         string span = $"to device {peer}";
         CheckArray(x, site, span);
         CheckPeer(peer, site, span);
         // A copy, so that the receiver never aliases an array the sender may reuse.
-        world.MailboxOf(rank, peer).Post(ArrayOps.Copy(x), site);
+        world.MailboxOf(rank, peer, tag).Post(ArrayOps.Copy(x), site);
     }
 
     /// <inheritdoc/>
-    public NDArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site)
+    public NDArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0)
     {
         ArgumentNullException.ThrowIfNull(shape);
         CheckPeer(peer, site, $"from device {peer}");
         string what = $"recv from {world.Who(peer)}, {site}";
-        if (!world.TakeOrCancel(world.MailboxOf(peer, rank), rank, what, out var message))
+        if (!world.TakeOrCancel(world.MailboxOf(peer, rank, tag), rank, what, out var message))
         {
             throw new CollectiveTimeoutException(
                 $"{world.Who(rank)} waited {InProcessWorld.Duration(world.Timeout)} in {what}; {world.Missing([peer], null, "sent anything")}");

@@ -17,7 +17,7 @@ public sealed class InProcessWorld : IDisposable
 
     private readonly CancellationTokenSource _cts = new();
     private readonly ConcurrentDictionary<(string Group, long Sequence), Rendezvous> _rendezvous = new();
-    private readonly ConcurrentDictionary<(int From, int To), Mailbox> _mail = new();
+    private readonly ConcurrentDictionary<(int From, int To, int Tag), Mailbox> _mail = new();
     private readonly InProcessCommunicator[] _comms;
     private readonly string?[] _activity;
     private int _running;
@@ -122,7 +122,7 @@ public sealed class InProcessWorld : IDisposable
     internal void SetActivity(int rank, string? what) => Volatile.Write(ref _activity[rank], what);
 
     /// <summary>The mailbox of messages from <paramref name="from"/> to <paramref name="to"/>.</summary>
-    internal Mailbox MailboxOf(int from, int to) => _mail.GetOrAdd((from, to), static _ => new Mailbox());
+    internal Mailbox MailboxOf(int from, int to, int tag) => _mail.GetOrAdd((from, to, tag), static _ => new Mailbox());
 
     /// <summary>
     /// Takes part in collective <paramref name="call"/> with <paramref name="x"/>: the <paramref name="sequence"/>th

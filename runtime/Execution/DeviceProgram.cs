@@ -11,6 +11,8 @@ public abstract record Instruction(string Op, string Where)
 {
     /// <summary>The pipeline stage that runs it (-1: every device). Stage k runs on pipeline device k mod p.</summary>
     public int Stage { get; init; } = -1;
+    /// <summary>True for backward work, which a training schedule runs in its backward slots.</summary>
+    public bool Backward { get; init; }
 }
 
 /// <summary>
@@ -67,6 +69,14 @@ public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instr
 {
     /// <summary>The mesh axis pipeline stages are spread over, or null when the program is not pipelined.</summary>
     public string? PipelineAxis { get; } = pipelineAxis;
+    /// <summary>The mesh axis that stands for microbatches (run in time, not on devices), or null.</summary>
+    public string? MicrobatchAxis { get; init; }
+    /// <summary>Number of microbatches (1 without microbatching).</summary>
+    public int Microbatches { get; init; } = 1;
+    /// <summary>The pipeline schedule: gpipe, 1f1b or interleaved.</summary>
+    public string ScheduleKind { get; init; } = "gpipe";
+    /// <summary>Model chunks per pipeline device (interleaved schedule).</summary>
+    public int Chunks { get; init; } = 1;
 
     /// <summary>The function it was made from.</summary>
     public string Name { get; } = name;

@@ -41,39 +41,9 @@ public static class Executor
                     else if (Mine(t.From)) comm.Send(slots[t.Input]!, PeerOnAxis(comm, program.PipelineAxis!, t.To % pipeDevices), site);
                     else if (Mine(t.To)) slots[t.Output] = comm.Recv(PeerOnAxis(comm, program.PipelineAxis!, t.From % pipeDevices), t.DType, t.Shape, site);
                     break;
-                case InputInstr i:
-                    slots[i.Output] = device.CopyIn(inputs[i.Index]);
-                    break;
-                case ParamInstr p:
-                    var value = parameter(p.Path);
-                    if (value.DType != p.DType || !value.Shape.SequenceEqual(p.Shape))
-                        throw Fail(comm, site, $"parameter '{p.Path}' must be {p.DType.Name()}[{string.Join(", ", p.Shape)}] on each device, got {value.TypeString}");
-                    slots[p.Output] = device.CopyIn(value);
-                    break;
-                case LaunchInstr l:
-                    var output = device.Allocate(l.DType, l.Shape);
-                    try { device.Launch(l.Kernel, l.Inputs.Select(s => slots[s]!).ToArray(), [output]); }
-                    catch (Exception e) when (e is not OperationCanceledException and not CollectiveException)
-                    {
-                        throw Fail(comm, site, e.Message, e);
-                    }
-                    slots[l.Output] = output;
-                    break;
-                case CollectiveInstr c:
-                    slots[c.Output] = Collective(c, slots[c.Input]!, comm, site);
-                    break;
-                case SendInstr s:
-                    if (Peer(comm, s.Axis, s.Shift) is int to) comm.Send(slots[s.Input]!, to, site);
-                    break;
-                case UpdateInstr u:
-                    if (update == null) throw Fail(comm, site, $"the program updates '{u.Path}' but the run keeps no parameters");
-                    update(u.Path, device.CopyOut(slots[u.Input]!));
-                    break;
-                case RecvInstr r:
-                    slots[r.Output] = Peer(comm, r.Axis, -r.Shift) is int from ? comm.Recv(from, r.DType, r.Shape, site) : NDArray.Zeros(r.DType, r.Shape);
-                    break;
                 default:
-                    throw Fail(comm, site, $"no rule for {ins.GetType().Name}");
+                    Step(ins, slots, site, device, comm, inputs, parameter, update);
+                    break;
             }
             foreach (int dead in program.LastUses[step]) slots[dead] = null;
         }
@@ -87,6 +57,49 @@ public static class Executor
         var coords = comm.Mesh.Coords(comm.Rank);
         coords[comm.Mesh.AxisNames.ToList().IndexOf(axis)] = coordinate;
         return comm.Mesh.RankOf(coords);
+    }
+
+
+    /// <summary>Runs one instruction (anything but a pipeline transfer) on this device's slots.</summary>
+    internal static void Step(Instruction ins, NDArray?[] slots, CollectiveSite site, IDevice device, ICommunicator comm,
+        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update)
+    {
+        switch (ins)
+        {
+            case InputInstr i:
+                slots[i.Output] = device.CopyIn(inputs[i.Index]);
+                break;
+            case ParamInstr p:
+                var value = parameter(p.Path);
+                if (value.DType != p.DType || !value.Shape.SequenceEqual(p.Shape))
+                    throw Fail(comm, site, $"parameter '{p.Path}' must be {p.DType.Name()}[{string.Join(", ", p.Shape)}] on each device, got {value.TypeString}");
+                slots[p.Output] = device.CopyIn(value);
+                break;
+            case LaunchInstr l:
+                var output = device.Allocate(l.DType, l.Shape);
+                try { device.Launch(l.Kernel, l.Inputs.Select(s => slots[s]!).ToArray(), [output]); }
+                catch (Exception e) when (e is not OperationCanceledException and not CollectiveException)
+                {
+                    throw Fail(comm, site, e.Message, e);
+                }
+                slots[l.Output] = output;
+                break;
+            case CollectiveInstr c:
+                slots[c.Output] = Collective(c, slots[c.Input]!, comm, site);
+                break;
+            case SendInstr s:
+                if (Peer(comm, s.Axis, s.Shift) is int to) comm.Send(slots[s.Input]!, to, site);
+                break;
+            case UpdateInstr u:
+                if (update == null) throw Fail(comm, site, $"the program updates '{u.Path}' but the run keeps no parameters");
+                update(u.Path, device.CopyOut(slots[u.Input]!));
+                break;
+            case RecvInstr r:
+                slots[r.Output] = Peer(comm, r.Axis, -r.Shift) is int from ? comm.Recv(from, r.DType, r.Shape, site) : NDArray.Zeros(r.DType, r.Shape);
+                break;
+            default:
+                throw Fail(comm, site, $"no rule for {ins.GetType().Name}");
+        }
     }
 
     private static NDArray Collective(CollectiveInstr c, NDArray x, ICommunicator comm, CollectiveSite site) => c.Kind switch
