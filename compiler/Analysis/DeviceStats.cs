@@ -29,14 +29,25 @@ public sealed class DeviceStats
     {
         var s = new DeviceStats();
         var entry = func.Regions[0].Entry;
+        // A pipelined program: this device runs its stages' ops, once per microbatch except the per-step ones.
+        var schedule = entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
+        int m = schedule == null ? 1 : (int)schedule.IntAttr("microbatches"), p = 1, me = 0;
+        if (schedule != null && func.GetAttr("pipeline") is DictAttr pipe && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis)
+        {
+            p = mesh.Size(axis.Value);
+            me = mesh.Coords(rank)[mesh.AxisNames.ToList().IndexOf(axis.Value)];
+        }
+        bool Mine(Operation op) => op.GetAttr("stage") is not IntAttr st || st.Value % p == me;
+        int Times(Operation op) => op.GetAttr("phase") is StringAttr { Value: "step" } ? 1 : m;
+        var ops = entry.Operations.Where(Mine).ToList();
         var lastUse = new Dictionary<Value, Operation>(ReferenceEqualityComparer.Instance);
-        foreach (var op in entry.Operations)
+        foreach (var op in ops)
             foreach (var v in op.Operands) lastUse[v] = op;
         long live = entry.Arguments.Sum(a => Bytes(a.TensorType)), peak = live;
-        foreach (var op in entry.Operations)
+        foreach (var op in ops)
         {
-            s.Flops += OpFlops(op);
-            Communication(op, mesh, rank, s);
+            s.Flops += OpFlops(op) * Times(op);
+            Communication(op, mesh, rank, s, Times(op));
             foreach (var r in op.Results)
             {
                 live += Bytes(r.TensorType);
@@ -46,6 +57,8 @@ public sealed class DeviceStats
             foreach (var v in op.Operands.Distinct())
                 if (ReferenceEquals(lastUse[v], op) && v is OpResult { Owner.Name: not "tensor.param" }) live -= Bytes(v.TensorType);
         }
+        // Microbatches in flight hold their activations at once (one microbatch's are in the walk above).
+        if (PipelineStats.Of(func) is { } ps) peak += Math.Max(0, ps.Devices[me].PeakActivationBytes - ps.Devices[me].PeakActivationBytes / Math.Max(1, ps.Devices[me].PeakMicrobatches));
         s.PeakBytes = peak;
         return s;
     }
@@ -87,11 +100,14 @@ public sealed class DeviceStats
         }
     }
 
-    private static void Communication(Operation op, DeviceMesh mesh, int rank, DeviceStats s)
+    private static void Communication(Operation op, DeviceMesh mesh, int rank, DeviceStats s, int times)
     {
-        if (op.Dialect != "dist" || op.Operands.Count == 0) return;
+        if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0) return;
         double inBytes = Bytes(op.OperandType(0));
-        double n = op.GetAttr("axes") is ArrayAttr a ? mesh.Product(a.AsStrings()) : mesh.DeviceCount;
+        // The microbatch axis runs in time on this device: summing over it sends nothing.
+        var axes = op.GetAttr("axes") is ArrayAttr a ? a.AsStrings().Where(x => x != Passes.Microbatch.Axis).ToArray() : null;
+        if (axes is { Length: 0 }) return;
+        double n = axes != null ? mesh.Product(axes) : mesh.DeviceCount;
         double sent = op.Name switch
         {
             "dist.all_reduce" => 2 * (n - 1) / n * inBytes,
@@ -100,10 +116,11 @@ public sealed class DeviceStats
             "dist.collective_permute" => Dialects.Dist.CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"), m => new IRException(m))
                 .Any(p => p.Source == rank && p.Target != rank) ? inBytes : 0,
             "dist.send" => HasPeer(mesh, rank, op.StringAttr("axis"), (int)op.IntAttr("shift")) ? inBytes : 0,
+            "pipe.send" => inBytes,
             _ => 0,
         };
-        var name = op.Name[5..];
+        var name = op.Name == "pipe.send" ? "pipe send" : op.Name[5..];
         var (count, bytes) = s.Collectives.GetValueOrDefault(name);
-        s.Collectives[name] = (count + 1, bytes + sent);
+        s.Collectives[name] = (count + times, bytes + sent * times);
     }
 }

@@ -55,10 +55,12 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     {
         var file = FileArg("the .mpl model");
         var output = new Option<string?>("--output", "-o") { Description = "write the compiled IR here instead of stdout" };
-        var stats = new Option<bool>("--stats") { Description = "print per device: FLOPs, bytes each collective moves, peak memory (to stderr)" };
+        var stats = new Option<bool>("--stats") { Description = "print per device: FLOPs, bytes each collective moves, peak memory; per pipeline stage: compute, bubble, activations held (to stderr)" };
+        var schedule = new Option<bool>("--schedule") { Description = "print the pipeline schedule as a table, device by time slot (to stderr)" };
         var c = new Command("compile", "compile a .mpl model and print (or write) the IR after the pipeline") { file };
         c.Options.Add(output);
         c.Options.Add(stats);
+        c.Options.Add(schedule);
         c.Options.Add(_zero);
         AddFrontEndOptions(c);
         _ir.AddTo(c);
@@ -67,6 +69,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             var module = CompileToIR(r, r.GetValue(file)!);
             string text = Printer.Print(module, r.GetValue(_ir.DebugInfo));
             if (r.GetValue(output) is { } o) WriteText(o, text); else stdout.Write(text);
+            if (r.GetValue(schedule)) PrintSchedule(module);
             if (r.GetValue(stats))
             {
                 PrintStats(module);
@@ -151,7 +154,9 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         {
             Description = "seconds a device may wait in a collective before the run is reported as stuck", DefaultValueFactory = _ => 60,
         };
+        var trace = new Option<string?>("--trace") { Description = "write a Chrome/Perfetto trace (.json): one track per device with compute, sends, receives and collectives" };
         var c = new Command("run", "compile a .mpl model and run it on every device of its mesh (simulated, one thread each)") { file };
+        c.Options.Add(trace);
         c.Options.Add(inputs);
         c.Options.Add(timeout);
         c.Options.Add(steps);
@@ -168,7 +173,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             var settings = new RunSettings
             {
                 InputsPath = r.GetValue(inputs), ParamsPath = r.GetValue(parameters), OutPath = r.GetValue(output), Seed = r.GetValue(seed),
-                Steps = r.GetValue(steps), SaveParamsPath = r.GetValue(saveParams),
+                Steps = r.GetValue(steps), SaveParamsPath = r.GetValue(saveParams), TracePath = r.GetValue(trace),
                 CollectiveTimeout = TimeSpan.FromSeconds(r.GetValue(timeout) > 0 ? r.GetValue(timeout)
                     : throw new UserErrorException("--collective-timeout must be a positive number of seconds")),
             };
@@ -182,6 +187,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                     stdout.WriteLine($"{(results.Count == 1 ? "out" : $"out{i}")}: {ModelRunner.Summary(results[i])}");
             if (settings.SaveParamsPath != null) stdout.WriteLine($"wrote {settings.SaveParamsPath}");
             if (settings.OutPath != null) stdout.WriteLine($"wrote {settings.OutPath}");
+            if (settings.TracePath != null) stdout.WriteLine($"wrote {settings.TracePath}");
             return 0;
         }));
         return c;
@@ -263,14 +269,22 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var mesh = module.DeviceMesh();
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
         if (!module.IsSpmd()) stderr.WriteLine("note: the pipeline did not run spmdize: statistics are for the whole program on one device");
-        var devices = module.IsSpmd() ? mesh.DeviceCount : 1;
-        // Every device runs the same program; ranks differ only in point-to-point edges, so equal rows are merged.
+        // The microbatch axis is not devices: a device's statistics are those of its rank with microbatch 0.
+        var physical = module.PhysicalMesh();
+        var devices = module.IsSpmd() ? physical.DeviceCount : 1;
+        int FullRank(int rank)
+        {
+            if (physical.AxisNames.Count == mesh.AxisNames.Count) return rank;
+            var c = physical.Coords(rank);
+            return mesh.RankOf(mesh.AxisNames.Select(a => physical.AxisNames.Contains(a) ? c[physical.AxisNames.ToList().IndexOf(a)] : 0).ToArray());
+        }
+        // Every device runs the same program; ranks differ only in point-to-point edges and pipeline stages, so equal rows are merged.
         var rows = new List<(int First, int Last, Analysis.DeviceStats Stats, string Key)>();
-        // Only point-to-point ops make ranks differ; otherwise one device's statistics stand for all.
-        bool uniform = !func.Walk().Any(o => o.Name is "dist.send" or "dist.recv" or "dist.collective_permute");
+        // Only point-to-point ops and stages make ranks differ; otherwise one device's statistics stand for all.
+        bool uniform = !func.Walk().Any(o => o.Name is "dist.send" or "dist.recv" or "dist.collective_permute" or "pipe.schedule");
         for (int rank = 0; rank < devices; rank++)
         {
-            var st = uniform && rows.Count > 0 ? rows[0].Stats : Analysis.DeviceStats.Of(func, mesh, rank);
+            var st = uniform && rows.Count > 0 ? rows[0].Stats : Analysis.DeviceStats.Of(func, mesh, FullRank(rank));
             string key = $"{st.Flops}|{st.PeakBytes}|{string.Join(",", st.Collectives.Select(c => $"{c.Key}:{c.Value}"))}";
             if (rows.Count > 0 && rows[^1].Key == key) rows[^1] = (rows[^1].First, rank, rows[^1].Stats, key);
             else rows.Add((rank, rank, st, key));
@@ -289,8 +303,39 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             cells.Add(Passes.InsertReshards.Bytes(st.PeakBytes));
             table.AddRow(cells.Select(Markup.Escape).ToArray());
         }
-        table.Caption($"{devices} device(s), mesh {mesh}; bytes sent per device under ring algorithms");
+        table.Caption($"{devices} device(s), mesh {physical}; bytes sent per device per step under ring algorithms");
         Terminal(stderr).Write(table);
+        if (Analysis.PipelineStats.Of(func) is { } ps) PrintPipelineStats(ps, physical.DeviceCount / ps.Devices.Count);
+    }
+
+    private void PrintPipelineStats(Analysis.PipelineStats ps, int replicas)
+    {
+        var table = new Table().Border(TableBorder.Simple);
+        table.AddColumns("pipeline device", "stages", "forward FLOPs", "backward FLOPs", "per-step FLOPs", "busy", "idle (bubble)", "activations held");
+        foreach (var d in ps.Devices)
+            table.AddRow(Markup.Escape($"{d.Device}"), Markup.Escape(string.Join(", ", d.Stages)), Analysis.DeviceStats.Count(d.ForwardFlops),
+                Analysis.DeviceStats.Count(d.BackwardFlops), Analysis.DeviceStats.Count(d.StepFlops),
+                (d.Busy / ps.Timeline.Makespan).ToString("P1", CultureInfo.InvariantCulture), d.Bubble.ToString("P1", CultureInfo.InvariantCulture),
+                d.PeakMicrobatches == 0 ? "-" : Markup.Escape($"{d.PeakMicrobatches} microbatch(es), {Passes.InsertReshards.Bytes(d.PeakActivationBytes)}"));
+        var (kind, m, chunks) = ps.Schedule;
+        table.Caption(Markup.Escape($"schedule {kind}, {m} microbatch(es){(chunks > 1 ? $", {chunks} chunks per device" : "")}; each row stands for " +
+            $"{replicas} device(s); time in proportion to FLOPs, transfers taken as free"));
+        Terminal(stderr).Write(table);
+    }
+
+    private void PrintSchedule(Operation module)
+    {
+        var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
+        var sched = func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule")
+            ?? throw new UserErrorException("--schedule: the program is not pipelined (no @pipeline, or the pipeline did not run pipeline-schedule)");
+        int m = (int)sched.IntAttr("microbatches"), chunks = (int)sched.IntAttr("chunks");
+        var order = Dialects.Pipe.ScheduleOpDef.Order(sched.GetAttr("order"), m, chunks, msg => new IRException(msg));
+        var sim = Runtime.Pipeline.Timeline.Simulate(order, (_, phase) => phase == Runtime.Pipeline.Phase.Forward ? 1 : 2);
+        stderr.WriteLine($"schedule {sched.StringAttr("kind")}: {m} microbatch(es) over {order.Length} pipeline device(s)" +
+            (chunks > 1 ? $", {chunks} chunks each" : "") + "; F<i>/B<i> forward/backward of microbatch i" + (chunks > 1 ? " (.c: chunk c)" : "") +
+            "; a backward takes two slots");
+        stderr.Write(Analysis.PipelineStats.ScheduleTable(order, chunks));
+        stderr.WriteLine($"bubble: {string.Join(", ", Enumerable.Range(0, order.Length).Select(d => $"device {d} {sim.BubbleFraction(d).ToString("P1", CultureInfo.InvariantCulture)}"))}");
     }
 
     private void PrintTiming(PassManager pm)

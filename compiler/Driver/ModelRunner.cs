@@ -22,6 +22,8 @@ public sealed class RunSettings
     public int Steps { get; set; } = 1;
     /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
     public string? SaveParamsPath { get; set; }
+    /// <summary>Where to write a Chrome/Perfetto trace of every device's work, or null.</summary>
+    public string? TracePath { get; set; }
     /// <summary>How long a device waits in a collective before the run is reported as stuck.</summary>
     public TimeSpan CollectiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
@@ -51,6 +53,8 @@ public static class ModelRunner
         if (s.Steps > 1 && !training) throw new UserErrorException("--steps needs a training model (a 'train MODEL optimizer ...' declaration)");
         var args = LoadInputs(func, s, log);
         var parameters = LoadParams(func, s);
+        if (s.TracePath != null && !module.IsSpmd()) throw new UserErrorException("--trace needs a per-device program: the pipeline must run spmdize");
+        var trace = s.TracePath == null ? null : new Trace();
         IReadOnlyList<NDArray> results = [];
         var losses = new float[s.Steps];
         for (int step = 0; step < s.Steps; step++)
@@ -60,7 +64,7 @@ public static class ModelRunner
             try
             {
                 results = module.IsSpmd()
-                    ? SpmdRunner.Run(module, func, args, parameters, s.CollectiveTimeout, updates)
+                    ? SpmdRunner.Run(module, func, args, parameters, s.CollectiveTimeout, updates, trace)
                     : Interpreter.Run(func, args, op => parameters[op.StringAttr("path")], (op, v) =>
                     {
                         if (op.Name == "train.update") updates[Dialects.Train.ParameterEffectOpDef.PathOf(op)] = v;
@@ -74,6 +78,7 @@ public static class ModelRunner
             if (training) losses[step] = (float)results[0].GetDouble(0);
             onStep?.Invoke(step, results[0], sw.Elapsed);
         }
+        if (trace != null) WriteTrace(s.TracePath!, trace, module.PhysicalMesh());
         if (s.OutPath != null)
         {
             var outputs = new Dictionary<string, NDArray>();
@@ -94,6 +99,21 @@ public static class ModelRunner
     {
         try { ArrayFile.Write(path, arrays); }
         catch (ArrayFileException e) { throw new UserErrorException(e.Message); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserErrorException($"cannot write '{path}': {e.Message}");
+        }
+    }
+
+    private static void WriteTrace(string path, Trace trace, DeviceMesh mesh)
+    {
+        var names = Enumerable.Range(0, mesh.DeviceCount).Select(r =>
+            $"device {r}" + (mesh.DeviceCount > 1 ? $" ({string.Join(", ", mesh.AxisNames.Zip(mesh.Coords(r), (a, c) => $"{a}={c}"))})" : "")).ToArray();
+        try
+        {
+            using var f = File.Create(path);
+            trace.WriteChromeJson(f, names);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new UserErrorException($"cannot write '{path}': {e.Message}");

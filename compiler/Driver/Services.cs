@@ -18,6 +18,7 @@ public static class CompilerServices
         services.AddPass<PipelineStages>();
         services.AddPass<PipelineTransfers>();
         services.AddPass<Microbatch>();
+        services.AddPass<PipelineSchedule>();
         services.AddPass<Autodiff>();
         services.AddPass<Optimizer>();
         services.AddPass<ShardingPropagation>();
@@ -48,7 +49,8 @@ public static class Pipelines
         "microbatch",           // microbatches as a time axis of the mesh: shapes and accumulation come from sharding
         "sharding-propagation", // on the simplified graph: fewer ops to reach a fixpoint over, no dead votes
         "insert-reshards",      // every layout change explicit and printable before anything is per-device
-        "spmdize",              // last: everything after it sees one device's program with explicit collectives
+        "spmdize",              // everything after it sees one device's program with explicit collectives
+        "pipeline-schedule",    // on the per-device program: stage and phase of every op, sends/receives, task order
     ];
 
     /// <summary>The default pipeline as one string.</summary>

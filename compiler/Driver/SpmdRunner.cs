@@ -14,7 +14,7 @@ public static class SpmdRunner
     /// new global value of every parameter the program updates into <paramref name="updates"/>.
     /// </summary>
     public static IReadOnlyList<NDArray> Run(Operation module, Operation func, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null)
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null, Trace? trace = null)
     {
         var mesh = module.DeviceMesh();
         var program = DeviceProgramBuilder.Build(func);
@@ -26,7 +26,7 @@ public static class SpmdRunner
         var resultTypes = func.GetAttr("result_layouts") is ArrayAttr r
             ? r.Items.Select(i => (TensorType)((TypeAttr)i).Type).ToArray()
             : func.ResultTypes().Cast<TensorType>().ToArray();
-        if (program.Microbatches > 1) return RunMicrobatched(module, program, args, argDims, parameters, paramDims, resultTypes, timeout, updates);
+        if (program.PipelineAxis != null) return RunPipelined(module, program, args, argDims, parameters, paramDims, resultTypes, timeout, updates, trace);
         using var world = new InProcessWorld(mesh, timeout);
         var perDevice = world.Run((rank, comm) =>
         {
@@ -34,10 +34,9 @@ public static class SpmdRunner
             var local = args.Select((a, i) => BlockLayout.Block(a, argDims[i], mesh, rank)).ToArray();
             var written = new Dictionary<string, NDArray>();
             var results = Executor.Run(program, device, comm, local, path => BlockLayout.Block(parameters[path], paramDims[path], mesh, rank),
-                (path, value) => written[path] = value);
+                (path, value) => written[path] = value, trace);
             return (Results: results, Written: written);
         });
-        // In a pipeline only the devices of a value's stage hold it; each block position is filled by one of them.
         if (updates != null)
             foreach (var path in perDevice.SelectMany(d => d.Written.Keys).Distinct())
                 updates[path] = BlockLayout.Assemble(perDevice.Select(d => d.Written.GetValueOrDefault(path)).ToArray(), paramDims[path], mesh, parameters[path].Shape);
@@ -45,19 +44,21 @@ public static class SpmdRunner
     }
 
     /// <summary>
-    /// A microbatched program: the world is the physical mesh (without the microbatch axis); device d's
-    /// microbatch j is the block of the full mesh's rank with d's coordinates and mb = j.
+    /// A pipelined program: the world is the physical mesh (without the microbatch axis); device d's microbatch j
+    /// is the block of the full mesh's rank with d's coordinates and mb = j. Only the devices of a value's stage
+    /// hold it; each block position is filled by one of them.
     /// </summary>
-    private static IReadOnlyList<NDArray> RunMicrobatched(Operation module, DeviceProgram program, IReadOnlyList<NDArray> args,
+    private static IReadOnlyList<NDArray> RunPipelined(Operation module, DeviceProgram program, IReadOnlyList<NDArray> args,
         IReadOnlyList<IReadOnlyList<string>>[] argDims, IReadOnlyDictionary<string, NDArray> parameters, Dictionary<string, IReadOnlyList<IReadOnlyList<string>>> paramDims,
-        TensorType[] resultTypes, TimeSpan timeout, IDictionary<string, NDArray>? updates)
+        TensorType[] resultTypes, TimeSpan timeout, IDictionary<string, NDArray>? updates, Trace? trace)
     {
         var full = module.DeviceMesh();
         var physical = module.PhysicalMesh();
         int m = program.Microbatches;
-        int mbIndex = full.AxisNames.ToList().IndexOf(program.MicrobatchAxis!);
+        int mbIndex = program.MicrobatchAxis is { } mb ? full.AxisNames.ToList().IndexOf(mb) : -1;
         int Virtual(int rank, int j)
         {
+            if (mbIndex < 0) return rank;
             var c = physical.Coords(rank).ToList();
             c.Insert(mbIndex, j);
             return full.RankOf(c.ToArray());
@@ -69,7 +70,7 @@ public static class SpmdRunner
             var local = Enumerable.Range(0, m).Select(j => (IReadOnlyList<NDArray>)args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, Virtual(rank, j))).ToArray()).ToArray();
             var written = new Dictionary<string, NDArray>();
             var results = PipelineExecutor.Run(program, device, comm, local,
-                path => BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(rank, 0)), (path, value) => written[path] = value);
+                path => BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(rank, 0)), (path, value) => written[path] = value, trace);
             return (Results: results, Written: written);
         });
         var blocks = new NDArray?[full.DeviceCount];

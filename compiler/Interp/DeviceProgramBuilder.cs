@@ -18,8 +18,6 @@ public static class DeviceProgramBuilder
         var slots = new Dictionary<Value, int>(ReferenceEqualityComparer.Instance);
         int Slot(Value v) => slots.TryGetValue(v, out int s) ? s : slots[v] = slots.Count;
         var code = new List<Instruction>();
-        var stages = new Dictionary<Value, int>(ReferenceEqualityComparer.Instance);
-        var backwardValues = new HashSet<Value>(ReferenceEqualityComparer.Instance);
         var entry = func.Regions[0].Entry;
         foreach (var a in entry.Arguments) code.Add(new InputInstr("argument", a.NameHint ?? $"#{a.Index}", a.Index, Slot(a)));
         int[] results = [];
@@ -35,7 +33,7 @@ public static class DeviceProgramBuilder
             switch (op.Name)
             {
                 case "func.return": results = op.Operands.Select(Slot).ToArray(); break;
-                case "pipe.boundary": break;
+                case "pipe.boundary" or "pipe.schedule": break;
                 case "tensor.param": code.Add(new ParamInstr(op.Name, where, op.StringAttr("path"), T().DType, T().ShapeArray, Out())); break;
                 case "dist.all_reduce": code.Add(Coll(CollectiveKind.AllReduce)); break;
                 case "dist.all_gather": code.Add(Coll(CollectiveKind.AllGather, (int)op.IntAttr("dim"))); break;
@@ -50,44 +48,41 @@ public static class DeviceProgramBuilder
                 case "dist.recv": code.Add(new RecvInstr(op.Name, where, op.StringAttr("axis"), (int)op.IntAttr("shift"), T().DType, T().ShapeArray, Out())); break;
                 case "train.update": code.Add(new UpdateInstr(op.Name, where, Dialects.Train.ParameterEffectOpDef.PathOf(op), Slot(op.Operands[1]))); break;
                 case "train.grad": throw new IRException("a device program cannot hold train.grad: run the optimizer pass first");
-                case "pipe.transfer":
-                    code.Add(new TransferInstr(op.Name, where, (int)op.IntAttr("from"), (int)op.IntAttr("to"), T().DType, T().ShapeArray, Slot(op.Operands[0]), Out()));
+                case "pipe.send":
+                    code.Add(new PipeSendInstr(op.Name, where, (int)op.IntAttr("from"), (int)op.IntAttr("to"), (int)op.IntAttr("channel"), Slot(op.Operands[0])));
                     break;
+                case "pipe.recv":
+                    code.Add(new PipeRecvInstr(op.Name, where, (int)op.IntAttr("from"), (int)op.IntAttr("to"), (int)op.IntAttr("channel"), T().DType, T().ShapeArray, Out()));
+                    break;
+                case "pipe.transfer": throw new IRException("a device program cannot hold pipe.transfer: run pipeline-schedule first");
                 case "dist.reshard": throw new IRException("a device program cannot hold dist.reshard: run spmdize first");
                 default:
                     if (op.Results.Count != 1) throw new IRException($"no device instruction for {op.Name}");
                     code.Add(new LaunchInstr(op.Name, where, new InterpretedKernel(op), op.Operands.Select(Slot).ToArray(), T().DType, T().ShapeArray, Out()));
                     break;
             }
-            int opStage = StageOf(op, stages);
-            foreach (var r in op.Results) stages[r] = op.Name == "pipe.transfer" ? (int)op.IntAttr("to") : opStage;
-            // Ops made after autodiff (a reshard's collectives) are backward work when they read backward values.
-            bool backward = op.GetAttr("phase") is StringAttr { Value: "backward" } || op.Operands.Any(backwardValues.Contains);
-            if (backward) foreach (var r in op.Results) backwardValues.Add(r);
-            for (int k = before; k < code.Count; k++) code[k] = code[k] with { Stage = opStage, Backward = backward };
+            // pipeline-schedule gave every op of a pipelined program its stage and phase.
+            int stage = op.GetAttr("stage") is IntAttr st ? (int)st.Value : -1;
+            string phase = op.GetAttr("phase") is StringAttr ph ? ph.Value : "forward";
+            for (int k = before; k < code.Count; k++) code[k] = code[k] with { Stage = stage, Backward = phase == "backward", PerStep = phase == "step" };
         }
-        var pipe = func.GetAttr("pipeline") is DictAttr d ? d.Entries.ToDictionary(e => e.Key, e => e.Value) : [];
-        string? axis = entry.Operations.Any(o => o.GetAttr("stage") != null) && pipe.GetValueOrDefault("axis") is StringAttr pa ? pa.Value : null;
+        var schedule = entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
+        if (schedule == null)
+            return entry.Operations.Any(o => o.GetAttr("stage") != null)
+                ? throw new IRException("a pipelined device program needs its pipe.schedule: run pipeline-schedule first")
+                : new DeviceProgram(func.StringAttr("sym_name"), slots.Count, code, results);
+        var pipe = ((DictAttr)func.GetAttr("pipeline")!).Entries.ToDictionary(e => e.Key, e => e.Value);
         var module = func.ParentOp;
         string? mb = module?.GetAttr("microbatch_axis") is StringAttr m ? m.Value : null;
-        return new DeviceProgram(func.StringAttr("sym_name"), slots.Count, code, results, axis)
+        int microbatches = (int)schedule.IntAttr("microbatches");
+        if (microbatches != (mb == null ? 1 : module!.DeviceMesh().Size(mb)))
+            throw new IRException($"the schedule has {microbatches} microbatches but the mesh's microbatch axis has {(mb == null ? 1 : module!.DeviceMesh().Size(mb))}");
+        return new DeviceProgram(func.StringAttr("sym_name"), slots.Count, code, results, ((StringAttr)pipe["axis"]).Value)
         {
             MicrobatchAxis = mb,
-            Microbatches = mb == null ? 1 : (int)module!.DeviceMesh().Size(mb),
-            ScheduleKind = pipe.GetValueOrDefault("schedule") is StringAttr sk ? sk.Value : "gpipe",
-            Chunks = pipe.GetValueOrDefault("chunks") is IntAttr c ? (int)c.Value : 1,
+            Microbatches = microbatches,
+            Schedule = Dialects.Pipe.ScheduleOpDef.Order(schedule.GetAttr("order"), microbatches, (int)schedule.IntAttr("chunks"), msg => new IRException(msg)),
         };
-    }
-
-    /// <summary>
-    /// The stage an op runs on: its <c>stage</c> attribute, or for ops made after stages were assigned (the
-    /// collectives of a reshard, a rescaling) the latest stage among its operands; -1 (every device) for none.
-    /// </summary>
-    private static int StageOf(Operation op, Dictionary<Value, int> stages)
-    {
-        if (op.GetAttr("stage") is IntAttr s) return (int)s.Value;
-        if (op.Name == "pipe.transfer") return -1;
-        return op.Operands.Select(v => stages.GetValueOrDefault(v, -1)).DefaultIfEmpty(-1).Max();
     }
 }
 

@@ -7,7 +7,8 @@ namespace ParallelCompiler.Passes;
 /// Turns one layout change into collectives on the local value, by the table of split (S), replicated (R) and
 /// partial (P) layouts: S to R all_gather; R to S all_slice; S on dim i to S on dim j all_to_all; P to R
 /// all_reduce; P to S reduce_scatter; anything else a sequence of these in the order gather, all_to_all,
-/// reduce, slice, so no axis is used twice on the way and no more is gathered than must be. The same plan
+/// reduce, slice, so no axis is used twice on the way and no more is gathered than must be (a sum over the
+/// microbatch axis, which is local, first of all). The same plan
 /// gives the cost (bytes a device sends) that insert-reshards weighs layouts by.
 /// </summary>
 public static class ReshardLowering
@@ -37,6 +38,9 @@ public static class ReshardLowering
         {
             if (mesh.Product(axes) > 1) steps.Add(new Step(op, axes.ToArray(), dim, dim2)); // a group of one device moves nothing
         }
+        // Microbatches run in time on one device: their sum is a local accumulation, so it comes first and every
+        // collective after it runs once per step rather than once per microbatch.
+        if (reduce.Remove(Microbatch.Axis)) Add("dist.all_reduce", [Microbatch.Axis], 0);
         // A split that moves whole from one dimension to another is one all_to_all instead of a gather and a slice.
         var moves = new List<(int From, int To, List<string> Axes)>();
         for (int i = 0; i < rank; i++)
@@ -111,6 +115,7 @@ public static class ReshardLowering
         double sent = 0;
         foreach (var s in Plan(from, to, mesh))
         {
+            if (s.Axes.SequenceEqual([Microbatch.Axis])) continue; // summed on the device, nothing sent
             double n = mesh.Product(s.Axes);
             switch (s.Op)
             {

@@ -13,13 +13,15 @@ public abstract record Instruction(string Op, string Where)
     public int Stage { get; init; } = -1;
     /// <summary>True for backward work, which a training schedule runs in its backward slots.</summary>
     public bool Backward { get; init; }
+    /// <summary>True for work that runs once per step after the schedule, on values summed over microbatches.</summary>
+    public bool PerStep { get; init; }
 }
 
-/// <summary>
-/// A value moving from pipeline stage <paramref name="From"/> to stage <paramref name="To"/>: sent by the devices of
-/// the first, received by those of the second (a copy where one device holds both).
-/// </summary>
-public sealed record TransferInstr(string Op, string Where, int From, int To, DType DType, long[] Shape, int Input, int Output) : Instruction(Op, Where);
+/// <summary>Send a slot from pipeline stage <paramref name="From"/> to the devices of stage <paramref name="To"/> on <paramref name="Channel"/>.</summary>
+public sealed record PipeSendInstr(string Op, string Where, int From, int To, int Channel, int Input) : Instruction(Op, Where);
+
+/// <summary>Receive, on the devices of stage <paramref name="To"/>, what stage <paramref name="From"/> sent on <paramref name="Channel"/>.</summary>
+public sealed record PipeRecvInstr(string Op, string Where, int From, int To, int Channel, DType DType, long[] Shape, int Output) : Instruction(Op, Where);
 
 /// <summary>Copy argument <paramref name="Index"/> (this device's block) into a slot.</summary>
 public sealed record InputInstr(string Op, string Where, int Index, int Output) : Instruction(Op, Where);
@@ -73,10 +75,8 @@ public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instr
     public string? MicrobatchAxis { get; init; }
     /// <summary>Number of microbatches (1 without microbatching).</summary>
     public int Microbatches { get; init; } = 1;
-    /// <summary>The pipeline schedule: gpipe, 1f1b or interleaved.</summary>
-    public string ScheduleKind { get; init; } = "gpipe";
-    /// <summary>Model chunks per pipeline device (interleaved schedule).</summary>
-    public int Chunks { get; init; } = 1;
+    /// <summary>Per device of the pipeline axis, its tasks in order (null when the program is not pipelined).</summary>
+    public IReadOnlyList<IReadOnlyList<Pipeline.PipelineTask>>? Schedule { get; init; }
 
     /// <summary>The function it was made from.</summary>
     public string Name { get; } = name;
@@ -97,7 +97,7 @@ public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instr
         CollectiveInstr c => [c.Input],
         SendInstr s => [s.Input],
         UpdateInstr u => [u.Input],
-        TransferInstr t => [t.Input],
+        PipeSendInstr t => [t.Input],
         _ => [],
     };
 

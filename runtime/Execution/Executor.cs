@@ -18,52 +18,24 @@ public static class Executor
     /// Returns this device's result blocks (copied to the host).
     /// </summary>
     public static NDArray[] Run(DeviceProgram program, IDevice device, ICommunicator comm, IReadOnlyList<NDArray> inputs,
-        Func<string, NDArray> parameter, Action<string, NDArray>? update = null)
+        Func<string, NDArray> parameter, Action<string, NDArray>? update = null, Trace? trace = null)
     {
+        if (program.PipelineAxis != null) throw new ExecutionException("a pipelined program runs through the PipelineExecutor");
         var slots = new NDArray?[program.NumSlots];
-        // A pipelined program: this device runs the stages k with k mod p equal to its coordinate on the axis.
-        int pipeDevices = 1, me = 0;
-        if (program.PipelineAxis is { } axis)
-        {
-            pipeDevices = comm.Mesh.Size(axis);
-            me = comm.Mesh.Coords(comm.Rank)[comm.Mesh.AxisNames.ToList().IndexOf(axis)];
-        }
-        bool Mine(int stage) => stage < 0 || stage % pipeDevices == me;
         for (int step = 0; step < program.Instructions.Count; step++)
         {
             var ins = program.Instructions[step];
-            var site = new CollectiveSite(ins.Op, ins.Where, step);
-            if (ins is not TransferInstr && !Mine(ins.Stage)) continue;
-            switch (ins)
-            {
-                case TransferInstr t:
-                    if (Mine(t.From) && Mine(t.To)) slots[t.Output] = slots[t.Input];
-                    else if (Mine(t.From)) comm.Send(slots[t.Input]!, PeerOnAxis(comm, program.PipelineAxis!, t.To % pipeDevices), site);
-                    else if (Mine(t.To)) slots[t.Output] = comm.Recv(PeerOnAxis(comm, program.PipelineAxis!, t.From % pipeDevices), t.DType, t.Shape, site);
-                    break;
-                default:
-                    Step(ins, slots, site, device, comm, inputs, parameter, update);
-                    break;
-            }
+            Step(ins, slots, new CollectiveSite(ins.Op, ins.Where, step), device, comm, inputs, parameter, update, trace);
             foreach (int dead in program.LastUses[step]) slots[dead] = null;
         }
-        // In a pipeline, a result lives on the stage that computes it: other devices return null for it.
-        return program.Results.Select(s => slots[s] is { } v ? device.CopyOut(v) : null!).ToArray();
+        return program.Results.Select(s => device.CopyOut(slots[s]!)).ToArray();
     }
 
-    /// <summary>The rank that shares this device's coordinates except on <paramref name="axis"/>, where it has <paramref name="coordinate"/>.</summary>
-    private static int PeerOnAxis(ICommunicator comm, string axis, int coordinate)
-    {
-        var coords = comm.Mesh.Coords(comm.Rank);
-        coords[comm.Mesh.AxisNames.ToList().IndexOf(axis)] = coordinate;
-        return comm.Mesh.RankOf(coords);
-    }
-
-
-    /// <summary>Runs one instruction (anything but a pipeline transfer) on this device's slots.</summary>
+    /// <summary>Runs one instruction (anything but a pipeline send or receive) on this device's slots.</summary>
     internal static void Step(Instruction ins, NDArray?[] slots, CollectiveSite site, IDevice device, ICommunicator comm,
-        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update)
+        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace)
     {
+        double start = trace?.Now ?? 0;
         switch (ins)
         {
             case InputInstr i:
@@ -100,7 +72,18 @@ public static class Executor
             default:
                 throw Fail(comm, site, $"no rule for {ins.GetType().Name}");
         }
+        if (trace != null && Category(ins) is { } category) trace.Add(comm.Rank, ins.Op, category, start, ins.Where);
     }
+
+    /// <summary>The trace category of an instruction: compute, collective, send or recv (null: not traced).</summary>
+    internal static string? Category(Instruction ins) => ins switch
+    {
+        LaunchInstr => "compute",
+        CollectiveInstr => "collective",
+        SendInstr or PipeSendInstr => "send",
+        RecvInstr or PipeRecvInstr => "recv",
+        _ => null,
+    };
 
     private static NDArray Collective(CollectiveInstr c, NDArray x, ICommunicator comm, CollectiveSite site) => c.Kind switch
     {
@@ -130,7 +113,7 @@ public static class Executor
         return coords[a] < 0 || coords[a] >= comm.Mesh.Sizes[a] ? null : comm.Mesh.RankOf(coords);
     }
 
-    private static ExecutionException Fail(ICommunicator comm, CollectiveSite site, string message, Exception? inner = null)
+    internal static ExecutionException Fail(ICommunicator comm, CollectiveSite site, string message, Exception? inner = null)
     {
         var coords = comm.Mesh.Coords(comm.Rank);
         string where = comm.Mesh.DeviceCount == 1 ? "" :

@@ -5,12 +5,14 @@ using ParallelCompiler.Runtime.Pipeline;
 namespace ParallelCompiler.Runtime.Execution;
 
 /// <summary>
-/// Runs a microbatched (and possibly pipelined) <see cref="DeviceProgram"/> on one device. The microbatch axis
-/// is run in time: every microbatch has its own slots, and the device works through the tasks its schedule
-/// gives it (forward or backward of one microbatch on one of its stages), each running that stage's
-/// instructions of that phase; transfers are blocking sends and receives tagged by instruction and microbatch.
-/// What sums over the microbatch axis (an all_reduce naming it: the loss, every gradient) and what depends on
-/// it (the optimizer update) runs once after the schedule, on the sum of the microbatches' values.
+/// Runs a pipelined (and possibly microbatched) <see cref="DeviceProgram"/> on one device. This device runs the
+/// stages whose number modulo the pipeline axis size is its coordinate on that axis, and works through its tasks
+/// in the order of the program's schedule: the forward or backward of one microbatch on one of its stages, each
+/// running that stage's instructions of that phase over the microbatch's own slots. Sends and receives between
+/// stages are blocking point-to-point messages tagged by channel and microbatch. The microbatch axis is run in
+/// time: what sums over it (the loss, every gradient) and what reads those sums (the update) runs once after the
+/// schedule, on the sum of the microbatches' values. A microbatch's values are freed once the last of this
+/// device's instructions that reads them has run, so the memory held follows the schedule.
 /// </summary>
 public static class PipelineExecutor
 {
@@ -19,105 +21,126 @@ public static class PipelineExecutor
     /// value of each microbatch (the same array for all when it is summed over them; null on devices of other stages).
     /// </summary>
     public static NDArray?[][] Run(DeviceProgram program, IDevice device, ICommunicator comm, IReadOnlyList<IReadOnlyList<NDArray>> inputs,
-        Func<string, NDArray> parameter, Action<string, NDArray>? update, Action<PipelineTask, int, double, double>? trace = null)
+        Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace = null)
     {
         int m = program.Microbatches, n = program.Instructions.Count;
+        string axis = program.PipelineAxis ?? throw new ExecutionException("not a pipelined program: run it with the Executor");
+        var schedule = program.Schedule ?? throw new ExecutionException("the pipelined program has no schedule (pipe.schedule)");
         string mb = program.MicrobatchAxis ?? "";
-        int p = 1, me = 0;
-        if (program.PipelineAxis is { } axis)
-        {
-            p = comm.Mesh.Size(axis);
-            me = comm.Mesh.Coords(comm.Rank)[comm.Mesh.AxisNames.ToList().IndexOf(axis)];
-        }
+        int p = comm.Mesh.Size(axis), me = comm.Mesh.Coords(comm.Rank)[comm.Mesh.AxisNames.ToList().IndexOf(axis)];
+        if (schedule.Count != p) throw new ExecutionException($"the schedule orders {schedule.Count} device(s) but pipeline axis '{axis}' has {p}");
         bool Mine(int stage) => stage < 0 || stage % p == me;
-        // After the schedule: collectives over the microbatch axis and everything that reads their results.
-        var flush = new bool[n];
-        var flushSlot = new bool[program.NumSlots];
-        for (int i = 0; i < n; i++)
+
+        // How many of this device's per-microbatch instructions read each slot; slots read after the schedule or
+        // returned are kept.
+        var readers = new int[program.NumSlots];
+        var keep = new bool[program.NumSlots];
+        foreach (var ins in program.Instructions)
+            foreach (int s in DeviceProgram.Reads(ins))
+                if (ins.PerStep) keep[s] = true;
+                else if (Mine(ins.Stage)) readers[s]++;
+        foreach (int s in program.Results) keep[s] = true;
+        var env = new NDArray?[m][];
+        var left = new int[m][];
+        for (int j = 0; j < m; j++) { env[j] = new NDArray?[program.NumSlots]; left[j] = (int[])readers.Clone(); }
+        var local = new Dictionary<(int Channel, int Microbatch), NDArray>();
+
+        void Exec(int i, NDArray?[] slots, int j)
         {
             var ins = program.Instructions[i];
-            flush[i] = ins is CollectiveInstr c && c.Axes.Contains(mb) || DeviceProgram.Reads(ins).Any(s => flushSlot[s]);
-            if (flush[i]) foreach (int s in Writes(ins)) flushSlot[s] = true;
+            var site = new CollectiveSite(ins.Op, ins.Where, i);
+            double start = trace?.Now ?? 0;
+            switch (ins)
+            {
+                case PipeSendInstr s:
+                    if (Mine(s.To)) local[(s.Channel, j)] = slots[s.Input]!;
+                    else comm.Send(slots[s.Input]!, Peer(comm, axis, s.To % p), site, s.Channel * m + j);
+                    break;
+                case PipeRecvInstr r:
+                    if (!Mine(r.From)) slots[r.Output] = comm.Recv(Peer(comm, axis, r.From % p), r.DType, r.Shape, site, r.Channel * m + j);
+                    else if (local.Remove((r.Channel, j), out var v)) slots[r.Output] = v;
+                    else throw Executor.Fail(comm, site, $"stage {r.To} receives channel {r.Channel} of microbatch {j} before stage {r.From} sent it: the schedule runs them out of order");
+                    break;
+                default:
+                    Executor.Step(ins, slots, site, device, comm, inputs[j], parameter, update, null);
+                    break;
+            }
+            if (trace != null && Executor.Category(ins) is { } category) trace.Add(comm.Rank, ins.Op, category, start, m > 1 ? $"microbatch {j}, {ins.Where}" : ins.Where);
         }
-        var env = Enumerable.Range(0, m).Select(_ => new NDArray?[program.NumSlots]).ToArray();
-        bool training = program.Instructions.Any(i => i.Backward);
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        void RunRange(Func<int, Instruction, bool> take, NDArray?[] slots, int microbatch)
+
+        void RunMicrobatch(int j, Func<Instruction, bool> take)
         {
+            var slots = env[j];
             for (int i = 0; i < n; i++)
             {
                 var ins = program.Instructions[i];
-                if (flush[i] || !take(i, ins)) continue;
-                var site = new CollectiveSite(ins.Op, ins.Where, i);
-                if (ins is TransferInstr t)
-                {
-                    int tag = i * m + microbatch;
-                    if (Mine(t.From) && Mine(t.To)) slots[t.Output] = slots[t.Input];
-                    else if (Mine(t.From)) comm.Send(slots[t.Input]!, Peer(comm, program.PipelineAxis!, t.To % p), site, tag);
-                    else if (Mine(t.To)) slots[t.Output] = comm.Recv(Peer(comm, program.PipelineAxis!, t.From % p), t.DType, t.Shape, site, tag);
-                    continue;
-                }
-                Executor.Step(ins, slots, site, device, comm, inputs[microbatch], parameter, update);
+                if (ins.PerStep || !take(ins)) continue;
+                Exec(i, slots, j);
+                foreach (int s in DeviceProgram.Reads(ins))
+                    if (--left[j][s] == 0 && !keep[s]) slots[s] = null;
             }
         }
-        // Work every stage needs and no schedule slot owns (inputs, stage-less constants): once per microbatch, up front.
-        for (int j = 0; j < m; j++) RunRange((_, ins) => ins.Stage < 0 && ins is not TransferInstr, env[j], j);
-        var tasks = Schedule.Build(program.PipelineAxis == null ? "gpipe" : program.ScheduleKind, p, m, program.Chunks, training)[me];
-        foreach (var task in tasks)
+
+        // Work on no stage (the inputs, constants every stage reads): once per microbatch, up front. Without
+        // stages (a pipeline of one device) everything belongs to the one stage's tasks.
+        bool staged = program.Instructions.Any(i => i.Stage >= 0);
+        if (staged) for (int j = 0; j < m; j++) RunMicrobatch(j, ins => ins.Stage < 0);
+        foreach (var task in schedule[me])
         {
             int stage = task.Chunk * p + me;
             bool backward = task.Phase == Phase.Backward;
-            double start = clock.Elapsed.TotalMilliseconds;
-            RunRange((_, ins) => ins.Backward == backward && (ins is TransferInstr t ? t.From == stage || t.To == stage : ins.Stage == stage),
-                env[task.Microbatch], task.Microbatch);
-            trace?.Invoke(task, stage, start, clock.Elapsed.TotalMilliseconds);
+            double start = trace?.Now ?? 0;
+            RunMicrobatch(task.Microbatch, ins => (ins.Stage == stage || !staged) && ins.Backward == backward);
+            trace?.Add(comm.Rank, $"{task.Label(1)} stage {stage}", "task", start);
         }
-        // The flush: sums over microbatches, then the rest of the collective over real axes, then what follows.
+
+        // Once per step: sums over the microbatches (then the rest of the collective over real axes), then what reads them.
         var after = new NDArray?[program.NumSlots];
-        NDArray? Read(int slot) => flushSlot[slot] ? after[slot] : env[0][slot];
+        var summed = new bool[program.NumSlots];
+        NDArray? Read(int slot) => summed[slot] ? after[slot] : env[0][slot];
+        double stepStart = trace?.Now ?? 0;
+        bool any = false;
         for (int i = 0; i < n; i++)
         {
             var ins = program.Instructions[i];
-            if (!flush[i]) continue;
-            var site = new CollectiveSite(ins.Op, ins.Where, i);
-            if (ins is TransferInstr t)
-            {
-                // Tied weights: one stage's summed gradient goes to the other stages that hold the weight.
-                if (Mine(t.From) && Mine(t.To)) after[t.Output] = Read(t.Input);
-                else if (Mine(t.From)) comm.Send(Read(t.Input)!, Peer(comm, program.PipelineAxis!, t.To % p), site, i * m);
-                else if (Mine(t.To)) after[t.Output] = comm.Recv(Peer(comm, program.PipelineAxis!, t.From % p), t.DType, t.Shape, site, i * m);
-                continue;
-            }
-            if (!Mine(ins.Stage)) continue;
+            if (!ins.PerStep || !Mine(ins.Stage)) continue; // a send runs on its source stage, a receive on its destination
+            any = true;
             if (ins is CollectiveInstr c && c.Axes.Contains(mb))
             {
+                var site = new CollectiveSite(ins.Op, ins.Where, i);
                 if (c.Kind != CollectiveKind.AllReduce || c.Reduce != ReduceKind.Sum)
-                    throw new ExecutionException($"step {i}, {c.Op}: over the microbatch axis only a sum (all_reduce) can be formed; the op needs the whole batch at once");
-                var parts = env.Select(e => e[c.Input]).Where(x => x != null).Cast<NDArray>().ToArray();
-                var sum = ArrayOps.Sum(parts);
+                    throw Executor.Fail(comm, site, "over the microbatch axis only a sum (all_reduce) can be formed; the op needs the whole batch at once");
+                double start = trace?.Now ?? 0;
+                var sum = ArrayOps.Sum(env.Select(e => e[c.Input] ?? throw Executor.Fail(comm, site, "a microbatch's value is missing")).ToArray());
                 var rest = c.Axes.Where(a => a != mb).ToArray();
                 after[c.Output] = rest.Length == 0 ? sum : comm.AllReduce(sum, rest, ReduceKind.Sum, site);
-                continue;
+                trace?.Add(comm.Rank, ins.Op, "collective", start, $"sum of {m} microbatches, {ins.Where}");
             }
-            var view = new NDArray?[program.NumSlots];
-            foreach (int s in DeviceProgram.Reads(ins)) view[s] = Read(s);
-            Executor.Step(ins, view, site, device, comm, inputs[0], parameter, update);
-            foreach (int s in Writes(ins)) after[s] = view[s];
+            else
+            {
+                var view = new NDArray?[program.NumSlots];
+                foreach (int s in DeviceProgram.Reads(ins)) view[s] = Read(s);
+                Exec(i, view, 0);
+                if (Writes(ins) is int w) after[w] = view[w];
+            }
+            if (Writes(ins) is int o) summed[o] = true;
         }
-        return program.Results.Select(s => flushSlot[s]
+        if (any) trace?.Add(comm.Rank, "step (after the schedule)", "task", stepStart);
+        var perStep = program.Instructions.Where(x => x.PerStep).Select(Writes).ToHashSet();
+        return program.Results.Select(s => perStep.Contains(s)
             ? Enumerable.Repeat(after[s], m).ToArray()
             : env.Select(e => e[s]).ToArray()).ToArray();
     }
 
-    private static IEnumerable<int> Writes(Instruction i) => i switch
+    private static int? Writes(Instruction i) => i switch
     {
-        InputInstr x => [x.Output],
-        ParamInstr x => [x.Output],
-        LaunchInstr x => [x.Output],
-        CollectiveInstr x => [x.Output],
-        RecvInstr x => [x.Output],
-        TransferInstr x => [x.Output],
-        _ => [],
+        InputInstr x => x.Output,
+        ParamInstr x => x.Output,
+        LaunchInstr x => x.Output,
+        CollectiveInstr x => x.Output,
+        RecvInstr x => x.Output,
+        PipeRecvInstr x => x.Output,
+        _ => null,
     };
 
     private static int Peer(ICommunicator comm, string axis, int coordinate)

@@ -14,6 +14,16 @@ public readonly record struct PipelineTask(int Microbatch, int Chunk, Phase Phas
 {
     /// <summary>F3 or B3, with the chunk when there are several: F3.1.</summary>
     public string Label(int chunks) => $"{(Phase == Phase.Forward ? 'F' : 'B')}{Microbatch}{(chunks > 1 ? $".{Chunk}" : "")}";
+
+    /// <summary>The task a label names (F3, B3, F3.1), or null when it is not a label.</summary>
+    public static PipelineTask? Parse(string label)
+    {
+        if (label.Length < 2 || label[0] is not ('F' or 'B')) return null;
+        var parts = label[1..].Split('.');
+        if (parts.Length > 2 || !parts.All(x => x.Length > 0 && x.All(char.IsAsciiDigit))
+            || !int.TryParse(parts[0], out int mb) || !int.TryParse(parts.Length == 2 ? parts[1] : "0", out int chunk)) return null;
+        return new PipelineTask(mb, chunk, label[0] == 'F' ? Phase.Forward : Phase.Backward);
+    }
 }
 
 /// <summary>
