@@ -67,7 +67,8 @@ public sealed class Optimizer : IPass
             b.Location = g.Location;
             string path = ParameterEffectOpDef.PathOf(g);
             var before = entry.Last!.Prev;
-            foreach (var other in byPath[path].Where(o => !ReferenceEquals(o, grad))) grad = u.Add(grad, other);
+            var own = grad;
+            foreach (var other in byPath[path].Where(o => !ReferenceEquals(o, own))) grad = u.Add(grad, other);
             switch (kind)
             {
                 case "sgd":

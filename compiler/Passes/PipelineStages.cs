@@ -54,7 +54,8 @@ public sealed class PipelineStages : IPass
         else
         {
             if (work.Count < stages) throw new PassInputException(func.Location, $"@pipeline needs {stages} stages but the model has only {work.Count} operations");
-            stageOf = Balance(work.Select(Cost).ToArray(), work.Select(ParamBytes).ToArray(), stages);
+            stageOf = Balance(work.Select(Cost).ToArray(), work.Select(ParamBytes).ToArray(), stages)
+                ?? throw new PassInputException(func.Location, $"pipeline-stages: no split into {stages} stages keeps every stage's parameters under {MemoryLimit} bytes");
         }
         for (int i = 0; i < work.Count; i++) work[i].SetAttr("stage", Attr.Int(stageOf[i]));
         CopySharedValues(entry);
@@ -65,9 +66,9 @@ public sealed class PipelineStages : IPass
     /// <summary>
     /// The split of ops (in order) into <paramref name="stages"/> contiguous non-empty groups with the smallest
     /// largest cost: best[k][i] = min over j of max(best[k-1][j], cost(j..i)); groups whose parameters exceed the
-    /// memory limit are not allowed.
+    /// memory limit are not allowed (null when no split fits).
     /// </summary>
-    private int[] Balance(double[] cost, long[] memory, int stages)
+    private int[]? Balance(double[] cost, long[] memory, int stages)
     {
         int n = cost.Length;
         var prefix = new double[n + 1];
@@ -86,8 +87,7 @@ public sealed class PipelineStages : IPass
                     double v = Math.Max(best[k - 1, j], prefix[i] - prefix[j]);
                     if (v < best[k, i]) { best[k, i] = v; cut[k, i] = j; }
                 }
-        if (double.IsPositiveInfinity(best[stages, n]))
-            throw new IRException($"pipeline-stages: no split into {stages} stages keeps every stage's parameters under {MemoryLimit} bytes");
+        if (double.IsPositiveInfinity(best[stages, n])) return null;
         var stageOf = new int[n];
         for (int k = stages, i = n; k > 0; k--)
         {
