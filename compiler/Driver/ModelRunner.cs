@@ -22,6 +22,8 @@ public sealed class RunSettings
     public int Steps { get; set; } = 1;
     /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
     public string? SaveParamsPath { get; set; }
+    /// <summary>How kernels run: "cpu" (compiled host kernels) or "interp" (the reference interpreter).</summary>
+    public string Backend { get; set; } = "cpu";
     /// <summary>Where to write a Chrome/Perfetto trace of every device's work, or null.</summary>
     public string? TracePath { get; set; }
     /// <summary>How long a device waits in a collective before the run is reported as stuck.</summary>
@@ -55,6 +57,8 @@ public static class ModelRunner
         var parameters = LoadParams(func, s);
         if (s.TracePath != null && !module.IsSpmd()) throw new UserErrorException("--trace needs a per-device program: the pipeline must run spmdize");
         var trace = s.TracePath == null ? null : new Trace();
+        using var library = s.Backend == "cpu" && module.IsSpmd() && module.Functions().Any(f => f.GetAttr("kernel") != null) ? CompileHostKernels(module) : null;
+        Func<Operation, IKernel>? kernels = library == null ? null : op => library.Kernel(op.StringAttr("callee"));
         IReadOnlyList<NDArray> results = [];
         var losses = new float[s.Steps];
         for (int step = 0; step < s.Steps; step++)
@@ -64,7 +68,7 @@ public static class ModelRunner
             try
             {
                 results = module.IsSpmd()
-                    ? SpmdRunner.Run(module, func, args, parameters, s.CollectiveTimeout, updates, trace)
+                    ? SpmdRunner.Run(module, func, args, parameters, s.CollectiveTimeout, updates, trace, kernels)
                     : Interpreter.Run(func, args, op => parameters[op.StringAttr("path")], (op, v) =>
                     {
                         if (op.Name == "train.update") updates[Dialects.Train.ParameterEffectOpDef.PathOf(op)] = v;
@@ -103,6 +107,19 @@ public static class ModelRunner
         {
             throw new UserErrorException($"cannot write '{path}': {e.Message}");
         }
+    }
+
+    /// <summary>Compiles the module's kernels into a host library and loads it (the file is removed once loaded).</summary>
+    public static Runtime.Cpu.HostKernelLibrary CompileHostKernels(Operation module)
+    {
+        string dir = Directory.CreateTempSubdirectory("mplc-kernels").FullName;
+        try
+        {
+            string so = Path.Combine(dir, "libkernels.so");
+            Backend.KernelCompiler.BuildHostLibrary(module, so);
+            return new Runtime.Cpu.HostKernelLibrary(so);
+        }
+        finally { Directory.Delete(dir, true); }
     }
 
     private static void WriteTrace(string path, Trace trace, DeviceMesh mesh)
@@ -209,15 +226,22 @@ public static class ModelRunner
     };
 
     /// <summary>Random integer inputs stay within the tables and classes they index.</summary>
-    private static long IntegerBound(BlockArgument a)
+    private static long IntegerBound(BlockArgument a) => Bound(a) is var b && b == long.MaxValue ? 10 : b;
+
+    private static long Bound(BlockArgument a)
     {
         long bound = long.MaxValue;
         foreach (var (op, idx) in a.Uses)
         {
-            if (op.Name == "tensor.embedding" && idx == 0) bound = Math.Min(bound, op.OperandType(1).Shape[0]);
+            if (op.Name is "tensor.embedding" or "tensor.embedding_grad" && idx == 0)
+                bound = Math.Min(bound, op.Name == "tensor.embedding" ? op.OperandType(1).Shape[0] : op.IntAttr("rows"));
             if (op.Name == "tensor.cross_entropy" && idx == 1) bound = Math.Min(bound, op.OperandType(0).Shape[^1]);
+            if (op.Name == "tensor.one_hot") bound = Math.Min(bound, op.IntAttr("classes"));
+            // Through a kernel to the ops of its function that read the argument.
+            if (op.Name == "kernel.launch" && op.ParentOp?.ParentOp?.Function(op.StringAttr("callee")) is { } k)
+                bound = Math.Min(bound, Bound(k.Regions[0].Entry.Arguments[idx]));
         }
-        return bound == long.MaxValue ? 10 : bound;
+        return bound;
     }
 
     /// <summary>A one-line summary of an array for the terminal.</summary>

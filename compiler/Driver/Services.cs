@@ -19,6 +19,7 @@ public static class CompilerServices
         services.AddPass<PipelineTransfers>();
         services.AddPass<Microbatch>();
         services.AddPass<PipelineSchedule>();
+        services.AddPass<FormKernels>();
         services.AddPass<Autodiff>();
         services.AddPass<Optimizer>();
         services.AddPass<ShardingPropagation>();
@@ -52,6 +53,9 @@ public static class Pipelines
         "spmdize",              // everything after it sees one device's program with explicit collectives
         "pipeline-schedule",    // on the per-device program: stage and phase of every op, sends/receives, task order
     ];
+
+    /// <summary>What the back end appends to the default pipeline before generating code.</summary>
+    public const string Backend = "form-kernels"; // last: kernels are formed from the final per-device program
 
     /// <summary>The default pipeline as one string.</summary>
     public static string DefaultString => string.Join(",", Default.Select(p => p.Split(' ')[0]));

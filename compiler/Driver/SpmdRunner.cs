@@ -14,10 +14,11 @@ public static class SpmdRunner
     /// new global value of every parameter the program updates into <paramref name="updates"/>.
     /// </summary>
     public static IReadOnlyList<NDArray> Run(Operation module, Operation func, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null, Trace? trace = null)
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null, Trace? trace = null,
+        Func<Operation, IKernel>? kernels = null)
     {
         var mesh = module.DeviceMesh();
-        var program = DeviceProgramBuilder.Build(func);
+        var program = DeviceProgramBuilder.Build(func, kernels);
         var entry = func.Regions[0].Entry;
         var argDims = entry.Arguments.Select(a => Dims(GlobalType(a))).ToArray();
         // A weight tied across pipeline stages appears once per stage, always in the same layout.

@@ -24,11 +24,11 @@ public static class ModuleOp
     public static Operation? Function(this Operation module, string name) =>
         module.Functions().FirstOrDefault(f => f.StringAttr("sym_name") == name);
 
-    /// <summary>The entry function: the one named by the module's <c>entry</c> attribute, else the only one.</summary>
+    /// <summary>The entry function: the one named by the module's <c>entry</c> attribute, else the only one that is not a kernel.</summary>
     public static Operation? EntryFunction(this Operation module)
     {
         if (module.GetAttr("entry") is StringAttr s) return module.Function(s.Value);
-        var fs = module.Functions().ToList();
+        var fs = module.Functions().Where(f => f.GetAttr("kernel") == null).ToList();
         return fs.Count == 1 ? fs[0] : null;
     }
 

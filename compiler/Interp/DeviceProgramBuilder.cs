@@ -12,8 +12,11 @@ namespace ParallelCompiler.Interp;
 /// </summary>
 public static class DeviceProgramBuilder
 {
-    /// <summary>The device program of <paramref name="func"/>.</summary>
-    public static DeviceProgram Build(Operation func)
+    /// <summary>
+    /// The device program of <paramref name="func"/>; <paramref name="kernels"/> gives the compiled kernel of a
+    /// <c>kernel.launch</c> (by default the reference interpreter runs the kernel function).
+    /// </summary>
+    public static DeviceProgram Build(Operation func, Func<Operation, IKernel>? kernels = null)
     {
         var slots = new Dictionary<Value, int>(ReferenceEqualityComparer.Instance);
         int Slot(Value v) => slots.TryGetValue(v, out int s) ? s : slots[v] = slots.Count;
@@ -56,6 +59,11 @@ public static class DeviceProgramBuilder
                     break;
                 case "pipe.transfer": throw new IRException("a device program cannot hold pipe.transfer: run pipeline-schedule first");
                 case "dist.reshard": throw new IRException("a device program cannot hold dist.reshard: run spmdize first");
+                case "kernel.launch":
+                    var callee = op.StringAttr("callee");
+                    var kernel = kernels?.Invoke(op) ?? new InterpretedFunctionKernel(func.ParentOp!.Function(callee)!);
+                    code.Add(new LaunchInstr($"kernel {callee}", where, kernel, op.Operands.Select(Slot).ToArray(), T().DType, T().ShapeArray, Out()));
+                    break;
                 default:
                     if (op.Results.Count != 1) throw new IRException($"no device instruction for {op.Name}");
                     code.Add(new LaunchInstr(op.Name, where, new InterpretedKernel(op), op.Operands.Select(Slot).ToArray(), T().DType, T().ShapeArray, Out()));
@@ -96,6 +104,21 @@ public sealed class InterpretedKernel(Operation op) : IKernel
     public void Execute(IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs)
     {
         var r = Interpreter.Evaluate(op, inputs.ToArray(), _ => throw new InterpreterException("parameters are loaded by the executor"))!;
+        var o = outputs[0];
+        if (r.F != null) Array.Copy(r.F, o.F!, r.F.Length); else Array.Copy(r.I!, o.I!, r.I!.Length);
+    }
+}
+
+/// <summary>A kernel function (made by form-kernels) run by the reference interpreter.</summary>
+public sealed class InterpretedFunctionKernel(Operation func) : IKernel
+{
+    /// <inheritdoc/>
+    public string Name => func.StringAttr("sym_name");
+
+    /// <inheritdoc/>
+    public void Execute(IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs)
+    {
+        var r = Interpreter.Run(func, inputs.ToArray(), _ => throw new InterpreterException("kernel functions hold no parameters"))[0];
         var o = outputs[0];
         if (r.F != null) Array.Copy(r.F, o.F!, r.F.Length); else Array.Copy(r.I!, o.I!, r.I!.Length);
     }

@@ -53,6 +53,9 @@ public static class Interpreter
         switch (op.Name)
         {
             case "tensor.constant": return Splat(op);
+            case "kernel.launch":
+                var callee = op.ParentOp?.ParentOp?.Function(op.StringAttr("callee")) ?? throw new InterpreterException($"no kernel function @{op.StringAttr("callee")}");
+                return Run(callee, x, param)[0];
             case "tensor.param":
                 var p = param(op);
                 var pt = op.Result.TensorType;

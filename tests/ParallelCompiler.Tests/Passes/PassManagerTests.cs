@@ -23,7 +23,7 @@ public class PassManagerTests
     }
 
     [Theory]
-    [InlineData("nope", "unknown pass 'nope' (passes: autodiff, canonicalize, cse, dce, insert-reshards, microbatch, optimizer, pipeline-schedule, pipeline-stages, pipeline-transfers, shape-inference, sharding-propagation, spmdize)")]
+    [InlineData("nope", "unknown pass 'nope' (passes: autodiff, canonicalize, cse, dce, form-kernels, insert-reshards, microbatch, optimizer, pipeline-schedule, pipeline-stages, pipeline-transfers, shape-inference, sharding-propagation, spmdize)")]
     [InlineData("canonicalize{depth=2}", "pass 'canonicalize' has no option 'depth' (options: max-iterations)")]
     [InlineData("canonicalize{max-iterations=many}", "option 'max-iterations' expects a number, got 'many'")]
     [InlineData("cse{x=1}", "pass 'cse' has no option 'x' (it takes none)")]

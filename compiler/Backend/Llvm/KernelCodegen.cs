@@ -1,0 +1,539 @@
+using ParallelCompiler.Backend.Kernels;
+using ParallelCompiler.Backend.Llvm.Native;
+using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Arrays;
+
+namespace ParallelCompiler.Backend.Llvm;
+
+/// <summary>What the kernels are compiled for.</summary>
+public enum KernelTarget
+{
+    /// <summary>The host CPU: <c>void k(ptr* buffers)</c>, loops over every output element.</summary>
+    Cpu,
+    /// <summary>NVPTX: <c>void k(ptr addrspace(1) in0, ..., out)</c>, a kernel entry; threads over the parallel dimensions.</summary>
+    Ptx,
+}
+
+/// <summary>
+/// Lowers <see cref="KernelSpec"/>s to LLVM IR in one module. Loops run over the output dimensions (on the GPU the
+/// outer, parallel ones are spread over threads with a grid-stride loop); every reduction is computed at the
+/// outermost loop level its indices allow, once per iteration there, and equal subexpressions once per scope.
+/// Single f32 matmuls get tiled loops instead: register tiles of the output with a vectorisable inner loop on
+/// the CPU, shared-memory tiles on the GPU.
+/// </summary>
+public sealed unsafe partial class KernelCodegen : IDisposable
+{
+    private readonly LLVMContextRef _ctx;
+    private readonly LLVMBuilderRef _b;
+    private readonly KernelTarget _target;
+    private readonly LLVMTypeRef _f32, _f64, _i1, _i8, _i16, _i32, _i64, _void, _ptr;
+
+    /// <summary>The module the kernels go into (owned by this object).</summary>
+    public LLVMModuleRef Module { get; }
+
+    /// <summary>A generator for <paramref name="target"/> writing into a new module named <paramref name="name"/>.</summary>
+    public KernelCodegen(string name, KernelTarget target)
+    {
+        LLVM.EnsureLoaded();
+        _target = target;
+        _ctx = LLVM.ContextCreate();
+        Module = LLVM.ModuleCreateWithNameInContext(name, _ctx);
+        _b = LLVM.CreateBuilderInContext(_ctx);
+        _f32 = LLVM.FloatTypeInContext(_ctx);
+        _f64 = LLVM.DoubleTypeInContext(_ctx);
+        _i1 = LLVM.Int1TypeInContext(_ctx);
+        _i8 = LLVM.Int8TypeInContext(_ctx);
+        _i16 = LLVM.Int16TypeInContext(_ctx);
+        _i32 = LLVM.Int32TypeInContext(_ctx);
+        _i64 = LLVM.Int64TypeInContext(_ctx);
+        _void = LLVM.VoidTypeInContext(_ctx);
+        _ptr = LLVM.PointerType(_i8, 0);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        LLVM.DisposeBuilder(_b);
+        LLVM.DisposeModule(Module);
+        LLVM.ContextDispose(_ctx);
+    }
+
+    /// <summary>The module as LLVM IR text.</summary>
+    public string Print() => LLVM.TakeMessage(LLVM.PrintModuleToString(Module));
+
+    /// <summary>Runs the LLVM verifier; throws naming the problem.</summary>
+    public void Verify()
+    {
+        if (LLVM.VerifyModule(Module, 2, out var msg) != 0)
+            throw new IRException($"LLVM verifier: {LLVM.TakeMessage(msg)}");
+        LLVM.DisposeMessage(msg);
+    }
+
+    // ---- state of the function being emitted ----
+    private LLVMValueRef _fn;
+    private LLVMValueRef[] _inputs = [];
+    private LLVMValueRef _output;
+    private KernelSpec _spec = null!;
+    private readonly Dictionary<int, LLVMValueRef> _vars = [];
+    private KernelLevels _levels = null!;
+
+    /// <summary>A scope of values computed at one loop level (or inside one branch), visible to inner scopes.</summary>
+    private sealed class Scope(Scope? parent, int depth)
+    {
+        public Scope? Parent { get; } = parent;
+        public int Depth { get; } = depth;
+        public Dictionary<KExpr, LLVMValueRef> Values { get; } = [];
+
+        public bool TryGet(KExpr e, out LLVMValueRef v)
+        {
+            for (var s = this; s != null; s = s.Parent)
+                if (s.Values.TryGetValue(e, out v)) return true;
+            v = default;
+            return false;
+        }
+    }
+
+    /// <summary>Adds <paramref name="spec"/> as a function named after it.</summary>
+    public void Emit(KernelSpec spec)
+    {
+        _spec = spec;
+        _vars.Clear();
+        _levels = new KernelLevels(spec);
+        int rank = spec.Output.Shape.Length;
+        if (_target == KernelTarget.Cpu)
+        {
+            var args = _ptr;
+            var argsPtr = LLVM.PointerType(args, 0);
+            _fn = AddFunction(spec.Name, _void, [argsPtr]);
+            Position(Block("entry"));
+            var table = LLVM.GetParam(_fn, 0);
+            _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType, 0)).ToArray();
+            _output = Typed(Load(_ptr, Gep(_ptr, table, Const64(spec.Inputs.Count))), spec.Output.ElementType, 0);
+            if (spec.Matmul is { } mm && mm.N % CpuTileN == 0) EmitCpuMatmul(mm);
+            else EmitLoops(0, rank, new Scope(null, 0));
+            LLVM.BuildRetVoid(_b);
+        }
+        else
+        {
+            _fn = AddFunction(spec.Name, _void, [.. spec.Inputs.Append(spec.Output).Select(x => LLVM.PointerType(ElementType(x.ElementType), 1))]);
+            LLVM.SetFunctionCallConv(_fn, 71); // PTX_Kernel: emitted as an .entry
+            Position(Block("entry"));
+            _inputs = spec.Inputs.Select((_, i) => LLVM.GetParam(_fn, (uint)i)).ToArray();
+            _output = LLVM.GetParam(_fn, (uint)spec.Inputs.Count);
+            if (spec.Matmul is { } mm) EmitGpuMatmul(mm);
+            else EmitGpu(rank);
+            LLVM.BuildRetVoid(_b);
+        }
+    }
+
+    /// <summary>
+    /// The number of leading output dimensions the GPU spreads over threads: all of them, unless some reduction
+    /// depends on fewer (a row statistic), in which case each thread takes whole rows.
+    /// </summary>
+    public static int ParallelDims(KernelSpec spec) => new KernelLevels(spec).ParallelDims;
+
+    // ---- loops over the output ----
+
+    private void EmitLoops(int d, int rank, Scope scope)
+    {
+        EmitReductionsAt(scope.Depth, _spec.Body, scope);
+        if (d == rank)
+        {
+            var v = Emit(_spec.Body, scope);
+            Store(Convert(v, _spec.Body.Type, _spec.Output.ElementType), Gep(ElementType(_spec.Output.ElementType), _output,
+                Emit(K.Flatten(Enumerable.Range(0, rank).Select(i => (KExpr)new KVar(i)).ToArray(), _spec.Output.Shape), scope)));
+            return;
+        }
+        Loop(Const64(0), Const64(_spec.Output.Shape[d]), i =>
+        {
+            _vars[d] = i;
+            EmitLoops(d + 1, rank, new Scope(scope, d + 1));
+        });
+    }
+
+    private void EmitGpu(int rank)
+    {
+        int p = ParallelDims(_spec);
+        long total = _spec.Output.Shape.Take(p).Aggregate(1L, (a, x) => a * x);
+        var tid = Sreg("tid.x");
+        var ntid = Sreg("ntid.x");
+        var ctaid = Sreg("ctaid.x");
+        var nctaid = Sreg("nctaid.x");
+        var start = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, ctaid, ntid, ""), tid, "");
+        var step = LLVM.BuildMul(_b, nctaid, ntid, "");
+        StridedLoop(start, Const64(total), step, flat =>
+        {
+            var outer = _spec.Output.Shape.Take(p).ToArray();
+            var scope = new Scope(null, 0);
+            var parts = K.Unflatten(new KVar(-1), outer);
+            _vars[-1] = flat;
+            for (int d = 0; d < p; d++) _vars[d] = Emit(parts[d], scope);
+            var inner = new Scope(scope, p);
+            for (int level = 0; level < p; level++) EmitReductionsAt(level, _spec.Body, inner);
+            EmitLoops(p, rank, inner);
+        });
+    }
+
+    private LLVMValueRef Sreg(string name)
+    {
+        var v = Call($"llvm.nvvm.read.ptx.sreg.{name}", _i32, []);
+        return LLVM.BuildZExt(_b, v, _i64, "");
+    }
+
+    // ---- reductions at their level ----
+
+    private int Level(KExpr e) => _levels.Level(e);
+    private static IEnumerable<KExpr> Children(KExpr e) => KernelLevels.Children(e);
+
+    /// <summary>Computes, in dependency order, every reduction under <paramref name="root"/> whose level is <paramref name="level"/>.</summary>
+    private void EmitReductionsAt(int level, KExpr root, Scope scope)
+    {
+        var found = new List<KReduce>();
+        var seen = new HashSet<KExpr>();
+        void Walk(KExpr e)
+        {
+            foreach (var c in Children(e)) Walk(c);
+            if (e is KReduce r && Level(r) == level && seen.Add(r)) found.Add(r);
+        }
+        Walk(root);
+        foreach (var r in found)
+            if (!scope.TryGet(r, out _)) scope.Values[r] = EmitReduce(r, scope);
+    }
+
+    private LLVMValueRef EmitReduce(KReduce r, Scope scope)
+    {
+        var t = r.Type;
+        var ty = ElementType(t);
+        LLVMValueRef init = r.Kind == "max"
+            ? (t == KType.I32 ? LLVM.ConstInt(_i32, unchecked((ulong)int.MinValue), 1) : LLVM.ConstReal(ty, double.NegativeInfinity))
+            : t == KType.I32 ? LLVM.ConstInt(_i32, 0, 0) : LLVM.ConstReal(ty, 0);
+        return Accumulate(init, ty, Const64(r.Extent), (i, acc) =>
+        {
+            _vars[r.Var] = i;
+            var inner = new Scope(scope, _levels.Depth(r.Var));
+            EmitReductionsAt(_levels.Depth(r.Var), r.Body, inner);
+            var v = Convert(Emit(r.Body, inner), r.Body.Type, t);
+            if (r.Kind == "max")
+            {
+                var better = t == KType.I32 ? LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, v, acc, "")
+                    : LLVM.BuildFCmp(_b, LLVMRealPredicate.UGT, v, acc, ""); // unordered: a NaN wins
+                return LLVM.BuildSelect(_b, better, v, acc, "");
+            }
+            return t == KType.I32 ? LLVM.BuildAdd(_b, acc, v, "") : LLVM.BuildFAdd(_b, acc, v, "");
+        });
+    }
+
+    // ---- expressions ----
+
+    private LLVMValueRef Emit(KExpr e, Scope scope)
+    {
+        if (scope.TryGet(e, out var cached)) return cached;
+        LLVMValueRef v = e switch
+        {
+            KVar x => _vars[x.Id],
+            KConst c => Constant(c),
+            KBin b => Binary(b.Op, b.A.Type, Emit(b.A, scope), Emit(b.B, scope)),
+            KUn u => Unary(u.Op, u.A.Type, Emit(u.A, scope)),
+            KCast c => Convert(Emit(c.A, scope), c.A.Type, c.To),
+            KCmp c => Compare(c.Pred, c.A.Type, Emit(c.A, scope), Emit(c.B, scope)),
+            KSelect s => Select(s, scope),
+            KLoad l => Load(ElementType(l.T), Gep(ElementType(l.T), _inputs[l.Input], Emit(l.Flat, scope))),
+            KReduce r => EmitReduce(r, scope), // a reduction not hoisted (inside a branch): computed in place
+            KRound r => Round(r.To, Emit(r.A, scope)),
+            _ => throw new IRException($"no code for {e.GetType().Name}"),
+        };
+        scope.Values[e] = v;
+        return v;
+    }
+
+    private LLVMValueRef Select(KSelect s, Scope scope)
+    {
+        var cond = Emit(s.Cond, scope);
+        var (thenB, elseB, join) = (Block("then"), Block("else"), Block("join"));
+        LLVM.BuildCondBr(_b, cond, thenB, elseB);
+        Position(thenB);
+        var tv = Emit(s.Then, new Scope(scope, scope.Depth));
+        var thenEnd = LLVM.GetInsertBlock(_b);
+        LLVM.BuildBr(_b, join);
+        Position(elseB);
+        var ev = Emit(s.Else, new Scope(scope, scope.Depth));
+        var elseEnd = LLVM.GetInsertBlock(_b);
+        LLVM.BuildBr(_b, join);
+        Position(join);
+        var phi = LLVM.BuildPhi(_b, ElementType(s.Type), "");
+        var vals = stackalloc LLVMValueRef[] { tv, ev };
+        var blocks = stackalloc LLVMBasicBlockRef[] { thenEnd, elseEnd };
+        LLVM.AddIncoming(phi, vals, blocks, 2);
+        return phi;
+    }
+
+    private LLVMValueRef Constant(KConst c) => c.T switch
+    {
+        KType.Index => Const64((long)c.Value),
+        KType.I32 => LLVM.ConstInt(_i32, unchecked((ulong)(long)c.Value), 1),
+        KType.F32 => LLVM.ConstReal(_f32, (float)c.Value),
+        KType.F64 => LLVM.ConstReal(_f64, c.Value),
+        KType.Bool => LLVM.ConstInt(_i1, c.Value != 0 ? 1UL : 0UL, 0),
+        _ => throw new IRException($"no constant of {c.T}"),
+    };
+
+    private LLVMTypeRef ElementType(KType t) => t switch
+    {
+        KType.Index => _i64,
+        KType.I32 => _i32,
+        KType.F32 => _f32,
+        KType.F64 => _f64,
+        KType.Bool => _i1,
+        _ => throw new IRException($"no type {t}"),
+    };
+
+    private LLVMValueRef Binary(string op, KType t, LLVMValueRef a, LLVMValueRef c)
+    {
+        if (t is KType.F32 or KType.F64)
+            return op switch
+            {
+                "add" => LLVM.BuildFAdd(_b, a, c, ""),
+                "sub" => LLVM.BuildFSub(_b, a, c, ""),
+                "mul" => LLVM.BuildFMul(_b, a, c, ""),
+                "div" => LLVM.BuildFDiv(_b, a, c, ""),
+                "rem" => FloatRem(a, c, ElementType(t)),
+                "max" => LLVM.BuildSelect(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.UGT, a, c, ""), a, c, ""),
+                "min" => LLVM.BuildSelect(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.ULT, a, c, ""), a, c, ""),
+                _ => throw new IRException($"no float op {op}"),
+            };
+        if (t == KType.Index)
+            return op switch
+            {
+                "add" => LLVM.BuildAdd(_b, a, c, ""),
+                "sub" => LLVM.BuildSub(_b, a, c, ""),
+                "mul" => LLVM.BuildMul(_b, a, c, ""),
+                "div" => LLVM.BuildSDiv(_b, a, c, ""),
+                "rem" => LLVM.BuildSRem(_b, a, c, ""),
+                _ => throw new IRException($"no index op {op}"),
+            };
+        return op switch
+        {
+            "add" => LLVM.BuildAdd(_b, a, c, ""),
+            "sub" => LLVM.BuildSub(_b, a, c, ""),
+            "mul" => LLVM.BuildMul(_b, a, c, ""),
+            "div" => IntFloorDiv(a, c, rem: false),
+            "rem" => IntFloorDiv(a, c, rem: true),
+            "max" => LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, a, c, ""), a, c, ""),
+            "min" => LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, a, c, ""), a, c, ""),
+            _ => throw new IRException($"no i32 op {op}"),
+        };
+    }
+
+    /// <summary>numpy's float remainder: the sign of the divisor.</summary>
+    private LLVMValueRef FloatRem(LLVMValueRef a, LLVMValueRef c, LLVMTypeRef ty)
+    {
+        var r = LLVM.BuildFRem(_b, a, c, "");
+        var zero = LLVM.ConstReal(ty, 0);
+        var nonzero = LLVM.BuildFCmp(_b, LLVMRealPredicate.ONE, r, zero, "");
+        var signs = LLVM.BuildXor(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OLT, r, zero, ""), LLVM.BuildFCmp(_b, LLVMRealPredicate.OLT, c, zero, ""), "");
+        return LLVM.BuildSelect(_b, LLVM.BuildAnd(_b, nonzero, signs, ""), LLVM.BuildFAdd(_b, r, c, ""), r, "");
+    }
+
+    /// <summary>numpy's int32 floor division and remainder: x / 0 = x % 0 = 0, INT_MIN / -1 wraps.</summary>
+    private LLVMValueRef IntFloorDiv(LLVMValueRef a, LLVMValueRef c, bool rem)
+    {
+        var zero = LLVM.ConstInt(_i32, 0, 0);
+        var minusOne = LLVM.ConstInt(_i32, unchecked((ulong)-1), 1);
+        var bad = LLVM.BuildOr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, zero, ""), LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, minusOne, ""), "");
+        // Divide by a safe divisor, then fix up the cases numpy defines differently.
+        var safe = LLVM.BuildSelect(_b, bad, LLVM.ConstInt(_i32, 1, 0), c, "");
+        var q = LLVM.BuildSDiv(_b, a, safe, "");
+        var r = LLVM.BuildSRem(_b, a, safe, "");
+        var adjust = LLVM.BuildAnd(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.NE, r, zero, ""),
+            LLVM.BuildXor(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, r, zero, ""), LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, safe, zero, ""), ""), "");
+        if (rem)
+        {
+            var fixedR = LLVM.BuildSelect(_b, adjust, LLVM.BuildAdd(_b, r, safe, ""), r, "");
+            return LLVM.BuildSelect(_b, bad, zero, fixedR, "");
+        }
+        var fixedQ = LLVM.BuildSelect(_b, adjust, LLVM.BuildSub(_b, q, LLVM.ConstInt(_i32, 1, 0), ""), q, "");
+        var byMinusOne = LLVM.BuildSub(_b, zero, a, ""); // wraps for INT_MIN, as numpy
+        return LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, zero, ""), zero,
+            LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, minusOne, ""), byMinusOne, fixedQ, ""), "");
+    }
+
+    private LLVMValueRef Unary(string op, KType t, LLVMValueRef x)
+    {
+        var ty = ElementType(t);
+        switch (op)
+        {
+            case "neg": return t == KType.I32 ? LLVM.BuildSub(_b, LLVM.ConstInt(_i32, 0, 0), x, "") : LLVM.BuildFNeg(_b, x, "");
+            case "isnan": return LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, x, x, "");
+        }
+        if (_target == KernelTarget.Ptx) return PtxMath(op, t, x);
+        string suffix = t == KType.F64 ? "f64" : "f32";
+        return op switch
+        {
+            "exp" => Call($"llvm.exp.{suffix}", ty, [x]),
+            "log" => Call($"llvm.log.{suffix}", ty, [x]),
+            "sqrt" => Call($"llvm.sqrt.{suffix}", ty, [x]),
+            "tanh" => Call(t == KType.F64 ? "tanh" : "tanhf", ty, [x]),
+            _ => throw new IRException($"no unary op {op}"),
+        };
+    }
+
+    /// <summary>GPU math from PTX's approximate base-2 exponent and logarithm (no libm on the device).</summary>
+    private LLVMValueRef PtxMath(string op, KType t, LLVMValueRef x)
+    {
+        if (t == KType.F64)
+        {
+            var r = PtxMath(op, KType.F32, LLVM.BuildFPTrunc(_b, x, _f32, ""));
+            return LLVM.BuildFPExt(_b, r, _f64, "");
+        }
+        LLVMValueRef C(double v) => LLVM.ConstReal(_f32, v);
+        switch (op)
+        {
+            case "exp": return Call("llvm.nvvm.ex2.approx.f", _f32, [LLVM.BuildFMul(_b, x, C(1.4426950408889634), "")]);
+            case "log": return LLVM.BuildFMul(_b, Call("llvm.nvvm.lg2.approx.f", _f32, [x]), C(0.6931471805599453), "");
+            case "sqrt": return Call("llvm.sqrt.f32", _f32, [x]);
+            case "tanh":
+                // tanh x = 1 - 2 / (e^(2x) + 1): exact at both infinities.
+                var e2 = PtxMath("exp", KType.F32, LLVM.BuildFMul(_b, x, C(2), ""));
+                return LLVM.BuildFSub(_b, C(1), LLVM.BuildFDiv(_b, C(2), LLVM.BuildFAdd(_b, e2, C(1), ""), ""), "");
+            default: throw new IRException($"no unary op {op}");
+        }
+    }
+
+    private LLVMValueRef Convert(LLVMValueRef v, KType from, KType to)
+    {
+        if (from == to) return v;
+        bool fromFloat = from is KType.F32 or KType.F64, toFloat = to is KType.F32 or KType.F64;
+        if (from == KType.Bool) return toFloat ? LLVM.BuildSelect(_b, v, LLVM.ConstReal(ElementType(to), 1), LLVM.ConstReal(ElementType(to), 0), "")
+            : LLVM.BuildZExt(_b, v, ElementType(to), "");
+        if (fromFloat && toFloat) return to == KType.F64 ? LLVM.BuildFPExt(_b, v, _f64, "") : LLVM.BuildFPTrunc(_b, v, _f32, "");
+        if (!fromFloat && toFloat) return LLVM.BuildSIToFP(_b, v, ElementType(to), "");
+        if (fromFloat) return LLVM.BuildFPToSI(_b, v, ElementType(to), "");
+        return to == KType.Index ? LLVM.BuildSExt(_b, v, _i64, "") : LLVM.BuildTrunc(_b, v, _i32, "");
+    }
+
+    private LLVMValueRef Compare(string pred, KType t, LLVMValueRef a, LLVMValueRef c)
+    {
+        if (t is KType.F32 or KType.F64)
+        {
+            var p = pred switch
+            {
+                "lt" => LLVMRealPredicate.OLT, "le" => LLVMRealPredicate.OLE, "gt" => LLVMRealPredicate.OGT,
+                "ge" => LLVMRealPredicate.OGE, "eq" => LLVMRealPredicate.OEQ, "ne" => LLVMRealPredicate.UNE,
+                _ => throw new IRException($"no comparison {pred}"),
+            };
+            return LLVM.BuildFCmp(_b, p, a, c, "");
+        }
+        var ip = pred switch
+        {
+            "lt" => LLVMIntPredicate.SLT, "le" => LLVMIntPredicate.SLE, "gt" => LLVMIntPredicate.SGT,
+            "ge" => LLVMIntPredicate.SGE, "eq" => LLVMIntPredicate.EQ, "ne" => LLVMIntPredicate.NE,
+            _ => throw new IRException($"no comparison {pred}"),
+        };
+        return LLVM.BuildICmp(_b, ip, a, c, "");
+    }
+
+    /// <summary>Rounds an f32 to f16 (through LLVM's half) or bf16 (round to nearest even on the bits, NaN kept).</summary>
+    private LLVMValueRef Round(DType to, LLVMValueRef x)
+    {
+        if (to == DType.F16) return LLVM.BuildFPExt(_b, LLVM.BuildFPTrunc(_b, x, LLVM.HalfTypeInContext(_ctx), ""), _f32, "");
+        var bits = LLVM.BuildBitCast(_b, x, _i32, "");
+        var lsb = LLVM.BuildAnd(_b, LLVM.BuildLShr(_b, bits, LLVM.ConstInt(_i32, 16, 0), ""), LLVM.ConstInt(_i32, 1, 0), "");
+        var rounded = LLVM.BuildAnd(_b, LLVM.BuildAdd(_b, bits, LLVM.BuildAdd(_b, lsb, LLVM.ConstInt(_i32, 0x7FFF, 0), ""), ""),
+            LLVM.ConstInt(_i32, 0xFFFF0000, 0), "");
+        var r = LLVM.BuildBitCast(_b, rounded, _f32, "");
+        return LLVM.BuildSelect(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, x, x, ""), x, r, "");
+    }
+
+    // ---- small helpers over the builder ----
+
+    private LLVMValueRef AddFunction(string name, LLVMTypeRef ret, LLVMTypeRef[] parameters)
+    {
+        fixed (LLVMTypeRef* p = parameters)
+        {
+            var fn = LLVM.AddFunction(Module, name, LLVM.FunctionType(ret, p, (uint)parameters.Length, 0));
+            var nounwind = LLVM.GetEnumAttributeKindForName("nounwind", 8);
+            LLVM.AddAttributeAtIndex(fn, uint.MaxValue, LLVM.CreateEnumAttribute(_ctx, nounwind, 0));
+            return fn;
+        }
+    }
+
+    private LLVMValueRef Call(string name, LLVMTypeRef ret, LLVMValueRef[] args)
+    {
+        var types = args.Select(LLVM.TypeOf).ToArray();
+        LLVMTypeRef fnType;
+        fixed (LLVMTypeRef* p = types) fnType = LLVM.FunctionType(ret, p, (uint)types.Length, 0);
+        var fn = LLVM.GetNamedFunction(Module, name);
+        if (fn.Handle == IntPtr.Zero) fn = LLVM.AddFunction(Module, name, fnType);
+        fixed (LLVMValueRef* a = args) return LLVM.BuildCall2(_b, fnType, fn, a, (uint)args.Length, "");
+    }
+
+    /// <summary>A buffer pointer as a pointer to its element type (a no-op with opaque pointers).</summary>
+    private LLVMValueRef Typed(LLVMValueRef pointer, KType element, uint addressSpace) =>
+        LLVM.BuildBitCast(_b, pointer, LLVM.PointerType(ElementType(element), addressSpace), "");
+
+    private LLVMBasicBlockRef Block(string name) => LLVM.AppendBasicBlockInContext(_ctx, _fn, name);
+    private void Position(LLVMBasicBlockRef block) => LLVM.PositionBuilderAtEnd(_b, block);
+    private LLVMValueRef Const64(long v) => LLVM.ConstInt(_i64, unchecked((ulong)v), 1);
+
+    private LLVMValueRef Gep(LLVMTypeRef element, LLVMValueRef pointer, LLVMValueRef index)
+    {
+        var idx = stackalloc LLVMValueRef[] { index };
+        return LLVM.BuildInBoundsGEP2(_b, element, pointer, idx, 1, "");
+    }
+
+    private LLVMValueRef Load(LLVMTypeRef type, LLVMValueRef pointer)
+    {
+        var v = LLVM.BuildLoad2(_b, type, pointer, "");
+        return v;
+    }
+
+    private void Store(LLVMValueRef value, LLVMValueRef pointer) => LLVM.BuildStore(_b, value, pointer);
+
+    /// <summary>for (i = 0; i &lt; n; i++) body(i).</summary>
+    private void Loop(LLVMValueRef from, LLVMValueRef n, Action<LLVMValueRef> body) =>
+        StridedLoop(from, n, Const64(1), body);
+
+    /// <summary>for (i = start; i &lt; n; i += step) body(i).</summary>
+    private void StridedLoop(LLVMValueRef start, LLVMValueRef n, LLVMValueRef step, Action<LLVMValueRef> body)
+    {
+        var pre = LLVM.GetInsertBlock(_b);
+        var (head, loop, exit) = (Block("loop.head"), Block("loop.body"), Block("loop.exit"));
+        LLVM.BuildBr(_b, head);
+        Position(head);
+        var i = LLVM.BuildPhi(_b, _i64, "i");
+        LLVM.BuildCondBr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, i, n, ""), loop, exit);
+        Position(loop);
+        body(i);
+        var next = LLVM.BuildAdd(_b, i, step, "");
+        var end = LLVM.GetInsertBlock(_b);
+        LLVM.BuildBr(_b, head);
+        var vals = stackalloc LLVMValueRef[] { start, next };
+        var blocks = stackalloc LLVMBasicBlockRef[] { pre, end };
+        LLVM.AddIncoming(i, vals, blocks, 2);
+        Position(exit);
+    }
+
+    /// <summary>acc = init; for (i = 0; i &lt; n; i++) acc = body(i, acc); returns acc.</summary>
+    private LLVMValueRef Accumulate(LLVMValueRef init, LLVMTypeRef type, LLVMValueRef n, Func<LLVMValueRef, LLVMValueRef, LLVMValueRef> body)
+    {
+        var pre = LLVM.GetInsertBlock(_b);
+        var (head, loop, exit) = (Block("acc.head"), Block("acc.body"), Block("acc.exit"));
+        LLVM.BuildBr(_b, head);
+        Position(head);
+        var i = LLVM.BuildPhi(_b, _i64, "i");
+        var acc = LLVM.BuildPhi(_b, type, "acc");
+        LLVM.BuildCondBr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, i, n, ""), loop, exit);
+        Position(loop);
+        var nextAcc = body(i, acc);
+        var next = LLVM.BuildAdd(_b, i, Const64(1), "");
+        var end = LLVM.GetInsertBlock(_b);
+        LLVM.BuildBr(_b, head);
+        var iv = stackalloc LLVMValueRef[] { Const64(0), next };
+        var av = stackalloc LLVMValueRef[] { init, nextAcc };
+        var blocks = stackalloc LLVMBasicBlockRef[] { pre, end };
+        LLVM.AddIncoming(i, iv, blocks, 2);
+        LLVM.AddIncoming(acc, av, blocks, 2);
+        Position(exit);
+        return acc;
+    }
+}
