@@ -3,6 +3,7 @@ using System.Globalization;
 using ParallelCompiler.IR;
 using ParallelCompiler.Lowering;
 using ParallelCompiler.Passes.Infrastructure;
+using ParallelCompiler.Runtime.Model;
 using ParallelCompiler.Syntax;
 using Spectre.Console;
 
@@ -57,18 +58,38 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var output = new Option<string?>("--output", "-o") { Description = "write the compiled IR here instead of stdout" };
         var stats = new Option<bool>("--stats") { Description = "print per device: FLOPs, bytes each collective moves, peak memory; per pipeline stage: compute, bubble, activations held (to stderr)" };
         var schedule = new Option<bool>("--schedule") { Description = "print the pipeline schedule as a table, device by time slot (to stderr)" };
+        var emit = new Option<string>("--emit") { Description = "what to print: ir (the per-device program, default), llvm (the kernels' LLVM IR), ptx, asm (host assembly)", DefaultValueFactory = _ => "ir" };
+        var gpu = new Option<string?>("--gpu") { Description = "the GPU to emit PTX for, e.g. sm_80 (default: the newest the loaded LLVM supports)" };
         var c = new Command("compile", "compile a .mpl model and print (or write) the IR after the pipeline") { file };
         c.Options.Add(output);
         c.Options.Add(stats);
         c.Options.Add(schedule);
+        c.Options.Add(emit);
+        c.Options.Add(gpu);
         c.Options.Add(_zero);
         AddFrontEndOptions(c);
         _ir.AddTo(c);
         c.SetAction(r => Guard(() =>
         {
-            var module = CompileToIR(r, r.GetValue(file)!);
-            string text = Printer.Print(module, r.GetValue(_ir.DebugInfo));
-            if (r.GetValue(output) is { } o) WriteText(o, text); else stdout.Write(text);
+            string what = r.GetValue(emit)!;
+            if (what is not ("ir" or "llvm" or "ptx" or "asm")) throw new UserErrorException($"--emit must be ir, llvm, ptx or asm, got '{what}'");
+            string? outPath = r.GetValue(output);
+            bool bundle = outPath != null && outPath.EndsWith(".mplc", StringComparison.Ordinal);
+            // Kernels are formed when code is generated, or when the user asks to see them formed.
+            bool kernels = what != "ir" || bundle || (r.GetValue(_ir.PrintAfter) ?? []).Concat(r.GetValue(_ir.PrintBefore) ?? []).Contains(Pipelines.Backend);
+            string pipeline = PipelineOf(r);
+            if (kernels && r.GetValue(_ir.Pipeline) == null) pipeline += "," + Pipelines.Backend;
+            var module = CompileToIR(r, r.GetValue(file)!, pipeline);
+            string text = what switch
+            {
+                "llvm" => Backend.KernelCompiler.LlvmIr(module, r.GetValue(gpu) != null ? Backend.Llvm.KernelTarget.Ptx : Backend.Llvm.KernelTarget.Cpu, r.GetValue(gpu)),
+                "ptx" => Backend.KernelCompiler.Ptx(module, r.GetValue(gpu)),
+                "asm" => Backend.KernelCompiler.HostAssembly(module),
+                _ => Printer.Print(module, r.GetValue(_ir.DebugInfo)),
+            };
+            if (bundle) stdout.WriteLine($"wrote {Backend.BundleWriter.Write(module, outPath!, r.GetValue(gpu))}");
+            else if (outPath is { } o) WriteText(o, text);
+            else stdout.Write(text);
             if (r.GetValue(schedule)) PrintSchedule(module);
             if (r.GetValue(stats))
             {
@@ -416,7 +437,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             stderr.Write(e.Diagnostics.Render());
             return 1;
         }
-        catch (UserErrorException e)
+        catch (Exception e) when (e is UserErrorException or Runtime.Model.RunInputException)
         {
             stderr.WriteLine($"error: {e.Message}");
             return 1;

@@ -1,0 +1,71 @@
+using System.Security.Cryptography;
+using ParallelCompiler.Backend.Kernels;
+using ParallelCompiler.Backend.Llvm;
+using ParallelCompiler.Driver;
+using ParallelCompiler.Interp;
+using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
+using ParallelCompiler.Runtime.Model;
+
+namespace ParallelCompiler.Backend;
+
+/// <summary>
+/// Writes a compiled program as a bundle directory that <c>mplrun</c> runs without the compiler: the manifest
+/// (mesh, inputs, results, parameters with layouts and initialisers, kernels with their GPU launch shapes, the
+/// SHA-256 of every file), the per-device program (<c>program.json</c> for the runtime, <c>program.mplir</c> for
+/// people), the kernels as LLVM IR and PTX, and the host kernels as a shared library.
+/// </summary>
+public static class BundleWriter
+{
+    /// <summary>The files of a bundle besides the manifest.</summary>
+    public static readonly string[] FileNames = ["program.json", "program.mplir", "kernels.ll", "kernels.ptx", "libkernels.so"];
+
+    /// <summary>Writes the bundle of <paramref name="module"/> (after form-kernels) to <paramref name="dir"/>; returns the directory.</summary>
+    public static string Write(Operation module, string dir, string? gpu)
+    {
+        var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
+        if (!module.IsSpmd()) throw new UserErrorException("a bundle holds a per-device program: the pipeline must run spmdize");
+        if (File.Exists(dir)) throw new UserErrorException($"cannot write the bundle '{dir}': a file of that name exists");
+        if (Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any() && !File.Exists(Path.Combine(dir, "manifest.json")))
+            throw new UserErrorException($"cannot write the bundle '{dir}': the directory exists and is not a bundle");
+        Directory.CreateDirectory(dir);
+        var program = DeviceProgramBuilder.Build(func, op => new NamedKernel(op.StringAttr("callee")));
+        File.WriteAllText(Path.Combine(dir, "program.json"), ProgramFile.Write(program));
+        File.WriteAllText(Path.Combine(dir, "program.mplir"), Printer.Print(module));
+        File.WriteAllText(Path.Combine(dir, "kernels.ll"), KernelCompiler.LlvmIr(module, KernelTarget.Cpu));
+        File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(module, gpu));
+        KernelCompiler.BuildHostLibrary(module, Path.Combine(dir, "libkernels.so"));
+        var kernels = KernelCompiler.Specs(module).Select(Launch).ToArray();
+        var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files).ToJson());
+        return dir;
+    }
+
+    /// <summary>The GPU launch shape of a kernel: 16x16 tiles for a matmul, else 256 threads over its parallel elements.</summary>
+    public static KernelInfo Launch(KernelSpec spec)
+    {
+        if (spec.Matmul is { } mm)
+        {
+            long batch = mm.Batch.Aggregate(1L, (a, b) => a * b);
+            return new KernelInfo(spec.Name, [(int)((mm.N + 15) / 16), (int)((mm.M + 15) / 16), (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1]);
+        }
+        long total = spec.Output.Shape.Take(KernelCodegen.ParallelDims(spec)).Aggregate(1L, (a, b) => a * b);
+        return new KernelInfo(spec.Name, [(int)Math.Clamp((total + 255) / 256, 1, 65535), 1, 1], [256, 1, 1]);
+    }
+
+    /// <summary>The SHA-256 of a file, lower-case hex.</summary>
+    public static string Sha256(string path)
+    {
+        using var f = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(f));
+    }
+
+    /// <summary>A kernel known only by name (the program file refers to kernels by name).</summary>
+    private sealed class NamedKernel(string name) : IKernel
+    {
+        public string Name => name;
+        public void Execute(IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs) => throw new InvalidOperationException($"{name} is not loaded");
+    }
+}

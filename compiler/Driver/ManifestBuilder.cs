@@ -1,0 +1,62 @@
+using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Model;
+
+namespace ParallelCompiler.Driver;
+
+/// <summary>The <see cref="ProgramManifest"/> of a compiled module: what the runtime needs besides the instructions.</summary>
+public static class ManifestBuilder
+{
+    /// <summary>Inputs, results and parameters of the entry function with their global layouts, the mesh, the kernels.</summary>
+    public static ProgramManifest Build(Operation module, IReadOnlyList<KernelInfo>? kernels = null, IReadOnlyDictionary<string, string>? files = null)
+    {
+        var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
+        var entry = func.Regions[0].Entry;
+        var resultTypes = func.GetAttr("result_layouts") is ArrayAttr r
+            ? r.Items.Select(i => (TensorType)((TypeAttr)i).Type).ToArray()
+            : func.ResultTypes().Cast<TensorType>().ToArray();
+        return new ProgramManifest
+        {
+            Name = func.StringAttr("sym_name"),
+            Mesh = module.DeviceMesh(),
+            MicrobatchAxis = module.GetAttr("microbatch_axis") is StringAttr mb ? mb.Value : null,
+            Inputs = entry.Arguments.Select(a =>
+            {
+                var t = SpmdRunner.GlobalType(a);
+                return new TensorInfo(a.NameHint ?? $"arg{a.Index}", t.DType, t.ShapeArray, Layout(t), IntegerBound(a));
+            }).ToArray(),
+            Results = resultTypes.Select((t, i) => new TensorInfo(resultTypes.Length == 1 ? "out" : $"out{i}", t.DType, t.ShapeArray, Layout(t))).ToArray(),
+            // A weight tied across pipeline stages appears once per stage, always in the same layout.
+            Params = entry.Operations.Where(o => o.Name == "tensor.param").GroupBy(o => o.StringAttr("path")).Select(g =>
+            {
+                var op = g.First();
+                var t = SpmdRunner.GlobalType(op.Result);
+                return new ParamInfo(g.Key, t.DType, t.ShapeArray, Layout(t), op.StringAttr("init"), op.GetAttr("std") is null ? 0 : op.FloatAttr("std"));
+            }).ToArray(),
+            Training = func.Walk().Any(o => o.Name == "train.update"),
+            Kernels = kernels ?? [],
+            Files = files ?? new Dictionary<string, string>(),
+        };
+    }
+
+    private static string[][] Layout(TensorType t) =>
+        t.Sharding?.Dims.Select(d => d.ToArray()).ToArray() ?? Enumerable.Range(0, t.Rank).Select(_ => Array.Empty<string>()).ToArray();
+
+    /// <summary>Random integer inputs stay within the tables and classes they index.</summary>
+    private static long IntegerBound(BlockArgument a) => Bound(a) is var b && b == long.MaxValue ? 10 : b;
+
+    private static long Bound(BlockArgument a)
+    {
+        long bound = long.MaxValue;
+        foreach (var (op, idx) in a.Uses)
+        {
+            if (op.Name is "tensor.embedding" or "tensor.embedding_grad" && idx == 0)
+                bound = Math.Min(bound, op.Name == "tensor.embedding" ? op.OperandType(1).Shape[0] : op.IntAttr("rows"));
+            if (op.Name == "tensor.cross_entropy" && idx == 1) bound = Math.Min(bound, op.OperandType(0).Shape[^1]);
+            if (op.Name == "tensor.one_hot") bound = Math.Min(bound, op.IntAttr("classes"));
+            // Through a kernel to the ops of its function that read the argument.
+            if (op.Name == "kernel.launch" && op.ParentOp?.ParentOp?.Function(op.StringAttr("callee")) is { } k)
+                bound = Math.Min(bound, Bound(k.Regions[0].Entry.Arguments[idx]));
+        }
+        return bound;
+    }
+}

@@ -1,0 +1,195 @@
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
+using ParallelCompiler.Runtime.IO;
+
+namespace ParallelCompiler.Runtime.Model;
+
+/// <summary>A problem with what the user gave a run (a file, a key, a shape, an option): reported without a stack trace.</summary>
+public sealed class RunInputException(string message) : Exception(message);
+
+/// <summary>What a run reads and writes.</summary>
+public sealed class RunSettings
+{
+    /// <summary>Inputs keyed by argument name (.npz, .npy or .safetensors), or null for random inputs.</summary>
+    public string? InputsPath { get; set; }
+    /// <summary>Parameters keyed by dotted path, or null to initialise all of them.</summary>
+    public string? ParamsPath { get; set; }
+    /// <summary>Where the result goes, under the key "out".</summary>
+    public string? OutPath { get; set; }
+    /// <summary>Seed for initialisers and random inputs.</summary>
+    public ulong Seed { get; set; }
+    /// <summary>Training steps to run on the same inputs (1 for a forward run).</summary>
+    public int Steps { get; set; } = 1;
+    /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
+    public string? SaveParamsPath { get; set; }
+    /// <summary>How kernels run: "cpu" (compiled host kernels), "interp" (the reference interpreter) or "cuda".</summary>
+    public string Backend { get; set; } = "cpu";
+    /// <summary>Where to write a Chrome/Perfetto trace of every device's work, or null.</summary>
+    public string? TracePath { get; set; }
+    /// <summary>How long a device waits in a collective before the run is reported as stuck.</summary>
+    public TimeSpan CollectiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>What a run gives: the last step's results, the loss of every step (training only) and the final parameters.</summary>
+public sealed record RunOutcome(IReadOnlyList<NDArray> Results, float[]? Losses, IReadOnlyDictionary<string, NDArray> Parameters);
+
+/// <summary>
+/// One run of a compiled program, the same for <c>mplc run</c> and <c>mplrun</c>: loads inputs (or makes random
+/// ones) and parameters (from a file, the rest from their initialisers) and checks them against the manifest,
+/// runs <see cref="RunSettings.Steps"/> steps carrying updated parameters and optimizer state from step to step,
+/// and writes the results, the losses, the parameters and the trace.
+/// </summary>
+public static class ModelSession
+{
+    /// <summary>
+    /// Runs the program; <paramref name="runStep"/> runs one step on global inputs and parameters and fills the
+    /// updates (by default <see cref="ProgramRunner"/> over the simulated devices).
+    /// </summary>
+    public static RunOutcome Run(ProgramManifest manifest, DeviceProgram? program, RunSettings s, TextWriter log,
+        Action<int, NDArray, TimeSpan>? onStep = null, Func<IReadOnlyList<NDArray>, Dictionary<string, NDArray>, Dictionary<string, NDArray>, Trace?, IReadOnlyList<NDArray>>? runStep = null,
+        Func<int, IDevice>? device = null)
+    {
+        if (s.Steps < 1) throw new RunInputException($"--steps must be at least 1, got {s.Steps}");
+        if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train MODEL optimizer ...' declaration)");
+        var args = LoadInputs(manifest, s, log);
+        var parameters = LoadParams(manifest, s);
+        var trace = s.TracePath == null ? null : new Trace();
+        runStep ??= (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t, device);
+        IReadOnlyList<NDArray> results = [];
+        var losses = new float[s.Steps];
+        for (int step = 0; step < s.Steps; step++)
+        {
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var updates = new Dictionary<string, NDArray>();
+            try { results = runStep(args, parameters, updates, trace); }
+            catch (Exception e) when (e is ExecutionException or CollectiveException)
+            {
+                throw new RunInputException(s.Steps > 1 ? $"step {step + 1}: {e.Message}" : e.Message);
+            }
+            foreach (var (path, value) in updates) parameters[path] = value;
+            if (manifest.Training) losses[step] = (float)results[0].GetDouble(0);
+            onStep?.Invoke(step, results[0], sw.Elapsed);
+        }
+        if (trace != null) WriteTrace(s.TracePath!, trace, manifest.PhysicalMesh);
+        if (s.OutPath != null)
+        {
+            var outputs = new Dictionary<string, NDArray>();
+            if (manifest.Training) outputs["loss"] = NDArray.FromFloats([s.Steps], losses);
+            for (int i = 0; i < results.Count; i++) outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
+            WriteArrays(s.OutPath, outputs);
+        }
+        if (s.SaveParamsPath != null)
+        {
+            if (!manifest.Training) throw new RunInputException("--save-params needs a training model: nothing was updated");
+            WriteArrays(s.SaveParamsPath, parameters);
+        }
+        return new RunOutcome(results, manifest.Training ? losses : null, parameters);
+    }
+
+    /// <summary>Writes arrays, turning file-system failures into input errors.</summary>
+    public static void WriteArrays(string path, IReadOnlyDictionary<string, NDArray> arrays)
+    {
+        try { ArrayFile.Write(path, arrays); }
+        catch (ArrayFileException e) { throw new RunInputException(e.Message); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new RunInputException($"cannot write '{path}': {e.Message}");
+        }
+    }
+
+    /// <summary>Reads an array file, turning every failure into an input error that names the file.</summary>
+    public static Dictionary<string, NpyArray> ReadArrays(string path)
+    {
+        try { return ArrayFile.Read(path); }
+        catch (ArrayFileException e) { throw new RunInputException(e.Message); }
+    }
+
+    private static List<NDArray> LoadInputs(ProgramManifest manifest, RunSettings s, TextWriter log)
+    {
+        var result = new List<NDArray>();
+        if (s.InputsPath == null)
+        {
+            log.WriteLine($"note: no --inputs given: using random inputs (seed {s.Seed})");
+            foreach (var a in manifest.Inputs) result.Add(Initializers.RandomInput(a.DType, a.Shape, s.Seed, a.Name, a.IntBound));
+            return result;
+        }
+        var file = ReadArrays(s.InputsPath);
+        var names = manifest.Inputs.Select(a => a.Name).ToList();
+        foreach (var key in file.Keys)
+            if (!names.Contains(key))
+                throw new RunInputException($"{s.InputsPath}: unknown input '{key}' (the model's inputs: {string.Join(", ", names)})");
+        foreach (var a in manifest.Inputs)
+        {
+            if (!file.TryGetValue(a.Name, out var arr))
+                throw new RunInputException($"{s.InputsPath}: missing input '{a.Name}' ({SourceType(a.DType, a.Shape, a.Layout)})");
+            result.Add(Check(arr, a.DType, a.Shape, a.Layout, s.InputsPath, "input", a.Name));
+        }
+        return result;
+    }
+
+    private static Dictionary<string, NDArray> LoadParams(ProgramManifest manifest, RunSettings s)
+    {
+        var file = s.ParamsPath == null ? new Dictionary<string, NpyArray>() : ReadArrays(s.ParamsPath);
+        var paths = manifest.Params.Select(p => p.Path).ToHashSet();
+        foreach (var key in file.Keys)
+            if (!paths.Contains(key))
+                throw new RunInputException($"{s.ParamsPath}: unknown parameter '{key}' (the model has {paths.Count} parameters; 'mplc params' lists them)");
+        var result = new Dictionary<string, NDArray>();
+        foreach (var p in manifest.Params)
+            result[p.Path] = file.TryGetValue(p.Path, out var arr)
+                ? Check(arr, p.DType, p.Shape, p.Layout, s.ParamsPath!, "parameter", p.Path)
+                : Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path);
+        return result;
+    }
+
+    /// <summary>The source spelling of a type: <c>f32[8, 64]</c>.</summary>
+    public static string SourceType(DType dtype, long[] shape, string[][] layout) => $"{dtype.Name()}[{string.Join(", ", shape)}]";
+
+    /// <summary>Accepts an array for the expected type: same shape, same element type, float64 for f32 allowed.</summary>
+    private static NDArray Check(NpyArray a, DType dtype, long[] shape, string[][] layout, string file, string what, string key)
+    {
+        string src = NumpyName(a.SourceDtype);
+        bool dtypeOk = dtype switch
+        {
+            DType.F32 => src is "float32" or "float64",
+            DType.F16 => src == "float16",
+            DType.BF16 => src is "bfloat16" or "float32", // numpy has no bfloat16: f32 values are rounded
+            DType.I32 => src == "int32",
+            _ => false,
+        };
+        if (!dtypeOk)
+        {
+            string hint = dtype == DType.I32 && src == "int64" ? " (convert with .astype(np.int32))" : "";
+            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape, layout)}, found dtype {src}{hint}");
+        }
+        if (!a.Array.Shape.SequenceEqual(shape))
+            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape, layout)}, found shape [{string.Join(", ", a.Array.Shape)}]");
+        var arr = a.Array;
+        if (arr.DType == dtype) return arr;
+        var data = (float[])arr.F!.Clone();
+        for (int i = 0; i < data.Length; i++) data[i] = dtype.Round(data[i]);
+        return NDArray.FromFloats(dtype, shape, data);
+    }
+
+    private static string NumpyName(string source) => source switch
+    {
+        "F32" => "float32", "F64" => "float64", "F16" => "float16", "BF16" => "bfloat16", "I32" => "int32", "I64" => "int64",
+        _ => source,
+    };
+
+    private static void WriteTrace(string path, Trace trace, DeviceMesh mesh)
+    {
+        var names = Enumerable.Range(0, mesh.DeviceCount).Select(r =>
+            $"device {r}" + (mesh.DeviceCount > 1 ? $" ({string.Join(", ", mesh.AxisNames.Zip(mesh.Coords(r), (a, c) => $"{a}={c}"))})" : "")).ToArray();
+        try
+        {
+            using var f = File.Create(path);
+            trace.WriteChromeJson(f, names);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new RunInputException($"cannot write '{path}': {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+using System.Text.Json;
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Distributed;
+
+namespace ParallelCompiler.Runtime.Model;
+
+/// <summary>
+/// A model input or result: its name, element type, global shape and layout (the mesh axes each dimension is split
+/// over). <paramref name="IntBound"/> bounds random integer inputs (rows of the table or classes they index).
+/// </summary>
+public sealed record TensorInfo(string Name, DType DType, long[] Shape, string[][] Layout, long IntBound = 10);
+
+/// <summary>A parameter (or optimizer state): dotted path, element type, global shape, layout and initialiser.</summary>
+public sealed record ParamInfo(string Path, DType DType, long[] Shape, string[][] Layout, string Init, double Std);
+
+/// <summary>A kernel of the program: its symbol and, for a GPU, the launch shape (grid and block, x y z).</summary>
+public sealed record KernelInfo(string Name, int[] Grid, int[] Block);
+
+/// <summary>
+/// What a runtime needs to know of a compiled program besides its instructions: the mesh (with the axis that stands
+/// for microbatches, which runs in time), the inputs, results and parameters with their global layouts, whether
+/// it is a training step, and its kernels. Written as <c>manifest.json</c> in a bundle, with the checksums of the
+/// bundle's files.
+/// </summary>
+public sealed class ProgramManifest
+{
+    /// <summary>The format of this manifest; readers refuse others.</summary>
+    public const int FormatVersion = 1;
+
+    /// <summary>The model's name.</summary>
+    public required string Name { get; init; }
+    /// <summary>The full mesh, microbatch axis included.</summary>
+    public required DeviceMesh Mesh { get; init; }
+    /// <summary>The mesh axis that stands for microbatches, or null.</summary>
+    public string? MicrobatchAxis { get; init; }
+    /// <summary>Inputs in argument order.</summary>
+    public required IReadOnlyList<TensorInfo> Inputs { get; init; }
+    /// <summary>Results in order.</summary>
+    public required IReadOnlyList<TensorInfo> Results { get; init; }
+    /// <summary>Parameters and optimizer state, one entry per path.</summary>
+    public required IReadOnlyList<ParamInfo> Params { get; init; }
+    /// <summary>True when one run is a training step (result 0 the loss; parameters updated).</summary>
+    public bool Training { get; init; }
+    /// <summary>The kernels, by symbol.</summary>
+    public IReadOnlyList<KernelInfo> Kernels { get; init; } = [];
+    /// <summary>Files of the bundle and their SHA-256 (hex).</summary>
+    public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The devices the program runs on: the mesh without its microbatch axis.</summary>
+    public DeviceMesh PhysicalMesh
+    {
+        get
+        {
+            if (MicrobatchAxis == null) return Mesh;
+            var keep = Mesh.AxisNames.Select((a, i) => (a, i)).Where(x => x.a != MicrobatchAxis).ToArray();
+            return new DeviceMesh(keep.Select(x => x.a).ToArray(), keep.Select(x => Mesh.Sizes[x.i]).ToArray());
+        }
+    }
+
+    /// <summary>The manifest as indented JSON.</summary>
+    public string ToJson()
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("format", FormatVersion);
+            w.WriteString("name", Name);
+            w.WriteStartObject("mesh");
+            Strings(w, "axes", Mesh.AxisNames);
+            w.WriteStartArray("sizes");
+            foreach (var s in Mesh.Sizes) w.WriteNumberValue(s);
+            w.WriteEndArray();
+            if (MicrobatchAxis != null) w.WriteString("microbatch_axis", MicrobatchAxis);
+            w.WriteEndObject();
+            w.WriteBoolean("training", Training);
+            Tensors(w, "inputs", Inputs);
+            Tensors(w, "results", Results);
+            w.WriteStartArray("params");
+            foreach (var p in Params)
+            {
+                w.WriteStartObject();
+                w.WriteString("path", p.Path);
+                Type(w, p.DType, p.Shape, p.Layout);
+                w.WriteString("init", p.Init);
+                w.WriteNumber("std", p.Std);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartArray("kernels");
+            foreach (var k in Kernels)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", k.Name);
+                Ints(w, "grid", k.Grid);
+                Ints(w, "block", k.Block);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartObject("files");
+            foreach (var (f, h) in Files.OrderBy(x => x.Key, StringComparer.Ordinal)) w.WriteString(f, h);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    /// <summary>Reads a manifest; anything malformed is an <see cref="InvalidDataException"/> saying what.</summary>
+    public static ProgramManifest FromJson(string json)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            var r = doc.RootElement;
+            int format = r.GetProperty("format").GetInt32();
+            if (format != FormatVersion) throw new InvalidDataException($"manifest format {format}, this runtime reads format {FormatVersion}");
+            var mesh = r.GetProperty("mesh");
+            return new ProgramManifest
+            {
+                Name = r.GetProperty("name").GetString()!,
+                Mesh = new DeviceMesh(mesh.GetProperty("axes").EnumerateArray().Select(x => x.GetString()!).ToArray(),
+                    mesh.GetProperty("sizes").EnumerateArray().Select(x => x.GetInt32()).ToArray()),
+                MicrobatchAxis = mesh.TryGetProperty("microbatch_axis", out var mb) ? mb.GetString() : null,
+                Training = r.GetProperty("training").GetBoolean(),
+                Inputs = ReadTensors(r.GetProperty("inputs")),
+                Results = ReadTensors(r.GetProperty("results")),
+                Params = r.GetProperty("params").EnumerateArray().Select(p =>
+                {
+                    var (dtype, shape, layout) = ReadType(p);
+                    return new ParamInfo(p.GetProperty("path").GetString()!, dtype, shape, layout, p.GetProperty("init").GetString()!, p.GetProperty("std").GetDouble());
+                }).ToArray(),
+                Kernels = r.GetProperty("kernels").EnumerateArray().Select(k => new KernelInfo(k.GetProperty("name").GetString()!,
+                    k.GetProperty("grid").EnumerateArray().Select(x => x.GetInt32()).ToArray(), k.GetProperty("block").EnumerateArray().Select(x => x.GetInt32()).ToArray())).ToArray(),
+                Files = r.GetProperty("files").EnumerateObject().ToDictionary(f => f.Name, f => f.Value.GetString()!),
+            };
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new InvalidDataException($"the manifest is damaged: {e.Message}", e);
+        }
+    }
+
+    private static void Tensors(Utf8JsonWriter w, string name, IEnumerable<TensorInfo> ts)
+    {
+        w.WriteStartArray(name);
+        foreach (var t in ts)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", t.Name);
+            Type(w, t.DType, t.Shape, t.Layout);
+            w.WriteNumber("int_bound", t.IntBound);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    private static TensorInfo[] ReadTensors(JsonElement e) => e.EnumerateArray().Select(t =>
+    {
+        var (dtype, shape, layout) = ReadType(t);
+        return new TensorInfo(t.GetProperty("name").GetString()!, dtype, shape, layout, t.GetProperty("int_bound").GetInt64());
+    }).ToArray();
+
+    private static void Type(Utf8JsonWriter w, DType dtype, long[] shape, string[][] layout)
+    {
+        w.WriteString("dtype", dtype.Name());
+        w.WriteStartArray("shape");
+        foreach (var d in shape) w.WriteNumberValue(d);
+        w.WriteEndArray();
+        w.WriteStartArray("layout");
+        foreach (var axes in layout)
+        {
+            w.WriteStartArray();
+            foreach (var a in axes) w.WriteStringValue(a);
+            w.WriteEndArray();
+        }
+        w.WriteEndArray();
+    }
+
+    private static (DType, long[], string[][]) ReadType(JsonElement e)
+    {
+        string name = e.GetProperty("dtype").GetString()!;
+        if (!DTypes.TryParse(name, out var dtype)) throw new InvalidDataException($"unknown element type '{name}'");
+        return (dtype, e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray(),
+            e.GetProperty("layout").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetString()!).ToArray()).ToArray());
+    }
+
+    private static void Strings(Utf8JsonWriter w, string name, IEnumerable<string> items)
+    {
+        w.WriteStartArray(name);
+        foreach (var s in items) w.WriteStringValue(s);
+        w.WriteEndArray();
+    }
+
+    private static void Ints(Utf8JsonWriter w, string name, IEnumerable<int> items)
+    {
+        w.WriteStartArray(name);
+        foreach (var s in items) w.WriteNumberValue(s);
+        w.WriteEndArray();
+    }
+}
