@@ -1,0 +1,105 @@
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Model;
+
+namespace ParallelCompiler.Runtime.Cuda;
+
+/// <summary>
+/// The CUDA back end of a bundle: its PTX loaded on GPU 0, every logical device of the mesh sharing that GPU. A
+/// kernel launch stages its buffers through the GPU (copy in, launch with the manifest's grid and block, copy out);
+/// values between kernels and the collectives stay in host memory, so the communicator is the in-process one.
+/// </summary>
+public sealed class CudaBackend : IDisposable
+{
+    private readonly CudaContext _context;
+    private readonly CudaModule _module;
+    private readonly Dictionary<string, KernelInfo> _launch;
+    private readonly Dictionary<string, IKernel> _kernels = [];
+    private readonly Lock _gate = new();
+
+    private CudaBackend(CudaContext context, CudaModule module, IEnumerable<KernelInfo> kernels)
+    {
+        _context = context;
+        _module = module;
+        _launch = kernels.ToDictionary(k => k.Name);
+    }
+
+    /// <summary>Loads the bundle's PTX; a machine without a GPU is an input error saying so.</summary>
+    public static CudaBackend Open(Bundle bundle)
+    {
+        if (!Native.CudaApi.Available(out string why)) throw new RunInputException($"--backend cuda: {why}");
+        var ctx = new CudaContext(0);
+        try { return new CudaBackend(ctx, ctx.LoadModulePtx(File.ReadAllText(bundle.PathOf("kernels.ptx"))), bundle.Manifest.Kernels); }
+        catch
+        {
+            ctx.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The kernel named <paramref name="name"/>.</summary>
+    public IKernel Kernel(string name)
+    {
+        lock (_gate)
+        {
+            if (_kernels.TryGetValue(name, out var k)) return k;
+            var info = _launch.TryGetValue(name, out var i) ? i : throw new InvalidDataException($"the manifest has no launch shape for kernel '{name}'");
+            var kernel = _module.Kernel(name, ((uint)info.Grid[0], (uint)info.Grid[1], (uint)info.Grid[2]), ((uint)info.Block[0], (uint)info.Block[1], (uint)info.Block[2]));
+            return _kernels[name] = new StagedKernel(kernel, _context, _gate);
+        }
+    }
+
+    /// <summary>The logical device <paramref name="rank"/> (its buffers live in host memory between kernels).</summary>
+    public IDevice Device(int rank) => new SimulatedCpuDevice(rank);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _module.Dispose();
+        _context.Dispose();
+    }
+
+    /// <summary>A launch that copies its operands to the GPU and its result back; one launch at a time on the shared GPU.</summary>
+    private sealed class StagedKernel(CudaKernel kernel, CudaContext context, Lock gate) : IKernel
+    {
+        public string Name => kernel.Name;
+
+        public void Execute(IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs)
+        {
+            lock (gate)
+            {
+                context.MakeCurrent();
+                var buffers = new List<IDisposable>();
+                try
+                {
+                    var pointers = new List<ulong>();
+                    foreach (var a in inputs.Concat(outputs))
+                    {
+                        if (a.F != null)
+                        {
+                            var v = new CudaDeviceVariable<float>(a.F.Length);
+                            buffers.Add(v);
+                            v.CopyToDevice(a.F);
+                            pointers.Add(v.DevicePointer);
+                        }
+                        else
+                        {
+                            var v = new CudaDeviceVariable<int>(a.I!.Length);
+                            buffers.Add(v);
+                            v.CopyToDevice(a.I);
+                            pointers.Add(v.DevicePointer);
+                        }
+                    }
+                    kernel.Run([.. pointers]);
+                    var o = outputs[0];
+                    if (o.F != null) ((CudaDeviceVariable<float>)buffers[^1]).CopyToHost(o.F);
+                    else ((CudaDeviceVariable<int>)buffers[^1]).CopyToHost(o.I!);
+                }
+                finally
+                {
+                    foreach (var b in buffers) b.Dispose();
+                }
+            }
+        }
+    }
+}

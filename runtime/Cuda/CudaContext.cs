@@ -1,0 +1,114 @@
+using System.Runtime.InteropServices;
+using ParallelCompiler.Runtime.Cuda.Native;
+
+namespace ParallelCompiler.Runtime.Cuda;
+
+/// <summary>A GPU's primary context, made current on the calling thread by <see cref="MakeCurrent"/> (shaped like ManagedCuda's CudaContext).</summary>
+public sealed class CudaContext : IDisposable
+{
+    private readonly int _device;
+
+    /// <summary>The context handle.</summary>
+    public IntPtr Handle { get; }
+    /// <summary>The driver version, e.g. 13000.</summary>
+    public int DriverVersion { get; }
+
+    /// <summary>Retains the primary context of GPU <paramref name="ordinal"/>.</summary>
+    public CudaContext(int ordinal)
+    {
+        CudaApi.Check(CudaApi.cuInit(0), "cuInit");
+        CudaApi.Check(CudaApi.cuDeviceGet(out _device, ordinal), "cuDeviceGet");
+        CudaApi.Check(CudaApi.cuDevicePrimaryCtxRetain(out var ctx, _device), "cuDevicePrimaryCtxRetain");
+        Handle = ctx;
+        CudaApi.Check(CudaApi.cuDriverGetVersion(out int v), "cuDriverGetVersion");
+        DriverVersion = v;
+        MakeCurrent();
+    }
+
+    /// <summary>Makes the context current on this thread.</summary>
+    public void MakeCurrent() => CudaApi.Check(CudaApi.cuCtxSetCurrent(Handle), "cuCtxSetCurrent");
+
+    /// <summary>Waits for all work of the context.</summary>
+    public void Synchronize() => CudaApi.Check(CudaApi.cuCtxSynchronize(), "cuCtxSynchronize");
+
+    /// <summary>Loads PTX text and returns the kernel named <paramref name="name"/> of it.</summary>
+    public unsafe CudaModule LoadModulePtx(string ptx)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(ptx + "\0");
+        fixed (byte* p = bytes)
+        {
+            CudaApi.Check(CudaApi.cuModuleLoadDataEx(out var module, p, 0, IntPtr.Zero, IntPtr.Zero), "cuModuleLoadDataEx");
+            return new CudaModule(module);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => CudaApi.cuDevicePrimaryCtxRelease(_device);
+}
+
+/// <summary>A loaded PTX module.</summary>
+public sealed class CudaModule(IntPtr handle) : IDisposable
+{
+    /// <summary>The kernel exported as <paramref name="name"/>, launched with the given grid and block.</summary>
+    public CudaKernel Kernel(string name, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
+    {
+        CudaApi.Check(CudaApi.cuModuleGetFunction(out var f, handle, name), $"cuModuleGetFunction({name})");
+        return new CudaKernel(name, f, grid, block);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => CudaApi.cuModuleUnload(handle);
+}
+
+/// <summary>A kernel of a module with its launch shape; <see cref="Run"/> launches it on device pointers and waits.</summary>
+public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
+{
+    /// <summary>Its symbol.</summary>
+    public string Name { get; } = name;
+
+    /// <summary>Launches with one device pointer per parameter (inputs, then the output) and synchronises.</summary>
+    public void Run(params ulong[] pointers)
+    {
+        var values = stackalloc ulong[pointers.Length];
+        var parameters = stackalloc void*[pointers.Length];
+        for (int i = 0; i < pointers.Length; i++)
+        {
+            values[i] = pointers[i];
+            parameters[i] = &values[i];
+        }
+        CudaApi.Check(CudaApi.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, 0, IntPtr.Zero, parameters, null), $"cuLaunchKernel({Name})");
+        CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after {Name}");
+    }
+}
+
+/// <summary>A device buffer of <typeparamref name="T"/> (shaped like ManagedCuda's CudaDeviceVariable).</summary>
+public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanaged
+{
+    /// <summary>The device pointer.</summary>
+    public ulong DevicePointer { get; }
+    /// <summary>Number of elements.</summary>
+    public long Size { get; }
+
+    /// <summary>Allocates <paramref name="size"/> elements.</summary>
+    public CudaDeviceVariable(long size)
+    {
+        Size = size;
+        CudaApi.Check(CudaApi.cuMemAlloc(out var p, (nuint)(Math.Max(1, size) * sizeof(T))), "cuMemAlloc");
+        DevicePointer = p;
+    }
+
+    /// <summary>Copies <paramref name="host"/> to the device.</summary>
+    public void CopyToDevice(T[] host)
+    {
+        fixed (T* p = host) CudaApi.Check(CudaApi.cuMemcpyHtoD(DevicePointer, p, (nuint)(host.Length * sizeof(T))), "cuMemcpyHtoD");
+    }
+
+    /// <summary>Copies the device buffer into <paramref name="host"/>.</summary>
+    public void CopyToHost(T[] host)
+    {
+        fixed (T* p = host) CudaApi.Check(CudaApi.cuMemcpyDtoH(p, DevicePointer, (nuint)(host.Length * sizeof(T))), "cuMemcpyDtoH");
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => CudaApi.cuMemFree(DevicePointer);
+}

@@ -1,0 +1,122 @@
+using System.Globalization;
+using ParallelCompiler.Runtime.Cpu;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
+using ParallelCompiler.Runtime.Model;
+
+namespace ParallelCompiler.Mplrun;
+
+/// <summary>
+/// <c>mplrun BUNDLE [--inputs IN] [--params P] [--out OUT] [--steps N] [--save-params P2] [--seed N] [--backend cpu|cuda]
+/// [--trace T.json] [--collective-timeout S]</c>: runs a compiled bundle on every device of its mesh with nothing
+/// but the runtime. Exit codes: 0 success, 1 a problem with the input, 2 an internal error.
+/// </summary>
+public static class MplrunCli
+{
+    private const string Usage = "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] [--steps N] [--save-params P2.npz] " +
+        "[--seed N] [--backend cpu|cuda] [--trace T.json] [--collective-timeout S]";
+
+    /// <summary>Runs the command line; returns the exit code.</summary>
+    public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        try
+        {
+            return Run(args, stdout, stderr);
+        }
+        catch (RunInputException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            stderr.WriteLine($"mplrun: internal error: {e.GetType().Name}: {e.Message}");
+            if (args.Contains("--verbose")) stderr.WriteLine(e);
+            return 2;
+        }
+    }
+
+    private static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args.Length == 0 || args.Contains("--help") || args.Contains("-h"))
+        {
+            (args.Length == 0 ? stderr : stdout).WriteLine(Usage);
+            return args.Length == 0 ? 1 : 0;
+        }
+        string? bundlePath = null;
+        var s = new RunSettings();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            if (!a.StartsWith("--", StringComparison.Ordinal))
+            {
+                if (bundlePath != null) throw new RunInputException($"one bundle only: got '{bundlePath}' and '{a}'\n{Usage}");
+                bundlePath = a;
+                continue;
+            }
+            if (a == "--verbose") continue;
+            string Value() => i + 1 < args.Length ? args[++i] : throw new RunInputException($"{a} needs a value\n{Usage}");
+            switch (a)
+            {
+                case "--inputs": s.InputsPath = Value(); break;
+                case "--params": s.ParamsPath = Value(); break;
+                case "--out": s.OutPath = Value(); break;
+                case "--save-params": s.SaveParamsPath = Value(); break;
+                case "--trace": s.TracePath = Value(); break;
+                case "--backend": s.Backend = Value(); break;
+                case "--steps": s.Steps = Int(a, Value()); break;
+                case "--seed": s.Seed = (ulong)Int(a, Value()); break;
+                case "--collective-timeout":
+                    double t = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v > 0 ? v
+                        : throw new RunInputException("--collective-timeout must be a positive number of seconds");
+                    s.CollectiveTimeout = TimeSpan.FromSeconds(t);
+                    break;
+                default: throw new RunInputException($"unknown option '{a}'\n{Usage}");
+            }
+        }
+        if (bundlePath == null) throw new RunInputException($"no bundle given\n{Usage}");
+        var bundle = Bundle.Open(bundlePath);
+        var m = bundle.Manifest;
+        stderr.WriteLine($"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, backend {s.Backend}");
+        IDisposable? owned = null;
+        Func<string, IKernel> kernels;
+        Func<int, IDevice>? device = null;
+        switch (s.Backend)
+        {
+            case "cpu":
+                var lib = new HostKernelLibrary(bundle.PathOf("libkernels.so"));
+                owned = lib;
+                kernels = lib.Kernel;
+                break;
+            case "cuda":
+                var cuda = Runtime.Cuda.CudaBackend.Open(bundle);
+                owned = cuda;
+                kernels = cuda.Kernel;
+                device = cuda.Device;
+                break;
+            case "interp":
+                throw new RunInputException("--backend interp needs the compiler (the reference interpreter is not part of the runtime): use 'mplc run MODEL.mpl --backend interp'");
+            default:
+                throw new RunInputException($"--backend must be cpu or cuda, got '{s.Backend}'");
+        }
+        using (owned)
+        {
+            var program = bundle.Program(kernels);
+            var outcome = ModelSession.Run(m, program, s, stderr,
+                s.Steps > 1 ? (step, loss, t) => stderr.WriteLine($"step {step + 1}/{s.Steps}  loss {loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} ms/step") : null,
+                device: device);
+            if (outcome.Losses is { } losses)
+                stdout.WriteLine(losses.Length == 1 ? $"loss: {F(losses[0])}" : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}");
+            else
+                for (int i = 0; i < outcome.Results.Count; i++) stdout.WriteLine($"{(outcome.Results.Count == 1 ? "out" : $"out{i}")}: {outcome.Results[i].TypeString}");
+            foreach (var w in new[] { s.SaveParamsPath, s.OutPath, s.TracePath })
+                if (w != null) stdout.WriteLine($"wrote {w}");
+        }
+        return 0;
+    }
+
+    private static string F(float v) => v.ToString("G7", CultureInfo.InvariantCulture);
+
+    private static int Int(string flag, string v) =>
+        int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int x) && x >= 0 ? x : throw new RunInputException($"{flag} expects a non-negative integer, got '{v}'");
+}

@@ -1,0 +1,3 @@
+using ParallelCompiler.Mplrun;
+
+return MplrunCli.Execute(args, Console.Out, Console.Error);

@@ -1,0 +1,112 @@
+using ParallelCompiler.Mplrun;
+using ParallelCompiler.Runtime.IO;
+using ParallelCompiler.Runtime.Model;
+using ParallelCompiler.Tests.Sharding;
+using ParallelCompiler.Tests.Support;
+using Xunit;
+
+namespace ParallelCompiler.Tests.Backend;
+
+/// <summary>Bundles: written by mplc compile -o NAME.mplc, run by mplrun with the runtime alone, refused when damaged.</summary>
+public sealed class BundleTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("mplc-bundle").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    private string P(string name) => Path.Combine(_dir, name);
+
+    private static (int Code, string Out, string Err) Mplrun(params string[] args)
+    {
+        var (o, e) = (new StringWriter(), new StringWriter());
+        int code = MplrunCli.Execute(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private string Bundle(string example, params string[] extra)
+    {
+        string path = P(Path.ChangeExtension(example, ".mplc"));
+        var r = Mplc.Run(["compile", Repo.Path("examples", example), "-o", path, .. extra]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains($"wrote {path}", r.Stdout);
+        return path;
+    }
+
+    [Fact]
+    public void ABundleHoldsTheProgramTheKernelsAndChecksums()
+    {
+        string b = Bundle("gpt.mpl", "-D", "L=2");
+        foreach (var f in new[] { "manifest.json", "program.json", "program.mplir", "kernels.ll", "kernels.ptx", "libkernels.so" })
+            Assert.True(File.Exists(Path.Combine(b, f)), f);
+        var m = ProgramManifest.FromJson(File.ReadAllText(Path.Combine(b, "manifest.json")));
+        Assert.Equal("gpt", m.Name);
+        Assert.Equal("mb", m.MicrobatchAxis);
+        Assert.Equal("pp=2,dp=2,tp=2", m.PhysicalMesh.ToString());
+        Assert.True(m.Training);
+        Assert.Equal(["tokens", "labels"], m.Inputs.Select(i => i.Name));
+        Assert.Equal(128, m.Inputs[0].IntBound);
+        Assert.Contains(m.Params, p => p.Path == "gpt.block.1.mlp.w1" && p.Layout[1].SequenceEqual(["tp"]));
+        Assert.Equal(5, m.Files.Count);
+        Assert.All(m.Kernels, k => Assert.Contains($".entry {k.Name}(", File.ReadAllText(Path.Combine(b, "kernels.ptx"))));
+    }
+
+    /// <summary>mplrun gives what mplc run gives: the transformer's training losses and the MLP's output.</summary>
+    [Fact]
+    public void MplrunEqualsMplcRun()
+    {
+        string gpt = Bundle("gpt.mpl", "-D", "L=2");
+        var r = Mplrun(gpt, "--steps", "3", "--seed", "2", "--out", P("a.npz"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("running gpt on 8 device(s), mesh pp=2,dp=2,tp=2, backend cpu", r.Err);
+        var m = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "L=2", "--steps", "3", "--seed", "2", "--out", P("b.npz"));
+        Assert.True(m.ExitCode == 0, m.Stderr);
+        Assert.Equal(ArrayFile.Read(P("b.npz"))["loss"].Array.F!, ArrayFile.Read(P("a.npz"))["loss"].Array.F!);
+
+        string mlp = Bundle("mlp.mpl");
+        File.Copy(Repo.Path("examples", "mlp.mpl"), P("mlp-src.mpl"));
+        var interp = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--backend", "interp", "--seed", "7", "--out", P("i.npz"));
+        Assert.True(interp.ExitCode == 0, interp.Stderr);
+        r = Mplrun(mlp, "--seed", "7", "--out", P("c.npz"));
+        Assert.True(r.Code == 0, r.Err);
+        Assert.True(Distributed.MaxRelativeError(ArrayFile.Read(P("i.npz"))["out"].Array, ArrayFile.Read(P("c.npz"))["out"].Array) <= 1e-5);
+    }
+
+    [Fact]
+    public void DamagedOrMismatchedBundlesAreClearErrors()
+    {
+        string b = Bundle("mlp.mpl");
+        var r = Mplrun(P("nothing.mplc"));
+        Assert.Equal(1, r.Code);
+        Assert.Contains("is not a bundle: no such directory", r.Err);
+
+        Directory.CreateDirectory(P("empty.mplc"));
+        Assert.Contains("is not a bundle: it has no manifest.json", Mplrun(P("empty.mplc")).Err);
+
+        File.AppendAllText(Path.Combine(b, "program.json"), " ");
+        r = Mplrun(b);
+        Assert.Equal(1, r.Code);
+        Assert.Contains("program.json is damaged or from another build (its checksum differs from the manifest's)", r.Err);
+
+        b = Bundle("mlp.mpl");
+        File.Delete(Path.Combine(b, "libkernels.so"));
+        Assert.Contains("libkernels.so is missing", Mplrun(b).Err);
+
+        b = Bundle("mlp.mpl");
+        File.WriteAllText(Path.Combine(b, "manifest.json"), File.ReadAllText(Path.Combine(b, "manifest.json")).Replace("\"format\": 1", "\"format\": 9"));
+        Assert.Contains("manifest format 9, this runtime reads format 1", Mplrun(b).Err);
+
+        File.WriteAllText(Path.Combine(b, "manifest.json"), "{ not json");
+        r = Mplrun(b);
+        Assert.Equal(1, r.Code);
+        Assert.Contains("manifest.json: the manifest is damaged", r.Err);
+
+        b = Bundle("mlp.mpl");
+        Assert.Contains("--backend interp needs the compiler", Mplrun(b, "--backend", "interp").Err);
+        Assert.Contains("unknown option '--nope'", Mplrun(b, "--nope").Err);
+        Assert.Contains("--steps needs a training model", Mplrun(b, "--steps", "2").Err);
+        File.WriteAllText(P("file.mplc"), "x");
+        var c = Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", P("file.mplc"));
+        Assert.Equal(1, c.ExitCode);
+        Assert.Contains("a file of that name exists", c.Stderr);
+    }
+}
