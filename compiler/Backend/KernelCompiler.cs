@@ -17,16 +17,20 @@ public static class KernelCompiler
     public static List<KernelSpec> Specs(Operation module)
     {
         var specs = module.Functions().Where(f => f.GetAttr("kernel") != null).Select(KernelSpec.FromFunction).ToList();
-        if (specs.Count == 0) throw new UserErrorException("the program has no kernels: the pipeline must end with form-kernels");
+        if (specs.Count == 0 && module.EntryFunction()?.Walk().Any(OpCompute.Supports) == true)
+            throw new UserErrorException("the program has no kernels: the pipeline must end with form-kernels");
         return specs;
     }
 
     /// <summary>Runs <paramref name="use"/> on the verified (and, unless <paramref name="optimize"/> is false, optimised) LLVM module of the kernels.</summary>
-    public static T WithModule<T>(Operation module, KernelTarget target, string? gpu, bool optimize, Func<KernelCodegen, LlvmTarget, T> use)
+    public static T WithModule<T>(Operation module, KernelTarget target, string? gpu, bool optimize, Func<KernelCodegen, LlvmTarget, T> use) =>
+        WithModule(Specs(module), module.GetAttr("entry") is StringAttr s ? s.Value : "kernels", target, gpu, optimize, use);
+
+    /// <summary>Runs <paramref name="use"/> on the verified (and optimised) LLVM module of <paramref name="specs"/>.</summary>
+    public static T WithModule<T>(IReadOnlyList<KernelSpec> specs, string name, KernelTarget target, string? gpu, bool optimize, Func<KernelCodegen, LlvmTarget, T> use)
     {
-        var specs = Specs(module);
         using var machine = target == KernelTarget.Cpu ? LlvmTarget.Host() : LlvmTarget.Nvptx(gpu);
-        using var cg = new KernelCodegen(module.GetAttr("entry") is StringAttr s ? s.Value : "kernels", target);
+        using var cg = new KernelCodegen(name, target);
         machine.Prepare(cg.Module);
         foreach (var spec in specs) cg.Emit(spec);
         cg.Verify();
@@ -51,9 +55,12 @@ public static class KernelCompiler
         WithModule(module, KernelTarget.Cpu, null, optimize: true, (cg, m) => m.EmitAssembly(cg.Module));
 
     /// <summary>Compiles the host kernels into the shared library <paramref name="path"/>.</summary>
-    public static void BuildHostLibrary(Operation module, string path)
+    public static void BuildHostLibrary(Operation module, string path) => BuildHostLibrary(Specs(module), path);
+
+    /// <summary>Compiles <paramref name="specs"/> into the shared library <paramref name="path"/>.</summary>
+    public static void BuildHostLibrary(IReadOnlyList<KernelSpec> specs, string path)
     {
-        var obj = WithModule(module, KernelTarget.Cpu, null, optimize: true, (cg, m) => m.EmitObject(cg.Module));
+        var obj = WithModule(specs, "kernels", KernelTarget.Cpu, null, optimize: true, (cg, m) => m.EmitObject(cg.Module));
         string objPath = path + ".o";
         File.WriteAllBytes(objPath, obj);
         try { Link(objPath, path); }

@@ -215,8 +215,9 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             var v = Convert(Emit(r.Body, inner), r.Body.Type, t);
             if (r.Kind == "max")
             {
+                // A NaN wins and then stays: take v when it is larger or NaN.
                 var better = t == KType.I32 ? LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, v, acc, "")
-                    : LLVM.BuildFCmp(_b, LLVMRealPredicate.UGT, v, acc, ""); // unordered: a NaN wins
+                    : LLVM.BuildOr(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OGT, v, acc, ""), LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, v, v, ""), "");
                 return LLVM.BuildSelect(_b, better, v, acc, "");
             }
             return t == KType.I32 ? LLVM.BuildAdd(_b, acc, v, "") : LLVM.BuildFAdd(_b, acc, v, "");
