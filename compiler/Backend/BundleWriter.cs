@@ -14,7 +14,7 @@ namespace ParallelCompiler.Backend;
 /// <summary>
 /// Writes a compiled program as a bundle directory that <c>mplrun</c> runs without the compiler: the manifest
 /// (mesh, inputs, results, parameters with layouts and initialisers, kernels with their GPU launch shapes, the
-/// SHA-256 of every file), the per-device program (<c>program.json</c> for the runtime, <c>program.mplir</c> for
+/// memory plan of a device's buffers, the SHA-256 of every file), the per-device program (<c>program.json</c> for the runtime, <c>program.mplir</c> for
 /// people), the kernels as LLVM IR and PTX, and the host kernels as a shared library.
 /// </summary>
 public static class BundleWriter
@@ -39,7 +39,7 @@ public static class BundleWriter
         KernelCompiler.BuildHostLibrary(module, Path.Combine(dir, "libkernels.so"));
         var kernels = KernelCompiler.Specs(module).Select(Launch).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
-        File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files).ToJson());
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program)).ToJson());
         return dir;
     }
 

@@ -176,7 +176,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             Description = "seconds a device may wait in a collective before the run is reported as stuck", DefaultValueFactory = _ => 60,
         };
         var trace = new Option<string?>("--trace") { Description = "write a Chrome/Perfetto trace (.json): one track per device with compute, sends, receives and collectives" };
-        var backend = new Option<string>("--backend") { Description = "how kernels run: cpu (compiled through LLVM, the default) or interp (the reference interpreter)", DefaultValueFactory = _ => "cpu" };
+        var backend = new Option<string>("--backend") { Description = "how kernels run: cpu (compiled through LLVM, the default), cuda (PTX on GPU 0) or interp (the reference interpreter)", DefaultValueFactory = _ => "cpu" };
         var c = new Command("run", "compile a .mpl model and run it on every device of its mesh (simulated, one thread each)") { file };
         c.Options.Add(trace);
         c.Options.Add(backend);
@@ -193,10 +193,10 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         c.SetAction(r => Guard(() =>
         {
             string kind = r.GetValue(backend)!;
-            if (kind is not ("cpu" or "interp")) throw new UserErrorException($"--backend must be cpu or interp, got '{kind}'");
-            // The CPU back end runs kernels formed from the final program.
+            if (kind is not ("cpu" or "cuda" or "interp")) throw new UserErrorException($"--backend must be cpu, cuda or interp, got '{kind}'");
+            // The compiled back ends run kernels formed from the final program.
             string pipeline = PipelineOf(r);
-            if (kind == "cpu" && !pipeline.Split(',').Any(p => p.StartsWith(Pipelines.Backend, StringComparison.Ordinal))) pipeline += "," + Pipelines.Backend;
+            if (kind != "interp" && !pipeline.Split(',').Any(p => p.StartsWith(Pipelines.Backend, StringComparison.Ordinal))) pipeline += "," + Pipelines.Backend;
             var module = CompileToIR(r, r.GetValue(file)!, pipeline);
             var settings = new RunSettings
             {

@@ -7,7 +7,8 @@ namespace ParallelCompiler.Driver;
 public static class ManifestBuilder
 {
     /// <summary>Inputs, results and parameters of the entry function with their global layouts, the mesh, the kernels.</summary>
-    public static ProgramManifest Build(Operation module, IReadOnlyList<KernelInfo>? kernels = null, IReadOnlyDictionary<string, string>? files = null)
+    public static ProgramManifest Build(Operation module, IReadOnlyList<KernelInfo>? kernels = null, IReadOnlyDictionary<string, string>? files = null,
+        Runtime.Execution.MemoryPlan? memory = null)
     {
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
         var entry = func.Regions[0].Entry;
@@ -35,6 +36,7 @@ public static class ManifestBuilder
             Training = func.Walk().Any(o => o.Name == "train.update"),
             Kernels = kernels ?? [],
             Files = files ?? new Dictionary<string, string>(),
+            Memory = memory,
         };
     }
 

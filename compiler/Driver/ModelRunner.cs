@@ -9,7 +9,8 @@ namespace ParallelCompiler.Driver;
 /// <summary>
 /// Runs a compiled module through the runtime, as <c>mplrun</c> runs a bundle: its manifest (inputs, results and
 /// parameters with their global layouts) and device program go to <see cref="ModelSession"/>. Kernels are the
-/// compiled host kernels (<c>--backend cpu</c>) or the reference interpreter (<c>interp</c>). A module the pipeline
+/// compiled host kernels (<c>--backend cpu</c>), the PTX kernels on a GPU (<c>cuda</c>) or the reference
+/// interpreter (<c>interp</c>). A module the pipeline
 /// left global (no spmdize) runs on one device with the reference interpreter.
 /// </summary>
 public static class ModelRunner
@@ -34,10 +35,14 @@ public static class ModelRunner
                 catch (InterpreterException e) { throw new ExecutionException(e.Message, e); }
             });
         }
-        using var library = s.Backend == "cpu" && module.Functions().Any(f => f.GetAttr("kernel") != null) ? CompileHostKernels(module) : null;
-        Func<Operation, IKernel>? kernels = library == null ? null : op => library.Kernel(op.StringAttr("callee"));
+        bool compiled = module.Functions().Any(f => f.GetAttr("kernel") != null);
+        using var library = s.Backend == "cpu" && compiled ? CompileHostKernels(module) : null;
+        using var cuda = s.Backend == "cuda" ? Runtime.Cuda.CudaBackend.Open(Backend.KernelCompiler.Ptx(module),
+            Backend.KernelCompiler.Specs(module).Select(Backend.BundleWriter.Launch)) : null;
+        Func<Operation, IKernel>? kernels = library != null ? op => library.Kernel(op.StringAttr("callee"))
+            : cuda != null ? op => cuda.Kernel(op.StringAttr("callee")) : null;
         var program = DeviceProgramBuilder.Build(func, kernels);
-        return ModelSession.Run(manifest, program, s, log, onStep);
+        return ModelSession.Run(manifest, program, s, log, onStep, device: cuda == null ? null : cuda.Device);
     }
 
     /// <summary>Compiles the module's kernels into a host library and loads it (the file is removed once loaded).</summary>

@@ -25,11 +25,14 @@ public sealed class CudaBackend : IDisposable
     }
 
     /// <summary>Loads the bundle's PTX; a machine without a GPU is an input error saying so.</summary>
-    public static CudaBackend Open(Bundle bundle)
+    public static CudaBackend Open(Bundle bundle) => Open(File.ReadAllText(bundle.PathOf("kernels.ptx")), bundle.Manifest.Kernels);
+
+    /// <summary>Loads <paramref name="ptx"/> on GPU 0 with the launch shapes of its kernels.</summary>
+    public static CudaBackend Open(string ptx, IEnumerable<KernelInfo> kernels)
     {
         if (!Native.CudaApi.Available(out string why)) throw new RunInputException($"--backend cuda: {why}");
         var ctx = new CudaContext(0);
-        try { return new CudaBackend(ctx, ctx.LoadModulePtx(File.ReadAllText(bundle.PathOf("kernels.ptx"))), bundle.Manifest.Kernels); }
+        try { return new CudaBackend(ctx, ctx.LoadModulePtx(ptx), kernels); }
         catch
         {
             ctx.Dispose();

@@ -19,7 +19,7 @@ public sealed record KernelInfo(string Name, int[] Grid, int[] Block);
 /// <summary>
 /// What a runtime needs to know of a compiled program besides its instructions: the mesh (with the axis that stands
 /// for microbatches, which runs in time), the inputs, results and parameters with their global layouts, whether
-/// it is a training step, and its kernels. Written as <c>manifest.json</c> in a bundle, with the checksums of the
+/// it is a training step, its kernels and the memory plan of a device. Written as <c>manifest.json</c> in a bundle, with the checksums of the
 /// bundle's files.
 /// </summary>
 public sealed class ProgramManifest
@@ -43,6 +43,8 @@ public sealed class ProgramManifest
     public bool Training { get; init; }
     /// <summary>The kernels, by symbol.</summary>
     public IReadOnlyList<KernelInfo> Kernels { get; init; } = [];
+    /// <summary>The memory plan of one device's program, if recorded.</summary>
+    public Execution.MemoryPlan? Memory { get; init; }
     /// <summary>Files of the bundle and their SHA-256 (hex).</summary>
     public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
 
@@ -97,6 +99,21 @@ public sealed class ProgramManifest
                 w.WriteEndObject();
             }
             w.WriteEndArray();
+            if (Memory != null)
+            {
+                w.WriteStartObject("memory");
+                w.WriteNumber("arena_bytes", Memory.ArenaBytes);
+                w.WriteNumber("peak_live_bytes", Memory.PeakLiveBytes);
+                w.WriteStartArray("buffers");
+                foreach (var b in Memory.Buffers)
+                {
+                    w.WriteStartArray();
+                    foreach (var x in new[] { b.Slot, b.Bytes, b.Offset, b.From, b.To }) w.WriteNumberValue(x);
+                    w.WriteEndArray();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
             w.WriteStartObject("files");
             foreach (var (f, h) in Files.OrderBy(x => x.Key, StringComparer.Ordinal)) w.WriteString(f, h);
             w.WriteEndObject();
@@ -132,6 +149,11 @@ public sealed class ProgramManifest
                 Kernels = r.GetProperty("kernels").EnumerateArray().Select(k => new KernelInfo(k.GetProperty("name").GetString()!,
                     k.GetProperty("grid").EnumerateArray().Select(x => x.GetInt32()).ToArray(), k.GetProperty("block").EnumerateArray().Select(x => x.GetInt32()).ToArray())).ToArray(),
                 Files = r.GetProperty("files").EnumerateObject().ToDictionary(f => f.Name, f => f.Value.GetString()!),
+                Memory = r.TryGetProperty("memory", out var mem)
+                    ? new Execution.MemoryPlan(mem.GetProperty("buffers").EnumerateArray().Select(b => new Execution.BufferPlacement(
+                        b[0].GetInt32(), b[1].GetInt64(), b[2].GetInt64(), b[3].GetInt32(), b[4].GetInt32())).ToArray(),
+                        mem.GetProperty("arena_bytes").GetInt64(), mem.GetProperty("peak_live_bytes").GetInt64())
+                    : null,
             };
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)

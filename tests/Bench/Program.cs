@@ -6,12 +6,14 @@ using ParallelCompiler.Lowering;
 using ParallelCompiler.Passes;
 using ParallelCompiler.Syntax;
 
-// Benchmarks of the compiler. Usage: Bench [frontend|sharding|all] [--repeat N] [--example PATH]
+// Benchmarks of the compiler. Usage: Bench [frontend|sharding|matmul|all] [--repeat N] [--example PATH]
 // frontend: parse + lower + verify the transformer of docs/language.md at GPT-3 scale
 //   (-D L=96 -D D=12288 -D S=2048 -D V=51200). Target: under 2 s on a 2-core machine.
 // sharding: sharding-propagation + insert-reshards + spmdize of the same model (with GPT-3's 96 heads and a
 //   batch of 1536 sequences so dp=64 divides it) on meshes of 8, 64 and 1,024 devices. Target: under 2 s, and
 //   flat in the device count (one SPMD program serves every device).
+// matmul: the generated host matmul kernel at 512x512x512 f32 on one thread against numpy's (its BLAS limited to
+//   one thread) on the same machine. Target: at least 0.3x numpy. Also a fused elementwise chain against a copy.
 string which = args.Length > 0 && !args[0].StartsWith("--") ? args[0] : "all";
 string example = "examples/gpt.mpl";
 int repeat = 5;
@@ -89,3 +91,5 @@ if (which is "sharding" or "all")
         });
     }
 }
+
+if (which is "matmul" or "all") Kernels.Run(root, Math.Max(repeat, 10));

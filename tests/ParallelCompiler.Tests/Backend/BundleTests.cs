@@ -48,6 +48,19 @@ public sealed class BundleTests : IDisposable
         Assert.Contains(m.Params, p => p.Path == "gpt.block.1.mlp.w1" && p.Layout[1].SequenceEqual(["tp"]));
         Assert.Equal(5, m.Files.Count);
         Assert.All(m.Kernels, k => Assert.Contains($".entry {k.Name}(", File.ReadAllText(Path.Combine(b, "kernels.ptx"))));
+        // The memory plan: buffers alive at once never share bytes; the arena holds at least the peak.
+        var plan = m.Memory!;
+        Assert.True(plan.ArenaBytes >= plan.PeakLiveBytes && plan.PeakLiveBytes > 0);
+        Assert.True(plan.ArenaBytes <= plan.Buffers.Sum(x => (x.Bytes + 63) / 64 * 64));
+        var buffers = plan.Buffers.ToList();
+        for (int i = 0; i < buffers.Count; i++)
+            for (int j = i + 1; j < buffers.Count; j++)
+            {
+                var (x, y) = (buffers[i], buffers[j]);
+                bool together = x.From <= y.To && y.From <= x.To;
+                bool overlap = x.Offset < y.Offset + y.Bytes && y.Offset < x.Offset + x.Bytes;
+                Assert.False(together && overlap && x.Bytes > 0 && y.Bytes > 0, $"slots {x.Slot} and {y.Slot} overlap while both alive");
+            }
     }
 
     /// <summary>mplrun gives what mplc run gives: the transformer's training losses and the MLP's output.</summary>

@@ -18,3 +18,35 @@ public class CpuBackendTests
         Assert.True(bad.Count == 0, string.Join("\n", bad.Select(b => $"{b.Kernel}: {b.Error}")));
     }
 }
+
+/// <summary>The back end's command-line surface: backends, emitted code, errors.</summary>
+public class BackendCliTests
+{
+    [Fact]
+    public void BackendsAgreeAndBadChoicesAreErrors()
+    {
+        string mlp = Repo.Path("examples", "mlp.mpl");
+        var cpu = Mplc.Run("run", mlp, "--seed", "3");
+        var interp = Mplc.Run("run", mlp, "--seed", "3", "--backend", "interp");
+        Assert.True(cpu.ExitCode == 0 && interp.ExitCode == 0, cpu.Stderr + interp.Stderr);
+        Assert.Equal(interp.Stdout, cpu.Stdout);
+
+        var bad = Mplc.Run("run", mlp, "--backend", "tpu");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("error: --backend must be cpu, cuda or interp, got 'tpu'", bad.Stderr);
+        bad = Mplc.Run("compile", mlp, "--emit", "wasm");
+        Assert.Contains("error: --emit must be ir, llvm, ptx or asm, got 'wasm'", bad.Stderr);
+        bad = Mplc.Run("compile", mlp, "--emit", "ptx", "--gpu", "sm_99");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("error: --gpu sm_99: the loaded LLVM", bad.Stderr);
+        bad = Mplc.Run("compile", mlp, "--emit", "ptx", "--gpu", "volta");
+        Assert.Contains("error: --gpu expects sm_XX (e.g. sm_80), got 'volta'", bad.Stderr);
+        bad = Mplc.Run("compile", mlp, "--emit", "llvm", "--pass-pipeline=shape-inference");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("error: the program has no kernels: the pipeline must end with form-kernels", bad.Stderr);
+
+        var asm = Mplc.Run("compile", mlp, "--emit", "asm");
+        Assert.True(asm.ExitCode == 0, asm.Stderr);
+        Assert.Contains("k0_matmul:", asm.Stdout);
+    }
+}
