@@ -101,6 +101,18 @@ public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instr
         _ => [],
     };
 
+    /// <summary>The slot an instruction writes, or null.</summary>
+    public static int? Writes(Instruction i) => i switch
+    {
+        InputInstr x => x.Output,
+        ParamInstr x => x.Output,
+        LaunchInstr x => x.Output,
+        CollectiveInstr x => x.Output,
+        RecvInstr x => x.Output,
+        PipeRecvInstr x => x.Output,
+        _ => null,
+    };
+
     private static int[][] ComputeLastUses(int numSlots, IReadOnlyList<Instruction> instructions, int[] results)
     {
         var last = new int[numSlots];

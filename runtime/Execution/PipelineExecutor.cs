@@ -121,27 +121,16 @@ public static class PipelineExecutor
                 var view = new NDArray?[program.NumSlots];
                 foreach (int s in DeviceProgram.Reads(ins)) view[s] = Read(s);
                 Exec(i, view, 0);
-                if (Writes(ins) is int w) after[w] = view[w];
+                if (DeviceProgram.Writes(ins) is int w) after[w] = view[w];
             }
-            if (Writes(ins) is int o) summed[o] = true;
+            if (DeviceProgram.Writes(ins) is int o) summed[o] = true;
         }
         if (any) trace?.Add(comm.Rank, "step (after the schedule)", "task", stepStart);
-        var perStep = program.Instructions.Where(x => x.PerStep).Select(Writes).ToHashSet();
+        var perStep = program.Instructions.Where(x => x.PerStep).Select(DeviceProgram.Writes).ToHashSet();
         return program.Results.Select(s => perStep.Contains(s)
             ? Enumerable.Repeat(after[s], m).ToArray()
             : env.Select(e => e[s]).ToArray()).ToArray();
     }
-
-    private static int? Writes(Instruction i) => i switch
-    {
-        InputInstr x => x.Output,
-        ParamInstr x => x.Output,
-        LaunchInstr x => x.Output,
-        CollectiveInstr x => x.Output,
-        RecvInstr x => x.Output,
-        PipeRecvInstr x => x.Output,
-        _ => null,
-    };
 
     private static int Peer(ICommunicator comm, string axis, int coordinate)
     {

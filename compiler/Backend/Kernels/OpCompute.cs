@@ -39,7 +39,7 @@ public static class OpCompute
             "tensor.relu" => Relu(Bcast(0)),
             "tensor.step" => Step(Bcast(0)),
             "tensor.gelu" => Gelu(Bcast(0)),
-            "tensor.silu" => Let(Bcast(0), x => new KBin("div", x, new KBin("add", K.F(1), new KUn("exp", new KUn("neg", x))))),
+            "tensor.silu" => Silu(Bcast(0)),
             "tensor.sigmoid" => new KBin("div", K.F(1), new KBin("add", K.F(1), new KUn("exp", new KUn("neg", Bcast(0))))),
             "tensor.tanh" or "tensor.exp" or "tensor.log" or "tensor.sqrt" => new KUn(op.Name[7..], Bcast(0)),
             "tensor.rsqrt" => new KBin("div", K.F(1), new KUn("sqrt", Bcast(0))),
@@ -65,8 +65,8 @@ public static class OpCompute
             ? new KRound(t.DType, e) : e;
     }
 
-    /// <summary>Uses <paramref name="x"/> several times; equal subexpressions are computed once by the code generator.</summary>
-    private static KExpr Let(KExpr x, Func<KExpr, KExpr> body) => body(x);
+    /// <summary>x / (1 + e^-x); x appears twice, and the code generator computes equal subexpressions once.</summary>
+    private static KExpr Silu(KExpr x) => new KBin("div", x, new KBin("add", K.F(1), new KUn("exp", new KUn("neg", x))));
 
     private static KExpr Relu(KExpr x) => x.Type == KType.I32
         ? new KBin("max", x, new KConst(0, KType.I32))

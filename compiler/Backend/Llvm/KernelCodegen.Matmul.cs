@@ -32,17 +32,7 @@ public sealed unsafe partial class KernelCodegen
         long fullRows = mm.M / CpuTileM * CpuTileM;
         Loop(Const64(0), Const64(batches), bi =>
         {
-            // Offsets of this batch's matrices (batch dimensions of size 1 broadcast).
-            LLVMValueRef aOff = Const64(0), bOff = Const64(0);
-            var rest = bi;
-            for (int d = mm.Batch.Length - 1; d >= 0; d--)
-            {
-                var idx = LLVM.BuildSRem(_b, rest, Const64(mm.Batch[d]), "");
-                rest = LLVM.BuildSDiv(_b, rest, Const64(mm.Batch[d]), "");
-                aOff = LLVM.BuildAdd(_b, aOff, LLVM.BuildMul(_b, idx, Const64(mm.BatchStrideA[d]), ""), "");
-                bOff = LLVM.BuildAdd(_b, bOff, LLVM.BuildMul(_b, idx, Const64(mm.BatchStrideB[d]), ""), "");
-            }
-            var cOff = LLVM.BuildMul(_b, bi, Const64(mm.M * mm.N), "");
+            var (aOff, bOff, cOff) = BatchOffsets(mm, bi);
             void Tiles(LLVMValueRef rowStart, LLVMValueRef rowEnd, int rows) => StridedLoop(rowStart, rowEnd, Const64(rows), i0 =>
                 Loop(Const64(0), Const64(mm.N / CpuTileN), jt =>
                 {
@@ -80,6 +70,21 @@ public sealed unsafe partial class KernelCodegen
         });
     }
 
+    /// <summary>Where batch <paramref name="batch"/>'s matrices start in A, B and C (batch dimensions of size 1 broadcast).</summary>
+    private (LLVMValueRef A, LLVMValueRef B, LLVMValueRef C) BatchOffsets(MatmulShape mm, LLVMValueRef batch)
+    {
+        LLVMValueRef aOff = Const64(0), bOff = Const64(0);
+        var rest = batch;
+        for (int d = mm.Batch.Length - 1; d >= 0; d--)
+        {
+            var idx = LLVM.BuildURem(_b, rest, Const64(mm.Batch[d]), "");
+            rest = LLVM.BuildUDiv(_b, rest, Const64(mm.Batch[d]), "");
+            aOff = LLVM.BuildAdd(_b, aOff, LLVM.BuildMul(_b, idx, Const64(mm.BatchStrideA[d]), ""), "");
+            bOff = LLVM.BuildAdd(_b, bOff, LLVM.BuildMul(_b, idx, Const64(mm.BatchStrideB[d]), ""), "");
+        }
+        return (aOff, bOff, LLVM.BuildMul(_b, batch, Const64(mm.M * mm.N), ""));
+    }
+
     private LLVMValueRef VecLoad(LLVMTypeRef vec, LLVMValueRef basePtr, LLVMValueRef index)
     {
         var p = LLVM.BuildBitCast(_b, Gep(_f32, basePtr, index), LLVM.PointerType(vec, 0), "");
@@ -115,16 +120,7 @@ public sealed unsafe partial class KernelCodegen
         var (bx, by, bz) = (Sreg("ctaid.x"), Sreg("ctaid.y"), Sreg("ctaid.z"));
         var row = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, by, Const64(GpuTile), ""), ty, "");
         var col = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, bx, Const64(GpuTile), ""), tx, "");
-        LLVMValueRef aOff = Const64(0), bOff = Const64(0);
-        var rest = bz;
-        for (int d = mm.Batch.Length - 1; d >= 0; d--)
-        {
-            var idx = LLVM.BuildURem(_b, rest, Const64(mm.Batch[d]), "");
-            rest = LLVM.BuildUDiv(_b, rest, Const64(mm.Batch[d]), "");
-            aOff = LLVM.BuildAdd(_b, aOff, LLVM.BuildMul(_b, idx, Const64(mm.BatchStrideA[d]), ""), "");
-            bOff = LLVM.BuildAdd(_b, bOff, LLVM.BuildMul(_b, idx, Const64(mm.BatchStrideB[d]), ""), "");
-        }
-        var cOff = LLVM.BuildMul(_b, bz, Const64(mm.M * mm.N), "");
+        var (aOff, bOff, cOff) = BatchOffsets(mm, bz);
         var slot = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, ty, Const64(GpuTile), ""), tx, "");
         LLVMValueRef Guarded(LLVMValueRef inRange, LLVMValueRef ptr, LLVMValueRef index)
         {
