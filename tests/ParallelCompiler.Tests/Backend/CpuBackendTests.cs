@@ -6,6 +6,35 @@ namespace ParallelCompiler.Tests.Backend;
 /// <summary>The generated host kernels against the reference interpreter.</summary>
 public class CpuBackendTests
 {
+    /// <summary>Every example, run end to end on its mesh with the compiled kernels, gives the interpreter's results (training: every step's loss).</summary>
+    [Theory]
+    [InlineData("mlp.mpl", new string[0])]
+    [InlineData("attention.mpl", new string[0])]
+    [InlineData("classifier.mpl", new[] { "--steps", "3" })]
+    [InlineData("gpt.mpl", new[] { "-D", "L=2", "--steps", "3" })]
+    public void EveryExampleOnCpuEqualsInterp(string example, string[] extra)
+    {
+        string dir = Directory.CreateTempSubdirectory("mplc-cpu").FullName;
+        try
+        {
+            NDArray[] Run(string backend)
+            {
+                string o = Path.Combine(dir, backend + ".npz");
+                var r = Mplc.Run(["run", Repo.Path("examples", example), "--backend", backend, "--seed", "11", "--out", o, .. extra]);
+                Assert.True(r.ExitCode == 0, r.Stderr);
+                return ParallelCompiler.Runtime.IO.ArrayFile.Read(o).OrderBy(kv => kv.Key).Select(kv => kv.Value.Array).ToArray();
+            }
+            var (cpu, interp) = (Run("cpu"), Run("interp"));
+            Assert.Equal(interp.Length, cpu.Length);
+            for (int i = 0; i < cpu.Length; i++)
+            {
+                double err = Sharding.Distributed.MaxRelativeError(interp[i], cpu[i]);
+                Assert.True(err <= 1e-5, $"{example}: output {i} differs by {err:G3}");
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Theory]
     [InlineData("mlp.mpl")]
     [InlineData("attention.mpl")]
