@@ -37,16 +37,16 @@ public static class BundleWriter
         File.WriteAllText(Path.Combine(dir, "kernels.ll"), KernelCompiler.LlvmIr(module, KernelTarget.Cpu));
         File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(module, gpu));
         KernelCompiler.BuildHostLibrary(module, Path.Combine(dir, "libkernels.so"));
-        var kernels = KernelCompiler.Specs(module).Select(Launch).ToArray();
+        var kernels = KernelCompiler.Specs(module).Select(s => Launch(s)).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
         File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program)).ToJson());
         return dir;
     }
 
-    /// <summary>The GPU launch shape of a kernel: 16x16 tiles for a matmul, else 256 threads over its parallel elements.</summary>
-    public static KernelInfo Launch(KernelSpec spec)
+    /// <summary>The GPU launch shape of a kernel: 16x16 tiles for a matmul (unless <paramref name="tiled"/> is false), else 256 threads over its parallel elements.</summary>
+    public static KernelInfo Launch(KernelSpec spec, bool tiled = true)
     {
-        if (spec.Matmul is { } mm)
+        if (spec.Matmul is { } mm && tiled)
         {
             long batch = mm.Batch.Aggregate(1L, (a, b) => a * b);
             return new KernelInfo(spec.Name, [(int)((mm.N + 15) / 16), (int)((mm.M + 15) / 16), (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1]);

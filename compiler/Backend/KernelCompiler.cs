@@ -29,7 +29,7 @@ public static class KernelCompiler
     /// <summary>Runs <paramref name="use"/> on the verified (and optimised) LLVM module of <paramref name="specs"/>.</summary>
     public static T WithModule<T>(IReadOnlyList<KernelSpec> specs, string name, KernelTarget target, string? gpu, bool optimize, Func<KernelCodegen, LlvmTarget, T> use)
     {
-        using var machine = target == KernelTarget.Cpu ? LlvmTarget.Host() : LlvmTarget.Nvptx(gpu);
+        using var machine = target == KernelTarget.Ptx ? LlvmTarget.Nvptx(gpu) : LlvmTarget.Host();
         using var cg = new KernelCodegen(name, target);
         machine.Prepare(cg.Module);
         foreach (var spec in specs) cg.Emit(spec);
@@ -58,9 +58,9 @@ public static class KernelCompiler
     public static void BuildHostLibrary(Operation module, string path) => BuildHostLibrary(Specs(module), path);
 
     /// <summary>Compiles <paramref name="specs"/> into the shared library <paramref name="path"/>.</summary>
-    public static void BuildHostLibrary(IReadOnlyList<KernelSpec> specs, string path)
+    public static void BuildHostLibrary(IReadOnlyList<KernelSpec> specs, string path, KernelTarget target = KernelTarget.Cpu)
     {
-        var obj = WithModule(specs, "kernels", KernelTarget.Cpu, null, optimize: true, (cg, m) => m.EmitObject(cg.Module));
+        var obj = WithModule(specs, "kernels", target, null, optimize: true, (cg, m) => m.EmitObject(cg.Module));
         string objPath = path + ".o";
         File.WriteAllBytes(objPath, obj);
         try { Link(objPath, path); }

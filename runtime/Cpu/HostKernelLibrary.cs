@@ -35,6 +35,10 @@ public sealed class HostKernelLibrary : IDisposable
         }
     }
 
+    /// <summary>The address of the exported function <paramref name="name"/>.</summary>
+    public IntPtr Export(string name) =>
+        NativeLibrary.TryGetExport(_handle, name, out var fn) ? fn : throw new InvalidDataException($"the kernel library has no kernel '{name}'");
+
     /// <inheritdoc/>
     public void Dispose() => NativeLibrary.Free(_handle);
 }

@@ -12,6 +12,12 @@ public enum KernelTarget
     Cpu,
     /// <summary>NVPTX: <c>void k(ptr addrspace(1) in0, ..., out)</c>, a kernel entry; threads over the parallel dimensions.</summary>
     Ptx,
+    /// <summary>
+    /// The GPU kernels' thread structure compiled for the host, <c>void k(ptr* buffers, i64* registers)</c> called once
+    /// per thread with its thread and block indices, so their indexing is tested without a GPU (matmuls take the
+    /// untiled form; math is the host's).
+    /// </summary>
+    HostGrid,
 }
 
 /// <summary>
@@ -113,6 +119,17 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             else EmitLoops(0, rank, new Scope(null, 0));
             LLVM.BuildRetVoid(_b);
         }
+        else if (_target == KernelTarget.HostGrid)
+        {
+            _fn = AddFunction(spec.Name, _void, [LLVM.PointerType(_ptr, 0), LLVM.PointerType(_i64, 0)]);
+            Position(Block("entry"));
+            var table = LLVM.GetParam(_fn, 0);
+            _registers = LLVM.GetParam(_fn, 1);
+            _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType, 0)).ToArray();
+            _output = Typed(Load(_ptr, Gep(_ptr, table, Const64(spec.Inputs.Count))), spec.Output.ElementType, 0);
+            EmitGpu(rank);
+            LLVM.BuildRetVoid(_b);
+        }
         else
         {
             _fn = AddFunction(spec.Name, _void, [.. spec.Inputs.Append(spec.Output).Select(x => LLVM.PointerType(ElementType(x.ElementType), 1))]);
@@ -174,8 +191,13 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         });
     }
 
+    /// <summary>The order of the thread registers a <see cref="KernelTarget.HostGrid"/> kernel is called with.</summary>
+    public static readonly string[] Registers = ["tid.x", "tid.y", "tid.z", "ntid.x", "ctaid.x", "ctaid.y", "ctaid.z", "nctaid.x"];
+    private LLVMValueRef _registers;
+
     private LLVMValueRef Sreg(string name)
     {
+        if (_target == KernelTarget.HostGrid) return Load(_i64, Gep(_i64, _registers, Const64(Array.IndexOf(Registers, name))));
         var v = Call($"llvm.nvvm.read.ptx.sreg.{name}", _i32, []);
         return LLVM.BuildZExt(_b, v, _i64, "");
     }
