@@ -45,9 +45,29 @@ public static class ModelRunner
         return ModelSession.Run(manifest, program, s, log, onStep, device: cuda == null ? null : cuda.Device);
     }
 
-    /// <summary>Compiles the module's kernels into a host library and loads it (the file is removed once loaded).</summary>
+    /// <summary>
+    /// The module's kernels as a loaded host library. Libraries are cached by the text of the kernel functions,
+    /// the loaded LLVM, the host CPU and this build of the compiler (in <c>$MPLC_CACHE_DIR</c>, else
+    /// <c>$XDG_CACHE_HOME/mplc</c> or <c>~/.cache/mplc</c>; <c>MPLC_CACHE_DIR=off</c> disables it), so running the
+    /// same program again skips LLVM and the linker.
+    /// </summary>
     public static Runtime.Cpu.HostKernelLibrary CompileHostKernels(Operation module)
     {
+        string? cache = Backend.KernelCache.Directory();
+        if (cache != null)
+        {
+            string path = Path.Combine(cache, Backend.KernelCache.Key(module) + ".so");
+            if (File.Exists(path))
+            {
+                try { return new Runtime.Cpu.HostKernelLibrary(path); }
+                catch (InvalidDataException) { File.Delete(path); } // damaged: build it again
+            }
+            string tmp = path + $".{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+            Backend.KernelCompiler.BuildHostLibrary(module, tmp);
+            File.Move(tmp, path, overwrite: true); // atomic: a concurrent run sees a whole library or none
+            Backend.KernelCache.Prune(cache);
+            return new Runtime.Cpu.HostKernelLibrary(path);
+        }
         string dir = Directory.CreateTempSubdirectory("mplc-kernels").FullName;
         try
         {

@@ -79,3 +79,31 @@ public class BackendCliTests
         Assert.Contains("k0_matmul:", asm.Stdout);
     }
 }
+
+/// <summary>The cache of compiled kernel libraries: named by what they depend on, kept to a bounded number.</summary>
+public class KernelCacheTests
+{
+    [Fact]
+    public void KeysFollowTheKernelsAndPruningKeepsTheNewest()
+    {
+        var a = KernelCheck.Compile(Repo.Path("examples", "mlp.mpl"));
+        var b = KernelCheck.Compile(Repo.Path("examples", "mlp.mpl"));
+        var c = KernelCheck.Compile(Repo.Path("examples", "mlp.mpl"), "--mesh", "dp=1,tp=1");
+        Assert.Equal(ParallelCompiler.Backend.KernelCache.Key(a), ParallelCompiler.Backend.KernelCache.Key(b));
+        Assert.NotEqual(ParallelCompiler.Backend.KernelCache.Key(a), ParallelCompiler.Backend.KernelCache.Key(c));
+
+        string dir = Directory.CreateTempSubdirectory("mplc-cache").FullName;
+        try
+        {
+            for (int i = 0; i < 5; i++)
+            {
+                string f = Path.Combine(dir, $"{i}.so");
+                File.WriteAllText(f, "x");
+                File.SetLastWriteTimeUtc(f, DateTime.UtcNow.AddMinutes(i));
+            }
+            ParallelCompiler.Backend.KernelCache.Prune(dir, keep: 2);
+            Assert.Equal(["3.so", "4.so"], Directory.GetFiles(dir).Select(Path.GetFileName).Order());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
