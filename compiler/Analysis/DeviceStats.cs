@@ -86,6 +86,9 @@ public sealed class DeviceStats
     /// <summary>The estimated floating-point operations of one op (0 for data movement).</summary>
     public static double OpFlops(Operation op)
     {
+        // A kernel costs what the ops fused into it cost.
+        if (op.Name == "kernel.launch" && op.ParentOp?.ParentOp?.Function(op.StringAttr("callee")) is { } kernel)
+            return kernel.Regions[0].Entry.Operations.Sum(OpFlops);
         if (op.Results.Count != 1 || op.Dialect != "tensor") return 0;
         double n = op.Result.TensorType.NumElements;
         switch (op.Name)

@@ -122,8 +122,8 @@ public static class ModelSession
         foreach (var a in manifest.Inputs)
         {
             if (!file.TryGetValue(a.Name, out var arr))
-                throw new RunInputException($"{s.InputsPath}: missing input '{a.Name}' ({SourceType(a.DType, a.Shape, a.Layout)})");
-            result.Add(Check(arr, a.DType, a.Shape, a.Layout, s.InputsPath, "input", a.Name));
+                throw new RunInputException($"{s.InputsPath}: missing input '{a.Name}' ({SourceType(a.DType, a.Shape)})");
+            result.Add(Check(arr, a.DType, a.Shape, s.InputsPath, "input", a.Name));
         }
         return result;
     }
@@ -138,16 +138,16 @@ public static class ModelSession
         var result = new Dictionary<string, NDArray>();
         foreach (var p in manifest.Params)
             result[p.Path] = file.TryGetValue(p.Path, out var arr)
-                ? Check(arr, p.DType, p.Shape, p.Layout, s.ParamsPath!, "parameter", p.Path)
+                ? Check(arr, p.DType, p.Shape, s.ParamsPath!, "parameter", p.Path)
                 : Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path);
         return result;
     }
 
     /// <summary>The source spelling of a type: <c>f32[8, 64]</c>.</summary>
-    public static string SourceType(DType dtype, long[] shape, string[][] layout) => $"{dtype.Name()}[{string.Join(", ", shape)}]";
+    public static string SourceType(DType dtype, long[] shape) => $"{dtype.Name()}[{string.Join(", ", shape)}]";
 
     /// <summary>Accepts an array for the expected type: same shape, same element type, float64 for f32 allowed.</summary>
-    private static NDArray Check(NpyArray a, DType dtype, long[] shape, string[][] layout, string file, string what, string key)
+    private static NDArray Check(NpyArray a, DType dtype, long[] shape, string file, string what, string key)
     {
         string src = NumpyName(a.SourceDtype);
         bool dtypeOk = dtype switch
@@ -161,10 +161,10 @@ public static class ModelSession
         if (!dtypeOk)
         {
             string hint = dtype == DType.I32 && src == "int64" ? " (convert with .astype(np.int32))" : "";
-            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape, layout)}, found dtype {src}{hint}");
+            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found dtype {src}{hint}");
         }
         if (!a.Array.Shape.SequenceEqual(shape))
-            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape, layout)}, found shape [{string.Join(", ", a.Array.Shape)}]");
+            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found shape [{string.Join(", ", a.Array.Shape)}]");
         var arr = a.Array;
         if (arr.DType == dtype) return arr;
         var data = (float[])arr.F!.Clone();

@@ -504,11 +504,7 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         return LLVM.BuildInBoundsGEP2(_b, element, pointer, idx, 1, "");
     }
 
-    private LLVMValueRef Load(LLVMTypeRef type, LLVMValueRef pointer)
-    {
-        var v = LLVM.BuildLoad2(_b, type, pointer, "");
-        return v;
-    }
+    private LLVMValueRef Load(LLVMTypeRef type, LLVMValueRef pointer) => LLVM.BuildLoad2(_b, type, pointer, "");
 
     private void Store(LLVMValueRef value, LLVMValueRef pointer) => LLVM.BuildStore(_b, value, pointer);
 
