@@ -17,6 +17,9 @@ public sealed class CudaBackend : IDisposable
     private readonly Dictionary<string, IKernel> _kernels = [];
     private readonly Lock _gate = new();
 
+    /// <summary>Per kernel: launches and the time spent in launch and execution on the GPU (buffer copies excluded).</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds)> GpuTime { get; } = new();
+
     private CudaBackend(CudaContext context, CudaModule module, IEnumerable<KernelInfo> kernels)
     {
         _context = context;
@@ -48,7 +51,7 @@ public sealed class CudaBackend : IDisposable
             if (_kernels.TryGetValue(name, out var k)) return k;
             var info = _launch.TryGetValue(name, out var i) ? i : throw new InvalidDataException($"the manifest has no launch shape for kernel '{name}'");
             var kernel = _module.Kernel(name, ((uint)info.Grid[0], (uint)info.Grid[1], (uint)info.Grid[2]), ((uint)info.Block[0], (uint)info.Block[1], (uint)info.Block[2]));
-            return _kernels[name] = new StagedKernel(kernel, _context, _gate);
+            return _kernels[name] = new StagedKernel(kernel, _context, _gate, GpuTime);
         }
     }
 
@@ -63,7 +66,8 @@ public sealed class CudaBackend : IDisposable
     }
 
     /// <summary>A launch that copies its operands to the GPU and its result back; one launch at a time on the shared GPU.</summary>
-    private sealed class StagedKernel(CudaKernel kernel, CudaContext context, Lock gate) : IKernel
+    private sealed class StagedKernel(CudaKernel kernel, CudaContext context, Lock gate,
+        System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds)> times) : IKernel
     {
         public string Name => kernel.Name;
 
@@ -93,7 +97,8 @@ public sealed class CudaBackend : IDisposable
                             pointers.Add(v.DevicePointer);
                         }
                     }
-                    kernel.Run([.. pointers]);
+                    var t = kernel.Run([.. pointers]);
+                    times.AddOrUpdate(kernel.Name, (1, t.TotalMilliseconds), (_, x) => (x.Launches + 1, x.Milliseconds + t.TotalMilliseconds));
                     var o = outputs[0];
                     if (o.F != null) ((CudaDeviceVariable<float>)buffers[^1]).CopyToHost(o.F);
                     else ((CudaDeviceVariable<int>)buffers[^1]).CopyToHost(o.I!);

@@ -66,8 +66,8 @@ public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uin
     /// <summary>Its symbol.</summary>
     public string Name { get; } = name;
 
-    /// <summary>Launches with one device pointer per parameter (inputs, then the output) and synchronises.</summary>
-    public void Run(params ulong[] pointers)
+    /// <summary>Launches with one device pointer per parameter (inputs, then the output), synchronises, and returns the time the two took.</summary>
+    public TimeSpan Run(params ulong[] pointers)
     {
         var values = stackalloc ulong[pointers.Length];
         var parameters = stackalloc void*[pointers.Length];
@@ -76,8 +76,10 @@ public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uin
             values[i] = pointers[i];
             parameters[i] = &values[i];
         }
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         CudaApi.Check(CudaApi.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, 0, IntPtr.Zero, parameters, null), $"cuLaunchKernel({Name})");
         CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after {Name}");
+        return clock.Elapsed;
     }
 }
 

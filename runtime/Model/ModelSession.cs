@@ -27,12 +27,18 @@ public sealed class RunSettings
     public string Backend { get; set; } = "cpu";
     /// <summary>Where to write a Chrome/Perfetto trace of every device's work, or null.</summary>
     public string? TracePath { get; set; }
+    /// <summary>Record every device's work (as for a trace) and return it, for a per-kernel profile.</summary>
+    public bool Profile { get; set; }
     /// <summary>How long a device waits in a collective before the run is reported as stuck.</summary>
     public TimeSpan CollectiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>What a run gives: the last step's results, the loss of every step (training only) and the final parameters.</summary>
-public sealed record RunOutcome(IReadOnlyList<NDArray> Results, float[]? Losses, IReadOnlyDictionary<string, NDArray> Parameters);
+public sealed record RunOutcome(IReadOnlyList<NDArray> Results, float[]? Losses, IReadOnlyDictionary<string, NDArray> Parameters)
+{
+    /// <summary>What every device did, when the run was traced or profiled.</summary>
+    public Trace? Trace { get; init; }
+}
 
 /// <summary>
 /// One run of a compiled program, the same for <c>mplc run</c> and <c>mplrun</c>: loads inputs (or makes random
@@ -54,7 +60,7 @@ public static class ModelSession
         if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train MODEL optimizer ...' declaration)");
         var args = LoadInputs(manifest, s, log);
         var parameters = LoadParams(manifest, s);
-        var trace = s.TracePath == null ? null : new Trace();
+        var trace = s.TracePath == null && !s.Profile ? null : new Trace();
         runStep ??= (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t, device);
         IReadOnlyList<NDArray> results = [];
         var losses = new float[s.Steps];
@@ -71,7 +77,7 @@ public static class ModelSession
             if (manifest.Training) losses[step] = (float)results[0].GetDouble(0);
             onStep?.Invoke(step, results[0], sw.Elapsed);
         }
-        if (trace != null) WriteTrace(s.TracePath!, trace, manifest.PhysicalMesh);
+        if (s.TracePath != null) WriteTrace(s.TracePath, trace!, manifest.PhysicalMesh);
         if (s.OutPath != null)
         {
             var outputs = new Dictionary<string, NDArray>();
@@ -84,7 +90,7 @@ public static class ModelSession
             if (!manifest.Training) throw new RunInputException("--save-params needs a training model: nothing was updated");
             WriteArrays(s.SaveParamsPath, parameters);
         }
-        return new RunOutcome(results, manifest.Training ? losses : null, parameters);
+        return new RunOutcome(results, manifest.Training ? losses : null, parameters) { Trace = trace };
     }
 
     /// <summary>Writes arrays, turning file-system failures into input errors.</summary>

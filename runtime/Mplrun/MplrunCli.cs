@@ -14,7 +14,7 @@ namespace ParallelCompiler.Mplrun;
 public static class MplrunCli
 {
     private const string Usage = "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] [--steps N] [--save-params P2.npz] " +
-        "[--seed N] [--backend cpu|cuda] [--trace T.json] [--collective-timeout S]";
+        "[--seed N] [--backend cpu|cuda] [--trace T.json] [--profile] [--collective-timeout S]";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
@@ -55,6 +55,7 @@ public static class MplrunCli
                 continue;
             }
             if (a == "--verbose") continue;
+            if (a == "--profile") { s.Profile = true; continue; }
             string Value() => i + 1 < args.Length ? args[++i] : throw new RunInputException($"{a} needs a value\n{Usage}");
             switch (a)
             {
@@ -79,6 +80,7 @@ public static class MplrunCli
         var m = bundle.Manifest;
         stderr.WriteLine($"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, backend {s.Backend}");
         IDisposable? owned = null;
+        Runtime.Cuda.CudaBackend? gpu = null;
         Func<string, IKernel> kernels;
         Func<int, IDevice>? device = null;
         switch (s.Backend)
@@ -90,7 +92,7 @@ public static class MplrunCli
                 break;
             case "cuda":
                 var cuda = Runtime.Cuda.CudaBackend.Open(bundle);
-                owned = cuda;
+                owned = gpu = cuda;
                 kernels = cuda.Kernel;
                 device = cuda.Device;
                 break;
@@ -111,8 +113,24 @@ public static class MplrunCli
                 for (int i = 0; i < outcome.Results.Count; i++) stdout.WriteLine($"{(outcome.Results.Count == 1 ? "out" : $"out{i}")}: {outcome.Results[i].TypeString}");
             foreach (var w in new[] { s.SaveParamsPath, s.OutPath, s.TracePath })
                 if (w != null) stdout.WriteLine($"wrote {w}");
+            if (s.Profile && outcome.Trace is { } trace) PrintProfile(trace, gpu, stdout);
         }
         return 0;
+    }
+
+    /// <summary>Per kernel, over all devices and steps: launches, wall time in the launch, and (on a GPU) time on the GPU.</summary>
+    private static void PrintProfile(Trace trace, Runtime.Cuda.CudaBackend? gpu, TextWriter w)
+    {
+        var rows = trace.Events.Where(e => e.Category == "compute").GroupBy(e => e.Name)
+            .Select(g => (Name: g.Key, Count: g.Count(), Ms: g.Sum(e => e.End - e.Start) / 1000)).OrderByDescending(r => r.Ms).ToList();
+        w.WriteLine(gpu == null ? "kernel                     launches   total ms    mean us" : "kernel                     launches   total ms    mean us     GPU ms");
+        foreach (var (name, count, ms) in rows)
+        {
+            string k = name.StartsWith("kernel ", StringComparison.Ordinal) ? name[7..] : name;
+            string line = $"{k,-26} {count,8} {ms,10:F3} {ms * 1000 / count,10:F1}";
+            if (gpu != null) line += gpu.GpuTime.TryGetValue(k, out var t) ? $" {t.Milliseconds,10:F3}" : "          -";
+            w.WriteLine(line);
+        }
     }
 
     private static string F(float v) => v.ToString("G7", CultureInfo.InvariantCulture);

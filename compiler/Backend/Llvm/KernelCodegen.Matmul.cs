@@ -17,10 +17,13 @@ public sealed unsafe partial class KernelCodegen
     /// <summary>
     /// C[b] = A[b] @ B[b] with C held in registers 4 rows by 16 columns at a time: for every k, two vectors of
     /// B's row k are multiplied by each row's A[i, k] and added (fused) into the tile; rows past the last
-    /// multiple of 4 take one-row tiles. The sum over k runs in order, as in the reference.
+    /// multiple of 4 take one-row tiles. Blocks of 256 along k and of 256 columns keep the part of B in use in
+    /// the caches while every row of A passes over it; a tile continues from C after the first k block, so the sum
+    /// over k still runs in order, as in the reference.
     /// </summary>
     private void EmitCpuMatmul(MatmulShape mm)
     {
+        const long kc = 256, nc = 256;
         var vec = LLVM.VectorType(_f32, Lanes);
         // Accumulators live in entry-block allocas, which SROA turns into registers.
         var acc = new LLVMValueRef[CpuTileM * 2];
@@ -30,43 +33,52 @@ public sealed unsafe partial class KernelCodegen
         var (aPtr, bPtr, cPtr) = (_inputs[0], _inputs[^1], _output);
         long batches = mm.Batch.Aggregate(1L, (x, y) => x * y);
         long fullRows = mm.M / CpuTileM * CpuTileM;
+        LLVMValueRef Min(LLVMValueRef a, long b) => LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, a, Const64(b), ""), a, Const64(b), "");
         Loop(Const64(0), Const64(batches), bi =>
         {
             var (aOff, bOff, cOff) = BatchOffsets(mm, bi);
-            void Tiles(LLVMValueRef rowStart, LLVMValueRef rowEnd, int rows) => StridedLoop(rowStart, rowEnd, Const64(rows), i0 =>
-                Loop(Const64(0), Const64(mm.N / CpuTileN), jt =>
+            StridedLoop(Const64(0), Const64(mm.K), Const64(kc), kb =>
+            {
+                var kEnd = Min(LLVM.BuildAdd(_b, kb, Const64(kc), ""), mm.K);
+                var first = LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, kb, Const64(0), "");
+                StridedLoop(Const64(0), Const64(mm.N), Const64(nc), jb =>
                 {
-                    var j0 = LLVM.BuildMul(_b, jt, Const64(CpuTileN), "");
-                    for (int t = 0; t < rows * 2; t++) Store(zeroVec, acc[t]);
-                    Loop(Const64(0), Const64(mm.K), k =>
-                    {
-                        var bRow = LLVM.BuildAdd(_b, bOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, k, Const64(mm.N), ""), j0, ""), "");
-                        var b0 = VecLoad(vec, bPtr, bRow);
-                        var b1 = VecLoad(vec, bPtr, LLVM.BuildAdd(_b, bRow, Const64(Lanes), ""));
-                        for (int r = 0; r < rows; r++)
+                    var jEnd = Min(LLVM.BuildAdd(_b, jb, Const64(nc), ""), mm.N);
+                    void Tiles(LLVMValueRef rowStart, LLVMValueRef rowEnd, int rows) => StridedLoop(rowStart, rowEnd, Const64(rows), i0 =>
+                        StridedLoop(jb, jEnd, Const64(CpuTileN), j0 =>
                         {
-                            var row = LLVM.BuildAdd(_b, i0, Const64(r), "");
-                            var aIdx = LLVM.BuildAdd(_b, aOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, row, Const64(mm.K), ""), k, ""), "");
-                            var a = Load(_f32, Gep(_f32, aPtr, aIdx));
-                            var splat = LLVM.BuildShuffleVector(_b, LLVM.BuildInsertElement(_b, LLVM.GetUndef(vec), a, LLVM.ConstInt(_i32, 0, 0), ""),
-                                LLVM.GetUndef(vec), splatMask, "");
-                            for (int h = 0; h < 2; h++)
+                            LLVMValueRef CIndex(int r, int h) => LLVM.BuildAdd(_b, cOff, LLVM.BuildAdd(_b,
+                                LLVM.BuildMul(_b, LLVM.BuildAdd(_b, i0, Const64(r), ""), Const64(mm.N), ""), LLVM.BuildAdd(_b, j0, Const64(h * Lanes), ""), ""), "");
+                            for (int r = 0; r < rows; r++)
+                                for (int h = 0; h < 2; h++)
+                                    Store(LLVM.BuildSelect(_b, first, zeroVec, VecLoad(vec, cPtr, CIndex(r, h)), ""), acc[r * 2 + h]);
+                            StridedLoop(kb, kEnd, Const64(1), k =>
                             {
-                                var slot = acc[r * 2 + h];
-                                Store(Call("llvm.fmuladd.v8f32", vec, [splat, h == 0 ? b0 : b1, Load(vec, slot)]), slot);
-                            }
-                        }
-                    });
-                    for (int r = 0; r < rows; r++)
-                    {
-                        var row = LLVM.BuildAdd(_b, i0, Const64(r), "");
-                        var cIdx = LLVM.BuildAdd(_b, cOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, row, Const64(mm.N), ""), j0, ""), "");
-                        for (int h = 0; h < 2; h++)
-                            VecStore(Load(vec, acc[r * 2 + h]), cPtr, LLVM.BuildAdd(_b, cIdx, Const64(h * Lanes), ""));
-                    }
-                }));
-            Tiles(Const64(0), Const64(fullRows), CpuTileM);
-            if (fullRows < mm.M) Tiles(Const64(fullRows), Const64(mm.M), 1);
+                                var bRow = LLVM.BuildAdd(_b, bOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, k, Const64(mm.N), ""), j0, ""), "");
+                                var b0 = VecLoad(vec, bPtr, bRow);
+                                var b1 = VecLoad(vec, bPtr, LLVM.BuildAdd(_b, bRow, Const64(Lanes), ""));
+                                for (int r = 0; r < rows; r++)
+                                {
+                                    var row = LLVM.BuildAdd(_b, i0, Const64(r), "");
+                                    var aIdx = LLVM.BuildAdd(_b, aOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, row, Const64(mm.K), ""), k, ""), "");
+                                    var a = Load(_f32, Gep(_f32, aPtr, aIdx));
+                                    var splat = LLVM.BuildShuffleVector(_b, LLVM.BuildInsertElement(_b, LLVM.GetUndef(vec), a, LLVM.ConstInt(_i32, 0, 0), ""),
+                                        LLVM.GetUndef(vec), splatMask, "");
+                                    for (int h = 0; h < 2; h++)
+                                    {
+                                        var slot = acc[r * 2 + h];
+                                        Store(Call("llvm.fmuladd.v8f32", vec, [splat, h == 0 ? b0 : b1, Load(vec, slot)]), slot);
+                                    }
+                                }
+                            });
+                            for (int r = 0; r < rows; r++)
+                                for (int h = 0; h < 2; h++)
+                                    VecStore(Load(vec, acc[r * 2 + h]), cPtr, CIndex(r, h));
+                        }));
+                    Tiles(Const64(0), Const64(fullRows), CpuTileM);
+                    if (fullRows < mm.M) Tiles(Const64(fullRows), Const64(mm.M), 1);
+                });
+            });
         });
     }
 

@@ -1,3 +1,5 @@
+using ParallelCompiler.Interp;
+using ParallelCompiler.IR;
 using ParallelCompiler.Tests.Support;
 using Xunit;
 
@@ -103,6 +105,49 @@ public class KernelCacheTests
             }
             ParallelCompiler.Backend.KernelCache.Prune(dir, keep: 2);
             Assert.Equal(["3.so", "4.so"], Directory.GetFiles(dir).Select(Path.GetFileName).Order());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
+
+/// <summary>The tiled host matmul on shapes that exercise its blocks: partial k and column blocks, tail rows, broadcast batches.</summary>
+public class TiledMatmulTests
+{
+    [Theory]
+    [InlineData("3x301x520", "520x272")]
+    [InlineData("2x1x17x300", "3x300x32")]
+    [InlineData("4x256", "256x16")]
+    public void TiledMatmulMatchesTheInterpreter(string a, string b)
+    {
+        long[] S(string s) => s.Split('x').Select(long.Parse).ToArray();
+        var (sa, sb) = (S(a), S(b));
+        var outShape = Dialects.Tensor.ShapeRules.Broadcast(sa[..^2], sb[..^2])!.Append(sa[^2]).Append(sb[^1]).ToArray();
+        string o = string.Join("x", outShape);
+        var module = IRParser.ParseModule($$"""
+            module {
+              func.func @f(%a: tensor<{{a}}xf32>, %b: tensor<{{b}}xf32>) -> tensor<{{o}}xf32> {
+                %0 = tensor.matmul %a, %b : (tensor<{{a}}xf32>, tensor<{{b}}xf32>) -> tensor<{{o}}xf32>
+                func.return %0 : tensor<{{o}}xf32>
+              }
+            }
+            """);
+        var rng = new Random(5);
+        NDArray R(long[] s) => NDArray.FromFloats(s, Enumerable.Range(0, (int)NDArray.ShapeSize(s)).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray());
+        var args = new[] { R(sa), R(sb) };
+        var expected = Interpreter.Run(module.EntryFunction()!, args, _ => throw new InvalidOperationException())[0];
+        new ParallelCompiler.Passes.FormKernels().Run(module);
+        Assert.NotNull(ParallelCompiler.Backend.KernelCompiler.Specs(module).Single().Matmul);
+        string dir = Directory.CreateTempSubdirectory("mplc-mm").FullName;
+        try
+        {
+            string so = Path.Combine(dir, "mm.so");
+            ParallelCompiler.Backend.KernelCompiler.BuildHostLibrary(module, so);
+            using var lib = new ParallelCompiler.Runtime.Cpu.HostKernelLibrary(so);
+            var got = NDArray.FromFloats(outShape, new float[NDArray.ShapeSize(outShape)]);
+            Array.Fill(got.F!, float.NaN); // the kernel must not read what the output held
+            lib.Kernel("k0_matmul").Execute(args, [got]);
+            double err = Sharding.Distributed.MaxRelativeError(expected, got);
+            Assert.True(err <= 1e-5, $"{a} @ {b}: {err:G3}");
         }
         finally { Directory.Delete(dir, true); }
     }
