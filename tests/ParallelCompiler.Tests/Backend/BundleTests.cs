@@ -84,6 +84,17 @@ public sealed class BundleTests : IDisposable
         Assert.True(Distributed.MaxRelativeError(ArrayFile.Read(P("i.npz"))["out"].Array, ArrayFile.Read(P("c.npz"))["out"].Array) <= 1e-5);
     }
 
+    /// <summary>mplrun is the runtime alone: neither the compiler (and its LLVM binding) nor ANTLR is referenced.</summary>
+    [Fact]
+    public void MplrunReferencesOnlyTheRuntime()
+    {
+        var refs = typeof(MplrunCli).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToList();
+        Assert.Contains("ParallelCompiler.Runtime", refs);
+        Assert.DoesNotContain(refs, r => r == "ParallelCompiler.Compiler" || r.Contains("Antlr", StringComparison.OrdinalIgnoreCase));
+        var runtimeRefs = typeof(ProgramManifest).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToList();
+        Assert.DoesNotContain(runtimeRefs, r => r == "ParallelCompiler.Compiler" || r.Contains("Antlr", StringComparison.OrdinalIgnoreCase));
+    }
+
     [Fact]
     public void DamagedOrMismatchedBundlesAreClearErrors()
     {
