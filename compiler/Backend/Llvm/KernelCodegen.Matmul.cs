@@ -121,11 +121,12 @@ public sealed unsafe partial class KernelCodegen
         var tileType = LLVM.ArrayType(_f32, GpuTile * GpuTile);
         LLVMValueRef Shared(string name)
         {
-            var g = LLVM.AddGlobalInAddressSpace(Module, tileType, $"{_spec.Name}_{name}", 3);
-            LLVM.SetInitializer(g, LLVM.GetUndef(tileType));
+            uint space = _target == KernelTarget.Ptx ? 3u : 0u; // shared memory on the GPU, a global on the host grid
+            var g = LLVM.AddGlobalInAddressSpace(Module, tileType, $"{_spec.Name}_{name}", space);
+            LLVM.SetInitializer(g, _target == KernelTarget.Ptx ? LLVM.GetUndef(tileType) : LLVM.ConstNull(tileType));
             LLVM.SetLinkage(g, LLVMLinkage.Internal);
             LLVM.SetAlignment(g, 16);
-            return LLVM.BuildBitCast(_b, g, LLVM.PointerType(_f32, 3), "");
+            return LLVM.BuildBitCast(_b, g, LLVM.PointerType(_f32, space), "");
         }
         var (sa, sb) = (Shared("a"), Shared("b"));
         var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
@@ -153,14 +154,14 @@ public sealed unsafe partial class KernelCodegen
             var bVal = Guarded(bIn, _inputs[^1], LLVM.BuildAdd(_b, bOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, bk, Const64(mm.N), ""), col, ""), ""));
             Store(aVal, Gep(_f32, sa, slot));
             Store(bVal, Gep(_f32, sb, slot));
-            Call("llvm.nvvm.barrier0", _void, []);
+            Barrier();
             var sum = Accumulate(acc, _f32, Const64(GpuTile), (kk, inner) =>
             {
                 var a = Load(_f32, Gep(_f32, sa, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, ty, Const64(GpuTile), ""), kk, "")));
                 var b = Load(_f32, Gep(_f32, sb, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, kk, Const64(GpuTile), ""), tx, "")));
                 return LLVM.BuildFAdd(_b, inner, LLVM.BuildFMul(_b, a, b, ""), "");
             });
-            Call("llvm.nvvm.barrier0", _void, []);
+            Barrier();
             return sum;
         });
         var inC = LLVM.BuildAnd(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, row, Const64(mm.M), ""), LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, col, Const64(mm.N), ""), "");

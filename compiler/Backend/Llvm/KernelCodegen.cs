@@ -14,8 +14,9 @@ public enum KernelTarget
     Ptx,
     /// <summary>
     /// The GPU kernels' thread structure compiled for the host, <c>void k(ptr* buffers, i64* registers)</c> called once
-    /// per thread with its thread and block indices, so their indexing is tested without a GPU (matmuls take the
-    /// untiled form; math is the host's).
+    /// per thread with its thread and block indices (and, for tiled kernels, a barrier function that the threads of
+    /// a block, run concurrently, wait at; shared memory is a global), so their indexing is tested without a GPU.
+    /// Math is the host's.
     /// </summary>
     HostGrid,
 }
@@ -127,7 +128,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             _registers = LLVM.GetParam(_fn, 1);
             _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType, 0)).ToArray();
             _output = Typed(Load(_ptr, Gep(_ptr, table, Const64(spec.Inputs.Count))), spec.Output.ElementType, 0);
-            EmitGpu(rank);
+            if (spec.Matmul is { } mm) EmitGpuMatmul(mm);
+            else EmitGpu(rank);
             LLVM.BuildRetVoid(_b);
         }
         else
@@ -192,8 +194,21 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     }
 
     /// <summary>The order of the thread registers a <see cref="KernelTarget.HostGrid"/> kernel is called with.</summary>
-    public static readonly string[] Registers = ["tid.x", "tid.y", "tid.z", "ntid.x", "ctaid.x", "ctaid.y", "ctaid.z", "nctaid.x"];
+    public static readonly string[] Registers = ["tid.x", "tid.y", "tid.z", "ntid.x", "ctaid.x", "ctaid.y", "ctaid.z", "nctaid.x", "barrier"];
     private LLVMValueRef _registers;
+
+    /// <summary>bar.sync 0 on the GPU; on the host grid, a call of the barrier function the caller passed.</summary>
+    private void Barrier()
+    {
+        if (_target != KernelTarget.HostGrid)
+        {
+            Call("llvm.nvvm.barrier0", _void, []);
+            return;
+        }
+        var fnType = LLVM.FunctionType(_void, null, 0, 0);
+        var fn = LLVM.BuildIntToPtr(_b, Sreg("barrier"), LLVM.PointerType(fnType, 0), "");
+        LLVM.BuildCall2(_b, fnType, fn, null, 0, "");
+    }
 
     private LLVMValueRef Sreg(string name)
     {

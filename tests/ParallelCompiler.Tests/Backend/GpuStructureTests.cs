@@ -13,8 +13,9 @@ namespace ParallelCompiler.Tests.Backend;
 
 /// <summary>
 /// The GPU kernels' thread structure (which dimensions go to threads, the grid-stride loop, whole rows per thread
-/// for row kernels) compiled for the host and run thread by thread over the launch shape the bundle records, against
-/// the interpreter: the indexing of the generated GPU code is checked on machines without a GPU.
+/// for row kernels, the shared-memory tiles and barriers of matmuls) compiled for the host and run over the launch
+/// shape the bundle records, the threads of a block concurrently, against the interpreter: the indexing and
+/// synchronisation of the generated GPU code is checked on machines without a GPU.
 /// </summary>
 public class GpuStructureTests
 {
@@ -41,35 +42,62 @@ public class GpuStructureTests
                 var args = f.Regions[0].Entry.Arguments.Select(a => Random(a.TensorType, rng)).ToArray();
                 var expected = Interpreter.Run(f, args, _ => throw new InvalidOperationException())[0];
                 var rt = (TensorType)f.ResultTypes()[0];
-                var launch = BundleWriter.Launch(spec, tiled: false);
-                var fn = (delegate* unmanaged<IntPtr*, long*, void>)lib.Export(spec.Name);
-                // The recorded grid, then one of two blocks of 32 threads, where every thread strides over many elements.
-                foreach (var (grid, block) in new[] { ((long)launch.Grid[0], (long)launch.Block[0]), (2L, 32L) })
+                var fn = (IntPtr)lib.Export(spec.Name);
+                // The recorded launch shape; for untiled kernels also one of two blocks of 32 threads, where every
+                // thread strides over many elements.
+                var launch = BundleWriter.Launch(spec);
+                var shapes = spec.Matmul != null ? [(launch.Grid, launch.Block)] : new[] { (launch.Grid, launch.Block), (new[] { 2, 1, 1 }, new[] { 32, 1, 1 }) };
+                foreach (var (grid, block) in shapes)
                 {
                     var got = rt.DType == DType.I32 ? NDArray.FromInts(rt.ShapeArray, new int[NDArray.ShapeSize(rt.ShapeArray)])
                         : NDArray.FromFloats(rt.DType, rt.ShapeArray, new float[NDArray.ShapeSize(rt.ShapeArray)]);
-                    var buffers = args.Append(got).ToArray();
-                    var handles = buffers.Select(b => GCHandle.Alloc(b.F != null ? b.F : b.I!, GCHandleType.Pinned)).ToArray();
-                    try
-                    {
-                        var table = handles.Select(h => h.AddrOfPinnedObject()).ToArray();
-                        var regs = new long[KernelCodegen.Registers.Length];
-                        for (long b = 0; b < grid; b++)
-                            for (long thread = 0; thread < block; thread++)
-                            {
-                                regs[0] = thread; regs[3] = block; regs[4] = b; regs[7] = grid;
-                                fixed (IntPtr* t = table)
-                                fixed (long* r = regs) fn(t, r);
-                            }
-                    }
-                    finally { foreach (var h in handles) h.Free(); }
+                    RunGrid(fn, args.Append(got).ToArray(), grid, block);
                     double err = Distributed.MaxRelativeError(expected, got);
-                    if (!(err <= 1e-5)) failures.Add($"{spec.Name} ({KernelCodegen.ParallelDims(spec)} parallel dims, grid {grid}x{block}): {err:G3}");
+                    if (!(err <= 1e-5)) failures.Add($"{spec.Name} ({KernelCodegen.ParallelDims(spec)} parallel dims, grid {string.Join("x", grid)}, block {string.Join("x", block)}): {err:G3}");
                 }
             }
             Assert.True(failures.Count == 0, string.Join("\n", failures));
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    private static Barrier? s_block;
+
+    [UnmanagedCallersOnly]
+    private static void BlockBarrier() => s_block!.SignalAndWait();
+
+    /// <summary>
+    /// Runs a kernel over a grid as a GPU would: blocks one after another (their shared memory is one global), the
+    /// threads of a block concurrently, meeting at the kernel's barriers and at the end of every block.
+    /// </summary>
+    private static unsafe void RunGrid(IntPtr fn, NDArray[] buffers, int[] grid, int[] block)
+    {
+        var handles = buffers.Select(b => GCHandle.Alloc(b.F != null ? b.F : b.I!, GCHandleType.Pinned)).ToArray();
+        try
+        {
+            var table = handles.Select(h => h.AddrOfPinnedObject()).ToArray();
+            int threads = block[0] * block[1] * block[2];
+            s_block = new Barrier(threads);
+            long barrier = (long)(delegate* unmanaged<void>)&BlockBarrier;
+            var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+            {
+                var regs = new long[KernelCodegen.Registers.Length];
+                regs[0] = t % block[0]; regs[1] = t / block[0] % block[1]; regs[2] = t / (block[0] * block[1]);
+                regs[3] = block[0]; regs[7] = grid[0]; regs[8] = barrier;
+                for (int bz = 0; bz < grid[2]; bz++)
+                    for (int by = 0; by < grid[1]; by++)
+                        for (int bx = 0; bx < grid[0]; bx++)
+                        {
+                            regs[4] = bx; regs[5] = by; regs[6] = bz;
+                            fixed (IntPtr* tb = table)
+                            fixed (long* r = regs) ((delegate* unmanaged<IntPtr*, long*, void>)fn)(tb, r);
+                            s_block.SignalAndWait();
+                        }
+            }, 256 * 1024)).ToList();
+            workers.ForEach(w => w.Start());
+            workers.ForEach(w => w.Join());
+        }
+        finally { foreach (var h in handles) h.Free(); }
     }
 
     private static NDArray Random(TensorType t, Random rng)

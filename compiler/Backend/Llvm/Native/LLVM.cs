@@ -161,6 +161,7 @@ public static unsafe partial class LLVM
     [DllImport(Lib, EntryPoint = "LLVMBuildTrunc")] public static extern LLVMValueRef BuildTrunc(LLVMBuilderRef b, LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
     [DllImport(Lib, EntryPoint = "LLVMBuildFPTrunc")] public static extern LLVMValueRef BuildFPTrunc(LLVMBuilderRef b, LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
     [DllImport(Lib, EntryPoint = "LLVMBuildFPExt")] public static extern LLVMValueRef BuildFPExt(LLVMBuilderRef b, LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
+    [DllImport(Lib, EntryPoint = "LLVMBuildIntToPtr")] public static extern LLVMValueRef BuildIntToPtr(LLVMBuilderRef b, LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
     [DllImport(Lib, EntryPoint = "LLVMBuildBitCast")] public static extern LLVMValueRef BuildBitCast(LLVMBuilderRef b, LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
     [DllImport(Lib, EntryPoint = "LLVMBuildCall2")] public static extern LLVMValueRef BuildCall2(LLVMBuilderRef b, LLVMTypeRef fnType, LLVMValueRef fn, LLVMValueRef* args, uint count, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
     [DllImport(Lib, EntryPoint = "LLVMBuildInsertElement")] public static extern LLVMValueRef BuildInsertElement(LLVMBuilderRef b, LLVMValueRef vector, LLVMValueRef element, LLVMValueRef index, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
