@@ -43,13 +43,14 @@ public static class BundleWriter
         return dir;
     }
 
-    /// <summary>The GPU launch shape of a kernel: 16x16 tiles for a matmul (unless <paramref name="tiled"/> is false), else 256 threads over its parallel elements.</summary>
+    /// <summary>The GPU launch shape of a kernel: 16x16 threads per output tile of a matmul (unless <paramref name="tiled"/> is false), else 256 threads over its parallel elements.</summary>
     public static KernelInfo Launch(KernelSpec spec, bool tiled = true)
     {
         if (spec.Matmul is { } mm && tiled)
         {
             long batch = mm.Batch.Aggregate(1L, (a, b) => a * b);
-            return new KernelInfo(spec.Name, [(int)((mm.N + 15) / 16), (int)((mm.M + 15) / 16), (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1]);
+            long side = KernelCodegen.GpuTile * KernelCodegen.GpuThreadTile(mm);
+            return new KernelInfo(spec.Name, [(int)((mm.N + side - 1) / side), (int)((mm.M + side - 1) / side), (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1]);
         }
         long total = spec.Output.Shape.Take(KernelCodegen.ParallelDims(spec)).Aggregate(1L, (a, b) => a * b);
         return new KernelInfo(spec.Name, [(int)Math.Clamp((total + 255) / 256, 1, 65535), 1, 1], [256, 1, 1]);

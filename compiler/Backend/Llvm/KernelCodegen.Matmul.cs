@@ -3,14 +3,14 @@ using ParallelCompiler.Backend.Llvm.Native;
 
 namespace ParallelCompiler.Backend.Llvm;
 
-/// <summary>Tiled matmul kernels: register tiles on the CPU, shared-memory tiles on the GPU.</summary>
+/// <summary>Tiled matmul kernels: register tiles on the CPU; shared-memory tiles and register tiles on the GPU.</summary>
 public sealed unsafe partial class KernelCodegen
 {
     /// <summary>Columns of C one CPU register tile covers: two 8-wide vectors.</summary>
     public const int CpuTileN = 16;
     /// <summary>Rows of C one CPU register tile covers.</summary>
     public const int CpuTileM = 4;
-    /// <summary>The side of a GPU tile (threads per block dimension and shared-memory tile).</summary>
+    /// <summary>Threads per side of a GPU matmul block (16x16 threads).</summary>
     public const int GpuTile = 16;
     private const int Lanes = 8;
 
@@ -112,13 +112,22 @@ public sealed unsafe partial class KernelCodegen
     }
 
     /// <summary>
-    /// C[b] = A[b] @ B[b] in 16x16 tiles: a block of 16x16 threads (blockIdx.z the batch) stages a tile of A and
-    /// of B in shared memory per step of 16 along k, synchronises, and each thread accumulates its element.
-    /// Out-of-range elements of partial tiles read as zero; threads outside C store nothing.
+    /// The per-thread tile of a GPU matmul: 8x8 outputs (block tile 128x128, steps of 8 along k) when both sides
+    /// of C are at least 128, else 4x4 (64x64, steps of 16).
+    /// </summary>
+    public static int GpuThreadTile(MatmulShape mm) => mm.M >= 128 && mm.N >= 128 ? 8 : 4;
+
+    /// <summary>
+    /// C[b] = A[b] @ B[b] with register blocking: a block of 16x16 threads (blockIdx.z the batch) computes a tile of
+    /// 16T x 16T outputs, each thread a T x T square held in registers. Per step along k the block stages a 16T x BK
+    /// tile of A and a BK x 16T tile of B in shared memory (BK = 1024 / 16T; each thread loads four elements of each,
+    /// neighbouring threads neighbouring addresses), synchronises, and every thread accumulates its square from T
+    /// values of A and T of B per k; elements outside A or B read as zero, threads outside C store nothing.
     /// </summary>
     private void EmitGpuMatmul(MatmulShape mm)
     {
-        var tileType = LLVM.ArrayType(_f32, GpuTile * GpuTile);
+        int t = GpuThreadTile(mm), bm = GpuTile * t, bk = 1024 / bm;
+        var tileType = LLVM.ArrayType(_f32, 1024);
         LLVMValueRef Shared(string name)
         {
             uint space = _target == KernelTarget.Ptx ? 3u : 0u; // shared memory on the GPU, a global on the host grid
@@ -129,47 +138,62 @@ public sealed unsafe partial class KernelCodegen
             return LLVM.BuildBitCast(_b, g, LLVM.PointerType(_f32, space), "");
         }
         var (sa, sb) = (Shared("a"), Shared("b"));
+        // Accumulators in entry-block allocas, which SROA turns into registers.
+        var acc = Enumerable.Range(0, t * t).Select(_ => LLVM.BuildAlloca(_b, _f32, "acc")).ToArray();
+        foreach (var a in acc) Store(LLVM.ConstReal(_f32, 0), a);
         var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
         var (bx, by, bz) = (Sreg("ctaid.x"), Sreg("ctaid.y"), Sreg("ctaid.z"));
-        var row = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, by, Const64(GpuTile), ""), ty, "");
-        var col = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, bx, Const64(GpuTile), ""), tx, "");
+        LLVMValueRef C(long v) => Const64(v);
+        LLVMValueRef Add(LLVMValueRef a, LLVMValueRef b) => LLVM.BuildAdd(_b, a, b, "");
+        LLVMValueRef Mul(LLVMValueRef a, LLVMValueRef b) => LLVM.BuildMul(_b, a, b, "");
+        LLVMValueRef Below(LLVMValueRef a, long n) => LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, a, C(n), "");
+        var rowBase = Mul(by, C(bm));
+        var colBase = Mul(bx, C(bm));
         var (aOff, bOff, cOff) = BatchOffsets(mm, bz);
-        var slot = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, ty, Const64(GpuTile), ""), tx, "");
+        var thread = Add(Mul(ty, C(GpuTile)), tx);
         LLVMValueRef Guarded(LLVMValueRef inRange, LLVMValueRef ptr, LLVMValueRef index)
         {
             // Reads only in range; the index is clamped so no out-of-bounds address is formed.
-            var safe = LLVM.BuildSelect(_b, inRange, index, Const64(0), "");
-            var v = Load(_f32, Gep(_f32, ptr, safe));
+            var v = Load(_f32, Gep(_f32, ptr, LLVM.BuildSelect(_b, inRange, index, C(0), "")));
             return LLVM.BuildSelect(_b, inRange, v, LLVM.ConstReal(_f32, 0), "");
         }
-        long steps = (mm.K + GpuTile - 1) / GpuTile;
-        var total = Accumulate(LLVM.ConstReal(_f32, 0), _f32, Const64(steps), (t, acc) =>
+        StridedLoop(C(0), C(mm.K), C(bk), k0 =>
         {
-            var k0 = LLVM.BuildMul(_b, t, Const64(GpuTile), "");
-            var ak = LLVM.BuildAdd(_b, k0, tx, "");
-            var bk = LLVM.BuildAdd(_b, k0, ty, "");
-            var aIn = LLVM.BuildAnd(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, row, Const64(mm.M), ""), LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, ak, Const64(mm.K), ""), "");
-            var bIn = LLVM.BuildAnd(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, bk, Const64(mm.K), ""), LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, col, Const64(mm.N), ""), "");
-            var aVal = Guarded(aIn, _inputs[0], LLVM.BuildAdd(_b, aOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, row, Const64(mm.K), ""), ak, ""), ""));
-            var bVal = Guarded(bIn, _inputs[^1], LLVM.BuildAdd(_b, bOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, bk, Const64(mm.N), ""), col, ""), ""));
-            Store(aVal, Gep(_f32, sa, slot));
-            Store(bVal, Gep(_f32, sb, slot));
-            Barrier();
-            var sum = Accumulate(acc, _f32, Const64(GpuTile), (kk, inner) =>
+            for (int e = 0; e < 4; e++)
             {
-                var a = Load(_f32, Gep(_f32, sa, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, ty, Const64(GpuTile), ""), kk, "")));
-                var b = Load(_f32, Gep(_f32, sb, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, kk, Const64(GpuTile), ""), tx, "")));
-                return LLVM.BuildFAdd(_b, inner, LLVM.BuildFMul(_b, a, b, ""), "");
-            });
+                var idx = Add(thread, C(e * 256));
+                // A tile: bm rows of bk; B tile: bk rows of bm.
+                var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
+                var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
+                var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
+                Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, idx));
+                var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
+                var (bkk, col) = (Add(k0, br), Add(colBase, bc));
+                var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
+                Store(Guarded(bIn, _inputs[^1], Add(bOff, Add(Mul(bkk, C(mm.N)), col))), Gep(_f32, sb, idx));
+            }
             Barrier();
-            return sum;
+            for (int kk = 0; kk < bk; kk++)
+            {
+                var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(Mul(Add(Mul(ty, C(t)), C(i)), C(bk)), C(kk))))).ToArray();
+                var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(C(kk * bm + j), Mul(tx, C(t)))))).ToArray();
+                for (int i = 0; i < t; i++)
+                    for (int j = 0; j < t; j++)
+                        Store(LLVM.BuildFAdd(_b, Load(_f32, acc[i * t + j]), LLVM.BuildFMul(_b, av[i], bv[j], ""), ""), acc[i * t + j]);
+            }
+            Barrier();
         });
-        var inC = LLVM.BuildAnd(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, row, Const64(mm.M), ""), LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, col, Const64(mm.N), ""), "");
-        var (store, done) = (Block("store"), Block("done"));
-        LLVM.BuildCondBr(_b, inC, store, done);
-        Position(store);
-        Store(total, Gep(_f32, _output, LLVM.BuildAdd(_b, cOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, row, Const64(mm.N), ""), col, ""), "")));
-        LLVM.BuildBr(_b, done);
-        Position(done);
+        for (int i = 0; i < t; i++)
+            for (int j = 0; j < t; j++)
+            {
+                var row = Add(rowBase, Add(Mul(ty, C(t)), C(i)));
+                var col = Add(colBase, Add(Mul(tx, C(t)), C(j)));
+                var (store, next) = (Block("store"), Block("next"));
+                LLVM.BuildCondBr(_b, LLVM.BuildAnd(_b, Below(row, mm.M), Below(col, mm.N), ""), store, next);
+                Position(store);
+                Store(Load(_f32, acc[i * t + j]), Gep(_f32, _output, Add(cOff, Add(Mul(row, C(mm.N)), col))));
+                LLVM.BuildBr(_b, next);
+                Position(next);
+            }
     }
 }

@@ -61,6 +61,45 @@ public class GpuStructureTests
         finally { Directory.Delete(dir, true); }
     }
 
+    /// <summary>The register-tiled GPU matmul on partial tiles along every side, both tile sizes, with broadcast batches.</summary>
+    [Theory]
+    [InlineData("2x130x70", "70x136")]   // 8x8 per thread (128x128 tiles), K not a multiple of 8
+    [InlineData("3x40x33", "1x33x50")]   // 4x4 per thread (64x64 tiles), B broadcast over the batch
+    public unsafe void TiledGpuMatmulMatchesTheInterpreter(string a, string b)
+    {
+        long[] S(string x) => x.Split('x').Select(long.Parse).ToArray();
+        var (sa, sb) = (S(a), S(b));
+        var shape = Dialects.Tensor.ShapeRules.Broadcast(sa[..^2], sb[..^2])!.Append(sa[^2]).Append(sb[^1]).ToArray();
+        string o = string.Join("x", shape);
+        var module = IRParser.ParseModule($$"""
+            module {
+              func.func @f(%a: tensor<{{a}}xf32>, %b: tensor<{{b}}xf32>) -> tensor<{{o}}xf32> {
+                %0 = tensor.matmul %a, %b : (tensor<{{a}}xf32>, tensor<{{b}}xf32>) -> tensor<{{o}}xf32>
+                func.return %0 : tensor<{{o}}xf32>
+              }
+            }
+            """);
+        var rng = new Random(9);
+        var args = new[] { Random(new TensorType(DType.F32, sa), rng), Random(new TensorType(DType.F32, sb), rng) };
+        var expected = Interpreter.Run(module.EntryFunction()!, args, _ => throw new InvalidOperationException())[0];
+        new ParallelCompiler.Passes.FormKernels().Run(module);
+        var spec = KernelCompiler.Specs(module).Single();
+        string dir = Directory.CreateTempSubdirectory("mplc-gmm").FullName;
+        try
+        {
+            string so = Path.Combine(dir, "g.so");
+            KernelCompiler.BuildHostLibrary([spec], so, KernelTarget.HostGrid);
+            using var lib = new HostKernelLibrary(so);
+            var got = NDArray.FromFloats(shape, new float[NDArray.ShapeSize(shape)]);
+            Array.Fill(got.F!, float.NaN);
+            var launch = BundleWriter.Launch(spec);
+            RunGrid(lib.Export(spec.Name), [.. args, got], launch.Grid, launch.Block);
+            double err = Distributed.MaxRelativeError(expected, got);
+            Assert.True(err <= 1e-5, $"{a} @ {b} (thread tile {KernelCodegen.GpuThreadTile(spec.Matmul!)}): {err:G3}");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     private static Barrier? s_block;
 
     [UnmanagedCallersOnly]

@@ -31,11 +31,11 @@ public class PtxFileCheckTests
             for (int i = 0; i < buffers; i++) checks.Add($"CHECK-NEXT: .param .u64 {name}_param_{i}{(i < buffers - 1 ? "," : "")}");
             if (f.StringAttr("kernel") == "matmul")
             {
-                checks.Add($"CHECK: .shared .align 16 .b8 {name}_a[1024];");
-                checks.Add($"CHECK: .shared .align 16 .b8 {name}_b[1024];");
+                checks.Add($"CHECK: .shared .align 16 .b8 {name}_a[4096];");
+                checks.Add($"CHECK: .shared .align 16 .b8 {name}_b[4096];");
                 checks.Add("CHECK: ld.global.f32");
                 checks.Add("CHECK: bar.sync 0;");
-                checks.Add("CHECK: ld.shared.f32");
+                checks.Add("CHECK: ld.shared.{{(v4.)?}}f32");
             }
             else
             {
