@@ -8,14 +8,8 @@ using Xunit;
 namespace ParallelCompiler.Tests.Backend;
 
 /// <summary>Bundles: written by mplc compile -o NAME.mplc, run by mplrun with the runtime alone, refused when damaged.</summary>
-public sealed class BundleTests : IDisposable
+public sealed class BundleTests() : TempDirTest("mplc-bundle")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("mplc-bundle").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, true);
-
-    private string P(string name) => Path.Combine(_dir, name);
-
     private static (int Code, string Out, string Err) Mplrun(params string[] args)
     {
         var (o, e) = (new StringWriter(), new StringWriter());

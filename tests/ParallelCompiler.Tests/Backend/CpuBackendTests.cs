@@ -119,18 +119,8 @@ public class TiledMatmulTests
     [InlineData("4x256", "256x16")]
     public void TiledMatmulMatchesTheInterpreter(string a, string b)
     {
-        long[] S(string s) => s.Split('x').Select(long.Parse).ToArray();
-        var (sa, sb) = (S(a), S(b));
-        var outShape = Dialects.Tensor.ShapeRules.Broadcast(sa[..^2], sb[..^2])!.Append(sa[^2]).Append(sb[^1]).ToArray();
-        string o = string.Join("x", outShape);
-        var module = IRParser.ParseModule($$"""
-            module {
-              func.func @f(%a: tensor<{{a}}xf32>, %b: tensor<{{b}}xf32>) -> tensor<{{o}}xf32> {
-                %0 = tensor.matmul %a, %b : (tensor<{{a}}xf32>, tensor<{{b}}xf32>) -> tensor<{{o}}xf32>
-                func.return %0 : tensor<{{o}}xf32>
-              }
-            }
-            """);
+        var module = KernelCheck.MatmulModule(a, b, out var outShape);
+        var (sa, sb) = (module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray, module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray);
         var rng = new Random(5);
         NDArray R(long[] s) => NDArray.FromFloats(s, Enumerable.Range(0, (int)NDArray.ShapeSize(s)).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray());
         var args = new[] { R(sa), R(sb) };

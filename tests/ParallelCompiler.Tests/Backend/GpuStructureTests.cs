@@ -67,18 +67,8 @@ public class GpuStructureTests
     [InlineData("3x40x33", "1x33x50")]   // 4x4 per thread (64x64 tiles), B broadcast over the batch
     public unsafe void TiledGpuMatmulMatchesTheInterpreter(string a, string b)
     {
-        long[] S(string x) => x.Split('x').Select(long.Parse).ToArray();
-        var (sa, sb) = (S(a), S(b));
-        var shape = Dialects.Tensor.ShapeRules.Broadcast(sa[..^2], sb[..^2])!.Append(sa[^2]).Append(sb[^1]).ToArray();
-        string o = string.Join("x", shape);
-        var module = IRParser.ParseModule($$"""
-            module {
-              func.func @f(%a: tensor<{{a}}xf32>, %b: tensor<{{b}}xf32>) -> tensor<{{o}}xf32> {
-                %0 = tensor.matmul %a, %b : (tensor<{{a}}xf32>, tensor<{{b}}xf32>) -> tensor<{{o}}xf32>
-                func.return %0 : tensor<{{o}}xf32>
-              }
-            }
-            """);
+        var module = KernelCheck.MatmulModule(a, b, out var shape);
+        var (sa, sb) = (module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray, module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray);
         var rng = new Random(9);
         var args = new[] { Random(new TensorType(DType.F32, sa), rng), Random(new TensorType(DType.F32, sb), rng) };
         var expected = Interpreter.Run(module.EntryFunction()!, args, _ => throw new InvalidOperationException())[0];

@@ -53,4 +53,21 @@ public static class KernelCheck
         Directory.Delete(dir, true);
         return result;
     }
+
+    /// <summary>A module of one f32 matmul of shapes like "2x130x70" and "70x136"; <paramref name="outShape"/> is its result's.</summary>
+    public static Operation MatmulModule(string a, string b, out long[] outShape)
+    {
+        long[] S(string x) => x.Split('x').Select(long.Parse).ToArray();
+        var (sa, sb) = (S(a), S(b));
+        outShape = Dialects.Tensor.ShapeRules.Broadcast(sa[..^2], sb[..^2])!.Append(sa[^2]).Append(sb[^1]).ToArray();
+        string o = string.Join("x", outShape);
+        return IRParser.ParseModule($$"""
+            module {
+              func.func @f(%a: tensor<{{a}}xf32>, %b: tensor<{{b}}xf32>) -> tensor<{{o}}xf32> {
+                %0 = tensor.matmul %a, %b : (tensor<{{a}}xf32>, tensor<{{b}}xf32>) -> tensor<{{o}}xf32>
+                func.return %0 : tensor<{{o}}xf32>
+              }
+            }
+            """);
+    }
 }

@@ -14,14 +14,8 @@ namespace ParallelCompiler.Tests.Pipeline;
 /// Pipelines end to end: every pipelined run against the same model on one device, the bubble of the compiled
 /// schedules against the closed forms, the trace, the schedule table and the per-stage statistics, and the errors.
 /// </summary>
-public sealed class PipelineTests : IDisposable
+public sealed class PipelineTests() : TempDirTest("mplc-pipe")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("mplc-pipe").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, true);
-
-    private string P(string name) => Path.Combine(_dir, name);
-
     private static Mplc.Result Ok(params string[] args)
     {
         var r = Mplc.Run(args);

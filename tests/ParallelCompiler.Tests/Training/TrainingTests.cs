@@ -7,14 +7,8 @@ using Xunit;
 namespace ParallelCompiler.Tests.Training;
 
 /// <summary>Training end to end through `mplc run`: against numpy's hand-derived gradients, across meshes, and across a save and resume.</summary>
-public sealed class TrainingTests : IDisposable
+public sealed class TrainingTests() : TempDirTest("mplc-train")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("mplc-train").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, true);
-
-    private string P(string name) => Path.Combine(_dir, name);
-
     private static NDArray Normal(long[] shape, int seed, float scale)
     {
         var rng = new Random(seed);
