@@ -8,7 +8,8 @@ namespace ParallelCompiler.Passes;
 /// program a <c>stage</c> attribute, <c>axis size * chunks</c> stages in all (stage c * p + d runs on pipeline
 /// device d). <c>stage;</c> statements (<c>pipe.boundary</c>) are honoured; otherwise the ops are split into
 /// contiguous stages minimising the most expensive stage by dynamic programming over the op sequence (cost:
-/// FLOPs plus bytes read and written), with an optional limit on each stage's parameter memory. Uneven splits
+/// FLOPs plus bytes read and written, in training with an estimate of the op's backward), with an optional limit
+/// on each stage's parameter memory. Uneven splits
 /// are fine. A parameter or constant used by several stages is copied into each (tied weights such as an
 /// embedding reused by the output layer); in training their gradients are summed between the stages.
 /// </summary>
@@ -54,7 +55,8 @@ public sealed class PipelineStages : IPass
         else
         {
             if (work.Count < stages) throw new PassInputException(func.Location, $"@pipeline needs {stages} stages but the model has only {work.Count} operations");
-            stageOf = Balance(work.Select(Cost).ToArray(), work.Select(ParamBytes).ToArray(), stages)
+            var cost = TrainingCosts(entry, module.GetAttr("train") != null);
+            stageOf = Balance(work.Select(o => cost[o]).ToArray(), work.Select(ParamBytes).ToArray(), stages)
                 ?? throw new PassInputException(func.Location, $"pipeline-stages: no split into {stages} stages keeps every stage's parameters under {MemoryLimit} bytes");
         }
         for (int i = 0; i < work.Count; i++) work[i].SetAttr("stage", Attr.Int(stageOf[i]));
@@ -98,7 +100,27 @@ public sealed class PipelineStages : IPass
         return stageOf;
     }
 
-    /// <summary>An op's cost: FLOPs plus the bytes it reads and writes (so data movement counts too).</summary>
+    /// <summary>
+    /// Each op's cost in a step: its forward cost and, in training, its backward, estimated as one forward's worth
+    /// per operand that needs a gradient (one that depends on a parameter): a matmul of an input and a weight
+    /// costs one more matmul, of two activations two more, so the first layer, whose input needs no gradient, is
+    /// lighter.
+    /// </summary>
+    private static Dictionary<Operation, double> TrainingCosts(Block entry, bool training)
+    {
+        var needsGrad = new HashSet<Value>(ReferenceEqualityComparer.Instance);
+        var cost = new Dictionary<Operation, double>(ReferenceEqualityComparer.Instance);
+        foreach (var op in entry.Operations)
+        {
+            int grads = op.Operands.Count(needsGrad.Contains);
+            if (op.Name == "tensor.param" || grads > 0) foreach (var r in op.Results) needsGrad.Add(r);
+            double forward = Cost(op);
+            cost[op] = training ? forward * (1 + grads) : forward;
+        }
+        return cost;
+    }
+
+    /// <summary>An op's forward cost: FLOPs plus the bytes it reads and writes (so data movement counts too).</summary>
     private static double Cost(Operation op) =>
         Analysis.DeviceStats.OpFlops(op) + op.Operands.Concat<Value>(op.Results).Sum(v => (double)v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
 
