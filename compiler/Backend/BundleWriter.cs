@@ -34,10 +34,12 @@ public static class BundleWriter
         var program = DeviceProgramBuilder.Build(func, op => new NamedKernel(op.StringAttr("callee")));
         File.WriteAllText(Path.Combine(dir, "program.json"), ProgramFile.Write(program));
         File.WriteAllText(Path.Combine(dir, "program.mplir"), Printer.Print(module));
-        File.WriteAllText(Path.Combine(dir, "kernels.ll"), KernelCompiler.LlvmIr(module, KernelTarget.Cpu));
-        File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(module, gpu));
-        KernelCompiler.BuildHostLibrary(module, Path.Combine(dir, "libkernels.so"));
-        var kernels = KernelCompiler.Specs(module).Select(s => Launch(s)).ToArray();
+        var specs = KernelCompiler.Specs(module);
+        // One optimised host module gives both the library and its LLVM IR.
+        KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels.so"),
+            optimizedIr: ir => File.WriteAllText(Path.Combine(dir, "kernels.ll"), ir));
+        File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(specs, gpu));
+        var kernels = specs.Select(s => Launch(s)).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
         File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program)).ToJson());
         return dir;

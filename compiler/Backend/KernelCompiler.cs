@@ -47,8 +47,11 @@ public static class KernelCompiler
         WithModule(module, target, gpu, optimize: true, (cg, _) => cg.Print());
 
     /// <summary>The kernels as PTX.</summary>
-    public static string Ptx(Operation module, string? gpu = null) =>
-        WithModule(module, KernelTarget.Ptx, gpu, optimize: true, (cg, m) => m.EmitAssembly(cg.Module));
+    public static string Ptx(Operation module, string? gpu = null) => Ptx(Specs(module), gpu);
+
+    /// <summary><paramref name="specs"/> as PTX.</summary>
+    public static string Ptx(IReadOnlyList<KernelSpec> specs, string? gpu = null) =>
+        WithModule(specs, "kernels", KernelTarget.Ptx, gpu, optimize: true, (cg, m) => m.EmitAssembly(cg.Module));
 
     /// <summary>The kernels as host assembly.</summary>
     public static string HostAssembly(Operation module) =>
@@ -57,10 +60,17 @@ public static class KernelCompiler
     /// <summary>Compiles the host kernels into the shared library <paramref name="path"/>.</summary>
     public static void BuildHostLibrary(Operation module, string path) => BuildHostLibrary(Specs(module), path);
 
-    /// <summary>Compiles <paramref name="specs"/> into the shared library <paramref name="path"/>.</summary>
-    public static void BuildHostLibrary(IReadOnlyList<KernelSpec> specs, string path, KernelTarget target = KernelTarget.Cpu)
+    /// <summary>
+    /// Compiles <paramref name="specs"/> into the shared library <paramref name="path"/>; <paramref name="optimizedIr"/>
+    /// receives the LLVM IR the object is emitted from, when asked for.
+    /// </summary>
+    public static void BuildHostLibrary(IReadOnlyList<KernelSpec> specs, string path, KernelTarget target = KernelTarget.Cpu, Action<string>? optimizedIr = null)
     {
-        var obj = WithModule(specs, "kernels", target, null, optimize: true, (cg, m) => m.EmitObject(cg.Module));
+        var obj = WithModule(specs, "kernels", target, null, optimize: true, (cg, m) =>
+        {
+            optimizedIr?.Invoke(cg.Print());
+            return m.EmitObject(cg.Module);
+        });
         string objPath = path + ".o";
         File.WriteAllBytes(objPath, obj);
         try { Link(objPath, path); }

@@ -37,8 +37,9 @@ public static class ModelRunner
         }
         bool compiled = module.Functions().Any(f => f.GetAttr("kernel") != null);
         using var library = s.Backend == "cpu" && compiled ? CompileHostKernels(module) : null;
-        using var cuda = s.Backend == "cuda" ? Runtime.Cuda.CudaBackend.Open(Backend.KernelCompiler.Ptx(module),
-            Backend.KernelCompiler.Specs(module).Select(k => Backend.BundleWriter.Launch(k))) : null;
+        var specs = s.Backend == "cuda" ? Backend.KernelCompiler.Specs(module) : [];
+        using var cuda = s.Backend == "cuda" ? Runtime.Cuda.CudaBackend.Open(Backend.KernelCompiler.Ptx(specs),
+            specs.Select(k => Backend.BundleWriter.Launch(k))) : null;
         Func<Operation, IKernel>? kernels = library != null ? op => library.Kernel(op.StringAttr("callee"))
             : cuda != null ? op => cuda.Kernel(op.StringAttr("callee")) : null;
         var program = DeviceProgramBuilder.Build(func, kernels);

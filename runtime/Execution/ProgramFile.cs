@@ -1,6 +1,7 @@
 using System.Text.Json;
 using ParallelCompiler.Runtime.Arrays;
 using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.IO;
 using ParallelCompiler.Runtime.Pipeline;
 
 namespace ParallelCompiler.Runtime.Execution;
@@ -20,7 +21,7 @@ public static class ProgramFile
             w.WriteStartObject();
             w.WriteString("name", p.Name);
             w.WriteNumber("slots", p.NumSlots);
-            Ints(w, "results", p.Results);
+            Json.Array(w, "results", p.Results);
             if (p.PipelineAxis != null) w.WriteString("pipeline_axis", p.PipelineAxis);
             if (p.MicrobatchAxis != null) w.WriteString("microbatch_axis", p.MicrobatchAxis);
             w.WriteNumber("microbatches", p.Microbatches);
@@ -60,8 +61,8 @@ public static class ProgramFile
         switch (ins)
         {
             case InputInstr x: w.WriteNumber("index", x.Index); w.WriteNumber("out", x.Output); break;
-            case ParamInstr x: w.WriteString("path", x.Path); Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
-            case LaunchInstr x: w.WriteString("kernel", x.Kernel.Name); Ints(w, "in", x.Inputs); Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
+            case ParamInstr x: w.WriteString("path", x.Path); Json.Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
+            case LaunchInstr x: w.WriteString("kernel", x.Kernel.Name); Json.Array(w, "in", x.Inputs); Json.Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
             case CollectiveInstr x:
                 w.WriteString("kind", x.Kind.ToString());
                 w.WriteStartArray("axes");
@@ -77,12 +78,12 @@ public static class ProgramFile
                 w.WriteNumber("out", x.Output);
                 break;
             case SendInstr x: w.WriteString("axis", x.Axis); w.WriteNumber("shift", x.Shift); w.WriteNumber("in", x.Input); break;
-            case RecvInstr x: w.WriteString("axis", x.Axis); w.WriteNumber("shift", x.Shift); Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
+            case RecvInstr x: w.WriteString("axis", x.Axis); w.WriteNumber("shift", x.Shift); Json.Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
             case UpdateInstr x: w.WriteString("path", x.Path); w.WriteNumber("in", x.Input); break;
             case PipeSendInstr x: w.WriteNumber("from", x.From); w.WriteNumber("to", x.To); w.WriteNumber("channel", x.Channel); w.WriteNumber("in", x.Input); break;
             case PipeRecvInstr x:
                 w.WriteNumber("from", x.From); w.WriteNumber("to", x.To); w.WriteNumber("channel", x.Channel);
-                Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output);
+                Json.Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output);
                 break;
         }
         w.WriteEndObject();
@@ -101,7 +102,7 @@ public static class ProgramFile
                     ?? throw new InvalidDataException($"'{t.GetString()}' is not a task")).ToList()).ToArray()
                 : null;
             return new DeviceProgram(r.GetProperty("name").GetString()!, r.GetProperty("slots").GetInt32(), code,
-                ReadInts(r.GetProperty("results")), r.TryGetProperty("pipeline_axis", out var pa) ? pa.GetString() : null)
+                Json.ReadInts(r.GetProperty("results")), r.TryGetProperty("pipeline_axis", out var pa) ? pa.GetString() : null)
             {
                 MicrobatchAxis = r.TryGetProperty("microbatch_axis", out var mb) ? mb.GetString() : null,
                 Microbatches = r.GetProperty("microbatches").GetInt32(),
@@ -118,18 +119,13 @@ public static class ProgramFile
     {
         string op = e.GetProperty("op").GetString()!, at = e.GetProperty("at").GetString()!;
         int Int(string k) => e.GetProperty(k).GetInt32();
-        (DType, long[]) T()
-        {
-            string n = e.GetProperty("dtype").GetString()!;
-            if (!DTypes.TryParse(n, out var dt)) throw new InvalidDataException($"unknown element type '{n}'");
-            return (dt, e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray());
-        }
+        (DType, long[]) T() => Json.ReadType(e);
         Instruction ins;
         switch (e.GetProperty("i").GetString())
         {
             case "input": ins = new InputInstr(op, at, Int("index"), Int("out")); break;
             case "param": { var (dt, sh) = T(); ins = new ParamInstr(op, at, e.GetProperty("path").GetString()!, dt, sh, Int("out")); break; }
-            case "launch": { var (dt, sh) = T(); ins = new LaunchInstr(op, at, kernel(e.GetProperty("kernel").GetString()!), ReadInts(e.GetProperty("in")), dt, sh, Int("out")); break; }
+            case "launch": { var (dt, sh) = T(); ins = new LaunchInstr(op, at, kernel(e.GetProperty("kernel").GetString()!), Json.ReadInts(e.GetProperty("in")), dt, sh, Int("out")); break; }
             case "collective":
                 ins = new CollectiveInstr(op, at, Enum.Parse<CollectiveKind>(e.GetProperty("kind").GetString()!),
                     e.GetProperty("axes").EnumerateArray().Select(x => x.GetString()!).ToArray(), Int("dim"), Int("dim2"),
@@ -150,21 +146,4 @@ public static class ProgramFile
             PerStep = e.TryGetProperty("per_step", out var ps) && ps.GetBoolean(),
         };
     }
-
-    private static void Type(Utf8JsonWriter w, DType dtype, long[] shape)
-    {
-        w.WriteString("dtype", dtype.Name());
-        w.WriteStartArray("shape");
-        foreach (var d in shape) w.WriteNumberValue(d);
-        w.WriteEndArray();
-    }
-
-    private static void Ints(Utf8JsonWriter w, string name, IEnumerable<int> items)
-    {
-        w.WriteStartArray(name);
-        foreach (var i in items) w.WriteNumberValue(i);
-        w.WriteEndArray();
-    }
-
-    private static int[] ReadInts(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using ParallelCompiler.Runtime.Arrays;
 using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.IO;
 
 namespace ParallelCompiler.Runtime.Model;
 
@@ -69,10 +70,8 @@ public sealed class ProgramManifest
             w.WriteNumber("format", FormatVersion);
             w.WriteString("name", Name);
             w.WriteStartObject("mesh");
-            Strings(w, "axes", Mesh.AxisNames);
-            w.WriteStartArray("sizes");
-            foreach (var s in Mesh.Sizes) w.WriteNumberValue(s);
-            w.WriteEndArray();
+            Json.Array(w, "axes", Mesh.AxisNames);
+            Json.Array(w, "sizes", Mesh.Sizes);
             if (MicrobatchAxis != null) w.WriteString("microbatch_axis", MicrobatchAxis);
             w.WriteEndObject();
             w.WriteBoolean("training", Training);
@@ -94,8 +93,8 @@ public sealed class ProgramManifest
             {
                 w.WriteStartObject();
                 w.WriteString("name", k.Name);
-                Ints(w, "grid", k.Grid);
-                Ints(w, "block", k.Block);
+                Json.Array(w, "grid", k.Grid);
+                Json.Array(w, "block", k.Block);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -184,10 +183,7 @@ public sealed class ProgramManifest
 
     private static void Type(Utf8JsonWriter w, DType dtype, long[] shape, string[][] layout)
     {
-        w.WriteString("dtype", dtype.Name());
-        w.WriteStartArray("shape");
-        foreach (var d in shape) w.WriteNumberValue(d);
-        w.WriteEndArray();
+        Json.Type(w, dtype, shape);
         w.WriteStartArray("layout");
         foreach (var axes in layout)
         {
@@ -200,23 +196,7 @@ public sealed class ProgramManifest
 
     private static (DType, long[], string[][]) ReadType(JsonElement e)
     {
-        string name = e.GetProperty("dtype").GetString()!;
-        if (!DTypes.TryParse(name, out var dtype)) throw new InvalidDataException($"unknown element type '{name}'");
-        return (dtype, e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray(),
-            e.GetProperty("layout").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetString()!).ToArray()).ToArray());
-    }
-
-    private static void Strings(Utf8JsonWriter w, string name, IEnumerable<string> items)
-    {
-        w.WriteStartArray(name);
-        foreach (var s in items) w.WriteStringValue(s);
-        w.WriteEndArray();
-    }
-
-    private static void Ints(Utf8JsonWriter w, string name, IEnumerable<int> items)
-    {
-        w.WriteStartArray(name);
-        foreach (var s in items) w.WriteNumberValue(s);
-        w.WriteEndArray();
+        var (dtype, shape) = Json.ReadType(e);
+        return (dtype, shape, e.GetProperty("layout").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetString()!).ToArray()).ToArray());
     }
 }
