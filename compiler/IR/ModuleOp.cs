@@ -44,13 +44,8 @@ public static class ModuleOp
     }
 
     /// <summary>The devices the program runs on: the mesh without its microbatch axis, which the runtime runs in time.</summary>
-    public static DeviceMesh PhysicalMesh(this Operation module)
-    {
-        var mesh = module.DeviceMesh();
-        if (module.GetAttr("microbatch_axis") is not StringAttr mb) return mesh;
-        var keep = mesh.AxisNames.Select((a, i) => (a, i)).Where(x => x.a != mb.Value).ToArray();
-        return new DeviceMesh(keep.Select(x => x.a).ToArray(), keep.Select(x => mesh.Sizes[x.i]).ToArray());
-    }
+    public static DeviceMesh PhysicalMesh(this Operation module) =>
+        module.DeviceMesh().Without(module.GetAttr("microbatch_axis") is StringAttr mb ? mb.Value : null);
 
     /// <summary>True once spmdize has run: types are per-device and shardings live in attributes.</summary>
     public static bool IsSpmd(this Operation module) => module.GetAttr("spmd") is BoolAttr { Value: true };

@@ -150,4 +150,12 @@ public sealed class DeviceMesh
         if (rank < 0 || rank >= DeviceCount)
             throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is outside mesh {this} of {DeviceCount} devices");
     }
+
+    /// <summary>This mesh without axis <paramref name="axis"/> (itself when null or absent): a microbatch axis runs in time, not on devices.</summary>
+    public DeviceMesh Without(string? axis)
+    {
+        if (axis == null || !AxisNames.Contains(axis)) return this;
+        var keep = AxisNames.Select((a, i) => (a, i)).Where(x => x.a != axis).ToArray();
+        return new DeviceMesh(keep.Select(x => x.a).ToArray(), keep.Select(x => Sizes[x.i]).ToArray());
+    }
 }

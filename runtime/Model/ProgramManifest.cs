@@ -50,15 +50,7 @@ public sealed class ProgramManifest
     public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
 
     /// <summary>The devices the program runs on: the mesh without its microbatch axis.</summary>
-    public DeviceMesh PhysicalMesh
-    {
-        get
-        {
-            if (MicrobatchAxis == null) return Mesh;
-            var keep = Mesh.AxisNames.Select((a, i) => (a, i)).Where(x => x.a != MicrobatchAxis).ToArray();
-            return new DeviceMesh(keep.Select(x => x.a).ToArray(), keep.Select(x => Mesh.Sizes[x.i]).ToArray());
-        }
-    }
+    public DeviceMesh PhysicalMesh => Mesh.Without(MicrobatchAxis);
 
     /// <summary>The manifest as indented JSON.</summary>
     public string ToJson()

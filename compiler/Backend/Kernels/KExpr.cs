@@ -124,8 +124,6 @@ public static class K
     public static KExpr Mul(KExpr a, KExpr b) =>
         a.Type == KType.Index && (Is(a, 0) || Is(b, 0)) ? I(0) : a.Type == KType.Index && Is(a, 1) ? b : a.Type == KType.Index && Is(b, 1) ? a
         : a is KConst ca && b is KConst cb && a.Type == KType.Index ? I((long)ca.Value * (long)cb.Value) : new KBin("mul", a, b);
-    /// <summary>a - b.</summary>
-    public static KExpr Sub(KExpr a, KExpr b) => new KBin("sub", a, b);
     /// <summary>a / b (index: floor of non-negative values).</summary>
     public static KExpr Div(KExpr a, long b) => b == 1 ? a : a is KConst c ? I((long)c.Value / b) : new KBin("div", a, I(b));
     /// <summary>a mod b (index, non-negative).</summary>
