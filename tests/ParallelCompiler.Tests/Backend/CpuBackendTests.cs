@@ -76,6 +76,14 @@ public class BackendCliTests
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("error: the program has no kernels: the pipeline must end with form-kernels", bad.Stderr);
 
+        // Without a GPU, the CUDA back end says why it cannot run (with one, the CUDA test project runs it).
+        if (!ParallelCompiler.Runtime.Cuda.Native.CudaApi.Available(out string why))
+        {
+            bad = Mplc.Run("run", mlp, "--backend", "cuda");
+            Assert.Equal(1, bad.ExitCode);
+            Assert.Contains($"error: --backend cuda: {why}", bad.Stderr);
+        }
+
         var asm = Mplc.Run("compile", mlp, "--emit", "asm");
         Assert.True(asm.ExitCode == 0, asm.Stderr);
         Assert.Contains("k0_matmul:", asm.Stdout);
