@@ -69,6 +69,5 @@ public static class BundleWriter
     private sealed class NamedKernel(string name) : IKernel
     {
         public string Name => name;
-        public void Execute(IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs) => throw new InvalidOperationException($"{name} is not loaded");
     }
 }

@@ -43,7 +43,7 @@ public static class ModelRunner
         Func<Operation, IKernel>? kernels = library != null ? op => library.Kernel(op.StringAttr("callee"))
             : cuda != null ? op => cuda.Kernel(op.StringAttr("callee")) : null;
         var program = DeviceProgramBuilder.Build(func, kernels);
-        return ModelSession.Run(manifest, program, s, log, onStep, device: cuda == null ? null : cuda.Device);
+        return ModelSession.Run(manifest, program, s, log, onStep);
     }
 
     /// <summary>

@@ -95,7 +95,7 @@ public static class DeviceProgramBuilder
 }
 
 /// <summary>A kernel that runs one op with the reference interpreter (the simulated CPU device's kernels).</summary>
-public sealed class InterpretedKernel(Operation op) : IKernel
+public sealed class InterpretedKernel(Operation op) : IHostKernel
 {
     /// <inheritdoc/>
     public string Name => op.Name;
@@ -110,7 +110,7 @@ public sealed class InterpretedKernel(Operation op) : IKernel
 }
 
 /// <summary>A kernel function (made by form-kernels) run by the reference interpreter.</summary>
-public sealed class InterpretedFunctionKernel(Operation func) : IKernel
+public sealed class InterpretedFunctionKernel(Operation func) : IHostKernel
 {
     /// <inheritdoc/>
     public string Name => func.StringAttr("sym_name");

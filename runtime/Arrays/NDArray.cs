@@ -68,7 +68,7 @@ public static class DTypes
 /// from and written to .npy/.npz/.safetensors files. Float types keep their values in <see cref="F"/> (f16 and
 /// bf16 widened), i32 in <see cref="I"/>.
 /// </summary>
-public sealed class NDArray
+public sealed class NDArray : IArray
 {
     /// <summary>Element type.</summary>
     public DType DType { get; }

@@ -24,7 +24,7 @@ public sealed class HostKernelLibrary : IDisposable
     }
 
     /// <summary>The kernel exported as <paramref name="name"/>.</summary>
-    public IKernel Kernel(string name)
+    public HostKernel Kernel(string name)
     {
         lock (_kernels)
         {
@@ -44,7 +44,7 @@ public sealed class HostKernelLibrary : IDisposable
 }
 
 /// <summary>One compiled host kernel: pins its buffers and calls the function with their addresses.</summary>
-public sealed unsafe class HostKernel(string name, IntPtr function) : IKernel
+public sealed unsafe class HostKernel(string name, IntPtr function) : IHostKernel
 {
     /// <inheritdoc/>
     public string Name { get; } = name;

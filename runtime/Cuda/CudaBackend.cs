@@ -55,9 +55,6 @@ public sealed class CudaBackend : IDisposable
         }
     }
 
-    /// <summary>The logical device <paramref name="rank"/> (its buffers live in host memory between kernels).</summary>
-    public IDevice Device(int rank) => new SimulatedCpuDevice(rank);
-
     /// <inheritdoc/>
     public void Dispose()
     {
@@ -67,7 +64,7 @@ public sealed class CudaBackend : IDisposable
 
     /// <summary>A launch that copies its operands to the GPU and its result back; one launch at a time on the shared GPU.</summary>
     private sealed class StagedKernel(CudaKernel kernel, CudaContext context, Lock gate,
-        System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds)> times) : IKernel
+        System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds)> times) : IHostKernel
     {
         public string Name => kernel.Name;
 

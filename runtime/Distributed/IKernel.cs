@@ -2,12 +2,16 @@ using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Runtime.Distributed;
 
-/// <summary>A compiled computation that runs on the host over device buffers; the CUDA back end adds its own kind.</summary>
+/// <summary>A compiled computation as a device program names it; the device it runs on decides how to launch it.</summary>
 public interface IKernel
 {
-    /// <summary>What it computes, for messages and profiles (usually the op it was made from).</summary>
+    /// <summary>What it computes, for messages and profiles (usually the symbol of its kernel function).</summary>
     string Name { get; }
+}
 
+/// <summary>A kernel that runs on the host over host arrays (compiled host code, or the reference interpreter).</summary>
+public interface IHostKernel : IKernel
+{
     /// <summary>Reads <paramref name="inputs"/> and writes every element of <paramref name="outputs"/>.</summary>
     void Execute(IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs);
 }

@@ -3,15 +3,18 @@ using ParallelCompiler.Runtime.Arrays;
 namespace ParallelCompiler.Runtime.Distributed;
 
 /// <summary>
-/// One device's view of an <see cref="InProcessWorld"/>. It checks its own arguments before it meets its peers, so a
+/// One device's view of an <see cref="InProcessWorld{T}"/>. It checks its own arguments before it meets its peers, so a
 /// bad call fails on the device that made it, and numbers its collectives per group, so that the nth collective of
 /// a group on one device meets the nth on every other member.
 /// </summary>
-internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : ICommunicator
+internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank) : ICommunicator<T>
+    where T : class, IArray
 {
     private readonly Dictionary<string, long> _sequence = [];
     private readonly Dictionary<string, (int[] Members, string Key)> _groups = [];
     private (int[] Members, string Key)? _everyone;
+
+    private IArrayOps<T> Ops => world.Ops;
 
     /// <inheritdoc/>
     public int Rank => rank;
@@ -20,38 +23,38 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
     public DeviceMesh Mesh => world.Mesh;
 
     /// <inheritdoc/>
-    public NDArray AllReduce(NDArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site)
+    public T AllReduce(T x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site)
     {
         var (group, key, span) = GroupOf(axes, site);
         CheckArray(x, site, span);
-        Func<NDArray[], NDArray[]> compute = kind switch
+        Func<T[], T[]> compute = kind switch
         {
-            ReduceKind.Sum => xs => Copies(ArrayOps.Sum(xs), xs.Length),
-            ReduceKind.Max => xs => Copies(ArrayOps.Max(xs), xs.Length),
+            ReduceKind.Sum => xs => Copies(Ops.Sum(xs), xs.Length),
+            ReduceKind.Max => xs => Copies(Ops.Max(xs), xs.Length),
             _ => throw Bad(site, span, $"unknown reduction {kind}"),
         };
         return Issue(site, group, key, span, x, $"all_reduce({(kind == ReduceKind.Sum ? "sum" : "max")})", compute);
     }
 
     /// <inheritdoc/>
-    public NDArray AllGather(NDArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
+    public T AllGather(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
     {
         var (group, key, span) = GroupOf(axes, site);
         int d = Dim(x, dim, "dim", site, span);
-        return Issue(site, group, key, span, x, $"all_gather(dim {d})", xs => Copies(ArrayOps.Concat(xs, d), xs.Length));
+        return Issue(site, group, key, span, x, $"all_gather(dim {d})", xs => Copies(Ops.Concat(xs, d), xs.Length));
     }
 
     /// <inheritdoc/>
-    public NDArray ReduceScatter(NDArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
+    public T ReduceScatter(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
     {
         var (group, key, span) = GroupOf(axes, site);
         int d = Dim(x, dim, "dim", site, span);
         Divisible(x, d, group.Length, site, span);
-        return Issue(site, group, key, span, x, $"reduce_scatter(dim {d})", xs => ArrayOps.Split(ArrayOps.Sum(xs), d, xs.Length));
+        return Issue(site, group, key, span, x, $"reduce_scatter(dim {d})", xs => Ops.Split(Ops.Sum(xs), d, xs.Length));
     }
 
     /// <inheritdoc/>
-    public NDArray AllToAll(NDArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site)
+    public T AllToAll(T x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site)
     {
         var (group, key, span) = GroupOf(axes, site);
         int s = Dim(x, splitDim, "split dim", site, span), c = Dim(x, concatDim, "concat dim", site, span);
@@ -59,20 +62,20 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
         return Issue(site, group, key, span, x, $"all_to_all(split {s}, concat {c})", xs =>
         {
             int n = xs.Length;
-            var chunks = Array.ConvertAll(xs, a => ArrayOps.Split(a, s, n));
-            var results = new NDArray[n];
-            var column = new NDArray[n];
+            var chunks = Array.ConvertAll(xs, a => Ops.Split(a, s, n));
+            var results = new T[n];
+            var column = new T[n];
             for (int j = 0; j < n; j++)
             {
                 for (int i = 0; i < n; i++) column[i] = chunks[i][j];
-                results[j] = ArrayOps.Concat(column, c);
+                results[j] = Ops.Concat(column, c);
             }
             return results;
         });
     }
 
     /// <inheritdoc/>
-    public NDArray CollectivePermute(NDArray x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site)
+    public T CollectivePermute(T x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site)
     {
         const string span = "over all devices";
         ArgumentNullException.ThrowIfNull(pairs);
@@ -89,11 +92,11 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
             isSource[source] = isTarget[target] = true;
         }
         var fixedPairs = pairs.ToArray(); // the caller's list may change after the call; the compute runs later
-        NDArray[] Compute(NDArray[] xs)
+        T[] Compute(T[] xs)
         {
-            var results = new NDArray[xs.Length];
-            foreach (var (source, target) in fixedPairs) results[target] = ArrayOps.Copy(xs[source]);
-            for (int i = 0; i < results.Length; i++) results[i] ??= NDArray.Zeros(xs[i].DType, (long[])xs[i].Shape.Clone());
+            var results = new T[xs.Length];
+            foreach (var (source, target) in fixedPairs) results[target] = Ops.Copy(xs[source]);
+            for (int i = 0; i < results.Length; i++) results[i] ??= Ops.Zeros(xs[i].DType, xs[i].Shape);
             return results;
         }
         if (n == 1) return Compute([x])[0];
@@ -104,17 +107,17 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
     }
 
     /// <inheritdoc/>
-    public void Send(NDArray x, int peer, CollectiveSite site, int tag = 0)
+    public void Send(T x, int peer, CollectiveSite site, int tag = 0)
     {
         string span = $"to device {peer}";
         CheckArray(x, site, span);
         CheckPeer(peer, site, span);
         // A copy, so that the receiver never aliases an array the sender may reuse.
-        world.MailboxOf(rank, peer, tag).Post(ArrayOps.Copy(x), site);
+        world.MailboxOf(rank, peer, tag).Post(Ops.Copy(x), site);
     }
 
     /// <inheritdoc/>
-    public NDArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0)
+    public T Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0)
     {
         ArgumentNullException.ThrowIfNull(shape);
         CheckPeer(peer, site, $"from device {peer}");
@@ -122,9 +125,9 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
         if (!world.TakeOrCancel(world.MailboxOf(peer, rank, tag), rank, what, out var message))
         {
             throw new CollectiveTimeoutException(
-                $"{world.Who(rank)} waited {InProcessWorld.Duration(world.Timeout)} in {what}; {world.Missing([peer], null, "sent anything")}");
+                $"{world.Who(rank)} waited {InProcessWorld<T>.Duration(world.Timeout)} in {what}; {world.Missing([peer], null, "sent anything")}");
         }
-        NDArray x = message.Value;
+        T x = message.Value;
         if (x.DType != dtype || !x.Shape.AsSpan().SequenceEqual(shape))
         {
             throw new CollectiveException($"{world.Who(rank)} expected {dtype.Name()}[{string.Join(", ", shape)}] in {what}, but " +
@@ -133,13 +136,13 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
         return x;
     }
 
-    private NDArray Issue(CollectiveSite site, int[] group, string key, string span, NDArray x, string what,
-        Func<NDArray[], NDArray[]> compute)
+    private T Issue(CollectiveSite site, int[] group, string key, string span, T x, string what,
+        Func<T[], T[]> compute)
     {
         // With one member every collective is the identity; a copy keeps results from aliasing inputs.
-        if (group.Length == 1) return ArrayOps.Copy(x);
+        if (group.Length == 1) return Ops.Copy(x);
         string signature = $"{what} on [{string.Join(", ", group)}] of {x.TypeString}";
-        var call = new CollectiveCall(rank, site, group, signature, $"{what} {span} of {x.TypeString}", span, compute);
+        var call = new CollectiveCall<T>(rank, site, group, signature, $"{what} {span} of {x.TypeString}", span, compute);
         long sequence = _sequence.GetValueOrDefault(key);
         _sequence[key] = sequence + 1;
         return world.Collective(call, key, sequence, x);
@@ -161,12 +164,12 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
         return (g.Members, g.Key, span);
     }
 
-    private void CheckArray(NDArray x, CollectiveSite site, string span)
+    private void CheckArray(T x, CollectiveSite site, string span)
     {
-        if (x is null) throw new ArgumentNullException(nameof(x), $"{world.Who(rank)} passed no array to {InProcessWorld.Describe(site, span)}");
+        if (x is null) throw new ArgumentNullException(nameof(x), $"{world.Who(rank)} passed no array to {InProcessWorld<T>.Describe(site, span)}");
     }
 
-    private int Dim(NDArray x, int dim, string what, CollectiveSite site, string span)
+    private int Dim(T x, int dim, string what, CollectiveSite site, string span)
     {
         CheckArray(x, site, span);
         int rank = x.Shape.Length;
@@ -175,7 +178,7 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
         return d;
     }
 
-    private void Divisible(NDArray x, int dim, int n, CollectiveSite site, string span)
+    private void Divisible(T x, int dim, int n, CollectiveSite site, string span)
     {
         if (x.Shape[dim] % n != 0)
             throw Bad(site, span, $"dim {dim} of {x.TypeString} does not split into {n} equal chunks for a group of {n}");
@@ -188,16 +191,16 @@ internal sealed class InProcessCommunicator(InProcessWorld world, int rank) : IC
 
     private CollectiveException Bad(CollectiveSite site, string span, string message, Exception? inner = null)
     {
-        string text = $"{world.Who(rank)} in {InProcessWorld.Describe(site, span)}: {message}";
+        string text = $"{world.Who(rank)} in {InProcessWorld<T>.Describe(site, span)}: {message}";
         return inner == null ? new CollectiveException(text) : new CollectiveException(text, inner);
     }
 
     // The first member keeps the computed array; every other one gets its own copy, so no two devices alias.
-    private static NDArray[] Copies(NDArray r, int n)
+    private T[] Copies(T r, int n)
     {
-        var results = new NDArray[n];
+        var results = new T[n];
         results[0] = r;
-        for (int i = 1; i < n; i++) results[i] = ArrayOps.Copy(r);
+        for (int i = 1; i < n; i++) results[i] = Ops.Copy(r);
         return results;
     }
 }

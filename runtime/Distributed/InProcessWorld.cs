@@ -5,36 +5,44 @@ using ParallelCompiler.Runtime.Arrays;
 namespace ParallelCompiler.Runtime.Distributed;
 
 /// <summary>
-/// The devices of a mesh simulated in one process, one thread each, exchanging arrays through shared memory. A
+/// The devices of a mesh run in one process, one thread each, exchanging arrays of kind <typeparamref name="T"/>
+/// through memory they share (host memory, or the memory of the one GPU they share); <see cref="Ops"/> computes
+/// the results. A
 /// collective is a rendezvous of its group: the last member to arrive computes every member's result. Members that
 /// disagree on what they call fail at once; a member that waits past the timeout fails naming who never came and
 /// what they were doing; and in <see cref="Run{T}"/> one failing device cancels the rest, so a wrong program never
 /// hangs. After a failure the world is spent: create a new one.
 /// </summary>
-public sealed class InProcessWorld : IDisposable
+public class InProcessWorld<T> : IDisposable
+    where T : class, IArray
 {
     private const int StackBytes = 64 * 1024 * 1024; // deep interpreter recursion on big models; reserved, not committed
 
     private readonly CancellationTokenSource _cts = new();
-    private readonly ConcurrentDictionary<(string Group, long Sequence), Rendezvous> _rendezvous = new();
-    private readonly ConcurrentDictionary<(int From, int To, int Tag), Mailbox> _mail = new();
-    private readonly InProcessCommunicator[] _comms;
+    private readonly ConcurrentDictionary<(string Group, long Sequence), Rendezvous<T>> _rendezvous = new();
+    private readonly ConcurrentDictionary<(int From, int To, int Tag), Mailbox<T>> _mail = new();
+    private readonly InProcessCommunicator<T>[] _comms;
     private readonly string?[] _activity;
     private int _running;
     private bool _disposed;
 
     /// <summary>A world of <paramref name="mesh"/>'s devices whose collectives and receives give up after <paramref name="timeout"/>.</summary>
-    public InProcessWorld(DeviceMesh mesh, TimeSpan timeout)
+    public InProcessWorld(DeviceMesh mesh, TimeSpan timeout, IArrayOps<T> ops)
     {
         ArgumentNullException.ThrowIfNull(mesh);
+        ArgumentNullException.ThrowIfNull(ops);
+        Ops = ops;
         if (timeout <= TimeSpan.Zero && timeout != System.Threading.Timeout.InfiniteTimeSpan)
             throw new ArgumentOutOfRangeException(nameof(timeout), "the timeout must be positive or infinite");
         Mesh = mesh;
         Timeout = timeout;
         _activity = new string?[mesh.DeviceCount];
-        _comms = new InProcessCommunicator[mesh.DeviceCount];
-        for (int r = 0; r < _comms.Length; r++) _comms[r] = new InProcessCommunicator(this, r);
+        _comms = new InProcessCommunicator<T>[mesh.DeviceCount];
+        for (int r = 0; r < _comms.Length; r++) _comms[r] = new InProcessCommunicator<T>(this, r);
     }
+
+    /// <summary>How collectives compute their results from the members' arrays.</summary>
+    public IArrayOps<T> Ops { get; }
 
     /// <summary>The mesh of the simulated devices.</summary>
     public DeviceMesh Mesh { get; }
@@ -46,7 +54,7 @@ public sealed class InProcessWorld : IDisposable
     internal CancellationToken Cancellation => _cts.Token;
 
     /// <summary>The communicator of device <paramref name="rank"/> (the same object on every call).</summary>
-    public ICommunicator Communicator(int rank)
+    public ICommunicator<T> Communicator(int rank)
     {
         if (rank < 0 || rank >= _comms.Length)
             throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is outside mesh {Mesh} of {_comms.Length} devices");
@@ -58,7 +66,7 @@ public sealed class InProcessWorld : IDisposable
     /// results by rank. When a device throws, the world is cancelled so that every waiting device stops at once,
     /// and the first original exception is rethrown with its own type and stack trace.
     /// </summary>
-    public T[] Run<T>(Func<int, ICommunicator, T> body)
+    public TResult[] Run<TResult>(Func<int, ICommunicator<T>, TResult> body)
     {
         ArgumentNullException.ThrowIfNull(body);
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -68,7 +76,7 @@ public sealed class InProcessWorld : IDisposable
         try
         {
             int n = _comms.Length;
-            var results = new T[n];
+            var results = new TResult[n];
             var failures = new List<(Exception Error, bool Original)>();
             Array.Clear(_activity);
             // Dedicated threads, not the pool: every device blocks in collectives, and with dozens of devices the
@@ -122,19 +130,19 @@ public sealed class InProcessWorld : IDisposable
     internal void SetActivity(int rank, string? what) => Volatile.Write(ref _activity[rank], what);
 
     /// <summary>The mailbox of messages from <paramref name="from"/> to <paramref name="to"/>.</summary>
-    internal Mailbox MailboxOf(int from, int to, int tag) => _mail.GetOrAdd((from, to, tag), static _ => new Mailbox());
+    internal Mailbox<T> MailboxOf(int from, int to, int tag) => _mail.GetOrAdd((from, to, tag), static _ => new Mailbox<T>());
 
     /// <summary>
     /// Takes part in collective <paramref name="call"/> with <paramref name="x"/>: the <paramref name="sequence"/>th
     /// collective of the group whose sorted ranks are <paramref name="groupKey"/>. Blocks until every member has
     /// arrived, then returns this member's result.
     /// </summary>
-    internal NDArray Collective(CollectiveCall call, string groupKey, long sequence, NDArray x)
+    internal T Collective(CollectiveCall<T> call, string groupKey, long sequence, T x)
     {
         int[] group = call.Group;
         int me = Array.IndexOf(group, call.Rank);
         var key = (groupKey, sequence);
-        var rv = _rendezvous.GetOrAdd(key, static (_, n) => new Rendezvous(n), group.Length);
+        var rv = _rendezvous.GetOrAdd(key, static (_, n) => new Rendezvous<T>(n), group.Length);
         lock (rv)
         {
             if (rv.Failure != null) throw new CollectiveException(rv.Failure);
@@ -163,7 +171,7 @@ public sealed class InProcessWorld : IDisposable
             }
         }
         Wait(rv, call);
-        NDArray result = rv.Results![me];
+        T result = rv.Results![me];
         if (Interlocked.Increment(ref rv.Collected) == group.Length)
         {
             _rendezvous.TryRemove(key, out _);
@@ -172,7 +180,7 @@ public sealed class InProcessWorld : IDisposable
         return result;
     }
 
-    private void Wait(Rendezvous rv, CollectiveCall call)
+    private void Wait(Rendezvous<T> rv, CollectiveCall<T> call)
     {
         if (!WaitOrCancel(rv.Done, call.Rank, Describe(call)))
         {
@@ -198,9 +206,9 @@ public sealed class InProcessWorld : IDisposable
         Waiting(rank, what, () => done.Wait(Timeout, Cancellation));
 
     /// <summary>Like <see cref="WaitOrCancel(ManualResetEventSlim, int, string)"/>, for the next message of a mailbox.</summary>
-    internal bool TakeOrCancel(Mailbox box, int rank, string what, out (NDArray Value, CollectiveSite Site) message)
+    internal bool TakeOrCancel(Mailbox<T> box, int rank, string what, out (T Value, CollectiveSite Site) message)
     {
-        (NDArray Value, CollectiveSite Site) taken = default;
+        (T Value, CollectiveSite Site) taken = default;
         bool ok = Waiting(rank, what, () => box.TryTake(Timeout, Cancellation, out taken));
         message = taken;
         return ok;
@@ -236,7 +244,7 @@ public sealed class InProcessWorld : IDisposable
     internal static string Duration(TimeSpan t) =>
         t == System.Threading.Timeout.InfiniteTimeSpan ? "forever" : $"{t.TotalSeconds:0.###} s";
 
-    private static string Describe(CollectiveCall call) => Describe(call.Site, call.Span);
+    private static string Describe(CollectiveCall<T> call) => Describe(call.Site, call.Span);
 
     /// <summary>A call as messages print it: <c>dist.all_reduce over [tp] at step 12 (model.mpl:9:12)</c>.</summary>
     internal static string Describe(CollectiveSite site, string span) =>
@@ -247,3 +255,6 @@ public sealed class InProcessWorld : IDisposable
     private bool IsConsequence(Exception e) =>
         e is OperationCanceledException oce && oce.CancellationToken == Cancellation || e is CollectiveException { Consequential: true };
 }
+
+/// <summary>The devices of a mesh simulated in one process over host arrays.</summary>
+public sealed class InProcessWorld(DeviceMesh mesh, TimeSpan timeout) : InProcessWorld<NDArray>(mesh, timeout, HostArrayOps.Instance);

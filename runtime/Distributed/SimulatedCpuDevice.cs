@@ -6,7 +6,7 @@ namespace ParallelCompiler.Runtime.Distributed;
 /// A simulated device: buffers are host arrays and kernels run on the calling thread (the device's own thread in an
 /// <see cref="InProcessWorld"/>). It counts what a real device would cost, to check memory plans and launch counts.
 /// </summary>
-public sealed class SimulatedCpuDevice : IDevice
+public sealed class SimulatedCpuDevice : IDevice<NDArray>
 {
     private long _bytes, _launches;
 
@@ -23,6 +23,9 @@ public sealed class SimulatedCpuDevice : IDevice
 
     /// <inheritdoc/>
     public string Name { get; }
+
+    /// <inheritdoc/>
+    public IArrayOps<NDArray> Ops => HostArrayOps.Instance;
 
     /// <summary>Bytes of device memory allocated so far, at the device size of each dtype (2 for f16 and bf16).</summary>
     public long BytesAllocated => Interlocked.Read(ref _bytes);
@@ -56,7 +59,11 @@ public sealed class SimulatedCpuDevice : IDevice
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(outputs);
+        if (kernel is not IHostKernel host) throw new InvalidOperationException($"kernel '{kernel.Name}' has no host code: a {Name} runs host kernels only");
         Interlocked.Increment(ref _launches);
-        kernel.Execute(inputs, outputs);
+        host.Execute(inputs, outputs);
     }
+
+    /// <inheritdoc/>
+    public void Release(NDArray array) { }
 }

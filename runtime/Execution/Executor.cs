@@ -17,23 +17,29 @@ public static class Executor
     /// device's block of a parameter by path and <paramref name="update"/> receives its new block (training).
     /// Returns this device's result blocks (copied to the host).
     /// </summary>
-    public static NDArray[] Run(DeviceProgram program, IDevice device, ICommunicator comm, IReadOnlyList<NDArray> inputs,
-        Func<string, NDArray> parameter, Action<string, NDArray>? update = null, Trace? trace = null)
+    public static NDArray[] Run<T>(DeviceProgram program, IDevice<T> device, ICommunicator<T> comm, IReadOnlyList<NDArray> inputs,
+        Func<string, NDArray> parameter, Action<string, NDArray>? update = null, Trace? trace = null) where T : class, IArray
     {
         if (program.PipelineAxis != null) throw new ExecutionException("a pipelined program runs through the PipelineExecutor");
-        var slots = new NDArray?[program.NumSlots];
+        var slots = new T?[program.NumSlots];
         for (int step = 0; step < program.Instructions.Count; step++)
         {
             var ins = program.Instructions[step];
             Step(ins, slots, new CollectiveSite(ins.Op, ins.Where, step), device, comm, inputs, parameter, update, trace);
-            foreach (int dead in program.LastUses[step]) slots[dead] = null;
+            foreach (int dead in program.LastUses[step])
+            {
+                if (slots[dead] is { } value) device.Release(value);
+                slots[dead] = null;
+            }
         }
-        return program.Results.Select(s => device.CopyOut(slots[s]!)).ToArray();
+        var results = program.Results.Select(s => device.CopyOut(slots[s]!)).ToArray();
+        foreach (var value in slots) if (value != null) device.Release(value);
+        return results;
     }
 
     /// <summary>Runs one instruction (anything but a pipeline send or receive) on this device's slots.</summary>
-    internal static void Step(Instruction ins, NDArray?[] slots, CollectiveSite site, IDevice device, ICommunicator comm,
-        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace)
+    internal static void Step<T>(Instruction ins, T?[] slots, CollectiveSite site, IDevice<T> device, ICommunicator<T> comm,
+        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace) where T : class, IArray
     {
         double start = trace?.Now ?? 0;
         switch (ins)
@@ -57,7 +63,7 @@ public static class Executor
                 slots[l.Output] = output;
                 break;
             case CollectiveInstr c:
-                slots[c.Output] = Collective(c, slots[c.Input]!, comm, site);
+                slots[c.Output] = Collective(c, slots[c.Input]!, device, comm, site);
                 break;
             case SendInstr s:
                 if (Peer(comm, s.Axis, s.Shift) is int to) comm.Send(slots[s.Input]!, to, site);
@@ -67,7 +73,7 @@ public static class Executor
                 update(u.Path, device.CopyOut(slots[u.Input]!));
                 break;
             case RecvInstr r:
-                slots[r.Output] = Peer(comm, r.Axis, -r.Shift) is int from ? comm.Recv(from, r.DType, r.Shape, site) : NDArray.Zeros(r.DType, r.Shape);
+                slots[r.Output] = Peer(comm, r.Axis, -r.Shift) is int from ? comm.Recv(from, r.DType, r.Shape, site) : device.Allocate(r.DType, r.Shape);
                 break;
             default:
                 throw Fail(comm, site, $"no rule for {ins.GetType().Name}");
@@ -85,27 +91,27 @@ public static class Executor
         _ => null,
     };
 
-    private static NDArray Collective(CollectiveInstr c, NDArray x, ICommunicator comm, CollectiveSite site) => c.Kind switch
+    private static T Collective<T>(CollectiveInstr c, T x, IDevice<T> device, ICommunicator<T> comm, CollectiveSite site) where T : class, IArray => c.Kind switch
     {
         CollectiveKind.AllReduce => comm.AllReduce(x, c.Axes, c.Reduce, site),
         CollectiveKind.AllGather => comm.AllGather(x, c.Axes, c.Dim, site),
         CollectiveKind.ReduceScatter => comm.ReduceScatter(x, c.Axes, c.Dim, site),
         CollectiveKind.AllToAll => comm.AllToAll(x, c.Axes, c.Dim, c.Dim2, site),
         CollectiveKind.CollectivePermute => comm.CollectivePermute(x, c.Pairs, site),
-        CollectiveKind.AllSlice => LocalSlice(x, c.Axes, c.Dim, comm),
+        CollectiveKind.AllSlice => LocalSlice(x, c.Axes, c.Dim, device.Ops, comm),
         _ => throw new ArgumentOutOfRangeException(nameof(c)),
     };
 
     /// <summary>This device's block of dimension <paramref name="dim"/> when it is split over <paramref name="axes"/>.</summary>
-    public static NDArray LocalSlice(NDArray x, IReadOnlyList<string> axes, int dim, ICommunicator comm)
+    public static T LocalSlice<T>(T x, IReadOnlyList<string> axes, int dim, IArrayOps<T> ops, ICommunicator<T> comm) where T : class, IArray
     {
         long n = comm.Mesh.Product(axes);
         long len = x.Shape[dim] / n;
-        return ArrayOps.Slice(x, dim, comm.Mesh.IndexInGroup(comm.Rank, axes) * len, len);
+        return ops.Slice(x, dim, comm.Mesh.IndexInGroup(comm.Rank, axes) * len, len);
     }
 
     /// <summary>The rank <paramref name="shift"/> steps along <paramref name="axis"/>, or null beyond the mesh's edge.</summary>
-    private static int? Peer(ICommunicator comm, string axis, int shift)
+    private static int? Peer<T>(ICommunicator<T> comm, string axis, int shift) where T : class, IArray
     {
         var coords = comm.Mesh.Coords(comm.Rank);
         int a = comm.Mesh.AxisNames.ToList().IndexOf(axis);
@@ -113,11 +119,14 @@ public static class Executor
         return coords[a] < 0 || coords[a] >= comm.Mesh.Sizes[a] ? null : comm.Mesh.RankOf(coords);
     }
 
-    internal static ExecutionException Fail(ICommunicator comm, CollectiveSite site, string message, Exception? inner = null)
+    internal static ExecutionException Fail<T>(ICommunicator<T> comm, CollectiveSite site, string message, Exception? inner = null) where T : class, IArray =>
+        Fail(comm.Mesh, comm.Rank, site, message, inner);
+
+    internal static ExecutionException Fail(DeviceMesh mesh, int rank, CollectiveSite site, string message, Exception? inner = null)
     {
-        var coords = comm.Mesh.Coords(comm.Rank);
-        string where = comm.Mesh.DeviceCount == 1 ? "" :
-            $"device {comm.Rank} ({string.Join(", ", comm.Mesh.AxisNames.Select((a, i) => $"{a}={coords[i]}"))}), ";
+        var coords = mesh.Coords(rank);
+        string where = mesh.DeviceCount == 1 ? "" :
+            $"device {rank} ({string.Join(", ", mesh.AxisNames.Select((a, i) => $"{a}={coords[i]}"))}), ";
         return new ExecutionException($"{where}step {site.Step}, {site.Op}{(site.Where.Length > 0 ? $" at {site.Where}" : "")}: {message}", inner);
     }
 }

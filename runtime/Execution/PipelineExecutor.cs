@@ -20,8 +20,8 @@ public static class PipelineExecutor
     /// Runs the program; <paramref name="inputs"/>[j] are microbatch j's argument blocks. Returns, per result, the
     /// value of each microbatch (the same array for all when it is summed over them; null on devices of other stages).
     /// </summary>
-    public static NDArray?[][] Run(DeviceProgram program, IDevice device, ICommunicator comm, IReadOnlyList<IReadOnlyList<NDArray>> inputs,
-        Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace = null)
+    public static NDArray?[][] Run<T>(DeviceProgram program, IDevice<T> device, ICommunicator<T> comm, IReadOnlyList<IReadOnlyList<NDArray>> inputs,
+        Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace = null) where T : class, IArray
     {
         int m = program.Microbatches, n = program.Instructions.Count;
         string axis = program.PipelineAxis ?? throw new ExecutionException("not a pipelined program: run it with the Executor");
@@ -40,12 +40,12 @@ public static class PipelineExecutor
                 if (ins.PerStep) keep[s] = true;
                 else if (Mine(ins.Stage)) readers[s]++;
         foreach (int s in program.Results) keep[s] = true;
-        var env = new NDArray?[m][];
+        var env = new T?[m][];
         var left = new int[m][];
-        for (int j = 0; j < m; j++) { env[j] = new NDArray?[program.NumSlots]; left[j] = (int[])readers.Clone(); }
-        var local = new Dictionary<(int Channel, int Microbatch), NDArray>();
+        for (int j = 0; j < m; j++) { env[j] = new T?[program.NumSlots]; left[j] = (int[])readers.Clone(); }
+        var local = new Dictionary<(int Channel, int Microbatch), T>();
 
-        void Exec(int i, NDArray?[] slots, int j)
+        void Exec(int i, T?[] slots, int j)
         {
             var ins = program.Instructions[i];
             var site = new CollectiveSite(ins.Op, ins.Where, i);
@@ -53,7 +53,7 @@ public static class PipelineExecutor
             switch (ins)
             {
                 case PipeSendInstr s:
-                    if (Mine(s.To)) local[(s.Channel, j)] = slots[s.Input]!;
+                    if (Mine(s.To)) local[(s.Channel, j)] = device.Ops.Copy(slots[s.Input]!); // the sender's slot lives on
                     else comm.Send(slots[s.Input]!, Peer(comm, axis, s.To % p), site, s.Channel * m + j);
                     break;
                 case PipeRecvInstr r:
@@ -77,7 +77,11 @@ public static class PipelineExecutor
                 if (ins.PerStep || !take(ins)) continue;
                 Exec(i, slots, j);
                 foreach (int s in DeviceProgram.Reads(ins))
-                    if (--left[j][s] == 0 && !keep[s]) slots[s] = null;
+                    if (--left[j][s] == 0 && !keep[s] && slots[s] is { } dead)
+                    {
+                        device.Release(dead);
+                        slots[s] = null;
+                    }
             }
         }
 
@@ -95,9 +99,9 @@ public static class PipelineExecutor
         }
 
         // Once per step: sums over the microbatches (then the rest of the collective over real axes), then what reads them.
-        var after = new NDArray?[program.NumSlots];
+        var after = new T?[program.NumSlots];
         var summed = new bool[program.NumSlots];
-        NDArray? Read(int slot) => summed[slot] ? after[slot] : env[0][slot];
+        T? Read(int slot) => summed[slot] ? after[slot] : env[0][slot];
         double stepStart = trace?.Now ?? 0;
         bool any = false;
         for (int i = 0; i < n; i++)
@@ -111,14 +115,19 @@ public static class PipelineExecutor
                 if (c.Kind != CollectiveKind.AllReduce || c.Reduce != ReduceKind.Sum)
                     throw Executor.Fail(comm, site, "over the microbatch axis only a sum (all_reduce) can be formed; the op needs the whole batch at once");
                 double start = trace?.Now ?? 0;
-                var sum = ArrayOps.Sum(env.Select(e => e[c.Input] ?? throw Executor.Fail(comm, site, "a microbatch's value is missing")).ToArray());
+                var sum = device.Ops.Sum(env.Select(e => e[c.Input] ?? throw Executor.Fail(comm, site, "a microbatch's value is missing")).ToArray());
                 var rest = c.Axes.Where(a => a != mb).ToArray();
-                after[c.Output] = rest.Length == 0 ? sum : comm.AllReduce(sum, rest, ReduceKind.Sum, site);
+                if (rest.Length == 0) after[c.Output] = sum;
+                else
+                {
+                    after[c.Output] = comm.AllReduce(sum, rest, ReduceKind.Sum, site);
+                    device.Release(sum);
+                }
                 trace?.Add(comm.Rank, ins.Op, "collective", start, $"sum of {m} microbatches, {ins.Where}");
             }
             else
             {
-                var view = new NDArray?[program.NumSlots];
+                var view = new T?[program.NumSlots];
                 foreach (int s in DeviceProgram.Reads(ins)) view[s] = Read(s);
                 Exec(i, view, 0);
                 if (DeviceProgram.Writes(ins) is int w) after[w] = view[w];
@@ -127,12 +136,16 @@ public static class PipelineExecutor
         }
         if (any) trace?.Add(comm.Rank, "step (after the schedule)", "task", stepStart);
         var perStep = program.Instructions.Where(x => x.PerStep).Select(DeviceProgram.Writes).ToHashSet();
-        return program.Results.Select(s => perStep.Contains(s)
-            ? Enumerable.Repeat(after[s], m).ToArray()
-            : env.Select(e => e[s]).ToArray()).ToArray();
+        NDArray? Out(T? x) => x == null ? null : device.CopyOut(x);
+        var results = program.Results.Select(s => perStep.Contains(s)
+            ? Enumerable.Repeat(Out(after[s]), m).ToArray()
+            : env.Select(e => Out(e[s])).ToArray()).ToArray();
+        var held = new HashSet<T>(ReferenceEqualityComparer.Instance);
+        foreach (var x in env.SelectMany(e => e).Concat(after).Concat(local.Values)) if (x != null && held.Add(x)) device.Release(x);
+        return results;
     }
 
-    private static int Peer(ICommunicator comm, string axis, int coordinate)
+    private static int Peer<T>(ICommunicator<T> comm, string axis, int coordinate) where T : class, IArray
     {
         var coords = comm.Mesh.Coords(comm.Rank);
         coords[comm.Mesh.AxisNames.ToList().IndexOf(axis)] = coordinate;

@@ -50,18 +50,19 @@ public static class ModelSession
 {
     /// <summary>
     /// Runs the program; <paramref name="runStep"/> runs one step on global inputs and parameters and fills the
-    /// updates (by default <see cref="ProgramRunner"/> over the simulated devices).
+    /// updates (by default <see cref="ProgramRunner"/> over the devices of <paramref name="machine"/>, else simulated CPU devices).
     /// </summary>
     public static RunOutcome Run(ProgramManifest manifest, DeviceProgram? program, RunSettings s, TextWriter log,
         Action<int, NDArray, TimeSpan>? onStep = null, Func<IReadOnlyList<NDArray>, Dictionary<string, NDArray>, Dictionary<string, NDArray>, Trace?, IReadOnlyList<NDArray>>? runStep = null,
-        Func<int, IDevice>? device = null)
+        IMachine? machine = null)
     {
         if (s.Steps < 1) throw new RunInputException($"--steps must be at least 1, got {s.Steps}");
         if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train MODEL optimizer ...' declaration)");
         var args = LoadInputs(manifest, s, log);
         var parameters = LoadParams(manifest, s);
         var trace = s.TracePath == null && !s.Profile ? null : new Trace();
-        runStep ??= (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t, device);
+        runStep ??= machine != null ? (a, p, u, t) => machine.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t)
+            : (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t);
         IReadOnlyList<NDArray> results = [];
         var losses = new float[s.Steps];
         for (int step = 0; step < s.Steps; step++)

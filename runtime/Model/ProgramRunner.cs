@@ -17,10 +17,17 @@ public static class ProgramRunner
     /// returns the global results and puts the new global value of every parameter it updates into <paramref name="updates"/>.
     /// </summary>
     public static IReadOnlyList<NDArray> Run(ProgramManifest manifest, DeviceProgram program, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null, Trace? trace = null,
-        Func<int, IDevice>? device = null)
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null, Trace? trace = null)
     {
-        device ??= rank => new SimulatedCpuDevice(rank);
+        using var world = new InProcessDevices<NDArray>(new InProcessWorld(manifest.PhysicalMesh, timeout), rank => new SimulatedCpuDevice(rank));
+        return Run(manifest, program, args, parameters, world, updates, trace);
+    }
+
+    /// <summary>Like <see cref="Run(ProgramManifest, DeviceProgram, IReadOnlyList{NDArray}, IReadOnlyDictionary{string, NDArray}, TimeSpan, IDictionary{string, NDArray}?, Trace?)"/>, on the devices of <paramref name="world"/>.</summary>
+    public static IReadOnlyList<NDArray> Run<T>(ProgramManifest manifest, DeviceProgram program, IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters, IDeviceWorld<T> world, IDictionary<string, NDArray>? updates = null, Trace? trace = null)
+        where T : class, IArray
+    {
         var full = manifest.Mesh;
         var physical = manifest.PhysicalMesh;
         var argDims = manifest.Inputs.Select(i => Dims(i.Layout)).ToArray();
@@ -35,10 +42,10 @@ public static class ProgramRunner
             return full.RankOf(c.ToArray());
         }
         NDArray Param(string path, int rank) => BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(rank, 0));
-        using var world = new InProcessWorld(physical, timeout);
-        var perDevice = world.Run((rank, comm) =>
+        if (world.Mesh.ToString() != physical.ToString()) throw new ArgumentException($"the program runs on mesh {physical}, the devices form {world.Mesh}");
+        var perDevice = world.Run((dev, comm) =>
         {
-            var dev = device(rank);
+            int rank = comm.Rank;
             var written = new Dictionary<string, NDArray>();
             NDArray?[][] results;
             if (program.PipelineAxis == null)

@@ -82,7 +82,6 @@ public static class MplrunCli
         IDisposable? owned = null;
         Runtime.Cuda.CudaBackend? gpu = null;
         Func<string, IKernel> kernels;
-        Func<int, IDevice>? device = null;
         switch (s.Backend)
         {
             case "cpu":
@@ -94,7 +93,6 @@ public static class MplrunCli
                 var cuda = Runtime.Cuda.CudaBackend.Open(bundle);
                 owned = gpu = cuda;
                 kernels = cuda.Kernel;
-                device = cuda.Device;
                 break;
             case "interp":
                 throw new RunInputException("--backend interp needs the compiler (the reference interpreter is not part of the runtime): use 'mplc run MODEL.mpl --backend interp'");
@@ -105,8 +103,7 @@ public static class MplrunCli
         {
             var program = bundle.Program(kernels);
             var outcome = ModelSession.Run(m, program, s, stderr,
-                s.Steps > 1 ? (step, loss, t) => stderr.WriteLine($"step {step + 1}/{s.Steps}  loss {loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} ms/step") : null,
-                device: device);
+                s.Steps > 1 ? (step, loss, t) => stderr.WriteLine($"step {step + 1}/{s.Steps}  loss {loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} ms/step") : null);
             if (outcome.Losses is { } losses)
                 stdout.WriteLine(losses.Length == 1 ? $"loss: {F(losses[0])}" : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}");
             else

@@ -30,7 +30,7 @@ public sealed class CommunicatorTests
         return NDArray.FromFloats(shape, v);
     }
 
-    private static T[] RunAll<T>(DeviceMesh mesh, Func<int, ICommunicator, T> body)
+    private static T[] RunAll<T>(DeviceMesh mesh, Func<int, ICommunicator<NDArray>, T> body)
     {
         using var world = new InProcessWorld(mesh, Patient);
         return world.Run(body);
@@ -183,7 +183,7 @@ public sealed class CommunicatorTests
     private static readonly long[] Shape = [12, 2]; // 12 splits among every group size used here
 
     private static void CheckCollective(string meshSpec, string axesList,
-        Func<ICommunicator, NDArray, IReadOnlyList<string>, NDArray> collective,
+        Func<ICommunicator<NDArray>, NDArray, IReadOnlyList<string>, NDArray> collective,
         Func<NDArray[], int, NDArray> expected, Func<int, NDArray>? input = null)
     {
         var mesh = Mesh(meshSpec);
@@ -471,7 +471,7 @@ public sealed class CommunicatorTests
 
     // ---- the simulated device ----
 
-    private sealed class AddOne : IKernel
+    private sealed class AddOne : IHostKernel
     {
         public string Name => "add_one";
 
