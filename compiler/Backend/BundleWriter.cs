@@ -15,12 +15,13 @@ namespace ParallelCompiler.Backend;
 /// Writes a compiled program as a bundle directory that <c>mplrun</c> runs without the compiler: the manifest
 /// (mesh, inputs, results, parameters with layouts and initialisers, kernels with their GPU launch shapes, the
 /// memory plan of a device's buffers, the SHA-256 of every file), the per-device program (<c>program.json</c> for the runtime, <c>program.mplir</c> for
-/// people), the kernels as LLVM IR and PTX, and the host kernels as a shared library.
+/// people), the kernels as LLVM IR and PTX (with the collective kernels), the host kernels as a shared library, and
+/// the GPU kernels built for the host grid (<c>libkernels-grid.so</c>, what <c>--backend cuda-emu</c> runs).
 /// </summary>
 public static class BundleWriter
 {
     /// <summary>The files of a bundle besides the manifest.</summary>
-    public static readonly string[] FileNames = ["program.json", "program.mplir", "kernels.ll", "kernels.ptx", "libkernels.so"];
+    public static readonly string[] FileNames = ["program.json", "program.mplir", "kernels.ll", "kernels.ptx", "libkernels.so", "libkernels-grid.so"];
 
     /// <summary>Writes the bundle of <paramref name="module"/> (after form-kernels) to <paramref name="dir"/>; returns the directory.</summary>
     public static string Write(Operation module, string dir, string? gpu)
@@ -31,14 +32,15 @@ public static class BundleWriter
         if (Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any() && !File.Exists(Path.Combine(dir, "manifest.json")))
             throw new UserErrorException($"cannot write the bundle '{dir}': the directory exists and is not a bundle");
         Directory.CreateDirectory(dir);
-        var program = DeviceProgramBuilder.Build(func, op => new NamedKernel(op.StringAttr("callee")));
+        var program = DeviceProgramBuilder.Build(func, op => new KernelRef(op.StringAttr("callee")));
         File.WriteAllText(Path.Combine(dir, "program.json"), ProgramFile.Write(program));
         File.WriteAllText(Path.Combine(dir, "program.mplir"), Printer.Print(module));
         var specs = KernelCompiler.Specs(module);
         // One optimised host module gives both the library and its LLVM IR.
         KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels.so"),
             optimizedIr: ir => File.WriteAllText(Path.Combine(dir, "kernels.ll"), ir));
-        File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(specs, gpu));
+        File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(specs, gpu, collectives: true));
+        KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels-grid.so"), KernelTarget.HostGrid);
         var kernels = specs.Select(s => Launch(s)).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
         File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program)).ToJson());
@@ -52,7 +54,7 @@ public static class BundleWriter
         {
             long batch = mm.Batch.Aggregate(1L, (a, b) => a * b);
             long side = KernelCodegen.GpuTile * KernelCodegen.GpuThreadTile(mm);
-            return new KernelInfo(spec.Name, [(int)((mm.N + side - 1) / side), (int)((mm.M + side - 1) / side), (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1]);
+            return new KernelInfo(spec.Name, [(int)((mm.N + side - 1) / side), (int)((mm.M + side - 1) / side), (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1], Barriers: true);
         }
         long total = spec.Output.Shape.Take(KernelCodegen.ParallelDims(spec)).Aggregate(1L, (a, b) => a * b);
         return new KernelInfo(spec.Name, [(int)Math.Clamp((total + 255) / 256, 1, 65535), 1, 1], [256, 1, 1]);
@@ -63,11 +65,5 @@ public static class BundleWriter
     {
         using var f = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(f));
-    }
-
-    /// <summary>A kernel known only by name (the program file refers to kernels by name).</summary>
-    private sealed class NamedKernel(string name) : IKernel
-    {
-        public string Name => name;
     }
 }

@@ -27,12 +27,14 @@ public static class KernelCompiler
         WithModule(Specs(module), module.GetAttr("entry") is StringAttr s ? s.Value : "kernels", target, gpu, optimize, use);
 
     /// <summary>Runs <paramref name="use"/> on the verified (and optimised) LLVM module of <paramref name="specs"/>.</summary>
-    public static T WithModule<T>(IReadOnlyList<KernelSpec> specs, string name, KernelTarget target, string? gpu, bool optimize, Func<KernelCodegen, LlvmTarget, T> use)
+    public static T WithModule<T>(IReadOnlyList<KernelSpec> specs, string name, KernelTarget target, string? gpu, bool optimize, Func<KernelCodegen, LlvmTarget, T> use,
+        bool collectives = false)
     {
         using var machine = target == KernelTarget.Ptx ? LlvmTarget.Nvptx(gpu) : LlvmTarget.Host();
         using var cg = new KernelCodegen(name, target);
         machine.Prepare(cg.Module);
         foreach (var spec in specs) cg.Emit(spec);
+        if (collectives) cg.EmitCollectiveKernels();
         cg.Verify();
         if (optimize)
         {
@@ -49,9 +51,9 @@ public static class KernelCompiler
     /// <summary>The kernels as PTX.</summary>
     public static string Ptx(Operation module, string? gpu = null) => Ptx(Specs(module), gpu);
 
-    /// <summary><paramref name="specs"/> as PTX.</summary>
-    public static string Ptx(IReadOnlyList<KernelSpec> specs, string? gpu = null) =>
-        WithModule(specs, "kernels", KernelTarget.Ptx, gpu, optimize: true, (cg, m) => m.EmitAssembly(cg.Module));
+    /// <summary><paramref name="specs"/> as PTX, with the collective kernels (<see cref="Runtime.Gpu.CollectiveKernels"/>) when <paramref name="collectives"/>.</summary>
+    public static string Ptx(IReadOnlyList<KernelSpec> specs, string? gpu = null, bool collectives = false) =>
+        WithModule(specs, "kernels", KernelTarget.Ptx, gpu, optimize: true, (cg, m) => m.EmitAssembly(cg.Module), collectives);
 
     /// <summary>The kernels as host assembly.</summary>
     public static string HostAssembly(Operation module) =>
@@ -62,7 +64,8 @@ public static class KernelCompiler
 
     /// <summary>
     /// Compiles <paramref name="specs"/> into the shared library <paramref name="path"/>; <paramref name="optimizedIr"/>
-    /// receives the LLVM IR the object is emitted from, when asked for.
+    /// receives the LLVM IR the object is emitted from, when asked for. The host-grid build of the GPU kernels
+    /// (<see cref="KernelTarget.HostGrid"/>, what an emulated GPU runs) includes the collective kernels.
     /// </summary>
     public static void BuildHostLibrary(IReadOnlyList<KernelSpec> specs, string path, KernelTarget target = KernelTarget.Cpu, Action<string>? optimizedIr = null)
     {
@@ -70,7 +73,7 @@ public static class KernelCompiler
         {
             optimizedIr?.Invoke(cg.Print());
             return m.EmitObject(cg.Module);
-        });
+        }, collectives: target == KernelTarget.HostGrid);
         string objPath = path + ".o";
         File.WriteAllBytes(objPath, obj);
         try { Link(objPath, path); }

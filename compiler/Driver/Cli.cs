@@ -176,10 +176,16 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             Description = "seconds a device may wait in a collective before the run is reported as stuck", DefaultValueFactory = _ => 60,
         };
         var trace = new Option<string?>("--trace") { Description = "write a Chrome/Perfetto trace (.json): one track per device with compute, sends, receives and collectives" };
-        var backend = new Option<string>("--backend") { Description = "how kernels run: cpu (compiled through LLVM, the default), cuda (PTX on GPU 0) or interp (the reference interpreter)", DefaultValueFactory = _ => "cpu" };
+        var backend = new Option<string>("--backend")
+        {
+            Description = "how kernels run: cpu (compiled through LLVM, the default), cuda (PTX on the GPUs), cuda-emu (the GPU kernels on emulated GPUs) or interp (the reference interpreter)",
+            DefaultValueFactory = _ => "cpu",
+        };
+        var gpus = new Option<int?>("--gpus") { Description = "GPUs for cuda (default: all) or cuda-emu (default: 1); with one per device, collectives go through NCCL" };
         var c = new Command("run", "compile a .mpl model and run it on every device of its mesh (simulated, one thread each)") { file };
         c.Options.Add(trace);
         c.Options.Add(backend);
+        c.Options.Add(gpus);
         c.Options.Add(inputs);
         c.Options.Add(timeout);
         c.Options.Add(steps);
@@ -193,7 +199,9 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         c.SetAction(r => Guard(() =>
         {
             string kind = r.GetValue(backend)!;
-            if (kind is not ("cpu" or "cuda" or "interp")) throw new UserErrorException($"--backend must be cpu, cuda or interp, got '{kind}'");
+            if (kind is not ("cpu" or "cuda" or "cuda-emu" or "interp")) throw new UserErrorException($"--backend must be cpu, cuda, cuda-emu or interp, got '{kind}'");
+            if (r.GetValue(gpus) is int g && (g < 1 || kind is not ("cuda" or "cuda-emu")))
+                throw new UserErrorException(g < 1 ? $"--gpus must be at least 1, got {g}" : "--gpus applies to --backend cuda and cuda-emu");
             // The compiled back ends run kernels formed from the final program.
             string pipeline = PipelineOf(r);
             if (kind != "interp" && !pipeline.Split(',').Any(p => p.StartsWith(Pipelines.Backend, StringComparison.Ordinal))) pipeline += "," + Pipelines.Backend;
@@ -201,6 +209,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             var settings = new RunSettings
             {
                 Backend = kind,
+                Gpus = r.GetValue(gpus),
                 InputsPath = r.GetValue(inputs), ParamsPath = r.GetValue(parameters), OutPath = r.GetValue(output), Seed = r.GetValue(seed),
                 Steps = r.GetValue(steps), SaveParamsPath = r.GetValue(saveParams), TracePath = r.GetValue(trace),
                 CollectiveTimeout = TimeSpan.FromSeconds(r.GetValue(timeout) > 0 ? r.GetValue(timeout)

@@ -9,8 +9,8 @@ namespace ParallelCompiler.Driver;
 /// <summary>
 /// Runs a compiled module through the runtime, as <c>mplrun</c> runs a bundle: its manifest (inputs, results and
 /// parameters with their global layouts) and device program go to <see cref="ModelSession"/>. Kernels are the
-/// compiled host kernels (<c>--backend cpu</c>), the PTX kernels on a GPU (<c>cuda</c>) or the reference
-/// interpreter (<c>interp</c>). A module the pipeline
+/// compiled host kernels (<c>--backend cpu</c>), the PTX kernels on GPUs (<c>cuda</c>), the same kernels built for
+/// the host grid on emulated GPUs (<c>cuda-emu</c>) or the reference interpreter (<c>interp</c>). A module the pipeline
 /// left global (no spmdize) runs on one device with the reference interpreter.
 /// </summary>
 public static class ModelRunner
@@ -37,13 +37,28 @@ public static class ModelRunner
         }
         bool compiled = module.Functions().Any(f => f.GetAttr("kernel") != null);
         using var library = s.Backend == "cpu" && compiled ? CompileHostKernels(module) : null;
-        var specs = s.Backend == "cuda" ? Backend.KernelCompiler.Specs(module) : [];
-        using var cuda = s.Backend == "cuda" ? Runtime.Cuda.CudaBackend.Open(Backend.KernelCompiler.Ptx(specs),
-            specs.Select(k => Backend.BundleWriter.Launch(k))) : null;
+        using var gpu = s.Backend is "cuda" or "cuda-emu" ? OpenGpus(module, s) : null;
+        if (gpu != null) log.WriteLine($"note: {gpu.Describe(manifest.PhysicalMesh.DeviceCount)}");
         Func<Operation, IKernel>? kernels = library != null ? op => library.Kernel(op.StringAttr("callee"))
-            : cuda != null ? op => cuda.Kernel(op.StringAttr("callee")) : null;
+            : gpu != null ? op => new KernelRef(op.StringAttr("callee")) : null;
         var program = DeviceProgramBuilder.Build(func, kernels);
-        return ModelSession.Run(manifest, program, s, log, onStep);
+        return ModelSession.Run(manifest, program, s, log, onStep, machine: gpu);
+    }
+
+    /// <summary>The GPUs of <c>--backend cuda</c> with the module's PTX, or the emulated GPUs of <c>cuda-emu</c> with its host-grid kernels.</summary>
+    private static Runtime.Gpu.GpuMachine OpenGpus(Operation module, RunSettings s)
+    {
+        var specs = Backend.KernelCompiler.Specs(module);
+        var launches = specs.Select(k => Backend.BundleWriter.Launch(k)).ToArray();
+        if (s.Backend == "cuda") return Runtime.Gpu.GpuMachine.OpenCuda(Backend.KernelCompiler.Ptx(specs, collectives: true), launches, s.Gpus);
+        string dir = Directory.CreateTempSubdirectory("mplc-grid").FullName;
+        try
+        {
+            string so = Path.Combine(dir, "libkernels-grid.so");
+            Backend.KernelCompiler.BuildHostLibrary(specs, so, Backend.Llvm.KernelTarget.HostGrid);
+            return Runtime.Gpu.GpuMachine.OpenEmulated(so, launches, s.Gpus ?? 1); // loaded: the file may go
+        }
+        finally { Directory.Delete(dir, true); }
     }
 
     /// <summary>

@@ -31,7 +31,10 @@ public sealed class CudaContext : IDisposable
     /// <summary>Waits for all work of the context.</summary>
     public void Synchronize() => CudaApi.Check(CudaApi.cuCtxSynchronize(), "cuCtxSynchronize");
 
-    /// <summary>Loads PTX text and returns the kernel named <paramref name="name"/> of it.</summary>
+    /// <summary>The device ordinal.</summary>
+    public int Device => _device;
+
+    /// <summary>Loads PTX text as a module of this context.</summary>
     public unsafe CudaModule LoadModulePtx(string ptx)
     {
         var bytes = System.Text.Encoding.UTF8.GetBytes(ptx + "\0");
@@ -66,14 +69,20 @@ public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uin
     /// <summary>Its symbol.</summary>
     public string Name { get; } = name;
 
-    /// <summary>Launches with one device pointer per parameter (inputs, then the output), synchronises, and returns the time the two took.</summary>
-    public TimeSpan Run(params ulong[] pointers)
+    /// <summary>Launches with one 64-bit value per parameter (device pointers, then integers), synchronises, and returns the time the two took.</summary>
+    public TimeSpan Run(params ulong[] arguments) => Run(arguments.AsSpan());
+
+    /// <summary>Like <see cref="Run(ulong[])"/>.</summary>
+    public TimeSpan Run(ReadOnlySpan<ulong> arguments) => Run(arguments, grid, block);
+
+    /// <summary>Like <see cref="Run(ulong[])"/>, with another grid and block.</summary>
+    public TimeSpan Run(ReadOnlySpan<ulong> arguments, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
     {
-        var values = stackalloc ulong[pointers.Length];
-        var parameters = stackalloc void*[pointers.Length];
-        for (int i = 0; i < pointers.Length; i++)
+        var values = stackalloc ulong[arguments.Length];
+        var parameters = stackalloc void*[arguments.Length];
+        for (int i = 0; i < arguments.Length; i++)
         {
-            values[i] = pointers[i];
+            values[i] = arguments[i];
             parameters[i] = &values[i];
         }
         var clock = System.Diagnostics.Stopwatch.StartNew();

@@ -9,6 +9,9 @@ public interface IKernel
     string Name { get; }
 }
 
+/// <summary>A kernel known by its symbol only: what a GPU device launches by name from its loaded module.</summary>
+public sealed record KernelRef(string Name) : IKernel;
+
 /// <summary>A kernel that runs on the host over host arrays (compiled host code, or the reference interpreter).</summary>
 public interface IHostKernel : IKernel
 {

@@ -23,8 +23,10 @@ public sealed class RunSettings
     public int Steps { get; set; } = 1;
     /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
     public string? SaveParamsPath { get; set; }
-    /// <summary>How kernels run: "cpu" (compiled host kernels), "interp" (the reference interpreter) or "cuda".</summary>
+    /// <summary>How kernels run: "cpu" (compiled host kernels), "interp" (the reference interpreter), "cuda" (GPUs) or "cuda-emu" (emulated GPUs).</summary>
     public string Backend { get; set; } = "cpu";
+    /// <summary>How many GPUs the GPU back ends use (null: every GPU there is for cuda, one for cuda-emu).</summary>
+    public int? Gpus { get; set; }
     /// <summary>Where to write a Chrome/Perfetto trace of every device's work, or null.</summary>
     public string? TracePath { get; set; }
     /// <summary>Record every device's work (as for a trace) and return it, for a per-kernel profile.</summary>

@@ -14,8 +14,11 @@ public sealed record TensorInfo(string Name, DType DType, long[] Shape, string[]
 /// <summary>A parameter (or optimizer state): dotted path, element type, global shape, layout and initialiser.</summary>
 public sealed record ParamInfo(string Path, DType DType, long[] Shape, string[][] Layout, string Init, double Std);
 
-/// <summary>A kernel of the program: its symbol and, for a GPU, the launch shape (grid and block, x y z).</summary>
-public sealed record KernelInfo(string Name, int[] Grid, int[] Block);
+/// <summary>
+/// A kernel of the program: its symbol and, for a GPU, the launch shape (grid and block, x y z) and whether the
+/// threads of a block meet at barriers (the shared-memory tiles of a matmul).
+/// </summary>
+public sealed record KernelInfo(string Name, int[] Grid, int[] Block, bool Barriers = false);
 
 /// <summary>
 /// What a runtime needs to know of a compiled program besides its instructions: the mesh (with the axis that stands
@@ -87,6 +90,7 @@ public sealed class ProgramManifest
                 w.WriteString("name", k.Name);
                 Json.Array(w, "grid", k.Grid);
                 Json.Array(w, "block", k.Block);
+                if (k.Barriers) w.WriteBoolean("barriers", true);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -138,7 +142,8 @@ public sealed class ProgramManifest
                     return new ParamInfo(p.GetProperty("path").GetString()!, dtype, shape, layout, p.GetProperty("init").GetString()!, p.GetProperty("std").GetDouble());
                 }).ToArray(),
                 Kernels = r.GetProperty("kernels").EnumerateArray().Select(k => new KernelInfo(k.GetProperty("name").GetString()!,
-                    k.GetProperty("grid").EnumerateArray().Select(x => x.GetInt32()).ToArray(), k.GetProperty("block").EnumerateArray().Select(x => x.GetInt32()).ToArray())).ToArray(),
+                    k.GetProperty("grid").EnumerateArray().Select(x => x.GetInt32()).ToArray(), k.GetProperty("block").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+                    k.TryGetProperty("barriers", out var sync) && sync.GetBoolean())).ToArray(),
                 Files = r.GetProperty("files").EnumerateObject().ToDictionary(f => f.Name, f => f.Value.GetString()!),
                 Memory = r.TryGetProperty("memory", out var mem)
                     ? new Execution.MemoryPlan(mem.GetProperty("buffers").EnumerateArray().Select(b => new Execution.BufferPlacement(

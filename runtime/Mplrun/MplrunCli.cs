@@ -2,19 +2,20 @@ using System.Globalization;
 using ParallelCompiler.Runtime.Cpu;
 using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;
+using ParallelCompiler.Runtime.Gpu;
 using ParallelCompiler.Runtime.Model;
 
 namespace ParallelCompiler.Mplrun;
 
 /// <summary>
-/// <c>mplrun BUNDLE [--inputs IN] [--params P] [--out OUT] [--steps N] [--save-params P2] [--seed N] [--backend cpu|cuda]
-/// [--trace T.json] [--collective-timeout S]</c>: runs a compiled bundle on every device of its mesh with nothing
+/// <c>mplrun BUNDLE [--inputs IN] [--params P] [--out OUT] [--steps N] [--save-params P2] [--seed N] [--backend cpu|cuda|cuda-emu]
+/// [--gpus N] [--trace T.json] [--collective-timeout S]</c>: runs a compiled bundle on every device of its mesh with nothing
 /// but the runtime. Exit codes: 0 success, 1 a problem with the input, 2 an internal error.
 /// </summary>
 public static class MplrunCli
 {
     private const string Usage = "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] [--steps N] [--save-params P2.npz] " +
-        "[--seed N] [--backend cpu|cuda] [--trace T.json] [--profile] [--collective-timeout S]";
+        "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--trace T.json] [--profile] [--collective-timeout S]";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
@@ -65,6 +66,7 @@ public static class MplrunCli
                 case "--save-params": s.SaveParamsPath = Value(); break;
                 case "--trace": s.TracePath = Value(); break;
                 case "--backend": s.Backend = Value(); break;
+                case "--gpus": s.Gpus = Int(a, Value()); break;
                 case "--steps": s.Steps = Int(a, Value()); break;
                 case "--seed": s.Seed = (ulong)Int(a, Value()); break;
                 case "--collective-timeout":
@@ -80,8 +82,8 @@ public static class MplrunCli
         var m = bundle.Manifest;
         stderr.WriteLine($"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, backend {s.Backend}");
         IDisposable? owned = null;
-        Runtime.Cuda.CudaBackend? gpu = null;
-        Func<string, IKernel> kernels;
+        GpuMachine? gpu = null;
+        Func<string, IKernel> kernels = name => new KernelRef(name);
         switch (s.Backend)
         {
             case "cpu":
@@ -89,21 +91,21 @@ public static class MplrunCli
                 owned = lib;
                 kernels = lib.Kernel;
                 break;
-            case "cuda":
-                var cuda = Runtime.Cuda.CudaBackend.Open(bundle);
-                owned = gpu = cuda;
-                kernels = cuda.Kernel;
+            case "cuda" or "cuda-emu":
+                owned = gpu = GpuMachines.Open(s.Backend, bundle.PathOf("kernels.ptx"), bundle.PathOf("libkernels-grid.so"), m.Kernels, s.Gpus);
+                stderr.WriteLine($"note: {gpu.Describe(m.PhysicalMesh.DeviceCount)}");
                 break;
             case "interp":
                 throw new RunInputException("--backend interp needs the compiler (the reference interpreter is not part of the runtime): use 'mplc run MODEL.mpl --backend interp'");
             default:
-                throw new RunInputException($"--backend must be cpu or cuda, got '{s.Backend}'");
+                throw new RunInputException($"--backend must be cpu, cuda or cuda-emu, got '{s.Backend}'");
         }
         using (owned)
         {
             var program = bundle.Program(kernels);
             var outcome = ModelSession.Run(m, program, s, stderr,
-                s.Steps > 1 ? (step, loss, t) => stderr.WriteLine($"step {step + 1}/{s.Steps}  loss {loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} ms/step") : null);
+                s.Steps > 1 ? (step, loss, t) => stderr.WriteLine($"step {step + 1}/{s.Steps}  loss {loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} ms/step") : null,
+                machine: gpu);
             if (outcome.Losses is { } losses)
                 stdout.WriteLine(losses.Length == 1 ? $"loss: {F(losses[0])}" : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}");
             else
@@ -111,12 +113,13 @@ public static class MplrunCli
             foreach (var w in new[] { s.SaveParamsPath, s.OutPath, s.TracePath })
                 if (w != null) stdout.WriteLine($"wrote {w}");
             if (s.Profile && outcome.Trace is { } trace) PrintProfile(trace, gpu, stdout);
+            if (s.Profile && gpu != null) PrintTraffic(gpu, stdout);
         }
         return 0;
     }
 
     /// <summary>Per kernel, over all devices and steps: launches, wall time in the launch, and (on a GPU) time on the GPU.</summary>
-    private static void PrintProfile(Trace trace, Runtime.Cuda.CudaBackend? gpu, TextWriter w)
+    private static void PrintProfile(Trace trace, GpuMachine? gpu, TextWriter w)
     {
         var rows = trace.Events.Where(e => e.Category == "compute").GroupBy(e => e.Name)
             .Select(g => (Name: g.Key, Count: g.Count(), Ms: g.Sum(e => e.End - e.Start) / 1000)).OrderByDescending(r => r.Ms).ToList();
@@ -125,8 +128,19 @@ public static class MplrunCli
         {
             string k = name.StartsWith("kernel ", StringComparison.Ordinal) ? name[7..] : name;
             string line = $"{k,-26} {count,8} {ms,10:F3} {ms * 1000 / count,10:F1}";
-            if (gpu != null) line += gpu.GpuTime.TryGetValue(k, out var t) ? $" {t.Milliseconds,10:F3}" : "          -";
+            if (gpu != null) line += gpu.KernelMilliseconds(k) is double t ? $" {t,10:F3}" : "          -";
             w.WriteLine(line);
+        }
+    }
+
+    /// <summary>What went between the host and the GPUs, and the GPUs' peak memory.</summary>
+    private static void PrintTraffic(GpuMachine gpu, TextWriter w)
+    {
+        foreach (var g in gpu.Gpus)
+        {
+            var c = g.Counters;
+            w.WriteLine($"{g.Name}: {c.Launches} launches, {c.BytesToDevice} bytes to the GPU, {c.BytesToHost} bytes to the host, " +
+                $"{c.BytesOnDevice} bytes copied on the GPU, peak {c.PeakBytes} bytes allocated");
         }
     }
 

@@ -138,19 +138,24 @@ public sealed unsafe partial class KernelCodegen
             return LLVM.BuildBitCast(_b, g, LLVM.PointerType(_f32, space), "");
         }
         var (sa, sb) = (Shared("a"), Shared("b"));
-        // Accumulators in entry-block allocas, which SROA turns into registers.
-        var acc = Enumerable.Range(0, t * t).Select(_ => LLVM.BuildAlloca(_b, _f32, "acc")).ToArray();
-        foreach (var a in acc) Store(LLVM.ConstReal(_f32, 0), a);
-        var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
-        var (bx, by, bz) = (Sreg("ctaid.x"), Sreg("ctaid.y"), Sreg("ctaid.z"));
         LLVMValueRef C(long v) => Const64(v);
         LLVMValueRef Add(LLVMValueRef a, LLVMValueRef b) => LLVM.BuildAdd(_b, a, b, "");
         LLVMValueRef Mul(LLVMValueRef a, LLVMValueRef b) => LLVM.BuildMul(_b, a, b, "");
         LLVMValueRef Below(LLVMValueRef a, long n) => LLVM.BuildICmp(_b, LLVMIntPredicate.ULT, a, C(n), "");
+        // Each thread's t x t accumulators: zeroed entry-block allocas on the GPU, which SROA turns into registers;
+        // on the host grid, where the threads take turns, a zeroed global holding every thread's, zeroed again by
+        // the stretch that stores them (so that every boundary between stretches is a barrier).
+        int tt = t * t;
+        var acc = _target == KernelTarget.Ptx ? Enumerable.Range(0, tt).Select(_ => LLVM.BuildAlloca(_b, _f32, "acc")).ToArray() : [];
+        foreach (var a in acc) Store(LLVM.ConstReal(_f32, 0), a);
+        var accAll = _target == KernelTarget.Ptx ? default : AccumulatorGlobal(GpuTile * GpuTile * tt);
+        LLVMValueRef Thread() => Add(Mul(Sreg("tid.y"), C(GpuTile)), Sreg("tid.x"));
+        LLVMValueRef Acc(int i) => _target == KernelTarget.Ptx ? acc[i] : Gep(_f32, accAll, Add(Mul(Thread(), C(tt)), C(i)));
+        var block = C(GpuTile);
+        var (bx, by, bz) = (Sreg("ctaid.x"), Sreg("ctaid.y"), Sreg("ctaid.z"));
         var rowBase = Mul(by, C(bm));
         var colBase = Mul(bx, C(bm));
         var (aOff, bOff, cOff) = BatchOffsets(mm, bz);
-        var thread = Add(Mul(ty, C(GpuTile)), tx);
         LLVMValueRef Guarded(LLVMValueRef inRange, LLVMValueRef ptr, LLVMValueRef index)
         {
             // Reads only in range; the index is clamped so no out-of-bounds address is formed.
@@ -159,41 +164,65 @@ public sealed unsafe partial class KernelCodegen
         }
         StridedLoop(C(0), C(mm.K), C(bk), k0 =>
         {
-            for (int e = 0; e < 4; e++)
+            Threads(block, block, () =>
             {
-                var idx = Add(thread, C(e * 256));
-                // A tile: bm rows of bk; B tile: bk rows of bm.
-                var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
-                var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
-                var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
-                Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, idx));
-                var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
-                var (bkk, col) = (Add(k0, br), Add(colBase, bc));
-                var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
-                Store(Guarded(bIn, _inputs[^1], Add(bOff, Add(Mul(bkk, C(mm.N)), col))), Gep(_f32, sb, idx));
-            }
-            Barrier();
-            for (int kk = 0; kk < bk; kk++)
+                var thread = Thread();
+                for (int e = 0; e < 4; e++)
+                {
+                    var idx = Add(thread, C(e * 256));
+                    // A tile: bm rows of bk; B tile: bk rows of bm.
+                    var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
+                    var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
+                    var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
+                    Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, idx));
+                    var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
+                    var (bkk, col) = (Add(k0, br), Add(colBase, bc));
+                    var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
+                    Store(Guarded(bIn, _inputs[^1], Add(bOff, Add(Mul(bkk, C(mm.N)), col))), Gep(_f32, sb, idx));
+                }
+            }, barrier: true);
+            Threads(block, block, () =>
             {
-                var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(Mul(Add(Mul(ty, C(t)), C(i)), C(bk)), C(kk))))).ToArray();
-                var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(C(kk * bm + j), Mul(tx, C(t)))))).ToArray();
-                for (int i = 0; i < t; i++)
-                    for (int j = 0; j < t; j++)
-                        Store(LLVM.BuildFAdd(_b, Load(_f32, acc[i * t + j]), LLVM.BuildFMul(_b, av[i], bv[j], ""), ""), acc[i * t + j]);
-            }
-            Barrier();
+                var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
+                var ptrs = Enumerable.Range(0, tt).Select(Acc).ToArray();
+                for (int kk = 0; kk < bk; kk++)
+                {
+                    var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(Mul(Add(Mul(ty, C(t)), C(i)), C(bk)), C(kk))))).ToArray();
+                    var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(C(kk * bm + j), Mul(tx, C(t)))))).ToArray();
+                    for (int i = 0; i < t; i++)
+                        for (int j = 0; j < t; j++)
+                            Store(LLVM.BuildFAdd(_b, Load(_f32, ptrs[i * t + j]), LLVM.BuildFMul(_b, av[i], bv[j], ""), ""), ptrs[i * t + j]);
+                }
+            }, barrier: true);
         });
-        for (int i = 0; i < t; i++)
-            for (int j = 0; j < t; j++)
-            {
-                var row = Add(rowBase, Add(Mul(ty, C(t)), C(i)));
-                var col = Add(colBase, Add(Mul(tx, C(t)), C(j)));
-                var (store, next) = (Block("store"), Block("next"));
-                LLVM.BuildCondBr(_b, LLVM.BuildAnd(_b, Below(row, mm.M), Below(col, mm.N), ""), store, next);
-                Position(store);
-                Store(Load(_f32, acc[i * t + j]), Gep(_f32, _output, Add(cOff, Add(Mul(row, C(mm.N)), col))));
-                LLVM.BuildBr(_b, next);
-                Position(next);
-            }
+        Threads(block, block, () =>
+        {
+            var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
+            for (int i = 0; i < t; i++)
+                for (int j = 0; j < t; j++)
+                {
+                    var row = Add(rowBase, Add(Mul(ty, C(t)), C(i)));
+                    var col = Add(colBase, Add(Mul(tx, C(t)), C(j)));
+                    var (store, next) = (Block("store"), Block("next"));
+                    LLVM.BuildCondBr(_b, LLVM.BuildAnd(_b, Below(row, mm.M), Below(col, mm.N), ""), store, next);
+                    Position(store);
+                    Store(Load(_f32, Acc(i * t + j)), Gep(_f32, _output, Add(cOff, Add(Mul(row, C(mm.N)), col))));
+                    LLVM.BuildBr(_b, next);
+                    Position(next);
+                }
+            if (_target == KernelTarget.HostGrid)
+                for (int i = 0; i < tt; i++) Store(LLVM.ConstReal(_f32, 0), Acc(i));
+        });
+    }
+
+    /// <summary>A zeroed internal global of <paramref name="n"/> floats for the host grid's per-thread accumulators.</summary>
+    private LLVMValueRef AccumulatorGlobal(int n)
+    {
+        var type = LLVM.ArrayType(_f32, (uint)n);
+        var g = LLVM.AddGlobalInAddressSpace(Module, type, $"{_spec.Name}_acc", 0);
+        LLVM.SetInitializer(g, LLVM.ConstNull(type));
+        LLVM.SetLinkage(g, LLVMLinkage.Internal);
+        LLVM.SetAlignment(g, 16);
+        return LLVM.BuildBitCast(_b, g, LLVM.PointerType(_f32, 0), "");
     }
 }

@@ -14,9 +14,10 @@ public enum KernelTarget
     Ptx,
     /// <summary>
     /// The GPU kernels' thread structure compiled for the host, <c>void k(ptr* buffers, i64* registers)</c> called once
-    /// per thread with its thread and block indices (and, for tiled kernels, a barrier function that the threads of
-    /// a block, run concurrently, wait at; shared memory is a global), so their indexing is tested without a GPU.
-    /// Math is the host's.
+    /// per block with its block indices and the launch's block and grid sizes: the block's threads run in turn
+    /// between barriers (each stretch of code between two barriers is a loop over the threads; shared memory and
+    /// the threads' accumulators are globals), which is one schedule a GPU may pick. The indexing and tiling of
+    /// the GPU code are tested, and GPUs emulated, without one. Math is the host's.
     /// </summary>
     HostGrid,
 }
@@ -170,7 +171,7 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         });
     }
 
-    private void EmitGpu(int rank)
+    private void EmitGpu(int rank) => Threads(Sreg("ntid.x"), Const64(1), () =>
     {
         int p = ParallelDims(_spec);
         long total = _spec.Output.Shape.Take(p).Aggregate(1L, (a, x) => a * x);
@@ -191,27 +192,45 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             for (int level = 0; level < p; level++) EmitReductionsAt(level, _spec.Body, inner);
             EmitLoops(p, rank, inner);
         });
-    }
+    });
 
-    /// <summary>The order of the thread registers a <see cref="KernelTarget.HostGrid"/> kernel is called with.</summary>
-    public static readonly string[] Registers = ["tid.x", "tid.y", "tid.z", "ntid.x", "ctaid.x", "ctaid.y", "ctaid.z", "nctaid.x", "barrier"];
+    /// <summary>The order of the registers a <see cref="KernelTarget.HostGrid"/> kernel is called with (the thread indices are its own).</summary>
+    public static readonly string[] Registers = ["ntid.x", "ctaid.x", "ctaid.y", "ctaid.z", "nctaid.x"];
     private LLVMValueRef _registers;
+    private (LLVMValueRef X, LLVMValueRef Y)? _thread;
 
-    /// <summary>bar.sync 0 on the GPU; on the host grid, a call of the barrier function the caller passed.</summary>
-    private void Barrier()
+    /// <summary>
+    /// Code every thread of a block runs, up to a barrier when <paramref name="barrier"/> (bar.sync after it on the
+    /// GPU): on the GPU, <paramref name="body"/> once (each thread runs it); on the host grid, a loop over the
+    /// block's <paramref name="nx"/> x <paramref name="ny"/> threads, so that the end of the loop is the barrier.
+    /// In a kernel whose threads share memory every boundary between stretches is a barrier, so the host grid runs
+    /// a schedule the GPU may run (the PTX tests check each bar.sync sits between its stretches). Values a stretch
+    /// computes are per thread and do not outlive it.
+    /// </summary>
+    private void Threads(LLVMValueRef nx, LLVMValueRef ny, Action body, bool barrier = false)
     {
         if (_target != KernelTarget.HostGrid)
         {
-            Call("llvm.nvvm.barrier0", _void, []);
+            body();
+            if (barrier) Call("llvm.nvvm.barrier0", _void, []);
             return;
         }
-        var fnType = LLVM.FunctionType(_void, null, 0, 0);
-        var fn = LLVM.BuildIntToPtr(_b, Sreg("barrier"), LLVM.PointerType(fnType, 0), "");
-        LLVM.BuildCall2(_b, fnType, fn, null, 0, "");
+        if (_thread != null) throw new InvalidOperationException("thread loops do not nest");
+        Loop(Const64(0), ny, y => Loop(Const64(0), nx, x =>
+        {
+            _thread = (x, y);
+            try { body(); }
+            finally { _thread = null; }
+        }));
     }
 
     private LLVMValueRef Sreg(string name)
     {
+        if (_target == KernelTarget.HostGrid && name.StartsWith("tid.", StringComparison.Ordinal))
+        {
+            var t = _thread ?? throw new InvalidOperationException($"{name} read outside the threads of a block");
+            return name == "tid.x" ? t.X : name == "tid.y" ? t.Y : Const64(0);
+        }
         if (_target == KernelTarget.HostGrid) return Load(_i64, Gep(_i64, _registers, Const64(Array.IndexOf(Registers, name))));
         var v = Call($"llvm.nvvm.read.ptx.sreg.{name}", _i32, []);
         return LLVM.BuildZExt(_b, v, _i64, "");

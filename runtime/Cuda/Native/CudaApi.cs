@@ -50,12 +50,19 @@ public static unsafe class CudaApi
         {
             var r = cuInit(0);
             if (r != CUResult.Success) { why = $"cuInit failed ({(int)r})"; return false; }
-            Check(cuDeviceGetCount(out int n), "cuDeviceGetCount");
+            int n = DeviceCount();
             why = n > 0 ? "" : "no CUDA device";
             return n > 0;
         }
         catch (DllNotFoundException) { why = "no CUDA driver (libcuda.so.1 not found)"; return false; }
         catch (EntryPointNotFoundException e) { why = $"the CUDA driver lacks an entry point: {e.Message}"; return false; }
+    }
+
+    /// <summary>The number of GPUs (cuInit must have succeeded).</summary>
+    public static int DeviceCount()
+    {
+        Check(cuDeviceGetCount(out int n), "cuDeviceGetCount");
+        return n;
     }
 
     [DllImport(Lib)] public static extern CUResult cuInit(uint flags);
@@ -76,6 +83,9 @@ public static unsafe class CudaApi
     [DllImport(Lib, EntryPoint = "cuMemFree_v2")] public static extern CUResult cuMemFree(ulong pointer);
     [DllImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")] public static extern CUResult cuMemcpyHtoD(ulong dst, void* src, nuint bytes);
     [DllImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")] public static extern CUResult cuMemcpyDtoH(void* dst, ulong src, nuint bytes);
+    [DllImport(Lib, EntryPoint = "cuMemcpyDtoD_v2")] public static extern CUResult cuMemcpyDtoD(ulong dst, ulong src, nuint bytes);
+    [DllImport(Lib)] public static extern CUResult cuMemcpyPeer(ulong dst, IntPtr dstContext, ulong src, IntPtr srcContext, nuint bytes);
+    [DllImport(Lib, EntryPoint = "cuMemsetD8_v2")] public static extern CUResult cuMemsetD8(ulong dst, byte value, nuint count);
     [DllImport(Lib, EntryPoint = "cuMemGetInfo_v2")] public static extern CUResult cuMemGetInfo(out nuint free, out nuint total);
     [DllImport(Lib)] public static extern CUResult cuGetErrorString(CUResult error, out IntPtr text);
 }

@@ -30,7 +30,7 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
     public void ABundleHoldsTheProgramTheKernelsAndChecksums()
     {
         string b = Bundle("gpt.mpl", "-D", "L=2");
-        foreach (var f in new[] { "manifest.json", "program.json", "program.mplir", "kernels.ll", "kernels.ptx", "libkernels.so" })
+        foreach (var f in new[] { "manifest.json", "program.json", "program.mplir", "kernels.ll", "kernels.ptx", "libkernels.so", "libkernels-grid.so" })
             Assert.True(File.Exists(Path.Combine(b, f)), f);
         var m = ProgramManifest.FromJson(File.ReadAllText(Path.Combine(b, "manifest.json")));
         Assert.Equal("gpt", m.Name);
@@ -40,7 +40,9 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         Assert.Equal(["tokens", "labels"], m.Inputs.Select(i => i.Name));
         Assert.Equal(128, m.Inputs[0].IntBound);
         Assert.Contains(m.Params, p => p.Path == "gpt.block.1.mlp.w1" && p.Layout[1].SequenceEqual(["tp"]));
-        Assert.Equal(5, m.Files.Count);
+        Assert.Equal(6, m.Files.Count);
+        // The collective kernels ride along in the PTX for GPU collectives between devices sharing a GPU.
+        Assert.All(ParallelCompiler.Runtime.Gpu.CollectiveKernels.All, k => Assert.Contains($".entry {k}(", File.ReadAllText(Path.Combine(b, "kernels.ptx"))));
         Assert.All(m.Kernels, k => Assert.Contains($".entry {k.Name}(", File.ReadAllText(Path.Combine(b, "kernels.ptx"))));
         // The memory plan: buffers alive at once never share bytes; the arena holds at least the peak.
         var plan = m.Memory!;

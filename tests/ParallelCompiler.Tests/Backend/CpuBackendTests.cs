@@ -64,7 +64,7 @@ public class BackendCliTests
 
         var bad = Mplc.Run("run", mlp, "--backend", "tpu");
         Assert.Equal(1, bad.ExitCode);
-        Assert.Contains("error: --backend must be cpu, cuda or interp, got 'tpu'", bad.Stderr);
+        Assert.Contains("error: --backend must be cpu, cuda, cuda-emu or interp, got 'tpu'", bad.Stderr);
         bad = Mplc.Run("compile", mlp, "--emit", "wasm");
         Assert.Contains("error: --emit must be ir, llvm, ptx or asm, got 'wasm'", bad.Stderr);
         bad = Mplc.Run("compile", mlp, "--emit", "ptx", "--gpu", "sm_99");

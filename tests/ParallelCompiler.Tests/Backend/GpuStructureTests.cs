@@ -14,8 +14,8 @@ namespace ParallelCompiler.Tests.Backend;
 /// <summary>
 /// The GPU kernels' thread structure (which dimensions go to threads, the grid-stride loop, whole rows per thread
 /// for row kernels, the shared-memory tiles and barriers of matmuls) compiled for the host and run over the launch
-/// shape the bundle records, the threads of a block concurrently, against the interpreter: the indexing and
-/// synchronisation of the generated GPU code is checked on machines without a GPU.
+/// shape the bundle records (a block per call, its threads in turn between barriers), against the interpreter: the
+/// indexing and synchronisation of the generated GPU code is checked on machines without a GPU.
 /// </summary>
 public class GpuStructureTests
 {
@@ -90,14 +90,9 @@ public class GpuStructureTests
         finally { Directory.Delete(dir, true); }
     }
 
-    private static Barrier? s_block;
-
-    [UnmanagedCallersOnly]
-    private static void BlockBarrier() => s_block!.SignalAndWait();
-
     /// <summary>
-    /// Runs a kernel over a grid as a GPU would: blocks one after another (their shared memory is one global), the
-    /// threads of a block concurrently, meeting at the kernel's barriers and at the end of every block.
+    /// Runs a host-grid kernel over a grid as a GPU would: one call per block, the kernel running the block's
+    /// threads in turn between its barriers (one schedule a GPU may choose: a missing barrier reads stale tiles).
     /// </summary>
     private static unsafe void RunGrid(IntPtr fn, NDArray[] buffers, int[] grid, int[] block)
     {
@@ -105,26 +100,17 @@ public class GpuStructureTests
         try
         {
             var table = handles.Select(h => h.AddrOfPinnedObject()).ToArray();
-            int threads = block[0] * block[1] * block[2];
-            s_block = new Barrier(threads);
-            long barrier = (long)(delegate* unmanaged<void>)&BlockBarrier;
-            var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
-            {
-                var regs = new long[KernelCodegen.Registers.Length];
-                regs[0] = t % block[0]; regs[1] = t / block[0] % block[1]; regs[2] = t / (block[0] * block[1]);
-                regs[3] = block[0]; regs[7] = grid[0]; regs[8] = barrier;
-                for (int bz = 0; bz < grid[2]; bz++)
-                    for (int by = 0; by < grid[1]; by++)
-                        for (int bx = 0; bx < grid[0]; bx++)
-                        {
-                            regs[4] = bx; regs[5] = by; regs[6] = bz;
-                            fixed (IntPtr* tb = table)
-                            fixed (long* r = regs) ((delegate* unmanaged<IntPtr*, long*, void>)fn)(tb, r);
-                            s_block.SignalAndWait();
-                        }
-            }, 256 * 1024)).ToList();
-            workers.ForEach(w => w.Start());
-            workers.ForEach(w => w.Join());
+            var regs = new long[KernelCodegen.Registers.Length];
+            regs[Array.IndexOf(KernelCodegen.Registers, "ntid.x")] = block[0];
+            regs[Array.IndexOf(KernelCodegen.Registers, "nctaid.x")] = grid[0];
+            for (int bz = 0; bz < grid[2]; bz++)
+                for (int by = 0; by < grid[1]; by++)
+                    for (int bx = 0; bx < grid[0]; bx++)
+                    {
+                        (regs[1], regs[2], regs[3]) = (bx, by, bz);
+                        fixed (IntPtr* tb = table)
+                        fixed (long* r = regs) ((delegate* unmanaged<IntPtr*, long*, void>)fn)(tb, r);
+                    }
         }
         finally { foreach (var h in handles) h.Free(); }
     }

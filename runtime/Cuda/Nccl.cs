@@ -1,0 +1,89 @@
+using ParallelCompiler.Runtime.Cuda.Native;
+using ParallelCompiler.Runtime.Gpu;
+
+namespace ParallelCompiler.Runtime.Cuda;
+
+/// <summary>
+/// <see cref="INccl"/> over libnccl on the CUDA GPUs of this process: a group's communicators come from one
+/// <c>ncclCommInitAll</c> over its members' GPUs; each call is issued on the default stream with the member's
+/// context current, then synchronised, so it returns with the result in place.
+/// </summary>
+public sealed class Nccl : INccl
+{
+    private readonly IReadOnlyList<IGpuDriver> _gpus;
+    private readonly List<IntPtr> _comms = [];
+
+    /// <summary>NCCL over <paramref name="gpus"/> (CUDA drivers); an input error when libnccl cannot be loaded.</summary>
+    public Nccl(IReadOnlyList<IGpuDriver> gpus)
+    {
+        if (!NcclApi.Available(out string why)) throw new Model.RunInputException($"one GPU per device needs NCCL: {why}");
+        _gpus = gpus;
+    }
+
+    private sealed class Comm(int rank, int size, CudaDriver gpu, IntPtr handle) : INcclComm
+    {
+        public int Rank => rank;
+        public int Size => size;
+        public IGpuDriver Gpu => gpu;
+        public CudaDriver Cuda => gpu;
+        public IntPtr Handle => handle;
+    }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus)
+    {
+        var drivers = gpus.Select(g => _gpus[g] as CudaDriver ?? throw new InvalidOperationException($"NCCL runs on CUDA GPUs, not {_gpus[g].Name}")).ToArray();
+        IntPtr[] handles;
+        lock (_comms)
+        {
+            handles = NcclApi.CommInitAll(drivers.Select(d => d.Context.Device).ToArray());
+            _comms.AddRange(handles);
+        }
+        return drivers.Select((d, k) => (INcclComm)new Comm(k, drivers.Length, d, handles[k])).ToArray();
+    }
+
+    /// <inheritdoc/>
+    public void AllReduce(INcclComm comm, ulong send, ulong recv, long count, NcclType type, NcclOp op) =>
+        Issue(comm, c => NcclApi.AllReduce(send, recv, count, (int)type, (int)op, c));
+
+    /// <inheritdoc/>
+    public void AllGather(INcclComm comm, ulong send, ulong recv, long sendCount, NcclType type) =>
+        Issue(comm, c => NcclApi.AllGather(send, recv, sendCount, (int)type, c));
+
+    /// <inheritdoc/>
+    public void ReduceScatter(INcclComm comm, ulong send, ulong recv, long recvCount, NcclType type, NcclOp op) =>
+        Issue(comm, c => NcclApi.ReduceScatter(send, recv, recvCount, (int)type, (int)op, c));
+
+    /// <inheritdoc/>
+    public void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends, IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives, NcclType type) =>
+        Issue(comm, c =>
+        {
+            NcclApi.GroupStart();
+            try
+            {
+                foreach (var (peer, buffer, count) in sends) NcclApi.Send(buffer, count, (int)type, peer, c);
+                foreach (var (peer, buffer, count) in receives) NcclApi.Recv(buffer, count, (int)type, peer, c);
+            }
+            finally { NcclApi.GroupEnd(); }
+        });
+
+    private static void Issue(INcclComm comm, Action<IntPtr> call)
+    {
+        var c = (Comm)comm;
+        c.Cuda.WithContext(() =>
+        {
+            call(c.Handle);
+            CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after NCCL on {c.Gpu.Name}");
+        });
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        lock (_comms)
+        {
+            foreach (var c in _comms) NcclApi.CommDestroy(c);
+            _comms.Clear();
+        }
+    }
+}

@@ -1,0 +1,116 @@
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Cpu;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
+using ParallelCompiler.Runtime.Model;
+
+namespace ParallelCompiler.Runtime.Gpu;
+
+/// <summary>
+/// The GPU back end's devices: the mesh's logical devices on the GPUs of one process. With one GPU (or fewer GPUs
+/// than devices) every logical device shares GPU 0, and collectives run in its memory through device copies and
+/// the generated collective kernels (an <see cref="InProcessWorld{T}"/> over <see cref="GpuArrayOps"/>); with a
+/// GPU per device each device has its own, and collectives go through NCCL. Each step copies the inputs and
+/// parameters in and the results and updates out; everything between stays on the GPUs.
+/// </summary>
+public sealed class GpuMachine : IMachine, IDisposable
+{
+    private readonly IReadOnlyList<IGpuDriver> _gpus;
+    private readonly IReadOnlyDictionary<string, KernelInfo> _kernels;
+    private readonly Func<IReadOnlyList<IGpuDriver>, TimeSpan, CancellationToken, INccl> _nccl;
+    private readonly IDisposable? _owned;
+
+    private GpuMachine(IReadOnlyList<IGpuDriver> gpus, IEnumerable<KernelInfo> kernels, Func<IReadOnlyList<IGpuDriver>, TimeSpan, CancellationToken, INccl> nccl, IDisposable? owned)
+    {
+        _gpus = gpus;
+        _kernels = kernels.ToDictionary(k => k.Name);
+        _nccl = nccl;
+        _owned = owned;
+    }
+
+    /// <summary>
+    /// The first <paramref name="gpus"/> GPUs of this machine (all when null) with <paramref name="ptx"/> loaded; a
+    /// machine without a GPU or without as many as asked is an input error saying so.
+    /// </summary>
+    public static GpuMachine OpenCuda(string ptx, IEnumerable<KernelInfo> kernels, int? gpus = null)
+    {
+        if (!Cuda.Native.CudaApi.Available(out string why)) throw new RunInputException($"--backend cuda: {why}");
+        int have = Cuda.Native.CudaApi.DeviceCount();
+        int n = gpus ?? have;
+        if (n < 1 || n > have) throw new RunInputException($"--gpus {n}: this machine has {have} GPU(s)");
+        var drivers = new List<IGpuDriver>();
+        try
+        {
+            for (int i = 0; i < n; i++) drivers.Add(new Cuda.CudaDriver(i, ptx));
+        }
+        catch
+        {
+            foreach (var d in drivers) d.Dispose();
+            throw;
+        }
+        return new GpuMachine(drivers, kernels, (g, _, _) => new Cuda.Nccl(g), null);
+    }
+
+    /// <summary>
+    /// <paramref name="gpus"/> emulated GPUs running the host-grid kernels of the library at <paramref name="gridLibrary"/>,
+    /// their collectives between GPUs through an emulated NCCL.
+    /// </summary>
+    public static GpuMachine OpenEmulated(string gridLibrary, IEnumerable<KernelInfo> kernels, int gpus = 1)
+    {
+        if (gpus < 1) throw new RunInputException($"--gpus must be at least 1, got {gpus}");
+        var library = new HostKernelLibrary(gridLibrary);
+        var drivers = Enumerable.Range(0, gpus).Select(i => (IGpuDriver)new EmulatedGpu(i, library)).ToList();
+        return new GpuMachine(drivers, kernels, (g, timeout, cancel) => new EmulatedNccl(g, timeout, cancel), library);
+    }
+
+    /// <summary>Milliseconds spent in kernel <paramref name="name"/> on all GPUs, or null if it never ran.</summary>
+    public double? KernelMilliseconds(string name)
+    {
+        double total = 0;
+        bool any = false;
+        foreach (var g in _gpus)
+            if (g.Counters.Kernels.TryGetValue(name, out var t)) { total += t.Milliseconds; any = true; }
+        return any ? total : null;
+    }
+
+    /// <summary>The GPUs.</summary>
+    public IReadOnlyList<IGpuDriver> Gpus => _gpus;
+
+    /// <summary>How a mesh of <paramref name="devices"/> devices is placed: one GPU per device (NCCL) or all on GPU 0.</summary>
+    public bool OneGpuPerDevice(int devices) => devices > 1 && _gpus.Count >= devices;
+
+    /// <summary>A line for the log: where the devices of a mesh of <paramref name="devices"/> run.</summary>
+    public string Describe(int devices) => OneGpuPerDevice(devices)
+        ? $"{devices} device(s) on {string.Join(", ", _gpus.Take(devices).Select(g => g.Name))} (collectives through NCCL)"
+        : $"{devices} device(s) on {_gpus[0].Name}" + (devices > 1 ? " (collectives through device copies and generated kernels)" : "");
+
+    /// <inheritdoc/>
+    public IReadOnlyList<NDArray> Run(ProgramManifest manifest, DeviceProgram program, IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates, Trace? trace)
+    {
+        var mesh = manifest.PhysicalMesh;
+        if (OneGpuPerDevice(mesh.DeviceCount))
+        {
+            var heaps = _gpus.Take(mesh.DeviceCount).Select(g => new GpuHeap(g)).ToArray();
+            try
+            {
+                using var world = new NcclWorld(mesh, timeout, _nccl, heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), _kernels));
+                return ProgramRunner.Run(manifest, program, args, parameters, world, updates, trace);
+            }
+            finally { foreach (var h in heaps) h.Dispose(); }
+        }
+        using (var heap = new GpuHeap(_gpus[0]))
+        {
+            var ops = new GpuArrayOps(heap);
+            using var world = new InProcessDevices<GpuArray>(new InProcessWorld<GpuArray>(mesh, timeout, ops), rank => new GpuDevice(rank, heap, ops, _kernels));
+            return ProgramRunner.Run(manifest, program, args, parameters, world, updates, trace);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var g in _gpus) g.Dispose();
+        _owned?.Dispose();
+    }
+}

@@ -1,0 +1,90 @@
+using ParallelCompiler.Runtime.Model;
+
+namespace ParallelCompiler.Runtime.Gpu;
+
+/// <summary>
+/// One GPU as the runtime drives it: device memory (addresses are 64-bit device pointers), copies, and launches of
+/// the bundle's kernels by name. <see cref="Cuda.CudaDriver"/> drives a real GPU through the CUDA driver API;
+/// <see cref="EmulatedGpu"/> runs the same kernels' host-grid build over host memory with the same launch shapes,
+/// checking every address, so everything above this interface runs the same way on machines without a GPU.
+/// Calls may come from several threads (the logical devices sharing the GPU); every call completes before it returns.
+/// </summary>
+public interface IGpuDriver : IDisposable
+{
+    /// <summary>The GPU's number among the back end's GPUs.</summary>
+    int Ordinal { get; }
+
+    /// <summary>A name for messages: <c>cuda:0</c>, <c>emulated-gpu:1</c>.</summary>
+    string Name { get; }
+
+    /// <summary>What went through it so far.</summary>
+    GpuCounters Counters { get; }
+
+    /// <summary>A new allocation of <paramref name="bytes"/> (at least 1), contents undefined.</summary>
+    ulong Allocate(long bytes);
+
+    /// <summary>Frees an allocation.</summary>
+    void Free(ulong pointer);
+
+    /// <summary>Sets <paramref name="bytes"/> bytes at <paramref name="pointer"/> to zero.</summary>
+    void Zero(ulong pointer, long bytes);
+
+    /// <summary>Copies host memory to the device.</summary>
+    unsafe void CopyToDevice(ulong dst, void* src, long bytes);
+
+    /// <summary>Copies device memory to the host.</summary>
+    unsafe void CopyToHost(void* dst, ulong src, long bytes);
+
+    /// <summary>Copies within this GPU's memory.</summary>
+    void CopyOnDevice(ulong dst, ulong src, long bytes);
+
+    /// <summary>Copies from the memory of another GPU of the same back end into this one's.</summary>
+    void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes);
+
+    /// <summary>
+    /// Launches kernel <paramref name="launch"/>.Name with its grid and block on <paramref name="pointers"/> then
+    /// <paramref name="scalars"/> (64-bit parameters, in that order) and waits for it; returns the time it took.
+    /// </summary>
+    TimeSpan Launch(KernelInfo launch, ReadOnlySpan<ulong> pointers, ReadOnlySpan<long> scalars);
+}
+
+/// <summary>Traffic and memory of one GPU, counted by its driver (thread-safe).</summary>
+public sealed class GpuCounters
+{
+    private long _toDevice, _toHost, _onDevice, _launches, _inUse, _peak;
+
+    /// <summary>Bytes copied from the host.</summary>
+    public long BytesToDevice => Interlocked.Read(ref _toDevice);
+    /// <summary>Bytes copied to the host.</summary>
+    public long BytesToHost => Interlocked.Read(ref _toHost);
+    /// <summary>Bytes copied within the GPU or from a peer GPU.</summary>
+    public long BytesOnDevice => Interlocked.Read(ref _onDevice);
+    /// <summary>Kernels launched.</summary>
+    public long Launches => Interlocked.Read(ref _launches);
+    /// <summary>Bytes allocated and not yet freed.</summary>
+    public long BytesInUse => Interlocked.Read(ref _inUse);
+    /// <summary>The most bytes in use at once.</summary>
+    public long PeakBytes => Interlocked.Read(ref _peak);
+
+    /// <summary>Per kernel: launches and milliseconds.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds)> Kernels { get; } = new();
+
+    internal void ToDevice(long bytes) => Interlocked.Add(ref _toDevice, bytes);
+    internal void ToHost(long bytes) => Interlocked.Add(ref _toHost, bytes);
+    internal void OnDevice(long bytes) => Interlocked.Add(ref _onDevice, bytes);
+
+    internal void Launched(string name, TimeSpan t)
+    {
+        Interlocked.Increment(ref _launches);
+        Kernels.AddOrUpdate(name, (1, t.TotalMilliseconds), (_, x) => (x.Launches + 1, x.Milliseconds + t.TotalMilliseconds));
+    }
+
+    internal void Allocated(long bytes)
+    {
+        long now = Interlocked.Add(ref _inUse, bytes);
+        long peak;
+        while (now > (peak = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, now, peak) != peak) { }
+    }
+
+    internal void Freed(long bytes) => Interlocked.Add(ref _inUse, -bytes);
+}

@@ -1,0 +1,55 @@
+namespace ParallelCompiler.Runtime.Gpu;
+
+/// <summary>NCCL's element types used here (ncclDataType_t values).</summary>
+public enum NcclType
+{
+    /// <summary>ncclInt32.</summary>
+    Int32 = 2,
+    /// <summary>ncclFloat32 (f16 and bf16 too: a GPU array holds them as f32).</summary>
+    Float32 = 7,
+}
+
+/// <summary>NCCL's reductions used here (ncclRedOp_t values).</summary>
+public enum NcclOp
+{
+    /// <summary>ncclSum.</summary>
+    Sum = 0,
+    /// <summary>ncclMax.</summary>
+    Max = 2,
+}
+
+/// <summary>One member's communicator of a group: its NCCL rank (its position in the group) on its GPU.</summary>
+public interface INcclComm
+{
+    /// <summary>Position in the group.</summary>
+    int Rank { get; }
+    /// <summary>Members in the group.</summary>
+    int Size { get; }
+    /// <summary>The member's GPU.</summary>
+    IGpuDriver Gpu { get; }
+}
+
+/// <summary>
+/// The NCCL calls the runtime makes, on the GPUs of one process (one per device): communicators for a group made
+/// together (<c>ncclCommInitAll</c>), the three collectives, and point-to-point exchanges issued as one group
+/// (<c>ncclGroupStart</c>, <c>ncclSend</c>/<c>ncclRecv</c>, <c>ncclGroupEnd</c>). Every call returns once its result
+/// is in the receive buffer. <see cref="Cuda.Nccl"/> calls libnccl; <see cref="EmulatedNccl"/> does the same over
+/// emulated GPUs, with NCCL's buffer layouts (all_gather rank-major, reduce_scatter chunk k to rank k).
+/// </summary>
+public interface INccl : IDisposable
+{
+    /// <summary>Communicators of a group whose member k runs on GPU <paramref name="gpus"/>[k] (indices into this NCCL's GPUs).</summary>
+    IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus);
+
+    /// <summary>recv = the reduction over the group of every member's send (count elements).</summary>
+    void AllReduce(INcclComm comm, ulong send, ulong recv, long count, NcclType type, NcclOp op);
+
+    /// <summary>recv = member 0's send, member 1's send, ... (sendCount elements each).</summary>
+    void AllGather(INcclComm comm, ulong send, ulong recv, long sendCount, NcclType type);
+
+    /// <summary>recv = chunk k (recvCount elements) of the reduction over the group of the sends, on member k.</summary>
+    void ReduceScatter(INcclComm comm, ulong send, ulong recv, long recvCount, NcclType type, NcclOp op);
+
+    /// <summary>Sends and receives between members, issued together.</summary>
+    void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends, IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives, NcclType type);
+}

@@ -1,0 +1,228 @@
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Distributed;
+
+namespace ParallelCompiler.Runtime.Gpu;
+
+/// <summary>
+/// The devices of a mesh on one GPU each, in one process: device r runs on GPU r with its own thread (the thread
+/// management, cancellation and pipeline mailboxes of an <see cref="InProcessWorld{T}"/>), and its collectives go
+/// through NCCL communicators, one set per group of devices, made when the group first communicates.
+/// </summary>
+public sealed class NcclWorld : IDeviceWorld<GpuArray>
+{
+    private readonly InProcessWorld<GpuArray> _inner;
+    private readonly INccl _nccl;
+    private readonly GpuHeap[] _heaps;
+    private readonly GpuArrayOps[] _ops;
+    private readonly Func<int, IDevice<GpuArray>> _device;
+    private readonly Dictionary<string, IReadOnlyList<INcclComm>> _groups = [];
+
+    /// <summary>
+    /// A world over the GPUs of <paramref name="heaps"/> (device r on heaps[r]'s GPU), with NCCL made by
+    /// <paramref name="nccl"/>(GPUs, timeout, cancellation of the world).
+    /// </summary>
+    public NcclWorld(DeviceMesh mesh, TimeSpan timeout, Func<IReadOnlyList<IGpuDriver>, TimeSpan, CancellationToken, INccl> nccl,
+        GpuHeap[] heaps, Func<int, IDevice<GpuArray>> device)
+    {
+        if (heaps.Length != mesh.DeviceCount) throw new ArgumentException($"mesh {mesh} has {mesh.DeviceCount} devices but {heaps.Length} GPUs were given");
+        _heaps = heaps;
+        _ops = heaps.Select(h => new GpuArrayOps(h)).ToArray();
+        _device = device;
+        _inner = new InProcessWorld<GpuArray>(mesh, timeout, new PerGpuOps(this));
+        _nccl = nccl(heaps.Select(h => h.Gpu).ToArray(), timeout, _inner.Cancellation);
+    }
+
+    /// <inheritdoc/>
+    public DeviceMesh Mesh => _inner.Mesh;
+
+    /// <summary>The NCCL in use.</summary>
+    internal INccl Nccl => _nccl;
+
+    /// <inheritdoc/>
+    public TResult[] Run<TResult>(Func<IDevice<GpuArray>, ICommunicator<GpuArray>, TResult> body) =>
+        _inner.Run((rank, comm) => body(_device(rank), new NcclCommunicator(rank, comm, this, _heaps[rank], _ops[rank])));
+
+    /// <summary>The communicator of <paramref name="rank"/> in the group of devices <paramref name="members"/> (global ranks, in group order).</summary>
+    internal INcclComm Group(int[] members, int rank)
+    {
+        string key = string.Join(",", members);
+        IReadOnlyList<INcclComm> comms;
+        lock (_groups)
+            if (!_groups.TryGetValue(key, out comms!)) _groups[key] = comms = _nccl.Group(members);
+        return comms[Array.IndexOf(members, rank)];
+    }
+
+    /// <summary>The heap of the GPU <paramref name="gpu"/>.</summary>
+    internal GpuHeap HeapOf(IGpuDriver gpu) => _heaps.First(h => h.Gpu == gpu);
+
+    /// <summary>The operations of the GPU <paramref name="gpu"/>.</summary>
+    internal GpuArrayOps OpsOf(IGpuDriver gpu) => _ops[Array.FindIndex(_heaps, h => h.Gpu == gpu)];
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _nccl.Dispose();
+        _inner.Dispose();
+    }
+
+    /// <summary>Operations on whichever GPU holds the arrays (what the in-process mailboxes copy with).</summary>
+    private sealed class PerGpuOps(NcclWorld world) : IArrayOps<GpuArray>
+    {
+        public GpuArray Sum(IReadOnlyList<GpuArray> xs) => world.OpsOf(xs[0].Gpu).Sum(xs);
+        public GpuArray Max(IReadOnlyList<GpuArray> xs) => world.OpsOf(xs[0].Gpu).Max(xs);
+        public GpuArray Concat(IReadOnlyList<GpuArray> parts, int dim) => world.OpsOf(parts[0].Gpu).Concat(parts, dim);
+        public GpuArray Slice(GpuArray x, int dim, long start, long length) => world.OpsOf(x.Gpu).Slice(x, dim, start, length);
+        public GpuArray Copy(GpuArray x) => world.OpsOf(x.Gpu).Copy(x);
+        public GpuArray Zeros(DType dtype, long[] shape) => throw new InvalidOperationException("zeros on which GPU?");
+    }
+}
+
+/// <summary>
+/// One device's collectives through NCCL. NCCL gathers rank-major and scatters contiguous chunks, so gathers and
+/// scatters along another dimension reorder blocks with the copy kernel; f16 and bf16 sums gather the members'
+/// arrays and add them in group order with the generated sum kernel, rounding after every addition as the host
+/// does (NCCL would add in f32 in its own order). Pipeline sends and receives go through the in-process mailboxes
+/// and a peer copy.
+/// </summary>
+internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, NcclWorld world, GpuHeap heap, GpuArrayOps ops) : ICommunicator<GpuArray>
+{
+    private INccl Nccl => world.Nccl;
+
+    public int Rank => rank;
+
+    public DeviceMesh Mesh => inner.Mesh;
+
+    private (INcclComm Comm, int[] Members) GroupOf(IReadOnlyList<string> axes)
+    {
+        var members = Mesh.Group(rank, axes);
+        return (members.Length == 1 ? null! : world.Group(members, rank), members);
+    }
+
+    private static NcclType Type(GpuArray x) => x.DType == DType.I32 ? NcclType.Int32 : NcclType.Float32;
+
+    public GpuArray AllReduce(GpuArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site)
+    {
+        var (comm, members) = GroupOf(axes);
+        if (members.Length == 1) return ops.Copy(x);
+        if (kind == ReduceKind.Sum && x.DType is DType.F16 or DType.BF16) return OrderedSum(comm, x);
+        var output = heap.Allocate(x.DType, x.Shape, zero: false);
+        Nccl.AllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x), kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max);
+        return output;
+    }
+
+    // Every member's array, gathered, then added in group order with rounding after each addition.
+    private GpuArray OrderedSum(INcclComm comm, GpuArray x)
+    {
+        var all = Gathered(comm, x);
+        try { return ops.SumAt(x.DType, x.Shape, Enumerable.Range(0, comm.Size).Select(k => all.Pointer + (ulong)(k * x.Bytes)).ToArray()); }
+        finally { heap.Free(all); }
+    }
+
+    // [n, ...x.Shape]: member k's array at position k.
+    private GpuArray Gathered(INcclComm comm, GpuArray x)
+    {
+        var all = heap.Allocate(x.DType, [comm.Size, .. x.Shape], zero: false);
+        Nccl.AllGather(comm, x.Pointer, all.Pointer, x.Count, Type(x));
+        return all;
+    }
+
+    public GpuArray AllGather(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
+    {
+        var (comm, members) = GroupOf(axes);
+        int n = members.Length;
+        if (n == 1) return ops.Copy(x);
+        var all = Gathered(comm, x);
+        if (dim == 0) return Reshaped(all, Scaled(x.Shape, 0, n));
+        try
+        {
+            var output = heap.Allocate(x.DType, Scaled(x.Shape, dim, n), zero: false);
+            long outer = GpuArrayOps.Outer(x.Shape, dim), len = x.Shape[dim] * GpuArrayOps.Inner(x.Shape, dim);
+            for (int k = 0; k < n; k++) ops.CopyBlocks(output, all, outer, len, len, k * x.Count, n * len, k * len);
+            return output;
+        }
+        finally { heap.Free(all); }
+    }
+
+    public GpuArray ReduceScatter(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
+    {
+        var (comm, members) = GroupOf(axes);
+        int n = members.Length;
+        if (n == 1) return ops.Copy(x);
+        long chunk = x.Shape[dim] / n;
+        int me = Array.IndexOf(members, rank);
+        if (x.DType is DType.F16 or DType.BF16)
+        {
+            var sum = OrderedSum(comm, x);
+            try { return ops.Slice(sum, dim, me * chunk, chunk); }
+            finally { heap.Free(sum); }
+        }
+        var shape = (long[])x.Shape.Clone();
+        shape[dim] = chunk;
+        var output = heap.Allocate(x.DType, shape, zero: false);
+        long outer = GpuArrayOps.Outer(x.Shape, dim), inner = GpuArrayOps.Inner(x.Shape, dim), len = chunk * inner;
+        // NCCL scatters contiguous chunks: bring chunk k of the dimension together first.
+        var packed = dim == 0 ? x : heap.Allocate(x.DType, x.Shape, zero: false);
+        try
+        {
+            if (dim != 0)
+                for (int k = 0; k < n; k++) ops.CopyBlocks(packed, x, outer, len, x.Shape[dim] * inner, k * len, len, k * outer * len);
+            Nccl.ReduceScatter(comm, packed.Pointer, output.Pointer, output.Count, Type(x), NcclOp.Sum);
+        }
+        finally { if (packed != x) heap.Free(packed); }
+        return output;
+    }
+
+    public GpuArray AllToAll(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site)
+    {
+        var (comm, members) = GroupOf(axes);
+        int n = members.Length;
+        if (n == 1) return ops.Copy(x);
+        int me = Array.IndexOf(members, rank);
+        var chunks = ops.Split(x, splitDim, n);
+        var received = chunks.Select((c, j) => j == me ? c : heap.Allocate(c.DType, c.Shape, zero: false)).ToArray();
+        try
+        {
+            var peers = Enumerable.Range(0, n).Where(j => j != me).ToArray();
+            Nccl.Exchange(comm, peers.Select(j => (j, chunks[j].Pointer, chunks[j].Count)).ToArray(),
+                peers.Select(j => (j, received[j].Pointer, received[j].Count)).ToArray(), Type(x));
+            return ops.Concat(received, concatDim);
+        }
+        finally
+        {
+            foreach (var c in chunks.Concat(received).Distinct()) heap.Free(c);
+        }
+    }
+
+    public GpuArray CollectivePermute(GpuArray x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site)
+    {
+        int devices = Mesh.DeviceCount;
+        var output = heap.Allocate(x.DType, x.Shape, zero: true);
+        var sends = pairs.Where(p => p.Source == rank && p.Target != rank).Select(p => (p.Target, x.Pointer, x.Count)).ToArray();
+        var receives = pairs.Where(p => p.Target == rank && p.Source != rank).Select(p => (p.Source, output.Pointer, x.Count)).ToArray();
+        if (pairs.Any(p => p.Source == rank && p.Target == rank)) heap.Gpu.CopyOnDevice(output.Pointer, x.Pointer, x.Bytes);
+        if (devices > 1) Nccl.Exchange(world.Group(Enumerable.Range(0, devices).ToArray(), rank), sends, receives, Type(x));
+        return output;
+    }
+
+    public void Send(GpuArray x, int peer, CollectiveSite site, int tag = 0) => inner.Send(x, peer, site, tag);
+
+    public GpuArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0)
+    {
+        var message = inner.Recv(peer, dtype, shape, site, tag);
+        if (message.Gpu == heap.Gpu) return message;
+        var local = heap.Allocate(dtype, shape, zero: false);
+        heap.Gpu.CopyFromPeer(local.Pointer, message.Gpu, message.Pointer, message.Bytes);
+        world.HeapOf(message.Gpu).Free(message);
+        return local;
+    }
+
+    private static long[] Scaled(long[] shape, int dim, int n)
+    {
+        var s = (long[])shape.Clone();
+        s[dim] *= n;
+        return s;
+    }
+
+    // The same memory under another shape of as many elements (the gathered [n, ...] as the concatenation along 0).
+    private GpuArray Reshaped(GpuArray a, long[] shape) => heap.Reshape(a, shape);
+}
