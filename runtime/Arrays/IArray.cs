@@ -40,6 +40,9 @@ public interface IArrayOps<T> where T : class, IArray
 
     /// <summary>A zero-filled array.</summary>
     T Zeros(DType dtype, long[] shape);
+
+    /// <summary>Gives back a temporary's memory (host arrays are left to the collector).</summary>
+    void Release(T x);
 }
 
 /// <summary>Helpers over any <see cref="IArrayOps{T}"/>.</summary>
@@ -75,4 +78,6 @@ public sealed class HostArrayOps : IArrayOps<NDArray>
     public NDArray Copy(NDArray x) => ArrayOps.Copy(x);
     /// <inheritdoc/>
     public NDArray Zeros(DType dtype, long[] shape) => NDArray.Zeros(dtype, (long[])shape.Clone());
+    /// <inheritdoc/>
+    public void Release(NDArray x) { }
 }

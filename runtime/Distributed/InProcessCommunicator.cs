@@ -50,7 +50,13 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         var (group, key, span) = GroupOf(axes, site);
         int d = Dim(x, dim, "dim", site, span);
         Divisible(x, d, group.Length, site, span);
-        return Issue(site, group, key, span, x, $"reduce_scatter(dim {d})", xs => Ops.Split(Ops.Sum(xs), d, xs.Length));
+        return Issue(site, group, key, span, x, $"reduce_scatter(dim {d})", xs =>
+        {
+            var sum = Ops.Sum(xs);
+            var chunks = Ops.Split(sum, d, xs.Length);
+            Ops.Release(sum);
+            return chunks;
+        });
     }
 
     /// <inheritdoc/>
@@ -70,6 +76,7 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
                 for (int i = 0; i < n; i++) column[i] = chunks[i][j];
                 results[j] = Ops.Concat(column, c);
             }
+            foreach (var chunk in chunks.SelectMany(x => x)) Ops.Release(chunk);
             return results;
         });
     }

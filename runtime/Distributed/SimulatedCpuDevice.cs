@@ -8,7 +8,7 @@ namespace ParallelCompiler.Runtime.Distributed;
 /// </summary>
 public sealed class SimulatedCpuDevice : IDevice<NDArray>
 {
-    private long _bytes, _launches;
+    private long _bytes, _launches, _in, _out;
 
     /// <summary>A device numbered <paramref name="ordinal"/>.</summary>
     public SimulatedCpuDevice(int ordinal)
@@ -30,6 +30,12 @@ public sealed class SimulatedCpuDevice : IDevice<NDArray>
     /// <summary>Bytes of device memory allocated so far, at the device size of each dtype (2 for f16 and bf16).</summary>
     public long BytesAllocated => Interlocked.Read(ref _bytes);
 
+    /// <summary>Bytes copied in from the host so far (inputs and parameters).</summary>
+    public long BytesCopiedIn => Interlocked.Read(ref _in);
+
+    /// <summary>Bytes copied out to the host so far (results and parameter updates).</summary>
+    public long BytesCopiedOut => Interlocked.Read(ref _out);
+
     /// <summary>Kernels launched so far.</summary>
     public long Launches => Interlocked.Read(ref _launches);
 
@@ -47,11 +53,16 @@ public sealed class SimulatedCpuDevice : IDevice<NDArray>
     {
         var buffer = ArrayOps.Copy(host);
         Interlocked.Add(ref _bytes, buffer.Size * buffer.DType.Size());
+        Interlocked.Add(ref _in, buffer.Size * 4);
         return buffer;
     }
 
     /// <inheritdoc/>
-    public NDArray CopyOut(NDArray buffer) => ArrayOps.Copy(buffer);
+    public NDArray CopyOut(NDArray buffer)
+    {
+        Interlocked.Add(ref _out, buffer.Size * 4);
+        return ArrayOps.Copy(buffer);
+    }
 
     /// <inheritdoc/>
     public void Launch(IKernel kernel, IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs)

@@ -36,6 +36,7 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
         try
         {
             fixed (ulong* p = addresses) Gpu.CopyToDevice(table, p, addresses.Length * sizeof(ulong));
+            Gpu.Counters.AddressTable(addresses.Length * sizeof(ulong));
             string name = CollectiveKernels.Reduce(kind, dtype);
             Gpu.Launch(CollectiveKernels.Shape(name, output.Count), [output.Pointer, table], [addresses.Length, output.Count]);
         }
@@ -91,6 +92,9 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
 
     /// <inheritdoc/>
     public GpuArray Zeros(DType dtype, long[] shape) => heap.Allocate(dtype, shape, zero: true);
+
+    /// <inheritdoc/>
+    public void Release(GpuArray x) => heap.Free(x);
 
     /// <summary>
     /// dst[o * dstStride + dstOffset + i] = src[o * srcStride + srcOffset + i] for o &lt; outer, i &lt; len (in

@@ -51,10 +51,12 @@ public interface IGpuDriver : IDisposable
 /// <summary>Traffic and memory of one GPU, counted by its driver (thread-safe).</summary>
 public sealed class GpuCounters
 {
-    private long _toDevice, _toHost, _onDevice, _launches, _inUse, _peak;
+    private long _toDevice, _toHost, _onDevice, _launches, _inUse, _peak, _tables;
 
     /// <summary>Bytes copied from the host.</summary>
     public long BytesToDevice => Interlocked.Read(ref _toDevice);
+    /// <summary>Of <see cref="BytesToDevice"/>, the bytes of address tables for the collective sum and max kernels.</summary>
+    public long BytesOfAddressTables => Interlocked.Read(ref _tables);
     /// <summary>Bytes copied to the host.</summary>
     public long BytesToHost => Interlocked.Read(ref _toHost);
     /// <summary>Bytes copied within the GPU or from a peer GPU.</summary>
@@ -70,6 +72,7 @@ public sealed class GpuCounters
     public System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds)> Kernels { get; } = new();
 
     internal void ToDevice(long bytes) => Interlocked.Add(ref _toDevice, bytes);
+    internal void AddressTable(long bytes) => Interlocked.Add(ref _tables, bytes);
     internal void ToHost(long bytes) => Interlocked.Add(ref _toHost, bytes);
     internal void OnDevice(long bytes) => Interlocked.Add(ref _onDevice, bytes);
 

@@ -74,6 +74,7 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
         public GpuArray Slice(GpuArray x, int dim, long start, long length) => world.OpsOf(x.Gpu).Slice(x, dim, start, length);
         public GpuArray Copy(GpuArray x) => world.OpsOf(x.Gpu).Copy(x);
         public GpuArray Zeros(DType dtype, long[] shape) => throw new InvalidOperationException("zeros on which GPU?");
+        public void Release(GpuArray x) => world.HeapOf(x.Gpu).Free(x);
     }
 }
 

@@ -1,0 +1,276 @@
+using System.Diagnostics;
+using ParallelCompiler.Backend;
+using ParallelCompiler.Backend.Llvm;
+using ParallelCompiler.Mplrun;
+using ParallelCompiler.Runtime.Cpu;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
+using ParallelCompiler.Runtime.Gpu;
+using ParallelCompiler.Runtime.IO;
+using ParallelCompiler.Runtime.Model;
+using ParallelCompiler.Tests.Sharding;
+using ParallelCompiler.Tests.Support;
+using Xunit;
+
+namespace ParallelCompiler.Tests.Backend;
+
+/// <summary>
+/// The GPU back end's runtime on emulated GPUs (the bundle's GPU kernels built for the host grid, memory reached
+/// only through checked device addresses): models end to end against the CPU back end, with every logical device
+/// on one GPU (collectives through the generated kernels) and with one GPU per device (collectives through the
+/// NCCL communicator over the emulated NCCL); arrays staying on the GPU; every collective against the host's.
+/// </summary>
+public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
+{
+    /// <summary>Every example on emulated GPUs equals the CPU back end (training: every step's loss and the final parameters).</summary>
+    [Theory]
+    [InlineData("mlp.mpl", 1, new string[0])]
+    [InlineData("mlp.mpl", 4, new string[0])]
+    [InlineData("attention.mpl", 1, new string[0])]
+    [InlineData("attention.mpl", 4, new string[0])]
+    [InlineData("classifier.mpl", 1, new[] { "--steps", "2" })]
+    [InlineData("classifier.mpl", 4, new[] { "--steps", "2" })]
+    [InlineData("gpt.mpl", 1, new[] { "-D", "L=2", "--steps", "2" })]
+    [InlineData("gpt.mpl", 8, new[] { "-D", "L=2", "--steps", "2" })]
+    public void EveryExampleOnEmulatedGpusEqualsTheCpu(string example, int gpus, string[] extra)
+    {
+        NDArray[] Run(string backend, params string[] more)
+        {
+            string o = P($"{backend}{gpus}.npz");
+            bool training = extra.Contains("--steps");
+            var r = Mplc.Run(["run", Repo.Path("examples", example), "--backend", backend, "--seed", "5", "--out", o,
+                .. training ? new[] { "--save-params", P($"{backend}{gpus}-params.npz") } : [], .. more, .. extra]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            var arrays = ArrayFile.Read(o).OrderBy(kv => kv.Key).Select(kv => kv.Value.Array);
+            if (training) arrays = arrays.Concat(ArrayFile.Read(P($"{backend}{gpus}-params.npz")).OrderBy(kv => kv.Key).Select(kv => kv.Value.Array));
+            return arrays.ToArray();
+        }
+        var cpu = Run("cpu");
+        var gpu = Run("cuda-emu", "--gpus", gpus.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(cpu.Length, gpu.Length);
+        for (int i = 0; i < cpu.Length; i++)
+        {
+            double err = Distributed.MaxRelativeError(cpu[i], gpu[i]);
+            Assert.True(err <= 1e-5, $"{example} on {gpus} emulated GPU(s): array {i} differs by {err:G3}");
+        }
+    }
+
+    /// <summary>
+    /// Between kernels arrays stay on the GPU: the host copies to the GPUs exactly what the simulated CPU devices copy
+    /// in (inputs and parameters; plus the collective kernels' address tables) and copies back exactly what they
+    /// copy out (results and updates); every array is freed by the end of the step.
+    /// </summary>
+    [Theory]
+    [InlineData("mlp.mpl", 1)]
+    [InlineData("gpt.mpl", 1)]
+    [InlineData("gpt.mpl", 8)]
+    public void ArraysStayOnTheGpuBetweenKernels(string example, int gpus)
+    {
+        string bundle = P(Path.ChangeExtension(example, ".mplc"));
+        var r = Mplc.Run(["compile", Repo.Path("examples", example), "-o", bundle, .. example == "gpt.mpl" ? new[] { "-D", "L=1" } : []]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var b = Bundle.Open(bundle);
+        var m = b.Manifest;
+        var args = m.Inputs.Select(a => Initializers.RandomInput(a.DType, a.Shape, 1, a.Name, a.IntBound)).ToArray();
+        var parameters = m.Params.ToDictionary(p => p.Path, p => Initializers.Create(p.Init, p.Std, p.DType, p.Shape, 1, p.Path));
+
+        using var lib = new HostKernelLibrary(b.PathOf("libkernels.so"));
+        var cpuDevices = new SimulatedCpuDevice[m.PhysicalMesh.DeviceCount];
+        using (var world = new InProcessDevices<NDArray>(new InProcessWorld(m.PhysicalMesh, TimeSpan.FromSeconds(60)), rank => cpuDevices[rank] = new SimulatedCpuDevice(rank)))
+            ProgramRunner.Run(m, b.Program(lib.Kernel), args, parameters, world, new Dictionary<string, NDArray>());
+
+        using var gpu = GpuMachine.OpenEmulated(b.PathOf("libkernels-grid.so"), m.Kernels, gpus);
+        gpu.Run(m, b.Program(n => new KernelRef(n)), args, parameters, TimeSpan.FromSeconds(60), new Dictionary<string, NDArray>(), null);
+        var c = gpu.Gpus.Select(g => g.Counters).ToArray();
+        Assert.Equal(cpuDevices.Sum(d => d.BytesCopiedIn), c.Sum(x => x.BytesToDevice - x.BytesOfAddressTables));
+        Assert.Equal(cpuDevices.Sum(d => d.BytesCopiedOut), c.Sum(x => x.BytesToHost));
+        Assert.All(c, x => Assert.Equal(0, x.BytesInUse));
+        Assert.True(c.Sum(x => x.Launches) > 0 && c.All(x => x.PeakBytes > 0));
+    }
+
+    /// <summary>The collective kernels' host-grid build, compiled once for the tests here.</summary>
+    private static readonly Lazy<string> s_collectives = new(() =>
+    {
+        string so = Path.Combine(Directory.CreateTempSubdirectory("mplc-collectives").FullName, "libcollectives.so");
+        KernelCompiler.BuildHostLibrary([], so, KernelTarget.HostGrid);
+        return so;
+    });
+
+    private static NDArray RandomArray(DType t, long[] shape, Random rng, bool nan = false)
+    {
+        long n = NDArray.ShapeSize(shape);
+        if (t == DType.I32) return NDArray.FromInts(shape, Enumerable.Range(0, (int)n).Select(_ => rng.Next(-1000, 1000)).ToArray());
+        var v = Enumerable.Range(0, (int)n).Select(_ => t.Round((float)(rng.NextDouble() * 4 - 2))).ToArray();
+        if (nan && n > 3) v[3] = float.NaN;
+        return NDArray.FromFloats(t, shape, v);
+    }
+
+    private static void SameArrays(NDArray expected, NDArray actual, string what)
+    {
+        Assert.Equal(expected.TypeString, actual.TypeString);
+        for (long i = 0; i < expected.Size; i++)
+        {
+            double x = expected.GetDouble(i), y = actual.GetDouble(i);
+            Assert.True(double.IsNaN(x) ? double.IsNaN(y) : Math.Abs(x - y) <= 1e-6 * Math.Max(1, Math.Abs(x)), $"{what}[{i}]: host {x}, GPU {y}");
+        }
+    }
+
+    /// <summary>
+    /// Every collective over every group of a 2x2 mesh, for each dtype, on GPU arrays (one shared GPU, or a GPU per
+    /// device through NCCL) equals the host communicator's result: all_reduce (sum and max, NaN included; f16 and
+    /// bf16 rounded after every addition), all_gather, reduce_scatter and all_to_all along each dimension,
+    /// collective_permute, send and receive.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GpuCollectivesEqualTheHostOnes(bool nccl)
+    {
+        var mesh = new DeviceMesh(["a", "b"], [2, 2]);
+        var timeout = TimeSpan.FromSeconds(30);
+        using var library = new HostKernelLibrary(s_collectives.Value);
+        var gpus = Enumerable.Range(0, nccl ? 4 : 1).Select(i => new EmulatedGpu(i, library)).ToArray();
+        try
+        {
+            var heaps = gpus.Select(g => new GpuHeap(g)).ToArray();
+            IDeviceWorld<GpuArray> world = nccl
+                ? new NcclWorld(mesh, timeout, (g, t, c) => new EmulatedNccl(g, t, c), heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), new Dictionary<string, KernelInfo>()))
+                : new InProcessDevices<GpuArray>(new InProcessWorld<GpuArray>(mesh, timeout, new GpuArrayOps(heaps[0])), rank => new GpuDevice(rank, heaps[0], new GpuArrayOps(heaps[0]), new Dictionary<string, KernelInfo>()));
+            using var host = new InProcessWorld(mesh, timeout);
+            var rng = new Random(7);
+            var cases = new List<(string Name, Func<ICommunicator<NDArray>, NDArray, NDArray> Host, Func<ICommunicator<GpuArray>, GpuArray, GpuArray> Gpu)>();
+            var site = new CollectiveSite("test", "", 0);
+            foreach (var axes in new[] { new[] { "a" }, new[] { "b" }, new[] { "a", "b" }, new[] { "b", "a" } })
+            {
+                string g = string.Join(",", axes);
+                cases.Add(($"all_reduce(sum) over {g}", (c, x) => c.AllReduce(x, axes, ReduceKind.Sum, site), (c, x) => c.AllReduce(x, axes, ReduceKind.Sum, site)));
+                cases.Add(($"all_reduce(max) over {g}", (c, x) => c.AllReduce(x, axes, ReduceKind.Max, site), (c, x) => c.AllReduce(x, axes, ReduceKind.Max, site)));
+                for (int d = 0; d < 3; d++)
+                {
+                    int dim = d;
+                    cases.Add(($"all_gather(dim {dim}) over {g}", (c, x) => c.AllGather(x, axes, dim, site), (c, x) => c.AllGather(x, axes, dim, site)));
+                    cases.Add(($"reduce_scatter(dim {dim}) over {g}", (c, x) => c.ReduceScatter(x, axes, dim, site), (c, x) => c.ReduceScatter(x, axes, dim, site)));
+                    cases.Add(($"all_to_all(split {dim}, concat {2 - dim}) over {g}", (c, x) => c.AllToAll(x, axes, dim, 2 - dim, site), (c, x) => c.AllToAll(x, axes, dim, 2 - dim, site)));
+                }
+            }
+            (int, int)[] pairs = [(0, 1), (1, 3), (3, 0)];
+            cases.Add(("collective_permute", (c, x) => c.CollectivePermute(x, pairs, site), (c, x) => c.CollectivePermute(x, pairs, site)));
+            // A ring of sends: each device sends to the next and receives from the previous.
+            NDArray HostRing(ICommunicator<NDArray> c, NDArray x) { c.Send(x, (c.Rank + 1) % 4, site, 3); return c.Recv((c.Rank + 3) % 4, x.DType, x.Shape, site, 3); }
+            GpuArray GpuRing(ICommunicator<GpuArray> c, GpuArray x) { c.Send(x, (c.Rank + 1) % 4, site, 3); return c.Recv((c.Rank + 3) % 4, x.DType, x.Shape, site, 3); }
+            cases.Add(("send/recv ring", HostRing, GpuRing));
+
+            foreach (var dtype in new[] { DType.F32, DType.F16, DType.BF16, DType.I32 })
+            {
+                var inputs = Enumerable.Range(0, 4).Select(_ => RandomArray(dtype, [4, 4, 8], rng, nan: dtype != DType.I32)).ToArray();
+                foreach (var (name, onHost, onGpu) in cases)
+                {
+                    // NaN only where max reduces it; a sum would spread it everywhere.
+                    var xs = name.Contains("max") ? inputs : inputs.Select(x => x.F == null ? x : NDArray.FromFloats(x.DType, x.Shape, x.F.Select(v => float.IsNaN(v) ? 0.5f : v).ToArray())).ToArray();
+                    var expected = host.Run((rank, c) => onHost(c, xs[rank]));
+                    var got = world.Run((device, c) =>
+                    {
+                        var x = device.CopyIn(xs[c.Rank]);
+                        var y = onGpu(c, x);
+                        var result = device.CopyOut(y);
+                        device.Release(x);
+                        device.Release(y);
+                        return result;
+                    });
+                    for (int rank = 0; rank < 4; rank++) SameArrays(expected[rank], got[rank], $"{dtype.Name()} {name} on device {rank}");
+                }
+            }
+            world.Dispose();
+            Assert.All(heaps, h => Assert.Equal(0, h.Live));
+        }
+        finally { foreach (var g in gpus) g.Dispose(); }
+    }
+
+    /// <summary>The emulated GPU refuses what a real one would fault on or corrupt, naming the GPU and the address.</summary>
+    [Fact]
+    public unsafe void AnEmulatedGpuRefusesBadAddresses()
+    {
+        using var library = new HostKernelLibrary(s_collectives.Value);
+        using var gpu0 = new EmulatedGpu(0, library);
+        using var gpu1 = new EmulatedGpu(1, library);
+        var heap = new GpuHeap(gpu0);
+        var ops = new GpuArrayOps(heap);
+        var a = heap.Allocate(DType.F32, [4], zero: true);
+        var other = new GpuHeap(gpu1).Allocate(DType.F32, [4], zero: true);
+        var freed = heap.Allocate(DType.F32, [4], zero: true);
+        heap.Free(freed);
+        Assert.Contains("was already freed", Assert.Throws<InvalidOperationException>(() => ops.Copy(freed)).Message);
+        Assert.Contains("was freed twice", Assert.Throws<InvalidOperationException>(() => heap.Free(freed)).Message);
+        Assert.Contains("is not in the memory of emulated-gpu:0", Assert.Throws<InvalidOperationException>(() => ops.Sum([a, other])).Message);
+        var e = Assert.Throws<InvalidOperationException>(() => gpu0.CopyOnDevice(a.Pointer, a.Pointer + 8, 16));
+        Assert.Contains("emulated-gpu:0: device copy (source) of 16 bytes", e.Message);
+        Assert.Contains("outside every live allocation", e.Message);
+        e = Assert.Throws<InvalidOperationException>(() => gpu0.Launch(CollectiveKernels.Shape(CollectiveKernels.CopyBlocks, 4), [a.Pointer, other.Pointer], [1, 4, 4, 0, 4, 0]));
+        Assert.Contains("kernel mpl_copy_blocks, parameter 1", e.Message);
+        var host = new float[4];
+        gpu0.CopyToHost(Unsafe(host), a.Pointer, 16);
+        Assert.Throws<InvalidOperationException>(() => gpu0.CopyToHost(Unsafe(host), a.Pointer, 20));
+        heap.Dispose();
+        Assert.Equal(0, gpu0.Counters.BytesInUse);
+    }
+
+    private static unsafe void* Unsafe(float[] host) => System.Runtime.CompilerServices.Unsafe.AsPointer(ref host[0]);
+
+    /// <summary>The collective kernels in PTX, checked with FileCheck: entries with global pointers then 64-bit sizes, the table read, f16 rounding.</summary>
+    [Fact]
+    public async Task CollectiveKernelsInPtx()
+    {
+        string ptx = KernelCompiler.Ptx([], "sm_80", collectives: true);
+        string checks = string.Join("\n",
+            "CHECK-LABEL: .visible .entry mpl_sum_f32(",
+            "CHECK-NEXT: .param .u64 mpl_sum_f32_param_0,",
+            "CHECK-NEXT: .param .u64 mpl_sum_f32_param_1,",
+            "CHECK-NEXT: .param .u64 mpl_sum_f32_param_2,",
+            "CHECK-NEXT: .param .u64 mpl_sum_f32_param_3",
+            "CHECK-DAG: ld.global.u64",
+            "CHECK-DAG: add.rn.f32",
+            "CHECK-DAG: st.global.{{[fu]}}32",
+            "CHECK-LABEL: .visible .entry mpl_sum_f16(",
+            "CHECK: add.rn.f32",
+            "CHECK-NEXT: cvt.rn.f16.f32",
+            "CHECK-LABEL: .visible .entry mpl_sum_bf16(",
+            "CHECK-LABEL: .visible .entry mpl_sum_i32(",
+            "CHECK: add.s32",
+            "CHECK-LABEL: .visible .entry mpl_max_f32(",
+            "CHECK-LABEL: .visible .entry mpl_max_i32(",
+            "CHECK: max.s32",
+            "CHECK-LABEL: .visible .entry mpl_copy_blocks(",
+            "CHECK-COUNT-8: .param .u64",
+            "CHECK: ld.global.u32",
+            "CHECK: st.global.u32",
+            "CHECK-NOT: .shared");
+        string file = P("collectives.check");
+        File.WriteAllText(file, checks);
+        var psi = new ProcessStartInfo("FileCheck-14") { RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(file);
+        using var p = Process.Start(psi)!;
+        await p.StandardInput.WriteAsync(ptx);
+        p.StandardInput.Close();
+        string err = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.True(p.ExitCode == 0, err);
+    }
+
+    /// <summary>mplrun runs a bundle on emulated GPUs and reports the host-GPU traffic with --profile; bad choices are input errors.</summary>
+    [Fact]
+    public void MplrunRunsABundleOnEmulatedGpus()
+    {
+        string bundle = P("mlp.mplc");
+        Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", bundle).ExitCode);
+        var (o, e) = (new StringWriter(), new StringWriter());
+        Assert.True(MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "4", "--profile"], o, e) == 0, e.ToString());
+        Assert.Contains("note: 4 device(s) on emulated-gpu:0, emulated-gpu:1, emulated-gpu:2, emulated-gpu:3 (collectives through NCCL)", e.ToString());
+        Assert.Matches(@"emulated-gpu:3: \d+ launches, \d+ bytes to the GPU, \d+ bytes to the host", o.ToString());
+        (o, e) = (new StringWriter(), new StringWriter());
+        Assert.Equal(1, MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "0"], o, e));
+        Assert.Contains("error: --gpus must be at least 1, got 0", e.ToString());
+        var bad = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--gpus", "2");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("error: --gpus applies to --backend cuda and cuda-emu", bad.Stderr);
+    }
+}
