@@ -6,13 +6,14 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Cuda;
 
-/// <summary>A fact that runs only where a CUDA GPU and driver are present, and says why it skipped otherwise.</summary>
+/// <summary>A fact that runs only where a CUDA driver and <paramref name="gpus"/> GPUs are present, and says why it skipped otherwise.</summary>
 public sealed class GpuFactAttribute : FactAttribute
 {
-    /// <summary>Skips without a GPU.</summary>
-    public GpuFactAttribute()
+    /// <summary>Skips without enough GPUs.</summary>
+    public GpuFactAttribute(int gpus = 1)
     {
         if (!CudaApi.Available(out string why)) Skip = $"needs an NVIDIA GPU: {why}";
+        else if (CudaApi.DeviceCount() < gpus) Skip = $"needs {gpus} GPUs, this machine has {CudaApi.DeviceCount()}";
     }
 }
 
@@ -32,7 +33,7 @@ public sealed class CudaTests : IDisposable
 
     private static void Ok(int code, string err) => Assert.True(code == 0, err);
 
-    private string Run(string bundle, string backend, params string[] extra)
+    private string Run(string bundle, string backend, string[] extra)
     {
         string outPath = Path.Combine(_dir, $"{backend}-{Guid.NewGuid():N}.npz");
         var (o, e) = (new StringWriter(), new StringWriter());
@@ -40,16 +41,18 @@ public sealed class CudaTests : IDisposable
         return outPath;
     }
 
+    /// <summary>Every example (training ones for two steps) on one GPU, its logical devices sharing it, equals the CPU back end.</summary>
     [GpuFact]
     public void EveryExampleOnTheGpuEqualsTheCpu()
     {
-        foreach (var (example, extra) in new[] { ("mlp.mpl", Array.Empty<string>()), ("attention.mpl", []), ("classifier.mpl", []), ("gpt.mpl", ["-D", "L=2"]) })
+        string[] none = [], twoSteps = ["--steps", "2"];
+        foreach (var (example, compile, run) in new[] { ("mlp.mpl", none, none), ("attention.mpl", none, none), ("classifier.mpl", none, twoSteps), ("gpt.mpl", ["-D", "L=2"], twoSteps) })
         {
             string bundle = Path.Combine(_dir, Path.ChangeExtension(example, ".mplc"));
             var (o, e) = (new StringWriter(), new StringWriter());
-            Ok(Cli.Main(["compile", Example(example), "-o", bundle, "--gpu", "sm_80", .. extra], o, e), e.ToString());
-            var cpu = ArrayFile.Read(Run(bundle, "cpu"));
-            var gpu = ArrayFile.Read(Run(bundle, "cuda"));
+            Ok(Cli.Main(["compile", Example(example), "-o", bundle, "--gpu", "sm_80", .. compile], o, e), e.ToString());
+            var cpu = ArrayFile.Read(Run(bundle, "cpu", run));
+            var gpu = ArrayFile.Read(Run(bundle, "cuda", [.. run, "--gpus", "1"]));
             foreach (var (key, value) in cpu)
             {
                 var g = gpu[key].Array;
@@ -60,5 +63,53 @@ public sealed class CudaTests : IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>Every collective and dtype on GPU arrays of one GPU shared by four logical devices (the generated collective kernels) equals the host's.</summary>
+    [GpuFact]
+    public void CollectivesOnOneGpuEqualTheHost()
+    {
+        using var gpu = new Runtime.Cuda.CudaDriver(0, Backend.KernelCompiler.Ptx([], "sm_80", collectives: true));
+        using var heap = new Runtime.Gpu.GpuHeap(gpu);
+        var ops = new Runtime.Gpu.GpuArrayOps(heap);
+        using var world = new Runtime.Distributed.InProcessDevices<Runtime.Gpu.GpuArray>(
+            new Runtime.Distributed.InProcessWorld<Runtime.Gpu.GpuArray>(Support.GpuCollectiveCheck.Mesh, TimeSpan.FromSeconds(60), ops),
+            rank => new Runtime.Gpu.GpuDevice(rank, heap, ops, new Dictionary<string, Runtime.Model.KernelInfo>()));
+        Support.GpuCollectiveCheck.Run(world);
+        Assert.Equal(0, heap.Live);
+    }
+
+    /// <summary>The same check with one GPU per device: collectives through NCCL.</summary>
+    [GpuFact(gpus: 4)]
+    public void CollectivesThroughNcclEqualTheHost()
+    {
+        string ptx = Backend.KernelCompiler.Ptx([], "sm_80", collectives: true);
+        var gpus = Enumerable.Range(0, 4).Select(i => new Runtime.Cuda.CudaDriver(i, ptx)).ToArray();
+        try
+        {
+            var heaps = gpus.Select(g => new Runtime.Gpu.GpuHeap(g)).ToArray();
+            using (var world = new Runtime.Gpu.NcclWorld(Support.GpuCollectiveCheck.Mesh, TimeSpan.FromSeconds(60), (g, _, _) => new Runtime.Cuda.Nccl(g), heaps,
+                rank => new Runtime.Gpu.GpuDevice(rank, heaps[rank], new Runtime.Gpu.GpuArrayOps(heaps[rank]), new Dictionary<string, Runtime.Model.KernelInfo>())))
+                Support.GpuCollectiveCheck.Run(world);
+            Assert.All(heaps, h => Assert.Equal(0, h.Live));
+        }
+        finally { foreach (var g in gpus) g.Dispose(); }
+    }
+
+    /// <summary>A training step on the GPU gives back every byte it allocated.</summary>
+    [GpuFact]
+    public void AStepFreesWhatItAllocated()
+    {
+        string bundle = Path.Combine(_dir, "gpt-mem.mplc");
+        var (o, e) = (new StringWriter(), new StringWriter());
+        Ok(Cli.Main(["compile", Example("gpt.mpl"), "-o", bundle, "--gpu", "sm_80", "-D", "L=1"], o, e), e.ToString());
+        var b = Runtime.Model.Bundle.Open(bundle);
+        using var gpu = Runtime.Gpu.GpuMachine.OpenCuda(File.ReadAllText(b.PathOf("kernels.ptx")), b.Manifest.Kernels, 1);
+        var m = b.Manifest;
+        var args = m.Inputs.Select(a => Runtime.Arrays.Initializers.RandomInput(a.DType, a.Shape, 1, a.Name, a.IntBound)).ToArray();
+        var parameters = m.Params.ToDictionary(p => p.Path, p => Runtime.Arrays.Initializers.Create(p.Init, p.Std, p.DType, p.Shape, 1, p.Path));
+        gpu.Run(m, b.Program(n => new Runtime.Distributed.KernelRef(n)), args, parameters, TimeSpan.FromSeconds(60), new Dictionary<string, Runtime.Arrays.NDArray>(), null);
+        Assert.Equal(0, gpu.Gpus[0].Counters.BytesInUse);
+        Assert.True(gpu.Gpus[0].Counters.PeakBytes > 0);
     }
 }
