@@ -5,6 +5,8 @@
 #   ./build.sh test            set up, build, run every test suite; ends with "N passed, N failed"
 #   ./build.sh bench           build, then run the benchmarks (figures go in docs/PERFORMANCE.md by hand)
 #   ./build.sh publish         a NativeAOT mplrun (no .NET needed to run it) in bin/publish/, for GPU nodes
+#   ./build.sh gpu-kit         that mplrun plus bundles of the examples and GPU benchmarks (bin/gpu-kit/), for
+#                              tests/Bench/gpu/device.sh on a GPU node
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -100,5 +102,15 @@ case "$cmd" in
     log "publishing mplrun with NativeAOT to bin/publish/"
     dotnet publish runtime/Mplrun/Mplrun.csproj -c "$CONFIG" -r linux-x64 -p:PublishAot=true -o bin/publish -nologo -v quiet -clp:ErrorsOnly
     ls -la bin/publish/mplrun ;;
-  *) echo "usage: ./build.sh [build|run FILE [args]|test|bench|publish]" >&2; exit 1 ;;
+  gpu-kit)
+    # What a GPU node without .NET needs: the NativeAOT mplrun and bundles of the examples and the GPU benchmarks.
+    "$0" publish
+    mkdir -p bin/gpu-kit
+    for f in examples/*.mpl tests/Bench/gpu/*.mpl; do
+      n=$(basename "$f" .mpl)
+      rm -rf "bin/gpu-kit/$n.mplc"
+      bin/mplc compile "$f" -o "bin/gpu-kit/$n.mplc" --gpu sm_80 >/dev/null
+    done
+    log "bin/gpu-kit: $(ls bin/gpu-kit | tr '\n' ' ')" ;;
+  *) echo "usage: ./build.sh [build|run FILE [args]|test|bench|publish|gpu-kit]" >&2; exit 1 ;;
 esac

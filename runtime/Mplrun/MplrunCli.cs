@@ -1,4 +1,5 @@
 using System.Globalization;
+using ParallelCompiler.Runtime.Arrays;
 using ParallelCompiler.Runtime.Cpu;
 using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;
@@ -9,13 +10,13 @@ namespace ParallelCompiler.Mplrun;
 
 /// <summary>
 /// <c>mplrun BUNDLE [--inputs IN] [--params P] [--out OUT] [--steps N] [--save-params P2] [--seed N] [--backend cpu|cuda|cuda-emu]
-/// [--gpus N] [--trace T.json] [--collective-timeout S]</c>: runs a compiled bundle on every device of its mesh with nothing
-/// but the runtime. Exit codes: 0 success, 1 a problem with the input, 2 an internal error.
+/// [--gpus N] [--compare cpu] [--trace T.json] [--collective-timeout S]</c>: runs a compiled bundle on every device of its mesh
+/// with nothing but the runtime; <c>--compare cpu</c> checks the run against the CPU back end (for GPU nodes without the SDK). Exit codes: 0 success, 1 a problem with the input, 2 an internal error.
 /// </summary>
 public static class MplrunCli
 {
     private const string Usage = "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] [--steps N] [--save-params P2.npz] " +
-        "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--trace T.json] [--profile] [--collective-timeout S]";
+        "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--trace T.json] [--profile] [--collective-timeout S]";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
@@ -45,6 +46,7 @@ public static class MplrunCli
             return args.Length == 0 ? 1 : 0;
         }
         string? bundlePath = null;
+        bool compare = false;
         var s = new RunSettings();
         for (int i = 0; i < args.Length; i++)
         {
@@ -57,6 +59,12 @@ public static class MplrunCli
             }
             if (a == "--verbose") continue;
             if (a == "--profile") { s.Profile = true; continue; }
+            if (a == "--compare")
+            {
+                if (i + 1 >= args.Length || args[++i] != "cpu") throw new RunInputException("--compare takes 'cpu' (run again on the CPU back end and compare)");
+                compare = true;
+                continue;
+            }
             string Value() => i + 1 < args.Length ? args[++i] : throw new RunInputException($"{a} needs a value\n{Usage}");
             switch (a)
             {
@@ -114,7 +122,40 @@ public static class MplrunCli
                 if (w != null) stdout.WriteLine($"wrote {w}");
             if (s.Profile && outcome.Trace is { } trace) PrintProfile(trace, gpu, stdout);
             if (s.Profile && gpu != null) PrintTraffic(gpu, stdout);
+            if (compare) return Compare(bundle, s, outcome, stdout, stderr);
         }
+        return 0;
+    }
+
+    /// <summary>
+    /// Runs the bundle again on the CPU back end with the same inputs, parameters and seed, and compares every
+    /// result, every step's loss and every trained parameter: within 1e-4 relative (the GPU's math library and
+    /// summation order differ from the host's) it prints the largest difference, else it is an error naming the array.
+    /// </summary>
+    private static int Compare(Bundle bundle, RunSettings s, RunOutcome outcome, TextWriter stdout, TextWriter stderr)
+    {
+        const double tolerance = 1e-4;
+        var host = new RunSettings { InputsPath = s.InputsPath, ParamsPath = s.ParamsPath, Seed = s.Seed, Steps = s.Steps, CollectiveTimeout = s.CollectiveTimeout };
+        RunOutcome reference;
+        using (var lib = new HostKernelLibrary(bundle.PathOf("libkernels.so")))
+            reference = ModelSession.Run(bundle.Manifest, bundle.Program(lib.Kernel), host, TextWriter.Null);
+        var pairs = new List<(string Name, NDArray Expected, NDArray Got)>();
+        for (int i = 0; i < reference.Results.Count; i++) pairs.Add((reference.Results.Count == 1 ? "out" : $"out{i}", reference.Results[i], outcome.Results[i]));
+        if (reference.Losses is { } l) pairs.Add(("loss", NDArray.FromFloats([l.Length], l), NDArray.FromFloats([l.Length], outcome.Losses!)));
+        if (bundle.Manifest.Training)
+            foreach (var (path, value) in reference.Parameters) pairs.Add((path, value, outcome.Parameters[path]));
+        double worst = 0;
+        string at = "";
+        foreach (var (name, expected, got) in pairs)
+            for (long i = 0; i < expected.Size; i++)
+            {
+                double x = expected.GetDouble(i), y = got.GetDouble(i);
+                double err = double.IsNaN(x) && double.IsNaN(y) ? 0 : Math.Abs(x - y) / Math.Max(1, Math.Abs(x));
+                if (!(err <= worst)) (worst, at) = (double.IsNaN(err) ? double.PositiveInfinity : err, $"{name}[{i}]: cpu {x}, {s.Backend} {y}");
+            }
+        string summary = $"{pairs.Count} array(s), largest relative difference {worst:G3}{(at.Length > 0 ? $" at {at}" : "")}";
+        if (worst > tolerance) throw new RunInputException($"--compare cpu: {s.Backend} differs from cpu: {summary} (tolerance {tolerance:G})");
+        stdout.WriteLine($"compare: {s.Backend} equals cpu within {tolerance:G}: {summary}");
         return 0;
     }
 

@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Runs the GPU benchmarks on a machine with an NVIDIA GPU and no .NET. Prepare on a build machine with
-#   ./build.sh publish && bin/mplc compile tests/Bench/gpu/matmul.mpl -o bin/gpu-bench/matmul.mplc --gpu sm_80 \
-#     && bin/mplc compile tests/Bench/gpu/chain.mpl -o bin/gpu-bench/chain.mplc --gpu sm_80
+# The GPU checks and benchmarks, for a machine with an NVIDIA GPU and no .NET. Prepare on a build machine with
+#   ./build.sh gpu-kit        (bin/publish/mplrun and bin/gpu-kit/*.mplc)
 # then, on the GPU machine, from the repository root: bash tests/Bench/gpu/device.sh
-# mplrun --profile prints, per kernel, the time in launch + execution on the GPU (buffer copies excluded).
-set -euo pipefail
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+# 1. Every example on the GPU (its logical devices sharing GPU 0: arrays stay on the GPU, collectives through the
+#    generated kernels), checked against the CPU back end with --compare cpu (exit 1 on a difference).
+# 2. The benchmarks: mplrun --profile prints per kernel the time on the GPU (launch and execution, copies
+#    excluded) and the host-GPU traffic; torch_reference.py times cuBLAS and a device copy on the same GPU.
+set -uo pipefail
+run=bin/publish/mplrun
+kit=bin/gpu-kit
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+fail=0
+for b in mlp attention classifier gpt; do
+  steps=1; case $b in classifier|gpt) steps=3 ;; esac
+  echo "== $b on the GPU, $steps step(s), against the CPU"
+  $run "$kit/$b.mplc" --backend cuda --gpus 1 --steps $steps --compare cpu --profile || fail=1
+done
 for b in matmul chain; do
-  echo "== generated $b"
-  bin/publish/mplrun "bin/gpu-bench/$b.mplc" --backend cuda --profile
+  echo "== benchmark: generated $b"
+  $run "$kit/$b.mplc" --backend cuda --gpus 1 --profile || fail=1
 done
 echo "== PyTorch"
-python3 tests/Bench/gpu/torch_reference.py
+python3 tests/Bench/gpu/torch_reference.py || fail=1
+exit $fail
