@@ -18,8 +18,8 @@ public interface IDevice<T> where T : class, IArray
     /// <summary>The whole-array operations on its arrays (what collectives and microbatch sums compute with).</summary>
     IArrayOps<T> Ops { get; }
 
-    /// <summary>A new zero-filled array of <paramref name="dtype"/> and <paramref name="shape"/>.</summary>
-    T Allocate(DType dtype, long[] shape);
+    /// <summary>A new array of <paramref name="dtype"/> and <paramref name="shape"/>, zero-filled unless <paramref name="zero"/> is false (a kernel's output, which it writes whole).</summary>
+    T Allocate(DType dtype, long[] shape, bool zero = true);
 
     /// <summary>A new device array holding the values of host array <paramref name="host"/>.</summary>
     T CopyIn(NDArray host);

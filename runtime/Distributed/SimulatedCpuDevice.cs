@@ -40,7 +40,7 @@ public sealed class SimulatedCpuDevice : IDevice<NDArray>
     public long Launches => Interlocked.Read(ref _launches);
 
     /// <inheritdoc/>
-    public NDArray Allocate(DType dtype, long[] shape)
+    public NDArray Allocate(DType dtype, long[] shape, bool zero = true)
     {
         ArgumentNullException.ThrowIfNull(shape);
         var buffer = NDArray.Zeros(dtype, (long[])shape.Clone());

@@ -54,7 +54,7 @@ public static class Executor
                 slots[p.Output] = device.CopyIn(value);
                 break;
             case LaunchInstr l:
-                var output = device.Allocate(l.DType, l.Shape);
+                var output = device.Allocate(l.DType, l.Shape, zero: false);
                 try { device.Launch(l.Kernel, l.Inputs.Select(s => slots[s]!).ToArray(), [output]); }
                 catch (Exception e) when (e is not OperationCanceledException and not CollectiveException)
                 {

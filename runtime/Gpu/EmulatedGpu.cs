@@ -40,6 +40,7 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         bytes = Math.Max(bytes, 1);
         var p = (ulong)NativeMemory.AlignedAlloc((nuint)bytes, 256);
+        NativeMemory.Fill((void*)p, (nuint)bytes, 0xFF); // NaN in every float: an element no kernel writes shows
         lock (_gate) _allocations[p] = bytes;
         Counters.Allocated(bytes);
         return p;

@@ -40,12 +40,73 @@ public sealed class GpuArray : IArray
 }
 
 /// <summary>
-/// The arrays of one run on one GPU: allocates them, frees each once (a second free or a use after the free is a
-/// runtime bug, reported as such), and frees what is left when the run ends.
+/// Device memory kept for reuse, by size (rounded up to 256 bytes): every step of a program allocates the same
+/// sizes, so after the first step a step takes no memory from the driver (whose free may wait for the GPU). Lives
+/// as long as its GPU back end; its memory goes back to the driver when it is disposed.
 /// </summary>
-public sealed class GpuHeap(IGpuDriver gpu) : IDisposable
+public sealed class GpuPool(IGpuDriver gpu) : IDisposable
+{
+    private readonly Dictionary<long, Stack<ulong>> _free = [];
+    private long _cached;
+
+    /// <summary>The GPU.</summary>
+    public IGpuDriver Gpu => gpu;
+
+    /// <summary>Bytes held for reuse.</summary>
+    public long CachedBytes => Interlocked.Read(ref _cached);
+
+    /// <summary>The size an allocation of <paramref name="bytes"/> occupies.</summary>
+    public static long Rounded(long bytes) => (Math.Max(bytes, 1) + 255) / 256 * 256;
+
+    /// <summary>Memory for <paramref name="bytes"/>: a kept block of that size, else a new allocation.</summary>
+    public ulong Take(long bytes)
+    {
+        bytes = Rounded(bytes);
+        lock (_free)
+            if (_free.TryGetValue(bytes, out var stack) && stack.Count > 0)
+            {
+                Interlocked.Add(ref _cached, -bytes);
+                return stack.Pop();
+            }
+        return gpu.Allocate(bytes);
+    }
+
+    /// <summary>Keeps the block at <paramref name="pointer"/> of <paramref name="bytes"/> (as given to <see cref="Take"/>) for reuse.</summary>
+    public void Give(ulong pointer, long bytes)
+    {
+        bytes = Rounded(bytes);
+        lock (_free)
+        {
+            if (!_free.TryGetValue(bytes, out var stack)) _free[bytes] = stack = new Stack<ulong>();
+            stack.Push(pointer);
+        }
+        Interlocked.Add(ref _cached, bytes);
+    }
+
+    /// <summary>Frees every kept block.</summary>
+    public void Dispose()
+    {
+        lock (_free)
+        {
+            foreach (var p in _free.Values.SelectMany(s => s)) gpu.Free(p);
+            _free.Clear();
+            _cached = 0;
+        }
+    }
+}
+
+/// <summary>
+/// The arrays of one run on one GPU: allocates them (from a <see cref="GpuPool"/>), frees each once (a second free
+/// or a use after the free is a runtime bug, reported as such), and frees what is left when the run ends. Without
+/// a pool of its own, it keeps one for the run.
+/// </summary>
+public sealed class GpuHeap(GpuPool pool, bool ownsPool = false) : IDisposable
 {
     private readonly HashSet<GpuArray> _live = new(ReferenceEqualityComparer.Instance);
+    private readonly IGpuDriver gpu = pool.Gpu;
+
+    /// <summary>A heap with a pool for this run only.</summary>
+    public GpuHeap(IGpuDriver gpu) : this(new GpuPool(gpu), ownsPool: true) { }
 
     /// <summary>The GPU.</summary>
     public IGpuDriver Gpu => gpu;
@@ -58,7 +119,7 @@ public sealed class GpuHeap(IGpuDriver gpu) : IDisposable
     {
         ArgumentNullException.ThrowIfNull(shape);
         long bytes = Math.Max(1, NDArray.ShapeSize(shape)) * GpuArray.ElementBytes;
-        var a = new GpuArray(gpu, gpu.Allocate(bytes), dtype, (long[])shape.Clone());
+        var a = new GpuArray(gpu, pool.Take(bytes), dtype, (long[])shape.Clone());
         if (zero) gpu.Zero(a.Pointer, bytes);
         lock (_live) _live.Add(a);
         return a;
@@ -69,8 +130,14 @@ public sealed class GpuHeap(IGpuDriver gpu) : IDisposable
     {
         lock (_live)
             if (!_live.Remove(a)) throw new InvalidOperationException($"{a} was freed twice or belongs to another run");
-        gpu.Free(a.Pointer);
+        pool.Give(a.Pointer, a.Bytes);
     }
+
+    /// <summary>Scratch memory of <paramref name="bytes"/> outside any array (an address table), given back with <see cref="FreeScratch"/>.</summary>
+    public ulong Scratch(long bytes) => pool.Take(bytes);
+
+    /// <summary>Gives back scratch memory.</summary>
+    public void FreeScratch(ulong pointer, long bytes) => pool.Give(pointer, bytes);
 
     /// <summary><paramref name="a"/>'s memory as a new array of <paramref name="shape"/> (as many elements); <paramref name="a"/> is no longer live.</summary>
     public GpuArray Reshape(GpuArray a, long[] shape)
@@ -98,6 +165,7 @@ public sealed class GpuHeap(IGpuDriver gpu) : IDisposable
     {
         GpuArray[] left;
         lock (_live) { left = [.. _live]; _live.Clear(); }
-        foreach (var a in left) gpu.Free(a.Pointer);
+        foreach (var a in left) pool.Give(a.Pointer, a.Bytes);
+        if (ownsPool) pool.Dispose();
     }
 }

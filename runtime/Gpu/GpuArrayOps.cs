@@ -32,7 +32,7 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
     private unsafe GpuArray ReduceAt(ReduceKind kind, DType dtype, long[] shape, ulong[] addresses)
     {
         var output = heap.Allocate(dtype, shape, zero: false);
-        ulong table = Gpu.Allocate(addresses.Length * sizeof(ulong));
+        ulong table = heap.Scratch(addresses.Length * sizeof(ulong));
         try
         {
             fixed (ulong* p = addresses) Gpu.CopyToDevice(table, p, addresses.Length * sizeof(ulong));
@@ -40,7 +40,7 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
             string name = CollectiveKernels.Reduce(kind, dtype);
             Gpu.Launch(CollectiveKernels.Shape(name, output.Count), [output.Pointer, table], [addresses.Length, output.Count]);
         }
-        finally { Gpu.Free(table); }
+        finally { heap.FreeScratch(table, addresses.Length * sizeof(ulong)); }
         return output;
     }
 

@@ -22,7 +22,7 @@ public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnly
     public IArrayOps<GpuArray> Ops => ops;
 
     /// <inheritdoc/>
-    public GpuArray Allocate(DType dtype, long[] shape) => heap.Allocate(dtype, shape, zero: true);
+    public GpuArray Allocate(DType dtype, long[] shape, bool zero = true) => heap.Allocate(dtype, shape, zero);
 
     /// <inheritdoc/>
     public unsafe GpuArray CopyIn(NDArray host)

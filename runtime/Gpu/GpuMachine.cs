@@ -11,7 +11,8 @@ namespace ParallelCompiler.Runtime.Gpu;
 /// than devices) every logical device shares GPU 0, and collectives run in its memory through device copies and
 /// the generated collective kernels (an <see cref="InProcessWorld{T}"/> over <see cref="GpuArrayOps"/>); with a
 /// GPU per device each device has its own, and collectives go through NCCL. Each step copies the inputs and
-/// parameters in and the results and updates out; everything between stays on the GPUs.
+/// parameters in and the results and updates out; everything between stays on the GPUs, in memory a
+/// <see cref="GpuPool"/> per GPU keeps from step to step.
 /// </summary>
 public sealed class GpuMachine : IMachine, IDisposable
 {
@@ -19,6 +20,8 @@ public sealed class GpuMachine : IMachine, IDisposable
     private readonly IReadOnlyDictionary<string, KernelInfo> _kernels;
     private readonly Func<IReadOnlyList<IGpuDriver>, TimeSpan, CancellationToken, INccl> _nccl;
     private readonly IDisposable? _owned;
+    private readonly GpuPool[] _pools;
+    private bool _disposed;
 
     private GpuMachine(IReadOnlyList<IGpuDriver> gpus, IEnumerable<KernelInfo> kernels, Func<IReadOnlyList<IGpuDriver>, TimeSpan, CancellationToken, INccl> nccl, IDisposable? owned)
     {
@@ -26,6 +29,7 @@ public sealed class GpuMachine : IMachine, IDisposable
         _kernels = kernels.ToDictionary(k => k.Name);
         _nccl = nccl;
         _owned = owned;
+        _pools = gpus.Select(g => new GpuPool(g)).ToArray();
     }
 
     /// <summary>
@@ -73,6 +77,9 @@ public sealed class GpuMachine : IMachine, IDisposable
         return any ? total : null;
     }
 
+    /// <summary>Per GPU, the memory kept for reuse by the next step.</summary>
+    public IReadOnlyList<GpuPool> Pools => _pools;
+
     /// <summary>The GPUs.</summary>
     public IReadOnlyList<IGpuDriver> Gpus => _gpus;
 
@@ -91,7 +98,7 @@ public sealed class GpuMachine : IMachine, IDisposable
         var mesh = manifest.PhysicalMesh;
         if (OneGpuPerDevice(mesh.DeviceCount))
         {
-            var heaps = _gpus.Take(mesh.DeviceCount).Select(g => new GpuHeap(g)).ToArray();
+            var heaps = _pools.Take(mesh.DeviceCount).Select(p => new GpuHeap(p)).ToArray();
             try
             {
                 using var world = new NcclWorld(mesh, timeout, _nccl, heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), _kernels));
@@ -99,7 +106,7 @@ public sealed class GpuMachine : IMachine, IDisposable
             }
             finally { foreach (var h in heaps) h.Dispose(); }
         }
-        using (var heap = new GpuHeap(_gpus[0]))
+        using (var heap = new GpuHeap(_pools[0]))
         {
             var ops = new GpuArrayOps(heap);
             using var world = new InProcessDevices<GpuArray>(new InProcessWorld<GpuArray>(mesh, timeout, ops), rank => new GpuDevice(rank, heap, ops, _kernels));
@@ -110,6 +117,9 @@ public sealed class GpuMachine : IMachine, IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var p in _pools) p.Dispose();
         foreach (var g in _gpus) g.Dispose();
         _owned?.Dispose();
     }

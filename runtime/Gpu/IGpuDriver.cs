@@ -51,7 +51,7 @@ public interface IGpuDriver : IDisposable
 /// <summary>Traffic and memory of one GPU, counted by its driver (thread-safe).</summary>
 public sealed class GpuCounters
 {
-    private long _toDevice, _toHost, _onDevice, _launches, _inUse, _peak, _tables;
+    private long _toDevice, _toHost, _onDevice, _launches, _inUse, _peak, _tables, _allocations;
 
     /// <summary>Bytes copied from the host.</summary>
     public long BytesToDevice => Interlocked.Read(ref _toDevice);
@@ -63,6 +63,8 @@ public sealed class GpuCounters
     public long BytesOnDevice => Interlocked.Read(ref _onDevice);
     /// <summary>Kernels launched.</summary>
     public long Launches => Interlocked.Read(ref _launches);
+    /// <summary>Allocations made (kept blocks reused by a <see cref="GpuPool"/> are not new ones).</summary>
+    public long Allocations => Interlocked.Read(ref _allocations);
     /// <summary>Bytes allocated and not yet freed.</summary>
     public long BytesInUse => Interlocked.Read(ref _inUse);
     /// <summary>The most bytes in use at once.</summary>
@@ -84,6 +86,7 @@ public sealed class GpuCounters
 
     internal void Allocated(long bytes)
     {
+        Interlocked.Increment(ref _allocations);
         long now = Interlocked.Add(ref _inUse, bytes);
         long peak;
         while (now > (peak = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, now, peak) != peak) { }
