@@ -63,20 +63,18 @@ public sealed class CudaModule(IntPtr handle) : IDisposable
     public void Dispose() => CudaApi.cuModuleUnload(handle);
 }
 
-/// <summary>A kernel of a module with its launch shape; <see cref="Run"/> launches it on device pointers and waits.</summary>
+/// <summary>
+/// A kernel of a module with its launch shape. <see cref="Launch(ReadOnlySpan{ulong}, (uint, uint, uint), (uint, uint, uint))"/>
+/// queues it on the default stream; <see cref="Run(ulong[])"/> launches it between two events and waits, returning
+/// the time on the GPU.
+/// </summary>
 public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
 {
     /// <summary>Its symbol.</summary>
     public string Name { get; } = name;
 
-    /// <summary>Launches with one 64-bit value per parameter (device pointers, then integers), synchronises, and returns the time the two took.</summary>
-    public TimeSpan Run(params ulong[] arguments) => Run(arguments.AsSpan());
-
-    /// <summary>Like <see cref="Run(ulong[])"/>.</summary>
-    public TimeSpan Run(ReadOnlySpan<ulong> arguments) => Run(arguments, grid, block);
-
-    /// <summary>Like <see cref="Run(ulong[])"/>, with another grid and block.</summary>
-    public TimeSpan Run(ReadOnlySpan<ulong> arguments, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
+    /// <summary>Queues a launch with one 64-bit value per parameter (device pointers, then integers) and returns.</summary>
+    public void Launch(ReadOnlySpan<ulong> arguments, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
     {
         var values = stackalloc ulong[arguments.Length];
         var parameters = stackalloc void*[arguments.Length];
@@ -85,10 +83,31 @@ public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uin
             values[i] = arguments[i];
             parameters[i] = &values[i];
         }
-        var clock = System.Diagnostics.Stopwatch.StartNew();
         CudaApi.Check(CudaApi.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, 0, IntPtr.Zero, parameters, null), $"cuLaunchKernel({Name})");
-        CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after {Name}");
-        return clock.Elapsed;
+    }
+
+    /// <summary>Launches with one 64-bit value per parameter, waits, and returns the time on the GPU.</summary>
+    public TimeSpan Run(params ulong[] arguments) => Run(arguments.AsSpan(), grid, block);
+
+    /// <summary>Like <see cref="Run(ulong[])"/>, with another grid and block.</summary>
+    public TimeSpan Run(ReadOnlySpan<ulong> arguments, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
+    {
+        CudaApi.Check(CudaApi.cuEventCreate(out var start, 0), "cuEventCreate");
+        CudaApi.Check(CudaApi.cuEventCreate(out var end, 0), "cuEventCreate");
+        try
+        {
+            CudaApi.Check(CudaApi.cuEventRecord(start, IntPtr.Zero), "cuEventRecord");
+            Launch(arguments, grid, block);
+            CudaApi.Check(CudaApi.cuEventRecord(end, IntPtr.Zero), "cuEventRecord");
+            CudaApi.Check(CudaApi.cuEventSynchronize(end), $"cuEventSynchronize after {Name}");
+            CudaApi.Check(CudaApi.cuEventElapsedTime(out float ms, start, end), "cuEventElapsedTime");
+            return TimeSpan.FromMilliseconds(ms);
+        }
+        finally
+        {
+            CudaApi.cuEventDestroy(start);
+            CudaApi.cuEventDestroy(end);
+        }
     }
 }
 

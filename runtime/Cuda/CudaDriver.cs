@@ -7,7 +7,7 @@ namespace ParallelCompiler.Runtime.Cuda;
 /// <summary>
 /// A real GPU behind <see cref="IGpuDriver"/>: its primary context, the bundle's PTX loaded as a module, device
 /// memory from <c>cuMemAlloc</c>. Calls from several threads are serialised and make the context current first;
-/// every launch synchronises, so its time is the kernel's.
+/// launches are queued (timed ones wait, measured between two events).
 /// </summary>
 public sealed unsafe class CudaDriver : IGpuDriver
 {
@@ -115,6 +115,9 @@ public sealed unsafe class CudaDriver : IGpuDriver
     public void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes)
     {
         if (peer is not CudaDriver other) throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, which is not a CUDA GPU");
+        // The source may still be being written by work queued on the peer: wait for it first (not holding this
+        // GPU's lock, so that two GPUs copying from each other cannot wait for each other).
+        other.WithContext(() => CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize on {peer.Name}"));
         lock (_gate)
         {
             _context.MakeCurrent();
@@ -124,21 +127,37 @@ public sealed unsafe class CudaDriver : IGpuDriver
     }
 
     /// <inheritdoc/>
-    public TimeSpan Launch(KernelInfo launch, ReadOnlySpan<ulong> pointers, ReadOnlySpan<long> scalars)
+    public bool TimesKernels { get; set; }
+
+    // MPLC_CUDA_SYNC=1 waits for every launch, so that a kernel's failure is reported by its own launch.
+    private static readonly bool s_synchronous = Environment.GetEnvironmentVariable("MPLC_CUDA_SYNC") == "1";
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Launches are queued on the legacy default stream, which runs the work of every thread using the context in
+    /// the order it was issued and which the synchronous copies and frees wait for: a kernel issued after another
+    /// reads its result, and memory given back to a pool is reused only by later work. Timed launches wait.
+    /// </remarks>
+    public void Launch(KernelInfo launch, ReadOnlySpan<ulong> pointers, ReadOnlySpan<long> scalars)
     {
         Span<ulong> args = stackalloc ulong[pointers.Length + scalars.Length];
         pointers.CopyTo(args);
         for (int i = 0; i < scalars.Length; i++) args[pointers.Length + i] = (ulong)scalars[i];
-        TimeSpan t;
+        var grid = ((uint)launch.Grid[0], (uint)launch.Grid[1], (uint)launch.Grid[2]);
+        var block = ((uint)launch.Block[0], (uint)launch.Block[1], (uint)launch.Block[2]);
+        double? ms = null;
         lock (_gate)
         {
             _context.MakeCurrent();
-            if (!_kernels.TryGetValue(launch.Name, out var kernel))
-                kernel = _kernels[launch.Name] = _module.Kernel(launch.Name, ((uint)launch.Grid[0], (uint)launch.Grid[1], (uint)launch.Grid[2]), ((uint)launch.Block[0], (uint)launch.Block[1], (uint)launch.Block[2]));
-            t = kernel.Run(args, ((uint)launch.Grid[0], (uint)launch.Grid[1], (uint)launch.Grid[2]), ((uint)launch.Block[0], (uint)launch.Block[1], (uint)launch.Block[2]));
+            if (!_kernels.TryGetValue(launch.Name, out var kernel)) kernel = _kernels[launch.Name] = _module.Kernel(launch.Name, grid, block);
+            if (TimesKernels) ms = kernel.Run(args, grid, block).TotalMilliseconds;
+            else
+            {
+                kernel.Launch(args, grid, block);
+                if (s_synchronous) CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after {launch.Name}");
+            }
         }
-        Counters.Launched(launch.Name, t);
-        return t;
+        Counters.Launched(launch.Name, ms);
     }
 
     /// <summary>Runs <paramref name="action"/> with this GPU's context current, serialised with its other calls.</summary>

@@ -36,7 +36,7 @@ public sealed class GpuMachine : IMachine, IDisposable
     /// The first <paramref name="gpus"/> GPUs of this machine (all when null) with <paramref name="ptx"/> loaded; a
     /// machine without a GPU or without as many as asked is an input error saying so.
     /// </summary>
-    public static GpuMachine OpenCuda(string ptx, IEnumerable<KernelInfo> kernels, int? gpus = null)
+    public static GpuMachine OpenCuda(string ptx, IEnumerable<KernelInfo> kernels, int? gpus = null, bool timeKernels = false)
     {
         if (!Cuda.Native.CudaApi.Available(out string why)) throw new RunInputException($"--backend cuda: {why}");
         int have = Cuda.Native.CudaApi.DeviceCount();
@@ -45,7 +45,7 @@ public sealed class GpuMachine : IMachine, IDisposable
         var drivers = new List<IGpuDriver>();
         try
         {
-            for (int i = 0; i < n; i++) drivers.Add(new Cuda.CudaDriver(i, ptx));
+            for (int i = 0; i < n; i++) drivers.Add(new Cuda.CudaDriver(i, ptx) { TimesKernels = timeKernels });
         }
         catch
         {
@@ -59,22 +59,22 @@ public sealed class GpuMachine : IMachine, IDisposable
     /// <paramref name="gpus"/> emulated GPUs running the host-grid kernels of the library at <paramref name="gridLibrary"/>,
     /// their collectives between GPUs through an emulated NCCL.
     /// </summary>
-    public static GpuMachine OpenEmulated(string gridLibrary, IEnumerable<KernelInfo> kernels, int gpus = 1)
+    public static GpuMachine OpenEmulated(string gridLibrary, IEnumerable<KernelInfo> kernels, int gpus = 1, bool timeKernels = false)
     {
         if (gpus < 1) throw new RunInputException($"--gpus must be at least 1, got {gpus}");
         var library = new HostKernelLibrary(gridLibrary);
-        var drivers = Enumerable.Range(0, gpus).Select(i => (IGpuDriver)new EmulatedGpu(i, library)).ToList();
+        var drivers = Enumerable.Range(0, gpus).Select(i => (IGpuDriver)new EmulatedGpu(i, library) { TimesKernels = timeKernels }).ToList();
         return new GpuMachine(drivers, kernels, (g, timeout, cancel) => new EmulatedNccl(g, timeout, cancel), library);
     }
 
-    /// <summary>Milliseconds spent in kernel <paramref name="name"/> on all GPUs, or null if it never ran.</summary>
-    public double? KernelMilliseconds(string name)
+    /// <summary>Milliseconds on the GPUs in kernel <paramref name="name"/>'s timed launches, in all and the fastest, or null if none was timed.</summary>
+    public (double Total, double Fastest)? KernelMilliseconds(string name)
     {
-        double total = 0;
+        double total = 0, fastest = double.PositiveInfinity;
         bool any = false;
         foreach (var g in _gpus)
-            if (g.Counters.Kernels.TryGetValue(name, out var t)) { total += t.Milliseconds; any = true; }
-        return any ? total : null;
+            if (g.Counters.Kernels.TryGetValue(name, out var t)) { total += t.Milliseconds; fastest = Math.Min(fastest, t.Fastest); any = true; }
+        return any ? (total, fastest) : null;
     }
 
     /// <summary>Per GPU, the memory kept for reuse by the next step.</summary>

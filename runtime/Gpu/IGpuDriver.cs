@@ -42,10 +42,17 @@ public interface IGpuDriver : IDisposable
     void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes);
 
     /// <summary>
-    /// Launches kernel <paramref name="launch"/>.Name with its grid and block on <paramref name="pointers"/> then
-    /// <paramref name="scalars"/> (64-bit parameters, in that order) and waits for it; returns the time it took.
+    /// Whether every launch is timed on the GPU (and waited for) and recorded in <see cref="GpuCounters.Kernels"/>;
+    /// otherwise launches may be queued, in order, behind the work before them.
     /// </summary>
-    TimeSpan Launch(KernelInfo launch, ReadOnlySpan<ulong> pointers, ReadOnlySpan<long> scalars);
+    bool TimesKernels { get; set; }
+
+    /// <summary>
+    /// Launches kernel <paramref name="launch"/>.Name with its grid and block on <paramref name="pointers"/> then
+    /// <paramref name="scalars"/> (64-bit parameters, in that order). Work on one GPU runs in the order it was
+    /// issued, and a copy to the host waits for the work before it.
+    /// </summary>
+    void Launch(KernelInfo launch, ReadOnlySpan<ulong> pointers, ReadOnlySpan<long> scalars);
 }
 
 /// <summary>Traffic and memory of one GPU, counted by its driver (thread-safe).</summary>
@@ -70,18 +77,19 @@ public sealed class GpuCounters
     /// <summary>The most bytes in use at once.</summary>
     public long PeakBytes => Interlocked.Read(ref _peak);
 
-    /// <summary>Per kernel: launches and milliseconds.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds)> Kernels { get; } = new();
+    /// <summary>Per kernel, of its timed launches: how many, milliseconds in all, and the fastest.</summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds, double Fastest)> Kernels { get; } = new();
 
     internal void ToDevice(long bytes) => Interlocked.Add(ref _toDevice, bytes);
     internal void AddressTable(long bytes) => Interlocked.Add(ref _tables, bytes);
     internal void ToHost(long bytes) => Interlocked.Add(ref _toHost, bytes);
     internal void OnDevice(long bytes) => Interlocked.Add(ref _onDevice, bytes);
 
-    internal void Launched(string name, TimeSpan t)
+    internal void Launched(string name, double? milliseconds)
     {
         Interlocked.Increment(ref _launches);
-        Kernels.AddOrUpdate(name, (1, t.TotalMilliseconds), (_, x) => (x.Launches + 1, x.Milliseconds + t.TotalMilliseconds));
+        if (milliseconds is double ms)
+            Kernels.AddOrUpdate(name, (1, ms, ms), (_, x) => (x.Launches + 1, x.Milliseconds + ms, Math.Min(x.Fastest, ms)));
     }
 
     internal void Allocated(long bytes)

@@ -21,6 +21,8 @@ public sealed class RunSettings
     public ulong Seed { get; set; }
     /// <summary>Training steps to run on the same inputs (1 for a forward run).</summary>
     public int Steps { get; set; } = 1;
+    /// <summary>Times to run a forward model on the same inputs (for timing; the results are the last run's).</summary>
+    public int Repeat { get; set; } = 1;
     /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
     public string? SaveParamsPath { get; set; }
     /// <summary>How kernels run: "cpu" (compiled host kernels), "interp" (the reference interpreter), "cuda" (GPUs) or "cuda-emu" (emulated GPUs).</summary>
@@ -59,7 +61,9 @@ public static class ModelSession
         IMachine? machine = null)
     {
         if (s.Steps < 1) throw new RunInputException($"--steps must be at least 1, got {s.Steps}");
-        if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train MODEL optimizer ...' declaration)");
+        if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train MODEL optimizer ...' declaration); --repeat runs a forward model again");
+        if (s.Repeat < 1) throw new RunInputException($"--repeat must be at least 1, got {s.Repeat}");
+        if (s.Repeat > 1 && manifest.Training) throw new RunInputException("--repeat runs a forward model again; a training model takes --steps");
         var args = LoadInputs(manifest, s, log);
         var parameters = LoadParams(manifest, s);
         var trace = s.TracePath == null && !s.Profile ? null : new Trace();
@@ -67,8 +71,9 @@ public static class ModelSession
             : (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t);
         IReadOnlyList<NDArray> results = [];
         var losses = new float[s.Steps];
-        for (int step = 0; step < s.Steps; step++)
+        for (int run = 0; run < s.Steps * s.Repeat; run++)
         {
+            int step = run % s.Steps;
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var updates = new Dictionary<string, NDArray>();
             try { results = runStep(args, parameters, updates, trace); }

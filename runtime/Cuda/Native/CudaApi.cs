@@ -88,4 +88,9 @@ public static unsafe class CudaApi
     [DllImport(Lib, EntryPoint = "cuMemsetD8_v2")] public static extern CUResult cuMemsetD8(ulong dst, byte value, nuint count);
     [DllImport(Lib, EntryPoint = "cuMemGetInfo_v2")] public static extern CUResult cuMemGetInfo(out nuint free, out nuint total);
     [DllImport(Lib)] public static extern CUResult cuGetErrorString(CUResult error, out IntPtr text);
+    [DllImport(Lib)] public static extern CUResult cuEventCreate(out IntPtr e, uint flags);
+    [DllImport(Lib)] public static extern CUResult cuEventRecord(IntPtr e, IntPtr stream);
+    [DllImport(Lib)] public static extern CUResult cuEventSynchronize(IntPtr e);
+    [DllImport(Lib)] public static extern CUResult cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
+    [DllImport(Lib, EntryPoint = "cuEventDestroy_v2")] public static extern CUResult cuEventDestroy(IntPtr e);
 }

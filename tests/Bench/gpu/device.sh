@@ -4,8 +4,9 @@
 # then, on the GPU machine, from the repository root: bash tests/Bench/gpu/device.sh
 # 1. Every example on the GPU (its logical devices sharing GPU 0: arrays stay on the GPU, collectives through the
 #    generated kernels), checked against the CPU back end with --compare cpu (exit 1 on a difference).
-# 2. The benchmarks: mplrun --profile prints per kernel the time on the GPU (launch and execution, copies
-#    excluded) and the host-GPU traffic; torch_reference.py times cuBLAS and a device copy on the same GPU.
+# 2. The benchmarks, 10 runs each: mplrun --profile times every launch on the GPU between two events and prints per
+#    kernel the total and the fastest launch, and the host-GPU traffic; torch_reference.py times cuBLAS and a
+#    device copy on the same GPU (median of 20).
 set -uo pipefail
 run=bin/publish/mplrun
 kit=bin/gpu-kit
@@ -18,7 +19,7 @@ for b in mlp attention classifier gpt; do
 done
 for b in matmul chain; do
   echo "== benchmark: generated $b"
-  $run "$kit/$b.mplc" --backend cuda --gpus 1 --profile || fail=1
+  $run "$kit/$b.mplc" --backend cuda --gpus 1 --repeat 10 --profile || fail=1
 done
 echo "== PyTorch"
 python3 tests/Bench/gpu/torch_reference.py || fail=1

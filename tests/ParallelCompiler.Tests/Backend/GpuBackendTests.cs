@@ -210,7 +210,10 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         string bundle = P("mlp.mplc");
         Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", bundle).ExitCode);
         var (o, e) = (new StringWriter(), new StringWriter());
-        Assert.True(MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "4", "--profile", "--compare", "cpu"], o, e) == 0, e.ToString());
+        Assert.True(MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "4", "--profile", "--repeat", "3", "--compare", "cpu"], o, e) == 0, e.ToString());
+        // Every launch timed: the second matmul ran 3 times on each of the 4 devices.
+        Assert.Contains("GPU best us", o.ToString());
+        Assert.Matches(@"k2_matmul\s+12\s", o.ToString());
         Assert.Contains("compare: cuda-emu equals cpu within 0.0001: 1 array(s), largest relative difference", o.ToString());
         Assert.Contains("note: 4 device(s) on emulated-gpu:0, emulated-gpu:1, emulated-gpu:2, emulated-gpu:3 (collectives through NCCL)", e.ToString());
         Assert.Matches(@"emulated-gpu:3: \d+ launches, \d+ bytes to the GPU, \d+ bytes to the host", o.ToString());
@@ -220,6 +223,9 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         (o, e) = (new StringWriter(), new StringWriter());
         Assert.Equal(1, MplrunCli.Execute([bundle, "--compare", "interp"], o, e));
         Assert.Contains("error: --compare takes 'cpu'", e.ToString());
+        (o, e) = (new StringWriter(), new StringWriter());
+        Assert.Equal(1, MplrunCli.Execute([bundle, "--steps", "2"], o, e));
+        Assert.Contains("error: --steps needs a training model (a 'train MODEL optimizer ...' declaration); --repeat runs a forward model again", e.ToString());
         var bad = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--gpus", "2");
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("error: --gpus applies to --backend cuda and cuda-emu", bad.Stderr);
