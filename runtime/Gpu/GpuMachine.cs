@@ -77,6 +77,24 @@ public sealed class GpuMachine : IMachine, IDisposable
         return any ? (total, fastest) : null;
     }
 
+    /// <summary>
+    /// The collective self-test (<see cref="CollectiveSelfTest"/>) on these GPUs: four logical devices sharing GPU 0
+    /// and, with four GPUs or more, one GPU each through NCCL. One line per placement; false when any case differs.
+    /// </summary>
+    public bool CheckCollectives(TextWriter log)
+    {
+        bool ok = true;
+        foreach (bool share in OneGpuPerDevice(4) ? new[] { true, false } : [true])
+        {
+            var (cases, failures) = WithWorld(CollectiveSelfTest.Mesh, TimeSpan.FromSeconds(60), CollectiveSelfTest.Run, share);
+            string where = share ? $"4 devices sharing {_gpus[0].Name}" : $"4 devices on {string.Join(", ", _gpus.Take(4).Select(g => g.Name))} through NCCL";
+            log.WriteLine(failures.Count == 0 ? $"collectives, {where}: {cases} cases equal the host's" : $"collectives, {where}: {failures.Count} of {cases} cases differ from the host's");
+            foreach (var f in failures) log.WriteLine($"  {f}");
+            ok &= failures.Count == 0;
+        }
+        return ok;
+    }
+
     /// <summary>Per GPU, the memory kept for reuse by the next step.</summary>
     public IReadOnlyList<GpuPool> Pools => _pools;
 
@@ -93,25 +111,28 @@ public sealed class GpuMachine : IMachine, IDisposable
 
     /// <inheritdoc/>
     public IReadOnlyList<NDArray> Run(ProgramManifest manifest, DeviceProgram program, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates, Trace? trace)
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates, Trace? trace) =>
+        WithWorld(manifest.PhysicalMesh, timeout, world => ProgramRunner.Run(manifest, program, args, parameters, world, updates, trace));
+
+    /// <summary>
+    /// Runs <paramref name="body"/> on the devices of <paramref name="mesh"/> placed on these GPUs (<see cref="OneGpuPerDevice"/>,
+    /// unless <paramref name="shareOneGpu"/>); the arrays of the run are freed (kept in the pools) when it returns.
+    /// </summary>
+    public T WithWorld<T>(DeviceMesh mesh, TimeSpan timeout, Func<IDeviceWorld<GpuArray>, T> body, bool shareOneGpu = false)
     {
-        var mesh = manifest.PhysicalMesh;
-        if (OneGpuPerDevice(mesh.DeviceCount))
+        var heaps = OneGpuPerDevice(mesh.DeviceCount) && !shareOneGpu ? _pools.Take(mesh.DeviceCount).Select(p => new GpuHeap(p)).ToArray() : [new GpuHeap(_pools[0])];
+        try
         {
-            var heaps = _pools.Take(mesh.DeviceCount).Select(p => new GpuHeap(p)).ToArray();
-            try
+            IDeviceWorld<GpuArray> world;
+            if (heaps.Length > 1) world = new NcclWorld(mesh, timeout, _nccl, heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), _kernels));
+            else
             {
-                using var world = new NcclWorld(mesh, timeout, _nccl, heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), _kernels));
-                return ProgramRunner.Run(manifest, program, args, parameters, world, updates, trace);
+                var ops = new GpuArrayOps(heaps[0]);
+                world = new InProcessDevices<GpuArray>(new InProcessWorld<GpuArray>(mesh, timeout, ops), rank => new GpuDevice(rank, heaps[0], ops, _kernels));
             }
-            finally { foreach (var h in heaps) h.Dispose(); }
+            using (world) return body(world);
         }
-        using (var heap = new GpuHeap(_pools[0]))
-        {
-            var ops = new GpuArrayOps(heap);
-            using var world = new InProcessDevices<GpuArray>(new InProcessWorld<GpuArray>(mesh, timeout, ops), rank => new GpuDevice(rank, heap, ops, _kernels));
-            return ProgramRunner.Run(manifest, program, args, parameters, world, updates, trace);
-        }
+        finally { foreach (var h in heaps) h.Dispose(); }
     }
 
     /// <inheritdoc/>

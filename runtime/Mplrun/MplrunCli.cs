@@ -16,7 +16,7 @@ namespace ParallelCompiler.Mplrun;
 public static class MplrunCli
 {
     private const string Usage = "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] [--steps N] [--repeat N] [--save-params P2.npz] " +
-        "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--trace T.json] [--profile] [--collective-timeout S]";
+        "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] [--profile] [--collective-timeout S]";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
@@ -46,7 +46,7 @@ public static class MplrunCli
             return args.Length == 0 ? 1 : 0;
         }
         string? bundlePath = null;
-        bool compare = false;
+        bool compare = false, checkCollectives = false;
         var s = new RunSettings();
         for (int i = 0; i < args.Length; i++)
         {
@@ -59,6 +59,7 @@ public static class MplrunCli
             }
             if (a == "--verbose") continue;
             if (a == "--profile") { s.Profile = true; continue; }
+            if (a == "--check-collectives") { checkCollectives = true; continue; }
             if (a == "--compare")
             {
                 if (i + 1 >= args.Length || args[++i] != "cpu") throw new RunInputException("--compare takes 'cpu' (run again on the CPU back end and compare)");
@@ -111,6 +112,11 @@ public static class MplrunCli
         }
         using (owned)
         {
+            if (checkCollectives)
+            {
+                if (gpu == null) throw new RunInputException("--check-collectives checks the collectives of a GPU back end: add --backend cuda or cuda-emu");
+                return gpu.CheckCollectives(stdout) ? 0 : 1;
+            }
             var program = bundle.Program(kernels);
             var outcome = ModelSession.Run(m, program, s, stderr,
                 s.Steps > 1 ? (step, loss, t) => stderr.WriteLine($"step {step + 1}/{s.Steps}  loss {loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} ms/step") : null,

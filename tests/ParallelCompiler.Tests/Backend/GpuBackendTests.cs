@@ -218,6 +218,13 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         Assert.Contains("note: 4 device(s) on emulated-gpu:0, emulated-gpu:1, emulated-gpu:2, emulated-gpu:3 (collectives through NCCL)", e.ToString());
         Assert.Matches(@"emulated-gpu:3: \d+ launches, \d+ bytes to the GPU, \d+ bytes to the host", o.ToString());
         (o, e) = (new StringWriter(), new StringWriter());
+        Assert.True(MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "4", "--check-collectives"], o, e) == 0, o.ToString() + e);
+        Assert.Contains("collectives, 4 devices sharing emulated-gpu:0: 184 cases equal the host's", o.ToString());
+        Assert.Contains("collectives, 4 devices on emulated-gpu:0, emulated-gpu:1, emulated-gpu:2, emulated-gpu:3 through NCCL: 184 cases equal the host's", o.ToString());
+        (o, e) = (new StringWriter(), new StringWriter());
+        Assert.Equal(1, MplrunCli.Execute([bundle, "--check-collectives"], o, e));
+        Assert.Contains("error: --check-collectives checks the collectives of a GPU back end", e.ToString());
+        (o, e) = (new StringWriter(), new StringWriter());
         Assert.Equal(1, MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "0"], o, e));
         Assert.Contains("error: --gpus must be at least 1, got 0", e.ToString());
         (o, e) = (new StringWriter(), new StringWriter());
