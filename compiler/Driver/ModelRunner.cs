@@ -51,14 +51,7 @@ public static class ModelRunner
         var specs = Backend.KernelCompiler.Specs(module);
         var launches = specs.Select(k => Backend.BundleWriter.Launch(k)).ToArray();
         if (s.Backend == "cuda") return Runtime.Gpu.GpuMachine.OpenCuda(Backend.KernelCompiler.Ptx(specs, collectives: true), launches, s.Gpus);
-        string dir = Directory.CreateTempSubdirectory("mplc-grid").FullName;
-        try
-        {
-            string so = Path.Combine(dir, "libkernels-grid.so");
-            Backend.KernelCompiler.BuildHostLibrary(specs, so, Backend.Llvm.KernelTarget.HostGrid);
-            return Runtime.Gpu.GpuMachine.OpenEmulated(so, launches, s.Gpus ?? 1); // loaded: the file may go
-        }
-        finally { Directory.Delete(dir, true); }
+        return WithHostLibrary(module, Backend.Llvm.KernelTarget.HostGrid, so => Runtime.Gpu.GpuMachine.OpenEmulated(so, launches, s.Gpus ?? 1));
     }
 
     /// <summary>
@@ -67,29 +60,37 @@ public static class ModelRunner
     /// <c>$XDG_CACHE_HOME/mplc</c> or <c>~/.cache/mplc</c>; <c>MPLC_CACHE_DIR=off</c> disables it), so running the
     /// same program again skips LLVM and the linker.
     /// </summary>
-    public static Runtime.Cpu.HostKernelLibrary CompileHostKernels(Operation module)
+    public static Runtime.Cpu.HostKernelLibrary CompileHostKernels(Operation module) =>
+        WithHostLibrary(module, Backend.Llvm.KernelTarget.Cpu, so => new Runtime.Cpu.HostKernelLibrary(so));
+
+    /// <summary>
+    /// Loads the module's kernels built for <paramref name="target"/> (the host, or the host grid of an emulated
+    /// GPU) with <paramref name="load"/>, from the cache when it has them (see <see cref="CompileHostKernels"/>).
+    /// </summary>
+    private static T WithHostLibrary<T>(Operation module, Backend.Llvm.KernelTarget target, Func<string, T> load)
     {
+        string suffix = target == Backend.Llvm.KernelTarget.Cpu ? ".so" : "-grid.so";
         string? cache = Backend.KernelCache.Directory();
         if (cache != null)
         {
-            string path = Path.Combine(cache, Backend.KernelCache.Key(module) + ".so");
+            string path = Path.Combine(cache, Backend.KernelCache.Key(module) + suffix);
             if (File.Exists(path))
             {
-                try { return new Runtime.Cpu.HostKernelLibrary(path); }
+                try { return load(path); }
                 catch (InvalidDataException) { File.Delete(path); } // damaged: build it again
             }
             string tmp = path + $".{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
-            Backend.KernelCompiler.BuildHostLibrary(module, tmp);
+            Backend.KernelCompiler.BuildHostLibrary(Backend.KernelCompiler.Specs(module), tmp, target);
             File.Move(tmp, path, overwrite: true); // atomic: a concurrent run sees a whole library or none
             Backend.KernelCache.Prune(cache);
-            return new Runtime.Cpu.HostKernelLibrary(path);
+            return load(path);
         }
         string dir = Directory.CreateTempSubdirectory("mplc-kernels").FullName;
         try
         {
-            string so = Path.Combine(dir, "libkernels.so");
-            Backend.KernelCompiler.BuildHostLibrary(module, so);
-            return new Runtime.Cpu.HostKernelLibrary(so);
+            string so = Path.Combine(dir, "libkernels" + suffix);
+            Backend.KernelCompiler.BuildHostLibrary(Backend.KernelCompiler.Specs(module), so, target);
+            return load(so); // loaded: the file may go
         }
         finally { Directory.Delete(dir, true); }
     }
