@@ -37,7 +37,18 @@ public static class ManifestBuilder
             Kernels = kernels ?? [],
             Files = files ?? new Dictionary<string, string>(),
             Memory = memory,
+            Schedule = Schedule(func),
         };
+    }
+
+    /// <summary>The pipeline schedule of a per-device function (its pipe.schedule op), or null.</summary>
+    private static ScheduleInfo? Schedule(Operation func)
+    {
+        var op = func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
+        if (op == null || func.GetAttr("pipeline") is not DictAttr pipe) return null;
+        string axis = pipe.Entries.First(e => e.Key == "axis").Value is StringAttr a ? a.Value : "";
+        var order = ((ArrayAttr)op.GetAttr("order")!).Items.Select(d => ((ArrayAttr)d).AsStrings()).ToArray();
+        return new ScheduleInfo(axis, op.StringAttr("kind"), (int)op.IntAttr("microbatches"), (int)op.IntAttr("chunks"), order);
     }
 
     private static string[][] Layout(TensorType t) =>

@@ -21,6 +21,13 @@ public sealed record ParamInfo(string Path, DType DType, long[] Shape, string[][
 public sealed record KernelInfo(string Name, int[] Grid, int[] Block, bool Barriers = false);
 
 /// <summary>
+/// A pipelined program's schedule: the pipeline axis, the kind (gpipe, 1f1b, interleaved), microbatches, model
+/// chunks per device, and per pipeline device its tasks in order (F3 = forward of microbatch 3, B3.1 = backward of
+/// microbatch 3 on chunk 1).
+/// </summary>
+public sealed record ScheduleInfo(string Axis, string Kind, int Microbatches, int Chunks, string[][] Order);
+
+/// <summary>
 /// What a runtime needs to know of a compiled program besides its instructions: the mesh (with the axis that stands
 /// for microbatches, which runs in time), the inputs, results and parameters with their global layouts, whether
 /// it is a training step, its kernels and the memory plan of a device. Written as <c>manifest.json</c> in a bundle, with the checksums of the
@@ -51,6 +58,8 @@ public sealed class ProgramManifest
     public Execution.MemoryPlan? Memory { get; init; }
     /// <summary>Files of the bundle and their SHA-256 (hex).</summary>
     public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
+    /// <summary>The pipeline schedule, when the program is pipelined (the program file holds the same order).</summary>
+    public ScheduleInfo? Schedule { get; init; }
 
     /// <summary>The devices the program runs on: the mesh without its microbatch axis.</summary>
     public DeviceMesh PhysicalMesh => Mesh.Without(MicrobatchAxis);
@@ -68,6 +77,7 @@ public sealed class ProgramManifest
             Json.Array(w, "axes", Mesh.AxisNames);
             Json.Array(w, "sizes", Mesh.Sizes);
             if (MicrobatchAxis != null) w.WriteString("microbatch_axis", MicrobatchAxis);
+            w.WriteNumber("devices", PhysicalMesh.DeviceCount);
             w.WriteEndObject();
             w.WriteBoolean("training", Training);
             Tensors(w, "inputs", Inputs);
@@ -104,6 +114,23 @@ public sealed class ProgramManifest
                 {
                     w.WriteStartArray();
                     foreach (var x in new[] { b.Slot, b.Bytes, b.Offset, b.From, b.To }) w.WriteNumberValue(x);
+                    w.WriteEndArray();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            if (Schedule != null)
+            {
+                w.WriteStartObject("schedule");
+                w.WriteString("axis", Schedule.Axis);
+                w.WriteString("kind", Schedule.Kind);
+                w.WriteNumber("microbatches", Schedule.Microbatches);
+                w.WriteNumber("chunks", Schedule.Chunks);
+                w.WriteStartArray("order");
+                foreach (var device in Schedule.Order)
+                {
+                    w.WriteStartArray();
+                    foreach (var task in device) w.WriteStringValue(task);
                     w.WriteEndArray();
                 }
                 w.WriteEndArray();
@@ -149,6 +176,10 @@ public sealed class ProgramManifest
                     ? new Execution.MemoryPlan(mem.GetProperty("buffers").EnumerateArray().Select(b => new Execution.BufferPlacement(
                         b[0].GetInt32(), b[1].GetInt64(), b[2].GetInt64(), b[3].GetInt32(), b[4].GetInt32())).ToArray(),
                         mem.GetProperty("arena_bytes").GetInt64(), mem.GetProperty("peak_live_bytes").GetInt64())
+                    : null,
+                Schedule = r.TryGetProperty("schedule", out var sch)
+                    ? new ScheduleInfo(sch.GetProperty("axis").GetString()!, sch.GetProperty("kind").GetString()!, sch.GetProperty("microbatches").GetInt32(),
+                        sch.GetProperty("chunks").GetInt32(), sch.GetProperty("order").EnumerateArray().Select(d => d.EnumerateArray().Select(t => t.GetString()!).ToArray()).ToArray())
                     : null,
             };
         }

@@ -41,6 +41,12 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         Assert.Equal(128, m.Inputs[0].IntBound);
         Assert.Contains(m.Params, p => p.Path == "gpt.block.1.mlp.w1" && p.Layout[1].SequenceEqual(["tp"]));
         Assert.Equal(6, m.Files.Count);
+        // The pipeline schedule, as the program runs it.
+        Assert.Equal(("pp", "1f1b", 4, 1), (m.Schedule!.Axis, m.Schedule.Kind, m.Schedule.Microbatches, m.Schedule.Chunks));
+        Assert.Equal(["F0", "F1", "B0", "F2", "B1", "F3", "B2", "B3"], m.Schedule.Order[0]);
+        var program = ParallelCompiler.Runtime.Model.Bundle.Open(b).Program(n => new ParallelCompiler.Runtime.Distributed.KernelRef(n));
+        Assert.Equal(m.Schedule.Order, program.Schedule!.Select(d => d.Select(t => t.Label(1)).ToArray()).ToArray());
+        Assert.Contains("\"devices\": 8", File.ReadAllText(Path.Combine(b, "manifest.json")));
         // The collective kernels ride along in the PTX for GPU collectives between devices sharing a GPU.
         Assert.All(ParallelCompiler.Runtime.Gpu.CollectiveKernels.All, k => Assert.Contains($".entry {k}(", File.ReadAllText(Path.Combine(b, "kernels.ptx"))));
         Assert.All(m.Kernels, k => Assert.Contains($".entry {k.Name}(", File.ReadAllText(Path.Combine(b, "kernels.ptx"))));
