@@ -112,4 +112,23 @@ public sealed class CudaTests : IDisposable
         Assert.Equal(0, gpu.Gpus[0].Counters.BytesInUse);
         Assert.True(gpu.Gpus[0].Counters.PeakBytes > 0);
     }
+
+    /// <summary>The ManagedCuda-shaped binding on its own: device variables copied both ways around a launch of the block-copy kernel.</summary>
+    [GpuFact]
+    public void TheDriverBindingCopiesAndLaunches()
+    {
+        using var context = new Runtime.Cuda.CudaContext(0);
+        using var module = context.LoadModulePtx(Backend.KernelCompiler.Ptx([], "sm_80", collectives: true));
+        var kernel = module.Kernel(Runtime.Gpu.CollectiveKernels.CopyBlocks, (1, 1, 1), (256, 1, 1));
+        using var src = new Runtime.Cuda.CudaDeviceVariable<float>(8);
+        using var dst = new Runtime.Cuda.CudaDeviceVariable<float>(8);
+        src.CopyToDevice([0, 1, 2, 3, 4, 5, 6, 7]);
+        dst.CopyToDevice(new float[8]);
+        // dst[o * 4 + i] = src[o * 4 + 2 + i] for o < 2, i < 2.
+        var t = kernel.Run(dst.DevicePointer, src.DevicePointer, 2, 2, 4, 2, 4, 0);
+        var host = new float[8];
+        dst.CopyToHost(host);
+        Assert.Equal([2f, 3, 0, 0, 6, 7, 0, 0], host);
+        Assert.True(t > TimeSpan.Zero);
+    }
 }
