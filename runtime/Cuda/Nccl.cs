@@ -30,6 +30,10 @@ public sealed class Nccl : INccl
     }
 
     /// <inheritdoc/>
+    /// <remarks>A real NCCL call cannot be abandoned: a member that never comes leaves the others waiting.</remarks>
+    public void BeginRun(TimeSpan timeout, CancellationToken cancel) { }
+
+    /// <inheritdoc/>
     public IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus)
     {
         var drivers = gpus.Select(g => _gpus[g] as CudaDriver ?? throw new InvalidOperationException($"NCCL runs on CUDA GPUs, not {_gpus[g].Name}")).ToArray();

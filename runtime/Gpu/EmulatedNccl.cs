@@ -9,8 +9,14 @@ namespace ParallelCompiler.Runtime.Gpu;
 /// others; members that disagree on the call fail naming both), the last to arrive computes every member's result
 /// in rank order, and point-to-point sends are buffered so that an exchange completes once its messages arrived.
 /// </summary>
-public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus, TimeSpan timeout, CancellationToken cancel) : INccl
+public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
 {
+    private TimeSpan timeout = TimeSpan.FromSeconds(60);
+    private CancellationToken cancel;
+
+    /// <inheritdoc/>
+    public void BeginRun(TimeSpan timeout, CancellationToken cancel) => (this.timeout, this.cancel) = (timeout, cancel);
+
     private sealed class Meeting(int size)
     {
         public readonly string?[] Calls = new string?[size];

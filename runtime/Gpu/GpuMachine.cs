@@ -10,7 +10,7 @@ namespace ParallelCompiler.Runtime.Gpu;
 /// The GPU back end's devices: the mesh's logical devices on the GPUs of one process. With one GPU (or fewer GPUs
 /// than devices) every logical device shares GPU 0, and collectives run in its memory through device copies and
 /// the generated collective kernels (an <see cref="InProcessWorld{T}"/> over <see cref="GpuArrayOps"/>); with a
-/// GPU per device each device has its own, and collectives go through NCCL. Each step copies the inputs and
+/// GPU per device each device has its own, and collectives go through NCCL (communicators kept from step to step). Each step copies the inputs and
 /// parameters in and the results and updates out; everything between stays on the GPUs, in memory a
 /// <see cref="GpuPool"/> per GPU keeps from step to step.
 /// </summary>
@@ -18,12 +18,13 @@ public sealed class GpuMachine : IMachine, IDisposable
 {
     private readonly IReadOnlyList<IGpuDriver> _gpus;
     private readonly IReadOnlyDictionary<string, KernelInfo> _kernels;
-    private readonly Func<IReadOnlyList<IGpuDriver>, TimeSpan, CancellationToken, INccl> _nccl;
+    private readonly Func<IReadOnlyList<IGpuDriver>, INccl> _nccl;
+    private NcclGroups? _groups;
     private readonly IDisposable? _owned;
     private readonly GpuPool[] _pools;
     private bool _disposed;
 
-    private GpuMachine(IReadOnlyList<IGpuDriver> gpus, IEnumerable<KernelInfo> kernels, Func<IReadOnlyList<IGpuDriver>, TimeSpan, CancellationToken, INccl> nccl, IDisposable? owned)
+    private GpuMachine(IReadOnlyList<IGpuDriver> gpus, IEnumerable<KernelInfo> kernels, Func<IReadOnlyList<IGpuDriver>, INccl> nccl, IDisposable? owned)
     {
         _gpus = gpus;
         _kernels = kernels.ToDictionary(k => k.Name);
@@ -52,7 +53,7 @@ public sealed class GpuMachine : IMachine, IDisposable
             foreach (var d in drivers) d.Dispose();
             throw;
         }
-        return new GpuMachine(drivers, kernels, (g, _, _) => new Cuda.Nccl(g), null);
+        return new GpuMachine(drivers, kernels, g => new Cuda.Nccl(g), null);
     }
 
     /// <summary>
@@ -64,7 +65,7 @@ public sealed class GpuMachine : IMachine, IDisposable
         if (gpus < 1) throw new RunInputException($"--gpus must be at least 1, got {gpus}");
         var library = new HostKernelLibrary(gridLibrary);
         var drivers = Enumerable.Range(0, gpus).Select(i => (IGpuDriver)new EmulatedGpu(i, library) { TimesKernels = timeKernels }).ToList();
-        return new GpuMachine(drivers, kernels, (g, timeout, cancel) => new EmulatedNccl(g, timeout, cancel), library);
+        return new GpuMachine(drivers, kernels, g => new EmulatedNccl(g), library);
     }
 
     /// <summary>Milliseconds on the GPUs in kernel <paramref name="name"/>'s timed launches, in all and the fastest, or null if none was timed.</summary>
@@ -95,6 +96,9 @@ public sealed class GpuMachine : IMachine, IDisposable
         return ok;
     }
 
+    /// <summary>The NCCL communicators kept for the next step (null until a mesh runs with a GPU per device).</summary>
+    public NcclGroups? NcclGroups => _groups;
+
     /// <summary>Per GPU, the memory kept for reuse by the next step.</summary>
     public IReadOnlyList<GpuPool> Pools => _pools;
 
@@ -124,13 +128,24 @@ public sealed class GpuMachine : IMachine, IDisposable
         try
         {
             IDeviceWorld<GpuArray> world;
-            if (heaps.Length > 1) world = new NcclWorld(mesh, timeout, _nccl, heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), _kernels));
+            if (heaps.Length > 1)
+            {
+                _groups ??= new NcclGroups(_nccl(_gpus));
+                world = new NcclWorld(mesh, timeout, _groups, heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), _kernels));
+            }
             else
             {
                 var ops = new GpuArrayOps(heaps[0]);
                 world = new InProcessDevices<GpuArray>(new InProcessWorld<GpuArray>(mesh, timeout, ops), rank => new GpuDevice(rank, heaps[0], ops, _kernels));
             }
             using (world) return body(world);
+        }
+        catch when (heaps.Length > 1)
+        {
+            // Members of a failed run may have left NCCL calls behind: start the next run with new communicators.
+            _groups?.Dispose();
+            _groups = null;
+            throw;
         }
         finally { foreach (var h in heaps) h.Dispose(); }
     }
@@ -140,6 +155,7 @@ public sealed class GpuMachine : IMachine, IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        _groups?.Dispose();
         foreach (var p in _pools) p.Dispose();
         foreach (var g in _gpus) g.Dispose();
         _owned?.Dispose();

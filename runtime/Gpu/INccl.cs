@@ -38,6 +38,9 @@ public interface INcclComm
 /// </summary>
 public interface INccl : IDisposable
 {
+    /// <summary>The run the next calls belong to: how long a call may wait, and what cancels the wait (a failed device).</summary>
+    void BeginRun(TimeSpan timeout, CancellationToken cancel);
+
     /// <summary>Communicators of a group whose member k runs on GPU <paramref name="gpus"/>[k] (indices into this NCCL's GPUs).</summary>
     IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus);
 

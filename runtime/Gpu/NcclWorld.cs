@@ -4,53 +4,70 @@ using ParallelCompiler.Runtime.Distributed;
 namespace ParallelCompiler.Runtime.Gpu;
 
 /// <summary>
+/// NCCL communicators by group of devices (global ranks in group order; device r on GPU r), made together when the
+/// group first communicates and kept from run to run, since making them is slow.
+/// </summary>
+public sealed class NcclGroups(INccl nccl) : IDisposable
+{
+    private readonly Dictionary<string, IReadOnlyList<INcclComm>> _groups = [];
+
+    /// <summary>The NCCL the communicators come from.</summary>
+    public INccl Nccl => nccl;
+
+    /// <summary>Groups whose communicators were made.</summary>
+    public int Count { get { lock (_groups) return _groups.Count; } }
+
+    /// <summary>The communicator of <paramref name="rank"/> in the group <paramref name="members"/>.</summary>
+    public INcclComm Of(int[] members, int rank)
+    {
+        string key = string.Join(",", members);
+        IReadOnlyList<INcclComm> comms;
+        lock (_groups)
+            if (!_groups.TryGetValue(key, out comms!)) _groups[key] = comms = nccl.Group(members);
+        return comms[Array.IndexOf(members, rank)];
+    }
+
+    /// <summary>Destroys the communicators.</summary>
+    public void Dispose() => nccl.Dispose();
+}
+
+/// <summary>
 /// The devices of a mesh on one GPU each, in one process: device r runs on GPU r with its own thread (the thread
 /// management, cancellation and pipeline mailboxes of an <see cref="InProcessWorld{T}"/>), and its collectives go
-/// through NCCL communicators, one set per group of devices, made when the group first communicates.
+/// through the NCCL communicators of <see cref="NcclGroups"/>.
 /// </summary>
 public sealed class NcclWorld : IDeviceWorld<GpuArray>
 {
     private readonly InProcessWorld<GpuArray> _inner;
-    private readonly INccl _nccl;
+    private readonly NcclGroups _groups;
     private readonly GpuHeap[] _heaps;
     private readonly GpuArrayOps[] _ops;
     private readonly Func<int, IDevice<GpuArray>> _device;
-    private readonly Dictionary<string, IReadOnlyList<INcclComm>> _groups = [];
 
-    /// <summary>
-    /// A world over the GPUs of <paramref name="heaps"/> (device r on heaps[r]'s GPU), with NCCL made by
-    /// <paramref name="nccl"/>(GPUs, timeout, cancellation of the world).
-    /// </summary>
-    public NcclWorld(DeviceMesh mesh, TimeSpan timeout, Func<IReadOnlyList<IGpuDriver>, TimeSpan, CancellationToken, INccl> nccl,
-        GpuHeap[] heaps, Func<int, IDevice<GpuArray>> device)
+    /// <summary>A world over the GPUs of <paramref name="heaps"/> (device r on heaps[r]'s GPU), communicating through <paramref name="groups"/>.</summary>
+    public NcclWorld(DeviceMesh mesh, TimeSpan timeout, NcclGroups groups, GpuHeap[] heaps, Func<int, IDevice<GpuArray>> device)
     {
         if (heaps.Length != mesh.DeviceCount) throw new ArgumentException($"mesh {mesh} has {mesh.DeviceCount} devices but {heaps.Length} GPUs were given");
         _heaps = heaps;
         _ops = heaps.Select(h => new GpuArrayOps(h)).ToArray();
         _device = device;
         _inner = new InProcessWorld<GpuArray>(mesh, timeout, new PerGpuOps(this));
-        _nccl = nccl(heaps.Select(h => h.Gpu).ToArray(), timeout, _inner.Cancellation);
+        _groups = groups;
+        groups.Nccl.BeginRun(timeout, _inner.Cancellation);
     }
 
     /// <inheritdoc/>
     public DeviceMesh Mesh => _inner.Mesh;
 
     /// <summary>The NCCL in use.</summary>
-    internal INccl Nccl => _nccl;
+    internal INccl Nccl => _groups.Nccl;
 
     /// <inheritdoc/>
     public TResult[] Run<TResult>(Func<IDevice<GpuArray>, ICommunicator<GpuArray>, TResult> body) =>
         _inner.Run((rank, comm) => body(_device(rank), new NcclCommunicator(rank, comm, this, _heaps[rank], _ops[rank])));
 
     /// <summary>The communicator of <paramref name="rank"/> in the group of devices <paramref name="members"/> (global ranks, in group order).</summary>
-    internal INcclComm Group(int[] members, int rank)
-    {
-        string key = string.Join(",", members);
-        IReadOnlyList<INcclComm> comms;
-        lock (_groups)
-            if (!_groups.TryGetValue(key, out comms!)) _groups[key] = comms = _nccl.Group(members);
-        return comms[Array.IndexOf(members, rank)];
-    }
+    internal INcclComm Group(int[] members, int rank) => _groups.Of(members, rank);
 
     /// <summary>The heap of the GPU <paramref name="gpu"/>.</summary>
     internal GpuHeap HeapOf(IGpuDriver gpu) => _heaps.First(h => h.Gpu == gpu);
@@ -59,11 +76,7 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
     internal GpuArrayOps OpsOf(IGpuDriver gpu) => _ops[Array.FindIndex(_heaps, h => h.Gpu == gpu)];
 
     /// <inheritdoc/>
-    public void Dispose()
-    {
-        _nccl.Dispose();
-        _inner.Dispose();
-    }
+    public void Dispose() => _inner.Dispose();
 
     /// <summary>Operations on whichever GPU holds the arrays (what the in-process mailboxes copy with).</summary>
     private sealed class PerGpuOps(NcclWorld world) : IArrayOps<GpuArray>

@@ -88,7 +88,8 @@ public sealed class CudaTests : IDisposable
         try
         {
             var heaps = gpus.Select(g => new Runtime.Gpu.GpuHeap(g)).ToArray();
-            using (var world = new Runtime.Gpu.NcclWorld(Support.GpuCollectiveCheck.Mesh, TimeSpan.FromSeconds(60), (g, _, _) => new Runtime.Cuda.Nccl(g), heaps,
+            using var groups = new Runtime.Gpu.NcclGroups(new Runtime.Cuda.Nccl(gpus));
+            using (var world = new Runtime.Gpu.NcclWorld(Support.GpuCollectiveCheck.Mesh, TimeSpan.FromSeconds(60), groups, heaps,
                 rank => new Runtime.Gpu.GpuDevice(rank, heaps[rank], new Runtime.Gpu.GpuArrayOps(heaps[rank]), new Dictionary<string, Runtime.Model.KernelInfo>())))
                 Support.GpuCollectiveCheck.Run(world);
             Assert.All(heaps, h => Assert.Equal(0, h.Live));

@@ -89,7 +89,10 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         Assert.All(gpu.Gpus.Zip(gpu.Pools), p => Assert.Equal(p.First.Counters.BytesInUse, p.Second.CachedBytes));
         Assert.True(c.Sum(x => x.Launches) > 0 && c.All(x => x.PeakBytes > 0));
         long allocations = c.Sum(x => x.Allocations);
+        int groups = gpu.NcclGroups?.Count ?? 0;
+        Assert.Equal(gpus > 1, groups > 0);
         gpu.Run(m, program, args, parameters, TimeSpan.FromSeconds(60), new Dictionary<string, NDArray>(), null);
+        Assert.Equal(groups, gpu.NcclGroups?.Count ?? 0); // the communicators are kept, not made again
         // Threads that share a GPU's pool (devices sharing the GPU, or a pipeline message made on the sender's GPU
         // and freed by its receiver) may interleave differently and need a few more blocks at once.
         long more = c.Sum(x => x.Allocations) - allocations;
@@ -123,7 +126,7 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         {
             var heaps = gpus.Select(g => new GpuHeap(g)).ToArray();
             IDeviceWorld<GpuArray> world = nccl
-                ? new NcclWorld(mesh, timeout, (g, t, c) => new EmulatedNccl(g, t, c), heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), new Dictionary<string, KernelInfo>()))
+                ? new NcclWorld(mesh, timeout, new NcclGroups(new EmulatedNccl(gpus)), heaps, rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), new Dictionary<string, KernelInfo>()))
                 : new InProcessDevices<GpuArray>(new InProcessWorld<GpuArray>(mesh, timeout, new GpuArrayOps(heaps[0])), rank => new GpuDevice(rank, heaps[0], new GpuArrayOps(heaps[0]), new Dictionary<string, KernelInfo>()));
             GpuCollectiveCheck.Run(world);
             world.Dispose();
