@@ -135,6 +135,40 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         finally { foreach (var g in gpus) g.Dispose(); }
     }
 
+    /// <summary>Members of a group that disagree on an NCCL call, or one that never comes, fail instead of hanging.</summary>
+    [Fact]
+    public void EmulatedNcclRefusesMismatchesAndTimesOut()
+    {
+        var mesh = new DeviceMesh(["x"], [2]);
+        using var library = new HostKernelLibrary(s_collectives.Value);
+        var gpus = Enumerable.Range(0, 2).Select(i => new EmulatedGpu(i, library)).ToArray();
+        try
+        {
+            var site = new CollectiveSite("dist.all_reduce", "m.mpl:3:5", 7);
+            IDeviceWorld<GpuArray> World()
+            {
+                var heaps = gpus.Select(g => new GpuHeap(g)).ToArray();
+                return new NcclWorld(mesh, TimeSpan.FromSeconds(0.5), new NcclGroups(new EmulatedNccl(gpus)), heaps,
+                    rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), new Dictionary<string, KernelInfo>()));
+            }
+            var x = NDArray.FromFloats([2, 4], new float[8]);
+            using (var world = World())
+            {
+                var e = Assert.Throws<CollectiveException>(() => world.Run((d, c) =>
+                    c.Rank == 0 ? c.AllReduce(d.CopyIn(x), ["x"], ReduceKind.Sum, site) : c.AllGather(d.CopyIn(x), ["x"], 0, site)));
+                Assert.StartsWith("NCCL call mismatch: ", e.Message);
+                Assert.Contains("rank 0 called all_reduce(Sum, 8 x Float32)", e.Message);
+                Assert.Contains("rank 1 called all_gather(8 x Float32)", e.Message);
+            }
+            using (var world = World())
+            {
+                var e = Assert.Throws<CollectiveTimeoutException>(() => world.Run((d, c) => c.Rank == 0 ? c.AllReduce(d.CopyIn(x), ["x"], ReduceKind.Sum, site) : null));
+                Assert.Contains("NCCL rank 0 waited 0.5 s in all_reduce(Sum, 8 x Float32); ranks 1 never called it", e.Message);
+            }
+        }
+        finally { foreach (var g in gpus) g.Dispose(); }
+    }
+
     /// <summary>The emulated GPU refuses what a real one would fault on or corrupt, naming the GPU and the address.</summary>
     [Fact]
     public unsafe void AnEmulatedGpuRefusesBadAddresses()
