@@ -10,9 +10,9 @@ namespace ParallelCompiler.Runtime.Gpu;
 /// The GPU back end's devices: the mesh's logical devices on the GPUs of one process. With one GPU (or fewer GPUs
 /// than devices) every logical device shares GPU 0, and collectives run in its memory through device copies and
 /// the generated collective kernels (an <see cref="InProcessWorld{T}"/> over <see cref="GpuArrayOps"/>); with a
-/// GPU per device each device has its own, and collectives go through NCCL (communicators kept from step to step). Each step copies the inputs and
-/// parameters in and the results and updates out; everything between stays on the GPUs, in memory a
-/// <see cref="GpuPool"/> per GPU keeps from step to step.
+/// GPU per device each device has its own, and collectives go through NCCL (communicators kept from step to step).
+/// Each step copies the inputs and parameters in and the results and updates out; everything between stays on the
+/// GPUs, in memory a <see cref="GpuPool"/> per GPU keeps from step to step.
 /// </summary>
 public sealed class GpuMachine : IMachine, IDisposable
 {
