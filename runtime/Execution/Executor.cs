@@ -119,11 +119,9 @@ public static class Executor
         return coords[a] < 0 || coords[a] >= comm.Mesh.Sizes[a] ? null : comm.Mesh.RankOf(coords);
     }
 
-    internal static ExecutionException Fail<T>(ICommunicator<T> comm, CollectiveSite site, string message, Exception? inner = null) where T : class, IArray =>
-        Fail(comm.Mesh, comm.Rank, site, message, inner);
-
-    internal static ExecutionException Fail(DeviceMesh mesh, int rank, CollectiveSite site, string message, Exception? inner = null)
+    internal static ExecutionException Fail<T>(ICommunicator<T> comm, CollectiveSite site, string message, Exception? inner = null) where T : class, IArray
     {
+        var (mesh, rank) = (comm.Mesh, comm.Rank);
         var coords = mesh.Coords(rank);
         string where = mesh.DeviceCount == 1 ? "" :
             $"device {rank} ({string.Join(", ", mesh.AxisNames.Select((a, i) => $"{a}={coords[i]}"))}), ";
