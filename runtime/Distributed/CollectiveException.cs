@@ -16,7 +16,7 @@ public class CollectiveException : Exception
 
     /// <summary>
     /// True when this device failed only because another one did (it gave up on a collective a peer had already
-    /// abandoned); <see cref="InProcessWorld.Run{T}"/> then reports the peer's failure instead.
+    /// abandoned); <see cref="InProcessWorld{T}.Run{TResult}"/> then reports the peer's failure instead.
     /// </summary>
     internal bool Consequential { get; init; }
 }

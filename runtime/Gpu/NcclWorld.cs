@@ -114,7 +114,10 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
 
     private static NcclType Type(GpuArray x) => x.DType == DType.I32 ? NcclType.Int32 : NcclType.Float32;
 
-    public GpuArray AllReduce(GpuArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site)
+    public GpuArray AllReduce(GpuArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site) =>
+        Within(site, $"over [{string.Join(", ", axes)}]", () => AllReduceOn(x, axes, kind, site));
+
+    private GpuArray AllReduceOn(GpuArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site)
     {
         var (comm, members) = GroupOf(axes);
         if (members.Length == 1) return ops.Copy(x);
@@ -140,7 +143,10 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         return all;
     }
 
-    public GpuArray AllGather(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
+    public GpuArray AllGather(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site) =>
+        Within(site, $"over [{string.Join(", ", axes)}]", () => AllGatherOn(x, axes, dim, site));
+
+    private GpuArray AllGatherOn(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
     {
         var (comm, members) = GroupOf(axes);
         int n = members.Length;
@@ -157,7 +163,10 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         finally { heap.Free(all); }
     }
 
-    public GpuArray ReduceScatter(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
+    public GpuArray ReduceScatter(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site) =>
+        Within(site, $"over [{string.Join(", ", axes)}]", () => ReduceScatterOn(x, axes, dim, site));
+
+    private GpuArray ReduceScatterOn(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
     {
         var (comm, members) = GroupOf(axes);
         int n = members.Length;
@@ -186,7 +195,10 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         return output;
     }
 
-    public GpuArray AllToAll(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site)
+    public GpuArray AllToAll(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site) =>
+        Within(site, $"over [{string.Join(", ", axes)}]", () => AllToAllOn(x, axes, splitDim, concatDim, site));
+
+    private GpuArray AllToAllOn(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site)
     {
         var (comm, members) = GroupOf(axes);
         int n = members.Length;
@@ -207,7 +219,10 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         }
     }
 
-    public GpuArray CollectivePermute(GpuArray x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site)
+    public GpuArray CollectivePermute(GpuArray x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site) =>
+        Within(site, "over all devices", () => CollectivePermuteOn(x, pairs, site));
+
+    private GpuArray CollectivePermuteOn(GpuArray x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site)
     {
         int devices = Mesh.DeviceCount;
         var output = heap.Allocate(x.DType, x.Shape, zero: true);
@@ -228,6 +243,17 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         heap.Gpu.CopyFromPeer(local.Pointer, message.Gpu, message.Pointer, message.Bytes);
         world.HeapOf(message.Gpu).Free(message);
         return local;
+    }
+
+    // An NCCL failure (a mismatch the emulated NCCL detects, a member that never came) named with this device and the op.
+    private GpuArray Within(CollectiveSite site, string span, Func<GpuArray> body)
+    {
+        try { return body(); }
+        catch (CollectiveException e) when (!e.Consequential)
+        {
+            string text = $"device {rank} ({Mesh.Describe(rank)}) in {InProcessWorld<GpuArray>.Describe(site, span)}: {e.Message}";
+            throw e is CollectiveTimeoutException ? new CollectiveTimeoutException(text) : new CollectiveException(text, e);
+        }
     }
 
     private static long[] Scaled(long[] shape, int dim, int n)

@@ -156,14 +156,14 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
             {
                 var e = Assert.Throws<CollectiveException>(() => world.Run((d, c) =>
                     c.Rank == 0 ? c.AllReduce(d.CopyIn(x), ["x"], ReduceKind.Sum, site) : c.AllGather(d.CopyIn(x), ["x"], 0, site)));
-                Assert.StartsWith("NCCL call mismatch: ", e.Message);
+                Assert.Matches(@"^device \d \(x=\d\) in dist.all_reduce over \[x\] at step 7 \(m.mpl:3:5\): NCCL call mismatch: ", e.Message);
                 Assert.Contains("rank 0 called all_reduce(Sum, 8 x Float32)", e.Message);
                 Assert.Contains("rank 1 called all_gather(8 x Float32)", e.Message);
             }
             using (var world = World())
             {
                 var e = Assert.Throws<CollectiveTimeoutException>(() => world.Run((d, c) => c.Rank == 0 ? c.AllReduce(d.CopyIn(x), ["x"], ReduceKind.Sum, site) : null));
-                Assert.Contains("NCCL rank 0 waited 0.5 s in all_reduce(Sum, 8 x Float32); ranks 1 never called it", e.Message);
+                Assert.Equal("device 0 (x=0) in dist.all_reduce over [x] at step 7 (m.mpl:3:5): NCCL rank 0 waited 0.5 s in all_reduce(Sum, 8 x Float32); ranks 1 never called it", e.Message);
             }
         }
         finally { foreach (var g in gpus) g.Dispose(); }
