@@ -96,7 +96,7 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         // Threads that share a GPU's pool (devices sharing the GPU, or a pipeline message made on the sender's GPU
         // and freed by its receiver) may interleave differently and need a few more blocks at once.
         long more = c.Sum(x => x.Allocations) - allocations;
-        Assert.True(more <= allocations / 10, $"the second step made {more} new allocations, the first {allocations}");
+        Assert.True(more <= Math.Max(8, allocations / 10), $"the second step made {more} new allocations, the first {allocations}");
         gpu.Dispose();
         Assert.All(c, x => Assert.Equal(0, x.BytesInUse));
     }
