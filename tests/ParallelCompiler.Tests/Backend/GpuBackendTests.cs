@@ -32,6 +32,7 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
     [InlineData("classifier.mpl", 4, new[] { "--steps", "2" })]
     [InlineData("gpt.mpl", 1, new[] { "-D", "L=2", "--steps", "2" })]
     [InlineData("gpt.mpl", 8, new[] { "-D", "L=2", "--steps", "2" })]
+    [InlineData("gpt.mpl", 8, new[] { "-D", "L=2", "--zero", "1", "--steps", "2" })] // ZeRO-1: reduce_scatter and all_gather over dp
     public void EveryExampleOnEmulatedGpusEqualsTheCpu(string example, int gpus, string[] extra)
     {
         NDArray[] Run(string backend, params string[] more)
