@@ -120,9 +120,10 @@ public sealed unsafe partial class KernelCodegen
     /// <summary>
     /// C[b] = A[b] @ B[b] with register blocking: a block of 16x16 threads (blockIdx.z the batch) computes a tile of
     /// 16T x 16T outputs, each thread a T x T square held in registers. Per step along k the block stages a 16T x BK
-    /// tile of A and a BK x 16T tile of B in shared memory (BK = 1024 / 16T; each thread loads four elements of each,
-    /// neighbouring threads neighbouring addresses), synchronises, and every thread accumulates its square from T
-    /// values of A and T of B per k; elements outside A or B read as zero, threads outside C store nothing.
+    /// tile of A (stored transposed, k major) and a BK x 16T tile of B in shared memory (BK = 1024 / 16T; each thread
+    /// loads four elements of each, neighbouring threads neighbouring addresses), synchronises, and every thread
+    /// accumulates its square from T contiguous values of A and T of B per k (vector loads from shared memory,
+    /// fused multiply-adds as on the host); elements outside A or B read as zero, threads outside C store nothing.
     /// </summary>
     private void EmitGpuMatmul(MatmulShape mm)
     {
@@ -174,7 +175,8 @@ public sealed unsafe partial class KernelCodegen
                     var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
                     var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
                     var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
-                    Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, idx));
+                    // Stored transposed (k major), so that a thread reads its T rows of A for one k as contiguous vectors.
+                    Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, Add(Mul(ac, C(bm)), ar)));
                     var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
                     var (bkk, col) = (Add(k0, br), Add(colBase, bc));
                     var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
@@ -187,11 +189,11 @@ public sealed unsafe partial class KernelCodegen
                 var ptrs = Enumerable.Range(0, tt).Select(Acc).ToArray();
                 for (int kk = 0; kk < bk; kk++)
                 {
-                    var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(Mul(Add(Mul(ty, C(t)), C(i)), C(bk)), C(kk))))).ToArray();
+                    var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(C(kk * bm + i), Mul(ty, C(t)))))).ToArray();
                     var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(C(kk * bm + j), Mul(tx, C(t)))))).ToArray();
                     for (int i = 0; i < t; i++)
                         for (int j = 0; j < t; j++)
-                            Store(LLVM.BuildFAdd(_b, Load(_f32, ptrs[i * t + j]), LLVM.BuildFMul(_b, av[i], bv[j], ""), ""), ptrs[i * t + j]);
+                            Store(Call("llvm.fmuladd.f32", _f32, [av[i], bv[j], Load(_f32, ptrs[i * t + j])]), ptrs[i * t + j]);
                 }
             }, barrier: true);
         });
