@@ -195,7 +195,28 @@ public static class ArrayOps
         return true;
     }
 
-    private static long Outer(long[] shape, int axis) => NDArray.ShapeSize(shape.AsSpan(0, axis));
+    /// <summary>The product of the dimensions before <paramref name="axis"/> (the number of blocks along it).</summary>
+    public static long Outer(long[] shape, int axis) => NDArray.ShapeSize(shape.AsSpan(0, axis));
 
-    private static long Inner(long[] shape, int axis) => NDArray.ShapeSize(shape.AsSpan(axis + 1));
+    /// <summary>The product of the dimensions after <paramref name="axis"/> (the elements per step along it).</summary>
+    public static long Inner(long[] shape, int axis) => NDArray.ShapeSize(shape.AsSpan(axis + 1));
+
+    /// <summary>
+    /// The largest difference of <paramref name="actual"/> from <paramref name="expected"/> (same size) relative to
+    /// max(|expected|, 1), and where: NaN equals NaN and an infinity itself; any other NaN or infinity is an infinite
+    /// difference. (0, -1) when they agree everywhere.
+    /// </summary>
+    public static (double Error, long Index) WorstRelativeDifference(NDArray expected, NDArray actual)
+    {
+        (double Error, long Index) worst = (0, -1);
+        for (long i = 0; i < expected.Size; i++)
+        {
+            double e = expected.GetDouble(i), a = actual.GetDouble(i);
+            if (double.IsNaN(e) && double.IsNaN(a) || e == a) continue;
+            double err = double.IsNaN(e) || double.IsNaN(a) || double.IsInfinity(e) || double.IsInfinity(a)
+                ? double.PositiveInfinity : Math.Abs(e - a) / Math.Max(Math.Abs(e), 1);
+            if (err > worst.Error || worst.Index < 0) worst = (err, i);
+        }
+        return worst;
+    }
 }

@@ -26,12 +26,7 @@ public sealed class InProcessDevices<T>(InProcessWorld<T> world, Func<int, IDevi
     public TResult[] Run<TResult>(Func<IDevice<T>, ICommunicator<T>, TResult> body)
     {
         ArgumentNullException.ThrowIfNull(body);
-        return world.Run((rank, comm) =>
-        {
-            var d = device(rank);
-            try { return body(d, comm); }
-            finally { (d as IDisposable)?.Dispose(); }
-        });
+        return world.Run((rank, comm) => body(device(rank), comm));
     }
 
     /// <inheritdoc/>

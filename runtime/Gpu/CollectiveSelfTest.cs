@@ -46,11 +46,14 @@ public static class CollectiveSelfTest
                     return result;
                 });
                 for (int rank = 0; rank < 4; rank++)
-                    if (Difference(expected[rank], got[rank]) is { } d)
-                    {
-                        failures.Add($"{dtype.Name()} {c.Name} on device {rank}: {d}");
-                        break;
-                    }
+                {
+                    var (e, a) = (expected[rank], got[rank]);
+                    string? why = e.TypeString != a.TypeString ? $"host {e.TypeString}, GPU {a.TypeString}"
+                        : ArrayOps.WorstRelativeDifference(e, a) is var (err, i) && err > 1e-6 ? $"[{i}] host {e.GetDouble(i)}, GPU {a.GetDouble(i)}" : null;
+                    if (why == null) continue;
+                    failures.Add($"{dtype.Name()} {c.Name} on device {rank}: {why}");
+                    break;
+                }
             }
         }
         return (count, failures);
@@ -91,17 +94,5 @@ public static class CollectiveSelfTest
         var v = Enumerable.Range(0, (int)n).Select(_ => t.Round((float)(rng.NextDouble() * 4 - 2))).ToArray();
         if (nan && n > 3) v[3] = float.NaN;
         return NDArray.FromFloats(t, shape, v);
-    }
-
-    private static string? Difference(NDArray expected, NDArray actual)
-    {
-        if (expected.TypeString != actual.TypeString) return $"host {expected.TypeString}, GPU {actual.TypeString}";
-        for (long i = 0; i < expected.Size; i++)
-        {
-            double x = expected.GetDouble(i), y = actual.GetDouble(i);
-            bool same = double.IsNaN(x) ? double.IsNaN(y) : Math.Abs(x - y) <= 1e-6 * Math.Max(1, Math.Abs(x));
-            if (!same) return $"[{i}] host {x}, GPU {y}";
-        }
-        return null;
     }
 }

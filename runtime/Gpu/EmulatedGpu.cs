@@ -149,11 +149,16 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     // which the emulated GPUs of a process share: kernels with barriers run one at a time.
     private static readonly Lock s_sharedMemory = new();
 
-    /// <summary>Calls the host-grid kernel once per block of the grid (it runs the block's threads itself).</summary>
-    private static void RunBlocks(IntPtr fn, IntPtr table, int[] grid, int[] block)
+    /// <summary>The registers a host-grid kernel is called with, in order (the thread indices are its own).</summary>
+    public static IReadOnlyList<string> Registers { get; } = ["ntid.x", "ctaid.x", "ctaid.y", "ctaid.z", "nctaid.x"];
+
+    /// <summary>
+    /// Runs the host-grid kernel <paramref name="fn"/> over <paramref name="grid"/>: one call per block (the kernel
+    /// runs the block's threads itself), <paramref name="table"/> its argument table (buffer addresses, then scalars).
+    /// </summary>
+    public static void RunBlocks(IntPtr fn, IntPtr table, int[] grid, int[] block)
     {
-        // The registers of HostGrid kernels: ntid.x, ctaid.x, ctaid.y, ctaid.z, nctaid.x.
-        var r = stackalloc long[5];
+        var r = stackalloc long[5]; // in the order of Registers
         r[0] = block[0];
         r[4] = grid[0];
         for (int bz = 0; bz < grid[2]; bz++)

@@ -58,7 +58,7 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
         var shape = (long[])first.Shape.Clone();
         shape[dim] = parts.Sum(p => p.Shape[dim]);
         var output = heap.Allocate(first.DType, shape, zero: false);
-        long outer = Outer(shape, dim), inner = Inner(shape, dim), offset = 0;
+        long outer = ArrayOps.Outer(shape, dim), inner = ArrayOps.Inner(shape, dim), offset = 0;
         foreach (var p in parts)
         {
             long len = p.Shape[dim] * inner;
@@ -76,8 +76,8 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
         var shape = (long[])x.Shape.Clone();
         shape[dim] = length;
         var output = heap.Allocate(x.DType, shape, zero: false);
-        long inner = Inner(shape, dim);
-        CopyBlocks(output, x, Outer(shape, dim), length * inner, x.Shape[dim] * inner, start * inner, length * inner, 0);
+        long inner = ArrayOps.Inner(shape, dim);
+        CopyBlocks(output, x, ArrayOps.Outer(shape, dim), length * inner, x.Shape[dim] * inner, start * inner, length * inner, 0);
         return output;
     }
 
@@ -121,10 +121,4 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
         }
         return xs[0];
     }
-
-    /// <summary>The product of the dimensions before <paramref name="dim"/>.</summary>
-    public static long Outer(long[] shape, int dim) => shape.Take(dim).Aggregate(1L, (a, b) => a * b);
-
-    /// <summary>The product of the dimensions after <paramref name="dim"/>.</summary>
-    public static long Inner(long[] shape, int dim) => shape.Skip(dim + 1).Aggregate(1L, (a, b) => a * b);
 }

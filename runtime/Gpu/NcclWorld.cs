@@ -156,7 +156,7 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         try
         {
             var output = heap.Allocate(x.DType, Scaled(x.Shape, dim, n), zero: false);
-            long outer = GpuArrayOps.Outer(x.Shape, dim), len = x.Shape[dim] * GpuArrayOps.Inner(x.Shape, dim);
+            long outer = ArrayOps.Outer(x.Shape, dim), len = x.Shape[dim] * ArrayOps.Inner(x.Shape, dim);
             for (int k = 0; k < n; k++) ops.CopyBlocks(output, all, outer, len, len, k * x.Count, n * len, k * len);
             return output;
         }
@@ -182,7 +182,7 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         var shape = (long[])x.Shape.Clone();
         shape[dim] = chunk;
         var output = heap.Allocate(x.DType, shape, zero: false);
-        long outer = GpuArrayOps.Outer(x.Shape, dim), inner = GpuArrayOps.Inner(x.Shape, dim), len = chunk * inner;
+        long outer = ArrayOps.Outer(x.Shape, dim), inner = ArrayOps.Inner(x.Shape, dim), len = chunk * inner;
         // NCCL scatters contiguous chunks: bring chunk k of the dimension together first.
         var packed = dim == 0 ? x : heap.Allocate(x.DType, x.Shape, zero: false);
         try

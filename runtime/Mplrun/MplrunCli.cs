@@ -154,12 +154,8 @@ public static class MplrunCli
         double worst = 0;
         string at = "";
         foreach (var (name, expected, got) in pairs)
-            for (long i = 0; i < expected.Size; i++)
-            {
-                double x = expected.GetDouble(i), y = got.GetDouble(i);
-                double err = double.IsNaN(x) && double.IsNaN(y) ? 0 : Math.Abs(x - y) / Math.Max(1, Math.Abs(x));
-                if (!(err <= worst)) (worst, at) = (double.IsNaN(err) ? double.PositiveInfinity : err, $"{name}[{i}]: cpu {x}, {s.Backend} {y}");
-            }
+            if (ArrayOps.WorstRelativeDifference(expected, got) is var (err, i) && i >= 0 && (err > worst || at.Length == 0))
+                (worst, at) = (err, $"{name}[{i}]: cpu {expected.GetDouble(i)}, {s.Backend} {got.GetDouble(i)}");
         string summary = $"{pairs.Count} array(s), largest relative difference {worst:G3}{(at.Length > 0 ? $" at {at}" : "")}";
         if (worst > tolerance) throw new RunInputException($"--compare cpu: {s.Backend} differs from cpu: {summary} (tolerance {tolerance:G})");
         stdout.WriteLine($"compare: {s.Backend} equals cpu within {tolerance:G}: {summary}");

@@ -37,12 +37,7 @@ public sealed unsafe partial class KernelCodegen
             var sum = Accumulate(acc, ty, LLVM.BuildSub(_b, n, Const64(1), ""), (k, a) =>
             {
                 var v = Load(ty, Gep(ty, TableEntry(table, LLVM.BuildAdd(_b, k, Const64(1), "")), idx));
-                if (kind == ReduceKind.Max)
-                {
-                    var better = isInt ? LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, v, a, "")
-                        : LLVM.BuildOr(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OGT, v, a, ""), LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, v, v, ""), "");
-                    return LLVM.BuildSelect(_b, better, v, a, "");
-                }
+                if (kind == ReduceKind.Max) return Max(v, a, isInt);
                 if (isInt) return LLVM.BuildAdd(_b, a, v, "");
                 var s = LLVM.BuildFAdd(_b, a, v, "");
                 return dtype == DType.F32 ? s : Round(dtype, s);

@@ -171,17 +171,11 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         });
     }
 
-    private void EmitGpu(int rank) => Threads(Sreg("ntid.x"), Const64(1), () =>
+    private void EmitGpu(int rank)
     {
         int p = ParallelDims(_spec);
         long total = _spec.Output.Shape.Take(p).Aggregate(1L, (a, x) => a * x);
-        var tid = Sreg("tid.x");
-        var ntid = Sreg("ntid.x");
-        var ctaid = Sreg("ctaid.x");
-        var nctaid = Sreg("nctaid.x");
-        var start = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, ctaid, ntid, ""), tid, "");
-        var step = LLVM.BuildMul(_b, nctaid, ntid, "");
-        StridedLoop(start, Const64(total), step, flat =>
+        GridStride(Const64(total), flat =>
         {
             var outer = _spec.Output.Shape.Take(p).ToArray();
             var scope = new Scope(null, 0);
@@ -192,10 +186,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             for (int level = 0; level < p; level++) EmitReductionsAt(level, _spec.Body, inner);
             EmitLoops(p, rank, inner);
         });
-    });
+    }
 
-    /// <summary>The order of the registers a <see cref="KernelTarget.HostGrid"/> kernel is called with (the thread indices are its own).</summary>
-    public static readonly string[] Registers = ["ntid.x", "ctaid.x", "ctaid.y", "ctaid.z", "nctaid.x"];
     private LLVMValueRef _registers;
     private (LLVMValueRef X, LLVMValueRef Y)? _thread;
 
@@ -231,7 +223,7 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             var t = _thread ?? throw new InvalidOperationException($"{name} read outside the threads of a block");
             return name == "tid.x" ? t.X : name == "tid.y" ? t.Y : Const64(0);
         }
-        if (_target == KernelTarget.HostGrid) return Load(_i64, Gep(_i64, _registers, Const64(Array.IndexOf(Registers, name))));
+        if (_target == KernelTarget.HostGrid) return Load(_i64, Gep(_i64, _registers, Const64(Runtime.Gpu.EmulatedGpu.Registers.ToList().IndexOf(name))));
         var v = Call($"llvm.nvvm.read.ptx.sreg.{name}", _i32, []);
         return LLVM.BuildZExt(_b, v, _i64, "");
     }
@@ -269,13 +261,7 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             var inner = new Scope(scope, _levels.Depth(r.Var));
             EmitReductionsAt(_levels.Depth(r.Var), r.Body, inner);
             var v = Convert(Emit(r.Body, inner), r.Body.Type, t);
-            if (r.Kind == "max")
-            {
-                // A NaN wins and then stays: take v when it is larger or NaN.
-                var better = t == KType.I32 ? LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, v, acc, "")
-                    : LLVM.BuildOr(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OGT, v, acc, ""), LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, v, v, ""), "");
-                return LLVM.BuildSelect(_b, better, v, acc, "");
-            }
+            if (r.Kind == "max") return Max(v, acc, t == KType.I32);
             return t == KType.I32 ? LLVM.BuildAdd(_b, acc, v, "") : LLVM.BuildFAdd(_b, acc, v, "");
         });
     }
@@ -502,6 +488,14 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     }
 
     // ---- small helpers over the builder ----
+
+    /// <summary>The larger of <paramref name="v"/> and <paramref name="acc"/>; a NaN wins and then stays (v is taken when larger or NaN).</summary>
+    private LLVMValueRef Max(LLVMValueRef v, LLVMValueRef acc, bool isInt)
+    {
+        var better = isInt ? LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, v, acc, "")
+            : LLVM.BuildOr(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OGT, v, acc, ""), LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, v, v, ""), "");
+        return LLVM.BuildSelect(_b, better, v, acc, "");
+    }
 
     private LLVMValueRef AddFunction(string name, LLVMTypeRef ret, LLVMTypeRef[] parameters)
     {

@@ -90,27 +90,14 @@ public class GpuStructureTests
         finally { Directory.Delete(dir, true); }
     }
 
-    /// <summary>
-    /// Runs a host-grid kernel over a grid as a GPU would: one call per block, the kernel running the block's
-    /// threads in turn between its barriers (one schedule a GPU may choose: a missing barrier reads stale tiles).
-    /// </summary>
+    /// <summary>Runs a host-grid kernel over a grid as the emulated GPU does (a block per call, its threads in turn between barriers) on pinned arrays.</summary>
     private static unsafe void RunGrid(IntPtr fn, NDArray[] buffers, int[] grid, int[] block)
     {
         var handles = buffers.Select(b => GCHandle.Alloc(b.F != null ? b.F : b.I!, GCHandleType.Pinned)).ToArray();
         try
         {
             var table = handles.Select(h => h.AddrOfPinnedObject()).ToArray();
-            var regs = new long[KernelCodegen.Registers.Length];
-            regs[Array.IndexOf(KernelCodegen.Registers, "ntid.x")] = block[0];
-            regs[Array.IndexOf(KernelCodegen.Registers, "nctaid.x")] = grid[0];
-            for (int bz = 0; bz < grid[2]; bz++)
-                for (int by = 0; by < grid[1]; by++)
-                    for (int bx = 0; bx < grid[0]; bx++)
-                    {
-                        (regs[1], regs[2], regs[3]) = (bx, by, bz);
-                        fixed (IntPtr* tb = table)
-                        fixed (long* r = regs) ((delegate* unmanaged<IntPtr*, long*, void>)fn)(tb, r);
-                    }
+            fixed (IntPtr* tb = table) ParallelCompiler.Runtime.Gpu.EmulatedGpu.RunBlocks(fn, (IntPtr)tb, grid, block);
         }
         finally { foreach (var h in handles) h.Free(); }
     }

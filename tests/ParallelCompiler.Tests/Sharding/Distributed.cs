@@ -29,14 +29,6 @@ public static class Distributed
     public static double MaxRelativeError(NDArray expected, NDArray actual)
     {
         Assert.Equal(expected.Shape, actual.Shape);
-        double worst = 0;
-        for (long i = 0; i < expected.Size; i++)
-        {
-            double e = expected.GetDouble(i), a = actual.GetDouble(i);
-            if (double.IsNaN(e) && double.IsNaN(a) || e == a) continue;
-            if (double.IsNaN(e) || double.IsNaN(a) || double.IsInfinity(e) || double.IsInfinity(a)) return double.PositiveInfinity;
-            worst = Math.Max(worst, Math.Abs(e - a) / Math.Max(Math.Abs(e), 1));
-        }
-        return worst;
+        return ArrayOps.WorstRelativeDifference(expected, actual).Error;
     }
 }
