@@ -35,6 +35,33 @@ setup() {
   fi
 }
 
+# NVIDIA's PTX assembler (and disassembler), an independent check that every generated PTX kernel assembles and
+# how many registers it takes. Debian ships them in non-free's nvidia-cuda-toolkit; only that one package is
+# fetched, from the Debian archive apt already uses, with a private apt state (the system's sources and packages
+# stay as they are), and unpacked into bin/nvidia/. Best effort: without it the ptxas tests skip, saying why.
+fetch_ptxas() {
+  [ -x bin/nvidia/ptxas ] && [ -x bin/nvidia/nvdisasm ] && return 0
+  command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || { log "no apt: not fetching ptxas"; return 0; }
+  local codename uri work
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' 2>/dev/null | awk -v c="$codename" '$2 == c {print $1; exit}')
+  if [ -z "$codename" ] || [ -z "$uri" ]; then log "no Debian archive for '$codename' among apt's sources: not fetching ptxas"; return 0; fi
+  log "fetching ptxas (nvidia-cuda-toolkit from $codename non-free) into bin/nvidia/"
+  work=$(mktemp -d)
+  mkdir -p "$work/lists/partial" "$work/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $codename non-free" > "$work/sources.list"
+  local opts=(-qq -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$work/lists"
+              -o "Dir::Cache::Archives=$work/archives" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+  if apt-get "${opts[@]}" update >/dev/null 2>&1 && (cd "$work" && apt-get "${opts[@]}" download nvidia-cuda-toolkit >/dev/null 2>&1) \
+     && dpkg-deb -x "$work"/nvidia-cuda-toolkit_*.deb "$work/x"; then
+    mkdir -p bin/nvidia
+    cp "$work/x/usr/bin/ptxas" "$work/x/usr/bin/nvdisasm" bin/nvidia/
+  else
+    log "could not fetch nvidia-cuda-toolkit: the ptxas tests will skip"
+  fi
+  rm -rf "$work"
+}
+
 build() {
   log "restoring and building ($CONFIG)"
   dotnet build ParallelCompiler.sln -c "$CONFIG" -nologo -v quiet -clp:ErrorsOnly
@@ -95,8 +122,8 @@ case "$cmd" in
     setup
     build  # incremental: a no-op when nothing changed
     exec bin/mplc run "$@" ;;
-  test) setup; build; run_tests ;;
-  bench) setup; build; dotnet run --project tests/Bench/Bench.csproj -c "$CONFIG" -- "${@:2}" ;;
+  test) setup; fetch_ptxas; build; run_tests ;;
+  bench) setup; fetch_ptxas; build; dotnet run --project tests/Bench/Bench.csproj -c "$CONFIG" -- "${@:2}" ;;
   publish)
     setup
     log "publishing mplrun with NativeAOT to bin/publish/"
