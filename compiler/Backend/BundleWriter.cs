@@ -41,23 +41,24 @@ public static class BundleWriter
             optimizedIr: ir => File.WriteAllText(Path.Combine(dir, "kernels.ll"), ir));
         File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(specs, gpu, collectives: true));
         KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels-grid.so"), KernelTarget.HostGrid);
-        var kernels = specs.Select(s => Launch(s)).ToArray();
+        var kernels = specs.Select(Launch).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
         File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program)).ToJson());
         return dir;
     }
 
-    /// <summary>The GPU launch shape of a kernel: 16x16 threads per output tile of a matmul (unless <paramref name="tiled"/> is false), else 256 threads over its parallel elements.</summary>
-    public static KernelInfo Launch(KernelSpec spec, bool tiled = true)
+    /// <summary>The GPU launch shape of a kernel: 16x16 threads per output tile of a matmul, else <see cref="KernelCodegen.GpuThreads"/> threads over its parallel elements.</summary>
+    public static KernelInfo Launch(KernelSpec spec)
     {
-        if (spec.Matmul is { } mm && tiled)
+        if (spec.Matmul is { } mm)
         {
             long batch = mm.Batch.Aggregate(1L, (a, b) => a * b);
             long side = KernelCodegen.GpuTile * KernelCodegen.GpuThreadTile(mm);
             return new KernelInfo(spec.Name, [(int)((mm.N + side - 1) / side), (int)((mm.M + side - 1) / side), (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1], Barriers: true);
         }
         long total = spec.Output.Shape.Take(KernelCodegen.ParallelDims(spec)).Aggregate(1L, (a, b) => a * b);
-        return new KernelInfo(spec.Name, [(int)Math.Clamp((total + 255) / 256, 1, 65535), 1, 1], [256, 1, 1]);
+        const int threads = KernelCodegen.GpuThreads;
+        return new KernelInfo(spec.Name, [(int)Math.Clamp((total + threads - 1) / threads, 1, 65535), 1, 1], [threads, 1, 1]);
     }
 
     /// <summary>The SHA-256 of a file, lower-case hex.</summary>

@@ -49,7 +49,7 @@ public static class ModelRunner
     private static Runtime.Gpu.GpuMachine OpenGpus(Operation module, RunSettings s)
     {
         var specs = Backend.KernelCompiler.Specs(module);
-        var launches = specs.Select(k => Backend.BundleWriter.Launch(k)).ToArray();
+        var launches = specs.Select(Backend.BundleWriter.Launch).ToArray();
         if (s.Backend == "cuda") return Runtime.Gpu.GpuMachine.OpenCuda(Backend.KernelCompiler.Ptx(specs, collectives: true), launches, s.Gpus);
         return WithHostLibrary(module, Backend.Llvm.KernelTarget.HostGrid, so => Runtime.Gpu.GpuMachine.OpenEmulated(so, launches, s.Gpus ?? 1));
     }

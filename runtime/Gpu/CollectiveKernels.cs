@@ -27,7 +27,10 @@ public static class CollectiveKernels
     public static IReadOnlyList<string> All { get; } =
         [.. new[] { DType.F32, DType.F16, DType.BF16, DType.I32 }.Select(t => Reduce(ReduceKind.Sum, t)), Reduce(ReduceKind.Max, DType.F32), Reduce(ReduceKind.Max, DType.I32), CopyBlocks];
 
-    /// <summary>256 threads per block, one block per 256 elements up to 4,096 blocks (a grid-stride loop does the rest).</summary>
+    /// <summary>Threads per block of the collective kernels (and of the compiler's kernels other than tiled matmuls).</summary>
+    public const int BlockThreads = 256;
+
+    /// <summary><see cref="BlockThreads"/> threads per block, one block per that many elements up to 4,096 blocks (a grid-stride loop does the rest).</summary>
     public static KernelInfo Shape(string name, long elements) =>
-        new(name, [(int)Math.Clamp((elements + 255) / 256, 1, 4096), 1, 1], [256, 1, 1]);
+        new(name, [(int)Math.Clamp((elements + BlockThreads - 1) / BlockThreads, 1, 4096), 1, 1], [BlockThreads, 1, 1]);
 }

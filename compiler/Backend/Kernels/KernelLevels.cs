@@ -56,6 +56,9 @@ public sealed class KernelLevels
         return f;
     }
 
+    /// <summary>Whether <paramref name="e"/> reduces anywhere.</summary>
+    public static bool HasReduction(KExpr e) => e is KReduce || Children(e).Any(HasReduction);
+
     /// <summary>The direct subexpressions of <paramref name="e"/>.</summary>
     public static IEnumerable<KExpr> Children(KExpr e) => e switch
     {

@@ -79,6 +79,7 @@ public sealed unsafe partial class KernelCodegen
         {
             _fn = AddFunction(name, _void, [.. Enumerable.Repeat(global, pointers), .. Enumerable.Repeat(_i64, scalars)]);
             LLVM.SetFunctionCallConv(_fn, 71);
+            LaunchBounds(GpuThreads, 1);
             Position(Block("entry"));
             return (Enumerable.Range(0, pointers).Select(i => LLVM.GetParam(_fn, (uint)i)).ToArray(),
                 Enumerable.Range(pointers, scalars).Select(i => LLVM.GetParam(_fn, (uint)i)).ToArray());

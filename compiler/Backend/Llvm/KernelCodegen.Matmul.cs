@@ -120,15 +120,23 @@ public sealed unsafe partial class KernelCodegen
     /// <summary>
     /// C[b] = A[b] @ B[b] with register blocking: a block of 16x16 threads (blockIdx.z the batch) computes a tile of
     /// 16T x 16T outputs, each thread a T x T square held in registers. Per step along k the block stages a 16T x BK
-    /// tile of A (stored transposed, k major) and a BK x 16T tile of B in shared memory (BK = 1024 / 16T; each thread
-    /// loads four elements of each, neighbouring threads neighbouring addresses), synchronises, and every thread
-    /// accumulates its square from T contiguous values of A and T of B per k (vector loads from shared memory,
-    /// fused multiply-adds as on the host); elements outside A or B read as zero, threads outside C store nothing.
+    /// tile of A (stored transposed, k major) and a BK x 16T tile of B in shared memory (BK = 1024 / 16T), and every
+    /// thread accumulates its square from T contiguous values of A and T of B per k (vector loads from shared
+    /// memory, fused multiply-adds as on the host). Whole tiles (M and N multiples of 16T, K of BK) load one aligned
+    /// 16-byte vector of A and one of B per thread and step, with no bounds checks, into two buffers taken in turn
+    /// (one barrier a step), and store C as vectors; partial tiles load element by element, reading zero outside A
+    /// or B, into one buffer (two barriers a step), and threads outside C store nothing.
     /// </summary>
     private void EmitGpuMatmul(MatmulShape mm)
     {
         int t = GpuThreadTile(mm), bm = GpuTile * t, bk = 1024 / bm;
-        var tileType = LLVM.ArrayType(_f32, 1024);
+        // Whole tiles (every side of C a multiple of the block's, K of the step) take the fast path below.
+        bool exact = mm.M % bm == 0 && mm.N % bm == 0 && mm.K % bk == 0;
+        // Whole tiles keep two blocks on an SM (registers capped at 128 a thread). Partial ones get no bounds:
+        // their k loops unroll when K is small, and a block size alone makes ptxas cap registers for more blocks
+        // and spill.
+        if (_target == KernelTarget.Ptx && exact) LaunchBounds(GpuTile, GpuTile, minBlocksPerSm: 2);
+        var tileType = LLVM.ArrayType(_f32, exact ? 2048u : 1024u);
         LLVMValueRef Shared(string name)
         {
             uint space = _target == KernelTarget.Ptx ? 3u : 0u; // shared memory on the GPU, a global on the host grid
@@ -163,47 +171,108 @@ public sealed unsafe partial class KernelCodegen
             var v = Load(_f32, Gep(_f32, ptr, LLVM.BuildSelect(_b, inRange, index, C(0), "")));
             return LLVM.BuildSelect(_b, inRange, v, LLVM.ConstReal(_f32, 0), "");
         }
-        StridedLoop(C(0), C(mm.K), C(bk), k0 =>
+        uint global = _target == KernelTarget.Ptx ? 1u : 0u, shared = _target == KernelTarget.Ptx ? 3u : 0u;
+        var vec4 = LLVM.VectorType(_f32, 4);
+        // Every thread adds the products of one staged step (A and B at element offset buf of their buffers) to its square.
+        void Accumulate(LLVMValueRef buf)
         {
-            Threads(block, block, () =>
+            var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
+            var ptrs = Enumerable.Range(0, tt).Select(Acc).ToArray();
+            var (aRow, bCol) = (Add(buf, Mul(ty, C(t))), Add(buf, Mul(tx, C(t))));
+            for (int kk = 0; kk < bk; kk++)
+            {
+                var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(aRow, C(kk * bm + i))))).ToArray();
+                var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(bCol, C(kk * bm + j))))).ToArray();
+                for (int i = 0; i < t; i++)
+                    for (int j = 0; j < t; j++)
+                        Store(Call("llvm.fmuladd.f32", _f32, [av[i], bv[j], Load(_f32, ptrs[i * t + j])]), ptrs[i * t + j]);
+            }
+        }
+        if (exact)
+        {
+            // Whole tiles: no bounds checks; each thread moves one aligned 16-byte vector of A and one of B per step
+            // (the pool's blocks are 256-byte aligned). A's vector: row thread / (bk/4), k from 4 * (thread % (bk/4)),
+            // stored k major element by element; B's: row thread / (bm/4), columns from 4 * (thread % (bm/4)).
+            // Two buffers: while a step's products are summed from one, the next step's tiles, loaded from global
+            // memory before the sums, are stored into the other; one barrier a step.
+            (LLVMValueRef A, LLVMValueRef B) LoadStep(LLVMValueRef k0)
             {
                 var thread = Thread();
-                for (int e = 0; e < 4; e++)
-                {
-                    var idx = Add(thread, C(e * 256));
-                    // A tile: bm rows of bk; B tile: bk rows of bm.
-                    var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
-                    var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
-                    var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
-                    // Stored transposed (k major), so that a thread reads its T rows of A for one k as contiguous vectors.
-                    Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, Add(Mul(ac, C(bm)), ar)));
-                    var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
-                    var (bkk, col) = (Add(k0, br), Add(colBase, bc));
-                    var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
-                    Store(Guarded(bIn, _inputs[^1], Add(bOff, Add(Mul(bkk, C(mm.N)), col))), Gep(_f32, sb, idx));
-                }
-            }, barrier: true);
-            Threads(block, block, () =>
+                var (ar, ac) = (LLVM.BuildUDiv(_b, thread, C(bk / 4), ""), Mul(LLVM.BuildURem(_b, thread, C(bk / 4), ""), C(4)));
+                var (br, bc) = (LLVM.BuildUDiv(_b, thread, C(bm / 4), ""), Mul(LLVM.BuildURem(_b, thread, C(bm / 4), ""), C(4)));
+                return (AlignedLoad(vec4, _inputs[0], global, Add(aOff, Add(Mul(Add(rowBase, ar), C(mm.K)), Add(k0, ac)))),
+                    AlignedLoad(vec4, _inputs[^1], global, Add(bOff, Add(Mul(Add(k0, br), C(mm.N)), Add(colBase, bc)))));
+            }
+            void StoreStep((LLVMValueRef A, LLVMValueRef B) v, LLVMValueRef buf)
             {
-                var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
-                var ptrs = Enumerable.Range(0, tt).Select(Acc).ToArray();
-                for (int kk = 0; kk < bk; kk++)
+                var thread = Thread();
+                var (ar, ac) = (LLVM.BuildUDiv(_b, thread, C(bk / 4), ""), Mul(LLVM.BuildURem(_b, thread, C(bk / 4), ""), C(4)));
+                for (int i = 0; i < 4; i++)
+                    Store(LLVM.BuildExtractElement(_b, v.A, LLVM.ConstInt(_i32, (ulong)i, 0), ""), Gep(_f32, sa, Add(buf, Add(Mul(Add(ac, C(i)), C(bm)), ar))));
+                var (br, bc) = (LLVM.BuildUDiv(_b, thread, C(bm / 4), ""), Mul(LLVM.BuildURem(_b, thread, C(bm / 4), ""), C(4)));
+                AlignedStore(v.B, sb, shared, Add(buf, Add(Mul(br, C(bm)), bc)));
+            }
+            Threads(block, block, () => StoreStep(LoadStep(C(0)), C(0)), barrier: true);
+            StridedLoop(C(0), C(mm.K), C(bk), k0 =>
+            {
+                Threads(block, block, () =>
                 {
-                    var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(C(kk * bm + i), Mul(ty, C(t)))))).ToArray();
-                    var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(C(kk * bm + j), Mul(tx, C(t)))))).ToArray();
-                    for (int i = 0; i < t; i++)
-                        for (int j = 0; j < t; j++)
-                            Store(Call("llvm.fmuladd.f32", _f32, [av[i], bv[j], Load(_f32, ptrs[i * t + j])]), ptrs[i * t + j]);
-                }
-            }, barrier: true);
-        });
+                    var odd = LLVM.BuildAnd(_b, LLVM.BuildUDiv(_b, k0, C(bk), ""), C(1), "");
+                    // The last step loads its own tiles again (into the buffer no one reads) rather than branch.
+                    var next = LLVM.BuildSelect(_b, Below(k0, mm.K - bk), Add(k0, C(bk)), k0, "");
+                    StoreStep(LoadStep(next), Mul(LLVM.BuildXor(_b, odd, C(1), ""), C(1024)));
+                    Accumulate(Mul(odd, C(1024)));
+                }, barrier: true);
+            });
+        }
+        else
+        {
+            // Elements outside A or B read as zero.
+            StridedLoop(C(0), C(mm.K), C(bk), k0 =>
+            {
+                Threads(block, block, () =>
+                {
+                    var thread = Thread();
+                    for (int e = 0; e < 4; e++)
+                    {
+                        var idx = Add(thread, C(e * 256));
+                        // A tile: bm rows of bk; B tile: bk rows of bm.
+                        var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
+                        var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
+                        var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
+                        // Stored transposed (k major), so that a thread reads its T rows of A for one k as contiguous vectors.
+                        Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, Add(Mul(ac, C(bm)), ar)));
+                        var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
+                        var (bkk, col) = (Add(k0, br), Add(colBase, bc));
+                        var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
+                        Store(Guarded(bIn, _inputs[^1], Add(bOff, Add(Mul(bkk, C(mm.N)), col))), Gep(_f32, sb, idx));
+                    }
+                }, barrier: true);
+                Threads(block, block, () => Accumulate(C(0)), barrier: true);
+            });
+        }
         Threads(block, block, () =>
         {
             var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
+            // The thread's square from one corner (constant offsets from it: one address kept through the k loop).
+            var corner = Gep(_f32, _output, Add(cOff, Add(Mul(Add(rowBase, Mul(ty, C(t))), C(mm.N)), Add(colBase, Mul(tx, C(t))))));
             for (int i = 0; i < t; i++)
+            {
+                var row = Add(rowBase, Add(Mul(ty, C(t)), C(i)));
+                if (exact)
+                {
+                    // A row of the square: t / 4 aligned vectors.
+                    for (int j = 0; j < t; j += 4)
+                    {
+                        var v = LLVM.GetUndef(vec4);
+                        for (int e = 0; e < 4; e++)
+                            v = LLVM.BuildInsertElement(_b, v, Load(_f32, Acc(i * t + j + e)), LLVM.ConstInt(_i32, (ulong)e, 0), "");
+                        AlignedStore(v, corner, global, C(i * mm.N + j));
+                    }
+                    continue;
+                }
                 for (int j = 0; j < t; j++)
                 {
-                    var row = Add(rowBase, Add(Mul(ty, C(t)), C(i)));
                     var col = Add(colBase, Add(Mul(tx, C(t)), C(j)));
                     var (store, next) = (Block("store"), Block("next"));
                     LLVM.BuildCondBr(_b, LLVM.BuildAnd(_b, Below(row, mm.M), Below(col, mm.N), ""), store, next);
@@ -212,9 +281,31 @@ public sealed unsafe partial class KernelCodegen
                     LLVM.BuildBr(_b, next);
                     Position(next);
                 }
+            }
             if (_target == KernelTarget.HostGrid)
                 for (int i = 0; i < tt; i++) Store(LLVM.ConstReal(_f32, 0), Acc(i));
         });
+    }
+
+    /// <summary>
+    /// The alignment of the GPU matmul's 4-float vectors: 16 bytes on the GPU (one 128-bit access); on the host grid
+    /// only the element's, since its callers' arrays need not be 16-byte aligned there.
+    /// </summary>
+    private uint VectorAlignment => _target == KernelTarget.Ptx ? 16u : 4u;
+
+    /// <summary>A vector load of <paramref name="vec"/> from element <paramref name="index"/> of a float buffer in <paramref name="space"/>.</summary>
+    private LLVMValueRef AlignedLoad(LLVMTypeRef vec, LLVMValueRef basePtr, uint space, LLVMValueRef index)
+    {
+        var v = LLVM.BuildLoad2(_b, vec, LLVM.BuildBitCast(_b, Gep(_f32, basePtr, index), LLVM.PointerType(vec, space), ""), "");
+        LLVM.SetAlignment(v, VectorAlignment);
+        return v;
+    }
+
+    /// <summary>A vector store at element <paramref name="index"/> of a float buffer in <paramref name="space"/>.</summary>
+    private void AlignedStore(LLVMValueRef value, LLVMValueRef basePtr, uint space, LLVMValueRef index)
+    {
+        var p = LLVM.BuildBitCast(_b, Gep(_f32, basePtr, index), LLVM.PointerType(LLVM.TypeOf(value), space), "");
+        LLVM.SetAlignment(LLVM.BuildStore(_b, value, p), VectorAlignment);
     }
 
     /// <summary>A zeroed internal global of <paramref name="n"/> floats for the host grid's per-thread accumulators.</summary>

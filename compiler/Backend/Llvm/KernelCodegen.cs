@@ -141,9 +141,33 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             _inputs = spec.Inputs.Select((_, i) => LLVM.GetParam(_fn, (uint)i)).ToArray();
             _output = LLVM.GetParam(_fn, (uint)spec.Inputs.Count);
             if (spec.Matmul is { } mm) EmitGpuMatmul(mm);
-            else EmitGpu(rank);
+            else
+            {
+                EmitGpu(rank);
+                LaunchBounds(GpuThreads, 1);
+            }
             LLVM.BuildRetVoid(_b);
         }
+    }
+
+    /// <summary>Threads per block of the GPU kernels that are not tiled matmuls (and of the collective kernels).</summary>
+    public const int GpuThreads = Runtime.Gpu.CollectiveKernels.BlockThreads;
+
+    /// <summary>
+    /// Tells ptxas the kernel's block size (<c>.maxntid</c>: it is never launched with more threads) and, when
+    /// given, the blocks an SM must hold at once (<c>.minnctapersm</c>: registers are capped to fit them).
+    /// </summary>
+    private void LaunchBounds(int x, int y, int minBlocksPerSm = 0)
+    {
+        void Annotate(string key, int value)
+        {
+            var operands = stackalloc LLVMValueRef[] { _fn, LLVM.MDStringInContext(_ctx, key, (uint)key.Length), LLVM.ConstInt(_i32, (ulong)value, 0) };
+            LLVM.AddNamedMetadataOperand(Module, "nvvm.annotations", LLVM.MDNodeInContext(_ctx, operands, 3));
+        }
+        Annotate("maxntidx", x);
+        Annotate("maxntidy", y);
+        Annotate("maxntidz", 1);
+        if (minBlocksPerSm > 0) Annotate("minctasm", minBlocksPerSm);
     }
 
     /// <summary>
@@ -171,10 +195,18 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         });
     }
 
+    /// <summary>Elements one thread of an elementwise GPU kernel takes per trip of its grid-stride loop.</summary>
+    public const int GpuUnroll = 4;
+
     private void EmitGpu(int rank)
     {
         int p = ParallelDims(_spec);
         long total = _spec.Output.Shape.Take(p).Aggregate(1L, (a, x) => a * x);
+        if (p == rank && !KernelLevels.HasReduction(_spec.Body))
+        {
+            EmitGpuElementwise(rank, total);
+            return;
+        }
         GridStride(Const64(total), flat =>
         {
             var outer = _spec.Output.Shape.Take(p).ToArray();
@@ -185,6 +217,48 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             var inner = new Scope(scope, p);
             for (int level = 0; level < p; level++) EmitReductionsAt(level, _spec.Body, inner);
             EmitLoops(p, rank, inner);
+        });
+    }
+
+    /// <summary>
+    /// An elementwise kernel (every output element on its own, no reduction): a grid-stride loop in which each
+    /// thread takes <see cref="GpuUnroll"/> elements a grid apart per trip, computing all their values (their loads
+    /// in flight together: one 4-byte load at a time per thread leaves a GPU's memory mostly idle) before storing
+    /// them. Elements past the end are computed at the last index, so every load stays in bounds, and not stored.
+    /// </summary>
+    private void EmitGpuElementwise(int rank, long total)
+    {
+        var shape = _spec.Output.Shape;
+        Threads(Sreg("ntid.x"), Const64(1), () =>
+        {
+            var start = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, Sreg("ctaid.x"), Sreg("ntid.x"), ""), Sreg("tid.x"), "");
+            var stride = LLVM.BuildMul(_b, Sreg("nctaid.x"), Sreg("ntid.x"), "");
+            StridedLoop(start, Const64(total), LLVM.BuildMul(_b, stride, Const64(GpuUnroll), ""), first =>
+            {
+                var flats = new LLVMValueRef[GpuUnroll];
+                var values = new LLVMValueRef[GpuUnroll];
+                for (int u = 0; u < GpuUnroll; u++)
+                {
+                    flats[u] = u == 0 ? first : LLVM.BuildAdd(_b, first, LLVM.BuildMul(_b, stride, Const64(u), ""), "");
+                    var at = u == 0 ? first : LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u], Const64(total), ""), flats[u], Const64(total - 1), "");
+                    var scope = new Scope(null, 0);
+                    var parts = K.Unflatten(new KVar(-1), shape);
+                    _vars[-1] = at;
+                    for (int d = 0; d < rank; d++) _vars[d] = Emit(parts[d], scope);
+                    values[u] = Convert(Emit(_spec.Body, new Scope(scope, rank)), _spec.Body.Type, _spec.Output.ElementType);
+                }
+                var element = ElementType(_spec.Output.ElementType);
+                Store(values[0], Gep(element, _output, first));
+                for (int u = 1; u < GpuUnroll; u++)
+                {
+                    var (store, next) = (Block("store"), Block("next"));
+                    LLVM.BuildCondBr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u], Const64(total), ""), store, next);
+                    Position(store);
+                    Store(values[u], Gep(element, _output, flats[u]));
+                    LLVM.BuildBr(_b, next);
+                    Position(next);
+                }
+            });
         });
     }
 

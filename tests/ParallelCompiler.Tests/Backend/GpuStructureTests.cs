@@ -61,10 +61,16 @@ public class GpuStructureTests
         finally { Directory.Delete(dir, true); }
     }
 
-    /// <summary>The register-tiled GPU matmul on partial tiles along every side, both tile sizes, with broadcast batches.</summary>
+    /// <summary>
+    /// The register-tiled GPU matmul on partial tiles along every side and on whole tiles (the vector, double-buffered
+    /// path), both tile sizes, with broadcast batches.
+    /// </summary>
     [Theory]
     [InlineData("2x130x70", "70x136")]   // 8x8 per thread (128x128 tiles), K not a multiple of 8
     [InlineData("3x40x33", "1x33x50")]   // 4x4 per thread (64x64 tiles), B broadcast over the batch
+    [InlineData("2x256x64", "64x384")]   // whole 128x128 tiles, 8 steps along k (both buffers, several times)
+    [InlineData("128x8", "8x128")]       // whole tiles, a single step
+    [InlineData("3x64x48", "1x48x128")]  // whole 64x64 tiles, 3 steps of 16, B broadcast
     public unsafe void TiledGpuMatmulMatchesTheInterpreter(string a, string b)
     {
         var module = KernelCheck.MatmulModule(a, b, out var shape);

@@ -62,6 +62,33 @@ public static partial class Ptxas
         return output;
     }
 
+    /// <summary>
+    /// The opcodes (predicates dropped, modifiers kept: <c>LDS.128</c>) of the innermost loop of nvdisasm's listing:
+    /// the shortest stretch from a label to a branch back to it, other than a branch to itself.
+    /// </summary>
+    public static List<string> InnermostLoop(string sass)
+    {
+        var lines = sass.Split('\n');
+        List<string>? best = null;
+        for (int i = 0; i < lines.Length; i++)
+        {
+            if (LabelLine().Match(lines[i]) is not { Success: true } label) continue;
+            var ops = new List<string>();
+            for (int j = i + 1; j < lines.Length; j++)
+            {
+                if (InstructionLine().Match(lines[j]) is not { Success: true } ins) continue;
+                ops.Add(ins.Groups[1].Value);
+                if (ins.Groups[1].Value.StartsWith("BRA", StringComparison.Ordinal) && lines[j].Contains($"({label.Groups[1].Value})", StringComparison.Ordinal))
+                {
+                    // A branch to itself (the trap after the exit) is no loop of the kernel's.
+                    if (ops.Count > 1 && (best == null || ops.Count < best.Count)) best = ops;
+                    break;
+                }
+            }
+        }
+        return best ?? throw new InvalidOperationException("no loop in the disassembly");
+    }
+
     /// <summary>Parses ptxas -v: "Compiling entry function 'k' for 'sm_90'", "N bytes stack frame, N bytes spill stores, N bytes spill loads", "Used N registers, N bytes smem".</summary>
     public static Dictionary<string, PtxasKernel> Parse(string output)
     {
@@ -96,6 +123,8 @@ public static partial class Ptxas
         return (p.ExitCode, output + err.Result);
     }
 
+    [GeneratedRegex(@"^(\.L_x_\d+):")] private static partial Regex LabelLine();
+    [GeneratedRegex(@"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")] private static partial Regex InstructionLine();
     [GeneratedRegex(@"Compiling entry function '([^']+)'")] private static partial Regex EntryLine();
     [GeneratedRegex(@"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")] private static partial Regex FrameLine();
     [GeneratedRegex(@"Used (\d+) registers")] private static partial Regex UsedLine();

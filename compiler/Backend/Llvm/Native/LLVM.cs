@@ -165,7 +165,12 @@ public static unsafe partial class LLVM
     [DllImport(Lib, EntryPoint = "LLVMBuildBitCast")] public static extern LLVMValueRef BuildBitCast(LLVMBuilderRef b, LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
     [DllImport(Lib, EntryPoint = "LLVMBuildCall2")] public static extern LLVMValueRef BuildCall2(LLVMBuilderRef b, LLVMTypeRef fnType, LLVMValueRef fn, LLVMValueRef* args, uint count, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
     [DllImport(Lib, EntryPoint = "LLVMBuildInsertElement")] public static extern LLVMValueRef BuildInsertElement(LLVMBuilderRef b, LLVMValueRef vector, LLVMValueRef element, LLVMValueRef index, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
+    [DllImport(Lib, EntryPoint = "LLVMBuildExtractElement")] public static extern LLVMValueRef BuildExtractElement(LLVMBuilderRef b, LLVMValueRef vector, LLVMValueRef index, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
     [DllImport(Lib, EntryPoint = "LLVMBuildShuffleVector")] public static extern LLVMValueRef BuildShuffleVector(LLVMBuilderRef b, LLVMValueRef v1, LLVMValueRef v2, LLVMValueRef mask, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
+
+    [DllImport(Lib, EntryPoint = "LLVMMDStringInContext")] public static extern LLVMValueRef MDStringInContext(LLVMContextRef c, [MarshalAs(UnmanagedType.LPUTF8Str)] string text, uint length);
+    [DllImport(Lib, EntryPoint = "LLVMMDNodeInContext")] public static extern LLVMValueRef MDNodeInContext(LLVMContextRef c, LLVMValueRef* values, uint count);
+    [DllImport(Lib, EntryPoint = "LLVMAddNamedMetadataOperand")] public static extern void AddNamedMetadataOperand(LLVMModuleRef m, [MarshalAs(UnmanagedType.LPUTF8Str)] string name, LLVMValueRef value);
 
     [DllImport(Lib, EntryPoint = "LLVMGetDefaultTargetTriple")] public static extern IntPtr GetDefaultTargetTriple();
     [DllImport(Lib, EntryPoint = "LLVMGetHostCPUName")] public static extern IntPtr GetHostCPUName();
