@@ -47,7 +47,7 @@ public static class BundleWriter
         return dir;
     }
 
-    /// <summary>The GPU launch shape of a kernel: 16x16 threads per output tile of a matmul, else <see cref="KernelCodegen.GpuThreads"/> threads over its parallel elements.</summary>
+    /// <summary>The GPU launch shape of a kernel: 16x16 threads per output tile of a matmul, else <see cref="KernelCodegen.GpuThreads"/> threads a block, each over <see cref="KernelCodegen.ElementsPerThread"/> of its parallel elements.</summary>
     public static KernelInfo Launch(KernelSpec spec)
     {
         if (spec.Matmul is { } mm)
@@ -57,8 +57,8 @@ public static class BundleWriter
             return new KernelInfo(spec.Name, [(int)((mm.N + side - 1) / side), (int)((mm.M + side - 1) / side), (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1], Barriers: true);
         }
         long total = spec.Output.Shape.Take(KernelCodegen.ParallelDims(spec)).Aggregate(1L, (a, b) => a * b);
-        const int threads = KernelCodegen.GpuThreads;
-        return new KernelInfo(spec.Name, [(int)Math.Clamp((total + threads - 1) / threads, 1, 65535), 1, 1], [threads, 1, 1]);
+        long perBlock = KernelCodegen.GpuThreads * KernelCodegen.ElementsPerThread(spec);
+        return new KernelInfo(spec.Name, [(int)Math.Clamp((total + perBlock - 1) / perBlock, 1, 65535), 1, 1], [KernelCodegen.GpuThreads, 1, 1]);
     }
 
     /// <summary>The SHA-256 of a file, lower-case hex.</summary>

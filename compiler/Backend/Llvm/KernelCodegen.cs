@@ -198,11 +198,18 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     /// <summary>Elements one thread of an elementwise GPU kernel takes per trip of its grid-stride loop.</summary>
     public const int GpuUnroll = 4;
 
+    /// <summary>
+    /// The elements a thread of <paramref name="spec"/>'s GPU kernel takes at a time (its launch gives each thread
+    /// that many): <see cref="GpuUnroll"/> for elementwise kernels, 1 for the rest (a thread per row or element).
+    /// </summary>
+    public static int ElementsPerThread(KernelSpec spec) =>
+        spec.Matmul == null && ParallelDims(spec) == spec.Output.Shape.Length && !KernelLevels.HasReduction(spec.Body) ? GpuUnroll : 1;
+
     private void EmitGpu(int rank)
     {
         int p = ParallelDims(_spec);
         long total = _spec.Output.Shape.Take(p).Aggregate(1L, (a, x) => a * x);
-        if (p == rank && !KernelLevels.HasReduction(_spec.Body))
+        if (ElementsPerThread(_spec) > 1)
         {
             EmitGpuElementwise(rank, total);
             return;
