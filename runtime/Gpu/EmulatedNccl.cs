@@ -166,7 +166,8 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
             {
                 var a = MemoryMarshal.Cast<byte, float>(result.AsSpan());
                 var b = MemoryMarshal.Cast<byte, float>(x);
-                for (int i = 0; i < a.Length; i++) a[i] = op == NcclOp.Sum ? a[i] + b[i] : MathF.Max(a[i], b[i]);
+                // NCCL's float maximum is fmaxf: a NaN loses to a number.
+                for (int i = 0; i < a.Length; i++) a[i] = op == NcclOp.Sum ? a[i] + b[i] : float.IsNaN(a[i]) ? b[i] : float.IsNaN(b[i]) ? a[i] : MathF.Max(a[i], b[i]);
             }
         }
         return result;

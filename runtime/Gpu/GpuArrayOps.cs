@@ -26,10 +26,11 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
         return ReduceAt(kind, first.DType, first.Shape, xs.Select(x => x.Pointer).ToArray());
     }
 
-    /// <summary>The sum, in order, of the arrays of <paramref name="dtype"/> and <paramref name="shape"/> at <paramref name="addresses"/> on this GPU.</summary>
-    public GpuArray SumAt(DType dtype, long[] shape, ulong[] addresses) => ReduceAt(ReduceKind.Sum, dtype, shape, addresses);
-
-    private unsafe GpuArray ReduceAt(ReduceKind kind, DType dtype, long[] shape, ulong[] addresses)
+    /// <summary>
+    /// The reduction (a sum in order, or a maximum where NaN wins), by the generated kernels, of the arrays of
+    /// <paramref name="dtype"/> and <paramref name="shape"/> at <paramref name="addresses"/> on this GPU.
+    /// </summary>
+    public unsafe GpuArray ReduceAt(ReduceKind kind, DType dtype, long[] shape, ulong[] addresses)
     {
         var output = heap.Allocate(dtype, shape, zero: false);
         ulong table = heap.Scratch(addresses.Length * sizeof(ulong));

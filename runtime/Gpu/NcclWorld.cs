@@ -121,17 +121,22 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     {
         var (comm, members) = GroupOf(axes);
         if (members.Length == 1) return ops.Copy(x);
-        if (kind == ReduceKind.Sum && x.DType is DType.F16 or DType.BF16) return OrderedSum(comm, x);
+        if (NeedsOwnReduction(kind, x.DType)) return GatheredReduction(comm, x, kind);
         var output = heap.Allocate(x.DType, x.Shape, zero: false);
         Nccl.AllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x), kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max);
         return output;
     }
 
-    // Every member's array, gathered, then added in group order with rounding after each addition.
-    private GpuArray OrderedSum(INcclComm comm, GpuArray x)
+    // Reductions NCCL would compute otherwise than the host: f16/bf16 sums (the host rounds after each addition)
+    // and float maxima (NCCL's is fmaxf, which drops a NaN; the host's keeps it).
+    private static bool NeedsOwnReduction(ReduceKind kind, DType dtype) =>
+        kind == ReduceKind.Sum ? dtype is DType.F16 or DType.BF16 : dtype != DType.I32;
+
+    // Every member's array, gathered, then reduced in group order by the generated kernels, as on the host.
+    private GpuArray GatheredReduction(INcclComm comm, GpuArray x, ReduceKind kind)
     {
         var all = Gathered(comm, x);
-        try { return ops.SumAt(x.DType, x.Shape, Enumerable.Range(0, comm.Size).Select(k => all.Pointer + (ulong)(k * x.Bytes)).ToArray()); }
+        try { return ops.ReduceAt(kind, x.DType, x.Shape, Enumerable.Range(0, comm.Size).Select(k => all.Pointer + (ulong)(k * x.Bytes)).ToArray()); }
         finally { heap.Free(all); }
     }
 
@@ -175,7 +180,7 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         int me = Array.IndexOf(members, rank);
         if (x.DType is DType.F16 or DType.BF16)
         {
-            var sum = OrderedSum(comm, x);
+            var sum = GatheredReduction(comm, x, ReduceKind.Sum);
             try { return ops.Slice(sum, dim, me * chunk, chunk); }
             finally { heap.Free(sum); }
         }

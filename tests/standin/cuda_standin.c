@@ -1,0 +1,435 @@
+/*
+ * A stand-in for the CUDA driver (libcuda.so.1) that runs on the CPU, so that the runtime's CUDA path (its
+ * P/Invoke bindings, contexts, copies, launches, events) runs on machines without a GPU. It implements the
+ * entry points the runtime binds, with the driver API's signatures and result codes (cuda.h):
+ *
+ *   - devices: MPLC_STANDIN_GPUS of them (default 1), each with MPLC_STANDIN_MEMORY bytes (default 4 GiB);
+ *   - memory: host memory; a device pointer is its host address. Every copy and memset must lie within one live
+ *     allocation of the current context's device (a peer copy: source on the source context's), or the call fails
+ *     with CUDA_ERROR_INVALID_VALUE, as a driver would for a bad device pointer;
+ *   - modules: PTX text, checked for a .version, a .target and the .entry of every kernel looked up; a launch runs
+ *     the kernel of the same name from the host-grid library named by MPLC_STANDIN_GRID (a bundle's
+ *     libkernels-grid.so: one call per block, the block's threads run by the kernel itself), refusing a block
+ *     larger than the entry's .maxntid;
+ *   - launches run at once, in order (the default stream is synchronous here); events read a monotonic clock.
+ *
+ * MPLC_STANDIN_LOG=1 prints every call to stderr.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef unsigned long long CUdeviceptr;
+
+enum {
+    CUDA_SUCCESS = 0,
+    CUDA_ERROR_INVALID_VALUE = 1,
+    CUDA_ERROR_OUT_OF_MEMORY = 2,
+    CUDA_ERROR_NOT_INITIALIZED = 3,
+    CUDA_ERROR_INVALID_DEVICE = 101,
+    CUDA_ERROR_INVALID_IMAGE = 200,
+    CUDA_ERROR_INVALID_CONTEXT = 201,
+    CUDA_ERROR_INVALID_HANDLE = 400,
+    CUDA_ERROR_NOT_FOUND = 500,
+    CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+};
+
+#define MAX_DEVICES 16
+#define MAX_ENTRIES 4096
+
+struct context { int device; int retained; };
+struct allocation { uintptr_t base; size_t bytes; int device; struct allocation *next; };
+struct entry { char name[256]; int params; long maxntid; void *fn; };
+struct module { int device; void *grid; int count; struct entry entries[MAX_ENTRIES]; };
+struct event { double ms; };
+
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Shared memory of the host-grid kernels is a global of their library: one launch at a time. */
+static pthread_mutex_t s_launch = PTHREAD_MUTEX_INITIALIZER;
+static int s_initialised, s_devices = 1;
+static size_t s_memory = (size_t)4 << 30, s_used[MAX_DEVICES];
+static struct context s_contexts[MAX_DEVICES];
+static struct allocation *s_allocations;
+static __thread struct context *t_current;
+static int s_log;
+
+#define LOG(...) do { if (s_log) { fprintf(stderr, "[cuda stand-in] " __VA_ARGS__); fputc('\n', stderr); } } while (0)
+
+static const char *error_text(CUresult r)
+{
+    switch (r) {
+    case CUDA_SUCCESS: return "no error";
+    case CUDA_ERROR_INVALID_VALUE: return "invalid argument";
+    case CUDA_ERROR_OUT_OF_MEMORY: return "out of memory";
+    case CUDA_ERROR_NOT_INITIALIZED: return "initialization error";
+    case CUDA_ERROR_INVALID_DEVICE: return "invalid device ordinal";
+    case CUDA_ERROR_INVALID_IMAGE: return "device kernel image is invalid";
+    case CUDA_ERROR_INVALID_CONTEXT: return "invalid device context";
+    case CUDA_ERROR_INVALID_HANDLE: return "invalid resource handle";
+    case CUDA_ERROR_NOT_FOUND: return "named symbol not found";
+    case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: return "too many resources requested for launch";
+    default: return "unknown error";
+    }
+}
+
+CUresult cuGetErrorString(CUresult error, const char **text) { *text = error_text(error); return CUDA_SUCCESS; }
+
+CUresult cuInit(unsigned int flags)
+{
+    if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&s_lock);
+    if (!s_initialised) {
+        const char *n = getenv("MPLC_STANDIN_GPUS"), *m = getenv("MPLC_STANDIN_MEMORY"), *l = getenv("MPLC_STANDIN_LOG");
+        if (n && atoi(n) > 0) s_devices = atoi(n) < MAX_DEVICES ? atoi(n) : MAX_DEVICES;
+        if (m && atoll(m) > 0) s_memory = (size_t)atoll(m);
+        s_log = l && strcmp(l, "1") == 0;
+        for (int i = 0; i < MAX_DEVICES; i++) s_contexts[i].device = i;
+        s_initialised = 1;
+    }
+    pthread_mutex_unlock(&s_lock);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDriverGetVersion(int *version) { *version = 13000; return CUDA_SUCCESS; }
+
+CUresult cuDeviceGetCount(int *count)
+{
+    if (!s_initialised) return CUDA_ERROR_NOT_INITIALIZED;
+    *count = s_devices;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGet(CUdevice *device, int ordinal)
+{
+    if (!s_initialised) return CUDA_ERROR_NOT_INITIALIZED;
+    if (ordinal < 0 || ordinal >= s_devices) return CUDA_ERROR_INVALID_DEVICE;
+    *device = ordinal;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetAttribute(int *value, int attribute, CUdevice device)
+{
+    if (device < 0 || device >= s_devices) return CUDA_ERROR_INVALID_DEVICE;
+    switch (attribute) {
+    case 1: *value = 1024; break;   /* max threads per block */
+    case 16: *value = 132; break;   /* multiprocessors */
+    case 75: *value = 9; break;     /* compute capability major */
+    case 76: *value = 0; break;     /* minor */
+    default: *value = 0; break;
+    }
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRetain(void **context, CUdevice device)
+{
+    if (!s_initialised) return CUDA_ERROR_NOT_INITIALIZED;
+    if (device < 0 || device >= s_devices) return CUDA_ERROR_INVALID_DEVICE;
+    pthread_mutex_lock(&s_lock);
+    s_contexts[device].retained++;
+    pthread_mutex_unlock(&s_lock);
+    *context = &s_contexts[device];
+    LOG("cuDevicePrimaryCtxRetain(%d)", device);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRelease(CUdevice device)
+{
+    if (device < 0 || device >= s_devices) return CUDA_ERROR_INVALID_DEVICE;
+    pthread_mutex_lock(&s_lock);
+    CUresult r = s_contexts[device].retained > 0 ? (s_contexts[device].retained--, CUDA_SUCCESS) : CUDA_ERROR_INVALID_CONTEXT;
+    pthread_mutex_unlock(&s_lock);
+    return r;
+}
+
+static int valid_context(const void *c)
+{
+    const struct context *ctx = c;
+    return ctx >= s_contexts && ctx < s_contexts + s_devices && ctx->retained > 0;
+}
+
+CUresult cuCtxSetCurrent(void *context)
+{
+    if (context != NULL && !valid_context(context)) return CUDA_ERROR_INVALID_CONTEXT;
+    t_current = context;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSynchronize(void) { return t_current ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT; }
+
+/* ---- memory ---- */
+
+/* The allocation of `device` holding [p, p + bytes), or NULL. Call with s_lock held. */
+static struct allocation *find(uintptr_t p, size_t bytes, int device)
+{
+    for (struct allocation *a = s_allocations; a; a = a->next)
+        if (a->device == device && p >= a->base && p + bytes <= a->base + a->bytes && p + bytes >= p) return a;
+    return NULL;
+}
+
+static CUresult check_range(CUdeviceptr p, size_t bytes, int device, const char *call)
+{
+    pthread_mutex_lock(&s_lock);
+    struct allocation *a = find((uintptr_t)p, bytes, device);
+    pthread_mutex_unlock(&s_lock);
+    if (a) return CUDA_SUCCESS;
+    fprintf(stderr, "[cuda stand-in] %s: [0x%llx, +%zu) is not within an allocation of GPU %d\n", call, p, bytes, device);
+    return CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuMemAlloc_v2(CUdeviceptr *pointer, size_t bytes)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+    int device = t_current->device;
+    pthread_mutex_lock(&s_lock);
+    if (s_used[device] + bytes > s_memory) {
+        pthread_mutex_unlock(&s_lock);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    void *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
+    struct allocation *a = malloc(sizeof *a);
+    if (!p || !a) {
+        free(p);
+        free(a);
+        pthread_mutex_unlock(&s_lock);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *a = (struct allocation){ (uintptr_t)p, bytes, device, s_allocations };
+    s_allocations = a;
+    s_used[device] += bytes;
+    pthread_mutex_unlock(&s_lock);
+    *pointer = (CUdeviceptr)(uintptr_t)p;
+    LOG("cuMemAlloc(%zu) on %d = 0x%llx", bytes, device, *pointer);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemFree_v2(CUdeviceptr pointer)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    pthread_mutex_lock(&s_lock);
+    for (struct allocation **a = &s_allocations; *a; a = &(*a)->next)
+        if ((*a)->base == (uintptr_t)pointer) {
+            struct allocation *dead = *a;
+            *a = dead->next;
+            s_used[dead->device] -= dead->bytes;
+            pthread_mutex_unlock(&s_lock);
+            free((void *)dead->base);
+            free(dead);
+            return CUDA_SUCCESS;
+        }
+    pthread_mutex_unlock(&s_lock);
+    fprintf(stderr, "[cuda stand-in] cuMemFree: 0x%llx is not an allocation\n", pointer);
+    return CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    pthread_mutex_lock(&s_lock);
+    *free_bytes = s_memory - s_used[t_current->device];
+    pthread_mutex_unlock(&s_lock);
+    *total = s_memory;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    CUresult r = check_range(dst, bytes, t_current->device, "cuMemcpyHtoD");
+    if (r == CUDA_SUCCESS) memcpy((void *)(uintptr_t)dst, src, bytes);
+    return r;
+}
+
+CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    CUresult r = check_range(src, bytes, t_current->device, "cuMemcpyDtoH");
+    if (r == CUDA_SUCCESS) memcpy(dst, (const void *)(uintptr_t)src, bytes);
+    return r;
+}
+
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    CUresult r = check_range(dst, bytes, t_current->device, "cuMemcpyDtoD");
+    if (r == CUDA_SUCCESS) r = check_range(src, bytes, t_current->device, "cuMemcpyDtoD");
+    if (r == CUDA_SUCCESS) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+    return r;
+}
+
+CUresult cuMemcpyPeer(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void *src_context, size_t bytes)
+{
+    if (!valid_context(dst_context) || !valid_context(src_context)) return CUDA_ERROR_INVALID_CONTEXT;
+    CUresult r = check_range(dst, bytes, ((struct context *)dst_context)->device, "cuMemcpyPeer");
+    if (r == CUDA_SUCCESS) r = check_range(src, bytes, ((struct context *)src_context)->device, "cuMemcpyPeer");
+    if (r == CUDA_SUCCESS) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+    return r;
+}
+
+CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t count)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    CUresult r = check_range(dst, count, t_current->device, "cuMemsetD8");
+    if (r == CUDA_SUCCESS) memset((void *)(uintptr_t)dst, value, count);
+    return r;
+}
+
+/* ---- modules and launches ---- */
+
+/* Reads the PTX's entries: name, number of .param lines, and .maxntid (product) if declared. */
+static int parse_ptx(const char *ptx, struct module *m)
+{
+    if (!strstr(ptx, ".version") || !strstr(ptx, ".target")) return 0;
+    for (const char *p = strstr(ptx, ".entry "); p && m->count < MAX_ENTRIES; p = strstr(p + 1, ".entry ")) {
+        struct entry *e = &m->entries[m->count];
+        const char *name = p + 7, *paren = strchr(name, '(');
+        if (!paren || paren - name >= (long)sizeof e->name) return 0;
+        memcpy(e->name, name, paren - name);
+        e->name[paren - name] = 0;
+        const char *close = strchr(paren, ')');
+        if (!close) return 0;
+        e->params = 0;
+        for (const char *q = strstr(paren, ".param"); q && q < close; q = strstr(q + 1, ".param")) e->params++;
+        e->maxntid = 0;
+        const char *body = strchr(close, '{'), *bound = strstr(close, ".maxntid");
+        if (bound && body && bound < body) {
+            long x = 1, y = 1, z = 1;
+            sscanf(bound, ".maxntid %ld, %ld, %ld", &x, &y, &z);
+            e->maxntid = x * y * z;
+        }
+        m->count++;
+    }
+    return 1;
+}
+
+CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned int options, void *option_keys, void *option_values)
+{
+    (void)option_keys;
+    (void)option_values;
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!image || options != 0) return CUDA_ERROR_INVALID_VALUE;
+    struct module *m = calloc(1, sizeof *m);
+    if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!parse_ptx(image, m)) {
+        free(m);
+        return CUDA_ERROR_INVALID_IMAGE;
+    }
+    const char *grid = getenv("MPLC_STANDIN_GRID");
+    m->grid = grid ? dlopen(grid, RTLD_NOW | RTLD_LOCAL) : NULL;
+    if (!m->grid) {
+        fprintf(stderr, "[cuda stand-in] MPLC_STANDIN_GRID must name a host-grid kernel library (%s)\n", grid ? dlerror() : "unset");
+        free(m);
+        return CUDA_ERROR_INVALID_IMAGE;
+    }
+    m->device = t_current->device;
+    *module = m;
+    LOG("cuModuleLoadDataEx: %d entries on %d", m->count, m->device);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuModuleUnload(void *module)
+{
+    struct module *m = module;
+    if (!m) return CUDA_ERROR_INVALID_HANDLE;
+    dlclose(m->grid);
+    free(m);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuModuleGetFunction(void **function, void *module, const char *name)
+{
+    struct module *m = module;
+    if (!m) return CUDA_ERROR_INVALID_HANDLE;
+    for (int i = 0; i < m->count; i++)
+        if (strcmp(m->entries[i].name, name) == 0) {
+            if (!m->entries[i].fn) m->entries[i].fn = dlsym(m->grid, name);
+            if (!m->entries[i].fn) return CUDA_ERROR_NOT_FOUND;
+            *function = &m->entries[i];
+            return CUDA_SUCCESS;
+        }
+    return CUDA_ERROR_NOT_FOUND;
+}
+
+CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned shared_bytes, void *stream, void **params, void **extra)
+{
+    struct entry *e = function;
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!e || !e->fn) return CUDA_ERROR_INVALID_HANDLE;
+    if (stream != NULL || extra != NULL || shared_bytes != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!gx || !gy || !gz || !bx || !by || !bz || gy > 65535 || gz > 65535 || (long)bx * by * bz > 1024) return CUDA_ERROR_INVALID_VALUE;
+    if (e->maxntid && (long)bx * by * bz > e->maxntid) {
+        fprintf(stderr, "[cuda stand-in] %s: a block of %u threads, more than its .maxntid of %ld\n", e->name, bx * by * bz, e->maxntid);
+        return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
+    }
+    if (e->params > 0 && !params) return CUDA_ERROR_INVALID_VALUE;
+    /* The host-grid kernel's argument table: each parameter's 64-bit value (device pointers are host addresses). */
+    uint64_t table[64];
+    if (e->params > 64) return CUDA_ERROR_INVALID_VALUE;
+    for (int i = 0; i < e->params; i++) memcpy(&table[i], params[i], sizeof table[i]);
+    LOG("cuLaunchKernel(%s, grid %u,%u,%u, block %u,%u,%u) on %d", e->name, gx, gy, gz, bx, by, bz, t_current->device);
+    /* Registers in the runtime's order: ntid.x, ctaid.x, ctaid.y, ctaid.z, nctaid.x. */
+    int64_t registers[5] = { bx, 0, 0, 0, gx };
+    void (*fn)(void *, int64_t *) = (void (*)(void *, int64_t *))e->fn;
+    pthread_mutex_lock(&s_launch);
+    for (unsigned z = 0; z < gz; z++)
+        for (unsigned y = 0; y < gy; y++)
+            for (unsigned x = 0; x < gx; x++) {
+                registers[1] = x;
+                registers[2] = y;
+                registers[3] = z;
+                fn(table, registers);
+            }
+    pthread_mutex_unlock(&s_launch);
+    return CUDA_SUCCESS;
+}
+
+/* ---- events ---- */
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+CUresult cuEventCreate(void **event, unsigned int flags)
+{
+    (void)flags;
+    struct event *e = calloc(1, sizeof *e);
+    if (!e) return CUDA_ERROR_OUT_OF_MEMORY;
+    e->ms = -1;
+    *event = e;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventRecord(void *event, void *stream)
+{
+    if (!event || stream) return CUDA_ERROR_INVALID_VALUE;
+    ((struct event *)event)->ms = now_ms();
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventSynchronize(void *event) { return event ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE; }
+
+CUresult cuEventElapsedTime(float *ms, void *start, void *end)
+{
+    struct event *a = start, *b = end;
+    if (!a || !b) return CUDA_ERROR_INVALID_HANDLE;
+    if (a->ms < 0 || b->ms < 0) return CUDA_ERROR_INVALID_HANDLE;
+    *ms = (float)(b->ms - a->ms);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuEventDestroy_v2(void *event)
+{
+    free(event);
+    return CUDA_SUCCESS;
+}
