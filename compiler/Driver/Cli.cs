@@ -446,7 +446,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             stderr.Write(e.Diagnostics.Render());
             return 1;
         }
-        catch (Exception e) when (e is UserErrorException or Runtime.Model.RunInputException)
+        catch (Exception e) when (e is UserErrorException or Runtime.Model.RunInputException or Runtime.Distributed.DeviceException)
         {
             stderr.WriteLine($"error: {e.Message}");
             return 1;

@@ -112,18 +112,29 @@ public sealed unsafe class CudaDriver : IGpuDriver
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// <c>cuMemcpyPeerAsync</c> on this GPU's default stream, then a wait for this GPU: unlike <c>cuMemcpyPeer</c>,
+    /// it is not serialised with the work pending on the source GPU (which may be a collective waiting for this
+    /// GPU's thread).
+    /// </remarks>
     public void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes)
     {
         if (peer is not CudaDriver other) throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, which is not a CUDA GPU");
-        // The source may still be being written by work queued on the peer: wait for it first (not holding this
-        // GPU's lock, so that two GPUs copying from each other cannot wait for each other).
-        other.WithContext(() => CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize on {peer.Name}"));
         lock (_gate)
         {
             _context.MakeCurrent();
-            CudaApi.Check(CudaApi.cuMemcpyPeer(dst, _context.Handle, src, other._context.Handle, (nuint)bytes), $"cuMemcpyPeer({peer.Name} -> {Name})");
+            CudaApi.Check(CudaApi.cuMemcpyPeerAsync(dst, _context.Handle, src, other._context.Handle, (nuint)bytes, IntPtr.Zero), $"cuMemcpyPeerAsync({peer.Name} -> {Name})");
+            CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after the copy from {peer.Name}");
         }
         Counters.OnDevice(bytes);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Not holding this GPU's lock: other threads may issue work meanwhile.</remarks>
+    public void Synchronize()
+    {
+        _context.MakeCurrent();
+        CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize on {Name}");
     }
 
     /// <inheritdoc/>

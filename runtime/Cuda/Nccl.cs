@@ -6,7 +6,7 @@ namespace ParallelCompiler.Runtime.Cuda;
 /// <summary>
 /// <see cref="INccl"/> over libnccl on the CUDA GPUs of this process: a group's communicators come from one
 /// <c>ncclCommInitAll</c> over its members' GPUs; each call is issued on the default stream with the member's
-/// context current, then synchronised, so it returns with the result in place.
+/// context current, then waited for (without the GPU's lock), so it returns with the result in place.
 /// </summary>
 public sealed class Nccl : INccl
 {
@@ -29,9 +29,37 @@ public sealed class Nccl : INccl
         public IntPtr Handle => handle;
     }
 
+    private CancellationToken _cancel;
+    private CancellationTokenRegistration _abortOnCancel;
+
     /// <inheritdoc/>
-    /// <remarks>A real NCCL call cannot be abandoned: a member that never comes leaves the others waiting.</remarks>
-    public void BeginRun(TimeSpan timeout, CancellationToken cancel) { }
+    /// <remarks>
+    /// A member that fails leaves the others waiting in NCCL for it: when the run is cancelled every communicator is
+    /// aborted (<c>ncclCommAbort</c>), so their waits end and they stop; the next run makes new communicators.
+    /// </remarks>
+    public void BeginRun(TimeSpan timeout, CancellationToken cancel)
+    {
+        _abortOnCancel.Dispose();
+        _cancel = cancel;
+        _abortOnCancel = cancel.Register(Abort);
+    }
+
+    /// <inheritdoc/>
+    public void EndRun()
+    {
+        _abortOnCancel.Dispose();
+        _abortOnCancel = default;
+        _cancel = CancellationToken.None;
+    }
+
+    private void Abort()
+    {
+        lock (_comms)
+        {
+            foreach (var c in _comms) NcclApi.CommAbort(c);
+            _comms.Clear();
+        }
+    }
 
     /// <inheritdoc/>
     public IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus)
@@ -71,19 +99,22 @@ public sealed class Nccl : INccl
             finally { NcclApi.GroupEnd(); }
         });
 
-    private static void Issue(INcclComm comm, Action<IntPtr> call)
+    // The call is queued holding the GPU's lock; the wait for the other members is made without it, and a wait
+    // ended by an abort (another member failed) stops this member too.
+    private void Issue(INcclComm comm, Action<IntPtr> call)
     {
         var c = (Comm)comm;
-        c.Cuda.WithContext(() =>
-        {
-            call(c.Handle);
-            CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after NCCL on {c.Gpu.Name}");
-        });
+        _cancel.ThrowIfCancellationRequested();
+        c.Cuda.WithContext(() => call(c.Handle));
+        try { c.Cuda.Synchronize(); }
+        catch (CudaException) when (_cancel.IsCancellationRequested) { }
+        _cancel.ThrowIfCancellationRequested();
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
+        _abortOnCancel.Dispose();
         lock (_comms)
         {
             foreach (var c in _comms) NcclApi.CommDestroy(c);

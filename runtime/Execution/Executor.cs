@@ -41,6 +41,13 @@ public static class Executor
     internal static void Step<T>(Instruction ins, T?[] slots, CollectiveSite site, IDevice<T> device, ICommunicator<T> comm,
         IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace) where T : class, IArray
     {
+        try { StepOn(ins, slots, site, device, comm, inputs, parameter, update, trace); }
+        catch (DeviceException e) { throw Fail(comm, site, e.Message, e); }
+    }
+
+    private static void StepOn<T>(Instruction ins, T?[] slots, CollectiveSite site, IDevice<T> device, ICommunicator<T> comm,
+        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace) where T : class, IArray
+    {
         double start = trace?.Now ?? 0;
         switch (ins)
         {

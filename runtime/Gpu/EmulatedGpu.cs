@@ -98,6 +98,10 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
         Counters.OnDevice(bytes);
     }
 
+    /// <inheritdoc/>
+    /// <remarks>Every call here completes before it returns.</remarks>
+    public void Synchronize() { }
+
     /// <summary>The memory at [<paramref name="p"/>, <paramref name="p"/> + <paramref name="bytes"/>), which must lie in one live allocation (for the emulated NCCL).</summary>
     internal Span<byte> Memory(ulong p, long bytes, string what)
     {

@@ -17,6 +17,9 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
     /// <inheritdoc/>
     public void BeginRun(TimeSpan timeout, CancellationToken cancel) => (this.timeout, this.cancel) = (timeout, cancel);
 
+    /// <inheritdoc/>
+    public void EndRun() => cancel = CancellationToken.None;
+
     private sealed class Meeting(int size)
     {
         public readonly string?[] Calls = new string?[size];

@@ -83,12 +83,17 @@ public sealed class GpuPool(IGpuDriver gpu) : IDisposable
         Interlocked.Add(ref _cached, bytes);
     }
 
-    /// <summary>Frees every kept block.</summary>
+    /// <summary>
+    /// Frees every kept block, each even when another could not be freed (after a failed run the driver may refuse;
+    /// the memory goes with the context then), so that disposing never hides the failure that ended the run.
+    /// </summary>
     public void Dispose()
     {
         lock (_free)
         {
-            foreach (var p in _free.Values.SelectMany(s => s)) gpu.Free(p);
+            foreach (var p in _free.Values.SelectMany(s => s))
+                try { gpu.Free(p); }
+                catch (Distributed.DeviceException) { }
             _free.Clear();
             _cached = 0;
         }

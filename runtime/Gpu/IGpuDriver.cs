@@ -7,7 +7,8 @@ namespace ParallelCompiler.Runtime.Gpu;
 /// the bundle's kernels by name. <see cref="Cuda.CudaDriver"/> drives a real GPU through the CUDA driver API;
 /// <see cref="EmulatedGpu"/> runs the same kernels' host-grid build over host memory with the same launch shapes,
 /// checking every address, so everything above this interface runs the same way on machines without a GPU.
-/// Calls may come from several threads (the logical devices sharing the GPU); every call completes before it returns.
+/// Calls may come from several threads (the logical devices sharing the GPU); copies to the host and between GPUs
+/// complete before they return, launches may be queued.
 /// </summary>
 public interface IGpuDriver : IDisposable
 {
@@ -38,8 +39,15 @@ public interface IGpuDriver : IDisposable
     /// <summary>Copies within this GPU's memory.</summary>
     void CopyOnDevice(ulong dst, ulong src, long bytes);
 
-    /// <summary>Copies from the memory of another GPU of the same back end into this one's.</summary>
+    /// <summary>
+    /// Copies from the memory of another GPU of the same back end into this one's, in this GPU's order only: it
+    /// waits for nothing queued on the peer (the sender made the source complete with <see cref="Synchronize"/>
+    /// before handing it over), so a peer waiting in a collective for this GPU's thread cannot hold it up.
+    /// </summary>
     void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes);
+
+    /// <summary>Waits for the work issued to this GPU so far.</summary>
+    void Synchronize();
 
     /// <summary>
     /// Whether every launch is timed on the GPU (and waited for) and recorded in <see cref="GpuCounters.Kernels"/>;

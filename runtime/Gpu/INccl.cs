@@ -38,8 +38,14 @@ public interface INcclComm
 /// </summary>
 public interface INccl : IDisposable
 {
-    /// <summary>The run the next calls belong to: how long a call may wait, and what cancels the wait (a failed device).</summary>
+    /// <summary>
+    /// The run the next calls belong to: how long a call may wait, and what cancels the wait (a failed device); a
+    /// call cancelled so throws <see cref="OperationCanceledException"/>.
+    /// </summary>
     void BeginRun(TimeSpan timeout, CancellationToken cancel);
+
+    /// <summary>The run ended (its world is about to be disposed, which cancels it): its cancellation no longer concerns these calls.</summary>
+    void EndRun();
 
     /// <summary>Communicators of a group whose member k runs on GPU <paramref name="gpus"/>[k] (indices into this NCCL's GPUs).</summary>
     IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus);

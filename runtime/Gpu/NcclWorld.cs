@@ -76,7 +76,11 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
     internal GpuArrayOps OpsOf(IGpuDriver gpu) => _ops[Array.FindIndex(_heaps, h => h.Gpu == gpu)];
 
     /// <inheritdoc/>
-    public void Dispose() => _inner.Dispose();
+    public void Dispose()
+    {
+        _groups.Nccl.EndRun();
+        _inner.Dispose();
+    }
 
     /// <summary>Operations on whichever GPU holds the arrays (what the in-process mailboxes copy with).</summary>
     private sealed class PerGpuOps(NcclWorld world) : IArrayOps<GpuArray>
@@ -238,7 +242,13 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         return output;
     }
 
-    public void Send(GpuArray x, int peer, CollectiveSite site, int tag = 0) => inner.Send(x, peer, site, tag);
+    // The message is complete on this GPU before it is handed over: the receiver copies it without waiting for
+    // anything queued here.
+    public void Send(GpuArray x, int peer, CollectiveSite site, int tag = 0)
+    {
+        heap.Gpu.Synchronize();
+        inner.Send(x, peer, site, tag);
+    }
 
     public GpuArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0)
     {

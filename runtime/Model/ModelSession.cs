@@ -77,7 +77,7 @@ public static class ModelSession
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var updates = new Dictionary<string, NDArray>();
             try { results = runStep(args, parameters, updates, trace); }
-            catch (Exception e) when (e is ExecutionException or CollectiveException)
+            catch (Exception e) when (e is ExecutionException or CollectiveException or DeviceException)
             {
                 throw new RunInputException(s.Steps > 1 ? $"step {step + 1}: {e.Message}" : e.Message);
             }

@@ -25,7 +25,7 @@ public static class MplrunCli
         {
             return Run(args, stdout, stderr);
         }
-        catch (RunInputException e)
+        catch (Exception e) when (e is RunInputException or DeviceException)
         {
             stderr.WriteLine($"error: {e.Message}");
             return 1;

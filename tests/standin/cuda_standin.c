@@ -11,7 +11,8 @@
  *     the kernel of the same name from the host-grid library named by MPLC_STANDIN_GRID (a bundle's
  *     libkernels-grid.so: one call per block, the block's threads run by the kernel itself), refusing a block
  *     larger than the entry's .maxntid;
- *   - launches run at once, in order (the default stream is synchronous here); events read a monotonic clock.
+ *   - launches and copies run at once, after the NCCL operations queued on the GPU (standin.h); events read a
+ *     monotonic clock.
  *
  * MPLC_STANDIN_LOG=1 prints every call to stderr.
  */
@@ -23,6 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+
+#include "standin.h"
 
 typedef int CUresult;
 typedef int CUdevice;
@@ -39,6 +43,7 @@ enum {
     CUDA_ERROR_INVALID_HANDLE = 400,
     CUDA_ERROR_NOT_FOUND = 500,
     CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+    CUDA_ERROR_LAUNCH_TIMEOUT = 702,
 };
 
 #define MAX_DEVICES 16
@@ -75,11 +80,66 @@ static const char *error_text(CUresult r)
     case CUDA_ERROR_INVALID_HANDLE: return "invalid resource handle";
     case CUDA_ERROR_NOT_FOUND: return "named symbol not found";
     case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: return "too many resources requested for launch";
+    case CUDA_ERROR_LAUNCH_TIMEOUT: return "the launch timed out and was terminated (queued NCCL work never completed or failed)";
     default: return "unknown error";
     }
 }
 
 CUresult cuGetErrorString(CUresult error, const char **text) { *text = error_text(error); return CUDA_SUCCESS; }
+
+/* ---- streams (standin.h) ---- */
+
+static pthread_mutex_t s_stream_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s_stream_changed = PTHREAD_COND_INITIALIZER;
+static int s_queued[MAX_DEVICES];
+static char s_failure[MAX_DEVICES][256];
+
+int standin_timeout(void)
+{
+    const char *t = getenv("MPLC_STANDIN_TIMEOUT");
+    return t && atoi(t) > 0 ? atoi(t) : 60;
+}
+
+void standin_enqueue(int device)
+{
+    pthread_mutex_lock(&s_stream_lock);
+    s_queued[device]++;
+    pthread_mutex_unlock(&s_stream_lock);
+}
+
+void standin_complete(int device, const char *failure)
+{
+    pthread_mutex_lock(&s_stream_lock);
+    s_queued[device]--;
+    if (failure && !s_failure[device][0]) snprintf(s_failure[device], sizeof s_failure[device], "%s", failure);
+    pthread_cond_broadcast(&s_stream_changed);
+    pthread_mutex_unlock(&s_stream_lock);
+}
+
+int standin_wait(int device)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += standin_timeout();
+    int r = 0;
+    pthread_mutex_lock(&s_stream_lock);
+    while (s_queued[device] > 0 && r == 0)
+        if (pthread_cond_timedwait(&s_stream_changed, &s_stream_lock, &deadline) == ETIMEDOUT) {
+            fprintf(stderr, "[cuda stand-in] GPU %d waited %d s for NCCL work queued on it: another member of its communicator never made its call\n",
+                    device, standin_timeout());
+            r = 1;
+        }
+    if (s_failure[device][0]) {
+        fprintf(stderr, "[cuda stand-in] GPU %d: %s\n", device, s_failure[device]);
+        s_failure[device][0] = 0;
+        r = 1;
+    }
+    pthread_mutex_unlock(&s_stream_lock);
+    return r;
+}
+
+/* Work on the current GPU's stream starts after what is queued there. */
+#define AFTER_QUEUED(device) do { if (standin_wait(device)) return CUDA_ERROR_LAUNCH_TIMEOUT; } while (0)
 
 CUresult cuInit(unsigned int flags)
 {
@@ -161,7 +221,12 @@ CUresult cuCtxSetCurrent(void *context)
     return CUDA_SUCCESS;
 }
 
-CUresult cuCtxSynchronize(void) { return t_current ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT; }
+CUresult cuCtxSynchronize(void)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(t_current->device);
+    return CUDA_SUCCESS;
+}
 
 /* ---- memory ---- */
 
@@ -213,6 +278,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr *pointer, size_t bytes)
 CUresult cuMemFree_v2(CUdeviceptr pointer)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(t_current->device);
     pthread_mutex_lock(&s_lock);
     for (struct allocation **a = &s_allocations; *a; a = &(*a)->next)
         if ((*a)->base == (uintptr_t)pointer) {
@@ -242,6 +308,7 @@ CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(t_current->device);
     CUresult r = check_range(dst, bytes, t_current->device, "cuMemcpyHtoD");
     if (r == CUDA_SUCCESS) memcpy((void *)(uintptr_t)dst, src, bytes);
     return r;
@@ -250,6 +317,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes)
 CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(t_current->device);
     CUresult r = check_range(src, bytes, t_current->device, "cuMemcpyDtoH");
     if (r == CUDA_SUCCESS) memcpy(dst, (const void *)(uintptr_t)src, bytes);
     return r;
@@ -258,6 +326,7 @@ CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(t_current->device);
     CUresult r = check_range(dst, bytes, t_current->device, "cuMemcpyDtoD");
     if (r == CUDA_SUCCESS) r = check_range(src, bytes, t_current->device, "cuMemcpyDtoD");
     if (r == CUDA_SUCCESS) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
@@ -267,8 +336,23 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes)
 CUresult cuMemcpyPeer(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void *src_context, size_t bytes)
 {
     if (!valid_context(dst_context) || !valid_context(src_context)) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(((struct context *)dst_context)->device);
+    AFTER_QUEUED(((struct context *)src_context)->device);
     CUresult r = check_range(dst, bytes, ((struct context *)dst_context)->device, "cuMemcpyPeer");
     if (r == CUDA_SUCCESS) r = check_range(src, bytes, ((struct context *)src_context)->device, "cuMemcpyPeer");
+    if (r == CUDA_SUCCESS) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+    return r;
+}
+
+/* On the destination's stream (the current context's, or `stream`: only the default one here), not serialised
+   with the source GPU's work, unlike cuMemcpyPeer. */
+CUresult cuMemcpyPeerAsync(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void *src_context, size_t bytes, void *stream)
+{
+    if (stream != NULL) return CUDA_ERROR_INVALID_VALUE;
+    if (!valid_context(dst_context) || !valid_context(src_context) || t_current != dst_context) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(((struct context *)dst_context)->device);
+    CUresult r = check_range(dst, bytes, ((struct context *)dst_context)->device, "cuMemcpyPeerAsync");
+    if (r == CUDA_SUCCESS) r = check_range(src, bytes, ((struct context *)src_context)->device, "cuMemcpyPeerAsync");
     if (r == CUDA_SUCCESS) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
     return r;
 }
@@ -276,6 +360,7 @@ CUresult cuMemcpyPeer(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void 
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t count)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(t_current->device);
     CUresult r = check_range(dst, count, t_current->device, "cuMemsetD8");
     if (r == CUDA_SUCCESS) memset((void *)(uintptr_t)dst, value, count);
     return r;
@@ -374,6 +459,7 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, u
     uint64_t table[64];
     if (e->params > 64) return CUDA_ERROR_INVALID_VALUE;
     for (int i = 0; i < e->params; i++) memcpy(&table[i], params[i], sizeof table[i]);
+    AFTER_QUEUED(t_current->device);
     LOG("cuLaunchKernel(%s, grid %u,%u,%u, block %u,%u,%u) on %d", e->name, gx, gy, gz, bx, by, bz, t_current->device);
     /* Registers in the runtime's order: ntid.x, ctaid.x, ctaid.y, ctaid.z, nctaid.x. */
     int64_t registers[5] = { bx, 0, 0, 0, gx };
@@ -413,6 +499,8 @@ CUresult cuEventCreate(void **event, unsigned int flags)
 CUresult cuEventRecord(void *event, void *stream)
 {
     if (!event || stream) return CUDA_ERROR_INVALID_VALUE;
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    AFTER_QUEUED(t_current->device);
     ((struct event *)event)->ms = now_ms();
     return CUDA_SUCCESS;
 }

@@ -1,25 +1,30 @@
 /*
- * A stand-in for NCCL (libnccl.so.2) over the CUDA stand-in's devices (device pointers are host addresses), so
- * that the runtime's NCCL path runs on machines without GPUs. It implements the entry points the runtime binds
- * with nccl.h's signatures, types (ncclInt32 = 2, ncclFloat32 = 7) and reductions (ncclSum = 0, ncclProd = 1,
- * ncclMax = 2, ncclMin = 3):
+ * A stand-in for NCCL (libnccl.so.2) over the CUDA stand-in's GPUs (built into the same library: device pointers
+ * are host addresses), so that the runtime's NCCL path runs on machines without GPUs. It implements the entry
+ * points the runtime binds with nccl.h's signatures, types (ncclInt32 = 2, ncclFloat32 = 7) and reductions
+ * (ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3; maxima and minima as NCCL's fmaxf and fminf, where a
+ * NaN loses to a number):
  *
  *   - ncclCommInitAll makes a clique of communicators, rank k on devices[k];
- *   - a collective returns once every member of the clique has made the same call (the k-th collective of each
- *     member must agree on kind, count, type and reduction, else ncclInvalidUsage), with NCCL's layouts
- *     (all-gather rank-major, reduce-scatter chunk k to rank k); a member that does not come within
- *     MPLC_STANDIN_TIMEOUT seconds (default 60) makes the others fail with ncclSystemError rather than hang;
- *   - ncclSend and ncclRecv between ncclGroupStart and ncclGroupEnd are matched per pair of ranks, in order, at
- *     ncclGroupEnd, with equal counts and types.
+ *   - a call returns at once, its operation queued on the member's GPU (standin.h); the collective runs when the
+ *     last member of the clique makes its call, which completes it on every member's GPU. The members' calls must
+ *     agree on kind, count, type and reduction, else the GPUs' next work fails saying so; NCCL's layouts
+ *     (all-gather rank-major, reduce-scatter chunk k to rank k);
+ *   - ncclSend and ncclRecv between ncclGroupStart and ncclGroupEnd: at ncclGroupEnd each send is delivered (to a
+ *     waiting receive of the peer, else kept for it) and each receive takes the first message kept from its peer
+ *     or waits for one, queued on the receiver's GPU; counts and types must agree;
+ *   - ncclCommAbort ends the operations pending on the clique (they complete without a result) and makes every
+ *     later call on it fail.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "standin.h"
 
 typedef int ncclResult_t;
 enum { ncclSuccess = 0, ncclUnhandledCudaError = 1, ncclSystemError = 2, ncclInternalError = 3, ncclInvalidArgument = 4, ncclInvalidUsage = 5 };
@@ -32,17 +37,19 @@ enum kind { ALL_REDUCE, ALL_GATHER, REDUCE_SCATTER };
 
 struct call { enum kind kind; const void *send; void *recv; size_t count; int type, op; };
 
-struct message { const void *data; size_t count; int type; struct message *next; };
+/* A send kept for its receiver (data copied), or a receive waiting for its sender (buffer). */
+struct message { void *data; size_t count; int type; struct message *next; };
 
 struct clique {
     int ranks;
+    int aborted;
+    int devices[MAX_RANKS];
     pthread_mutex_t lock;
-    pthread_cond_t changed;
-    long generation;             /* collectives completed */
     int arrived;
+    int posted[MAX_RANKS];
     struct call calls[MAX_RANKS];
-    ncclResult_t result;
-    struct message *mailbox[MAX_RANKS][MAX_RANKS];   /* [from][to], in order */
+    struct message *kept[MAX_RANKS][MAX_RANKS];      /* [from][to] sends not yet received, in order */
+    struct message *waiting[MAX_RANKS][MAX_RANKS];   /* [from][to] receives not yet sent, in order */
 };
 
 struct comm { struct clique *clique; int rank, device; };
@@ -55,10 +62,10 @@ const char *ncclGetErrorString(ncclResult_t r)
 {
     switch (r) {
     case ncclSuccess: return "no error";
-    case ncclSystemError: return "unhandled system error (a member of the communicator never came)";
+    case ncclSystemError: return "unhandled system error";
     case ncclInternalError: return "internal error";
     case ncclInvalidArgument: return "invalid argument";
-    case ncclInvalidUsage: return "invalid usage (the members' calls disagree)";
+    case ncclInvalidUsage: return "invalid usage";
     default: return "unknown result";
     }
 }
@@ -70,18 +77,42 @@ ncclResult_t ncclCommInitAll(struct comm **comms, int ndev, const int *devices)
     if (!c) return ncclSystemError;
     c->ranks = ndev;
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->changed, NULL);
     for (int i = 0; i < ndev; i++) {
+        c->devices[i] = devices ? devices[i] : i;
+        for (int j = 0; j < i; j++)
+            if (c->devices[j] == c->devices[i]) return ncclInvalidUsage;   /* as NCCL: one rank per GPU */
         comms[i] = calloc(1, sizeof *comms[i]);
         if (!comms[i]) return ncclSystemError;
-        *comms[i] = (struct comm){ c, i, devices ? devices[i] : i };
+        *comms[i] = (struct comm){ c, i, c->devices[i] };
     }
     return ncclSuccess;
 }
 
+ncclResult_t ncclCommAbort(struct comm *comm)
+{
+    if (!comm) return ncclInvalidArgument;
+    struct clique *c = comm->clique;
+    pthread_mutex_lock(&c->lock);
+    if (!c->aborted) {
+        c->aborted = 1;
+        for (int r = 0; r < c->ranks; r++) {
+            if (c->posted[r]) standin_complete(c->devices[r], NULL);
+            c->posted[r] = 0;
+            for (int from = 0; from < c->ranks; from++)
+                for (struct message *m; (m = c->waiting[from][r]) != NULL; free(m)) {
+                    c->waiting[from][r] = m->next;
+                    standin_complete(c->devices[r], NULL);
+                }
+        }
+        c->arrived = 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ncclSuccess;   /* the communicator stays allocated: its clique's other members may still name it */
+}
+
 ncclResult_t ncclCommDestroy(struct comm *comm)
 {
-    free(comm);   /* the clique lives on: other members may still be destroying theirs */
+    free(comm);   /* the clique stays: other members may still be destroying theirs */
     return ncclSuccess;
 }
 
@@ -92,8 +123,8 @@ static double reduce(int op, double a, double b)
     switch (op) {
     case ncclSum: return a + b;
     case ncclProd: return a * b;
-    case ncclMax: return a > b || b != b ? (a != a ? a : (a > b ? a : b)) : b;
-    default: return a < b ? a : b;
+    case ncclMax: return fmax(a, b);
+    default: return fmin(a, b);
     }
 }
 
@@ -105,47 +136,35 @@ static void put(void *p, int type, size_t i, double v)
     else ((int32_t *)p)[i] = (int32_t)v;
 }
 
-/* Done by the last member to arrive, while the others wait: every send is read before any receive is written. */
-static ncclResult_t perform(struct clique *c)
+/* Runs the clique's collective (every send read before any receive is written); NULL, or why it failed. */
+static const char *perform(struct clique *c, char *why, size_t size)
 {
     struct call *first = &c->calls[0];
     for (int r = 1; r < c->ranks; r++) {
         struct call *k = &c->calls[r];
         if (k->kind != first->kind || k->count != first->count || k->type != first->type || (first->kind != ALL_GATHER && k->op != first->op)) {
-            fprintf(stderr, "[nccl stand-in] rank %d's call (kind %d, count %zu, type %d, op %d) differs from rank 0's (kind %d, count %zu, type %d, op %d)\n",
-                    r, k->kind, k->count, k->type, k->op, first->kind, first->count, first->type, first->op);
-            return ncclInvalidUsage;
+            snprintf(why, size, "NCCL calls disagree: rank %d made (kind %d, count %zu, type %d, op %d), rank 0 (kind %d, count %zu, type %d, op %d)",
+                     r, k->kind, k->count, k->type, k->op, first->kind, first->count, first->type, first->op);
+            return why;
         }
     }
     int type = first->type, n = c->ranks;
     size_t count = first->count, elem = type_size(type);
-    if (first->kind == ALL_GATHER) {
-        char *all = malloc(count * elem * n + 1);
-        if (!all) return ncclSystemError;
-        for (int r = 0; r < n; r++) memcpy(all + r * count * elem, c->calls[r].send, count * elem);
-        for (int r = 0; r < n; r++) memcpy(c->calls[r].recv, all, count * elem * n);
-        free(all);
-        return ncclSuccess;
-    }
-    /* The reduction of all sends, over the whole buffer (all-reduce: count; reduce-scatter: count per rank). */
     size_t total = first->kind == ALL_REDUCE ? count : count * n;
-    char *sum = malloc(total * elem + 1);
-    if (!sum) return ncclSystemError;
-    for (size_t i = 0; i < total; i++) {
-        double v = get(c->calls[0].send, type, i);
-        for (int r = 1; r < n; r++) v = reduce(first->op, v, get(c->calls[r].send, type, i));
-        put(sum, type, i, v);
-    }
+    char *result = malloc(total * elem + 1);
+    if (!result) return "out of host memory";
+    if (first->kind == ALL_GATHER)
+        for (int r = 0; r < n; r++) memcpy(result + r * count * elem, c->calls[r].send, count * elem);
+    else
+        for (size_t i = 0; i < total; i++) {
+            double v = get(c->calls[0].send, type, i);
+            for (int r = 1; r < n; r++) v = reduce(first->op, v, get(c->calls[r].send, type, i));
+            put(result, type, i, v);
+        }
     for (int r = 0; r < n; r++)
-        memcpy(c->calls[r].recv, first->kind == ALL_REDUCE ? sum : sum + r * count * elem, count * elem);
-    free(sum);
-    return ncclSuccess;
-}
-
-static int timeout_seconds(void)
-{
-    const char *t = getenv("MPLC_STANDIN_TIMEOUT");
-    return t && atoi(t) > 0 ? atoi(t) : 60;
+        memcpy(c->calls[r].recv, first->kind == REDUCE_SCATTER ? result + r * count * elem : result, first->kind == ALL_GATHER ? total * elem : count * elem);
+    free(result);
+    return NULL;
 }
 
 static ncclResult_t collective(struct comm *comm, struct call call)
@@ -154,27 +173,29 @@ static ncclResult_t collective(struct comm *comm, struct call call)
     if (!type_size(call.type) || call.op < ncclSum || call.op > ncclMin) return ncclInvalidArgument;
     struct clique *c = comm->clique;
     pthread_mutex_lock(&c->lock);
-    long generation = c->generation;
-    c->calls[comm->rank] = call;
-    if (++c->arrived == c->ranks) {
-        c->result = perform(c);
-        c->arrived = 0;
-        c->generation++;
-        pthread_cond_broadcast(&c->changed);
-    } else {
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += timeout_seconds();
-        while (c->generation == generation)
-            if (pthread_cond_timedwait(&c->changed, &c->lock, &deadline) == ETIMEDOUT) {
-                fprintf(stderr, "[nccl stand-in] rank %d waited %d s for the other members of its communicator\n", comm->rank, timeout_seconds());
-                pthread_mutex_unlock(&c->lock);
-                return ncclSystemError;
-            }
+    if (c->aborted) {
+        pthread_mutex_unlock(&c->lock);
+        return ncclInvalidUsage;
     }
-    ncclResult_t r = c->result;
+    if (c->posted[comm->rank]) {
+        /* The runtime waits for each collective before the next; a second one queued behind it is not modelled. */
+        pthread_mutex_unlock(&c->lock);
+        return ncclInvalidUsage;
+    }
+    standin_enqueue(comm->device);
+    c->calls[comm->rank] = call;
+    c->posted[comm->rank] = 1;
+    if (++c->arrived == c->ranks) {
+        char why[512];
+        const char *failure = perform(c, why, sizeof why);
+        c->arrived = 0;
+        for (int r = 0; r < c->ranks; r++) {
+            c->posted[r] = 0;
+            standin_complete(c->devices[r], failure);
+        }
+    }
     pthread_mutex_unlock(&c->lock);
-    return r;
+    return ncclSuccess;
 }
 
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, int type, int op, struct comm *comm, void *stream)
@@ -221,55 +242,78 @@ ncclResult_t ncclRecv(void *buffer, size_t count, int type, int peer, struct com
     return p2p(0, buffer, count, type, peer, comm);
 }
 
-/* Posts the group's sends (copied), then takes each receive's message from its peer, in order. */
+static void append(struct message **list, struct message *m)
+{
+    while (*list) list = &(*list)->next;
+    *list = m;
+}
+
+static struct message *take(struct message **list)
+{
+    struct message *m = *list;
+    if (m) *list = m->next;
+    return m;
+}
+
+/* Delivers `data` into the receive `r` of GPU `device` (count and type checked) and completes it there. */
+static void deliver(struct message *r, const void *data, size_t count, int type, int device, int from, int to)
+{
+    char why[256];
+    const char *failure = NULL;
+    if (r->count != count || r->type != type) {
+        snprintf(why, sizeof why, "rank %d receives %zu elements of type %d from rank %d, which sent %zu of type %d", to, r->count, r->type, from, count, type);
+        failure = why;
+    } else memcpy(r->data, data, count * type_size(type));
+    standin_complete(device, failure);
+    free(r);
+}
+
 ncclResult_t ncclGroupEnd(void)
 {
     if (t_depth == 0) return ncclInvalidUsage;
     if (--t_depth > 0) return ncclSuccess;
-    ncclResult_t result = ncclSuccess;
     for (int i = 0; i < t_count; i++) {
         struct pending *p = &t_pending[i];
-        if (!p->send) continue;
         struct clique *c = p->comm->clique;
-        struct message *m = malloc(sizeof *m);
-        void *copy = malloc(p->count * type_size(p->type) + 1);
-        if (!m || !copy) return ncclSystemError;
-        memcpy(copy, p->buffer, p->count * type_size(p->type));
-        *m = (struct message){ copy, p->count, p->type, NULL };
+        int me = p->comm->rank;
+        size_t bytes = p->count * type_size(p->type);
         pthread_mutex_lock(&c->lock);
-        struct message **tail = &c->mailbox[p->comm->rank][p->peer];
-        while (*tail) tail = &(*tail)->next;
-        *tail = m;
-        pthread_cond_broadcast(&c->changed);
-        pthread_mutex_unlock(&c->lock);
-    }
-    for (int i = 0; i < t_count && result == ncclSuccess; i++) {
-        struct pending *p = &t_pending[i];
-        if (p->send) continue;
-        struct clique *c = p->comm->clique;
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += timeout_seconds();
-        pthread_mutex_lock(&c->lock);
-        struct message **box = &c->mailbox[p->peer][p->comm->rank];
-        while (!*box && result == ncclSuccess)
-            if (pthread_cond_timedwait(&c->changed, &c->lock, &deadline) == ETIMEDOUT) {
-                fprintf(stderr, "[nccl stand-in] rank %d waited %d s for a message from rank %d\n", p->comm->rank, timeout_seconds(), p->peer);
-                result = ncclSystemError;
+        if (c->aborted) {
+            pthread_mutex_unlock(&c->lock);
+            t_count = 0;
+            return ncclInvalidUsage;
+        }
+        if (p->send) {
+            struct message *r = take(&c->waiting[me][p->peer]);
+            if (r) deliver(r, p->buffer, p->count, p->type, c->devices[p->peer], me, p->peer);
+            else {
+                struct message *m = malloc(sizeof *m);
+                void *copy = malloc(bytes + 1);
+                if (!m || !copy) {
+                    pthread_mutex_unlock(&c->lock);
+                    return ncclSystemError;
+                }
+                memcpy(copy, p->buffer, bytes);
+                *m = (struct message){ copy, p->count, p->type, NULL };
+                append(&c->kept[me][p->peer], m);
             }
-        if (result == ncclSuccess) {
-            struct message *m = *box;
-            *box = m->next;
-            if (m->count != p->count || m->type != p->type) {
-                fprintf(stderr, "[nccl stand-in] rank %d receives %zu elements of type %d from rank %d, which sent %zu of type %d\n",
-                        p->comm->rank, p->count, p->type, p->peer, m->count, m->type);
-                result = ncclInvalidUsage;
-            } else memcpy(p->buffer, m->data, m->count * type_size(m->type));
-            free((void *)m->data);
-            free(m);
+        } else {
+            struct message *r = malloc(sizeof *r);
+            if (!r) {
+                pthread_mutex_unlock(&c->lock);
+                return ncclSystemError;
+            }
+            *r = (struct message){ p->buffer, p->count, p->type, NULL };
+            standin_enqueue(p->comm->device);
+            struct message *m = take(&c->kept[p->peer][me]);
+            if (m) {
+                deliver(r, m->data, m->count, m->type, p->comm->device, p->peer, me);
+                free(m->data);
+                free(m);
+            } else append(&c->waiting[p->peer][me], r);
         }
         pthread_mutex_unlock(&c->lock);
     }
     t_count = 0;
-    return result;
+    return ncclSuccess;
 }

@@ -21,19 +21,24 @@ public enum CUResult
 
 /// <summary>A CUDA call failed: names the call and the driver's error.</summary>
 public sealed class CudaException(string call, CUResult result, string text)
-    : Exception($"{call} failed: {(int)result} {text}")
+    : Distributed.DeviceException($"{call} failed: {(int)result} {text}")
 {
     /// <summary>The driver's result code.</summary>
     public CUResult Result { get; } = result;
 }
 
 /// <summary>
-/// The CUDA driver API (libcuda.so.1) entry points the runtime uses, by P/Invoke, with <c>_v2</c> names where the
-/// library exports them. <see cref="Check"/> turns a result into a <see cref="CudaException"/> naming the call.
+/// The CUDA driver API (libcuda.so.1, or the library <c>MPLC_CUDA_LIBRARY</c> names) entry points the runtime uses, by
+/// P/Invoke, with <c>_v2</c> names where the library exports them. <see cref="Check"/> turns a result into a <see cref="CudaException"/> naming the call.
 /// </summary>
 public static unsafe class CudaApi
 {
     private const string Lib = "libcuda.so.1";
+
+    // MPLC_CUDA_LIBRARY names the driver library to load instead of the system's libcuda.so.1 (a driver installed
+    // elsewhere, or a stand-in); other libraries of this assembly resolve as usual.
+    static CudaApi() => NativeLibrary.SetDllImportResolver(typeof(CudaApi).Assembly, (name, _, _) =>
+        name == Lib && Environment.GetEnvironmentVariable("MPLC_CUDA_LIBRARY") is { Length: > 0 } path ? NativeLibrary.Load(path) : IntPtr.Zero);
 
     /// <summary>Throws unless <paramref name="r"/> is success.</summary>
     public static void Check(CUResult r, string call)
@@ -54,7 +59,12 @@ public static unsafe class CudaApi
             why = n > 0 ? "" : "no CUDA device";
             return n > 0;
         }
-        catch (DllNotFoundException) { why = "no CUDA driver (libcuda.so.1 not found)"; return false; }
+        catch (DllNotFoundException)
+        {
+            why = Environment.GetEnvironmentVariable("MPLC_CUDA_LIBRARY") is { Length: > 0 } path
+                ? $"no CUDA driver (MPLC_CUDA_LIBRARY={path} does not load)" : "no CUDA driver (libcuda.so.1 not found)";
+            return false;
+        }
         catch (EntryPointNotFoundException e) { why = $"the CUDA driver lacks an entry point: {e.Message}"; return false; }
     }
 
@@ -84,7 +94,7 @@ public static unsafe class CudaApi
     [DllImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")] public static extern CUResult cuMemcpyHtoD(ulong dst, void* src, nuint bytes);
     [DllImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")] public static extern CUResult cuMemcpyDtoH(void* dst, ulong src, nuint bytes);
     [DllImport(Lib, EntryPoint = "cuMemcpyDtoD_v2")] public static extern CUResult cuMemcpyDtoD(ulong dst, ulong src, nuint bytes);
-    [DllImport(Lib)] public static extern CUResult cuMemcpyPeer(ulong dst, IntPtr dstContext, ulong src, IntPtr srcContext, nuint bytes);
+    [DllImport(Lib)] public static extern CUResult cuMemcpyPeerAsync(ulong dst, IntPtr dstContext, ulong src, IntPtr srcContext, nuint bytes, IntPtr stream);
     [DllImport(Lib, EntryPoint = "cuMemsetD8_v2")] public static extern CUResult cuMemsetD8(ulong dst, byte value, nuint count);
     [DllImport(Lib, EntryPoint = "cuMemGetInfo_v2")] public static extern CUResult cuMemGetInfo(out nuint free, out nuint total);
     [DllImport(Lib)] public static extern CUResult cuGetErrorString(CUResult error, out IntPtr text);

@@ -65,6 +65,9 @@ public static unsafe class NcclApi
         return comms;
     }
 
+    /// <summary>ncclCommAbort: the communicator's pending operations end without completing; it cannot be used again.</summary>
+    public static void CommAbort(IntPtr comm) => ((delegate* unmanaged<IntPtr, int>)Export("ncclCommAbort"))(comm);
+
     /// <summary>ncclCommDestroy.</summary>
     public static void CommDestroy(IntPtr comm) => ((delegate* unmanaged<IntPtr, int>)Export("ncclCommDestroy"))(comm);
 
