@@ -23,9 +23,14 @@ public static class BundleWriter
     /// <summary>The files of a bundle besides the manifest.</summary>
     public static readonly string[] FileNames = ["program.json", "program.mplir", "kernels.ll", "kernels.ptx", "libkernels.so", "libkernels-grid.so"];
 
-    /// <summary>Writes the bundle of <paramref name="module"/> (after form-kernels) to <paramref name="dir"/>; returns the directory.</summary>
-    public static string Write(Operation module, string dir, string? gpu)
+    /// <summary>
+    /// Writes the bundle of <paramref name="module"/> (after form-kernels) to <paramref name="dir"/>, its PTX for
+    /// <paramref name="gpu"/> and its host kernels for <paramref name="cpu"/> (an x86-64 level, or <c>native</c>: this
+    /// machine's CPU), which the manifest records; returns the directory.
+    /// </summary>
+    public static string Write(Operation module, string dir, string? gpu, string cpu = HostCpu.DefaultLevel)
     {
+        var hostCpu = LlvmTarget.HostRequirements(cpu);
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
         if (!module.IsSpmd()) throw new UserErrorException("a bundle holds a per-device program: the pipeline must run spmdize");
         if (File.Exists(dir)) throw new UserErrorException($"cannot write the bundle '{dir}': a file of that name exists");
@@ -38,12 +43,13 @@ public static class BundleWriter
         var specs = KernelCompiler.Specs(module);
         // One optimised host module gives both the library and its LLVM IR.
         KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels.so"),
-            optimizedIr: ir => File.WriteAllText(Path.Combine(dir, "kernels.ll"), ir));
+            optimizedIr: ir => File.WriteAllText(Path.Combine(dir, "kernels.ll"), ir), cpu: cpu);
         File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(specs, gpu, collectives: true));
-        KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels-grid.so"), KernelTarget.HostGrid);
+        KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels-grid.so"), KernelTarget.HostGrid, cpu: cpu);
         var kernels = specs.Select(Launch).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
-        File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program)).ToJson());
+        var manifest = ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program));
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), manifest.With(hostCpu).ToJson());
         return dir;
     }
 

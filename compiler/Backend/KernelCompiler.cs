@@ -28,9 +28,9 @@ public static class KernelCompiler
 
     /// <summary>Runs <paramref name="use"/> on the verified (and optimised) LLVM module of <paramref name="specs"/>.</summary>
     public static T WithModule<T>(IReadOnlyList<KernelSpec> specs, string name, KernelTarget target, string? gpu, bool optimize, Func<KernelCodegen, LlvmTarget, T> use,
-        bool collectives = false)
+        bool collectives = false, string? cpu = null)
     {
-        using var machine = target == KernelTarget.Ptx ? LlvmTarget.Nvptx(gpu) : LlvmTarget.Host();
+        using var machine = target == KernelTarget.Ptx ? LlvmTarget.Nvptx(gpu) : LlvmTarget.Host(cpu);
         using var cg = new KernelCodegen(name, target);
         machine.Prepare(cg.Module);
         foreach (var spec in specs) cg.Emit(spec);
@@ -55,25 +55,28 @@ public static class KernelCompiler
     public static string Ptx(IReadOnlyList<KernelSpec> specs, string? gpu = null, bool collectives = false) =>
         WithModule(specs, "kernels", KernelTarget.Ptx, gpu, optimize: true, (cg, m) => m.EmitAssembly(cg.Module), collectives);
 
-    /// <summary>The kernels as host assembly.</summary>
-    public static string HostAssembly(Operation module) =>
-        WithModule(module, KernelTarget.Cpu, null, optimize: true, (cg, m) => m.EmitAssembly(cg.Module));
+    /// <summary>The kernels as host assembly, for this machine's CPU or <paramref name="cpu"/>.</summary>
+    public static string HostAssembly(Operation module, string? cpu = null) =>
+        WithModule(Specs(module), module.GetAttr("entry") is StringAttr s ? s.Value : "kernels", KernelTarget.Cpu, null, optimize: true,
+            (cg, m) => m.EmitAssembly(cg.Module), cpu: cpu);
 
     /// <summary>Compiles the host kernels into the shared library <paramref name="path"/>.</summary>
     public static void BuildHostLibrary(Operation module, string path) => BuildHostLibrary(Specs(module), path);
 
     /// <summary>
-    /// Compiles <paramref name="specs"/> into the shared library <paramref name="path"/>; <paramref name="optimizedIr"/>
-    /// receives the LLVM IR the object is emitted from, when asked for. The host-grid build of the GPU kernels
-    /// (<see cref="KernelTarget.HostGrid"/>, what an emulated GPU runs) includes the collective kernels.
+    /// Compiles <paramref name="specs"/> into the shared library <paramref name="path"/> for this machine's CPU or
+    /// <paramref name="cpu"/>; <paramref name="optimizedIr"/> receives the LLVM IR the object is emitted from, when
+    /// asked for. The host-grid build of the GPU kernels (<see cref="KernelTarget.HostGrid"/>, what an emulated GPU
+    /// runs) includes the collective kernels.
     /// </summary>
-    public static void BuildHostLibrary(IReadOnlyList<KernelSpec> specs, string path, KernelTarget target = KernelTarget.Cpu, Action<string>? optimizedIr = null)
+    public static void BuildHostLibrary(IReadOnlyList<KernelSpec> specs, string path, KernelTarget target = KernelTarget.Cpu, Action<string>? optimizedIr = null,
+        string? cpu = null)
     {
         var obj = WithModule(specs, "kernels", target, null, optimize: true, (cg, m) =>
         {
             optimizedIr?.Invoke(cg.Print());
             return m.EmitObject(cg.Module);
-        }, collectives: target == KernelTarget.HostGrid);
+        }, collectives: target == KernelTarget.HostGrid, cpu: cpu);
         string objPath = path + ".o";
         File.WriteAllBytes(objPath, obj);
         try { Link(objPath, path); }

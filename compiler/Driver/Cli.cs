@@ -60,12 +60,14 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var schedule = new Option<bool>("--schedule") { Description = "print the pipeline schedule as a table, device by time slot (to stderr)" };
         var emit = new Option<string>("--emit") { Description = "what to print: ir (the per-device program, default), llvm (the kernels' LLVM IR), ptx, asm (host assembly)", DefaultValueFactory = _ => "ir" };
         var gpu = new Option<string?>("--gpu") { Description = "the GPU to emit PTX for, e.g. sm_80 (default: the newest the loaded LLVM supports)" };
+        var cpu = new Option<string?>("--cpu") { Description = $"the CPU a bundle's host kernels are compiled for: x86-64, x86-64-v2, x86-64-v3, x86-64-v4 or native (default: {Runtime.Model.HostCpu.DefaultLevel}; --emit asm: native)" };
         var c = new Command("compile", "compile a .mpl model and print (or write) the IR after the pipeline") { file };
         c.Options.Add(output);
         c.Options.Add(stats);
         c.Options.Add(schedule);
         c.Options.Add(emit);
         c.Options.Add(gpu);
+        c.Options.Add(cpu);
         c.Options.Add(_zero);
         AddFrontEndOptions(c);
         _ir.AddTo(c);
@@ -84,10 +86,10 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             {
                 "llvm" => Backend.KernelCompiler.LlvmIr(module, r.GetValue(gpu) != null ? Backend.Llvm.KernelTarget.Ptx : Backend.Llvm.KernelTarget.Cpu, r.GetValue(gpu)),
                 "ptx" => Backend.KernelCompiler.Ptx(module, r.GetValue(gpu)),
-                "asm" => Backend.KernelCompiler.HostAssembly(module),
+                "asm" => Backend.KernelCompiler.HostAssembly(module, r.GetValue(cpu)),
                 _ => Printer.Print(module, r.GetValue(_ir.DebugInfo)),
             };
-            if (bundle) stdout.WriteLine($"wrote {Backend.BundleWriter.Write(module, outPath!, r.GetValue(gpu))}");
+            if (bundle) stdout.WriteLine($"wrote {Backend.BundleWriter.Write(module, outPath!, r.GetValue(gpu), r.GetValue(cpu) ?? Runtime.Model.HostCpu.DefaultLevel)}");
             else if (outPath is { } o) WriteText(o, text);
             else stdout.Write(text);
             if (r.GetValue(schedule)) PrintSchedule(module);

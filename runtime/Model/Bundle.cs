@@ -51,4 +51,15 @@ public sealed class Bundle
 
     /// <summary>The path of a file of the bundle.</summary>
     public string PathOf(string name) => Path.Combine(Directory, name);
+
+    /// <summary>
+    /// The path of the host kernel library <paramref name="name"/> (<c>libkernels.so</c>, <c>libkernels-grid.so</c>),
+    /// after checking that this machine's CPU runs the code it was compiled for (a <see cref="RunInputException"/>
+    /// naming what it lacks, rather than an illegal instruction later).
+    /// </summary>
+    public string HostLibrary(string name)
+    {
+        Manifest.HostCpu?.CheckHere($"the bundle's host kernels ({name})");
+        return PathOf(name);
+    }
 }

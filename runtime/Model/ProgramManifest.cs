@@ -60,6 +60,15 @@ public sealed class ProgramManifest
     public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
     /// <summary>The pipeline schedule, when the program is pipelined (the program file holds the same order).</summary>
     public ScheduleInfo? Schedule { get; init; }
+    /// <summary>The CPU the bundle's host kernels were compiled for (null in bundles written before it was recorded).</summary>
+    public HostCpu? HostCpu { get; init; }
+
+    /// <summary>This manifest with <paramref name="cpu"/> as its <see cref="HostCpu"/>.</summary>
+    public ProgramManifest With(HostCpu cpu) => new()
+    {
+        Name = Name, Mesh = Mesh, MicrobatchAxis = MicrobatchAxis, Inputs = Inputs, Results = Results, Params = Params, Training = Training,
+        Kernels = Kernels, Memory = Memory, Files = Files, Schedule = Schedule, HostCpu = cpu,
+    };
 
     /// <summary>The devices the program runs on: the mesh without its microbatch axis.</summary>
     public DeviceMesh PhysicalMesh => Mesh.Without(MicrobatchAxis);
@@ -119,6 +128,13 @@ public sealed class ProgramManifest
                 w.WriteEndArray();
                 w.WriteEndObject();
             }
+            if (HostCpu != null)
+            {
+                w.WriteStartObject("host_cpu");
+                w.WriteString("name", HostCpu.Name);
+                Json.Array(w, "features", HostCpu.Features);
+                w.WriteEndObject();
+            }
             if (Schedule != null)
             {
                 w.WriteStartObject("schedule");
@@ -176,6 +192,9 @@ public sealed class ProgramManifest
                     ? new Execution.MemoryPlan(mem.GetProperty("buffers").EnumerateArray().Select(b => new Execution.BufferPlacement(
                         b[0].GetInt32(), b[1].GetInt64(), b[2].GetInt64(), b[3].GetInt32(), b[4].GetInt32())).ToArray(),
                         mem.GetProperty("arena_bytes").GetInt64(), mem.GetProperty("peak_live_bytes").GetInt64())
+                    : null,
+                HostCpu = r.TryGetProperty("host_cpu", out var cpu)
+                    ? new HostCpu(cpu.GetProperty("name").GetString()!, cpu.GetProperty("features").EnumerateArray().Select(x => x.GetString()!).ToArray())
                     : null,
                 Schedule = r.TryGetProperty("schedule", out var sch)
                     ? new ScheduleInfo(sch.GetProperty("axis").GetString()!, sch.GetProperty("kind").GetString()!, sch.GetProperty("microbatches").GetInt32(),

@@ -97,12 +97,13 @@ public static class MplrunCli
         switch (s.Backend)
         {
             case "cpu":
-                var lib = new HostKernelLibrary(bundle.PathOf("libkernels.so"));
+                var lib = new HostKernelLibrary(bundle.HostLibrary("libkernels.so"));
                 owned = lib;
                 kernels = lib.Kernel;
                 break;
             case "cuda" or "cuda-emu":
-                owned = gpu = GpuMachines.Open(s.Backend, bundle.PathOf("kernels.ptx"), bundle.PathOf("libkernels-grid.so"), m.Kernels, s.Gpus, timeKernels: s.Profile);
+                string grid = s.Backend == "cuda-emu" ? bundle.HostLibrary("libkernels-grid.so") : bundle.PathOf("libkernels-grid.so");
+                owned = gpu = GpuMachines.Open(s.Backend, bundle.PathOf("kernels.ptx"), grid, m.Kernels, s.Gpus, timeKernels: s.Profile);
                 stderr.WriteLine($"note: {gpu.Describe(m.PhysicalMesh.DeviceCount)}");
                 break;
             case "interp":
@@ -144,7 +145,7 @@ public static class MplrunCli
         const double tolerance = 1e-4;
         var host = new RunSettings { InputsPath = s.InputsPath, ParamsPath = s.ParamsPath, Seed = s.Seed, Steps = s.Steps, CollectiveTimeout = s.CollectiveTimeout };
         RunOutcome reference;
-        using (var lib = new HostKernelLibrary(bundle.PathOf("libkernels.so")))
+        using (var lib = new HostKernelLibrary(bundle.HostLibrary("libkernels.so")))
             reference = ModelSession.Run(bundle.Manifest, bundle.Program(lib.Kernel), host, TextWriter.Null);
         var pairs = new List<(string Name, NDArray Expected, NDArray Got)>();
         for (int i = 0; i < reference.Results.Count; i++) pairs.Add((reference.Results.Count == 1 ? "out" : $"out{i}", reference.Results[i], outcome.Results[i]));

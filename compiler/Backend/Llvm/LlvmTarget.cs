@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using ParallelCompiler.Backend.Llvm.Native;
 using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Model;
 
 namespace ParallelCompiler.Backend.Llvm;
 
@@ -35,9 +36,34 @@ public sealed class LlvmTarget : IDisposable
         LLVM.DisposeTargetData(td);
     }
 
-    /// <summary>The host CPU, for a shared library of kernels.</summary>
-    public static LlvmTarget Host() =>
-        new(LLVM.TakeMessage(LLVM.GetDefaultTargetTriple()), LLVM.TakeMessage(LLVM.GetHostCPUName()), LLVM.TakeMessage(LLVM.GetHostCPUFeatures()), reloc: 2);
+    /// <summary>
+    /// The host, for a shared library of kernels: this machine's CPU and features (<paramref name="cpu"/> null or
+    /// <c>native</c>) or an x86-64 level (<see cref="HostCpu.Levels"/>), whose code runs on any CPU of that level.
+    /// </summary>
+    public static LlvmTarget Host(string? cpu = null)
+    {
+        string triple = LLVM.TakeMessage(LLVM.GetDefaultTargetTriple());
+        return IsNative(cpu) ? new(triple, LLVM.TakeMessage(LLVM.GetHostCPUName()), LLVM.TakeMessage(LLVM.GetHostCPUFeatures()), reloc: 2)
+            : new(triple, cpu!, "", reloc: 2);
+    }
+
+    // Whether cpu names this machine's CPU; otherwise it must be an x86-64 level.
+    private static bool IsNative(string? cpu)
+    {
+        if (cpu is null or "native") return true;
+        if (!HostCpu.Levels.ContainsKey(cpu))
+            throw new Driver.UserErrorException($"--cpu expects native or one of {string.Join(", ", HostCpu.Levels.Keys)}, got '{cpu}'");
+        return false;
+    }
+
+    /// <summary>What code compiled for <see cref="Host(string?)"/> of <paramref name="cpu"/> requires of the CPU it runs on.</summary>
+    public static HostCpu HostRequirements(string? cpu)
+    {
+        LLVM.EnsureLoaded();
+        return IsNative(cpu)
+            ? HostCpu.FromLlvm(LLVM.TakeMessage(LLVM.GetHostCPUName()), LLVM.TakeMessage(LLVM.GetHostCPUFeatures()))
+            : HostCpu.Level(cpu!);
+    }
 
     /// <summary>NVPTX for <paramref name="sm"/> (e.g. "sm_80"), or the newest the loaded LLVM knows.</summary>
     public static LlvmTarget Nvptx(string? sm = null)

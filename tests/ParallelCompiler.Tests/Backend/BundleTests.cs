@@ -65,6 +65,51 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
             }
     }
 
+    /// <summary>
+    /// The CPU a bundle's host kernels are for: x86-64-v3 unless asked otherwise (the manifest lists what it
+    /// needs of the CPU), this machine's own with --cpu native; mplrun refuses a bundle whose CPU kernels need what
+    /// this CPU lacks, saying what, before loading them; an unknown --cpu is an error.
+    /// </summary>
+    [Fact]
+    public void TheHostCpuIsRecordedAndChecked()
+    {
+        string portable = Bundle("mlp.mpl");
+        var m = ProgramManifest.FromJson(File.ReadAllText(Path.Combine(portable, "manifest.json")));
+        Assert.Equal("x86-64-v3", m.HostCpu!.Name);
+        Assert.Equal(HostCpu.Levels["x86-64-v3"], m.HostCpu.Features);
+        Assert.Contains("avx2", m.HostCpu.Features);
+        Assert.Empty(m.HostCpu.MissingHere());
+        Assert.Equal(0, Mplrun(portable).Code);
+
+        string native = P("native.mplc");
+        Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", native, "--cpu", "native").ExitCode);
+        var n = ProgramManifest.FromJson(File.ReadAllText(Path.Combine(native, "manifest.json")));
+        Assert.Empty(n.HostCpu!.MissingHere());
+        Assert.Equal(0, Mplrun(native).Code);
+
+        // The same bundle as if built where the CPU has an extension this one lacks.
+        string manifest = Path.Combine(native, "manifest.json");
+        File.WriteAllText(manifest, n.With(n.HostCpu with { Features = [.. n.HostCpu.Features, "mpl_future_simd"] }).ToJson());
+        foreach (var backend in new[] { "cpu", "cuda-emu" })
+        {
+            var r = Mplrun(native, "--backend", backend);
+            Assert.Equal(1, r.Code);
+            Assert.Contains($"error: the bundle's host kernels ({(backend == "cpu" ? "libkernels.so" : "libkernels-grid.so")}) were compiled for the CPU {n.HostCpu.Name}, and this machine's lacks mpl_future_simd: compile the bundle again with --cpu x86-64-v3", r.Err);
+        }
+
+        var bad = Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", P("bad.mplc"), "--cpu", "pentium");
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("error: --cpu expects native or one of x86-64, x86-64-v2, x86-64-v3, x86-64-v4, got 'pentium'", bad.Stderr);
+    }
+
+    /// <summary>LLVM's feature names become /proc/cpuinfo's; disabled and unknown ones are left out.</summary>
+    [Fact]
+    public void LlvmFeaturesMapToCpuinfoFlags()
+    {
+        var cpu = HostCpu.FromLlvm("znver4", "+avx2,+sse4.1,-avx512fp16,+lzcnt,+bmi,+avx512vnni,+cx8,+fma");
+        Assert.Equal(["abm", "avx2", "avx512_vnni", "bmi1", "fma", "sse4_1"], cpu.Features);
+    }
+
     /// <summary>mplrun gives what mplc run gives: the transformer's training losses and the MLP's output.</summary>
     [Fact]
     public void MplrunEqualsMplcRun()
