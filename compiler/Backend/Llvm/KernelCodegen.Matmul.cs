@@ -111,6 +111,9 @@ public sealed unsafe partial class KernelCodegen
         LLVM.SetAlignment(LLVM.BuildStore(_b, value, p), 4);
     }
 
+    /// <summary>Elements of A's (and of B's) tile per step of a whole-tile GPU matmul: 128x16 and 16x128, or 64x32 and 32x64.</summary>
+    public const int WholeTileElements = 2048;
+
     /// <summary>
     /// The per-thread tile of a GPU matmul: 8x8 outputs (block tile 128x128, steps of 8 along k) when both sides
     /// of C are at least 128, else 4x4 (64x64, steps of 16).
@@ -122,21 +125,23 @@ public sealed unsafe partial class KernelCodegen
     /// 16T x 16T outputs, each thread a T x T square held in registers. Per step along k the block stages a 16T x BK
     /// tile of A (stored transposed, k major) and a BK x 16T tile of B in shared memory (BK = 1024 / 16T), and every
     /// thread accumulates its square from T contiguous values of A and T of B per k (vector loads from shared
-    /// memory, fused multiply-adds as on the host). Whole tiles (M and N multiples of 16T, K of BK) load one aligned
-    /// 16-byte vector of A and one of B per thread and step, with no bounds checks, into two buffers taken in turn
-    /// (one barrier a step), and store C as vectors; partial tiles load element by element, reading zero outside A
+    /// memory, fused multiply-adds as on the host). Whole tiles (M and N multiples of 16T, K of their step, twice BK)
+    /// load two aligned 16-byte vectors of A and two of B per thread and step, with no bounds checks, into two buffers
+    /// taken in turn (one barrier a step), and store C as vectors; partial tiles load element by element, reading zero outside A
     /// or B, into one buffer (two barriers a step), and threads outside C store nothing.
     /// </summary>
     private void EmitGpuMatmul(MatmulShape mm)
     {
-        int t = GpuThreadTile(mm), bm = GpuTile * t, bk = 1024 / bm;
-        // Whole tiles (every side of C a multiple of the block's, K of the step) take the fast path below.
-        bool exact = mm.M % bm == 0 && mm.N % bm == 0 && mm.K % bk == 0;
+        // Whole tiles (every side of C a multiple of the block's, K of the step) take the fast path below, with
+        // steps twice as deep: tiles of 2,048 elements, two vectors a thread, half the barriers per product.
+        int t = GpuThreadTile(mm), bm = GpuTile * t;
+        bool exact = mm.M % bm == 0 && mm.N % bm == 0 && mm.K % (WholeTileElements / bm) == 0;
+        int tile = exact ? WholeTileElements : 1024, bk = tile / bm;
         // Whole tiles keep two blocks on an SM (registers capped at 128 a thread). Partial ones get no bounds:
         // their k loops unroll when K is small, and a block size alone makes ptxas cap registers for more blocks
         // and spill.
         if (_target == KernelTarget.Ptx && exact) LaunchBounds(GpuTile, GpuTile, minBlocksPerSm: 2);
-        var tileType = LLVM.ArrayType(_f32, exact ? 2048u : 1024u);
+        var tileType = LLVM.ArrayType(_f32, exact ? 2u * WholeTileElements : 1024u);
         LLVMValueRef Shared(string name)
         {
             uint space = _target == KernelTarget.Ptx ? 3u : 0u; // shared memory on the GPU, a global on the host grid
@@ -190,27 +195,33 @@ public sealed unsafe partial class KernelCodegen
         }
         if (exact)
         {
-            // Whole tiles: no bounds checks; each thread moves one aligned 16-byte vector of A and one of B per step
-            // (the pool's blocks are 256-byte aligned). A's vector: row thread / (bk/4), k from 4 * (thread % (bk/4)),
-            // stored k major element by element; B's: row thread / (bm/4), columns from 4 * (thread % (bm/4)).
-            // Two buffers: while a step's products are summed from one, the next step's tiles, loaded from global
-            // memory before the sums, are stored into the other; one barrier a step.
-            (LLVMValueRef A, LLVMValueRef B) LoadStep(LLVMValueRef k0)
+            // Whole tiles: no bounds checks; each thread moves aligned 16-byte vectors, two of A and two of B per
+            // step (the pool's blocks are 256-byte aligned). Vector v of thread x is number x + 256 v of its tile: of
+            // A, row n / (bk/4) from k = 4 (n % (bk/4)), stored k major element by element; of B, row n / (bm/4) from
+            // column 4 (n % (bm/4)), stored as it is. Two buffers: while a step's products are summed from one, the
+            // next step's tiles are stored into the other; one barrier a step.
+            const int vectors = WholeTileElements / 4 / 256;
+            LLVMValueRef Number(int v) => Add(Thread(), C(v * 256));
+            (LLVMValueRef[] A, LLVMValueRef[] B) LoadStep(LLVMValueRef k0) =>
+                (Enumerable.Range(0, vectors).Select(v =>
+                {
+                    var (ar, ac) = (LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""), Mul(LLVM.BuildURem(_b, Number(v), C(bk / 4), ""), C(4)));
+                    return AlignedLoad(vec4, _inputs[0], global, Add(aOff, Add(Mul(Add(rowBase, ar), C(mm.K)), Add(k0, ac))));
+                }).ToArray(), Enumerable.Range(0, vectors).Select(v =>
+                {
+                    var (br, bc) = (LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""), Mul(LLVM.BuildURem(_b, Number(v), C(bm / 4), ""), C(4)));
+                    return AlignedLoad(vec4, _inputs[^1], global, Add(bOff, Add(Mul(Add(k0, br), C(mm.N)), Add(colBase, bc))));
+                }).ToArray());
+            void StoreStep((LLVMValueRef[] A, LLVMValueRef[] B) step, LLVMValueRef buf)
             {
-                var thread = Thread();
-                var (ar, ac) = (LLVM.BuildUDiv(_b, thread, C(bk / 4), ""), Mul(LLVM.BuildURem(_b, thread, C(bk / 4), ""), C(4)));
-                var (br, bc) = (LLVM.BuildUDiv(_b, thread, C(bm / 4), ""), Mul(LLVM.BuildURem(_b, thread, C(bm / 4), ""), C(4)));
-                return (AlignedLoad(vec4, _inputs[0], global, Add(aOff, Add(Mul(Add(rowBase, ar), C(mm.K)), Add(k0, ac)))),
-                    AlignedLoad(vec4, _inputs[^1], global, Add(bOff, Add(Mul(Add(k0, br), C(mm.N)), Add(colBase, bc)))));
-            }
-            void StoreStep((LLVMValueRef A, LLVMValueRef B) v, LLVMValueRef buf)
-            {
-                var thread = Thread();
-                var (ar, ac) = (LLVM.BuildUDiv(_b, thread, C(bk / 4), ""), Mul(LLVM.BuildURem(_b, thread, C(bk / 4), ""), C(4)));
-                for (int i = 0; i < 4; i++)
-                    Store(LLVM.BuildExtractElement(_b, v.A, LLVM.ConstInt(_i32, (ulong)i, 0), ""), Gep(_f32, sa, Add(buf, Add(Mul(Add(ac, C(i)), C(bm)), ar))));
-                var (br, bc) = (LLVM.BuildUDiv(_b, thread, C(bm / 4), ""), Mul(LLVM.BuildURem(_b, thread, C(bm / 4), ""), C(4)));
-                AlignedStore(v.B, sb, shared, Add(buf, Add(Mul(br, C(bm)), bc)));
+                for (int v = 0; v < vectors; v++)
+                {
+                    var (ar, ac) = (LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""), Mul(LLVM.BuildURem(_b, Number(v), C(bk / 4), ""), C(4)));
+                    for (int i = 0; i < 4; i++)
+                        Store(LLVM.BuildExtractElement(_b, step.A[v], LLVM.ConstInt(_i32, (ulong)i, 0), ""), Gep(_f32, sa, Add(buf, Add(Mul(Add(ac, C(i)), C(bm)), ar))));
+                    var (br, bc) = (LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""), Mul(LLVM.BuildURem(_b, Number(v), C(bm / 4), ""), C(4)));
+                    AlignedStore(step.B[v], sb, shared, Add(buf, Add(Mul(br, C(bm)), bc)));
+                }
             }
             Threads(block, block, () => StoreStep(LoadStep(C(0)), C(0)), barrier: true);
             StridedLoop(C(0), C(mm.K), C(bk), k0 =>
@@ -220,8 +231,8 @@ public sealed unsafe partial class KernelCodegen
                     var odd = LLVM.BuildAnd(_b, LLVM.BuildUDiv(_b, k0, C(bk), ""), C(1), "");
                     // The last step loads its own tiles again (into the buffer no one reads) rather than branch.
                     var next = LLVM.BuildSelect(_b, Below(k0, mm.K - bk), Add(k0, C(bk)), k0, "");
-                    StoreStep(LoadStep(next), Mul(LLVM.BuildXor(_b, odd, C(1), ""), C(1024)));
-                    Accumulate(Mul(odd, C(1024)));
+                    StoreStep(LoadStep(next), Mul(LLVM.BuildXor(_b, odd, C(1), ""), C(tile)));
+                    Accumulate(Mul(odd, C(tile)));
                 }, barrier: true);
             });
         }

@@ -68,9 +68,10 @@ public class GpuStructureTests
     [Theory]
     [InlineData("2x130x70", "70x136")]   // 8x8 per thread (128x128 tiles), K not a multiple of 8
     [InlineData("3x40x33", "1x33x50")]   // 4x4 per thread (64x64 tiles), B broadcast over the batch
-    [InlineData("2x256x64", "64x384")]   // whole 128x128 tiles, 8 steps along k (both buffers, several times)
-    [InlineData("128x8", "8x128")]       // whole tiles, a single step
-    [InlineData("3x64x48", "1x48x128")]  // whole 64x64 tiles, 3 steps of 16, B broadcast
+    [InlineData("2x256x64", "64x384")]   // whole 128x128 tiles, 4 steps of 16 along k (both buffers, twice each)
+    [InlineData("128x16", "16x128")]     // whole tiles, a single step
+    [InlineData("3x64x96", "1x96x128")]  // whole 64x64 tiles, 3 steps of 32, B broadcast
+    [InlineData("128x8", "8x128")]       // 128x128 tiles, K a multiple of 8 but not of the whole-tile step
     public unsafe void TiledGpuMatmulMatchesTheInterpreter(string a, string b)
     {
         var module = KernelCheck.MatmulModule(a, b, out var shape);

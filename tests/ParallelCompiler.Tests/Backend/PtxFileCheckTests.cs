@@ -31,9 +31,9 @@ public class PtxFileCheckTests
             for (int i = 0; i < buffers; i++) checks.Add($"CHECK-NEXT: .param .u64 {name}_param_{i}{(i < buffers - 1 ? "," : "")}");
             if (f.StringAttr("kernel") == "matmul")
             {
-                // One tile of each (partial tiles) or two (whole tiles, double-buffered).
-                checks.Add($"CHECK: .shared .align 16 .b8 {name}_a[{{{{4096|8192}}}}];");
-                checks.Add($"CHECK: .shared .align 16 .b8 {name}_b[{{{{4096|8192}}}}];");
+                // One tile of 1,024 elements each (partial tiles) or two of 2,048 (whole tiles, double-buffered).
+                checks.Add($"CHECK: .shared .align 16 .b8 {name}_a[{{{{4096|16384}}}}];");
+                checks.Add($"CHECK: .shared .align 16 .b8 {name}_b[{{{{4096|16384}}}}];");
                 // Whole tiles move 16-byte vectors.
                 checks.Add("CHECK: ld.global.{{(v4.)?}}f32");
                 checks.Add("CHECK: bar.sync 0;");
