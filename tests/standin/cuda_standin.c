@@ -333,19 +333,8 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes)
     return r;
 }
 
-CUresult cuMemcpyPeer(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void *src_context, size_t bytes)
-{
-    if (!valid_context(dst_context) || !valid_context(src_context)) return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(((struct context *)dst_context)->device);
-    AFTER_QUEUED(((struct context *)src_context)->device);
-    CUresult r = check_range(dst, bytes, ((struct context *)dst_context)->device, "cuMemcpyPeer");
-    if (r == CUDA_SUCCESS) r = check_range(src, bytes, ((struct context *)src_context)->device, "cuMemcpyPeer");
-    if (r == CUDA_SUCCESS) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
-    return r;
-}
-
-/* On the destination's stream (the current context's, or `stream`: only the default one here), not serialised
-   with the source GPU's work, unlike cuMemcpyPeer. */
+/* On the destination's stream (the current context's default stream; no other here), not serialised with the
+   source GPU's work (cuMemcpyPeer would be). */
 CUresult cuMemcpyPeerAsync(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void *src_context, size_t bytes, void *stream)
 {
     if (stream != NULL) return CUDA_ERROR_INVALID_VALUE;
