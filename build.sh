@@ -77,36 +77,53 @@ LAUNCH
   chmod +x bin/mplc bin/mplrun
 }
 
+# Runs one test project; adds its counts to passed/failed/skipped (and status). Arguments: a label, the project,
+# then environment assignments for that run.
+run_suite() {
+  local label=$1 suite=$2 out line
+  shift 2
+  out=$(mktemp)
+  log "running $label"
+  # The CUDA project is small: a normal log shows why its tests skipped, or that they ran.
+  local verbosity=minimal
+  [[ $suite == *Cuda* ]] && verbosity=normal
+  set +e
+  env "$@" dotnet test "$suite" -c "$CONFIG" --no-build -nologo --logger "console;verbosity=$verbosity" 2>&1 | tee "$out"
+  [ "${PIPESTATUS[0]}" -ne 0 ] && status=1
+  set -e
+  # Minimal: "Failed!  - Failed: 1, Passed: 10, Skipped: 0, Total: 11, ..."; normal: "Total tests: 11", "Passed: 10", ...
+  line=$(grep -E '(Passed|Failed|Skipped)! +- Failed: +[0-9]+, Passed: +[0-9]+' "$out" | tail -1 || true)
+  if [ -n "$line" ]; then
+    failed=$((failed + $(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$line")))
+    passed=$((passed + $(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$line")))
+    skipped=$((skipped + $(sed -E 's/.*Skipped: +([0-9]+).*/\1/' <<<"$line")))
+  elif grep -qE '^Total tests: [0-9]+' "$out"; then
+    count() { grep -E "^ +$1: +[0-9]+" "$out" | tail -1 | grep -oE '[0-9]+' || echo 0; }
+    failed=$((failed + $(count Failed)))
+    passed=$((passed + $(count Passed)))
+    skipped=$((skipped + $(count Skipped)))
+  else
+    failed=$((failed + 1))
+  fi
+  rm -f "$out"
+}
+
 run_tests() {
-  local passed=0 failed=0 skipped=0 status=0
-  local suite out line
-  # The main suite needs no device; the CUDA suite skips each test, saying why, where there is no GPU.
-  for suite in tests/ParallelCompiler.Tests/ParallelCompiler.Tests.csproj tests/ParallelCompiler.Tests.Cuda/ParallelCompiler.Tests.Cuda.csproj; do
-    out=$(mktemp)
-    log "running $suite"
-    # The CUDA suite is small: a normal log shows why its tests skipped.
-    local verbosity=minimal
-    [[ $suite == *Cuda* ]] && verbosity=normal
-    set +e
-    dotnet test "$suite" -c "$CONFIG" --no-build -nologo --logger "console;verbosity=$verbosity" 2>&1 | tee "$out"
-    [ "${PIPESTATUS[0]}" -ne 0 ] && status=1
-    set -e
-    # Minimal: "Failed!  - Failed: 1, Passed: 10, Skipped: 0, Total: 11, ..."; normal: "Total tests: 11", "Passed: 10", ...
-    line=$(grep -E '(Passed|Failed|Skipped)! +- Failed: +[0-9]+, Passed: +[0-9]+' "$out" | tail -1 || true)
-    if [ -n "$line" ]; then
-      failed=$((failed + $(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$line")))
-      passed=$((passed + $(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$line")))
-      skipped=$((skipped + $(sed -E 's/.*Skipped: +([0-9]+).*/\1/' <<<"$line")))
-    elif grep -qE '^Total tests: [0-9]+' "$out"; then
-      count() { grep -E "^ +$1: +[0-9]+" "$out" | tail -1 | grep -oE '[0-9]+' || echo 0; }
-      failed=$((failed + $(count Failed)))
-      passed=$((passed + $(count Passed)))
-      skipped=$((skipped + $(count Skipped)))
-    else
-      failed=$((failed + 1))
-    fi
-    rm -f "$out"
-  done
+  passed=0 failed=0 skipped=0 status=0
+  local cuda=tests/ParallelCompiler.Tests.Cuda/ParallelCompiler.Tests.Cuda.csproj
+  # The main suite needs no device; the CUDA project skips each test, saying why, where there is no GPU.
+  run_suite "the main suite" tests/ParallelCompiler.Tests/ParallelCompiler.Tests.csproj
+  run_suite "the CUDA tests" "$cuda"
+  # The CUDA tests again, on the stand-in CUDA driver and NCCL (tests/standin/: the bundles' kernels on the CPU,
+  # 4 GPUs), so that they run where there is no GPU too. The stand-in finds a module's kernels among the bundles
+  # under the run's temporary folder; one bundle there serves modules of the collective kernels alone.
+  local work
+  work=$(mktemp -d)
+  cc -shared -fPIC -O1 -Wall -Wextra -Werror -o "$work/libstandin.so" tests/standin/cuda_standin.c tests/standin/nccl_standin.c -ldl -lpthread -lm
+  bin/mplc compile examples/mlp.mpl -o "$work/collectives.mplc" >/dev/null
+  run_suite "the CUDA tests on the stand-in driver" "$cuda" TMPDIR="$work" MPLC_CUDA_LIBRARY="$work/libstandin.so" \
+    MPLC_NCCL_LIBRARY="$work/libstandin.so" MPLC_STANDIN_GPUS=4 MPLC_STANDIN_BUNDLES="$work" MPLC_STANDIN_TIMEOUT=60
+  rm -rf "$work"
   if [ "$passed" -eq 0 ]; then echo "error: no test ran" >&2; failed=$((failed + 1)); fi
   if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
   echo "$passed passed, $failed failed, $skipped skipped"

@@ -8,9 +8,11 @@
  *     allocation of the current context's device (a peer copy: source on the source context's), or the call fails
  *     with CUDA_ERROR_INVALID_VALUE, as a driver would for a bad device pointer;
  *   - modules: PTX text, checked for a .version, a .target and the .entry of every kernel looked up; a launch runs
- *     the kernel of the same name from the host-grid library named by MPLC_STANDIN_GRID (a bundle's
- *     libkernels-grid.so: one call per block, the block's threads run by the kernel itself), refusing a block
- *     larger than the entry's .maxntid;
+ *     the kernel of the same name from a host-grid library (a bundle's libkernels-grid.so: one call per block,
+ *     the block's threads run by the kernel itself), refusing a block larger than the entry's .maxntid. The
+ *     library is the one MPLC_STANDIN_GRID names or else, under the folder MPLC_STANDIN_BUNDLES names, that of
+ *     the bundle whose kernels.ptx is the PTX loaded, or failing that the first that has every entry of it (the
+ *     collective kernels, which every bundle has);
  *   - launches and copies run at once, after the NCCL operations queued on the GPU (standin.h); events read a
  *     monotonic clock.
  *
@@ -18,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -383,6 +386,73 @@ static int parse_ptx(const char *ptx, struct module *m)
     return 1;
 }
 
+/* ---- finding the host-grid library of a module ---- */
+
+#define MAX_BUNDLES 256
+static char s_bundles[MAX_BUNDLES][4096];
+static int s_bundle_count;
+
+static int collect(const char *path, const struct stat *st, int kind, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    size_t n = strlen(path);
+    if (kind == FTW_F && n >= 12 && strcmp(path + n - 12, "/kernels.ptx") == 0 && s_bundle_count < MAX_BUNDLES && n - 12 < sizeof s_bundles[0]) {
+        memcpy(s_bundles[s_bundle_count], path, n - 12);
+        s_bundles[s_bundle_count++][n - 12] = 0;
+    }
+    return 0;
+}
+
+static int same_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = strlen(text), i = 0;
+    int c, same = 1;
+    while (same && (c = fgetc(f)) != EOF) same = i < n && text[i++] == (char)c;
+    fclose(f);
+    return same && i == n;
+}
+
+static int has_entries(void *lib, const struct module *m)
+{
+    for (int i = 0; i < m->count; i++)
+        if (!dlsym(lib, m->entries[i].name)) return 0;
+    return 1;
+}
+
+static void *grid_library(const char *ptx, const struct module *m)
+{
+    const char *grid = getenv("MPLC_STANDIN_GRID"), *bundles = getenv("MPLC_STANDIN_BUNDLES");
+    if (grid) {
+        void *lib = dlopen(grid, RTLD_NOW | RTLD_LOCAL);
+        if (!lib) fprintf(stderr, "[cuda stand-in] MPLC_STANDIN_GRID: %s\n", dlerror());
+        return lib;
+    }
+    if (!bundles) {
+        fprintf(stderr, "[cuda stand-in] set MPLC_STANDIN_GRID to a host-grid kernel library or MPLC_STANDIN_BUNDLES to a folder of bundles\n");
+        return NULL;
+    }
+    pthread_mutex_lock(&s_lock);
+    s_bundle_count = 0;
+    nftw(bundles, collect, 16, FTW_PHYS);
+    void *found = NULL;
+    char path[4096 + 32];
+    for (int pass = 0; pass < 2 && !found; pass++)
+        for (int i = 0; i < s_bundle_count && !found; i++) {
+            snprintf(path, sizeof path, "%.4000s/kernels.ptx", s_bundles[i]);
+            if (pass == 0 && !same_text(path, ptx)) continue;
+            snprintf(path, sizeof path, "%.4000s/libkernels-grid.so", s_bundles[i]);
+            void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+            if (lib && has_entries(lib, m)) found = lib;
+            else if (lib) dlclose(lib);
+        }
+    pthread_mutex_unlock(&s_lock);
+    if (!found) fprintf(stderr, "[cuda stand-in] no bundle under %s has a host-grid library for this PTX\n", bundles);
+    return found;
+}
+
 CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned int options, void *option_keys, void *option_values)
 {
     (void)option_keys;
@@ -395,10 +465,8 @@ CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned int optio
         free(m);
         return CUDA_ERROR_INVALID_IMAGE;
     }
-    const char *grid = getenv("MPLC_STANDIN_GRID");
-    m->grid = grid ? dlopen(grid, RTLD_NOW | RTLD_LOCAL) : NULL;
+    m->grid = grid_library(image, m);
     if (!m->grid) {
-        fprintf(stderr, "[cuda stand-in] MPLC_STANDIN_GRID must name a host-grid kernel library (%s)\n", grid ? dlerror() : "unset");
         free(m);
         return CUDA_ERROR_INVALID_IMAGE;
     }
