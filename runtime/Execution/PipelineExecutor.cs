@@ -50,29 +50,25 @@ public static class PipelineExecutor
             var ins = program.Instructions[i];
             var site = new CollectiveSite(ins.Op, ins.Where, i);
             double start = trace?.Now ?? 0;
-            switch (ins)
+            try
             {
-                case PipeSendInstr s:
-                    try
-                    {
+                switch (ins)
+                {
+                    case PipeSendInstr s:
                         if (Mine(s.To)) local[(s.Channel, j)] = device.Ops.Copy(slots[s.Input]!); // the sender's slot lives on
                         else comm.Send(slots[s.Input]!, Peer(comm, axis, s.To % p), site, s.Channel * m + j);
-                    }
-                    catch (DeviceException e) { throw Executor.Fail(comm, site, e.Message, e); }
-                    break;
-                case PipeRecvInstr r:
-                    try
-                    {
+                        break;
+                    case PipeRecvInstr r:
                         if (!Mine(r.From)) slots[r.Output] = comm.Recv(Peer(comm, axis, r.From % p), r.DType, r.Shape, site, r.Channel * m + j);
                         else if (local.Remove((r.Channel, j), out var v)) slots[r.Output] = v;
                         else throw Executor.Fail(comm, site, $"stage {r.To} receives channel {r.Channel} of microbatch {j} before stage {r.From} sent it: the schedule runs them out of order");
-                    }
-                    catch (DeviceException e) { throw Executor.Fail(comm, site, e.Message, e); }
-                    break;
-                default:
-                    Executor.Step(ins, slots, site, device, comm, inputs[j], parameter, update, null);
-                    break;
+                        break;
+                    default:
+                        Executor.Step(ins, slots, site, device, comm, inputs[j], parameter, update, null);
+                        break;
+                }
             }
+            catch (DeviceException e) { throw Executor.Fail(comm, site, e.Message, e); }
             if (trace != null && Executor.Category(ins) is { } category) trace.Add(comm.Rank, ins.Op, category, start, m > 1 ? $"microbatch {j}, {ins.Where}" : ins.Where);
         }
 
