@@ -48,8 +48,7 @@ public static class BundleWriter
         KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels-grid.so"), KernelTarget.HostGrid, cpu: cpu);
         var kernels = specs.Select(Launch).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
-        var manifest = ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program));
-        File.WriteAllText(Path.Combine(dir, "manifest.json"), manifest.With(hostCpu).ToJson());
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program), hostCpu).ToJson());
         return dir;
     }
 

@@ -6,9 +6,9 @@ namespace ParallelCompiler.Driver;
 /// <summary>The <see cref="ProgramManifest"/> of a compiled module: what the runtime needs besides the instructions.</summary>
 public static class ManifestBuilder
 {
-    /// <summary>Inputs, results and parameters of the entry function with their global layouts, the mesh, the kernels.</summary>
+    /// <summary>Inputs, results and parameters of the entry function with their global layouts, the mesh, the kernels (and the CPU they are for).</summary>
     public static ProgramManifest Build(Operation module, IReadOnlyList<KernelInfo>? kernels = null, IReadOnlyDictionary<string, string>? files = null,
-        Runtime.Execution.MemoryPlan? memory = null)
+        Runtime.Execution.MemoryPlan? memory = null, HostCpu? hostCpu = null)
     {
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
         var entry = func.Regions[0].Entry;
@@ -38,6 +38,7 @@ public static class ManifestBuilder
             Files = files ?? new Dictionary<string, string>(),
             Memory = memory,
             Schedule = Schedule(func),
+            HostCpu = hostCpu,
         };
     }
 

@@ -63,13 +63,6 @@ public sealed class ProgramManifest
     /// <summary>The CPU the bundle's host kernels were compiled for (null in bundles written before it was recorded).</summary>
     public HostCpu? HostCpu { get; init; }
 
-    /// <summary>This manifest with <paramref name="cpu"/> as its <see cref="HostCpu"/>.</summary>
-    public ProgramManifest With(HostCpu cpu) => new()
-    {
-        Name = Name, Mesh = Mesh, MicrobatchAxis = MicrobatchAxis, Inputs = Inputs, Results = Results, Params = Params, Training = Training,
-        Kernels = Kernels, Memory = Memory, Files = Files, Schedule = Schedule, HostCpu = cpu,
-    };
-
     /// <summary>The devices the program runs on: the mesh without its microbatch axis.</summary>
     public DeviceMesh PhysicalMesh => Mesh.Without(MicrobatchAxis);
 
