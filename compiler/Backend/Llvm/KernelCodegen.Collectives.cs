@@ -95,11 +95,4 @@ public sealed unsafe partial class KernelCodegen
     /// <summary>The buffer whose address is entry <paramref name="k"/> of a table of addresses in device memory.</summary>
     private LLVMValueRef TableEntry(LLVMValueRef table, LLVMValueRef k) =>
         LLVM.BuildIntToPtr(_b, Load(_i64, Gep(_i64, table, k)), LLVM.PointerType(_i8, _target == KernelTarget.Ptx ? 1u : 0u), "");
-
-    /// <summary>for (i = blockIdx * blockDim + threadIdx; i &lt; n; i += gridDim * blockDim) body(i).</summary>
-    private void GridStride(LLVMValueRef n, Action<LLVMValueRef> body) => Threads(Sreg("ntid.x"), Const64(1), () =>
-    {
-        var start = LLVM.BuildAdd(_b, LLVM.BuildMul(_b, Sreg("ctaid.x"), Sreg("ntid.x"), ""), Sreg("tid.x"), "");
-        StridedLoop(start, n, LLVM.BuildMul(_b, Sreg("nctaid.x"), Sreg("ntid.x"), ""), body);
-    });
 }
