@@ -56,13 +56,22 @@ public static class ManifestBuilder
         t.Sharding?.Dims.Select(d => d.ToArray()).ToArray() ?? Enumerable.Range(0, t.Rank).Select(_ => Array.Empty<string>()).ToArray();
 
     /// <summary>Random integer inputs stay within the tables and classes they index.</summary>
-    private static long IntegerBound(BlockArgument a) => Bound(a) is var b && b == long.MaxValue ? 10 : b;
+    private static long IntegerBound(Value a) => Bound(a) is var b && b == long.MaxValue ? 10 : b;
 
-    private static long Bound(BlockArgument a)
+    /// <summary>
+    /// The smallest table or class count the value indexes, followed through every op that only moves values
+    /// (collectives, pipeline transfers, shape ops): on a mesh the ids reach their embedding through a slice.
+    /// </summary>
+    private static long Bound(Value a)
     {
         long bound = long.MaxValue;
         foreach (var (op, idx) in a.Uses)
         {
+            if (MovesValues(op.Name))
+                foreach (var r in op.Results) bound = Math.Min(bound, Bound(r));
+            if (op.Name == "pipe.send")
+                foreach (var recv in op.Block!.Operations.Where(o => o.Name == "pipe.recv" && o.IntAttr("channel") == op.IntAttr("channel")))
+                    bound = Math.Min(bound, Bound(recv.Result));
             if (op.Name is "tensor.embedding" or "tensor.embedding_grad" && idx == 0)
                 bound = Math.Min(bound, op.Name == "tensor.embedding" ? op.OperandType(1).Shape[0] : op.IntAttr("rows"));
             if (op.Name == "tensor.cross_entropy" && idx == 1) bound = Math.Min(bound, op.OperandType(0).Shape[^1]);
@@ -73,4 +82,8 @@ public static class ManifestBuilder
         }
         return bound;
     }
+
+    private static bool MovesValues(string op) =>
+        op is "dist.reshard" or "dist.all_gather" or "dist.all_slice" or "dist.all_to_all" or "dist.collective_permute"
+            or "pipe.transfer" or "tensor.reshape" or "tensor.transpose" or "tensor.broadcast" or "tensor.concat" or "tensor.slice";
 }
