@@ -184,10 +184,15 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             DefaultValueFactory = _ => "cpu",
         };
         var gpus = new Option<int?>("--gpus") { Description = "GPUs for cuda (default: all) or cuda-emu (default: 1); with one per device, collectives go through NCCL" };
+        var check = new Option<bool>("--check")
+        {
+            Description = "also run the program on one device with the same inputs and parameters and compare every result (and, training, every updated parameter); exit 1 beyond the dtype's tolerance",
+        };
         var c = new Command("run", "compile a .mpl model and run it on every device of its mesh (simulated, one thread each)") { file };
         c.Options.Add(trace);
         c.Options.Add(backend);
         c.Options.Add(gpus);
+        c.Options.Add(check);
         c.Options.Add(inputs);
         c.Options.Add(timeout);
         c.Options.Add(steps);
@@ -218,6 +223,19 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                     : throw new UserErrorException("--collective-timeout must be a positive number of seconds")),
             };
             if (module.IsSpmd()) stderr.WriteLine($"note: running on {module.PhysicalMesh().DeviceCount} simulated device(s), mesh {module.PhysicalMesh()}");
+            Operation? single = null;
+            if (r.GetValue(check))
+            {
+                if (settings.SaveParamsPath != null || settings.OutPath != null || settings.TracePath != null)
+                    throw new UserErrorException("--check compares two runs; run without it to write --out, --save-params or --trace");
+                if (r.GetValue(file)!.EndsWith(".mplir", StringComparison.Ordinal))
+                    throw new UserErrorException("--check compiles the source again for one device: give the .mpl model, not textual IR");
+                // The same source on a mesh of one device; both runs start from the very same arrays.
+                var axes = module.DeviceMesh().AxisNames.Where(a => a != Passes.Microbatch.Axis).ToArray();
+                single = CompileToIR(r, r.GetValue(file)!, pipeline, quiet: true, oneDevice: axes);
+                var manifest = ManifestBuilder.Build(module);
+                (settings.InputArrays, settings.ParamArrays) = ModelSession.Load(manifest, settings, stderr);
+            }
             var outcome = Progress(settings.Steps, onStep => ModelRunner.Run(module, settings, stderr, onStep));
             var results = outcome.Results;
             if (outcome.Losses is { } losses)
@@ -228,12 +246,42 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             if (settings.SaveParamsPath != null) stdout.WriteLine($"wrote {settings.SaveParamsPath}");
             if (settings.OutPath != null) stdout.WriteLine($"wrote {settings.OutPath}");
             if (settings.TracePath != null) stdout.WriteLine($"wrote {settings.TracePath}");
+            if (single != null) return Check(module, single, settings, outcome);
             return 0;
         }));
         return c;
     }
 
     private static string F(float v) => v.ToString("G7", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// <c>--check</c>: runs the one-device build of the program on the arrays the mesh run started from and
+    /// prints, per result, loss and updated parameter, the largest relative difference; exit 1 when one exceeds
+    /// the tolerance of its dtype (<see cref="RunComparison.Tolerance"/>).
+    /// </summary>
+    private int Check(Operation module, Operation single, RunSettings settings, RunOutcome outcome)
+    {
+        var reference = ModelRunner.Run(single, settings, TextWriter.Null);
+        var diffs = RunComparison.Compare(reference, outcome, outcome.Losses != null);
+        int bad = 0;
+        foreach (var d in diffs)
+        {
+            double tol = RunComparison.Tolerance(d.DType);
+            bool ok = d.Error <= tol;
+            if (!ok) bad++;
+            string where = d.Index < 0 ? "" : $" at [{d.Index}] (one device {d.Expected.ToString("G7", CultureInfo.InvariantCulture)}, mesh {d.Got.ToString("G7", CultureInfo.InvariantCulture)})";
+            stdout.WriteLine($"check: {d.Name}: largest relative difference {d.Error:G3}{where}{(ok ? "" : $" exceeds {tol:G} ({d.DType.Name()})")}");
+        }
+        string mesh = module.PhysicalMesh().ToString();
+        if (bad > 0)
+        {
+            stderr.WriteLine($"error: --check: {bad} of {diffs.Count} array(s) differ between mesh {mesh} and one device beyond their tolerance");
+            return 1;
+        }
+        var worst = RunComparison.Worst(diffs);
+        stdout.WriteLine($"check: mesh {mesh} equals one device: {diffs.Count} array(s), largest relative difference {worst?.Error ?? 0:G3}");
+        return 0;
+    }
 
     /// <summary>Runs <paramref name="body"/> with a live line (step, loss, time per step) on an interactive terminal, a line per step otherwise.</summary>
     private RunOutcome Progress(int steps, Func<Action<int, NDArray, TimeSpan>, RunOutcome> body)
@@ -256,14 +304,14 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         return body((step, loss, t) => stderr.WriteLine(Line(step, loss, t)));
     }
 
-    private Operation CompileToIR(ParseResult r, string path, string? pipeline = null, bool quiet = false)
+    private Operation CompileToIR(ParseResult r, string path, string? pipeline = null, bool quiet = false, string[]? oneDevice = null)
     {
         var src = Compilation.ReadSource(path);
         var diags = new DiagnosticBag();
         // Textual IR (a dump between passes, or hand-written) continues from where it stands.
         var module = path.EndsWith(".mplir", StringComparison.Ordinal)
             ? Compilation.ParseIR(src, diags, verify: true)
-            : Compilation.FrontEnd(src, FrontEndOptions(r), diags);
+            : Compilation.FrontEnd(src, FrontEndOptions(r, oneDevice), diags);
         if (!quiet) PrintDiagnostics(diags);
         RunPasses(module, pipeline ?? PipelineOf(r), quiet ? new IRPrintingOptions() : _ir.Build(r, stderr), quiet);
         return module;
@@ -396,7 +444,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         return c;
     }
 
-    private CompileOptions FrontEndOptions(ParseResult r)
+    private CompileOptions FrontEndOptions(ParseResult r, string[]? oneDevice = null)
     {
         var o = new CompileOptions { Entry = r.GetValue(_entry) };
         foreach (var d in r.GetValue(_defines) ?? [])
@@ -411,6 +459,11 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                 if (o.Mesh.Any(m => m.Key == name)) throw new UserErrorException($"--mesh: axis '{name}' is given twice");
                 o.Mesh.Add(new(name, value));
             }
+        if (oneDevice != null)
+        {
+            o.Mesh.Clear();
+            foreach (var a in oneDevice) o.Mesh.Add(new(a, 1));
+        }
         return o;
     }
 

@@ -15,6 +15,10 @@ public sealed class RunSettings
     public string? InputsPath { get; set; }
     /// <summary>Parameters keyed by dotted path, or null to initialise all of them.</summary>
     public string? ParamsPath { get; set; }
+    /// <summary>The inputs themselves, in argument order (instead of <see cref="InputsPath"/>), or null.</summary>
+    public IReadOnlyList<NDArray>? InputArrays { get; set; }
+    /// <summary>Every parameter itself, keyed by dotted path (instead of <see cref="ParamsPath"/>), or null.</summary>
+    public IReadOnlyDictionary<string, NDArray>? ParamArrays { get; set; }
     /// <summary>Where the result goes, under the key "out".</summary>
     public string? OutPath { get; set; }
     /// <summary>Seed for initialisers and random inputs.</summary>
@@ -64,8 +68,8 @@ public static class ModelSession
         if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train MODEL optimizer ...' declaration); --repeat runs a forward model again");
         if (s.Repeat < 1) throw new RunInputException($"--repeat must be at least 1, got {s.Repeat}");
         if (s.Repeat > 1 && manifest.Training) throw new RunInputException("--repeat runs a forward model again; a training model takes --steps");
-        var args = LoadInputs(manifest, s, log);
-        var parameters = LoadParams(manifest, s);
+        var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log);
+        var parameters = s.ParamArrays != null ? new Dictionary<string, NDArray>(s.ParamArrays) : LoadParams(manifest, s);
         var trace = s.TracePath == null && !s.Profile ? null : new Trace();
         runStep ??= machine != null ? (a, p, u, t) => machine.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t)
             : (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t);
@@ -118,6 +122,10 @@ public static class ModelSession
         try { return ArrayFile.Read(path); }
         catch (ArrayFileException e) { throw new RunInputException(e.Message); }
     }
+
+    /// <summary>The inputs and parameters a run of <paramref name="manifest"/> with <paramref name="s"/> starts from.</summary>
+    public static (List<NDArray> Inputs, Dictionary<string, NDArray> Params) Load(ProgramManifest manifest, RunSettings s, TextWriter log) =>
+        (LoadInputs(manifest, s, log), LoadParams(manifest, s));
 
     private static List<NDArray> LoadInputs(ProgramManifest manifest, RunSettings s, TextWriter log)
     {

@@ -147,17 +147,11 @@ public static class MplrunCli
         RunOutcome reference;
         using (var lib = new HostKernelLibrary(bundle.HostLibrary("libkernels.so")))
             reference = ModelSession.Run(bundle.Manifest, bundle.Program(lib.Kernel), host, TextWriter.Null);
-        var pairs = new List<(string Name, NDArray Expected, NDArray Got)>();
-        for (int i = 0; i < reference.Results.Count; i++) pairs.Add((reference.Results.Count == 1 ? "out" : $"out{i}", reference.Results[i], outcome.Results[i]));
-        if (reference.Losses is { } l) pairs.Add(("loss", NDArray.FromFloats([l.Length], l), NDArray.FromFloats([l.Length], outcome.Losses!)));
-        if (bundle.Manifest.Training)
-            foreach (var (path, value) in reference.Parameters) pairs.Add((path, value, outcome.Parameters[path]));
-        double worst = 0;
-        string at = "";
-        foreach (var (name, expected, got) in pairs)
-            if (ArrayOps.WorstRelativeDifference(expected, got) is var (err, i) && i >= 0 && (err > worst || at.Length == 0))
-                (worst, at) = (err, $"{name}[{i}]: cpu {expected.GetDouble(i)}, {s.Backend} {got.GetDouble(i)}");
-        string summary = $"{pairs.Count} array(s), largest relative difference {worst:G3}{(at.Length > 0 ? $" at {at}" : "")}";
+        var diffs = RunComparison.Compare(reference, outcome, bundle.Manifest.Training);
+        var w = RunComparison.Worst(diffs);
+        double worst = w?.Error ?? 0;
+        string at = w == null ? "" : $"{w.Name}[{w.Index}]: cpu {w.Expected}, {s.Backend} {w.Got}";
+        string summary = $"{diffs.Count} array(s), largest relative difference {worst:G3}{(at.Length > 0 ? $" at {at}" : "")}";
         if (worst > tolerance) throw new RunInputException($"--compare cpu: {s.Backend} differs from cpu: {summary} (tolerance {tolerance:G})");
         stdout.WriteLine($"compare: {s.Backend} equals cpu within {tolerance:G}: {summary}");
         return 0;
