@@ -71,6 +71,33 @@ public sealed class Operation
         v.AddUse(this, index);
     }
 
+    /// <summary>
+    /// A deep copy, detached: new operations, regions, blocks and values wired as the originals are; operands
+    /// defined outside this op stay shared. Attributes, types and locations are immutable and shared.
+    /// </summary>
+    public Operation Clone() => Clone(new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance));
+
+    private Operation Clone(Dictionary<Value, Value> map)
+    {
+        var op = new Operation(Name, _operands.Select(v => map.GetValueOrDefault(v, v)), _results.Select(r => r.Type), _attrs, 0, Location);
+        for (int i = 0; i < _results.Count; i++)
+        {
+            op._results[i].NameHint = _results[i].NameHint;
+            map[_results[i]] = op._results[i];
+        }
+        foreach (var region in _regions)
+        {
+            var r = op.AddRegion();
+            foreach (var block in region.Blocks)
+            {
+                var b = r.AddBlock();
+                foreach (var a in block.Arguments) map[a] = b.AddArgument(a.Type, a.NameHint);
+                foreach (var inner in block.Operations) b.Append(inner.Clone(map));
+            }
+        }
+        return op;
+    }
+
     /// <summary>Adds a region (used by the IR parser for ops with regions).</summary>
     public Region AddRegion()
     {

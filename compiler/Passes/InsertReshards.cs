@@ -98,8 +98,20 @@ public sealed class InsertReshards : IPass, IWarningSource
         var t = op.Result.TensorType;
         double held = OperandCost(operands) + ReshardLowering.Cost(t, results[0], complete, mesh);
         double moved = OperandCost(alt.Operands) + ReshardLowering.Cost(t, alt.Results[0], complete, mesh);
-        return moved < held ? alt : null;
+        // On equal bytes, the plan that leaves every parameter in its own layout wins: a gathered weight is held whole.
+        return moved < held || moved == held && MovesParameter(op, operands) && !MovesParameter(op, alt.Operands) ? alt : null;
     }
+
+    private static bool MovesParameter(Operation op, Sharding[] needed) =>
+        op.Operands.Where((v, i) => IsParameter(v) && !v.TensorType.Sharding!.Equals(needed[i])).Any();
+
+    /// <summary>A parameter, or a parameter seen through shape ops (the transposed weight of a backward matmul).</summary>
+    private static bool IsParameter(Value v) => v.DefiningOp switch
+    {
+        { Name: "tensor.param" } => true,
+        { Name: "tensor.transpose" or "tensor.reshape" } def => IsParameter(def.Operands[0]),
+        _ => false,
+    };
 
     private static (Sharding[] Operands, Sharding[] Results) Layout(Operation op, ShardingRule rule, DeviceMesh mesh, bool holdResults)
     {

@@ -24,15 +24,57 @@ public sealed class ShardingPropagation : IPass
     [PassOption("max-sweeps", "most forward-and-backward sweeps over the program")]
     public int MaxSweeps { get; set; } = 64;
 
+    /// <summary>
+    /// Who wins where an activation and a sharded parameter split the same mesh axis along different factors:
+    /// <c>activations</c> (the larger tensor keeps its layout), <c>parameters</c> (the parameter keeps its layout
+    /// and the activation is moved to it: sequence parallelism's gathers before and reduce-scatters after the
+    /// weights), or <c>auto</c> (both, keeping the one whose reshards move fewer bytes per device).
+    /// </summary>
+    [PassOption("priority", "auto, activations or parameters: who keeps its layout where they disagree")]
+    public string Priority { get; set; } = "auto";
+
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
         if (module.IsSpmd()) return false; // already per-device: layouts are fixed in the types
+        bool? parameters = Priority switch
+        {
+            "auto" => null,
+            "activations" => false,
+            "parameters" => true,
+            _ => throw new PassInputException(module.Location, $"sharding-propagation: option priority must be auto, activations or parameters, got '{Priority}'"),
+        };
+        parameters ??= ReshardBytes(module, true) < ReshardBytes(module, false);
+        return Propagate(module, parameters.Value);
+    }
+
+    private bool Propagate(Operation module, bool parameterPriority)
+    {
         var mesh = module.DeviceMesh();
         bool changed = false;
-        foreach (var func in module.Functions()) changed |= new FunctionState(func, mesh).Propagate(MaxSweeps);
+        foreach (var func in module.Functions()) changed |= new FunctionState(func, mesh, parameterPriority).Propagate(MaxSweeps);
         return changed;
     }
+
+    /// <summary>
+    /// Bytes a device sends for every reshard the program needs with the given priority: propagation and
+    /// insert-reshards on a copy of the module, each reshard costed as <see cref="ReshardLowering.Cost"/> plans it.
+    /// </summary>
+    public double ReshardBytes(Operation module, bool parameterPriority)
+    {
+        // Only a sharded parameter can make the two differ.
+        if (parameterPriority && !module.Walk().Any(o => o.Name == "tensor.param" && o.Result.TensorType.Sharding is { IsReplicated: false }))
+            return double.PositiveInfinity;
+        var copy = module.Clone();
+        Propagate(copy, parameterPriority);
+        new InsertReshards().Run(copy);
+        var mesh = copy.DeviceMesh();
+        return copy.Walk().Where(o => o.Name == "dist.reshard")
+            .Sum(o => ReshardLowering.Cost(o.Operands[0].TensorType, o.Operands[0].TensorType.Sharding!, o.Result.TensorType.Sharding!, mesh));
+    }
+
+    /// <summary>Added to a prioritised parameter's vote: more elements than any tensor has, less than a held result.</summary>
+    private const long PriorityWeight = 1L << 48;
 
     private sealed class FunctionState
     {
@@ -41,8 +83,9 @@ public sealed class ShardingPropagation : IPass
         private readonly HashSet<Value> _fixed = new(ReferenceEqualityComparer.Instance);
         private readonly List<(Operation Op, ShardingRule Rule)> _ops = new();
         private readonly Operation _func;
+        private readonly HashSet<Value> _priority = new(ReferenceEqualityComparer.Instance);
 
-        public FunctionState(Operation func, DeviceMesh mesh)
+        public FunctionState(Operation func, DeviceMesh mesh, bool parameterPriority)
         {
             _func = func;
             _mesh = mesh;
@@ -54,6 +97,10 @@ public sealed class ShardingPropagation : IPass
                 bool userFixed = op.Name is "tensor.param" or "dist.reshard";
                 foreach (var r in op.Results)
                     if (userFixed || r.TensorType.Sharding != null) Fix(r); else _current[r] = null;
+                // A sharded parameter has priority, and so has its view through a shape op (a backward matmul's transposed weight).
+                if (parameterPriority && (op.Name == "tensor.param" && op.Result.TensorType.Sharding is { IsReplicated: false }
+                                          || op.Name is "tensor.transpose" or "tensor.reshape" && _priority.Contains(op.Operands[0])))
+                    _priority.Add(op.Result);
                 // A reshard is a constraint: it also pulls its still-open operand towards its layout.
                 var rule = op.Name == "dist.reshard"
                     ? Dialects.Tensor.ShardingRules.Pointwise(op.Result.TensorType.Shape)
@@ -86,7 +133,9 @@ public sealed class ShardingPropagation : IPass
 
         private bool Visit(Operation op, ShardingRule rule)
         {
-            var votes = Tensors(op).Select(v => new FactorSharding.Vote(_current[v], v.TensorType.NumElements)).ToArray();
+            // A parameter with priority outweighs every activation; among themselves size still decides.
+            var votes = Tensors(op).Select(v => new FactorSharding.Vote(_current[v], v.TensorType.NumElements + (_priority.Contains(v) ? PriorityWeight : 0)))
+                .ToArray();
             // The value written to a parameter takes the parameter's layout; it has no say in it.
             if (op.Name == "train.update") votes[1] = new FactorSharding.Vote(null, 0);
             var assign = FactorSharding.Resolve(rule, votes, _mesh);
