@@ -14,7 +14,7 @@ namespace ParallelCompiler.Tests.Sharding;
 public class DistributedPropertyTests
 {
     /// <summary>Meshes as (axis, size) lists: 1 to 8 devices, 1 to 3 axes.</summary>
-    private static readonly (string, int)[][] Meshes =
+    internal static readonly (string, int)[][] Meshes =
     [
         [("x", 1)], [("x", 2)], [("x", 4)], [("x", 8)], [("x", 2), ("y", 2)], [("x", 2), ("y", 4)], [("x", 4), ("y", 2)],
         [("x", 2), ("y", 2), ("z", 2)], [("x", 1), ("y", 2), ("z", 2)], [("x", 2), ("y", 1)], [("x", 3)], [("x", 3), ("y", 2)],

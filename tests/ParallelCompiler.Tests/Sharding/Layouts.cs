@@ -24,30 +24,35 @@ public static class Layouts
         var described = new List<string>();
         foreach (var v in values)
         {
-            var t = v.TensorType;
-            var used = new HashSet<string>();
-            var dims = new List<List<string>>();
-            foreach (long d in t.Shape)
-            {
-                var axes = new List<string>();
-                long product = 1;
-                byte code = Next();
-                for (int i = 0; i < mesh.Length; i++)
-                {
-                    var (axis, size) = mesh[(i + code) % mesh.Length];
-                    if ((code >> (i + 2) & 1) == 0 || used.Contains(axis) || d % (product * size) != 0) continue;
-                    axes.Add(axis);
-                    used.Add(axis);
-                    product *= size;
-                }
-                dims.Add(axes);
-            }
-            var s = new ParallelCompiler.IR.Sharding(dims);
-            v.Type = t.WithSharding(s);
+            var s = Pick(v.TensorType.Shape, mesh, Next);
+            v.Type = v.TensorType.WithSharding(s);
             described.Add($"{v.NameHint ?? v.DefiningOp?.StringAttr("path")}: {s}");
         }
         func.SetResultTypes(func.Regions[0].Entry.Last!.Operands.Select(o => o.Type));
         return string.Join("; ", described);
+    }
+
+    /// <summary>A legal sharding of <paramref name="shape"/>: per dimension, the unused axes that <paramref name="next"/>'s code picks and whose product divides it.</summary>
+    public static ParallelCompiler.IR.Sharding Pick(IReadOnlyList<long> shape, (string Axis, int Size)[] mesh, Func<byte> next)
+    {
+        var used = new HashSet<string>();
+        var dims = new List<List<string>>();
+        foreach (long d in shape)
+        {
+            var axes = new List<string>();
+            long product = 1;
+            byte code = next();
+            for (int i = 0; i < mesh.Length; i++)
+            {
+                var (axis, size) = mesh[(i + code) % mesh.Length];
+                if ((code >> (i + 2) & 1) == 0 || used.Contains(axis) || d % (product * size) != 0) continue;
+                axes.Add(axis);
+                used.Add(axis);
+                product *= size;
+            }
+            dims.Add(axes);
+        }
+        return new ParallelCompiler.IR.Sharding(dims);
     }
 
     /// <summary>Random arguments (ids within the embedding tables) and initialised parameters.</summary>
