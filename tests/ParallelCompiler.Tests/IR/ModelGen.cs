@@ -36,8 +36,10 @@ public static class ModelGen
         Value Table() => table ??= Param(b, "gen.table", [n, n], "normal");
         var vals = new List<Value> { b.CreateValue("tensor.matmul", [entry.Arguments[0], w]), entry.Arguments[0], entry.Arguments[1], entry.Arguments[2] };
         int counter = 0;
-        foreach (byte s in steps)
+        for (int i = 0; i < steps.Length; i++)
         {
+            // FsCheck draws small bytes while its size is small: spread them so every op is reached from the first case.
+            byte s = Mix(steps[i], i);
             Value Pick(int j) => vals[(s / 16 + j * 7) % vals.Count];
             var x = Pick(0);
             var t = x.TensorType;
@@ -81,6 +83,9 @@ public static class ModelGen
         b.Create("func.return", [loss]);
         return module;
     }
+
+    /// <summary>A byte spread over 0..255 (a bijection for each position, so shrinking still shortens the program).</summary>
+    public static byte Mix(byte raw, int position) => (byte)(raw * 157 + position * 89 + 23);
 
     /// <summary>A sharding constraint, as a layer's annotated argument or result puts one in the program.</summary>
     private static Value Constrain(Builder b, Value x, ParallelCompiler.IR.Sharding? s)

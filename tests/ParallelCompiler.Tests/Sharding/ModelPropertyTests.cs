@@ -21,12 +21,21 @@ public class ModelPropertyTests
 {
     private static readonly PassRegistry Registry = (PassRegistry)CompilerServices.Create().GetService(typeof(PassRegistry))!;
 
-    [Property(MaxTest = 400, EndSize = 24)]
+    /// <summary>Programs of 6 to 30 steps (FsCheck's own arrays are mostly a few bytes long when a property takes several), shrinking as arrays do.</summary>
+    public static class LongPrograms
+    {
+        /// <summary>The byte arrays of this property.</summary>
+        public static Arbitrary<byte[]> Bytes() =>
+            Arb.From(Gen.Choose(6, 30).SelectMany(n => Gen.ArrayOf(Gen.Choose(0, 255).Select(i => (byte)i), n)), ArbMap.Default.ArbFor<byte[]>().Shrinker);
+    }
+
+    [Property(MaxTest = 400, Arbitrary = [typeof(LongPrograms)])]
     public Property MeshEqualsOneDevice(byte[] steps, byte meshCode, byte[] layoutCodes, bool train)
     {
-        var mesh = DistributedPropertyTests.Meshes[meshCode % DistributedPropertyTests.Meshes.Length];
+        var mesh = DistributedPropertyTests.Meshes[ModelGen.Mix(meshCode, steps.Length) % DistributedPropertyTests.Meshes.Length];
         int c = 0;
-        byte Next() => layoutCodes.Length == 0 ? (byte)0 : layoutCodes[c++ % layoutCodes.Length];
+        byte Next() => ModelGen.Mix(layoutCodes.Length == 0 ? (byte)0 : layoutCodes[c % layoutCodes.Length], c++);
+        layoutCodes = layoutCodes.Select(ModelGen.Mix).ToArray();
         var module = ModelGen.Build(steps, 12, 8, 24, train, shape => Layouts.Pick(shape, mesh, Next));
         string layouts = Layouts.Apply(module, mesh, layoutCodes);
         string source = Printer.Print(module);
@@ -47,7 +56,8 @@ public class ModelPropertyTests
         return (worst == null || worst.Error <= 1e-4)
             .Label($"{worst?.Name} differs by {worst?.Error:G3} at [{worst?.Index}] (one device {worst?.Expected}, mesh {worst?.Got}) on mesh {m} with {layouts}\n{source}")
             .Classify(train, "training").Classify(source.Contains("dist.reshard"), "with a constraint")
-            .Classify(source.Contains("tensor.embedding"), "with token ids");
+            .Classify(source.Contains("tensor.embedding"), "with token ids")
+            .Classify(source.Contains("tensor.cross_entropy"), "cross_entropy");
     }
 
     private static void Compile(Operation module) =>
