@@ -106,7 +106,7 @@ public sealed class InsertReshards : IPass, IWarningSource
         op.Operands.Where((v, i) => IsParameter(v) && !v.TensorType.Sharding!.Equals(needed[i])).Any();
 
     /// <summary>A parameter, or a parameter seen through shape ops (the transposed weight of a backward matmul).</summary>
-    private static bool IsParameter(Value v) => v.DefiningOp switch
+    public static bool IsParameter(Value v) => v.DefiningOp switch
     {
         { Name: "tensor.param" } => true,
         { Name: "tensor.transpose" or "tensor.reshape" } def => IsParameter(def.Operands[0]),

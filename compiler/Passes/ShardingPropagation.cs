@@ -37,15 +37,60 @@ public sealed class ShardingPropagation : IPass
     public bool Run(Operation module)
     {
         if (module.IsSpmd()) return false; // already per-device: layouts are fixed in the types
-        bool? parameters = Priority switch
+        switch (Priority)
         {
-            "auto" => null,
-            "activations" => false,
-            "parameters" => true,
-            _ => throw new PassInputException(module.Location, $"sharding-propagation: option priority must be auto, activations or parameters, got '{Priority}'"),
-        };
-        parameters ??= ReshardBytes(module, true) < ReshardBytes(module, false);
-        return Propagate(module, parameters.Value);
+            case "activations": return Propagate(module, false);
+            case "parameters": return Propagate(module, true);
+            case "auto": break;
+            default:
+                throw new PassInputException(module.Location, $"sharding-propagation: option priority must be auto, activations or parameters, got '{Priority}'");
+        }
+        // Priority to parameters can only change the program where an activation won over a parameter: when no
+        // parameter has to move, the activations' propagation stands (a Megatron program is propagated once).
+        // Otherwise each priority is costed by the reshards insert-reshards then adds, and the cheaper one is kept.
+        var before = Values(module).Select(v => v.Type).ToList();
+        bool changed = Propagate(module, false);
+        if (!MovesParameter(module)) return changed;
+        var activations = Values(module).Select(v => v.Type).ToList();
+        double activationBytes = ReshardBytes(module.Clone());
+        Restore(module, before);
+        var copy = module.Clone();
+        Propagate(copy, true);
+        var parameters = Values(copy).Select(v => v.Type).ToList();
+        Restore(module, ReshardBytes(copy) < activationBytes ? parameters : activations);
+        return true;
+    }
+
+    /// <summary>True when some op needs a parameter (or its transposed view) in another layout than its own.</summary>
+    private static bool MovesParameter(Operation module)
+    {
+        var mesh = module.DeviceMesh();
+        foreach (var func in module.Functions())
+            foreach (var op in func.Regions[0].Entry.Operations)
+            {
+                if (op.Dialect == "dist" || !op.Operands.Any(InsertReshards.IsParameter) || FactorSharding.RuleOf(op) is not { } rule) continue;
+                var (needed, _) = InsertReshards.Layout(op, rule, mesh);
+                for (int i = 0; i < op.Operands.Count; i++)
+                    if (InsertReshards.IsParameter(op.Operands[i]) && op.Operands[i].TensorType.Sharding is { } have && !have.Equals(needed[i])) return true;
+            }
+        return false;
+    }
+
+    /// <summary>Bytes a device sends for the reshards insert-reshards adds to a propagated module (which it changes).</summary>
+    private static double ReshardBytes(Operation module)
+    {
+        new InsertReshards().Run(module);
+        var mesh = module.DeviceMesh();
+        return module.Walk().Where(o => o.Name == "dist.reshard")
+            .Sum(o => ReshardLowering.Cost(o.Operands[0].TensorType, o.Operands[0].TensorType.Sharding!, o.Result.TensorType.Sharding!, mesh));
+    }
+
+    /// <summary>Gives every value the type recorded for it (in <see cref="Values"/> order) and the functions their result types.</summary>
+    private static void Restore(Operation module, List<MplType> types)
+    {
+        int i = 0;
+        foreach (var v in Values(module).ToList()) v.Type = types[i++];
+        foreach (var func in module.Functions()) func.SetResultTypes(func.Regions[0].Entry.Operations.Last().Operands.Select(o => o.Type));
     }
 
     private bool Propagate(Operation module, bool parameterPriority)
@@ -56,21 +101,16 @@ public sealed class ShardingPropagation : IPass
         return changed;
     }
 
-    /// <summary>
-    /// Bytes a device sends for every reshard the program needs with the given priority: propagation and
-    /// insert-reshards on a copy of the module, each reshard costed as <see cref="ReshardLowering.Cost"/> plans it.
-    /// </summary>
-    public double ReshardBytes(Operation module, bool parameterPriority)
+    /// <summary>Every value of the module in a fixed order (block arguments, then results, op by op), the same for a clone.</summary>
+    private static IEnumerable<Value> Values(Operation module)
     {
-        // Only a sharded parameter can make the two differ.
-        if (parameterPriority && !module.Walk().Any(o => o.Name == "tensor.param" && o.Result.TensorType.Sharding is { IsReplicated: false }))
-            return double.PositiveInfinity;
-        var copy = module.Clone();
-        Propagate(copy, parameterPriority);
-        new InsertReshards().Run(copy);
-        var mesh = copy.DeviceMesh();
-        return copy.Walk().Where(o => o.Name == "dist.reshard")
-            .Sum(o => ReshardLowering.Cost(o.Operands[0].TensorType, o.Operands[0].TensorType.Sharding!, o.Result.TensorType.Sharding!, mesh));
+        foreach (var op in module.Walk())
+        {
+            foreach (var r in op.Regions)
+                foreach (var b in r.Blocks)
+                    foreach (var a in b.Arguments) yield return a;
+            foreach (var r in op.Results) yield return r;
+        }
     }
 
     /// <summary>Added to a prioritised parameter's vote: more elements than any tensor has, less than a held result.</summary>
