@@ -85,6 +85,23 @@ public sealed class GradientRules(Builder b, bool remat)
                 }
                 return r;
             }
+            case "tensor.slice":
+            {
+                // The block goes back where it came from, between zeros.
+                int axis = (int)op.IntAttr("axis");
+                long start = op.IntAttr("start"), after = xs[0].TensorType.Shape[axis] - start - op.IntAttr("length");
+                var parts = new List<Value>();
+                Value Zeros(long n)
+                {
+                    var shape = dy.TensorType.ShapeArray;
+                    shape[axis] = n;
+                    return b.CreateValue("tensor.constant", [], [new("value", Attr.Float(0.0))], new TensorType(dy.TensorType.DType, shape));
+                }
+                if (start > 0) parts.Add(Zeros(start));
+                parts.Add(dy);
+                if (after > 0) parts.Add(Zeros(after));
+                return [parts.Count == 1 ? dy : b.CreateValue("tensor.concat", parts, [new("axis", Attr.Int(axis))])];
+            }
             case "tensor.embedding":
                 return [null, b.CreateValue("tensor.embedding_grad", [xs[0], dy], [new("rows", Attr.Int(xs[1].TensorType.Shape[0]))])];
             case "tensor.causal_mask": return [b.CreateValue("tensor.causal_mask", [dy], [new("fill", Attr.Float(0.0))])];

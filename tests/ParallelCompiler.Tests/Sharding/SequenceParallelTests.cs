@@ -24,6 +24,15 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
         return r.Stdout.Split('\n').First(l => l.StartsWith("out:", StringComparison.Ordinal) || l.StartsWith("loss:", StringComparison.Ordinal));
     }
 
+    /// <summary>Two runs on random inputs, on the mesh and on one device, print the same; --check agrees and says <paramref name="expected"/>.</summary>
+    private static void RandomRunsAgree(string path, string oneDevice, string expected)
+    {
+        Assert.Equal(Out(Mplc.Run("run", path, "--mesh", oneDevice)), Out(Mplc.Run("run", path)));
+        var check = Mplc.Run("run", path, "--check");
+        Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
+        Assert.Contains(expected, check.Stdout);
+    }
+
     /// <summary>
     /// Regression: with positions split, the labels reach cross_entropy through a slice, and the random labels of
     /// a run were drawn below 10 instead of below the 16 classes, so the mesh and one device ran on different labels.
@@ -38,10 +47,7 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
               return cross_entropy(x, labels);
             }
             """);
-        Assert.Equal(Out(Mplc.Run("run", path, "--mesh", "tp=1")), Out(Mplc.Run("run", path)));
-        var check = Mplc.Run("run", path, "--check");
-        Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
-        Assert.Contains("check: mesh tp=2 equals one device: 1 array(s)", check.Stdout);
+        RandomRunsAgree(path, "tp=1", "check: mesh tp=2 equals one device: 1 array(s)");
     }
 
     /// <summary>Regression: token ids sliced along positions before an embedding whose table is tied to the output matmul.</summary>
@@ -62,10 +68,7 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
             }
             train m optimizer sgd(lr = 0.5);
             """);
-        Assert.Equal(Out(Mplc.Run("run", path, "--mesh", "dp=1,tp=1")), Out(Mplc.Run("run", path)));
-        var check = Mplc.Run("run", path, "--check");
-        Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
-        Assert.Contains("check: m.wte: largest relative difference", check.Stdout);
+        RandomRunsAgree(path, "dp=1,tp=1", "check: m.wte: largest relative difference");
     }
 
     /// <summary>The sequence-parallel transformer trains as one device does and moves no weight.</summary>
