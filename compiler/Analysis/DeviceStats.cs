@@ -108,7 +108,7 @@ public sealed class DeviceStats
         if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0) return;
         double inBytes = Bytes(op.OperandType(0));
         // The microbatch axis runs in time on this device: summing over it sends nothing.
-        var axes = op.GetAttr("axes") is ArrayAttr a ? a.AsStrings().Where(x => x != Passes.Microbatch.Axis).ToArray() : null;
+        var axes = op.GetAttr("axes") is ArrayAttr a ? a.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray() : null;
         if (axes is { Length: 0 }) return;
         double n = axes != null ? mesh.Product(axes) : mesh.DeviceCount;
         double sent = op.Name switch

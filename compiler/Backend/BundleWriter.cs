@@ -1,13 +1,12 @@
 using System.Security.Cryptography;
-using ParallelCompiler.Backend.Kernels;
 using ParallelCompiler.Backend.Llvm;
-using ParallelCompiler.Driver;
-using ParallelCompiler.Interp;
 using ParallelCompiler.IR;
+using ParallelCompiler.Kernels;
 using ParallelCompiler.Runtime.Arrays;
 using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;
 using ParallelCompiler.Runtime.Model;
+using ParallelCompiler.Syntax;
 
 namespace ParallelCompiler.Backend;
 

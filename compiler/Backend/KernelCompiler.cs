@@ -1,8 +1,8 @@
 using System.Diagnostics;
-using ParallelCompiler.Backend.Kernels;
 using ParallelCompiler.Backend.Llvm;
-using ParallelCompiler.Driver;
 using ParallelCompiler.IR;
+using ParallelCompiler.Kernels;
+using ParallelCompiler.Syntax;
 
 namespace ParallelCompiler.Backend;
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using ParallelCompiler.Backend;
 using ParallelCompiler.IR;
 using ParallelCompiler.Lowering;
 using ParallelCompiler.Passes.Infrastructure;
@@ -79,8 +80,8 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             bool bundle = outPath != null && outPath.EndsWith(".mplc", StringComparison.Ordinal);
             // Kernels are formed when code is generated, or when the user asks to see them formed.
             bool kernels = what != "ir" || bundle || (r.GetValue(_ir.PrintAfter) ?? []).Concat(r.GetValue(_ir.PrintBefore) ?? []).Contains(Pipelines.Backend);
-            string pipeline = PipelineOf(r);
-            if (kernels && r.GetValue(_ir.Pipeline) == null) pipeline += "," + Pipelines.Backend;
+            var pipeline = PipelineOf(r);
+            if (kernels && r.GetValue(_ir.Pipeline) == null) pipeline.Add(Pipelines.Backend);
             var module = CompileToIR(r, r.GetValue(file)!, pipeline);
             string text = what switch
             {
@@ -92,19 +93,19 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             if (bundle) stdout.WriteLine($"wrote {Backend.BundleWriter.Write(module, outPath!, r.GetValue(gpu), r.GetValue(cpu) ?? Runtime.Model.HostCpu.DefaultLevel)}");
             else if (outPath is { } o) WriteText(o, text);
             else stdout.Write(text);
-            if (r.GetValue(schedule)) PrintSchedule(module);
+            if (r.GetValue(schedule)) Reports.ScheduleReport.Print(module, stderr);
             if (r.GetValue(stats))
             {
-                PrintStats(module);
+                Reports.StatsReport.Print(module, stderr);
                 // With @remat, the same program without recomputation shows what it saves.
                 if (module.Walk().Any(o => o.GetAttr("recompute") != null) && PipelineOf(r).Contains("autodiff"))
                 {
-                    var plain = CompileToIR(r, r.GetValue(file)!, PipelineOf(r).Replace("autodiff", "autodiff{remat=false}"), quiet: true);
+                    var plain = CompileToIR(r, r.GetValue(file)!, PipelineOf(r).Set("autodiff", "remat", false), quiet: true);
                     var mesh = module.DeviceMesh();
                     var with = Analysis.DeviceStats.Of(module.EntryFunction()!, mesh, 0);
                     var without = Analysis.DeviceStats.Of(plain.EntryFunction()!, mesh, 0);
-                    stderr.WriteLine($"@remat: peak memory {Passes.InsertReshards.Bytes(with.PeakBytes)} per device with recomputation, " +
-                        $"{Passes.InsertReshards.Bytes(without.PeakBytes)} without; {Analysis.DeviceStats.Count(with.Flops)} FLOPs with, {Analysis.DeviceStats.Count(without.Flops)} without");
+                    stderr.WriteLine($"@remat: peak memory {Analysis.Units.Bytes(with.PeakBytes)} per device with recomputation, " +
+                        $"{Analysis.Units.Bytes(without.PeakBytes)} without; {Analysis.DeviceStats.Count(with.Flops)} FLOPs with, {Analysis.DeviceStats.Count(without.Flops)} without");
                 }
             }
             return 0;
@@ -127,7 +128,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             var diags = new DiagnosticBag();
             var options = _ir.Build(r, stderr);
             var module = Compilation.ParseIR(src, diags, options.Verify);
-            RunPasses(module, r.GetValue(_ir.Pipeline) ?? "", options);
+            RunPasses(module, ParsePipeline(r.GetValue(_ir.Pipeline) ?? ""), options);
             string text = Printer.Print(module, options.PrintLocations);
             if (r.GetValue(output) is { } o) WriteText(o, text); else stdout.Write(text);
             return 0;
@@ -158,7 +159,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                     Markup.Escape(t.Sharding?.ToString() ?? "replicated"), Markup.Escape(init), t.NumElements.ToString("N0", CultureInfo.InvariantCulture));
             }
             table.Caption($"{total.ToString("N0", CultureInfo.InvariantCulture)} parameters in all");
-            Terminal(stdout).Write(table);
+            Reports.Terminal.For(stdout).Write(table);
             return 0;
         }));
         return c;
@@ -210,9 +211,19 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             if (r.GetValue(gpus) is int g && (g < 1 || kind is not ("cuda" or "cuda-emu")))
                 throw new UserErrorException(g < 1 ? $"--gpus must be at least 1, got {g}" : "--gpus applies to --backend cuda and cuda-emu");
             // The compiled back ends run kernels formed from the final program.
-            string pipeline = PipelineOf(r);
-            if (kind != "interp" && !pipeline.Split(',').Any(p => p.StartsWith(Pipelines.Backend, StringComparison.Ordinal))) pipeline += "," + Pipelines.Backend;
-            var module = CompileToIR(r, r.GetValue(file)!, pipeline);
+            var pipeline = PipelineOf(r);
+            if (kind != "interp" && !pipeline.Contains(Pipelines.Backend)) pipeline.Add(Pipelines.Backend);
+            var module = FrontEnd(r, r.GetValue(file)!, quiet: false);
+            // --check: the same module on a mesh of one device, a rewrite of its mesh rather than a second compile.
+            Operation? single = null;
+            if (r.GetValue(check))
+            {
+                if (module.IsSpmd()) throw new UserErrorException("--check needs the global program: this IR is already per-device (after spmdize)");
+                single = module.Clone();
+                single.ResizeMesh(single.DeviceMesh().AxisNames.ToDictionary(a => a, _ => 1));
+            }
+            RunPasses(module, pipeline, _ir.Build(r, stderr));
+            if (single != null) RunPasses(single, pipeline, new IRPrintingOptions(), quiet: true);
             var settings = new RunSettings
             {
                 Backend = kind,
@@ -223,16 +234,11 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                     : throw new UserErrorException("--collective-timeout must be a positive number of seconds")),
             };
             if (module.IsSpmd()) stderr.WriteLine($"note: running on {module.PhysicalMesh().DeviceCount} simulated device(s), mesh {module.PhysicalMesh()}");
-            Operation? single = null;
-            if (r.GetValue(check))
+            if (single != null)
             {
                 if (settings.SaveParamsPath != null || settings.OutPath != null || settings.TracePath != null)
                     throw new UserErrorException("--check compares two runs; run without it to write --out, --save-params or --trace");
-                if (r.GetValue(file)!.EndsWith(".mplir", StringComparison.Ordinal))
-                    throw new UserErrorException("--check compiles the source again for one device: give the .mpl model, not textual IR");
-                // The same source on a mesh of one device; both runs start from the very same arrays.
-                var axes = module.DeviceMesh().AxisNames.Where(a => a != Passes.Microbatch.Axis).ToArray();
-                single = CompileToIR(r, r.GetValue(file)!, pipeline, quiet: true, oneDevice: axes);
+                // Both runs start from the very same arrays.
                 var manifest = ManifestBuilder.Build(module);
                 (settings.InputArrays, settings.ParamArrays) = ModelSession.Load(manifest, settings, stderr);
             }
@@ -304,35 +310,48 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         return body((step, loss, t) => stderr.WriteLine(Line(step, loss, t)));
     }
 
-    private Operation CompileToIR(ParseResult r, string path, string? pipeline = null, bool quiet = false, string[]? oneDevice = null)
+    private Operation CompileToIR(ParseResult r, string path, PipelineBuilder? pipeline = null, bool quiet = false)
     {
-        var src = Compilation.ReadSource(path);
-        var diags = new DiagnosticBag();
-        // Textual IR (a dump between passes, or hand-written) continues from where it stands.
-        var module = path.EndsWith(".mplir", StringComparison.Ordinal)
-            ? Compilation.ParseIR(src, diags, verify: true)
-            : Compilation.FrontEnd(src, FrontEndOptions(r, oneDevice), diags);
-        if (!quiet) PrintDiagnostics(diags);
+        var module = FrontEnd(r, path, quiet);
         RunPasses(module, pipeline ?? PipelineOf(r), quiet ? new IRPrintingOptions() : _ir.Build(r, stderr), quiet);
         return module;
     }
 
-    /// <summary>The pipeline the user gave, or the default one with --zero applied to its optimizer pass.</summary>
-    private string PipelineOf(ParseResult r)
+    /// <summary>The module before the pipeline: the elaborated source, or textual IR (a dump between passes, or hand-written) as it stands.</summary>
+    private Operation FrontEnd(ParseResult r, string path, bool quiet)
+    {
+        var src = Compilation.ReadSource(path);
+        var diags = new DiagnosticBag();
+        var module = path.EndsWith(".mplir", StringComparison.Ordinal)
+            ? Compilation.ParseIR(src, diags, verify: true)
+            : Compilation.FrontEnd(src, FrontEndOptions(r), diags);
+        if (!quiet) PrintDiagnostics(diags);
+        return module;
+    }
+
+    /// <summary>The pipeline the user gave, or the default one with --zero applied to its optimizer pass: a new copy to edit.</summary>
+    private PipelineBuilder PipelineOf(ParseResult r)
     {
         int zero = r.GetValue(_zero);
         if (zero is not (0 or 1)) throw new UserErrorException($"--zero must be 0 or 1, got {zero}");
         if (r.GetValue(_ir.Pipeline) is { } given)
-            return zero == 0 ? given : throw new UserErrorException("--zero applies to the default pipeline; with --pass-pipeline write optimizer{zero=1}");
-        return zero == 0 ? Pipelines.DefaultString : Pipelines.DefaultString.Replace("optimizer", $"optimizer{{zero={zero}}}");
+            return zero == 0 ? ParsePipeline(given) : throw new UserErrorException("--zero applies to the default pipeline; with --pass-pipeline write optimizer{zero=1}");
+        var pipeline = Pipelines.Create();
+        return zero == 0 ? pipeline : pipeline.Set("optimizer", "zero", zero);
     }
 
-    private void RunPasses(Operation module, string pipeline, IRPrintingOptions options, bool quiet = false)
+    private static PipelineBuilder ParsePipeline(string text)
+    {
+        try { return PipelineBuilder.Parse(text); }
+        catch (PipelineException e) { throw new UserErrorException($"--pass-pipeline: {e.Message}"); }
+    }
+
+    private void RunPasses(Operation module, PipelineBuilder pipeline, IRPrintingOptions options, bool quiet = false)
     {
         using var services = CompilerServices.Create();
         var registry = (PassRegistry)services.GetService(typeof(PassRegistry))!;
         var pm = Compilation.RunPipeline(module, pipeline, options, registry, w => { if (!quiet) stderr.WriteLine(Render(Severity.Warning, w.Location, w.Message)); });
-        if (options.Timing) PrintTiming(pm);
+        if (options.Timing) Reports.TimingReport.Print(pm, stderr);
     }
 
     private readonly Dictionary<string, SourceText?> _sources = new();
@@ -352,99 +371,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         return new Diagnostic(severity, src, new TextSpan(offset, 1), message).Render();
     }
 
-    private void PrintStats(Operation module)
-    {
-        var mesh = module.DeviceMesh();
-        var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
-        if (!module.IsSpmd()) stderr.WriteLine("note: the pipeline did not run spmdize: statistics are for the whole program on one device");
-        // The microbatch axis is not devices: a device's statistics are those of its rank with microbatch 0.
-        var physical = module.PhysicalMesh();
-        var devices = module.IsSpmd() ? physical.DeviceCount : 1;
-        int FullRank(int rank)
-        {
-            if (physical.AxisNames.Count == mesh.AxisNames.Count) return rank;
-            var c = physical.Coords(rank);
-            return mesh.RankOf(mesh.AxisNames.Select(a => physical.AxisNames.Contains(a) ? c[physical.AxisNames.ToList().IndexOf(a)] : 0).ToArray());
-        }
-        // Every device runs the same program; ranks differ only in point-to-point edges and pipeline stages, so equal rows are merged.
-        var rows = new List<(int First, int Last, Analysis.DeviceStats Stats, string Key)>();
-        // Only point-to-point ops and stages make ranks differ; otherwise one device's statistics stand for all.
-        bool uniform = !func.Walk().Any(o => o.Name is "dist.send" or "dist.recv" or "dist.collective_permute" or "pipe.schedule");
-        for (int rank = 0; rank < devices; rank++)
-        {
-            var st = uniform && rows.Count > 0 ? rows[0].Stats : Analysis.DeviceStats.Of(func, mesh, FullRank(rank));
-            string key = $"{st.Flops}|{st.PeakBytes}|{string.Join(",", st.Collectives.Select(c => $"{c.Key}:{c.Value}"))}";
-            if (rows.Count > 0 && rows[^1].Key == key) rows[^1] = (rows[^1].First, rank, rows[^1].Stats, key);
-            else rows.Add((rank, rank, st, key));
-            if (rank >= 4096) { stderr.WriteLine($"note: statistics shown for the first {rank + 1} devices"); break; }
-        }
-        var kinds = rows.SelectMany(r => r.Stats.Collectives.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
-        var table = new Table().Border(TableBorder.Simple);
-        table.AddColumns(["device", "FLOPs", .. kinds.Select(k => $"{k} (n, sent)"), "sent", "params", "peak memory"]);
-        foreach (var (first, last, st, _) in rows)
-        {
-            var cells = new List<string> { first == last ? $"{first}" : $"{first}-{last}", Analysis.DeviceStats.Count(st.Flops) };
-            foreach (var k in kinds)
-                cells.Add(st.Collectives.TryGetValue(k, out var c) ? $"{c.Count}, {Passes.InsertReshards.Bytes(c.Bytes)}" : "-");
-            cells.Add(Passes.InsertReshards.Bytes(st.CommBytes));
-            cells.Add(Passes.InsertReshards.Bytes(st.ParamBytes));
-            cells.Add(Passes.InsertReshards.Bytes(st.PeakBytes));
-            table.AddRow(cells.Select(Markup.Escape).ToArray());
-        }
-        table.Caption($"{devices} device(s), mesh {physical}; bytes sent per device per step under ring algorithms");
-        Terminal(stderr).Write(table);
-        if (Analysis.PipelineStats.Of(func) is { } ps) PrintPipelineStats(ps, physical.DeviceCount / ps.Devices.Count);
-    }
-
-    private void PrintPipelineStats(Analysis.PipelineStats ps, int replicas)
-    {
-        var table = new Table().Border(TableBorder.Simple);
-        table.AddColumns("pipeline device", "stages", "forward FLOPs", "backward FLOPs", "per-step FLOPs", "busy", "idle (bubble)", "activations held");
-        foreach (var d in ps.Devices)
-            table.AddRow(Markup.Escape($"{d.Device}"), Markup.Escape(string.Join(", ", d.Stages)), Analysis.DeviceStats.Count(d.ForwardFlops),
-                Analysis.DeviceStats.Count(d.BackwardFlops), Analysis.DeviceStats.Count(d.StepFlops),
-                (d.Busy / ps.Timeline.Makespan).ToString("P1", CultureInfo.InvariantCulture), d.Bubble.ToString("P1", CultureInfo.InvariantCulture),
-                d.PeakMicrobatches == 0 ? "-" : Markup.Escape($"{d.PeakMicrobatches} microbatch(es), {Passes.InsertReshards.Bytes(d.PeakActivationBytes)}"));
-        var (kind, m, chunks) = ps.Schedule;
-        table.Caption(Markup.Escape($"schedule {kind}, {m} microbatch(es){(chunks > 1 ? $", {chunks} chunks per device" : "")}; each row stands for " +
-            $"{replicas} device(s); time in proportion to FLOPs, transfers taken as free"));
-        Terminal(stderr).Write(table);
-    }
-
-    private void PrintSchedule(Operation module)
-    {
-        var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
-        var sched = func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule")
-            ?? throw new UserErrorException("--schedule: the program is not pipelined (no @pipeline, or the pipeline did not run pipeline-schedule)");
-        int m = (int)sched.IntAttr("microbatches"), chunks = (int)sched.IntAttr("chunks");
-        var order = Dialects.Pipe.ScheduleOpDef.Order(sched.GetAttr("order"), m, chunks, msg => new IRException(msg));
-        var sim = Runtime.Pipeline.Timeline.Simulate(order, (_, phase) => phase == Runtime.Pipeline.Phase.Forward ? 1 : 2);
-        stderr.WriteLine($"schedule {sched.StringAttr("kind")}: {m} microbatch(es) over {order.Length} pipeline device(s)" +
-            (chunks > 1 ? $", {chunks} chunks each" : "") + "; F<i>/B<i> forward/backward of microbatch i" + (chunks > 1 ? " (.c: chunk c)" : "") +
-            "; a backward takes two slots");
-        stderr.Write(Analysis.PipelineStats.ScheduleTable(order, chunks));
-        stderr.WriteLine($"bubble: {string.Join(", ", Enumerable.Range(0, order.Length).Select(d => $"device {d} {sim.BubbleFraction(d).ToString("P1", CultureInfo.InvariantCulture)}"))}");
-    }
-
-    private void PrintTiming(PassManager pm)
-    {
-        double total = pm.Timings.Sum(t => t.Time.TotalMilliseconds);
-        var table = new Table().Border(TableBorder.Simple).AddColumns("pass", "time (ms)", "share");
-        foreach (var (pass, time) in pm.Timings)
-            table.AddRow(pass, time.TotalMilliseconds.ToString("F3", CultureInfo.InvariantCulture),
-                (total > 0 ? time.TotalMilliseconds / total : 0).ToString("P1", CultureInfo.InvariantCulture));
-        table.AddRow("total", total.ToString("F3", CultureInfo.InvariantCulture), "");
-        Terminal(stderr).Write(table);
-    }
-
-    private static IAnsiConsole Terminal(TextWriter w)
-    {
-        var c = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(w), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
-        c.Profile.Width = 160;
-        return c;
-    }
-
-    private CompileOptions FrontEndOptions(ParseResult r, string[]? oneDevice = null)
+    private CompileOptions FrontEndOptions(ParseResult r)
     {
         var o = new CompileOptions { Entry = r.GetValue(_entry) };
         foreach (var d in r.GetValue(_defines) ?? [])
@@ -459,11 +386,6 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                 if (o.Mesh.Any(m => m.Key == name)) throw new UserErrorException($"--mesh: axis '{name}' is given twice");
                 o.Mesh.Add(new(name, value));
             }
-        if (oneDevice != null)
-        {
-            o.Mesh.Clear();
-            foreach (var a in oneDevice) o.Mesh.Add(new(a, 1));
-        }
         return o;
     }
 

@@ -43,8 +43,18 @@ public static class Compilation
     public static PassManager RunPipeline(Operation module, string pipeline, IRPrintingOptions options, PassRegistry registry,
         Action<PassWarning>? warn = null)
     {
+        PipelineBuilder parsed;
+        try { parsed = PipelineBuilder.Parse(pipeline); }
+        catch (PipelineException e) { throw new UserErrorException($"--pass-pipeline: {e.Message}"); }
+        return RunPipeline(module, parsed, options, registry, warn);
+    }
+
+    /// <summary>Runs <paramref name="pipeline"/> on <paramref name="module"/>; an unknown pass or option is a user error.</summary>
+    public static PassManager RunPipeline(Operation module, PipelineBuilder pipeline, IRPrintingOptions options, PassRegistry registry,
+        Action<PassWarning>? warn = null)
+    {
         List<IPass> passes;
-        try { passes = registry.Parse(pipeline); }
+        try { passes = pipeline.Build(registry); }
         catch (PipelineException e) { throw new UserErrorException($"--pass-pipeline: {e.Message}"); }
         var pm = new PassManager(passes, options);
         try { pm.Run(module); }

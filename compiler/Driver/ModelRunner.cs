@@ -1,8 +1,10 @@
-using ParallelCompiler.Interp;
+using ParallelCompiler.Backend;
 using ParallelCompiler.IR;
+using ParallelCompiler.Interp;
 using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;
 using ParallelCompiler.Runtime.Model;
+using ParallelCompiler.Syntax;
 
 namespace ParallelCompiler.Driver;
 

@@ -29,34 +29,3 @@ public static class CompilerServices
         return services.BuildServiceProvider();
     }
 }
-
-/// <summary>The default pass pipelines, as pipeline strings so they can be printed and rerun with <c>mplc opt</c>.</summary>
-public static class Pipelines
-{
-    /// <summary>What <c>mplc compile</c> and <c>mplc run</c> apply after lowering, in order.</summary>
-    public static readonly IReadOnlyList<string> Default =
-    [
-        "shape-inference", // types first: every later pass may rely on exact shapes
-        "canonicalize",    // fold constants and cancel reshapes/transposes before anything counts ops
-        "cse",             // merge duplicates that canonicalization exposed (e.g. repeated scalar constants)
-        "dce",             // drop what the rewrites left unused
-        "pipeline-stages", // @pipeline models only: stages of the forward program, which the backward ops then inherit
-        "autodiff",        // training modules only: backward of the simplified forward, so no dead op is differentiated
-        "optimizer",       // the update of every parameter and its state, still in global shapes
-        "canonicalize",    // the backward program repeats patterns (reshape chains, x * 1) the rules do not avoid
-        "cse",             // and recomputes the same softmax or transpose for several operands
-        "dce",
-        "pipeline-transfers",   // after the last rewrite, so every value crossing stages is seen once
-        "microbatch",           // microbatches as a time axis of the mesh: shapes and accumulation come from sharding
-        "sharding-propagation", // on the simplified graph: fewer ops to reach a fixpoint over, no dead votes
-        "insert-reshards",      // every layout change explicit and printable before anything is per-device
-        "spmdize",              // everything after it sees one device's program with explicit collectives
-        "pipeline-schedule",    // on the per-device program: stage and phase of every op, sends/receives, task order
-    ];
-
-    /// <summary>What the back end appends to the default pipeline before generating code.</summary>
-    public const string Backend = "form-kernels"; // last: kernels are formed from the final per-device program
-
-    /// <summary>The default pipeline as one string.</summary>
-    public static string DefaultString => string.Join(",", Default.Select(p => p.Split(' ')[0]));
-}

@@ -1,4 +1,4 @@
-using ParallelCompiler.Interp;
+using ParallelCompiler.Backend;
 using ParallelCompiler.IR;
 using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;
@@ -8,15 +8,6 @@ namespace ParallelCompiler.Driver;
 /// <summary>Runs a per-device module on simulated devices (through the runtime's <see cref="Runtime.Model.ProgramRunner"/>).</summary>
 public static class SpmdRunner
 {
-    /// <summary>The global type of a function argument or parameter (after spmdize its own type is the local block).</summary>
-    public static TensorType GlobalType(Value v)
-    {
-        if (v is BlockArgument a && a.Owner.Parent?.Owner is { } func && func.GetAttr("arg_layouts") is ArrayAttr layouts)
-            return (TensorType)((TypeAttr)layouts.Items[a.Index]).Type;
-        if (v.DefiningOp is { Name: "tensor.param" } p && p.GetAttr("layout") is TypeAttr t) return (TensorType)t.Type;
-        return v.TensorType;
-    }
-
     /// <summary>
     /// Runs <paramref name="func"/> of a spmdized module on every device of its mesh with global
     /// <paramref name="args"/> and <paramref name="parameters"/> (by path); returns the global results and puts the

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using ParallelCompiler.Dialects.Builtin;
 using ParallelCompiler.Runtime.Arrays;
 using ParallelCompiler.Syntax;
 

@@ -1,4 +1,3 @@
-using ParallelCompiler.Dialects.Builtin;
 using ParallelCompiler.Runtime.Distributed;
 
 namespace ParallelCompiler.IR;
@@ -6,6 +5,9 @@ namespace ParallelCompiler.IR;
 /// <summary>Convenience accessors over a <c>builtin.module</c> operation.</summary>
 public static class ModuleOp
 {
+    /// <summary>The mesh axis the microbatch pass adds: microbatches, run in time on each device.</summary>
+    public const string MicrobatchAxis = "mb";
+
     /// <summary>A new empty module.</summary>
     public static Operation Create()
     {
@@ -41,6 +43,25 @@ public static class ModuleOp
         if (module.Mesh() is not { } m) return Runtime.Distributed.DeviceMesh.Single;
         var axes = ((ArrayAttr)m.GetAttr("axes")!).AsStrings();
         return new DeviceMesh(axes, m.IntsAttr("shape").Select(s => (int)s).ToArray());
+    }
+
+    /// <summary>
+    /// Gives mesh axes new sizes (axes not named keep theirs), so that one module can be compiled for several
+    /// meshes (a copy per candidate, see <see cref="Operation.Clone"/>). Only a global program can be resized: a
+    /// per-device one has the sizes in its local shapes. Divisibility is checked where shapes become local.
+    /// </summary>
+    public static void ResizeMesh(this Operation module, IReadOnlyDictionary<string, int> sizes)
+    {
+        if (module.IsSpmd()) throw new IRException("the mesh of a per-device program is fixed in its local shapes");
+        var m = module.Mesh() ?? throw new IRException("the module has no mesh to resize");
+        var axes = ((ArrayAttr)m.GetAttr("axes")!).AsStrings();
+        foreach (var (axis, size) in sizes)
+        {
+            if (!axes.Contains(axis)) throw new IRException($"the mesh has no axis '{axis}' (axes: {string.Join(", ", axes)})");
+            if (size < 1) throw new IRException($"mesh axis '{axis}' must have at least one device, got {size}");
+        }
+        var shape = m.IntsAttr("shape");
+        m.SetAttr("shape", Attr.Ints(axes.Select((a, i) => sizes.TryGetValue(a, out int n) ? n : shape[i])));
     }
 
     /// <summary>The devices the program runs on: the mesh without its microbatch axis, which the runtime runs in time.</summary>

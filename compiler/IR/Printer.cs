@@ -101,7 +101,7 @@ public sealed class Printer
         _sb.Append("func.func @").Append(op.StringAttr("sym_name")).Append('(');
         _sb.Append(string.Join(", ", entry.Arguments.Select(a => $"{Define(a)}: {a.Type}")));
         _sb.Append(") -> ");
-        var results = Dialects.Builtin.FuncOpDef.ResultTypes(op);
+        var results = FuncOpDef.ResultTypes(op);
         _sb.Append(results.Count == 1 ? results[0].ToString() : "(" + string.Join(", ", results) + ")");
         PrintAttrDict(op, ["sym_name", "result_types"], " attributes ");
         if (PrintLocations && !op.Location.IsUnknown) _sb.Append(' ').Append(op.Location);

@@ -62,24 +62,24 @@ public static class Interpreter
                 if (p.DType != pt.DType || !p.Shape.SequenceEqual(pt.Shape))
                     throw new InterpreterException($"parameter '{op.StringAttr("path")}' must be {pt.ToSourceString()}, got {p.TypeString}");
                 return p;
-            case "tensor.add" or "tensor.sub" or "tensor.mul" or "tensor.div" or "tensor.rem": return Kernels.Binary(op, x[0], x[1]);
+            case "tensor.add" or "tensor.sub" or "tensor.mul" or "tensor.div" or "tensor.rem": return ReferenceKernels.Binary(op, x[0], x[1]);
             case "tensor.neg" or "tensor.relu" or "tensor.gelu" or "tensor.silu" or "tensor.sigmoid" or "tensor.tanh"
-                or "tensor.exp" or "tensor.log" or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step": return Kernels.Unary(op, x[0]);
+                or "tensor.exp" or "tensor.log" or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step": return ReferenceKernels.Unary(op, x[0]);
             case "tensor.slice": return ArrayOps.Slice(x[0], (int)op.IntAttr("axis"), op.IntAttr("start"), op.IntAttr("length"));
-            case "tensor.one_hot": return Kernels.OneHot(op, x[0]);
-            case "tensor.embedding_grad": return Kernels.EmbeddingGrad(op, x[0], x[1]);
-            case "tensor.sum" or "tensor.mean" or "tensor.max": return Kernels.Reduce(op, x[0]);
-            case "tensor.softmax": return Kernels.Softmax(op, x[0]);
-            case "tensor.layernorm": return Kernels.Norm(op, x[0], x[1], x[2]);
-            case "tensor.rmsnorm": return Kernels.Norm(op, x[0], x[1], null);
-            case "tensor.matmul": return Kernels.Matmul(op, x[0], x[1]);
-            case "tensor.reshape": return Kernels.Reshape(op, x[0]);
-            case "tensor.transpose": return Kernels.Transpose(op, x[0]);
-            case "tensor.broadcast": return Kernels.Broadcast(op, x[0]);
-            case "tensor.concat": return Kernels.Concat(op, x);
-            case "tensor.embedding": return Kernels.Embedding(op, x[0], x[1]);
-            case "tensor.causal_mask": return Kernels.CausalMask(op, x[0]);
-            case "tensor.cross_entropy": return Kernels.CrossEntropy(op, x[0], x[1]);
+            case "tensor.one_hot": return ReferenceKernels.OneHot(op, x[0]);
+            case "tensor.embedding_grad": return ReferenceKernels.EmbeddingGrad(op, x[0], x[1]);
+            case "tensor.sum" or "tensor.mean" or "tensor.max": return ReferenceKernels.Reduce(op, x[0]);
+            case "tensor.softmax": return ReferenceKernels.Softmax(op, x[0]);
+            case "tensor.layernorm": return ReferenceKernels.Norm(op, x[0], x[1], x[2]);
+            case "tensor.rmsnorm": return ReferenceKernels.Norm(op, x[0], x[1], null);
+            case "tensor.matmul": return ReferenceKernels.Matmul(op, x[0], x[1]);
+            case "tensor.reshape": return ReferenceKernels.Reshape(op, x[0]);
+            case "tensor.transpose": return ReferenceKernels.Transpose(op, x[0]);
+            case "tensor.broadcast": return ReferenceKernels.Broadcast(op, x[0]);
+            case "tensor.concat": return ReferenceKernels.Concat(op, x);
+            case "tensor.embedding": return ReferenceKernels.Embedding(op, x[0], x[1]);
+            case "tensor.causal_mask": return ReferenceKernels.CausalMask(op, x[0]);
+            case "tensor.cross_entropy": return ReferenceKernels.CrossEntropy(op, x[0], x[1]);
             case "dist.reshard": return x[0]; // a layout change only; on one device the values are the same
             case "pipe.boundary": return null;
             default: throw new InterpreterException($"the interpreter has no rule for '{op.Name}'");

@@ -1,4 +1,4 @@
-using ParallelCompiler.Backend.Kernels;
+using ParallelCompiler.Kernels;
 using ParallelCompiler.IR;
 using ParallelCompiler.Passes.Infrastructure;
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 using ParallelCompiler.Analysis;
 using ParallelCompiler.IR;
 using ParallelCompiler.Passes.Infrastructure;
@@ -167,15 +166,6 @@ public sealed class InsertReshards : IPass, IWarningSource
         string name = v.DefiningOp?.Name == "tensor.param" ? v.DefiningOp.StringAttr("path") : v.NameHint ?? "argument";
         long bytes = t.NumElements * Runtime.Arrays.DTypes.Size(t.DType);
         Warn?.Invoke(v.DefiningOp?.Location ?? func.Location,
-            $"'{name}' ({t.ToSourceString()} {have}, {Bytes(bytes)}) is gathered in full on every device of the mesh ({mesh})");
-    }
-
-    /// <summary>A byte count for people: 512 B, 64.0 KiB, 3.2 GiB.</summary>
-    public static string Bytes(double b)
-    {
-        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
-        int u = 0;
-        while (b >= 1024 && u < units.Length - 1) { b /= 1024; u++; }
-        return u == 0 ? $"{b:0} B" : string.Format(CultureInfo.InvariantCulture, "{0:0.0} {1}", b, units[u]);
+            $"'{name}' ({t.ToSourceString()} {have}, {Units.Bytes(bytes)}) is gathered in full on every device of the mesh ({mesh})");
     }
 }

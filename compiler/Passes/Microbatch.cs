@@ -19,7 +19,7 @@ public sealed class Microbatch : IPass
     public string Description => "split the batch of a @pipeline model into microbatches over a time axis of the mesh";
 
     /// <summary>The mesh axis that stands for microbatches.</summary>
-    public const string Axis = "mb";
+    public const string Axis = ModuleOp.MicrobatchAxis;
 
     /// <inheritdoc/>
     public bool Run(Operation module)

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using ParallelCompiler.Backend.Llvm.Native;
 using ParallelCompiler.IR;
 using ParallelCompiler.Runtime.Model;
+using ParallelCompiler.Syntax;
 
 namespace ParallelCompiler.Backend.Llvm;
 
@@ -52,7 +53,7 @@ public sealed class LlvmTarget : IDisposable
     {
         if (cpu is null or "native") return true;
         if (!HostCpu.Levels.ContainsKey(cpu))
-            throw new Driver.UserErrorException($"--cpu expects native or one of {string.Join(", ", HostCpu.Levels.Keys)}, got '{cpu}'");
+            throw new UserErrorException($"--cpu expects native or one of {string.Join(", ", HostCpu.Levels.Keys)}, got '{cpu}'");
         return false;
     }
 
@@ -71,9 +72,9 @@ public sealed class LlvmTarget : IDisposable
         LLVM.EnsureLoaded();
         var (newestSm, ptx) = LLVM.LoadedVersion >= 16 ? ("sm_90", "+ptx78") : ("sm_86", "+ptx75");
         sm ??= newestSm;
-        if (!System.Text.RegularExpressions.Regex.IsMatch(sm, "^sm_[0-9]{2,3}a?$")) throw new Driver.UserErrorException($"--gpu expects sm_XX (e.g. sm_80), got '{sm}'");
+        if (!System.Text.RegularExpressions.Regex.IsMatch(sm, "^sm_[0-9]{2,3}a?$")) throw new UserErrorException($"--gpu expects sm_XX (e.g. sm_80), got '{sm}'");
         if (int.Parse(sm[3..].TrimEnd('a'), System.Globalization.CultureInfo.InvariantCulture) > int.Parse(newestSm[3..], System.Globalization.CultureInfo.InvariantCulture))
-            throw new Driver.UserErrorException($"--gpu {sm}: the loaded LLVM {LLVM.LoadedVersion} emits at most {newestSm}");
+            throw new UserErrorException($"--gpu {sm}: the loaded LLVM {LLVM.LoadedVersion} emits at most {newestSm}");
         return new LlvmTarget("nvptx64-nvidia-cuda", sm, ptx, reloc: 0);
     }
 

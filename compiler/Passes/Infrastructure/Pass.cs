@@ -90,42 +90,8 @@ public sealed class PassRegistry(IEnumerable<PassInfo> infos, IServiceProvider s
         throw new PipelineException($"pass '{pass}': option '{key}' expects {(t == typeof(bool) ? "true or false" : t == typeof(string) ? "a string" : "a number")}, got '{value}'");
     }
 
-    /// <summary>Parses a comma-separated pipeline; options go in braces after a pass name.</summary>
-    public List<IPass> Parse(string pipeline)
-    {
-        var passes = new List<IPass>();
-        int i = 0;
-        string s = pipeline.Trim();
-        if (s.StartsWith("builtin.module(") && s.EndsWith(')')) s = s["builtin.module(".Length..^1];
-        while (i < s.Length)
-        {
-            int start = i;
-            while (i < s.Length && s[i] != ',' && s[i] != '{') i++;
-            string name = s[start..i].Trim();
-            if (name.Length == 0) throw new PipelineException($"empty pass name at position {start + 1} of '{pipeline}'");
-            var opts = new Dictionary<string, string>(StringComparer.Ordinal);
-            if (i < s.Length && s[i] == '{')
-            {
-                int close = s.IndexOf('}', i);
-                if (close < 0) throw new PipelineException($"missing '}}' after the options of '{name}'");
-                foreach (var kv in s[(i + 1)..close].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                {
-                    int eq = kv.IndexOf('=');
-                    if (eq <= 0) throw new PipelineException($"option '{kv}' of '{name}' must be written name=value");
-                    opts[kv[..eq].Trim()] = kv[(eq + 1)..].Trim();
-                }
-                i = close + 1;
-            }
-            passes.Add(Create(name, opts));
-            while (i < s.Length && char.IsWhiteSpace(s[i])) i++;
-            if (i < s.Length)
-            {
-                if (s[i] != ',') throw new PipelineException($"expected ',' at position {i + 1} of '{pipeline}'");
-                i++;
-            }
-        }
-        return passes;
-    }
+    /// <summary>Parses a comma-separated pipeline (<see cref="PipelineBuilder.Parse"/>) and creates its passes.</summary>
+    public List<IPass> Parse(string pipeline) => PipelineBuilder.Parse(pipeline).Build(this);
 }
 
 /// <summary>A malformed pipeline string or pass option.</summary>

@@ -2,7 +2,7 @@ using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
 using ParallelCompiler.Backend;
-using ParallelCompiler.Backend.Kernels;
+using ParallelCompiler.Kernels;
 using ParallelCompiler.Driver;
 using ParallelCompiler.Interp;
 using ParallelCompiler.IR;

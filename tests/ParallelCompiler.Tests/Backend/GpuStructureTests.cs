@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using ParallelCompiler.Backend;
-using ParallelCompiler.Backend.Kernels;
+using ParallelCompiler.Kernels;
 using ParallelCompiler.Backend.Llvm;
 using ParallelCompiler.Interp;
 using ParallelCompiler.IR;

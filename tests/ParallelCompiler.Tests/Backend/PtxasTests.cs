@@ -121,7 +121,7 @@ public class PtxasTests
         finally { Directory.Delete(dir, true); }
     }
 
-    private static ParallelCompiler.Backend.Kernels.KernelSpec MatmulSpec(string a, string b)
+    private static ParallelCompiler.Kernels.KernelSpec MatmulSpec(string a, string b)
     {
         var module = KernelCheck.MatmulModule(a, b, out _);
         new ParallelCompiler.Passes.FormKernels().Run(module);

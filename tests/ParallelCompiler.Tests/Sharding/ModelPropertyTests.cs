@@ -40,7 +40,7 @@ public class ModelPropertyTests
         string layouts = Layouts.Apply(module, mesh, layoutCodes);
         string source = Printer.Print(module);
         var single = module.Clone();
-        single.Mesh()!.SetAttr("shape", Attr.Ints(mesh.Select(_ => 1L)));
+        single.ResizeMesh(mesh.ToDictionary(m => m.Item1, _ => 1));
         Compile(single);
         try { Compile(module); }
         catch (PassInputException e)

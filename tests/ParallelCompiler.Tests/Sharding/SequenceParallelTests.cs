@@ -100,11 +100,14 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
         var withOut = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--check", "--out", P("o.npz"));
         Assert.Equal(1, withOut.ExitCode);
         Assert.Contains("error: --check compares two runs", withOut.Stderr);
-        string ir = P("m.mplir");
+        // Global textual IR is checked like the source; a per-device program cannot be put on one device any more.
+        string ir = P("m.mplir"), spmd = P("spmd.mplir");
         Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "--pass-pipeline", "", "-o", ir).ExitCode);
-        var fromIr = Mplc.Run("run", ir, "--check");
-        Assert.Equal(1, fromIr.ExitCode);
-        Assert.Contains("give the .mpl model, not textual IR", fromIr.Stderr);
+        Assert.Contains("equals one device", Mplc.Run("run", ir, "--check").Stdout);
+        Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", spmd).ExitCode);
+        var fromSpmd = Mplc.Run("run", spmd, "--check");
+        Assert.Equal(1, fromSpmd.ExitCode);
+        Assert.Contains("--check needs the global program", fromSpmd.Stderr);
     }
 
     /// <summary>The comparison behind --check: the worst array, its place and values, and tolerances by dtype.</summary>

@@ -2,7 +2,7 @@ using ParallelCompiler.IR;
 
 namespace ParallelCompiler.Interp;
 
-internal static partial class Kernels
+internal static partial class ReferenceKernels
 {
     /// <summary>sum, mean and max over the op's axes (accumulated in double for floats).</summary>
     public static NDArray Reduce(Operation op, NDArray x)

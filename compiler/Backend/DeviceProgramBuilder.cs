@@ -1,9 +1,10 @@
 using ParallelCompiler.Dialects.Dist;
+using ParallelCompiler.Interp;
 using ParallelCompiler.IR;
 using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;
 
-namespace ParallelCompiler.Interp;
+namespace ParallelCompiler.Backend;
 
 /// <summary>
 /// Turns a per-device function (after spmdize) into the runtime's <see cref="DeviceProgram"/>: every tensor op

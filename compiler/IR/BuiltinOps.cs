@@ -1,6 +1,5 @@
-using ParallelCompiler.IR;
 
-namespace ParallelCompiler.Dialects.Builtin;
+namespace ParallelCompiler.IR;
 
 /// <summary><c>module { ... }</c>: the top level; holds the mesh and the functions.</summary>
 public sealed class ModuleOpDef : OpDef

@@ -2,7 +2,7 @@ using ParallelCompiler.IR;
 
 namespace ParallelCompiler.Interp;
 
-internal static partial class Kernels
+internal static partial class ReferenceKernels
 {
     /// <summary>numpy matmul: 1-D operands promoted, batch dimensions broadcast; i-k-j loops over each matrix.</summary>
     public static NDArray Matmul(Operation op, NDArray a, NDArray b)

@@ -1,4 +1,4 @@
-namespace ParallelCompiler.Backend.Kernels;
+namespace ParallelCompiler.Kernels;
 
 /// <summary>
 /// Where each part of a kernel body is computed. Output dimension d is loop depth d + 1; a reduction runs at the

@@ -2,7 +2,7 @@ using ParallelCompiler.IR;
 
 namespace ParallelCompiler.Interp;
 
-internal static partial class Kernels
+internal static partial class ReferenceKernels
 {
     public static NDArray Unary(Operation op, NDArray x)
     {

@@ -1,7 +1,7 @@
 using ParallelCompiler.IR;
 using ParallelCompiler.Runtime.Arrays;
 
-namespace ParallelCompiler.Backend.Kernels;
+namespace ParallelCompiler.Kernels;
 
 /// <summary>Reads operand <c>operand</c> of the op being defined at a multi-index.</summary>
 public delegate KExpr OperandReader(int operand, KExpr[] index);

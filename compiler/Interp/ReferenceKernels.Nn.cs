@@ -2,7 +2,7 @@ using ParallelCompiler.IR;
 
 namespace ParallelCompiler.Interp;
 
-internal static partial class Kernels
+internal static partial class ReferenceKernels
 {
     /// <summary>layernorm and rmsnorm over the last axis; statistics in double.</summary>
     public static NDArray Norm(Operation op, NDArray x, NDArray g, NDArray? b)

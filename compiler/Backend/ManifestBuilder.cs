@@ -1,7 +1,8 @@
 using ParallelCompiler.IR;
 using ParallelCompiler.Runtime.Model;
+using ParallelCompiler.Syntax;
 
-namespace ParallelCompiler.Driver;
+namespace ParallelCompiler.Backend;
 
 /// <summary>The <see cref="ProgramManifest"/> of a compiled module: what the runtime needs besides the instructions.</summary>
 public static class ManifestBuilder
@@ -22,7 +23,7 @@ public static class ManifestBuilder
             MicrobatchAxis = module.GetAttr("microbatch_axis") is StringAttr mb ? mb.Value : null,
             Inputs = entry.Arguments.Select(a =>
             {
-                var t = SpmdRunner.GlobalType(a);
+                var t = GlobalType(a);
                 return new TensorInfo(a.NameHint ?? $"arg{a.Index}", t.DType, t.ShapeArray, Layout(t), IntegerBound(a));
             }).ToArray(),
             Results = resultTypes.Select((t, i) => new TensorInfo(resultTypes.Length == 1 ? "out" : $"out{i}", t.DType, t.ShapeArray, Layout(t))).ToArray(),
@@ -30,7 +31,7 @@ public static class ManifestBuilder
             Params = entry.Operations.Where(o => o.Name == "tensor.param").GroupBy(o => o.StringAttr("path")).Select(g =>
             {
                 var op = g.First();
-                var t = SpmdRunner.GlobalType(op.Result);
+                var t = GlobalType(op.Result);
                 return new ParamInfo(g.Key, t.DType, t.ShapeArray, Layout(t), op.StringAttr("init"), op.GetAttr("std") is null ? 0 : op.FloatAttr("std"));
             }).ToArray(),
             Training = func.Walk().Any(o => o.Name == "train.update"),
@@ -40,6 +41,15 @@ public static class ManifestBuilder
             Schedule = Schedule(func),
             HostCpu = hostCpu,
         };
+    }
+
+    /// <summary>The global type of a function argument or parameter (after spmdize its own type is the local block).</summary>
+    public static TensorType GlobalType(Value v)
+    {
+        if (v is BlockArgument a && a.Owner.Parent?.Owner is { } func && func.GetAttr("arg_layouts") is ArrayAttr layouts)
+            return (TensorType)((TypeAttr)layouts.Items[a.Index]).Type;
+        if (v.DefiningOp is { Name: "tensor.param" } p && p.GetAttr("layout") is TypeAttr t) return (TensorType)t.Type;
+        return v.TensorType;
     }
 
     /// <summary>The pipeline schedule of a per-device function (its pipe.schedule op), or null.</summary>

@@ -1,7 +1,7 @@
 using ParallelCompiler.IR;
 using ParallelCompiler.Runtime.Arrays;
 
-namespace ParallelCompiler.Backend.Kernels;
+namespace ParallelCompiler.Kernels;
 
 /// <summary>A kernel operand or result: element type and (per-device) shape.</summary>
 public sealed record TensorSpec(DType DType, long[] Shape)

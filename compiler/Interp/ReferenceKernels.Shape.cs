@@ -2,7 +2,7 @@ using ParallelCompiler.IR;
 
 namespace ParallelCompiler.Interp;
 
-internal static partial class Kernels
+internal static partial class ReferenceKernels
 {
     /// <summary>Reshape shares the data: arrays are never mutated once made.</summary>
     public static NDArray Reshape(Operation op, NDArray x) =>

@@ -1,6 +1,6 @@
 using ParallelCompiler.Runtime.Arrays;
 
-namespace ParallelCompiler.Backend.Kernels;
+namespace ParallelCompiler.Kernels;
 
 /// <summary>The scalar types of kernel expressions: 64-bit indices, the tensor element types, f64 accumulators, booleans.</summary>
 public enum KType
