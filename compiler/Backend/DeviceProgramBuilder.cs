@@ -7,9 +7,10 @@ using ParallelCompiler.Runtime.Execution;
 namespace ParallelCompiler.Backend;
 
 /// <summary>
-/// Turns a per-device function (after spmdize) into the runtime's <see cref="DeviceProgram"/>: every tensor op
-/// becomes a kernel launch that the reference interpreter executes, every dist op a collective or transfer.
-/// The back ends of later stages give the same program with compiled kernels.
+/// Turns a per-device function (after spmdize) into the runtime's <see cref="DeviceProgram"/>: every
+/// <c>kernel.launch</c> becomes a launch of its compiled kernel (host library or GPU) or, without one, of the
+/// reference interpreter over its kernel function; a bare tensor op an interpreted kernel; every dist op a
+/// collective or transfer.
 /// </summary>
 public static class DeviceProgramBuilder
 {

@@ -96,7 +96,7 @@ public abstract class OpDef
     public virtual IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs) => attrs;
 }
 
-/// <summary>All op definitions, by name. Dialects register theirs once at start-up.</summary>
+/// <summary>All op definitions, by name: every concrete <see cref="OpDef"/> of the compiler, found by reflection on first use.</summary>
 public static class OpRegistry
 {
     private static readonly Dictionary<string, OpDef> Defs = new(StringComparer.Ordinal);

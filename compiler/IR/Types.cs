@@ -58,6 +58,9 @@ public sealed class TensorType : MplType
     /// <summary>The same type with another (or no) sharding.</summary>
     public TensorType WithSharding(Sharding? s) => new(DType, _shape, s);
 
+    /// <summary>The same shape and sharding with element type <paramref name="dtype"/>.</summary>
+    public TensorType WithDType(DType dtype) => new(dtype, _shape, Sharding);
+
     /// <summary>A scalar of the given element type.</summary>
     public static TensorType Scalar(DType t) => new(t, Array.Empty<long>());
 

@@ -64,7 +64,7 @@ public static class Interpreter
                 return p;
             case "tensor.add" or "tensor.sub" or "tensor.mul" or "tensor.div" or "tensor.rem": return ReferenceKernels.Binary(op, x[0], x[1]);
             case "tensor.neg" or "tensor.relu" or "tensor.gelu" or "tensor.silu" or "tensor.sigmoid" or "tensor.tanh"
-                or "tensor.exp" or "tensor.log" or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step": return ReferenceKernels.Unary(op, x[0]);
+                or "tensor.exp" or "tensor.log" or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step" or "tensor.convert": return ReferenceKernels.Unary(op, x[0]);
             case "tensor.slice": return ArrayOps.Slice(x[0], (int)op.IntAttr("axis"), op.IntAttr("start"), op.IntAttr("length"));
             case "tensor.one_hot": return ReferenceKernels.OneHot(op, x[0]);
             case "tensor.embedding_grad": return ReferenceKernels.EmbeddingGrad(op, x[0], x[1]);

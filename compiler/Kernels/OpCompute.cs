@@ -22,7 +22,7 @@ public static class OpCompute
     /// <summary>True for ops whose value at an index reads their operands at (broadcast) that index only: fusable into consumers.</summary>
     public static bool IsElementwise(Operation op) => op.Name is "tensor.add" or "tensor.sub" or "tensor.mul" or "tensor.div" or "tensor.rem"
         or "tensor.neg" or "tensor.relu" or "tensor.gelu" or "tensor.silu" or "tensor.sigmoid" or "tensor.tanh" or "tensor.exp" or "tensor.log"
-        or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step" or "tensor.constant" or "tensor.broadcast";
+        or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step" or "tensor.constant" or "tensor.broadcast" or "tensor.convert";
 
     /// <summary>The value of <paramref name="op"/>'s result at <paramref name="idx"/>; <paramref name="fresh"/> makes new loop variables.</summary>
     public static KExpr Define(Operation op, OperandReader read, KExpr[] idx, Func<int> fresh)
@@ -44,6 +44,7 @@ public static class OpCompute
             "tensor.tanh" or "tensor.exp" or "tensor.log" or "tensor.sqrt" => new KUn(op.Name[7..], Bcast(0)),
             "tensor.rsqrt" => new KBin("div", K.F(1), new KUn("sqrt", Bcast(0))),
             "tensor.broadcast" => Bcast(0),
+            "tensor.convert" => Bcast(0), // floats compute in f32; the rounding below makes a narrower type
             "tensor.reshape" => read(0, K.Unflatten(K.Flatten(idx, outShape), S(0))),
             "tensor.transpose" => Transpose(op, read, idx),
             "tensor.concat" => Concat(op, read, idx),

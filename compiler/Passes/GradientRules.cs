@@ -27,6 +27,7 @@ public sealed class GradientRules(Builder b, bool remat)
             case "tensor.rem": // a % b = a - b * floor(a / b)
                 return [Unbroadcast(dy, xs[0]), Unbroadcast(Neg(Mul(dy, Div(Sub(X(0), Y()), X(1)))), xs[1])];
             case "tensor.neg": return [Neg(dy)];
+            case "tensor.convert": return [b.CreateValue("tensor.convert", [dy], null, dy.TensorType.WithDType(xs[0].TensorType.DType))];
             case "tensor.relu": return [Mul(dy, Un("tensor.step", X(0)))];
             case "tensor.step": return [null];
             case "tensor.gelu": return [Mul(dy, GeluDerivative(X(0)))];

@@ -91,8 +91,9 @@ public sealed class Optimizer : IPass
                     b.Create("train.update", [m, m2]);
                     b.Create("train.update", [v, v2]);
                     // Bias-corrected moments: m / (1 - b1^t), v / (1 - b2^t); p -= lr * mhat / (sqrt(vhat) + eps).
-                    var corr1 = u.RSubC(1, u.Exp(u.MulC(step!, Math.Log(b1))));
-                    var corr2 = u.RSubC(1, u.Exp(u.MulC(step!, Math.Log(b2))));
+                    // The step count is f32 whatever the parameters are (bf16 counts exactly only to 256).
+                    var corr1 = u.As(u.RSubC(1, u.Exp(u.MulC(step!, Math.Log(b1)))), m2);
+                    var corr2 = u.As(u.RSubC(1, u.Exp(u.MulC(step!, Math.Log(b2)))), v2);
                     var mhat = u.Div(m2, corr1);
                     var denom = u.AddC(u.Sqrt(u.Div(v2, corr2)), eps);
                     b.Create("train.update", [p, u.Sub(p, u.MulC(u.Div(mhat, denom), F("lr")))]);
@@ -146,6 +147,9 @@ public sealed class Optimizer : IPass
         public Value Div(Value x, Value y) => b.CreateValue("tensor.div", [x, y]);
         public Value Exp(Value x) => b.CreateValue("tensor.exp", [x]);
         public Value Sqrt(Value x) => b.CreateValue("tensor.sqrt", [x]);
+        /// <summary><paramref name="v"/> in the element type of <paramref name="like"/> (converted when they differ).</summary>
+        public Value As(Value v, Value like) => v.TensorType.DType == like.TensorType.DType ? v
+            : b.CreateValue("tensor.convert", [v], null, v.TensorType.WithSharding(null).WithDType(like.TensorType.DType));
         private Value C(Value like, double c) => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(c))], TensorType.Scalar(like.TensorType.DType));
         public Value MulC(Value v, double c) => Mul(v, C(v, c));
         public Value AddC(Value v, double c) => Add(v, C(v, c));

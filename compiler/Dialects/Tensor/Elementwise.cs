@@ -81,3 +81,30 @@ public sealed class SqrtOp : UnaryElementwiseOp { /** <inheritdoc/> */ public ov
 public sealed class RsqrtOp : UnaryElementwiseOp { /** <inheritdoc/> */ public override string Name => "tensor.rsqrt"; /** <inheritdoc/> */ public override string Summary => "1 / sqrt(x)"; }
 /// <summary><c>tensor.step</c>: 1 where x &gt; 0, else 0 (the derivative of relu; gradients use it as a mask).</summary>
 public sealed class StepOp : UnaryElementwiseOp { /** <inheritdoc/> */ public override string Name => "tensor.step"; /** <inheritdoc/> */ public override string Summary => "1 where x > 0, else 0"; }
+
+/// <summary>
+/// <c>%r = tensor.convert %x : (tensor&lt;4xf32&gt;) -&gt; tensor&lt;4xbf16&gt;</c>: each element in another float type,
+/// rounded to nearest even (the result type says which). Mixed precision runs on it: an optimizer keeps f32
+/// state beside bf16 parameters, and bf16 values are widened where f32 accumulates.
+/// </summary>
+public sealed class ConvertOp : OpDef
+{
+    /// <inheritdoc/>
+    public override string Name => "tensor.convert";
+    /// <inheritdoc/>
+    public override string Summary => "elements in another float type";
+    /// <inheritdoc/>
+    public override int MinOperands => 1;
+    /// <inheritdoc/>
+    public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
+    {
+        var (x, t) = (sig.Operands[0], sig.GivenTensor());
+        sig.RequireFloat(x, "the operand");
+        sig.RequireFloat(t, "the result");
+        if (!t.Shape.SequenceEqual(x.Shape)) throw sig.Error($"result {t.ToSourceString()} must have the shape of {x.ToSourceString()}");
+        return [new TensorType(t.DType, x.Shape)];
+    }
+
+    /// <summary>One parallel factor per dimension.</summary>
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) => ShardingRules.Pointwise(results[0].Shape);
+}
