@@ -39,6 +39,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         root.Subcommands.Add(OptCommand());
         root.Subcommands.Add(ParamsCommand());
         root.Subcommands.Add(RunCommand());
+        root.Subcommands.Add(CostCommand());
         var parsed = root.Parse(args);
         return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
@@ -254,6 +255,40 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             if (settings.TracePath != null) stdout.WriteLine($"wrote {settings.TracePath}");
             if (single != null) return Check(module, single, settings, outcome);
             return 0;
+        }));
+        return c;
+    }
+
+    private Command CostCommand()
+    {
+        var file = FileArg("the .mpl model");
+        var cluster = new Option<string>("--cluster")
+        {
+            Description = $"the cluster: a preset ({string.Join(", ", Cost.Cluster.Presets.Keys)}) or a .json file with the same fields", Required = true,
+        };
+        var json = new Option<bool>("--json") { Description = "print the prediction as one JSON object" };
+        var c = new Command("cost", "predict the step time, throughput and memory of the compiled program on a cluster") { file };
+        c.Options.Add(cluster);
+        c.Options.Add(json);
+        c.Options.Add(_zero);
+        AddFrontEndOptions(c);
+        c.SetAction(r => Guard(() =>
+        {
+            Cost.Cluster described;
+            try { described = Cost.Cluster.Load(r.GetValue(cluster)!); }
+            catch (Cost.ClusterException e) { throw new UserErrorException($"--cluster: {e.Message}"); }
+            var module = CompileToIR(r, r.GetValue(file)!);
+            Cost.StepCost cost;
+            try { cost = Cost.CostModel.Of(module, described); }
+            catch (Cost.ClusterException e) { throw new UserErrorException(e.Message); }
+            // Tokens a step: the first integer input's elements (token ids [batch, positions]).
+            var tokens = ManifestBuilder.Build(module).Inputs.FirstOrDefault(i => i.DType == DType.I32) is { } ids ? ids.Shape.Aggregate(1.0, (a, d) => a * d) : 0;
+            if (r.GetValue(json)) Reports.CostReport.PrintJson(cost, described, tokens, stdout);
+            else Reports.CostReport.Print(cost, described, tokens, stdout);
+            if (cost.Fits) return 0;
+            stderr.WriteLine($"error: the plan does not fit: {Analysis.Units.Bytes(cost.PeakBytes)} at the peak of a device, " +
+                $"{Analysis.Units.Bytes(cost.HbmBytes)} a GPU on {described.Name}");
+            return 1;
         }));
         return c;
     }

@@ -14,7 +14,7 @@ public static partial class Layering
 {
     /// <summary>The compiler's folders, lowest first.</summary>
     public static readonly string[] Order =
-        ["Syntax", "IR", "Dialects", "Lowering", "Analysis", "Interp", "Kernels", "Passes", "Backend", "Driver", "Mplc"];
+        ["Syntax", "IR", "Dialects", "Lowering", "Analysis", "Interp", "Kernels", "Passes", "Cost", "Backend", "Driver", "Mplc"];
 
     /// <summary>
     /// The folders <paramref name="source"/>, a file of folder <paramref name="layer"/> (a compiler folder, or
@@ -38,7 +38,7 @@ public static partial class Layering
     [GeneratedRegex(@"\bParallelCompiler\.(\w+)")]
     private static partial Regex Qualified();
 
-    [GeneratedRegex(@"(?<![\w.])(Syntax|IR|Dialects|Lowering|Analysis|Interp|Kernels|Passes|Backend|Driver|Mplc)\.[A-Z]")]
+    [GeneratedRegex(@"(?<![\w.])(Syntax|IR|Dialects|Lowering|Analysis|Interp|Kernels|Passes|Cost|Backend|Driver|Mplc)\.[A-Z]")]
     private static partial Regex Bare();
 }
 
