@@ -1,8 +1,6 @@
 using System.Globalization;
 using ParallelCompiler.IR;
-using ParallelCompiler.Passes.Infrastructure;
 using ParallelCompiler.Syntax;
-using Spectre.Console;
 
 namespace ParallelCompiler.Driver.Reports;
 

@@ -1,6 +1,5 @@
 using System.Globalization;
 using ParallelCompiler.IR;
-using ParallelCompiler.Passes.Infrastructure;
 using ParallelCompiler.Syntax;
 using Spectre.Console;
 
