@@ -6,7 +6,8 @@ using ParallelCompiler.Lowering;
 using ParallelCompiler.Passes;
 using ParallelCompiler.Syntax;
 
-// Benchmarks of the compiler. Usage: Bench [frontend|sharding|matmul|all] [--repeat N] [--example PATH]
+// Benchmarks of the compiler. Usage: Bench [frontend|sharding|matmul|all|table1 [ROWS]] [--repeat N] [--example PATH]
+// table1: the cost model against Megatron-LM's Table 1 (Table1.cs); minutes, not in all.
 // frontend: parse + lower + verify the transformer of docs/language.md at GPT-3 scale
 //   (-D L=96 -D D=12288 -D S=2048 -D V=51200). Target: under 2 s on a 2-core machine.
 // sharding: sharding-propagation + insert-reshards + spmdize of the same model (with GPT-3's 96 heads and a
@@ -64,6 +65,14 @@ if (which is "frontend" or "all")
         Verifier.Verify(module);
         return $"{module.Walk().Count()} ops";
     });
+}
+
+if (which == "table1")
+{
+    // Slow (every row of the paper compiled at full size): not part of "all".
+    int rows = args.Length > 1 && int.TryParse(args[1], out int n) ? n : 10;
+    Table1.Run(rows);
+    return;
 }
 
 if (which is "sharding" or "all")
