@@ -25,7 +25,10 @@ public sealed class DeviceStats
     /// all_reduce 2(n-1)/n of the tensor, all_gather and all_to_all (n-1)/n of the larger side, reduce_scatter
     /// (n-1)/n of the input, all_slice none.
     /// </summary>
-    public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank)
+    public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank) => Of(func, mesh, rank, PipelineStats.Of(func));
+
+    /// <summary>As <see cref="Of(Operation, DeviceMesh, int)"/> with the function's pipeline statistics already made (null: none).</summary>
+    public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank, PipelineStats? pipeline)
     {
         var s = new DeviceStats();
         var entry = func.Regions[0].Entry;
@@ -58,7 +61,7 @@ public sealed class DeviceStats
                 if (ReferenceEquals(lastUse[v], op) && v is OpResult { Owner.Name: not "tensor.param" }) live -= Bytes(v.TensorType);
         }
         // Microbatches in flight hold their activations at once (one microbatch's are in the walk above).
-        if (PipelineStats.Of(func) is { } ps) peak += Math.Max(0, ps.Devices[me].PeakActivationBytes - ps.Devices[me].PeakActivationBytes / Math.Max(1, ps.Devices[me].PeakMicrobatches));
+        if (pipeline is { } ps) peak += Math.Max(0, ps.Devices[me].PeakActivationBytes - ps.Devices[me].PeakActivationBytes / Math.Max(1, ps.Devices[me].PeakMicrobatches));
         s.PeakBytes = peak;
         return s;
     }

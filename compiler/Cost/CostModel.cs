@@ -119,7 +119,7 @@ public static class CostModel
             step += timeline.Makespan;
             for (int d = 0; d < p; d++)
             {
-                var st = DeviceStats.Of(kfunc, mesh, RankOnPipelineDevice(kfunc, mesh, d));
+                var st = DeviceStats.Of(kfunc, mesh, RankOnPipelineDevice(kfunc, mesh, d), pipeline);
                 double idle = timeline.Makespan - timeline.Busy(d);
                 bubble = Math.Max(bubble, idle);
                 stageCosts.Add(new StageCost(d, busy[d], comm[d], idle, st.PeakBytes));
