@@ -106,6 +106,18 @@ public sealed class DeviceStats
         }
     }
 
+    /// <summary>
+    /// Bytes one device sends in collective <paramref name="op"/> over <paramref name="n"/> devices of an operand of
+    /// <paramref name="inBytes"/> under ring algorithms: all_reduce 2(n-1)/n of it, all_gather (n-1) blocks,
+    /// reduce_scatter and all_to_all (n-1)/n.
+    /// </summary>
+    public static double RingBytesSent(string op, double n, double inBytes) => op switch
+    {
+        "dist.all_reduce" => 2 * (n - 1) / n * inBytes,
+        "dist.all_gather" => (n - 1) * inBytes,
+        _ => (n - 1) / n * inBytes,
+    };
+
     private static void Communication(Operation op, DeviceMesh mesh, int rank, DeviceStats s, int times)
     {
         if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0) return;
@@ -116,9 +128,7 @@ public sealed class DeviceStats
         double n = axes != null ? mesh.Product(axes) : mesh.DeviceCount;
         double sent = op.Name switch
         {
-            "dist.all_reduce" => 2 * (n - 1) / n * inBytes,
-            "dist.all_gather" => (n - 1) * inBytes,
-            "dist.reduce_scatter" or "dist.all_to_all" => (n - 1) / n * inBytes,
+            "dist.all_reduce" or "dist.all_gather" or "dist.reduce_scatter" or "dist.all_to_all" => RingBytesSent(op.Name, n, inBytes),
             "dist.collective_permute" => Dialects.Dist.CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"), m => new IRException(m))
                 .Any(p => p.Source == rank && p.Target != rank) ? inBytes : 0,
             "dist.send" => HasPeer(mesh, rank, op.StringAttr("axis"), (int)op.IntAttr("shift")) ? inBytes : 0,

@@ -74,8 +74,7 @@ public static class CostModel
         {
             int stage = op.GetAttr("stage") is IntAttr st ? (int)st.Value : 0;
             string phase = op.GetAttr("phase") is StringAttr ph ? ph.Value : "forward";
-            int times = phase == "step" || pipeline == null && !op.Results.Any() ? 1 : m;
-            if (pipeline == null) times = 1;
+            int times = pipeline == null || phase == "step" ? 1 : m;
             double seconds;
             bool isComm = op.Dialect is "dist" or "pipe";
             if (isComm)
@@ -152,11 +151,16 @@ public static class CostModel
     private static int Microbatches(Operation func) =>
         func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule") is { } s ? (int)s.IntAttr("microbatches") : 1;
 
+    /// <summary>The mesh axis a pipelined function's stages run over, or null.</summary>
+    private static string? PipelineAxis(Operation? func) =>
+        func?.GetAttr("pipeline") is DictAttr pipe && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis
+            ? axis.Value : null;
+
     private static int RankOnPipelineDevice(Operation func, DeviceMesh mesh, int d)
     {
-        if (func.GetAttr("pipeline") is not DictAttr pipe || pipe.Entries.First(e => e.Key == "axis").Value is not StringAttr axis) return 0;
+        if (PipelineAxis(func) is not { } axis) return 0;
         var coords = new int[mesh.AxisNames.Count];
-        coords[mesh.AxisNames.ToList().IndexOf(axis.Value)] = d;
+        coords[mesh.AxisNames.ToList().IndexOf(axis)] = d;
         return mesh.RankOf(coords);
     }
 
@@ -223,7 +227,7 @@ public static class CostModel
         if (op.Name is "pipe.send" or "dist.send" or "dist.collective_permute")
         {
             // Point to point: one message on the link between the two devices (across nodes unless the peer is in this one).
-            var axisName = op.GetAttr("axis") is StringAttr a1 ? a1.Value : (op.ParentOp?.GetAttr("pipeline") as DictAttr)?.Entries.First(e => e.Key == "axis").Value is StringAttr a2 ? a2.Value : null;
+            string? axisName = op.GetAttr("axis") is StringAttr a ? a.Value : PipelineAxis(op.ParentOp);
             bool sameNode = axisName != null && mesh.AxisNames.Contains(axisName) && SpansOneNode(mesh, [axisName], cluster);
             var link = sameNode ? cluster.IntraNode : cluster.InterNode;
             return (op.Name == "pipe.send" ? "pipe send" : op.Name[5..], m, m / (link.BytesPerSecond * cluster.Efficiency.Network) + link.LatencySeconds);
@@ -248,7 +252,7 @@ public static class CostModel
         }
         // The message size each kind moves: a gather's whole result, a scatter's or all-to-all's input.
         double size = kind == "all_gather" ? m * n : m;
-        double sent = kind switch { "all_reduce" => 2.0 * (n - 1) / n * m, "all_gather" => (n - 1.0) * m, _ => (n - 1.0) / n * m };
+        double sent = DeviceStats.RingBytesSent(op.Name, n, m);
         double seconds;
         if (nodes == 1) seconds = Ring(kind, size, n, cluster.IntraNode);
         else if (kind == "all_reduce")
