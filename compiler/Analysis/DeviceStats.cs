@@ -25,9 +25,11 @@ public sealed class DeviceStats
     /// all_reduce 2(n-1)/n of the tensor, all_gather and all_to_all (n-1)/n of the larger side, reduce_scatter
     /// (n-1)/n of the input, all_slice none.
     /// </summary>
-    public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank) => Of(func, mesh, rank, PipelineStats.Of(func));
+    public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank) => Of(func, mesh, rank,
+        PipelineStats.Of(func));
 
-    /// <summary>As <see cref="Of(Operation, DeviceMesh, int)"/> with the function's pipeline statistics already made (null: none).</summary>
+    /// <summary>As <see cref="Of(Operation, DeviceMesh, int)"/> with the function's pipeline statistics already made
+    /// (null: none).</summary>
     public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank, PipelineStats? pipeline)
     {
         var s = new DeviceStats();
@@ -35,7 +37,8 @@ public sealed class DeviceStats
         // A pipelined program: this device runs its stages' ops, once per microbatch except the per-step ones.
         var schedule = entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
         int m = schedule == null ? 1 : (int)schedule.IntAttr("microbatches"), p = 1, me = 0;
-        if (schedule != null && func.GetAttr("pipeline") is DictAttr pipe && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis)
+        if (schedule != null && func.GetAttr("pipeline") is DictAttr pipe
+            && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis)
         {
             p = mesh.Size(axis.Value);
             me = mesh.Coords(rank)[mesh.AxisNames.ToList().IndexOf(axis.Value)];
@@ -58,10 +61,13 @@ public sealed class DeviceStats
             }
             peak = Math.Max(peak, live);
             foreach (var v in op.Operands.Distinct())
-                if (ReferenceEquals(lastUse[v], op) && v is OpResult { Owner.Name: not "tensor.param" }) live -= Bytes(v.TensorType);
+                if (ReferenceEquals(lastUse[v],
+                    op) && v is OpResult { Owner.Name: not "tensor.param" }) live -= Bytes(v.TensorType);
         }
         // Microbatches in flight hold their activations at once (one microbatch's are in the walk above).
-        if (pipeline is { } ps) peak += Math.Max(0, ps.Devices[me].PeakActivationBytes - ps.Devices[me].PeakActivationBytes / Math.Max(1, ps.Devices[me].PeakMicrobatches));
+        if (pipeline is { } ps) peak += Math.Max(0,
+            ps.Devices[me].PeakActivationBytes - ps.Devices[me].PeakActivationBytes / Math.Max(1,
+            ps.Devices[me].PeakMicrobatches));
         s.PeakBytes = peak;
         return s;
     }
@@ -76,7 +82,8 @@ public sealed class DeviceStats
             : n.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture) + units[u];
     }
 
-    /// <summary>True when the device <paramref name="shift"/> steps along <paramref name="axis"/> exists (sends at the edge go nowhere).</summary>
+    /// <summary>True when the device <paramref name="shift"/> steps along <paramref name="axis"/> exists (sends at the
+    /// edge go nowhere).</summary>
     private static bool HasPeer(DeviceMesh mesh, int rank, string axis, int shift)
     {
         int a = mesh.AxisNames.ToList().IndexOf(axis);
@@ -97,7 +104,8 @@ public sealed class DeviceStats
         switch (op.Name)
         {
             case "tensor.matmul": return 2 * n * op.OperandType(0).Shape[^1];
-            case "tensor.param" or "tensor.constant" or "tensor.reshape" or "tensor.transpose" or "tensor.broadcast" or "tensor.concat"
+            case "tensor.param" or "tensor.constant" or "tensor.reshape" or "tensor.transpose" or "tensor.broadcast" or
+                "tensor.concat"
                 or "tensor.embedding": return 0;
             case "tensor.sum" or "tensor.mean" or "tensor.max": return op.OperandType(0).NumElements;
             case "tensor.softmax" or "tensor.cross_entropy": return 5.0 * op.OperandType(0).NumElements;
@@ -123,13 +131,16 @@ public sealed class DeviceStats
         if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0) return;
         double inBytes = Bytes(op.OperandType(0));
         // The microbatch axis runs in time on this device: summing over it sends nothing.
-        var axes = op.GetAttr("axes") is ArrayAttr a ? a.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray() : null;
+        var axes = op.GetAttr("axes") is ArrayAttr a ? a.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray()
+            : null;
         if (axes is { Length: 0 }) return;
         double n = axes != null ? mesh.Product(axes) : mesh.DeviceCount;
         double sent = op.Name switch
         {
-            "dist.all_reduce" or "dist.all_gather" or "dist.reduce_scatter" or "dist.all_to_all" => RingBytesSent(op.Name, n, inBytes),
-            "dist.collective_permute" => Dialects.Dist.CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"), m => new IRException(m))
+            "dist.all_reduce" or "dist.all_gather" or "dist.reduce_scatter" or "dist.all_to_all" =>
+                RingBytesSent(op.Name, n, inBytes),
+            "dist.collective_permute" => Dialects.Dist.CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"),
+                m => new IRException(m))
                 .Any(p => p.Source == rank && p.Target != rank) ? inBytes : 0,
             "dist.send" => HasPeer(mesh, rank, op.StringAttr("axis"), (int)op.IntAttr("shift")) ? inBytes : 0,
             "pipe.send" => inBytes,

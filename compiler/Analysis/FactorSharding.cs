@@ -10,7 +10,8 @@ namespace ParallelCompiler.Analysis;
 /// </summary>
 public static class FactorSharding
 {
-    /// <summary>A tensor taking part in an op: its sharding (null when not decided) and how strongly it holds it.</summary>
+    /// <summary>A tensor taking part in an op: its sharding (null when not decided) and how strongly it holds
+    /// it.</summary>
     public readonly record struct Vote(Sharding? Sharding, long Weight);
 
     /// <summary>
@@ -39,7 +40,8 @@ public static class FactorSharding
     }
 
     /// <summary>Writes an assignment back as a tensor's sharding (with the given partial-sum axes).</summary>
-    public static Sharding Project(ShardingRule rule, int[][] dims, IReadOnlyList<string>[] assign, DeviceMesh mesh, IEnumerable<string>? partial = null)
+    public static Sharding Project(ShardingRule rule, int[][] dims, IReadOnlyList<string>[] assign, DeviceMesh mesh,
+        IEnumerable<string>? partial = null)
     {
         var result = new List<string>[dims.Length];
         for (int d = 0; d < dims.Length; d++)
@@ -75,7 +77,8 @@ public static class FactorSharding
             if (votes[t].Sharding is not { } s) continue;
             var read = Read(rule, tensors[t], s, mesh);
             for (int f = 0; f < n; f++)
-                if (read[f].Count > 0 && votes[t].Weight > weight[f]) { best[f] = read[f]; weight[f] = votes[t].Weight; }
+                if (read[f].Count > 0 && votes[t].Weight > weight[f]) { best[f] = read[f]; weight[f] =
+                    votes[t].Weight; }
         }
         var assign = Empty(n);
         var used = new HashSet<string>();
@@ -107,9 +110,11 @@ public static class FactorSharding
         return assign;
     }
 
-    /// <summary>The axes over which the op's result is a partial sum: those of its split reduction factors, in mesh order.</summary>
+    /// <summary>The axes over which the op's result is a partial sum: those of its split reduction factors, in mesh
+    /// order.</summary>
     public static string[] PartialAxes(ShardingRule rule, IReadOnlyList<string>[] assign, DeviceMesh mesh) =>
-        Enumerable.Range(0, rule.NumFactors).Where(f => rule.Kinds[f] == FactorKind.Reduction).SelectMany(f => assign[f])
+        Enumerable.Range(0, rule.NumFactors).Where(f => rule.Kinds[f] == FactorKind.Reduction).SelectMany(f =>
+            assign[f])
             .OrderBy(a => mesh.AxisNames.ToList().IndexOf(a)).ToArray();
 
     /// <summary>The sharding rule of an op as it stands (global types), or null when it has none.</summary>

@@ -4,7 +4,8 @@ using ParallelCompiler.Runtime.Pipeline;
 namespace ParallelCompiler.Analysis;
 
 /// <summary>What one device of the pipeline axis does in one step of a pipelined program, under its schedule.</summary>
-public sealed record PipelineDeviceStats(int Device, IReadOnlyList<int> Stages, double ForwardFlops, double BackwardFlops, double StepFlops,
+public sealed record PipelineDeviceStats(int Device, IReadOnlyList<int> Stages, double ForwardFlops,
+    double BackwardFlops, double StepFlops,
     double Busy, double Bubble, int PeakMicrobatches, long PeakActivationBytes);
 
 /// <summary>
@@ -25,7 +26,8 @@ public sealed class PipelineStats
     /// <summary>Forward and backward FLOPs of one microbatch through each stage.</summary>
     public IReadOnlyList<(double Forward, double Backward)> StageFlops { get; }
 
-    private PipelineStats(IReadOnlyList<PipelineDeviceStats> devices, Timeline timeline, (string, int, int) schedule, IReadOnlyList<(double, double)> stageFlops)
+    private PipelineStats(IReadOnlyList<PipelineDeviceStats> devices, Timeline timeline, (string, int, int) schedule,
+        IReadOnlyList<(double, double)> stageFlops)
     {
         Devices = devices;
         Timeline = timeline;
@@ -63,17 +65,21 @@ public sealed class PipelineStats
                     fwd[s] += f;
                     // A forward value its stage's backward reads is held until that backward runs.
                     foreach (var r in op.Results)
-                        if (op.Name is not ("tensor.param" or "tensor.constant") && r.Uses.Any(u => PhaseOf(u.Op) == "backward" && StageOf(u.Op) == s))
+                        if (op.Name is not ("tensor.param" or "tensor.constant")
+                            && r.Uses.Any(u => PhaseOf(u.Op) == "backward" && StageOf(u.Op) == s))
                             held[s] += r.TensorType.NumElements * r.TensorType.DType.Size();
                     break;
             }
         }
         // Arguments are read per microbatch by their stages' backward too (labels by the loss's gradient).
         foreach (var a in entry.Arguments)
-            foreach (int s in a.Uses.Where(u => PhaseOf(u.Op) == "backward").Select(u => StageOf(u.Op)).Where(s => s >= 0).Distinct())
+            foreach (int s in a.Uses.Where(u => PhaseOf(u.Op) == "backward").Select(u => StageOf(u.Op)).Where(s =>
+                s >= 0).Distinct())
                 held[s] += a.TensorType.NumElements * a.TensorType.DType.Size();
 
-        var timeline = Timeline.Simulate(order, (stage, phase) => staged ? (phase == Phase.Forward ? fwd[stage] : bwd[stage]) : phase == Phase.Forward ? fwd[0] : bwd[0]);
+        var timeline = Timeline.Simulate(order, (stage,
+            phase) => staged ? (phase == Phase.Forward ? fwd[stage] : bwd[stage]) : phase == Phase.Forward ? fwd[0]
+            : bwd[0]);
         var devices = new List<PipelineDeviceStats>();
         for (int d = 0; d < p; d++)
         {
@@ -90,10 +96,12 @@ public sealed class PipelineStats
                 peakCount = Math.Max(peakCount, inFlight);
                 peakBytes = Math.Max(peakBytes, bytes);
             }
-            devices.Add(new PipelineDeviceStats(d, mine, mine.Sum(s => fwd[s]) * m, mine.Sum(s => bwd[s]) * m, mine.Sum(s => step[s]),
+            devices.Add(new PipelineDeviceStats(d, mine, mine.Sum(s => fwd[s]) * m, mine.Sum(s => bwd[s]) * m,
+                mine.Sum(s => step[s]),
                 timeline.Busy(d), timeline.BubbleFraction(d), peakCount, peakBytes));
         }
-        return new PipelineStats(devices, timeline, (sched.StringAttr("kind"), m, chunks), Enumerable.Range(0, stages).Select(s => (fwd[s], bwd[s])).ToList());
+        return new PipelineStats(devices, timeline, (sched.StringAttr("kind"), m, chunks), Enumerable.Range(0,
+            stages).Select(s => (fwd[s], bwd[s])).ToList());
     }
 
     /// <summary>
@@ -106,11 +114,14 @@ public sealed class PipelineStats
         int slots = (int)Math.Round(t.Makespan);
         var cells = new string[order.Count, slots];
         foreach (var task in t.Tasks)
-            for (int k = (int)Math.Round(task.Start); k < (int)Math.Round(task.End); k++) cells[task.Device, k] = task.Task.Label(chunks);
+            for (int k = (int)Math.Round(task.Start); k < (int)Math.Round(task.End); k++) cells[task.Device,
+                k] = task.Task.Label(chunks);
         int width = Math.Max(3, t.Tasks.Select(x => x.Task.Label(chunks).Length).DefaultIfEmpty(2).Max());
         var sb = new System.Text.StringBuilder();
         string head = "device".PadRight(8);
-        sb.Append(head).AppendJoin(" ", Enumerable.Range(0, slots).Select(k => k.ToString(System.Globalization.CultureInfo.InvariantCulture).PadLeft(width))).AppendLine();
+        sb.Append(head).AppendJoin(" ", Enumerable.Range(0,
+            slots).Select(k
+            => k.ToString(System.Globalization.CultureInfo.InvariantCulture).PadLeft(width))).AppendLine();
         for (int d = 0; d < order.Count; d++)
         {
             sb.Append(d.ToString(System.Globalization.CultureInfo.InvariantCulture).PadRight(8));

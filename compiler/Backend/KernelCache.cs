@@ -33,7 +33,8 @@ public static class KernelCache
     {
         try
         {
-            foreach (var f in new DirectoryInfo(dir).GetFiles("*.so").OrderByDescending(f => f.LastWriteTimeUtc).Skip(keep)) f.Delete();
+            foreach (var f in new DirectoryInfo(dir).GetFiles("*.so").OrderByDescending(f =>
+                f.LastWriteTimeUtc).Skip(keep)) f.Delete();
         }
         catch (IOException) { } // another run pruned it first
     }

@@ -6,20 +6,24 @@ using ParallelCompiler.Runtime.Pipeline;
 
 namespace ParallelCompiler.Cost;
 
-/// <summary>One kind of collective of a step: how many, the bytes one device sends, its time, and the share not hidden under compute.</summary>
+/// <summary>One kind of collective of a step: how many, the bytes one device sends, its time, and the share not hidden
+/// under compute.</summary>
 public sealed record CollectiveCost(string Kind, int Count, double BytesSent, double Seconds, double ExposedSeconds);
 
 /// <summary>A pipeline device's share of a step: its compute and communication, and how long it stands idle.</summary>
-public sealed record StageCost(int Device, double ComputeSeconds, double CommSeconds, double IdleSeconds, double PeakBytes);
+public sealed record StageCost(int Device, double ComputeSeconds, double CommSeconds, double IdleSeconds,
+    double PeakBytes);
 
 /// <summary>The predicted step of a compiled program on a cluster (docs/cost-model.md defines every term).</summary>
 public sealed record StepCost(
-    double StepSeconds, double ComputeSeconds, double BubbleSeconds, IReadOnlyList<CollectiveCost> Collectives, IReadOnlyList<StageCost> Stages,
+    double StepSeconds, double ComputeSeconds, double BubbleSeconds, IReadOnlyList<CollectiveCost> Collectives,
+        IReadOnlyList<StageCost> Stages,
     double FlopsPerDevice, double ModelFlopsPerDevice, double PeakFlops, double PeakBytes, double HbmBytes, int Devices)
 {
     /// <summary>Communication on the critical path.</summary>
     public double ExposedCommSeconds => Collectives.Sum(c => c.ExposedSeconds);
-    /// <summary>FLOP/s a GPU achieves, counting every FLOP the program does (recomputed forwards included, as Megatron-LM counts).</summary>
+    /// <summary>FLOP/s a GPU achieves, counting every FLOP the program does (recomputed forwards included, as
+    /// Megatron-LM counts).</summary>
     public double FlopsPerSecondPerGpu => FlopsPerDevice / StepSeconds;
     /// <summary>Model FLOP utilisation: the FLOPs of the model without recomputation, over the peak.</summary>
     public double Mfu => ModelFlopsPerDevice / StepSeconds / PeakFlops;
@@ -39,18 +43,22 @@ public sealed record StepCost(
 /// </summary>
 public static class CostModel
 {
-    /// <summary>The cost of <paramref name="module"/> (per-device, before or after form-kernels) on <paramref name="cluster"/>.</summary>
+    /// <summary>The cost of <paramref name="module"/> (per-device, before or after form-kernels) on <paramref
+    /// name="cluster"/>.</summary>
     public static StepCost Of(Operation module, Cluster cluster)
     {
-        if (!module.IsSpmd()) throw new IRException("the cost model needs the per-device program: the pipeline must run spmdize");
+        if (!module.IsSpmd()) throw new IRException("the cost model needs the per-device program: the pipeline must "
+            + "run spmdize");
         var mesh = module.DeviceMesh();
         var physical = module.PhysicalMesh();
         if (physical.DeviceCount > cluster.Gpus)
-            throw new ClusterException($"the mesh ({physical}) needs {physical.DeviceCount} GPUs; cluster '{cluster.Name}' has {cluster.Gpus} ({cluster.Nodes} nodes of {cluster.GpusPerNode})");
+            throw new ClusterException($"the mesh ({physical}) needs {physical.DeviceCount} GPUs; cluster "
+                + $"'{cluster.Name}' has {cluster.Gpus} ({cluster.Nodes} nodes of {cluster.GpusPerNode})");
         var func = module.EntryFunction() ?? throw new IRException("the module has no entry function");
         // FLOPs as the program does them, and without the recomputed forward (the model's own).
         var all = DeviceStats.Of(func, mesh, 0);
-        double recomputed = func.Regions[0].Entry.Operations.Where(o => o.GetAttr("recompute") != null).Sum(DeviceStats.OpFlops)
+        double recomputed = func.Regions[0].Entry.Operations.Where(o =>
+            o.GetAttr("recompute") != null).Sum(DeviceStats.OpFlops)
             * Microbatches(func);
         // Times come from the kernels as the back end forms them.
         var kernels = module.Functions().Any(f => f.GetAttr("kernel") != null) ? module : FormedKernels(module);
@@ -68,8 +76,10 @@ public static class CostModel
         bool syncStarted = false;
         var comm = new double[p];
         var busy = new double[p];
-        // Per pipeline device (its stages' ops), by kind: how many, bytes sent, seconds, and the seconds of gradient synchronisation.
-        var collectives = Enumerable.Range(0, p).Select(_ => new Dictionary<string, (int Count, double Bytes, double Seconds, double Sync)>(StringComparer.Ordinal)).ToArray();
+        // Per pipeline device (its stages' ops), by kind: how many, bytes sent, seconds, and the seconds of gradient
+        // synchronisation.
+        var collectives = Enumerable.Range(0, p).Select(_ => new Dictionary<string, (int Count, double Bytes,
+            double Seconds, double Sync)>(StringComparer.Ordinal)).ToArray();
         foreach (var op in entry.Operations)
         {
             int stage = op.GetAttr("stage") is IntAttr st ? (int)st.Value : 0;
@@ -79,13 +89,15 @@ public static class CostModel
             bool isComm = op.Dialect is "dist" or "pipe";
             if (isComm)
             {
-                var (kind, bytes, secs) = Collective(op, physical, cluster); // devices are numbered without the microbatch axis
+                // devices are numbered without the microbatch axis
+                var (kind, bytes, secs) = Collective(op, physical, cluster);
                 if (kind == null) continue;
                 seconds = secs;
                 bool overlapped = sync.Contains(op);
                 var mine = collectives[stage % p];
                 var c = mine.GetValueOrDefault(kind);
-                mine[kind] = (c.Count + times, c.Bytes + bytes * times, c.Seconds + secs * times, c.Sync + (overlapped ? secs * times : 0));
+                mine[kind] = (c.Count + times, c.Bytes + bytes * times, c.Seconds + secs * times,
+                    c.Sync + (overlapped ? secs * times : 0));
                 comm[stage % p] += secs * times;
                 if (overlapped)
                 {
@@ -112,9 +124,11 @@ public static class CostModel
         if (pipeline != null)
         {
             var sched = entry.Operations.First(o => o.Name == "pipe.schedule");
-            var order = Dialects.Pipe.ScheduleOpDef.Order(sched.GetAttr("order"), m, (int)sched.IntAttr("chunks"), msg => new IRException(msg));
+            var order = Dialects.Pipe.ScheduleOpDef.Order(sched.GetAttr("order"), m, (int)sched.IntAttr("chunks"),
+                msg => new IRException(msg));
             bool staged = entry.Operations.Any(o => o.GetAttr("stage") != null);
-            var timeline = Timeline.Simulate(order, (s, ph) => ph == Phase.Forward ? fwd[staged ? s : 0] : bwd[staged ? s : 0]);
+            var timeline = Timeline.Simulate(order, (s,
+                ph) => ph == Phase.Forward ? fwd[staged ? s : 0] : bwd[staged ? s : 0]);
             step += timeline.Makespan;
             for (int d = 0; d < p; d++)
             {
@@ -133,10 +147,12 @@ public static class CostModel
         var list = collectives[critical].OrderBy(c => c.Key, StringComparer.Ordinal).Select(c =>
         {
             double exposedSync = syncSeconds > 0 ? c.Value.Sync * (1 - hidden / syncSeconds) : 0;
-            return new CollectiveCost(c.Key, c.Value.Count, c.Value.Bytes, c.Value.Seconds, c.Value.Seconds - c.Value.Sync + exposedSync);
+            return new CollectiveCost(c.Key, c.Value.Count, c.Value.Bytes, c.Value.Seconds,
+                c.Value.Seconds - c.Value.Sync + exposedSync);
         }).ToList();
         double peakBytes = stageCosts.Max(s => s.PeakBytes);
-        return new StepCost(step, busy[critical], bubble, list, stageCosts, all.Flops, all.Flops - recomputed, cluster.Peak(MainDType(func)), peakBytes,
+        return new StepCost(step, busy[critical], bubble, list, stageCosts, all.Flops, all.Flops - recomputed,
+            cluster.Peak(MainDType(func)), peakBytes,
             cluster.HbmBytes, physical.DeviceCount);
     }
 
@@ -149,7 +165,8 @@ public static class CostModel
     }
 
     private static int Microbatches(Operation func) =>
-        func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule") is { } s ? (int)s.IntAttr("microbatches") : 1;
+        func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule") is { } s
+            ? (int)s.IntAttr("microbatches") : 1;
 
     /// <summary>The mesh axis a pipelined function's stages run over, or null.</summary>
     private static string? PipelineAxis(Operation? func) =>
@@ -164,7 +181,8 @@ public static class CostModel
         return mesh.RankOf(coords);
     }
 
-    /// <summary>The element type most of the program's matmul work is in (its peak is the one utilisation is measured against).</summary>
+    /// <summary>The element type most of the program's matmul work is in (its peak is the one utilisation is measured
+    /// against).</summary>
     private static DType MainDType(Operation func) =>
         func.Walk().Where(o => o.Name == "tensor.matmul").GroupBy(o => o.Result.TensorType.DType)
             .OrderByDescending(g => g.Sum(DeviceStats.OpFlops)).Select(g => g.Key).DefaultIfEmpty(DType.F32).First();
@@ -181,7 +199,8 @@ public static class CostModel
         {
             var op = ops[i];
             if (op.Name == "train.update") { side.Add(op); continue; }
-            if (op.Results.Count > 0 && op.Results.All(r => r.HasUses && r.Uses.All(u => side.Contains(u.Op)))) side.Add(op);
+            if (op.Results.Count > 0 && op.Results.All(r => r.HasUses
+                && r.Uses.All(u => side.Contains(u.Op)))) side.Add(op);
         }
         return side;
     }
@@ -192,12 +211,15 @@ public static class CostModel
     /// </summary>
     public static double KernelSeconds(Operation op, Operation module, Cluster cluster)
     {
-        if (op.Dialect is not ("tensor" or "kernel") || op.Name is "tensor.param" or "tensor.constant" || op.Results.Count != 1) return 0;
+        if (op.Dialect is not ("tensor" or "kernel") || op.Name is "tensor.param" or "tensor.constant"
+            || op.Results.Count != 1) return 0;
         double flops = DeviceStats.OpFlops(op);
-        double bytes = op.Operands.Concat<Value>(op.Results).Sum(v => (double)v.TensorType.NumElements * v.TensorType.DType.Size());
+        double bytes = op.Operands.Concat<Value>(op.Results).Sum(v =>
+            (double)v.TensorType.NumElements * v.TensorType.DType.Size());
         var e = cluster.Efficiency;
         var body = op.Name == "kernel.launch" ? module.Function(op.StringAttr("callee")) : null;
-        var matmul = body != null ? body.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "tensor.matmul") : op.Name == "tensor.matmul" ? op : null;
+        var matmul = body != null ? body.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "tensor.matmul")
+            : op.Name == "tensor.matmul" ? op : null;
         double eff = e.Matmul;
         if (matmul != null)
         {
@@ -220,19 +242,25 @@ public static class CostModel
     /// A collective's kind, the bytes one device sends and its alpha-beta time over the links of its group
     /// (docs/cost-model.md); kind null for what moves nothing (a slice, a group of one, the microbatch axis).
     /// </summary>
-    public static (string? Kind, double Bytes, double Seconds) Collective(Operation op, DeviceMesh mesh, Cluster cluster)
+    public static (string? Kind, double Bytes, double Seconds) Collective(Operation op, DeviceMesh mesh,
+        Cluster cluster)
     {
-        if (op.Operands.Count == 0 || op.Name is "dist.all_slice" or "pipe.recv" or "pipe.schedule" or "dist.recv") return (null, 0, 0);
+        if (op.Operands.Count == 0 || op.Name is "dist.all_slice" or "pipe.recv" or "pipe.schedule" or "dist.recv")
+            return (null, 0, 0);
         double m = (double)op.OperandType(0).NumElements * op.OperandType(0).DType.Size();
         if (op.Name is "pipe.send" or "dist.send" or "dist.collective_permute")
         {
-            // Point to point: one message on the link between the two devices (across nodes unless the peer is in this one).
+            // Point to point: one message on the link between the two devices (across nodes unless the peer is in this
+            // one).
             string? axisName = op.GetAttr("axis") is StringAttr a ? a.Value : PipelineAxis(op.ParentOp);
-            bool sameNode = axisName != null && mesh.AxisNames.Contains(axisName) && SpansOneNode(mesh, [axisName], cluster);
+            bool sameNode = axisName != null && mesh.AxisNames.Contains(axisName) && SpansOneNode(mesh, [axisName],
+                cluster);
             var link = sameNode ? cluster.IntraNode : cluster.InterNode;
-            return (op.Name == "pipe.send" ? "pipe send" : op.Name[5..], m, m / (link.BytesPerSecond * cluster.Efficiency.Network) + link.LatencySeconds);
+            return (op.Name == "pipe.send" ? "pipe send" : op.Name[5..], m,
+                m / (link.BytesPerSecond * cluster.Efficiency.Network) + link.LatencySeconds);
         }
-        var axes = op.GetAttr("axes") is ArrayAttr arr ? arr.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray() : [];
+        var axes = op.GetAttr("axes") is ArrayAttr arr
+            ? arr.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray() : [];
         int n = (int)mesh.Product(axes);
         if (n <= 1) return (null, 0, 0);
         string kind = op.Name[5..];
@@ -257,18 +285,22 @@ public static class CostModel
         if (nodes == 1) seconds = Ring(kind, size, n, cluster.IntraNode);
         else if (kind == "all_reduce")
         {
-            // Hierarchical: reduce-scatter inside each node, all-reduce of one node's share across nodes, all-gather back;
+            // Hierarchical: reduce-scatter inside each node, all-reduce of one node's share across nodes, all-gather
+            // back;
             // or a tree across all GPUs (NCCL picks it for small messages): whichever is faster.
-            double hier = Ring("reduce_scatter", m, perNode, cluster.IntraNode) + Ring("all_reduce", m / perNode, nodes, cluster.InterNode)
+            double hier = Ring("reduce_scatter", m, perNode, cluster.IntraNode) + Ring("all_reduce", m / perNode, nodes,
+                cluster.InterNode)
                 + Ring("all_gather", m, perNode, cluster.IntraNode);
-            double tree = 2 * Math.Ceiling(Math.Log2(n)) * cluster.InterNode.LatencySeconds + 2 * m / (cluster.InterNode.BytesPerSecond * eff);
+            double tree = 2 * Math.Ceiling(Math.Log2(n)) * cluster.InterNode.LatencySeconds
+                + 2 * m / (cluster.InterNode.BytesPerSecond * eff);
             seconds = Math.Min(hier, tree);
         }
         else seconds = Ring(kind, size, n, cluster.InterNode);
         return (kind, sent, seconds);
     }
 
-    /// <summary>True when every group over <paramref name="axes"/> lies inside one node (ranks are row-major over the mesh).</summary>
+    /// <summary>True when every group over <paramref name="axes"/> lies inside one node (ranks are row-major over the
+    /// mesh).</summary>
     private static bool SpansOneNode(DeviceMesh mesh, string[] axes, Cluster cluster) =>
         mesh.Group(0, axes).Select(r => r / cluster.GpusPerNode).Distinct().Count() == 1;
 }

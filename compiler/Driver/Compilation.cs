@@ -12,18 +12,21 @@ public static class Compilation
     public static SourceText ReadSource(string path)
     {
         try { return SourceText.Load(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or
+            NotSupportedException)
         {
             throw new UserErrorException($"cannot read '{path}': {e.Message}");
         }
     }
 
-    /// <summary>Parses and lowers a .mpl file to verified tensor IR, or throws <see cref="CompilationFailedException"/>.</summary>
+    /// <summary>Parses and lowers a .mpl file to verified tensor IR, or throws <see
+    /// cref="CompilationFailedException"/>.</summary>
     public static Operation FrontEnd(SourceText src, CompileOptions options, DiagnosticBag diags)
     {
         var program = MplSyntax.Parse(src, diags) ?? throw new CompilationFailedException(diags);
         var module = Elaborator.Lower(program, diags, options) ?? throw new CompilationFailedException(diags);
-        if (Verifier.Check(module) is { } problem) throw new InvalidOperationException($"the front end produced invalid IR: {problem}");
+        if (Verifier.Check(module) is { } problem) throw new InvalidOperationException($"the front end produced "
+            + $"invalid IR: {problem}");
         return module;
     }
 
@@ -40,7 +43,8 @@ public static class Compilation
     }
 
     /// <summary>Runs a pipeline string over <paramref name="module"/> with the given printing options.</summary>
-    public static PassManager RunPipeline(Operation module, string pipeline, IRPrintingOptions options, PassRegistry registry,
+    public static PassManager RunPipeline(Operation module, string pipeline, IRPrintingOptions options,
+        PassRegistry registry,
         Action<PassWarning>? warn = null)
     {
         PipelineBuilder parsed;
@@ -49,8 +53,10 @@ public static class Compilation
         return RunPipeline(module, parsed, options, registry, warn);
     }
 
-    /// <summary>Runs <paramref name="pipeline"/> on <paramref name="module"/>; an unknown pass or option is a user error.</summary>
-    public static PassManager RunPipeline(Operation module, PipelineBuilder pipeline, IRPrintingOptions options, PassRegistry registry,
+    /// <summary>Runs <paramref name="pipeline"/> on <paramref name="module"/>; an unknown pass or option is a user
+    /// error.</summary>
+    public static PassManager RunPipeline(Operation module, PipelineBuilder pipeline, IRPrintingOptions options,
+        PassRegistry registry,
         Action<PassWarning>? warn = null)
     {
         List<IPass> passes;

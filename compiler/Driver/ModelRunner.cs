@@ -17,14 +17,17 @@ namespace ParallelCompiler.Driver;
 /// </summary>
 public static class ModelRunner
 {
-    /// <summary>Runs the module's entry function <see cref="RunSettings.Steps"/> times; <paramref name="onStep"/> hears of every step.</summary>
-    public static RunOutcome Run(Operation module, RunSettings s, TextWriter log, Action<int, NDArray, TimeSpan>? onStep = null)
+    /// <summary>Runs the module's entry function <see cref="RunSettings.Steps"/> times; <paramref name="onStep"/> hears
+    /// of every step.</summary>
+    public static RunOutcome Run(Operation module, RunSettings s, TextWriter log, Action<int, NDArray,
+        TimeSpan>? onStep = null)
     {
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
         var manifest = ManifestBuilder.Build(module);
         if (!module.IsSpmd())
         {
-            if (s.TracePath != null) throw new UserErrorException("--trace needs a per-device program: the pipeline must run spmdize");
+            if (s.TracePath != null) throw new UserErrorException("--trace needs a per-device program: the pipeline "
+                + "must run spmdize");
             return ModelSession.Run(manifest, null, s, log, onStep, (args, parameters, updates, _) =>
             {
                 try
@@ -47,13 +50,16 @@ public static class ModelRunner
         return ModelSession.Run(manifest, program, s, log, onStep, machine: gpu);
     }
 
-    /// <summary>The GPUs of <c>--backend cuda</c> with the module's PTX, or the emulated GPUs of <c>cuda-emu</c> with its host-grid kernels.</summary>
+    /// <summary>The GPUs of <c>--backend cuda</c> with the module's PTX, or the emulated GPUs of <c>cuda-emu</c> with
+    /// its host-grid kernels.</summary>
     private static Runtime.Gpu.GpuMachine OpenGpus(Operation module, RunSettings s)
     {
         var specs = Backend.KernelCompiler.Specs(module);
         var launches = specs.Select(Backend.BundleWriter.Launch).ToArray();
-        if (s.Backend == "cuda") return Runtime.Gpu.GpuMachine.OpenCuda(Backend.KernelCompiler.Ptx(specs, collectives: true), launches, s.Gpus);
-        return WithHostLibrary(module, Backend.Llvm.KernelTarget.HostGrid, so => Runtime.Gpu.GpuMachine.OpenEmulated(so, launches, s.Gpus ?? 1));
+        if (s.Backend == "cuda") return Runtime.Gpu.GpuMachine.OpenCuda(Backend.KernelCompiler.Ptx(specs,
+            collectives: true), launches, s.Gpus);
+        return WithHostLibrary(module, Backend.Llvm.KernelTarget.HostGrid, so => Runtime.Gpu.GpuMachine.OpenEmulated(so,
+            launches, s.Gpus ?? 1));
     }
 
     /// <summary>
@@ -100,10 +106,12 @@ public static class ModelRunner
     /// <summary>A one-line summary of an array for the terminal.</summary>
     public static string Summary(NDArray a)
     {
-        if (a.Size == 1) return $"{a.TypeString} = {a.GetDouble(0).ToString("G7", System.Globalization.CultureInfo.InvariantCulture)}";
+        if (a.Size == 1) return $"{a.TypeString} = "
+            + $"{a.GetDouble(0).ToString("G7", System.Globalization.CultureInfo.InvariantCulture)}";
         if (a.Size == 0) return $"{a.TypeString} (empty)";
         double sum = 0, min = double.PositiveInfinity, max = double.NegativeInfinity;
-        for (long i = 0; i < a.Size; i++) { double v = a.GetDouble(i); sum += v; min = Math.Min(min, v); max = Math.Max(max, v); }
+        for (long i = 0; i < a.Size; i++) { double v = a.GetDouble(i); sum += v; min = Math.Min(min,
+            v); max = Math.Max(max, v); }
         string F(double v) => v.ToString("G5", System.Globalization.CultureInfo.InvariantCulture);
         return $"{a.TypeString} mean {F(sum / a.Size)}, min {F(min)}, max {F(max)}";
     }

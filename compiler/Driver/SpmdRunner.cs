@@ -5,7 +5,8 @@ using ParallelCompiler.Runtime.Execution;
 
 namespace ParallelCompiler.Driver;
 
-/// <summary>Runs a per-device module on simulated devices (through the runtime's <see cref="Runtime.Model.ProgramRunner"/>).</summary>
+/// <summary>Runs a per-device module on simulated devices (through the runtime's <see
+/// cref="Runtime.Model.ProgramRunner"/>).</summary>
 public static class SpmdRunner
 {
     /// <summary>
@@ -14,7 +15,9 @@ public static class SpmdRunner
     /// new global value of every parameter the program updates into <paramref name="updates"/>.
     /// </summary>
     public static IReadOnlyList<NDArray> Run(Operation module, Operation func, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null, Trace? trace = null,
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null,
+            Trace? trace = null,
         Func<Operation, IKernel>? kernels = null) =>
-        Runtime.Model.ProgramRunner.Run(ManifestBuilder.Build(module), DeviceProgramBuilder.Build(func, kernels), args, parameters, timeout, updates, trace);
+        Runtime.Model.ProgramRunner.Run(ManifestBuilder.Build(module), DeviceProgramBuilder.Build(func, kernels), args,
+            parameters, timeout, updates, trace);
 }

@@ -121,9 +121,11 @@ public sealed class ArrayAttr(IEnumerable<Attr> items) : Attr
     /// <inheritdoc/>
     public override string ToString() => "[" + string.Join(", ", Items) + "]";
     /// <summary>The elements as integers; throws when one is not an integer.</summary>
-    public long[] AsInts() => Items.Select(i => i is IntAttr n ? n.Value : throw new InvalidCastException($"{i} is not an integer")).ToArray();
+    public long[] AsInts() => Items.Select(i => i is IntAttr n ? n.Value
+        : throw new InvalidCastException($"{i} is not an integer")).ToArray();
     /// <summary>The elements as strings; throws when one is not a string.</summary>
-    public string[] AsStrings() => Items.Select(i => i is StringAttr n ? n.Value : throw new InvalidCastException($"{i} is not a string")).ToArray();
+    public string[] AsStrings() => Items.Select(i => i is StringAttr n ? n.Value
+        : throw new InvalidCastException($"{i} is not a string")).ToArray();
 }
 
 /// <summary>A dictionary with keys in sorted order: <c>{a = 1, b = "x"}</c>.</summary>
@@ -145,7 +147,8 @@ public sealed class DictAttr : Attr
     /// <inheritdoc/>
     public override bool Equals(Attr? o) => o is DictAttr d && d.Entries.SequenceEqual(Entries);
     /// <inheritdoc/>
-    public override string ToString() => "{" + string.Join(", ", Entries.Select(e => $"{Printer.AttrKey(e.Key)} = {e.Value}")) + "}";
+    public override string ToString() => "{" + string.Join(", ",
+        Entries.Select(e => $"{Printer.AttrKey(e.Key)} = {e.Value}")) + "}";
 }
 
 /// <summary>A type used as an attribute.</summary>

@@ -1,6 +1,7 @@
 namespace ParallelCompiler.IR;
 
-/// <summary>A list of operations with arguments. Operations form an intrusive doubly-linked list so rewrites are O(1).</summary>
+/// <summary>A list of operations with arguments. Operations form an intrusive doubly-linked list so rewrites are
+/// O(1).</summary>
 public sealed class Block
 {
     private readonly List<BlockArgument> _args = new();

@@ -19,8 +19,10 @@ public sealed class Builder
     /// <summary>Inserts before <paramref name="op"/>.</summary>
     public void SetInsertionPointBefore(Operation op) { Block = op.Block; Before = op; }
 
-    /// <summary>Creates and inserts an op; result types are inferred (or checked against <paramref name="resultTypes"/>).</summary>
-    public Operation Create(string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string, Attr>>? attrs = null,
+    /// <summary>Creates and inserts an op; result types are inferred (or checked against <paramref
+    /// name="resultTypes"/>).</summary>
+    public Operation Create(string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string,
+        Attr>>? attrs = null,
         IReadOnlyList<MplType>? resultTypes = null)
     {
         var op = Build(name, operands, attrs, resultTypes, Location);
@@ -29,12 +31,15 @@ public sealed class Builder
     }
 
     /// <summary>Creates an op with one result and returns that result.</summary>
-    public Value CreateValue(string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string, Attr>>? attrs = null,
+    public Value CreateValue(string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string,
+        Attr>>? attrs = null,
         MplType? resultType = null) =>
         Create(name, operands, attrs, resultType == null ? null : new[] { resultType }).Result;
 
-    /// <summary>Checks and builds a detached op. Throws an <see cref="IRException"/> naming the op on any error.</summary>
-    public static Operation Build(string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string, Attr>>? attrs,
+    /// <summary>Checks and builds a detached op. Throws an <see cref="IRException"/> naming the op on any
+    /// error.</summary>
+    public static Operation Build(string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string,
+        Attr>>? attrs,
         IReadOnlyList<MplType>? resultTypes, Location? loc)
     {
         var def = OpRegistry.Lookup(name) ?? throw new IRException($"unknown operation '{name}'");
@@ -49,11 +54,13 @@ public sealed class Builder
         return op;
     }
 
-    /// <summary>What the op's shape rule gives for an existing op (its current result types passed as the given ones).</summary>
+    /// <summary>What the op's shape rule gives for an existing op (its current result types passed as the given
+    /// ones).</summary>
     internal static IReadOnlyList<MplType> InferExisting(OpDef def, Operation op)
     {
         var types = CheckOperands(def, op.Operands);
-        return def.InferResultTypes(new OpSignature(op.Name, types, op.Attributes, op.Results.Select(r => r.Type).ToArray()));
+        return def.InferResultTypes(new OpSignature(op.Name, types, op.Attributes,
+            op.Results.Select(r => r.Type).ToArray()));
     }
 
     internal static TensorType[] CheckOperands(OpDef def, IReadOnlyList<Value> operands)
@@ -62,14 +69,18 @@ public sealed class Builder
         if (operands.Count < def.MinOperands || operands.Count > def.MaxOperands)
         {
             string expected = def.MinOperands == def.MaxOperands ? $"{def.MinOperands}"
-                : def.MaxOperands == int.MaxValue ? $"at least {def.MinOperands}" : $"{def.MinOperands} to {def.MaxOperands}";
+                : def.MaxOperands == int.MaxValue ? $"at least {def.MinOperands}"
+                    : $"{def.MinOperands} to {def.MaxOperands}";
             throw new IRException($"{shortName}: expects {expected} operand(s), got {operands.Count}");
         }
-        return operands.Select(v => v.Type as TensorType ?? throw new IRException($"{shortName}: operand of type {v.Type} is not a tensor")).ToArray();
+        return operands.Select(v => v.Type as TensorType
+            ?? throw new IRException($"{shortName}: operand of type {v.Type} is not a tensor")).ToArray();
     }
 
-    /// <summary>Given result types win when they agree with inference in all but sharding (shardings are assigned by passes).</summary>
-    internal static IReadOnlyList<MplType> MergeResultTypes(OpDef def, IReadOnlyList<MplType> inferred, IReadOnlyList<MplType>? given)
+    /// <summary>Given result types win when they agree with inference in all but sharding (shardings are assigned by
+    /// passes).</summary>
+    internal static IReadOnlyList<MplType> MergeResultTypes(OpDef def, IReadOnlyList<MplType> inferred,
+        IReadOnlyList<MplType>? given)
     {
         if (given == null) return inferred;
         string shortName = def.Name[(def.Name.IndexOf('.') + 1)..];
@@ -77,8 +88,10 @@ public sealed class Builder
             throw new IRException($"{shortName}: expects {inferred.Count} result(s), got {given.Count}");
         for (int i = 0; i < given.Count; i++)
         {
-            bool same = given[i] is TensorType g && inferred[i] is TensorType t ? g.SameShapeAndType(t) : given[i].Equals(inferred[i]);
-            if (!same) throw new IRException($"{shortName}: result {i} has type {given[i]} but the operands give {inferred[i]}");
+            bool same = given[i] is TensorType g && inferred[i] is TensorType t ? g.SameShapeAndType(t)
+                : given[i].Equals(inferred[i]);
+            if (!same) throw new IRException($"{shortName}: result {i} has type {given[i]} but the operands give "
+                + $"{inferred[i]}");
         }
         return given;
     }

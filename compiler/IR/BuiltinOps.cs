@@ -47,7 +47,8 @@ public sealed class FuncOpDef : OpDef
     public override void Verify(Operation op)
     {
         var body = op.Regions[0];
-        if (body.Blocks.Count != 1) throw new IRException($"func: @{op.StringAttr("sym_name")} must have exactly one block");
+        if (body.Blocks.Count != 1) throw new IRException($"func: @{op.StringAttr("sym_name")} must have exactly one "
+            + $"block");
         var last = body.Blocks[0].Last;
         if (last == null || last.Name != "func.return")
             throw new IRException($"func: @{op.StringAttr("sym_name")} must end with func.return");
@@ -76,11 +77,14 @@ public sealed class ReturnOpDef : OpDef
         if (op.Next != null) throw new IRException("return: must be the last operation of its block");
         var expected = FuncOpDef.ResultTypes(func);
         if (expected.Count != op.Operands.Count)
-            throw new IRException($"return: returns {op.Operands.Count} value(s) but @{func.StringAttr("sym_name")} declares {expected.Count}");
+            throw new IRException($"return: returns {op.Operands.Count} value(s) but @{func.StringAttr("sym_name")} "
+                + $"declares {expected.Count}");
         for (int i = 0; i < expected.Count; i++)
         {
-            bool same = expected[i] is TensorType e && op.Operands[i].Type is TensorType g ? e.SameShapeAndType(g) : expected[i].Equals(op.Operands[i].Type);
-            if (!same) throw new IRException($"return: value {i} has type {op.Operands[i].Type} but the function returns {expected[i]}");
+            bool same = expected[i] is TensorType e && op.Operands[i].Type is TensorType g ? e.SameShapeAndType(g)
+                : expected[i].Equals(op.Operands[i].Type);
+            if (!same) throw new IRException($"return: value {i} has type {op.Operands[i].Type} but the function "
+                + $"returns {expected[i]}");
         }
     }
 }

@@ -41,7 +41,8 @@ public sealed class IRParser
         }
     }
 
-    /// <summary>Parses module text, throwing an <see cref="IRException"/> with the rendered error (for tests and tools).</summary>
+    /// <summary>Parses module text, throwing an <see cref="IRException"/> with the rendered error (for tests and
+    /// tools).</summary>
     public static Operation ParseModule(string text, string path = "<ir>")
     {
         var diags = new DiagnosticBag();
@@ -120,7 +121,8 @@ public sealed class IRParser
         int start = _pos;
         if (_pos < _t.Length && _t[_pos] == '-') _pos++;
         while (_pos < _t.Length && char.IsAsciiDigit(_t[_pos])) _pos++;
-        if (!long.TryParse(_t.AsSpan(start, _pos - start), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
+        if (!long.TryParse(_t.AsSpan(start, _pos - start), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture,
+            out long v))
             throw Err($"expected an integer{Found()}", start);
         return v;
     }
@@ -148,7 +150,8 @@ public sealed class IRParser
                 case '"': sb.Append('"'); break;
                 case '\\': sb.Append('\\'); break;
                 case 'u':
-                    if (_pos + 4 > _t.Length || !int.TryParse(_t.AsSpan(_pos, 4), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out int code))
+                    if (_pos + 4 > _t.Length || !int.TryParse(_t.AsSpan(_pos, 4), NumberStyles.HexNumber,
+                        CultureInfo.InvariantCulture, out int code))
                         throw Err("bad \\u escape", _pos - 2);
                     sb.Append((char)code); _pos += 4; break;
                 default: throw Err($"unknown escape '\\{e}'", _pos - 2);
@@ -179,7 +182,8 @@ public sealed class IRParser
         int dtStart = _pos;
         while (_pos < _t.Length && char.IsAsciiLetterOrDigit(_t[_pos])) _pos++;
         string dt = _t[dtStart.._pos];
-        if (!DTypes.TryParse(dt, out var dtype)) throw Err($"unknown element type '{dt}' (expected f32, f16, bf16 or i32)", dtStart);
+        if (!DTypes.TryParse(dt, out var dtype)) throw Err($"unknown element type '{dt}' (expected f32, f16, bf16 or "
+            + $"i32)", dtStart);
         Sharding? sharding = null;
         if (Accept(",")) sharding = ParseSharding();
         Expect(">");
@@ -197,7 +201,8 @@ public sealed class IRParser
         {
             do
             {
-                if (Accept("(")) { var g = new List<string>(); do g.Add(Ident()); while (Accept(",")); Expect(")"); dims.Add(g); }
+                if (Accept("(")) { var g = new List<string>(); do g.Add(Ident()); while (Accept(",")); Expect(")");
+                    dims.Add(g); }
                 else { string a = Ident(); dims.Add(a == "_" ? [] : [a]); }
             } while (Accept(","));
         }
@@ -245,8 +250,10 @@ public sealed class IRParser
             _pos++;
         }
         var span = _t.AsSpan(start, _pos - start);
-        if (isFloat && double.TryParse(span, NumberStyles.Float, CultureInfo.InvariantCulture, out double d)) return new FloatAttr(d);
-        if (!isFloat && long.TryParse(span, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long l)) return new IntAttr(l);
+        if (isFloat && double.TryParse(span, NumberStyles.Float, CultureInfo.InvariantCulture,
+            out double d)) return new FloatAttr(d);
+        if (!isFloat && long.TryParse(span, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture,
+            out long l)) return new IntAttr(l);
         throw Err($"malformed number '{span}'", start);
     }
 
@@ -379,7 +386,8 @@ public sealed class IRParser
                 Ws();
                 int at = _pos;
                 var ty = Type();
-                if (!ty.Equals(vals[i].Type)) throw Err($"type {ty} does not match the value's type {vals[i].Type}", at);
+                if (!ty.Equals(vals[i].Type)) throw Err($"type {ty} does not match the value's type {vals[i].Type}",
+                    at);
             }
         }
         var loc = OptLocation();

@@ -1,6 +1,7 @@
 namespace ParallelCompiler.IR;
 
-/// <summary>Where an operation came from in the source: file, 1-based line and column. Printed as loc("f.mpl":3:7).</summary>
+/// <summary>Where an operation came from in the source: file, 1-based line and column. Printed as
+/// loc("f.mpl":3:7).</summary>
 public sealed record Location(string File, int Line, int Column)
 {
     /// <summary>No known location.</summary>

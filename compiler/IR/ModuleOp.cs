@@ -20,13 +20,15 @@ public static class ModuleOp
     public static IEnumerable<Operation> Body(this Operation module) => module.Regions[0].Entry.Operations;
 
     /// <summary>The functions of a module.</summary>
-    public static IEnumerable<Operation> Functions(this Operation module) => module.Body().Where(o => o.Name == "func.func");
+    public static IEnumerable<Operation> Functions(this Operation module) => module.Body().Where(o =>
+        o.Name == "func.func");
 
     /// <summary>The function named <paramref name="name"/>, or null.</summary>
     public static Operation? Function(this Operation module, string name) =>
         module.Functions().FirstOrDefault(f => f.StringAttr("sym_name") == name);
 
-    /// <summary>The entry function: the one named by the module's <c>entry</c> attribute, else the only one that is not a kernel.</summary>
+    /// <summary>The entry function: the one named by the module's <c>entry</c> attribute, else the only one that is not
+    /// a kernel.</summary>
     public static Operation? EntryFunction(this Operation module)
     {
         if (module.GetAttr("entry") is StringAttr s) return module.Function(s.Value);
@@ -57,14 +59,16 @@ public static class ModuleOp
         var axes = ((ArrayAttr)m.GetAttr("axes")!).AsStrings();
         foreach (var (axis, size) in sizes)
         {
-            if (!axes.Contains(axis)) throw new IRException($"the mesh has no axis '{axis}' (axes: {string.Join(", ", axes)})");
+            if (!axes.Contains(axis)) throw new IRException($"the mesh has no axis '{axis}' (axes: "
+                + $"{string.Join(", ", axes)})");
             if (size < 1) throw new IRException($"mesh axis '{axis}' must have at least one device, got {size}");
         }
         var shape = m.IntsAttr("shape");
         m.SetAttr("shape", Attr.Ints(axes.Select((a, i) => sizes.TryGetValue(a, out int n) ? n : shape[i])));
     }
 
-    /// <summary>The devices the program runs on: the mesh without its microbatch axis, which the runtime runs in time.</summary>
+    /// <summary>The devices the program runs on: the mesh without its microbatch axis, which the runtime runs in
+    /// time.</summary>
     public static DeviceMesh PhysicalMesh(this Operation module) =>
         module.DeviceMesh().Without(module.GetAttr("microbatch_axis") is StringAttr mb ? mb.Value : null);
 
@@ -72,11 +76,13 @@ public static class ModuleOp
     public static bool IsSpmd(this Operation module) => module.GetAttr("spmd") is BoolAttr { Value: true };
 
     /// <summary>Creates a function with the given parameters and results at the end of the module.</summary>
-    public static Operation AddFunction(this Operation module, string name, IEnumerable<(string Name, MplType Type)> args,
+    public static Operation AddFunction(this Operation module, string name, IEnumerable<(string Name,
+        MplType Type)> args,
         IEnumerable<MplType> results, Location? loc = null)
     {
         var f = Operation.CreateUnchecked("func.func", [], [],
-            [new("sym_name", Attr.Str(name)), new("result_types", new ArrayAttr(results.Select(t => (Attr)new TypeAttr(t))))], 1, loc);
+            [new("sym_name", Attr.Str(name)), new("result_types",
+                new ArrayAttr(results.Select(t => (Attr)new TypeAttr(t))))], 1, loc);
         var entry = f.Regions[0].Entry;
         foreach (var (n, t) in args) entry.AddArgument(t, n);
         module.Regions[0].Entry.Append(f);

@@ -4,7 +4,8 @@ namespace ParallelCompiler.IR;
 
 /// <summary>What an op definition sees when it infers result types: operand types, attributes and, for ops
 /// whose result type is written rather than inferred, the given result types.</summary>
-public sealed class OpSignature(string name, IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs,
+public sealed class OpSignature(string name, IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string,
+    Attr> attrs,
     IReadOnlyList<MplType>? given)
 {
     /// <summary>Op name.</summary>
@@ -23,7 +24,8 @@ public sealed class OpSignature(string name, IReadOnlyList<TensorType> operands,
     public IRException Error(string message) => new($"{Short}: {message}");
 
     /// <summary>An integer attribute.</summary>
-    public long Int(string key) => Attrs.GetValueOrDefault(key) is IntAttr i ? i.Value : throw Error($"needs integer attribute '{key}'");
+    public long Int(string key) => Attrs.GetValueOrDefault(key) is IntAttr i ? i.Value
+        : throw Error($"needs integer attribute '{key}'");
     /// <summary>An integer array attribute.</summary>
     public long[] Ints(string key) => Attrs.GetValueOrDefault(key) is ArrayAttr a && a.Items.All(x => x is IntAttr)
         ? a.AsInts() : throw Error($"needs integer array attribute '{key}'");
@@ -42,7 +44,8 @@ public sealed class OpSignature(string name, IReadOnlyList<TensorType> operands,
         _ => throw Error($"attribute '{key}' must be a bool"),
     };
     /// <summary>A string attribute.</summary>
-    public string Str(string key) => Attrs.GetValueOrDefault(key) is StringAttr s ? s.Value : throw Error($"needs string attribute '{key}'");
+    public string Str(string key) => Attrs.GetValueOrDefault(key) is StringAttr s ? s.Value
+        : throw Error($"needs string attribute '{key}'");
 
     /// <summary>The single given result type, required for ops whose type is written.</summary>
     public TensorType GivenTensor() =>
@@ -80,7 +83,8 @@ public abstract class OpDef
     /// <summary>False for ops with effects beyond their results (returns, markers): CSE and DCE keep them.</summary>
     public virtual bool IsPure => true;
 
-    /// <summary>Result types from the signature; throws an <see cref="IRException"/> naming the op and the shapes on error.</summary>
+    /// <summary>Result types from the signature; throws an <see cref="IRException"/> naming the op and the shapes on
+    /// error.</summary>
     public abstract IReadOnlyList<MplType> InferResultTypes(OpSignature sig);
 
     /// <summary>Checks beyond operand count and result types (e.g. where the op may appear).</summary>
@@ -93,10 +97,12 @@ public abstract class OpDef
     public virtual ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) => null;
 
     /// <summary>Normalises attributes before inference (e.g. negative axes); returns the attributes to store.</summary>
-    public virtual IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs) => attrs;
+    public virtual IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs) => attrs;
 }
 
-/// <summary>All op definitions, by name: every concrete <see cref="OpDef"/> of the compiler, found by reflection on first use.</summary>
+/// <summary>All op definitions, by name: every concrete <see cref="OpDef"/> of the compiler, found by reflection on
+/// first use.</summary>
 public static class OpRegistry
 {
     private static readonly Dictionary<string, OpDef> Defs = new(StringComparer.Ordinal);

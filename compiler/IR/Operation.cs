@@ -32,7 +32,8 @@ public sealed class Operation
     public IReadOnlyList<Region> Regions => _regions;
 
     /// <summary>The single result; throws when there is not exactly one.</summary>
-    public OpResult Result => _results.Count == 1 ? _results[0] : throw new InvalidOperationException($"{Name} has {_results.Count} results");
+    public OpResult Result => _results.Count == 1 ? _results[0]
+        : throw new InvalidOperationException($"{Name} has {_results.Count} results");
 
     /// <summary>The dialect prefix (before the first dot).</summary>
     public string Dialect => Name.Contains('.') ? Name[..Name.IndexOf('.')] : "";
@@ -52,7 +53,8 @@ public sealed class Operation
         for (int r = 0; r < numRegions; r++) _regions.Add(new Region(this));
     }
 
-    /// <summary>Creates a detached operation without inference or verification (the IR parser and builder use this).</summary>
+    /// <summary>Creates a detached operation without inference or verification (the IR parser and builder use
+    /// this).</summary>
     public static Operation CreateUnchecked(string name, IEnumerable<Value> operands, IEnumerable<MplType> resultTypes,
         IEnumerable<KeyValuePair<string, Attr>>? attrs = null, int numRegions = 0, Location? loc = null) =>
         new(name, operands, resultTypes, attrs, numRegions, loc);
@@ -79,7 +81,8 @@ public sealed class Operation
 
     private Operation Clone(Dictionary<Value, Value> map)
     {
-        var op = new Operation(Name, _operands.Select(v => map.GetValueOrDefault(v, v)), _results.Select(r => r.Type), _attrs, 0, Location);
+        var op = new Operation(Name, _operands.Select(v => map.GetValueOrDefault(v, v)), _results.Select(r => r.Type),
+            _attrs, 0, Location);
         for (int i = 0; i < _results.Count; i++)
         {
             op._results[i].NameHint = _results[i].NameHint;
@@ -134,7 +137,8 @@ public sealed class Operation
     /// <summary>A string attribute.</summary>
     public string StringAttr(string name) => GetAttr(name) is StringAttr s ? s.Value : throw Missing(name, "a string");
     /// <summary>An integer array attribute.</summary>
-    public long[] IntsAttr(string name) => GetAttr(name) is ArrayAttr a ? a.AsInts() : throw Missing(name, "an array of integers");
+    public long[] IntsAttr(string name) => GetAttr(name) is ArrayAttr a ? a.AsInts() : throw Missing(name,
+        "an array of integers");
 
     private IRException Missing(string name, string what) => new($"'{Name}' needs attribute '{name}' as {what}");
 
@@ -167,7 +171,8 @@ public sealed class Operation
                         yield return inner;
     }
 
-    /// <summary>True for an op without effects whose results nobody uses: DCE and the rewrite driver erase it.</summary>
+    /// <summary>True for an op without effects whose results nobody uses: DCE and the rewrite driver erase
+    /// it.</summary>
     public bool IsTriviallyDead => Def is { IsPure: true } && _results.Count > 0 && _results.All(r => !r.HasUses);
 
     /// <summary>The operand types as tensors.</summary>

@@ -26,14 +26,16 @@ public sealed class Printer
 
     /// <summary>True for names that print without quoting: identifiers and plain numbers.</summary>
     public static bool IsIdentifier(string s) =>
-        s.Length > 0 && (char.IsAsciiLetter(s[0]) || s[0] == '_') && s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_' || c == '.' || c == '$');
+        s.Length > 0 && (char.IsAsciiLetter(s[0]) || s[0] == '_') && s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'
+            || c == '.' || c == '$');
 
     /// <summary>An attribute key, quoted when it is not an identifier.</summary>
     public static string AttrKey(string k) => IsIdentifier(k) ? k : StringAttr.Quote(k);
 
     private string Name(Value v)
     {
-        // A value not yet defined here (invalid IR being dumped) still prints, so the verifier's message can be read beside it.
+        // A value not yet defined here (invalid IR being dumped) still prints, so the verifier's message can be read
+        // beside it.
         return _names.TryGetValue(v, out var n) ? "%" + n : "%<<undefined>>";
     }
 
@@ -120,6 +122,7 @@ public sealed class Printer
         if (op.Operands.Count > 0) _sb.Append(' ').Append(string.Join(", ", op.Operands.Select(Name)));
         PrintAttrDict(op);
         _sb.Append(" : (").Append(string.Join(", ", op.Operands.Select(o => o.Type))).Append(") -> ");
-        _sb.Append(op.Results.Count == 1 ? op.Results[0].Type.ToString() : "(" + string.Join(", ", op.Results.Select(r => r.Type)) + ")");
+        _sb.Append(op.Results.Count == 1 ? op.Results[0].Type.ToString() : "(" + string.Join(", ",
+            op.Results.Select(r => r.Type)) + ")");
     }
 }

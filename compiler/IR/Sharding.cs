@@ -38,7 +38,8 @@ public sealed class Sharding : IEquatable<Sharding>
 
     /// <inheritdoc/>
     public bool Equals(Sharding? o) =>
-        o != null && o.Rank == Rank && Partial.SequenceEqual(o.Partial) && Dims.Zip(o.Dims).All(p => p.First.SequenceEqual(p.Second));
+        o != null && o.Rank == Rank && Partial.SequenceEqual(o.Partial)
+            && Dims.Zip(o.Dims).All(p => p.First.SequenceEqual(p.Second));
 
     /// <inheritdoc/>
     public override bool Equals(object? obj) => Equals(obj as Sharding);

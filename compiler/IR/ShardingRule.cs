@@ -30,8 +30,10 @@ public sealed class ShardingRule
     /// <summary>Per result, per dimension, the factor indices (major first).</summary>
     public IReadOnlyList<int[][]> Results { get; }
 
-    /// <summary>Creates a rule; every factor index must be in range and dimension sizes must match their factors.</summary>
-    public ShardingRule(IReadOnlyList<long> sizes, IReadOnlyList<FactorKind> kinds, IReadOnlyList<int[][]> operands, IReadOnlyList<int[][]> results)
+    /// <summary>Creates a rule; every factor index must be in range and dimension sizes must match their
+    /// factors.</summary>
+    public ShardingRule(IReadOnlyList<long> sizes, IReadOnlyList<FactorKind> kinds, IReadOnlyList<int[][]> operands,
+        IReadOnlyList<int[][]> results)
     {
         if (sizes.Count != kinds.Count) throw new ArgumentException("one kind per factor");
         FactorSizes = sizes; Kinds = kinds; Operands = operands; Results = results;
@@ -56,12 +58,15 @@ public sealed class ShardingRule
             _ => "(" + string.Join(" ", d.Select(F)) + ")",
         })) + "]";
         var sb = new StringBuilder();
-        sb.Append('(').Append(string.Join(", ", Operands.Select(T))).Append(") -> (").Append(string.Join(", ", Results.Select(T))).Append(") {");
-        sb.Append(string.Join(", ", Enumerable.Range(0, NumFactors).Select(f => $"{F(f)}={FactorSizes[f]}"))).Append('}');
+        sb.Append('(').Append(string.Join(", ", Operands.Select(T))).Append(") -> (").Append(string.Join(", ",
+            Results.Select(T))).Append(") {");
+        sb.Append(string.Join(", ", Enumerable.Range(0,
+            NumFactors).Select(f => $"{F(f)}={FactorSizes[f]}"))).Append('}');
         foreach (var kind in new[] { FactorKind.Reduction, FactorKind.NeedReplication })
         {
             var fs = Enumerable.Range(0, NumFactors).Where(f => Kinds[f] == kind).ToArray();
-            if (fs.Length > 0) sb.Append(kind == FactorKind.Reduction ? " reduction={" : " replicated={").Append(string.Join(", ", fs.Select(F))).Append('}');
+            if (fs.Length > 0) sb.Append(kind == FactorKind.Reduction ? " reduction={"
+                : " replicated={").Append(string.Join(", ", fs.Select(F))).Append('}');
         }
         return sb.ToString();
     }
@@ -84,7 +89,8 @@ public sealed class ShardingRuleBuilder
     }
 
     /// <summary>One factor per dimension of <paramref name="shape"/>; returns their indices.</summary>
-    public int[] Factors(IReadOnlyList<long> shape, FactorKind kind = FactorKind.Parallel) => shape.Select(d => Factor(d, kind)).ToArray();
+    public int[] Factors(IReadOnlyList<long> shape,
+        FactorKind kind = FactorKind.Parallel) => shape.Select(d => Factor(d, kind)).ToArray();
 
     /// <summary>Makes factor <paramref name="f"/> one that must stay whole.</summary>
     public void Replicate(int f) => _kinds[f] = FactorKind.NeedReplication;
@@ -98,8 +104,10 @@ public sealed class ShardingRuleBuilder
     /// <summary>Adds a result with explicit factor lists per dimension.</summary>
     public ShardingRuleBuilder Result(int[][] dims) { _results.Add(dims); return this; }
 
-    /// <summary>An operand broadcast numpy-style against <paramref name="factors"/> of the result shape: aligned from the right, size-1 dimensions that stretch have no factor.</summary>
-    public ShardingRuleBuilder BroadcastOperand(IReadOnlyList<long> operandShape, IReadOnlyList<long> resultShape, int[] factors)
+    /// <summary>An operand broadcast numpy-style against <paramref name="factors"/> of the result shape: aligned from
+    /// the right, size-1 dimensions that stretch have no factor.</summary>
+    public ShardingRuleBuilder BroadcastOperand(IReadOnlyList<long> operandShape, IReadOnlyList<long> resultShape,
+        int[] factors)
     {
         int off = resultShape.Count - operandShape.Count;
         return Operand(operandShape.Select((d, i) => d == resultShape[i + off] ? factors[i + off] : -1).ToArray());

@@ -16,7 +16,8 @@ public abstract class MplType : IEquatable<MplType>
     public abstract override string ToString();
 }
 
-/// <summary>A ranked tensor with static dimensions, an element type and, optionally, a sharding over the mesh.</summary>
+/// <summary>A ranked tensor with static dimensions, an element type and, optionally, a sharding over the
+/// mesh.</summary>
 public sealed class TensorType : MplType
 {
     /// <summary>Element type.</summary>
@@ -36,7 +37,8 @@ public sealed class TensorType : MplType
         foreach (long d in _shape)
             if (d < 0) throw new ArgumentException($"negative dimension {d}");
         if (sharding != null && sharding.Rank != _shape.Length)
-            throw new ArgumentException($"sharding {sharding} has rank {sharding.Rank} but the tensor has rank {_shape.Length}");
+            throw new ArgumentException($"sharding {sharding} has rank {sharding.Rank} but the tensor has rank "
+                + $"{_shape.Length}");
         Sharding = sharding;
     }
 
@@ -69,7 +71,8 @@ public sealed class TensorType : MplType
 
     /// <inheritdoc/>
     public override bool Equals(MplType? other) =>
-        other is TensorType t && t.DType == DType && t._shape.AsSpan().SequenceEqual(_shape) && Equals(t.Sharding, Sharding);
+        other is TensorType t && t.DType == DType && t._shape.AsSpan().SequenceEqual(_shape) && Equals(t.Sharding,
+            Sharding);
 
     /// <summary>Equal ignoring shardings.</summary>
     public bool SameShapeAndType(TensorType t) => t.DType == DType && t._shape.AsSpan().SequenceEqual(_shape);

@@ -1,6 +1,7 @@
 namespace ParallelCompiler.IR;
 
-/// <summary>An SSA value: an operation's result or a block's argument. Tracks its uses so rewrites can replace it.</summary>
+/// <summary>An SSA value: an operation's result or a block's argument. Tracks its uses so rewrites can replace
+/// it.</summary>
 public abstract class Value
 {
     private readonly List<(Operation Op, int Index)> _uses = new();

@@ -30,7 +30,8 @@ public static class Verifier
             if (op.Name == "dist.mesh" && ++meshes > 1) throw Fail(op, "a module may declare at most one mesh");
             if (op.Name == "func.func" && !names.Add(op.StringAttr("sym_name")))
                 throw Fail(op, $"function @{op.StringAttr("sym_name")} is defined twice");
-            if (op.Name != "dist.mesh" && op.Name != "func.func") throw Fail(op, "only dist.mesh and func.func may appear at the top of a module");
+            if (op.Name != "dist.mesh" && op.Name != "func.func") throw Fail(op,
+                "only dist.mesh and func.func may appear at the top of a module");
         }
     }
 
@@ -43,7 +44,8 @@ public static class Verifier
         try
         {
             Builder.MergeResultTypes(def, Builder.InferExisting(def, op), op.Results.Select(r => r.Type).ToArray());
-            if (op.Regions.Count != def.NumRegions) throw new IRException($"expects {def.NumRegions} region(s), has {op.Regions.Count}");
+            if (op.Regions.Count != def.NumRegions) throw new IRException($"expects {def.NumRegions} region(s), has "
+                + $"{op.Regions.Count}");
             def.Verify(op);
         }
         catch (IRException e) { throw Fail(op, e.Message); }
@@ -55,7 +57,8 @@ public static class Verifier
                 {
                     if (inner.Block != block) throw Fail(inner, "operation's parent link is broken");
                     // Functions are isolated from above: they see only their own values.
-                    VerifyOp(inner, inner.Name == "func.func" ? new HashSet<Value>(ReferenceEqualityComparer.Instance) : defined);
+                    VerifyOp(inner, inner.Name == "func.func" ? new HashSet<Value>(ReferenceEqualityComparer.Instance)
+                        : defined);
                     foreach (var r in inner.Results) defined.Add(r);
                 }
             }

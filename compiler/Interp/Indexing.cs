@@ -3,7 +3,8 @@ namespace ParallelCompiler.Interp;
 /// <summary>Index arithmetic for row-major arrays with broadcasting.</summary>
 internal static class Indexing
 {
-    /// <summary>Strides of <paramref name="shape"/> aligned to the right of <paramref name="outShape"/>, 0 where broadcast.</summary>
+    /// <summary>Strides of <paramref name="shape"/> aligned to the right of <paramref name="outShape"/>, 0 where
+    /// broadcast.</summary>
     public static long[] BroadcastStrides(IReadOnlyList<long> shape, IReadOnlyList<long> outShape)
     {
         var s = new long[outShape.Count];

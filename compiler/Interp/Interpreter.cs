@@ -16,12 +16,14 @@ public static class Interpreter
     /// <paramref name="param"/> supplies the value of each <c>tensor.param</c>; <paramref name="effect"/> receives the
     /// value of each <c>train.grad</c> and <c>train.update</c> (required when the function has updates).
     /// </summary>
-    public static IReadOnlyList<NDArray> Run(Operation func, IReadOnlyList<NDArray> args, Func<Operation, NDArray> param,
+    public static IReadOnlyList<NDArray> Run(Operation func, IReadOnlyList<NDArray> args, Func<Operation,
+        NDArray> param,
         Action<Operation, NDArray>? effect = null)
     {
         var entry = func.Regions[0].Entry;
         if (args.Count != entry.Arguments.Count)
-            throw new InterpreterException($"@{func.StringAttr("sym_name")} takes {entry.Arguments.Count} argument(s), got {args.Count}");
+            throw new InterpreterException($"@{func.StringAttr("sym_name")} takes {entry.Arguments.Count} "
+                + $"argument(s), got {args.Count}");
         var env = new Dictionary<Value, NDArray>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < args.Count; i++)
         {
@@ -37,7 +39,8 @@ public static class Interpreter
             if (op.Dialect == "train")
             {
                 if (effect == null && op.Name == "train.update")
-                    throw new InterpreterException($"@{func.StringAttr("sym_name")} updates parameters: run it with a parameter store");
+                    throw new InterpreterException($"@{func.StringAttr("sym_name")} updates parameters: run it with a "
+                        + $"parameter store");
                 effect?.Invoke(op, inputs[1]);
                 continue;
             }
@@ -54,18 +57,23 @@ public static class Interpreter
         {
             case "tensor.constant": return Splat(op);
             case "kernel.launch":
-                var callee = op.ParentOp?.ParentOp?.Function(op.StringAttr("callee")) ?? throw new InterpreterException($"no kernel function @{op.StringAttr("callee")}");
+                var callee = op.ParentOp?.ParentOp?.Function(op.StringAttr("callee"))
+                    ?? throw new InterpreterException($"no kernel function @{op.StringAttr("callee")}");
                 return Run(callee, x, param)[0];
             case "tensor.param":
                 var p = param(op);
                 var pt = op.Result.TensorType;
                 if (p.DType != pt.DType || !p.Shape.SequenceEqual(pt.Shape))
-                    throw new InterpreterException($"parameter '{op.StringAttr("path")}' must be {pt.ToSourceString()}, got {p.TypeString}");
+                    throw new InterpreterException($"parameter '{op.StringAttr("path")}' must be "
+                        + $"{pt.ToSourceString()}, got {p.TypeString}");
                 return p;
-            case "tensor.add" or "tensor.sub" or "tensor.mul" or "tensor.div" or "tensor.rem": return ReferenceKernels.Binary(op, x[0], x[1]);
+            case "tensor.add" or "tensor.sub" or "tensor.mul" or "tensor.div" or "tensor.rem":
+                return ReferenceKernels.Binary(op, x[0], x[1]);
             case "tensor.neg" or "tensor.relu" or "tensor.gelu" or "tensor.silu" or "tensor.sigmoid" or "tensor.tanh"
-                or "tensor.exp" or "tensor.log" or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step" or "tensor.convert": return ReferenceKernels.Unary(op, x[0]);
-            case "tensor.slice": return ArrayOps.Slice(x[0], (int)op.IntAttr("axis"), op.IntAttr("start"), op.IntAttr("length"));
+                or "tensor.exp" or "tensor.log" or "tensor.sqrt" or "tensor.rsqrt" or "tensor.step" or "tensor.convert":
+                    return ReferenceKernels.Unary(op, x[0]);
+            case "tensor.slice": return ArrayOps.Slice(x[0], (int)op.IntAttr("axis"), op.IntAttr("start"),
+                op.IntAttr("length"));
             case "tensor.one_hot": return ReferenceKernels.OneHot(op, x[0]);
             case "tensor.embedding_grad": return ReferenceKernels.EmbeddingGrad(op, x[0], x[1]);
             case "tensor.sum" or "tensor.mean" or "tensor.max": return ReferenceKernels.Reduce(op, x[0]);

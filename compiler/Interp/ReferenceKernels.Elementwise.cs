@@ -9,7 +9,8 @@ internal static partial class ReferenceKernels
         var t = op.Result.TensorType;
         if (x.DType == DType.I32)
         {
-            var fi = ScalarSemantics.UnaryI(op.Name) ?? throw new InterpreterException($"{op.Name} is not defined on i32");
+            var fi = ScalarSemantics.UnaryI(op.Name)
+                ?? throw new InterpreterException($"{op.Name} is not defined on i32");
             var ri = new int[x.I!.Length];
             for (int i = 0; i < ri.Length; i++) ri[i] = fi(x.I[i]);
             return NDArray.FromInts(t.ShapeArray, ri);
@@ -45,7 +46,8 @@ internal static partial class ReferenceKernels
         return Float(t, r);
     }
 
-    /// <summary>A float result of type <paramref name="t"/>, rounded to f16/bf16 precision where the type says so.</summary>
+    /// <summary>A float result of type <paramref name="t"/>, rounded to f16/bf16 precision where the type says
+    /// so.</summary>
     public static NDArray Float(TensorType t, float[] data)
     {
         if (t.DType != DType.F32)

@@ -4,7 +4,8 @@ namespace ParallelCompiler.Interp;
 
 internal static partial class ReferenceKernels
 {
-    /// <summary>numpy matmul: 1-D operands promoted, batch dimensions broadcast; i-k-j loops over each matrix.</summary>
+    /// <summary>numpy matmul: 1-D operands promoted, batch dimensions broadcast; i-k-j loops over each
+    /// matrix.</summary>
     public static NDArray Matmul(Operation op, NDArray a, NDArray b)
     {
         var t = op.Result.TensorType;
@@ -23,7 +24,8 @@ internal static partial class ReferenceKernels
                     for (long p = 0; p < k; p++)
                     {
                         int av = a.I![off[0] * m * k + i * k + p];
-                        for (long j = 0; j < n; j++) ri[bi * m * n + i * n + j] += unchecked(av * b.I![off[1] * k * n + p * n + j]);
+                        for (long j = 0; j < n; j++) ri[bi * m * n + i * n + j] += unchecked(av * b.I![off[1] * k * n
+                            + p * n + j]);
                     }
             });
             return NDArray.FromInts(t.ShapeArray, ri);

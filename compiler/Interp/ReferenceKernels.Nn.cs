@@ -29,7 +29,8 @@ internal static partial class ReferenceKernels
         return Float(op.Result.TensorType, r);
     }
 
-    /// <summary>Rows of the table picked by ids; an id outside the table is an error naming it and its position.</summary>
+    /// <summary>Rows of the table picked by ids; an id outside the table is an error naming it and its
+    /// position.</summary>
     public static NDArray Embedding(Operation op, NDArray ids, NDArray table)
     {
         long v = table.Shape[0], d = table.Shape[1];
@@ -38,7 +39,8 @@ internal static partial class ReferenceKernels
         {
             int id = ids.I![i];
             if (id < 0 || id >= v)
-                throw new InterpreterException($"embedding: id {id} at position {Position(ids.Shape, i)} is outside the table's {v} rows");
+                throw new InterpreterException($"embedding: id {id} at position {Position(ids.Shape, i)} is outside "
+                    + $"the table's {v} rows");
             Array.Copy(table.F!, id * d, r, i * d, d);
         }
         return NDArray.FromFloats(table.DType, op.Result.TensorType.ShapeArray, r);
@@ -66,7 +68,8 @@ internal static partial class ReferenceKernels
         {
             int label = labels.I![p];
             if (label < 0 || label >= v)
-                throw new InterpreterException($"cross_entropy: label {label} at position {Position(labels.Shape, p)} is outside the {v} classes");
+                throw new InterpreterException($"cross_entropy: label {label} at position {Position(labels.Shape, p)} "
+                    + $"is outside the {v} classes");
             long o = p * v;
             float max = float.NegativeInfinity;
             for (long i = 0; i < v; i++) max = Math.Max(max, logits.F![o + i]);
@@ -86,7 +89,8 @@ internal static partial class ReferenceKernels
         {
             int label = labels.I![p];
             if (label < 0 || label >= c)
-                throw new InterpreterException($"one_hot: label {label} at position {Position(labels.Shape, p)} is outside the {c} classes");
+                throw new InterpreterException($"one_hot: label {label} at position {Position(labels.Shape, p)} is "
+                    + $"outside the {c} classes");
             r[p * c + label] = 1f;
         }
         return Float(op.Result.TensorType, r);
@@ -102,7 +106,8 @@ internal static partial class ReferenceKernels
         {
             long id = ids.I![i];
             if (id < 0 || id >= rows)
-                throw new InterpreterException($"embedding_grad: id {id} at position {Position(ids.Shape, i)} is outside the table's {rows} rows");
+                throw new InterpreterException($"embedding_grad: id {id} at position {Position(ids.Shape, i)} is "
+                    + $"outside the table's {rows} rows");
             for (long j = 0; j < d; j++) r[id * d + j] += dy.F![i * d + j];
         }
         return Float(t, r);

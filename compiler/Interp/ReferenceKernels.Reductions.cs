@@ -28,7 +28,8 @@ internal static partial class ReferenceKernels
             else if (v > acc[o] || double.IsNaN(v)) acc[o] = v;
         });
         if (op.Name == "tensor.mean") for (int i = 0; i < acc.Length; i++) acc[i] /= count;
-        if (x.DType == DType.I32) return NDArray.FromInts(t.ShapeArray, acc.Select(v => unchecked((int)(long)v)).ToArray());
+        if (x.DType == DType.I32) return NDArray.FromInts(t.ShapeArray,
+            acc.Select(v => unchecked((int)(long)v)).ToArray());
         return Float(t, acc.Select(v => (float)v).ToArray());
     }
 

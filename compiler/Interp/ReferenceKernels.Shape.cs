@@ -6,7 +6,8 @@ internal static partial class ReferenceKernels
 {
     /// <summary>Reshape shares the data: arrays are never mutated once made.</summary>
     public static NDArray Reshape(Operation op, NDArray x) =>
-        x.F != null ? NDArray.FromFloats(x.DType, op.Result.TensorType.ShapeArray, x.F) : NDArray.FromInts(op.Result.TensorType.ShapeArray, x.I!);
+        x.F != null ? NDArray.FromFloats(x.DType, op.Result.TensorType.ShapeArray,
+            x.F) : NDArray.FromInts(op.Result.TensorType.ShapeArray, x.I!);
 
     /// <summary>Copies x with its dimensions permuted (result dim i = operand dim perm[i]).</summary>
     public static NDArray Transpose(Operation op, NDArray x)
@@ -25,7 +26,8 @@ internal static partial class ReferenceKernels
         return Gather(x, outShape, Indexing.BroadcastStrides(x.Shape, outShape));
     }
 
-    /// <summary>out[i] = x[offset(i)] where offsets follow <paramref name="strides"/> over <paramref name="outShape"/>.</summary>
+    /// <summary>out[i] = x[offset(i)] where offsets follow <paramref name="strides"/> over <paramref
+    /// name="outShape"/>.</summary>
     private static NDArray Gather(NDArray x, long[] outShape, long[] strides)
     {
         long n = NDArray.ShapeSize(outShape);

@@ -49,7 +49,8 @@ public static class ScalarSemantics
         _ => null,
     };
 
-    /// <summary>The integer function of a binary op, or null. Division floors and x / 0 = x % 0 = 0, as numpy's int32.</summary>
+    /// <summary>The integer function of a binary op, or null. Division floors and x / 0 = x % 0 = 0, as numpy's
+    /// int32.</summary>
     public static Func<int, int, int>? BinaryI(string op) => op switch
     {
         "tensor.add" => (a, b) => unchecked(a + b),

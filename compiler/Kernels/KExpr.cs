@@ -2,7 +2,8 @@ using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Kernels;
 
-/// <summary>The scalar types of kernel expressions: 64-bit indices, the tensor element types, f64 accumulators, booleans.</summary>
+/// <summary>The scalar types of kernel expressions: 64-bit indices, the tensor element types, f64 accumulators,
+/// booleans.</summary>
 public enum KType
 {
     /// <summary>A 64-bit loop index.</summary>
@@ -119,19 +120,26 @@ public static class K
     /// <summary>a + b.</summary>
     public static KExpr Add(KExpr a, KExpr b) =>
         a.Type == KType.Index && Is(a, 0) ? b : a.Type == KType.Index && Is(b, 0) ? a
-        : a is KConst ca && b is KConst cb && a.Type == KType.Index ? I((long)ca.Value + (long)cb.Value) : new KBin("add", a, b);
+        : a is KConst ca && b is KConst cb && a.Type == KType.Index ? I((long)ca.Value + (long)cb.Value)
+            : new KBin("add", a, b);
     /// <summary>a * b.</summary>
     public static KExpr Mul(KExpr a, KExpr b) =>
-        a.Type == KType.Index && (Is(a, 0) || Is(b, 0)) ? I(0) : a.Type == KType.Index && Is(a, 1) ? b : a.Type == KType.Index && Is(b, 1) ? a
-        : a is KConst ca && b is KConst cb && a.Type == KType.Index ? I((long)ca.Value * (long)cb.Value) : new KBin("mul", a, b);
+        a.Type == KType.Index && (Is(a, 0) || Is(b, 0)) ? I(0) : a.Type == KType.Index && Is(a,
+            1) ? b : a.Type == KType.Index && Is(b, 1) ? a
+        : a is KConst ca && b is KConst cb && a.Type == KType.Index ? I((long)ca.Value * (long)cb.Value)
+            : new KBin("mul", a, b);
     /// <summary>a / b (index: floor of non-negative values).</summary>
-    public static KExpr Div(KExpr a, long b) => b == 1 ? a : a is KConst c ? I((long)c.Value / b) : new KBin("div", a, I(b));
+    public static KExpr Div(KExpr a, long b) => b == 1 ? a : a is KConst c ? I((long)c.Value / b) : new KBin("div", a,
+        I(b));
     /// <summary>a mod b (index, non-negative).</summary>
-    public static KExpr Rem(KExpr a, long b) => b == 1 ? I(0) : a is KConst c ? I((long)c.Value % b) : new KBin("rem", a, I(b));
+    public static KExpr Rem(KExpr a, long b) => b == 1 ? I(0) : a is KConst c ? I((long)c.Value % b) : new KBin("rem",
+        a, I(b));
     /// <summary>Converts <paramref name="e"/> to <paramref name="t"/> (nothing when it already is).</summary>
-    public static KExpr To(KType t, KExpr e) => e.Type == t ? e : e is KConst c && t != KType.Bool ? new KConst(c.Value, t) : new KCast(t, e);
+    public static KExpr To(KType t, KExpr e) => e.Type == t ? e : e is KConst c && t != KType.Bool ? new KConst(c.Value,
+        t) : new KCast(t, e);
 
-    /// <summary>The row-major flat index of <paramref name="idx"/> in <paramref name="shape"/>; undoes <see cref="Unflatten"/>.</summary>
+    /// <summary>The row-major flat index of <paramref name="idx"/> in <paramref name="shape"/>; undoes <see
+    /// cref="Unflatten"/>.</summary>
     public static KExpr Flatten(IReadOnlyList<KExpr> idx, IReadOnlyList<long> shape)
     {
         if (idx.Count == 0) return I(0);
@@ -158,7 +166,8 @@ public static class K
         return r;
     }
 
-    /// <summary>The index of an operand of shape <paramref name="operand"/> broadcast (numpy rules) to <paramref name="outIdx"/>.</summary>
+    /// <summary>The index of an operand of shape <paramref name="operand"/> broadcast (numpy rules) to <paramref
+    /// name="outIdx"/>.</summary>
     public static KExpr[] Broadcast(IReadOnlyList<KExpr> outIdx, IReadOnlyList<long> operand)
     {
         int lead = outIdx.Count - operand.Count;

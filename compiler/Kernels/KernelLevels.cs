@@ -35,7 +35,8 @@ public sealed class KernelLevels
     public int Depth(int v) => _depth[v];
 
     /// <summary>The depth of the innermost loop whose variable <paramref name="e"/> reads (0: none).</summary>
-    public int Level(KExpr e) => Free(e).Select(v => _depth.TryGetValue(v, out int d) ? d : int.MaxValue).DefaultIfEmpty(0).Max();
+    public int Level(KExpr e) => Free(e).Select(v => _depth.TryGetValue(v,
+        out int d) ? d : int.MaxValue).DefaultIfEmpty(0).Max();
 
     private void Assign(KExpr e)
     {

@@ -12,7 +12,8 @@ public sealed record TensorSpec(DType DType, long[] Shape)
     public long Size => NDArray.ShapeSize(Shape);
 }
 
-/// <summary>The shape of a kernel that is one f32 matmul of rank-2-or-more operands (batch dimensions broadcast).</summary>
+/// <summary>The shape of a kernel that is one f32 matmul of rank-2-or-more operands (batch dimensions
+/// broadcast).</summary>
 public sealed record MatmulShape(long[] Batch, long[] BatchStrideA, long[] BatchStrideB, long M, long N, long K);
 
 /// <summary>
@@ -32,12 +33,14 @@ public sealed class KernelSpec
     /// <summary>Set when the kernel is a single f32 matmul: it then gets a tiled implementation.</summary>
     public MatmulShape? Matmul { get; init; }
 
-    /// <summary>The kernel of an outlined function: its arguments are the inputs, its one returned value the output.</summary>
+    /// <summary>The kernel of an outlined function: its arguments are the inputs, its one returned value the
+    /// output.</summary>
     public static KernelSpec FromFunction(Operation func)
     {
         var entry = func.Regions[0].Entry;
         var ret = entry.Last ?? throw new IRException("kernel function has no body");
-        if (ret.Name != "func.return" || ret.Operands.Count != 1) throw new IRException($"kernel @{func.StringAttr("sym_name")} must return one value");
+        if (ret.Name != "func.return" || ret.Operands.Count != 1) throw new IRException($"kernel "
+            + $"@{func.StringAttr("sym_name")} must return one value");
         var args = entry.Arguments.ToList();
         int next = ret.Operands[0].TensorType.Rank;
         int Fresh() => next++;
@@ -65,7 +68,8 @@ public sealed class KernelSpec
     private static MatmulShape? MatmulOf(Operation? op, List<BlockArgument> args)
     {
         if (op is not { Name: "tensor.matmul" } || op.Result.TensorType.DType != DType.F32) return null;
-        if (op.Operands.Any(v => v is not BlockArgument || v.TensorType.Rank < 2) || !ReferenceEquals(op.Operands[0], args[0]) || !ReferenceEquals(op.Operands[1], args[^1]))
+        if (op.Operands.Any(v => v is not BlockArgument || v.TensorType.Rank < 2) || !ReferenceEquals(op.Operands[0],
+            args[0]) || !ReferenceEquals(op.Operands[1], args[^1]))
             return null;
         var (sa, sb) = (op.OperandType(0).ShapeArray, op.OperandType(1).ShapeArray);
         var batch = op.Result.TensorType.ShapeArray[..^2];

@@ -41,15 +41,19 @@ public sealed partial class Elaborator
         long? chunks = null;
         foreach (var arg in a.Args)
         {
-            if (arg.Name == null) throw Error(arg.Span, "@pipeline arguments are named: axis = ..., microbatches = ..., schedule = \"...\"");
-            if (entries.ContainsKey(arg.Name) || (arg.Name == "chunks" && chunks != null)) throw Error(arg.Span, $"'{arg.Name}' is given twice");
+            if (arg.Name == null) throw Error(arg.Span,
+                "@pipeline arguments are named: axis = ..., microbatches = ..., schedule = \"...\"");
+            if (entries.ContainsKey(arg.Name) || (arg.Name == "chunks" && chunks != null)) throw Error(arg.Span,
+                $"'{arg.Name}' is given twice");
             switch (arg.Name)
             {
                 case "axis":
-                    if (arg.Value is not NameExpr n) throw Error(arg.Value.Span, "axis must name a mesh axis, e.g. axis = pp");
+                    if (arg.Value is not NameExpr n) throw Error(arg.Value.Span,
+                        "axis must name a mesh axis, e.g. axis = pp");
                     if (!_meshAxes.Any(m => m.Name == n.Name))
                         throw Error(arg.Value.Span, _meshName == null ? "@pipeline needs a mesh declaration"
-                            : $"mesh '{_meshName}' has no axis '{n.Name}' (its axes: {string.Join(", ", _meshAxes.Select(m => m.Name))})");
+                            : $"mesh '{_meshName}' has no axis '{n.Name}' (its axes: "
+                                + $"{string.Join(", ", _meshAxes.Select(m => m.Name))})");
                     entries["axis"] = Attr.Str(n.Name);
                     break;
                 case "microbatches":
@@ -67,32 +71,40 @@ public sealed partial class Elaborator
                     if (chunks < 1) throw Error(arg.Value.Span, $"chunks must be at least 1, got {chunks}");
                     break;
                 default:
-                    throw Error(arg.Span, $"@pipeline has no setting '{arg.Name}' (settings: axis, microbatches, schedule, chunks)");
+                    throw Error(arg.Span, $"@pipeline has no setting '{arg.Name}' (settings: axis, microbatches, "
+                        + $"schedule, chunks)");
             }
         }
         if (!entries.ContainsKey("axis")) throw Error(a.Span, "@pipeline needs axis = MESH_AXIS");
-        if (chunks != null && schedule != "interleaved") throw Error(a.Span, "chunks applies only to schedule = \"interleaved\"");
+        if (chunks != null && schedule != "interleaved") throw Error(a.Span,
+            "chunks applies only to schedule = \"interleaved\"");
         entries.TryAdd("microbatches", Attr.Int(1));
         entries["schedule"] = Attr.Str(schedule);
         entries["chunks"] = Attr.Int(chunks ?? (schedule == "interleaved" ? 2 : 1));
         return new DictAttr(entries);
     }
 
-    /// <summary>The <c>train</c> declaration as a dictionary attribute, with the optimizer's defaults filled in.</summary>
+    /// <summary>The <c>train</c> declaration as a dictionary attribute, with the optimizer's defaults filled
+    /// in.</summary>
     private DictAttr TrainAttr(TrainDecl t, BlockDecl entry, Operation module)
     {
         if (!_blocks.TryGetValue(t.Name, out var target) || !target.IsModel)
             throw Error(t.NameSpan, $"train: '{t.Name}' is not a model");
-        if (target != entry) throw Error(t.NameSpan, $"train: '{t.Name}' is not the model being compiled ('{entry.Name}')");
+        if (target != entry) throw Error(t.NameSpan,
+            $"train: '{t.Name}' is not the model being compiled ('{entry.Name}')");
         var ret = module.EntryFunction()!.ResultTypes()[0] as TensorType;
         if (ret == null || ret.Rank != 0 || !ret.DType.IsFloat())
-            throw Error(t.NameSpan, $"train: '{t.Name}' must return a scalar float loss, but returns {ret?.ToSourceString()}");
+            throw Error(t.NameSpan, $"train: '{t.Name}' must return a scalar float loss, but returns "
+                + $"{ret?.ToSourceString()}");
         if (!Optimizers.TryGetValue(t.Optimizer, out var spec))
-            throw Error(t.OptimizerSpan, $"unknown optimizer '{t.Optimizer}' (known: {string.Join(", ", Optimizers.Keys)})");
-        var values = new Dictionary<string, Attr> { ["model"] = Attr.Str(t.Name), ["optimizer"] = Attr.Str(t.Optimizer) };
+            throw Error(t.OptimizerSpan, $"unknown optimizer '{t.Optimizer}' (known: "
+                + $"{string.Join(", ", Optimizers.Keys)})");
+        var values = new Dictionary<string, Attr> { ["model"] = Attr.Str(t.Name),
+            ["optimizer"] = Attr.Str(t.Optimizer) };
         foreach (var a in t.Args)
         {
-            if (!spec.Any(s => s.Name == a.Name)) throw Error(a.Span, $"{t.Optimizer} has no setting '{a.Name}' (settings: {string.Join(", ", spec.Select(s => s.Name))})");
+            if (!spec.Any(s => s.Name == a.Name)) throw Error(a.Span,
+                $"{t.Optimizer} has no setting '{a.Name}' (settings: {string.Join(", ", spec.Select(s => s.Name))})");
             if (values.ContainsKey(a.Name!)) throw Error(a.Span, $"'{a.Name}' is given twice");
             values[a.Name!] = Attr.Float(RequireNumber(Eval(a.Value, Scope.Global), a.Value.Span, a.Name!));
         }

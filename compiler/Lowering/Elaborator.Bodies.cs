@@ -61,7 +61,8 @@ public sealed partial class Elaborator
         return new Location(_src.Path, line, col);
     }
 
-    /// <summary>Runs the statements of a model or layer body and returns its result, checked against the declared type.</summary>
+    /// <summary>Runs the statements of a model or layer body and returns its result, checked against the declared
+    /// type.</summary>
     private Value LowerBody(BlockDecl decl, Scope scope, TensorType declared)
     {
         Value? ret = RunStatements(decl.Body, scope, topLevel: true);
@@ -70,7 +71,8 @@ public sealed partial class Elaborator
         if (!got.SameShapeAndType(declared))
         {
             var stmt = decl.Body.OfType<ReturnStmt>().Last();
-            throw Error(stmt.Value.Span, $"'{decl.Name}' returns {got.ToSourceString()} but is declared to return {declared.ToSourceString()}");
+            throw Error(stmt.Value.Span, $"'{decl.Name}' returns {got.ToSourceString()} but is declared to return "
+                + $"{declared.ToSourceString()}");
         }
         return declared.Sharding != null ? Reshard(ret, declared) : ret;
     }
@@ -88,16 +90,20 @@ public sealed partial class Elaborator
                     if (i != stmts.Count - 1) throw Error(stmts[i + 1].Span, "unreachable statement after return");
                     return RequireTensor(Eval(r.Value, scope), r.Value.Span, "the returned value");
                 case LetStmt l:
-                    if (scope.Vars.ContainsKey(l.Name)) throw Error(l.NameSpan, $"'{l.Name}' is already defined in this scope; to rebind it write '{l.Name} = ...'");
-                    if (_consts.ContainsKey(l.Name)) throw Error(l.NameSpan, $"'{l.Name}' is a const and cannot be rebound");
+                    if (scope.Vars.ContainsKey(l.Name)) throw Error(l.NameSpan,
+                        $"'{l.Name}' is already defined in this scope; to rebind it write '{l.Name} = ...'");
+                    if (_consts.ContainsKey(l.Name)) throw Error(l.NameSpan,
+                        $"'{l.Name}' is a const and cannot be rebound");
                     scope.Vars[l.Name] = Named(Eval(l.Value, scope), l.Name);
                     break;
                 case AssignStmt a:
                     var owner = scope.Find(a.Name);
                     if (owner == null)
-                        throw Error(a.NameSpan, _consts.ContainsKey(a.Name) ? $"'{a.Name}' is a const and cannot be assigned"
+                        throw Error(a.NameSpan, _consts.ContainsKey(a.Name)
+                            ? $"'{a.Name}' is a const and cannot be assigned"
                             : $"'{a.Name}' is not defined; use 'let {a.Name} = ...' to bind a new name");
-                    if (owner.LoopVars.Contains(a.Name)) throw Error(a.NameSpan, $"loop variable '{a.Name}' cannot be assigned");
+                    if (owner.LoopVars.Contains(a.Name)) throw Error(a.NameSpan,
+                        $"loop variable '{a.Name}' cannot be assigned");
                     owner.Vars[a.Name] = Named(Eval(a.Value, scope), a.Name);
                     break;
                 case ParamStmt p:
@@ -126,7 +132,8 @@ public sealed partial class Elaborator
         long hi = RequireInt(Eval(f.Hi, scope), f.Hi.Span, "a loop bound");
         long n = Math.Max(0, hi - lo);
         if (n > MaxUnrolledIterations || _unrolled + n > MaxUnrolledIterations)
-            throw Error(f.Span, $"this loop unrolls {n} iterations; a program may unroll at most {MaxUnrolledIterations} in all");
+            throw Error(f.Span, $"this loop unrolls {n} iterations; a program may unroll at most "
+                + $"{MaxUnrolledIterations} in all");
         _unrolled += n;
         for (long i = lo; i < hi; i++)
         {
@@ -162,8 +169,10 @@ public sealed partial class Elaborator
             case CallExpr { Callee: "normal" } c:
                 if (c.Args.Count > 1 || c.Args.Any(a => a.Name != null && a.Name != "std"))
                     throw Error(c.Span, "normal takes one argument: the standard deviation, e.g. normal(0.02)");
-                double std = c.Args.Count == 0 ? 0.02 : RequireNumber(Eval(c.Args[0].Value, scope), c.Args[0].Span, "the standard deviation");
-                if (std < 0 || double.IsNaN(std)) throw Error(c.Args[0].Span, $"the standard deviation must be non-negative, got {std}");
+                double std = c.Args.Count == 0 ? 0.02 : RequireNumber(Eval(c.Args[0].Value, scope), c.Args[0].Span,
+                    "the standard deviation");
+                if (std < 0 || double.IsNaN(std)) throw Error(c.Args[0].Span,
+                    $"the standard deviation must be non-negative, got {std}");
                 return [new("init", Attr.Str("normal")), new("std", Attr.Float(std))];
             default:
                 throw Error(init.Span, "unknown initialiser: expected normal(STD), zeros or ones");
@@ -178,7 +187,8 @@ public sealed partial class Elaborator
     };
 
     private static Value RequireTensor(EValue v, TextSpan span, string what) =>
-        v is TensorVal t ? t.Value : throw new ElabException(span, $"{what} must be a tensor, but this is {v.Describe()}");
+        v is TensorVal t ? t.Value : throw new ElabException(span,
+            $"{what} must be a tensor, but this is {v.Describe()}");
 
     // ---- layer calls ----
 
@@ -232,9 +242,11 @@ public sealed partial class Elaborator
             {
                 var chain = new List<string>();
                 for (var j = caller; j != null; j = j.Caller) chain.Insert(0, j.Decl.Name);
-                throw Error(call.CalleeSpan, $"recursive layer call: {string.Join(" -> ", chain)} -> {layer.Name} (layers are instantiated at compile time and cannot recurse)");
+                throw Error(call.CalleeSpan, $"recursive layer call: {string.Join(" -> ", chain)} -> {layer.Name} "
+                    + $"(layers are instantiated at compile time and cannot recurse)");
             }
-        if (caller.Depth + 1 > MaxCallDepth) throw Error(call.CalleeSpan, $"layer calls nested more than {MaxCallDepth} deep");
+        if (caller.Depth + 1 > MaxCallDepth) throw Error(call.CalleeSpan,
+            $"layer calls nested more than {MaxCallDepth} deep");
         CheckAttributes(layer);
 
         var (count, inLoop) = CallSites(caller.Decl).GetValueOrDefault(layer.Name, (1, false));
@@ -253,7 +265,8 @@ public sealed partial class Elaborator
             var declared = LowerType(layer.Args[i].Type, Scope.Global);
             var v = RequireTensor(args[i].Value, args[i].Span, $"argument '{layer.Args[i].Name}' of '{layer.Name}'");
             if (!v.TensorType.SameShapeAndType(declared))
-                throw Error(args[i].Span, $"argument '{layer.Args[i].Name}' of '{layer.Name}' must be {declared.ToSourceString()}, got {v.TensorType.ToSourceString()}");
+                throw Error(args[i].Span, $"argument '{layer.Args[i].Name}' of '{layer.Name}' must be "
+                    + $"{declared.ToSourceString()}, got {v.TensorType.ToSourceString()}");
             inner.Vars[layer.Args[i].Name] = new TensorVal(declared.Sharding != null ? Reshard(v, declared) : v);
         }
         var result = LowerType(layer.Result, Scope.Global);
@@ -268,10 +281,12 @@ public sealed partial class Elaborator
         return ret;
     }
 
-    private Value Reshard(Value v, TensorType target) => _b.CreateValue("dist.reshard", [v], null, v.TensorType.WithSharding(target.Sharding));
+    private Value Reshard(Value v, TensorType target) => _b.CreateValue("dist.reshard", [v], null,
+        v.TensorType.WithSharding(target.Sharding));
 
     /// <summary>Matches positional and keyword arguments to parameter names; returns them in parameter order.</summary>
-    private List<(EValue Value, TextSpan Span)> BindArgs(CallExpr call, string callee, IReadOnlyList<string> names, Scope scope)
+    private List<(EValue Value, TextSpan Span)> BindArgs(CallExpr call, string callee, IReadOnlyList<string> names,
+        Scope scope)
     {
         var bound = new (EValue, TextSpan)?[names.Count];
         int pos = 0;
@@ -280,13 +295,15 @@ public sealed partial class Elaborator
             int i;
             if (a.Name == null)
             {
-                if (pos >= names.Count) throw Error(a.Span, $"'{callee}' takes {names.Count} argument(s), got {call.Args.Count}");
+                if (pos >= names.Count) throw Error(a.Span,
+                    $"'{callee}' takes {names.Count} argument(s), got {call.Args.Count}");
                 i = pos++;
             }
             else
             {
                 i = names.ToList().IndexOf(a.Name);
-                if (i < 0) throw Error(a.Span, $"'{callee}' has no parameter named '{a.Name}' (parameters: {string.Join(", ", names)})");
+                if (i < 0) throw Error(a.Span, $"'{callee}' has no parameter named '{a.Name}' (parameters: "
+                    + $"{string.Join(", ", names)})");
             }
             if (bound[i] != null) throw Error(a.Span, $"argument '{names[i]}' of '{callee}' is given twice");
             bound[i] = (Eval(a.Value, scope), a.Value.Span);

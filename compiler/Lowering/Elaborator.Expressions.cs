@@ -29,7 +29,8 @@ public sealed partial class Elaborator
             case CallExpr c:
                 if (_blocks.TryGetValue(c.Callee, out var layer))
                 {
-                    if (scope.Instance == null) throw Error(c.Span, $"layer '{c.Callee}' cannot be called in a const expression");
+                    if (scope.Instance == null) throw Error(c.Span,
+                        $"layer '{c.Callee}' cannot be called in a const expression");
                     return new TensorVal(CallLayer(c, layer, scope));
                 }
                 return CallBuiltin(c, scope);
@@ -64,7 +65,8 @@ public sealed partial class Elaborator
             {
                 "+" => x + y, "-" => x - y, "*" => x * y,
                 "/" => y == 0 ? throw Error(b.OpSpan, "division by zero in a compile-time expression") : x / y,
-                "%" => y == 0 ? throw Error(b.OpSpan, "division by zero in a compile-time expression") : x - Math.Floor(x / y) * y,
+                "%" => y == 0 ? throw Error(b.OpSpan,
+                    "division by zero in a compile-time expression") : x - Math.Floor(x / y) * y,
                 _ => throw Error(b.OpSpan, "'@' needs tensors on both sides"),
             });
         }
@@ -80,7 +82,8 @@ public sealed partial class Elaborator
                 "+" => "tensor.add", "-" => "tensor.sub", "*" => "tensor.mul", "/" => "tensor.div", "%" => "tensor.rem",
                 _ => "tensor.matmul",
             };
-            if (op == "tensor.matmul" && (l is not TensorVal || r is not TensorVal)) throw Error(b.OpSpan, "'@' needs tensors on both sides");
+            if (op == "tensor.matmul" && (l is not TensorVal || r is not TensorVal)) throw Error(b.OpSpan,
+                "'@' needs tensors on both sides");
             return Op(op, b.OpSpan, lv, rv);
         }
         throw Error(b.OpSpan, $"cannot apply '{b.Op}' to {l.Describe()} and {r.Describe()}");
@@ -117,7 +120,8 @@ public sealed partial class Elaborator
         {
             case TensorVal t: return t.Value;
             case IntVal i when dtype == DType.I32:
-                if (i.Value < int.MinValue || i.Value > int.MaxValue) throw Error(span, $"{i.Value} does not fit in i32");
+                if (i.Value < int.MinValue || i.Value > int.MaxValue) throw Error(span,
+                    $"{i.Value} does not fit in i32");
                 return Constant(i.Value, dtype);
             case IntVal i: return Constant(i.Value, dtype);
             case FloatVal f when dtype.IsFloat(): return Constant(f.Value, dtype);
@@ -135,7 +139,8 @@ public sealed partial class Elaborator
     /// <summary>Creates an op at <paramref name="span"/>, turning shape errors into diagnostics there.</summary>
     private TensorVal Op(string name, TextSpan span, params Value[] operands) => Op(name, span, operands, null);
 
-    private TensorVal Op(string name, TextSpan span, Value[] operands, IEnumerable<KeyValuePair<string, Attr>>? attrs, MplType? type = null)
+    private TensorVal Op(string name, TextSpan span, Value[] operands, IEnumerable<KeyValuePair<string, Attr>>? attrs,
+        MplType? type = null)
     {
         var saved = _b.Location;
         _b.Location = Loc(span);

@@ -59,7 +59,8 @@ public sealed partial class Elaborator
         CollectDecls();
         foreach (var name in _consts.Keys) TryConst(name);
         foreach (var name in _options.Defines.Keys)
-            if (!_consts.ContainsKey(name)) _diags.Error(null, default, $"-D {name}: the program has no const named '{name}'");
+            if (!_consts.ContainsKey(name)) _diags.Error(null, default,
+                $"-D {name}: the program has no const named '{name}'");
         BuildMesh();
         if (_diags.HasErrors) return null;
 
@@ -87,10 +88,12 @@ public sealed partial class Elaborator
             switch (d)
             {
                 case ConstDecl c:
-                    if (!_consts.TryAdd(c.Name, c)) _diags.Error(_src, c.NameSpan, $"const '{c.Name}' is already defined");
+                    if (!_consts.TryAdd(c.Name, c)) _diags.Error(_src, c.NameSpan,
+                        $"const '{c.Name}' is already defined");
                     break;
                 case MeshDecl m:
-                    if (mesh != null) _diags.Error(_src, m.NameSpan, $"only one mesh per program: '{mesh.Name}' is already declared");
+                    if (mesh != null) _diags.Error(_src, m.NameSpan,
+                        $"only one mesh per program: '{mesh.Name}' is already declared");
                     else mesh = m;
                     break;
                 case BlockDecl b:
@@ -99,18 +102,21 @@ public sealed partial class Elaborator
             }
         }
         foreach (var c in _consts.Values)
-            if (_blocks.ContainsKey(c.Name)) _diags.Error(_src, c.NameSpan, $"'{c.Name}' is both a const and a layer or model");
+            if (_blocks.ContainsKey(c.Name)) _diags.Error(_src, c.NameSpan,
+                $"'{c.Name}' is both a const and a layer or model");
         if (mesh != null)
         {
             _meshName = mesh.Name;
             var seen = new HashSet<string>();
             foreach (var a in mesh.Axes)
             {
-                if (!seen.Add(a.Name)) { _diags.Error(_src, a.Span, $"mesh axis '{a.Name}' is declared twice"); continue; }
+                if (!seen.Add(a.Name)) { _diags.Error(_src, a.Span,
+                    $"mesh axis '{a.Name}' is declared twice"); continue; }
                 try
                 {
                     long size = ConstInt(a.Size, "a mesh axis size");
-                    if (size < 1) _diags.Error(_src, a.Size.Span, $"mesh axis '{a.Name}' has size {size}; sizes must be at least 1");
+                    if (size < 1) _diags.Error(_src, a.Size.Span,
+                        $"mesh axis '{a.Name}' has size {size}; sizes must be at least 1");
                     _meshAxes.Add((a.Name, size));
                 }
                 catch (ElabException e) { _diags.Error(_src, e.Span, e.Message); }
@@ -131,7 +137,9 @@ public sealed partial class Elaborator
             foreach (var (n, s) in _options.Mesh)
             {
                 int i = _meshAxes.FindIndex(a => a.Name == n);
-                if (i < 0) _diags.Error(null, default, $"--mesh: mesh '{_meshName}' has no axis '{n}' (its axes: {string.Join(", ", _meshAxes.Select(a => a.Name))})");
+                if (i < 0) _diags.Error(null, default,
+                    $"--mesh: mesh '{_meshName}' has no axis '{n}' (its axes: "
+                    + $"{string.Join(", ", _meshAxes.Select(a => a.Name))})");
                 else _meshAxes[i] = (n, s);
             }
         }
@@ -145,11 +153,15 @@ public sealed partial class Elaborator
         if (_options.Entry != null)
         {
             if (_blocks.TryGetValue(_options.Entry, out var e) && e.IsModel) return e;
-            throw Error(new TextSpan(0, 0), $"--entry {_options.Entry}: no model named '{_options.Entry}' (models: {string.Join(", ", models.Select(m => m.Name))})");
+            throw Error(new TextSpan(0, 0),
+                $"--entry {_options.Entry}: no model named '{_options.Entry}' (models: "
+                + $"{string.Join(", ", models.Select(m => m.Name))})");
         }
         if (models.Count == 1) return models[0];
-        if (models.Count == 0) throw Error(new TextSpan(0, 0), "the program has no model: declare one with 'model NAME(args) -> type { ... }'");
-        throw Error(models[1].NameSpan, $"the program has several models ({string.Join(", ", models.Select(m => m.Name))}): choose one with --entry");
+        if (models.Count == 0) throw Error(new TextSpan(0, 0),
+            "the program has no model: declare one with 'model NAME(args) -> type { ... }'");
+        throw Error(models[1].NameSpan,
+            $"the program has several models ({string.Join(", ", models.Select(m => m.Name))}): choose one with --entry");
     }
 
     // ---- consts ----
@@ -174,7 +186,8 @@ public sealed partial class Elaborator
     private long ConstInt(Expr e, string what) => RequireInt(Eval(e, Scope.Global), e.Span, what);
 
     private static long RequireInt(EValue v, TextSpan span, string what) =>
-        v is IntVal i ? i.Value : throw new ElabException(span, $"{what} must be a compile-time integer, but this is {v.Describe()}");
+        v is IntVal i ? i.Value : throw new ElabException(span,
+            $"{what} must be a compile-time integer, but this is {v.Describe()}");
 
     // ---- types ----
 
@@ -186,7 +199,8 @@ public sealed partial class Elaborator
         for (int i = 0; i < dims.Length; i++)
         {
             dims[i] = RequireInt(Eval(t.Dims[i], scope), t.Dims[i].Span, "a dimension");
-            if (dims[i] < 0) throw Error(t.Dims[i].Span, $"dimension {i} is {dims[i]}; dimensions must be non-negative");
+            if (dims[i] < 0) throw Error(t.Dims[i].Span,
+                $"dimension {i} is {dims[i]}; dimensions must be non-negative");
         }
         var shape = new TensorType(dtype, dims);
         try { _ = shape.NumElements; }
@@ -196,9 +210,11 @@ public sealed partial class Elaborator
 
     private Sharding LowerSharding(ShardSpec spec, TensorType type)
     {
-        if (_meshName == null) throw Error(spec.Span, "shard[...] needs a mesh: declare one with 'mesh NAME[axis = size, ...];'");
+        if (_meshName == null) throw Error(spec.Span,
+            "shard[...] needs a mesh: declare one with 'mesh NAME[axis = size, ...];'");
         if (spec.Dims.Count != type.Rank)
-            throw Error(spec.Span, $"shard[...] has {spec.Dims.Count} entries but {type.ToSourceString()} has {type.Rank} dimension(s)");
+            throw Error(spec.Span, $"shard[...] has {spec.Dims.Count} entries but {type.ToSourceString()} has "
+                + $"{type.Rank} dimension(s)");
         var seen = new HashSet<string>();
         for (int i = 0; i < spec.Dims.Count; i++)
         {
@@ -206,13 +222,17 @@ public sealed partial class Elaborator
             foreach (var axis in spec.Dims[i].Axes)
             {
                 int idx = _meshAxes.FindIndex(a => a.Name == axis);
-                if (idx < 0) throw Error(spec.Dims[i].Span, $"mesh '{_meshName}' has no axis '{axis}' (its axes: {string.Join(", ", _meshAxes.Select(a => a.Name))})");
-                if (!seen.Add(axis)) throw Error(spec.Dims[i].Span, $"mesh axis '{axis}' appears more than once in this sharding");
+                if (idx < 0) throw Error(spec.Dims[i].Span,
+                    $"mesh '{_meshName}' has no axis '{axis}' (its axes: "
+                    + $"{string.Join(", ", _meshAxes.Select(a => a.Name))})");
+                if (!seen.Add(axis)) throw Error(spec.Dims[i].Span,
+                    $"mesh axis '{axis}' appears more than once in this sharding");
                 product *= _meshAxes[idx].Size;
             }
             if (product > 1 && type.Shape[i] % product != 0)
                 throw Error(spec.Dims[i].Span,
-                    $"dimension {i} of {type.ToSourceString()} (size {type.Shape[i]}) is not divisible by mesh axes ({string.Join(", ", spec.Dims[i].Axes)}) of total size {product}");
+                    $"dimension {i} of {type.ToSourceString()} (size {type.Shape[i]}) is not divisible by mesh axes "
+                        + $"({string.Join(", ", spec.Dims[i].Axes)}) of total size {product}");
         }
         return new Sharding(spec.Dims.Select(d => d.Axes));
     }

@@ -18,7 +18,8 @@ public sealed class Autodiff : IPass
     /// <inheritdoc/>
     public string Description => "append the backward program of the scalar loss and mark each parameter's gradient";
 
-    /// <summary>Recompute @remat layers in the backward pass (off: keep their activations, to compare memory).</summary>
+    /// <summary>Recompute @remat layers in the backward pass (off: keep their activations, to compare
+    /// memory).</summary>
     [PassOption("remat", "recompute the activations of @remat layers in the backward pass")]
     public bool Remat { get; set; } = true;
 
@@ -30,9 +31,11 @@ public sealed class Autodiff : IPass
         var entry = func.Regions[0].Entry;
         if (entry.Operations.Any(o => o.Dialect == "train")) return false;
         var ret = entry.Last!;
-        if (ret.Operands.Count != 1 || ret.Operands[0].TensorType is not { Rank: 0 } lossType || !lossType.DType.IsFloat())
+        if (ret.Operands.Count != 1 || ret.Operands[0].TensorType is not { Rank: 0 } lossType
+            || !lossType.DType.IsFloat())
             throw new PassInputException(func.Location,
-                $"train: @{func.StringAttr("sym_name")} must return one float scalar (the loss), it returns {string.Join(", ", ret.Operands.Select(o => o.TensorType.ToSourceString()))}");
+                $"train: @{func.StringAttr("sym_name")} must return one float scalar (the loss), it returns "
+                    + $"{string.Join(", ", ret.Operands.Select(o => o.TensorType.ToSourceString()))}");
         var b = new Builder { Location = func.Location };
         b.SetInsertionPointBefore(ret);
         var rules = new GradientRules(b, Remat);

@@ -42,7 +42,8 @@ public sealed class Canonicalize : IPass
             if (op.Operands[0].DefiningOp is not { Name: "tensor.transpose" } inner) return false;
             var p = inner.IntsAttr("perm");
             var q = op.IntsAttr("perm");
-            var v = r.Create(op, "tensor.transpose", [inner.Operands[0]], [new("perm", Attr.Ints(q.Select(i => p[i])))]);
+            var v = r.Create(op, "tensor.transpose", [inner.Operands[0]], [new("perm",
+                Attr.Ints(q.Select(i => p[i])))]);
             r.ReplaceOp(op, v);
             return true;
         }
@@ -105,13 +106,15 @@ public sealed class Canonicalize : IPass
         public override bool MatchAndRewrite(Operation op, PatternRewriter r)
         {
             if (op.Operands.Count != 2) return false;
-            double? identity = op.Name switch { "tensor.add" or "tensor.sub" => 0, "tensor.mul" or "tensor.div" => 1, _ => null };
+            double? identity = op.Name switch { "tensor.add" or "tensor.sub" => 0, "tensor.mul" or "tensor.div" => 1,
+                _ => null };
             if (identity == null) return false;
             bool commutes = op.Name is "tensor.add" or "tensor.mul";
             for (int side = 1; side >= (commutes ? 0 : 1); side--)
             {
                 var other = op.Operands[1 - side];
-                if (SplatValue(op.Operands[side]) == identity && other.TensorType.SameShapeAndType(op.Result.TensorType))
+                if (SplatValue(op.Operands[side]) == identity
+                    && other.TensorType.SameShapeAndType(op.Result.TensorType))
                 {
                     r.ReplaceOp(op, other);
                     return true;

@@ -16,7 +16,8 @@ public sealed class Cse : IPass
 
     private readonly record struct Key(string Name, Value[] Operands, string Attrs, string Types)
     {
-        public bool Equals(Key o) => Name == o.Name && Attrs == o.Attrs && Types == o.Types && Operands.AsSpan().SequenceEqual(o.Operands);
+        public bool Equals(Key o) => Name == o.Name && Attrs == o.Attrs && Types == o.Types
+            && Operands.AsSpan().SequenceEqual(o.Operands);
         public override int GetHashCode()
         {
             var h = new HashCode();

@@ -3,7 +3,8 @@ using ParallelCompiler.Passes.Infrastructure;
 
 namespace ParallelCompiler.Passes;
 
-/// <summary><c>dce</c>: removes pure operations whose results are never used, last to first so chains vanish in one sweep.</summary>
+/// <summary><c>dce</c>: removes pure operations whose results are never used, last to first so chains vanish in one
+/// sweep.</summary>
 public sealed class Dce : IPass
 {
     /// <inheritdoc/>

@@ -18,12 +18,14 @@ public sealed class FormKernels : IPass
     /// <inheritdoc/>
     public string Name => "form-kernels";
     /// <inheritdoc/>
-    public string Description => "fuse elementwise chains into their consumers and outline every kernel as a function launched by kernel.launch";
+    public string Description => "fuse elementwise chains into their consumers and outline every kernel as a function "
+        + "launched by kernel.launch";
 
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.EntryFunction() is not { } func || module.Functions().Any(f => f.GetAttr("kernel") != null)) return false;
+        if (module.EntryFunction() is not { } func
+            || module.Functions().Any(f => f.GetAttr("kernel") != null)) return false;
         var entry = func.Regions[0].Entry;
         var ops = entry.Operations.Where(OpCompute.Supports).ToList();
         if (ops.Count == 0) return false;
@@ -59,9 +61,11 @@ public sealed class FormKernels : IPass
         {
             var group = members[r];
             var inside = new HashSet<Operation>(group, ReferenceEqualityComparer.Instance);
-            var inputs = group.SelectMany(o => o.Operands).Where(v => v.DefiningOp is not { } d || !inside.Contains(d)).Distinct().ToList();
+            var inputs = group.SelectMany(o => o.Operands).Where(v => v.DefiningOp is not { } d
+                || !inside.Contains(d)).Distinct().ToList();
             string name = $"k{n++}_{r.Name[(r.Name.IndexOf('.') + 1)..]}";
-            var kernel = module.AddFunction(name, inputs.Select((v, i) => (v.NameHint ?? $"in{i}", v.Type)), [r.Result.Type], r.Location);
+            var kernel = module.AddFunction(name, inputs.Select((v, i) => (v.NameHint ?? $"in{i}", v.Type)),
+                [r.Result.Type], r.Location);
             kernel.SetAttr("kernel", Attr.Str(Kind(r)));
             var map = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance);
             var kentry = kernel.Regions[0].Entry;
@@ -89,7 +93,8 @@ public sealed class FormKernels : IPass
             b.SetInsertionPointBefore(r);
             b.Location = r.Location;
             var launch = b.Create("kernel.launch", inputs,
-                r.Attributes.Where(a => a.Key is "stage" or "phase").Append(new("callee", Attr.Str(name))), [r.Result.Type]);
+                r.Attributes.Where(a => a.Key is "stage" or "phase").Append(new("callee", Attr.Str(name))),
+                    [r.Result.Type]);
             launch.Result.NameHint = r.Result.NameHint;
             r.Result.ReplaceAllUsesWith(launch.Result);
             for (int i = group.Count - 1; i >= 0; i--)
@@ -116,13 +121,15 @@ public sealed class FormKernels : IPass
 
     private static bool CanFuseInto(Operation producer, Operation consumer) =>
         OpCompute.Supports(consumer) && consumer.Name != "tensor.matmul"
-        && Equals(producer.GetAttr("stage"), consumer.GetAttr("stage")) && Equals(producer.GetAttr("phase"), consumer.GetAttr("phase"));
+        && Equals(producer.GetAttr("stage"), consumer.GetAttr("stage")) && Equals(producer.GetAttr("phase"),
+            consumer.GetAttr("phase"));
 
     private static string Kind(Operation root) => root.Name switch
     {
         "tensor.matmul" => "matmul",
         "tensor.softmax" or "tensor.layernorm" or "tensor.rmsnorm" => "row",
-        "tensor.sum" or "tensor.mean" or "tensor.max" or "tensor.cross_entropy" or "tensor.embedding_grad" => "reduction",
+        "tensor.sum" or "tensor.mean" or "tensor.max" or "tensor.cross_entropy" or "tensor.embedding_grad" =>
+            "reduction",
         "tensor.embedding" or "tensor.concat" or "tensor.slice" => "gather",
         _ => "elementwise",
     };

@@ -12,7 +12,8 @@ public sealed class GradientRules(Builder b, bool remat)
 {
     private readonly Dictionary<Value, Value> _recomputed = new(ReferenceEqualityComparer.Instance);
 
-    /// <summary>Operand adjoints of <paramref name="op"/> given <paramref name="dy"/>, the adjoint of its result.</summary>
+    /// <summary>Operand adjoints of <paramref name="op"/> given <paramref name="dy"/>, the adjoint of its
+    /// result.</summary>
     public Value?[] Backward(Operation op, Value dy)
     {
         Value X(int i) => Fwd(op.Operands[i]);
@@ -23,11 +24,13 @@ public sealed class GradientRules(Builder b, bool remat)
             case "tensor.add": return [Unbroadcast(dy, xs[0]), Unbroadcast(dy, xs[1])];
             case "tensor.sub": return [Unbroadcast(dy, xs[0]), Unbroadcast(Neg(dy), xs[1])];
             case "tensor.mul": return [Unbroadcast(Mul(dy, X(1)), xs[0]), Unbroadcast(Mul(dy, X(0)), xs[1])];
-            case "tensor.div": return [Unbroadcast(Div(dy, X(1)), xs[0]), Unbroadcast(Neg(Div(Mul(dy, Y()), X(1))), xs[1])];
+            case "tensor.div": return [Unbroadcast(Div(dy, X(1)), xs[0]), Unbroadcast(Neg(Div(Mul(dy, Y()), X(1))),
+                xs[1])];
             case "tensor.rem": // a % b = a - b * floor(a / b)
                 return [Unbroadcast(dy, xs[0]), Unbroadcast(Neg(Mul(dy, Div(Sub(X(0), Y()), X(1)))), xs[1])];
             case "tensor.neg": return [Neg(dy)];
-            case "tensor.convert": return [b.CreateValue("tensor.convert", [dy], null, dy.TensorType.WithDType(xs[0].TensorType.DType))];
+            case "tensor.convert": return [b.CreateValue("tensor.convert", [dy], null,
+                dy.TensorType.WithDType(xs[0].TensorType.DType))];
             case "tensor.relu": return [Mul(dy, Un("tensor.step", X(0)))];
             case "tensor.step": return [null];
             case "tensor.gelu": return [Mul(dy, GeluDerivative(X(0)))];
@@ -81,7 +84,8 @@ public sealed class GradientRules(Builder b, bool remat)
                 for (int i = 0; i < xs.Count; i++)
                 {
                     long len = xs[i].TensorType.Shape[(int)axis];
-                    r[i] = b.CreateValue("tensor.slice", [dy], [new("axis", Attr.Int(axis)), new("start", Attr.Int(start)), new("length", Attr.Int(len))]);
+                    r[i] = b.CreateValue("tensor.slice", [dy], [new("axis", Attr.Int(axis)), new("start",
+                        Attr.Int(start)), new("length", Attr.Int(len))]);
                     start += len;
                 }
                 return r;
@@ -96,7 +100,8 @@ public sealed class GradientRules(Builder b, bool remat)
                 {
                     var shape = dy.TensorType.ShapeArray;
                     shape[axis] = n;
-                    return b.CreateValue("tensor.constant", [], [new("value", Attr.Float(0.0))], new TensorType(dy.TensorType.DType, shape));
+                    return b.CreateValue("tensor.constant", [], [new("value", Attr.Float(0.0))],
+                        new TensorType(dy.TensorType.DType, shape));
                 }
                 if (start > 0) parts.Add(Zeros(start));
                 parts.Add(dy);
@@ -104,20 +109,25 @@ public sealed class GradientRules(Builder b, bool remat)
                 return [parts.Count == 1 ? dy : b.CreateValue("tensor.concat", parts, [new("axis", Attr.Int(axis))])];
             }
             case "tensor.embedding":
-                return [null, b.CreateValue("tensor.embedding_grad", [xs[0], dy], [new("rows", Attr.Int(xs[1].TensorType.Shape[0]))])];
-            case "tensor.causal_mask": return [b.CreateValue("tensor.causal_mask", [dy], [new("fill", Attr.Float(0.0))])];
+                return [null, b.CreateValue("tensor.embedding_grad", [xs[0], dy], [new("rows",
+                    Attr.Int(xs[1].TensorType.Shape[0]))])];
+            case "tensor.causal_mask": return [b.CreateValue("tensor.causal_mask", [dy], [new("fill",
+                Attr.Float(0.0))])];
             case "tensor.cross_entropy":
             {
                 var logits = op.OperandType(0);
                 long positions = logits.NumElements / logits.Shape[^1];
                 var p = b.CreateValue("tensor.softmax", [X(0)], [new("axis", Attr.Int(-1))]);
-                var onehot = b.CreateValue("tensor.one_hot", [xs[1]], [new("classes", Attr.Int(logits.Shape[^1]))], logits.WithSharding(null));
+                var onehot = b.CreateValue("tensor.one_hot", [xs[1]], [new("classes", Attr.Int(logits.Shape[^1]))],
+                    logits.WithSharding(null));
                 return [Mul(Sub(p, onehot), MulC(dy, 1.0 / positions)), null];
             }
             case "dist.reshard": return [dy];
             case "pipe.transfer":
-                return [b.CreateValue("pipe.transfer", [dy], [new("from", Attr.Int(op.IntAttr("to"))), new("to", Attr.Int(op.IntAttr("from")))])];
-            case "tensor.constant" or "tensor.param" or "tensor.one_hot" or "tensor.embedding_grad": return new Value?[xs.Count];
+                return [b.CreateValue("pipe.transfer", [dy], [new("from", Attr.Int(op.IntAttr("to"))), new("to",
+                    Attr.Int(op.IntAttr("from")))])];
+            case "tensor.constant" or "tensor.param" or "tensor.one_hot" or "tensor.embedding_grad":
+                return new Value?[xs.Count];
             default: throw new IRException($"autodiff: no derivative rule for {op.Name}");
         }
     }
@@ -128,10 +138,12 @@ public sealed class GradientRules(Builder b, bool remat)
     /// </summary>
     public Value Fwd(Value v)
     {
-        if (!remat || v.DefiningOp is not { Dialect: "tensor" } op || op.GetAttr("remat") is not { } layer || op.Name == "tensor.param" || op.Results.Count != 1) return v;
+        if (!remat || v.DefiningOp is not { Dialect: "tensor" } op || op.GetAttr("remat") is not { } layer
+            || op.Name == "tensor.param" || op.Results.Count != 1) return v;
         // A value the rest of the program reads (the layer's output) is the checkpoint the next layer recomputes
         // from: it is kept, and recomputation never reaches back into earlier layers.
-        if (v.Uses.Any(u => u.Op.Dialect != "train" && u.Op.GetAttr("recompute") is null && !Equals(u.Op.GetAttr("remat"), layer))) return v;
+        if (v.Uses.Any(u => u.Op.Dialect != "train" && u.Op.GetAttr("recompute") is null
+            && !Equals(u.Op.GetAttr("remat"), layer))) return v;
         if (_recomputed.TryGetValue(v, out var r)) return r;
         var operands = op.Operands.Select(Fwd).ToArray();
         // Marked as a recomputation, so CSE does not merge it back into the forward op it copies.
@@ -169,7 +181,8 @@ public sealed class GradientRules(Builder b, bool remat)
         return rms ? [dx, dg] : [dx, dg, SumLead(dy)];
     }
 
-    /// <summary>numpy matmul's gradient: 1-D operands promoted as in the forward op, batch dimensions summed back.</summary>
+    /// <summary>numpy matmul's gradient: 1-D operands promoted as in the forward op, batch dimensions summed
+    /// back.</summary>
     private Value?[] Matmul(Operation op, Value dy, Value a, Value bv)
     {
         var (ta, tb) = (op.OperandType(0), op.OperandType(1));
@@ -207,13 +220,15 @@ public sealed class GradientRules(Builder b, bool remat)
         var target = operand.TensorType.Shape;
         var shape = g.TensorType.Shape;
         int lead = shape.Count - target.Count;
-        var axes = Enumerable.Range(0, shape.Count).Where(i => i < lead || (target[i - lead] == 1 && shape[i] != 1)).Select(i => (long)i).ToArray();
+        var axes = Enumerable.Range(0, shape.Count).Where(i => i < lead || (target[i - lead] == 1
+            && shape[i] != 1)).Select(i => (long)i).ToArray();
         if (axes.Length == 0) return g;
         return Reshape(Reduce("tensor.sum", g, axes, keep: true), target);
     }
 
     private Value Reshape(Value v, IReadOnlyList<long> shape) =>
-        v.TensorType.Shape.SequenceEqual(shape) ? v : b.CreateValue("tensor.reshape", [v], [new("shape", Attr.Ints(shape))]);
+        v.TensorType.Shape.SequenceEqual(shape) ? v : b.CreateValue("tensor.reshape", [v], [new("shape",
+            Attr.Ints(shape))]);
 
     private Value Reduce(string name, Value v, long[] axes, bool keep) =>
         b.CreateValue(name, [v], [new("axes", Attr.Ints(axes)), new("keepdims", Attr.Bool(keep))]);
@@ -224,7 +239,8 @@ public sealed class GradientRules(Builder b, bool remat)
     private Value Sub(Value x, Value y) => b.CreateValue("tensor.sub", [x, y]);
     private Value Mul(Value x, Value y) => b.CreateValue("tensor.mul", [x, y]);
     private Value Div(Value x, Value y) => b.CreateValue("tensor.div", [x, y]);
-    private Value C(Value like, double c) => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(c))], TensorType.Scalar(like.TensorType.DType));
+    private Value C(Value like, double c) => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(c))],
+        TensorType.Scalar(like.TensorType.DType));
     private Value MulC(Value v, double c) => Mul(v, C(v, c));
     private Value AddC(Value v, double c) => Add(v, C(v, c));
     private Value RSubC(double c, Value v) => Sub(C(v, c), v);

@@ -20,7 +20,8 @@ public sealed class InsertReshards : IPass, IWarningSource
     /// <inheritdoc/>
     public string Name => "insert-reshards";
     /// <inheritdoc/>
-    public string Description => "insert an explicit dist.reshard wherever an op needs another layout than its operand has";
+    public string Description => "insert an explicit dist.reshard wherever an op needs another layout than its "
+        + "operand has";
     /// <inheritdoc/>
     public Action<Location, string>? Warn { get; set; }
 
@@ -44,7 +45,8 @@ public sealed class InsertReshards : IPass, IWarningSource
                     for (int i = 0; i < op.Operands.Count; i++)
                     {
                         var s = op.Operands[i].TensorType.Sharding!;
-                        if (s.Partial.Count > 0) changed |= Require(op, i, new Sharding(s.Dims), mesh, cache, warned, func);
+                        if (s.Partial.Count > 0) changed |= Require(op, i, new Sharding(s.Dims), mesh, cache, warned,
+                            func);
                     }
                     func.SetResultTypes(op.Operands.Select(o => o.Type));
                     continue;
@@ -59,11 +61,13 @@ public sealed class InsertReshards : IPass, IWarningSource
                     var after = new Builder { Location = op.Location };
                     after.SetInsertionPointBefore(op.Next!);
                     op.Result.Type = op.Result.TensorType.WithSharding(results[0]);
-                    var moved = after.CreateValue("dist.reshard", [op.Result], null, op.Result.TensorType.WithSharding(wanted));
+                    var moved = after.CreateValue("dist.reshard", [op.Result], null,
+                        op.Result.TensorType.WithSharding(wanted));
                     foreach (var (user, index) in op.Result.Uses.ToArray())
                         if (user != moved.DefiningOp) user.SetOperand(index, moved);
                 }
-                for (int i = 0; i < op.Operands.Count; i++) changed |= Require(op, i, operands[i], mesh, cache, warned, func);
+                for (int i = 0; i < op.Operands.Count; i++) changed |= Require(op, i, operands[i], mesh, cache, warned,
+                    func);
                 for (int i = 0; i < op.Results.Count; i++)
                     if (!Equals(op.Results[i].TensorType.Sharding, results[i]))
                     {
@@ -87,24 +91,28 @@ public sealed class InsertReshards : IPass, IWarningSource
     /// afterwards costs fewer bytes than moving the operands into the result's layout (the gradient of a weight,
     /// say, summed over a split batch and then scattered, instead of gathering the batch); otherwise null.
     /// </summary>
-    private static (Sharding[] Operands, Sharding[] Results)? CheaperFromOperands(Operation op, ShardingRule rule, DeviceMesh mesh,
+    private static (Sharding[] Operands, Sharding[] Results)? CheaperFromOperands(Operation op, ShardingRule rule,
+        DeviceMesh mesh,
         Sharding[] operands, Sharding[] results)
     {
         if (op.Results.Count != 1 || !rule.Kinds.Contains(FactorKind.Reduction)) return null;
         var alt = Layout(op, rule, mesh, holdResults: false);
         var complete = new Sharding(results[0].Dims);
-        double OperandCost(Sharding[] needed) => op.Operands.Select((v, i) => ReshardLowering.Cost(v.TensorType, v.TensorType.Sharding!, needed[i], mesh)).Sum();
+        double OperandCost(Sharding[] needed) => op.Operands.Select((v, i) => ReshardLowering.Cost(v.TensorType,
+            v.TensorType.Sharding!, needed[i], mesh)).Sum();
         var t = op.Result.TensorType;
         double held = OperandCost(operands) + ReshardLowering.Cost(t, results[0], complete, mesh);
         double moved = OperandCost(alt.Operands) + ReshardLowering.Cost(t, alt.Results[0], complete, mesh);
         // On equal bytes, the plan that leaves every parameter in its own layout wins: a gathered weight is held whole.
-        return moved < held || moved == held && MovesParameter(op, operands) && !MovesParameter(op, alt.Operands) ? alt : null;
+        return moved < held || moved == held && MovesParameter(op, operands) && !MovesParameter(op,
+            alt.Operands) ? alt : null;
     }
 
     private static bool MovesParameter(Operation op, Sharding[] needed) =>
         op.Operands.Where((v, i) => IsParameter(v) && !v.TensorType.Sharding!.Equals(needed[i])).Any();
 
-    /// <summary>A parameter, or a parameter seen through shape ops (the transposed weight of a backward matmul).</summary>
+    /// <summary>A parameter, or a parameter seen through shape ops (the transposed weight of a backward
+    /// matmul).</summary>
     public static bool IsParameter(Value v) => v.DefiningOp switch
     {
         { Name: "tensor.param" } => true,
@@ -112,7 +120,8 @@ public sealed class InsertReshards : IPass, IWarningSource
         _ => false,
     };
 
-    private static (Sharding[] Operands, Sharding[] Results) Layout(Operation op, ShardingRule rule, DeviceMesh mesh, bool holdResults)
+    private static (Sharding[] Operands, Sharding[] Results) Layout(Operation op, ShardingRule rule, DeviceMesh mesh,
+        bool holdResults)
     {
         // A parameter is written in the layout it is read in: the new value follows the parameter, never the reverse.
         if (op.Name == "train.update")
@@ -122,7 +131,8 @@ public sealed class InsertReshards : IPass, IWarningSource
             return ([layout, layout], []);
         }
         var votes = op.Operands.Select(v => new FactorSharding.Vote(v.TensorType.Sharding, v.TensorType.NumElements))
-            .Concat(op.Results.Select(r => new FactorSharding.Vote(holdResults ? r.TensorType.Sharding : null, long.MaxValue))).ToArray();
+            .Concat(op.Results.Select(r => new FactorSharding.Vote(holdResults ? r.TensorType.Sharding : null,
+                long.MaxValue))).ToArray();
         var assign = FactorSharding.Resolve(rule, votes, mesh);
         var partial = FactorSharding.PartialAxes(rule, assign, mesh);
         var operands = rule.Operands.Select(d => FactorSharding.Project(rule, d, assign, mesh)).ToArray();
@@ -138,7 +148,8 @@ public sealed class InsertReshards : IPass, IWarningSource
         return true;
     }
 
-    private bool Require(Operation op, int index, Sharding needed, DeviceMesh mesh, Dictionary<(Value, Sharding), Value> cache,
+    private bool Require(Operation op, int index, Sharding needed, DeviceMesh mesh, Dictionary<(Value, Sharding),
+        Value> cache,
         HashSet<Value> warned, Operation func)
     {
         var v = op.Operands[index];
@@ -157,7 +168,8 @@ public sealed class InsertReshards : IPass, IWarningSource
         return true;
     }
 
-    /// <summary>Never replicate silently: a tensor the user split that ends up whole on every device is named.</summary>
+    /// <summary>Never replicate silently: a tensor the user split that ends up whole on every device is
+    /// named.</summary>
     private void WarnIfGathered(Value v, Sharding have, Sharding needed, DeviceMesh mesh, Operation func)
     {
         bool userSharded = v is BlockArgument || v.DefiningOp?.Name == "tensor.param";
@@ -166,6 +178,7 @@ public sealed class InsertReshards : IPass, IWarningSource
         string name = v.DefiningOp?.Name == "tensor.param" ? v.DefiningOp.StringAttr("path") : v.NameHint ?? "argument";
         long bytes = t.NumElements * Runtime.Arrays.DTypes.Size(t.DType);
         Warn?.Invoke(v.DefiningOp?.Location ?? func.Location,
-            $"'{name}' ({t.ToSourceString()} {have}, {Units.Bytes(bytes)}) is gathered in full on every device of the mesh ({mesh})");
+            $"'{name}' ({t.ToSourceString()} {have}, {Units.Bytes(bytes)}) is gathered in full on every device of the "
+                + $"mesh ({mesh})");
     }
 }

@@ -30,7 +30,8 @@ public sealed class Microbatch : IPass
         if (m <= 1) return false;
         var mesh = module.Mesh() ?? throw new PassInputException(func.Location, "@pipeline needs a mesh");
         var axes = ((ArrayAttr)mesh.GetAttr("axes")!).AsStrings();
-        if (axes.Contains(Axis)) throw new PassInputException(mesh.Location, $"the mesh axis name '{Axis}' is reserved for microbatches");
+        if (axes.Contains(Axis)) throw new PassInputException(mesh.Location,
+            $"the mesh axis name '{Axis}' is reserved for microbatches");
         mesh.SetAttr("axes", Attr.Strs(axes.Append(Axis)));
         mesh.SetAttr("shape", Attr.Ints(mesh.IntsAttr("shape").Append(m)));
         module.SetAttr("microbatch_axis", Attr.Str(Axis));
@@ -43,7 +44,8 @@ public sealed class Microbatch : IPass
             long split = full.Product(s.Dims[0]);
             if (t.Shape[0] % (split * m) != 0)
                 throw new PassInputException(func.Location,
-                    $"@pipeline: the batch dimension of '{a.NameHint}' ({t.Shape[0]}" + (split > 1 ? $", {t.Shape[0] / split} per device" : "") +
+                    $"@pipeline: the batch dimension of '{a.NameHint}' ({t.Shape[0]}" + (split > 1
+                        ? $", {t.Shape[0] / split} per device" : "") +
                     $") does not split into {m} microbatches");
             a.Type = t.WithSharding(new Sharding(s.Dims.Select((d, k) => k == 0 ? d.Append(Axis) : d), s.Partial));
         }

@@ -19,13 +19,16 @@ public sealed class Optimizer : IPass
     /// <inheritdoc/>
     public string Name => "optimizer";
     /// <inheritdoc/>
-    public string Description => "turn each parameter's gradient into the optimizer's update of the parameter and its state";
+    public string Description => "turn each parameter's gradient into the optimizer's update of the parameter and its "
+        + "state";
 
-    /// <summary>ZeRO stage: 0 (state laid out like its parameter) or 1 (state split over the data-parallel axis).</summary>
+    /// <summary>ZeRO stage: 0 (state laid out like its parameter) or 1 (state split over the data-parallel
+    /// axis).</summary>
     [PassOption("zero", "ZeRO stage: 0, or 1 to split the optimizer state over the data-parallel axis")]
     public int Zero { get; set; }
 
-    /// <summary>The data-parallel mesh axis for ZeRO; empty: the axis the entry's first argument splits its first dimension over.</summary>
+    /// <summary>The data-parallel mesh axis for ZeRO; empty: the axis the entry's first argument splits its first
+    /// dimension over.</summary>
     [PassOption("axis", "the data-parallel mesh axis for zero=1 (default: the one splitting the first input's batch)")]
     public string Axis { get; set; } = "";
 
@@ -40,8 +43,10 @@ public sealed class Optimizer : IPass
         if (grads.Count == 0) return false;
         string zeroAxis = Zero == 1 ? DataParallelAxis(module, func) : "";
         var s = train.Entries.ToDictionary(e => e.Key, e => e.Value);
-        double F(string key) => s.GetValueOrDefault(key) switch { FloatAttr f => f.Value, IntAttr i => i.Value, _ => 0.0 };
-        string kind = s.GetValueOrDefault("optimizer") is StringAttr k ? k.Value : throw new IRException("optimizer: the train attribute names no optimizer");
+        double F(string key) => s.GetValueOrDefault(key) switch { FloatAttr f => f.Value, IntAttr i => i.Value,
+            _ => 0.0 };
+        string kind = s.GetValueOrDefault("optimizer") is StringAttr k ? k.Value
+            : throw new IRException("optimizer: the train attribute names no optimizer");
         var b = new Builder();
         b.SetInsertionPointBefore(entry.Last!);
         var mesh = module.DeviceMesh();
@@ -57,9 +62,11 @@ public sealed class Optimizer : IPass
         bool pipelined = grads.Any(g => g.GetAttr("stage") != null);
         if (pipelined)
             for (var o = entry.First; o != null; o = o.Next)
-                if (o.GetAttr("stage") == null && o.Name is "tensor.param" or "tensor.constant" or "tensor.add" or "train.update") o.SetAttr("stage", Attr.Int(0));
+                if (o.GetAttr("stage") == null && o.Name is "tensor.param" or "tensor.constant" or "tensor.add" or
+                    "train.update") o.SetAttr("stage", Attr.Int(0));
         // A weight tied between pipeline stages has a copy (and a gradient) per stage; each copy takes the sum.
-        var byPath = grads.GroupBy(ParameterEffectOpDef.PathOf).ToDictionary(g => g.Key, g => g.Select(x => x.Operands[1]).ToList());
+        var byPath = grads.GroupBy(ParameterEffectOpDef.PathOf).ToDictionary(g => g.Key,
+            g => g.Select(x => x.Operands[1]).ToList());
         foreach (var g in grads)
         {
             var p = g.Operands[0];
@@ -114,28 +121,36 @@ public sealed class Optimizer : IPass
     {
         var mesh = module.DeviceMesh();
         if (Axis.Length > 0)
-            return mesh.AxisNames.Contains(Axis) ? Axis : throw new PassInputException(func.Location, $"--zero: '{Axis}' is not an axis of the mesh ({mesh})");
+            return mesh.AxisNames.Contains(Axis) ? Axis : throw new PassInputException(func.Location,
+                $"--zero: '{Axis}' is not an axis of the mesh ({mesh})");
         var args = func.Regions[0].Entry.Arguments;
-        if (args.Count > 0 && args[0].TensorType is { Rank: > 0, Sharding: { } s } && s.Dims[0].Count > 0) return s.Dims[0][0];
-        throw new PassInputException(func.Location, "--zero 1: no data-parallel axis: the first input's batch dimension is not split (name one with optimizer{axis=...})");
+        if (args.Count > 0 && args[0].TensorType is { Rank: > 0,
+            Sharding: { } s } && s.Dims[0].Count > 0) return s.Dims[0][0];
+        throw new PassInputException(func.Location,
+            "--zero 1: no data-parallel axis: the first input's batch dimension is not split (name one with "
+            + "optimizer{axis=...})");
     }
 
     /// <summary>The ops an update is made of, and optimizer state reads.</summary>
     private sealed class UpdateBuilder(Builder b, DeviceMesh mesh, string zeroAxis)
     {
-        /// <summary>A zero-initialised state parameter laid out like its parameter, or split over the ZeRO axis.</summary>
+        /// <summary>A zero-initialised state parameter laid out like its parameter, or split over the ZeRO
+        /// axis.</summary>
         public Value State(string path, TensorType type, Sharding? like)
         {
             var sharding = like ?? (type.Rank == 0 ? null : Sharding.Replicated(type.Rank));
             if (zeroAxis.Length > 0 && type.Rank > 0 && !sharding!.Axes.Contains(zeroAxis))
             {
-                // The first dimension the axis divides takes it as its minor split; a state no dimension of which it divides stays whole.
+                // The first dimension the axis divides takes it as its minor split; a state no dimension of which it
+                // divides stays whole.
                 var dims = sharding.Dims.Select(d => d.ToList()).ToArray();
                 for (int d = 0; d < dims.Length; d++)
-                    if (type.Shape[d] % (mesh.Product(dims[d]) * mesh.Size(zeroAxis)) == 0) { dims[d].Add(zeroAxis); break; }
+                    if (type.Shape[d] % (mesh.Product(dims[d]) * mesh.Size(zeroAxis)) == 0) { dims[d].Add(zeroAxis);
+                        break; }
                 sharding = new Sharding(dims);
             }
-            var v = b.CreateValue("tensor.param", [], [new("path", Attr.Str(path)), new("init", Attr.Str("zeros")), new("state", Attr.Bool(true))],
+            var v = b.CreateValue("tensor.param", [], [new("path", Attr.Str(path)), new("init", Attr.Str("zeros")),
+                new("state", Attr.Bool(true))],
                 type.WithSharding(sharding));
             v.NameHint = path;
             return v;
@@ -147,10 +162,13 @@ public sealed class Optimizer : IPass
         public Value Div(Value x, Value y) => b.CreateValue("tensor.div", [x, y]);
         public Value Exp(Value x) => b.CreateValue("tensor.exp", [x]);
         public Value Sqrt(Value x) => b.CreateValue("tensor.sqrt", [x]);
-        /// <summary><paramref name="v"/> in the element type of <paramref name="like"/> (converted when they differ).</summary>
+        /// <summary><paramref name="v"/> in the element type of <paramref name="like"/> (converted when they
+        /// differ).</summary>
         public Value As(Value v, Value like) => v.TensorType.DType == like.TensorType.DType ? v
-            : b.CreateValue("tensor.convert", [v], null, v.TensorType.WithSharding(null).WithDType(like.TensorType.DType));
-        private Value C(Value like, double c) => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(c))], TensorType.Scalar(like.TensorType.DType));
+            : b.CreateValue("tensor.convert", [v], null,
+                v.TensorType.WithSharding(null).WithDType(like.TensorType.DType));
+        private Value C(Value like, double c) => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(c))],
+            TensorType.Scalar(like.TensorType.DType));
         public Value MulC(Value v, double c) => Mul(v, C(v, c));
         public Value AddC(Value v, double c) => Add(v, C(v, c));
         public Value RSubC(double c, Value v) => Sub(C(v, c), v);

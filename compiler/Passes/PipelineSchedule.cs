@@ -19,12 +19,14 @@ public sealed class PipelineSchedule : IPass
     /// <inheritdoc/>
     public string Name => "pipeline-schedule";
     /// <inheritdoc/>
-    public string Description => "order each pipeline device's microbatch work and make transfers explicit sends and receives";
+    public string Description => "order each pipeline device's microbatch work and make transfers explicit sends and "
+        + "receives";
 
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (!module.IsSpmd() || module.EntryFunction() is not { } func || func.GetAttr("pipeline") is not DictAttr settings) return false;
+        if (!module.IsSpmd() || module.EntryFunction() is not { } func
+            || func.GetAttr("pipeline") is not DictAttr settings) return false;
         var entry = func.Regions[0].Entry;
         if (entry.Operations.Any(o => o.Name == "pipe.schedule")) return false;
         var s = settings.Entries.ToDictionary(e => e.Key, e => e.Value);
@@ -47,7 +49,8 @@ public sealed class PipelineSchedule : IPass
         var b = new Builder { Location = func.Location };
         if (entry.First is { } first) b.SetInsertionPointBefore(first); else b.SetInsertionPointToEnd(entry);
         b.Create("pipe.schedule", [], [
-            new("chunks", Attr.Int(chunks)), new("kind", Attr.Str(staged ? kind : "gpipe")), new("microbatches", Attr.Int(m)),
+            new("chunks", Attr.Int(chunks)), new("kind", Attr.Str(staged ? kind : "gpipe")), new("microbatches",
+                Attr.Int(m)),
             new("order", new ArrayAttr(order.Select(l => (Attr)Attr.Strs(l.Select(t => t.Label(chunks)))))),
         ], []);
         return true;
@@ -73,21 +76,26 @@ public sealed class PipelineSchedule : IPass
                 if (st >= 0) op.SetAttr("stage", Attr.Int(st));
             }
             string Of(Value v) => v.DefiningOp is { } d ? phase.GetValueOrDefault(d, "forward") : "forward";
-            bool sumsMicrobatches = mb != null && op.Dialect == "dist" && op.GetAttr("axes") is ArrayAttr ax && ax.AsStrings().Contains(mb);
+            bool sumsMicrobatches = mb != null && op.Dialect == "dist" && op.GetAttr("axes") is ArrayAttr ax
+                && ax.AsStrings().Contains(mb);
             string ph = sumsMicrobatches || op.Operands.Any(v => Of(v) == "step") ? "step"
-                : op.GetAttr("phase") is StringAttr { Value: "backward" } || op.Operands.Any(v => Of(v) == "backward") ? "backward" : "forward";
+                : op.GetAttr("phase") is StringAttr { Value: "backward" } || op.Operands.Any(v => Of(v) == "backward")
+                    ? "backward" : "forward";
             if (ph == "step" && !sumsMicrobatches && op.Operands.FirstOrDefault(perMicrobatch.Contains) is { } single)
                 throw new PassInputException(op.Location,
-                    $"pipelining: {op.Name} reads '{single.NameHint ?? "a value"}' of a single microbatch together with values summed over all of them; " +
+                    $"pipelining: {op.Name} reads '{single.NameHint ?? "a value"}' of a single microbatch together "
+                        + $"with values summed over all of them; " +
                     "a pipelined model must keep microbatches independent until its loss");
             phase[op] = ph;
             if (ph == "forward") op.SetAttr("phase", null); else op.SetAttr("phase", Attr.Str(ph));
-            if (ph != "step" && op.Operands.Any(perMicrobatch.Contains)) foreach (var r in op.Results) perMicrobatch.Add(r);
+            if (ph != "step" && op.Operands.Any(perMicrobatch.Contains)) foreach (var r in op.Results)
+                perMicrobatch.Add(r);
         }
         return phase;
     }
 
-    /// <summary>Each transfer becomes a send on its source stage and a receive on its destination, paired by a channel.</summary>
+    /// <summary>Each transfer becomes a send on its source stage and a receive on its destination, paired by a
+    /// channel.</summary>
     private static void MakeSendsAndRecvs(Block entry, Dictionary<Operation, string> phase)
     {
         var b = new Builder();
@@ -99,7 +107,8 @@ public sealed class PipelineSchedule : IPass
             long from = t.IntAttr("from"), to = t.IntAttr("to");
             string ph = phase[t];
             IEnumerable<KeyValuePair<string, Attr>> Attrs(long stage) =>
-                new KeyValuePair<string, Attr>[] { new("channel", Attr.Int(channel)), new("from", Attr.Int(from)), new("to", Attr.Int(to)), new("stage", Attr.Int(stage)) }
+                new KeyValuePair<string, Attr>[] { new("channel", Attr.Int(channel)), new("from", Attr.Int(from)),
+                    new("to", Attr.Int(to)), new("stage", Attr.Int(stage)) }
                     .Concat(ph == "forward" ? [] : [new KeyValuePair<string, Attr>("phase", Attr.Str(ph))]);
             phase[b.Create("pipe.send", [t.Operands[0]], Attrs(from), [])] = ph;
             var recv = b.Create("pipe.recv", [], Attrs(to), [t.Result.Type]);

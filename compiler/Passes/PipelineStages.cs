@@ -27,7 +27,8 @@ public sealed class PipelineStages : IPass
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.IsSpmd() || module.EntryFunction() is not { } func || func.GetAttr("pipeline") is not DictAttr settings) return false;
+        if (module.IsSpmd() || module.EntryFunction() is not { } func
+            || func.GetAttr("pipeline") is not DictAttr settings) return false;
         var entry = func.Regions[0].Entry;
         if (entry.Operations.Any(o => o.GetAttr("stage") != null)) return false;
         var s = settings.Entries.ToDictionary(e => e.Key, e => e.Value);
@@ -35,14 +36,16 @@ public sealed class PipelineStages : IPass
         int chunks = s.GetValueOrDefault("chunks") is IntAttr c ? (int)c.Value : 1;
         int stages = module.DeviceMesh().Size(axis) * chunks;
         if (stages == 1) return false; // one stage: nothing to cut
-        var work = entry.Operations.Where(o => o.Name is not ("tensor.param" or "tensor.constant" or "pipe.boundary" or "func.return")).ToList();
+        var work = entry.Operations.Where(o =>
+            o.Name is not ("tensor.param" or "tensor.constant" or "pipe.boundary" or "func.return")).ToList();
         var boundaries = entry.Operations.Where(o => o.Name == "pipe.boundary").ToList();
         int[] stageOf;
         if (boundaries.Count > 0)
         {
             if (boundaries.Count + 1 != stages)
                 throw new PassInputException(boundaries[0].Location,
-                    $"{boundaries.Count} 'stage;' statement(s) make {boundaries.Count + 1} stages, but @pipeline over {axis} = {stages / chunks}" +
+                    $"{boundaries.Count} 'stage;' statement(s) make {boundaries.Count + 1} stages, but @pipeline over "
+                        + $"{axis} = {stages / chunks}" +
                     (chunks > 1 ? $" with {chunks} chunks" : "") + $" needs {stages}");
             stageOf = new int[work.Count];
             int k = 0, at = 0;
@@ -54,10 +57,13 @@ public sealed class PipelineStages : IPass
         }
         else
         {
-            if (work.Count < stages) throw new PassInputException(func.Location, $"@pipeline needs {stages} stages but the model has only {work.Count} operations");
+            if (work.Count < stages) throw new PassInputException(func.Location,
+                $"@pipeline needs {stages} stages but the model has only {work.Count} operations");
             var cost = TrainingCosts(entry, module.GetAttr("train") != null);
             stageOf = Balance(work.Select(o => cost[o]).ToArray(), work.Select(ParamBytes).ToArray(), stages)
-                ?? throw new PassInputException(func.Location, $"pipeline-stages: no split into {stages} stages keeps every stage's parameters under {MemoryLimit} bytes");
+                ?? throw new PassInputException(func.Location,
+                    $"pipeline-stages: no split into {stages} stages keeps every stage's parameters under "
+                    + $"{MemoryLimit} bytes");
         }
         for (int i = 0; i < work.Count; i++) work[i].SetAttr("stage", Attr.Int(stageOf[i]));
         CopySharedValues(entry);
@@ -122,25 +128,31 @@ public sealed class PipelineStages : IPass
 
     /// <summary>An op's forward cost: FLOPs plus the bytes it reads and writes (so data movement counts too).</summary>
     private static double Cost(Operation op) =>
-        Analysis.DeviceStats.OpFlops(op) + op.Operands.Concat<Value>(op.Results).Sum(v => (double)v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
+        Analysis.DeviceStats.OpFlops(op)
+            + op.Operands.Concat<Value>(op.Results).Sum(v =>
+            (double)v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
 
     private static long ParamBytes(Operation op) =>
-        op.Operands.Where(v => v.DefiningOp?.Name == "tensor.param").Sum(v => v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
+        op.Operands.Where(v => v.DefiningOp?.Name == "tensor.param").Sum(v =>
+            v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
 
-    /// <summary>Parameters and constants take the stage of their users; one used by several stages gets a copy per stage.</summary>
+    /// <summary>Parameters and constants take the stage of their users; one used by several stages gets a copy per
+    /// stage.</summary>
     private static void CopySharedValues(Block entry)
     {
         var b = new Builder();
         foreach (var op in entry.Operations.Where(o => o.Name is "tensor.param" or "tensor.constant").ToList())
         {
-            var byStage = op.Result.Uses.Where(u => u.Op.GetAttr("stage") != null).GroupBy(u => u.Op.IntAttr("stage")).OrderBy(g => g.Key).ToList();
+            var byStage = op.Result.Uses.Where(u => u.Op.GetAttr("stage") != null).GroupBy(u =>
+                u.Op.IntAttr("stage")).OrderBy(g => g.Key).ToList();
             if (byStage.Count == 0) { op.SetAttr("stage", Attr.Int(0)); continue; }
             op.SetAttr("stage", Attr.Int(byStage[0].Key));
             foreach (var group in byStage.Skip(1))
             {
                 b.SetInsertionPointBefore(op.Next!);
                 b.Location = op.Location;
-                var copy = b.Create(op.Name, [], op.Attributes.Where(a => a.Key != "stage").Append(new("stage", Attr.Int(group.Key))), [op.Result.Type]);
+                var copy = b.Create(op.Name, [], op.Attributes.Where(a => a.Key != "stage").Append(new("stage",
+                    Attr.Int(group.Key))), [op.Result.Type]);
                 copy.Result.NameHint = op.Result.NameHint;
                 foreach (var (user, index) in group) user.SetOperand(index, copy.Result);
             }

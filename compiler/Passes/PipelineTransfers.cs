@@ -29,9 +29,11 @@ public sealed class PipelineTransfers : IPass
             long s = op.Operands.Select(Stage).DefaultIfEmpty(-1).Max();
             if (s >= 0) op.SetAttr("stage", Attr.Int(s));
         }
-        foreach (var op in Enumerable.Reverse(ops).Where(o => o.GetAttr("stage") == null && o.Name is not ("func.return")))
+        foreach (var op in Enumerable.Reverse(ops).Where(o => o.GetAttr("stage") == null
+            && o.Name is not ("func.return")))
         {
-            var user = op.Results.SelectMany(r => r.Uses).Select(u => u.Op).FirstOrDefault(u => u.GetAttr("stage") != null);
+            var user = op.Results.SelectMany(r => r.Uses).Select(u => u.Op).FirstOrDefault(u =>
+                u.GetAttr("stage") != null);
             op.SetAttr("stage", Attr.Int(user == null ? 0 : user.IntAttr("stage")));
         }
         var made = new Dictionary<(Value, long), Value>();
@@ -48,7 +50,8 @@ public sealed class PipelineTransfers : IPass
                 {
                     b.SetInsertionPointBefore(v.DefiningOp!.Next!);
                     b.Location = op.Location;
-                    moved = b.CreateValue("pipe.transfer", [v], [new("from", Attr.Int(from)), new("to", Attr.Int(to))], v.Type);
+                    moved = b.CreateValue("pipe.transfer", [v], [new("from", Attr.Int(from)), new("to", Attr.Int(to))],
+                        v.Type);
                     moved.NameHint = v.NameHint;
                     made[(v, to)] = moved;
                 }

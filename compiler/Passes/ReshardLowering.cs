@@ -16,7 +16,8 @@ public static class ReshardLowering
     /// <summary>One collective of a plan: its op, its group's axes and the dimension(s) it acts on.</summary>
     public readonly record struct Step(string Op, IReadOnlyList<string> Axes, int Dim, int Dim2);
 
-    /// <summary>The collectives that take a value from <paramref name="from"/> to <paramref name="to"/>, in order (groups of one device left out).</summary>
+    /// <summary>The collectives that take a value from <paramref name="from"/> to <paramref name="to"/>, in order
+    /// (groups of one device left out).</summary>
     public static List<Step> Plan(Sharding from, Sharding to, DeviceMesh mesh)
     {
         int rank = from.Rank;
@@ -25,18 +26,21 @@ public static class ReshardLowering
         for (int d = 0; d < rank; d++)
         {
             int common = 0;
-            while (common < from.Dims[d].Count && common < to.Dims[d].Count && from.Dims[d][common] == to.Dims[d][common]) common++;
+            while (common < from.Dims[d].Count && common < to.Dims[d].Count
+                && from.Dims[d][common] == to.Dims[d][common]) common++;
             remove[d] = from.Dims[d].Skip(common).ToList();
             add[d] = to.Dims[d].Skip(common).ToList();
         }
         var reduce = from.Partial.Where(a => !to.Partial.Contains(a)).ToList();
         if (to.Partial.Any(a => !from.Partial.Contains(a)))
-            throw new IRException($"reshard: cannot turn {from} into {to}: a complete value does not become a partial sum");
+            throw new IRException($"reshard: cannot turn {from} into {to}: a complete value does not become a partial "
+                + $"sum");
 
         var steps = new List<Step>();
         void Add(string op, IReadOnlyList<string> axes, int dim, int dim2 = 0)
         {
-            if (mesh.Product(axes) > 1) steps.Add(new Step(op, axes.ToArray(), dim, dim2)); // a group of one device moves nothing
+            // a group of one device moves nothing
+            if (mesh.Product(axes) > 1) steps.Add(new Step(op, axes.ToArray(), dim, dim2));
         }
         // Microbatches run in time on one device: their sum is a local accumulation, so it comes first and every
         // collective after it runs once per step rather than once per microbatch.
@@ -45,9 +49,11 @@ public static class ReshardLowering
         var moves = new List<(int From, int To, List<string> Axes)>();
         for (int i = 0; i < rank; i++)
             for (int j = 0; j < rank; j++)
-                // Dimension j must be at its kept prefix when the axes arrive (so it is no move's source) and dimension i
+                // Dimension j must be at its kept prefix when the axes arrive (so it is no move's source) and dimension
+                // i
                 // must end in the moved axes when they leave (so it is no move's target).
-                if (i != j && remove[i].Count > 0 && remove[i].SequenceEqual(add[j]) && !moves.Any(m => m.To == j || m.From == j || m.To == i))
+                if (i != j && remove[i].Count > 0 && remove[i].SequenceEqual(add[j]) && !moves.Any(m => m.To == j
+                    || m.From == j || m.To == i))
                 {
                     moves.Add((i, j, remove[i]));
                     break;
@@ -73,14 +79,16 @@ public static class ReshardLowering
         return steps;
     }
 
-    /// <summary>Emits the collectives that take <paramref name="v"/> (local) from <paramref name="from"/> to <paramref name="to"/>; returns the new local value.</summary>
+    /// <summary>Emits the collectives that take <paramref name="v"/> (local) from <paramref name="from"/> to <paramref
+    /// name="to"/>; returns the new local value.</summary>
     public static Value Emit(Builder b, Value v, Sharding from, Sharding to, DeviceMesh mesh)
     {
         foreach (var s in Plan(from, to, mesh))
         {
             if (s.Op == "dist.all_reduce")
             {
-                v = b.CreateValue(s.Op, [v], [new("axes", Attr.Strs(s.Axes)), new("reduction", Attr.Str("sum"))], v.Type);
+                v = b.CreateValue(s.Op, [v], [new("axes", Attr.Strs(s.Axes)), new("reduction", Attr.Str("sum"))],
+                    v.Type);
                 continue;
             }
             var shape = v.TensorType.ShapeArray;
@@ -111,7 +119,8 @@ public static class ReshardLowering
     public static double Cost(TensorType global, Sharding from, Sharding to, DeviceMesh mesh)
     {
         if (from.Equals(to)) return 0;
-        double local = global.NumElements * Runtime.Arrays.DTypes.Size(global.DType) / (double)mesh.Product(from.Axes.Except(from.Partial).ToArray());
+        double local = global.NumElements * Runtime.Arrays.DTypes.Size(global.DType) /
+            (double)mesh.Product(from.Axes.Except(from.Partial).ToArray());
         double sent = 0;
         foreach (var s in Plan(from, to, mesh))
         {

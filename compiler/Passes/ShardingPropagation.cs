@@ -43,7 +43,8 @@ public sealed class ShardingPropagation : IPass
             case "parameters": return Propagate(module, true);
             case "auto": break;
             default:
-                throw new PassInputException(module.Location, $"sharding-propagation: option priority must be auto, activations or parameters, got '{Priority}'");
+                throw new PassInputException(module.Location,
+                    $"sharding-propagation: option priority must be auto, activations or parameters, got '{Priority}'");
         }
         // Priority to parameters can only change the program where an activation won over a parameter: when no
         // parameter has to move, the activations' propagation stands (a Megatron program is propagated once).
@@ -68,40 +69,48 @@ public sealed class ShardingPropagation : IPass
         foreach (var func in module.Functions())
             foreach (var op in func.Regions[0].Entry.Operations)
             {
-                if (op.Dialect == "dist" || !op.Operands.Any(InsertReshards.IsParameter) || FactorSharding.RuleOf(op) is not { } rule) continue;
+                if (op.Dialect == "dist" || !op.Operands.Any(InsertReshards.IsParameter)
+                    || FactorSharding.RuleOf(op) is not { } rule) continue;
                 var (needed, _) = InsertReshards.Layout(op, rule, mesh);
                 for (int i = 0; i < op.Operands.Count; i++)
-                    if (InsertReshards.IsParameter(op.Operands[i]) && op.Operands[i].TensorType.Sharding is { } have && !have.Equals(needed[i])) return true;
+                    if (InsertReshards.IsParameter(op.Operands[i]) && op.Operands[i].TensorType.Sharding is { } have
+                        && !have.Equals(needed[i])) return true;
             }
         return false;
     }
 
-    /// <summary>Bytes a device sends for the reshards insert-reshards adds to a propagated module (which it changes).</summary>
+    /// <summary>Bytes a device sends for the reshards insert-reshards adds to a propagated module (which it
+    /// changes).</summary>
     private static double ReshardBytes(Operation module)
     {
         new InsertReshards().Run(module);
         var mesh = module.DeviceMesh();
         return module.Walk().Where(o => o.Name == "dist.reshard")
-            .Sum(o => ReshardLowering.Cost(o.Operands[0].TensorType, o.Operands[0].TensorType.Sharding!, o.Result.TensorType.Sharding!, mesh));
+            .Sum(o => ReshardLowering.Cost(o.Operands[0].TensorType, o.Operands[0].TensorType.Sharding!,
+                o.Result.TensorType.Sharding!, mesh));
     }
 
-    /// <summary>Gives every value the type recorded for it (in <see cref="Values"/> order) and the functions their result types.</summary>
+    /// <summary>Gives every value the type recorded for it (in <see cref="Values"/> order) and the functions their
+    /// result types.</summary>
     private static void Restore(Operation module, List<MplType> types)
     {
         int i = 0;
         foreach (var v in Values(module).ToList()) v.Type = types[i++];
-        foreach (var func in module.Functions()) func.SetResultTypes(func.Regions[0].Entry.Operations.Last().Operands.Select(o => o.Type));
+        foreach (var func in module.Functions())
+            func.SetResultTypes(func.Regions[0].Entry.Operations.Last().Operands.Select(o => o.Type));
     }
 
     private bool Propagate(Operation module, bool parameterPriority)
     {
         var mesh = module.DeviceMesh();
         bool changed = false;
-        foreach (var func in module.Functions()) changed |= new FunctionState(func, mesh, parameterPriority).Propagate(MaxSweeps);
+        foreach (var func in module.Functions()) changed |= new FunctionState(func, mesh,
+            parameterPriority).Propagate(MaxSweeps);
         return changed;
     }
 
-    /// <summary>Every value of the module in a fixed order (block arguments, then results, op by op), the same for a clone.</summary>
+    /// <summary>Every value of the module in a fixed order (block arguments, then results, op by op), the same for a
+    /// clone.</summary>
     private static IEnumerable<Value> Values(Operation module)
     {
         foreach (var op in module.Walk())
@@ -113,7 +122,8 @@ public sealed class ShardingPropagation : IPass
         }
     }
 
-    /// <summary>Added to a prioritised parameter's vote: more elements than any tensor has, less than a held result.</summary>
+    /// <summary>Added to a prioritised parameter's vote: more elements than any tensor has, less than a held
+    /// result.</summary>
     private const long PriorityWeight = 1L << 48;
 
     private sealed class FunctionState
@@ -137,9 +147,12 @@ public sealed class ShardingPropagation : IPass
                 bool userFixed = op.Name is "tensor.param" or "dist.reshard";
                 foreach (var r in op.Results)
                     if (userFixed || r.TensorType.Sharding != null) Fix(r); else _current[r] = null;
-                // A sharded parameter has priority, and so has its view through a shape op (a backward matmul's transposed weight).
-                if (parameterPriority && (op.Name == "tensor.param" && op.Result.TensorType.Sharding is { IsReplicated: false }
-                                          || op.Name is "tensor.transpose" or "tensor.reshape" && _priority.Contains(op.Operands[0])))
+                // A sharded parameter has priority, and so has its view through a shape op (a backward matmul's
+                // transposed weight).
+                if (parameterPriority && (op.Name == "tensor.param"
+                    && op.Result.TensorType.Sharding is { IsReplicated: false }
+                                          || op.Name is "tensor.transpose" or "tensor.reshape"
+                                              && _priority.Contains(op.Operands[0])))
                     _priority.Add(op.Result);
                 // A reshard is a constraint: it also pulls its still-open operand towards its layout.
                 var rule = op.Name == "dist.reshard"
@@ -174,7 +187,8 @@ public sealed class ShardingPropagation : IPass
         private bool Visit(Operation op, ShardingRule rule)
         {
             // A parameter with priority outweighs every activation; among themselves size still decides.
-            var votes = Tensors(op).Select(v => new FactorSharding.Vote(_current[v], v.TensorType.NumElements + (_priority.Contains(v) ? PriorityWeight : 0)))
+            var votes = Tensors(op).Select(v => new FactorSharding.Vote(_current[v],
+                v.TensorType.NumElements + (_priority.Contains(v) ? PriorityWeight : 0)))
                 .ToArray();
             // The value written to a parameter takes the parameter's layout; it has no say in it.
             if (op.Name == "train.update") votes[1] = new FactorSharding.Vote(null, 0);
@@ -183,11 +197,13 @@ public sealed class ShardingPropagation : IPass
             var tensors = Tensors(op).ToArray();
             var dims = rule.Tensors.ToArray();
             for (int t = 0; t < tensors.Length; t++)
-                if (!_fixed.Contains(tensors[t])) changed |= Refine(tensors[t], FactorSharding.Project(rule, dims[t], assign, _mesh));
+                if (!_fixed.Contains(tensors[t])) changed |= Refine(tensors[t], FactorSharding.Project(rule, dims[t],
+                    assign, _mesh));
             return changed;
         }
 
-        /// <summary>Splits the dimensions of <paramref name="v"/> that are not split yet as <paramref name="proposal"/> says.</summary>
+        /// <summary>Splits the dimensions of <paramref name="v"/> that are not split yet as <paramref name="proposal"/>
+        /// says.</summary>
         private bool Refine(Value v, Sharding proposal)
         {
             var cur = _current[v] ?? Sharding.Replicated(v.TensorType.Rank);
@@ -214,7 +230,8 @@ public sealed class ShardingPropagation : IPass
                 var sharding = s ?? Sharding.Replicated(v.TensorType.Rank);
                 if (!_fixed.Contains(v) && v is OpResult { Owner: var op } && FactorSharding.RuleOf(op) is { } rule)
                 {
-                    var votes = Tensors(op).Select(x => new FactorSharding.Vote(_current[x] ?? Sharding.Replicated(x.TensorType.Rank),
+                    var votes = Tensors(op).Select(x => new FactorSharding.Vote(_current[x]
+                        ?? Sharding.Replicated(x.TensorType.Rank),
                         op.Results.Contains(x) ? long.MaxValue : x.TensorType.NumElements)).ToArray();
                     var partial = FactorSharding.PartialAxes(rule, FactorSharding.Resolve(rule, votes, _mesh), _mesh)
                         .Where(a => !sharding.Axes.Contains(a));

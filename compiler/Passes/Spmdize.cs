@@ -19,7 +19,8 @@ public sealed class Spmdize : IPass
     /// <inheritdoc/>
     public string Name => "spmdize";
     /// <inheritdoc/>
-    public string Description => "turn the sharded global program into the per-device program with explicit collectives";
+    public string Description
+        => "turn the sharded global program into the per-device program with explicit collectives";
 
     /// <inheritdoc/>
     public bool Run(Operation module)
@@ -39,7 +40,8 @@ public sealed class Spmdize : IPass
         var layouts = entry.Operations.Where(o => o.Name == "dist.reshard")
             .ToDictionary(o => o, o => Complete(o.Operands[0].TensorType).Sharding!);
         var ret = entry.Last!;
-        func.SetAttr("result_layouts", new ArrayAttr(ret.Operands.Select(o => (Attr)new TypeAttr(Complete(o.TensorType)))));
+        func.SetAttr("result_layouts", new ArrayAttr(ret.Operands.Select(o =>
+            (Attr)new TypeAttr(Complete(o.TensorType)))));
         var argLayouts = new List<Attr>();
         foreach (var a in entry.Arguments)
         {
@@ -78,7 +80,8 @@ public sealed class Spmdize : IPass
         op.Erase();
     }
 
-    /// <summary>Every op must already get its operands in the layout its rule needs (insert-reshards' invariant).</summary>
+    /// <summary>Every op must already get its operands in the layout its rule needs (insert-reshards'
+    /// invariant).</summary>
     private static void CheckLayouts(Operation func, DeviceMesh mesh)
     {
         foreach (var op in func.Regions[0].Entry.Operations)
@@ -86,7 +89,8 @@ public sealed class Spmdize : IPass
             if (op.Name == "func.return")
             {
                 if (op.Operands.FirstOrDefault(o => o.TensorType.Sharding?.Partial.Count > 0) is { } p)
-                    throw new IRException($"spmdize: @{func.StringAttr("sym_name")} returns a partial sum ({p.Type}); run insert-reshards first");
+                    throw new IRException($"spmdize: @{func.StringAttr("sym_name")} returns a partial sum ({p.Type}); "
+                        + $"run insert-reshards first");
                 continue;
             }
             if (op.Name == "dist.reshard" || FactorSharding.RuleOf(op) is not { } rule) continue;
@@ -95,7 +99,8 @@ public sealed class Spmdize : IPass
             {
                 var have = Complete(op.Operands[i].TensorType).Sharding!;
                 if (!have.Equals(operands[i]))
-                    throw new IRException($"spmdize: operand {i} of {op.Name} is laid out {have} but the op needs {operands[i]}; run insert-reshards first");
+                    throw new IRException($"spmdize: operand {i} of {op.Name} is laid out {have} but the op needs "
+                        + $"{operands[i]}; run insert-reshards first");
             }
         }
     }
@@ -106,16 +111,21 @@ public sealed class Spmdize : IPass
         if (op.Name == "tensor.param") op.SetAttr("layout", new TypeAttr(Complete(op.Result.TensorType)));
         foreach (var r in op.Results) Localize(r, mesh, op);
         foreach (var o in op.Operands)
-            if (o.TensorType.Sharding != null) throw new IRException($"spmdize: operand {o.Type} of {op.Name} was not made local");
-        if (op.Name is "tensor.reshape" or "tensor.broadcast") op.SetAttr("shape", Attr.Ints(op.Result.TensorType.Shape));
-        if (op.Def is { } def) Builder.MergeResultTypes(def, Builder.InferExisting(def, op), op.Results.Select(r => r.Type).ToArray());
-        // A mean over a split dimension: each device's mean covers 1/n of the elements, so it counts 1/n towards the sum.
+            if (o.TensorType.Sharding != null) throw new IRException($"spmdize: operand {o.Type} of {op.Name} was not "
+                + $"made local");
+        if (op.Name is "tensor.reshape" or "tensor.broadcast") op.SetAttr("shape",
+            Attr.Ints(op.Result.TensorType.Shape));
+        if (op.Def is { } def) Builder.MergeResultTypes(def, Builder.InferExisting(def, op),
+            op.Results.Select(r => r.Type).ToArray());
+        // A mean over a split dimension: each device's mean covers 1/n of the elements, so it counts 1/n towards the
+        // sum.
         if (op.Name is "tensor.mean" or "tensor.cross_entropy" && partial.Count > 0)
         {
             var r = op.Result;
             var uses = r.Uses.ToArray();
             b.SetInsertionPointBefore(op.Next!);
-            var scale = b.CreateValue("tensor.constant", [], [new("value", Attr.Float(1.0 / mesh.Product(partial)))], TensorType.Scalar(r.TensorType.DType));
+            var scale = b.CreateValue("tensor.constant", [], [new("value", Attr.Float(1.0 / mesh.Product(partial)))],
+                TensorType.Scalar(r.TensorType.DType));
             var scaled = b.CreateValue("tensor.mul", [r, scale]);
             scaled.NameHint = r.NameHint;
             foreach (var (user, index) in uses) user.SetOperand(index, scaled);
@@ -128,9 +138,11 @@ public sealed class Spmdize : IPass
     }
 
     /// <summary>The type with a sharding (replicated when it has none).</summary>
-    private static TensorType Complete(TensorType t) => t.Sharding != null ? t : t.WithSharding(Sharding.Replicated(t.Rank));
+    private static TensorType Complete(TensorType t) => t.Sharding != null ? t
+        : t.WithSharding(Sharding.Replicated(t.Rank));
 
-    /// <summary>The per-device type of a global one; a dimension its axes do not divide is an error naming both.</summary>
+    /// <summary>The per-device type of a global one; a dimension its axes do not divide is an error naming
+    /// both.</summary>
     public static TensorType Local(TensorType t, DeviceMesh mesh, Location loc, string what)
     {
         if (t.Sharding == null) return t;
@@ -140,10 +152,13 @@ public sealed class Spmdize : IPass
             var axes = t.Sharding.Dims[d];
             foreach (var a in axes)
                 if (!mesh.AxisNames.Contains(a))
-                    throw new PassInputException(loc, $"'{what}' is sharded over mesh axis '{a}', which the mesh ({mesh}) does not have");
+                    throw new PassInputException(loc,
+                        $"'{what}' is sharded over mesh axis '{a}', which the mesh ({mesh}) does not have");
             long n = mesh.Product(axes);
             if (shape[d] % n != 0)
-                throw new PassInputException(loc, $"dimension {d} of '{what}' ({t.ToSourceString()}, size {shape[d]}) is not divisible by mesh axes " +
+                throw new PassInputException(loc,
+                    $"dimension {d} of '{what}' ({t.ToSourceString()}, size {shape[d]}) is not divisible by mesh axes "
+                    +
                     $"{string.Join(", ", axes.Select(a => $"{a}={mesh.Size(a)}"))} (product {n})");
             shape[d] /= n;
         }

@@ -35,7 +35,8 @@ public sealed record ShardDim(TextSpan Span, IReadOnlyList<string> Axes) : Node(
 /// <summary>A <c>shard[...]</c> annotation.</summary>
 public sealed record ShardSpec(TextSpan Span, IReadOnlyList<ShardDim> Dims) : Node(Span);
 /// <summary>A tensor type <c>f32[B, D] shard[dp, _]</c>.</summary>
-public sealed record TypeNode(TextSpan Span, string DType, TextSpan DTypeSpan, IReadOnlyList<Expr> Dims, ShardSpec? Shard) : Node(Span);
+public sealed record TypeNode(TextSpan Span, string DType, TextSpan DTypeSpan, IReadOnlyList<Expr> Dims,
+    ShardSpec? Shard) : Node(Span);
 
 /// <summary>Base of statements.</summary>
 public abstract record Stmt(TextSpan Span) : Node(Span);
@@ -59,14 +60,17 @@ public sealed record ConstDecl(TextSpan Span, string Name, TextSpan NameSpan, Ex
 /// <summary>One axis of a mesh declaration.</summary>
 public sealed record MeshAxis(TextSpan Span, string Name, Expr Size) : Node(Span);
 /// <summary><c>mesh grid[a = 2, b = 4];</c></summary>
-public sealed record MeshDecl(TextSpan Span, string Name, TextSpan NameSpan, IReadOnlyList<MeshAxis> Axes) : Decl(Span, Name, NameSpan);
+public sealed record MeshDecl(TextSpan Span, string Name, TextSpan NameSpan, IReadOnlyList<MeshAxis> Axes) : Decl(Span,
+    Name, NameSpan);
 /// <summary>An <c>@name(key = value, ...)</c> attribute.</summary>
 public sealed record AttributeNode(TextSpan Span, string Name, IReadOnlyList<Arg> Args) : Node(Span);
 /// <summary>An argument of a layer or model.</summary>
 public sealed record ArgDecl(TextSpan Span, string Name, TypeNode Type) : Node(Span);
 /// <summary>A <c>layer</c> or <c>model</c> declaration.</summary>
-public sealed record BlockDecl(TextSpan Span, string Name, TextSpan NameSpan, bool IsModel, IReadOnlyList<AttributeNode> Attributes,
-    IReadOnlyList<ArgDecl> Args, TypeNode Result, IReadOnlyList<Stmt> Body, TextSpan EndSpan) : Decl(Span, Name, NameSpan);
+public sealed record BlockDecl(TextSpan Span, string Name, TextSpan NameSpan, bool IsModel,
+    IReadOnlyList<AttributeNode> Attributes,
+    IReadOnlyList<ArgDecl> Args, TypeNode Result, IReadOnlyList<Stmt> Body, TextSpan EndSpan) : Decl(Span, Name,
+        NameSpan);
 /// <summary><c>train f optimizer adam(lr = 3e-4);</c></summary>
 public sealed record TrainDecl(TextSpan Span, string Name, TextSpan NameSpan, string Optimizer, TextSpan OptimizerSpan,
     IReadOnlyList<Arg> Args) : Decl(Span, Name, NameSpan);

@@ -44,7 +44,8 @@ public sealed record Diagnostic(Severity Severity, SourceText? Source, TextSpan 
     }
 }
 
-/// <summary>Collects diagnostics; stops accepting errors after a limit so garbage input cannot flood the output.</summary>
+/// <summary>Collects diagnostics; stops accepting errors after a limit so garbage input cannot flood the
+/// output.</summary>
 public sealed class DiagnosticBag
 {
     /// <summary>Most errors reported before the rest are summarised.</summary>
@@ -60,9 +61,11 @@ public sealed class DiagnosticBag
     public bool HasErrors => ErrorCount > 0;
 
     /// <summary>Reports an error.</summary>
-    public void Error(SourceText? src, TextSpan span, string message) => Add(new Diagnostic(Severity.Error, src, span, message));
+    public void Error(SourceText? src, TextSpan span, string message) => Add(new Diagnostic(Severity.Error, src, span,
+        message));
     /// <summary>Reports a warning.</summary>
-    public void Warning(SourceText? src, TextSpan span, string message) => Add(new Diagnostic(Severity.Warning, src, span, message));
+    public void Warning(SourceText? src, TextSpan span, string message) => Add(new Diagnostic(Severity.Warning, src,
+        span, message));
 
     /// <summary>Adds a diagnostic.</summary>
     public void Add(Diagnostic d)

@@ -10,7 +10,8 @@ namespace ParallelCompiler.Syntax;
 /// </summary>
 public static class MplSyntax
 {
-    /// <summary>Deepest bracket nesting or run of unary minus accepted; deeper input is rejected with an error, not a stack overflow.</summary>
+    /// <summary>Deepest bracket nesting or run of unary minus accepted; deeper input is rejected with an error, not a
+    /// stack overflow.</summary>
     public const int MaxNesting = 1000;
 
     /// <summary>Parses a file; returns null after reporting errors to <paramref name="diags"/>.</summary>
@@ -50,9 +51,11 @@ public static class MplSyntax
             {
                 case MplLexer.ERROR_CHAR:
                     int j = i;
-                    while (j + 1 < tokens.Count && tokens[j + 1].Type == MplLexer.ERROR_CHAR && tokens[j + 1].StartIndex == tokens[j].StopIndex + 1) j++;
+                    while (j + 1 < tokens.Count && tokens[j + 1].Type == MplLexer.ERROR_CHAR && tokens[j
+                        + 1].StartIndex == tokens[j].StopIndex + 1) j++;
                     string c = t.Text;
-                    string shown = c.Length == 1 && !char.IsControl(c[0]) && !char.IsSurrogate(c[0]) ? $"'{c}'" : $"U+{(int)c[0]:X4}";
+                    string shown = c.Length == 1 && !char.IsControl(c[0]) && !char.IsSurrogate(c[0]) ? $"'{c}'"
+                        : $"U+{(int)c[0]:X4}";
                     diags.Error(src, new TextSpan(t.StartIndex, tokens[j].StopIndex - t.StartIndex + 1),
                         j > i ? $"unexpected characters starting with {shown}" : $"unexpected character {shown}");
                     i = j;
@@ -83,11 +86,13 @@ public static class MplSyntax
 
     private sealed class SyntaxErrorListener(SourceText src, DiagnosticBag diags) : IAntlrErrorListener<IToken>
     {
-        public void SyntaxError(TextWriter output, IRecognizer recognizer, IToken offendingSymbol, int line, int charPositionInLine,
+        public void SyntaxError(TextWriter output, IRecognizer recognizer, IToken offendingSymbol, int line,
+            int charPositionInLine,
             string msg, RecognitionException e)
         {
             int start = offendingSymbol?.StartIndex ?? src.Offset(line, charPositionInLine + 1);
-            int len = offendingSymbol == null || offendingSymbol.Type == TokenConstants.EOF ? 1 : offendingSymbol.StopIndex - offendingSymbol.StartIndex + 1;
+            int len = offendingSymbol == null || offendingSymbol.Type == TokenConstants.EOF ? 1
+                : offendingSymbol.StopIndex - offendingSymbol.StartIndex + 1;
             if (start < 0) start = src.Text.Length;
             diags.Error(src, new TextSpan(start, Math.Max(1, len)), Friendly(msg));
         }

@@ -32,7 +32,8 @@ public sealed class SourceText
 
     /// <summary>Offset of a 1-based line and column.</summary>
     public int Offset(int line, int column) =>
-        line < 1 ? 0 : line > _lineStarts.Length ? Text.Length : Math.Min(Text.Length, _lineStarts[line - 1] + Math.Max(0, column - 1));
+        line < 1 ? 0 : line > _lineStarts.Length ? Text.Length : Math.Min(Text.Length,
+            _lineStarts[line - 1] + Math.Max(0, column - 1));
 
     /// <summary>The text of a 1-based line without its line break.</summary>
     public string Line(int line)
@@ -53,5 +54,6 @@ public readonly record struct TextSpan(int Start, int Length)
     /// <summary>One past the last character.</summary>
     public int End => Start + Length;
     /// <summary>The span from the start of <paramref name="a"/> to the end of <paramref name="b"/>.</summary>
-    public static TextSpan Cover(TextSpan a, TextSpan b) => new(Math.Min(a.Start, b.Start), Math.Max(a.End, b.End) - Math.Min(a.Start, b.Start));
+    public static TextSpan Cover(TextSpan a, TextSpan b) => new(Math.Min(a.Start, b.Start), Math.Max(a.End,
+        b.End) - Math.Min(a.Start, b.Start));
 }

@@ -21,8 +21,10 @@ public static class ArrayOps
         {
             NDArray part = parts[p];
             ArgumentNullException.ThrowIfNull(part, nameof(parts));
-            if (part.DType != first.DType || part.Shape.Length != first.Shape.Length || !SameExcept(part.Shape, first.Shape, ax))
-                throw new ArgumentException($"concat along axis {ax}: part {p} is {part.TypeString} but part 0 is {first.TypeString}");
+            if (part.DType != first.DType || part.Shape.Length != first.Shape.Length || !SameExcept(part.Shape,
+                first.Shape, ax))
+                throw new ArgumentException($"concat along axis {ax}: part {p} is {part.TypeString} but part 0 is "
+                    + $"{first.TypeString}");
             total = checked(total + part.Shape[ax]);
         }
         var shape = (long[])first.Shape.Clone();
@@ -45,14 +47,16 @@ public static class ArrayOps
         if (n < 1) throw new ArgumentException($"split needs at least one chunk, got {n}", nameof(n));
         long dim = x.Shape[ax];
         if (dim % n != 0)
-            throw new ArgumentException($"cannot split {x.TypeString} into {n} equal chunks along axis {ax}: {dim} is not divisible by {n}");
+            throw new ArgumentException($"cannot split {x.TypeString} into {n} equal chunks along axis {ax}: {dim} is "
+                + $"not divisible by {n}");
         long chunk = dim / n;
         var chunks = new NDArray[n];
         for (int i = 0; i < n; i++) chunks[i] = Slice(x, ax, i * chunk, chunk);
         return chunks;
     }
 
-    /// <summary>Elements <paramref name="start"/> to <paramref name="start"/> + <paramref name="length"/> of <paramref name="axis"/>.</summary>
+    /// <summary>Elements <paramref name="start"/> to <paramref name="start"/> + <paramref name="length"/> of <paramref
+    /// name="axis"/>.</summary>
     public static NDArray Slice(NDArray x, int axis, long start, long length)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -116,7 +120,8 @@ public static class ArrayOps
     {
         ArgumentNullException.ThrowIfNull(x);
         var shape = (long[])x.Shape.Clone();
-        return x.F != null ? NDArray.FromFloats(x.DType, shape, (float[])x.F.Clone()) : NDArray.FromInts(shape, (int[])x.I!.Clone());
+        return x.F != null ? NDArray.FromFloats(x.DType, shape, (float[])x.F.Clone()) : NDArray.FromInts(shape,
+            (int[])x.I!.Clone());
     }
 
     private static NDArray CheckSameType(IReadOnlyList<NDArray> xs, string what)
@@ -148,7 +153,8 @@ public static class ArrayOps
         for (; i < a.Length; i++) a[i] = unchecked(a[i] + b[i]);
     }
 
-    private static void ConcatBlocks<T>(IReadOnlyList<NDArray> parts, Func<NDArray, T[]> data, T[] dst, int ax, long outer,
+    private static void ConcatBlocks<T>(IReadOnlyList<NDArray> parts, Func<NDArray, T[]> data, T[] dst, int ax,
+        long outer,
         long inner, long total)
     {
         long dstRow = total * inner;
@@ -174,7 +180,8 @@ public static class ArrayOps
     private static NDArray Uninitialised(DType dtype, long[] shape)
     {
         long n = NDArray.ShapeSize(shape);
-        if (n > Array.MaxLength) throw new InsufficientMemoryException($"an array of {n} elements is too large for the host");
+        if (n > Array.MaxLength) throw new InsufficientMemoryException($"an array of {n} elements is too large for "
+            + $"the host");
         return dtype.IsFloat()
             ? NDArray.FromFloats(dtype, shape, GC.AllocateUninitializedArray<float>((int)n))
             : NDArray.FromInts(shape, GC.AllocateUninitializedArray<int>((int)n));
@@ -184,7 +191,8 @@ public static class ArrayOps
     {
         int rank = x.Shape.Length;
         int ax = axis < 0 ? axis + rank : axis;
-        if (ax < 0 || ax >= rank) throw new ArgumentException($"axis {axis} is out of range for {x.TypeString}", nameof(axis));
+        if (ax < 0 || ax >= rank) throw new ArgumentException($"axis {axis} is out of range for {x.TypeString}",
+            nameof(axis));
         return ax;
     }
 

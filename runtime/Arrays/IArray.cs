@@ -23,7 +23,8 @@ public interface IArray
 /// </summary>
 public interface IArrayOps<T> where T : class, IArray
 {
-    /// <summary>The elementwise sum of arrays of one type, added in list order (f16/bf16 rounded after each add, i32 wrapping).</summary>
+    /// <summary>The elementwise sum of arrays of one type, added in list order (f16/bf16 rounded after each add, i32
+    /// wrapping).</summary>
     T Sum(IReadOnlyList<T> xs);
 
     /// <summary>The elementwise maximum of arrays of one type; NaN wins.</summary>
@@ -32,7 +33,8 @@ public interface IArrayOps<T> where T : class, IArray
     /// <summary>The arrays joined along <paramref name="dim"/>, in order.</summary>
     T Concat(IReadOnlyList<T> parts, int dim);
 
-    /// <summary>Elements <paramref name="start"/> to <paramref name="start"/> + <paramref name="length"/> of dimension <paramref name="dim"/>.</summary>
+    /// <summary>Elements <paramref name="start"/> to <paramref name="start"/> + <paramref name="length"/> of dimension
+    /// <paramref name="dim"/>.</summary>
     T Slice(T x, int dim, long start, long length);
 
     /// <summary>A copy.</summary>
@@ -48,7 +50,8 @@ public interface IArrayOps<T> where T : class, IArray
 /// <summary>Helpers over any <see cref="IArrayOps{T}"/>.</summary>
 public static class ArrayOpsExtensions
 {
-    /// <summary><paramref name="x"/> cut into <paramref name="n"/> equal chunks along <paramref name="dim"/> (which must divide).</summary>
+    /// <summary><paramref name="x"/> cut into <paramref name="n"/> equal chunks along <paramref name="dim"/> (which
+    /// must divide).</summary>
     public static T[] Split<T>(this IArrayOps<T> ops, T x, int dim, int n) where T : class, IArray
     {
         long len = x.Shape[dim] / n;

@@ -18,14 +18,16 @@ public static class Initializers
                 break;
             case "normal":
                 var rng = new SplitMix64(seed ^ Fnv1a(path));
-                if (a.F != null) for (long i = 0; i < a.F.LongLength; i++) a.F[i] = dtype.Round((float)(std * rng.NextNormal()));
+                if (a.F != null) for (long i = 0; i < a.F.LongLength; i++) a.F[i] =
+                    dtype.Round((float)(std * rng.NextNormal()));
                 break;
             default: throw new ArgumentException($"unknown initialiser '{kind}'");
         }
         return a;
     }
 
-    /// <summary>Random inputs for a run without an inputs file: normal floats, integers uniform in [0, bound).</summary>
+    /// <summary>Random inputs for a run without an inputs file: normal floats, integers uniform in [0,
+    /// bound).</summary>
     public static NDArray RandomInput(DType dtype, long[] shape, ulong seed, string name, long intBound)
     {
         var a = NDArray.Zeros(dtype, shape);

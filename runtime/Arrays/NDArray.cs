@@ -87,7 +87,8 @@ public sealed class NDArray : IArray
         DType = dtype; Shape = shape; F = f; I = i;
         long n = ShapeSize(shape);
         long have = f?.LongLength ?? i?.LongLength ?? -1;
-        if (have != n) throw new ArgumentException($"shape [{string.Join(", ", shape)}] needs {n} elements, got {have}");
+        if (have != n)
+            throw new ArgumentException($"shape [{string.Join(", ", shape)}] needs {n} elements, got {have}");
     }
 
     /// <summary>A float array of type <paramref name="dtype"/> over <paramref name="data"/> (not copied).</summary>
@@ -107,8 +108,10 @@ public sealed class NDArray : IArray
     public static NDArray Zeros(DType dtype, long[] shape)
     {
         long n = ShapeSize(shape);
-        if (n > Array.MaxLength) throw new InsufficientMemoryException($"an array of {n} elements is too large for the host");
-        return dtype.IsFloat() ? new NDArray(dtype, shape, new float[n], null) : new NDArray(dtype, shape, null, new int[n]);
+        if (n > Array.MaxLength) throw new InsufficientMemoryException($"an array of {n} elements is too large for "
+            + $"the host");
+        return dtype.IsFloat() ? new NDArray(dtype, shape, new float[n], null) : new NDArray(dtype, shape, null,
+            new int[n]);
     }
 
     /// <summary>A scalar f32.</summary>

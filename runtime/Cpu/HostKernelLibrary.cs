@@ -13,7 +13,8 @@ public sealed class HostKernelLibrary : IDisposable
     private readonly IntPtr _handle;
     private readonly Dictionary<string, HostKernel> _kernels = [];
 
-    /// <summary>Loads the library at <paramref name="path"/>; a file that is not a loadable library is an error naming it.</summary>
+    /// <summary>Loads the library at <paramref name="path"/>; a file that is not a loadable library is an error naming
+    /// it.</summary>
     public HostKernelLibrary(string path)
     {
         try { _handle = NativeLibrary.Load(Path.GetFullPath(path)); }
@@ -37,7 +38,8 @@ public sealed class HostKernelLibrary : IDisposable
 
     /// <summary>The address of the exported function <paramref name="name"/>.</summary>
     public IntPtr Export(string name) =>
-        NativeLibrary.TryGetExport(_handle, name, out var fn) ? fn : throw new InvalidDataException($"the kernel library has no kernel '{name}'");
+        NativeLibrary.TryGetExport(_handle, name,
+            out var fn) ? fn : throw new InvalidDataException($"the kernel library has no kernel '{name}'");
 
     /// <inheritdoc/>
     public void Dispose() => NativeLibrary.Free(_handle);

@@ -3,7 +3,8 @@ using ParallelCompiler.Runtime.Cuda.Native;
 
 namespace ParallelCompiler.Runtime.Cuda;
 
-/// <summary>A GPU's primary context, made current on the calling thread by <see cref="MakeCurrent"/> (shaped like ManagedCuda's CudaContext).</summary>
+/// <summary>A GPU's primary context, made current on the calling thread by <see cref="MakeCurrent"/> (shaped like
+/// ManagedCuda's CudaContext).</summary>
 public sealed class CudaContext : IDisposable
 {
     private readonly int _device;
@@ -40,7 +41,8 @@ public sealed class CudaContext : IDisposable
         var bytes = System.Text.Encoding.UTF8.GetBytes(ptx + "\0");
         fixed (byte* p = bytes)
         {
-            CudaApi.Check(CudaApi.cuModuleLoadDataEx(out var module, p, 0, IntPtr.Zero, IntPtr.Zero), "cuModuleLoadDataEx");
+            CudaApi.Check(CudaApi.cuModuleLoadDataEx(out var module, p, 0, IntPtr.Zero, IntPtr.Zero),
+                "cuModuleLoadDataEx");
             return new CudaModule(module);
         }
     }
@@ -64,16 +66,19 @@ public sealed class CudaModule(IntPtr handle) : IDisposable
 }
 
 /// <summary>
-/// A kernel of a module with its launch shape. <see cref="Launch(ReadOnlySpan{ulong}, (uint, uint, uint), (uint, uint, uint))"/>
+/// A kernel of a module with its launch shape. <see cref="Launch(ReadOnlySpan{ulong}, (uint, uint, uint), (uint, uint,
+/// uint))"/>
 /// queues it on the default stream; <see cref="Run(ulong[])"/> launches it between two events and waits, returning
 /// the time on the GPU.
 /// </summary>
-public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
+public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uint Y, uint Z) grid, (uint X, uint Y,
+    uint Z) block)
 {
     /// <summary>Its symbol.</summary>
     public string Name { get; } = name;
 
-    /// <summary>Queues a launch with one 64-bit value per parameter (device pointers, then integers) and returns.</summary>
+    /// <summary>Queues a launch with one 64-bit value per parameter (device pointers, then integers) and
+    /// returns.</summary>
     public void Launch(ReadOnlySpan<ulong> arguments, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
     {
         var values = stackalloc ulong[arguments.Length];
@@ -83,7 +88,8 @@ public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uin
             values[i] = arguments[i];
             parameters[i] = &values[i];
         }
-        CudaApi.Check(CudaApi.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, 0, IntPtr.Zero, parameters, null), $"cuLaunchKernel({Name})");
+        CudaApi.Check(CudaApi.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, 0,
+            IntPtr.Zero, parameters, null), $"cuLaunchKernel({Name})");
     }
 
     /// <summary>Launches with one 64-bit value per parameter, waits, and returns the time on the GPU.</summary>
@@ -130,13 +136,15 @@ public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanag
     /// <summary>Copies <paramref name="host"/> to the device.</summary>
     public void CopyToDevice(T[] host)
     {
-        fixed (T* p = host) CudaApi.Check(CudaApi.cuMemcpyHtoD(DevicePointer, p, (nuint)(host.Length * sizeof(T))), "cuMemcpyHtoD");
+        fixed (T* p = host) CudaApi.Check(CudaApi.cuMemcpyHtoD(DevicePointer, p, (nuint)(host.Length * sizeof(T))),
+            "cuMemcpyHtoD");
     }
 
     /// <summary>Copies the device buffer into <paramref name="host"/>.</summary>
     public void CopyToHost(T[] host)
     {
-        fixed (T* p = host) CudaApi.Check(CudaApi.cuMemcpyDtoH(p, DevicePointer, (nuint)(host.Length * sizeof(T))), "cuMemcpyDtoH");
+        fixed (T* p = host) CudaApi.Check(CudaApi.cuMemcpyDtoH(p, DevicePointer, (nuint)(host.Length * sizeof(T))),
+            "cuMemcpyDtoH");
     }
 
     /// <inheritdoc/>

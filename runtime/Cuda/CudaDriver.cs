@@ -61,7 +61,8 @@ public sealed unsafe class CudaDriver : IGpuDriver
     {
         lock (_gate)
         {
-            if (!_sizes.Remove(pointer, out long bytes)) throw new InvalidOperationException($"{Name}: free of 0x{pointer:x}, which is not an allocation of this GPU");
+            if (!_sizes.Remove(pointer, out long bytes)) throw new InvalidOperationException($"{Name}: free of "
+                + $"0x{pointer:x}, which is not an allocation of this GPU");
             _context.MakeCurrent();
             CudaApi.Check(CudaApi.cuMemFree(pointer), "cuMemFree");
             Counters.Freed(bytes);
@@ -119,11 +120,13 @@ public sealed unsafe class CudaDriver : IGpuDriver
     /// </remarks>
     public void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes)
     {
-        if (peer is not CudaDriver other) throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, which is not a CUDA GPU");
+        if (peer is not CudaDriver other) throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, "
+            + $"which is not a CUDA GPU");
         lock (_gate)
         {
             _context.MakeCurrent();
-            CudaApi.Check(CudaApi.cuMemcpyPeerAsync(dst, _context.Handle, src, other._context.Handle, (nuint)bytes, IntPtr.Zero), $"cuMemcpyPeerAsync({peer.Name} -> {Name})");
+            CudaApi.Check(CudaApi.cuMemcpyPeerAsync(dst, _context.Handle, src, other._context.Handle, (nuint)bytes,
+                IntPtr.Zero), $"cuMemcpyPeerAsync({peer.Name} -> {Name})");
             CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after the copy from {peer.Name}");
         }
         Counters.OnDevice(bytes);
@@ -160,7 +163,8 @@ public sealed unsafe class CudaDriver : IGpuDriver
         lock (_gate)
         {
             _context.MakeCurrent();
-            if (!_kernels.TryGetValue(launch.Name, out var kernel)) kernel = _kernels[launch.Name] = _module.Kernel(launch.Name, grid, block);
+            if (!_kernels.TryGetValue(launch.Name,
+                out var kernel)) kernel = _kernels[launch.Name] = _module.Kernel(launch.Name, grid, block);
             if (TimesKernels) ms = kernel.Run(args, grid, block).TotalMilliseconds;
             else
             {
@@ -171,7 +175,8 @@ public sealed unsafe class CudaDriver : IGpuDriver
         Counters.Launched(launch.Name, ms);
     }
 
-    /// <summary>Runs <paramref name="action"/> with this GPU's context current, serialised with its other calls.</summary>
+    /// <summary>Runs <paramref name="action"/> with this GPU's context current, serialised with its other
+    /// calls.</summary>
     public void WithContext(Action action)
     {
         lock (_gate)

@@ -13,10 +13,12 @@ public sealed class Nccl : INccl
     private readonly IReadOnlyList<IGpuDriver> _gpus;
     private readonly List<IntPtr> _comms = [];
 
-    /// <summary>NCCL over <paramref name="gpus"/> (CUDA drivers); an input error when libnccl cannot be loaded.</summary>
+    /// <summary>NCCL over <paramref name="gpus"/> (CUDA drivers); an input error when libnccl cannot be
+    /// loaded.</summary>
     public Nccl(IReadOnlyList<IGpuDriver> gpus)
     {
-        if (!NcclApi.Available(out string why)) throw new Model.RunInputException($"one GPU per device needs NCCL: {why}");
+        if (!NcclApi.Available(out string why)) throw new Model.RunInputException($"one GPU per device needs NCCL: "
+            + $"{why}");
         _gpus = gpus;
     }
 
@@ -64,7 +66,8 @@ public sealed class Nccl : INccl
     /// <inheritdoc/>
     public IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus)
     {
-        var drivers = gpus.Select(g => _gpus[g] as CudaDriver ?? throw new InvalidOperationException($"NCCL runs on CUDA GPUs, not {_gpus[g].Name}")).ToArray();
+        var drivers = gpus.Select(g => _gpus[g] as CudaDriver
+            ?? throw new InvalidOperationException($"NCCL runs on CUDA GPUs, not {_gpus[g].Name}")).ToArray();
         IntPtr[] handles;
         lock (_comms)
         {
@@ -87,7 +90,8 @@ public sealed class Nccl : INccl
         Issue(comm, c => NcclApi.ReduceScatter(send, recv, recvCount, (int)type, (int)op, c));
 
     /// <inheritdoc/>
-    public void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends, IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives, NcclType type) =>
+    public void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends,
+        IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives, NcclType type) =>
         Issue(comm, c =>
         {
             NcclApi.GroupStart();

@@ -23,17 +23,21 @@ public sealed class DeviceMesh
         ArgumentNullException.ThrowIfNull(axisNames);
         ArgumentNullException.ThrowIfNull(sizes);
         if (axisNames.Count != sizes.Count)
-            throw new ArgumentException($"a mesh needs one size per axis: {axisNames.Count} names but {sizes.Count} sizes");
+            throw new ArgumentException($"a mesh needs one size per axis: {axisNames.Count} names but {sizes.Count} "
+                + $"sizes");
         _names = [.. axisNames];
         _sizes = [.. sizes];
         long n = 1;
         for (int i = 0; i < _names.Length; i++)
         {
             if (string.IsNullOrEmpty(_names[i])) throw new ArgumentException($"mesh axis {i} has no name");
-            if (Array.IndexOf(_names, _names[i]) != i) throw new ArgumentException($"mesh axis '{_names[i]}' appears twice");
-            if (_sizes[i] < 1) throw new ArgumentException($"mesh axis '{_names[i]}' has size {_sizes[i]}; sizes must be at least 1");
+            if (Array.IndexOf(_names, _names[i]) != i) throw new ArgumentException($"mesh axis '{_names[i]}' appears "
+                + $"twice");
+            if (_sizes[i] < 1) throw new ArgumentException($"mesh axis '{_names[i]}' has size {_sizes[i]}; sizes must "
+                + $"be at least 1");
             n *= _sizes[i];
-            if (n > int.MaxValue) throw new ArgumentException($"a mesh of more than {int.MaxValue} devices is not supported");
+            if (n > int.MaxValue) throw new ArgumentException($"a mesh of more than {int.MaxValue} devices is not "
+                + $"supported");
         }
         AxisNames = Array.AsReadOnly(_names);
         Sizes = Array.AsReadOnly(_sizes);
@@ -43,7 +47,8 @@ public sealed class DeviceMesh
     /// <summary>One device and no axes.</summary>
     public static DeviceMesh Single { get; } = new([], []);
 
-    /// <summary>The size of <paramref name="axis"/>; throws <see cref="ArgumentException"/> for an unknown axis.</summary>
+    /// <summary>The size of <paramref name="axis"/>; throws <see cref="ArgumentException"/> for an unknown
+    /// axis.</summary>
     public int Size(string axis) => _sizes[IndexOf(axis)];
 
     /// <summary>The product of the sizes of <paramref name="axes"/> (1 for none).</summary>
@@ -70,12 +75,14 @@ public sealed class DeviceMesh
     {
         ArgumentNullException.ThrowIfNull(coords);
         if (coords.Length != _sizes.Length)
-            throw new ArgumentException($"mesh {this} needs {_sizes.Length} coordinates, got {coords.Length}", nameof(coords));
+            throw new ArgumentException($"mesh {this} needs {_sizes.Length} coordinates, got {coords.Length}",
+                nameof(coords));
         int r = 0;
         for (int i = 0; i < _sizes.Length; i++)
         {
             if (coords[i] < 0 || coords[i] >= _sizes[i])
-                throw new ArgumentOutOfRangeException(nameof(coords), $"coordinate {coords[i]} is outside axis '{_names[i]}' of size {_sizes[i]}");
+                throw new ArgumentOutOfRangeException(nameof(coords),
+                    $"coordinate {coords[i]} is outside axis '{_names[i]}' of size {_sizes[i]}");
             r = r * _sizes[i] + coords[i];
         }
         return r;
@@ -101,7 +108,8 @@ public sealed class DeviceMesh
         return group;
     }
 
-    /// <summary>The position of <paramref name="rank"/> in its <see cref="Group"/> over <paramref name="axes"/>.</summary>
+    /// <summary>The position of <paramref name="rank"/> in its <see cref="Group"/> over <paramref
+    /// name="axes"/>.</summary>
     public int IndexInGroup(int rank, IReadOnlyList<string> axes)
     {
         int[] idx = AxisIndices(axes);
@@ -111,7 +119,8 @@ public sealed class DeviceMesh
         return i;
     }
 
-    /// <summary>The coordinates of <paramref name="rank"/> as text, e.g. <c>dp=1, tp=0</c> (empty without axes).</summary>
+    /// <summary>The coordinates of <paramref name="rank"/> as text, e.g. <c>dp=1, tp=0</c> (empty without
+    /// axes).</summary>
     public string Describe(int rank)
     {
         int[] c = Coords(rank);
@@ -140,7 +149,9 @@ public sealed class DeviceMesh
         for (int j = 0; j < idx.Length; j++)
         {
             idx[j] = IndexOf(axes[j]);
-            if (Array.IndexOf(idx, idx[j], 0, j) >= 0) throw new ArgumentException($"mesh axis '{axes[j]}' appears twice in [{string.Join(", ", axes)}]");
+            if (Array.IndexOf(idx, idx[j], 0,
+                j) >= 0) throw new ArgumentException($"mesh axis '{axes[j]}' appears twice in "
+                + $"[{string.Join(", ", axes)}]");
         }
         return idx;
     }
@@ -148,10 +159,12 @@ public sealed class DeviceMesh
     private void CheckRank(int rank)
     {
         if (rank < 0 || rank >= DeviceCount)
-            throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is outside mesh {this} of {DeviceCount} devices");
+            throw new ArgumentOutOfRangeException(nameof(rank),
+                $"rank {rank} is outside mesh {this} of {DeviceCount} devices");
     }
 
-    /// <summary>This mesh without axis <paramref name="axis"/> (itself when null or absent): a microbatch axis runs in time, not on devices.</summary>
+    /// <summary>This mesh without axis <paramref name="axis"/> (itself when null or absent): a microbatch axis runs in
+    /// time, not on devices.</summary>
     public DeviceMesh Without(string? axis)
     {
         if (axis == null || !AxisNames.Contains(axis)) return this;

@@ -22,24 +22,31 @@ public interface ICommunicator<T>
     /// <summary>The mesh the ranks and axes refer to.</summary>
     DeviceMesh Mesh { get; }
 
-    /// <summary>Every member of the group over <paramref name="axes"/> gets the elementwise reduction of all members' <paramref name="x"/>.</summary>
+    /// <summary>Every member of the group over <paramref name="axes"/> gets the elementwise reduction of all members'
+    /// <paramref name="x"/>.</summary>
     T AllReduce(T x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site);
 
-    /// <summary>Every member gets all members' <paramref name="x"/> concatenated along <paramref name="dim"/> in group order.</summary>
+    /// <summary>Every member gets all members' <paramref name="x"/> concatenated along <paramref name="dim"/> in group
+    /// order.</summary>
     T AllGather(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site);
 
-    /// <summary>The sum over the group, split along <paramref name="dim"/> into group-size chunks; member i keeps chunk i.</summary>
+    /// <summary>The sum over the group, split along <paramref name="dim"/> into group-size chunks; member i keeps chunk
+    /// i.</summary>
     T ReduceScatter(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site);
 
-    /// <summary>Member i sends chunk j of <paramref name="x"/> along <paramref name="splitDim"/> to member j and gets the chunks it receives from members 0..n-1 concatenated along <paramref name="concatDim"/>.</summary>
+    /// <summary>Member i sends chunk j of <paramref name="x"/> along <paramref name="splitDim"/> to member j and gets
+    /// the chunks it receives from members 0..n-1 concatenated along <paramref name="concatDim"/>.</summary>
     T AllToAll(T x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site);
 
-    /// <summary>Every device of the mesh calls it with the same global-rank <paramref name="pairs"/>; a target gets its source's <paramref name="x"/>, every other device zeros of <paramref name="x"/>'s shape.</summary>
+    /// <summary>Every device of the mesh calls it with the same global-rank <paramref name="pairs"/>; a target gets its
+    /// source's <paramref name="x"/>, every other device zeros of <paramref name="x"/>'s shape.</summary>
     T CollectivePermute(T x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site);
 
-    /// <summary>Sends a copy of <paramref name="x"/> to global rank <paramref name="peer"/> without waiting; messages from one device to another with the same <paramref name="tag"/> arrive in the order sent.</summary>
+    /// <summary>Sends a copy of <paramref name="x"/> to global rank <paramref name="peer"/> without waiting; messages
+    /// from one device to another with the same <paramref name="tag"/> arrive in the order sent.</summary>
     void Send(T x, int peer, CollectiveSite site, int tag = 0);
 
-    /// <summary>The next message from global rank <paramref name="peer"/>, waiting for it; a <see cref="CollectiveException"/> unless it has <paramref name="dtype"/> and <paramref name="shape"/>.</summary>
+    /// <summary>The next message from global rank <paramref name="peer"/>, waiting for it; a <see
+    /// cref="CollectiveException"/> unless it has <paramref name="dtype"/> and <paramref name="shape"/>.</summary>
     T Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0);
 }

@@ -18,7 +18,8 @@ public interface IDevice<T> where T : class, IArray
     /// <summary>The whole-array operations on its arrays (what collectives and microbatch sums compute with).</summary>
     IArrayOps<T> Ops { get; }
 
-    /// <summary>A new array of <paramref name="dtype"/> and <paramref name="shape"/>, zero-filled unless <paramref name="zero"/> is false (a kernel's output, which it writes whole).</summary>
+    /// <summary>A new array of <paramref name="dtype"/> and <paramref name="shape"/>, zero-filled unless <paramref
+    /// name="zero"/> is false (a kernel's output, which it writes whole).</summary>
     T Allocate(DType dtype, long[] shape, bool zero = true);
 
     /// <summary>A new device array holding the values of host array <paramref name="host"/>.</summary>
@@ -30,6 +31,7 @@ public interface IDevice<T> where T : class, IArray
     /// <summary>Runs <paramref name="kernel"/> over device arrays; returns once the outputs can be read.</summary>
     void Launch(IKernel kernel, IReadOnlyList<T> inputs, IReadOnlyList<T> outputs);
 
-    /// <summary>Gives back the memory of an array nothing reads any more (host arrays are left to the collector).</summary>
+    /// <summary>Gives back the memory of an array nothing reads any more (host arrays are left to the
+    /// collector).</summary>
     void Release(T array);
 }

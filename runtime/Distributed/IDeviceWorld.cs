@@ -11,11 +11,13 @@ public interface IDeviceWorld<T> : IDisposable where T : class, IArray
     /// <summary>The mesh the devices form.</summary>
     DeviceMesh Mesh { get; }
 
-    /// <summary>Runs <paramref name="body"/>(device, communicator) for every device, each on its own thread; results by rank.</summary>
+    /// <summary>Runs <paramref name="body"/>(device, communicator) for every device, each on its own thread; results by
+    /// rank.</summary>
     TResult[] Run<TResult>(Func<IDevice<T>, ICommunicator<T>, TResult> body);
 }
 
-/// <summary>The devices of an <see cref="InProcessWorld{T}"/>, each made by <paramref name="device"/> from its rank on its own thread.</summary>
+/// <summary>The devices of an <see cref="InProcessWorld{T}"/>, each made by <paramref name="device"/> from its rank on
+/// its own thread.</summary>
 public sealed class InProcessDevices<T>(InProcessWorld<T> world, Func<int, IDevice<T>> device) : IDeviceWorld<T>
     where T : class, IArray
 {

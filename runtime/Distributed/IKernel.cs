@@ -2,7 +2,8 @@ using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Runtime.Distributed;
 
-/// <summary>A compiled computation as a device program names it; the device it runs on decides how to launch it.</summary>
+/// <summary>A compiled computation as a device program names it; the device it runs on decides how to launch
+/// it.</summary>
 public interface IKernel
 {
     /// <summary>What it computes, for messages and profiles (usually the symbol of its kernel function).</summary>
@@ -12,7 +13,8 @@ public interface IKernel
 /// <summary>A kernel known by its symbol only: what a GPU device launches by name from its loaded module.</summary>
 public sealed record KernelRef(string Name) : IKernel;
 
-/// <summary>A kernel that runs on the host over host arrays (compiled host code, or the reference interpreter).</summary>
+/// <summary>A kernel that runs on the host over host arrays (compiled host code, or the reference
+/// interpreter).</summary>
 public interface IHostKernel : IKernel
 {
     /// <summary>Reads <paramref name="inputs"/> and writes every element of <paramref name="outputs"/>.</summary>

@@ -108,7 +108,8 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         }
         if (n == 1) return Compute([x])[0];
         // Keyed like any other group of every device, so a permute that meets a collective over all axes is a mismatch.
-        var (everyone, key) = _everyone ??= (Enumerable.Range(0, n).ToArray(), string.Join(",", Enumerable.Range(0, n)));
+        var (everyone, key) = _everyone ??= (Enumerable.Range(0, n).ToArray(), string.Join(",", Enumerable.Range(0,
+            n)));
         string what = $"collective_permute({string.Join(", ", fixedPairs.Select(p => $"{p.Source}->{p.Target}"))})";
         return Issue(site, everyone, key, span, x, what, Compute);
     }
@@ -132,12 +133,14 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         if (!world.TakeOrCancel(world.MailboxOf(peer, rank, tag), rank, what, out var message))
         {
             throw new CollectiveTimeoutException(
-                $"{world.Who(rank)} waited {InProcessWorld<T>.Duration(world.Timeout)} in {what}; {world.Missing([peer], null, "sent anything")}");
+                $"{world.Who(rank)} waited {InProcessWorld<T>.Duration(world.Timeout)} in {what}; "
+                    + $"{world.Missing([peer], null, "sent anything")}");
         }
         T x = message.Value;
         if (x.DType != dtype || !x.Shape.AsSpan().SequenceEqual(shape))
         {
-            throw new CollectiveException($"{world.Who(rank)} expected {dtype.Name()}[{string.Join(", ", shape)}] in {what}, but " +
+            throw new CollectiveException($"{world.Who(rank)} expected {dtype.Name()}[{string.Join(", ", shape)}] in "
+                + $"{what}, but " +
                 $"{world.Who(peer)} sent {x.TypeString} in send to {world.Who(rank)}, {message.Site}");
         }
         return x;
@@ -149,7 +152,8 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         // With one member every collective is the identity; a copy keeps results from aliasing inputs.
         if (group.Length == 1) return Ops.Copy(x);
         string signature = $"{what} on [{string.Join(", ", group)}] of {x.TypeString}";
-        var call = new CollectiveCall<T>(rank, site, group, signature, $"{what} {span} of {x.TypeString}", span, compute);
+        var call = new CollectiveCall<T>(rank, site, group, signature, $"{what} {span} of {x.TypeString}", span,
+            compute);
         long sequence = _sequence.GetValueOrDefault(key);
         _sequence[key] = sequence + 1;
         return world.Collective(call, key, sequence, x);
@@ -173,7 +177,8 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
 
     private void CheckArray(T x, CollectiveSite site, string span)
     {
-        if (x is null) throw new ArgumentNullException(nameof(x), $"{world.Who(rank)} passed no array to {InProcessWorld<T>.Describe(site, span)}");
+        if (x is null) throw new ArgumentNullException(nameof(x),
+            $"{world.Who(rank)} passed no array to {InProcessWorld<T>.Describe(site, span)}");
     }
 
     private int Dim(T x, int dim, string what, CollectiveSite site, string span)
@@ -193,7 +198,8 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
 
     private void CheckPeer(int peer, CollectiveSite site, string span)
     {
-        if (peer < 0 || peer >= Mesh.DeviceCount) throw Bad(site, span, $"device {peer} is outside mesh {Mesh} of {Mesh.DeviceCount} devices");
+        if (peer < 0 || peer >= Mesh.DeviceCount) throw Bad(site, span,
+            $"device {peer} is outside mesh {Mesh} of {Mesh.DeviceCount} devices");
     }
 
     private CollectiveException Bad(CollectiveSite site, string span, string message, Exception? inner = null)

@@ -16,7 +16,8 @@ namespace ParallelCompiler.Runtime.Distributed;
 public class InProcessWorld<T> : IDisposable
     where T : class, IArray
 {
-    private const int StackBytes = 64 * 1024 * 1024; // deep interpreter recursion on big models; reserved, not committed
+    // deep interpreter recursion on big models; reserved, not committed
+    private const int StackBytes = 64 * 1024 * 1024;
 
     private readonly CancellationTokenSource _cts = new();
     private readonly ConcurrentDictionary<(string Group, long Sequence), Rendezvous<T>> _rendezvous = new();
@@ -26,7 +27,8 @@ public class InProcessWorld<T> : IDisposable
     private int _running;
     private bool _disposed;
 
-    /// <summary>A world of <paramref name="mesh"/>'s devices whose collectives and receives give up after <paramref name="timeout"/>.</summary>
+    /// <summary>A world of <paramref name="mesh"/>'s devices whose collectives and receives give up after <paramref
+    /// name="timeout"/>.</summary>
     public InProcessWorld(DeviceMesh mesh, TimeSpan timeout, IArrayOps<T> ops)
     {
         ArgumentNullException.ThrowIfNull(mesh);
@@ -57,7 +59,8 @@ public class InProcessWorld<T> : IDisposable
     public ICommunicator<T> Communicator(int rank)
     {
         if (rank < 0 || rank >= _comms.Length)
-            throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is outside mesh {Mesh} of {_comms.Length} devices");
+            throw new ArgumentOutOfRangeException(nameof(rank),
+                $"rank {rank} is outside mesh {Mesh} of {_comms.Length} devices");
         return _comms[rank];
     }
 
@@ -72,7 +75,8 @@ public class InProcessWorld<T> : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (Cancellation.IsCancellationRequested)
             throw new InvalidOperationException("this world was cancelled by an earlier failure; create a new one");
-        if (Interlocked.Exchange(ref _running, 1) != 0) throw new InvalidOperationException("the world is already running");
+        if (Interlocked.Exchange(ref _running,
+            1) != 0) throw new InvalidOperationException("the world is already running");
         try
         {
             int n = _comms.Length;
@@ -123,14 +127,18 @@ public class InProcessWorld<T> : IDisposable
         _cts.Cancel();
     }
 
-    /// <summary>A device as messages name it: <c>device 3 (dp=1, tp=1)</c>, or <c>device 0</c> on a mesh without axes.</summary>
-    internal string Who(int rank) => Mesh.AxisNames.Count == 0 ? $"device {rank}" : $"device {rank} ({Mesh.Describe(rank)})";
+    /// <summary>A device as messages name it: <c>device 3 (dp=1, tp=1)</c>, or <c>device 0</c> on a mesh without
+    /// axes.</summary>
+    internal string Who(int rank) => Mesh.AxisNames.Count == 0 ? $"device {rank}"
+        : $"device {rank} ({Mesh.Describe(rank)})";
 
-    /// <summary>Records what <paramref name="rank"/> is doing, for the timeout messages of its peers; null while it computes.</summary>
+    /// <summary>Records what <paramref name="rank"/> is doing, for the timeout messages of its peers; null while it
+    /// computes.</summary>
     internal void SetActivity(int rank, string? what) => Volatile.Write(ref _activity[rank], what);
 
     /// <summary>The mailbox of messages from <paramref name="from"/> to <paramref name="to"/>.</summary>
-    internal Mailbox<T> MailboxOf(int from, int to, int tag) => _mail.GetOrAdd((from, to, tag), static _ => new Mailbox<T>());
+    internal Mailbox<T> MailboxOf(int from, int to, int tag) => _mail.GetOrAdd((from, to, tag),
+        static _ => new Mailbox<T>());
 
     /// <summary>
     /// Takes part in collective <paramref name="call"/> with <paramref name="x"/>: the <paramref name="sequence"/>th
@@ -147,7 +155,8 @@ public class InProcessWorld<T> : IDisposable
         {
             if (rv.Failure != null) throw new CollectiveException(rv.Failure);
             if (rv.Abandoned != null)
-                throw new CollectiveException($"{Who(call.Rank)} reached {Describe(call)}, but {rv.Abandoned}") { Consequential = true };
+                throw new CollectiveException($"{Who(call.Rank)} reached {Describe(call)}, but {rv.Abandoned}") {
+                    Consequential = true };
             if (Array.Find(rv.Calls, c => c != null) is { } other && other.Signature != call.Signature)
             {
                 rv.Failure = $"collective mismatch: {Who(other.Rank)} called {Describe(other)} as {other.Display}, " +
@@ -205,7 +214,8 @@ public class InProcessWorld<T> : IDisposable
     internal bool WaitOrCancel(ManualResetEventSlim done, int rank, string what) =>
         Waiting(rank, what, () => done.Wait(Timeout, Cancellation));
 
-    /// <summary>Like <see cref="WaitOrCancel(ManualResetEventSlim, int, string)"/>, for the next message of a mailbox.</summary>
+    /// <summary>Like <see cref="WaitOrCancel(ManualResetEventSlim, int, string)"/>, for the next message of a
+    /// mailbox.</summary>
     internal bool TakeOrCancel(Mailbox<T> box, int rank, string what, out (T Value, CollectiveSite Site) message)
     {
         (T Value, CollectiveSite Site) taken = default;
@@ -222,7 +232,8 @@ public class InProcessWorld<T> : IDisposable
         catch (OperationCanceledException)
         {
             SetActivity(rank, $"was cancelled in {what}");
-            throw new OperationCanceledException($"{Who(rank)} stopped waiting in {what}: another device failed", Cancellation);
+            throw new OperationCanceledException($"{Who(rank)} stopped waiting in {what}: another device failed",
+                Cancellation);
         }
         // After a timeout the activity still says where this device waited, so that a peer giving up at the same
         // moment can name it in its own message.
@@ -230,17 +241,22 @@ public class InProcessWorld<T> : IDisposable
         return done;
     }
 
-    /// <summary>The devices that never came, with what each was doing instead: <c>device 2 of group [2, 3] never arrived (it finished its program)</c>.</summary>
+    /// <summary>The devices that never came, with what each was doing instead: <c>device 2 of group [2, 3] never
+    /// arrived (it finished its program)</c>.</summary>
     internal string Missing(IReadOnlyList<int> missing, IReadOnlyList<int>? group, string verb = "arrived")
     {
         string of = group == null ? "" : $" of group [{string.Join(", ", group)}]";
-        string head = missing.Count == 1 ? $"device {missing[0]}{of} never {verb}" : $"devices {string.Join(", ", missing)}{of} never {verb}";
-        var doing = missing.Select(m => (m, what: Volatile.Read(ref _activity[m]))).Where(p => p.what != null).ToArray();
+        string head = missing.Count == 1 ? $"device {missing[0]}{of} never {verb}"
+            : $"devices {string.Join(", ", missing)}{of} never {verb}";
+        var doing = missing.Select(m => (m,
+            what: Volatile.Read(ref _activity[m]))).Where(p => p.what != null).ToArray();
         if (doing.Length == 0) return head;
-        return missing.Count == 1 ? $"{head} (it {doing[0].what})" : $"{head} ({string.Join("; ", doing.Select(p => $"device {p.m} {p.what}"))})";
+        return missing.Count == 1 ? $"{head} (it {doing[0].what})"
+            : $"{head} ({string.Join("; ", doing.Select(p => $"device {p.m} {p.what}"))})";
     }
 
-    /// <summary>A wait as messages print it, in the seconds that <c>--collective-timeout</c> takes: <c>0.3 s</c>, <c>5 s</c>.</summary>
+    /// <summary>A wait as messages print it, in the seconds that <c>--collective-timeout</c> takes: <c>0.3 s</c>, <c>5
+    /// s</c>.</summary>
     internal static string Duration(TimeSpan t) =>
         t == System.Threading.Timeout.InfiniteTimeSpan ? "forever" : $"{t.TotalSeconds:0.###} s";
 
@@ -248,13 +264,16 @@ public class InProcessWorld<T> : IDisposable
 
     /// <summary>A call as messages print it: <c>dist.all_reduce over [tp] at step 12 (model.mpl:9:12)</c>.</summary>
     internal static string Describe(CollectiveSite site, string span) =>
-        $"{site.Op}{(span.Length > 0 ? " " + span : "")} at step {site.Step}{(string.IsNullOrEmpty(site.Where) ? "" : $" ({site.Where})")}";
+        $"{site.Op}{(span.Length > 0 ? " " + span : "")} at step "
+            + $"{site.Step}{(string.IsNullOrEmpty(site.Where) ? "" : $" ({site.Where})")}";
 
     // A failure that only follows from another device's: a wait the world cancelled, or a late arrival at a
     // collective that a peer had already abandoned.
     private bool IsConsequence(Exception e) =>
-        e is OperationCanceledException oce && oce.CancellationToken == Cancellation || e is CollectiveException { Consequential: true };
+        e is OperationCanceledException oce && oce.CancellationToken == Cancellation
+            || e is CollectiveException { Consequential: true };
 }
 
 /// <summary>The devices of a mesh simulated in one process over host arrays.</summary>
-public sealed class InProcessWorld(DeviceMesh mesh, TimeSpan timeout) : InProcessWorld<NDArray>(mesh, timeout, HostArrayOps.Instance);
+public sealed class InProcessWorld(DeviceMesh mesh, TimeSpan timeout) : InProcessWorld<NDArray>(mesh, timeout,
+    HostArrayOps.Instance);

@@ -2,7 +2,8 @@ using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Runtime.Distributed;
 
-/// <summary>The messages in flight from one device to another in an <see cref="InProcessWorld{T}"/>, first in first out.</summary>
+/// <summary>The messages in flight from one device to another in an <see cref="InProcessWorld{T}"/>, first in first
+/// out.</summary>
 internal sealed class Mailbox<T>
     where T : class
 {

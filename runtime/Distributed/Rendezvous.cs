@@ -24,6 +24,7 @@ internal sealed class Rendezvous<T>(int size)
     public T[]? Results;
     /// <summary>Why the collective cannot complete (members disagree), for every member.</summary>
     public string? Failure;
-    /// <summary>Set when a member gave up waiting, so that late arrivals fail instead of completing without it.</summary>
+    /// <summary>Set when a member gave up waiting, so that late arrivals fail instead of completing without
+    /// it.</summary>
     public string? Abandoned;
 }

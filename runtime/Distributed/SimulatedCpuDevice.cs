@@ -27,7 +27,8 @@ public sealed class SimulatedCpuDevice : IDevice<NDArray>
     /// <inheritdoc/>
     public IArrayOps<NDArray> Ops => HostArrayOps.Instance;
 
-    /// <summary>Bytes of device memory allocated so far, at the device size of each dtype (2 for f16 and bf16).</summary>
+    /// <summary>Bytes of device memory allocated so far, at the device size of each dtype (2 for f16 and
+    /// bf16).</summary>
     public long BytesAllocated => Interlocked.Read(ref _bytes);
 
     /// <summary>Bytes copied in from the host so far (inputs and parameters).</summary>
@@ -70,7 +71,8 @@ public sealed class SimulatedCpuDevice : IDevice<NDArray>
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(outputs);
-        if (kernel is not IHostKernel host) throw new InvalidOperationException($"kernel '{kernel.Name}' has no host code: a {Name} runs host kernels only");
+        if (kernel is not IHostKernel host) throw new InvalidOperationException($"kernel '{kernel.Name}' has no host "
+            + $"code: a {Name} runs host kernels only");
         Interlocked.Increment(ref _launches);
         host.Execute(inputs, outputs);
     }

@@ -11,7 +11,8 @@ namespace ParallelCompiler.Runtime.Execution;
 public static class BlockLayout
 {
     /// <summary>The offsets and shape of <paramref name="rank"/>'s block.</summary>
-    public static (long[] Offset, long[] Shape) Of(long[] globalShape, IReadOnlyList<IReadOnlyList<string>> dims, DeviceMesh mesh, int rank)
+    public static (long[] Offset, long[] Shape) Of(long[] globalShape, IReadOnlyList<IReadOnlyList<string>> dims,
+        DeviceMesh mesh, int rank)
     {
         var offset = new long[globalShape.Length];
         var shape = (long[])globalShape.Clone();
@@ -19,7 +20,8 @@ public static class BlockLayout
         {
             if (dims[d].Count == 0) continue;
             long n = mesh.Product(dims[d]);
-            if (shape[d] % n != 0) throw new ArgumentException($"dimension {d} ({shape[d]}) is not divisible by {n} devices");
+            if (shape[d] % n != 0) throw new ArgumentException($"dimension {d} ({shape[d]}) is not divisible by {n} "
+                + $"devices");
             shape[d] /= n;
             offset[d] = mesh.IndexInGroup(rank, dims[d]) * shape[d];
         }
@@ -36,8 +38,10 @@ public static class BlockLayout
         return ReferenceEquals(x, global) ? ArrayOps.Copy(global) : x;
     }
 
-    /// <summary>The global array from the devices' blocks (devices holding copies of the same block agree; the first is used; null: the device does not hold it).</summary>
-    public static NDArray Assemble(IReadOnlyList<NDArray?> blocks, IReadOnlyList<IReadOnlyList<string>> dims, DeviceMesh mesh, long[] globalShape)
+    /// <summary>The global array from the devices' blocks (devices holding copies of the same block agree; the first is
+    /// used; null: the device does not hold it).</summary>
+    public static NDArray Assemble(IReadOnlyList<NDArray?> blocks, IReadOnlyList<IReadOnlyList<string>> dims,
+        DeviceMesh mesh, long[] globalShape)
     {
         var first = blocks.FirstOrDefault(b => b != null) ?? throw new ArgumentException("no device holds the value");
         var result = NDArray.Zeros(first.DType, globalShape);
@@ -48,13 +52,15 @@ public static class BlockLayout
             var (offset, shape) = Of(globalShape, dims, mesh, rank);
             if (!done.Add(string.Join(",", offset))) continue;
             if (!b.Shape.SequenceEqual(shape))
-                throw new ArgumentException($"device {rank} returned {b.TypeString}, expected a block of shape [{string.Join(", ", shape)}]");
+                throw new ArgumentException($"device {rank} returned {b.TypeString}, expected a block of shape "
+                    + $"[{string.Join(", ", shape)}]");
             CopyBlock(b, result, offset);
         }
         return result;
     }
 
-    /// <summary>Copies <paramref name="block"/> into <paramref name="target"/> at <paramref name="offset"/>, one contiguous row at a time.</summary>
+    /// <summary>Copies <paramref name="block"/> into <paramref name="target"/> at <paramref name="offset"/>, one
+    /// contiguous row at a time.</summary>
     private static void CopyBlock(NDArray block, NDArray target, long[] offset)
     {
         int r = block.Shape.Length;

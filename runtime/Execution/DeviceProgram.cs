@@ -17,20 +17,26 @@ public abstract record Instruction(string Op, string Where)
     public bool PerStep { get; init; }
 }
 
-/// <summary>Send a slot from pipeline stage <paramref name="From"/> to the devices of stage <paramref name="To"/> on <paramref name="Channel"/>.</summary>
-public sealed record PipeSendInstr(string Op, string Where, int From, int To, int Channel, int Input) : Instruction(Op, Where);
+/// <summary>Send a slot from pipeline stage <paramref name="From"/> to the devices of stage <paramref name="To"/> on
+/// <paramref name="Channel"/>.</summary>
+public sealed record PipeSendInstr(string Op, string Where, int From, int To, int Channel, int Input) : Instruction(Op,
+    Where);
 
-/// <summary>Receive, on the devices of stage <paramref name="To"/>, what stage <paramref name="From"/> sent on <paramref name="Channel"/>.</summary>
-public sealed record PipeRecvInstr(string Op, string Where, int From, int To, int Channel, DType DType, long[] Shape, int Output) : Instruction(Op, Where);
+/// <summary>Receive, on the devices of stage <paramref name="To"/>, what stage <paramref name="From"/> sent on
+/// <paramref name="Channel"/>.</summary>
+public sealed record PipeRecvInstr(string Op, string Where, int From, int To, int Channel, DType DType, long[] Shape,
+    int Output) : Instruction(Op, Where);
 
 /// <summary>Copy argument <paramref name="Index"/> (this device's block) into a slot.</summary>
 public sealed record InputInstr(string Op, string Where, int Index, int Output) : Instruction(Op, Where);
 
 /// <summary>Load this device's block of the parameter at <paramref name="Path"/>.</summary>
-public sealed record ParamInstr(string Op, string Where, string Path, DType DType, long[] Shape, int Output) : Instruction(Op, Where);
+public sealed record ParamInstr(string Op, string Where, string Path, DType DType, long[] Shape,
+    int Output) : Instruction(Op, Where);
 
 /// <summary>Run a kernel on the device.</summary>
-public sealed record LaunchInstr(string Op, string Where, IKernel Kernel, int[] Inputs, DType DType, long[] Shape, int Output) : Instruction(Op, Where);
+public sealed record LaunchInstr(string Op, string Where, IKernel Kernel, int[] Inputs, DType DType, long[] Shape,
+    int Output) : Instruction(Op, Where);
 
 /// <summary>The collectives the communicator provides, plus the local slice that needs none.</summary>
 public enum CollectiveKind
@@ -49,17 +55,23 @@ public enum CollectiveKind
     CollectivePermute,
 }
 
-/// <summary>A collective on one slot. <paramref name="Dim"/> is the gathered/sliced/split dimension, <paramref name="Dim2"/> all_to_all's concat dimension.</summary>
-public sealed record CollectiveInstr(string Op, string Where, CollectiveKind Kind, string[] Axes, int Dim, int Dim2, ReduceKind Reduce,
+/// <summary>A collective on one slot. <paramref name="Dim"/> is the gathered/sliced/split dimension, <paramref
+/// name="Dim2"/> all_to_all's concat dimension.</summary>
+public sealed record CollectiveInstr(string Op, string Where, CollectiveKind Kind, string[] Axes, int Dim, int Dim2,
+    ReduceKind Reduce,
     (int Source, int Target)[] Pairs, int Input, int Output) : Instruction(Op, Where);
 
-/// <summary>Send a slot to the device <paramref name="Shift"/> steps along <paramref name="Axis"/> (nothing beyond the edge).</summary>
+/// <summary>Send a slot to the device <paramref name="Shift"/> steps along <paramref name="Axis"/> (nothing beyond the
+/// edge).</summary>
 public sealed record SendInstr(string Op, string Where, string Axis, int Shift, int Input) : Instruction(Op, Where);
 
-/// <summary>Receive from the device <paramref name="Shift"/> steps back along <paramref name="Axis"/> (zeros beyond the edge).</summary>
-public sealed record RecvInstr(string Op, string Where, string Axis, int Shift, DType DType, long[] Shape, int Output) : Instruction(Op, Where);
+/// <summary>Receive from the device <paramref name="Shift"/> steps back along <paramref name="Axis"/> (zeros beyond the
+/// edge).</summary>
+public sealed record RecvInstr(string Op, string Where, string Axis, int Shift, DType DType, long[] Shape,
+    int Output) : Instruction(Op, Where);
 
-/// <summary>Hand this device's block of a slot to the host as the next value of the parameter (or optimizer state) at <paramref name="Path"/>.</summary>
+/// <summary>Hand this device's block of a slot to the host as the next value of the parameter (or optimizer state) at
+/// <paramref name="Path"/>.</summary>
 public sealed record UpdateInstr(string Op, string Where, string Path, int Input) : Instruction(Op, Where);
 
 /// <summary>
@@ -67,7 +79,8 @@ public sealed record UpdateInstr(string Op, string Where, string Path, int Input
 /// Every device of an SPMD program runs the same instance; what differs (its rank, its blocks) comes from the
 /// device and the communicator.
 /// </summary>
-public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instruction> instructions, int[] results, string? pipelineAxis = null)
+public sealed class DeviceProgram(string name, int numSlots, IReadOnlyList<Instruction> instructions, int[] results,
+    string? pipelineAxis = null)
 {
     /// <summary>The mesh axis pipeline stages are spread over, or null when the program is not pipelined.</summary>
     public string? PipelineAxis { get; } = pipelineAxis;

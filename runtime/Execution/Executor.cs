@@ -17,15 +17,19 @@ public static class Executor
     /// device's block of a parameter by path and <paramref name="update"/> receives its new block (training).
     /// Returns this device's result blocks (copied to the host).
     /// </summary>
-    public static NDArray[] Run<T>(DeviceProgram program, IDevice<T> device, ICommunicator<T> comm, IReadOnlyList<NDArray> inputs,
-        Func<string, NDArray> parameter, Action<string, NDArray>? update = null, Trace? trace = null) where T : class, IArray
+    public static NDArray[] Run<T>(DeviceProgram program, IDevice<T> device, ICommunicator<T> comm,
+        IReadOnlyList<NDArray> inputs,
+        Func<string, NDArray> parameter, Action<string, NDArray>? update = null, Trace? trace = null) where T : class,
+            IArray
     {
-        if (program.PipelineAxis != null) throw new ExecutionException("a pipelined program runs through the PipelineExecutor");
+        if (program.PipelineAxis != null) throw new ExecutionException("a pipelined program runs through the "
+            + "PipelineExecutor");
         var slots = new T?[program.NumSlots];
         for (int step = 0; step < program.Instructions.Count; step++)
         {
             var ins = program.Instructions[step];
-            Step(ins, slots, new CollectiveSite(ins.Op, ins.Where, step), device, comm, inputs, parameter, update, trace);
+            Step(ins, slots, new CollectiveSite(ins.Op, ins.Where, step), device, comm, inputs, parameter, update,
+                trace);
             foreach (int dead in program.LastUses[step])
             {
                 if (slots[dead] is { } value) device.Release(value);
@@ -38,15 +42,19 @@ public static class Executor
     }
 
     /// <summary>Runs one instruction (anything but a pipeline send or receive) on this device's slots.</summary>
-    internal static void Step<T>(Instruction ins, T?[] slots, CollectiveSite site, IDevice<T> device, ICommunicator<T> comm,
-        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace) where T : class, IArray
+    internal static void Step<T>(Instruction ins, T?[] slots, CollectiveSite site, IDevice<T> device,
+        ICommunicator<T> comm,
+        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update,
+            Trace? trace) where T : class, IArray
     {
         try { StepOn(ins, slots, site, device, comm, inputs, parameter, update, trace); }
         catch (DeviceException e) { throw Fail(comm, site, e.Message, e); }
     }
 
-    private static void StepOn<T>(Instruction ins, T?[] slots, CollectiveSite site, IDevice<T> device, ICommunicator<T> comm,
-        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace) where T : class, IArray
+    private static void StepOn<T>(Instruction ins, T?[] slots, CollectiveSite site, IDevice<T> device,
+        ICommunicator<T> comm,
+        IReadOnlyList<NDArray> inputs, Func<string, NDArray> parameter, Action<string, NDArray>? update,
+            Trace? trace) where T : class, IArray
     {
         double start = trace?.Now ?? 0;
         switch (ins)
@@ -57,7 +65,8 @@ public static class Executor
             case ParamInstr p:
                 var value = parameter(p.Path);
                 if (value.DType != p.DType || !value.Shape.SequenceEqual(p.Shape))
-                    throw Fail(comm, site, $"parameter '{p.Path}' must be {p.DType.Name()}[{string.Join(", ", p.Shape)}] on each device, got {value.TypeString}");
+                    throw Fail(comm, site, $"parameter '{p.Path}' must be "
+                        + $"{p.DType.Name()}[{string.Join(", ", p.Shape)}] on each device, got {value.TypeString}");
                 slots[p.Output] = device.CopyIn(value);
                 break;
             case LaunchInstr l:
@@ -76,11 +85,13 @@ public static class Executor
                 if (Peer(comm, s.Axis, s.Shift) is int to) comm.Send(slots[s.Input]!, to, site);
                 break;
             case UpdateInstr u:
-                if (update == null) throw Fail(comm, site, $"the program updates '{u.Path}' but the run keeps no parameters");
+                if (update == null) throw Fail(comm, site,
+                    $"the program updates '{u.Path}' but the run keeps no parameters");
                 update(u.Path, device.CopyOut(slots[u.Input]!));
                 break;
             case RecvInstr r:
-                slots[r.Output] = Peer(comm, r.Axis, -r.Shift) is int from ? comm.Recv(from, r.DType, r.Shape, site) : device.Allocate(r.DType, r.Shape);
+                slots[r.Output] = Peer(comm, r.Axis, -r.Shift) is int from ? comm.Recv(from, r.DType, r.Shape,
+                    site) : device.Allocate(r.DType, r.Shape);
                 break;
             default:
                 throw Fail(comm, site, $"no rule for {ins.GetType().Name}");
@@ -98,7 +109,8 @@ public static class Executor
         _ => null,
     };
 
-    private static T Collective<T>(CollectiveInstr c, T x, IDevice<T> device, ICommunicator<T> comm, CollectiveSite site) where T : class, IArray => c.Kind switch
+    private static T Collective<T>(CollectiveInstr c, T x, IDevice<T> device, ICommunicator<T> comm,
+        CollectiveSite site) where T : class, IArray => c.Kind switch
     {
         CollectiveKind.AllReduce => comm.AllReduce(x, c.Axes, c.Reduce, site),
         CollectiveKind.AllGather => comm.AllGather(x, c.Axes, c.Dim, site),
@@ -109,15 +121,18 @@ public static class Executor
         _ => throw new ArgumentOutOfRangeException(nameof(c)),
     };
 
-    /// <summary>This device's block of dimension <paramref name="dim"/> when it is split over <paramref name="axes"/>.</summary>
-    public static T LocalSlice<T>(T x, IReadOnlyList<string> axes, int dim, IArrayOps<T> ops, ICommunicator<T> comm) where T : class, IArray
+    /// <summary>This device's block of dimension <paramref name="dim"/> when it is split over <paramref
+    /// name="axes"/>.</summary>
+    public static T LocalSlice<T>(T x, IReadOnlyList<string> axes, int dim, IArrayOps<T> ops,
+        ICommunicator<T> comm) where T : class, IArray
     {
         long n = comm.Mesh.Product(axes);
         long len = x.Shape[dim] / n;
         return ops.Slice(x, dim, comm.Mesh.IndexInGroup(comm.Rank, axes) * len, len);
     }
 
-    /// <summary>The rank <paramref name="shift"/> steps along <paramref name="axis"/>, or null beyond the mesh's edge.</summary>
+    /// <summary>The rank <paramref name="shift"/> steps along <paramref name="axis"/>, or null beyond the mesh's
+    /// edge.</summary>
     private static int? Peer<T>(ICommunicator<T> comm, string axis, int shift) where T : class, IArray
     {
         var coords = comm.Mesh.Coords(comm.Rank);
@@ -126,12 +141,14 @@ public static class Executor
         return coords[a] < 0 || coords[a] >= comm.Mesh.Sizes[a] ? null : comm.Mesh.RankOf(coords);
     }
 
-    internal static ExecutionException Fail<T>(ICommunicator<T> comm, CollectiveSite site, string message, Exception? inner = null) where T : class, IArray
+    internal static ExecutionException Fail<T>(ICommunicator<T> comm, CollectiveSite site, string message,
+        Exception? inner = null) where T : class, IArray
     {
         var (mesh, rank) = (comm.Mesh, comm.Rank);
         var coords = mesh.Coords(rank);
         string where = mesh.DeviceCount == 1 ? "" :
             $"device {rank} ({string.Join(", ", mesh.AxisNames.Select((a, i) => $"{a}={coords[i]}"))}), ";
-        return new ExecutionException($"{where}step {site.Step}, {site.Op}{(site.Where.Length > 0 ? $" at {site.Where}" : "")}: {message}", inner);
+        return new ExecutionException($"{where}step {site.Step}, "
+            + $"{site.Op}{(site.Where.Length > 0 ? $" at {site.Where}" : "")}: {message}", inner);
     }
 }

@@ -2,7 +2,8 @@ using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Runtime.Execution;
 
-/// <summary>One value's place in a device's memory: its slot, size, offset in the arena and the steps it lives over.</summary>
+/// <summary>One value's place in a device's memory: its slot, size, offset in the arena and the steps it lives
+/// over.</summary>
 public sealed record BufferPlacement(int Slot, long Bytes, long Offset, int From, int To);
 
 /// <summary>
@@ -61,7 +62,8 @@ public sealed class MemoryPlan
             placed.Add(new BufferPlacement(s, bytes[s], offset, from[s], to[s]));
         }
         long arena = placed.Select(p => p.Offset + p.Bytes).DefaultIfEmpty(0).Max();
-        long peak = Enumerable.Range(0, n + 1).Select(i => placed.Where(p => p.From <= i && i <= p.To).Sum(p => p.Bytes)).DefaultIfEmpty(0).Max();
+        long peak = Enumerable.Range(0,
+            n + 1).Select(i => placed.Where(p => p.From <= i && i <= p.To).Sum(p => p.Bytes)).DefaultIfEmpty(0).Max();
         return new MemoryPlan(placed, arena, peak);
     }
 

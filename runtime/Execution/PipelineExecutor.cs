@@ -20,15 +20,19 @@ public static class PipelineExecutor
     /// Runs the program; <paramref name="inputs"/>[j] are microbatch j's argument blocks. Returns, per result, the
     /// value of each microbatch (the same array for all when it is summed over them; null on devices of other stages).
     /// </summary>
-    public static NDArray?[][] Run<T>(DeviceProgram program, IDevice<T> device, ICommunicator<T> comm, IReadOnlyList<IReadOnlyList<NDArray>> inputs,
+    public static NDArray?[][] Run<T>(DeviceProgram program, IDevice<T> device, ICommunicator<T> comm,
+        IReadOnlyList<IReadOnlyList<NDArray>> inputs,
         Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace = null) where T : class, IArray
     {
         int m = program.Microbatches, n = program.Instructions.Count;
-        string axis = program.PipelineAxis ?? throw new ExecutionException("not a pipelined program: run it with the Executor");
-        var schedule = program.Schedule ?? throw new ExecutionException("the pipelined program has no schedule (pipe.schedule)");
+        string axis = program.PipelineAxis
+            ?? throw new ExecutionException("not a pipelined program: run it with the Executor");
+        var schedule = program.Schedule
+            ?? throw new ExecutionException("the pipelined program has no schedule (pipe.schedule)");
         string mb = program.MicrobatchAxis ?? "";
         int p = comm.Mesh.Size(axis), me = comm.Mesh.Coords(comm.Rank)[comm.Mesh.AxisNames.ToList().IndexOf(axis)];
-        if (schedule.Count != p) throw new ExecutionException($"the schedule orders {schedule.Count} device(s) but pipeline axis '{axis}' has {p}");
+        if (schedule.Count != p) throw new ExecutionException($"the schedule orders {schedule.Count} device(s) but "
+            + $"pipeline axis '{axis}' has {p}");
         bool Mine(int stage) => stage < 0 || stage % p == me;
 
         // How many of this device's per-microbatch instructions read each slot; slots read after the schedule or
@@ -55,13 +59,17 @@ public static class PipelineExecutor
                 switch (ins)
                 {
                     case PipeSendInstr s:
-                        if (Mine(s.To)) local[(s.Channel, j)] = device.Ops.Copy(slots[s.Input]!); // the sender's slot lives on
+                        // the sender's slot lives on
+                        if (Mine(s.To)) local[(s.Channel, j)] = device.Ops.Copy(slots[s.Input]!);
                         else comm.Send(slots[s.Input]!, Peer(comm, axis, s.To % p), site, s.Channel * m + j);
                         break;
                     case PipeRecvInstr r:
-                        if (!Mine(r.From)) slots[r.Output] = comm.Recv(Peer(comm, axis, r.From % p), r.DType, r.Shape, site, r.Channel * m + j);
+                        if (!Mine(r.From)) slots[r.Output] = comm.Recv(Peer(comm, axis, r.From % p), r.DType, r.Shape,
+                            site, r.Channel * m + j);
                         else if (local.Remove((r.Channel, j), out var v)) slots[r.Output] = v;
-                        else throw Executor.Fail(comm, site, $"stage {r.To} receives channel {r.Channel} of microbatch {j} before stage {r.From} sent it: the schedule runs them out of order");
+                        else throw Executor.Fail(comm, site,
+                            $"stage {r.To} receives channel {r.Channel} of microbatch {j} before stage {r.From} sent "
+                            + $"it: the schedule runs them out of order");
                         break;
                     default:
                         Executor.Step(ins, slots, site, device, comm, inputs[j], parameter, update, null);
@@ -69,7 +77,8 @@ public static class PipelineExecutor
                 }
             }
             catch (DeviceException e) { throw Executor.Fail(comm, site, e.Message, e); }
-            if (trace != null && Executor.Category(ins) is { } category) trace.Add(comm.Rank, ins.Op, category, start, m > 1 ? $"microbatch {j}, {ins.Where}" : ins.Where);
+            if (trace != null && Executor.Category(ins) is { } category) trace.Add(comm.Rank, ins.Op, category, start,
+                m > 1 ? $"microbatch {j}, {ins.Where}" : ins.Where);
         }
 
         void RunMicrobatch(int j, Func<Instruction, bool> take)
@@ -102,7 +111,8 @@ public static class PipelineExecutor
             trace?.Add(comm.Rank, $"{task.Label(1)} stage {stage}", "task", start);
         }
 
-        // Once per step: sums over the microbatches (then the rest of the collective over real axes), then what reads them.
+        // Once per step: sums over the microbatches (then the rest of the collective over real axes), then what reads
+        // them.
         var after = new T?[program.NumSlots];
         var summed = new bool[program.NumSlots];
         T? Read(int slot) => summed[slot] ? after[slot] : env[0][slot];
@@ -111,15 +121,19 @@ public static class PipelineExecutor
         for (int i = 0; i < n; i++)
         {
             var ins = program.Instructions[i];
-            if (!ins.PerStep || !Mine(ins.Stage)) continue; // a send runs on its source stage, a receive on its destination
+            // a send runs on its source stage, a receive on its destination
+            if (!ins.PerStep || !Mine(ins.Stage)) continue;
             any = true;
             if (ins is CollectiveInstr c && c.Axes.Contains(mb))
             {
                 var site = new CollectiveSite(ins.Op, ins.Where, i);
                 if (c.Kind != CollectiveKind.AllReduce || c.Reduce != ReduceKind.Sum)
-                    throw Executor.Fail(comm, site, "over the microbatch axis only a sum (all_reduce) can be formed; the op needs the whole batch at once");
+                    throw Executor.Fail(comm, site,
+                        "over the microbatch axis only a sum (all_reduce) can be formed; the op needs the whole batch "
+                        + "at once");
                 double start = trace?.Now ?? 0;
-                var sum = device.Ops.Sum(env.Select(e => e[c.Input] ?? throw Executor.Fail(comm, site, "a microbatch's value is missing")).ToArray());
+                var sum = device.Ops.Sum(env.Select(e => e[c.Input] ?? throw Executor.Fail(comm, site,
+                    "a microbatch's value is missing")).ToArray());
                 var rest = c.Axes.Where(a => a != mb).ToArray();
                 if (rest.Length == 0) after[c.Output] = sum;
                 else
@@ -145,7 +159,8 @@ public static class PipelineExecutor
             ? Enumerable.Repeat(Out(after[s]), m).ToArray()
             : env.Select(e => Out(e[s])).ToArray()).ToArray();
         var held = new HashSet<T>(ReferenceEqualityComparer.Instance);
-        foreach (var x in env.SelectMany(e => e).Concat(after).Concat(local.Values)) if (x != null && held.Add(x)) device.Release(x);
+        foreach (var x in env.SelectMany(e => e).Concat(after).Concat(local.Values)) if (x != null
+            && held.Add(x)) device.Release(x);
         return results;
     }
 

@@ -49,7 +49,8 @@ public static class ProgramFile
         w.WriteStartObject();
         w.WriteString("i", ins switch
         {
-            InputInstr => "input", ParamInstr => "param", LaunchInstr => "launch", CollectiveInstr => "collective", SendInstr => "send",
+            InputInstr => "input", ParamInstr => "param", LaunchInstr => "launch", CollectiveInstr => "collective",
+                SendInstr => "send",
             RecvInstr => "recv", UpdateInstr => "update", PipeSendInstr => "pipe_send", PipeRecvInstr => "pipe_recv",
             _ => throw new ArgumentException($"no file form for {ins.GetType().Name}"),
         });
@@ -61,8 +62,10 @@ public static class ProgramFile
         switch (ins)
         {
             case InputInstr x: w.WriteNumber("index", x.Index); w.WriteNumber("out", x.Output); break;
-            case ParamInstr x: w.WriteString("path", x.Path); Json.Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
-            case LaunchInstr x: w.WriteString("kernel", x.Kernel.Name); Json.Array(w, "in", x.Inputs); Json.Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
+            case ParamInstr x: w.WriteString("path", x.Path); Json.Type(w, x.DType, x.Shape); w.WriteNumber("out",
+                x.Output); break;
+            case LaunchInstr x: w.WriteString("kernel", x.Kernel.Name); Json.Array(w, "in", x.Inputs); Json.Type(w,
+                x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
             case CollectiveInstr x:
                 w.WriteString("kind", x.Kind.ToString());
                 w.WriteStartArray("axes");
@@ -72,15 +75,19 @@ public static class ProgramFile
                 w.WriteNumber("dim2", x.Dim2);
                 w.WriteString("reduce", x.Reduce.ToString());
                 w.WriteStartArray("pairs");
-                foreach (var (s, t) in x.Pairs) { w.WriteStartArray(); w.WriteNumberValue(s); w.WriteNumberValue(t); w.WriteEndArray(); }
+                foreach (var (s, t) in x.Pairs) { w.WriteStartArray(); w.WriteNumberValue(s); w.WriteNumberValue(t);
+                    w.WriteEndArray(); }
                 w.WriteEndArray();
                 w.WriteNumber("in", x.Input);
                 w.WriteNumber("out", x.Output);
                 break;
-            case SendInstr x: w.WriteString("axis", x.Axis); w.WriteNumber("shift", x.Shift); w.WriteNumber("in", x.Input); break;
-            case RecvInstr x: w.WriteString("axis", x.Axis); w.WriteNumber("shift", x.Shift); Json.Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output); break;
+            case SendInstr x: w.WriteString("axis", x.Axis); w.WriteNumber("shift", x.Shift); w.WriteNumber("in",
+                x.Input); break;
+            case RecvInstr x: w.WriteString("axis", x.Axis); w.WriteNumber("shift", x.Shift); Json.Type(w, x.DType,
+                x.Shape); w.WriteNumber("out", x.Output); break;
             case UpdateInstr x: w.WriteString("path", x.Path); w.WriteNumber("in", x.Input); break;
-            case PipeSendInstr x: w.WriteNumber("from", x.From); w.WriteNumber("to", x.To); w.WriteNumber("channel", x.Channel); w.WriteNumber("in", x.Input); break;
+            case PipeSendInstr x: w.WriteNumber("from", x.From); w.WriteNumber("to", x.To); w.WriteNumber("channel",
+                x.Channel); w.WriteNumber("in", x.Input); break;
             case PipeRecvInstr x:
                 w.WriteNumber("from", x.From); w.WriteNumber("to", x.To); w.WriteNumber("channel", x.Channel);
                 Json.Type(w, x.DType, x.Shape); w.WriteNumber("out", x.Output);
@@ -89,7 +96,8 @@ public static class ProgramFile
         w.WriteEndObject();
     }
 
-    /// <summary>Reads a program; <paramref name="kernel"/> gives the kernel of each name. Malformed input is an <see cref="InvalidDataException"/>.</summary>
+    /// <summary>Reads a program; <paramref name="kernel"/> gives the kernel of each name. Malformed input is an <see
+    /// cref="InvalidDataException"/>.</summary>
     public static DeviceProgram Read(string json, Func<string, IKernel> kernel)
     {
         try
@@ -102,14 +110,16 @@ public static class ProgramFile
                     ?? throw new InvalidDataException($"'{t.GetString()}' is not a task")).ToList()).ToArray()
                 : null;
             return new DeviceProgram(r.GetProperty("name").GetString()!, r.GetProperty("slots").GetInt32(), code,
-                Json.ReadInts(r.GetProperty("results")), r.TryGetProperty("pipeline_axis", out var pa) ? pa.GetString() : null)
+                Json.ReadInts(r.GetProperty("results")), r.TryGetProperty("pipeline_axis",
+                    out var pa) ? pa.GetString() : null)
             {
                 MicrobatchAxis = r.TryGetProperty("microbatch_axis", out var mb) ? mb.GetString() : null,
                 Microbatches = r.GetProperty("microbatches").GetInt32(),
                 Schedule = schedule,
             };
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or
+            FormatException or ArgumentException)
         {
             throw new InvalidDataException($"the program is damaged: {e.Message}", e);
         }
@@ -124,19 +134,27 @@ public static class ProgramFile
         switch (e.GetProperty("i").GetString())
         {
             case "input": ins = new InputInstr(op, at, Int("index"), Int("out")); break;
-            case "param": { var (dt, sh) = T(); ins = new ParamInstr(op, at, e.GetProperty("path").GetString()!, dt, sh, Int("out")); break; }
-            case "launch": { var (dt, sh) = T(); ins = new LaunchInstr(op, at, kernel(e.GetProperty("kernel").GetString()!), Json.ReadInts(e.GetProperty("in")), dt, sh, Int("out")); break; }
+            case "param": { var (dt, sh) = T(); ins = new ParamInstr(op, at, e.GetProperty("path").GetString()!, dt, sh,
+                Int("out")); break; }
+            case "launch": { var (dt, sh) = T(); ins = new LaunchInstr(op, at,
+                kernel(e.GetProperty("kernel").GetString()!), Json.ReadInts(e.GetProperty("in")), dt, sh,
+                Int("out")); break; }
             case "collective":
                 ins = new CollectiveInstr(op, at, Enum.Parse<CollectiveKind>(e.GetProperty("kind").GetString()!),
-                    e.GetProperty("axes").EnumerateArray().Select(x => x.GetString()!).ToArray(), Int("dim"), Int("dim2"),
+                    e.GetProperty("axes").EnumerateArray().Select(x => x.GetString()!).ToArray(), Int("dim"),
+                        Int("dim2"),
                     Enum.Parse<ReduceKind>(e.GetProperty("reduce").GetString()!),
-                    e.GetProperty("pairs").EnumerateArray().Select(p => (p[0].GetInt32(), p[1].GetInt32())).ToArray(), Int("in"), Int("out"));
+                    e.GetProperty("pairs").EnumerateArray().Select(p => (p[0].GetInt32(), p[1].GetInt32())).ToArray(),
+                        Int("in"), Int("out"));
                 break;
-            case "send": ins = new SendInstr(op, at, e.GetProperty("axis").GetString()!, Int("shift"), Int("in")); break;
-            case "recv": { var (dt, sh) = T(); ins = new RecvInstr(op, at, e.GetProperty("axis").GetString()!, Int("shift"), dt, sh, Int("out")); break; }
+            case "send": ins = new SendInstr(op, at, e.GetProperty("axis").GetString()!, Int("shift"),
+                Int("in")); break;
+            case "recv": { var (dt, sh) = T(); ins = new RecvInstr(op, at, e.GetProperty("axis").GetString()!,
+                Int("shift"), dt, sh, Int("out")); break; }
             case "update": ins = new UpdateInstr(op, at, e.GetProperty("path").GetString()!, Int("in")); break;
             case "pipe_send": ins = new PipeSendInstr(op, at, Int("from"), Int("to"), Int("channel"), Int("in")); break;
-            case "pipe_recv": { var (dt, sh) = T(); ins = new PipeRecvInstr(op, at, Int("from"), Int("to"), Int("channel"), dt, sh, Int("out")); break; }
+            case "pipe_recv": { var (dt, sh) = T(); ins = new PipeRecvInstr(op, at, Int("from"), Int("to"),
+                Int("channel"), dt, sh, Int("out")); break; }
             case var other: throw new InvalidDataException($"unknown instruction '{other}'");
         }
         return ins with

@@ -4,8 +4,10 @@ using System.Text.Json;
 
 namespace ParallelCompiler.Runtime.Execution;
 
-/// <summary>One span of work on one device: a kernel, a collective, a send or receive, or a pipeline task around them.</summary>
-public readonly record struct TraceEvent(int Device, string Name, string Category, double Start, double End, string? Detail = null);
+/// <summary>One span of work on one device: a kernel, a collective, a send or receive, or a pipeline task around
+/// them.</summary>
+public readonly record struct TraceEvent(int Device, string Name, string Category, double Start, double End,
+    string? Detail = null);
 
 /// <summary>
 /// Spans of work recorded by every device of a run against one clock (microseconds since the trace began), written
@@ -23,11 +25,13 @@ public sealed class Trace
     /// <summary>Every span recorded so far.</summary>
     public IReadOnlyList<TraceEvent> Events => _events.ToArray();
 
-    /// <summary>Records a span of <paramref name="device"/> that began at <paramref name="start"/> and ends now.</summary>
+    /// <summary>Records a span of <paramref name="device"/> that began at <paramref name="start"/> and ends
+    /// now.</summary>
     public void Add(int device, string name, string category, double start, string? detail = null) =>
         _events.Enqueue(new TraceEvent(device, name, category, start, Now, detail));
 
-    /// <summary>Writes the Chrome trace-event JSON (<c>chrome://tracing</c>, Perfetto); <paramref name="deviceNames"/> label the tracks.</summary>
+    /// <summary>Writes the Chrome trace-event JSON (<c>chrome://tracing</c>, Perfetto); <paramref name="deviceNames"/>
+    /// label the tracks.</summary>
     public void WriteChromeJson(Stream stream, IReadOnlyList<string> deviceNames)
     {
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = false });

@@ -15,7 +15,8 @@ public static class CollectiveKernels
     /// <summary>The strided block copy.</summary>
     public const string CopyBlocks = "mpl_copy_blocks";
 
-    /// <summary>The kernel reducing arrays of <paramref name="dtype"/> (f16/bf16 maxima need no rounding: the f32 kernel serves).</summary>
+    /// <summary>The kernel reducing arrays of <paramref name="dtype"/> (f16/bf16 maxima need no rounding: the f32
+    /// kernel serves).</summary>
     public static string Reduce(ReduceKind kind, DType dtype) => kind switch
     {
         ReduceKind.Sum => $"mpl_sum_{dtype.Name()}",
@@ -25,12 +26,15 @@ public static class CollectiveKernels
 
     /// <summary>Every collective kernel.</summary>
     public static IReadOnlyList<string> All { get; } =
-        [.. new[] { DType.F32, DType.F16, DType.BF16, DType.I32 }.Select(t => Reduce(ReduceKind.Sum, t)), Reduce(ReduceKind.Max, DType.F32), Reduce(ReduceKind.Max, DType.I32), CopyBlocks];
+        [.. new[] { DType.F32, DType.F16, DType.BF16, DType.I32 }.Select(t => Reduce(ReduceKind.Sum, t)),
+            Reduce(ReduceKind.Max, DType.F32), Reduce(ReduceKind.Max, DType.I32), CopyBlocks];
 
-    /// <summary>Threads per block of the collective kernels (and of the compiler's kernels other than tiled matmuls).</summary>
+    /// <summary>Threads per block of the collective kernels (and of the compiler's kernels other than tiled
+    /// matmuls).</summary>
     public const int BlockThreads = 256;
 
-    /// <summary><see cref="BlockThreads"/> threads per block, one block per that many elements up to 4,096 blocks (a grid-stride loop does the rest).</summary>
+    /// <summary><see cref="BlockThreads"/> threads per block, one block per that many elements up to 4,096 blocks (a
+    /// grid-stride loop does the rest).</summary>
     public static KernelInfo Shape(string name, long elements) =>
         new(name, [(int)Math.Clamp((elements + BlockThreads - 1) / BlockThreads, 1, 4096), 1, 1], [BlockThreads, 1, 1]);
 }

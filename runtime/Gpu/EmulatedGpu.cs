@@ -18,7 +18,8 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     private readonly Dictionary<string, IntPtr> _functions = [];
     private readonly Lock _gate = new();
 
-    /// <summary>GPU <paramref name="ordinal"/>, running the host-grid kernels of <paramref name="kernels"/> (not owned).</summary>
+    /// <summary>GPU <paramref name="ordinal"/>, running the host-grid kernels of <paramref name="kernels"/> (not
+    /// owned).</summary>
     public EmulatedGpu(int ordinal, HostKernelLibrary kernels)
     {
         Ordinal = ordinal;
@@ -51,7 +52,9 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     {
         long bytes;
         lock (_gate)
-            if (!_allocations.Remove(pointer, out bytes)) throw new InvalidOperationException($"{Name}: free of 0x{pointer:x}, which is not an allocation of this GPU");
+            if (!_allocations.Remove(pointer,
+                out bytes)) throw new InvalidOperationException($"{Name}: free of 0x{pointer:x}, which is not an "
+                + $"allocation of this GPU");
         NativeMemory.AlignedFree((void*)pointer);
         Counters.Freed(bytes);
     }
@@ -91,7 +94,8 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     /// <inheritdoc/>
     public void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes)
     {
-        if (peer is not EmulatedGpu other) throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, which is not an emulated GPU");
+        if (peer is not EmulatedGpu other) throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, "
+            + $"which is not an emulated GPU");
         other.Check(src, bytes, $"peer copy to {Name} (source)");
         Check(dst, bytes, $"peer copy from {peer.Name} (destination)");
         Buffer.MemoryCopy((void*)src, (void*)dst, bytes, bytes);
@@ -102,20 +106,23 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     /// <remarks>Every call here completes before it returns.</remarks>
     public void Synchronize() { }
 
-    /// <summary>The memory at [<paramref name="p"/>, <paramref name="p"/> + <paramref name="bytes"/>), which must lie in one live allocation (for the emulated NCCL).</summary>
+    /// <summary>The memory at [<paramref name="p"/>, <paramref name="p"/> + <paramref name="bytes"/>), which must lie
+    /// in one live allocation (for the emulated NCCL).</summary>
     internal Span<byte> Memory(ulong p, long bytes, string what)
     {
         Check(p, bytes, what);
         return new Span<byte>((void*)p, checked((int)bytes));
     }
 
-    /// <summary>Throws unless [<paramref name="p"/>, <paramref name="p"/> + <paramref name="bytes"/>) lies in one live allocation.</summary>
+    /// <summary>Throws unless [<paramref name="p"/>, <paramref name="p"/> + <paramref name="bytes"/>) lies in one live
+    /// allocation.</summary>
     private void Check(ulong p, long bytes, string what)
     {
         lock (_gate)
             foreach (var (start, size) in _allocations)
                 if (p >= start && p - start + (ulong)bytes <= (ulong)size) return;
-        throw new InvalidOperationException($"{Name}: {what} of {bytes} bytes at 0x{p:x} is outside every live allocation of this GPU");
+        throw new InvalidOperationException($"{Name}: {what} of {bytes} bytes at 0x{p:x} is outside every live "
+            + $"allocation of this GPU");
     }
 
     /// <inheritdoc/>
@@ -138,7 +145,8 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
             if (!_functions.TryGetValue(launch.Name, out var fn))
             {
                 try { fn = _functions[launch.Name] = _kernels.Export(launch.Name); }
-                catch (InvalidDataException) { throw new InvalidOperationException($"{Name}: no kernel '{launch.Name}' in the host-grid library"); }
+                catch (InvalidDataException) { throw new InvalidOperationException($"{Name}: no kernel "
+                    + $"'{launch.Name}' in the host-grid library"); }
             }
             fixed (long* table = args)
             {

@@ -71,7 +71,8 @@ public sealed class GpuPool(IGpuDriver gpu) : IDisposable
         return gpu.Allocate(bytes);
     }
 
-    /// <summary>Keeps the block at <paramref name="pointer"/> of <paramref name="bytes"/> (as given to <see cref="Take"/>) for reuse.</summary>
+    /// <summary>Keeps the block at <paramref name="pointer"/> of <paramref name="bytes"/> (as given to <see
+    /// cref="Take"/>) for reuse.</summary>
     public void Give(ulong pointer, long bytes)
     {
         bytes = Rounded(bytes);
@@ -138,16 +139,19 @@ public sealed class GpuHeap(GpuPool pool, bool ownsPool = false) : IDisposable
         pool.Give(a.Pointer, a.Bytes);
     }
 
-    /// <summary>Scratch memory of <paramref name="bytes"/> outside any array (an address table), given back with <see cref="FreeScratch"/>.</summary>
+    /// <summary>Scratch memory of <paramref name="bytes"/> outside any array (an address table), given back with <see
+    /// cref="FreeScratch"/>.</summary>
     public ulong Scratch(long bytes) => pool.Take(bytes);
 
     /// <summary>Gives back scratch memory.</summary>
     public void FreeScratch(ulong pointer, long bytes) => pool.Give(pointer, bytes);
 
-    /// <summary><paramref name="a"/>'s memory as a new array of <paramref name="shape"/> (as many elements); <paramref name="a"/> is no longer live.</summary>
+    /// <summary><paramref name="a"/>'s memory as a new array of <paramref name="shape"/> (as many elements); <paramref
+    /// name="a"/> is no longer live.</summary>
     public GpuArray Reshape(GpuArray a, long[] shape)
     {
-        if (NDArray.ShapeSize(shape) != a.Count) throw new ArgumentException($"cannot view {a.TypeString} as [{string.Join(", ", shape)}]");
+        if (NDArray.ShapeSize(shape) != a.Count) throw new ArgumentException($"cannot view {a.TypeString} as "
+            + $"[{string.Join(", ", shape)}]");
         var b = new GpuArray(gpu, a.Pointer, a.DType, (long[])shape.Clone());
         lock (_live)
         {

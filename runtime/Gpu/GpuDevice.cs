@@ -10,7 +10,8 @@ namespace ParallelCompiler.Runtime.Gpu;
 /// reads them (and are freed then); the host sees only what it copies in (inputs and parameters) and out (results
 /// and parameter updates). Kernels launch with the launch shapes the bundle's manifest records.
 /// </summary>
-public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnlyDictionary<string, KernelInfo> kernels) : IDevice<GpuArray>
+public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnlyDictionary<string,
+    KernelInfo> kernels) : IDevice<GpuArray>
 {
     /// <inheritdoc/>
     public int Ordinal => rank;
@@ -50,7 +51,8 @@ public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnly
     public void Launch(IKernel kernel, IReadOnlyList<GpuArray> inputs, IReadOnlyList<GpuArray> outputs)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        if (!kernels.TryGetValue(kernel.Name, out var launch)) throw new InvalidOperationException($"the bundle has no GPU kernel '{kernel.Name}'");
+        if (!kernels.TryGetValue(kernel.Name,
+            out var launch)) throw new InvalidOperationException($"the bundle has no GPU kernel '{kernel.Name}'");
         Span<ulong> pointers = stackalloc ulong[inputs.Count + outputs.Count];
         int i = 0;
         foreach (var a in inputs.Concat(outputs))

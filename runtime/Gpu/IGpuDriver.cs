@@ -70,7 +70,8 @@ public sealed class GpuCounters
 
     /// <summary>Bytes copied from the host.</summary>
     public long BytesToDevice => Interlocked.Read(ref _toDevice);
-    /// <summary>Of <see cref="BytesToDevice"/>, the bytes of address tables for the collective sum and max kernels.</summary>
+    /// <summary>Of <see cref="BytesToDevice"/>, the bytes of address tables for the collective sum and max
+    /// kernels.</summary>
     public long BytesOfAddressTables => Interlocked.Read(ref _tables);
     /// <summary>Bytes copied to the host.</summary>
     public long BytesToHost => Interlocked.Read(ref _toHost);
@@ -86,7 +87,8 @@ public sealed class GpuCounters
     public long PeakBytes => Interlocked.Read(ref _peak);
 
     /// <summary>Per kernel, of its timed launches: how many, milliseconds in all, and the fastest.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds, double Fastest)> Kernels { get; } = new();
+    public System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds,
+        double Fastest)> Kernels { get; } = new();
 
     internal void ToDevice(long bytes) => Interlocked.Add(ref _toDevice, bytes);
     internal void AddressTable(long bytes) => Interlocked.Add(ref _tables, bytes);
@@ -97,7 +99,8 @@ public sealed class GpuCounters
     {
         Interlocked.Increment(ref _launches);
         if (milliseconds is double ms)
-            Kernels.AddOrUpdate(name, (1, ms, ms), (_, x) => (x.Launches + 1, x.Milliseconds + ms, Math.Min(x.Fastest, ms)));
+            Kernels.AddOrUpdate(name, (1, ms, ms), (_, x) => (x.Launches + 1, x.Milliseconds + ms, Math.Min(x.Fastest,
+                ms)));
     }
 
     internal void Allocated(long bytes)
@@ -105,7 +108,8 @@ public sealed class GpuCounters
         Interlocked.Increment(ref _allocations);
         long now = Interlocked.Add(ref _inUse, bytes);
         long peak;
-        while (now > (peak = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, now, peak) != peak) { }
+        while (now > (peak = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, now,
+            peak) != peak) { }
     }
 
     internal void Freed(long bytes) => Interlocked.Add(ref _inUse, -bytes);

@@ -44,10 +44,12 @@ public interface INccl : IDisposable
     /// </summary>
     void BeginRun(TimeSpan timeout, CancellationToken cancel);
 
-    /// <summary>The run ended (its world is about to be disposed, which cancels it): its cancellation no longer concerns these calls.</summary>
+    /// <summary>The run ended (its world is about to be disposed, which cancels it): its cancellation no longer
+    /// concerns these calls.</summary>
     void EndRun();
 
-    /// <summary>Communicators of a group whose member k runs on GPU <paramref name="gpus"/>[k] (indices into this NCCL's GPUs).</summary>
+    /// <summary>Communicators of a group whose member k runs on GPU <paramref name="gpus"/>[k] (indices into this
+    /// NCCL's GPUs).</summary>
     IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus);
 
     /// <summary>recv = the reduction over the group of every member's send (count elements).</summary>
@@ -56,9 +58,11 @@ public interface INccl : IDisposable
     /// <summary>recv = member 0's send, member 1's send, ... (sendCount elements each).</summary>
     void AllGather(INcclComm comm, ulong send, ulong recv, long sendCount, NcclType type);
 
-    /// <summary>recv = chunk k (recvCount elements) of the reduction over the group of the sends, on member k.</summary>
+    /// <summary>recv = chunk k (recvCount elements) of the reduction over the group of the sends, on member
+    /// k.</summary>
     void ReduceScatter(INcclComm comm, ulong send, ulong recv, long recvCount, NcclType type, NcclOp op);
 
     /// <summary>Sends and receives between members, issued together.</summary>
-    void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends, IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives, NcclType type);
+    void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends, IReadOnlyList<(int Peer,
+        ulong Buffer, long Count)> receives, NcclType type);
 }

@@ -44,10 +44,13 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
     private readonly GpuArrayOps[] _ops;
     private readonly Func<int, IDevice<GpuArray>> _device;
 
-    /// <summary>A world over the GPUs of <paramref name="heaps"/> (device r on heaps[r]'s GPU), communicating through <paramref name="groups"/>.</summary>
-    public NcclWorld(DeviceMesh mesh, TimeSpan timeout, NcclGroups groups, GpuHeap[] heaps, Func<int, IDevice<GpuArray>> device)
+    /// <summary>A world over the GPUs of <paramref name="heaps"/> (device r on heaps[r]'s GPU), communicating through
+    /// <paramref name="groups"/>.</summary>
+    public NcclWorld(DeviceMesh mesh, TimeSpan timeout, NcclGroups groups, GpuHeap[] heaps, Func<int,
+        IDevice<GpuArray>> device)
     {
-        if (heaps.Length != mesh.DeviceCount) throw new ArgumentException($"mesh {mesh} has {mesh.DeviceCount} devices but {heaps.Length} GPUs were given");
+        if (heaps.Length != mesh.DeviceCount) throw new ArgumentException($"mesh {mesh} has {mesh.DeviceCount} "
+            + $"devices but {heaps.Length} GPUs were given");
         _heaps = heaps;
         _ops = heaps.Select(h => new GpuArrayOps(h)).ToArray();
         _device = device;
@@ -64,9 +67,11 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
 
     /// <inheritdoc/>
     public TResult[] Run<TResult>(Func<IDevice<GpuArray>, ICommunicator<GpuArray>, TResult> body) =>
-        _inner.Run((rank, comm) => body(_device(rank), new NcclCommunicator(rank, comm, this, _heaps[rank], _ops[rank])));
+        _inner.Run((rank, comm) => body(_device(rank), new NcclCommunicator(rank, comm, this, _heaps[rank],
+            _ops[rank])));
 
-    /// <summary>The communicator of <paramref name="rank"/> in the group of devices <paramref name="members"/> (global ranks, in group order).</summary>
+    /// <summary>The communicator of <paramref name="rank"/> in the group of devices <paramref name="members"/> (global
+    /// ranks, in group order).</summary>
     internal INcclComm Group(int[] members, int rank) => _groups.Of(members, rank);
 
     /// <summary>The heap of the GPU <paramref name="gpu"/>.</summary>
@@ -88,7 +93,8 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
         public GpuArray Sum(IReadOnlyList<GpuArray> xs) => world.OpsOf(xs[0].Gpu).Sum(xs);
         public GpuArray Max(IReadOnlyList<GpuArray> xs) => world.OpsOf(xs[0].Gpu).Max(xs);
         public GpuArray Concat(IReadOnlyList<GpuArray> parts, int dim) => world.OpsOf(parts[0].Gpu).Concat(parts, dim);
-        public GpuArray Slice(GpuArray x, int dim, long start, long length) => world.OpsOf(x.Gpu).Slice(x, dim, start, length);
+        public GpuArray Slice(GpuArray x, int dim, long start, long length) => world.OpsOf(x.Gpu).Slice(x, dim, start,
+            length);
         public GpuArray Copy(GpuArray x) => world.OpsOf(x.Gpu).Copy(x);
         public GpuArray Zeros(DType dtype, long[] shape) => throw new InvalidOperationException("zeros on which GPU?");
         public void Release(GpuArray x) => world.HeapOf(x.Gpu).Free(x);
@@ -102,7 +108,8 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
 /// does (NCCL would add in f32 in its own order). Pipeline sends and receives go through the in-process mailboxes
 /// and a peer copy.
 /// </summary>
-internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, NcclWorld world, GpuHeap heap, GpuArrayOps ops) : ICommunicator<GpuArray>
+internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, NcclWorld world, GpuHeap heap,
+    GpuArrayOps ops) : ICommunicator<GpuArray>
 {
     private INccl Nccl => world.Nccl;
 
@@ -127,7 +134,8 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         if (members.Length == 1) return ops.Copy(x);
         if (NeedsOwnReduction(kind, x.DType)) return GatheredReduction(comm, x, kind);
         var output = heap.Allocate(x.DType, x.Shape, zero: false);
-        Nccl.AllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x), kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max);
+        Nccl.AllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x),
+            kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max);
         return output;
     }
 
@@ -140,7 +148,8 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     private GpuArray GatheredReduction(INcclComm comm, GpuArray x, ReduceKind kind)
     {
         var all = Gathered(comm, x);
-        try { return ops.ReduceAt(kind, x.DType, x.Shape, Enumerable.Range(0, comm.Size).Select(k => all.Pointer + (ulong)(k * x.Bytes)).ToArray()); }
+        try { return ops.ReduceAt(kind, x.DType, x.Shape, Enumerable.Range(0,
+            comm.Size).Select(k => all.Pointer + (ulong)(k * x.Bytes)).ToArray()); }
         finally { heap.Free(all); }
     }
 
@@ -197,17 +206,20 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         try
         {
             if (dim != 0)
-                for (int k = 0; k < n; k++) ops.CopyBlocks(packed, x, outer, len, x.Shape[dim] * inner, k * len, len, k * outer * len);
+                for (int k = 0; k < n; k++) ops.CopyBlocks(packed, x, outer, len, x.Shape[dim] * inner, k * len, len,
+                    k * outer * len);
             Nccl.ReduceScatter(comm, packed.Pointer, output.Pointer, output.Count, Type(x), NcclOp.Sum);
         }
         finally { if (packed != x) heap.Free(packed); }
         return output;
     }
 
-    public GpuArray AllToAll(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site) =>
+    public GpuArray AllToAll(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim,
+        CollectiveSite site) =>
         Within(site, $"over [{string.Join(", ", axes)}]", () => AllToAllOn(x, axes, splitDim, concatDim, site));
 
-    private GpuArray AllToAllOn(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site)
+    private GpuArray AllToAllOn(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim,
+        CollectiveSite site)
     {
         var (comm, members) = GroupOf(axes);
         int n = members.Length;
@@ -235,10 +247,14 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     {
         int devices = Mesh.DeviceCount;
         var output = heap.Allocate(x.DType, x.Shape, zero: true);
-        var sends = pairs.Where(p => p.Source == rank && p.Target != rank).Select(p => (p.Target, x.Pointer, x.Count)).ToArray();
-        var receives = pairs.Where(p => p.Target == rank && p.Source != rank).Select(p => (p.Source, output.Pointer, x.Count)).ToArray();
-        if (pairs.Any(p => p.Source == rank && p.Target == rank)) heap.Gpu.CopyOnDevice(output.Pointer, x.Pointer, x.Bytes);
-        if (devices > 1) Nccl.Exchange(world.Group(Enumerable.Range(0, devices).ToArray(), rank), sends, receives, Type(x));
+        var sends = pairs.Where(p => p.Source == rank && p.Target != rank).Select(p => (p.Target, x.Pointer,
+            x.Count)).ToArray();
+        var receives = pairs.Where(p => p.Target == rank && p.Source != rank).Select(p => (p.Source, output.Pointer,
+            x.Count)).ToArray();
+        if (pairs.Any(p => p.Source == rank && p.Target == rank)) heap.Gpu.CopyOnDevice(output.Pointer, x.Pointer,
+            x.Bytes);
+        if (devices > 1) Nccl.Exchange(world.Group(Enumerable.Range(0, devices).ToArray(), rank), sends, receives,
+            Type(x));
         return output;
     }
 
@@ -260,14 +276,17 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
         return local;
     }
 
-    // An NCCL failure (a mismatch the emulated NCCL detects, a member that never came) named with this device and the op.
+    // An NCCL failure (a mismatch the emulated NCCL detects, a member that never came) named with this device and the
+    // op.
     private GpuArray Within(CollectiveSite site, string span, Func<GpuArray> body)
     {
         try { return body(); }
         catch (CollectiveException e) when (!e.Consequential)
         {
-            string text = $"device {rank} ({Mesh.Describe(rank)}) in {InProcessWorld<GpuArray>.Describe(site, span)}: {e.Message}";
-            throw e is CollectiveTimeoutException ? new CollectiveTimeoutException(text) : new CollectiveException(text, e);
+            string text = $"device {rank} ({Mesh.Describe(rank)}) in {InProcessWorld<GpuArray>.Describe(site, span)}: "
+                + $"{e.Message}";
+            throw e is CollectiveTimeoutException ? new CollectiveTimeoutException(text) : new CollectiveException(text,
+                e);
         }
     }
 

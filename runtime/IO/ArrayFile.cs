@@ -4,7 +4,8 @@ using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Runtime.IO;
 
-/// <summary>Reads and writes named arrays in .npy, .npz or .safetensors files, chosen by the file's extension.</summary>
+/// <summary>Reads and writes named arrays in .npy, .npz or .safetensors files, chosen by the file's
+/// extension.</summary>
 public static class ArrayFile
 {
     /// <summary>The extensions <see cref="Read"/> and <see cref="Write"/> understand.</summary>
@@ -21,7 +22,8 @@ public static class ArrayFile
         _ => new() { [Path.GetFileNameWithoutExtension(path)] = Npy.Read(path) },
     };
 
-    /// <summary>Writes <paramref name="arrays"/> to <paramref name="path"/>; a .npy file takes exactly one array.</summary>
+    /// <summary>Writes <paramref name="arrays"/> to <paramref name="path"/>; a .npy file takes exactly one
+    /// array.</summary>
     public static void Write(string path, IReadOnlyDictionary<string, NDArray> arrays)
     {
         switch (Extension(path))
@@ -30,7 +32,8 @@ public static class ArrayFile
             case ".safetensors": Safetensors.Write(path, arrays); break;
             default:
                 if (arrays.Count != 1)
-                    throw new ArrayFileException($"{path}: a .npy file holds exactly one array, but {arrays.Count} were given" +
+                    throw new ArrayFileException($"{path}: a .npy file holds exactly one array, but {arrays.Count} "
+                        + $"were given" +
                         (arrays.Count > 0 ? $" ({string.Join(", ", arrays.Keys)}); use .npz or .safetensors" : ""));
                 Npy.Write(path, arrays.Values.First());
                 break;
@@ -41,15 +44,18 @@ public static class ArrayFile
     {
         string ext = Path.GetExtension(path).ToLowerInvariant();
         if (!Extensions.Contains(ext))
-            throw new ArrayFileException($"{path}: unknown array file extension '{ext}': expected one of {string.Join(", ", Extensions)}");
+            throw new ArrayFileException($"{path}: unknown array file extension '{ext}': expected one of "
+                + $"{string.Join(", ", Extensions)}");
         return ext;
     }
 
-    /// <summary>Opens <paramref name="path"/> for reading, turning every failure into an <see cref="ArrayFileException"/>.</summary>
+    /// <summary>Opens <paramref name="path"/> for reading, turning every failure into an <see
+    /// cref="ArrayFileException"/>.</summary>
     internal static FileStream OpenRead(string path)
     {
         try { return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16); }
-        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path, "opening it", e); }
+        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path,
+            "opening it", e); }
     }
 
     /// <summary>
@@ -62,9 +68,11 @@ public static class ArrayFile
         try
         {
             full = Path.GetFullPath(path);
-            temp = Path.Combine(Path.GetDirectoryName(full) ?? ".", $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+            temp = Path.Combine(Path.GetDirectoryName(full) ?? ".",
+                $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
         }
-        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path, "resolving the path", e); }
+        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path,
+            "resolving the path", e); }
         try
         {
             using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16))
@@ -135,7 +143,8 @@ internal static class ElementCodec
         catch (OverflowException) { throw new ArrayFileException($"{what}: shape {ShapeText(shape)} is too large"); }
         if (available >= 0 && available < bytes) throw Truncated(what, bytes, available);
         if (count > Array.MaxLength)
-            throw new ArrayFileException($"{what}: shape {ShapeText(shape)} has {count} elements; a host array holds at most {Array.MaxLength}");
+            throw new ArrayFileException($"{what}: shape {ShapeText(shape)} has {count} elements; a host array holds "
+                + $"at most {Array.MaxLength}");
 
         float[]? f = t.Target.IsFloat() ? new float[count] : null;
         int[]? ints = f == null ? new int[count] : null;
@@ -192,15 +201,18 @@ internal static class ElementCodec
                 break;
             case ElementKind.F32:
                 for (int k = 0; k < n; k++)
-                    fd[k] = be ? BinaryPrimitives.ReadSingleBigEndian(src[(4 * k)..]) : BinaryPrimitives.ReadSingleLittleEndian(src[(4 * k)..]);
+                    fd[k] = be ? BinaryPrimitives.ReadSingleBigEndian(src[(4 * k)..])
+                        : BinaryPrimitives.ReadSingleLittleEndian(src[(4 * k)..]);
                 break;
             case ElementKind.F64:
                 for (int k = 0; k < n; k++)
-                    fd[k] = (float)(be ? BinaryPrimitives.ReadDoubleBigEndian(src[(8 * k)..]) : BinaryPrimitives.ReadDoubleLittleEndian(src[(8 * k)..]));
+                    fd[k] = (float)(be ? BinaryPrimitives.ReadDoubleBigEndian(src[(8 * k)..])
+                        : BinaryPrimitives.ReadDoubleLittleEndian(src[(8 * k)..]));
                 break;
             case ElementKind.F16:
                 for (int k = 0; k < n; k++)
-                    fd[k] = (float)(be ? BinaryPrimitives.ReadHalfBigEndian(src[(2 * k)..]) : BinaryPrimitives.ReadHalfLittleEndian(src[(2 * k)..]));
+                    fd[k] = (float)(be ? BinaryPrimitives.ReadHalfBigEndian(src[(2 * k)..])
+                        : BinaryPrimitives.ReadHalfLittleEndian(src[(2 * k)..]));
                 break;
             case ElementKind.BF16:
                 for (int k = 0; k < n; k++)
@@ -224,17 +236,22 @@ internal static class ElementCodec
             case ElementKind.I32 or ElementKind.U32:
                 for (int k = 0; k < n; k++)
                 {
-                    uint v = be ? BinaryPrimitives.ReadUInt32BigEndian(src[(4 * k)..]) : BinaryPrimitives.ReadUInt32LittleEndian(src[(4 * k)..]);
-                    if (t.Kind == ElementKind.U32 && v > int.MaxValue) throw OutOfRange(what, t, v.ToString(), at + k, shape, fortran);
+                    uint v = be ? BinaryPrimitives.ReadUInt32BigEndian(src[(4 * k)..])
+                        : BinaryPrimitives.ReadUInt32LittleEndian(src[(4 * k)..]);
+                    if (t.Kind == ElementKind.U32 && v > int.MaxValue) throw OutOfRange(what, t, v.ToString(), at + k,
+                        shape, fortran);
                     id[k] = (int)v;
                 }
                 break;
             case ElementKind.I64 or ElementKind.U64:
                 for (int k = 0; k < n; k++)
                 {
-                    ulong v = be ? BinaryPrimitives.ReadUInt64BigEndian(src[(8 * k)..]) : BinaryPrimitives.ReadUInt64LittleEndian(src[(8 * k)..]);
-                    bool fits = t.Kind == ElementKind.U64 ? v <= int.MaxValue : (long)v is >= int.MinValue and <= int.MaxValue;
-                    if (!fits) throw OutOfRange(what, t, t.Kind == ElementKind.U64 ? v.ToString() : ((long)v).ToString(), at + k, shape, fortran);
+                    ulong v = be ? BinaryPrimitives.ReadUInt64BigEndian(src[(8 * k)..])
+                        : BinaryPrimitives.ReadUInt64LittleEndian(src[(8 * k)..]);
+                    bool fits = t.Kind == ElementKind.U64 ? v <= int.MaxValue
+                        : (long)v is >= int.MinValue and <= int.MaxValue;
+                    if (!fits) throw OutOfRange(what, t,
+                        t.Kind == ElementKind.U64 ? v.ToString() : ((long)v).ToString(), at + k, shape, fortran);
                     id[k] = (int)(long)v;
                 }
                 break;
@@ -244,9 +261,11 @@ internal static class ElementCodec
     }
 
     private static ushort U16(ReadOnlySpan<byte> src, int k, bool be) =>
-        be ? BinaryPrimitives.ReadUInt16BigEndian(src[(2 * k)..]) : BinaryPrimitives.ReadUInt16LittleEndian(src[(2 * k)..]);
+        be ? BinaryPrimitives.ReadUInt16BigEndian(src[(2 * k)..])
+            : BinaryPrimitives.ReadUInt16LittleEndian(src[(2 * k)..]);
 
-    private static ArrayFileException OutOfRange(string what, ElementType t, string value, long fileIndex, long[] shape, bool fortran)
+    private static ArrayFileException OutOfRange(string what, ElementType t, string value, long fileIndex, long[] shape,
+        bool fortran)
     {
         // The file's order is column-major for Fortran arrays, so the first index varies fastest there.
         var idx = new long[shape.Length];
@@ -258,7 +277,8 @@ internal static class ElementCodec
             rest /= shape[d];
         }
         return new ArrayFileException(
-            $"{what}: {t.Name} value {value} at index [{string.Join(", ", idx)}] does not fit in int32 (expected values in [{int.MinValue}, {int.MaxValue}])");
+            $"{what}: {t.Name} value {value} at index [{string.Join(", ", idx)}] does not fit in int32 (expected "
+                + $"values in [{int.MinValue}, {int.MaxValue}])");
     }
 
     private static T[] FortranToRowMajor<T>(T[] src, long[] shape)

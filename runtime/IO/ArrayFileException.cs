@@ -8,7 +8,8 @@ namespace ParallelCompiler.Runtime.IO;
 /// </summary>
 public sealed class ArrayFileException : Exception
 {
-    /// <summary>An error with a complete message, e.g. "w.npz: key 'b': truncated data: expected 64 bytes, found 8".</summary>
+    /// <summary>An error with a complete message, e.g. "w.npz: key 'b': truncated data: expected 64 bytes, found
+    /// 8".</summary>
     public ArrayFileException(string message) : base(message) { }
 
     /// <summary>An error caused by a lower-level exception, kept as the inner exception.</summary>

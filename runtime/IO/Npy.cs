@@ -33,7 +33,8 @@ public static class Npy
         return Read(fs, path);
     }
 
-    /// <summary>Reads one array from <paramref name="s"/>; <paramref name="what"/> names the source in error messages.</summary>
+    /// <summary>Reads one array from <paramref name="s"/>; <paramref name="what"/> names the source in error
+    /// messages.</summary>
     public static NpyArray Read(Stream s, string what)
     {
         long available;
@@ -42,11 +43,13 @@ public static class Npy
         return Read(s, what, available);
     }
 
-    /// <summary>Like <see cref="Read(Stream, string)"/>, with the number of bytes left in the source, or -1 if unknown.</summary>
+    /// <summary>Like <see cref="Read(Stream, string)"/>, with the number of bytes left in the source, or -1 if
+    /// unknown.</summary>
     internal static NpyArray Read(Stream s, string what, long available)
     {
         try { return ReadCore(s, what, available); }
-        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(what, "reading the array", e); }
+        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(what,
+            "reading the array", e); }
     }
 
     private static NpyArray ReadCore(Stream s, string what, long available)
@@ -55,13 +58,17 @@ public static class Npy
         int got = ElementCodec.ReadUpTo(s, pre[..10]);
         if (got < Magic.Length || !pre[..Magic.Length].SequenceEqual(Magic))
         {
-            string hint = got >= 2 && pre[0] == 'P' && pre[1] == 'K' ? " (it looks like a zip archive, i.e. an .npz file)" : "";
-            throw new ArrayFileException($"{what}: not a .npy file: expected the magic bytes \\x93NUMPY, found {Describe(pre[..got])}{hint}");
+            string hint = got >= 2 && pre[0] == 'P' && pre[1] == 'K'
+                ? " (it looks like a zip archive, i.e. an .npz file)" : "";
+            throw new ArrayFileException($"{what}: not a .npy file: expected the magic bytes \\x93NUMPY, found "
+                + $"{Describe(pre[..got])}{hint}");
         }
-        if (got < 10) throw new ArrayFileException($"{what}: truncated header: expected at least 10 bytes, found {got}");
+        if (got < 10)
+            throw new ArrayFileException($"{what}: truncated header: expected at least 10 bytes, found {got}");
         int major = pre[6], minor = pre[7];
         if (major is < 1 or > 3 || minor != 0)
-            throw new ArrayFileException($"{what}: unsupported .npy format version {major}.{minor}: expected 1.0, 2.0 or 3.0");
+            throw new ArrayFileException($"{what}: unsupported .npy format version {major}.{minor}: expected 1.0, 2.0 "
+                + $"or 3.0");
 
         long hlen;
         int prefix;
@@ -73,17 +80,20 @@ public static class Npy
         else
         {
             got = ElementCodec.ReadUpTo(s, pre[10..12]);
-            if (got < 2) throw new ArrayFileException($"{what}: truncated header: expected at least 12 bytes, found {10 + got}");
+            if (got < 2) throw new ArrayFileException($"{what}: truncated header: expected at least 12 bytes, found "
+                + $"{10 + got}");
             hlen = BinaryPrimitives.ReadUInt32LittleEndian(pre[8..]);
             prefix = 12;
         }
         if (hlen > MaxHeaderBytes)
-            throw new ArrayFileException($"{what}: bad header: its length field says {hlen} bytes, expected at most {MaxHeaderBytes}");
+            throw new ArrayFileException($"{what}: bad header: its length field says {hlen} bytes, expected at most "
+                + $"{MaxHeaderBytes}");
         var hb = new byte[hlen];
         got = ElementCodec.ReadUpTo(s, hb);
         if (got < hlen) throw new ArrayFileException($"{what}: truncated header: expected {hlen} bytes, found {got}");
 
-        string text = major == 3 ? new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(hb) : Encoding.Latin1.GetString(hb);
+        string text = major == 3 ? new UTF8Encoding(false,
+            throwOnInvalidBytes: true).GetString(hb) : Encoding.Latin1.GetString(hb);
         var (descr, fortran, shape) = ParseHeader(text, what);
         ElementType t = ParseDescr(descr, what);
         long left = available >= 0 ? available - prefix - hlen : -1;
@@ -117,9 +127,11 @@ public static class Npy
     private static ElementType ParseDescr(object? descr, string what)
     {
         if (descr is PySeq)
-            throw new ArrayFileException($"{what}: unsupported dtype: a structured array ({HeaderParser.Show(descr)}); expected one of {Supported}");
+            throw new ArrayFileException($"{what}: unsupported dtype: a structured array "
+                + $"({HeaderParser.Show(descr)}); expected one of {Supported}");
         if (descr is not string d)
-            throw new ArrayFileException($"{what}: bad header: 'descr' must be a string, found {HeaderParser.Show(descr)}");
+            throw new ArrayFileException($"{what}: bad header: 'descr' must be a string, found "
+                + $"{HeaderParser.Show(descr)}");
         bool be = !BitConverter.IsLittleEndian;
         string body = d;
         if (d.Length > 0 && d[0] is '<' or '>' or '|' or '=')
@@ -129,18 +141,22 @@ public static class Npy
             body = d[1..];
         }
         char kind = body.Length > 0 ? body[0] : '?';
-        int size = int.TryParse(body.AsSpan(Math.Min(1, body.Length)), NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n : -1;
+        int size = int.TryParse(body.AsSpan(Math.Min(1, body.Length)), NumberStyles.None, CultureInfo.InvariantCulture,
+            out int n) ? n : -1;
         ElementKind? k = (kind, size) switch
         {
             ('b', 1) => ElementKind.Bool,
-            ('i', 1) => ElementKind.I8, ('i', 2) => ElementKind.I16, ('i', 4) => ElementKind.I32, ('i', 8) => ElementKind.I64,
-            ('u', 1) => ElementKind.U8, ('u', 2) => ElementKind.U16, ('u', 4) => ElementKind.U32, ('u', 8) => ElementKind.U64,
+            ('i', 1) => ElementKind.I8, ('i', 2) => ElementKind.I16, ('i', 4) => ElementKind.I32, ('i',
+                8) => ElementKind.I64,
+            ('u', 1) => ElementKind.U8, ('u', 2) => ElementKind.U16, ('u', 4) => ElementKind.U32, ('u',
+                8) => ElementKind.U64,
             ('f', 2) => ElementKind.F16, ('f', 4) => ElementKind.F32, ('f', 8) => ElementKind.F64,
             _ => null,
         };
         string name = NumpyName(kind, size);
         if (k == null)
-            throw new ArrayFileException($"{what}: unsupported dtype '{d}'{(name == "" ? "" : $" ({name})")}: expected one of {Supported}");
+            throw new ArrayFileException($"{what}: unsupported dtype '{d}'{(name == "" ? "" : $" ({name})")}: "
+                + $"expected one of {Supported}");
         return new ElementType(k.Value, be, name);
     }
 
@@ -177,7 +193,8 @@ public static class Npy
         };
         string dict = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {ElementCodec.ShapeText(a.Shape)}, }}";
         if (a.Shape.Length > 0)
-            dict += new string(' ', Math.Max(0, GrowthAxisMaxDigits - a.Shape[0].ToString(CultureInfo.InvariantCulture).Length));
+            dict += new string(' ', Math.Max(0,
+                GrowthAxisMaxDigits - a.Shape[0].ToString(CultureInfo.InvariantCulture).Length));
         byte[] header = Encoding.ASCII.GetBytes(dict);
 
         // Like numpy, fall back to version 2.0 only when the header outgrows 1.0's 16-bit length field.
@@ -335,8 +352,10 @@ public static class Npy
             bool b => b ? "True" : "False",
             string s => $"'{s}'",
             long l => l.ToString(CultureInfo.InvariantCulture),
-            PySeq q => (q.IsList ? "[" : "(") + string.Join(", ", q.Items.Select(Show)) + (q.IsList ? "]" : q.Items.Count == 1 ? ",)" : ")"),
-            Dictionary<string, object?> d => "{" + string.Join(", ", d.Select(kv => $"'{kv.Key}': {Show(kv.Value)}")) + "}",
+            PySeq q => (q.IsList ? "[" : "(") + string.Join(", ",
+                q.Items.Select(Show)) + (q.IsList ? "]" : q.Items.Count == 1 ? ",)" : ")"),
+            Dictionary<string, object?> d => "{" + string.Join(", ",
+                d.Select(kv => $"'{kv.Key}': {Show(kv.Value)}")) + "}",
             _ => v.ToString() ?? "",
         };
 

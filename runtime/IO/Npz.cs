@@ -24,16 +24,19 @@ public static class Npz
             var result = new Dictionary<string, NpyArray>();
             IReadOnlyCollection<ZipArchiveEntry> entries;
             try { entries = zip.Entries; }
-            catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path, "reading the zip directory", e); }
+            catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path,
+                "reading the zip directory", e); }
             foreach (var entry in entries)
             {
                 string name = entry.FullName;
                 if (name.EndsWith('/')) continue; // a directory record holds no data
                 if (!name.EndsWith(".npy", StringComparison.Ordinal))
-                    throw new ArrayFileException($"{path}: entry '{name}' is not an array: expected only '<key>.npy' entries in an .npz file");
+                    throw new ArrayFileException($"{path}: entry '{name}' is not an array: expected only '<key>.npy' "
+                        + $"entries in an .npz file");
                 string key = name[..^4];
                 string what = $"{path}: key '{key}'";
-                if (result.ContainsKey(key)) throw new ArrayFileException($"{what}: the key occurs more than once in the archive");
+                if (result.ContainsKey(key)) throw new ArrayFileException($"{what}: the key occurs more than once in "
+                    + $"the archive");
                 try
                 {
                     using var s = entry.Open();

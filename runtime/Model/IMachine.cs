@@ -3,7 +3,8 @@ using ParallelCompiler.Runtime.Execution;
 
 namespace ParallelCompiler.Runtime.Model;
 
-/// <summary>The devices a run's steps execute on (simulated CPU devices unless a back end supplies others, e.g. GPUs).</summary>
+/// <summary>The devices a run's steps execute on (simulated CPU devices unless a back end supplies others, e.g.
+/// GPUs).</summary>
 public interface IMachine
 {
     /// <summary>
@@ -11,5 +12,6 @@ public interface IMachine
     /// as <see cref="ProgramRunner"/> does on this machine's devices.
     /// </summary>
     IReadOnlyList<NDArray> Run(ProgramManifest manifest, DeviceProgram program, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates, Trace? trace);
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates,
+            Trace? trace);
 }

@@ -5,7 +5,8 @@ using ParallelCompiler.Runtime.IO;
 
 namespace ParallelCompiler.Runtime.Model;
 
-/// <summary>A problem with what the user gave a run (a file, a key, a shape, an option): reported without a stack trace.</summary>
+/// <summary>A problem with what the user gave a run (a file, a key, a shape, an option): reported without a stack
+/// trace.</summary>
 public sealed class RunInputException(string message) : Exception(message);
 
 /// <summary>What a run reads and writes.</summary>
@@ -29,7 +30,8 @@ public sealed class RunSettings
     public int Repeat { get; set; } = 1;
     /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
     public string? SaveParamsPath { get; set; }
-    /// <summary>How kernels run: "cpu" (compiled host kernels), "interp" (the reference interpreter), "cuda" (GPUs) or "cuda-emu" (emulated GPUs).</summary>
+    /// <summary>How kernels run: "cpu" (compiled host kernels), "interp" (the reference interpreter), "cuda" (GPUs) or
+    /// "cuda-emu" (emulated GPUs).</summary>
     public string Backend { get; set; } = "cpu";
     /// <summary>How many GPUs the GPU back ends use (null: every GPU there is for cuda, one for cuda-emu).</summary>
     public int? Gpus { get; set; }
@@ -41,8 +43,10 @@ public sealed class RunSettings
     public TimeSpan CollectiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
 
-/// <summary>What a run gives: the last step's results, the loss of every step (training only) and the final parameters.</summary>
-public sealed record RunOutcome(IReadOnlyList<NDArray> Results, float[]? Losses, IReadOnlyDictionary<string, NDArray> Parameters)
+/// <summary>What a run gives: the last step's results, the loss of every step (training only) and the final
+/// parameters.</summary>
+public sealed record RunOutcome(IReadOnlyList<NDArray> Results, float[]? Losses, IReadOnlyDictionary<string,
+    NDArray> Parameters)
 {
     /// <summary>What every device did, when the run was traced or profiled.</summary>
     public Trace? Trace { get; init; }
@@ -58,18 +62,23 @@ public static class ModelSession
 {
     /// <summary>
     /// Runs the program; <paramref name="runStep"/> runs one step on global inputs and parameters and fills the
-    /// updates (by default <see cref="ProgramRunner"/> over the devices of <paramref name="machine"/>, else simulated CPU devices).
+    /// updates (by default <see cref="ProgramRunner"/> over the devices of <paramref name="machine"/>, else simulated
+    /// CPU devices).
     /// </summary>
     public static RunOutcome Run(ProgramManifest manifest, DeviceProgram? program, RunSettings s, TextWriter log,
-        Action<int, NDArray, TimeSpan>? onStep = null, Func<IReadOnlyList<NDArray>, Dictionary<string, NDArray>, Dictionary<string, NDArray>, Trace?, IReadOnlyList<NDArray>>? runStep = null,
+        Action<int, NDArray, TimeSpan>? onStep = null, Func<IReadOnlyList<NDArray>, Dictionary<string, NDArray>,
+            Dictionary<string, NDArray>, Trace?, IReadOnlyList<NDArray>>? runStep = null,
         IMachine? machine = null)
     {
         if (s.Steps < 1) throw new RunInputException($"--steps must be at least 1, got {s.Steps}");
-        if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train MODEL optimizer ...' declaration); --repeat runs a forward model again");
+        if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train "
+            + "MODEL optimizer ...' declaration); --repeat runs a forward model again");
         if (s.Repeat < 1) throw new RunInputException($"--repeat must be at least 1, got {s.Repeat}");
-        if (s.Repeat > 1 && manifest.Training) throw new RunInputException("--repeat runs a forward model again; a training model takes --steps");
+        if (s.Repeat > 1 && manifest.Training) throw new RunInputException("--repeat runs a forward model again; a "
+            + "training model takes --steps");
         var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log);
-        var parameters = s.ParamArrays != null ? new Dictionary<string, NDArray>(s.ParamArrays) : LoadParams(manifest, s);
+        var parameters = s.ParamArrays != null ? new Dictionary<string, NDArray>(s.ParamArrays) : LoadParams(manifest,
+            s);
         var trace = s.TracePath == null && !s.Profile ? null : new Trace();
         runStep ??= machine != null ? (a, p, u, t) => machine.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t)
             : (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t);
@@ -99,7 +108,8 @@ public static class ModelSession
         }
         if (s.SaveParamsPath != null)
         {
-            if (!manifest.Training) throw new RunInputException("--save-params needs a training model: nothing was updated");
+            if (!manifest.Training) throw new RunInputException("--save-params needs a training model: nothing was "
+                + "updated");
             WriteArrays(s.SaveParamsPath, parameters);
         }
         return new RunOutcome(results, manifest.Training ? losses : null, parameters) { Trace = trace };
@@ -123,8 +133,10 @@ public static class ModelSession
         catch (ArrayFileException e) { throw new RunInputException(e.Message); }
     }
 
-    /// <summary>The inputs and parameters a run of <paramref name="manifest"/> with <paramref name="s"/> starts from.</summary>
-    public static (List<NDArray> Inputs, Dictionary<string, NDArray> Params) Load(ProgramManifest manifest, RunSettings s, TextWriter log) =>
+    /// <summary>The inputs and parameters a run of <paramref name="manifest"/> with <paramref name="s"/> starts
+    /// from.</summary>
+    public static (List<NDArray> Inputs, Dictionary<string, NDArray> Params) Load(ProgramManifest manifest,
+        RunSettings s, TextWriter log) =>
         (LoadInputs(manifest, s, log), LoadParams(manifest, s));
 
     private static List<NDArray> LoadInputs(ProgramManifest manifest, RunSettings s, TextWriter log)
@@ -133,14 +145,16 @@ public static class ModelSession
         if (s.InputsPath == null)
         {
             log.WriteLine($"note: no --inputs given: using random inputs (seed {s.Seed})");
-            foreach (var a in manifest.Inputs) result.Add(Initializers.RandomInput(a.DType, a.Shape, s.Seed, a.Name, a.IntBound));
+            foreach (var a in manifest.Inputs) result.Add(Initializers.RandomInput(a.DType, a.Shape, s.Seed, a.Name,
+                a.IntBound));
             return result;
         }
         var file = ReadArrays(s.InputsPath);
         var names = manifest.Inputs.Select(a => a.Name).ToList();
         foreach (var key in file.Keys)
             if (!names.Contains(key))
-                throw new RunInputException($"{s.InputsPath}: unknown input '{key}' (the model's inputs: {string.Join(", ", names)})");
+                throw new RunInputException($"{s.InputsPath}: unknown input '{key}' (the model's inputs: "
+                    + $"{string.Join(", ", names)})");
         foreach (var a in manifest.Inputs)
         {
             if (!file.TryGetValue(a.Name, out var arr))
@@ -156,7 +170,8 @@ public static class ModelSession
         var paths = manifest.Params.Select(p => p.Path).ToHashSet();
         foreach (var key in file.Keys)
             if (!paths.Contains(key))
-                throw new RunInputException($"{s.ParamsPath}: unknown parameter '{key}' (the model has {paths.Count} parameters; 'mplc params' lists them)");
+                throw new RunInputException($"{s.ParamsPath}: unknown parameter '{key}' (the model has {paths.Count} "
+                    + $"parameters; 'mplc params' lists them)");
         var result = new Dictionary<string, NDArray>();
         foreach (var p in manifest.Params)
             result[p.Path] = file.TryGetValue(p.Path, out var arr)
@@ -168,7 +183,8 @@ public static class ModelSession
     /// <summary>The source spelling of a type: <c>f32[8, 64]</c>.</summary>
     public static string SourceType(DType dtype, long[] shape) => $"{dtype.Name()}[{string.Join(", ", shape)}]";
 
-    /// <summary>Accepts an array for the expected type: same shape, same element type, float64 for f32 allowed.</summary>
+    /// <summary>Accepts an array for the expected type: same shape, same element type, float64 for f32
+    /// allowed.</summary>
     private static NDArray Check(NpyArray a, DType dtype, long[] shape, string file, string what, string key)
     {
         string src = NumpyName(a.SourceDtype);
@@ -183,10 +199,12 @@ public static class ModelSession
         if (!dtypeOk)
         {
             string hint = dtype == DType.I32 && src == "int64" ? " (convert with .astype(np.int32))" : "";
-            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found dtype {src}{hint}");
+            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found dtype "
+                + $"{src}{hint}");
         }
         if (!a.Array.Shape.SequenceEqual(shape))
-            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found shape [{string.Join(", ", a.Array.Shape)}]");
+            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found shape "
+                + $"[{string.Join(", ", a.Array.Shape)}]");
         var arr = a.Array;
         if (arr.DType == dtype) return arr;
         var data = (float[])arr.F!.Clone();
@@ -196,14 +214,16 @@ public static class ModelSession
 
     private static string NumpyName(string source) => source switch
     {
-        "F32" => "float32", "F64" => "float64", "F16" => "float16", "BF16" => "bfloat16", "I32" => "int32", "I64" => "int64",
+        "F32" => "float32", "F64" => "float64", "F16" => "float16", "BF16" => "bfloat16", "I32" => "int32",
+            "I64" => "int64",
         _ => source,
     };
 
     private static void WriteTrace(string path, Trace trace, DeviceMesh mesh)
     {
         var names = Enumerable.Range(0, mesh.DeviceCount).Select(r =>
-            $"device {r}" + (mesh.DeviceCount > 1 ? $" ({string.Join(", ", mesh.AxisNames.Zip(mesh.Coords(r), (a, c) => $"{a}={c}"))})" : "")).ToArray();
+            $"device {r}" + (mesh.DeviceCount > 1
+                ? $" ({string.Join(", ", mesh.AxisNames.Zip(mesh.Coords(r), (a, c) => $"{a}={c}"))})" : "")).ToArray();
         try
         {
             using var f = File.Create(path);

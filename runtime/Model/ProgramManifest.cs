@@ -11,7 +11,8 @@ namespace ParallelCompiler.Runtime.Model;
 /// </summary>
 public sealed record TensorInfo(string Name, DType DType, long[] Shape, string[][] Layout, long IntBound = 10);
 
-/// <summary>A parameter (or optimizer state): dotted path, element type, global shape, layout and initialiser.</summary>
+/// <summary>A parameter (or optimizer state): dotted path, element type, global shape, layout and
+/// initialiser.</summary>
 public sealed record ParamInfo(string Path, DType DType, long[] Shape, string[][] Layout, string Init, double Std);
 
 /// <summary>
@@ -30,7 +31,8 @@ public sealed record ScheduleInfo(string Axis, string Kind, int Microbatches, in
 /// <summary>
 /// What a runtime needs to know of a compiled program besides its instructions: the mesh (with the axis that stands
 /// for microbatches, which runs in time), the inputs, results and parameters with their global layouts, whether
-/// it is a training step, its kernels and the memory plan of a device. Written as <c>manifest.json</c> in a bundle, with the checksums of the
+/// it is a training step, its kernels and the memory plan of a device. Written as <c>manifest.json</c> in a bundle,
+/// with the checksums of the
 /// bundle's files.
 /// </summary>
 public sealed class ProgramManifest
@@ -60,7 +62,8 @@ public sealed class ProgramManifest
     public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
     /// <summary>The pipeline schedule, when the program is pipelined (the program file holds the same order).</summary>
     public ScheduleInfo? Schedule { get; init; }
-    /// <summary>The CPU the bundle's host kernels were compiled for (null in bundles written before it was recorded).</summary>
+    /// <summary>The CPU the bundle's host kernels were compiled for (null in bundles written before it was
+    /// recorded).</summary>
     public HostCpu? HostCpu { get; init; }
 
     /// <summary>The devices the program runs on: the mesh without its microbatch axis.</summary>
@@ -161,7 +164,8 @@ public sealed class ProgramManifest
             using var doc = JsonDocument.Parse(json);
             var r = doc.RootElement;
             int format = r.GetProperty("format").GetInt32();
-            if (format != FormatVersion) throw new InvalidDataException($"manifest format {format}, this runtime reads format {FormatVersion}");
+            if (format != FormatVersion) throw new InvalidDataException($"manifest format {format}, this runtime "
+                + $"reads format {FormatVersion}");
             var mesh = r.GetProperty("mesh");
             return new ProgramManifest
             {
@@ -175,27 +179,36 @@ public sealed class ProgramManifest
                 Params = r.GetProperty("params").EnumerateArray().Select(p =>
                 {
                     var (dtype, shape, layout) = ReadType(p);
-                    return new ParamInfo(p.GetProperty("path").GetString()!, dtype, shape, layout, p.GetProperty("init").GetString()!, p.GetProperty("std").GetDouble());
+                    return new ParamInfo(p.GetProperty("path").GetString()!, dtype, shape, layout,
+                        p.GetProperty("init").GetString()!, p.GetProperty("std").GetDouble());
                 }).ToArray(),
-                Kernels = r.GetProperty("kernels").EnumerateArray().Select(k => new KernelInfo(k.GetProperty("name").GetString()!,
-                    k.GetProperty("grid").EnumerateArray().Select(x => x.GetInt32()).ToArray(), k.GetProperty("block").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+                Kernels = r.GetProperty("kernels").EnumerateArray().Select(k =>
+                    new KernelInfo(k.GetProperty("name").GetString()!,
+                    k.GetProperty("grid").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+                        k.GetProperty("block").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
                     k.TryGetProperty("barriers", out var sync) && sync.GetBoolean())).ToArray(),
                 Files = r.GetProperty("files").EnumerateObject().ToDictionary(f => f.Name, f => f.Value.GetString()!),
                 Memory = r.TryGetProperty("memory", out var mem)
-                    ? new Execution.MemoryPlan(mem.GetProperty("buffers").EnumerateArray().Select(b => new Execution.BufferPlacement(
+                    ? new Execution.MemoryPlan(mem.GetProperty("buffers").EnumerateArray().Select(b =>
+                        new Execution.BufferPlacement(
                         b[0].GetInt32(), b[1].GetInt64(), b[2].GetInt64(), b[3].GetInt32(), b[4].GetInt32())).ToArray(),
                         mem.GetProperty("arena_bytes").GetInt64(), mem.GetProperty("peak_live_bytes").GetInt64())
                     : null,
                 HostCpu = r.TryGetProperty("host_cpu", out var cpu)
-                    ? new HostCpu(cpu.GetProperty("name").GetString()!, cpu.GetProperty("features").EnumerateArray().Select(x => x.GetString()!).ToArray())
+                    ? new HostCpu(cpu.GetProperty("name").GetString()!,
+                        cpu.GetProperty("features").EnumerateArray().Select(x => x.GetString()!).ToArray())
                     : null,
                 Schedule = r.TryGetProperty("schedule", out var sch)
-                    ? new ScheduleInfo(sch.GetProperty("axis").GetString()!, sch.GetProperty("kind").GetString()!, sch.GetProperty("microbatches").GetInt32(),
-                        sch.GetProperty("chunks").GetInt32(), sch.GetProperty("order").EnumerateArray().Select(d => d.EnumerateArray().Select(t => t.GetString()!).ToArray()).ToArray())
+                    ? new ScheduleInfo(sch.GetProperty("axis").GetString()!, sch.GetProperty("kind").GetString()!,
+                        sch.GetProperty("microbatches").GetInt32(),
+                        sch.GetProperty("chunks").GetInt32(),
+                            sch.GetProperty("order").EnumerateArray().Select(d => d.EnumerateArray().Select(t =>
+                            t.GetString()!).ToArray()).ToArray())
                     : null,
             };
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or
+            FormatException or ArgumentException)
         {
             throw new InvalidDataException($"the manifest is damaged: {e.Message}", e);
         }
@@ -218,7 +231,8 @@ public sealed class ProgramManifest
     private static TensorInfo[] ReadTensors(JsonElement e) => e.EnumerateArray().Select(t =>
     {
         var (dtype, shape, layout) = ReadType(t);
-        return new TensorInfo(t.GetProperty("name").GetString()!, dtype, shape, layout, t.GetProperty("int_bound").GetInt64());
+        return new TensorInfo(t.GetProperty("name").GetString()!, dtype, shape, layout,
+            t.GetProperty("int_bound").GetInt64());
     }).ToArray();
 
     private static void Type(Utf8JsonWriter w, DType dtype, long[] shape, string[][] layout)
@@ -237,6 +251,7 @@ public sealed class ProgramManifest
     private static (DType, long[], string[][]) ReadType(JsonElement e)
     {
         var (dtype, shape) = Json.ReadType(e);
-        return (dtype, shape, e.GetProperty("layout").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetString()!).ToArray()).ToArray());
+        return (dtype, shape, e.GetProperty("layout").EnumerateArray().Select(a => a.EnumerateArray().Select(x =>
+            x.GetString()!).ToArray()).ToArray());
     }
 }

@@ -14,18 +14,26 @@ public static class ProgramRunner
 {
     /// <summary>
     /// Runs <paramref name="program"/> with global <paramref name="args"/> and <paramref name="parameters"/> (by path);
-    /// returns the global results and puts the new global value of every parameter it updates into <paramref name="updates"/>.
+    /// returns the global results and puts the new global value of every parameter it updates into <paramref
+    /// name="updates"/>.
     /// </summary>
-    public static IReadOnlyList<NDArray> Run(ProgramManifest manifest, DeviceProgram program, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null, Trace? trace = null)
+    public static IReadOnlyList<NDArray> Run(ProgramManifest manifest, DeviceProgram program,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null,
+            Trace? trace = null)
     {
-        using var world = new InProcessDevices<NDArray>(new InProcessWorld(manifest.PhysicalMesh, timeout), rank => new SimulatedCpuDevice(rank));
+        using var world = new InProcessDevices<NDArray>(new InProcessWorld(manifest.PhysicalMesh, timeout),
+            rank => new SimulatedCpuDevice(rank));
         return Run(manifest, program, args, parameters, world, updates, trace);
     }
 
-    /// <summary>Like <see cref="Run(ProgramManifest, DeviceProgram, IReadOnlyList{NDArray}, IReadOnlyDictionary{string, NDArray}, TimeSpan, IDictionary{string, NDArray}?, Trace?)"/>, on the devices of <paramref name="world"/>.</summary>
-    public static IReadOnlyList<NDArray> Run<T>(ProgramManifest manifest, DeviceProgram program, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, IDeviceWorld<T> world, IDictionary<string, NDArray>? updates = null, Trace? trace = null)
+    /// <summary>Like <see cref="Run(ProgramManifest, DeviceProgram, IReadOnlyList{NDArray}, IReadOnlyDictionary{string,
+    /// NDArray}, TimeSpan, IDictionary{string, NDArray}?, Trace?)"/>, on the devices of <paramref
+    /// name="world"/>.</summary>
+    public static IReadOnlyList<NDArray> Run<T>(ProgramManifest manifest, DeviceProgram program,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters, IDeviceWorld<T> world, IDictionary<string,
+            NDArray>? updates = null, Trace? trace = null)
         where T : class, IArray
     {
         var full = manifest.Mesh;
@@ -41,8 +49,10 @@ public static class ProgramRunner
             c.Insert(mbIndex, j);
             return full.RankOf(c.ToArray());
         }
-        NDArray Param(string path, int rank) => BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(rank, 0));
-        if (world.Mesh.ToString() != physical.ToString()) throw new ArgumentException($"the program runs on mesh {physical}, the devices form {world.Mesh}");
+        NDArray Param(string path, int rank) => BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(rank,
+            0));
+        if (world.Mesh.ToString() != physical.ToString()) throw new ArgumentException($"the program runs on mesh "
+            + $"{physical}, the devices form {world.Mesh}");
         var perDevice = world.Run((dev, comm) =>
         {
             int rank = comm.Rank;
@@ -51,13 +61,16 @@ public static class ProgramRunner
             if (program.PipelineAxis == null)
             {
                 var local = args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, rank)).ToArray();
-                results = Executor.Run(program, dev, comm, local, path => Param(path, rank), (path, value) => written[path] = value, trace)
+                results = Executor.Run(program, dev, comm, local, path => Param(path, rank), (path,
+                    value) => written[path] = value, trace)
                     .Select(r => new NDArray?[] { r }).ToArray();
             }
             else
             {
-                var local = Enumerable.Range(0, m).Select(j => (IReadOnlyList<NDArray>)args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, Virtual(rank, j))).ToArray()).ToArray();
-                results = PipelineExecutor.Run(program, dev, comm, local, path => Param(path, rank), (path, value) => written[path] = value, trace);
+                var local = Enumerable.Range(0, m).Select(j => (IReadOnlyList<NDArray>)args.Select((a,
+                    i) => BlockLayout.Block(a, argDims[i], full, Virtual(rank, j))).ToArray()).ToArray();
+                results = PipelineExecutor.Run(program, dev, comm, local, path => Param(path, rank), (path,
+                    value) => written[path] = value, trace);
             }
             return (Results: results, Written: written);
         });
@@ -72,8 +85,10 @@ public static class ProgramRunner
         }
         if (updates != null)
             foreach (var path in perDevice.SelectMany(d => d.Written.Keys).Distinct())
-                updates[path] = Assemble((r, _) => perDevice[r].Written.GetValueOrDefault(path), paramDims[path], parameters[path].Shape);
-        return manifest.Results.Select((t, i) => Assemble((r, j) => perDevice[r].Results[i][Math.Min(j, perDevice[r].Results[i].Length - 1)], Dims(t.Layout), t.Shape)).ToArray();
+                updates[path] = Assemble((r, _) => perDevice[r].Written.GetValueOrDefault(path), paramDims[path],
+                    parameters[path].Shape);
+        return manifest.Results.Select((t, i) => Assemble((r, j) => perDevice[r].Results[i][Math.Min(j,
+            perDevice[r].Results[i].Length - 1)], Dims(t.Layout), t.Shape)).ToArray();
     }
 
     private static IReadOnlyList<IReadOnlyList<string>> Dims(string[][] layout) => layout;

@@ -16,7 +16,8 @@ public sealed record ArrayDifference(string Name, DType DType, double Error, lon
 /// </summary>
 public static class RunComparison
 {
-    /// <summary>The difference of every array of <paramref name="got"/> from <paramref name="reference"/>, results first.</summary>
+    /// <summary>The difference of every array of <paramref name="got"/> from <paramref name="reference"/>, results
+    /// first.</summary>
     public static List<ArrayDifference> Compare(RunOutcome reference, RunOutcome got, bool training)
     {
         var pairs = new List<(string Name, NDArray Expected, NDArray Got)>();
@@ -30,9 +31,11 @@ public static class RunComparison
         return pairs.Select(p =>
         {
             if (!p.Expected.Shape.SequenceEqual(p.Got.Shape))
-                return new ArrayDifference(p.Name, p.Expected.DType, double.PositiveInfinity, -1, double.NaN, double.NaN);
+                return new ArrayDifference(p.Name, p.Expected.DType, double.PositiveInfinity, -1, double.NaN,
+                    double.NaN);
             var (err, i) = ArrayOps.WorstRelativeDifference(p.Expected, p.Got);
-            return new ArrayDifference(p.Name, p.Expected.DType, i < 0 ? 0 : err, i, i < 0 ? 0 : p.Expected.GetDouble(i), i < 0 ? 0 : p.Got.GetDouble(i));
+            return new ArrayDifference(p.Name, p.Expected.DType, i < 0 ? 0 : err, i,
+                i < 0 ? 0 : p.Expected.GetDouble(i), i < 0 ? 0 : p.Got.GetDouble(i));
         }).ToList();
     }
 

@@ -9,14 +9,19 @@ using ParallelCompiler.Runtime.Model;
 namespace ParallelCompiler.Mplrun;
 
 /// <summary>
-/// <c>mplrun BUNDLE [--inputs IN] [--params P] [--out OUT] [--steps N] [--save-params P2] [--seed N] [--backend cpu|cuda|cuda-emu]
-/// [--gpus N] [--compare cpu] [--trace T.json] [--collective-timeout S]</c>: runs a compiled bundle on every device of its mesh
-/// with nothing but the runtime; <c>--compare cpu</c> checks the run against the CPU back end (for GPU nodes without the SDK). Exit codes: 0 success, 1 a problem with the input, 2 an internal error.
+/// <c>mplrun BUNDLE [--inputs IN] [--params P] [--out OUT] [--steps N] [--save-params P2] [--seed N] [--backend
+/// cpu|cuda|cuda-emu]
+/// [--gpus N] [--compare cpu] [--trace T.json] [--collective-timeout S]</c>: runs a compiled bundle on every device of
+/// its mesh
+/// with nothing but the runtime; <c>--compare cpu</c> checks the run against the CPU back end (for GPU nodes without
+/// the SDK). Exit codes: 0 success, 1 a problem with the input, 2 an internal error.
 /// </summary>
 public static class MplrunCli
 {
-    private const string Usage = "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] [--steps N] [--repeat N] [--save-params P2.npz] " +
-        "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] [--profile] [--collective-timeout S]";
+    private const string Usage = "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] "
+        + "[--steps N] [--repeat N] [--save-params P2.npz] " +
+        "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] "
+            + "[--profile] [--collective-timeout S]";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
@@ -53,7 +58,8 @@ public static class MplrunCli
             string a = args[i];
             if (!a.StartsWith("--", StringComparison.Ordinal))
             {
-                if (bundlePath != null) throw new RunInputException($"one bundle only: got '{bundlePath}' and '{a}'\n{Usage}");
+                if (bundlePath != null) throw new RunInputException($"one bundle only: got '{bundlePath}' and "
+                    + $"'{a}'\n{Usage}");
                 bundlePath = a;
                 continue;
             }
@@ -62,11 +68,13 @@ public static class MplrunCli
             if (a == "--check-collectives") { checkCollectives = true; continue; }
             if (a == "--compare")
             {
-                if (i + 1 >= args.Length || args[++i] != "cpu") throw new RunInputException("--compare takes 'cpu' (run again on the CPU back end and compare)");
+                if (i + 1 >= args.Length || args[++i] != "cpu") throw new RunInputException("--compare takes 'cpu' "
+                    + "(run again on the CPU back end and compare)");
                 compare = true;
                 continue;
             }
-            string Value() => i + 1 < args.Length ? args[++i] : throw new RunInputException($"{a} needs a value\n{Usage}");
+            string Value() => i + 1 < args.Length ? args[++i]
+                : throw new RunInputException($"{a} needs a value\n{Usage}");
             switch (a)
             {
                 case "--inputs": s.InputsPath = Value(); break;
@@ -80,7 +88,8 @@ public static class MplrunCli
                 case "--repeat": s.Repeat = Int(a, Value()); break;
                 case "--seed": s.Seed = (ulong)Int(a, Value()); break;
                 case "--collective-timeout":
-                    double t = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v > 0 ? v
+                    double t = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture,
+                        out var v) && v > 0 ? v
                         : throw new RunInputException("--collective-timeout must be a positive number of seconds");
                     s.CollectiveTimeout = TimeSpan.FromSeconds(t);
                     break;
@@ -90,7 +99,8 @@ public static class MplrunCli
         if (bundlePath == null) throw new RunInputException($"no bundle given\n{Usage}");
         var bundle = Bundle.Open(bundlePath);
         var m = bundle.Manifest;
-        stderr.WriteLine($"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, backend {s.Backend}");
+        stderr.WriteLine($"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, "
+            + $"backend {s.Backend}");
         IDisposable? owned = null;
         GpuMachine? gpu = null;
         Func<string, IKernel> kernels = name => new KernelRef(name);
@@ -102,12 +112,15 @@ public static class MplrunCli
                 kernels = lib.Kernel;
                 break;
             case "cuda" or "cuda-emu":
-                string grid = s.Backend == "cuda-emu" ? bundle.HostLibrary("libkernels-grid.so") : bundle.PathOf("libkernels-grid.so");
-                owned = gpu = GpuMachines.Open(s.Backend, bundle.PathOf("kernels.ptx"), grid, m.Kernels, s.Gpus, timeKernels: s.Profile);
+                string grid = s.Backend == "cuda-emu" ? bundle.HostLibrary("libkernels-grid.so")
+                    : bundle.PathOf("libkernels-grid.so");
+                owned = gpu = GpuMachines.Open(s.Backend, bundle.PathOf("kernels.ptx"), grid, m.Kernels, s.Gpus,
+                    timeKernels: s.Profile);
                 stderr.WriteLine($"note: {gpu.Describe(m.PhysicalMesh.DeviceCount)}");
                 break;
             case "interp":
-                throw new RunInputException("--backend interp needs the compiler (the reference interpreter is not part of the runtime): use 'mplc run MODEL.mpl --backend interp'");
+                throw new RunInputException("--backend interp needs the compiler (the reference interpreter is not "
+                    + "part of the runtime): use 'mplc run MODEL.mpl --backend interp'");
             default:
                 throw new RunInputException($"--backend must be cpu, cuda or cuda-emu, got '{s.Backend}'");
         }
@@ -115,17 +128,24 @@ public static class MplrunCli
         {
             if (checkCollectives)
             {
-                if (gpu == null) throw new RunInputException("--check-collectives checks the collectives of a GPU back end: add --backend cuda or cuda-emu");
+                if (gpu == null) throw new RunInputException("--check-collectives checks the collectives of a GPU "
+                    + "back end: add --backend cuda or cuda-emu");
                 return gpu.CheckCollectives(stdout) ? 0 : 1;
             }
             var program = bundle.Program(kernels);
             var outcome = ModelSession.Run(m, program, s, stderr,
-                s.Steps > 1 ? (step, loss, t) => stderr.WriteLine($"step {step + 1}/{s.Steps}  loss {loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} ms/step") : null,
+                s.Steps > 1 ? (step, loss, t) =>
+                    stderr.WriteLine($"step {step + 1}/{s.Steps}  loss "
+                    + $"{loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} "
+                    + $"ms/step") : null,
                 machine: gpu);
             if (outcome.Losses is { } losses)
-                stdout.WriteLine(losses.Length == 1 ? $"loss: {F(losses[0])}" : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}");
+                stdout.WriteLine(losses.Length == 1 ? $"loss: {F(losses[0])}"
+                    : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}");
             else
-                for (int i = 0; i < outcome.Results.Count; i++) stdout.WriteLine($"{(outcome.Results.Count == 1 ? "out" : $"out{i}")}: {outcome.Results[i].TypeString}");
+                for (int i = 0; i < outcome.Results.Count; i++)
+                    stdout.WriteLine($"{(outcome.Results.Count == 1 ? "out" : $"out{i}")}: "
+                    + $"{outcome.Results[i].TypeString}");
             foreach (var w in new[] { s.SaveParamsPath, s.OutPath, s.TracePath })
                 if (w != null) stdout.WriteLine($"wrote {w}");
             if (s.Profile && outcome.Trace is { } trace) PrintProfile(trace, gpu, stdout);
@@ -143,7 +163,8 @@ public static class MplrunCli
     private static int Compare(Bundle bundle, RunSettings s, RunOutcome outcome, TextWriter stdout, TextWriter stderr)
     {
         const double tolerance = 1e-4;
-        var host = new RunSettings { InputsPath = s.InputsPath, ParamsPath = s.ParamsPath, Seed = s.Seed, Steps = s.Steps, CollectiveTimeout = s.CollectiveTimeout };
+        var host = new RunSettings { InputsPath = s.InputsPath, ParamsPath = s.ParamsPath, Seed = s.Seed,
+            Steps = s.Steps, CollectiveTimeout = s.CollectiveTimeout };
         RunOutcome reference;
         using (var lib = new HostKernelLibrary(bundle.HostLibrary("libkernels.so")))
             reference = ModelSession.Run(bundle.Manifest, bundle.Program(lib.Kernel), host, TextWriter.Null);
@@ -151,23 +172,29 @@ public static class MplrunCli
         var w = RunComparison.Worst(diffs);
         double worst = w?.Error ?? 0;
         string at = w == null ? "" : $"{w.Name}[{w.Index}]: cpu {w.Expected}, {s.Backend} {w.Got}";
-        string summary = $"{diffs.Count} array(s), largest relative difference {worst:G3}{(at.Length > 0 ? $" at {at}" : "")}";
-        if (worst > tolerance) throw new RunInputException($"--compare cpu: {s.Backend} differs from cpu: {summary} (tolerance {tolerance:G})");
+        string summary = $"{diffs.Count} array(s), largest relative difference "
+            + $"{worst:G3}{(at.Length > 0 ? $" at {at}" : "")}";
+        if (worst > tolerance) throw new RunInputException($"--compare cpu: {s.Backend} differs from cpu: {summary} "
+            + $"(tolerance {tolerance:G})");
         stdout.WriteLine($"compare: {s.Backend} equals cpu within {tolerance:G}: {summary}");
         return 0;
     }
 
-    /// <summary>Per kernel, over all devices and steps: launches, wall time in the launch, and (on a GPU) time on the GPU in all and of the fastest launch.</summary>
+    /// <summary>Per kernel, over all devices and steps: launches, wall time in the launch, and (on a GPU) time on the
+    /// GPU in all and of the fastest launch.</summary>
     private static void PrintProfile(Trace trace, GpuMachine? gpu, TextWriter w)
     {
         var rows = trace.Events.Where(e => e.Category == "compute").GroupBy(e => e.Name)
-            .Select(g => (Name: g.Key, Count: g.Count(), Ms: g.Sum(e => e.End - e.Start) / 1000)).OrderByDescending(r => r.Ms).ToList();
-        w.WriteLine(gpu == null ? "kernel                     launches   total ms    mean us" : "kernel                     launches   total ms    mean us     GPU ms  GPU best us");
+            .Select(g => (Name: g.Key, Count: g.Count(),
+                Ms: g.Sum(e => e.End - e.Start) / 1000)).OrderByDescending(r => r.Ms).ToList();
+        w.WriteLine(gpu == null ? "kernel                     launches   total ms    mean us"
+            : "kernel                     launches   total ms    mean us     GPU ms  GPU best us");
         foreach (var (name, count, ms) in rows)
         {
             string k = name.StartsWith("kernel ", StringComparison.Ordinal) ? name[7..] : name;
             string line = $"{k,-26} {count,8} {ms,10:F3} {ms * 1000 / count,10:F1}";
-            if (gpu != null) line += gpu.KernelMilliseconds(k) is var (total, best) ? $" {total,10:F3} {best * 1000,12:F1}" : "          -            -";
+            if (gpu != null) line += gpu.KernelMilliseconds(k) is var (total,
+                best) ? $" {total,10:F3} {best * 1000,12:F1}" : "          -            -";
             w.WriteLine(line);
         }
     }
@@ -178,7 +205,8 @@ public static class MplrunCli
         foreach (var g in gpu.Gpus)
         {
             var c = g.Counters;
-            w.WriteLine($"{g.Name}: {c.Launches} launches, {c.BytesToDevice} bytes to the GPU, {c.BytesToHost} bytes to the host, " +
+            w.WriteLine($"{g.Name}: {c.Launches} launches, {c.BytesToDevice} bytes to the GPU, {c.BytesToHost} bytes "
+                + $"to the host, " +
                 $"{c.BytesOnDevice} bytes copied on the GPU, peak {c.PeakBytes} bytes allocated");
         }
     }
@@ -186,5 +214,6 @@ public static class MplrunCli
     private static string F(float v) => v.ToString("G7", CultureInfo.InvariantCulture);
 
     private static int Int(string flag, string v) =>
-        int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int x) && x >= 0 ? x : throw new RunInputException($"{flag} expects a non-negative integer, got '{v}'");
+        int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture,
+            out int x) && x >= 0 ? x : throw new RunInputException($"{flag} expects a non-negative integer, got '{v}'");
 }

@@ -13,7 +13,8 @@ public enum Phase
 public readonly record struct PipelineTask(int Microbatch, int Chunk, Phase Phase)
 {
     /// <summary>F3 or B3, with the chunk when there are several: F3.1.</summary>
-    public string Label(int chunks) => $"{(Phase == Phase.Forward ? 'F' : 'B')}{Microbatch}{(chunks > 1 ? $".{Chunk}" : "")}";
+    public string Label(int chunks) =>
+        $"{(Phase == Phase.Forward ? 'F' : 'B')}{Microbatch}{(chunks > 1 ? $".{Chunk}" : "")}";
 
     /// <summary>The task a label names (F3, B3, F3.1), or null when it is not a label.</summary>
     public static PipelineTask? Parse(string label)
@@ -21,7 +22,8 @@ public readonly record struct PipelineTask(int Microbatch, int Chunk, Phase Phas
         if (label.Length < 2 || label[0] is not ('F' or 'B')) return null;
         var parts = label[1..].Split('.');
         if (parts.Length > 2 || !parts.All(x => x.Length > 0 && x.All(char.IsAsciiDigit))
-            || !int.TryParse(parts[0], out int mb) || !int.TryParse(parts.Length == 2 ? parts[1] : "0", out int chunk)) return null;
+            || !int.TryParse(parts[0], out int mb) || !int.TryParse(parts.Length == 2 ? parts[1] : "0",
+                out int chunk)) return null;
         return new PipelineTask(mb, chunk, label[0] == 'F' ? Phase.Forward : Phase.Backward);
     }
 }
@@ -40,10 +42,13 @@ public static class Schedule
     /// <summary>Per device (pipeline rank), its tasks in order.</summary>
     public static List<PipelineTask>[] Build(string kind, int devices, int microbatches, int chunks, bool training)
     {
-        if (devices < 1 || microbatches < 1 || chunks < 1) throw new ArgumentException("devices, microbatches and chunks must be at least 1");
-        if (kind != "interleaved" && chunks != 1) throw new ArgumentException($"{kind}: chunks must be 1 (only the interleaved schedule has several)");
+        if (devices < 1 || microbatches < 1
+            || chunks < 1) throw new ArgumentException("devices, microbatches and chunks must be at least 1");
+        if (kind != "interleaved" && chunks != 1) throw new ArgumentException($"{kind}: chunks must be 1 (only the "
+            + $"interleaved schedule has several)");
         if (kind == "interleaved" && microbatches % devices != 0)
-            throw new ArgumentException($"interleaved: {microbatches} microbatches are not a multiple of the {devices} pipeline devices");
+            throw new ArgumentException($"interleaved: {microbatches} microbatches are not a multiple of the "
+                + $"{devices} pipeline devices");
         var r = new List<PipelineTask>[devices];
         for (int s = 0; s < devices; s++)
             r[s] = kind switch

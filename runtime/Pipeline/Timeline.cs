@@ -59,12 +59,14 @@ public sealed class Timeline
                     progress = true;
                 }
             }
-            if (!progress) throw new InvalidOperationException("the schedule deadlocks: no device can start its next task");
+            if (!progress) throw new InvalidOperationException("the schedule deadlocks: no device can start its next "
+                + "task");
         }
         return new Timeline(placed, p);
     }
 
-    private static double? Ready(int stage, PipelineTask t, int stages, bool training, Dictionary<(int, int, Phase), double> done)
+    private static double? Ready(int stage, PipelineTask t, int stages, bool training, Dictionary<(int, int, Phase),
+        double> done)
     {
         double at = 0;
         bool Need(int s, Phase ph)

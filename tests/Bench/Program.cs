@@ -24,7 +24,9 @@ for (int i = 0; i < args.Length; i++)
     else if (args[i] == "--example") example = args[++i];
 }
 string root = AppContext.BaseDirectory;
-while (!File.Exists(Path.Combine(root, "ParallelCompiler.sln"))) root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("repository root not found");
+while (!File.Exists(Path.Combine(root,
+    "ParallelCompiler.sln"))) root = Path.GetDirectoryName(root)
+    ?? throw new InvalidOperationException("repository root not found");
 var src = SourceText.Load(Path.Combine(root, example));
 (string, long)[] gpt3 = [("L", 96), ("D", 12288), ("S", 2048), ("V", 51200)];
 
@@ -53,7 +55,8 @@ void Measure(string title, Func<object?> setup, Func<object?, string> body)
     }
     times.Sort();
     Console.WriteLine($"{title}: {info}");
-    Console.WriteLine($"  median {times[times.Count / 2]:F1} ms, min {times[0]:F1} ms, max {times[^1]:F1} ms over {repeat} warm runs (target < 2000 ms)");
+    Console.WriteLine($"  median {times[times.Count / 2]:F1} ms, min {times[0]:F1} ms, max {times[^1]:F1} ms over "
+        + $"{repeat} warm runs (target < 2000 ms)");
 }
 
 if (which is "frontend" or "all")
@@ -96,7 +99,8 @@ if (which is "sharding" or "all")
             new InsertReshards().Run(module);
             new Spmdize().Run(module);
             var ops = module.Walk().ToList();
-            return $"{module.DeviceMesh().DeviceCount} devices, {ops.Count} ops per device, {ops.Count(o => o.Dialect == "dist" && o.Name != "dist.mesh")} collectives";
+            return $"{module.DeviceMesh().DeviceCount} devices, {ops.Count} ops per device, "
+                + $"{ops.Count(o => o.Dialect == "dist" && o.Name != "dist.mesh")} collectives";
         });
     }
 }

@@ -15,8 +15,10 @@ using ParallelCompiler.Syntax;
 /// </summary>
 public static class Table1
 {
-    /// <summary>A row: size, heads, hidden, layers, tp, pp, GPUs, batch, microbatch, chunks (interleaved), published TFLOP/s.</summary>
-    private sealed record Row(string Name, int Heads, int H, int L, int Tp, int Pp, int Gpus, int Batch, int Mbs, int Chunks, double Published);
+    /// <summary>A row: size, heads, hidden, layers, tp, pp, GPUs, batch, microbatch, chunks (interleaved), published
+    /// TFLOP/s.</summary>
+    private sealed record Row(string Name, int Heads, int H, int L, int Tp, int Pp, int Gpus, int Batch, int Mbs,
+        int Chunks, double Published);
 
     private static readonly Row[] Rows =
     [
@@ -75,9 +77,11 @@ public static class Table1
     }
 
     /// <summary>The paper's FLOPs of one step: 96 B s l h^2 (1 + s/6h + V/16lh).</summary>
-    private static double PaperFlops(Row r) => 96.0 * r.Batch * 2048 * r.L * (double)r.H * r.H * (1 + 2048.0 / (6 * r.H) + 51200.0 / (16.0 * r.L * r.H));
+    private static double PaperFlops(Row r) => 96.0 * r.Batch * 2048 * r.L * (double)r.H * r.H * (1 + 2048.0 / (6 * r.H)
+        + 51200.0 / (16.0 * r.L * r.H));
 
-    /// <summary>Compiles every row (or the first <paramref name="rows"/>), fits the efficiencies on two rows, prints the table.</summary>
+    /// <summary>Compiles every row (or the first <paramref name="rows"/>), fits the efficiencies on two rows, prints
+    /// the table.</summary>
     public static void Run(int rows)
     {
         var registry = (PassRegistry)CompilerServices.Create().GetService(typeof(PassRegistry))!;
@@ -86,16 +90,21 @@ public static class Table1
         foreach (var r in Rows.Take(rows))
         {
             var sw = Stopwatch.StartNew();
-            var module = Compilation.FrontEnd(new SourceText($"table1-{r.Name}.mpl", Source(r)), new ParallelCompiler.Lowering.CompileOptions(), new DiagnosticBag());
-            Compilation.RunPipeline(module, Pipelines.Create().Add(Pipelines.Backend), new IRPrintingOptions(), registry);
+            var module = Compilation.FrontEnd(new SourceText($"table1-{r.Name}.mpl", Source(r)),
+                new ParallelCompiler.Lowering.CompileOptions(), new DiagnosticBag());
+            Compilation.RunPipeline(module, Pipelines.Create().Add(Pipelines.Backend), new IRPrintingOptions(),
+                registry);
             CostModel.Of(module, cluster);
             compiled.Add((r, module, sw.Elapsed.TotalSeconds));
             Console.Error.WriteLine($"compiled and costed {r.Name} in {sw.Elapsed.TotalSeconds:F1} s");
         }
-        double Predicted(Operation module, Row r, Cluster c) => PaperFlops(r) / r.Gpus / CostModel.Of(module, c).StepSeconds / 1e12;
+        double Predicted(Operation module, Row r, Cluster c) => PaperFlops(r) / r.Gpus / CostModel.Of(module,
+            c).StepSeconds / 1e12;
         var calibration = compiled.Where(x => x.Row.Name is "1.7B" or "39.1B").ToList();
-        Cluster With(double matmul, double network) => cluster with { Efficiency = cluster.Efficiency with { Matmul = matmul, Network = network } };
-        (double Matmul, double Network, double Error) best = (cluster.Efficiency.Matmul, cluster.Efficiency.Network, double.PositiveInfinity);
+        Cluster With(double matmul, double network) => cluster with { Efficiency = cluster.Efficiency with { Matmul =
+            matmul, Network = network } };
+        (double Matmul, double Network, double Error) best = (cluster.Efficiency.Matmul, cluster.Efficiency.Network,
+            double.PositiveInfinity);
         void Try(double e, double n)
         {
             var c = With(e, n);
@@ -108,8 +117,10 @@ public static class Table1
         double coarse = best.Matmul, net = best.Network;
         for (double e = coarse - 0.04; e <= coarse + 0.0401; e += 0.01) Try(Math.Min(1, e), net);
         var fitted = With(best.Matmul, best.Network);
-        Console.WriteLine($"fitted on 1.7B and 39.1B: efficiency.matmul = {best.Matmul:F2}, efficiency.network = {best.Network:F2} (worst calibration error {best.Error:P1})");
-        Console.WriteLine("| row | tp | pp | GPUs | microbatches | compile + cost | predicted step | predicted TFLOP/s | published | error |");
+        Console.WriteLine($"fitted on 1.7B and 39.1B: efficiency.matmul = {best.Matmul:F2}, efficiency.network = "
+            + $"{best.Network:F2} (worst calibration error {best.Error:P1})");
+        Console.WriteLine("| row | tp | pp | GPUs | microbatches | compile + cost | predicted step | predicted "
+            + "TFLOP/s | published | error |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         var errors = new List<double>();
         foreach (var (r, module, secs) in compiled)
@@ -119,9 +130,12 @@ public static class Table1
             if (r.Name is not ("1.7B" or "39.1B")) errors.Add(Math.Abs(err));
             int dp = r.Gpus / (r.Tp * r.Pp);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Name}{(r.Name is "1.7B" or "39.1B" ? " (calibration)" : "")} | {r.Tp} | {r.Pp}{(r.Chunks > 1 ? $" x {r.Chunks} chunks" : "")} | {r.Gpus} | {r.Batch / (dp * r.Mbs)} | {secs:F1} s | {cost.StepSeconds:F2} s | {tflops:F1} | {r.Published} | {err:+0.0%;-0.0%} |"));
+                $"| {r.Name}{(r.Name is "1.7B" or "39.1B" ? " (calibration)" : "")} | {r.Tp} | "
+                    + $"{r.Pp}{(r.Chunks > 1 ? $" x {r.Chunks} chunks" : "")} | {r.Gpus} | {r.Batch / (dp * r.Mbs)} | "
+                    + $"{secs:F1} s | {cost.StepSeconds:F2} s | {tflops:F1} | {r.Published} | {err:+0.0%;-0.0%} |"));
         }
         if (errors.Count > 0)
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"other rows: average error {errors.Average():P1}, worst {errors.Max():P1}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"other rows: average error {errors.Average():P1}, worst {errors.Max():P1}"));
     }
 }

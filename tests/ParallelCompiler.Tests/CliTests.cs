@@ -33,7 +33,8 @@ public class CliTests
     [Fact]
     public void RunPrintsASummaryAndMeshAndEntryOptionsWork()
     {
-        var r = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "L=1", "--mesh", "dp=1,tp=1,pp=1", "--seed", "3");
+        var r = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "L=1", "--mesh", "dp=1,tp=1,pp=1", "--seed",
+            "3");
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Matches(@"loss: 4\.8\d+", r.Stdout); // about ln(128): a fresh model predicts nearly uniformly
         var bad = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "--mesh", "xx=2");

@@ -13,7 +13,8 @@ public class FileCheckTests
     public static TheoryData<string> Files()
     {
         var data = new TheoryData<string>();
-        foreach (var f in Directory.GetFiles(Repo.Path("tests", "ir"), "*.mplir").Order()) data.Add(Path.GetFileName(f));
+        foreach (var f in Directory.GetFiles(Repo.Path("tests", "ir"),
+            "*.mplir").Order()) data.Add(Path.GetFileName(f));
         return data;
     }
 
@@ -22,7 +23,8 @@ public class FileCheckTests
     public async Task Run(string file)
     {
         string path = Repo.Path("tests", "ir", file);
-        var runs = File.ReadLines(path).Where(l => l.Contains("RUN:")).Select(l => l[(l.IndexOf("RUN:") + 4)..].Trim()).ToList();
+        var runs = File.ReadLines(path).Where(l => l.Contains("RUN:")).Select(l => l[(l.IndexOf("RUN:")
+            + 4)..].Trim()).ToList();
         Assert.NotEmpty(runs);
         string mplc = $"dotnet {Quote(Path.Combine(AppContext.BaseDirectory, "mplc.dll"))}";
         foreach (var run in runs)
@@ -31,7 +33,8 @@ public class FileCheckTests
                 .Replace("FileCheck ", "FileCheck-14 --dump-input=fail ");
             cmd = System.Text.RegularExpressions.Regex.Replace(cmd, @"(^|\|\s*)mplc ", m => m.Value.Replace("mplc ", mplc + " "));
             var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
-            psi.ArgumentList.Add("-o"); psi.ArgumentList.Add("pipefail"); psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(cmd);
+            psi.ArgumentList.Add("-o"); psi.ArgumentList.Add("pipefail"); psi.ArgumentList.Add("-c");
+                psi.ArgumentList.Add(cmd);
             using var p = Process.Start(psi)!;
             var stdout = p.StandardOutput.ReadToEndAsync();
             var stderr = p.StandardError.ReadToEndAsync();

@@ -14,7 +14,8 @@ public static partial class Layering
 {
     /// <summary>The compiler's folders, lowest first.</summary>
     public static readonly string[] Order =
-        ["Syntax", "IR", "Dialects", "Lowering", "Analysis", "Interp", "Kernels", "Passes", "Cost", "Backend", "Driver", "Mplc"];
+        ["Syntax", "IR", "Dialects", "Lowering", "Analysis", "Interp", "Kernels", "Passes", "Cost", "Backend", "Driver",
+            "Mplc"];
 
     /// <summary>
     /// The folders <paramref name="source"/>, a file of folder <paramref name="layer"/> (a compiler folder, or
@@ -23,7 +24,8 @@ public static partial class Layering
     /// </summary>
     public static IEnumerable<string> Violations(string layer, string source)
     {
-        string code = CommentsAndStrings().Replace(source, m => m.Value.StartsWith("//", StringComparison.Ordinal) ? "" : "\"\"");
+        string code = CommentsAndStrings().Replace(source, m => m.Value.StartsWith("//",
+            StringComparison.Ordinal) ? "" : "\"\"");
         int rank = layer == "runtime" ? -1 : Array.IndexOf(Order, layer);
         var used = new SortedSet<string>(StringComparer.Ordinal);
         foreach (Match m in Qualified().Matches(code)) used.Add(m.Groups[1].Value);
@@ -56,10 +58,13 @@ public class LayeringTests
                 string rel = Path.GetRelativePath(Repo.Path(root), file).Replace('\\', '/');
                 if (rel.Split('/').Any(p => p is "bin" or "obj") || !rel.Contains('/') && root == "compiler") continue;
                 string layer = layerOf(rel);
-                if (root == "compiler") Assert.True(Layering.Order.Contains(layer), $"compiler/{layer}/ is not in the stated order; place it in Layering.Order and docs/architecture.md");
-                problems.AddRange(Layering.Violations(layer, File.ReadAllText(file)).Select(v => $"{root}/{rel} ({layer}) {v}"));
+                if (root == "compiler") Assert.True(Layering.Order.Contains(layer),
+                    $"compiler/{layer}/ is not in the stated order; place it in Layering.Order and docs/architecture.md");
+                problems.AddRange(Layering.Violations(layer,
+                    File.ReadAllText(file)).Select(v => $"{root}/{rel} ({layer}) {v}"));
             }
-        Assert.True(problems.Count == 0, "imports against the order " + string.Join(" -> ", Layering.Order) + ":\n" + string.Join("\n", problems));
+        Assert.True(problems.Count == 0, "imports against the order " + string.Join(" -> ",
+            Layering.Order) + ":\n" + string.Join("\n", problems));
     }
 
     [Fact]
@@ -72,12 +77,16 @@ public class LayeringTests
     [Fact]
     public void AWrongImportIsCaught()
     {
-        Assert.Equal(["uses Passes"], Layering.Violations("IR", "using ParallelCompiler.Passes;\nnamespace ParallelCompiler.IR;"));
+        Assert.Equal(["uses Passes"], Layering.Violations("IR",
+            "using ParallelCompiler.Passes;\nnamespace ParallelCompiler.IR;"));
         Assert.Equal(["uses Backend"], Layering.Violations("Passes", "var k = Backend.KernelCompiler.Ptx(m);"));
-        Assert.Equal(["uses Driver"], Layering.Violations("Analysis", "throw new ParallelCompiler.Driver.UserErrorException(\"x\");"));
+        Assert.Equal(["uses Driver"], Layering.Violations("Analysis",
+            "throw new ParallelCompiler.Driver.UserErrorException(\"x\");"));
         Assert.Equal(["uses IR"], Layering.Violations("runtime", "using ParallelCompiler.IR;"));
         // Its own folder, folders before it, comments and strings are fine; so is the runtime, below everything.
-        Assert.Empty(Layering.Violations("Passes", "using ParallelCompiler.Passes.Infrastructure;\nusing ParallelCompiler.IR;\nusing ParallelCompiler.Runtime.Arrays;"));
+        Assert.Empty(Layering.Violations("Passes",
+            "using ParallelCompiler.Passes.Infrastructure;\nusing ParallelCompiler.IR;\nusing "
+            + "ParallelCompiler.Runtime.Arrays;"));
         Assert.Empty(Layering.Violations("IR", "// see Passes.Spmdize\nvar s = \"Backend.Kernels\"; /* Driver.Cli */"));
         Assert.Empty(Layering.Violations("Syntax", "x.Driver.Y = manifest.Kernels.Count;"));
     }

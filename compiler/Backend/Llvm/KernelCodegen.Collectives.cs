@@ -14,17 +14,21 @@ namespace ParallelCompiler.Backend.Llvm;
 /// </summary>
 public sealed unsafe partial class KernelCodegen
 {
-    /// <summary>Adds every collective kernel (<see cref="CollectiveKernels"/>) to the module (GPU and host-grid targets).</summary>
+    /// <summary>Adds every collective kernel (<see cref="CollectiveKernels"/>) to the module (GPU and host-grid
+    /// targets).</summary>
     public void EmitCollectiveKernels()
     {
-        if (_target == KernelTarget.Cpu) throw new InvalidOperationException("collective kernels run on GPUs (and their host-grid emulation) only");
-        foreach (var dtype in new[] { DType.F32, DType.F16, DType.BF16, DType.I32 }) EmitReduceKernel(ReduceKind.Sum, dtype);
+        if (_target == KernelTarget.Cpu) throw new InvalidOperationException("collective kernels run on GPUs (and "
+            + "their host-grid emulation) only");
+        foreach (var dtype in new[] { DType.F32, DType.F16, DType.BF16, DType.I32 }) EmitReduceKernel(ReduceKind.Sum,
+            dtype);
         EmitReduceKernel(ReduceKind.Max, DType.F32);
         EmitReduceKernel(ReduceKind.Max, DType.I32);
         EmitCopyBlocksKernel();
     }
 
-    /// <summary>out[i] = x0[i] op x1[i] op ... for i &lt; count, the inputs' addresses in a table of n (params: out, table, n, count).</summary>
+    /// <summary>out[i] = x0[i] op x1[i] op ... for i &lt; count, the inputs' addresses in a table of n (params: out,
+    /// table, n, count).</summary>
     private void EmitReduceKernel(ReduceKind kind, DType dtype)
     {
         bool isInt = dtype == DType.I32;
@@ -77,7 +81,8 @@ public sealed unsafe partial class KernelCodegen
         var global = LLVM.PointerType(_i8, _target == KernelTarget.Ptx ? 1u : 0u);
         if (_target == KernelTarget.Ptx)
         {
-            _fn = AddFunction(name, _void, [.. Enumerable.Repeat(global, pointers), .. Enumerable.Repeat(_i64, scalars)]);
+            _fn = AddFunction(name, _void, [.. Enumerable.Repeat(global, pointers), .. Enumerable.Repeat(_i64,
+                scalars)]);
             LLVM.SetFunctionCallConv(_fn, 71);
             LaunchBounds(GpuThreads, 1);
             Position(Block("entry"));
@@ -92,7 +97,9 @@ public sealed unsafe partial class KernelCodegen
             Enumerable.Range(pointers, scalars).Select(i => Load(_i64, Gep(_i64, table, Const64(i)))).ToArray());
     }
 
-    /// <summary>The buffer whose address is entry <paramref name="k"/> of a table of addresses in device memory.</summary>
+    /// <summary>The buffer whose address is entry <paramref name="k"/> of a table of addresses in device
+    /// memory.</summary>
     private LLVMValueRef TableEntry(LLVMValueRef table, LLVMValueRef k) =>
-        LLVM.BuildIntToPtr(_b, Load(_i64, Gep(_i64, table, k)), LLVM.PointerType(_i8, _target == KernelTarget.Ptx ? 1u : 0u), "");
+        LLVM.BuildIntToPtr(_b, Load(_i64, Gep(_i64, table, k)), LLVM.PointerType(_i8,
+            _target == KernelTarget.Ptx ? 1u : 0u), "");
 }

@@ -10,7 +10,8 @@ namespace ParallelCompiler.Backend.Llvm;
 /// </summary>
 public sealed unsafe partial class KernelCodegen
 {
-    /// <summary>Threads per block of the GPU kernels that are not tiled matmuls (and of the collective kernels).</summary>
+    /// <summary>Threads per block of the GPU kernels that are not tiled matmuls (and of the collective
+    /// kernels).</summary>
     public const int GpuThreads = Runtime.Gpu.CollectiveKernels.BlockThreads;
 
     /// <summary>
@@ -21,7 +22,8 @@ public sealed unsafe partial class KernelCodegen
     {
         void Annotate(string key, int value)
         {
-            var operands = stackalloc LLVMValueRef[] { _fn, LLVM.MDStringInContext(_ctx, key, (uint)key.Length), LLVM.ConstInt(_i32, (ulong)value, 0) };
+            var operands = stackalloc LLVMValueRef[] { _fn, LLVM.MDStringInContext(_ctx, key, (uint)key.Length),
+                LLVM.ConstInt(_i32, (ulong)value, 0) };
             LLVM.AddNamedMetadataOperand(Module, "nvvm.annotations", LLVM.MDNodeInContext(_ctx, operands, 3));
         }
         Annotate("maxntidx", x);
@@ -44,7 +46,8 @@ public sealed unsafe partial class KernelCodegen
     /// that many): <see cref="GpuUnroll"/> for elementwise kernels, 1 for the rest (a thread per row or element).
     /// </summary>
     public static int ElementsPerThread(KernelSpec spec) =>
-        spec.Matmul == null && ParallelDims(spec) == spec.Output.Shape.Length && !KernelLevels.HasReduction(spec.Body) ? GpuUnroll : 1;
+        spec.Matmul == null && ParallelDims(spec) == spec.Output.Shape.Length && !KernelLevels.HasReduction(spec.Body)
+            ? GpuUnroll : 1;
 
     private void EmitGpu(int rank)
     {
@@ -87,19 +90,22 @@ public sealed unsafe partial class KernelCodegen
                 for (int u = 0; u < GpuUnroll; u++)
                 {
                     flats[u] = u == 0 ? first : LLVM.BuildAdd(_b, first, LLVM.BuildMul(_b, stride, Const64(u), ""), "");
-                    var at = u == 0 ? first : LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u], Const64(total), ""), flats[u], Const64(total - 1), "");
+                    var at = u == 0 ? first : LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u],
+                        Const64(total), ""), flats[u], Const64(total - 1), "");
                     var scope = new Scope(null, 0);
                     var parts = K.Unflatten(new KVar(-1), shape);
                     _vars[-1] = at;
                     for (int d = 0; d < rank; d++) _vars[d] = Emit(parts[d], scope);
-                    values[u] = Convert(Emit(_spec.Body, new Scope(scope, rank)), _spec.Body.Type, _spec.Output.ElementType);
+                    values[u] = Convert(Emit(_spec.Body, new Scope(scope, rank)), _spec.Body.Type,
+                        _spec.Output.ElementType);
                 }
                 var element = ElementType(_spec.Output.ElementType);
                 Store(values[0], Gep(element, _output, first));
                 for (int u = 1; u < GpuUnroll; u++)
                 {
                     var (store, next) = (Block("store"), Block("next"));
-                    LLVM.BuildCondBr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u], Const64(total), ""), store, next);
+                    LLVM.BuildCondBr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u], Const64(total), ""), store,
+                        next);
                     Position(store);
                     Store(values[u], Gep(element, _output, flats[u]));
                     LLVM.BuildBr(_b, next);
@@ -144,7 +150,8 @@ public sealed unsafe partial class KernelCodegen
             var t = _thread ?? throw new InvalidOperationException($"{name} read outside the threads of a block");
             return name == "tid.x" ? t.X : name == "tid.y" ? t.Y : Const64(0);
         }
-        if (_target == KernelTarget.HostGrid) return Load(_i64, Gep(_i64, _registers, Const64(Runtime.Gpu.EmulatedGpu.Registers.ToList().IndexOf(name))));
+        if (_target == KernelTarget.HostGrid) return Load(_i64, Gep(_i64, _registers,
+            Const64(Runtime.Gpu.EmulatedGpu.Registers.ToList().IndexOf(name))));
         var v = Call($"llvm.nvvm.read.ptx.sreg.{name}", _i32, []);
         return LLVM.BuildZExt(_b, v, _i64, "");
     }
@@ -156,7 +163,9 @@ public sealed unsafe partial class KernelCodegen
         StridedLoop(start, n, stride, body);
     });
 
-    /// <summary>The thread's position in a one-dimensional grid (blockIdx * blockDim + threadIdx) and the grid's size in threads.</summary>
+    /// <summary>The thread's position in a one-dimensional grid (blockIdx * blockDim + threadIdx) and the grid's size
+    /// in threads.</summary>
     private (LLVMValueRef Start, LLVMValueRef Stride) GridPosition() =>
-        (LLVM.BuildAdd(_b, LLVM.BuildMul(_b, Sreg("ctaid.x"), Sreg("ntid.x"), ""), Sreg("tid.x"), ""), LLVM.BuildMul(_b, Sreg("nctaid.x"), Sreg("ntid.x"), ""));
+        (LLVM.BuildAdd(_b, LLVM.BuildMul(_b, Sreg("ctaid.x"), Sreg("ntid.x"), ""), Sreg("tid.x"), ""), LLVM.BuildMul(_b,
+            Sreg("nctaid.x"), Sreg("ntid.x"), ""));
 }

@@ -3,7 +3,8 @@ using ParallelCompiler.Backend.Llvm.Native;
 
 namespace ParallelCompiler.Backend.Llvm;
 
-/// <summary>Tiled matmul kernels: register tiles on the CPU; shared-memory tiles and register tiles on the GPU.</summary>
+/// <summary>Tiled matmul kernels: register tiles on the CPU; shared-memory tiles and register tiles on the
+/// GPU.</summary>
 public sealed unsafe partial class KernelCodegen
 {
     /// <summary>Columns of C one CPU register tile covers: two 8-wide vectors.</summary>
@@ -33,7 +34,8 @@ public sealed unsafe partial class KernelCodegen
         var (aPtr, bPtr, cPtr) = (_inputs[0], _inputs[^1], _output);
         long batches = mm.Batch.Aggregate(1L, (x, y) => x * y);
         long fullRows = mm.M / CpuTileM * CpuTileM;
-        LLVMValueRef Min(LLVMValueRef a, long b) => LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, a, Const64(b), ""), a, Const64(b), "");
+        LLVMValueRef Min(LLVMValueRef a, long b) => LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, a,
+            Const64(b), ""), a, Const64(b), "");
         Loop(Const64(0), Const64(batches), bi =>
         {
             var (aOff, bOff, cOff) = BatchOffsets(mm, bi);
@@ -44,30 +46,37 @@ public sealed unsafe partial class KernelCodegen
                 StridedLoop(Const64(0), Const64(mm.N), Const64(nc), jb =>
                 {
                     var jEnd = Min(LLVM.BuildAdd(_b, jb, Const64(nc), ""), mm.N);
-                    void Tiles(LLVMValueRef rowStart, LLVMValueRef rowEnd, int rows) => StridedLoop(rowStart, rowEnd, Const64(rows), i0 =>
+                    void Tiles(LLVMValueRef rowStart, LLVMValueRef rowEnd, int rows) => StridedLoop(rowStart, rowEnd,
+                        Const64(rows), i0 =>
                         StridedLoop(jb, jEnd, Const64(CpuTileN), j0 =>
                         {
                             LLVMValueRef CIndex(int r, int h) => LLVM.BuildAdd(_b, cOff, LLVM.BuildAdd(_b,
-                                LLVM.BuildMul(_b, LLVM.BuildAdd(_b, i0, Const64(r), ""), Const64(mm.N), ""), LLVM.BuildAdd(_b, j0, Const64(h * Lanes), ""), ""), "");
+                                LLVM.BuildMul(_b, LLVM.BuildAdd(_b, i0, Const64(r), ""), Const64(mm.N), ""),
+                                    LLVM.BuildAdd(_b, j0, Const64(h * Lanes), ""), ""), "");
                             for (int r = 0; r < rows; r++)
                                 for (int h = 0; h < 2; h++)
-                                    Store(LLVM.BuildSelect(_b, first, zeroVec, VecLoad(vec, cPtr, CIndex(r, h)), ""), acc[r * 2 + h]);
+                                    Store(LLVM.BuildSelect(_b, first, zeroVec, VecLoad(vec, cPtr, CIndex(r, h)), ""),
+                                        acc[r * 2 + h]);
                             StridedLoop(kb, kEnd, Const64(1), k =>
                             {
-                                var bRow = LLVM.BuildAdd(_b, bOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, k, Const64(mm.N), ""), j0, ""), "");
+                                var bRow = LLVM.BuildAdd(_b, bOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, k, Const64(mm.N),
+                                    ""), j0, ""), "");
                                 var b0 = VecLoad(vec, bPtr, bRow);
                                 var b1 = VecLoad(vec, bPtr, LLVM.BuildAdd(_b, bRow, Const64(Lanes), ""));
                                 for (int r = 0; r < rows; r++)
                                 {
                                     var row = LLVM.BuildAdd(_b, i0, Const64(r), "");
-                                    var aIdx = LLVM.BuildAdd(_b, aOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, row, Const64(mm.K), ""), k, ""), "");
+                                    var aIdx = LLVM.BuildAdd(_b, aOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, row,
+                                        Const64(mm.K), ""), k, ""), "");
                                     var a = Load(_f32, Gep(_f32, aPtr, aIdx));
-                                    var splat = LLVM.BuildShuffleVector(_b, LLVM.BuildInsertElement(_b, LLVM.GetUndef(vec), a, LLVM.ConstInt(_i32, 0, 0), ""),
+                                    var splat = LLVM.BuildShuffleVector(_b, LLVM.BuildInsertElement(_b,
+                                        LLVM.GetUndef(vec), a, LLVM.ConstInt(_i32, 0, 0), ""),
                                         LLVM.GetUndef(vec), splatMask, "");
                                     for (int h = 0; h < 2; h++)
                                     {
                                         var slot = acc[r * 2 + h];
-                                        Store(Call("llvm.fmuladd.v8f32", vec, [splat, h == 0 ? b0 : b1, Load(vec, slot)]), slot);
+                                        Store(Call("llvm.fmuladd.v8f32", vec, [splat, h == 0 ? b0 : b1, Load(vec,
+                                            slot)]), slot);
                                     }
                                 }
                             });
@@ -82,7 +91,8 @@ public sealed unsafe partial class KernelCodegen
         });
     }
 
-    /// <summary>Where batch <paramref name="batch"/>'s matrices start in A, B and C (batch dimensions of size 1 broadcast).</summary>
+    /// <summary>Where batch <paramref name="batch"/>'s matrices start in A, B and C (batch dimensions of size 1
+    /// broadcast).</summary>
     private (LLVMValueRef A, LLVMValueRef B, LLVMValueRef C) BatchOffsets(MatmulShape mm, LLVMValueRef batch)
     {
         LLVMValueRef aOff = Const64(0), bOff = Const64(0);
@@ -111,7 +121,8 @@ public sealed unsafe partial class KernelCodegen
         LLVM.SetAlignment(LLVM.BuildStore(_b, value, p), 4);
     }
 
-    /// <summary>Elements of A's (and of B's) tile per step of a whole-tile GPU matmul: 128x16 and 16x128, or 64x32 and 32x64.</summary>
+    /// <summary>Elements of A's (and of B's) tile per step of a whole-tile GPU matmul: 128x16 and 16x128, or 64x32 and
+    /// 32x64.</summary>
     public const int WholeTileElements = 2048;
 
     /// <summary>
@@ -127,7 +138,8 @@ public sealed unsafe partial class KernelCodegen
     /// thread accumulates its square from T contiguous values of A and T of B per k (vector loads from shared
     /// memory, fused multiply-adds as on the host). Whole tiles (M and N multiples of 16T, K of their step, twice BK)
     /// load two aligned 16-byte vectors of A and two of B per thread and step, with no bounds checks, into two buffers
-    /// taken in turn (one barrier a step), and store C as vectors; partial tiles load element by element, reading zero outside A
+    /// taken in turn (one barrier a step), and store C as vectors; partial tiles load element by element, reading zero
+    /// outside A
     /// or B, into one buffer (two barriers a step), and threads outside C store nothing.
     /// </summary>
     private void EmitGpuMatmul(MatmulShape mm)
@@ -160,11 +172,13 @@ public sealed unsafe partial class KernelCodegen
         // on the host grid, where the threads take turns, a zeroed global holding every thread's, zeroed again by
         // the stretch that stores them (so that every boundary between stretches is a barrier).
         int tt = t * t;
-        var acc = _target == KernelTarget.Ptx ? Enumerable.Range(0, tt).Select(_ => LLVM.BuildAlloca(_b, _f32, "acc")).ToArray() : [];
+        var acc = _target == KernelTarget.Ptx ? Enumerable.Range(0, tt).Select(_ => LLVM.BuildAlloca(_b, _f32,
+            "acc")).ToArray() : [];
         foreach (var a in acc) Store(LLVM.ConstReal(_f32, 0), a);
         var accAll = _target == KernelTarget.Ptx ? default : AccumulatorGlobal(GpuTile * GpuTile * tt);
         LLVMValueRef Thread() => Add(Mul(Sreg("tid.y"), C(GpuTile)), Sreg("tid.x"));
-        LLVMValueRef Acc(int i) => _target == KernelTarget.Ptx ? acc[i] : Gep(_f32, accAll, Add(Mul(Thread(), C(tt)), C(i)));
+        LLVMValueRef Acc(int i) => _target == KernelTarget.Ptx ? acc[i] : Gep(_f32, accAll, Add(Mul(Thread(), C(tt)),
+            C(i)));
         var block = C(GpuTile);
         var (bx, by, bz) = (Sreg("ctaid.x"), Sreg("ctaid.y"), Sreg("ctaid.z"));
         var rowBase = Mul(by, C(bm));
@@ -178,7 +192,8 @@ public sealed unsafe partial class KernelCodegen
         }
         uint global = _target == KernelTarget.Ptx ? 1u : 0u, shared = _target == KernelTarget.Ptx ? 3u : 0u;
         var vec4 = LLVM.VectorType(_f32, 4);
-        // Every thread adds the products of one staged step (A and B at element offset buf of their buffers) to its square.
+        // Every thread adds the products of one staged step (A and B at element offset buf of their buffers) to its
+        // square.
         void Accumulate(LLVMValueRef buf)
         {
             var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
@@ -186,11 +201,14 @@ public sealed unsafe partial class KernelCodegen
             var (aRow, bCol) = (Add(buf, Mul(ty, C(t))), Add(buf, Mul(tx, C(t))));
             for (int kk = 0; kk < bk; kk++)
             {
-                var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(aRow, C(kk * bm + i))))).ToArray();
-                var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(bCol, C(kk * bm + j))))).ToArray();
+                var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(aRow,
+                    C(kk * bm + i))))).ToArray();
+                var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(bCol,
+                    C(kk * bm + j))))).ToArray();
                 for (int i = 0; i < t; i++)
                     for (int j = 0; j < t; j++)
-                        Store(Call("llvm.fmuladd.f32", _f32, [av[i], bv[j], Load(_f32, ptrs[i * t + j])]), ptrs[i * t + j]);
+                        Store(Call("llvm.fmuladd.f32", _f32, [av[i], bv[j], Load(_f32, ptrs[i * t + j])]),
+                            ptrs[i * t + j]);
             }
         }
         if (exact)
@@ -205,21 +223,28 @@ public sealed unsafe partial class KernelCodegen
             (LLVMValueRef[] A, LLVMValueRef[] B) LoadStep(LLVMValueRef k0) =>
                 (Enumerable.Range(0, vectors).Select(v =>
                 {
-                    var (ar, ac) = (LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""), Mul(LLVM.BuildURem(_b, Number(v), C(bk / 4), ""), C(4)));
-                    return AlignedLoad(vec4, _inputs[0], global, Add(aOff, Add(Mul(Add(rowBase, ar), C(mm.K)), Add(k0, ac))));
+                    var (ar, ac) = (LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""), Mul(LLVM.BuildURem(_b, Number(v),
+                        C(bk / 4), ""), C(4)));
+                    return AlignedLoad(vec4, _inputs[0], global, Add(aOff, Add(Mul(Add(rowBase, ar), C(mm.K)), Add(k0,
+                        ac))));
                 }).ToArray(), Enumerable.Range(0, vectors).Select(v =>
                 {
-                    var (br, bc) = (LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""), Mul(LLVM.BuildURem(_b, Number(v), C(bm / 4), ""), C(4)));
-                    return AlignedLoad(vec4, _inputs[^1], global, Add(bOff, Add(Mul(Add(k0, br), C(mm.N)), Add(colBase, bc))));
+                    var (br, bc) = (LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""), Mul(LLVM.BuildURem(_b, Number(v),
+                        C(bm / 4), ""), C(4)));
+                    return AlignedLoad(vec4, _inputs[^1], global, Add(bOff, Add(Mul(Add(k0, br), C(mm.N)), Add(colBase,
+                        bc))));
                 }).ToArray());
             void StoreStep((LLVMValueRef[] A, LLVMValueRef[] B) step, LLVMValueRef buf)
             {
                 for (int v = 0; v < vectors; v++)
                 {
-                    var (ar, ac) = (LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""), Mul(LLVM.BuildURem(_b, Number(v), C(bk / 4), ""), C(4)));
+                    var (ar, ac) = (LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""), Mul(LLVM.BuildURem(_b, Number(v),
+                        C(bk / 4), ""), C(4)));
                     for (int i = 0; i < 4; i++)
-                        Store(LLVM.BuildExtractElement(_b, step.A[v], LLVM.ConstInt(_i32, (ulong)i, 0), ""), Gep(_f32, sa, Add(buf, Add(Mul(Add(ac, C(i)), C(bm)), ar))));
-                    var (br, bc) = (LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""), Mul(LLVM.BuildURem(_b, Number(v), C(bm / 4), ""), C(4)));
+                        Store(LLVM.BuildExtractElement(_b, step.A[v], LLVM.ConstInt(_i32, (ulong)i, 0), ""), Gep(_f32,
+                            sa, Add(buf, Add(Mul(Add(ac, C(i)), C(bm)), ar))));
+                    var (br, bc) = (LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""), Mul(LLVM.BuildURem(_b, Number(v),
+                        C(bm / 4), ""), C(4)));
                     AlignedStore(step.B[v], sb, shared, Add(buf, Add(Mul(br, C(bm)), bc)));
                 }
             }
@@ -251,8 +276,10 @@ public sealed unsafe partial class KernelCodegen
                         var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
                         var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
                         var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
-                        // Stored transposed (k major), so that a thread reads its T rows of A for one k as contiguous vectors.
-                        Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, Add(Mul(ac, C(bm)), ar)));
+                        // Stored transposed (k major), so that a thread reads its T rows of A for one k as contiguous
+                        // vectors.
+                        Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, Add(Mul(ac,
+                            C(bm)), ar)));
                         var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
                         var (bkk, col) = (Add(k0, br), Add(colBase, bc));
                         var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
@@ -266,7 +293,8 @@ public sealed unsafe partial class KernelCodegen
         {
             var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
             // The thread's square from one corner (constant offsets from it: one address kept through the k loop).
-            var corner = Gep(_f32, _output, Add(cOff, Add(Mul(Add(rowBase, Mul(ty, C(t))), C(mm.N)), Add(colBase, Mul(tx, C(t))))));
+            var corner = Gep(_f32, _output, Add(cOff, Add(Mul(Add(rowBase, Mul(ty, C(t))), C(mm.N)), Add(colBase,
+                Mul(tx, C(t))))));
             for (int i = 0; i < t; i++)
             {
                 var row = Add(rowBase, Add(Mul(ty, C(t)), C(i)));
@@ -277,7 +305,8 @@ public sealed unsafe partial class KernelCodegen
                     {
                         var v = LLVM.GetUndef(vec4);
                         for (int e = 0; e < 4; e++)
-                            v = LLVM.BuildInsertElement(_b, v, Load(_f32, Acc(i * t + j + e)), LLVM.ConstInt(_i32, (ulong)e, 0), "");
+                            v = LLVM.BuildInsertElement(_b, v, Load(_f32, Acc(i * t + j + e)), LLVM.ConstInt(_i32,
+                                (ulong)e, 0), "");
                         AlignedStore(v, corner, global, C(i * mm.N + j));
                     }
                     continue;
@@ -304,22 +333,26 @@ public sealed unsafe partial class KernelCodegen
     /// </summary>
     private uint VectorAlignment => _target == KernelTarget.Ptx ? 16u : 4u;
 
-    /// <summary>A vector load of <paramref name="vec"/> from element <paramref name="index"/> of a float buffer in <paramref name="space"/>.</summary>
+    /// <summary>A vector load of <paramref name="vec"/> from element <paramref name="index"/> of a float buffer in
+    /// <paramref name="space"/>.</summary>
     private LLVMValueRef AlignedLoad(LLVMTypeRef vec, LLVMValueRef basePtr, uint space, LLVMValueRef index)
     {
-        var v = LLVM.BuildLoad2(_b, vec, LLVM.BuildBitCast(_b, Gep(_f32, basePtr, index), LLVM.PointerType(vec, space), ""), "");
+        var v = LLVM.BuildLoad2(_b, vec, LLVM.BuildBitCast(_b, Gep(_f32, basePtr, index), LLVM.PointerType(vec, space),
+            ""), "");
         LLVM.SetAlignment(v, VectorAlignment);
         return v;
     }
 
-    /// <summary>A vector store at element <paramref name="index"/> of a float buffer in <paramref name="space"/>.</summary>
+    /// <summary>A vector store at element <paramref name="index"/> of a float buffer in <paramref
+    /// name="space"/>.</summary>
     private void AlignedStore(LLVMValueRef value, LLVMValueRef basePtr, uint space, LLVMValueRef index)
     {
         var p = LLVM.BuildBitCast(_b, Gep(_f32, basePtr, index), LLVM.PointerType(LLVM.TypeOf(value), space), "");
         LLVM.SetAlignment(LLVM.BuildStore(_b, value, p), VectorAlignment);
     }
 
-    /// <summary>A zeroed internal global of <paramref name="n"/> floats for the host grid's per-thread accumulators.</summary>
+    /// <summary>A zeroed internal global of <paramref name="n"/> floats for the host grid's per-thread
+    /// accumulators.</summary>
     private LLVMValueRef AccumulatorGlobal(int n)
     {
         var type = LLVM.ArrayType(_f32, (uint)n);

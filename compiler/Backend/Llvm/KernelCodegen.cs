@@ -10,7 +10,8 @@ public enum KernelTarget
 {
     /// <summary>The host CPU: <c>void k(ptr* buffers)</c>, loops over every output element.</summary>
     Cpu,
-    /// <summary>NVPTX: <c>void k(ptr addrspace(1) in0, ..., out)</c>, a kernel entry; threads over the parallel dimensions.</summary>
+    /// <summary>NVPTX: <c>void k(ptr addrspace(1) in0, ..., out)</c>, a kernel entry; threads over the parallel
+    /// dimensions.</summary>
     Ptx,
     /// <summary>
     /// The GPU kernels' thread structure compiled for the host, <c>void k(ptr* buffers, i64* registers)</c> called once
@@ -39,7 +40,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     /// <summary>The module the kernels go into (owned by this object).</summary>
     public LLVMModuleRef Module { get; }
 
-    /// <summary>A generator for <paramref name="target"/> writing into a new module named <paramref name="name"/>.</summary>
+    /// <summary>A generator for <paramref name="target"/> writing into a new module named <paramref
+    /// name="name"/>.</summary>
     public KernelCodegen(string name, KernelTarget target)
     {
         LLVM.EnsureLoaded();
@@ -115,7 +117,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             _fn = AddFunction(spec.Name, _void, [argsPtr]);
             Position(Block("entry"));
             var table = LLVM.GetParam(_fn, 0);
-            _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType, 0)).ToArray();
+            _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType,
+                0)).ToArray();
             _output = Typed(Load(_ptr, Gep(_ptr, table, Const64(spec.Inputs.Count))), spec.Output.ElementType, 0);
             if (spec.Matmul is { } mm && mm.N % CpuTileN == 0) EmitCpuMatmul(mm);
             else EmitLoops(0, rank, new Scope(null, 0));
@@ -127,7 +130,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             Position(Block("entry"));
             var table = LLVM.GetParam(_fn, 0);
             _registers = LLVM.GetParam(_fn, 1);
-            _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType, 0)).ToArray();
+            _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType,
+                0)).ToArray();
             _output = Typed(Load(_ptr, Gep(_ptr, table, Const64(spec.Inputs.Count))), spec.Output.ElementType, 0);
             if (spec.Matmul is { } mm) EmitGpuMatmul(mm);
             else EmitGpu(rank);
@@ -135,7 +139,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         }
         else
         {
-            _fn = AddFunction(spec.Name, _void, [.. spec.Inputs.Append(spec.Output).Select(x => LLVM.PointerType(ElementType(x.ElementType), 1))]);
+            _fn = AddFunction(spec.Name, _void,
+                [.. spec.Inputs.Append(spec.Output).Select(x => LLVM.PointerType(ElementType(x.ElementType), 1))]);
             LLVM.SetFunctionCallConv(_fn, 71); // PTX_Kernel: emitted as an .entry
             Position(Block("entry"));
             _inputs = spec.Inputs.Select((_, i) => LLVM.GetParam(_fn, (uint)i)).ToArray();
@@ -158,8 +163,10 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         if (d == rank)
         {
             var v = Emit(_spec.Body, scope);
-            Store(Convert(v, _spec.Body.Type, _spec.Output.ElementType), Gep(ElementType(_spec.Output.ElementType), _output,
-                Emit(K.Flatten(Enumerable.Range(0, rank).Select(i => (KExpr)new KVar(i)).ToArray(), _spec.Output.Shape), scope)));
+            Store(Convert(v, _spec.Body.Type, _spec.Output.ElementType), Gep(ElementType(_spec.Output.ElementType),
+                _output,
+                Emit(K.Flatten(Enumerable.Range(0, rank).Select(i => (KExpr)new KVar(i)).ToArray(), _spec.Output.Shape),
+                    scope)));
             return;
         }
         Loop(Const64(0), Const64(_spec.Output.Shape[d]), i =>
@@ -174,7 +181,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     private int Level(KExpr e) => _levels.Level(e);
     private static IEnumerable<KExpr> Children(KExpr e) => KernelLevels.Children(e);
 
-    /// <summary>Computes, in dependency order, every reduction under <paramref name="root"/> whose level is <paramref name="level"/>.</summary>
+    /// <summary>Computes, in dependency order, every reduction under <paramref name="root"/> whose level is <paramref
+    /// name="level"/>.</summary>
     private void EmitReductionsAt(int level, KExpr root, Scope scope)
     {
         var found = new List<KReduce>();
@@ -194,7 +202,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         var t = r.Type;
         var ty = ElementType(t);
         LLVMValueRef init = r.Kind == "max"
-            ? (t == KType.I32 ? LLVM.ConstInt(_i32, unchecked((ulong)int.MinValue), 1) : LLVM.ConstReal(ty, double.NegativeInfinity))
+            ? (t == KType.I32 ? LLVM.ConstInt(_i32, unchecked((ulong)int.MinValue), 1) : LLVM.ConstReal(ty,
+                double.NegativeInfinity))
             : t == KType.I32 ? LLVM.ConstInt(_i32, 0, 0) : LLVM.ConstReal(ty, 0);
         return Accumulate(init, ty, Const64(r.Extent), (i, acc) =>
         {
@@ -314,7 +323,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         var r = LLVM.BuildFRem(_b, a, c, "");
         var zero = LLVM.ConstReal(ty, 0);
         var nonzero = LLVM.BuildFCmp(_b, LLVMRealPredicate.ONE, r, zero, "");
-        var signs = LLVM.BuildXor(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OLT, r, zero, ""), LLVM.BuildFCmp(_b, LLVMRealPredicate.OLT, c, zero, ""), "");
+        var signs = LLVM.BuildXor(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OLT, r, zero, ""), LLVM.BuildFCmp(_b,
+            LLVMRealPredicate.OLT, c, zero, ""), "");
         return LLVM.BuildSelect(_b, LLVM.BuildAnd(_b, nonzero, signs, ""), LLVM.BuildFAdd(_b, r, c, ""), r, "");
     }
 
@@ -323,13 +333,15 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     {
         var zero = LLVM.ConstInt(_i32, 0, 0);
         var minusOne = LLVM.ConstInt(_i32, unchecked((ulong)-1), 1);
-        var bad = LLVM.BuildOr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, zero, ""), LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, minusOne, ""), "");
+        var bad = LLVM.BuildOr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, zero, ""), LLVM.BuildICmp(_b,
+            LLVMIntPredicate.EQ, c, minusOne, ""), "");
         // Divide by a safe divisor, then fix up the cases numpy defines differently.
         var safe = LLVM.BuildSelect(_b, bad, LLVM.ConstInt(_i32, 1, 0), c, "");
         var q = LLVM.BuildSDiv(_b, a, safe, "");
         var r = LLVM.BuildSRem(_b, a, safe, "");
         var adjust = LLVM.BuildAnd(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.NE, r, zero, ""),
-            LLVM.BuildXor(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, r, zero, ""), LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, safe, zero, ""), ""), "");
+            LLVM.BuildXor(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, r, zero, ""), LLVM.BuildICmp(_b,
+                LLVMIntPredicate.SLT, safe, zero, ""), ""), "");
         if (rem)
         {
             var fixedR = LLVM.BuildSelect(_b, adjust, LLVM.BuildAdd(_b, r, safe, ""), r, "");
@@ -346,7 +358,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         var ty = ElementType(t);
         switch (op)
         {
-            case "neg": return t == KType.I32 ? LLVM.BuildSub(_b, LLVM.ConstInt(_i32, 0, 0), x, "") : LLVM.BuildFNeg(_b, x, "");
+            case "neg": return t == KType.I32 ? LLVM.BuildSub(_b, LLVM.ConstInt(_i32, 0, 0), x, "") : LLVM.BuildFNeg(_b,
+                x, "");
             case "isnan": return LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, x, x, "");
         }
         if (_target == KernelTarget.Ptx) return PtxMath(op, t, x);
@@ -387,9 +400,11 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     {
         if (from == to) return v;
         bool fromFloat = from is KType.F32 or KType.F64, toFloat = to is KType.F32 or KType.F64;
-        if (from == KType.Bool) return toFloat ? LLVM.BuildSelect(_b, v, LLVM.ConstReal(ElementType(to), 1), LLVM.ConstReal(ElementType(to), 0), "")
+        if (from == KType.Bool) return toFloat ? LLVM.BuildSelect(_b, v, LLVM.ConstReal(ElementType(to), 1),
+            LLVM.ConstReal(ElementType(to), 0), "")
             : LLVM.BuildZExt(_b, v, ElementType(to), "");
-        if (fromFloat && toFloat) return to == KType.F64 ? LLVM.BuildFPExt(_b, v, _f64, "") : LLVM.BuildFPTrunc(_b, v, _f32, "");
+        if (fromFloat && toFloat) return to == KType.F64 ? LLVM.BuildFPExt(_b, v, _f64, "") : LLVM.BuildFPTrunc(_b, v,
+            _f32, "");
         if (!fromFloat && toFloat) return LLVM.BuildSIToFP(_b, v, ElementType(to), "");
         if (fromFloat) return LLVM.BuildFPToSI(_b, v, ElementType(to), "");
         return to == KType.Index ? LLVM.BuildSExt(_b, v, _i64, "") : LLVM.BuildTrunc(_b, v, _i32, "");
@@ -416,13 +431,17 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         return LLVM.BuildICmp(_b, ip, a, c, "");
     }
 
-    /// <summary>Rounds an f32 to f16 (through LLVM's half) or bf16 (round to nearest even on the bits, NaN kept).</summary>
+    /// <summary>Rounds an f32 to f16 (through LLVM's half) or bf16 (round to nearest even on the bits, NaN
+    /// kept).</summary>
     private LLVMValueRef Round(DType to, LLVMValueRef x)
     {
-        if (to == DType.F16) return LLVM.BuildFPExt(_b, LLVM.BuildFPTrunc(_b, x, LLVM.HalfTypeInContext(_ctx), ""), _f32, "");
+        if (to == DType.F16) return LLVM.BuildFPExt(_b, LLVM.BuildFPTrunc(_b, x, LLVM.HalfTypeInContext(_ctx), ""),
+            _f32, "");
         var bits = LLVM.BuildBitCast(_b, x, _i32, "");
-        var lsb = LLVM.BuildAnd(_b, LLVM.BuildLShr(_b, bits, LLVM.ConstInt(_i32, 16, 0), ""), LLVM.ConstInt(_i32, 1, 0), "");
-        var rounded = LLVM.BuildAnd(_b, LLVM.BuildAdd(_b, bits, LLVM.BuildAdd(_b, lsb, LLVM.ConstInt(_i32, 0x7FFF, 0), ""), ""),
+        var lsb = LLVM.BuildAnd(_b, LLVM.BuildLShr(_b, bits, LLVM.ConstInt(_i32, 16, 0), ""), LLVM.ConstInt(_i32, 1, 0),
+            "");
+        var rounded = LLVM.BuildAnd(_b, LLVM.BuildAdd(_b, bits, LLVM.BuildAdd(_b, lsb, LLVM.ConstInt(_i32, 0x7FFF, 0),
+            ""), ""),
             LLVM.ConstInt(_i32, 0xFFFF0000, 0), "");
         var r = LLVM.BuildBitCast(_b, rounded, _f32, "");
         return LLVM.BuildSelect(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, x, x, ""), x, r, "");
@@ -430,11 +449,13 @@ public sealed unsafe partial class KernelCodegen : IDisposable
 
     // ---- small helpers over the builder ----
 
-    /// <summary>The larger of <paramref name="v"/> and <paramref name="acc"/>; a NaN wins and then stays (v is taken when larger or NaN).</summary>
+    /// <summary>The larger of <paramref name="v"/> and <paramref name="acc"/>; a NaN wins and then stays (v is taken
+    /// when larger or NaN).</summary>
     private LLVMValueRef Max(LLVMValueRef v, LLVMValueRef acc, bool isInt)
     {
         var better = isInt ? LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, v, acc, "")
-            : LLVM.BuildOr(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OGT, v, acc, ""), LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, v, v, ""), "");
+            : LLVM.BuildOr(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OGT, v, acc, ""), LLVM.BuildFCmp(_b,
+                LLVMRealPredicate.UNO, v, v, ""), "");
         return LLVM.BuildSelect(_b, better, v, acc, "");
     }
 
@@ -502,7 +523,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     }
 
     /// <summary>acc = init; for (i = 0; i &lt; n; i++) acc = body(i, acc); returns acc.</summary>
-    private LLVMValueRef Accumulate(LLVMValueRef init, LLVMTypeRef type, LLVMValueRef n, Func<LLVMValueRef, LLVMValueRef, LLVMValueRef> body)
+    private LLVMValueRef Accumulate(LLVMValueRef init, LLVMTypeRef type, LLVMValueRef n, Func<LLVMValueRef,
+        LLVMValueRef, LLVMValueRef> body)
     {
         var pre = LLVM.GetInsertBlock(_b);
         var (head, loop, exit) = (Block("acc.head"), Block("acc.body"), Block("acc.exit"));

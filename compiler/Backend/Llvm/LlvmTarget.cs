@@ -44,7 +44,8 @@ public sealed class LlvmTarget : IDisposable
     public static LlvmTarget Host(string? cpu = null)
     {
         string triple = LLVM.TakeMessage(LLVM.GetDefaultTargetTriple());
-        return IsNative(cpu) ? new(triple, LLVM.TakeMessage(LLVM.GetHostCPUName()), LLVM.TakeMessage(LLVM.GetHostCPUFeatures()), reloc: 2)
+        return IsNative(cpu) ? new(triple, LLVM.TakeMessage(LLVM.GetHostCPUName()),
+            LLVM.TakeMessage(LLVM.GetHostCPUFeatures()), reloc: 2)
             : new(triple, cpu!, "", reloc: 2);
     }
 
@@ -53,11 +54,13 @@ public sealed class LlvmTarget : IDisposable
     {
         if (cpu is null or "native") return true;
         if (!HostCpu.Levels.ContainsKey(cpu))
-            throw new UserErrorException($"--cpu expects native or one of {string.Join(", ", HostCpu.Levels.Keys)}, got '{cpu}'");
+            throw new UserErrorException($"--cpu expects native or one of {string.Join(", ", HostCpu.Levels.Keys)}, "
+                + $"got '{cpu}'");
         return false;
     }
 
-    /// <summary>What code compiled for <see cref="Host(string?)"/> of <paramref name="cpu"/> requires of the CPU it runs on.</summary>
+    /// <summary>What code compiled for <see cref="Host(string?)"/> of <paramref name="cpu"/> requires of the CPU it
+    /// runs on.</summary>
     public static HostCpu HostRequirements(string? cpu)
     {
         LLVM.EnsureLoaded();
@@ -72,8 +75,11 @@ public sealed class LlvmTarget : IDisposable
         LLVM.EnsureLoaded();
         var (newestSm, ptx) = LLVM.LoadedVersion >= 16 ? ("sm_90", "+ptx78") : ("sm_86", "+ptx75");
         sm ??= newestSm;
-        if (!System.Text.RegularExpressions.Regex.IsMatch(sm, "^sm_[0-9]{2,3}a?$")) throw new UserErrorException($"--gpu expects sm_XX (e.g. sm_80), got '{sm}'");
-        if (int.Parse(sm[3..].TrimEnd('a'), System.Globalization.CultureInfo.InvariantCulture) > int.Parse(newestSm[3..], System.Globalization.CultureInfo.InvariantCulture))
+        if (!System.Text.RegularExpressions.Regex.IsMatch(sm,
+            "^sm_[0-9]{2,3}a?$")) throw new UserErrorException($"--gpu expects sm_XX (e.g. sm_80), got '{sm}'");
+        if (int.Parse(sm[3..].TrimEnd('a'),
+            System.Globalization.CultureInfo.InvariantCulture) > int.Parse(newestSm[3..],
+            System.Globalization.CultureInfo.InvariantCulture))
             throw new UserErrorException($"--gpu {sm}: the loaded LLVM {LLVM.LoadedVersion} emits at most {newestSm}");
         return new LlvmTarget("nvptx64-nvidia-cuda", sm, ptx, reloc: 0);
     }

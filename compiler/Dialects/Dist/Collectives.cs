@@ -15,7 +15,8 @@ public abstract class CollectiveOpDef : OpDef
     /// <inheritdoc/>
     public override bool IsPure => false;
 
-    /// <summary>What the op needs beyond the mesh: result of the same element type and rank, attributes present.</summary>
+    /// <summary>What the op needs beyond the mesh: result of the same element type and rank, attributes
+    /// present.</summary>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var t = sig.GivenTensor();
@@ -49,7 +50,9 @@ public abstract class CollectiveOpDef : OpDef
         var x = op.OperandType(0).ShapeArray;
         var expected = ResultShape(op, x, mesh.Product(axes));
         if (!expected.AsSpan().SequenceEqual(op.Result.TensorType.ShapeArray))
-            throw new IRException($"{Short}: over [{string.Join(", ", axes)}] ({mesh.Product(axes)} devices) a {op.OperandType(0)} gives tensor<{string.Join("x", expected)}x{op.Result.TensorType.DType.Name()}>, not {op.Result.Type}");
+            throw new IRException($"{Short}: over [{string.Join(", ", axes)}] ({mesh.Product(axes)} devices) a "
+                + $"{op.OperandType(0)} gives "
+                + $"tensor<{string.Join("x", expected)}x{op.Result.TensorType.DType.Name()}>, not {op.Result.Type}");
     }
 
     /// <summary>The op name without the dialect.</summary>
@@ -81,7 +84,8 @@ public abstract class CollectiveOpDef : OpDef
         return (int)d;
     }
 
-    /// <summary>The shape with dimension <paramref name="dim"/> multiplied (or, with <paramref name="divide"/>, divided) by <paramref name="n"/>.</summary>
+    /// <summary>The shape with dimension <paramref name="dim"/> multiplied (or, with <paramref name="divide"/>,
+    /// divided) by <paramref name="n"/>.</summary>
     protected static long[] Scale(long[] shape, int dim, long n, bool divide)
     {
         var r = (long[])shape.Clone();
@@ -90,7 +94,8 @@ public abstract class CollectiveOpDef : OpDef
     }
 }
 
-/// <summary><c>dist.all_reduce %x {axes, reduction = "sum" | "max"}</c>: every member gets the reduction over its group.</summary>
+/// <summary><c>dist.all_reduce %x {axes, reduction = "sum" | "max"}</c>: every member gets the reduction over its
+/// group.</summary>
 public sealed class AllReduceOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
@@ -100,13 +105,15 @@ public sealed class AllReduceOpDef : CollectiveOpDef
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig)
     {
-        if (sig.Str("reduction") is not ("sum" or "max")) throw sig.Error($"unknown reduction '{sig.Str("reduction")}' (expected sum or max)");
+        if (sig.Str("reduction") is not ("sum" or "max")) throw sig.Error($"unknown reduction "
+            + $"'{sig.Str("reduction")}' (expected sum or max)");
     }
     /// <inheritdoc/>
     protected override long[] ResultShape(Operation op, long[] x, long n) => x;
 }
 
-/// <summary><c>dist.all_gather %x {axes, dim}</c>: concatenate the group's blocks along <c>dim</c> (split to replicated).</summary>
+/// <summary><c>dist.all_gather %x {axes, dim}</c>: concatenate the group's blocks along <c>dim</c> (split to
+/// replicated).</summary>
 public sealed class AllGatherOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
@@ -119,7 +126,8 @@ public sealed class AllGatherOpDef : CollectiveOpDef
     protected override long[] ResultShape(Operation op, long[] x, long n) => Scale(x, (int)op.IntAttr("dim"), n, false);
 }
 
-/// <summary><c>dist.all_slice %x {axes, dim}</c>: keep this member's block of <c>dim</c>; no communication (replicated to split).</summary>
+/// <summary><c>dist.all_slice %x {axes, dim}</c>: keep this member's block of <c>dim</c>; no communication (replicated
+/// to split).</summary>
 public sealed class AllSliceOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
@@ -134,7 +142,8 @@ public sealed class AllSliceOpDef : CollectiveOpDef
     protected override long[] ResultShape(Operation op, long[] x, long n) => Scale(x, (int)op.IntAttr("dim"), n, true);
 }
 
-/// <summary><c>dist.reduce_scatter %x {axes, dim}</c>: sum over the group, each member keeps its block of <c>dim</c> (partial to split).</summary>
+/// <summary><c>dist.reduce_scatter %x {axes, dim}</c>: sum over the group, each member keeps its block of <c>dim</c>
+/// (partial to split).</summary>
 public sealed class ReduceScatterOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
@@ -147,13 +156,15 @@ public sealed class ReduceScatterOpDef : CollectiveOpDef
     protected override long[] ResultShape(Operation op, long[] x, long n) => Scale(x, (int)op.IntAttr("dim"), n, true);
 }
 
-/// <summary><c>dist.all_to_all %x {axes, split_dim, concat_dim}</c>: move the split from <c>concat_dim</c> to <c>split_dim</c>.</summary>
+/// <summary><c>dist.all_to_all %x {axes, split_dim, concat_dim}</c>: move the split from <c>concat_dim</c> to
+/// <c>split_dim</c>.</summary>
 public sealed class AllToAllOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.all_to_all";
     /// <inheritdoc/>
-    public override string Summary => "split one dimension over the group and concatenate another (moves a split between dimensions)";
+    public override string Summary =>
+        "split one dimension over the group and concatenate another (moves a split between dimensions)";
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig)
     {
@@ -173,7 +184,8 @@ public sealed class CollectivePermuteOpDef : CollectiveOpDef
     /// <inheritdoc/>
     public override string Name => "dist.collective_permute";
     /// <inheritdoc/>
-    public override string Summary => "send each device's block to another device by rank (zeros where nothing arrives)";
+    public override string Summary =>
+        "send each device's block to another device by rank (zeros where nothing arrives)";
     /// <inheritdoc/>
     protected override bool HasAxes => false;
     /// <inheritdoc/>
@@ -194,10 +206,12 @@ public sealed class CollectivePermuteOpDef : CollectiveOpDef
     /// <summary>The <c>pairs</c> attribute: no device is a source twice or a target twice.</summary>
     public static (int Source, int Target)[] Pairs(Attr? attr, Func<string, Exception> error)
     {
-        if (attr is not ArrayAttr a || !a.Items.All(p => p is ArrayAttr { Items.Count: 2 } q && q.Items.All(i => i is IntAttr { Value: >= 0 })))
+        if (attr is not ArrayAttr a || !a.Items.All(p => p is ArrayAttr { Items.Count: 2 } q
+            && q.Items.All(i => i is IntAttr { Value: >= 0 })))
             throw error("needs attribute 'pairs' as [[source, target], ...] of device ranks");
         var pairs = a.Items.Select(p => ((ArrayAttr)p).AsInts()).Select(p => ((int)p[0], (int)p[1])).ToArray();
-        if (pairs.Select(p => p.Item1).Distinct().Count() != pairs.Length || pairs.Select(p => p.Item2).Distinct().Count() != pairs.Length)
+        if (pairs.Select(p => p.Item1).Distinct().Count() != pairs.Length
+            || pairs.Select(p => p.Item2).Distinct().Count() != pairs.Length)
             throw error("a device appears twice as a source or twice as a target");
         return pairs;
     }
@@ -226,7 +240,8 @@ public abstract class PointToPointOpDef : OpDef
     {
         var mesh = CollectiveOpDef.MeshOf(op);
         string axis = op.StringAttr("axis");
-        if (!mesh.AxisNames.Contains(axis)) throw new IRException($"{Name[5..]}: mesh axis '{axis}' is not an axis of the mesh ({mesh})");
+        if (!mesh.AxisNames.Contains(axis)) throw new IRException($"{Name[5..]}: mesh axis '{axis}' is not an axis of "
+            + $"the mesh ({mesh})");
     }
 }
 

@@ -2,7 +2,8 @@ using ParallelCompiler.IR;
 
 namespace ParallelCompiler.Dialects.Dist;
 
-/// <summary><c>dist.mesh {sym_name, axes, shape}</c>: the logical device mesh with named axes; one per module.</summary>
+/// <summary><c>dist.mesh {sym_name, axes, shape}</c>: the logical device mesh with named axes; one per
+/// module.</summary>
 public sealed class MeshOpDef : OpDef
 {
     /// <inheritdoc/>
@@ -27,7 +28,8 @@ public sealed class MeshOpDef : OpDef
     }
 }
 
-/// <summary><c>dist.reshard %x : (T) -> T'</c>: the same tensor in the layout given by the result type's sharding.</summary>
+/// <summary><c>dist.reshard %x : (T) -> T'</c>: the same tensor in the layout given by the result type's
+/// sharding.</summary>
 public sealed class ReshardOpDef : OpDef
 {
     /// <inheritdoc/>

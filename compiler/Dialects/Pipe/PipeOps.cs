@@ -8,7 +8,8 @@ public sealed class BoundaryOpDef : OpDef
     /// <inheritdoc/>
     public override string Name => "pipe.boundary";
     /// <inheritdoc/>
-    public override string Summary => "a user-given pipeline stage boundary (operations before it belong to earlier stages)";
+    public override string Summary =>
+        "a user-given pipeline stage boundary (operations before it belong to earlier stages)";
     /// <inheritdoc/>
     public override bool IsPure => false;
     /// <inheritdoc/>
@@ -34,7 +35,8 @@ public sealed class TransferOpDef : OpDef
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         long from = sig.Int("from"), to = sig.Int("to");
-        if (from < 0 || to < 0 || from == to) throw sig.Error($"stages must be distinct and non-negative, got from = {from}, to = {to}");
+        if (from < 0 || to < 0 || from == to) throw sig.Error($"stages must be distinct and non-negative, got from = "
+            + $"{from}, to = {to}");
         return [sig.Operands[0]];
     }
     /// <summary>The same tensor on another stage: every factor passes through.</summary>
@@ -52,7 +54,8 @@ public abstract class PipeTransferOpDef : OpDef
     protected static void CheckEnds(OpSignature sig)
     {
         long from = sig.Int("from"), to = sig.Int("to");
-        if (from < 0 || to < 0 || from == to) throw sig.Error($"stages must be distinct and non-negative, got from = {from}, to = {to}");
+        if (from < 0 || to < 0 || from == to) throw sig.Error($"stages must be distinct and non-negative, got from = "
+            + $"{from}, to = {to}");
         if (sig.Int("channel") < 0) throw sig.Error("channel must be non-negative");
     }
 }
@@ -77,7 +80,8 @@ public sealed class SendOpDef : PipeTransferOpDef
     }
 }
 
-/// <summary><c>%r = pipe.recv {channel, from, to} : () -> T</c>: what stage <c>from</c> sent on <c>channel</c>, on the devices of stage <c>to</c>.</summary>
+/// <summary><c>%r = pipe.recv {channel, from, to} : () -> T</c>: what stage <c>from</c> sent on <c>channel</c>, on the
+/// devices of stage <c>to</c>.</summary>
 public sealed class RecvOpDef : PipeTransferOpDef
 {
     /// <inheritdoc/>
@@ -96,10 +100,12 @@ public sealed class RecvOpDef : PipeTransferOpDef
     {
         long channel = op.IntAttr("channel");
         var sends = op.Block!.Operations.Where(o => o.Name == "pipe.send" && o.IntAttr("channel") == channel).ToList();
-        if (sends.Count != 1) throw new IRException($"recv: channel {channel} needs exactly one pipe.send, found {sends.Count}");
+        if (sends.Count != 1) throw new IRException($"recv: channel {channel} needs exactly one pipe.send, found "
+            + $"{sends.Count}");
         var s = sends[0];
         if (s.IntAttr("from") != op.IntAttr("from") || s.IntAttr("to") != op.IntAttr("to"))
-            throw new IRException($"recv: channel {channel} is sent from stage {s.IntAttr("from")} to {s.IntAttr("to")}, but received as from {op.IntAttr("from")} to {op.IntAttr("to")}");
+            throw new IRException($"recv: channel {channel} is sent from stage {s.IntAttr("from")} to "
+                + $"{s.IntAttr("to")}, but received as from {op.IntAttr("from")} to {op.IntAttr("to")}");
         if (!s.Operands[0].Type.Equals(op.Result.Type))
             throw new IRException($"recv: channel {channel} sends {s.Operands[0].Type} but receives {op.Result.Type}");
     }
@@ -139,30 +145,39 @@ public sealed class ScheduleOpDef : OpDef
             throw new IRException("schedule: must sit in a function with a 'pipeline' attribute naming its axis");
         var mesh = Dist.CollectiveOpDef.MeshOf(op);
         int devices = ((ArrayAttr)op.GetAttr("order")!).Items.Count;
-        if (!mesh.AxisNames.Contains(axis.Value)) throw new IRException($"schedule: the pipeline axis '{axis.Value}' is not an axis of the mesh ({mesh})");
+        if (!mesh.AxisNames.Contains(axis.Value)) throw new IRException($"schedule: the pipeline axis '{axis.Value}' "
+            + $"is not an axis of the mesh ({mesh})");
         if (mesh.Size(axis.Value) != devices)
-            throw new IRException($"schedule: {devices} device order(s) for the {mesh.Size(axis.Value)} devices of pipeline axis '{axis.Value}'");
+            throw new IRException($"schedule: {devices} device order(s) for the {mesh.Size(axis.Value)} devices of "
+                + $"pipeline axis '{axis.Value}'");
     }
 
-    /// <summary>The tasks of each pipeline device, checked: each forward (and, in training, each backward) once, and no deadlock.</summary>
-    public static List<Runtime.Pipeline.PipelineTask>[] Order(Attr? order, int microbatches, int chunks, Func<string, IRException> error)
+    /// <summary>The tasks of each pipeline device, checked: each forward (and, in training, each backward) once, and no
+    /// deadlock.</summary>
+    public static List<Runtime.Pipeline.PipelineTask>[] Order(Attr? order, int microbatches, int chunks, Func<string,
+        IRException> error)
     {
-        if (order is not ArrayAttr devices || devices.Items.Count == 0 || !devices.Items.All(d => d is ArrayAttr a && a.Items.All(x => x is StringAttr)))
+        if (order is not ArrayAttr devices || devices.Items.Count == 0 || !devices.Items.All(d => d is ArrayAttr a
+            && a.Items.All(x => x is StringAttr)))
             throw error("needs attribute 'order' as a non-empty array of arrays of task labels");
         var tasks = devices.Items.Select((d, i) => ((ArrayAttr)d).AsStrings().Select(label =>
             Runtime.Pipeline.PipelineTask.Parse(label) is { } t && t.Microbatch < microbatches && t.Chunk < chunks ? t
-                : throw error($"device {i}: '{label}' is not a task label (F<microbatch>, B<microbatch>, with .<chunk> for chunk > 0) within {microbatches} microbatches and {chunks} chunk(s)")).ToList()).ToArray();
+                : throw error($"device {i}: '{label}' is not a task label (F<microbatch>, B<microbatch>, with "
+                    + $".<chunk> for chunk > 0) within {microbatches} microbatches and {chunks} chunk(s)")).ToList()).ToArray();
         bool training = tasks.Any(l => l.Any(t => t.Phase == Runtime.Pipeline.Phase.Backward));
         for (int d = 0; d < tasks.Length; d++)
         {
             var expected = Enumerable.Range(0, microbatches).SelectMany(j => Enumerable.Range(0, chunks).SelectMany(c =>
-                training ? new[] { new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward), new(j, c, Runtime.Pipeline.Phase.Backward) }
+                training ? new[] { new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward), new(j, c,
+                    Runtime.Pipeline.Phase.Backward) }
                     : [new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward)])).ToHashSet();
             if (tasks[d].Count != expected.Count || !tasks[d].ToHashSet().SetEquals(expected))
-                throw error($"device {d} must run each of its {expected.Count} tasks exactly once, got [{string.Join(", ", tasks[d].Select(t => t.Label(chunks)))}]");
+                throw error($"device {d} must run each of its {expected.Count} tasks exactly once, got "
+                    + $"[{string.Join(", ", tasks[d].Select(t => t.Label(chunks)))}]");
         }
         try { Runtime.Pipeline.Timeline.Simulate(tasks, (_, phase) => 1); }
-        catch (InvalidOperationException) { throw error("the order deadlocks: some device waits for work that is scheduled after its own"); }
+        catch (InvalidOperationException) { throw error("the order deadlocks: some device waits for work that is "
+            + "scheduled after its own"); }
         return tasks;
     }
 }

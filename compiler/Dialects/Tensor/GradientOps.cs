@@ -3,7 +3,8 @@ using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Dialects.Tensor;
 
-/// <summary><c>tensor.slice %x {axis, start, length}</c>: the block [start, start + length) of one axis (the gradient of concat).</summary>
+/// <summary><c>tensor.slice %x {axis, start, length}</c>: the block [start, start + length) of one axis (the gradient
+/// of concat).</summary>
 public sealed class SliceOp : OpDef
 {
     /// <inheritdoc/>
@@ -13,7 +14,8 @@ public sealed class SliceOp : OpDef
     /// <inheritdoc/>
     public override int MinOperands => 1;
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs)
+    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs)
     {
         var r = new Dictionary<string, Attr>(attrs);
         foreach (var kv in ShapeRules.NormalizeAxisAttr(Name, operands, attrs)) r[kv.Key] = kv.Value;
@@ -38,12 +40,14 @@ public sealed class SliceOp : OpDef
         var b = new ShardingRuleBuilder();
         var f = b.Factors(results[0].Shape);
         b.Replicate(f[axis]);
-        b.Operand(f.Select((x, i) => i == axis ? b.Factor(sig.Operands[0].Shape[axis], FactorKind.NeedReplication) : x).ToArray());
+        b.Operand(f.Select((x, i) => i == axis ? b.Factor(sig.Operands[0].Shape[axis],
+            FactorKind.NeedReplication) : x).ToArray());
         return b.Result(f).Build();
     }
 }
 
-/// <summary><c>tensor.one_hot %labels {classes} : -> T</c>: 1 at each label's class, 0 elsewhere; result labels.shape + [classes] of the given float type.</summary>
+/// <summary><c>tensor.one_hot %labels {classes} : -> T</c>: 1 at each label's class, 0 elsewhere; result labels.shape +
+/// [classes] of the given float type.</summary>
 public sealed class OneHotOp : OpDef
 {
     /// <inheritdoc/>
@@ -60,7 +64,8 @@ public sealed class OneHotOp : OpDef
         long classes = sig.Int("classes");
         var t = sig.GivenTensor();
         sig.RequireFloat(t, "the result");
-        if (!t.Shape.SequenceEqual(labels.Shape.Append(classes))) throw sig.Error($"result {t} must have shape {ShapeRules.Str(labels.Shape.Append(classes))}");
+        if (!t.Shape.SequenceEqual(labels.Shape.Append(classes))) throw sig.Error($"result {t} must have shape "
+            + $"{ShapeRules.Str(labels.Shape.Append(classes))}");
         return [t];
     }
     /// <summary>Positions are parallel; the classes are indexed by the labels, so they stay whole.</summary>
@@ -73,7 +78,8 @@ public sealed class OneHotOp : OpDef
     }
 }
 
-/// <summary><c>tensor.embedding_grad %ids, %dy {rows}</c>: the table gradient of embedding: row r is the sum of dy at the positions whose id is r.</summary>
+/// <summary><c>tensor.embedding_grad %ids, %dy {rows}</c>: the table gradient of embedding: row r is the sum of dy at
+/// the positions whose id is r.</summary>
 public sealed class EmbeddingGradOp : OpDef
 {
     /// <inheritdoc/>
@@ -92,7 +98,8 @@ public sealed class EmbeddingGradOp : OpDef
             throw sig.Error($"dy {dy.ToSourceString()} must be ids {ids.ToSourceString()} plus one trailing dimension");
         return [new TensorType(dy.DType, [sig.Int("rows"), dy.Shape[^1]])];
     }
-    /// <summary>Positions are summed over (split, they leave partial tables); rows are indexed by ids, so they stay whole.</summary>
+    /// <summary>Positions are summed over (split, they leave partial tables); rows are indexed by ids, so they stay
+    /// whole.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
         var b = new ShardingRuleBuilder();

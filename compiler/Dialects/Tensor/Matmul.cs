@@ -23,7 +23,8 @@ public sealed class MatmulOp : OpDef
         return [new TensorType(a.DType, ResultShape(sig, a, b))];
     }
 
-    /// <summary>Batch dimensions (broadcast), rows and columns are parallel; the contracting dimension is a reduction.</summary>
+    /// <summary>Batch dimensions (broadcast), rows and columns are parallel; the contracting dimension is a
+    /// reduction.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
         var (a, bt) = (sig.Operands[0], sig.Operands[1]);
@@ -33,7 +34,8 @@ public sealed class MatmulOp : OpDef
         var batch = b.Factors(r.Take(nb).ToArray());
         int k = b.Factor(a.Shape[^1], FactorKind.Reduction);
         int m = a.Rank > 1 ? b.Factor(a.Shape[^2]) : -1, n = bt.Rank > 1 ? b.Factor(bt.Shape[^1]) : -1;
-        int[] Batch(TensorType t) => t.Shape.Take(t.Rank - 2).Select((d, i) => d == r[i + nb - (t.Rank - 2)] ? batch[i + nb - (t.Rank - 2)] : -1).ToArray();
+        int[] Batch(TensorType t) => t.Shape.Take(t.Rank - 2).Select((d,
+            i) => d == r[i + nb - (t.Rank - 2)] ? batch[i + nb - (t.Rank - 2)] : -1).ToArray();
         if (a.Rank == 1) b.Operand(k); else b.Operand([.. Batch(a), m, k]);
         if (bt.Rank == 1) b.Operand(k); else b.Operand([.. Batch(bt), k, n]);
         var res = batch.ToList();
@@ -45,7 +47,8 @@ public sealed class MatmulOp : OpDef
     /// <summary>The result shape of a @ b, or an error naming both shapes.</summary>
     public static long[] ResultShape(OpSignature sig, TensorType a, TensorType b)
     {
-        if (a.Rank == 0 || b.Rank == 0) throw sig.Error($"operands must have at least one dimension, got {a.ToSourceString()} and {b.ToSourceString()}");
+        if (a.Rank == 0 || b.Rank == 0) throw sig.Error($"operands must have at least one dimension, got "
+            + $"{a.ToSourceString()} and {b.ToSourceString()}");
         var sa = a.Rank == 1 ? new[] { 1L, a.Shape[0] } : a.ShapeArray;
         var sb = b.Rank == 1 ? new[] { b.Shape[0], 1L } : b.ShapeArray;
         long k1 = sa[^1], k2 = sb[^2];

@@ -13,7 +13,8 @@ public sealed class SoftmaxOp : OpDef
     /// <inheritdoc/>
     public override int MinOperands => 1;
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs)
+    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs)
         => ShapeRules.NormalizeAxisAttr(Name, operands, attrs);
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
@@ -27,7 +28,8 @@ public sealed class SoftmaxOp : OpDef
         ShardingRules.Pointwise(results[0].Shape, (int)sig.Int("axis"));
 }
 
-/// <summary><c>tensor.layernorm %x, %g, %b {eps}</c>: normalise over the last axis, then scale by g and shift by b.</summary>
+/// <summary><c>tensor.layernorm %x, %g, %b {eps}</c>: normalise over the last axis, then scale by g and shift by
+/// b.</summary>
 public sealed class LayerNormOp : OpDef
 {
     /// <inheritdoc/>
@@ -39,7 +41,8 @@ public sealed class LayerNormOp : OpDef
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => NormShapes.Check(sig);
     /// <inheritdoc/>
-    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) => NormShapes.Rule(sig);
+    public override ShardingRule? GetShardingRule(OpSignature sig,
+        IReadOnlyList<TensorType> results) => NormShapes.Rule(sig);
 }
 
 /// <summary><c>tensor.rmsnorm %x, %g {eps}</c>: x / sqrt(mean(x^2) + eps) * g over the last axis.</summary>
@@ -54,7 +57,8 @@ public sealed class RmsNormOp : OpDef
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => NormShapes.Check(sig);
     /// <inheritdoc/>
-    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) => NormShapes.Rule(sig);
+    public override ShardingRule? GetShardingRule(OpSignature sig,
+        IReadOnlyList<TensorType> results) => NormShapes.Rule(sig);
 }
 
 internal static class NormShapes
@@ -82,13 +86,15 @@ internal static class NormShapes
         {
             sig.RequireSameDType(x, p);
             if (p.Rank != 1 || p.Shape[0] != d)
-                throw sig.Error($"scale and shift must be {x.DType.Name()}[{d}] to match the last axis of {x.ToSourceString()}, got {p.ToSourceString()}");
+                throw sig.Error($"scale and shift must be {x.DType.Name()}[{d}] to match the last axis of "
+                    + $"{x.ToSourceString()}, got {p.ToSourceString()}");
         }
         return [x.WithSharding(null)];
     }
 }
 
-/// <summary><c>tensor.embedding %ids, %table</c>: rows of table [V, D] picked by i32 ids; result ids.shape + [D].</summary>
+/// <summary><c>tensor.embedding %ids, %table</c>: rows of table [V, D] picked by i32 ids; result ids.shape +
+/// [D].</summary>
 public sealed class EmbeddingOp : OpDef
 {
     /// <inheritdoc/>
@@ -118,7 +124,8 @@ public sealed class EmbeddingOp : OpDef
     }
 }
 
-/// <summary><c>tensor.causal_mask %x {fill?}</c>: entries above the diagonal of the last two axes become <c>fill</c> (-inf by default; the gradient uses 0).</summary>
+/// <summary><c>tensor.causal_mask %x {fill?}</c>: entries above the diagonal of the last two axes become <c>fill</c>
+/// (-inf by default; the gradient uses 0).</summary>
 public sealed class CausalMaskOp : OpDef
 {
     /// <inheritdoc/>
@@ -141,7 +148,8 @@ public sealed class CausalMaskOp : OpDef
         ShardingRules.Pointwise(results[0].Shape, results[0].Rank - 2, results[0].Rank - 1);
 }
 
-/// <summary><c>tensor.cross_entropy %logits, %labels</c>: mean over positions of -log softmax(logits)[label]; a scalar.</summary>
+/// <summary><c>tensor.cross_entropy %logits, %labels</c>: mean over positions of -log softmax(logits)[label]; a
+/// scalar.</summary>
 public sealed class CrossEntropyOp : OpDef
 {
     /// <inheritdoc/>
@@ -157,11 +165,13 @@ public sealed class CrossEntropyOp : OpDef
         sig.RequireFloat(logits, "the logits");
         if (labels.DType != DType.I32) throw sig.Error($"labels must be i32, got {labels.ToSourceString()}");
         if (logits.Rank == 0 || !labels.Shape.SequenceEqual(logits.Shape.Take(logits.Rank - 1)))
-            throw sig.Error($"labels {labels.ToSourceString()} must have the shape of logits {logits.ToSourceString()} without its last axis");
+            throw sig.Error($"labels {labels.ToSourceString()} must have the shape of logits "
+                + $"{logits.ToSourceString()} without its last axis");
         return [TensorType.Scalar(logits.DType)];
     }
 
-    /// <summary>Positions are reductions (the mean splits into partial sums); labels index the classes, needed whole.</summary>
+    /// <summary>Positions are reductions (the mean splits into partial sums); labels index the classes, needed
+    /// whole.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
         var logits = sig.Operands[0];

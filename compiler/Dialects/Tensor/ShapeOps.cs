@@ -20,7 +20,8 @@ public sealed class ReshapeOp : OpDef
         long n = 1;
         foreach (long d in shape) n = checked(n * d);
         if (n != x.NumElements)
-            throw sig.Error($"cannot reshape {x.ToSourceString()} ({x.NumElements} elements) to {ShapeRules.Str(shape)} ({n} elements)");
+            throw sig.Error($"cannot reshape {x.ToSourceString()} ({x.NumElements} elements) to "
+                + $"{ShapeRules.Str(shape)} ({n} elements)");
         return [new TensorType(x.DType, shape)];
     }
 
@@ -39,12 +40,14 @@ public sealed class TransposeOp : OpDef
     /// <inheritdoc/>
     public override int MinOperands => 1;
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs)
+    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs)
     {
         var sig = new OpSignature(Name, operands, attrs, null);
         int rank = operands[0].Rank;
         var perm = sig.Ints("perm");
-        if (perm.Length != rank) throw sig.Error($"permutation {ShapeRules.Str(perm)} has {perm.Length} entries but the operand {operands[0].ToSourceString()} has rank {rank}");
+        if (perm.Length != rank) throw sig.Error($"permutation {ShapeRules.Str(perm)} has {perm.Length} entries but "
+            + $"the operand {operands[0].ToSourceString()} has rank {rank}");
         var norm = perm.Select(p => ShapeRules.NormalizeAxis(sig, p, rank)).ToArray();
         if (norm.Distinct().Count() != rank) throw sig.Error($"{ShapeRules.Str(perm)} is not a permutation");
         return new Dictionary<string, Attr> { ["perm"] = Attr.Ints(norm) };
@@ -105,7 +108,8 @@ public sealed class ConcatOp : OpDef
     /// <inheritdoc/>
     public override int MaxOperands => int.MaxValue;
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string, Attr> attrs)
+    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs)
         => ShapeRules.NormalizeAxisAttr(Name, operands, attrs);
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
@@ -116,8 +120,10 @@ public sealed class ConcatOp : OpDef
         foreach (var t in sig.Operands.Skip(1))
         {
             sig.RequireSameDType(first, t);
-            bool ok = t.Rank == first.Rank && Enumerable.Range(0, t.Rank).All(i => i == axis || t.Shape[i] == first.Shape[i]);
-            if (!ok) throw sig.Error($"shapes {first.ToSourceString()} and {t.ToSourceString()} differ outside axis {axis}");
+            bool ok = t.Rank == first.Rank && Enumerable.Range(0,
+                t.Rank).All(i => i == axis || t.Shape[i] == first.Shape[i]);
+            if (!ok) throw sig.Error($"shapes {first.ToSourceString()} and {t.ToSourceString()} differ outside axis "
+                + $"{axis}");
             shape[axis] += t.Shape[axis];
         }
         return [new TensorType(first.DType, shape)];
@@ -131,7 +137,8 @@ public sealed class ConcatOp : OpDef
         var f = b.Factors(results[0].Shape);
         b.Replicate(f[axis]);
         foreach (var t in sig.Operands)
-            b.Operand(f.Select((x, i) => i == axis ? b.Factor(t.Shape[axis], FactorKind.NeedReplication) : x).ToArray());
+            b.Operand(f.Select((x, i) => i == axis ? b.Factor(t.Shape[axis],
+                FactorKind.NeedReplication) : x).ToArray());
         return b.Result(f).Build();
     }
 }

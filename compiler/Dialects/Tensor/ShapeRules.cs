@@ -35,7 +35,8 @@ public static class ShapeRules
         return axis < 0 ? axis + rank : axis;
     }
 
-    /// <summary>Normalises the single integer attribute <paramref name="key"/> as an axis of the first operand.</summary>
+    /// <summary>Normalises the single integer attribute <paramref name="key"/> as an axis of the first
+    /// operand.</summary>
     public static IReadOnlyDictionary<string, Attr> NormalizeAxisAttr(string op, IReadOnlyList<TensorType> operands,
         IReadOnlyDictionary<string, Attr> attrs, string key = "axis")
     {

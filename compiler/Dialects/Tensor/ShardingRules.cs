@@ -5,8 +5,10 @@ namespace ParallelCompiler.Dialects.Tensor;
 /// <summary>Sharding rules shared by several tensor ops.</summary>
 public static class ShardingRules
 {
-    /// <summary>One factor per dimension shared by the operand and the result; the listed axes must stay whole.</summary>
-    public static ShardingRule Pointwise(IReadOnlyList<long> shape, params int[] wholeAxes) => Build(shape, 1, wholeAxes);
+    /// <summary>One factor per dimension shared by the operand and the result; the listed axes must stay
+    /// whole.</summary>
+    public static ShardingRule Pointwise(IReadOnlyList<long> shape, params int[] wholeAxes) => Build(shape, 1,
+        wholeAxes);
 
     /// <summary>An op without operands (a constant, a parameter): one factor per result dimension.</summary>
     public static ShardingRule Source(IReadOnlyList<long> shape) => Build(shape, 0, []);

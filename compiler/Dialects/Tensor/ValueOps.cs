@@ -3,7 +3,8 @@ using ParallelCompiler.IR;
 
 namespace ParallelCompiler.Dialects.Tensor;
 
-/// <summary><c>tensor.constant {value}</c>: a tensor whose every element is <c>value</c> (a splat; scalars included).</summary>
+/// <summary><c>tensor.constant {value}</c>: a tensor whose every element is <c>value</c> (a splat; scalars
+/// included).</summary>
 public sealed class ConstantOp : OpDef
 {
     /// <inheritdoc/>

@@ -26,7 +26,8 @@ public abstract class ParameterEffectOpDef : OpDef
     public static string PathOf(Operation op) => op.Operands[0].DefiningOp!.StringAttr("path");
 }
 
-/// <summary><c>train.grad %param, %g</c>: marks %g as the loss's gradient with respect to %param (made by autodiff, consumed by the optimizer pass).</summary>
+/// <summary><c>train.grad %param, %g</c>: marks %g as the loss's gradient with respect to %param (made by autodiff,
+/// consumed by the optimizer pass).</summary>
 public sealed class GradOpDef : ParameterEffectOpDef
 {
     /// <inheritdoc/>
@@ -35,14 +36,16 @@ public sealed class GradOpDef : ParameterEffectOpDef
     public override string Summary => "the gradient of the loss with respect to a parameter";
 }
 
-/// <summary><c>train.update %param, %new</c>: after this step the parameter (or optimizer state) at %param's path holds %new.</summary>
+/// <summary><c>train.update %param, %new</c>: after this step the parameter (or optimizer state) at %param's path holds
+/// %new.</summary>
 public sealed class UpdateOpDef : ParameterEffectOpDef
 {
     /// <inheritdoc/>
     public override string Name => "train.update";
     /// <inheritdoc/>
     public override string Summary => "write a parameter's (or optimizer state's) value for the next step";
-    /// <summary>Both operands share every factor; the write happens in the parameter's layout (see insert-reshards).</summary>
+    /// <summary>Both operands share every factor; the write happens in the parameter's layout (see
+    /// insert-reshards).</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
         var b = new ShardingRuleBuilder();

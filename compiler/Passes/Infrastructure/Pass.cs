@@ -19,7 +19,8 @@ public interface IPass
     bool Run(Operation module);
 }
 
-/// <summary>Marks a settable property of a pass as an option, written <c>name{option=value}</c> in a pipeline.</summary>
+/// <summary>Marks a settable property of a pass as an option, written <c>name{option=value}</c> in a
+/// pipeline.</summary>
 [AttributeUsage(AttributeTargets.Property)]
 public sealed class PassOptionAttribute(string name, string description) : Attribute
 {
@@ -30,7 +31,8 @@ public sealed class PassOptionAttribute(string name, string description) : Attri
 }
 
 /// <summary>What the registry knows about a pass without running it.</summary>
-public sealed record PassInfo(string Name, string Description, Type Type, IReadOnlyList<(string Name, string Description, PropertyInfo Property)> Options);
+public sealed record PassInfo(string Name, string Description, Type Type, IReadOnlyList<(string Name,
+    string Description, PropertyInfo Property)> Options);
 
 /// <summary>Registration of passes as services, by name.</summary>
 public static class PassServiceExtensions
@@ -50,7 +52,8 @@ public static class PassServiceExtensions
     }
 }
 
-/// <summary>Finds passes by name and parses pipeline strings such as <c>shape-inference,canonicalize{max-iterations=4}</c>.</summary>
+/// <summary>Finds passes by name and parses pipeline strings such as
+/// <c>shape-inference,canonicalize{max-iterations=4}</c>.</summary>
 public sealed class PassRegistry(IEnumerable<PassInfo> infos, IServiceProvider services)
 {
     private readonly Dictionary<string, PassInfo> _byName = infos.ToDictionary(i => i.Name, StringComparer.Ordinal);
@@ -58,18 +61,21 @@ public sealed class PassRegistry(IEnumerable<PassInfo> infos, IServiceProvider s
     /// <summary>All registered passes, sorted by name.</summary>
     public IEnumerable<PassInfo> All => _byName.Values.OrderBy(i => i.Name, StringComparer.Ordinal);
 
-    /// <summary>Creates a configured pass; throws <see cref="PipelineException"/> on an unknown name or option.</summary>
+    /// <summary>Creates a configured pass; throws <see cref="PipelineException"/> on an unknown name or
+    /// option.</summary>
     public IPass Create(string name, IReadOnlyDictionary<string, string>? options = null)
     {
         if (!_byName.TryGetValue(name, out var info))
-            throw new PipelineException($"unknown pass '{name}' (passes: {string.Join(", ", _byName.Keys.Order(StringComparer.Ordinal))})");
+            throw new PipelineException($"unknown pass '{name}' (passes: "
+                + $"{string.Join(", ", _byName.Keys.Order(StringComparer.Ordinal))})");
         var pass = (IPass)services.GetRequiredService(info.Type);
         foreach (var (key, value) in options ?? new Dictionary<string, string>())
         {
             var opt = info.Options.FirstOrDefault(o => o.Name == key);
             if (opt.Property == null)
                 throw new PipelineException($"pass '{name}' has no option '{key}'" +
-                    (info.Options.Count == 0 ? " (it takes none)" : $" (options: {string.Join(", ", info.Options.Select(o => o.Name))})"));
+                    (info.Options.Count == 0 ? " (it takes none)"
+                        : $" (options: {string.Join(", ", info.Options.Select(o => o.Name))})"));
             opt.Property.SetValue(pass, ConvertOption(name, key, value, opt.Property.PropertyType));
         }
         return pass;
@@ -87,10 +93,12 @@ public sealed class PassRegistry(IEnumerable<PassInfo> infos, IServiceProvider s
         }
         catch (FormatException) { }
         catch (OverflowException) { }
-        throw new PipelineException($"pass '{pass}': option '{key}' expects {(t == typeof(bool) ? "true or false" : t == typeof(string) ? "a string" : "a number")}, got '{value}'");
+        throw new PipelineException($"pass '{pass}': option '{key}' expects "
+            + $"{(t == typeof(bool) ? "true or false" : t == typeof(string) ? "a string" : "a number")}, got '{value}'");
     }
 
-    /// <summary>Parses a comma-separated pipeline (<see cref="PipelineBuilder.Parse"/>) and creates its passes.</summary>
+    /// <summary>Parses a comma-separated pipeline (<see cref="PipelineBuilder.Parse"/>) and creates its
+    /// passes.</summary>
     public List<IPass> Parse(string pipeline) => PipelineBuilder.Parse(pipeline).Build(this);
 }
 

@@ -24,7 +24,8 @@ public sealed class IRPrintingOptions
     public TextWriter Out { get; set; } = Console.Error;
 }
 
-/// <summary>A pass failed or left invalid IR. Carries what is needed to reproduce the failure with <c>mplc opt</c>.</summary>
+/// <summary>A pass failed or left invalid IR. Carries what is needed to reproduce the failure with <c>mplc
+/// opt</c>.</summary>
 public sealed class PassFailureException(string pass, string message, string inputIR, Exception? inner)
     : Exception(message, inner)
 {
@@ -66,14 +67,16 @@ public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions o
             {
                 pass.Run(module);
             }
-            catch (Exception e) when (e is not PassFailureException and not PassInputException and not OutOfMemoryException)
+            catch (Exception e) when (e is not PassFailureException and not PassInputException and
+                not OutOfMemoryException)
             {
                 throw new PassFailureException(pass.Name, $"pass '{pass.Name}' failed: {e.Message}", before, e);
             }
             sw.Stop();
             Timings.Add((pass.Name, sw.Elapsed));
             if (options.Verify && Verifier.Check(module) is { } problem)
-                throw new PassFailureException(pass.Name, $"pass '{pass.Name}' produced invalid IR: {problem}", before, null);
+                throw new PassFailureException(pass.Name, $"pass '{pass.Name}' produced invalid IR: {problem}", before,
+                    null);
             if (options.PrintAfterAll || options.PrintAfter.Contains(pass.Name)) Dump($"IR after {pass.Name}", module);
             if (options.DumpDir != null)
                 File.WriteAllText(Path.Combine(options.DumpDir, $"{i + 1:00}-{pass.Name}.mplir"), Print(module));
@@ -89,7 +92,8 @@ public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions o
     }
 }
 
-/// <summary>Something a pass noticed about the program that the user should see (e.g. a sharded tensor gathered in full).</summary>
+/// <summary>Something a pass noticed about the program that the user should see (e.g. a sharded tensor gathered in
+/// full).</summary>
 public sealed record PassWarning(string Pass, Location Location, string Message);
 
 /// <summary>A pass that may warn: the pass manager hands it a sink before it runs.</summary>

@@ -17,7 +17,8 @@ public sealed class PatternRewriter
     /// <summary>Builder positioned before the operation being rewritten.</summary>
     public Builder Builder { get; } = new();
 
-    /// <summary>Replaces every use of <paramref name="op"/>'s single result with <paramref name="v"/> and erases it.</summary>
+    /// <summary>Replaces every use of <paramref name="op"/>'s single result with <paramref name="v"/> and erases
+    /// it.</summary>
     public void ReplaceOp(Operation op, Value v)
     {
         if (v.NameHint == null) v.NameHint = op.Result.NameHint;
@@ -26,7 +27,8 @@ public sealed class PatternRewriter
     }
 
     /// <summary>Creates a single-result op before <paramref name="at"/>, with its location.</summary>
-    public Value Create(Operation at, string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string, Attr>>? attrs = null, MplType? type = null)
+    public Value Create(Operation at, string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string,
+        Attr>>? attrs = null, MplType? type = null)
     {
         Builder.SetInsertionPointBefore(at);
         Builder.Location = at.Location;
@@ -37,7 +39,8 @@ public sealed class PatternRewriter
 /// <summary>Applies patterns to every operation of every function, round after round, until nothing changes.</summary>
 public static class GreedyRewriteDriver
 {
-    /// <summary>Applies <paramref name="patterns"/> to a fixpoint or at most <paramref name="maxIterations"/> rounds; returns whether anything changed.</summary>
+    /// <summary>Applies <paramref name="patterns"/> to a fixpoint or at most <paramref name="maxIterations"/> rounds;
+    /// returns whether anything changed.</summary>
     public static bool Apply(Operation module, IReadOnlyList<RewritePattern> patterns, int maxIterations)
     {
         var byRoot = patterns.GroupBy(p => p.Root ?? "").ToDictionary(g => g.Key, g => g.ToArray());
@@ -67,7 +70,8 @@ public static class GreedyRewriteDriver
         return changedEver;
     }
 
-    /// <summary>Erases a dead op and then any producers it kept alive; only ops before it, so the walk stays valid.</summary>
+    /// <summary>Erases a dead op and then any producers it kept alive; only ops before it, so the walk stays
+    /// valid.</summary>
     private static void EraseDeadChain(Operation op)
     {
         var producers = op.Operands.Select(o => o.DefiningOp).OfType<Operation>().Distinct().ToList();

@@ -10,7 +10,8 @@ namespace ParallelCompiler.Passes.Infrastructure;
 /// </summary>
 public sealed class PipelineBuilder
 {
-    /// <summary>One pass of the pipeline and its options (as their text forms, checked when the pass is created).</summary>
+    /// <summary>One pass of the pipeline and its options (as their text forms, checked when the pass is
+    /// created).</summary>
     public sealed record Step(string Pass, IReadOnlyDictionary<string, string> Options)
     {
         /// <inheritdoc/>
@@ -59,32 +60,40 @@ public sealed class PipelineBuilder
         return this;
     }
 
-    /// <summary>Sets option <paramref name="option"/> of every run of <paramref name="pass"/>; the pass must be in the pipeline.</summary>
-    public PipelineBuilder Set(string pass, string option, bool value) => SetText(pass, option, value ? "true" : "false");
+    /// <summary>Sets option <paramref name="option"/> of every run of <paramref name="pass"/>; the pass must be in the
+    /// pipeline.</summary>
+    public PipelineBuilder Set(string pass, string option, bool value) => SetText(pass, option,
+        value ? "true" : "false");
 
     /// <inheritdoc cref="Set(string, string, bool)"/>
-    public PipelineBuilder Set(string pass, string option, long value) => SetText(pass, option, value.ToString(CultureInfo.InvariantCulture));
+    public PipelineBuilder Set(string pass, string option, long value) => SetText(pass, option,
+        value.ToString(CultureInfo.InvariantCulture));
 
     /// <inheritdoc cref="Set(string, string, bool)"/>
-    public PipelineBuilder Set(string pass, string option, double value) => SetText(pass, option, value.ToString("R", CultureInfo.InvariantCulture));
+    public PipelineBuilder Set(string pass, string option, double value) => SetText(pass, option, value.ToString("R",
+        CultureInfo.InvariantCulture));
 
     /// <inheritdoc cref="Set(string, string, bool)"/>
     public PipelineBuilder Set(string pass, string option, string value)
     {
-        if (value.Any(c => c is ',' or '{' or '}')) throw new PipelineException($"option '{option}' of '{pass}': '{value}' cannot be written in a pipeline");
+        if (value.Any(c => c is ',' or '{' or '}')) throw new PipelineException($"option '{option}' of '{pass}': "
+            + $"'{value}' cannot be written in a pipeline");
         return SetText(pass, option, value);
     }
 
     private PipelineBuilder SetText(string pass, string option, string value)
     {
-        if (!Contains(pass)) throw new PipelineException($"the pipeline does not run '{pass}', so its option '{option}' cannot be set");
+        if (!Contains(pass)) throw new PipelineException($"the pipeline does not run '{pass}', so its option "
+            + $"'{option}' cannot be set");
         for (int i = 0; i < _steps.Count; i++)
             if (_steps[i].Pass == pass)
-                _steps[i] = _steps[i] with { Options = new SortedDictionary<string, string>(_steps[i].Options.ToDictionary()) { [option] = value } };
+                _steps[i] = _steps[i] with { Options = new SortedDictionary<string,
+                    string>(_steps[i].Options.ToDictionary()) { [option] = value } };
         return this;
     }
 
-    /// <summary>The passes, created and configured by <paramref name="registry"/> (unknown names and options are errors).</summary>
+    /// <summary>The passes, created and configured by <paramref name="registry"/> (unknown names and options are
+    /// errors).</summary>
     public List<IPass> Build(PassRegistry registry) => _steps.Select(s => registry.Create(s.Pass, s.Options)).ToList();
 
     /// <summary>The text form.</summary>
@@ -102,14 +111,16 @@ public sealed class PipelineBuilder
             int start = i;
             while (i < s.Length && s[i] != ',' && s[i] != '{') i++;
             string name = s[start..i].Trim();
-            if (name.Length == 0) throw new PipelineException($"empty pass name at position {start + 1} of '{pipeline}'");
+            if (name.Length == 0)
+                throw new PipelineException($"empty pass name at position {start + 1} of '{pipeline}'");
             result.Add(name);
             if (i < s.Length && s[i] == '{')
             {
                 int close = s.IndexOf('}', i);
                 if (close < 0) throw new PipelineException($"missing '}}' after the options of '{name}'");
                 var opts = new SortedDictionary<string, string>(StringComparer.Ordinal);
-                foreach (var kv in s[(i + 1)..close].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                foreach (var kv in s[(i + 1)..close].Split(',',
+                    StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                 {
                     int eq = kv.IndexOf('=');
                     if (eq <= 0) throw new PipelineException($"option '{kv}' of '{name}' must be written name=value");

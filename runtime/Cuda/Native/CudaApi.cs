@@ -4,7 +4,8 @@ namespace ParallelCompiler.Runtime.Cuda.Native;
 
 #pragma warning disable CS1591 // entry points named as in the CUDA driver API (cuda.h); its documentation applies
 
-/// <summary>CUDA driver API result codes used here (CUresult); everything else is reported by number and name.</summary>
+/// <summary>CUDA driver API result codes used here (CUresult); everything else is reported by number and
+/// name.</summary>
 public enum CUResult
 {
     Success = 0,
@@ -29,7 +30,8 @@ public sealed class CudaException(string call, CUResult result, string text)
 
 /// <summary>
 /// The CUDA driver API (libcuda.so.1, or the library <c>MPLC_CUDA_LIBRARY</c> names) entry points the runtime uses, by
-/// P/Invoke, with <c>_v2</c> names where the library exports them. <see cref="Check"/> turns a result into a <see cref="CudaException"/> naming the call.
+/// P/Invoke, with <c>_v2</c> names where the library exports them. <see cref="Check"/> turns a result into a <see
+/// cref="CudaException"/> naming the call.
 /// </summary>
 public static unsafe class CudaApi
 {
@@ -38,13 +40,15 @@ public static unsafe class CudaApi
     // MPLC_CUDA_LIBRARY names the driver library to load instead of the system's libcuda.so.1 (a driver installed
     // elsewhere, or a stand-in); other libraries of this assembly resolve as usual.
     static CudaApi() => NativeLibrary.SetDllImportResolver(typeof(CudaApi).Assembly, (name, _, _) =>
-        name == Lib && Environment.GetEnvironmentVariable("MPLC_CUDA_LIBRARY") is { Length: > 0 } path ? NativeLibrary.Load(path) : IntPtr.Zero);
+        name == Lib && Environment.GetEnvironmentVariable("MPLC_CUDA_LIBRARY") is { Length: > 0 } path
+            ? NativeLibrary.Load(path) : IntPtr.Zero);
 
     /// <summary>Throws unless <paramref name="r"/> is success.</summary>
     public static void Check(CUResult r, string call)
     {
         if (r == CUResult.Success) return;
-        string text = cuGetErrorString(r, out var p) == CUResult.Success && p != IntPtr.Zero ? Marshal.PtrToStringAnsi(p) ?? "" : r.ToString();
+        string text = cuGetErrorString(r,
+            out var p) == CUResult.Success && p != IntPtr.Zero ? Marshal.PtrToStringAnsi(p) ?? "" : r.ToString();
         throw new CudaException(call, r, text);
     }
 
@@ -62,10 +66,12 @@ public static unsafe class CudaApi
         catch (DllNotFoundException)
         {
             why = Environment.GetEnvironmentVariable("MPLC_CUDA_LIBRARY") is { Length: > 0 } path
-                ? $"no CUDA driver (MPLC_CUDA_LIBRARY={path} does not load)" : "no CUDA driver (libcuda.so.1 not found)";
+                ? $"no CUDA driver (MPLC_CUDA_LIBRARY={path} does not load)"
+                    : "no CUDA driver (libcuda.so.1 not found)";
             return false;
         }
-        catch (EntryPointNotFoundException e) { why = $"the CUDA driver lacks an entry point: {e.Message}"; return false; }
+        catch (EntryPointNotFoundException e) { why =
+            $"the CUDA driver lacks an entry point: {e.Message}"; return false; }
     }
 
     /// <summary>The number of GPUs (cuInit must have succeeded).</summary>
@@ -84,19 +90,29 @@ public static unsafe class CudaApi
     [DllImport(Lib)] public static extern CUResult cuDevicePrimaryCtxRelease(int device);
     [DllImport(Lib)] public static extern CUResult cuCtxSetCurrent(IntPtr context);
     [DllImport(Lib)] public static extern CUResult cuCtxSynchronize();
-    [DllImport(Lib)] public static extern CUResult cuModuleLoadDataEx(out IntPtr module, byte* image, uint numOptions, IntPtr options, IntPtr values);
+    [DllImport(Lib)] public static extern CUResult cuModuleLoadDataEx(out IntPtr module, byte* image, uint numOptions,
+        IntPtr options, IntPtr values);
     [DllImport(Lib)] public static extern CUResult cuModuleUnload(IntPtr module);
-    [DllImport(Lib)] public static extern CUResult cuModuleGetFunction(out IntPtr function, IntPtr module, [MarshalAs(UnmanagedType.LPStr)] string name);
-    [DllImport(Lib)] public static extern CUResult cuLaunchKernel(IntPtr function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
+    [DllImport(Lib)] public static extern CUResult cuModuleGetFunction(out IntPtr function, IntPtr module,
+        [MarshalAs(UnmanagedType.LPStr)] string name);
+    [DllImport(Lib)] public static extern CUResult cuLaunchKernel(IntPtr function, uint gridX, uint gridY, uint gridZ,
+        uint blockX, uint blockY, uint blockZ,
         uint sharedBytes, IntPtr stream, void** parameters, void** extra);
-    [DllImport(Lib, EntryPoint = "cuMemAlloc_v2")] public static extern CUResult cuMemAlloc(out ulong pointer, nuint bytes);
+    [DllImport(Lib, EntryPoint = "cuMemAlloc_v2")] public static extern CUResult cuMemAlloc(out ulong pointer,
+        nuint bytes);
     [DllImport(Lib, EntryPoint = "cuMemFree_v2")] public static extern CUResult cuMemFree(ulong pointer);
-    [DllImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")] public static extern CUResult cuMemcpyHtoD(ulong dst, void* src, nuint bytes);
-    [DllImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")] public static extern CUResult cuMemcpyDtoH(void* dst, ulong src, nuint bytes);
-    [DllImport(Lib, EntryPoint = "cuMemcpyDtoD_v2")] public static extern CUResult cuMemcpyDtoD(ulong dst, ulong src, nuint bytes);
-    [DllImport(Lib)] public static extern CUResult cuMemcpyPeerAsync(ulong dst, IntPtr dstContext, ulong src, IntPtr srcContext, nuint bytes, IntPtr stream);
-    [DllImport(Lib, EntryPoint = "cuMemsetD8_v2")] public static extern CUResult cuMemsetD8(ulong dst, byte value, nuint count);
-    [DllImport(Lib, EntryPoint = "cuMemGetInfo_v2")] public static extern CUResult cuMemGetInfo(out nuint free, out nuint total);
+    [DllImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")] public static extern CUResult cuMemcpyHtoD(ulong dst, void* src,
+        nuint bytes);
+    [DllImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")] public static extern CUResult cuMemcpyDtoH(void* dst, ulong src,
+        nuint bytes);
+    [DllImport(Lib, EntryPoint = "cuMemcpyDtoD_v2")] public static extern CUResult cuMemcpyDtoD(ulong dst, ulong src,
+        nuint bytes);
+    [DllImport(Lib)] public static extern CUResult cuMemcpyPeerAsync(ulong dst, IntPtr dstContext, ulong src,
+        IntPtr srcContext, nuint bytes, IntPtr stream);
+    [DllImport(Lib, EntryPoint = "cuMemsetD8_v2")] public static extern CUResult cuMemsetD8(ulong dst, byte value,
+        nuint count);
+    [DllImport(Lib, EntryPoint = "cuMemGetInfo_v2")] public static extern CUResult cuMemGetInfo(out nuint free,
+        out nuint total);
     [DllImport(Lib)] public static extern CUResult cuGetErrorString(CUResult error, out IntPtr text);
     [DllImport(Lib)] public static extern CUResult cuEventCreate(out IntPtr e, uint flags);
     [DllImport(Lib)] public static extern CUResult cuEventRecord(IntPtr e, IntPtr stream);

@@ -46,7 +46,8 @@ public static unsafe class NcclApi
     }
 
     private static IntPtr Export(string name) =>
-        NativeLibrary.TryGetExport(s_library.Value, name, out var f) ? f : throw new EntryPointNotFoundException($"NCCL has no {name}");
+        NativeLibrary.TryGetExport(s_library.Value, name,
+            out var f) ? f : throw new EntryPointNotFoundException($"NCCL has no {name}");
 
     private static void Check(int result, string call)
     {
@@ -55,17 +56,20 @@ public static unsafe class NcclApi
         throw new CudaException(call, (CUResult)result, Marshal.PtrToStringAnsi(text) ?? $"NCCL error {result}");
     }
 
-    /// <summary>ncclCommInitAll: one communicator per device of <paramref name="devices"/>, rank k on devices[k].</summary>
+    /// <summary>ncclCommInitAll: one communicator per device of <paramref name="devices"/>, rank k on
+    /// devices[k].</summary>
     public static IntPtr[] CommInitAll(int[] devices)
     {
         var comms = new IntPtr[devices.Length];
         fixed (IntPtr* c = comms)
         fixed (int* d = devices)
-            Check(((delegate* unmanaged<IntPtr*, int, int*, int>)Export("ncclCommInitAll"))(c, devices.Length, d), "ncclCommInitAll");
+            Check(((delegate* unmanaged<IntPtr*, int, int*, int>)Export("ncclCommInitAll"))(c, devices.Length, d),
+                "ncclCommInitAll");
         return comms;
     }
 
-    /// <summary>ncclCommAbort: the communicator's pending operations end without completing; it cannot be used again.</summary>
+    /// <summary>ncclCommAbort: the communicator's pending operations end without completing; it cannot be used
+    /// again.</summary>
     public static void CommAbort(IntPtr comm) => ((delegate* unmanaged<IntPtr, int>)Export("ncclCommAbort"))(comm);
 
     /// <summary>ncclCommDestroy.</summary>
@@ -73,23 +77,29 @@ public static unsafe class NcclApi
 
     /// <summary>ncclAllReduce on the default stream.</summary>
     public static void AllReduce(ulong send, ulong recv, long count, int type, int op, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclAllReduce"))(send, recv, (nuint)count, type, op, comm, IntPtr.Zero), "ncclAllReduce");
+        Check(((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclAllReduce"))(send,
+            recv, (nuint)count, type, op, comm, IntPtr.Zero), "ncclAllReduce");
 
     /// <summary>ncclAllGather on the default stream.</summary>
     public static void AllGather(ulong send, ulong recv, long sendCount, int type, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, ulong, nuint, int, IntPtr, IntPtr, int>)Export("ncclAllGather"))(send, recv, (nuint)sendCount, type, comm, IntPtr.Zero), "ncclAllGather");
+        Check(((delegate* unmanaged<ulong, ulong, nuint, int, IntPtr, IntPtr, int>)Export("ncclAllGather"))(send, recv,
+            (nuint)sendCount, type, comm, IntPtr.Zero), "ncclAllGather");
 
     /// <summary>ncclReduceScatter on the default stream.</summary>
     public static void ReduceScatter(ulong send, ulong recv, long recvCount, int type, int op, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclReduceScatter"))(send, recv, (nuint)recvCount, type, op, comm, IntPtr.Zero), "ncclReduceScatter");
+        Check(((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr,
+            int>)Export("ncclReduceScatter"))(send, recv, (nuint)recvCount, type, op, comm, IntPtr.Zero),
+            "ncclReduceScatter");
 
     /// <summary>ncclSend on the default stream.</summary>
     public static void Send(ulong buffer, long count, int type, int peer, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclSend"))(buffer, (nuint)count, type, peer, comm, IntPtr.Zero), "ncclSend");
+        Check(((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclSend"))(buffer,
+            (nuint)count, type, peer, comm, IntPtr.Zero), "ncclSend");
 
     /// <summary>ncclRecv on the default stream.</summary>
     public static void Recv(ulong buffer, long count, int type, int peer, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclRecv"))(buffer, (nuint)count, type, peer, comm, IntPtr.Zero), "ncclRecv");
+        Check(((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclRecv"))(buffer,
+            (nuint)count, type, peer, comm, IntPtr.Zero), "ncclRecv");
 
     /// <summary>ncclGroupStart.</summary>
     public static void GroupStart() => Check(((delegate* unmanaged<int>)Export("ncclGroupStart"))(), "ncclGroupStart");

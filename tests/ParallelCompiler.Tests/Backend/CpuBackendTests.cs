@@ -8,7 +8,8 @@ namespace ParallelCompiler.Tests.Backend;
 /// <summary>The generated host kernels against the reference interpreter.</summary>
 public class CpuBackendTests
 {
-    /// <summary>Every example, run end to end on its mesh with the compiled kernels, gives the interpreter's results (training: every step's loss).</summary>
+    /// <summary>Every example, run end to end on its mesh with the compiled kernels, gives the interpreter's results
+    /// (training: every step's loss).</summary>
     [Theory]
     [InlineData("mlp.mpl", new string[0])]
     [InlineData("attention.mpl", new string[0])]
@@ -22,9 +23,11 @@ public class CpuBackendTests
             NDArray[] Run(string backend)
             {
                 string o = Path.Combine(dir, backend + ".npz");
-                var r = Mplc.Run(["run", Repo.Path("examples", example), "--backend", backend, "--seed", "11", "--out", o, .. extra]);
+                var r = Mplc.Run(["run", Repo.Path("examples", example), "--backend", backend, "--seed", "11", "--out",
+                    o, .. extra]);
                 Assert.True(r.ExitCode == 0, r.Stderr);
-                return ParallelCompiler.Runtime.IO.ArrayFile.Read(o).OrderBy(kv => kv.Key).Select(kv => kv.Value.Array).ToArray();
+                return ParallelCompiler.Runtime.IO.ArrayFile.Read(o).OrderBy(kv => kv.Key).Select(kv =>
+                    kv.Value.Array).ToArray();
             }
             var (cpu, interp) = (Run("cpu"), Run("interp"));
             Assert.Equal(interp.Length, cpu.Length);
@@ -118,7 +121,8 @@ public class KernelCacheTests
     }
 }
 
-/// <summary>The tiled host matmul on shapes that exercise its blocks: partial k and column blocks, tail rows, broadcast batches.</summary>
+/// <summary>The tiled host matmul on shapes that exercise its blocks: partial k and column blocks, tail rows, broadcast
+/// batches.</summary>
 public class TiledMatmulTests
 {
     [Theory]
@@ -128,9 +132,11 @@ public class TiledMatmulTests
     public void TiledMatmulMatchesTheInterpreter(string a, string b)
     {
         var module = KernelCheck.MatmulModule(a, b, out var outShape);
-        var (sa, sb) = (module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray, module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray);
+        var (sa, sb) = (module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray,
+            module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray);
         var rng = new Random(5);
-        NDArray R(long[] s) => NDArray.FromFloats(s, Enumerable.Range(0, (int)NDArray.ShapeSize(s)).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray());
+        NDArray R(long[] s) => NDArray.FromFloats(s, Enumerable.Range(0,
+            (int)NDArray.ShapeSize(s)).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray());
         var args = new[] { R(sa), R(sb) };
         var expected = Interpreter.Run(module.EntryFunction()!, args, _ => throw new InvalidOperationException())[0];
         new ParallelCompiler.Passes.FormKernels().Run(module);

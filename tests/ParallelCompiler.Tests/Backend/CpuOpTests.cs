@@ -15,7 +15,8 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Backend;
 
-/// <summary>Every op case of the interpreter's numpy tests, compiled into one host library (a kernel per case).</summary>
+/// <summary>Every op case of the interpreter's numpy tests, compiled into one host library (a kernel per
+/// case).</summary>
 public sealed class CpuKernelsFixture : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("mplc-cpuops").FullName;
@@ -37,7 +38,8 @@ public sealed class CpuKernelsFixture : IDisposable
             foreach (var f in module.Functions().Where(f => f.GetAttr("kernel") != null).ToList())
             {
                 string name = $"c{n}_{f.StringAttr("sym_name")}";
-                foreach (var launch in module.Walk().Where(o => o.Name == "kernel.launch" && o.StringAttr("callee") == f.StringAttr("sym_name")))
+                foreach (var launch in module.Walk().Where(o => o.Name == "kernel.launch"
+                    && o.StringAttr("callee") == f.StringAttr("sym_name")))
                     launch.SetAttr("callee", Attr.Str(name));
                 f.SetAttr("sym_name", Attr.Str(name));
                 specs.Add(KernelSpec.FromFunction(f));
@@ -60,7 +62,8 @@ public sealed class CpuKernelsFixture : IDisposable
 /// relative of the interpreter and within the case's tolerance of numpy; and generated programs (FsCheck), fused by
 /// form-kernels, within 1e-5 of the interpreter.
 /// </summary>
-public sealed class CpuOpTests(NumpyOracle oracle, CpuKernelsFixture kernels) : IClassFixture<NumpyOracle>, IClassFixture<CpuKernelsFixture>
+public sealed class CpuOpTests(NumpyOracle oracle, CpuKernelsFixture kernels) : IClassFixture<NumpyOracle>,
+    IClassFixture<CpuKernelsFixture>
 {
     /// <summary>Every case's name.</summary>
     public static IEnumerable<object[]> Names => InterpreterNumpyTests.Names;
@@ -71,12 +74,15 @@ public sealed class CpuOpTests(NumpyOracle oracle, CpuKernelsFixture kernels) : 
     {
         var (c, inputs) = oracle.Case(name);
         var module = kernels.Modules[name];
-        var reference = Interpreter.Run(IRParser.ParseModule(c.Module).EntryFunction()!, inputs, _ => throw new InvalidOperationException())[0];
-        var got = SpmdRunner.Run(module, module.EntryFunction()!, inputs, new Dictionary<string, NDArray>(), TimeSpan.FromSeconds(30),
+        var reference = Interpreter.Run(IRParser.ParseModule(c.Module).EntryFunction()!, inputs,
+            _ => throw new InvalidOperationException())[0];
+        var got = SpmdRunner.Run(module, module.EntryFunction()!, inputs, new Dictionary<string, NDArray>(),
+            TimeSpan.FromSeconds(30),
             kernels: op => kernels.Library.Kernel(op.StringAttr("callee")))[0];
         double err = Distributed.MaxRelativeError(reference, got);
         Assert.True(err <= 1e-5, $"{name}: cpu differs from the interpreter by {err:G3}\n{c.Module}");
-        InterpreterNumpyTests.AssertClose(oracle.Expected(name)!, got, c.Tolerance, $"{name} on cpu against numpy\n{c.Module}");
+        InterpreterNumpyTests.AssertClose(oracle.Expected(name)!, got, c.Tolerance,
+            $"{name} on cpu against numpy\n{c.Module}");
     }
 }
 
@@ -101,7 +107,8 @@ public class CpuPropertyTests
             var got = SpmdRunner.Run(module, module.EntryFunction()!, args, parameters, TimeSpan.FromSeconds(30),
                 kernels: op => lib.Kernel(op.StringAttr("callee")))[0];
             double err = Distributed.MaxRelativeError(expected, got);
-            return (err <= 1e-5).Label($"max relative error {err:G3}\n{before}\n--- kernels ---\n{Printer.Print(module)}");
+            return (err <= 1e-5).Label($"max relative error {err:G3}\n{before}\n--- kernels "
+                + $"---\n{Printer.Print(module)}");
         }
         finally { Directory.Delete(dir, true); }
     }

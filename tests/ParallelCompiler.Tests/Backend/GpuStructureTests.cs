@@ -46,14 +46,17 @@ public class GpuStructureTests
                 // The recorded launch shape; for untiled kernels also one of two blocks of 32 threads, where every
                 // thread strides over many elements.
                 var launch = BundleWriter.Launch(spec);
-                var shapes = spec.Matmul != null ? [(launch.Grid, launch.Block)] : new[] { (launch.Grid, launch.Block), (new[] { 2, 1, 1 }, new[] { 32, 1, 1 }) };
+                var shapes = spec.Matmul != null ? [(launch.Grid, launch.Block)] : new[] { (launch.Grid, launch.Block),
+                    (new[] { 2, 1, 1 }, new[] { 32, 1, 1 }) };
                 foreach (var (grid, block) in shapes)
                 {
-                    var got = rt.DType == DType.I32 ? NDArray.FromInts(rt.ShapeArray, new int[NDArray.ShapeSize(rt.ShapeArray)])
+                    var got = rt.DType == DType.I32 ? NDArray.FromInts(rt.ShapeArray,
+                        new int[NDArray.ShapeSize(rt.ShapeArray)])
                         : NDArray.FromFloats(rt.DType, rt.ShapeArray, new float[NDArray.ShapeSize(rt.ShapeArray)]);
                     RunGrid(fn, args.Append(got).ToArray(), grid, block);
                     double err = Distributed.MaxRelativeError(expected, got);
-                    if (!(err <= 1e-5)) failures.Add($"{spec.Name} ({KernelCodegen.ParallelDims(spec)} parallel dims, grid {string.Join("x", grid)}, block {string.Join("x", block)}): {err:G3}");
+                    if (!(err <= 1e-5)) failures.Add($"{spec.Name} ({KernelCodegen.ParallelDims(spec)} parallel dims, "
+                        + $"grid {string.Join("x", grid)}, block {string.Join("x", block)}): {err:G3}");
                 }
             }
             Assert.True(failures.Count == 0, string.Join("\n", failures));
@@ -75,7 +78,8 @@ public class GpuStructureTests
     public unsafe void TiledGpuMatmulMatchesTheInterpreter(string a, string b)
     {
         var module = KernelCheck.MatmulModule(a, b, out var shape);
-        var (sa, sb) = (module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray, module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray);
+        var (sa, sb) = (module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray,
+            module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray);
         var rng = new Random(9);
         var args = new[] { Random(new TensorType(DType.F32, sa), rng), Random(new TensorType(DType.F32, sb), rng) };
         var expected = Interpreter.Run(module.EntryFunction()!, args, _ => throw new InvalidOperationException())[0];
@@ -97,7 +101,8 @@ public class GpuStructureTests
         finally { Directory.Delete(dir, true); }
     }
 
-    /// <summary>Runs a host-grid kernel over a grid as the emulated GPU does (a block per call, its threads in turn between barriers) on pinned arrays.</summary>
+    /// <summary>Runs a host-grid kernel over a grid as the emulated GPU does (a block per call, its threads in turn
+    /// between barriers) on pinned arrays.</summary>
     private static unsafe void RunGrid(IntPtr fn, NDArray[] buffers, int[] grid, int[] block)
     {
         var handles = buffers.Select(b => GCHandle.Alloc(b.F != null ? b.F : b.I!, GCHandleType.Pinned)).ToArray();
@@ -114,6 +119,7 @@ public class GpuStructureTests
         long n = NDArray.ShapeSize(t.ShapeArray);
         return t.DType == DType.I32
             ? NDArray.FromInts(t.ShapeArray, Enumerable.Range(0, (int)n).Select(_ => rng.Next(8)).ToArray())
-            : NDArray.FromFloats(t.DType, t.ShapeArray, Enumerable.Range(0, (int)n).Select(_ => t.DType.Round((float)(rng.NextDouble() * 2 - 1))).ToArray());
+            : NDArray.FromFloats(t.DType, t.ShapeArray, Enumerable.Range(0,
+                (int)n).Select(_ => t.DType.Round((float)(rng.NextDouble() * 2 - 1))).ToArray());
     }
 }

@@ -28,7 +28,8 @@ public class PtxFileCheckTests
             string name = f.StringAttr("sym_name");
             int buffers = f.Regions[0].Entry.Arguments.Count + 1;
             checks.Add($"CHECK-LABEL: .visible .entry {name}(");
-            for (int i = 0; i < buffers; i++) checks.Add($"CHECK-NEXT: .param .u64 {name}_param_{i}{(i < buffers - 1 ? "," : "")}");
+            for (int i = 0; i < buffers; i++) checks.Add($"CHECK-NEXT: .param .u64 "
+                + $"{name}_param_{i}{(i < buffers - 1 ? "," : "")}");
             if (f.StringAttr("kernel") == "matmul")
             {
                 // One tile of 1,024 elements each (partial tiles) or two of 2,048 (whole tiles, double-buffered).
@@ -55,7 +56,8 @@ public class PtxFileCheckTests
         {
             string checkFile = Path.Combine(dir, "check.txt");
             File.WriteAllLines(checkFile, checks);
-            var psi = new ProcessStartInfo("FileCheck-14") { RedirectStandardInput = true, RedirectStandardError = true, RedirectStandardOutput = true };
+            var psi = new ProcessStartInfo("FileCheck-14") { RedirectStandardInput = true, RedirectStandardError = true,
+                RedirectStandardOutput = true };
             psi.ArgumentList.Add("--dump-input=fail");
             psi.ArgumentList.Add(checkFile);
             using var p = Process.Start(psi)!;

@@ -33,16 +33,20 @@ public class PtxasTests
         var module = KernelCheck.Compile(Repo.Path(file.Split('/')), define.Length > 0 ? ["-D", define] : []);
         var specs = KernelCompiler.Specs(module);
         string ptx = KernelCompiler.Ptx(specs, "sm_80", collectives: true);
-        var launches = specs.Select(BundleWriter.Launch).Concat(CollectiveKernels.All.Select(n => CollectiveKernels.Shape(n, 1 << 20))).ToList();
+        var launches = specs.Select(BundleWriter.Launch).Concat(CollectiveKernels.All.Select(n =>
+            CollectiveKernels.Shape(n, 1 << 20))).ToList();
         foreach (var arch in new[] { "sm_80", "sm_90" })
         {
             var report = Ptxas.Assemble(ptx, arch);
             foreach (var launch in launches)
             {
-                Assert.True(report.TryGetValue(launch.Name, out var k), $"{file}: ptxas ({arch}) did not compile {launch.Name}");
+                Assert.True(report.TryGetValue(launch.Name, out var k),
+                    $"{file}: ptxas ({arch}) did not compile {launch.Name}");
                 int threads = launch.Block.Aggregate(1, (a, b) => a * b);
-                Assert.True(k.StackBytes == 0 && k.SpillStores == 0 && k.SpillLoads == 0, $"{file}: {k} on {arch} uses local memory");
-                Assert.True(k.Registers * threads <= RegistersPerSm, $"{file}: {k} on {arch}: {threads} threads need {k.Registers * threads} registers");
+                Assert.True(k.StackBytes == 0 && k.SpillStores == 0 && k.SpillLoads == 0,
+                    $"{file}: {k} on {arch} uses local memory");
+                Assert.True(k.Registers * threads <= RegistersPerSm,
+                    $"{file}: {k} on {arch}: {threads} threads need {k.Registers * threads} registers");
                 Assert.True(k.SharedBytes <= StaticSharedLimit, $"{file}: {k} on {arch}");
             }
             Assert.Equal(launches.Count, report.Count);
@@ -70,7 +74,8 @@ public class PtxasTests
         foreach (var arch in new[] { "sm_80", "sm_90" })
         {
             var k = Ptxas.Assemble(ptx, arch)[spec.Name];
-            Assert.True(k.StackBytes == 0 && k.SpillStores == 0 && k.SpillLoads == 0, $"{a} @ {b}: {k} on {arch} uses local memory");
+            Assert.True(k.StackBytes == 0 && k.SpillStores == 0 && k.SpillLoads == 0,
+                $"{a} @ {b}: {k} on {arch} uses local memory");
             if (whole) Assert.True(k.Registers <= RegistersPerSm / (2 * 256), $"{a} @ {b}: {k} on {arch}");
         }
     }
@@ -90,8 +95,10 @@ public class PtxasTests
             string cubin = Path.Combine(dir, "k.cubin");
             Ptxas.Assemble(KernelCompiler.Ptx([spec], "sm_80"), "sm_90", cubin);
             var loop = Ptxas.InnermostLoop(Ptxas.Disassemble(cubin));
-            int Count(string prefix) => loop.Count(op => op == prefix || op.StartsWith(prefix + ".", StringComparison.Ordinal));
-            string mix = string.Join(", ", loop.GroupBy(op => op).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} {g.Count()}"));
+            int Count(string prefix) => loop.Count(op => op == prefix || op.StartsWith(prefix + ".",
+                StringComparison.Ordinal));
+            string mix = string.Join(", ", loop.GroupBy(op => op).OrderByDescending(g => g.Count()).Select(g =>
+                $"{g.Key} {g.Count()}"));
             Assert.True(Count("FFMA") == 1024, mix);   // 8x8 outputs a thread, 16 values of k a step
             Assert.True(Count("BAR") == 1, mix);
             Assert.True(Count("LDS") == Count("LDS.128") && Count("LDS.128") * 16 <= Count("FFMA"), mix);
@@ -115,8 +122,11 @@ public class PtxasTests
         {
             string cubin = Path.Combine(dir, "k.cubin");
             Ptxas.Assemble(KernelCompiler.Ptx([spec], "sm_80"), "sm_90", cubin);
-            var memory = Ptxas.InnermostLoop(Ptxas.Disassemble(cubin)).Where(op => op.StartsWith("LDG", StringComparison.Ordinal) || op.StartsWith("STG", StringComparison.Ordinal)).ToList();
-            Assert.True(memory.Count == 2 * KernelCodegen.GpuUnroll && memory.Take(KernelCodegen.GpuUnroll).All(op => op.StartsWith("LDG", StringComparison.Ordinal)), string.Join(" ", memory));
+            var memory = Ptxas.InnermostLoop(Ptxas.Disassemble(cubin)).Where(op => op.StartsWith("LDG",
+                StringComparison.Ordinal) || op.StartsWith("STG", StringComparison.Ordinal)).ToList();
+            Assert.True(memory.Count == 2 * KernelCodegen.GpuUnroll
+                && memory.Take(KernelCodegen.GpuUnroll).All(op => op.StartsWith("LDG", StringComparison.Ordinal)),
+                string.Join(" ", memory));
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -7,10 +7,12 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Cost;
 
-/// <summary>The cost model's formulas on small programs against values computed by hand, cluster files, and mplc cost.</summary>
+/// <summary>The cost model's formulas on small programs against values computed by hand, cluster files, and mplc
+/// cost.</summary>
 public class CostModelTests() : TempDirTest("mplc-cost")
 {
-    /// <summary>A cluster with round numbers: 1 TFLOP/s fp32, 100 GB/s HBM, 10 GB/s NVLink, 1 GB/s a GPU across nodes.</summary>
+    /// <summary>A cluster with round numbers: 1 TFLOP/s fp32, 100 GB/s HBM, 10 GB/s NVLink, 1 GB/s a GPU across
+    /// nodes.</summary>
     private const string Simple = """
         { "name": "simple", "nodes": 2, "gpus_per_node": 4, "peak_tflops": { "fp32": 1, "fp16": 4, "bf16": 4 },
           "hbm_gib": 1, "hbm_gbps": 100, "nvlink_gbps": 10, "nvlink_latency_us": 1, "ib_links_per_node": 4,
@@ -32,7 +34,8 @@ public class CostModelTests() : TempDirTest("mplc-cost")
             }
             """);
         var mm = module.Walk().First(o => o.Name == "tensor.matmul");
-        // 2 m n k FLOPs at 1e12 x 0.5 x (200/300)(400/500)(300/400); (200x300 + 300x400 + 200x400) x 4 bytes at 100e9 x 0.5.
+        // 2 m n k FLOPs at 1e12 x 0.5 x (200/300)(400/500)(300/400); (200x300 + 300x400 + 200x400) x 4 bytes at 100e9 x
+        // 0.5.
         double eff = 0.5 * (200.0 / 300) * (400.0 / 500) * (300.0 / 400);
         double compute = 2.0 * 200 * 400 * 300 / (1e12 * eff);
         double memory = (200 * 300 + 300 * 400 + 200 * 400) * 4.0 / (100e9 * 0.5);
@@ -62,7 +65,8 @@ public class CostModelTests() : TempDirTest("mplc-cost")
         // tp: 4 GPUs of one node, a ring on NVLink at 10 GB/s x 0.5 with 1 us a step.
         Assert.Equal(2 * 0.75 * m / 5e9 + 6 * 1e-6, CostModel.Collective(ops[0], mesh, Cl()).Seconds, 15);
         Assert.Equal(2 * 0.75 * m, CostModel.Collective(ops[0], mesh, Cl()).Bytes);
-        // dp: one GPU in each of 2 nodes, so across InfiniBand (4 links of 1 GB/s for 4 GPUs: 1 GB/s each x 0.5, 10 us):
+        // dp: one GPU in each of 2 nodes, so across InfiniBand (4 links of 1 GB/s for 4 GPUs: 1 GB/s each x 0.5, 10
+        // us):
         // hierarchical is a plain ring here; a tree is 2 log2(2) latencies + 2 m / bw, slower.
         Assert.Equal(2 * 0.5 * m / 0.5e9 + 2 * 10e-6, CostModel.Collective(ops[1], mesh, Cl()).Seconds, 15);
         // all_gather: the result (4 x 4000 bytes) moves 3/4 of itself in 3 steps.
@@ -96,12 +100,16 @@ public class CostModelTests() : TempDirTest("mplc-cost")
         Assert.Contains("unknown cluster 'tpu'", Assert.Throws<ClusterException>(() => Cluster.Load("tpu")).Message);
         string Error(string json) => Assert.Throws<ClusterException>(() => Cluster.Parse(json, "c.json")).Message;
         Assert.Contains("missing field 'hbm_gbps'", Error(Simple.Replace("\"hbm_gbps\": 100,", "")));
-        Assert.Contains("field 'nodes' must be a number, got string", Error(Simple.Replace("\"nodes\": 2", "\"nodes\": \"two\"")));
-        Assert.Contains("field 'gpus_per_node' must be a whole number", Error(Simple.Replace("\"gpus_per_node\": 4", "\"gpus_per_node\": 4.5")));
+        Assert.Contains("field 'nodes' must be a number, got string", Error(Simple.Replace("\"nodes\": 2",
+            "\"nodes\": \"two\"")));
+        Assert.Contains("field 'gpus_per_node' must be a whole number", Error(Simple.Replace("\"gpus_per_node\": 4",
+            "\"gpus_per_node\": 4.5")));
         Assert.Contains("unknown field 'hbm'", Error(Simple.Replace("\"hbm_gib\"", "\"hbm\"")));
-        Assert.Contains("'efficiency.matmul' is a share of the peak, at most 1", Error(Simple.Replace("\"matmul\": 0.5", "\"matmul\": 50")));
+        Assert.Contains("'efficiency.matmul' is a share of the peak, at most 1", Error(Simple.Replace("\"matmul\": 0.5",
+            "\"matmul\": 50")));
         Assert.Contains("'peak_tflops.bf16' must be at least", Error(Simple.Replace("\"bf16\": 4", "\"bf16\": -4")));
-        Assert.Contains("not valid JSON", Assert.Throws<ClusterException>(() => Cluster.Load(Write("bad.json", "{ nodes"))).Message);
+        Assert.Contains("not valid JSON", Assert.Throws<ClusterException>(() => Cluster.Load(Write("bad.json",
+            "{ nodes"))).Message);
     }
 
     private string Write(string name, string text)
@@ -116,13 +124,15 @@ public class CostModelTests() : TempDirTest("mplc-cost")
         var r = Mplc.Run("cost", Repo.Path("examples", "gpt.mpl"), "--cluster", "h100-sxm", "-D", "L=2", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var json = JsonDocument.Parse(r.Stdout).RootElement;
-        foreach (var key in new[] { "step_s", "tflops_per_gpu", "mfu", "memory_gib", "fits" }) Assert.True(json.TryGetProperty(key, out _), key);
+        foreach (var key in new[] { "step_s", "tflops_per_gpu", "mfu", "memory_gib",
+            "fits" }) Assert.True(json.TryGetProperty(key, out _), key);
         Assert.True(json.GetProperty("step_s").GetDouble() > 0);
         var table = Mplc.Run("cost", Repo.Path("examples", "gpt.mpl"), "--cluster", "a100-80g-selene", "-D", "L=2");
         Assert.Contains("step: ", table.Stdout);
         Assert.Contains("TFLOP/s per GPU", table.Stdout);
         // 8 devices on a cluster of 2 GPUs; a GPU too small; an unknown preset.
-        string small = Write("small.json", Simple.Replace("\"nodes\": 2, \"gpus_per_node\": 4", "\"nodes\": 1, \"gpus_per_node\": 2"));
+        string small = Write("small.json", Simple.Replace("\"nodes\": 2, \"gpus_per_node\": 4",
+            "\"nodes\": 1, \"gpus_per_node\": 2"));
         var tooBig = Mplc.Run("cost", Repo.Path("examples", "gpt.mpl"), "--cluster", small);
         Assert.Equal(1, tooBig.ExitCode);
         Assert.Contains("needs 8 GPUs; cluster 'simple' has 2", tooBig.Stderr);

@@ -99,9 +99,11 @@ public sealed class NpyTests : IDisposable
         };
         Assert.Equal(want, got.Array.DType);
         if (e.TryGetProperty("bits", out var bits))
-            Assert.Equal(bits.EnumerateArray().Select(x => x.GetUInt32()), got.Array.F!.Select(BitConverter.SingleToUInt32Bits));
+            Assert.Equal(bits.EnumerateArray().Select(x => x.GetUInt32()),
+                got.Array.F!.Select(BitConverter.SingleToUInt32Bits));
         else
-            Assert.Equal(e.GetProperty("ints").EnumerateArray().Select(x => x.GetInt64()), got.Array.I!.Select(x => (long)x));
+            Assert.Equal(e.GetProperty("ints").EnumerateArray().Select(x => x.GetInt64()),
+                got.Array.I!.Select(x => (long)x));
     }
 
     [Theory]
@@ -163,7 +165,8 @@ public sealed class NpyTests : IDisposable
         {
             (string npy, string st) = a.DType switch
             {
-                DType.F16 => ("<f2", "F16"), DType.BF16 => ("<f4", "BF16"), DType.I32 => ("<i4", "I32"), _ => ("<f4", "F32"),
+                DType.F16 => ("<f2", "F16"), DType.BF16 => ("<f4", "BF16"), DType.I32 => ("<i4", "I32"), _ => ("<f4",
+                    "F32"),
             };
             IEnumerable<long> values = a.DType switch
             {
@@ -172,7 +175,8 @@ public sealed class NpyTests : IDisposable
                 DType.BF16 when safetensors => a.F!.Select(x => (long)(BitConverter.SingleToUInt32Bits(x) >> 16)),
                 _ => a.F!.Select(x => (long)BitConverter.SingleToUInt32Bits(x)),
             };
-            sb.Append($"\"{key}\": {{\"descr\": \"{npy}\", \"dtype\": \"{st}\", \"shape\": [{string.Join(", ", a.Shape)}], ")
+            sb.Append($"\"{key}\": "
+                + $"{{\"descr\": \"{npy}\", \"dtype\": \"{st}\", \"shape\": [{string.Join(", ", a.Shape)}], ")
               .Append($"\"{(a.DType == DType.I32 ? "ints" : "bits")}\": [{string.Join(", ", values)}]}}, ");
         }
         return sb.Remove(sb.Length - 2, 2).Append('}').ToString();
@@ -223,7 +227,8 @@ public sealed class NpyTests : IDisposable
         var arrays = Samples();
         Npz.Write(P("out.npz"), arrays, compress);
         File.WriteAllText(P("expected.json"), Expectations(arrays, false));
-        Assert.Equal($"ok {arrays.Count}", Python.RunOk(CheckNumpy, compress ? "compressed" : "stored", P("out.npz"), P("expected.json")).Trim());
+        Assert.Equal($"ok {arrays.Count}", Python.RunOk(CheckNumpy, compress ? "compressed" : "stored", P("out.npz"),
+            P("expected.json")).Trim());
     }
 
     private const string CheckSafetensors = """
@@ -255,7 +260,8 @@ public sealed class NpyTests : IDisposable
         var arrays = Samples();
         Safetensors.Write(P("out.safetensors"), arrays, new Dictionary<string, string> { ["producer"] = "tests" });
         File.WriteAllText(P("expected.json"), Expectations(arrays, true));
-        Assert.Equal($"ok {arrays.Count}", Python.RunOk(CheckSafetensors, P("out.safetensors"), P("expected.json")).Trim());
+        Assert.Equal($"ok {arrays.Count}", Python.RunOk(CheckSafetensors, P("out.safetensors"),
+            P("expected.json")).Trim());
     }
 
     [Theory]
@@ -273,7 +279,8 @@ public sealed class NpyTests : IDisposable
             Assert.Equal(a.DType == DType.BF16 && name.EndsWith(".npz") ? DType.F32 : a.DType, b.DType);
             Assert.Equal(a.Shape, b.Shape);
             if (a.I != null) Assert.Equal(a.I, b.I);
-            else Assert.Equal(a.F!.Select(BitConverter.SingleToUInt32Bits), b.F!.Select(BitConverter.SingleToUInt32Bits));
+            else Assert.Equal(a.F!.Select(BitConverter.SingleToUInt32Bits),
+                b.F!.Select(BitConverter.SingleToUInt32Bits));
         }
     }
 
@@ -281,10 +288,12 @@ public sealed class NpyTests : IDisposable
     public void ParsesHeadersWithOddSpacingOrderAndCommas()
     {
         byte[] data = [1, 0, 0, 0, 0xFE, 0xFF, 0xFF, 0xFF];
-        File.WriteAllBytes(P("odd.npy"), NpyBytes("{ 'shape':(2L ,) ,\"fortran_order\" : False,'descr':'<i4',}  \n", data));
+        File.WriteAllBytes(P("odd.npy"), NpyBytes("{ 'shape':(2L ,) ,\"fortran_order\" : False,'descr':'<i4',}  \n",
+            data));
         var got = Npy.Read(P("odd.npy"));
         Assert.Equal([1, -2], got.Array.I!);
-        File.WriteAllBytes(P("v2.npy"), NpyBytes("{'descr': '>f4', 'fortran_order': False, 'shape': ()}", [0x40, 0x49, 0x0F, 0xDB], major: 2));
+        File.WriteAllBytes(P("v2.npy"), NpyBytes("{'descr': '>f4', 'fortran_order': False, 'shape': ()}", [0x40, 0x49,
+            0x0F, 0xDB], major: 2));
         Assert.Equal(3.1415927f, Npy.Read(P("v2.npy")).Array.F![0]);
     }
 
@@ -313,10 +322,12 @@ public sealed class NpyTests : IDisposable
 
         // The same through a stream that cannot tell its length: the shortfall is found while reading.
         var packed = new MemoryStream();
-        using (var z = new DeflateStream(packed, CompressionLevel.Fastest, leaveOpen: true)) z.Write(all, 0, header + 1200);
+        using (var z = new DeflateStream(packed, CompressionLevel.Fastest, leaveOpen: true)) z.Write(all, 0,
+            header + 1200);
         packed.Position = 0;
         using var unpacked = new DeflateStream(packed, CompressionMode.Decompress);
-        Assert.Equal("stream: truncated data: expected 65536 bytes, found 1200", Fails(() => Npy.Read(unpacked, "stream")));
+        Assert.Equal("stream: truncated data: expected 65536 bytes, found 1200", Fails(() => Npy.Read(unpacked,
+            "stream")));
 
         File.WriteAllBytes(path, all[..7]);
         Assert.Equal($"{path}: truncated header: expected at least 10 bytes, found 7", Fails(() => Npy.Read(path)));
@@ -327,11 +338,14 @@ public sealed class NpyTests : IDisposable
     {
         File.WriteAllText(P("garbage.npy"), "this is not an array");
         string m = Fails(() => ArrayFile.Read(P("garbage.npy")));
-        Assert.StartsWith($"{P("garbage.npy")}: not a .npy file: expected the magic bytes \\x93NUMPY, found 'this is ", m);
+        Assert.StartsWith($"{P("garbage.npy")}: not a .npy file: expected the magic bytes \\x93NUMPY, found 'this is ",
+            m);
         File.WriteAllText(P("garbage.npz"), "this is not a zip either");
-        Assert.StartsWith($"{P("garbage.npz")}: not a valid .npz file: expected a zip archive", Fails(() => ArrayFile.Read(P("garbage.npz"))));
+        Assert.StartsWith($"{P("garbage.npz")}: not a valid .npz file: expected a zip archive",
+            Fails(() => ArrayFile.Read(P("garbage.npz"))));
         File.WriteAllBytes(P("garbage.safetensors"), [1, 2, 3]);
-        Assert.Equal($"{P("garbage.safetensors")}: truncated header: expected at least 8 bytes (the header size), found 3",
+        Assert.Equal($"{P("garbage.safetensors")}: truncated header: expected at least 8 bytes (the header size), "
+            + $"found 3",
             Fails(() => ArrayFile.Read(P("garbage.safetensors"))));
         foreach (string name in (string[])["missing.npy", "missing.npz", "missing.safetensors"])
             Assert.Equal($"{P(name)}: no such file", Fails(() => ArrayFile.Read(P(name))));
@@ -346,7 +360,8 @@ public sealed class NpyTests : IDisposable
     {
         string path = P("weights.npz");
         Make("npz_truncated_entry", path, "zeros");
-        Assert.Equal($"{path}: key 'mlp.w1': truncated data: expected 65536 bytes, found 1200", Fails(() => Npz.Read(path)));
+        Assert.Equal($"{path}: key 'mlp.w1': truncated data: expected 65536 bytes, found 1200",
+            Fails(() => Npz.Read(path)));
 
         // A cut archive loses its central directory: reported as not a zip, naming the file.
         Npz.Write(P("cut.npz"), Samples(), compress: true);
@@ -360,12 +375,15 @@ public sealed class NpyTests : IDisposable
     {
         string path = P("big.npy");
         Make("npy", path, "int64_big");
-        Assert.Equal($"{path}: int64 value 3000000000 at index [1, 1] does not fit in int32 (expected values in [-2147483648, 2147483647])",
+        Assert.Equal($"{path}: int64 value 3000000000 at index [1, 1] does not fit in int32 (expected values in "
+            + $"[-2147483648, 2147483647])",
             Fails(() => Npy.Read(path)));
         string complex = P("c.npy");
         Make("npy", complex, "complex64");
-        Assert.StartsWith($"{complex}: unsupported dtype '<c8' (complex64): expected one of", Fails(() => Npy.Read(complex)));
-        Assert.StartsWith($"{P("two.npy")}: a .npy file holds exactly one array, but 8 were given", Fails(() => ArrayFile.Write(P("two.npy"), Samples())));
+        Assert.StartsWith($"{complex}: unsupported dtype '<c8' (complex64): expected one of",
+            Fails(() => Npy.Read(complex)));
+        Assert.StartsWith($"{P("two.npy")}: a .npy file holds exactly one array, but 8 were given",
+            Fails(() => ArrayFile.Write(P("two.npy"), Samples())));
         Assert.False(File.Exists(P("two.npy")));
     }
 
@@ -379,16 +397,20 @@ public sealed class NpyTests : IDisposable
     public void SafetensorsOffsetsAreValidated()
     {
         WriteSafetensors("past.safetensors", """{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}""", 8);
-        Assert.Equal($"{P("past.safetensors")}: key 'w': bad data_offsets [0, 16]: expected them within the data buffer of 8 bytes (the file is truncated or the header is wrong)",
+        Assert.Equal($"{P("past.safetensors")}: key 'w': bad data_offsets [0, 16]: expected them within the data "
+            + $"buffer of 8 bytes (the file is truncated or the header is wrong)",
             Fails(() => Safetensors.Read(P("past.safetensors"))));
         WriteSafetensors("size.safetensors", """{"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 16]}}""", 16);
-        Assert.Equal($"{P("size.safetensors")}: key 'w': bad data_offsets [0, 16]: dtype F32 and shape [2, 3] need 24 bytes, but the offsets span 16",
+        Assert.Equal($"{P("size.safetensors")}: key 'w': bad data_offsets [0, 16]: dtype F32 and shape [2, 3] need 24 "
+            + $"bytes, but the offsets span 16",
             Fails(() => Safetensors.Read(P("size.safetensors"))));
         WriteSafetensors("header.safetensors", """{"w": {"dtype": "F32", "sha""", 0);
-        Assert.StartsWith($"{P("header.safetensors")}: bad header: expected a JSON object", Fails(() => Safetensors.Read(P("header.safetensors"))));
+        Assert.StartsWith($"{P("header.safetensors")}: bad header: expected a JSON object",
+            Fails(() => Safetensors.Read(P("header.safetensors"))));
         WriteSafetensors("i64.safetensors", """{"x": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}}""", 0);
         File.AppendAllBytes(P("i64.safetensors"), BitConverter.GetBytes(-5_000_000_000L));
-        Assert.Equal($"{P("i64.safetensors")}: key 'x': I64 value -5000000000 at index [0] does not fit in int32 (expected values in [-2147483648, 2147483647])",
+        Assert.Equal($"{P("i64.safetensors")}: key 'x': I64 value -5000000000 at index [0] does not fit in int32 "
+            + $"(expected values in [-2147483648, 2147483647])",
             Fails(() => Safetensors.Read(P("i64.safetensors"))));
     }
 

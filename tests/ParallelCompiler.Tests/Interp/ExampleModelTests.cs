@@ -29,11 +29,13 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     public void Mlp_matches_numpy()
     {
         var inputs = new Dictionary<string, NDArray> { ["x"] = Normal([8, 64], 1) };
-        var ps = new Dictionary<string, NDArray> { ["mlp.w1"] = Normal([64, 256]), ["mlp.b1"] = Normal([256]), ["mlp.w2"] = Normal([256, 64]) };
+        var ps = new Dictionary<string, NDArray> { ["mlp.w1"] = Normal([64, 256]), ["mlp.b1"] = Normal([256]),
+            ["mlp.w2"] = Normal([256, 64]) };
         RunAndCompare("mlp", inputs, ps, ps, 1e-5);
     }
 
-    /// <summary>The transformer's loss with every parameter from the file, layer norms' scales and shifts included.</summary>
+    /// <summary>The transformer's loss with every parameter from the file, layer norms' scales and shifts
+    /// included.</summary>
     [Fact]
     public void Gpt_matches_numpy()
     {
@@ -55,10 +57,12 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
         RunAndCompare("gpt", inputs, withoutNorms, all, 1e-5);
 
         Npz.Write(P("one.npz"), new Dictionary<string, NDArray> { ["gpt.wte"] = all["gpt.wte"] });
-        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("one.npz"), "--out", P("one_out.npz"));
+        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("one.npz"),
+            "--out", P("one_out.npz"));
         Assert.True(code == 0, $"mplc run exited with {code}:\n{stderr}");
         var loss = Npz.Read(P("one_out.npz"))["out"].Array;
-        Assert.True(loss.Shape.Length == 0 && float.IsFinite(loss.F![0]), $"expected a finite scalar loss, got {loss.TypeString} {loss.GetDouble(0)}");
+        Assert.True(loss.Shape.Length == 0 && float.IsFinite(loss.F![0]),
+            $"expected a finite scalar loss, got {loss.TypeString} {loss.GetDouble(0)}");
     }
 
     /// <summary>A key that is not a parameter of the model is an error naming it, not silently ignored.</summary>
@@ -76,7 +80,8 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     {
         var ps = GptParams(defaultNorms: false);
         ps["gpt.wpe"] = Normal([S / 2, D]);
-        ExpectUserError(GptInputs(), ps, "params.npz", $"parameter 'gpt.wpe' must be f32[{S}, {D}], found shape [{S / 2}, {D}]");
+        ExpectUserError(GptInputs(), ps, "params.npz",
+            $"parameter 'gpt.wpe' must be f32[{S}, {D}], found shape [{S / 2}, {D}]");
     }
 
     /// <summary>numpy's default int64 for i32 token ids is an error with the fix, not a silent conversion.</summary>
@@ -85,20 +90,25 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     {
         Npz.Write(P("inputs32.npz"), GptInputs());
         // The runtime writes only the compiler's element types; numpy makes the int64 file a user would have.
-        Python.RunOk("import sys, numpy as np; z = dict(np.load(sys.argv[1])); z['tokens'] = z['tokens'].astype(np.int64); np.savez(sys.argv[2], **z)",
+        Python.RunOk("import sys, numpy as np; z = dict(np.load(sys.argv[1])); z['tokens'] = "
+            + "z['tokens'].astype(np.int64); np.savez(sys.argv[2], **z)",
             P("inputs32.npz"), P("inputs.npz"));
         Npz.Write(P("params.npz"), GptParams(defaultNorms: false));
-        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("params.npz"), "--out", P("out.npz"));
+        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("params.npz"),
+            "--out", P("out.npz"));
         Assert.True(code == 1, $"expected exit code 1, got {code}:\n{stderr}");
-        Assert.Contains($"inputs.npz: input 'tokens' must be i32[{B}, {S}], found dtype int64 (convert with .astype(np.int32))", stderr);
+        Assert.Contains($"inputs.npz: input 'tokens' must be i32[{B}, {S}], found dtype int64 (convert with "
+            + $".astype(np.int32))", stderr);
         Assert.False(File.Exists(P("out.npz")), "a failed run must not write its output");
     }
 
-    private void ExpectUserError(Dictionary<string, NDArray> inputs, Dictionary<string, NDArray> ps, string file, string message)
+    private void ExpectUserError(Dictionary<string, NDArray> inputs, Dictionary<string, NDArray> ps, string file,
+        string message)
     {
         Npz.Write(P("inputs.npz"), inputs);
         Npz.Write(P("params.npz"), ps);
-        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("params.npz"), "--out", P("out.npz"));
+        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("params.npz"),
+            "--out", P("out.npz"));
         Assert.True(code == 1, $"expected exit code 1, got {code}:\n{stderr}");
         Assert.Contains($"{file}: {message}", stderr);
         Assert.DoesNotContain("internal compiler error", stderr);
@@ -114,9 +124,11 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
         Npz.Write(P("inputs.npz"), inputs);
         Npz.Write(P("params.npz"), given);
         Npz.Write(P("params_full.npz"), full);
-        var (code, stdout, stderr) = Mplc("run", Model(model), "--inputs", P("inputs.npz"), "--params", P("params.npz"), "--out", P("out.npz"));
+        var (code, stdout, stderr) = Mplc("run", Model(model), "--inputs", P("inputs.npz"), "--params", P("params.npz"),
+            "--out", P("out.npz"));
         Assert.True(code == 0, $"mplc run exited with {code}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
-        Python.RunOk(NumpyOracle.RunFile, Repo.Path("tests", "oracle", "models.py"), model, P("inputs.npz"), P("params_full.npz"), P("expected.npz"));
+        Python.RunOk(NumpyOracle.RunFile, Repo.Path("tests", "oracle", "models.py"), model, P("inputs.npz"),
+            P("params_full.npz"), P("expected.npz"));
         var got = Npz.Read(P("out.npz"))["out"].Array;
         var expected = Npz.Read(P("expected.npz"))["out"].Array;
         double err = InterpreterNumpyTests.AssertClose(expected, got, tol, $"mplc run {model} against models.py");
@@ -135,7 +147,8 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
 
     private static bool IsNorm(string path) => path.Split('.')[^1] is "g1" or "b1" or "g2" or "b2";
 
-    private Dictionary<string, NDArray> GptInputs() => new() { ["tokens"] = Ids([B, S], V), ["labels"] = Ids([B, S], V) };
+    private Dictionary<string, NDArray> GptInputs() => new() { ["tokens"] = Ids([B, S], V), ["labels"] = Ids([B, S],
+        V) };
 
     /// <summary>
     /// Every parameter of examples/gpt.mpl. Norm scales and shifts are random unless <paramref name="defaultNorms"/>,

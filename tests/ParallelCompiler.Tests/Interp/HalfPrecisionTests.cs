@@ -4,7 +4,8 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Interp;
 
-/// <summary>f16 and bf16 are computed in f32 and rounded after every op; numpy is the oracle for both roundings.</summary>
+/// <summary>f16 and bf16 are computed in f32 and rounded after every op; numpy is the oracle for both
+/// roundings.</summary>
 public class HalfPrecisionTests
 {
     [Fact]
@@ -23,7 +24,8 @@ public class HalfPrecisionTests
                 np.save(sys.argv[1] + '/ref.npy', (x * y + np.float16(0.1)) / np.float16(3.0))
                 """, dir);
             Assert.True(py.ExitCode == 0, py.Stderr);
-            var r = Mplc.Run("run", model, "--inputs", Path.Combine(dir, "in.npz"), "--out", Path.Combine(dir, "out.npz"));
+            var r = Mplc.Run("run", model, "--inputs", Path.Combine(dir, "in.npz"), "--out", Path.Combine(dir,
+                "out.npz"));
             Assert.True(r.ExitCode == 0, r.Stderr);
             var got = Npz.Read(Path.Combine(dir, "out.npz"))["out"];
             var want = Npy.Read(Path.Combine(dir, "ref.npy"));

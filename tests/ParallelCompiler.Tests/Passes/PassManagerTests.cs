@@ -10,7 +10,9 @@ namespace ParallelCompiler.Tests.Passes;
 /// <summary>Pipelines as strings, options, instrumentation and failure reporting.</summary>
 public class PassManagerTests
 {
-    private const string Small = "module {\n  func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {\n    %0 = tensor.neg %x : (tensor<4xf32>) -> tensor<4xf32>\n    %1 = tensor.neg %0 : (tensor<4xf32>) -> tensor<4xf32>\n    func.return %1 : tensor<4xf32>\n  }\n}\n";
+    private const string Small = "module {\n  func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {\n    %0 = tensor.neg "
+        + "%x : (tensor<4xf32>) -> tensor<4xf32>\n    %1 = tensor.neg %0 : (tensor<4xf32>) -> tensor<4xf32>\n    "
+        + "func.return %1 : tensor<4xf32>\n  }\n}\n";
 
     private static PassRegistry Registry() => (PassRegistry)CompilerServices.Create().GetService(typeof(PassRegistry))!;
 
@@ -23,7 +25,9 @@ public class PassManagerTests
     }
 
     [Theory]
-    [InlineData("nope", "unknown pass 'nope' (passes: autodiff, canonicalize, cse, dce, form-kernels, insert-reshards, microbatch, optimizer, pipeline-schedule, pipeline-stages, pipeline-transfers, shape-inference, sharding-propagation, spmdize)")]
+    [InlineData("nope", "unknown pass 'nope' (passes: autodiff, canonicalize, cse, dce, form-kernels, "
+        + "insert-reshards, microbatch, optimizer, pipeline-schedule, pipeline-stages, pipeline-transfers, "
+        + "shape-inference, sharding-propagation, spmdize)")]
     [InlineData("canonicalize{depth=2}", "pass 'canonicalize' has no option 'depth' (options: max-iterations)")]
     [InlineData("canonicalize{max-iterations=many}", "option 'max-iterations' expects a number, got 'many'")]
     [InlineData("cse{x=1}", "pass 'cse' has no option 'x' (it takes none)")]
@@ -57,8 +61,10 @@ public class PassManagerTests
     public void VerifierNamesThePassThatBrokeTheIR()
     {
         var m = IRParser.ParseModule(Small);
-        var e = Assert.Throws<PassFailureException>(() => new PassManager([new BreaksIR()], new IRPrintingOptions()).Run(m));
-        Assert.StartsWith("pass 'break-ir' produced invalid IR: 'tensor.neg': neg: result 0 has type tensor<9xf32>", e.Message);
+        var e = Assert.Throws<PassFailureException>(() => new PassManager([new BreaksIR()],
+            new IRPrintingOptions()).Run(m));
+        Assert.StartsWith("pass 'break-ir' produced invalid IR: 'tensor.neg': neg: result 0 has type tensor<9xf32>",
+            e.Message);
         Assert.Equal(Small, e.InputIR); // the reproducer is the IR the pass was given
         // With verification off, the broken IR goes through.
         new PassManager([new BreaksIR()], new IRPrintingOptions { Verify = false }).Run(IRParser.ParseModule(Small));
@@ -67,7 +73,8 @@ public class PassManagerTests
     [Fact]
     public void APassThatThrowsIsReportedWithItsInput()
     {
-        var e = Assert.Throws<PassFailureException>(() => new PassManager([new Throws()], new IRPrintingOptions()).Run(IRParser.ParseModule(Small)));
+        var e = Assert.Throws<PassFailureException>(() => new PassManager([new Throws()],
+            new IRPrintingOptions()).Run(IRParser.ParseModule(Small)));
         Assert.Equal("pass 'throws' failed: boom", e.Message);
         Assert.Equal("throws", e.Pass);
     }
@@ -80,9 +87,11 @@ public class PassManagerTests
         File.WriteAllText(input, Small);
         try
         {
-            var r = Mplc.Run("opt", input, "--pass-pipeline=shape-inference,canonicalize,cse,dce", "--dump-dir", Path.Combine(dir, "d"), "--timing");
+            var r = Mplc.Run("opt", input, "--pass-pipeline=shape-inference,canonicalize,cse,dce", "--dump-dir",
+                Path.Combine(dir, "d"), "--timing");
             Assert.Equal(0, r.ExitCode);
-            Assert.Equal(["00-input.mplir", "01-shape-inference.mplir", "02-canonicalize.mplir", "03-cse.mplir", "04-dce.mplir"],
+            Assert.Equal(["00-input.mplir", "01-shape-inference.mplir", "02-canonicalize.mplir", "03-cse.mplir",
+                "04-dce.mplir"],
                 Directory.GetFiles(Path.Combine(dir, "d")).Select(Path.GetFileName).Order());
             Assert.Contains("canonicalize", r.Stderr);
             Assert.Contains("total", r.Stderr);

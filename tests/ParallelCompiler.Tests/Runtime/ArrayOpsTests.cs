@@ -130,7 +130,8 @@ public sealed class ArrayOpsTests
     }
 
     [Theory]
-    [InlineData(DType.BF16, 256f, 256f)] // 257 rounds to 256 (spacing 2), twice; the exact sum 258 would be representable
+    // 257 rounds to 256 (spacing 2), twice; the exact sum 258 would be representable
+    [InlineData(DType.BF16, 256f, 256f)]
     [InlineData(DType.F16, 2048f, 2048f)] // same at f16's spacing of 2 above 2048
     [InlineData(DType.F32, 256f, 258f)]
     public void Sum_rounds_after_each_addition(DType dtype, float start, float expected)

@@ -172,7 +172,8 @@ public sealed class CommunicatorTests
 
     // ---- collectives ----
 
-    /// <summary>Meshes and the axes a collective spans: one axis, the other one, both in mesh order and reversed.</summary>
+    /// <summary>Meshes and the axes a collective spans: one axis, the other one, both in mesh order and
+    /// reversed.</summary>
     public static TheoryData<string, string> Groups => new()
     {
         { "x=2", "x" },
@@ -202,18 +203,21 @@ public sealed class CommunicatorTests
     [Theory]
     [MemberData(nameof(Groups))]
     public void AllReduce_sums_over_the_group(string mesh, string axes) =>
-        CheckCollective(mesh, axes, (c, x, ax) => c.AllReduce(x, ax, ReduceKind.Sum, Site("dist.all_reduce")), (g, _) => RefSum(g));
+        CheckCollective(mesh, axes, (c, x, ax) => c.AllReduce(x, ax, ReduceKind.Sum, Site("dist.all_reduce")), (g,
+            _) => RefSum(g));
 
     [Theory]
     [MemberData(nameof(Groups))]
     public void AllReduce_max_of_ints(string mesh, string axes) =>
-        CheckCollective(mesh, axes, (c, x, ax) => c.AllReduce(x, ax, ReduceKind.Max, Site("dist.all_reduce")), (g, _) => RefMax(g),
+        CheckCollective(mesh, axes, (c, x, ax) => c.AllReduce(x, ax, ReduceKind.Max, Site("dist.all_reduce")), (g,
+            _) => RefMax(g),
             r => NDArray.FromInts([3], [r * 7 % 5, -r, r % 2]));
 
     [Theory]
     [MemberData(nameof(Groups))]
     public void AllGather_concatenates_in_group_order(string mesh, string axes) =>
-        CheckCollective(mesh, axes, (c, x, ax) => c.AllGather(x, ax, 1, Site("dist.all_gather")), (g, _) => RefConcat(g, 1));
+        CheckCollective(mesh, axes, (c, x, ax) => c.AllGather(x, ax, 1, Site("dist.all_gather")), (g, _) => RefConcat(g,
+            1));
 
     [Theory]
     [MemberData(nameof(Groups))]
@@ -246,8 +250,10 @@ public sealed class CommunicatorTests
             return c.AllReduce(z, ["tp"], ReduceKind.Sum, Site("dist.all_reduce", 2));
         });
         var inputs = Enumerable.Range(0, 4).Select(r => Input(r, [2, 2])).ToArray();
-        var tpSums = Enumerable.Range(0, 4).Select(r => RefSum(mesh.Group(r, ["tp"]).Select(g => inputs[g]).ToArray())).ToArray();
-        var gathered = Enumerable.Range(0, 4).Select(r => RefConcat(mesh.Group(r, ["dp"]).Select(g => tpSums[g]).ToArray(), 0)).ToArray();
+        var tpSums = Enumerable.Range(0, 4).Select(r => RefSum(mesh.Group(r,
+            ["tp"]).Select(g => inputs[g]).ToArray())).ToArray();
+        var gathered = Enumerable.Range(0, 4).Select(r => RefConcat(mesh.Group(r,
+            ["dp"]).Select(g => tpSums[g]).ToArray(), 0)).ToArray();
         for (int r = 0; r < 4; r++) Same(RefSum(mesh.Group(r, ["tp"]).Select(g => gathered[g]).ToArray()), results[r]);
     }
 
@@ -313,7 +319,8 @@ public sealed class CommunicatorTests
         using var world = new InProcessWorld(DeviceMesh.Single, Patient);
         var x = Input(0, [2]);
         Same(x, world.Communicator(0).CollectivePermute(x, [(0, 0)], Site("dist.collective_permute")));
-        Same(NDArray.Zeros(DType.F32, [2]), world.Communicator(0).CollectivePermute(x, [], Site("dist.collective_permute")));
+        Same(NDArray.Zeros(DType.F32, [2]), world.Communicator(0).CollectivePermute(x, [],
+            Site("dist.collective_permute")));
     }
 
     [Theory]
@@ -324,7 +331,8 @@ public sealed class CommunicatorTests
     {
         using var world = new InProcessWorld(Mesh("x=4"), Patient);
         var e = Assert.Throws<CollectiveException>(() =>
-            world.Communicator(0).CollectivePermute(Input(0, [1]), [(s1, t1), (s2, t2)], Site("dist.collective_permute")));
+            world.Communicator(0).CollectivePermute(Input(0, [1]), [(s1, t1), (s2, t2)],
+                Site("dist.collective_permute")));
         Assert.Contains("device 0 (x=0) in dist.collective_permute", e.Message);
     }
 
@@ -362,7 +370,8 @@ public sealed class CommunicatorTests
             else c.Recv(0, DType.F32, [3, 2], Site("dist.recv", 7));
             return 0;
         }));
-        Assert.Contains("device 1 (x=1) expected f32[3, 2] in recv from device 0 (x=0), dist.recv at step 7", e.Message);
+        Assert.Contains("device 1 (x=1) expected f32[3, 2] in recv from device 0 (x=0), dist.recv at step 7",
+            e.Message);
         Assert.Contains("device 0 (x=0) sent f32[2, 3] in send to device 1 (x=1), dist.send at step 4", e.Message);
     }
 
@@ -402,7 +411,8 @@ public sealed class CommunicatorTests
         var e = Assert.Throws<CollectiveTimeoutException>(() => world.Run((r, c) =>
         {
             var x = Input(r, [2]);
-            return r == 2 ? x : c.AllReduce(x, ["tp"], ReduceKind.Sum, new CollectiveSite("dist.all_reduce", "model.mpl:9:12", 12));
+            return r == 2 ? x : c.AllReduce(x, ["tp"], ReduceKind.Sum, new CollectiveSite("dist.all_reduce",
+                "model.mpl:9:12", 12));
         }));
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(2), $"took {sw.Elapsed}");
         Assert.Equal(
@@ -429,8 +439,10 @@ public sealed class CommunicatorTests
             : c.Recv(0, DType.F32, [1], Site("dist.recv", 5))));
         // Whichever device gives up first reports the other one's wait.
         Assert.True(
-            e.Message.Contains("device 1 of group [0, 1] never arrived (it ") && e.Message.Contains(" waiting in recv from device 0 (x=0), dist.recv at step 5") ||
-            e.Message.Contains("device 0 never sent anything (it ") && e.Message.Contains(" waiting in dist.all_reduce over [x] at step 5"),
+            e.Message.Contains("device 1 of group [0, 1] never arrived (it ")
+                && e.Message.Contains(" waiting in recv from device 0 (x=0), dist.recv at step 5") ||
+            e.Message.Contains("device 0 never sent anything (it ")
+                && e.Message.Contains(" waiting in dist.all_reduce over [x] at step 5"),
             e.Message);
     }
 
@@ -461,7 +473,8 @@ public sealed class CommunicatorTests
     {
         using var world = new InProcessWorld(Mesh("x=2"), Patient);
         var c = world.Communicator(1);
-        var e = Assert.Throws<CollectiveException>(() => c.AllReduce(Input(1, [2]), ["y"], ReduceKind.Sum, Site("dist.all_reduce", 2)));
+        var e = Assert.Throws<CollectiveException>(() => c.AllReduce(Input(1, [2]), ["y"], ReduceKind.Sum,
+            Site("dist.all_reduce", 2)));
         Assert.Contains("device 1 (x=1) in dist.all_reduce over [y] at step 2", e.Message);
         Assert.Contains("unknown mesh axis 'y'", e.Message);
         Assert.Throws<CollectiveException>(() => c.AllGather(Input(1, [2]), ["x"], 1, Site("dist.all_gather")));

@@ -3,7 +3,8 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Runtime;
 
-/// <summary>Pipeline schedules and their simulated bubble against the closed forms of GPipe, 1F1B and Megatron's interleaving.</summary>
+/// <summary>Pipeline schedules and their simulated bubble against the closed forms of GPipe, 1F1B and Megatron's
+/// interleaving.</summary>
 public class ScheduleTests
 {
     [Theory]
@@ -19,7 +20,8 @@ public class ScheduleTests
     {
         foreach (bool training in new[] { false, true })
         {
-            var t = Timeline.Simulate(Schedule.Build(kind, p, m, 1, training), (_, phase) => phase == Phase.Forward ? 1.0 : 2.0);
+            var t = Timeline.Simulate(Schedule.Build(kind, p, m, 1, training), (_,
+                phase) => phase == Phase.Forward ? 1.0 : 2.0);
             double expected = (p - 1.0) / (m + p - 1.0);
             for (int d = 0; d < p; d++) Assert.Equal(expected, t.BubbleFraction(d), 3);
         }
@@ -34,7 +36,8 @@ public class ScheduleTests
     public void InterleavingDividesTheBubbleByTheChunks(int p, int m, int v)
     {
         // Each of the v chunks on a device holds 1/v of its layers.
-        var t = Timeline.Simulate(Schedule.Build("interleaved", p, m, v, training: true), (_, phase) => (phase == Phase.Forward ? 1.0 : 2.0) / v);
+        var t = Timeline.Simulate(Schedule.Build("interleaved", p, m, v, training: true), (_,
+            phase) => (phase == Phase.Forward ? 1.0 : 2.0) / v);
         double expected = (p - 1.0) / (v * m + p - 1.0);
         for (int d = 0; d < p; d++) Assert.InRange(t.BubbleFraction(d), expected - 0.02, expected + 0.02);
     }
@@ -60,5 +63,6 @@ public class ScheduleTests
 
     [Fact]
     public void InterleavingNeedsMicrobatchesInGroupsOfP() =>
-        Assert.Contains("not a multiple", Assert.Throws<ArgumentException>(() => Schedule.Build("interleaved", 4, 6, 2, true)).Message);
+        Assert.Contains("not a multiple", Assert.Throws<ArgumentException>(() => Schedule.Build("interleaved", 4, 6, 2,
+            true)).Message);
 }

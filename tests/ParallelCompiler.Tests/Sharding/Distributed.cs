@@ -9,8 +9,10 @@ namespace ParallelCompiler.Tests.Sharding;
 /// <summary>Runs a global module on one device and, after the sharding passes, on every device of its mesh.</summary>
 public static class Distributed
 {
-    /// <summary>Single-device results of the global program, then the same inputs through propagation, reshards, spmdize and the simulated devices.</summary>
-    public static (IReadOnlyList<NDArray> Single, IReadOnlyList<NDArray> Spmd) Run(Operation module, IReadOnlyList<NDArray> args,
+    /// <summary>Single-device results of the global program, then the same inputs through propagation, reshards,
+    /// spmdize and the simulated devices.</summary>
+    public static (IReadOnlyList<NDArray> Single, IReadOnlyList<NDArray> Spmd) Run(Operation module,
+        IReadOnlyList<NDArray> args,
         IReadOnlyDictionary<string, NDArray> parameters)
     {
         var func = module.EntryFunction()!;
@@ -25,7 +27,8 @@ public static class Distributed
         return (single, spmd);
     }
 
-    /// <summary>The largest difference relative to max(|expected|, 1), with NaN equal to NaN and infinities to themselves.</summary>
+    /// <summary>The largest difference relative to max(|expected|, 1), with NaN equal to NaN and infinities to
+    /// themselves.</summary>
     public static double MaxRelativeError(NDArray expected, NDArray actual)
     {
         Assert.Equal(expected.Shape, actual.Shape);

@@ -14,11 +14,13 @@ public static class Layouts
     public static string Apply(Operation module, (string Axis, int Size)[] mesh, byte[] codes)
     {
         var meshOp = Operation.CreateUnchecked("dist.mesh", [], [],
-            [new("axes", Attr.Strs(mesh.Select(m => m.Axis))), new("shape", Attr.Ints(mesh.Select(m => (long)m.Size))), new("sym_name", Attr.Str("grid"))]);
+            [new("axes", Attr.Strs(mesh.Select(m => m.Axis))), new("shape", Attr.Ints(mesh.Select(m => (long)m.Size))),
+                new("sym_name", Attr.Str("grid"))]);
         module.Regions[0].Entry.InsertBefore(meshOp, module.Regions[0].Entry.First);
         var func = module.EntryFunction()!;
         var values = func.Regions[0].Entry.Arguments.Cast<Value>()
-            .Concat(func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").Select(o => (Value)o.Result)).ToList();
+            .Concat(func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").Select(o =>
+                (Value)o.Result)).ToList();
         int c = 0;
         byte Next() => codes.Length == 0 ? (byte)0 : codes[c++ % codes.Length];
         var described = new List<string>();
@@ -32,8 +34,10 @@ public static class Layouts
         return string.Join("; ", described);
     }
 
-    /// <summary>A legal sharding of <paramref name="shape"/>: per dimension, the unused axes that <paramref name="next"/>'s code picks and whose product divides it.</summary>
-    public static ParallelCompiler.IR.Sharding Pick(IReadOnlyList<long> shape, (string Axis, int Size)[] mesh, Func<byte> next)
+    /// <summary>A legal sharding of <paramref name="shape"/>: per dimension, the unused axes that <paramref
+    /// name="next"/>'s code picks and whose product divides it.</summary>
+    public static ParallelCompiler.IR.Sharding Pick(IReadOnlyList<long> shape, (string Axis, int Size)[] mesh,
+        Func<byte> next)
     {
         var used = new HashSet<string>();
         var dims = new List<List<string>>();
@@ -60,9 +64,12 @@ public static class Layouts
     {
         var func = module.EntryFunction()!;
         var args = func.Regions[0].Entry.Arguments
-            .Select(a => Initializers.RandomInput(a.TensorType.DType, a.TensorType.ShapeArray, seed, a.NameHint ?? "", 5)).ToArray();
-        var ps = func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").ToDictionary(o => o.StringAttr("path"),
-            o => Initializers.Create(o.StringAttr("init"), o.GetAttr("std") is null ? 0 : o.FloatAttr("std"), o.Result.TensorType.DType,
+            .Select(a => Initializers.RandomInput(a.TensorType.DType, a.TensorType.ShapeArray, seed, a.NameHint ?? "",
+                5)).ToArray();
+        var ps = func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").ToDictionary(o =>
+            o.StringAttr("path"),
+            o => Initializers.Create(o.StringAttr("init"), o.GetAttr("std") is null ? 0 : o.FloatAttr("std"),
+                o.Result.TensorType.DType,
                 o.Result.TensorType.ShapeArray, seed, o.StringAttr("path")));
         return (args, ps);
     }

@@ -39,17 +39,21 @@ public class ReshardTableTests
                 pairs++;
                 var module = Build(from, to, out var args);
                 var (single, spmd) = Distributed.Run(module, args, new Dictionary<string, NDArray>());
-                foreach (var op in module.Walk().Where(o => o.Dialect == "dist" && o.Name != "dist.mesh")) kinds.Add(op.Name);
+                foreach (var op in module.Walk().Where(o => o.Dialect == "dist"
+                    && o.Name != "dist.mesh")) kinds.Add(op.Name);
                 double err = Distributed.MaxRelativeError(single[0], spmd[0]);
                 if (err > 1e-5) failures.Add($"{from} -> {to}: error {err:G3}");
             }
-        Assert.True(failures.Count == 0, $"{failures.Count} of {pairs} layout changes differ:\n" + string.Join("\n", failures));
+        Assert.True(failures.Count == 0, $"{failures.Count} of {pairs} layout changes differ:\n" + string.Join("\n",
+            failures));
         Assert.True(pairs > 150, $"only {pairs} pairs");
-        foreach (var k in new[] { "dist.all_gather", "dist.all_slice", "dist.all_to_all", "dist.all_reduce", "dist.reduce_scatter" })
+        foreach (var k in new[] { "dist.all_gather", "dist.all_slice", "dist.all_to_all", "dist.all_reduce",
+            "dist.reduce_scatter" })
             Assert.Contains(k, kinds);
     }
 
-    /// <summary>p @ q laid out so the product has <paramref name="from"/> (its partial axes split the contraction), then resharded to <paramref name="to"/>.</summary>
+    /// <summary>p @ q laid out so the product has <paramref name="from"/> (its partial axes split the contraction),
+    /// then resharded to <paramref name="to"/>.</summary>
     private static Operation Build(ShardingT from, ShardingT to, out NDArray[] args)
     {
         var ps = new ShardingT([from.Dims[0], from.Partial]);
@@ -66,7 +70,8 @@ public class ReshardTableTests
             """;
         var module = IRParser.ParseModule(text);
         Verifier.Verify(module);
-        args = [Initializers.RandomInput(DType.F32, [8, 12], 1, "p", 0), Initializers.RandomInput(DType.F32, [12, 12], 1, "q", 0)];
+        args = [Initializers.RandomInput(DType.F32, [8, 12], 1, "p", 0), Initializers.RandomInput(DType.F32, [12, 12],
+            1, "q", 0)];
         return module;
     }
 }

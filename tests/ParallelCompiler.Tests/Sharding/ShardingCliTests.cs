@@ -4,7 +4,8 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Sharding;
 
-/// <summary>The sharding passes through the command line: runs over the mesh, statistics, warnings and errors.</summary>
+/// <summary>The sharding passes through the command line: runs over the mesh, statistics, warnings and
+/// errors.</summary>
 public class ShardingCliTests
 {
     /// <summary>(example, its mesh flattened to one device, extra flags).</summary>
@@ -24,10 +25,12 @@ public class ShardingCliTests
         try
         {
             string[] extra = define.Length > 0 ? ["-D", define] : [];
-            var spmd = Mplc.Run(["run", Repo.Path("examples", example), "--seed", "5", "--out", Path.Combine(dir, "spmd.npz"), .. extra]);
+            var spmd = Mplc.Run(["run", Repo.Path("examples", example), "--seed", "5", "--out", Path.Combine(dir,
+                "spmd.npz"), .. extra]);
             Assert.True(spmd.ExitCode == 0, spmd.Stderr);
             Assert.Matches(@"note: running on (4|8) simulated device\(s\)", spmd.Stderr);
-            var single = Mplc.Run(["run", Repo.Path("examples", example), "--seed", "5", "--mesh", oneDevice, "--out", Path.Combine(dir, "one.npz"), .. extra]);
+            var single = Mplc.Run(["run", Repo.Path("examples", example), "--seed", "5", "--mesh", oneDevice, "--out",
+                Path.Combine(dir, "one.npz"), .. extra]);
             Assert.True(single.ExitCode == 0, single.Stderr);
             Assert.Contains("running on 1 simulated device(s)", single.Stderr);
             var a = ArrayFile.Read(Path.Combine(dir, "spmd.npz"))["out"].Array;
@@ -73,7 +76,8 @@ public class ShardingCliTests
             }
             """, "--pass-pipeline=spmdize");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("error: dimension 0 of 'a' (f32[6, 8], size 6) is not divisible by mesh axes x=2, y=2 (product 4)", r.Stderr);
+        Assert.Contains("error: dimension 0 of 'a' (f32[6, 8], size 6) is not divisible by mesh axes x=2, y=2 "
+            + "(product 4)", r.Stderr);
         Assert.DoesNotContain("internal compiler error", r.Stderr);
     }
 
@@ -91,7 +95,8 @@ public class ShardingCliTests
             }
             """, "--collective-timeout", "0.3");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("error: device 1 (x=1) waited 0.3 s in recv from device 0 (x=0), dist.recv at step 1", r.Stderr);
+        Assert.Contains("error: device 1 (x=1) waited 0.3 s in recv from device 0 (x=0), dist.recv at step 1",
+            r.Stderr);
     }
 
     [Fact]

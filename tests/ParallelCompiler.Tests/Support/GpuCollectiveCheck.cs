@@ -4,7 +4,8 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Support;
 
-/// <summary>The runtime's collective self-test (<see cref="CollectiveSelfTest"/>) as an assertion, for emulated and real GPUs.</summary>
+/// <summary>The runtime's collective self-test (<see cref="CollectiveSelfTest"/>) as an assertion, for emulated and
+/// real GPUs.</summary>
 public static class GpuCollectiveCheck
 {
     /// <summary>The mesh the check runs on.</summary>

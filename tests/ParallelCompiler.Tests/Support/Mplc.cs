@@ -2,7 +2,8 @@ using ParallelCompiler.Driver;
 
 namespace ParallelCompiler.Tests.Support;
 
-/// <summary>Runs the mplc command line in-process on a thread with the same large stack as the real executable.</summary>
+/// <summary>Runs the mplc command line in-process on a thread with the same large stack as the real
+/// executable.</summary>
 public static class Mplc
 {
     /// <summary>The exit code and everything printed.</summary>
@@ -16,7 +17,8 @@ public static class Mplc
         int code = -1;
         var t = new Thread(() => code = Cli.Main(args, o, e), 512 * 1024 * 1024);
         t.Start();
-        if (!t.Join(TimeSpan.FromSeconds(120))) throw new TimeoutException($"mplc {string.Join(" ", args)} did not finish in 120 s");
+        if (!t.Join(TimeSpan.FromSeconds(120))) throw new TimeoutException($"mplc {string.Join(" ", args)} did not "
+            + $"finish in 120 s");
         return new Result(code, o.ToString(), e.ToString());
     }
 

@@ -5,8 +5,10 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Support;
 
-/// <summary>What ptxas reports for one kernel: registers per thread, bytes of static shared memory, stack and spills.</summary>
-public sealed record PtxasKernel(string Name, int Registers, int SharedBytes, int StackBytes, int SpillStores, int SpillLoads);
+/// <summary>What ptxas reports for one kernel: registers per thread, bytes of static shared memory, stack and
+/// spills.</summary>
+public sealed record PtxasKernel(string Name, int Registers, int SharedBytes, int StackBytes, int SpillStores,
+    int SpillLoads);
 
 /// <summary>
 /// NVIDIA's PTX assembler and disassembler as an oracle for the generated PTX: <c>./build.sh test</c> unpacks them
@@ -21,15 +23,18 @@ public static partial class Ptxas
 
     /// <summary>Why the ptxas tests skip, or null when ptxas is here.</summary>
     public static string? Missing => Path == null
-        ? "needs NVIDIA's ptxas: ./build.sh test fetches it (Debian non-free, nvidia-cuda-toolkit) into bin/nvidia/, or set MPLC_PTXAS"
+        ? "needs NVIDIA's ptxas: ./build.sh test fetches it (Debian non-free, nvidia-cuda-toolkit) into bin/nvidia/, "
+            + "or set MPLC_PTXAS"
         : null;
 
     private static string? Find()
     {
-        if (Environment.GetEnvironmentVariable("MPLC_PTXAS") is { Length: > 0 } env) return File.Exists(env) ? env : null;
+        if (Environment.GetEnvironmentVariable("MPLC_PTXAS") is { Length: > 0 } env) return File.Exists(env) ? env
+            : null;
         string local = Repo.Path("bin", "nvidia", "ptxas");
         if (File.Exists(local)) return local;
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':',
+            StringSplitOptions.RemoveEmptyEntries))
             if (File.Exists(System.IO.Path.Combine(dir, "ptxas"))) return System.IO.Path.Combine(dir, "ptxas");
         return null;
     }
@@ -46,7 +51,8 @@ public static partial class Ptxas
         {
             string input = System.IO.Path.Combine(dir, "kernels.ptx");
             File.WriteAllText(input, ptx);
-            var (code, output) = Run(Path!, ["-arch", arch, "-v", "--warn-on-spills", input, "-o", cubin ?? System.IO.Path.Combine(dir, "kernels.cubin")]);
+            var (code, output) = Run(Path!, ["-arch", arch, "-v", "--warn-on-spills", input, "-o",
+                cubin ?? System.IO.Path.Combine(dir, "kernels.cubin")]);
             Assert.True(code == 0, $"ptxas -arch {arch} rejected the PTX:\n{output}");
             return Parse(output);
         }
@@ -78,7 +84,9 @@ public static partial class Ptxas
             {
                 if (InstructionLine().Match(lines[j]) is not { Success: true } ins) continue;
                 ops.Add(ins.Groups[1].Value);
-                if (ins.Groups[1].Value.StartsWith("BRA", StringComparison.Ordinal) && lines[j].Contains($"({label.Groups[1].Value})", StringComparison.Ordinal))
+                if (ins.Groups[1].Value.StartsWith("BRA",
+                    StringComparison.Ordinal) && lines[j].Contains($"({label.Groups[1].Value})",
+                    StringComparison.Ordinal))
                 {
                     // A branch to itself (the trap after the exit) is no loop of the kernel's.
                     if (ops.Count > 1 && (best == null || ops.Count < best.Count)) best = ops;
@@ -89,7 +97,8 @@ public static partial class Ptxas
         return best ?? throw new InvalidOperationException("no loop in the disassembly");
     }
 
-    /// <summary>Parses ptxas -v: "Compiling entry function 'k' for 'sm_90'", "N bytes stack frame, N bytes spill stores, N bytes spill loads", "Used N registers, N bytes smem".</summary>
+    /// <summary>Parses ptxas -v: "Compiling entry function 'k' for 'sm_90'", "N bytes stack frame, N bytes spill
+    /// stores, N bytes spill loads", "Used N registers, N bytes smem".</summary>
     public static Dictionary<string, PtxasKernel> Parse(string output)
     {
         var result = new Dictionary<string, PtxasKernel>();
@@ -97,13 +106,15 @@ public static partial class Ptxas
         int stack = 0, stores = 0, loads = 0;
         foreach (var line in output.Split('\n'))
         {
-            if (EntryLine().Match(line) is { Success: true } e) (name, stack, stores, loads) = (e.Groups[1].Value, 0, 0, 0);
+            if (EntryLine().Match(line) is { Success: true } e) (name, stack, stores, loads) = (e.Groups[1].Value, 0, 0,
+                0);
             else if (FrameLine().Match(line) is { Success: true } f)
                 (stack, stores, loads) = (Int(f.Groups[1]), Int(f.Groups[2]), Int(f.Groups[3]));
             else if (UsedLine().Match(line) is { Success: true } u && name != null)
             {
                 var smem = SmemPart().Match(line);
-                result[name] = new PtxasKernel(name, Int(u.Groups[1]), smem.Success ? Int(smem.Groups[1]) : 0, stack, stores, loads);
+                result[name] = new PtxasKernel(name, Int(u.Groups[1]), smem.Success ? Int(smem.Groups[1]) : 0, stack,
+                    stores, loads);
                 name = null;
             }
         }
@@ -114,7 +125,8 @@ public static partial class Ptxas
 
     private static (int Code, string Output) Run(string exe, string[] args)
     {
-        var psi = new ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true,
+            UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();

@@ -23,18 +23,21 @@ public static class Python
         return RunRaw(script, args);
     }
 
-    /// <summary>Runs <paramref name="script"/> and fails with its output unless it exits with 0; returns stdout.</summary>
+    /// <summary>Runs <paramref name="script"/> and fails with its output unless it exits with 0; returns
+    /// stdout.</summary>
     public static string RunOk(string script, params string[] args)
     {
         var (code, stdout, stderr) = Run(script, args);
         if (code != 0)
-            throw new Xunit.Sdk.XunitException($"python exited with {code}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+            throw new Xunit.Sdk.XunitException($"python exited with {code}\n--- stdout ---\n{stdout}\n--- stderr "
+                + $"---\n{stderr}");
         return stdout;
     }
 
     private static string? FindProblem()
     {
-        if (!File.Exists(Exe)) return $"{Exe} is missing: the array file tests need Python 3 with numpy as their oracle";
+        if (!File.Exists(Exe))
+            return $"{Exe} is missing: the array file tests need Python 3 with numpy as their oracle";
         var (code, _, stderr) = RunRaw("import numpy", []);
         return code == 0 ? null : $"{Exe} cannot import numpy (install python3-numpy): {stderr.Trim()}";
     }

@@ -1,6 +1,7 @@
 namespace ParallelCompiler.Tests.Support;
 
-/// <summary>Finds files of the repository (examples, oracle scripts) from wherever the test binaries were built.</summary>
+/// <summary>Finds files of the repository (examples, oracle scripts) from wherever the test binaries were
+/// built.</summary>
 public static class Repo
 {
     private static readonly Lazy<string> RootDir = new(FindRoot);
