@@ -21,10 +21,12 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     private static string Out(Mplc.Result r)
     {
         Assert.True(r.ExitCode == 0, r.Stderr);
-        return r.Stdout.Split('\n').First(l => l.StartsWith("out:", StringComparison.Ordinal) || l.StartsWith("loss:", StringComparison.Ordinal));
+        return r.Stdout.Split('\n').First(l => l.StartsWith("out:", StringComparison.Ordinal) || l.StartsWith("loss:",
+            StringComparison.Ordinal));
     }
 
-    /// <summary>Two runs on random inputs, on the mesh and on one device, print the same; --check agrees and says <paramref name="expected"/>.</summary>
+    /// <summary>Two runs on random inputs, on the mesh and on one device, print the same; --check agrees and says
+    /// <paramref name="expected"/>.</summary>
     private static void RandomRunsAgree(string path, string oneDevice, string expected)
     {
         Assert.Equal(Out(Mplc.Run("run", path, "--mesh", oneDevice)), Out(Mplc.Run("run", path)));
@@ -50,7 +52,8 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
         RandomRunsAgree(path, "tp=1", "check: mesh tp=2 equals one device: 1 array(s)");
     }
 
-    /// <summary>Regression: token ids sliced along positions before an embedding whose table is tied to the output matmul.</summary>
+    /// <summary>Regression: token ids sliced along positions before an embedding whose table is tied to the output
+    /// matmul.</summary>
     [Fact]
     public void TiedEmbeddingOverSplitPositionsDrawsTheSameIds()
     {
@@ -81,7 +84,26 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
         Assert.DoesNotContain("gathered in full", r.Stderr);
     }
 
-    /// <summary>Every example passes --check on its own mesh (the transformer with two layers, to keep it short).</summary>
+    /// <summary>Either priority can be forced; activations first gathers the weights, and a bad value is
+    /// named.</summary>
+    [Fact]
+    public void PropagationPriorityCanBeForcedAndIsChecked()
+    {
+        string Pipeline(string priority) =>
+            ParallelCompiler.Driver.Pipelines.DefaultString.Replace("sharding-propagation",
+            $"sharding-propagation{{priority={priority}}}");
+        var weights = Mplc.Run("compile", Repo.Path("examples", "gpt_sp.mpl"), "-D", "L=1", "--pass-pipeline",
+            Pipeline("activations"), "-o", P("a.mplir"));
+        Assert.True(weights.ExitCode == 0, weights.Stderr);
+        Assert.Contains("gathered in full", weights.Stderr);
+        var bad = Mplc.Run("compile", Repo.Path("examples", "gpt_sp.mpl"), "-D", "L=1", "--pass-pipeline",
+            Pipeline("weights"), "-o", P("b.mplir"));
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("priority must be auto, activations or parameters, got 'weights'", bad.Stderr);
+    }
+
+    /// <summary>Every example passes --check on its own mesh (the transformer with two layers, to keep it
+    /// short).</summary>
     [Theory]
     [InlineData("mlp.mpl")]
     [InlineData("classifier.mpl")]
@@ -89,7 +111,8 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     [InlineData("gpt.mpl")]
     public void EveryExamplePassesCheck(string example)
     {
-        var r = Mplc.Run(["run", Repo.Path("examples", example), "--check", .. example.StartsWith("gpt", StringComparison.Ordinal) ? new[] { "-D", "L=2" } : []]);
+        var r = Mplc.Run(["run", Repo.Path("examples", example), "--check", .. example.StartsWith("gpt",
+            StringComparison.Ordinal) ? new[] { "-D", "L=2" } : []]);
         Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
         Assert.Matches(@"check: mesh \S+ equals one device: \d+ array\(s\), largest relative difference", r.Stdout);
     }
@@ -102,7 +125,8 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
         Assert.Contains("error: --check compares two runs", withOut.Stderr);
         // Global textual IR is checked like the source; a per-device program cannot be put on one device any more.
         string ir = P("m.mplir"), spmd = P("spmd.mplir");
-        Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "--pass-pipeline", "", "-o", ir).ExitCode);
+        Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "--pass-pipeline", "", "-o",
+            ir).ExitCode);
         Assert.Contains("equals one device", Mplc.Run("run", ir, "--check").Stdout);
         Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", spmd).ExitCode);
         var fromSpmd = Mplc.Run("run", spmd, "--check");
@@ -110,12 +134,15 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
         Assert.Contains("--check needs the global program", fromSpmd.Stderr);
     }
 
-    /// <summary>The comparison behind --check: the worst array, its place and values, and tolerances by dtype.</summary>
+    /// <summary>The comparison behind --check: the worst array, its place and values, and tolerances by
+    /// dtype.</summary>
     [Fact]
     public void ComparisonFindsTheWorstArray()
     {
-        var a = new RunOutcome([NDArray.FromFloats([3], [1f, 2f, 3f])], [0.5f], new Dictionary<string, NDArray> { ["w"] = NDArray.FromFloats([2], [1f, 1f]) });
-        var b = new RunOutcome([NDArray.FromFloats([3], [1f, 2f, 3.5f])], [0.5f], new Dictionary<string, NDArray> { ["w"] = NDArray.FromFloats([2], [1f, 1f]) });
+        var a = new RunOutcome([NDArray.FromFloats([3], [1f, 2f, 3f])], [0.5f], new Dictionary<string,
+            NDArray> { ["w"] = NDArray.FromFloats([2], [1f, 1f]) });
+        var b = new RunOutcome([NDArray.FromFloats([3], [1f, 2f, 3.5f])], [0.5f], new Dictionary<string,
+            NDArray> { ["w"] = NDArray.FromFloats([2], [1f, 1f]) });
         var diffs = RunComparison.Compare(a, b, training: true);
         Assert.Equal(["out", "loss", "w"], diffs.Select(d => d.Name));
         var worst = RunComparison.Worst(diffs)!;
