@@ -3,7 +3,10 @@
 #   ./build.ps1 run FILE [..]   build, then: mplc run FILE [..]
 #   ./build.ps1 test            set up, build, run every test suite; ends with "N passed, N failed"
 #   ./build.ps1 bench           build, then run the benchmarks
-param([Parameter(Position = 0)][string]$Command = "build", [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest)
+param(
+    [Parameter(Position = 0)][string]$Command = "build",
+    [Parameter(ValueFromRemainingArguments = $true)][string[]]$Rest
+)
 $ErrorActionPreference = "Stop"
 Set-Location $PSScriptRoot
 $Config = "Release"
@@ -19,14 +22,20 @@ function Setup {
         if ($need.Count -gt 0) {
             Log "installing $($need -join ' ')"
             $sudo = if ((id -u) -ne "0") { "sudo" } else { "" }
-            & sh -c "$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $($need -join ' ') >/dev/null"
+            $install = "DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $($need -join ' ') >/dev/null"
+            & sh -c "$sudo apt-get update -qq && $install"
         }
     } else {
         foreach ($tool in @("node", "python")) {
-            if (-not (Get-Command $tool -ErrorAction SilentlyContinue)) { throw "$tool is required; install it and rerun" }
+            if (-not (Get-Command $tool -ErrorAction SilentlyContinue)) {
+                throw "$tool is required; install it and rerun"
+            }
         }
     }
-    if (-not (Get-Command dotnet -ErrorAction SilentlyContinue)) { throw "the .NET 10 SDK is required (dotnet not found)" }
+    if (-not (Get-Command dotnet -ErrorAction SilentlyContinue)) {
+        throw "the .NET 10 SDK is required (dotnet not found)"
+    }
+    dotnet tool restore | Out-Null  # the formatter (CSharpier), pinned in dotnet-tools.json
     if (-not (Test-Path grammar/node_modules/antlr-ng)) {
         Log "installing the ANTLR tool (npm ci in grammar/)"
         Push-Location grammar; npm ci --no-audit --no-fund --loglevel=error; $rc = $LASTEXITCODE; Pop-Location
@@ -46,12 +55,22 @@ function Build {
 
 function Run-Tests {
     Log "running the xunit suite"
-    $out = dotnet test tests/ParallelCompiler.Tests/ParallelCompiler.Tests.csproj -c $Config --no-build -nologo --logger "console;verbosity=minimal" 2>&1
+    $out = dotnet test tests/ParallelCompiler.Tests/ParallelCompiler.Tests.csproj -c $Config --no-build -nologo `
+        --logger "console;verbosity=minimal" 2>&1
     $status = $LASTEXITCODE
     $out | Write-Host
-    $line = $out | Select-String -Pattern '(Passed|Failed)! +- Failed: +(\d+), Passed: +(\d+), Skipped: +(\d+)' | Select-Object -Last 1
+    $line = $out | Select-String -Pattern '(Passed|Failed)! +- Failed: +(\d+), Passed: +(\d+), Skipped: +(\d+)' |
+        Select-Object -Last 1
     $passed = 0; $failed = 1; $skipped = 0
-    if ($line) { $failed = [int]$line.Matches[0].Groups[2].Value; $passed = [int]$line.Matches[0].Groups[3].Value; $skipped = [int]$line.Matches[0].Groups[4].Value }
+    if ($line) {
+        $failed = [int]$line.Matches[0].Groups[2].Value
+        $passed = [int]$line.Matches[0].Groups[3].Value
+        $skipped = [int]$line.Matches[0].Groups[4].Value
+    }
+    Log "checking the C# formatting (dotnet csharpier check .)"
+    dotnet csharpier check .
+    if ($LASTEXITCODE -eq 0) { $passed++ }
+    else { Write-Host "error: C# files not formatted: run ./build.ps1 format"; $failed++ }
     if ($passed -eq 0) { Write-Host "error: no test ran"; $failed++ }
     if ($status -ne 0 -and $failed -eq 0) { $failed = 1 }
     Write-Host "$passed passed, $failed failed, $skipped skipped"
@@ -66,6 +85,7 @@ switch ($Command) {
         dotnet "compiler/Mplc/bin/$Config/net10.0/mplc.dll" run @Rest; exit $LASTEXITCODE
     }
     "test" { Setup; Build; Run-Tests }
+    "format" { Setup; dotnet csharpier format . }
     "bench" { Setup; Build; dotnet run --project tests/Bench/Bench.csproj -c $Config -- @Rest; exit $LASTEXITCODE }
-    default { throw "usage: ./build.ps1 [build|run FILE [args]|test|bench]" }
+    default { throw "usage: ./build.ps1 [build|run FILE [args]|test|format|bench]" }
 }

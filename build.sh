@@ -3,6 +3,7 @@
 #   ./build.sh                 set up (apt, npm, NuGet) and build Release; leaves bin/mplc
 #   ./build.sh run FILE [..]   build if needed, then: mplc run FILE [..]
 #   ./build.sh test            set up, build, run every test suite; ends with "N passed, N failed"
+#   ./build.sh format          format the C# (CSharpier, to .editorconfig's width); the tests check it
 #   ./build.sh bench           build, then run the benchmarks (figures go in docs/PERFORMANCE.md by hand)
 #   ./build.sh publish         a NativeAOT mplrun (no .NET needed to run it) in bin/publish/, for GPU nodes
 #   ./build.sh gpu-kit         that mplrun plus bundles of the examples and GPU benchmarks (bin/gpu-kit/), for
@@ -29,6 +30,7 @@ setup() {
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
   fi
   command -v dotnet >/dev/null 2>&1 || { echo "error: the .NET 10 SDK is required (dotnet not found)" >&2; exit 1; }
+  dotnet tool restore >/dev/null  # the formatter (CSharpier), pinned in dotnet-tools.json
   if [ ! -x grammar/node_modules/.bin/antlr-ng ]; then
     log "installing the ANTLR tool (npm ci in grammar/)"
     (cd grammar && npm ci --no-audit --no-fund --loglevel=error)
@@ -41,18 +43,24 @@ setup() {
 # stay as they are), and unpacked into bin/nvidia/. Best effort: without it the ptxas tests skip, saying why.
 fetch_ptxas() {
   [ -x bin/nvidia/ptxas ] && [ -x bin/nvidia/nvdisasm ] && return 0
-  command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || { log "no apt: not fetching ptxas"; return 0; }
+  command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 \
+    || { log "no apt: not fetching ptxas"; return 0; }
   local codename uri work
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-  uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' 2>/dev/null | awk -v c="$codename" '$2 == c {print $1; exit}')
-  if [ -z "$codename" ] || [ -z "$uri" ]; then log "no Debian archive for '$codename' among apt's sources: not fetching ptxas"; return 0; fi
+  uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' 2>/dev/null \
+    | awk -v c="$codename" '$2 == c {print $1; exit}')
+  if [ -z "$codename" ] || [ -z "$uri" ]; then
+    log "no Debian archive for '$codename' among apt's sources: not fetching ptxas"; return 0
+  fi
   log "fetching ptxas (nvidia-cuda-toolkit from $codename non-free) into bin/nvidia/"
   work=$(mktemp -d)
   mkdir -p "$work/lists/partial" "$work/archives/partial"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $codename non-free" > "$work/sources.list"
-  local opts=(-qq -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$work/lists"
-              -o "Dir::Cache::Archives=$work/archives" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
-  if apt-get "${opts[@]}" update >/dev/null 2>&1 && (cd "$work" && apt-get "${opts[@]}" download nvidia-cuda-toolkit >/dev/null 2>&1) \
+  local opts=(-qq -o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+              -o "Dir::State::Lists=$work/lists" -o "Dir::Cache::Archives=$work/archives" -o Debug::NoLocking=1
+              -o APT::Sandbox::User=root)
+  if apt-get "${opts[@]}" update >/dev/null 2>&1 \
+     && (cd "$work" && apt-get "${opts[@]}" download nvidia-cuda-toolkit >/dev/null 2>&1) \
      && dpkg-deb -x "$work"/nvidia-cuda-toolkit_*.deb "$work/x"; then
     mkdir -p bin/nvidia
     cp "$work/x/usr/bin/ptxas" "$work/x/usr/bin/nvdisasm" bin/nvidia/
@@ -88,10 +96,12 @@ run_suite() {
   local verbosity=minimal
   [[ $suite == *Cuda* ]] && verbosity=normal
   set +e
-  env "$@" dotnet test "$suite" -c "$CONFIG" --no-build -nologo --logger "console;verbosity=$verbosity" 2>&1 | tee "$out"
+  env "$@" dotnet test "$suite" -c "$CONFIG" --no-build -nologo --logger "console;verbosity=$verbosity" 2>&1 \
+    | tee "$out"
   [ "${PIPESTATUS[0]}" -ne 0 ] && status=1
   set -e
-  # Minimal: "Failed!  - Failed: 1, Passed: 10, Skipped: 0, Total: 11, ..."; normal: "Total tests: 11", "Passed: 10", ...
+  # Minimal: "Failed!  - Failed: 1, Passed: 10, Skipped: 0, Total: 11, ...";
+  # normal: "Total tests: 11", "Passed: 10", ...
   line=$(grep -E '(Passed|Failed|Skipped)! +- Failed: +[0-9]+, Passed: +[0-9]+' "$out" | tail -1 || true)
   if [ -n "$line" ]; then
     failed=$((failed + $(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$line")))
@@ -108,8 +118,21 @@ run_suite() {
   rm -f "$out"
 }
 
+# The formatting: CSharpier (pinned in dotnet-tools.json) holds the C# to .editorconfig's max_line_length and its
+# layout; counted as one test, failed when a file is not as CSharpier would write it (./build.sh format fixes it).
+check_format() {
+  log "checking the C# formatting (dotnet csharpier check .)"
+  if dotnet csharpier check . >&2; then
+    passed=$((passed + 1))
+  else
+    echo "error: C# files not formatted: run ./build.sh format" >&2
+    failed=$((failed + 1))
+  fi
+}
+
 run_tests() {
   passed=0 failed=0 skipped=0 status=0
+  check_format
   local cuda=tests/ParallelCompiler.Tests.Cuda/ParallelCompiler.Tests.Cuda.csproj
   # The main suite needs no device; the CUDA project skips each test, saying why, where there is no GPU.
   run_suite "the main suite" tests/ParallelCompiler.Tests/ParallelCompiler.Tests.csproj
@@ -119,7 +142,8 @@ run_tests() {
   # under the run's temporary folder; one bundle there serves modules of the collective kernels alone.
   local work
   work=$(mktemp -d)
-  cc -shared -fPIC -O1 -Wall -Wextra -Werror -o "$work/libstandin.so" tests/standin/cuda_standin.c tests/standin/nccl_standin.c -ldl -lpthread -lm
+  cc -shared -fPIC -O1 -Wall -Wextra -Werror -o "$work/libstandin.so" \
+    tests/standin/cuda_standin.c tests/standin/nccl_standin.c -ldl -lpthread -lm
   bin/mplc compile examples/mlp.mpl -o "$work/collectives.mplc" >/dev/null
   run_suite "the CUDA tests on the stand-in driver" "$cuda" TMPDIR="$work" MPLC_CUDA_LIBRARY="$work/libstandin.so" \
     MPLC_NCCL_LIBRARY="$work/libstandin.so" MPLC_STANDIN_GPUS=4 MPLC_STANDIN_BUNDLES="$work" MPLC_STANDIN_TIMEOUT=60
@@ -140,11 +164,13 @@ case "$cmd" in
     build  # incremental: a no-op when nothing changed
     exec bin/mplc run "$@" ;;
   test) setup; fetch_ptxas; build; run_tests ;;
+  format) setup; dotnet csharpier format . ;;
   bench) setup; fetch_ptxas; build; dotnet run --project tests/Bench/Bench.csproj -c "$CONFIG" -- "${@:2}" ;;
   publish)
     setup
     log "publishing mplrun with NativeAOT to bin/publish/"
-    dotnet publish runtime/Mplrun/Mplrun.csproj -c "$CONFIG" -r linux-x64 -p:PublishAot=true -o bin/publish -nologo -v quiet -clp:ErrorsOnly
+    dotnet publish runtime/Mplrun/Mplrun.csproj -c "$CONFIG" -r linux-x64 -p:PublishAot=true -o bin/publish \
+      -nologo -v quiet -clp:ErrorsOnly
     ls -la bin/publish/mplrun ;;
   gpu-kit)
     # What a GPU node without .NET needs: the NativeAOT mplrun and bundles of the examples and the GPU benchmarks.

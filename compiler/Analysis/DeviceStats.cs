@@ -9,12 +9,16 @@ public sealed class DeviceStats
 {
     /// <summary>Floating-point operations (a multiply-add counts two).</summary>
     public double Flops { get; set; }
+
     /// <summary>Bytes this device sends, per collective kind (ring algorithms), and how many of each.</summary>
     public SortedDictionary<string, (int Count, double Bytes)> Collectives { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Bytes sent in all.</summary>
     public double CommBytes => Collectives.Values.Sum(c => c.Bytes);
+
     /// <summary>Bytes of parameters held.</summary>
     public long ParamBytes { get; set; }
+
     /// <summary>Most bytes live at once: parameters, arguments and the activations not yet dead.</summary>
     public long PeakBytes { get; set; }
 
@@ -25,8 +29,8 @@ public sealed class DeviceStats
     /// all_reduce 2(n-1)/n of the tensor, all_gather and all_to_all (n-1)/n of the larger side, reduce_scatter
     /// (n-1)/n of the input, all_slice none.
     /// </summary>
-    public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank) => Of(func, mesh, rank,
-        PipelineStats.Of(func));
+    public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank) =>
+        Of(func, mesh, rank, PipelineStats.Of(func));
 
     /// <summary>As <see cref="Of(Operation, DeviceMesh, int)"/> with the function's pipeline statistics already made
     /// (null: none).</summary>
@@ -36,9 +40,14 @@ public sealed class DeviceStats
         var entry = func.Regions[0].Entry;
         // A pipelined program: this device runs its stages' ops, once per microbatch except the per-step ones.
         var schedule = entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
-        int m = schedule == null ? 1 : (int)schedule.IntAttr("microbatches"), p = 1, me = 0;
-        if (schedule != null && func.GetAttr("pipeline") is DictAttr pipe
-            && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis)
+        int m = schedule == null ? 1 : (int)schedule.IntAttr("microbatches"),
+            p = 1,
+            me = 0;
+        if (
+            schedule != null
+            && func.GetAttr("pipeline") is DictAttr pipe
+            && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis
+        )
         {
             p = mesh.Size(axis.Value);
             me = mesh.Coords(rank)[mesh.AxisNames.ToList().IndexOf(axis.Value)];
@@ -48,8 +57,10 @@ public sealed class DeviceStats
         var ops = entry.Operations.Where(Mine).ToList();
         var lastUse = new Dictionary<Value, Operation>(ReferenceEqualityComparer.Instance);
         foreach (var op in ops)
-            foreach (var v in op.Operands) lastUse[v] = op;
-        long live = entry.Arguments.Sum(a => Bytes(a.TensorType)), peak = live;
+        foreach (var v in op.Operands)
+            lastUse[v] = op;
+        long live = entry.Arguments.Sum(a => Bytes(a.TensorType)),
+            peak = live;
         foreach (var op in ops)
         {
             s.Flops += OpFlops(op) * Times(op);
@@ -57,17 +68,21 @@ public sealed class DeviceStats
             foreach (var r in op.Results)
             {
                 live += Bytes(r.TensorType);
-                if (op.Name == "tensor.param") s.ParamBytes += Bytes(r.TensorType);
+                if (op.Name == "tensor.param")
+                    s.ParamBytes += Bytes(r.TensorType);
             }
             peak = Math.Max(peak, live);
             foreach (var v in op.Operands.Distinct())
-                if (ReferenceEquals(lastUse[v],
-                    op) && v is OpResult { Owner.Name: not "tensor.param" }) live -= Bytes(v.TensorType);
+                if (ReferenceEquals(lastUse[v], op) && v is OpResult { Owner.Name: not "tensor.param" })
+                    live -= Bytes(v.TensorType);
         }
         // Microbatches in flight hold their activations at once (one microbatch's are in the walk above).
-        if (pipeline is { } ps) peak += Math.Max(0,
-            ps.Devices[me].PeakActivationBytes - ps.Devices[me].PeakActivationBytes / Math.Max(1,
-            ps.Devices[me].PeakMicrobatches));
+        if (pipeline is { } ps)
+            peak += Math.Max(
+                0,
+                ps.Devices[me].PeakActivationBytes
+                    - ps.Devices[me].PeakActivationBytes / Math.Max(1, ps.Devices[me].PeakMicrobatches)
+            );
         s.PeakBytes = peak;
         return s;
     }
@@ -77,8 +92,13 @@ public sealed class DeviceStats
     {
         string[] units = ["", " K", " M", " G", " T", " P", " E"];
         int u = 0;
-        while (n >= 1000 && u < units.Length - 1) { n /= 1000; u++; }
-        return u == 0 ? n.ToString("0", System.Globalization.CultureInfo.InvariantCulture)
+        while (n >= 1000 && u < units.Length - 1)
+        {
+            n /= 1000;
+            u++;
+        }
+        return u == 0
+            ? n.ToString("0", System.Globalization.CultureInfo.InvariantCulture)
             : n.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture) + units[u];
     }
 
@@ -99,18 +119,29 @@ public sealed class DeviceStats
         // A kernel costs what the ops fused into it cost.
         if (op.Name == "kernel.launch" && op.ParentOp?.ParentOp?.Function(op.StringAttr("callee")) is { } kernel)
             return kernel.Regions[0].Entry.Operations.Sum(OpFlops);
-        if (op.Results.Count != 1 || op.Dialect != "tensor") return 0;
+        if (op.Results.Count != 1 || op.Dialect != "tensor")
+            return 0;
         double n = op.Result.TensorType.NumElements;
         switch (op.Name)
         {
-            case "tensor.matmul": return 2 * n * op.OperandType(0).Shape[^1];
-            case "tensor.param" or "tensor.constant" or "tensor.reshape" or "tensor.transpose" or "tensor.broadcast" or
-                "tensor.concat"
-                or "tensor.embedding": return 0;
-            case "tensor.sum" or "tensor.mean" or "tensor.max": return op.OperandType(0).NumElements;
-            case "tensor.softmax" or "tensor.cross_entropy": return 5.0 * op.OperandType(0).NumElements;
-            case "tensor.layernorm" or "tensor.rmsnorm" or "tensor.gelu": return 8 * n;
-            default: return n;
+            case "tensor.matmul":
+                return 2 * n * op.OperandType(0).Shape[^1];
+            case "tensor.param"
+            or "tensor.constant"
+            or "tensor.reshape"
+            or "tensor.transpose"
+            or "tensor.broadcast"
+            or "tensor.concat"
+            or "tensor.embedding":
+                return 0;
+            case "tensor.sum" or "tensor.mean" or "tensor.max":
+                return op.OperandType(0).NumElements;
+            case "tensor.softmax" or "tensor.cross_entropy":
+                return 5.0 * op.OperandType(0).NumElements;
+            case "tensor.layernorm" or "tensor.rmsnorm" or "tensor.gelu":
+                return 8 * n;
+            default:
+                return n;
         }
     }
 
@@ -119,29 +150,38 @@ public sealed class DeviceStats
     /// <paramref name="inBytes"/> under ring algorithms: all_reduce 2(n-1)/n of it, all_gather (n-1) blocks,
     /// reduce_scatter and all_to_all (n-1)/n.
     /// </summary>
-    public static double RingBytesSent(string op, double n, double inBytes) => op switch
-    {
-        "dist.all_reduce" => 2 * (n - 1) / n * inBytes,
-        "dist.all_gather" => (n - 1) * inBytes,
-        _ => (n - 1) / n * inBytes,
-    };
+    public static double RingBytesSent(string op, double n, double inBytes) =>
+        op switch
+        {
+            "dist.all_reduce" => 2 * (n - 1) / n * inBytes,
+            "dist.all_gather" => (n - 1) * inBytes,
+            _ => (n - 1) / n * inBytes,
+        };
 
     private static void Communication(Operation op, DeviceMesh mesh, int rank, DeviceStats s, int times)
     {
-        if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0) return;
+        if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0)
+            return;
         double inBytes = Bytes(op.OperandType(0));
         // The microbatch axis runs in time on this device: summing over it sends nothing.
-        var axes = op.GetAttr("axes") is ArrayAttr a ? a.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray()
+        var axes = op.GetAttr("axes") is ArrayAttr a
+            ? a.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray()
             : null;
-        if (axes is { Length: 0 }) return;
+        if (axes is { Length: 0 })
+            return;
         double n = axes != null ? mesh.Product(axes) : mesh.DeviceCount;
         double sent = op.Name switch
         {
-            "dist.all_reduce" or "dist.all_gather" or "dist.reduce_scatter" or "dist.all_to_all" =>
-                RingBytesSent(op.Name, n, inBytes),
-            "dist.collective_permute" => Dialects.Dist.CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"),
-                m => new IRException(m))
-                .Any(p => p.Source == rank && p.Target != rank) ? inBytes : 0,
+            "dist.all_reduce" or "dist.all_gather" or "dist.reduce_scatter" or "dist.all_to_all" => RingBytesSent(
+                op.Name,
+                n,
+                inBytes
+            ),
+            "dist.collective_permute" => Dialects
+                .Dist.CollectivePermuteOpDef.Pairs(op.GetAttr("pairs"), m => new IRException(m))
+                .Any(p => p.Source == rank && p.Target != rank)
+                ? inBytes
+                : 0,
             "dist.send" => HasPeer(mesh, rank, op.StringAttr("axis"), (int)op.IntAttr("shift")) ? inBytes : 0,
             "pipe.send" => inBytes,
             _ => 0,

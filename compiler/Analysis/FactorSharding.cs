@@ -29,9 +29,11 @@ public static class FactorSharding
             long rem = fs.Length > 0 ? rule.FactorSizes[fs[0]] : 0;
             foreach (var a in s.Dims[d])
             {
-                while (k < fs.Length && rem == 1 && k + 1 < fs.Length) rem = rule.FactorSizes[fs[++k]];
+                while (k < fs.Length && rem == 1 && k + 1 < fs.Length)
+                    rem = rule.FactorSizes[fs[++k]];
                 long size = mesh.Size(a);
-                if (k >= fs.Length || rem % size != 0) break;
+                if (k >= fs.Length || rem % size != 0)
+                    break;
                 axes[fs[k]].Add(a);
                 rem /= size;
             }
@@ -40,8 +42,13 @@ public static class FactorSharding
     }
 
     /// <summary>Writes an assignment back as a tensor's sharding (with the given partial-sum axes).</summary>
-    public static Sharding Project(ShardingRule rule, int[][] dims, IReadOnlyList<string>[] assign, DeviceMesh mesh,
-        IEnumerable<string>? partial = null)
+    public static Sharding Project(
+        ShardingRule rule,
+        int[][] dims,
+        IReadOnlyList<string>[] assign,
+        DeviceMesh mesh,
+        IEnumerable<string>? partial = null
+    )
     {
         var result = new List<string>[dims.Length];
         for (int d = 0; d < dims.Length; d++)
@@ -51,7 +58,8 @@ public static class FactorSharding
             {
                 result[d].AddRange(assign[f]);
                 // Only a fully split factor may be followed by the next one's axes: the blocks must stay contiguous.
-                if (mesh.Product(assign[f]) != rule.FactorSizes[f]) break;
+                if (mesh.Product(assign[f]) != rule.FactorSizes[f])
+                    break;
             }
         }
         return new Sharding(result, partial);
@@ -74,38 +82,44 @@ public static class FactorSharding
         Array.Fill(weight, -1);
         for (int t = 0; t < votes.Count && t < tensors.Length; t++)
         {
-            if (votes[t].Sharding is not { } s) continue;
+            if (votes[t].Sharding is not { } s)
+                continue;
             var read = Read(rule, tensors[t], s, mesh);
             for (int f = 0; f < n; f++)
-                if (read[f].Count > 0 && votes[t].Weight > weight[f]) { best[f] = read[f]; weight[f] =
-                    votes[t].Weight; }
+                if (read[f].Count > 0 && votes[t].Weight > weight[f])
+                {
+                    best[f] = read[f];
+                    weight[f] = votes[t].Weight;
+                }
         }
         var assign = Empty(n);
         var used = new HashSet<string>();
         foreach (int f in Enumerable.Range(0, n).OrderByDescending(f => weight[f]).ThenBy(f => f))
         {
-            if (rule.Kinds[f] == FactorKind.NeedReplication) continue;
+            if (rule.Kinds[f] == FactorKind.NeedReplication)
+                continue;
             long product = 1;
             foreach (var a in best[f])
             {
                 long size = mesh.Size(a);
-                if (used.Contains(a) || rule.FactorSizes[f] % (product * size) != 0) break;
+                if (used.Contains(a) || rule.FactorSizes[f] % (product * size) != 0)
+                    break;
                 assign[f].Add(a);
                 used.Add(a);
                 product *= size;
             }
         }
-        for (bool changed = true; changed;)
+        for (bool changed = true; changed; )
         {
             changed = false;
             foreach (var dims in tensors)
-                foreach (var fs in dims)
-                    for (int i = 0; i + 1 < fs.Length; i++)
-                        if (mesh.Product(assign[fs[i]]) != rule.FactorSizes[fs[i]] && assign[fs[i + 1]].Count > 0)
-                        {
-                            assign[fs[i + 1]].Clear();
-                            changed = true;
-                        }
+            foreach (var fs in dims)
+                for (int i = 0; i + 1 < fs.Length; i++)
+                    if (mesh.Product(assign[fs[i]]) != rule.FactorSizes[fs[i]] && assign[fs[i + 1]].Count > 0)
+                    {
+                        assign[fs[i + 1]].Clear();
+                        changed = true;
+                    }
         }
         return assign;
     }
@@ -113,14 +127,18 @@ public static class FactorSharding
     /// <summary>The axes over which the op's result is a partial sum: those of its split reduction factors, in mesh
     /// order.</summary>
     public static string[] PartialAxes(ShardingRule rule, IReadOnlyList<string>[] assign, DeviceMesh mesh) =>
-        Enumerable.Range(0, rule.NumFactors).Where(f => rule.Kinds[f] == FactorKind.Reduction).SelectMany(f =>
-            assign[f])
-            .OrderBy(a => mesh.AxisNames.ToList().IndexOf(a)).ToArray();
+        Enumerable
+            .Range(0, rule.NumFactors)
+            .Where(f => rule.Kinds[f] == FactorKind.Reduction)
+            .SelectMany(f => assign[f])
+            .OrderBy(a => mesh.AxisNames.ToList().IndexOf(a))
+            .ToArray();
 
     /// <summary>The sharding rule of an op as it stands (global types), or null when it has none.</summary>
     public static ShardingRule? RuleOf(Operation op)
     {
-        if (op.Def is not { } def) return null;
+        if (op.Def is not { } def)
+            return null;
         var sig = new OpSignature(op.Name, op.Operands.Select(v => v.TensorType).ToArray(), op.Attributes, null);
         return def.GetShardingRule(sig, op.Results.Select(r => r.TensorType).ToArray());
     }

@@ -4,9 +4,17 @@ using ParallelCompiler.Runtime.Pipeline;
 namespace ParallelCompiler.Analysis;
 
 /// <summary>What one device of the pipeline axis does in one step of a pipelined program, under its schedule.</summary>
-public sealed record PipelineDeviceStats(int Device, IReadOnlyList<int> Stages, double ForwardFlops,
-    double BackwardFlops, double StepFlops,
-    double Busy, double Bubble, int PeakMicrobatches, long PeakActivationBytes);
+public sealed record PipelineDeviceStats(
+    int Device,
+    IReadOnlyList<int> Stages,
+    double ForwardFlops,
+    double BackwardFlops,
+    double StepFlops,
+    double Busy,
+    double Bubble,
+    int PeakMicrobatches,
+    long PeakActivationBytes
+);
 
 /// <summary>
 /// The schedule of a pipelined per-device program played out with the compiler's cost estimate: each stage's
@@ -19,15 +27,22 @@ public sealed class PipelineStats
 {
     /// <summary>Per pipeline device.</summary>
     public IReadOnlyList<PipelineDeviceStats> Devices { get; }
+
     /// <summary>The simulated step.</summary>
     public Timeline Timeline { get; }
+
     /// <summary>The schedule's name, microbatches and chunks.</summary>
     public (string Kind, int Microbatches, int Chunks) Schedule { get; }
+
     /// <summary>Forward and backward FLOPs of one microbatch through each stage.</summary>
     public IReadOnlyList<(double Forward, double Backward)> StageFlops { get; }
 
-    private PipelineStats(IReadOnlyList<PipelineDeviceStats> devices, Timeline timeline, (string, int, int) schedule,
-        IReadOnlyList<(double, double)> stageFlops)
+    private PipelineStats(
+        IReadOnlyList<PipelineDeviceStats> devices,
+        Timeline timeline,
+        (string, int, int) schedule,
+        IReadOnlyList<(double, double)> stageFlops
+    )
     {
         Devices = devices;
         Timeline = timeline;
@@ -39,13 +54,18 @@ public sealed class PipelineStats
     public static PipelineStats? Of(Operation func)
     {
         var entry = func.Regions[0].Entry;
-        if (entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule") is not { } sched) return null;
-        int m = (int)sched.IntAttr("microbatches"), chunks = (int)sched.IntAttr("chunks");
+        if (entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule") is not { } sched)
+            return null;
+        int m = (int)sched.IntAttr("microbatches"),
+            chunks = (int)sched.IntAttr("chunks");
         var order = Dialects.Pipe.ScheduleOpDef.Order(sched.GetAttr("order"), m, chunks, msg => new IRException(msg));
         int p = order.Length;
         bool staged = entry.Operations.Any(o => o.GetAttr("stage") != null);
         int stages = staged ? p * chunks : 1;
-        int StageOf(Operation op) => op.GetAttr("stage") is IntAttr s ? (int)s.Value : staged ? -1 : 0;
+        int StageOf(Operation op) =>
+            op.GetAttr("stage") is IntAttr s ? (int)s.Value
+            : staged ? -1
+            : 0;
         string PhaseOf(Operation op) => op.GetAttr("phase") is StringAttr s ? s.Value : "forward";
 
         var fwd = new double[stages];
@@ -55,37 +75,55 @@ public sealed class PipelineStats
         foreach (var op in entry.Operations)
         {
             int s = StageOf(op);
-            if (s < 0) continue;
+            if (s < 0)
+                continue;
             double f = DeviceStats.OpFlops(op);
             switch (PhaseOf(op))
             {
-                case "backward": bwd[s] += f; break;
-                case "step": step[s] += f; break;
+                case "backward":
+                    bwd[s] += f;
+                    break;
+                case "step":
+                    step[s] += f;
+                    break;
                 default:
                     fwd[s] += f;
                     // A forward value its stage's backward reads is held until that backward runs.
                     foreach (var r in op.Results)
-                        if (op.Name is not ("tensor.param" or "tensor.constant")
-                            && r.Uses.Any(u => PhaseOf(u.Op) == "backward" && StageOf(u.Op) == s))
+                        if (
+                            op.Name is not ("tensor.param" or "tensor.constant")
+                            && r.Uses.Any(u => PhaseOf(u.Op) == "backward" && StageOf(u.Op) == s)
+                        )
                             held[s] += r.TensorType.NumElements * r.TensorType.DType.Size();
                     break;
             }
         }
         // Arguments are read per microbatch by their stages' backward too (labels by the loss's gradient).
         foreach (var a in entry.Arguments)
-            foreach (int s in a.Uses.Where(u => PhaseOf(u.Op) == "backward").Select(u => StageOf(u.Op)).Where(s =>
-                s >= 0).Distinct())
-                held[s] += a.TensorType.NumElements * a.TensorType.DType.Size();
+        foreach (
+            int s in a
+                .Uses.Where(u => PhaseOf(u.Op) == "backward")
+                .Select(u => StageOf(u.Op))
+                .Where(s => s >= 0)
+                .Distinct()
+        )
+            held[s] += a.TensorType.NumElements * a.TensorType.DType.Size();
 
-        var timeline = Timeline.Simulate(order, (stage,
-            phase) => staged ? (phase == Phase.Forward ? fwd[stage] : bwd[stage]) : phase == Phase.Forward ? fwd[0]
-            : bwd[0]);
+        var timeline = Timeline.Simulate(
+            order,
+            (stage, phase) =>
+                staged ? (phase == Phase.Forward ? fwd[stage] : bwd[stage])
+                : phase == Phase.Forward ? fwd[0]
+                : bwd[0]
+        );
         var devices = new List<PipelineDeviceStats>();
         for (int d = 0; d < p; d++)
         {
             var mine = staged ? Enumerable.Range(0, chunks).Select(c => c * p + d).ToList() : [0];
-            int inFlight = 0, peakCount = 0;
-            long bytes = 0, peakBytes = 0;
+            int inFlight = 0,
+                peakCount = 0;
+            long bytes = 0,
+                peakBytes = 0;
             // Forward-only, a stage's values die within its task: nothing is held between tasks.
             foreach (var t in order[d].Where(_ => order[d].Any(x => x.Phase == Phase.Backward)))
             {
@@ -96,12 +134,26 @@ public sealed class PipelineStats
                 peakCount = Math.Max(peakCount, inFlight);
                 peakBytes = Math.Max(peakBytes, bytes);
             }
-            devices.Add(new PipelineDeviceStats(d, mine, mine.Sum(s => fwd[s]) * m, mine.Sum(s => bwd[s]) * m,
-                mine.Sum(s => step[s]),
-                timeline.Busy(d), timeline.BubbleFraction(d), peakCount, peakBytes));
+            devices.Add(
+                new PipelineDeviceStats(
+                    d,
+                    mine,
+                    mine.Sum(s => fwd[s]) * m,
+                    mine.Sum(s => bwd[s]) * m,
+                    mine.Sum(s => step[s]),
+                    timeline.Busy(d),
+                    timeline.BubbleFraction(d),
+                    peakCount,
+                    peakBytes
+                )
+            );
         }
-        return new PipelineStats(devices, timeline, (sched.StringAttr("kind"), m, chunks), Enumerable.Range(0,
-            stages).Select(s => (fwd[s], bwd[s])).ToList());
+        return new PipelineStats(
+            devices,
+            timeline,
+            (sched.StringAttr("kind"), m, chunks),
+            Enumerable.Range(0, stages).Select(s => (fwd[s], bwd[s])).ToList()
+        );
     }
 
     /// <summary>
@@ -114,14 +166,19 @@ public sealed class PipelineStats
         int slots = (int)Math.Round(t.Makespan);
         var cells = new string[order.Count, slots];
         foreach (var task in t.Tasks)
-            for (int k = (int)Math.Round(task.Start); k < (int)Math.Round(task.End); k++) cells[task.Device,
-                k] = task.Task.Label(chunks);
+            for (int k = (int)Math.Round(task.Start); k < (int)Math.Round(task.End); k++)
+                cells[task.Device, k] = task.Task.Label(chunks);
         int width = Math.Max(3, t.Tasks.Select(x => x.Task.Label(chunks).Length).DefaultIfEmpty(2).Max());
         var sb = new System.Text.StringBuilder();
         string head = "device".PadRight(8);
-        sb.Append(head).AppendJoin(" ", Enumerable.Range(0,
-            slots).Select(k
-            => k.ToString(System.Globalization.CultureInfo.InvariantCulture).PadLeft(width))).AppendLine();
+        sb.Append(head)
+            .AppendJoin(
+                " ",
+                Enumerable
+                    .Range(0, slots)
+                    .Select(k => k.ToString(System.Globalization.CultureInfo.InvariantCulture).PadLeft(width))
+            )
+            .AppendLine();
         for (int d = 0; d < order.Count; d++)
         {
             sb.Append(d.ToString(System.Globalization.CultureInfo.InvariantCulture).PadRight(8));

@@ -10,7 +10,11 @@ public static class Units
     {
         string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
         int u = 0;
-        while (b >= 1024 && u < units.Length - 1) { b /= 1024; u++; }
+        while (b >= 1024 && u < units.Length - 1)
+        {
+            b /= 1024;
+            u++;
+        }
         return u == 0 ? $"{b:0} B" : string.Format(CultureInfo.InvariantCulture, "{0:0.0} {1}", b, units[u]);
     }
 }

@@ -21,8 +21,15 @@ namespace ParallelCompiler.Backend;
 public static class BundleWriter
 {
     /// <summary>The files of a bundle besides the manifest.</summary>
-    public static readonly string[] FileNames = ["program.json", "program.mplir", "kernels.ll", "kernels.ptx",
-        "libkernels.so", "libkernels-grid.so"];
+    public static readonly string[] FileNames =
+    [
+        "program.json",
+        "program.mplir",
+        "kernels.ll",
+        "kernels.ptx",
+        "libkernels.so",
+        "libkernels-grid.so",
+    ];
 
     /// <summary>
     /// Writes the bundle of <paramref name="module"/> (after form-kernels) to <paramref name="dir"/>, its PTX for
@@ -33,12 +40,15 @@ public static class BundleWriter
     {
         var hostCpu = LlvmTarget.HostRequirements(cpu);
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
-        if (!module.IsSpmd()) throw new UserErrorException("a bundle holds a per-device program: the pipeline must "
-            + "run spmdize");
-        if (File.Exists(dir)) throw new UserErrorException($"cannot write the bundle '{dir}': a file of that name "
-            + $"exists");
-        if (Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any() && !File.Exists(Path.Combine(dir,
-            "manifest.json")))
+        if (!module.IsSpmd())
+            throw new UserErrorException("a bundle holds a per-device program: the pipeline must " + "run spmdize");
+        if (File.Exists(dir))
+            throw new UserErrorException($"cannot write the bundle '{dir}': a file of that name " + $"exists");
+        if (
+            Directory.Exists(dir)
+            && Directory.EnumerateFileSystemEntries(dir).Any()
+            && !File.Exists(Path.Combine(dir, "manifest.json"))
+        )
             throw new UserErrorException($"cannot write the bundle '{dir}': the directory exists and is not a bundle");
         Directory.CreateDirectory(dir);
         var program = DeviceProgramBuilder.Build(func, op => new KernelRef(op.StringAttr("callee")));
@@ -46,15 +56,25 @@ public static class BundleWriter
         File.WriteAllText(Path.Combine(dir, "program.mplir"), Printer.Print(module));
         var specs = KernelCompiler.Specs(module);
         // One optimised host module gives both the library and its LLVM IR.
-        KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels.so"),
-            optimizedIr: ir => File.WriteAllText(Path.Combine(dir, "kernels.ll"), ir), cpu: cpu);
+        KernelCompiler.BuildHostLibrary(
+            specs,
+            Path.Combine(dir, "libkernels.so"),
+            optimizedIr: ir => File.WriteAllText(Path.Combine(dir, "kernels.ll"), ir),
+            cpu: cpu
+        );
         File.WriteAllText(Path.Combine(dir, "kernels.ptx"), KernelCompiler.Ptx(specs, gpu, collectives: true));
-        KernelCompiler.BuildHostLibrary(specs, Path.Combine(dir, "libkernels-grid.so"), KernelTarget.HostGrid,
-            cpu: cpu);
+        KernelCompiler.BuildHostLibrary(
+            specs,
+            Path.Combine(dir, "libkernels-grid.so"),
+            KernelTarget.HostGrid,
+            cpu: cpu
+        );
         var kernels = specs.Select(Launch).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
-        File.WriteAllText(Path.Combine(dir, "manifest.json"), ManifestBuilder.Build(module, kernels, files,
-            MemoryPlan.For(program), hostCpu).ToJson());
+        File.WriteAllText(
+            Path.Combine(dir, "manifest.json"),
+            ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program), hostCpu).ToJson()
+        );
         return dir;
     }
 
@@ -67,13 +87,20 @@ public static class BundleWriter
         {
             long batch = mm.Batch.Aggregate(1L, (a, b) => a * b);
             long side = KernelCodegen.GpuTile * KernelCodegen.GpuThreadTile(mm);
-            return new KernelInfo(spec.Name, [(int)((mm.N + side - 1) / side), (int)((mm.M + side - 1) / side),
-                (int)batch], [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1], Barriers: true);
+            return new KernelInfo(
+                spec.Name,
+                [(int)((mm.N + side - 1) / side), (int)((mm.M + side - 1) / side), (int)batch],
+                [KernelCodegen.GpuTile, KernelCodegen.GpuTile, 1],
+                Barriers: true
+            );
         }
         long total = spec.Output.Shape.Take(KernelCodegen.ParallelDims(spec)).Aggregate(1L, (a, b) => a * b);
         long perBlock = KernelCodegen.GpuThreads * KernelCodegen.ElementsPerThread(spec);
-        return new KernelInfo(spec.Name, [(int)Math.Clamp((total + perBlock - 1) / perBlock, 1, 65535), 1, 1],
-            [KernelCodegen.GpuThreads, 1, 1]);
+        return new KernelInfo(
+            spec.Name,
+            [(int)Math.Clamp((total + perBlock - 1) / perBlock, 1, 65535), 1, 1],
+            [KernelCodegen.GpuThreads, 1, 1]
+        );
     }
 
     /// <summary>The SHA-256 of a file, lower-case hex.</summary>

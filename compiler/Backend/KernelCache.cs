@@ -12,12 +12,14 @@ public static class KernelCache
     public static string? Directory()
     {
         string? dir = Environment.GetEnvironmentVariable("MPLC_CACHE_DIR");
-        if (dir == "off") return null;
+        if (dir == "off")
+            return null;
         if (string.IsNullOrEmpty(dir))
         {
             string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
             string home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-            if (string.IsNullOrEmpty(xdg) && string.IsNullOrEmpty(home)) return null;
+            if (string.IsNullOrEmpty(xdg) && string.IsNullOrEmpty(home))
+                return null;
             dir = Path.Combine(string.IsNullOrEmpty(xdg) ? Path.Combine(home, ".cache") : xdg, "mplc", "kernels");
         }
         try
@@ -25,7 +27,10 @@ public static class KernelCache
             System.IO.Directory.CreateDirectory(dir);
             return dir;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Keeps the <paramref name="keep"/> most recently written libraries of the cache.</summary>
@@ -33,8 +38,10 @@ public static class KernelCache
     {
         try
         {
-            foreach (var f in new DirectoryInfo(dir).GetFiles("*.so").OrderByDescending(f =>
-                f.LastWriteTimeUtc).Skip(keep)) f.Delete();
+            foreach (
+                var f in new DirectoryInfo(dir).GetFiles("*.so").OrderByDescending(f => f.LastWriteTimeUtc).Skip(keep)
+            )
+                f.Delete();
         }
         catch (IOException) { } // another run pruned it first
     }
@@ -47,11 +54,16 @@ public static class KernelCache
     {
         LLVM.EnsureLoaded();
         var sb = new StringBuilder();
-        foreach (var f in module.Functions().Where(f => f.GetAttr("kernel") != null)) sb.Append(Printer.Print(f));
-        sb.Append('\0').Append(LLVM.LoadedVersion)
-            .Append('\0').Append(LLVM.TakeMessage(LLVM.GetHostCPUName()))
-            .Append('\0').Append(LLVM.TakeMessage(LLVM.GetHostCPUFeatures()))
-            .Append('\0').Append(typeof(KernelCache).Assembly.ManifestModule.ModuleVersionId);
+        foreach (var f in module.Functions().Where(f => f.GetAttr("kernel") != null))
+            sb.Append(Printer.Print(f));
+        sb.Append('\0')
+            .Append(LLVM.LoadedVersion)
+            .Append('\0')
+            .Append(LLVM.TakeMessage(LLVM.GetHostCPUName()))
+            .Append('\0')
+            .Append(LLVM.TakeMessage(LLVM.GetHostCPUFeatures()))
+            .Append('\0')
+            .Append(typeof(KernelCache).Assembly.ManifestModule.ModuleVersionId);
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())));
     }
 }

@@ -10,9 +10,13 @@ public static class ManifestBuilder
 {
     /// <summary>Inputs, results and parameters of the entry function with their global layouts, the mesh, the kernels
     /// (and the CPU they are for).</summary>
-    public static ProgramManifest Build(Operation module, IReadOnlyList<KernelInfo>? kernels = null,
+    public static ProgramManifest Build(
+        Operation module,
+        IReadOnlyList<KernelInfo>? kernels = null,
         IReadOnlyDictionary<string, string>? files = null,
-        Runtime.Execution.MemoryPlan? memory = null, HostCpu? hostCpu = null)
+        Runtime.Execution.MemoryPlan? memory = null,
+        HostCpu? hostCpu = null
+    )
     {
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
         var entry = func.Regions[0].Entry;
@@ -24,22 +28,43 @@ public static class ManifestBuilder
             Name = func.StringAttr("sym_name"),
             Mesh = module.DeviceMesh(),
             MicrobatchAxis = module.GetAttr("microbatch_axis") is StringAttr mb ? mb.Value : null,
-            Inputs = entry.Arguments.Select(a =>
-            {
-                var t = GlobalType(a);
-                return new TensorInfo(a.NameHint ?? $"arg{a.Index}", t.DType, t.ShapeArray, Layout(t), IntegerBound(a));
-            }).ToArray(),
-            Results = resultTypes.Select((t, i) => new TensorInfo(resultTypes.Length == 1 ? "out" : $"out{i}", t.DType,
-                t.ShapeArray, Layout(t))).ToArray(),
+            Inputs = entry
+                .Arguments.Select(a =>
+                {
+                    var t = GlobalType(a);
+                    return new TensorInfo(
+                        a.NameHint ?? $"arg{a.Index}",
+                        t.DType,
+                        t.ShapeArray,
+                        Layout(t),
+                        IntegerBound(a)
+                    );
+                })
+                .ToArray(),
+            Results = resultTypes
+                .Select(
+                    (t, i) =>
+                        new TensorInfo(resultTypes.Length == 1 ? "out" : $"out{i}", t.DType, t.ShapeArray, Layout(t))
+                )
+                .ToArray(),
             // A weight tied across pipeline stages appears once per stage, always in the same layout.
-            Params = entry.Operations.Where(o => o.Name == "tensor.param").GroupBy(o =>
-                o.StringAttr("path")).Select(g =>
-            {
-                var op = g.First();
-                var t = GlobalType(op.Result);
-                return new ParamInfo(g.Key, t.DType, t.ShapeArray, Layout(t), op.StringAttr("init"),
-                    op.GetAttr("std") is null ? 0 : op.FloatAttr("std"));
-            }).ToArray(),
+            Params = entry
+                .Operations.Where(o => o.Name == "tensor.param")
+                .GroupBy(o => o.StringAttr("path"))
+                .Select(g =>
+                {
+                    var op = g.First();
+                    var t = GlobalType(op.Result);
+                    return new ParamInfo(
+                        g.Key,
+                        t.DType,
+                        t.ShapeArray,
+                        Layout(t),
+                        op.StringAttr("init"),
+                        op.GetAttr("std") is null ? 0 : op.FloatAttr("std")
+                    );
+                })
+                .ToArray(),
             Training = func.Walk().Any(o => o.Name == "train.update"),
             Kernels = kernels ?? [],
             Files = files ?? new Dictionary<string, string>(),
@@ -53,10 +78,14 @@ public static class ManifestBuilder
     /// block).</summary>
     public static TensorType GlobalType(Value v)
     {
-        if (v is BlockArgument a && a.Owner.Parent?.Owner is { } func
-            && func.GetAttr("arg_layouts") is ArrayAttr layouts)
+        if (
+            v is BlockArgument a
+            && a.Owner.Parent?.Owner is { } func
+            && func.GetAttr("arg_layouts") is ArrayAttr layouts
+        )
             return (TensorType)((TypeAttr)layouts.Items[a.Index]).Type;
-        if (v.DefiningOp is { Name: "tensor.param" } p && p.GetAttr("layout") is TypeAttr t) return (TensorType)t.Type;
+        if (v.DefiningOp is { Name: "tensor.param" } p && p.GetAttr("layout") is TypeAttr t)
+            return (TensorType)t.Type;
         return v.TensorType;
     }
 
@@ -64,16 +93,22 @@ public static class ManifestBuilder
     private static ScheduleInfo? Schedule(Operation func)
     {
         var op = func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
-        if (op == null || func.GetAttr("pipeline") is not DictAttr pipe) return null;
+        if (op == null || func.GetAttr("pipeline") is not DictAttr pipe)
+            return null;
         string axis = pipe.Entries.First(e => e.Key == "axis").Value is StringAttr a ? a.Value : "";
         var order = ((ArrayAttr)op.GetAttr("order")!).Items.Select(d => ((ArrayAttr)d).AsStrings()).ToArray();
-        return new ScheduleInfo(axis, op.StringAttr("kind"), (int)op.IntAttr("microbatches"), (int)op.IntAttr("chunks"),
-            order);
+        return new ScheduleInfo(
+            axis,
+            op.StringAttr("kind"),
+            (int)op.IntAttr("microbatches"),
+            (int)op.IntAttr("chunks"),
+            order
+        );
     }
 
     private static string[][] Layout(TensorType t) =>
-        t.Sharding?.Dims.Select(d => d.ToArray()).ToArray() ?? Enumerable.Range(0,
-            t.Rank).Select(_ => Array.Empty<string>()).ToArray();
+        t.Sharding?.Dims.Select(d => d.ToArray()).ToArray()
+        ?? Enumerable.Range(0, t.Rank).Select(_ => Array.Empty<string>()).ToArray();
 
     /// <summary>Random integer inputs stay within the tables and classes they index.</summary>
     private static long IntegerBound(Value a) => Bound(a) is var b && b == long.MaxValue ? 10 : b;
@@ -88,16 +123,24 @@ public static class ManifestBuilder
         foreach (var (op, idx) in a.Uses)
         {
             if (MovesValues(op.Name))
-                foreach (var r in op.Results) bound = Math.Min(bound, Bound(r));
+                foreach (var r in op.Results)
+                    bound = Math.Min(bound, Bound(r));
             if (op.Name == "pipe.send")
-                foreach (var recv in op.Block!.Operations.Where(o => o.Name == "pipe.recv"
-                    && o.IntAttr("channel") == op.IntAttr("channel")))
+                foreach (
+                    var recv in op.Block!.Operations.Where(o =>
+                        o.Name == "pipe.recv" && o.IntAttr("channel") == op.IntAttr("channel")
+                    )
+                )
                     bound = Math.Min(bound, Bound(recv.Result));
             if (op.Name is "tensor.embedding" or "tensor.embedding_grad" && idx == 0)
-                bound = Math.Min(bound, op.Name == "tensor.embedding" ? op.OperandType(1).Shape[0]
-                    : op.IntAttr("rows"));
-            if (op.Name == "tensor.cross_entropy" && idx == 1) bound = Math.Min(bound, op.OperandType(0).Shape[^1]);
-            if (op.Name == "tensor.one_hot") bound = Math.Min(bound, op.IntAttr("classes"));
+                bound = Math.Min(
+                    bound,
+                    op.Name == "tensor.embedding" ? op.OperandType(1).Shape[0] : op.IntAttr("rows")
+                );
+            if (op.Name == "tensor.cross_entropy" && idx == 1)
+                bound = Math.Min(bound, op.OperandType(0).Shape[^1]);
+            if (op.Name == "tensor.one_hot")
+                bound = Math.Min(bound, op.IntAttr("classes"));
             // Through a kernel to the ops of its function that read the argument.
             if (op.Name == "kernel.launch" && op.ParentOp?.ParentOp?.Function(op.StringAttr("callee")) is { } k)
                 bound = Math.Min(bound, Bound(k.Regions[0].Entry.Arguments[idx]));
@@ -106,7 +149,16 @@ public static class ManifestBuilder
     }
 
     private static bool MovesValues(string op) =>
-        op is "dist.reshard" or "dist.all_gather" or "dist.all_slice" or "dist.all_to_all" or "dist.collective_permute"
-            or "pipe.transfer" or "tensor.reshape" or "tensor.transpose" or "tensor.broadcast" or "tensor.concat" or
-                "tensor.slice";
+        op
+            is "dist.reshard"
+                or "dist.all_gather"
+                or "dist.all_slice"
+                or "dist.all_to_all"
+                or "dist.collective_permute"
+                or "pipe.transfer"
+                or "tensor.reshape"
+                or "tensor.transpose"
+                or "tensor.broadcast"
+                or "tensor.concat"
+                or "tensor.slice";
 }

@@ -11,22 +11,39 @@ namespace ParallelCompiler.Cost;
 public sealed record CollectiveCost(string Kind, int Count, double BytesSent, double Seconds, double ExposedSeconds);
 
 /// <summary>A pipeline device's share of a step: its compute and communication, and how long it stands idle.</summary>
-public sealed record StageCost(int Device, double ComputeSeconds, double CommSeconds, double IdleSeconds,
-    double PeakBytes);
+public sealed record StageCost(
+    int Device,
+    double ComputeSeconds,
+    double CommSeconds,
+    double IdleSeconds,
+    double PeakBytes
+);
 
 /// <summary>The predicted step of a compiled program on a cluster (docs/cost-model.md defines every term).</summary>
 public sealed record StepCost(
-    double StepSeconds, double ComputeSeconds, double BubbleSeconds, IReadOnlyList<CollectiveCost> Collectives,
-        IReadOnlyList<StageCost> Stages,
-    double FlopsPerDevice, double ModelFlopsPerDevice, double PeakFlops, double PeakBytes, double HbmBytes, int Devices)
+    double StepSeconds,
+    double ComputeSeconds,
+    double BubbleSeconds,
+    IReadOnlyList<CollectiveCost> Collectives,
+    IReadOnlyList<StageCost> Stages,
+    double FlopsPerDevice,
+    double ModelFlopsPerDevice,
+    double PeakFlops,
+    double PeakBytes,
+    double HbmBytes,
+    int Devices
+)
 {
     /// <summary>Communication on the critical path.</summary>
     public double ExposedCommSeconds => Collectives.Sum(c => c.ExposedSeconds);
+
     /// <summary>FLOP/s a GPU achieves, counting every FLOP the program does (recomputed forwards included, as
     /// Megatron-LM counts).</summary>
     public double FlopsPerSecondPerGpu => FlopsPerDevice / StepSeconds;
+
     /// <summary>Model FLOP utilisation: the FLOPs of the model without recomputation, over the peak.</summary>
     public double Mfu => ModelFlopsPerDevice / StepSeconds / PeakFlops;
+
     /// <summary>True when the peak memory of every device fits its GPU.</summary>
     public bool Fits => PeakBytes <= HbmBytes;
 }
@@ -47,18 +64,20 @@ public static class CostModel
     /// name="cluster"/>.</summary>
     public static StepCost Of(Operation module, Cluster cluster)
     {
-        if (!module.IsSpmd()) throw new IRException("the cost model needs the per-device program: the pipeline must "
-            + "run spmdize");
+        if (!module.IsSpmd())
+            throw new IRException("the cost model needs the per-device program: the pipeline must " + "run spmdize");
         var mesh = module.DeviceMesh();
         var physical = module.PhysicalMesh();
         if (physical.DeviceCount > cluster.Gpus)
-            throw new ClusterException($"the mesh ({physical}) needs {physical.DeviceCount} GPUs; cluster "
-                + $"'{cluster.Name}' has {cluster.Gpus} ({cluster.Nodes} nodes of {cluster.GpusPerNode})");
+            throw new ClusterException(
+                $"the mesh ({physical}) needs {physical.DeviceCount} GPUs; cluster "
+                    + $"'{cluster.Name}' has {cluster.Gpus} ({cluster.Nodes} nodes of {cluster.GpusPerNode})"
+            );
         var func = module.EntryFunction() ?? throw new IRException("the module has no entry function");
         // FLOPs as the program does them, and without the recomputed forward (the model's own).
         var all = DeviceStats.Of(func, mesh, 0);
-        double recomputed = func.Regions[0].Entry.Operations.Where(o =>
-            o.GetAttr("recompute") != null).Sum(DeviceStats.OpFlops)
+        double recomputed =
+            func.Regions[0].Entry.Operations.Where(o => o.GetAttr("recompute") != null).Sum(DeviceStats.OpFlops)
             * Microbatches(func);
         // Times come from the kernels as the back end forms them.
         var kernels = module.Functions().Any(f => f.GetAttr("kernel") != null) ? module : FormedKernels(module);
@@ -72,14 +91,20 @@ public static class CostModel
         int stages = pipeline?.StageFlops.Count ?? 1;
         var fwd = new double[stages];
         var bwd = new double[stages];
-        double step = 0, syncSeconds = 0, computeAfterSync = 0;
+        double step = 0,
+            syncSeconds = 0,
+            computeAfterSync = 0;
         bool syncStarted = false;
         var comm = new double[p];
         var busy = new double[p];
         // Per pipeline device (its stages' ops), by kind: how many, bytes sent, seconds, and the seconds of gradient
         // synchronisation.
-        var collectives = Enumerable.Range(0, p).Select(_ => new Dictionary<string, (int Count, double Bytes,
-            double Seconds, double Sync)>(StringComparer.Ordinal)).ToArray();
+        var collectives = Enumerable
+            .Range(0, p)
+            .Select(_ => new Dictionary<string, (int Count, double Bytes, double Seconds, double Sync)>(
+                StringComparer.Ordinal
+            ))
+            .ToArray();
         foreach (var op in entry.Operations)
         {
             int stage = op.GetAttr("stage") is IntAttr st ? (int)st.Value : 0;
@@ -91,13 +116,18 @@ public static class CostModel
             {
                 // devices are numbered without the microbatch axis
                 var (kind, bytes, secs) = Collective(op, physical, cluster);
-                if (kind == null) continue;
+                if (kind == null)
+                    continue;
                 seconds = secs;
                 bool overlapped = sync.Contains(op);
                 var mine = collectives[stage % p];
                 var c = mine.GetValueOrDefault(kind);
-                mine[kind] = (c.Count + times, c.Bytes + bytes * times, c.Seconds + secs * times,
-                    c.Sync + (overlapped ? secs * times : 0));
+                mine[kind] = (
+                    c.Count + times,
+                    c.Bytes + bytes * times,
+                    c.Seconds + secs * times,
+                    c.Sync + (overlapped ? secs * times : 0)
+                );
                 comm[stage % p] += secs * times;
                 if (overlapped)
                 {
@@ -109,26 +139,38 @@ public static class CostModel
             else
             {
                 seconds = KernelSeconds(op, kernels, cluster);
-                if (seconds == 0) continue;
+                if (seconds == 0)
+                    continue;
                 busy[stage % p] += seconds * times;
-                if (syncStarted) computeAfterSync += seconds * times;
+                if (syncStarted)
+                    computeAfterSync += seconds * times;
             }
             if (pipeline != null && phase != "step")
             {
-                if (phase == "backward") bwd[stage] += seconds; else fwd[stage] += seconds;
+                if (phase == "backward")
+                    bwd[stage] += seconds;
+                else
+                    fwd[stage] += seconds;
             }
-            else step += seconds * times;
+            else
+                step += seconds * times;
         }
         double bubble = 0;
         var stageCosts = new List<StageCost>();
         if (pipeline != null)
         {
             var sched = entry.Operations.First(o => o.Name == "pipe.schedule");
-            var order = Dialects.Pipe.ScheduleOpDef.Order(sched.GetAttr("order"), m, (int)sched.IntAttr("chunks"),
-                msg => new IRException(msg));
+            var order = Dialects.Pipe.ScheduleOpDef.Order(
+                sched.GetAttr("order"),
+                m,
+                (int)sched.IntAttr("chunks"),
+                msg => new IRException(msg)
+            );
             bool staged = entry.Operations.Any(o => o.GetAttr("stage") != null);
-            var timeline = Timeline.Simulate(order, (s,
-                ph) => ph == Phase.Forward ? fwd[staged ? s : 0] : bwd[staged ? s : 0]);
+            var timeline = Timeline.Simulate(
+                order,
+                (s, ph) => ph == Phase.Forward ? fwd[staged ? s : 0] : bwd[staged ? s : 0]
+            );
             step += timeline.Makespan;
             for (int d = 0; d < p; d++)
             {
@@ -138,22 +180,41 @@ public static class CostModel
                 stageCosts.Add(new StageCost(d, busy[d], comm[d], idle, st.PeakBytes));
             }
         }
-        else stageCosts.Add(new StageCost(0, busy[0], comm[0], 0, all.PeakBytes));
+        else
+            stageCosts.Add(new StageCost(0, busy[0], comm[0], 0, all.PeakBytes));
         // Gradient synchronisation runs under the compute that follows its first collective; the rest is exposed.
         double hidden = Math.Min(syncSeconds, computeAfterSync);
         step += syncSeconds - hidden;
         // The busiest pipeline device stands for the step (without a pipeline there is one).
         int critical = Enumerable.Range(0, p).MaxBy(d => busy[d] + comm[d]);
-        var list = collectives[critical].OrderBy(c => c.Key, StringComparer.Ordinal).Select(c =>
-        {
-            double exposedSync = syncSeconds > 0 ? c.Value.Sync * (1 - hidden / syncSeconds) : 0;
-            return new CollectiveCost(c.Key, c.Value.Count, c.Value.Bytes, c.Value.Seconds,
-                c.Value.Seconds - c.Value.Sync + exposedSync);
-        }).ToList();
+        var list = collectives[critical]
+            .OrderBy(c => c.Key, StringComparer.Ordinal)
+            .Select(c =>
+            {
+                double exposedSync = syncSeconds > 0 ? c.Value.Sync * (1 - hidden / syncSeconds) : 0;
+                return new CollectiveCost(
+                    c.Key,
+                    c.Value.Count,
+                    c.Value.Bytes,
+                    c.Value.Seconds,
+                    c.Value.Seconds - c.Value.Sync + exposedSync
+                );
+            })
+            .ToList();
         double peakBytes = stageCosts.Max(s => s.PeakBytes);
-        return new StepCost(step, busy[critical], bubble, list, stageCosts, all.Flops, all.Flops - recomputed,
-            cluster.Peak(MainDType(func)), peakBytes,
-            cluster.HbmBytes, physical.DeviceCount);
+        return new StepCost(
+            step,
+            busy[critical],
+            bubble,
+            list,
+            stageCosts,
+            all.Flops,
+            all.Flops - recomputed,
+            cluster.Peak(MainDType(func)),
+            peakBytes,
+            cluster.HbmBytes,
+            physical.DeviceCount
+        );
     }
 
     /// <summary>The module with its kernels formed, on a copy (the module itself is left as it is).</summary>
@@ -166,16 +227,19 @@ public static class CostModel
 
     private static int Microbatches(Operation func) =>
         func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule") is { } s
-            ? (int)s.IntAttr("microbatches") : 1;
+            ? (int)s.IntAttr("microbatches")
+            : 1;
 
     /// <summary>The mesh axis a pipelined function's stages run over, or null.</summary>
     private static string? PipelineAxis(Operation? func) =>
         func?.GetAttr("pipeline") is DictAttr pipe && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis
-            ? axis.Value : null;
+            ? axis.Value
+            : null;
 
     private static int RankOnPipelineDevice(Operation func, DeviceMesh mesh, int d)
     {
-        if (PipelineAxis(func) is not { } axis) return 0;
+        if (PipelineAxis(func) is not { } axis)
+            return 0;
         var coords = new int[mesh.AxisNames.Count];
         coords[mesh.AxisNames.ToList().IndexOf(axis)] = d;
         return mesh.RankOf(coords);
@@ -184,8 +248,13 @@ public static class CostModel
     /// <summary>The element type most of the program's matmul work is in (its peak is the one utilisation is measured
     /// against).</summary>
     private static DType MainDType(Operation func) =>
-        func.Walk().Where(o => o.Name == "tensor.matmul").GroupBy(o => o.Result.TensorType.DType)
-            .OrderByDescending(g => g.Sum(DeviceStats.OpFlops)).Select(g => g.Key).DefaultIfEmpty(DType.F32).First();
+        func.Walk()
+            .Where(o => o.Name == "tensor.matmul")
+            .GroupBy(o => o.Result.TensorType.DType)
+            .OrderByDescending(g => g.Sum(DeviceStats.OpFlops))
+            .Select(g => g.Key)
+            .DefaultIfEmpty(DType.F32)
+            .First();
 
     /// <summary>
     /// Ops whose results reach only parameter updates (the optimizer and the gradient synchronisation before it):
@@ -198,9 +267,13 @@ public static class CostModel
         for (int i = ops.Count - 1; i >= 0; i--)
         {
             var op = ops[i];
-            if (op.Name == "train.update") { side.Add(op); continue; }
-            if (op.Results.Count > 0 && op.Results.All(r => r.HasUses
-                && r.Uses.All(u => side.Contains(u.Op)))) side.Add(op);
+            if (op.Name == "train.update")
+            {
+                side.Add(op);
+                continue;
+            }
+            if (op.Results.Count > 0 && op.Results.All(r => r.HasUses && r.Uses.All(u => side.Contains(u.Op))))
+                side.Add(op);
         }
         return side;
     }
@@ -211,15 +284,22 @@ public static class CostModel
     /// </summary>
     public static double KernelSeconds(Operation op, Operation module, Cluster cluster)
     {
-        if (op.Dialect is not ("tensor" or "kernel") || op.Name is "tensor.param" or "tensor.constant"
-            || op.Results.Count != 1) return 0;
+        if (
+            op.Dialect is not ("tensor" or "kernel")
+            || op.Name is "tensor.param" or "tensor.constant"
+            || op.Results.Count != 1
+        )
+            return 0;
         double flops = DeviceStats.OpFlops(op);
-        double bytes = op.Operands.Concat<Value>(op.Results).Sum(v =>
-            (double)v.TensorType.NumElements * v.TensorType.DType.Size());
+        double bytes = op
+            .Operands.Concat<Value>(op.Results)
+            .Sum(v => (double)v.TensorType.NumElements * v.TensorType.DType.Size());
         var e = cluster.Efficiency;
         var body = op.Name == "kernel.launch" ? module.Function(op.StringAttr("callee")) : null;
-        var matmul = body != null ? body.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "tensor.matmul")
-            : op.Name == "tensor.matmul" ? op : null;
+        var matmul =
+            body != null ? body.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "tensor.matmul")
+            : op.Name == "tensor.matmul" ? op
+            : null;
         double eff = e.Matmul;
         if (matmul != null)
         {
@@ -242,8 +322,11 @@ public static class CostModel
     /// A collective's kind, the bytes one device sends and its alpha-beta time over the links of its group
     /// (docs/cost-model.md); kind null for what moves nothing (a slice, a group of one, the microbatch axis).
     /// </summary>
-    public static (string? Kind, double Bytes, double Seconds) Collective(Operation op, DeviceMesh mesh,
-        Cluster cluster)
+    public static (string? Kind, double Bytes, double Seconds) Collective(
+        Operation op,
+        DeviceMesh mesh,
+        Cluster cluster
+    )
     {
         if (op.Operands.Count == 0 || op.Name is "dist.all_slice" or "pipe.recv" or "pipe.schedule" or "dist.recv")
             return (null, 0, 0);
@@ -253,16 +336,21 @@ public static class CostModel
             // Point to point: one message on the link between the two devices (across nodes unless the peer is in this
             // one).
             string? axisName = op.GetAttr("axis") is StringAttr a ? a.Value : PipelineAxis(op.ParentOp);
-            bool sameNode = axisName != null && mesh.AxisNames.Contains(axisName) && SpansOneNode(mesh, [axisName],
-                cluster);
+            bool sameNode =
+                axisName != null && mesh.AxisNames.Contains(axisName) && SpansOneNode(mesh, [axisName], cluster);
             var link = sameNode ? cluster.IntraNode : cluster.InterNode;
-            return (op.Name == "pipe.send" ? "pipe send" : op.Name[5..], m,
-                m / (link.BytesPerSecond * cluster.Efficiency.Network) + link.LatencySeconds);
+            return (
+                op.Name == "pipe.send" ? "pipe send" : op.Name[5..],
+                m,
+                m / (link.BytesPerSecond * cluster.Efficiency.Network) + link.LatencySeconds
+            );
         }
         var axes = op.GetAttr("axes") is ArrayAttr arr
-            ? arr.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray() : [];
+            ? arr.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray()
+            : [];
         int n = (int)mesh.Product(axes);
-        if (n <= 1) return (null, 0, 0);
+        if (n <= 1)
+            return (null, 0, 0);
         string kind = op.Name[5..];
         var group = mesh.Group(0, axes);
         int nodes = group.Select(r => r / cluster.GpusPerNode).Distinct().Count();
@@ -270,8 +358,10 @@ public static class CostModel
         double eff = cluster.Efficiency.Network;
         double Ring(string k, double bytes, int size, Link l)
         {
-            if (size <= 1) return 0;
-            double bw = l.BytesPerSecond * eff, share = (size - 1.0) / size;
+            if (size <= 1)
+                return 0;
+            double bw = l.BytesPerSecond * eff,
+                share = (size - 1.0) / size;
             return k switch
             {
                 "all_reduce" => 2 * share * bytes / bw + 2 * (size - 1) * l.LatencySeconds,
@@ -282,20 +372,24 @@ public static class CostModel
         double size = kind == "all_gather" ? m * n : m;
         double sent = DeviceStats.RingBytesSent(op.Name, n, m);
         double seconds;
-        if (nodes == 1) seconds = Ring(kind, size, n, cluster.IntraNode);
+        if (nodes == 1)
+            seconds = Ring(kind, size, n, cluster.IntraNode);
         else if (kind == "all_reduce")
         {
             // Hierarchical: reduce-scatter inside each node, all-reduce of one node's share across nodes, all-gather
             // back;
             // or a tree across all GPUs (NCCL picks it for small messages): whichever is faster.
-            double hier = Ring("reduce_scatter", m, perNode, cluster.IntraNode) + Ring("all_reduce", m / perNode, nodes,
-                cluster.InterNode)
+            double hier =
+                Ring("reduce_scatter", m, perNode, cluster.IntraNode)
+                + Ring("all_reduce", m / perNode, nodes, cluster.InterNode)
                 + Ring("all_gather", m, perNode, cluster.IntraNode);
-            double tree = 2 * Math.Ceiling(Math.Log2(n)) * cluster.InterNode.LatencySeconds
+            double tree =
+                2 * Math.Ceiling(Math.Log2(n)) * cluster.InterNode.LatencySeconds
                 + 2 * m / (cluster.InterNode.BytesPerSecond * eff);
             seconds = Math.Min(hier, tree);
         }
-        else seconds = Ring(kind, size, n, cluster.InterNode);
+        else
+            seconds = Ring(kind, size, n, cluster.InterNode);
         return (kind, sent, seconds);
     }
 

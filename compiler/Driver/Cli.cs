@@ -17,15 +17,24 @@ namespace ParallelCompiler.Driver;
 public sealed class Cli(TextWriter stdout, TextWriter stderr)
 {
     private readonly IRFlags _ir = new();
-    private readonly Option<string[]> _defines = new("-D") { Description = "override a const: -D NAME=VALUE",
-        AllowMultipleArgumentsPerToken = false };
-    private readonly Option<string?> _mesh = new("--mesh") { Description =
-        "override mesh axis sizes: --mesh dp=4,tp=2" };
-    private readonly Option<string?> _entry = new("--entry") { Description =
-        "the model to compile when the file has several" };
+    private readonly Option<string[]> _defines = new("-D")
+    {
+        Description = "override a const: -D NAME=VALUE",
+        AllowMultipleArgumentsPerToken = false,
+    };
+    private readonly Option<string?> _mesh = new("--mesh")
+    {
+        Description = "override mesh axis sizes: --mesh dp=4,tp=2",
+    };
+    private readonly Option<string?> _entry = new("--entry")
+    {
+        Description = "the model to compile when the file has several",
+    };
     private readonly Option<bool> _verbose = new("--verbose") { Description = "show stack traces of internal errors" };
-    private readonly Option<int> _zero = new("--zero") { Description =
-        "ZeRO stage for training: 1 splits the optimizer state over the data-parallel axis" };
+    private readonly Option<int> _zero = new("--zero")
+    {
+        Description = "ZeRO stage for training: 1 splits the optimizer state over the data-parallel axis",
+    };
     private bool _isVerbose;
     private string[] _args = [];
 
@@ -45,8 +54,14 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         root.Subcommands.Add(RunCommand());
         root.Subcommands.Add(CostCommand());
         var parsed = root.Parse(args);
-        return parsed.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr,
-            EnableDefaultExceptionHandler = false });
+        return parsed.Invoke(
+            new InvocationConfiguration
+            {
+                Output = stdout,
+                Error = stderr,
+                EnableDefaultExceptionHandler = false,
+            }
+        );
     }
 
     private Argument<string> FileArg(string what) => new("file") { Description = what };
@@ -62,20 +77,38 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     private Command CompileCommand()
     {
         var file = FileArg("the .mpl model");
-        var output = new Option<string?>("--output",
-            "-o") { Description = "write the compiled IR here instead of stdout" };
-        var stats = new Option<bool>("--stats") { Description =
-            "print per device: FLOPs, bytes each collective moves, peak memory; per pipeline stage: compute, bubble, "
-            + "activations held (to stderr)" };
-        var schedule = new Option<bool>("--schedule") { Description =
-            "print the pipeline schedule as a table, device by time slot (to stderr)" };
-        var emit = new Option<string>("--emit") { Description =
-            "what to print: ir (the per-device program, default), llvm (the kernels' LLVM IR), ptx, asm (host assembly)", DefaultValueFactory = _ => "ir" };
-        var gpu = new Option<string?>("--gpu") { Description =
-            "the GPU to emit PTX for, e.g. sm_80 (default: the newest the loaded LLVM supports)" };
-        var cpu = new Option<string?>("--cpu") { Description =
-            $"the CPU a bundle's host kernels are compiled for: x86-64, x86-64-v2, x86-64-v3, x86-64-v4 or native "
-            + $"(default: {Runtime.Model.HostCpu.DefaultLevel}; --emit asm: native)" };
+        var output = new Option<string?>("--output", "-o")
+        {
+            Description = "write the compiled IR here instead of stdout",
+        };
+        var stats = new Option<bool>("--stats")
+        {
+            Description =
+                "print per device: FLOPs, bytes each collective moves, peak memory; "
+                + "per pipeline stage: compute, bubble, "
+                + "activations held (to stderr)",
+        };
+        var schedule = new Option<bool>("--schedule")
+        {
+            Description = "print the pipeline schedule as a table, device by time slot (to stderr)",
+        };
+        var emit = new Option<string>("--emit")
+        {
+            Description =
+                "what to print: ir (the per-device program, default), llvm (the kernels' LLVM IR), ptx, "
+                + "asm (host assembly)",
+            DefaultValueFactory = _ => "ir",
+        };
+        var gpu = new Option<string?>("--gpu")
+        {
+            Description = "the GPU to emit PTX for, e.g. sm_80 (default: the newest the loaded LLVM supports)",
+        };
+        var cpu = new Option<string?>("--cpu")
+        {
+            Description =
+                $"the CPU a bundle's host kernels are compiled for: x86-64, x86-64-v2, x86-64-v3, x86-64-v4 or native "
+                + $"(default: {Runtime.Model.HostCpu.DefaultLevel}; --emit asm: native)",
+        };
         var c = new Command("compile", "compile a .mpl model and print (or write) the IR after the pipeline") { file };
         c.Options.Add(output);
         c.Options.Add(stats);
@@ -86,52 +119,79 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         c.Options.Add(_zero);
         AddFrontEndOptions(c);
         _ir.AddTo(c);
-        c.SetAction(r => Guard(() =>
-        {
-            string what = r.GetValue(emit)!;
-            if (what is not ("ir" or "llvm" or "ptx" or "asm")) throw new UserErrorException($"--emit must be ir, "
-                + $"llvm, ptx or asm, got '{what}'");
-            string? outPath = r.GetValue(output);
-            bool bundle = outPath != null && outPath.EndsWith(".mplc", StringComparison.Ordinal);
-            // Kernels are formed when code is generated, or when the user asks to see them formed.
-            bool kernels = what != "ir" || bundle || (r.GetValue(_ir.PrintAfter)
-                ?? []).Concat(r.GetValue(_ir.PrintBefore) ?? []).Contains(Pipelines.Backend);
-            var pipeline = PipelineOf(r);
-            if (kernels && r.GetValue(_ir.Pipeline) == null) pipeline.Add(Pipelines.Backend);
-            var module = CompileToIR(r, r.GetValue(file)!, pipeline);
-            string text = what switch
+        c.SetAction(r =>
+            Guard(() =>
             {
-                "llvm" => Backend.KernelCompiler.LlvmIr(module,
-                    r.GetValue(gpu) != null ? Backend.Llvm.KernelTarget.Ptx : Backend.Llvm.KernelTarget.Cpu,
-                    r.GetValue(gpu)),
-                "ptx" => Backend.KernelCompiler.Ptx(module, r.GetValue(gpu)),
-                "asm" => Backend.KernelCompiler.HostAssembly(module, r.GetValue(cpu)),
-                _ => Printer.Print(module, r.GetValue(_ir.DebugInfo)),
-            };
-            if (bundle)
-                stdout.WriteLine($"wrote {Backend.BundleWriter.Write(module, outPath!, r.GetValue(gpu), r.GetValue(cpu) ?? Runtime.Model.HostCpu.DefaultLevel)}");
-            else if (outPath is { } o) WriteText(o, text);
-            else stdout.Write(text);
-            if (r.GetValue(schedule)) Reports.ScheduleReport.Print(module, stderr);
-            if (r.GetValue(stats))
-            {
-                Reports.StatsReport.Print(module, stderr);
-                // With @remat, the same program without recomputation shows what it saves.
-                if (module.Walk().Any(o => o.GetAttr("recompute") != null) && PipelineOf(r).Contains("autodiff"))
+                string what = r.GetValue(emit)!;
+                if (what is not ("ir" or "llvm" or "ptx" or "asm"))
+                    throw new UserErrorException($"--emit must be ir, " + $"llvm, ptx or asm, got '{what}'");
+                string? outPath = r.GetValue(output);
+                bool bundle = outPath != null && outPath.EndsWith(".mplc", StringComparison.Ordinal);
+                // Kernels are formed when code is generated, or when the user asks to see them formed.
+                bool kernels =
+                    what != "ir"
+                    || bundle
+                    || (r.GetValue(_ir.PrintAfter) ?? [])
+                        .Concat(r.GetValue(_ir.PrintBefore) ?? [])
+                        .Contains(Pipelines.Backend);
+                var pipeline = PipelineOf(r);
+                if (kernels && r.GetValue(_ir.Pipeline) == null)
+                    pipeline.Add(Pipelines.Backend);
+                var module = CompileToIR(r, r.GetValue(file)!, pipeline);
+                string text = what switch
                 {
-                    var plain = CompileToIR(r, r.GetValue(file)!, PipelineOf(r).Set("autodiff", "remat", false),
-                        quiet: true);
-                    var mesh = module.DeviceMesh();
-                    var with = Analysis.DeviceStats.Of(module.EntryFunction()!, mesh, 0);
-                    var without = Analysis.DeviceStats.Of(plain.EntryFunction()!, mesh, 0);
-                    stderr.WriteLine($"@remat: peak memory {Analysis.Units.Bytes(with.PeakBytes)} per device with "
-                        + $"recomputation, " +
-                        $"{Analysis.Units.Bytes(without.PeakBytes)} without; {Analysis.DeviceStats.Count(with.Flops)} "
-                            + $"FLOPs with, {Analysis.DeviceStats.Count(without.Flops)} without");
+                    "llvm" => Backend.KernelCompiler.LlvmIr(
+                        module,
+                        r.GetValue(gpu) != null ? Backend.Llvm.KernelTarget.Ptx : Backend.Llvm.KernelTarget.Cpu,
+                        r.GetValue(gpu)
+                    ),
+                    "ptx" => Backend.KernelCompiler.Ptx(module, r.GetValue(gpu)),
+                    "asm" => Backend.KernelCompiler.HostAssembly(module, r.GetValue(cpu)),
+                    _ => Printer.Print(module, r.GetValue(_ir.DebugInfo)),
+                };
+                if (bundle)
+                    stdout.WriteLine(
+                        "wrote "
+                            + Backend.BundleWriter.Write(
+                                module,
+                                outPath!,
+                                r.GetValue(gpu),
+                                r.GetValue(cpu) ?? Runtime.Model.HostCpu.DefaultLevel
+                            )
+                    );
+                else if (outPath is { } o)
+                    WriteText(o, text);
+                else
+                    stdout.Write(text);
+                if (r.GetValue(schedule))
+                    Reports.ScheduleReport.Print(module, stderr);
+                if (r.GetValue(stats))
+                {
+                    Reports.StatsReport.Print(module, stderr);
+                    // With @remat, the same program without recomputation shows what it saves.
+                    if (module.Walk().Any(o => o.GetAttr("recompute") != null) && PipelineOf(r).Contains("autodiff"))
+                    {
+                        var plain = CompileToIR(
+                            r,
+                            r.GetValue(file)!,
+                            PipelineOf(r).Set("autodiff", "remat", false),
+                            quiet: true
+                        );
+                        var mesh = module.DeviceMesh();
+                        var with = Analysis.DeviceStats.Of(module.EntryFunction()!, mesh, 0);
+                        var without = Analysis.DeviceStats.Of(plain.EntryFunction()!, mesh, 0);
+                        stderr.WriteLine(
+                            $"@remat: peak memory {Analysis.Units.Bytes(with.PeakBytes)} per device with "
+                                + $"recomputation, "
+                                + $"{Analysis.Units.Bytes(without.PeakBytes)} without; "
+                                + $"{Analysis.DeviceStats.Count(with.Flops)} "
+                                + $"FLOPs with, {Analysis.DeviceStats.Count(without.Flops)} without"
+                        );
+                    }
                 }
-            }
-            return 0;
-        }));
+                return 0;
+            })
+        );
         return c;
     }
 
@@ -143,19 +203,26 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         c.Options.Add(output);
         c.Options.Add(_verbose);
         _ir.AddTo(c);
-        c.SetAction(r => Guard(() =>
-        {
-            string path = r.GetValue(file)!;
-            var src = path == "-" ? new SourceText("<stdin>",
-                System.Console.In.ReadToEnd()) : Compilation.ReadSource(path);
-            var diags = new DiagnosticBag();
-            var options = _ir.Build(r, stderr);
-            var module = Compilation.ParseIR(src, diags, options.Verify);
-            RunPasses(module, ParsePipeline(r.GetValue(_ir.Pipeline) ?? ""), options);
-            string text = Printer.Print(module, options.PrintLocations);
-            if (r.GetValue(output) is { } o) WriteText(o, text); else stdout.Write(text);
-            return 0;
-        }));
+        c.SetAction(r =>
+            Guard(() =>
+            {
+                string path = r.GetValue(file)!;
+                var src =
+                    path == "-"
+                        ? new SourceText("<stdin>", System.Console.In.ReadToEnd())
+                        : Compilation.ReadSource(path);
+                var diags = new DiagnosticBag();
+                var options = _ir.Build(r, stderr);
+                var module = Compilation.ParseIR(src, diags, options.Verify);
+                RunPasses(module, ParsePipeline(r.GetValue(_ir.Pipeline) ?? ""), options);
+                string text = Printer.Print(module, options.PrintLocations);
+                if (r.GetValue(output) is { } o)
+                    WriteText(o, text);
+                else
+                    stdout.Write(text);
+                return 0;
+            })
+        );
         return c;
     }
 
@@ -164,69 +231,105 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var file = FileArg("the .mpl model");
         var c = new Command("params", "list the model's parameters: path, shape, sharding, initialiser") { file };
         AddFrontEndOptions(c);
-        c.SetAction(r => Guard(() =>
-        {
-            var src = Compilation.ReadSource(r.GetValue(file)!);
-            var diags = new DiagnosticBag();
-            var module = Compilation.FrontEnd(src, FrontEndOptions(r), diags);
-            PrintDiagnostics(diags);
-            var table = new Table().Border(TableBorder.Simple);
-            table.AddColumns("parameter", "shape", "sharding", "init", "elements");
-            long total = 0;
-            foreach (var op in module.EntryFunction()!.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param"))
+        c.SetAction(r =>
+            Guard(() =>
             {
-                var t = op.Result.TensorType;
-                total += t.NumElements;
-                string init = op.StringAttr("init") == "normal" ? $"normal({FloatAttr.Format(op.FloatAttr("std"))})"
-                    : op.StringAttr("init");
-                table.AddRow(Markup.Escape(op.StringAttr("path")), Markup.Escape(t.ToSourceString()),
-                    Markup.Escape(t.Sharding?.ToString() ?? "replicated"), Markup.Escape(init),
-                        t.NumElements.ToString("N0", CultureInfo.InvariantCulture));
-            }
-            table.Caption($"{total.ToString("N0", CultureInfo.InvariantCulture)} parameters in all");
-            Reports.Terminal.For(stdout).Write(table);
-            return 0;
-        }));
+                var src = Compilation.ReadSource(r.GetValue(file)!);
+                var diags = new DiagnosticBag();
+                var module = Compilation.FrontEnd(src, FrontEndOptions(r), diags);
+                PrintDiagnostics(diags);
+                var table = new Table().Border(TableBorder.Simple);
+                table.AddColumns("parameter", "shape", "sharding", "init", "elements");
+                long total = 0;
+                foreach (
+                    var op in module.EntryFunction()!.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param")
+                )
+                {
+                    var t = op.Result.TensorType;
+                    total += t.NumElements;
+                    string init =
+                        op.StringAttr("init") == "normal"
+                            ? $"normal({FloatAttr.Format(op.FloatAttr("std"))})"
+                            : op.StringAttr("init");
+                    table.AddRow(
+                        Markup.Escape(op.StringAttr("path")),
+                        Markup.Escape(t.ToSourceString()),
+                        Markup.Escape(t.Sharding?.ToString() ?? "replicated"),
+                        Markup.Escape(init),
+                        t.NumElements.ToString("N0", CultureInfo.InvariantCulture)
+                    );
+                }
+                table.Caption($"{total.ToString("N0", CultureInfo.InvariantCulture)} parameters in all");
+                Reports.Terminal.For(stdout).Write(table);
+                return 0;
+            })
+        );
         return c;
     }
 
     private Command RunCommand()
     {
         var file = FileArg("the .mpl model (or textual IR, .mplir)");
-        var inputs = new Option<string?>("--inputs") { Description =
-            "inputs keyed by argument name (.npz, .npy, .safetensors); random when absent" };
-        var parameters = new Option<string?>("--params") { Description =
-            "parameters keyed by dotted path; missing ones use their initialiser" };
+        var inputs = new Option<string?>("--inputs")
+        {
+            Description = "inputs keyed by argument name (.npz, .npy, .safetensors); random when absent",
+        };
+        var parameters = new Option<string?>("--params")
+        {
+            Description = "parameters keyed by dotted path; missing ones use their initialiser",
+        };
         var output = new Option<string?>("--out") { Description = "write the result here under the key 'out'" };
-        var seed = new Option<ulong>("--seed") { Description = "seed for initialisers and random inputs",
-            DefaultValueFactory = _ => 0 };
-        var steps = new Option<int>("--steps") { Description =
-            "training steps on the same inputs (--out then holds 'loss' of shape [N])", DefaultValueFactory = _ => 1 };
-        var saveParams = new Option<string?>("--save-params") { Description =
-            "write the trained parameters and optimizer state here (.npz, .safetensors)" };
+        var seed = new Option<ulong>("--seed")
+        {
+            Description = "seed for initialisers and random inputs",
+            DefaultValueFactory = _ => 0,
+        };
+        var steps = new Option<int>("--steps")
+        {
+            Description = "training steps on the same inputs (--out then holds 'loss' of shape [N])",
+            DefaultValueFactory = _ => 1,
+        };
+        var saveParams = new Option<string?>("--save-params")
+        {
+            Description = "write the trained parameters and optimizer state here (.npz, .safetensors)",
+        };
         var timeout = new Option<double>("--collective-timeout")
         {
             Description = "seconds a device may wait in a collective before the run is reported as stuck",
-                DefaultValueFactory = _ => 60,
+            DefaultValueFactory = _ => 60,
         };
-        var trace = new Option<string?>("--trace") { Description =
-            "write a Chrome/Perfetto trace (.json): one track per device with compute, sends, receives and collectives"
-            };
+        var trace = new Option<string?>("--trace")
+        {
+            Description =
+                "write a Chrome/Perfetto trace (.json): one track per device with compute, sends, receives "
+                + "and collectives",
+        };
         var backend = new Option<string>("--backend")
         {
-            Description = "how kernels run: cpu (compiled through LLVM, the default), cuda (PTX on the GPUs), "
+            Description =
+                "how kernels run: cpu (compiled through LLVM, the default), cuda (PTX on the GPUs), "
                 + "cuda-emu (the GPU kernels on emulated GPUs) or interp (the reference interpreter)",
             DefaultValueFactory = _ => "cpu",
         };
-        var gpus = new Option<int?>("--gpus") { Description =
-            "GPUs for cuda (default: all) or cuda-emu (default: 1); with one per device, collectives go through NCCL" };
+        var gpus = new Option<int?>("--gpus")
+        {
+            Description =
+                "GPUs for cuda (default: all) or cuda-emu (default: 1); with one per device, collectives go "
+                + "through NCCL",
+        };
         var check = new Option<bool>("--check")
         {
-            Description = "also run the program on one device with the same inputs and parameters and compare every "
+            Description =
+                "also run the program on one device with the same inputs and parameters and compare every "
                 + "result (and, training, every updated parameter); exit 1 beyond the dtype's tolerance",
         };
-        var c = new Command("run", "compile a .mpl model and run it on every device of its mesh (simulated, one "
-            + "thread each)") { file };
+        var c = new Command(
+            "run",
+            "compile a .mpl model and run it on every device of its mesh (simulated, one " + "thread each)"
+        )
+        {
+            file,
+        };
         c.Options.Add(trace);
         c.Options.Add(backend);
         c.Options.Add(gpus);
@@ -241,64 +344,93 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         c.Options.Add(seed);
         AddFrontEndOptions(c);
         _ir.AddTo(c);
-        c.SetAction(r => Guard(() =>
-        {
-            string kind = r.GetValue(backend)!;
-            if (kind is not ("cpu" or "cuda" or "cuda-emu" or "interp")) throw new UserErrorException($"--backend "
-                + $"must be cpu, cuda, cuda-emu or interp, got '{kind}'");
-            if (r.GetValue(gpus) is int g && (g < 1 || kind is not ("cuda" or "cuda-emu")))
-                throw new UserErrorException(g < 1 ? $"--gpus must be at least 1, got {g}"
-                    : "--gpus applies to --backend cuda and cuda-emu");
-            // The compiled back ends run kernels formed from the final program.
-            var pipeline = PipelineOf(r);
-            if (kind != "interp" && !pipeline.Contains(Pipelines.Backend)) pipeline.Add(Pipelines.Backend);
-            var module = FrontEnd(r, r.GetValue(file)!, quiet: false);
-            // --check: the same module on a mesh of one device, a rewrite of its mesh rather than a second compile.
-            Operation? single = null;
-            if (r.GetValue(check))
+        c.SetAction(r =>
+            Guard(() =>
             {
-                if (module.IsSpmd()) throw new UserErrorException("--check needs the global program: this IR is "
-                    + "already per-device (after spmdize)");
-                single = module.Clone();
-                single.ResizeMesh(single.DeviceMesh().AxisNames.ToDictionary(a => a, _ => 1));
-            }
-            RunPasses(module, pipeline, _ir.Build(r, stderr));
-            if (single != null) RunPasses(single, pipeline, new IRPrintingOptions(), quiet: true);
-            var settings = new RunSettings
-            {
-                Backend = kind,
-                Gpus = r.GetValue(gpus),
-                InputsPath = r.GetValue(inputs), ParamsPath = r.GetValue(parameters), OutPath = r.GetValue(output),
+                string kind = r.GetValue(backend)!;
+                if (kind is not ("cpu" or "cuda" or "cuda-emu" or "interp"))
+                    throw new UserErrorException(
+                        $"--backend " + $"must be cpu, cuda, cuda-emu or interp, got '{kind}'"
+                    );
+                if (r.GetValue(gpus) is int g && (g < 1 || kind is not ("cuda" or "cuda-emu")))
+                    throw new UserErrorException(
+                        g < 1 ? $"--gpus must be at least 1, got {g}" : "--gpus applies to --backend cuda and cuda-emu"
+                    );
+                // The compiled back ends run kernels formed from the final program.
+                var pipeline = PipelineOf(r);
+                if (kind != "interp" && !pipeline.Contains(Pipelines.Backend))
+                    pipeline.Add(Pipelines.Backend);
+                var module = FrontEnd(r, r.GetValue(file)!, quiet: false);
+                // --check: the same module on a mesh of one device, a rewrite of its mesh rather than a second compile.
+                Operation? single = null;
+                if (r.GetValue(check))
+                {
+                    if (module.IsSpmd())
+                        throw new UserErrorException(
+                            "--check needs the global program: this IR is " + "already per-device (after spmdize)"
+                        );
+                    single = module.Clone();
+                    single.ResizeMesh(single.DeviceMesh().AxisNames.ToDictionary(a => a, _ => 1));
+                }
+                RunPasses(module, pipeline, _ir.Build(r, stderr));
+                if (single != null)
+                    RunPasses(single, pipeline, new IRPrintingOptions(), quiet: true);
+                var settings = new RunSettings
+                {
+                    Backend = kind,
+                    Gpus = r.GetValue(gpus),
+                    InputsPath = r.GetValue(inputs),
+                    ParamsPath = r.GetValue(parameters),
+                    OutPath = r.GetValue(output),
                     Seed = r.GetValue(seed),
-                Steps = r.GetValue(steps), SaveParamsPath = r.GetValue(saveParams), TracePath = r.GetValue(trace),
-                CollectiveTimeout = TimeSpan.FromSeconds(r.GetValue(timeout) > 0 ? r.GetValue(timeout)
-                    : throw new UserErrorException("--collective-timeout must be a positive number of seconds")),
-            };
-            if (module.IsSpmd()) stderr.WriteLine($"note: running on {module.PhysicalMesh().DeviceCount} simulated "
-                + $"device(s), mesh {module.PhysicalMesh()}");
-            if (single != null)
-            {
-                if (settings.SaveParamsPath != null || settings.OutPath != null || settings.TracePath != null)
-                    throw new UserErrorException("--check compares two runs; run without it to write --out, "
-                        + "--save-params or --trace");
-                // Both runs start from the very same arrays.
-                var manifest = ManifestBuilder.Build(module);
-                (settings.InputArrays, settings.ParamArrays) = ModelSession.Load(manifest, settings, stderr);
-            }
-            var outcome = Progress(settings.Steps, onStep => ModelRunner.Run(module, settings, stderr, onStep));
-            var results = outcome.Results;
-            if (outcome.Losses is { } losses)
-                stdout.WriteLine(losses.Length == 1 ? $"loss: {F(losses[0])}"
-                    : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}");
-            else
-                for (int i = 0; i < results.Count; i++)
-                    stdout.WriteLine($"{(results.Count == 1 ? "out" : $"out{i}")}: {ModelRunner.Summary(results[i])}");
-            if (settings.SaveParamsPath != null) stdout.WriteLine($"wrote {settings.SaveParamsPath}");
-            if (settings.OutPath != null) stdout.WriteLine($"wrote {settings.OutPath}");
-            if (settings.TracePath != null) stdout.WriteLine($"wrote {settings.TracePath}");
-            if (single != null) return Check(module, single, settings, outcome);
-            return 0;
-        }));
+                    Steps = r.GetValue(steps),
+                    SaveParamsPath = r.GetValue(saveParams),
+                    TracePath = r.GetValue(trace),
+                    CollectiveTimeout = TimeSpan.FromSeconds(
+                        r.GetValue(timeout) > 0
+                            ? r.GetValue(timeout)
+                            : throw new UserErrorException("--collective-timeout must be a positive number of seconds")
+                    ),
+                };
+                if (module.IsSpmd())
+                    stderr.WriteLine(
+                        $"note: running on {module.PhysicalMesh().DeviceCount} simulated "
+                            + $"device(s), mesh {module.PhysicalMesh()}"
+                    );
+                if (single != null)
+                {
+                    if (settings.SaveParamsPath != null || settings.OutPath != null || settings.TracePath != null)
+                        throw new UserErrorException(
+                            "--check compares two runs; run without it to write --out, " + "--save-params or --trace"
+                        );
+                    // Both runs start from the very same arrays.
+                    var manifest = ManifestBuilder.Build(module);
+                    (settings.InputArrays, settings.ParamArrays) = ModelSession.Load(manifest, settings, stderr);
+                }
+                var outcome = Progress(settings.Steps, onStep => ModelRunner.Run(module, settings, stderr, onStep));
+                var results = outcome.Results;
+                if (outcome.Losses is { } losses)
+                    stdout.WriteLine(
+                        losses.Length == 1
+                            ? $"loss: {F(losses[0])}"
+                            : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}"
+                    );
+                else
+                    for (int i = 0; i < results.Count; i++)
+                        stdout.WriteLine(
+                            $"{(results.Count == 1 ? "out" : $"out{i}")}: {ModelRunner.Summary(results[i])}"
+                        );
+                if (settings.SaveParamsPath != null)
+                    stdout.WriteLine($"wrote {settings.SaveParamsPath}");
+                if (settings.OutPath != null)
+                    stdout.WriteLine($"wrote {settings.OutPath}");
+                if (settings.TracePath != null)
+                    stdout.WriteLine($"wrote {settings.TracePath}");
+                if (single != null)
+                    return Check(module, single, settings, outcome);
+                return 0;
+            })
+        );
         return c;
     }
 
@@ -307,36 +439,60 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var file = FileArg("the .mpl model");
         var cluster = new Option<string>("--cluster")
         {
-            Description = $"the cluster: a preset ({string.Join(", ", Cost.Cluster.Presets.Keys)}) or a .json file "
-                + $"with the same fields", Required = true,
+            Description =
+                $"the cluster: a preset ({string.Join(", ", Cost.Cluster.Presets.Keys)}) or a .json file "
+                + $"with the same fields",
+            Required = true,
         };
         var json = new Option<bool>("--json") { Description = "print the prediction as one JSON object" };
         var c = new Command("cost", "predict the step time, throughput and memory of the compiled program on a cluster")
-            { file };
+        {
+            file,
+        };
         c.Options.Add(cluster);
         c.Options.Add(json);
         c.Options.Add(_zero);
         AddFrontEndOptions(c);
-        c.SetAction(r => Guard(() =>
-        {
-            Cost.Cluster described;
-            try { described = Cost.Cluster.Load(r.GetValue(cluster)!); }
-            catch (Cost.ClusterException e) { throw new UserErrorException($"--cluster: {e.Message}"); }
-            var module = CompileToIR(r, r.GetValue(file)!);
-            Cost.StepCost cost;
-            try { cost = Cost.CostModel.Of(module, described); }
-            catch (Cost.ClusterException e) { throw new UserErrorException(e.Message); }
-            // Tokens a step: the first integer input's elements (token ids [batch, positions]).
-            var tokens = ManifestBuilder.Build(module).Inputs.FirstOrDefault(i => i.DType == DType.I32) is { } ids
-                ? ids.Shape.Aggregate(1.0, (a, d) => a * d) : 0;
-            if (r.GetValue(json)) Reports.CostReport.PrintJson(cost, described, tokens, stdout);
-            else Reports.CostReport.Print(cost, described, tokens, stdout);
-            if (cost.Fits) return 0;
-            stderr.WriteLine($"error: the plan does not fit: {Analysis.Units.Bytes(cost.PeakBytes)} at the peak of a "
-                + $"device, " +
-                $"{Analysis.Units.Bytes(cost.HbmBytes)} a GPU on {described.Name}");
-            return 1;
-        }));
+        c.SetAction(r =>
+            Guard(() =>
+            {
+                Cost.Cluster described;
+                try
+                {
+                    described = Cost.Cluster.Load(r.GetValue(cluster)!);
+                }
+                catch (Cost.ClusterException e)
+                {
+                    throw new UserErrorException($"--cluster: {e.Message}");
+                }
+                var module = CompileToIR(r, r.GetValue(file)!);
+                Cost.StepCost cost;
+                try
+                {
+                    cost = Cost.CostModel.Of(module, described);
+                }
+                catch (Cost.ClusterException e)
+                {
+                    throw new UserErrorException(e.Message);
+                }
+                // Tokens a step: the first integer input's elements (token ids [batch, positions]).
+                var tokens = ManifestBuilder.Build(module).Inputs.FirstOrDefault(i => i.DType == DType.I32) is { } ids
+                    ? ids.Shape.Aggregate(1.0, (a, d) => a * d)
+                    : 0;
+                if (r.GetValue(json))
+                    Reports.CostReport.PrintJson(cost, described, tokens, stdout);
+                else
+                    Reports.CostReport.Print(cost, described, tokens, stdout);
+                if (cost.Fits)
+                    return 0;
+                stderr.WriteLine(
+                    $"error: the plan does not fit: {Analysis.Units.Bytes(cost.PeakBytes)} at the peak of a "
+                        + $"device, "
+                        + $"{Analysis.Units.Bytes(cost.HbmBytes)} a GPU on {described.Name}"
+                );
+                return 1;
+            })
+        );
         return c;
     }
 
@@ -356,23 +512,32 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         {
             double tol = RunComparison.Tolerance(d.DType);
             bool ok = d.Error <= tol;
-            if (!ok) bad++;
-            string where = d.Index < 0 ? ""
-                : $" at [{d.Index}] (one device {d.Expected.ToString("G7", CultureInfo.InvariantCulture)}, mesh "
-                + $"{d.Got.ToString("G7", CultureInfo.InvariantCulture)})";
-            stdout.WriteLine($"check: {d.Name}: largest relative difference "
-                + $"{d.Error:G3}{where}{(ok ? "" : $" exceeds {tol:G} ({d.DType.Name()})")}");
+            if (!ok)
+                bad++;
+            string where =
+                d.Index < 0
+                    ? ""
+                    : $" at [{d.Index}] (one device {d.Expected.ToString("G7", CultureInfo.InvariantCulture)}, mesh "
+                        + $"{d.Got.ToString("G7", CultureInfo.InvariantCulture)})";
+            stdout.WriteLine(
+                $"check: {d.Name}: largest relative difference "
+                    + $"{d.Error:G3}{where}{(ok ? "" : $" exceeds {tol:G} ({d.DType.Name()})")}"
+            );
         }
         string mesh = module.PhysicalMesh().ToString();
         if (bad > 0)
         {
-            stderr.WriteLine($"error: --check: {bad} of {diffs.Count} array(s) differ between mesh {mesh} and one "
-                + $"device beyond their tolerance");
+            stderr.WriteLine(
+                $"error: --check: {bad} of {diffs.Count} array(s) differ between mesh {mesh} and one "
+                    + $"device beyond their tolerance"
+            );
             return 1;
         }
         var worst = RunComparison.Worst(diffs);
-        stdout.WriteLine($"check: mesh {mesh} equals one device: {diffs.Count} array(s), largest relative difference "
-            + $"{worst?.Error ?? 0:G3}");
+        stdout.WriteLine(
+            $"check: mesh {mesh} equals one device: {diffs.Count} array(s), largest relative difference "
+                + $"{worst?.Error ?? 0:G3}"
+        );
         return 0;
     }
 
@@ -382,19 +547,27 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     {
         string Line(int step, NDArray loss, TimeSpan t) =>
             $"step {step + 1}/{steps}  loss {(loss.Size == 1 ? F((float)loss.GetDouble(0)) : loss.TypeString)}  "
-                + $"{t.TotalMilliseconds:F1} ms/step";
-        if (steps == 1) return body((_, _, _) => { });
+            + $"{t.TotalMilliseconds:F1} ms/step";
+        if (steps == 1)
+            return body((_, _, _) => { });
         if (ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected)
         {
             RunOutcome? outcome = null;
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-            console.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(),
-                new ElapsedTimeColumn())
+            console
+                .Progress()
+                .AutoClear(false)
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn())
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask("training", maxValue: steps);
-                    outcome = body((step, loss, t) => { task.Description = Markup.Escape(Line(step, loss,
-                        t)); task.Increment(1); });
+                    outcome = body(
+                        (step, loss, t) =>
+                        {
+                            task.Description = Markup.Escape(Line(step, loss, t));
+                            task.Increment(1);
+                        }
+                    );
                 });
             return outcome!;
         }
@@ -417,7 +590,8 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         var module = path.EndsWith(".mplir", StringComparison.Ordinal)
             ? Compilation.ParseIR(src, diags, verify: true)
             : Compilation.FrontEnd(src, FrontEndOptions(r), diags);
-        if (!quiet) PrintDiagnostics(diags);
+        if (!quiet)
+            PrintDiagnostics(diags);
         return module;
     }
 
@@ -426,28 +600,47 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     private PipelineBuilder PipelineOf(ParseResult r)
     {
         int zero = r.GetValue(_zero);
-        if (zero is not (0 or 1)) throw new UserErrorException($"--zero must be 0 or 1, got {zero}");
+        if (zero is not (0 or 1))
+            throw new UserErrorException($"--zero must be 0 or 1, got {zero}");
         if (r.GetValue(_ir.Pipeline) is { } given)
-            return zero == 0 ? ParsePipeline(given)
-                : throw new UserErrorException("--zero applies to the default pipeline; with --pass-pipeline write "
-                + "optimizer{zero=1}");
+            return zero == 0
+                ? ParsePipeline(given)
+                : throw new UserErrorException(
+                    "--zero applies to the default pipeline; with --pass-pipeline write " + "optimizer{zero=1}"
+                );
         var pipeline = Pipelines.Create();
         return zero == 0 ? pipeline : pipeline.Set("optimizer", "zero", zero);
     }
 
     private static PipelineBuilder ParsePipeline(string text)
     {
-        try { return PipelineBuilder.Parse(text); }
-        catch (PipelineException e) { throw new UserErrorException($"--pass-pipeline: {e.Message}"); }
+        try
+        {
+            return PipelineBuilder.Parse(text);
+        }
+        catch (PipelineException e)
+        {
+            throw new UserErrorException($"--pass-pipeline: {e.Message}");
+        }
     }
 
     private void RunPasses(Operation module, PipelineBuilder pipeline, IRPrintingOptions options, bool quiet = false)
     {
         using var services = CompilerServices.Create();
         var registry = (PassRegistry)services.GetService(typeof(PassRegistry))!;
-        var pm = Compilation.RunPipeline(module, pipeline, options, registry,
-            w => { if (!quiet) stderr.WriteLine(Render(Severity.Warning, w.Location, w.Message)); });
-        if (options.Timing) Reports.TimingReport.Print(pm, stderr);
+        var pm = Compilation.RunPipeline(
+            module,
+            pipeline,
+            options,
+            registry,
+            w =>
+            {
+                if (!quiet)
+                    stderr.WriteLine(Render(Severity.Warning, w.Location, w.Message));
+            }
+        );
+        if (options.Timing)
+            Reports.TimingReport.Print(pm, stderr);
     }
 
     private readonly Dictionary<string, SourceText?> _sources = new();
@@ -458,13 +651,17 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         SourceText? src = null;
         if (!loc.IsUnknown && !_sources.TryGetValue(loc.File, out src))
         {
-            try { src = SourceText.Load(loc.File); } catch (Exception e) when (e is IOException or
-                UnauthorizedAccessException or ArgumentException) { }
+            try
+            {
+                src = SourceText.Load(loc.File);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { }
             _sources[loc.File] = src;
         }
         if (src == null)
-            return (loc.IsUnknown ? "" : $"{loc.File}:{loc.Line}:{loc.Column}: ") + (severity == Severity.Error
-                ? "error: " : "warning: ") + message;
+            return (loc.IsUnknown ? "" : $"{loc.File}:{loc.Line}:{loc.Column}: ")
+                + (severity == Severity.Error ? "error: " : "warning: ")
+                + message;
         int offset = src.Offset(loc.Line, loc.Column);
         return new Diagnostic(severity, src, new TextSpan(offset, 1), message).Render();
     }
@@ -478,8 +675,9 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             o.Defines[name] = value;
         }
         if (r.GetValue(_mesh) is { } mesh)
-            foreach (var part in mesh.Split(',',
-                StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            foreach (
+                var part in mesh.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            )
             {
                 var (name, value) = SplitAssignment(part, "--mesh", "axis=size");
                 if (o.Mesh.Any(m => m.Key == name))
@@ -492,20 +690,26 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
     private static (string, long) SplitAssignment(string s, string flag, string form)
     {
         int eq = s.IndexOf('=');
-        if (eq <= 0 || !long.TryParse(s[(eq + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture,
-            out long v))
+        if (
+            eq <= 0
+            || !long.TryParse(s[(eq + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v)
+        )
             throw new UserErrorException($"{flag} expects {form} with an integer value, got '{s}'");
         return (s[..eq].Trim(), v);
     }
 
     private void PrintDiagnostics(DiagnosticBag diags)
     {
-        if (diags.Items.Count > 0) stderr.Write(diags.Render());
+        if (diags.Items.Count > 0)
+            stderr.Write(diags.Render());
     }
 
     private static void WriteText(string path, string text)
     {
-        try { File.WriteAllText(path, text); }
+        try
+        {
+            File.WriteAllText(path, text);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new UserErrorException($"cannot write '{path}': {e.Message}");
@@ -525,8 +729,8 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             stderr.Write(e.Diagnostics.Render());
             return 1;
         }
-        catch (Exception e) when (e is UserErrorException or Runtime.Model.RunInputException or
-            Runtime.Distributed.DeviceException)
+        catch (Exception e)
+            when (e is UserErrorException or Runtime.Model.RunInputException or Runtime.Distributed.DeviceException)
         {
             stderr.WriteLine($"error: {e.Message}");
             return 1;
@@ -539,23 +743,35 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         catch (PassFailureException e)
         {
             string repro = Path.Combine(Path.GetTempPath(), $"mplc-repro-{e.Pass}-{Environment.ProcessId}.mplir");
-            try { File.WriteAllText(repro, e.InputIR); } catch (IOException) { repro =
-                "(could not write the reproducer)"; }
+            try
+            {
+                File.WriteAllText(repro, e.InputIR);
+            }
+            catch (IOException)
+            {
+                repro = "(could not write the reproducer)";
+            }
             stderr.WriteLine($"mplc: internal compiler error: {e.Message}");
             stderr.WriteLine($"mplc: reproduce with: mplc opt {repro} --pass-pipeline={e.Pass}");
-            if (_isVerbose) stderr.WriteLine(e.InnerException?.ToString() ?? e.ToString());
+            if (_isVerbose)
+                stderr.WriteLine(e.InnerException?.ToString() ?? e.ToString());
             return 2;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             stderr.WriteLine($"mplc: internal compiler error: {e.GetType().Name}: {e.Message}");
-            stderr.WriteLine($"mplc: reproduce with: mplc {string.Join(" ", _args.Select(Quote))}" + (_isVerbose ? ""
-                : " --verbose (for a stack trace)"));
-            if (_isVerbose) stderr.WriteLine(e.ToString());
+            stderr.WriteLine(
+                $"mplc: reproduce with: mplc {string.Join(" ", _args.Select(Quote))}"
+                    + (_isVerbose ? "" : " --verbose (for a stack trace)")
+            );
+            if (_isVerbose)
+                stderr.WriteLine(e.ToString());
             return 2;
         }
     }
 
-    private static string Quote(string a) => a.Length > 0 && a.All(c => char.IsLetterOrDigit(c)
-        || "-_=./,:{}".Contains(c)) ? a : $"'{a.Replace("'", "'\\''")}'";
+    private static string Quote(string a) =>
+        a.Length > 0 && a.All(c => char.IsLetterOrDigit(c) || "-_=./,:{}".Contains(c))
+            ? a
+            : $"'{a.Replace("'", "'\\''")}'";
 }

@@ -11,9 +11,12 @@ public static class Compilation
     /// <summary>Reads a file, or reports why it cannot be read.</summary>
     public static SourceText ReadSource(string path)
     {
-        try { return SourceText.Load(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or
-            NotSupportedException)
+        try
+        {
+            return SourceText.Load(path);
+        }
+        catch (Exception e)
+            when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
             throw new UserErrorException($"cannot read '{path}': {e.Message}");
         }
@@ -25,8 +28,8 @@ public static class Compilation
     {
         var program = MplSyntax.Parse(src, diags) ?? throw new CompilationFailedException(diags);
         var module = Elaborator.Lower(program, diags, options) ?? throw new CompilationFailedException(diags);
-        if (Verifier.Check(module) is { } problem) throw new InvalidOperationException($"the front end produced "
-            + $"invalid IR: {problem}");
+        if (Verifier.Check(module) is { } problem)
+            throw new InvalidOperationException($"the front end produced " + $"invalid IR: {problem}");
         return module;
     }
 
@@ -43,28 +46,55 @@ public static class Compilation
     }
 
     /// <summary>Runs a pipeline string over <paramref name="module"/> with the given printing options.</summary>
-    public static PassManager RunPipeline(Operation module, string pipeline, IRPrintingOptions options,
+    public static PassManager RunPipeline(
+        Operation module,
+        string pipeline,
+        IRPrintingOptions options,
         PassRegistry registry,
-        Action<PassWarning>? warn = null)
+        Action<PassWarning>? warn = null
+    )
     {
         PipelineBuilder parsed;
-        try { parsed = PipelineBuilder.Parse(pipeline); }
-        catch (PipelineException e) { throw new UserErrorException($"--pass-pipeline: {e.Message}"); }
+        try
+        {
+            parsed = PipelineBuilder.Parse(pipeline);
+        }
+        catch (PipelineException e)
+        {
+            throw new UserErrorException($"--pass-pipeline: {e.Message}");
+        }
         return RunPipeline(module, parsed, options, registry, warn);
     }
 
     /// <summary>Runs <paramref name="pipeline"/> on <paramref name="module"/>; an unknown pass or option is a user
     /// error.</summary>
-    public static PassManager RunPipeline(Operation module, PipelineBuilder pipeline, IRPrintingOptions options,
+    public static PassManager RunPipeline(
+        Operation module,
+        PipelineBuilder pipeline,
+        IRPrintingOptions options,
         PassRegistry registry,
-        Action<PassWarning>? warn = null)
+        Action<PassWarning>? warn = null
+    )
     {
         List<IPass> passes;
-        try { passes = pipeline.Build(registry); }
-        catch (PipelineException e) { throw new UserErrorException($"--pass-pipeline: {e.Message}"); }
+        try
+        {
+            passes = pipeline.Build(registry);
+        }
+        catch (PipelineException e)
+        {
+            throw new UserErrorException($"--pass-pipeline: {e.Message}");
+        }
         var pm = new PassManager(passes, options);
-        try { pm.Run(module); }
-        finally { foreach (var w in pm.Warnings) warn?.Invoke(w); }
+        try
+        {
+            pm.Run(module);
+        }
+        finally
+        {
+            foreach (var w in pm.Warnings)
+                warn?.Invoke(w);
+        }
         return pm;
     }
 }

@@ -12,21 +12,21 @@ public static class Pipelines
     public static readonly IReadOnlyList<string> Default =
     [
         "shape-inference", // types first: every later pass may rely on exact shapes
-        "canonicalize",    // fold constants and cancel reshapes/transposes before anything counts ops
-        "cse",             // merge duplicates that canonicalization exposed (e.g. repeated scalar constants)
-        "dce",             // drop what the rewrites left unused
+        "canonicalize", // fold constants and cancel reshapes/transposes before anything counts ops
+        "cse", // merge duplicates that canonicalization exposed (e.g. repeated scalar constants)
+        "dce", // drop what the rewrites left unused
         "pipeline-stages", // @pipeline models only: stages of the forward program, which the backward ops then inherit
-        "autodiff",        // training modules only: backward of the simplified forward, so no dead op is differentiated
-        "optimizer",       // the update of every parameter and its state, still in global shapes
-        "canonicalize",    // the backward program repeats patterns (reshape chains, x * 1) the rules do not avoid
-        "cse",             // and recomputes the same softmax or transpose for several operands
+        "autodiff", // training modules only: backward of the simplified forward, so no dead op is differentiated
+        "optimizer", // the update of every parameter and its state, still in global shapes
+        "canonicalize", // the backward program repeats patterns (reshape chains, x * 1) the rules do not avoid
+        "cse", // and recomputes the same softmax or transpose for several operands
         "dce",
-        "pipeline-transfers",   // after the last rewrite, so every value crossing stages is seen once
-        "microbatch",           // microbatches as a time axis of the mesh: shapes and accumulation come from sharding
+        "pipeline-transfers", // after the last rewrite, so every value crossing stages is seen once
+        "microbatch", // microbatches as a time axis of the mesh: shapes and accumulation come from sharding
         "sharding-propagation", // on the simplified graph: fewer ops to reach a fixpoint over, no dead votes
-        "insert-reshards",      // every layout change explicit and printable before anything is per-device
-        "spmdize",              // everything after it sees one device's program with explicit collectives
-        "pipeline-schedule",    // on the per-device program: stage and phase of every op, sends/receives, task order
+        "insert-reshards", // every layout change explicit and printable before anything is per-device
+        "spmdize", // everything after it sees one device's program with explicit collectives
+        "pipeline-schedule", // on the per-device program: stage and phase of every op, sends/receives, task order
     ];
 
     /// <summary>What the back end appends to the default pipeline before generating code.</summary>

@@ -1,6 +1,6 @@
 using ParallelCompiler.Backend;
-using ParallelCompiler.IR;
 using ParallelCompiler.Interp;
+using ParallelCompiler.IR;
 using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;
 using ParallelCompiler.Runtime.Model;
@@ -19,33 +19,56 @@ public static class ModelRunner
 {
     /// <summary>Runs the module's entry function <see cref="RunSettings.Steps"/> times; <paramref name="onStep"/> hears
     /// of every step.</summary>
-    public static RunOutcome Run(Operation module, RunSettings s, TextWriter log, Action<int, NDArray,
-        TimeSpan>? onStep = null)
+    public static RunOutcome Run(
+        Operation module,
+        RunSettings s,
+        TextWriter log,
+        Action<int, NDArray, TimeSpan>? onStep = null
+    )
     {
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
         var manifest = ManifestBuilder.Build(module);
         if (!module.IsSpmd())
         {
-            if (s.TracePath != null) throw new UserErrorException("--trace needs a per-device program: the pipeline "
-                + "must run spmdize");
-            return ModelSession.Run(manifest, null, s, log, onStep, (args, parameters, updates, _) =>
-            {
-                try
+            if (s.TracePath != null)
+                throw new UserErrorException("--trace needs a per-device program: the pipeline " + "must run spmdize");
+            return ModelSession.Run(
+                manifest,
+                null,
+                s,
+                log,
+                onStep,
+                (args, parameters, updates, _) =>
                 {
-                    return Interpreter.Run(func, args, op => parameters[op.StringAttr("path")], (op, v) =>
+                    try
                     {
-                        if (op.Name == "train.update") updates[Dialects.Train.ParameterEffectOpDef.PathOf(op)] = v;
-                    });
+                        return Interpreter.Run(
+                            func,
+                            args,
+                            op => parameters[op.StringAttr("path")],
+                            (op, v) =>
+                            {
+                                if (op.Name == "train.update")
+                                    updates[Dialects.Train.ParameterEffectOpDef.PathOf(op)] = v;
+                            }
+                        );
+                    }
+                    catch (InterpreterException e)
+                    {
+                        throw new ExecutionException(e.Message, e);
+                    }
                 }
-                catch (InterpreterException e) { throw new ExecutionException(e.Message, e); }
-            });
+            );
         }
         bool compiled = module.Functions().Any(f => f.GetAttr("kernel") != null);
         using var library = s.Backend == "cpu" && compiled ? CompileHostKernels(module) : null;
         using var gpu = s.Backend is "cuda" or "cuda-emu" ? OpenGpus(module, s) : null;
-        if (gpu != null) log.WriteLine($"note: {gpu.Describe(manifest.PhysicalMesh.DeviceCount)}");
-        Func<Operation, IKernel>? kernels = library != null ? op => library.Kernel(op.StringAttr("callee"))
-            : gpu != null ? op => new KernelRef(op.StringAttr("callee")) : null;
+        if (gpu != null)
+            log.WriteLine($"note: {gpu.Describe(manifest.PhysicalMesh.DeviceCount)}");
+        Func<Operation, IKernel>? kernels =
+            library != null ? op => library.Kernel(op.StringAttr("callee"))
+            : gpu != null ? op => new KernelRef(op.StringAttr("callee"))
+            : null;
         var program = DeviceProgramBuilder.Build(func, kernels);
         return ModelSession.Run(manifest, program, s, log, onStep, machine: gpu);
     }
@@ -56,10 +79,17 @@ public static class ModelRunner
     {
         var specs = Backend.KernelCompiler.Specs(module);
         var launches = specs.Select(Backend.BundleWriter.Launch).ToArray();
-        if (s.Backend == "cuda") return Runtime.Gpu.GpuMachine.OpenCuda(Backend.KernelCompiler.Ptx(specs,
-            collectives: true), launches, s.Gpus);
-        return WithHostLibrary(module, Backend.Llvm.KernelTarget.HostGrid, so => Runtime.Gpu.GpuMachine.OpenEmulated(so,
-            launches, s.Gpus ?? 1));
+        if (s.Backend == "cuda")
+            return Runtime.Gpu.GpuMachine.OpenCuda(
+                Backend.KernelCompiler.Ptx(specs, collectives: true),
+                launches,
+                s.Gpus
+            );
+        return WithHostLibrary(
+            module,
+            Backend.Llvm.KernelTarget.HostGrid,
+            so => Runtime.Gpu.GpuMachine.OpenEmulated(so, launches, s.Gpus ?? 1)
+        );
     }
 
     /// <summary>
@@ -84,8 +114,14 @@ public static class ModelRunner
             string path = Path.Combine(cache, Backend.KernelCache.Key(module) + suffix);
             if (File.Exists(path))
             {
-                try { return load(path); }
-                catch (InvalidDataException) { File.Delete(path); } // damaged: build it again
+                try
+                {
+                    return load(path);
+                }
+                catch (InvalidDataException)
+                {
+                    File.Delete(path);
+                } // damaged: build it again
             }
             string tmp = path + $".{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
             Backend.KernelCompiler.BuildHostLibrary(Backend.KernelCompiler.Specs(module), tmp, target);
@@ -100,18 +136,30 @@ public static class ModelRunner
             Backend.KernelCompiler.BuildHostLibrary(Backend.KernelCompiler.Specs(module), so, target);
             return load(so); // loaded: the file may go
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// <summary>A one-line summary of an array for the terminal.</summary>
     public static string Summary(NDArray a)
     {
-        if (a.Size == 1) return $"{a.TypeString} = "
-            + $"{a.GetDouble(0).ToString("G7", System.Globalization.CultureInfo.InvariantCulture)}";
-        if (a.Size == 0) return $"{a.TypeString} (empty)";
-        double sum = 0, min = double.PositiveInfinity, max = double.NegativeInfinity;
-        for (long i = 0; i < a.Size; i++) { double v = a.GetDouble(i); sum += v; min = Math.Min(min,
-            v); max = Math.Max(max, v); }
+        if (a.Size == 1)
+            return $"{a.TypeString} = "
+                + $"{a.GetDouble(0).ToString("G7", System.Globalization.CultureInfo.InvariantCulture)}";
+        if (a.Size == 0)
+            return $"{a.TypeString} (empty)";
+        double sum = 0,
+            min = double.PositiveInfinity,
+            max = double.NegativeInfinity;
+        for (long i = 0; i < a.Size; i++)
+        {
+            double v = a.GetDouble(i);
+            sum += v;
+            min = Math.Min(min, v);
+            max = Math.Max(max, v);
+        }
         string F(double v) => v.ToString("G5", System.Globalization.CultureInfo.InvariantCulture);
         return $"{a.TypeString} mean {F(sum / a.Size)}, min {F(min)}, max {F(max)}";
     }

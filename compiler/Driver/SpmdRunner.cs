@@ -14,10 +14,23 @@ public static class SpmdRunner
     /// <paramref name="args"/> and <paramref name="parameters"/> (by path); returns the global results and puts the
     /// new global value of every parameter the program updates into <paramref name="updates"/>.
     /// </summary>
-    public static IReadOnlyList<NDArray> Run(Operation module, Operation func, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates = null,
-            Trace? trace = null,
-        Func<Operation, IKernel>? kernels = null) =>
-        Runtime.Model.ProgramRunner.Run(ManifestBuilder.Build(module), DeviceProgramBuilder.Build(func, kernels), args,
-            parameters, timeout, updates, trace);
+    public static IReadOnlyList<NDArray> Run(
+        Operation module,
+        Operation func,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters,
+        TimeSpan timeout,
+        IDictionary<string, NDArray>? updates = null,
+        Trace? trace = null,
+        Func<Operation, IKernel>? kernels = null
+    ) =>
+        Runtime.Model.ProgramRunner.Run(
+            ManifestBuilder.Build(module),
+            DeviceProgramBuilder.Build(func, kernels),
+            args,
+            parameters,
+            timeout,
+            updates,
+            trace
+        );
 }

@@ -8,10 +8,13 @@ public sealed class Block
 
     /// <summary>The region holding this block, if any.</summary>
     public Region? Parent { get; internal set; }
+
     /// <summary>Block arguments (a function's parameters for its entry block).</summary>
     public IReadOnlyList<BlockArgument> Arguments => _args;
+
     /// <summary>First operation, or null when empty.</summary>
     public Operation? First { get; private set; }
+
     /// <summary>Last operation, or null when empty.</summary>
     public Operation? Last { get; private set; }
 
@@ -28,7 +31,7 @@ public sealed class Block
     {
         get
         {
-            for (var op = First; op != null;)
+            for (var op = First; op != null; )
             {
                 var next = op.Next;
                 yield return op;
@@ -43,27 +46,43 @@ public sealed class Block
     /// <summary>Inserts <paramref name="op"/> before <paramref name="before"/> (at the end when null).</summary>
     public void InsertBefore(Operation op, Operation? before)
     {
-        if (op.Block != null) throw new InvalidOperationException($"{op.Name} is already in a block");
+        if (op.Block != null)
+            throw new InvalidOperationException($"{op.Name} is already in a block");
         op.Block = this;
         if (before == null)
         {
-            op.Prev = Last; op.Next = null;
-            if (Last != null) Last.Next = op; else First = op;
+            op.Prev = Last;
+            op.Next = null;
+            if (Last != null)
+                Last.Next = op;
+            else
+                First = op;
             Last = op;
         }
         else
         {
-            if (before.Block != this) throw new InvalidOperationException("insertion point is in another block");
-            op.Next = before; op.Prev = before.Prev;
-            if (before.Prev != null) before.Prev.Next = op; else First = op;
+            if (before.Block != this)
+                throw new InvalidOperationException("insertion point is in another block");
+            op.Next = before;
+            op.Prev = before.Prev;
+            if (before.Prev != null)
+                before.Prev.Next = op;
+            else
+                First = op;
             before.Prev = op;
         }
     }
 
     internal void Unlink(Operation op)
     {
-        if (op.Prev != null) op.Prev.Next = op.Next; else First = op.Next;
-        if (op.Next != null) op.Next.Prev = op.Prev; else Last = op.Prev;
+        if (op.Prev != null)
+            op.Prev.Next = op.Next;
+        else
+            First = op.Next;
+        if (op.Next != null)
+            op.Next.Prev = op.Prev;
+        else
+            Last = op.Prev;
         op.Prev = op.Next = null;
         op.Block = null;
     }
@@ -73,11 +92,17 @@ public sealed class Block
 public sealed class Region
 {
     private readonly List<Block> _blocks = new();
+
     /// <summary>The owning operation.</summary>
     public Operation Owner { get; }
+
     /// <summary>The blocks, entry first.</summary>
     public IReadOnlyList<Block> Blocks => _blocks;
-    internal Region(Operation owner) { Owner = owner; }
+
+    internal Region(Operation owner)
+    {
+        Owner = owner;
+    }
 
     /// <summary>Appends a new empty block.</summary>
     public Block AddBlock()

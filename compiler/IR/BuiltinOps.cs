@@ -1,4 +1,3 @@
-
 namespace ParallelCompiler.IR;
 
 /// <summary><c>module { ... }</c>: the top level; holds the mesh and the functions.</summary>
@@ -6,12 +5,16 @@ public sealed class ModuleOpDef : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "builtin.module";
+
     /// <inheritdoc/>
     public override string Summary => "top-level container of a program";
+
     /// <inheritdoc/>
     public override int NumRegions => 1;
+
     /// <inheritdoc/>
     public override bool IsPure => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => [];
 }
@@ -24,12 +27,16 @@ public sealed class FuncOpDef : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "func.func";
+
     /// <inheritdoc/>
     public override string Summary => "a function with one body region";
+
     /// <inheritdoc/>
     public override int NumRegions => 1;
+
     /// <inheritdoc/>
     public override bool IsPure => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -47,8 +54,8 @@ public sealed class FuncOpDef : OpDef
     public override void Verify(Operation op)
     {
         var body = op.Regions[0];
-        if (body.Blocks.Count != 1) throw new IRException($"func: @{op.StringAttr("sym_name")} must have exactly one "
-            + $"block");
+        if (body.Blocks.Count != 1)
+            throw new IRException($"func: @{op.StringAttr("sym_name")} must have exactly one " + $"block");
         var last = body.Blocks[0].Last;
         if (last == null || last.Name != "func.return")
             throw new IRException($"func: @{op.StringAttr("sym_name")} must end with func.return");
@@ -60,12 +67,16 @@ public sealed class ReturnOpDef : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "func.return";
+
     /// <inheritdoc/>
     public override string Summary => "return values from the enclosing function";
+
     /// <inheritdoc/>
     public override int MaxOperands => int.MaxValue;
+
     /// <inheritdoc/>
     public override bool IsPure => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => [];
 
@@ -73,18 +84,26 @@ public sealed class ReturnOpDef : OpDef
     public override void Verify(Operation op)
     {
         var func = op.ParentOp;
-        if (func?.Name != "func.func") throw new IRException("return: must be directly inside a func.func");
-        if (op.Next != null) throw new IRException("return: must be the last operation of its block");
+        if (func?.Name != "func.func")
+            throw new IRException("return: must be directly inside a func.func");
+        if (op.Next != null)
+            throw new IRException("return: must be the last operation of its block");
         var expected = FuncOpDef.ResultTypes(func);
         if (expected.Count != op.Operands.Count)
-            throw new IRException($"return: returns {op.Operands.Count} value(s) but @{func.StringAttr("sym_name")} "
-                + $"declares {expected.Count}");
+            throw new IRException(
+                $"return: returns {op.Operands.Count} value(s) but @{func.StringAttr("sym_name")} "
+                    + $"declares {expected.Count}"
+            );
         for (int i = 0; i < expected.Count; i++)
         {
-            bool same = expected[i] is TensorType e && op.Operands[i].Type is TensorType g ? e.SameShapeAndType(g)
-                : expected[i].Equals(op.Operands[i].Type);
-            if (!same) throw new IRException($"return: value {i} has type {op.Operands[i].Type} but the function "
-                + $"returns {expected[i]}");
+            bool same =
+                expected[i] is TensorType e && op.Operands[i].Type is TensorType g
+                    ? e.SameShapeAndType(g)
+                    : expected[i].Equals(op.Operands[i].Type);
+            if (!same)
+                throw new IRException(
+                    $"return: value {i} has type {op.Operands[i].Type} but the function " + $"returns {expected[i]}"
+                );
         }
     }
 }

@@ -16,7 +16,11 @@ public sealed class IRParser
     private int _pos;
     private Dictionary<string, Value> _scope = new(StringComparer.Ordinal);
 
-    private IRParser(SourceText src) { _src = src; _t = src.Text; }
+    private IRParser(SourceText src)
+    {
+        _src = src;
+        _t = src.Text;
+    }
 
     private sealed class ParseError(int offset, string message) : Exception(message)
     {
@@ -31,7 +35,8 @@ public sealed class IRParser
         {
             var m = p.Module();
             p.Ws();
-            if (p._pos < p._t.Length) throw p.Err("expected end of input after the module");
+            if (p._pos < p._t.Length)
+                throw p.Err("expected end of input after the module");
             return m;
         }
         catch (ParseError e)
@@ -58,37 +63,49 @@ public sealed class IRParser
         while (_pos < _t.Length)
         {
             char c = _t[_pos];
-            if (char.IsWhiteSpace(c)) _pos++;
+            if (char.IsWhiteSpace(c))
+                _pos++;
             else if (c == '/' && _pos + 1 < _t.Length && _t[_pos + 1] == '/')
             {
-                while (_pos < _t.Length && _t[_pos] != '\n') _pos++;
+                while (_pos < _t.Length && _t[_pos] != '\n')
+                    _pos++;
             }
-            else break;
+            else
+                break;
         }
     }
 
-    private bool Peek(string s) { Ws(); return string.CompareOrdinal(_t, _pos, s, 0, s.Length) == 0; }
+    private bool Peek(string s)
+    {
+        Ws();
+        return string.CompareOrdinal(_t, _pos, s, 0, s.Length) == 0;
+    }
 
     private bool Accept(string s)
     {
-        if (!Peek(s)) return false;
+        if (!Peek(s))
+            return false;
         // A keyword must not run into the next identifier character.
-        if (char.IsAsciiLetter(s[^1]) && _pos + s.Length < _t.Length && IsIdChar(_t[_pos + s.Length])) return false;
+        if (char.IsAsciiLetter(s[^1]) && _pos + s.Length < _t.Length && IsIdChar(_t[_pos + s.Length]))
+            return false;
         _pos += s.Length;
         return true;
     }
 
     private void Expect(string s)
     {
-        if (!Accept(s)) throw Err($"expected '{s}'{Found()}");
+        if (!Accept(s))
+            throw Err($"expected '{s}'{Found()}");
     }
 
     private string Found()
     {
         Ws();
-        if (_pos >= _t.Length) return " but found the end of input";
+        if (_pos >= _t.Length)
+            return " but found the end of input";
         int end = _pos;
-        while (end < _t.Length && end - _pos < 20 && !char.IsWhiteSpace(_t[end])) end++;
+        while (end < _t.Length && end - _pos < 20 && !char.IsWhiteSpace(_t[end]))
+            end++;
         return $" but found '{_t[_pos..end]}'";
     }
 
@@ -99,19 +116,24 @@ public sealed class IRParser
         Ws();
         int start = _pos;
         if (_pos < _t.Length && (char.IsAsciiLetter(_t[_pos]) || _t[_pos] == '_'))
-            while (_pos < _t.Length && IsIdChar(_t[_pos])) _pos++;
-        if (start == _pos) throw Err($"expected an identifier{Found()}");
+            while (_pos < _t.Length && IsIdChar(_t[_pos]))
+                _pos++;
+        if (start == _pos)
+            throw Err($"expected an identifier{Found()}");
         return _t[start.._pos];
     }
 
     private string ValueName(char sigil)
     {
         Ws();
-        if (_pos >= _t.Length || _t[_pos] != sigil) throw Err($"expected '{sigil}name'{Found()}");
+        if (_pos >= _t.Length || _t[_pos] != sigil)
+            throw Err($"expected '{sigil}name'{Found()}");
         _pos++;
         int start = _pos;
-        while (_pos < _t.Length && IsIdChar(_t[_pos])) _pos++;
-        if (start == _pos) throw Err($"expected a name after '{sigil}'");
+        while (_pos < _t.Length && IsIdChar(_t[_pos]))
+            _pos++;
+        if (start == _pos)
+            throw Err($"expected a name after '{sigil}'");
         return _t[start.._pos];
     }
 
@@ -119,10 +141,18 @@ public sealed class IRParser
     {
         Ws();
         int start = _pos;
-        if (_pos < _t.Length && _t[_pos] == '-') _pos++;
-        while (_pos < _t.Length && char.IsAsciiDigit(_t[_pos])) _pos++;
-        if (!long.TryParse(_t.AsSpan(start, _pos - start), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture,
-            out long v))
+        if (_pos < _t.Length && _t[_pos] == '-')
+            _pos++;
+        while (_pos < _t.Length && char.IsAsciiDigit(_t[_pos]))
+            _pos++;
+        if (
+            !long.TryParse(
+                _t.AsSpan(start, _pos - start),
+                NumberStyles.AllowLeadingSign,
+                CultureInfo.InvariantCulture,
+                out long v
+            )
+        )
             throw Err($"expected an integer{Found()}", start);
         return v;
     }
@@ -131,30 +161,58 @@ public sealed class IRParser
     {
         Ws();
         int start = _pos;
-        if (_pos >= _t.Length || _t[_pos] != '"') throw Err($"expected a string{Found()}");
+        if (_pos >= _t.Length || _t[_pos] != '"')
+            throw Err($"expected a string{Found()}");
         _pos++;
         var sb = new StringBuilder();
         while (true)
         {
-            if (_pos >= _t.Length || _t[_pos] == '\n') throw Err("unterminated string", start);
+            if (_pos >= _t.Length || _t[_pos] == '\n')
+                throw Err("unterminated string", start);
             char c = _t[_pos++];
-            if (c == '"') break;
-            if (c != '\\') { sb.Append(c); continue; }
-            if (_pos >= _t.Length) throw Err("unterminated string", start);
+            if (c == '"')
+                break;
+            if (c != '\\')
+            {
+                sb.Append(c);
+                continue;
+            }
+            if (_pos >= _t.Length)
+                throw Err("unterminated string", start);
             char e = _t[_pos++];
             switch (e)
             {
-                case 'n': sb.Append('\n'); break;
-                case 't': sb.Append('\t'); break;
-                case 'r': sb.Append('\r'); break;
-                case '"': sb.Append('"'); break;
-                case '\\': sb.Append('\\'); break;
+                case 'n':
+                    sb.Append('\n');
+                    break;
+                case 't':
+                    sb.Append('\t');
+                    break;
+                case 'r':
+                    sb.Append('\r');
+                    break;
+                case '"':
+                    sb.Append('"');
+                    break;
+                case '\\':
+                    sb.Append('\\');
+                    break;
                 case 'u':
-                    if (_pos + 4 > _t.Length || !int.TryParse(_t.AsSpan(_pos, 4), NumberStyles.HexNumber,
-                        CultureInfo.InvariantCulture, out int code))
+                    if (
+                        _pos + 4 > _t.Length
+                        || !int.TryParse(
+                            _t.AsSpan(_pos, 4),
+                            NumberStyles.HexNumber,
+                            CultureInfo.InvariantCulture,
+                            out int code
+                        )
+                    )
                         throw Err("bad \\u escape", _pos - 2);
-                    sb.Append((char)code); _pos += 4; break;
-                default: throw Err($"unknown escape '\\{e}'", _pos - 2);
+                    sb.Append((char)code);
+                    _pos += 4;
+                    break;
+                default:
+                    throw Err($"unknown escape '\\{e}'", _pos - 2);
             }
         }
         return sb.ToString();
@@ -166,29 +224,41 @@ public sealed class IRParser
     {
         Ws();
         int start = _pos;
-        if (!Accept("tensor")) throw Err($"expected a type{Found()}");
+        if (!Accept("tensor"))
+            throw Err($"expected a type{Found()}");
         Expect("<");
         Ws();
         var dims = new List<long>();
         while (_pos < _t.Length && char.IsAsciiDigit(_t[_pos]))
         {
             int s = _pos;
-            while (_pos < _t.Length && char.IsAsciiDigit(_t[_pos])) _pos++;
-            if (!long.TryParse(_t.AsSpan(s, _pos - s), out long d)) throw Err("dimension too large", s);
+            while (_pos < _t.Length && char.IsAsciiDigit(_t[_pos]))
+                _pos++;
+            if (!long.TryParse(_t.AsSpan(s, _pos - s), out long d))
+                throw Err("dimension too large", s);
             dims.Add(d);
-            if (_pos >= _t.Length || _t[_pos] != 'x') throw Err("expected 'x' after a dimension", _pos);
+            if (_pos >= _t.Length || _t[_pos] != 'x')
+                throw Err("expected 'x' after a dimension", _pos);
             _pos++;
         }
         int dtStart = _pos;
-        while (_pos < _t.Length && char.IsAsciiLetterOrDigit(_t[_pos])) _pos++;
+        while (_pos < _t.Length && char.IsAsciiLetterOrDigit(_t[_pos]))
+            _pos++;
         string dt = _t[dtStart.._pos];
-        if (!DTypes.TryParse(dt, out var dtype)) throw Err($"unknown element type '{dt}' (expected f32, f16, bf16 or "
-            + $"i32)", dtStart);
+        if (!DTypes.TryParse(dt, out var dtype))
+            throw Err($"unknown element type '{dt}' (expected f32, f16, bf16 or " + $"i32)", dtStart);
         Sharding? sharding = null;
-        if (Accept(",")) sharding = ParseSharding();
+        if (Accept(","))
+            sharding = ParseSharding();
         Expect(">");
-        try { return new TensorType(dtype, dims, sharding); }
-        catch (ArgumentException e) { throw Err(e.Message, start); }
+        try
+        {
+            return new TensorType(dtype, dims, sharding);
+        }
+        catch (ArgumentException e)
+        {
+            throw Err(e.Message, start);
+        }
     }
 
     private Sharding ParseSharding()
@@ -201,59 +271,105 @@ public sealed class IRParser
         {
             do
             {
-                if (Accept("(")) { var g = new List<string>(); do g.Add(Ident()); while (Accept(",")); Expect(")");
-                    dims.Add(g); }
-                else { string a = Ident(); dims.Add(a == "_" ? [] : [a]); }
+                if (Accept("("))
+                {
+                    var g = new List<string>();
+                    do g.Add(Ident());
+                    while (Accept(","));
+                    Expect(")");
+                    dims.Add(g);
+                }
+                else
+                {
+                    string a = Ident();
+                    dims.Add(a == "_" ? [] : [a]);
+                }
             } while (Accept(","));
         }
         Expect("]");
         var partial = new List<string>();
-        if (Accept("partial")) { Expect("("); do partial.Add(Ident()); while (Accept(",")); Expect(")"); }
-        try { return new Sharding(dims, partial); }
-        catch (ArgumentException e) { throw Err(e.Message, start); }
+        if (Accept("partial"))
+        {
+            Expect("(");
+            do partial.Add(Ident());
+            while (Accept(","));
+            Expect(")");
+        }
+        try
+        {
+            return new Sharding(dims, partial);
+        }
+        catch (ArgumentException e)
+        {
+            throw Err(e.Message, start);
+        }
     }
 
     private Attr Attribute()
     {
         Ws();
-        if (_pos >= _t.Length) throw Err("expected an attribute but found the end of input");
+        if (_pos >= _t.Length)
+            throw Err("expected an attribute but found the end of input");
         char c = _t[_pos];
-        if (c == '"') return new StringAttr(QuotedString());
+        if (c == '"')
+            return new StringAttr(QuotedString());
         if (c == '[')
         {
             _pos++;
             var items = new List<Attr>();
-            if (!Accept("]")) { do items.Add(Attribute()); while (Accept(",")); Expect("]"); }
+            if (!Accept("]"))
+            {
+                do items.Add(Attribute());
+                while (Accept(","));
+                Expect("]");
+            }
             return new ArrayAttr(items);
         }
-        if (c == '{') return new DictAttr(AttrDict());
-        if (Accept("true")) return new BoolAttr(true);
-        if (Accept("false")) return new BoolAttr(false);
-        if (Accept("inf")) return new FloatAttr(double.PositiveInfinity);
-        if (Accept("-inf")) return new FloatAttr(double.NegativeInfinity);
-        if (Accept("nan")) return new FloatAttr(double.NaN);
-        if (Peek("tensor")) return new TypeAttr(Type());
-        if (Peek("shard")) return new ShardingAttr(ParseSharding());
-        if (c == '-' || char.IsAsciiDigit(c)) return Number();
+        if (c == '{')
+            return new DictAttr(AttrDict());
+        if (Accept("true"))
+            return new BoolAttr(true);
+        if (Accept("false"))
+            return new BoolAttr(false);
+        if (Accept("inf"))
+            return new FloatAttr(double.PositiveInfinity);
+        if (Accept("-inf"))
+            return new FloatAttr(double.NegativeInfinity);
+        if (Accept("nan"))
+            return new FloatAttr(double.NaN);
+        if (Peek("tensor"))
+            return new TypeAttr(Type());
+        if (Peek("shard"))
+            return new ShardingAttr(ParseSharding());
+        if (c == '-' || char.IsAsciiDigit(c))
+            return Number();
         throw Err($"expected an attribute{Found()}");
     }
 
     private Attr Number()
     {
         int start = _pos;
-        if (_t[_pos] == '-') _pos++;
+        if (_t[_pos] == '-')
+            _pos++;
         bool isFloat = false;
-        while (_pos < _t.Length && (char.IsAsciiDigit(_t[_pos]) || _t[_pos] is '.' or 'e' or 'E'
-               || (_t[_pos] is '+' or '-' && (_t[_pos - 1] is 'e' or 'E'))))
+        while (
+            _pos < _t.Length
+            && (
+                char.IsAsciiDigit(_t[_pos])
+                || _t[_pos] is '.' or 'e' or 'E'
+                || (_t[_pos] is '+' or '-' && (_t[_pos - 1] is 'e' or 'E'))
+            )
+        )
         {
-            if (_t[_pos] is '.' or 'e' or 'E') isFloat = true;
+            if (_t[_pos] is '.' or 'e' or 'E')
+                isFloat = true;
             _pos++;
         }
         var span = _t.AsSpan(start, _pos - start);
-        if (isFloat && double.TryParse(span, NumberStyles.Float, CultureInfo.InvariantCulture,
-            out double d)) return new FloatAttr(d);
-        if (!isFloat && long.TryParse(span, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture,
-            out long l)) return new IntAttr(l);
+        if (isFloat && double.TryParse(span, NumberStyles.Float, CultureInfo.InvariantCulture, out double d))
+            return new FloatAttr(d);
+        if (!isFloat && long.TryParse(span, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long l))
+            return new IntAttr(l);
         throw Err($"malformed number '{span}'", start);
     }
 
@@ -262,13 +378,15 @@ public sealed class IRParser
         Expect("{");
         var entries = new List<KeyValuePair<string, Attr>>();
         var seen = new HashSet<string>();
-        if (Accept("}")) return entries;
+        if (Accept("}"))
+            return entries;
         do
         {
             Ws();
             int at = _pos;
             string key = Peek("\"") ? QuotedString() : Ident();
-            if (!seen.Add(key)) throw Err($"duplicate attribute '{key}'", at);
+            if (!seen.Add(key))
+                throw Err($"duplicate attribute '{key}'", at);
             Expect("=");
             entries.Add(new(key, Attribute()));
         } while (Accept(","));
@@ -278,9 +396,14 @@ public sealed class IRParser
 
     private Location? OptLocation()
     {
-        if (!Accept("loc")) return null;
+        if (!Accept("loc"))
+            return null;
         Expect("(");
-        if (Accept("unknown")) { Expect(")"); return Location.Unknown; }
+        if (Accept("unknown"))
+        {
+            Expect(")");
+            return Location.Unknown;
+        }
         string file = QuotedString();
         Expect(":");
         int line = (int)Integer();
@@ -295,9 +418,15 @@ public sealed class IRParser
         var types = new List<MplType>();
         if (Accept("("))
         {
-            if (!Accept(")")) { do types.Add(Type()); while (Accept(",")); Expect(")"); }
+            if (!Accept(")"))
+            {
+                do types.Add(Type());
+                while (Accept(","));
+                Expect(")");
+            }
         }
-        else types.Add(Type());
+        else
+            types.Add(Type());
         return types;
     }
 
@@ -314,7 +443,8 @@ public sealed class IRParser
         Expect("{");
         while (!Accept("}"))
         {
-            if (_pos >= _t.Length) throw Err("expected '}' to close the module", at);
+            if (_pos >= _t.Length)
+                throw Err("expected '}' to close the module", at);
             body.Append(Peek("func.func") ? Func() : GenericOp());
         }
         return module;
@@ -348,11 +478,13 @@ public sealed class IRParser
         attrs.Add(new("result_types", new ArrayAttr(results.Select(t => (Attr)new TypeAttr(t)))));
         var func = Operation.CreateUnchecked("func.func", [], [], attrs, 1, loc);
         var entry = func.Regions[0].Entry;
-        foreach (var (an, ty, at) in args) Bind(an, entry.AddArgument(ty, an), at);
+        foreach (var (an, ty, at) in args)
+            Bind(an, entry.AddArgument(ty, an), at);
         Expect("{");
         while (!Accept("}"))
         {
-            if (_pos >= _t.Length) throw Err($"expected '}}' to close @{name}");
+            if (_pos >= _t.Length)
+                throw Err($"expected '}}' to close @{name}");
             entry.Append(Peek("func.return") ? Return() : GenericOp());
         }
         return func;
@@ -360,7 +492,8 @@ public sealed class IRParser
 
     private void Bind(string name, Value v, int at)
     {
-        if (!_scope.TryAdd(name, v)) throw Err($"redefinition of %{name}", at);
+        if (!_scope.TryAdd(name, v))
+            throw Err($"redefinition of %{name}", at);
         v.NameHint = name;
     }
 
@@ -378,16 +511,18 @@ public sealed class IRParser
         var vals = new List<Value>();
         if (Peek("%"))
         {
-            do vals.Add(Use()); while (Accept(","));
+            do vals.Add(Use());
+            while (Accept(","));
             Expect(":");
             for (int i = 0; i < vals.Count; i++)
             {
-                if (i > 0) Expect(",");
+                if (i > 0)
+                    Expect(",");
                 Ws();
                 int at = _pos;
                 var ty = Type();
-                if (!ty.Equals(vals[i].Type)) throw Err($"type {ty} does not match the value's type {vals[i].Type}",
-                    at);
+                if (!ty.Equals(vals[i].Type))
+                    throw Err($"type {ty} does not match the value's type {vals[i].Type}", at);
             }
         }
         var loc = OptLocation();
@@ -401,20 +536,34 @@ public sealed class IRParser
         var resultNames = new List<(string, int)>();
         if (Peek("%"))
         {
-            do { Ws(); resultNames.Add((ValueName('%'), _pos)); } while (Accept(","));
+            do
+            {
+                Ws();
+                resultNames.Add((ValueName('%'), _pos));
+            } while (Accept(","));
             Expect("=");
         }
         Ws();
         int nameAt = _pos;
         string name = Ident();
-        if (!name.Contains('.')) throw Err($"expected an operation name such as tensor.add, found '{name}'", nameAt);
+        if (!name.Contains('.'))
+            throw Err($"expected an operation name such as tensor.add, found '{name}'", nameAt);
         var operands = new List<Value>();
-        if (Peek("%")) { do operands.Add(Use()); while (Accept(",")); }
+        if (Peek("%"))
+        {
+            do operands.Add(Use());
+            while (Accept(","));
+        }
         var attrs = Peek("{") ? AttrDict() : [];
         Expect(":");
         Expect("(");
         var operandTypes = new List<MplType>();
-        if (!Accept(")")) { do operandTypes.Add(Type()); while (Accept(",")); Expect(")"); }
+        if (!Accept(")"))
+        {
+            do operandTypes.Add(Type());
+            while (Accept(","));
+            Expect(")");
+        }
         Expect("->");
         var results = ResultTypes();
         var loc = OptLocation();
@@ -426,9 +575,16 @@ public sealed class IRParser
         if (resultNames.Count != results.Count)
             throw Err($"{resultNames.Count} result name(s) but {results.Count} result type(s)", start);
         Operation op;
-        try { op = Builder.Build(name, operands, attrs, results, loc); }
-        catch (IRException e) { throw Err(e.Message, nameAt); }
-        for (int i = 0; i < results.Count; i++) Bind(resultNames[i].Item1, op.Results[i], resultNames[i].Item2);
+        try
+        {
+            op = Builder.Build(name, operands, attrs, results, loc);
+        }
+        catch (IRException e)
+        {
+            throw Err(e.Message, nameAt);
+        }
+        for (int i = 0; i < results.Count; i++)
+            Bind(resultNames[i].Item1, op.Results[i], resultNames[i].Item2);
         return op;
     }
 }

@@ -20,8 +20,8 @@ public static class ModuleOp
     public static IEnumerable<Operation> Body(this Operation module) => module.Regions[0].Entry.Operations;
 
     /// <summary>The functions of a module.</summary>
-    public static IEnumerable<Operation> Functions(this Operation module) => module.Body().Where(o =>
-        o.Name == "func.func");
+    public static IEnumerable<Operation> Functions(this Operation module) =>
+        module.Body().Where(o => o.Name == "func.func");
 
     /// <summary>The function named <paramref name="name"/>, or null.</summary>
     public static Operation? Function(this Operation module, string name) =>
@@ -31,7 +31,8 @@ public static class ModuleOp
     /// a kernel.</summary>
     public static Operation? EntryFunction(this Operation module)
     {
-        if (module.GetAttr("entry") is StringAttr s) return module.Function(s.Value);
+        if (module.GetAttr("entry") is StringAttr s)
+            return module.Function(s.Value);
         var fs = module.Functions().Where(f => f.GetAttr("kernel") == null).ToList();
         return fs.Count == 1 ? fs[0] : null;
     }
@@ -42,7 +43,8 @@ public static class ModuleOp
     /// <summary>The module's mesh as the runtime sees it; a module without one runs on a single device.</summary>
     public static DeviceMesh DeviceMesh(this Operation module)
     {
-        if (module.Mesh() is not { } m) return Runtime.Distributed.DeviceMesh.Single;
+        if (module.Mesh() is not { } m)
+            return Runtime.Distributed.DeviceMesh.Single;
         var axes = ((ArrayAttr)m.GetAttr("axes")!).AsStrings();
         return new DeviceMesh(axes, m.IntsAttr("shape").Select(s => (int)s).ToArray());
     }
@@ -54,14 +56,16 @@ public static class ModuleOp
     /// </summary>
     public static void ResizeMesh(this Operation module, IReadOnlyDictionary<string, int> sizes)
     {
-        if (module.IsSpmd()) throw new IRException("the mesh of a per-device program is fixed in its local shapes");
+        if (module.IsSpmd())
+            throw new IRException("the mesh of a per-device program is fixed in its local shapes");
         var m = module.Mesh() ?? throw new IRException("the module has no mesh to resize");
         var axes = ((ArrayAttr)m.GetAttr("axes")!).AsStrings();
         foreach (var (axis, size) in sizes)
         {
-            if (!axes.Contains(axis)) throw new IRException($"the mesh has no axis '{axis}' (axes: "
-                + $"{string.Join(", ", axes)})");
-            if (size < 1) throw new IRException($"mesh axis '{axis}' must have at least one device, got {size}");
+            if (!axes.Contains(axis))
+                throw new IRException($"the mesh has no axis '{axis}' (axes: " + $"{string.Join(", ", axes)})");
+            if (size < 1)
+                throw new IRException($"mesh axis '{axis}' must have at least one device, got {size}");
         }
         var shape = m.IntsAttr("shape");
         m.SetAttr("shape", Attr.Ints(axes.Select((a, i) => sizes.TryGetValue(a, out int n) ? n : shape[i])));
@@ -76,15 +80,28 @@ public static class ModuleOp
     public static bool IsSpmd(this Operation module) => module.GetAttr("spmd") is BoolAttr { Value: true };
 
     /// <summary>Creates a function with the given parameters and results at the end of the module.</summary>
-    public static Operation AddFunction(this Operation module, string name, IEnumerable<(string Name,
-        MplType Type)> args,
-        IEnumerable<MplType> results, Location? loc = null)
+    public static Operation AddFunction(
+        this Operation module,
+        string name,
+        IEnumerable<(string Name, MplType Type)> args,
+        IEnumerable<MplType> results,
+        Location? loc = null
+    )
     {
-        var f = Operation.CreateUnchecked("func.func", [], [],
-            [new("sym_name", Attr.Str(name)), new("result_types",
-                new ArrayAttr(results.Select(t => (Attr)new TypeAttr(t))))], 1, loc);
+        var f = Operation.CreateUnchecked(
+            "func.func",
+            [],
+            [],
+            [
+                new("sym_name", Attr.Str(name)),
+                new("result_types", new ArrayAttr(results.Select(t => (Attr)new TypeAttr(t)))),
+            ],
+            1,
+            loc
+        );
         var entry = f.Regions[0].Entry;
-        foreach (var (n, t) in args) entry.AddArgument(t, n);
+        foreach (var (n, t) in args)
+            entry.AddArgument(t, n);
         module.Regions[0].Entry.Append(f);
         return f;
     }

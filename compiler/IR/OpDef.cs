@@ -4,16 +4,22 @@ namespace ParallelCompiler.IR;
 
 /// <summary>What an op definition sees when it infers result types: operand types, attributes and, for ops
 /// whose result type is written rather than inferred, the given result types.</summary>
-public sealed class OpSignature(string name, IReadOnlyList<TensorType> operands, IReadOnlyDictionary<string,
-    Attr> attrs,
-    IReadOnlyList<MplType>? given)
+public sealed class OpSignature(
+    string name,
+    IReadOnlyList<TensorType> operands,
+    IReadOnlyDictionary<string, Attr> attrs,
+    IReadOnlyList<MplType>? given
+)
 {
     /// <summary>Op name.</summary>
     public string Name { get; } = name;
+
     /// <summary>Operand types.</summary>
     public IReadOnlyList<TensorType> Operands { get; } = operands;
+
     /// <summary>Attributes.</summary>
     public IReadOnlyDictionary<string, Attr> Attrs { get; } = attrs;
+
     /// <summary>Result types written in the IR or passed to the builder, if any.</summary>
     public IReadOnlyList<MplType>? Given { get; } = given;
 
@@ -24,28 +30,36 @@ public sealed class OpSignature(string name, IReadOnlyList<TensorType> operands,
     public IRException Error(string message) => new($"{Short}: {message}");
 
     /// <summary>An integer attribute.</summary>
-    public long Int(string key) => Attrs.GetValueOrDefault(key) is IntAttr i ? i.Value
-        : throw Error($"needs integer attribute '{key}'");
+    public long Int(string key) =>
+        Attrs.GetValueOrDefault(key) is IntAttr i ? i.Value : throw Error($"needs integer attribute '{key}'");
+
     /// <summary>An integer array attribute.</summary>
-    public long[] Ints(string key) => Attrs.GetValueOrDefault(key) is ArrayAttr a && a.Items.All(x => x is IntAttr)
-        ? a.AsInts() : throw Error($"needs integer array attribute '{key}'");
+    public long[] Ints(string key) =>
+        Attrs.GetValueOrDefault(key) is ArrayAttr a && a.Items.All(x => x is IntAttr)
+            ? a.AsInts()
+            : throw Error($"needs integer array attribute '{key}'");
+
     /// <summary>A float attribute (integers accepted).</summary>
-    public double Float(string key) => Attrs.GetValueOrDefault(key) switch
-    {
-        FloatAttr f => f.Value,
-        IntAttr i => i.Value,
-        _ => throw Error($"needs float attribute '{key}'"),
-    };
+    public double Float(string key) =>
+        Attrs.GetValueOrDefault(key) switch
+        {
+            FloatAttr f => f.Value,
+            IntAttr i => i.Value,
+            _ => throw Error($"needs float attribute '{key}'"),
+        };
+
     /// <summary>A bool attribute or a default.</summary>
-    public bool Bool(string key, bool dflt) => Attrs.GetValueOrDefault(key) switch
-    {
-        null => dflt,
-        BoolAttr b => b.Value,
-        _ => throw Error($"attribute '{key}' must be a bool"),
-    };
+    public bool Bool(string key, bool dflt) =>
+        Attrs.GetValueOrDefault(key) switch
+        {
+            null => dflt,
+            BoolAttr b => b.Value,
+            _ => throw Error($"attribute '{key}' must be a bool"),
+        };
+
     /// <summary>A string attribute.</summary>
-    public string Str(string key) => Attrs.GetValueOrDefault(key) is StringAttr s ? s.Value
-        : throw Error($"needs string attribute '{key}'");
+    public string Str(string key) =>
+        Attrs.GetValueOrDefault(key) is StringAttr s ? s.Value : throw Error($"needs string attribute '{key}'");
 
     /// <summary>The single given result type, required for ops whose type is written.</summary>
     public TensorType GivenTensor() =>
@@ -54,13 +68,15 @@ public sealed class OpSignature(string name, IReadOnlyList<TensorType> operands,
     /// <summary>Requires a float element type.</summary>
     public void RequireFloat(TensorType t, string what)
     {
-        if (!t.DType.IsFloat()) throw Error($"{what} must be a float tensor, got {t.ToSourceString()}");
+        if (!t.DType.IsFloat())
+            throw Error($"{what} must be a float tensor, got {t.ToSourceString()}");
     }
 
     /// <summary>Requires two operands of the same element type.</summary>
     public void RequireSameDType(TensorType a, TensorType b)
     {
-        if (a.DType != b.DType) throw Error($"element types differ: {a.ToSourceString()} and {b.ToSourceString()}");
+        if (a.DType != b.DType)
+            throw Error($"element types differ: {a.ToSourceString()} and {b.ToSourceString()}");
     }
 }
 
@@ -72,14 +88,19 @@ public abstract class OpDef
 {
     /// <summary>Full name, e.g. <c>tensor.matmul</c>.</summary>
     public abstract string Name { get; }
+
     /// <summary>One line on what the op does.</summary>
     public abstract string Summary { get; }
+
     /// <summary>Fewest operands.</summary>
     public virtual int MinOperands => 0;
+
     /// <summary>Most operands (int.MaxValue for variadic).</summary>
     public virtual int MaxOperands => MinOperands;
+
     /// <summary>Number of regions.</summary>
     public virtual int NumRegions => 0;
+
     /// <summary>False for ops with effects beyond their results (returns, markers): CSE and DCE keep them.</summary>
     public virtual bool IsPure => true;
 
@@ -97,8 +118,10 @@ public abstract class OpDef
     public virtual ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) => null;
 
     /// <summary>Normalises attributes before inference (e.g. negative axes); returns the attributes to store.</summary>
-    public virtual IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
-        IReadOnlyDictionary<string, Attr> attrs) => attrs;
+    public virtual IReadOnlyDictionary<string, Attr> Normalize(
+        IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs
+    ) => attrs;
 }
 
 /// <summary>All op definitions, by name: every concrete <see cref="OpDef"/> of the compiler, found by reflection on

@@ -26,8 +26,9 @@ public sealed class Printer
 
     /// <summary>True for names that print without quoting: identifiers and plain numbers.</summary>
     public static bool IsIdentifier(string s) =>
-        s.Length > 0 && (char.IsAsciiLetter(s[0]) || s[0] == '_') && s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'
-            || c == '.' || c == '$');
+        s.Length > 0
+        && (char.IsAsciiLetter(s[0]) || s[0] == '_')
+        && s.All(c => char.IsAsciiLetterOrDigit(c) || c == '_' || c == '.' || c == '$');
 
     /// <summary>An attribute key, quoted when it is not an identifier.</summary>
     public static string AttrKey(string k) => IsIdentifier(k) ? k : StringAttr.Quote(k);
@@ -45,11 +46,13 @@ public sealed class Printer
         if (v.NameHint != null && IsIdentifier(v.NameHint))
         {
             name = v.NameHint;
-            for (int i = 1; !_used.Add(name); i++) name = $"{v.NameHint}_{i}";
+            for (int i = 1; !_used.Add(name); i++)
+                name = $"{v.NameHint}_{i}";
         }
         else
         {
-            do name = (_counter++).ToString(); while (!_used.Add(name));
+            do name = (_counter++).ToString();
+            while (!_used.Add(name));
         }
         _names[v] = name;
         return "%" + name;
@@ -62,15 +65,23 @@ public sealed class Printer
         Indent(depth);
         switch (op.Name)
         {
-            case "builtin.module": PrintModule(op, depth); break;
-            case "func.func": PrintFunc(op, depth); break;
+            case "builtin.module":
+                PrintModule(op, depth);
+                break;
+            case "func.func":
+                PrintFunc(op, depth);
+                break;
             case "func.return":
                 _sb.Append("func.return");
                 if (op.Operands.Count > 0)
-                    _sb.Append(' ').Append(string.Join(", ", op.Operands.Select(Name)))
-                       .Append(" : ").Append(string.Join(", ", op.Operands.Select(o => o.Type)));
+                    _sb.Append(' ')
+                        .Append(string.Join(", ", op.Operands.Select(Name)))
+                        .Append(" : ")
+                        .Append(string.Join(", ", op.Operands.Select(o => o.Type)));
                 break;
-            default: PrintGeneric(op); break;
+            default:
+                PrintGeneric(op);
+                break;
         }
         if (PrintLocations && !op.Location.IsUnknown && op.Name != "builtin.module" && op.Name != "func.func")
             _sb.Append(' ').Append(op.Location);
@@ -80,10 +91,12 @@ public sealed class Printer
     private void PrintAttrDict(Operation op, IEnumerable<string>? skip = null, string prefix = " ")
     {
         var keys = op.Attributes.Keys.Where(k => skip == null || !skip.Contains(k)).ToList();
-        if (keys.Count == 0) return;
-        _sb.Append(prefix).Append('{')
-           .Append(string.Join(", ", keys.Select(k => $"{AttrKey(k)} = {op.Attributes[k]}")))
-           .Append('}');
+        if (keys.Count == 0)
+            return;
+        _sb.Append(prefix)
+            .Append('{')
+            .Append(string.Join(", ", keys.Select(k => $"{AttrKey(k)} = {op.Attributes[k]}")))
+            .Append('}');
     }
 
     private void PrintModule(Operation op, int depth)
@@ -91,14 +104,17 @@ public sealed class Printer
         _sb.Append("module");
         PrintAttrDict(op, prefix: " attributes ");
         _sb.Append(" {\n");
-        foreach (var inner in op.Regions[0].Entry.Operations) PrintOp(inner, depth + 1);
+        foreach (var inner in op.Regions[0].Entry.Operations)
+            PrintOp(inner, depth + 1);
         Indent(depth);
         _sb.Append('}');
     }
 
     private void PrintFunc(Operation op, int depth)
     {
-        _names.Clear(); _used.Clear(); _counter = 0; // functions are isolated scopes
+        _names.Clear();
+        _used.Clear();
+        _counter = 0; // functions are isolated scopes
         var entry = op.Regions[0].Entry;
         _sb.Append("func.func @").Append(op.StringAttr("sym_name")).Append('(');
         _sb.Append(string.Join(", ", entry.Arguments.Select(a => $"{Define(a)}: {a.Type}")));
@@ -106,23 +122,30 @@ public sealed class Printer
         var results = FuncOpDef.ResultTypes(op);
         _sb.Append(results.Count == 1 ? results[0].ToString() : "(" + string.Join(", ", results) + ")");
         PrintAttrDict(op, ["sym_name", "result_types"], " attributes ");
-        if (PrintLocations && !op.Location.IsUnknown) _sb.Append(' ').Append(op.Location);
+        if (PrintLocations && !op.Location.IsUnknown)
+            _sb.Append(' ').Append(op.Location);
         _sb.Append(" {\n");
-        foreach (var inner in entry.Operations) PrintOp(inner, depth + 1);
+        foreach (var inner in entry.Operations)
+            PrintOp(inner, depth + 1);
         Indent(depth);
         _sb.Append('}');
     }
 
     private void PrintGeneric(Operation op)
     {
-        if (op.Regions.Count > 0) throw new IRException($"no text form for '{op.Name}' with regions");
+        if (op.Regions.Count > 0)
+            throw new IRException($"no text form for '{op.Name}' with regions");
         if (op.Results.Count > 0)
             _sb.Append(string.Join(", ", op.Results.Select(Define))).Append(" = ");
         _sb.Append(op.Name);
-        if (op.Operands.Count > 0) _sb.Append(' ').Append(string.Join(", ", op.Operands.Select(Name)));
+        if (op.Operands.Count > 0)
+            _sb.Append(' ').Append(string.Join(", ", op.Operands.Select(Name)));
         PrintAttrDict(op);
         _sb.Append(" : (").Append(string.Join(", ", op.Operands.Select(o => o.Type))).Append(") -> ");
-        _sb.Append(op.Results.Count == 1 ? op.Results[0].Type.ToString() : "(" + string.Join(", ",
-            op.Results.Select(r => r.Type)) + ")");
+        _sb.Append(
+            op.Results.Count == 1
+                ? op.Results[0].Type.ToString()
+                : "(" + string.Join(", ", op.Results.Select(r => r.Type)) + ")"
+        );
     }
 }

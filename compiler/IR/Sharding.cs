@@ -11,6 +11,7 @@ public sealed class Sharding : IEquatable<Sharding>
 {
     /// <summary>Per dimension, the mesh axes it is split over.</summary>
     public IReadOnlyList<IReadOnlyList<string>> Dims { get; }
+
     /// <summary>Mesh axes over which the value is a partial sum.</summary>
     public IReadOnlyList<string> Partial { get; }
 
@@ -21,7 +22,8 @@ public sealed class Sharding : IEquatable<Sharding>
         Partial = (partial ?? Array.Empty<string>()).ToArray();
         var seen = new HashSet<string>();
         foreach (var a in Dims.SelectMany(d => d).Concat(Partial))
-            if (!seen.Add(a)) throw new ArgumentException($"mesh axis '{a}' appears more than once in {this}");
+            if (!seen.Add(a))
+                throw new ArgumentException($"mesh axis '{a}' appears more than once in {this}");
     }
 
     /// <summary>Fully replicated sharding of the given rank.</summary>
@@ -38,8 +40,10 @@ public sealed class Sharding : IEquatable<Sharding>
 
     /// <inheritdoc/>
     public bool Equals(Sharding? o) =>
-        o != null && o.Rank == Rank && Partial.SequenceEqual(o.Partial)
-            && Dims.Zip(o.Dims).All(p => p.First.SequenceEqual(p.Second));
+        o != null
+        && o.Rank == Rank
+        && Partial.SequenceEqual(o.Partial)
+        && Dims.Zip(o.Dims).All(p => p.First.SequenceEqual(p.Second));
 
     /// <inheritdoc/>
     public override bool Equals(object? obj) => Equals(obj as Sharding);
@@ -53,14 +57,19 @@ public sealed class Sharding : IEquatable<Sharding>
         var sb = new StringBuilder("shard[");
         for (int i = 0; i < Dims.Count; i++)
         {
-            if (i > 0) sb.Append(", ");
+            if (i > 0)
+                sb.Append(", ");
             var d = Dims[i];
-            if (d.Count == 0) sb.Append('_');
-            else if (d.Count == 1) sb.Append(d[0]);
-            else sb.Append('(').Append(string.Join(", ", d)).Append(')');
+            if (d.Count == 0)
+                sb.Append('_');
+            else if (d.Count == 1)
+                sb.Append(d[0]);
+            else
+                sb.Append('(').Append(string.Join(", ", d)).Append(')');
         }
         sb.Append(']');
-        if (Partial.Count > 0) sb.Append(" partial(").Append(string.Join(", ", Partial)).Append(')');
+        if (Partial.Count > 0)
+            sb.Append(" partial(").Append(string.Join(", ", Partial)).Append(')');
         return sb.ToString();
     }
 }

@@ -7,8 +7,10 @@ public enum FactorKind
 {
     /// <summary>Every tensor that has the factor is split the same way and each device computes its block.</summary>
     Parallel,
+
     /// <summary>A contracted or summed factor: splitting it leaves each device a partial sum of the result.</summary>
     Reduction,
+
     /// <summary>The op needs the whole factor on every device (a softmax axis, a gathered table's rows).</summary>
     NeedReplication,
 }
@@ -23,22 +25,34 @@ public sealed class ShardingRule
 {
     /// <summary>Size of each factor.</summary>
     public IReadOnlyList<long> FactorSizes { get; }
+
     /// <summary>Kind of each factor.</summary>
     public IReadOnlyList<FactorKind> Kinds { get; }
+
     /// <summary>Per operand, per dimension, the factor indices (major first).</summary>
     public IReadOnlyList<int[][]> Operands { get; }
+
     /// <summary>Per result, per dimension, the factor indices (major first).</summary>
     public IReadOnlyList<int[][]> Results { get; }
 
     /// <summary>Creates a rule; every factor index must be in range and dimension sizes must match their
     /// factors.</summary>
-    public ShardingRule(IReadOnlyList<long> sizes, IReadOnlyList<FactorKind> kinds, IReadOnlyList<int[][]> operands,
-        IReadOnlyList<int[][]> results)
+    public ShardingRule(
+        IReadOnlyList<long> sizes,
+        IReadOnlyList<FactorKind> kinds,
+        IReadOnlyList<int[][]> operands,
+        IReadOnlyList<int[][]> results
+    )
     {
-        if (sizes.Count != kinds.Count) throw new ArgumentException("one kind per factor");
-        FactorSizes = sizes; Kinds = kinds; Operands = operands; Results = results;
+        if (sizes.Count != kinds.Count)
+            throw new ArgumentException("one kind per factor");
+        FactorSizes = sizes;
+        Kinds = kinds;
+        Operands = operands;
+        Results = results;
         foreach (var f in operands.Concat(results).SelectMany(t => t).SelectMany(d => d))
-            if (f < 0 || f >= sizes.Count) throw new ArgumentException($"factor {f} out of range");
+            if (f < 0 || f >= sizes.Count)
+                throw new ArgumentException($"factor {f} out of range");
     }
 
     /// <summary>Number of factors.</summary>
@@ -51,22 +65,35 @@ public sealed class ShardingRule
     public override string ToString()
     {
         string F(int f) => f < 26 ? ((char)('a' + f)).ToString() : $"f{f}";
-        string T(int[][] dims) => "[" + string.Join(", ", dims.Select(d => d.Length switch
-        {
-            0 => "_",
-            1 => F(d[0]),
-            _ => "(" + string.Join(" ", d.Select(F)) + ")",
-        })) + "]";
+        string T(int[][] dims) =>
+            "["
+            + string.Join(
+                ", ",
+                dims.Select(d =>
+                    d.Length switch
+                    {
+                        0 => "_",
+                        1 => F(d[0]),
+                        _ => "(" + string.Join(" ", d.Select(F)) + ")",
+                    }
+                )
+            )
+            + "]";
         var sb = new StringBuilder();
-        sb.Append('(').Append(string.Join(", ", Operands.Select(T))).Append(") -> (").Append(string.Join(", ",
-            Results.Select(T))).Append(") {");
-        sb.Append(string.Join(", ", Enumerable.Range(0,
-            NumFactors).Select(f => $"{F(f)}={FactorSizes[f]}"))).Append('}');
+        sb.Append('(')
+            .Append(string.Join(", ", Operands.Select(T)))
+            .Append(") -> (")
+            .Append(string.Join(", ", Results.Select(T)))
+            .Append(") {");
+        sb.Append(string.Join(", ", Enumerable.Range(0, NumFactors).Select(f => $"{F(f)}={FactorSizes[f]}")))
+            .Append('}');
         foreach (var kind in new[] { FactorKind.Reduction, FactorKind.NeedReplication })
         {
             var fs = Enumerable.Range(0, NumFactors).Where(f => Kinds[f] == kind).ToArray();
-            if (fs.Length > 0) sb.Append(kind == FactorKind.Reduction ? " reduction={"
-                : " replicated={").Append(string.Join(", ", fs.Select(F))).Append('}');
+            if (fs.Length > 0)
+                sb.Append(kind == FactorKind.Reduction ? " reduction={" : " replicated={")
+                    .Append(string.Join(", ", fs.Select(F)))
+                    .Append('}');
         }
         return sb.ToString();
     }
@@ -89,25 +116,39 @@ public sealed class ShardingRuleBuilder
     }
 
     /// <summary>One factor per dimension of <paramref name="shape"/>; returns their indices.</summary>
-    public int[] Factors(IReadOnlyList<long> shape,
-        FactorKind kind = FactorKind.Parallel) => shape.Select(d => Factor(d, kind)).ToArray();
+    public int[] Factors(IReadOnlyList<long> shape, FactorKind kind = FactorKind.Parallel) =>
+        shape.Select(d => Factor(d, kind)).ToArray();
 
     /// <summary>Makes factor <paramref name="f"/> one that must stay whole.</summary>
     public void Replicate(int f) => _kinds[f] = FactorKind.NeedReplication;
 
     /// <summary>Adds an operand whose dimension d is the single factor dims[d] (-1 for none).</summary>
     public ShardingRuleBuilder Operand(params int[] dims) => Operand(Dims(dims));
+
     /// <summary>Adds an operand with explicit factor lists per dimension.</summary>
-    public ShardingRuleBuilder Operand(int[][] dims) { _operands.Add(dims); return this; }
+    public ShardingRuleBuilder Operand(int[][] dims)
+    {
+        _operands.Add(dims);
+        return this;
+    }
+
     /// <summary>Adds a result whose dimension d is the single factor dims[d] (-1 for none).</summary>
     public ShardingRuleBuilder Result(params int[] dims) => Result(Dims(dims));
+
     /// <summary>Adds a result with explicit factor lists per dimension.</summary>
-    public ShardingRuleBuilder Result(int[][] dims) { _results.Add(dims); return this; }
+    public ShardingRuleBuilder Result(int[][] dims)
+    {
+        _results.Add(dims);
+        return this;
+    }
 
     /// <summary>An operand broadcast numpy-style against <paramref name="factors"/> of the result shape: aligned from
     /// the right, size-1 dimensions that stretch have no factor.</summary>
-    public ShardingRuleBuilder BroadcastOperand(IReadOnlyList<long> operandShape, IReadOnlyList<long> resultShape,
-        int[] factors)
+    public ShardingRuleBuilder BroadcastOperand(
+        IReadOnlyList<long> operandShape,
+        IReadOnlyList<long> resultShape,
+        int[] factors
+    )
     {
         int off = resultShape.Count - operandShape.Count;
         return Operand(operandShape.Select((d, i) => d == resultShape[i + off] ? factors[i + off] : -1).ToArray());

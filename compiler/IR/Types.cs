@@ -8,10 +8,13 @@ public abstract class MplType : IEquatable<MplType>
 {
     /// <inheritdoc/>
     public abstract bool Equals(MplType? other);
+
     /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is MplType t && Equals(t);
+
     /// <inheritdoc/>
     public abstract override int GetHashCode();
+
     /// <summary>The IR spelling, e.g. tensor&lt;8x64xf32&gt;.</summary>
     public abstract override string ToString();
 }
@@ -22,8 +25,10 @@ public sealed class TensorType : MplType
 {
     /// <summary>Element type.</summary>
     public DType DType { get; }
+
     /// <summary>Global dimensions (local ones after spmdize). Empty for a scalar.</summary>
     public IReadOnlyList<long> Shape => _shape;
+
     /// <summary>How the value is split over the mesh, or null when not (yet) known.</summary>
     public Sharding? Sharding { get; }
 
@@ -35,10 +40,12 @@ public sealed class TensorType : MplType
         DType = dtype;
         _shape = shape.ToArray();
         foreach (long d in _shape)
-            if (d < 0) throw new ArgumentException($"negative dimension {d}");
+            if (d < 0)
+                throw new ArgumentException($"negative dimension {d}");
         if (sharding != null && sharding.Rank != _shape.Length)
-            throw new ArgumentException($"sharding {sharding} has rank {sharding.Rank} but the tensor has rank "
-                + $"{_shape.Length}");
+            throw new ArgumentException(
+                $"sharding {sharding} has rank {sharding.Rank} but the tensor has rank " + $"{_shape.Length}"
+            );
         Sharding = sharding;
     }
 
@@ -48,7 +55,13 @@ public sealed class TensorType : MplType
     /// <summary>Number of elements.</summary>
     public long NumElements
     {
-        get { long n = 1; foreach (long d in _shape) n = checked(n * d); return n; }
+        get
+        {
+            long n = 1;
+            foreach (long d in _shape)
+                n = checked(n * d);
+            return n;
+        }
     }
 
     /// <summary>The shape as an array (a copy).</summary>
@@ -71,8 +84,10 @@ public sealed class TensorType : MplType
 
     /// <inheritdoc/>
     public override bool Equals(MplType? other) =>
-        other is TensorType t && t.DType == DType && t._shape.AsSpan().SequenceEqual(_shape) && Equals(t.Sharding,
-            Sharding);
+        other is TensorType t
+        && t.DType == DType
+        && t._shape.AsSpan().SequenceEqual(_shape)
+        && Equals(t.Sharding, Sharding);
 
     /// <summary>Equal ignoring shardings.</summary>
     public bool SameShapeAndType(TensorType t) => t.DType == DType && t._shape.AsSpan().SequenceEqual(_shape);
@@ -82,7 +97,8 @@ public sealed class TensorType : MplType
     {
         var h = new HashCode();
         h.Add(DType);
-        foreach (long d in _shape) h.Add(d);
+        foreach (long d in _shape)
+            h.Add(d);
         h.Add(Sharding);
         return h.ToHashCode();
     }
@@ -91,9 +107,11 @@ public sealed class TensorType : MplType
     public override string ToString()
     {
         var sb = new StringBuilder("tensor<");
-        foreach (long d in _shape) sb.Append(d).Append('x');
+        foreach (long d in _shape)
+            sb.Append(d).Append('x');
         sb.Append(DType.Name());
-        if (Sharding != null) sb.Append(", ").Append(Sharding);
+        if (Sharding != null)
+            sb.Append(", ").Append(Sharding);
         return sb.Append('>').ToString();
     }
 }

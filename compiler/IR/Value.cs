@@ -13,7 +13,10 @@ public abstract class Value
     public string? NameHint { get; set; }
 
     /// <summary>Creates a value of the given type.</summary>
-    protected Value(MplType type) { Type = type; }
+    protected Value(MplType type)
+    {
+        Type = type;
+    }
 
     /// <summary>The type as a tensor type (every value is one today).</summary>
     public TensorType TensorType => (TensorType)Type;
@@ -29,14 +32,17 @@ public abstract class Value
     internal void RemoveUse(Operation op, int index)
     {
         int i = _uses.FindIndex(u => ReferenceEquals(u.Op, op) && u.Index == index);
-        if (i >= 0) _uses.RemoveAt(i);
+        if (i >= 0)
+            _uses.RemoveAt(i);
     }
 
     /// <summary>Makes every user of this value use <paramref name="other"/> instead.</summary>
     public void ReplaceAllUsesWith(Value other)
     {
-        if (ReferenceEquals(other, this)) return;
-        foreach (var (op, index) in _uses.ToArray()) op.SetOperand(index, other);
+        if (ReferenceEquals(other, this))
+            return;
+        foreach (var (op, index) in _uses.ToArray())
+            op.SetOperand(index, other);
     }
 
     /// <summary>The operation that defines this value, or null for a block argument.</summary>
@@ -48,9 +54,17 @@ public sealed class OpResult : Value
 {
     /// <summary>The defining operation.</summary>
     public Operation Owner { get; }
+
     /// <summary>Result index.</summary>
     public int Index { get; }
-    internal OpResult(Operation owner, int index, MplType type) : base(type) { Owner = owner; Index = index; }
+
+    internal OpResult(Operation owner, int index, MplType type)
+        : base(type)
+    {
+        Owner = owner;
+        Index = index;
+    }
+
     /// <inheritdoc/>
     public override Operation? DefiningOp => Owner;
 }
@@ -60,9 +74,17 @@ public sealed class BlockArgument : Value
 {
     /// <summary>The block.</summary>
     public Block Owner { get; }
+
     /// <summary>Argument index.</summary>
     public int Index { get; }
-    internal BlockArgument(Block owner, int index, MplType type) : base(type) { Owner = owner; Index = index; }
+
+    internal BlockArgument(Block owner, int index, MplType type)
+        : base(type)
+    {
+        Owner = owner;
+        Index = index;
+    }
+
     /// <inheritdoc/>
     public override Operation? DefiningOp => null;
 }

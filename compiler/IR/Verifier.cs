@@ -9,8 +9,15 @@ public static class Verifier
     /// <summary>The first problem found, or null when the IR is well formed.</summary>
     public static string? Check(Operation root)
     {
-        try { Verify(root); return null; }
-        catch (IRException e) { return e.Message; }
+        try
+        {
+            Verify(root);
+            return null;
+        }
+        catch (IRException e)
+        {
+            return e.Message;
+        }
     }
 
     /// <summary>Throws an <see cref="IRException"/> describing the first problem.</summary>
@@ -18,7 +25,8 @@ public static class Verifier
     {
         var defined = new HashSet<Value>(ReferenceEqualityComparer.Instance);
         VerifyOp(root, defined);
-        if (root.Name == "builtin.module") VerifyModule(root);
+        if (root.Name == "builtin.module")
+            VerifyModule(root);
     }
 
     private static void VerifyModule(Operation module)
@@ -27,11 +35,12 @@ public static class Verifier
         int meshes = 0;
         foreach (var op in module.Regions[0].Entry.Operations)
         {
-            if (op.Name == "dist.mesh" && ++meshes > 1) throw Fail(op, "a module may declare at most one mesh");
+            if (op.Name == "dist.mesh" && ++meshes > 1)
+                throw Fail(op, "a module may declare at most one mesh");
             if (op.Name == "func.func" && !names.Add(op.StringAttr("sym_name")))
                 throw Fail(op, $"function @{op.StringAttr("sym_name")} is defined twice");
-            if (op.Name != "dist.mesh" && op.Name != "func.func") throw Fail(op,
-                "only dist.mesh and func.func may appear at the top of a module");
+            if (op.Name != "dist.mesh" && op.Name != "func.func")
+                throw Fail(op, "only dist.mesh and func.func may appear at the top of a module");
         }
     }
 
@@ -44,24 +53,32 @@ public static class Verifier
         try
         {
             Builder.MergeResultTypes(def, Builder.InferExisting(def, op), op.Results.Select(r => r.Type).ToArray());
-            if (op.Regions.Count != def.NumRegions) throw new IRException($"expects {def.NumRegions} region(s), has "
-                + $"{op.Regions.Count}");
+            if (op.Regions.Count != def.NumRegions)
+                throw new IRException($"expects {def.NumRegions} region(s), has " + $"{op.Regions.Count}");
             def.Verify(op);
         }
-        catch (IRException e) { throw Fail(op, e.Message); }
+        catch (IRException e)
+        {
+            throw Fail(op, e.Message);
+        }
         foreach (var region in op.Regions)
-            foreach (var block in region.Blocks)
+        foreach (var block in region.Blocks)
+        {
+            foreach (var a in block.Arguments)
+                defined.Add(a);
+            foreach (var inner in block.Operations)
             {
-                foreach (var a in block.Arguments) defined.Add(a);
-                foreach (var inner in block.Operations)
-                {
-                    if (inner.Block != block) throw Fail(inner, "operation's parent link is broken");
-                    // Functions are isolated from above: they see only their own values.
-                    VerifyOp(inner, inner.Name == "func.func" ? new HashSet<Value>(ReferenceEqualityComparer.Instance)
-                        : defined);
-                    foreach (var r in inner.Results) defined.Add(r);
-                }
+                if (inner.Block != block)
+                    throw Fail(inner, "operation's parent link is broken");
+                // Functions are isolated from above: they see only their own values.
+                VerifyOp(
+                    inner,
+                    inner.Name == "func.func" ? new HashSet<Value>(ReferenceEqualityComparer.Instance) : defined
+                );
+                foreach (var r in inner.Results)
+                    defined.Add(r);
             }
+        }
     }
 
     private static IRException Fail(Operation op, string message)

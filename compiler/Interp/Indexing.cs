@@ -34,9 +34,12 @@ internal static class Indexing
             for (int d = rank - 1; d >= 0; d--)
             {
                 idx[d]++;
-                for (int k = 0; k < offs.Length; k++) offs[k] += strides[k][d];
-                if (idx[d] < outShape[d]) break;
-                for (int k = 0; k < offs.Length; k++) offs[k] -= strides[k][d] * idx[d];
+                for (int k = 0; k < offs.Length; k++)
+                    offs[k] += strides[k][d];
+                if (idx[d] < outShape[d])
+                    break;
+                for (int k = 0; k < offs.Length; k++)
+                    offs[k] -= strides[k][d] * idx[d];
                 idx[d] = 0;
             }
         }
@@ -45,9 +48,12 @@ internal static class Indexing
     /// <summary>Splits a shape around <paramref name="axis"/> into (outer, size, inner) element counts.</summary>
     public static (long Outer, long Size, long Inner) AroundAxis(IReadOnlyList<long> shape, int axis)
     {
-        long outer = 1, inner = 1;
-        for (int i = 0; i < axis; i++) outer *= shape[i];
-        for (int i = axis + 1; i < shape.Count; i++) inner *= shape[i];
+        long outer = 1,
+            inner = 1;
+        for (int i = 0; i < axis; i++)
+            outer *= shape[i];
+        for (int i = axis + 1; i < shape.Count; i++)
+            inner *= shape[i];
         return (outer, shape[axis], inner);
     }
 }

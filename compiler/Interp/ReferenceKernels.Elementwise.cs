@@ -9,15 +9,17 @@ internal static partial class ReferenceKernels
         var t = op.Result.TensorType;
         if (x.DType == DType.I32)
         {
-            var fi = ScalarSemantics.UnaryI(op.Name)
-                ?? throw new InterpreterException($"{op.Name} is not defined on i32");
+            var fi =
+                ScalarSemantics.UnaryI(op.Name) ?? throw new InterpreterException($"{op.Name} is not defined on i32");
             var ri = new int[x.I!.Length];
-            for (int i = 0; i < ri.Length; i++) ri[i] = fi(x.I[i]);
+            for (int i = 0; i < ri.Length; i++)
+                ri[i] = fi(x.I[i]);
             return NDArray.FromInts(t.ShapeArray, ri);
         }
         var f = ScalarSemantics.UnaryF(op.Name)!;
         var r = new float[x.F!.Length];
-        for (int i = 0; i < r.Length; i++) r[i] = f(x.F[i]);
+        for (int i = 0; i < r.Length; i++)
+            r[i] = f(x.F[i]);
         return Float(t, r);
     }
 
@@ -38,9 +40,11 @@ internal static partial class ReferenceKernels
         var (af, bf) = (a.F!, b.F!);
         var r = new float[NDArray.ShapeSize(shape)];
         if (af.Length == r.Length && bf.Length == r.Length)
-            for (int i = 0; i < r.Length; i++) r[i] = f(af[i], bf[i]);
+            for (int i = 0; i < r.Length; i++)
+                r[i] = f(af[i], bf[i]);
         else if (bf.Length == 1 && af.Length == r.Length)
-            for (int i = 0; i < r.Length; i++) r[i] = f(af[i], bf[0]);
+            for (int i = 0; i < r.Length; i++)
+                r[i] = f(af[i], bf[0]);
         else
             Indexing.ForEach(shape, strides, (o, off) => r[o] = f(af[off[0]], bf[off[1]]));
         return Float(t, r);
@@ -51,7 +55,8 @@ internal static partial class ReferenceKernels
     public static NDArray Float(TensorType t, float[] data)
     {
         if (t.DType != DType.F32)
-            for (int i = 0; i < data.Length; i++) data[i] = t.DType.Round(data[i]);
+            for (int i = 0; i < data.Length; i++)
+                data[i] = t.DType.Round(data[i]);
         return NDArray.FromFloats(t.DType, t.ShapeArray, data);
     }
 }

@@ -15,13 +15,19 @@ internal static partial class ReferenceKernels
         for (long row = 0; row < rows; row++)
         {
             long o = row * d;
-            double mean = 0, sq = 0;
+            double mean = 0,
+                sq = 0;
             if (b != null)
             {
-                for (long i = 0; i < d; i++) mean += src[o + i];
+                for (long i = 0; i < d; i++)
+                    mean += src[o + i];
                 mean /= d;
             }
-            for (long i = 0; i < d; i++) { double c = src[o + i] - mean; sq += c * c; }
+            for (long i = 0; i < d; i++)
+            {
+                double c = src[o + i] - mean;
+                sq += c * c;
+            }
             float inv = (float)(1.0 / Math.Sqrt(sq / d + eps));
             for (long i = 0; i < d; i++)
                 r[o + i] = (float)(src[o + i] - mean) * inv * g.F![i] + (b?.F![i] ?? 0f);
@@ -33,14 +39,16 @@ internal static partial class ReferenceKernels
     /// position.</summary>
     public static NDArray Embedding(Operation op, NDArray ids, NDArray table)
     {
-        long v = table.Shape[0], d = table.Shape[1];
+        long v = table.Shape[0],
+            d = table.Shape[1];
         var r = new float[ids.Size * d];
         for (long i = 0; i < ids.Size; i++)
         {
             int id = ids.I![i];
             if (id < 0 || id >= v)
-                throw new InterpreterException($"embedding: id {id} at position {Position(ids.Shape, i)} is outside "
-                    + $"the table's {v} rows");
+                throw new InterpreterException(
+                    $"embedding: id {id} at position {Position(ids.Shape, i)} is outside " + $"the table's {v} rows"
+                );
             Array.Copy(table.F!, id * d, r, i * d, d);
         }
         return NDArray.FromFloats(table.DType, op.Result.TensorType.ShapeArray, r);
@@ -49,12 +57,14 @@ internal static partial class ReferenceKernels
     /// <summary>Entries with column &gt; row in the last two axes become the fill value (-inf by default).</summary>
     public static NDArray CausalMask(Operation op, NDArray x)
     {
-        long rows = x.Shape[^2], cols = x.Shape[^1];
+        long rows = x.Shape[^2],
+            cols = x.Shape[^1];
         var r = (float[])x.F!.Clone();
         float fill = op.GetAttr("fill") is null ? float.NegativeInfinity : (float)op.FloatAttr("fill");
         for (long m = 0; m < r.Length; m += rows * cols)
-            for (long i = 0; i < rows; i++)
-                for (long j = i + 1; j < cols; j++) r[m + i * cols + j] = fill;
+        for (long i = 0; i < rows; i++)
+        for (long j = i + 1; j < cols; j++)
+            r[m + i * cols + j] = fill;
         return NDArray.FromFloats(x.DType, x.Shape, r);
     }
 
@@ -68,13 +78,17 @@ internal static partial class ReferenceKernels
         {
             int label = labels.I![p];
             if (label < 0 || label >= v)
-                throw new InterpreterException($"cross_entropy: label {label} at position {Position(labels.Shape, p)} "
-                    + $"is outside the {v} classes");
+                throw new InterpreterException(
+                    $"cross_entropy: label {label} at position {Position(labels.Shape, p)} "
+                        + $"is outside the {v} classes"
+                );
             long o = p * v;
             float max = float.NegativeInfinity;
-            for (long i = 0; i < v; i++) max = Math.Max(max, logits.F![o + i]);
+            for (long i = 0; i < v; i++)
+                max = Math.Max(max, logits.F![o + i]);
             double sum = 0;
-            for (long i = 0; i < v; i++) sum += Math.Exp(logits.F![o + i] - max);
+            for (long i = 0; i < v; i++)
+                sum += Math.Exp(logits.F![o + i] - max);
             total += Math.Log(sum) + max - logits.F![o + label];
         }
         return Float(op.Result.TensorType, [(float)(total / positions)]);
@@ -89,8 +103,9 @@ internal static partial class ReferenceKernels
         {
             int label = labels.I![p];
             if (label < 0 || label >= c)
-                throw new InterpreterException($"one_hot: label {label} at position {Position(labels.Shape, p)} is "
-                    + $"outside the {c} classes");
+                throw new InterpreterException(
+                    $"one_hot: label {label} at position {Position(labels.Shape, p)} is " + $"outside the {c} classes"
+                );
             r[p * c + label] = 1f;
         }
         return Float(op.Result.TensorType, r);
@@ -100,15 +115,19 @@ internal static partial class ReferenceKernels
     public static NDArray EmbeddingGrad(Operation op, NDArray ids, NDArray dy)
     {
         var t = op.Result.TensorType;
-        long rows = t.Shape[0], d = t.Shape[1];
+        long rows = t.Shape[0],
+            d = t.Shape[1];
         var r = new float[rows * d];
         for (long i = 0; i < ids.Size; i++)
         {
             long id = ids.I![i];
             if (id < 0 || id >= rows)
-                throw new InterpreterException($"embedding_grad: id {id} at position {Position(ids.Shape, i)} is "
-                    + $"outside the table's {rows} rows");
-            for (long j = 0; j < d; j++) r[id * d + j] += dy.F![i * d + j];
+                throw new InterpreterException(
+                    $"embedding_grad: id {id} at position {Position(ids.Shape, i)} is "
+                        + $"outside the table's {rows} rows"
+                );
+            for (long j = 0; j < d; j++)
+                r[id * d + j] += dy.F![i * d + j];
         }
         return Float(t, r);
     }
@@ -116,7 +135,11 @@ internal static partial class ReferenceKernels
     private static string Position(long[] shape, long flat)
     {
         var idx = new long[shape.Length];
-        for (int i = shape.Length - 1; i >= 0; i--) { idx[i] = flat % shape[i]; flat /= shape[i]; }
+        for (int i = shape.Length - 1; i >= 0; i--)
+        {
+            idx[i] = flat % shape[i];
+            flat /= shape[i];
+        }
         return "[" + string.Join(", ", idx) + "]";
     }
 }

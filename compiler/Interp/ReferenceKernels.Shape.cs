@@ -6,8 +6,9 @@ internal static partial class ReferenceKernels
 {
     /// <summary>Reshape shares the data: arrays are never mutated once made.</summary>
     public static NDArray Reshape(Operation op, NDArray x) =>
-        x.F != null ? NDArray.FromFloats(x.DType, op.Result.TensorType.ShapeArray,
-            x.F) : NDArray.FromInts(op.Result.TensorType.ShapeArray, x.I!);
+        x.F != null
+            ? NDArray.FromFloats(x.DType, op.Result.TensorType.ShapeArray, x.F)
+            : NDArray.FromInts(op.Result.TensorType.ShapeArray, x.I!);
 
     /// <summary>Copies x with its dimensions permuted (result dim i = operand dim perm[i]).</summary>
     public static NDArray Transpose(Operation op, NDArray x)
@@ -59,9 +60,13 @@ internal static partial class ReferenceKernels
             long size = x.Shape[axis];
             for (long o = 0; o < outer; o++)
             {
-                long src = o * size * inner, dst = o * total * inner + offset * inner, len = size * inner;
-                if (isFloat) Array.Copy(x.F!, src, rf!, dst, len);
-                else Array.Copy(x.I!, src, ri!, dst, len);
+                long src = o * size * inner,
+                    dst = o * total * inner + offset * inner,
+                    len = size * inner;
+                if (isFloat)
+                    Array.Copy(x.F!, src, rf!, dst, len);
+                else
+                    Array.Copy(x.I!, src, ri!, dst, len);
             }
             offset += size;
         }

@@ -8,12 +8,16 @@ public enum KType
 {
     /// <summary>A 64-bit loop index.</summary>
     Index,
+
     /// <summary>float.</summary>
     F32,
+
     /// <summary>int (wrapping).</summary>
     I32,
+
     /// <summary>double, for accumulations the reference computes in double.</summary>
     F64,
+
     /// <summary>A comparison result.</summary>
     Bool,
 }
@@ -112,6 +116,7 @@ public static class K
 {
     /// <summary>An index constant.</summary>
     public static KExpr I(long v) => new KConst(v, KType.Index);
+
     /// <summary>An f32 constant.</summary>
     public static KExpr F(double v) => new KConst(v, KType.F32);
 
@@ -119,36 +124,54 @@ public static class K
 
     /// <summary>a + b.</summary>
     public static KExpr Add(KExpr a, KExpr b) =>
-        a.Type == KType.Index && Is(a, 0) ? b : a.Type == KType.Index && Is(b, 0) ? a
+        a.Type == KType.Index && Is(a, 0) ? b
+        : a.Type == KType.Index && Is(b, 0) ? a
         : a is KConst ca && b is KConst cb && a.Type == KType.Index ? I((long)ca.Value + (long)cb.Value)
-            : new KBin("add", a, b);
+        : new KBin("add", a, b);
+
     /// <summary>a * b.</summary>
     public static KExpr Mul(KExpr a, KExpr b) =>
-        a.Type == KType.Index && (Is(a, 0) || Is(b, 0)) ? I(0) : a.Type == KType.Index && Is(a,
-            1) ? b : a.Type == KType.Index && Is(b, 1) ? a
+        a.Type == KType.Index && (Is(a, 0) || Is(b, 0)) ? I(0)
+        : a.Type == KType.Index && Is(a, 1) ? b
+        : a.Type == KType.Index && Is(b, 1) ? a
         : a is KConst ca && b is KConst cb && a.Type == KType.Index ? I((long)ca.Value * (long)cb.Value)
-            : new KBin("mul", a, b);
+        : new KBin("mul", a, b);
+
     /// <summary>a / b (index: floor of non-negative values).</summary>
-    public static KExpr Div(KExpr a, long b) => b == 1 ? a : a is KConst c ? I((long)c.Value / b) : new KBin("div", a,
-        I(b));
+    public static KExpr Div(KExpr a, long b) =>
+        b == 1 ? a
+        : a is KConst c ? I((long)c.Value / b)
+        : new KBin("div", a, I(b));
+
     /// <summary>a mod b (index, non-negative).</summary>
-    public static KExpr Rem(KExpr a, long b) => b == 1 ? I(0) : a is KConst c ? I((long)c.Value % b) : new KBin("rem",
-        a, I(b));
+    public static KExpr Rem(KExpr a, long b) =>
+        b == 1 ? I(0)
+        : a is KConst c ? I((long)c.Value % b)
+        : new KBin("rem", a, I(b));
+
     /// <summary>Converts <paramref name="e"/> to <paramref name="t"/> (nothing when it already is).</summary>
-    public static KExpr To(KType t, KExpr e) => e.Type == t ? e : e is KConst c && t != KType.Bool ? new KConst(c.Value,
-        t) : new KCast(t, e);
+    public static KExpr To(KType t, KExpr e) =>
+        e.Type == t ? e
+        : e is KConst c && t != KType.Bool ? new KConst(c.Value, t)
+        : new KCast(t, e);
 
     /// <summary>The row-major flat index of <paramref name="idx"/> in <paramref name="shape"/>; undoes <see
     /// cref="Unflatten"/>.</summary>
     public static KExpr Flatten(IReadOnlyList<KExpr> idx, IReadOnlyList<long> shape)
     {
-        if (idx.Count == 0) return I(0);
+        if (idx.Count == 0)
+            return I(0);
         // An index that is the unflattening of some flat index f in this very shape flattens back to f.
         var last = idx[^1];
-        KExpr? f = last is KBin { Op: "rem" } r && Is(r.B, shape[^1]) ? r.A : shape.Count == 1 ? last : null;
-        if (f != null && Unflatten(f, shape).SequenceEqual(idx)) return f;
+        KExpr? f =
+            last is KBin { Op: "rem" } r && Is(r.B, shape[^1]) ? r.A
+            : shape.Count == 1 ? last
+            : null;
+        if (f != null && Unflatten(f, shape).SequenceEqual(idx))
+            return f;
         KExpr flat = I(0);
-        for (int d = 0; d < idx.Count; d++) flat = Add(Mul(flat, I(shape[d])), shape[d] == 1 ? I(0) : idx[d]);
+        for (int d = 0; d < idx.Count; d++)
+            flat = Add(Mul(flat, I(shape[d])), shape[d] == 1 ? I(0) : idx[d]);
         return flat;
     }
 
@@ -160,7 +183,10 @@ public static class K
         for (int d = shape.Count - 1; d >= 0; d--)
         {
             var q = Div(flat, stride);
-            r[d] = shape[d] == 1 ? I(0) : d == 0 ? q : Rem(q, shape[d]);
+            r[d] =
+                shape[d] == 1 ? I(0)
+                : d == 0 ? q
+                : Rem(q, shape[d]);
             stride *= shape[d];
         }
         return r;

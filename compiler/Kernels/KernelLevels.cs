@@ -14,15 +14,18 @@ public sealed class KernelLevels
     public KernelLevels(KernelSpec spec)
     {
         int rank = spec.Output.Shape.Length;
-        for (int d = 0; d < rank; d++) _depth[d] = d + 1;
+        for (int d = 0; d < rank; d++)
+            _depth[d] = d + 1;
         Assign(spec.Body);
         // Leading output dimensions a GPU spreads over threads: all, unless a reduction sits above the innermost
         // loops (a row statistic); then each thread takes whole rows so the statistic is computed once per row.
         int p = rank;
         void Walk(KExpr e)
         {
-            if (e is KReduce r && Level(r) < rank) p = Math.Min(p, Level(r));
-            foreach (var c in Children(e)) Walk(c);
+            if (e is KReduce r && Level(r) < rank)
+                p = Math.Min(p, Level(r));
+            foreach (var c in Children(e))
+                Walk(c);
         }
         Walk(spec.Body);
         ParallelDims = p;
@@ -35,18 +38,21 @@ public sealed class KernelLevels
     public int Depth(int v) => _depth[v];
 
     /// <summary>The depth of the innermost loop whose variable <paramref name="e"/> reads (0: none).</summary>
-    public int Level(KExpr e) => Free(e).Select(v => _depth.TryGetValue(v,
-        out int d) ? d : int.MaxValue).DefaultIfEmpty(0).Max();
+    public int Level(KExpr e) =>
+        Free(e).Select(v => _depth.TryGetValue(v, out int d) ? d : int.MaxValue).DefaultIfEmpty(0).Max();
 
     private void Assign(KExpr e)
     {
-        if (e is KReduce r && !_depth.ContainsKey(r.Var)) _depth[r.Var] = Level(r) + 1;
-        foreach (var c in Children(e)) Assign(c);
+        if (e is KReduce r && !_depth.ContainsKey(r.Var))
+            _depth[r.Var] = Level(r) + 1;
+        foreach (var c in Children(e))
+            Assign(c);
     }
 
     private HashSet<int> Free(KExpr e)
     {
-        if (_free.TryGetValue(e, out var f)) return f;
+        if (_free.TryGetValue(e, out var f))
+            return f;
         f = e switch
         {
             KVar v => [v.Id],
@@ -61,16 +67,17 @@ public sealed class KernelLevels
     public static bool HasReduction(KExpr e) => e is KReduce || Children(e).Any(HasReduction);
 
     /// <summary>The direct subexpressions of <paramref name="e"/>.</summary>
-    public static IEnumerable<KExpr> Children(KExpr e) => e switch
-    {
-        KBin b => [b.A, b.B],
-        KUn u => [u.A],
-        KCast c => [c.A],
-        KCmp c => [c.A, c.B],
-        KSelect s => [s.Cond, s.Then, s.Else],
-        KLoad l => [l.Flat],
-        KReduce r => [r.Body],
-        KRound r => [r.A],
-        _ => [],
-    };
+    public static IEnumerable<KExpr> Children(KExpr e) =>
+        e switch
+        {
+            KBin b => [b.A, b.B],
+            KUn u => [u.A],
+            KCast c => [c.A],
+            KCmp c => [c.A, c.B],
+            KSelect s => [s.Cond, s.Then, s.Else],
+            KLoad l => [l.Flat],
+            KReduce r => [r.Body],
+            KRound r => [r.A],
+            _ => [],
+        };
 }

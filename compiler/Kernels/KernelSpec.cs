@@ -8,6 +8,7 @@ public sealed record TensorSpec(DType DType, long[] Shape)
 {
     /// <summary>The kernel expression type of its elements.</summary>
     public KType ElementType => DType == DType.I32 ? KType.I32 : KType.F32;
+
     /// <summary>Number of elements.</summary>
     public long Size => NDArray.ShapeSize(Shape);
 }
@@ -24,12 +25,16 @@ public sealed class KernelSpec
 {
     /// <summary>The symbol the kernel is emitted under.</summary>
     public required string Name { get; init; }
+
     /// <summary>Inputs in argument order.</summary>
     public required IReadOnlyList<TensorSpec> Inputs { get; init; }
+
     /// <summary>The result.</summary>
     public required TensorSpec Output { get; init; }
+
     /// <summary>The value of each output element.</summary>
     public required KExpr Body { get; init; }
+
     /// <summary>Set when the kernel is a single f32 matmul: it then gets a tiled implementation.</summary>
     public MatmulShape? Matmul { get; init; }
 
@@ -39,8 +44,8 @@ public sealed class KernelSpec
     {
         var entry = func.Regions[0].Entry;
         var ret = entry.Last ?? throw new IRException("kernel function has no body");
-        if (ret.Name != "func.return" || ret.Operands.Count != 1) throw new IRException($"kernel "
-            + $"@{func.StringAttr("sym_name")} must return one value");
+        if (ret.Name != "func.return" || ret.Operands.Count != 1)
+            throw new IRException($"kernel " + $"@{func.StringAttr("sym_name")} must return one value");
         var args = entry.Arguments.ToList();
         int next = ret.Operands[0].TensorType.Rank;
         int Fresh() => next++;
@@ -67,9 +72,13 @@ public sealed class KernelSpec
 
     private static MatmulShape? MatmulOf(Operation? op, List<BlockArgument> args)
     {
-        if (op is not { Name: "tensor.matmul" } || op.Result.TensorType.DType != DType.F32) return null;
-        if (op.Operands.Any(v => v is not BlockArgument || v.TensorType.Rank < 2) || !ReferenceEquals(op.Operands[0],
-            args[0]) || !ReferenceEquals(op.Operands[1], args[^1]))
+        if (op is not { Name: "tensor.matmul" } || op.Result.TensorType.DType != DType.F32)
+            return null;
+        if (
+            op.Operands.Any(v => v is not BlockArgument || v.TensorType.Rank < 2)
+            || !ReferenceEquals(op.Operands[0], args[0])
+            || !ReferenceEquals(op.Operands[1], args[^1])
+        )
             return null;
         var (sa, sb) = (op.OperandType(0).ShapeArray, op.OperandType(1).ShapeArray);
         var batch = op.Result.TensorType.ShapeArray[..^2];

@@ -14,6 +14,7 @@ internal abstract record EValue
 internal sealed record TensorVal(Value Value) : EValue
 {
     public TensorType Type => Value.TensorType;
+
     public override string Describe() => $"a tensor {Type.ToSourceString()}";
 }
 

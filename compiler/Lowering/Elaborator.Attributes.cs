@@ -21,9 +21,11 @@ public sealed partial class Elaborator
             {
                 case "pipeline" when !decl.IsModel:
                     throw Error(a.Span, "@pipeline applies to a model, not a layer");
-                case "pipeline": break;
+                case "pipeline":
+                    break;
                 case "remat":
-                    if (a.Args.Count > 0) throw Error(a.Span, "@remat takes no arguments");
+                    if (a.Args.Count > 0)
+                        throw Error(a.Span, "@remat takes no arguments");
                     break;
                 default:
                     throw Error(a.Span, $"unknown attribute '@{a.Name}' (known: @pipeline, @remat)");
@@ -35,30 +37,39 @@ public sealed partial class Elaborator
     private DictAttr? PipelineAttr(BlockDecl model)
     {
         var a = model.Attributes.FirstOrDefault(x => x.Name == "pipeline");
-        if (a == null) return null;
+        if (a == null)
+            return null;
         var entries = new Dictionary<string, Attr>();
         string schedule = "gpipe";
         long? chunks = null;
         foreach (var arg in a.Args)
         {
-            if (arg.Name == null) throw Error(arg.Span,
-                "@pipeline arguments are named: axis = ..., microbatches = ..., schedule = \"...\"");
-            if (entries.ContainsKey(arg.Name) || (arg.Name == "chunks" && chunks != null)) throw Error(arg.Span,
-                $"'{arg.Name}' is given twice");
+            if (arg.Name == null)
+                throw Error(
+                    arg.Span,
+                    "@pipeline arguments are named: axis = ..., microbatches = ..., schedule = \"...\""
+                );
+            if (entries.ContainsKey(arg.Name) || (arg.Name == "chunks" && chunks != null))
+                throw Error(arg.Span, $"'{arg.Name}' is given twice");
             switch (arg.Name)
             {
                 case "axis":
-                    if (arg.Value is not NameExpr n) throw Error(arg.Value.Span,
-                        "axis must name a mesh axis, e.g. axis = pp");
+                    if (arg.Value is not NameExpr n)
+                        throw Error(arg.Value.Span, "axis must name a mesh axis, e.g. axis = pp");
                     if (!_meshAxes.Any(m => m.Name == n.Name))
-                        throw Error(arg.Value.Span, _meshName == null ? "@pipeline needs a mesh declaration"
-                            : $"mesh '{_meshName}' has no axis '{n.Name}' (its axes: "
-                                + $"{string.Join(", ", _meshAxes.Select(m => m.Name))})");
+                        throw Error(
+                            arg.Value.Span,
+                            _meshName == null
+                                ? "@pipeline needs a mesh declaration"
+                                : $"mesh '{_meshName}' has no axis '{n.Name}' (its axes: "
+                                    + $"{string.Join(", ", _meshAxes.Select(m => m.Name))})"
+                        );
                     entries["axis"] = Attr.Str(n.Name);
                     break;
                 case "microbatches":
                     long m = ConstInt(arg.Value, "microbatches");
-                    if (m < 1) throw Error(arg.Value.Span, $"microbatches must be at least 1, got {m}");
+                    if (m < 1)
+                        throw Error(arg.Value.Span, $"microbatches must be at least 1, got {m}");
                     entries["microbatches"] = Attr.Int(m);
                     break;
                 case "schedule":
@@ -68,16 +79,20 @@ public sealed partial class Elaborator
                     break;
                 case "chunks":
                     chunks = ConstInt(arg.Value, "chunks");
-                    if (chunks < 1) throw Error(arg.Value.Span, $"chunks must be at least 1, got {chunks}");
+                    if (chunks < 1)
+                        throw Error(arg.Value.Span, $"chunks must be at least 1, got {chunks}");
                     break;
                 default:
-                    throw Error(arg.Span, $"@pipeline has no setting '{arg.Name}' (settings: axis, microbatches, "
-                        + $"schedule, chunks)");
+                    throw Error(
+                        arg.Span,
+                        $"@pipeline has no setting '{arg.Name}' (settings: axis, microbatches, " + $"schedule, chunks)"
+                    );
             }
         }
-        if (!entries.ContainsKey("axis")) throw Error(a.Span, "@pipeline needs axis = MESH_AXIS");
-        if (chunks != null && schedule != "interleaved") throw Error(a.Span,
-            "chunks applies only to schedule = \"interleaved\"");
+        if (!entries.ContainsKey("axis"))
+            throw Error(a.Span, "@pipeline needs axis = MESH_AXIS");
+        if (chunks != null && schedule != "interleaved")
+            throw Error(a.Span, "chunks applies only to schedule = \"interleaved\"");
         entries.TryAdd("microbatches", Attr.Int(1));
         entries["schedule"] = Attr.Str(schedule);
         entries["chunks"] = Attr.Int(chunks ?? (schedule == "interleaved" ? 2 : 1));
@@ -90,28 +105,41 @@ public sealed partial class Elaborator
     {
         if (!_blocks.TryGetValue(t.Name, out var target) || !target.IsModel)
             throw Error(t.NameSpan, $"train: '{t.Name}' is not a model");
-        if (target != entry) throw Error(t.NameSpan,
-            $"train: '{t.Name}' is not the model being compiled ('{entry.Name}')");
+        if (target != entry)
+            throw Error(t.NameSpan, $"train: '{t.Name}' is not the model being compiled ('{entry.Name}')");
         var ret = module.EntryFunction()!.ResultTypes()[0] as TensorType;
         if (ret == null || ret.Rank != 0 || !ret.DType.IsFloat())
-            throw Error(t.NameSpan, $"train: '{t.Name}' must return a scalar float loss, but returns "
-                + $"{ret?.ToSourceString()}");
+            throw Error(
+                t.NameSpan,
+                $"train: '{t.Name}' must return a scalar float loss, but returns " + $"{ret?.ToSourceString()}"
+            );
         if (!Optimizers.TryGetValue(t.Optimizer, out var spec))
-            throw Error(t.OptimizerSpan, $"unknown optimizer '{t.Optimizer}' (known: "
-                + $"{string.Join(", ", Optimizers.Keys)})");
-        var values = new Dictionary<string, Attr> { ["model"] = Attr.Str(t.Name),
-            ["optimizer"] = Attr.Str(t.Optimizer) };
+            throw Error(
+                t.OptimizerSpan,
+                $"unknown optimizer '{t.Optimizer}' (known: " + $"{string.Join(", ", Optimizers.Keys)})"
+            );
+        var values = new Dictionary<string, Attr>
+        {
+            ["model"] = Attr.Str(t.Name),
+            ["optimizer"] = Attr.Str(t.Optimizer),
+        };
         foreach (var a in t.Args)
         {
-            if (!spec.Any(s => s.Name == a.Name)) throw Error(a.Span,
-                $"{t.Optimizer} has no setting '{a.Name}' (settings: {string.Join(", ", spec.Select(s => s.Name))})");
-            if (values.ContainsKey(a.Name!)) throw Error(a.Span, $"'{a.Name}' is given twice");
+            if (!spec.Any(s => s.Name == a.Name))
+                throw Error(
+                    a.Span,
+                    $"{t.Optimizer} has no setting '{a.Name}' (settings: {string.Join(", ", spec.Select(s => s.Name))})"
+                );
+            if (values.ContainsKey(a.Name!))
+                throw Error(a.Span, $"'{a.Name}' is given twice");
             values[a.Name!] = Attr.Float(RequireNumber(Eval(a.Value, Scope.Global), a.Value.Span, a.Name!));
         }
         foreach (var (name, dflt) in spec)
         {
-            if (values.ContainsKey(name)) continue;
-            if (dflt == null) throw Error(t.Span, $"{t.Optimizer} needs {name} = ...");
+            if (values.ContainsKey(name))
+                continue;
+            if (dflt == null)
+                throw Error(t.Span, $"{t.Optimizer} needs {name} = ...");
             values[name] = Attr.Float(dflt.Value);
         }
         return new DictAttr(values);

@@ -30,7 +30,8 @@ public sealed partial class Elaborator
         public Scope? Find(string name)
         {
             for (var s = this; s != null; s = s.Parent)
-                if (s.Vars.ContainsKey(name)) return s;
+                if (s.Vars.ContainsKey(name))
+                    return s;
             return null;
         }
     }
@@ -44,12 +45,14 @@ public sealed partial class Elaborator
         var result = LowerType(model.Result, Scope.Global);
         _b.Location = Loc(model.NameSpan);
         var func = module.AddFunction(model.Name, args, [result.WithSharding(null)], Loc(model.NameSpan));
-        if (PipelineAttr(model) is { } p) func.SetAttr("pipeline", p);
+        if (PipelineAttr(model) is { } p)
+            func.SetAttr("pipeline", p);
         var entry = func.Regions[0].Entry;
         _b.SetInsertionPointToEnd(entry);
         var instance = new Instance(model, model.Name, model.Attributes.Any(a => a.Name == "remat"), null);
         var scope = new Scope(Scope.Global, instance);
-        for (int i = 0; i < model.Args.Count; i++) scope.Vars[model.Args[i].Name] = new TensorVal(entry.Arguments[i]);
+        for (int i = 0; i < model.Args.Count; i++)
+            scope.Vars[model.Args[i].Name] = new TensorVal(entry.Arguments[i]);
         var ret = LowerBody(model, scope, result);
         _b.Location = Loc(model.EndSpan);
         _b.Create("func.return", [ret]);
@@ -66,13 +69,17 @@ public sealed partial class Elaborator
     private Value LowerBody(BlockDecl decl, Scope scope, TensorType declared)
     {
         Value? ret = RunStatements(decl.Body, scope, topLevel: true);
-        if (ret == null) throw Error(decl.EndSpan, $"'{decl.Name}' ends without a return statement");
+        if (ret == null)
+            throw Error(decl.EndSpan, $"'{decl.Name}' ends without a return statement");
         var got = ret.TensorType;
         if (!got.SameShapeAndType(declared))
         {
             var stmt = decl.Body.OfType<ReturnStmt>().Last();
-            throw Error(stmt.Value.Span, $"'{decl.Name}' returns {got.ToSourceString()} but is declared to return "
-                + $"{declared.ToSourceString()}");
+            throw Error(
+                stmt.Value.Span,
+                $"'{decl.Name}' returns {got.ToSourceString()} but is declared to return "
+                    + $"{declared.ToSourceString()}"
+            );
         }
         return declared.Sharding != null ? Reshard(ret, declared) : ret;
     }
@@ -86,24 +93,32 @@ public sealed partial class Elaborator
             switch (s)
             {
                 case ReturnStmt r:
-                    if (!topLevel) throw Error(r.Span, "return is not allowed inside a loop");
-                    if (i != stmts.Count - 1) throw Error(stmts[i + 1].Span, "unreachable statement after return");
+                    if (!topLevel)
+                        throw Error(r.Span, "return is not allowed inside a loop");
+                    if (i != stmts.Count - 1)
+                        throw Error(stmts[i + 1].Span, "unreachable statement after return");
                     return RequireTensor(Eval(r.Value, scope), r.Value.Span, "the returned value");
                 case LetStmt l:
-                    if (scope.Vars.ContainsKey(l.Name)) throw Error(l.NameSpan,
-                        $"'{l.Name}' is already defined in this scope; to rebind it write '{l.Name} = ...'");
-                    if (_consts.ContainsKey(l.Name)) throw Error(l.NameSpan,
-                        $"'{l.Name}' is a const and cannot be rebound");
+                    if (scope.Vars.ContainsKey(l.Name))
+                        throw Error(
+                            l.NameSpan,
+                            $"'{l.Name}' is already defined in this scope; to rebind it write '{l.Name} = ...'"
+                        );
+                    if (_consts.ContainsKey(l.Name))
+                        throw Error(l.NameSpan, $"'{l.Name}' is a const and cannot be rebound");
                     scope.Vars[l.Name] = Named(Eval(l.Value, scope), l.Name);
                     break;
                 case AssignStmt a:
                     var owner = scope.Find(a.Name);
                     if (owner == null)
-                        throw Error(a.NameSpan, _consts.ContainsKey(a.Name)
-                            ? $"'{a.Name}' is a const and cannot be assigned"
-                            : $"'{a.Name}' is not defined; use 'let {a.Name} = ...' to bind a new name");
-                    if (owner.LoopVars.Contains(a.Name)) throw Error(a.NameSpan,
-                        $"loop variable '{a.Name}' cannot be assigned");
+                        throw Error(
+                            a.NameSpan,
+                            _consts.ContainsKey(a.Name)
+                                ? $"'{a.Name}' is a const and cannot be assigned"
+                                : $"'{a.Name}' is not defined; use 'let {a.Name} = ...' to bind a new name"
+                        );
+                    if (owner.LoopVars.Contains(a.Name))
+                        throw Error(a.NameSpan, $"loop variable '{a.Name}' cannot be assigned");
                     owner.Vars[a.Name] = Named(Eval(a.Value, scope), a.Name);
                     break;
                 case ParamStmt p:
@@ -122,7 +137,8 @@ public sealed partial class Elaborator
 
     private static EValue Named(EValue v, string name)
     {
-        if (v is TensorVal t && t.Value.NameHint == null && t.Value is OpResult) t.Value.NameHint = name;
+        if (v is TensorVal t && t.Value.NameHint == null && t.Value is OpResult)
+            t.Value.NameHint = name;
         return v;
     }
 
@@ -132,8 +148,10 @@ public sealed partial class Elaborator
         long hi = RequireInt(Eval(f.Hi, scope), f.Hi.Span, "a loop bound");
         long n = Math.Max(0, hi - lo);
         if (n > MaxUnrolledIterations || _unrolled + n > MaxUnrolledIterations)
-            throw Error(f.Span, $"this loop unrolls {n} iterations; a program may unroll at most "
-                + $"{MaxUnrolledIterations} in all");
+            throw Error(
+                f.Span,
+                $"this loop unrolls {n} iterations; a program may unroll at most " + $"{MaxUnrolledIterations} in all"
+            );
         _unrolled += n;
         for (long i = lo; i < hi; i++)
         {
@@ -152,7 +170,8 @@ public sealed partial class Elaborator
             throw Error(p.NameSpan, $"'{p.Name}' is already defined in '{inst.Decl.Name}'");
         var attrs = new List<KeyValuePair<string, Attr>> { new("path", Attr.Str($"{inst.Path}.{p.Name}")) };
         attrs.AddRange(Initializer(p.Init, scope));
-        if (inst.Remat) attrs.Add(new("remat", Attr.Str(inst.Path)));
+        if (inst.Remat)
+            attrs.Add(new("remat", Attr.Str(inst.Path)));
         var v = _b.CreateValue("tensor.param", [], attrs, type);
         v.NameHint = $"{inst.Path}.{p.Name}";
         scope.Vars[p.Name] = new TensorVal(v);
@@ -169,32 +188,37 @@ public sealed partial class Elaborator
             case CallExpr { Callee: "normal" } c:
                 if (c.Args.Count > 1 || c.Args.Any(a => a.Name != null && a.Name != "std"))
                     throw Error(c.Span, "normal takes one argument: the standard deviation, e.g. normal(0.02)");
-                double std = c.Args.Count == 0 ? 0.02 : RequireNumber(Eval(c.Args[0].Value, scope), c.Args[0].Span,
-                    "the standard deviation");
-                if (std < 0 || double.IsNaN(std)) throw Error(c.Args[0].Span,
-                    $"the standard deviation must be non-negative, got {std}");
+                double std =
+                    c.Args.Count == 0
+                        ? 0.02
+                        : RequireNumber(Eval(c.Args[0].Value, scope), c.Args[0].Span, "the standard deviation");
+                if (std < 0 || double.IsNaN(std))
+                    throw Error(c.Args[0].Span, $"the standard deviation must be non-negative, got {std}");
                 return [new("init", Attr.Str("normal")), new("std", Attr.Float(std))];
             default:
                 throw Error(init.Span, "unknown initialiser: expected normal(STD), zeros or ones");
         }
     }
 
-    private static double RequireNumber(EValue v, TextSpan span, string what) => v switch
-    {
-        IntVal i => i.Value,
-        FloatVal f => f.Value,
-        _ => throw new ElabException(span, $"{what} must be a number, but this is {v.Describe()}"),
-    };
+    private static double RequireNumber(EValue v, TextSpan span, string what) =>
+        v switch
+        {
+            IntVal i => i.Value,
+            FloatVal f => f.Value,
+            _ => throw new ElabException(span, $"{what} must be a number, but this is {v.Describe()}"),
+        };
 
     private static Value RequireTensor(EValue v, TextSpan span, string what) =>
-        v is TensorVal t ? t.Value : throw new ElabException(span,
-            $"{what} must be a tensor, but this is {v.Describe()}");
+        v is TensorVal t
+            ? t.Value
+            : throw new ElabException(span, $"{what} must be a tensor, but this is {v.Describe()}");
 
     // ---- layer calls ----
 
     private Dictionary<string, (int Count, bool InLoop)> CallSites(BlockDecl decl)
     {
-        if (_callSites.TryGetValue(decl, out var sites)) return sites;
+        if (_callSites.TryGetValue(decl, out var sites))
+            return sites;
         sites = new Dictionary<string, (int, bool)>(StringComparer.Ordinal);
         void VisitExpr(Expr e, bool inLoop)
         {
@@ -210,11 +234,20 @@ public sealed partial class Elaborator
                             var (n, l) = sites.GetValueOrDefault(c.Callee);
                             sites[c.Callee] = (n + 1, l || inLoop);
                         }
-                        foreach (var a in c.Args) stack.Push(a.Value);
+                        foreach (var a in c.Args)
+                            stack.Push(a.Value);
                         break;
-                    case BinaryExpr b: stack.Push(b.Left); stack.Push(b.Right); break;
-                    case NegExpr n: stack.Push(n.Operand); break;
-                    case ListExpr l: foreach (var i in l.Items) stack.Push(i); break;
+                    case BinaryExpr b:
+                        stack.Push(b.Left);
+                        stack.Push(b.Right);
+                        break;
+                    case NegExpr n:
+                        stack.Push(n.Operand);
+                        break;
+                    case ListExpr l:
+                        foreach (var i in l.Items)
+                            stack.Push(i);
+                        break;
                 }
             }
         }
@@ -223,10 +256,18 @@ public sealed partial class Elaborator
             foreach (var s in stmts)
                 switch (s)
                 {
-                    case LetStmt l: VisitExpr(l.Value, inLoop); break;
-                    case AssignStmt a: VisitExpr(a.Value, inLoop); break;
-                    case ReturnStmt r: VisitExpr(r.Value, inLoop); break;
-                    case ForStmt f: VisitStmts(f.Body, true); break;
+                    case LetStmt l:
+                        VisitExpr(l.Value, inLoop);
+                        break;
+                    case AssignStmt a:
+                        VisitExpr(a.Value, inLoop);
+                        break;
+                    case ReturnStmt r:
+                        VisitExpr(r.Value, inLoop);
+                        break;
+                    case ForStmt f:
+                        VisitStmts(f.Body, true);
+                        break;
                 }
         }
         VisitStmts(decl.Body, false);
@@ -236,17 +277,22 @@ public sealed partial class Elaborator
     private Value CallLayer(CallExpr call, BlockDecl layer, Scope scope)
     {
         var caller = scope.Instance!;
-        if (layer.IsModel) throw Error(call.CalleeSpan, $"'{layer.Name}' is a model; only layers can be called");
+        if (layer.IsModel)
+            throw Error(call.CalleeSpan, $"'{layer.Name}' is a model; only layers can be called");
         for (var i = caller; i != null; i = i.Caller)
             if (i.Decl == layer)
             {
                 var chain = new List<string>();
-                for (var j = caller; j != null; j = j.Caller) chain.Insert(0, j.Decl.Name);
-                throw Error(call.CalleeSpan, $"recursive layer call: {string.Join(" -> ", chain)} -> {layer.Name} "
-                    + $"(layers are instantiated at compile time and cannot recurse)");
+                for (var j = caller; j != null; j = j.Caller)
+                    chain.Insert(0, j.Decl.Name);
+                throw Error(
+                    call.CalleeSpan,
+                    $"recursive layer call: {string.Join(" -> ", chain)} -> {layer.Name} "
+                        + $"(layers are instantiated at compile time and cannot recurse)"
+                );
             }
-        if (caller.Depth + 1 > MaxCallDepth) throw Error(call.CalleeSpan,
-            $"layer calls nested more than {MaxCallDepth} deep");
+        if (caller.Depth + 1 > MaxCallDepth)
+            throw Error(call.CalleeSpan, $"layer calls nested more than {MaxCallDepth} deep");
         CheckAttributes(layer);
 
         var (count, inLoop) = CallSites(caller.Decl).GetValueOrDefault(layer.Name, (1, false));
@@ -265,8 +311,11 @@ public sealed partial class Elaborator
             var declared = LowerType(layer.Args[i].Type, Scope.Global);
             var v = RequireTensor(args[i].Value, args[i].Span, $"argument '{layer.Args[i].Name}' of '{layer.Name}'");
             if (!v.TensorType.SameShapeAndType(declared))
-                throw Error(args[i].Span, $"argument '{layer.Args[i].Name}' of '{layer.Name}' must be "
-                    + $"{declared.ToSourceString()}, got {v.TensorType.ToSourceString()}");
+                throw Error(
+                    args[i].Span,
+                    $"argument '{layer.Args[i].Name}' of '{layer.Name}' must be "
+                        + $"{declared.ToSourceString()}, got {v.TensorType.ToSourceString()}"
+                );
             inner.Vars[layer.Args[i].Name] = new TensorVal(declared.Sharding != null ? Reshard(v, declared) : v);
         }
         var result = LowerType(layer.Result, Scope.Global);
@@ -277,16 +326,21 @@ public sealed partial class Elaborator
         // Every op of a @remat instance says so: autodiff recomputes them in the backward program.
         if (instance.Remat && !caller.Remat)
             for (var op = last?.Next ?? _b.Block.First; op != null; op = op.Next)
-                if (op.GetAttr("remat") is null) op.SetAttr("remat", Attr.Str(path));
+                if (op.GetAttr("remat") is null)
+                    op.SetAttr("remat", Attr.Str(path));
         return ret;
     }
 
-    private Value Reshard(Value v, TensorType target) => _b.CreateValue("dist.reshard", [v], null,
-        v.TensorType.WithSharding(target.Sharding));
+    private Value Reshard(Value v, TensorType target) =>
+        _b.CreateValue("dist.reshard", [v], null, v.TensorType.WithSharding(target.Sharding));
 
     /// <summary>Matches positional and keyword arguments to parameter names; returns them in parameter order.</summary>
-    private List<(EValue Value, TextSpan Span)> BindArgs(CallExpr call, string callee, IReadOnlyList<string> names,
-        Scope scope)
+    private List<(EValue Value, TextSpan Span)> BindArgs(
+        CallExpr call,
+        string callee,
+        IReadOnlyList<string> names,
+        Scope scope
+    )
     {
         var bound = new (EValue, TextSpan)?[names.Count];
         int pos = 0;
@@ -295,21 +349,26 @@ public sealed partial class Elaborator
             int i;
             if (a.Name == null)
             {
-                if (pos >= names.Count) throw Error(a.Span,
-                    $"'{callee}' takes {names.Count} argument(s), got {call.Args.Count}");
+                if (pos >= names.Count)
+                    throw Error(a.Span, $"'{callee}' takes {names.Count} argument(s), got {call.Args.Count}");
                 i = pos++;
             }
             else
             {
                 i = names.ToList().IndexOf(a.Name);
-                if (i < 0) throw Error(a.Span, $"'{callee}' has no parameter named '{a.Name}' (parameters: "
-                    + $"{string.Join(", ", names)})");
+                if (i < 0)
+                    throw Error(
+                        a.Span,
+                        $"'{callee}' has no parameter named '{a.Name}' (parameters: " + $"{string.Join(", ", names)})"
+                    );
             }
-            if (bound[i] != null) throw Error(a.Span, $"argument '{names[i]}' of '{callee}' is given twice");
+            if (bound[i] != null)
+                throw Error(a.Span, $"argument '{names[i]}' of '{callee}' is given twice");
             bound[i] = (Eval(a.Value, scope), a.Value.Span);
         }
         for (int i = 0; i < names.Count; i++)
-            if (bound[i] == null) throw Error(call.Span, $"'{callee}' is missing argument '{names[i]}'");
+            if (bound[i] == null)
+                throw Error(call.Span, $"'{callee}' is missing argument '{names[i]}'");
         return bound.Select(b => b!.Value).ToList();
     }
 }

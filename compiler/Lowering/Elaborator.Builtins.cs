@@ -52,7 +52,8 @@ public sealed partial class Elaborator
         if (!BuiltinParams.TryGetValue(c.Callee, out var names))
         {
             string hint = c.Callee is "normal" or "zeros" or "ones"
-                ? " (initialisers may only follow 'param NAME: TYPE =')" : "";
+                ? " (initialisers may only follow 'param NAME: TYPE =')"
+                : "";
             throw Error(c.CalleeSpan, $"unknown function '{c.Callee}'{hint}");
         }
         var args = BindBuiltin(c, names, scope);
@@ -67,20 +68,37 @@ public sealed partial class Elaborator
                     null => Enumerable.Range(0, x.TensorType.Rank).Select(i => (long)i).ToArray(),
                     var v => Axes(v, args["axis"].Span),
                 };
-                bool keep = args["keepdims"].Value is { } k ? (k as BoolVal ?? throw Error(args["keepdims"].Span,
-                    "keepdims must be true or false")).Value : false;
-                return Op("tensor." + c.Callee, c.Span, [x], [new("axes", Attr.Ints(axes)), new("keepdims",
-                    Attr.Bool(keep))]);
+                bool keep = args["keepdims"].Value is { } k
+                    ? (k as BoolVal ?? throw Error(args["keepdims"].Span, "keepdims must be true or false")).Value
+                    : false;
+                return Op(
+                    "tensor." + c.Callee,
+                    c.Span,
+                    [x],
+                    [new("axes", Attr.Ints(axes)), new("keepdims", Attr.Bool(keep))]
+                );
             }
             case "softmax":
-                return Op("tensor.softmax", c.Span, [T("x")], [new("axis", Attr.Int(OptInt(args["axis"], -1,
-                    "axis")))]);
+                return Op(
+                    "tensor.softmax",
+                    c.Span,
+                    [T("x")],
+                    [new("axis", Attr.Int(OptInt(args["axis"], -1, "axis")))]
+                );
             case "layernorm":
-                return Op("tensor.layernorm", c.Span, [T("x"), T("g"), T("b")], [new("eps",
-                    Attr.Float(OptNumber(args["eps"], 1e-5, "eps")))]);
+                return Op(
+                    "tensor.layernorm",
+                    c.Span,
+                    [T("x"), T("g"), T("b")],
+                    [new("eps", Attr.Float(OptNumber(args["eps"], 1e-5, "eps")))]
+                );
             case "rmsnorm":
-                return Op("tensor.rmsnorm", c.Span, [T("x"), T("g")], [new("eps", Attr.Float(OptNumber(args["eps"],
-                    1e-6, "eps")))]);
+                return Op(
+                    "tensor.rmsnorm",
+                    c.Span,
+                    [T("x"), T("g")],
+                    [new("eps", Attr.Float(OptNumber(args["eps"], 1e-6, "eps")))]
+                );
             case "reshape":
             {
                 var x = T("x");
@@ -89,35 +107,42 @@ public sealed partial class Elaborator
                 if (infer >= 0 && Array.LastIndexOf(shape, -1L) == infer)
                 {
                     long known = shape.Where(d => d != -1).Aggregate(1L, (p, d) => p * d);
-                    if (known > 0 && x.TensorType.NumElements % known == 0) shape[infer] =
-                        x.TensorType.NumElements / known;
+                    if (known > 0 && x.TensorType.NumElements % known == 0)
+                        shape[infer] = x.TensorType.NumElements / known;
                 }
                 return Op("tensor.reshape", c.Span, [x], [new("shape", Attr.Ints(shape))]);
             }
             case "transpose":
             {
                 var x = T("x");
-                var perm = args["perm"].Value is { } p ? Axes(p, args["perm"].Span, "perm")
+                var perm = args["perm"].Value is { } p
+                    ? Axes(p, args["perm"].Span, "perm")
                     : Enumerable.Range(0, x.TensorType.Rank).Reverse().Select(i => (long)i).ToArray();
                 return Op("tensor.transpose", c.Span, [x], [new("perm", Attr.Ints(perm))]);
             }
             case "concat":
             {
                 if (args["tensors"].Value is not ListVal list || list.Items.Count == 0)
-                    throw Error(args["tensors"].Span,
-                        "concat expects a non-empty list of tensors, e.g. concat([a, b], 0)");
-                var ts = list.Items.Select((v, i) => RequireTensor(v, list.Exprs[i].Span,
-                    "an element of concat's list")).ToArray();
+                    throw Error(
+                        args["tensors"].Span,
+                        "concat expects a non-empty list of tensors, e.g. concat([a, b], 0)"
+                    );
+                var ts = list
+                    .Items.Select((v, i) => RequireTensor(v, list.Exprs[i].Span, "an element of concat's list"))
+                    .ToArray();
                 return Op("tensor.concat", c.Span, ts, [new("axis", Attr.Int(OptInt(args["axis"], 0, "axis")))]);
             }
-            case "embedding": return Op("tensor.embedding", c.Span, T("ids"), T("table"));
-            case "causal_mask": return Op("tensor.causal_mask", c.Span, T("x"));
-            case "cross_entropy": return Op("tensor.cross_entropy", c.Span, T("logits"), T("labels"));
+            case "embedding":
+                return Op("tensor.embedding", c.Span, T("ids"), T("table"));
+            case "causal_mask":
+                return Op("tensor.causal_mask", c.Span, T("x"));
+            case "cross_entropy":
+                return Op("tensor.cross_entropy", c.Span, T("logits"), T("labels"));
             case "reshard":
             {
                 var x = T("x");
-                if (args["sharding"].Value is not ShardVal sv) throw Error(args["sharding"].Span,
-                    "reshard expects a sharding, e.g. reshard(x, shard[dp, _])");
+                if (args["sharding"].Value is not ShardVal sv)
+                    throw Error(args["sharding"].Span, "reshard expects a sharding, e.g. reshard(x, shard[dp, _])");
                 var target = x.TensorType.WithSharding(LowerSharding(sv.Spec, x.TensorType.WithSharding(null)));
                 return Op("dist.reshard", c.Span, [x], null, target);
             }
@@ -135,15 +160,19 @@ public sealed partial class Elaborator
             string name;
             if (a.Name == null)
             {
-                if (pos >= names.Length) throw Error(a.Span,
-                    $"{c.Callee} takes at most {names.Length} argument(s), got {c.Args.Count}");
+                if (pos >= names.Length)
+                    throw Error(a.Span, $"{c.Callee} takes at most {names.Length} argument(s), got {c.Args.Count}");
                 name = names[pos++];
             }
             else if (!result.ContainsKey(a.Name))
-                throw Error(a.Span, $"{c.Callee} has no parameter named '{a.Name}' (parameters: "
-                    + $"{string.Join(", ", names)})");
-            else name = a.Name;
-            if (result[name].Item1 != null) throw Error(a.Span, $"argument '{name}' of {c.Callee} is given twice");
+                throw Error(
+                    a.Span,
+                    $"{c.Callee} has no parameter named '{a.Name}' (parameters: " + $"{string.Join(", ", names)})"
+                );
+            else
+                name = a.Name;
+            if (result[name].Item1 != null)
+                throw Error(a.Span, $"argument '{name}' of {c.Callee} is given twice");
             result[name] = (Eval(a.Value, scope), a.Value.Span);
         }
         for (int i = 0; i < spec.Length; i++)
@@ -152,12 +181,13 @@ public sealed partial class Elaborator
         return result;
     }
 
-    private long[] Axes(EValue v, TextSpan span, string what = "axis") => v switch
-    {
-        IntVal i => [i.Value],
-        ListVal l => l.Items.Select((x, k) => RequireInt(x, l.Exprs[k].Span, $"an entry of {what}")).ToArray(),
-        _ => throw Error(span, $"{what} must be an integer or a list of integers, got {v.Describe()}"),
-    };
+    private long[] Axes(EValue v, TextSpan span, string what = "axis") =>
+        v switch
+        {
+            IntVal i => [i.Value],
+            ListVal l => l.Items.Select((x, k) => RequireInt(x, l.Exprs[k].Span, $"an entry of {what}")).ToArray(),
+            _ => throw Error(span, $"{what} must be an integer or a list of integers, got {v.Describe()}"),
+        };
 
     private long OptInt((EValue? Value, TextSpan Span) a, long dflt, string what) =>
         a.Value == null ? dflt : RequireInt(a.Value, a.Span, what);

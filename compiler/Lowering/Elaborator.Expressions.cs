@@ -10,13 +10,20 @@ public sealed partial class Elaborator
     {
         switch (e)
         {
-            case IntLit i: return new IntVal(i.Value);
-            case FloatLit f: return new FloatVal(f.Value);
-            case BoolLit b: return new BoolVal(b.Value);
-            case StringLit s: return new StringVal(s.Value);
-            case ShardExpr sh: return new ShardVal(sh.Spec);
-            case ListExpr l: return new ListVal(l.Items.Select(x => Eval(x, scope)).ToList(), l.Items);
-            case NameExpr n: return Lookup(n, scope);
+            case IntLit i:
+                return new IntVal(i.Value);
+            case FloatLit f:
+                return new FloatVal(f.Value);
+            case BoolLit b:
+                return new BoolVal(b.Value);
+            case StringLit s:
+                return new StringVal(s.Value);
+            case ShardExpr sh:
+                return new ShardVal(sh.Spec);
+            case ListExpr l:
+                return new ListVal(l.Items.Select(x => Eval(x, scope)).ToList(), l.Items);
+            case NameExpr n:
+                return Lookup(n, scope);
             case NegExpr n:
                 return Eval(n.Operand, scope) switch
                 {
@@ -25,25 +32,30 @@ public sealed partial class Elaborator
                     TensorVal t => Op("tensor.neg", n.Span, t.Value),
                     var v => throw Error(n.Span, $"cannot negate {v.Describe()}"),
                 };
-            case BinaryExpr b: return Binary(b, Eval(b.Left, scope), Eval(b.Right, scope));
+            case BinaryExpr b:
+                return Binary(b, Eval(b.Left, scope), Eval(b.Right, scope));
             case CallExpr c:
                 if (_blocks.TryGetValue(c.Callee, out var layer))
                 {
-                    if (scope.Instance == null) throw Error(c.Span,
-                        $"layer '{c.Callee}' cannot be called in a const expression");
+                    if (scope.Instance == null)
+                        throw Error(c.Span, $"layer '{c.Callee}' cannot be called in a const expression");
                     return new TensorVal(CallLayer(c, layer, scope));
                 }
                 return CallBuiltin(c, scope);
-            default: throw Error(e.Span, "unsupported expression");
+            default:
+                throw Error(e.Span, "unsupported expression");
         }
     }
 
     private EValue Lookup(NameExpr n, Scope scope)
     {
         var owner = scope.Find(n.Name);
-        if (owner != null) return owner.Vars[n.Name];
-        if (_consts.ContainsKey(n.Name)) return new IntVal(ConstValue(n.Name, n.Span));
-        if (_blocks.ContainsKey(n.Name)) throw Error(n.Span, $"'{n.Name}' is a layer; call it with arguments");
+        if (owner != null)
+            return owner.Vars[n.Name];
+        if (_consts.ContainsKey(n.Name))
+            return new IntVal(ConstValue(n.Name, n.Span));
+        if (_blocks.ContainsKey(n.Name))
+            throw Error(n.Span, $"'{n.Name}' is a layer; call it with arguments");
         if (scope.Instance == null && scope == Scope.Global)
             throw Error(n.Span, $"'{n.Name}' is not a const (only consts may appear here)");
         throw Error(n.Span, $"'{n.Name}' is not defined");
@@ -51,24 +63,37 @@ public sealed partial class Elaborator
 
     private long Checked(Func<long> f, TextSpan span)
     {
-        try { return f(); }
-        catch (OverflowException) { throw Error(span, "integer overflow in a compile-time expression"); }
+        try
+        {
+            return f();
+        }
+        catch (OverflowException)
+        {
+            throw Error(span, "integer overflow in a compile-time expression");
+        }
     }
 
     private EValue Binary(BinaryExpr b, EValue l, EValue r)
     {
-        if (l is IntVal li && r is IntVal ri) return new IntVal(IntArith(b, li.Value, ri.Value));
+        if (l is IntVal li && r is IntVal ri)
+            return new IntVal(IntArith(b, li.Value, ri.Value));
         if (l is IntVal or FloatVal && r is IntVal or FloatVal)
         {
-            double x = AsDouble(l), y = AsDouble(r);
-            return new FloatVal(b.Op switch
-            {
-                "+" => x + y, "-" => x - y, "*" => x * y,
-                "/" => y == 0 ? throw Error(b.OpSpan, "division by zero in a compile-time expression") : x / y,
-                "%" => y == 0 ? throw Error(b.OpSpan,
-                    "division by zero in a compile-time expression") : x - Math.Floor(x / y) * y,
-                _ => throw Error(b.OpSpan, "'@' needs tensors on both sides"),
-            });
+            double x = AsDouble(l),
+                y = AsDouble(r);
+            return new FloatVal(
+                b.Op switch
+                {
+                    "+" => x + y,
+                    "-" => x - y,
+                    "*" => x * y,
+                    "/" => y == 0 ? throw Error(b.OpSpan, "division by zero in a compile-time expression") : x / y,
+                    "%" => y == 0
+                        ? throw Error(b.OpSpan, "division by zero in a compile-time expression")
+                        : x - Math.Floor(x / y) * y,
+                    _ => throw Error(b.OpSpan, "'@' needs tensors on both sides"),
+                }
+            );
         }
         if (l is TensorVal || r is TensorVal)
         {
@@ -79,11 +104,15 @@ public sealed partial class Elaborator
             var rv = AsTensor(r, dtype, b.Right.Span);
             string op = b.Op switch
             {
-                "+" => "tensor.add", "-" => "tensor.sub", "*" => "tensor.mul", "/" => "tensor.div", "%" => "tensor.rem",
+                "+" => "tensor.add",
+                "-" => "tensor.sub",
+                "*" => "tensor.mul",
+                "/" => "tensor.div",
+                "%" => "tensor.rem",
                 _ => "tensor.matmul",
             };
-            if (op == "tensor.matmul" && (l is not TensorVal || r is not TensorVal)) throw Error(b.OpSpan,
-                "'@' needs tensors on both sides");
+            if (op == "tensor.matmul" && (l is not TensorVal || r is not TensorVal))
+                throw Error(b.OpSpan, "'@' needs tensors on both sides");
             return Op(op, b.OpSpan, lv, rv);
         }
         throw Error(b.OpSpan, $"cannot apply '{b.Op}' to {l.Describe()} and {r.Describe()}");
@@ -91,22 +120,29 @@ public sealed partial class Elaborator
 
     private long IntArith(BinaryExpr b, long x, long y)
     {
-        if (b.Op is "/" or "%" && y == 0) throw Error(b.OpSpan, "division by zero in a compile-time expression");
-        return Checked(() => b.Op switch
-        {
-            "+" => checked(x + y),
-            "-" => checked(x - y),
-            "*" => checked(x * y),
-            // Python's // and %: the quotient rounds toward minus infinity, the remainder takes the divisor's sign.
-            "/" => FloorDiv(x, y),
-            "%" => checked(x - FloorDiv(x, y) * y),
-            _ => throw Error(b.OpSpan, "'@' needs tensors on both sides"),
-        }, b.OpSpan);
+        if (b.Op is "/" or "%" && y == 0)
+            throw Error(b.OpSpan, "division by zero in a compile-time expression");
+        return Checked(
+            () =>
+                b.Op switch
+                {
+                    "+" => checked(x + y),
+                    "-" => checked(x - y),
+                    "*" => checked(x * y),
+                    // Python's // and %: the quotient rounds toward minus infinity, the remainder
+                    // takes the divisor's sign.
+                    "/" => FloorDiv(x, y),
+                    "%" => checked(x - FloorDiv(x, y) * y),
+                    _ => throw Error(b.OpSpan, "'@' needs tensors on both sides"),
+                },
+            b.OpSpan
+        );
     }
 
     private static long FloorDiv(long x, long y)
     {
-        if (x == long.MinValue && y == -1) throw new OverflowException();
+        if (x == long.MinValue && y == -1)
+            throw new OverflowException();
         long q = x / y;
         return (x % y != 0 && (x < 0) != (y < 0)) ? q - 1 : q;
     }
@@ -118,15 +154,20 @@ public sealed partial class Elaborator
     {
         switch (v)
         {
-            case TensorVal t: return t.Value;
+            case TensorVal t:
+                return t.Value;
             case IntVal i when dtype == DType.I32:
-                if (i.Value < int.MinValue || i.Value > int.MaxValue) throw Error(span,
-                    $"{i.Value} does not fit in i32");
+                if (i.Value < int.MinValue || i.Value > int.MaxValue)
+                    throw Error(span, $"{i.Value} does not fit in i32");
                 return Constant(i.Value, dtype);
-            case IntVal i: return Constant(i.Value, dtype);
-            case FloatVal f when dtype.IsFloat(): return Constant(f.Value, dtype);
-            case FloatVal f: throw Error(span, $"cannot combine the float {f.Value} with an i32 tensor");
-            default: throw Error(span, $"expected a tensor or a number, got {v.Describe()}");
+            case IntVal i:
+                return Constant(i.Value, dtype);
+            case FloatVal f when dtype.IsFloat():
+                return Constant(f.Value, dtype);
+            case FloatVal f:
+                throw Error(span, $"cannot combine the float {f.Value} with an i32 tensor");
+            default:
+                throw Error(span, $"expected a tensor or a number, got {v.Describe()}");
         }
     }
 
@@ -139,13 +180,27 @@ public sealed partial class Elaborator
     /// <summary>Creates an op at <paramref name="span"/>, turning shape errors into diagnostics there.</summary>
     private TensorVal Op(string name, TextSpan span, params Value[] operands) => Op(name, span, operands, null);
 
-    private TensorVal Op(string name, TextSpan span, Value[] operands, IEnumerable<KeyValuePair<string, Attr>>? attrs,
-        MplType? type = null)
+    private TensorVal Op(
+        string name,
+        TextSpan span,
+        Value[] operands,
+        IEnumerable<KeyValuePair<string, Attr>>? attrs,
+        MplType? type = null
+    )
     {
         var saved = _b.Location;
         _b.Location = Loc(span);
-        try { return new TensorVal(_b.CreateValue(name, operands, attrs, type)); }
-        catch (IRException e) { throw Error(span, e.Message); }
-        finally { _b.Location = saved; }
+        try
+        {
+            return new TensorVal(_b.CreateValue(name, operands, attrs, type));
+        }
+        catch (IRException e)
+        {
+            throw Error(span, e.Message);
+        }
+        finally
+        {
+            _b.Location = saved;
+        }
     }
 }

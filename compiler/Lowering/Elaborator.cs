@@ -13,6 +13,7 @@ public sealed partial class Elaborator
 {
     /// <summary>Most loop iterations unrolled in one program; beyond it compilation stops with an error.</summary>
     public const long MaxUnrolledIterations = 1_000_000;
+
     /// <summary>Deepest chain of layer calls.</summary>
     public const int MaxCallDepth = 64;
 
@@ -57,26 +58,35 @@ public sealed partial class Elaborator
     private Operation? Run()
     {
         CollectDecls();
-        foreach (var name in _consts.Keys) TryConst(name);
+        foreach (var name in _consts.Keys)
+            TryConst(name);
         foreach (var name in _options.Defines.Keys)
-            if (!_consts.ContainsKey(name)) _diags.Error(null, default,
-                $"-D {name}: the program has no const named '{name}'");
+            if (!_consts.ContainsKey(name))
+                _diags.Error(null, default, $"-D {name}: the program has no const named '{name}'");
         BuildMesh();
-        if (_diags.HasErrors) return null;
+        if (_diags.HasErrors)
+            return null;
 
         var model = PickEntry();
         var module = ModuleOp.Create();
         if (_meshName != null)
         {
-            var mesh = Operation.CreateUnchecked("dist.mesh", [], [], [
-                new("sym_name", Attr.Str(_meshName)),
-                new("axes", Attr.Strs(_meshAxes.Select(a => a.Name))),
-                new("shape", Attr.Ints(_meshAxes.Select(a => a.Size)))]);
+            var mesh = Operation.CreateUnchecked(
+                "dist.mesh",
+                [],
+                [],
+                [
+                    new("sym_name", Attr.Str(_meshName)),
+                    new("axes", Attr.Strs(_meshAxes.Select(a => a.Name))),
+                    new("shape", Attr.Ints(_meshAxes.Select(a => a.Size))),
+                ]
+            );
             module.Regions[0].Entry.Append(mesh);
         }
         module.SetAttr("entry", Attr.Str(model.Name));
         LowerModel(module, model);
-        foreach (var t in _program.Decls.OfType<TrainDecl>()) module.SetAttr("train", TrainAttr(t, model, module));
+        foreach (var t in _program.Decls.OfType<TrainDecl>())
+            module.SetAttr("train", TrainAttr(t, model, module));
         return _diags.HasErrors ? null : module;
     }
 
@@ -88,63 +98,83 @@ public sealed partial class Elaborator
             switch (d)
             {
                 case ConstDecl c:
-                    if (!_consts.TryAdd(c.Name, c)) _diags.Error(_src, c.NameSpan,
-                        $"const '{c.Name}' is already defined");
+                    if (!_consts.TryAdd(c.Name, c))
+                        _diags.Error(_src, c.NameSpan, $"const '{c.Name}' is already defined");
                     break;
                 case MeshDecl m:
-                    if (mesh != null) _diags.Error(_src, m.NameSpan,
-                        $"only one mesh per program: '{mesh.Name}' is already declared");
-                    else mesh = m;
+                    if (mesh != null)
+                        _diags.Error(_src, m.NameSpan, $"only one mesh per program: '{mesh.Name}' is already declared");
+                    else
+                        mesh = m;
                     break;
                 case BlockDecl b:
-                    if (!_blocks.TryAdd(b.Name, b)) _diags.Error(_src, b.NameSpan, $"'{b.Name}' is already defined");
+                    if (!_blocks.TryAdd(b.Name, b))
+                        _diags.Error(_src, b.NameSpan, $"'{b.Name}' is already defined");
                     break;
             }
         }
         foreach (var c in _consts.Values)
-            if (_blocks.ContainsKey(c.Name)) _diags.Error(_src, c.NameSpan,
-                $"'{c.Name}' is both a const and a layer or model");
+            if (_blocks.ContainsKey(c.Name))
+                _diags.Error(_src, c.NameSpan, $"'{c.Name}' is both a const and a layer or model");
         if (mesh != null)
         {
             _meshName = mesh.Name;
             var seen = new HashSet<string>();
             foreach (var a in mesh.Axes)
             {
-                if (!seen.Add(a.Name)) { _diags.Error(_src, a.Span,
-                    $"mesh axis '{a.Name}' is declared twice"); continue; }
+                if (!seen.Add(a.Name))
+                {
+                    _diags.Error(_src, a.Span, $"mesh axis '{a.Name}' is declared twice");
+                    continue;
+                }
                 try
                 {
                     long size = ConstInt(a.Size, "a mesh axis size");
-                    if (size < 1) _diags.Error(_src, a.Size.Span,
-                        $"mesh axis '{a.Name}' has size {size}; sizes must be at least 1");
+                    if (size < 1)
+                        _diags.Error(
+                            _src,
+                            a.Size.Span,
+                            $"mesh axis '{a.Name}' has size {size}; sizes must be at least 1"
+                        );
                     _meshAxes.Add((a.Name, size));
                 }
-                catch (ElabException e) { _diags.Error(_src, e.Span, e.Message); }
+                catch (ElabException e)
+                {
+                    _diags.Error(_src, e.Span, e.Message);
+                }
             }
         }
     }
 
     private void BuildMesh()
     {
-        if (_options.Mesh.Count == 0) return;
+        if (_options.Mesh.Count == 0)
+            return;
         if (_meshName == null)
         {
             _meshName = "mesh";
-            foreach (var (n, s) in _options.Mesh) _meshAxes.Add((n, s));
+            foreach (var (n, s) in _options.Mesh)
+                _meshAxes.Add((n, s));
         }
         else
         {
             foreach (var (n, s) in _options.Mesh)
             {
                 int i = _meshAxes.FindIndex(a => a.Name == n);
-                if (i < 0) _diags.Error(null, default,
-                    $"--mesh: mesh '{_meshName}' has no axis '{n}' (its axes: "
-                    + $"{string.Join(", ", _meshAxes.Select(a => a.Name))})");
-                else _meshAxes[i] = (n, s);
+                if (i < 0)
+                    _diags.Error(
+                        null,
+                        default,
+                        $"--mesh: mesh '{_meshName}' has no axis '{n}' (its axes: "
+                            + $"{string.Join(", ", _meshAxes.Select(a => a.Name))})"
+                    );
+                else
+                    _meshAxes[i] = (n, s);
             }
         }
         foreach (var (n, s) in _options.Mesh)
-            if (s < 1) _diags.Error(null, default, $"--mesh: axis '{n}' has size {s}; sizes must be at least 1");
+            if (s < 1)
+                _diags.Error(null, default, $"--mesh: axis '{n}' has size {s}; sizes must be at least 1");
     }
 
     private BlockDecl PickEntry()
@@ -152,42 +182,68 @@ public sealed partial class Elaborator
         var models = _blocks.Values.Where(b => b.IsModel).ToList();
         if (_options.Entry != null)
         {
-            if (_blocks.TryGetValue(_options.Entry, out var e) && e.IsModel) return e;
-            throw Error(new TextSpan(0, 0),
+            if (_blocks.TryGetValue(_options.Entry, out var e) && e.IsModel)
+                return e;
+            throw Error(
+                new TextSpan(0, 0),
                 $"--entry {_options.Entry}: no model named '{_options.Entry}' (models: "
-                + $"{string.Join(", ", models.Select(m => m.Name))})");
+                    + $"{string.Join(", ", models.Select(m => m.Name))})"
+            );
         }
-        if (models.Count == 1) return models[0];
-        if (models.Count == 0) throw Error(new TextSpan(0, 0),
-            "the program has no model: declare one with 'model NAME(args) -> type { ... }'");
-        throw Error(models[1].NameSpan,
-            $"the program has several models ({string.Join(", ", models.Select(m => m.Name))}): choose one with --entry");
+        if (models.Count == 1)
+            return models[0];
+        if (models.Count == 0)
+            throw Error(
+                new TextSpan(0, 0),
+                "the program has no model: declare one with 'model NAME(args) -> type { ... }'"
+            );
+        throw Error(
+            models[1].NameSpan,
+            $"the program has several models ({string.Join(", ", models.Select(m => m.Name))}): choose one with --entry"
+        );
     }
 
     // ---- consts ----
 
     private void TryConst(string name)
     {
-        try { ConstValue(name, _consts[name].NameSpan); }
-        catch (ElabException e) { _diags.Error(_src, e.Span, e.Message); _constValues[name] = 0; }
+        try
+        {
+            ConstValue(name, _consts[name].NameSpan);
+        }
+        catch (ElabException e)
+        {
+            _diags.Error(_src, e.Span, e.Message);
+            _constValues[name] = 0;
+        }
     }
 
     private long ConstValue(string name, TextSpan useSpan)
     {
-        if (_constValues.TryGetValue(name, out long v)) return v;
-        if (_options.Defines.TryGetValue(name, out long d)) return _constValues[name] = d;
+        if (_constValues.TryGetValue(name, out long v))
+            return v;
+        if (_options.Defines.TryGetValue(name, out long d))
+            return _constValues[name] = d;
         var decl = _consts[name];
-        if (!_constsInProgress.Add(name)) throw Error(useSpan, $"const '{name}' depends on itself");
-        try { return _constValues[name] = ConstInt(decl.Value, $"const '{name}'"); }
-        finally { _constsInProgress.Remove(name); }
+        if (!_constsInProgress.Add(name))
+            throw Error(useSpan, $"const '{name}' depends on itself");
+        try
+        {
+            return _constValues[name] = ConstInt(decl.Value, $"const '{name}'");
+        }
+        finally
+        {
+            _constsInProgress.Remove(name);
+        }
     }
 
     /// <summary>Evaluates an integer expression that may use consts only.</summary>
     private long ConstInt(Expr e, string what) => RequireInt(Eval(e, Scope.Global), e.Span, what);
 
     private static long RequireInt(EValue v, TextSpan span, string what) =>
-        v is IntVal i ? i.Value : throw new ElabException(span,
-            $"{what} must be a compile-time integer, but this is {v.Describe()}");
+        v is IntVal i
+            ? i.Value
+            : throw new ElabException(span, $"{what} must be a compile-time integer, but this is {v.Describe()}");
 
     // ---- types ----
 
@@ -199,22 +255,31 @@ public sealed partial class Elaborator
         for (int i = 0; i < dims.Length; i++)
         {
             dims[i] = RequireInt(Eval(t.Dims[i], scope), t.Dims[i].Span, "a dimension");
-            if (dims[i] < 0) throw Error(t.Dims[i].Span,
-                $"dimension {i} is {dims[i]}; dimensions must be non-negative");
+            if (dims[i] < 0)
+                throw Error(t.Dims[i].Span, $"dimension {i} is {dims[i]}; dimensions must be non-negative");
         }
         var shape = new TensorType(dtype, dims);
-        try { _ = shape.NumElements; }
-        catch (OverflowException) { throw Error(t.Span, $"{shape.ToSourceString()} has more than 2^63 elements"); }
+        try
+        {
+            _ = shape.NumElements;
+        }
+        catch (OverflowException)
+        {
+            throw Error(t.Span, $"{shape.ToSourceString()} has more than 2^63 elements");
+        }
         return t.Shard == null ? shape : shape.WithSharding(LowerSharding(t.Shard, shape));
     }
 
     private Sharding LowerSharding(ShardSpec spec, TensorType type)
     {
-        if (_meshName == null) throw Error(spec.Span,
-            "shard[...] needs a mesh: declare one with 'mesh NAME[axis = size, ...];'");
+        if (_meshName == null)
+            throw Error(spec.Span, "shard[...] needs a mesh: declare one with 'mesh NAME[axis = size, ...];'");
         if (spec.Dims.Count != type.Rank)
-            throw Error(spec.Span, $"shard[...] has {spec.Dims.Count} entries but {type.ToSourceString()} has "
-                + $"{type.Rank} dimension(s)");
+            throw Error(
+                spec.Span,
+                $"shard[...] has {spec.Dims.Count} entries but {type.ToSourceString()} has "
+                    + $"{type.Rank} dimension(s)"
+            );
         var seen = new HashSet<string>();
         for (int i = 0; i < spec.Dims.Count; i++)
         {
@@ -222,17 +287,22 @@ public sealed partial class Elaborator
             foreach (var axis in spec.Dims[i].Axes)
             {
                 int idx = _meshAxes.FindIndex(a => a.Name == axis);
-                if (idx < 0) throw Error(spec.Dims[i].Span,
-                    $"mesh '{_meshName}' has no axis '{axis}' (its axes: "
-                    + $"{string.Join(", ", _meshAxes.Select(a => a.Name))})");
-                if (!seen.Add(axis)) throw Error(spec.Dims[i].Span,
-                    $"mesh axis '{axis}' appears more than once in this sharding");
+                if (idx < 0)
+                    throw Error(
+                        spec.Dims[i].Span,
+                        $"mesh '{_meshName}' has no axis '{axis}' (its axes: "
+                            + $"{string.Join(", ", _meshAxes.Select(a => a.Name))})"
+                    );
+                if (!seen.Add(axis))
+                    throw Error(spec.Dims[i].Span, $"mesh axis '{axis}' appears more than once in this sharding");
                 product *= _meshAxes[idx].Size;
             }
             if (product > 1 && type.Shape[i] % product != 0)
-                throw Error(spec.Dims[i].Span,
+                throw Error(
+                    spec.Dims[i].Span,
                     $"dimension {i} of {type.ToSourceString()} (size {type.Shape[i]}) is not divisible by mesh axes "
-                        + $"({string.Join(", ", spec.Dims[i].Axes)}) of total size {product}");
+                        + $"({string.Join(", ", spec.Dims[i].Axes)}) of total size {product}"
+                );
         }
         return new Sharding(spec.Dims.Select(d => d.Axes));
     }

@@ -15,6 +15,7 @@ public sealed class Autodiff : IPass
 {
     /// <inheritdoc/>
     public string Name => "autodiff";
+
     /// <inheritdoc/>
     public string Description => "append the backward program of the scalar loss and mark each parameter's gradient";
 
@@ -26,16 +27,23 @@ public sealed class Autodiff : IPass
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.GetAttr("train") is not DictAttr || module.IsSpmd()) return false;
+        if (module.GetAttr("train") is not DictAttr || module.IsSpmd())
+            return false;
         var func = module.EntryFunction() ?? throw new IRException("autodiff: the module has no entry function");
         var entry = func.Regions[0].Entry;
-        if (entry.Operations.Any(o => o.Dialect == "train")) return false;
+        if (entry.Operations.Any(o => o.Dialect == "train"))
+            return false;
         var ret = entry.Last!;
-        if (ret.Operands.Count != 1 || ret.Operands[0].TensorType is not { Rank: 0 } lossType
-            || !lossType.DType.IsFloat())
-            throw new PassInputException(func.Location,
+        if (
+            ret.Operands.Count != 1
+            || ret.Operands[0].TensorType is not { Rank: 0 } lossType
+            || !lossType.DType.IsFloat()
+        )
+            throw new PassInputException(
+                func.Location,
                 $"train: @{func.StringAttr("sym_name")} must return one float scalar (the loss), it returns "
-                    + $"{string.Join(", ", ret.Operands.Select(o => o.TensorType.ToSourceString()))}");
+                    + $"{string.Join(", ", ret.Operands.Select(o => o.TensorType.ToSourceString()))}"
+            );
         var b = new Builder { Location = func.Location };
         b.SetInsertionPointBefore(ret);
         var rules = new GradientRules(b, Remat);
@@ -50,13 +58,15 @@ public sealed class Autodiff : IPass
         for (int k = forward.Count - 1; k >= 0; k--)
         {
             var op = forward[k];
-            if (op.Results.Count != 1 || !adjoint.TryGetValue(op.Result, out var dy)) continue;
+            if (op.Results.Count != 1 || !adjoint.TryGetValue(op.Result, out var dy))
+                continue;
             b.Location = op.Location;
             var before = ret.Prev;
             var grads = rules.Backward(op, dy);
             for (int i = 0; i < op.Operands.Count; i++)
             {
-                if (grads[i] is not { } g || !op.Operands[i].TensorType.DType.IsFloat()) continue;
+                if (grads[i] is not { } g || !op.Operands[i].TensorType.DType.IsFloat())
+                    continue;
                 var v = op.Operands[i];
                 adjoint[v] = adjoint.TryGetValue(v, out var acc) ? b.CreateValue("tensor.add", [acc, g]) : g;
             }
@@ -64,7 +74,8 @@ public sealed class Autodiff : IPass
             if (op.GetAttr("stage") is { } stage)
                 for (var o = before?.Next ?? entry.First; o != null && o != ret; o = o.Next)
                 {
-                    if (o.GetAttr("stage") is null && o.Dialect != "pipe") o.SetAttr("stage", stage);
+                    if (o.GetAttr("stage") is null && o.Dialect != "pipe")
+                        o.SetAttr("stage", stage);
                     o.SetAttr("phase", Attr.Str("backward")); // the schedule runs it in a backward slot
                 }
         }
@@ -74,7 +85,8 @@ public sealed class Autodiff : IPass
                 b.Location = p.Location;
                 g.NameHint ??= $"{p.StringAttr("path")}.grad";
                 var mark = b.Create("train.grad", [p.Result, g]);
-                if (p.GetAttr("stage") is { } stage) mark.SetAttr("stage", stage);
+                if (p.GetAttr("stage") is { } stage)
+                    mark.SetAttr("stage", stage);
             }
         return true;
     }

@@ -12,6 +12,7 @@ public sealed class Canonicalize : IPass
 {
     /// <inheritdoc/>
     public string Name => "canonicalize";
+
     /// <inheritdoc/>
     public string Description => "simplify local patterns (transposes, reshapes, identities, constants) to a fixpoint";
 
@@ -22,14 +23,21 @@ public sealed class Canonicalize : IPass
     /// <summary>The patterns, in the order they are tried.</summary>
     public static readonly IReadOnlyList<RewritePattern> Patterns =
     [
-        new ComposeTransposes(), new IdentityTranspose(), new ComposeReshapes(), new IdentityShapeOp("tensor.reshape"),
-        new IdentityShapeOp("tensor.broadcast"), new DoubleNegation(), new SplatIdentity(), new FoldConstants(),
+        new ComposeTransposes(),
+        new IdentityTranspose(),
+        new ComposeReshapes(),
+        new IdentityShapeOp("tensor.reshape"),
+        new IdentityShapeOp("tensor.broadcast"),
+        new DoubleNegation(),
+        new SplatIdentity(),
+        new FoldConstants(),
     ];
 
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (MaxIterations < 1) throw new PipelineException("canonicalize: max-iterations must be at least 1");
+        if (MaxIterations < 1)
+            throw new PipelineException("canonicalize: max-iterations must be at least 1");
         return GreedyRewriteDriver.Apply(module, Patterns, MaxIterations);
     }
 
@@ -37,13 +45,19 @@ public sealed class Canonicalize : IPass
     private sealed class ComposeTransposes : RewritePattern
     {
         public override string Root => "tensor.transpose";
+
         public override bool MatchAndRewrite(Operation op, PatternRewriter r)
         {
-            if (op.Operands[0].DefiningOp is not { Name: "tensor.transpose" } inner) return false;
+            if (op.Operands[0].DefiningOp is not { Name: "tensor.transpose" } inner)
+                return false;
             var p = inner.IntsAttr("perm");
             var q = op.IntsAttr("perm");
-            var v = r.Create(op, "tensor.transpose", [inner.Operands[0]], [new("perm",
-                Attr.Ints(q.Select(i => p[i])))]);
+            var v = r.Create(
+                op,
+                "tensor.transpose",
+                [inner.Operands[0]],
+                [new("perm", Attr.Ints(q.Select(i => p[i])))]
+            );
             r.ReplaceOp(op, v);
             return true;
         }
@@ -53,10 +67,12 @@ public sealed class Canonicalize : IPass
     private sealed class IdentityTranspose : RewritePattern
     {
         public override string Root => "tensor.transpose";
+
         public override bool MatchAndRewrite(Operation op, PatternRewriter r)
         {
             var perm = op.IntsAttr("perm");
-            if (!perm.Select((p, i) => p == i).All(b => b) || !SameType(op)) return false;
+            if (!perm.Select((p, i) => p == i).All(b => b) || !SameType(op))
+                return false;
             r.ReplaceOp(op, op.Operands[0]);
             return true;
         }
@@ -66,9 +82,11 @@ public sealed class Canonicalize : IPass
     private sealed class ComposeReshapes : RewritePattern
     {
         public override string Root => "tensor.reshape";
+
         public override bool MatchAndRewrite(Operation op, PatternRewriter r)
         {
-            if (op.Operands[0].DefiningOp is not { Name: "tensor.reshape" } inner) return false;
+            if (op.Operands[0].DefiningOp is not { Name: "tensor.reshape" } inner)
+                return false;
             var v = r.Create(op, "tensor.reshape", [inner.Operands[0]], [new("shape", op.GetAttr("shape")!)]);
             r.ReplaceOp(op, v);
             return true;
@@ -79,9 +97,11 @@ public sealed class Canonicalize : IPass
     private sealed class IdentityShapeOp(string name) : RewritePattern
     {
         public override string Root => name;
+
         public override bool MatchAndRewrite(Operation op, PatternRewriter r)
         {
-            if (!SameType(op)) return false;
+            if (!SameType(op))
+                return false;
             r.ReplaceOp(op, op.Operands[0]);
             return true;
         }
@@ -91,9 +111,11 @@ public sealed class Canonicalize : IPass
     private sealed class DoubleNegation : RewritePattern
     {
         public override string Root => "tensor.neg";
+
         public override bool MatchAndRewrite(Operation op, PatternRewriter r)
         {
-            if (op.Operands[0].DefiningOp is not { Name: "tensor.neg" } inner) return false;
+            if (op.Operands[0].DefiningOp is not { Name: "tensor.neg" } inner)
+                return false;
             r.ReplaceOp(op, inner.Operands[0]);
             return true;
         }
@@ -103,18 +125,27 @@ public sealed class Canonicalize : IPass
     private sealed class SplatIdentity : RewritePattern
     {
         public override string? Root => null;
+
         public override bool MatchAndRewrite(Operation op, PatternRewriter r)
         {
-            if (op.Operands.Count != 2) return false;
-            double? identity = op.Name switch { "tensor.add" or "tensor.sub" => 0, "tensor.mul" or "tensor.div" => 1,
-                _ => null };
-            if (identity == null) return false;
+            if (op.Operands.Count != 2)
+                return false;
+            double? identity = op.Name switch
+            {
+                "tensor.add" or "tensor.sub" => 0,
+                "tensor.mul" or "tensor.div" => 1,
+                _ => null,
+            };
+            if (identity == null)
+                return false;
             bool commutes = op.Name is "tensor.add" or "tensor.mul";
             for (int side = 1; side >= (commutes ? 0 : 1); side--)
             {
                 var other = op.Operands[1 - side];
-                if (SplatValue(op.Operands[side]) == identity
-                    && other.TensorType.SameShapeAndType(op.Result.TensorType))
+                if (
+                    SplatValue(op.Operands[side]) == identity
+                    && other.TensorType.SameShapeAndType(op.Result.TensorType)
+                )
                 {
                     r.ReplaceOp(op, other);
                     return true;
@@ -128,14 +159,18 @@ public sealed class Canonicalize : IPass
     private sealed class FoldConstants : RewritePattern
     {
         public override string? Root => null;
+
         public override bool MatchAndRewrite(Operation op, PatternRewriter r)
         {
-            if (op.Results.Count != 1 || op.Operands.Count == 0) return false;
+            if (op.Results.Count != 1 || op.Operands.Count == 0)
+                return false;
             var vals = op.Operands.Select(SplatValue).ToArray();
-            if (vals.Any(v => v == null)) return false;
+            if (vals.Any(v => v == null))
+                return false;
             var t = op.Result.TensorType;
             double? folded = Interp.ScalarSemantics.Fold(op.Name, vals.Select(v => v!.Value).ToArray(), t.DType);
-            if (folded == null) return false;
+            if (folded == null)
+                return false;
             Attr value = t.DType.IsFloat() ? Attr.Float(folded.Value) : Attr.Int((long)folded.Value);
             r.ReplaceOp(op, r.Create(op, "tensor.constant", [], [new("value", value)], t.WithSharding(null)));
             return true;
@@ -144,7 +179,13 @@ public sealed class Canonicalize : IPass
 
     private static bool SameType(Operation op) => op.Operands[0].TensorType.SameShapeAndType(op.Result.TensorType);
 
-    private static double? SplatValue(Value v) => v.DefiningOp is { Name: "tensor.constant" } c
-        ? c.GetAttr("value") switch { FloatAttr f => f.Value, IntAttr i => i.Value, _ => null }
-        : null;
+    private static double? SplatValue(Value v) =>
+        v.DefiningOp is { Name: "tensor.constant" } c
+            ? c.GetAttr("value") switch
+            {
+                FloatAttr f => f.Value,
+                IntAttr i => i.Value,
+                _ => null,
+            }
+            : null;
 }

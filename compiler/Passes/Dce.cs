@@ -9,6 +9,7 @@ public sealed class Dce : IPass
 {
     /// <inheritdoc/>
     public string Name => "dce";
+
     /// <inheritdoc/>
     public string Description => "remove operations without effects whose results are unused";
 
@@ -18,10 +19,14 @@ public sealed class Dce : IPass
         bool changed = false;
         foreach (var func in module.Functions())
         {
-            for (var op = func.Regions[0].Entry.Last; op != null;)
+            for (var op = func.Regions[0].Entry.Last; op != null; )
             {
                 var prev = op.Prev;
-                if (op.IsTriviallyDead) { op.Erase(); changed = true; }
+                if (op.IsTriviallyDead)
+                {
+                    op.Erase();
+                    changed = true;
+                }
                 op = prev;
             }
         }

@@ -1,5 +1,5 @@
-using ParallelCompiler.Kernels;
 using ParallelCompiler.IR;
+using ParallelCompiler.Kernels;
 using ParallelCompiler.Passes.Infrastructure;
 
 namespace ParallelCompiler.Passes;
@@ -17,18 +17,21 @@ public sealed class FormKernels : IPass
 {
     /// <inheritdoc/>
     public string Name => "form-kernels";
+
     /// <inheritdoc/>
-    public string Description => "fuse elementwise chains into their consumers and outline every kernel as a function "
+    public string Description =>
+        "fuse elementwise chains into their consumers and outline every kernel as a function "
         + "launched by kernel.launch";
 
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.EntryFunction() is not { } func
-            || module.Functions().Any(f => f.GetAttr("kernel") != null)) return false;
+        if (module.EntryFunction() is not { } func || module.Functions().Any(f => f.GetAttr("kernel") != null))
+            return false;
         var entry = func.Regions[0].Entry;
         var ops = entry.Operations.Where(OpCompute.Supports).ToList();
-        if (ops.Count == 0) return false;
+        if (ops.Count == 0)
+            return false;
 
         // The group (its root op) every kernel op belongs to; constants may belong to several.
         var root = new Dictionary<Operation, Operation>(ReferenceEqualityComparer.Instance);
@@ -48,11 +51,13 @@ public sealed class FormKernels : IPass
         var members = new Dictionary<Operation, List<Operation>>(ReferenceEqualityComparer.Instance);
         foreach (var op in ops.Where(root.ContainsKey))
         {
-            if (!members.TryGetValue(root[op], out var list)) members[root[op]] = list = [];
+            if (!members.TryGetValue(root[op], out var list))
+                members[root[op]] = list = [];
             list.Add(op);
         }
         foreach (var (c, groups) in constantGroups)
-            foreach (var g in groups) members[g].Insert(0, c);
+        foreach (var g in groups)
+            members[g].Insert(0, c);
 
         var b = new Builder();
         var known = new Dictionary<string, string>();
@@ -61,21 +66,33 @@ public sealed class FormKernels : IPass
         {
             var group = members[r];
             var inside = new HashSet<Operation>(group, ReferenceEqualityComparer.Instance);
-            var inputs = group.SelectMany(o => o.Operands).Where(v => v.DefiningOp is not { } d
-                || !inside.Contains(d)).Distinct().ToList();
+            var inputs = group
+                .SelectMany(o => o.Operands)
+                .Where(v => v.DefiningOp is not { } d || !inside.Contains(d))
+                .Distinct()
+                .ToList();
             string name = $"k{n++}_{r.Name[(r.Name.IndexOf('.') + 1)..]}";
-            var kernel = module.AddFunction(name, inputs.Select((v, i) => (v.NameHint ?? $"in{i}", v.Type)),
-                [r.Result.Type], r.Location);
+            var kernel = module.AddFunction(
+                name,
+                inputs.Select((v, i) => (v.NameHint ?? $"in{i}", v.Type)),
+                [r.Result.Type],
+                r.Location
+            );
             kernel.SetAttr("kernel", Attr.Str(Kind(r)));
             var map = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance);
             var kentry = kernel.Regions[0].Entry;
-            for (int i = 0; i < inputs.Count; i++) map[inputs[i]] = kentry.Arguments[i];
+            for (int i = 0; i < inputs.Count; i++)
+                map[inputs[i]] = kentry.Arguments[i];
             b.SetInsertionPointToEnd(kentry);
             foreach (var o in group)
             {
                 b.Location = o.Location;
-                var clone = b.Create(o.Name, o.Operands.Select(v => map[v]).ToList(),
-                    o.Attributes.Where(a => a.Key is not ("stage" or "phase")), [o.Result.Type]);
+                var clone = b.Create(
+                    o.Name,
+                    o.Operands.Select(v => map[v]).ToList(),
+                    o.Attributes.Where(a => a.Key is not ("stage" or "phase")),
+                    [o.Result.Type]
+                );
                 clone.Result.NameHint = o.Result.NameHint;
                 map[o.Result] = clone.Result;
             }
@@ -88,20 +105,26 @@ public sealed class FormKernels : IPass
                 name = same;
                 n--;
             }
-            else known[key] = name;
+            else
+                known[key] = name;
             // The launch takes the root's place, stage and phase.
             b.SetInsertionPointBefore(r);
             b.Location = r.Location;
-            var launch = b.Create("kernel.launch", inputs,
+            var launch = b.Create(
+                "kernel.launch",
+                inputs,
                 r.Attributes.Where(a => a.Key is "stage" or "phase").Append(new("callee", Attr.Str(name))),
-                    [r.Result.Type]);
+                [r.Result.Type]
+            );
             launch.Result.NameHint = r.Result.NameHint;
             r.Result.ReplaceAllUsesWith(launch.Result);
             for (int i = group.Count - 1; i >= 0; i--)
-                if (!constantGroups.ContainsKey(group[i])) group[i].Erase();
+                if (!constantGroups.ContainsKey(group[i]))
+                    group[i].Erase();
         }
         foreach (var c in constantGroups.Keys)
-            if (!c.Result.HasUses) c.Erase();
+            if (!c.Result.HasUses)
+                c.Erase();
         return true;
     }
 
@@ -111,8 +134,11 @@ public sealed class FormKernels : IPass
         var text = Printer.Print(kernel);
         text = text[text.IndexOf('(')..];
         var numbers = new Dictionary<string, int>();
-        return System.Text.RegularExpressions.Regex.Replace(text, @"%[A-Za-z0-9_.$-]+",
-            m => numbers.TryGetValue(m.Value, out int k) ? $"%{k}" : $"%{numbers[m.Value] = numbers.Count}");
+        return System.Text.RegularExpressions.Regex.Replace(
+            text,
+            @"%[A-Za-z0-9_.$-]+",
+            m => numbers.TryGetValue(m.Value, out int k) ? $"%{k}" : $"%{numbers[m.Value] = numbers.Count}"
+        );
     }
 
     /// <summary>Ops a consumer can recompute at any index for the price of reading their operands there.</summary>
@@ -120,17 +146,19 @@ public sealed class FormKernels : IPass
         OpCompute.IsElementwise(op) || op.Name is "tensor.reshape" or "tensor.transpose" or "tensor.causal_mask";
 
     private static bool CanFuseInto(Operation producer, Operation consumer) =>
-        OpCompute.Supports(consumer) && consumer.Name != "tensor.matmul"
-        && Equals(producer.GetAttr("stage"), consumer.GetAttr("stage")) && Equals(producer.GetAttr("phase"),
-            consumer.GetAttr("phase"));
+        OpCompute.Supports(consumer)
+        && consumer.Name != "tensor.matmul"
+        && Equals(producer.GetAttr("stage"), consumer.GetAttr("stage"))
+        && Equals(producer.GetAttr("phase"), consumer.GetAttr("phase"));
 
-    private static string Kind(Operation root) => root.Name switch
-    {
-        "tensor.matmul" => "matmul",
-        "tensor.softmax" or "tensor.layernorm" or "tensor.rmsnorm" => "row",
-        "tensor.sum" or "tensor.mean" or "tensor.max" or "tensor.cross_entropy" or "tensor.embedding_grad" =>
-            "reduction",
-        "tensor.embedding" or "tensor.concat" or "tensor.slice" => "gather",
-        _ => "elementwise",
-    };
+    private static string Kind(Operation root) =>
+        root.Name switch
+        {
+            "tensor.matmul" => "matmul",
+            "tensor.softmax" or "tensor.layernorm" or "tensor.rmsnorm" => "row",
+            "tensor.sum" or "tensor.mean" or "tensor.max" or "tensor.cross_entropy" or "tensor.embedding_grad" =>
+                "reduction",
+            "tensor.embedding" or "tensor.concat" or "tensor.slice" => "gather",
+            _ => "elementwise",
+        };
 }

@@ -15,6 +15,7 @@ public sealed class Microbatch : IPass
 {
     /// <inheritdoc/>
     public string Name => "microbatch";
+
     /// <inheritdoc/>
     public string Description => "split the batch of a @pipeline model into microbatches over a time axis of the mesh";
 
@@ -24,14 +25,20 @@ public sealed class Microbatch : IPass
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.IsSpmd() || module.GetAttr("microbatch_axis") != null || module.EntryFunction() is not { } func
-            || func.GetAttr("pipeline") is not DictAttr settings) return false;
+        if (
+            module.IsSpmd()
+            || module.GetAttr("microbatch_axis") != null
+            || module.EntryFunction() is not { } func
+            || func.GetAttr("pipeline") is not DictAttr settings
+        )
+            return false;
         var m = settings.Entries.FirstOrDefault(e => e.Key == "microbatches").Value is IntAttr i ? i.Value : 1;
-        if (m <= 1) return false;
+        if (m <= 1)
+            return false;
         var mesh = module.Mesh() ?? throw new PassInputException(func.Location, "@pipeline needs a mesh");
         var axes = ((ArrayAttr)mesh.GetAttr("axes")!).AsStrings();
-        if (axes.Contains(Axis)) throw new PassInputException(mesh.Location,
-            $"the mesh axis name '{Axis}' is reserved for microbatches");
+        if (axes.Contains(Axis))
+            throw new PassInputException(mesh.Location, $"the mesh axis name '{Axis}' is reserved for microbatches");
         mesh.SetAttr("axes", Attr.Strs(axes.Append(Axis)));
         mesh.SetAttr("shape", Attr.Ints(mesh.IntsAttr("shape").Append(m)));
         module.SetAttr("microbatch_axis", Attr.Str(Axis));
@@ -39,14 +46,17 @@ public sealed class Microbatch : IPass
         foreach (var a in func.Regions[0].Entry.Arguments)
         {
             var t = a.TensorType;
-            if (t.Rank == 0) continue;
+            if (t.Rank == 0)
+                continue;
             var s = t.Sharding ?? Sharding.Replicated(t.Rank);
             long split = full.Product(s.Dims[0]);
             if (t.Shape[0] % (split * m) != 0)
-                throw new PassInputException(func.Location,
-                    $"@pipeline: the batch dimension of '{a.NameHint}' ({t.Shape[0]}" + (split > 1
-                        ? $", {t.Shape[0] / split} per device" : "") +
-                    $") does not split into {m} microbatches");
+                throw new PassInputException(
+                    func.Location,
+                    $"@pipeline: the batch dimension of '{a.NameHint}' ({t.Shape[0]}"
+                        + (split > 1 ? $", {t.Shape[0] / split} per device" : "")
+                        + $") does not split into {m} microbatches"
+                );
             a.Type = t.WithSharding(new Sharding(s.Dims.Select((d, k) => k == 0 ? d.Append(Axis) : d), s.Partial));
         }
         return true;

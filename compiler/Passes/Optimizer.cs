@@ -18,9 +18,10 @@ public sealed class Optimizer : IPass
 {
     /// <inheritdoc/>
     public string Name => "optimizer";
+
     /// <inheritdoc/>
-    public string Description => "turn each parameter's gradient into the optimizer's update of the parameter and its "
-        + "state";
+    public string Description =>
+        "turn each parameter's gradient into the optimizer's update of the parameter and its " + "state";
 
     /// <summary>ZeRO stage: 0 (state laid out like its parameter) or 1 (state split over the data-parallel
     /// axis).</summary>
@@ -35,17 +36,26 @@ public sealed class Optimizer : IPass
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.GetAttr("train") is not DictAttr train || module.IsSpmd()) return false;
-        if (Zero is not (0 or 1)) throw new PipelineException($"optimizer: zero must be 0 or 1, got {Zero}");
+        if (module.GetAttr("train") is not DictAttr train || module.IsSpmd())
+            return false;
+        if (Zero is not (0 or 1))
+            throw new PipelineException($"optimizer: zero must be 0 or 1, got {Zero}");
         var func = module.EntryFunction()!;
         var entry = func.Regions[0].Entry;
         var grads = entry.Operations.Where(o => o.Name == "train.grad").ToList();
-        if (grads.Count == 0) return false;
+        if (grads.Count == 0)
+            return false;
         string zeroAxis = Zero == 1 ? DataParallelAxis(module, func) : "";
         var s = train.Entries.ToDictionary(e => e.Key, e => e.Value);
-        double F(string key) => s.GetValueOrDefault(key) switch { FloatAttr f => f.Value, IntAttr i => i.Value,
-            _ => 0.0 };
-        string kind = s.GetValueOrDefault("optimizer") is StringAttr k ? k.Value
+        double F(string key) =>
+            s.GetValueOrDefault(key) switch
+            {
+                FloatAttr f => f.Value,
+                IntAttr i => i.Value,
+                _ => 0.0,
+            };
+        string kind = s.GetValueOrDefault("optimizer") is StringAttr k
+            ? k.Value
             : throw new IRException("optimizer: the train attribute names no optimizer");
         var b = new Builder();
         b.SetInsertionPointBefore(entry.Last!);
@@ -62,11 +72,15 @@ public sealed class Optimizer : IPass
         bool pipelined = grads.Any(g => g.GetAttr("stage") != null);
         if (pipelined)
             for (var o = entry.First; o != null; o = o.Next)
-                if (o.GetAttr("stage") == null && o.Name is "tensor.param" or "tensor.constant" or "tensor.add" or
-                    "train.update") o.SetAttr("stage", Attr.Int(0));
+                if (
+                    o.GetAttr("stage") == null
+                    && o.Name is "tensor.param" or "tensor.constant" or "tensor.add" or "train.update"
+                )
+                    o.SetAttr("stage", Attr.Int(0));
         // A weight tied between pipeline stages has a copy (and a gradient) per stage; each copy takes the sum.
-        var byPath = grads.GroupBy(ParameterEffectOpDef.PathOf).ToDictionary(g => g.Key,
-            g => g.Select(x => x.Operands[1]).ToList());
+        var byPath = grads
+            .GroupBy(ParameterEffectOpDef.PathOf)
+            .ToDictionary(g => g.Key, g => g.Select(x => x.Operands[1]).ToList());
         foreach (var g in grads)
         {
             var p = g.Operands[0];
@@ -75,12 +89,16 @@ public sealed class Optimizer : IPass
             string path = ParameterEffectOpDef.PathOf(g);
             var before = entry.Last!.Prev;
             var own = grad;
-            foreach (var other in byPath[path].Where(o => !ReferenceEquals(o, own))) grad = u.Add(grad, other);
+            foreach (var other in byPath[path].Where(o => !ReferenceEquals(o, own)))
+                grad = u.Add(grad, other);
             switch (kind)
             {
                 case "sgd":
-                    double lr = F("lr"), momentum = F("momentum"), wd = F("weight_decay");
-                    if (wd != 0) grad = u.Add(grad, u.MulC(p, wd));
+                    double lr = F("lr"),
+                        momentum = F("momentum"),
+                        wd = F("weight_decay");
+                    if (wd != 0)
+                        grad = u.Add(grad, u.MulC(p, wd));
                     if (momentum != 0)
                     {
                         var buf = u.State($"{path}.momentum", p.TensorType, p.TensorType.Sharding);
@@ -90,7 +108,9 @@ public sealed class Optimizer : IPass
                     b.Create("train.update", [p, u.Sub(p, u.MulC(grad, lr))]);
                     break;
                 case "adam":
-                    double b1 = F("beta1"), b2 = F("beta2"), eps = F("eps");
+                    double b1 = F("beta1"),
+                        b2 = F("beta2"),
+                        eps = F("eps");
                     var m = u.State($"{path}.adam_m", p.TensorType, p.TensorType.Sharding);
                     var v = u.State($"{path}.adam_v", p.TensorType, p.TensorType.Sharding);
                     var m2 = u.Add(u.MulC(m, b1), u.MulC(grad, 1 - b1));
@@ -110,7 +130,8 @@ public sealed class Optimizer : IPass
             }
             if (g.GetAttr("stage") is { } stage)
                 for (var o = before!.Next; o != null && o != entry.Last; o = o.Next)
-                    if (o.GetAttr("stage") == null) o.SetAttr("stage", stage);
+                    if (o.GetAttr("stage") == null)
+                        o.SetAttr("stage", stage);
             g.Erase();
         }
         return true;
@@ -121,14 +142,17 @@ public sealed class Optimizer : IPass
     {
         var mesh = module.DeviceMesh();
         if (Axis.Length > 0)
-            return mesh.AxisNames.Contains(Axis) ? Axis : throw new PassInputException(func.Location,
-                $"--zero: '{Axis}' is not an axis of the mesh ({mesh})");
+            return mesh.AxisNames.Contains(Axis)
+                ? Axis
+                : throw new PassInputException(func.Location, $"--zero: '{Axis}' is not an axis of the mesh ({mesh})");
         var args = func.Regions[0].Entry.Arguments;
-        if (args.Count > 0 && args[0].TensorType is { Rank: > 0,
-            Sharding: { } s } && s.Dims[0].Count > 0) return s.Dims[0][0];
-        throw new PassInputException(func.Location,
+        if (args.Count > 0 && args[0].TensorType is { Rank: > 0, Sharding: { } s } && s.Dims[0].Count > 0)
+            return s.Dims[0][0];
+        throw new PassInputException(
+            func.Location,
             "--zero 1: no data-parallel axis: the first input's batch dimension is not split (name one with "
-            + "optimizer{axis=...})");
+                + "optimizer{axis=...})"
+        );
     }
 
     /// <summary>The ops an update is made of, and optimizer state reads.</summary>
@@ -145,32 +169,59 @@ public sealed class Optimizer : IPass
                 // divides stays whole.
                 var dims = sharding.Dims.Select(d => d.ToList()).ToArray();
                 for (int d = 0; d < dims.Length; d++)
-                    if (type.Shape[d] % (mesh.Product(dims[d]) * mesh.Size(zeroAxis)) == 0) { dims[d].Add(zeroAxis);
-                        break; }
+                    if (type.Shape[d] % (mesh.Product(dims[d]) * mesh.Size(zeroAxis)) == 0)
+                    {
+                        dims[d].Add(zeroAxis);
+                        break;
+                    }
                 sharding = new Sharding(dims);
             }
-            var v = b.CreateValue("tensor.param", [], [new("path", Attr.Str(path)), new("init", Attr.Str("zeros")),
-                new("state", Attr.Bool(true))],
-                type.WithSharding(sharding));
+            var v = b.CreateValue(
+                "tensor.param",
+                [],
+                [new("path", Attr.Str(path)), new("init", Attr.Str("zeros")), new("state", Attr.Bool(true))],
+                type.WithSharding(sharding)
+            );
             v.NameHint = path;
             return v;
         }
 
         public Value Add(Value x, Value y) => b.CreateValue("tensor.add", [x, y]);
+
         public Value Sub(Value x, Value y) => b.CreateValue("tensor.sub", [x, y]);
+
         public Value Mul(Value x, Value y) => b.CreateValue("tensor.mul", [x, y]);
+
         public Value Div(Value x, Value y) => b.CreateValue("tensor.div", [x, y]);
+
         public Value Exp(Value x) => b.CreateValue("tensor.exp", [x]);
+
         public Value Sqrt(Value x) => b.CreateValue("tensor.sqrt", [x]);
+
         /// <summary><paramref name="v"/> in the element type of <paramref name="like"/> (converted when they
         /// differ).</summary>
-        public Value As(Value v, Value like) => v.TensorType.DType == like.TensorType.DType ? v
-            : b.CreateValue("tensor.convert", [v], null,
-                v.TensorType.WithSharding(null).WithDType(like.TensorType.DType));
-        private Value C(Value like, double c) => b.CreateValue("tensor.constant", [], [new("value", Attr.Float(c))],
-            TensorType.Scalar(like.TensorType.DType));
+        public Value As(Value v, Value like) =>
+            v.TensorType.DType == like.TensorType.DType
+                ? v
+                : b.CreateValue(
+                    "tensor.convert",
+                    [v],
+                    null,
+                    v.TensorType.WithSharding(null).WithDType(like.TensorType.DType)
+                );
+
+        private Value C(Value like, double c) =>
+            b.CreateValue(
+                "tensor.constant",
+                [],
+                [new("value", Attr.Float(c))],
+                TensorType.Scalar(like.TensorType.DType)
+            );
+
         public Value MulC(Value v, double c) => Mul(v, C(v, c));
+
         public Value AddC(Value v, double c) => Add(v, C(v, c));
+
         public Value RSubC(double c, Value v) => Sub(C(v, c), v);
     }
 }

@@ -18,17 +18,23 @@ public sealed class PipelineSchedule : IPass
 {
     /// <inheritdoc/>
     public string Name => "pipeline-schedule";
+
     /// <inheritdoc/>
-    public string Description => "order each pipeline device's microbatch work and make transfers explicit sends and "
-        + "receives";
+    public string Description =>
+        "order each pipeline device's microbatch work and make transfers explicit sends and " + "receives";
 
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (!module.IsSpmd() || module.EntryFunction() is not { } func
-            || func.GetAttr("pipeline") is not DictAttr settings) return false;
+        if (
+            !module.IsSpmd()
+            || module.EntryFunction() is not { } func
+            || func.GetAttr("pipeline") is not DictAttr settings
+        )
+            return false;
         var entry = func.Regions[0].Entry;
-        if (entry.Operations.Any(o => o.Name == "pipe.schedule")) return false;
+        if (entry.Operations.Any(o => o.Name == "pipe.schedule"))
+            return false;
         var s = settings.Entries.ToDictionary(e => e.Key, e => e.Value);
         string axis = ((StringAttr)s["axis"]).Value;
         string kind = s.GetValueOrDefault("schedule") is StringAttr k ? k.Value : "gpipe";
@@ -38,21 +44,37 @@ public sealed class PipelineSchedule : IPass
         int m = mb == null ? 1 : mesh.Size(mb);
         int p = mesh.Size(axis);
         bool staged = entry.Operations.Any(o => o.GetAttr("stage") != null);
-        if (!staged) chunks = 1; // one stage (pp = 1): pipeline-stages cut nothing
+        if (!staged)
+            chunks = 1; // one stage (pp = 1): pipeline-stages cut nothing
 
         var phase = MarkStagesAndPhases(entry, mb);
         MakeSendsAndRecvs(entry, phase);
         bool training = phase.Values.Any(x => x == "backward");
         List<PipelineTask>[] order;
-        try { order = Schedule.Build(staged ? kind : "gpipe", staged ? p : 1, m, chunks, training); }
-        catch (ArgumentException e) { throw new PassInputException(func.Location, $"@pipeline: {e.Message}"); }
+        try
+        {
+            order = Schedule.Build(staged ? kind : "gpipe", staged ? p : 1, m, chunks, training);
+        }
+        catch (ArgumentException e)
+        {
+            throw new PassInputException(func.Location, $"@pipeline: {e.Message}");
+        }
         var b = new Builder { Location = func.Location };
-        if (entry.First is { } first) b.SetInsertionPointBefore(first); else b.SetInsertionPointToEnd(entry);
-        b.Create("pipe.schedule", [], [
-            new("chunks", Attr.Int(chunks)), new("kind", Attr.Str(staged ? kind : "gpipe")), new("microbatches",
-                Attr.Int(m)),
-            new("order", new ArrayAttr(order.Select(l => (Attr)Attr.Strs(l.Select(t => t.Label(chunks)))))),
-        ], []);
+        if (entry.First is { } first)
+            b.SetInsertionPointBefore(first);
+        else
+            b.SetInsertionPointToEnd(entry);
+        b.Create(
+            "pipe.schedule",
+            [],
+            [
+                new("chunks", Attr.Int(chunks)),
+                new("kind", Attr.Str(staged ? kind : "gpipe")),
+                new("microbatches", Attr.Int(m)),
+                new("order", new ArrayAttr(order.Select(l => (Attr)Attr.Strs(l.Select(t => t.Label(chunks)))))),
+            ],
+            []
+        );
         return true;
     }
 
@@ -69,27 +91,37 @@ public sealed class PipelineSchedule : IPass
         long StageOf(Value v) => v.DefiningOp?.GetAttr("stage") is IntAttr i ? i.Value : -1;
         foreach (var op in entry.Operations.ToList())
         {
-            if (op.Name == "func.return") continue;
+            if (op.Name == "func.return")
+                continue;
             if (op.GetAttr("stage") == null)
             {
                 long st = op.Operands.Select(StageOf).DefaultIfEmpty(-1).Max();
-                if (st >= 0) op.SetAttr("stage", Attr.Int(st));
+                if (st >= 0)
+                    op.SetAttr("stage", Attr.Int(st));
             }
             string Of(Value v) => v.DefiningOp is { } d ? phase.GetValueOrDefault(d, "forward") : "forward";
-            bool sumsMicrobatches = mb != null && op.Dialect == "dist" && op.GetAttr("axes") is ArrayAttr ax
-                && ax.AsStrings().Contains(mb);
-            string ph = sumsMicrobatches || op.Operands.Any(v => Of(v) == "step") ? "step"
+            bool sumsMicrobatches =
+                mb != null && op.Dialect == "dist" && op.GetAttr("axes") is ArrayAttr ax && ax.AsStrings().Contains(mb);
+            string ph =
+                sumsMicrobatches || op.Operands.Any(v => Of(v) == "step") ? "step"
                 : op.GetAttr("phase") is StringAttr { Value: "backward" } || op.Operands.Any(v => Of(v) == "backward")
-                    ? "backward" : "forward";
+                    ? "backward"
+                : "forward";
             if (ph == "step" && !sumsMicrobatches && op.Operands.FirstOrDefault(perMicrobatch.Contains) is { } single)
-                throw new PassInputException(op.Location,
+                throw new PassInputException(
+                    op.Location,
                     $"pipelining: {op.Name} reads '{single.NameHint ?? "a value"}' of a single microbatch together "
-                        + $"with values summed over all of them; " +
-                    "a pipelined model must keep microbatches independent until its loss");
+                        + $"with values summed over all of them; "
+                        + "a pipelined model must keep microbatches independent until its loss"
+                );
             phase[op] = ph;
-            if (ph == "forward") op.SetAttr("phase", null); else op.SetAttr("phase", Attr.Str(ph));
-            if (ph != "step" && op.Operands.Any(perMicrobatch.Contains)) foreach (var r in op.Results)
-                perMicrobatch.Add(r);
+            if (ph == "forward")
+                op.SetAttr("phase", null);
+            else
+                op.SetAttr("phase", Attr.Str(ph));
+            if (ph != "step" && op.Operands.Any(perMicrobatch.Contains))
+                foreach (var r in op.Results)
+                    perMicrobatch.Add(r);
         }
         return phase;
     }
@@ -104,12 +136,17 @@ public sealed class PipelineSchedule : IPass
         {
             b.SetInsertionPointBefore(t);
             b.Location = t.Location;
-            long from = t.IntAttr("from"), to = t.IntAttr("to");
+            long from = t.IntAttr("from"),
+                to = t.IntAttr("to");
             string ph = phase[t];
             IEnumerable<KeyValuePair<string, Attr>> Attrs(long stage) =>
-                new KeyValuePair<string, Attr>[] { new("channel", Attr.Int(channel)), new("from", Attr.Int(from)),
-                    new("to", Attr.Int(to)), new("stage", Attr.Int(stage)) }
-                    .Concat(ph == "forward" ? [] : [new KeyValuePair<string, Attr>("phase", Attr.Str(ph))]);
+                new KeyValuePair<string, Attr>[]
+                {
+                    new("channel", Attr.Int(channel)),
+                    new("from", Attr.Int(from)),
+                    new("to", Attr.Int(to)),
+                    new("stage", Attr.Int(stage)),
+                }.Concat(ph == "forward" ? [] : [new KeyValuePair<string, Attr>("phase", Attr.Str(ph))]);
             phase[b.Create("pipe.send", [t.Operands[0]], Attrs(from), [])] = ph;
             var recv = b.Create("pipe.recv", [], Attrs(to), [t.Result.Type]);
             phase[recv] = ph;

@@ -17,6 +17,7 @@ public sealed class PipelineStages : IPass
 {
     /// <inheritdoc/>
     public string Name => "pipeline-stages";
+
     /// <inheritdoc/>
     public string Description => "cut a @pipeline model into balanced (or user-given) stages";
 
@@ -27,47 +28,70 @@ public sealed class PipelineStages : IPass
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.IsSpmd() || module.EntryFunction() is not { } func
-            || func.GetAttr("pipeline") is not DictAttr settings) return false;
+        if (
+            module.IsSpmd()
+            || module.EntryFunction() is not { } func
+            || func.GetAttr("pipeline") is not DictAttr settings
+        )
+            return false;
         var entry = func.Regions[0].Entry;
-        if (entry.Operations.Any(o => o.GetAttr("stage") != null)) return false;
+        if (entry.Operations.Any(o => o.GetAttr("stage") != null))
+            return false;
         var s = settings.Entries.ToDictionary(e => e.Key, e => e.Value);
         string axis = ((StringAttr)s["axis"]).Value;
         int chunks = s.GetValueOrDefault("chunks") is IntAttr c ? (int)c.Value : 1;
         int stages = module.DeviceMesh().Size(axis) * chunks;
-        if (stages == 1) return false; // one stage: nothing to cut
-        var work = entry.Operations.Where(o =>
-            o.Name is not ("tensor.param" or "tensor.constant" or "pipe.boundary" or "func.return")).ToList();
+        if (stages == 1)
+            return false; // one stage: nothing to cut
+        var work = entry
+            .Operations.Where(o =>
+                o.Name is not ("tensor.param" or "tensor.constant" or "pipe.boundary" or "func.return")
+            )
+            .ToList();
         var boundaries = entry.Operations.Where(o => o.Name == "pipe.boundary").ToList();
         int[] stageOf;
         if (boundaries.Count > 0)
         {
             if (boundaries.Count + 1 != stages)
-                throw new PassInputException(boundaries[0].Location,
+                throw new PassInputException(
+                    boundaries[0].Location,
                     $"{boundaries.Count} 'stage;' statement(s) make {boundaries.Count + 1} stages, but @pipeline over "
-                        + $"{axis} = {stages / chunks}" +
-                    (chunks > 1 ? $" with {chunks} chunks" : "") + $" needs {stages}");
+                        + $"{axis} = {stages / chunks}"
+                        + (chunks > 1 ? $" with {chunks} chunks" : "")
+                        + $" needs {stages}"
+                );
             stageOf = new int[work.Count];
-            int k = 0, at = 0;
+            int k = 0,
+                at = 0;
             foreach (var op in entry.Operations)
             {
-                if (op.Name == "pipe.boundary") at++;
-                else if (k < work.Count && ReferenceEquals(work[k], op)) stageOf[k++] = at;
+                if (op.Name == "pipe.boundary")
+                    at++;
+                else if (k < work.Count && ReferenceEquals(work[k], op))
+                    stageOf[k++] = at;
             }
         }
         else
         {
-            if (work.Count < stages) throw new PassInputException(func.Location,
-                $"@pipeline needs {stages} stages but the model has only {work.Count} operations");
+            if (work.Count < stages)
+                throw new PassInputException(
+                    func.Location,
+                    $"@pipeline needs {stages} stages but the model has only {work.Count} operations"
+                );
             var cost = TrainingCosts(entry, module.GetAttr("train") != null);
-            stageOf = Balance(work.Select(o => cost[o]).ToArray(), work.Select(ParamBytes).ToArray(), stages)
-                ?? throw new PassInputException(func.Location,
+            stageOf =
+                Balance(work.Select(o => cost[o]).ToArray(), work.Select(ParamBytes).ToArray(), stages)
+                ?? throw new PassInputException(
+                    func.Location,
                     $"pipeline-stages: no split into {stages} stages keeps every stage's parameters under "
-                    + $"{MemoryLimit} bytes");
+                        + $"{MemoryLimit} bytes"
+                );
         }
-        for (int i = 0; i < work.Count; i++) work[i].SetAttr("stage", Attr.Int(stageOf[i]));
+        for (int i = 0; i < work.Count; i++)
+            work[i].SetAttr("stage", Attr.Int(stageOf[i]));
         CopySharedValues(entry);
-        foreach (var bnd in boundaries) bnd.Erase();
+        foreach (var bnd in boundaries)
+            bnd.Erase();
         return true;
     }
 
@@ -81,26 +105,39 @@ public sealed class PipelineStages : IPass
         int n = cost.Length;
         var prefix = new double[n + 1];
         var mem = new long[n + 1];
-        for (int i = 0; i < n; i++) { prefix[i + 1] = prefix[i] + cost[i]; mem[i + 1] = mem[i] + memory[i]; }
+        for (int i = 0; i < n; i++)
+        {
+            prefix[i + 1] = prefix[i] + cost[i];
+            mem[i + 1] = mem[i] + memory[i];
+        }
         bool Fits(int j, int i) => MemoryLimit <= 0 || mem[i] - mem[j] <= MemoryLimit;
         var best = new double[stages + 1, n + 1];
         var cut = new int[stages + 1, n + 1];
-        for (int k = 0; k <= stages; k++) for (int i = 0; i <= n; i++) best[k, i] = double.PositiveInfinity;
+        for (int k = 0; k <= stages; k++)
+        for (int i = 0; i <= n; i++)
+            best[k, i] = double.PositiveInfinity;
         best[0, 0] = 0;
         for (int k = 1; k <= stages; k++)
-            for (int i = k; i <= n - (stages - k); i++)
-                for (int j = k - 1; j < i; j++)
-                {
-                    if (double.IsPositiveInfinity(best[k - 1, j]) || !Fits(j, i)) continue;
-                    double v = Math.Max(best[k - 1, j], prefix[i] - prefix[j]);
-                    if (v < best[k, i]) { best[k, i] = v; cut[k, i] = j; }
-                }
-        if (double.IsPositiveInfinity(best[stages, n])) return null;
+        for (int i = k; i <= n - (stages - k); i++)
+        for (int j = k - 1; j < i; j++)
+        {
+            if (double.IsPositiveInfinity(best[k - 1, j]) || !Fits(j, i))
+                continue;
+            double v = Math.Max(best[k - 1, j], prefix[i] - prefix[j]);
+            if (v < best[k, i])
+            {
+                best[k, i] = v;
+                cut[k, i] = j;
+            }
+        }
+        if (double.IsPositiveInfinity(best[stages, n]))
+            return null;
         var stageOf = new int[n];
         for (int k = stages, i = n; k > 0; k--)
         {
             int j = cut[k, i];
-            for (int x = j; x < i; x++) stageOf[x] = k - 1;
+            for (int x = j; x < i; x++)
+                stageOf[x] = k - 1;
             i = j;
         }
         return stageOf;
@@ -119,7 +156,9 @@ public sealed class PipelineStages : IPass
         foreach (var op in entry.Operations)
         {
             int grads = op.Operands.Count(needsGrad.Contains);
-            if (op.Name == "tensor.param" || grads > 0) foreach (var r in op.Results) needsGrad.Add(r);
+            if (op.Name == "tensor.param" || grads > 0)
+                foreach (var r in op.Results)
+                    needsGrad.Add(r);
             double forward = Cost(op);
             cost[op] = training ? forward * (1 + grads) : forward;
         }
@@ -129,12 +168,13 @@ public sealed class PipelineStages : IPass
     /// <summary>An op's forward cost: FLOPs plus the bytes it reads and writes (so data movement counts too).</summary>
     private static double Cost(Operation op) =>
         Analysis.DeviceStats.OpFlops(op)
-            + op.Operands.Concat<Value>(op.Results).Sum(v =>
-            (double)v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
+        + op.Operands.Concat<Value>(op.Results)
+            .Sum(v => (double)v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
 
     private static long ParamBytes(Operation op) =>
-        op.Operands.Where(v => v.DefiningOp?.Name == "tensor.param").Sum(v =>
-            v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
+        op
+            .Operands.Where(v => v.DefiningOp?.Name == "tensor.param")
+            .Sum(v => v.TensorType.NumElements * Runtime.Arrays.DTypes.Size(v.TensorType.DType));
 
     /// <summary>Parameters and constants take the stage of their users; one used by several stages gets a copy per
     /// stage.</summary>
@@ -143,18 +183,30 @@ public sealed class PipelineStages : IPass
         var b = new Builder();
         foreach (var op in entry.Operations.Where(o => o.Name is "tensor.param" or "tensor.constant").ToList())
         {
-            var byStage = op.Result.Uses.Where(u => u.Op.GetAttr("stage") != null).GroupBy(u =>
-                u.Op.IntAttr("stage")).OrderBy(g => g.Key).ToList();
-            if (byStage.Count == 0) { op.SetAttr("stage", Attr.Int(0)); continue; }
+            var byStage = op
+                .Result.Uses.Where(u => u.Op.GetAttr("stage") != null)
+                .GroupBy(u => u.Op.IntAttr("stage"))
+                .OrderBy(g => g.Key)
+                .ToList();
+            if (byStage.Count == 0)
+            {
+                op.SetAttr("stage", Attr.Int(0));
+                continue;
+            }
             op.SetAttr("stage", Attr.Int(byStage[0].Key));
             foreach (var group in byStage.Skip(1))
             {
                 b.SetInsertionPointBefore(op.Next!);
                 b.Location = op.Location;
-                var copy = b.Create(op.Name, [], op.Attributes.Where(a => a.Key != "stage").Append(new("stage",
-                    Attr.Int(group.Key))), [op.Result.Type]);
+                var copy = b.Create(
+                    op.Name,
+                    [],
+                    op.Attributes.Where(a => a.Key != "stage").Append(new("stage", Attr.Int(group.Key))),
+                    [op.Result.Type]
+                );
                 copy.Result.NameHint = op.Result.NameHint;
-                foreach (var (user, index) in group) user.SetOperand(index, copy.Result);
+                foreach (var (user, index) in group)
+                    user.SetOperand(index, copy.Result);
             }
         }
     }

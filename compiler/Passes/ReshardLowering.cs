@@ -26,40 +26,50 @@ public static class ReshardLowering
         for (int d = 0; d < rank; d++)
         {
             int common = 0;
-            while (common < from.Dims[d].Count && common < to.Dims[d].Count
-                && from.Dims[d][common] == to.Dims[d][common]) common++;
+            while (
+                common < from.Dims[d].Count && common < to.Dims[d].Count && from.Dims[d][common] == to.Dims[d][common]
+            )
+                common++;
             remove[d] = from.Dims[d].Skip(common).ToList();
             add[d] = to.Dims[d].Skip(common).ToList();
         }
         var reduce = from.Partial.Where(a => !to.Partial.Contains(a)).ToList();
         if (to.Partial.Any(a => !from.Partial.Contains(a)))
-            throw new IRException($"reshard: cannot turn {from} into {to}: a complete value does not become a partial "
-                + $"sum");
+            throw new IRException(
+                $"reshard: cannot turn {from} into {to}: a complete value does not become a partial " + $"sum"
+            );
 
         var steps = new List<Step>();
         void Add(string op, IReadOnlyList<string> axes, int dim, int dim2 = 0)
         {
             // a group of one device moves nothing
-            if (mesh.Product(axes) > 1) steps.Add(new Step(op, axes.ToArray(), dim, dim2));
+            if (mesh.Product(axes) > 1)
+                steps.Add(new Step(op, axes.ToArray(), dim, dim2));
         }
         // Microbatches run in time on one device: their sum is a local accumulation, so it comes first and every
         // collective after it runs once per step rather than once per microbatch.
-        if (reduce.Remove(Microbatch.Axis)) Add("dist.all_reduce", [Microbatch.Axis], 0);
+        if (reduce.Remove(Microbatch.Axis))
+            Add("dist.all_reduce", [Microbatch.Axis], 0);
         // A split that moves whole from one dimension to another is one all_to_all instead of a gather and a slice.
         var moves = new List<(int From, int To, List<string> Axes)>();
         for (int i = 0; i < rank; i++)
-            for (int j = 0; j < rank; j++)
-                // Dimension j must be at its kept prefix when the axes arrive (so it is no move's source) and dimension
-                // i
-                // must end in the moved axes when they leave (so it is no move's target).
-                if (i != j && remove[i].Count > 0 && remove[i].SequenceEqual(add[j]) && !moves.Any(m => m.To == j
-                    || m.From == j || m.To == i))
-                {
-                    moves.Add((i, j, remove[i]));
-                    break;
-                }
+        for (int j = 0; j < rank; j++)
+            // Dimension j must be at its kept prefix when the axes arrive (so it is no move's source) and dimension
+            // i
+            // must end in the moved axes when they leave (so it is no move's target).
+            if (
+                i != j
+                && remove[i].Count > 0
+                && remove[i].SequenceEqual(add[j])
+                && !moves.Any(m => m.To == j || m.From == j || m.To == i)
+            )
+            {
+                moves.Add((i, j, remove[i]));
+                break;
+            }
         for (int d = 0; d < rank; d++)
-            if (remove[d].Count > 0 && !moves.Any(m => m.From == d)) Add("dist.all_gather", remove[d], d);
+            if (remove[d].Count > 0 && !moves.Any(m => m.From == d))
+                Add("dist.all_gather", remove[d], d);
         foreach (var (i, j, axes) in moves)
         {
             Add("dist.all_to_all", axes, j, i);
@@ -68,14 +78,17 @@ public static class ReshardLowering
         for (int d = 0; d < rank && reduce.Count > 0; d++)
         {
             var scatter = add[d].TakeWhile(reduce.Contains).ToList();
-            if (scatter.Count == 0) continue;
+            if (scatter.Count == 0)
+                continue;
             Add("dist.reduce_scatter", scatter, d);
             add[d] = add[d].Skip(scatter.Count).ToList();
             reduce.RemoveAll(scatter.Contains);
         }
-        if (reduce.Count > 0) Add("dist.all_reduce", reduce, 0);
+        if (reduce.Count > 0)
+            Add("dist.all_reduce", reduce, 0);
         for (int d = 0; d < rank; d++)
-            if (add[d].Count > 0) Add("dist.all_slice", add[d], d);
+            if (add[d].Count > 0)
+                Add("dist.all_slice", add[d], d);
         return steps;
     }
 
@@ -87,8 +100,12 @@ public static class ReshardLowering
         {
             if (s.Op == "dist.all_reduce")
             {
-                v = b.CreateValue(s.Op, [v], [new("axes", Attr.Strs(s.Axes)), new("reduction", Attr.Str("sum"))],
-                    v.Type);
+                v = b.CreateValue(
+                    s.Op,
+                    [v],
+                    [new("axes", Attr.Strs(s.Axes)), new("reduction", Attr.Str("sum"))],
+                    v.Type
+                );
                 continue;
             }
             var shape = v.TensorType.ShapeArray;
@@ -118,21 +135,37 @@ public static class ReshardLowering
     /// </summary>
     public static double Cost(TensorType global, Sharding from, Sharding to, DeviceMesh mesh)
     {
-        if (from.Equals(to)) return 0;
-        double local = global.NumElements * Runtime.Arrays.DTypes.Size(global.DType) /
-            (double)mesh.Product(from.Axes.Except(from.Partial).ToArray());
+        if (from.Equals(to))
+            return 0;
+        double local =
+            global.NumElements
+            * Runtime.Arrays.DTypes.Size(global.DType)
+            / (double)mesh.Product(from.Axes.Except(from.Partial).ToArray());
         double sent = 0;
         foreach (var s in Plan(from, to, mesh))
         {
-            if (s.Axes.SequenceEqual([Microbatch.Axis])) continue; // summed on the device, nothing sent
+            if (s.Axes.SequenceEqual([Microbatch.Axis]))
+                continue; // summed on the device, nothing sent
             double n = mesh.Product(s.Axes);
             switch (s.Op)
             {
-                case "dist.all_gather": sent += (n - 1) * local; local *= n; break;
-                case "dist.all_reduce": sent += 2 * (n - 1) / n * local; break;
-                case "dist.reduce_scatter": sent += (n - 1) / n * local; local /= n; break;
-                case "dist.all_to_all": sent += (n - 1) / n * local; break;
-                case "dist.all_slice": local /= n; break;
+                case "dist.all_gather":
+                    sent += (n - 1) * local;
+                    local *= n;
+                    break;
+                case "dist.all_reduce":
+                    sent += 2 * (n - 1) / n * local;
+                    break;
+                case "dist.reduce_scatter":
+                    sent += (n - 1) / n * local;
+                    local /= n;
+                    break;
+                case "dist.all_to_all":
+                    sent += (n - 1) / n * local;
+                    break;
+                case "dist.all_slice":
+                    local /= n;
+                    break;
             }
         }
         return sent;

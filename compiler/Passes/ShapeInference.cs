@@ -12,6 +12,7 @@ public sealed class ShapeInference : IPass
 {
     /// <inheritdoc/>
     public string Name => "shape-inference";
+
     /// <inheritdoc/>
     public string Description => "recompute every result type from its operands with the op's shape rule";
 
@@ -27,7 +28,11 @@ public sealed class ShapeInference : IPass
                 if (op.Name == "func.return")
                 {
                     var types = op.Operands.Select(o => o.Type).ToList();
-                    if (!types.SequenceEqual(func.ResultTypes())) { func.SetResultTypes(types); changed = true; }
+                    if (!types.SequenceEqual(func.ResultTypes()))
+                    {
+                        func.SetResultTypes(types);
+                        changed = true;
+                    }
                     continue;
                 }
                 var def = op.Def ?? throw new IRException($"unknown operation '{op.Name}'");
@@ -36,7 +41,11 @@ public sealed class ShapeInference : IPass
                 {
                     var old = (TensorType)op.Results[i].Type;
                     var now = (TensorType)inferred[i];
-                    if (!old.SameShapeAndType(now)) { op.Results[i].Type = now.WithSharding(null); changed = true; }
+                    if (!old.SameShapeAndType(now))
+                    {
+                        op.Results[i].Type = now.WithSharding(null);
+                        changed = true;
+                    }
                 }
             }
         }

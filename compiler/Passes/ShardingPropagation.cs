@@ -17,6 +17,7 @@ public sealed class ShardingPropagation : IPass
 {
     /// <inheritdoc/>
     public string Name => "sharding-propagation";
+
     /// <inheritdoc/>
     public string Description => "propagate user shardings to every tensor through the ops' sharding rules";
 
@@ -36,22 +37,29 @@ public sealed class ShardingPropagation : IPass
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.IsSpmd()) return false; // already per-device: layouts are fixed in the types
+        if (module.IsSpmd())
+            return false; // already per-device: layouts are fixed in the types
         switch (Priority)
         {
-            case "activations": return Propagate(module, false);
-            case "parameters": return Propagate(module, true);
-            case "auto": break;
+            case "activations":
+                return Propagate(module, false);
+            case "parameters":
+                return Propagate(module, true);
+            case "auto":
+                break;
             default:
-                throw new PassInputException(module.Location,
-                    $"sharding-propagation: option priority must be auto, activations or parameters, got '{Priority}'");
+                throw new PassInputException(
+                    module.Location,
+                    $"sharding-propagation: option priority must be auto, activations or parameters, got '{Priority}'"
+                );
         }
         // Priority to parameters can only change the program where an activation won over a parameter: when no
         // parameter has to move, the activations' propagation stands (a Megatron program is propagated once).
         // Otherwise each priority is costed by the reshards insert-reshards then adds, and the cheaper one is kept.
         var before = Values(module).Select(v => v.Type).ToList();
         bool changed = Propagate(module, false);
-        if (!MovesParameter(module)) return changed;
+        if (!MovesParameter(module))
+            return changed;
         var activations = Values(module).Select(v => v.Type).ToList();
         double activationBytes = ReshardBytes(module.Clone());
         Restore(module, before);
@@ -67,15 +75,23 @@ public sealed class ShardingPropagation : IPass
     {
         var mesh = module.DeviceMesh();
         foreach (var func in module.Functions())
-            foreach (var op in func.Regions[0].Entry.Operations)
-            {
-                if (op.Dialect == "dist" || !op.Operands.Any(InsertReshards.IsParameter)
-                    || FactorSharding.RuleOf(op) is not { } rule) continue;
-                var (needed, _) = InsertReshards.Layout(op, rule, mesh);
-                for (int i = 0; i < op.Operands.Count; i++)
-                    if (InsertReshards.IsParameter(op.Operands[i]) && op.Operands[i].TensorType.Sharding is { } have
-                        && !have.Equals(needed[i])) return true;
-            }
+        foreach (var op in func.Regions[0].Entry.Operations)
+        {
+            if (
+                op.Dialect == "dist"
+                || !op.Operands.Any(InsertReshards.IsParameter)
+                || FactorSharding.RuleOf(op) is not { } rule
+            )
+                continue;
+            var (needed, _) = InsertReshards.Layout(op, rule, mesh);
+            for (int i = 0; i < op.Operands.Count; i++)
+                if (
+                    InsertReshards.IsParameter(op.Operands[i])
+                    && op.Operands[i].TensorType.Sharding is { } have
+                    && !have.Equals(needed[i])
+                )
+                    return true;
+        }
         return false;
     }
 
@@ -85,9 +101,17 @@ public sealed class ShardingPropagation : IPass
     {
         new InsertReshards().Run(module);
         var mesh = module.DeviceMesh();
-        return module.Walk().Where(o => o.Name == "dist.reshard")
-            .Sum(o => ReshardLowering.Cost(o.Operands[0].TensorType, o.Operands[0].TensorType.Sharding!,
-                o.Result.TensorType.Sharding!, mesh));
+        return module
+            .Walk()
+            .Where(o => o.Name == "dist.reshard")
+            .Sum(o =>
+                ReshardLowering.Cost(
+                    o.Operands[0].TensorType,
+                    o.Operands[0].TensorType.Sharding!,
+                    o.Result.TensorType.Sharding!,
+                    mesh
+                )
+            );
     }
 
     /// <summary>Gives every value the type recorded for it (in <see cref="Values"/> order) and the functions their
@@ -95,7 +119,8 @@ public sealed class ShardingPropagation : IPass
     private static void Restore(Operation module, List<MplType> types)
     {
         int i = 0;
-        foreach (var v in Values(module).ToList()) v.Type = types[i++];
+        foreach (var v in Values(module).ToList())
+            v.Type = types[i++];
         foreach (var func in module.Functions())
             func.SetResultTypes(func.Regions[0].Entry.Operations.Last().Operands.Select(o => o.Type));
     }
@@ -104,8 +129,8 @@ public sealed class ShardingPropagation : IPass
     {
         var mesh = module.DeviceMesh();
         bool changed = false;
-        foreach (var func in module.Functions()) changed |= new FunctionState(func, mesh,
-            parameterPriority).Propagate(MaxSweeps);
+        foreach (var func in module.Functions())
+            changed |= new FunctionState(func, mesh, parameterPriority).Propagate(MaxSweeps);
         return changed;
     }
 
@@ -116,9 +141,11 @@ public sealed class ShardingPropagation : IPass
         foreach (var op in module.Walk())
         {
             foreach (var r in op.Regions)
-                foreach (var b in r.Blocks)
-                    foreach (var a in b.Arguments) yield return a;
-            foreach (var r in op.Results) yield return r;
+            foreach (var b in r.Blocks)
+            foreach (var a in b.Arguments)
+                yield return a;
+            foreach (var r in op.Results)
+                yield return r;
         }
     }
 
@@ -139,26 +166,36 @@ public sealed class ShardingPropagation : IPass
         {
             _func = func;
             _mesh = mesh;
-            foreach (var a in func.Regions[0].Entry.Arguments) Fix(a);
+            foreach (var a in func.Regions[0].Entry.Arguments)
+                Fix(a);
             foreach (var op in func.Regions[0].Entry.Operations)
             {
                 // Collectives and transfers only exist in per-device form: their values are local and stay unsharded.
-                if (op.Dialect == "dist" && op.Name != "dist.reshard") continue;
+                if (op.Dialect == "dist" && op.Name != "dist.reshard")
+                    continue;
                 bool userFixed = op.Name is "tensor.param" or "dist.reshard";
                 foreach (var r in op.Results)
-                    if (userFixed || r.TensorType.Sharding != null) Fix(r); else _current[r] = null;
+                    if (userFixed || r.TensorType.Sharding != null)
+                        Fix(r);
+                    else
+                        _current[r] = null;
                 // A sharded parameter has priority, and so has its view through a shape op (a backward matmul's
                 // transposed weight).
-                if (parameterPriority && (op.Name == "tensor.param"
-                    && op.Result.TensorType.Sharding is { IsReplicated: false }
-                                          || op.Name is "tensor.transpose" or "tensor.reshape"
-                                              && _priority.Contains(op.Operands[0])))
+                if (
+                    parameterPriority
+                    && (
+                        op.Name == "tensor.param" && op.Result.TensorType.Sharding is { IsReplicated: false }
+                        || op.Name is "tensor.transpose" or "tensor.reshape" && _priority.Contains(op.Operands[0])
+                    )
+                )
                     _priority.Add(op.Result);
                 // A reshard is a constraint: it also pulls its still-open operand towards its layout.
-                var rule = op.Name == "dist.reshard"
-                    ? Dialects.Tensor.ShardingRules.Pointwise(op.Result.TensorType.Shape)
-                    : FactorSharding.RuleOf(op);
-                if (rule != null) _ops.Add((op, rule));
+                var rule =
+                    op.Name == "dist.reshard"
+                        ? Dialects.Tensor.ShardingRules.Pointwise(op.Result.TensorType.Shape)
+                        : FactorSharding.RuleOf(op);
+                if (rule != null)
+                    _ops.Add((op, rule));
             }
         }
 
@@ -174,9 +211,12 @@ public sealed class ShardingPropagation : IPass
             for (int sweep = 0; sweep < maxSweeps; sweep++)
             {
                 bool changed = false;
-                foreach (var (op, rule) in _ops) changed |= Visit(op, rule);
-                for (int i = _ops.Count - 1; i >= 0; i--) changed |= Visit(_ops[i].Op, _ops[i].Rule);
-                if (!changed) break;
+                foreach (var (op, rule) in _ops)
+                    changed |= Visit(op, rule);
+                for (int i = _ops.Count - 1; i >= 0; i--)
+                    changed |= Visit(_ops[i].Op, _ops[i].Rule);
+                if (!changed)
+                    break;
                 any = true;
             }
             return Finish() || any;
@@ -187,18 +227,22 @@ public sealed class ShardingPropagation : IPass
         private bool Visit(Operation op, ShardingRule rule)
         {
             // A parameter with priority outweighs every activation; among themselves size still decides.
-            var votes = Tensors(op).Select(v => new FactorSharding.Vote(_current[v],
-                v.TensorType.NumElements + (_priority.Contains(v) ? PriorityWeight : 0)))
+            var votes = Tensors(op)
+                .Select(v => new FactorSharding.Vote(
+                    _current[v],
+                    v.TensorType.NumElements + (_priority.Contains(v) ? PriorityWeight : 0)
+                ))
                 .ToArray();
             // The value written to a parameter takes the parameter's layout; it has no say in it.
-            if (op.Name == "train.update") votes[1] = new FactorSharding.Vote(null, 0);
+            if (op.Name == "train.update")
+                votes[1] = new FactorSharding.Vote(null, 0);
             var assign = FactorSharding.Resolve(rule, votes, _mesh);
             bool changed = false;
             var tensors = Tensors(op).ToArray();
             var dims = rule.Tensors.ToArray();
             for (int t = 0; t < tensors.Length; t++)
-                if (!_fixed.Contains(tensors[t])) changed |= Refine(tensors[t], FactorSharding.Project(rule, dims[t],
-                    assign, _mesh));
+                if (!_fixed.Contains(tensors[t]))
+                    changed |= Refine(tensors[t], FactorSharding.Project(rule, dims[t], assign, _mesh));
             return changed;
         }
 
@@ -212,12 +256,14 @@ public sealed class ShardingPropagation : IPass
             bool changed = _current[v] == null;
             for (int d = 0; d < dims.Length; d++)
             {
-                if (dims[d].Count > 0 || proposal.Dims[d].Count == 0 || proposal.Dims[d].Any(used.Contains)) continue;
+                if (dims[d].Count > 0 || proposal.Dims[d].Count == 0 || proposal.Dims[d].Any(used.Contains))
+                    continue;
                 dims[d].AddRange(proposal.Dims[d]);
                 used.UnionWith(proposal.Dims[d]);
                 changed = true;
             }
-            if (changed) _current[v] = new Sharding(dims, cur.Partial);
+            if (changed)
+                _current[v] = new Sharding(dims, cur.Partial);
             return changed;
         }
 
@@ -230,10 +276,14 @@ public sealed class ShardingPropagation : IPass
                 var sharding = s ?? Sharding.Replicated(v.TensorType.Rank);
                 if (!_fixed.Contains(v) && v is OpResult { Owner: var op } && FactorSharding.RuleOf(op) is { } rule)
                 {
-                    var votes = Tensors(op).Select(x => new FactorSharding.Vote(_current[x]
-                        ?? Sharding.Replicated(x.TensorType.Rank),
-                        op.Results.Contains(x) ? long.MaxValue : x.TensorType.NumElements)).ToArray();
-                    var partial = FactorSharding.PartialAxes(rule, FactorSharding.Resolve(rule, votes, _mesh), _mesh)
+                    var votes = Tensors(op)
+                        .Select(x => new FactorSharding.Vote(
+                            _current[x] ?? Sharding.Replicated(x.TensorType.Rank),
+                            op.Results.Contains(x) ? long.MaxValue : x.TensorType.NumElements
+                        ))
+                        .ToArray();
+                    var partial = FactorSharding
+                        .PartialAxes(rule, FactorSharding.Resolve(rule, votes, _mesh), _mesh)
                         .Where(a => !sharding.Axes.Contains(a));
                     sharding = new Sharding(sharding.Dims, partial);
                 }

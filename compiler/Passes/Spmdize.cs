@@ -18,16 +18,19 @@ public sealed class Spmdize : IPass
 {
     /// <inheritdoc/>
     public string Name => "spmdize";
+
     /// <inheritdoc/>
-    public string Description
-        => "turn the sharded global program into the per-device program with explicit collectives";
+    public string Description =>
+        "turn the sharded global program into the per-device program with explicit collectives";
 
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
-        if (module.IsSpmd()) return false;
+        if (module.IsSpmd())
+            return false;
         var mesh = module.DeviceMesh();
-        foreach (var func in module.Functions()) Function(func, mesh);
+        foreach (var func in module.Functions())
+            Function(func, mesh);
         module.SetAttr("spmd", Attr.Bool(true));
         return true;
     }
@@ -37,11 +40,14 @@ public sealed class Spmdize : IPass
         var entry = func.Regions[0].Entry;
         CheckLayouts(func, mesh);
         // Reshards need their operand's global layout after the operand itself has become local.
-        var layouts = entry.Operations.Where(o => o.Name == "dist.reshard")
+        var layouts = entry
+            .Operations.Where(o => o.Name == "dist.reshard")
             .ToDictionary(o => o, o => Complete(o.Operands[0].TensorType).Sharding!);
         var ret = entry.Last!;
-        func.SetAttr("result_layouts", new ArrayAttr(ret.Operands.Select(o =>
-            (Attr)new TypeAttr(Complete(o.TensorType)))));
+        func.SetAttr(
+            "result_layouts",
+            new ArrayAttr(ret.Operands.Select(o => (Attr)new TypeAttr(Complete(o.TensorType))))
+        );
         var argLayouts = new List<Attr>();
         foreach (var a in entry.Arguments)
         {
@@ -75,7 +81,8 @@ public sealed class Spmdize : IPass
         Local(global, mesh, op.Location, op.Result.NameHint ?? "reshard result");
         b.SetInsertionPointBefore(op);
         var v = ReshardLowering.Emit(b, op.Operands[0], from, to, mesh);
-        if (v.NameHint == null && !ReferenceEquals(v, op.Operands[0])) v.NameHint = op.Result.NameHint;
+        if (v.NameHint == null && !ReferenceEquals(v, op.Operands[0]))
+            v.NameHint = op.Result.NameHint;
         op.Result.ReplaceAllUsesWith(v);
         op.Erase();
     }
@@ -89,18 +96,23 @@ public sealed class Spmdize : IPass
             if (op.Name == "func.return")
             {
                 if (op.Operands.FirstOrDefault(o => o.TensorType.Sharding?.Partial.Count > 0) is { } p)
-                    throw new IRException($"spmdize: @{func.StringAttr("sym_name")} returns a partial sum ({p.Type}); "
-                        + $"run insert-reshards first");
+                    throw new IRException(
+                        $"spmdize: @{func.StringAttr("sym_name")} returns a partial sum ({p.Type}); "
+                            + $"run insert-reshards first"
+                    );
                 continue;
             }
-            if (op.Name == "dist.reshard" || FactorSharding.RuleOf(op) is not { } rule) continue;
+            if (op.Name == "dist.reshard" || FactorSharding.RuleOf(op) is not { } rule)
+                continue;
             var (operands, _) = InsertReshards.Layout(op, rule, mesh);
             for (int i = 0; i < op.Operands.Count; i++)
             {
                 var have = Complete(op.Operands[i].TensorType).Sharding!;
                 if (!have.Equals(operands[i]))
-                    throw new IRException($"spmdize: operand {i} of {op.Name} is laid out {have} but the op needs "
-                        + $"{operands[i]}; run insert-reshards first");
+                    throw new IRException(
+                        $"spmdize: operand {i} of {op.Name} is laid out {have} but the op needs "
+                            + $"{operands[i]}; run insert-reshards first"
+                    );
             }
         }
     }
@@ -108,15 +120,17 @@ public sealed class Spmdize : IPass
     private static void Op(Operation op, Builder b, DeviceMesh mesh)
     {
         var partial = op.Results.Count == 1 ? Complete(op.Result.TensorType).Sharding!.Partial : [];
-        if (op.Name == "tensor.param") op.SetAttr("layout", new TypeAttr(Complete(op.Result.TensorType)));
-        foreach (var r in op.Results) Localize(r, mesh, op);
+        if (op.Name == "tensor.param")
+            op.SetAttr("layout", new TypeAttr(Complete(op.Result.TensorType)));
+        foreach (var r in op.Results)
+            Localize(r, mesh, op);
         foreach (var o in op.Operands)
-            if (o.TensorType.Sharding != null) throw new IRException($"spmdize: operand {o.Type} of {op.Name} was not "
-                + $"made local");
-        if (op.Name is "tensor.reshape" or "tensor.broadcast") op.SetAttr("shape",
-            Attr.Ints(op.Result.TensorType.Shape));
-        if (op.Def is { } def) Builder.MergeResultTypes(def, Builder.InferExisting(def, op),
-            op.Results.Select(r => r.Type).ToArray());
+            if (o.TensorType.Sharding != null)
+                throw new IRException($"spmdize: operand {o.Type} of {op.Name} was not " + $"made local");
+        if (op.Name is "tensor.reshape" or "tensor.broadcast")
+            op.SetAttr("shape", Attr.Ints(op.Result.TensorType.Shape));
+        if (op.Def is { } def)
+            Builder.MergeResultTypes(def, Builder.InferExisting(def, op), op.Results.Select(r => r.Type).ToArray());
         // A mean over a split dimension: each device's mean covers 1/n of the elements, so it counts 1/n towards the
         // sum.
         if (op.Name is "tensor.mean" or "tensor.cross_entropy" && partial.Count > 0)
@@ -124,11 +138,16 @@ public sealed class Spmdize : IPass
             var r = op.Result;
             var uses = r.Uses.ToArray();
             b.SetInsertionPointBefore(op.Next!);
-            var scale = b.CreateValue("tensor.constant", [], [new("value", Attr.Float(1.0 / mesh.Product(partial)))],
-                TensorType.Scalar(r.TensorType.DType));
+            var scale = b.CreateValue(
+                "tensor.constant",
+                [],
+                [new("value", Attr.Float(1.0 / mesh.Product(partial)))],
+                TensorType.Scalar(r.TensorType.DType)
+            );
             var scaled = b.CreateValue("tensor.mul", [r, scale]);
             scaled.NameHint = r.NameHint;
-            foreach (var (user, index) in uses) user.SetOperand(index, scaled);
+            foreach (var (user, index) in uses)
+                user.SetOperand(index, scaled);
         }
     }
 
@@ -138,28 +157,32 @@ public sealed class Spmdize : IPass
     }
 
     /// <summary>The type with a sharding (replicated when it has none).</summary>
-    private static TensorType Complete(TensorType t) => t.Sharding != null ? t
-        : t.WithSharding(Sharding.Replicated(t.Rank));
+    private static TensorType Complete(TensorType t) =>
+        t.Sharding != null ? t : t.WithSharding(Sharding.Replicated(t.Rank));
 
     /// <summary>The per-device type of a global one; a dimension its axes do not divide is an error naming
     /// both.</summary>
     public static TensorType Local(TensorType t, DeviceMesh mesh, Location loc, string what)
     {
-        if (t.Sharding == null) return t;
+        if (t.Sharding == null)
+            return t;
         var shape = t.ShapeArray;
         for (int d = 0; d < t.Rank; d++)
         {
             var axes = t.Sharding.Dims[d];
             foreach (var a in axes)
                 if (!mesh.AxisNames.Contains(a))
-                    throw new PassInputException(loc,
-                        $"'{what}' is sharded over mesh axis '{a}', which the mesh ({mesh}) does not have");
+                    throw new PassInputException(
+                        loc,
+                        $"'{what}' is sharded over mesh axis '{a}', which the mesh ({mesh}) does not have"
+                    );
             long n = mesh.Product(axes);
             if (shape[d] % n != 0)
-                throw new PassInputException(loc,
+                throw new PassInputException(
+                    loc,
                     $"dimension {d} of '{what}' ({t.ToSourceString()}, size {shape[d]}) is not divisible by mesh axes "
-                    +
-                    $"{string.Join(", ", axes.Select(a => $"{a}={mesh.Size(a)}"))} (product {n})");
+                        + $"{string.Join(", ", axes.Select(a => $"{a}={mesh.Size(a)}"))} (product {n})"
+                );
             shape[d] /= n;
         }
         return new TensorType(t.DType, shape);

@@ -7,8 +7,10 @@ public enum Severity
 {
     /// <summary>Compilation fails.</summary>
     Error,
+
     /// <summary>Compilation goes on.</summary>
     Warning,
+
     /// <summary>Extra context for the preceding diagnostic.</summary>
     Note,
 }
@@ -22,23 +24,36 @@ public sealed record Diagnostic(Severity Severity, SourceText? Source, TextSpan 
     /// </summary>
     public string Render()
     {
-        string sev = Severity switch { Severity.Error => "error", Severity.Warning => "warning", _ => "note" };
-        if (Source == null) return $"{sev}: {Message}";
+        string sev = Severity switch
+        {
+            Severity.Error => "error",
+            Severity.Warning => "warning",
+            _ => "note",
+        };
+        if (Source == null)
+            return $"{sev}: {Message}";
         var (line, col) = Source.LineColumn(Span.Start);
         var sb = new StringBuilder();
         sb.Append($"{Source.Path}:{line}:{col}: {sev}: {Message}\n");
         string text = Source.Line(line);
         // Control characters (binary garbage) would corrupt a terminal: show them as '?'.
         var shown = new StringBuilder(text.Length);
-        foreach (char c in text) shown.Append(c == '\t' || (!char.IsControl(c) && !char.IsSurrogate(c)) ? c : '?');
-        if (shown.Length > 200) { shown.Length = 200; shown.Append(" ..."); }
+        foreach (char c in text)
+            shown.Append(c == '\t' || (!char.IsControl(c) && !char.IsSurrogate(c)) ? c : '?');
+        if (shown.Length > 200)
+        {
+            shown.Length = 200;
+            shown.Append(" ...");
+        }
         sb.Append(shown).Append('\n');
         var caret = new StringBuilder();
-        for (int i = 0; i < col - 1 && i < text.Length && i < 200; i++) caret.Append(text[i] == '\t' ? '\t' : ' ');
+        for (int i = 0; i < col - 1 && i < text.Length && i < 200; i++)
+            caret.Append(text[i] == '\t' ? '\t' : ' ');
         caret.Append('^');
         int lineEnd = Source.Offset(line, 1) + text.Length;
         int tildes = Math.Min(Span.End, lineEnd) - Span.Start - 1;
-        if (tildes > 0) caret.Append('~', Math.Min(tildes, 200));
+        if (tildes > 0)
+            caret.Append('~', Math.Min(tildes, 200));
         sb.Append(caret);
         return sb.ToString();
     }
@@ -55,22 +70,29 @@ public sealed class DiagnosticBag
 
     /// <summary>Everything reported, in order.</summary>
     public IReadOnlyList<Diagnostic> Items => _items;
+
     /// <summary>Number of errors, including suppressed ones.</summary>
     public int ErrorCount => _items.Count(d => d.Severity == Severity.Error) + _suppressed;
+
     /// <summary>True when an error was reported.</summary>
     public bool HasErrors => ErrorCount > 0;
 
     /// <summary>Reports an error.</summary>
-    public void Error(SourceText? src, TextSpan span, string message) => Add(new Diagnostic(Severity.Error, src, span,
-        message));
+    public void Error(SourceText? src, TextSpan span, string message) =>
+        Add(new Diagnostic(Severity.Error, src, span, message));
+
     /// <summary>Reports a warning.</summary>
-    public void Warning(SourceText? src, TextSpan span, string message) => Add(new Diagnostic(Severity.Warning, src,
-        span, message));
+    public void Warning(SourceText? src, TextSpan span, string message) =>
+        Add(new Diagnostic(Severity.Warning, src, span, message));
 
     /// <summary>Adds a diagnostic.</summary>
     public void Add(Diagnostic d)
     {
-        if (d.Severity == Severity.Error && ErrorCount >= MaxErrors) { _suppressed++; return; }
+        if (d.Severity == Severity.Error && ErrorCount >= MaxErrors)
+        {
+            _suppressed++;
+            return;
+        }
         _items.Add(d);
     }
 
@@ -78,8 +100,10 @@ public sealed class DiagnosticBag
     public string Render()
     {
         var sb = new StringBuilder();
-        foreach (var d in _items) sb.Append(d.Render()).Append('\n');
-        if (_suppressed > 0) sb.Append($"error: {_suppressed} more error(s) not shown\n");
+        foreach (var d in _items)
+            sb.Append(d.Render()).Append('\n');
+        if (_suppressed > 0)
+            sb.Append($"error: {_suppressed} more error(s) not shown\n");
         return sb.ToString();
     }
 }

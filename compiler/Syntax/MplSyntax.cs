@@ -21,13 +21,15 @@ public static class MplSyntax
         lexer.RemoveErrorListeners();
         var tokens = new CommonTokenStream(lexer);
         tokens.Fill();
-        if (!CheckTokens(src, tokens.GetTokens(), diags)) return null;
+        if (!CheckTokens(src, tokens.GetTokens(), diags))
+            return null;
 
         var parser = new MplParser(tokens);
         parser.RemoveErrorListeners();
         parser.AddErrorListener(new SyntaxErrorListener(src, diags));
         var tree = parser.program();
-        if (diags.HasErrors) return null;
+        if (diags.HasErrors)
+            return null;
         try
         {
             return new AstBuilder(src).Build(tree);
@@ -41,7 +43,8 @@ public static class MplSyntax
 
     private static bool CheckTokens(SourceText src, IList<IToken> tokens, DiagnosticBag diags)
     {
-        int depth = 0, minusRun = 0;
+        int depth = 0,
+            minusRun = 0;
         bool ok = true;
         for (int i = 0; i < tokens.Count; i++)
         {
@@ -51,13 +54,22 @@ public static class MplSyntax
             {
                 case MplLexer.ERROR_CHAR:
                     int j = i;
-                    while (j + 1 < tokens.Count && tokens[j + 1].Type == MplLexer.ERROR_CHAR && tokens[j
-                        + 1].StartIndex == tokens[j].StopIndex + 1) j++;
+                    while (
+                        j + 1 < tokens.Count
+                        && tokens[j + 1].Type == MplLexer.ERROR_CHAR
+                        && tokens[j + 1].StartIndex == tokens[j].StopIndex + 1
+                    )
+                        j++;
                     string c = t.Text;
-                    string shown = c.Length == 1 && !char.IsControl(c[0]) && !char.IsSurrogate(c[0]) ? $"'{c}'"
-                        : $"U+{(int)c[0]:X4}";
-                    diags.Error(src, new TextSpan(t.StartIndex, tokens[j].StopIndex - t.StartIndex + 1),
-                        j > i ? $"unexpected characters starting with {shown}" : $"unexpected character {shown}");
+                    string shown =
+                        c.Length == 1 && !char.IsControl(c[0]) && !char.IsSurrogate(c[0])
+                            ? $"'{c}'"
+                            : $"U+{(int)c[0]:X4}";
+                    diags.Error(
+                        src,
+                        new TextSpan(t.StartIndex, tokens[j].StopIndex - t.StartIndex + 1),
+                        j > i ? $"unexpected characters starting with {shown}" : $"unexpected character {shown}"
+                    );
                     i = j;
                     ok = false;
                     break;
@@ -71,35 +83,50 @@ public static class MplSyntax
                     break;
             }
             string text = t.Type == TokenConstants.EOF ? "" : t.Text;
-            if (text is "(" or "[" or "{") depth++;
-            else if (text is ")" or "]" or "}") depth = Math.Max(0, depth - 1);
+            if (text is "(" or "[" or "{")
+                depth++;
+            else if (text is ")" or "]" or "}")
+                depth = Math.Max(0, depth - 1);
             minusRun = text == "-" ? minusRun + 1 : 0;
             if (depth > MaxNesting || minusRun > MaxNesting)
             {
                 diags.Error(src, span, $"expression nested more than {MaxNesting} levels deep");
                 return false;
             }
-            if (diags.ErrorCount >= DiagnosticBag.MaxErrors) return false;
+            if (diags.ErrorCount >= DiagnosticBag.MaxErrors)
+                return false;
         }
         return ok;
     }
 
     private sealed class SyntaxErrorListener(SourceText src, DiagnosticBag diags) : IAntlrErrorListener<IToken>
     {
-        public void SyntaxError(TextWriter output, IRecognizer recognizer, IToken offendingSymbol, int line,
+        public void SyntaxError(
+            TextWriter output,
+            IRecognizer recognizer,
+            IToken offendingSymbol,
+            int line,
             int charPositionInLine,
-            string msg, RecognitionException e)
+            string msg,
+            RecognitionException e
+        )
         {
             int start = offendingSymbol?.StartIndex ?? src.Offset(line, charPositionInLine + 1);
-            int len = offendingSymbol == null || offendingSymbol.Type == TokenConstants.EOF ? 1
-                : offendingSymbol.StopIndex - offendingSymbol.StartIndex + 1;
-            if (start < 0) start = src.Text.Length;
+            int len =
+                offendingSymbol == null || offendingSymbol.Type == TokenConstants.EOF
+                    ? 1
+                    : offendingSymbol.StopIndex - offendingSymbol.StartIndex + 1;
+            if (start < 0)
+                start = src.Text.Length;
             diags.Error(src, new TextSpan(start, Math.Max(1, len)), Friendly(msg));
         }
 
         // ANTLR says "<EOF>" and lists token names; keep its substance, in the project's words.
         private static string Friendly(string msg) =>
-            "syntax error: " + msg.Replace("<EOF>", "end of file").Replace("extraneous input", "unexpected")
-                .Replace("mismatched input", "unexpected").Replace("no viable alternative at input", "cannot parse");
+            "syntax error: "
+            + msg.Replace("<EOF>", "end of file")
+                .Replace("extraneous input", "unexpected")
+                .Replace("mismatched input", "unexpected")
+                .Replace("no viable alternative at input", "cannot parse");
     }
 }

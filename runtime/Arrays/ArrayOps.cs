@@ -13,7 +13,8 @@ public static class ArrayOps
     public static NDArray Concat(IReadOnlyList<NDArray> parts, int axis)
     {
         ArgumentNullException.ThrowIfNull(parts);
-        if (parts.Count == 0) throw new ArgumentException("concat needs at least one array", nameof(parts));
+        if (parts.Count == 0)
+            throw new ArgumentException("concat needs at least one array", nameof(parts));
         NDArray first = parts[0];
         int ax = NormaliseAxis(first, axis);
         long total = 0;
@@ -21,18 +22,25 @@ public static class ArrayOps
         {
             NDArray part = parts[p];
             ArgumentNullException.ThrowIfNull(part, nameof(parts));
-            if (part.DType != first.DType || part.Shape.Length != first.Shape.Length || !SameExcept(part.Shape,
-                first.Shape, ax))
-                throw new ArgumentException($"concat along axis {ax}: part {p} is {part.TypeString} but part 0 is "
-                    + $"{first.TypeString}");
+            if (
+                part.DType != first.DType
+                || part.Shape.Length != first.Shape.Length
+                || !SameExcept(part.Shape, first.Shape, ax)
+            )
+                throw new ArgumentException(
+                    $"concat along axis {ax}: part {p} is {part.TypeString} but part 0 is " + $"{first.TypeString}"
+                );
             total = checked(total + part.Shape[ax]);
         }
         var shape = (long[])first.Shape.Clone();
         shape[ax] = total;
         NDArray result = Uninitialised(first.DType, shape);
-        long outer = Outer(shape, ax), inner = Inner(shape, ax);
-        if (result.F != null) ConcatBlocks(parts, p => p.F!, result.F, ax, outer, inner, total);
-        else ConcatBlocks(parts, p => p.I!, result.I!, ax, outer, inner, total);
+        long outer = Outer(shape, ax),
+            inner = Inner(shape, ax);
+        if (result.F != null)
+            ConcatBlocks(parts, p => p.F!, result.F, ax, outer, inner, total);
+        else
+            ConcatBlocks(parts, p => p.I!, result.I!, ax, outer, inner, total);
         return result;
     }
 
@@ -44,14 +52,18 @@ public static class ArrayOps
     {
         ArgumentNullException.ThrowIfNull(x);
         int ax = NormaliseAxis(x, axis);
-        if (n < 1) throw new ArgumentException($"split needs at least one chunk, got {n}", nameof(n));
+        if (n < 1)
+            throw new ArgumentException($"split needs at least one chunk, got {n}", nameof(n));
         long dim = x.Shape[ax];
         if (dim % n != 0)
-            throw new ArgumentException($"cannot split {x.TypeString} into {n} equal chunks along axis {ax}: {dim} is "
-                + $"not divisible by {n}");
+            throw new ArgumentException(
+                $"cannot split {x.TypeString} into {n} equal chunks along axis {ax}: {dim} is "
+                    + $"not divisible by {n}"
+            );
         long chunk = dim / n;
         var chunks = new NDArray[n];
-        for (int i = 0; i < n; i++) chunks[i] = Slice(x, ax, i * chunk, chunk);
+        for (int i = 0; i < n; i++)
+            chunks[i] = Slice(x, ax, i * chunk, chunk);
         return chunks;
     }
 
@@ -67,9 +79,12 @@ public static class ArrayOps
         var shape = (long[])x.Shape.Clone();
         shape[ax] = length;
         NDArray result = Uninitialised(x.DType, shape);
-        long outer = Outer(shape, ax), inner = Inner(shape, ax);
-        if (result.F != null) SliceBlocks(x.F!, result.F, outer, dim * inner, start * inner, length * inner);
-        else SliceBlocks(x.I!, result.I!, outer, dim * inner, start * inner, length * inner);
+        long outer = Outer(shape, ax),
+            inner = Inner(shape, ax);
+        if (result.F != null)
+            SliceBlocks(x.F!, result.F, outer, dim * inner, start * inner, length * inner);
+        else
+            SliceBlocks(x.I!, result.I!, outer, dim * inner, start * inner, length * inner);
         return result;
     }
 
@@ -82,14 +97,18 @@ public static class ArrayOps
         NDArray acc = Copy(CheckSameType(xs, "sum"));
         for (int k = 1; k < xs.Count; k++)
         {
-            if (acc.I != null) AddInto<int>(acc.I, xs[k].I!);
-            else if (acc.DType == DType.F32) AddInto<float>(acc.F!, xs[k].F!);
+            if (acc.I != null)
+                AddInto<int>(acc.I, xs[k].I!);
+            else if (acc.DType == DType.F32)
+                AddInto<float>(acc.F!, xs[k].F!);
             else
             {
                 // Rounding after each addition keeps the result identical to a chain of binary adds in the IR.
-                float[] a = acc.F!, b = xs[k].F!;
+                float[] a = acc.F!,
+                    b = xs[k].F!;
                 DType t = acc.DType;
-                for (int i = 0; i < a.Length; i++) a[i] = t.Round(a[i] + b[i]);
+                for (int i = 0; i < a.Length; i++)
+                    a[i] = t.Round(a[i] + b[i]);
             }
         }
         return acc;
@@ -103,13 +122,17 @@ public static class ArrayOps
         {
             if (acc.I != null)
             {
-                int[] a = acc.I, b = xs[k].I!;
-                for (int i = 0; i < a.Length; i++) a[i] = Math.Max(a[i], b[i]);
+                int[] a = acc.I,
+                    b = xs[k].I!;
+                for (int i = 0; i < a.Length; i++)
+                    a[i] = Math.Max(a[i], b[i]);
             }
             else
             {
-                float[] a = acc.F!, b = xs[k].F!;
-                for (int i = 0; i < a.Length; i++) a[i] = MathF.Max(a[i], b[i]);
+                float[] a = acc.F!,
+                    b = xs[k].F!;
+                for (int i = 0; i < a.Length; i++)
+                    a[i] = MathF.Max(a[i], b[i]);
             }
         }
         return acc;
@@ -120,27 +143,32 @@ public static class ArrayOps
     {
         ArgumentNullException.ThrowIfNull(x);
         var shape = (long[])x.Shape.Clone();
-        return x.F != null ? NDArray.FromFloats(x.DType, shape, (float[])x.F.Clone()) : NDArray.FromInts(shape,
-            (int[])x.I!.Clone());
+        return x.F != null
+            ? NDArray.FromFloats(x.DType, shape, (float[])x.F.Clone())
+            : NDArray.FromInts(shape, (int[])x.I!.Clone());
     }
 
     private static NDArray CheckSameType(IReadOnlyList<NDArray> xs, string what)
     {
         ArgumentNullException.ThrowIfNull(xs);
-        if (xs.Count == 0) throw new ArgumentException($"{what} needs at least one array", nameof(xs));
+        if (xs.Count == 0)
+            throw new ArgumentException($"{what} needs at least one array", nameof(xs));
         NDArray first = xs[0];
         ArgumentNullException.ThrowIfNull(first, nameof(xs));
         for (int k = 1; k < xs.Count; k++)
         {
             ArgumentNullException.ThrowIfNull(xs[k], nameof(xs));
             if (xs[k].DType != first.DType || !xs[k].Shape.AsSpan().SequenceEqual(first.Shape))
-                throw new ArgumentException($"{what}: array {k} is {xs[k].TypeString} but array 0 is {first.TypeString}");
+                throw new ArgumentException(
+                    $"{what}: array {k} is {xs[k].TypeString} but array 0 is {first.TypeString}"
+                );
         }
         return first;
     }
 
     // Vector<T> addition wraps for integers, which is the i32 semantics we want.
-    private static void AddInto<T>(T[] acc, T[] x) where T : struct, INumber<T>
+    private static void AddInto<T>(T[] acc, T[] x)
+        where T : struct, INumber<T>
     {
         Span<T> a = acc;
         ReadOnlySpan<T> b = x;
@@ -150,12 +178,19 @@ public static class ArrayOps
             for (; i <= a.Length - Vector<T>.Count; i += Vector<T>.Count)
                 (new Vector<T>(a[i..]) + new Vector<T>(b[i..])).CopyTo(a[i..]);
         }
-        for (; i < a.Length; i++) a[i] = unchecked(a[i] + b[i]);
+        for (; i < a.Length; i++)
+            a[i] = unchecked(a[i] + b[i]);
     }
 
-    private static void ConcatBlocks<T>(IReadOnlyList<NDArray> parts, Func<NDArray, T[]> data, T[] dst, int ax,
+    private static void ConcatBlocks<T>(
+        IReadOnlyList<NDArray> parts,
+        Func<NDArray, T[]> data,
+        T[] dst,
+        int ax,
         long outer,
-        long inner, long total)
+        long inner,
+        long total
+    )
     {
         long dstRow = total * inner;
         for (long o = 0; o < outer; o++)
@@ -180,8 +215,8 @@ public static class ArrayOps
     private static NDArray Uninitialised(DType dtype, long[] shape)
     {
         long n = NDArray.ShapeSize(shape);
-        if (n > Array.MaxLength) throw new InsufficientMemoryException($"an array of {n} elements is too large for "
-            + $"the host");
+        if (n > Array.MaxLength)
+            throw new InsufficientMemoryException($"an array of {n} elements is too large for " + $"the host");
         return dtype.IsFloat()
             ? NDArray.FromFloats(dtype, shape, GC.AllocateUninitializedArray<float>((int)n))
             : NDArray.FromInts(shape, GC.AllocateUninitializedArray<int>((int)n));
@@ -191,15 +226,16 @@ public static class ArrayOps
     {
         int rank = x.Shape.Length;
         int ax = axis < 0 ? axis + rank : axis;
-        if (ax < 0 || ax >= rank) throw new ArgumentException($"axis {axis} is out of range for {x.TypeString}",
-            nameof(axis));
+        if (ax < 0 || ax >= rank)
+            throw new ArgumentException($"axis {axis} is out of range for {x.TypeString}", nameof(axis));
         return ax;
     }
 
     private static bool SameExcept(long[] a, long[] b, int axis)
     {
         for (int i = 0; i < a.Length; i++)
-            if (i != axis && a[i] != b[i]) return false;
+            if (i != axis && a[i] != b[i])
+                return false;
         return true;
     }
 
@@ -219,11 +255,16 @@ public static class ArrayOps
         (double Error, long Index) worst = (0, -1);
         for (long i = 0; i < expected.Size; i++)
         {
-            double e = expected.GetDouble(i), a = actual.GetDouble(i);
-            if (double.IsNaN(e) && double.IsNaN(a) || e == a) continue;
-            double err = double.IsNaN(e) || double.IsNaN(a) || double.IsInfinity(e) || double.IsInfinity(a)
-                ? double.PositiveInfinity : Math.Abs(e - a) / Math.Max(Math.Abs(e), 1);
-            if (err > worst.Error || worst.Index < 0) worst = (err, i);
+            double e = expected.GetDouble(i),
+                a = actual.GetDouble(i);
+            if (double.IsNaN(e) && double.IsNaN(a) || e == a)
+                continue;
+            double err =
+                double.IsNaN(e) || double.IsNaN(a) || double.IsInfinity(e) || double.IsInfinity(a)
+                    ? double.PositiveInfinity
+                    : Math.Abs(e - a) / Math.Max(Math.Abs(e), 1);
+            if (err > worst.Error || worst.Index < 0)
+                worst = (err, i);
         }
         return worst;
     }

@@ -21,7 +21,8 @@ public interface IArray
 /// computes with, so that the same rendezvous serves host arrays and arrays in the memory of a shared GPU. Every
 /// result is a new array that shares nothing with its inputs.
 /// </summary>
-public interface IArrayOps<T> where T : class, IArray
+public interface IArrayOps<T>
+    where T : class, IArray
 {
     /// <summary>The elementwise sum of arrays of one type, added in list order (f16/bf16 rounded after each add, i32
     /// wrapping).</summary>
@@ -52,11 +53,13 @@ public static class ArrayOpsExtensions
 {
     /// <summary><paramref name="x"/> cut into <paramref name="n"/> equal chunks along <paramref name="dim"/> (which
     /// must divide).</summary>
-    public static T[] Split<T>(this IArrayOps<T> ops, T x, int dim, int n) where T : class, IArray
+    public static T[] Split<T>(this IArrayOps<T> ops, T x, int dim, int n)
+        where T : class, IArray
     {
         long len = x.Shape[dim] / n;
         var chunks = new T[n];
-        for (int i = 0; i < n; i++) chunks[i] = ops.Slice(x, dim, i * len, len);
+        for (int i = 0; i < n; i++)
+            chunks[i] = ops.Slice(x, dim, i * len, len);
         return chunks;
     }
 }
@@ -71,16 +74,22 @@ public sealed class HostArrayOps : IArrayOps<NDArray>
 
     /// <inheritdoc/>
     public NDArray Sum(IReadOnlyList<NDArray> xs) => ArrayOps.Sum(xs);
+
     /// <inheritdoc/>
     public NDArray Max(IReadOnlyList<NDArray> xs) => ArrayOps.Max(xs);
+
     /// <inheritdoc/>
     public NDArray Concat(IReadOnlyList<NDArray> parts, int dim) => ArrayOps.Concat(parts, dim);
+
     /// <inheritdoc/>
     public NDArray Slice(NDArray x, int dim, long start, long length) => ArrayOps.Slice(x, dim, start, length);
+
     /// <inheritdoc/>
     public NDArray Copy(NDArray x) => ArrayOps.Copy(x);
+
     /// <inheritdoc/>
     public NDArray Zeros(DType dtype, long[] shape) => NDArray.Zeros(dtype, (long[])shape.Clone());
+
     /// <inheritdoc/>
     public void Release(NDArray x) { }
 }

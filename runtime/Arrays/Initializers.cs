@@ -12,16 +12,22 @@ public static class Initializers
         var a = NDArray.Zeros(dtype, shape);
         switch (kind)
         {
-            case "zeros": break;
+            case "zeros":
+                break;
             case "ones":
-                if (a.F != null) Array.Fill(a.F, 1f); else Array.Fill(a.I!, 1);
+                if (a.F != null)
+                    Array.Fill(a.F, 1f);
+                else
+                    Array.Fill(a.I!, 1);
                 break;
             case "normal":
                 var rng = new SplitMix64(seed ^ Fnv1a(path));
-                if (a.F != null) for (long i = 0; i < a.F.LongLength; i++) a.F[i] =
-                    dtype.Round((float)(std * rng.NextNormal()));
+                if (a.F != null)
+                    for (long i = 0; i < a.F.LongLength; i++)
+                        a.F[i] = dtype.Round((float)(std * rng.NextNormal()));
                 break;
-            default: throw new ArgumentException($"unknown initialiser '{kind}'");
+            default:
+                throw new ArgumentException($"unknown initialiser '{kind}'");
         }
         return a;
     }
@@ -32,8 +38,12 @@ public static class Initializers
     {
         var a = NDArray.Zeros(dtype, shape);
         var rng = new SplitMix64(seed ^ Fnv1a("input:" + name));
-        if (a.F != null) for (long i = 0; i < a.F.LongLength; i++) a.F[i] = dtype.Round((float)rng.NextNormal());
-        else for (long i = 0; i < a.I!.LongLength; i++) a.I[i] = (int)(rng.Next() % (ulong)Math.Max(1, intBound));
+        if (a.F != null)
+            for (long i = 0; i < a.F.LongLength; i++)
+                a.F[i] = dtype.Round((float)rng.NextNormal());
+        else
+            for (long i = 0; i < a.I!.LongLength; i++)
+                a.I[i] = (int)(rng.Next() % (ulong)Math.Max(1, intBound));
         return a;
     }
 
@@ -41,7 +51,11 @@ public static class Initializers
     public static ulong Fnv1a(string s)
     {
         ulong h = 14695981039346656037UL;
-        foreach (char c in s) { h ^= c; h *= 1099511628211UL; }
+        foreach (char c in s)
+        {
+            h ^= c;
+            h *= 1099511628211UL;
+        }
         return h;
     }
 

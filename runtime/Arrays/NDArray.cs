@@ -5,10 +5,13 @@ public enum DType
 {
     /// <summary>32-bit IEEE float.</summary>
     F32,
+
     /// <summary>16-bit IEEE float (stored widened to f32, rounded after every op).</summary>
     F16,
+
     /// <summary>bfloat16 (stored widened to f32, rounded after every op).</summary>
     BF16,
+
     /// <summary>32-bit signed integer.</summary>
     I32,
 }
@@ -17,45 +20,63 @@ public enum DType
 public static class DTypes
 {
     /// <summary>The IR/language spelling: f32, f16, bf16, i32.</summary>
-    public static string Name(this DType t) => t switch
-    {
-        DType.F32 => "f32",
-        DType.F16 => "f16",
-        DType.BF16 => "bf16",
-        DType.I32 => "i32",
-        _ => throw new ArgumentOutOfRangeException(nameof(t)),
-    };
+    public static string Name(this DType t) =>
+        t switch
+        {
+            DType.F32 => "f32",
+            DType.F16 => "f16",
+            DType.BF16 => "bf16",
+            DType.I32 => "i32",
+            _ => throw new ArgumentOutOfRangeException(nameof(t)),
+        };
 
     /// <summary>Parses a spelling of <see cref="Name"/>; false for anything else.</summary>
     public static bool TryParse(string s, out DType t)
     {
         switch (s)
         {
-            case "f32": t = DType.F32; return true;
-            case "f16": t = DType.F16; return true;
-            case "bf16": t = DType.BF16; return true;
-            case "i32": t = DType.I32; return true;
-            default: t = default; return false;
+            case "f32":
+                t = DType.F32;
+                return true;
+            case "f16":
+                t = DType.F16;
+                return true;
+            case "bf16":
+                t = DType.BF16;
+                return true;
+            case "i32":
+                t = DType.I32;
+                return true;
+            default:
+                t = default;
+                return false;
         }
     }
 
     /// <summary>Bytes per element on a device.</summary>
-    public static int Size(this DType t) => t switch { DType.F16 or DType.BF16 => 2, _ => 4 };
+    public static int Size(this DType t) =>
+        t switch
+        {
+            DType.F16 or DType.BF16 => 2,
+            _ => 4,
+        };
 
     /// <summary>True for the floating-point types.</summary>
     public static bool IsFloat(this DType t) => t != DType.I32;
 
     /// <summary>Rounds an f32 value to the precision of <paramref name="t"/> (identity for f32).</summary>
-    public static float Round(this DType t, float v) => t switch
-    {
-        DType.F16 => (float)(Half)v,
-        DType.BF16 => RoundBf16(v),
-        _ => v,
-    };
+    public static float Round(this DType t, float v) =>
+        t switch
+        {
+            DType.F16 => (float)(Half)v,
+            DType.BF16 => RoundBf16(v),
+            _ => v,
+        };
 
     private static float RoundBf16(float v)
     {
-        if (float.IsNaN(v)) return v;
+        if (float.IsNaN(v))
+            return v;
         uint bits = BitConverter.SingleToUInt32Bits(v);
         uint lsb = (bits >> 16) & 1;
         bits += 0x7FFF + lsb; // round to nearest, ties to even
@@ -72,10 +93,13 @@ public sealed class NDArray : IArray
 {
     /// <summary>Element type.</summary>
     public DType DType { get; }
+
     /// <summary>Dimensions; empty for a scalar.</summary>
     public long[] Shape { get; }
+
     /// <summary>Float values (f32, f16, bf16), or null for i32.</summary>
     public float[]? F { get; }
+
     /// <summary>Integer values (i32), or null for float types.</summary>
     public int[]? I { get; }
 
@@ -84,7 +108,10 @@ public sealed class NDArray : IArray
 
     private NDArray(DType dtype, long[] shape, float[]? f, int[]? i)
     {
-        DType = dtype; Shape = shape; F = f; I = i;
+        DType = dtype;
+        Shape = shape;
+        F = f;
+        I = i;
         long n = ShapeSize(shape);
         long have = f?.LongLength ?? i?.LongLength ?? -1;
         if (have != n)
@@ -94,7 +121,8 @@ public sealed class NDArray : IArray
     /// <summary>A float array of type <paramref name="dtype"/> over <paramref name="data"/> (not copied).</summary>
     public static NDArray FromFloats(DType dtype, long[] shape, float[] data)
     {
-        if (!dtype.IsFloat()) throw new ArgumentException("FromFloats needs a float dtype");
+        if (!dtype.IsFloat())
+            throw new ArgumentException("FromFloats needs a float dtype");
         return new NDArray(dtype, shape, data, null);
     }
 
@@ -108,10 +136,11 @@ public sealed class NDArray : IArray
     public static NDArray Zeros(DType dtype, long[] shape)
     {
         long n = ShapeSize(shape);
-        if (n > Array.MaxLength) throw new InsufficientMemoryException($"an array of {n} elements is too large for "
-            + $"the host");
-        return dtype.IsFloat() ? new NDArray(dtype, shape, new float[n], null) : new NDArray(dtype, shape, null,
-            new int[n]);
+        if (n > Array.MaxLength)
+            throw new InsufficientMemoryException($"an array of {n} elements is too large for " + $"the host");
+        return dtype.IsFloat()
+            ? new NDArray(dtype, shape, new float[n], null)
+            : new NDArray(dtype, shape, null, new int[n]);
     }
 
     /// <summary>A scalar f32.</summary>
@@ -121,7 +150,8 @@ public sealed class NDArray : IArray
     public static long ShapeSize(ReadOnlySpan<long> shape)
     {
         long n = 1;
-        foreach (long d in shape) n = checked(n * d);
+        foreach (long d in shape)
+            n = checked(n * d);
         return n;
     }
 
@@ -130,7 +160,11 @@ public sealed class NDArray : IArray
     {
         var s = new long[shape.Length];
         long acc = 1;
-        for (int i = shape.Length - 1; i >= 0; i--) { s[i] = acc; acc *= shape[i]; }
+        for (int i = shape.Length - 1; i >= 0; i--)
+        {
+            s[i] = acc;
+            acc *= shape[i];
+        }
         return s;
     }
 

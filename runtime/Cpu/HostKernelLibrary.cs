@@ -17,7 +17,10 @@ public sealed class HostKernelLibrary : IDisposable
     /// it.</summary>
     public HostKernelLibrary(string path)
     {
-        try { _handle = NativeLibrary.Load(Path.GetFullPath(path)); }
+        try
+        {
+            _handle = NativeLibrary.Load(Path.GetFullPath(path));
+        }
         catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
         {
             throw new InvalidDataException($"cannot load the kernel library '{path}': {e.Message}", e);
@@ -29,7 +32,8 @@ public sealed class HostKernelLibrary : IDisposable
     {
         lock (_kernels)
         {
-            if (_kernels.TryGetValue(name, out var k)) return k;
+            if (_kernels.TryGetValue(name, out var k))
+                return k;
             if (!NativeLibrary.TryGetExport(_handle, name, out var fn))
                 throw new InvalidDataException($"the kernel library has no kernel '{name}'");
             return _kernels[name] = new HostKernel(name, fn);
@@ -38,8 +42,9 @@ public sealed class HostKernelLibrary : IDisposable
 
     /// <summary>The address of the exported function <paramref name="name"/>.</summary>
     public IntPtr Export(string name) =>
-        NativeLibrary.TryGetExport(_handle, name,
-            out var fn) ? fn : throw new InvalidDataException($"the kernel library has no kernel '{name}'");
+        NativeLibrary.TryGetExport(_handle, name, out var fn)
+            ? fn
+            : throw new InvalidDataException($"the kernel library has no kernel '{name}'");
 
     /// <inheritdoc/>
     public void Dispose() => NativeLibrary.Free(_handle);
@@ -69,7 +74,9 @@ public sealed unsafe class HostKernel(string name, IntPtr function) : IHostKerne
         }
         finally
         {
-            foreach (var h in handles) if (h.IsAllocated) h.Free();
+            foreach (var h in handles)
+                if (h.IsAllocated)
+                    h.Free();
         }
     }
 }

@@ -11,6 +11,7 @@ public sealed class CudaContext : IDisposable
 
     /// <summary>The context handle.</summary>
     public IntPtr Handle { get; }
+
     /// <summary>The driver version, e.g. 13000.</summary>
     public int DriverVersion { get; }
 
@@ -41,8 +42,10 @@ public sealed class CudaContext : IDisposable
         var bytes = System.Text.Encoding.UTF8.GetBytes(ptx + "\0");
         fixed (byte* p = bytes)
         {
-            CudaApi.Check(CudaApi.cuModuleLoadDataEx(out var module, p, 0, IntPtr.Zero, IntPtr.Zero),
-                "cuModuleLoadDataEx");
+            CudaApi.Check(
+                CudaApi.cuModuleLoadDataEx(out var module, p, 0, IntPtr.Zero, IntPtr.Zero),
+                "cuModuleLoadDataEx"
+            );
             return new CudaModule(module);
         }
     }
@@ -71,8 +74,12 @@ public sealed class CudaModule(IntPtr handle) : IDisposable
 /// queues it on the default stream; <see cref="Run(ulong[])"/> launches it between two events and waits, returning
 /// the time on the GPU.
 /// </summary>
-public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uint Y, uint Z) grid, (uint X, uint Y,
-    uint Z) block)
+public sealed unsafe class CudaKernel(
+    string name,
+    IntPtr function,
+    (uint X, uint Y, uint Z) grid,
+    (uint X, uint Y, uint Z) block
+)
 {
     /// <summary>Its symbol.</summary>
     public string Name { get; } = name;
@@ -88,8 +95,22 @@ public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uin
             values[i] = arguments[i];
             parameters[i] = &values[i];
         }
-        CudaApi.Check(CudaApi.cuLaunchKernel(function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z, 0,
-            IntPtr.Zero, parameters, null), $"cuLaunchKernel({Name})");
+        CudaApi.Check(
+            CudaApi.cuLaunchKernel(
+                function,
+                grid.X,
+                grid.Y,
+                grid.Z,
+                block.X,
+                block.Y,
+                block.Z,
+                0,
+                IntPtr.Zero,
+                parameters,
+                null
+            ),
+            $"cuLaunchKernel({Name})"
+        );
     }
 
     /// <summary>Launches with one 64-bit value per parameter, waits, and returns the time on the GPU.</summary>
@@ -118,10 +139,12 @@ public sealed unsafe class CudaKernel(string name, IntPtr function, (uint X, uin
 }
 
 /// <summary>A device buffer of <typeparamref name="T"/> (shaped like ManagedCuda's CudaDeviceVariable).</summary>
-public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanaged
+public sealed unsafe class CudaDeviceVariable<T> : IDisposable
+    where T : unmanaged
 {
     /// <summary>The device pointer.</summary>
     public ulong DevicePointer { get; }
+
     /// <summary>Number of elements.</summary>
     public long Size { get; }
 
@@ -136,15 +159,15 @@ public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanag
     /// <summary>Copies <paramref name="host"/> to the device.</summary>
     public void CopyToDevice(T[] host)
     {
-        fixed (T* p = host) CudaApi.Check(CudaApi.cuMemcpyHtoD(DevicePointer, p, (nuint)(host.Length * sizeof(T))),
-            "cuMemcpyHtoD");
+        fixed (T* p = host)
+            CudaApi.Check(CudaApi.cuMemcpyHtoD(DevicePointer, p, (nuint)(host.Length * sizeof(T))), "cuMemcpyHtoD");
     }
 
     /// <summary>Copies the device buffer into <paramref name="host"/>.</summary>
     public void CopyToHost(T[] host)
     {
-        fixed (T* p = host) CudaApi.Check(CudaApi.cuMemcpyDtoH(p, DevicePointer, (nuint)(host.Length * sizeof(T))),
-            "cuMemcpyDtoH");
+        fixed (T* p = host)
+            CudaApi.Check(CudaApi.cuMemcpyDtoH(p, DevicePointer, (nuint)(host.Length * sizeof(T))), "cuMemcpyDtoH");
     }
 
     /// <inheritdoc/>

@@ -22,7 +22,10 @@ public sealed unsafe class CudaDriver : IGpuDriver
     {
         Ordinal = ordinal;
         _context = new CudaContext(ordinal);
-        try { _module = _context.LoadModulePtx(ptx); }
+        try
+        {
+            _module = _context.LoadModulePtx(ptx);
+        }
         catch
         {
             _context.Dispose();
@@ -61,8 +64,10 @@ public sealed unsafe class CudaDriver : IGpuDriver
     {
         lock (_gate)
         {
-            if (!_sizes.Remove(pointer, out long bytes)) throw new InvalidOperationException($"{Name}: free of "
-                + $"0x{pointer:x}, which is not an allocation of this GPU");
+            if (!_sizes.Remove(pointer, out long bytes))
+                throw new InvalidOperationException(
+                    $"{Name}: free of " + $"0x{pointer:x}, which is not an allocation of this GPU"
+                );
             _context.MakeCurrent();
             CudaApi.Check(CudaApi.cuMemFree(pointer), "cuMemFree");
             Counters.Freed(bytes);
@@ -120,13 +125,15 @@ public sealed unsafe class CudaDriver : IGpuDriver
     /// </remarks>
     public void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes)
     {
-        if (peer is not CudaDriver other) throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, "
-            + $"which is not a CUDA GPU");
+        if (peer is not CudaDriver other)
+            throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, " + $"which is not a CUDA GPU");
         lock (_gate)
         {
             _context.MakeCurrent();
-            CudaApi.Check(CudaApi.cuMemcpyPeerAsync(dst, _context.Handle, src, other._context.Handle, (nuint)bytes,
-                IntPtr.Zero), $"cuMemcpyPeerAsync({peer.Name} -> {Name})");
+            CudaApi.Check(
+                CudaApi.cuMemcpyPeerAsync(dst, _context.Handle, src, other._context.Handle, (nuint)bytes, IntPtr.Zero),
+                $"cuMemcpyPeerAsync({peer.Name} -> {Name})"
+            );
             CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after the copy from {peer.Name}");
         }
         Counters.OnDevice(bytes);
@@ -156,20 +163,23 @@ public sealed unsafe class CudaDriver : IGpuDriver
     {
         Span<ulong> args = stackalloc ulong[pointers.Length + scalars.Length];
         pointers.CopyTo(args);
-        for (int i = 0; i < scalars.Length; i++) args[pointers.Length + i] = (ulong)scalars[i];
+        for (int i = 0; i < scalars.Length; i++)
+            args[pointers.Length + i] = (ulong)scalars[i];
         var grid = ((uint)launch.Grid[0], (uint)launch.Grid[1], (uint)launch.Grid[2]);
         var block = ((uint)launch.Block[0], (uint)launch.Block[1], (uint)launch.Block[2]);
         double? ms = null;
         lock (_gate)
         {
             _context.MakeCurrent();
-            if (!_kernels.TryGetValue(launch.Name,
-                out var kernel)) kernel = _kernels[launch.Name] = _module.Kernel(launch.Name, grid, block);
-            if (TimesKernels) ms = kernel.Run(args, grid, block).TotalMilliseconds;
+            if (!_kernels.TryGetValue(launch.Name, out var kernel))
+                kernel = _kernels[launch.Name] = _module.Kernel(launch.Name, grid, block);
+            if (TimesKernels)
+                ms = kernel.Run(args, grid, block).TotalMilliseconds;
             else
             {
                 kernel.Launch(args, grid, block);
-                if (s_synchronous) CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after {launch.Name}");
+                if (s_synchronous)
+                    CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after {launch.Name}");
             }
         }
         Counters.Launched(launch.Name, ms);
@@ -192,7 +202,8 @@ public sealed unsafe class CudaDriver : IGpuDriver
         lock (_gate)
         {
             _context.MakeCurrent();
-            foreach (var p in _sizes.Keys) CudaApi.cuMemFree(p);
+            foreach (var p in _sizes.Keys)
+                CudaApi.cuMemFree(p);
             _sizes.Clear();
             _module.Dispose();
             _context.Dispose();

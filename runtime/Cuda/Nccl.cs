@@ -17,8 +17,8 @@ public sealed class Nccl : INccl
     /// loaded.</summary>
     public Nccl(IReadOnlyList<IGpuDriver> gpus)
     {
-        if (!NcclApi.Available(out string why)) throw new Model.RunInputException($"one GPU per device needs NCCL: "
-            + $"{why}");
+        if (!NcclApi.Available(out string why))
+            throw new Model.RunInputException($"one GPU per device needs NCCL: " + $"{why}");
         _gpus = gpus;
     }
 
@@ -58,7 +58,8 @@ public sealed class Nccl : INccl
     {
         lock (_comms)
         {
-            foreach (var c in _comms) NcclApi.CommAbort(c);
+            foreach (var c in _comms)
+                NcclApi.CommAbort(c);
             _comms.Clear();
         }
     }
@@ -66,8 +67,11 @@ public sealed class Nccl : INccl
     /// <inheritdoc/>
     public IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus)
     {
-        var drivers = gpus.Select(g => _gpus[g] as CudaDriver
-            ?? throw new InvalidOperationException($"NCCL runs on CUDA GPUs, not {_gpus[g].Name}")).ToArray();
+        var drivers = gpus.Select(g =>
+                _gpus[g] as CudaDriver
+                ?? throw new InvalidOperationException($"NCCL runs on CUDA GPUs, not {_gpus[g].Name}")
+            )
+            .ToArray();
         IntPtr[] handles;
         lock (_comms)
         {
@@ -90,18 +94,30 @@ public sealed class Nccl : INccl
         Issue(comm, c => NcclApi.ReduceScatter(send, recv, recvCount, (int)type, (int)op, c));
 
     /// <inheritdoc/>
-    public void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends,
-        IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives, NcclType type) =>
-        Issue(comm, c =>
-        {
-            NcclApi.GroupStart();
-            try
+    public void Exchange(
+        INcclComm comm,
+        IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends,
+        IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives,
+        NcclType type
+    ) =>
+        Issue(
+            comm,
+            c =>
             {
-                foreach (var (peer, buffer, count) in sends) NcclApi.Send(buffer, count, (int)type, peer, c);
-                foreach (var (peer, buffer, count) in receives) NcclApi.Recv(buffer, count, (int)type, peer, c);
+                NcclApi.GroupStart();
+                try
+                {
+                    foreach (var (peer, buffer, count) in sends)
+                        NcclApi.Send(buffer, count, (int)type, peer, c);
+                    foreach (var (peer, buffer, count) in receives)
+                        NcclApi.Recv(buffer, count, (int)type, peer, c);
+                }
+                finally
+                {
+                    NcclApi.GroupEnd();
+                }
             }
-            finally { NcclApi.GroupEnd(); }
-        });
+        );
 
     // The call is queued holding the GPU's lock; the wait for the other members is made without it, and a wait
     // ended by an abort (another member failed) stops this member too.
@@ -110,7 +126,10 @@ public sealed class Nccl : INccl
         var c = (Comm)comm;
         _cancel.ThrowIfCancellationRequested();
         c.Cuda.WithContext(() => call(c.Handle));
-        try { c.Cuda.Synchronize(); }
+        try
+        {
+            c.Cuda.Synchronize();
+        }
         catch (CudaException) when (_cancel.IsCancellationRequested) { }
         _cancel.ThrowIfCancellationRequested();
     }
@@ -121,7 +140,8 @@ public sealed class Nccl : INccl
         _abortOnCancel.Dispose();
         lock (_comms)
         {
-            foreach (var c in _comms) NcclApi.CommDestroy(c);
+            foreach (var c in _comms)
+                NcclApi.CommDestroy(c);
             _comms.Clear();
         }
     }

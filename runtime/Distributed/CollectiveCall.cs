@@ -14,6 +14,13 @@ namespace ParallelCompiler.Runtime.Distributed;
 /// <param name="Display">The call as messages show it, e.g. <c>all_gather(dim 1) over [tp] of f32[2, 4]</c>.</param>
 /// <param name="Span">What the collective spans for messages: <c>over [tp]</c>.</param>
 /// <param name="Compute">The members' results, by group position, from their inputs by group position.</param>
-internal sealed record CollectiveCall<T>(int Rank, CollectiveSite Site, int[] Group, string Signature, string Display,
+internal sealed record CollectiveCall<T>(
+    int Rank,
+    CollectiveSite Site,
+    int[] Group,
+    string Signature,
+    string Display,
     string Span,
-    Func<T[], T[]> Compute) where T : class, IArray;
+    Func<T[], T[]> Compute
+)
+    where T : class, IArray;

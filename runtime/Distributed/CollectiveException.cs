@@ -9,10 +9,12 @@ namespace ParallelCompiler.Runtime.Distributed;
 public class CollectiveException : Exception
 {
     /// <summary>An error with a complete message naming the devices and calls.</summary>
-    public CollectiveException(string message) : base(message) { }
+    public CollectiveException(string message)
+        : base(message) { }
 
     /// <summary>An error caused by a lower-level exception, kept as the inner exception.</summary>
-    public CollectiveException(string message, Exception inner) : base(message, inner) { }
+    public CollectiveException(string message, Exception inner)
+        : base(message, inner) { }
 
     /// <summary>
     /// True when this device failed only because another one did (it gave up on a collective a peer had already

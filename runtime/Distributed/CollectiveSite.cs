@@ -8,6 +8,6 @@ namespace ParallelCompiler.Runtime.Distributed;
 public readonly record struct CollectiveSite(string Op, string Where, long Step)
 {
     /// <summary>The site as messages print it: <c>dist.all_reduce at step 12 (model.mpl:9:12)</c>.</summary>
-    public override string ToString() => string.IsNullOrEmpty(Where) ? $"{Op} at step {Step}"
-        : $"{Op} at step {Step} ({Where})";
+    public override string ToString() =>
+        string.IsNullOrEmpty(Where) ? $"{Op} at step {Step}" : $"{Op} at step {Step} ({Where})";
 }

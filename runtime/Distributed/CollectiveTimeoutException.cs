@@ -10,5 +10,6 @@ namespace ParallelCompiler.Runtime.Distributed;
 public sealed class CollectiveTimeoutException : CollectiveException
 {
     /// <summary>A timeout with a complete message.</summary>
-    public CollectiveTimeoutException(string message) : base(message) { }
+    public CollectiveTimeoutException(string message)
+        : base(message) { }
 }

@@ -12,8 +12,10 @@ public sealed class DeviceMesh
 
     /// <summary>Axis names, in order.</summary>
     public IReadOnlyList<string> AxisNames { get; }
+
     /// <summary>Axis sizes, in order.</summary>
     public IReadOnlyList<int> Sizes { get; }
+
     /// <summary>Number of devices: the product of the sizes (1 for a mesh without axes).</summary>
     public int DeviceCount { get; }
 
@@ -23,21 +25,25 @@ public sealed class DeviceMesh
         ArgumentNullException.ThrowIfNull(axisNames);
         ArgumentNullException.ThrowIfNull(sizes);
         if (axisNames.Count != sizes.Count)
-            throw new ArgumentException($"a mesh needs one size per axis: {axisNames.Count} names but {sizes.Count} "
-                + $"sizes");
+            throw new ArgumentException(
+                $"a mesh needs one size per axis: {axisNames.Count} names but {sizes.Count} " + $"sizes"
+            );
         _names = [.. axisNames];
         _sizes = [.. sizes];
         long n = 1;
         for (int i = 0; i < _names.Length; i++)
         {
-            if (string.IsNullOrEmpty(_names[i])) throw new ArgumentException($"mesh axis {i} has no name");
-            if (Array.IndexOf(_names, _names[i]) != i) throw new ArgumentException($"mesh axis '{_names[i]}' appears "
-                + $"twice");
-            if (_sizes[i] < 1) throw new ArgumentException($"mesh axis '{_names[i]}' has size {_sizes[i]}; sizes must "
-                + $"be at least 1");
+            if (string.IsNullOrEmpty(_names[i]))
+                throw new ArgumentException($"mesh axis {i} has no name");
+            if (Array.IndexOf(_names, _names[i]) != i)
+                throw new ArgumentException($"mesh axis '{_names[i]}' appears " + $"twice");
+            if (_sizes[i] < 1)
+                throw new ArgumentException(
+                    $"mesh axis '{_names[i]}' has size {_sizes[i]}; sizes must " + $"be at least 1"
+                );
             n *= _sizes[i];
-            if (n > int.MaxValue) throw new ArgumentException($"a mesh of more than {int.MaxValue} devices is not "
-                + $"supported");
+            if (n > int.MaxValue)
+                throw new ArgumentException($"a mesh of more than {int.MaxValue} devices is not " + $"supported");
         }
         AxisNames = Array.AsReadOnly(_names);
         Sizes = Array.AsReadOnly(_sizes);
@@ -57,7 +63,8 @@ public sealed class DeviceMesh
         // Repeats are not rejected here: the IR verifier sizes a collective with this before it checks its axes.
         ArgumentNullException.ThrowIfNull(axes);
         long p = 1;
-        foreach (string a in axes) p *= Size(a);
+        foreach (string a in axes)
+            p *= Size(a);
         return p;
     }
 
@@ -66,7 +73,11 @@ public sealed class DeviceMesh
     {
         CheckRank(rank);
         var c = new int[_sizes.Length];
-        for (int i = _sizes.Length - 1; i >= 0; i--) { c[i] = rank % _sizes[i]; rank /= _sizes[i]; }
+        for (int i = _sizes.Length - 1; i >= 0; i--)
+        {
+            c[i] = rank % _sizes[i];
+            rank /= _sizes[i];
+        }
         return c;
     }
 
@@ -75,14 +86,18 @@ public sealed class DeviceMesh
     {
         ArgumentNullException.ThrowIfNull(coords);
         if (coords.Length != _sizes.Length)
-            throw new ArgumentException($"mesh {this} needs {_sizes.Length} coordinates, got {coords.Length}",
-                nameof(coords));
+            throw new ArgumentException(
+                $"mesh {this} needs {_sizes.Length} coordinates, got {coords.Length}",
+                nameof(coords)
+            );
         int r = 0;
         for (int i = 0; i < _sizes.Length; i++)
         {
             if (coords[i] < 0 || coords[i] >= _sizes[i])
-                throw new ArgumentOutOfRangeException(nameof(coords),
-                    $"coordinate {coords[i]} is outside axis '{_names[i]}' of size {_sizes[i]}");
+                throw new ArgumentOutOfRangeException(
+                    nameof(coords),
+                    $"coordinate {coords[i]} is outside axis '{_names[i]}' of size {_sizes[i]}"
+                );
             r = r * _sizes[i] + coords[i];
         }
         return r;
@@ -97,12 +112,17 @@ public sealed class DeviceMesh
         int[] idx = AxisIndices(axes);
         int[] coords = Coords(rank);
         long n = 1;
-        foreach (int k in idx) n *= _sizes[k];
+        foreach (int k in idx)
+            n *= _sizes[k];
         var group = new int[n];
         for (int g = 0; g < group.Length; g++)
         {
             int rem = g;
-            for (int j = idx.Length - 1; j >= 0; j--) { coords[idx[j]] = rem % _sizes[idx[j]]; rem /= _sizes[idx[j]]; }
+            for (int j = idx.Length - 1; j >= 0; j--)
+            {
+                coords[idx[j]] = rem % _sizes[idx[j]];
+                rem /= _sizes[idx[j]];
+            }
             group[g] = RankOf(coords);
         }
         return group;
@@ -115,7 +135,8 @@ public sealed class DeviceMesh
         int[] idx = AxisIndices(axes);
         int[] coords = Coords(rank);
         int i = 0;
-        foreach (int k in idx) i = i * _sizes[k] + coords[k];
+        foreach (int k in idx)
+            i = i * _sizes[k] + coords[k];
         return i;
     }
 
@@ -136,9 +157,11 @@ public sealed class DeviceMesh
         ArgumentNullException.ThrowIfNull(axis);
         int i = Array.IndexOf(_names, axis);
         if (i < 0)
-            throw new ArgumentException(_names.Length == 0
-                ? $"unknown mesh axis '{axis}': the mesh has no axes"
-                : $"unknown mesh axis '{axis}': the mesh has axes [{string.Join(", ", _names)}]");
+            throw new ArgumentException(
+                _names.Length == 0
+                    ? $"unknown mesh axis '{axis}': the mesh has no axes"
+                    : $"unknown mesh axis '{axis}': the mesh has axes [{string.Join(", ", _names)}]"
+            );
         return i;
     }
 
@@ -149,9 +172,10 @@ public sealed class DeviceMesh
         for (int j = 0; j < idx.Length; j++)
         {
             idx[j] = IndexOf(axes[j]);
-            if (Array.IndexOf(idx, idx[j], 0,
-                j) >= 0) throw new ArgumentException($"mesh axis '{axes[j]}' appears twice in "
-                + $"[{string.Join(", ", axes)}]");
+            if (Array.IndexOf(idx, idx[j], 0, j) >= 0)
+                throw new ArgumentException(
+                    $"mesh axis '{axes[j]}' appears twice in " + $"[{string.Join(", ", axes)}]"
+                );
         }
         return idx;
     }
@@ -159,15 +183,18 @@ public sealed class DeviceMesh
     private void CheckRank(int rank)
     {
         if (rank < 0 || rank >= DeviceCount)
-            throw new ArgumentOutOfRangeException(nameof(rank),
-                $"rank {rank} is outside mesh {this} of {DeviceCount} devices");
+            throw new ArgumentOutOfRangeException(
+                nameof(rank),
+                $"rank {rank} is outside mesh {this} of {DeviceCount} devices"
+            );
     }
 
     /// <summary>This mesh without axis <paramref name="axis"/> (itself when null or absent): a microbatch axis runs in
     /// time, not on devices.</summary>
     public DeviceMesh Without(string? axis)
     {
-        if (axis == null || !AxisNames.Contains(axis)) return this;
+        if (axis == null || !AxisNames.Contains(axis))
+            return this;
         var keep = AxisNames.Select((a, i) => (a, i)).Where(x => x.a != axis).ToArray();
         return new DeviceMesh(keep.Select(x => x.a).ToArray(), keep.Select(x => Sizes[x.i]).ToArray());
     }

@@ -7,7 +7,8 @@ namespace ParallelCompiler.Runtime.Distributed;
 /// and device, and kernel launches. The CPU back end simulates it with host arrays; the GPU one keeps its arrays in
 /// GPU memory from the first kernel to the last, so the host sees only inputs, parameters, results and updates.
 /// </summary>
-public interface IDevice<T> where T : class, IArray
+public interface IDevice<T>
+    where T : class, IArray
 {
     /// <summary>The device's number among the devices of its back end.</summary>
     int Ordinal { get; }

@@ -6,7 +6,8 @@ namespace ParallelCompiler.Runtime.Distributed;
 /// The devices of a mesh and the communicators between them, for one run of a program: the simulated CPU devices
 /// of an <see cref="InProcessWorld"/>, several logical devices sharing one GPU, or one GPU per device.
 /// </summary>
-public interface IDeviceWorld<T> : IDisposable where T : class, IArray
+public interface IDeviceWorld<T> : IDisposable
+    where T : class, IArray
 {
     /// <summary>The mesh the devices form.</summary>
     DeviceMesh Mesh { get; }

@@ -50,35 +50,54 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         var (group, key, span) = GroupOf(axes, site);
         int d = Dim(x, dim, "dim", site, span);
         Divisible(x, d, group.Length, site, span);
-        return Issue(site, group, key, span, x, $"reduce_scatter(dim {d})", xs =>
-        {
-            var sum = Ops.Sum(xs);
-            var chunks = Ops.Split(sum, d, xs.Length);
-            Ops.Release(sum);
-            return chunks;
-        });
+        return Issue(
+            site,
+            group,
+            key,
+            span,
+            x,
+            $"reduce_scatter(dim {d})",
+            xs =>
+            {
+                var sum = Ops.Sum(xs);
+                var chunks = Ops.Split(sum, d, xs.Length);
+                Ops.Release(sum);
+                return chunks;
+            }
+        );
     }
 
     /// <inheritdoc/>
     public T AllToAll(T x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site)
     {
         var (group, key, span) = GroupOf(axes, site);
-        int s = Dim(x, splitDim, "split dim", site, span), c = Dim(x, concatDim, "concat dim", site, span);
+        int s = Dim(x, splitDim, "split dim", site, span),
+            c = Dim(x, concatDim, "concat dim", site, span);
         Divisible(x, s, group.Length, site, span);
-        return Issue(site, group, key, span, x, $"all_to_all(split {s}, concat {c})", xs =>
-        {
-            int n = xs.Length;
-            var chunks = Array.ConvertAll(xs, a => Ops.Split(a, s, n));
-            var results = new T[n];
-            var column = new T[n];
-            for (int j = 0; j < n; j++)
+        return Issue(
+            site,
+            group,
+            key,
+            span,
+            x,
+            $"all_to_all(split {s}, concat {c})",
+            xs =>
             {
-                for (int i = 0; i < n; i++) column[i] = chunks[i][j];
-                results[j] = Ops.Concat(column, c);
+                int n = xs.Length;
+                var chunks = Array.ConvertAll(xs, a => Ops.Split(a, s, n));
+                var results = new T[n];
+                var column = new T[n];
+                for (int j = 0; j < n; j++)
+                {
+                    for (int i = 0; i < n; i++)
+                        column[i] = chunks[i][j];
+                    results[j] = Ops.Concat(column, c);
+                }
+                foreach (var chunk in chunks.SelectMany(x => x))
+                    Ops.Release(chunk);
+                return results;
             }
-            foreach (var chunk in chunks.SelectMany(x => x)) Ops.Release(chunk);
-            return results;
-        });
+        );
     }
 
     /// <inheritdoc/>
@@ -94,22 +113,29 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         {
             if (source < 0 || source >= n || target < 0 || target >= n)
                 throw Bad(site, span, $"pair {source}->{target} names a device outside mesh {Mesh} of {n} devices");
-            if (isSource[source]) throw Bad(site, span, $"device {source} is the source of two pairs");
-            if (isTarget[target]) throw Bad(site, span, $"device {target} is the target of two pairs");
+            if (isSource[source])
+                throw Bad(site, span, $"device {source} is the source of two pairs");
+            if (isTarget[target])
+                throw Bad(site, span, $"device {target} is the target of two pairs");
             isSource[source] = isTarget[target] = true;
         }
         var fixedPairs = pairs.ToArray(); // the caller's list may change after the call; the compute runs later
         T[] Compute(T[] xs)
         {
             var results = new T[xs.Length];
-            foreach (var (source, target) in fixedPairs) results[target] = Ops.Copy(xs[source]);
-            for (int i = 0; i < results.Length; i++) results[i] ??= Ops.Zeros(xs[i].DType, xs[i].Shape);
+            foreach (var (source, target) in fixedPairs)
+                results[target] = Ops.Copy(xs[source]);
+            for (int i = 0; i < results.Length; i++)
+                results[i] ??= Ops.Zeros(xs[i].DType, xs[i].Shape);
             return results;
         }
-        if (n == 1) return Compute([x])[0];
+        if (n == 1)
+            return Compute([x])[0];
         // Keyed like any other group of every device, so a permute that meets a collective over all axes is a mismatch.
-        var (everyone, key) = _everyone ??= (Enumerable.Range(0, n).ToArray(), string.Join(",", Enumerable.Range(0,
-            n)));
+        var (everyone, key) = _everyone ??= (
+            Enumerable.Range(0, n).ToArray(),
+            string.Join(",", Enumerable.Range(0, n))
+        );
         string what = $"collective_permute({string.Join(", ", fixedPairs.Select(p => $"{p.Source}->{p.Target}"))})";
         return Issue(site, everyone, key, span, x, what, Compute);
     }
@@ -134,26 +160,36 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         {
             throw new CollectiveTimeoutException(
                 $"{world.Who(rank)} waited {InProcessWorld<T>.Duration(world.Timeout)} in {what}; "
-                    + $"{world.Missing([peer], null, "sent anything")}");
+                    + $"{world.Missing([peer], null, "sent anything")}"
+            );
         }
         T x = message.Value;
         if (x.DType != dtype || !x.Shape.AsSpan().SequenceEqual(shape))
         {
-            throw new CollectiveException($"{world.Who(rank)} expected {dtype.Name()}[{string.Join(", ", shape)}] in "
-                + $"{what}, but " +
-                $"{world.Who(peer)} sent {x.TypeString} in send to {world.Who(rank)}, {message.Site}");
+            throw new CollectiveException(
+                $"{world.Who(rank)} expected {dtype.Name()}[{string.Join(", ", shape)}] in "
+                    + $"{what}, but "
+                    + $"{world.Who(peer)} sent {x.TypeString} in send to {world.Who(rank)}, {message.Site}"
+            );
         }
         return x;
     }
 
-    private T Issue(CollectiveSite site, int[] group, string key, string span, T x, string what,
-        Func<T[], T[]> compute)
+    private T Issue(CollectiveSite site, int[] group, string key, string span, T x, string what, Func<T[], T[]> compute)
     {
         // With one member every collective is the identity; a copy keeps results from aliasing inputs.
-        if (group.Length == 1) return Ops.Copy(x);
+        if (group.Length == 1)
+            return Ops.Copy(x);
         string signature = $"{what} on [{string.Join(", ", group)}] of {x.TypeString}";
-        var call = new CollectiveCall<T>(rank, site, group, signature, $"{what} {span} of {x.TypeString}", span,
-            compute);
+        var call = new CollectiveCall<T>(
+            rank,
+            site,
+            group,
+            signature,
+            $"{what} {span} of {x.TypeString}",
+            span,
+            compute
+        );
         long sequence = _sequence.GetValueOrDefault(key);
         _sequence[key] = sequence + 1;
         return world.Collective(call, key, sequence, x);
@@ -167,8 +203,14 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         if (!_groups.TryGetValue(axesKey, out var g))
         {
             int[] members;
-            try { members = Mesh.Group(rank, axes); }
-            catch (ArgumentException e) { throw Bad(site, span, e.Message, e); }
+            try
+            {
+                members = Mesh.Group(rank, axes);
+            }
+            catch (ArgumentException e)
+            {
+                throw Bad(site, span, e.Message, e);
+            }
             g = (members, string.Join(",", members.Order()));
             _groups[axesKey] = g;
         }
@@ -177,8 +219,11 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
 
     private void CheckArray(T x, CollectiveSite site, string span)
     {
-        if (x is null) throw new ArgumentNullException(nameof(x),
-            $"{world.Who(rank)} passed no array to {InProcessWorld<T>.Describe(site, span)}");
+        if (x is null)
+            throw new ArgumentNullException(
+                nameof(x),
+                $"{world.Who(rank)} passed no array to {InProcessWorld<T>.Describe(site, span)}"
+            );
     }
 
     private int Dim(T x, int dim, string what, CollectiveSite site, string span)
@@ -186,20 +231,25 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         CheckArray(x, site, span);
         int rank = x.Shape.Length;
         int d = dim < 0 ? dim + rank : dim;
-        if (d < 0 || d >= rank) throw Bad(site, span, $"{what} {dim} is out of range for {x.TypeString}");
+        if (d < 0 || d >= rank)
+            throw Bad(site, span, $"{what} {dim} is out of range for {x.TypeString}");
         return d;
     }
 
     private void Divisible(T x, int dim, int n, CollectiveSite site, string span)
     {
         if (x.Shape[dim] % n != 0)
-            throw Bad(site, span, $"dim {dim} of {x.TypeString} does not split into {n} equal chunks for a group of {n}");
+            throw Bad(
+                site,
+                span,
+                $"dim {dim} of {x.TypeString} does not split into {n} equal chunks for a group of {n}"
+            );
     }
 
     private void CheckPeer(int peer, CollectiveSite site, string span)
     {
-        if (peer < 0 || peer >= Mesh.DeviceCount) throw Bad(site, span,
-            $"device {peer} is outside mesh {Mesh} of {Mesh.DeviceCount} devices");
+        if (peer < 0 || peer >= Mesh.DeviceCount)
+            throw Bad(site, span, $"device {peer} is outside mesh {Mesh} of {Mesh.DeviceCount} devices");
     }
 
     private CollectiveException Bad(CollectiveSite site, string span, string message, Exception? inner = null)
@@ -213,7 +263,8 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
     {
         var results = new T[n];
         results[0] = r;
-        for (int i = 1; i < n; i++) results[i] = Ops.Copy(r);
+        for (int i = 1; i < n; i++)
+            results[i] = Ops.Copy(r);
         return results;
     }
 }

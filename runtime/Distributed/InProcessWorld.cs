@@ -40,7 +40,8 @@ public class InProcessWorld<T> : IDisposable
         Timeout = timeout;
         _activity = new string?[mesh.DeviceCount];
         _comms = new InProcessCommunicator<T>[mesh.DeviceCount];
-        for (int r = 0; r < _comms.Length; r++) _comms[r] = new InProcessCommunicator<T>(this, r);
+        for (int r = 0; r < _comms.Length; r++)
+            _comms[r] = new InProcessCommunicator<T>(this, r);
     }
 
     /// <summary>How collectives compute their results from the members' arrays.</summary>
@@ -59,8 +60,10 @@ public class InProcessWorld<T> : IDisposable
     public ICommunicator<T> Communicator(int rank)
     {
         if (rank < 0 || rank >= _comms.Length)
-            throw new ArgumentOutOfRangeException(nameof(rank),
-                $"rank {rank} is outside mesh {Mesh} of {_comms.Length} devices");
+            throw new ArgumentOutOfRangeException(
+                nameof(rank),
+                $"rank {rank} is outside mesh {Mesh} of {_comms.Length} devices"
+            );
         return _comms[rank];
     }
 
@@ -75,8 +78,8 @@ public class InProcessWorld<T> : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (Cancellation.IsCancellationRequested)
             throw new InvalidOperationException("this world was cancelled by an earlier failure; create a new one");
-        if (Interlocked.Exchange(ref _running,
-            1) != 0) throw new InvalidOperationException("the world is already running");
+        if (Interlocked.Exchange(ref _running, 1) != 0)
+            throw new InvalidOperationException("the world is already running");
         try
         {
             int n = _comms.Length;
@@ -89,25 +92,37 @@ public class InProcessWorld<T> : IDisposable
             for (int r = 0; r < n; r++)
             {
                 int rank = r;
-                threads[r] = new Thread(() =>
+                threads[r] = new Thread(
+                    () =>
+                    {
+                        try
+                        {
+                            results[rank] = body(rank, _comms[rank]);
+                            SetActivity(rank, "finished its program");
+                        }
+                        catch (Exception e)
+                        {
+                            bool original = !IsConsequence(e);
+                            // Recorded before the activity changes: a peer that reads "failed" then fails
+                            // after this one.
+                            lock (failures)
+                                failures.Add((e, original));
+                            if (original)
+                                SetActivity(rank, $"failed with {e.GetType().Name}");
+                            _cts.Cancel();
+                        }
+                    },
+                    StackBytes
+                )
                 {
-                    try
-                    {
-                        results[rank] = body(rank, _comms[rank]);
-                        SetActivity(rank, "finished its program");
-                    }
-                    catch (Exception e)
-                    {
-                        bool original = !IsConsequence(e);
-                        // Recorded before the activity changes: a peer that reads "failed" then fails after this one.
-                        lock (failures) failures.Add((e, original));
-                        if (original) SetActivity(rank, $"failed with {e.GetType().Name}");
-                        _cts.Cancel();
-                    }
-                }, StackBytes) { IsBackground = true, Name = $"device {rank}" };
+                    IsBackground = true,
+                    Name = $"device {rank}",
+                };
             }
-            foreach (var t in threads) t.Start();
-            foreach (var t in threads) t.Join();
+            foreach (var t in threads)
+                t.Start();
+            foreach (var t in threads)
+                t.Join();
             if (failures.Count > 0)
             {
                 int original = failures.FindIndex(f => f.Original);
@@ -115,7 +130,10 @@ public class InProcessWorld<T> : IDisposable
             }
             return results;
         }
-        finally { Volatile.Write(ref _running, 0); }
+        finally
+        {
+            Volatile.Write(ref _running, 0);
+        }
     }
 
     /// <summary>Cancels anything still waiting; the world cannot run again.</summary>
@@ -129,16 +147,16 @@ public class InProcessWorld<T> : IDisposable
 
     /// <summary>A device as messages name it: <c>device 3 (dp=1, tp=1)</c>, or <c>device 0</c> on a mesh without
     /// axes.</summary>
-    internal string Who(int rank) => Mesh.AxisNames.Count == 0 ? $"device {rank}"
-        : $"device {rank} ({Mesh.Describe(rank)})";
+    internal string Who(int rank) =>
+        Mesh.AxisNames.Count == 0 ? $"device {rank}" : $"device {rank} ({Mesh.Describe(rank)})";
 
     /// <summary>Records what <paramref name="rank"/> is doing, for the timeout messages of its peers; null while it
     /// computes.</summary>
     internal void SetActivity(int rank, string? what) => Volatile.Write(ref _activity[rank], what);
 
     /// <summary>The mailbox of messages from <paramref name="from"/> to <paramref name="to"/>.</summary>
-    internal Mailbox<T> MailboxOf(int from, int to, int tag) => _mail.GetOrAdd((from, to, tag),
-        static _ => new Mailbox<T>());
+    internal Mailbox<T> MailboxOf(int from, int to, int tag) =>
+        _mail.GetOrAdd((from, to, tag), static _ => new Mailbox<T>());
 
     /// <summary>
     /// Takes part in collective <paramref name="call"/> with <paramref name="x"/>: the <paramref name="sequence"/>th
@@ -153,14 +171,18 @@ public class InProcessWorld<T> : IDisposable
         var rv = _rendezvous.GetOrAdd(key, static (_, n) => new Rendezvous<T>(n), group.Length);
         lock (rv)
         {
-            if (rv.Failure != null) throw new CollectiveException(rv.Failure);
+            if (rv.Failure != null)
+                throw new CollectiveException(rv.Failure);
             if (rv.Abandoned != null)
-                throw new CollectiveException($"{Who(call.Rank)} reached {Describe(call)}, but {rv.Abandoned}") {
-                    Consequential = true };
+                throw new CollectiveException($"{Who(call.Rank)} reached {Describe(call)}, but {rv.Abandoned}")
+                {
+                    Consequential = true,
+                };
             if (Array.Find(rv.Calls, c => c != null) is { } other && other.Signature != call.Signature)
             {
-                rv.Failure = $"collective mismatch: {Who(other.Rank)} called {Describe(other)} as {other.Display}, " +
-                    $"but {Who(call.Rank)} called {Describe(call)} as {call.Display}";
+                rv.Failure =
+                    $"collective mismatch: {Who(other.Rank)} called {Describe(other)} as {other.Display}, "
+                    + $"but {Who(call.Rank)} called {Describe(call)} as {call.Display}";
                 rv.Done.Set();
                 throw new CollectiveException(rv.Failure);
             }
@@ -169,7 +191,10 @@ public class InProcessWorld<T> : IDisposable
             if (++rv.Arrived == group.Length)
             {
                 // Computed once, under the lock, by the last arrival: the others are all waiting for it anyway.
-                try { rv.Results = call.Compute(rv.Inputs!); }
+                try
+                {
+                    rv.Results = call.Compute(rv.Inputs!);
+                }
                 catch (Exception e) when (e is ArgumentException or InsufficientMemoryException or OutOfMemoryException)
                 {
                     rv.Failure = $"{Who(call.Rank)} could not compute {call.Display} in {Describe(call)}: {e.Message}";
@@ -204,7 +229,8 @@ public class InProcessWorld<T> : IDisposable
                 }
             }
         }
-        if (rv.Failure != null) throw new CollectiveException(rv.Failure);
+        if (rv.Failure != null)
+            throw new CollectiveException(rv.Failure);
     }
 
     /// <summary>
@@ -228,12 +254,17 @@ public class InProcessWorld<T> : IDisposable
     {
         SetActivity(rank, $"is waiting in {what}");
         bool done;
-        try { done = wait(); }
+        try
+        {
+            done = wait();
+        }
         catch (OperationCanceledException)
         {
             SetActivity(rank, $"was cancelled in {what}");
-            throw new OperationCanceledException($"{Who(rank)} stopped waiting in {what}: another device failed",
-                Cancellation);
+            throw new OperationCanceledException(
+                $"{Who(rank)} stopped waiting in {what}: another device failed",
+                Cancellation
+            );
         }
         // After a timeout the activity still says where this device waited, so that a peer giving up at the same
         // moment can name it in its own message.
@@ -246,12 +277,18 @@ public class InProcessWorld<T> : IDisposable
     internal string Missing(IReadOnlyList<int> missing, IReadOnlyList<int>? group, string verb = "arrived")
     {
         string of = group == null ? "" : $" of group [{string.Join(", ", group)}]";
-        string head = missing.Count == 1 ? $"device {missing[0]}{of} never {verb}"
-            : $"devices {string.Join(", ", missing)}{of} never {verb}";
-        var doing = missing.Select(m => (m,
-            what: Volatile.Read(ref _activity[m]))).Where(p => p.what != null).ToArray();
-        if (doing.Length == 0) return head;
-        return missing.Count == 1 ? $"{head} (it {doing[0].what})"
+        string head =
+            missing.Count == 1
+                ? $"device {missing[0]}{of} never {verb}"
+                : $"devices {string.Join(", ", missing)}{of} never {verb}";
+        var doing = missing
+            .Select(m => (m, what: Volatile.Read(ref _activity[m])))
+            .Where(p => p.what != null)
+            .ToArray();
+        if (doing.Length == 0)
+            return head;
+        return missing.Count == 1
+            ? $"{head} (it {doing[0].what})"
             : $"{head} ({string.Join("; ", doing.Select(p => $"device {p.m} {p.what}"))})";
     }
 
@@ -265,15 +302,15 @@ public class InProcessWorld<T> : IDisposable
     /// <summary>A call as messages print it: <c>dist.all_reduce over [tp] at step 12 (model.mpl:9:12)</c>.</summary>
     internal static string Describe(CollectiveSite site, string span) =>
         $"{site.Op}{(span.Length > 0 ? " " + span : "")} at step "
-            + $"{site.Step}{(string.IsNullOrEmpty(site.Where) ? "" : $" ({site.Where})")}";
+        + $"{site.Step}{(string.IsNullOrEmpty(site.Where) ? "" : $" ({site.Where})")}";
 
     // A failure that only follows from another device's: a wait the world cancelled, or a late arrival at a
     // collective that a peer had already abandoned.
     private bool IsConsequence(Exception e) =>
         e is OperationCanceledException oce && oce.CancellationToken == Cancellation
-            || e is CollectiveException { Consequential: true };
+        || e is CollectiveException { Consequential: true };
 }
 
 /// <summary>The devices of a mesh simulated in one process over host arrays.</summary>
-public sealed class InProcessWorld(DeviceMesh mesh, TimeSpan timeout) : InProcessWorld<NDArray>(mesh, timeout,
-    HostArrayOps.Instance);
+public sealed class InProcessWorld(DeviceMesh mesh, TimeSpan timeout)
+    : InProcessWorld<NDArray>(mesh, timeout, HostArrayOps.Instance);

@@ -5,6 +5,7 @@ public enum ReduceKind
 {
     /// <summary>Elementwise sum (f16 and bf16 rounded after each addition, i32 wrapping).</summary>
     Sum,
+
     /// <summary>Elementwise maximum.</summary>
     Max,
 }

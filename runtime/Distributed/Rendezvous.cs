@@ -12,18 +12,25 @@ internal sealed class Rendezvous<T>(int size)
 {
     /// <summary>Each member's call, by group position; null until it arrives.</summary>
     public readonly CollectiveCall<T>?[] Calls = new CollectiveCall<T>?[size];
+
     /// <summary>Each member's array, by group position.</summary>
     public readonly T?[] Inputs = new T?[size];
+
     /// <summary>Set when <see cref="Results"/> or <see cref="Failure"/> is ready.</summary>
     public readonly ManualResetEventSlim Done = new(false);
+
     /// <summary>How many members have arrived.</summary>
     public int Arrived;
+
     /// <summary>How many members have taken their result; the last one retires the rendezvous.</summary>
     public int Collected;
+
     /// <summary>Each member's result, by group position, once all arrived.</summary>
     public T[]? Results;
+
     /// <summary>Why the collective cannot complete (members disagree), for every member.</summary>
     public string? Failure;
+
     /// <summary>Set when a member gave up waiting, so that late arrivals fail instead of completing without
     /// it.</summary>
     public string? Abandoned;

@@ -8,7 +8,10 @@ namespace ParallelCompiler.Runtime.Distributed;
 /// </summary>
 public sealed class SimulatedCpuDevice : IDevice<NDArray>
 {
-    private long _bytes, _launches, _in, _out;
+    private long _bytes,
+        _launches,
+        _in,
+        _out;
 
     /// <summary>A device numbered <paramref name="ordinal"/>.</summary>
     public SimulatedCpuDevice(int ordinal)
@@ -71,8 +74,10 @@ public sealed class SimulatedCpuDevice : IDevice<NDArray>
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(outputs);
-        if (kernel is not IHostKernel host) throw new InvalidOperationException($"kernel '{kernel.Name}' has no host "
-            + $"code: a {Name} runs host kernels only");
+        if (kernel is not IHostKernel host)
+            throw new InvalidOperationException(
+                $"kernel '{kernel.Name}' has no host " + $"code: a {Name} runs host kernels only"
+            );
         Interlocked.Increment(ref _launches);
         host.Execute(inputs, outputs);
     }

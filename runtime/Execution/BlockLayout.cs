@@ -11,17 +11,22 @@ namespace ParallelCompiler.Runtime.Execution;
 public static class BlockLayout
 {
     /// <summary>The offsets and shape of <paramref name="rank"/>'s block.</summary>
-    public static (long[] Offset, long[] Shape) Of(long[] globalShape, IReadOnlyList<IReadOnlyList<string>> dims,
-        DeviceMesh mesh, int rank)
+    public static (long[] Offset, long[] Shape) Of(
+        long[] globalShape,
+        IReadOnlyList<IReadOnlyList<string>> dims,
+        DeviceMesh mesh,
+        int rank
+    )
     {
         var offset = new long[globalShape.Length];
         var shape = (long[])globalShape.Clone();
         for (int d = 0; d < shape.Length; d++)
         {
-            if (dims[d].Count == 0) continue;
+            if (dims[d].Count == 0)
+                continue;
             long n = mesh.Product(dims[d]);
-            if (shape[d] % n != 0) throw new ArgumentException($"dimension {d} ({shape[d]}) is not divisible by {n} "
-                + $"devices");
+            if (shape[d] % n != 0)
+                throw new ArgumentException($"dimension {d} ({shape[d]}) is not divisible by {n} " + $"devices");
             shape[d] /= n;
             offset[d] = mesh.IndexInGroup(rank, dims[d]) * shape[d];
         }
@@ -34,26 +39,35 @@ public static class BlockLayout
         var (offset, shape) = Of(global.Shape, dims, mesh, rank);
         var x = global;
         for (int d = 0; d < shape.Length; d++)
-            if (shape[d] != global.Shape[d]) x = ArrayOps.Slice(x, d, offset[d], shape[d]);
+            if (shape[d] != global.Shape[d])
+                x = ArrayOps.Slice(x, d, offset[d], shape[d]);
         return ReferenceEquals(x, global) ? ArrayOps.Copy(global) : x;
     }
 
     /// <summary>The global array from the devices' blocks (devices holding copies of the same block agree; the first is
     /// used; null: the device does not hold it).</summary>
-    public static NDArray Assemble(IReadOnlyList<NDArray?> blocks, IReadOnlyList<IReadOnlyList<string>> dims,
-        DeviceMesh mesh, long[] globalShape)
+    public static NDArray Assemble(
+        IReadOnlyList<NDArray?> blocks,
+        IReadOnlyList<IReadOnlyList<string>> dims,
+        DeviceMesh mesh,
+        long[] globalShape
+    )
     {
         var first = blocks.FirstOrDefault(b => b != null) ?? throw new ArgumentException("no device holds the value");
         var result = NDArray.Zeros(first.DType, globalShape);
         var done = new HashSet<string>();
         for (int rank = 0; rank < blocks.Count; rank++)
         {
-            if (blocks[rank] is not { } b) continue; // a device of another pipeline stage
+            if (blocks[rank] is not { } b)
+                continue; // a device of another pipeline stage
             var (offset, shape) = Of(globalShape, dims, mesh, rank);
-            if (!done.Add(string.Join(",", offset))) continue;
+            if (!done.Add(string.Join(",", offset)))
+                continue;
             if (!b.Shape.SequenceEqual(shape))
-                throw new ArgumentException($"device {rank} returned {b.TypeString}, expected a block of shape "
-                    + $"[{string.Join(", ", shape)}]");
+                throw new ArgumentException(
+                    $"device {rank} returned {b.TypeString}, expected a block of shape "
+                        + $"[{string.Join(", ", shape)}]"
+                );
             CopyBlock(b, result, offset);
         }
         return result;
@@ -64,15 +78,21 @@ public static class BlockLayout
     private static void CopyBlock(NDArray block, NDArray target, long[] offset)
     {
         int r = block.Shape.Length;
-        if (r == 0) { Copy(block, 0, target, 0, 1); return; }
+        if (r == 0)
+        {
+            Copy(block, 0, target, 0, 1);
+            return;
+        }
         long row = block.Shape[r - 1];
         long rows = block.Size / Math.Max(row, 1);
-        if (row == 0) return;
+        if (row == 0)
+            return;
         var strides = NDArray.Strides(target.Shape);
         var idx = new long[r];
         for (long k = 0; k < rows; k++)
         {
-            long rem = k, dst = offset[r - 1];
+            long rem = k,
+                dst = offset[r - 1];
             for (int d = r - 2; d >= 0; d--)
             {
                 idx[d] = rem % block.Shape[d];
@@ -85,7 +105,9 @@ public static class BlockLayout
 
     private static void Copy(NDArray src, long srcIndex, NDArray dst, long dstIndex, long n)
     {
-        if (src.F != null) Array.Copy(src.F, srcIndex, dst.F!, dstIndex, n);
-        else Array.Copy(src.I!, srcIndex, dst.I!, dstIndex, n);
+        if (src.F != null)
+            Array.Copy(src.F, srcIndex, dst.F!, dstIndex, n);
+        else
+            Array.Copy(src.I!, srcIndex, dst.I!, dstIndex, n);
     }
 }

@@ -16,8 +16,10 @@ public sealed class MemoryPlan
 {
     /// <summary>Every buffer with its offset.</summary>
     public IReadOnlyList<BufferPlacement> Buffers { get; }
+
     /// <summary>Bytes of the arena: the highest end of any buffer.</summary>
     public long ArenaBytes { get; }
+
     /// <summary>The most bytes live at one step (a lower bound of the arena).</summary>
     public long PeakLiveBytes { get; }
 
@@ -43,10 +45,13 @@ public sealed class MemoryPlan
                 bytes[w.Slot] = w.Bytes;
             }
         var to = new int[program.NumSlots];
-        for (int s = 0; s < to.Length; s++) to[s] = from[s];
+        for (int s = 0; s < to.Length; s++)
+            to[s] = from[s];
         for (int i = 0; i < n; i++)
-            foreach (int s in DeviceProgram.Reads(program.Instructions[i])) to[s] = Math.Max(to[s], i);
-        foreach (int s in program.Results) to[s] = n;
+            foreach (int s in DeviceProgram.Reads(program.Instructions[i]))
+                to[s] = Math.Max(to[s], i);
+        foreach (int s in program.Results)
+            to[s] = n;
         var placed = new List<BufferPlacement>();
         foreach (int s in Enumerable.Range(0, program.NumSlots).Where(s => from[s] >= 0).OrderBy(s => from[s]))
         {
@@ -56,25 +61,30 @@ public sealed class MemoryPlan
             long offset = 0;
             foreach (var p in busy)
             {
-                if (offset + size <= p.Offset) break;
+                if (offset + size <= p.Offset)
+                    break;
                 offset = Math.Max(offset, p.Offset + (p.Bytes + 63) / 64 * 64);
             }
             placed.Add(new BufferPlacement(s, bytes[s], offset, from[s], to[s]));
         }
         long arena = placed.Select(p => p.Offset + p.Bytes).DefaultIfEmpty(0).Max();
-        long peak = Enumerable.Range(0,
-            n + 1).Select(i => placed.Where(p => p.From <= i && i <= p.To).Sum(p => p.Bytes)).DefaultIfEmpty(0).Max();
+        long peak = Enumerable
+            .Range(0, n + 1)
+            .Select(i => placed.Where(p => p.From <= i && i <= p.To).Sum(p => p.Bytes))
+            .DefaultIfEmpty(0)
+            .Max();
         return new MemoryPlan(placed, arena, peak);
     }
 
-    private static (int Slot, long Bytes)? Written(Instruction i) => i switch
-    {
-        ParamInstr x => (x.Output, Size(x.DType, x.Shape)),
-        LaunchInstr x => (x.Output, Size(x.DType, x.Shape)),
-        RecvInstr x => (x.Output, Size(x.DType, x.Shape)),
-        PipeRecvInstr x => (x.Output, Size(x.DType, x.Shape)),
-        _ => null,
-    };
+    private static (int Slot, long Bytes)? Written(Instruction i) =>
+        i switch
+        {
+            ParamInstr x => (x.Output, Size(x.DType, x.Shape)),
+            LaunchInstr x => (x.Output, Size(x.DType, x.Shape)),
+            RecvInstr x => (x.Output, Size(x.DType, x.Shape)),
+            PipeRecvInstr x => (x.Output, Size(x.DType, x.Shape)),
+            _ => null,
+        };
 
     private static long Size(DType t, long[] shape) => NDArray.ShapeSize(shape) * t.Size();
 }

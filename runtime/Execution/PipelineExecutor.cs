@@ -20,19 +20,30 @@ public static class PipelineExecutor
     /// Runs the program; <paramref name="inputs"/>[j] are microbatch j's argument blocks. Returns, per result, the
     /// value of each microbatch (the same array for all when it is summed over them; null on devices of other stages).
     /// </summary>
-    public static NDArray?[][] Run<T>(DeviceProgram program, IDevice<T> device, ICommunicator<T> comm,
+    public static NDArray?[][] Run<T>(
+        DeviceProgram program,
+        IDevice<T> device,
+        ICommunicator<T> comm,
         IReadOnlyList<IReadOnlyList<NDArray>> inputs,
-        Func<string, NDArray> parameter, Action<string, NDArray>? update, Trace? trace = null) where T : class, IArray
+        Func<string, NDArray> parameter,
+        Action<string, NDArray>? update,
+        Trace? trace = null
+    )
+        where T : class, IArray
     {
-        int m = program.Microbatches, n = program.Instructions.Count;
-        string axis = program.PipelineAxis
-            ?? throw new ExecutionException("not a pipelined program: run it with the Executor");
-        var schedule = program.Schedule
-            ?? throw new ExecutionException("the pipelined program has no schedule (pipe.schedule)");
+        int m = program.Microbatches,
+            n = program.Instructions.Count;
+        string axis =
+            program.PipelineAxis ?? throw new ExecutionException("not a pipelined program: run it with the Executor");
+        var schedule =
+            program.Schedule ?? throw new ExecutionException("the pipelined program has no schedule (pipe.schedule)");
         string mb = program.MicrobatchAxis ?? "";
-        int p = comm.Mesh.Size(axis), me = comm.Mesh.Coords(comm.Rank)[comm.Mesh.AxisNames.ToList().IndexOf(axis)];
-        if (schedule.Count != p) throw new ExecutionException($"the schedule orders {schedule.Count} device(s) but "
-            + $"pipeline axis '{axis}' has {p}");
+        int p = comm.Mesh.Size(axis),
+            me = comm.Mesh.Coords(comm.Rank)[comm.Mesh.AxisNames.ToList().IndexOf(axis)];
+        if (schedule.Count != p)
+            throw new ExecutionException(
+                $"the schedule orders {schedule.Count} device(s) but " + $"pipeline axis '{axis}' has {p}"
+            );
         bool Mine(int stage) => stage < 0 || stage % p == me;
 
         // How many of this device's per-microbatch instructions read each slot; slots read after the schedule or
@@ -40,13 +51,20 @@ public static class PipelineExecutor
         var readers = new int[program.NumSlots];
         var keep = new bool[program.NumSlots];
         foreach (var ins in program.Instructions)
-            foreach (int s in DeviceProgram.Reads(ins))
-                if (ins.PerStep) keep[s] = true;
-                else if (Mine(ins.Stage)) readers[s]++;
-        foreach (int s in program.Results) keep[s] = true;
+        foreach (int s in DeviceProgram.Reads(ins))
+            if (ins.PerStep)
+                keep[s] = true;
+            else if (Mine(ins.Stage))
+                readers[s]++;
+        foreach (int s in program.Results)
+            keep[s] = true;
         var env = new T?[m][];
         var left = new int[m][];
-        for (int j = 0; j < m; j++) { env[j] = new T?[program.NumSlots]; left[j] = (int[])readers.Clone(); }
+        for (int j = 0; j < m; j++)
+        {
+            env[j] = new T?[program.NumSlots];
+            left[j] = (int[])readers.Clone();
+        }
         var local = new Dictionary<(int Channel, int Microbatch), T>();
 
         void Exec(int i, T?[] slots, int j)
@@ -60,25 +78,42 @@ public static class PipelineExecutor
                 {
                     case PipeSendInstr s:
                         // the sender's slot lives on
-                        if (Mine(s.To)) local[(s.Channel, j)] = device.Ops.Copy(slots[s.Input]!);
-                        else comm.Send(slots[s.Input]!, Peer(comm, axis, s.To % p), site, s.Channel * m + j);
+                        if (Mine(s.To))
+                            local[(s.Channel, j)] = device.Ops.Copy(slots[s.Input]!);
+                        else
+                            comm.Send(slots[s.Input]!, Peer(comm, axis, s.To % p), site, s.Channel * m + j);
                         break;
                     case PipeRecvInstr r:
-                        if (!Mine(r.From)) slots[r.Output] = comm.Recv(Peer(comm, axis, r.From % p), r.DType, r.Shape,
-                            site, r.Channel * m + j);
-                        else if (local.Remove((r.Channel, j), out var v)) slots[r.Output] = v;
-                        else throw Executor.Fail(comm, site,
-                            $"stage {r.To} receives channel {r.Channel} of microbatch {j} before stage {r.From} sent "
-                            + $"it: the schedule runs them out of order");
+                        if (!Mine(r.From))
+                            slots[r.Output] = comm.Recv(
+                                Peer(comm, axis, r.From % p),
+                                r.DType,
+                                r.Shape,
+                                site,
+                                r.Channel * m + j
+                            );
+                        else if (local.Remove((r.Channel, j), out var v))
+                            slots[r.Output] = v;
+                        else
+                            throw Executor.Fail(
+                                comm,
+                                site,
+                                $"stage {r.To} receives channel {r.Channel} of microbatch {j} "
+                                    + $"before stage {r.From} sent "
+                                    + $"it: the schedule runs them out of order"
+                            );
                         break;
                     default:
                         Executor.Step(ins, slots, site, device, comm, inputs[j], parameter, update, null);
                         break;
                 }
             }
-            catch (DeviceException e) { throw Executor.Fail(comm, site, e.Message, e); }
-            if (trace != null && Executor.Category(ins) is { } category) trace.Add(comm.Rank, ins.Op, category, start,
-                m > 1 ? $"microbatch {j}, {ins.Where}" : ins.Where);
+            catch (DeviceException e)
+            {
+                throw Executor.Fail(comm, site, e.Message, e);
+            }
+            if (trace != null && Executor.Category(ins) is { } category)
+                trace.Add(comm.Rank, ins.Op, category, start, m > 1 ? $"microbatch {j}, {ins.Where}" : ins.Where);
         }
 
         void RunMicrobatch(int j, Func<Instruction, bool> take)
@@ -87,7 +122,8 @@ public static class PipelineExecutor
             for (int i = 0; i < n; i++)
             {
                 var ins = program.Instructions[i];
-                if (ins.PerStep || !take(ins)) continue;
+                if (ins.PerStep || !take(ins))
+                    continue;
                 Exec(i, slots, j);
                 foreach (int s in DeviceProgram.Reads(ins))
                     if (--left[j][s] == 0 && !keep[s] && slots[s] is { } dead)
@@ -101,7 +137,9 @@ public static class PipelineExecutor
         // Work on no stage (the inputs, constants every stage reads): once per microbatch, up front. Without
         // stages (a pipeline of one device) everything belongs to the one stage's tasks.
         bool staged = program.Instructions.Any(i => i.Stage >= 0);
-        if (staged) for (int j = 0; j < m; j++) RunMicrobatch(j, ins => ins.Stage < 0);
+        if (staged)
+            for (int j = 0; j < m; j++)
+                RunMicrobatch(j, ins => ins.Stage < 0);
         foreach (var task in schedule[me])
         {
             int stage = task.Chunk * p + me;
@@ -122,20 +160,27 @@ public static class PipelineExecutor
         {
             var ins = program.Instructions[i];
             // a send runs on its source stage, a receive on its destination
-            if (!ins.PerStep || !Mine(ins.Stage)) continue;
+            if (!ins.PerStep || !Mine(ins.Stage))
+                continue;
             any = true;
             if (ins is CollectiveInstr c && c.Axes.Contains(mb))
             {
                 var site = new CollectiveSite(ins.Op, ins.Where, i);
                 if (c.Kind != CollectiveKind.AllReduce || c.Reduce != ReduceKind.Sum)
-                    throw Executor.Fail(comm, site,
+                    throw Executor.Fail(
+                        comm,
+                        site,
                         "over the microbatch axis only a sum (all_reduce) can be formed; the op needs the whole batch "
-                        + "at once");
+                            + "at once"
+                    );
                 double start = trace?.Now ?? 0;
-                var sum = device.Ops.Sum(env.Select(e => e[c.Input] ?? throw Executor.Fail(comm, site,
-                    "a microbatch's value is missing")).ToArray());
+                var sum = device.Ops.Sum(
+                    env.Select(e => e[c.Input] ?? throw Executor.Fail(comm, site, "a microbatch's value is missing"))
+                        .ToArray()
+                );
                 var rest = c.Axes.Where(a => a != mb).ToArray();
-                if (rest.Length == 0) after[c.Output] = sum;
+                if (rest.Length == 0)
+                    after[c.Output] = sum;
                 else
                 {
                     after[c.Output] = comm.AllReduce(sum, rest, ReduceKind.Sum, site);
@@ -146,25 +191,35 @@ public static class PipelineExecutor
             else
             {
                 var view = new T?[program.NumSlots];
-                foreach (int s in DeviceProgram.Reads(ins)) view[s] = Read(s);
+                foreach (int s in DeviceProgram.Reads(ins))
+                    view[s] = Read(s);
                 Exec(i, view, 0);
-                if (DeviceProgram.Writes(ins) is int w) after[w] = view[w];
+                if (DeviceProgram.Writes(ins) is int w)
+                    after[w] = view[w];
             }
-            if (DeviceProgram.Writes(ins) is int o) summed[o] = true;
+            if (DeviceProgram.Writes(ins) is int o)
+                summed[o] = true;
         }
-        if (any) trace?.Add(comm.Rank, "step (after the schedule)", "task", stepStart);
+        if (any)
+            trace?.Add(comm.Rank, "step (after the schedule)", "task", stepStart);
         var perStep = program.Instructions.Where(x => x.PerStep).Select(DeviceProgram.Writes).ToHashSet();
         NDArray? Out(T? x) => x == null ? null : device.CopyOut(x);
-        var results = program.Results.Select(s => perStep.Contains(s)
-            ? Enumerable.Repeat(Out(after[s]), m).ToArray()
-            : env.Select(e => Out(e[s])).ToArray()).ToArray();
+        var results = program
+            .Results.Select(s =>
+                perStep.Contains(s)
+                    ? Enumerable.Repeat(Out(after[s]), m).ToArray()
+                    : env.Select(e => Out(e[s])).ToArray()
+            )
+            .ToArray();
         var held = new HashSet<T>(ReferenceEqualityComparer.Instance);
-        foreach (var x in env.SelectMany(e => e).Concat(after).Concat(local.Values)) if (x != null
-            && held.Add(x)) device.Release(x);
+        foreach (var x in env.SelectMany(e => e).Concat(after).Concat(local.Values))
+            if (x != null && held.Add(x))
+                device.Release(x);
         return results;
     }
 
-    private static int Peer<T>(ICommunicator<T> comm, string axis, int coordinate) where T : class, IArray
+    private static int Peer<T>(ICommunicator<T> comm, string axis, int coordinate)
+        where T : class, IArray
     {
         var coords = comm.Mesh.Coords(comm.Rank);
         coords[comm.Mesh.AxisNames.ToList().IndexOf(axis)] = coordinate;

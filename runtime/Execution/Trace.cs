@@ -6,8 +6,14 @@ namespace ParallelCompiler.Runtime.Execution;
 
 /// <summary>One span of work on one device: a kernel, a collective, a send or receive, or a pipeline task around
 /// them.</summary>
-public readonly record struct TraceEvent(int Device, string Name, string Category, double Start, double End,
-    string? Detail = null);
+public readonly record struct TraceEvent(
+    int Device,
+    string Name,
+    string Category,
+    double Start,
+    double End,
+    string? Detail = null
+);
 
 /// <summary>
 /// Spans of work recorded by every device of a run against one clock (microseconds since the trace began), written

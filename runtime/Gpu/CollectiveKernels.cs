@@ -17,17 +17,22 @@ public static class CollectiveKernels
 
     /// <summary>The kernel reducing arrays of <paramref name="dtype"/> (f16/bf16 maxima need no rounding: the f32
     /// kernel serves).</summary>
-    public static string Reduce(ReduceKind kind, DType dtype) => kind switch
-    {
-        ReduceKind.Sum => $"mpl_sum_{dtype.Name()}",
-        ReduceKind.Max => dtype == DType.I32 ? "mpl_max_i32" : "mpl_max_f32",
-        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
-    };
+    public static string Reduce(ReduceKind kind, DType dtype) =>
+        kind switch
+        {
+            ReduceKind.Sum => $"mpl_sum_{dtype.Name()}",
+            ReduceKind.Max => dtype == DType.I32 ? "mpl_max_i32" : "mpl_max_f32",
+            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+        };
 
     /// <summary>Every collective kernel.</summary>
     public static IReadOnlyList<string> All { get; } =
-        [.. new[] { DType.F32, DType.F16, DType.BF16, DType.I32 }.Select(t => Reduce(ReduceKind.Sum, t)),
-            Reduce(ReduceKind.Max, DType.F32), Reduce(ReduceKind.Max, DType.I32), CopyBlocks];
+    [
+        .. new[] { DType.F32, DType.F16, DType.BF16, DType.I32 }.Select(t => Reduce(ReduceKind.Sum, t)),
+        Reduce(ReduceKind.Max, DType.F32),
+        Reduce(ReduceKind.Max, DType.I32),
+        CopyBlocks,
+    ];
 
     /// <summary>Threads per block of the collective kernels (and of the compiler's kernels other than tiled
     /// matmuls).</summary>

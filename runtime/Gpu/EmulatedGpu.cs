@@ -42,7 +42,8 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
         bytes = Math.Max(bytes, 1);
         var p = (ulong)NativeMemory.AlignedAlloc((nuint)bytes, 256);
         NativeMemory.Fill((void*)p, (nuint)bytes, 0xFF); // NaN in every float: an element no kernel writes shows
-        lock (_gate) _allocations[p] = bytes;
+        lock (_gate)
+            _allocations[p] = bytes;
         Counters.Allocated(bytes);
         return p;
     }
@@ -52,9 +53,10 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     {
         long bytes;
         lock (_gate)
-            if (!_allocations.Remove(pointer,
-                out bytes)) throw new InvalidOperationException($"{Name}: free of 0x{pointer:x}, which is not an "
-                + $"allocation of this GPU");
+            if (!_allocations.Remove(pointer, out bytes))
+                throw new InvalidOperationException(
+                    $"{Name}: free of 0x{pointer:x}, which is not an " + $"allocation of this GPU"
+                );
         NativeMemory.AlignedFree((void*)pointer);
         Counters.Freed(bytes);
     }
@@ -94,8 +96,10 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     /// <inheritdoc/>
     public void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes)
     {
-        if (peer is not EmulatedGpu other) throw new InvalidOperationException($"{Name}: peer copy from {peer.Name}, "
-            + $"which is not an emulated GPU");
+        if (peer is not EmulatedGpu other)
+            throw new InvalidOperationException(
+                $"{Name}: peer copy from {peer.Name}, " + $"which is not an emulated GPU"
+            );
         other.Check(src, bytes, $"peer copy to {Name} (source)");
         Check(dst, bytes, $"peer copy from {peer.Name} (destination)");
         Buffer.MemoryCopy((void*)src, (void*)dst, bytes, bytes);
@@ -120,9 +124,11 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     {
         lock (_gate)
             foreach (var (start, size) in _allocations)
-                if (p >= start && p - start + (ulong)bytes <= (ulong)size) return;
-        throw new InvalidOperationException($"{Name}: {what} of {bytes} bytes at 0x{p:x} is outside every live "
-            + $"allocation of this GPU");
+                if (p >= start && p - start + (ulong)bytes <= (ulong)size)
+                    return;
+        throw new InvalidOperationException(
+            $"{Name}: {what} of {bytes} bytes at 0x{p:x} is outside every live " + $"allocation of this GPU"
+        );
     }
 
     /// <inheritdoc/>
@@ -144,14 +150,24 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
         {
             if (!_functions.TryGetValue(launch.Name, out var fn))
             {
-                try { fn = _functions[launch.Name] = _kernels.Export(launch.Name); }
-                catch (InvalidDataException) { throw new InvalidOperationException($"{Name}: no kernel "
-                    + $"'{launch.Name}' in the host-grid library"); }
+                try
+                {
+                    fn = _functions[launch.Name] = _kernels.Export(launch.Name);
+                }
+                catch (InvalidDataException)
+                {
+                    throw new InvalidOperationException(
+                        $"{Name}: no kernel " + $"'{launch.Name}' in the host-grid library"
+                    );
+                }
             }
             fixed (long* table = args)
             {
-                if (!launch.Barriers) RunBlocks(fn, (IntPtr)table, launch.Grid, launch.Block);
-                else lock (s_sharedMemory) RunBlocks(fn, (IntPtr)table, launch.Grid, launch.Block);
+                if (!launch.Barriers)
+                    RunBlocks(fn, (IntPtr)table, launch.Grid, launch.Block);
+                else
+                    lock (s_sharedMemory)
+                        RunBlocks(fn, (IntPtr)table, launch.Grid, launch.Block);
             }
         }
         Counters.Launched(launch.Name, TimesKernels ? clock.Elapsed.TotalMilliseconds : null);
@@ -174,12 +190,12 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
         r[0] = block[0];
         r[4] = grid[0];
         for (int bz = 0; bz < grid[2]; bz++)
-            for (int by = 0; by < grid[1]; by++)
-                for (int bx = 0; bx < grid[0]; bx++)
-                {
-                    (r[1], r[2], r[3]) = (bx, by, bz);
-                    ((delegate* unmanaged<IntPtr, long*, void>)fn)(table, r);
-                }
+        for (int by = 0; by < grid[1]; by++)
+        for (int bx = 0; bx < grid[0]; bx++)
+        {
+            (r[1], r[2], r[3]) = (bx, by, bz);
+            ((delegate* unmanaged<IntPtr, long*, void>)fn)(table, r);
+        }
     }
 
     /// <summary>Frees what is still allocated.</summary>
@@ -187,7 +203,8 @@ public sealed unsafe class EmulatedGpu : IGpuDriver
     {
         lock (_gate)
         {
-            foreach (var p in _allocations.Keys) NativeMemory.AlignedFree((void*)p);
+            foreach (var p in _allocations.Keys)
+                NativeMemory.AlignedFree((void*)p);
             _allocations.Clear();
         }
     }

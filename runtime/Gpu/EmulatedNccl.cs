@@ -35,8 +35,10 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
         public readonly int Size = gpus.Length;
         public readonly Dictionary<long, Meeting> Meetings = [];
         public readonly Dictionary<(int From, int To), Queue<byte[]>> Mail = [];
-        public readonly SemaphoreSlim[] Arrivals = Enumerable.Range(0,
-            gpus.Length).Select(_ => new SemaphoreSlim(0)).ToArray();
+        public readonly SemaphoreSlim[] Arrivals = Enumerable
+            .Range(0, gpus.Length)
+            .Select(_ => new SemaphoreSlim(0))
+            .ToArray();
     }
 
     private sealed class Comm(int rank, int size, EmulatedGpu gpu, GroupState group) : INcclComm
@@ -52,48 +54,77 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
     /// <inheritdoc/>
     public IReadOnlyList<INcclComm> Group(IReadOnlyList<int> members)
     {
-        var emulated = members.Select(g => gpus[g] as EmulatedGpu
-            ?? throw new InvalidOperationException($"the emulated NCCL runs on emulated GPUs, not {gpus[g].Name}")).ToArray();
+        var emulated = members
+            .Select(g =>
+                gpus[g] as EmulatedGpu
+                ?? throw new InvalidOperationException($"the emulated NCCL runs on emulated GPUs, not {gpus[g].Name}")
+            )
+            .ToArray();
         var state = new GroupState(emulated);
         return emulated.Select((gpu, k) => (INcclComm)new Comm(k, emulated.Length, gpu, state)).ToArray();
     }
 
     /// <inheritdoc/>
     public void AllReduce(INcclComm comm, ulong send, ulong recv, long count, NcclType type, NcclOp op) =>
-        Meet(comm, $"all_reduce({op}, {count} x {type})", send, recv, (c, m) =>
-        {
-            var sum = Reduce(c, m, count, type, op);
-            for (int k = 0; k < m.Buffers.Length; k++) sum.CopyTo(Member(c, k).Memory(m.Buffers[k].Recv, sum.Length,
-                "all_reduce receive buffer"));
-        });
+        Meet(
+            comm,
+            $"all_reduce({op}, {count} x {type})",
+            send,
+            recv,
+            (c, m) =>
+            {
+                var sum = Reduce(c, m, count, type, op);
+                for (int k = 0; k < m.Buffers.Length; k++)
+                    sum.CopyTo(Member(c, k).Memory(m.Buffers[k].Recv, sum.Length, "all_reduce receive buffer"));
+            }
+        );
 
     /// <inheritdoc/>
     public void AllGather(INcclComm comm, ulong send, ulong recv, long sendCount, NcclType type) =>
-        Meet(comm, $"all_gather({sendCount} x {type})", send, recv, (c, m) =>
-        {
-            int n = m.Buffers.Length;
-            long bytes = sendCount * 4;
-            var all = new byte[n * bytes];
-            for (int k = 0; k < n; k++) Member(c, k).Memory(m.Buffers[k].Send, bytes,
-                "all_gather send buffer").CopyTo(all.AsSpan((int)(k * bytes)));
-            for (int k = 0; k < n; k++) all.CopyTo(Member(c, k).Memory(m.Buffers[k].Recv, all.Length,
-                "all_gather receive buffer"));
-        });
+        Meet(
+            comm,
+            $"all_gather({sendCount} x {type})",
+            send,
+            recv,
+            (c, m) =>
+            {
+                int n = m.Buffers.Length;
+                long bytes = sendCount * 4;
+                var all = new byte[n * bytes];
+                for (int k = 0; k < n; k++)
+                    Member(c, k)
+                        .Memory(m.Buffers[k].Send, bytes, "all_gather send buffer")
+                        .CopyTo(all.AsSpan((int)(k * bytes)));
+                for (int k = 0; k < n; k++)
+                    all.CopyTo(Member(c, k).Memory(m.Buffers[k].Recv, all.Length, "all_gather receive buffer"));
+            }
+        );
 
     /// <inheritdoc/>
     public void ReduceScatter(INcclComm comm, ulong send, ulong recv, long recvCount, NcclType type, NcclOp op) =>
-        Meet(comm, $"reduce_scatter({op}, {recvCount} x {type})", send, recv, (c, m) =>
-        {
-            int n = m.Buffers.Length;
-            var sum = Reduce(c, m, recvCount * n, type, op);
-            long bytes = recvCount * 4;
-            for (int k = 0; k < n; k++) sum.AsSpan((int)(k * bytes), (int)bytes).CopyTo(Member(c,
-                k).Memory(m.Buffers[k].Recv, bytes, "reduce_scatter receive buffer"));
-        });
+        Meet(
+            comm,
+            $"reduce_scatter({op}, {recvCount} x {type})",
+            send,
+            recv,
+            (c, m) =>
+            {
+                int n = m.Buffers.Length;
+                var sum = Reduce(c, m, recvCount * n, type, op);
+                long bytes = recvCount * 4;
+                for (int k = 0; k < n; k++)
+                    sum.AsSpan((int)(k * bytes), (int)bytes)
+                        .CopyTo(Member(c, k).Memory(m.Buffers[k].Recv, bytes, "reduce_scatter receive buffer"));
+            }
+        );
 
     /// <inheritdoc/>
-    public void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends,
-        IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives, NcclType type)
+    public void Exchange(
+        INcclComm comm,
+        IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends,
+        IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives,
+        NcclType type
+    )
     {
         var c = (Comm)comm;
         var g = c.State;
@@ -102,7 +133,8 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
             var data = c.Emulated.Memory(buffer, count * 4, "send buffer").ToArray();
             lock (g)
             {
-                if (!g.Mail.TryGetValue((c.Rank, peer), out var q)) g.Mail[(c.Rank, peer)] = q = new Queue<byte[]>();
+                if (!g.Mail.TryGetValue((c.Rank, peer), out var q))
+                    g.Mail[(c.Rank, peer)] = q = new Queue<byte[]>();
                 q.Enqueue(data);
             }
             g.Arrivals[peer].Release();
@@ -115,17 +147,23 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
                 var (peer, buffer, count) = pending[i];
                 byte[]? data = null;
                 lock (g)
-                    if (g.Mail.TryGetValue((peer, c.Rank), out var q) && q.Count > 0) data = q.Dequeue();
-                if (data == null) continue;
+                    if (g.Mail.TryGetValue((peer, c.Rank), out var q) && q.Count > 0)
+                        data = q.Dequeue();
+                if (data == null)
+                    continue;
                 if (data.Length != count * 4)
-                    throw new CollectiveException($"NCCL rank {c.Rank} expected {count} elements from rank {peer}, "
-                        + $"which sent {data.Length / 4}");
+                    throw new CollectiveException(
+                        $"NCCL rank {c.Rank} expected {count} elements from rank {peer}, "
+                            + $"which sent {data.Length / 4}"
+                    );
                 data.CopyTo(c.Emulated.Memory(buffer, data.Length, "receive buffer"));
                 pending.RemoveAt(i);
             }
             if (pending.Count > 0 && !g.Arrivals[c.Rank].Wait(timeout, cancel))
-                throw new CollectiveTimeoutException($"NCCL rank {c.Rank} waited {timeout.TotalSeconds:0.###} s for a "
-                    + $"message from rank(s) {string.Join(", ", pending.Select(p => p.Peer))}");
+                throw new CollectiveTimeoutException(
+                    $"NCCL rank {c.Rank} waited {timeout.TotalSeconds:0.###} s for a "
+                        + $"message from rank(s) {string.Join(", ", pending.Select(p => p.Peer))}"
+                );
         }
     }
 
@@ -139,7 +177,8 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
         long seq = c.Sequence++;
         lock (g)
         {
-            if (!g.Meetings.TryGetValue(seq, out m!)) g.Meetings[seq] = m = new Meeting(g.Size);
+            if (!g.Meetings.TryGetValue(seq, out m!))
+                g.Meetings[seq] = m = new Meeting(g.Size);
             if (Array.FindIndex(m.Calls, x => x != null) is int other and >= 0 && m.Calls[other] != call)
                 m.Failure ??= $"NCCL call mismatch: rank {other} called {m.Calls[other]}, rank {c.Rank} called {call}";
             m.Calls[c.Rank] = call;
@@ -149,17 +188,26 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
                 g.Meetings.Remove(seq);
                 if (m.Failure == null)
                 {
-                    try { compute(c, m); }
-                    catch (InvalidOperationException e) { m.Failure = e.Message; }
+                    try
+                    {
+                        compute(c, m);
+                    }
+                    catch (InvalidOperationException e)
+                    {
+                        m.Failure = e.Message;
+                    }
                 }
                 m.Done.Set();
             }
         }
         if (!m.Done.Wait(timeout, cancel))
-            throw new CollectiveTimeoutException($"NCCL rank {c.Rank} waited {timeout.TotalSeconds:0.###} s in "
-                + $"{call}; ranks {string.Join(", ", Enumerable.Range(0, g.Size).Where(k => m.Calls[k] == null))} "
-                + $"never called it");
-        if (m.Failure != null) throw new CollectiveException(m.Failure);
+            throw new CollectiveTimeoutException(
+                $"NCCL rank {c.Rank} waited {timeout.TotalSeconds:0.###} s in "
+                    + $"{call}; ranks {string.Join(", ", Enumerable.Range(0, g.Size).Where(k => m.Calls[k] == null))} "
+                    + $"never called it"
+            );
+        if (m.Failure != null)
+            throw new CollectiveException(m.Failure);
     }
 
     private static byte[] Reduce(Comm c, Meeting m, long count, NcclType type, NcclOp op)
@@ -173,16 +221,20 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
             {
                 var a = MemoryMarshal.Cast<byte, int>(result.AsSpan());
                 var b = MemoryMarshal.Cast<byte, int>(x);
-                for (int i = 0; i < a.Length; i++) a[i] = op == NcclOp.Sum ? unchecked(a[i] + b[i]) : Math.Max(a[i],
-                    b[i]);
+                for (int i = 0; i < a.Length; i++)
+                    a[i] = op == NcclOp.Sum ? unchecked(a[i] + b[i]) : Math.Max(a[i], b[i]);
             }
             else
             {
                 var a = MemoryMarshal.Cast<byte, float>(result.AsSpan());
                 var b = MemoryMarshal.Cast<byte, float>(x);
                 // NCCL's float maximum is fmaxf: a NaN loses to a number.
-                for (int i = 0; i < a.Length; i++) a[i] = op == NcclOp.Sum ? a[i] + b[i] : float.IsNaN(a[i]) ? b[i]
-                    : float.IsNaN(b[i]) ? a[i] : MathF.Max(a[i], b[i]);
+                for (int i = 0; i < a.Length; i++)
+                    a[i] =
+                        op == NcclOp.Sum ? a[i] + b[i]
+                        : float.IsNaN(a[i]) ? b[i]
+                        : float.IsNaN(b[i]) ? a[i]
+                        : MathF.Max(a[i], b[i]);
             }
         }
         return result;

@@ -19,16 +19,22 @@ public sealed class GpuArray : IArray
 
     /// <summary>The GPU whose memory holds it.</summary>
     public IGpuDriver Gpu { get; }
+
     /// <summary>Its device address.</summary>
     public ulong Pointer { get; }
+
     /// <inheritdoc/>
     public DType DType { get; }
+
     /// <inheritdoc/>
     public long[] Shape { get; }
+
     /// <summary>Number of elements.</summary>
     public long Count { get; }
+
     /// <summary>Bytes it occupies.</summary>
     public long Bytes => Count * ElementBytes;
+
     /// <inheritdoc/>
     public string TypeString => $"{DType.Name()}[{string.Join(", ", Shape)}]";
 
@@ -78,7 +84,8 @@ public sealed class GpuPool(IGpuDriver gpu) : IDisposable
         bytes = Rounded(bytes);
         lock (_free)
         {
-            if (!_free.TryGetValue(bytes, out var stack)) _free[bytes] = stack = new Stack<ulong>();
+            if (!_free.TryGetValue(bytes, out var stack))
+                _free[bytes] = stack = new Stack<ulong>();
             stack.Push(pointer);
         }
         Interlocked.Add(ref _cached, bytes);
@@ -93,7 +100,10 @@ public sealed class GpuPool(IGpuDriver gpu) : IDisposable
         lock (_free)
         {
             foreach (var p in _free.Values.SelectMany(s => s))
-                try { gpu.Free(p); }
+                try
+                {
+                    gpu.Free(p);
+                }
                 catch (Distributed.DeviceException) { }
             _free.Clear();
             _cached = 0;
@@ -112,13 +122,21 @@ public sealed class GpuHeap(GpuPool pool, bool ownsPool = false) : IDisposable
     private readonly IGpuDriver gpu = pool.Gpu;
 
     /// <summary>A heap with a pool for this run only.</summary>
-    public GpuHeap(IGpuDriver gpu) : this(new GpuPool(gpu), ownsPool: true) { }
+    public GpuHeap(IGpuDriver gpu)
+        : this(new GpuPool(gpu), ownsPool: true) { }
 
     /// <summary>The GPU.</summary>
     public IGpuDriver Gpu => gpu;
 
     /// <summary>Arrays allocated and not yet freed.</summary>
-    public int Live { get { lock (_live) return _live.Count; } }
+    public int Live
+    {
+        get
+        {
+            lock (_live)
+                return _live.Count;
+        }
+    }
 
     /// <summary>A new array; zero-filled when <paramref name="zero"/>.</summary>
     public GpuArray Allocate(DType dtype, long[] shape, bool zero)
@@ -126,8 +144,10 @@ public sealed class GpuHeap(GpuPool pool, bool ownsPool = false) : IDisposable
         ArgumentNullException.ThrowIfNull(shape);
         long bytes = Math.Max(1, NDArray.ShapeSize(shape)) * GpuArray.ElementBytes;
         var a = new GpuArray(gpu, pool.Take(bytes), dtype, (long[])shape.Clone());
-        if (zero) gpu.Zero(a.Pointer, bytes);
-        lock (_live) _live.Add(a);
+        if (zero)
+            gpu.Zero(a.Pointer, bytes);
+        lock (_live)
+            _live.Add(a);
         return a;
     }
 
@@ -135,7 +155,8 @@ public sealed class GpuHeap(GpuPool pool, bool ownsPool = false) : IDisposable
     public void Free(GpuArray a)
     {
         lock (_live)
-            if (!_live.Remove(a)) throw new InvalidOperationException($"{a} was freed twice or belongs to another run");
+            if (!_live.Remove(a))
+                throw new InvalidOperationException($"{a} was freed twice or belongs to another run");
         pool.Give(a.Pointer, a.Bytes);
     }
 
@@ -150,12 +171,13 @@ public sealed class GpuHeap(GpuPool pool, bool ownsPool = false) : IDisposable
     /// name="a"/> is no longer live.</summary>
     public GpuArray Reshape(GpuArray a, long[] shape)
     {
-        if (NDArray.ShapeSize(shape) != a.Count) throw new ArgumentException($"cannot view {a.TypeString} as "
-            + $"[{string.Join(", ", shape)}]");
+        if (NDArray.ShapeSize(shape) != a.Count)
+            throw new ArgumentException($"cannot view {a.TypeString} as " + $"[{string.Join(", ", shape)}]");
         var b = new GpuArray(gpu, a.Pointer, a.DType, (long[])shape.Clone());
         lock (_live)
         {
-            if (!_live.Remove(a)) throw new InvalidOperationException($"{a} was already freed");
+            if (!_live.Remove(a))
+                throw new InvalidOperationException($"{a} was already freed");
             _live.Add(b);
         }
         return b;
@@ -164,17 +186,25 @@ public sealed class GpuHeap(GpuPool pool, bool ownsPool = false) : IDisposable
     /// <summary>Throws unless <paramref name="a"/> is a live array of this heap's GPU.</summary>
     public void CheckLive(GpuArray a, string use)
     {
-        if (a.Gpu != gpu) throw new InvalidOperationException($"{use}: {a} is not in the memory of {gpu.Name}");
+        if (a.Gpu != gpu)
+            throw new InvalidOperationException($"{use}: {a} is not in the memory of {gpu.Name}");
         lock (_live)
-            if (!_live.Contains(a)) throw new InvalidOperationException($"{use}: {a} was already freed");
+            if (!_live.Contains(a))
+                throw new InvalidOperationException($"{use}: {a} was already freed");
     }
 
     /// <summary>Frees every array still allocated.</summary>
     public void Dispose()
     {
         GpuArray[] left;
-        lock (_live) { left = [.. _live]; _live.Clear(); }
-        foreach (var a in left) pool.Give(a.Pointer, a.Bytes);
-        if (ownsPool) pool.Dispose();
+        lock (_live)
+        {
+            left = [.. _live];
+            _live.Clear();
+        }
+        foreach (var a in left)
+            pool.Give(a.Pointer, a.Bytes);
+        if (ownsPool)
+            pool.Dispose();
     }
 }

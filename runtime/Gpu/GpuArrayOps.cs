@@ -22,7 +22,8 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
     private GpuArray Reduce(ReduceKind kind, IReadOnlyList<GpuArray> xs)
     {
         var first = SameType(xs, kind == ReduceKind.Sum ? "sum" : "max");
-        if (xs.Count == 1) return Copy(first);
+        if (xs.Count == 1)
+            return Copy(first);
         return ReduceAt(kind, first.DType, first.Shape, xs.Select(x => x.Pointer).ToArray());
     }
 
@@ -36,32 +37,45 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
         ulong table = heap.Scratch(addresses.Length * sizeof(ulong));
         try
         {
-            fixed (ulong* p = addresses) Gpu.CopyToDevice(table, p, addresses.Length * sizeof(ulong));
+            fixed (ulong* p = addresses)
+                Gpu.CopyToDevice(table, p, addresses.Length * sizeof(ulong));
             Gpu.Counters.AddressTable(addresses.Length * sizeof(ulong));
             string name = CollectiveKernels.Reduce(kind, dtype);
-            Gpu.Launch(CollectiveKernels.Shape(name, output.Count), [output.Pointer, table], [addresses.Length,
-                output.Count]);
+            Gpu.Launch(
+                CollectiveKernels.Shape(name, output.Count),
+                [output.Pointer, table],
+                [addresses.Length, output.Count]
+            );
         }
-        finally { heap.FreeScratch(table, addresses.Length * sizeof(ulong)); }
+        finally
+        {
+            heap.FreeScratch(table, addresses.Length * sizeof(ulong));
+        }
         return output;
     }
 
     /// <inheritdoc/>
     public GpuArray Concat(IReadOnlyList<GpuArray> parts, int dim)
     {
-        if (parts.Count == 0) throw new ArgumentException("concat needs at least one array", nameof(parts));
+        if (parts.Count == 0)
+            throw new ArgumentException("concat needs at least one array", nameof(parts));
         var first = parts[0];
         foreach (var p in parts)
         {
             heap.CheckLive(p, "concat");
-            if (p.DType != first.DType || p.Shape.Length != first.Shape.Length || Enumerable.Range(0,
-                p.Shape.Length).Any(d => d != dim && p.Shape[d] != first.Shape[d]))
+            if (
+                p.DType != first.DType
+                || p.Shape.Length != first.Shape.Length
+                || Enumerable.Range(0, p.Shape.Length).Any(d => d != dim && p.Shape[d] != first.Shape[d])
+            )
                 throw new ArgumentException($"concat along dim {dim}: {p.TypeString} does not fit {first.TypeString}");
         }
         var shape = (long[])first.Shape.Clone();
         shape[dim] = parts.Sum(p => p.Shape[dim]);
         var output = heap.Allocate(first.DType, shape, zero: false);
-        long outer = ArrayOps.Outer(shape, dim), inner = ArrayOps.Inner(shape, dim), offset = 0;
+        long outer = ArrayOps.Outer(shape, dim),
+            inner = ArrayOps.Inner(shape, dim),
+            offset = 0;
         foreach (var p in parts)
         {
             long len = p.Shape[dim] * inner;
@@ -75,15 +89,24 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
     public GpuArray Slice(GpuArray x, int dim, long start, long length)
     {
         heap.CheckLive(x, "slice");
-        if (start < 0 || length < 0 || start
-            + length > x.Shape[dim]) throw new ArgumentException($"slice [{start}, {start} + {length}) is outside dim "
-            + $"{dim} of {x.TypeString}");
+        if (start < 0 || length < 0 || start + length > x.Shape[dim])
+            throw new ArgumentException(
+                $"slice [{start}, {start} + {length}) is outside dim " + $"{dim} of {x.TypeString}"
+            );
         var shape = (long[])x.Shape.Clone();
         shape[dim] = length;
         var output = heap.Allocate(x.DType, shape, zero: false);
         long inner = ArrayOps.Inner(shape, dim);
-        CopyBlocks(output, x, ArrayOps.Outer(shape, dim), length * inner, x.Shape[dim] * inner, start * inner,
-            length * inner, 0);
+        CopyBlocks(
+            output,
+            x,
+            ArrayOps.Outer(shape, dim),
+            length * inner,
+            x.Shape[dim] * inner,
+            start * inner,
+            length * inner,
+            0
+        );
         return output;
     }
 
@@ -106,22 +129,38 @@ public sealed class GpuArrayOps(GpuHeap heap) : IArrayOps<GpuArray>
     /// dst[o * dstStride + dstOffset + i] = src[o * srcStride + srcOffset + i] for o &lt; outer, i &lt; len (in
     /// elements): one device copy when the blocks are contiguous on both sides, else the copy kernel.
     /// </summary>
-    public void CopyBlocks(GpuArray dst, GpuArray src, long outer, long len, long srcStride, long srcOffset,
-        long dstStride, long dstOffset)
+    public void CopyBlocks(
+        GpuArray dst,
+        GpuArray src,
+        long outer,
+        long len,
+        long srcStride,
+        long srcOffset,
+        long dstStride,
+        long dstOffset
+    )
     {
-        if (outer * len == 0) return;
+        if (outer * len == 0)
+            return;
         const int e = GpuArray.ElementBytes;
         if (outer == 1 || srcStride == len && dstStride == len)
-            Gpu.CopyOnDevice(dst.Pointer + (ulong)(dstOffset * e), src.Pointer + (ulong)(srcOffset * e),
-                outer * len * e);
+            Gpu.CopyOnDevice(
+                dst.Pointer + (ulong)(dstOffset * e),
+                src.Pointer + (ulong)(srcOffset * e),
+                outer * len * e
+            );
         else
-            Gpu.Launch(CollectiveKernels.Shape(CollectiveKernels.CopyBlocks, outer * len), [dst.Pointer, src.Pointer],
-                [outer, len, srcStride, srcOffset, dstStride, dstOffset]);
+            Gpu.Launch(
+                CollectiveKernels.Shape(CollectiveKernels.CopyBlocks, outer * len),
+                [dst.Pointer, src.Pointer],
+                [outer, len, srcStride, srcOffset, dstStride, dstOffset]
+            );
     }
 
     private GpuArray SameType(IReadOnlyList<GpuArray> xs, string what)
     {
-        if (xs.Count == 0) throw new ArgumentException($"{what} needs at least one array", nameof(xs));
+        if (xs.Count == 0)
+            throw new ArgumentException($"{what} needs at least one array", nameof(xs));
         foreach (var x in xs)
         {
             heap.CheckLive(x, what);

@@ -10,8 +10,8 @@ namespace ParallelCompiler.Runtime.Gpu;
 /// reads them (and are freed then); the host sees only what it copies in (inputs and parameters) and out (results
 /// and parameter updates). Kernels launch with the launch shapes the bundle's manifest records.
 /// </summary>
-public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnlyDictionary<string,
-    KernelInfo> kernels) : IDevice<GpuArray>
+public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnlyDictionary<string, KernelInfo> kernels)
+    : IDevice<GpuArray>
 {
     /// <inheritdoc/>
     public int Ordinal => rank;
@@ -30,9 +30,14 @@ public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnly
     {
         ArgumentNullException.ThrowIfNull(host);
         var a = heap.Allocate(host.DType, host.Shape, zero: false);
-        if (a.Count == 0) return a;
-        if (host.F != null) fixed (float* p = host.F) heap.Gpu.CopyToDevice(a.Pointer, p, a.Bytes);
-        else fixed (int* p = host.I) heap.Gpu.CopyToDevice(a.Pointer, p, a.Bytes);
+        if (a.Count == 0)
+            return a;
+        if (host.F != null)
+            fixed (float* p = host.F)
+                heap.Gpu.CopyToDevice(a.Pointer, p, a.Bytes);
+        else
+            fixed (int* p = host.I)
+                heap.Gpu.CopyToDevice(a.Pointer, p, a.Bytes);
         return a;
     }
 
@@ -41,9 +46,14 @@ public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnly
     {
         heap.CheckLive(array, $"copy to the host on {Name}");
         var host = NDArray.Zeros(array.DType, array.Shape);
-        if (array.Count == 0) return host;
-        if (host.F != null) fixed (float* p = host.F) heap.Gpu.CopyToHost(p, array.Pointer, array.Bytes);
-        else fixed (int* p = host.I) heap.Gpu.CopyToHost(p, array.Pointer, array.Bytes);
+        if (array.Count == 0)
+            return host;
+        if (host.F != null)
+            fixed (float* p = host.F)
+                heap.Gpu.CopyToHost(p, array.Pointer, array.Bytes);
+        else
+            fixed (int* p = host.I)
+                heap.Gpu.CopyToHost(p, array.Pointer, array.Bytes);
         return host;
     }
 
@@ -51,8 +61,8 @@ public sealed class GpuDevice(int rank, GpuHeap heap, GpuArrayOps ops, IReadOnly
     public void Launch(IKernel kernel, IReadOnlyList<GpuArray> inputs, IReadOnlyList<GpuArray> outputs)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        if (!kernels.TryGetValue(kernel.Name,
-            out var launch)) throw new InvalidOperationException($"the bundle has no GPU kernel '{kernel.Name}'");
+        if (!kernels.TryGetValue(kernel.Name, out var launch))
+            throw new InvalidOperationException($"the bundle has no GPU kernel '{kernel.Name}'");
         Span<ulong> pointers = stackalloc ulong[inputs.Count + outputs.Count];
         int i = 0;
         foreach (var a in inputs.Concat(outputs))

@@ -10,11 +10,18 @@ public static class GpuMachines
     /// default all); <c>cuda-emu</c>: <paramref name="gpus"/> (default 1) emulated GPUs running the host-grid
     /// library at <paramref name="gridLibraryPath"/>. <paramref name="timeKernels"/> times every launch (for profiles).
     /// </summary>
-    public static GpuMachine Open(string backend, string ptxPath, string gridLibraryPath,
-        IEnumerable<KernelInfo> kernels, int? gpus, bool timeKernels = false) => backend switch
-    {
-        "cuda" => GpuMachine.OpenCuda(File.ReadAllText(ptxPath), kernels, gpus, timeKernels),
-        "cuda-emu" => GpuMachine.OpenEmulated(gridLibraryPath, kernels, gpus ?? 1, timeKernels),
-        _ => throw new RunInputException($"not a GPU back end: '{backend}'"),
-    };
+    public static GpuMachine Open(
+        string backend,
+        string ptxPath,
+        string gridLibraryPath,
+        IEnumerable<KernelInfo> kernels,
+        int? gpus,
+        bool timeKernels = false
+    ) =>
+        backend switch
+        {
+            "cuda" => GpuMachine.OpenCuda(File.ReadAllText(ptxPath), kernels, gpus, timeKernels),
+            "cuda-emu" => GpuMachine.OpenEmulated(gridLibraryPath, kernels, gpus ?? 1, timeKernels),
+            _ => throw new RunInputException($"not a GPU back end: '{backend}'"),
+        };
 }

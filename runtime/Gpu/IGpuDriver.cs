@@ -66,41 +66,63 @@ public interface IGpuDriver : IDisposable
 /// <summary>Traffic and memory of one GPU, counted by its driver (thread-safe).</summary>
 public sealed class GpuCounters
 {
-    private long _toDevice, _toHost, _onDevice, _launches, _inUse, _peak, _tables, _allocations;
+    private long _toDevice,
+        _toHost,
+        _onDevice,
+        _launches,
+        _inUse,
+        _peak,
+        _tables,
+        _allocations;
 
     /// <summary>Bytes copied from the host.</summary>
     public long BytesToDevice => Interlocked.Read(ref _toDevice);
+
     /// <summary>Of <see cref="BytesToDevice"/>, the bytes of address tables for the collective sum and max
     /// kernels.</summary>
     public long BytesOfAddressTables => Interlocked.Read(ref _tables);
+
     /// <summary>Bytes copied to the host.</summary>
     public long BytesToHost => Interlocked.Read(ref _toHost);
+
     /// <summary>Bytes copied within the GPU or from a peer GPU.</summary>
     public long BytesOnDevice => Interlocked.Read(ref _onDevice);
+
     /// <summary>Kernels launched.</summary>
     public long Launches => Interlocked.Read(ref _launches);
+
     /// <summary>Allocations made (kept blocks reused by a <see cref="GpuPool"/> are not new ones).</summary>
     public long Allocations => Interlocked.Read(ref _allocations);
+
     /// <summary>Bytes allocated and not yet freed.</summary>
     public long BytesInUse => Interlocked.Read(ref _inUse);
+
     /// <summary>The most bytes in use at once.</summary>
     public long PeakBytes => Interlocked.Read(ref _peak);
 
     /// <summary>Per kernel, of its timed launches: how many, milliseconds in all, and the fastest.</summary>
-    public System.Collections.Concurrent.ConcurrentDictionary<string, (int Launches, double Milliseconds,
-        double Fastest)> Kernels { get; } = new();
+    public System.Collections.Concurrent.ConcurrentDictionary<
+        string,
+        (int Launches, double Milliseconds, double Fastest)
+    > Kernels { get; } = new();
 
     internal void ToDevice(long bytes) => Interlocked.Add(ref _toDevice, bytes);
+
     internal void AddressTable(long bytes) => Interlocked.Add(ref _tables, bytes);
+
     internal void ToHost(long bytes) => Interlocked.Add(ref _toHost, bytes);
+
     internal void OnDevice(long bytes) => Interlocked.Add(ref _onDevice, bytes);
 
     internal void Launched(string name, double? milliseconds)
     {
         Interlocked.Increment(ref _launches);
         if (milliseconds is double ms)
-            Kernels.AddOrUpdate(name, (1, ms, ms), (_, x) => (x.Launches + 1, x.Milliseconds + ms, Math.Min(x.Fastest,
-                ms)));
+            Kernels.AddOrUpdate(
+                name,
+                (1, ms, ms),
+                (_, x) => (x.Launches + 1, x.Milliseconds + ms, Math.Min(x.Fastest, ms))
+            );
     }
 
     internal void Allocated(long bytes)
@@ -108,8 +130,8 @@ public sealed class GpuCounters
         Interlocked.Increment(ref _allocations);
         long now = Interlocked.Add(ref _inUse, bytes);
         long peak;
-        while (now > (peak = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, now,
-            peak) != peak) { }
+        while (now > (peak = Interlocked.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, now, peak) != peak)
+        { }
     }
 
     internal void Freed(long bytes) => Interlocked.Add(ref _inUse, -bytes);

@@ -5,6 +5,7 @@ public enum NcclType
 {
     /// <summary>ncclInt32.</summary>
     Int32 = 2,
+
     /// <summary>ncclFloat32 (f16 and bf16 too: a GPU array holds them as f32).</summary>
     Float32 = 7,
 }
@@ -14,6 +15,7 @@ public enum NcclOp
 {
     /// <summary>ncclSum.</summary>
     Sum = 0,
+
     /// <summary>ncclMax.</summary>
     Max = 2,
 }
@@ -23,8 +25,10 @@ public interface INcclComm
 {
     /// <summary>Position in the group.</summary>
     int Rank { get; }
+
     /// <summary>Members in the group.</summary>
     int Size { get; }
+
     /// <summary>The member's GPU.</summary>
     IGpuDriver Gpu { get; }
 }
@@ -63,6 +67,10 @@ public interface INccl : IDisposable
     void ReduceScatter(INcclComm comm, ulong send, ulong recv, long recvCount, NcclType type, NcclOp op);
 
     /// <summary>Sends and receives between members, issued together.</summary>
-    void Exchange(INcclComm comm, IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends, IReadOnlyList<(int Peer,
-        ulong Buffer, long Count)> receives, NcclType type);
+    void Exchange(
+        INcclComm comm,
+        IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends,
+        IReadOnlyList<(int Peer, ulong Buffer, long Count)> receives,
+        NcclType type
+    );
 }

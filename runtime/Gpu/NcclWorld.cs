@@ -15,7 +15,14 @@ public sealed class NcclGroups(INccl nccl) : IDisposable
     public INccl Nccl => nccl;
 
     /// <summary>Groups whose communicators were made.</summary>
-    public int Count { get { lock (_groups) return _groups.Count; } }
+    public int Count
+    {
+        get
+        {
+            lock (_groups)
+                return _groups.Count;
+        }
+    }
 
     /// <summary>The communicator of <paramref name="rank"/> in the group <paramref name="members"/>.</summary>
     public INcclComm Of(int[] members, int rank)
@@ -23,7 +30,8 @@ public sealed class NcclGroups(INccl nccl) : IDisposable
         string key = string.Join(",", members);
         IReadOnlyList<INcclComm> comms;
         lock (_groups)
-            if (!_groups.TryGetValue(key, out comms!)) _groups[key] = comms = nccl.Group(members);
+            if (!_groups.TryGetValue(key, out comms!))
+                _groups[key] = comms = nccl.Group(members);
         return comms[Array.IndexOf(members, rank)];
     }
 
@@ -46,11 +54,18 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
 
     /// <summary>A world over the GPUs of <paramref name="heaps"/> (device r on heaps[r]'s GPU), communicating through
     /// <paramref name="groups"/>.</summary>
-    public NcclWorld(DeviceMesh mesh, TimeSpan timeout, NcclGroups groups, GpuHeap[] heaps, Func<int,
-        IDevice<GpuArray>> device)
+    public NcclWorld(
+        DeviceMesh mesh,
+        TimeSpan timeout,
+        NcclGroups groups,
+        GpuHeap[] heaps,
+        Func<int, IDevice<GpuArray>> device
+    )
     {
-        if (heaps.Length != mesh.DeviceCount) throw new ArgumentException($"mesh {mesh} has {mesh.DeviceCount} "
-            + $"devices but {heaps.Length} GPUs were given");
+        if (heaps.Length != mesh.DeviceCount)
+            throw new ArgumentException(
+                $"mesh {mesh} has {mesh.DeviceCount} " + $"devices but {heaps.Length} GPUs were given"
+            );
         _heaps = heaps;
         _ops = heaps.Select(h => new GpuArrayOps(h)).ToArray();
         _device = device;
@@ -67,8 +82,9 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
 
     /// <inheritdoc/>
     public TResult[] Run<TResult>(Func<IDevice<GpuArray>, ICommunicator<GpuArray>, TResult> body) =>
-        _inner.Run((rank, comm) => body(_device(rank), new NcclCommunicator(rank, comm, this, _heaps[rank],
-            _ops[rank])));
+        _inner.Run(
+            (rank, comm) => body(_device(rank), new NcclCommunicator(rank, comm, this, _heaps[rank], _ops[rank]))
+        );
 
     /// <summary>The communicator of <paramref name="rank"/> in the group of devices <paramref name="members"/> (global
     /// ranks, in group order).</summary>
@@ -91,12 +107,18 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
     private sealed class PerGpuOps(NcclWorld world) : IArrayOps<GpuArray>
     {
         public GpuArray Sum(IReadOnlyList<GpuArray> xs) => world.OpsOf(xs[0].Gpu).Sum(xs);
+
         public GpuArray Max(IReadOnlyList<GpuArray> xs) => world.OpsOf(xs[0].Gpu).Max(xs);
+
         public GpuArray Concat(IReadOnlyList<GpuArray> parts, int dim) => world.OpsOf(parts[0].Gpu).Concat(parts, dim);
-        public GpuArray Slice(GpuArray x, int dim, long start, long length) => world.OpsOf(x.Gpu).Slice(x, dim, start,
-            length);
+
+        public GpuArray Slice(GpuArray x, int dim, long start, long length) =>
+            world.OpsOf(x.Gpu).Slice(x, dim, start, length);
+
         public GpuArray Copy(GpuArray x) => world.OpsOf(x.Gpu).Copy(x);
+
         public GpuArray Zeros(DType dtype, long[] shape) => throw new InvalidOperationException("zeros on which GPU?");
+
         public void Release(GpuArray x) => world.HeapOf(x.Gpu).Free(x);
     }
 }
@@ -108,8 +130,13 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
 /// does (NCCL would add in f32 in its own order). Pipeline sends and receives go through the in-process mailboxes
 /// and a peer copy.
 /// </summary>
-internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, NcclWorld world, GpuHeap heap,
-    GpuArrayOps ops) : ICommunicator<GpuArray>
+internal sealed class NcclCommunicator(
+    int rank,
+    ICommunicator<GpuArray> inner,
+    NcclWorld world,
+    GpuHeap heap,
+    GpuArrayOps ops
+) : ICommunicator<GpuArray>
 {
     private INccl Nccl => world.Nccl;
 
@@ -131,11 +158,19 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     private GpuArray AllReduceOn(GpuArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site)
     {
         var (comm, members) = GroupOf(axes);
-        if (members.Length == 1) return ops.Copy(x);
-        if (NeedsOwnReduction(kind, x.DType)) return GatheredReduction(comm, x, kind);
+        if (members.Length == 1)
+            return ops.Copy(x);
+        if (NeedsOwnReduction(kind, x.DType))
+            return GatheredReduction(comm, x, kind);
         var output = heap.Allocate(x.DType, x.Shape, zero: false);
-        Nccl.AllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x),
-            kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max);
+        Nccl.AllReduce(
+            comm,
+            x.Pointer,
+            output.Pointer,
+            x.Count,
+            Type(x),
+            kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max
+        );
         return output;
     }
 
@@ -148,9 +183,19 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     private GpuArray GatheredReduction(INcclComm comm, GpuArray x, ReduceKind kind)
     {
         var all = Gathered(comm, x);
-        try { return ops.ReduceAt(kind, x.DType, x.Shape, Enumerable.Range(0,
-            comm.Size).Select(k => all.Pointer + (ulong)(k * x.Bytes)).ToArray()); }
-        finally { heap.Free(all); }
+        try
+        {
+            return ops.ReduceAt(
+                kind,
+                x.DType,
+                x.Shape,
+                Enumerable.Range(0, comm.Size).Select(k => all.Pointer + (ulong)(k * x.Bytes)).ToArray()
+            );
+        }
+        finally
+        {
+            heap.Free(all);
+        }
     }
 
     // [n, ...x.Shape]: member k's array at position k.
@@ -168,17 +213,24 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     {
         var (comm, members) = GroupOf(axes);
         int n = members.Length;
-        if (n == 1) return ops.Copy(x);
+        if (n == 1)
+            return ops.Copy(x);
         var all = Gathered(comm, x);
-        if (dim == 0) return Reshaped(all, Scaled(x.Shape, 0, n));
+        if (dim == 0)
+            return Reshaped(all, Scaled(x.Shape, 0, n));
         try
         {
             var output = heap.Allocate(x.DType, Scaled(x.Shape, dim, n), zero: false);
-            long outer = ArrayOps.Outer(x.Shape, dim), len = x.Shape[dim] * ArrayOps.Inner(x.Shape, dim);
-            for (int k = 0; k < n; k++) ops.CopyBlocks(output, all, outer, len, len, k * x.Count, n * len, k * len);
+            long outer = ArrayOps.Outer(x.Shape, dim),
+                len = x.Shape[dim] * ArrayOps.Inner(x.Shape, dim);
+            for (int k = 0; k < n; k++)
+                ops.CopyBlocks(output, all, outer, len, len, k * x.Count, n * len, k * len);
             return output;
         }
-        finally { heap.Free(all); }
+        finally
+        {
+            heap.Free(all);
+        }
     }
 
     public GpuArray ReduceScatter(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site) =>
@@ -188,55 +240,83 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     {
         var (comm, members) = GroupOf(axes);
         int n = members.Length;
-        if (n == 1) return ops.Copy(x);
+        if (n == 1)
+            return ops.Copy(x);
         long chunk = x.Shape[dim] / n;
         int me = Array.IndexOf(members, rank);
         if (x.DType is DType.F16 or DType.BF16)
         {
             var sum = GatheredReduction(comm, x, ReduceKind.Sum);
-            try { return ops.Slice(sum, dim, me * chunk, chunk); }
-            finally { heap.Free(sum); }
+            try
+            {
+                return ops.Slice(sum, dim, me * chunk, chunk);
+            }
+            finally
+            {
+                heap.Free(sum);
+            }
         }
         var shape = (long[])x.Shape.Clone();
         shape[dim] = chunk;
         var output = heap.Allocate(x.DType, shape, zero: false);
-        long outer = ArrayOps.Outer(x.Shape, dim), inner = ArrayOps.Inner(x.Shape, dim), len = chunk * inner;
+        long outer = ArrayOps.Outer(x.Shape, dim),
+            inner = ArrayOps.Inner(x.Shape, dim),
+            len = chunk * inner;
         // NCCL scatters contiguous chunks: bring chunk k of the dimension together first.
         var packed = dim == 0 ? x : heap.Allocate(x.DType, x.Shape, zero: false);
         try
         {
             if (dim != 0)
-                for (int k = 0; k < n; k++) ops.CopyBlocks(packed, x, outer, len, x.Shape[dim] * inner, k * len, len,
-                    k * outer * len);
+                for (int k = 0; k < n; k++)
+                    ops.CopyBlocks(packed, x, outer, len, x.Shape[dim] * inner, k * len, len, k * outer * len);
             Nccl.ReduceScatter(comm, packed.Pointer, output.Pointer, output.Count, Type(x), NcclOp.Sum);
         }
-        finally { if (packed != x) heap.Free(packed); }
+        finally
+        {
+            if (packed != x)
+                heap.Free(packed);
+        }
         return output;
     }
 
-    public GpuArray AllToAll(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim,
-        CollectiveSite site) =>
-        Within(site, $"over [{string.Join(", ", axes)}]", () => AllToAllOn(x, axes, splitDim, concatDim, site));
+    public GpuArray AllToAll(
+        GpuArray x,
+        IReadOnlyList<string> axes,
+        int splitDim,
+        int concatDim,
+        CollectiveSite site
+    ) => Within(site, $"over [{string.Join(", ", axes)}]", () => AllToAllOn(x, axes, splitDim, concatDim, site));
 
-    private GpuArray AllToAllOn(GpuArray x, IReadOnlyList<string> axes, int splitDim, int concatDim,
-        CollectiveSite site)
+    private GpuArray AllToAllOn(
+        GpuArray x,
+        IReadOnlyList<string> axes,
+        int splitDim,
+        int concatDim,
+        CollectiveSite site
+    )
     {
         var (comm, members) = GroupOf(axes);
         int n = members.Length;
-        if (n == 1) return ops.Copy(x);
+        if (n == 1)
+            return ops.Copy(x);
         int me = Array.IndexOf(members, rank);
         var chunks = ops.Split(x, splitDim, n);
         var received = chunks.Select((c, j) => j == me ? c : heap.Allocate(c.DType, c.Shape, zero: false)).ToArray();
         try
         {
             var peers = Enumerable.Range(0, n).Where(j => j != me).ToArray();
-            Nccl.Exchange(comm, peers.Select(j => (j, chunks[j].Pointer, chunks[j].Count)).ToArray(),
-                peers.Select(j => (j, received[j].Pointer, received[j].Count)).ToArray(), Type(x));
+            Nccl.Exchange(
+                comm,
+                peers.Select(j => (j, chunks[j].Pointer, chunks[j].Count)).ToArray(),
+                peers.Select(j => (j, received[j].Pointer, received[j].Count)).ToArray(),
+                Type(x)
+            );
             return ops.Concat(received, concatDim);
         }
         finally
         {
-            foreach (var c in chunks.Concat(received).Distinct()) heap.Free(c);
+            foreach (var c in chunks.Concat(received).Distinct())
+                heap.Free(c);
         }
     }
 
@@ -247,14 +327,18 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     {
         int devices = Mesh.DeviceCount;
         var output = heap.Allocate(x.DType, x.Shape, zero: true);
-        var sends = pairs.Where(p => p.Source == rank && p.Target != rank).Select(p => (p.Target, x.Pointer,
-            x.Count)).ToArray();
-        var receives = pairs.Where(p => p.Target == rank && p.Source != rank).Select(p => (p.Source, output.Pointer,
-            x.Count)).ToArray();
-        if (pairs.Any(p => p.Source == rank && p.Target == rank)) heap.Gpu.CopyOnDevice(output.Pointer, x.Pointer,
-            x.Bytes);
-        if (devices > 1) Nccl.Exchange(world.Group(Enumerable.Range(0, devices).ToArray(), rank), sends, receives,
-            Type(x));
+        var sends = pairs
+            .Where(p => p.Source == rank && p.Target != rank)
+            .Select(p => (p.Target, x.Pointer, x.Count))
+            .ToArray();
+        var receives = pairs
+            .Where(p => p.Target == rank && p.Source != rank)
+            .Select(p => (p.Source, output.Pointer, x.Count))
+            .ToArray();
+        if (pairs.Any(p => p.Source == rank && p.Target == rank))
+            heap.Gpu.CopyOnDevice(output.Pointer, x.Pointer, x.Bytes);
+        if (devices > 1)
+            Nccl.Exchange(world.Group(Enumerable.Range(0, devices).ToArray(), rank), sends, receives, Type(x));
         return output;
     }
 
@@ -269,7 +353,8 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     public GpuArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0)
     {
         var message = inner.Recv(peer, dtype, shape, site, tag);
-        if (message.Gpu == heap.Gpu) return message;
+        if (message.Gpu == heap.Gpu)
+            return message;
         var local = heap.Allocate(dtype, shape, zero: false);
         heap.Gpu.CopyFromPeer(local.Pointer, message.Gpu, message.Pointer, message.Bytes);
         world.HeapOf(message.Gpu).Free(message);
@@ -280,13 +365,18 @@ internal sealed class NcclCommunicator(int rank, ICommunicator<GpuArray> inner, 
     // op.
     private GpuArray Within(CollectiveSite site, string span, Func<GpuArray> body)
     {
-        try { return body(); }
+        try
+        {
+            return body();
+        }
         catch (CollectiveException e) when (!e.Consequential)
         {
-            string text = $"device {rank} ({Mesh.Describe(rank)}) in {InProcessWorld<GpuArray>.Describe(site, span)}: "
+            string text =
+                $"device {rank} ({Mesh.Describe(rank)}) in {InProcessWorld<GpuArray>.Describe(site, span)}: "
                 + $"{e.Message}";
-            throw e is CollectiveTimeoutException ? new CollectiveTimeoutException(text) : new CollectiveException(text,
-                e);
+            throw e is CollectiveTimeoutException
+                ? new CollectiveTimeoutException(text)
+                : new CollectiveException(text, e);
         }
     }
 

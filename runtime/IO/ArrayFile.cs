@@ -15,12 +15,13 @@ public static class ArrayFile
     /// Reads every array in <paramref name="path"/>. A .npy file holds one array, keyed by the file name without
     /// its extension.
     /// </summary>
-    public static Dictionary<string, NpyArray> Read(string path) => Extension(path) switch
-    {
-        ".npz" => Npz.Read(path),
-        ".safetensors" => Safetensors.Read(path),
-        _ => new() { [Path.GetFileNameWithoutExtension(path)] = Npy.Read(path) },
-    };
+    public static Dictionary<string, NpyArray> Read(string path) =>
+        Extension(path) switch
+        {
+            ".npz" => Npz.Read(path),
+            ".safetensors" => Safetensors.Read(path),
+            _ => new() { [Path.GetFileNameWithoutExtension(path)] = Npy.Read(path) },
+        };
 
     /// <summary>Writes <paramref name="arrays"/> to <paramref name="path"/>; a .npy file takes exactly one
     /// array.</summary>
@@ -28,13 +29,19 @@ public static class ArrayFile
     {
         switch (Extension(path))
         {
-            case ".npz": Npz.Write(path, arrays); break;
-            case ".safetensors": Safetensors.Write(path, arrays); break;
+            case ".npz":
+                Npz.Write(path, arrays);
+                break;
+            case ".safetensors":
+                Safetensors.Write(path, arrays);
+                break;
             default:
                 if (arrays.Count != 1)
-                    throw new ArrayFileException($"{path}: a .npy file holds exactly one array, but {arrays.Count} "
-                        + $"were given" +
-                        (arrays.Count > 0 ? $" ({string.Join(", ", arrays.Keys)}); use .npz or .safetensors" : ""));
+                    throw new ArrayFileException(
+                        $"{path}: a .npy file holds exactly one array, but {arrays.Count} "
+                            + $"were given"
+                            + (arrays.Count > 0 ? $" ({string.Join(", ", arrays.Keys)}); use .npz or .safetensors" : "")
+                    );
                 Npy.Write(path, arrays.Values.First());
                 break;
         }
@@ -44,8 +51,9 @@ public static class ArrayFile
     {
         string ext = Path.GetExtension(path).ToLowerInvariant();
         if (!Extensions.Contains(ext))
-            throw new ArrayFileException($"{path}: unknown array file extension '{ext}': expected one of "
-                + $"{string.Join(", ", Extensions)}");
+            throw new ArrayFileException(
+                $"{path}: unknown array file extension '{ext}': expected one of " + $"{string.Join(", ", Extensions)}"
+            );
         return ext;
     }
 
@@ -53,9 +61,14 @@ public static class ArrayFile
     /// cref="ArrayFileException"/>.</summary>
     internal static FileStream OpenRead(string path)
     {
-        try { return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16); }
-        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path,
-            "opening it", e); }
+        try
+        {
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        }
+        catch (Exception e) when (ArrayFileException.IsInputProblem(e))
+        {
+            throw ArrayFileException.Wrap(path, "opening it", e);
+        }
     }
 
     /// <summary>
@@ -64,15 +77,20 @@ public static class ArrayFile
     /// </summary>
     internal static void WriteAtomically(string path, Action<FileStream> write)
     {
-        string full, temp;
+        string full,
+            temp;
         try
         {
             full = Path.GetFullPath(path);
-            temp = Path.Combine(Path.GetDirectoryName(full) ?? ".",
-                $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+            temp = Path.Combine(
+                Path.GetDirectoryName(full) ?? ".",
+                $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp"
+            );
         }
-        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path,
-            "resolving the path", e); }
+        catch (Exception e) when (ArrayFileException.IsInputProblem(e))
+        {
+            throw ArrayFileException.Wrap(path, "resolving the path", e);
+        }
         try
         {
             using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16))
@@ -95,34 +113,56 @@ public static class ArrayFile
 
     private static void TryDelete(string file)
     {
-        try { File.Delete(file); }
-        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { /* the original error matters more */ }
+        try
+        {
+            File.Delete(file);
+        }
+        catch (Exception e) when (ArrayFileException.IsInputProblem(e))
+        { /* the original error matters more */
+        }
     }
 }
 
 /// <summary>Element types that occur in array files, independent of how a format spells them.</summary>
-internal enum ElementKind { Bool, I8, U8, I16, U16, I32, U32, I64, U64, F16, BF16, F32, F64 }
+internal enum ElementKind
+{
+    Bool,
+    I8,
+    U8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    F16,
+    BF16,
+    F32,
+    F64,
+}
 
 /// <summary>An element type as stored in a file: kind, byte order, and the format's own name for messages.</summary>
 internal readonly record struct ElementType(ElementKind Kind, bool BigEndian, string Name)
 {
     /// <summary>Bytes per element in the file.</summary>
-    public int Size => Kind switch
-    {
-        ElementKind.Bool or ElementKind.I8 or ElementKind.U8 => 1,
-        ElementKind.I16 or ElementKind.U16 or ElementKind.F16 or ElementKind.BF16 => 2,
-        ElementKind.I32 or ElementKind.U32 or ElementKind.F32 => 4,
-        _ => 8,
-    };
+    public int Size =>
+        Kind switch
+        {
+            ElementKind.Bool or ElementKind.I8 or ElementKind.U8 => 1,
+            ElementKind.I16 or ElementKind.U16 or ElementKind.F16 or ElementKind.BF16 => 2,
+            ElementKind.I32 or ElementKind.U32 or ElementKind.F32 => 4,
+            _ => 8,
+        };
 
     /// <summary>The runtime type values are converted to: floats keep their width class, integers become i32.</summary>
-    public DType Target => Kind switch
-    {
-        ElementKind.F16 => DType.F16,
-        ElementKind.BF16 => DType.BF16,
-        ElementKind.F32 or ElementKind.F64 => DType.F32,
-        _ => DType.I32,
-    };
+    public DType Target =>
+        Kind switch
+        {
+            ElementKind.F16 => DType.F16,
+            ElementKind.BF16 => DType.BF16,
+            ElementKind.F32 or ElementKind.F64 => DType.F32,
+            _ => DType.I32,
+        };
 }
 
 /// <summary>Converts raw little- or big-endian element data to and from <see cref="NDArray"/> values.</summary>
@@ -138,13 +178,24 @@ internal static class ElementCodec
     /// </summary>
     public static NDArray Read(Stream s, ElementType t, long[] shape, bool fortran, string what, long available)
     {
-        long count, bytes;
-        try { count = NDArray.ShapeSize(shape); bytes = checked(count * t.Size); }
-        catch (OverflowException) { throw new ArrayFileException($"{what}: shape {ShapeText(shape)} is too large"); }
-        if (available >= 0 && available < bytes) throw Truncated(what, bytes, available);
+        long count,
+            bytes;
+        try
+        {
+            count = NDArray.ShapeSize(shape);
+            bytes = checked(count * t.Size);
+        }
+        catch (OverflowException)
+        {
+            throw new ArrayFileException($"{what}: shape {ShapeText(shape)} is too large");
+        }
+        if (available >= 0 && available < bytes)
+            throw Truncated(what, bytes, available);
         if (count > Array.MaxLength)
-            throw new ArrayFileException($"{what}: shape {ShapeText(shape)} has {count} elements; a host array holds "
-                + $"at most {Array.MaxLength}");
+            throw new ArrayFileException(
+                $"{what}: shape {ShapeText(shape)} has {count} elements; a host array holds "
+                    + $"at most {Array.MaxLength}"
+            );
 
         float[]? f = t.Target.IsFloat() ? new float[count] : null;
         int[]? ints = f == null ? new int[count] : null;
@@ -154,14 +205,17 @@ internal static class ElementCodec
         {
             int want = (int)Math.Min(buf.Length, (count - done) * t.Size);
             int got = ReadUpTo(s, buf.AsSpan(0, want));
-            if (got < want) throw Truncated(what, bytes, done * t.Size + got);
+            if (got < want)
+                throw Truncated(what, bytes, done * t.Size + got);
             Decode(buf.AsSpan(0, want), t, f, ints, (int)done, shape, fortran, what);
             done += want / t.Size;
         }
         if (fortran && shape.Length > 1)
         {
-            if (f != null) f = FortranToRowMajor(f, shape);
-            else ints = FortranToRowMajor(ints!, shape);
+            if (f != null)
+                f = FortranToRowMajor(f, shape);
+            else
+                ints = FortranToRowMajor(ints!, shape);
         }
         return f != null ? NDArray.FromFloats(t.Target, shape, f) : NDArray.FromInts(shape, ints!);
     }
@@ -173,7 +227,8 @@ internal static class ElementCodec
         while (got < dst.Length)
         {
             int n = s.Read(dst[got..]);
-            if (n == 0) break;
+            if (n == 0)
+                break;
             got += n;
         }
         return got;
@@ -187,8 +242,16 @@ internal static class ElementCodec
     public static string ShapeText(long[] shape) =>
         shape.Length == 1 ? $"({shape[0]},)" : $"({string.Join(", ", shape)})";
 
-    private static void Decode(ReadOnlySpan<byte> src, ElementType t, float[]? f, int[]? ints, int at,
-        long[] shape, bool fortran, string what)
+    private static void Decode(
+        ReadOnlySpan<byte> src,
+        ElementType t,
+        float[]? f,
+        int[]? ints,
+        int at,
+        long[] shape,
+        bool fortran,
+        string what
+    )
     {
         bool be = t.BigEndian;
         int n = src.Length / t.Size;
@@ -201,57 +264,78 @@ internal static class ElementCodec
                 break;
             case ElementKind.F32:
                 for (int k = 0; k < n; k++)
-                    fd[k] = be ? BinaryPrimitives.ReadSingleBigEndian(src[(4 * k)..])
+                    fd[k] = be
+                        ? BinaryPrimitives.ReadSingleBigEndian(src[(4 * k)..])
                         : BinaryPrimitives.ReadSingleLittleEndian(src[(4 * k)..]);
                 break;
             case ElementKind.F64:
                 for (int k = 0; k < n; k++)
-                    fd[k] = (float)(be ? BinaryPrimitives.ReadDoubleBigEndian(src[(8 * k)..])
-                        : BinaryPrimitives.ReadDoubleLittleEndian(src[(8 * k)..]));
+                    fd[k] = (float)(
+                        be
+                            ? BinaryPrimitives.ReadDoubleBigEndian(src[(8 * k)..])
+                            : BinaryPrimitives.ReadDoubleLittleEndian(src[(8 * k)..])
+                    );
                 break;
             case ElementKind.F16:
                 for (int k = 0; k < n; k++)
-                    fd[k] = (float)(be ? BinaryPrimitives.ReadHalfBigEndian(src[(2 * k)..])
-                        : BinaryPrimitives.ReadHalfLittleEndian(src[(2 * k)..]));
+                    fd[k] = (float)(
+                        be
+                            ? BinaryPrimitives.ReadHalfBigEndian(src[(2 * k)..])
+                            : BinaryPrimitives.ReadHalfLittleEndian(src[(2 * k)..])
+                    );
                 break;
             case ElementKind.BF16:
                 for (int k = 0; k < n; k++)
                     fd[k] = BitConverter.UInt32BitsToSingle((uint)U16(src, k, be) << 16);
                 break;
             case ElementKind.Bool:
-                for (int k = 0; k < n; k++) id[k] = src[k] != 0 ? 1 : 0;
+                for (int k = 0; k < n; k++)
+                    id[k] = src[k] != 0 ? 1 : 0;
                 break;
             case ElementKind.I8:
-                for (int k = 0; k < n; k++) id[k] = (sbyte)src[k];
+                for (int k = 0; k < n; k++)
+                    id[k] = (sbyte)src[k];
                 break;
             case ElementKind.U8:
-                for (int k = 0; k < n; k++) id[k] = src[k];
+                for (int k = 0; k < n; k++)
+                    id[k] = src[k];
                 break;
             case ElementKind.I16:
-                for (int k = 0; k < n; k++) id[k] = (short)U16(src, k, be);
+                for (int k = 0; k < n; k++)
+                    id[k] = (short)U16(src, k, be);
                 break;
             case ElementKind.U16:
-                for (int k = 0; k < n; k++) id[k] = U16(src, k, be);
+                for (int k = 0; k < n; k++)
+                    id[k] = U16(src, k, be);
                 break;
             case ElementKind.I32 or ElementKind.U32:
                 for (int k = 0; k < n; k++)
                 {
-                    uint v = be ? BinaryPrimitives.ReadUInt32BigEndian(src[(4 * k)..])
+                    uint v = be
+                        ? BinaryPrimitives.ReadUInt32BigEndian(src[(4 * k)..])
                         : BinaryPrimitives.ReadUInt32LittleEndian(src[(4 * k)..]);
-                    if (t.Kind == ElementKind.U32 && v > int.MaxValue) throw OutOfRange(what, t, v.ToString(), at + k,
-                        shape, fortran);
+                    if (t.Kind == ElementKind.U32 && v > int.MaxValue)
+                        throw OutOfRange(what, t, v.ToString(), at + k, shape, fortran);
                     id[k] = (int)v;
                 }
                 break;
             case ElementKind.I64 or ElementKind.U64:
                 for (int k = 0; k < n; k++)
                 {
-                    ulong v = be ? BinaryPrimitives.ReadUInt64BigEndian(src[(8 * k)..])
+                    ulong v = be
+                        ? BinaryPrimitives.ReadUInt64BigEndian(src[(8 * k)..])
                         : BinaryPrimitives.ReadUInt64LittleEndian(src[(8 * k)..]);
-                    bool fits = t.Kind == ElementKind.U64 ? v <= int.MaxValue
-                        : (long)v is >= int.MinValue and <= int.MaxValue;
-                    if (!fits) throw OutOfRange(what, t,
-                        t.Kind == ElementKind.U64 ? v.ToString() : ((long)v).ToString(), at + k, shape, fortran);
+                    bool fits =
+                        t.Kind == ElementKind.U64 ? v <= int.MaxValue : (long)v is >= int.MinValue and <= int.MaxValue;
+                    if (!fits)
+                        throw OutOfRange(
+                            what,
+                            t,
+                            t.Kind == ElementKind.U64 ? v.ToString() : ((long)v).ToString(),
+                            at + k,
+                            shape,
+                            fortran
+                        );
                     id[k] = (int)(long)v;
                 }
                 break;
@@ -261,11 +345,18 @@ internal static class ElementCodec
     }
 
     private static ushort U16(ReadOnlySpan<byte> src, int k, bool be) =>
-        be ? BinaryPrimitives.ReadUInt16BigEndian(src[(2 * k)..])
+        be
+            ? BinaryPrimitives.ReadUInt16BigEndian(src[(2 * k)..])
             : BinaryPrimitives.ReadUInt16LittleEndian(src[(2 * k)..]);
 
-    private static ArrayFileException OutOfRange(string what, ElementType t, string value, long fileIndex, long[] shape,
-        bool fortran)
+    private static ArrayFileException OutOfRange(
+        string what,
+        ElementType t,
+        string value,
+        long fileIndex,
+        long[] shape,
+        bool fortran
+    )
     {
         // The file's order is column-major for Fortran arrays, so the first index varies fastest there.
         var idx = new long[shape.Length];
@@ -278,7 +369,8 @@ internal static class ElementCodec
         }
         return new ArrayFileException(
             $"{what}: {t.Name} value {value} at index [{string.Join(", ", idx)}] does not fit in int32 (expected "
-                + $"values in [{int.MinValue}, {int.MaxValue}])");
+                + $"values in [{int.MinValue}, {int.MaxValue}])"
+        );
     }
 
     private static T[] FortranToRowMajor<T>(T[] src, long[] shape)
@@ -286,7 +378,11 @@ internal static class ElementCodec
         int r = shape.Length;
         var colStride = new long[r];
         long acc = 1;
-        for (int d = 0; d < r; d++) { colStride[d] = acc; acc *= shape[d]; }
+        for (int d = 0; d < r; d++)
+        {
+            colStride[d] = acc;
+            acc *= shape[d];
+        }
         var dst = new T[src.Length];
         var idx = new long[r];
         long off = 0;
@@ -297,7 +393,8 @@ internal static class ElementCodec
             for (int d = r - 1; d >= 0; d--)
             {
                 off += colStride[d];
-                if (++idx[d] < shape[d]) break;
+                if (++idx[d] < shape[d])
+                    break;
                 off -= colStride[d] * shape[d];
                 idx[d] = 0;
             }
@@ -322,7 +419,8 @@ internal static class ElementCodec
             if (kind == ElementKind.I32)
             {
                 ReadOnlySpan<int> v = a.I.AsSpan((int)start, m);
-                for (int k = 0; k < m; k++) BinaryPrimitives.WriteInt32LittleEndian(dst[(4 * k)..], v[k]);
+                for (int k = 0; k < m; k++)
+                    BinaryPrimitives.WriteInt32LittleEndian(dst[(4 * k)..], v[k]);
             }
             else
             {
@@ -331,9 +429,15 @@ internal static class ElementCodec
                 {
                     switch (kind)
                     {
-                        case ElementKind.F32: BinaryPrimitives.WriteSingleLittleEndian(dst[(4 * k)..], v[k]); break;
-                        case ElementKind.F16: BinaryPrimitives.WriteHalfLittleEndian(dst[(2 * k)..], (Half)v[k]); break;
-                        default: BinaryPrimitives.WriteUInt16LittleEndian(dst[(2 * k)..], Bf16Bits(v[k])); break;
+                        case ElementKind.F32:
+                            BinaryPrimitives.WriteSingleLittleEndian(dst[(4 * k)..], v[k]);
+                            break;
+                        case ElementKind.F16:
+                            BinaryPrimitives.WriteHalfLittleEndian(dst[(2 * k)..], (Half)v[k]);
+                            break;
+                        default:
+                            BinaryPrimitives.WriteUInt16LittleEndian(dst[(2 * k)..], Bf16Bits(v[k]));
+                            break;
                     }
                 }
             }
@@ -344,7 +448,8 @@ internal static class ElementCodec
     private static ushort Bf16Bits(float v)
     {
         // Truncating a NaN whose payload sits in the low half would turn it into infinity.
-        if (float.IsNaN(v)) return (ushort)(float.IsNegative(v) ? 0xFFC0 : 0x7FC0);
+        if (float.IsNaN(v))
+            return (ushort)(float.IsNegative(v) ? 0xFFC0 : 0x7FC0);
         return (ushort)(BitConverter.SingleToUInt32Bits(DType.BF16.Round(v)) >> 16);
     }
 }

@@ -13,10 +13,17 @@ internal static class Json
         foreach (var x in items)
             switch (x)
             {
-                case int i: w.WriteNumberValue(i); break;
-                case long l: w.WriteNumberValue(l); break;
-                case string s: w.WriteStringValue(s); break;
-                default: throw new ArgumentException($"no JSON form for {typeof(T).Name}");
+                case int i:
+                    w.WriteNumberValue(i);
+                    break;
+                case long l:
+                    w.WriteNumberValue(l);
+                    break;
+                case string s:
+                    w.WriteStringValue(s);
+                    break;
+                default:
+                    throw new ArgumentException($"no JSON form for {typeof(T).Name}");
             }
         w.WriteEndArray();
     }
@@ -32,7 +39,8 @@ internal static class Json
     public static (DType, long[]) ReadType(JsonElement e)
     {
         string name = e.GetProperty("dtype").GetString()!;
-        if (!DTypes.TryParse(name, out var dtype)) throw new InvalidDataException($"unknown element type '{name}'");
+        if (!DTypes.TryParse(name, out var dtype))
+            throw new InvalidDataException($"unknown element type '{name}'");
         return (dtype, e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray());
     }
 

@@ -20,6 +20,7 @@ public static class Npy
     // numpy itself refuses headers over 10 000 bytes; allow more, but not enough to be a memory hazard.
     private const long MaxHeaderBytes = 1 << 24;
     private const int Align = 64;
+
     // numpy leaves room after the growing axis so that appending can rewrite the header in place.
     private const int GrowthAxisMaxDigits = 21;
 
@@ -38,8 +39,14 @@ public static class Npy
     public static NpyArray Read(Stream s, string what)
     {
         long available;
-        try { available = s.CanSeek ? s.Length - s.Position : -1; }
-        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { available = -1; }
+        try
+        {
+            available = s.CanSeek ? s.Length - s.Position : -1;
+        }
+        catch (Exception e) when (ArrayFileException.IsInputProblem(e))
+        {
+            available = -1;
+        }
         return Read(s, what, available);
     }
 
@@ -47,9 +54,14 @@ public static class Npy
     /// unknown.</summary>
     internal static NpyArray Read(Stream s, string what, long available)
     {
-        try { return ReadCore(s, what, available); }
-        catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(what,
-            "reading the array", e); }
+        try
+        {
+            return ReadCore(s, what, available);
+        }
+        catch (Exception e) when (ArrayFileException.IsInputProblem(e))
+        {
+            throw ArrayFileException.Wrap(what, "reading the array", e);
+        }
     }
 
     private static NpyArray ReadCore(Stream s, string what, long available)
@@ -58,17 +70,21 @@ public static class Npy
         int got = ElementCodec.ReadUpTo(s, pre[..10]);
         if (got < Magic.Length || !pre[..Magic.Length].SequenceEqual(Magic))
         {
-            string hint = got >= 2 && pre[0] == 'P' && pre[1] == 'K'
-                ? " (it looks like a zip archive, i.e. an .npz file)" : "";
-            throw new ArrayFileException($"{what}: not a .npy file: expected the magic bytes \\x93NUMPY, found "
-                + $"{Describe(pre[..got])}{hint}");
+            string hint =
+                got >= 2 && pre[0] == 'P' && pre[1] == 'K' ? " (it looks like a zip archive, i.e. an .npz file)" : "";
+            throw new ArrayFileException(
+                $"{what}: not a .npy file: expected the magic bytes \\x93NUMPY, found "
+                    + $"{Describe(pre[..got])}{hint}"
+            );
         }
         if (got < 10)
             throw new ArrayFileException($"{what}: truncated header: expected at least 10 bytes, found {got}");
-        int major = pre[6], minor = pre[7];
+        int major = pre[6],
+            minor = pre[7];
         if (major is < 1 or > 3 || minor != 0)
-            throw new ArrayFileException($"{what}: unsupported .npy format version {major}.{minor}: expected 1.0, 2.0 "
-                + $"or 3.0");
+            throw new ArrayFileException(
+                $"{what}: unsupported .npy format version {major}.{minor}: expected 1.0, 2.0 " + $"or 3.0"
+            );
 
         long hlen;
         int prefix;
@@ -80,20 +96,26 @@ public static class Npy
         else
         {
             got = ElementCodec.ReadUpTo(s, pre[10..12]);
-            if (got < 2) throw new ArrayFileException($"{what}: truncated header: expected at least 12 bytes, found "
-                + $"{10 + got}");
+            if (got < 2)
+                throw new ArrayFileException(
+                    $"{what}: truncated header: expected at least 12 bytes, found " + $"{10 + got}"
+                );
             hlen = BinaryPrimitives.ReadUInt32LittleEndian(pre[8..]);
             prefix = 12;
         }
         if (hlen > MaxHeaderBytes)
-            throw new ArrayFileException($"{what}: bad header: its length field says {hlen} bytes, expected at most "
-                + $"{MaxHeaderBytes}");
+            throw new ArrayFileException(
+                $"{what}: bad header: its length field says {hlen} bytes, expected at most " + $"{MaxHeaderBytes}"
+            );
         var hb = new byte[hlen];
         got = ElementCodec.ReadUpTo(s, hb);
-        if (got < hlen) throw new ArrayFileException($"{what}: truncated header: expected {hlen} bytes, found {got}");
+        if (got < hlen)
+            throw new ArrayFileException($"{what}: truncated header: expected {hlen} bytes, found {got}");
 
-        string text = major == 3 ? new UTF8Encoding(false,
-            throwOnInvalidBytes: true).GetString(hb) : Encoding.Latin1.GetString(hb);
+        string text =
+            major == 3
+                ? new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(hb)
+                : Encoding.Latin1.GetString(hb);
         var (descr, fortran, shape) = ParseHeader(text, what);
         ElementType t = ParseDescr(descr, what);
         long left = available >= 0 ? available - prefix - hlen : -1;
@@ -102,9 +124,11 @@ public static class Npy
 
     private static string Describe(ReadOnlySpan<byte> b)
     {
-        if (b.IsEmpty) return "an empty file";
+        if (b.IsEmpty)
+            return "an empty file";
         var sb = new StringBuilder("'");
-        foreach (byte c in b) sb.Append(c is >= 0x20 and < 0x7F and not 0x5C ? ((char)c).ToString() : $"\\x{c:x2}");
+        foreach (byte c in b)
+            sb.Append(c is >= 0x20 and < 0x7F and not 0x5C ? ((char)c).ToString() : $"\\x{c:x2}");
         return sb.Append('\'').ToString();
     }
 
@@ -120,61 +144,81 @@ public static class Npy
         if (dict["shape"] is not PySeq seq || seq.Items.Any(x => x is not long))
             throw p.Bad($"'shape' must be a tuple of integers, found {HeaderParser.Show(dict["shape"])}");
         var shape = seq.Items.Select(x => (long)x!).ToArray();
-        if (shape.Any(d => d < 0)) throw p.Bad($"'shape' has a negative dimension: {HeaderParser.Show(seq)}");
+        if (shape.Any(d => d < 0))
+            throw p.Bad($"'shape' has a negative dimension: {HeaderParser.Show(seq)}");
         return (dict["descr"], fortran, shape);
     }
 
     private static ElementType ParseDescr(object? descr, string what)
     {
         if (descr is PySeq)
-            throw new ArrayFileException($"{what}: unsupported dtype: a structured array "
-                + $"({HeaderParser.Show(descr)}); expected one of {Supported}");
+            throw new ArrayFileException(
+                $"{what}: unsupported dtype: a structured array "
+                    + $"({HeaderParser.Show(descr)}); expected one of {Supported}"
+            );
         if (descr is not string d)
-            throw new ArrayFileException($"{what}: bad header: 'descr' must be a string, found "
-                + $"{HeaderParser.Show(descr)}");
+            throw new ArrayFileException(
+                $"{what}: bad header: 'descr' must be a string, found " + $"{HeaderParser.Show(descr)}"
+            );
         bool be = !BitConverter.IsLittleEndian;
         string body = d;
         if (d.Length > 0 && d[0] is '<' or '>' or '|' or '=')
         {
-            if (d[0] == '<') be = false;
-            else if (d[0] == '>') be = true;
+            if (d[0] == '<')
+                be = false;
+            else if (d[0] == '>')
+                be = true;
             body = d[1..];
         }
         char kind = body.Length > 0 ? body[0] : '?';
-        int size = int.TryParse(body.AsSpan(Math.Min(1, body.Length)), NumberStyles.None, CultureInfo.InvariantCulture,
-            out int n) ? n : -1;
+        int size = int.TryParse(
+            body.AsSpan(Math.Min(1, body.Length)),
+            NumberStyles.None,
+            CultureInfo.InvariantCulture,
+            out int n
+        )
+            ? n
+            : -1;
         ElementKind? k = (kind, size) switch
         {
             ('b', 1) => ElementKind.Bool,
-            ('i', 1) => ElementKind.I8, ('i', 2) => ElementKind.I16, ('i', 4) => ElementKind.I32, ('i',
-                8) => ElementKind.I64,
-            ('u', 1) => ElementKind.U8, ('u', 2) => ElementKind.U16, ('u', 4) => ElementKind.U32, ('u',
-                8) => ElementKind.U64,
-            ('f', 2) => ElementKind.F16, ('f', 4) => ElementKind.F32, ('f', 8) => ElementKind.F64,
+            ('i', 1) => ElementKind.I8,
+            ('i', 2) => ElementKind.I16,
+            ('i', 4) => ElementKind.I32,
+            ('i', 8) => ElementKind.I64,
+            ('u', 1) => ElementKind.U8,
+            ('u', 2) => ElementKind.U16,
+            ('u', 4) => ElementKind.U32,
+            ('u', 8) => ElementKind.U64,
+            ('f', 2) => ElementKind.F16,
+            ('f', 4) => ElementKind.F32,
+            ('f', 8) => ElementKind.F64,
             _ => null,
         };
         string name = NumpyName(kind, size);
         if (k == null)
-            throw new ArrayFileException($"{what}: unsupported dtype '{d}'{(name == "" ? "" : $" ({name})")}: "
-                + $"expected one of {Supported}");
+            throw new ArrayFileException(
+                $"{what}: unsupported dtype '{d}'{(name == "" ? "" : $" ({name})")}: " + $"expected one of {Supported}"
+            );
         return new ElementType(k.Value, be, name);
     }
 
-    private static string NumpyName(char kind, int size) => kind switch
-    {
-        'b' when size == 1 => "bool",
-        'i' when size > 0 => $"int{8 * size}",
-        'u' when size > 0 => $"uint{8 * size}",
-        'f' when size > 0 => $"float{8 * size}",
-        'c' when size > 0 => $"complex{8 * size}",
-        'U' => "str",
-        'S' => "bytes",
-        'O' => "object",
-        'V' => "void",
-        'M' => "datetime64",
-        'm' => "timedelta64",
-        _ => "",
-    };
+    private static string NumpyName(char kind, int size) =>
+        kind switch
+        {
+            'b' when size == 1 => "bool",
+            'i' when size > 0 => $"int{8 * size}",
+            'u' when size > 0 => $"uint{8 * size}",
+            'f' when size > 0 => $"float{8 * size}",
+            'c' when size > 0 => $"complex{8 * size}",
+            'U' => "str",
+            'S' => "bytes",
+            'O' => "object",
+            'V' => "void",
+            'M' => "datetime64",
+            'm' => "timedelta64",
+            _ => "",
+        };
 
     /// <summary>Writes <paramref name="a"/> to the file <paramref name="path"/>, replacing it if it exists.</summary>
     public static void Write(string path, NDArray a) => ArrayFile.WriteAtomically(path, fs => Write(fs, a));
@@ -193,25 +237,31 @@ public static class Npy
         };
         string dict = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {ElementCodec.ShapeText(a.Shape)}, }}";
         if (a.Shape.Length > 0)
-            dict += new string(' ', Math.Max(0,
-                GrowthAxisMaxDigits - a.Shape[0].ToString(CultureInfo.InvariantCulture).Length));
+            dict += new string(
+                ' ',
+                Math.Max(0, GrowthAxisMaxDigits - a.Shape[0].ToString(CultureInfo.InvariantCulture).Length)
+            );
         byte[] header = Encoding.ASCII.GetBytes(dict);
 
         // Like numpy, fall back to version 2.0 only when the header outgrows 1.0's 16-bit length field.
-        int major = 1, prefix = 10;
+        int major = 1,
+            prefix = 10;
         int hlen = header.Length + 1;
         int pad = Align - (prefix + hlen) % Align;
         if (hlen + pad > ushort.MaxValue)
         {
-            major = 2; prefix = 12;
+            major = 2;
+            prefix = 12;
             pad = Align - (prefix + hlen) % Align;
         }
         Span<byte> pre = stackalloc byte[12];
         Magic.CopyTo(pre);
         pre[6] = (byte)major;
         pre[7] = 0;
-        if (major == 1) BinaryPrimitives.WriteUInt16LittleEndian(pre[8..], (ushort)(hlen + pad));
-        else BinaryPrimitives.WriteUInt32LittleEndian(pre[8..], (uint)(hlen + pad));
+        if (major == 1)
+            BinaryPrimitives.WriteUInt16LittleEndian(pre[8..], (ushort)(hlen + pad));
+        else
+            BinaryPrimitives.WriteUInt32LittleEndian(pre[8..], (uint)(hlen + pad));
         s.Write(pre[..prefix]);
         s.Write(header);
         var tail = new byte[pad + 1];
@@ -234,10 +284,12 @@ public static class Npy
         public Dictionary<string, object?> ParseTop()
         {
             SkipWs();
-            if (pos >= text.Length || text[pos] != '{') throw Expected("'{'");
+            if (pos >= text.Length || text[pos] != '{')
+                throw Expected("'{'");
             var d = Dict();
             SkipWs();
-            if (pos < text.Length) throw Expected("the end of the header after '}'");
+            if (pos < text.Length)
+                throw Expected("the end of the header after '}'");
             return d;
         }
 
@@ -248,31 +300,48 @@ public static class Npy
             while (true)
             {
                 SkipWs();
-                if (Eat('}')) return d;
+                if (Eat('}'))
+                    return d;
                 int at = pos;
-                if (Value() is not string key) { pos = at; throw Expected("a string key"); }
-                if (d.ContainsKey(key)) throw Bad($"duplicate key '{key}'");
+                if (Value() is not string key)
+                {
+                    pos = at;
+                    throw Expected("a string key");
+                }
+                if (d.ContainsKey(key))
+                    throw Bad($"duplicate key '{key}'");
                 SkipWs();
-                if (!Eat(':')) throw Expected($"':' after key '{key}'");
+                if (!Eat(':'))
+                    throw Expected($"':' after key '{key}'");
                 d[key] = Value();
                 SkipWs();
-                if (Eat('}')) return d;
-                if (!Eat(',')) throw Expected("',' or '}'");
+                if (Eat('}'))
+                    return d;
+                if (!Eat(','))
+                    throw Expected("',' or '}'");
             }
         }
 
         private object? Value()
         {
             SkipWs();
-            if (pos >= text.Length) throw Expected("a value");
+            if (pos >= text.Length)
+                throw Expected("a value");
             char c = text[pos];
-            if (c is '\'' or '"') return Str(c);
-            if (c is '(' or '[') return Seq(c == '[' ? ']' : ')');
-            if (c == '{') return Dict();
-            if (c is '-' or '+' || char.IsAsciiDigit(c)) return Int();
-            if (Word("True")) return true;
-            if (Word("False")) return false;
-            if (Word("None")) return null;
+            if (c is '\'' or '"')
+                return Str(c);
+            if (c is '(' or '[')
+                return Seq(c == '[' ? ']' : ')');
+            if (c == '{')
+                return Dict();
+            if (c is '-' or '+' || char.IsAsciiDigit(c))
+                return Int();
+            if (Word("True"))
+                return true;
+            if (Word("False"))
+                return false;
+            if (Word("None"))
+                return null;
             throw Expected("a value");
         }
 
@@ -283,10 +352,12 @@ public static class Npy
             while (pos < text.Length && text[pos] != quote)
             {
                 // Escapes do not occur in numpy's descr strings; keeping the escaped character is enough.
-                if (text[pos] == '\\' && pos + 1 < text.Length) pos++;
+                if (text[pos] == '\\' && pos + 1 < text.Length)
+                    pos++;
                 sb.Append(text[pos++]);
             }
-            if (!Eat(quote)) throw Expected($"a closing {quote}");
+            if (!Eat(quote))
+                throw Expected($"a closing {quote}");
             return sb.ToString();
         }
 
@@ -297,21 +368,27 @@ public static class Npy
             while (true)
             {
                 SkipWs();
-                if (Eat(close)) return new PySeq(items, close == ']');
+                if (Eat(close))
+                    return new PySeq(items, close == ']');
                 items.Add(Value());
                 SkipWs();
-                if (Eat(close)) return new PySeq(items, close == ']');
-                if (!Eat(',')) throw Expected($"',' or '{close}'");
+                if (Eat(close))
+                    return new PySeq(items, close == ']');
+                if (!Eat(','))
+                    throw Expected($"',' or '{close}'");
             }
         }
 
         private long Int()
         {
             int start = pos;
-            if (text[pos] is '-' or '+') pos++;
-            while (pos < text.Length && char.IsAsciiDigit(text[pos])) pos++;
+            if (text[pos] is '-' or '+')
+                pos++;
+            while (pos < text.Length && char.IsAsciiDigit(text[pos]))
+                pos++;
             string digits = text[start..pos];
-            if (pos < text.Length && text[pos] is 'L' or 'l') pos++; // Python 2 long literals in old files
+            if (pos < text.Length && text[pos] is 'L' or 'l')
+                pos++; // Python 2 long literals in old files
             if (!long.TryParse(digits, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v))
             {
                 pos = start;
@@ -322,22 +399,29 @@ public static class Npy
 
         private bool Word(string w)
         {
-            if (string.CompareOrdinal(text, pos, w, 0, w.Length) != 0) return false;
+            if (string.CompareOrdinal(text, pos, w, 0, w.Length) != 0)
+                return false;
             int end = pos + w.Length;
-            if (end < text.Length && (char.IsAsciiLetterOrDigit(text[end]) || text[end] == '_')) return false;
+            if (end < text.Length && (char.IsAsciiLetterOrDigit(text[end]) || text[end] == '_'))
+                return false;
             pos = end;
             return true;
         }
 
         private bool Eat(char c)
         {
-            if (pos < text.Length && text[pos] == c) { pos++; return true; }
+            if (pos < text.Length && text[pos] == c)
+            {
+                pos++;
+                return true;
+            }
             return false;
         }
 
         private void SkipWs()
         {
-            while (pos < text.Length && char.IsWhiteSpace(text[pos])) pos++;
+            while (pos < text.Length && char.IsWhiteSpace(text[pos]))
+                pos++;
         }
 
         private ArrayFileException Expected(string expected)
@@ -346,18 +430,25 @@ public static class Npy
             return Bad($"expected {expected} at offset {pos}, found {found}");
         }
 
-        public static string Show(object? v) => v switch
-        {
-            null => "None",
-            bool b => b ? "True" : "False",
-            string s => $"'{s}'",
-            long l => l.ToString(CultureInfo.InvariantCulture),
-            PySeq q => (q.IsList ? "[" : "(") + string.Join(", ",
-                q.Items.Select(Show)) + (q.IsList ? "]" : q.Items.Count == 1 ? ",)" : ")"),
-            Dictionary<string, object?> d => "{" + string.Join(", ",
-                d.Select(kv => $"'{kv.Key}': {Show(kv.Value)}")) + "}",
-            _ => v.ToString() ?? "",
-        };
+        public static string Show(object? v) =>
+            v switch
+            {
+                null => "None",
+                bool b => b ? "True" : "False",
+                string s => $"'{s}'",
+                long l => l.ToString(CultureInfo.InvariantCulture),
+                PySeq q => (q.IsList ? "[" : "(")
+                    + string.Join(", ", q.Items.Select(Show))
+                    + (
+                        q.IsList ? "]"
+                        : q.Items.Count == 1 ? ",)"
+                        : ")"
+                    ),
+                Dictionary<string, object?> d => "{"
+                    + string.Join(", ", d.Select(kv => $"'{kv.Key}': {Show(kv.Value)}"))
+                    + "}",
+                _ => v.ToString() ?? "",
+            };
 
         private static string Clip(string s)
         {

@@ -14,7 +14,10 @@ public static class Npz
     {
         using var fs = ArrayFile.OpenRead(path);
         ZipArchive zip;
-        try { zip = new ZipArchive(fs, ZipArchiveMode.Read, leaveOpen: true); }
+        try
+        {
+            zip = new ZipArchive(fs, ZipArchiveMode.Read, leaveOpen: true);
+        }
         catch (Exception e) when (ArrayFileException.IsInputProblem(e))
         {
             throw new ArrayFileException($"{path}: not a valid .npz file: expected a zip archive, but {e.Message}", e);
@@ -23,20 +26,28 @@ public static class Npz
         {
             var result = new Dictionary<string, NpyArray>();
             IReadOnlyCollection<ZipArchiveEntry> entries;
-            try { entries = zip.Entries; }
-            catch (Exception e) when (ArrayFileException.IsInputProblem(e)) { throw ArrayFileException.Wrap(path,
-                "reading the zip directory", e); }
+            try
+            {
+                entries = zip.Entries;
+            }
+            catch (Exception e) when (ArrayFileException.IsInputProblem(e))
+            {
+                throw ArrayFileException.Wrap(path, "reading the zip directory", e);
+            }
             foreach (var entry in entries)
             {
                 string name = entry.FullName;
-                if (name.EndsWith('/')) continue; // a directory record holds no data
+                if (name.EndsWith('/'))
+                    continue; // a directory record holds no data
                 if (!name.EndsWith(".npy", StringComparison.Ordinal))
-                    throw new ArrayFileException($"{path}: entry '{name}' is not an array: expected only '<key>.npy' "
-                        + $"entries in an .npz file");
+                    throw new ArrayFileException(
+                        $"{path}: entry '{name}' is not an array: expected only '<key>.npy' "
+                            + $"entries in an .npz file"
+                    );
                 string key = name[..^4];
                 string what = $"{path}: key '{key}'";
-                if (result.ContainsKey(key)) throw new ArrayFileException($"{what}: the key occurs more than once in "
-                    + $"the archive");
+                if (result.ContainsKey(key))
+                    throw new ArrayFileException($"{what}: the key occurs more than once in " + $"the archive");
                 try
                 {
                     using var s = entry.Open();
@@ -58,15 +69,18 @@ public static class Npz
     public static void Write(string path, IReadOnlyDictionary<string, NDArray> arrays, bool compress = false)
     {
         var level = compress ? CompressionLevel.Optimal : CompressionLevel.NoCompression;
-        ArrayFile.WriteAtomically(path, fs =>
-        {
-            using var zip = new ZipArchive(fs, ZipArchiveMode.Create, leaveOpen: true);
-            foreach (var (key, a) in arrays)
+        ArrayFile.WriteAtomically(
+            path,
+            fs =>
             {
-                var entry = zip.CreateEntry(key + ".npy", level);
-                using var s = entry.Open();
-                Npy.Write(s, a);
+                using var zip = new ZipArchive(fs, ZipArchiveMode.Create, leaveOpen: true);
+                foreach (var (key, a) in arrays)
+                {
+                    var entry = zip.CreateEntry(key + ".npy", level);
+                    using var s = entry.Open();
+                    Npy.Write(s, a);
+                }
             }
-        });
+        );
     }
 }

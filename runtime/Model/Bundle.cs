@@ -13,6 +13,7 @@ public sealed class Bundle
 {
     /// <summary>The bundle directory.</summary>
     public string Directory { get; }
+
     /// <summary>Its manifest.</summary>
     public ProgramManifest Manifest { get; }
 
@@ -25,22 +26,34 @@ public sealed class Bundle
     /// <summary>Opens and checks the bundle at <paramref name="dir"/>.</summary>
     public static Bundle Open(string dir)
     {
-        if (!System.IO.Directory.Exists(dir)) throw new RunInputException($"'{dir}' is not a bundle: no such "
-            + $"directory (make one with 'mplc compile MODEL.mpl -o {Path.GetFileName(dir.TrimEnd('/'))}')");
+        if (!System.IO.Directory.Exists(dir))
+            throw new RunInputException(
+                $"'{dir}' is not a bundle: no such "
+                    + $"directory (make one with 'mplc compile MODEL.mpl -o {Path.GetFileName(dir.TrimEnd('/'))}')"
+            );
         string manifestPath = Path.Combine(dir, "manifest.json");
         if (!File.Exists(manifestPath))
             throw new RunInputException($"'{dir}' is not a bundle: it has no manifest.json");
         ProgramManifest manifest;
-        try { manifest = ProgramManifest.FromJson(File.ReadAllText(manifestPath)); }
-        catch (InvalidDataException e) { throw new RunInputException($"{manifestPath}: {e.Message}"); }
+        try
+        {
+            manifest = ProgramManifest.FromJson(File.ReadAllText(manifestPath));
+        }
+        catch (InvalidDataException e)
+        {
+            throw new RunInputException($"{manifestPath}: {e.Message}");
+        }
         foreach (var (file, hash) in manifest.Files)
         {
             string path = Path.Combine(dir, file);
-            if (!File.Exists(path)) throw new RunInputException($"bundle '{dir}': {file} is missing");
+            if (!File.Exists(path))
+                throw new RunInputException($"bundle '{dir}': {file} is missing");
             using var f = File.OpenRead(path);
             if (!string.Equals(Convert.ToHexStringLower(SHA256.HashData(f)), hash, StringComparison.Ordinal))
-                throw new RunInputException($"bundle '{dir}': {file} is damaged or from another build (its checksum "
-                    + $"differs from the manifest's)");
+                throw new RunInputException(
+                    $"bundle '{dir}': {file} is damaged or from another build (its checksum "
+                        + $"differs from the manifest's)"
+                );
         }
         return new Bundle(dir, manifest);
     }
@@ -48,9 +61,14 @@ public sealed class Bundle
     /// <summary>The device program, its kernels resolved by <paramref name="kernel"/>.</summary>
     public DeviceProgram Program(Func<string, IKernel> kernel)
     {
-        try { return ProgramFile.Read(File.ReadAllText(Path.Combine(Directory, "program.json")), kernel); }
-        catch (InvalidDataException e) {
-            throw new RunInputException($"bundle '{Directory}': program.json: {e.Message}"); }
+        try
+        {
+            return ProgramFile.Read(File.ReadAllText(Path.Combine(Directory, "program.json")), kernel);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new RunInputException($"bundle '{Directory}': program.json: {e.Message}");
+        }
     }
 
     /// <summary>The path of a file of the bundle.</summary>

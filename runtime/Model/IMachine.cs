@@ -11,7 +11,13 @@ public interface IMachine
     /// Runs one step of <paramref name="program"/> on global <paramref name="args"/> and <paramref name="parameters"/>,
     /// as <see cref="ProgramRunner"/> does on this machine's devices.
     /// </summary>
-    IReadOnlyList<NDArray> Run(ProgramManifest manifest, DeviceProgram program, IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters, TimeSpan timeout, IDictionary<string, NDArray>? updates,
-            Trace? trace);
+    IReadOnlyList<NDArray> Run(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters,
+        TimeSpan timeout,
+        IDictionary<string, NDArray>? updates,
+        Trace? trace
+    );
 }

@@ -14,39 +14,55 @@ public sealed class RunSettings
 {
     /// <summary>Inputs keyed by argument name (.npz, .npy or .safetensors), or null for random inputs.</summary>
     public string? InputsPath { get; set; }
+
     /// <summary>Parameters keyed by dotted path, or null to initialise all of them.</summary>
     public string? ParamsPath { get; set; }
+
     /// <summary>The inputs themselves, in argument order (instead of <see cref="InputsPath"/>), or null.</summary>
     public IReadOnlyList<NDArray>? InputArrays { get; set; }
+
     /// <summary>Every parameter itself, keyed by dotted path (instead of <see cref="ParamsPath"/>), or null.</summary>
     public IReadOnlyDictionary<string, NDArray>? ParamArrays { get; set; }
+
     /// <summary>Where the result goes, under the key "out".</summary>
     public string? OutPath { get; set; }
+
     /// <summary>Seed for initialisers and random inputs.</summary>
     public ulong Seed { get; set; }
+
     /// <summary>Training steps to run on the same inputs (1 for a forward run).</summary>
     public int Steps { get; set; } = 1;
+
     /// <summary>Times to run a forward model on the same inputs (for timing; the results are the last run's).</summary>
     public int Repeat { get; set; } = 1;
+
     /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
     public string? SaveParamsPath { get; set; }
+
     /// <summary>How kernels run: "cpu" (compiled host kernels), "interp" (the reference interpreter), "cuda" (GPUs) or
     /// "cuda-emu" (emulated GPUs).</summary>
     public string Backend { get; set; } = "cpu";
+
     /// <summary>How many GPUs the GPU back ends use (null: every GPU there is for cuda, one for cuda-emu).</summary>
     public int? Gpus { get; set; }
+
     /// <summary>Where to write a Chrome/Perfetto trace of every device's work, or null.</summary>
     public string? TracePath { get; set; }
+
     /// <summary>Record every device's work (as for a trace) and return it, for a per-kernel profile.</summary>
     public bool Profile { get; set; }
+
     /// <summary>How long a device waits in a collective before the run is reported as stuck.</summary>
     public TimeSpan CollectiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>What a run gives: the last step's results, the loss of every step (training only) and the final
 /// parameters.</summary>
-public sealed record RunOutcome(IReadOnlyList<NDArray> Results, float[]? Losses, IReadOnlyDictionary<string,
-    NDArray> Parameters)
+public sealed record RunOutcome(
+    IReadOnlyList<NDArray> Results,
+    float[]? Losses,
+    IReadOnlyDictionary<string, NDArray> Parameters
+)
 {
     /// <summary>What every device did, when the run was traced or profiled.</summary>
     public Trace? Trace { get; init; }
@@ -65,23 +81,41 @@ public static class ModelSession
     /// updates (by default <see cref="ProgramRunner"/> over the devices of <paramref name="machine"/>, else simulated
     /// CPU devices).
     /// </summary>
-    public static RunOutcome Run(ProgramManifest manifest, DeviceProgram? program, RunSettings s, TextWriter log,
-        Action<int, NDArray, TimeSpan>? onStep = null, Func<IReadOnlyList<NDArray>, Dictionary<string, NDArray>,
-            Dictionary<string, NDArray>, Trace?, IReadOnlyList<NDArray>>? runStep = null,
-        IMachine? machine = null)
+    public static RunOutcome Run(
+        ProgramManifest manifest,
+        DeviceProgram? program,
+        RunSettings s,
+        TextWriter log,
+        Action<int, NDArray, TimeSpan>? onStep = null,
+        Func<
+            IReadOnlyList<NDArray>,
+            Dictionary<string, NDArray>,
+            Dictionary<string, NDArray>,
+            Trace?,
+            IReadOnlyList<NDArray>
+        >? runStep = null,
+        IMachine? machine = null
+    )
     {
-        if (s.Steps < 1) throw new RunInputException($"--steps must be at least 1, got {s.Steps}");
-        if (s.Steps > 1 && !manifest.Training) throw new RunInputException("--steps needs a training model (a 'train "
-            + "MODEL optimizer ...' declaration); --repeat runs a forward model again");
-        if (s.Repeat < 1) throw new RunInputException($"--repeat must be at least 1, got {s.Repeat}");
-        if (s.Repeat > 1 && manifest.Training) throw new RunInputException("--repeat runs a forward model again; a "
-            + "training model takes --steps");
+        if (s.Steps < 1)
+            throw new RunInputException($"--steps must be at least 1, got {s.Steps}");
+        if (s.Steps > 1 && !manifest.Training)
+            throw new RunInputException(
+                "--steps needs a training model (a 'train "
+                    + "MODEL optimizer ...' declaration); --repeat runs a forward model again"
+            );
+        if (s.Repeat < 1)
+            throw new RunInputException($"--repeat must be at least 1, got {s.Repeat}");
+        if (s.Repeat > 1 && manifest.Training)
+            throw new RunInputException("--repeat runs a forward model again; a " + "training model takes --steps");
         var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log);
-        var parameters = s.ParamArrays != null ? new Dictionary<string, NDArray>(s.ParamArrays) : LoadParams(manifest,
-            s);
+        var parameters =
+            s.ParamArrays != null ? new Dictionary<string, NDArray>(s.ParamArrays) : LoadParams(manifest, s);
         var trace = s.TracePath == null && !s.Profile ? null : new Trace();
-        runStep ??= machine != null ? (a, p, u, t) => machine.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t)
-            : (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t);
+        runStep ??=
+            machine != null
+                ? (a, p, u, t) => machine.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t)
+                : (a, p, u, t) => ProgramRunner.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t);
         IReadOnlyList<NDArray> results = [];
         var losses = new float[s.Steps];
         for (int run = 0; run < s.Steps * s.Repeat; run++)
@@ -89,27 +123,35 @@ public static class ModelSession
             int step = run % s.Steps;
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var updates = new Dictionary<string, NDArray>();
-            try { results = runStep(args, parameters, updates, trace); }
+            try
+            {
+                results = runStep(args, parameters, updates, trace);
+            }
             catch (Exception e) when (e is ExecutionException or CollectiveException or DeviceException)
             {
                 throw new RunInputException(s.Steps > 1 ? $"step {step + 1}: {e.Message}" : e.Message);
             }
-            foreach (var (path, value) in updates) parameters[path] = value;
-            if (manifest.Training) losses[step] = (float)results[0].GetDouble(0);
+            foreach (var (path, value) in updates)
+                parameters[path] = value;
+            if (manifest.Training)
+                losses[step] = (float)results[0].GetDouble(0);
             onStep?.Invoke(step, results[0], sw.Elapsed);
         }
-        if (s.TracePath != null) WriteTrace(s.TracePath, trace!, manifest.PhysicalMesh);
+        if (s.TracePath != null)
+            WriteTrace(s.TracePath, trace!, manifest.PhysicalMesh);
         if (s.OutPath != null)
         {
             var outputs = new Dictionary<string, NDArray>();
-            if (manifest.Training) outputs["loss"] = NDArray.FromFloats([s.Steps], losses);
-            for (int i = 0; i < results.Count; i++) outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
+            if (manifest.Training)
+                outputs["loss"] = NDArray.FromFloats([s.Steps], losses);
+            for (int i = 0; i < results.Count; i++)
+                outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
             WriteArrays(s.OutPath, outputs);
         }
         if (s.SaveParamsPath != null)
         {
-            if (!manifest.Training) throw new RunInputException("--save-params needs a training model: nothing was "
-                + "updated");
+            if (!manifest.Training)
+                throw new RunInputException("--save-params needs a training model: nothing was " + "updated");
             WriteArrays(s.SaveParamsPath, parameters);
         }
         return new RunOutcome(results, manifest.Training ? losses : null, parameters) { Trace = trace };
@@ -118,8 +160,14 @@ public static class ModelSession
     /// <summary>Writes arrays, turning file-system failures into input errors.</summary>
     public static void WriteArrays(string path, IReadOnlyDictionary<string, NDArray> arrays)
     {
-        try { ArrayFile.Write(path, arrays); }
-        catch (ArrayFileException e) { throw new RunInputException(e.Message); }
+        try
+        {
+            ArrayFile.Write(path, arrays);
+        }
+        catch (ArrayFileException e)
+        {
+            throw new RunInputException(e.Message);
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new RunInputException($"cannot write '{path}': {e.Message}");
@@ -129,15 +177,23 @@ public static class ModelSession
     /// <summary>Reads an array file, turning every failure into an input error that names the file.</summary>
     public static Dictionary<string, NpyArray> ReadArrays(string path)
     {
-        try { return ArrayFile.Read(path); }
-        catch (ArrayFileException e) { throw new RunInputException(e.Message); }
+        try
+        {
+            return ArrayFile.Read(path);
+        }
+        catch (ArrayFileException e)
+        {
+            throw new RunInputException(e.Message);
+        }
     }
 
     /// <summary>The inputs and parameters a run of <paramref name="manifest"/> with <paramref name="s"/> starts
     /// from.</summary>
-    public static (List<NDArray> Inputs, Dictionary<string, NDArray> Params) Load(ProgramManifest manifest,
-        RunSettings s, TextWriter log) =>
-        (LoadInputs(manifest, s, log), LoadParams(manifest, s));
+    public static (List<NDArray> Inputs, Dictionary<string, NDArray> Params) Load(
+        ProgramManifest manifest,
+        RunSettings s,
+        TextWriter log
+    ) => (LoadInputs(manifest, s, log), LoadParams(manifest, s));
 
     private static List<NDArray> LoadInputs(ProgramManifest manifest, RunSettings s, TextWriter log)
     {
@@ -145,20 +201,23 @@ public static class ModelSession
         if (s.InputsPath == null)
         {
             log.WriteLine($"note: no --inputs given: using random inputs (seed {s.Seed})");
-            foreach (var a in manifest.Inputs) result.Add(Initializers.RandomInput(a.DType, a.Shape, s.Seed, a.Name,
-                a.IntBound));
+            foreach (var a in manifest.Inputs)
+                result.Add(Initializers.RandomInput(a.DType, a.Shape, s.Seed, a.Name, a.IntBound));
             return result;
         }
         var file = ReadArrays(s.InputsPath);
         var names = manifest.Inputs.Select(a => a.Name).ToList();
         foreach (var key in file.Keys)
             if (!names.Contains(key))
-                throw new RunInputException($"{s.InputsPath}: unknown input '{key}' (the model's inputs: "
-                    + $"{string.Join(", ", names)})");
+                throw new RunInputException(
+                    $"{s.InputsPath}: unknown input '{key}' (the model's inputs: " + $"{string.Join(", ", names)})"
+                );
         foreach (var a in manifest.Inputs)
         {
             if (!file.TryGetValue(a.Name, out var arr))
-                throw new RunInputException($"{s.InputsPath}: missing input '{a.Name}' ({SourceType(a.DType, a.Shape)})");
+                throw new RunInputException(
+                    $"{s.InputsPath}: missing input '{a.Name}' ({SourceType(a.DType, a.Shape)})"
+                );
             result.Add(Check(arr, a.DType, a.Shape, s.InputsPath, "input", a.Name));
         }
         return result;
@@ -170,8 +229,10 @@ public static class ModelSession
         var paths = manifest.Params.Select(p => p.Path).ToHashSet();
         foreach (var key in file.Keys)
             if (!paths.Contains(key))
-                throw new RunInputException($"{s.ParamsPath}: unknown parameter '{key}' (the model has {paths.Count} "
-                    + $"parameters; 'mplc params' lists them)");
+                throw new RunInputException(
+                    $"{s.ParamsPath}: unknown parameter '{key}' (the model has {paths.Count} "
+                        + $"parameters; 'mplc params' lists them)"
+                );
         var result = new Dictionary<string, NDArray>();
         foreach (var p in manifest.Params)
             result[p.Path] = file.TryGetValue(p.Path, out var arr)
@@ -199,31 +260,49 @@ public static class ModelSession
         if (!dtypeOk)
         {
             string hint = dtype == DType.I32 && src == "int64" ? " (convert with .astype(np.int32))" : "";
-            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found dtype "
-                + $"{src}{hint}");
+            throw new RunInputException(
+                $"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found dtype " + $"{src}{hint}"
+            );
         }
         if (!a.Array.Shape.SequenceEqual(shape))
-            throw new RunInputException($"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found shape "
-                + $"[{string.Join(", ", a.Array.Shape)}]");
+            throw new RunInputException(
+                $"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found shape "
+                    + $"[{string.Join(", ", a.Array.Shape)}]"
+            );
         var arr = a.Array;
-        if (arr.DType == dtype) return arr;
+        if (arr.DType == dtype)
+            return arr;
         var data = (float[])arr.F!.Clone();
-        for (int i = 0; i < data.Length; i++) data[i] = dtype.Round(data[i]);
+        for (int i = 0; i < data.Length; i++)
+            data[i] = dtype.Round(data[i]);
         return NDArray.FromFloats(dtype, shape, data);
     }
 
-    private static string NumpyName(string source) => source switch
-    {
-        "F32" => "float32", "F64" => "float64", "F16" => "float16", "BF16" => "bfloat16", "I32" => "int32",
+    private static string NumpyName(string source) =>
+        source switch
+        {
+            "F32" => "float32",
+            "F64" => "float64",
+            "F16" => "float16",
+            "BF16" => "bfloat16",
+            "I32" => "int32",
             "I64" => "int64",
-        _ => source,
-    };
+            _ => source,
+        };
 
     private static void WriteTrace(string path, Trace trace, DeviceMesh mesh)
     {
-        var names = Enumerable.Range(0, mesh.DeviceCount).Select(r =>
-            $"device {r}" + (mesh.DeviceCount > 1
-                ? $" ({string.Join(", ", mesh.AxisNames.Zip(mesh.Coords(r), (a, c) => $"{a}={c}"))})" : "")).ToArray();
+        var names = Enumerable
+            .Range(0, mesh.DeviceCount)
+            .Select(r =>
+                $"device {r}"
+                + (
+                    mesh.DeviceCount > 1
+                        ? $" ({string.Join(", ", mesh.AxisNames.Zip(mesh.Coords(r), (a, c) => $"{a}={c}"))})"
+                        : ""
+                )
+            )
+            .ToArray();
         try
         {
             using var f = File.Create(path);

@@ -42,26 +42,37 @@ public sealed class ProgramManifest
 
     /// <summary>The model's name.</summary>
     public required string Name { get; init; }
+
     /// <summary>The full mesh, microbatch axis included.</summary>
     public required DeviceMesh Mesh { get; init; }
+
     /// <summary>The mesh axis that stands for microbatches, or null.</summary>
     public string? MicrobatchAxis { get; init; }
+
     /// <summary>Inputs in argument order.</summary>
     public required IReadOnlyList<TensorInfo> Inputs { get; init; }
+
     /// <summary>Results in order.</summary>
     public required IReadOnlyList<TensorInfo> Results { get; init; }
+
     /// <summary>Parameters and optimizer state, one entry per path.</summary>
     public required IReadOnlyList<ParamInfo> Params { get; init; }
+
     /// <summary>True when one run is a training step (result 0 the loss; parameters updated).</summary>
     public bool Training { get; init; }
+
     /// <summary>The kernels, by symbol.</summary>
     public IReadOnlyList<KernelInfo> Kernels { get; init; } = [];
+
     /// <summary>The memory plan of one device's program, if recorded.</summary>
     public Execution.MemoryPlan? Memory { get; init; }
+
     /// <summary>Files of the bundle and their SHA-256 (hex).</summary>
     public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
+
     /// <summary>The pipeline schedule, when the program is pipelined (the program file holds the same order).</summary>
     public ScheduleInfo? Schedule { get; init; }
+
     /// <summary>The CPU the bundle's host kernels were compiled for (null in bundles written before it was
     /// recorded).</summary>
     public HostCpu? HostCpu { get; init; }
@@ -81,7 +92,8 @@ public sealed class ProgramManifest
             w.WriteStartObject("mesh");
             Json.Array(w, "axes", Mesh.AxisNames);
             Json.Array(w, "sizes", Mesh.Sizes);
-            if (MicrobatchAxis != null) w.WriteString("microbatch_axis", MicrobatchAxis);
+            if (MicrobatchAxis != null)
+                w.WriteString("microbatch_axis", MicrobatchAxis);
             w.WriteNumber("devices", PhysicalMesh.DeviceCount);
             w.WriteEndObject();
             w.WriteBoolean("training", Training);
@@ -105,7 +117,8 @@ public sealed class ProgramManifest
                 w.WriteString("name", k.Name);
                 Json.Array(w, "grid", k.Grid);
                 Json.Array(w, "block", k.Block);
-                if (k.Barriers) w.WriteBoolean("barriers", true);
+                if (k.Barriers)
+                    w.WriteBoolean("barriers", true);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -118,7 +131,8 @@ public sealed class ProgramManifest
                 foreach (var b in Memory.Buffers)
                 {
                     w.WriteStartArray();
-                    foreach (var x in new[] { b.Slot, b.Bytes, b.Offset, b.From, b.To }) w.WriteNumberValue(x);
+                    foreach (var x in new[] { b.Slot, b.Bytes, b.Offset, b.From, b.To })
+                        w.WriteNumberValue(x);
                     w.WriteEndArray();
                 }
                 w.WriteEndArray();
@@ -142,14 +156,16 @@ public sealed class ProgramManifest
                 foreach (var device in Schedule.Order)
                 {
                     w.WriteStartArray();
-                    foreach (var task in device) w.WriteStringValue(task);
+                    foreach (var task in device)
+                        w.WriteStringValue(task);
                     w.WriteEndArray();
                 }
                 w.WriteEndArray();
                 w.WriteEndObject();
             }
             w.WriteStartObject("files");
-            foreach (var (f, h) in Files.OrderBy(x => x.Key, StringComparer.Ordinal)) w.WriteString(f, h);
+            foreach (var (f, h) in Files.OrderBy(x => x.Key, StringComparer.Ordinal))
+                w.WriteString(f, h);
             w.WriteEndObject();
             w.WriteEndObject();
         }
@@ -164,51 +180,91 @@ public sealed class ProgramManifest
             using var doc = JsonDocument.Parse(json);
             var r = doc.RootElement;
             int format = r.GetProperty("format").GetInt32();
-            if (format != FormatVersion) throw new InvalidDataException($"manifest format {format}, this runtime "
-                + $"reads format {FormatVersion}");
+            if (format != FormatVersion)
+                throw new InvalidDataException(
+                    $"manifest format {format}, this runtime " + $"reads format {FormatVersion}"
+                );
             var mesh = r.GetProperty("mesh");
             return new ProgramManifest
             {
                 Name = r.GetProperty("name").GetString()!,
-                Mesh = new DeviceMesh(mesh.GetProperty("axes").EnumerateArray().Select(x => x.GetString()!).ToArray(),
-                    mesh.GetProperty("sizes").EnumerateArray().Select(x => x.GetInt32()).ToArray()),
+                Mesh = new DeviceMesh(
+                    mesh.GetProperty("axes").EnumerateArray().Select(x => x.GetString()!).ToArray(),
+                    mesh.GetProperty("sizes").EnumerateArray().Select(x => x.GetInt32()).ToArray()
+                ),
                 MicrobatchAxis = mesh.TryGetProperty("microbatch_axis", out var mb) ? mb.GetString() : null,
                 Training = r.GetProperty("training").GetBoolean(),
                 Inputs = ReadTensors(r.GetProperty("inputs")),
                 Results = ReadTensors(r.GetProperty("results")),
-                Params = r.GetProperty("params").EnumerateArray().Select(p =>
-                {
-                    var (dtype, shape, layout) = ReadType(p);
-                    return new ParamInfo(p.GetProperty("path").GetString()!, dtype, shape, layout,
-                        p.GetProperty("init").GetString()!, p.GetProperty("std").GetDouble());
-                }).ToArray(),
-                Kernels = r.GetProperty("kernels").EnumerateArray().Select(k =>
-                    new KernelInfo(k.GetProperty("name").GetString()!,
-                    k.GetProperty("grid").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+                Params = r.GetProperty("params")
+                    .EnumerateArray()
+                    .Select(p =>
+                    {
+                        var (dtype, shape, layout) = ReadType(p);
+                        return new ParamInfo(
+                            p.GetProperty("path").GetString()!,
+                            dtype,
+                            shape,
+                            layout,
+                            p.GetProperty("init").GetString()!,
+                            p.GetProperty("std").GetDouble()
+                        );
+                    })
+                    .ToArray(),
+                Kernels = r.GetProperty("kernels")
+                    .EnumerateArray()
+                    .Select(k => new KernelInfo(
+                        k.GetProperty("name").GetString()!,
+                        k.GetProperty("grid").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
                         k.GetProperty("block").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
-                    k.TryGetProperty("barriers", out var sync) && sync.GetBoolean())).ToArray(),
+                        k.TryGetProperty("barriers", out var sync) && sync.GetBoolean()
+                    ))
+                    .ToArray(),
                 Files = r.GetProperty("files").EnumerateObject().ToDictionary(f => f.Name, f => f.Value.GetString()!),
                 Memory = r.TryGetProperty("memory", out var mem)
-                    ? new Execution.MemoryPlan(mem.GetProperty("buffers").EnumerateArray().Select(b =>
-                        new Execution.BufferPlacement(
-                        b[0].GetInt32(), b[1].GetInt64(), b[2].GetInt64(), b[3].GetInt32(), b[4].GetInt32())).ToArray(),
-                        mem.GetProperty("arena_bytes").GetInt64(), mem.GetProperty("peak_live_bytes").GetInt64())
+                    ? new Execution.MemoryPlan(
+                        mem.GetProperty("buffers")
+                            .EnumerateArray()
+                            .Select(b => new Execution.BufferPlacement(
+                                b[0].GetInt32(),
+                                b[1].GetInt64(),
+                                b[2].GetInt64(),
+                                b[3].GetInt32(),
+                                b[4].GetInt32()
+                            ))
+                            .ToArray(),
+                        mem.GetProperty("arena_bytes").GetInt64(),
+                        mem.GetProperty("peak_live_bytes").GetInt64()
+                    )
                     : null,
                 HostCpu = r.TryGetProperty("host_cpu", out var cpu)
-                    ? new HostCpu(cpu.GetProperty("name").GetString()!,
-                        cpu.GetProperty("features").EnumerateArray().Select(x => x.GetString()!).ToArray())
+                    ? new HostCpu(
+                        cpu.GetProperty("name").GetString()!,
+                        cpu.GetProperty("features").EnumerateArray().Select(x => x.GetString()!).ToArray()
+                    )
                     : null,
                 Schedule = r.TryGetProperty("schedule", out var sch)
-                    ? new ScheduleInfo(sch.GetProperty("axis").GetString()!, sch.GetProperty("kind").GetString()!,
+                    ? new ScheduleInfo(
+                        sch.GetProperty("axis").GetString()!,
+                        sch.GetProperty("kind").GetString()!,
                         sch.GetProperty("microbatches").GetInt32(),
                         sch.GetProperty("chunks").GetInt32(),
-                            sch.GetProperty("order").EnumerateArray().Select(d => d.EnumerateArray().Select(t =>
-                            t.GetString()!).ToArray()).ToArray())
+                        sch.GetProperty("order")
+                            .EnumerateArray()
+                            .Select(d => d.EnumerateArray().Select(t => t.GetString()!).ToArray())
+                            .ToArray()
+                    )
                     : null,
             };
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or
-            FormatException or ArgumentException)
+        catch (Exception e)
+            when (e
+                    is JsonException
+                        or KeyNotFoundException
+                        or InvalidOperationException
+                        or FormatException
+                        or ArgumentException
+            )
         {
             throw new InvalidDataException($"the manifest is damaged: {e.Message}", e);
         }
@@ -228,12 +284,20 @@ public sealed class ProgramManifest
         w.WriteEndArray();
     }
 
-    private static TensorInfo[] ReadTensors(JsonElement e) => e.EnumerateArray().Select(t =>
-    {
-        var (dtype, shape, layout) = ReadType(t);
-        return new TensorInfo(t.GetProperty("name").GetString()!, dtype, shape, layout,
-            t.GetProperty("int_bound").GetInt64());
-    }).ToArray();
+    private static TensorInfo[] ReadTensors(JsonElement e) =>
+        e.EnumerateArray()
+            .Select(t =>
+            {
+                var (dtype, shape, layout) = ReadType(t);
+                return new TensorInfo(
+                    t.GetProperty("name").GetString()!,
+                    dtype,
+                    shape,
+                    layout,
+                    t.GetProperty("int_bound").GetInt64()
+                );
+            })
+            .ToArray();
 
     private static void Type(Utf8JsonWriter w, DType dtype, long[] shape, string[][] layout)
     {
@@ -242,7 +306,8 @@ public sealed class ProgramManifest
         foreach (var axes in layout)
         {
             w.WriteStartArray();
-            foreach (var a in axes) w.WriteStringValue(a);
+            foreach (var a in axes)
+                w.WriteStringValue(a);
             w.WriteEndArray();
         }
         w.WriteEndArray();
@@ -251,7 +316,13 @@ public sealed class ProgramManifest
     private static (DType, long[], string[][]) ReadType(JsonElement e)
     {
         var (dtype, shape) = Json.ReadType(e);
-        return (dtype, shape, e.GetProperty("layout").EnumerateArray().Select(a => a.EnumerateArray().Select(x =>
-            x.GetString()!).ToArray()).ToArray());
+        return (
+            dtype,
+            shape,
+            e.GetProperty("layout")
+                .EnumerateArray()
+                .Select(a => a.EnumerateArray().Select(x => x.GetString()!).ToArray())
+                .ToArray()
+        );
     }
 }

@@ -27,16 +27,31 @@ public static class RunComparison
             pairs.Add(("loss", NDArray.FromFloats([l.Length], l), NDArray.FromFloats([g.Length], g)));
         if (training)
             foreach (var (path, value) in reference.Parameters)
-                if (got.Parameters.TryGetValue(path, out var other)) pairs.Add((path, value, other));
-        return pairs.Select(p =>
-        {
-            if (!p.Expected.Shape.SequenceEqual(p.Got.Shape))
-                return new ArrayDifference(p.Name, p.Expected.DType, double.PositiveInfinity, -1, double.NaN,
-                    double.NaN);
-            var (err, i) = ArrayOps.WorstRelativeDifference(p.Expected, p.Got);
-            return new ArrayDifference(p.Name, p.Expected.DType, i < 0 ? 0 : err, i,
-                i < 0 ? 0 : p.Expected.GetDouble(i), i < 0 ? 0 : p.Got.GetDouble(i));
-        }).ToList();
+                if (got.Parameters.TryGetValue(path, out var other))
+                    pairs.Add((path, value, other));
+        return pairs
+            .Select(p =>
+            {
+                if (!p.Expected.Shape.SequenceEqual(p.Got.Shape))
+                    return new ArrayDifference(
+                        p.Name,
+                        p.Expected.DType,
+                        double.PositiveInfinity,
+                        -1,
+                        double.NaN,
+                        double.NaN
+                    );
+                var (err, i) = ArrayOps.WorstRelativeDifference(p.Expected, p.Got);
+                return new ArrayDifference(
+                    p.Name,
+                    p.Expected.DType,
+                    i < 0 ? 0 : err,
+                    i,
+                    i < 0 ? 0 : p.Expected.GetDouble(i),
+                    i < 0 ? 0 : p.Got.GetDouble(i)
+                );
+            })
+            .ToList();
     }
 
     /// <summary>
@@ -44,13 +59,14 @@ public static class RunComparison
     /// last place of the type, since only the order of additions differs (partial sums added across devices, a
     /// mean taken in parts); integers must be equal.
     /// </summary>
-    public static double Tolerance(DType t) => t switch
-    {
-        DType.F32 => 2e-5,
-        DType.F16 => 4e-3,
-        DType.BF16 => 3e-2,
-        _ => 0,
-    };
+    public static double Tolerance(DType t) =>
+        t switch
+        {
+            DType.F32 => 2e-5,
+            DType.F16 => 4e-3,
+            DType.BF16 => 3e-2,
+            _ => 0,
+        };
 
     /// <summary>The worst difference of a list, or null when every array is equal.</summary>
     public static ArrayDifference? Worst(IEnumerable<ArrayDifference> diffs) =>

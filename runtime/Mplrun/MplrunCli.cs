@@ -18,10 +18,11 @@ namespace ParallelCompiler.Mplrun;
 /// </summary>
 public static class MplrunCli
 {
-    private const string Usage = "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] "
-        + "[--steps N] [--repeat N] [--save-params P2.npz] " +
-        "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] "
-            + "[--profile] [--collective-timeout S]";
+    private const string Usage =
+        "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] "
+        + "[--steps N] [--repeat N] [--save-params P2.npz] "
+        + "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] "
+        + "[--profile] [--collective-timeout S]";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
@@ -38,7 +39,8 @@ public static class MplrunCli
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             stderr.WriteLine($"mplrun: internal error: {e.GetType().Name}: {e.Message}");
-            if (args.Contains("--verbose")) stderr.WriteLine(e);
+            if (args.Contains("--verbose"))
+                stderr.WriteLine(e);
             return 2;
         }
     }
@@ -51,56 +53,93 @@ public static class MplrunCli
             return args.Length == 0 ? 1 : 0;
         }
         string? bundlePath = null;
-        bool compare = false, checkCollectives = false;
+        bool compare = false,
+            checkCollectives = false;
         var s = new RunSettings();
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
             if (!a.StartsWith("--", StringComparison.Ordinal))
             {
-                if (bundlePath != null) throw new RunInputException($"one bundle only: got '{bundlePath}' and "
-                    + $"'{a}'\n{Usage}");
+                if (bundlePath != null)
+                    throw new RunInputException($"one bundle only: got '{bundlePath}' and " + $"'{a}'\n{Usage}");
                 bundlePath = a;
                 continue;
             }
-            if (a == "--verbose") continue;
-            if (a == "--profile") { s.Profile = true; continue; }
-            if (a == "--check-collectives") { checkCollectives = true; continue; }
+            if (a == "--verbose")
+                continue;
+            if (a == "--profile")
+            {
+                s.Profile = true;
+                continue;
+            }
+            if (a == "--check-collectives")
+            {
+                checkCollectives = true;
+                continue;
+            }
             if (a == "--compare")
             {
-                if (i + 1 >= args.Length || args[++i] != "cpu") throw new RunInputException("--compare takes 'cpu' "
-                    + "(run again on the CPU back end and compare)");
+                if (i + 1 >= args.Length || args[++i] != "cpu")
+                    throw new RunInputException(
+                        "--compare takes 'cpu' " + "(run again on the CPU back end and compare)"
+                    );
                 compare = true;
                 continue;
             }
-            string Value() => i + 1 < args.Length ? args[++i]
-                : throw new RunInputException($"{a} needs a value\n{Usage}");
+            string Value() =>
+                i + 1 < args.Length ? args[++i] : throw new RunInputException($"{a} needs a value\n{Usage}");
             switch (a)
             {
-                case "--inputs": s.InputsPath = Value(); break;
-                case "--params": s.ParamsPath = Value(); break;
-                case "--out": s.OutPath = Value(); break;
-                case "--save-params": s.SaveParamsPath = Value(); break;
-                case "--trace": s.TracePath = Value(); break;
-                case "--backend": s.Backend = Value(); break;
-                case "--gpus": s.Gpus = Int(a, Value()); break;
-                case "--steps": s.Steps = Int(a, Value()); break;
-                case "--repeat": s.Repeat = Int(a, Value()); break;
-                case "--seed": s.Seed = (ulong)Int(a, Value()); break;
+                case "--inputs":
+                    s.InputsPath = Value();
+                    break;
+                case "--params":
+                    s.ParamsPath = Value();
+                    break;
+                case "--out":
+                    s.OutPath = Value();
+                    break;
+                case "--save-params":
+                    s.SaveParamsPath = Value();
+                    break;
+                case "--trace":
+                    s.TracePath = Value();
+                    break;
+                case "--backend":
+                    s.Backend = Value();
+                    break;
+                case "--gpus":
+                    s.Gpus = Int(a, Value());
+                    break;
+                case "--steps":
+                    s.Steps = Int(a, Value());
+                    break;
+                case "--repeat":
+                    s.Repeat = Int(a, Value());
+                    break;
+                case "--seed":
+                    s.Seed = (ulong)Int(a, Value());
+                    break;
                 case "--collective-timeout":
-                    double t = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture,
-                        out var v) && v > 0 ? v
-                        : throw new RunInputException("--collective-timeout must be a positive number of seconds");
+                    double t =
+                        double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v > 0
+                            ? v
+                            : throw new RunInputException("--collective-timeout must be a positive number of seconds");
                     s.CollectiveTimeout = TimeSpan.FromSeconds(t);
                     break;
-                default: throw new RunInputException($"unknown option '{a}'\n{Usage}");
+                default:
+                    throw new RunInputException($"unknown option '{a}'\n{Usage}");
             }
         }
-        if (bundlePath == null) throw new RunInputException($"no bundle given\n{Usage}");
+        if (bundlePath == null)
+            throw new RunInputException($"no bundle given\n{Usage}");
         var bundle = Bundle.Open(bundlePath);
         var m = bundle.Manifest;
-        stderr.WriteLine($"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, "
-            + $"backend {s.Backend}");
+        stderr.WriteLine(
+            $"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, "
+                + $"backend {s.Backend}"
+        );
         IDisposable? owned = null;
         GpuMachine? gpu = null;
         Func<string, IKernel> kernels = name => new KernelRef(name);
@@ -112,15 +151,25 @@ public static class MplrunCli
                 kernels = lib.Kernel;
                 break;
             case "cuda" or "cuda-emu":
-                string grid = s.Backend == "cuda-emu" ? bundle.HostLibrary("libkernels-grid.so")
-                    : bundle.PathOf("libkernels-grid.so");
-                owned = gpu = GpuMachines.Open(s.Backend, bundle.PathOf("kernels.ptx"), grid, m.Kernels, s.Gpus,
-                    timeKernels: s.Profile);
+                string grid =
+                    s.Backend == "cuda-emu"
+                        ? bundle.HostLibrary("libkernels-grid.so")
+                        : bundle.PathOf("libkernels-grid.so");
+                owned = gpu = GpuMachines.Open(
+                    s.Backend,
+                    bundle.PathOf("kernels.ptx"),
+                    grid,
+                    m.Kernels,
+                    s.Gpus,
+                    timeKernels: s.Profile
+                );
                 stderr.WriteLine($"note: {gpu.Describe(m.PhysicalMesh.DeviceCount)}");
                 break;
             case "interp":
-                throw new RunInputException("--backend interp needs the compiler (the reference interpreter is not "
-                    + "part of the runtime): use 'mplc run MODEL.mpl --backend interp'");
+                throw new RunInputException(
+                    "--backend interp needs the compiler (the reference interpreter is not "
+                        + "part of the runtime): use 'mplc run MODEL.mpl --backend interp'"
+                );
             default:
                 throw new RunInputException($"--backend must be cpu, cuda or cuda-emu, got '{s.Backend}'");
         }
@@ -128,29 +177,50 @@ public static class MplrunCli
         {
             if (checkCollectives)
             {
-                if (gpu == null) throw new RunInputException("--check-collectives checks the collectives of a GPU "
-                    + "back end: add --backend cuda or cuda-emu");
+                if (gpu == null)
+                    throw new RunInputException(
+                        "--check-collectives checks the collectives of a GPU "
+                            + "back end: add --backend cuda or cuda-emu"
+                    );
                 return gpu.CheckCollectives(stdout) ? 0 : 1;
             }
             var program = bundle.Program(kernels);
-            var outcome = ModelSession.Run(m, program, s, stderr,
-                s.Steps > 1 ? (step, loss, t) =>
-                    stderr.WriteLine($"step {step + 1}/{s.Steps}  loss "
-                    + $"{loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)}  {t.TotalMilliseconds:F1} "
-                    + $"ms/step") : null,
-                machine: gpu);
+            var outcome = ModelSession.Run(
+                m,
+                program,
+                s,
+                stderr,
+                s.Steps > 1
+                    ? (step, loss, t) =>
+                        stderr.WriteLine(
+                            $"step {step + 1}/{s.Steps}  loss "
+                                + loss.GetDouble(0).ToString("G7", CultureInfo.InvariantCulture)
+                                + $"  {t.TotalMilliseconds:F1} "
+                                + $"ms/step"
+                        )
+                    : null,
+                machine: gpu
+            );
             if (outcome.Losses is { } losses)
-                stdout.WriteLine(losses.Length == 1 ? $"loss: {F(losses[0])}"
-                    : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}");
+                stdout.WriteLine(
+                    losses.Length == 1
+                        ? $"loss: {F(losses[0])}"
+                        : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}"
+                );
             else
                 for (int i = 0; i < outcome.Results.Count; i++)
-                    stdout.WriteLine($"{(outcome.Results.Count == 1 ? "out" : $"out{i}")}: "
-                    + $"{outcome.Results[i].TypeString}");
+                    stdout.WriteLine(
+                        $"{(outcome.Results.Count == 1 ? "out" : $"out{i}")}: " + $"{outcome.Results[i].TypeString}"
+                    );
             foreach (var w in new[] { s.SaveParamsPath, s.OutPath, s.TracePath })
-                if (w != null) stdout.WriteLine($"wrote {w}");
-            if (s.Profile && outcome.Trace is { } trace) PrintProfile(trace, gpu, stdout);
-            if (s.Profile && gpu != null) PrintTraffic(gpu, stdout);
-            if (compare) return Compare(bundle, s, outcome, stdout, stderr);
+                if (w != null)
+                    stdout.WriteLine($"wrote {w}");
+            if (s.Profile && outcome.Trace is { } trace)
+                PrintProfile(trace, gpu, stdout);
+            if (s.Profile && gpu != null)
+                PrintTraffic(gpu, stdout);
+            if (compare)
+                return Compare(bundle, s, outcome, stdout, stderr);
         }
         return 0;
     }
@@ -163,8 +233,14 @@ public static class MplrunCli
     private static int Compare(Bundle bundle, RunSettings s, RunOutcome outcome, TextWriter stdout, TextWriter stderr)
     {
         const double tolerance = 1e-4;
-        var host = new RunSettings { InputsPath = s.InputsPath, ParamsPath = s.ParamsPath, Seed = s.Seed,
-            Steps = s.Steps, CollectiveTimeout = s.CollectiveTimeout };
+        var host = new RunSettings
+        {
+            InputsPath = s.InputsPath,
+            ParamsPath = s.ParamsPath,
+            Seed = s.Seed,
+            Steps = s.Steps,
+            CollectiveTimeout = s.CollectiveTimeout,
+        };
         RunOutcome reference;
         using (var lib = new HostKernelLibrary(bundle.HostLibrary("libkernels.so")))
             reference = ModelSession.Run(bundle.Manifest, bundle.Program(lib.Kernel), host, TextWriter.Null);
@@ -172,10 +248,12 @@ public static class MplrunCli
         var w = RunComparison.Worst(diffs);
         double worst = w?.Error ?? 0;
         string at = w == null ? "" : $"{w.Name}[{w.Index}]: cpu {w.Expected}, {s.Backend} {w.Got}";
-        string summary = $"{diffs.Count} array(s), largest relative difference "
-            + $"{worst:G3}{(at.Length > 0 ? $" at {at}" : "")}";
-        if (worst > tolerance) throw new RunInputException($"--compare cpu: {s.Backend} differs from cpu: {summary} "
-            + $"(tolerance {tolerance:G})");
+        string summary =
+            $"{diffs.Count} array(s), largest relative difference " + $"{worst:G3}{(at.Length > 0 ? $" at {at}" : "")}";
+        if (worst > tolerance)
+            throw new RunInputException(
+                $"--compare cpu: {s.Backend} differs from cpu: {summary} " + $"(tolerance {tolerance:G})"
+            );
         stdout.WriteLine($"compare: {s.Backend} equals cpu within {tolerance:G}: {summary}");
         return 0;
     }
@@ -184,17 +262,25 @@ public static class MplrunCli
     /// GPU in all and of the fastest launch.</summary>
     private static void PrintProfile(Trace trace, GpuMachine? gpu, TextWriter w)
     {
-        var rows = trace.Events.Where(e => e.Category == "compute").GroupBy(e => e.Name)
-            .Select(g => (Name: g.Key, Count: g.Count(),
-                Ms: g.Sum(e => e.End - e.Start) / 1000)).OrderByDescending(r => r.Ms).ToList();
-        w.WriteLine(gpu == null ? "kernel                     launches   total ms    mean us"
-            : "kernel                     launches   total ms    mean us     GPU ms  GPU best us");
+        var rows = trace
+            .Events.Where(e => e.Category == "compute")
+            .GroupBy(e => e.Name)
+            .Select(g => (Name: g.Key, Count: g.Count(), Ms: g.Sum(e => e.End - e.Start) / 1000))
+            .OrderByDescending(r => r.Ms)
+            .ToList();
+        w.WriteLine(
+            gpu == null
+                ? "kernel                     launches   total ms    mean us"
+                : "kernel                     launches   total ms    mean us     GPU ms  GPU best us"
+        );
         foreach (var (name, count, ms) in rows)
         {
             string k = name.StartsWith("kernel ", StringComparison.Ordinal) ? name[7..] : name;
-            string line = $"{k,-26} {count,8} {ms,10:F3} {ms * 1000 / count,10:F1}";
-            if (gpu != null) line += gpu.KernelMilliseconds(k) is var (total,
-                best) ? $" {total,10:F3} {best * 1000,12:F1}" : "          -            -";
+            string line = $"{k, -26} {count, 8} {ms, 10:F3} {ms * 1000 / count, 10:F1}";
+            if (gpu != null)
+                line += gpu.KernelMilliseconds(k) is var (total, best)
+                    ? $" {total, 10:F3} {best * 1000, 12:F1}"
+                    : "          -            -";
             w.WriteLine(line);
         }
     }
@@ -205,15 +291,18 @@ public static class MplrunCli
         foreach (var g in gpu.Gpus)
         {
             var c = g.Counters;
-            w.WriteLine($"{g.Name}: {c.Launches} launches, {c.BytesToDevice} bytes to the GPU, {c.BytesToHost} bytes "
-                + $"to the host, " +
-                $"{c.BytesOnDevice} bytes copied on the GPU, peak {c.PeakBytes} bytes allocated");
+            w.WriteLine(
+                $"{g.Name}: {c.Launches} launches, {c.BytesToDevice} bytes to the GPU, {c.BytesToHost} bytes "
+                    + $"to the host, "
+                    + $"{c.BytesOnDevice} bytes copied on the GPU, peak {c.PeakBytes} bytes allocated"
+            );
         }
     }
 
     private static string F(float v) => v.ToString("G7", CultureInfo.InvariantCulture);
 
     private static int Int(string flag, string v) =>
-        int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture,
-            out int x) && x >= 0 ? x : throw new RunInputException($"{flag} expects a non-negative integer, got '{v}'");
+        int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int x) && x >= 0
+            ? x
+            : throw new RunInputException($"{flag} expects a non-negative integer, got '{v}'");
 }

@@ -5,6 +5,7 @@ public enum Phase
 {
     /// <summary>The forward pass.</summary>
     Forward,
+
     /// <summary>The backward pass.</summary>
     Backward,
 }
@@ -19,11 +20,16 @@ public readonly record struct PipelineTask(int Microbatch, int Chunk, Phase Phas
     /// <summary>The task a label names (F3, B3, F3.1), or null when it is not a label.</summary>
     public static PipelineTask? Parse(string label)
     {
-        if (label.Length < 2 || label[0] is not ('F' or 'B')) return null;
+        if (label.Length < 2 || label[0] is not ('F' or 'B'))
+            return null;
         var parts = label[1..].Split('.');
-        if (parts.Length > 2 || !parts.All(x => x.Length > 0 && x.All(char.IsAsciiDigit))
-            || !int.TryParse(parts[0], out int mb) || !int.TryParse(parts.Length == 2 ? parts[1] : "0",
-                out int chunk)) return null;
+        if (
+            parts.Length > 2
+            || !parts.All(x => x.Length > 0 && x.All(char.IsAsciiDigit))
+            || !int.TryParse(parts[0], out int mb)
+            || !int.TryParse(parts.Length == 2 ? parts[1] : "0", out int chunk)
+        )
+            return null;
         return new PipelineTask(mb, chunk, label[0] == 'F' ? Phase.Forward : Phase.Backward);
     }
 }
@@ -42,13 +48,14 @@ public static class Schedule
     /// <summary>Per device (pipeline rank), its tasks in order.</summary>
     public static List<PipelineTask>[] Build(string kind, int devices, int microbatches, int chunks, bool training)
     {
-        if (devices < 1 || microbatches < 1
-            || chunks < 1) throw new ArgumentException("devices, microbatches and chunks must be at least 1");
-        if (kind != "interleaved" && chunks != 1) throw new ArgumentException($"{kind}: chunks must be 1 (only the "
-            + $"interleaved schedule has several)");
+        if (devices < 1 || microbatches < 1 || chunks < 1)
+            throw new ArgumentException("devices, microbatches and chunks must be at least 1");
+        if (kind != "interleaved" && chunks != 1)
+            throw new ArgumentException($"{kind}: chunks must be 1 (only the " + $"interleaved schedule has several)");
         if (kind == "interleaved" && microbatches % devices != 0)
-            throw new ArgumentException($"interleaved: {microbatches} microbatches are not a multiple of the "
-                + $"{devices} pipeline devices");
+            throw new ArgumentException(
+                $"interleaved: {microbatches} microbatches are not a multiple of the " + $"{devices} pipeline devices"
+            );
         var r = new List<PipelineTask>[devices];
         for (int s = 0; s < devices; s++)
             r[s] = kind switch
@@ -64,7 +71,8 @@ public static class Schedule
     private static List<PipelineTask> GPipe(int m, bool training)
     {
         var t = Enumerable.Range(0, m).Select(j => new PipelineTask(j, 0, Phase.Forward)).ToList();
-        if (training) t.AddRange(Enumerable.Range(0, m).Select(j => new PipelineTask(j, 0, Phase.Backward)));
+        if (training)
+            t.AddRange(Enumerable.Range(0, m).Select(j => new PipelineTask(j, 0, Phase.Backward)));
         return t;
     }
 
@@ -72,14 +80,17 @@ public static class Schedule
     {
         int warmup = Math.Min(p - s - 1, m);
         var t = new List<PipelineTask>();
-        int f = 0, b = 0;
-        for (; f < warmup; f++) t.Add(new(f, 0, Phase.Forward));
+        int f = 0,
+            b = 0;
+        for (; f < warmup; f++)
+            t.Add(new(f, 0, Phase.Forward));
         while (f < m)
         {
             t.Add(new(f++, 0, Phase.Forward));
             t.Add(new(b++, 0, Phase.Backward));
         }
-        while (b < m) t.Add(new(b++, 0, Phase.Backward));
+        while (b < m)
+            t.Add(new(b++, 0, Phase.Backward));
         return t;
     }
 
@@ -92,18 +103,22 @@ public static class Schedule
         var t = new List<PipelineTask>();
         if (!training)
         {
-            for (int k = 0; k < total; k++) t.Add(Fwd(k));
+            for (int k = 0; k < total; k++)
+                t.Add(Fwd(k));
             return t;
         }
         int warmup = Math.Min((p - s - 1) * 2 + (v - 1) * p, total);
-        int f = 0, b = 0;
-        for (; f < warmup; f++) t.Add(Fwd(f));
+        int f = 0,
+            b = 0;
+        for (; f < warmup; f++)
+            t.Add(Fwd(f));
         while (f < total)
         {
             t.Add(Fwd(f++));
             t.Add(Bwd(b++));
         }
-        while (b < total) t.Add(Bwd(b++));
+        while (b < total)
+            t.Add(Bwd(b++));
         return t;
     }
 }

@@ -13,8 +13,10 @@ public sealed class Timeline
 {
     /// <summary>Every task with its start and end, in the order they were placed.</summary>
     public IReadOnlyList<TimedTask> Tasks { get; }
+
     /// <summary>When the last task ends.</summary>
     public double Makespan { get; }
+
     /// <summary>Number of devices.</summary>
     public int Devices { get; }
 
@@ -49,8 +51,10 @@ public sealed class Timeline
                     var task = schedule[d][next[d]];
                     int stage = task.Chunk * p + d;
                     double? ready = Ready(stage, task, stages, training, done);
-                    if (ready == null) break;
-                    double start = Math.Max(free[d], ready.Value), end = start + cost(stage, task.Phase);
+                    if (ready == null)
+                        break;
+                    double start = Math.Max(free[d], ready.Value),
+                        end = start + cost(stage, task.Phase);
                     done[(stage, task.Microbatch, task.Phase)] = end;
                     free[d] = end;
                     placed.Add(new TimedTask(d, task, start, end));
@@ -59,24 +63,32 @@ public sealed class Timeline
                     progress = true;
                 }
             }
-            if (!progress) throw new InvalidOperationException("the schedule deadlocks: no device can start its next "
-                + "task");
+            if (!progress)
+                throw new InvalidOperationException("the schedule deadlocks: no device can start its next " + "task");
         }
         return new Timeline(placed, p);
     }
 
-    private static double? Ready(int stage, PipelineTask t, int stages, bool training, Dictionary<(int, int, Phase),
-        double> done)
+    private static double? Ready(
+        int stage,
+        PipelineTask t,
+        int stages,
+        bool training,
+        Dictionary<(int, int, Phase), double> done
+    )
     {
         double at = 0;
         bool Need(int s, Phase ph)
         {
-            if (!done.TryGetValue((s, t.Microbatch, ph), out double e)) return false;
+            if (!done.TryGetValue((s, t.Microbatch, ph), out double e))
+                return false;
             at = Math.Max(at, e);
             return true;
         }
-        if (t.Phase == Phase.Forward) return stage == 0 || Need(stage - 1, Phase.Forward) ? at : null;
-        if (!Need(stage, Phase.Forward)) return null;
+        if (t.Phase == Phase.Forward)
+            return stage == 0 || Need(stage - 1, Phase.Forward) ? at : null;
+        if (!Need(stage, Phase.Forward))
+            return null;
         return stage == stages - 1 || Need(stage + 1, Phase.Backward) ? at : null;
     }
 

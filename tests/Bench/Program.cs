@@ -20,20 +20,22 @@ string example = "examples/gpt.mpl";
 int repeat = 5;
 for (int i = 0; i < args.Length; i++)
 {
-    if (args[i] == "--repeat") repeat = int.Parse(args[++i], CultureInfo.InvariantCulture);
-    else if (args[i] == "--example") example = args[++i];
+    if (args[i] == "--repeat")
+        repeat = int.Parse(args[++i], CultureInfo.InvariantCulture);
+    else if (args[i] == "--example")
+        example = args[++i];
 }
 string root = AppContext.BaseDirectory;
-while (!File.Exists(Path.Combine(root,
-    "ParallelCompiler.sln"))) root = Path.GetDirectoryName(root)
-    ?? throw new InvalidOperationException("repository root not found");
+while (!File.Exists(Path.Combine(root, "ParallelCompiler.sln")))
+    root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("repository root not found");
 var src = SourceText.Load(Path.Combine(root, example));
 (string, long)[] gpt3 = [("L", 96), ("D", 12288), ("S", 2048), ("V", 51200)];
 
 CompileOptions Options((string, long)[] defines, string? mesh = null)
 {
     var o = new CompileOptions();
-    foreach (var (k, v) in defines) o.Defines[k] = v;
+    foreach (var (k, v) in defines)
+        o.Defines[k] = v;
     foreach (var part in (mesh ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
         o.Mesh.Add(new(part.Split('=')[0], long.Parse(part.Split('=')[1], CultureInfo.InvariantCulture)));
     return o;
@@ -50,24 +52,32 @@ void Measure(string title, Func<object?> setup, Func<object?, string> body)
         var sw = Stopwatch.StartNew();
         info = body(state);
         sw.Stop();
-        if (r > 0) times.Add(sw.Elapsed.TotalMilliseconds);
-        else Console.WriteLine($"{title}: cold (first run, includes JIT) {sw.Elapsed.TotalMilliseconds:F1} ms");
+        if (r > 0)
+            times.Add(sw.Elapsed.TotalMilliseconds);
+        else
+            Console.WriteLine($"{title}: cold (first run, includes JIT) {sw.Elapsed.TotalMilliseconds:F1} ms");
     }
     times.Sort();
     Console.WriteLine($"{title}: {info}");
-    Console.WriteLine($"  median {times[times.Count / 2]:F1} ms, min {times[0]:F1} ms, max {times[^1]:F1} ms over "
-        + $"{repeat} warm runs (target < 2000 ms)");
+    Console.WriteLine(
+        $"  median {times[times.Count / 2]:F1} ms, min {times[0]:F1} ms, max {times[^1]:F1} ms over "
+            + $"{repeat} warm runs (target < 2000 ms)"
+    );
 }
 
 if (which is "frontend" or "all")
 {
     var options = Options(gpt3);
-    Measure($"frontend+verify {example} -D L=96 -D D=12288 -D S=2048 -D V=51200", () => null, _ =>
-    {
-        var module = Compilation.FrontEnd(src, options, new DiagnosticBag());
-        Verifier.Verify(module);
-        return $"{module.Walk().Count()} ops";
-    });
+    Measure(
+        $"frontend+verify {example} -D L=96 -D D=12288 -D S=2048 -D V=51200",
+        () => null,
+        _ =>
+        {
+            var module = Compilation.FrontEnd(src, options, new DiagnosticBag());
+            Verifier.Verify(module);
+            return $"{module.Walk().Count()} ops";
+        }
+    );
 }
 
 if (which == "table1")
@@ -83,26 +93,31 @@ if (which is "sharding" or "all")
     foreach (var mesh in new[] { "pp=1,dp=2,tp=4", "pp=1,dp=8,tp=8", "pp=1,dp=64,tp=16" })
     {
         var options = Options([.. gpt3, ("NH", 96), ("B", 1536)], mesh);
-        Measure($"sharding-propagation+insert-reshards+spmdize {example} GPT-3 scale --mesh {mesh}", () =>
-        {
-            var module = Compilation.FrontEnd(src, options, new DiagnosticBag());
-            // The default pipeline's simplifications come first, as in mplc compile; they are not timed.
-            new ShapeInference().Run(module);
-            new Canonicalize().Run(module);
-            new Cse().Run(module);
-            new Dce().Run(module);
-            return module;
-        }, state =>
-        {
-            var module = (Operation)state!;
-            new ShardingPropagation().Run(module);
-            new InsertReshards().Run(module);
-            new Spmdize().Run(module);
-            var ops = module.Walk().ToList();
-            return $"{module.DeviceMesh().DeviceCount} devices, {ops.Count} ops per device, "
-                + $"{ops.Count(o => o.Dialect == "dist" && o.Name != "dist.mesh")} collectives";
-        });
+        Measure(
+            $"sharding-propagation+insert-reshards+spmdize {example} GPT-3 scale --mesh {mesh}",
+            () =>
+            {
+                var module = Compilation.FrontEnd(src, options, new DiagnosticBag());
+                // The default pipeline's simplifications come first, as in mplc compile; they are not timed.
+                new ShapeInference().Run(module);
+                new Canonicalize().Run(module);
+                new Cse().Run(module);
+                new Dce().Run(module);
+                return module;
+            },
+            state =>
+            {
+                var module = (Operation)state!;
+                new ShardingPropagation().Run(module);
+                new InsertReshards().Run(module);
+                new Spmdize().Run(module);
+                var ops = module.Walk().ToList();
+                return $"{module.DeviceMesh().DeviceCount} devices, {ops.Count} ops per device, "
+                    + $"{ops.Count(o => o.Dialect == "dist" && o.Name != "dist.mesh")} collectives";
+            }
+        );
     }
 }
 
-if (which is "matmul" or "all") Kernels.Run(root, Math.Max(repeat, 10));
+if (which is "matmul" or "all")
+    Kernels.Run(root, Math.Max(repeat, 10));

@@ -17,8 +17,19 @@ public static class Table1
 {
     /// <summary>A row: size, heads, hidden, layers, tp, pp, GPUs, batch, microbatch, chunks (interleaved), published
     /// TFLOP/s.</summary>
-    private sealed record Row(string Name, int Heads, int H, int L, int Tp, int Pp, int Gpus, int Batch, int Mbs,
-        int Chunks, double Published);
+    private sealed record Row(
+        string Name,
+        int Heads,
+        int H,
+        int L,
+        int Tp,
+        int Pp,
+        int Gpus,
+        int Batch,
+        int Mbs,
+        int Chunks,
+        double Published
+    );
 
     private static readonly Row[] Rows =
     [
@@ -36,11 +47,13 @@ public static class Table1
 
     private static string Source(Row r)
     {
-        int dp = r.Gpus / (r.Tp * r.Pp), m = r.Batch / (dp * r.Mbs);
+        int dp = r.Gpus / (r.Tp * r.Pp),
+            m = r.Batch / (dp * r.Mbs);
         string schedule = r.Chunks > 1 ? $"schedule = \"interleaved\", chunks = {r.Chunks}" : "schedule = \"1f1b\"";
         return $$"""
             mesh grid[pp = {{r.Pp}}, dp = {{dp}}, tp = {{r.Tp}}];
-            const B = {{r.Batch}}; const S = 2048; const D = {{r.H}}; const NH = {{r.Heads}}; const HD = D / NH; const V = 51200; const L = {{r.L}};
+            const B = {{r.Batch}}; const S = 2048; const D = {{r.H}}; const NH = {{r.Heads}}; const HD = D / NH;
+            const V = 51200; const L = {{r.L}};
             layer attention(x: f16[B, S, D]) -> f16[B, S, D] {
               param wq: f16[D, D] shard[_, tp];
               param wk: f16[D, D] shard[_, tp];
@@ -77,8 +90,8 @@ public static class Table1
     }
 
     /// <summary>The paper's FLOPs of one step: 96 B s l h^2 (1 + s/6h + V/16lh).</summary>
-    private static double PaperFlops(Row r) => 96.0 * r.Batch * 2048 * r.L * (double)r.H * r.H * (1 + 2048.0 / (6 * r.H)
-        + 51200.0 / (16.0 * r.L * r.H));
+    private static double PaperFlops(Row r) =>
+        96.0 * r.Batch * 2048 * r.L * (double)r.H * r.H * (1 + 2048.0 / (6 * r.H) + 51200.0 / (16.0 * r.L * r.H));
 
     /// <summary>Compiles every row (or the first <paramref name="rows"/>), fits the efficiencies on two rows, prints
     /// the table.</summary>
@@ -90,52 +103,84 @@ public static class Table1
         foreach (var r in Rows.Take(rows))
         {
             var sw = Stopwatch.StartNew();
-            var module = Compilation.FrontEnd(new SourceText($"table1-{r.Name}.mpl", Source(r)),
-                new ParallelCompiler.Lowering.CompileOptions(), new DiagnosticBag());
-            Compilation.RunPipeline(module, Pipelines.Create().Add(Pipelines.Backend), new IRPrintingOptions(),
-                registry);
+            var module = Compilation.FrontEnd(
+                new SourceText($"table1-{r.Name}.mpl", Source(r)),
+                new ParallelCompiler.Lowering.CompileOptions(),
+                new DiagnosticBag()
+            );
+            Compilation.RunPipeline(
+                module,
+                Pipelines.Create().Add(Pipelines.Backend),
+                new IRPrintingOptions(),
+                registry
+            );
             CostModel.Of(module, cluster);
             compiled.Add((r, module, sw.Elapsed.TotalSeconds));
             Console.Error.WriteLine($"compiled and costed {r.Name} in {sw.Elapsed.TotalSeconds:F1} s");
         }
-        double Predicted(Operation module, Row r, Cluster c) => PaperFlops(r) / r.Gpus / CostModel.Of(module,
-            c).StepSeconds / 1e12;
+        double Predicted(Operation module, Row r, Cluster c) =>
+            PaperFlops(r) / r.Gpus / CostModel.Of(module, c).StepSeconds / 1e12;
         var calibration = compiled.Where(x => x.Row.Name is "1.7B" or "39.1B").ToList();
-        Cluster With(double matmul, double network) => cluster with { Efficiency = cluster.Efficiency with { Matmul =
-            matmul, Network = network } };
-        (double Matmul, double Network, double Error) best = (cluster.Efficiency.Matmul, cluster.Efficiency.Network,
-            double.PositiveInfinity);
+        Cluster With(double matmul, double network) =>
+            cluster with
+            {
+                Efficiency = cluster.Efficiency with { Matmul = matmul, Network = network },
+            };
+        (double Matmul, double Network, double Error) best = (
+            cluster.Efficiency.Matmul,
+            cluster.Efficiency.Network,
+            double.PositiveInfinity
+        );
         void Try(double e, double n)
         {
             var c = With(e, n);
             double err = calibration.Max(x => Math.Abs(Predicted(x.Module, x.Row, c) / x.Row.Published - 1));
-            if (err < best.Error) best = (e, n, err);
+            if (err < best.Error)
+                best = (e, n, err);
         }
         // A coarse grid, then the matmul efficiency to the hundredth around the best (each try costs both rows again).
         for (double e = 0.50; e <= 1.0001; e += 0.05)
-            for (double n = 0.4; n <= 1.0001; n += 0.2) Try(e, n);
-        double coarse = best.Matmul, net = best.Network;
-        for (double e = coarse - 0.04; e <= coarse + 0.0401; e += 0.01) Try(Math.Min(1, e), net);
+        for (double n = 0.4; n <= 1.0001; n += 0.2)
+            Try(e, n);
+        double coarse = best.Matmul,
+            net = best.Network;
+        for (double e = coarse - 0.04; e <= coarse + 0.0401; e += 0.01)
+            Try(Math.Min(1, e), net);
         var fitted = With(best.Matmul, best.Network);
-        Console.WriteLine($"fitted on 1.7B and 39.1B: efficiency.matmul = {best.Matmul:F2}, efficiency.network = "
-            + $"{best.Network:F2} (worst calibration error {best.Error:P1})");
-        Console.WriteLine("| row | tp | pp | GPUs | microbatches | compile + cost | predicted step | predicted "
-            + "TFLOP/s | published | error |");
+        Console.WriteLine(
+            $"fitted on 1.7B and 39.1B: efficiency.matmul = {best.Matmul:F2}, efficiency.network = "
+                + $"{best.Network:F2} (worst calibration error {best.Error:P1})"
+        );
+        Console.WriteLine(
+            "| row | tp | pp | GPUs | microbatches | compile + cost | predicted step | predicted "
+                + "TFLOP/s | published | error |"
+        );
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         var errors = new List<double>();
         foreach (var (r, module, secs) in compiled)
         {
             var cost = CostModel.Of(module, fitted);
-            double tflops = PaperFlops(r) / r.Gpus / cost.StepSeconds / 1e12, err = tflops / r.Published - 1;
-            if (r.Name is not ("1.7B" or "39.1B")) errors.Add(Math.Abs(err));
+            double tflops = PaperFlops(r) / r.Gpus / cost.StepSeconds / 1e12,
+                err = tflops / r.Published - 1;
+            if (r.Name is not ("1.7B" or "39.1B"))
+                errors.Add(Math.Abs(err));
             int dp = r.Gpus / (r.Tp * r.Pp);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Name}{(r.Name is "1.7B" or "39.1B" ? " (calibration)" : "")} | {r.Tp} | "
-                    + $"{r.Pp}{(r.Chunks > 1 ? $" x {r.Chunks} chunks" : "")} | {r.Gpus} | {r.Batch / (dp * r.Mbs)} | "
-                    + $"{secs:F1} s | {cost.StepSeconds:F2} s | {tflops:F1} | {r.Published} | {err:+0.0%;-0.0%} |"));
+            Console.WriteLine(
+                string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"| {r.Name}{(r.Name is "1.7B" or "39.1B" ? " (calibration)" : "")} | {r.Tp} | "
+                        + $"{r.Pp}{(r.Chunks > 1 ? $" x {r.Chunks} chunks" : "")} | {r.Gpus} | "
+                        + $"{r.Batch / (dp * r.Mbs)} | "
+                        + $"{secs:F1} s | {cost.StepSeconds:F2} s | {tflops:F1} | {r.Published} | {err:+0.0%;-0.0%} |"
+                )
+            );
         }
         if (errors.Count > 0)
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"other rows: average error {errors.Average():P1}, worst {errors.Max():P1}"));
+            Console.WriteLine(
+                string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"other rows: average error {errors.Average():P1}, worst {errors.Max():P1}"
+                )
+            );
     }
 }

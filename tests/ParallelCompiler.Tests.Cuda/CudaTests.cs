@@ -13,8 +13,10 @@ public sealed class GpuFactAttribute : FactAttribute
     /// <summary>Skips without enough GPUs.</summary>
     public GpuFactAttribute(int gpus = 1)
     {
-        if (!CudaApi.Available(out string why)) Skip = $"needs an NVIDIA GPU: {why}";
-        else if (CudaApi.DeviceCount() < gpus) Skip = $"needs {gpus} GPUs, this machine has {CudaApi.DeviceCount()}";
+        if (!CudaApi.Available(out string why))
+            Skip = $"needs an NVIDIA GPU: {why}";
+        else if (CudaApi.DeviceCount() < gpus)
+            Skip = $"needs {gpus} GPUs, this machine has {CudaApi.DeviceCount()}";
     }
 }
 
@@ -29,8 +31,8 @@ public sealed class CudaTests : IDisposable
     private static string Example(string name)
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "ParallelCompiler.sln"))) return Path.Combine(d.FullName,
-                "examples", name);
+            if (File.Exists(Path.Combine(d.FullName, "ParallelCompiler.sln")))
+                return Path.Combine(d.FullName, "examples", name);
         throw new InvalidOperationException("no repository root above the tests");
     }
 
@@ -49,9 +51,17 @@ public sealed class CudaTests : IDisposable
     [GpuFact]
     public void EveryExampleOnTheGpuEqualsTheCpu()
     {
-        string[] none = [], twoSteps = ["--steps", "2"];
-        foreach (var (example, compile, run) in new[] { ("mlp.mpl", none, none), ("attention.mpl", none, none),
-            ("classifier.mpl", none, twoSteps), ("gpt.mpl", ["-D", "L=2"], twoSteps) })
+        string[] none = [],
+            twoSteps = ["--steps", "2"];
+        foreach (
+            var (example, compile, run) in new[]
+            {
+                ("mlp.mpl", none, none),
+                ("attention.mpl", none, none),
+                ("classifier.mpl", none, twoSteps),
+                ("gpt.mpl", ["-D", "L=2"], twoSteps),
+            }
+        )
         {
             string bundle = Path.Combine(_dir, Path.ChangeExtension(example, ".mplc"));
             var (o, e) = (new StringWriter(), new StringWriter());
@@ -63,9 +73,12 @@ public sealed class CudaTests : IDisposable
                 var g = gpu[key].Array;
                 for (long i = 0; i < value.Array.Size; i++)
                 {
-                    double x = value.Array.GetDouble(i), y = g.GetDouble(i);
-                    Assert.True(Math.Abs(x - y) <= 1e-4 * Math.Max(1, Math.Abs(x)),
-                        $"{example} {key}[{i}]: cpu {x}, gpu {y}");
+                    double x = value.Array.GetDouble(i),
+                        y = g.GetDouble(i);
+                    Assert.True(
+                        Math.Abs(x - y) <= 1e-4 * Math.Max(1, Math.Abs(x)),
+                        $"{example} {key}[{i}]: cpu {x}, gpu {y}"
+                    );
                 }
             }
         }
@@ -80,9 +93,13 @@ public sealed class CudaTests : IDisposable
         using var heap = new Runtime.Gpu.GpuHeap(gpu);
         var ops = new Runtime.Gpu.GpuArrayOps(heap);
         using var world = new Runtime.Distributed.InProcessDevices<Runtime.Gpu.GpuArray>(
-            new Runtime.Distributed.InProcessWorld<Runtime.Gpu.GpuArray>(Support.GpuCollectiveCheck.Mesh,
-                TimeSpan.FromSeconds(60), ops),
-            rank => new Runtime.Gpu.GpuDevice(rank, heap, ops, new Dictionary<string, Runtime.Model.KernelInfo>()));
+            new Runtime.Distributed.InProcessWorld<Runtime.Gpu.GpuArray>(
+                Support.GpuCollectiveCheck.Mesh,
+                TimeSpan.FromSeconds(60),
+                ops
+            ),
+            rank => new Runtime.Gpu.GpuDevice(rank, heap, ops, new Dictionary<string, Runtime.Model.KernelInfo>())
+        );
         Support.GpuCollectiveCheck.Run(world);
         Assert.Equal(0, heap.Live);
     }
@@ -97,14 +114,28 @@ public sealed class CudaTests : IDisposable
         {
             var heaps = gpus.Select(g => new Runtime.Gpu.GpuHeap(g)).ToArray();
             using var groups = new Runtime.Gpu.NcclGroups(new Runtime.Cuda.Nccl(gpus));
-            using (var world = new Runtime.Gpu.NcclWorld(Support.GpuCollectiveCheck.Mesh, TimeSpan.FromSeconds(60),
-                groups, heaps,
-                rank => new Runtime.Gpu.GpuDevice(rank, heaps[rank], new Runtime.Gpu.GpuArrayOps(heaps[rank]),
-                    new Dictionary<string, Runtime.Model.KernelInfo>())))
+            using (
+                var world = new Runtime.Gpu.NcclWorld(
+                    Support.GpuCollectiveCheck.Mesh,
+                    TimeSpan.FromSeconds(60),
+                    groups,
+                    heaps,
+                    rank => new Runtime.Gpu.GpuDevice(
+                        rank,
+                        heaps[rank],
+                        new Runtime.Gpu.GpuArrayOps(heaps[rank]),
+                        new Dictionary<string, Runtime.Model.KernelInfo>()
+                    )
+                )
+            )
                 Support.GpuCollectiveCheck.Run(world);
             Assert.All(heaps, h => Assert.Equal(0, h.Live));
         }
-        finally { foreach (var g in gpus) g.Dispose(); }
+        finally
+        {
+            foreach (var g in gpus)
+                g.Dispose();
+        }
     }
 
     /// <summary>
@@ -120,12 +151,22 @@ public sealed class CudaTests : IDisposable
         var b = Runtime.Model.Bundle.Open(bundle);
         var gpu = Runtime.Gpu.GpuMachine.OpenCuda(File.ReadAllText(b.PathOf("kernels.ptx")), b.Manifest.Kernels, 1);
         var m = b.Manifest;
-        var args = m.Inputs.Select(a => Runtime.Arrays.Initializers.RandomInput(a.DType, a.Shape, 1, a.Name,
-            a.IntBound)).ToArray();
-        var parameters = m.Params.ToDictionary(p => p.Path, p => Runtime.Arrays.Initializers.Create(p.Init, p.Std,
-            p.DType, p.Shape, 1, p.Path));
-        gpu.Run(m, b.Program(n => new Runtime.Distributed.KernelRef(n)), args, parameters, TimeSpan.FromSeconds(60),
-            new Dictionary<string, Runtime.Arrays.NDArray>(), null);
+        var args = m
+            .Inputs.Select(a => Runtime.Arrays.Initializers.RandomInput(a.DType, a.Shape, 1, a.Name, a.IntBound))
+            .ToArray();
+        var parameters = m.Params.ToDictionary(
+            p => p.Path,
+            p => Runtime.Arrays.Initializers.Create(p.Init, p.Std, p.DType, p.Shape, 1, p.Path)
+        );
+        gpu.Run(
+            m,
+            b.Program(n => new Runtime.Distributed.KernelRef(n)),
+            args,
+            parameters,
+            TimeSpan.FromSeconds(60),
+            new Dictionary<string, Runtime.Arrays.NDArray>(),
+            null
+        );
         var counters = gpu.Gpus[0].Counters;
         Assert.True(counters.PeakBytes > 0);
         Assert.Equal(counters.BytesInUse, gpu.Pools[0].CachedBytes);

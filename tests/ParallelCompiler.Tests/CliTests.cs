@@ -11,7 +11,10 @@ public class CliTests
     {
         var r = Mplc.Run("params", Repo.Path("examples", "gpt.mpl"), "-D", "L=2");
         Assert.Equal(0, r.ExitCode);
-        Assert.Matches(@"gpt\.block\.1\.attention\.wq\s+f32\[64, 64\]\s+shard\[_, tp\]\s+normal\(0\.02\)\s+4,096", r.Stdout);
+        Assert.Matches(
+            @"gpt\.block\.1\.attention\.wq\s+f32\[64, 64\]\s+shard\[_, tp\]\s+normal\(0\.02\)\s+4,096",
+            r.Stdout
+        );
         Assert.Matches(@"gpt\.block\.0\.g1\s+f32\[64\]\s+replicated\s+ones", r.Stdout);
         Assert.DoesNotContain("gpt.block.2", r.Stdout);
     }
@@ -19,11 +22,13 @@ public class CliTests
     [Fact]
     public void LayerCalledOnceIsNamedAfterTheLayer()
     {
-        var r = Mplc.CompileSource("""
+        var r = Mplc.CompileSource(
+            """
             layer lin(x: f32[4]) -> f32[4] { param w: f32[4, 4]; return x @ w; }
             layer two(x: f32[4]) -> f32[4] { return lin(lin(x)); }
             model enc(x: f32[4]) -> f32[4] { return two(lin(x)); }
-            """);
+            """
+        );
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("path = \"enc.lin.w\"", r.Stdout);
         Assert.Contains("path = \"enc.two.lin.0.w\"", r.Stdout);
@@ -33,8 +38,16 @@ public class CliTests
     [Fact]
     public void RunPrintsASummaryAndMeshAndEntryOptionsWork()
     {
-        var r = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "L=1", "--mesh", "dp=1,tp=1,pp=1", "--seed",
-            "3");
+        var r = Mplc.Run(
+            "run",
+            Repo.Path("examples", "gpt.mpl"),
+            "-D",
+            "L=1",
+            "--mesh",
+            "dp=1,tp=1,pp=1",
+            "--seed",
+            "3"
+        );
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Matches(@"loss: 4\.8\d+", r.Stdout); // about ln(128): a fresh model predicts nearly uniformly
         var bad = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "--mesh", "xx=2");

@@ -36,7 +36,8 @@ def attention(x, p, prefix, heads):
 
 def block(x, p, prefix, heads):
     h = x + attention(layernorm(x, p[prefix + 'g1'], p[prefix + 'b1'], 1e-5), p, prefix + 'attention.', heads)
-    return h + gelu(layernorm(h, p[prefix + 'g2'], p[prefix + 'b2'], 1e-5) @ p[prefix + 'mlp.w1']) @ p[prefix + 'mlp.w2']
+    return h + gelu(layernorm(h, p[prefix + 'g2'], p[prefix + 'b2'], 1e-5)
+                    @ p[prefix + 'mlp.w1']) @ p[prefix + 'mlp.w2']
 
 
 def gpt(inputs, p):

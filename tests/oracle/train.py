@@ -66,7 +66,8 @@ def optimizer(spec):
 
 
 def main():
-    inputs, params, opt, steps, out = np.load(sys.argv[1]), np.load(sys.argv[2]), optimizer(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    inputs, params, opt, steps, out = (np.load(sys.argv[1]), np.load(sys.argv[2]), optimizer(sys.argv[3]),
+                                       int(sys.argv[4]), sys.argv[5])
     x = inputs['x'].astype(np.float64)
     labels = inputs['labels'].astype(np.int64)
     keys = ['classifier.w1', 'classifier.b1', 'classifier.w2']

@@ -83,7 +83,8 @@ static const char *error_text(CUresult r)
     case CUDA_ERROR_INVALID_HANDLE: return "invalid resource handle";
     case CUDA_ERROR_NOT_FOUND: return "named symbol not found";
     case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: return "too many resources requested for launch";
-    case CUDA_ERROR_LAUNCH_TIMEOUT: return "the launch timed out and was terminated (queued NCCL work never completed or failed)";
+    case CUDA_ERROR_LAUNCH_TIMEOUT:
+        return "the launch timed out and was terminated (queued NCCL work never completed or failed)";
     default: return "unknown error";
     }
 }
@@ -128,7 +129,9 @@ int standin_wait(int device)
     pthread_mutex_lock(&s_stream_lock);
     while (s_queued[device] > 0 && r == 0)
         if (pthread_cond_timedwait(&s_stream_changed, &s_stream_lock, &deadline) == ETIMEDOUT) {
-            fprintf(stderr, "[cuda stand-in] GPU %d waited %d s for NCCL work queued on it: another member of its communicator never made its call\n",
+            fprintf(stderr,
+                    "[cuda stand-in] GPU %d waited %d s for NCCL work queued on it: "
+                    "another member of its communicator never made its call\n",
                     device, standin_timeout());
             r = 1;
         }
@@ -149,7 +152,8 @@ CUresult cuInit(unsigned int flags)
     if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&s_lock);
     if (!s_initialised) {
-        const char *n = getenv("MPLC_STANDIN_GPUS"), *m = getenv("MPLC_STANDIN_MEMORY"), *l = getenv("MPLC_STANDIN_LOG");
+        const char *n = getenv("MPLC_STANDIN_GPUS"), *m = getenv("MPLC_STANDIN_MEMORY"),
+                   *l = getenv("MPLC_STANDIN_LOG");
         if (n && atoi(n) > 0) s_devices = atoi(n) < MAX_DEVICES ? atoi(n) : MAX_DEVICES;
         if (m && atoll(m) > 0) s_memory = (size_t)atoll(m);
         s_log = l && strcmp(l, "1") == 0;
@@ -206,7 +210,8 @@ CUresult cuDevicePrimaryCtxRelease(CUdevice device)
 {
     if (device < 0 || device >= s_devices) return CUDA_ERROR_INVALID_DEVICE;
     pthread_mutex_lock(&s_lock);
-    CUresult r = s_contexts[device].retained > 0 ? (s_contexts[device].retained--, CUDA_SUCCESS) : CUDA_ERROR_INVALID_CONTEXT;
+    CUresult r = s_contexts[device].retained > 0 ? (s_contexts[device].retained--, CUDA_SUCCESS)
+                                                  : CUDA_ERROR_INVALID_CONTEXT;
     pthread_mutex_unlock(&s_lock);
     return r;
 }
@@ -247,7 +252,8 @@ static CUresult check_range(CUdeviceptr p, size_t bytes, int device, const char 
     struct allocation *a = find((uintptr_t)p, bytes, device);
     pthread_mutex_unlock(&s_lock);
     if (a) return CUDA_SUCCESS;
-    fprintf(stderr, "[cuda stand-in] %s: [0x%llx, +%zu) is not within an allocation of GPU %d\n", call, p, bytes, device);
+    fprintf(stderr, "[cuda stand-in] %s: [0x%llx, +%zu) is not within an allocation of GPU %d\n",
+            call, p, bytes, device);
     return CUDA_ERROR_INVALID_VALUE;
 }
 
@@ -338,10 +344,12 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes)
 
 /* On the destination's stream (the current context's default stream; no other here), not serialised with the
    source GPU's work (cuMemcpyPeer would be). */
-CUresult cuMemcpyPeerAsync(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void *src_context, size_t bytes, void *stream)
+CUresult cuMemcpyPeerAsync(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void *src_context, size_t bytes,
+                           void *stream)
 {
     if (stream != NULL) return CUDA_ERROR_INVALID_VALUE;
-    if (!valid_context(dst_context) || !valid_context(src_context) || t_current != dst_context) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!valid_context(dst_context) || !valid_context(src_context) || t_current != dst_context)
+        return CUDA_ERROR_INVALID_CONTEXT;
     AFTER_QUEUED(((struct context *)dst_context)->device);
     CUresult r = check_range(dst, bytes, ((struct context *)dst_context)->device, "cuMemcpyPeerAsync");
     if (r == CUDA_SUCCESS) r = check_range(src, bytes, ((struct context *)src_context)->device, "cuMemcpyPeerAsync");
@@ -397,7 +405,8 @@ static int collect(const char *path, const struct stat *st, int kind, struct FTW
     (void)st;
     (void)ftw;
     size_t n = strlen(path);
-    if (kind == FTW_F && n >= 12 && strcmp(path + n - 12, "/kernels.ptx") == 0 && s_bundle_count < MAX_BUNDLES && n - 12 < sizeof s_bundles[0]) {
+    if (kind == FTW_F && n >= 12 && strcmp(path + n - 12, "/kernels.ptx") == 0 && s_bundle_count < MAX_BUNDLES
+        && n - 12 < sizeof s_bundles[0]) {
         memcpy(s_bundles[s_bundle_count], path, n - 12);
         s_bundles[s_bundle_count++][n - 12] = 0;
     }
@@ -431,7 +440,8 @@ static void *grid_library(const char *ptx, const struct module *m)
         return lib;
     }
     if (!bundles) {
-        fprintf(stderr, "[cuda stand-in] set MPLC_STANDIN_GRID to a host-grid kernel library or MPLC_STANDIN_BUNDLES to a folder of bundles\n");
+        fprintf(stderr, "[cuda stand-in] set MPLC_STANDIN_GRID to a host-grid kernel library "
+                        "or MPLC_STANDIN_BUNDLES to a folder of bundles\n");
         return NULL;
     }
     pthread_mutex_lock(&s_lock);
@@ -453,7 +463,8 @@ static void *grid_library(const char *ptx, const struct module *m)
     return found;
 }
 
-CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned int options, void *option_keys, void *option_values)
+CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned int options, void *option_keys,
+                            void *option_values)
 {
     (void)option_keys;
     (void)option_values;
@@ -506,9 +517,11 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, u
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
     if (!e || !e->fn) return CUDA_ERROR_INVALID_HANDLE;
     if (stream != NULL || extra != NULL || shared_bytes != 0) return CUDA_ERROR_INVALID_VALUE;
-    if (!gx || !gy || !gz || !bx || !by || !bz || gy > 65535 || gz > 65535 || (long)bx * by * bz > 1024) return CUDA_ERROR_INVALID_VALUE;
+    if (!gx || !gy || !gz || !bx || !by || !bz || gy > 65535 || gz > 65535 || (long)bx * by * bz > 1024)
+        return CUDA_ERROR_INVALID_VALUE;
     if (e->maxntid && (long)bx * by * bz > e->maxntid) {
-        fprintf(stderr, "[cuda stand-in] %s: a block of %u threads, more than its .maxntid of %ld\n", e->name, bx * by * bz, e->maxntid);
+        fprintf(stderr, "[cuda stand-in] %s: a block of %u threads, more than its .maxntid of %ld\n",
+                e->name, bx * by * bz, e->maxntid);
         return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
     }
     if (e->params > 0 && !params) return CUDA_ERROR_INVALID_VALUE;

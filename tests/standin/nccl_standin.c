@@ -27,7 +27,10 @@
 #include "standin.h"
 
 typedef int ncclResult_t;
-enum { ncclSuccess = 0, ncclUnhandledCudaError = 1, ncclSystemError = 2, ncclInternalError = 3, ncclInvalidArgument = 4, ncclInvalidUsage = 5 };
+enum {
+    ncclSuccess = 0, ncclUnhandledCudaError = 1, ncclSystemError = 2, ncclInternalError = 3, ncclInvalidArgument = 4,
+    ncclInvalidUsage = 5
+};
 enum { ncclInt32 = 2, ncclFloat32 = 7 };
 enum { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3 };
 enum kind { ALL_REDUCE, ALL_GATHER, REDUCE_SCATTER };
@@ -128,7 +131,10 @@ static double reduce(int op, double a, double b)
     }
 }
 
-static double get(const void *p, int type, size_t i) { return type == ncclFloat32 ? ((const float *)p)[i] : ((const int32_t *)p)[i]; }
+static double get(const void *p, int type, size_t i)
+{
+    return type == ncclFloat32 ? ((const float *)p)[i] : ((const int32_t *)p)[i];
+}
 
 static void put(void *p, int type, size_t i, double v)
 {
@@ -142,8 +148,11 @@ static const char *perform(struct clique *c, char *why, size_t size)
     struct call *first = &c->calls[0];
     for (int r = 1; r < c->ranks; r++) {
         struct call *k = &c->calls[r];
-        if (k->kind != first->kind || k->count != first->count || k->type != first->type || (first->kind != ALL_GATHER && k->op != first->op)) {
-            snprintf(why, size, "NCCL calls disagree: rank %d made (kind %d, count %zu, type %d, op %d), rank 0 (kind %d, count %zu, type %d, op %d)",
+        if (k->kind != first->kind || k->count != first->count || k->type != first->type
+            || (first->kind != ALL_GATHER && k->op != first->op)) {
+            snprintf(why, size,
+                     "NCCL calls disagree: rank %d made (kind %d, count %zu, type %d, op %d), "
+                     "rank 0 (kind %d, count %zu, type %d, op %d)",
                      r, k->kind, k->count, k->type, k->op, first->kind, first->count, first->type, first->op);
             return why;
         }
@@ -162,7 +171,8 @@ static const char *perform(struct clique *c, char *why, size_t size)
             put(result, type, i, v);
         }
     for (int r = 0; r < n; r++)
-        memcpy(c->calls[r].recv, first->kind == REDUCE_SCATTER ? result + r * count * elem : result, first->kind == ALL_GATHER ? total * elem : count * elem);
+        memcpy(c->calls[r].recv, first->kind == REDUCE_SCATTER ? result + r * count * elem : result,
+               first->kind == ALL_GATHER ? total * elem : count * elem);
     free(result);
     return NULL;
 }
@@ -198,7 +208,8 @@ static ncclResult_t collective(struct comm *comm, struct call call)
     return ncclSuccess;
 }
 
-ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, int type, int op, struct comm *comm, void *stream)
+ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, int type, int op, struct comm *comm,
+                           void *stream)
 {
     (void)stream;
     return collective(comm, (struct call){ ALL_REDUCE, send, recv, count, type, op });
@@ -210,7 +221,8 @@ ncclResult_t ncclAllGather(const void *send, void *recv, size_t count, int type,
     return collective(comm, (struct call){ ALL_GATHER, send, recv, count, type, 0 });
 }
 
-ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t count, int type, int op, struct comm *comm, void *stream)
+ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t count, int type, int op, struct comm *comm,
+                               void *stream)
 {
     (void)stream;
     return collective(comm, (struct call){ REDUCE_SCATTER, send, recv, count, type, op });
@@ -261,7 +273,8 @@ static void deliver(struct message *r, const void *data, size_t count, int type,
     char why[256];
     const char *failure = NULL;
     if (r->count != count || r->type != type) {
-        snprintf(why, sizeof why, "rank %d receives %zu elements of type %d from rank %d, which sent %zu of type %d", to, r->count, r->type, from, count, type);
+        snprintf(why, sizeof why, "rank %d receives %zu elements of type %d from rank %d, which sent %zu of type %d",
+                 to, r->count, r->type, from, count, type);
         failure = why;
     } else memcpy(r->data, data, count * type_size(type));
     standin_complete(device, failure);

@@ -1,5 +1,5 @@
-using ParallelCompiler.Kernels;
 using ParallelCompiler.Backend.Llvm.Native;
+using ParallelCompiler.Kernels;
 
 namespace ParallelCompiler.Backend.Llvm;
 
@@ -22,14 +22,19 @@ public sealed unsafe partial class KernelCodegen
     {
         void Annotate(string key, int value)
         {
-            var operands = stackalloc LLVMValueRef[] { _fn, LLVM.MDStringInContext(_ctx, key, (uint)key.Length),
-                LLVM.ConstInt(_i32, (ulong)value, 0) };
+            var operands = stackalloc LLVMValueRef[]
+            {
+                _fn,
+                LLVM.MDStringInContext(_ctx, key, (uint)key.Length),
+                LLVM.ConstInt(_i32, (ulong)value, 0),
+            };
             LLVM.AddNamedMetadataOperand(Module, "nvvm.annotations", LLVM.MDNodeInContext(_ctx, operands, 3));
         }
         Annotate("maxntidx", x);
         Annotate("maxntidy", y);
         Annotate("maxntidz", 1);
-        if (minBlocksPerSm > 0) Annotate("minctasm", minBlocksPerSm);
+        if (minBlocksPerSm > 0)
+            Annotate("minctasm", minBlocksPerSm);
     }
 
     /// <summary>
@@ -47,7 +52,8 @@ public sealed unsafe partial class KernelCodegen
     /// </summary>
     public static int ElementsPerThread(KernelSpec spec) =>
         spec.Matmul == null && ParallelDims(spec) == spec.Output.Shape.Length && !KernelLevels.HasReduction(spec.Body)
-            ? GpuUnroll : 1;
+            ? GpuUnroll
+            : 1;
 
     private void EmitGpu(int rank)
     {
@@ -58,17 +64,22 @@ public sealed unsafe partial class KernelCodegen
             EmitGpuElementwise(rank, total);
             return;
         }
-        GridStride(Const64(total), flat =>
-        {
-            var outer = _spec.Output.Shape.Take(p).ToArray();
-            var scope = new Scope(null, 0);
-            var parts = K.Unflatten(new KVar(-1), outer);
-            _vars[-1] = flat;
-            for (int d = 0; d < p; d++) _vars[d] = Emit(parts[d], scope);
-            var inner = new Scope(scope, p);
-            for (int level = 0; level < p; level++) EmitReductionsAt(level, _spec.Body, inner);
-            EmitLoops(p, rank, inner);
-        });
+        GridStride(
+            Const64(total),
+            flat =>
+            {
+                var outer = _spec.Output.Shape.Take(p).ToArray();
+                var scope = new Scope(null, 0);
+                var parts = K.Unflatten(new KVar(-1), outer);
+                _vars[-1] = flat;
+                for (int d = 0; d < p; d++)
+                    _vars[d] = Emit(parts[d], scope);
+                var inner = new Scope(scope, p);
+                for (int level = 0; level < p; level++)
+                    EmitReductionsAt(level, _spec.Body, inner);
+                EmitLoops(p, rank, inner);
+            }
+        );
     }
 
     /// <summary>
@@ -80,39 +91,67 @@ public sealed unsafe partial class KernelCodegen
     private void EmitGpuElementwise(int rank, long total)
     {
         var shape = _spec.Output.Shape;
-        Threads(Sreg("ntid.x"), Const64(1), () =>
-        {
-            var (start, stride) = GridPosition();
-            StridedLoop(start, Const64(total), LLVM.BuildMul(_b, stride, Const64(GpuUnroll), ""), first =>
+        Threads(
+            Sreg("ntid.x"),
+            Const64(1),
+            () =>
             {
-                var flats = new LLVMValueRef[GpuUnroll];
-                var values = new LLVMValueRef[GpuUnroll];
-                for (int u = 0; u < GpuUnroll; u++)
-                {
-                    flats[u] = u == 0 ? first : LLVM.BuildAdd(_b, first, LLVM.BuildMul(_b, stride, Const64(u), ""), "");
-                    var at = u == 0 ? first : LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u],
-                        Const64(total), ""), flats[u], Const64(total - 1), "");
-                    var scope = new Scope(null, 0);
-                    var parts = K.Unflatten(new KVar(-1), shape);
-                    _vars[-1] = at;
-                    for (int d = 0; d < rank; d++) _vars[d] = Emit(parts[d], scope);
-                    values[u] = Convert(Emit(_spec.Body, new Scope(scope, rank)), _spec.Body.Type,
-                        _spec.Output.ElementType);
-                }
-                var element = ElementType(_spec.Output.ElementType);
-                Store(values[0], Gep(element, _output, first));
-                for (int u = 1; u < GpuUnroll; u++)
-                {
-                    var (store, next) = (Block("store"), Block("next"));
-                    LLVM.BuildCondBr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u], Const64(total), ""), store,
-                        next);
-                    Position(store);
-                    Store(values[u], Gep(element, _output, flats[u]));
-                    LLVM.BuildBr(_b, next);
-                    Position(next);
-                }
-            });
-        });
+                var (start, stride) = GridPosition();
+                StridedLoop(
+                    start,
+                    Const64(total),
+                    LLVM.BuildMul(_b, stride, Const64(GpuUnroll), ""),
+                    first =>
+                    {
+                        var flats = new LLVMValueRef[GpuUnroll];
+                        var values = new LLVMValueRef[GpuUnroll];
+                        for (int u = 0; u < GpuUnroll; u++)
+                        {
+                            flats[u] =
+                                u == 0
+                                    ? first
+                                    : LLVM.BuildAdd(_b, first, LLVM.BuildMul(_b, stride, Const64(u), ""), "");
+                            var at =
+                                u == 0
+                                    ? first
+                                    : LLVM.BuildSelect(
+                                        _b,
+                                        LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u], Const64(total), ""),
+                                        flats[u],
+                                        Const64(total - 1),
+                                        ""
+                                    );
+                            var scope = new Scope(null, 0);
+                            var parts = K.Unflatten(new KVar(-1), shape);
+                            _vars[-1] = at;
+                            for (int d = 0; d < rank; d++)
+                                _vars[d] = Emit(parts[d], scope);
+                            values[u] = Convert(
+                                Emit(_spec.Body, new Scope(scope, rank)),
+                                _spec.Body.Type,
+                                _spec.Output.ElementType
+                            );
+                        }
+                        var element = ElementType(_spec.Output.ElementType);
+                        Store(values[0], Gep(element, _output, first));
+                        for (int u = 1; u < GpuUnroll; u++)
+                        {
+                            var (store, next) = (Block("store"), Block("next"));
+                            LLVM.BuildCondBr(
+                                _b,
+                                LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, flats[u], Const64(total), ""),
+                                store,
+                                next
+                            );
+                            Position(store);
+                            Store(values[u], Gep(element, _output, flats[u]));
+                            LLVM.BuildBr(_b, next);
+                            Position(next);
+                        }
+                    }
+                );
+            }
+        );
     }
 
     private LLVMValueRef _registers;
@@ -131,16 +170,33 @@ public sealed unsafe partial class KernelCodegen
         if (_target != KernelTarget.HostGrid)
         {
             body();
-            if (barrier) Call("llvm.nvvm.barrier0", _void, []);
+            if (barrier)
+                Call("llvm.nvvm.barrier0", _void, []);
             return;
         }
-        if (_thread != null) throw new InvalidOperationException("thread loops do not nest");
-        Loop(Const64(0), ny, y => Loop(Const64(0), nx, x =>
-        {
-            _thread = (x, y);
-            try { body(); }
-            finally { _thread = null; }
-        }));
+        if (_thread != null)
+            throw new InvalidOperationException("thread loops do not nest");
+        Loop(
+            Const64(0),
+            ny,
+            y =>
+                Loop(
+                    Const64(0),
+                    nx,
+                    x =>
+                    {
+                        _thread = (x, y);
+                        try
+                        {
+                            body();
+                        }
+                        finally
+                        {
+                            _thread = null;
+                        }
+                    }
+                )
+        );
     }
 
     private LLVMValueRef Sreg(string name)
@@ -148,24 +204,33 @@ public sealed unsafe partial class KernelCodegen
         if (_target == KernelTarget.HostGrid && name.StartsWith("tid.", StringComparison.Ordinal))
         {
             var t = _thread ?? throw new InvalidOperationException($"{name} read outside the threads of a block");
-            return name == "tid.x" ? t.X : name == "tid.y" ? t.Y : Const64(0);
+            return name == "tid.x" ? t.X
+                : name == "tid.y" ? t.Y
+                : Const64(0);
         }
-        if (_target == KernelTarget.HostGrid) return Load(_i64, Gep(_i64, _registers,
-            Const64(Runtime.Gpu.EmulatedGpu.Registers.ToList().IndexOf(name))));
+        if (_target == KernelTarget.HostGrid)
+            return Load(_i64, Gep(_i64, _registers, Const64(Runtime.Gpu.EmulatedGpu.Registers.ToList().IndexOf(name))));
         var v = Call($"llvm.nvvm.read.ptx.sreg.{name}", _i32, []);
         return LLVM.BuildZExt(_b, v, _i64, "");
     }
 
     /// <summary>for (i = blockIdx * blockDim + threadIdx; i &lt; n; i += gridDim * blockDim) body(i).</summary>
-    private void GridStride(LLVMValueRef n, Action<LLVMValueRef> body) => Threads(Sreg("ntid.x"), Const64(1), () =>
-    {
-        var (start, stride) = GridPosition();
-        StridedLoop(start, n, stride, body);
-    });
+    private void GridStride(LLVMValueRef n, Action<LLVMValueRef> body) =>
+        Threads(
+            Sreg("ntid.x"),
+            Const64(1),
+            () =>
+            {
+                var (start, stride) = GridPosition();
+                StridedLoop(start, n, stride, body);
+            }
+        );
 
     /// <summary>The thread's position in a one-dimensional grid (blockIdx * blockDim + threadIdx) and the grid's size
     /// in threads.</summary>
     private (LLVMValueRef Start, LLVMValueRef Stride) GridPosition() =>
-        (LLVM.BuildAdd(_b, LLVM.BuildMul(_b, Sreg("ctaid.x"), Sreg("ntid.x"), ""), Sreg("tid.x"), ""), LLVM.BuildMul(_b,
-            Sreg("nctaid.x"), Sreg("ntid.x"), ""));
+        (
+            LLVM.BuildAdd(_b, LLVM.BuildMul(_b, Sreg("ctaid.x"), Sreg("ntid.x"), ""), Sreg("tid.x"), ""),
+            LLVM.BuildMul(_b, Sreg("nctaid.x"), Sreg("ntid.x"), "")
+        );
 }

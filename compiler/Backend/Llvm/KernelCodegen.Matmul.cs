@@ -1,5 +1,5 @@
-using ParallelCompiler.Kernels;
 using ParallelCompiler.Backend.Llvm.Native;
+using ParallelCompiler.Kernels;
 
 namespace ParallelCompiler.Backend.Llvm;
 
@@ -9,8 +9,10 @@ public sealed unsafe partial class KernelCodegen
 {
     /// <summary>Columns of C one CPU register tile covers: two 8-wide vectors.</summary>
     public const int CpuTileN = 16;
+
     /// <summary>Rows of C one CPU register tile covers.</summary>
     public const int CpuTileM = 4;
+
     /// <summary>Threads per side of a GPU matmul block (16x16 threads).</summary>
     public const int GpuTile = 16;
     private const int Lanes = 8;
@@ -24,78 +26,171 @@ public sealed unsafe partial class KernelCodegen
     /// </summary>
     private void EmitCpuMatmul(MatmulShape mm)
     {
-        const long kc = 256, nc = 256;
+        const long kc = 256,
+            nc = 256;
         var vec = LLVM.VectorType(_f32, Lanes);
         // Accumulators live in entry-block allocas, which SROA turns into registers.
         var acc = new LLVMValueRef[CpuTileM * 2];
-        for (int i = 0; i < acc.Length; i++) acc[i] = LLVM.BuildAlloca(_b, vec, "acc");
+        for (int i = 0; i < acc.Length; i++)
+            acc[i] = LLVM.BuildAlloca(_b, vec, "acc");
         var zeroVec = LLVM.ConstNull(vec);
         var splatMask = LLVM.ConstNull(LLVM.VectorType(_i32, Lanes));
         var (aPtr, bPtr, cPtr) = (_inputs[0], _inputs[^1], _output);
         long batches = mm.Batch.Aggregate(1L, (x, y) => x * y);
         long fullRows = mm.M / CpuTileM * CpuTileM;
-        LLVMValueRef Min(LLVMValueRef a, long b) => LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, a,
-            Const64(b), ""), a, Const64(b), "");
-        Loop(Const64(0), Const64(batches), bi =>
-        {
-            var (aOff, bOff, cOff) = BatchOffsets(mm, bi);
-            StridedLoop(Const64(0), Const64(mm.K), Const64(kc), kb =>
+        LLVMValueRef Min(LLVMValueRef a, long b) =>
+            LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, a, Const64(b), ""), a, Const64(b), "");
+        Loop(
+            Const64(0),
+            Const64(batches),
+            bi =>
             {
-                var kEnd = Min(LLVM.BuildAdd(_b, kb, Const64(kc), ""), mm.K);
-                var first = LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, kb, Const64(0), "");
-                StridedLoop(Const64(0), Const64(mm.N), Const64(nc), jb =>
-                {
-                    var jEnd = Min(LLVM.BuildAdd(_b, jb, Const64(nc), ""), mm.N);
-                    void Tiles(LLVMValueRef rowStart, LLVMValueRef rowEnd, int rows) => StridedLoop(rowStart, rowEnd,
-                        Const64(rows), i0 =>
-                        StridedLoop(jb, jEnd, Const64(CpuTileN), j0 =>
-                        {
-                            LLVMValueRef CIndex(int r, int h) => LLVM.BuildAdd(_b, cOff, LLVM.BuildAdd(_b,
-                                LLVM.BuildMul(_b, LLVM.BuildAdd(_b, i0, Const64(r), ""), Const64(mm.N), ""),
-                                    LLVM.BuildAdd(_b, j0, Const64(h * Lanes), ""), ""), "");
-                            for (int r = 0; r < rows; r++)
-                                for (int h = 0; h < 2; h++)
-                                    Store(LLVM.BuildSelect(_b, first, zeroVec, VecLoad(vec, cPtr, CIndex(r, h)), ""),
-                                        acc[r * 2 + h]);
-                            StridedLoop(kb, kEnd, Const64(1), k =>
+                var (aOff, bOff, cOff) = BatchOffsets(mm, bi);
+                StridedLoop(
+                    Const64(0),
+                    Const64(mm.K),
+                    Const64(kc),
+                    kb =>
+                    {
+                        var kEnd = Min(LLVM.BuildAdd(_b, kb, Const64(kc), ""), mm.K);
+                        var first = LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, kb, Const64(0), "");
+                        StridedLoop(
+                            Const64(0),
+                            Const64(mm.N),
+                            Const64(nc),
+                            jb =>
                             {
-                                var bRow = LLVM.BuildAdd(_b, bOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, k, Const64(mm.N),
-                                    ""), j0, ""), "");
-                                var b0 = VecLoad(vec, bPtr, bRow);
-                                var b1 = VecLoad(vec, bPtr, LLVM.BuildAdd(_b, bRow, Const64(Lanes), ""));
-                                for (int r = 0; r < rows; r++)
-                                {
-                                    var row = LLVM.BuildAdd(_b, i0, Const64(r), "");
-                                    var aIdx = LLVM.BuildAdd(_b, aOff, LLVM.BuildAdd(_b, LLVM.BuildMul(_b, row,
-                                        Const64(mm.K), ""), k, ""), "");
-                                    var a = Load(_f32, Gep(_f32, aPtr, aIdx));
-                                    var splat = LLVM.BuildShuffleVector(_b, LLVM.BuildInsertElement(_b,
-                                        LLVM.GetUndef(vec), a, LLVM.ConstInt(_i32, 0, 0), ""),
-                                        LLVM.GetUndef(vec), splatMask, "");
-                                    for (int h = 0; h < 2; h++)
-                                    {
-                                        var slot = acc[r * 2 + h];
-                                        Store(Call("llvm.fmuladd.v8f32", vec, [splat, h == 0 ? b0 : b1, Load(vec,
-                                            slot)]), slot);
-                                    }
-                                }
-                            });
-                            for (int r = 0; r < rows; r++)
-                                for (int h = 0; h < 2; h++)
-                                    VecStore(Load(vec, acc[r * 2 + h]), cPtr, CIndex(r, h));
-                        }));
-                    Tiles(Const64(0), Const64(fullRows), CpuTileM);
-                    if (fullRows < mm.M) Tiles(Const64(fullRows), Const64(mm.M), 1);
-                });
-            });
-        });
+                                var jEnd = Min(LLVM.BuildAdd(_b, jb, Const64(nc), ""), mm.N);
+                                void Tiles(LLVMValueRef rowStart, LLVMValueRef rowEnd, int rows) =>
+                                    StridedLoop(
+                                        rowStart,
+                                        rowEnd,
+                                        Const64(rows),
+                                        i0 =>
+                                            StridedLoop(
+                                                jb,
+                                                jEnd,
+                                                Const64(CpuTileN),
+                                                j0 =>
+                                                {
+                                                    LLVMValueRef CIndex(int r, int h) =>
+                                                        LLVM.BuildAdd(
+                                                            _b,
+                                                            cOff,
+                                                            LLVM.BuildAdd(
+                                                                _b,
+                                                                LLVM.BuildMul(
+                                                                    _b,
+                                                                    LLVM.BuildAdd(_b, i0, Const64(r), ""),
+                                                                    Const64(mm.N),
+                                                                    ""
+                                                                ),
+                                                                LLVM.BuildAdd(_b, j0, Const64(h * Lanes), ""),
+                                                                ""
+                                                            ),
+                                                            ""
+                                                        );
+                                                    for (int r = 0; r < rows; r++)
+                                                    for (int h = 0; h < 2; h++)
+                                                        Store(
+                                                            LLVM.BuildSelect(
+                                                                _b,
+                                                                first,
+                                                                zeroVec,
+                                                                VecLoad(vec, cPtr, CIndex(r, h)),
+                                                                ""
+                                                            ),
+                                                            acc[r * 2 + h]
+                                                        );
+                                                    StridedLoop(
+                                                        kb,
+                                                        kEnd,
+                                                        Const64(1),
+                                                        k =>
+                                                        {
+                                                            var bRow = LLVM.BuildAdd(
+                                                                _b,
+                                                                bOff,
+                                                                LLVM.BuildAdd(
+                                                                    _b,
+                                                                    LLVM.BuildMul(_b, k, Const64(mm.N), ""),
+                                                                    j0,
+                                                                    ""
+                                                                ),
+                                                                ""
+                                                            );
+                                                            var b0 = VecLoad(vec, bPtr, bRow);
+                                                            var b1 = VecLoad(
+                                                                vec,
+                                                                bPtr,
+                                                                LLVM.BuildAdd(_b, bRow, Const64(Lanes), "")
+                                                            );
+                                                            for (int r = 0; r < rows; r++)
+                                                            {
+                                                                var row = LLVM.BuildAdd(_b, i0, Const64(r), "");
+                                                                var aIdx = LLVM.BuildAdd(
+                                                                    _b,
+                                                                    aOff,
+                                                                    LLVM.BuildAdd(
+                                                                        _b,
+                                                                        LLVM.BuildMul(_b, row, Const64(mm.K), ""),
+                                                                        k,
+                                                                        ""
+                                                                    ),
+                                                                    ""
+                                                                );
+                                                                var a = Load(_f32, Gep(_f32, aPtr, aIdx));
+                                                                var splat = LLVM.BuildShuffleVector(
+                                                                    _b,
+                                                                    LLVM.BuildInsertElement(
+                                                                        _b,
+                                                                        LLVM.GetUndef(vec),
+                                                                        a,
+                                                                        LLVM.ConstInt(_i32, 0, 0),
+                                                                        ""
+                                                                    ),
+                                                                    LLVM.GetUndef(vec),
+                                                                    splatMask,
+                                                                    ""
+                                                                );
+                                                                for (int h = 0; h < 2; h++)
+                                                                {
+                                                                    var slot = acc[r * 2 + h];
+                                                                    Store(
+                                                                        Call(
+                                                                            "llvm.fmuladd.v8f32",
+                                                                            vec,
+                                                                            [splat, h == 0 ? b0 : b1, Load(vec, slot)]
+                                                                        ),
+                                                                        slot
+                                                                    );
+                                                                }
+                                                            }
+                                                        }
+                                                    );
+                                                    for (int r = 0; r < rows; r++)
+                                                    for (int h = 0; h < 2; h++)
+                                                        VecStore(Load(vec, acc[r * 2 + h]), cPtr, CIndex(r, h));
+                                                }
+                                            )
+                                    );
+                                Tiles(Const64(0), Const64(fullRows), CpuTileM);
+                                if (fullRows < mm.M)
+                                    Tiles(Const64(fullRows), Const64(mm.M), 1);
+                            }
+                        );
+                    }
+                );
+            }
+        );
     }
 
     /// <summary>Where batch <paramref name="batch"/>'s matrices start in A, B and C (batch dimensions of size 1
     /// broadcast).</summary>
     private (LLVMValueRef A, LLVMValueRef B, LLVMValueRef C) BatchOffsets(MatmulShape mm, LLVMValueRef batch)
     {
-        LLVMValueRef aOff = Const64(0), bOff = Const64(0);
+        LLVMValueRef aOff = Const64(0),
+            bOff = Const64(0);
         var rest = batch;
         for (int d = mm.Batch.Length - 1; d >= 0; d--)
         {
@@ -146,13 +241,16 @@ public sealed unsafe partial class KernelCodegen
     {
         // Whole tiles (every side of C a multiple of the block's, K of the step) take the fast path below, with
         // steps twice as deep: tiles of 2,048 elements, two vectors a thread, half the barriers per product.
-        int t = GpuThreadTile(mm), bm = GpuTile * t;
+        int t = GpuThreadTile(mm),
+            bm = GpuTile * t;
         bool exact = mm.M % bm == 0 && mm.N % bm == 0 && mm.K % (WholeTileElements / bm) == 0;
-        int tile = exact ? WholeTileElements : 1024, bk = tile / bm;
+        int tile = exact ? WholeTileElements : 1024,
+            bk = tile / bm;
         // Whole tiles keep two blocks on an SM (registers capped at 128 a thread). Partial ones get no bounds:
         // their k loops unroll when K is small, and a block size alone makes ptxas cap registers for more blocks
         // and spill.
-        if (_target == KernelTarget.Ptx && exact) LaunchBounds(GpuTile, GpuTile, minBlocksPerSm: 2);
+        if (_target == KernelTarget.Ptx && exact)
+            LaunchBounds(GpuTile, GpuTile, minBlocksPerSm: 2);
         var tileType = LLVM.ArrayType(_f32, exact ? 2u * WholeTileElements : 1024u);
         LLVMValueRef Shared(string name)
         {
@@ -172,13 +270,16 @@ public sealed unsafe partial class KernelCodegen
         // on the host grid, where the threads take turns, a zeroed global holding every thread's, zeroed again by
         // the stretch that stores them (so that every boundary between stretches is a barrier).
         int tt = t * t;
-        var acc = _target == KernelTarget.Ptx ? Enumerable.Range(0, tt).Select(_ => LLVM.BuildAlloca(_b, _f32,
-            "acc")).ToArray() : [];
-        foreach (var a in acc) Store(LLVM.ConstReal(_f32, 0), a);
+        var acc =
+            _target == KernelTarget.Ptx
+                ? Enumerable.Range(0, tt).Select(_ => LLVM.BuildAlloca(_b, _f32, "acc")).ToArray()
+                : [];
+        foreach (var a in acc)
+            Store(LLVM.ConstReal(_f32, 0), a);
         var accAll = _target == KernelTarget.Ptx ? default : AccumulatorGlobal(GpuTile * GpuTile * tt);
         LLVMValueRef Thread() => Add(Mul(Sreg("tid.y"), C(GpuTile)), Sreg("tid.x"));
-        LLVMValueRef Acc(int i) => _target == KernelTarget.Ptx ? acc[i] : Gep(_f32, accAll, Add(Mul(Thread(), C(tt)),
-            C(i)));
+        LLVMValueRef Acc(int i) =>
+            _target == KernelTarget.Ptx ? acc[i] : Gep(_f32, accAll, Add(Mul(Thread(), C(tt)), C(i)));
         var block = C(GpuTile);
         var (bx, by, bz) = (Sreg("ctaid.x"), Sreg("ctaid.y"), Sreg("ctaid.z"));
         var rowBase = Mul(by, C(bm));
@@ -190,7 +291,8 @@ public sealed unsafe partial class KernelCodegen
             var v = Load(_f32, Gep(_f32, ptr, LLVM.BuildSelect(_b, inRange, index, C(0), "")));
             return LLVM.BuildSelect(_b, inRange, v, LLVM.ConstReal(_f32, 0), "");
         }
-        uint global = _target == KernelTarget.Ptx ? 1u : 0u, shared = _target == KernelTarget.Ptx ? 3u : 0u;
+        uint global = _target == KernelTarget.Ptx ? 1u : 0u,
+            shared = _target == KernelTarget.Ptx ? 3u : 0u;
         var vec4 = LLVM.VectorType(_f32, 4);
         // Every thread adds the products of one staged step (A and B at element offset buf of their buffers) to its
         // square.
@@ -201,14 +303,17 @@ public sealed unsafe partial class KernelCodegen
             var (aRow, bCol) = (Add(buf, Mul(ty, C(t))), Add(buf, Mul(tx, C(t))));
             for (int kk = 0; kk < bk; kk++)
             {
-                var av = Enumerable.Range(0, t).Select(i => Load(_f32, Gep(_f32, sa, Add(aRow,
-                    C(kk * bm + i))))).ToArray();
-                var bv = Enumerable.Range(0, t).Select(j => Load(_f32, Gep(_f32, sb, Add(bCol,
-                    C(kk * bm + j))))).ToArray();
+                var av = Enumerable
+                    .Range(0, t)
+                    .Select(i => Load(_f32, Gep(_f32, sa, Add(aRow, C(kk * bm + i)))))
+                    .ToArray();
+                var bv = Enumerable
+                    .Range(0, t)
+                    .Select(j => Load(_f32, Gep(_f32, sb, Add(bCol, C(kk * bm + j)))))
+                    .ToArray();
                 for (int i = 0; i < t; i++)
-                    for (int j = 0; j < t; j++)
-                        Store(Call("llvm.fmuladd.f32", _f32, [av[i], bv[j], Load(_f32, ptrs[i * t + j])]),
-                            ptrs[i * t + j]);
+                for (int j = 0; j < t; j++)
+                    Store(Call("llvm.fmuladd.f32", _f32, [av[i], bv[j], Load(_f32, ptrs[i * t + j])]), ptrs[i * t + j]);
             }
         }
         if (exact)
@@ -221,110 +326,177 @@ public sealed unsafe partial class KernelCodegen
             const int vectors = WholeTileElements / 4 / 256;
             LLVMValueRef Number(int v) => Add(Thread(), C(v * 256));
             (LLVMValueRef[] A, LLVMValueRef[] B) LoadStep(LLVMValueRef k0) =>
-                (Enumerable.Range(0, vectors).Select(v =>
-                {
-                    var (ar, ac) = (LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""), Mul(LLVM.BuildURem(_b, Number(v),
-                        C(bk / 4), ""), C(4)));
-                    return AlignedLoad(vec4, _inputs[0], global, Add(aOff, Add(Mul(Add(rowBase, ar), C(mm.K)), Add(k0,
-                        ac))));
-                }).ToArray(), Enumerable.Range(0, vectors).Select(v =>
-                {
-                    var (br, bc) = (LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""), Mul(LLVM.BuildURem(_b, Number(v),
-                        C(bm / 4), ""), C(4)));
-                    return AlignedLoad(vec4, _inputs[^1], global, Add(bOff, Add(Mul(Add(k0, br), C(mm.N)), Add(colBase,
-                        bc))));
-                }).ToArray());
+                (
+                    Enumerable
+                        .Range(0, vectors)
+                        .Select(v =>
+                        {
+                            var (ar, ac) = (
+                                LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""),
+                                Mul(LLVM.BuildURem(_b, Number(v), C(bk / 4), ""), C(4))
+                            );
+                            return AlignedLoad(
+                                vec4,
+                                _inputs[0],
+                                global,
+                                Add(aOff, Add(Mul(Add(rowBase, ar), C(mm.K)), Add(k0, ac)))
+                            );
+                        })
+                        .ToArray(),
+                    Enumerable
+                        .Range(0, vectors)
+                        .Select(v =>
+                        {
+                            var (br, bc) = (
+                                LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""),
+                                Mul(LLVM.BuildURem(_b, Number(v), C(bm / 4), ""), C(4))
+                            );
+                            return AlignedLoad(
+                                vec4,
+                                _inputs[^1],
+                                global,
+                                Add(bOff, Add(Mul(Add(k0, br), C(mm.N)), Add(colBase, bc)))
+                            );
+                        })
+                        .ToArray()
+                );
             void StoreStep((LLVMValueRef[] A, LLVMValueRef[] B) step, LLVMValueRef buf)
             {
                 for (int v = 0; v < vectors; v++)
                 {
-                    var (ar, ac) = (LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""), Mul(LLVM.BuildURem(_b, Number(v),
-                        C(bk / 4), ""), C(4)));
+                    var (ar, ac) = (
+                        LLVM.BuildUDiv(_b, Number(v), C(bk / 4), ""),
+                        Mul(LLVM.BuildURem(_b, Number(v), C(bk / 4), ""), C(4))
+                    );
                     for (int i = 0; i < 4; i++)
-                        Store(LLVM.BuildExtractElement(_b, step.A[v], LLVM.ConstInt(_i32, (ulong)i, 0), ""), Gep(_f32,
-                            sa, Add(buf, Add(Mul(Add(ac, C(i)), C(bm)), ar))));
-                    var (br, bc) = (LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""), Mul(LLVM.BuildURem(_b, Number(v),
-                        C(bm / 4), ""), C(4)));
+                        Store(
+                            LLVM.BuildExtractElement(_b, step.A[v], LLVM.ConstInt(_i32, (ulong)i, 0), ""),
+                            Gep(_f32, sa, Add(buf, Add(Mul(Add(ac, C(i)), C(bm)), ar)))
+                        );
+                    var (br, bc) = (
+                        LLVM.BuildUDiv(_b, Number(v), C(bm / 4), ""),
+                        Mul(LLVM.BuildURem(_b, Number(v), C(bm / 4), ""), C(4))
+                    );
                     AlignedStore(step.B[v], sb, shared, Add(buf, Add(Mul(br, C(bm)), bc)));
                 }
             }
             Threads(block, block, () => StoreStep(LoadStep(C(0)), C(0)), barrier: true);
-            StridedLoop(C(0), C(mm.K), C(bk), k0 =>
-            {
-                Threads(block, block, () =>
+            StridedLoop(
+                C(0),
+                C(mm.K),
+                C(bk),
+                k0 =>
                 {
-                    var odd = LLVM.BuildAnd(_b, LLVM.BuildUDiv(_b, k0, C(bk), ""), C(1), "");
-                    // The last step loads its own tiles again (into the buffer no one reads) rather than branch.
-                    var next = LLVM.BuildSelect(_b, Below(k0, mm.K - bk), Add(k0, C(bk)), k0, "");
-                    StoreStep(LoadStep(next), Mul(LLVM.BuildXor(_b, odd, C(1), ""), C(tile)));
-                    Accumulate(Mul(odd, C(tile)));
-                }, barrier: true);
-            });
+                    Threads(
+                        block,
+                        block,
+                        () =>
+                        {
+                            var odd = LLVM.BuildAnd(_b, LLVM.BuildUDiv(_b, k0, C(bk), ""), C(1), "");
+                            // The last step loads its own tiles again (into the buffer no one reads)
+                            // rather than branch.
+                            var next = LLVM.BuildSelect(_b, Below(k0, mm.K - bk), Add(k0, C(bk)), k0, "");
+                            StoreStep(LoadStep(next), Mul(LLVM.BuildXor(_b, odd, C(1), ""), C(tile)));
+                            Accumulate(Mul(odd, C(tile)));
+                        },
+                        barrier: true
+                    );
+                }
+            );
         }
         else
         {
             // Elements outside A or B read as zero.
-            StridedLoop(C(0), C(mm.K), C(bk), k0 =>
-            {
-                Threads(block, block, () =>
+            StridedLoop(
+                C(0),
+                C(mm.K),
+                C(bk),
+                k0 =>
                 {
-                    var thread = Thread();
-                    for (int e = 0; e < 4; e++)
-                    {
-                        var idx = Add(thread, C(e * 256));
-                        // A tile: bm rows of bk; B tile: bk rows of bm.
-                        var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
-                        var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
-                        var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
-                        // Stored transposed (k major), so that a thread reads its T rows of A for one k as contiguous
-                        // vectors.
-                        Store(Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))), Gep(_f32, sa, Add(Mul(ac,
-                            C(bm)), ar)));
-                        var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
-                        var (bkk, col) = (Add(k0, br), Add(colBase, bc));
-                        var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
-                        Store(Guarded(bIn, _inputs[^1], Add(bOff, Add(Mul(bkk, C(mm.N)), col))), Gep(_f32, sb, idx));
-                    }
-                }, barrier: true);
-                Threads(block, block, () => Accumulate(C(0)), barrier: true);
-            });
+                    Threads(
+                        block,
+                        block,
+                        () =>
+                        {
+                            var thread = Thread();
+                            for (int e = 0; e < 4; e++)
+                            {
+                                var idx = Add(thread, C(e * 256));
+                                // A tile: bm rows of bk; B tile: bk rows of bm.
+                                var (ar, ac) = (LLVM.BuildUDiv(_b, idx, C(bk), ""), LLVM.BuildURem(_b, idx, C(bk), ""));
+                                var (row, ak) = (Add(rowBase, ar), Add(k0, ac));
+                                var aIn = LLVM.BuildAnd(_b, Below(row, mm.M), Below(ak, mm.K), "");
+                                // Stored transposed (k major), so that a thread reads its T rows of A for one k
+                                // as contiguous
+                                // vectors.
+                                Store(
+                                    Guarded(aIn, _inputs[0], Add(aOff, Add(Mul(row, C(mm.K)), ak))),
+                                    Gep(_f32, sa, Add(Mul(ac, C(bm)), ar))
+                                );
+                                var (br, bc) = (LLVM.BuildUDiv(_b, idx, C(bm), ""), LLVM.BuildURem(_b, idx, C(bm), ""));
+                                var (bkk, col) = (Add(k0, br), Add(colBase, bc));
+                                var bIn = LLVM.BuildAnd(_b, Below(bkk, mm.K), Below(col, mm.N), "");
+                                Store(
+                                    Guarded(bIn, _inputs[^1], Add(bOff, Add(Mul(bkk, C(mm.N)), col))),
+                                    Gep(_f32, sb, idx)
+                                );
+                            }
+                        },
+                        barrier: true
+                    );
+                    Threads(block, block, () => Accumulate(C(0)), barrier: true);
+                }
+            );
         }
-        Threads(block, block, () =>
-        {
-            var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
-            // The thread's square from one corner (constant offsets from it: one address kept through the k loop).
-            var corner = Gep(_f32, _output, Add(cOff, Add(Mul(Add(rowBase, Mul(ty, C(t))), C(mm.N)), Add(colBase,
-                Mul(tx, C(t))))));
-            for (int i = 0; i < t; i++)
+        Threads(
+            block,
+            block,
+            () =>
             {
-                var row = Add(rowBase, Add(Mul(ty, C(t)), C(i)));
-                if (exact)
+                var (tx, ty) = (Sreg("tid.x"), Sreg("tid.y"));
+                // The thread's square from one corner (constant offsets from it: one address kept through the k loop).
+                var corner = Gep(
+                    _f32,
+                    _output,
+                    Add(cOff, Add(Mul(Add(rowBase, Mul(ty, C(t))), C(mm.N)), Add(colBase, Mul(tx, C(t)))))
+                );
+                for (int i = 0; i < t; i++)
                 {
-                    // A row of the square: t / 4 aligned vectors.
-                    for (int j = 0; j < t; j += 4)
+                    var row = Add(rowBase, Add(Mul(ty, C(t)), C(i)));
+                    if (exact)
                     {
-                        var v = LLVM.GetUndef(vec4);
-                        for (int e = 0; e < 4; e++)
-                            v = LLVM.BuildInsertElement(_b, v, Load(_f32, Acc(i * t + j + e)), LLVM.ConstInt(_i32,
-                                (ulong)e, 0), "");
-                        AlignedStore(v, corner, global, C(i * mm.N + j));
+                        // A row of the square: t / 4 aligned vectors.
+                        for (int j = 0; j < t; j += 4)
+                        {
+                            var v = LLVM.GetUndef(vec4);
+                            for (int e = 0; e < 4; e++)
+                                v = LLVM.BuildInsertElement(
+                                    _b,
+                                    v,
+                                    Load(_f32, Acc(i * t + j + e)),
+                                    LLVM.ConstInt(_i32, (ulong)e, 0),
+                                    ""
+                                );
+                            AlignedStore(v, corner, global, C(i * mm.N + j));
+                        }
+                        continue;
                     }
-                    continue;
+                    for (int j = 0; j < t; j++)
+                    {
+                        var col = Add(colBase, Add(Mul(tx, C(t)), C(j)));
+                        var (store, next) = (Block("store"), Block("next"));
+                        LLVM.BuildCondBr(_b, LLVM.BuildAnd(_b, Below(row, mm.M), Below(col, mm.N), ""), store, next);
+                        Position(store);
+                        Store(Load(_f32, Acc(i * t + j)), Gep(_f32, _output, Add(cOff, Add(Mul(row, C(mm.N)), col))));
+                        LLVM.BuildBr(_b, next);
+                        Position(next);
+                    }
                 }
-                for (int j = 0; j < t; j++)
-                {
-                    var col = Add(colBase, Add(Mul(tx, C(t)), C(j)));
-                    var (store, next) = (Block("store"), Block("next"));
-                    LLVM.BuildCondBr(_b, LLVM.BuildAnd(_b, Below(row, mm.M), Below(col, mm.N), ""), store, next);
-                    Position(store);
-                    Store(Load(_f32, Acc(i * t + j)), Gep(_f32, _output, Add(cOff, Add(Mul(row, C(mm.N)), col))));
-                    LLVM.BuildBr(_b, next);
-                    Position(next);
-                }
+                if (_target == KernelTarget.HostGrid)
+                    for (int i = 0; i < tt; i++)
+                        Store(LLVM.ConstReal(_f32, 0), Acc(i));
             }
-            if (_target == KernelTarget.HostGrid)
-                for (int i = 0; i < tt; i++) Store(LLVM.ConstReal(_f32, 0), Acc(i));
-        });
+        );
     }
 
     /// <summary>
@@ -337,8 +509,12 @@ public sealed unsafe partial class KernelCodegen
     /// <paramref name="space"/>.</summary>
     private LLVMValueRef AlignedLoad(LLVMTypeRef vec, LLVMValueRef basePtr, uint space, LLVMValueRef index)
     {
-        var v = LLVM.BuildLoad2(_b, vec, LLVM.BuildBitCast(_b, Gep(_f32, basePtr, index), LLVM.PointerType(vec, space),
-            ""), "");
+        var v = LLVM.BuildLoad2(
+            _b,
+            vec,
+            LLVM.BuildBitCast(_b, Gep(_f32, basePtr, index), LLVM.PointerType(vec, space), ""),
+            ""
+        );
         LLVM.SetAlignment(v, VectorAlignment);
         return v;
     }

@@ -1,6 +1,6 @@
-using ParallelCompiler.Kernels;
 using ParallelCompiler.Backend.Llvm.Native;
 using ParallelCompiler.IR;
+using ParallelCompiler.Kernels;
 using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Backend.Llvm;
@@ -10,9 +10,11 @@ public enum KernelTarget
 {
     /// <summary>The host CPU: <c>void k(ptr* buffers)</c>, loops over every output element.</summary>
     Cpu,
+
     /// <summary>NVPTX: <c>void k(ptr addrspace(1) in0, ..., out)</c>, a kernel entry; threads over the parallel
     /// dimensions.</summary>
     Ptx,
+
     /// <summary>
     /// The GPU kernels' thread structure compiled for the host, <c>void k(ptr* buffers, i64* registers)</c> called once
     /// per block with its block indices and the launch's block and grid sizes: the block's threads run in turn
@@ -35,7 +37,15 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     private readonly LLVMContextRef _ctx;
     private readonly LLVMBuilderRef _b;
     private readonly KernelTarget _target;
-    private readonly LLVMTypeRef _f32, _f64, _i1, _i8, _i16, _i32, _i64, _void, _ptr;
+    private readonly LLVMTypeRef _f32,
+        _f64,
+        _i1,
+        _i8,
+        _i16,
+        _i32,
+        _i64,
+        _void,
+        _ptr;
 
     /// <summary>The module the kernels go into (owned by this object).</summary>
     public LLVMModuleRef Module { get; }
@@ -97,7 +107,8 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         public bool TryGet(KExpr e, out LLVMValueRef v)
         {
             for (var s = this; s != null; s = s.Parent)
-                if (s.Values.TryGetValue(e, out v)) return true;
+                if (s.Values.TryGetValue(e, out v))
+                    return true;
             v = default;
             return false;
         }
@@ -117,11 +128,14 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             _fn = AddFunction(spec.Name, _void, [argsPtr]);
             Position(Block("entry"));
             var table = LLVM.GetParam(_fn, 0);
-            _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType,
-                0)).ToArray();
+            _inputs = spec
+                .Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType, 0))
+                .ToArray();
             _output = Typed(Load(_ptr, Gep(_ptr, table, Const64(spec.Inputs.Count))), spec.Output.ElementType, 0);
-            if (spec.Matmul is { } mm && mm.N % CpuTileN == 0) EmitCpuMatmul(mm);
-            else EmitLoops(0, rank, new Scope(null, 0));
+            if (spec.Matmul is { } mm && mm.N % CpuTileN == 0)
+                EmitCpuMatmul(mm);
+            else
+                EmitLoops(0, rank, new Scope(null, 0));
             LLVM.BuildRetVoid(_b);
         }
         else if (_target == KernelTarget.HostGrid)
@@ -130,22 +144,29 @@ public sealed unsafe partial class KernelCodegen : IDisposable
             Position(Block("entry"));
             var table = LLVM.GetParam(_fn, 0);
             _registers = LLVM.GetParam(_fn, 1);
-            _inputs = spec.Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType,
-                0)).ToArray();
+            _inputs = spec
+                .Inputs.Select((x, i) => Typed(Load(_ptr, Gep(_ptr, table, Const64(i))), x.ElementType, 0))
+                .ToArray();
             _output = Typed(Load(_ptr, Gep(_ptr, table, Const64(spec.Inputs.Count))), spec.Output.ElementType, 0);
-            if (spec.Matmul is { } mm) EmitGpuMatmul(mm);
-            else EmitGpu(rank);
+            if (spec.Matmul is { } mm)
+                EmitGpuMatmul(mm);
+            else
+                EmitGpu(rank);
             LLVM.BuildRetVoid(_b);
         }
         else
         {
-            _fn = AddFunction(spec.Name, _void,
-                [.. spec.Inputs.Append(spec.Output).Select(x => LLVM.PointerType(ElementType(x.ElementType), 1))]);
+            _fn = AddFunction(
+                spec.Name,
+                _void,
+                [.. spec.Inputs.Append(spec.Output).Select(x => LLVM.PointerType(ElementType(x.ElementType), 1))]
+            );
             LLVM.SetFunctionCallConv(_fn, 71); // PTX_Kernel: emitted as an .entry
             Position(Block("entry"));
             _inputs = spec.Inputs.Select((_, i) => LLVM.GetParam(_fn, (uint)i)).ToArray();
             _output = LLVM.GetParam(_fn, (uint)spec.Inputs.Count);
-            if (spec.Matmul is { } mm) EmitGpuMatmul(mm);
+            if (spec.Matmul is { } mm)
+                EmitGpuMatmul(mm);
             else
             {
                 EmitGpu(rank);
@@ -163,22 +184,37 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         if (d == rank)
         {
             var v = Emit(_spec.Body, scope);
-            Store(Convert(v, _spec.Body.Type, _spec.Output.ElementType), Gep(ElementType(_spec.Output.ElementType),
-                _output,
-                Emit(K.Flatten(Enumerable.Range(0, rank).Select(i => (KExpr)new KVar(i)).ToArray(), _spec.Output.Shape),
-                    scope)));
+            Store(
+                Convert(v, _spec.Body.Type, _spec.Output.ElementType),
+                Gep(
+                    ElementType(_spec.Output.ElementType),
+                    _output,
+                    Emit(
+                        K.Flatten(
+                            Enumerable.Range(0, rank).Select(i => (KExpr)new KVar(i)).ToArray(),
+                            _spec.Output.Shape
+                        ),
+                        scope
+                    )
+                )
+            );
             return;
         }
-        Loop(Const64(0), Const64(_spec.Output.Shape[d]), i =>
-        {
-            _vars[d] = i;
-            EmitLoops(d + 1, rank, new Scope(scope, d + 1));
-        });
+        Loop(
+            Const64(0),
+            Const64(_spec.Output.Shape[d]),
+            i =>
+            {
+                _vars[d] = i;
+                EmitLoops(d + 1, rank, new Scope(scope, d + 1));
+            }
+        );
     }
 
     // ---- reductions at their level ----
 
     private int Level(KExpr e) => _levels.Level(e);
+
     private static IEnumerable<KExpr> Children(KExpr e) => KernelLevels.Children(e);
 
     /// <summary>Computes, in dependency order, every reduction under <paramref name="root"/> whose level is <paramref
@@ -189,38 +225,53 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         var seen = new HashSet<KExpr>();
         void Walk(KExpr e)
         {
-            foreach (var c in Children(e)) Walk(c);
-            if (e is KReduce r && Level(r) == level && seen.Add(r)) found.Add(r);
+            foreach (var c in Children(e))
+                Walk(c);
+            if (e is KReduce r && Level(r) == level && seen.Add(r))
+                found.Add(r);
         }
         Walk(root);
         foreach (var r in found)
-            if (!scope.TryGet(r, out _)) scope.Values[r] = EmitReduce(r, scope);
+            if (!scope.TryGet(r, out _))
+                scope.Values[r] = EmitReduce(r, scope);
     }
 
     private LLVMValueRef EmitReduce(KReduce r, Scope scope)
     {
         var t = r.Type;
         var ty = ElementType(t);
-        LLVMValueRef init = r.Kind == "max"
-            ? (t == KType.I32 ? LLVM.ConstInt(_i32, unchecked((ulong)int.MinValue), 1) : LLVM.ConstReal(ty,
-                double.NegativeInfinity))
-            : t == KType.I32 ? LLVM.ConstInt(_i32, 0, 0) : LLVM.ConstReal(ty, 0);
-        return Accumulate(init, ty, Const64(r.Extent), (i, acc) =>
-        {
-            _vars[r.Var] = i;
-            var inner = new Scope(scope, _levels.Depth(r.Var));
-            EmitReductionsAt(_levels.Depth(r.Var), r.Body, inner);
-            var v = Convert(Emit(r.Body, inner), r.Body.Type, t);
-            if (r.Kind == "max") return Max(v, acc, t == KType.I32);
-            return t == KType.I32 ? LLVM.BuildAdd(_b, acc, v, "") : LLVM.BuildFAdd(_b, acc, v, "");
-        });
+        LLVMValueRef init =
+            r.Kind == "max"
+                ? (
+                    t == KType.I32
+                        ? LLVM.ConstInt(_i32, unchecked((ulong)int.MinValue), 1)
+                        : LLVM.ConstReal(ty, double.NegativeInfinity)
+                )
+            : t == KType.I32 ? LLVM.ConstInt(_i32, 0, 0)
+            : LLVM.ConstReal(ty, 0);
+        return Accumulate(
+            init,
+            ty,
+            Const64(r.Extent),
+            (i, acc) =>
+            {
+                _vars[r.Var] = i;
+                var inner = new Scope(scope, _levels.Depth(r.Var));
+                EmitReductionsAt(_levels.Depth(r.Var), r.Body, inner);
+                var v = Convert(Emit(r.Body, inner), r.Body.Type, t);
+                if (r.Kind == "max")
+                    return Max(v, acc, t == KType.I32);
+                return t == KType.I32 ? LLVM.BuildAdd(_b, acc, v, "") : LLVM.BuildFAdd(_b, acc, v, "");
+            }
+        );
     }
 
     // ---- expressions ----
 
     private LLVMValueRef Emit(KExpr e, Scope scope)
     {
-        if (scope.TryGet(e, out var cached)) return cached;
+        if (scope.TryGet(e, out var cached))
+            return cached;
         LLVMValueRef v = e switch
         {
             KVar x => _vars[x.Id],
@@ -260,25 +311,27 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         return phi;
     }
 
-    private LLVMValueRef Constant(KConst c) => c.T switch
-    {
-        KType.Index => Const64((long)c.Value),
-        KType.I32 => LLVM.ConstInt(_i32, unchecked((ulong)(long)c.Value), 1),
-        KType.F32 => LLVM.ConstReal(_f32, (float)c.Value),
-        KType.F64 => LLVM.ConstReal(_f64, c.Value),
-        KType.Bool => LLVM.ConstInt(_i1, c.Value != 0 ? 1UL : 0UL, 0),
-        _ => throw new IRException($"no constant of {c.T}"),
-    };
+    private LLVMValueRef Constant(KConst c) =>
+        c.T switch
+        {
+            KType.Index => Const64((long)c.Value),
+            KType.I32 => LLVM.ConstInt(_i32, unchecked((ulong)(long)c.Value), 1),
+            KType.F32 => LLVM.ConstReal(_f32, (float)c.Value),
+            KType.F64 => LLVM.ConstReal(_f64, c.Value),
+            KType.Bool => LLVM.ConstInt(_i1, c.Value != 0 ? 1UL : 0UL, 0),
+            _ => throw new IRException($"no constant of {c.T}"),
+        };
 
-    private LLVMTypeRef ElementType(KType t) => t switch
-    {
-        KType.Index => _i64,
-        KType.I32 => _i32,
-        KType.F32 => _f32,
-        KType.F64 => _f64,
-        KType.Bool => _i1,
-        _ => throw new IRException($"no type {t}"),
-    };
+    private LLVMTypeRef ElementType(KType t) =>
+        t switch
+        {
+            KType.Index => _i64,
+            KType.I32 => _i32,
+            KType.F32 => _f32,
+            KType.F64 => _f64,
+            KType.Bool => _i1,
+            _ => throw new IRException($"no type {t}"),
+        };
 
     private LLVMValueRef Binary(string op, KType t, LLVMValueRef a, LLVMValueRef c)
     {
@@ -323,8 +376,12 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         var r = LLVM.BuildFRem(_b, a, c, "");
         var zero = LLVM.ConstReal(ty, 0);
         var nonzero = LLVM.BuildFCmp(_b, LLVMRealPredicate.ONE, r, zero, "");
-        var signs = LLVM.BuildXor(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OLT, r, zero, ""), LLVM.BuildFCmp(_b,
-            LLVMRealPredicate.OLT, c, zero, ""), "");
+        var signs = LLVM.BuildXor(
+            _b,
+            LLVM.BuildFCmp(_b, LLVMRealPredicate.OLT, r, zero, ""),
+            LLVM.BuildFCmp(_b, LLVMRealPredicate.OLT, c, zero, ""),
+            ""
+        );
         return LLVM.BuildSelect(_b, LLVM.BuildAnd(_b, nonzero, signs, ""), LLVM.BuildFAdd(_b, r, c, ""), r, "");
     }
 
@@ -333,15 +390,27 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     {
         var zero = LLVM.ConstInt(_i32, 0, 0);
         var minusOne = LLVM.ConstInt(_i32, unchecked((ulong)-1), 1);
-        var bad = LLVM.BuildOr(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, zero, ""), LLVM.BuildICmp(_b,
-            LLVMIntPredicate.EQ, c, minusOne, ""), "");
+        var bad = LLVM.BuildOr(
+            _b,
+            LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, zero, ""),
+            LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, minusOne, ""),
+            ""
+        );
         // Divide by a safe divisor, then fix up the cases numpy defines differently.
         var safe = LLVM.BuildSelect(_b, bad, LLVM.ConstInt(_i32, 1, 0), c, "");
         var q = LLVM.BuildSDiv(_b, a, safe, "");
         var r = LLVM.BuildSRem(_b, a, safe, "");
-        var adjust = LLVM.BuildAnd(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.NE, r, zero, ""),
-            LLVM.BuildXor(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, r, zero, ""), LLVM.BuildICmp(_b,
-                LLVMIntPredicate.SLT, safe, zero, ""), ""), "");
+        var adjust = LLVM.BuildAnd(
+            _b,
+            LLVM.BuildICmp(_b, LLVMIntPredicate.NE, r, zero, ""),
+            LLVM.BuildXor(
+                _b,
+                LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, r, zero, ""),
+                LLVM.BuildICmp(_b, LLVMIntPredicate.SLT, safe, zero, ""),
+                ""
+            ),
+            ""
+        );
         if (rem)
         {
             var fixedR = LLVM.BuildSelect(_b, adjust, LLVM.BuildAdd(_b, r, safe, ""), r, "");
@@ -349,8 +418,13 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         }
         var fixedQ = LLVM.BuildSelect(_b, adjust, LLVM.BuildSub(_b, q, LLVM.ConstInt(_i32, 1, 0), ""), q, "");
         var byMinusOne = LLVM.BuildSub(_b, zero, a, ""); // wraps for INT_MIN, as numpy
-        return LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, zero, ""), zero,
-            LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, minusOne, ""), byMinusOne, fixedQ, ""), "");
+        return LLVM.BuildSelect(
+            _b,
+            LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, zero, ""),
+            zero,
+            LLVM.BuildSelect(_b, LLVM.BuildICmp(_b, LLVMIntPredicate.EQ, c, minusOne, ""), byMinusOne, fixedQ, ""),
+            ""
+        );
     }
 
     private LLVMValueRef Unary(string op, KType t, LLVMValueRef x)
@@ -358,11 +432,13 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         var ty = ElementType(t);
         switch (op)
         {
-            case "neg": return t == KType.I32 ? LLVM.BuildSub(_b, LLVM.ConstInt(_i32, 0, 0), x, "") : LLVM.BuildFNeg(_b,
-                x, "");
-            case "isnan": return LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, x, x, "");
+            case "neg":
+                return t == KType.I32 ? LLVM.BuildSub(_b, LLVM.ConstInt(_i32, 0, 0), x, "") : LLVM.BuildFNeg(_b, x, "");
+            case "isnan":
+                return LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, x, x, "");
         }
-        if (_target == KernelTarget.Ptx) return PtxMath(op, t, x);
+        if (_target == KernelTarget.Ptx)
+            return PtxMath(op, t, x);
         string suffix = t == KType.F64 ? "f64" : "f32";
         return op switch
         {
@@ -385,28 +461,37 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         LLVMValueRef C(double v) => LLVM.ConstReal(_f32, v);
         switch (op)
         {
-            case "exp": return Call("llvm.nvvm.ex2.approx.f", _f32, [LLVM.BuildFMul(_b, x, C(1.4426950408889634), "")]);
-            case "log": return LLVM.BuildFMul(_b, Call("llvm.nvvm.lg2.approx.f", _f32, [x]), C(0.6931471805599453), "");
-            case "sqrt": return Call("llvm.sqrt.f32", _f32, [x]);
+            case "exp":
+                return Call("llvm.nvvm.ex2.approx.f", _f32, [LLVM.BuildFMul(_b, x, C(1.4426950408889634), "")]);
+            case "log":
+                return LLVM.BuildFMul(_b, Call("llvm.nvvm.lg2.approx.f", _f32, [x]), C(0.6931471805599453), "");
+            case "sqrt":
+                return Call("llvm.sqrt.f32", _f32, [x]);
             case "tanh":
                 // tanh x = 1 - 2 / (e^(2x) + 1): exact at both infinities.
                 var e2 = PtxMath("exp", KType.F32, LLVM.BuildFMul(_b, x, C(2), ""));
                 return LLVM.BuildFSub(_b, C(1), LLVM.BuildFDiv(_b, C(2), LLVM.BuildFAdd(_b, e2, C(1), ""), ""), "");
-            default: throw new IRException($"no unary op {op}");
+            default:
+                throw new IRException($"no unary op {op}");
         }
     }
 
     private LLVMValueRef Convert(LLVMValueRef v, KType from, KType to)
     {
-        if (from == to) return v;
-        bool fromFloat = from is KType.F32 or KType.F64, toFloat = to is KType.F32 or KType.F64;
-        if (from == KType.Bool) return toFloat ? LLVM.BuildSelect(_b, v, LLVM.ConstReal(ElementType(to), 1),
-            LLVM.ConstReal(ElementType(to), 0), "")
-            : LLVM.BuildZExt(_b, v, ElementType(to), "");
-        if (fromFloat && toFloat) return to == KType.F64 ? LLVM.BuildFPExt(_b, v, _f64, "") : LLVM.BuildFPTrunc(_b, v,
-            _f32, "");
-        if (!fromFloat && toFloat) return LLVM.BuildSIToFP(_b, v, ElementType(to), "");
-        if (fromFloat) return LLVM.BuildFPToSI(_b, v, ElementType(to), "");
+        if (from == to)
+            return v;
+        bool fromFloat = from is KType.F32 or KType.F64,
+            toFloat = to is KType.F32 or KType.F64;
+        if (from == KType.Bool)
+            return toFloat
+                ? LLVM.BuildSelect(_b, v, LLVM.ConstReal(ElementType(to), 1), LLVM.ConstReal(ElementType(to), 0), "")
+                : LLVM.BuildZExt(_b, v, ElementType(to), "");
+        if (fromFloat && toFloat)
+            return to == KType.F64 ? LLVM.BuildFPExt(_b, v, _f64, "") : LLVM.BuildFPTrunc(_b, v, _f32, "");
+        if (!fromFloat && toFloat)
+            return LLVM.BuildSIToFP(_b, v, ElementType(to), "");
+        if (fromFloat)
+            return LLVM.BuildFPToSI(_b, v, ElementType(to), "");
         return to == KType.Index ? LLVM.BuildSExt(_b, v, _i64, "") : LLVM.BuildTrunc(_b, v, _i32, "");
     }
 
@@ -416,16 +501,24 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         {
             var p = pred switch
             {
-                "lt" => LLVMRealPredicate.OLT, "le" => LLVMRealPredicate.OLE, "gt" => LLVMRealPredicate.OGT,
-                "ge" => LLVMRealPredicate.OGE, "eq" => LLVMRealPredicate.OEQ, "ne" => LLVMRealPredicate.UNE,
+                "lt" => LLVMRealPredicate.OLT,
+                "le" => LLVMRealPredicate.OLE,
+                "gt" => LLVMRealPredicate.OGT,
+                "ge" => LLVMRealPredicate.OGE,
+                "eq" => LLVMRealPredicate.OEQ,
+                "ne" => LLVMRealPredicate.UNE,
                 _ => throw new IRException($"no comparison {pred}"),
             };
             return LLVM.BuildFCmp(_b, p, a, c, "");
         }
         var ip = pred switch
         {
-            "lt" => LLVMIntPredicate.SLT, "le" => LLVMIntPredicate.SLE, "gt" => LLVMIntPredicate.SGT,
-            "ge" => LLVMIntPredicate.SGE, "eq" => LLVMIntPredicate.EQ, "ne" => LLVMIntPredicate.NE,
+            "lt" => LLVMIntPredicate.SLT,
+            "le" => LLVMIntPredicate.SLE,
+            "gt" => LLVMIntPredicate.SGT,
+            "ge" => LLVMIntPredicate.SGE,
+            "eq" => LLVMIntPredicate.EQ,
+            "ne" => LLVMIntPredicate.NE,
             _ => throw new IRException($"no comparison {pred}"),
         };
         return LLVM.BuildICmp(_b, ip, a, c, "");
@@ -435,14 +528,21 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     /// kept).</summary>
     private LLVMValueRef Round(DType to, LLVMValueRef x)
     {
-        if (to == DType.F16) return LLVM.BuildFPExt(_b, LLVM.BuildFPTrunc(_b, x, LLVM.HalfTypeInContext(_ctx), ""),
-            _f32, "");
+        if (to == DType.F16)
+            return LLVM.BuildFPExt(_b, LLVM.BuildFPTrunc(_b, x, LLVM.HalfTypeInContext(_ctx), ""), _f32, "");
         var bits = LLVM.BuildBitCast(_b, x, _i32, "");
-        var lsb = LLVM.BuildAnd(_b, LLVM.BuildLShr(_b, bits, LLVM.ConstInt(_i32, 16, 0), ""), LLVM.ConstInt(_i32, 1, 0),
-            "");
-        var rounded = LLVM.BuildAnd(_b, LLVM.BuildAdd(_b, bits, LLVM.BuildAdd(_b, lsb, LLVM.ConstInt(_i32, 0x7FFF, 0),
-            ""), ""),
-            LLVM.ConstInt(_i32, 0xFFFF0000, 0), "");
+        var lsb = LLVM.BuildAnd(
+            _b,
+            LLVM.BuildLShr(_b, bits, LLVM.ConstInt(_i32, 16, 0), ""),
+            LLVM.ConstInt(_i32, 1, 0),
+            ""
+        );
+        var rounded = LLVM.BuildAnd(
+            _b,
+            LLVM.BuildAdd(_b, bits, LLVM.BuildAdd(_b, lsb, LLVM.ConstInt(_i32, 0x7FFF, 0), ""), ""),
+            LLVM.ConstInt(_i32, 0xFFFF0000, 0),
+            ""
+        );
         var r = LLVM.BuildBitCast(_b, rounded, _f32, "");
         return LLVM.BuildSelect(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, x, x, ""), x, r, "");
     }
@@ -453,9 +553,14 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     /// when larger or NaN).</summary>
     private LLVMValueRef Max(LLVMValueRef v, LLVMValueRef acc, bool isInt)
     {
-        var better = isInt ? LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, v, acc, "")
-            : LLVM.BuildOr(_b, LLVM.BuildFCmp(_b, LLVMRealPredicate.OGT, v, acc, ""), LLVM.BuildFCmp(_b,
-                LLVMRealPredicate.UNO, v, v, ""), "");
+        var better = isInt
+            ? LLVM.BuildICmp(_b, LLVMIntPredicate.SGT, v, acc, "")
+            : LLVM.BuildOr(
+                _b,
+                LLVM.BuildFCmp(_b, LLVMRealPredicate.OGT, v, acc, ""),
+                LLVM.BuildFCmp(_b, LLVMRealPredicate.UNO, v, v, ""),
+                ""
+            );
         return LLVM.BuildSelect(_b, better, v, acc, "");
     }
 
@@ -474,10 +579,13 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     {
         var types = args.Select(LLVM.TypeOf).ToArray();
         LLVMTypeRef fnType;
-        fixed (LLVMTypeRef* p = types) fnType = LLVM.FunctionType(ret, p, (uint)types.Length, 0);
+        fixed (LLVMTypeRef* p = types)
+            fnType = LLVM.FunctionType(ret, p, (uint)types.Length, 0);
         var fn = LLVM.GetNamedFunction(Module, name);
-        if (fn.Handle == IntPtr.Zero) fn = LLVM.AddFunction(Module, name, fnType);
-        fixed (LLVMValueRef* a = args) return LLVM.BuildCall2(_b, fnType, fn, a, (uint)args.Length, "");
+        if (fn.Handle == IntPtr.Zero)
+            fn = LLVM.AddFunction(Module, name, fnType);
+        fixed (LLVMValueRef* a = args)
+            return LLVM.BuildCall2(_b, fnType, fn, a, (uint)args.Length, "");
     }
 
     /// <summary>A buffer pointer as a pointer to its element type (a no-op with opaque pointers).</summary>
@@ -485,7 +593,9 @@ public sealed unsafe partial class KernelCodegen : IDisposable
         LLVM.BuildBitCast(_b, pointer, LLVM.PointerType(ElementType(element), addressSpace), "");
 
     private LLVMBasicBlockRef Block(string name) => LLVM.AppendBasicBlockInContext(_ctx, _fn, name);
+
     private void Position(LLVMBasicBlockRef block) => LLVM.PositionBuilderAtEnd(_b, block);
+
     private LLVMValueRef Const64(long v) => LLVM.ConstInt(_i64, unchecked((ulong)v), 1);
 
     private LLVMValueRef Gep(LLVMTypeRef element, LLVMValueRef pointer, LLVMValueRef index)
@@ -523,8 +633,12 @@ public sealed unsafe partial class KernelCodegen : IDisposable
     }
 
     /// <summary>acc = init; for (i = 0; i &lt; n; i++) acc = body(i, acc); returns acc.</summary>
-    private LLVMValueRef Accumulate(LLVMValueRef init, LLVMTypeRef type, LLVMValueRef n, Func<LLVMValueRef,
-        LLVMValueRef, LLVMValueRef> body)
+    private LLVMValueRef Accumulate(
+        LLVMValueRef init,
+        LLVMTypeRef type,
+        LLVMValueRef n,
+        Func<LLVMValueRef, LLVMValueRef, LLVMValueRef> body
+    )
     {
         var pre = LLVM.GetInsertBlock(_b);
         var (head, loop, exit) = (Block("acc.head"), Block("acc.body"), Block("acc.exit"));

@@ -19,8 +19,10 @@ public sealed class LlvmTarget : IDisposable
 
     /// <summary>The target triple.</summary>
     public string Triple { get; }
+
     /// <summary>The CPU (x86 model, or sm_XX).</summary>
     public string Cpu { get; }
+
     /// <summary>The data layout string modules get.</summary>
     public string DataLayout { get; }
 
@@ -44,18 +46,25 @@ public sealed class LlvmTarget : IDisposable
     public static LlvmTarget Host(string? cpu = null)
     {
         string triple = LLVM.TakeMessage(LLVM.GetDefaultTargetTriple());
-        return IsNative(cpu) ? new(triple, LLVM.TakeMessage(LLVM.GetHostCPUName()),
-            LLVM.TakeMessage(LLVM.GetHostCPUFeatures()), reloc: 2)
+        return IsNative(cpu)
+            ? new(
+                triple,
+                LLVM.TakeMessage(LLVM.GetHostCPUName()),
+                LLVM.TakeMessage(LLVM.GetHostCPUFeatures()),
+                reloc: 2
+            )
             : new(triple, cpu!, "", reloc: 2);
     }
 
     // Whether cpu names this machine's CPU; otherwise it must be an x86-64 level.
     private static bool IsNative(string? cpu)
     {
-        if (cpu is null or "native") return true;
+        if (cpu is null or "native")
+            return true;
         if (!HostCpu.Levels.ContainsKey(cpu))
-            throw new UserErrorException($"--cpu expects native or one of {string.Join(", ", HostCpu.Levels.Keys)}, "
-                + $"got '{cpu}'");
+            throw new UserErrorException(
+                $"--cpu expects native or one of {string.Join(", ", HostCpu.Levels.Keys)}, " + $"got '{cpu}'"
+            );
         return false;
     }
 
@@ -75,11 +84,12 @@ public sealed class LlvmTarget : IDisposable
         LLVM.EnsureLoaded();
         var (newestSm, ptx) = LLVM.LoadedVersion >= 16 ? ("sm_90", "+ptx78") : ("sm_86", "+ptx75");
         sm ??= newestSm;
-        if (!System.Text.RegularExpressions.Regex.IsMatch(sm,
-            "^sm_[0-9]{2,3}a?$")) throw new UserErrorException($"--gpu expects sm_XX (e.g. sm_80), got '{sm}'");
-        if (int.Parse(sm[3..].TrimEnd('a'),
-            System.Globalization.CultureInfo.InvariantCulture) > int.Parse(newestSm[3..],
-            System.Globalization.CultureInfo.InvariantCulture))
+        if (!System.Text.RegularExpressions.Regex.IsMatch(sm, "^sm_[0-9]{2,3}a?$"))
+            throw new UserErrorException($"--gpu expects sm_XX (e.g. sm_80), got '{sm}'");
+        if (
+            int.Parse(sm[3..].TrimEnd('a'), System.Globalization.CultureInfo.InvariantCulture)
+            > int.Parse(newestSm[3..], System.Globalization.CultureInfo.InvariantCulture)
+        )
             throw new UserErrorException($"--gpu {sm}: the loaded LLVM {LLVM.LoadedVersion} emits at most {newestSm}");
         return new LlvmTarget("nvptx64-nvidia-cuda", sm, ptx, reloc: 0);
     }
@@ -88,7 +98,8 @@ public sealed class LlvmTarget : IDisposable
     {
         lock (InitLock)
         {
-            if (_initialised) return;
+            if (_initialised)
+                return;
             LLVM.InitializeX86TargetInfo();
             LLVM.InitializeX86Target();
             LLVM.InitializeX86TargetMC();
@@ -123,7 +134,10 @@ public sealed class LlvmTarget : IDisposable
                 throw new IRException($"LLVM passes '{passes}': {text}");
             }
         }
-        finally { LLVM.DisposePassBuilderOptions(options); }
+        finally
+        {
+            LLVM.DisposePassBuilderOptions(options);
+        }
     }
 
     /// <summary>Assembly text (PTX for NVPTX).</summary>
@@ -142,7 +156,10 @@ public sealed class LlvmTarget : IDisposable
             Marshal.Copy(LLVM.GetBufferStart(buffer), bytes, 0, bytes.Length);
             return bytes;
         }
-        finally { LLVM.DisposeMemoryBuffer(buffer); }
+        finally
+        {
+            LLVM.DisposeMemoryBuffer(buffer);
+        }
     }
 
     /// <inheritdoc/>

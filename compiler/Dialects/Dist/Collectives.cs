@@ -12,6 +12,7 @@ public abstract class CollectiveOpDef : OpDef
 {
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override bool IsPure => false;
 
@@ -25,7 +26,8 @@ public abstract class CollectiveOpDef : OpDef
             throw sig.Error("collectives act on per-device tensors, which carry no sharding (run spmdize first)");
         if (t.DType != x.DType || t.Rank != x.Rank)
             throw sig.Error($"result {t} must have the element type and rank of the operand {x}");
-        if (HasAxes) Axes(sig);
+        if (HasAxes)
+            Axes(sig);
         CheckAttrs(sig);
         return [t];
     }
@@ -50,9 +52,11 @@ public abstract class CollectiveOpDef : OpDef
         var x = op.OperandType(0).ShapeArray;
         var expected = ResultShape(op, x, mesh.Product(axes));
         if (!expected.AsSpan().SequenceEqual(op.Result.TensorType.ShapeArray))
-            throw new IRException($"{Short}: over [{string.Join(", ", axes)}] ({mesh.Product(axes)} devices) a "
-                + $"{op.OperandType(0)} gives "
-                + $"tensor<{string.Join("x", expected)}x{op.Result.TensorType.DType.Name()}>, not {op.Result.Type}");
+            throw new IRException(
+                $"{Short}: over [{string.Join(", ", axes)}] ({mesh.Product(axes)} devices) a "
+                    + $"{op.OperandType(0)} gives "
+                    + $"tensor<{string.Join("x", expected)}x{op.Result.TensorType.DType.Name()}>, not {op.Result.Type}"
+            );
     }
 
     /// <summary>The op name without the dialect.</summary>
@@ -62,7 +66,8 @@ public abstract class CollectiveOpDef : OpDef
     public static DeviceMesh MeshOf(Operation op)
     {
         var top = op;
-        while (top.ParentOp != null) top = top.ParentOp;
+        while (top.ParentOp != null)
+            top = top.ParentOp;
         return top.Name == "builtin.module" ? top.DeviceMesh() : DeviceMesh.Single;
     }
 
@@ -72,7 +77,8 @@ public abstract class CollectiveOpDef : OpDef
         if (sig.Attrs.GetValueOrDefault("axes") is not ArrayAttr a || !a.Items.All(i => i is StringAttr))
             throw sig.Error("needs attribute 'axes' as an array of mesh axis names");
         var axes = a.AsStrings();
-        if (axes.Distinct().Count() != axes.Length) throw sig.Error($"axis repeated in [{string.Join(", ", axes)}]");
+        if (axes.Distinct().Count() != axes.Length)
+            throw sig.Error($"axis repeated in [{string.Join(", ", axes)}]");
         return axes;
     }
 
@@ -80,7 +86,8 @@ public abstract class CollectiveOpDef : OpDef
     protected static int Dim(OpSignature sig, string key)
     {
         long d = sig.Int(key);
-        if (d < 0 || d >= sig.Operands[0].Rank) throw sig.Error($"{key} {d} is out of range for {sig.Operands[0]}");
+        if (d < 0 || d >= sig.Operands[0].Rank)
+            throw sig.Error($"{key} {d} is out of range for {sig.Operands[0]}");
         return (int)d;
     }
 
@@ -100,14 +107,17 @@ public sealed class AllReduceOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.all_reduce";
+
     /// <inheritdoc/>
     public override string Summary => "reduce over the group; every member gets the result (partial sums made whole)";
+
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig)
     {
-        if (sig.Str("reduction") is not ("sum" or "max")) throw sig.Error($"unknown reduction "
-            + $"'{sig.Str("reduction")}' (expected sum or max)");
+        if (sig.Str("reduction") is not ("sum" or "max"))
+            throw sig.Error($"unknown reduction " + $"'{sig.Str("reduction")}' (expected sum or max)");
     }
+
     /// <inheritdoc/>
     protected override long[] ResultShape(Operation op, long[] x, long n) => x;
 }
@@ -118,10 +128,13 @@ public sealed class AllGatherOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.all_gather";
+
     /// <inheritdoc/>
     public override string Summary => "concatenate the group's blocks along a dimension";
+
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig) => Dim(sig, "dim");
+
     /// <inheritdoc/>
     protected override long[] ResultShape(Operation op, long[] x, long n) => Scale(x, (int)op.IntAttr("dim"), n, false);
 }
@@ -132,12 +145,16 @@ public sealed class AllSliceOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.all_slice";
+
     /// <inheritdoc/>
     public override string Summary => "keep the local block of a dimension (no communication)";
+
     /// <inheritdoc/>
     public override bool IsPure => true;
+
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig) => Dim(sig, "dim");
+
     /// <inheritdoc/>
     protected override long[] ResultShape(Operation op, long[] x, long n) => Scale(x, (int)op.IntAttr("dim"), n, true);
 }
@@ -148,10 +165,13 @@ public sealed class ReduceScatterOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.reduce_scatter";
+
     /// <inheritdoc/>
     public override string Summary => "sum over the group and keep the local block of a dimension";
+
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig) => Dim(sig, "dim");
+
     /// <inheritdoc/>
     protected override long[] ResultShape(Operation op, long[] x, long n) => Scale(x, (int)op.IntAttr("dim"), n, true);
 }
@@ -162,14 +182,18 @@ public sealed class AllToAllOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.all_to_all";
+
     /// <inheritdoc/>
     public override string Summary =>
         "split one dimension over the group and concatenate another (moves a split between dimensions)";
+
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig)
     {
-        if (Dim(sig, "split_dim") == Dim(sig, "concat_dim")) throw sig.Error("split_dim and concat_dim must differ");
+        if (Dim(sig, "split_dim") == Dim(sig, "concat_dim"))
+            throw sig.Error("split_dim and concat_dim must differ");
     }
+
     /// <inheritdoc/>
     protected override long[] ResultShape(Operation op, long[] x, long n) =>
         Scale(Scale(x, (int)op.IntAttr("split_dim"), n, true), (int)op.IntAttr("concat_dim"), n, false);
@@ -183,13 +207,17 @@ public sealed class CollectivePermuteOpDef : CollectiveOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.collective_permute";
+
     /// <inheritdoc/>
     public override string Summary =>
         "send each device's block to another device by rank (zeros where nothing arrives)";
+
     /// <inheritdoc/>
     protected override bool HasAxes => false;
+
     /// <inheritdoc/>
     protected override void CheckAttrs(OpSignature sig) => Pairs(sig.Attrs.GetValueOrDefault("pairs"), sig.Error);
+
     /// <inheritdoc/>
     protected override long[] ResultShape(Operation op, long[] x, long n) => x;
 
@@ -200,18 +228,24 @@ public sealed class CollectivePermuteOpDef : CollectiveOpDef
         int devices = MeshOf(op).DeviceCount;
         foreach (var (s, t) in Pairs(op.GetAttr("pairs"), m => new IRException($"collective_permute: {m}")))
             if (s >= devices || t >= devices)
-                throw new IRException($"collective_permute: pair [{s}, {t}] names a device beyond the mesh's {devices}");
+                throw new IRException(
+                    $"collective_permute: pair [{s}, {t}] names a device beyond the mesh's {devices}"
+                );
     }
 
     /// <summary>The <c>pairs</c> attribute: no device is a source twice or a target twice.</summary>
     public static (int Source, int Target)[] Pairs(Attr? attr, Func<string, Exception> error)
     {
-        if (attr is not ArrayAttr a || !a.Items.All(p => p is ArrayAttr { Items.Count: 2 } q
-            && q.Items.All(i => i is IntAttr { Value: >= 0 })))
+        if (
+            attr is not ArrayAttr a
+            || !a.Items.All(p => p is ArrayAttr { Items.Count: 2 } q && q.Items.All(i => i is IntAttr { Value: >= 0 }))
+        )
             throw error("needs attribute 'pairs' as [[source, target], ...] of device ranks");
         var pairs = a.Items.Select(p => ((ArrayAttr)p).AsInts()).Select(p => ((int)p[0], (int)p[1])).ToArray();
-        if (pairs.Select(p => p.Item1).Distinct().Count() != pairs.Length
-            || pairs.Select(p => p.Item2).Distinct().Count() != pairs.Length)
+        if (
+            pairs.Select(p => p.Item1).Distinct().Count() != pairs.Length
+            || pairs.Select(p => p.Item2).Distinct().Count() != pairs.Length
+        )
             throw error("a device appears twice as a source or twice as a target");
         return pairs;
     }
@@ -232,7 +266,8 @@ public abstract class PointToPointOpDef : OpDef
     protected static void CheckPeer(OpSignature sig)
     {
         sig.Str("axis");
-        if (sig.Int("shift") == 0) throw sig.Error("shift must not be 0");
+        if (sig.Int("shift") == 0)
+            throw sig.Error("shift must not be 0");
     }
 
     /// <inheritdoc/>
@@ -240,8 +275,8 @@ public abstract class PointToPointOpDef : OpDef
     {
         var mesh = CollectiveOpDef.MeshOf(op);
         string axis = op.StringAttr("axis");
-        if (!mesh.AxisNames.Contains(axis)) throw new IRException($"{Name[5..]}: mesh axis '{axis}' is not an axis of "
-            + $"the mesh ({mesh})");
+        if (!mesh.AxisNames.Contains(axis))
+            throw new IRException($"{Name[5..]}: mesh axis '{axis}' is not an axis of " + $"the mesh ({mesh})");
     }
 }
 
@@ -250,12 +285,19 @@ public sealed class SendOpDef : PointToPointOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.send";
+
     /// <inheritdoc/>
     public override string Summary => "send a tensor to the device shift steps along a mesh axis";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
-    public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) { CheckPeer(sig); return []; }
+    public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
+    {
+        CheckPeer(sig);
+        return [];
+    }
 }
 
 /// <summary><c>dist.recv {axis, shift} : () -> T</c>.</summary>
@@ -263,14 +305,17 @@ public sealed class RecvOpDef : PointToPointOpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.recv";
+
     /// <inheritdoc/>
     public override string Summary => "receive a tensor from the device shift steps back along a mesh axis";
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         CheckPeer(sig);
         var t = sig.GivenTensor();
-        if (t.Sharding != null) throw sig.Error("transfers act on per-device tensors, which carry no sharding");
+        if (t.Sharding != null)
+            throw sig.Error("transfers act on per-device tensors, which carry no sharding");
         return [t];
     }
 }

@@ -8,10 +8,13 @@ public sealed class MeshOpDef : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.mesh";
+
     /// <inheritdoc/>
     public override string Summary => "a logical device mesh with named axes";
+
     /// <inheritdoc/>
     public override bool IsPure => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -20,10 +23,13 @@ public sealed class MeshOpDef : OpDef
         if (sig.Attrs.GetValueOrDefault("axes") is not ArrayAttr axes || !axes.Items.All(a => a is StringAttr))
             throw sig.Error("needs attribute 'axes' as an array of strings");
         var names = axes.AsStrings();
-        if (names.Length != shape.Length) throw sig.Error($"{names.Length} axes but {shape.Length} sizes");
-        if (names.Distinct().Count() != names.Length) throw sig.Error("axis names must be distinct");
+        if (names.Length != shape.Length)
+            throw sig.Error($"{names.Length} axes but {shape.Length} sizes");
+        if (names.Distinct().Count() != names.Length)
+            throw sig.Error("axis names must be distinct");
         foreach (var (n, s) in names.Zip(shape))
-            if (s < 1) throw sig.Error($"axis '{n}' has size {s}; sizes must be at least 1");
+            if (s < 1)
+                throw sig.Error($"axis '{n}' has size {s}; sizes must be at least 1");
         return [];
     }
 }
@@ -34,15 +40,19 @@ public sealed class ReshardOpDef : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "dist.reshard";
+
     /// <inheritdoc/>
     public override string Summary => "change the layout of a tensor to the result type's sharding";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var t = sig.GivenTensor();
-        if (t.Sharding == null) throw sig.Error("the result type must carry a sharding");
+        if (t.Sharding == null)
+            throw sig.Error("the result type must carry a sharding");
         if (!t.SameShapeAndType(sig.Operands[0]))
             throw sig.Error($"result type {t} differs from the operand {sig.Operands[0]} in more than its sharding");
         return [t];

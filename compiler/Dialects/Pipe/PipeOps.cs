@@ -7,11 +7,14 @@ public sealed class BoundaryOpDef : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "pipe.boundary";
+
     /// <inheritdoc/>
     public override string Summary =>
         "a user-given pipeline stage boundary (operations before it belong to earlier stages)";
+
     /// <inheritdoc/>
     public override bool IsPure => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => [];
 }
@@ -25,20 +28,26 @@ public sealed class TransferOpDef : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "pipe.transfer";
+
     /// <inheritdoc/>
     public override string Summary => "send a value from one pipeline stage to another";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override bool IsPure => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
-        long from = sig.Int("from"), to = sig.Int("to");
-        if (from < 0 || to < 0 || from == to) throw sig.Error($"stages must be distinct and non-negative, got from = "
-            + $"{from}, to = {to}");
+        long from = sig.Int("from"),
+            to = sig.Int("to");
+        if (from < 0 || to < 0 || from == to)
+            throw sig.Error($"stages must be distinct and non-negative, got from = " + $"{from}, to = {to}");
         return [sig.Operands[0]];
     }
+
     /// <summary>The same tensor on another stage: every factor passes through.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
         Tensor.ShardingRules.Pointwise(results[0].Shape);
@@ -53,10 +62,12 @@ public abstract class PipeTransferOpDef : OpDef
     /// <summary>Checks <c>from</c>, <c>to</c> and <c>channel</c>.</summary>
     protected static void CheckEnds(OpSignature sig)
     {
-        long from = sig.Int("from"), to = sig.Int("to");
-        if (from < 0 || to < 0 || from == to) throw sig.Error($"stages must be distinct and non-negative, got from = "
-            + $"{from}, to = {to}");
-        if (sig.Int("channel") < 0) throw sig.Error("channel must be non-negative");
+        long from = sig.Int("from"),
+            to = sig.Int("to");
+        if (from < 0 || to < 0 || from == to)
+            throw sig.Error($"stages must be distinct and non-negative, got from = " + $"{from}, to = {to}");
+        if (sig.Int("channel") < 0)
+            throw sig.Error("channel must be non-negative");
     }
 }
 
@@ -68,10 +79,13 @@ public sealed class SendOpDef : PipeTransferOpDef
 {
     /// <inheritdoc/>
     public override string Name => "pipe.send";
+
     /// <inheritdoc/>
     public override string Summary => "send a per-device tensor to the next (or previous) pipeline stage";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -86,8 +100,10 @@ public sealed class RecvOpDef : PipeTransferOpDef
 {
     /// <inheritdoc/>
     public override string Name => "pipe.recv";
+
     /// <inheritdoc/>
     public override string Summary => "receive a per-device tensor from another pipeline stage";
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -100,12 +116,14 @@ public sealed class RecvOpDef : PipeTransferOpDef
     {
         long channel = op.IntAttr("channel");
         var sends = op.Block!.Operations.Where(o => o.Name == "pipe.send" && o.IntAttr("channel") == channel).ToList();
-        if (sends.Count != 1) throw new IRException($"recv: channel {channel} needs exactly one pipe.send, found "
-            + $"{sends.Count}");
+        if (sends.Count != 1)
+            throw new IRException($"recv: channel {channel} needs exactly one pipe.send, found " + $"{sends.Count}");
         var s = sends[0];
         if (s.IntAttr("from") != op.IntAttr("from") || s.IntAttr("to") != op.IntAttr("to"))
-            throw new IRException($"recv: channel {channel} is sent from stage {s.IntAttr("from")} to "
-                + $"{s.IntAttr("to")}, but received as from {op.IntAttr("from")} to {op.IntAttr("to")}");
+            throw new IRException(
+                $"recv: channel {channel} is sent from stage {s.IntAttr("from")} to "
+                    + $"{s.IntAttr("to")}, but received as from {op.IntAttr("from")} to {op.IntAttr("to")}"
+            );
         if (!s.Operands[0].Type.Equals(op.Result.Type))
             throw new IRException($"recv: channel {channel} sends {s.Operands[0].Type} but receives {op.Result.Type}");
     }
@@ -121,8 +139,10 @@ public sealed class ScheduleOpDef : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "pipe.schedule";
+
     /// <inheritdoc/>
     public override string Summary => "the order of forward and backward microbatch work on each pipeline device";
+
     /// <inheritdoc/>
     public override bool IsPure => false;
 
@@ -130,8 +150,10 @@ public sealed class ScheduleOpDef : OpDef
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         sig.Str("kind");
-        long m = sig.Int("microbatches"), v = sig.Int("chunks");
-        if (m < 1 || v < 1) throw sig.Error($"microbatches and chunks must be at least 1, got {m} and {v}");
+        long m = sig.Int("microbatches"),
+            v = sig.Int("chunks");
+        if (m < 1 || v < 1)
+            throw sig.Error($"microbatches and chunks must be at least 1, got {m} and {v}");
         Order(sig.Attrs.GetValueOrDefault("order"), (int)m, (int)v, sig.Error);
         return [];
     }
@@ -140,44 +162,92 @@ public sealed class ScheduleOpDef : OpDef
     public override void Verify(Operation op)
     {
         var func = op.ParentOp;
-        if (func?.Name != "func.func" || func.GetAttr("pipeline") is not DictAttr settings
-            || settings.Entries.FirstOrDefault(e => e.Key == "axis").Value is not StringAttr axis)
+        if (
+            func?.Name != "func.func"
+            || func.GetAttr("pipeline") is not DictAttr settings
+            || settings.Entries.FirstOrDefault(e => e.Key == "axis").Value is not StringAttr axis
+        )
             throw new IRException("schedule: must sit in a function with a 'pipeline' attribute naming its axis");
         var mesh = Dist.CollectiveOpDef.MeshOf(op);
         int devices = ((ArrayAttr)op.GetAttr("order")!).Items.Count;
-        if (!mesh.AxisNames.Contains(axis.Value)) throw new IRException($"schedule: the pipeline axis '{axis.Value}' "
-            + $"is not an axis of the mesh ({mesh})");
+        if (!mesh.AxisNames.Contains(axis.Value))
+            throw new IRException(
+                $"schedule: the pipeline axis '{axis.Value}' " + $"is not an axis of the mesh ({mesh})"
+            );
         if (mesh.Size(axis.Value) != devices)
-            throw new IRException($"schedule: {devices} device order(s) for the {mesh.Size(axis.Value)} devices of "
-                + $"pipeline axis '{axis.Value}'");
+            throw new IRException(
+                $"schedule: {devices} device order(s) for the {mesh.Size(axis.Value)} devices of "
+                    + $"pipeline axis '{axis.Value}'"
+            );
     }
 
     /// <summary>The tasks of each pipeline device, checked: each forward (and, in training, each backward) once, and no
     /// deadlock.</summary>
-    public static List<Runtime.Pipeline.PipelineTask>[] Order(Attr? order, int microbatches, int chunks, Func<string,
-        IRException> error)
+    public static List<Runtime.Pipeline.PipelineTask>[] Order(
+        Attr? order,
+        int microbatches,
+        int chunks,
+        Func<string, IRException> error
+    )
     {
-        if (order is not ArrayAttr devices || devices.Items.Count == 0 || !devices.Items.All(d => d is ArrayAttr a
-            && a.Items.All(x => x is StringAttr)))
+        if (
+            order is not ArrayAttr devices
+            || devices.Items.Count == 0
+            || !devices.Items.All(d => d is ArrayAttr a && a.Items.All(x => x is StringAttr))
+        )
             throw error("needs attribute 'order' as a non-empty array of arrays of task labels");
-        var tasks = devices.Items.Select((d, i) => ((ArrayAttr)d).AsStrings().Select(label =>
-            Runtime.Pipeline.PipelineTask.Parse(label) is { } t && t.Microbatch < microbatches && t.Chunk < chunks ? t
-                : throw error($"device {i}: '{label}' is not a task label (F<microbatch>, B<microbatch>, with "
-                    + $".<chunk> for chunk > 0) within {microbatches} microbatches and {chunks} chunk(s)")).ToList()).ToArray();
+        var tasks = devices
+            .Items.Select(
+                (d, i) =>
+                    ((ArrayAttr)d)
+                        .AsStrings()
+                        .Select(label =>
+                            Runtime.Pipeline.PipelineTask.Parse(label) is { } t
+                            && t.Microbatch < microbatches
+                            && t.Chunk < chunks
+                                ? t
+                                : throw error(
+                                    $"device {i}: '{label}' is not a task label (F<microbatch>, B<microbatch>, with "
+                                        + ".<chunk> for chunk > 0) within "
+                                        + $"{microbatches} microbatches and {chunks} chunk(s)"
+                                )
+                        )
+                        .ToList()
+            )
+            .ToArray();
         bool training = tasks.Any(l => l.Any(t => t.Phase == Runtime.Pipeline.Phase.Backward));
         for (int d = 0; d < tasks.Length; d++)
         {
-            var expected = Enumerable.Range(0, microbatches).SelectMany(j => Enumerable.Range(0, chunks).SelectMany(c =>
-                training ? new[] { new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward), new(j, c,
-                    Runtime.Pipeline.Phase.Backward) }
-                    : [new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward)])).ToHashSet();
+            var expected = Enumerable
+                .Range(0, microbatches)
+                .SelectMany(j =>
+                    Enumerable
+                        .Range(0, chunks)
+                        .SelectMany(c =>
+                            training
+                                ? new[]
+                                {
+                                    new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward),
+                                    new(j, c, Runtime.Pipeline.Phase.Backward),
+                                }
+                                : [new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward)]
+                        )
+                )
+                .ToHashSet();
             if (tasks[d].Count != expected.Count || !tasks[d].ToHashSet().SetEquals(expected))
-                throw error($"device {d} must run each of its {expected.Count} tasks exactly once, got "
-                    + $"[{string.Join(", ", tasks[d].Select(t => t.Label(chunks)))}]");
+                throw error(
+                    $"device {d} must run each of its {expected.Count} tasks exactly once, got "
+                        + $"[{string.Join(", ", tasks[d].Select(t => t.Label(chunks)))}]"
+                );
         }
-        try { Runtime.Pipeline.Timeline.Simulate(tasks, (_, phase) => 1); }
-        catch (InvalidOperationException) { throw error("the order deadlocks: some device waits for work that is "
-            + "scheduled after its own"); }
+        try
+        {
+            Runtime.Pipeline.Timeline.Simulate(tasks, (_, phase) => 1);
+        }
+        catch (InvalidOperationException)
+        {
+            throw error("the order deadlocks: some device waits for work that is " + "scheduled after its own");
+        }
         return tasks;
     }
 }

@@ -9,30 +9,39 @@ public sealed class SliceOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.slice";
+
     /// <inheritdoc/>
     public override string Summary => "a contiguous block of one axis";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
-        IReadOnlyDictionary<string, Attr> attrs)
+    public override IReadOnlyDictionary<string, Attr> Normalize(
+        IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs
+    )
     {
         var r = new Dictionary<string, Attr>(attrs);
-        foreach (var kv in ShapeRules.NormalizeAxisAttr(Name, operands, attrs)) r[kv.Key] = kv.Value;
+        foreach (var kv in ShapeRules.NormalizeAxisAttr(Name, operands, attrs))
+            r[kv.Key] = kv.Value;
         return r;
     }
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var x = sig.Operands[0];
         int axis = (int)sig.Int("axis");
-        long start = sig.Int("start"), length = sig.Int("length");
+        long start = sig.Int("start"),
+            length = sig.Int("length");
         if (start < 0 || length < 0 || start + length > x.Shape[axis])
             throw sig.Error($"[{start}, {start + length}) is outside axis {axis} of {x.ToSourceString()}");
         var shape = x.ShapeArray;
         shape[axis] = length;
         return [new TensorType(x.DType, shape)];
     }
+
     /// <summary>Like concat: every axis but the sliced one is shared; the sliced one must be whole.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
@@ -40,8 +49,10 @@ public sealed class SliceOp : OpDef
         var b = new ShardingRuleBuilder();
         var f = b.Factors(results[0].Shape);
         b.Replicate(f[axis]);
-        b.Operand(f.Select((x, i) => i == axis ? b.Factor(sig.Operands[0].Shape[axis],
-            FactorKind.NeedReplication) : x).ToArray());
+        b.Operand(
+            f.Select((x, i) => i == axis ? b.Factor(sig.Operands[0].Shape[axis], FactorKind.NeedReplication) : x)
+                .ToArray()
+        );
         return b.Result(f).Build();
     }
 }
@@ -52,22 +63,27 @@ public sealed class OneHotOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.one_hot";
+
     /// <inheritdoc/>
     public override string Summary => "one-hot rows of integer labels (the gradient of cross_entropy)";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var labels = sig.Operands[0];
-        if (labels.DType != DType.I32) throw sig.Error($"labels must be i32, got {labels.ToSourceString()}");
+        if (labels.DType != DType.I32)
+            throw sig.Error($"labels must be i32, got {labels.ToSourceString()}");
         long classes = sig.Int("classes");
         var t = sig.GivenTensor();
         sig.RequireFloat(t, "the result");
-        if (!t.Shape.SequenceEqual(labels.Shape.Append(classes))) throw sig.Error($"result {t} must have shape "
-            + $"{ShapeRules.Str(labels.Shape.Append(classes))}");
+        if (!t.Shape.SequenceEqual(labels.Shape.Append(classes)))
+            throw sig.Error($"result {t} must have shape " + $"{ShapeRules.Str(labels.Shape.Append(classes))}");
         return [t];
     }
+
     /// <summary>Positions are parallel; the classes are indexed by the labels, so they stay whole.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
@@ -84,27 +100,33 @@ public sealed class EmbeddingGradOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.embedding_grad";
+
     /// <inheritdoc/>
     public override string Summary => "scatter-add rows of dy into a [rows, D] table by integer ids";
+
     /// <inheritdoc/>
     public override int MinOperands => 2;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var (ids, dy) = (sig.Operands[0], sig.Operands[1]);
-        if (ids.DType != DType.I32) throw sig.Error($"ids must be i32, got {ids.ToSourceString()}");
+        if (ids.DType != DType.I32)
+            throw sig.Error($"ids must be i32, got {ids.ToSourceString()}");
         sig.RequireFloat(dy, "dy");
         if (dy.Rank != ids.Rank + 1 || !dy.Shape.Take(ids.Rank).SequenceEqual(ids.Shape))
             throw sig.Error($"dy {dy.ToSourceString()} must be ids {ids.ToSourceString()} plus one trailing dimension");
         return [new TensorType(dy.DType, [sig.Int("rows"), dy.Shape[^1]])];
     }
+
     /// <summary>Positions are summed over (split, they leave partial tables); rows are indexed by ids, so they stay
     /// whole.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
         var b = new ShardingRuleBuilder();
         var pos = b.Factors(sig.Operands[0].Shape, FactorKind.Reduction);
-        int rows = b.Factor(results[0].Shape[0], FactorKind.NeedReplication), cols = b.Factor(results[0].Shape[1]);
+        int rows = b.Factor(results[0].Shape[0], FactorKind.NeedReplication),
+            cols = b.Factor(results[0].Shape[1]);
         return b.Operand(pos).Operand([.. pos, cols]).Result(rows, cols).Build();
     }
 }

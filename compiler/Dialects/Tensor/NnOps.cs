@@ -8,14 +8,19 @@ public sealed class SoftmaxOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.softmax";
+
     /// <inheritdoc/>
     public override string Summary => "softmax along an axis";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
-        IReadOnlyDictionary<string, Attr> attrs)
-        => ShapeRules.NormalizeAxisAttr(Name, operands, attrs);
+    public override IReadOnlyDictionary<string, Attr> Normalize(
+        IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs
+    ) => ShapeRules.NormalizeAxisAttr(Name, operands, attrs);
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -34,15 +39,19 @@ public sealed class LayerNormOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.layernorm";
+
     /// <inheritdoc/>
     public override string Summary => "(x - mean) / sqrt(var + eps) * g + b over the last axis";
+
     /// <inheritdoc/>
     public override int MinOperands => 3;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => NormShapes.Check(sig);
+
     /// <inheritdoc/>
-    public override ShardingRule? GetShardingRule(OpSignature sig,
-        IReadOnlyList<TensorType> results) => NormShapes.Rule(sig);
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
+        NormShapes.Rule(sig);
 }
 
 /// <summary><c>tensor.rmsnorm %x, %g {eps}</c>: x / sqrt(mean(x^2) + eps) * g over the last axis.</summary>
@@ -50,15 +59,19 @@ public sealed class RmsNormOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.rmsnorm";
+
     /// <inheritdoc/>
     public override string Summary => "x / sqrt(mean(x^2) + eps) * g over the last axis";
+
     /// <inheritdoc/>
     public override int MinOperands => 2;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) => NormShapes.Check(sig);
+
     /// <inheritdoc/>
-    public override ShardingRule? GetShardingRule(OpSignature sig,
-        IReadOnlyList<TensorType> results) => NormShapes.Rule(sig);
+    public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
+        NormShapes.Rule(sig);
 }
 
 internal static class NormShapes
@@ -71,7 +84,8 @@ internal static class NormShapes
         var f = b.Factors(x.Shape);
         b.Replicate(f[^1]);
         b.Operand(f);
-        for (int i = 1; i < sig.Operands.Count; i++) b.Operand(f[^1]);
+        for (int i = 1; i < sig.Operands.Count; i++)
+            b.Operand(f[^1]);
         return b.Result(f).Build();
     }
 
@@ -79,15 +93,18 @@ internal static class NormShapes
     {
         var x = sig.Operands[0];
         sig.RequireFloat(x, "the input");
-        if (x.Rank == 0) throw sig.Error("the input must have at least one dimension");
+        if (x.Rank == 0)
+            throw sig.Error("the input must have at least one dimension");
         sig.Float("eps");
         long d = x.Shape[^1];
         foreach (var p in sig.Operands.Skip(1))
         {
             sig.RequireSameDType(x, p);
             if (p.Rank != 1 || p.Shape[0] != d)
-                throw sig.Error($"scale and shift must be {x.DType.Name()}[{d}] to match the last axis of "
-                    + $"{x.ToSourceString()}, got {p.ToSourceString()}");
+                throw sig.Error(
+                    $"scale and shift must be {x.DType.Name()}[{d}] to match the last axis of "
+                        + $"{x.ToSourceString()}, got {p.ToSourceString()}"
+                );
         }
         return [x.WithSharding(null)];
     }
@@ -99,16 +116,21 @@ public sealed class EmbeddingOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.embedding";
+
     /// <inheritdoc/>
     public override string Summary => "gather rows of a [V, D] table by integer ids";
+
     /// <inheritdoc/>
     public override int MinOperands => 2;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var (ids, table) = (sig.Operands[0], sig.Operands[1]);
-        if (ids.DType != DType.I32) throw sig.Error($"ids must be i32, got {ids.ToSourceString()}");
-        if (table.Rank != 2) throw sig.Error($"the table must have rank 2 ([V, D]), got {table.ToSourceString()}");
+        if (ids.DType != DType.I32)
+            throw sig.Error($"ids must be i32, got {ids.ToSourceString()}");
+        if (table.Rank != 2)
+            throw sig.Error($"the table must have rank 2 ([V, D]), got {table.ToSourceString()}");
         sig.RequireFloat(table, "the table");
         return [new TensorType(table.DType, ids.Shape.Append(table.Shape[1]))];
     }
@@ -119,7 +141,8 @@ public sealed class EmbeddingOp : OpDef
         var (ids, table) = (sig.Operands[0], sig.Operands[1]);
         var b = new ShardingRuleBuilder();
         var pos = b.Factors(ids.Shape);
-        int rows = b.Factor(table.Shape[0], FactorKind.NeedReplication), cols = b.Factor(table.Shape[1]);
+        int rows = b.Factor(table.Shape[0], FactorKind.NeedReplication),
+            cols = b.Factor(table.Shape[1]);
         return b.Operand(pos).Operand(rows, cols).Result([.. pos, cols]).Build();
     }
 }
@@ -130,16 +153,20 @@ public sealed class CausalMaskOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.causal_mask";
+
     /// <inheritdoc/>
     public override string Summary => "set entries above the diagonal of the last two axes to -inf";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var x = sig.Operands[0];
         sig.RequireFloat(x, "the operand");
-        if (x.Rank < 2) throw sig.Error($"the operand needs at least two dimensions, got {x.ToSourceString()}");
+        if (x.Rank < 2)
+            throw sig.Error($"the operand needs at least two dimensions, got {x.ToSourceString()}");
         return [x.WithSharding(null)];
     }
 
@@ -154,19 +181,25 @@ public sealed class CrossEntropyOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.cross_entropy";
+
     /// <inheritdoc/>
     public override string Summary => "mean over all positions of -log softmax(logits)[label]";
+
     /// <inheritdoc/>
     public override int MinOperands => 2;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var (logits, labels) = (sig.Operands[0], sig.Operands[1]);
         sig.RequireFloat(logits, "the logits");
-        if (labels.DType != DType.I32) throw sig.Error($"labels must be i32, got {labels.ToSourceString()}");
+        if (labels.DType != DType.I32)
+            throw sig.Error($"labels must be i32, got {labels.ToSourceString()}");
         if (logits.Rank == 0 || !labels.Shape.SequenceEqual(logits.Shape.Take(logits.Rank - 1)))
-            throw sig.Error($"labels {labels.ToSourceString()} must have the shape of logits "
-                + $"{logits.ToSourceString()} without its last axis");
+            throw sig.Error(
+                $"labels {labels.ToSourceString()} must have the shape of logits "
+                    + $"{logits.ToSourceString()} without its last axis"
+            );
         return [TensorType.Scalar(logits.DType)];
     }
 

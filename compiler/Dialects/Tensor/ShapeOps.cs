@@ -7,21 +7,28 @@ public sealed class ReshapeOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.reshape";
+
     /// <inheritdoc/>
     public override string Summary => "row-major reshape to a shape with the same number of elements";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var x = sig.Operands[0];
         var shape = sig.Ints("shape");
-        if (shape.Any(d => d < 0)) throw sig.Error($"negative dimension in {ShapeRules.Str(shape)}");
+        if (shape.Any(d => d < 0))
+            throw sig.Error($"negative dimension in {ShapeRules.Str(shape)}");
         long n = 1;
-        foreach (long d in shape) n = checked(n * d);
+        foreach (long d in shape)
+            n = checked(n * d);
         if (n != x.NumElements)
-            throw sig.Error($"cannot reshape {x.ToSourceString()} ({x.NumElements} elements) to "
-                + $"{ShapeRules.Str(shape)} ({n} elements)");
+            throw sig.Error(
+                $"cannot reshape {x.ToSourceString()} ({x.NumElements} elements) to "
+                    + $"{ShapeRules.Str(shape)} ({n} elements)"
+            );
         return [new TensorType(x.DType, shape)];
     }
 
@@ -35,23 +42,33 @@ public sealed class TransposeOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.transpose";
+
     /// <inheritdoc/>
     public override string Summary => "permute dimensions: result dim i = operand dim perm[i]";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
-        IReadOnlyDictionary<string, Attr> attrs)
+    public override IReadOnlyDictionary<string, Attr> Normalize(
+        IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs
+    )
     {
         var sig = new OpSignature(Name, operands, attrs, null);
         int rank = operands[0].Rank;
         var perm = sig.Ints("perm");
-        if (perm.Length != rank) throw sig.Error($"permutation {ShapeRules.Str(perm)} has {perm.Length} entries but "
-            + $"the operand {operands[0].ToSourceString()} has rank {rank}");
+        if (perm.Length != rank)
+            throw sig.Error(
+                $"permutation {ShapeRules.Str(perm)} has {perm.Length} entries but "
+                    + $"the operand {operands[0].ToSourceString()} has rank {rank}"
+            );
         var norm = perm.Select(p => ShapeRules.NormalizeAxis(sig, p, rank)).ToArray();
-        if (norm.Distinct().Count() != rank) throw sig.Error($"{ShapeRules.Str(perm)} is not a permutation");
+        if (norm.Distinct().Count() != rank)
+            throw sig.Error($"{ShapeRules.Str(perm)} is not a permutation");
         return new Dictionary<string, Attr> { ["perm"] = Attr.Ints(norm) };
     }
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -73,10 +90,13 @@ public sealed class BroadcastOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.broadcast";
+
     /// <inheritdoc/>
     public override string Summary => "numpy broadcast_to";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -101,16 +121,22 @@ public sealed class ConcatOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.concat";
+
     /// <inheritdoc/>
     public override string Summary => "concatenate along an axis";
+
     /// <inheritdoc/>
     public override int MinOperands => 1;
+
     /// <inheritdoc/>
     public override int MaxOperands => int.MaxValue;
+
     /// <inheritdoc/>
-    public override IReadOnlyDictionary<string, Attr> Normalize(IReadOnlyList<TensorType> operands,
-        IReadOnlyDictionary<string, Attr> attrs)
-        => ShapeRules.NormalizeAxisAttr(Name, operands, attrs);
+    public override IReadOnlyDictionary<string, Attr> Normalize(
+        IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs
+    ) => ShapeRules.NormalizeAxisAttr(Name, operands, attrs);
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -120,10 +146,12 @@ public sealed class ConcatOp : OpDef
         foreach (var t in sig.Operands.Skip(1))
         {
             sig.RequireSameDType(first, t);
-            bool ok = t.Rank == first.Rank && Enumerable.Range(0,
-                t.Rank).All(i => i == axis || t.Shape[i] == first.Shape[i]);
-            if (!ok) throw sig.Error($"shapes {first.ToSourceString()} and {t.ToSourceString()} differ outside axis "
-                + $"{axis}");
+            bool ok =
+                t.Rank == first.Rank && Enumerable.Range(0, t.Rank).All(i => i == axis || t.Shape[i] == first.Shape[i]);
+            if (!ok)
+                throw sig.Error(
+                    $"shapes {first.ToSourceString()} and {t.ToSourceString()} differ outside axis " + $"{axis}"
+                );
             shape[axis] += t.Shape[axis];
         }
         return [new TensorType(first.DType, shape)];
@@ -137,8 +165,9 @@ public sealed class ConcatOp : OpDef
         var f = b.Factors(results[0].Shape);
         b.Replicate(f[axis]);
         foreach (var t in sig.Operands)
-            b.Operand(f.Select((x, i) => i == axis ? b.Factor(t.Shape[axis],
-                FactorKind.NeedReplication) : x).ToArray());
+            b.Operand(
+                f.Select((x, i) => i == axis ? b.Factor(t.Shape[axis], FactorKind.NeedReplication) : x).ToArray()
+            );
         return b.Result(f).Build();
     }
 }

@@ -14,7 +14,8 @@ public static class ShapeRules
         {
             long da = i < n - a.Count ? 1 : a[i - (n - a.Count)];
             long db = i < n - b.Count ? 1 : b[i - (n - b.Count)];
-            if (da != db && da != 1 && db != 1) return null;
+            if (da != db && da != 1 && db != 1)
+                return null;
             r[i] = da == 1 ? db : da;
         }
         return r;
@@ -37,8 +38,12 @@ public static class ShapeRules
 
     /// <summary>Normalises the single integer attribute <paramref name="key"/> as an axis of the first
     /// operand.</summary>
-    public static IReadOnlyDictionary<string, Attr> NormalizeAxisAttr(string op, IReadOnlyList<TensorType> operands,
-        IReadOnlyDictionary<string, Attr> attrs, string key = "axis")
+    public static IReadOnlyDictionary<string, Attr> NormalizeAxisAttr(
+        string op,
+        IReadOnlyList<TensorType> operands,
+        IReadOnlyDictionary<string, Attr> attrs,
+        string key = "axis"
+    )
     {
         var sig = new OpSignature(op, operands, attrs, null);
         return new Dictionary<string, Attr> { [key] = Attr.Int(NormalizeAxis(sig, sig.Int(key), operands[0].Rank)) };

@@ -7,8 +7,8 @@ public static class ShardingRules
 {
     /// <summary>One factor per dimension shared by the operand and the result; the listed axes must stay
     /// whole.</summary>
-    public static ShardingRule Pointwise(IReadOnlyList<long> shape, params int[] wholeAxes) => Build(shape, 1,
-        wholeAxes);
+    public static ShardingRule Pointwise(IReadOnlyList<long> shape, params int[] wholeAxes) =>
+        Build(shape, 1, wholeAxes);
 
     /// <summary>An op without operands (a constant, a parameter): one factor per result dimension.</summary>
     public static ShardingRule Source(IReadOnlyList<long> shape) => Build(shape, 0, []);
@@ -17,8 +17,10 @@ public static class ShardingRules
     {
         var b = new ShardingRuleBuilder();
         var f = b.Factors(shape);
-        foreach (int a in wholeAxes) b.Replicate(f[a]);
-        for (int i = 0; i < operands; i++) b.Operand(f);
+        foreach (int a in wholeAxes)
+            b.Replicate(f[a]);
+        for (int i = 0; i < operands; i++)
+            b.Operand(f);
         return b.Result(f).Build();
     }
 
@@ -34,36 +36,69 @@ public static class ShardingRules
         var res = new int[to.Count][];
         if (from.Contains(0) || to.Contains(0))
         {
-            for (int x = 0; x < from.Count; x++) op[x] = [b.Factor(from[x], FactorKind.NeedReplication)];
-            for (int y = 0; y < to.Count; y++) res[y] = [b.Factor(to[y], FactorKind.NeedReplication)];
+            for (int x = 0; x < from.Count; x++)
+                op[x] = [b.Factor(from[x], FactorKind.NeedReplication)];
+            for (int y = 0; y < to.Count; y++)
+                res[y] = [b.Factor(to[y], FactorKind.NeedReplication)];
             return b.Operand(op).Result(res).Build();
         }
-        int i = 0, j = 0;
+        int i = 0,
+            j = 0;
         while (i < from.Count || j < to.Count)
         {
-            bool oneIn = i < from.Count && from[i] == 1, oneOut = j < to.Count && to[j] == 1;
-            if (oneIn && oneOut) { int f = b.Factor(1); op[i++] = [f]; res[j++] = [f]; continue; }
-            if (oneIn || j == to.Count) { op[i] = [b.Factor(from[i])]; i++; continue; }
-            if (oneOut || i == from.Count) { res[j] = [b.Factor(to[j])]; j++; continue; }
-            var gi = new List<int> { i }; var gj = new List<int> { j };
-            long ps = from[i++], pt = to[j++];
+            bool oneIn = i < from.Count && from[i] == 1,
+                oneOut = j < to.Count && to[j] == 1;
+            if (oneIn && oneOut)
+            {
+                int f = b.Factor(1);
+                op[i++] = [f];
+                res[j++] = [f];
+                continue;
+            }
+            if (oneIn || j == to.Count)
+            {
+                op[i] = [b.Factor(from[i])];
+                i++;
+                continue;
+            }
+            if (oneOut || i == from.Count)
+            {
+                res[j] = [b.Factor(to[j])];
+                j++;
+                continue;
+            }
+            var gi = new List<int> { i };
+            var gj = new List<int> { j };
+            long ps = from[i++],
+                pt = to[j++];
             while (ps != pt)
             {
-                if (ps < pt) { ps *= from[i]; gi.Add(i++); }
-                else { pt *= to[j]; gj.Add(j++); }
+                if (ps < pt)
+                {
+                    ps *= from[i];
+                    gi.Add(i++);
+                }
+                else
+                {
+                    pt *= to[j];
+                    gj.Add(j++);
+                }
             }
             if (gi.Count == 1 || gj.Count == 1)
             {
                 var (many, manyShape, one, single) = gi.Count == 1 ? (gj, to, op, gi[0]) : (gi, from, res, gj[0]);
                 var fs = many.Select(d => b.Factor(manyShape[d])).ToArray();
                 var manySide = gi.Count == 1 ? res : op;
-                for (int k = 0; k < many.Count; k++) manySide[many[k]] = [fs[k]];
+                for (int k = 0; k < many.Count; k++)
+                    manySide[many[k]] = [fs[k]];
                 one[single] = fs;
             }
             else
             {
-                foreach (int d in gi) op[d] = [b.Factor(from[d], FactorKind.NeedReplication)];
-                foreach (int d in gj) res[d] = [b.Factor(to[d], FactorKind.NeedReplication)];
+                foreach (int d in gi)
+                    op[d] = [b.Factor(from[d], FactorKind.NeedReplication)];
+                foreach (int d in gj)
+                    res[d] = [b.Factor(to[d], FactorKind.NeedReplication)];
             }
         }
         return b.Operand(op).Result(res).Build();

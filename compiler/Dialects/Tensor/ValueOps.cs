@@ -1,5 +1,5 @@
-using ParallelCompiler.Runtime.Arrays;
 using ParallelCompiler.IR;
+using ParallelCompiler.Runtime.Arrays;
 
 namespace ParallelCompiler.Dialects.Tensor;
 
@@ -9,15 +9,18 @@ public sealed class ConstantOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.constant";
+
     /// <inheritdoc/>
     public override string Summary => "a splat constant of the result type";
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var t = sig.GivenTensor();
         var v = sig.Attrs.GetValueOrDefault("value");
         bool ok = t.DType.IsFloat() ? v is FloatAttr : v is IntAttr;
-        if (!ok) throw sig.Error($"value {v?.ToString() ?? "(missing)"} does not fit the result type {t}");
+        if (!ok)
+            throw sig.Error($"value {v?.ToString() ?? "(missing)"} does not fit the result type {t}");
         return [t];
     }
 
@@ -34,10 +37,13 @@ public sealed class ParamOp : OpDef
 {
     /// <inheritdoc/>
     public override string Name => "tensor.param";
+
     /// <inheritdoc/>
     public override string Summary => "a model parameter, by dotted path, with its initialiser";
+
     /// <summary>A parameter is part of the model's interface even when unused: DCE and CSE leave it alone.</summary>
     public override bool IsPure => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -45,9 +51,14 @@ public sealed class ParamOp : OpDef
         sig.Str("path");
         switch (sig.Str("init"))
         {
-            case "normal": sig.Float("std"); break;
-            case "zeros": case "ones": break;
-            default: throw sig.Error($"unknown initialiser '{sig.Str("init")}' (expected normal, zeros or ones)");
+            case "normal":
+                sig.Float("std");
+                break;
+            case "zeros":
+            case "ones":
+                break;
+            default:
+                throw sig.Error($"unknown initialiser '{sig.Str("init")}' (expected normal, zeros or ones)");
         }
         return [t];
     }
@@ -59,6 +70,7 @@ public sealed class ParamOp : OpDef
     /// <summary>A purely functional program must not read the same parameter twice under different types.</summary>
     public override void Verify(Operation op)
     {
-        if (op.ParentOp?.Name != "func.func") throw new IRException("param: must be directly inside a func.func");
+        if (op.ParentOp?.Name != "func.func")
+            throw new IRException("param: must be directly inside a func.func");
     }
 }

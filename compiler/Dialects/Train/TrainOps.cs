@@ -7,8 +7,10 @@ public abstract class ParameterEffectOpDef : OpDef
 {
     /// <inheritdoc/>
     public override int MinOperands => 2;
+
     /// <inheritdoc/>
     public override bool IsPure => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
@@ -16,12 +18,14 @@ public abstract class ParameterEffectOpDef : OpDef
             throw sig.Error($"{sig.Operands[1]} does not have the parameter's type {sig.Operands[0]}");
         return [];
     }
+
     /// <inheritdoc/>
     public override void Verify(Operation op)
     {
         if (op.Operands[0].DefiningOp?.Name != "tensor.param")
             throw new IRException($"{Name[6..]}: operand 0 must be a tensor.param");
     }
+
     /// <summary>The path of the parameter <paramref name="op"/> is about.</summary>
     public static string PathOf(Operation op) => op.Operands[0].DefiningOp!.StringAttr("path");
 }
@@ -32,6 +36,7 @@ public sealed class GradOpDef : ParameterEffectOpDef
 {
     /// <inheritdoc/>
     public override string Name => "train.grad";
+
     /// <inheritdoc/>
     public override string Summary => "the gradient of the loss with respect to a parameter";
 }
@@ -42,8 +47,10 @@ public sealed class UpdateOpDef : ParameterEffectOpDef
 {
     /// <inheritdoc/>
     public override string Name => "train.update";
+
     /// <inheritdoc/>
     public override string Summary => "write a parameter's (or optimizer state's) value for the next step";
+
     /// <summary>Both operands share every factor; the write happens in the parameter's layout (see
     /// insert-reshards).</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)

@@ -8,8 +8,8 @@ namespace ParallelCompiler.Driver.Reports;
 /// <summary><c>mplc cost</c>: the predicted step as a table, or as one JSON object.</summary>
 public static class CostReport
 {
-    private static string S(double seconds) => seconds >= 1
-        ? $"{seconds.ToString("0.000", CultureInfo.InvariantCulture)} s"
+    private static string S(double seconds) =>
+        seconds >= 1 ? $"{seconds.ToString("0.000", CultureInfo.InvariantCulture)} s"
         : seconds >= 1e-3 ? $"{(seconds * 1e3).ToString("0.000", CultureInfo.InvariantCulture)} ms"
         : $"{(seconds * 1e6).ToString("0.0", CultureInfo.InvariantCulture)} us";
 
@@ -18,32 +18,56 @@ public static class CostReport
     /// <summary>Writes the table: per pipeline device, then per collective kind, then the step line.</summary>
     public static void Print(StepCost c, Cluster cluster, double tokens, TextWriter w)
     {
-        var devices = new Table().Border(TableBorder.Simple).AddColumns("pipeline device", "compute", "communication",
-            "idle (bubble)", "peak memory");
+        var devices = new Table()
+            .Border(TableBorder.Simple)
+            .AddColumns("pipeline device", "compute", "communication", "idle (bubble)", "peak memory");
         foreach (var s in c.Stages)
-            devices.AddRow($"{s.Device}", S(s.ComputeSeconds), S(s.CommSeconds), S(s.IdleSeconds),
-                Markup.Escape(Analysis.Units.Bytes(s.PeakBytes)));
-        devices.Caption(Markup.Escape($"{c.Devices} GPU(s) of {cluster.Name}; memory per device, "
-            + $"{Analysis.Units.Bytes(c.HbmBytes)} a GPU"));
+            devices.AddRow(
+                $"{s.Device}",
+                S(s.ComputeSeconds),
+                S(s.CommSeconds),
+                S(s.IdleSeconds),
+                Markup.Escape(Analysis.Units.Bytes(s.PeakBytes))
+            );
+        devices.Caption(
+            Markup.Escape(
+                $"{c.Devices} GPU(s) of {cluster.Name}; memory per device, "
+                    + $"{Analysis.Units.Bytes(c.HbmBytes)} a GPU"
+            )
+        );
         Terminal.For(w).Write(devices);
-        var comm = new Table().Border(TableBorder.Simple).AddColumns("collective", "count", "sent per device", "time",
-            "exposed");
+        var comm = new Table()
+            .Border(TableBorder.Simple)
+            .AddColumns("collective", "count", "sent per device", "time", "exposed");
         foreach (var k in c.Collectives)
-            comm.AddRow(Markup.Escape(k.Kind), $"{k.Count}", Markup.Escape(Analysis.Units.Bytes(k.BytesSent)),
-                S(k.Seconds), S(k.ExposedSeconds));
-        if (c.Collectives.Count > 0) Terminal.For(w).Write(comm);
-        string rate = tokens > 0 ? $", {(tokens / c.StepSeconds).ToString("N0", CultureInfo.InvariantCulture)} tokens/s"
-            : "";
-        w.WriteLine($"step: {S(c.StepSeconds)}{rate}; compute {S(c.ComputeSeconds)}, exposed communication "
-            + $"{S(c.ExposedCommSeconds)}, " +
-            $"bubble {S(c.BubbleSeconds)}");
-        w.WriteLine($"throughput: {(c.FlopsPerSecondPerGpu / 1e12).ToString("0.0", CultureInfo.InvariantCulture)} "
-            + $"TFLOP/s per GPU " +
-            $"({P(c.FlopsPerSecondPerGpu / c.PeakFlops)} of peak, recomputation included); model FLOP utilisation "
-                + $"{P(c.Mfu)}");
-        w.WriteLine($"memory: {Analysis.Units.Bytes(c.PeakBytes)} at the peak of the fullest device, "
-            + $"{(c.Fits ? "fits" : "does NOT fit")} in " +
-            $"{Analysis.Units.Bytes(c.HbmBytes)}");
+            comm.AddRow(
+                Markup.Escape(k.Kind),
+                $"{k.Count}",
+                Markup.Escape(Analysis.Units.Bytes(k.BytesSent)),
+                S(k.Seconds),
+                S(k.ExposedSeconds)
+            );
+        if (c.Collectives.Count > 0)
+            Terminal.For(w).Write(comm);
+        string rate =
+            tokens > 0 ? $", {(tokens / c.StepSeconds).ToString("N0", CultureInfo.InvariantCulture)} tokens/s" : "";
+        w.WriteLine(
+            $"step: {S(c.StepSeconds)}{rate}; compute {S(c.ComputeSeconds)}, exposed communication "
+                + $"{S(c.ExposedCommSeconds)}, "
+                + $"bubble {S(c.BubbleSeconds)}"
+        );
+        w.WriteLine(
+            $"throughput: {(c.FlopsPerSecondPerGpu / 1e12).ToString("0.0", CultureInfo.InvariantCulture)} "
+                + $"TFLOP/s per GPU "
+                + $"({P(c.FlopsPerSecondPerGpu / c.PeakFlops)} of peak, recomputation included); "
+                + "model FLOP utilisation "
+                + $"{P(c.Mfu)}"
+        );
+        w.WriteLine(
+            $"memory: {Analysis.Units.Bytes(c.PeakBytes)} at the peak of the fullest device, "
+                + $"{(c.Fits ? "fits" : "does NOT fit")} in "
+                + $"{Analysis.Units.Bytes(c.HbmBytes)}"
+        );
     }
 
     /// <summary>The same as one JSON object (keys: step_s, tokens_per_s, tflops_per_gpu, mfu, memory_gib, fits, and the

@@ -12,20 +12,36 @@ public static class ScheduleReport
     public static void Print(Operation module, TextWriter stderr)
     {
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
-        var sched = func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule")
-            ?? throw new UserErrorException("--schedule: the program is not pipelined (no @pipeline, or the pipeline "
-                + "did not run pipeline-schedule)");
-        int m = (int)sched.IntAttr("microbatches"), chunks = (int)sched.IntAttr("chunks");
+        var sched =
+            func.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule")
+            ?? throw new UserErrorException(
+                "--schedule: the program is not pipelined (no @pipeline, or the pipeline "
+                    + "did not run pipeline-schedule)"
+            );
+        int m = (int)sched.IntAttr("microbatches"),
+            chunks = (int)sched.IntAttr("chunks");
         var order = Dialects.Pipe.ScheduleOpDef.Order(sched.GetAttr("order"), m, chunks, msg => new IRException(msg));
-        var sim = Runtime.Pipeline.Timeline.Simulate(order, (_,
-            phase) => phase == Runtime.Pipeline.Phase.Forward ? 1 : 2);
-        stderr.WriteLine($"schedule {sched.StringAttr("kind")}: {m} microbatch(es) over {order.Length} pipeline "
-            + $"device(s)" +
-            (chunks > 1 ? $", {chunks} chunks each" : "") + "; F<i>/B<i> forward/backward of microbatch i" + (chunks > 1
-                ? " (.c: chunk c)" : "") +
-            "; a backward takes two slots");
+        var sim = Runtime.Pipeline.Timeline.Simulate(
+            order,
+            (_, phase) => phase == Runtime.Pipeline.Phase.Forward ? 1 : 2
+        );
+        stderr.WriteLine(
+            $"schedule {sched.StringAttr("kind")}: {m} microbatch(es) over {order.Length} pipeline "
+                + $"device(s)"
+                + (chunks > 1 ? $", {chunks} chunks each" : "")
+                + "; F<i>/B<i> forward/backward of microbatch i"
+                + (chunks > 1 ? " (.c: chunk c)" : "")
+                + "; a backward takes two slots"
+        );
         stderr.Write(Analysis.PipelineStats.ScheduleTable(order, chunks));
-        stderr.WriteLine($"bubble: "
-            + $"{string.Join(", ", Enumerable.Range(0, order.Length).Select(d => $"device {d} {sim.BubbleFraction(d).ToString("P1", CultureInfo.InvariantCulture)}"))}");
+        stderr.WriteLine(
+            "bubble: "
+                + string.Join(
+                    ", ",
+                    Enumerable
+                        .Range(0, order.Length)
+                        .Select(d => $"device {d} {sim.BubbleFraction(d).ToString("P1", CultureInfo.InvariantCulture)}")
+                )
+        );
     }
 }

@@ -13,8 +13,11 @@ public static class TimingReport
         double total = pm.Timings.Sum(t => t.Time.TotalMilliseconds);
         var table = new Table().Border(TableBorder.Simple).AddColumns("pass", "time (ms)", "share");
         foreach (var (pass, time) in pm.Timings)
-            table.AddRow(pass, time.TotalMilliseconds.ToString("F3", CultureInfo.InvariantCulture),
-                (total > 0 ? time.TotalMilliseconds / total : 0).ToString("P1", CultureInfo.InvariantCulture));
+            table.AddRow(
+                pass,
+                time.TotalMilliseconds.ToString("F3", CultureInfo.InvariantCulture),
+                (total > 0 ? time.TotalMilliseconds / total : 0).ToString("P1", CultureInfo.InvariantCulture)
+            );
         table.AddRow("total", total.ToString("F3", CultureInfo.InvariantCulture), "");
         Terminal.For(stderr).Write(table);
     }

@@ -13,8 +13,10 @@ public interface IPass
 {
     /// <summary>The command-line name, e.g. <c>canonicalize</c>.</summary>
     string Name { get; }
+
     /// <summary>One line on what the pass does.</summary>
     string Description { get; }
+
     /// <summary>Runs on a module; returns true when it changed the IR.</summary>
     bool Run(Operation module);
 }
@@ -26,22 +28,29 @@ public sealed class PassOptionAttribute(string name, string description) : Attri
 {
     /// <summary>The option's name in pipeline strings.</summary>
     public string Name { get; } = name;
+
     /// <summary>One line on what it does.</summary>
     public string Description { get; } = description;
 }
 
 /// <summary>What the registry knows about a pass without running it.</summary>
-public sealed record PassInfo(string Name, string Description, Type Type, IReadOnlyList<(string Name,
-    string Description, PropertyInfo Property)> Options);
+public sealed record PassInfo(
+    string Name,
+    string Description,
+    Type Type,
+    IReadOnlyList<(string Name, string Description, PropertyInfo Property)> Options
+);
 
 /// <summary>Registration of passes as services, by name.</summary>
 public static class PassServiceExtensions
 {
     /// <summary>Registers <typeparamref name="T"/> as a transient pass under its own name.</summary>
-    public static IServiceCollection AddPass<T>(this IServiceCollection services) where T : class, IPass, new()
+    public static IServiceCollection AddPass<T>(this IServiceCollection services)
+        where T : class, IPass, new()
     {
         var probe = new T();
-        var options = typeof(T).GetProperties()
+        var options = typeof(T)
+            .GetProperties()
             .Select(p => (p, a: p.GetCustomAttribute<PassOptionAttribute>()))
             .Where(x => x.a != null)
             .Select(x => (x.a!.Name, x.a.Description, x.p))
@@ -66,16 +75,22 @@ public sealed class PassRegistry(IEnumerable<PassInfo> infos, IServiceProvider s
     public IPass Create(string name, IReadOnlyDictionary<string, string>? options = null)
     {
         if (!_byName.TryGetValue(name, out var info))
-            throw new PipelineException($"unknown pass '{name}' (passes: "
-                + $"{string.Join(", ", _byName.Keys.Order(StringComparer.Ordinal))})");
+            throw new PipelineException(
+                $"unknown pass '{name}' (passes: " + $"{string.Join(", ", _byName.Keys.Order(StringComparer.Ordinal))})"
+            );
         var pass = (IPass)services.GetRequiredService(info.Type);
         foreach (var (key, value) in options ?? new Dictionary<string, string>())
         {
             var opt = info.Options.FirstOrDefault(o => o.Name == key);
             if (opt.Property == null)
-                throw new PipelineException($"pass '{name}' has no option '{key}'" +
-                    (info.Options.Count == 0 ? " (it takes none)"
-                        : $" (options: {string.Join(", ", info.Options.Select(o => o.Name))})"));
+                throw new PipelineException(
+                    $"pass '{name}' has no option '{key}'"
+                        + (
+                            info.Options.Count == 0
+                                ? " (it takes none)"
+                                : $" (options: {string.Join(", ", info.Options.Select(o => o.Name))})"
+                        )
+                );
             opt.Property.SetValue(pass, ConvertOption(name, key, value, opt.Property.PropertyType));
         }
         return pass;
@@ -85,16 +100,28 @@ public sealed class PassRegistry(IEnumerable<PassInfo> infos, IServiceProvider s
     {
         try
         {
-            if (t == typeof(int)) return int.Parse(value, CultureInfo.InvariantCulture);
-            if (t == typeof(long)) return long.Parse(value, CultureInfo.InvariantCulture);
-            if (t == typeof(double)) return double.Parse(value, CultureInfo.InvariantCulture);
-            if (t == typeof(bool)) return bool.Parse(value);
-            if (t == typeof(string)) return value;
+            if (t == typeof(int))
+                return int.Parse(value, CultureInfo.InvariantCulture);
+            if (t == typeof(long))
+                return long.Parse(value, CultureInfo.InvariantCulture);
+            if (t == typeof(double))
+                return double.Parse(value, CultureInfo.InvariantCulture);
+            if (t == typeof(bool))
+                return bool.Parse(value);
+            if (t == typeof(string))
+                return value;
         }
         catch (FormatException) { }
         catch (OverflowException) { }
-        throw new PipelineException($"pass '{pass}': option '{key}' expects "
-            + $"{(t == typeof(bool) ? "true or false" : t == typeof(string) ? "a string" : "a number")}, got '{value}'");
+        throw new PipelineException(
+            $"pass '{pass}': option '{key}' expects "
+                + (
+                    t == typeof(bool) ? "true or false"
+                    : t == typeof(string) ? "a string"
+                    : "a number"
+                )
+                + $", got '{value}'"
+        );
     }
 
     /// <summary>Parses a comma-separated pipeline (<see cref="PipelineBuilder.Parse"/>) and creates its

@@ -8,18 +8,25 @@ public sealed class IRPrintingOptions
 {
     /// <summary>Verify the IR after every pass (on unless --no-verify).</summary>
     public bool Verify { get; set; } = true;
+
     /// <summary>Print the IR after every pass.</summary>
     public bool PrintAfterAll { get; set; }
+
     /// <summary>Print the IR before these passes.</summary>
     public HashSet<string> PrintBefore { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Print the IR after these passes.</summary>
     public HashSet<string> PrintAfter { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Write the input and the IR after each pass as numbered files here.</summary>
     public string? DumpDir { get; set; }
+
     /// <summary>Collect the time of each pass.</summary>
     public bool Timing { get; set; }
+
     /// <summary>Print source locations in IR dumps.</summary>
     public bool PrintLocations { get; set; }
+
     /// <summary>Where IR dumps go (standard error by default).</summary>
     public TextWriter Out { get; set; } = Console.Error;
 }
@@ -31,6 +38,7 @@ public sealed class PassFailureException(string pass, string message, string inp
 {
     /// <summary>The pass that failed.</summary>
     public string Pass { get; } = pass;
+
     /// <summary>The IR the pass was given.</summary>
     public string InputIR { get; } = inputIR;
 }
@@ -58,26 +66,33 @@ public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions o
         for (int i = 0; i < passes.Count; i++)
         {
             var pass = passes[i];
-            if (options.PrintBefore.Contains(pass.Name)) Dump($"IR before {pass.Name}", module);
+            if (options.PrintBefore.Contains(pass.Name))
+                Dump($"IR before {pass.Name}", module);
             // The input is kept as text only when a failure would need it for the reproducer.
             string before = Print(module);
-            if (pass is IWarningSource ws) ws.Warn = (loc, msg) => Warnings.Add(new PassWarning(pass.Name, loc, msg));
+            if (pass is IWarningSource ws)
+                ws.Warn = (loc, msg) => Warnings.Add(new PassWarning(pass.Name, loc, msg));
             var sw = Stopwatch.StartNew();
             try
             {
                 pass.Run(module);
             }
-            catch (Exception e) when (e is not PassFailureException and not PassInputException and
-                not OutOfMemoryException)
+            catch (Exception e)
+                when (e is not PassFailureException and not PassInputException and not OutOfMemoryException)
             {
                 throw new PassFailureException(pass.Name, $"pass '{pass.Name}' failed: {e.Message}", before, e);
             }
             sw.Stop();
             Timings.Add((pass.Name, sw.Elapsed));
             if (options.Verify && Verifier.Check(module) is { } problem)
-                throw new PassFailureException(pass.Name, $"pass '{pass.Name}' produced invalid IR: {problem}", before,
-                    null);
-            if (options.PrintAfterAll || options.PrintAfter.Contains(pass.Name)) Dump($"IR after {pass.Name}", module);
+                throw new PassFailureException(
+                    pass.Name,
+                    $"pass '{pass.Name}' produced invalid IR: {problem}",
+                    before,
+                    null
+                );
+            if (options.PrintAfterAll || options.PrintAfter.Contains(pass.Name))
+                Dump($"IR after {pass.Name}", module);
             if (options.DumpDir != null)
                 File.WriteAllText(Path.Combine(options.DumpDir, $"{i + 1:00}-{pass.Name}.mplir"), Print(module));
         }

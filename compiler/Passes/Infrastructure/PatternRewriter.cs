@@ -7,6 +7,7 @@ public abstract class RewritePattern
 {
     /// <summary>The op name this pattern matches, or null for any op.</summary>
     public abstract string? Root { get; }
+
     /// <summary>Rewrites <paramref name="op"/> when the pattern applies; returns whether it did.</summary>
     public abstract bool MatchAndRewrite(Operation op, PatternRewriter rewriter);
 }
@@ -21,14 +22,20 @@ public sealed class PatternRewriter
     /// it.</summary>
     public void ReplaceOp(Operation op, Value v)
     {
-        if (v.NameHint == null) v.NameHint = op.Result.NameHint;
+        if (v.NameHint == null)
+            v.NameHint = op.Result.NameHint;
         op.Result.ReplaceAllUsesWith(v);
         op.Erase();
     }
 
     /// <summary>Creates a single-result op before <paramref name="at"/>, with its location.</summary>
-    public Value Create(Operation at, string name, IReadOnlyList<Value> operands, IEnumerable<KeyValuePair<string,
-        Attr>>? attrs = null, MplType? type = null)
+    public Value Create(
+        Operation at,
+        string name,
+        IReadOnlyList<Value> operands,
+        IEnumerable<KeyValuePair<string, Attr>>? attrs = null,
+        MplType? type = null
+    )
     {
         Builder.SetInsertionPointBefore(at);
         Builder.Location = at.Location;
@@ -51,20 +58,26 @@ public static class GreedyRewriteDriver
         {
             bool changed = false;
             foreach (var func in module.Functions())
-                foreach (var op in func.Regions[0].Entry.Operations)
+            foreach (var op in func.Regions[0].Entry.Operations)
+            {
+                if (op.Block == null)
+                    continue; // erased by an earlier rewrite this round
+                // Like MLIR's greedy driver, ops left dead by a rewrite are erased as they are met.
+                if (op.IsTriviallyDead)
                 {
-                    if (op.Block == null) continue; // erased by an earlier rewrite this round
-                    // Like MLIR's greedy driver, ops left dead by a rewrite are erased as they are met.
-                    if (op.IsTriviallyDead)
-                    {
-                        EraseDeadChain(op);
-                        changed = true;
-                        continue;
-                    }
-                    foreach (var p in (byRoot.GetValueOrDefault(op.Name) ?? []).Concat(any))
-                        if (p.MatchAndRewrite(op, rewriter)) { changed = true; break; }
+                    EraseDeadChain(op);
+                    changed = true;
+                    continue;
                 }
-            if (!changed) break;
+                foreach (var p in (byRoot.GetValueOrDefault(op.Name) ?? []).Concat(any))
+                    if (p.MatchAndRewrite(op, rewriter))
+                    {
+                        changed = true;
+                        break;
+                    }
+            }
+            if (!changed)
+                break;
             changedEver = true;
         }
         return changedEver;
@@ -77,6 +90,7 @@ public static class GreedyRewriteDriver
         var producers = op.Operands.Select(o => o.DefiningOp).OfType<Operation>().Distinct().ToList();
         op.Erase();
         foreach (var p in producers)
-            if (p.Block != null && p.IsTriviallyDead) EraseDeadChain(p);
+            if (p.Block != null && p.IsTriviallyDead)
+                EraseDeadChain(p);
     }
 }

@@ -30,7 +30,8 @@ public sealed class PipelineBuilder
     /// <summary>A pipeline of the given passes, without options.</summary>
     public PipelineBuilder(IEnumerable<string> passes)
     {
-        foreach (var p in passes) Add(p);
+        foreach (var p in passes)
+            Add(p);
     }
 
     /// <summary>A copy that can be edited without changing this one.</summary>
@@ -62,33 +63,42 @@ public sealed class PipelineBuilder
 
     /// <summary>Sets option <paramref name="option"/> of every run of <paramref name="pass"/>; the pass must be in the
     /// pipeline.</summary>
-    public PipelineBuilder Set(string pass, string option, bool value) => SetText(pass, option,
-        value ? "true" : "false");
+    public PipelineBuilder Set(string pass, string option, bool value) =>
+        SetText(pass, option, value ? "true" : "false");
 
     /// <inheritdoc cref="Set(string, string, bool)"/>
-    public PipelineBuilder Set(string pass, string option, long value) => SetText(pass, option,
-        value.ToString(CultureInfo.InvariantCulture));
+    public PipelineBuilder Set(string pass, string option, long value) =>
+        SetText(pass, option, value.ToString(CultureInfo.InvariantCulture));
 
     /// <inheritdoc cref="Set(string, string, bool)"/>
-    public PipelineBuilder Set(string pass, string option, double value) => SetText(pass, option, value.ToString("R",
-        CultureInfo.InvariantCulture));
+    public PipelineBuilder Set(string pass, string option, double value) =>
+        SetText(pass, option, value.ToString("R", CultureInfo.InvariantCulture));
 
     /// <inheritdoc cref="Set(string, string, bool)"/>
     public PipelineBuilder Set(string pass, string option, string value)
     {
-        if (value.Any(c => c is ',' or '{' or '}')) throw new PipelineException($"option '{option}' of '{pass}': "
-            + $"'{value}' cannot be written in a pipeline");
+        if (value.Any(c => c is ',' or '{' or '}'))
+            throw new PipelineException(
+                $"option '{option}' of '{pass}': " + $"'{value}' cannot be written in a pipeline"
+            );
         return SetText(pass, option, value);
     }
 
     private PipelineBuilder SetText(string pass, string option, string value)
     {
-        if (!Contains(pass)) throw new PipelineException($"the pipeline does not run '{pass}', so its option "
-            + $"'{option}' cannot be set");
+        if (!Contains(pass))
+            throw new PipelineException(
+                $"the pipeline does not run '{pass}', so its option " + $"'{option}' cannot be set"
+            );
         for (int i = 0; i < _steps.Count; i++)
             if (_steps[i].Pass == pass)
-                _steps[i] = _steps[i] with { Options = new SortedDictionary<string,
-                    string>(_steps[i].Options.ToDictionary()) { [option] = value } };
+                _steps[i] = _steps[i] with
+                {
+                    Options = new SortedDictionary<string, string>(_steps[i].Options.ToDictionary())
+                    {
+                        [option] = value,
+                    },
+                };
         return this;
     }
 
@@ -105,11 +115,13 @@ public sealed class PipelineBuilder
         var result = new PipelineBuilder();
         int i = 0;
         string s = pipeline.Trim();
-        if (s.StartsWith("builtin.module(") && s.EndsWith(')')) s = s["builtin.module(".Length..^1];
+        if (s.StartsWith("builtin.module(") && s.EndsWith(')'))
+            s = s["builtin.module(".Length..^1];
         while (i < s.Length)
         {
             int start = i;
-            while (i < s.Length && s[i] != ',' && s[i] != '{') i++;
+            while (i < s.Length && s[i] != ',' && s[i] != '{')
+                i++;
             string name = s[start..i].Trim();
             if (name.Length == 0)
                 throw new PipelineException($"empty pass name at position {start + 1} of '{pipeline}'");
@@ -117,22 +129,28 @@ public sealed class PipelineBuilder
             if (i < s.Length && s[i] == '{')
             {
                 int close = s.IndexOf('}', i);
-                if (close < 0) throw new PipelineException($"missing '}}' after the options of '{name}'");
+                if (close < 0)
+                    throw new PipelineException($"missing '}}' after the options of '{name}'");
                 var opts = new SortedDictionary<string, string>(StringComparer.Ordinal);
-                foreach (var kv in s[(i + 1)..close].Split(',',
-                    StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                foreach (
+                    var kv in s[(i + 1)..close]
+                        .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                )
                 {
                     int eq = kv.IndexOf('=');
-                    if (eq <= 0) throw new PipelineException($"option '{kv}' of '{name}' must be written name=value");
+                    if (eq <= 0)
+                        throw new PipelineException($"option '{kv}' of '{name}' must be written name=value");
                     opts[kv[..eq].Trim()] = kv[(eq + 1)..].Trim();
                 }
                 result._steps[^1] = result._steps[^1] with { Options = opts };
                 i = close + 1;
             }
-            while (i < s.Length && char.IsWhiteSpace(s[i])) i++;
+            while (i < s.Length && char.IsWhiteSpace(s[i]))
+                i++;
             if (i < s.Length)
             {
-                if (s[i] != ',') throw new PipelineException($"expected ',' at position {i + 1} of '{pipeline}'");
+                if (s[i] != ',')
+                    throw new PipelineException($"expected ',' at position {i + 1} of '{pipeline}'");
                 i++;
             }
         }

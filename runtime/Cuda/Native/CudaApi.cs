@@ -39,16 +39,24 @@ public static unsafe class CudaApi
 
     // MPLC_CUDA_LIBRARY names the driver library to load instead of the system's libcuda.so.1 (a driver installed
     // elsewhere, or a stand-in); other libraries of this assembly resolve as usual.
-    static CudaApi() => NativeLibrary.SetDllImportResolver(typeof(CudaApi).Assembly, (name, _, _) =>
-        name == Lib && Environment.GetEnvironmentVariable("MPLC_CUDA_LIBRARY") is { Length: > 0 } path
-            ? NativeLibrary.Load(path) : IntPtr.Zero);
+    static CudaApi() =>
+        NativeLibrary.SetDllImportResolver(
+            typeof(CudaApi).Assembly,
+            (name, _, _) =>
+                name == Lib && Environment.GetEnvironmentVariable("MPLC_CUDA_LIBRARY") is { Length: > 0 } path
+                    ? NativeLibrary.Load(path)
+                    : IntPtr.Zero
+        );
 
     /// <summary>Throws unless <paramref name="r"/> is success.</summary>
     public static void Check(CUResult r, string call)
     {
-        if (r == CUResult.Success) return;
-        string text = cuGetErrorString(r,
-            out var p) == CUResult.Success && p != IntPtr.Zero ? Marshal.PtrToStringAnsi(p) ?? "" : r.ToString();
+        if (r == CUResult.Success)
+            return;
+        string text =
+            cuGetErrorString(r, out var p) == CUResult.Success && p != IntPtr.Zero
+                ? Marshal.PtrToStringAnsi(p) ?? ""
+                : r.ToString();
         throw new CudaException(call, r, text);
     }
 
@@ -58,7 +66,11 @@ public static unsafe class CudaApi
         try
         {
             var r = cuInit(0);
-            if (r != CUResult.Success) { why = $"cuInit failed ({(int)r})"; return false; }
+            if (r != CUResult.Success)
+            {
+                why = $"cuInit failed ({(int)r})";
+                return false;
+            }
             int n = DeviceCount();
             why = n > 0 ? "" : "no CUDA device";
             return n > 0;
@@ -67,11 +79,14 @@ public static unsafe class CudaApi
         {
             why = Environment.GetEnvironmentVariable("MPLC_CUDA_LIBRARY") is { Length: > 0 } path
                 ? $"no CUDA driver (MPLC_CUDA_LIBRARY={path} does not load)"
-                    : "no CUDA driver (libcuda.so.1 not found)";
+                : "no CUDA driver (libcuda.so.1 not found)";
             return false;
         }
-        catch (EntryPointNotFoundException e) { why =
-            $"the CUDA driver lacks an entry point: {e.Message}"; return false; }
+        catch (EntryPointNotFoundException e)
+        {
+            why = $"the CUDA driver lacks an entry point: {e.Message}";
+            return false;
+        }
     }
 
     /// <summary>The number of GPUs (cuInit must have succeeded).</summary>
@@ -81,42 +96,113 @@ public static unsafe class CudaApi
         return n;
     }
 
-    [DllImport(Lib)] public static extern CUResult cuInit(uint flags);
-    [DllImport(Lib)] public static extern CUResult cuDriverGetVersion(out int version);
-    [DllImport(Lib)] public static extern CUResult cuDeviceGetCount(out int count);
-    [DllImport(Lib)] public static extern CUResult cuDeviceGet(out int device, int ordinal);
-    [DllImport(Lib)] public static extern CUResult cuDeviceGetAttribute(out int value, int attribute, int device);
-    [DllImport(Lib)] public static extern CUResult cuDevicePrimaryCtxRetain(out IntPtr context, int device);
-    [DllImport(Lib)] public static extern CUResult cuDevicePrimaryCtxRelease(int device);
-    [DllImport(Lib)] public static extern CUResult cuCtxSetCurrent(IntPtr context);
-    [DllImport(Lib)] public static extern CUResult cuCtxSynchronize();
-    [DllImport(Lib)] public static extern CUResult cuModuleLoadDataEx(out IntPtr module, byte* image, uint numOptions,
-        IntPtr options, IntPtr values);
-    [DllImport(Lib)] public static extern CUResult cuModuleUnload(IntPtr module);
-    [DllImport(Lib)] public static extern CUResult cuModuleGetFunction(out IntPtr function, IntPtr module,
-        [MarshalAs(UnmanagedType.LPStr)] string name);
-    [DllImport(Lib)] public static extern CUResult cuLaunchKernel(IntPtr function, uint gridX, uint gridY, uint gridZ,
-        uint blockX, uint blockY, uint blockZ,
-        uint sharedBytes, IntPtr stream, void** parameters, void** extra);
-    [DllImport(Lib, EntryPoint = "cuMemAlloc_v2")] public static extern CUResult cuMemAlloc(out ulong pointer,
-        nuint bytes);
-    [DllImport(Lib, EntryPoint = "cuMemFree_v2")] public static extern CUResult cuMemFree(ulong pointer);
-    [DllImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")] public static extern CUResult cuMemcpyHtoD(ulong dst, void* src,
-        nuint bytes);
-    [DllImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")] public static extern CUResult cuMemcpyDtoH(void* dst, ulong src,
-        nuint bytes);
-    [DllImport(Lib, EntryPoint = "cuMemcpyDtoD_v2")] public static extern CUResult cuMemcpyDtoD(ulong dst, ulong src,
-        nuint bytes);
-    [DllImport(Lib)] public static extern CUResult cuMemcpyPeerAsync(ulong dst, IntPtr dstContext, ulong src,
-        IntPtr srcContext, nuint bytes, IntPtr stream);
-    [DllImport(Lib, EntryPoint = "cuMemsetD8_v2")] public static extern CUResult cuMemsetD8(ulong dst, byte value,
-        nuint count);
-    [DllImport(Lib, EntryPoint = "cuMemGetInfo_v2")] public static extern CUResult cuMemGetInfo(out nuint free,
-        out nuint total);
-    [DllImport(Lib)] public static extern CUResult cuGetErrorString(CUResult error, out IntPtr text);
-    [DllImport(Lib)] public static extern CUResult cuEventCreate(out IntPtr e, uint flags);
-    [DllImport(Lib)] public static extern CUResult cuEventRecord(IntPtr e, IntPtr stream);
-    [DllImport(Lib)] public static extern CUResult cuEventSynchronize(IntPtr e);
-    [DllImport(Lib)] public static extern CUResult cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
-    [DllImport(Lib, EntryPoint = "cuEventDestroy_v2")] public static extern CUResult cuEventDestroy(IntPtr e);
+    [DllImport(Lib)]
+    public static extern CUResult cuInit(uint flags);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuDriverGetVersion(out int version);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuDeviceGetCount(out int count);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuDeviceGet(out int device, int ordinal);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuDeviceGetAttribute(out int value, int attribute, int device);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuDevicePrimaryCtxRetain(out IntPtr context, int device);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuDevicePrimaryCtxRelease(int device);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuCtxSetCurrent(IntPtr context);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuCtxSynchronize();
+
+    [DllImport(Lib)]
+    public static extern CUResult cuModuleLoadDataEx(
+        out IntPtr module,
+        byte* image,
+        uint numOptions,
+        IntPtr options,
+        IntPtr values
+    );
+
+    [DllImport(Lib)]
+    public static extern CUResult cuModuleUnload(IntPtr module);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuModuleGetFunction(
+        out IntPtr function,
+        IntPtr module,
+        [MarshalAs(UnmanagedType.LPStr)] string name
+    );
+
+    [DllImport(Lib)]
+    public static extern CUResult cuLaunchKernel(
+        IntPtr function,
+        uint gridX,
+        uint gridY,
+        uint gridZ,
+        uint blockX,
+        uint blockY,
+        uint blockZ,
+        uint sharedBytes,
+        IntPtr stream,
+        void** parameters,
+        void** extra
+    );
+
+    [DllImport(Lib, EntryPoint = "cuMemAlloc_v2")]
+    public static extern CUResult cuMemAlloc(out ulong pointer, nuint bytes);
+
+    [DllImport(Lib, EntryPoint = "cuMemFree_v2")]
+    public static extern CUResult cuMemFree(ulong pointer);
+
+    [DllImport(Lib, EntryPoint = "cuMemcpyHtoD_v2")]
+    public static extern CUResult cuMemcpyHtoD(ulong dst, void* src, nuint bytes);
+
+    [DllImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")]
+    public static extern CUResult cuMemcpyDtoH(void* dst, ulong src, nuint bytes);
+
+    [DllImport(Lib, EntryPoint = "cuMemcpyDtoD_v2")]
+    public static extern CUResult cuMemcpyDtoD(ulong dst, ulong src, nuint bytes);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuMemcpyPeerAsync(
+        ulong dst,
+        IntPtr dstContext,
+        ulong src,
+        IntPtr srcContext,
+        nuint bytes,
+        IntPtr stream
+    );
+
+    [DllImport(Lib, EntryPoint = "cuMemsetD8_v2")]
+    public static extern CUResult cuMemsetD8(ulong dst, byte value, nuint count);
+
+    [DllImport(Lib, EntryPoint = "cuMemGetInfo_v2")]
+    public static extern CUResult cuMemGetInfo(out nuint free, out nuint total);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuGetErrorString(CUResult error, out IntPtr text);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuEventCreate(out IntPtr e, uint flags);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuEventRecord(IntPtr e, IntPtr stream);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuEventSynchronize(IntPtr e);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
+
+    [DllImport(Lib, EntryPoint = "cuEventDestroy_v2")]
+    public static extern CUResult cuEventDestroy(IntPtr e);
 }

@@ -29,29 +29,36 @@ public static unsafe class NcclApi
     private static IntPtr Load()
     {
         var candidates = new List<string>();
-        if (Environment.GetEnvironmentVariable("MPLC_NCCL_LIBRARY") is { Length: > 0 } env) candidates.Add(env);
+        if (Environment.GetEnvironmentVariable("MPLC_NCCL_LIBRARY") is { Length: > 0 } env)
+            candidates.Add(env);
         candidates.Add("libnccl.so.2");
         candidates.Add("libnccl.so");
         string home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
         foreach (var root in new[] { "/usr/lib", "/usr/local/lib", "/opt/conda/lib", Path.Combine(home, ".local/lib") })
         {
-            if (!Directory.Exists(root)) continue;
+            if (!Directory.Exists(root))
+                continue;
             foreach (var py in Directory.EnumerateDirectories(root, "python3*"))
-                foreach (var packages in new[] { "site-packages", "dist-packages" })
-                    candidates.Add(Path.Combine(py, packages, "nvidia/nccl/lib/libnccl.so.2"));
+            foreach (var packages in new[] { "site-packages", "dist-packages" })
+                candidates.Add(Path.Combine(py, packages, "nvidia/nccl/lib/libnccl.so.2"));
         }
         foreach (var c in candidates)
-            if ((!c.Contains('/') || File.Exists(c)) && NativeLibrary.TryLoad(c, out var handle)) return handle;
-        throw new DllNotFoundException("NCCL (libnccl.so.2) not found: install it, or set MPLC_NCCL_LIBRARY to its path");
+            if ((!c.Contains('/') || File.Exists(c)) && NativeLibrary.TryLoad(c, out var handle))
+                return handle;
+        throw new DllNotFoundException(
+            "NCCL (libnccl.so.2) not found: install it, or set MPLC_NCCL_LIBRARY to its path"
+        );
     }
 
     private static IntPtr Export(string name) =>
-        NativeLibrary.TryGetExport(s_library.Value, name,
-            out var f) ? f : throw new EntryPointNotFoundException($"NCCL has no {name}");
+        NativeLibrary.TryGetExport(s_library.Value, name, out var f)
+            ? f
+            : throw new EntryPointNotFoundException($"NCCL has no {name}");
 
     private static void Check(int result, string call)
     {
-        if (result == 0) return;
+        if (result == 0)
+            return;
         var text = ((delegate* unmanaged<int, IntPtr>)Export("ncclGetErrorString"))(result);
         throw new CudaException(call, (CUResult)result, Marshal.PtrToStringAnsi(text) ?? $"NCCL error {result}");
     }
@@ -63,8 +70,10 @@ public static unsafe class NcclApi
         var comms = new IntPtr[devices.Length];
         fixed (IntPtr* c = comms)
         fixed (int* d = devices)
-            Check(((delegate* unmanaged<IntPtr*, int, int*, int>)Export("ncclCommInitAll"))(c, devices.Length, d),
-                "ncclCommInitAll");
+            Check(
+                ((delegate* unmanaged<IntPtr*, int, int*, int>)Export("ncclCommInitAll"))(c, devices.Length, d),
+                "ncclCommInitAll"
+            );
         return comms;
     }
 
@@ -77,29 +86,75 @@ public static unsafe class NcclApi
 
     /// <summary>ncclAllReduce on the default stream.</summary>
     public static void AllReduce(ulong send, ulong recv, long count, int type, int op, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclAllReduce"))(send,
-            recv, (nuint)count, type, op, comm, IntPtr.Zero), "ncclAllReduce");
+        Check(
+            ((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclAllReduce"))(
+                send,
+                recv,
+                (nuint)count,
+                type,
+                op,
+                comm,
+                IntPtr.Zero
+            ),
+            "ncclAllReduce"
+        );
 
     /// <summary>ncclAllGather on the default stream.</summary>
     public static void AllGather(ulong send, ulong recv, long sendCount, int type, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, ulong, nuint, int, IntPtr, IntPtr, int>)Export("ncclAllGather"))(send, recv,
-            (nuint)sendCount, type, comm, IntPtr.Zero), "ncclAllGather");
+        Check(
+            ((delegate* unmanaged<ulong, ulong, nuint, int, IntPtr, IntPtr, int>)Export("ncclAllGather"))(
+                send,
+                recv,
+                (nuint)sendCount,
+                type,
+                comm,
+                IntPtr.Zero
+            ),
+            "ncclAllGather"
+        );
 
     /// <summary>ncclReduceScatter on the default stream.</summary>
     public static void ReduceScatter(ulong send, ulong recv, long recvCount, int type, int op, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr,
-            int>)Export("ncclReduceScatter"))(send, recv, (nuint)recvCount, type, op, comm, IntPtr.Zero),
-            "ncclReduceScatter");
+        Check(
+            ((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclReduceScatter"))(
+                send,
+                recv,
+                (nuint)recvCount,
+                type,
+                op,
+                comm,
+                IntPtr.Zero
+            ),
+            "ncclReduceScatter"
+        );
 
     /// <summary>ncclSend on the default stream.</summary>
     public static void Send(ulong buffer, long count, int type, int peer, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclSend"))(buffer,
-            (nuint)count, type, peer, comm, IntPtr.Zero), "ncclSend");
+        Check(
+            ((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclSend"))(
+                buffer,
+                (nuint)count,
+                type,
+                peer,
+                comm,
+                IntPtr.Zero
+            ),
+            "ncclSend"
+        );
 
     /// <summary>ncclRecv on the default stream.</summary>
     public static void Recv(ulong buffer, long count, int type, int peer, IntPtr comm) =>
-        Check(((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclRecv"))(buffer,
-            (nuint)count, type, peer, comm, IntPtr.Zero), "ncclRecv");
+        Check(
+            ((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclRecv"))(
+                buffer,
+                (nuint)count,
+                type,
+                peer,
+                comm,
+                IntPtr.Zero
+            ),
+            "ncclRecv"
+        );
 
     /// <summary>ncclGroupStart.</summary>
     public static void GroupStart() => Check(((delegate* unmanaged<int>)Export("ncclGroupStart"))(), "ncclGroupStart");

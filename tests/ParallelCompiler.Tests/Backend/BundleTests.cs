@@ -31,8 +31,18 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
     public void ABundleHoldsTheProgramTheKernelsAndChecksums()
     {
         string b = Bundle("gpt.mpl", "-D", "L=2");
-        foreach (var f in new[] { "manifest.json", "program.json", "program.mplir", "kernels.ll", "kernels.ptx",
-            "libkernels.so", "libkernels-grid.so" })
+        foreach (
+            var f in new[]
+            {
+                "manifest.json",
+                "program.json",
+                "program.mplir",
+                "kernels.ll",
+                "kernels.ptx",
+                "libkernels.so",
+                "libkernels-grid.so",
+            }
+        )
             Assert.True(File.Exists(Path.Combine(b, f)), f);
         var m = ProgramManifest.FromJson(File.ReadAllText(Path.Combine(b, "manifest.json")));
         Assert.Equal("gpt", m.Name);
@@ -44,32 +54,41 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         Assert.Contains(m.Params, p => p.Path == "gpt.block.1.mlp.w1" && p.Layout[1].SequenceEqual(["tp"]));
         Assert.Equal(6, m.Files.Count);
         // The pipeline schedule, as the program runs it.
-        Assert.Equal(("pp", "1f1b", 4, 1), (m.Schedule!.Axis, m.Schedule.Kind, m.Schedule.Microbatches,
-            m.Schedule.Chunks));
+        Assert.Equal(
+            ("pp", "1f1b", 4, 1),
+            (m.Schedule!.Axis, m.Schedule.Kind, m.Schedule.Microbatches, m.Schedule.Chunks)
+        );
         Assert.Equal(["F0", "F1", "B0", "F2", "B1", "F3", "B2", "B3"], m.Schedule.Order[0]);
-        var program = ParallelCompiler.Runtime.Model.Bundle.Open(b).Program(n =>
-            new ParallelCompiler.Runtime.Distributed.KernelRef(n));
+        var program = ParallelCompiler
+            .Runtime.Model.Bundle.Open(b)
+            .Program(n => new ParallelCompiler.Runtime.Distributed.KernelRef(n));
         Assert.Equal(m.Schedule.Order, program.Schedule!.Select(d => d.Select(t => t.Label(1)).ToArray()).ToArray());
         Assert.Contains("\"devices\": 8", File.ReadAllText(Path.Combine(b, "manifest.json")));
         // The collective kernels ride along in the PTX for GPU collectives between devices sharing a GPU.
-        Assert.All(ParallelCompiler.Runtime.Gpu.CollectiveKernels.All, k => Assert.Contains($".entry {k}(",
-            File.ReadAllText(Path.Combine(b, "kernels.ptx"))));
-        Assert.All(m.Kernels, k => Assert.Contains($".entry {k.Name}(", File.ReadAllText(Path.Combine(b,
-            "kernels.ptx"))));
+        Assert.All(
+            ParallelCompiler.Runtime.Gpu.CollectiveKernels.All,
+            k => Assert.Contains($".entry {k}(", File.ReadAllText(Path.Combine(b, "kernels.ptx")))
+        );
+        Assert.All(
+            m.Kernels,
+            k => Assert.Contains($".entry {k.Name}(", File.ReadAllText(Path.Combine(b, "kernels.ptx")))
+        );
         // The memory plan: buffers alive at once never share bytes; the arena holds at least the peak.
         var plan = m.Memory!;
         Assert.True(plan.ArenaBytes >= plan.PeakLiveBytes && plan.PeakLiveBytes > 0);
         Assert.True(plan.ArenaBytes <= plan.Buffers.Sum(x => (x.Bytes + 63) / 64 * 64));
         var buffers = plan.Buffers.ToList();
         for (int i = 0; i < buffers.Count; i++)
-            for (int j = i + 1; j < buffers.Count; j++)
-            {
-                var (x, y) = (buffers[i], buffers[j]);
-                bool together = x.From <= y.To && y.From <= x.To;
-                bool overlap = x.Offset < y.Offset + y.Bytes && y.Offset < x.Offset + x.Bytes;
-                Assert.False(together && overlap && x.Bytes > 0 && y.Bytes > 0,
-                    $"slots {x.Slot} and {y.Slot} overlap while both alive");
-            }
+        for (int j = i + 1; j < buffers.Count; j++)
+        {
+            var (x, y) = (buffers[i], buffers[j]);
+            bool together = x.From <= y.To && y.From <= x.To;
+            bool overlap = x.Offset < y.Offset + y.Bytes && y.Offset < x.Offset + x.Bytes;
+            Assert.False(
+                together && overlap && x.Bytes > 0 && y.Bytes > 0,
+                $"slots {x.Slot} and {y.Slot} overlap while both alive"
+            );
+        }
     }
 
     /// <summary>
@@ -89,8 +108,10 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         Assert.Equal(0, Mplrun(portable).Code);
 
         string native = P("native.mplc");
-        Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", native, "--cpu",
-            "native").ExitCode);
+        Assert.Equal(
+            0,
+            Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", native, "--cpu", "native").ExitCode
+        );
         var n = ProgramManifest.FromJson(File.ReadAllText(Path.Combine(native, "manifest.json")));
         Assert.Empty(n.HostCpu!.MissingHere());
         Assert.Equal(0, Mplrun(native).Code);
@@ -98,23 +119,31 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         // The same bundle as if built where the CPU has an extension this one lacks.
         string manifest = Path.Combine(native, "manifest.json");
         string text = File.ReadAllText(manifest);
-        File.WriteAllText(manifest, text.Replace("\"features\": [", "\"features\": [\"mpl_future_simd\", ",
-            StringComparison.Ordinal));
+        File.WriteAllText(
+            manifest,
+            text.Replace("\"features\": [", "\"features\": [\"mpl_future_simd\", ", StringComparison.Ordinal)
+        );
         Assert.Contains("mpl_future_simd", ProgramManifest.FromJson(File.ReadAllText(manifest)).HostCpu!.Features);
         foreach (var backend in new[] { "cpu", "cuda-emu" })
         {
             var r = Mplrun(native, "--backend", backend);
             Assert.Equal(1, r.Code);
-            Assert.Contains($"error: the bundle's host kernels "
-                + $"({(backend == "cpu" ? "libkernels.so" : "libkernels-grid.so")}) were compiled for the CPU "
-                + $"{n.HostCpu.Name}, and this machine's lacks mpl_future_simd: compile the bundle again with --cpu "
-                + $"x86-64-v3", r.Err);
+            Assert.Contains(
+                $"error: the bundle's host kernels "
+                    + $"({(backend == "cpu" ? "libkernels.so" : "libkernels-grid.so")}) were compiled for the CPU "
+                    + $"{n.HostCpu.Name}, and this machine's lacks mpl_future_simd: "
+                    + "compile the bundle again with --cpu "
+                    + $"x86-64-v3",
+                r.Err
+            );
         }
 
         var bad = Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", P("bad.mplc"), "--cpu", "pentium");
         Assert.Equal(1, bad.ExitCode);
-        Assert.Contains("error: --cpu expects native or one of x86-64, x86-64-v2, x86-64-v3, x86-64-v4, got 'pentium'",
-            bad.Stderr);
+        Assert.Contains(
+            "error: --cpu expects native or one of x86-64, x86-64-v2, x86-64-v3, x86-64-v4, got 'pentium'",
+            bad.Stderr
+        );
     }
 
     /// <summary>LLVM's feature names become /proc/cpuinfo's; disabled and unknown ones are left out.</summary>
@@ -133,20 +162,42 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         var r = Mplrun(gpt, "--steps", "3", "--seed", "2", "--out", P("a.npz"));
         Assert.True(r.Code == 0, r.Err);
         Assert.Contains("running gpt on 8 device(s), mesh pp=2,dp=2,tp=2, backend cpu", r.Err);
-        var m = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "L=2", "--steps", "3", "--seed", "2", "--out",
-            P("b.npz"));
+        var m = Mplc.Run(
+            "run",
+            Repo.Path("examples", "gpt.mpl"),
+            "-D",
+            "L=2",
+            "--steps",
+            "3",
+            "--seed",
+            "2",
+            "--out",
+            P("b.npz")
+        );
         Assert.True(m.ExitCode == 0, m.Stderr);
         Assert.Equal(ArrayFile.Read(P("b.npz"))["loss"].Array.F!, ArrayFile.Read(P("a.npz"))["loss"].Array.F!);
 
         string mlp = Bundle("mlp.mpl");
         File.Copy(Repo.Path("examples", "mlp.mpl"), P("mlp-src.mpl"));
-        var interp = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--backend", "interp", "--seed", "7", "--out",
-            P("i.npz"));
+        var interp = Mplc.Run(
+            "run",
+            Repo.Path("examples", "mlp.mpl"),
+            "--backend",
+            "interp",
+            "--seed",
+            "7",
+            "--out",
+            P("i.npz")
+        );
         Assert.True(interp.ExitCode == 0, interp.Stderr);
         r = Mplrun(mlp, "--seed", "7", "--out", P("c.npz"));
         Assert.True(r.Code == 0, r.Err);
-        Assert.True(Distributed.MaxRelativeError(ArrayFile.Read(P("i.npz"))["out"].Array,
-            ArrayFile.Read(P("c.npz"))["out"].Array) <= 1e-5);
+        Assert.True(
+            Distributed.MaxRelativeError(
+                ArrayFile.Read(P("i.npz"))["out"].Array,
+                ArrayFile.Read(P("c.npz"))["out"].Array
+            ) <= 1e-5
+        );
     }
 
     /// <summary>mplrun is the runtime alone: neither the compiler (and its LLVM binding) nor ANTLR is
@@ -156,11 +207,15 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
     {
         var refs = typeof(MplrunCli).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToList();
         Assert.Contains("ParallelCompiler.Runtime", refs);
-        Assert.DoesNotContain(refs, r => r == "ParallelCompiler.Compiler" || r.Contains("Antlr",
-            StringComparison.OrdinalIgnoreCase));
+        Assert.DoesNotContain(
+            refs,
+            r => r == "ParallelCompiler.Compiler" || r.Contains("Antlr", StringComparison.OrdinalIgnoreCase)
+        );
         var runtimeRefs = typeof(ProgramManifest).Assembly.GetReferencedAssemblies().Select(a => a.Name!).ToList();
-        Assert.DoesNotContain(runtimeRefs, r => r == "ParallelCompiler.Compiler" || r.Contains("Antlr",
-            StringComparison.OrdinalIgnoreCase));
+        Assert.DoesNotContain(
+            runtimeRefs,
+            r => r == "ParallelCompiler.Compiler" || r.Contains("Antlr", StringComparison.OrdinalIgnoreCase)
+        );
     }
 
     [Fact]
@@ -177,16 +232,20 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         File.AppendAllText(Path.Combine(b, "program.json"), " ");
         r = Mplrun(b);
         Assert.Equal(1, r.Code);
-        Assert.Contains("program.json is damaged or from another build (its checksum differs from the manifest's)",
-            r.Err);
+        Assert.Contains(
+            "program.json is damaged or from another build (its checksum differs from the manifest's)",
+            r.Err
+        );
 
         b = Bundle("mlp.mpl");
         File.Delete(Path.Combine(b, "libkernels.so"));
         Assert.Contains("libkernels.so is missing", Mplrun(b).Err);
 
         b = Bundle("mlp.mpl");
-        File.WriteAllText(Path.Combine(b, "manifest.json"), File.ReadAllText(Path.Combine(b,
-            "manifest.json")).Replace("\"format\": 1", "\"format\": 9"));
+        File.WriteAllText(
+            Path.Combine(b, "manifest.json"),
+            File.ReadAllText(Path.Combine(b, "manifest.json")).Replace("\"format\": 1", "\"format\": 9")
+        );
         Assert.Contains("manifest format 9, this runtime reads format 1", Mplrun(b).Err);
 
         File.WriteAllText(Path.Combine(b, "manifest.json"), "{ not json");

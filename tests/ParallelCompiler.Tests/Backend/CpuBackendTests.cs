@@ -23,11 +23,23 @@ public class CpuBackendTests
             NDArray[] Run(string backend)
             {
                 string o = Path.Combine(dir, backend + ".npz");
-                var r = Mplc.Run(["run", Repo.Path("examples", example), "--backend", backend, "--seed", "11", "--out",
-                    o, .. extra]);
+                var r = Mplc.Run([
+                    "run",
+                    Repo.Path("examples", example),
+                    "--backend",
+                    backend,
+                    "--seed",
+                    "11",
+                    "--out",
+                    o,
+                    .. extra,
+                ]);
                 Assert.True(r.ExitCode == 0, r.Stderr);
-                return ParallelCompiler.Runtime.IO.ArrayFile.Read(o).OrderBy(kv => kv.Key).Select(kv =>
-                    kv.Value.Array).ToArray();
+                return ParallelCompiler
+                    .Runtime.IO.ArrayFile.Read(o)
+                    .OrderBy(kv => kv.Key)
+                    .Select(kv => kv.Value.Array)
+                    .ToArray();
             }
             var (cpu, interp) = (Run("cpu"), Run("interp"));
             Assert.Equal(interp.Length, cpu.Length);
@@ -37,7 +49,10 @@ public class CpuBackendTests
                 Assert.True(err <= 1e-5, $"{example}: output {i} differs by {err:G3}");
             }
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Theory]
@@ -117,7 +132,10 @@ public class KernelCacheTests
             ParallelCompiler.Backend.KernelCache.Prune(dir, keep: 2);
             Assert.Equal(["3.so", "4.so"], Directory.GetFiles(dir).Select(Path.GetFileName).Order());
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }
 
@@ -132,11 +150,16 @@ public class TiledMatmulTests
     public void TiledMatmulMatchesTheInterpreter(string a, string b)
     {
         var module = KernelCheck.MatmulModule(a, b, out var outShape);
-        var (sa, sb) = (module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray,
-            module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray);
+        var (sa, sb) = (
+            module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray,
+            module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray
+        );
         var rng = new Random(5);
-        NDArray R(long[] s) => NDArray.FromFloats(s, Enumerable.Range(0,
-            (int)NDArray.ShapeSize(s)).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray());
+        NDArray R(long[] s) =>
+            NDArray.FromFloats(
+                s,
+                Enumerable.Range(0, (int)NDArray.ShapeSize(s)).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray()
+            );
         var args = new[] { R(sa), R(sb) };
         var expected = Interpreter.Run(module.EntryFunction()!, args, _ => throw new InvalidOperationException())[0];
         new ParallelCompiler.Passes.FormKernels().Run(module);
@@ -153,6 +176,9 @@ public class TiledMatmulTests
             double err = Sharding.Distributed.MaxRelativeError(expected, got);
             Assert.True(err <= 1e-5, $"{a} @ {b}: {err:G3}");
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }

@@ -2,10 +2,10 @@ using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
 using ParallelCompiler.Backend;
-using ParallelCompiler.Kernels;
 using ParallelCompiler.Driver;
 using ParallelCompiler.Interp;
 using ParallelCompiler.IR;
+using ParallelCompiler.Kernels;
 using ParallelCompiler.Passes;
 using ParallelCompiler.Runtime.Cpu;
 using ParallelCompiler.Tests.Interp;
@@ -23,6 +23,7 @@ public sealed class CpuKernelsFixture : IDisposable
 
     /// <summary>The host library with every case's kernels.</summary>
     public HostKernelLibrary Library { get; }
+
     /// <summary>Each case's module after form-kernels (its kernels renamed apart).</summary>
     public Dictionary<string, Operation> Modules { get; } = [];
 
@@ -38,8 +39,11 @@ public sealed class CpuKernelsFixture : IDisposable
             foreach (var f in module.Functions().Where(f => f.GetAttr("kernel") != null).ToList())
             {
                 string name = $"c{n}_{f.StringAttr("sym_name")}";
-                foreach (var launch in module.Walk().Where(o => o.Name == "kernel.launch"
-                    && o.StringAttr("callee") == f.StringAttr("sym_name")))
+                foreach (
+                    var launch in module
+                        .Walk()
+                        .Where(o => o.Name == "kernel.launch" && o.StringAttr("callee") == f.StringAttr("sym_name"))
+                )
                     launch.SetAttr("callee", Attr.Str(name));
                 f.SetAttr("sym_name", Attr.Str(name));
                 specs.Add(KernelSpec.FromFunction(f));
@@ -62,8 +66,9 @@ public sealed class CpuKernelsFixture : IDisposable
 /// relative of the interpreter and within the case's tolerance of numpy; and generated programs (FsCheck), fused by
 /// form-kernels, within 1e-5 of the interpreter.
 /// </summary>
-public sealed class CpuOpTests(NumpyOracle oracle, CpuKernelsFixture kernels) : IClassFixture<NumpyOracle>,
-    IClassFixture<CpuKernelsFixture>
+public sealed class CpuOpTests(NumpyOracle oracle, CpuKernelsFixture kernels)
+    : IClassFixture<NumpyOracle>,
+        IClassFixture<CpuKernelsFixture>
 {
     /// <summary>Every case's name.</summary>
     public static IEnumerable<object[]> Names => InterpreterNumpyTests.Names;
@@ -74,15 +79,27 @@ public sealed class CpuOpTests(NumpyOracle oracle, CpuKernelsFixture kernels) : 
     {
         var (c, inputs) = oracle.Case(name);
         var module = kernels.Modules[name];
-        var reference = Interpreter.Run(IRParser.ParseModule(c.Module).EntryFunction()!, inputs,
-            _ => throw new InvalidOperationException())[0];
-        var got = SpmdRunner.Run(module, module.EntryFunction()!, inputs, new Dictionary<string, NDArray>(),
+        var reference = Interpreter.Run(
+            IRParser.ParseModule(c.Module).EntryFunction()!,
+            inputs,
+            _ => throw new InvalidOperationException()
+        )[0];
+        var got = SpmdRunner.Run(
+            module,
+            module.EntryFunction()!,
+            inputs,
+            new Dictionary<string, NDArray>(),
             TimeSpan.FromSeconds(30),
-            kernels: op => kernels.Library.Kernel(op.StringAttr("callee")))[0];
+            kernels: op => kernels.Library.Kernel(op.StringAttr("callee"))
+        )[0];
         double err = Distributed.MaxRelativeError(reference, got);
         Assert.True(err <= 1e-5, $"{name}: cpu differs from the interpreter by {err:G3}\n{c.Module}");
-        InterpreterNumpyTests.AssertClose(oracle.Expected(name)!, got, c.Tolerance,
-            $"{name} on cpu against numpy\n{c.Module}");
+        InterpreterNumpyTests.AssertClose(
+            oracle.Expected(name)!,
+            got,
+            c.Tolerance,
+            $"{name} on cpu against numpy\n{c.Module}"
+        );
     }
 }
 
@@ -104,12 +121,22 @@ public class CpuPropertyTests
             string so = Path.Combine(dir, "lib.so");
             KernelCompiler.BuildHostLibrary(module, so);
             using var lib = new HostKernelLibrary(so);
-            var got = SpmdRunner.Run(module, module.EntryFunction()!, args, parameters, TimeSpan.FromSeconds(30),
-                kernels: op => lib.Kernel(op.StringAttr("callee")))[0];
+            var got = SpmdRunner.Run(
+                module,
+                module.EntryFunction()!,
+                args,
+                parameters,
+                TimeSpan.FromSeconds(30),
+                kernels: op => lib.Kernel(op.StringAttr("callee"))
+            )[0];
             double err = Distributed.MaxRelativeError(expected, got);
-            return (err <= 1e-5).Label($"max relative error {err:G3}\n{before}\n--- kernels "
-                + $"---\n{Printer.Print(module)}");
+            return (err <= 1e-5).Label(
+                $"max relative error {err:G3}\n{before}\n--- kernels " + $"---\n{Printer.Print(module)}"
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }

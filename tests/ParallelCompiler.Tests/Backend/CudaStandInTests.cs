@@ -24,23 +24,53 @@ public sealed class CudaStandIn : IDisposable
     {
         Library = Path.Combine(Dir, "libstandin.so");
         var psi = new ProcessStartInfo("cc") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o", Library, Repo.Path("tests",
-            "standin", "cuda_standin.c"),
-                     Repo.Path("tests", "standin", "nccl_standin.c"), "-ldl", "-lpthread", "-lm" })
+        foreach (
+            var a in new[]
+            {
+                "-shared",
+                "-fPIC",
+                "-O1",
+                "-Wall",
+                "-Werror",
+                "-o",
+                Library,
+                Repo.Path("tests", "standin", "cuda_standin.c"),
+                Repo.Path("tests", "standin", "nccl_standin.c"),
+                "-ldl",
+                "-lpthread",
+                "-lm",
+            }
+        )
             psi.ArgumentList.Add(a);
         using (var cc = Process.Start(psi)!)
         {
             string err = cc.StandardError.ReadToEnd();
             cc.WaitForExit();
-            if (cc.ExitCode != 0) throw new InvalidOperationException($"building the stand-in failed:\n{err}");
+            if (cc.ExitCode != 0)
+                throw new InvalidOperationException($"building the stand-in failed:\n{err}");
         }
-        foreach (var (example, defines) in new[] { ("mlp.mpl", ""), ("attention.mpl", ""), ("classifier.mpl", ""),
-            ("gpt.mpl", "L=2") })
+        foreach (
+            var (example, defines) in new[]
+            {
+                ("mlp.mpl", ""),
+                ("attention.mpl", ""),
+                ("classifier.mpl", ""),
+                ("gpt.mpl", "L=2"),
+            }
+        )
         {
             string bundle = Path.Combine(Dir, Path.ChangeExtension(example, ".mplc"));
-            var r = Mplc.Run(["compile", Repo.Path("examples", example), "-o", bundle, "--gpu", "sm_80",
-                .. defines.Length > 0 ? new[] { "-D", defines } : []]);
-            if (r.ExitCode != 0) throw new InvalidOperationException(r.Stderr);
+            var r = Mplc.Run([
+                "compile",
+                Repo.Path("examples", example),
+                "-o",
+                bundle,
+                "--gpu",
+                "sm_80",
+                .. defines.Length > 0 ? new[] { "-D", defines } : [],
+            ]);
+            if (r.ExitCode != 0)
+                throw new InvalidOperationException(r.Stderr);
             Bundles[example] = bundle;
         }
     }
@@ -50,24 +80,37 @@ public sealed class CudaStandIn : IDisposable
     /// <paramref name="bundle"/> with the stand-in's <paramref name="gpus"/> GPUs and any other settings in
     /// <paramref name="env"/>.
     /// </summary>
-    public (int Code, string Stdout, string Stderr) Mplrun(string bundle, int gpus, string[] args, params (string Name,
-        string Value)[] env)
+    public (int Code, string Stdout, string Stderr) Mplrun(
+        string bundle,
+        int gpus,
+        string[] args,
+        params (string Name, string Value)[] env
+    )
     {
-        var psi = new ProcessStartInfo(Repo.Path("bin", "mplrun")) { RedirectStandardError = true,
-            RedirectStandardOutput = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(Repo.Path("bin", "mplrun"))
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
         psi.ArgumentList.Add(bundle);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var a in args)
+            psi.ArgumentList.Add(a);
         psi.Environment["MPLC_CUDA_LIBRARY"] = Library;
         psi.Environment["MPLC_NCCL_LIBRARY"] = Library;
         psi.Environment["MPLC_STANDIN_GPUS"] = gpus.ToString(System.Globalization.CultureInfo.InvariantCulture);
         psi.Environment["MPLC_STANDIN_GRID"] = Path.Combine(bundle, "libkernels-grid.so");
         psi.Environment["MPLC_STANDIN_TIMEOUT"] = "30";
-        foreach (var (name, value) in env) psi.Environment[name] = value;
+        foreach (var (name, value) in env)
+            psi.Environment[name] = value;
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
         string output = p.StandardOutput.ReadToEnd();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(3))) { p.Kill(true); throw new TimeoutException($"mplrun "
-            + $"{string.Join(" ", args)} did not finish"); }
+        if (!p.WaitForExit(TimeSpan.FromMinutes(3)))
+        {
+            p.Kill(true);
+            throw new TimeoutException($"mplrun " + $"{string.Join(" ", args)} did not finish");
+        }
         return (p.ExitCode, output, err.Result);
     }
 
@@ -83,16 +126,17 @@ public sealed class CudaStandIn : IDisposable
 /// </summary>
 public sealed class CudaStandInTests(CudaStandIn standIn) : IClassFixture<CudaStandIn>
 {
-    public static TheoryData<string, int, int> Runs => new()
-    {
-        { "mlp.mpl", 1, 0 },
-        { "mlp.mpl", 4, 4 },
-        { "attention.mpl", 4, 4 },
-        { "classifier.mpl", 1, 0 },
-        { "classifier.mpl", 4, 4 },
-        { "gpt.mpl", 1, 0 },
-        { "gpt.mpl", 8, 8 },
-    };
+    public static TheoryData<string, int, int> Runs =>
+        new()
+        {
+            { "mlp.mpl", 1, 0 },
+            { "mlp.mpl", 4, 4 },
+            { "attention.mpl", 4, 4 },
+            { "classifier.mpl", 1, 0 },
+            { "classifier.mpl", 4, 4 },
+            { "gpt.mpl", 1, 0 },
+            { "gpt.mpl", 8, 8 },
+        };
 
     /// <summary>
     /// Every example through the CUDA path equals the CPU back end: its logical devices sharing one GPU (collectives
@@ -103,14 +147,22 @@ public sealed class CudaStandInTests(CudaStandIn standIn) : IClassFixture<CudaSt
     public void EveryExampleEqualsTheCpu(string example, int gpus, int perDevice)
     {
         string[] steps = example is "classifier.mpl" or "gpt.mpl" ? ["--steps", "2"] : [];
-        string[] placement = perDevice > 0 ? ["--gpus",
-            perDevice.ToString(System.Globalization.CultureInfo.InvariantCulture)] : ["--gpus", "1"];
-        var (code, stdout, stderr) = standIn.Mplrun(standIn.Bundles[example], gpus, ["--backend", "cuda", .. placement,
-            .. steps, "--compare", "cpu", "--profile"]);
+        string[] placement =
+            perDevice > 0
+                ? ["--gpus", perDevice.ToString(System.Globalization.CultureInfo.InvariantCulture)]
+                : ["--gpus", "1"];
+        var (code, stdout, stderr) = standIn.Mplrun(
+            standIn.Bundles[example],
+            gpus,
+            ["--backend", "cuda", .. placement, .. steps, "--compare", "cpu", "--profile"]
+        );
         Assert.True(code == 0, $"{example} on {gpus} GPU(s): exit {code}\n{stdout}\n{stderr}");
         Assert.Contains("compare: cuda equals cpu", stdout, StringComparison.Ordinal);
-        Assert.Contains(perDevice > 0 ? "(collectives through NCCL)" : "on cuda:0 (collectives through device copies",
-            stderr, StringComparison.Ordinal);
+        Assert.Contains(
+            perDevice > 0 ? "(collectives through NCCL)" : "on cuda:0 (collectives through device copies",
+            stderr,
+            StringComparison.Ordinal
+        );
         // --profile: launches timed between events on the GPU.
         Assert.Contains("GPU best us", stdout, StringComparison.Ordinal);
     }
@@ -120,8 +172,11 @@ public sealed class CudaStandInTests(CudaStandIn standIn) : IClassFixture<CudaSt
     [Fact]
     public void CollectiveSelfTestPassesOnBothPlacements()
     {
-        var (code, stdout, stderr) = standIn.Mplrun(standIn.Bundles["mlp.mpl"], 4, ["--backend", "cuda", "--gpus", "4",
-            "--check-collectives"]);
+        var (code, stdout, stderr) = standIn.Mplrun(
+            standIn.Bundles["mlp.mpl"],
+            4,
+            ["--backend", "cuda", "--gpus", "4", "--check-collectives"]
+        );
         Assert.True(code == 0, $"{stdout}\n{stderr}");
         Assert.Contains("4 devices sharing cuda:0: 184 cases equal the host's", stdout, StringComparison.Ordinal);
         Assert.Contains("through NCCL: 184 cases equal the host's", stdout, StringComparison.Ordinal);
@@ -131,10 +186,18 @@ public sealed class CudaStandInTests(CudaStandIn standIn) : IClassFixture<CudaSt
     [Fact]
     public void OutOfMemoryNamesTheDeviceTheOpAndTheCall()
     {
-        var (code, _, stderr) = standIn.Mplrun(standIn.Bundles["gpt.mpl"], 8, ["--backend", "cuda", "--gpus", "8",
-            "--steps", "1"], ("MPLC_STANDIN_MEMORY", "300000"));
+        var (code, _, stderr) = standIn.Mplrun(
+            standIn.Bundles["gpt.mpl"],
+            8,
+            ["--backend", "cuda", "--gpus", "8", "--steps", "1"],
+            ("MPLC_STANDIN_MEMORY", "300000")
+        );
         Assert.Equal(1, code);
-        Assert.Matches(@"error: device \d \(pp=\d, dp=\d, tp=\d\), step \d+, .* at \S*gpt\.mpl:\d+:\d+: cuMemAlloc\(\d+\) on cuda:\d failed: 2 out of memory", stderr);
+        Assert.Matches(
+            @"error: device \d \(pp=\d, dp=\d, tp=\d\), step \d+, .* at \S*gpt\.mpl:\d+:\d+: "
+                + @"cuMemAlloc\(\d+\) on cuda:\d failed: 2 out of memory",
+            stderr
+        );
         Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
     }
 
@@ -143,12 +206,20 @@ public sealed class CudaStandInTests(CudaStandIn standIn) : IClassFixture<CudaSt
     public void DriverProblemsAreErrors()
     {
         string bundle = standIn.Bundles["mlp.mpl"];
-        var missing = standIn.Mplrun(bundle, 1, ["--backend", "cuda"], ("MPLC_CUDA_LIBRARY", Path.Combine(standIn.Dir,
-            "no-such-libcuda.so")));
+        var missing = standIn.Mplrun(
+            bundle,
+            1,
+            ["--backend", "cuda"],
+            ("MPLC_CUDA_LIBRARY", Path.Combine(standIn.Dir, "no-such-libcuda.so"))
+        );
         Assert.Equal(1, missing.Code);
         Assert.Contains("no CUDA driver (MPLC_CUDA_LIBRARY=", missing.Stderr, StringComparison.Ordinal);
-        var refused = standIn.Mplrun(bundle, 1, ["--backend", "cuda"], ("MPLC_STANDIN_GRID", Path.Combine(standIn.Dir,
-            "none.so")));
+        var refused = standIn.Mplrun(
+            bundle,
+            1,
+            ["--backend", "cuda"],
+            ("MPLC_STANDIN_GRID", Path.Combine(standIn.Dir, "none.so"))
+        );
         Assert.Equal(1, refused.Code);
         Assert.Contains("error: cuModuleLoadDataEx failed: 200", refused.Stderr, StringComparison.Ordinal);
         var few = standIn.Mplrun(bundle, 2, ["--backend", "cuda", "--gpus", "4"]);

@@ -41,12 +41,25 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         {
             string o = P($"{backend}{gpus}.npz");
             bool training = extra.Contains("--steps");
-            var r = Mplc.Run(["run", Repo.Path("examples", example), "--backend", backend, "--seed", "5", "--out", o,
-                .. training ? new[] { "--save-params", P($"{backend}{gpus}-params.npz") } : [], .. more, .. extra]);
+            var r = Mplc.Run([
+                "run",
+                Repo.Path("examples", example),
+                "--backend",
+                backend,
+                "--seed",
+                "5",
+                "--out",
+                o,
+                .. training ? new[] { "--save-params", P($"{backend}{gpus}-params.npz") } : [],
+                .. more,
+                .. extra,
+            ]);
             Assert.True(r.ExitCode == 0, r.Stderr);
             var arrays = ArrayFile.Read(o).OrderBy(kv => kv.Key).Select(kv => kv.Value.Array);
-            if (training) arrays = arrays.Concat(ArrayFile.Read(P($"{backend}{gpus}-params.npz")).OrderBy(kv =>
-                kv.Key).Select(kv => kv.Value.Array));
+            if (training)
+                arrays = arrays.Concat(
+                    ArrayFile.Read(P($"{backend}{gpus}-params.npz")).OrderBy(kv => kv.Key).Select(kv => kv.Value.Array)
+                );
             return arrays.ToArray();
         }
         var cpu = Run("cpu");
@@ -71,19 +84,30 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
     public void ArraysStayOnTheGpuBetweenKernels(string example, int gpus)
     {
         string bundle = P(Path.ChangeExtension(example, ".mplc"));
-        var r = Mplc.Run(["compile", Repo.Path("examples", example), "-o", bundle,
-            .. example == "gpt.mpl" ? new[] { "-D", "L=1" } : []]);
+        var r = Mplc.Run([
+            "compile",
+            Repo.Path("examples", example),
+            "-o",
+            bundle,
+            .. example == "gpt.mpl" ? new[] { "-D", "L=1" } : [],
+        ]);
         Assert.True(r.ExitCode == 0, r.Stderr);
         var b = Bundle.Open(bundle);
         var m = b.Manifest;
         var args = m.Inputs.Select(a => Initializers.RandomInput(a.DType, a.Shape, 1, a.Name, a.IntBound)).ToArray();
-        var parameters = m.Params.ToDictionary(p => p.Path, p => Initializers.Create(p.Init, p.Std, p.DType, p.Shape, 1,
-            p.Path));
+        var parameters = m.Params.ToDictionary(
+            p => p.Path,
+            p => Initializers.Create(p.Init, p.Std, p.DType, p.Shape, 1, p.Path)
+        );
 
         using var lib = new HostKernelLibrary(b.PathOf("libkernels.so"));
         var cpuDevices = new SimulatedCpuDevice[m.PhysicalMesh.DeviceCount];
-        using (var world = new InProcessDevices<NDArray>(new InProcessWorld(m.PhysicalMesh, TimeSpan.FromSeconds(60)),
-            rank => cpuDevices[rank] = new SimulatedCpuDevice(rank)))
+        using (
+            var world = new InProcessDevices<NDArray>(
+                new InProcessWorld(m.PhysicalMesh, TimeSpan.FromSeconds(60)),
+                rank => cpuDevices[rank] = new SimulatedCpuDevice(rank)
+            )
+        )
             ProgramRunner.Run(m, b.Program(lib.Kernel), args, parameters, world, new Dictionary<string, NDArray>());
 
         using var gpu = GpuMachine.OpenEmulated(b.PathOf("libkernels-grid.so"), m.Kernels, gpus);
@@ -103,8 +127,10 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         // Threads that share a GPU's pool (devices sharing the GPU, or a pipeline message made on the sender's GPU
         // and freed by its receiver) may interleave differently and need a few more blocks at once.
         long more = c.Sum(x => x.Allocations) - allocations;
-        Assert.True(more <= Math.Max(8, allocations / 10),
-            $"the second step made {more} new allocations, the first {allocations}");
+        Assert.True(
+            more <= Math.Max(8, allocations / 10),
+            $"the second step made {more} new allocations, the first {allocations}"
+        );
         gpu.Dispose();
         Assert.All(c, x => Assert.Equal(0, x.BytesInUse));
     }
@@ -134,17 +160,36 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         {
             var heaps = gpus.Select(g => new GpuHeap(g)).ToArray();
             IDeviceWorld<GpuArray> world = nccl
-                ? new NcclWorld(mesh, timeout, new NcclGroups(new EmulatedNccl(gpus)), heaps,
-                    rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), new Dictionary<string,
-                    KernelInfo>()))
-                : new InProcessDevices<GpuArray>(new InProcessWorld<GpuArray>(mesh, timeout, new GpuArrayOps(heaps[0])),
-                    rank => new GpuDevice(rank, heaps[0], new GpuArrayOps(heaps[0]), new Dictionary<string,
-                    KernelInfo>()));
+                ? new NcclWorld(
+                    mesh,
+                    timeout,
+                    new NcclGroups(new EmulatedNccl(gpus)),
+                    heaps,
+                    rank => new GpuDevice(
+                        rank,
+                        heaps[rank],
+                        new GpuArrayOps(heaps[rank]),
+                        new Dictionary<string, KernelInfo>()
+                    )
+                )
+                : new InProcessDevices<GpuArray>(
+                    new InProcessWorld<GpuArray>(mesh, timeout, new GpuArrayOps(heaps[0])),
+                    rank => new GpuDevice(
+                        rank,
+                        heaps[0],
+                        new GpuArrayOps(heaps[0]),
+                        new Dictionary<string, KernelInfo>()
+                    )
+                );
             GpuCollectiveCheck.Run(world);
             world.Dispose();
             Assert.All(heaps, h => Assert.Equal(0, h.Live));
         }
-        finally { foreach (var g in gpus) g.Dispose(); }
+        finally
+        {
+            foreach (var g in gpus)
+                g.Dispose();
+        }
     }
 
     /// <summary>Members of a group that disagree on an NCCL call, or one that never comes, fail instead of
@@ -161,29 +206,54 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
             IDeviceWorld<GpuArray> World()
             {
                 var heaps = gpus.Select(g => new GpuHeap(g)).ToArray();
-                return new NcclWorld(mesh, TimeSpan.FromSeconds(0.5), new NcclGroups(new EmulatedNccl(gpus)), heaps,
-                    rank => new GpuDevice(rank, heaps[rank], new GpuArrayOps(heaps[rank]), new Dictionary<string,
-                        KernelInfo>()));
+                return new NcclWorld(
+                    mesh,
+                    TimeSpan.FromSeconds(0.5),
+                    new NcclGroups(new EmulatedNccl(gpus)),
+                    heaps,
+                    rank => new GpuDevice(
+                        rank,
+                        heaps[rank],
+                        new GpuArrayOps(heaps[rank]),
+                        new Dictionary<string, KernelInfo>()
+                    )
+                );
             }
             var x = NDArray.FromFloats([2, 4], new float[8]);
             using (var world = World())
             {
-                var e = Assert.Throws<CollectiveException>(() => world.Run((d, c) =>
-                    c.Rank == 0 ? c.AllReduce(d.CopyIn(x), ["x"], ReduceKind.Sum, site) : c.AllGather(d.CopyIn(x),
-                        ["x"], 0, site)));
-                Assert.Matches(@"^device \d \(x=\d\) in dist.all_reduce over \[x\] at step 7 \(m.mpl:3:5\): NCCL call mismatch: ", e.Message);
+                var e = Assert.Throws<CollectiveException>(() =>
+                    world.Run(
+                        (d, c) =>
+                            c.Rank == 0
+                                ? c.AllReduce(d.CopyIn(x), ["x"], ReduceKind.Sum, site)
+                                : c.AllGather(d.CopyIn(x), ["x"], 0, site)
+                    )
+                );
+                Assert.Matches(
+                    @"^device \d \(x=\d\) in dist.all_reduce over \[x\] at step 7 \(m.mpl:3:5\): NCCL call mismatch: ",
+                    e.Message
+                );
                 Assert.Contains("rank 0 called all_reduce(Sum, 8 x Float32)", e.Message);
                 Assert.Contains("rank 1 called all_gather(8 x Float32)", e.Message);
             }
             using (var world = World())
             {
-                var e = Assert.Throws<CollectiveTimeoutException>(() => world.Run((d,
-                    c) => c.Rank == 0 ? c.AllReduce(d.CopyIn(x), ["x"], ReduceKind.Sum, site) : null));
-                Assert.Equal("device 0 (x=0) in dist.all_reduce over [x] at step 7 (m.mpl:3:5): NCCL rank 0 waited "
-                    + "0.5 s in all_reduce(Sum, 8 x Float32); ranks 1 never called it", e.Message);
+                var e = Assert.Throws<CollectiveTimeoutException>(() =>
+                    world.Run((d, c) => c.Rank == 0 ? c.AllReduce(d.CopyIn(x), ["x"], ReduceKind.Sum, site) : null)
+                );
+                Assert.Equal(
+                    "device 0 (x=0) in dist.all_reduce over [x] at step 7 (m.mpl:3:5): NCCL rank 0 waited "
+                        + "0.5 s in all_reduce(Sum, 8 x Float32); ranks 1 never called it",
+                    e.Message
+                );
             }
         }
-        finally { foreach (var g in gpus) g.Dispose(); }
+        finally
+        {
+            foreach (var g in gpus)
+                g.Dispose();
+        }
     }
 
     /// <summary>The emulated GPU refuses what a real one would fault on or corrupt, naming the GPU and the
@@ -202,15 +272,21 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         heap.Free(freed);
         Assert.Contains("was already freed", Assert.Throws<InvalidOperationException>(() => ops.Copy(freed)).Message);
         Assert.Contains("was freed twice", Assert.Throws<InvalidOperationException>(() => heap.Free(freed)).Message);
-        Assert.Contains("is not in the memory of emulated-gpu:0",
-            Assert.Throws<InvalidOperationException>(() => ops.Sum([a, other])).Message);
+        Assert.Contains(
+            "is not in the memory of emulated-gpu:0",
+            Assert.Throws<InvalidOperationException>(() => ops.Sum([a, other])).Message
+        );
         // Arrays live in 256-byte blocks: a copy that runs past its block is outside.
         var e = Assert.Throws<InvalidOperationException>(() => gpu0.CopyOnDevice(a.Pointer, a.Pointer + 248, 16));
         Assert.Contains("emulated-gpu:0: device copy (source) of 16 bytes", e.Message);
         Assert.Contains("outside every live allocation", e.Message);
         e = Assert.Throws<InvalidOperationException>(() =>
-            gpu0.Launch(CollectiveKernels.Shape(CollectiveKernels.CopyBlocks, 4), [a.Pointer, other.Pointer], [1, 4, 4,
-            0, 4, 0]));
+            gpu0.Launch(
+                CollectiveKernels.Shape(CollectiveKernels.CopyBlocks, 4),
+                [a.Pointer, other.Pointer],
+                [1, 4, 4, 0, 4, 0]
+            )
+        );
         Assert.Contains("kernel mpl_copy_blocks, parameter 1", e.Message);
         var host = new float[100];
         gpu0.CopyToHost(Unsafe(host), a.Pointer, 16);
@@ -227,7 +303,8 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
     public async Task CollectiveKernelsInPtx()
     {
         string ptx = KernelCompiler.Ptx([], "sm_80", collectives: true);
-        string checks = string.Join("\n",
+        string checks = string.Join(
+            "\n",
             "CHECK-LABEL: .visible .entry mpl_sum_f32(",
             "CHECK-NEXT: .param .u64 mpl_sum_f32_param_0,",
             "CHECK-NEXT: .param .u64 mpl_sum_f32_param_1,",
@@ -249,11 +326,16 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
             "CHECK-COUNT-8: .param .u64",
             "CHECK: ld.global.u32",
             "CHECK: st.global.u32",
-            "CHECK-NOT: .shared");
+            "CHECK-NOT: .shared"
+        );
         string file = P("collectives.check");
         File.WriteAllText(file, checks);
-        var psi = new ProcessStartInfo("FileCheck-14") { RedirectStandardInput = true, RedirectStandardError = true,
-            UseShellExecute = false };
+        var psi = new ProcessStartInfo("FileCheck-14")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
         psi.ArgumentList.Add(file);
         using var p = Process.Start(psi)!;
         await p.StandardInput.WriteAsync(ptx);
@@ -271,22 +353,38 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         string bundle = P("mlp.mplc");
         Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", bundle).ExitCode);
         var (o, e) = (new StringWriter(), new StringWriter());
-        Assert.True(MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "4", "--profile", "--repeat", "3",
-            "--compare", "cpu"], o, e) == 0, e.ToString());
+        Assert.True(
+            MplrunCli.Execute(
+                [bundle, "--backend", "cuda-emu", "--gpus", "4", "--profile", "--repeat", "3", "--compare", "cpu"],
+                o,
+                e
+            ) == 0,
+            e.ToString()
+        );
         // Every launch timed: the second matmul ran 3 times on each of the 4 devices.
         Assert.Contains("GPU best us", o.ToString());
         Assert.Matches(@"k2_matmul\s+12\s", o.ToString());
-        Assert.Contains("compare: cuda-emu equals cpu within 0.0001: 1 array(s), largest relative difference",
-            o.ToString());
-        Assert.Contains("note: 4 device(s) on emulated-gpu:0, emulated-gpu:1, emulated-gpu:2, emulated-gpu:3 "
-            + "(collectives through NCCL)", e.ToString());
+        Assert.Contains(
+            "compare: cuda-emu equals cpu within 0.0001: 1 array(s), largest relative difference",
+            o.ToString()
+        );
+        Assert.Contains(
+            "note: 4 device(s) on emulated-gpu:0, emulated-gpu:1, emulated-gpu:2, emulated-gpu:3 "
+                + "(collectives through NCCL)",
+            e.ToString()
+        );
         Assert.Matches(@"emulated-gpu:3: \d+ launches, \d+ bytes to the GPU, \d+ bytes to the host", o.ToString());
         (o, e) = (new StringWriter(), new StringWriter());
-        Assert.True(MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "4", "--check-collectives"], o,
-            e) == 0, o.ToString() + e);
+        Assert.True(
+            MplrunCli.Execute([bundle, "--backend", "cuda-emu", "--gpus", "4", "--check-collectives"], o, e) == 0,
+            o.ToString() + e
+        );
         Assert.Contains("collectives, 4 devices sharing emulated-gpu:0: 184 cases equal the host's", o.ToString());
-        Assert.Contains("collectives, 4 devices on emulated-gpu:0, emulated-gpu:1, emulated-gpu:2, emulated-gpu:3 "
-            + "through NCCL: 184 cases equal the host's", o.ToString());
+        Assert.Contains(
+            "collectives, 4 devices on emulated-gpu:0, emulated-gpu:1, emulated-gpu:2, emulated-gpu:3 "
+                + "through NCCL: 184 cases equal the host's",
+            o.ToString()
+        );
         (o, e) = (new StringWriter(), new StringWriter());
         Assert.Equal(1, MplrunCli.Execute([bundle, "--check-collectives"], o, e));
         Assert.Contains("error: --check-collectives checks the collectives of a GPU back end", e.ToString());
@@ -298,8 +396,11 @@ public sealed class GpuBackendTests() : TempDirTest("mplc-gpu")
         Assert.Contains("error: --compare takes 'cpu'", e.ToString());
         (o, e) = (new StringWriter(), new StringWriter());
         Assert.Equal(1, MplrunCli.Execute([bundle, "--steps", "2"], o, e));
-        Assert.Contains("error: --steps needs a training model (a 'train MODEL optimizer ...' declaration); --repeat "
-            + "runs a forward model again", e.ToString());
+        Assert.Contains(
+            "error: --steps needs a training model (a 'train MODEL optimizer ...' declaration); --repeat "
+                + "runs a forward model again",
+            e.ToString()
+        );
         var bad = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--gpus", "2");
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("error: --gpus applies to --backend cuda and cuda-emu", bad.Stderr);

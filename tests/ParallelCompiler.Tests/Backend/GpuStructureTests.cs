@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
 using ParallelCompiler.Backend;
-using ParallelCompiler.Kernels;
 using ParallelCompiler.Backend.Llvm;
 using ParallelCompiler.Interp;
 using ParallelCompiler.IR;
+using ParallelCompiler.Kernels;
 using ParallelCompiler.Runtime.Cpu;
 using ParallelCompiler.Tests.Sharding;
 using ParallelCompiler.Tests.Support;
@@ -46,22 +46,31 @@ public class GpuStructureTests
                 // The recorded launch shape; for untiled kernels also one of two blocks of 32 threads, where every
                 // thread strides over many elements.
                 var launch = BundleWriter.Launch(spec);
-                var shapes = spec.Matmul != null ? [(launch.Grid, launch.Block)] : new[] { (launch.Grid, launch.Block),
-                    (new[] { 2, 1, 1 }, new[] { 32, 1, 1 }) };
+                var shapes =
+                    spec.Matmul != null
+                        ? [(launch.Grid, launch.Block)]
+                        : new[] { (launch.Grid, launch.Block), (new[] { 2, 1, 1 }, new[] { 32, 1, 1 }) };
                 foreach (var (grid, block) in shapes)
                 {
-                    var got = rt.DType == DType.I32 ? NDArray.FromInts(rt.ShapeArray,
-                        new int[NDArray.ShapeSize(rt.ShapeArray)])
-                        : NDArray.FromFloats(rt.DType, rt.ShapeArray, new float[NDArray.ShapeSize(rt.ShapeArray)]);
+                    var got =
+                        rt.DType == DType.I32
+                            ? NDArray.FromInts(rt.ShapeArray, new int[NDArray.ShapeSize(rt.ShapeArray)])
+                            : NDArray.FromFloats(rt.DType, rt.ShapeArray, new float[NDArray.ShapeSize(rt.ShapeArray)]);
                     RunGrid(fn, args.Append(got).ToArray(), grid, block);
                     double err = Distributed.MaxRelativeError(expected, got);
-                    if (!(err <= 1e-5)) failures.Add($"{spec.Name} ({KernelCodegen.ParallelDims(spec)} parallel dims, "
-                        + $"grid {string.Join("x", grid)}, block {string.Join("x", block)}): {err:G3}");
+                    if (!(err <= 1e-5))
+                        failures.Add(
+                            $"{spec.Name} ({KernelCodegen.ParallelDims(spec)} parallel dims, "
+                                + $"grid {string.Join("x", grid)}, block {string.Join("x", block)}): {err:G3}"
+                        );
                 }
             }
             Assert.True(failures.Count == 0, string.Join("\n", failures));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// <summary>
@@ -69,17 +78,19 @@ public class GpuStructureTests
     /// path), both tile sizes, with broadcast batches.
     /// </summary>
     [Theory]
-    [InlineData("2x130x70", "70x136")]   // 8x8 per thread (128x128 tiles), K not a multiple of 8
-    [InlineData("3x40x33", "1x33x50")]   // 4x4 per thread (64x64 tiles), B broadcast over the batch
-    [InlineData("2x256x64", "64x384")]   // whole 128x128 tiles, 4 steps of 16 along k (both buffers, twice each)
-    [InlineData("128x16", "16x128")]     // whole tiles, a single step
-    [InlineData("3x64x96", "1x96x128")]  // whole 64x64 tiles, 3 steps of 32, B broadcast
-    [InlineData("128x8", "8x128")]       // 128x128 tiles, K a multiple of 8 but not of the whole-tile step
+    [InlineData("2x130x70", "70x136")] // 8x8 per thread (128x128 tiles), K not a multiple of 8
+    [InlineData("3x40x33", "1x33x50")] // 4x4 per thread (64x64 tiles), B broadcast over the batch
+    [InlineData("2x256x64", "64x384")] // whole 128x128 tiles, 4 steps of 16 along k (both buffers, twice each)
+    [InlineData("128x16", "16x128")] // whole tiles, a single step
+    [InlineData("3x64x96", "1x96x128")] // whole 64x64 tiles, 3 steps of 32, B broadcast
+    [InlineData("128x8", "8x128")] // 128x128 tiles, K a multiple of 8 but not of the whole-tile step
     public unsafe void TiledGpuMatmulMatchesTheInterpreter(string a, string b)
     {
         var module = KernelCheck.MatmulModule(a, b, out var shape);
-        var (sa, sb) = (module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray,
-            module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray);
+        var (sa, sb) = (
+            module.EntryFunction()!.Regions[0].Entry.Arguments[0].TensorType.ShapeArray,
+            module.EntryFunction()!.Regions[0].Entry.Arguments[1].TensorType.ShapeArray
+        );
         var rng = new Random(9);
         var args = new[] { Random(new TensorType(DType.F32, sa), rng), Random(new TensorType(DType.F32, sb), rng) };
         var expected = Interpreter.Run(module.EntryFunction()!, args, _ => throw new InvalidOperationException())[0];
@@ -98,7 +109,10 @@ public class GpuStructureTests
             double err = Distributed.MaxRelativeError(expected, got);
             Assert.True(err <= 1e-5, $"{a} @ {b} (thread tile {KernelCodegen.GpuThreadTile(spec.Matmul!)}): {err:G3}");
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// <summary>Runs a host-grid kernel over a grid as the emulated GPU does (a block per call, its threads in turn
@@ -109,9 +123,14 @@ public class GpuStructureTests
         try
         {
             var table = handles.Select(h => h.AddrOfPinnedObject()).ToArray();
-            fixed (IntPtr* tb = table) ParallelCompiler.Runtime.Gpu.EmulatedGpu.RunBlocks(fn, (IntPtr)tb, grid, block);
+            fixed (IntPtr* tb = table)
+                ParallelCompiler.Runtime.Gpu.EmulatedGpu.RunBlocks(fn, (IntPtr)tb, grid, block);
         }
-        finally { foreach (var h in handles) h.Free(); }
+        finally
+        {
+            foreach (var h in handles)
+                h.Free();
+        }
     }
 
     private static NDArray Random(TensorType t, Random rng)
@@ -119,7 +138,10 @@ public class GpuStructureTests
         long n = NDArray.ShapeSize(t.ShapeArray);
         return t.DType == DType.I32
             ? NDArray.FromInts(t.ShapeArray, Enumerable.Range(0, (int)n).Select(_ => rng.Next(8)).ToArray())
-            : NDArray.FromFloats(t.DType, t.ShapeArray, Enumerable.Range(0,
-                (int)n).Select(_ => t.DType.Round((float)(rng.NextDouble() * 2 - 1))).ToArray());
+            : NDArray.FromFloats(
+                t.DType,
+                t.ShapeArray,
+                Enumerable.Range(0, (int)n).Select(_ => t.DType.Round((float)(rng.NextDouble() * 2 - 1))).ToArray()
+            );
     }
 }

@@ -28,8 +28,8 @@ public class PtxFileCheckTests
             string name = f.StringAttr("sym_name");
             int buffers = f.Regions[0].Entry.Arguments.Count + 1;
             checks.Add($"CHECK-LABEL: .visible .entry {name}(");
-            for (int i = 0; i < buffers; i++) checks.Add($"CHECK-NEXT: .param .u64 "
-                + $"{name}_param_{i}{(i < buffers - 1 ? "," : "")}");
+            for (int i = 0; i < buffers; i++)
+                checks.Add($"CHECK-NEXT: .param .u64 " + $"{name}_param_{i}{(i < buffers - 1 ? "," : "")}");
             if (f.StringAttr("kernel") == "matmul")
             {
                 // One tile of 1,024 elements each (partial tiles) or two of 2,048 (whole tiles, double-buffered).
@@ -44,7 +44,8 @@ public class PtxFileCheckTests
             {
                 checks.Add("CHECK-NOT: .shared");
                 // 32-bit elements: floats load as .f32, integers (ids, labels) as .s32 or .u32.
-                if (buffers > 1) checks.Add("CHECK-DAG: ld.global.{{[fsu]}}32");
+                if (buffers > 1)
+                    checks.Add("CHECK-DAG: ld.global.{{[fsu]}}32");
             }
             // A splat may store its float's bits as .u32; unrolled loops may store before their last load.
             checks.Add("CHECK-DAG: st.global.{{(v4.)?}}{{[fsub]}}32");
@@ -56,8 +57,12 @@ public class PtxFileCheckTests
         {
             string checkFile = Path.Combine(dir, "check.txt");
             File.WriteAllLines(checkFile, checks);
-            var psi = new ProcessStartInfo("FileCheck-14") { RedirectStandardInput = true, RedirectStandardError = true,
-                RedirectStandardOutput = true };
+            var psi = new ProcessStartInfo("FileCheck-14")
+            {
+                RedirectStandardInput = true,
+                RedirectStandardError = true,
+                RedirectStandardOutput = true,
+            };
             psi.ArgumentList.Add("--dump-input=fail");
             psi.ArgumentList.Add(checkFile);
             using var p = Process.Start(psi)!;
@@ -67,7 +72,10 @@ public class PtxFileCheckTests
             await p.WaitForExitAsync();
             Assert.True(p.ExitCode == 0, $"{example}: FileCheck failed\n{await err}");
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
         Assert.True(checks.Count(c => c.StartsWith("CHECK-LABEL", StringComparison.Ordinal)) >= 3);
     }
 }

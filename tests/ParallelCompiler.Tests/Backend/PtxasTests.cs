@@ -14,17 +14,19 @@ namespace ParallelCompiler.Tests.Backend;
 /// </summary>
 public class PtxasTests
 {
-    private const int RegistersPerSm = 65536, StaticSharedLimit = 48 * 1024;
+    private const int RegistersPerSm = 65536,
+        StaticSharedLimit = 48 * 1024;
 
-    public static TheoryData<string, string> Programs => new()
-    {
-        { "examples/mlp.mpl", "" },
-        { "examples/attention.mpl", "" },
-        { "examples/classifier.mpl", "" },
-        { "examples/gpt.mpl", "L=1" },
-        { "tests/Bench/gpu/matmul.mpl", "" },
-        { "tests/Bench/gpu/chain.mpl", "" },
-    };
+    public static TheoryData<string, string> Programs =>
+        new()
+        {
+            { "examples/mlp.mpl", "" },
+            { "examples/attention.mpl", "" },
+            { "examples/classifier.mpl", "" },
+            { "examples/gpt.mpl", "L=1" },
+            { "tests/Bench/gpu/matmul.mpl", "" },
+            { "tests/Bench/gpu/chain.mpl", "" },
+        };
 
     [PtxasTheory]
     [MemberData(nameof(Programs))]
@@ -33,20 +35,28 @@ public class PtxasTests
         var module = KernelCheck.Compile(Repo.Path(file.Split('/')), define.Length > 0 ? ["-D", define] : []);
         var specs = KernelCompiler.Specs(module);
         string ptx = KernelCompiler.Ptx(specs, "sm_80", collectives: true);
-        var launches = specs.Select(BundleWriter.Launch).Concat(CollectiveKernels.All.Select(n =>
-            CollectiveKernels.Shape(n, 1 << 20))).ToList();
+        var launches = specs
+            .Select(BundleWriter.Launch)
+            .Concat(CollectiveKernels.All.Select(n => CollectiveKernels.Shape(n, 1 << 20)))
+            .ToList();
         foreach (var arch in new[] { "sm_80", "sm_90" })
         {
             var report = Ptxas.Assemble(ptx, arch);
             foreach (var launch in launches)
             {
-                Assert.True(report.TryGetValue(launch.Name, out var k),
-                    $"{file}: ptxas ({arch}) did not compile {launch.Name}");
+                Assert.True(
+                    report.TryGetValue(launch.Name, out var k),
+                    $"{file}: ptxas ({arch}) did not compile {launch.Name}"
+                );
                 int threads = launch.Block.Aggregate(1, (a, b) => a * b);
-                Assert.True(k.StackBytes == 0 && k.SpillStores == 0 && k.SpillLoads == 0,
-                    $"{file}: {k} on {arch} uses local memory");
-                Assert.True(k.Registers * threads <= RegistersPerSm,
-                    $"{file}: {k} on {arch}: {threads} threads need {k.Registers * threads} registers");
+                Assert.True(
+                    k.StackBytes == 0 && k.SpillStores == 0 && k.SpillLoads == 0,
+                    $"{file}: {k} on {arch} uses local memory"
+                );
+                Assert.True(
+                    k.Registers * threads <= RegistersPerSm,
+                    $"{file}: {k} on {arch}: {threads} threads need {k.Registers * threads} registers"
+                );
                 Assert.True(k.SharedBytes <= StaticSharedLimit, $"{file}: {k} on {arch}");
             }
             Assert.Equal(launches.Count, report.Count);
@@ -74,9 +84,12 @@ public class PtxasTests
         foreach (var arch in new[] { "sm_80", "sm_90" })
         {
             var k = Ptxas.Assemble(ptx, arch)[spec.Name];
-            Assert.True(k.StackBytes == 0 && k.SpillStores == 0 && k.SpillLoads == 0,
-                $"{a} @ {b}: {k} on {arch} uses local memory");
-            if (whole) Assert.True(k.Registers <= RegistersPerSm / (2 * 256), $"{a} @ {b}: {k} on {arch}");
+            Assert.True(
+                k.StackBytes == 0 && k.SpillStores == 0 && k.SpillLoads == 0,
+                $"{a} @ {b}: {k} on {arch} uses local memory"
+            );
+            if (whole)
+                Assert.True(k.Registers <= RegistersPerSm / (2 * 256), $"{a} @ {b}: {k} on {arch}");
         }
     }
 
@@ -95,17 +108,22 @@ public class PtxasTests
             string cubin = Path.Combine(dir, "k.cubin");
             Ptxas.Assemble(KernelCompiler.Ptx([spec], "sm_80"), "sm_90", cubin);
             var loop = Ptxas.InnermostLoop(Ptxas.Disassemble(cubin));
-            int Count(string prefix) => loop.Count(op => op == prefix || op.StartsWith(prefix + ".",
-                StringComparison.Ordinal));
-            string mix = string.Join(", ", loop.GroupBy(op => op).OrderByDescending(g => g.Count()).Select(g =>
-                $"{g.Key} {g.Count()}"));
-            Assert.True(Count("FFMA") == 1024, mix);   // 8x8 outputs a thread, 16 values of k a step
+            int Count(string prefix) =>
+                loop.Count(op => op == prefix || op.StartsWith(prefix + ".", StringComparison.Ordinal));
+            string mix = string.Join(
+                ", ",
+                loop.GroupBy(op => op).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} {g.Count()}")
+            );
+            Assert.True(Count("FFMA") == 1024, mix); // 8x8 outputs a thread, 16 values of k a step
             Assert.True(Count("BAR") == 1, mix);
             Assert.True(Count("LDS") == Count("LDS.128") && Count("LDS.128") * 16 <= Count("FFMA"), mix);
             Assert.True(Count("LDG") == Count("LDG.E.128") && Count("LDG") == 4, mix);
             Assert.True(Count("FFMA") >= 0.85 * loop.Count, mix);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// <summary>
@@ -122,13 +140,22 @@ public class PtxasTests
         {
             string cubin = Path.Combine(dir, "k.cubin");
             Ptxas.Assemble(KernelCompiler.Ptx([spec], "sm_80"), "sm_90", cubin);
-            var memory = Ptxas.InnermostLoop(Ptxas.Disassemble(cubin)).Where(op => op.StartsWith("LDG",
-                StringComparison.Ordinal) || op.StartsWith("STG", StringComparison.Ordinal)).ToList();
-            Assert.True(memory.Count == 2 * KernelCodegen.GpuUnroll
-                && memory.Take(KernelCodegen.GpuUnroll).All(op => op.StartsWith("LDG", StringComparison.Ordinal)),
-                string.Join(" ", memory));
+            var memory = Ptxas
+                .InnermostLoop(Ptxas.Disassemble(cubin))
+                .Where(op =>
+                    op.StartsWith("LDG", StringComparison.Ordinal) || op.StartsWith("STG", StringComparison.Ordinal)
+                )
+                .ToList();
+            Assert.True(
+                memory.Count == 2 * KernelCodegen.GpuUnroll
+                    && memory.Take(KernelCodegen.GpuUnroll).All(op => op.StartsWith("LDG", StringComparison.Ordinal)),
+                string.Join(" ", memory)
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     private static ParallelCompiler.Kernels.KernelSpec MatmulSpec(string a, string b)
@@ -141,7 +168,8 @@ public class PtxasTests
     [PtxasFact]
     public void ParsesPtxasReport()
     {
-        var r = Ptxas.Parse("""
+        var r = Ptxas.Parse(
+            """
             ptxas info    : 0 bytes gmem
             ptxas info    : Compiling entry function 'k1' for 'sm_90'
             ptxas info    : Function properties for k1
@@ -151,7 +179,8 @@ public class PtxasTests
             ptxas info    : Function properties for k0
                 0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
             ptxas info    : Used 18 registers, 384 bytes cmem[0]
-            """);
+            """
+        );
         Assert.Equal(new PtxasKernel("k1", 40, 8192, 8, 4, 4), r["k1"]);
         Assert.Equal(new PtxasKernel("k0", 18, 0, 0, 0, 0), r["k0"]);
     }

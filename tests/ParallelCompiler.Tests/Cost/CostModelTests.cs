@@ -17,7 +17,8 @@ public class CostModelTests() : TempDirTest("mplc-cost")
         { "name": "simple", "nodes": 2, "gpus_per_node": 4, "peak_tflops": { "fp32": 1, "fp16": 4, "bf16": 4 },
           "hbm_gib": 1, "hbm_gbps": 100, "nvlink_gbps": 10, "nvlink_latency_us": 1, "ib_links_per_node": 4,
           "ib_link_gbps": 1, "ib_latency_us": 10,
-          "efficiency": { "matmul": 0.5, "matmul_half_dim": 100, "memory": 0.5, "network": 0.5, "kernel_launch_us": 2 } }
+          "efficiency": { "matmul": 0.5, "matmul_half_dim": 100, "memory": 0.5, "network": 0.5,
+                          "kernel_launch_us": 2 } }
         """;
 
     private static Cluster Cl() => Cluster.Parse(Simple, "simple.json");
@@ -25,14 +26,16 @@ public class CostModelTests() : TempDirTest("mplc-cost")
     [Fact]
     public void AMatmulIsARooflineOfItsFlopsAndBytes()
     {
-        var module = IRParser.ParseModule("""
+        var module = IRParser.ParseModule(
+            """
             module attributes {spmd = true} {
               func.func @f(%a: tensor<200x300xf32>, %b: tensor<300x400xf32>) -> tensor<200x400xf32> {
                 %c = tensor.matmul %a, %b : (tensor<200x300xf32>, tensor<300x400xf32>) -> tensor<200x400xf32>
                 func.return %c : tensor<200x400xf32>
               }
             }
-            """);
+            """
+        );
         var mm = module.Walk().First(o => o.Name == "tensor.matmul");
         // 2 m n k FLOPs at 1e12 x 0.5 x (200/300)(400/500)(300/400); (200x300 + 300x400 + 200x400) x 4 bytes at 100e9 x
         // 0.5.
@@ -48,7 +51,8 @@ public class CostModelTests() : TempDirTest("mplc-cost")
     [Fact]
     public void CollectivesAreAlphaBetaOverTheLinksTheirGroupSpans()
     {
-        var module = IRParser.ParseModule("""
+        var module = IRParser.ParseModule(
+            """
             module attributes {spmd = true} {
               dist.mesh {axes = ["dp", "tp"], shape = [2, 4], sym_name = "grid"} : () -> ()
               func.func @f(%x: tensor<1000xf32>) -> tensor<1000xf32> {
@@ -58,7 +62,8 @@ public class CostModelTests() : TempDirTest("mplc-cost")
                 func.return %d : tensor<1000xf32>
               }
             }
-            """);
+            """
+        );
         var mesh = module.DeviceMesh();
         var ops = module.Walk().Where(o => o.Dialect == "dist" && o.Name != "dist.mesh").ToList();
         const double m = 4000; // bytes
@@ -76,17 +81,22 @@ public class CostModelTests() : TempDirTest("mplc-cost")
     [Fact]
     public void AnAllReduceAcrossNodesIsHierarchical()
     {
-        var module = IRParser.ParseModule("""
+        var module = IRParser.ParseModule(
+            """
             module attributes {spmd = true} {
               dist.mesh {axes = ["dp"], shape = [8], sym_name = "grid"} : () -> ()
               func.func @f(%x: tensor<1000000xf32>) -> tensor<1000000xf32> {
-                %d = dist.all_reduce %x {axes = ["dp"], reduction = "sum"} : (tensor<1000000xf32>) -> tensor<1000000xf32>
+                %d = dist.all_reduce %x {axes = ["dp"], reduction = "sum"}
+                  : (tensor<1000000xf32>) -> tensor<1000000xf32>
                 func.return %d : tensor<1000000xf32>
               }
             }
-            """);
+            """
+        );
         const double m = 4e6;
-        double intraRs = 0.75 * m / 5e9 + 3e-6, inter = 2 * 0.5 * (m / 4) / 0.5e9 + 2 * 10e-6, intraAg = intraRs;
+        double intraRs = 0.75 * m / 5e9 + 3e-6,
+            inter = 2 * 0.5 * (m / 4) / 0.5e9 + 2 * 10e-6,
+            intraAg = intraRs;
         var op = module.Walk().First(o => o.Name == "dist.all_reduce");
         Assert.Equal(intraRs + inter + intraAg, CostModel.Collective(op, module.DeviceMesh(), Cl()).Seconds, 12);
     }
@@ -100,16 +110,24 @@ public class CostModelTests() : TempDirTest("mplc-cost")
         Assert.Contains("unknown cluster 'tpu'", Assert.Throws<ClusterException>(() => Cluster.Load("tpu")).Message);
         string Error(string json) => Assert.Throws<ClusterException>(() => Cluster.Parse(json, "c.json")).Message;
         Assert.Contains("missing field 'hbm_gbps'", Error(Simple.Replace("\"hbm_gbps\": 100,", "")));
-        Assert.Contains("field 'nodes' must be a number, got string", Error(Simple.Replace("\"nodes\": 2",
-            "\"nodes\": \"two\"")));
-        Assert.Contains("field 'gpus_per_node' must be a whole number", Error(Simple.Replace("\"gpus_per_node\": 4",
-            "\"gpus_per_node\": 4.5")));
+        Assert.Contains(
+            "field 'nodes' must be a number, got string",
+            Error(Simple.Replace("\"nodes\": 2", "\"nodes\": \"two\""))
+        );
+        Assert.Contains(
+            "field 'gpus_per_node' must be a whole number",
+            Error(Simple.Replace("\"gpus_per_node\": 4", "\"gpus_per_node\": 4.5"))
+        );
         Assert.Contains("unknown field 'hbm'", Error(Simple.Replace("\"hbm_gib\"", "\"hbm\"")));
-        Assert.Contains("'efficiency.matmul' is a share of the peak, at most 1", Error(Simple.Replace("\"matmul\": 0.5",
-            "\"matmul\": 50")));
+        Assert.Contains(
+            "'efficiency.matmul' is a share of the peak, at most 1",
+            Error(Simple.Replace("\"matmul\": 0.5", "\"matmul\": 50"))
+        );
         Assert.Contains("'peak_tflops.bf16' must be at least", Error(Simple.Replace("\"bf16\": 4", "\"bf16\": -4")));
-        Assert.Contains("not valid JSON", Assert.Throws<ClusterException>(() => Cluster.Load(Write("bad.json",
-            "{ nodes"))).Message);
+        Assert.Contains(
+            "not valid JSON",
+            Assert.Throws<ClusterException>(() => Cluster.Load(Write("bad.json", "{ nodes"))).Message
+        );
     }
 
     private string Write(string name, string text)
@@ -124,15 +142,17 @@ public class CostModelTests() : TempDirTest("mplc-cost")
         var r = Mplc.Run("cost", Repo.Path("examples", "gpt.mpl"), "--cluster", "h100-sxm", "-D", "L=2", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         var json = JsonDocument.Parse(r.Stdout).RootElement;
-        foreach (var key in new[] { "step_s", "tflops_per_gpu", "mfu", "memory_gib",
-            "fits" }) Assert.True(json.TryGetProperty(key, out _), key);
+        foreach (var key in new[] { "step_s", "tflops_per_gpu", "mfu", "memory_gib", "fits" })
+            Assert.True(json.TryGetProperty(key, out _), key);
         Assert.True(json.GetProperty("step_s").GetDouble() > 0);
         var table = Mplc.Run("cost", Repo.Path("examples", "gpt.mpl"), "--cluster", "a100-80g-selene", "-D", "L=2");
         Assert.Contains("step: ", table.Stdout);
         Assert.Contains("TFLOP/s per GPU", table.Stdout);
         // 8 devices on a cluster of 2 GPUs; a GPU too small; an unknown preset.
-        string small = Write("small.json", Simple.Replace("\"nodes\": 2, \"gpus_per_node\": 4",
-            "\"nodes\": 1, \"gpus_per_node\": 2"));
+        string small = Write(
+            "small.json",
+            Simple.Replace("\"nodes\": 2, \"gpus_per_node\": 4", "\"nodes\": 1, \"gpus_per_node\": 2")
+        );
         var tooBig = Mplc.Run("cost", Repo.Path("examples", "gpt.mpl"), "--cluster", small);
         Assert.Equal(1, tooBig.ExitCode);
         Assert.Contains("needs 8 GPUs; cluster 'simple' has 2", tooBig.Stderr);

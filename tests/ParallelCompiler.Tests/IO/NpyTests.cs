@@ -25,9 +25,13 @@ public sealed class NpyTests : IDisposable
         rng = np.random.default_rng(7)
         def make(c):
             if c in ('float32', 'v2', 'v3'):
-                a = rng.standard_normal((3, 4)).astype(np.float32); a[0, 0] = np.nan; a[0, 1] = -np.inf; a[0, 2] = -0.0; return a
+                a = rng.standard_normal((3, 4)).astype(np.float32)
+                a[0, 0] = np.nan; a[0, 1] = -np.inf; a[0, 2] = -0.0
+                return a
             if c == 'float64':
-                a = rng.standard_normal((2, 3, 5)) * 1e3; a[0, 0, 0] = 1e300; a[1, 2, 4] = 1e-50; a[1, 0, 0] = 1 / 3; return a
+                a = rng.standard_normal((2, 3, 5)) * 1e3
+                a[0, 0, 0] = 1e300; a[1, 2, 4] = 1e-50; a[1, 0, 0] = 1 / 3
+                return a
             if c == 'int32': return rng.integers(-2**31, 2**31, size=(7,), dtype=np.int32)
             if c == 'int64': return np.array([[-2**31, 2**31 - 1, 0], [5, -7, 123456789]], dtype=np.int64)
             if c == 'float16':
@@ -63,7 +67,8 @@ public sealed class NpyTests : IDisposable
         elif mode == 'npz_truncated_entry':
             import io, zipfile
             buf = io.BytesIO(); np.save(buf, arrays['zeros']); b = buf.getvalue()
-            with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z: z.writestr('mlp.w1.npy', b[:len(b) - 65536 + 1200])
+            with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z:
+                z.writestr('mlp.w1.npy', b[:len(b) - 65536 + 1200])
         elif mode == 'safetensors':
             import struct
             tensors = {'f32': np.float32, 'f64': np.float64, 'f16': np.float16, 'i32': np.int32, 'i64': np.int64}
@@ -73,7 +78,8 @@ public sealed class NpyTests : IDisposable
             header, blobs, off = {'__metadata__': {'format': 'pt'}}, [], 0
             for k, a in raw.items():
                 blob = a.astype(a.dtype.newbyteorder('<')).tobytes(); blobs.append(blob)
-                header[k] = {'dtype': spell[k], 'shape': list(a.shape), 'data_offsets': [off, off + len(blob)]}; off += len(blob)
+                header[k] = {'dtype': spell[k], 'shape': list(a.shape), 'data_offsets': [off, off + len(blob)]}
+                off += len(blob)
             h = json.dumps(header).encode()
             with open(path, 'wb') as f: f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
             arrays = dict(raw)
@@ -99,18 +105,34 @@ public sealed class NpyTests : IDisposable
         };
         Assert.Equal(want, got.Array.DType);
         if (e.TryGetProperty("bits", out var bits))
-            Assert.Equal(bits.EnumerateArray().Select(x => x.GetUInt32()),
-                got.Array.F!.Select(BitConverter.SingleToUInt32Bits));
+            Assert.Equal(
+                bits.EnumerateArray().Select(x => x.GetUInt32()),
+                got.Array.F!.Select(BitConverter.SingleToUInt32Bits)
+            );
         else
-            Assert.Equal(e.GetProperty("ints").EnumerateArray().Select(x => x.GetInt64()),
-                got.Array.I!.Select(x => (long)x));
+            Assert.Equal(
+                e.GetProperty("ints").EnumerateArray().Select(x => x.GetInt64()),
+                got.Array.I!.Select(x => (long)x)
+            );
     }
 
     [Theory]
-    [InlineData("float32")] [InlineData("float64")] [InlineData("int32")] [InlineData("int64")] [InlineData("float16")]
-    [InlineData("scalar")] [InlineData("empty")] [InlineData("fortran")] [InlineData("fortran_int64")]
-    [InlineData("big_f4")] [InlineData("big_i8")] [InlineData("bool")] [InlineData("uint8")] [InlineData("int16")]
-    [InlineData("v2")] [InlineData("v3")]
+    [InlineData("float32")]
+    [InlineData("float64")]
+    [InlineData("int32")]
+    [InlineData("int64")]
+    [InlineData("float16")]
+    [InlineData("scalar")]
+    [InlineData("empty")]
+    [InlineData("fortran")]
+    [InlineData("fortran_int64")]
+    [InlineData("big_f4")]
+    [InlineData("big_i8")]
+    [InlineData("bool")]
+    [InlineData("uint8")]
+    [InlineData("int16")]
+    [InlineData("v2")]
+    [InlineData("v3")]
     public void ReadsNpyWrittenByNumpy(string kase)
     {
         string path = P(kase + ".npy");
@@ -123,7 +145,8 @@ public sealed class NpyTests : IDisposable
     }
 
     [Theory]
-    [InlineData("savez")] [InlineData("savez_compressed")]
+    [InlineData("savez")]
+    [InlineData("savez_compressed")]
     public void ReadsNpzWrittenByNumpy(string mode)
     {
         string path = P(mode + ".npz");
@@ -131,7 +154,8 @@ public sealed class NpyTests : IDisposable
         var expected = Make(mode, path, cases);
         var got = Npz.Read(path);
         Assert.Equal(cases, got.Keys);
-        foreach (string c in cases) AssertMatches(expected.GetProperty(c), got[c]);
+        foreach (string c in cases)
+            AssertMatches(expected.GetProperty(c), got[c]);
     }
 
     [Fact]
@@ -142,20 +166,22 @@ public sealed class NpyTests : IDisposable
         var got = Safetensors.Read(path, out var metadata);
         Assert.Equal(new Dictionary<string, string> { ["format"] = "pt" }, metadata);
         Assert.Equal(expected.EnumerateObject().Select(p => p.Name), got.Keys);
-        foreach (var p in expected.EnumerateObject()) AssertMatches(p.Value, got[p.Name]);
+        foreach (var p in expected.EnumerateObject())
+            AssertMatches(p.Value, got[p.Name]);
     }
 
-    private static Dictionary<string, NDArray> Samples() => new()
-    {
-        ["w"] = NDArray.FromFloats([2, 3], [1.5f, -0f, float.NaN, float.PositiveInfinity, 1e-40f, 3.14159f]),
-        ["h"] = NDArray.FromFloats(DType.F16, [2, 2], [1f, -2.5f, 65504f, (float)(Half)0.1f]),
-        ["b"] = NDArray.FromFloats(DType.BF16, [3], [1f, DType.BF16.Round(-3.14159f), DType.BF16.Round(1e20f)]),
-        ["i"] = NDArray.FromInts([5], [int.MinValue, -1, 0, 1, int.MaxValue]),
-        ["s"] = NDArray.Scalar(42.5f),
-        ["e"] = NDArray.FromFloats([0, 3], []),
-        ["long"] = NDArray.FromFloats([1000], Enumerable.Range(0, 1000).Select(x => x * 0.25f).ToArray()),
-        ["cube"] = NDArray.FromInts([3, 4, 5], Enumerable.Range(-30, 60).ToArray()),
-    };
+    private static Dictionary<string, NDArray> Samples() =>
+        new()
+        {
+            ["w"] = NDArray.FromFloats([2, 3], [1.5f, -0f, float.NaN, float.PositiveInfinity, 1e-40f, 3.14159f]),
+            ["h"] = NDArray.FromFloats(DType.F16, [2, 2], [1f, -2.5f, 65504f, (float)(Half)0.1f]),
+            ["b"] = NDArray.FromFloats(DType.BF16, [3], [1f, DType.BF16.Round(-3.14159f), DType.BF16.Round(1e20f)]),
+            ["i"] = NDArray.FromInts([5], [int.MinValue, -1, 0, 1, int.MaxValue]),
+            ["s"] = NDArray.Scalar(42.5f),
+            ["e"] = NDArray.FromFloats([0, 3], []),
+            ["long"] = NDArray.FromFloats([1000], Enumerable.Range(0, 1000).Select(x => x * 0.25f).ToArray()),
+            ["cube"] = NDArray.FromInts([3, 4, 5], Enumerable.Range(-30, 60).ToArray()),
+        };
 
     // The values as the file must hold them: float bits in the stored width, or integers.
     private static string Expectations(Dictionary<string, NDArray> arrays, bool safetensors)
@@ -165,8 +191,10 @@ public sealed class NpyTests : IDisposable
         {
             (string npy, string st) = a.DType switch
             {
-                DType.F16 => ("<f2", "F16"), DType.BF16 => ("<f4", "BF16"), DType.I32 => ("<i4", "I32"), _ => ("<f4",
-                    "F32"),
+                DType.F16 => ("<f2", "F16"),
+                DType.BF16 => ("<f4", "BF16"),
+                DType.I32 => ("<i4", "I32"),
+                _ => ("<f4", "F32"),
             };
             IEnumerable<long> values = a.DType switch
             {
@@ -175,9 +203,11 @@ public sealed class NpyTests : IDisposable
                 DType.BF16 when safetensors => a.F!.Select(x => (long)(BitConverter.SingleToUInt32Bits(x) >> 16)),
                 _ => a.F!.Select(x => (long)BitConverter.SingleToUInt32Bits(x)),
             };
-            sb.Append($"\"{key}\": "
-                + $"{{\"descr\": \"{npy}\", \"dtype\": \"{st}\", \"shape\": [{string.Join(", ", a.Shape)}], ")
-              .Append($"\"{(a.DType == DType.I32 ? "ints" : "bits")}\": [{string.Join(", ", values)}]}}, ");
+            sb.Append(
+                    $"\"{key}\": "
+                        + $"{{\"descr\": \"{npy}\", \"dtype\": \"{st}\", \"shape\": [{string.Join(", ", a.Shape)}], "
+                )
+                .Append($"\"{(a.DType == DType.I32 ? "ints" : "bits")}\": [{string.Join(", ", values)}]}}, ");
         }
         return sb.Remove(sb.Length - 2, 2).Append('}').ToString();
     }
@@ -215,20 +245,24 @@ public sealed class NpyTests : IDisposable
     public void NumpyReadsNpyWrittenByCSharp()
     {
         var arrays = Samples();
-        foreach (var (key, a) in arrays) Npy.Write(P(key + ".npy"), a);
+        foreach (var (key, a) in arrays)
+            Npy.Write(P(key + ".npy"), a);
         File.WriteAllText(P("expected.json"), Expectations(arrays, false));
         Assert.Equal($"ok {arrays.Count}", Python.RunOk(CheckNumpy, "npy", dir, P("expected.json")).Trim());
     }
 
     [Theory]
-    [InlineData(false)] [InlineData(true)]
+    [InlineData(false)]
+    [InlineData(true)]
     public void NumpyReadsNpzWrittenByCSharp(bool compress)
     {
         var arrays = Samples();
         Npz.Write(P("out.npz"), arrays, compress);
         File.WriteAllText(P("expected.json"), Expectations(arrays, false));
-        Assert.Equal($"ok {arrays.Count}", Python.RunOk(CheckNumpy, compress ? "compressed" : "stored", P("out.npz"),
-            P("expected.json")).Trim());
+        Assert.Equal(
+            $"ok {arrays.Count}",
+            Python.RunOk(CheckNumpy, compress ? "compressed" : "stored", P("out.npz"), P("expected.json")).Trim()
+        );
     }
 
     private const string CheckSafetensors = """
@@ -260,12 +294,15 @@ public sealed class NpyTests : IDisposable
         var arrays = Samples();
         Safetensors.Write(P("out.safetensors"), arrays, new Dictionary<string, string> { ["producer"] = "tests" });
         File.WriteAllText(P("expected.json"), Expectations(arrays, true));
-        Assert.Equal($"ok {arrays.Count}", Python.RunOk(CheckSafetensors, P("out.safetensors"),
-            P("expected.json")).Trim());
+        Assert.Equal(
+            $"ok {arrays.Count}",
+            Python.RunOk(CheckSafetensors, P("out.safetensors"), P("expected.json")).Trim()
+        );
     }
 
     [Theory]
-    [InlineData("all.npz")] [InlineData("all.safetensors")]
+    [InlineData("all.npz")]
+    [InlineData("all.safetensors")]
     public void RoundTripsThroughArrayFile(string name)
     {
         var arrays = Samples();
@@ -278,9 +315,13 @@ public sealed class NpyTests : IDisposable
             // numpy has no bfloat16, so .npz keeps bf16 values as float32.
             Assert.Equal(a.DType == DType.BF16 && name.EndsWith(".npz") ? DType.F32 : a.DType, b.DType);
             Assert.Equal(a.Shape, b.Shape);
-            if (a.I != null) Assert.Equal(a.I, b.I);
-            else Assert.Equal(a.F!.Select(BitConverter.SingleToUInt32Bits),
-                b.F!.Select(BitConverter.SingleToUInt32Bits));
+            if (a.I != null)
+                Assert.Equal(a.I, b.I);
+            else
+                Assert.Equal(
+                    a.F!.Select(BitConverter.SingleToUInt32Bits),
+                    b.F!.Select(BitConverter.SingleToUInt32Bits)
+                );
         }
     }
 
@@ -288,12 +329,16 @@ public sealed class NpyTests : IDisposable
     public void ParsesHeadersWithOddSpacingOrderAndCommas()
     {
         byte[] data = [1, 0, 0, 0, 0xFE, 0xFF, 0xFF, 0xFF];
-        File.WriteAllBytes(P("odd.npy"), NpyBytes("{ 'shape':(2L ,) ,\"fortran_order\" : False,'descr':'<i4',}  \n",
-            data));
+        File.WriteAllBytes(
+            P("odd.npy"),
+            NpyBytes("{ 'shape':(2L ,) ,\"fortran_order\" : False,'descr':'<i4',}  \n", data)
+        );
         var got = Npy.Read(P("odd.npy"));
         Assert.Equal([1, -2], got.Array.I!);
-        File.WriteAllBytes(P("v2.npy"), NpyBytes("{'descr': '>f4', 'fortran_order': False, 'shape': ()}", [0x40, 0x49,
-            0x0F, 0xDB], major: 2));
+        File.WriteAllBytes(
+            P("v2.npy"),
+            NpyBytes("{'descr': '>f4', 'fortran_order': False, 'shape': ()}", [0x40, 0x49, 0x0F, 0xDB], major: 2)
+        );
         Assert.Equal(3.1415927f, Npy.Read(P("v2.npy")).Array.F![0]);
     }
 
@@ -322,12 +367,14 @@ public sealed class NpyTests : IDisposable
 
         // The same through a stream that cannot tell its length: the shortfall is found while reading.
         var packed = new MemoryStream();
-        using (var z = new DeflateStream(packed, CompressionLevel.Fastest, leaveOpen: true)) z.Write(all, 0,
-            header + 1200);
+        using (var z = new DeflateStream(packed, CompressionLevel.Fastest, leaveOpen: true))
+            z.Write(all, 0, header + 1200);
         packed.Position = 0;
         using var unpacked = new DeflateStream(packed, CompressionMode.Decompress);
-        Assert.Equal("stream: truncated data: expected 65536 bytes, found 1200", Fails(() => Npy.Read(unpacked,
-            "stream")));
+        Assert.Equal(
+            "stream: truncated data: expected 65536 bytes, found 1200",
+            Fails(() => Npy.Read(unpacked, "stream"))
+        );
 
         File.WriteAllBytes(path, all[..7]);
         Assert.Equal($"{path}: truncated header: expected at least 10 bytes, found 7", Fails(() => Npy.Read(path)));
@@ -338,21 +385,30 @@ public sealed class NpyTests : IDisposable
     {
         File.WriteAllText(P("garbage.npy"), "this is not an array");
         string m = Fails(() => ArrayFile.Read(P("garbage.npy")));
-        Assert.StartsWith($"{P("garbage.npy")}: not a .npy file: expected the magic bytes \\x93NUMPY, found 'this is ",
-            m);
+        Assert.StartsWith(
+            $"{P("garbage.npy")}: not a .npy file: expected the magic bytes \\x93NUMPY, found 'this is ",
+            m
+        );
         File.WriteAllText(P("garbage.npz"), "this is not a zip either");
-        Assert.StartsWith($"{P("garbage.npz")}: not a valid .npz file: expected a zip archive",
-            Fails(() => ArrayFile.Read(P("garbage.npz"))));
+        Assert.StartsWith(
+            $"{P("garbage.npz")}: not a valid .npz file: expected a zip archive",
+            Fails(() => ArrayFile.Read(P("garbage.npz")))
+        );
         File.WriteAllBytes(P("garbage.safetensors"), [1, 2, 3]);
-        Assert.Equal($"{P("garbage.safetensors")}: truncated header: expected at least 8 bytes (the header size), "
-            + $"found 3",
-            Fails(() => ArrayFile.Read(P("garbage.safetensors"))));
+        Assert.Equal(
+            $"{P("garbage.safetensors")}: truncated header: expected at least 8 bytes (the header size), " + $"found 3",
+            Fails(() => ArrayFile.Read(P("garbage.safetensors")))
+        );
         foreach (string name in (string[])["missing.npy", "missing.npz", "missing.safetensors"])
             Assert.Equal($"{P(name)}: no such file", Fails(() => ArrayFile.Read(P(name))));
-        Assert.Equal($"{P("w.txt")}: unknown array file extension '.txt': expected one of .npy, .npz, .safetensors",
-            Fails(() => ArrayFile.Read(P("w.txt"))));
-        Assert.Contains("missing key 'shape'", Fails(() =>
-            Npy.Read(new MemoryStream(NpyBytes("{'descr': '<f4', 'fortran_order': False}\n", [])), "hdr")));
+        Assert.Equal(
+            $"{P("w.txt")}: unknown array file extension '.txt': expected one of .npy, .npz, .safetensors",
+            Fails(() => ArrayFile.Read(P("w.txt")))
+        );
+        Assert.Contains(
+            "missing key 'shape'",
+            Fails(() => Npy.Read(new MemoryStream(NpyBytes("{'descr': '<f4', 'fortran_order': False}\n", [])), "hdr"))
+        );
     }
 
     [Fact]
@@ -360,8 +416,10 @@ public sealed class NpyTests : IDisposable
     {
         string path = P("weights.npz");
         Make("npz_truncated_entry", path, "zeros");
-        Assert.Equal($"{path}: key 'mlp.w1': truncated data: expected 65536 bytes, found 1200",
-            Fails(() => Npz.Read(path)));
+        Assert.Equal(
+            $"{path}: key 'mlp.w1': truncated data: expected 65536 bytes, found 1200",
+            Fails(() => Npz.Read(path))
+        );
 
         // A cut archive loses its central directory: reported as not a zip, naming the file.
         Npz.Write(P("cut.npz"), Samples(), compress: true);
@@ -375,15 +433,21 @@ public sealed class NpyTests : IDisposable
     {
         string path = P("big.npy");
         Make("npy", path, "int64_big");
-        Assert.Equal($"{path}: int64 value 3000000000 at index [1, 1] does not fit in int32 (expected values in "
-            + $"[-2147483648, 2147483647])",
-            Fails(() => Npy.Read(path)));
+        Assert.Equal(
+            $"{path}: int64 value 3000000000 at index [1, 1] does not fit in int32 (expected values in "
+                + $"[-2147483648, 2147483647])",
+            Fails(() => Npy.Read(path))
+        );
         string complex = P("c.npy");
         Make("npy", complex, "complex64");
-        Assert.StartsWith($"{complex}: unsupported dtype '<c8' (complex64): expected one of",
-            Fails(() => Npy.Read(complex)));
-        Assert.StartsWith($"{P("two.npy")}: a .npy file holds exactly one array, but 8 were given",
-            Fails(() => ArrayFile.Write(P("two.npy"), Samples())));
+        Assert.StartsWith(
+            $"{complex}: unsupported dtype '<c8' (complex64): expected one of",
+            Fails(() => Npy.Read(complex))
+        );
+        Assert.StartsWith(
+            $"{P("two.npy")}: a .npy file holds exactly one array, but 8 were given",
+            Fails(() => ArrayFile.Write(P("two.npy"), Samples()))
+        );
         Assert.False(File.Exists(P("two.npy")));
     }
 
@@ -397,21 +461,33 @@ public sealed class NpyTests : IDisposable
     public void SafetensorsOffsetsAreValidated()
     {
         WriteSafetensors("past.safetensors", """{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}""", 8);
-        Assert.Equal($"{P("past.safetensors")}: key 'w': bad data_offsets [0, 16]: expected them within the data "
-            + $"buffer of 8 bytes (the file is truncated or the header is wrong)",
-            Fails(() => Safetensors.Read(P("past.safetensors"))));
-        WriteSafetensors("size.safetensors", """{"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 16]}}""", 16);
-        Assert.Equal($"{P("size.safetensors")}: key 'w': bad data_offsets [0, 16]: dtype F32 and shape [2, 3] need 24 "
-            + $"bytes, but the offsets span 16",
-            Fails(() => Safetensors.Read(P("size.safetensors"))));
+        Assert.Equal(
+            $"{P("past.safetensors")}: key 'w': bad data_offsets [0, 16]: expected them within the data "
+                + $"buffer of 8 bytes (the file is truncated or the header is wrong)",
+            Fails(() => Safetensors.Read(P("past.safetensors")))
+        );
+        WriteSafetensors(
+            "size.safetensors",
+            """{"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 16]}}""",
+            16
+        );
+        Assert.Equal(
+            $"{P("size.safetensors")}: key 'w': bad data_offsets [0, 16]: dtype F32 and shape [2, 3] need 24 "
+                + $"bytes, but the offsets span 16",
+            Fails(() => Safetensors.Read(P("size.safetensors")))
+        );
         WriteSafetensors("header.safetensors", """{"w": {"dtype": "F32", "sha""", 0);
-        Assert.StartsWith($"{P("header.safetensors")}: bad header: expected a JSON object",
-            Fails(() => Safetensors.Read(P("header.safetensors"))));
+        Assert.StartsWith(
+            $"{P("header.safetensors")}: bad header: expected a JSON object",
+            Fails(() => Safetensors.Read(P("header.safetensors")))
+        );
         WriteSafetensors("i64.safetensors", """{"x": {"dtype": "I64", "shape": [1], "data_offsets": [0, 8]}}""", 0);
         File.AppendAllBytes(P("i64.safetensors"), BitConverter.GetBytes(-5_000_000_000L));
-        Assert.Equal($"{P("i64.safetensors")}: key 'x': I64 value -5000000000 at index [0] does not fit in int32 "
-            + $"(expected values in [-2147483648, 2147483647])",
-            Fails(() => Safetensors.Read(P("i64.safetensors"))));
+        Assert.Equal(
+            $"{P("i64.safetensors")}: key 'x': I64 value -5000000000 at index [0] does not fit in int32 "
+                + $"(expected values in [-2147483648, 2147483647])",
+            Fails(() => Safetensors.Read(P("i64.safetensors")))
+        );
     }
 
     [Fact]

@@ -18,16 +18,23 @@ public class CloneTests
         if (mesh != null)
             foreach (var part in mesh.Split(','))
                 options.Mesh.Add(new(part.Split('=')[0], long.Parse(part.Split('=')[1])));
-        return Compilation.FrontEnd(Compilation.ReadSource(Repo.Path("examples", "gpt.mpl")), options,
-            new DiagnosticBag());
+        return Compilation.FrontEnd(
+            Compilation.ReadSource(Repo.Path("examples", "gpt.mpl")),
+            options,
+            new DiagnosticBag()
+        );
     }
 
     private static IEnumerable<object> Parts(Operation module) =>
-        module.Walk().SelectMany(op => new object[] { op }
-            .Concat(op.Results)
-            .Concat(op.Regions)
-            .Concat(op.Regions.SelectMany(r => r.Blocks))
-            .Concat(op.Regions.SelectMany(r => r.Blocks).SelectMany(b => b.Arguments)));
+        module
+            .Walk()
+            .SelectMany(op =>
+                new object[] { op }
+                    .Concat(op.Results)
+                    .Concat(op.Regions)
+                    .Concat(op.Regions.SelectMany(r => r.Blocks))
+                    .Concat(op.Regions.SelectMany(r => r.Blocks).SelectMany(b => b.Arguments))
+            );
 
     [Fact]
     public void AClonePrintsTheSameAndSharesNothing()
@@ -55,23 +62,33 @@ public class CloneTests
         var clone = Gpt().Clone();
         clone.ResizeMesh(new Dictionary<string, int> { ["dp"] = 1, ["tp"] = 4 });
         var fromSource = Gpt("dp=1,tp=4");
-        var registry
-            = (ParallelCompiler.Passes.Infrastructure.PassRegistry)CompilerServices.Create().GetService(typeof(ParallelCompiler.Passes.Infrastructure.PassRegistry))!;
+        var registry = (ParallelCompiler.Passes.Infrastructure.PassRegistry)
+            CompilerServices.Create().GetService(typeof(ParallelCompiler.Passes.Infrastructure.PassRegistry))!;
         foreach (var m in new[] { clone, fromSource })
-            Compilation.RunPipeline(m, Pipelines.Create(),
-                new ParallelCompiler.Passes.Infrastructure.IRPrintingOptions(), registry);
+            Compilation.RunPipeline(
+                m,
+                Pipelines.Create(),
+                new ParallelCompiler.Passes.Infrastructure.IRPrintingOptions(),
+                registry
+            );
         Assert.Equal(Printer.Print(fromSource), Printer.Print(clone));
-        Assert.Equal((2, 1, 4), (clone.DeviceMesh().Size("pp"), clone.DeviceMesh().Size("dp"),
-            clone.DeviceMesh().Size("tp")));
+        Assert.Equal(
+            (2, 1, 4),
+            (clone.DeviceMesh().Size("pp"), clone.DeviceMesh().Size("dp"), clone.DeviceMesh().Size("tp"))
+        );
     }
 
     [Fact]
     public void ResizingNamesWhatIsWrong()
     {
         var m = Gpt();
-        Assert.Contains("no axis 'xx'", Assert.Throws<IRException>(() => m.ResizeMesh(new Dictionary<string,
-            int> { ["xx"] = 2 })).Message);
-        Assert.Contains("at least one device", Assert.Throws<IRException>(() => m.ResizeMesh(new Dictionary<string,
-            int> { ["dp"] = 0 })).Message);
+        Assert.Contains(
+            "no axis 'xx'",
+            Assert.Throws<IRException>(() => m.ResizeMesh(new Dictionary<string, int> { ["xx"] = 2 })).Message
+        );
+        Assert.Contains(
+            "at least one device",
+            Assert.Throws<IRException>(() => m.ResizeMesh(new Dictionary<string, int> { ["dp"] = 0 })).Message
+        );
     }
 }

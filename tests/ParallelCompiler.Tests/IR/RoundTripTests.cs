@@ -17,14 +17,16 @@ public class RoundTripTests
         string once = Printer.Print(module);
         var parsed = IRParser.ParseModule(once);
         Verifier.Verify(parsed);
-        return Printer.Print(parsed) == once && Printer.Print(parsed,
-            locations: true) == Printer.Print(IRParser.ParseModule(Printer.Print(parsed, true)), true);
+        return Printer.Print(parsed) == once
+            && Printer.Print(parsed, locations: true)
+                == Printer.Print(IRParser.ParseModule(Printer.Print(parsed, true)), true);
     }
 
     public static TheoryData<string> Examples()
     {
         var data = new TheoryData<string>();
-        foreach (var f in Directory.GetFiles(Repo.Path("examples"), "*.mpl").Order()) data.Add(Path.GetFileName(f));
+        foreach (var f in Directory.GetFiles(Repo.Path("examples"), "*.mpl").Order())
+            data.Add(Path.GetFileName(f));
         return data;
     }
 
@@ -36,8 +38,15 @@ public class RoundTripTests
         string dir = Directory.CreateTempSubdirectory("mplc-dump").FullName;
         try
         {
-            var r = Mplc.Run("compile", Repo.Path("examples", example), "--dump-dir", dir, "--print-debuginfo", "-o",
-                Path.Combine(dir, "final.txt"));
+            var r = Mplc.Run(
+                "compile",
+                Repo.Path("examples", example),
+                "--dump-dir",
+                dir,
+                "--print-debuginfo",
+                "-o",
+                Path.Combine(dir, "final.txt")
+            );
             Assert.True(r.ExitCode == 0, r.Stderr);
             var dumps = Directory.GetFiles(dir, "*.mplir").Order().ToList();
             Assert.True(dumps.Count >= 5, $"expected the input and one file per pass, got {dumps.Count}");
@@ -50,7 +59,10 @@ public class RoundTripTests
             }
             Assert.Equal(File.ReadAllText(dumps[^1]), File.ReadAllText(Path.Combine(dir, "final.txt")));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Theory]
@@ -62,7 +74,8 @@ public class RoundTripTests
     [InlineData(5e-324)]
     public void FloatAttributesAreExact(double v)
     {
-        string text = $"module attributes {{x = {FloatAttr.Format(v)}, s = {StringAttr.Quote("a\"b\\c\nd\u0001")}}} "
+        string text =
+            $"module attributes {{x = {FloatAttr.Format(v)}, s = {StringAttr.Quote("a\"b\\c\nd\u0001")}}} "
             + $"{{\n}}\n";
         var m = IRParser.ParseModule(text);
         Assert.Equal(v, ((FloatAttr)m.GetAttr("x")!).Value);

@@ -14,7 +14,11 @@ namespace ParallelCompiler.Tests.Interp;
 public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
 {
     // The consts of examples/gpt.mpl; a change there must show up here as a failure, not be absorbed.
-    private const int B = 8, S = 32, D = 64, V = 128, L = 4;
+    private const int B = 8,
+        S = 32,
+        D = 64,
+        V = 128,
+        L = 4;
 
     private readonly string dir = Directory.CreateTempSubdirectory("pc-models-").FullName;
     private readonly Random rng = new(20240611);
@@ -29,8 +33,12 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     public void Mlp_matches_numpy()
     {
         var inputs = new Dictionary<string, NDArray> { ["x"] = Normal([8, 64], 1) };
-        var ps = new Dictionary<string, NDArray> { ["mlp.w1"] = Normal([64, 256]), ["mlp.b1"] = Normal([256]),
-            ["mlp.w2"] = Normal([256, 64]) };
+        var ps = new Dictionary<string, NDArray>
+        {
+            ["mlp.w1"] = Normal([64, 256]),
+            ["mlp.b1"] = Normal([256]),
+            ["mlp.w2"] = Normal([256, 64]),
+        };
         RunAndCompare("mlp", inputs, ps, ps, 1e-5);
     }
 
@@ -57,12 +65,22 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
         RunAndCompare("gpt", inputs, withoutNorms, all, 1e-5);
 
         Npz.Write(P("one.npz"), new Dictionary<string, NDArray> { ["gpt.wte"] = all["gpt.wte"] });
-        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("one.npz"),
-            "--out", P("one_out.npz"));
+        var (code, _, stderr) = Mplc(
+            "run",
+            Model("gpt"),
+            "--inputs",
+            P("inputs.npz"),
+            "--params",
+            P("one.npz"),
+            "--out",
+            P("one_out.npz")
+        );
         Assert.True(code == 0, $"mplc run exited with {code}:\n{stderr}");
         var loss = Npz.Read(P("one_out.npz"))["out"].Array;
-        Assert.True(loss.Shape.Length == 0 && float.IsFinite(loss.F![0]),
-            $"expected a finite scalar loss, got {loss.TypeString} {loss.GetDouble(0)}");
+        Assert.True(
+            loss.Shape.Length == 0 && float.IsFinite(loss.F![0]),
+            $"expected a finite scalar loss, got {loss.TypeString} {loss.GetDouble(0)}"
+        );
     }
 
     /// <summary>A key that is not a parameter of the model is an error naming it, not silently ignored.</summary>
@@ -80,8 +98,12 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     {
         var ps = GptParams(defaultNorms: false);
         ps["gpt.wpe"] = Normal([S / 2, D]);
-        ExpectUserError(GptInputs(), ps, "params.npz",
-            $"parameter 'gpt.wpe' must be f32[{S}, {D}], found shape [{S / 2}, {D}]");
+        ExpectUserError(
+            GptInputs(),
+            ps,
+            "params.npz",
+            $"parameter 'gpt.wpe' must be f32[{S}, {D}], found shape [{S / 2}, {D}]"
+        );
     }
 
     /// <summary>numpy's default int64 for i32 token ids is an error with the fix, not a silent conversion.</summary>
@@ -90,25 +112,51 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     {
         Npz.Write(P("inputs32.npz"), GptInputs());
         // The runtime writes only the compiler's element types; numpy makes the int64 file a user would have.
-        Python.RunOk("import sys, numpy as np; z = dict(np.load(sys.argv[1])); z['tokens'] = "
-            + "z['tokens'].astype(np.int64); np.savez(sys.argv[2], **z)",
-            P("inputs32.npz"), P("inputs.npz"));
+        Python.RunOk(
+            "import sys, numpy as np; z = dict(np.load(sys.argv[1])); z['tokens'] = "
+                + "z['tokens'].astype(np.int64); np.savez(sys.argv[2], **z)",
+            P("inputs32.npz"),
+            P("inputs.npz")
+        );
         Npz.Write(P("params.npz"), GptParams(defaultNorms: false));
-        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("params.npz"),
-            "--out", P("out.npz"));
+        var (code, _, stderr) = Mplc(
+            "run",
+            Model("gpt"),
+            "--inputs",
+            P("inputs.npz"),
+            "--params",
+            P("params.npz"),
+            "--out",
+            P("out.npz")
+        );
         Assert.True(code == 1, $"expected exit code 1, got {code}:\n{stderr}");
-        Assert.Contains($"inputs.npz: input 'tokens' must be i32[{B}, {S}], found dtype int64 (convert with "
-            + $".astype(np.int32))", stderr);
+        Assert.Contains(
+            $"inputs.npz: input 'tokens' must be i32[{B}, {S}], found dtype int64 (convert with "
+                + $".astype(np.int32))",
+            stderr
+        );
         Assert.False(File.Exists(P("out.npz")), "a failed run must not write its output");
     }
 
-    private void ExpectUserError(Dictionary<string, NDArray> inputs, Dictionary<string, NDArray> ps, string file,
-        string message)
+    private void ExpectUserError(
+        Dictionary<string, NDArray> inputs,
+        Dictionary<string, NDArray> ps,
+        string file,
+        string message
+    )
     {
         Npz.Write(P("inputs.npz"), inputs);
         Npz.Write(P("params.npz"), ps);
-        var (code, _, stderr) = Mplc("run", Model("gpt"), "--inputs", P("inputs.npz"), "--params", P("params.npz"),
-            "--out", P("out.npz"));
+        var (code, _, stderr) = Mplc(
+            "run",
+            Model("gpt"),
+            "--inputs",
+            P("inputs.npz"),
+            "--params",
+            P("params.npz"),
+            "--out",
+            P("out.npz")
+        );
         Assert.True(code == 1, $"expected exit code 1, got {code}:\n{stderr}");
         Assert.Contains($"{file}: {message}", stderr);
         Assert.DoesNotContain("internal compiler error", stderr);
@@ -118,17 +166,36 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     /// Runs <paramref name="model"/> with mplc on <paramref name="given"/> parameters and models.py on
     /// <paramref name="full"/> ones (which spell out what mplc should have initialised), and compares the results.
     /// </summary>
-    private void RunAndCompare(string model, Dictionary<string, NDArray> inputs, Dictionary<string, NDArray> given,
-        Dictionary<string, NDArray> full, double tol)
+    private void RunAndCompare(
+        string model,
+        Dictionary<string, NDArray> inputs,
+        Dictionary<string, NDArray> given,
+        Dictionary<string, NDArray> full,
+        double tol
+    )
     {
         Npz.Write(P("inputs.npz"), inputs);
         Npz.Write(P("params.npz"), given);
         Npz.Write(P("params_full.npz"), full);
-        var (code, stdout, stderr) = Mplc("run", Model(model), "--inputs", P("inputs.npz"), "--params", P("params.npz"),
-            "--out", P("out.npz"));
+        var (code, stdout, stderr) = Mplc(
+            "run",
+            Model(model),
+            "--inputs",
+            P("inputs.npz"),
+            "--params",
+            P("params.npz"),
+            "--out",
+            P("out.npz")
+        );
         Assert.True(code == 0, $"mplc run exited with {code}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
-        Python.RunOk(NumpyOracle.RunFile, Repo.Path("tests", "oracle", "models.py"), model, P("inputs.npz"),
-            P("params_full.npz"), P("expected.npz"));
+        Python.RunOk(
+            NumpyOracle.RunFile,
+            Repo.Path("tests", "oracle", "models.py"),
+            model,
+            P("inputs.npz"),
+            P("params_full.npz"),
+            P("expected.npz")
+        );
         var got = Npz.Read(P("out.npz"))["out"].Array;
         var expected = Npz.Read(P("expected.npz"))["out"].Array;
         double err = InterpreterNumpyTests.AssertClose(expected, got, tol, $"mplc run {model} against models.py");
@@ -147,8 +214,8 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
 
     private static bool IsNorm(string path) => path.Split('.')[^1] is "g1" or "b1" or "g2" or "b2";
 
-    private Dictionary<string, NDArray> GptInputs() => new() { ["tokens"] = Ids([B, S], V), ["labels"] = Ids([B, S],
-        V) };
+    private Dictionary<string, NDArray> GptInputs() =>
+        new() { ["tokens"] = Ids([B, S], V), ["labels"] = Ids([B, S], V) };
 
     /// <summary>
     /// Every parameter of examples/gpt.mpl. Norm scales and shifts are random unless <paramref name="defaultNorms"/>,
@@ -162,7 +229,8 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
             string b = $"gpt.block.{i}.";
             foreach (var (name, init) in new[] { ("g1", 1f), ("b1", 0f), ("g2", 1f), ("b2", 0f) })
                 p[b + name] = defaultNorms ? Fill([D], init) : Normal([D], 0.1, init);
-            foreach (var w in new[] { "wq", "wk", "wv", "wo" }) p[b + "attention." + w] = Normal([D, D]);
+            foreach (var w in new[] { "wq", "wk", "wv", "wo" })
+                p[b + "attention." + w] = Normal([D, D]);
             p[b + "mlp.w1"] = Normal([D, 4 * D]);
             p[b + "mlp.w2"] = Normal([4 * D, D]);
         }
@@ -172,7 +240,8 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     private NDArray Normal(long[] shape, double scale = 0.1, double shift = 0)
     {
         var a = new float[NDArray.ShapeSize(shape)];
-        for (int i = 0; i < a.Length; i++) a[i] = (float)(shift + scale * OpCases.Normal(rng));
+        for (int i = 0; i < a.Length; i++)
+            a[i] = (float)(shift + scale * OpCases.Normal(rng));
         return NDArray.FromFloats(shape, a);
     }
 
@@ -186,7 +255,8 @@ public sealed class ExampleModelTests(ITestOutputHelper output) : IDisposable
     private NDArray Ids(long[] shape, int bound)
     {
         var a = new int[NDArray.ShapeSize(shape)];
-        for (int i = 0; i < a.Length; i++) a[i] = rng.Next(bound);
+        for (int i = 0; i < a.Length; i++)
+            a[i] = rng.Next(bound);
         return NDArray.FromInts(shape, a);
     }
 }

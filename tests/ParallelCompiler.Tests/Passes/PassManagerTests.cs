@@ -10,7 +10,8 @@ namespace ParallelCompiler.Tests.Passes;
 /// <summary>Pipelines as strings, options, instrumentation and failure reporting.</summary>
 public class PassManagerTests
 {
-    private const string Small = "module {\n  func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {\n    %0 = tensor.neg "
+    private const string Small =
+        "module {\n  func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {\n    %0 = tensor.neg "
         + "%x : (tensor<4xf32>) -> tensor<4xf32>\n    %1 = tensor.neg %0 : (tensor<4xf32>) -> tensor<4xf32>\n    "
         + "func.return %1 : tensor<4xf32>\n  }\n}\n";
 
@@ -25,9 +26,12 @@ public class PassManagerTests
     }
 
     [Theory]
-    [InlineData("nope", "unknown pass 'nope' (passes: autodiff, canonicalize, cse, dce, form-kernels, "
-        + "insert-reshards, microbatch, optimizer, pipeline-schedule, pipeline-stages, pipeline-transfers, "
-        + "shape-inference, sharding-propagation, spmdize)")]
+    [InlineData(
+        "nope",
+        "unknown pass 'nope' (passes: autodiff, canonicalize, cse, dce, form-kernels, "
+            + "insert-reshards, microbatch, optimizer, pipeline-schedule, pipeline-stages, pipeline-transfers, "
+            + "shape-inference, sharding-propagation, spmdize)"
+    )]
     [InlineData("canonicalize{depth=2}", "pass 'canonicalize' has no option 'depth' (options: max-iterations)")]
     [InlineData("canonicalize{max-iterations=many}", "option 'max-iterations' expects a number, got 'many'")]
     [InlineData("cse{x=1}", "pass 'cse' has no option 'x' (it takes none)")]
@@ -43,6 +47,7 @@ public class PassManagerTests
     {
         public string Name => "break-ir";
         public string Description => "test pass that leaves a wrong type behind";
+
         public bool Run(Operation module)
         {
             module.EntryFunction()!.Regions[0].Entry.First!.Results[0].Type = new TensorType(DType.F32, [9]);
@@ -54,6 +59,7 @@ public class PassManagerTests
     {
         public string Name => "throws";
         public string Description => "test pass that fails";
+
         public bool Run(Operation module) => throw new InvalidOperationException("boom");
     }
 
@@ -61,10 +67,13 @@ public class PassManagerTests
     public void VerifierNamesThePassThatBrokeTheIR()
     {
         var m = IRParser.ParseModule(Small);
-        var e = Assert.Throws<PassFailureException>(() => new PassManager([new BreaksIR()],
-            new IRPrintingOptions()).Run(m));
-        Assert.StartsWith("pass 'break-ir' produced invalid IR: 'tensor.neg': neg: result 0 has type tensor<9xf32>",
-            e.Message);
+        var e = Assert.Throws<PassFailureException>(() =>
+            new PassManager([new BreaksIR()], new IRPrintingOptions()).Run(m)
+        );
+        Assert.StartsWith(
+            "pass 'break-ir' produced invalid IR: 'tensor.neg': neg: result 0 has type tensor<9xf32>",
+            e.Message
+        );
         Assert.Equal(Small, e.InputIR); // the reproducer is the IR the pass was given
         // With verification off, the broken IR goes through.
         new PassManager([new BreaksIR()], new IRPrintingOptions { Verify = false }).Run(IRParser.ParseModule(Small));
@@ -73,8 +82,9 @@ public class PassManagerTests
     [Fact]
     public void APassThatThrowsIsReportedWithItsInput()
     {
-        var e = Assert.Throws<PassFailureException>(() => new PassManager([new Throws()],
-            new IRPrintingOptions()).Run(IRParser.ParseModule(Small)));
+        var e = Assert.Throws<PassFailureException>(() =>
+            new PassManager([new Throws()], new IRPrintingOptions()).Run(IRParser.ParseModule(Small))
+        );
         Assert.Equal("pass 'throws' failed: boom", e.Message);
         Assert.Equal("throws", e.Pass);
     }
@@ -87,17 +97,27 @@ public class PassManagerTests
         File.WriteAllText(input, Small);
         try
         {
-            var r = Mplc.Run("opt", input, "--pass-pipeline=shape-inference,canonicalize,cse,dce", "--dump-dir",
-                Path.Combine(dir, "d"), "--timing");
+            var r = Mplc.Run(
+                "opt",
+                input,
+                "--pass-pipeline=shape-inference,canonicalize,cse,dce",
+                "--dump-dir",
+                Path.Combine(dir, "d"),
+                "--timing"
+            );
             Assert.Equal(0, r.ExitCode);
-            Assert.Equal(["00-input.mplir", "01-shape-inference.mplir", "02-canonicalize.mplir", "03-cse.mplir",
-                "04-dce.mplir"],
-                Directory.GetFiles(Path.Combine(dir, "d")).Select(Path.GetFileName).Order());
+            Assert.Equal(
+                ["00-input.mplir", "01-shape-inference.mplir", "02-canonicalize.mplir", "03-cse.mplir", "04-dce.mplir"],
+                Directory.GetFiles(Path.Combine(dir, "d")).Select(Path.GetFileName).Order()
+            );
             Assert.Contains("canonicalize", r.Stderr);
             Assert.Contains("total", r.Stderr);
             Assert.Contains("func.return %x", r.Stdout);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -123,6 +143,9 @@ public class PassManagerTests
             Assert.Equal(1, badPipeline.ExitCode);
             Assert.Contains("error: --pass-pipeline: unknown pass 'frobnicate'", badPipeline.Stderr);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }

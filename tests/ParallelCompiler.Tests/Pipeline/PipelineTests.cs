@@ -28,7 +28,8 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
     {
         string src = File.ReadAllText(Repo.Path("examples", "gpt.mpl"))
             .Replace("@pipeline(axis = pp, microbatches = 4, schedule = \"1f1b\")", pipeline);
-        if (!train) src = src.Replace("train gpt optimizer adam(lr = 3e-4);", "");
+        if (!train)
+            src = src.Replace("train gpt optimizer adam(lr = 3e-4);", "");
         string path = P(name);
         File.WriteAllText(path, src);
         return path;
@@ -55,18 +56,32 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
     {
         string gpt = Repo.Path("examples", "gpt.mpl");
         Ok("run", gpt, "--steps", "5", "--seed", "4", "--out", P("pipe.npz"), "--save-params", P("pipe-params.npz"));
-        Ok("run", gpt, "--mesh", "pp=1,dp=1,tp=1", "--steps", "5", "--seed", "4", "--out", P("one.npz"),
-            "--save-params", P("one-params.npz"));
+        Ok(
+            "run",
+            gpt,
+            "--mesh",
+            "pp=1,dp=1,tp=1",
+            "--steps",
+            "5",
+            "--seed",
+            "4",
+            "--out",
+            P("one.npz"),
+            "--save-params",
+            P("one-params.npz")
+        );
         var (pipe, one) = (Read(P("pipe.npz"), "loss"), Read(P("one.npz"), "loss"));
-        Assert.True(Distributed.MaxRelativeError(one, pipe) <= 1e-5,
-            $"losses differ: {string.Join(", ", one.F!)} vs {string.Join(", ", pipe.F!)}");
+        Assert.True(
+            Distributed.MaxRelativeError(one, pipe) <= 1e-5,
+            $"losses differ: {string.Join(", ", one.F!)} vs {string.Join(", ", pipe.F!)}"
+        );
         Assert.True(one.F![4] < one.F[0], "the loss should fall");
         // Every parameter, the tied embedding included, ends the same.
         var a = ArrayFile.Read(P("pipe-params.npz"));
         var b = ArrayFile.Read(P("one-params.npz"));
         Assert.Equal(b.Keys.Order(), a.Keys.Order());
-        foreach (var (key, value) in b) Assert.True(Distributed.MaxRelativeError(value.Array, a[key].Array) <= 1e-4,
-            $"{key} differs");
+        foreach (var (key, value) in b)
+            Assert.True(Distributed.MaxRelativeError(value.Array, a[key].Array) <= 1e-4, $"{key} differs");
     }
 
     /// <summary>Interleaved chunks, gpipe training, uneven user stages and more microbatches all train like one
@@ -82,8 +97,10 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
         Ok("run", gpt, "--mesh", mesh, "--steps", "3", "--seed", "1", "--out", P("pipe.npz"));
         Ok("run", gpt, "--mesh", "pp=1,dp=1,tp=1", "--steps", "3", "--seed", "1", "--out", P("one.npz"));
         var (pipe, one) = (Read(P("pipe.npz"), "loss"), Read(P("one.npz"), "loss"));
-        Assert.True(Distributed.MaxRelativeError(one, pipe) <= 1e-5,
-            $"losses differ: {string.Join(", ", one.F!)} vs {string.Join(", ", pipe.F!)}");
+        Assert.True(
+            Distributed.MaxRelativeError(one, pipe) <= 1e-5,
+            $"losses differ: {string.Join(", ", one.F!)} vs {string.Join(", ", pipe.F!)}"
+        );
     }
 
     private const string UnevenStages = """
@@ -176,19 +193,25 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
     {
         foreach (bool train in new[] { false, true })
         {
-            if (kind == "1f1b" && !train) continue; // forward-only 1f1b is gpipe
+            if (kind == "1f1b" && !train)
+                continue; // forward-only 1f1b is gpipe
             string chunks = v > 1 ? $", chunks = {v}" : "";
-            string path = Identical(p * v * 2,
-                $"@pipeline(axis = pp, microbatches = {m}, schedule = \"{kind}\"{chunks})", train);
+            string path = Identical(
+                p * v * 2,
+                $"@pipeline(axis = pp, microbatches = {m}, schedule = \"{kind}\"{chunks})",
+                train
+            );
             var module = CompileToModule(path, "--mesh", $"pp={p}");
             var stats = PipelineStats.Of(module.EntryFunction()!)!;
             Assert.Equal(p, stats.Devices.Count);
             Assert.All(stats.Devices, d => Assert.Equal(v, d.Stages.Count));
             double expected = (p - 1.0) / (v * m + p - 1.0);
             foreach (var d in stats.Devices)
-                Assert.True(Math.Abs(d.Bubble - expected) <= 0.02,
+                Assert.True(
+                    Math.Abs(d.Bubble - expected) <= 0.02,
                     $"{kind} p={p} m={m} v={v} train={train}: device {d.Device} idles {d.Bubble:P2}, expected "
-                    + $"{expected:P2}");
+                        + $"{expected:P2}"
+                );
         }
     }
 
@@ -196,18 +219,27 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
     [Fact]
     public void OneFOneBHoldsFewerActivationsThanGPipe()
     {
-        var gpipe = PipelineStats.Of(CompileToModule(Identical(8,
-            "@pipeline(axis = pp, microbatches = 8, schedule = \"gpipe\")", true)).EntryFunction()!)!;
-        var ofob = PipelineStats.Of(CompileToModule(Identical(8,
-            "@pipeline(axis = pp, microbatches = 8, schedule = \"1f1b\")", true)).EntryFunction()!)!;
+        var gpipe = PipelineStats.Of(
+            CompileToModule(Identical(8, "@pipeline(axis = pp, microbatches = 8, schedule = \"gpipe\")", true))
+                .EntryFunction()!
+        )!;
+        var ofob = PipelineStats.Of(
+            CompileToModule(Identical(8, "@pipeline(axis = pp, microbatches = 8, schedule = \"1f1b\")", true))
+                .EntryFunction()!
+        )!;
         for (int s = 0; s < 4; s++)
         {
             Assert.Equal(8, gpipe.Devices[s].PeakMicrobatches);
             Assert.Equal(4 - s, ofob.Devices[s].PeakMicrobatches);
             Assert.True(ofob.Devices[s].PeakActivationBytes < gpipe.Devices[s].PeakActivationBytes);
         }
-        var r = Ok("compile", Identical(8, "@pipeline(axis = pp, microbatches = 8, schedule = \"1f1b\")", true),
-            "--stats", "-o", "/dev/null");
+        var r = Ok(
+            "compile",
+            Identical(8, "@pipeline(axis = pp, microbatches = 8, schedule = \"1f1b\")", true),
+            "--stats",
+            "-o",
+            "/dev/null"
+        );
         Assert.Contains("idle (bubble)", r.Stderr);
         Assert.Matches(@"0\s+0, 4\s+|0\s+0\s+", r.Stderr);
         Assert.Contains("4 microbatch(es)", r.Stderr);
@@ -237,8 +269,10 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
         Assert.Contains($"wrote {P("trace.json")}", r.Stdout);
         using var doc = JsonDocument.Parse(File.ReadAllText(P("trace.json")));
         var events = doc.RootElement.GetProperty("traceEvents").EnumerateArray().ToList();
-        var names = events.Where(e => e.GetProperty("ph").GetString() == "M").Select(e =>
-            e.GetProperty("args").GetProperty("name").GetString()).ToList();
+        var names = events
+            .Where(e => e.GetProperty("ph").GetString() == "M")
+            .Select(e => e.GetProperty("args").GetProperty("name").GetString())
+            .ToList();
         Assert.Equal(8, names.Count);
         Assert.Contains("device 5 (pp=1, dp=0, tp=1)", names);
         var spans = events.Where(e => e.GetProperty("ph").GetString() == "X").ToList();
@@ -247,11 +281,14 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
             var mine = spans.Where(e => e.GetProperty("tid").GetInt32() == d).ToList();
             var cats = mine.Select(e => e.GetProperty("cat").GetString()).ToHashSet();
             Assert.Superset(new HashSet<string?> { "compute", "collective", "send", "recv", "task" }, cats);
-            var tasks = mine.Where(e => e.GetProperty("cat").GetString() == "task").OrderBy(e =>
-                e.GetProperty("ts").GetDouble())
-                .Select(e => e.GetProperty("name").GetString()![..2]).ToList();
-            string[] expected = d < 4 ? ["F0", "F1", "B0", "F2", "B1", "F3", "B2", "B3", "st"] : ["F0", "B0", "F1",
-                "B1", "F2", "B2", "F3", "B3", "st"];
+            var tasks = mine.Where(e => e.GetProperty("cat").GetString() == "task")
+                .OrderBy(e => e.GetProperty("ts").GetDouble())
+                .Select(e => e.GetProperty("name").GetString()![..2])
+                .ToList();
+            string[] expected =
+                d < 4
+                    ? ["F0", "F1", "B0", "F2", "B1", "F3", "B2", "B3", "st"]
+                    : ["F0", "B0", "F1", "B1", "F2", "B2", "F3", "B3", "st"];
             Assert.Equal(expected, tasks);
         }
         Assert.All(spans, e => Assert.True(e.GetProperty("dur").GetDouble() >= 0));
@@ -263,15 +300,18 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
     public void MemoryLimitShapesTheSplit()
     {
         // Eight 16 KiB layers over two stages: balanced 4 + 4; a 80 KiB limit still allows it, a 48 KiB one cannot.
-        string src = File.ReadAllText(Identical(8, "@pipeline(axis = pp, microbatches = 4)", false)).Replace("pp = 4",
-            "pp = 2");
+        string src = File.ReadAllText(Identical(8, "@pipeline(axis = pp, microbatches = 4)", false))
+            .Replace("pp = 4", "pp = 2");
         File.WriteAllText(P("mem.mpl"), src);
         string pipeline = "shape-inference,canonicalize,cse,dce,pipeline-stages{memory-limit=81920}";
         var r = Ok("compile", P("mem.mpl"), $"--pass-pipeline={pipeline}");
         Assert.Matches(@"path = ""net\.dense\.3\.w"", stage = 0", r.Stdout);
         Assert.Matches(@"path = ""net\.dense\.4\.w"", stage = 1", r.Stdout);
-        var bad = Mplc.Run("compile", P("mem.mpl"),
-            "--pass-pipeline=shape-inference,pipeline-stages{memory-limit=49152}");
+        var bad = Mplc.Run(
+            "compile",
+            P("mem.mpl"),
+            "--pass-pipeline=shape-inference,pipeline-stages{memory-limit=49152}"
+        );
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("no split into 2 stages keeps every stage's parameters under 49152 bytes", bad.Stderr);
     }
@@ -281,24 +321,36 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
     {
         var notDividing = Mplc.Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "B=6");
         Assert.Equal(1, notDividing.ExitCode);
-        Assert.Contains("gpt.mpl:33:7: error: @pipeline: the batch dimension of 'tokens' (6, 3 per device) does not "
-            + "split into 4 microbatches", notDividing.Stderr);
+        Assert.Contains(
+            "gpt.mpl:33:7: error: @pipeline: the batch dimension of 'tokens' (6, 3 per device) does not "
+                + "split into 4 microbatches",
+            notDividing.Stderr
+        );
 
-        string interleaved = Gpt("@pipeline(axis = pp, microbatches = 3, schedule = \"interleaved\", chunks = 2)",
-            train: true, "i.mpl");
+        string interleaved = Gpt(
+            "@pipeline(axis = pp, microbatches = 3, schedule = \"interleaved\", chunks = 2)",
+            train: true,
+            "i.mpl"
+        );
         var r = Mplc.Run("compile", interleaved, "-D", "B=6", "--mesh", "pp=2,dp=1,tp=1", "-o", "/dev/null");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("error: @pipeline: interleaved: 3 microbatches are not a multiple of the 2 pipeline devices",
-            r.Stderr);
+        Assert.Contains(
+            "error: @pipeline: interleaved: 3 microbatches are not a multiple of the 2 pipeline devices",
+            r.Stderr
+        );
 
         File.WriteAllText(P("stages.mpl"), UnevenStages.Replace("pp = 2", "pp = 4"));
         r = Mplc.Run("compile", P("stages.mpl"), "-o", "/dev/null");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("stages.mpl:13:3: error: 1 'stage;' statement(s) make 2 stages, but @pipeline over pp = 4 "
-            + "needs 4", r.Stderr);
+        Assert.Contains(
+            "stages.mpl:13:3: error: 1 'stage;' statement(s) make 2 stages, but @pipeline over pp = 4 " + "needs 4",
+            r.Stderr
+        );
 
         // A value of the whole batch in the middle of the model: microbatches are not independent.
-        File.WriteAllText(P("mix.mpl"), """
+        File.WriteAllText(
+            P("mix.mpl"),
+            """
             mesh m[pp = 2];
             @pipeline(axis = pp, microbatches = 2)
             model f(x: f32[4, 8]) -> f32[] {
@@ -306,24 +358,31 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
               let c = x - mean(x, 0);
               return sum(sum(c @ w, 1), 0);
             }
-            """);
+            """
+        );
         r = Mplc.Run("compile", P("mix.mpl"), "-o", "/dev/null");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("mix.mpl:5:13: error: pipelining: tensor.sub reads 'x' of a single microbatch together with "
-            + "values summed over all of them", r.Stderr);
+        Assert.Contains(
+            "mix.mpl:5:13: error: pipelining: tensor.sub reads 'x' of a single microbatch together with "
+                + "values summed over all of them",
+            r.Stderr
+        );
     }
 
     /// <summary>A schedule edited in the IR is verified: every task once, no deadlock, one order per device.</summary>
     [Theory]
-    [InlineData("[[\"F0\", \"F1\", \"B0\", \"B1\"], [\"F0\", \"B0\", \"F1\"]]",
-        "device 1 must run each of its 4 tasks exactly once, got [F0, B0, F1]")]
+    [InlineData(
+        "[[\"F0\", \"F1\", \"B0\", \"B1\"], [\"F0\", \"B0\", \"F1\"]]",
+        "device 1 must run each of its 4 tasks exactly once, got [F0, B0, F1]"
+    )]
     [InlineData("[[\"F0\", \"F1\", \"B0\", \"B1\"], [\"B0\", \"F0\", \"F1\", \"B1\"]]", "the order deadlocks")]
     [InlineData("[[\"F0\", \"F1\", \"B0\", \"B1\"]]", "1 device order(s) for the 2 devices of pipeline axis 'pp'")]
     [InlineData("[[\"F0\", \"F1\", \"B0\", \"X1\"], [\"F0\", \"B0\", \"F1\", \"B1\"]]", "'X1' is not a task label")]
     public void BadSchedulesAreVerifierErrors(string order, string message)
     {
-        string src = File.ReadAllText(Gpt("@pipeline(axis = pp, microbatches = 2, schedule = \"1f1b\")", train: true,
-            "s.mpl"));
+        string src = File.ReadAllText(
+            Gpt("@pipeline(axis = pp, microbatches = 2, schedule = \"1f1b\")", train: true, "s.mpl")
+        );
         File.WriteAllText(P("s.mpl"), src);
         Ok("compile", P("s.mpl"), "-D", "L=1", "--mesh", "pp=2,dp=1,tp=1", "-o", P("s.mplir"));
         string ir = File.ReadAllText(P("s.mplir"));

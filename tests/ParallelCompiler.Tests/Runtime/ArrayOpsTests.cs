@@ -16,8 +16,10 @@ public sealed class ArrayOpsTests
     {
         Assert.Equal(expected.DType, actual.DType);
         Assert.Equal(expected.Shape, actual.Shape);
-        if (expected.F != null) Assert.Equal(expected.F, actual.F!);
-        else Assert.Equal(expected.I!, actual.I!);
+        if (expected.F != null)
+            Assert.Equal(expected.F, actual.F!);
+        else
+            Assert.Equal(expected.I!, actual.I!);
     }
 
     [Fact]

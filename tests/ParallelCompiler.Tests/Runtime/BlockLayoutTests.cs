@@ -12,7 +12,12 @@ public class BlockLayoutTests
     {
         var mesh = new DeviceMesh(["a", "b"], [2, 3]);
         var global = NDArray.FromInts([4, 6, 5], Enumerable.Range(0, 120).ToArray());
-        IReadOnlyList<string>[] dims = [["a"], ["b"], []];
+        IReadOnlyList<string>[] dims =
+        [
+            ["a"],
+            ["b"],
+            [],
+        ];
         var blocks = Enumerable.Range(0, 6).Select(r => BlockLayout.Block(global, dims, mesh, r)).ToArray();
         Assert.Equal([2L, 2, 5], blocks[4].Shape);
         // device 4 is (a=1, b=1): rows 2..3, columns 2..3

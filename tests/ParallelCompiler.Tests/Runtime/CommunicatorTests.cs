@@ -16,9 +16,12 @@ public sealed class CommunicatorTests
     private static CollectiveSite Site(string op, long step = 0) => new(op, "test.mpl:1:1", step);
 
     private static DeviceMesh Mesh(string spec) =>
-        spec.Length == 0 ? DeviceMesh.Single : new DeviceMesh(
-            spec.Split(',').Select(a => a.Split('=')[0]).ToArray(),
-            spec.Split(',').Select(a => int.Parse(a.Split('=')[1])).ToArray());
+        spec.Length == 0
+            ? DeviceMesh.Single
+            : new DeviceMesh(
+                spec.Split(',').Select(a => a.Split('=')[0]).ToArray(),
+                spec.Split(',').Select(a => int.Parse(a.Split('=')[1])).ToArray()
+            );
 
     private static string[] Axes(string list) => list.Length == 0 ? [] : list.Split(',');
 
@@ -26,7 +29,8 @@ public sealed class CommunicatorTests
     private static NDArray Input(int rank, long[] shape)
     {
         var v = new float[NDArray.ShapeSize(shape)];
-        for (int i = 0; i < v.Length; i++) v[i] = rank * 1000 + i;
+        for (int i = 0; i < v.Length; i++)
+            v[i] = rank * 1000 + i;
         return NDArray.FromFloats(shape, v);
     }
 
@@ -41,14 +45,19 @@ public sealed class CommunicatorTests
     private static long[] Unravel(long flat, long[] shape)
     {
         var idx = new long[shape.Length];
-        for (int d = shape.Length - 1; d >= 0; d--) { idx[d] = flat % shape[d]; flat /= shape[d]; }
+        for (int d = shape.Length - 1; d >= 0; d--)
+        {
+            idx[d] = flat % shape[d];
+            flat /= shape[d];
+        }
         return idx;
     }
 
     private static long Ravel(long[] idx, long[] shape)
     {
         long flat = 0;
-        for (int d = 0; d < shape.Length; d++) flat = flat * shape[d] + idx[d];
+        for (int d = 0; d < shape.Length; d++)
+            flat = flat * shape[d] + idx[d];
         return flat;
     }
 
@@ -58,7 +67,10 @@ public sealed class CommunicatorTests
         for (long i = 0; i < r.Size; i++)
         {
             double v = at(Unravel(i, shape));
-            if (r.F != null) r.F[i] = (float)v; else r.I![i] = (int)v;
+            if (r.F != null)
+                r.F[i] = (float)v;
+            else
+                r.I![i] = (int)v;
         }
         return r;
     }
@@ -75,41 +87,54 @@ public sealed class CommunicatorTests
     {
         var shape = (long[])xs[0].Shape.Clone();
         shape[dim] = xs.Sum(x => x.Shape[dim]);
-        return Build(xs[0].DType, shape, idx =>
-        {
-            var src = (long[])idx.Clone();
-            int p = 0;
-            while (src[dim] >= xs[p].Shape[dim]) src[dim] -= xs[p++].Shape[dim];
-            return At(xs[p], src);
-        });
+        return Build(
+            xs[0].DType,
+            shape,
+            idx =>
+            {
+                var src = (long[])idx.Clone();
+                int p = 0;
+                while (src[dim] >= xs[p].Shape[dim])
+                    src[dim] -= xs[p++].Shape[dim];
+                return At(xs[p], src);
+            }
+        );
     }
 
     private static NDArray RefChunk(NDArray x, int dim, int n, int i)
     {
         var shape = (long[])x.Shape.Clone();
         shape[dim] /= n;
-        return Build(x.DType, shape, idx =>
-        {
-            var src = (long[])idx.Clone();
-            src[dim] += i * shape[dim];
-            return At(x, src);
-        });
+        return Build(
+            x.DType,
+            shape,
+            idx =>
+            {
+                var src = (long[])idx.Clone();
+                src[dim] += i * shape[dim];
+                return At(x, src);
+            }
+        );
     }
 
     private static void Same(NDArray expected, NDArray actual)
     {
         Assert.Equal(expected.DType, actual.DType);
         Assert.Equal(expected.Shape, actual.Shape);
-        if (expected.F != null) Assert.Equal(expected.F, actual.F!);
-        else Assert.Equal(expected.I!, actual.I!);
+        if (expected.F != null)
+            Assert.Equal(expected.F, actual.F!);
+        else
+            Assert.Equal(expected.I!, actual.I!);
     }
 
     // No device's result may share storage with its input or with another device's result.
     private static void Distinct(NDArray[] inputs, NDArray[] results)
     {
         var seen = new HashSet<object>(ReferenceEqualityComparer.Instance);
-        foreach (var x in inputs) seen.Add((object?)x.F ?? x.I!);
-        foreach (var r in results) Assert.True(seen.Add((object?)r.F ?? r.I!), "a result aliases another array");
+        foreach (var x in inputs)
+            seen.Add((object?)x.F ?? x.I!);
+        foreach (var r in results)
+            Assert.True(seen.Add((object?)r.F ?? r.I!), "a result aliases another array");
     }
 
     // ---- the mesh ----
@@ -122,7 +147,8 @@ public sealed class CommunicatorTests
         Assert.Equal(12, Mesh232.DeviceCount);
         Assert.Equal([1, 0, 1], Mesh232.Coords(7));
         Assert.Equal([0, 2, 1], Mesh232.Coords(5));
-        for (int r = 0; r < 12; r++) Assert.Equal(r, Mesh232.RankOf(Mesh232.Coords(r)));
+        for (int r = 0; r < 12; r++)
+            Assert.Equal(r, Mesh232.RankOf(Mesh232.Coords(r)));
         Assert.Equal(3, Mesh232.Size("tp"));
         Assert.Equal(6L, Mesh232.Product(["sp", "tp"]));
         Assert.Equal(1L, Mesh232.Product([]));
@@ -143,7 +169,8 @@ public sealed class CommunicatorTests
     {
         Assert.Equal(expected, Mesh232.Group(rank, Axes(axes)));
         Assert.Equal(Array.IndexOf(expected, rank), Mesh232.IndexInGroup(rank, Axes(axes)));
-        foreach (int member in expected) Assert.Equal(expected, Mesh232.Group(member, Axes(axes)));
+        foreach (int member in expected)
+            Assert.Equal(expected, Mesh232.Group(member, Axes(axes)));
     }
 
     [Fact]
@@ -174,18 +201,29 @@ public sealed class CommunicatorTests
 
     /// <summary>Meshes and the axes a collective spans: one axis, the other one, both in mesh order and
     /// reversed.</summary>
-    public static TheoryData<string, string> Groups => new()
-    {
-        { "x=2", "x" },
-        { "a=2,b=2", "a" }, { "a=2,b=2", "b" }, { "a=2,b=2", "a,b" }, { "a=2,b=2", "b,a" },
-        { "a=2,b=3", "a" }, { "a=2,b=3", "b" }, { "a=2,b=3", "b,a" }, { "a=2,b=3", "a,b" },
-    };
+    public static TheoryData<string, string> Groups =>
+        new()
+        {
+            { "x=2", "x" },
+            { "a=2,b=2", "a" },
+            { "a=2,b=2", "b" },
+            { "a=2,b=2", "a,b" },
+            { "a=2,b=2", "b,a" },
+            { "a=2,b=3", "a" },
+            { "a=2,b=3", "b" },
+            { "a=2,b=3", "b,a" },
+            { "a=2,b=3", "a,b" },
+        };
 
     private static readonly long[] Shape = [12, 2]; // 12 splits among every group size used here
 
-    private static void CheckCollective(string meshSpec, string axesList,
+    private static void CheckCollective(
+        string meshSpec,
+        string axesList,
         Func<ICommunicator<NDArray>, NDArray, IReadOnlyList<string>, NDArray> collective,
-        Func<NDArray[], int, NDArray> expected, Func<int, NDArray>? input = null)
+        Func<NDArray[], int, NDArray> expected,
+        Func<int, NDArray>? input = null
+    )
     {
         var mesh = Mesh(meshSpec);
         var axes = Axes(axesList);
@@ -203,70 +241,106 @@ public sealed class CommunicatorTests
     [Theory]
     [MemberData(nameof(Groups))]
     public void AllReduce_sums_over_the_group(string mesh, string axes) =>
-        CheckCollective(mesh, axes, (c, x, ax) => c.AllReduce(x, ax, ReduceKind.Sum, Site("dist.all_reduce")), (g,
-            _) => RefSum(g));
+        CheckCollective(
+            mesh,
+            axes,
+            (c, x, ax) => c.AllReduce(x, ax, ReduceKind.Sum, Site("dist.all_reduce")),
+            (g, _) => RefSum(g)
+        );
 
     [Theory]
     [MemberData(nameof(Groups))]
     public void AllReduce_max_of_ints(string mesh, string axes) =>
-        CheckCollective(mesh, axes, (c, x, ax) => c.AllReduce(x, ax, ReduceKind.Max, Site("dist.all_reduce")), (g,
-            _) => RefMax(g),
-            r => NDArray.FromInts([3], [r * 7 % 5, -r, r % 2]));
+        CheckCollective(
+            mesh,
+            axes,
+            (c, x, ax) => c.AllReduce(x, ax, ReduceKind.Max, Site("dist.all_reduce")),
+            (g, _) => RefMax(g),
+            r => NDArray.FromInts([3], [r * 7 % 5, -r, r % 2])
+        );
 
     [Theory]
     [MemberData(nameof(Groups))]
     public void AllGather_concatenates_in_group_order(string mesh, string axes) =>
-        CheckCollective(mesh, axes, (c, x, ax) => c.AllGather(x, ax, 1, Site("dist.all_gather")), (g, _) => RefConcat(g,
-            1));
+        CheckCollective(
+            mesh,
+            axes,
+            (c, x, ax) => c.AllGather(x, ax, 1, Site("dist.all_gather")),
+            (g, _) => RefConcat(g, 1)
+        );
 
     [Theory]
     [MemberData(nameof(Groups))]
     public void ReduceScatter_keeps_the_members_chunk_of_the_sum(string mesh, string axes) =>
-        CheckCollective(mesh, axes, (c, x, ax) => c.ReduceScatter(x, ax, 0, Site("dist.reduce_scatter")),
-            (g, i) => RefChunk(RefSum(g), 0, g.Length, i));
+        CheckCollective(
+            mesh,
+            axes,
+            (c, x, ax) => c.ReduceScatter(x, ax, 0, Site("dist.reduce_scatter")),
+            (g, i) => RefChunk(RefSum(g), 0, g.Length, i)
+        );
 
     [Theory]
     [MemberData(nameof(Groups))]
     public void AllToAll_exchanges_chunks(string mesh, string axes) =>
-        CheckCollective(mesh, axes, (c, x, ax) => c.AllToAll(x, ax, 0, 1, Site("dist.all_to_all")),
-            (g, i) => RefConcat(g.Select(x => RefChunk(x, 0, g.Length, i)).ToArray(), 1));
+        CheckCollective(
+            mesh,
+            axes,
+            (c, x, ax) => c.AllToAll(x, ax, 0, 1, Site("dist.all_to_all")),
+            (g, i) => RefConcat(g.Select(x => RefChunk(x, 0, g.Length, i)).ToArray(), 1)
+        );
 
     [Fact]
     public void AllToAll_along_one_dim()
     {
-        CheckCollective("x=3", "x", (c, x, ax) => c.AllToAll(x, ax, -2, 0, Site("dist.all_to_all")),
-            (g, i) => RefConcat(g.Select(x => RefChunk(x, 0, g.Length, i)).ToArray(), 0));
+        CheckCollective(
+            "x=3",
+            "x",
+            (c, x, ax) => c.AllToAll(x, ax, -2, 0, Site("dist.all_to_all")),
+            (g, i) => RefConcat(g.Select(x => RefChunk(x, 0, g.Length, i)).ToArray(), 0)
+        );
     }
 
     [Fact]
     public void Collectives_run_in_sequence_and_on_different_groups()
     {
         var mesh = Mesh("dp=2,tp=2");
-        var results = RunAll(mesh, (r, c) =>
-        {
-            var x = Input(r, [2, 2]);
-            var y = c.AllReduce(x, ["tp"], ReduceKind.Sum, Site("dist.all_reduce", 0));
-            var z = c.AllGather(y, ["dp"], 0, Site("dist.all_gather", 1));
-            return c.AllReduce(z, ["tp"], ReduceKind.Sum, Site("dist.all_reduce", 2));
-        });
+        var results = RunAll(
+            mesh,
+            (r, c) =>
+            {
+                var x = Input(r, [2, 2]);
+                var y = c.AllReduce(x, ["tp"], ReduceKind.Sum, Site("dist.all_reduce", 0));
+                var z = c.AllGather(y, ["dp"], 0, Site("dist.all_gather", 1));
+                return c.AllReduce(z, ["tp"], ReduceKind.Sum, Site("dist.all_reduce", 2));
+            }
+        );
         var inputs = Enumerable.Range(0, 4).Select(r => Input(r, [2, 2])).ToArray();
-        var tpSums = Enumerable.Range(0, 4).Select(r => RefSum(mesh.Group(r,
-            ["tp"]).Select(g => inputs[g]).ToArray())).ToArray();
-        var gathered = Enumerable.Range(0, 4).Select(r => RefConcat(mesh.Group(r,
-            ["dp"]).Select(g => tpSums[g]).ToArray(), 0)).ToArray();
-        for (int r = 0; r < 4; r++) Same(RefSum(mesh.Group(r, ["tp"]).Select(g => gathered[g]).ToArray()), results[r]);
+        var tpSums = Enumerable
+            .Range(0, 4)
+            .Select(r => RefSum(mesh.Group(r, ["tp"]).Select(g => inputs[g]).ToArray()))
+            .ToArray();
+        var gathered = Enumerable
+            .Range(0, 4)
+            .Select(r => RefConcat(mesh.Group(r, ["dp"]).Select(g => tpSums[g]).ToArray(), 0))
+            .ToArray();
+        for (int r = 0; r < 4; r++)
+            Same(RefSum(mesh.Group(r, ["tp"]).Select(g => gathered[g]).ToArray()), results[r]);
     }
 
     [Fact]
     public void Many_devices_do_not_starve()
     {
         var mesh = Mesh("dp=8,tp=8");
-        var results = RunAll(mesh, (r, c) =>
-        {
-            var x = NDArray.FromInts([1], [r]);
-            for (int i = 0; i < 5; i++) x = c.AllReduce(x, ["tp"], ReduceKind.Max, Site("dist.all_reduce", i));
-            return c.AllReduce(x, ["dp", "tp"], ReduceKind.Sum, Site("dist.all_reduce", 5)).I![0];
-        });
+        var results = RunAll(
+            mesh,
+            (r, c) =>
+            {
+                var x = NDArray.FromInts([1], [r]);
+                for (int i = 0; i < 5; i++)
+                    x = c.AllReduce(x, ["tp"], ReduceKind.Max, Site("dist.all_reduce", i));
+                return c.AllReduce(x, ["dp", "tp"], ReduceKind.Sum, Site("dist.all_reduce", 5)).I![0];
+            }
+        );
         // Each tp group's max is its dp row's last rank, 8 * dp + 7; summed over all 64 devices.
         int expected = Enumerable.Range(0, 64).Sum(r => r / 8 * 8 + 7);
         Assert.All(results, v => Assert.Equal(expected, v));
@@ -285,13 +359,15 @@ public sealed class CommunicatorTests
         var comm = world.Communicator(0);
         var x = Input(0, [4, 2]);
         var sw = Stopwatch.StartNew();
-        foreach (var r in new[]
-        {
-            comm.AllReduce(x, axes, ReduceKind.Sum, Site("dist.all_reduce")),
-            comm.AllGather(x, axes, 0, Site("dist.all_gather")),
-            comm.ReduceScatter(x, axes, 1, Site("dist.reduce_scatter")),
-            comm.AllToAll(x, axes, 0, 1, Site("dist.all_to_all")),
-        })
+        foreach (
+            var r in new[]
+            {
+                comm.AllReduce(x, axes, ReduceKind.Sum, Site("dist.all_reduce")),
+                comm.AllGather(x, axes, 0, Site("dist.all_gather")),
+                comm.ReduceScatter(x, axes, 1, Site("dist.reduce_scatter")),
+                comm.AllToAll(x, axes, 0, 1, Site("dist.all_to_all")),
+            }
+        )
         {
             Same(x, r);
             Assert.NotSame(x.F, r.F);
@@ -319,8 +395,10 @@ public sealed class CommunicatorTests
         using var world = new InProcessWorld(DeviceMesh.Single, Patient);
         var x = Input(0, [2]);
         Same(x, world.Communicator(0).CollectivePermute(x, [(0, 0)], Site("dist.collective_permute")));
-        Same(NDArray.Zeros(DType.F32, [2]), world.Communicator(0).CollectivePermute(x, [],
-            Site("dist.collective_permute")));
+        Same(
+            NDArray.Zeros(DType.F32, [2]),
+            world.Communicator(0).CollectivePermute(x, [], Site("dist.collective_permute"))
+        );
     }
 
     [Theory]
@@ -331,8 +409,10 @@ public sealed class CommunicatorTests
     {
         using var world = new InProcessWorld(Mesh("x=4"), Patient);
         var e = Assert.Throws<CollectiveException>(() =>
-            world.Communicator(0).CollectivePermute(Input(0, [1]), [(s1, t1), (s2, t2)],
-                Site("dist.collective_permute")));
+            world
+                .Communicator(0)
+                .CollectivePermute(Input(0, [1]), [(s1, t1), (s2, t2)], Site("dist.collective_permute"))
+        );
         Assert.Contains("device 0 (x=0) in dist.collective_permute", e.Message);
     }
 
@@ -340,38 +420,54 @@ public sealed class CommunicatorTests
     public void Send_and_recv_keep_order_per_pair()
     {
         var mesh = Mesh("x=3");
-        var results = RunAll<int[]>(mesh, (r, c) =>
-        {
-            switch (r)
+        var results = RunAll<int[]>(
+            mesh,
+            (r, c) =>
             {
-                case 0:
-                    for (int i = 0; i < 3; i++) c.Send(NDArray.FromInts([1], [i]), 2, Site("dist.send", i));
-                    return Array.Empty<int>();
-                case 1:
-                    for (int i = 0; i < 3; i++) c.Send(NDArray.FromInts([1], [10 + i]), 2, Site("dist.send", i));
-                    return Array.Empty<int>();
-                default:
-                    // Receive from 1 first, so that 0's messages wait in their own queue meanwhile.
-                    var got = new List<int>();
-                    for (int i = 0; i < 3; i++) got.Add(c.Recv(1, DType.I32, [1], Site("dist.recv", i)).I![0]);
-                    for (int i = 0; i < 3; i++) got.Add(c.Recv(0, DType.I32, [1], Site("dist.recv", 3 + i)).I![0]);
-                    return got.ToArray();
+                switch (r)
+                {
+                    case 0:
+                        for (int i = 0; i < 3; i++)
+                            c.Send(NDArray.FromInts([1], [i]), 2, Site("dist.send", i));
+                        return Array.Empty<int>();
+                    case 1:
+                        for (int i = 0; i < 3; i++)
+                            c.Send(NDArray.FromInts([1], [10 + i]), 2, Site("dist.send", i));
+                        return Array.Empty<int>();
+                    default:
+                        // Receive from 1 first, so that 0's messages wait in their own queue meanwhile.
+                        var got = new List<int>();
+                        for (int i = 0; i < 3; i++)
+                            got.Add(c.Recv(1, DType.I32, [1], Site("dist.recv", i)).I![0]);
+                        for (int i = 0; i < 3; i++)
+                            got.Add(c.Recv(0, DType.I32, [1], Site("dist.recv", 3 + i)).I![0]);
+                        return got.ToArray();
+                }
             }
-        });
+        );
         Assert.Equal([10, 11, 12, 0, 1, 2], results[2]);
     }
 
     [Fact]
     public void Recv_of_the_wrong_shape_fails()
     {
-        var e = Assert.Throws<CollectiveException>(() => RunAll(Mesh("x=2"), (r, c) =>
-        {
-            if (r == 0) c.Send(Input(0, [2, 3]), 1, Site("dist.send", 4));
-            else c.Recv(0, DType.F32, [3, 2], Site("dist.recv", 7));
-            return 0;
-        }));
-        Assert.Contains("device 1 (x=1) expected f32[3, 2] in recv from device 0 (x=0), dist.recv at step 7",
-            e.Message);
+        var e = Assert.Throws<CollectiveException>(() =>
+            RunAll(
+                Mesh("x=2"),
+                (r, c) =>
+                {
+                    if (r == 0)
+                        c.Send(Input(0, [2, 3]), 1, Site("dist.send", 4));
+                    else
+                        c.Recv(0, DType.F32, [3, 2], Site("dist.recv", 7));
+                    return 0;
+                }
+            )
+        );
+        Assert.Contains(
+            "device 1 (x=1) expected f32[3, 2] in recv from device 0 (x=0), dist.recv at step 7",
+            e.Message
+        );
         Assert.Contains("device 0 (x=0) sent f32[2, 3] in send to device 1 (x=1), dist.send at step 4", e.Message);
     }
 
@@ -381,12 +477,18 @@ public sealed class CommunicatorTests
     public void Mismatched_collectives_fail_at_once_naming_both_calls()
     {
         var sw = Stopwatch.StartNew();
-        var e = Assert.Throws<CollectiveException>(() => RunAll(Mesh("x=2"), (r, c) =>
-        {
-            var x = Input(r, [2]);
-            return r == 0 ? c.AllReduce(x, ["x"], ReduceKind.Sum, Site("dist.all_reduce", 3))
-                : c.AllGather(x, ["x"], 0, Site("dist.all_gather", 3));
-        }));
+        var e = Assert.Throws<CollectiveException>(() =>
+            RunAll(
+                Mesh("x=2"),
+                (r, c) =>
+                {
+                    var x = Input(r, [2]);
+                    return r == 0
+                        ? c.AllReduce(x, ["x"], ReduceKind.Sum, Site("dist.all_reduce", 3))
+                        : c.AllGather(x, ["x"], 0, Site("dist.all_gather", 3));
+                }
+            )
+        );
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(2), $"took {sw.Elapsed}");
         Assert.Contains("collective mismatch", e.Message);
         Assert.Contains("device 0 (x=0) called dist.all_reduce", e.Message);
@@ -397,8 +499,12 @@ public sealed class CommunicatorTests
     [Fact]
     public void Mismatched_shapes_fail_at_once()
     {
-        var e = Assert.Throws<CollectiveException>(() => RunAll(Mesh("x=2"), (r, c) =>
-            c.AllReduce(Input(r, [2 + r]), ["x"], ReduceKind.Sum, Site("dist.all_reduce"))));
+        var e = Assert.Throws<CollectiveException>(() =>
+            RunAll(
+                Mesh("x=2"),
+                (r, c) => c.AllReduce(Input(r, [2 + r]), ["x"], ReduceKind.Sum, Site("dist.all_reduce"))
+            )
+        );
         Assert.Contains("f32[2]", e.Message);
         Assert.Contains("f32[3]", e.Message);
     }
@@ -408,54 +514,82 @@ public sealed class CommunicatorTests
     {
         var sw = Stopwatch.StartNew();
         using var world = new InProcessWorld(Mesh("dp=2,tp=2"), TimeSpan.FromMilliseconds(300));
-        var e = Assert.Throws<CollectiveTimeoutException>(() => world.Run((r, c) =>
-        {
-            var x = Input(r, [2]);
-            return r == 2 ? x : c.AllReduce(x, ["tp"], ReduceKind.Sum, new CollectiveSite("dist.all_reduce",
-                "model.mpl:9:12", 12));
-        }));
+        var e = Assert.Throws<CollectiveTimeoutException>(() =>
+            world.Run(
+                (r, c) =>
+                {
+                    var x = Input(r, [2]);
+                    return r == 2
+                        ? x
+                        : c.AllReduce(
+                            x,
+                            ["tp"],
+                            ReduceKind.Sum,
+                            new CollectiveSite("dist.all_reduce", "model.mpl:9:12", 12)
+                        );
+                }
+            )
+        );
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(2), $"took {sw.Elapsed}");
         Assert.Equal(
-            "device 3 (dp=1, tp=1) waited 0.3 s in dist.all_reduce over [tp] at step 12 (model.mpl:9:12); " +
-            "device 2 of group [2, 3] never arrived (it finished its program)", e.Message);
+            "device 3 (dp=1, tp=1) waited 0.3 s in dist.all_reduce over [tp] at step 12 (model.mpl:9:12); "
+                + "device 2 of group [2, 3] never arrived (it finished its program)",
+            e.Message
+        );
     }
 
     [Fact]
     public void A_recv_that_nobody_sends_times_out()
     {
         using var world = new InProcessWorld(Mesh("x=2"), TimeSpan.FromMilliseconds(200));
-        var e = Assert.Throws<CollectiveTimeoutException>(() => world.Run((r, c) =>
-            r == 0 ? null : c.Recv(0, DType.F32, [4], Site("dist.recv", 1))));
-        Assert.Equal("device 1 (x=1) waited 0.2 s in recv from device 0 (x=0), dist.recv at step 1 (test.mpl:1:1); " +
-            "device 0 never sent anything (it finished its program)", e.Message);
+        var e = Assert.Throws<CollectiveTimeoutException>(() =>
+            world.Run((r, c) => r == 0 ? null : c.Recv(0, DType.F32, [4], Site("dist.recv", 1)))
+        );
+        Assert.Equal(
+            "device 1 (x=1) waited 0.2 s in recv from device 0 (x=0), dist.recv at step 1 (test.mpl:1:1); "
+                + "device 0 never sent anything (it finished its program)",
+            e.Message
+        );
     }
 
     [Fact]
     public void A_timeout_says_where_the_missing_device_waits()
     {
         using var world = new InProcessWorld(Mesh("x=2"), TimeSpan.FromMilliseconds(200));
-        var e = Assert.Throws<CollectiveTimeoutException>(() => world.Run((r, c) => r == 0
-            ? c.AllReduce(Input(r, [1]), ["x"], ReduceKind.Sum, Site("dist.all_reduce", 5))
-            : c.Recv(0, DType.F32, [1], Site("dist.recv", 5))));
+        var e = Assert.Throws<CollectiveTimeoutException>(() =>
+            world.Run(
+                (r, c) =>
+                    r == 0
+                        ? c.AllReduce(Input(r, [1]), ["x"], ReduceKind.Sum, Site("dist.all_reduce", 5))
+                        : c.Recv(0, DType.F32, [1], Site("dist.recv", 5))
+            )
+        );
         // Whichever device gives up first reports the other one's wait.
         Assert.True(
             e.Message.Contains("device 1 of group [0, 1] never arrived (it ")
-                && e.Message.Contains(" waiting in recv from device 0 (x=0), dist.recv at step 5") ||
-            e.Message.Contains("device 0 never sent anything (it ")
-                && e.Message.Contains(" waiting in dist.all_reduce over [x] at step 5"),
-            e.Message);
+                && e.Message.Contains(" waiting in recv from device 0 (x=0), dist.recv at step 5")
+                || e.Message.Contains("device 0 never sent anything (it ")
+                    && e.Message.Contains(" waiting in dist.all_reduce over [x] at step 5"),
+            e.Message
+        );
     }
 
     [Fact]
     public void A_device_that_throws_stops_the_others_and_its_exception_comes_out()
     {
         var sw = Stopwatch.StartNew();
-        var e = Assert.Throws<InvalidOperationException>(() => RunAll(Mesh("x=4"), (r, c) =>
-        {
-            if (r == 2) throw new InvalidOperationException("device 2 broke");
-            var y = c.AllReduce(Input(r, [2]), ["x"], ReduceKind.Sum, Site("dist.all_reduce"));
-            return r == 1 ? c.Recv(2, DType.F32, [2], Site("dist.recv", 1)) : y;
-        }));
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            RunAll(
+                Mesh("x=4"),
+                (r, c) =>
+                {
+                    if (r == 2)
+                        throw new InvalidOperationException("device 2 broke");
+                    var y = c.AllReduce(Input(r, [2]), ["x"], ReduceKind.Sum, Site("dist.all_reduce"));
+                    return r == 1 ? c.Recv(2, DType.F32, [2], Site("dist.recv", 1)) : y;
+                }
+            )
+        );
         Assert.Equal("device 2 broke", e.Message);
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(2), $"took {sw.Elapsed}");
     }
@@ -473,8 +607,9 @@ public sealed class CommunicatorTests
     {
         using var world = new InProcessWorld(Mesh("x=2"), Patient);
         var c = world.Communicator(1);
-        var e = Assert.Throws<CollectiveException>(() => c.AllReduce(Input(1, [2]), ["y"], ReduceKind.Sum,
-            Site("dist.all_reduce", 2)));
+        var e = Assert.Throws<CollectiveException>(() =>
+            c.AllReduce(Input(1, [2]), ["y"], ReduceKind.Sum, Site("dist.all_reduce", 2))
+        );
         Assert.Contains("device 1 (x=1) in dist.all_reduce over [y] at step 2", e.Message);
         Assert.Contains("unknown mesh axis 'y'", e.Message);
         Assert.Throws<CollectiveException>(() => c.AllGather(Input(1, [2]), ["x"], 1, Site("dist.all_gather")));
@@ -490,7 +625,8 @@ public sealed class CommunicatorTests
 
         public void Execute(IReadOnlyList<NDArray> inputs, IReadOnlyList<NDArray> outputs)
         {
-            for (int i = 0; i < inputs[0].F!.Length; i++) outputs[0].F![i] = inputs[0].F![i] + 1;
+            for (int i = 0; i < inputs[0].F!.Length; i++)
+                outputs[0].F![i] = inputs[0].F![i] + 1;
         }
     }
 

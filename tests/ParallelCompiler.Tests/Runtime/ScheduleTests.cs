@@ -20,10 +20,13 @@ public class ScheduleTests
     {
         foreach (bool training in new[] { false, true })
         {
-            var t = Timeline.Simulate(Schedule.Build(kind, p, m, 1, training), (_,
-                phase) => phase == Phase.Forward ? 1.0 : 2.0);
+            var t = Timeline.Simulate(
+                Schedule.Build(kind, p, m, 1, training),
+                (_, phase) => phase == Phase.Forward ? 1.0 : 2.0
+            );
             double expected = (p - 1.0) / (m + p - 1.0);
-            for (int d = 0; d < p; d++) Assert.Equal(expected, t.BubbleFraction(d), 3);
+            for (int d = 0; d < p; d++)
+                Assert.Equal(expected, t.BubbleFraction(d), 3);
         }
     }
 
@@ -36,20 +39,29 @@ public class ScheduleTests
     public void InterleavingDividesTheBubbleByTheChunks(int p, int m, int v)
     {
         // Each of the v chunks on a device holds 1/v of its layers.
-        var t = Timeline.Simulate(Schedule.Build("interleaved", p, m, v, training: true), (_,
-            phase) => (phase == Phase.Forward ? 1.0 : 2.0) / v);
+        var t = Timeline.Simulate(
+            Schedule.Build("interleaved", p, m, v, training: true),
+            (_, phase) => (phase == Phase.Forward ? 1.0 : 2.0) / v
+        );
         double expected = (p - 1.0) / (v * m + p - 1.0);
-        for (int d = 0; d < p; d++) Assert.InRange(t.BubbleFraction(d), expected - 0.02, expected + 0.02);
+        for (int d = 0; d < p; d++)
+            Assert.InRange(t.BubbleFraction(d), expected - 0.02, expected + 0.02);
     }
 
     [Fact]
     public void OneFOneBHoldsAtMostPActivationsAndGPipeHoldsM()
     {
-        int p = 4, m = 8;
+        int p = 4,
+            m = 8;
         int Peak(List<PipelineTask> tasks)
         {
-            int held = 0, peak = 0;
-            foreach (var t in tasks) { held += t.Phase == Phase.Forward ? 1 : -1; peak = Math.Max(peak, held); }
+            int held = 0,
+                peak = 0;
+            foreach (var t in tasks)
+            {
+                held += t.Phase == Phase.Forward ? 1 : -1;
+                peak = Math.Max(peak, held);
+            }
             return peak;
         }
         var ofob = Schedule.Build("1f1b", p, m, 1, true);
@@ -63,6 +75,8 @@ public class ScheduleTests
 
     [Fact]
     public void InterleavingNeedsMicrobatchesInGroupsOfP() =>
-        Assert.Contains("not a multiple", Assert.Throws<ArgumentException>(() => Schedule.Build("interleaved", 4, 6, 2,
-            true)).Message);
+        Assert.Contains(
+            "not a multiple",
+            Assert.Throws<ArgumentException>(() => Schedule.Build("interleaved", 4, 6, 2, true)).Message
+        );
 }

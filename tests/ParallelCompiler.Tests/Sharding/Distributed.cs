@@ -11,9 +11,11 @@ public static class Distributed
 {
     /// <summary>Single-device results of the global program, then the same inputs through propagation, reshards,
     /// spmdize and the simulated devices.</summary>
-    public static (IReadOnlyList<NDArray> Single, IReadOnlyList<NDArray> Spmd) Run(Operation module,
+    public static (IReadOnlyList<NDArray> Single, IReadOnlyList<NDArray> Spmd) Run(
+        Operation module,
         IReadOnlyList<NDArray> args,
-        IReadOnlyDictionary<string, NDArray> parameters)
+        IReadOnlyDictionary<string, NDArray> parameters
+    )
     {
         var func = module.EntryFunction()!;
         var single = Interpreter.Run(func, args, op => parameters[op.StringAttr("path")]);

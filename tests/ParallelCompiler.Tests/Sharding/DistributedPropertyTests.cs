@@ -16,10 +16,18 @@ public class DistributedPropertyTests
     /// <summary>Meshes as (axis, size) lists: 1 to 8 devices, 1 to 3 axes.</summary>
     internal static readonly (string, int)[][] Meshes =
     [
-        [("x", 1)], [("x", 2)], [("x", 4)], [("x", 8)], [("x", 2), ("y", 2)], [("x", 2), ("y", 4)], [("x", 4), ("y",
-            2)],
-        [("x", 2), ("y", 2), ("z", 2)], [("x", 1), ("y", 2), ("z", 2)], [("x", 2), ("y", 1)], [("x", 3)], [("x", 3),
-            ("y", 2)],
+        [("x", 1)],
+        [("x", 2)],
+        [("x", 4)],
+        [("x", 8)],
+        [("x", 2), ("y", 2)],
+        [("x", 2), ("y", 4)],
+        [("x", 4), ("y", 2)],
+        [("x", 2), ("y", 2), ("z", 2)],
+        [("x", 1), ("y", 2), ("z", 2)],
+        [("x", 2), ("y", 1)],
+        [("x", 3)],
+        [("x", 3), ("y", 2)],
     ];
 
     [Property(MaxTest = 300, EndSize = 32)]
@@ -34,8 +42,11 @@ public class DistributedPropertyTests
         string before = Printer.Print(module);
         var (single, spmd) = Distributed.Run(module, args, parameters);
         double err = Distributed.MaxRelativeError(single[0], spmd[0]);
-        return (err <= 1e-4).Label($"max relative error {err:G3} on mesh "
-            + $"{string.Join(",", mesh.Select(m => $"{m.Item1}={m.Item2}"))} with {layouts}\n{before}\n--- per device "
-            + $"---\n{Printer.Print(module)}");
+        return (err <= 1e-4).Label(
+            $"max relative error {err:G3} on mesh "
+                + string.Join(",", mesh.Select(m => $"{m.Item1}={m.Item2}"))
+                + $" with {layouts}\n{before}\n--- per device "
+                + $"---\n{Printer.Print(module)}"
+        );
     }
 }

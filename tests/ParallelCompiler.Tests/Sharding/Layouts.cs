@@ -13,14 +13,22 @@ public static class Layouts
     /// </summary>
     public static string Apply(Operation module, (string Axis, int Size)[] mesh, byte[] codes)
     {
-        var meshOp = Operation.CreateUnchecked("dist.mesh", [], [],
-            [new("axes", Attr.Strs(mesh.Select(m => m.Axis))), new("shape", Attr.Ints(mesh.Select(m => (long)m.Size))),
-                new("sym_name", Attr.Str("grid"))]);
+        var meshOp = Operation.CreateUnchecked(
+            "dist.mesh",
+            [],
+            [],
+            [
+                new("axes", Attr.Strs(mesh.Select(m => m.Axis))),
+                new("shape", Attr.Ints(mesh.Select(m => (long)m.Size))),
+                new("sym_name", Attr.Str("grid")),
+            ]
+        );
         module.Regions[0].Entry.InsertBefore(meshOp, module.Regions[0].Entry.First);
         var func = module.EntryFunction()!;
-        var values = func.Regions[0].Entry.Arguments.Cast<Value>()
-            .Concat(func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").Select(o =>
-                (Value)o.Result)).ToList();
+        var values = func.Regions[0]
+            .Entry.Arguments.Cast<Value>()
+            .Concat(func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").Select(o => (Value)o.Result))
+            .ToList();
         int c = 0;
         byte Next() => codes.Length == 0 ? (byte)0 : codes[c++ % codes.Length];
         var described = new List<string>();
@@ -36,8 +44,11 @@ public static class Layouts
 
     /// <summary>A legal sharding of <paramref name="shape"/>: per dimension, the unused axes that <paramref
     /// name="next"/>'s code picks and whose product divides it.</summary>
-    public static ParallelCompiler.IR.Sharding Pick(IReadOnlyList<long> shape, (string Axis, int Size)[] mesh,
-        Func<byte> next)
+    public static ParallelCompiler.IR.Sharding Pick(
+        IReadOnlyList<long> shape,
+        (string Axis, int Size)[] mesh,
+        Func<byte> next
+    )
     {
         var used = new HashSet<string>();
         var dims = new List<List<string>>();
@@ -49,7 +60,8 @@ public static class Layouts
             for (int i = 0; i < mesh.Length; i++)
             {
                 var (axis, size) = mesh[(i + code) % mesh.Length];
-                if ((code >> (i + 2) & 1) == 0 || used.Contains(axis) || d % (product * size) != 0) continue;
+                if ((code >> (i + 2) & 1) == 0 || used.Contains(axis) || d % (product * size) != 0)
+                    continue;
                 axes.Add(axis);
                 used.Add(axis);
                 product *= size;
@@ -63,14 +75,25 @@ public static class Layouts
     public static (NDArray[] Args, Dictionary<string, NDArray> Params) Inputs(Operation module, ulong seed)
     {
         var func = module.EntryFunction()!;
-        var args = func.Regions[0].Entry.Arguments
-            .Select(a => Initializers.RandomInput(a.TensorType.DType, a.TensorType.ShapeArray, seed, a.NameHint ?? "",
-                5)).ToArray();
-        var ps = func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").ToDictionary(o =>
-            o.StringAttr("path"),
-            o => Initializers.Create(o.StringAttr("init"), o.GetAttr("std") is null ? 0 : o.FloatAttr("std"),
-                o.Result.TensorType.DType,
-                o.Result.TensorType.ShapeArray, seed, o.StringAttr("path")));
+        var args = func.Regions[0]
+            .Entry.Arguments.Select(a =>
+                Initializers.RandomInput(a.TensorType.DType, a.TensorType.ShapeArray, seed, a.NameHint ?? "", 5)
+            )
+            .ToArray();
+        var ps = func.Regions[0]
+            .Entry.Operations.Where(o => o.Name == "tensor.param")
+            .ToDictionary(
+                o => o.StringAttr("path"),
+                o =>
+                    Initializers.Create(
+                        o.StringAttr("init"),
+                        o.GetAttr("std") is null ? 0 : o.FloatAttr("std"),
+                        o.Result.TensorType.DType,
+                        o.Result.TensorType.ShapeArray,
+                        seed,
+                        o.StringAttr("path")
+                    )
+            );
         return (args, ps);
     }
 }

@@ -19,8 +19,8 @@ namespace ParallelCompiler.Tests.Sharding;
 /// </summary>
 public class ModelPropertyTests
 {
-    private static readonly PassRegistry Registry =
-        (PassRegistry)CompilerServices.Create().GetService(typeof(PassRegistry))!;
+    private static readonly PassRegistry Registry = (PassRegistry)
+        CompilerServices.Create().GetService(typeof(PassRegistry))!;
 
     /// <summary>Programs of 6 to 30 steps (FsCheck's own arrays are mostly a few bytes long when a property takes
     /// several), shrinking as arrays do.</summary>
@@ -28,15 +28,18 @@ public class ModelPropertyTests
     {
         /// <summary>The byte arrays of this property.</summary>
         public static Arbitrary<byte[]> Bytes() =>
-            Arb.From(Gen.Choose(6, 30).SelectMany(n => Gen.ArrayOf(Gen.Choose(0, 255).Select(i => (byte)i), n)),
-                ArbMap.Default.ArbFor<byte[]>().Shrinker);
+            Arb.From(
+                Gen.Choose(6, 30).SelectMany(n => Gen.ArrayOf(Gen.Choose(0, 255).Select(i => (byte)i), n)),
+                ArbMap.Default.ArbFor<byte[]>().Shrinker
+            );
     }
 
     [Property(MaxTest = 400, Arbitrary = [typeof(LongPrograms)])]
     public Property MeshEqualsOneDevice(byte[] steps, byte meshCode, byte[] layoutCodes, bool train)
     {
-        var mesh = DistributedPropertyTests.Meshes[ModelGen.Mix(meshCode,
-            steps.Length) % DistributedPropertyTests.Meshes.Length];
+        var mesh = DistributedPropertyTests.Meshes[
+            ModelGen.Mix(meshCode, steps.Length) % DistributedPropertyTests.Meshes.Length
+        ];
         int c = 0;
         byte Next() => ModelGen.Mix(layoutCodes.Length == 0 ? (byte)0 : layoutCodes[c % layoutCodes.Length], c++);
         layoutCodes = layoutCodes.Select(ModelGen.Mix).ToArray();
@@ -46,22 +49,32 @@ public class ModelPropertyTests
         var single = module.Clone();
         single.ResizeMesh(mesh.ToDictionary(m => m.Item1, _ => 1));
         Compile(single);
-        try { Compile(module); }
+        try
+        {
+            Compile(module);
+        }
         catch (PassInputException e)
         {
             // A layout the mesh cannot hold (a split that a reshape cannot carry) must be a clear input error.
             return true.Label($"input error: {e.Message}").Classify(true, "rejected with an input error");
         }
-        var settings = new RunSettings { Backend = "interp", Seed = (ulong)steps.Length,
-            CollectiveTimeout = TimeSpan.FromSeconds(30) };
+        var settings = new RunSettings
+        {
+            Backend = "interp",
+            Seed = (ulong)steps.Length,
+            CollectiveTimeout = TimeSpan.FromSeconds(30),
+        };
         var want = ModelRunner.Run(single, settings, TextWriter.Null);
         var got = ModelRunner.Run(module, settings, TextWriter.Null);
         var worst = RunComparison.Worst(RunComparison.Compare(want, got, train));
         string m = string.Join(",", mesh.Select(x => $"{x.Item1}={x.Item2}"));
         return (worst == null || worst.Error <= 1e-4)
-            .Label($"{worst?.Name} differs by {worst?.Error:G3} at [{worst?.Index}] (one device {worst?.Expected}, "
-                + $"mesh {worst?.Got}) on mesh {m} with {layouts}\n{source}")
-            .Classify(train, "training").Classify(source.Contains("dist.reshard"), "with a constraint")
+            .Label(
+                $"{worst?.Name} differs by {worst?.Error:G3} at [{worst?.Index}] (one device {worst?.Expected}, "
+                    + $"mesh {worst?.Got}) on mesh {m} with {layouts}\n{source}"
+            )
+            .Classify(train, "training")
+            .Classify(source.Contains("dist.reshard"), "with a constraint")
             .Classify(source.Contains("tensor.embedding"), "with token ids")
             .Classify(source.Contains("tensor.cross_entropy"), "cross_entropy");
     }

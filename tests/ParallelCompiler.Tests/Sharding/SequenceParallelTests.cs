@@ -21,8 +21,11 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     private static string Out(Mplc.Result r)
     {
         Assert.True(r.ExitCode == 0, r.Stderr);
-        return r.Stdout.Split('\n').First(l => l.StartsWith("out:", StringComparison.Ordinal) || l.StartsWith("loss:",
-            StringComparison.Ordinal));
+        return r
+            .Stdout.Split('\n')
+            .First(l =>
+                l.StartsWith("out:", StringComparison.Ordinal) || l.StartsWith("loss:", StringComparison.Ordinal)
+            );
     }
 
     /// <summary>Two runs on random inputs, on the mesh and on one device, print the same; --check agrees and says
@@ -42,13 +45,15 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     [Fact]
     public void CrossEntropyOverSplitPositionsDrawsTheSameLabels()
     {
-        string path = Model("""
+        string path = Model(
+            """
             mesh grid[tp = 2];
             const B = 2; const S = 4; const V = 16;
             model m(x: f32[B, S, V] shard[_, tp, _], labels: i32[B, S]) -> f32[] {
               return cross_entropy(x, labels);
             }
-            """);
+            """
+        );
         RandomRunsAgree(path, "tp=1", "check: mesh tp=2 equals one device: 1 array(s)");
     }
 
@@ -57,7 +62,8 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     [Fact]
     public void TiedEmbeddingOverSplitPositionsDrawsTheSameIds()
     {
-        string path = Model("""
+        string path = Model(
+            """
             mesh grid[dp = 2, tp = 2];
             const B = 4; const S = 8; const D = 16; const V = 24;
             layer body(x: f32[B, S, D] shard[dp, tp, _]) -> f32[B, S, D] shard[dp, tp, _] {
@@ -70,7 +76,8 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
               return cross_entropy(x @ transpose(wte, [1, 0]), labels);
             }
             train m optimizer sgd(lr = 0.5);
-            """);
+            """
+        );
         RandomRunsAgree(path, "dp=1,tp=1", "check: m.wte: largest relative difference");
     }
 
@@ -90,14 +97,32 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     public void PropagationPriorityCanBeForcedAndIsChecked()
     {
         string Pipeline(string priority) =>
-            ParallelCompiler.Driver.Pipelines.DefaultString.Replace("sharding-propagation",
-            $"sharding-propagation{{priority={priority}}}");
-        var weights = Mplc.Run("compile", Repo.Path("examples", "gpt_sp.mpl"), "-D", "L=1", "--pass-pipeline",
-            Pipeline("activations"), "-o", P("a.mplir"));
+            ParallelCompiler.Driver.Pipelines.DefaultString.Replace(
+                "sharding-propagation",
+                $"sharding-propagation{{priority={priority}}}"
+            );
+        var weights = Mplc.Run(
+            "compile",
+            Repo.Path("examples", "gpt_sp.mpl"),
+            "-D",
+            "L=1",
+            "--pass-pipeline",
+            Pipeline("activations"),
+            "-o",
+            P("a.mplir")
+        );
         Assert.True(weights.ExitCode == 0, weights.Stderr);
         Assert.Contains("gathered in full", weights.Stderr);
-        var bad = Mplc.Run("compile", Repo.Path("examples", "gpt_sp.mpl"), "-D", "L=1", "--pass-pipeline",
-            Pipeline("weights"), "-o", P("b.mplir"));
+        var bad = Mplc.Run(
+            "compile",
+            Repo.Path("examples", "gpt_sp.mpl"),
+            "-D",
+            "L=1",
+            "--pass-pipeline",
+            Pipeline("weights"),
+            "-o",
+            P("b.mplir")
+        );
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("priority must be auto, activations or parameters, got 'weights'", bad.Stderr);
     }
@@ -111,8 +136,12 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     [InlineData("gpt.mpl")]
     public void EveryExamplePassesCheck(string example)
     {
-        var r = Mplc.Run(["run", Repo.Path("examples", example), "--check", .. example.StartsWith("gpt",
-            StringComparison.Ordinal) ? new[] { "-D", "L=2" } : []]);
+        var r = Mplc.Run([
+            "run",
+            Repo.Path("examples", example),
+            "--check",
+            .. example.StartsWith("gpt", StringComparison.Ordinal) ? new[] { "-D", "L=2" } : [],
+        ]);
         Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
         Assert.Matches(@"check: mesh \S+ equals one device: \d+ array\(s\), largest relative difference", r.Stdout);
     }
@@ -124,9 +153,12 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
         Assert.Equal(1, withOut.ExitCode);
         Assert.Contains("error: --check compares two runs", withOut.Stderr);
         // Global textual IR is checked like the source; a per-device program cannot be put on one device any more.
-        string ir = P("m.mplir"), spmd = P("spmd.mplir");
-        Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "--pass-pipeline", "", "-o",
-            ir).ExitCode);
+        string ir = P("m.mplir"),
+            spmd = P("spmd.mplir");
+        Assert.Equal(
+            0,
+            Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "--pass-pipeline", "", "-o", ir).ExitCode
+        );
         Assert.Contains("equals one device", Mplc.Run("run", ir, "--check").Stdout);
         Assert.Equal(0, Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", spmd).ExitCode);
         var fromSpmd = Mplc.Run("run", spmd, "--check");
@@ -139,10 +171,16 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     [Fact]
     public void ComparisonFindsTheWorstArray()
     {
-        var a = new RunOutcome([NDArray.FromFloats([3], [1f, 2f, 3f])], [0.5f], new Dictionary<string,
-            NDArray> { ["w"] = NDArray.FromFloats([2], [1f, 1f]) });
-        var b = new RunOutcome([NDArray.FromFloats([3], [1f, 2f, 3.5f])], [0.5f], new Dictionary<string,
-            NDArray> { ["w"] = NDArray.FromFloats([2], [1f, 1f]) });
+        var a = new RunOutcome(
+            [NDArray.FromFloats([3], [1f, 2f, 3f])],
+            [0.5f],
+            new Dictionary<string, NDArray> { ["w"] = NDArray.FromFloats([2], [1f, 1f]) }
+        );
+        var b = new RunOutcome(
+            [NDArray.FromFloats([3], [1f, 2f, 3.5f])],
+            [0.5f],
+            new Dictionary<string, NDArray> { ["w"] = NDArray.FromFloats([2], [1f, 1f]) }
+        );
         var diffs = RunComparison.Compare(a, b, training: true);
         Assert.Equal(["out", "loss", "w"], diffs.Select(d => d.Name));
         var worst = RunComparison.Worst(diffs)!;

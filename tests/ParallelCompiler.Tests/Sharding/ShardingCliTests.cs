@@ -9,12 +9,13 @@ namespace ParallelCompiler.Tests.Sharding;
 public class ShardingCliTests
 {
     /// <summary>(example, its mesh flattened to one device, extra flags).</summary>
-    public static TheoryData<string, string, string> ShardedExamples() => new()
-    {
-        { "mlp.mpl", "dp=1,tp=1", "" },
-        { "attention.mpl", "dp=1,tp=1", "" },
-        { "gpt.mpl", "pp=1,dp=1,tp=1", "L=2" },
-    };
+    public static TheoryData<string, string, string> ShardedExamples() =>
+        new()
+        {
+            { "mlp.mpl", "dp=1,tp=1", "" },
+            { "attention.mpl", "dp=1,tp=1", "" },
+            { "gpt.mpl", "pp=1,dp=1,tp=1", "L=2" },
+        };
 
     /// <summary>Every example with shardings runs on all devices of its mesh and gives what one device gives.</summary>
     [Theory]
@@ -25,19 +26,38 @@ public class ShardingCliTests
         try
         {
             string[] extra = define.Length > 0 ? ["-D", define] : [];
-            var spmd = Mplc.Run(["run", Repo.Path("examples", example), "--seed", "5", "--out", Path.Combine(dir,
-                "spmd.npz"), .. extra]);
+            var spmd = Mplc.Run([
+                "run",
+                Repo.Path("examples", example),
+                "--seed",
+                "5",
+                "--out",
+                Path.Combine(dir, "spmd.npz"),
+                .. extra,
+            ]);
             Assert.True(spmd.ExitCode == 0, spmd.Stderr);
             Assert.Matches(@"note: running on (4|8) simulated device\(s\)", spmd.Stderr);
-            var single = Mplc.Run(["run", Repo.Path("examples", example), "--seed", "5", "--mesh", oneDevice, "--out",
-                Path.Combine(dir, "one.npz"), .. extra]);
+            var single = Mplc.Run([
+                "run",
+                Repo.Path("examples", example),
+                "--seed",
+                "5",
+                "--mesh",
+                oneDevice,
+                "--out",
+                Path.Combine(dir, "one.npz"),
+                .. extra,
+            ]);
             Assert.True(single.ExitCode == 0, single.Stderr);
             Assert.Contains("running on 1 simulated device(s)", single.Stderr);
             var a = ArrayFile.Read(Path.Combine(dir, "spmd.npz"))["out"].Array;
             var b = ArrayFile.Read(Path.Combine(dir, "one.npz"))["out"].Array;
             Assert.True(Distributed.MaxRelativeError(b, a) <= 1e-5, $"error {Distributed.MaxRelativeError(b, a)}");
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -53,38 +73,52 @@ public class ShardingCliTests
     [Fact]
     public void GatheringAUserShardedTensorInFullIsAWarning()
     {
-        var r = Mplc.CompileSource("""
+        var r = Mplc.CompileSource(
+            """
             mesh m[tp = 2];
             model f(x: f32[8, 64] shard[_, tp]) -> f32[8, 64] {
               return softmax(x, axis = -1);
             }
-            """);
+            """
+        );
         Assert.True(r.ExitCode == 0, r.Stderr);
-        Assert.Matches(@"t\.mpl:2:7: warning: 'x' \(f32\[8, 64\] shard\[_, tp\], 2\.0 KiB\) is gathered in full on every device of the mesh \(tp=2\)", r.Stderr);
+        Assert.Matches(
+            @"t\.mpl:2:7: warning: 'x' \(f32\[8, 64\] shard\[_, tp\], 2\.0 KiB\) "
+                + @"is gathered in full on every device of the mesh \(tp=2\)",
+            r.Stderr
+        );
         Assert.Contains("dist.all_gather", r.Stdout);
     }
 
     [Fact]
     public void IndivisibleDimensionInIRIsAnErrorNamingDimensionAxesAndSizes()
     {
-        var r = OnIR("opt", """
+        var r = OnIR(
+            "opt",
+            """
             module {
               dist.mesh {axes = ["x", "y"], shape = [2, 2], sym_name = "grid"} : () -> ()
               func.func @f(%a: tensor<6x8xf32, shard[(x, y), _]>) -> tensor<6x8xf32, shard[(x, y), _]> {
                 func.return %a : tensor<6x8xf32, shard[(x, y), _]>
               }
             }
-            """, "--pass-pipeline=spmdize");
+            """,
+            "--pass-pipeline=spmdize"
+        );
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("error: dimension 0 of 'a' (f32[6, 8], size 6) is not divisible by mesh axes x=2, y=2 "
-            + "(product 4)", r.Stderr);
+        Assert.Contains(
+            "error: dimension 0 of 'a' (f32[6, 8], size 6) is not divisible by mesh axes x=2, y=2 " + "(product 4)",
+            r.Stderr
+        );
         Assert.DoesNotContain("internal compiler error", r.Stderr);
     }
 
     [Fact]
     public void ADeviceWaitingForeverIsReportedAfterTheTimeout()
     {
-        var r = OnIR("run", """
+        var r = OnIR(
+            "run",
+            """
             module attributes {spmd = true} {
               dist.mesh {axes = ["x"], shape = [2], sym_name = "grid"} : () -> ()
               func.func @f(%a: tensor<4xf32>) -> tensor<4xf32> {
@@ -93,16 +127,23 @@ public class ShardingCliTests
                 func.return %1 : tensor<4xf32>
               }
             }
-            """, "--collective-timeout", "0.3");
+            """,
+            "--collective-timeout",
+            "0.3"
+        );
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("error: device 1 (x=1) waited 0.3 s in recv from device 0 (x=0), dist.recv at step 1",
-            r.Stderr);
+        Assert.Contains(
+            "error: device 1 (x=1) waited 0.3 s in recv from device 0 (x=0), dist.recv at step 1",
+            r.Stderr
+        );
     }
 
     [Fact]
     public void CollectivesVerifyTheirShapesAgainstTheMesh()
     {
-        var r = OnIR("opt", """
+        var r = OnIR(
+            "opt",
+            """
             module attributes {spmd = true} {
               dist.mesh {axes = ["x"], shape = [4], sym_name = "grid"} : () -> ()
               func.func @f(%a: tensor<4x2xf32>) -> tensor<8x2xf32> {
@@ -110,9 +151,13 @@ public class ShardingCliTests
                 func.return %0 : tensor<8x2xf32>
               }
             }
-            """);
+            """
+        );
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("all_gather: over [x] (4 devices) a tensor<4x2xf32> gives tensor<16x2xf32>, not tensor<8x2xf32>", r.Stderr);
+        Assert.Contains(
+            "all_gather: over [x] (4 devices) a tensor<4x2xf32> gives tensor<16x2xf32>, not tensor<8x2xf32>",
+            r.Stderr
+        );
     }
 
     /// <summary>Writes <paramref name="ir"/> to a temporary .mplir file and runs an mplc command on it.</summary>
@@ -121,7 +166,13 @@ public class ShardingCliTests
         string dir = Directory.CreateTempSubdirectory("mplc-ir").FullName;
         string path = Path.Combine(dir, "test.mplir");
         File.WriteAllText(path, ir);
-        try { return Mplc.Run([command, path, .. flags]); }
-        finally { Directory.Delete(dir, true); }
+        try
+        {
+            return Mplc.Run([command, path, .. flags]);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }

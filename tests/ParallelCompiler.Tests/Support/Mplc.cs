@@ -17,8 +17,8 @@ public static class Mplc
         int code = -1;
         var t = new Thread(() => code = Cli.Main(args, o, e), 512 * 1024 * 1024);
         t.Start();
-        if (!t.Join(TimeSpan.FromSeconds(120))) throw new TimeoutException($"mplc {string.Join(" ", args)} did not "
-            + $"finish in 120 s");
+        if (!t.Join(TimeSpan.FromSeconds(120)))
+            throw new TimeoutException($"mplc {string.Join(" ", args)} did not " + $"finish in 120 s");
         return new Result(code, o.ToString(), e.ToString());
     }
 
@@ -28,7 +28,13 @@ public static class Mplc
         string dir = Directory.CreateTempSubdirectory("mplc-test").FullName;
         string path = Path.Combine(dir, "t.mpl");
         File.WriteAllText(path, source);
-        try { return Run(["compile", path, .. extra]); }
-        finally { Directory.Delete(dir, true); }
+        try
+        {
+            return Run(["compile", path, .. extra]);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }

@@ -7,8 +7,14 @@ namespace ParallelCompiler.Tests.Support;
 
 /// <summary>What ptxas reports for one kernel: registers per thread, bytes of static shared memory, stack and
 /// spills.</summary>
-public sealed record PtxasKernel(string Name, int Registers, int SharedBytes, int StackBytes, int SpillStores,
-    int SpillLoads);
+public sealed record PtxasKernel(
+    string Name,
+    int Registers,
+    int SharedBytes,
+    int StackBytes,
+    int SpillStores,
+    int SpillLoads
+);
 
 /// <summary>
 /// NVIDIA's PTX assembler and disassembler as an oracle for the generated PTX: <c>./build.sh test</c> unpacks them
@@ -22,20 +28,28 @@ public static partial class Ptxas
     public static string? Path => Found.Value;
 
     /// <summary>Why the ptxas tests skip, or null when ptxas is here.</summary>
-    public static string? Missing => Path == null
-        ? "needs NVIDIA's ptxas: ./build.sh test fetches it (Debian non-free, nvidia-cuda-toolkit) into bin/nvidia/, "
-            + "or set MPLC_PTXAS"
-        : null;
+    public static string? Missing =>
+        Path == null
+            ? "needs NVIDIA's ptxas: ./build.sh test fetches it (Debian non-free, nvidia-cuda-toolkit) "
+                + "into bin/nvidia/, "
+                + "or set MPLC_PTXAS"
+            : null;
 
     private static string? Find()
     {
-        if (Environment.GetEnvironmentVariable("MPLC_PTXAS") is { Length: > 0 } env) return File.Exists(env) ? env
-            : null;
+        if (Environment.GetEnvironmentVariable("MPLC_PTXAS") is { Length: > 0 } env)
+            return File.Exists(env) ? env : null;
         string local = Repo.Path("bin", "nvidia", "ptxas");
-        if (File.Exists(local)) return local;
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':',
-            StringSplitOptions.RemoveEmptyEntries))
-            if (File.Exists(System.IO.Path.Combine(dir, "ptxas"))) return System.IO.Path.Combine(dir, "ptxas");
+        if (File.Exists(local))
+            return local;
+        foreach (
+            var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(
+                ':',
+                StringSplitOptions.RemoveEmptyEntries
+            )
+        )
+            if (File.Exists(System.IO.Path.Combine(dir, "ptxas")))
+                return System.IO.Path.Combine(dir, "ptxas");
         return null;
     }
 
@@ -51,12 +65,25 @@ public static partial class Ptxas
         {
             string input = System.IO.Path.Combine(dir, "kernels.ptx");
             File.WriteAllText(input, ptx);
-            var (code, output) = Run(Path!, ["-arch", arch, "-v", "--warn-on-spills", input, "-o",
-                cubin ?? System.IO.Path.Combine(dir, "kernels.cubin")]);
+            var (code, output) = Run(
+                Path!,
+                [
+                    "-arch",
+                    arch,
+                    "-v",
+                    "--warn-on-spills",
+                    input,
+                    "-o",
+                    cubin ?? System.IO.Path.Combine(dir, "kernels.cubin"),
+                ]
+            );
             Assert.True(code == 0, $"ptxas -arch {arch} rejected the PTX:\n{output}");
             return Parse(output);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// <summary>The SASS of a cubin, by nvdisasm (beside ptxas).</summary>
@@ -78,18 +105,22 @@ public static partial class Ptxas
         List<string>? best = null;
         for (int i = 0; i < lines.Length; i++)
         {
-            if (LabelLine().Match(lines[i]) is not { Success: true } label) continue;
+            if (LabelLine().Match(lines[i]) is not { Success: true } label)
+                continue;
             var ops = new List<string>();
             for (int j = i + 1; j < lines.Length; j++)
             {
-                if (InstructionLine().Match(lines[j]) is not { Success: true } ins) continue;
+                if (InstructionLine().Match(lines[j]) is not { Success: true } ins)
+                    continue;
                 ops.Add(ins.Groups[1].Value);
-                if (ins.Groups[1].Value.StartsWith("BRA",
-                    StringComparison.Ordinal) && lines[j].Contains($"({label.Groups[1].Value})",
-                    StringComparison.Ordinal))
+                if (
+                    ins.Groups[1].Value.StartsWith("BRA", StringComparison.Ordinal)
+                    && lines[j].Contains($"({label.Groups[1].Value})", StringComparison.Ordinal)
+                )
                 {
                     // A branch to itself (the trap after the exit) is no loop of the kernel's.
-                    if (ops.Count > 1 && (best == null || ops.Count < best.Count)) best = ops;
+                    if (ops.Count > 1 && (best == null || ops.Count < best.Count))
+                        best = ops;
                     break;
                 }
             }
@@ -103,18 +134,26 @@ public static partial class Ptxas
     {
         var result = new Dictionary<string, PtxasKernel>();
         string? name = null;
-        int stack = 0, stores = 0, loads = 0;
+        int stack = 0,
+            stores = 0,
+            loads = 0;
         foreach (var line in output.Split('\n'))
         {
-            if (EntryLine().Match(line) is { Success: true } e) (name, stack, stores, loads) = (e.Groups[1].Value, 0, 0,
-                0);
+            if (EntryLine().Match(line) is { Success: true } e)
+                (name, stack, stores, loads) = (e.Groups[1].Value, 0, 0, 0);
             else if (FrameLine().Match(line) is { Success: true } f)
                 (stack, stores, loads) = (Int(f.Groups[1]), Int(f.Groups[2]), Int(f.Groups[3]));
             else if (UsedLine().Match(line) is { Success: true } u && name != null)
             {
                 var smem = SmemPart().Match(line);
-                result[name] = new PtxasKernel(name, Int(u.Groups[1]), smem.Success ? Int(smem.Groups[1]) : 0, stack,
-                    stores, loads);
+                result[name] = new PtxasKernel(
+                    name,
+                    Int(u.Groups[1]),
+                    smem.Success ? Int(smem.Groups[1]) : 0,
+                    stack,
+                    stores,
+                    loads
+                );
                 name = null;
             }
         }
@@ -125,9 +164,14 @@ public static partial class Ptxas
 
     private static (int Code, string Output) Run(string exe, string[] args)
     {
-        var psi = new ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true,
-            UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        var psi = new ProcessStartInfo(exe)
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args)
+            psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
         string output = p.StandardOutput.ReadToEnd();
@@ -135,12 +179,23 @@ public static partial class Ptxas
         return (p.ExitCode, output + err.Result);
     }
 
-    [GeneratedRegex(@"^(\.L_x_\d+):")] private static partial Regex LabelLine();
-    [GeneratedRegex(@"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")] private static partial Regex InstructionLine();
-    [GeneratedRegex(@"Compiling entry function '([^']+)'")] private static partial Regex EntryLine();
-    [GeneratedRegex(@"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")] private static partial Regex FrameLine();
-    [GeneratedRegex(@"Used (\d+) registers")] private static partial Regex UsedLine();
-    [GeneratedRegex(@"(\d+) bytes smem")] private static partial Regex SmemPart();
+    [GeneratedRegex(@"^(\.L_x_\d+):")]
+    private static partial Regex LabelLine();
+
+    [GeneratedRegex(@"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")]
+    private static partial Regex InstructionLine();
+
+    [GeneratedRegex(@"Compiling entry function '([^']+)'")]
+    private static partial Regex EntryLine();
+
+    [GeneratedRegex(@"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")]
+    private static partial Regex FrameLine();
+
+    [GeneratedRegex(@"Used (\d+) registers")]
+    private static partial Regex UsedLine();
+
+    [GeneratedRegex(@"(\d+) bytes smem")]
+    private static partial Regex SmemPart();
 }
 
 /// <summary>A fact that skips, saying why, where ptxas is missing.</summary>

@@ -19,7 +19,8 @@ public static class Python
     /// </summary>
     public static (int ExitCode, string Stdout, string Stderr) Run(string script, params string[] args)
     {
-        if (Problem.Value is { } problem) throw new InvalidOperationException(problem);
+        if (Problem.Value is { } problem)
+            throw new InvalidOperationException(problem);
         return RunRaw(script, args);
     }
 
@@ -29,8 +30,9 @@ public static class Python
     {
         var (code, stdout, stderr) = Run(script, args);
         if (code != 0)
-            throw new Xunit.Sdk.XunitException($"python exited with {code}\n--- stdout ---\n{stdout}\n--- stderr "
-                + $"---\n{stderr}");
+            throw new Xunit.Sdk.XunitException(
+                $"python exited with {code}\n--- stdout ---\n{stdout}\n--- stderr " + $"---\n{stderr}"
+            );
         return stdout;
     }
 
@@ -52,7 +54,8 @@ public static class Python
         };
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add(script);
-        foreach (string a in args) psi.ArgumentList.Add(a);
+        foreach (string a in args)
+            psi.ArgumentList.Add(a);
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {Exe}");
         // Both pipes are drained concurrently so that a chatty script cannot block on a full buffer.
         var stdout = p.StandardOutput.ReadToEndAsync();

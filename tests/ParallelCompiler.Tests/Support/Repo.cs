@@ -15,7 +15,10 @@ public static class Repo
     private static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-            if (File.Exists(System.IO.Path.Combine(dir.FullName, "ParallelCompiler.sln"))) return dir.FullName;
-        throw new InvalidOperationException($"no folder above {AppContext.BaseDirectory} contains ParallelCompiler.sln");
+            if (File.Exists(System.IO.Path.Combine(dir.FullName, "ParallelCompiler.sln")))
+                return dir.FullName;
+        throw new InvalidOperationException(
+            $"no folder above {AppContext.BaseDirectory} contains ParallelCompiler.sln"
+        );
     }
 }

@@ -59,25 +59,31 @@ public class BadInputTests
 
     [Fact]
     public void UnterminatedString() =>
-        Assert.Contains("unterminated string",
-            Fails("@pipeline(axis = dp, schedule = \"gpipe)\nmodel m() -> f32[] { return 1; }").Stderr);
+        Assert.Contains(
+            "unterminated string",
+            Fails("@pipeline(axis = dp, schedule = \"gpipe)\nmodel m() -> f32[] { return 1; }").Stderr
+        );
 
     [Fact]
     public void BillionIterationLoop()
     {
         var r = Fails(Model("for i in 0..1000000000 { x = relu(x); }\nreturn x;"));
-        Assert.Contains("this loop unrolls 1000000000 iterations; a program may unroll at most 1000000 in all",
-            r.Stderr);
+        Assert.Contains(
+            "this loop unrolls 1000000000 iterations; a program may unroll at most 1000000 in all",
+            r.Stderr
+        );
     }
 
     [Fact]
     public void RecursionBetweenLayers()
     {
-        string src = Mesh + """
-            layer a(x: f32[4]) -> f32[4] { return b(x); }
-            layer b(x: f32[4]) -> f32[4] { return a(x); }
-            model m(x: f32[4]) -> f32[4] { return a(x); }
-            """;
+        string src =
+            Mesh
+            + """
+                layer a(x: f32[4]) -> f32[4] { return b(x); }
+                layer b(x: f32[4]) -> f32[4] { return a(x); }
+                model m(x: f32[4]) -> f32[4] { return a(x); }
+                """;
         Assert.Contains("recursive layer call: m -> a -> b -> a", Fails(src).Stderr);
     }
 
@@ -91,8 +97,10 @@ public class BadInputTests
     [Fact]
     public void ZeroSizedMeshAxis()
     {
-        Assert.Contains("mesh axis 'tp' has size 0; sizes must be at least 1",
-            Fails("mesh grid[dp = 2, tp = 0];\nmodel m(x: f32[4]) -> f32[4] { return x; }").Stderr);
+        Assert.Contains(
+            "mesh axis 'tp' has size 0; sizes must be at least 1",
+            Fails("mesh grid[dp = 2, tp = 0];\nmodel m(x: f32[4]) -> f32[4] { return x; }").Stderr
+        );
         Assert.Contains("--mesh: axis 'dp' has size 0", Fails(Model("return x;"), "--mesh", "dp=0").Stderr);
     }
 
@@ -101,7 +109,10 @@ public class BadInputTests
     {
         var r = Fails(Model("let y = x @ x;\nreturn y;"));
         var lines = r.Stderr.Split('\n');
-        Assert.Matches(@"t\.mpl:3:11: error: matmul: contracting dimensions differ: f32\[8, 64\] @ f32\[8, 64\] \(64 vs 8\)$", lines[0]);
+        Assert.Matches(
+            @"t\.mpl:3:11: error: matmul: contracting dimensions differ: f32\[8, 64\] @ f32\[8, 64\] \(64 vs 8\)$",
+            lines[0]
+        );
         Assert.Equal("let y = x @ x;", lines[1]);
         Assert.Equal("          ^", lines[2]);
     }
@@ -122,12 +133,16 @@ public class BadInputTests
     [InlineData("return x;\nlet y = x;", "unreachable statement after return")]
     [InlineData("let y = x;", "'m' ends without a return statement")]
     [InlineData("return sum(x, 0);", "'m' returns f32[64] but is declared to return f32[8, 64]")]
-    [InlineData("return reshape(x, [3, 7]);",
-        "reshape: cannot reshape f32[8, 64] (512 elements) to [3, 7] (21 elements)")]
+    [InlineData(
+        "return reshape(x, [3, 7]);",
+        "reshape: cannot reshape f32[8, 64] (512 elements) to [3, 7] (21 elements)"
+    )]
     [InlineData("return softmax(x, axis = 2);", "softmax: axis 2 is out of range for a tensor of rank 2")]
     [InlineData("param w: f32[64, 10] shard[_, pp];\nreturn x;", "mesh 'grid' has no axis 'pp' (its axes: dp, tp)")]
-    [InlineData("param w: f32[64, 9] shard[_, tp];\nreturn x;",
-        "dimension 1 of f32[64, 9] (size 9) is not divisible by mesh axes (tp) of total size 2")]
+    [InlineData(
+        "param w: f32[64, 9] shard[_, tp];\nreturn x;",
+        "dimension 1 of f32[64, 9] (size 9) is not divisible by mesh axes (tp) of total size 2"
+    )]
     [InlineData("param w: f32[64, 64] shard[tp, tp];\nreturn x;", "mesh axis 'tp' appears more than once")]
     [InlineData("param w: f64[4];\nreturn x;", "unknown element type 'f64'")]
     [InlineData("param w: f32[4] = uniform(1);\nreturn x;", "unknown initialiser")]
@@ -150,10 +165,14 @@ public class BadInputTests
     [Fact]
     public void ConstCyclesAndModelChoice()
     {
-        Assert.Contains("depends on itself",
-            Fails("const A = B;\nconst B = A;\nmodel m(x: f32[A]) -> f32[A] { return x; }").Stderr);
-        Assert.Contains("several models (a, b): choose one with --entry",
-            Fails("model a(x: f32[2]) -> f32[2] { return x; }\nmodel b(x: f32[2]) -> f32[2] { return x; }").Stderr);
+        Assert.Contains(
+            "depends on itself",
+            Fails("const A = B;\nconst B = A;\nmodel m(x: f32[A]) -> f32[A] { return x; }").Stderr
+        );
+        Assert.Contains(
+            "several models (a, b): choose one with --entry",
+            Fails("model a(x: f32[2]) -> f32[2] { return x; }\nmodel b(x: f32[2]) -> f32[2] { return x; }").Stderr
+        );
         Assert.Contains("no model", Fails("const A = 1;").Stderr);
     }
 
@@ -171,14 +190,23 @@ public class BadInputTests
         string body = "return sum(x, [0, 1]);";
         string src = Model(body, result: "f32[]");
         Assert.Contains("unknown optimizer 'rmsprop'", Fails(src + "train m optimizer rmsprop(lr = 0.1);").Stderr);
-        Assert.Contains("adam has no setting 'momentum'",
-            Fails(src + "train m optimizer adam(lr = 0.1, momentum = 0.9);").Stderr);
-        Assert.Contains("must return a scalar float loss",
-            Fails(Model("return x;") + "train m optimizer sgd(lr = 0.1);").Stderr);
-        Assert.Contains("schedule must be \"gpipe\", \"1f1b\" or \"interleaved\"",
-            Fails(Mesh +
-                "@pipeline(axis = dp, schedule = \"zigzag\")\nmodel m(x: f32[4]) -> f32[4] { return x; }").Stderr);
-        Assert.Contains("mesh 'grid' has no axis 'pp'",
-            Fails(Mesh + "@pipeline(axis = pp)\nmodel m(x: f32[4]) -> f32[4] { return x; }").Stderr);
+        Assert.Contains(
+            "adam has no setting 'momentum'",
+            Fails(src + "train m optimizer adam(lr = 0.1, momentum = 0.9);").Stderr
+        );
+        Assert.Contains(
+            "must return a scalar float loss",
+            Fails(Model("return x;") + "train m optimizer sgd(lr = 0.1);").Stderr
+        );
+        Assert.Contains(
+            "schedule must be \"gpipe\", \"1f1b\" or \"interleaved\"",
+            Fails(
+                Mesh + "@pipeline(axis = dp, schedule = \"zigzag\")\nmodel m(x: f32[4]) -> f32[4] { return x; }"
+            ).Stderr
+        );
+        Assert.Contains(
+            "mesh 'grid' has no axis 'pp'",
+            Fails(Mesh + "@pipeline(axis = pp)\nmodel m(x: f32[4]) -> f32[4] { return x; }").Stderr
+        );
     }
 }

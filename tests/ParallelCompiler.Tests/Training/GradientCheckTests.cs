@@ -25,25 +25,42 @@ public class GradientCheckTests
     /// <summary>The ops the generator does not make: log, sqrt, rsqrt, rem, slice, cross_entropy (on positive inputs
     /// where they need them).</summary>
     [Xunit.Theory]
-    [Xunit.InlineData("%1 = tensor.exp %a : (tensor<2x3xf32>) -> tensor<2x3xf32>\n%r = tensor.log %1 : "
-        + "(tensor<2x3xf32>) -> tensor<2x3xf32>")]
-    [Xunit.InlineData("%1 = tensor.exp %a : (tensor<2x3xf32>) -> tensor<2x3xf32>\n%r = tensor.sqrt %1 : "
-        + "(tensor<2x3xf32>) -> tensor<2x3xf32>")]
-    [Xunit.InlineData("%1 = tensor.exp %a : (tensor<2x3xf32>) -> tensor<2x3xf32>\n%r = tensor.rsqrt %1 : "
-        + "(tensor<2x3xf32>) -> tensor<2x3xf32>")]
-    [Xunit.InlineData("%1 = tensor.exp %b : (tensor<3xf32>) -> tensor<3xf32>\n%2 = tensor.constant {value = 2.5} : () "
-        + "-> tensor<f32>\n%3 = tensor.add %1, %2 : (tensor<3xf32>, tensor<f32>) -> tensor<3xf32>\n%r = tensor.rem "
-        + "%a, %3 : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2x3xf32>")]
-    [Xunit.InlineData("%1 = tensor.matmul %a, %c : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>\n%2 = "
-        + "tensor.exp %1 : (tensor<2x4xf32>) -> tensor<2x4xf32>\n%r = tensor.slice %2 {axis = 1, length = 3, start = "
-        + "1} : (tensor<2x4xf32>) -> tensor<2x3xf32>")]
-    [Xunit.InlineData("%1 = tensor.matmul %a, %c : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>\n%l = "
-        + "tensor.cross_entropy %1, %ids : (tensor<2x4xf32>, tensor<2xi32>) -> tensor<f32>\n%r = tensor.mul %a, %l : "
-        + "(tensor<2x3xf32>, tensor<f32>) -> tensor<2x3xf32>")]
-    [Xunit.InlineData("%1 = tensor.matmul %b, %c : (tensor<3xf32>, tensor<3x4xf32>) -> tensor<4xf32>\n%2 = "
-        + "tensor.matmul %a, %b : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2xf32>\n%3 = tensor.sum %1 {axes = [0], "
-        + "keepdims = false} : (tensor<4xf32>) -> tensor<f32>\n%r = tensor.mul %a, %3 : (tensor<2x3xf32>, "
-        + "tensor<f32>) -> tensor<2x3xf32>")]
+    [Xunit.InlineData(
+        "%1 = tensor.exp %a : (tensor<2x3xf32>) -> tensor<2x3xf32>\n%r = tensor.log %1 : "
+            + "(tensor<2x3xf32>) -> tensor<2x3xf32>"
+    )]
+    [Xunit.InlineData(
+        "%1 = tensor.exp %a : (tensor<2x3xf32>) -> tensor<2x3xf32>\n%r = tensor.sqrt %1 : "
+            + "(tensor<2x3xf32>) -> tensor<2x3xf32>"
+    )]
+    [Xunit.InlineData(
+        "%1 = tensor.exp %a : (tensor<2x3xf32>) -> tensor<2x3xf32>\n%r = tensor.rsqrt %1 : "
+            + "(tensor<2x3xf32>) -> tensor<2x3xf32>"
+    )]
+    [Xunit.InlineData(
+        "%1 = tensor.exp %b : (tensor<3xf32>) -> tensor<3xf32>\n%2 = tensor.constant {value = 2.5} : () "
+            + "-> tensor<f32>\n%3 = tensor.add %1, %2 : (tensor<3xf32>, tensor<f32>) -> tensor<3xf32>\n%r = tensor.rem "
+            + "%a, %3 : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2x3xf32>"
+    )]
+    [Xunit.InlineData(
+        "%1 = tensor.matmul %a, %c : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>\n%2 = "
+            + "tensor.exp %1 : (tensor<2x4xf32>) -> tensor<2x4xf32>\n"
+            + "%r = tensor.slice %2 {axis = 1, length = 3, start = "
+            + "1} : (tensor<2x4xf32>) -> tensor<2x3xf32>"
+    )]
+    [Xunit.InlineData(
+        "%1 = tensor.matmul %a, %c : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>\n%l = "
+            + "tensor.cross_entropy %1, %ids : (tensor<2x4xf32>, tensor<2xi32>) -> tensor<f32>\n"
+            + "%r = tensor.mul %a, %l : "
+            + "(tensor<2x3xf32>, tensor<f32>) -> tensor<2x3xf32>"
+    )]
+    [Xunit.InlineData(
+        "%1 = tensor.matmul %b, %c : (tensor<3xf32>, tensor<3x4xf32>) -> tensor<4xf32>\n%2 = "
+            + "tensor.matmul %a, %b : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2xf32>\n"
+            + "%3 = tensor.sum %1 {axes = [0], "
+            + "keepdims = false} : (tensor<4xf32>) -> tensor<f32>\n%r = tensor.mul %a, %3 : (tensor<2x3xf32>, "
+            + "tensor<f32>) -> tensor<2x3xf32>"
+    )]
     public void HandWrittenProgramsMatchCentralDifferences(string body)
     {
         // Each line of the body becomes one line of the function; %r (f32[2, 3]) is what the loss squares and sums.
@@ -78,27 +95,37 @@ public class GradientCheckTests
     {
         // Squares of the generator's 3e20 constants overflow float32 in the backward program's recomputed norms,
         // as they would in any float32 framework; such programs say nothing about the rules.
-        if (func.Walk().Any(o => o.Name == "tensor.constant" && o.GetAttr("value") is FloatAttr f
-            && Math.Abs(f.Value) > 1e6))
+        if (
+            func.Walk()
+                .Any(o => o.Name == "tensor.constant" && o.GetAttr("value") is FloatAttr f && Math.Abs(f.Value) > 1e6)
+        )
             return new(true, "constants beyond float32's squared range: not judged");
         var ps = Params(func);
         double loss = Loss(func, ps);
-        if (!double.IsFinite(loss) || Math.Abs(loss) > 1e4) return new(true, "loss out of range: not judged");
+        if (!double.IsFinite(loss) || Math.Abs(loss) > 1e4)
+            return new(true, "loss out of range: not judged");
         new Autodiff().Run(module);
         Verifier.Verify(module);
         var grads = new Dictionary<string, NDArray>();
-        Interpreter.Run(func, Args(func), op => ps[op.StringAttr("path")], (op,
-            g) => grads[Dialects.Train.ParameterEffectOpDef.PathOf(op)] = g);
+        Interpreter.Run(
+            func,
+            Args(func),
+            op => ps[op.StringAttr("path")],
+            (op, g) => grads[Dialects.Train.ParameterEffectOpDef.PathOf(op)] = g
+        );
         var problems = new List<string>();
         foreach (var (path, p) in ps)
         {
-            if (!grads.TryGetValue(path, out var g)) continue;
+            if (!grads.TryGetValue(path, out var g))
+                continue;
             double scale = Enumerable.Range(0, (int)g.Size).Max(i => Math.Abs(g.GetDouble(i)));
             for (int i = 0; i < p.Size; i++)
             {
-                double fdFull = Central(func, ps, path, i, 1e-2), fdHalf = Central(func, ps, path, i, 5e-3);
+                double fdFull = Central(func, ps, path, i, 1e-2),
+                    fdHalf = Central(func, ps, path, i, 5e-3);
                 // a kink between the two steps
-                if (Math.Abs(fdFull - fdHalf) > 1e-2 * (Math.Abs(fdFull) + 1e-2 * scale + 1e-3)) continue;
+                if (Math.Abs(fdFull - fdHalf) > 1e-2 * (Math.Abs(fdFull) + 1e-2 * scale + 1e-3))
+                    continue;
                 // Richardson extrapolation of the two central differences cancels their h^2 error, which steep
                 // chains (exp of exp) make a few percent at these steps.
                 double fd = (4 * fdHalf - fdFull) / 3;
@@ -121,22 +148,33 @@ public class GradientCheckTests
         b.SetInsertionPointBefore(entry.First!);
         foreach (var a in entry.Arguments.Where(a => a.TensorType.DType.IsFloat()).ToList())
         {
-            var p = b.CreateValue("tensor.param", [], [new("path", Attr.Str($"gen.{a.NameHint}")), new("init",
-                Attr.Str("ones"))], a.TensorType);
+            var p = b.CreateValue(
+                "tensor.param",
+                [],
+                [new("path", Attr.Str($"gen.{a.NameHint}")), new("init", Attr.Str("ones"))],
+                a.TensorType
+            );
             a.ReplaceAllUsesWith(p);
         }
         var ret = entry.Last!;
         b.SetInsertionPointBefore(ret);
         var r = ret.Operands[0];
-        var loss = b.CreateValue("tensor.sum", [b.CreateValue("tensor.mul", [r, r])],
-            [new("axes", Attr.Ints(Enumerable.Range(0, r.TensorType.Rank).Select(i => (long)i))), new("keepdims",
-                Attr.Bool(false))]);
+        var loss = b.CreateValue(
+            "tensor.sum",
+            [b.CreateValue("tensor.mul", [r, r])],
+            [
+                new("axes", Attr.Ints(Enumerable.Range(0, r.TensorType.Rank).Select(i => (long)i))),
+                new("keepdims", Attr.Bool(false)),
+            ]
+        );
         ret.Erase();
         b.SetInsertionPointToEnd(entry);
         b.Create("func.return", [loss]);
         func.SetResultTypes([loss.Type]);
-        module.SetAttr("train", new DictAttr([new("model", Attr.Str("gen")), new("optimizer", Attr.Str("sgd")),
-            new("lr", Attr.Float(0.1))]));
+        module.SetAttr(
+            "train",
+            new DictAttr([new("model", Attr.Str("gen")), new("optimizer", Attr.Str("sgd")), new("lr", Attr.Float(0.1))])
+        );
         Verifier.Verify(module);
         return (module, func);
     }
@@ -144,20 +182,32 @@ public class GradientCheckTests
     private static Dictionary<string, NDArray> Params(Operation func)
     {
         var rng = new Random(11);
-        return func.Regions[0].Entry.Operations.Where(o => o.Name == "tensor.param").ToDictionary(o =>
-            o.StringAttr("path"), o =>
-        {
-            var t = o.Result.TensorType;
-            return NDArray.FromFloats(t.ShapeArray, Enumerable.Range(0,
-                (int)t.NumElements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
-        });
+        return func.Regions[0]
+            .Entry.Operations.Where(o => o.Name == "tensor.param")
+            .ToDictionary(
+                o => o.StringAttr("path"),
+                o =>
+                {
+                    var t = o.Result.TensorType;
+                    return NDArray.FromFloats(
+                        t.ShapeArray,
+                        Enumerable.Range(0, (int)t.NumElements).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray()
+                    );
+                }
+            );
     }
 
     private static NDArray[] Args(Operation func) =>
-        func.Regions[0].Entry.Arguments.Select(a => a.TensorType.DType.IsFloat()
-            ? NDArray.Zeros(a.TensorType.DType, a.TensorType.ShapeArray)
-            : NDArray.FromInts(a.TensorType.ShapeArray, Enumerable.Range(0,
-                (int)a.TensorType.NumElements).Select(i => i * 7 % 5).ToArray())).ToArray();
+        func.Regions[0]
+            .Entry.Arguments.Select(a =>
+                a.TensorType.DType.IsFloat()
+                    ? NDArray.Zeros(a.TensorType.DType, a.TensorType.ShapeArray)
+                    : NDArray.FromInts(
+                        a.TensorType.ShapeArray,
+                        Enumerable.Range(0, (int)a.TensorType.NumElements).Select(i => i * 7 % 5).ToArray()
+                    )
+            )
+            .ToArray();
 
     private static double Loss(Operation func, Dictionary<string, NDArray> ps) =>
         Interpreter.Run(func, Args(func), op => ps[op.StringAttr("path")])[0].GetDouble(0);

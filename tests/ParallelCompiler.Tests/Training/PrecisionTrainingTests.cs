@@ -26,11 +26,24 @@ public class PrecisionTrainingTests() : TempDirTest("mplc-bf16")
     [Fact]
     public void TheCompiledKernelsAgreeWithTheInterpreterInBf16()
     {
-        string o1 = P("cpu.npz"), o2 = P("interp.npz");
+        string o1 = P("cpu.npz"),
+            o2 = P("interp.npz");
         foreach (var (backend, o) in new[] { ("cpu", o1), ("interp", o2) })
         {
-            var r = Mplc.Run("run", Bf16Gpt(), "-D", "L=1", "--backend", backend, "--steps", "2", "--out", o, "--mesh",
-                "pp=1,dp=2,tp=2");
+            var r = Mplc.Run(
+                "run",
+                Bf16Gpt(),
+                "-D",
+                "L=1",
+                "--backend",
+                backend,
+                "--steps",
+                "2",
+                "--out",
+                o,
+                "--mesh",
+                "pp=1,dp=2,tp=2"
+            );
             Assert.True(r.ExitCode == 0, r.Stderr);
         }
         var a = ParallelCompiler.Runtime.IO.ArrayFile.Read(o1)["loss"].Array;

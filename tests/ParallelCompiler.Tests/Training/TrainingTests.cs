@@ -14,8 +14,10 @@ public sealed class TrainingTests() : TempDirTest("mplc-train")
     {
         var rng = new Random(seed);
         var data = new float[NDArray.ShapeSize(shape)];
-        for (int i = 0; i < data.Length; i++) data[i] =
-            scale * (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
+        for (int i = 0; i < data.Length; i++)
+            data[i] =
+                scale
+                * (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
         return NDArray.FromFloats(shape, data);
     }
 
@@ -38,23 +40,51 @@ public sealed class TrainingTests() : TempDirTest("mplc-train")
     public void ClassifierOnItsMeshMatchesHandDerivedGradients(string declaration, string oracleSpec)
     {
         var rng = new Random(7);
-        Npz.Write(P("in.npz"), new Dictionary<string, NDArray>
-        {
-            ["x"] = Normal([16, 32], 1, 1f),
-            ["labels"] = NDArray.FromInts([16], Enumerable.Range(0, 16).Select(_ => rng.Next(10)).ToArray()),
-        });
-        Npz.Write(P("p.npz"), new Dictionary<string, NDArray>
-        {
-            ["classifier.w1"] = Normal([32, 64], 2, 0.3f), ["classifier.b1"] = Normal([64], 3, 0.1f),
+        Npz.Write(
+            P("in.npz"),
+            new Dictionary<string, NDArray>
+            {
+                ["x"] = Normal([16, 32], 1, 1f),
+                ["labels"] = NDArray.FromInts([16], Enumerable.Range(0, 16).Select(_ => rng.Next(10)).ToArray()),
+            }
+        );
+        Npz.Write(
+            P("p.npz"),
+            new Dictionary<string, NDArray>
+            {
+                ["classifier.w1"] = Normal([32, 64], 2, 0.3f),
+                ["classifier.b1"] = Normal([64], 3, 0.1f),
                 ["classifier.w2"] = Normal([64, 10], 4, 0.3f),
-        });
+            }
+        );
         string model = P("classifier.mpl");
-        File.WriteAllText(model, File.ReadAllText(Repo.Path("examples", "classifier.mpl")).Replace("sgd(lr = 0.5)",
-            declaration));
-        Run("run", model, "--inputs", P("in.npz"), "--params", P("p.npz"), "--steps", "3", "--out", P("out.npz"),
-            "--save-params", P("trained.npz"));
-        Python.RunOk(NumpyOracle.RunFile, Repo.Path("tests", "oracle", "train.py"), P("in.npz"), P("p.npz"), oracleSpec,
-            "3", P("expected.npz"));
+        File.WriteAllText(
+            model,
+            File.ReadAllText(Repo.Path("examples", "classifier.mpl")).Replace("sgd(lr = 0.5)", declaration)
+        );
+        Run(
+            "run",
+            model,
+            "--inputs",
+            P("in.npz"),
+            "--params",
+            P("p.npz"),
+            "--steps",
+            "3",
+            "--out",
+            P("out.npz"),
+            "--save-params",
+            P("trained.npz")
+        );
+        Python.RunOk(
+            NumpyOracle.RunFile,
+            Repo.Path("tests", "oracle", "train.py"),
+            P("in.npz"),
+            P("p.npz"),
+            oracleSpec,
+            "3",
+            P("expected.npz")
+        );
         var expected = ArrayFile.Read(P("expected.npz"));
         Assert.True(Distributed.MaxRelativeError(expected["loss"].Array, Read(P("out.npz"), "loss")) <= 1e-4);
         var trained = ArrayFile.Read(P("trained.npz"));
@@ -71,13 +101,27 @@ public sealed class TrainingTests() : TempDirTest("mplc-train")
     public void TransformerTrainsAlikeOnAMeshAndOnOneDevice()
     {
         string gpt = Repo.Path("examples", "gpt.mpl");
-        Run("run", gpt, "-D", "L=2", "--mesh", "pp=1,dp=2,tp=2", "--steps", "10", "--seed", "3", "--out",
-            P("mesh.npz"));
+        Run(
+            "run",
+            gpt,
+            "-D",
+            "L=2",
+            "--mesh",
+            "pp=1,dp=2,tp=2",
+            "--steps",
+            "10",
+            "--seed",
+            "3",
+            "--out",
+            P("mesh.npz")
+        );
         Run("run", gpt, "-D", "L=2", "--mesh", "pp=1,dp=1,tp=1", "--steps", "10", "--seed", "3", "--out", P("one.npz"));
         var (mesh, one) = (Read(P("mesh.npz"), "loss"), Read(P("one.npz"), "loss"));
         Assert.Equal([10L], mesh.Shape);
-        Assert.True(Distributed.MaxRelativeError(one, mesh) <= 1e-4,
-            $"losses differ: {string.Join(", ", one.F!)} vs {string.Join(", ", mesh.F!)}");
+        Assert.True(
+            Distributed.MaxRelativeError(one, mesh) <= 1e-4,
+            $"losses differ: {string.Join(", ", one.F!)} vs {string.Join(", ", mesh.F!)}"
+        );
         Assert.True(one.F![9] < one.F[0], "the loss should fall");
     }
 
@@ -86,12 +130,22 @@ public sealed class TrainingTests() : TempDirTest("mplc-train")
     [Fact]
     public void TransformerLossFallsOverFiftySteps()
     {
-        Run("run", Repo.Path("examples", "gpt.mpl"), "-D", "L=1", "--mesh", "pp=1,dp=1,tp=1", "--steps", "50", "--out",
-            P("loss.npz"));
+        Run(
+            "run",
+            Repo.Path("examples", "gpt.mpl"),
+            "-D",
+            "L=1",
+            "--mesh",
+            "pp=1,dp=1,tp=1",
+            "--steps",
+            "50",
+            "--out",
+            P("loss.npz")
+        );
         var loss = Read(P("loss.npz"), "loss").F!;
         Assert.True(loss[49] < 0.95 * loss[0], $"loss went from {loss[0]} to {loss[49]}");
-        for (int i = 5; i < 50; i += 5) Assert.True(loss[i] < loss[i - 5],
-            $"loss rose between steps {i - 4} and {i + 1}");
+        for (int i = 5; i < 50; i += 5)
+            Assert.True(loss[i] < loss[i - 5], $"loss rose between steps {i - 4} and {i + 1}");
     }
 
     /// <summary>Four steps in one go give bit for bit the parameters and optimizer state of two steps, a save, a resume
@@ -103,19 +157,39 @@ public sealed class TrainingTests() : TempDirTest("mplc-train")
     {
         string gpt = Repo.Path("examples", "gpt.mpl");
         string[] common = ["-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--zero", zero, "--seed", "1"];
-        Run(["run", gpt, .. common, "--steps", "4", "--save-params", P("straight.npz"), "--out",
-            P("straight_loss.npz")]);
+        Run([
+            "run",
+            gpt,
+            .. common,
+            "--steps",
+            "4",
+            "--save-params",
+            P("straight.npz"),
+            "--out",
+            P("straight_loss.npz"),
+        ]);
         Run(["run", gpt, .. common, "--steps", "2", "--save-params", P("half.npz"), "--out", P("first.npz")]);
-        Run(["run", gpt, .. common, "--steps", "2", "--params", P("half.npz"), "--save-params", P("resumed.npz"),
-            "--out", P("second.npz")]);
+        Run([
+            "run",
+            gpt,
+            .. common,
+            "--steps",
+            "2",
+            "--params",
+            P("half.npz"),
+            "--save-params",
+            P("resumed.npz"),
+            "--out",
+            P("second.npz"),
+        ]);
         var straight = ArrayFile.Read(P("straight.npz"));
         var resumed = ArrayFile.Read(P("resumed.npz"));
         Assert.Equal(straight.Keys.Order(), resumed.Keys.Order());
         Assert.Contains("gpt.wte.adam_m", straight.Keys);
         Assert.Contains("optimizer.step", straight.Keys);
         Assert.Equal(4f, straight["optimizer.step"].Array.F![0]);
-        foreach (var (key, value) in straight) Assert.True(value.Array.F!.SequenceEqual(resumed[key].Array.F!),
-            $"{key} differs after resuming");
+        foreach (var (key, value) in straight)
+            Assert.True(value.Array.F!.SequenceEqual(resumed[key].Array.F!), $"{key} differs after resuming");
         var losses = Read(P("straight_loss.npz"), "loss").F!;
         Assert.Equal(losses, Read(P("first.npz"), "loss").F!.Concat(Read(P("second.npz"), "loss").F!).ToArray());
     }
@@ -128,7 +202,10 @@ public sealed class TrainingTests() : TempDirTest("mplc-train")
         var ir = Mplc.Run("compile", gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--zero", "1");
         Assert.True(ir.ExitCode == 0, ir.Stderr);
         Assert.Contains("path = \"gpt.block.0.mlp.w1.adam_m\"", ir.Stdout);
-        Assert.Matches(@"layout = tensor<64x256xf32, shard\[dp, tp\]>, path = ""gpt\.block\.0\.mlp\.w1\.adam_m""", ir.Stdout);
+        Assert.Matches(
+            @"layout = tensor<64x256xf32, shard\[dp, tp\]>, path = ""gpt\.block\.0\.mlp\.w1\.adam_m""",
+            ir.Stdout
+        );
         Run("run", gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--steps", "3", "--zero", "1", "--out", P("zero.npz"));
         Run("run", gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--steps", "3", "--out", P("plain.npz"));
         Assert.True(Distributed.MaxRelativeError(Read(P("plain.npz"), "loss"), Read(P("zero.npz"), "loss")) <= 1e-5);
@@ -157,19 +234,26 @@ public sealed class RematTests : IDisposable
     public void RecomputingBlocksChangesNoLossAndLowersPeakMemory()
     {
         string remat = Path.Combine(_dir, "gpt_remat.mpl");
-        File.WriteAllText(remat, File.ReadAllText(Repo.Path("examples", "gpt.mpl")).Replace("layer block(",
-            "@remat\nlayer block("));
+        File.WriteAllText(
+            remat,
+            File.ReadAllText(Repo.Path("examples", "gpt.mpl")).Replace("layer block(", "@remat\nlayer block(")
+        );
         string[] flags = ["-D", "L=2", "--mesh", "pp=1,dp=2,tp=2", "--steps", "3"];
         var a = Mplc.Run(["run", remat, .. flags, "--out", Path.Combine(_dir, "a.npz")]);
         var b = Mplc.Run(["run", Repo.Path("examples", "gpt.mpl"), .. flags, "--out", Path.Combine(_dir, "b.npz")]);
         Assert.True(a.ExitCode == 0 && b.ExitCode == 0, a.Stderr + b.Stderr);
-        Assert.Equal(ArrayFile.Read(Path.Combine(_dir, "b.npz"))["loss"].Array.F!, ArrayFile.Read(Path.Combine(_dir,
-            "a.npz"))["loss"].Array.F!);
+        Assert.Equal(
+            ArrayFile.Read(Path.Combine(_dir, "b.npz"))["loss"].Array.F!,
+            ArrayFile.Read(Path.Combine(_dir, "a.npz"))["loss"].Array.F!
+        );
 
         var ir = Mplc.Run("compile", remat, "-D", "L=4", "-D", "B=64", "--mesh", "pp=1,dp=1,tp=1", "--stats");
         Assert.True(ir.ExitCode == 0, ir.Stderr);
         Assert.Contains("recompute = \"gpt.block.3\"", ir.Stdout);
-        var m = System.Text.RegularExpressions.Regex.Match(ir.Stderr, @"@remat: peak memory ([\d.]+) MiB per device with recomputation, ([\d.]+) MiB without");
+        var m = System.Text.RegularExpressions.Regex.Match(
+            ir.Stderr,
+            @"@remat: peak memory ([\d.]+) MiB per device with recomputation, ([\d.]+) MiB without"
+        );
         Assert.True(m.Success, ir.Stderr);
         double with = double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         double without = double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);

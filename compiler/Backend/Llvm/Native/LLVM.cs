@@ -6,26 +6,72 @@ namespace ParallelCompiler.Backend.Llvm.Native;
 #pragma warning disable CS1591 // the handles and entry points are named as in the LLVM C API; its documentation applies
 
 public readonly record struct LLVMContextRef(IntPtr Handle);
+
 public readonly record struct LLVMModuleRef(IntPtr Handle);
+
 public readonly record struct LLVMTypeRef(IntPtr Handle);
+
 public readonly record struct LLVMValueRef(IntPtr Handle);
+
 public readonly record struct LLVMBasicBlockRef(IntPtr Handle);
+
 public readonly record struct LLVMBuilderRef(IntPtr Handle);
+
 public readonly record struct LLVMTargetRef(IntPtr Handle);
+
 public readonly record struct LLVMTargetMachineRef(IntPtr Handle);
+
 public readonly record struct LLVMTargetDataRef(IntPtr Handle);
+
 public readonly record struct LLVMMemoryBufferRef(IntPtr Handle);
+
 public readonly record struct LLVMPassBuilderOptionsRef(IntPtr Handle);
+
 public readonly record struct LLVMErrorRef(IntPtr Handle);
 
 /// <summary>Integer comparison predicates (LLVMIntPredicate).</summary>
-public enum LLVMIntPredicate { EQ = 32, NE, UGT, UGE, ULT, ULE, SGT, SGE, SLT, SLE }
+public enum LLVMIntPredicate
+{
+    EQ = 32,
+    NE,
+    UGT,
+    UGE,
+    ULT,
+    ULE,
+    SGT,
+    SGE,
+    SLT,
+    SLE,
+}
 
 /// <summary>Float comparison predicates (LLVMRealPredicate).</summary>
-public enum LLVMRealPredicate { False, OEQ, OGT, OGE, OLT, OLE, ONE, ORD, UNO, UEQ, UGT, UGE, ULT, ULE, UNE, True }
+public enum LLVMRealPredicate
+{
+    False,
+    OEQ,
+    OGT,
+    OGE,
+    OLT,
+    OLE,
+    ONE,
+    ORD,
+    UNO,
+    UEQ,
+    UGT,
+    UGE,
+    ULT,
+    ULE,
+    UNE,
+    True,
+}
 
 /// <summary>Linkage kinds used here (LLVMLinkage).</summary>
-public enum LLVMLinkage { External = 0, Internal = 8, Private = 9 }
+public enum LLVMLinkage
+{
+    External = 0,
+    Internal = 8,
+    Private = 9,
+}
 
 /// <summary>
 /// The LLVM C API entry points the code generator uses, bound by P/Invoke to the newest libLLVM found (18 down to 14),
@@ -36,8 +82,20 @@ public static unsafe partial class LLVM
 {
     private const string Lib = "LLVM";
     private static readonly (int Version, string Name)[] Candidates =
-        [.. Enumerable.Range(14, 5).Reverse().SelectMany(v => new[] { $"libLLVM.so.{v}", $"libLLVM-{v}.so.1",
-            $"libLLVM-{v}.so", $"/usr/lib/llvm-{v}/lib/libLLVM.so" }.Select(n => (v, n)))];
+    [
+        .. Enumerable
+            .Range(14, 5)
+            .Reverse()
+            .SelectMany(v =>
+                new[]
+                {
+                    $"libLLVM.so.{v}",
+                    $"libLLVM-{v}.so.1",
+                    $"libLLVM-{v}.so",
+                    $"/usr/lib/llvm-{v}/lib/libLLVM.so",
+                }.Select(n => (v, n))
+            ),
+    ];
     private static IntPtr _handle;
 
     /// <summary>The major version of the loaded libLLVM (0 until loaded).</summary>
@@ -47,8 +105,10 @@ public static unsafe partial class LLVM
 
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
     {
-        if (name != Lib) return IntPtr.Zero;
-        if (_handle != IntPtr.Zero) return _handle;
+        if (name != Lib)
+            return IntPtr.Zero;
+        if (_handle != IntPtr.Zero)
+            return _handle;
         foreach (var (version, file) in Candidates)
             if (NativeLibrary.TryLoad(file, out var h))
             {
@@ -56,262 +116,670 @@ public static unsafe partial class LLVM
                 LoadedVersion = version;
                 return h;
             }
-        throw new DllNotFoundException($"no libLLVM (14 to 18) found; install Debian's libllvm14 (tried "
-            + $"{string.Join(", ", Candidates.Take(4).Select(c => c.Name))}, ...)");
+        throw new DllNotFoundException(
+            $"no libLLVM (14 to 18) found; install Debian's libllvm14 (tried "
+                + $"{string.Join(", ", Candidates.Take(4).Select(c => c.Name))}, ...)"
+        );
     }
 
     /// <summary>Loads libLLVM now (throws <see cref="DllNotFoundException"/> when absent).</summary>
     public static void EnsureLoaded()
     {
-        if (_handle == IntPtr.Zero) Resolve(Lib, typeof(LLVM).Assembly, null);
+        if (_handle == IntPtr.Zero)
+            Resolve(Lib, typeof(LLVM).Assembly, null);
     }
 
     /// <summary>Copies an LLVM-allocated message and frees it.</summary>
     public static string TakeMessage(IntPtr message)
     {
-        if (message == IntPtr.Zero) return "";
+        if (message == IntPtr.Zero)
+            return "";
         string s = Marshal.PtrToStringUTF8(message) ?? "";
         DisposeMessage(message);
         return s;
     }
 
-    [DllImport(Lib, EntryPoint = "LLVMDisposeMessage")] public static extern void DisposeMessage(IntPtr message);
-    [DllImport(Lib, EntryPoint = "LLVMContextCreate")] public static extern LLVMContextRef ContextCreate();
-    [DllImport(Lib, EntryPoint = "LLVMContextDispose")] public static extern void ContextDispose(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMModuleCreateWithNameInContext")] public static extern LLVMModuleRef
-        ModuleCreateWithNameInContext([MarshalAs(UnmanagedType.LPUTF8Str)] string name, LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMDisposeModule")] public static extern void DisposeModule(LLVMModuleRef m);
-    [DllImport(Lib, EntryPoint = "LLVMSetTarget")] public static extern void SetTarget(LLVMModuleRef m,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string triple);
-    [DllImport(Lib, EntryPoint = "LLVMSetDataLayout")] public static extern void SetDataLayout(LLVMModuleRef m,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string layout);
-    [DllImport(Lib, EntryPoint = "LLVMPrintModuleToString")] public static extern IntPtr
-        PrintModuleToString(LLVMModuleRef m);
-    [DllImport(Lib, EntryPoint = "LLVMVerifyModule")] public static extern int VerifyModule(LLVMModuleRef m, int action,
-        out IntPtr message);
+    [DllImport(Lib, EntryPoint = "LLVMDisposeMessage")]
+    public static extern void DisposeMessage(IntPtr message);
 
-    [DllImport(Lib, EntryPoint = "LLVMFloatTypeInContext")] public static extern LLVMTypeRef
-        FloatTypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMDoubleTypeInContext")] public static extern LLVMTypeRef
-        DoubleTypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMHalfTypeInContext")] public static extern LLVMTypeRef
-        HalfTypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMInt1TypeInContext")] public static extern LLVMTypeRef
-        Int1TypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMInt8TypeInContext")] public static extern LLVMTypeRef
-        Int8TypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMInt16TypeInContext")] public static extern LLVMTypeRef
-        Int16TypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMInt32TypeInContext")] public static extern LLVMTypeRef
-        Int32TypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMInt64TypeInContext")] public static extern LLVMTypeRef
-        Int64TypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMVoidTypeInContext")] public static extern LLVMTypeRef
-        VoidTypeInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMPointerType")] public static extern LLVMTypeRef PointerType(LLVMTypeRef element,
-        uint addressSpace);
-    [DllImport(Lib, EntryPoint = "LLVMVectorType")] public static extern LLVMTypeRef VectorType(LLVMTypeRef element,
-        uint count);
-    [DllImport(Lib, EntryPoint = "LLVMArrayType")] public static extern LLVMTypeRef ArrayType(LLVMTypeRef element,
-        uint count);
-    [DllImport(Lib, EntryPoint = "LLVMFunctionType")] public static extern LLVMTypeRef FunctionType(LLVMTypeRef ret,
-        LLVMTypeRef* parameters, uint count, int isVarArg);
+    [DllImport(Lib, EntryPoint = "LLVMContextCreate")]
+    public static extern LLVMContextRef ContextCreate();
 
-    [DllImport(Lib, EntryPoint = "LLVMAddFunction")] public static extern LLVMValueRef AddFunction(LLVMModuleRef m,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string name, LLVMTypeRef type);
-    [DllImport(Lib, EntryPoint = "LLVMGetNamedFunction")] public static extern LLVMValueRef
-        GetNamedFunction(LLVMModuleRef m, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMGetParam")] public static extern LLVMValueRef GetParam(LLVMValueRef fn,
-        uint index);
-    [DllImport(Lib, EntryPoint = "LLVMSetFunctionCallConv")] public static extern void SetFunctionCallConv(LLVMValueRef
-        fn, uint cc);
-    [DllImport(Lib, EntryPoint = "LLVMSetLinkage")] public static extern void SetLinkage(LLVMValueRef global,
-        LLVMLinkage linkage);
-    [DllImport(Lib, EntryPoint = "LLVMSetValueName2")] public static extern void SetValueName2(LLVMValueRef v,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string name, nuint length);
-    [DllImport(Lib, EntryPoint = "LLVMGetEnumAttributeKindForName")] public static extern uint
-        GetEnumAttributeKindForName([MarshalAs(UnmanagedType.LPUTF8Str)] string name, nuint length);
-    [DllImport(Lib, EntryPoint = "LLVMCreateEnumAttribute")] public static extern IntPtr
-        CreateEnumAttribute(LLVMContextRef c, uint kind, ulong value);
-    [DllImport(Lib, EntryPoint = "LLVMAddAttributeAtIndex")] public static extern void AddAttributeAtIndex(LLVMValueRef
-        fn, uint index, IntPtr attribute);
-    [DllImport(Lib, EntryPoint = "LLVMAppendBasicBlockInContext")] public static extern LLVMBasicBlockRef
-        AppendBasicBlockInContext(LLVMContextRef c, LLVMValueRef fn, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMAddGlobalInAddressSpace")] public static extern LLVMValueRef
-        AddGlobalInAddressSpace(LLVMModuleRef m, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name,
-        uint addressSpace);
-    [DllImport(Lib, EntryPoint = "LLVMSetInitializer")] public static extern void SetInitializer(LLVMValueRef global,
-        LLVMValueRef value);
-    [DllImport(Lib, EntryPoint = "LLVMSetAlignment")] public static extern void SetAlignment(LLVMValueRef v,
-        uint bytes);
-    [DllImport(Lib, EntryPoint = "LLVMTypeOf")] public static extern LLVMTypeRef TypeOf(LLVMValueRef v);
-    [DllImport(Lib, EntryPoint = "LLVMGetUndef")] public static extern LLVMValueRef GetUndef(LLVMTypeRef type);
-    [DllImport(Lib, EntryPoint = "LLVMConstReal")] public static extern LLVMValueRef ConstReal(LLVMTypeRef type,
-        double value);
-    [DllImport(Lib, EntryPoint = "LLVMConstInt")] public static extern LLVMValueRef ConstInt(LLVMTypeRef type,
-        ulong value, int signExtend);
-    [DllImport(Lib, EntryPoint = "LLVMConstNull")] public static extern LLVMValueRef ConstNull(LLVMTypeRef type);
+    [DllImport(Lib, EntryPoint = "LLVMContextDispose")]
+    public static extern void ContextDispose(LLVMContextRef c);
 
-    [DllImport(Lib, EntryPoint = "LLVMCreateBuilderInContext")] public static extern LLVMBuilderRef
-        CreateBuilderInContext(LLVMContextRef c);
-    [DllImport(Lib, EntryPoint = "LLVMDisposeBuilder")] public static extern void DisposeBuilder(LLVMBuilderRef b);
-    [DllImport(Lib, EntryPoint = "LLVMPositionBuilderAtEnd")] public static extern void
-        PositionBuilderAtEnd(LLVMBuilderRef b, LLVMBasicBlockRef block);
-    [DllImport(Lib, EntryPoint = "LLVMGetInsertBlock")] public static extern LLVMBasicBlockRef
-        GetInsertBlock(LLVMBuilderRef b);
-    [DllImport(Lib, EntryPoint = "LLVMBuildRetVoid")] public static extern LLVMValueRef BuildRetVoid(LLVMBuilderRef b);
-    [DllImport(Lib, EntryPoint = "LLVMBuildBr")] public static extern LLVMValueRef BuildBr(LLVMBuilderRef b,
-        LLVMBasicBlockRef dest);
-    [DllImport(Lib, EntryPoint = "LLVMBuildCondBr")] public static extern LLVMValueRef BuildCondBr(LLVMBuilderRef b,
-        LLVMValueRef cond, LLVMBasicBlockRef then, LLVMBasicBlockRef otherwise);
-    [DllImport(Lib, EntryPoint = "LLVMBuildPhi")] public static extern LLVMValueRef BuildPhi(LLVMBuilderRef b,
-        LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMAddIncoming")] public static extern void AddIncoming(LLVMValueRef phi,
-        LLVMValueRef* values, LLVMBasicBlockRef* blocks, uint count);
-    [DllImport(Lib, EntryPoint = "LLVMBuildGEP2")] public static extern LLVMValueRef BuildGEP2(LLVMBuilderRef b,
-        LLVMTypeRef type, LLVMValueRef pointer, LLVMValueRef* indices, uint count,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildInBoundsGEP2")] public static extern LLVMValueRef
-        BuildInBoundsGEP2(LLVMBuilderRef b, LLVMTypeRef type, LLVMValueRef pointer, LLVMValueRef* indices, uint count,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildLoad2")] public static extern LLVMValueRef BuildLoad2(LLVMBuilderRef b,
-        LLVMTypeRef type, LLVMValueRef pointer, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildStore")] public static extern LLVMValueRef BuildStore(LLVMBuilderRef b,
-        LLVMValueRef value, LLVMValueRef pointer);
-    [DllImport(Lib, EntryPoint = "LLVMBuildAlloca")] public static extern LLVMValueRef BuildAlloca(LLVMBuilderRef b,
-        LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildAdd")] public static extern LLVMValueRef BuildAdd(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildNSWAdd")] public static extern LLVMValueRef BuildNSWAdd(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildSub")] public static extern LLVMValueRef BuildSub(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildMul")] public static extern LLVMValueRef BuildMul(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildNSWMul")] public static extern LLVMValueRef BuildNSWMul(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildSDiv")] public static extern LLVMValueRef BuildSDiv(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildSRem")] public static extern LLVMValueRef BuildSRem(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildUDiv")] public static extern LLVMValueRef BuildUDiv(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildURem")] public static extern LLVMValueRef BuildURem(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFAdd")] public static extern LLVMValueRef BuildFAdd(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFSub")] public static extern LLVMValueRef BuildFSub(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFMul")] public static extern LLVMValueRef BuildFMul(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFDiv")] public static extern LLVMValueRef BuildFDiv(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFRem")] public static extern LLVMValueRef BuildFRem(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFNeg")] public static extern LLVMValueRef BuildFNeg(LLVMBuilderRef b,
-        LLVMValueRef v, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildNeg")] public static extern LLVMValueRef BuildNeg(LLVMBuilderRef b,
-        LLVMValueRef v, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildAnd")] public static extern LLVMValueRef BuildAnd(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildOr")] public static extern LLVMValueRef BuildOr(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildXor")] public static extern LLVMValueRef BuildXor(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildShl")] public static extern LLVMValueRef BuildShl(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildLShr")] public static extern LLVMValueRef BuildLShr(LLVMBuilderRef b,
-        LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildICmp")] public static extern LLVMValueRef BuildICmp(LLVMBuilderRef b,
-        LLVMIntPredicate op, LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFCmp")] public static extern LLVMValueRef BuildFCmp(LLVMBuilderRef b,
-        LLVMRealPredicate op, LLVMValueRef l, LLVMValueRef r, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildSelect")] public static extern LLVMValueRef BuildSelect(LLVMBuilderRef b,
-        LLVMValueRef cond, LLVMValueRef then, LLVMValueRef otherwise, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildSIToFP")] public static extern LLVMValueRef BuildSIToFP(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFPToSI")] public static extern LLVMValueRef BuildFPToSI(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildSExt")] public static extern LLVMValueRef BuildSExt(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildZExt")] public static extern LLVMValueRef BuildZExt(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildTrunc")] public static extern LLVMValueRef BuildTrunc(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFPTrunc")] public static extern LLVMValueRef BuildFPTrunc(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildFPExt")] public static extern LLVMValueRef BuildFPExt(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildIntToPtr")] public static extern LLVMValueRef BuildIntToPtr(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildBitCast")] public static extern LLVMValueRef BuildBitCast(LLVMBuilderRef b,
-        LLVMValueRef v, LLVMTypeRef type, [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildCall2")] public static extern LLVMValueRef BuildCall2(LLVMBuilderRef b,
-        LLVMTypeRef fnType, LLVMValueRef fn, LLVMValueRef* args, uint count,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildInsertElement")] public static extern LLVMValueRef
-        BuildInsertElement(LLVMBuilderRef b, LLVMValueRef vector, LLVMValueRef element, LLVMValueRef index,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildExtractElement")] public static extern LLVMValueRef
-        BuildExtractElement(LLVMBuilderRef b, LLVMValueRef vector, LLVMValueRef index,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
-    [DllImport(Lib, EntryPoint = "LLVMBuildShuffleVector")] public static extern LLVMValueRef
-        BuildShuffleVector(LLVMBuilderRef b, LLVMValueRef v1, LLVMValueRef v2, LLVMValueRef mask,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string name);
+    [DllImport(Lib, EntryPoint = "LLVMModuleCreateWithNameInContext")]
+    public static extern LLVMModuleRef ModuleCreateWithNameInContext(
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name,
+        LLVMContextRef c
+    );
 
-    [DllImport(Lib, EntryPoint = "LLVMMDStringInContext")] public static extern LLVMValueRef
-        MDStringInContext(LLVMContextRef c, [MarshalAs(UnmanagedType.LPUTF8Str)] string text, uint length);
-    [DllImport(Lib, EntryPoint = "LLVMMDNodeInContext")] public static extern LLVMValueRef
-        MDNodeInContext(LLVMContextRef c, LLVMValueRef* values, uint count);
-    [DllImport(Lib, EntryPoint = "LLVMAddNamedMetadataOperand")] public static extern void
-        AddNamedMetadataOperand(LLVMModuleRef m, [MarshalAs(UnmanagedType.LPUTF8Str)] string name, LLVMValueRef value);
+    [DllImport(Lib, EntryPoint = "LLVMDisposeModule")]
+    public static extern void DisposeModule(LLVMModuleRef m);
 
-    [DllImport(Lib, EntryPoint = "LLVMGetDefaultTargetTriple")] public static extern IntPtr GetDefaultTargetTriple();
-    [DllImport(Lib, EntryPoint = "LLVMGetHostCPUName")] public static extern IntPtr GetHostCPUName();
-    [DllImport(Lib, EntryPoint = "LLVMGetHostCPUFeatures")] public static extern IntPtr GetHostCPUFeatures();
-    [DllImport(Lib, EntryPoint = "LLVMGetTargetFromTriple")] public static extern int
-        GetTargetFromTriple([MarshalAs(UnmanagedType.LPUTF8Str)] string triple, out LLVMTargetRef target,
-        out IntPtr error);
-    [DllImport(Lib, EntryPoint = "LLVMCreateTargetMachine")] public static extern LLVMTargetMachineRef
-        CreateTargetMachine(LLVMTargetRef target, [MarshalAs(UnmanagedType.LPUTF8Str)] string triple,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string cpu, [MarshalAs(UnmanagedType.LPUTF8Str)] string features,
-            int level, int reloc, int codeModel);
-    [DllImport(Lib, EntryPoint = "LLVMDisposeTargetMachine")] public static extern void
-        DisposeTargetMachine(LLVMTargetMachineRef tm);
-    [DllImport(Lib, EntryPoint = "LLVMCreateTargetDataLayout")] public static extern LLVMTargetDataRef
-        CreateTargetDataLayout(LLVMTargetMachineRef tm);
-    [DllImport(Lib, EntryPoint = "LLVMCopyStringRepOfTargetData")] public static extern IntPtr
-        CopyStringRepOfTargetData(LLVMTargetDataRef td);
-    [DllImport(Lib, EntryPoint = "LLVMDisposeTargetData")] public static extern void DisposeTargetData(LLVMTargetDataRef
-        td);
-    [DllImport(Lib, EntryPoint = "LLVMTargetMachineEmitToMemoryBuffer")] public static extern int
-        TargetMachineEmitToMemoryBuffer(LLVMTargetMachineRef tm, LLVMModuleRef m, int fileType, out IntPtr error,
-        out LLVMMemoryBufferRef buffer);
-    [DllImport(Lib, EntryPoint = "LLVMGetBufferStart")] public static extern IntPtr GetBufferStart(LLVMMemoryBufferRef
-        buffer);
-    [DllImport(Lib, EntryPoint = "LLVMGetBufferSize")] public static extern nuint GetBufferSize(LLVMMemoryBufferRef
-        buffer);
-    [DllImport(Lib, EntryPoint = "LLVMDisposeMemoryBuffer")] public static extern void
-        DisposeMemoryBuffer(LLVMMemoryBufferRef buffer);
-    [DllImport(Lib, EntryPoint = "LLVMCreatePassBuilderOptions")] public static extern LLVMPassBuilderOptionsRef
-        CreatePassBuilderOptions();
-    [DllImport(Lib, EntryPoint = "LLVMDisposePassBuilderOptions")] public static extern void
-        DisposePassBuilderOptions(LLVMPassBuilderOptionsRef options);
-    [DllImport(Lib, EntryPoint = "LLVMRunPasses")] public static extern LLVMErrorRef RunPasses(LLVMModuleRef m,
-        [MarshalAs(UnmanagedType.LPUTF8Str)] string passes, LLVMTargetMachineRef tm, LLVMPassBuilderOptionsRef options);
-    [DllImport(Lib, EntryPoint = "LLVMGetErrorMessage")] public static extern IntPtr GetErrorMessage(LLVMErrorRef
-        error);
-    [DllImport(Lib, EntryPoint = "LLVMDisposeErrorMessage")] public static extern void DisposeErrorMessage(IntPtr
-        message);
+    [DllImport(Lib, EntryPoint = "LLVMSetTarget")]
+    public static extern void SetTarget(LLVMModuleRef m, [MarshalAs(UnmanagedType.LPUTF8Str)] string triple);
 
-    [DllImport(Lib, EntryPoint = "LLVMInitializeX86TargetInfo")] public static extern void InitializeX86TargetInfo();
-    [DllImport(Lib, EntryPoint = "LLVMInitializeX86Target")] public static extern void InitializeX86Target();
-    [DllImport(Lib, EntryPoint = "LLVMInitializeX86TargetMC")] public static extern void InitializeX86TargetMC();
-    [DllImport(Lib, EntryPoint = "LLVMInitializeX86AsmPrinter")] public static extern void InitializeX86AsmPrinter();
-    [DllImport(Lib, EntryPoint = "LLVMInitializeNVPTXTargetInfo")] public static extern void
-        InitializeNVPTXTargetInfo();
-    [DllImport(Lib, EntryPoint = "LLVMInitializeNVPTXTarget")] public static extern void InitializeNVPTXTarget();
-    [DllImport(Lib, EntryPoint = "LLVMInitializeNVPTXTargetMC")] public static extern void InitializeNVPTXTargetMC();
-    [DllImport(Lib, EntryPoint = "LLVMInitializeNVPTXAsmPrinter")] public static extern void
-        InitializeNVPTXAsmPrinter();
+    [DllImport(Lib, EntryPoint = "LLVMSetDataLayout")]
+    public static extern void SetDataLayout(LLVMModuleRef m, [MarshalAs(UnmanagedType.LPUTF8Str)] string layout);
+
+    [DllImport(Lib, EntryPoint = "LLVMPrintModuleToString")]
+    public static extern IntPtr PrintModuleToString(LLVMModuleRef m);
+
+    [DllImport(Lib, EntryPoint = "LLVMVerifyModule")]
+    public static extern int VerifyModule(LLVMModuleRef m, int action, out IntPtr message);
+
+    [DllImport(Lib, EntryPoint = "LLVMFloatTypeInContext")]
+    public static extern LLVMTypeRef FloatTypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMDoubleTypeInContext")]
+    public static extern LLVMTypeRef DoubleTypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMHalfTypeInContext")]
+    public static extern LLVMTypeRef HalfTypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMInt1TypeInContext")]
+    public static extern LLVMTypeRef Int1TypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMInt8TypeInContext")]
+    public static extern LLVMTypeRef Int8TypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMInt16TypeInContext")]
+    public static extern LLVMTypeRef Int16TypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMInt32TypeInContext")]
+    public static extern LLVMTypeRef Int32TypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMInt64TypeInContext")]
+    public static extern LLVMTypeRef Int64TypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMVoidTypeInContext")]
+    public static extern LLVMTypeRef VoidTypeInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMPointerType")]
+    public static extern LLVMTypeRef PointerType(LLVMTypeRef element, uint addressSpace);
+
+    [DllImport(Lib, EntryPoint = "LLVMVectorType")]
+    public static extern LLVMTypeRef VectorType(LLVMTypeRef element, uint count);
+
+    [DllImport(Lib, EntryPoint = "LLVMArrayType")]
+    public static extern LLVMTypeRef ArrayType(LLVMTypeRef element, uint count);
+
+    [DllImport(Lib, EntryPoint = "LLVMFunctionType")]
+    public static extern LLVMTypeRef FunctionType(LLVMTypeRef ret, LLVMTypeRef* parameters, uint count, int isVarArg);
+
+    [DllImport(Lib, EntryPoint = "LLVMAddFunction")]
+    public static extern LLVMValueRef AddFunction(
+        LLVMModuleRef m,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name,
+        LLVMTypeRef type
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMGetNamedFunction")]
+    public static extern LLVMValueRef GetNamedFunction(
+        LLVMModuleRef m,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMGetParam")]
+    public static extern LLVMValueRef GetParam(LLVMValueRef fn, uint index);
+
+    [DllImport(Lib, EntryPoint = "LLVMSetFunctionCallConv")]
+    public static extern void SetFunctionCallConv(LLVMValueRef fn, uint cc);
+
+    [DllImport(Lib, EntryPoint = "LLVMSetLinkage")]
+    public static extern void SetLinkage(LLVMValueRef global, LLVMLinkage linkage);
+
+    [DllImport(Lib, EntryPoint = "LLVMSetValueName2")]
+    public static extern void SetValueName2(
+        LLVMValueRef v,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name,
+        nuint length
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMGetEnumAttributeKindForName")]
+    public static extern uint GetEnumAttributeKindForName(
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name,
+        nuint length
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMCreateEnumAttribute")]
+    public static extern IntPtr CreateEnumAttribute(LLVMContextRef c, uint kind, ulong value);
+
+    [DllImport(Lib, EntryPoint = "LLVMAddAttributeAtIndex")]
+    public static extern void AddAttributeAtIndex(LLVMValueRef fn, uint index, IntPtr attribute);
+
+    [DllImport(Lib, EntryPoint = "LLVMAppendBasicBlockInContext")]
+    public static extern LLVMBasicBlockRef AppendBasicBlockInContext(
+        LLVMContextRef c,
+        LLVMValueRef fn,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMAddGlobalInAddressSpace")]
+    public static extern LLVMValueRef AddGlobalInAddressSpace(
+        LLVMModuleRef m,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name,
+        uint addressSpace
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMSetInitializer")]
+    public static extern void SetInitializer(LLVMValueRef global, LLVMValueRef value);
+
+    [DllImport(Lib, EntryPoint = "LLVMSetAlignment")]
+    public static extern void SetAlignment(LLVMValueRef v, uint bytes);
+
+    [DllImport(Lib, EntryPoint = "LLVMTypeOf")]
+    public static extern LLVMTypeRef TypeOf(LLVMValueRef v);
+
+    [DllImport(Lib, EntryPoint = "LLVMGetUndef")]
+    public static extern LLVMValueRef GetUndef(LLVMTypeRef type);
+
+    [DllImport(Lib, EntryPoint = "LLVMConstReal")]
+    public static extern LLVMValueRef ConstReal(LLVMTypeRef type, double value);
+
+    [DllImport(Lib, EntryPoint = "LLVMConstInt")]
+    public static extern LLVMValueRef ConstInt(LLVMTypeRef type, ulong value, int signExtend);
+
+    [DllImport(Lib, EntryPoint = "LLVMConstNull")]
+    public static extern LLVMValueRef ConstNull(LLVMTypeRef type);
+
+    [DllImport(Lib, EntryPoint = "LLVMCreateBuilderInContext")]
+    public static extern LLVMBuilderRef CreateBuilderInContext(LLVMContextRef c);
+
+    [DllImport(Lib, EntryPoint = "LLVMDisposeBuilder")]
+    public static extern void DisposeBuilder(LLVMBuilderRef b);
+
+    [DllImport(Lib, EntryPoint = "LLVMPositionBuilderAtEnd")]
+    public static extern void PositionBuilderAtEnd(LLVMBuilderRef b, LLVMBasicBlockRef block);
+
+    [DllImport(Lib, EntryPoint = "LLVMGetInsertBlock")]
+    public static extern LLVMBasicBlockRef GetInsertBlock(LLVMBuilderRef b);
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildRetVoid")]
+    public static extern LLVMValueRef BuildRetVoid(LLVMBuilderRef b);
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildBr")]
+    public static extern LLVMValueRef BuildBr(LLVMBuilderRef b, LLVMBasicBlockRef dest);
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildCondBr")]
+    public static extern LLVMValueRef BuildCondBr(
+        LLVMBuilderRef b,
+        LLVMValueRef cond,
+        LLVMBasicBlockRef then,
+        LLVMBasicBlockRef otherwise
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildPhi")]
+    public static extern LLVMValueRef BuildPhi(
+        LLVMBuilderRef b,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMAddIncoming")]
+    public static extern void AddIncoming(
+        LLVMValueRef phi,
+        LLVMValueRef* values,
+        LLVMBasicBlockRef* blocks,
+        uint count
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildGEP2")]
+    public static extern LLVMValueRef BuildGEP2(
+        LLVMBuilderRef b,
+        LLVMTypeRef type,
+        LLVMValueRef pointer,
+        LLVMValueRef* indices,
+        uint count,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildInBoundsGEP2")]
+    public static extern LLVMValueRef BuildInBoundsGEP2(
+        LLVMBuilderRef b,
+        LLVMTypeRef type,
+        LLVMValueRef pointer,
+        LLVMValueRef* indices,
+        uint count,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildLoad2")]
+    public static extern LLVMValueRef BuildLoad2(
+        LLVMBuilderRef b,
+        LLVMTypeRef type,
+        LLVMValueRef pointer,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildStore")]
+    public static extern LLVMValueRef BuildStore(LLVMBuilderRef b, LLVMValueRef value, LLVMValueRef pointer);
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildAlloca")]
+    public static extern LLVMValueRef BuildAlloca(
+        LLVMBuilderRef b,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildAdd")]
+    public static extern LLVMValueRef BuildAdd(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildNSWAdd")]
+    public static extern LLVMValueRef BuildNSWAdd(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildSub")]
+    public static extern LLVMValueRef BuildSub(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildMul")]
+    public static extern LLVMValueRef BuildMul(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildNSWMul")]
+    public static extern LLVMValueRef BuildNSWMul(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildSDiv")]
+    public static extern LLVMValueRef BuildSDiv(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildSRem")]
+    public static extern LLVMValueRef BuildSRem(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildUDiv")]
+    public static extern LLVMValueRef BuildUDiv(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildURem")]
+    public static extern LLVMValueRef BuildURem(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFAdd")]
+    public static extern LLVMValueRef BuildFAdd(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFSub")]
+    public static extern LLVMValueRef BuildFSub(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFMul")]
+    public static extern LLVMValueRef BuildFMul(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFDiv")]
+    public static extern LLVMValueRef BuildFDiv(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFRem")]
+    public static extern LLVMValueRef BuildFRem(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFNeg")]
+    public static extern LLVMValueRef BuildFNeg(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildNeg")]
+    public static extern LLVMValueRef BuildNeg(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildAnd")]
+    public static extern LLVMValueRef BuildAnd(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildOr")]
+    public static extern LLVMValueRef BuildOr(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildXor")]
+    public static extern LLVMValueRef BuildXor(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildShl")]
+    public static extern LLVMValueRef BuildShl(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildLShr")]
+    public static extern LLVMValueRef BuildLShr(
+        LLVMBuilderRef b,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildICmp")]
+    public static extern LLVMValueRef BuildICmp(
+        LLVMBuilderRef b,
+        LLVMIntPredicate op,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFCmp")]
+    public static extern LLVMValueRef BuildFCmp(
+        LLVMBuilderRef b,
+        LLVMRealPredicate op,
+        LLVMValueRef l,
+        LLVMValueRef r,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildSelect")]
+    public static extern LLVMValueRef BuildSelect(
+        LLVMBuilderRef b,
+        LLVMValueRef cond,
+        LLVMValueRef then,
+        LLVMValueRef otherwise,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildSIToFP")]
+    public static extern LLVMValueRef BuildSIToFP(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFPToSI")]
+    public static extern LLVMValueRef BuildFPToSI(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildSExt")]
+    public static extern LLVMValueRef BuildSExt(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildZExt")]
+    public static extern LLVMValueRef BuildZExt(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildTrunc")]
+    public static extern LLVMValueRef BuildTrunc(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFPTrunc")]
+    public static extern LLVMValueRef BuildFPTrunc(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildFPExt")]
+    public static extern LLVMValueRef BuildFPExt(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildIntToPtr")]
+    public static extern LLVMValueRef BuildIntToPtr(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildBitCast")]
+    public static extern LLVMValueRef BuildBitCast(
+        LLVMBuilderRef b,
+        LLVMValueRef v,
+        LLVMTypeRef type,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildCall2")]
+    public static extern LLVMValueRef BuildCall2(
+        LLVMBuilderRef b,
+        LLVMTypeRef fnType,
+        LLVMValueRef fn,
+        LLVMValueRef* args,
+        uint count,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildInsertElement")]
+    public static extern LLVMValueRef BuildInsertElement(
+        LLVMBuilderRef b,
+        LLVMValueRef vector,
+        LLVMValueRef element,
+        LLVMValueRef index,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildExtractElement")]
+    public static extern LLVMValueRef BuildExtractElement(
+        LLVMBuilderRef b,
+        LLVMValueRef vector,
+        LLVMValueRef index,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMBuildShuffleVector")]
+    public static extern LLVMValueRef BuildShuffleVector(
+        LLVMBuilderRef b,
+        LLVMValueRef v1,
+        LLVMValueRef v2,
+        LLVMValueRef mask,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMMDStringInContext")]
+    public static extern LLVMValueRef MDStringInContext(
+        LLVMContextRef c,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string text,
+        uint length
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMMDNodeInContext")]
+    public static extern LLVMValueRef MDNodeInContext(LLVMContextRef c, LLVMValueRef* values, uint count);
+
+    [DllImport(Lib, EntryPoint = "LLVMAddNamedMetadataOperand")]
+    public static extern void AddNamedMetadataOperand(
+        LLVMModuleRef m,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string name,
+        LLVMValueRef value
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMGetDefaultTargetTriple")]
+    public static extern IntPtr GetDefaultTargetTriple();
+
+    [DllImport(Lib, EntryPoint = "LLVMGetHostCPUName")]
+    public static extern IntPtr GetHostCPUName();
+
+    [DllImport(Lib, EntryPoint = "LLVMGetHostCPUFeatures")]
+    public static extern IntPtr GetHostCPUFeatures();
+
+    [DllImport(Lib, EntryPoint = "LLVMGetTargetFromTriple")]
+    public static extern int GetTargetFromTriple(
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string triple,
+        out LLVMTargetRef target,
+        out IntPtr error
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMCreateTargetMachine")]
+    public static extern LLVMTargetMachineRef CreateTargetMachine(
+        LLVMTargetRef target,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string triple,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string cpu,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string features,
+        int level,
+        int reloc,
+        int codeModel
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMDisposeTargetMachine")]
+    public static extern void DisposeTargetMachine(LLVMTargetMachineRef tm);
+
+    [DllImport(Lib, EntryPoint = "LLVMCreateTargetDataLayout")]
+    public static extern LLVMTargetDataRef CreateTargetDataLayout(LLVMTargetMachineRef tm);
+
+    [DllImport(Lib, EntryPoint = "LLVMCopyStringRepOfTargetData")]
+    public static extern IntPtr CopyStringRepOfTargetData(LLVMTargetDataRef td);
+
+    [DllImport(Lib, EntryPoint = "LLVMDisposeTargetData")]
+    public static extern void DisposeTargetData(LLVMTargetDataRef td);
+
+    [DllImport(Lib, EntryPoint = "LLVMTargetMachineEmitToMemoryBuffer")]
+    public static extern int TargetMachineEmitToMemoryBuffer(
+        LLVMTargetMachineRef tm,
+        LLVMModuleRef m,
+        int fileType,
+        out IntPtr error,
+        out LLVMMemoryBufferRef buffer
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMGetBufferStart")]
+    public static extern IntPtr GetBufferStart(LLVMMemoryBufferRef buffer);
+
+    [DllImport(Lib, EntryPoint = "LLVMGetBufferSize")]
+    public static extern nuint GetBufferSize(LLVMMemoryBufferRef buffer);
+
+    [DllImport(Lib, EntryPoint = "LLVMDisposeMemoryBuffer")]
+    public static extern void DisposeMemoryBuffer(LLVMMemoryBufferRef buffer);
+
+    [DllImport(Lib, EntryPoint = "LLVMCreatePassBuilderOptions")]
+    public static extern LLVMPassBuilderOptionsRef CreatePassBuilderOptions();
+
+    [DllImport(Lib, EntryPoint = "LLVMDisposePassBuilderOptions")]
+    public static extern void DisposePassBuilderOptions(LLVMPassBuilderOptionsRef options);
+
+    [DllImport(Lib, EntryPoint = "LLVMRunPasses")]
+    public static extern LLVMErrorRef RunPasses(
+        LLVMModuleRef m,
+        [MarshalAs(UnmanagedType.LPUTF8Str)] string passes,
+        LLVMTargetMachineRef tm,
+        LLVMPassBuilderOptionsRef options
+    );
+
+    [DllImport(Lib, EntryPoint = "LLVMGetErrorMessage")]
+    public static extern IntPtr GetErrorMessage(LLVMErrorRef error);
+
+    [DllImport(Lib, EntryPoint = "LLVMDisposeErrorMessage")]
+    public static extern void DisposeErrorMessage(IntPtr message);
+
+    [DllImport(Lib, EntryPoint = "LLVMInitializeX86TargetInfo")]
+    public static extern void InitializeX86TargetInfo();
+
+    [DllImport(Lib, EntryPoint = "LLVMInitializeX86Target")]
+    public static extern void InitializeX86Target();
+
+    [DllImport(Lib, EntryPoint = "LLVMInitializeX86TargetMC")]
+    public static extern void InitializeX86TargetMC();
+
+    [DllImport(Lib, EntryPoint = "LLVMInitializeX86AsmPrinter")]
+    public static extern void InitializeX86AsmPrinter();
+
+    [DllImport(Lib, EntryPoint = "LLVMInitializeNVPTXTargetInfo")]
+    public static extern void InitializeNVPTXTargetInfo();
+
+    [DllImport(Lib, EntryPoint = "LLVMInitializeNVPTXTarget")]
+    public static extern void InitializeNVPTXTarget();
+
+    [DllImport(Lib, EntryPoint = "LLVMInitializeNVPTXTargetMC")]
+    public static extern void InitializeNVPTXTargetMC();
+
+    [DllImport(Lib, EntryPoint = "LLVMInitializeNVPTXAsmPrinter")]
+    public static extern void InitializeNVPTXAsmPrinter();
 }
