@@ -408,24 +408,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                     (settings.InputArrays, settings.ParamArrays) = ModelSession.Load(manifest, settings, stderr);
                 }
                 var outcome = Progress(settings.Steps, onStep => ModelRunner.Run(module, settings, stderr, onStep));
-                var results = outcome.Results;
-                if (outcome.Losses is { } losses)
-                    stdout.WriteLine(
-                        losses.Length == 1
-                            ? $"loss: {F(losses[0])}"
-                            : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}"
-                    );
-                else
-                    for (int i = 0; i < results.Count; i++)
-                        stdout.WriteLine(
-                            $"{(results.Count == 1 ? "out" : $"out{i}")}: {ModelRunner.Summary(results[i])}"
-                        );
-                if (settings.SaveParamsPath != null)
-                    stdout.WriteLine($"wrote {settings.SaveParamsPath}");
-                if (settings.OutPath != null)
-                    stdout.WriteLine($"wrote {settings.OutPath}");
-                if (settings.TracePath != null)
-                    stdout.WriteLine($"wrote {settings.TracePath}");
+                outcome.Print(settings, ModelRunner.Summary, stdout);
                 if (single != null)
                     return Check(module, single, settings, outcome);
                 return 0;

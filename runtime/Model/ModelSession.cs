@@ -66,6 +66,27 @@ public sealed record RunOutcome(
 {
     /// <summary>What every device did, when the run was traced or profiled.</summary>
     public Trace? Trace { get; init; }
+
+    /// <summary>
+    /// What <c>mplc run</c> and <c>mplrun</c> print after a run: the loss (first and last step) of a training run,
+    /// else every result as <paramref name="summary"/> shows it; then each file the run wrote.
+    /// </summary>
+    public void Print(RunSettings settings, Func<NDArray, string> summary, TextWriter stdout)
+    {
+        static string F(float v) => v.ToString("G7", System.Globalization.CultureInfo.InvariantCulture);
+        if (Losses is { } losses)
+            stdout.WriteLine(
+                losses.Length == 1
+                    ? $"loss: {F(losses[0])}"
+                    : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}"
+            );
+        else
+            for (int i = 0; i < Results.Count; i++)
+                stdout.WriteLine($"{(Results.Count == 1 ? "out" : $"out{i}")}: {summary(Results[i])}");
+        foreach (var w in new[] { settings.SaveParamsPath, settings.OutPath, settings.TracePath })
+            if (w != null)
+                stdout.WriteLine($"wrote {w}");
+    }
 }
 
 /// <summary>

@@ -201,20 +201,7 @@ public static class MplrunCli
                     : null,
                 machine: gpu
             );
-            if (outcome.Losses is { } losses)
-                stdout.WriteLine(
-                    losses.Length == 1
-                        ? $"loss: {F(losses[0])}"
-                        : $"loss: {F(losses[0])} at step 1, {F(losses[^1])} at step {losses.Length}"
-                );
-            else
-                for (int i = 0; i < outcome.Results.Count; i++)
-                    stdout.WriteLine(
-                        $"{(outcome.Results.Count == 1 ? "out" : $"out{i}")}: " + $"{outcome.Results[i].TypeString}"
-                    );
-            foreach (var w in new[] { s.SaveParamsPath, s.OutPath, s.TracePath })
-                if (w != null)
-                    stdout.WriteLine($"wrote {w}");
+            outcome.Print(s, r => r.TypeString, stdout);
             if (s.Profile && outcome.Trace is { } trace)
                 PrintProfile(trace, gpu, stdout);
             if (s.Profile && gpu != null)
@@ -298,8 +285,6 @@ public static class MplrunCli
             );
         }
     }
-
-    private static string F(float v) => v.ToString("G7", CultureInfo.InvariantCulture);
 
     private static int Int(string flag, string v) =>
         int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int x) && x >= 0
