@@ -36,7 +36,6 @@ public sealed class DeviceStats
     /// (null: none).</summary>
     public static DeviceStats Of(Operation func, DeviceMesh mesh, int rank, PipelineStats? pipeline)
     {
-        var s = new DeviceStats();
         var entry = func.Regions[0].Entry;
         // A pipelined program: this device runs its stages' ops, once per microbatch except the per-step ones.
         var schedule = entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
@@ -53,8 +52,34 @@ public sealed class DeviceStats
             me = mesh.Coords(rank)[mesh.AxisNames.ToList().IndexOf(axis.Value)];
         }
         bool Mine(Operation op) => op.GetAttr("stage") is not IntAttr st || st.Value % p == me;
+        return Of(func, mesh, rank, pipeline, entry.Operations.Where(Mine).ToList());
+    }
+
+    /// <summary>
+    /// As <see cref="Of(Operation, DeviceMesh, int, PipelineStats?)"/> given the ops this device runs (its pipeline
+    /// stages' and the unstaged ones, in program order), for a caller that splits the program over the pipeline
+    /// devices once.
+    /// </summary>
+    public static DeviceStats Of(
+        Operation func,
+        DeviceMesh mesh,
+        int rank,
+        PipelineStats? pipeline,
+        IReadOnlyList<Operation> ops
+    )
+    {
+        var s = new DeviceStats();
+        var entry = func.Regions[0].Entry;
+        var schedule = entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
+        int m = schedule == null ? 1 : (int)schedule.IntAttr("microbatches"),
+            me = 0;
+        if (
+            schedule != null
+            && func.GetAttr("pipeline") is DictAttr pipe
+            && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis
+        )
+            me = mesh.Coords(rank)[mesh.AxisNames.ToList().IndexOf(axis.Value)];
         int Times(Operation op) => op.GetAttr("phase") is StringAttr { Value: "step" } ? 1 : m;
-        var ops = entry.Operations.Where(Mine).ToList();
         var lastUse = new Dictionary<Value, Operation>(ReferenceEqualityComparer.Instance);
         foreach (var op in ops)
         foreach (var v in op.Operands)

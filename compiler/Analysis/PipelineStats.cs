@@ -125,7 +125,8 @@ public sealed class PipelineStats
             long bytes = 0,
                 peakBytes = 0;
             // Forward-only, a stage's values die within its task: nothing is held between tasks.
-            foreach (var t in order[d].Where(_ => order[d].Any(x => x.Phase == Phase.Backward)))
+            bool training = order[d].Any(x => x.Phase == Phase.Backward);
+            foreach (var t in training ? order[d] : [])
             {
                 int s = staged ? t.Chunk * p + d : 0;
                 int sign = t.Phase == Phase.Forward ? 1 : -1;

@@ -6,9 +6,22 @@ using ParallelCompiler.Runtime.Pipeline;
 
 namespace ParallelCompiler.Cost;
 
+/// <summary>When the gradient synchronisation runs: under the backward compute after it (PyTorch DDP's and today's
+/// Megatron-LM's buckets), or after the whole backward of the step (Megatron-LM as of SC'21, whose local DDP reduced
+/// the gradients once every microbatch's backward was done).</summary>
+public enum GradientSync
+{
+    Overlapped,
+    AfterBackward,
+}
+
 /// <summary>One kind of collective of a step: how many, the bytes one device sends, its time, and the share not hidden
 /// under compute.</summary>
 public sealed record CollectiveCost(string Kind, int Count, double BytesSent, double Seconds, double ExposedSeconds);
+
+/// <summary>One kind of kernel of a step (matmul, elementwise, row, reduction, gather): how many launches, their FLOPs
+/// and HBM bytes, their time, and how many of them are limited by memory rather than arithmetic.</summary>
+public sealed record KernelCost(string Kind, int Count, double Flops, double Bytes, double Seconds, int MemoryBound);
 
 /// <summary>A pipeline device's share of a step: its compute and communication, and how long it stands idle.</summary>
 public sealed record StageCost(
@@ -25,6 +38,7 @@ public sealed record StepCost(
     double ComputeSeconds,
     double BubbleSeconds,
     IReadOnlyList<CollectiveCost> Collectives,
+    IReadOnlyList<KernelCost> Kernels,
     IReadOnlyList<StageCost> Stages,
     double FlopsPerDevice,
     double ModelFlopsPerDevice,
@@ -62,7 +76,7 @@ public static class CostModel
 {
     /// <summary>The cost of <paramref name="module"/> (per-device, before or after form-kernels) on <paramref
     /// name="cluster"/>.</summary>
-    public static StepCost Of(Operation module, Cluster cluster)
+    public static StepCost Of(Operation module, Cluster cluster, GradientSync gradientSync = GradientSync.Overlapped)
     {
         if (!module.IsSpmd())
             throw new IRException("the cost model needs the per-device program: the pipeline must " + "run spmdize");
@@ -74,17 +88,43 @@ public static class CostModel
                     + $"'{cluster.Name}' has {cluster.Gpus} ({cluster.Nodes} nodes of {cluster.GpusPerNode})"
             );
         var func = module.EntryFunction() ?? throw new IRException("the module has no entry function");
-        // FLOPs as the program does them, and without the recomputed forward (the model's own).
-        var all = DeviceStats.Of(func, mesh, 0);
-        double recomputed =
-            func.Regions[0].Entry.Operations.Where(o => o.GetAttr("recompute") != null).Sum(DeviceStats.OpFlops)
-            * Microbatches(func);
         // Times come from the kernels as the back end forms them.
         var kernels = module.Functions().Any(f => f.GetAttr("kernel") != null) ? module : FormedKernels(module);
         var kfunc = kernels.EntryFunction()!;
         var sync = OptimizerSide(kfunc);
         var pipeline = PipelineStats.Of(kfunc);
         var entry = kfunc.Regions[0].Entry;
+        // Every layer of a stack launches the same kernels and collectives: each is costed once.
+        var kernelCache = new Dictionary<
+            string,
+            (string Kind, double Flops, double Bytes, double Seconds, bool Memory)
+        >(StringComparer.Ordinal);
+        var functions = kernels
+            .Functions()
+            .Where(f => f.GetAttr("kernel") != null)
+            .ToDictionary(f => f.StringAttr("sym_name"), StringComparer.Ordinal);
+        (string Kind, double Flops, double Bytes, double Seconds, bool MemoryBound) KernelOnce(Operation op)
+        {
+            if (op.Name != "kernel.launch")
+                return Kernel(op, functions, cluster);
+            string callee = op.StringAttr("callee");
+            if (!kernelCache.TryGetValue(callee, out var k))
+                kernelCache[callee] = k = Kernel(op, functions, cluster);
+            return k;
+        }
+        var collectiveCache = new Dictionary<string, (string? Kind, double Bytes, double Seconds)>(
+            StringComparer.Ordinal
+        );
+        (string? Kind, double Bytes, double Seconds) CollectiveOnce(Operation op)
+        {
+            string key =
+                $"{op.Name}|{(op.GetAttr("axes") is ArrayAttr a ? string.Join(",", a.AsStrings()) : "")}|"
+                + $"{(op.GetAttr("axis") is StringAttr x ? x.Value : "")}|"
+                + $"{(op.Operands.Count > 0 ? op.OperandType(0).ToString() : "")}";
+            if (!collectiveCache.TryGetValue(key, out var c))
+                collectiveCache[key] = c = Collective(op, physical, cluster);
+            return c;
+        }
         int m = Microbatches(kfunc);
         int p = pipeline?.Devices.Count ?? 1;
         // Per pipeline stage and phase: seconds per microbatch of compute and of critical-path communication.
@@ -97,8 +137,15 @@ public static class CostModel
         bool syncStarted = false;
         var comm = new double[p];
         var busy = new double[p];
+        // FLOPs as the program does them, and those of the recomputed forward (not the model's own).
+        var flopsOn = new double[p];
+        var recomputedOn = new double[p];
         // Per pipeline device (its stages' ops), by kind: how many, bytes sent, seconds, and the seconds of gradient
         // synchronisation.
+        var kernelKinds = Enumerable
+            .Range(0, p)
+            .Select(_ => new Dictionary<string, KernelCost>(StringComparer.Ordinal))
+            .ToArray();
         var collectives = Enumerable
             .Range(0, p)
             .Select(_ => new Dictionary<string, (int Count, double Bytes, double Seconds, double Sync)>(
@@ -115,7 +162,7 @@ public static class CostModel
             if (isComm)
             {
                 // devices are numbered without the microbatch axis
-                var (kind, bytes, secs) = Collective(op, physical, cluster);
+                var (kind, bytes, secs) = CollectiveOnce(op);
                 if (kind == null)
                     continue;
                 seconds = secs;
@@ -138,9 +185,23 @@ public static class CostModel
             }
             else
             {
-                seconds = KernelSeconds(op, kernels, cluster);
+                var k = KernelOnce(op);
+                seconds = k.Seconds;
+                flopsOn[stage % p] += k.Flops * times;
+                if (op.GetAttr("recompute") != null)
+                    recomputedOn[stage % p] += k.Flops * times;
                 if (seconds == 0)
                     continue;
+                var kinds = kernelKinds[stage % p];
+                var was = kinds.GetValueOrDefault(k.Kind) ?? new KernelCost(k.Kind, 0, 0, 0, 0, 0);
+                kinds[k.Kind] = new KernelCost(
+                    k.Kind,
+                    was.Count + times,
+                    was.Flops + k.Flops * times,
+                    was.Bytes + k.Bytes * times,
+                    was.Seconds + seconds * times,
+                    was.MemoryBound + (k.MemoryBound ? times : 0)
+                );
                 busy[stage % p] += seconds * times;
                 if (syncStarted)
                     computeAfterSync += seconds * times;
@@ -172,18 +233,26 @@ public static class CostModel
                 (s, ph) => ph == Phase.Forward ? fwd[staged ? s : 0] : bwd[staged ? s : 0]
             );
             step += timeline.Makespan;
+            // Each pipeline device runs its stages' ops and the unstaged ones.
+            var onDevice = Enumerable.Range(0, p).Select(_ => new List<Operation>()).ToArray();
+            foreach (var op in entry.Operations)
+                if (op.GetAttr("stage") is IntAttr st)
+                    onDevice[(int)(st.Value % p)].Add(op);
+                else
+                    foreach (var mine in onDevice)
+                        mine.Add(op);
             for (int d = 0; d < p; d++)
             {
-                var st = DeviceStats.Of(kfunc, mesh, RankOnPipelineDevice(kfunc, mesh, d), pipeline);
+                var st = DeviceStats.Of(kfunc, mesh, RankOnPipelineDevice(kfunc, mesh, d), pipeline, onDevice[d]);
                 double idle = timeline.Makespan - timeline.Busy(d);
                 bubble = Math.Max(bubble, idle);
                 stageCosts.Add(new StageCost(d, busy[d], comm[d], idle, st.PeakBytes));
             }
         }
         else
-            stageCosts.Add(new StageCost(0, busy[0], comm[0], 0, all.PeakBytes));
+            stageCosts.Add(new StageCost(0, busy[0], comm[0], 0, DeviceStats.Of(kfunc, mesh, 0).PeakBytes));
         // Gradient synchronisation runs under the compute that follows its first collective; the rest is exposed.
-        double hidden = Math.Min(syncSeconds, computeAfterSync);
+        double hidden = gradientSync == GradientSync.Overlapped ? Math.Min(syncSeconds, computeAfterSync) : 0;
         step += syncSeconds - hidden;
         // The busiest pipeline device stands for the step (without a pipeline there is one).
         int critical = Enumerable.Range(0, p).MaxBy(d => busy[d] + comm[d]);
@@ -207,9 +276,10 @@ public static class CostModel
             busy[critical],
             bubble,
             list,
+            kernelKinds[critical].Values.OrderByDescending(k => k.Seconds).ToList(),
             stageCosts,
-            all.Flops,
-            all.Flops - recomputed,
+            flopsOn.Average(),
+            flopsOn.Average() - recomputedOn.Average(),
             cluster.Peak(MainDType(func)),
             peakBytes,
             cluster.HbmBytes,
@@ -282,20 +352,35 @@ public static class CostModel
     /// The roofline time of a kernel launch or a bare tensor op: its FLOPs at the dtype's peak times the matmul
     /// shape efficiency, against the bytes it reads and writes at HBM bandwidth, plus the launch overhead.
     /// </summary>
-    public static double KernelSeconds(Operation op, Operation module, Cluster cluster)
+    public static double KernelSeconds(Operation op, Operation module, Cluster cluster) =>
+        Kernel(
+            op,
+            module
+                .Functions()
+                .Where(f => f.GetAttr("kernel") != null)
+                .ToDictionary(f => f.StringAttr("sym_name"), StringComparer.Ordinal),
+            cluster
+        ).Seconds;
+
+    /// <summary>A kernel's kind, FLOPs, HBM bytes and roofline time (<see cref="KernelSeconds"/>).</summary>
+    private static (string Kind, double Flops, double Bytes, double Seconds, bool MemoryBound) Kernel(
+        Operation op,
+        IReadOnlyDictionary<string, Operation> kernels,
+        Cluster cluster
+    )
     {
         if (
             op.Dialect is not ("tensor" or "kernel")
             || op.Name is "tensor.param" or "tensor.constant"
             || op.Results.Count != 1
         )
-            return 0;
+            return ("", 0, 0, 0, false);
         double flops = DeviceStats.OpFlops(op);
         double bytes = op
             .Operands.Concat<Value>(op.Results)
             .Sum(v => (double)v.TensorType.NumElements * v.TensorType.DType.Size());
         var e = cluster.Efficiency;
-        var body = op.Name == "kernel.launch" ? module.Function(op.StringAttr("callee")) : null;
+        var body = op.Name == "kernel.launch" ? kernels[op.StringAttr("callee")] : null;
         var matmul =
             body != null ? body.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "tensor.matmul")
             : op.Name == "tensor.matmul" ? op
@@ -313,7 +398,17 @@ public static class CostModel
         var dtype = (matmul ?? op).Result.TensorType.DType;
         double computeSeconds = flops / (cluster.Peak(dtype) * (matmul != null ? eff : e.Matmul));
         double memorySeconds = bytes / (cluster.HbmBytesPerSecond * e.Memory);
-        return Math.Max(computeSeconds, memorySeconds) + e.KernelLaunchSeconds;
+        string kind =
+            body?.GetAttr("kernel") is StringAttr ks ? ks.Value
+            : matmul != null ? "matmul"
+            : "elementwise";
+        return (
+            kind,
+            flops,
+            bytes,
+            Math.Max(computeSeconds, memorySeconds) + e.KernelLaunchSeconds,
+            memorySeconds > computeSeconds
+        );
     }
 
     private static double Shape(double d, double half) => d / (d + half);

@@ -428,17 +428,28 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             Required = true,
         };
         var json = new Option<bool>("--json") { Description = "print the prediction as one JSON object" };
+        var gradSync = new Option<string>("--grad-sync")
+        {
+            Description =
+                "when the gradient synchronisation runs: overlap (under the backward, as DDP buckets it; the default) "
+                + "or after (once the step's backward is done)",
+            DefaultValueFactory = _ => "overlap",
+        };
+        gradSync.AcceptOnlyFromAmong("overlap", "after");
         var c = new Command("cost", "predict the step time, throughput and memory of the compiled program on a cluster")
         {
             file,
         };
         c.Options.Add(cluster);
         c.Options.Add(json);
+        c.Options.Add(gradSync);
         c.Options.Add(_zero);
         AddFrontEndOptions(c);
         c.SetAction(r =>
             Guard(() =>
             {
+                var sync =
+                    r.GetValue(gradSync) == "after" ? Cost.GradientSync.AfterBackward : Cost.GradientSync.Overlapped;
                 Cost.Cluster described;
                 try
                 {
@@ -452,7 +463,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                 Cost.StepCost cost;
                 try
                 {
-                    cost = Cost.CostModel.Of(module, described);
+                    cost = Cost.CostModel.Of(module, described, sync);
                 }
                 catch (Cost.ClusterException e)
                 {

@@ -113,7 +113,8 @@ public sealed class FormKernels : IPass
             var launch = b.Create(
                 "kernel.launch",
                 inputs,
-                r.Attributes.Where(a => a.Key is "stage" or "phase").Append(new("callee", Attr.Str(name))),
+                r.Attributes.Where(a => a.Key is "stage" or "phase" or "recompute")
+                    .Append(new("callee", Attr.Str(name))),
                 [r.Result.Type]
             );
             launch.Result.NameHint = r.Result.NameHint;

@@ -79,8 +79,10 @@ public sealed class PipelineStages : IPass
                     $"@pipeline needs {stages} stages but the model has only {work.Count} operations"
                 );
             var cost = TrainingCosts(entry, module.GetAttr("train") != null);
+            var costs = work.Select(o => cost[o]).ToArray();
+            var memory = work.Select(ParamBytes).ToArray();
             stageOf =
-                Balance(work.Select(o => cost[o]).ToArray(), work.Select(ParamBytes).ToArray(), stages)
+                Split(work, costs, memory, stages)
                 ?? throw new PassInputException(
                     func.Location,
                     $"pipeline-stages: no split into {stages} stages keeps every stage's parameters under "
@@ -95,52 +97,131 @@ public sealed class PipelineStages : IPass
         return true;
     }
 
+    /// <summary>How much more the costliest stage may cost than in the best balance, for cuts that send less.</summary>
+    private const double BalanceSlack = 0.10;
+
     /// <summary>
-    /// The split of ops (in order) into <paramref name="stages"/> contiguous non-empty groups with the smallest
-    /// largest cost: best[k][i] = min over j of max(best[k-1][j], cost(j..i)); groups whose parameters exceed the
-    /// memory limit are not allowed (null when no split fits).
+    /// The split into stages: cuts between recomputed layers (a cut inside one would split its recomputation over
+    /// two stages) where the layers leave enough places, and among the splits whose costliest stage is within
+    /// <see cref="BalanceSlack"/> of the best balance, one whose cuts send the fewest bytes (the residual stream
+    /// between a transformer's blocks rather than the three projections inside its attention).
     /// </summary>
-    private int[]? Balance(double[] cost, long[] memory, int stages)
+    private int[]? Split(IReadOnlyList<Operation> work, double[] costs, long[] memory, int stages)
     {
-        int n = cost.Length;
-        var prefix = new double[n + 1];
-        var mem = new long[n + 1];
+        var crossing = CrossingBytes(work);
+        var allowed = Enumerable
+            .Range(0, work.Count + 1)
+            .Where(i => i == 0 || i == work.Count || !InsideRemat(work[i - 1], work[i]))
+            .ToArray();
+        if (allowed.Length <= stages)
+            allowed = Enumerable.Range(0, work.Count + 1).ToArray();
+        if (Balance(costs, memory, allowed, stages) is not var (split, cost))
+            return null;
+        // The least crossing bytes that still balance: candidate sets grow with the level, so search it.
+        var levels = allowed[1..^1].Select(i => crossing[i]).Distinct().Order().ToArray();
+        int lo = 0,
+            hi = levels.Length - 1;
+        int[]? best = null;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) / 2;
+            var cuts = allowed.Where(i => i == 0 || i == work.Count || crossing[i] <= levels[mid]).ToArray();
+            if (Balance(costs, memory, cuts, stages) is var (s, c) && c <= (1 + BalanceSlack) * cost)
+            {
+                best = s;
+                hi = mid - 1;
+            }
+            else
+                lo = mid + 1;
+        }
+        return best ?? split;
+    }
+
+    private static bool InsideRemat(Operation before, Operation after) =>
+        before.GetAttr("remat") is { } a && Equals(a, after.GetAttr("remat"));
+
+    /// <summary>
+    /// For each place a cut can go (before op i, i = 0..n), the bytes of the values made before it and used after
+    /// it: what a cut there sends to the next stage.
+    /// </summary>
+    private static double[] CrossingBytes(IReadOnlyList<Operation> work)
+    {
+        var index = new Dictionary<Operation, int>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < work.Count; i++)
+            index[work[i]] = i;
+        var delta = new double[work.Count + 2];
+        for (int i = 0; i < work.Count; i++)
+            foreach (var r in work[i].Results)
+            {
+                int last = r.Uses.Select(u => index.TryGetValue(u.Op, out int k) ? k : -1).DefaultIfEmpty(-1).Max();
+                if (last <= i)
+                    continue;
+                double bytes = (double)r.TensorType.NumElements * Runtime.Arrays.DTypes.Size(r.TensorType.DType);
+                delta[i + 1] += bytes;
+                delta[last + 1] -= bytes;
+            }
+        var crossing = new double[work.Count + 1];
+        double run = 0;
+        for (int i = 0; i <= work.Count; i++)
+            crossing[i] = run += delta[i];
+        crossing[0] = crossing[work.Count] = 0;
+        return crossing;
+    }
+
+    /// <summary>
+    /// The split of ops (in order) into <paramref name="stages"/> contiguous non-empty groups, cut only at the places
+    /// in <paramref name="cuts"/> (ascending, from 0 to n), with the smallest largest cost: best[k][i] = min over j
+    /// of max(best[k-1][j], cost(j..i)); groups whose parameters exceed the memory limit are not allowed (null when
+    /// no split fits).
+    /// </summary>
+    private (int[] StageOf, double Cost)? Balance(double[] opCost, long[] memory, int[] cuts, int stages)
+    {
+        int n = opCost.Length,
+            c = cuts.Length - 1;
+        var prefixOps = new double[n + 1];
+        var memOps = new long[n + 1];
         for (int i = 0; i < n; i++)
         {
-            prefix[i + 1] = prefix[i] + cost[i];
-            mem[i + 1] = mem[i] + memory[i];
+            prefixOps[i + 1] = prefixOps[i] + opCost[i];
+            memOps[i + 1] = memOps[i] + memory[i];
         }
+        // Over the candidate places: the cost and memory of the ops between two of them.
+        var prefix = cuts.Select(x => prefixOps[x]).ToArray();
+        var mem = cuts.Select(x => memOps[x]).ToArray();
+        double Cost(int j, int i) => prefix[i] - prefix[j];
         bool Fits(int j, int i) => MemoryLimit <= 0 || mem[i] - mem[j] <= MemoryLimit;
-        var best = new double[stages + 1, n + 1];
-        var cut = new int[stages + 1, n + 1];
+        if (c < stages)
+            return null;
+        var best = new double[stages + 1, c + 1];
+        var cut = new int[stages + 1, c + 1];
         for (int k = 0; k <= stages; k++)
-        for (int i = 0; i <= n; i++)
+        for (int i = 0; i <= c; i++)
             best[k, i] = double.PositiveInfinity;
         best[0, 0] = 0;
         for (int k = 1; k <= stages; k++)
-        for (int i = k; i <= n - (stages - k); i++)
+        for (int i = k; i <= c - (stages - k); i++)
         for (int j = k - 1; j < i; j++)
         {
             if (double.IsPositiveInfinity(best[k - 1, j]) || !Fits(j, i))
                 continue;
-            double v = Math.Max(best[k - 1, j], prefix[i] - prefix[j]);
+            double v = Math.Max(best[k - 1, j], Cost(j, i));
             if (v < best[k, i])
             {
                 best[k, i] = v;
                 cut[k, i] = j;
             }
         }
-        if (double.IsPositiveInfinity(best[stages, n]))
+        if (double.IsPositiveInfinity(best[stages, c]))
             return null;
         var stageOf = new int[n];
-        for (int k = stages, i = n; k > 0; k--)
+        for (int k = stages, i = c; k > 0; k--)
         {
             int j = cut[k, i];
-            for (int x = j; x < i; x++)
+            for (int x = cuts[j]; x < cuts[i]; x++)
                 stageOf[x] = k - 1;
             i = j;
         }
-        return stageOf;
+        return (stageOf, best[stages, c]);
     }
 
     /// <summary>

@@ -6,7 +6,8 @@ using ParallelCompiler.Lowering;
 using ParallelCompiler.Passes;
 using ParallelCompiler.Syntax;
 
-// Benchmarks of the compiler. Usage: Bench [frontend|sharding|matmul|all|table1 [ROWS]] [--repeat N] [--example PATH]
+// Benchmarks of the compiler. Usage: Bench [frontend|sharding|matmul|all|table1 [ROWS|--source DIR]] [--repeat N]
+// [--example PATH]
 // table1: the cost model against Megatron-LM's Table 1 (Table1.cs); minutes, not in all.
 // frontend: parse + lower + verify the transformer of docs/language.md at GPT-3 scale
 //   (-D L=96 -D D=12288 -D S=2048 -D V=51200). Target: under 2 s on a 2-core machine.
@@ -83,6 +84,12 @@ if (which is "frontend" or "all")
 if (which == "table1")
 {
     // Slow (every row of the paper compiled at full size): not part of "all".
+    if (args.Length > 2 && args[1] == "--source")
+    {
+        // The rows' models as files, to look at one with mplc (cost, compile --timing).
+        Table1.WriteSources(args[2]);
+        return;
+    }
     int rows = args.Length > 1 && int.TryParse(args[1], out int n) ? n : 10;
     Table1.Run(rows);
     return;

@@ -49,6 +49,21 @@ public static class CostReport
             );
         if (c.Collectives.Count > 0)
             Terminal.For(w).Write(comm);
+        var kernels = new Table()
+            .Border(TableBorder.Simple)
+            .AddColumns("kernels", "launches", "FLOPs", "HBM bytes", "time", "memory-bound");
+        foreach (var k in c.Kernels)
+            kernels.AddRow(
+                Markup.Escape(k.Kind),
+                $"{k.Count}",
+                Markup.Escape(Analysis.DeviceStats.Count(k.Flops)),
+                Markup.Escape(Analysis.Units.Bytes(k.Bytes)),
+                S(k.Seconds),
+                P((double)k.MemoryBound / Math.Max(1, k.Count))
+            );
+        kernels.Caption("on the busiest pipeline device, over the step");
+        if (c.Kernels.Count > 0)
+            Terminal.For(w).Write(kernels);
         string rate =
             tokens > 0 ? $", {(tokens / c.StepSeconds).ToString("N0", CultureInfo.InvariantCulture)} tokens/s" : "";
         w.WriteLine(
@@ -87,6 +102,7 @@ public static class CostReport
             ["compute_s"] = c.ComputeSeconds,
             ["exposed_comm_s"] = c.Collectives.ToDictionary(k => k.Kind, k => k.ExposedSeconds),
             ["bubble_s"] = c.BubbleSeconds,
+            ["kernel_s"] = c.Kernels.ToDictionary(k => k.Kind, k => k.Seconds),
         };
         w.WriteLine(JsonSerializer.Serialize(o, new JsonSerializerOptions { WriteIndented = true }));
     }

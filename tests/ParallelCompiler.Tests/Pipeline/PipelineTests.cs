@@ -37,6 +37,34 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
 
     private static NDArray Read(string path, string key) => ArrayFile.Read(path)[key].Array;
 
+    /// <summary>
+    /// Three transformer blocks on two stages: the cut sends one activation forward and one gradient back (the
+    /// residual stream), not the three projections inside an attention; with the blocks recomputed it falls between
+    /// two blocks. The run still equals one device.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void StagesAreCutWhereOneActivationCrosses(bool remat)
+    {
+        string src = File.ReadAllText(Repo.Path("examples", "gpt.mpl"));
+        if (remat)
+            src = src.Replace("layer block(", "@remat\nlayer block(");
+        string path = P($"cut-{remat}.mpl");
+        File.WriteAllText(path, src);
+        var r = Ok("compile", path, "-D", "L=3", "--print-ir-after=pipeline-transfers", "-o", "/dev/null");
+        var transfers = r
+            .Stderr.Split('\n')
+            .Where(l => l.Contains("pipe.transfer") && !l.Contains("wte.grad") && !l.Contains("tensor<f32>"))
+            .ToList();
+        Assert.True(transfers.Count == 2, string.Join("\n", transfers));
+        Assert.All(transfers, t => Assert.Contains(": (tensor<8x32x64xf32>)", t));
+        if (remat)
+            // Between blocks: the value the first stage sends is a block's result, not the residual inside it.
+            Assert.DoesNotContain(transfers, t => t.Contains("%h_"));
+        Ok("run", path, "-D", "L=3", "--check");
+    }
+
     /// <summary>The transformer, forward only, with gpipe on pp=2, tp=2 gives the single-device result.</summary>
     [Fact]
     public void GptForwardWithGPipeOnPp2Tp2EqualsOneDevice()
