@@ -25,6 +25,7 @@ public static class Pipelines
         "microbatch", // microbatches as a time axis of the mesh: shapes and accumulation come from sharding
         "sharding-propagation", // on the simplified graph: fewer ops to reach a fixpoint over, no dead votes
         "insert-reshards", // every layout change explicit and printable before anything is per-device
+        "pipeline-scatter-gather", // replicated activations cross stages in slices, gathered after (explicit too)
         "spmdize", // everything after it sees one device's program with explicit collectives
         "pipeline-schedule", // on the per-device program: stage and phase of every op, sends/receives, task order
     ];

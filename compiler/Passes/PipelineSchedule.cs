@@ -88,7 +88,11 @@ public sealed class PipelineSchedule : IPass
         var phase = new Dictionary<Operation, string>(ReferenceEqualityComparer.Instance);
         // Values that differ between microbatches: the arguments and what is computed from them per microbatch.
         var perMicrobatch = new HashSet<Value>(entry.Arguments, ReferenceEqualityComparer.Instance);
-        long StageOf(Value v) => v.DefiningOp?.GetAttr("stage") is IntAttr i ? i.Value : -1;
+        // A transfer's result lives on the stage it goes to (a reshard after it, made by spmdize, runs there).
+        long StageOf(Value v) =>
+            v.DefiningOp is { Name: "pipe.transfer" } t ? t.IntAttr("to")
+            : v.DefiningOp?.GetAttr("stage") is IntAttr i ? i.Value
+            : -1;
         foreach (var op in entry.Operations.ToList())
         {
             if (op.Name == "func.return")

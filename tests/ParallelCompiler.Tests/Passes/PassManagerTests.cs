@@ -29,7 +29,8 @@ public class PassManagerTests
     [InlineData(
         "nope",
         "unknown pass 'nope' (passes: autodiff, canonicalize, cse, dce, form-kernels, "
-            + "insert-reshards, microbatch, optimizer, pipeline-schedule, pipeline-stages, pipeline-transfers, "
+            + "insert-reshards, microbatch, optimizer, pipeline-scatter-gather, pipeline-schedule, pipeline-stages, "
+            + "pipeline-transfers, "
             + "shape-inference, sharding-propagation, spmdize)"
     )]
     [InlineData("canonicalize{depth=2}", "pass 'canonicalize' has no option 'depth' (options: max-iterations)")]
