@@ -71,10 +71,9 @@ public static class BundleWriter
         );
         var kernels = specs.Select(Launch).ToArray();
         var files = FileNames.ToDictionary(f => f, f => Sha256(Path.Combine(dir, f)));
-        File.WriteAllText(
-            Path.Combine(dir, "manifest.json"),
-            ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program), hostCpu).ToJson()
-        );
+        string manifest = ManifestBuilder.Build(module, kernels, files, MemoryPlan.For(program), hostCpu).ToJson();
+        File.WriteAllText(Path.Combine(dir, "manifest.json"), manifest);
+        File.WriteAllText(Path.Combine(dir, Bundle.ChecksumFile), Bundle.Sha256(manifest) + "\n");
         return dir;
     }
 

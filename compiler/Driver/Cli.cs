@@ -54,6 +54,27 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         root.Subcommands.Add(RunCommand());
         root.Subcommands.Add(CostCommand());
         var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?"))
+        {
+            // The error and where to look, as git and cargo do, not the whole help text. An unknown option would
+            // otherwise be reported as whatever argument it displaced.
+            var command = parsed.CommandResult.Command;
+            var known = command
+                .Options.SelectMany(o => o.Aliases.Append(o.Name))
+                .Concat(root.Options.SelectMany(o => o.Aliases.Append(o.Name)))
+                .ToHashSet(StringComparer.Ordinal);
+            var unknown = args.Where(a =>
+                    a.Length > 1 && a[0] == '-' && !double.TryParse(a, out _) && !known.Contains(a.Split('=')[0])
+                )
+                .ToList();
+            foreach (var u in unknown)
+                stderr.WriteLine($"error: unknown option '{u}'");
+            if (unknown.Count == 0)
+                foreach (var e in parsed.Errors)
+                    stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine($"run '{(command == root ? "mplc" : $"mplc {command.Name}")} --help' for the options");
+            return 1;
+        }
         return parsed.Invoke(
             new InvocationConfiguration
             {
@@ -127,6 +148,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                     throw new UserErrorException($"--emit must be ir, " + $"llvm, ptx or asm, got '{what}'");
                 string? outPath = r.GetValue(output);
                 bool bundle = outPath != null && outPath.EndsWith(".mplc", StringComparison.Ordinal);
+                CheckOutput("-o", outPath, folder: bundle);
                 // Kernels are formed when code is generated, or when the user asks to see them formed.
                 bool kernels =
                     what != "ir"
@@ -213,6 +235,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                         : Compilation.ReadSource(path);
                 var diags = new DiagnosticBag();
                 var options = _ir.Build(r, stderr);
+                CheckOutput("-o", r.GetValue(output));
                 var module = Compilation.ParseIR(src, diags, options.Verify);
                 RunPasses(module, ParsePipeline(r.GetValue(_ir.Pipeline) ?? ""), options);
                 string text = Printer.Print(module, options.PrintLocations);
@@ -360,6 +383,9 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                 var pipeline = PipelineOf(r);
                 if (kind != "interp" && !pipeline.Contains(Pipelines.Backend))
                     pipeline.Add(Pipelines.Backend);
+                CheckOutput("--out", r.GetValue(output));
+                CheckOutput("--save-params", r.GetValue(saveParams));
+                CheckOutput("--trace", r.GetValue(trace));
                 var module = FrontEnd(r, r.GetValue(file)!, quiet: false);
                 // --check: the same module on a mesh of one device, a rewrite of its mesh rather than a second compile.
                 Operation? single = null;
@@ -698,6 +724,14 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
             stderr.Write(diags.Render());
     }
 
+    /// <summary>Refuses, before any work, an output path that cannot be written (a folder, a missing
+    /// folder).</summary>
+    private static void CheckOutput(string flag, string? path, bool folder = false)
+    {
+        if (path != null && Runtime.IO.OutputFile.Problem(path, folder) is { } problem)
+            throw new UserErrorException($"{flag}: {problem}");
+    }
+
     private static void WriteText(string path, string text)
     {
         try
@@ -706,7 +740,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UserErrorException($"cannot write '{path}': {e.Message}");
+            throw new UserErrorException(Runtime.IO.OutputFile.Describe(path, e));
         }
     }
 
@@ -726,7 +760,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         catch (Exception e)
             when (e is UserErrorException or Runtime.Model.RunInputException or Runtime.Distributed.DeviceException)
         {
-            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine($"error: {Diagnostic.Shorten(e.Message)}");
             return 1;
         }
         catch (PassInputException e)

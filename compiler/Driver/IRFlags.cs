@@ -54,6 +54,8 @@ internal sealed class IRFlags
 
     public IRPrintingOptions Build(ParseResult r, TextWriter err)
     {
+        if (r.GetValue(DumpDir) is { } dump && Runtime.IO.OutputFile.Problem(dump, folder: true) is { } problem)
+            throw new Syntax.UserErrorException($"--dump-dir: {problem}");
         var o = new IRPrintingOptions
         {
             Verify = !r.GetValue(NoVerify),

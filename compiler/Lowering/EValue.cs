@@ -59,3 +59,15 @@ internal sealed class ElabException(TextSpan span, string message) : Exception(m
 {
     public TextSpan Span { get; } = span;
 }
+
+/// <summary>
+/// A name whose statement failed (its error already reported): reading it stops the statement that reads it
+/// without a second report, so one mistake gives one error however often its value is used.
+/// </summary>
+internal sealed record ErrorVal : EValue
+{
+    public override string Describe() => "a value whose definition failed";
+}
+
+/// <summary>Stops elaborating a statement that depends on one already reported as wrong; never shown.</summary>
+internal sealed class ReportedException() : Exception("an error already reported");

@@ -1,3 +1,4 @@
+using System.Globalization;
 using ParallelCompiler.IR;
 using ParallelCompiler.Syntax;
 
@@ -12,6 +13,19 @@ public sealed partial class Elaborator
         ["sgd"] = [("lr", null), ("momentum", 0), ("weight_decay", 0)],
         ["adam"] = [("lr", null), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-8)],
     };
+
+    /// <summary>
+    /// The values an optimizer setting may take (docs/language.md): a learning rate and an epsilon above 0 and
+    /// finite, a weight decay at least 0, a momentum or beta in [0, 1): outside, training diverges or never moves.
+    /// </summary>
+    private static (Func<double, bool> Ok, string Range)? HyperparameterRange(string name) =>
+        name switch
+        {
+            "lr" or "eps" => (v => v > 0 && double.IsFinite(v), "a finite number above 0"),
+            "weight_decay" => (v => v >= 0 && double.IsFinite(v), "a finite number of at least 0"),
+            "momentum" or "beta1" or "beta2" => (v => v >= 0 && v < 1, "at least 0 and below 1"),
+            _ => null,
+        };
 
     private void CheckAttributes(BlockDecl decl)
     {
@@ -132,7 +146,16 @@ public sealed partial class Elaborator
                 );
             if (values.ContainsKey(a.Name!))
                 throw Error(a.Span, $"'{a.Name}' is given twice");
-            values[a.Name!] = Attr.Float(RequireNumber(Eval(a.Value, Scope.Global), a.Value.Span, a.Name!));
+            double v = RequireNumber(Eval(a.Value, Scope.Global), a.Value.Span, a.Name!);
+            values[a.Name!] = Attr.Float(v);
+            // Every setting out of range is reported, not only the first.
+            if (HyperparameterRange(a.Name!) is var (ok, range) && !ok(v))
+                Report(
+                    Error(
+                        a.Value.Span,
+                        $"{t.Optimizer}: {a.Name} must be {range}, got {v.ToString("G", CultureInfo.InvariantCulture)}"
+                    )
+                );
         }
         foreach (var (name, dflt) in spec)
         {

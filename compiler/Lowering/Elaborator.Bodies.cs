@@ -84,9 +84,57 @@ public sealed partial class Elaborator
         return declared.Sharding != null ? Reshard(ret, declared) : ret;
     }
 
+    /// <summary>
+    /// Runs statements; a statement that fails is reported and the names it would bind are marked failed, and the
+    /// rest run on, so independent mistakes are reported together (<see cref="ReportedException"/> afterwards: the
+    /// body has no result).
+    /// </summary>
     private Value? RunStatements(IReadOnlyList<Stmt> stmts, Scope scope, bool topLevel)
     {
+        bool failed = false;
+        Value? result = null;
         for (int i = 0; i < stmts.Count; i++)
+        {
+            try
+            {
+                result = RunStatement(stmts, i, scope, topLevel);
+            }
+            catch (Exception e) when (e is ElabException or ReportedException)
+            {
+                if (e is ElabException ee)
+                    Report(ee);
+                failed = true;
+                foreach (var name in Binds(stmts[i]))
+                    (scope.Find(name) ?? scope).Vars[name] = new ErrorVal();
+                if (stmts[i] is ReturnStmt)
+                    break;
+            }
+        }
+        return failed ? throw new ReportedException() : result;
+    }
+
+    /// <summary>The names a statement binds (failed together with it).</summary>
+    private static IEnumerable<string> Binds(Stmt s) =>
+        s switch
+        {
+            LetStmt l => [l.Name],
+            AssignStmt a => [a.Name],
+            ParamStmt p => [p.Name],
+            ForStmt f => f.Body.SelectMany(Binds).Where(n => n != f.Var),
+            _ => [],
+        };
+
+    /// <summary>Reports an elaboration error once, however many layer instances repeat it.</summary>
+    private void Report(ElabException e)
+    {
+        if (_reported.Add((e.Span.Start, e.Span.End, e.Message)))
+            _diags.Error(_src, e.Span, e.Message);
+    }
+
+    private readonly HashSet<(int, int, string)> _reported = [];
+
+    private Value? RunStatement(IReadOnlyList<Stmt> stmts, int i, Scope scope, bool topLevel)
+    {
         {
             var s = stmts[i];
             _b.Location = Loc(s.Span);

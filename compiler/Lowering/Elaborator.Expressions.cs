@@ -23,7 +23,7 @@ public sealed partial class Elaborator
             case ListExpr l:
                 return new ListVal(l.Items.Select(x => Eval(x, scope)).ToList(), l.Items);
             case NameExpr n:
-                return Lookup(n, scope);
+                return Lookup(n, scope) is ErrorVal ? throw new ReportedException() : Lookup(n, scope);
             case NegExpr n:
                 return Eval(n.Operand, scope) switch
                 {
@@ -81,7 +81,10 @@ public sealed partial class Elaborator
         {
             double x = AsDouble(l),
                 y = AsDouble(r);
-            return new FloatVal(
+            return Finite(
+                x,
+                y,
+                b.OpSpan,
                 b.Op switch
                 {
                     "+" => x + y,
@@ -117,6 +120,12 @@ public sealed partial class Elaborator
         }
         throw Error(b.OpSpan, $"cannot apply '{b.Op}' to {l.Describe()} and {r.Describe()}");
     }
+
+    /// <summary>A folded float: overflow to infinity from finite operands is an error, as integer overflow is.</summary>
+    private FloatVal Finite(double x, double y, TextSpan span, double result) =>
+        double.IsFinite(result) || !double.IsFinite(x) || !double.IsFinite(y)
+            ? new FloatVal(result)
+            : throw Error(span, "float overflow in a compile-time expression (beyond the range of a 64-bit float)");
 
     private long IntArith(BinaryExpr b, long x, long y)
     {

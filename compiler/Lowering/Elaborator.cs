@@ -48,7 +48,11 @@ public sealed partial class Elaborator
         }
         catch (ElabException ex)
         {
-            diags.Error(e._src, ex.Span, ex.Message);
+            e.Report(ex);
+            return null;
+        }
+        catch (ReportedException)
+        {
             return null;
         }
     }
@@ -84,9 +88,25 @@ public sealed partial class Elaborator
             module.Regions[0].Entry.Append(mesh);
         }
         module.SetAttr("entry", Attr.Str(model.Name));
-        LowerModel(module, model);
+        // The model's errors and the train declaration's are independent: both are reported.
+        try
+        {
+            LowerModel(module, model);
+        }
+        catch (ElabException e)
+        {
+            Report(e);
+        }
+        catch (ReportedException) { }
         foreach (var t in _program.Decls.OfType<TrainDecl>())
-            module.SetAttr("train", TrainAttr(t, model, module));
+            try
+            {
+                module.SetAttr("train", TrainAttr(t, model, module));
+            }
+            catch (ElabException e)
+            {
+                Report(e);
+            }
         return _diags.HasErrors ? null : module;
     }
 

@@ -30,32 +30,63 @@ public sealed record Diagnostic(Severity Severity, SourceText? Source, TextSpan 
             Severity.Warning => "warning",
             _ => "note",
         };
+        string message = Shorten(Message);
         if (Source == null)
-            return $"{sev}: {Message}";
+            return $"{sev}: {message}";
         var (line, col) = Source.LineColumn(Span.Start);
         var sb = new StringBuilder();
-        sb.Append($"{Source.Path}:{line}:{col}: {sev}: {Message}\n");
+        sb.Append($"{Source.Path}:{line}:{col}: {sev}: {message}\n");
         string text = Source.Line(line);
+        // A long line is shown as a window of it around the caret, with "..." where it was cut.
+        int from = col - 1 > Width - Context ? col - 1 - Context : 0;
+        int to = Math.Min(text.Length, from + Width);
         // Control characters (binary garbage) would corrupt a terminal: show them as '?'.
-        var shown = new StringBuilder(text.Length);
-        foreach (char c in text)
-            shown.Append(c == '\t' || (!char.IsControl(c) && !char.IsSurrogate(c)) ? c : '?');
-        if (shown.Length > 200)
-        {
-            shown.Length = 200;
+        var shown = new StringBuilder(Width + 8);
+        if (from > 0)
+            shown.Append("... ");
+        for (int i = from; i < to; i++)
+            shown.Append(text[i] == '\t' || (!char.IsControl(text[i]) && !char.IsSurrogate(text[i])) ? text[i] : '?');
+        if (to < text.Length)
             shown.Append(" ...");
-        }
         sb.Append(shown).Append('\n');
         var caret = new StringBuilder();
-        for (int i = 0; i < col - 1 && i < text.Length && i < 200; i++)
+        if (from > 0)
+            caret.Append("    ");
+        for (int i = from; i < col - 1 && i < to; i++)
             caret.Append(text[i] == '\t' ? '\t' : ' ');
         caret.Append('^');
         int lineEnd = Source.Offset(line, 1) + text.Length;
-        int tildes = Math.Min(Span.End, lineEnd) - Span.Start - 1;
+        int tildes = Math.Min(Math.Min(Span.End, lineEnd), Source.Offset(line, 1) + to) - Span.Start - 1;
         if (tildes > 0)
-            caret.Append('~', Math.Min(tildes, 200));
+            caret.Append('~', tildes);
         sb.Append(caret);
         return sb.ToString();
+    }
+
+    /// <summary>How many characters of a source line a diagnostic shows, and how many before the caret when it has
+    /// to cut the line.</summary>
+    private const int Width = 100,
+        Context = 40;
+
+    /// <summary>Most characters of a quoted name or value a message shows.</summary>
+    private const int QuotedWidth = 60;
+
+    /// <summary>
+    /// <paramref name="message"/> fit for a terminal: a quoted name or value longer than 60 characters keeps its
+    /// start and end around "...", and a line of it stops after 400 characters.
+    /// </summary>
+    public static string Shorten(string message)
+    {
+        string s = System.Text.RegularExpressions.Regex.Replace(
+            message,
+            $"'([^'\n]{{{QuotedWidth + 1},}})'",
+            m =>
+            {
+                string q = m.Groups[1].Value;
+                return $"'{q[..(QuotedWidth / 2 - 2)]}...{q[^(QuotedWidth / 2 - 2)..]}' ({q.Length} characters)";
+            }
+        );
+        return string.Join('\n', s.Split('\n').Select(l => l.Length > 400 ? l[..400] + " ..." : l));
     }
 }
 

@@ -129,6 +129,16 @@ public static class ModelSession
             throw new RunInputException($"--repeat must be at least 1, got {s.Repeat}");
         if (s.Repeat > 1 && manifest.Training)
             throw new RunInputException("--repeat runs a forward model again; a " + "training model takes --steps");
+        foreach (
+            var (flag, path) in new[]
+            {
+                ("--out", s.OutPath),
+                ("--save-params", s.SaveParamsPath),
+                ("--trace", s.TracePath),
+            }
+        )
+            if (path != null && OutputFile.Problem(path) is { } problem)
+                throw new RunInputException($"{flag}: {problem}");
         var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log);
         var parameters =
             s.ParamArrays != null ? new Dictionary<string, NDArray>(s.ParamArrays) : LoadParams(manifest, s);
@@ -191,7 +201,7 @@ public static class ModelSession
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new RunInputException($"cannot write '{path}': {e.Message}");
+            throw new RunInputException(OutputFile.Describe(path, e));
         }
     }
 
@@ -331,7 +341,7 @@ public static class ModelSession
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new RunInputException($"cannot write '{path}': {e.Message}");
+            throw new RunInputException(OutputFile.Describe(path, e));
         }
     }
 }

@@ -264,6 +264,7 @@ public sealed class ProgramManifest
                         or InvalidOperationException
                         or FormatException
                         or ArgumentException
+                        or IndexOutOfRangeException
             )
         {
             throw new InvalidDataException($"the manifest is damaged: {e.Message}", e);

@@ -18,11 +18,32 @@ namespace ParallelCompiler.Mplrun;
 /// </summary>
 public static class MplrunCli
 {
+    /// <summary>
+    /// <c>--verify</c>: everything <c>mplrun</c> checks before a run, without running: the files and their
+    /// checksums, the manifest by itself and against the program, the host kernels (loaded, every kernel the program
+    /// names found) and this CPU.
+    /// </summary>
+    private static int Verify(Bundle bundle, TextWriter stdout)
+    {
+        var m = bundle.Manifest;
+        using var lib = new HostKernelLibrary(bundle.HostLibrary("libkernels.so"));
+        var program = bundle.Program(lib.Kernel);
+        stdout.WriteLine(
+            $"bundle '{bundle.Directory}' is sound: {m.Name}, mesh {m.PhysicalMesh}, {m.Inputs.Count} input(s), "
+                + $"{m.Params.Count} parameter(s), {m.Kernels.Count} kernel(s), "
+                + $"{program.Instructions.Count} instructions, {m.Files.Count + 2} files checked"
+        );
+        return 0;
+    }
+
+    /// <summary>The line after a usage error: where the options are, not all of them.</summary>
+    private const string SeeHelp = "run 'mplrun --help' for the options";
+
     private const string Usage =
         "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] "
         + "[--steps N] [--repeat N] [--save-params P2.npz] "
         + "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] "
-        + "[--profile] [--collective-timeout S]";
+        + "[--profile] [--collective-timeout S]\n       mplrun --verify BUNDLE.mplc   (check the bundle without running it)";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)
@@ -54,7 +75,8 @@ public static class MplrunCli
         }
         string? bundlePath = null;
         bool compare = false,
-            checkCollectives = false;
+            checkCollectives = false,
+            verify = false;
         var s = new RunSettings();
         for (int i = 0; i < args.Length; i++)
         {
@@ -62,7 +84,7 @@ public static class MplrunCli
             if (!a.StartsWith("--", StringComparison.Ordinal))
             {
                 if (bundlePath != null)
-                    throw new RunInputException($"one bundle only: got '{bundlePath}' and " + $"'{a}'\n{Usage}");
+                    throw new RunInputException($"one bundle only: got '{bundlePath}' and " + $"'{a}'\n{SeeHelp}");
                 bundlePath = a;
                 continue;
             }
@@ -78,6 +100,11 @@ public static class MplrunCli
                 checkCollectives = true;
                 continue;
             }
+            if (a == "--verify")
+            {
+                verify = true;
+                continue;
+            }
             if (a == "--compare")
             {
                 if (i + 1 >= args.Length || args[++i] != "cpu")
@@ -88,7 +115,7 @@ public static class MplrunCli
                 continue;
             }
             string Value() =>
-                i + 1 < args.Length ? args[++i] : throw new RunInputException($"{a} needs a value\n{Usage}");
+                i + 1 < args.Length ? args[++i] : throw new RunInputException($"{a} needs a value\n{SeeHelp}");
             switch (a)
             {
                 case "--inputs":
@@ -129,13 +156,15 @@ public static class MplrunCli
                     s.CollectiveTimeout = TimeSpan.FromSeconds(t);
                     break;
                 default:
-                    throw new RunInputException($"unknown option '{a}'\n{Usage}");
+                    throw new RunInputException($"unknown option '{a}'\n{SeeHelp}");
             }
         }
         if (bundlePath == null)
-            throw new RunInputException($"no bundle given\n{Usage}");
+            throw new RunInputException($"no bundle given\n{SeeHelp}");
         var bundle = Bundle.Open(bundlePath);
         var m = bundle.Manifest;
+        if (verify)
+            return Verify(bundle, stdout);
         stderr.WriteLine(
             $"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, "
                 + $"backend {s.Backend}"

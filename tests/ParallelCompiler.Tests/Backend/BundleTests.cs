@@ -260,6 +260,6 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         File.WriteAllText(P("file.mplc"), "x");
         var c = Mplc.Run("compile", Repo.Path("examples", "mlp.mpl"), "-o", P("file.mplc"));
         Assert.Equal(1, c.ExitCode);
-        Assert.Contains("a file of that name exists", c.Stderr);
+        Assert.Contains("is a file; give the name of a folder", c.Stderr);
     }
 }
