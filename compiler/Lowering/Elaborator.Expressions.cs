@@ -121,7 +121,8 @@ public sealed partial class Elaborator
         throw Error(b.OpSpan, $"cannot apply '{b.Op}' to {l.Describe()} and {r.Describe()}");
     }
 
-    /// <summary>A folded float: overflow to infinity from finite operands is an error, as integer overflow is.</summary>
+    /// <summary>A folded float: overflow to infinity from finite operands is an error, as integer overflow
+    /// is.</summary>
     private FloatVal Finite(double x, double y, TextSpan span, double result) =>
         double.IsFinite(result) || !double.IsFinite(x) || !double.IsFinite(y)
             ? new FloatVal(result)
@@ -170,15 +171,26 @@ public sealed partial class Elaborator
                     throw Error(span, $"{i.Value} does not fit in i32");
                 return Constant(i.Value, dtype);
             case IntVal i:
-                return Constant(i.Value, dtype);
+                return Constant(Fits(i.Value, dtype, span), dtype);
             case FloatVal f when dtype.IsFloat():
-                return Constant(f.Value, dtype);
+                return Constant(Fits(f.Value, dtype, span), dtype);
             case FloatVal f:
                 throw Error(span, $"cannot combine the float {f.Value} with an i32 tensor");
             default:
                 throw Error(span, $"expected a tensor or a number, got {v.Describe()}");
         }
     }
+
+    /// <summary>A finite number that the tensor's float type would turn into infinity is an error, not a silent
+    /// inf.</summary>
+    private double Fits(double value, DType dtype, TextSpan span) =>
+        !dtype.IsFloat() || !double.IsFinite(value) || float.IsFinite(dtype.Round((float)value))
+            ? value
+            : throw Error(
+                span,
+                $"{value.ToString("G", System.Globalization.CultureInfo.InvariantCulture)} does not fit in "
+                    + $"{dtype.Name()}: it would be infinite"
+            );
 
     private Value Constant(double value, DType dtype)
     {

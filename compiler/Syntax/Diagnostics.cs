@@ -72,14 +72,14 @@ public sealed record Diagnostic(Severity Severity, SourceText? Source, TextSpan 
     private const int QuotedWidth = 60;
 
     /// <summary>
-    /// <paramref name="message"/> fit for a terminal: a quoted name or value longer than 60 characters keeps its
+    /// <paramref name="message"/> fit for a terminal: a quoted name (no spaces) longer than 60 characters keeps its
     /// start and end around "...", and a line of it stops after 400 characters.
     /// </summary>
     public static string Shorten(string message)
     {
         string s = System.Text.RegularExpressions.Regex.Replace(
             message,
-            $"'([^'\n]{{{QuotedWidth + 1},}})'",
+            $"'([^'\\s]{{{QuotedWidth + 1},}})'",
             m =>
             {
                 string q = m.Groups[1].Value;

@@ -43,7 +43,8 @@ public static class MplrunCli
         "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] "
         + "[--steps N] [--repeat N] [--save-params P2.npz] "
         + "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] "
-        + "[--profile] [--collective-timeout S]\n       mplrun --verify BUNDLE.mplc   (check the bundle without running it)";
+        + "[--profile] [--collective-timeout S]\n"
+        + "       mplrun --verify BUNDLE.mplc   (check the bundle without running it)";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
     public static int Execute(string[] args, TextWriter stdout, TextWriter stderr)

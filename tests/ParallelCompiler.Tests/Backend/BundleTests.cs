@@ -18,6 +18,17 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         return (code, o.ToString(), e.ToString());
     }
 
+    /// <summary>Writes a manifest as if the compiler had (its checksum made to match), so that the check behind the
+    /// checksum is what a test reaches.</summary>
+    private static void Rewrite(string manifest, string text)
+    {
+        File.WriteAllText(manifest, text);
+        File.WriteAllText(
+            Path.Combine(Path.GetDirectoryName(manifest)!, ParallelCompiler.Runtime.Model.Bundle.ChecksumFile),
+            ParallelCompiler.Runtime.Model.Bundle.Sha256(text)
+        );
+    }
+
     private string Bundle(string example, params string[] extra)
     {
         string path = P(Path.ChangeExtension(example, ".mplc"));
@@ -35,6 +46,7 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
             var f in new[]
             {
                 "manifest.json",
+                "manifest.sha256",
                 "program.json",
                 "program.mplir",
                 "kernels.ll",
@@ -119,7 +131,7 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         // The same bundle as if built where the CPU has an extension this one lacks.
         string manifest = Path.Combine(native, "manifest.json");
         string text = File.ReadAllText(manifest);
-        File.WriteAllText(
+        Rewrite(
             manifest,
             text.Replace("\"features\": [", "\"features\": [\"mpl_future_simd\", ", StringComparison.Ordinal)
         );
@@ -242,13 +254,13 @@ public sealed class BundleTests() : TempDirTest("mplc-bundle")
         Assert.Contains("libkernels.so is missing", Mplrun(b).Err);
 
         b = Bundle("mlp.mpl");
-        File.WriteAllText(
+        Rewrite(
             Path.Combine(b, "manifest.json"),
             File.ReadAllText(Path.Combine(b, "manifest.json")).Replace("\"format\": 1", "\"format\": 9")
         );
         Assert.Contains("manifest format 9, this runtime reads format 1", Mplrun(b).Err);
 
-        File.WriteAllText(Path.Combine(b, "manifest.json"), "{ not json");
+        Rewrite(Path.Combine(b, "manifest.json"), "{ not json");
         r = Mplrun(b);
         Assert.Equal(1, r.Code);
         Assert.Contains("manifest.json: the manifest is damaged", r.Err);

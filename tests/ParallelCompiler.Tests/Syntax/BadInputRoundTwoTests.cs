@@ -61,6 +61,15 @@ public sealed class BadInputRoundTwoTests() : TempDirTest("mpl-bad2")
         Assert.Contains("t.mpl:3:23: error: float overflow in a compile-time expression", r.Stderr);
     }
 
+    [Theory]
+    [InlineData("f32", "1e300", "t.mpl:3:14: error: 1E+300 does not fit in f32: it would be infinite")]
+    [InlineData("f16", "70000.0", "t.mpl:3:14: error: 70000 does not fit in f16: it would be infinite")]
+    public void ANumberBeyondTheTensorTypeIsAnError(string dtype, string number, string message)
+    {
+        var r = Fails($"mesh grid[dp = 2];\nmodel m(x: {dtype}[8]) -> {dtype}[8] {{\n  return x * {number};\n}}\n");
+        Assert.Contains(message, r.Stderr);
+    }
+
     [Fact]
     public void IndependentErrorsAreAllReportedWithoutCascades()
     {
