@@ -11,12 +11,7 @@ namespace ParallelCompiler.Tests.Backend;
 /// damaged.</summary>
 public sealed class BundleTests() : TempDirTest("mplc-bundle")
 {
-    private static (int Code, string Out, string Err) Mplrun(params string[] args)
-    {
-        var (o, e) = (new StringWriter(), new StringWriter());
-        int code = MplrunCli.Execute(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Mplrun(params string[] args) => MplrunInProcess.Run(args);
 
     /// <summary>Writes a manifest as if the compiler had (its checksum made to match), so that the check behind the
     /// checksum is what a test reaches.</summary>

@@ -17,12 +17,7 @@ namespace ParallelCompiler.Tests.Syntax;
 /// </summary>
 public sealed class BadInputRoundTwoTests() : TempDirTest("mpl-bad2")
 {
-    private static (int Code, string Out, string Err) Mplrun(params string[] args)
-    {
-        var (o, e) = (new StringWriter(), new StringWriter());
-        int code = MplrunCli.Execute(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    private static (int Code, string Out, string Err) Mplrun(params string[] args) => MplrunInProcess.Run(args);
 
     private static Mplc.Result Fails(string source, params string[] extra)
     {
