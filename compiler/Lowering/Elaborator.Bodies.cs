@@ -135,50 +135,48 @@ public sealed partial class Elaborator
 
     private Value? RunStatement(IReadOnlyList<Stmt> stmts, int i, Scope scope, bool topLevel)
     {
+        var s = stmts[i];
+        _b.Location = Loc(s.Span);
+        switch (s)
         {
-            var s = stmts[i];
-            _b.Location = Loc(s.Span);
-            switch (s)
-            {
-                case ReturnStmt r:
-                    if (!topLevel)
-                        throw Error(r.Span, "return is not allowed inside a loop");
-                    if (i != stmts.Count - 1)
-                        throw Error(stmts[i + 1].Span, "unreachable statement after return");
-                    return RequireTensor(Eval(r.Value, scope), r.Value.Span, "the returned value");
-                case LetStmt l:
-                    if (scope.Vars.ContainsKey(l.Name))
-                        throw Error(
-                            l.NameSpan,
-                            $"'{l.Name}' is already defined in this scope; to rebind it write '{l.Name} = ...'"
-                        );
-                    if (_consts.ContainsKey(l.Name))
-                        throw Error(l.NameSpan, $"'{l.Name}' is a const and cannot be rebound");
-                    scope.Vars[l.Name] = Named(Eval(l.Value, scope), l.Name);
-                    break;
-                case AssignStmt a:
-                    var owner = scope.Find(a.Name);
-                    if (owner == null)
-                        throw Error(
-                            a.NameSpan,
-                            _consts.ContainsKey(a.Name)
-                                ? $"'{a.Name}' is a const and cannot be assigned"
-                                : $"'{a.Name}' is not defined; use 'let {a.Name} = ...' to bind a new name"
-                        );
-                    if (owner.LoopVars.Contains(a.Name))
-                        throw Error(a.NameSpan, $"loop variable '{a.Name}' cannot be assigned");
-                    owner.Vars[a.Name] = Named(Eval(a.Value, scope), a.Name);
-                    break;
-                case ParamStmt p:
-                    LowerParam(p, scope);
-                    break;
-                case ForStmt f:
-                    LowerFor(f, scope);
-                    break;
-                case StageStmt st:
-                    _b.Create("pipe.boundary", []);
-                    break;
-            }
+            case ReturnStmt r:
+                if (!topLevel)
+                    throw Error(r.Span, "return is not allowed inside a loop");
+                if (i != stmts.Count - 1)
+                    throw Error(stmts[i + 1].Span, "unreachable statement after return");
+                return RequireTensor(Eval(r.Value, scope), r.Value.Span, "the returned value");
+            case LetStmt l:
+                if (scope.Vars.ContainsKey(l.Name))
+                    throw Error(
+                        l.NameSpan,
+                        $"'{l.Name}' is already defined in this scope; to rebind it write '{l.Name} = ...'"
+                    );
+                if (_consts.ContainsKey(l.Name))
+                    throw Error(l.NameSpan, $"'{l.Name}' is a const and cannot be rebound");
+                scope.Vars[l.Name] = Named(Eval(l.Value, scope), l.Name);
+                break;
+            case AssignStmt a:
+                var owner = scope.Find(a.Name);
+                if (owner == null)
+                    throw Error(
+                        a.NameSpan,
+                        _consts.ContainsKey(a.Name)
+                            ? $"'{a.Name}' is a const and cannot be assigned"
+                            : $"'{a.Name}' is not defined; use 'let {a.Name} = ...' to bind a new name"
+                    );
+                if (owner.LoopVars.Contains(a.Name))
+                    throw Error(a.NameSpan, $"loop variable '{a.Name}' cannot be assigned");
+                owner.Vars[a.Name] = Named(Eval(a.Value, scope), a.Name);
+                break;
+            case ParamStmt p:
+                LowerParam(p, scope);
+                break;
+            case ForStmt f:
+                LowerFor(f, scope);
+                break;
+            case StageStmt st:
+                _b.Create("pipe.boundary", []);
+                break;
         }
         return null;
     }

@@ -23,7 +23,7 @@ public sealed partial class Elaborator
             case ListExpr l:
                 return new ListVal(l.Items.Select(x => Eval(x, scope)).ToList(), l.Items);
             case NameExpr n:
-                return Lookup(n, scope) is ErrorVal ? throw new ReportedException() : Lookup(n, scope);
+                return Lookup(n, scope) is var found and not ErrorVal ? found : throw new ReportedException();
             case NegExpr n:
                 return Eval(n.Operand, scope) switch
                 {

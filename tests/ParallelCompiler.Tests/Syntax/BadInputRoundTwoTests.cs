@@ -250,42 +250,36 @@ public sealed class BadInputRoundTwoTests() : TempDirTest("mpl-bad2")
     public Property RandomManifestEditsExitOneOrRunNeverTwo(int seed)
     {
         int n = Interlocked.Increment(ref _edits);
-        {
+        var rng = new Random(seed);
+        string b = Edited(
+            $"random-{n}",
+            m =>
             {
+                var leaves = Leaves(m).Where(x => x.Path is not "format").ToList();
+                var (parent, key, value, _) = leaves[rng.Next(leaves.Count)];
+                JsonNode? replacement = value switch
                 {
-                    var rng = new Random(seed);
-                    string b = Edited(
-                        $"random-{n}",
-                        m =>
-                        {
-                            var leaves = Leaves(m).Where(x => x.Path is not "format").ToList();
-                            var (parent, key, value, _) = leaves[rng.Next(leaves.Count)];
-                            JsonNode? replacement = value switch
-                            {
-                                JsonValue v when v.TryGetValue(out long l) => l + rng.Next(-3, 4) * (1 + l / 2),
-                                JsonValue v when v.TryGetValue(out double d) => d * rng.Next(-2, 3),
-                                JsonValue v when v.TryGetValue(out string? s) => rng.Next(3) switch
-                                {
-                                    0 => s + "x",
-                                    1 => "",
-                                    _ => "pp",
-                                },
-                                _ => null,
-                            };
-                            if (parent is JsonArray a && rng.Next(4) == 0)
-                                a.RemoveAt((int)key);
-                            else if (parent is JsonArray arr)
-                                arr[(int)key] = replacement;
-                            else
-                                parent[(string)key] = replacement;
-                        }
-                    );
-                    var (code, _, err) = Mplrun(b);
-                    Directory.Delete(b, true);
-                    return (code is 0 or 1).Label($"exit {code}: {err}");
-                }
+                    JsonValue v when v.TryGetValue(out long l) => l + rng.Next(-3, 4) * (1 + l / 2),
+                    JsonValue v when v.TryGetValue(out double d) => d * rng.Next(-2, 3),
+                    JsonValue v when v.TryGetValue(out string? s) => rng.Next(3) switch
+                    {
+                        0 => s + "x",
+                        1 => "",
+                        _ => "pp",
+                    },
+                    _ => null,
+                };
+                if (parent is JsonArray a && rng.Next(4) == 0)
+                    a.RemoveAt((int)key);
+                else if (parent is JsonArray arr)
+                    arr[(int)key] = replacement;
+                else
+                    parent[(string)key] = replacement;
             }
-        }
+        );
+        var (code, _, err) = Mplrun(b);
+        Directory.Delete(b, true);
+        return (code is 0 or 1).Label($"exit {code}: {err}");
     }
 
     private int _edits;
