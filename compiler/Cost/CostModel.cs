@@ -48,6 +48,21 @@ public sealed record StepCost(
     int Devices
 )
 {
+    /// <summary>Per model stage, the seconds of one microbatch's forward (with its critical-path communication); one
+    /// entry, the whole step, without a pipeline.</summary>
+    public IReadOnlyList<double> StageForwardSeconds { get; init; } = [];
+
+    /// <summary>Per model stage, the seconds of one microbatch's backward (recomputation included).</summary>
+    public IReadOnlyList<double> StageBackwardSeconds { get; init; } = [];
+
+    /// <summary>What runs once a step outside the pipeline's tasks (the optimizer), gradient synchronisation
+    /// excepted.</summary>
+    public double StepPhaseSeconds { get; init; }
+
+    /// <summary>The gradient synchronisation's collectives, all of them (<see cref="GradientSync"/> decides how much
+    /// is exposed).</summary>
+    public double SyncSeconds { get; init; }
+
     /// <summary>Communication on the critical path.</summary>
     public double ExposedCommSeconds => Collectives.Sum(c => c.ExposedSeconds);
 
@@ -216,7 +231,9 @@ public static class CostModel
             else
                 step += seconds * times;
         }
-        double bubble = 0;
+        double bubble = 0,
+            timelineMakespan = 0,
+            stepCompute = step;
         var stageCosts = new List<StageCost>();
         if (pipeline != null)
         {
@@ -233,6 +250,7 @@ public static class CostModel
                 (s, ph) => ph == Phase.Forward ? fwd[staged ? s : 0] : bwd[staged ? s : 0]
             );
             step += timeline.Makespan;
+            timelineMakespan = timeline.Makespan;
             // Each pipeline device runs its stages' ops and the unstaged ones.
             var onDevice = Enumerable.Range(0, p).Select(_ => new List<Operation>()).ToArray();
             foreach (var op in entry.Operations)
@@ -284,7 +302,13 @@ public static class CostModel
             peakBytes,
             cluster.HbmBytes,
             physical.DeviceCount
-        );
+        )
+        {
+            StageForwardSeconds = pipeline != null ? fwd : [stepCompute],
+            StageBackwardSeconds = pipeline != null ? bwd : [0.0],
+            StepPhaseSeconds = pipeline != null ? step - timelineMakespan - (syncSeconds - hidden) : 0,
+            SyncSeconds = syncSeconds,
+        };
     }
 
     /// <summary>The module with its kernels formed, on a copy (the module itself is left as it is).</summary>
@@ -379,36 +403,51 @@ public static class CostModel
         double bytes = op
             .Operands.Concat<Value>(op.Results)
             .Sum(v => (double)v.TensorType.NumElements * v.TensorType.DType.Size());
-        var e = cluster.Efficiency;
         var body = op.Name == "kernel.launch" ? kernels[op.StringAttr("callee")] : null;
         var matmul =
             body != null ? body.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "tensor.matmul")
             : op.Name == "tensor.matmul" ? op
             : null;
-        double eff = e.Matmul;
+        double mm = 0,
+            n = 0,
+            k = 0;
         if (matmul != null)
         {
-            // m x k by k x n (batch dimensions folded into m): each dimension d runs at d / (d + half) of the best.
+            // m x k by k x n, batch dimensions folded into m.
             var r = matmul.Result.TensorType;
-            double n = r.Rank >= 1 && matmul.OperandType(1).Rank >= 2 ? r.Shape[^1] : 1;
-            double k = matmul.OperandType(0).Shape[^1];
-            double mm = r.NumElements / Math.Max(1, n);
-            eff *= Shape(mm, e.MatmulHalfDim) * Shape(n, e.MatmulHalfDim) * Shape(k, e.MatmulHalfDim);
+            n = r.Rank >= 1 && matmul.OperandType(1).Rank >= 2 ? r.Shape[^1] : 1;
+            k = matmul.OperandType(0).Shape[^1];
+            mm = r.NumElements / Math.Max(1, n);
         }
         var dtype = (matmul ?? op).Result.TensorType.DType;
-        double computeSeconds = flops / (cluster.Peak(dtype) * (matmul != null ? eff : e.Matmul));
-        double memorySeconds = bytes / (cluster.HbmBytesPerSecond * e.Memory);
+        var (seconds, memoryBound) = Roofline(flops, bytes, dtype, matmul != null ? (mm, n, k) : null, cluster);
         string kind =
             body?.GetAttr("kernel") is StringAttr ks ? ks.Value
             : matmul != null ? "matmul"
             : "elementwise";
-        return (
-            kind,
-            flops,
-            bytes,
-            Math.Max(computeSeconds, memorySeconds) + e.KernelLaunchSeconds,
-            memorySeconds > computeSeconds
-        );
+        return (kind, flops, bytes, seconds, memoryBound);
+    }
+
+    /// <summary>
+    /// One kernel's time: <paramref name="flops"/> at the dtype's peak times the efficiency (for a matmul of
+    /// <paramref name="matmul"/> = m, n, k, each dimension d at d / (d + half) of it), against <paramref
+    /// name="bytes"/> at HBM bandwidth, plus the launch; and whether memory is the limit.
+    /// </summary>
+    public static (double Seconds, bool MemoryBound) Roofline(
+        double flops,
+        double bytes,
+        DType dtype,
+        (double M, double N, double K)? matmul,
+        Cluster cluster
+    )
+    {
+        var e = cluster.Efficiency;
+        double eff = e.Matmul;
+        if (matmul is var (mm, n, k))
+            eff *= Shape(mm, e.MatmulHalfDim) * Shape(n, e.MatmulHalfDim) * Shape(k, e.MatmulHalfDim);
+        double computeSeconds = flops / (cluster.Peak(dtype) * eff);
+        double memorySeconds = bytes / (cluster.HbmBytesPerSecond * e.Memory);
+        return (Math.Max(computeSeconds, memorySeconds) + e.KernelLaunchSeconds, memorySeconds > computeSeconds);
     }
 
     private static double Shape(double d, double half) => d / (d + half);
@@ -433,12 +472,7 @@ public static class CostModel
             string? axisName = op.GetAttr("axis") is StringAttr a ? a.Value : PipelineAxis(op.ParentOp);
             bool sameNode =
                 axisName != null && mesh.AxisNames.Contains(axisName) && SpansOneNode(mesh, [axisName], cluster);
-            var link = sameNode ? cluster.IntraNode : cluster.InterNode;
-            return (
-                op.Name == "pipe.send" ? "pipe send" : op.Name[5..],
-                m,
-                m / (link.BytesPerSecond * cluster.Efficiency.Network) + link.LatencySeconds
-            );
+            return (op.Name == "pipe.send" ? "pipe send" : op.Name[5..], m, PointToPointSeconds(m, sameNode, cluster));
         }
         var axes = op.GetAttr("axes") is ArrayAttr arr
             ? arr.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray()
@@ -447,45 +481,60 @@ public static class CostModel
         if (n <= 1)
             return (null, 0, 0);
         string kind = op.Name[5..];
-        var group = mesh.Group(0, axes);
+        double sent = DeviceStats.RingBytesSent(op.Name, n, m);
+        return (kind, sent, CollectiveSeconds(kind, m, mesh.Group(0, axes), cluster));
+    }
+
+    /// <summary>
+    /// The alpha-beta time of one collective of <paramref name="kind"/> (all_reduce, all_gather, reduce_scatter,
+    /// all_to_all) whose operand is <paramref name="bytes"/> a device, over the devices <paramref name="group"/>
+    /// (global ranks, 8 a node in rank order): a ring inside one node on NVLink; across nodes an all-reduce is
+    /// hierarchical or a tree, whichever is faster, and the other kinds a ring on InfiniBand.
+    /// </summary>
+    public static double CollectiveSeconds(string kind, double bytes, IReadOnlyList<int> group, Cluster cluster)
+    {
+        int n = group.Count;
+        if (n <= 1)
+            return 0;
+        double m = bytes;
         int nodes = group.Select(r => r / cluster.GpusPerNode).Distinct().Count();
         int perNode = n / nodes;
         double eff = cluster.Efficiency.Network;
-        double Ring(string k, double bytes, int size, Link l)
+        double Ring(string k, double size, int members, Link l)
         {
-            if (size <= 1)
+            if (members <= 1)
                 return 0;
             double bw = l.BytesPerSecond * eff,
-                share = (size - 1.0) / size;
+                share = (members - 1.0) / members;
             return k switch
             {
-                "all_reduce" => 2 * share * bytes / bw + 2 * (size - 1) * l.LatencySeconds,
-                _ => share * bytes / bw + (size - 1) * l.LatencySeconds,
+                "all_reduce" => 2 * share * size / bw + 2 * (members - 1) * l.LatencySeconds,
+                _ => share * size / bw + (members - 1) * l.LatencySeconds,
             };
         }
         // The message size each kind moves: a gather's whole result, a scatter's or all-to-all's input.
         double size = kind == "all_gather" ? m * n : m;
-        double sent = DeviceStats.RingBytesSent(op.Name, n, m);
-        double seconds;
         if (nodes == 1)
-            seconds = Ring(kind, size, n, cluster.IntraNode);
-        else if (kind == "all_reduce")
-        {
-            // Hierarchical: reduce-scatter inside each node, all-reduce of one node's share across nodes, all-gather
-            // back;
-            // or a tree across all GPUs (NCCL picks it for small messages): whichever is faster.
-            double hier =
-                Ring("reduce_scatter", m, perNode, cluster.IntraNode)
-                + Ring("all_reduce", m / perNode, nodes, cluster.InterNode)
-                + Ring("all_gather", m, perNode, cluster.IntraNode);
-            double tree =
-                2 * Math.Ceiling(Math.Log2(n)) * cluster.InterNode.LatencySeconds
-                + 2 * m / (cluster.InterNode.BytesPerSecond * eff);
-            seconds = Math.Min(hier, tree);
-        }
-        else
-            seconds = Ring(kind, size, n, cluster.InterNode);
-        return (kind, sent, seconds);
+            return Ring(kind, size, n, cluster.IntraNode);
+        if (kind != "all_reduce")
+            return Ring(kind, size, n, cluster.InterNode);
+        // Hierarchical: reduce-scatter inside each node, all-reduce of one node's share across nodes, all-gather
+        // back; or a tree across all GPUs (NCCL picks it for small messages): whichever is faster.
+        double hier =
+            Ring("reduce_scatter", m, perNode, cluster.IntraNode)
+            + Ring("all_reduce", m / perNode, nodes, cluster.InterNode)
+            + Ring("all_gather", m, perNode, cluster.IntraNode);
+        double tree =
+            2 * Math.Ceiling(Math.Log2(n)) * cluster.InterNode.LatencySeconds
+            + 2 * m / (cluster.InterNode.BytesPerSecond * eff);
+        return Math.Min(hier, tree);
+    }
+
+    /// <summary>One message of <paramref name="bytes"/> between two GPUs, on NVLink when they share a node.</summary>
+    public static double PointToPointSeconds(double bytes, bool sameNode, Cluster cluster)
+    {
+        var link = sameNode ? cluster.IntraNode : cluster.InterNode;
+        return bytes / (link.BytesPerSecond * cluster.Efficiency.Network) + link.LatencySeconds;
     }
 
     /// <summary>True when every group over <paramref name="axes"/> lies inside one node (ranks are row-major over the

@@ -3,6 +3,7 @@ using System.Globalization;
 using ParallelCompiler.Backend;
 using ParallelCompiler.IR;
 using ParallelCompiler.Lowering;
+using ParallelCompiler.Passes;
 using ParallelCompiler.Passes.Infrastructure;
 using ParallelCompiler.Runtime.Model;
 using ParallelCompiler.Syntax;
@@ -14,7 +15,7 @@ namespace ParallelCompiler.Driver;
 /// The <c>mplc</c> command line: compile, opt, params, run. Exit codes: 0 success, 1 a problem with the input
 /// (reported as file:line:col: error: ...), 2 an internal compiler error (one line, how to reproduce it).
 /// </summary>
-public sealed class Cli(TextWriter stdout, TextWriter stderr)
+public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
 {
     private readonly IRFlags _ir = new();
     private readonly Option<string[]> _defines = new("-D")
@@ -53,6 +54,7 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
         root.Subcommands.Add(ParamsCommand());
         root.Subcommands.Add(RunCommand());
         root.Subcommands.Add(CostCommand());
+        root.Subcommands.Add(PlanCommand());
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0 && !args.Any(a => a is "-h" or "--help" or "-?"))
         {
@@ -438,79 +440,6 @@ public sealed class Cli(TextWriter stdout, TextWriter stderr)
                 if (single != null)
                     return Check(module, single, settings, outcome);
                 return 0;
-            })
-        );
-        return c;
-    }
-
-    private Command CostCommand()
-    {
-        var file = FileArg("the .mpl model");
-        var cluster = new Option<string>("--cluster")
-        {
-            Description =
-                $"the cluster: a preset ({string.Join(", ", Cost.Cluster.Presets.Keys)}) or a .json file "
-                + $"with the same fields",
-            Required = true,
-        };
-        var json = new Option<bool>("--json") { Description = "print the prediction as one JSON object" };
-        var gradSync = new Option<string>("--grad-sync")
-        {
-            Description =
-                "when the gradient synchronisation runs: overlap (under the backward, as DDP buckets it; the default) "
-                + "or after (once the step's backward is done)",
-            DefaultValueFactory = _ => "overlap",
-        };
-        gradSync.AcceptOnlyFromAmong("overlap", "after");
-        var c = new Command("cost", "predict the step time, throughput and memory of the compiled program on a cluster")
-        {
-            file,
-        };
-        c.Options.Add(cluster);
-        c.Options.Add(json);
-        c.Options.Add(gradSync);
-        c.Options.Add(_zero);
-        AddFrontEndOptions(c);
-        c.SetAction(r =>
-            Guard(() =>
-            {
-                var sync =
-                    r.GetValue(gradSync) == "after" ? Cost.GradientSync.AfterBackward : Cost.GradientSync.Overlapped;
-                Cost.Cluster described;
-                try
-                {
-                    described = Cost.Cluster.Load(r.GetValue(cluster)!);
-                }
-                catch (Cost.ClusterException e)
-                {
-                    throw new UserErrorException($"--cluster: {e.Message}");
-                }
-                var module = CompileToIR(r, r.GetValue(file)!);
-                Cost.StepCost cost;
-                try
-                {
-                    cost = Cost.CostModel.Of(module, described, sync);
-                }
-                catch (Cost.ClusterException e)
-                {
-                    throw new UserErrorException(e.Message);
-                }
-                // Tokens a step: the first integer input's elements (token ids [batch, positions]).
-                var tokens = ManifestBuilder.Build(module).Inputs.FirstOrDefault(i => i.DType == DType.I32) is { } ids
-                    ? ids.Shape.Aggregate(1.0, (a, d) => a * d)
-                    : 0;
-                if (r.GetValue(json))
-                    Reports.CostReport.PrintJson(cost, described, tokens, stdout);
-                else
-                    Reports.CostReport.Print(cost, described, tokens, stdout);
-                if (cost.Fits)
-                    return 0;
-                stderr.WriteLine(
-                    $"error: the plan does not fit: {Analysis.Units.Bytes(cost.PeakBytes)} at the peak of a "
-                        + $"device, "
-                        + $"{Analysis.Units.Bytes(cost.HbmBytes)} a GPU on {described.Name}"
-                );
-                return 1;
             })
         );
         return c;

@@ -25,6 +25,7 @@ public static partial class Layering
         "Passes",
         "Cost",
         "Backend",
+        "Planner",
         "Driver",
         "Mplc",
     ];
@@ -55,7 +56,7 @@ public static partial class Layering
     private static partial Regex Qualified();
 
     [GeneratedRegex(
-        @"(?<![\w.])(Syntax|IR|Dialects|Lowering|Analysis|Interp|Kernels|Passes|Cost|Backend|Driver|Mplc)\.[A-Z]"
+        @"(?<![\w.])(Syntax|IR|Dialects|Lowering|Analysis|Interp|Kernels|Passes|Cost|Backend|Planner|Driver|Mplc)\.[A-Z]"
     )]
     private static partial Regex Bare();
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ParallelCompiler.Backend;
 using ParallelCompiler.Backend.Llvm;
 using ParallelCompiler.Mplrun;
+using ParallelCompiler.Passes;
 using ParallelCompiler.Runtime.Cpu;
 using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;

@@ -2,6 +2,7 @@ using ParallelCompiler.Backend;
 using ParallelCompiler.Driver;
 using ParallelCompiler.Interp;
 using ParallelCompiler.IR;
+using ParallelCompiler.Passes;
 using ParallelCompiler.Runtime.Cpu;
 using ParallelCompiler.Syntax;
 using ParallelCompiler.Tests.Sharding;

@@ -1,6 +1,7 @@
 using ParallelCompiler.Driver;
 using ParallelCompiler.IR;
 using ParallelCompiler.Lowering;
+using ParallelCompiler.Passes;
 using ParallelCompiler.Syntax;
 using ParallelCompiler.Tests.Support;
 using Xunit;

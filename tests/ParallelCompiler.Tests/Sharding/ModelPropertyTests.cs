@@ -3,6 +3,7 @@ using FsCheck.Fluent;
 using FsCheck.Xunit;
 using ParallelCompiler.Driver;
 using ParallelCompiler.IR;
+using ParallelCompiler.Passes;
 using ParallelCompiler.Passes.Infrastructure;
 using ParallelCompiler.Runtime.Model;
 using ParallelCompiler.Tests.IR;

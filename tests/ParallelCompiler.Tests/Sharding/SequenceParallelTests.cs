@@ -1,3 +1,4 @@
+using ParallelCompiler.Passes;
 using ParallelCompiler.Runtime.Arrays;
 using ParallelCompiler.Runtime.Model;
 using ParallelCompiler.Tests.Support;

@@ -1,8 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
-using ParallelCompiler.Passes;
 using ParallelCompiler.Passes.Infrastructure;
 
-namespace ParallelCompiler.Driver;
+namespace ParallelCompiler.Passes;
 
 /// <summary>The compiler's services: every pass is registered here, by name.</summary>
 public static class CompilerServices

@@ -1,6 +1,6 @@
 using ParallelCompiler.Passes.Infrastructure;
 
-namespace ParallelCompiler.Driver;
+namespace ParallelCompiler.Passes;
 
 /// <summary>
 /// The default pass pipeline, one pass a line with why it sits there. The driver edits a copy of it as data
