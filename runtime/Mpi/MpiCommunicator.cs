@@ -23,6 +23,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator<NDArray>, IDisposable
     private readonly List<(nint Request, byte[] Buffer)> _sends = [];
     private readonly TimeSpan _timeout;
     private readonly IArrayOps<NDArray> _ops = HostArrayOps.Instance;
+    private string? _activity;
 
     /// <summary>Splits the world's communicator into one per set of <paramref name="mesh"/>'s axes; every process
     /// of the world must construct it at the same point.</summary>
@@ -53,6 +54,10 @@ public sealed unsafe class MpiCommunicator : ICommunicator<NDArray>, IDisposable
 
     /// <inheritdoc/>
     public DeviceMesh Mesh { get; }
+
+    /// <summary>The collective or receive this device waits in, e.g. <c>dist.all_reduce over [tp] at step 12</c>, or
+    /// null while it computes (read from another thread, for the message when the job is stopped).</summary>
+    public string? Activity => Volatile.Read(ref _activity);
 
     /// <inheritdoc/>
     public NDArray AllReduce(NDArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site)
@@ -175,6 +180,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator<NDArray>, IDisposable
         CheckPeer(peer, site, $"from device {peer}");
         string what = $"recv from {Who(peer)}, {site}";
         var clock = Stopwatch.StartNew();
+        Volatile.Write(ref _activity, what);
         int size;
         for (int spins = 0; (size = MpiNative.IprobeBytes(peer, tag, MpiNative.CommWorld)) < 0; spins++)
         {
@@ -186,6 +192,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator<NDArray>, IDisposable
                 );
             Pause(spins);
         }
+        Volatile.Write(ref _activity, null);
         var buffer = Pinned(new byte[size]);
         fixed (byte* p = buffer)
             MpiNative.RecvBytes(p, size, peer, tag, MpiNative.CommWorld);
@@ -239,7 +246,9 @@ public sealed unsafe class MpiCommunicator : ICommunicator<NDArray>, IDisposable
         string display = $"{what} {span} of {x.TypeString}";
         string call = $"{signature}\u001f{Describe(site, span)}\u001f{display}";
         var sorted = group.Order().ToArray();
+        Volatile.Write(ref _activity, Describe(site, span));
         var parts = Exchange(_comms[mask], Encoding.UTF8.GetBytes(call), ArrayWire.Bytes(x), group.Length, site, span);
+        Volatile.Write(ref _activity, null);
         var xs = new NDArray[group.Length];
         for (int i = 0; i < sorted.Length; i++)
         {

@@ -20,6 +20,7 @@ public sealed class MpiProcess : IMachine, IDisposable
 
     private MpiCommunicator? _comm;
     private bool _failed;
+    private System.Runtime.InteropServices.PosixSignalRegistration? _onTerm;
 
     private MpiProcess(int rank, int size)
     {
@@ -67,7 +68,22 @@ public sealed class MpiProcess : IMachine, IDisposable
             throw new RunInputException(
                 $"MPI gives rank {rank} of {size}, the launcher's environment rank {launch.Rank} of {launch.Size}"
             );
-        return new MpiProcess(rank, size);
+        var p = new MpiProcess(rank, size);
+        // The launcher ends every process of the job with SIGTERM when one of them dies: say where this one was.
+        p._onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM,
+            _ =>
+            {
+                string where = p._comm?.Activity is { } a ? $" while waiting in {a}" : "";
+                Console.Error.WriteLine(
+                    $"error: device {rank} was stopped by the MPI launcher{where}: another process of the job "
+                        + "failed or was killed (the launcher's message names it)"
+                );
+                Console.Error.Flush();
+                Environment.Exit(1);
+            }
+        );
+        return p;
     }
 
     /// <inheritdoc/>
@@ -125,6 +141,7 @@ public sealed class MpiProcess : IMachine, IDisposable
     /// wait in a collective that will never complete, and the launcher ends the job).</summary>
     public void Dispose()
     {
+        _onTerm?.Dispose();
         if (_failed)
             return;
         _comm?.Dispose();
