@@ -38,12 +38,13 @@ public sealed class MpiJobs : IDisposable
 
     /// <summary>
     /// Runs <c>mpirun -np <paramref name="np"/> bin/mplrun ARGS</c>; <paramref name="whileRunning"/>, when given,
-    /// gets the launcher's process id once it has started. The exit code, stdout and stderr, and how long it took.
+    /// gets the launcher's process id once it has started and what the job has written to stderr so far. The exit
+    /// code, stdout and stderr, and how long it took.
     /// </summary>
     public static (int Code, string Out, string Err, TimeSpan Took) Run(
         int np,
         string[] args,
-        Action<int>? whileRunning = null
+        Action<int, Func<string>>? whileRunning = null
     )
     {
         var psi = new ProcessStartInfo("mpirun")
@@ -60,16 +61,33 @@ public sealed class MpiJobs : IDisposable
             psi.ArgumentList.Add(a);
         psi.Environment["TERM"] = "dumb";
         var clock = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
+        using var p = new Process { StartInfo = psi };
+        var err = new System.Text.StringBuilder();
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data != null)
+                lock (err)
+                    err.AppendLine(e.Data);
+        };
+        p.Start();
+        p.BeginErrorReadLine();
         var output = p.StandardOutput.ReadToEndAsync();
-        whileRunning?.Invoke(p.Id);
+        whileRunning?.Invoke(
+            p.Id,
+            () =>
+            {
+                lock (err)
+                    return err.ToString();
+            }
+        );
         if (!p.WaitForExit(TimeSpan.FromMinutes(2)))
         {
             p.Kill(true);
             throw new TimeoutException($"mpirun -np {np} mplrun {string.Join(" ", args)} did not finish in 2 min");
         }
-        return (p.ExitCode, output.Result, err.Result, clock.Elapsed);
+        p.WaitForExit();
+        lock (err)
+            return (p.ExitCode, output.Result, err.ToString(), clock.Elapsed);
     }
 
     /// <inheritdoc/>
@@ -159,31 +177,24 @@ public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
     public void AKilledRankEndsTheJobNamingTheRankAndTheOps()
     {
         string bundle = jobs.Bundle("gpt.mpl", "--mesh", "pp=2,dp=1,tp=2", "-D", "L=2");
+        var sinceKill = new Stopwatch();
         var job = MpiJobs.Run(
             4,
             [bundle, "--steps", "500", "--collective-timeout", "20"],
-            launcher =>
+            (launcher, err) =>
             {
-                // Once the job is a few steps in, kill the second rank's process.
+                // Once the job is two steps in (every rank past MPI's start), kill the second rank's process.
                 var clock = Stopwatch.StartNew();
-                int victim = -1;
-                while (clock.Elapsed < TimeSpan.FromSeconds(60))
-                {
-                    var children = Children(launcher);
-                    if (children.Count == 4)
-                    {
-                        victim = children[1];
-                        break;
-                    }
+                while (!err().Contains("step 2/500", StringComparison.Ordinal) && clock.Elapsed.TotalSeconds < 60)
                     Thread.Sleep(100);
-                }
-                Assert.True(victim > 0, "the job's 4 processes never started");
-                Thread.Sleep(2500);
-                Process.GetProcessById(victim).Kill();
+                var children = Children(launcher);
+                Assert.True(children.Count == 4, $"the job has {children.Count} processes:\n{err()}");
+                Process.GetProcessById(children[1]).Kill();
+                sinceKill.Start();
             }
         );
         Assert.NotEqual(0, job.Code);
-        Assert.True(job.Took < TimeSpan.FromSeconds(60), $"the job took {job.Took}");
+        Assert.True(sinceKill.Elapsed < TimeSpan.FromSeconds(30), $"the job ended {sinceKill.Elapsed} after the kill");
         Assert.Contains("exited on signal 9", job.Err + job.Out);
         Assert.Contains("was stopped by the MPI launcher while waiting in ", job.Err);
         Assert.DoesNotContain("internal error", job.Err);
