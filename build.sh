@@ -23,6 +23,9 @@ setup() {
   # The back end: libLLVM (any of 14 to 18) for code generation, a C compiler driver to link host kernels.
   ldconfig -p 2>/dev/null | grep -qE 'libLLVM(-1[4-8]\.so|\.so\.1[4-8])' || need_apt+=(libllvm14)
   command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+  # Open MPI, for runs of several processes (mpirun -np N bin/mplrun ...) and their tests.
+  command -v mpirun >/dev/null 2>&1 || need_apt+=(openmpi-bin)
+  [ -e /usr/include/x86_64-linux-gnu/mpi/mpi.h ] || [ -e /usr/include/mpi.h ] || need_apt+=(libopenmpi-dev)
   if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

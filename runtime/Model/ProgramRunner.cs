@@ -48,77 +48,91 @@ public static class ProgramRunner
     )
         where T : class, IArray
     {
+        if (world.Mesh.ToString() != manifest.PhysicalMesh.ToString())
+            throw new ArgumentException(
+                $"the program runs on mesh " + $"{manifest.PhysicalMesh}, the devices form {world.Mesh}"
+            );
+        var perDevice = world.Run((dev, comm) => RunDevice(manifest, program, args, parameters, dev, comm, trace));
+        return Assemble(manifest, program, parameters, perDevice, updates);
+    }
+
+    /// <summary>Runs device <paramref name="comm"/>.Rank's part of <paramref name="program"/> on its blocks of the
+    /// global <paramref name="args"/> and <paramref name="parameters"/>.</summary>
+    public static DeviceOutcome RunDevice<T>(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters,
+        IDevice<T> dev,
+        ICommunicator<T> comm,
+        Trace? trace
+    )
+        where T : class, IArray
+    {
         var full = manifest.Mesh;
-        var physical = manifest.PhysicalMesh;
         var argDims = manifest.Inputs.Select(i => Dims(i.Layout)).ToArray();
         var paramDims = manifest.Params.ToDictionary(p => p.Path, p => Dims(p.Layout));
         int m = program.Microbatches;
-        int mbIndex = manifest.MicrobatchAxis is { } mb ? full.AxisNames.ToList().IndexOf(mb) : -1;
-        int Virtual(int rank, int j)
+        int rank = comm.Rank;
+        NDArray Param(string path) =>
+            BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(manifest, rank, 0));
+        var written = new Dictionary<string, NDArray>();
+        NDArray?[][] results;
+        if (program.PipelineAxis == null)
         {
-            if (mbIndex < 0)
-                return rank;
-            var c = physical.Coords(rank).ToList();
-            c.Insert(mbIndex, j);
-            return full.RankOf(c.ToArray());
+            var local = args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, rank)).ToArray();
+            results = Executor
+                .Run(program, dev, comm, local, Param, (path, value) => written[path] = value, trace)
+                .Select(r => new NDArray?[] { r })
+                .ToArray();
         }
-        NDArray Param(string path, int rank) =>
-            BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(rank, 0));
-        if (world.Mesh.ToString() != physical.ToString())
-            throw new ArgumentException($"the program runs on mesh " + $"{physical}, the devices form {world.Mesh}");
-        var perDevice = world.Run(
-            (dev, comm) =>
-            {
-                int rank = comm.Rank;
-                var written = new Dictionary<string, NDArray>();
-                NDArray?[][] results;
-                if (program.PipelineAxis == null)
-                {
-                    var local = args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, rank)).ToArray();
-                    results = Executor
-                        .Run(
-                            program,
-                            dev,
-                            comm,
-                            local,
-                            path => Param(path, rank),
-                            (path, value) => written[path] = value,
-                            trace
-                        )
-                        .Select(r => new NDArray?[] { r })
-                        .ToArray();
-                }
-                else
-                {
-                    var local = Enumerable
-                        .Range(0, m)
-                        .Select(j =>
-                            (IReadOnlyList<NDArray>)
-                                args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, Virtual(rank, j)))
-                                    .ToArray()
-                        )
-                        .ToArray();
-                    results = PipelineExecutor.Run(
-                        program,
-                        dev,
-                        comm,
-                        local,
-                        path => Param(path, rank),
-                        (path, value) => written[path] = value,
-                        trace
-                    );
-                }
-                return (Results: results, Written: written);
-            }
-        );
+        else
+        {
+            var local = Enumerable
+                .Range(0, m)
+                .Select(j =>
+                    (IReadOnlyList<NDArray>)
+                        args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, Virtual(manifest, rank, j)))
+                            .ToArray()
+                )
+                .ToArray();
+            results = PipelineExecutor.Run(
+                program,
+                dev,
+                comm,
+                local,
+                Param,
+                (path, value) => written[path] = value,
+                trace
+            );
+        }
+        return new DeviceOutcome(results, written);
+    }
+
+    /// <summary>Puts every device's outcome (by rank) back together: returns the global results and puts the new
+    /// global value of every updated parameter into <paramref name="updates"/>.</summary>
+    public static IReadOnlyList<NDArray> Assemble(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        IReadOnlyDictionary<string, NDArray> parameters,
+        IReadOnlyList<DeviceOutcome> perDevice,
+        IDictionary<string, NDArray>? updates
+    )
+    {
+        var full = manifest.Mesh;
+        var physical = manifest.PhysicalMesh;
+        var paramDims = manifest.Params.ToDictionary(p => p.Path, p => Dims(p.Layout));
+        int m = program.Microbatches;
+        bool pipelined =
+            manifest.MicrobatchAxis is { } mb && manifest.Mesh.AxisNames.Contains(mb, StringComparer.Ordinal);
         // In a pipeline only the devices of a value's stage hold it; each block position is filled by one of them.
         var blocks = new NDArray?[full.DeviceCount];
         NDArray Assemble(Func<int, int, NDArray?> at, IReadOnlyList<IReadOnlyList<string>> dims, long[] shape)
         {
             Array.Clear(blocks);
             for (int r = 0; r < physical.DeviceCount; r++)
-            for (int j = 0; j < (mbIndex < 0 ? 1 : m); j++)
-                blocks[Virtual(r, j)] = at(r, j);
+            for (int j = 0; j < (pipelined ? m : 1); j++)
+                blocks[Virtual(manifest, r, j)] = at(r, j);
             return BlockLayout.Assemble(blocks, dims, full, shape);
         }
         if (updates != null)
@@ -140,5 +154,20 @@ public static class ProgramRunner
             .ToArray();
     }
 
+    // The full mesh's rank of physical device rank's microbatch j (the rank itself without a microbatch axis).
+    private static int Virtual(ProgramManifest manifest, int rank, int j)
+    {
+        int index = manifest.MicrobatchAxis is { } mb ? manifest.Mesh.AxisNames.ToList().IndexOf(mb) : -1;
+        if (index < 0)
+            return rank;
+        var c = manifest.PhysicalMesh.Coords(rank).ToList();
+        c.Insert(index, j);
+        return manifest.Mesh.RankOf(c.ToArray());
+    }
+
     private static IReadOnlyList<IReadOnlyList<string>> Dims(string[][] layout) => layout;
 }
+
+/// <summary>What one device's part of a run gives: its results (one per microbatch in a pipeline, null where its
+/// stage holds none) and the blocks of the parameters it updated.</summary>
+public sealed record DeviceOutcome(NDArray?[][] Results, IReadOnlyDictionary<string, NDArray> Written);

@@ -5,6 +5,7 @@ using ParallelCompiler.Runtime.Distributed;
 using ParallelCompiler.Runtime.Execution;
 using ParallelCompiler.Runtime.Gpu;
 using ParallelCompiler.Runtime.Model;
+using ParallelCompiler.Runtime.Mpi;
 
 namespace ParallelCompiler.Mplrun;
 
@@ -166,9 +167,63 @@ public static class MplrunCli
         var m = bundle.Manifest;
         if (verify)
             return Verify(bundle, stdout);
+        MpiProcess? mpi = null;
+        if (MpiProcess.FromEnvironment() is { Size: > 1 } launch)
+        {
+            int devices = m.PhysicalMesh.DeviceCount;
+            if (devices % launch.Size != 0)
+                throw new RunInputException(
+                    $"{launch.Size} processes cannot share the {devices} device(s) of mesh {m.PhysicalMesh}: the "
+                        + "process count must divide the device count"
+                );
+            if (launch.Size != devices)
+                throw new RunInputException(
+                    $"{launch.Size} processes for the {devices} devices of mesh {m.PhysicalMesh}: each process of "
+                        + $"an MPI job runs one device, so start {devices} processes (or one for all of them)"
+                );
+            if (s.Backend != "cpu" || checkCollectives || compare)
+                throw new RunInputException(
+                    "an MPI job runs the cpu back end, one device a process: run --backend cuda, cuda-emu, "
+                        + "--check-collectives and --compare in one process"
+                );
+            mpi = MpiProcess.Start(launch);
+            if (mpi.Rank != 0)
+            {
+                // Every rank computes the same results; rank 0 alone prints them and writes the files.
+                stdout = TextWriter.Null;
+                stderr = TextWriter.Null;
+                s.OutPath = s.SaveParamsPath = s.TracePath = null;
+            }
+        }
+        try
+        {
+            return RunBundle(bundle, s, compare, checkCollectives, mpi, stdout, stderr);
+        }
+        catch
+        {
+            mpi?.Fail();
+            throw;
+        }
+        finally
+        {
+            mpi?.Dispose();
+        }
+    }
+
+    private static int RunBundle(
+        Bundle bundle,
+        RunSettings s,
+        bool compare,
+        bool checkCollectives,
+        MpiProcess? mpi,
+        TextWriter stdout,
+        TextWriter stderr
+    )
+    {
+        var m = bundle.Manifest;
         stderr.WriteLine(
             $"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, "
-                + $"backend {s.Backend}"
+                + $"backend {s.Backend}{(mpi != null ? $", {mpi.Size} MPI processes" : "")}"
         );
         IDisposable? owned = null;
         GpuMachine? gpu = null;
@@ -229,7 +284,7 @@ public static class MplrunCli
                                 + $"ms/step"
                         )
                     : null,
-                machine: gpu
+                machine: (IMachine?)mpi ?? gpu
             );
             outcome.Print(s, r => r.TypeString, stdout);
             if (s.Profile && outcome.Trace is { } trace)

@@ -1,0 +1,194 @@
+using System.Text;
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Distributed;
+using ParallelCompiler.Runtime.Execution;
+using ParallelCompiler.Runtime.Model;
+using ParallelCompiler.Runtime.Mpi.Native;
+
+namespace ParallelCompiler.Runtime.Mpi;
+
+/// <summary>
+/// This process as one rank of a job that <c>mpirun</c> or <c>srun</c> started: the rank and the world size as the
+/// launcher's environment gives them, MPI initialized on <see cref="Start"/>, and the <see cref="IMachine"/> that
+/// runs the one device of the mesh that is this rank's, exchanging with the others through a <see
+/// cref="MpiCommunicator"/> and gathering every device's results on every rank.
+/// </summary>
+public sealed class MpiProcess : IMachine, IDisposable
+{
+    // deep interpreter recursion on big models, as in process; reserved, not committed
+    private const int StackBytes = 64 * 1024 * 1024;
+
+    private MpiCommunicator? _comm;
+    private bool _failed;
+    private System.Runtime.InteropServices.PosixSignalRegistration? _onTerm;
+
+    private MpiProcess(int rank, int size)
+    {
+        Rank = rank;
+        Size = size;
+    }
+
+    /// <summary>This process's rank in the job.</summary>
+    public int Rank { get; }
+
+    /// <summary>The number of processes in the job.</summary>
+    public int Size { get; }
+
+    /// <summary>
+    /// The rank and size of the job this process belongs to, read from the launcher's variables (Open MPI's
+    /// <c>OMPI_COMM_WORLD_RANK</c>/<c>_SIZE</c>, PMI's <c>PMI_RANK</c>/<c>PMI_SIZE</c>, Slurm's
+    /// <c>SLURM_PROCID</c>/<c>SLURM_NTASKS</c>), or null when no launcher started it.
+    /// </summary>
+    public static (int Rank, int Size)? FromEnvironment(Func<string, string?>? env = null)
+    {
+        env ??= Environment.GetEnvironmentVariable;
+        foreach (
+            var (rank, size) in new[]
+            {
+                ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                ("PMI_RANK", "PMI_SIZE"),
+                ("SLURM_PROCID", "SLURM_NTASKS"),
+            }
+        )
+            if (int.TryParse(env(rank), out int r) && int.TryParse(env(size), out int n) && n > 0 && r >= 0 && r < n)
+                return (r, n);
+        return null;
+    }
+
+    /// <summary>Initializes MPI (errors returned, not fatal) and checks that its world is the launcher's.</summary>
+    public static MpiProcess Start((int Rank, int Size) launch)
+    {
+        if (!MpiNative.Initialized())
+            MpiNative.InitThread(MpiNative.ThreadSerialized);
+        nint world = MpiNative.CommWorld;
+        MpiNative.CommSetErrhandler(world, MpiNative.ErrorsReturn);
+        int rank = MpiNative.CommRank(world),
+            size = MpiNative.CommSize(world);
+        if (rank != launch.Rank || size != launch.Size)
+            throw new RunInputException(
+                $"MPI gives rank {rank} of {size}, the launcher's environment rank {launch.Rank} of {launch.Size}"
+            );
+        var p = new MpiProcess(rank, size);
+        // The launcher ends every process of the job with SIGTERM when one of them dies: say where this one was.
+        p._onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM,
+            _ =>
+            {
+                string where = p._comm?.Activity is { } a ? $" while waiting in {a}" : "";
+                Console.Error.WriteLine(
+                    $"error: device {rank} was stopped by the MPI launcher{where}: another process of the job "
+                        + "failed or was killed (the launcher's message names it)"
+                );
+                Console.Error.Flush();
+                Environment.Exit(1);
+            }
+        );
+        return p;
+    }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<NDArray> Run(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters,
+        TimeSpan timeout,
+        IDictionary<string, NDArray>? updates,
+        Trace? trace
+    )
+    {
+        _comm ??= new MpiCommunicator(manifest.PhysicalMesh, timeout);
+        DeviceOutcome? mine = null;
+        Exception? error = null;
+        var thread = new Thread(
+            () =>
+            {
+                try
+                {
+                    mine = ProgramRunner.RunDevice(
+                        manifest,
+                        program,
+                        args,
+                        parameters,
+                        new SimulatedCpuDevice(Rank),
+                        _comm,
+                        trace
+                    );
+                }
+                catch (Exception e)
+                {
+                    error = e;
+                }
+            },
+            StackBytes
+        )
+        {
+            Name = $"device {Rank}",
+        };
+        thread.Start();
+        thread.Join();
+        if (error != null)
+        {
+            _failed = true;
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(error).Throw();
+        }
+        var bytes = _comm.AllGatherBytes(Encode(mine!), new CollectiveSite("gather results", "", -1));
+        var perDevice = Array.ConvertAll(bytes, Decode);
+        return ProgramRunner.Assemble(manifest, program, parameters, perDevice, updates);
+    }
+
+    /// <summary>Finalizes MPI after a run that succeeded; after a failure the process just ends (a peer may still
+    /// wait in a collective that will never complete, and the launcher ends the job).</summary>
+    public void Dispose()
+    {
+        _onTerm?.Dispose();
+        if (_failed)
+            return;
+        _comm?.Dispose();
+        MpiNative.FinalizeMpi();
+    }
+
+    /// <summary>Marks the run as failed, so that <see cref="Dispose"/> leaves MPI as it is.</summary>
+    public void Fail() => _failed = true;
+
+    private static byte[] Encode(DeviceOutcome o)
+    {
+        using var m = new MemoryStream();
+        using (var w = new BinaryWriter(m, Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(o.Results.Length);
+            foreach (var r in o.Results)
+            {
+                w.Write(r.Length);
+                foreach (var x in r)
+                    ArrayWire.Write(w, x);
+            }
+            w.Write(o.Written.Count);
+            foreach (var (path, x) in o.Written)
+            {
+                w.Write(path);
+                ArrayWire.Write(w, x);
+            }
+        }
+        return m.ToArray();
+    }
+
+    private static DeviceOutcome Decode(byte[] bytes)
+    {
+        using var r = new BinaryReader(new MemoryStream(bytes));
+        var results = new NDArray?[r.ReadInt32()][];
+        for (int i = 0; i < results.Length; i++)
+        {
+            results[i] = new NDArray?[r.ReadInt32()];
+            for (int j = 0; j < results[i].Length; j++)
+                results[i][j] = ArrayWire.Read(r);
+        }
+        var written = new Dictionary<string, NDArray>();
+        for (int n = r.ReadInt32(), i = 0; i < n; i++)
+        {
+            string path = r.ReadString();
+            written[path] = ArrayWire.Read(r)!;
+        }
+        return new DeviceOutcome(results, written);
+    }
+}
