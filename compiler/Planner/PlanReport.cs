@@ -30,7 +30,8 @@ public static class PlanReport
             int split = p.ParamDims.Count(d => d.Value >= 0);
             parts.Add(
                 $"tp={p.Tp} {where}: {split} of {p.ParamDims.Count} weight declarations split "
-                    + $"({Describe(p, model)}), tensor-parallel collectives {Pct(r.TensorParallelSeconds / r.StepSeconds)}"
+                    + $"({Describe(p, model)}), tensor-parallel collectives "
+                    + Pct(r.TensorParallelSeconds / r.StepSeconds)
                     + " of the step"
             );
         }
@@ -40,7 +41,8 @@ public static class PlanReport
             parts.Add(
                 $"pp={p.Pp} cuts {model.Layers} layers {string.Join("/", r.LayersPerStage)}; {p.Schedule}"
                     + (p.Chunks > 1 ? $" with {p.Chunks} chunks" : "")
-                    + $" over {p.Microbatches} microbatches of {r.MicrobatchSize}: bubble {Pct(r.BubbleSeconds / r.StepSeconds)}"
+                    + $" over {p.Microbatches} microbatches of {r.MicrobatchSize}: bubble "
+                    + Pct(r.BubbleSeconds / r.StepSeconds)
             );
         else
             parts.Add(
@@ -106,7 +108,8 @@ public static class PlanReport
             w.WriteLine(
                 $"  compute {PlanSearch.Seconds(r.ComputeSeconds)} (tensor-parallel collectives "
                     + $"{PlanSearch.Seconds(r.TensorParallelSeconds)}, pipeline sends "
-                    + $"{PlanSearch.Seconds(r.PipelineTransferSeconds)}), bubble {PlanSearch.Seconds(r.BubbleSeconds)}, "
+                    + $"{PlanSearch.Seconds(r.PipelineTransferSeconds)}), bubble "
+                    + $"{PlanSearch.Seconds(r.BubbleSeconds)}, "
                     + $"optimizer {PlanSearch.Seconds(r.OptimizerSeconds)}, exposed gradient sync "
                     + $"{PlanSearch.Seconds(r.DataParallelSeconds)}"
             );

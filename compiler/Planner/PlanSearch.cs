@@ -287,7 +287,8 @@ public sealed class PlanSearch
             Math.Max(1, Math.Min(10, _request.TimeLimitSeconds / 20))
         );
 
-    /// <summary>The declaration (<c>layer.param</c>) of a parameter path such as <c>gpt.block.0.attention.wq</c>.</summary>
+    /// <summary>The declaration (<c>layer.param</c>) of a parameter path such as
+    /// <c>gpt.block.0.attention.wq</c>.</summary>
     private static string DeclOf(string path)
     {
         var parts = path.Split('.').Where(p => !p.All(char.IsDigit)).ToArray();
@@ -557,7 +558,8 @@ public sealed class PlanSearch
     }
 
     /// <summary>Microbatches whose activations device <paramref name="d"/> holds at once (per chunk, summed over its
-    /// chunks): all of them under gpipe, at most p - d under 1F1B, and the interleaved warm-up of Megatron-LM.</summary>
+    /// chunks): all of them under gpipe, at most p - d under 1F1B, and the interleaved warm-up of
+    /// Megatron-LM.</summary>
     private static double Held(Plan plan, int d)
     {
         int m = plan.Microbatches,

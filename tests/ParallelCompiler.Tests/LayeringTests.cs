@@ -56,7 +56,8 @@ public static partial class Layering
     private static partial Regex Qualified();
 
     [GeneratedRegex(
-        @"(?<![\w.])(Syntax|IR|Dialects|Lowering|Analysis|Interp|Kernels|Passes|Cost|Backend|Planner|Driver|Mplc)\.[A-Z]"
+        @"(?<![\w.])(Syntax|IR|Dialects|Lowering|Analysis|Interp|Kernels|Passes|Cost|Backend|Planner|Driver|Mplc)"
+            + @"\.[A-Z]"
     )]
     private static partial Regex Bare();
 }
@@ -99,7 +100,7 @@ public class LayeringTests
     [Fact]
     public void TheStatedOrderIsTheOneInTheArchitecturePage()
     {
-        string doc = File.ReadAllText(Repo.Path("docs", "architecture.md"));
+        string doc = Regex.Replace(File.ReadAllText(Repo.Path("docs", "architecture.md")), @"\s+", " ");
         Assert.Contains(string.Join(" -> ", Layering.Order), doc);
     }
 

@@ -98,7 +98,7 @@ public class SequenceParallelTests() : TempDirTest("mplc-sp")
     public void PropagationPriorityCanBeForcedAndIsChecked()
     {
         string Pipeline(string priority) =>
-            ParallelCompiler.Driver.Pipelines.DefaultString.Replace(
+            ParallelCompiler.Passes.Pipelines.DefaultString.Replace(
                 "sharding-propagation",
                 $"sharding-propagation{{priority={priority}}}"
             );
