@@ -10,10 +10,17 @@ namespace ParallelCompiler.Planner;
 /// Parquet; docs/planner.md gives the schema).</summary>
 public static class PlanReport
 {
+    private static string F1(double v) => v.ToString("F1", CultureInfo.InvariantCulture);
+
     private static string G(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
 
     private static string Gib(double bytes) =>
-        (bytes / (1024.0 * 1024 * 1024)).ToString("F1", CultureInfo.InvariantCulture) + " GiB";
+        bytes >= 1L << 30
+            ? (bytes / (1L << 30)).ToString("F1", CultureInfo.InvariantCulture) + " GiB"
+            : (bytes / (1L << 20)).ToString("F1", CultureInfo.InvariantCulture) + " MiB";
+
+    private static string Tflops(double flops) =>
+        (flops / 1e12).ToString(flops >= 1e11 ? "F1" : "G3", CultureInfo.InvariantCulture) + " TFLOP/s";
 
     private static string Pct(double share) => (share * 100).ToString("F1", CultureInfo.InvariantCulture) + " %";
 
@@ -92,7 +99,8 @@ public static class PlanReport
         w.WriteLine(
             $"plan: {result.Model.Model.Name} on {req.Gpus} GPUs of {req.Cluster.Name}: {result.Candidates.Count} "
                 + $"candidates, {ranked.Count} viable, {result.Profiles} compiled profiles, "
-                + $"{result.SearchSeconds.ToString("F1", CultureInfo.InvariantCulture)} s"
+                + $"{F1(result.SearchSeconds)} s (intra-operator programs {F1(result.Times.IntraOpSeconds)} s, "
+                + $"profiles {F1(result.Times.ProfileSeconds)} s, composition {F1(result.Times.ComposeSeconds)} s)"
                 + (result.TimedOut ? " (stopped at the time limit)" : "")
         );
         for (int i = 0; i < Math.Min(ranked.Count, top + 1); i++)
@@ -102,7 +110,7 @@ public static class PlanReport
             w.WriteLine($"#{i + 1} {r.Plan.Summary}");
             w.WriteLine(
                 $"  step {PlanSearch.Seconds(r.StepSeconds)}, {G(Math.Round(tokensPerStep / r.StepSeconds))} tokens/s, "
-                    + $"{(r.FlopsPerGpu / 1e12).ToString("F1", CultureInfo.InvariantCulture)} TFLOP/s per GPU, "
+                    + $"{Tflops(r.FlopsPerGpu)} per GPU, "
                     + $"memory {Gib(r.PeakBytes)}"
             );
             w.WriteLine(
