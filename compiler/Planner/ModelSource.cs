@@ -90,7 +90,8 @@ public sealed class ModelSource
         string batchConst,
         long batch,
         Dictionary<string, long> consts,
-        Dictionary<string, (ParamStmt, long[])> @params
+        Dictionary<string, (ParamStmt, long[])> @params,
+        IReadOnlyDictionary<string, long> defines
     )
     {
         Source = source;
@@ -103,7 +104,10 @@ public sealed class ModelSource
         Batch = batch;
         Consts = consts;
         Params = @params;
+        _defines = defines;
     }
+
+    private readonly IReadOnlyDictionary<string, long> _defines;
 
     /// <summary>Reads <paramref name="src"/>; a model the planner cannot work on is a <see
     /// cref="UserErrorException"/>, a syntax error a <see cref="CompilationFailedException"/>.</summary>
@@ -156,7 +160,20 @@ public sealed class ModelSource
         foreach (var b in program.Decls.OfType<BlockDecl>())
         foreach (var p in Walk(b.Body).OfType<ParamStmt>())
             ps[$"{b.Name}.{p.Name}"] = (p, p.Type.Dims.Select(d => Eval(d, consts)).ToArray());
-        return new ModelSource(src, program, model, loop, repeated, count, batchConst, consts[batchConst], consts, ps);
+        var defines = new Dictionary<string, long>(options.Defines, StringComparer.Ordinal);
+        return new ModelSource(
+            src,
+            program,
+            model,
+            loop,
+            repeated,
+            count,
+            batchConst,
+            consts[batchConst],
+            consts,
+            ps,
+            defines
+        );
     }
 
     private static IEnumerable<Stmt> Walk(IEnumerable<Stmt> body)
@@ -240,6 +257,10 @@ public sealed class ModelSource
             edits.Add((Program.Decls.Count > 0 ? DeclStart(Program.Decls[0]) : 0, 0, meshText + "\n"));
         if (batch is { } b && Program.Decls.OfType<ConstDecl>().First(c => c.Name == BatchConst) is { } bc)
             edits.Add((bc.Value.Span.Start, bc.Value.Span.Length, b.ToString(CultureInfo.InvariantCulture)));
+        // The consts -D set are written with their values, so the plan compiles as it was planned without them.
+        foreach (var c in Program.Decls.OfType<ConstDecl>())
+            if (_defines.TryGetValue(c.Name, out long v) && !(batch != null && c.Name == BatchConst))
+                edits.Add((c.Value.Span.Start, c.Value.Span.Length, v.ToString(CultureInfo.InvariantCulture)));
         if (layers is { } l && Loop != null)
             edits.Add((Loop.Hi.Span.Start, Loop.Hi.Span.Length, $"{Eval(Loop.Lo, Consts) + l}"));
         foreach (var (key, (decl, shape)) in Params)

@@ -43,23 +43,27 @@ public sealed partial class PlanSearch
             layerBwd = layer.Backward + (plan.Remat ? layer.Forward : 0);
         var split = SplitLayers(layers, stages, layerFwd + layerBwd, rest.Forward + rest.Backward);
 
-        // Memory: parameter state (ZeRO-1 splits the optimizer's share over dp) and the activations the schedule
-        // holds: per layer and microbatch what the profile's second layer added beyond its state, or under
-        // recomputation the layer's input, plus one layer's activations while it is recomputed.
+        // Memory, as the cost model counts it: parameter state (ZeRO-1 splits the optimizer's share over dp), one
+        // microbatch's walk through the stages (the second layer's bytes beyond its state), and what the other
+        // microbatches in flight hold from their forward to their backward (a layer's held activations, or under
+        // recomputation only its input).
         double stateShare = plan.Zero > 0 ? (2 + (_stateFactor - 2) / plan.Dp) / _stateFactor : 1;
         double layerStateFull = LayerStateBytes(plan),
             layerState = layerStateFull * stateShare,
-            layerAct = Math.Max(0, layer.Peak - layerStateFull),
-            heldAct = plan.Remat ? _model.LayerInputBytes(mbs) : layerAct;
+            layerWalk = Math.Max(0, layer.Peak - layerStateFull),
+            input = _model.LayerInputBytes(mbs),
+            unit = plan.Remat ? input : Math.Max(0, layer.Held);
         double restStateFull = RestParamBytes(plan) * _stateFactor,
             restState = restStateFull * stateShare,
             restAct = Math.Max(0, rest.Peak - restStateFull);
         double peak = 0;
         for (int d = 0; d < p; d++)
         {
-            double bytes = plan.Remat ? layerAct : 0;
-            for (int c = 0; c < plan.Chunks; c++)
-                bytes += split[c * p + d] * (layerState + Held(plan, d) / plan.Chunks * heldAct);
+            double mine = Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]);
+            double bytes =
+                mine * (layerState + (plan.Remat ? input : layerWalk))
+                + (plan.Remat ? layerWalk : 0)
+                + (Held(plan, d) - 1) * mine / plan.Chunks * unit;
             // The first stage holds the model's own parameters that feed the stack (embeddings), the last those
             // after it and the loss's activations: both counted whole, as a tied embedding is.
             if (d == 0 || d == p - 1)

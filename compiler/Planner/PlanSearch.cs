@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using ParallelCompiler.Analysis;
 using ParallelCompiler.Cost;
 using ParallelCompiler.IR;
 using ParallelCompiler.Lowering;
@@ -101,7 +102,8 @@ public sealed partial class PlanSearch
 
     /// <summary>The per-microbatch costs of a compiled variant (one stage, one microbatch): forward and backward with
     /// their critical-path communication, the optimizer step, the gradient synchronisation, all communication, the
-    /// peak bytes, and the FLOPs (with and without recomputation).</summary>
+    /// peak bytes, the activations a microbatch holds from its forward to its backward, and the FLOPs (with and
+    /// without recomputation).</summary>
     private sealed record Profile(
         double Forward,
         double Backward,
@@ -109,6 +111,7 @@ public sealed partial class PlanSearch
         double Sync,
         double Comm,
         double Peak,
+        double Held,
         double Flops,
         double ModelFlops
     )
@@ -121,11 +124,12 @@ public sealed partial class PlanSearch
                 a.Sync - b.Sync,
                 a.Comm - b.Comm,
                 a.Peak - b.Peak,
+                a.Held - b.Held,
                 a.Flops - b.Flops,
                 a.ModelFlops - b.ModelFlops
             );
 
-        public static readonly Profile Zero = new(0, 0, 0, 0, 0, 0, 0, 0);
+        public static readonly Profile Zero = new(0, 0, 0, 0, 0, 0, 0, 0, 0);
     }
 
     private PlanSearch(ModelSource model, PlanRequest request, PassRegistry registry)
@@ -488,6 +492,7 @@ public sealed partial class PlanSearch
         // One stage of one microbatch, still pipelined: the cost model then tells the forward from the backward.
         var module = Compile(variant, _model.Loop != null ? layers : null, mbs, pipeline: true);
         var cost = CostModel.Of(module, _request.Cluster);
+        var held = PipelineStats.Of(module.EntryFunction()!)?.Devices[0];
         return new Profile(
             cost.StageForwardSeconds.Sum(),
             cost.StageBackwardSeconds.Sum(),
@@ -495,6 +500,7 @@ public sealed partial class PlanSearch
             cost.SyncSeconds,
             cost.Stages.Sum(s => s.CommSeconds),
             cost.PeakBytes,
+            held == null ? 0 : (double)held.PeakActivationBytes / Math.Max(1, held.PeakMicrobatches),
             cost.FlopsPerDevice,
             cost.ModelFlopsPerDevice
         );
