@@ -129,12 +129,11 @@ public static class PlanReport
     public static CandidateRow Row(RatedPlan r, PlanResult result)
     {
         var p = r.Plan;
-        double parameters = result.Model.Params.Values.Sum(v => v.Shape.Aggregate(1.0, (a, d) => a * d));
         bool fits = r.PeakBytes <= result.Request.Cluster.HbmBytes && r.PeakBytes > 0;
         return new CandidateRow
         {
             Model = result.Model.Model.Name,
-            Params = parameters,
+            Params = result.Parameters,
             Layers = result.Model.Layers,
             Batch = result.Request.Batch ?? result.Model.Batch,
             Cluster = result.Request.Cluster.Name,

@@ -43,16 +43,16 @@ public sealed partial class PlanSearch
             layerBwd = layer.Backward + (plan.Remat ? layer.Forward : 0);
         var split = SplitLayers(layers, stages, layerFwd + layerBwd, rest.Forward + rest.Backward);
 
-        // Memory, as the cost model counts it: parameter state (ZeRO-1 splits the optimizer's share over dp), one
-        // microbatch's walk through the stages (the second layer's bytes beyond its state), and what the other
-        // microbatches in flight hold from their forward to their backward (a layer's held activations, or under
-        // recomputation only its input).
+        // Memory: parameter state whole (parameter, gradient and optimizer state, as frameworks keep gradient
+        // buffers; ZeRO-1 splits the optimizer's share over dp), and the activations every microbatch in flight
+        // holds from its forward to its backward (a layer's, from the compiled profile's pipeline statistics, or
+        // under recomputation only its input, plus one layer's while it is recomputed); the last stage also the
+        // loss's transient (the rest of the model's peak beyond its state).
         double stateShare = plan.Zero > 0 ? (2 + (_stateFactor - 2) / plan.Dp) / _stateFactor : 1;
         double layerStateFull = LayerStateBytes(plan),
             layerState = layerStateFull * stateShare,
-            layerWalk = Math.Max(0, layer.Peak - layerStateFull),
-            input = _model.LayerInputBytes(mbs),
-            unit = plan.Remat ? input : Math.Max(0, layer.Held);
+            recomputed = Math.Max(0, layer.Held),
+            unit = plan.Remat ? _model.LayerInputBytes(mbs) : recomputed;
         double restStateFull = RestParamBytes(plan) * _stateFactor,
             restState = restStateFull * stateShare,
             restAct = Math.Max(0, rest.Peak - restStateFull);
@@ -61,11 +61,9 @@ public sealed partial class PlanSearch
         {
             double mine = Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]);
             double bytes =
-                mine * (layerState + (plan.Remat ? input : layerWalk))
-                + (plan.Remat ? layerWalk : 0)
-                + (Held(plan, d) - 1) * mine / plan.Chunks * unit;
+                mine * layerState + Held(plan, d) * mine / plan.Chunks * unit + (plan.Remat ? recomputed : 0);
             // The first stage holds the model's own parameters that feed the stack (embeddings), the last those
-            // after it and the loss's activations: both counted whole, as a tied embedding is.
+            // after it: both counted whole, as a tied embedding is.
             if (d == 0 || d == p - 1)
                 bytes += restState;
             if (d == p - 1)

@@ -65,6 +65,9 @@ public sealed record PlanResult(
     SearchTimes Times
 )
 {
+    /// <summary>The model's parameter elements, every instance of a repeated layer counted.</summary>
+    public double Parameters { get; init; }
+
     /// <summary>The viable candidates, fastest first (ties: fewer devices per replica, then the simpler
     /// plan).</summary>
     public IEnumerable<RatedPlan> Ranked =>
@@ -308,7 +311,13 @@ public sealed partial class PlanSearch
             clock.Elapsed.TotalSeconds,
             timedOut,
             new SearchTimes(_intraOpSeconds, _profileSeconds, composeClock.Elapsed.TotalSeconds)
-        );
+        )
+        {
+            Parameters = _model.Params.Sum(kv =>
+                kv.Value.Shape.Aggregate(1.0, (a, d) => a * d)
+                * (_layerDecls.Contains(kv.Key.Split('.')[0]) ? _model.Layers : 1)
+            ),
+        };
     }
 
     /// <summary>Every mesh of <paramref name="gpus"/> with tp inside a node, and every microbatch size (powers of two

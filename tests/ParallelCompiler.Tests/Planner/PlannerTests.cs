@@ -154,7 +154,9 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     private static PassRegistry Registry() => (PassRegistry)CompilerServices.Create().GetService(typeof(PassRegistry))!;
 
     /// <summary>The planner composes a candidate from one- and two-layer profiles; the whole plan compiled and costed
-    /// by the cost model must agree with it.</summary>
+    /// by the cost model must agree with it: the step within 15 %, the memory never below the cost model's (the
+    /// planner keeps every gradient buffer for the whole step, the cost model counts values while they are live) and
+    /// within 1.5 times it.</summary>
     [Theory]
     [InlineData(2, 2, 2, 4, "1f1b", 1, false)]
     [InlineData(1, 2, 4, 4, "gpipe", 1, true)]
@@ -193,7 +195,7 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         var cost = CostModel.Of(planner.Compile(plan, null, 32), cluster);
         Assert.InRange(rated.StepSeconds / cost.StepSeconds, 0.85, 1.15);
         Assert.True(
-            rated.PeakBytes / cost.PeakBytes is > 0.75 and < 1.25,
+            rated.PeakBytes / cost.PeakBytes is > 0.9 and < 1.5,
             $"planner {rated.PeakBytes / 1048576:F1} MiB, cost model per device "
                 + string.Join(", ", cost.Stages.Select(x => $"{x.PeakBytes / 1048576:F1} MiB"))
         );
