@@ -46,7 +46,7 @@ public static class PlanReport
             parts.Add("tp=1: every weight whole on each GPU (no tensor-parallel collectives)");
         if (p.Pp > 1)
             parts.Add(
-                $"pp={p.Pp} cuts {model.Layers} layers {string.Join("/", r.LayersPerStage)}; {p.Schedule}"
+                $"pp={p.Pp} cuts {model.Layers} layers {Cut(r.LayersPerStage)}; {p.Schedule}"
                     + (p.Chunks > 1 ? $" with {p.Chunks} chunks" : "")
                     + $" over {p.Microbatches} microbatches of {r.MicrobatchSize}: bubble "
                     + Pct(r.BubbleSeconds / r.StepSeconds)
@@ -74,6 +74,15 @@ public static class PlanReport
                 + (next.Layouts != r.Layouts && next.Plan.Tp == p.Tp ? ", other shardings" : "")
                 + ").";
         return text;
+    }
+
+    /// <summary>Layers per stage, as 24/24, or 63 x 2/1 when many stages hold the same.</summary>
+    private static string Cut(int[] split)
+    {
+        if (split.Length <= 8)
+            return string.Join("/", split);
+        int same = split.TakeWhile(x => x == split[0]).Count();
+        return $"{same} x {split[0]}" + (same < split.Length ? "/" + string.Join("/", split.Skip(same)) : "");
     }
 
     private static string Describe(Plan p, ModelSource model)
