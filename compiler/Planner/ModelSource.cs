@@ -22,6 +22,14 @@ public sealed record Plan(
     IReadOnlyDictionary<string, int> ParamDims
 )
 {
+    /// <summary>A layer the stack calls whose forward is recomputed in the backward (selective recomputation, with
+    /// <see cref="Remat"/> false), or null.</summary>
+    public string? Selective { get; init; }
+
+    /// <summary>What is recomputed: none, full (the repeated layer) or the layer <see cref="Selective"/>
+    /// names.</summary>
+    public string Recompute => Remat ? "full" : Selective ?? "none";
+
     /// <summary>The devices the plan uses.</summary>
     public int Devices => Tp * Pp * Dp;
 
@@ -30,6 +38,7 @@ public sealed record Plan(
         $"tp={Tp} pp={Pp} dp={Dp}, {Microbatches} microbatch{(Microbatches == 1 ? "" : "es")}"
         + (Pp > 1 ? $", {Schedule}{(Chunks > 1 ? $" x {Chunks} chunks" : "")}" : "")
         + (Remat ? ", full recomputation" : "")
+        + (Selective != null ? $", recomputing {Selective}" : "")
         + (Zero > 0 ? $", ZeRO-{Zero}" : "");
 
     /// <summary>The parameters split over tp, as <c>name[dim]</c>, sorted.</summary>
@@ -271,16 +280,16 @@ public sealed class ModelSource
         }
         foreach (var arg in Model.Args)
             Reshard(edits, arg.Type, plan.Dp > 1 && arg.Type.Dims.Count > 0 ? Shard(arg.Type.Dims.Count, 0, "dp") : "");
-        // Attributes: the planner's replace the model's @pipeline and the repeated layer's @remat.
+        // Attributes: the planner's replace the model's @pipeline and every layer's @remat.
         foreach (var block in Program.Decls.OfType<BlockDecl>())
         {
             bool isModel = block == Model,
                 isLayer = block.Name == RepeatedLayer || RepeatedLayer == null && isModel;
             foreach (var a in block.Attributes)
-                if (isModel && a.Name == "pipeline" || isLayer && a.Name == "remat")
+                if (isModel && a.Name == "pipeline" || a.Name == "remat")
                     edits.Add((a.Span.Start, LineEnd(text, a.Span.End) - a.Span.Start, ""));
             var lines = new StringBuilder();
-            if (isLayer && plan.Remat)
+            if (isLayer && plan.Remat || block.Name == plan.Selective)
                 lines.Append("@remat\n");
             if (isModel && (plan.Pp > 1 || plan.Microbatches > 1 || pipeline))
             {

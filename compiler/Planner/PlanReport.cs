@@ -64,8 +64,11 @@ public static class PlanReport
                 : "dp=1"
         );
         parts.Add(
-            (p.Remat ? "full recomputation of each layer" : "no recomputation")
-                + $": {Gib(r.PeakBytes)} at the peak of {Gib(c.HbmBytes)}"
+            (
+                p.Remat ? "full recomputation of each layer"
+                : p.Selective != null ? $"{p.Selective} recomputed in the backward"
+                : "no recomputation"
+            ) + $": {Gib(r.PeakBytes)} at the peak of {Gib(c.HbmBytes)}"
         );
         string text = string.Join("; ", parts) + ".";
         if (next != null)
@@ -155,6 +158,7 @@ public static class PlanReport
             Schedule = p.Schedule,
             Chunks = p.Chunks,
             Remat = p.Remat,
+            Recompute = p.Recompute,
             Zero = p.Zero,
             Shardings = r.Layouts,
             LayersPerStage = string.Join("/", r.LayersPerStage),
@@ -257,6 +261,10 @@ public sealed class CandidateRow
     /// <summary>Column <c>remat</c> (docs/planner.md).</summary>
     [JsonPropertyName("remat")]
     public bool Remat { get; set; }
+
+    /// <summary>Column <c>recompute</c> (docs/planner.md).</summary>
+    [JsonPropertyName("recompute")]
+    public string Recompute { get; set; } = "";
 
     /// <summary>Column <c>zero</c> (docs/planner.md).</summary>
     [JsonPropertyName("zero")]

@@ -21,14 +21,14 @@ public sealed partial class PlanSearch
                 mbs,
                 $"pruned: tp={plan.Tp} splits no weight, so every device of a tp group would repeat the same work"
             );
-        if (_failed.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, 1), out var why))
+        if (_failed.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var why))
             return Unrated(plan, mbs, why);
-        var one = _profiles[Key(plan.Tp, plan.ParamDims, mbs, 1)];
+        var one = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1)];
         Profile layer,
             rest;
         if (_model.Loop != null)
         {
-            layer = _profiles[Key(plan.Tp, plan.ParamDims, mbs, 2)] - one;
+            layer = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 2)] - one;
             rest = one - layer;
         }
         else

@@ -75,7 +75,7 @@ public sealed record PlanResult(
             .Where(c => c.Viable)
             .OrderBy(c => c.StepSeconds)
             .ThenBy(c => c.Plan.Tp * c.Plan.Pp)
-            .ThenBy(c => (c.Plan.Remat ? 1 : 0) + c.Plan.Zero + c.Plan.Chunks);
+            .ThenBy(c => (c.Plan.Remat || c.Plan.Selective != null ? 1 : 0) + c.Plan.Zero + c.Plan.Chunks);
 }
 
 /// <summary>
@@ -213,7 +213,7 @@ public sealed partial class PlanSearch
     /// <paramref name="mbs"/> exactly as the search rates its candidates.</summary>
     public RatedPlan Rate(Plan plan, long mbs)
     {
-        Profiles(plan.Tp, plan.ParamDims, mbs, double.PositiveInfinity);
+        Profiles(plan.Tp, plan.ParamDims, mbs, plan.Selective, double.PositiveInfinity);
         return Compose(plan, mbs);
     }
 
@@ -244,7 +244,7 @@ public sealed partial class PlanSearch
                 kept.Add(s);
         }
         // Intra-operator plans per tp, then the profiles every kept shape needs, most promising first.
-        var work = new List<(int Tp, IReadOnlyDictionary<string, int> Dims, long Mbs)>();
+        var work = new List<(int Tp, IReadOnlyDictionary<string, int> Dims, long Mbs, string? Selective)>();
         bool timedOut = false;
         foreach (int tp in kept.Select(s => s.Tp).Distinct())
         {
@@ -267,8 +267,13 @@ public sealed partial class PlanSearch
         }
         foreach (var s in kept.OrderBy(s => Estimate(s)))
         foreach (var c in _layouts.GetValueOrDefault(s.Tp) ?? [])
-            if (!work.Any(w => w.Tp == s.Tp && w.Mbs == s.Mbs && ReferenceEquals(w.Dims, c.ParamDims)))
-                work.Add((s.Tp, c.ParamDims, s.Mbs));
+        foreach (var selective in SelectiveChoices)
+            if (
+                !work.Any(w =>
+                    w.Tp == s.Tp && w.Mbs == s.Mbs && ReferenceEquals(w.Dims, c.ParamDims) && w.Selective == selective
+                )
+            )
+                work.Add((s.Tp, c.ParamDims, s.Mbs, selective));
         int done = 0,
             total = work.Count + kept.Count;
         var profileClock = Stopwatch.StartNew();
@@ -278,7 +283,7 @@ public sealed partial class PlanSearch
             w =>
             {
                 if (clock.Elapsed.TotalSeconds <= _request.TimeLimitSeconds)
-                    Profiles(w.Tp, w.Dims, w.Mbs, _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds);
+                    Profiles(w.Tp, w.Dims, w.Mbs, w.Selective, _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds);
                 progress?.Invoke(Interlocked.Increment(ref done), total);
             }
         );
@@ -290,7 +295,7 @@ public sealed partial class PlanSearch
             foreach (var plan in PlansOf(s))
             {
                 var p = plan with { ParamDims = c.ParamDims };
-                if (!HasProfiles(p.Tp, p.ParamDims, s.Mbs))
+                if (!HasProfiles(p.Tp, p.ParamDims, s.Mbs, p.Selective))
                 {
                     timedOut = true;
                     rated.Add(Unrated(p, s.Mbs, "not rated: the search reached its time limit"));
@@ -340,7 +345,8 @@ public sealed partial class PlanSearch
         }
     }
 
-    /// <summary>The candidates of a shape: schedules (one stage: none), recomputation, ZeRO-1 where dp > 1.</summary>
+    /// <summary>The candidates of a shape: schedules (one stage: none), recomputation (none, of one layer the stack
+    /// calls, or full), ZeRO-1 where dp > 1.</summary>
     private IEnumerable<Plan> PlansOf(Shape s)
     {
         var schedules = new List<(string, int)> { ("1f1b", 1) };
@@ -352,9 +358,34 @@ public sealed partial class PlanSearch
                     schedules.Add(("interleaved", v));
         }
         foreach (var (schedule, chunks) in schedules)
-        foreach (bool remat in new[] { false, true })
+        foreach (var selective in SelectiveChoices.Append("full"))
         foreach (int zero in s.Dp > 1 ? new[] { 0, 1 } : new[] { 0 })
-            yield return new Plan(s.Tp, s.Pp, s.Dp, s.Microbatches, schedule, chunks, remat, zero, EmptyDims);
+            yield return new Plan(
+                s.Tp,
+                s.Pp,
+                s.Dp,
+                s.Microbatches,
+                schedule,
+                chunks,
+                selective == "full",
+                zero,
+                EmptyDims
+            )
+            {
+                Selective = selective == "full" ? null : selective,
+            };
+    }
+
+    /// <summary>None, or one of the layers the repeated layer calls (recomputed in the backward: selective
+    /// recomputation at the granularity of a layer, as Korthikanti et al. recompute the attention core).</summary>
+    private IEnumerable<string?> SelectiveChoices
+    {
+        get
+        {
+            yield return null;
+            foreach (var l in _layerDecls.Where(l => l != _model.RepeatedLayer).Order(StringComparer.Ordinal))
+                yield return l;
+        }
     }
 
     private static readonly IReadOnlyDictionary<string, int> EmptyDims = new Dictionary<string, int>();
@@ -463,41 +494,53 @@ public sealed partial class PlanSearch
         return module;
     }
 
-    private static string Key(int tp, IReadOnlyDictionary<string, int> dims, long mbs, long layers) =>
-        $"{tp}|{mbs}|{new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims).Splits}|{layers}";
+    private static string Key(
+        int tp,
+        IReadOnlyDictionary<string, int> dims,
+        long mbs,
+        string? selective,
+        long layers
+    ) => $"{tp}|{mbs}|{new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims).Splits}|{selective}|{layers}";
 
-    private bool HasProfiles(int tp, IReadOnlyDictionary<string, int> dims, long mbs) =>
-        _profiles.ContainsKey(Key(tp, dims, mbs, 1))
-            && (_model.Loop == null || _profiles.ContainsKey(Key(tp, dims, mbs, 2)))
-        || _failed.ContainsKey(Key(tp, dims, mbs, 1));
+    private bool HasProfiles(int tp, IReadOnlyDictionary<string, int> dims, long mbs, string? selective) =>
+        _profiles.ContainsKey(Key(tp, dims, mbs, selective, 1))
+            && (_model.Loop == null || _profiles.ContainsKey(Key(tp, dims, mbs, selective, 2)))
+        || _failed.ContainsKey(Key(tp, dims, mbs, selective, 1));
 
-    /// <summary>Compiles the one- and two-layer profiles of (tp, shardings, microbatch size), unless the time left is
-    /// spent.</summary>
-    private void Profiles(int tp, IReadOnlyDictionary<string, int> dims, long mbs, double secondsLeft)
+    /// <summary>Compiles the one- and two-layer profiles of (tp, shardings, microbatch size, selectively recomputed
+    /// layer), unless the time left is spent.</summary>
+    private void Profiles(
+        int tp,
+        IReadOnlyDictionary<string, int> dims,
+        long mbs,
+        string? selective,
+        double secondsLeft
+    )
     {
         var clock = Stopwatch.StartNew();
+        string first = Key(tp, dims, mbs, selective, 1);
         foreach (long layers in _model.Loop != null ? new long[] { 1, 2 } : [1])
         {
-            string key = Key(tp, dims, mbs, layers);
-            if (_profiles.ContainsKey(key) || _failed.ContainsKey(Key(tp, dims, mbs, 1)))
+            string key = Key(tp, dims, mbs, selective, layers);
+            if (_profiles.ContainsKey(key) || _failed.ContainsKey(first))
                 continue;
             if (clock.Elapsed.TotalSeconds > secondsLeft)
                 return;
             try
             {
-                _profiles[key] = ProfileOf(tp, dims, mbs, layers);
+                _profiles[key] = ProfileOf(tp, dims, mbs, selective, layers);
             }
             catch (Exception e) when (e is PassInputException or PassFailureException or UserErrorException)
             {
-                _failed[Key(tp, dims, mbs, 1)] = $"does not compile: {e.Message.Split('\n')[0]}";
+                _failed[first] = $"does not compile: {e.Message.Split('\n')[0]}";
             }
         }
     }
 
     /// <summary>A one-stage, one-microbatch variant with <paramref name="layers"/> repeated layers.</summary>
-    private Profile ProfileOf(int tp, IReadOnlyDictionary<string, int> dims, long mbs, long layers)
+    private Profile ProfileOf(int tp, IReadOnlyDictionary<string, int> dims, long mbs, string? selective, long layers)
     {
-        var variant = new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims);
+        var variant = new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims) { Selective = selective };
         // One stage of one microbatch, still pipelined: the cost model then tells the forward from the backward.
         var module = Compile(variant, _model.Loop != null ? layers : null, mbs, pipeline: true);
         var cost = CostModel.Of(module, _request.Cluster);
