@@ -16,8 +16,11 @@ public sealed class DeviceStats
     /// <summary>Bytes sent in all.</summary>
     public double CommBytes => Collectives.Values.Sum(c => c.Bytes);
 
-    /// <summary>Bytes of parameters held.</summary>
+    /// <summary>Bytes of parameters held (the optimizer's state included).</summary>
     public long ParamBytes { get; set; }
+
+    /// <summary>Of which the optimizer's state (momentum, adam's moments, the step count).</summary>
+    public long StateBytes { get; set; }
 
     /// <summary>Most bytes live at once: parameters, arguments and the activations not yet dead.</summary>
     public long PeakBytes { get; set; }
@@ -95,6 +98,8 @@ public sealed class DeviceStats
                 live += Bytes(r.TensorType);
                 if (op.Name == "tensor.param")
                     s.ParamBytes += Bytes(r.TensorType);
+                if (op.Name == "tensor.param" && op.GetAttr("state") != null)
+                    s.StateBytes += Bytes(r.TensorType);
             }
             peak = Math.Max(peak, live);
             foreach (var v in op.Operands.Distinct())

@@ -30,7 +30,14 @@ public sealed record StageCost(
     double CommSeconds,
     double IdleSeconds,
     double PeakBytes
-);
+)
+{
+    /// <summary>Of the peak: the parameters (the optimizer's state included).</summary>
+    public double ParamBytes { get; init; }
+
+    /// <summary>Of those: the optimizer's state.</summary>
+    public double StateBytes { get; init; }
+}
 
 /// <summary>The predicted step of a compiled program on a cluster (docs/cost-model.md defines every term).</summary>
 public sealed record StepCost(
@@ -264,11 +271,26 @@ public static class CostModel
                 var st = DeviceStats.Of(kfunc, mesh, RankOnPipelineDevice(kfunc, mesh, d), pipeline, onDevice[d]);
                 double idle = timeline.Makespan - timeline.Busy(d);
                 bubble = Math.Max(bubble, idle);
-                stageCosts.Add(new StageCost(d, busy[d], comm[d], idle, st.PeakBytes));
+                stageCosts.Add(
+                    new StageCost(d, busy[d], comm[d], idle, st.PeakBytes)
+                    {
+                        ParamBytes = st.ParamBytes,
+                        StateBytes = st.StateBytes,
+                    }
+                );
             }
         }
         else
-            stageCosts.Add(new StageCost(0, busy[0], comm[0], 0, DeviceStats.Of(kfunc, mesh, 0).PeakBytes));
+        {
+            var st = DeviceStats.Of(kfunc, mesh, 0);
+            stageCosts.Add(
+                new StageCost(0, busy[0], comm[0], 0, st.PeakBytes)
+                {
+                    ParamBytes = st.ParamBytes,
+                    StateBytes = st.StateBytes,
+                }
+            );
+        }
         // Gradient synchronisation runs under the compute that follows its first collective; the rest is exposed.
         double hidden = gradientSync == GradientSync.Overlapped ? Math.Min(syncSeconds, computeAfterSync) : 0;
         step += syncSeconds - hidden;

@@ -78,8 +78,15 @@ public static class CostReport
                 + "model FLOP utilisation "
                 + $"{P(c.Mfu)}"
         );
+        var fullest = c.Stages.MaxBy(s => s.PeakBytes);
+        string parts =
+            fullest == null
+                ? ""
+                : $" (parameters {Analysis.Units.Bytes(fullest.ParamBytes - fullest.StateBytes)}, optimizer state "
+                    + $"{Analysis.Units.Bytes(fullest.StateBytes)}, activations, gradients and workspace "
+                    + $"{Analysis.Units.Bytes(Math.Max(0, fullest.PeakBytes - fullest.ParamBytes))})";
         w.WriteLine(
-            $"memory: {Analysis.Units.Bytes(c.PeakBytes)} at the peak of the fullest device, "
+            $"memory: {Analysis.Units.Bytes(c.PeakBytes)} at the peak of the fullest device{parts}, "
                 + $"{(c.Fits ? "fits" : "does NOT fit")} in "
                 + $"{Analysis.Units.Bytes(c.HbmBytes)}"
         );
@@ -98,6 +105,12 @@ public static class CostReport
             ["tflops_per_gpu"] = c.FlopsPerSecondPerGpu / 1e12,
             ["mfu"] = c.Mfu,
             ["memory_gib"] = c.PeakBytes / (1024.0 * 1024 * 1024),
+            ["memory_params_gib"] = c.Stages.MaxBy(s => s.PeakBytes) is { } f
+                ? (f.ParamBytes - f.StateBytes) / (1024.0 * 1024 * 1024)
+                : null,
+            ["memory_optimizer_state_gib"] = c.Stages.MaxBy(s => s.PeakBytes) is { } g
+                ? g.StateBytes / (1024.0 * 1024 * 1024)
+                : null,
             ["fits"] = c.Fits,
             ["compute_s"] = c.ComputeSeconds,
             ["exposed_comm_s"] = c.Collectives.ToDictionary(k => k.Kind, k => k.ExposedSeconds),

@@ -137,6 +137,37 @@ public class CostModelTests() : TempDirTest("mplc-cost")
     }
 
     [Fact]
+    public void TheMemoryBreakdownShowsZeroOneSplittingTheOptimizerState()
+    {
+        double State(params string[] extra)
+        {
+            var r = Mplc.Run([
+                "cost",
+                Repo.Path("examples", "gpt.mpl"),
+                "--cluster",
+                "a100-80g-selene",
+                "--json",
+                .. extra,
+            ]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            var json = JsonDocument.Parse(r.Stdout).RootElement;
+            // adam: two moments a parameter (and one step count), in the parameters' type.
+            double ps = json.GetProperty("memory_params_gib").GetDouble();
+            double state = json.GetProperty("memory_optimizer_state_gib").GetDouble();
+            Assert.True(ps > 0);
+            return state / ps;
+        }
+        Assert.Equal(2.0, State(), 2);
+        // ZeRO-1 over dp = 2: each device keeps half of the moments.
+        Assert.Equal(1.0, State("--zero", "1"), 2);
+        var table = Mplc.Run("cost", Repo.Path("examples", "gpt.mpl"), "--cluster", "a100-80g-selene");
+        Assert.Matches(
+            @"memory: .* \(parameters .*, optimizer state .*, activations, gradients and workspace",
+            table.Stdout
+        );
+    }
+
+    [Fact]
     public void MplcCostPrintsTheStepAndSaysWhenAPlanDoesNotFit()
     {
         var r = Mplc.Run("cost", Repo.Path("examples", "gpt.mpl"), "--cluster", "h100-sxm", "-D", "L=2", "--json");
