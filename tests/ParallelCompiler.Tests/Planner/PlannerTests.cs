@@ -58,10 +58,6 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         string plan = P("plan.mpl");
         var args = new List<string>
         {
-            "plan",
-            model,
-            "--cluster",
-            "a100-80g-selene",
             "--gpus",
             gpus.ToString(CultureInfo.InvariantCulture),
             "--time-limit",
@@ -71,7 +67,7 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         };
         if (mesh != null)
             args.AddRange(["--mesh", mesh]);
-        var planned = Mplc.Run([.. args]);
+        var planned = RunPlan(model, [.. args]);
         Assert.True(planned.ExitCode == 0, planned.Stdout + planned.Stderr);
         Assert.Contains("#1 ", planned.Stdout);
         Assert.Contains("why: ", planned.Stdout);
@@ -157,24 +153,17 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
             """
         );
         string plan = P("wide-plan.mpl");
-        var r = Mplc.Run(
-            "plan",
-            model,
-            "--cluster",
-            "a100-80g-selene",
-            "--gpus",
-            "8",
-            "--time-limit",
-            "30",
-            "-o",
-            plan
-        );
+        var r = RunPlan(model, "--gpus", "8", "--time-limit", "30", "-o", plan);
         Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
         string text = File.ReadAllText(plan);
         Assert.Matches(@"param w1: f32\[D, H\] shard\[_, tp\];", text);
         Assert.Matches(@"param w2: f32\[H, D\] shard\[tp, _\];", text);
         Assert.DoesNotMatch(@"tp = 1\]", text);
     }
+
+    /// <summary>mplc plan on a100-80g-selene.</summary>
+    private static Mplc.Result RunPlan(string model, params string[] args) =>
+        Mplc.Run(["plan", model, "--cluster", "a100-80g-selene", .. args]);
 
     private static PassRegistry Registry() => (PassRegistry)CompilerServices.Create().GetService(typeof(PassRegistry))!;
 
@@ -244,18 +233,7 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     public async Task TheExportedDatasetHasARowPerCandidateInCsvAndParquet()
     {
         string dir = P("export");
-        var r = Mplc.Run(
-            "plan",
-            Plain,
-            "--cluster",
-            "a100-80g-selene",
-            "--gpus",
-            "4",
-            "--time-limit",
-            "30",
-            "--export",
-            dir
-        );
+        var r = RunPlan(Plain, "--gpus", "4", "--time-limit", "30", "--export", dir);
         Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
         int count = int.Parse(
             Regex.Match(r.Stdout, @"exported (\d+) candidates").Groups[1].Value,
@@ -282,7 +260,7 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     [InlineData("--gpus 8 --time-limit 0", "--time-limit must be positive")]
     public void BadArgumentsAreClearErrors(string args, string message)
     {
-        var r = Mplc.Run(["plan", Plain, "--cluster", "a100-80g-selene", .. args.Split(' ')]);
+        var r = RunPlan(Plain, args.Split(' '));
         Assert.Equal(1, r.ExitCode);
         Assert.Contains(message, r.Stderr);
         Assert.DoesNotContain("   at ", r.Stderr);
@@ -292,22 +270,7 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     public void AModelThatFitsNowhereNearSaysTheSmallestGpuCountThatFits()
     {
         // 24 layers of 8k x 32k f16 weights with adam: about 100 GiB of state, more than one GPU holds.
-        var r = Mplc.Run(
-            "plan",
-            Plain,
-            "--cluster",
-            "a100-80g-selene",
-            "--gpus",
-            "1",
-            "-D",
-            "D=8192",
-            "-D",
-            "NH=64",
-            "-D",
-            "L=24",
-            "--time-limit",
-            "60"
-        );
+        var r = RunPlan(Plain, "--gpus", "1", "-D", "D=8192", "-D", "NH=64", "-D", "L=24", "--time-limit", "60");
         Assert.Equal(1, r.ExitCode);
         Assert.Matches(
             @"does not fit on 1 GPUs of a100-80g-selene under any plan; the smallest that fits is \d+ GPUs",
@@ -329,7 +292,7 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
             train m optimizer sgd(lr = 0.1);
             """
         );
-        var r = Mplc.Run("plan", model, "--cluster", "a100-80g-selene", "--gpus", "2");
+        var r = RunPlan(model, "--gpus", "2");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("must be a const (the batch size)", r.Stderr);
     }
