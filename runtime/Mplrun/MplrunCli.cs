@@ -170,20 +170,11 @@ public static class MplrunCli
         MpiProcess? mpi = null;
         if (MpiProcess.FromEnvironment() is { Size: > 1 } launch)
         {
-            int devices = m.PhysicalMesh.DeviceCount;
-            if (devices % launch.Size != 0)
-                throw new RunInputException(
-                    $"{launch.Size} processes cannot share the {devices} device(s) of mesh {m.PhysicalMesh}: the "
-                        + "process count must divide the device count"
-                );
-            if (launch.Size != devices)
-                throw new RunInputException(
-                    $"{launch.Size} processes for the {devices} devices of mesh {m.PhysicalMesh}: each process of "
-                        + $"an MPI job runs one device, so start {devices} processes (or one for all of them)"
-                );
+            if (MpiLink.SplitError(m.PhysicalMesh, launch.Size) is { } split)
+                throw new RunInputException(split);
             if (s.Backend != "cpu" || checkCollectives || compare)
                 throw new RunInputException(
-                    "an MPI job runs the cpu back end, one device a process: run --backend cuda, cuda-emu, "
+                    "an MPI job runs the cpu back end: run --backend cuda, cuda-emu, "
                         + "--check-collectives and --compare in one process"
                 );
             mpi = MpiProcess.Start(launch);

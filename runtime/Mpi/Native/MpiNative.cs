@@ -1,12 +1,13 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using ParallelCompiler.Runtime.Distributed;
 
 namespace ParallelCompiler.Runtime.Mpi.Native;
 
 /// <summary>A call into the MPI library failed: the message names the call and gives MPI's own text for the
 /// code.</summary>
 public sealed class MpiException(string call, int code, string text)
-    : Exception($"{call} failed with MPI error {code}: {text}")
+    : DeviceException($"{call} failed with MPI error {code}: {text}")
 {
     /// <summary>The MPI function that failed, e.g. <c>MPI_Allgatherv</c>.</summary>
     public string Call { get; } = call;
