@@ -18,18 +18,7 @@ public sealed unsafe partial class MpiLink
         CancellationToken cancel
     )
     {
-        var header = Pinned(new int[] { call.Length, data.Length });
-        var headers = Pinned(new int[2 * n]);
-        fixed (
-            int* h = header,
-                hs = headers
-        )
-        {
-            nint req;
-            lock (_mpi)
-                req = MpiNative.Iallgather(h, 2, MpiNative.Int, hs, comm);
-            Wait(ref req, at, cancel);
-        }
+        var headers = AllGatherInts(comm, [call.Length, data.Length], n, at, cancel);
         var counts = Pinned(new int[n]);
         var displs = Pinned(new int[n]);
         long total = 0;
@@ -47,7 +36,7 @@ public sealed unsafe partial class MpiLink
         var mine = Pinned(new byte[call.Length + data.Length]);
         call.CopyTo(mine, 0);
         data.CopyTo(mine, call.Length);
-        var all = Pinned(new byte[total]);
+        var all = Fresh<byte>((int)total);
         fixed (
             byte* s = mine,
                 a = all
@@ -70,6 +59,24 @@ public sealed unsafe partial class MpiLink
             result[i] = (text, all, displs[i] + callLength, headers[2 * i + 1]);
         }
         return result;
+    }
+
+    // Every process's ints (as many from each), in communicator order, within the timeout.
+    private int[] AllGatherInts(nint comm, int[] values, int n, CollectiveCall<NDArray> at, CancellationToken cancel)
+    {
+        var mine = Pinned(values);
+        var all = Fresh<int>(values.Length * n);
+        fixed (
+            int* m = mine,
+                a = all
+        )
+        {
+            nint req;
+            lock (_mpi)
+                req = MpiNative.Iallgather(m, values.Length, MpiNative.Int, a, comm);
+            Wait(ref req, at, cancel);
+        }
+        return all;
     }
 
     private void Wait(ref nint request, CollectiveCall<NDArray> at, CancellationToken cancel)
@@ -103,13 +110,22 @@ public sealed unsafe partial class MpiLink
         }
     }
 
+    // Spins briefly, then yields the core: ranks often outnumber cores, and a waiting rank must let the one it
+    // waits for run (sleeping a millisecond at a time made a call of a few microseconds take several); after about
+    // a second of yields it sleeps, so a long wait costs no core.
     private static void Pause(int spins)
     {
-        if (spins < 2000)
-            Thread.SpinWait(20);
+        if (spins < 64)
+            Thread.SpinWait(16);
+        else if (spins < 1_000_000)
+            Thread.Yield();
         else
-            Thread.Sleep(spins < 20000 ? 0 : 1);
+            Thread.Sleep(1);
     }
+
+    // A buffer MPI writes into, on the pinned heap.
+    private static T[] Fresh<T>(int n)
+        where T : unmanaged => GC.AllocateUninitializedArray<T>(n, pinned: true);
 
     // Buffers MPI reads or writes live on the pinned heap, so a request abandoned on a timeout never sees them move.
     private static T[] Pinned<T>(T[] values)

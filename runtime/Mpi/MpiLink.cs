@@ -12,8 +12,8 @@ namespace ParallelCompiler.Runtime.Mpi;
 /// first; one member then takes the group's call across the processes here. Every group of devices has an MPI
 /// communicator of its own (split from the world once, at construction, where every process takes part), so the
 /// groups that one process's threads serve at the same time never share one. A collective gathers the call and
-/// arrays of every process's members over the group's communicator, or shares a sum or max out (<see
-/// cref="MpiReduce"/>), and computes the results as the in-process world does, in group order, so they equal an
+/// arrays of every process's members over the group's communicator, or shares a sum or max out (MpiLink.Reduce.cs),
+/// and computes the results as the in-process world does, in group order, so they equal an
 /// in-process run's bit for bit. Members that call different collectives fail naming both calls; every wait polls
 /// against the collective timeout. MPI is called by one thread at a time (a lock; MPI_THREAD_SERIALIZED).
 /// </summary>
@@ -21,6 +21,7 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
 {
     private readonly object _mpi = new();
     private readonly Dictionary<string, nint> _comms = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int), byte[]> _scratch = new();
     private readonly List<(nint Request, byte[] Buffer)> _sends = [];
     private readonly TimeSpan _timeout;
     private readonly DeviceMesh _mesh;
@@ -114,6 +115,10 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
         var owners = Owners(group);
         string site = InProcessWorld<NDArray>.Describe(call.Site, call.Span);
         string text = $"{call.Signature}\u001f{site}\u001f{call.Display}";
+        // Every call starts with the processes comparing what they call, so that all of them take the same path.
+        bool agree = Agree(comm, owners.Length, text, call, cancel);
+        if (agree && reduction != null)
+            return Reduce(comm, group, local, owners, inputs, reduction, call, cancel);
         using var m = new MemoryStream();
         using (var w = new BinaryWriter(m, Encoding.UTF8, leaveOpen: true))
             foreach (var x in inputs)

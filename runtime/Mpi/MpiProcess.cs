@@ -121,6 +121,11 @@ public sealed class MpiProcess : IMachine, IDisposable
         return ProgramRunner.Assemble(manifest, program, parameters, perDevice, updates);
     }
 
+    /// <summary>Every process's <paramref name="data"/> by rank, after a run (a sharded checkpoint's
+    /// exchange).</summary>
+    public byte[][] AllGather(byte[] data) =>
+        (_link ?? throw new InvalidOperationException("no run has started the link yet")).AllGatherBytes(data);
+
     // What each of this process's devices was waiting in when the launcher stopped the job.
     private IEnumerable<string> StoppedLines()
     {

@@ -183,8 +183,12 @@ public static class MplrunCli
                 // Every rank computes the same results; rank 0 alone prints them and writes the files.
                 stdout = TextWriter.Null;
                 stderr = TextWriter.Null;
-                s.OutPath = s.SaveParamsPath = s.TracePath = null;
+                s.OutPath = s.TracePath = null;
+                if (s.SaveParamsPath != null && !ShardedCheckpoint.IsFolder(s.SaveParamsPath))
+                    s.SaveParamsPath = null;
             }
+            // Every process writes its share of a sharded checkpoint.
+            s.CheckpointWriters = new CheckpointWriters(mpi.Rank, mpi.Size, mpi.AllGather);
         }
         try
         {

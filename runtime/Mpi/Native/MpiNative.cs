@@ -125,6 +125,50 @@ public static unsafe class MpiNative
         return req;
     }
 
+    /// <summary>MPI_Ialltoallv of bytes: <paramref name="sendCounts"/>[i] bytes from <paramref name="sendDispls"/>[i]
+    /// go to member i; member i's <paramref name="recvCounts"/>[i] bytes land at <paramref
+    /// name="recvDispls"/>[i].</summary>
+    public static nint IalltoallvBytes(
+        void* send,
+        int* sendCounts,
+        int* sendDispls,
+        void* recv,
+        int* recvCounts,
+        int* recvDispls,
+        nint comm
+    )
+    {
+        nint req;
+        var f = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, nint*, int>)Fn(
+            "MPI_Ialltoallv"
+        );
+        Check("MPI_Ialltoallv", f(send, sendCounts, sendDispls, Byte, recv, recvCounts, recvDispls, Byte, comm, &req));
+        return req;
+    }
+
+    /// <summary>MPI_Alltoallv of bytes, blocking (the counts and displacements as for <see
+    /// cref="IalltoallvBytes"/>).</summary>
+    public static void AlltoallvBytes(
+        void* send,
+        int* sendCounts,
+        int* sendDispls,
+        void* recv,
+        int* recvCounts,
+        int* recvDispls,
+        nint comm
+    )
+    {
+        var f = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, int>)Fn("MPI_Alltoallv");
+        Check("MPI_Alltoallv", f(send, sendCounts, sendDispls, Byte, recv, recvCounts, recvDispls, Byte, comm));
+    }
+
+    /// <summary>MPI_Allgatherv of bytes, blocking.</summary>
+    public static void AllgathervBytes(void* send, int count, void* recv, int* counts, int* displs, nint comm)
+    {
+        var f = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, nint, int>)Fn("MPI_Allgatherv");
+        Check("MPI_Allgatherv", f(send, count, Byte, recv, counts, displs, Byte, comm));
+    }
+
     /// <summary>MPI_Isend of bytes.</summary>
     public static nint IsendBytes(void* buf, int count, int dest, int tag, nint comm)
     {
@@ -186,7 +230,10 @@ public static unsafe class MpiNative
         );
     }
 
-    private static nint Fn(string name) => NativeLibrary.GetExport(Library, name);
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, nint> Functions = new();
+
+    // Resolved once a name: collectives of small arrays call these at a high rate.
+    private static nint Fn(string name) => Functions.GetOrAdd(name, n => NativeLibrary.GetExport(Library, n));
 
     private static nint Global(string name) => NativeLibrary.GetExport(Library, name);
 
