@@ -53,6 +53,43 @@ public sealed class MpiProcess : IMachine, IDisposable
         return null;
     }
 
+    /// <summary>
+    /// This process as a rank of the MPI job that started it, or null when no launcher did (or a job of one): the
+    /// process count is checked against <paramref name="mesh"/> (<see cref="MpiLink.SplitError"/>), and <paramref
+    /// name="refuse"/>, when given, is the error for a run that cannot be an MPI job. Ranks other than 0 print
+    /// nothing and write no files but their share of a sharded checkpoint; <paramref name="s"/> gets the checkpoint's
+    /// writers. The caller calls <see cref="Fail"/> when the run fails and disposes of it at the end.
+    /// </summary>
+    public static MpiProcess? Join(
+        DeviceMesh mesh,
+        RunSettings s,
+        string? refuse,
+        ref TextWriter stdout,
+        ref TextWriter stderr
+    )
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        if (FromEnvironment() is not { Size: > 1 } launch)
+            return null;
+        if (MpiLink.SplitError(mesh, launch.Size) is { } split)
+            throw new RunInputException(split);
+        if (refuse != null)
+            throw new RunInputException(refuse);
+        var mpi = Start(launch);
+        if (mpi.Rank != 0)
+        {
+            // Every rank computes the same results; rank 0 alone prints them and writes the files.
+            stdout = TextWriter.Null;
+            stderr = TextWriter.Null;
+            s.OutPath = s.TracePath = null;
+            if (s.SaveParamsPath != null && !ShardedCheckpoint.IsFolder(s.SaveParamsPath))
+                s.SaveParamsPath = null;
+        }
+        // Every process writes its share of a sharded checkpoint.
+        s.CheckpointWriters = new CheckpointWriters(mpi.Rank, mpi.Size, mpi.AllGather);
+        return mpi;
+    }
+
     /// <summary>Initializes MPI (errors returned, not fatal) and checks that its world is the launcher's.</summary>
     public static MpiProcess Start((int Rank, int Size) launch)
     {

@@ -167,29 +167,16 @@ public static class MplrunCli
         var m = bundle.Manifest;
         if (verify)
             return Verify(bundle, stdout);
-        MpiProcess? mpi = null;
-        if (MpiProcess.FromEnvironment() is { Size: > 1 } launch)
-        {
-            if (MpiLink.SplitError(m.PhysicalMesh, launch.Size) is { } split)
-                throw new RunInputException(split);
-            if (s.Backend != "cpu" || checkCollectives || compare)
-                throw new RunInputException(
-                    "an MPI job runs the cpu back end: run --backend cuda, cuda-emu, "
-                        + "--check-collectives and --compare in one process"
-                );
-            mpi = MpiProcess.Start(launch);
-            if (mpi.Rank != 0)
-            {
-                // Every rank computes the same results; rank 0 alone prints them and writes the files.
-                stdout = TextWriter.Null;
-                stderr = TextWriter.Null;
-                s.OutPath = s.TracePath = null;
-                if (s.SaveParamsPath != null && !ShardedCheckpoint.IsFolder(s.SaveParamsPath))
-                    s.SaveParamsPath = null;
-            }
-            // Every process writes its share of a sharded checkpoint.
-            s.CheckpointWriters = new CheckpointWriters(mpi.Rank, mpi.Size, mpi.AllGather);
-        }
+        var mpi = MpiProcess.Join(
+            m.PhysicalMesh,
+            s,
+            s.Backend != "cpu" || checkCollectives || compare
+                ? "an MPI job runs the cpu back end: run --backend cuda, cuda-emu, --check-collectives and --compare "
+                    + "in one process"
+                : null,
+            ref stdout,
+            ref stderr
+        );
         try
         {
             return RunBundle(bundle, s, compare, checkCollectives, mpi, stdout, stderr);

@@ -44,7 +44,8 @@ public sealed class MpiJobs : IDisposable
     public static (int Code, string Out, string Err, TimeSpan Took) Run(
         int np,
         string[] args,
-        Action<int, Func<string>>? whileRunning = null
+        Action<int, Func<string>>? whileRunning = null,
+        string program = "mplrun"
     )
     {
         var psi = new ProcessStartInfo("mpirun")
@@ -53,9 +54,7 @@ public sealed class MpiJobs : IDisposable
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
-        foreach (
-            var a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", $"{np}", Repo.Path("bin", "mplrun") }
-        )
+        foreach (var a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", $"{np}", Repo.Path("bin", program) })
             psi.ArgumentList.Add(a);
         foreach (var a in args)
             psi.ArgumentList.Add(a);
@@ -162,6 +161,29 @@ public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
             );
     }
 
+    /// <summary><c>mplc run</c> under mpirun: every process compiles the model and runs its share of the devices;
+    /// the trained parameters equal the one-process run's bit for bit.</summary>
+    [MpiFact]
+    public void MplcRunIsAnMpiJobToo()
+    {
+        string[] Args(string p) =>
+            [
+                "run",
+                Repo.Path("examples", "classifier.mpl"),
+                "--mesh",
+                "dp=2,tp=2",
+                "--steps",
+                "2",
+                "--save-params",
+                Path.Combine(jobs.Dir, p),
+            ];
+        var local = Mplc.Run(Args("mplc-local.npz"));
+        Assert.True(local.ExitCode == 0, local.Stderr);
+        var job = MpiJobs.Run(2, Args("mplc-mpi.npz"), program: "mplc");
+        Assert.True(job.Code == 0, job.Err + job.Out);
+        SameArrays(Path.Combine(jobs.Dir, "mplc-local.npz"), Path.Combine(jobs.Dir, "mplc-mpi.npz"));
+    }
+
     /// <summary>A process count that does not divide the mesh's devices, or whose share of devices is not a block of
     /// the mesh, fails on every rank before any collective (each rank that prints before the launcher ends the job
     /// says why).</summary>
@@ -180,6 +202,7 @@ public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
         // The first rank to exit makes the launcher end the rest, so some may not get to print theirs.
         Assert.True(errors >= 1, job.Err);
         Assert.DoesNotContain("internal error", job.Err);
+        Assert.DoesNotContain("   at ", job.Err);
     }
 
     /// <summary>A rank killed mid-run ends the job at once: the launcher names the dead rank and every other rank
