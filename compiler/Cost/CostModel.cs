@@ -219,7 +219,7 @@ public static class CostModel
                 );
                 busy[stage % p] += seconds * times;
                 if (syncStarted)
-                    computeAfterSync += seconds * times;
+                    computeAfterSync += seconds; // after the first sync op: the last microbatch only
             }
             if (pipeline != null && phase != "step")
             {

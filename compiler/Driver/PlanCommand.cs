@@ -46,6 +46,7 @@ public sealed partial class Cli
         foreach (var o in new Option[] { cluster, gpus, batch, limit, top, output, export })
             c.Options.Add(o);
         c.Options.Add(_defines);
+        c.Options.Add(_mesh);
         c.Options.Add(_entry);
         c.Options.Add(_verbose);
         c.SetAction(r =>
@@ -61,13 +62,19 @@ public sealed partial class Cli
                     throw new UserErrorException($"--batch must be positive, got {r.GetValue(batch)}");
                 var described = LoadCluster(r.GetValue(cluster)!);
                 var src = Compilation.ReadSource(r.GetValue(file)!);
+                // --mesh fixes some of the planner's axes; the rest is searched.
+                var options = FrontEndOptions(r);
                 var request = new PlanRequest(
                     described,
                     r.GetValue(gpus),
                     r.GetValue(batch),
                     r.GetValue(limit),
-                    FrontEndOptions(r)
-                );
+                    options
+                )
+                {
+                    Fixed = options.Mesh.ToDictionary(m => m.Key, m => (int)Math.Clamp(m.Value, 0, int.MaxValue)),
+                };
+                options.Mesh.Clear();
                 using var services = CompilerServices.Create();
                 var registry = (PassRegistry)services.GetService(typeof(PassRegistry))!;
                 var result = WithProgress("planning", report => PlanSearch.Search(src, request, registry, report));

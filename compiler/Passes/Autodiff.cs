@@ -49,11 +49,14 @@ public sealed class Autodiff : IPass
         var rules = new GradientRules(b, Remat);
         var forward = entry.Operations.TakeWhile(o => o != ret).ToList();
         var seed = b.CreateValue("tensor.constant", [], [new("value", Attr.Float(1.0))], lossType.WithSharding(null));
-        if (ret.Operands[0].DefiningOp?.GetAttr("stage") is { } lossStage)
-        {
+        // A pipelined program (staged or not) marks its backward, so that the schedule and the cost model tell it
+        // from the forward.
+        bool pipelined = func.GetAttr("pipeline") != null;
+        var lossStage = ret.Operands[0].DefiningOp?.GetAttr("stage");
+        if (lossStage != null)
             seed.DefiningOp!.SetAttr("stage", lossStage);
-            seed.DefiningOp.SetAttr("phase", Attr.Str("backward"));
-        }
+        if (lossStage != null || pipelined)
+            seed.DefiningOp!.SetAttr("phase", Attr.Str("backward"));
         var adjoint = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance) { [ret.Operands[0]] = seed };
         for (int k = forward.Count - 1; k >= 0; k--)
         {
@@ -71,10 +74,11 @@ public sealed class Autodiff : IPass
                 adjoint[v] = adjoint.TryGetValue(v, out var acc) ? b.CreateValue("tensor.add", [acc, g]) : g;
             }
             // A pipelined program's backward work runs on the stage of the forward op it differentiates.
-            if (op.GetAttr("stage") is { } stage)
+            var stage = op.GetAttr("stage");
+            if (stage != null || pipelined)
                 for (var o = before?.Next ?? entry.First; o != null && o != ret; o = o.Next)
                 {
-                    if (o.GetAttr("stage") is null && o.Dialect != "pipe")
+                    if (stage != null && o.GetAttr("stage") is null && o.Dialect != "pipe")
                         o.SetAttr("stage", stage);
                     o.SetAttr("phase", Attr.Str("backward")); // the schedule runs it in a backward slot
                 }

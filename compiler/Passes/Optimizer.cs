@@ -59,6 +59,7 @@ public sealed class Optimizer : IPass
             : throw new IRException("optimizer: the train attribute names no optimizer");
         var b = new Builder();
         b.SetInsertionPointBefore(entry.Last!);
+        var existing = new HashSet<Operation>(entry.Operations, ReferenceEqualityComparer.Instance);
         var mesh = module.DeviceMesh();
         var u = new UpdateBuilder(b, mesh, zeroAxis);
         Value? step = null;
@@ -134,6 +135,12 @@ public sealed class Optimizer : IPass
                         o.SetAttr("stage", stage);
             g.Erase();
         }
+        // In a pipelined program the update runs once a step, after every microbatch: marked so even when one
+        // microbatch makes nothing a sum over them (the schedule and the cost model read the phase).
+        if (func.GetAttr("pipeline") != null)
+            foreach (var o in entry.Operations.Where(o => !existing.Contains(o)))
+                if (o.Operands.Count > 0 && o.GetAttr("phase") == null)
+                    o.SetAttr("phase", Attr.Str("step"));
         return true;
     }
 

@@ -44,8 +44,10 @@ public sealed class PipelineSchedule : IPass
         int m = mb == null ? 1 : mesh.Size(mb);
         int p = mesh.Size(axis);
         bool staged = entry.Operations.Any(o => o.GetAttr("stage") != null);
+        // One stage (pp = 1): pipeline-stages cut nothing, and each microbatch's backward follows its forward
+        // (gradient accumulation).
         if (!staged)
-            chunks = 1; // one stage (pp = 1): pipeline-stages cut nothing
+            chunks = 1;
 
         var phase = MarkStagesAndPhases(entry, mb);
         MakeSendsAndRecvs(entry, phase);
@@ -53,7 +55,7 @@ public sealed class PipelineSchedule : IPass
         List<PipelineTask>[] order;
         try
         {
-            order = Schedule.Build(staged ? kind : "gpipe", staged ? p : 1, m, chunks, training);
+            order = Schedule.Build(staged ? kind : "1f1b", staged ? p : 1, m, chunks, training);
         }
         catch (ArgumentException e)
         {
@@ -69,7 +71,7 @@ public sealed class PipelineSchedule : IPass
             [],
             [
                 new("chunks", Attr.Int(chunks)),
-                new("kind", Attr.Str(staged ? kind : "gpipe")),
+                new("kind", Attr.Str(staged ? kind : "1f1b")),
                 new("microbatches", Attr.Int(m)),
                 new("order", new ArrayAttr(order.Select(l => (Attr)Attr.Strs(l.Select(t => t.Label(chunks)))))),
             ],
@@ -106,12 +108,18 @@ public sealed class PipelineSchedule : IPass
             string Of(Value v) => v.DefiningOp is { } d ? phase.GetValueOrDefault(d, "forward") : "forward";
             bool sumsMicrobatches =
                 mb != null && op.Dialect == "dist" && op.GetAttr("axes") is ArrayAttr ax && ax.AsStrings().Contains(mb);
+            bool marked = op.GetAttr("phase") is StringAttr { Value: "step" };
             string ph =
-                sumsMicrobatches || op.Operands.Any(v => Of(v) == "step") ? "step"
+                sumsMicrobatches || marked || op.Operands.Any(v => Of(v) == "step") ? "step"
                 : op.GetAttr("phase") is StringAttr { Value: "backward" } || op.Operands.Any(v => Of(v) == "backward")
                     ? "backward"
                 : "forward";
-            if (ph == "step" && !sumsMicrobatches && op.Operands.FirstOrDefault(perMicrobatch.Contains) is { } single)
+            if (
+                ph == "step"
+                && mb != null
+                && !sumsMicrobatches
+                && op.Operands.FirstOrDefault(perMicrobatch.Contains) is { } single
+            )
                 throw new PassInputException(
                     op.Location,
                     $"pipelining: {op.Name} reads '{single.NameHint ?? "a value"}' of a single microbatch together "

@@ -56,16 +56,21 @@ public static class IntraOpSolver
         static double Bytes(Value v) => (double)v.TensorType.NumElements * v.TensorType.DType.Size();
         static bool IsFloat(Value v) => v.TensorType.DType is DType.F32 or DType.F16 or DType.BF16;
 
-        // The batch factors: from the inputs' first dimension, through every op.
+        // The input factors: from every dimension of the inputs (batch, sequence), through every op. The planner
+        // writes shardings on parameters only, and the compiler propagates from them, so a split that no weight
+        // drives (the batch is data parallelism's) is not one the compiled program would make.
         var batchDims = new Dictionary<Value, HashSet<int>>(ReferenceEqualityComparer.Instance);
+        // Values computed from the inputs; the others are weights (parameters, or made from them alone).
+        var fromInputs = new HashSet<Value>(entry.Arguments, ReferenceEqualityComparer.Instance);
         foreach (var a in entry.Arguments)
             if (a.TensorType.Rank > 0)
-                batchDims[a] = [0];
+                batchDims[a] = Enumerable.Range(0, a.TensorType.Rank).ToHashSet();
         var model = new CpModel();
         var layoutVars = new Dictionary<Value, Dictionary<int, BoolVar>>(ReferenceEqualityComparer.Instance);
         foreach (var a in entry.Arguments)
             LayoutsOf(a, [Replicated]);
         var objective = new List<(ILiteral Var, long Cost)>();
+        var trace = new List<(Operation, List<OpStrategy>, BoolVar[])>();
         long Ns(double seconds, double weight) => (long)Math.Round(seconds * weight * 1e9);
         var declLayouts = new Dictionary<string, Dictionary<int, BoolVar>>(StringComparer.Ordinal);
         double stateBytesReplicated = 0;
@@ -132,6 +137,8 @@ public static class IntraOpSolver
             if (op.Results.Count != 1 || op.Dialect != "tensor")
                 continue;
             var result = op.Result;
+            if (op.Operands.Any(fromInputs.Contains))
+                fromInputs.Add(result);
             var rule = op.Name == "tensor.constant" ? null : FactorSharding.RuleOf(op);
             double w = inLayer(op) ? layerWeight : 1;
             var strategies = new List<OpStrategy>();
@@ -232,6 +239,7 @@ public static class IntraOpSolver
                 }
             // One strategy variable each; the result's layout follows.
             var xs = strategies.Select((_, i) => model.NewBoolVar($"op{layoutVars.Count}_{i}")).ToArray();
+            trace.Add((op, strategies, xs));
             model.AddExactlyOne(xs);
             var rl = LayoutsOf(result, strategies.Select(s => s.ResultLayout));
             for (int i = 0; i < strategies.Count; i++)
@@ -245,9 +253,17 @@ public static class IntraOpSolver
                 var v = op.Operands[o];
                 if (v.DefiningOp?.Name == "tensor.constant" || !layoutVars.TryGetValue(v, out var produced))
                     continue;
+                bool weight = !fromInputs.Contains(v);
                 for (int i = 0; i < strategies.Count; i++)
                     foreach (var (a, za) in produced)
                     {
+                        // A weight is used in the layout it is stored in (the compiler propagates from it; it does
+                        // not gather weights as ZeRO-3 would).
+                        if (weight && a != strategies[i].OperandLayouts[o])
+                        {
+                            model.AddBoolOr([za.Not(), xs[i].Not()]);
+                            continue;
+                        }
                         double c = Reshard(v, a, strategies[i].OperandLayouts[o]);
                         if (c <= 0)
                             continue;
@@ -267,6 +283,16 @@ public static class IntraOpSolver
         var status = solver.Solve(model);
         if (status is not (CpSolverStatus.Optimal or CpSolverStatus.Feasible))
             throw new InvalidOperationException($"the intra-operator program has no solution ({status})");
+        if (Environment.GetEnvironmentVariable("MPLC_ILP_TRACE") != null)
+            foreach (var (op, strategies, xs) in trace)
+            {
+                int i = Array.FindIndex(xs, x => solver.BooleanValue(x));
+                Console.Error.WriteLine(
+                    $"{op.Name} {op.Result.TensorType} -> factor {strategies[i].Factor} layout "
+                        + $"{strategies[i].ResultLayout} {strategies[i].Seconds * 1e6:F1} us; alternatives "
+                        + string.Join(" ", strategies.Select(s => $"{s.Factor}:{s.ResultLayout}:{s.Seconds * 1e6:F1}"))
+                );
+            }
         var dims = new Dictionary<string, int>(StringComparer.Ordinal);
         double stateBytes = 0;
         foreach (var (decl, lv) in declLayouts)

@@ -22,6 +22,14 @@ public sealed record Plan(
     IReadOnlyDictionary<string, int> ParamDims
 )
 {
+    /// <summary>A layer the stack calls whose forward is recomputed in the backward (selective recomputation, with
+    /// <see cref="Remat"/> false), or null.</summary>
+    public string? Selective { get; init; }
+
+    /// <summary>What is recomputed: none, full (the repeated layer) or the layer <see cref="Selective"/>
+    /// names.</summary>
+    public string Recompute => Remat ? "full" : Selective ?? "none";
+
     /// <summary>The devices the plan uses.</summary>
     public int Devices => Tp * Pp * Dp;
 
@@ -30,6 +38,7 @@ public sealed record Plan(
         $"tp={Tp} pp={Pp} dp={Dp}, {Microbatches} microbatch{(Microbatches == 1 ? "" : "es")}"
         + (Pp > 1 ? $", {Schedule}{(Chunks > 1 ? $" x {Chunks} chunks" : "")}" : "")
         + (Remat ? ", full recomputation" : "")
+        + (Selective != null ? $", recomputing {Selective}" : "")
         + (Zero > 0 ? $", ZeRO-{Zero}" : "");
 
     /// <summary>The parameters split over tp, as <c>name[dim]</c>, sorted.</summary>
@@ -90,7 +99,8 @@ public sealed class ModelSource
         string batchConst,
         long batch,
         Dictionary<string, long> consts,
-        Dictionary<string, (ParamStmt, long[])> @params
+        Dictionary<string, (ParamStmt, long[])> @params,
+        IReadOnlyDictionary<string, long> defines
     )
     {
         Source = source;
@@ -103,7 +113,10 @@ public sealed class ModelSource
         Batch = batch;
         Consts = consts;
         Params = @params;
+        _defines = defines;
     }
+
+    private readonly IReadOnlyDictionary<string, long> _defines;
 
     /// <summary>Reads <paramref name="src"/>; a model the planner cannot work on is a <see
     /// cref="UserErrorException"/>, a syntax error a <see cref="CompilationFailedException"/>.</summary>
@@ -156,7 +169,20 @@ public sealed class ModelSource
         foreach (var b in program.Decls.OfType<BlockDecl>())
         foreach (var p in Walk(b.Body).OfType<ParamStmt>())
             ps[$"{b.Name}.{p.Name}"] = (p, p.Type.Dims.Select(d => Eval(d, consts)).ToArray());
-        return new ModelSource(src, program, model, loop, repeated, count, batchConst, consts[batchConst], consts, ps);
+        var defines = new Dictionary<string, long>(options.Defines, StringComparer.Ordinal);
+        return new ModelSource(
+            src,
+            program,
+            model,
+            loop,
+            repeated,
+            count,
+            batchConst,
+            consts[batchConst],
+            consts,
+            ps,
+            defines
+        );
     }
 
     private static IEnumerable<Stmt> Walk(IEnumerable<Stmt> body)
@@ -240,6 +266,10 @@ public sealed class ModelSource
             edits.Add((Program.Decls.Count > 0 ? DeclStart(Program.Decls[0]) : 0, 0, meshText + "\n"));
         if (batch is { } b && Program.Decls.OfType<ConstDecl>().First(c => c.Name == BatchConst) is { } bc)
             edits.Add((bc.Value.Span.Start, bc.Value.Span.Length, b.ToString(CultureInfo.InvariantCulture)));
+        // The consts -D set are written with their values, so the plan compiles as it was planned without them.
+        foreach (var c in Program.Decls.OfType<ConstDecl>())
+            if (_defines.TryGetValue(c.Name, out long v) && !(batch != null && c.Name == BatchConst))
+                edits.Add((c.Value.Span.Start, c.Value.Span.Length, v.ToString(CultureInfo.InvariantCulture)));
         if (layers is { } l && Loop != null)
             edits.Add((Loop.Hi.Span.Start, Loop.Hi.Span.Length, $"{Eval(Loop.Lo, Consts) + l}"));
         foreach (var (key, (decl, shape)) in Params)
@@ -250,16 +280,16 @@ public sealed class ModelSource
         }
         foreach (var arg in Model.Args)
             Reshard(edits, arg.Type, plan.Dp > 1 && arg.Type.Dims.Count > 0 ? Shard(arg.Type.Dims.Count, 0, "dp") : "");
-        // Attributes: the planner's replace the model's @pipeline and the repeated layer's @remat.
+        // Attributes: the planner's replace the model's @pipeline and every layer's @remat.
         foreach (var block in Program.Decls.OfType<BlockDecl>())
         {
             bool isModel = block == Model,
                 isLayer = block.Name == RepeatedLayer || RepeatedLayer == null && isModel;
             foreach (var a in block.Attributes)
-                if (isModel && a.Name == "pipeline" || isLayer && a.Name == "remat")
+                if (isModel && a.Name == "pipeline" || a.Name == "remat")
                     edits.Add((a.Span.Start, LineEnd(text, a.Span.End) - a.Span.Start, ""));
             var lines = new StringBuilder();
-            if (isLayer && plan.Remat)
+            if (isLayer && plan.Remat || block.Name == plan.Selective)
                 lines.Append("@remat\n");
             if (isModel && (plan.Pp > 1 || plan.Microbatches > 1 || pipeline))
             {

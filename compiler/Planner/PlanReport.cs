@@ -10,10 +10,17 @@ namespace ParallelCompiler.Planner;
 /// Parquet; docs/planner.md gives the schema).</summary>
 public static class PlanReport
 {
+    private static string F1(double v) => v.ToString("F1", CultureInfo.InvariantCulture);
+
     private static string G(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
 
     private static string Gib(double bytes) =>
-        (bytes / (1024.0 * 1024 * 1024)).ToString("F1", CultureInfo.InvariantCulture) + " GiB";
+        bytes >= 1L << 30
+            ? (bytes / (1L << 30)).ToString("F1", CultureInfo.InvariantCulture) + " GiB"
+            : (bytes / (1L << 20)).ToString("F1", CultureInfo.InvariantCulture) + " MiB";
+
+    private static string Tflops(double flops) =>
+        (flops / 1e12).ToString(flops >= 1e11 ? "F1" : "G3", CultureInfo.InvariantCulture) + " TFLOP/s";
 
     private static string Pct(double share) => (share * 100).ToString("F1", CultureInfo.InvariantCulture) + " %";
 
@@ -39,7 +46,7 @@ public static class PlanReport
             parts.Add("tp=1: every weight whole on each GPU (no tensor-parallel collectives)");
         if (p.Pp > 1)
             parts.Add(
-                $"pp={p.Pp} cuts {model.Layers} layers {string.Join("/", r.LayersPerStage)}; {p.Schedule}"
+                $"pp={p.Pp} cuts {model.Layers} layers {Cut(r.LayersPerStage)}; {p.Schedule}"
                     + (p.Chunks > 1 ? $" with {p.Chunks} chunks" : "")
                     + $" over {p.Microbatches} microbatches of {r.MicrobatchSize}: bubble "
                     + Pct(r.BubbleSeconds / r.StepSeconds)
@@ -57,8 +64,11 @@ public static class PlanReport
                 : "dp=1"
         );
         parts.Add(
-            (p.Remat ? "full recomputation of each layer" : "no recomputation")
-                + $": {Gib(r.PeakBytes)} at the peak of {Gib(c.HbmBytes)}"
+            (
+                p.Remat ? "full recomputation of each layer"
+                : p.Selective != null ? $"{p.Selective} recomputed in the backward"
+                : "no recomputation"
+            ) + $": {Gib(r.PeakBytes)} at the peak of {Gib(c.HbmBytes)}"
         );
         string text = string.Join("; ", parts) + ".";
         if (next != null)
@@ -67,6 +77,15 @@ public static class PlanReport
                 + (next.Layouts != r.Layouts && next.Plan.Tp == p.Tp ? ", other shardings" : "")
                 + ").";
         return text;
+    }
+
+    /// <summary>Layers per stage, as 24/24, or 63 x 2/1 when many stages hold the same.</summary>
+    private static string Cut(int[] split)
+    {
+        if (split.Length <= 8)
+            return string.Join("/", split);
+        int same = split.TakeWhile(x => x == split[0]).Count();
+        return $"{same} x {split[0]}" + (same < split.Length ? "/" + string.Join("/", split.Skip(same)) : "");
     }
 
     private static string Describe(Plan p, ModelSource model)
@@ -92,7 +111,8 @@ public static class PlanReport
         w.WriteLine(
             $"plan: {result.Model.Model.Name} on {req.Gpus} GPUs of {req.Cluster.Name}: {result.Candidates.Count} "
                 + $"candidates, {ranked.Count} viable, {result.Profiles} compiled profiles, "
-                + $"{result.SearchSeconds.ToString("F1", CultureInfo.InvariantCulture)} s"
+                + $"{F1(result.SearchSeconds)} s (intra-operator programs {F1(result.Times.IntraOpSeconds)} s, "
+                + $"profiles {F1(result.Times.ProfileSeconds)} s, composition {F1(result.Times.ComposeSeconds)} s)"
                 + (result.TimedOut ? " (stopped at the time limit)" : "")
         );
         for (int i = 0; i < Math.Min(ranked.Count, top + 1); i++)
@@ -102,7 +122,7 @@ public static class PlanReport
             w.WriteLine($"#{i + 1} {r.Plan.Summary}");
             w.WriteLine(
                 $"  step {PlanSearch.Seconds(r.StepSeconds)}, {G(Math.Round(tokensPerStep / r.StepSeconds))} tokens/s, "
-                    + $"{(r.FlopsPerGpu / 1e12).ToString("F1", CultureInfo.InvariantCulture)} TFLOP/s per GPU, "
+                    + $"{Tflops(r.FlopsPerGpu)} per GPU, "
                     + $"memory {Gib(r.PeakBytes)}"
             );
             w.WriteLine(
@@ -121,12 +141,11 @@ public static class PlanReport
     public static CandidateRow Row(RatedPlan r, PlanResult result)
     {
         var p = r.Plan;
-        double parameters = result.Model.Params.Values.Sum(v => v.Shape.Aggregate(1.0, (a, d) => a * d));
         bool fits = r.PeakBytes <= result.Request.Cluster.HbmBytes && r.PeakBytes > 0;
         return new CandidateRow
         {
             Model = result.Model.Model.Name,
-            Params = parameters,
+            Params = result.Parameters,
             Layers = result.Model.Layers,
             Batch = result.Request.Batch ?? result.Model.Batch,
             Cluster = result.Request.Cluster.Name,
@@ -139,6 +158,7 @@ public static class PlanReport
             Schedule = p.Schedule,
             Chunks = p.Chunks,
             Remat = p.Remat,
+            Recompute = p.Recompute,
             Zero = p.Zero,
             Shardings = r.Layouts,
             LayersPerStage = string.Join("/", r.LayersPerStage),
@@ -241,6 +261,10 @@ public sealed class CandidateRow
     /// <summary>Column <c>remat</c> (docs/planner.md).</summary>
     [JsonPropertyName("remat")]
     public bool Remat { get; set; }
+
+    /// <summary>Column <c>recompute</c> (docs/planner.md).</summary>
+    [JsonPropertyName("recompute")]
+    public string Recompute { get; set; } = "";
 
     /// <summary>Column <c>zero</c> (docs/planner.md).</summary>
     [JsonPropertyName("zero")]

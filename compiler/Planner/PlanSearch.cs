@@ -1,11 +1,12 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using ParallelCompiler.Analysis;
 using ParallelCompiler.Cost;
 using ParallelCompiler.IR;
 using ParallelCompiler.Lowering;
 using ParallelCompiler.Passes;
 using ParallelCompiler.Passes.Infrastructure;
-using ParallelCompiler.Runtime.Pipeline;
 using ParallelCompiler.Syntax;
 
 namespace ParallelCompiler.Planner;
@@ -22,7 +23,11 @@ public sealed record PlanRequest(
     long? Batch,
     double TimeLimitSeconds,
     CompileOptions Compile
-);
+)
+{
+    /// <summary>Mesh sizes the user fixed (<c>--mesh tp=8</c>): <c>pp</c>, <c>dp</c> or <c>tp</c>.</summary>
+    public IReadOnlyDictionary<string, int> Fixed { get; init; } = new Dictionary<string, int>();
+}
 
 /// <summary>One candidate as the planner rated it (a row of the exported dataset).</summary>
 public sealed record RatedPlan(
@@ -46,6 +51,9 @@ public sealed record RatedPlan(
     public bool Viable => Pruned == null;
 }
 
+/// <summary>Where a search spent its time.</summary>
+public sealed record SearchTimes(double IntraOpSeconds, double ProfileSeconds, double ComposeSeconds);
+
 /// <summary>The planner's answer: every candidate, best first, and what the search did.</summary>
 public sealed record PlanResult(
     ModelSource Model,
@@ -53,41 +61,60 @@ public sealed record PlanResult(
     IReadOnlyList<RatedPlan> Candidates,
     int Profiles,
     double SearchSeconds,
-    bool TimedOut
+    bool TimedOut,
+    SearchTimes Times
 )
 {
-    /// <summary>The viable candidates, fastest first.</summary>
-    public IEnumerable<RatedPlan> Ranked => Candidates.Where(c => c.Viable).OrderBy(c => c.StepSeconds);
+    /// <summary>The model's parameter elements, every instance of a repeated layer counted.</summary>
+    public double Parameters { get; init; }
+
+    /// <summary>The viable candidates, fastest first (ties: fewer devices per replica, then the simpler
+    /// plan).</summary>
+    public IEnumerable<RatedPlan> Ranked =>
+        Candidates
+            .Where(c => c.Viable)
+            .OrderBy(c => c.StepSeconds)
+            .ThenBy(c => c.Plan.Tp * c.Plan.Pp)
+            .ThenBy(c => (c.Plan.Remat || c.Plan.Selective != null ? 1 : 0) + c.Plan.Zero + c.Plan.Chunks);
 }
 
 /// <summary>
 /// The automatic planner (docs/planner.md). Inter-operator: every mesh <c>[pp, dp, tp]</c> of the GPUs with tp inside
 /// a node, microbatch size and count, schedule (gpipe, 1f1b, interleaved with its chunks), full recomputation of the
 /// repeated layer or none, ZeRO-1 or none. Intra-operator: per tp, the sharding of every parameter from <see
-/// cref="IntraOpSolver"/> (twice: fastest, and leanest in memory). Each candidate is rated by the cost model: the
-/// model compiled with one and with two repeated layers at the candidate's tp, microbatch size and recomputation gives
-/// a layer's forward, backward, optimizer and memory, and the rest of the model's; the stack is composed from them
-/// (one layer solved, reused for every layer), stages balanced, the compiled schedule played on the stage times
-/// (<see cref="Timeline"/>), gradient synchronisation over dp costed on the links its group spans. Profiles are
-/// cached; candidates that cannot fit are pruned before any simulation.
+/// cref="IntraOpSolver"/> (twice: fastest, and leanest in memory). Each candidate is rated from the cost model's
+/// prediction of compiled profiles: the model with one and with two repeated layers, at the candidate's tp, shardings
+/// and microbatch size, gives a layer's forward, backward, optimizer, communication and memory, and the rest of the
+/// model's; the stack is composed from them (one layer solved, reused for every layer), stages balanced, the compiled
+/// schedule played on the stage times, gradient synchronisation over dp costed on the links its group spans
+/// (PlanSearch.Compose.cs). Profiles are compiled once each, two at a time; candidates whose parameter state alone
+/// cannot fit are pruned before any profile is compiled.
 /// </summary>
 public sealed partial class PlanSearch
 {
     private readonly ModelSource _model;
     private readonly PlanRequest _request;
     private readonly PassRegistry _registry;
-    private readonly Dictionary<string, Profile> _profiles = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, IntraOpChoice[]> _layouts = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Profile> _profiles = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _failed = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, IntraOpChoice[]> _layouts = [];
     private readonly double _stateFactor;
     private readonly HashSet<string> _layerDecls;
+    private double _intraOpSeconds,
+        _profileSeconds;
 
-    /// <summary>The per-microbatch costs of a compiled variant (one stage, one microbatch).</summary>
+    /// <summary>The per-microbatch costs of a compiled variant (one stage, one microbatch): forward and backward with
+    /// their critical-path communication, the optimizer step, the gradient synchronisation, all communication, the
+    /// peak bytes, the activations a microbatch holds from its forward to its backward, and the FLOPs (with and
+    /// without recomputation).</summary>
     private sealed record Profile(
         double Forward,
         double Backward,
         double Step,
         double Sync,
+        double Comm,
         double Peak,
+        double Held,
         double Flops,
         double ModelFlops
     )
@@ -98,10 +125,14 @@ public sealed partial class PlanSearch
                 a.Backward - b.Backward,
                 a.Step - b.Step,
                 a.Sync - b.Sync,
+                a.Comm - b.Comm,
                 a.Peak - b.Peak,
+                a.Held - b.Held,
                 a.Flops - b.Flops,
                 a.ModelFlops - b.ModelFlops
             );
+
+        public static readonly Profile Zero = new(0, 0, 0, 0, 0, 0, 0, 0, 0);
     }
 
     private PlanSearch(ModelSource model, PlanRequest request, PassRegistry registry)
@@ -120,7 +151,7 @@ public sealed partial class PlanSearch
     }
 
     /// <summary>Searches the plans of <paramref name="source"/>; <paramref name="progress"/> hears (done, total)
-    /// as candidates are rated.</summary>
+    /// as profiles are compiled and candidates rated.</summary>
     public static PlanResult Search(
         SourceText source,
         PlanRequest request,
@@ -128,18 +159,16 @@ public sealed partial class PlanSearch
         Action<int, int>? progress = null
     )
     {
-        var model = ModelSource.Read(source, request.Compile);
-        if (request.Gpus < 1)
-            throw new UserErrorException($"--gpus must be at least 1, got {request.Gpus}");
-        if (request.Gpus > request.Cluster.Gpus)
-            throw new UserErrorException(
-                $"--gpus {request.Gpus}: cluster '{request.Cluster.Name}' has {request.Cluster.Gpus} GPUs "
-                    + $"({request.Cluster.Nodes} nodes of {request.Cluster.GpusPerNode})"
-            );
-        var planner = new PlanSearch(model, request, registry);
+        var planner = Create(source, request, registry);
+        var model = planner._model;
         var result = planner.Run(request.Gpus, progress);
         if (result.Ranked.Any())
             return result;
+        if (result.TimedOut)
+            throw new UserErrorException(
+                $"the search reached its time limit ({request.TimeLimitSeconds:G4} s) before any plan of model "
+                    + $"'{model.Model.Name}' was rated; give it more with --time-limit"
+            );
         // Nothing fits: the smallest power-of-two multiple of the GPUs that does, within the cluster.
         for (long gpus = 2L * request.Gpus; gpus <= request.Cluster.Gpus; gpus *= 2)
         {
@@ -156,63 +185,125 @@ public sealed partial class PlanSearch
         );
     }
 
+    /// <summary>A planner for <paramref name="source"/> (its arguments checked), to search or to rate given
+    /// plans.</summary>
+    public static PlanSearch Create(SourceText source, PlanRequest request, PassRegistry registry)
+    {
+        var model = ModelSource.Read(source, request.Compile);
+        if (request.Gpus < 1)
+            throw new UserErrorException($"--gpus must be at least 1, got {request.Gpus}");
+        if (request.Gpus > request.Cluster.Gpus)
+            throw new UserErrorException(
+                $"--gpus {request.Gpus}: cluster '{request.Cluster.Name}' has {request.Cluster.Gpus} GPUs "
+                    + $"({request.Cluster.Nodes} nodes of {request.Cluster.GpusPerNode})"
+            );
+        foreach (var (axis, size) in request.Fixed)
+        {
+            if (axis is not ("pp" or "dp" or "tp"))
+                throw new UserErrorException($"--mesh: the planner's axes are pp, dp and tp, not '{axis}'");
+            if (size < 1 || request.Gpus % size != 0)
+                throw new UserErrorException($"--mesh {axis}={size}: it must divide --gpus {request.Gpus}");
+        }
+        return new PlanSearch(model, request, registry);
+    }
+
     private long Batch => _request.Batch ?? _model.Batch;
+
+    /// <summary>Rates one plan (the search's inter-operator choices and its parameter shardings) at microbatch size
+    /// <paramref name="mbs"/> exactly as the search rates its candidates.</summary>
+    public RatedPlan Rate(Plan plan, long mbs)
+    {
+        Profiles(plan.Tp, plan.ParamDims, mbs, plan.Selective, double.PositiveInfinity);
+        return Compose(plan, mbs);
+    }
+
+    /// <summary>A shape of the search before schedules, recomputation and ZeRO: the mesh and the
+    /// microbatching.</summary>
+    private readonly record struct Shape(int Tp, int Pp, int Dp, long Mbs, int Microbatches);
 
     private PlanResult Run(int gpus, Action<int, int>? progress)
     {
         var clock = Stopwatch.StartNew();
-        int n = gpus,
-            perNode = _request.Cluster.GpusPerNode;
-        long layers = _model.Layers;
-        var candidates = new List<(Plan Plan, long Mbs)>();
-        foreach (int tp in Divisors(n).Where(t => t <= perNode))
-        foreach (int pp in Divisors(n / tp).Where(p => _model.Loop != null ? p <= layers : p == 1))
-        {
-            int dp = n / (tp * pp);
-            if (Batch % dp != 0)
-                continue;
-            long perReplica = Batch / dp;
-            foreach (long mbs in Divisors(perReplica).Where(b => b <= 64))
-            {
-                int m = (int)(perReplica / mbs);
-                var schedules = new List<(string, int)>();
-                if (pp == 1)
-                    schedules.Add(("1f1b", 1));
-                else
-                {
-                    schedules.Add(("1f1b", 1));
-                    schedules.Add(("gpipe", 1));
-                    foreach (int v in new[] { 2, 3, 4 })
-                        if (pp * v <= layers && m % pp == 0)
-                            schedules.Add(("interleaved", v));
-                }
-                foreach (var (schedule, chunks) in schedules)
-                foreach (bool remat in new[] { false, true })
-                foreach (int zero in dp > 1 ? new[] { 0, 1 } : new[] { 0 })
-                    candidates.Add((new Plan(tp, pp, dp, m, schedule, chunks, remat, zero, EmptyDims), mbs));
-            }
-        }
-        if (candidates.Count == 0)
+        var shapes = Shapes(gpus).ToList();
+        if (shapes.Count == 0)
             throw new UserErrorException(
-                $"no mesh of {n} GPUs splits the batch of {Batch} (it must be a multiple of the data-parallel size)"
+                $"no mesh of {gpus} GPUs splits the batch of {Batch} (it must be a multiple of the data-parallel size)"
+                    + (_request.Fixed.Count > 0 ? " under the fixed --mesh sizes" : "")
             );
-        // Cheapest-looking first (the model's FLOPs over the GPUs and the bubble), so that the time limit cuts the
-        // least promising.
-        var ordered = candidates.OrderBy(c => Estimate(c.Plan, c.Mbs)).ToList();
         var rated = new List<RatedPlan>();
+        // A lower bound on memory: the parameter state with every weight split over tp and cut over pp, ZeRO-1 over
+        // the rest. Shapes beyond it are pruned before anything is compiled.
+        var kept = new List<Shape>();
+        foreach (var s in shapes)
+        {
+            double floor = StateFloor(s);
+            if (floor > _request.Cluster.HbmBytes)
+                foreach (var plan in PlansOf(s))
+                    rated.Add(Unrated(plan, s.Mbs, $"pruned: the parameter state alone needs {Gib(floor)} a device"));
+            else
+                kept.Add(s);
+        }
+        // Intra-operator plans per tp, then the profiles every kept shape needs, most promising first.
+        var work = new List<(int Tp, IReadOnlyDictionary<string, int> Dims, long Mbs, string? Selective)>();
         bool timedOut = false;
-        for (int i = 0; i < ordered.Count; i++)
+        foreach (int tp in kept.Select(s => s.Tp).Distinct())
         {
             if (clock.Elapsed.TotalSeconds > _request.TimeLimitSeconds)
             {
                 timedOut = true;
-                foreach (var (plan, mbs) in ordered.Skip(i))
-                    rated.Add(Unrated(plan, mbs, "not rated: the search reached its time limit"));
                 break;
             }
-            var (p, b) = ordered[i];
-            rated.AddRange(Rate(p, b));
-            progress?.Invoke(i + 1, ordered.Count);
+            try
+            {
+                Layouts(tp, kept.Where(s => s.Tp == tp).Max(s => s.Mbs));
+            }
+            catch (InvalidOperationException e)
+            {
+                _layouts[tp] = [];
+                foreach (var s in kept.Where(s => s.Tp == tp))
+                foreach (var plan in PlansOf(s))
+                    rated.Add(Unrated(plan, s.Mbs, $"no intra-operator plan: {e.Message}"));
+            }
+        }
+        foreach (var s in kept.OrderBy(s => Estimate(s)))
+        foreach (var c in _layouts.GetValueOrDefault(s.Tp) ?? [])
+        foreach (var selective in SelectiveChoices)
+            if (
+                !work.Any(w =>
+                    w.Tp == s.Tp && w.Mbs == s.Mbs && ReferenceEquals(w.Dims, c.ParamDims) && w.Selective == selective
+                )
+            )
+                work.Add((s.Tp, c.ParamDims, s.Mbs, selective));
+        int done = 0,
+            total = work.Count + kept.Count;
+        var profileClock = Stopwatch.StartNew();
+        Parallel.ForEach(
+            work,
+            new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 2) },
+            w =>
+            {
+                if (clock.Elapsed.TotalSeconds <= _request.TimeLimitSeconds)
+                    Profiles(w.Tp, w.Dims, w.Mbs, w.Selective, _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds);
+                progress?.Invoke(Interlocked.Increment(ref done), total);
+            }
+        );
+        _profileSeconds += profileClock.Elapsed.TotalSeconds;
+        var composeClock = Stopwatch.StartNew();
+        foreach (var s in kept)
+        {
+            foreach (var c in _layouts.GetValueOrDefault(s.Tp) ?? [])
+            foreach (var plan in PlansOf(s))
+            {
+                var p = plan with { ParamDims = c.ParamDims };
+                if (!HasProfiles(p.Tp, p.ParamDims, s.Mbs, p.Selective))
+                {
+                    timedOut = true;
+                    rated.Add(Unrated(p, s.Mbs, "not rated: the search reached its time limit"));
+                }
+                else
+                    rated.Add(Compose(p, s.Mbs));
+            }
+            progress?.Invoke(++done, total);
         }
         return new PlanResult(
             _model,
@@ -223,47 +314,111 @@ public sealed partial class PlanSearch
             rated,
             _profiles.Count,
             clock.Elapsed.TotalSeconds,
-            timedOut
-        );
+            timedOut,
+            new SearchTimes(_intraOpSeconds, _profileSeconds, composeClock.Elapsed.TotalSeconds)
+        )
+        {
+            Parameters = _model.Params.Sum(kv =>
+                kv.Value.Shape.Aggregate(1.0, (a, d) => a * d)
+                * (_layerDecls.Contains(kv.Key.Split('.')[0]) ? _model.Layers : 1)
+            ),
+        };
+    }
+
+    /// <summary>Every mesh of <paramref name="gpus"/> with tp inside a node, and every microbatch size (powers of two
+    /// up to 32 that divide a replica's batch) with the count that makes up the batch.</summary>
+    private IEnumerable<Shape> Shapes(int gpus)
+    {
+        int perNode = _request.Cluster.GpusPerNode;
+        long layers = _model.Layers;
+        bool Allowed(string axis, int size) => !_request.Fixed.TryGetValue(axis, out int f) || f == size;
+        foreach (int tp in Divisors(gpus).Where(t => t <= perNode && Allowed("tp", t)))
+        foreach (int pp in Divisors(gpus / tp).Where(p => (_model.Loop != null ? p <= layers : p == 1)))
+        {
+            int dp = gpus / (tp * pp);
+            if (!Allowed("pp", pp) || !Allowed("dp", dp) || Batch % dp != 0)
+                continue;
+            long perReplica = Batch / dp;
+            for (long mbs = 1; mbs <= Math.Min(32, perReplica); mbs *= 2)
+                if (perReplica % mbs == 0)
+                    yield return new Shape(tp, pp, dp, mbs, (int)(perReplica / mbs));
+        }
+    }
+
+    /// <summary>The candidates of a shape: schedules (one stage: none), recomputation (none, of one layer the stack
+    /// calls, or full), ZeRO-1 where dp > 1.</summary>
+    private IEnumerable<Plan> PlansOf(Shape s)
+    {
+        var schedules = new List<(string, int)> { ("1f1b", 1) };
+        if (s.Pp > 1)
+        {
+            schedules.Add(("gpipe", 1));
+            foreach (int v in new[] { 2, 3, 4 })
+                if (s.Pp * v <= _model.Layers && s.Microbatches % s.Pp == 0)
+                    schedules.Add(("interleaved", v));
+        }
+        foreach (var (schedule, chunks) in schedules)
+        foreach (var selective in SelectiveChoices.Append("full"))
+        foreach (int zero in s.Dp > 1 ? new[] { 0, 1 } : new[] { 0 })
+            yield return new Plan(
+                s.Tp,
+                s.Pp,
+                s.Dp,
+                s.Microbatches,
+                schedule,
+                chunks,
+                selective == "full",
+                zero,
+                EmptyDims
+            )
+            {
+                Selective = selective == "full" ? null : selective,
+            };
+    }
+
+    /// <summary>None, or one of the layers the repeated layer calls (recomputed in the backward: selective
+    /// recomputation at the granularity of a layer, as Korthikanti et al. recompute the attention core).</summary>
+    private IEnumerable<string?> SelectiveChoices
+    {
+        get
+        {
+            yield return null;
+            foreach (var l in _layerDecls.Where(l => l != _model.RepeatedLayer).Order(StringComparer.Ordinal))
+                yield return l;
+        }
     }
 
     private static readonly IReadOnlyDictionary<string, int> EmptyDims = new Dictionary<string, int>();
 
     private static RatedPlan Unrated(Plan plan, long mbs, string why) =>
-        new(plan, mbs, "", 0, 0, 0, 0, 0, 0, 0, 0, 0, [], why);
+        new(plan, mbs, plan.Splits, 0, 0, 0, 0, 0, 0, 0, 0, 0, [], why);
 
-    /// <summary>A rough time to order the search by: compute at peak, stretched by the bubble.</summary>
-    private double Estimate(Plan p, long mbs)
+    /// <summary>A rough time to order the profiles by: compute at peak, stretched by the bubble and small
+    /// microbatches.</summary>
+    private static double Estimate(Shape s)
     {
-        double bubble = p.Pp == 1 ? 0 : (p.Pp - 1.0) / (p.Microbatches * p.Chunks);
-        double small = 1 + 64.0 / (mbs * 64) + (p.Tp - 1) * 0.02;
-        return (1 + bubble) * small * (p.Remat ? 4.0 / 3 : 1);
+        double bubble = s.Pp == 1 ? 0 : (s.Pp - 1.0) / s.Microbatches;
+        return (1 + bubble) * (1 + 1.0 / s.Mbs) * (1 + (s.Tp - 1) * 0.02);
     }
 
-    /// <summary>Rates a candidate with each intra-operator layout of its tp.</summary>
-    private IEnumerable<RatedPlan> Rate(Plan shape, long mbs)
+    /// <summary>Parameter state a device holds at least under the shape: every weight split over tp, the layers cut
+    /// over pp, the optimizer state over dp.</summary>
+    private double StateFloor(Shape s)
     {
-        IntraOpChoice[] choices;
-        try
-        {
-            choices = Layouts(shape.Tp, mbs);
-        }
-        catch (InvalidOperationException e)
-        {
-            return [Unrated(shape, mbs, $"no intra-operator plan: {e.Message}")];
-        }
-        return choices.Select(c => Compose(shape with { ParamDims = c.ParamDims }, mbs));
+        double all = _model.Params.Values.Sum(p => ParamBytes(p, 1));
+        double share = s.Dp > 1 ? (2 + (_stateFactor - 2) / s.Dp) / _stateFactor : 1;
+        return all * _stateFactor * share / (s.Tp * s.Pp);
     }
 
-    /// <summary>The fastest and the leanest parameter shardings for tp at microbatch size <paramref
-    /// name="mbs"/>.</summary>
+    /// <summary>The fastest and the leanest parameter shardings for tp (solved at microbatch size <paramref
+    /// name="mbs"/>, reused for every other).</summary>
     private IntraOpChoice[] Layouts(int tp, long mbs)
     {
-        string key = $"{tp}|{mbs}";
-        if (_layouts.TryGetValue(key, out var have))
+        if (_layouts.TryGetValue(tp, out var have))
             return have;
         if (tp == 1)
-            return _layouts[key] = [new IntraOpChoice(EmptyDims, 0, 0)];
+            return _layouts[tp] = [new IntraOpChoice(EmptyDims, 0, 0)];
+        var clock = Stopwatch.StartNew();
         var plan = new Plan(1, 1, 1, 1, "1f1b", 1, false, 0, EmptyDims);
         var module = Elaborate(_model.Write(plan, layers: 1, batch: mbs), "ilp");
         double weight = _model.Layers;
@@ -271,7 +426,8 @@ public sealed partial class PlanSearch
         // A byte of state per device is worth as much as moving it once over HBM... a thousand times over: enough
         // to prefer split weights whenever time allows.
         var lean = Solve(module, tp, weight, 1000 / _request.Cluster.HbmBytesPerSecond);
-        return _layouts[key] = fast.ParamDims.SequenceEqual(lean.ParamDims) ? [fast] : [fast, lean];
+        _intraOpSeconds += clock.Elapsed.TotalSeconds;
+        return _layouts[tp] = fast.ParamDims.SequenceEqual(lean.ParamDims) ? [fast] : [fast, lean];
     }
 
     private IntraOpChoice Solve(Operation module, int tp, double weight, double memoryWeight) =>
@@ -284,7 +440,7 @@ public sealed partial class PlanSearch
             weight,
             _stateFactor,
             memoryWeight,
-            Math.Max(1, Math.Min(10, _request.TimeLimitSeconds / 20))
+            Math.Clamp(_request.TimeLimitSeconds / 40, 0.5, 5)
         );
 
     /// <summary>The declaration (<c>layer.param</c>) of a parameter path such as
@@ -338,186 +494,75 @@ public sealed partial class PlanSearch
         return module;
     }
 
-    /// <summary>A one-stage, one-microbatch variant with <paramref name="layers"/> repeated layers.</summary>
-    private Profile ProfileOf(Plan plan, long mbs, long layers)
+    private static string Key(
+        int tp,
+        IReadOnlyDictionary<string, int> dims,
+        long mbs,
+        string? selective,
+        long layers
+    ) => $"{tp}|{mbs}|{new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims).Splits}|{selective}|{layers}";
+
+    private bool HasProfiles(int tp, IReadOnlyDictionary<string, int> dims, long mbs, string? selective) =>
+        _profiles.ContainsKey(Key(tp, dims, mbs, selective, 1))
+            && (_model.Loop == null || _profiles.ContainsKey(Key(tp, dims, mbs, selective, 2)))
+        || _failed.ContainsKey(Key(tp, dims, mbs, selective, 1));
+
+    /// <summary>Compiles the one- and two-layer profiles of (tp, shardings, microbatch size, selectively recomputed
+    /// layer), unless the time left is spent.</summary>
+    private void Profiles(
+        int tp,
+        IReadOnlyDictionary<string, int> dims,
+        long mbs,
+        string? selective,
+        double secondsLeft
+    )
     {
-        string key = $"{plan.Tp}|{mbs}|{plan.Remat}|{plan.Splits}|{layers}";
-        if (_profiles.TryGetValue(key, out var have))
-            return have;
-        var variant = plan with { Pp = 1, Dp = 1, Microbatches = 1, Schedule = "1f1b", Chunks = 1, Zero = 0 };
+        var clock = Stopwatch.StartNew();
+        string first = Key(tp, dims, mbs, selective, 1);
+        foreach (long layers in _model.Loop != null ? new long[] { 1, 2 } : [1])
+        {
+            string key = Key(tp, dims, mbs, selective, layers);
+            if (_profiles.ContainsKey(key) || _failed.ContainsKey(first))
+                continue;
+            if (clock.Elapsed.TotalSeconds > secondsLeft)
+                return;
+            try
+            {
+                _profiles[key] = ProfileOf(tp, dims, mbs, selective, layers);
+            }
+            catch (Exception e) when (e is PassInputException or PassFailureException or UserErrorException)
+            {
+                _failed[first] = $"does not compile: {e.Message.Split('\n')[0]}";
+            }
+        }
+    }
+
+    /// <summary>A one-stage, one-microbatch variant with <paramref name="layers"/> repeated layers.</summary>
+    private Profile ProfileOf(int tp, IReadOnlyDictionary<string, int> dims, long mbs, string? selective, long layers)
+    {
+        var variant = new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims) { Selective = selective };
         // One stage of one microbatch, still pipelined: the cost model then tells the forward from the backward.
         var module = Compile(variant, _model.Loop != null ? layers : null, mbs, pipeline: true);
         var cost = CostModel.Of(module, _request.Cluster);
-        double fwd = cost.StageForwardSeconds.Sum(),
-            bwd = cost.StageBackwardSeconds.Sum();
-        return _profiles[key] = new Profile(
-            fwd,
-            bwd,
+        var held = PipelineStats.Of(module.EntryFunction()!)?.Devices[0];
+        return new Profile(
+            cost.StageForwardSeconds.Sum(),
+            cost.StageBackwardSeconds.Sum(),
             cost.StepPhaseSeconds,
             cost.SyncSeconds,
+            cost.Stages.Sum(s => s.CommSeconds),
             cost.PeakBytes,
+            held == null ? 0 : (double)held.PeakActivationBytes / Math.Max(1, held.PeakMicrobatches),
             cost.FlopsPerDevice,
             cost.ModelFlopsPerDevice
         );
     }
 
-    /// <summary>Rates one candidate from the profiles of its layer (docs/planner.md, "Rating a candidate").</summary>
-    private RatedPlan Compose(Plan plan, long mbs)
-    {
-        var cluster = _request.Cluster;
-        long layers = _model.Layers;
-        int stages = plan.Pp * plan.Chunks;
-        if (stages > layers)
-            return Unrated(plan, mbs, $"pruned: {stages} stages for {layers} layers");
-        Profile one,
-            layer,
-            rest;
-        try
-        {
-            one = ProfileOf(plan, mbs, 1);
-            if (_model.Loop != null)
-            {
-                layer = ProfileOf(plan, mbs, 2) - one;
-                rest = one - layer;
-            }
-            else
-            {
-                layer = new Profile(0, 0, 0, 0, 0, 0, 0);
-                rest = one;
-            }
-        }
-        catch (Exception e) when (e is PassInputException or PassFailureException or UserErrorException)
-        {
-            return Unrated(plan, mbs, $"does not compile: {e.Message.Split('\n')[0]}");
-        }
-        // Memory first: parameter state per layer from the profile's parameters, activations the rest.
-        var split = SplitLayers(layers, stages, layer.Forward + layer.Backward, rest.Forward + rest.Backward);
-        int m = plan.Microbatches,
-            p = plan.Pp;
-        double stateShare = plan.Zero > 0 ? (2 + (_stateFactor - 2) / plan.Dp) / _stateFactor : 1;
-        double layerState = LayerStateBytes(plan) * stateShare;
-        double layerAct = Math.Max(0, layer.Peak - LayerStateBytes(plan));
-        double peak = 0;
-        for (int d = 0; d < p; d++)
-        {
-            double bytes = 0;
-            for (int c = 0; c < plan.Chunks; c++)
-            {
-                int s = c * p + d;
-                bytes += split[s] * (layerState + Held(plan, d) * layerAct / plan.Chunks);
-            }
-            if (d == p - 1 || d == 0)
-                bytes += rest.Peak * (d == p - 1 ? 1 : 0.25) * stateShare;
-            peak = Math.Max(peak, bytes);
-        }
-        double flops = (layers * layer.Flops + rest.Flops) * m / p;
-        if (peak > cluster.HbmBytes)
-            return new RatedPlan(
-                plan,
-                mbs,
-                plan.Splits,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                peak,
-                0,
-                split,
-                $"pruned: does not fit ({peak / (1L << 30):F1} GiB a device, {cluster.HbmBytes / (1L << 30):F0} GiB "
-                    + "a GPU)"
-            );
-        // Stage times per microbatch; a stage sends its output on (and the gradient back) on the link to the next.
-        double sendBytes = _model.LayerInputBytes(mbs) / plan.Tp;
-        bool sameNode = plan.Dp * plan.Tp < cluster.GpusPerNode;
-        double send = p > 1 ? CostModel.PointToPointSeconds(sendBytes, sameNode, cluster) : 0;
-        var fwd = new double[stages];
-        var bwd = new double[stages];
-        for (int s = 0; s < stages; s++)
-        {
-            fwd[s] = split[s] * layer.Forward + (s == stages - 1 ? rest.Forward : 0) + (s < stages - 1 ? send : 0);
-            bwd[s] = split[s] * layer.Backward + (s == stages - 1 ? rest.Backward : 0) + (s > 0 ? send : 0);
-        }
-        double makespan;
-        if (p == 1)
-            makespan = m * (fwd[0] + bwd[0]);
-        else
-        {
-            var order = Schedule.Build(plan.Chunks > 1 ? "interleaved" : plan.Schedule, p, m, plan.Chunks, true);
-            makespan = Timeline.Simulate(order, (s, ph) => ph == Phase.Forward ? fwd[s] : bwd[s]).Makespan;
-        }
-        double busiest = Enumerable
-            .Range(0, p)
-            .Max(d => Enumerable.Range(0, plan.Chunks).Sum(c => fwd[c * p + d] + bwd[c * p + d]));
-        double bubble = Math.Max(0, makespan - m * busiest);
-        // Once a step: the optimizer on the fullest device, the tp gradient reductions, the dp synchronisation.
-        int maxLayers = Enumerable.Range(0, p).Max(d => Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]));
-        double optimizer = (maxLayers * layer.Step + rest.Step) / (plan.Zero > 0 ? plan.Dp : 1);
-        double tpSync = maxLayers * layer.Sync + rest.Sync;
-        double gradBytes = maxLayers * LayerStateBytes(plan) / _stateFactor + RestParamBytes(plan);
-        var group = Enumerable.Range(0, plan.Dp).Select(i => i * plan.Tp).ToArray();
-        double dpSync =
-            plan.Zero > 0
-                ? CostModel.CollectiveSeconds("reduce_scatter", gradBytes, group, cluster)
-                    + CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, group, cluster)
-                : CostModel.CollectiveSeconds("all_reduce", gradBytes, group, cluster);
-        // Gradient synchronisation under the optimizer's compute that follows it, as the cost model overlaps it.
-        double sync = tpSync + dpSync;
-        double exposedSync = sync - Math.Min(sync, optimizer);
-        double step = makespan + optimizer + exposedSync;
-        double tpComm = m * maxLayers * Math.Max(0, layer.Forward + layer.Backward - ComputeOnly(plan, mbs));
-        return new RatedPlan(
-            plan,
-            mbs,
-            plan.Splits,
-            step,
-            m * busiest,
-            Math.Min(tpComm, m * busiest),
-            m * send * 2 * (p > 1 ? 1 : 0),
-            bubble,
-            exposedSync,
-            optimizer,
-            peak,
-            flops / step,
-            split,
-            null
-        );
-    }
-
-    /// <summary>A layer's forward and backward at tp = 1 divided by tp: what tp costs beyond it is
-    /// communication.</summary>
-    private double ComputeOnly(Plan plan, long mbs)
-    {
-        if (plan.Tp == 1 || _model.Loop == null)
-            return _model.Loop == null ? 0 : Layer(plan with { Tp = 1, ParamDims = EmptyDims }, mbs);
-        return Layer(plan with { Tp = 1, ParamDims = EmptyDims }, mbs) / plan.Tp;
-    }
-
-    private double Layer(Plan plan, long mbs)
-    {
-        var d = ProfileOf(plan, mbs, 2) - ProfileOf(plan, mbs, 1);
-        return d.Forward + d.Backward;
-    }
-
-    /// <summary>Parameter state bytes of one repeated layer on one device under the plan's shardings.</summary>
-    private double LayerStateBytes(Plan plan) =>
-        _model
-            .Params.Where(kv => _layerDecls.Contains(kv.Key.Split('.')[0]))
-            .Sum(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1))
-        * _stateFactor;
-
-    private double RestParamBytes(Plan plan) =>
-        _model
-            .Params.Where(kv => !_layerDecls.Contains(kv.Key.Split('.')[0]))
-            .Sum(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1));
-
-    private static double ParamBytes((ParamStmt Decl, long[] Shape) p, int split) =>
-        p.Shape.Aggregate(1.0, (a, d) => a * d) * ModelSource.DTypeBytes(p.Decl.Type.DType) / split;
-
     private static IEnumerable<int> Divisors(long n) =>
         Enumerable.Range(1, (int)Math.Min(n, int.MaxValue)).Where(d => n % d == 0).Select(d => d);
+
+    private static string Gib(double bytes) =>
+        (bytes / (1L << 30)).ToString("F1", CultureInfo.InvariantCulture) + " GiB";
 
     /// <summary>Seconds as the reports print them.</summary>
     public static string Seconds(double s) =>

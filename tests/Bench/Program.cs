@@ -9,6 +9,8 @@ using ParallelCompiler.Syntax;
 // Benchmarks of the compiler. Usage: Bench [frontend|sharding|matmul|all|table1 [ROWS|--source DIR]] [--repeat N]
 // [--example PATH]
 // table1: the cost model against Megatron-LM's Table 1 (Table1.cs); minutes, not in all.
+// plan [ROWS] [--full-cost]: the planner on Table 1's models without their plans, against the rows' own plans rated
+//   the same way (PlanTable1.cs); --full-cost also compiles both whole plans and costs them. Minutes, not in all.
 // frontend: parse + lower + verify the transformer of docs/language.md at GPT-3 scale
 //   (-D L=96 -D D=12288 -D S=2048 -D V=51200). Target: under 2 s on a 2-core machine.
 // sharding: sharding-propagation + insert-reshards + spmdize of the same model (with GPT-3's 96 heads and a
@@ -94,6 +96,14 @@ if (which is "frontend" or "all")
             return $"{module.Walk().Count()} ops";
         }
     );
+}
+
+if (which == "plan")
+{
+    // The planner on every row of Table 1 (PlanTable1.cs); minutes, not in all.
+    int rows = args.Length > 1 && int.TryParse(args[1], out int n) ? n : 10;
+    PlanTable1.Run(rows, args.Contains("--full-cost"));
+    return;
 }
 
 if (which == "table1")

@@ -17,7 +17,7 @@ public static class Table1
 {
     /// <summary>A row: size, heads, hidden, layers, tp, pp, GPUs, batch, microbatch, chunks (interleaved), published
     /// TFLOP/s.</summary>
-    private sealed record Row(
+    internal sealed record Row(
         string Name,
         int Heads,
         int H,
@@ -31,7 +31,7 @@ public static class Table1
         double Published
     );
 
-    private static readonly Row[] Rows =
+    internal static readonly Row[] Rows =
     [
         new("1.7B", 24, 2304, 24, 1, 1, 32, 512, 16, 1, 137),
         new("3.6B", 32, 3072, 30, 2, 1, 64, 512, 16, 1, 138),
@@ -45,7 +45,7 @@ public static class Table1
         new("1008.0B", 160, 25600, 128, 8, 64, 3072, 3072, 1, 1, 163),
     ];
 
-    private static string Source(Row r)
+    internal static string Source(Row r)
     {
         int dp = r.Gpus / (r.Tp * r.Pp),
             m = r.Batch / (dp * r.Mbs);
@@ -103,7 +103,7 @@ public static class Table1
     private const GradientSync Sync = GradientSync.AfterBackward;
 
     /// <summary>The paper's FLOPs of one step: 96 B s l h^2 (1 + s/6h + V/16lh).</summary>
-    private static double PaperFlops(Row r) =>
+    internal static double PaperFlops(Row r) =>
         96.0 * r.Batch * 2048 * r.L * (double)r.H * r.H * (1 + 2048.0 / (6 * r.H) + 51200.0 / (16.0 * r.L * r.H));
 
     /// <summary>Compiles every row (or the first <paramref name="rows"/>), fits the efficiencies on two rows, prints

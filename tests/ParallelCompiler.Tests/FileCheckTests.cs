@@ -34,7 +34,7 @@ public class FileCheckTests
                 .Replace("FileCheck ", "FileCheck-14 --dump-input=fail ");
             cmd = System.Text.RegularExpressions.Regex.Replace(
                 cmd,
-                @"(^|\|\s*)mplc ",
+                @"(^|\|\s*|&&\s*)mplc ",
                 m => m.Value.Replace("mplc ", mplc + " ")
             );
             var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };

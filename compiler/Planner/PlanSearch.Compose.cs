@@ -1,0 +1,173 @@
+using ParallelCompiler.Cost;
+using ParallelCompiler.Runtime.Pipeline;
+using ParallelCompiler.Syntax;
+
+namespace ParallelCompiler.Planner;
+
+/// <summary>How the planner rates a candidate from its profiles (docs/planner.md, "Rating a candidate").</summary>
+public sealed partial class PlanSearch
+{
+    /// <summary>Rates one candidate whose profiles are compiled.</summary>
+    private RatedPlan Compose(Plan plan, long mbs)
+    {
+        var cluster = _request.Cluster;
+        long layers = _model.Layers;
+        int stages = plan.Pp * plan.Chunks;
+        if (stages > layers)
+            return Unrated(plan, mbs, $"pruned: {stages} stages for {layers} layers");
+        if (plan.Tp > 1 && !plan.ParamDims.Values.Any(d => d >= 0))
+            return Unrated(
+                plan,
+                mbs,
+                $"pruned: tp={plan.Tp} splits no weight, so every device of a tp group would repeat the same work"
+            );
+        if (_failed.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var why))
+            return Unrated(plan, mbs, why);
+        var one = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1)];
+        Profile layer,
+            rest;
+        if (_model.Loop != null)
+        {
+            layer = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 2)] - one;
+            rest = one - layer;
+        }
+        else
+        {
+            layer = Profile.Zero;
+            rest = one;
+        }
+        int m = plan.Microbatches,
+            p = plan.Pp;
+        // Full recomputation runs a layer's forward again in its backward and keeps only its input.
+        double layerFwd = layer.Forward,
+            layerBwd = layer.Backward + (plan.Remat ? layer.Forward : 0);
+        var split = SplitLayers(layers, stages, layerFwd + layerBwd, rest.Forward + rest.Backward);
+
+        // Memory: parameter state whole (parameter, gradient and optimizer state, as frameworks keep gradient
+        // buffers; ZeRO-1 splits the optimizer's share over dp), and the activations every microbatch in flight
+        // holds from its forward to its backward (a layer's, from the compiled profile's pipeline statistics, or
+        // under recomputation only its input, plus one layer's while it is recomputed); the last stage also the
+        // loss's transient (the rest of the model's peak beyond its state).
+        double stateShare = plan.Zero > 0 ? (2 + (_stateFactor - 2) / plan.Dp) / _stateFactor : 1;
+        double layerStateFull = LayerStateBytes(plan),
+            layerState = layerStateFull * stateShare,
+            recomputed = Math.Max(0, layer.Held),
+            unit = plan.Remat ? _model.LayerInputBytes(mbs) : recomputed;
+        double restStateFull = RestParamBytes(plan) * _stateFactor,
+            restState = restStateFull * stateShare,
+            restAct = Math.Max(0, rest.Peak - restStateFull);
+        double peak = 0;
+        for (int d = 0; d < p; d++)
+        {
+            double mine = Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]);
+            double bytes =
+                mine * layerState + Held(plan, d) * mine / plan.Chunks * unit + (plan.Remat ? recomputed : 0);
+            // The first stage holds the model's own parameters that feed the stack (embeddings), the last those
+            // after it: both counted whole, as a tied embedding is.
+            if (d == 0 || d == p - 1)
+                bytes += restState;
+            if (d == p - 1)
+                bytes += restAct;
+            peak = Math.Max(peak, bytes);
+        }
+        if (peak > cluster.HbmBytes)
+            return new RatedPlan(
+                plan,
+                mbs,
+                plan.Splits,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                peak,
+                0,
+                split,
+                $"pruned: does not fit ({Gib(peak)} a device, {Gib(cluster.HbmBytes)} a GPU)"
+            );
+
+        // Stage times per microbatch; a stage sends its output on (and the gradient back) on the link to the next.
+        double sendBytes = _model.LayerInputBytes(mbs) / plan.Tp;
+        bool sameNode = plan.Dp * plan.Tp < cluster.GpusPerNode;
+        double send = p > 1 ? CostModel.PointToPointSeconds(sendBytes, sameNode, cluster) : 0;
+        var fwd = new double[stages];
+        var bwd = new double[stages];
+        for (int s = 0; s < stages; s++)
+        {
+            fwd[s] = split[s] * layerFwd + (s == stages - 1 ? rest.Forward : 0) + (s < stages - 1 ? send : 0);
+            bwd[s] = split[s] * layerBwd + (s == stages - 1 ? rest.Backward : 0) + (s > 0 ? send : 0);
+        }
+        double makespan;
+        if (p == 1)
+            makespan = m * (fwd[0] + bwd[0]);
+        else
+        {
+            var order = Schedule.Build(plan.Chunks > 1 ? "interleaved" : plan.Schedule, p, m, plan.Chunks, true);
+            makespan = Timeline.Simulate(order, (s, ph) => ph == Phase.Forward ? fwd[s] : bwd[s]).Makespan;
+        }
+        double DeviceSum(Func<int, double> f) => Enumerable.Range(0, plan.Chunks).Sum(c => f(c * p));
+        double busiest = Enumerable
+            .Range(0, p)
+            .Max(d => Enumerable.Range(0, plan.Chunks).Sum(c => fwd[c * p + d] + bwd[c * p + d]));
+        double bubble = Math.Max(0, makespan - m * busiest);
+
+        // Once a step: the optimizer on the fullest device, the tp gradient reductions, the dp synchronisation.
+        int maxLayers = Enumerable.Range(0, p).Max(d => Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]));
+        double optimizer = (maxLayers * layer.Step + rest.Step) / (plan.Zero > 0 ? plan.Dp : 1);
+        double tpSync = maxLayers * layer.Sync + rest.Sync;
+        double gradBytes = (maxLayers * layerStateFull + restStateFull) / _stateFactor;
+        var group = Enumerable.Range(0, plan.Dp).Select(i => i * plan.Tp).ToArray();
+        double dpSync =
+            plan.Dp == 1 ? 0
+            : plan.Zero > 0
+                ? CostModel.CollectiveSeconds("reduce_scatter", gradBytes, group, cluster)
+                    + CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, group, cluster)
+            : CostModel.CollectiveSeconds("all_reduce", gradBytes, group, cluster);
+        // Gradient synchronisation runs under the last microbatch's backward on the first device (as gradients are
+        // bucketed) and the optimizer after it, as the cost model overlaps it; the rest is exposed.
+        double sync = tpSync + dpSync;
+        double window = DeviceSum(s => bwd[s]) + optimizer;
+        double exposedSync = sync - Math.Min(sync, window);
+        double step = makespan + optimizer + exposedSync;
+        // Communication on the critical path inside the layers: the tp collectives of forward and backward (and of
+        // the recomputed forward).
+        double layerTpComm = Math.Max(0, layer.Comm - layer.Sync),
+            restTpComm = Math.Max(0, rest.Comm - rest.Sync);
+        double recompute = layer.Forward + layer.Backward > 0 ? layerFwd / (layer.Forward + layer.Backward) : 0;
+        double tpComm = m * (maxLayers * layerTpComm * (1 + (plan.Remat ? recompute : 0)) + restTpComm);
+        double modelFlops = (layers * layer.ModelFlops + rest.ModelFlops) * m / p;
+        return new RatedPlan(
+            plan,
+            mbs,
+            plan.Splits,
+            step,
+            m * busiest,
+            Math.Min(tpComm, m * busiest),
+            p > 1 ? m * send * 2 : 0,
+            bubble,
+            exposedSync,
+            optimizer,
+            peak,
+            modelFlops / step,
+            split,
+            null
+        );
+    }
+
+    /// <summary>Parameter state bytes of one repeated layer on one device under the plan's shardings.</summary>
+    private double LayerStateBytes(Plan plan) =>
+        _model
+            .Params.Where(kv => _layerDecls.Contains(kv.Key.Split('.')[0]))
+            .Sum(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1))
+        * _stateFactor;
+
+    private double RestParamBytes(Plan plan) =>
+        _model
+            .Params.Where(kv => !_layerDecls.Contains(kv.Key.Split('.')[0]))
+            .Sum(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1));
+
+    private static double ParamBytes((ParamStmt Decl, long[] Shape) p, int split) =>
+        p.Shape.Aggregate(1.0, (a, d) => a * d) * ModelSource.DTypeBytes(p.Decl.Type.DType) / split;
+}

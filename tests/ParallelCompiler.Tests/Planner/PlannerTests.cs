@@ -1,0 +1,336 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using ParallelCompiler.Cost;
+using ParallelCompiler.Lowering;
+using ParallelCompiler.Passes;
+using ParallelCompiler.Passes.Infrastructure;
+using ParallelCompiler.Planner;
+using ParallelCompiler.Syntax;
+using ParallelCompiler.Tests.Support;
+using Parquet.Serialization;
+using Xunit;
+
+namespace ParallelCompiler.Tests.Planner;
+
+/// <summary>
+/// mplc plan: plans that compile and run to the single-device result, plans for models that are not transformers,
+/// the planner's rating against the cost model of the whole compiled plan, the exported dataset, and bad arguments.
+/// The Megatron pattern is checked by FileCheck (tests/ir/planner-megatron.mplir).
+/// </summary>
+public partial class PlannerTests() : TempDirTest("mplc-plan")
+{
+    private static readonly string Plain = Repo.Path("tests", "ir", "inputs", "gpt-plain.mpl");
+
+    /// <summary>A model file with its mesh and shardings taken out.</summary>
+    private string Unplanned(string example)
+    {
+        string text = File.ReadAllText(Repo.Path("examples", example));
+        text = ShardRegex().Replace(text, "");
+        text = PlanLineRegex().Replace(text, "");
+        string path = P(example);
+        File.WriteAllText(path, text);
+        return path;
+    }
+
+    [GeneratedRegex(@" shard\[[^\]]*\]")]
+    private static partial Regex ShardRegex();
+
+    [GeneratedRegex(@"^(mesh .*|@pipeline.*)\n", RegexOptions.Multiline)]
+    private static partial Regex PlanLineRegex();
+
+    [GeneratedRegex(@"^step (\d+)/\d+\s+loss (\S+)", RegexOptions.Multiline)]
+    private static partial Regex LossRegex();
+
+    /// <summary>The loss of every step, as mplc run prints it.</summary>
+    private static double[] Losses(Mplc.Result r)
+    {
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        return LossRegex()
+            .Matches(r.Stdout + r.Stderr)
+            .Select(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))
+            .ToArray();
+    }
+
+    /// <summary>Plans <paramref name="model"/>, writes the plan, trains it on simulated devices, and compares every
+    /// step's loss with the model trained on one device.</summary>
+    private string PlanRunsAsOneDevice(string model, int gpus, string? mesh, int steps)
+    {
+        string plan = P("plan.mpl");
+        var args = new List<string>
+        {
+            "plan",
+            model,
+            "--cluster",
+            "a100-80g-selene",
+            "--gpus",
+            gpus.ToString(CultureInfo.InvariantCulture),
+            "--time-limit",
+            "30",
+            "-o",
+            plan,
+        };
+        if (mesh != null)
+            args.AddRange(["--mesh", mesh]);
+        var planned = Mplc.Run([.. args]);
+        Assert.True(planned.ExitCode == 0, planned.Stdout + planned.Stderr);
+        Assert.Contains("#1 ", planned.Stdout);
+        Assert.Contains("why: ", planned.Stdout);
+        string text = File.ReadAllText(plan);
+        string s = steps.ToString(CultureInfo.InvariantCulture);
+        var run = text.Contains("--zero 1")
+            ? Mplc.Run("run", plan, "--steps", s, "--zero", "1")
+            : Mplc.Run("run", plan, "--steps", s);
+        var distributed = Losses(run);
+        var single = Losses(Mplc.Run("run", model, "--steps", s));
+        Assert.Equal(steps, distributed.Length);
+        for (int i = 0; i < steps; i++)
+            Assert.True(
+                Math.Abs(distributed[i] - single[i]) <= 1e-4 * Math.Max(1, Math.Abs(single[i])),
+                $"step {i + 1}: planned {distributed[i]}, one device {single[i]}\n{text}"
+            );
+        return text;
+    }
+
+    [Fact]
+    public void APipelinedTensorParallelPlanOfTheTransformerTrainsAsOneDevice()
+    {
+        string text = PlanRunsAsOneDevice(Plain, 8, "tp=2,pp=2", 3);
+        Assert.Contains("mesh grid[pp = 2, dp = 2, tp = 2];", text);
+        Assert.Contains("@pipeline(axis = pp", text);
+        Assert.Contains("shard[", text);
+    }
+
+    [Fact]
+    public void ASelectivelyRecomputedPlanIsWrittenOnItsLayerAndTrainsAsOneDevice()
+    {
+        var src = SourceText.Load(Plain);
+        var cluster = Cluster.Presets["a100-80g-selene"];
+        var model = ModelSource.Read(src, new CompileOptions());
+        var plan = new Plan(1, 2, 2, 2, "1f1b", 1, false, 0, new Dictionary<string, int>()) { Selective = "attention" };
+        string text = model.Write(plan);
+        Assert.Contains("@remat\nlayer attention", text);
+        Assert.Single(Regex.Matches(text, "@remat"));
+        Assert.Contains("recomputing attention", plan.Summary);
+        string path = P("selective.mpl");
+        File.WriteAllText(path, text);
+        var distributed = Losses(Mplc.Run("run", path, "--steps", "2"));
+        var single = Losses(Mplc.Run("run", Plain, "--steps", "2"));
+        Assert.Equal(single.Length, distributed.Length);
+        for (int i = 0; i < single.Length; i++)
+            Assert.Equal(single[i], distributed[i], 4);
+        // The planner rates it from profiles compiled with the layer recomputed.
+        var rated = PlanSearch
+            .Create(src, new PlanRequest(cluster, 4, null, 30, new CompileOptions()), Registry())
+            .Rate(plan, 2);
+        Assert.True(rated.Viable, rated.Pruned);
+    }
+
+    [Fact]
+    public void TheFreeSearchOnTheTransformerGivesARunnablePlan() => PlanRunsAsOneDevice(Plain, 4, null, 2);
+
+    [Fact]
+    public void AClassifierWithoutALoopIsPlannedAndTrainsAsOneDevice()
+    {
+        // Small enough that splitting its weights costs more than it saves: data parallelism over all four GPUs.
+        string text = PlanRunsAsOneDevice(Unplanned("classifier.mpl"), 4, null, 3);
+        Assert.Contains("mesh grid[pp = 1, dp = 4, tp = 1];", text);
+        Assert.Contains("x: f32[B, D] shard[dp, _]", text);
+    }
+
+    [Fact]
+    public void AWideMlpIsSplitColumnThenRow()
+    {
+        // Weights of 2 x 16k x 64k f32 with adam's state: 34 GiB a weight on one GPU, so they must be split; the
+        // plan splits the first by columns and the second by rows, the Megatron MLP.
+        string model = P("wide.mpl");
+        File.WriteAllText(
+            model,
+            """
+            const B = 64; const D = 16384; const H = 4 * D;
+            model mlp(x: f32[B, D], y: f32[B, D]) -> f32[] {
+              param w1: f32[D, H];
+              param w2: f32[H, D];
+              let d = gelu(x @ w1) @ w2 - y;
+              return mean(d * d);
+            }
+            train mlp optimizer adam(lr = 1e-3);
+            """
+        );
+        string plan = P("wide-plan.mpl");
+        var r = Mplc.Run(
+            "plan",
+            model,
+            "--cluster",
+            "a100-80g-selene",
+            "--gpus",
+            "8",
+            "--time-limit",
+            "30",
+            "-o",
+            plan
+        );
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        string text = File.ReadAllText(plan);
+        Assert.Matches(@"param w1: f32\[D, H\] shard\[_, tp\];", text);
+        Assert.Matches(@"param w2: f32\[H, D\] shard\[tp, _\];", text);
+        Assert.DoesNotMatch(@"tp = 1\]", text);
+    }
+
+    private static PassRegistry Registry() => (PassRegistry)CompilerServices.Create().GetService(typeof(PassRegistry))!;
+
+    /// <summary>The planner composes a candidate from one- and two-layer profiles; the whole plan compiled and costed
+    /// by the cost model must agree with it: the step within 15 %, the memory never below the cost model's (the
+    /// planner keeps every gradient buffer for the whole step, the cost model counts values while they are live) and
+    /// within 1.5 times it.</summary>
+    [Theory]
+    [InlineData(2, 2, 2, 4, "1f1b", 1, "none")]
+    [InlineData(1, 2, 4, 4, "gpipe", 1, "full")]
+    [InlineData(2, 2, 2, 4, "interleaved", 2, "none")]
+    [InlineData(4, 1, 2, 2, "1f1b", 1, "none")]
+    [InlineData(2, 2, 2, 4, "1f1b", 1, "attention")]
+    public void TheComposedRatingAgreesWithTheCostOfTheWholePlan(
+        int tp,
+        int pp,
+        int dp,
+        int m,
+        string schedule,
+        int chunks,
+        string recompute
+    )
+    {
+        var src = SourceText.Load(Plain);
+        var options = new CompileOptions();
+        foreach (var (k, v) in new[] { ("D", 512L), ("S", 256L), ("NH", 8L), ("B", 32L), ("V", 1024L) })
+            options.Defines[k] = v;
+        var cluster = Cluster.Presets["a100-80g-selene"];
+        var registry = Registry();
+        var planner = PlanSearch.Create(src, new PlanRequest(cluster, 8, null, 60, options), registry);
+        var dims = new Dictionary<string, int>
+        {
+            ["attention.wq"] = 1,
+            ["attention.wk"] = 1,
+            ["attention.wv"] = 1,
+            ["attention.wo"] = 0,
+            ["mlp.w1"] = 1,
+            ["mlp.w2"] = 0,
+        };
+        var plan = new Plan(
+            tp,
+            pp,
+            dp,
+            m,
+            schedule,
+            chunks,
+            recompute == "full",
+            0,
+            tp > 1 ? dims : new Dictionary<string, int>()
+        )
+        {
+            Selective = recompute is "full" or "none" ? null : recompute,
+        };
+        long mbs = 32 / (dp * m);
+        var rated = planner.Rate(plan, mbs);
+        Assert.True(rated.Viable, rated.Pruned);
+        var cost = CostModel.Of(planner.Compile(plan, null, 32), cluster);
+        Assert.InRange(rated.StepSeconds / cost.StepSeconds, 0.85, 1.15);
+        Assert.True(
+            rated.PeakBytes / cost.PeakBytes is > 0.9 and < 1.5,
+            $"planner {rated.PeakBytes / 1048576:F1} MiB, cost model per device "
+                + string.Join(", ", cost.Stages.Select(x => $"{x.PeakBytes / 1048576:F1} MiB"))
+        );
+    }
+
+    [Fact]
+    public async Task TheExportedDatasetHasARowPerCandidateInCsvAndParquet()
+    {
+        string dir = P("export");
+        var r = Mplc.Run(
+            "plan",
+            Plain,
+            "--cluster",
+            "a100-80g-selene",
+            "--gpus",
+            "4",
+            "--time-limit",
+            "30",
+            "--export",
+            dir
+        );
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        int count = int.Parse(
+            Regex.Match(r.Stdout, @"exported (\d+) candidates").Groups[1].Value,
+            CultureInfo.InvariantCulture
+        );
+        var csv = File.ReadAllLines(Path.Combine(dir, "candidates.csv"));
+        Assert.Equal(count + 1, csv.Length);
+        foreach (var column in new[] { "model", "tp", "pp", "dp", "step_s", "memory_gib", "pruned", "reason" })
+            Assert.Contains(column, csv[0].Split(','));
+        await using var stream = File.OpenRead(Path.Combine(dir, "candidates.parquet"));
+        var rows = (await ParquetSerializer.DeserializeAsync<CandidateRow>(stream)).Data;
+        Assert.Equal(count, rows.Count);
+        Assert.Contains(rows, x => !x.Pruned && x.StepS > 0 && x.Gpus == 4);
+        Assert.All(rows.Where(x => x.Pruned), x => Assert.NotEqual("", x.Reason));
+    }
+
+    [Theory]
+    [InlineData("--gpus 0", "--gpus must be at least 1")]
+    [InlineData("--gpus 100000", "has 3072 GPUs")]
+    [InlineData("--gpus 8 --mesh ep=2", "the planner's axes are pp, dp and tp")]
+    [InlineData("--gpus 8 --mesh tp=3", "--mesh tp=3: it must divide --gpus 8")]
+    [InlineData("--gpus 8 --mesh dp=8 --batch 4", "no mesh of 8 GPUs splits the batch of 4")]
+    [InlineData("--gpus 8 --top -1", "--top must be at least 0")]
+    [InlineData("--gpus 8 --time-limit 0", "--time-limit must be positive")]
+    public void BadArgumentsAreClearErrors(string args, string message)
+    {
+        var r = Mplc.Run(["plan", Plain, "--cluster", "a100-80g-selene", .. args.Split(' ')]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(message, r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+    }
+
+    [Fact]
+    public void AModelThatFitsNowhereNearSaysTheSmallestGpuCountThatFits()
+    {
+        // 24 layers of 8k x 32k f16 weights with adam: about 100 GiB of state, more than one GPU holds.
+        var r = Mplc.Run(
+            "plan",
+            Plain,
+            "--cluster",
+            "a100-80g-selene",
+            "--gpus",
+            "1",
+            "-D",
+            "D=8192",
+            "-D",
+            "NH=64",
+            "-D",
+            "L=24",
+            "--time-limit",
+            "60"
+        );
+        Assert.Equal(1, r.ExitCode);
+        Assert.Matches(
+            @"does not fit on 1 GPUs of a100-80g-selene under any plan; the smallest that fits is \d+ GPUs",
+            r.Stderr
+        );
+    }
+
+    [Fact]
+    public void AModelWithoutABatchConstIsRefused()
+    {
+        string model = P("nobatch.mpl");
+        File.WriteAllText(
+            model,
+            """
+            model m(x: f32[4, 8]) -> f32[] {
+              param w: f32[8, 8];
+              return mean(x @ w);
+            }
+            train m optimizer sgd(lr = 0.1);
+            """
+        );
+        var r = Mplc.Run("plan", model, "--cluster", "a100-80g-selene", "--gpus", "2");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("must be a const (the batch size)", r.Stderr);
+    }
+}
