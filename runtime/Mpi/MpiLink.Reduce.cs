@@ -106,16 +106,11 @@ public sealed unsafe partial class MpiLink
                 rd = recvDispls
         )
         {
-            if (Blocking)
-                lock (_mpi)
-                    MpiNative.AlltoallvBytes(s, sc, sd, r, rc, rd, comm);
-            else
-            {
-                nint req;
-                lock (_mpi)
-                    req = MpiNative.IalltoallvBytes(s, sc, sd, r, rc, rd, comm);
+            nint req;
+            lock (_mpi)
+                req = MpiNative.AlltoallvBytes(s, sc, sd, r, rc, rd, comm, Blocking);
+            if (!Blocking)
                 Wait(ref req, at, cancel);
-            }
         }
         // This process's range, reduced over the members in group order.
         int len = Len(me);

@@ -125,41 +125,34 @@ public static unsafe class MpiNative
         return req;
     }
 
-    /// <summary>MPI_Ialltoallv of bytes: <paramref name="sendCounts"/>[i] bytes from <paramref name="sendDispls"/>[i]
-    /// go to member i; member i's <paramref name="recvCounts"/>[i] bytes land at <paramref
-    /// name="recvDispls"/>[i].</summary>
-    public static nint IalltoallvBytes(
+    /// <summary>MPI_Alltoallv of bytes: <paramref name="sendCounts"/>[i] bytes from <paramref name="sendDispls"/>[i]
+    /// go to member i; member i's <paramref name="recvCounts"/>[i] bytes land at <paramref name="recvDispls"/>[i].
+    /// Blocking (MPI_Alltoallv, then 0) or not (MPI_Ialltoallv, then its request).</summary>
+    public static nint AlltoallvBytes(
         void* send,
         int* sendCounts,
         int* sendDispls,
         void* recv,
         int* recvCounts,
         int* recvDispls,
-        nint comm
+        nint comm,
+        bool blocking
     )
     {
+        if (blocking)
+        {
+            var b = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, int>)Fn(
+                "MPI_Alltoallv"
+            );
+            Check("MPI_Alltoallv", b(send, sendCounts, sendDispls, Byte, recv, recvCounts, recvDispls, Byte, comm));
+            return 0;
+        }
         nint req;
         var f = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, nint*, int>)Fn(
             "MPI_Ialltoallv"
         );
         Check("MPI_Ialltoallv", f(send, sendCounts, sendDispls, Byte, recv, recvCounts, recvDispls, Byte, comm, &req));
         return req;
-    }
-
-    /// <summary>MPI_Alltoallv of bytes, blocking (the counts and displacements as for <see
-    /// cref="IalltoallvBytes"/>).</summary>
-    public static void AlltoallvBytes(
-        void* send,
-        int* sendCounts,
-        int* sendDispls,
-        void* recv,
-        int* recvCounts,
-        int* recvDispls,
-        nint comm
-    )
-    {
-        var f = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, int>)Fn("MPI_Alltoallv");
-        Check("MPI_Alltoallv", f(send, sendCounts, sendDispls, Byte, recv, recvCounts, recvDispls, Byte, comm));
     }
 
     /// <summary>MPI_Allgatherv of bytes, blocking.</summary>
