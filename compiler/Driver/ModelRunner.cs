@@ -18,12 +18,14 @@ namespace ParallelCompiler.Driver;
 public static class ModelRunner
 {
     /// <summary>Runs the module's entry function <see cref="RunSettings.Steps"/> times; <paramref name="onStep"/> hears
-    /// of every step.</summary>
+    /// of every step; <paramref name="machine"/>, when given, runs the compiled host kernels' devices (an MPI
+    /// process's).</summary>
     public static RunOutcome Run(
         Operation module,
         RunSettings s,
         TextWriter log,
-        Action<int, NDArray, TimeSpan>? onStep = null
+        Action<int, NDArray, TimeSpan>? onStep = null,
+        IMachine? machine = null
     )
     {
         var func = module.EntryFunction() ?? throw new UserErrorException("the module has no entry function");
@@ -70,7 +72,7 @@ public static class ModelRunner
             : gpu != null ? op => new KernelRef(op.StringAttr("callee"))
             : null;
         var program = DeviceProgramBuilder.Build(func, kernels);
-        return ModelSession.Run(manifest, program, s, log, onStep, machine: gpu);
+        return ModelSession.Run(manifest, program, s, log, onStep, machine: (IMachine?)gpu ?? machine);
     }
 
     /// <summary>The GPUs of <c>--backend cuda</c> with the module's PTX, or the emulated GPUs of <c>cuda-emu</c> with

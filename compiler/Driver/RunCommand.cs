@@ -108,7 +108,11 @@ public sealed partial class Cli
                 if (kind != "interp" && !pipeline.Contains(Pipelines.Backend))
                     pipeline.Add(Pipelines.Backend);
                 CheckOutput("--out", r.GetValue(output));
-                CheckOutput("--save-params", r.GetValue(saveParams));
+                CheckOutput(
+                    "--save-params",
+                    r.GetValue(saveParams),
+                    r.GetValue(saveParams) is { } sp && Runtime.Model.ShardedCheckpoint.IsFolder(sp)
+                );
                 CheckOutput("--trace", r.GetValue(trace));
                 var module = FrontEnd(r, r.GetValue(file)!, quiet: false);
                 // --check: the same module on a mesh of one device, a rewrite of its mesh rather than a second compile.
@@ -157,8 +161,39 @@ public sealed partial class Cli
                     var manifest = ManifestBuilder.Build(module);
                     (settings.InputArrays, settings.ParamArrays) = ModelSession.Load(manifest, settings, stderr);
                 }
-                var outcome = Progress(settings.Steps, onStep => ModelRunner.Run(module, settings, stderr, onStep));
-                outcome.Print(settings, ModelRunner.Summary, stdout);
+                // Under mpirun or srun each process compiles the model alike and runs its share of the devices.
+                TextWriter shown = stdout,
+                    log = stderr;
+                var mpi = module.IsSpmd()
+                    ? Runtime.Mpi.MpiProcess.Join(
+                        module.PhysicalMesh(),
+                        settings,
+                        settings.Backend != "cpu" || single != null
+                            ? "an MPI job runs the cpu back end: run --backend interp, cuda, cuda-emu and --check in "
+                                + "one process"
+                            : null,
+                        ref shown,
+                        ref log
+                    )
+                    : null;
+                RunOutcome outcome;
+                try
+                {
+                    outcome =
+                        mpi == null
+                            ? Progress(settings.Steps, onStep => ModelRunner.Run(module, settings, stderr, onStep))
+                            : ModelRunner.Run(module, settings, log, machine: mpi);
+                    outcome.Print(settings, ModelRunner.Summary, shown);
+                }
+                catch
+                {
+                    mpi?.Fail();
+                    throw;
+                }
+                finally
+                {
+                    mpi?.Dispose();
+                }
                 if (single != null)
                     return Check(module, single, settings, outcome);
                 return 0;

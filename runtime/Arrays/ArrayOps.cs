@@ -98,18 +98,9 @@ public static class ArrayOps
         for (int k = 1; k < xs.Count; k++)
         {
             if (acc.I != null)
-                AddInto<int>(acc.I, xs[k].I!);
-            else if (acc.DType == DType.F32)
-                AddInto<float>(acc.F!, xs[k].F!);
+                SumInto(acc.I, xs[k].I!);
             else
-            {
-                // Rounding after each addition keeps the result identical to a chain of binary adds in the IR.
-                float[] a = acc.F!,
-                    b = xs[k].F!;
-                DType t = acc.DType;
-                for (int i = 0; i < a.Length; i++)
-                    a[i] = t.Round(a[i] + b[i]);
-            }
+                SumInto(acc.DType, acc.F!, xs[k].F!);
         }
         return acc;
     }
@@ -121,21 +112,44 @@ public static class ArrayOps
         for (int k = 1; k < xs.Count; k++)
         {
             if (acc.I != null)
-            {
-                int[] a = acc.I,
-                    b = xs[k].I!;
-                for (int i = 0; i < a.Length; i++)
-                    a[i] = Math.Max(a[i], b[i]);
-            }
+                MaxInto(acc.I, xs[k].I!);
             else
-            {
-                float[] a = acc.F!,
-                    b = xs[k].F!;
-                for (int i = 0; i < a.Length; i++)
-                    a[i] = MathF.Max(a[i], b[i]);
-            }
+                MaxInto(acc.F!, xs[k].F!);
         }
         return acc;
+    }
+
+    /// <summary>Adds <paramref name="b"/> into <paramref name="a"/> elementwise, one step of <see cref="Sum"/> (f16
+    /// and bf16 rounded after the addition), so a sum computed in parts equals it bit for bit.</summary>
+    public static void SumInto(DType t, Span<float> a, ReadOnlySpan<float> b)
+    {
+        if (t == DType.F32)
+        {
+            AddInto(a, b);
+            return;
+        }
+        // Rounding after each addition keeps the result identical to a chain of binary adds in the IR.
+        for (int i = 0; i < a.Length; i++)
+            a[i] = t.Round(a[i] + b[i]);
+    }
+
+    /// <summary>Adds <paramref name="b"/> into <paramref name="a"/> elementwise, wrapping.</summary>
+    public static void SumInto(Span<int> a, ReadOnlySpan<int> b) => AddInto(a, b);
+
+    /// <summary>The elementwise maximum of <paramref name="a"/> and <paramref name="b"/> into <paramref name="a"/>,
+    /// one step of <see cref="Max"/> (NaN wins).</summary>
+    public static void MaxInto(Span<float> a, ReadOnlySpan<float> b)
+    {
+        for (int i = 0; i < a.Length; i++)
+            a[i] = MathF.Max(a[i], b[i]);
+    }
+
+    /// <summary>The elementwise maximum of <paramref name="a"/> and <paramref name="b"/> into <paramref
+    /// name="a"/>.</summary>
+    public static void MaxInto(Span<int> a, ReadOnlySpan<int> b)
+    {
+        for (int i = 0; i < a.Length; i++)
+            a[i] = Math.Max(a[i], b[i]);
     }
 
     /// <summary>A deep copy of <paramref name="x"/>: new values and a new shape array.</summary>
@@ -167,11 +181,9 @@ public static class ArrayOps
     }
 
     // Vector<T> addition wraps for integers, which is the i32 semantics we want.
-    private static void AddInto<T>(T[] acc, T[] x)
+    private static void AddInto<T>(Span<T> a, ReadOnlySpan<T> b)
         where T : struct, INumber<T>
     {
-        Span<T> a = acc;
-        ReadOnlySpan<T> b = x;
         int i = 0;
         if (Vector.IsHardwareAccelerated)
         {

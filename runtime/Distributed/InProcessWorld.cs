@@ -30,6 +30,11 @@ public class InProcessWorld<T> : IDisposable
     /// <summary>A world of <paramref name="mesh"/>'s devices whose collectives and receives give up after <paramref
     /// name="timeout"/>.</summary>
     public InProcessWorld(DeviceMesh mesh, TimeSpan timeout, IArrayOps<T> ops)
+        : this(mesh, timeout, ops, null) { }
+
+    /// <summary>A world that runs the devices <paramref name="link"/> names and reaches the rest of the mesh through
+    /// it (every device when it is null).</summary>
+    internal InProcessWorld(DeviceMesh mesh, TimeSpan timeout, IArrayOps<T> ops, IProcessLink<T>? link)
     {
         ArgumentNullException.ThrowIfNull(mesh);
         ArgumentNullException.ThrowIfNull(ops);
@@ -38,6 +43,7 @@ public class InProcessWorld<T> : IDisposable
             throw new ArgumentOutOfRangeException(nameof(timeout), "the timeout must be positive or infinite");
         Mesh = mesh;
         Timeout = timeout;
+        Link = link;
         _activity = new string?[mesh.DeviceCount];
         _comms = new InProcessCommunicator<T>[mesh.DeviceCount];
         for (int r = 0; r < _comms.Length; r++)
@@ -52,6 +58,9 @@ public class InProcessWorld<T> : IDisposable
 
     /// <summary>How long a device waits in one collective or receive before it fails.</summary>
     public TimeSpan Timeout { get; }
+
+    /// <summary>The other processes of the job, or null when this process runs every device.</summary>
+    internal IProcessLink<T>? Link { get; }
 
     /// <summary>Cancelled when a device fails in <see cref="Run{T}"/> or the world is disposed.</summary>
     internal CancellationToken Cancellation => _cts.Token;
@@ -68,9 +77,10 @@ public class InProcessWorld<T> : IDisposable
     }
 
     /// <summary>
-    /// Runs <paramref name="body"/>(rank, communicator) for every device, each on its own thread, and returns the
-    /// results by rank. When a device throws, the world is cancelled so that every waiting device stops at once,
-    /// and the first original exception is rethrown with its own type and stack trace.
+    /// Runs <paramref name="body"/>(rank, communicator) for every device this process runs, each on its own thread,
+    /// and returns the results by rank (from the link's first device when the world spans processes). When a device
+    /// throws, the world is cancelled so that every waiting device stops at once, and the first original exception is
+    /// rethrown with its own type and stack trace.
     /// </summary>
     public TResult[] Run<TResult>(Func<int, ICommunicator<T>, TResult> body)
     {
@@ -82,7 +92,8 @@ public class InProcessWorld<T> : IDisposable
             throw new InvalidOperationException("the world is already running");
         try
         {
-            int n = _comms.Length;
+            int first = Link?.First ?? 0,
+                n = Link?.Count ?? _comms.Length;
             var results = new TResult[n];
             var failures = new List<(Exception Error, bool Original)>();
             Array.Clear(_activity);
@@ -91,13 +102,14 @@ public class InProcessWorld<T> : IDisposable
             var threads = new Thread[n];
             for (int r = 0; r < n; r++)
             {
-                int rank = r;
+                int rank = first + r,
+                    at = r;
                 threads[r] = new Thread(
                     () =>
                     {
                         try
                         {
-                            results[rank] = body(rank, _comms[rank]);
+                            results[at] = body(rank, _comms[rank]);
                             SetActivity(rank, "finished its program");
                         }
                         catch (Exception e)
@@ -147,8 +159,23 @@ public class InProcessWorld<T> : IDisposable
 
     /// <summary>A device as messages name it: <c>device 3 (dp=1, tp=1)</c>, or <c>device 0</c> on a mesh without
     /// axes.</summary>
-    internal string Who(int rank) =>
-        Mesh.AxisNames.Count == 0 ? $"device {rank}" : $"device {rank} ({Mesh.Describe(rank)})";
+    internal string Who(int rank) => CollectiveChecks.Who(Mesh, rank);
+
+    /// <summary>What <paramref name="rank"/> is doing (<c>is waiting in ...</c>), or null while it computes.</summary>
+    internal string? ActivityOf(int rank) => Volatile.Read(ref _activity[rank]);
+
+    /// <summary>
+    /// The results of <paramref name="local"/> (the members of <paramref name="group"/> this process runs) of
+    /// <paramref name="call"/> from their inputs, through the link to the other processes; what this device waits
+    /// in meanwhile is recorded for its peers' messages.
+    /// </summary>
+    internal T[] AcrossProcesses(CollectiveCall<T> call, int[] group, int[] local, T[] inputs, Reduction? reduction)
+    {
+        SetActivity(call.Rank, $"is waiting in {Describe(call)}");
+        var results = Link!.Collective(call, group, local, inputs, reduction, Cancellation);
+        SetActivity(call.Rank, null);
+        return results;
+    }
 
     /// <summary>Records what <paramref name="rank"/> is doing, for the timeout messages of its peers; null while it
     /// computes.</summary>
@@ -201,6 +228,13 @@ public class InProcessWorld<T> : IDisposable
                     rv.Done.Set();
                     throw new CollectiveException(rv.Failure, e);
                 }
+                catch (Exception e) when (e is CollectiveException or DeviceException)
+                {
+                    // Across processes: the local members waiting for this one fail with the same message.
+                    rv.Failure = e.Message;
+                    rv.Done.Set();
+                    throw;
+                }
                 rv.Done.Set();
             }
         }
@@ -250,7 +284,9 @@ public class InProcessWorld<T> : IDisposable
         return ok;
     }
 
-    private bool Waiting(int rank, string what, Func<bool> wait)
+    /// <summary>Runs <paramref name="wait"/> (false on timeout) as a wait of <paramref name="rank"/> in <paramref
+    /// name="what"/>, for its peers' messages.</summary>
+    internal bool Waiting(int rank, string what, Func<bool> wait)
     {
         SetActivity(rank, $"is waiting in {what}");
         bool done;

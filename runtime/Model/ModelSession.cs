@@ -36,8 +36,13 @@ public sealed class RunSettings
     /// <summary>Times to run a forward model on the same inputs (for timing; the results are the last run's).</summary>
     public int Repeat { get; set; } = 1;
 
-    /// <summary>Where to write the parameters and optimizer state after the last step, or null.</summary>
+    /// <summary>Where to write the parameters and optimizer state after the last step (an array file, or a folder
+    /// for a <see cref="ShardedCheckpoint"/>), or null.</summary>
     public string? SaveParamsPath { get; set; }
+
+    /// <summary>The processes that write a sharded checkpoint together (an MPI job's), or null for this one
+    /// alone.</summary>
+    public CheckpointWriters? CheckpointWriters { get; set; }
 
     /// <summary>How kernels run: "cpu" (compiled host kernels), "interp" (the reference interpreter), "cuda" (GPUs) or
     /// "cuda-emu" (emulated GPUs).</summary>
@@ -137,7 +142,11 @@ public static class ModelSession
                 ("--trace", s.TracePath),
             }
         )
-            if (path != null && OutputFile.Problem(path) is { } problem)
+            if (
+                path != null
+                && OutputFile.Problem(path, folder: flag == "--save-params" && ShardedCheckpoint.IsFolder(path))
+                    is { } problem
+            )
                 throw new RunInputException($"{flag}: {problem}");
         var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log);
         var parameters =
@@ -183,7 +192,15 @@ public static class ModelSession
         {
             if (!manifest.Training)
                 throw new RunInputException("--save-params needs a training model: nothing was " + "updated");
-            WriteArrays(s.SaveParamsPath, parameters);
+            if (ShardedCheckpoint.IsFolder(s.SaveParamsPath))
+                ShardedCheckpoint.Write(
+                    s.SaveParamsPath,
+                    manifest,
+                    parameters,
+                    s.CheckpointWriters ?? new CheckpointWriters(0, 1, b => [b])
+                );
+            else
+                WriteArrays(s.SaveParamsPath, parameters);
         }
         return new RunOutcome(results, manifest.Training ? losses : null, parameters) { Trace = trace };
     }
@@ -256,6 +273,16 @@ public static class ModelSession
 
     private static Dictionary<string, NDArray> LoadParams(ProgramManifest manifest, RunSettings s)
     {
+        if (s.ParamsPath != null && Directory.Exists(s.ParamsPath))
+        {
+            var saved = ShardedCheckpoint.Read(s.ParamsPath, manifest);
+            return manifest.Params.ToDictionary(
+                p => p.Path,
+                p =>
+                    saved.GetValueOrDefault(p.Path)
+                    ?? Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path)
+            );
+        }
         var file = s.ParamsPath == null ? new Dictionary<string, NpyArray>() : ReadArrays(s.ParamsPath);
         var paths = manifest.Params.Select(p => p.Path).ToHashSet();
         foreach (var key in file.Keys)

@@ -10,15 +10,13 @@ namespace ParallelCompiler.Runtime.Mpi;
 /// <summary>
 /// This process as one rank of a job that <c>mpirun</c> or <c>srun</c> started: the rank and the world size as the
 /// launcher's environment gives them, MPI initialized on <see cref="Start"/>, and the <see cref="IMachine"/> that
-/// runs the one device of the mesh that is this rank's, exchanging with the others through a <see
-/// cref="MpiCommunicator"/> and gathering every device's results on every rank.
+/// runs this rank's devices of the mesh (devices / processes of them, consecutive, one thread each), exchanging with
+/// the other processes through an <see cref="MpiLink"/> and gathering every device's results on every rank.
 /// </summary>
 public sealed class MpiProcess : IMachine, IDisposable
 {
-    // deep interpreter recursion on big models, as in process; reserved, not committed
-    private const int StackBytes = 64 * 1024 * 1024;
-
-    private MpiCommunicator? _comm;
+    private MpiLink? _link;
+    private InProcessWorld<NDArray>? _world;
     private bool _failed;
     private System.Runtime.InteropServices.PosixSignalRegistration? _onTerm;
 
@@ -55,6 +53,43 @@ public sealed class MpiProcess : IMachine, IDisposable
         return null;
     }
 
+    /// <summary>
+    /// This process as a rank of the MPI job that started it, or null when no launcher did (or a job of one): the
+    /// process count is checked against <paramref name="mesh"/> (<see cref="MpiLink.SplitError"/>), and <paramref
+    /// name="refuse"/>, when given, is the error for a run that cannot be an MPI job. Ranks other than 0 print
+    /// nothing and write no files but their share of a sharded checkpoint; <paramref name="s"/> gets the checkpoint's
+    /// writers. The caller calls <see cref="Fail"/> when the run fails and disposes of it at the end.
+    /// </summary>
+    public static MpiProcess? Join(
+        DeviceMesh mesh,
+        RunSettings s,
+        string? refuse,
+        ref TextWriter stdout,
+        ref TextWriter stderr
+    )
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        if (FromEnvironment() is not { Size: > 1 } launch)
+            return null;
+        if (MpiLink.SplitError(mesh, launch.Size) is { } split)
+            throw new RunInputException(split);
+        if (refuse != null)
+            throw new RunInputException(refuse);
+        var mpi = Start(launch);
+        if (mpi.Rank != 0)
+        {
+            // Every rank computes the same results; rank 0 alone prints them and writes the files.
+            stdout = TextWriter.Null;
+            stderr = TextWriter.Null;
+            s.OutPath = s.TracePath = null;
+            if (s.SaveParamsPath != null && !ShardedCheckpoint.IsFolder(s.SaveParamsPath))
+                s.SaveParamsPath = null;
+        }
+        // Every process writes its share of a sharded checkpoint.
+        s.CheckpointWriters = new CheckpointWriters(mpi.Rank, mpi.Size, mpi.AllGather);
+        return mpi;
+    }
+
     /// <summary>Initializes MPI (errors returned, not fatal) and checks that its world is the launcher's.</summary>
     public static MpiProcess Start((int Rank, int Size) launch)
     {
@@ -74,11 +109,8 @@ public sealed class MpiProcess : IMachine, IDisposable
             System.Runtime.InteropServices.PosixSignal.SIGTERM,
             _ =>
             {
-                string where = p._comm?.Activity is { } a ? $" while waiting in {a}" : "";
-                Console.Error.WriteLine(
-                    $"error: device {rank} was stopped by the MPI launcher{where}: another process of the job "
-                        + "failed or was killed (the launcher's message names it)"
-                );
+                foreach (string line in p.StoppedLines())
+                    Console.Error.WriteLine(line);
                 Console.Error.Flush();
                 Environment.Exit(1);
             }
@@ -97,44 +129,56 @@ public sealed class MpiProcess : IMachine, IDisposable
         Trace? trace
     )
     {
-        _comm ??= new MpiCommunicator(manifest.PhysicalMesh, timeout);
-        DeviceOutcome? mine = null;
-        Exception? error = null;
-        var thread = new Thread(
-            () =>
-            {
-                try
-                {
-                    mine = ProgramRunner.RunDevice(
+        _link ??= new MpiLink(manifest.PhysicalMesh, timeout);
+        // A world a step, as in process; the link's communicators stay.
+        _world = new InProcessWorld<NDArray>(manifest.PhysicalMesh, timeout, HostArrayOps.Instance, _link);
+        DeviceOutcome[] mine;
+        try
+        {
+            mine = _world.Run(
+                (rank, comm) =>
+                    ProgramRunner.RunDevice(
                         manifest,
                         program,
                         args,
                         parameters,
-                        new SimulatedCpuDevice(Rank),
-                        _comm,
+                        new SimulatedCpuDevice(rank),
+                        comm,
                         trace
-                    );
-                }
-                catch (Exception e)
-                {
-                    error = e;
-                }
-            },
-            StackBytes
-        )
-        {
-            Name = $"device {Rank}",
-        };
-        thread.Start();
-        thread.Join();
-        if (error != null)
+                    )
+            );
+        }
+        catch
         {
             _failed = true;
-            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(error).Throw();
+            throw;
         }
-        var bytes = _comm.AllGatherBytes(Encode(mine!), new CollectiveSite("gather results", "", -1));
-        var perDevice = Array.ConvertAll(bytes, Decode);
+        var bytes = _link.AllGatherBytes(Encode(mine));
+        var perDevice = bytes.SelectMany(Decode).ToArray();
         return ProgramRunner.Assemble(manifest, program, parameters, perDevice, updates);
+    }
+
+    /// <summary>Every process's <paramref name="data"/> by rank, after a run (a sharded checkpoint's
+    /// exchange).</summary>
+    public byte[][] AllGather(byte[] data) =>
+        (_link ?? throw new InvalidOperationException("no run has started the link yet")).AllGatherBytes(data);
+
+    // What each of this process's devices was waiting in when the launcher stopped the job.
+    private IEnumerable<string> StoppedLines()
+    {
+        const string why = "another process of the job failed or was killed (the launcher's message names it)";
+        var world = _world;
+        bool any = false;
+        if (world != null && _link != null)
+            for (int d = _link.First; d < _link.First + _link.Count; d++)
+                if (world.ActivityOf(d) is { } a && a.StartsWith("is waiting in ", StringComparison.Ordinal))
+                {
+                    any = true;
+                    yield return $"error: device {d} was stopped by the MPI launcher while waiting in "
+                        + $"{a["is waiting in ".Length..]}: {why}";
+                }
+        if (!any)
+            yield return $"error: process {Rank} was stopped by the MPI launcher: {why}";
     }
 
     /// <summary>Finalizes MPI after a run that succeeded; after a failure the process just ends (a peer may still
@@ -144,17 +188,19 @@ public sealed class MpiProcess : IMachine, IDisposable
         _onTerm?.Dispose();
         if (_failed)
             return;
-        _comm?.Dispose();
+        _link?.Dispose();
         MpiNative.FinalizeMpi();
     }
 
     /// <summary>Marks the run as failed, so that <see cref="Dispose"/> leaves MPI as it is.</summary>
     public void Fail() => _failed = true;
 
-    private static byte[] Encode(DeviceOutcome o)
+    private static byte[] Encode(DeviceOutcome[] outcomes)
     {
         using var m = new MemoryStream();
-        using (var w = new BinaryWriter(m, Encoding.UTF8, leaveOpen: true))
+        using var w = new BinaryWriter(m, Encoding.UTF8, leaveOpen: true);
+        w.Write(outcomes.Length);
+        foreach (var o in outcomes)
         {
             w.Write(o.Results.Length);
             foreach (var r in o.Results)
@@ -170,12 +216,21 @@ public sealed class MpiProcess : IMachine, IDisposable
                 ArrayWire.Write(w, x);
             }
         }
+        w.Flush();
         return m.ToArray();
     }
 
-    private static DeviceOutcome Decode(byte[] bytes)
+    private static DeviceOutcome[] Decode(byte[] bytes)
     {
         using var r = new BinaryReader(new MemoryStream(bytes));
+        var outcomes = new DeviceOutcome[r.ReadInt32()];
+        for (int o = 0; o < outcomes.Length; o++)
+            outcomes[o] = DecodeOne(r);
+        return outcomes;
+    }
+
+    private static DeviceOutcome DecodeOne(BinaryReader r)
+    {
         var results = new NDArray?[r.ReadInt32()][];
         for (int i = 0; i < results.Length; i++)
         {

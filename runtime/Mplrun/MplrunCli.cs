@@ -167,34 +167,16 @@ public static class MplrunCli
         var m = bundle.Manifest;
         if (verify)
             return Verify(bundle, stdout);
-        MpiProcess? mpi = null;
-        if (MpiProcess.FromEnvironment() is { Size: > 1 } launch)
-        {
-            int devices = m.PhysicalMesh.DeviceCount;
-            if (devices % launch.Size != 0)
-                throw new RunInputException(
-                    $"{launch.Size} processes cannot share the {devices} device(s) of mesh {m.PhysicalMesh}: the "
-                        + "process count must divide the device count"
-                );
-            if (launch.Size != devices)
-                throw new RunInputException(
-                    $"{launch.Size} processes for the {devices} devices of mesh {m.PhysicalMesh}: each process of "
-                        + $"an MPI job runs one device, so start {devices} processes (or one for all of them)"
-                );
-            if (s.Backend != "cpu" || checkCollectives || compare)
-                throw new RunInputException(
-                    "an MPI job runs the cpu back end, one device a process: run --backend cuda, cuda-emu, "
-                        + "--check-collectives and --compare in one process"
-                );
-            mpi = MpiProcess.Start(launch);
-            if (mpi.Rank != 0)
-            {
-                // Every rank computes the same results; rank 0 alone prints them and writes the files.
-                stdout = TextWriter.Null;
-                stderr = TextWriter.Null;
-                s.OutPath = s.SaveParamsPath = s.TracePath = null;
-            }
-        }
+        var mpi = MpiProcess.Join(
+            m.PhysicalMesh,
+            s,
+            s.Backend != "cpu" || checkCollectives || compare
+                ? "an MPI job runs the cpu back end: run --backend cuda, cuda-emu, --check-collectives and --compare "
+                    + "in one process"
+                : null,
+            ref stdout,
+            ref stderr
+        );
         try
         {
             return RunBundle(bundle, s, compare, checkCollectives, mpi, stdout, stderr);

@@ -16,9 +16,17 @@ using ParallelCompiler.Syntax;
 // sharding: sharding-propagation + insert-reshards + spmdize of the same model (with GPT-3's 96 heads and a
 //   batch of 1536 sequences so dp=64 divides it) on meshes of 8, 64 and 1,024 devices. Target: under 2 s, and
 //   flat in the device count (one SPMD program serves every device).
+// mpi [--ranks N] [--steps N]: all-reduce of the runtime's MPI path at N (4) ranks against Open MPI's own
+//   MPI_Allreduce from a C program (mpicc), and a gpt.mpl training step at mpirun -np 8 against the in-process run
+//   (MpiBench in Mpi.cs). Target: at least 0.9x Open MPI. Not in all. mpi-rank: one rank of it, under mpirun.
 // matmul: the generated host matmul kernel at 512x512x512 f32 on one thread against numpy's (its BLAS limited to
 //   one thread) on the same machine. Target: at least 0.3x numpy. Also a fused elementwise chain against a copy.
 string which = args.Length > 0 && !args[0].StartsWith("--") ? args[0] : "all";
+if (which == "mpi-rank")
+{
+    ParallelCompiler.Bench.MpiBench.Rank(args.Skip(1));
+    return;
+}
 string example = "examples/gpt.mpl";
 int repeat = 5;
 for (int i = 0; i < args.Length; i++)
@@ -31,6 +39,13 @@ for (int i = 0; i < args.Length; i++)
 string root = AppContext.BaseDirectory;
 while (!File.Exists(Path.Combine(root, "ParallelCompiler.sln")))
     root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("repository root not found");
+if (which == "mpi")
+{
+    int Flag(string name, int fallback) =>
+        Array.IndexOf(args, name) is int i and >= 0 ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
+    ParallelCompiler.Bench.MpiBench.Run(root, Flag("--ranks", 4), Flag("--steps", 6));
+    return;
+}
 var src = SourceText.Load(Path.Combine(root, example));
 (string, long)[] gpt3 = [("L", 96), ("D", 12288), ("S", 2048), ("V", 51200)];
 

@@ -1,12 +1,13 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using ParallelCompiler.Runtime.Distributed;
 
 namespace ParallelCompiler.Runtime.Mpi.Native;
 
 /// <summary>A call into the MPI library failed: the message names the call and gives MPI's own text for the
 /// code.</summary>
 public sealed class MpiException(string call, int code, string text)
-    : Exception($"{call} failed with MPI error {code}: {text}")
+    : DeviceException($"{call} failed with MPI error {code}: {text}")
 {
     /// <summary>The MPI function that failed, e.g. <c>MPI_Allgatherv</c>.</summary>
     public string Call { get; } = call;
@@ -124,6 +125,43 @@ public static unsafe class MpiNative
         return req;
     }
 
+    /// <summary>MPI_Alltoallv of bytes: <paramref name="sendCounts"/>[i] bytes from <paramref name="sendDispls"/>[i]
+    /// go to member i; member i's <paramref name="recvCounts"/>[i] bytes land at <paramref name="recvDispls"/>[i].
+    /// Blocking (MPI_Alltoallv, then 0) or not (MPI_Ialltoallv, then its request).</summary>
+    public static nint AlltoallvBytes(
+        void* send,
+        int* sendCounts,
+        int* sendDispls,
+        void* recv,
+        int* recvCounts,
+        int* recvDispls,
+        nint comm,
+        bool blocking
+    )
+    {
+        if (blocking)
+        {
+            var b = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, int>)Fn(
+                "MPI_Alltoallv"
+            );
+            Check("MPI_Alltoallv", b(send, sendCounts, sendDispls, Byte, recv, recvCounts, recvDispls, Byte, comm));
+            return 0;
+        }
+        nint req;
+        var f = (delegate* unmanaged<void*, int*, int*, nint, void*, int*, int*, nint, nint, nint*, int>)Fn(
+            "MPI_Ialltoallv"
+        );
+        Check("MPI_Ialltoallv", f(send, sendCounts, sendDispls, Byte, recv, recvCounts, recvDispls, Byte, comm, &req));
+        return req;
+    }
+
+    /// <summary>MPI_Allgatherv of bytes, blocking.</summary>
+    public static void AllgathervBytes(void* send, int count, void* recv, int* counts, int* displs, nint comm)
+    {
+        var f = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, nint, int>)Fn("MPI_Allgatherv");
+        Check("MPI_Allgatherv", f(send, count, Byte, recv, counts, displs, Byte, comm));
+    }
+
     /// <summary>MPI_Isend of bytes.</summary>
     public static nint IsendBytes(void* buf, int count, int dest, int tag, nint comm)
     {
@@ -185,7 +223,10 @@ public static unsafe class MpiNative
         );
     }
 
-    private static nint Fn(string name) => NativeLibrary.GetExport(Library, name);
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, nint> Functions = new();
+
+    // Resolved once a name: collectives of small arrays call these at a high rate.
+    private static nint Fn(string name) => Functions.GetOrAdd(name, n => NativeLibrary.GetExport(Library, n));
 
     private static nint Global(string name) => NativeLibrary.GetExport(Library, name);
 

@@ -44,7 +44,8 @@ public sealed class MpiJobs : IDisposable
     public static (int Code, string Out, string Err, TimeSpan Took) Run(
         int np,
         string[] args,
-        Action<int, Func<string>>? whileRunning = null
+        Action<int, Func<string>>? whileRunning = null,
+        string program = "mplrun"
     )
     {
         var psi = new ProcessStartInfo("mpirun")
@@ -53,9 +54,7 @@ public sealed class MpiJobs : IDisposable
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
-        foreach (
-            var a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", $"{np}", Repo.Path("bin", "mplrun") }
-        )
+        foreach (var a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", $"{np}", Repo.Path("bin", program) })
             psi.ArgumentList.Add(a);
         foreach (var a in args)
             psi.ArgumentList.Add(a);
@@ -109,15 +108,21 @@ public sealed class MpiTheoryAttribute : TheoryAttribute
 }
 
 /// <summary>
-/// <c>mplrun</c> as the processes of an MPI job (one device each) against the in-process run of the same bundle:
-/// every collective gathers the members' arrays and reduces them as the in-process path does, in group order, so
-/// the results, losses and trained parameters are equal bit for bit. Bad process counts and a killed rank are
-/// clear errors, never a hang.
+/// <c>mplrun</c> as the processes of an MPI job (one device each, or several as threads) against the in-process run
+/// of the same bundle: every collective meets in process, then across the processes, and reduces in group order as
+/// the in-process path does, so the results, losses and trained parameters are equal bit for bit. Bad process counts
+/// and a killed rank are clear errors, never a hang.
 /// </summary>
 public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
 {
-    /// <summary>Each example (forward and training, ZeRO-1, a 1F1B pipeline) on 2 and 4 processes.</summary>
+    /// <summary>Each example (forward and training, ZeRO-1, a 1F1B pipeline) on 2 and 4 processes, one device a
+    /// process or several (4 and 8 devices on 2 processes, 8 on 4).</summary>
     [MpiTheory]
+    [InlineData("mlp.mpl", "", 2, 1)]
+    [InlineData("classifier.mpl", "", 2, 2)]
+    [InlineData("gpt.mpl", "pp=2,dp=2,tp=2", 2, 2)]
+    [InlineData("gpt.mpl", "pp=2,dp=2,tp=2 --zero 1", 4, 2)]
+    [InlineData("gpt.mpl", "pp=2,dp=1,tp=2", 2, 2)]
     [InlineData("mlp.mpl", "", 4, 1)]
     [InlineData("mlp.mpl", "dp=2,tp=1", 2, 1)]
     [InlineData("attention.mpl", "", 4, 1)]
@@ -156,19 +161,48 @@ public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
             );
     }
 
-    /// <summary>A process count that does not divide the mesh's devices, or is not one a device, fails on every rank
-    /// before any collective (each rank that prints before the launcher ends the job says why).</summary>
-    [MpiTheory]
-    [InlineData(3, "3 processes cannot share the 4 device(s) of mesh dp=2,tp=2")]
-    [InlineData(2, "2 processes for the 4 devices of mesh dp=2,tp=2: each process of an MPI job runs one device")]
-    public void ABadProcessCountIsAnErrorOnEveryRank(int np, string message)
+    /// <summary><c>mplc run</c> under mpirun: every process compiles the model and runs its share of the devices;
+    /// the trained parameters equal the one-process run's bit for bit.</summary>
+    [MpiFact]
+    public void MplcRunIsAnMpiJobToo()
     {
-        var job = MpiJobs.Run(np, [jobs.Bundle("mlp.mpl")]);
+        string[] Args(string p) =>
+            [
+                "run",
+                Repo.Path("examples", "classifier.mpl"),
+                "--mesh",
+                "dp=2,tp=2",
+                "--steps",
+                "2",
+                "--save-params",
+                Path.Combine(jobs.Dir, p),
+            ];
+        var local = Mplc.Run(Args("mplc-local.npz"));
+        Assert.True(local.ExitCode == 0, local.Stderr);
+        var job = MpiJobs.Run(2, Args("mplc-mpi.npz"), program: "mplc");
+        Assert.True(job.Code == 0, job.Err + job.Out);
+        SameArrays(Path.Combine(jobs.Dir, "mplc-local.npz"), Path.Combine(jobs.Dir, "mplc-mpi.npz"));
+    }
+
+    /// <summary>A process count that does not divide the mesh's devices, or whose share of devices is not a block of
+    /// the mesh, fails on every rank before any collective (each rank that prints before the launcher ends the job
+    /// says why).</summary>
+    [MpiTheory]
+    [InlineData(3, "", "3 processes cannot share the 4 device(s) of mesh dp=2,tp=2")]
+    [InlineData(3, "dp=2,tp=3", "3 processes cannot split mesh dp=2,tp=3: each would run 2 consecutive devices")]
+    public void ABadProcessCountIsAnErrorOnEveryRank(int np, string mesh, string message)
+    {
+        string bundle =
+            mesh.Length == 0
+                ? jobs.Bundle("mlp.mpl")
+                : jobs.Bundle("mlp.mpl", "--mesh", mesh, "-D", "D=48", "-D", "B=6");
+        var job = MpiJobs.Run(np, [bundle]);
         Assert.NotEqual(0, job.Code);
         int errors = job.Err.Split('\n').Count(l => l.StartsWith("error: " + message, StringComparison.Ordinal));
         // The first rank to exit makes the launcher end the rest, so some may not get to print theirs.
         Assert.True(errors >= 1, job.Err);
         Assert.DoesNotContain("internal error", job.Err);
+        Assert.DoesNotContain("   at ", job.Err);
     }
 
     /// <summary>A rank killed mid-run ends the job at once: the launcher names the dead rank and every other rank

@@ -115,6 +115,8 @@ public sealed class BadInputRoundTwoTests() : TempDirTest("mpl-bad2")
         string folder = P("folder");
         Directory.CreateDirectory(folder);
         string missing = P("no/such/folder/out");
+        string file = P("a-file");
+        File.WriteAllText(file, "");
         (string[] Args, string Message)[] cases =
         [
             (["compile", mlp, "-o", folder], $"-o: '{folder}' is a folder; give the name of a file to write"),
@@ -122,7 +124,11 @@ public sealed class BadInputRoundTwoTests() : TempDirTest("mpl-bad2")
             (["run", mlp, "--out", folder], $"--out: '{folder}' is a folder"),
             (["run", mlp, "--out", missing + ".npz"], "--out: the folder"),
             (["run", mlp, "--trace", missing + ".json"], "--trace: the folder"),
-            (["run", Repo.Path("examples", "classifier.mpl"), "--save-params", folder], "--save-params: '"),
+            // A folder (or a name without an array file's extension) is a sharded checkpoint; a file there is not.
+            (
+                ["run", Repo.Path("examples", "classifier.mpl"), "--save-params", file],
+                $"--save-params: '{file}' is a file; give the name of a folder"
+            ),
             (["compile", mlp, "--dump-dir", mlp], "--dump-dir: '"),
         ];
         foreach (var (args, message) in cases)

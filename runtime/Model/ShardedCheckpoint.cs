@@ -1,0 +1,220 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ParallelCompiler.Runtime.Arrays;
+using ParallelCompiler.Runtime.Execution;
+using ParallelCompiler.Runtime.IO;
+
+namespace ParallelCompiler.Runtime.Model;
+
+/// <summary>The processes that write one sharded checkpoint together: this one's rank, how many, and an exchange of
+/// bytes among all of them (every process's bytes by rank) that is also their barrier.</summary>
+public sealed record CheckpointWriters(int Rank, int Count, Func<byte[], byte[][]> AllGather);
+
+/// <summary>
+/// A sharded checkpoint: a folder of one <c>.safetensors</c> file per writing process and <c>index.json</c>, which
+/// names the files and gives each parameter's type, shape and mesh layout and, per block, its file, offset and shape.
+/// The blocks are the distinct blocks of each parameter's layout on the saving mesh, dealt out to the processes in
+/// turn. Saving writes every file under a temporary name and renames it, then (after all processes have written)
+/// the index, atomically, over the old one, and only then removes the old files: a crash at any point leaves a whole
+/// checkpoint, the old or the new. Loading assembles each parameter from its blocks whatever mesh or process count
+/// saved it, so the run that reads it reshards as it takes its devices' blocks; a missing, damaged or partial file is
+/// an error naming it.
+/// </summary>
+public static class ShardedCheckpoint
+{
+    private const string Format = "mplc-sharded-checkpoint-1";
+
+    /// <summary>Whether <paramref name="path"/> names a checkpoint folder rather than an array file.</summary>
+    public static bool IsFolder(string path) =>
+        Directory.Exists(path) || !ArrayFile.Extensions.Contains(Path.GetExtension(path).ToLowerInvariant());
+
+    /// <summary>Writes this process's share of <paramref name="parameters"/> (global arrays) into <paramref
+    /// name="dir"/>; every process of <paramref name="writers"/> calls it.</summary>
+    public static void Write(
+        string dir,
+        ProgramManifest manifest,
+        IReadOnlyDictionary<string, NDArray> parameters,
+        CheckpointWriters writers
+    )
+    {
+        Directory.CreateDirectory(dir);
+        // One name for the whole checkpoint, rank 0's, so that its files never overwrite the previous one's.
+        var ids = writers.AllGather(System.Text.Encoding.UTF8.GetBytes(Guid.NewGuid().ToString("N")[..12]));
+        string id = System.Text.Encoding.UTF8.GetString(ids[0]);
+        string File(int r) => $"rank-{r}-{id}.safetensors";
+        var mine = new Dictionary<string, NDArray>();
+        var entries = new JsonArray();
+        int dealt = 0;
+        foreach (var p in manifest.Params)
+        {
+            var blocks = new JsonArray();
+            var seen = new HashSet<string>();
+            for (int r = 0; r < manifest.Mesh.DeviceCount; r++)
+            {
+                var (offset, shape) = BlockLayout.Of(p.Shape, p.Layout, manifest.Mesh, r);
+                if (!seen.Add(string.Join(",", offset)))
+                    continue;
+                int owner = dealt++ % writers.Count;
+                string key = $"{p.Path}@{string.Join(",", offset)}";
+                if (owner == writers.Rank)
+                    mine[key] = Slice(parameters[p.Path], offset, shape);
+                blocks.Add(
+                    (JsonNode)
+                        new JsonObject
+                        {
+                            ["file"] = owner,
+                            ["key"] = key,
+                            ["offset"] = new JsonArray([.. offset.Select(o => (JsonNode)o)]),
+                            ["shape"] = new JsonArray([.. shape.Select(o => (JsonNode)o)]),
+                        }
+                );
+            }
+            entries.Add(
+                (JsonNode)
+                    new JsonObject
+                    {
+                        ["path"] = p.Path,
+                        ["dtype"] = p.DType.Name(),
+                        ["shape"] = new JsonArray([.. p.Shape.Select(o => (JsonNode)o)]),
+                        ["layout"] = new JsonArray([
+                            .. p.Layout.Select(d => (JsonNode)new JsonArray([.. d.Select(a => (JsonNode)a)])),
+                        ]),
+                        ["blocks"] = blocks,
+                    }
+            );
+        }
+        string path = Path.Combine(dir, File(writers.Rank));
+        ArrayFile.Write(path + ".tmp.safetensors", mine);
+        System.IO.File.Move(path + ".tmp.safetensors", path, overwrite: true);
+        writers.AllGather([]); // every file is in place before the index names it
+        if (writers.Rank != 0)
+            return;
+        var index = new JsonObject
+        {
+            ["format"] = Format,
+            ["mesh"] = manifest.Mesh.ToString(),
+            ["files"] = new JsonArray([.. Enumerable.Range(0, writers.Count).Select(r => (JsonNode)File(r))]),
+            ["params"] = entries,
+        };
+        string indexPath = Path.Combine(dir, "index.json");
+        System.IO.File.WriteAllText(
+            indexPath + ".tmp",
+            index.ToJsonString(new JsonSerializerOptions { WriteIndented = true })
+        );
+        System.IO.File.Move(indexPath + ".tmp", indexPath, overwrite: true);
+        var keep = Enumerable.Range(0, writers.Count).Select(File).ToHashSet();
+        foreach (var old in Directory.EnumerateFiles(dir, "rank-*.safetensors"))
+            if (!keep.Contains(Path.GetFileName(old)))
+                System.IO.File.Delete(old);
+    }
+
+    /// <summary>The parameters in the checkpoint folder <paramref name="dir"/> that <paramref name="manifest"/>
+    /// names, as global arrays; those it lacks are absent.</summary>
+    public static Dictionary<string, NDArray> Read(string dir, ProgramManifest manifest)
+    {
+        string indexPath = Path.Combine(dir, "index.json");
+        if (!System.IO.File.Exists(indexPath))
+            throw new RunInputException(
+                $"{indexPath}: no such file: {dir} is not a sharded checkpoint (or its index was lost)"
+            );
+        JsonNode index;
+        try
+        {
+            index = JsonNode.Parse(System.IO.File.ReadAllText(indexPath)) ?? throw new JsonException("empty");
+            if ((string?)index["format"] != Format)
+                throw new JsonException($"format is not {Format}");
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new RunInputException($"{indexPath}: damaged checkpoint index: {e.Message}");
+        }
+        var files = index["files"]!.AsArray().Select(f => Path.Combine(dir, (string)f!)).ToArray();
+        var loaded = new Dictionary<int, Dictionary<string, NpyArray>>();
+        Dictionary<string, NpyArray> FileOf(int i)
+        {
+            if (loaded.TryGetValue(i, out var f))
+                return f;
+            if (!System.IO.File.Exists(files[i]))
+                throw new RunInputException($"{files[i]}: missing: the checkpoint in {dir} is partial");
+            try
+            {
+                return loaded[i] = ArrayFile.Read(files[i]);
+            }
+            catch (ArrayFileException e)
+            {
+                throw new RunInputException($"{files[i]}: damaged checkpoint file: {e.Message}");
+            }
+        }
+        var wanted = manifest.Params.ToDictionary(p => p.Path);
+        var result = new Dictionary<string, NDArray>();
+        foreach (var entry in index["params"]!.AsArray())
+        {
+            string path = (string)entry!["path"]!;
+            if (!wanted.TryGetValue(path, out var p))
+                throw new RunInputException(
+                    $"{indexPath}: unknown parameter '{path}' (the model has {wanted.Count} parameters; 'mplc params' "
+                        + "lists them)"
+                );
+            var shape = entry["shape"]!.AsArray().Select(d => (long)d!).ToArray();
+            if ((string?)entry["dtype"] != p.DType.Name() || !shape.SequenceEqual(p.Shape))
+                throw new RunInputException(
+                    $"{indexPath}: parameter '{path}' is {entry["dtype"]}[{string.Join(", ", shape)}], the model's "
+                        + ModelSession.SourceType(p.DType, p.Shape)
+                );
+            var global = NDArray.Zeros(p.DType, p.Shape);
+            long covered = 0;
+            foreach (var b in entry["blocks"]!.AsArray())
+            {
+                int file = (int)b!["file"]!;
+                string key = (string)b["key"]!;
+                var offset = b["offset"]!.AsArray().Select(d => (long)d!).ToArray();
+                var bshape = b["shape"]!.AsArray().Select(d => (long)d!).ToArray();
+                if (!FileOf(file).TryGetValue(key, out var block) || !block.Array.Shape.SequenceEqual(bshape))
+                    throw new RunInputException(
+                        $"{files[file]}: damaged checkpoint file: block '{key}' of [{string.Join(", ", bshape)}] "
+                            + "is missing or of another shape"
+                    );
+                Place(global, block.Array, offset);
+                covered += block.Array.Size;
+            }
+            if (covered != global.Size)
+                throw new RunInputException($"{indexPath}: the blocks of '{path}' do not cover it: partial checkpoint");
+            result[path] = global;
+        }
+        return result;
+    }
+
+    private static NDArray Slice(NDArray x, long[] offset, long[] shape)
+    {
+        var r = x;
+        for (int d = 0; d < shape.Length; d++)
+            if (shape[d] != x.Shape[d])
+                r = ArrayOps.Slice(r, d, offset[d], shape[d]);
+        return ReferenceEquals(r, x) ? ArrayOps.Copy(x) : r;
+    }
+
+    // Copies block into global at offset, one innermost row at a time.
+    private static void Place(NDArray global, NDArray block, long[] offset)
+    {
+        int n = block.Shape.Length;
+        long row = n == 0 ? 1 : block.Shape[^1];
+        var strides = NDArray.Strides(global.Shape);
+        var index = new long[n];
+        for (long start = 0; start < block.Size; start += row)
+        {
+            long at = 0;
+            for (int d = 0; d < n; d++)
+                at += (index[d] + offset[d]) * strides[d];
+            if (global.F != null)
+                Array.Copy(block.F!, start, global.F, at, row);
+            else
+                Array.Copy(block.I!, start, global.I!, at, row);
+            for (int d = n - 2; d >= 0; d--)
+            {
+                if (++index[d] < block.Shape[d])
+                    break;
+                index[d] = 0;
+            }
+        }
+    }
+}
