@@ -70,7 +70,6 @@ public static class IntraOpSolver
         foreach (var a in entry.Arguments)
             LayoutsOf(a, [Replicated]);
         var objective = new List<(ILiteral Var, long Cost)>();
-        var trace = new List<(Operation, List<OpStrategy>, BoolVar[])>();
         long Ns(double seconds, double weight) => (long)Math.Round(seconds * weight * 1e9);
         var declLayouts = new Dictionary<string, Dictionary<int, BoolVar>>(StringComparer.Ordinal);
         double stateBytesReplicated = 0;
@@ -239,7 +238,6 @@ public static class IntraOpSolver
                 }
             // One strategy variable each; the result's layout follows.
             var xs = strategies.Select((_, i) => model.NewBoolVar($"op{layoutVars.Count}_{i}")).ToArray();
-            trace.Add((op, strategies, xs));
             model.AddExactlyOne(xs);
             var rl = LayoutsOf(result, strategies.Select(s => s.ResultLayout));
             for (int i = 0; i < strategies.Count; i++)
@@ -283,16 +281,6 @@ public static class IntraOpSolver
         var status = solver.Solve(model);
         if (status is not (CpSolverStatus.Optimal or CpSolverStatus.Feasible))
             throw new InvalidOperationException($"the intra-operator program has no solution ({status})");
-        if (Environment.GetEnvironmentVariable("MPLC_ILP_TRACE") != null)
-            foreach (var (op, strategies, xs) in trace)
-            {
-                int i = Array.FindIndex(xs, x => solver.BooleanValue(x));
-                Console.Error.WriteLine(
-                    $"{op.Name} {op.Result.TensorType} -> factor {strategies[i].Factor} layout "
-                        + $"{strategies[i].ResultLayout} {strategies[i].Seconds * 1e6:F1} us; alternatives "
-                        + string.Join(" ", strategies.Select(s => $"{s.Factor}:{s.ResultLayout}:{s.Seconds * 1e6:F1}"))
-                );
-            }
         var dims = new Dictionary<string, int>(StringComparer.Ordinal);
         double stateBytes = 0;
         foreach (var (decl, lv) in declLayouts)

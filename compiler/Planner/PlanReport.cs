@@ -14,10 +14,11 @@ public static class PlanReport
 
     private static string G(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
 
-    private static string Gib(double bytes) =>
-        bytes >= 1L << 30
-            ? (bytes / (1L << 30)).ToString("F1", CultureInfo.InvariantCulture) + " GiB"
-            : (bytes / (1L << 20)).ToString("F1", CultureInfo.InvariantCulture) + " MiB";
+    /// <summary>Seconds as the planner's reports print them.</summary>
+    public static string Seconds(double s) =>
+        s >= 1 ? s.ToString("F2", CultureInfo.InvariantCulture) + " s"
+        : s >= 1e-3 ? (s * 1e3).ToString("F1", CultureInfo.InvariantCulture) + " ms"
+        : (s * 1e6).ToString("F1", CultureInfo.InvariantCulture) + " us";
 
     private static string Tflops(double flops) =>
         (flops / 1e12).ToString(flops >= 1e11 ? "F1" : "G3", CultureInfo.InvariantCulture) + " TFLOP/s";
@@ -59,7 +60,7 @@ public static class PlanReport
             );
         parts.Add(
             p.Dp > 1
-                ? $"dp={p.Dp}: gradient synchronisation exposed {PlanSearch.Seconds(r.DataParallelSeconds)}"
+                ? $"dp={p.Dp}: gradient synchronisation exposed {Seconds(r.DataParallelSeconds)}"
                     + (p.Zero > 0 ? ", ZeRO-1 splits the optimizer state" : "")
                 : "dp=1"
         );
@@ -68,7 +69,7 @@ public static class PlanReport
                 p.Remat ? "full recomputation of each layer"
                 : p.Selective != null ? $"{p.Selective} recomputed in the backward"
                 : "no recomputation"
-            ) + $": {Gib(r.PeakBytes)} at the peak of {Gib(c.HbmBytes)}"
+            ) + $": {Analysis.Units.Bytes(r.PeakBytes)} at the peak of {Analysis.Units.Bytes(c.HbmBytes)}"
         );
         string text = string.Join("; ", parts) + ".";
         if (next != null)
@@ -121,17 +122,17 @@ public static class PlanReport
             w.WriteLine();
             w.WriteLine($"#{i + 1} {r.Plan.Summary}");
             w.WriteLine(
-                $"  step {PlanSearch.Seconds(r.StepSeconds)}, {G(Math.Round(tokensPerStep / r.StepSeconds))} tokens/s, "
+                $"  step {Seconds(r.StepSeconds)}, {G(Math.Round(tokensPerStep / r.StepSeconds))} tokens/s, "
                     + $"{Tflops(r.FlopsPerGpu)} per GPU, "
-                    + $"memory {Gib(r.PeakBytes)}"
+                    + $"memory {Analysis.Units.Bytes(r.PeakBytes)}"
             );
             w.WriteLine(
-                $"  compute {PlanSearch.Seconds(r.ComputeSeconds)} (tensor-parallel collectives "
-                    + $"{PlanSearch.Seconds(r.TensorParallelSeconds)}, pipeline sends "
-                    + $"{PlanSearch.Seconds(r.PipelineTransferSeconds)}), bubble "
-                    + $"{PlanSearch.Seconds(r.BubbleSeconds)}, "
-                    + $"optimizer {PlanSearch.Seconds(r.OptimizerSeconds)}, exposed gradient sync "
-                    + $"{PlanSearch.Seconds(r.DataParallelSeconds)}"
+                $"  compute {Seconds(r.ComputeSeconds)} (tensor-parallel collectives "
+                    + $"{Seconds(r.TensorParallelSeconds)}, pipeline sends "
+                    + $"{Seconds(r.PipelineTransferSeconds)}), bubble "
+                    + $"{Seconds(r.BubbleSeconds)}, "
+                    + $"optimizer {Seconds(r.OptimizerSeconds)}, exposed gradient sync "
+                    + $"{Seconds(r.DataParallelSeconds)}"
             );
             w.WriteLine($"  why: {Explain(r, result, i + 1 < ranked.Count ? ranked[i + 1] : null)}");
         }

@@ -1,3 +1,4 @@
+using ParallelCompiler.Analysis;
 using ParallelCompiler.Cost;
 using ParallelCompiler.Runtime.Pipeline;
 using ParallelCompiler.Syntax;
@@ -85,7 +86,7 @@ public sealed partial class PlanSearch
                 peak,
                 0,
                 split,
-                $"pruned: does not fit ({Gib(peak)} a device, {Gib(cluster.HbmBytes)} a GPU)"
+                $"pruned: does not fit ({Units.Bytes(peak)} a device, {Units.Bytes(cluster.HbmBytes)} a GPU)"
             );
 
         // Stage times per microbatch; a stage sends its output on (and the gradient back) on the link to the next.

@@ -239,7 +239,9 @@ public sealed partial class PlanSearch
             double floor = StateFloor(s);
             if (floor > _request.Cluster.HbmBytes)
                 foreach (var plan in PlansOf(s))
-                    rated.Add(Unrated(plan, s.Mbs, $"pruned: the parameter state alone needs {Gib(floor)} a device"));
+                    rated.Add(
+                        Unrated(plan, s.Mbs, $"pruned: the parameter state alone needs {Units.Bytes(floor)} a device")
+                    );
             else
                 kept.Add(s);
         }
@@ -265,14 +267,11 @@ public sealed partial class PlanSearch
                     rated.Add(Unrated(plan, s.Mbs, $"no intra-operator plan: {e.Message}"));
             }
         }
+        var queued = new HashSet<string>(StringComparer.Ordinal);
         foreach (var s in kept.OrderBy(s => Estimate(s)))
         foreach (var c in _layouts.GetValueOrDefault(s.Tp) ?? [])
         foreach (var selective in SelectiveChoices)
-            if (
-                !work.Any(w =>
-                    w.Tp == s.Tp && w.Mbs == s.Mbs && ReferenceEquals(w.Dims, c.ParamDims) && w.Selective == selective
-                )
-            )
+            if (queued.Add(Key(s.Tp, c.ParamDims, s.Mbs, selective, 1)))
                 work.Add((s.Tp, c.ParamDims, s.Mbs, selective));
         int done = 0,
             total = work.Count + kept.Count;
@@ -559,14 +558,5 @@ public sealed partial class PlanSearch
     }
 
     private static IEnumerable<int> Divisors(long n) =>
-        Enumerable.Range(1, (int)Math.Min(n, int.MaxValue)).Where(d => n % d == 0).Select(d => d);
-
-    private static string Gib(double bytes) =>
-        (bytes / (1L << 30)).ToString("F1", CultureInfo.InvariantCulture) + " GiB";
-
-    /// <summary>Seconds as the reports print them.</summary>
-    public static string Seconds(double s) =>
-        s >= 1 ? s.ToString("F2", CultureInfo.InvariantCulture) + " s"
-        : s >= 1e-3 ? (s * 1e3).ToString("F1", CultureInfo.InvariantCulture) + " ms"
-        : (s * 1e6).ToString("F1", CultureInfo.InvariantCulture) + " us";
+        Enumerable.Range(1, (int)Math.Min(n, int.MaxValue)).Where(d => n % d == 0);
 }

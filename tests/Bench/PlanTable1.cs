@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using ParallelCompiler.Analysis;
 using ParallelCompiler.Cost;
 using ParallelCompiler.Lowering;
 using ParallelCompiler.Passes;
@@ -75,14 +76,14 @@ internal static partial class PlanTable1
                 hand = rated.StepSeconds > 0 ? flops / rated.StepSeconds / 1e12 : 0;
             if (hand > 0)
                 ratios.Add(found / hand);
-            string Gib(double b) => (b / (1L << 30)).ToString("F1", CultureInfo.InvariantCulture) + " GiB";
             Console.WriteLine(
                 string.Create(
                     CultureInfo.InvariantCulture,
                     $"| {r.Name} | {r.Gpus} | {best.Plan.Summary}, microbatch {best.MicrobatchSize} | {found:F1} | "
-                        + $"{Gib(best.PeakBytes)} | {megatron.Summary}, microbatch {r.Mbs} | "
+                        + $"{Units.Bytes(best.PeakBytes)} | {megatron.Summary}, microbatch {r.Mbs} | "
                         + $"{(hand > 0 ? hand.ToString("F1", CultureInfo.InvariantCulture) : rated.Pruned)} | "
-                        + $"{Gib(rated.PeakBytes)} | {(hand > 0 ? (found / hand).ToString("F2") + "x" : "-")} | "
+                        + $"{Units.Bytes(rated.PeakBytes)} | "
+                        + $"{(hand > 0 ? (found / hand).ToString("F2") + "x" : "-")} | "
                         + $"{searchSeconds:F1} s | {result.Candidates.Count} | {result.Profiles} |"
                 )
             );
@@ -103,7 +104,8 @@ internal static partial class PlanTable1
                             CultureInfo.InvariantCulture,
                             $"|  | {name}, compiled whole and costed: step {cost.StepSeconds:F2} s (planner "
                                 + $"{(name == "found" ? best : rated).StepSeconds:F2} s), "
-                                + $"{flops / cost.StepSeconds / 1e12:F1} TFLOP/s, memory {Gib(cost.PeakBytes)} |"
+                                + $"{flops / cost.StepSeconds / 1e12:F1} TFLOP/s, "
+                                + $"memory {Units.Bytes(cost.PeakBytes)} |"
                         )
                     );
                 }

@@ -258,6 +258,7 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     [InlineData("--gpus 8 --mesh dp=8 --batch 4", "no mesh of 8 GPUs splits the batch of 4")]
     [InlineData("--gpus 8 --top -1", "--top must be at least 0")]
     [InlineData("--gpus 8 --time-limit 0", "--time-limit must be positive")]
+    [InlineData("--gpus 8 --time-limit 0.001", "the search reached its time limit")]
     public void BadArgumentsAreClearErrors(string args, string message)
     {
         var r = RunPlan(Plain, args.Split(' '));
