@@ -19,7 +19,7 @@ blockDecl : attribute* kind=(LAYER | MODEL) name=ID '(' (argDecl (',' argDecl)*)
 attribute : '@' name=ID ('(' (namedArg (',' namedArg)*)? ')')? ;
 argDecl   : name=ID ':' type ;
 
-trainDecl : TRAIN model=ID OPTIMIZER opt=ID '(' (namedArg (',' namedArg)*)? ')' ';' ;
+trainDecl : TRAIN model=ID OPTIMIZER opt=ID '(' (namedArg (',' namedArg)*)? ')' (PRECISION prec=ID)? ';' ;
 
 type     : dtype=ID '[' (expr (',' expr)*)? ']' sharding? ;
 sharding : SHARD '[' shardDim (',' shardDim)* ']' ;
@@ -68,6 +68,7 @@ LAYER     : 'layer' ;
 MODEL     : 'model' ;
 TRAIN     : 'train' ;
 OPTIMIZER : 'optimizer' ;
+PRECISION : 'precision' ;
 PARAM     : 'param' ;
 LET       : 'let' ;
 FOR       : 'for' ;

@@ -366,7 +366,7 @@ public static class CostModel
     private static DType MainDType(Operation func) =>
         func.Walk()
             .Where(o => o.Name == "tensor.matmul")
-            .GroupBy(o => o.Result.TensorType.DType)
+            .GroupBy(o => o.OperandType(0).DType)
             .OrderByDescending(g => g.Sum(DeviceStats.OpFlops))
             .Select(g => g.Key)
             .DefaultIfEmpty(DType.F32)
@@ -441,7 +441,8 @@ public static class CostModel
             k = matmul.OperandType(0).Shape[^1];
             mm = r.NumElements / Math.Max(1, n);
         }
-        var dtype = (matmul ?? op).Result.TensorType.DType;
+        // A matmul runs at its operands' peak (a half-precision one may return its f32 accumulator).
+        var dtype = matmul != null ? matmul.OperandType(0).DType : op.Result.TensorType.DType;
         var (seconds, memoryBound) = Roofline(flops, bytes, dtype, matmul != null ? (mm, n, k) : null, cluster);
         string kind =
             body?.GetAttr("kernel") is StringAttr ks ? ks.Value

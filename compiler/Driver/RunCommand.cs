@@ -214,9 +214,12 @@ public sealed partial class Cli
         var reference = ModelRunner.Run(single, settings, TextWriter.Null);
         var diffs = RunComparison.Compare(reference, outcome, outcome.Losses != null);
         int bad = 0;
+        // A mixed-precision program computes in the half type whatever its parameters are stored in.
+        var compute = ParallelCompiler.Passes.MixedPrecision.HalfType(module);
         foreach (var d in diffs)
         {
-            double tol = RunComparison.Tolerance(d.DType);
+            var dtype = compute is { } h && d.DType == DType.F32 ? h : d.DType;
+            double tol = RunComparison.Tolerance(dtype);
             bool ok = d.Error <= tol;
             if (!ok)
                 bad++;
@@ -227,7 +230,7 @@ public sealed partial class Cli
                         + $"{d.Got.ToString("G7", CultureInfo.InvariantCulture)})";
             stdout.WriteLine(
                 $"check: {d.Name}: largest relative difference "
-                    + $"{d.Error:G3}{where}{(ok ? "" : $" exceeds {tol:G} ({d.DType.Name()})")}"
+                    + $"{d.Error:G3}{where}{(ok ? "" : $" exceeds {tol:G} ({dtype.Name()})")}"
             );
         }
         string mesh = module.PhysicalMesh().ToString();

@@ -29,6 +29,12 @@ public sealed class OpSignature(
     /// <summary>An error that names the op.</summary>
     public IRException Error(string message) => new($"{Short}: {message}");
 
+    /// <summary>The result dtype of an op that accumulates in f32 over <paramref name="operand"/>: f32 when the
+    /// operand is half precision and the given result type says f32 (its accumulator, unrounded), else the
+    /// operand's.</summary>
+    public DType Accumulated(DType operand) =>
+        operand is DType.F16 or DType.BF16 && Given is [TensorType { DType: DType.F32 }] ? DType.F32 : operand;
+
     /// <summary>An integer attribute.</summary>
     public long Int(string key) =>
         Attrs.GetValueOrDefault(key) is IntAttr i ? i.Value : throw Error($"needs integer attribute '{key}'");

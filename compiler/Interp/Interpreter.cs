@@ -90,6 +90,7 @@ public static class Interpreter
             or "tensor.sqrt"
             or "tensor.rsqrt"
             or "tensor.step"
+            or "tensor.finite_or_zero"
             or "tensor.convert":
                 return ReferenceKernels.Unary(op, x[0]);
             case "tensor.slice":

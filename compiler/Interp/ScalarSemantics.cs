@@ -23,6 +23,7 @@ public static class ScalarSemantics
             "tensor.sqrt" => MathF.Sqrt,
             "tensor.rsqrt" => x => 1f / MathF.Sqrt(x),
             "tensor.step" => x => x > 0 ? 1f : (float.IsNaN(x) ? x : 0f),
+            "tensor.finite_or_zero" => x => float.IsFinite(x) ? x : 0f,
             "tensor.convert" => x => x, // the result's rounding is the conversion
             _ => null,
         };

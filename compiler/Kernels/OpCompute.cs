@@ -40,6 +40,7 @@ public static class OpCompute
                 or "tensor.sqrt"
                 or "tensor.rsqrt"
                 or "tensor.step"
+                or "tensor.finite_or_zero"
                 or "tensor.constant"
                 or "tensor.broadcast"
                 or "tensor.convert";
@@ -65,6 +66,7 @@ public static class OpCompute
             "tensor.neg" => new KUn("neg", Bcast(0)),
             "tensor.relu" => Relu(Bcast(0)),
             "tensor.step" => Step(Bcast(0)),
+            "tensor.finite_or_zero" => FiniteOrZero(Bcast(0)),
             "tensor.gelu" => Gelu(Bcast(0)),
             "tensor.silu" => Silu(Bcast(0)),
             "tensor.sigmoid" => new KBin(
@@ -128,6 +130,9 @@ public static class OpCompute
 
     private static KExpr Step(KExpr x) =>
         new KSelect(new KCmp("gt", x, K.F(0)), K.F(1), new KSelect(new KUn("isnan", x), x, K.F(0)));
+
+    /// <summary>x - x is NaN exactly where x is infinite or NaN.</summary>
+    private static KExpr FiniteOrZero(KExpr x) => new KSelect(new KUn("isnan", new KBin("sub", x, x)), K.F(0), x);
 
     private static KExpr Gelu(KExpr x)
     {

@@ -165,6 +165,12 @@ public sealed partial class Elaborator
                 throw Error(t.Span, $"{t.Optimizer} needs {name} = ...");
             values[name] = Attr.Float(dflt.Value);
         }
+        if (t.Precision is { } precision)
+        {
+            if (precision is not ("bf16" or "fp16" or "f32"))
+                throw Error(t.PrecisionSpan, $"unknown precision '{precision}' (known: bf16, fp16, f32)");
+            values["precision"] = Attr.Str(precision);
+        }
         return new DictAttr(values);
     }
 }

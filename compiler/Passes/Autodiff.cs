@@ -48,15 +48,21 @@ public sealed class Autodiff : IPass
         b.SetInsertionPointBefore(ret);
         var rules = new GradientRules(b, Remat);
         var forward = entry.Operations.TakeWhile(o => o != ret).ToList();
+        var beforeSeed = ret.Prev;
         var seed = b.CreateValue("tensor.constant", [], [new("value", Attr.Float(1.0))], lossType.WithSharding(null));
+        if (MixedPrecision.HalfType(module) == DType.F16)
+            seed = Optimizer.LossScaleSeed(b, seed); // fp16: the backward starts at the loss scale
         // A pipelined program (staged or not) marks its backward, so that the schedule and the cost model tell it
         // from the forward.
         bool pipelined = func.GetAttr("pipeline") != null;
         var lossStage = ret.Operands[0].DefiningOp?.GetAttr("stage");
-        if (lossStage != null)
-            seed.DefiningOp!.SetAttr("stage", lossStage);
-        if (lossStage != null || pipelined)
-            seed.DefiningOp!.SetAttr("phase", Attr.Str("backward"));
+        for (var o = beforeSeed?.Next ?? entry.First!; o != ret; o = o.Next!)
+        {
+            if (lossStage != null)
+                o.SetAttr("stage", lossStage);
+            if ((lossStage != null || pipelined) && o.Name != "tensor.param")
+                o.SetAttr("phase", Attr.Str("backward"));
+        }
         var adjoint = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance) { [ret.Operands[0]] = seed };
         for (int k = forward.Count - 1; k >= 0; k--)
         {

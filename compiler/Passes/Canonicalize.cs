@@ -6,7 +6,8 @@ namespace ParallelCompiler.Passes;
 /// <summary>
 /// <c>canonicalize</c>: local simplifications applied to a fixpoint: composed and identity transposes, reshape
 /// chains, no-op reshapes and broadcasts, double negation, identities with splat constants (x + 0, x * 1, x - 0,
-/// x / 1) and folding of ops on constants. Each pattern preserves the value exactly.
+/// x / 1) and folding of ops on constants. Each pattern preserves the value exactly but one: a half-precision
+/// accumulation whose only use widens it to f32 returns its f32 accumulator instead (a rounding vanishes).
 /// </summary>
 public sealed class Canonicalize : IPass
 {
@@ -31,6 +32,7 @@ public sealed class Canonicalize : IPass
         new DoubleNegation(),
         new SplatIdentity(),
         new FoldConstants(),
+        new WidenedAccumulation(),
     ];
 
     /// <inheritdoc/>
@@ -103,6 +105,58 @@ public sealed class Canonicalize : IPass
             if (!SameType(op))
                 return false;
             r.ReplaceOp(op, op.Operands[0]);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// convert(op(x) : half) : f32 = op(x) : f32 for an op that accumulates in f32 (matmul, sum, mean,
+    /// embedding_grad) and is used only there: its accumulator, unrounded; a widened sum of two half values is the
+    /// sum of the two widened; a widened transpose or reshape is that of the widened value. Mixed precision's weight gradients are summed over microbatches and devices in f32
+    /// so.
+    /// </summary>
+    private sealed class WidenedAccumulation : RewritePattern
+    {
+        public override string Root => "tensor.convert";
+
+        public override bool MatchAndRewrite(Operation op, PatternRewriter r)
+        {
+            if (
+                op.Result.TensorType.DType != DType.F32
+                || op.Operands[0].DefiningOp is not { } inner
+                || inner.Results.Count != 1
+                || inner.Result.TensorType.DType is not (DType.F16 or DType.BF16)
+                || inner.Result.Uses.Count != 1
+            )
+                return false;
+            if (inner.Name is "tensor.matmul" or "tensor.sum" or "tensor.mean" or "tensor.embedding_grad")
+            {
+                inner.Result.Type = inner.Result.TensorType.WithDType(DType.F32);
+                r.ReplaceOp(op, inner.Result);
+                return true;
+            }
+            var b = new Builder { Location = inner.Location };
+            b.SetInsertionPointBefore(op);
+            var carried = inner.Attributes; // the op's stage and phase (and layout), which the new ops take
+            Value Widen(Value v) =>
+                b.CreateValue(
+                    "tensor.convert",
+                    [v],
+                    carried.Where(a => a.Key is "stage" or "phase" or "remat"),
+                    v.TensorType.WithDType(DType.F32).WithSharding(null)
+                );
+            if (inner.Name is "tensor.transpose" or "tensor.reshape") // layout commutes with the conversion
+            {
+                r.ReplaceOp(op, b.CreateValue(inner.Name, [Widen(inner.Operands[0])], carried));
+                return true;
+            }
+            if (
+                inner.Name != "tensor.add"
+                || !inner.Operands.All(o => o.TensorType.SameShapeAndType(inner.Result.TensorType))
+            )
+                return false;
+            var sum = b.CreateValue("tensor.add", [Widen(inner.Operands[0]), Widen(inner.Operands[1])], carried);
+            r.ReplaceOp(op, sum);
             return true;
         }
     }

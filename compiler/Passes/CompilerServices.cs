@@ -18,6 +18,7 @@ public static class CompilerServices
         services.AddPass<PipelineTransfers>();
         services.AddPass<Microbatch>();
         services.AddPass<PipelineScatterGather>();
+        services.AddPass<MixedPrecision>();
         services.AddPass<PipelineSchedule>();
         services.AddPass<FormKernels>();
         services.AddPass<Autodiff>();

@@ -15,6 +15,7 @@ public static class Pipelines
         "canonicalize", // fold constants and cancel reshapes/transposes before anything counts ops
         "cse", // merge duplicates that canonicalization exposed (e.g. repeated scalar constants)
         "dce", // drop what the rewrites left unused
+        "mixed-precision", // train ... precision bf16: the forward in the half type, f32 master weights, before stages
         "pipeline-stages", // @pipeline models only: stages of the forward program, which the backward ops then inherit
         "autodiff", // training modules only: backward of the simplified forward, so no dead op is differentiated
         "optimizer", // the update of every parameter and its state, still in global shapes

@@ -39,6 +39,8 @@ public sealed class GradientRules(Builder b, bool remat)
                 return [Mul(dy, Un("tensor.step", X(0)))];
             case "tensor.step":
                 return [null];
+            case "tensor.finite_or_zero": // 1 where x is finite: x * 0 + 1 is NaN elsewhere
+                return [Mul(dy, Un("tensor.finite_or_zero", AddC(MulC(X(0), 0), 1)))];
             case "tensor.gelu":
                 return [Mul(dy, GeluDerivative(X(0)))];
             case "tensor.silu":

@@ -14,7 +14,7 @@ namespace ParallelCompiler.Passes;
 /// all-gathers the parameters, with no other change here. Gradient synchronisation needs nothing either: a
 /// gradient summed over a split batch is a partial sum that insert-reshards reduces where the update needs it.
 /// </summary>
-public sealed class Optimizer : IPass
+public sealed partial class Optimizer : IPass
 {
     /// <inheritdoc/>
     public string Name => "optimizer";
@@ -82,16 +82,28 @@ public sealed class Optimizer : IPass
         var byPath = grads
             .GroupBy(ParameterEffectOpDef.PathOf)
             .ToDictionary(g => g.Key, g => g.Select(x => x.Operands[1]).ToList());
+        // Each parameter's whole gradient: tied copies summed; with fp16 loss scaling, unscaled.
+        var scaling = MixedPrecision.HalfType(module) == DType.F16 ? new LossScaling(u, b, entry) : null;
+        var whole = new Dictionary<Operation, Value>(ReferenceEqualityComparer.Instance);
+        foreach (var g in grads)
+        {
+            b.Location = g.Location;
+            var before = entry.Last!.Prev;
+            var own = g.Operands[1];
+            var grad = own;
+            foreach (var other in byPath[ParameterEffectOpDef.PathOf(g)].Where(o => !ReferenceEquals(o, own)))
+                grad = u.Add(grad, other);
+            whole[g] = scaling?.Unscale(grad) ?? grad;
+            MarkStage(g, before, entry);
+        }
+        var finite = scaling?.AllFinite(pipelined);
         foreach (var g in grads)
         {
             var p = g.Operands[0];
-            var grad = g.Operands[1];
             b.Location = g.Location;
             string path = ParameterEffectOpDef.PathOf(g);
             var before = entry.Last!.Prev;
-            var own = grad;
-            foreach (var other in byPath[path].Where(o => !ReferenceEquals(o, own)))
-                grad = u.Add(grad, other);
+            var grad = scaling?.Sanitize(whole[g]) ?? whole[g];
             switch (kind)
             {
                 case "sgd":
@@ -129,12 +141,12 @@ public sealed class Optimizer : IPass
                 default:
                     throw new IRException($"optimizer: unknown optimizer '{kind}'");
             }
-            if (g.GetAttr("stage") is { } stage)
-                for (var o = before!.Next; o != null && o != entry.Last; o = o.Next)
-                    if (o.GetAttr("stage") == null)
-                        o.SetAttr("stage", stage);
+            MarkStage(g, before, entry);
             g.Erase();
         }
+        // An fp16 step that overflowed changes no parameter or state; the loss scale follows.
+        if (scaling != null)
+            scaling.Update(finite!, existing, pipelined);
         // In a pipelined program the update runs once a step, after every microbatch: marked so even when one
         // microbatch makes nothing a sum over them (the schedule and the cost model read the phase).
         if (func.GetAttr("pipeline") != null)
@@ -142,6 +154,15 @@ public sealed class Optimizer : IPass
                 if (o.Operands.Count > 0 && o.GetAttr("phase") == null)
                     o.SetAttr("phase", Attr.Str("step"));
         return true;
+    }
+
+    /// <summary>The ops after <paramref name="before"/> run on <paramref name="g"/>'s pipeline stage.</summary>
+    private static void MarkStage(Operation g, Operation? before, Block entry)
+    {
+        if (g.GetAttr("stage") is { } stage)
+            for (var o = before!.Next; o != null && o != entry.Last; o = o.Next)
+                if (o.GetAttr("stage") == null)
+                    o.SetAttr("stage", stage);
     }
 
     /// <summary>The axis named by the option, else the one that splits the first argument's first dimension.</summary>
@@ -163,7 +184,7 @@ public sealed class Optimizer : IPass
     }
 
     /// <summary>The ops an update is made of, and optimizer state reads.</summary>
-    private sealed class UpdateBuilder(Builder b, DeviceMesh mesh, string zeroAxis)
+    private sealed partial class UpdateBuilder(Builder b, DeviceMesh mesh, string zeroAxis)
     {
         /// <summary>A zero-initialised state parameter laid out like its parameter, or split over the ZeRO
         /// axis.</summary>

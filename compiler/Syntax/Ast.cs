@@ -109,14 +109,17 @@ public sealed record BlockDecl(
     TextSpan EndSpan
 ) : Decl(Span, Name, NameSpan);
 
-/// <summary><c>train f optimizer adam(lr = 3e-4);</c></summary>
+/// <summary><c>train f optimizer adam(lr = 3e-4) precision bf16;</c> (<see cref="Precision"/> null: the types as
+/// written).</summary>
 public sealed record TrainDecl(
     TextSpan Span,
     string Name,
     TextSpan NameSpan,
     string Optimizer,
     TextSpan OptimizerSpan,
-    IReadOnlyList<Arg> Args
+    IReadOnlyList<Arg> Args,
+    string? Precision = null,
+    TextSpan PrecisionSpan = default
 ) : Decl(Span, Name, NameSpan);
 
 /// <summary>A whole file.</summary>

@@ -39,7 +39,9 @@ internal sealed class AstBuilder(SourceText src)
                 Span(t.model),
                 t.opt.Text,
                 Span(t.opt),
-                t.namedArg().Select(NamedArg).ToList()
+                t.namedArg().Select(NamedArg).ToList(),
+                t.prec?.Text,
+                t.prec == null ? default : Span(t.prec)
             );
         var b = d.blockDecl();
         var attrs = b.attribute()

@@ -190,6 +190,15 @@ public sealed class StepOp : UnaryElementwiseOp
     /** <inheritdoc/> */public override string Summary => "1 where x > 0, else 0";
 }
 
+/// <summary><c>tensor.finite_or_zero</c>: x where it is finite, else 0 (dynamic loss scaling makes the gradients of
+/// a step that overflowed harmless with it, and tells such a step from the others).</summary>
+public sealed class FiniteOrZeroOp : UnaryElementwiseOp
+{
+    /** <inheritdoc/> */public override string Name => "tensor.finite_or_zero";
+
+    /** <inheritdoc/> */public override string Summary => "x where it is finite, else 0";
+}
+
 /// <summary>
 /// <c>%r = tensor.convert %x : (tensor&lt;4xf32&gt;) -&gt; tensor&lt;4xbf16&gt;</c>: each element in another float
 /// type,

@@ -116,7 +116,7 @@ public sealed class EmbeddingGradOp : OpDef
         sig.RequireFloat(dy, "dy");
         if (dy.Rank != ids.Rank + 1 || !dy.Shape.Take(ids.Rank).SequenceEqual(ids.Shape))
             throw sig.Error($"dy {dy.ToSourceString()} must be ids {ids.ToSourceString()} plus one trailing dimension");
-        return [new TensorType(dy.DType, [sig.Int("rows"), dy.Shape[^1]])];
+        return [new TensorType(sig.Accumulated(dy.DType), [sig.Int("rows"), dy.Shape[^1]])];
     }
 
     /// <summary>Positions are summed over (split, they leave partial tables); rows are indexed by ids, so they stay

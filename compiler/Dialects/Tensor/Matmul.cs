@@ -22,7 +22,9 @@ public sealed class MatmulOp : OpDef
     {
         var (a, b) = (sig.Operands[0], sig.Operands[1]);
         sig.RequireSameDType(a, b);
-        return [new TensorType(a.DType, ResultShape(sig, a, b))];
+        // Half-precision operands may give their f32 accumulator as the result, unrounded (mixed precision's
+        // weight gradients: summed over microbatches and devices in f32).
+        return [new TensorType(sig.Accumulated(a.DType), ResultShape(sig, a, b))];
     }
 
     /// <summary>Batch dimensions (broadcast), rows and columns are parallel; the contracting dimension is a

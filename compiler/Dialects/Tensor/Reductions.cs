@@ -48,7 +48,7 @@ public abstract class ReductionOp : OpDef
             else if (x.Shape[i] == 0 && ZeroSizeIsError)
                 throw sig.Error($"cannot reduce a zero-size dimension {i} of " + $"{x.ToSourceString()}");
         }
-        return [new TensorType(x.DType, shape)];
+        return [new TensorType(Name == "tensor.max" ? x.DType : sig.Accumulated(x.DType), shape)];
     }
 
     /// <summary>Reduced factors are reductions (a split one leaves partial sums), except for max, which needs them
