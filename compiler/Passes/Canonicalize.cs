@@ -112,8 +112,8 @@ public sealed class Canonicalize : IPass
     /// <summary>
     /// convert(op(x) : half) : f32 = op(x) : f32 for an op that accumulates in f32 (matmul, sum, mean,
     /// embedding_grad) and is used only there: its accumulator, unrounded; a widened sum of two half values is the
-    /// sum of the two widened; a widened transpose or reshape is that of the widened value. Mixed precision's weight gradients are summed over microbatches and devices in f32
-    /// so.
+    /// sum of the two widened; a widened transpose or reshape is that of the widened value. Mixed precision's
+    /// weight gradients are summed over microbatches and devices in f32 so.
     /// </summary>
     private sealed class WidenedAccumulation : RewritePattern
     {

@@ -29,7 +29,8 @@ public class PassManagerTests
     [InlineData(
         "nope",
         "unknown pass 'nope' (passes: autodiff, canonicalize, cse, dce, form-kernels, "
-            + "insert-reshards, microbatch, mixed-precision, optimizer, pipeline-scatter-gather, pipeline-schedule, pipeline-stages, "
+            + "insert-reshards, microbatch, mixed-precision, optimizer, pipeline-scatter-gather, pipeline-schedule, "
+            + "pipeline-stages, "
             + "pipeline-transfers, "
             + "shape-inference, sharding-propagation, spmdize)"
     )]
