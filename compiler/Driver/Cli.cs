@@ -390,7 +390,18 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
         var o = new CompileOptions { Entry = r.GetValue(_entry) };
         foreach (var d in r.GetValue(_defines) ?? [])
         {
-            var (name, value) = SplitAssignment(d, "-D", "NAME=VALUE");
+            int eq = d.IndexOf('=');
+            if (
+                eq > 0
+                && !long.TryParse(d[(eq + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)
+                && double.TryParse(d[(eq + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out double f)
+                && double.IsFinite(f)
+            )
+            {
+                o.FloatDefines[d[..eq].Trim()] = f;
+                continue;
+            }
+            var (name, value) = SplitAssignment(d, "-D", "NAME=VALUE", "a number");
             o.Defines[name] = value;
         }
         if (r.GetValue(_mesh) is { } mesh)
@@ -406,14 +417,14 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
         return o;
     }
 
-    private static (string, long) SplitAssignment(string s, string flag, string form)
+    private static (string, long) SplitAssignment(string s, string flag, string form, string what = "an integer")
     {
         int eq = s.IndexOf('=');
         if (
             eq <= 0
             || !long.TryParse(s[(eq + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v)
         )
-            throw new UserErrorException($"{flag} expects {form} with an integer value, got '{s}'");
+            throw new UserErrorException($"{flag} expects {form} with {what} value, got '{s}'");
         return (s[..eq].Trim(), v);
     }
 

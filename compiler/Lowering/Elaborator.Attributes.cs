@@ -114,15 +114,15 @@ public sealed partial class Elaborator
     }
 
     /// <summary>The <c>train</c> declaration as a dictionary attribute, with the optimizer's defaults filled
-    /// in.</summary>
-    private DictAttr TrainAttr(TrainDecl t, BlockDecl entry, Operation module)
+    /// in. <paramref name="module"/> is null when the model had errors (its loss is not checked then).</summary>
+    private DictAttr TrainAttr(TrainDecl t, BlockDecl entry, Operation? module)
     {
         if (!_blocks.TryGetValue(t.Name, out var target) || !target.IsModel)
             throw Error(t.NameSpan, $"train: '{t.Name}' is not a model");
         if (target != entry)
             throw Error(t.NameSpan, $"train: '{t.Name}' is not the model being compiled ('{entry.Name}')");
-        var ret = module.EntryFunction()!.ResultTypes()[0] as TensorType;
-        if (ret == null || ret.Rank != 0 || !ret.DType.IsFloat())
+        var ret = module?.EntryFunction()!.ResultTypes()[0] as TensorType;
+        if (module != null && (ret == null || ret.Rank != 0 || !ret.DType.IsFloat()))
             throw Error(
                 t.NameSpan,
                 $"train: '{t.Name}' must return a scalar float loss, but returns " + $"{ret?.ToSourceString()}"

@@ -53,7 +53,7 @@ public sealed partial class Elaborator
         if (owner != null)
             return owner.Vars[n.Name];
         if (_consts.ContainsKey(n.Name))
-            return new IntVal(ConstValue(n.Name, n.Span));
+            return ConstEValue(n.Name, n.Span);
         if (_blocks.ContainsKey(n.Name))
             throw Error(n.Span, $"'{n.Name}' is a layer; call it with arguments");
         if (scope.Instance == null && scope == Scope.Global)

@@ -23,6 +23,7 @@ public sealed partial class Elaborator
     private readonly CompileOptions _options;
     private readonly Dictionary<string, ConstDecl> _consts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _constValues = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, double> _floatConstValues = new(StringComparer.Ordinal);
     private readonly HashSet<string> _constsInProgress = new(StringComparer.Ordinal);
     private readonly Dictionary<string, BlockDecl> _blocks = new(StringComparer.Ordinal);
     private readonly List<(string Name, long Size)> _meshAxes = new();
@@ -64,7 +65,7 @@ public sealed partial class Elaborator
         CollectDecls();
         foreach (var name in _consts.Keys)
             TryConst(name);
-        foreach (var name in _options.Defines.Keys)
+        foreach (var name in _options.Defines.Keys.Concat(_options.FloatDefines.Keys))
             if (!_consts.ContainsKey(name))
                 _diags.Error(null, default, $"-D {name}: the program has no const named '{name}'");
         BuildMesh();
@@ -89,9 +90,11 @@ public sealed partial class Elaborator
         }
         module.SetAttr("entry", Attr.Str(model.Name));
         // The model's errors and the train declaration's are independent: both are reported.
+        bool lowered = false;
         try
         {
             LowerModel(module, model);
+            lowered = !_diags.HasErrors;
         }
         catch (ElabException e)
         {
@@ -101,7 +104,7 @@ public sealed partial class Elaborator
         foreach (var t in _program.Decls.OfType<TrainDecl>())
             try
             {
-                module.SetAttr("train", TrainAttr(t, model, module));
+                module.SetAttr("train", TrainAttr(t, model, lowered ? module : null));
             }
             catch (ElabException e)
             {
@@ -229,7 +232,7 @@ public sealed partial class Elaborator
     {
         try
         {
-            ConstValue(name, _consts[name].NameSpan);
+            ConstEValue(name, _consts[name].NameSpan);
         }
         catch (ElabException e)
         {
@@ -238,18 +241,33 @@ public sealed partial class Elaborator
         }
     }
 
-    private long ConstValue(string name, TextSpan useSpan)
+    /// <summary>An integer const's value (an error at <paramref name="useSpan"/> for a float one).</summary>
+    private long ConstValue(string name, TextSpan useSpan) =>
+        RequireInt(ConstEValue(name, useSpan), useSpan, $"const '{name}' here");
+
+    /// <summary>A const's value: an integer, or a float (a learning rate, say), which only numbers may use.</summary>
+    private EValue ConstEValue(string name, TextSpan useSpan)
     {
         if (_constValues.TryGetValue(name, out long v))
-            return v;
+            return new IntVal(v);
+        if (_floatConstValues.TryGetValue(name, out double fv))
+            return new FloatVal(fv);
         if (_options.Defines.TryGetValue(name, out long d))
-            return _constValues[name] = d;
+            return new IntVal(_constValues[name] = d);
+        if (_options.FloatDefines.TryGetValue(name, out double fd))
+            return new FloatVal(_floatConstValues[name] = fd);
         var decl = _consts[name];
         if (!_constsInProgress.Add(name))
             throw Error(useSpan, $"const '{name}' depends on itself");
         try
         {
-            return _constValues[name] = ConstInt(decl.Value, $"const '{name}'");
+            switch (Eval(decl.Value, Scope.Global))
+            {
+                case FloatVal f when double.IsFinite(f.Value):
+                    return new FloatVal(_floatConstValues[name] = f.Value);
+                case var other:
+                    return new IntVal(_constValues[name] = RequireInt(other, decl.Value.Span, $"const '{name}'"));
+            }
         }
         finally
         {

@@ -100,7 +100,7 @@ public sealed class ModelSource
         long batch,
         Dictionary<string, long> consts,
         Dictionary<string, (ParamStmt, long[])> @params,
-        IReadOnlyDictionary<string, long> defines
+        IReadOnlyDictionary<string, string> defines
     )
     {
         Source = source;
@@ -116,7 +116,8 @@ public sealed class ModelSource
         _defines = defines;
     }
 
-    private readonly IReadOnlyDictionary<string, long> _defines;
+    /// <summary>The -D values, as they are written back into a plan.</summary>
+    private readonly IReadOnlyDictionary<string, string> _defines;
 
     /// <summary>Reads <paramref name="src"/>; a model the planner cannot work on is a <see
     /// cref="UserErrorException"/>, a syntax error a <see cref="CompilationFailedException"/>.</summary>
@@ -132,8 +133,14 @@ public sealed class ModelSource
             );
         var consts = new Dictionary<string, long>(StringComparer.Ordinal);
         var decls = program.Decls.OfType<ConstDecl>().ToDictionary(c => c.Name, StringComparer.Ordinal);
+        var floats = new HashSet<string>(options.FloatDefines.Keys, StringComparer.Ordinal);
         foreach (var c in program.Decls.OfType<ConstDecl>())
-            consts[c.Name] = options.Defines.TryGetValue(c.Name, out long v) ? v : Eval(c.Value, consts);
+        {
+            if (floats.Contains(c.Name) || (!options.Defines.ContainsKey(c.Name) && IsFloat(c.Value, floats)))
+                floats.Add(c.Name); // a learning rate, say: no shape depends on it
+            else
+                consts[c.Name] = options.Defines.TryGetValue(c.Name, out long v) ? v : Eval(c.Value, consts);
+        }
         if (model.Args.Count == 0 || model.Args[0].Type.Dims.Count == 0)
             throw new UserErrorException($"model '{model.Name}': the planner needs a batched first input");
         if (model.Args[0].Type.Dims[0] is not NameExpr { Name: var batchConst } || !decls.ContainsKey(batchConst))
@@ -169,7 +176,18 @@ public sealed class ModelSource
         foreach (var b in program.Decls.OfType<BlockDecl>())
         foreach (var p in Walk(b.Body).OfType<ParamStmt>())
             ps[$"{b.Name}.{p.Name}"] = (p, p.Type.Dims.Select(d => Eval(d, consts)).ToArray());
-        var defines = new Dictionary<string, long>(options.Defines, StringComparer.Ordinal);
+        var defines = options
+            .Defines.Select(kv => new KeyValuePair<string, string>(
+                kv.Key,
+                kv.Value.ToString(CultureInfo.InvariantCulture)
+            ))
+            .Concat(
+                options.FloatDefines.Select(kv => new KeyValuePair<string, string>(
+                    kv.Key,
+                    kv.Value.ToString("R", CultureInfo.InvariantCulture)
+                ))
+            )
+            .ToDictionary(StringComparer.Ordinal);
         return new ModelSource(
             src,
             program,
@@ -195,6 +213,17 @@ public sealed class ModelSource
                     yield return inner;
         }
     }
+
+    /// <summary>True when <paramref name="e"/> holds a float literal or a float const.</summary>
+    private static bool IsFloat(Expr e, IReadOnlySet<string> floats) =>
+        e switch
+        {
+            FloatLit => true,
+            NameExpr n => floats.Contains(n.Name),
+            NegExpr n => IsFloat(n.Operand, floats),
+            BinaryExpr b => IsFloat(b.Left, floats) || IsFloat(b.Right, floats),
+            _ => false,
+        };
 
     /// <summary>The value of an integer const expression.</summary>
     public static long Eval(Expr e, IReadOnlyDictionary<string, long> consts) =>
@@ -268,8 +297,8 @@ public sealed class ModelSource
             edits.Add((bc.Value.Span.Start, bc.Value.Span.Length, b.ToString(CultureInfo.InvariantCulture)));
         // The consts -D set are written with their values, so the plan compiles as it was planned without them.
         foreach (var c in Program.Decls.OfType<ConstDecl>())
-            if (_defines.TryGetValue(c.Name, out long v) && !(batch != null && c.Name == BatchConst))
-                edits.Add((c.Value.Span.Start, c.Value.Span.Length, v.ToString(CultureInfo.InvariantCulture)));
+            if (_defines.TryGetValue(c.Name, out string? v) && !(batch != null && c.Name == BatchConst))
+                edits.Add((c.Value.Span.Start, c.Value.Span.Length, v));
         if (layers is { } l && Loop != null)
             edits.Add((Loop.Hi.Span.Start, Loop.Hi.Span.Length, $"{Eval(Loop.Lo, Consts) + l}"));
         foreach (var (key, (decl, shape)) in Params)

@@ -163,6 +163,28 @@ public class BadInputTests
     }
 
     [Fact]
+    public void FloatConstsSetTheOptimizerAndOnlyNumbersMayUseThem()
+    {
+        string src =
+            "const B = 8;\nconst LR = 3e-4;\nmodel m(x: f32[B]) -> f32[] { param w: f32[B]; return sum(x * w); }\n"
+            + "train m optimizer adam(lr = LR);\n";
+        var ok = Mplc.CompileSource(src);
+        Assert.True(ok.ExitCode == 0, ok.Stderr);
+        Assert.Contains("lr = 0.0003", ok.Stdout);
+        var set = Mplc.CompileSource(src, "-D", "LR=1e-3");
+        Assert.True(set.ExitCode == 0, set.Stderr);
+        Assert.Contains("lr = 0.001", set.Stdout);
+        Assert.Contains("-D expects NAME=VALUE with a number value, got 'LR=fast'", Fails(src, "-D", "LR=fast").Stderr);
+        // A float where an integer is needed, from the source or from -D, is an error at the use.
+        var dim = Fails(src.Replace("f32[B]) -> f32[]", "f32[LR]) -> f32[]")).Stderr;
+        Assert.Contains(":3:16: error: a dimension must be a compile-time integer, but this is the number 0.0003", dim);
+        Assert.Contains(
+            "a dimension must be a compile-time integer, but this is the number 0.5",
+            Fails(src, "-D", "B=0.5").Stderr
+        );
+    }
+
+    [Fact]
     public void ConstCyclesAndModelChoice()
     {
         Assert.Contains(
