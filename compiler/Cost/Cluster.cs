@@ -65,13 +65,14 @@ public sealed record Cluster(
         T = 1e12,
         GiB = 1024.0 * 1024 * 1024;
 
-    /// <summary>Efficiencies until a calibration replaces them (docs/cost-model.md says where each comes
-    /// from).</summary>
+    /// <summary>Efficiencies calibrated on Megatron-LM's Table 1 (the 1.7B and 39.1B rows on a100-80g-selene,
+    /// <c>./build.sh bench table1</c>; docs/cost-model.md says where each comes from). Memory and the launch
+    /// overhead are assumptions the fit did not move.</summary>
     private static readonly Efficiencies Default = new(
-        Matmul: 0.75,
-        MatmulHalfDim: 96,
+        Matmul: 0.92,
+        MatmulHalfDim: 256,
         Memory: 0.8,
-        Network: 0.8,
+        Network: 1.0,
         KernelLaunchSeconds: 4e-6
     );
 

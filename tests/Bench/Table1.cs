@@ -134,35 +134,39 @@ public static class Table1
         double Predicted(Operation module, Row r, Cluster c) =>
             PaperFlops(r) / r.Gpus / CostModel.Of(module, c, Sync).StepSeconds / 1e12;
         var calibration = compiled.Where(x => x.Row.Name is "1.7B" or "39.1B").ToList();
-        Cluster With(double matmul, double network) =>
+        Cluster With(double matmul, double network, double half) =>
             cluster with
             {
-                Efficiency = cluster.Efficiency with { Matmul = matmul, Network = network },
+                Efficiency = cluster.Efficiency with { Matmul = matmul, Network = network, MatmulHalfDim = half },
             };
-        (double Matmul, double Network, double Error) best = (
+        (double Matmul, double Network, double Half, double Error) best = (
             cluster.Efficiency.Matmul,
             cluster.Efficiency.Network,
+            cluster.Efficiency.MatmulHalfDim,
             double.PositiveInfinity
         );
-        void Try(double e, double n)
+        void Try(double e, double n, double h)
         {
-            var c = With(e, n);
+            var c = With(e, n, h);
             double err = calibration.Max(x => Math.Abs(Predicted(x.Module, x.Row, c) / x.Row.Published - 1));
             if (err < best.Error)
-                best = (e, n, err);
+                best = (e, n, h, err);
         }
         // A coarse grid, then the matmul efficiency to the hundredth around the best (each try costs both rows again).
-        for (double e = 0.60; e <= 0.9501; e += 0.05)
-        for (double n = 0.6; n <= 1.0001; n += 0.2)
-            Try(e, n);
+        foreach (double h in new[] { 64.0, 96, 128, 192, 256, 384, 512 })
+            for (double e = 0.60; e <= 1.0001; e += 0.05)
+            for (double n = 0.6; n <= 1.0001; n += 0.2)
+                Try(Math.Min(1, e), n, h);
         double coarse = best.Matmul,
-            net = best.Network;
+            net = best.Network,
+            halfDim = best.Half;
         for (double e = coarse - 0.04; e <= coarse + 0.0401; e += 0.01)
-            Try(Math.Min(1, e), net);
-        var fitted = With(best.Matmul, best.Network);
+            Try(Math.Min(1, e), net, halfDim);
+        var fitted = With(best.Matmul, best.Network, best.Half);
         Console.WriteLine(
             $"fitted on 1.7B and 39.1B: efficiency.matmul = {best.Matmul:F2}, efficiency.network = "
-                + $"{best.Network:F2} (worst calibration error {best.Error:P1})"
+                + $"{best.Network:F2}, efficiency.matmul_half_dim = {best.Half:F0} (worst calibration error "
+                + $"{best.Error:P1})"
         );
         Console.WriteLine(
             "| row | tp | pp | GPUs | microbatches | compile + cost | predicted step | predicted "

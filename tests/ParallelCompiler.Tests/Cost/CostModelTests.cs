@@ -196,4 +196,50 @@ public class CostModelTests() : TempDirTest("mplc-cost")
         Assert.Equal(1, unknown.ExitCode);
         Assert.Contains("--cluster: unknown cluster 'nope'", unknown.Stderr);
     }
+
+    /// <summary>The two rows the preset's efficiencies were fitted on, costed by mplc cost from the benchmark's
+    /// models: within 5 % of the published TFLOP/s (the fit left 2.5 %).</summary>
+    [Theory]
+    [InlineData("1.7B", 24, 2304, 24, 32, 512, 137.0)]
+    [InlineData("39.1B", 64, 8192, 48, 512, 1536, 138.0)]
+    public void TheCalibrationRowsOfMegatronsTable1AreWithinFivePercent(
+        string row,
+        int heads,
+        int h,
+        int layers,
+        int gpus,
+        int batch,
+        double published
+    )
+    {
+        string bench = Repo.Path("tests", "Bench", "bin", "Release", "net10.0", "Bench");
+        Assert.True(File.Exists(bench), $"{bench} is built with the solution");
+        var psi = new System.Diagnostics.ProcessStartInfo(bench, ["table1", "--source", P("")])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using (var p = System.Diagnostics.Process.Start(psi)!)
+        {
+            string err = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            Assert.True(p.ExitCode == 0, err);
+        }
+        var r = Mplc.Run(
+            "cost",
+            P($"table1-{row}.mpl"),
+            "--cluster",
+            "a100-80g-selene",
+            "--grad-sync",
+            "after",
+            "--json"
+        );
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        double step = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("step_s").GetDouble();
+        // The paper's count: 96 B s l h^2 (1 + s/6h + V/16lh) a step, over the GPUs.
+        double flops =
+            96.0 * batch * 2048 * layers * (double)h * h * (1 + 2048.0 / (6 * h) + 51200.0 / (16.0 * layers * h));
+        double tflops = flops / gpus / step / 1e12;
+        Assert.InRange(tflops / published, 0.95, 1.05);
+    }
 }
