@@ -153,6 +153,7 @@ public static class CostModel
         int stages = pipeline?.StageFlops.Count ?? 1;
         var fwd = new double[stages];
         var bwd = new double[stages];
+        var wgt = new double[stages]; // weight gradients, split from the backward by zero-bubble schedules
         double step = 0,
             syncSeconds = 0,
             computeAfterSync = 0;
@@ -232,6 +233,8 @@ public static class CostModel
             {
                 if (phase == "backward")
                     bwd[stage] += seconds;
+                else if (phase == "weight")
+                    wgt[stage] += seconds;
                 else
                     fwd[stage] += seconds;
             }
@@ -254,7 +257,13 @@ public static class CostModel
             bool staged = entry.Operations.Any(o => o.GetAttr("stage") != null);
             var timeline = Timeline.Simulate(
                 order,
-                (s, ph) => ph == Phase.Forward ? fwd[staged ? s : 0] : bwd[staged ? s : 0]
+                (s, ph) =>
+                    ph switch
+                    {
+                        Phase.Forward => fwd[staged ? s : 0],
+                        Phase.Backward => bwd[staged ? s : 0],
+                        _ => wgt[staged ? s : 0],
+                    }
             );
             step += timeline.Makespan;
             timelineMakespan = timeline.Makespan;
