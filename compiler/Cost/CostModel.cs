@@ -59,8 +59,13 @@ public sealed record StepCost(
     /// entry, the whole step, without a pipeline.</summary>
     public IReadOnlyList<double> StageForwardSeconds { get; init; } = [];
 
-    /// <summary>Per model stage, the seconds of one microbatch's backward (recomputation included).</summary>
+    /// <summary>Per model stage, the seconds of one microbatch's backward (recomputation included); under a
+    /// zero-bubble schedule its input-gradient part (B) only.</summary>
     public IReadOnlyList<double> StageBackwardSeconds { get; init; } = [];
+
+    /// <summary>Per model stage, the seconds of one microbatch's weight gradient (W) when a zero-bubble schedule
+    /// splits it from the backward, else 0.</summary>
+    public IReadOnlyList<double> StageWeightSeconds { get; init; } = [];
 
     /// <summary>What runs once a step outside the pipeline's tasks (the optimizer), gradient synchronisation
     /// excepted.</summary>
@@ -337,6 +342,7 @@ public static class CostModel
         {
             StageForwardSeconds = pipeline != null ? fwd : [stepCompute],
             StageBackwardSeconds = pipeline != null ? bwd : [0.0],
+            StageWeightSeconds = pipeline != null ? wgt : [0.0],
             StepPhaseSeconds = pipeline != null ? step - timelineMakespan - (syncSeconds - hidden) : 0,
             SyncSeconds = syncSeconds,
         };
