@@ -36,7 +36,8 @@ public sealed class PipelineStats
     /// <summary>The schedule's name, microbatches and chunks.</summary>
     public (string Kind, int Microbatches, int Chunks) Schedule { get; }
 
-    /// <summary>The slots of a task in <see cref="ScheduleTable"/>: a backward two, or B and W one each when split.</summary>
+    /// <summary>The slots of a task in <see cref="ScheduleTable"/>: a backward two, or B and W one each when
+    /// split.</summary>
     public static Func<int, Phase, double> SlotCost(IReadOnlyList<List<PipelineTask>> order)
     {
         bool split = order.Any(l => l.Any(x => x.Phase == Phase.Weight));
