@@ -283,4 +283,24 @@ public sealed class ZeroBubbleTests() : TempDirTest("mplc-zb")
         Assert.Equal(ir, Ok("opt", P("s.mplir")).Stdout);
         Ok("run", P("s.mplir"), "--steps", "2");
     }
+
+    /// <summary>A bundle carries the W tasks in its manifest and program, and the weight-gradient instructions apart
+    /// from the backward ones.</summary>
+    [Fact]
+    public void ABundleCarriesTheWTasks()
+    {
+        string path = P("zb.mplc");
+        Ok("compile", Gpt(Zb(4), "b.mpl"), "-D", "L=2", "-o", path);
+        var m = ParallelCompiler.Runtime.Model.ProgramManifest.FromJson(
+            File.ReadAllText(Path.Combine(path, "manifest.json"))
+        );
+        Assert.Equal("zb-h1", m.Schedule!.Kind);
+        Assert.Equal(["F0", "F1", "B0", "W0", "F2", "B1", "W1", "F3", "B2", "W2", "B3", "W3"], m.Schedule.Order[0]);
+        var program = ParallelCompiler
+            .Runtime.Model.Bundle.Open(path)
+            .Program(n => new ParallelCompiler.Runtime.Distributed.KernelRef(n));
+        Assert.Equal(m.Schedule.Order, program.Schedule!.Select(d => d.Select(t => t.Label(1)).ToArray()).ToArray());
+        Assert.Contains(program.Instructions, i => i.Weight && !i.Backward && !i.PerStep);
+        Assert.Contains(program.Instructions, i => i.Backward && !i.Weight);
+    }
 }
