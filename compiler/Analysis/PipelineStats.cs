@@ -9,6 +9,7 @@ public sealed record PipelineDeviceStats(
     IReadOnlyList<int> Stages,
     double ForwardFlops,
     double BackwardFlops,
+    double WeightFlops,
     double StepFlops,
     double Busy,
     double Bubble,
@@ -18,10 +19,11 @@ public sealed record PipelineDeviceStats(
 
 /// <summary>
 /// The schedule of a pipelined per-device program played out with the compiler's cost estimate: each stage's
-/// forward and backward take time in proportion to their FLOPs (transfers are taken as free), so the idle share of
-/// each device is the bubble the schedule leaves with these stages. Activations held: a stage keeps, per
-/// microbatch between its forward and its backward, the values its forward computes (or receives) that its backward
-/// reads; the schedule decides how many microbatches are in flight at once.
+/// forward, backward and (under zero-bubble schedules) weight gradient take time in proportion to their FLOPs
+/// (transfers are taken as free), so the idle share of each device is the bubble the schedule leaves with these
+/// stages. Activations held: a stage keeps, per microbatch between its forward and its backward, the values its
+/// forward computes (or receives) that its backward reads; with the backward split, what its W reads is held
+/// until W, and so are the values B makes for W. The schedule decides how many microbatches are in flight at once.
 /// </summary>
 public sealed class PipelineStats
 {
@@ -34,14 +36,23 @@ public sealed class PipelineStats
     /// <summary>The schedule's name, microbatches and chunks.</summary>
     public (string Kind, int Microbatches, int Chunks) Schedule { get; }
 
-    /// <summary>Forward and backward FLOPs of one microbatch through each stage.</summary>
-    public IReadOnlyList<(double Forward, double Backward)> StageFlops { get; }
+    /// <summary>The slots of a task in <see cref="ScheduleTable"/>: a backward two, or B and W one each when
+    /// split.</summary>
+    public static Func<int, Phase, double> SlotCost(IReadOnlyList<List<PipelineTask>> order)
+    {
+        bool split = order.Any(l => l.Any(x => x.Phase == Phase.Weight));
+        return (_, phase) => phase == Phase.Backward && !split ? 2 : 1;
+    }
+
+    /// <summary>Forward, backward and weight-gradient FLOPs of one microbatch through each stage (the weight
+    /// gradient is 0 unless the schedule splits the backward).</summary>
+    public IReadOnlyList<(double Forward, double Backward, double Weight)> StageFlops { get; }
 
     private PipelineStats(
         IReadOnlyList<PipelineDeviceStats> devices,
         Timeline timeline,
         (string, int, int) schedule,
-        IReadOnlyList<(double, double)> stageFlops
+        IReadOnlyList<(double, double, double)> stageFlops
     )
     {
         Devices = devices;
@@ -70,8 +81,21 @@ public sealed class PipelineStats
 
         var fwd = new double[stages];
         var bwd = new double[stages];
+        var wgt = new double[stages];
         var step = new double[stages];
-        var held = new long[stages];
+        // Bytes a microbatch holds on a stage: from its forward to its B, from its forward to its W, from B to W.
+        var heldToB = new long[stages];
+        var heldToW = new long[stages];
+        var heldBToW = new long[stages];
+        bool ReadBy(Value v, string phase, int s) => v.Uses.Any(u => PhaseOf(u.Op) == phase && StageOf(u.Op) == s);
+        void Hold(Value v, int s)
+        {
+            long bytes = v.TensorType.NumElements * v.TensorType.DType.Size();
+            if (ReadBy(v, "weight", s))
+                heldToW[s] += bytes;
+            else if (ReadBy(v, "backward", s))
+                heldToB[s] += bytes;
+        }
         foreach (var op in entry.Operations)
         {
             int s = StageOf(op);
@@ -82,6 +106,12 @@ public sealed class PipelineStats
             {
                 case "backward":
                     bwd[s] += f;
+                    foreach (var r in op.Results)
+                        if (ReadBy(r, "weight", s))
+                            heldBToW[s] += r.TensorType.NumElements * r.TensorType.DType.Size();
+                    break;
+                case "weight":
+                    wgt[s] += f;
                     break;
                 case "step":
                     step[s] += f;
@@ -89,12 +119,9 @@ public sealed class PipelineStats
                 default:
                     fwd[s] += f;
                     // A forward value its stage's backward reads is held until that backward runs.
-                    foreach (var r in op.Results)
-                        if (
-                            op.Name is not ("tensor.param" or "tensor.constant")
-                            && r.Uses.Any(u => PhaseOf(u.Op) == "backward" && StageOf(u.Op) == s)
-                        )
-                            held[s] += r.TensorType.NumElements * r.TensorType.DType.Size();
+                    if (op.Name is not ("tensor.param" or "tensor.constant"))
+                        foreach (var r in op.Results)
+                            Hold(r, s);
                     break;
             }
         }
@@ -102,19 +129,25 @@ public sealed class PipelineStats
         foreach (var a in entry.Arguments)
         foreach (
             int s in a
-                .Uses.Where(u => PhaseOf(u.Op) == "backward")
+                .Uses.Where(u => PhaseOf(u.Op) is "backward" or "weight")
                 .Select(u => StageOf(u.Op))
                 .Where(s => s >= 0)
                 .Distinct()
         )
-            held[s] += a.TensorType.NumElements * a.TensorType.DType.Size();
+            Hold(a, s);
 
         var timeline = Timeline.Simulate(
             order,
             (stage, phase) =>
-                staged ? (phase == Phase.Forward ? fwd[stage] : bwd[stage])
-                : phase == Phase.Forward ? fwd[0]
-                : bwd[0]
+            {
+                int s = staged ? stage : 0;
+                return phase switch
+                {
+                    Phase.Forward => fwd[s],
+                    Phase.Backward => bwd[s],
+                    _ => wgt[s],
+                };
+            }
         );
         var devices = new List<PipelineDeviceStats>();
         for (int d = 0; d < p; d++)
@@ -126,12 +159,25 @@ public sealed class PipelineStats
                 peakBytes = 0;
             // Forward-only, a stage's values die within its task: nothing is held between tasks.
             bool training = order[d].Any(x => x.Phase == Phase.Backward);
+            bool split = order[d].Any(x => x.Phase == Phase.Weight);
             foreach (var t in training ? order[d] : [])
             {
                 int s = staged ? t.Chunk * p + d : 0;
-                int sign = t.Phase == Phase.Forward ? 1 : -1;
-                inFlight += sign;
-                bytes += sign * held[s];
+                switch (t.Phase)
+                {
+                    case Phase.Forward:
+                        inFlight++;
+                        bytes += heldToB[s] + heldToW[s];
+                        break;
+                    case Phase.Backward:
+                        bytes += split ? heldBToW[s] - heldToB[s] : -heldToB[s] - heldToW[s];
+                        inFlight -= split ? 0 : 1;
+                        break;
+                    default:
+                        inFlight--;
+                        bytes -= heldToW[s] + heldBToW[s];
+                        break;
+                }
                 peakCount = Math.Max(peakCount, inFlight);
                 peakBytes = Math.Max(peakBytes, bytes);
             }
@@ -141,6 +187,7 @@ public sealed class PipelineStats
                     mine,
                     mine.Sum(s => fwd[s]) * m,
                     mine.Sum(s => bwd[s]) * m,
+                    mine.Sum(s => wgt[s]) * m,
                     mine.Sum(s => step[s]),
                     timeline.Busy(d),
                     timeline.BubbleFraction(d),
@@ -153,17 +200,17 @@ public sealed class PipelineStats
             devices,
             timeline,
             (sched.StringAttr("kind"), m, chunks),
-            Enumerable.Range(0, stages).Select(s => (fwd[s], bwd[s])).ToList()
+            Enumerable.Range(0, stages).Select(s => (fwd[s], bwd[s], wgt[s])).ToList()
         );
     }
 
     /// <summary>
     /// The schedule as a table for people: a row per pipeline device, a column per time slot, where a forward takes
-    /// one slot and a backward two (the usual ratio), and an idle slot is blank.
+    /// one slot and a backward two (the usual ratio), or, split, its B and W one each; an idle slot is blank.
     /// </summary>
     public static string ScheduleTable(IReadOnlyList<List<PipelineTask>> order, int chunks)
     {
-        var t = Timeline.Simulate(order, (_, phase) => phase == Phase.Forward ? 1 : 2);
+        var t = Timeline.Simulate(order, SlotCost(order));
         int slots = (int)Math.Round(t.Makespan);
         var cells = new string[order.Count, slots];
         foreach (var task in t.Tasks)

@@ -192,7 +192,13 @@ public static class DeviceProgramBuilder
             int stage = op.GetAttr("stage") is IntAttr st ? (int)st.Value : -1;
             string phase = op.GetAttr("phase") is StringAttr ph ? ph.Value : "forward";
             for (int k = before; k < code.Count; k++)
-                code[k] = code[k] with { Stage = stage, Backward = phase == "backward", PerStep = phase == "step" };
+                code[k] = code[k] with
+                {
+                    Stage = stage,
+                    Backward = phase == "backward",
+                    Weight = phase == "weight",
+                    PerStep = phase == "step",
+                };
         }
         var schedule = entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");
         if (schedule == null)

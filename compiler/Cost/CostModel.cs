@@ -59,8 +59,13 @@ public sealed record StepCost(
     /// entry, the whole step, without a pipeline.</summary>
     public IReadOnlyList<double> StageForwardSeconds { get; init; } = [];
 
-    /// <summary>Per model stage, the seconds of one microbatch's backward (recomputation included).</summary>
+    /// <summary>Per model stage, the seconds of one microbatch's backward (recomputation included); under a
+    /// zero-bubble schedule its input-gradient part (B) only.</summary>
     public IReadOnlyList<double> StageBackwardSeconds { get; init; } = [];
+
+    /// <summary>Per model stage, the seconds of one microbatch's weight gradient (W) when a zero-bubble schedule
+    /// splits it from the backward, else 0.</summary>
+    public IReadOnlyList<double> StageWeightSeconds { get; init; } = [];
 
     /// <summary>What runs once a step outside the pipeline's tasks (the optimizer), gradient synchronisation
     /// excepted.</summary>
@@ -153,6 +158,7 @@ public static class CostModel
         int stages = pipeline?.StageFlops.Count ?? 1;
         var fwd = new double[stages];
         var bwd = new double[stages];
+        var wgt = new double[stages]; // weight gradients, split from the backward by zero-bubble schedules
         double step = 0,
             syncSeconds = 0,
             computeAfterSync = 0;
@@ -232,6 +238,8 @@ public static class CostModel
             {
                 if (phase == "backward")
                     bwd[stage] += seconds;
+                else if (phase == "weight")
+                    wgt[stage] += seconds;
                 else
                     fwd[stage] += seconds;
             }
@@ -254,7 +262,13 @@ public static class CostModel
             bool staged = entry.Operations.Any(o => o.GetAttr("stage") != null);
             var timeline = Timeline.Simulate(
                 order,
-                (s, ph) => ph == Phase.Forward ? fwd[staged ? s : 0] : bwd[staged ? s : 0]
+                (s, ph) =>
+                    ph switch
+                    {
+                        Phase.Forward => fwd[staged ? s : 0],
+                        Phase.Backward => bwd[staged ? s : 0],
+                        _ => wgt[staged ? s : 0],
+                    }
             );
             step += timeline.Makespan;
             timelineMakespan = timeline.Makespan;
@@ -328,6 +342,7 @@ public static class CostModel
         {
             StageForwardSeconds = pipeline != null ? fwd : [stepCompute],
             StageBackwardSeconds = pipeline != null ? bwd : [0.0],
+            StageWeightSeconds = pipeline != null ? wgt : [0.0],
             StepPhaseSeconds = pipeline != null ? step - timelineMakespan - (syncSeconds - hidden) : 0,
             SyncSeconds = syncSeconds,
         };

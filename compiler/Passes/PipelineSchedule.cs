@@ -12,7 +12,10 @@ namespace ParallelCompiler.Passes;
 /// schedule on values summed over microbatches (a sum over the microbatch axis and everything that reads it:
 /// the loss, the accumulated gradients, the optimizer). Each <c>pipe.transfer</c> becomes a <c>pipe.send</c> on its
 /// source stage and a <c>pipe.recv</c> on its destination, paired by a channel; and a <c>pipe.schedule</c> op
-/// lists the order of forward and backward microbatch tasks on every pipeline device.
+/// lists the order of forward and backward microbatch tasks on every pipeline device. Zero-bubble schedules
+/// (<c>zb-h1</c>) split each stage's backward: what the gradient sent to the previous stage needs stays
+/// <c>backward</c> (B, on the critical path), the rest, which only feeds parameter gradients, becomes phase
+/// <c>weight</c> (W), a task of its own that the schedule defers.
 /// </summary>
 public sealed class PipelineSchedule : IPass
 {
@@ -52,6 +55,8 @@ public sealed class PipelineSchedule : IPass
         var phase = MarkStagesAndPhases(entry, mb);
         MakeSendsAndRecvs(entry, phase);
         bool training = phase.Values.Any(x => x == "backward");
+        if (training && staged && Schedule.SplitsBackward(kind))
+            SplitWeightGradients(entry, phase);
         List<PipelineTask>[] order;
         try
         {
@@ -136,6 +141,29 @@ public sealed class PipelineSchedule : IPass
                     perMicrobatch.Add(r);
         }
         return phase;
+    }
+
+    /// <summary>
+    /// Splits the backward into B and W: a backward op stays B when it is a send (the gradient the previous stage
+    /// waits for) or something a B op reads; every other backward op only leads to parameter gradients (summed over
+    /// microbatches after the schedule) and becomes phase <c>weight</c>. B is closed under its operands, so a W task
+    /// reads B's values and the forward's but never feeds B.
+    /// </summary>
+    private static void SplitWeightGradients(Block entry, Dictionary<Operation, string> phase)
+    {
+        var critical = new HashSet<Operation>(ReferenceEqualityComparer.Instance);
+        foreach (var op in entry.Operations.Reverse())
+        {
+            if (phase.GetValueOrDefault(op) != "backward")
+                continue;
+            if (op.Name == "pipe.send" || op.Results.Any(r => r.Uses.Any(u => critical.Contains(u.Op))))
+                critical.Add(op);
+            else
+            {
+                phase[op] = "weight";
+                op.SetAttr("phase", Attr.Str("weight"));
+            }
+        }
     }
 
     /// <summary>Each transfer becomes a send on its source stage and a receive on its destination, paired by a

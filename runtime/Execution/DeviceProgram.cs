@@ -15,6 +15,10 @@ public abstract record Instruction(string Op, string Where)
     /// <summary>True for backward work, which a training schedule runs in its backward slots.</summary>
     public bool Backward { get; init; }
 
+    /// <summary>True for weight-gradient work split from the backward, which a zero-bubble schedule runs in its W
+    /// slots.</summary>
+    public bool Weight { get; init; }
+
     /// <summary>True for work that runs once per step after the schedule, on values summed over microbatches.</summary>
     public bool PerStep { get; init; }
 }

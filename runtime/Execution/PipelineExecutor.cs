@@ -7,8 +7,9 @@ namespace ParallelCompiler.Runtime.Execution;
 /// <summary>
 /// Runs a pipelined (and possibly microbatched) <see cref="DeviceProgram"/> on one device. This device runs the
 /// stages whose number modulo the pipeline axis size is its coordinate on that axis, and works through its tasks
-/// in the order of the program's schedule: the forward or backward of one microbatch on one of its stages, each
-/// running that stage's instructions of that phase over the microbatch's own slots. Sends and receives between
+/// in the order of the program's schedule: the forward or backward (or, split from it, the weight gradient) of one
+/// microbatch on one of its stages, each running that stage's instructions of that phase over the microbatch's own
+/// slots. Sends and receives between
 /// stages are blocking point-to-point messages tagged by channel and microbatch. The microbatch axis is run in
 /// time: what sums over it (the loss, every gradient) and what reads those sums (the update) runs once after the
 /// schedule, on the sum of the microbatches' values. A microbatch's values are freed once the last of this
@@ -143,9 +144,13 @@ public static class PipelineExecutor
         foreach (var task in schedule[me])
         {
             int stage = task.Chunk * p + me;
-            bool backward = task.Phase == Phase.Backward;
+            bool backward = task.Phase == Phase.Backward,
+                weight = task.Phase == Phase.Weight;
             double start = trace?.Now ?? 0;
-            RunMicrobatch(task.Microbatch, ins => (ins.Stage == stage || !staged) && ins.Backward == backward);
+            RunMicrobatch(
+                task.Microbatch,
+                ins => (ins.Stage == stage || !staged) && ins.Backward == backward && ins.Weight == weight
+            );
             trace?.Add(comm.Rank, $"{task.Label(1)} stage {stage}", "task", start);
         }
 

@@ -73,6 +73,8 @@ public static class ProgramFile
             w.WriteNumber("stage", ins.Stage);
         if (ins.Backward)
             w.WriteBoolean("backward", true);
+        if (ins.Weight)
+            w.WriteBoolean("weight", true);
         if (ins.PerStep)
             w.WriteBoolean("per_step", true);
         switch (ins)
@@ -266,6 +268,7 @@ public static class ProgramFile
         {
             Stage = e.TryGetProperty("stage", out var st) ? st.GetInt32() : -1,
             Backward = e.TryGetProperty("backward", out var b) && b.GetBoolean(),
+            Weight = e.TryGetProperty("weight", out var wg) && wg.GetBoolean(),
             PerStep = e.TryGetProperty("per_step", out var ps) && ps.GetBoolean(),
         };
     }

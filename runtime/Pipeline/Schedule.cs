@@ -6,21 +6,35 @@ public enum Phase
     /// <summary>The forward pass.</summary>
     Forward,
 
-    /// <summary>The backward pass.</summary>
+    /// <summary>The backward pass; under a zero-bubble schedule only the gradient with respect to the stage's
+    /// inputs (B, on the critical path).</summary>
     Backward,
+
+    /// <summary>The gradient with respect to the stage's weights (W), split from the backward by zero-bubble
+    /// schedules so that it can wait.</summary>
+    Weight,
 }
 
-/// <summary>One unit of pipeline work: a microbatch through one model chunk (a stage), forward or backward.</summary>
+/// <summary>One unit of pipeline work: a microbatch through one model chunk (a stage), forward, backward or (split
+/// from the backward) weight gradient.</summary>
 public readonly record struct PipelineTask(int Microbatch, int Chunk, Phase Phase)
 {
-    /// <summary>F3 or B3, with the chunk when there are several: F3.1.</summary>
-    public string Label(int chunks) =>
-        $"{(Phase == Phase.Forward ? 'F' : 'B')}{Microbatch}{(chunks > 1 ? $".{Chunk}" : "")}";
+    /// <summary>F3, B3 or W3, with the chunk when there are several: F3.1.</summary>
+    public string Label(int chunks) => $"{Letter(Phase)}{Microbatch}{(chunks > 1 ? $".{Chunk}" : "")}";
 
-    /// <summary>The task a label names (F3, B3, F3.1), or null when it is not a label.</summary>
+    /// <summary>The letter of a phase in labels: F, B or W.</summary>
+    public static char Letter(Phase phase) =>
+        phase switch
+        {
+            Phase.Forward => 'F',
+            Phase.Backward => 'B',
+            _ => 'W',
+        };
+
+    /// <summary>The task a label names (F3, B3, W3, F3.1), or null when it is not a label.</summary>
     public static PipelineTask? Parse(string label)
     {
-        if (label.Length < 2 || label[0] is not ('F' or 'B'))
+        if (label.Length < 2 || label[0] is not ('F' or 'B' or 'W'))
             return null;
         var parts = label[1..].Split('.');
         if (
@@ -30,7 +44,13 @@ public readonly record struct PipelineTask(int Microbatch, int Chunk, Phase Phas
             || !int.TryParse(parts.Length == 2 ? parts[1] : "0", out int chunk)
         )
             return null;
-        return new PipelineTask(mb, chunk, label[0] == 'F' ? Phase.Forward : Phase.Backward);
+        var phase = label[0] switch
+        {
+            'F' => Phase.Forward,
+            'B' => Phase.Backward,
+            _ => Phase.Weight,
+        };
+        return new PipelineTask(mb, chunk, phase);
     }
 }
 
@@ -38,12 +58,18 @@ public readonly record struct PipelineTask(int Microbatch, int Chunk, Phase Phas
 /// The order of work on each device of a pipeline of <c>p</c> devices: GPipe (all forwards, then all backwards),
 /// 1F1B (PipeDream-Flush: p - s - 1 warm-up forwards, then one forward one backward, then the rest of the
 /// backwards) and interleaved 1F1B (Megatron-LM: each device holds <c>v</c> chunks, model stage c * p + s on
-/// device s). Forward-only schedules keep only the forwards (1F1B's order is then GPipe's).
+/// device s) and zero-bubble ZB-H1 (Qi et al. 2023: 1F1B's forwards and backwards with each backward split into
+/// B, the gradient of the stage's inputs, and W, that of its weights, W of microbatch j on device s after B of
+/// microbatch j + s; with equal F, B and W a third of 1F1B's bubble in the same activation memory). Forward-only
+/// schedules keep only the forwards (1F1B's order is then GPipe's, and ZB-H1's).
 /// </summary>
 public static class Schedule
 {
     /// <summary>The schedules by name.</summary>
-    public static readonly IReadOnlyList<string> Kinds = ["gpipe", "1f1b", "interleaved"];
+    public static readonly IReadOnlyList<string> Kinds = ["gpipe", "1f1b", "interleaved", "zb-h1"];
+
+    /// <summary>True when <paramref name="kind"/> splits each backward into B and W tasks.</summary>
+    public static bool SplitsBackward(string kind) => kind.StartsWith("zb-", StringComparison.Ordinal);
 
     /// <summary>Per device (pipeline rank), its tasks in order.</summary>
     public static List<PipelineTask>[] Build(string kind, int devices, int microbatches, int chunks, bool training)
@@ -63,6 +89,7 @@ public static class Schedule
                 "gpipe" => GPipe(microbatches, training),
                 "1f1b" => training ? OneFOneB(s, devices, microbatches) : GPipe(microbatches, false),
                 "interleaved" => Interleaved(s, devices, microbatches, chunks, training),
+                "zb-h1" => training ? ZeroBubbleH1(s, devices, microbatches) : GPipe(microbatches, false),
                 _ => throw new ArgumentException($"unknown schedule '{kind}' (known: {string.Join(", ", Kinds)})"),
             };
         return r;
@@ -91,6 +118,26 @@ public static class Schedule
         }
         while (b < m)
             t.Add(new(b++, 0, Phase.Backward));
+        return t;
+    }
+
+    /// <summary>
+    /// ZB-H1: 1F1B's order of forwards and input-gradient backwards, each device s deferring its weight gradients by
+    /// s microbatches (W of microbatch j follows B of j + s; the last s come at the end), so that they fill the idle
+    /// slots of 1F1B's warm-up and cool-down. Every device holds at most p microbatches between F and W, as 1F1B's
+    /// first device does; with equal F, B and W times the step takes 3m + p - 1 of them against 1F1B's 3(m + p - 1).
+    /// </summary>
+    private static List<PipelineTask> ZeroBubbleH1(int s, int p, int m)
+    {
+        var t = new List<PipelineTask>();
+        foreach (var task in OneFOneB(s, p, m))
+        {
+            t.Add(task);
+            if (task.Phase == Phase.Backward && task.Microbatch - s >= 0)
+                t.Add(new(task.Microbatch - s, 0, Phase.Weight));
+        }
+        for (int j = Math.Max(0, m - s); j < m; j++)
+            t.Add(new(j, 0, Phase.Weight));
         return t;
     }
 

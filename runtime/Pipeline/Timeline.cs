@@ -6,8 +6,8 @@ public readonly record struct TimedTask(int Device, PipelineTask Task, double St
 /// <summary>
 /// A pipeline schedule played out in simulated time: each device runs its tasks in order, a task starts when its
 /// device is free and its inputs exist (the forward of the previous stage, or the backward of the next stage and
-/// its own forward). Costs come from the compiler's estimate or from measurements; the idle time that remains is
-/// the bubble.
+/// its own forward; a weight gradient, its own backward). Costs come from the compiler's estimate or from
+/// measurements; the idle time that remains is the bubble.
 /// </summary>
 public sealed class Timeline
 {
@@ -87,6 +87,8 @@ public sealed class Timeline
         }
         if (t.Phase == Phase.Forward)
             return stage == 0 || Need(stage - 1, Phase.Forward) ? at : null;
+        if (t.Phase == Phase.Weight)
+            return Need(stage, Phase.Backward) ? at : null;
         if (!Need(stage, Phase.Forward))
             return null;
         return stage == stages - 1 || Need(stage + 1, Phase.Backward) ? at : null;

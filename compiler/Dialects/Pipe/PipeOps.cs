@@ -132,8 +132,9 @@ public sealed class RecvOpDef : PipeTransferOpDef
 /// <summary>
 /// <c>pipe.schedule {kind, microbatches, chunks, order}</c>: the order of work on each device of the pipeline
 /// axis, one list per device of labels <c>F3</c> / <c>B3</c> (forward / backward of microbatch 3; <c>F3.1</c> on
-/// chunk 1 with several chunks). Every device runs each of its chunks' tasks exactly once; the order must not
-/// deadlock. The runtime follows it as written, so an edited schedule is what runs.
+/// chunk 1 with several chunks), and <c>W3</c> (its weight gradient) when the backward is split (zero-bubble
+/// schedules: ops of phase <c>weight</c>). Every device runs each of its chunks' tasks exactly once; the order must
+/// not deadlock. The runtime follows it as written, so an edited schedule is what runs.
 /// </summary>
 public sealed class ScheduleOpDef : OpDef
 {
@@ -179,10 +180,19 @@ public sealed class ScheduleOpDef : OpDef
                 $"schedule: {devices} device order(s) for the {mesh.Size(axis.Value)} devices of "
                     + $"pipeline axis '{axis.Value}'"
             );
+        bool weightOps = op.Block!.Operations.Any(o => o.GetAttr("phase") is StringAttr { Value: "weight" });
+        bool weightTasks = ((ArrayAttr)op.GetAttr("order")!).Items.Any(d =>
+            ((ArrayAttr)d).AsStrings().Any(l => l.StartsWith('W'))
+        );
+        if (weightOps && !weightTasks)
+            throw new IRException(
+                "schedule: the program splits its backward (ops of phase 'weight') but the order has no W tasks "
+                    + "to run them"
+            );
     }
 
-    /// <summary>The tasks of each pipeline device, checked: each forward (and, in training, each backward) once, and no
-    /// deadlock.</summary>
+    /// <summary>The tasks of each pipeline device, checked: each forward (and, in training, each backward, and each
+    /// weight gradient when any is listed) once, and no deadlock.</summary>
     public static List<Runtime.Pipeline.PipelineTask>[] Order(
         Attr? order,
         int microbatches,
@@ -207,7 +217,8 @@ public sealed class ScheduleOpDef : OpDef
                             && t.Chunk < chunks
                                 ? t
                                 : throw error(
-                                    $"device {i}: '{label}' is not a task label (F<microbatch>, B<microbatch>, with "
+                                    $"device {i}: '{label}' is not a task label (F<microbatch>, B<microbatch>, "
+                                        + "W<microbatch>, with "
                                         + ".<chunk> for chunk > 0) within "
                                         + $"{microbatches} microbatches and {chunks} chunk(s)"
                                 )
@@ -215,7 +226,11 @@ public sealed class ScheduleOpDef : OpDef
                         .ToList()
             )
             .ToArray();
-        bool training = tasks.Any(l => l.Any(t => t.Phase == Runtime.Pipeline.Phase.Backward));
+        var phases = new List<Runtime.Pipeline.Phase> { Runtime.Pipeline.Phase.Forward };
+        if (tasks.Any(l => l.Any(t => t.Phase != Runtime.Pipeline.Phase.Forward)))
+            phases.Add(Runtime.Pipeline.Phase.Backward);
+        if (tasks.Any(l => l.Any(t => t.Phase == Runtime.Pipeline.Phase.Weight)))
+            phases.Add(Runtime.Pipeline.Phase.Weight);
         for (int d = 0; d < tasks.Length; d++)
         {
             var expected = Enumerable
@@ -223,15 +238,7 @@ public sealed class ScheduleOpDef : OpDef
                 .SelectMany(j =>
                     Enumerable
                         .Range(0, chunks)
-                        .SelectMany(c =>
-                            training
-                                ? new[]
-                                {
-                                    new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward),
-                                    new(j, c, Runtime.Pipeline.Phase.Backward),
-                                }
-                                : [new Runtime.Pipeline.PipelineTask(j, c, Runtime.Pipeline.Phase.Forward)]
-                        )
+                        .SelectMany(c => phases.Select(ph => new Runtime.Pipeline.PipelineTask(j, c, ph)))
                 )
                 .ToHashSet();
             if (tasks[d].Count != expected.Count || !tasks[d].ToHashSet().SetEquals(expected))

@@ -21,17 +21,19 @@ public static class ScheduleReport
         int m = (int)sched.IntAttr("microbatches"),
             chunks = (int)sched.IntAttr("chunks");
         var order = Dialects.Pipe.ScheduleOpDef.Order(sched.GetAttr("order"), m, chunks, msg => new IRException(msg));
-        var sim = Runtime.Pipeline.Timeline.Simulate(
-            order,
-            (_, phase) => phase == Runtime.Pipeline.Phase.Forward ? 1 : 2
-        );
+        var sim = Runtime.Pipeline.Timeline.Simulate(order, Analysis.PipelineStats.SlotCost(order));
+        bool split = order.Any(l => l.Any(t => t.Phase == Runtime.Pipeline.Phase.Weight));
         stderr.WriteLine(
             $"schedule {sched.StringAttr("kind")}: {m} microbatch(es) over {order.Length} pipeline "
                 + $"device(s)"
                 + (chunks > 1 ? $", {chunks} chunks each" : "")
-                + "; F<i>/B<i> forward/backward of microbatch i"
+                + (
+                    split
+                        ? "; F<i> forward, B<i> input gradient, W<i> weight gradient of microbatch i"
+                        : "; F<i>/B<i> forward/backward of microbatch i"
+                )
                 + (chunks > 1 ? " (.c: chunk c)" : "")
-                + "; a backward takes two slots"
+                + (split ? "; each takes a slot" : "; a backward takes two slots")
         );
         stderr.Write(Analysis.PipelineStats.ScheduleTable(order, chunks));
         stderr.WriteLine(

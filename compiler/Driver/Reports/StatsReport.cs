@@ -82,22 +82,26 @@ public static class StatsReport
     private static void PrintPipeline(Analysis.PipelineStats ps, int replicas, TextWriter stderr)
     {
         var table = new Table().Border(TableBorder.Simple);
-        table.AddColumns(
+        // A split backward shows its input (B) and weight (W) gradients apart.
+        bool split = ps.Devices.Any(d => d.WeightFlops > 0);
+        table.AddColumns([
             "pipeline device",
             "stages",
             "forward FLOPs",
-            "backward FLOPs",
+            split ? "B FLOPs" : "backward FLOPs",
+            .. split ? new[] { "W FLOPs" } : [],
             "per-step FLOPs",
             "busy",
             "idle (bubble)",
-            "activations held"
-        );
+            "activations held",
+        ]);
         foreach (var d in ps.Devices)
-            table.AddRow(
+            table.AddRow([
                 Markup.Escape($"{d.Device}"),
                 Markup.Escape(string.Join(", ", d.Stages)),
                 Analysis.DeviceStats.Count(d.ForwardFlops),
                 Analysis.DeviceStats.Count(d.BackwardFlops),
+                .. split ? new[] { Analysis.DeviceStats.Count(d.WeightFlops) } : [],
                 Analysis.DeviceStats.Count(d.StepFlops),
                 (d.Busy / ps.Timeline.Makespan).ToString("P1", CultureInfo.InvariantCulture),
                 d.Bubble.ToString("P1", CultureInfo.InvariantCulture),
@@ -105,8 +109,8 @@ public static class StatsReport
                     ? "-"
                     : Markup.Escape(
                         $"{d.PeakMicrobatches} microbatch(es), " + $"{Analysis.Units.Bytes(d.PeakActivationBytes)}"
-                    )
-            );
+                    ),
+            ]);
         var (kind, m, chunks) = ps.Schedule;
         table.Caption(
             Markup.Escape(

@@ -3,8 +3,8 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Runtime;
 
-/// <summary>Pipeline schedules and their simulated bubble against the closed forms of GPipe, 1F1B and Megatron's
-/// interleaving.</summary>
+/// <summary>Pipeline schedules and their simulated bubble against the closed forms of GPipe, 1F1B, Megatron's
+/// interleaving and zero-bubble ZB-H1.</summary>
 public class ScheduleTests
 {
     [Theory]
@@ -79,4 +79,95 @@ public class ScheduleTests
             "not a multiple",
             Assert.Throws<ArgumentException>(() => Schedule.Build("interleaved", 4, 6, 2, true)).Message
         );
+
+    /// <summary>
+    /// ZB-H1 (Qi et al. 2023): the step takes m(F + B + W) + (p - 1)(F + B - W), the paper's bubble, when W is no
+    /// longer than F and B; otherwise the idle is (p - 1) times the longest of F, B and F + B - W. With F = B = W it
+    /// is a third of 1F1B's (whose backward is B + W).
+    /// </summary>
+    [Theory]
+    [InlineData(2, 2, 1.0, 1.0, 1.0)]
+    [InlineData(2, 4, 1.0, 1.0, 1.0)]
+    [InlineData(4, 4, 1.0, 1.0, 1.0)]
+    [InlineData(4, 8, 1.0, 1.0, 1.0)]
+    [InlineData(8, 16, 1.0, 1.0, 1.0)]
+    [InlineData(4, 8, 1.0, 1.2, 0.8)]
+    [InlineData(4, 12, 1.0, 1.5, 1.0)]
+    [InlineData(8, 8, 1.0, 1.0, 0.5)]
+    [InlineData(4, 8, 1.0, 0.8, 1.2)]
+    [InlineData(4, 8, 1.0, 2.0, 2.0)]
+    public void ZeroBubbleH1MatchesThePapersBubble(int p, int m, double f, double b, double w)
+    {
+        var t = Timeline.Simulate(
+            Schedule.Build("zb-h1", p, m, 1, training: true),
+            (_, phase) =>
+                phase switch
+                {
+                    Phase.Forward => f,
+                    Phase.Backward => b,
+                    _ => w,
+                }
+        );
+        double idle = (p - 1) * Math.Max(Math.Max(f, b), f + b - w);
+        Assert.Equal(m * (f + b + w) + idle, t.Makespan, 6);
+        if (f == b && b == w)
+        {
+            var ofob = Timeline.Simulate(
+                Schedule.Build("1f1b", p, m, 1, training: true),
+                (_, phase) => phase == Phase.Forward ? f : b + w
+            );
+            Assert.Equal(3 * (t.Makespan - m * (f + b + w)), ofob.Makespan - m * (f + b + w), 6);
+            for (int d = 0; d < p; d++)
+                Assert.Equal((p - 1.0) / (3 * m + p - 1.0), t.BubbleFraction(d), 6);
+        }
+    }
+
+    /// <summary>
+    /// ZB-H1 runs every F, B and W once, each W after its B, and holds at most p microbatches between F and W on
+    /// every device: 1F1B's most (on its first device). Forward only, it is GPipe.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 4)]
+    [InlineData(4, 8)]
+    [InlineData(4, 3)]
+    [InlineData(8, 16)]
+    public void ZeroBubbleH1HoldsAtMostPMicrobatches(int p, int m)
+    {
+        var zb = Schedule.Build("zb-h1", p, m, 1, training: true);
+        for (int s = 0; s < p; s++)
+        {
+            var tasks = zb[s];
+            Assert.Equal(3 * m, tasks.Count);
+            Assert.Equal(3 * m, tasks.Distinct().Count());
+            for (int j = 0; j < m; j++)
+                Assert.True(
+                    tasks.IndexOf(new PipelineTask(j, 0, Phase.Backward))
+                        < tasks.IndexOf(new PipelineTask(j, 0, Phase.Weight))
+                );
+            int held = 0,
+                peak = 0;
+            foreach (var t in tasks)
+            {
+                held += t.Phase switch
+                {
+                    Phase.Forward => 1,
+                    Phase.Weight => -1,
+                    _ => 0,
+                };
+                peak = Math.Max(peak, held);
+            }
+            Assert.Equal(Math.Min(p, m), peak);
+        }
+        Assert.Equal(Schedule.Build("gpipe", p, m, 1, false), Schedule.Build("zb-h1", p, m, 1, false));
+    }
+
+    [Fact]
+    public void WeightTaskLabelsRoundTrip()
+    {
+        var w = new PipelineTask(3, 1, Phase.Weight);
+        Assert.Equal("W3.1", w.Label(2));
+        Assert.Equal(w, PipelineTask.Parse("W3.1"));
+        Assert.Equal(new PipelineTask(3, 0, Phase.Weight), PipelineTask.Parse("W3"));
+        Assert.Null(PipelineTask.Parse("X3"));
+    }
 }
