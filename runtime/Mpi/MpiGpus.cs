@@ -157,7 +157,8 @@ internal sealed class MpiGpus : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        _groups?.Dispose();
+        // Destroys the communicators (what disposing of the groups does), also when no step made any.
+        _nccl.Dispose();
         foreach (var p in _pools)
             p.Dispose();
         foreach (var g in _gpus)

@@ -528,7 +528,7 @@ static int try_complete(struct op *o, char *why, size_t size)
     }
     if (bad) snprintf(why, size, "cannot read the files of collective %lu in %s", o->seq, c->dir);
     for (int r = 0; r < n && !bad; r++)
-        if (calls[r].kind != o->kind || calls[r].count != o->count || calls[r].type != o->type
+        if ((int)calls[r].kind != o->kind || calls[r].count != o->count || calls[r].type != o->type
             || (o->kind != ALL_GATHER && calls[r].op != o->op)) {
             snprintf(why, size,
                      "NCCL calls disagree: rank %d made (kind %d, count %zu, type %d, op %d), "

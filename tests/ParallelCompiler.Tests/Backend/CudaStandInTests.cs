@@ -60,6 +60,7 @@ public sealed class CudaStandIn : IDisposable
                 "-fPIC",
                 "-O1",
                 "-Wall",
+                "-Wextra",
                 "-Werror",
                 "-o",
                 path,
