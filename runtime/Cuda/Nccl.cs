@@ -82,6 +82,39 @@ public sealed class Nccl : INccl
     }
 
     /// <inheritdoc/>
+    public byte[] UniqueId() => NcclApi.GetUniqueId();
+
+    /// <inheritdoc/>
+    /// <remarks>The members are made without the lock on the communicators: the call waits for the other processes,
+    /// which may be making another group with this one first.</remarks>
+    public IReadOnlyList<INcclComm> Join(byte[] id, int size, IReadOnlyList<(int Gpu, int Rank)> members)
+    {
+        var drivers = members
+            .Select(m =>
+                _gpus[m.Gpu] as CudaDriver
+                ?? throw new InvalidOperationException($"NCCL runs on CUDA GPUs, not {_gpus[m.Gpu].Name}")
+            )
+            .ToArray();
+        var handles = new IntPtr[members.Count];
+        NcclApi.GroupStart();
+        try
+        {
+            for (int k = 0; k < members.Count; k++)
+            {
+                int at = k;
+                drivers[k].WithContext(() => handles[at] = NcclApi.CommInitRank(size, id, members[at].Rank));
+            }
+        }
+        finally
+        {
+            NcclApi.GroupEnd();
+        }
+        lock (_comms)
+            _comms.AddRange(handles);
+        return members.Select((m, k) => (INcclComm)new Comm(m.Rank, size, drivers[k], handles[k])).ToArray();
+    }
+
+    /// <inheritdoc/>
     public void AllReduce(INcclComm comm, ulong send, ulong recv, long count, NcclType type, NcclOp op) =>
         Issue(comm, c => NcclApi.AllReduce(send, recv, count, (int)type, (int)op, c));
 

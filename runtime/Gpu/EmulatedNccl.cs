@@ -52,6 +52,13 @@ public sealed class EmulatedNccl(IReadOnlyList<IGpuDriver> gpus) : INccl
     }
 
     /// <inheritdoc/>
+    public byte[] UniqueId() => throw new InvalidOperationException("the emulated NCCL runs within one process");
+
+    /// <inheritdoc/>
+    public IReadOnlyList<INcclComm> Join(byte[] id, int size, IReadOnlyList<(int Gpu, int Rank)> members) =>
+        throw new InvalidOperationException("the emulated NCCL runs within one process");
+
+    /// <inheritdoc/>
     public IReadOnlyList<INcclComm> Group(IReadOnlyList<int> members)
     {
         var emulated = members

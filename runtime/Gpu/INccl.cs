@@ -56,6 +56,18 @@ public interface INccl : IDisposable
     /// NCCL's GPUs).</summary>
     IReadOnlyList<INcclComm> Group(IReadOnlyList<int> gpus);
 
+    /// <summary>The bytes that name a new communicator made across processes (<c>ncclGetUniqueId</c>): one member's
+    /// process makes them and sends them to the others.</summary>
+    byte[] UniqueId();
+
+    /// <summary>
+    /// This process's members of a group of <paramref name="size"/> that spans processes, member k on GPU
+    /// <paramref name="members"/>[k].Gpu (an index into this NCCL's GPUs) with the group position .Rank: every
+    /// process of the group joins the communicator <paramref name="id"/> names (<c>ncclCommInitRank</c>, this
+    /// process's members made together between <c>ncclGroupStart</c> and <c>ncclGroupEnd</c>).
+    /// </summary>
+    IReadOnlyList<INcclComm> Join(byte[] id, int size, IReadOnlyList<(int Gpu, int Rank)> members);
+
     /// <summary>recv = the reduction over the group of every member's send (count elements).</summary>
     void AllReduce(INcclComm comm, ulong send, ulong recv, long count, NcclType type, NcclOp op);
 

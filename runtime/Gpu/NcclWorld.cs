@@ -4,45 +4,58 @@ using ParallelCompiler.Runtime.Distributed;
 namespace ParallelCompiler.Runtime.Gpu;
 
 /// <summary>
-/// NCCL communicators by group of devices (global ranks in group order; device r on GPU r), made together when the
-/// group first communicates and kept from run to run, since making them is slow.
+/// NCCL communicators by group of devices (global ranks in group order), made when the group first communicates and
+/// kept from run to run, since making them is slow. In one process device r runs on GPU r and a group's communicators
+/// come from one <see cref="INccl.Group"/>; a process of an MPI job gives its own way of making them (this process's
+/// members only, joined with the other processes'). Different groups are made at the same time by different threads:
+/// one group waiting for another process must not hold up another group that process is making first.
 /// </summary>
-public sealed class NcclGroups(INccl nccl) : IDisposable
+public sealed class NcclGroups : IDisposable
 {
-    private readonly Dictionary<string, IReadOnlyList<INcclComm>> _groups = [];
+    private readonly INccl _nccl;
+    private readonly Func<int[], IReadOnlyList<INcclComm?>> _make;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<
+        string,
+        Lazy<IReadOnlyList<INcclComm?>>
+    > _groups = new();
+
+    /// <summary>The groups of one process's devices, device r on GPU r of <paramref name="nccl"/>.</summary>
+    public NcclGroups(INccl nccl)
+        : this(nccl, null) { }
+
+    /// <summary>Groups made by <paramref name="make"/>: for a group's members, each member's communicator (null for
+    /// members of other processes).</summary>
+    public NcclGroups(INccl nccl, Func<int[], IReadOnlyList<INcclComm?>>? make)
+    {
+        ArgumentNullException.ThrowIfNull(nccl);
+        _nccl = nccl;
+        _make = make ?? (members => nccl.Group(members));
+    }
 
     /// <summary>The NCCL the communicators come from.</summary>
-    public INccl Nccl => nccl;
+    public INccl Nccl => _nccl;
 
     /// <summary>Groups whose communicators were made.</summary>
-    public int Count
-    {
-        get
-        {
-            lock (_groups)
-                return _groups.Count;
-        }
-    }
+    public int Count => _groups.Count(g => g.Value.IsValueCreated);
 
     /// <summary>The communicator of <paramref name="rank"/> in the group <paramref name="members"/>.</summary>
     public INcclComm Of(int[] members, int rank)
     {
-        string key = string.Join(",", members);
-        IReadOnlyList<INcclComm> comms;
-        lock (_groups)
-            if (!_groups.TryGetValue(key, out comms!))
-                _groups[key] = comms = nccl.Group(members);
-        return comms[Array.IndexOf(members, rank)];
+        var comms = _groups.GetOrAdd(string.Join(",", members), _ => new(() => _make(members))).Value;
+        return comms[Array.IndexOf(members, rank)]
+            ?? throw new InvalidOperationException($"device {rank} is not a member of this process");
     }
 
     /// <summary>Destroys the communicators.</summary>
-    public void Dispose() => nccl.Dispose();
+    public void Dispose() => _nccl.Dispose();
 }
 
 /// <summary>
-/// The devices of a mesh on one GPU each, in one process: device r runs on GPU r with its own thread (the thread
-/// management, cancellation and pipeline mailboxes of an <see cref="InProcessWorld{T}"/>), and its collectives go
-/// through the NCCL communicators of <see cref="NcclGroups"/>.
+/// The devices of a mesh on one GPU each: device r runs on its GPU with its own thread (the thread management,
+/// cancellation and pipeline mailboxes of an <see cref="InProcessWorld{T}"/>), and its collectives go through the
+/// NCCL communicators of <see cref="NcclGroups"/>. In one process every device of the mesh runs here; in a process of
+/// an MPI job only the devices <see cref="First"/> to <see cref="First"/> + heaps - 1, and messages to and from the
+/// other processes' devices go through NCCL's send and receive.
 /// </summary>
 public sealed class NcclWorld : IDeviceWorld<GpuArray>
 {
@@ -52,27 +65,45 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
     private readonly GpuArrayOps[] _ops;
     private readonly Func<int, IDevice<GpuArray>> _device;
 
-    /// <summary>A world over the GPUs of <paramref name="heaps"/> (device r on heaps[r]'s GPU), communicating through
-    /// <paramref name="groups"/>.</summary>
+    /// <summary>A world over the GPUs of <paramref name="heaps"/> (device <paramref name="first"/> + k on heaps[k]'s
+    /// GPU), communicating through <paramref name="groups"/>; devices outside them run in other processes.</summary>
     public NcclWorld(
         DeviceMesh mesh,
         TimeSpan timeout,
         NcclGroups groups,
         GpuHeap[] heaps,
-        Func<int, IDevice<GpuArray>> device
+        Func<int, IDevice<GpuArray>> device,
+        int first = 0
     )
     {
-        if (heaps.Length != mesh.DeviceCount)
+        ArgumentNullException.ThrowIfNull(mesh);
+        ArgumentNullException.ThrowIfNull(groups);
+        ArgumentNullException.ThrowIfNull(heaps);
+        bool whole = first == 0 && heaps.Length == mesh.DeviceCount;
+        if (!whole && (first < 0 || heaps.Length == 0 || first + heaps.Length > mesh.DeviceCount))
             throw new ArgumentException(
-                $"mesh {mesh} has {mesh.DeviceCount} " + $"devices but {heaps.Length} GPUs were given"
+                $"mesh {mesh} has {mesh.DeviceCount} devices: no devices {first} to {first + heaps.Length - 1}"
             );
         _heaps = heaps;
+        First = first;
         _ops = heaps.Select(h => new GpuArrayOps(h)).ToArray();
         _device = device;
-        _inner = new InProcessWorld<GpuArray>(mesh, timeout, new PerGpuOps(this));
+        var ops = new PerGpuOps(this);
+        _inner = whole
+            ? new InProcessWorld<GpuArray>(mesh, timeout, ops)
+            : new InProcessWorld<GpuArray>(mesh, timeout, ops, new LocalDevices(first, heaps.Length));
         _groups = groups;
         groups.Nccl.BeginRun(timeout, _inner.Cancellation);
     }
+
+    /// <summary>The first device this world runs (0 unless it is one process of an MPI job).</summary>
+    public int First { get; }
+
+    /// <summary>What device <paramref name="rank"/> is doing (waiting in which op), or null.</summary>
+    public string? ActivityOf(int rank) => _inner.ActivityOf(rank);
+
+    /// <summary>Whether device <paramref name="rank"/> runs in this process.</summary>
+    internal bool IsLocal(int rank) => rank >= First && rank < First + _heaps.Length;
 
     /// <inheritdoc/>
     public DeviceMesh Mesh => _inner.Mesh;
@@ -83,7 +114,14 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
     /// <inheritdoc/>
     public TResult[] Run<TResult>(Func<IDevice<GpuArray>, ICommunicator<GpuArray>, TResult> body) =>
         _inner.Run(
-            (rank, comm) => body(_device(rank), new NcclCommunicator(rank, comm, this, _heaps[rank], _ops[rank]))
+            (rank, comm) =>
+            {
+                var nccl = new NcclCommunicator(rank, comm, this, _heaps[rank - First], _ops[rank - First]);
+                var result = body(_device(rank), nccl);
+                // Messages to other processes still held back are sent before the device's run ends.
+                nccl.Flush();
+                return result;
+            }
         );
 
     /// <summary>The communicator of <paramref name="rank"/> in the group of devices <paramref name="members"/> (global
@@ -101,6 +139,36 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
     {
         _groups.Nccl.EndRun();
         _inner.Dispose();
+    }
+
+    /// <summary>The devices of this process to the in-process world. Its communicators never take a call across:
+    /// NCCL does, and messages to other processes' devices go through NCCL too.</summary>
+    private sealed class LocalDevices(int first, int count) : IProcessLink<GpuArray>
+    {
+        public int First => first;
+
+        public int Count => count;
+
+        public GpuArray[] Collective(
+            CollectiveCall<GpuArray> call,
+            int[] group,
+            int[] local,
+            GpuArray[] inputs,
+            Reduction? reduction,
+            CancellationToken cancel
+        ) => throw new InvalidOperationException("collectives between processes go through NCCL");
+
+        public void Send(GpuArray x, int from, int to, int tag, CollectiveSite site) =>
+            throw new InvalidOperationException("messages between processes go through NCCL");
+
+        public bool TryRecv(
+            int from,
+            int to,
+            int tag,
+            TimeSpan timeout,
+            CancellationToken cancel,
+            out (GpuArray Value, CollectiveSite Site) message
+        ) => throw new InvalidOperationException("messages between processes go through NCCL");
     }
 
     /// <summary>Operations on whichever GPU holds the arrays (what the in-process mailboxes copy with).</summary>
@@ -342,16 +410,38 @@ internal sealed class NcclCommunicator(
         return output;
     }
 
+    // Messages to other processes' devices, held until this device next receives or its run ends. NCCL's sends wait
+    // for their receives, so two stages that send to each other at once (1F1B's forward and backward) would each
+    // wait in its send; issued in one NCCL group with the next receive, the sends and receives of both meet.
+    private readonly List<(int Peer, GpuArray X)> _held = [];
+
     // The message is complete on this GPU before it is handed over: the receiver copies it without waiting for
     // anything queued here.
     public void Send(GpuArray x, int peer, CollectiveSite site, int tag = 0)
     {
+        if (!world.IsLocal(peer))
+        {
+            // A copy, as every send makes: the sender may free or overwrite its array before the copy goes.
+            _held.Add((peer, ops.Copy(x)));
+            return;
+        }
         heap.Gpu.Synchronize();
         inner.Send(x, peer, site, tag);
     }
 
     public GpuArray Recv(int peer, DType dtype, long[] shape, CollectiveSite site, int tag = 0)
     {
+        if (!world.IsLocal(peer))
+            return Within(
+                site,
+                $"from device {peer}",
+                () =>
+                {
+                    var output = heap.Allocate(dtype, shape, zero: false);
+                    ExchangeHeld(output, peer);
+                    return output;
+                }
+            );
         var message = inner.Recv(peer, dtype, shape, site, tag);
         if (message.Gpu == heap.Gpu)
             return message;
@@ -359,6 +449,27 @@ internal sealed class NcclCommunicator(
         heap.Gpu.CopyFromPeer(local.Pointer, message.Gpu, message.Pointer, message.Bytes);
         world.HeapOf(message.Gpu).Free(message);
         return local;
+    }
+
+    /// <summary>Sends the messages to other processes still held (at the end of the device's run).</summary>
+    internal void Flush()
+    {
+        if (_held.Count > 0)
+            ExchangeHeld(null, -1);
+    }
+
+    // The held sends and a receive (when given) as one NCCL group over the communicator of all devices, in which a
+    // device's NCCL rank is its rank; messages between two devices arrive in the order they were sent. Every GPU
+    // array element is 4 bytes, so all go as ncclFloat32 words, which send and receive copy unchanged.
+    private void ExchangeHeld(GpuArray? received, int from)
+    {
+        var comm = world.Group(Enumerable.Range(0, Mesh.DeviceCount).ToArray(), rank);
+        var sends = _held.Select(h => (h.Peer, h.X.Pointer, h.X.Count)).ToArray();
+        var receives = received == null ? [] : new[] { (from, received.Pointer, received.Count) };
+        Nccl.Exchange(comm, sends, receives, NcclType.Float32);
+        foreach (var (_, x) in _held)
+            heap.Free(x);
+        _held.Clear();
     }
 
     // An NCCL failure (a mismatch the emulated NCCL detects, a member that never came) named with this device and the

@@ -210,6 +210,19 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
         return Array.ConvertAll(parts, p => p.Bytes.AsSpan(p.Offset, p.Count).ToArray());
     }
 
+    /// <summary>Process <paramref name="root"/>'s <paramref name="data"/> on every process of the group of devices
+    /// <paramref name="members"/>, over the group's communicator (an NCCL unique id, for the group's NCCL
+    /// communicator).</summary>
+    internal byte[] Broadcast(int[] members, int root, byte[] data)
+    {
+        var sorted = members.Order().ToArray();
+        var processes = sorted.Select(d => d / Count).Distinct().ToArray();
+        var call = new CollectiveCall<NDArray>(First, new("make NCCL communicator", "", -1), [], "", "", "", xs => xs);
+        var parts = Exchange(_comms[Key(sorted)], [], data, processes.Length, call, CancellationToken.None);
+        var (_, bytes, offset, count) = parts[Array.IndexOf(processes, root)];
+        return bytes.AsSpan(offset, count).ToArray();
+    }
+
     /// <summary>Waits (within the timeout) for the sends still in flight; the split communicators stay until MPI is
     /// finalized.</summary>
     public void Dispose()

@@ -17,6 +17,8 @@ public sealed class MpiProcess : IMachine, IDisposable
 {
     private MpiLink? _link;
     private InProcessWorld<NDArray>? _world;
+    private MpiGpus? _gpus;
+    private int _perProcess;
     private bool _failed;
     private System.Runtime.InteropServices.PosixSignalRegistration? _onTerm;
 
@@ -76,6 +78,7 @@ public sealed class MpiProcess : IMachine, IDisposable
         if (refuse != null)
             throw new RunInputException(refuse);
         var mpi = Start(launch);
+        mpi._perProcess = mesh.DeviceCount / mpi.Size;
         if (mpi.Rank != 0)
         {
             // Every rank computes the same results; rank 0 alone prints them and writes the files.
@@ -118,6 +121,18 @@ public sealed class MpiProcess : IMachine, IDisposable
         return p;
     }
 
+    /// <summary>
+    /// Runs this process's devices on GPUs of its node (<c>--backend cuda</c>), chosen by its rank among the node's
+    /// processes, collectives and messages through NCCL; a line for the log saying where they run.
+    /// </summary>
+    public string OpenGpus(string ptx, IEnumerable<KernelInfo> kernels, bool timeKernels)
+    {
+        if (_gpus != null)
+            throw new InvalidOperationException("the GPUs are open already");
+        _gpus = MpiGpus.Open(Rank, Size, _perProcess, ptx, kernels, timeKernels);
+        return _gpus.Description;
+    }
+
     /// <inheritdoc/>
     public IReadOnlyList<NDArray> Run(
         ProgramManifest manifest,
@@ -130,23 +145,13 @@ public sealed class MpiProcess : IMachine, IDisposable
     )
     {
         _link ??= new MpiLink(manifest.PhysicalMesh, timeout);
-        // A world a step, as in process; the link's communicators stay.
-        _world = new InProcessWorld<NDArray>(manifest.PhysicalMesh, timeout, HostArrayOps.Instance, _link);
         DeviceOutcome[] mine;
         try
         {
-            mine = _world.Run(
-                (rank, comm) =>
-                    ProgramRunner.RunDevice(
-                        manifest,
-                        program,
-                        args,
-                        parameters,
-                        new SimulatedCpuDevice(rank),
-                        comm,
-                        trace
-                    )
-            );
+            mine =
+                _gpus != null
+                    ? _gpus.Run(manifest, program, args, parameters, timeout, trace, _link)
+                    : RunOnHost(manifest, program, args, parameters, timeout, trace);
         }
         catch
         {
@@ -156,6 +161,24 @@ public sealed class MpiProcess : IMachine, IDisposable
         var bytes = _link.AllGatherBytes(Encode(mine));
         var perDevice = bytes.SelectMany(Decode).ToArray();
         return ProgramRunner.Assemble(manifest, program, parameters, perDevice, updates);
+    }
+
+    // This process's devices as simulated CPU devices, exchanging through the link.
+    private DeviceOutcome[] RunOnHost(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters,
+        TimeSpan timeout,
+        Trace? trace
+    )
+    {
+        // A world a step, as in process; the link's communicators stay.
+        _world = new InProcessWorld<NDArray>(manifest.PhysicalMesh, timeout, HostArrayOps.Instance, _link);
+        return _world.Run(
+            (rank, comm) =>
+                ProgramRunner.RunDevice(manifest, program, args, parameters, new SimulatedCpuDevice(rank), comm, trace)
+        );
     }
 
     /// <summary>Every process's <paramref name="data"/> by rank, after a run (a sharded checkpoint's
@@ -169,9 +192,12 @@ public sealed class MpiProcess : IMachine, IDisposable
         const string why = "another process of the job failed or was killed (the launcher's message names it)";
         var world = _world;
         bool any = false;
-        if (world != null && _link != null)
+        if ((world != null || _gpus != null) && _link != null)
             for (int d = _link.First; d < _link.First + _link.Count; d++)
-                if (world.ActivityOf(d) is { } a && a.StartsWith("is waiting in ", StringComparison.Ordinal))
+                if (
+                    (_gpus != null ? _gpus.ActivityOf(d) : world!.ActivityOf(d)) is { } a
+                    && a.StartsWith("is waiting in ", StringComparison.Ordinal)
+                )
                 {
                     any = true;
                     yield return $"error: device {d} was stopped by the MPI launcher while waiting in "
@@ -188,6 +214,7 @@ public sealed class MpiProcess : IMachine, IDisposable
         _onTerm?.Dispose();
         if (_failed)
             return;
+        _gpus?.Dispose();
         _link?.Dispose();
         MpiNative.FinalizeMpi();
     }

@@ -170,9 +170,9 @@ public static class MplrunCli
         var mpi = MpiProcess.Join(
             m.PhysicalMesh,
             s,
-            s.Backend != "cpu" || checkCollectives || compare
-                ? "an MPI job runs the cpu back end: run --backend cuda, cuda-emu, --check-collectives and --compare "
-                    + "in one process"
+            s.Backend is not ("cpu" or "cuda") || checkCollectives || compare || (s.Backend == "cuda" && s.Gpus != null)
+                ? "an MPI job runs the cpu or the cuda back end (each process on devices/processes GPUs of its node): "
+                    + "run --backend cuda-emu, --gpus, --check-collectives and --compare in one process"
                 : null,
             ref stdout,
             ref stderr
@@ -216,6 +216,11 @@ public static class MplrunCli
                 var lib = new HostKernelLibrary(bundle.HostLibrary("libkernels.so"));
                 owned = lib;
                 kernels = lib.Kernel;
+                break;
+            case "cuda" when mpi != null:
+                // The process keeps its GPUs until MPI is finalised.
+                string where = mpi.OpenGpus(File.ReadAllText(bundle.PathOf("kernels.ptx")), m.Kernels, s.Profile);
+                stderr.WriteLine($"note: {where}");
                 break;
             case "cuda" or "cuda-emu":
                 string grid =

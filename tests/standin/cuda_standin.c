@@ -120,21 +120,41 @@ void standin_complete(int device, const char *failure)
     pthread_mutex_unlock(&s_stream_lock);
 }
 
+int standin_current_device(void) { return t_current ? t_current->device : -1; }
+
 int standin_wait(int device)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += standin_timeout();
     int r = 0;
-    pthread_mutex_lock(&s_stream_lock);
-    while (s_queued[device] > 0 && r == 0)
-        if (pthread_cond_timedwait(&s_stream_changed, &s_stream_lock, &deadline) == ETIMEDOUT) {
+    for (;;) {
+        /* Operations whose other members are in other processes complete only when polled. */
+        int polling = standin_progress();
+        pthread_mutex_lock(&s_stream_lock);
+        if (s_queued[device] == 0) break;
+        struct timespec now, until;
+        clock_gettime(CLOCK_REALTIME, &now);
+        until = now;
+        if (polling) {
+            until.tv_nsec += 2000000;
+            if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
+        } else until = deadline;
+        if (until.tv_sec > deadline.tv_sec || (until.tv_sec == deadline.tv_sec && until.tv_nsec > deadline.tv_nsec))
+            until = deadline;
+        pthread_cond_timedwait(&s_stream_changed, &s_stream_lock, &until);
+        if (s_queued[device] == 0) break;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
             fprintf(stderr,
                     "[cuda stand-in] GPU %d waited %d s for NCCL work queued on it: "
                     "another member of its communicator never made its call\n",
                     device, standin_timeout());
             r = 1;
+            break;
         }
+        pthread_mutex_unlock(&s_stream_lock);
+    }
     if (s_failure[device][0]) {
         fprintf(stderr, "[cuda stand-in] GPU %d: %s\n", device, s_failure[device]);
         s_failure[device][0] = 0;

@@ -14,7 +14,13 @@
  *     waiting receive of the peer, else kept for it) and each receive takes the first message kept from its peer
  *     or waits for one, queued on the receiver's GPU; counts and types must agree;
  *   - ncclCommAbort ends the operations pending on the clique (they complete without a result) and makes every
- *     later call on it fail.
+ *     later call on it fail;
+ *   - across processes (an MPI job): ncclGetUniqueId makes a fresh folder (under MPLC_STANDIN_DIR, default /tmp)
+ *     whose path is the id, and ncclCommInitRank makes a member on the current context's GPU. A member's call
+ *     writes its data to a file there (written whole, then renamed) and is queued on its GPU; the GPU's waits poll
+ *     (standin_progress), and a collective completes once every member's file of it is there (computed as in one
+ *     process, in rank order), a receive once the sender's file is there (which it removes), and a send only once
+ *     its receiver has taken it: sends wait for their receives, as large ones do in NCCL.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -23,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "standin.h"
 
@@ -55,7 +63,13 @@ struct clique {
     struct message *waiting[MAX_RANKS][MAX_RANKS];   /* [from][to] receives not yet sent, in order */
 };
 
-struct comm { struct clique *clique; int rank, device; };
+/* A member of a clique in this process, or (clique NULL) of a communicator across processes, in folder `dir`. */
+struct comm {
+    struct clique *clique;
+    int rank, device, ranks, aborted;
+    char dir[128];
+    unsigned long seq, sent[MAX_RANKS], received[MAX_RANKS];
+};
 
 struct pending { int send; void *buffer; size_t count; int type, peer; struct comm *comm; };
 static __thread int t_depth, t_count;
@@ -86,14 +100,21 @@ ncclResult_t ncclCommInitAll(struct comm **comms, int ndev, const int *devices)
             if (c->devices[j] == c->devices[i]) return ncclInvalidUsage;   /* as NCCL: one rank per GPU */
         comms[i] = calloc(1, sizeof *comms[i]);
         if (!comms[i]) return ncclSystemError;
-        *comms[i] = (struct comm){ c, i, c->devices[i] };
+        *comms[i] = (struct comm){ .clique = c, .rank = i, .device = c->devices[i], .ranks = ndev };
     }
     return ncclSuccess;
 }
 
+static void cross_abort(struct comm *comm);
+static void cross_destroy(struct comm *comm);
+
 ncclResult_t ncclCommAbort(struct comm *comm)
 {
     if (!comm) return ncclInvalidArgument;
+    if (!comm->clique) {
+        cross_abort(comm);
+        return ncclSuccess;
+    }
     struct clique *c = comm->clique;
     pthread_mutex_lock(&c->lock);
     if (!c->aborted) {
@@ -115,6 +136,7 @@ ncclResult_t ncclCommAbort(struct comm *comm)
 
 ncclResult_t ncclCommDestroy(struct comm *comm)
 {
+    if (comm && !comm->clique) cross_destroy(comm);
     free(comm);   /* the clique stays: other members may still be destroying theirs */
     return ncclSuccess;
 }
@@ -177,10 +199,13 @@ static const char *perform(struct clique *c, char *why, size_t size)
     return NULL;
 }
 
+static ncclResult_t cross_collective(struct comm *comm, struct call call);
+
 static ncclResult_t collective(struct comm *comm, struct call call)
 {
     if (!comm) return ncclInvalidArgument;
     if (!type_size(call.type) || call.op < ncclSum || call.op > ncclMin) return ncclInvalidArgument;
+    if (!comm->clique) return cross_collective(comm, call);
     struct clique *c = comm->clique;
     pthread_mutex_lock(&c->lock);
     if (c->aborted) {
@@ -236,7 +261,7 @@ ncclResult_t ncclGroupStart(void)
 
 static ncclResult_t p2p(int send, void *buffer, size_t count, int type, int peer, struct comm *comm)
 {
-    if (!comm || !type_size(type) || peer < 0 || peer >= comm->clique->ranks) return ncclInvalidArgument;
+    if (!comm || !type_size(type) || peer < 0 || peer >= comm->ranks) return ncclInvalidArgument;
     if (t_depth == 0 || t_count == MAX_P2P) return ncclInvalidUsage;   /* the runtime always groups them */
     t_pending[t_count++] = (struct pending){ send, buffer, count, type, peer, comm };
     return ncclSuccess;
@@ -281,12 +306,22 @@ static void deliver(struct message *r, const void *data, size_t count, int type,
     free(r);
 }
 
+static ncclResult_t cross_p2p(struct pending *p);
+
 ncclResult_t ncclGroupEnd(void)
 {
     if (t_depth == 0) return ncclInvalidUsage;
     if (--t_depth > 0) return ncclSuccess;
     for (int i = 0; i < t_count; i++) {
         struct pending *p = &t_pending[i];
+        if (!p->comm->clique) {
+            ncclResult_t r = cross_p2p(p);
+            if (r != ncclSuccess) {
+                t_count = 0;
+                return r;
+            }
+            continue;
+        }
         struct clique *c = p->comm->clique;
         int me = p->comm->rank;
         size_t bytes = p->count * type_size(p->type);
@@ -329,4 +364,239 @@ ncclResult_t ncclGroupEnd(void)
     }
     t_count = 0;
     return ncclSuccess;
+}
+
+/* ---- communicators across processes ---- */
+
+typedef struct { char internal[128]; } ncclUniqueId;
+
+enum { P2P_SEND = 10, P2P_RECV = 11 };
+
+/* An operation of a member across processes, queued on its GPU until standin_progress completes it. */
+struct op {
+    int kind;
+    struct comm *comm;
+    unsigned long seq;
+    void *recv;
+    size_t count;
+    int type, op;
+    char path[300];
+    struct op *next;
+};
+
+struct header { int kind; size_t count; int type, op; };
+
+static pthread_mutex_t s_cross_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct op *s_ops;
+
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
+{
+    if (!id) return ncclInvalidArgument;
+    const char *base = getenv("MPLC_STANDIN_DIR");
+    memset(id, 0, sizeof *id);
+    snprintf(id->internal, sizeof id->internal, "%s/mplc-nccl-XXXXXX", base && *base ? base : "/tmp");
+    return mkdtemp(id->internal) ? ncclSuccess : ncclSystemError;
+}
+
+ncclResult_t ncclCommInitRank(struct comm **comm, int nranks, ncclUniqueId id, int rank)
+{
+    if (!comm || nranks <= 0 || nranks > MAX_RANKS || rank < 0 || rank >= nranks) return ncclInvalidArgument;
+    struct stat st;
+    if (id.internal[0] != '/' || memchr(id.internal, 0, sizeof id.internal) == NULL || stat(id.internal, &st) != 0)
+        return ncclInvalidArgument;
+    int device = standin_current_device();
+    if (device < 0) return ncclUnhandledCudaError;   /* NCCL takes the current GPU */
+    struct comm *c = calloc(1, sizeof *c);
+    if (!c) return ncclSystemError;
+    c->rank = rank;
+    c->device = device;
+    c->ranks = nranks;
+    memcpy(c->dir, id.internal, sizeof c->dir);
+    *comm = c;
+    return ncclSuccess;
+}
+
+/* Writes the header and data to `path`, whole: to a temporary name, then renamed. */
+static int write_file(const char *path, struct header h, const void *data, size_t bytes)
+{
+    char tmp[320];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return -1;
+    int ok = fwrite(&h, sizeof h, 1, f) == 1 && (bytes == 0 || fwrite(data, bytes, 1, f) == 1);
+    ok &= fclose(f) == 0;
+    return ok && rename(tmp, path) == 0 ? 0 : -1;
+}
+
+/* The header and data of `path` (NULL when it is not there yet); the caller frees the data. */
+static void *read_file(const char *path, struct header *h)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *data = NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (size_t)st.st_size >= sizeof *h && fread(h, sizeof *h, 1, f) == 1) {
+        size_t bytes = (size_t)st.st_size - sizeof *h;
+        data = malloc(bytes + 1);
+        if (data && bytes > 0 && fread(data, bytes, 1, f) != 1) {
+            free(data);
+            data = NULL;
+        }
+    }
+    fclose(f);
+    return data;
+}
+
+static ncclResult_t queue(struct op o)
+{
+    struct op *p = malloc(sizeof *p);
+    if (!p) return ncclSystemError;
+    *p = o;
+    standin_enqueue(o.comm->device);
+    pthread_mutex_lock(&s_cross_lock);
+    p->next = s_ops;
+    s_ops = p;
+    pthread_mutex_unlock(&s_cross_lock);
+    return ncclSuccess;
+}
+
+static ncclResult_t cross_collective(struct comm *comm, struct call call)
+{
+    if (comm->aborted) return ncclInvalidUsage;
+    size_t elem = type_size(call.type), sent = call.kind == REDUCE_SCATTER ? call.count * comm->ranks : call.count;
+    char path[300];
+    snprintf(path, sizeof path, "%s/c%lu-%d", comm->dir, comm->seq, comm->rank);
+    struct header h = { call.kind, call.count, call.type, call.op };
+    if (write_file(path, h, call.send, sent * elem) != 0) return ncclSystemError;
+    /* Every member has read collective seq - 2 of this one before it made seq - 1, which this one waited for. */
+    if (comm->seq >= 2) {
+        snprintf(path, sizeof path, "%s/c%lu-%d", comm->dir, comm->seq - 2, comm->rank);
+        unlink(path);
+    }
+    struct op o = { .kind = call.kind, .comm = comm, .seq = comm->seq++, .recv = call.recv, .count = call.count,
+                    .type = call.type, .op = call.op };
+    return queue(o);
+}
+
+static ncclResult_t cross_p2p(struct pending *p)
+{
+    struct comm *c = p->comm;
+    if (c->aborted) return ncclInvalidUsage;
+    struct op o = { .kind = p->send ? P2P_SEND : P2P_RECV, .comm = c, .recv = p->buffer, .count = p->count,
+                    .type = p->type };
+    int from = p->send ? c->rank : p->peer, to = p->send ? p->peer : c->rank;
+    o.seq = p->send ? c->sent[to]++ : c->received[from]++;
+    snprintf(o.path, sizeof o.path, "%s/p%d-%d-%lu", c->dir, from, to, o.seq);
+    if (p->send) {
+        struct header h = { P2P_SEND, p->count, p->type, 0 };
+        if (write_file(o.path, h, p->buffer, p->count * type_size(p->type)) != 0) return ncclSystemError;
+    }
+    return queue(o);
+}
+
+/* Completes `o` if it can: 1 when done (with `why` set on a failure), 0 when still waiting. */
+static int try_complete(struct op *o, char *why, size_t size)
+{
+    struct comm *c = o->comm;
+    if (o->kind == P2P_SEND) return access(o->path, F_OK) != 0;
+    if (o->kind == P2P_RECV) {
+        struct header h;
+        void *data = read_file(o->path, &h);
+        if (!data) return 0;
+        if (h.count != o->count || h.type != o->type)
+            snprintf(why, size, "rank %d receives %zu elements of type %d from a rank that sent %zu of type %d",
+                     c->rank, o->count, o->type, h.count, h.type);
+        else memcpy(o->recv, data, o->count * type_size(o->type));
+        free(data);
+        unlink(o->path);
+        return 1;
+    }
+    char path[300];
+    for (int r = 0; r < c->ranks; r++) {
+        snprintf(path, sizeof path, "%s/c%lu-%d", c->dir, o->seq, r);
+        if (access(path, F_OK) != 0) return 0;
+    }
+    struct call calls[MAX_RANKS];
+    void *data[MAX_RANKS] = { 0 };
+    int n = c->ranks, bad = 0;
+    for (int r = 0; r < n; r++) {
+        struct header h;
+        snprintf(path, sizeof path, "%s/c%lu-%d", c->dir, o->seq, r);
+        data[r] = read_file(path, &h);
+        if (!data[r]) bad = 1;
+        calls[r] = (struct call){ h.kind, data[r], NULL, h.count, h.type, h.op };
+    }
+    if (bad) snprintf(why, size, "cannot read the files of collective %lu in %s", o->seq, c->dir);
+    for (int r = 0; r < n && !bad; r++)
+        if ((int)calls[r].kind != o->kind || calls[r].count != o->count || calls[r].type != o->type
+            || (o->kind != ALL_GATHER && calls[r].op != o->op)) {
+            snprintf(why, size,
+                     "NCCL calls disagree: rank %d made (kind %d, count %zu, type %d, op %d), "
+                     "rank %d (kind %d, count %zu, type %d, op %d)",
+                     r, calls[r].kind, calls[r].count, calls[r].type, calls[r].op, c->rank, o->kind, o->count,
+                     o->type, o->op);
+            bad = 1;
+        }
+    if (!bad) {
+        size_t elem = type_size(o->type), count = o->count;
+        if (o->kind == ALL_GATHER)
+            for (int r = 0; r < n; r++) memcpy((char *)o->recv + r * count * elem, data[r], count * elem);
+        else {
+            /* The same arithmetic as in one process: rank order, in double, for this member's elements. */
+            size_t from = o->kind == REDUCE_SCATTER ? c->rank * count : 0;
+            for (size_t i = 0; i < count; i++) {
+                double v = get(data[0], o->type, from + i);
+                for (int r = 1; r < n; r++) v = reduce(o->op, v, get(data[r], o->type, from + i));
+                put(o->recv, o->type, i, v);
+            }
+        }
+    }
+    for (int r = 0; r < n; r++) free(data[r]);
+    return 1;
+}
+
+int standin_progress(void)
+{
+    pthread_mutex_lock(&s_cross_lock);
+    for (struct op **at = &s_ops; *at;) {
+        struct op *o = *at;
+        char why[512];
+        why[0] = 0;
+        if (try_complete(o, why, sizeof why)) {
+            *at = o->next;
+            standin_complete(o->comm->device, why[0] ? why : NULL);
+            free(o);
+        } else at = &o->next;
+    }
+    int pending = s_ops != NULL;
+    pthread_mutex_unlock(&s_cross_lock);
+    return pending;
+}
+
+/* The member's pending operations complete without a result; later calls fail. */
+static void cross_abort(struct comm *comm)
+{
+    pthread_mutex_lock(&s_cross_lock);
+    comm->aborted = 1;
+    for (struct op **at = &s_ops; *at;) {
+        struct op *o = *at;
+        if (o->comm == comm) {
+            *at = o->next;
+            standin_complete(comm->device, NULL);
+            free(o);
+        } else at = &o->next;
+    }
+    pthread_mutex_unlock(&s_cross_lock);
+}
+
+/* Removes the member's files; the last member to go removes the folder. */
+static void cross_destroy(struct comm *comm)
+{
+    cross_abort(comm);
+    char path[300];
+    for (unsigned long k = 1; k <= 2 && k <= comm->seq; k++) {
+        snprintf(path, sizeof path, "%s/c%lu-%d", comm->dir, comm->seq - k, comm->rank);
+        unlink(path);
+    }
+    rmdir(comm->dir);
 }

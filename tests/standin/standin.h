@@ -15,6 +15,11 @@ void standin_complete(int device, const char *failure);
 /* Waits until GPU `device`'s queued operations completed: 0, or nonzero (after saying why on stderr) when one
    failed or they did not complete in time. */
 int standin_wait(int device);
+/* The device of the calling thread's current context, or -1. */
+int standin_current_device(void);
+/* Polls the NCCL operations whose communicators span processes, completing those whose data has come: nonzero
+   while any is pending. */
+int standin_progress(void);
 /* MPLC_STANDIN_TIMEOUT, in seconds. */
 int standin_timeout(void);
 

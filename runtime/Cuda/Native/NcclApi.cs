@@ -77,6 +77,45 @@ public static unsafe class NcclApi
         return comms;
     }
 
+    /// <summary>ncclGetUniqueId: the 128 bytes (NCCL_UNIQUE_ID_BYTES) that name a communicator to be made across
+    /// processes.</summary>
+    public static byte[] GetUniqueId()
+    {
+        var id = new UniqueId();
+        Check(((delegate* unmanaged<UniqueId*, int>)Export("ncclGetUniqueId"))(&id), "ncclGetUniqueId");
+        return new ReadOnlySpan<byte>(id.Bytes, UniqueId.Size).ToArray();
+    }
+
+    /// <summary>ncclCommInitRank: this process's member <paramref name="rank"/> of the <paramref name="ranks"/> of
+    /// the communicator <paramref name="id"/> names, on the current context's GPU. Several members of one process
+    /// are made between <see cref="GroupStart"/> and <see cref="GroupEnd"/>.</summary>
+    public static IntPtr CommInitRank(int ranks, byte[] id, int rank)
+    {
+        if (id.Length != UniqueId.Size)
+            throw new ArgumentException($"an NCCL unique id has {UniqueId.Size} bytes, got {id.Length}");
+        var value = new UniqueId();
+        id.CopyTo(new Span<byte>(value.Bytes, UniqueId.Size));
+        IntPtr comm;
+        Check(
+            ((delegate* unmanaged<IntPtr*, int, UniqueId, int, int>)Export("ncclCommInitRank"))(
+                &comm,
+                ranks,
+                value,
+                rank
+            ),
+            "ncclCommInitRank"
+        );
+        return comm;
+    }
+
+    // ncclUniqueId: a struct of 128 chars, passed by value.
+    [StructLayout(LayoutKind.Sequential, Size = Size)]
+    private struct UniqueId
+    {
+        public const int Size = 128;
+        public fixed byte Bytes[Size];
+    }
+
     /// <summary>ncclCommAbort: the communicator's pending operations end without completing; it cannot be used
     /// again.</summary>
     public static void CommAbort(IntPtr comm) => ((delegate* unmanaged<IntPtr, int>)Export("ncclCommAbort"))(comm);

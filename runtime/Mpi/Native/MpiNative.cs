@@ -105,6 +105,24 @@ public static unsafe class MpiNative
         return result;
     }
 
+    /// <summary>MPI_Comm_split_type with MPI_COMM_TYPE_SHARED (0 in Open MPI's mpi.h): the processes of this node,
+    /// ranked by <paramref name="key"/>.</summary>
+    public static nint CommSplitShared(nint comm, int key)
+    {
+        nint result;
+        Check(
+            "MPI_Comm_split_type",
+            ((delegate* unmanaged<nint, int, int, nint, nint*, int>)Fn("MPI_Comm_split_type"))(
+                comm,
+                0,
+                key,
+                Global("ompi_mpi_info_null"),
+                &result
+            )
+        );
+        return result;
+    }
+
     /// <summary>MPI_Iallgather of <paramref name="count"/> items of <paramref name="type"/> from every
     /// member.</summary>
     public static nint Iallgather(void* send, int count, nint type, void* recv, nint comm)

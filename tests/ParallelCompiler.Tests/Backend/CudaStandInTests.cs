@@ -22,33 +22,7 @@ public sealed class CudaStandIn : IDisposable
     /// <summary>Builds the library and the bundles.</summary>
     public CudaStandIn()
     {
-        Library = Path.Combine(Dir, "libstandin.so");
-        var psi = new ProcessStartInfo("cc") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (
-            var a in new[]
-            {
-                "-shared",
-                "-fPIC",
-                "-O1",
-                "-Wall",
-                "-Werror",
-                "-o",
-                Library,
-                Repo.Path("tests", "standin", "cuda_standin.c"),
-                Repo.Path("tests", "standin", "nccl_standin.c"),
-                "-ldl",
-                "-lpthread",
-                "-lm",
-            }
-        )
-            psi.ArgumentList.Add(a);
-        using (var cc = Process.Start(psi)!)
-        {
-            string err = cc.StandardError.ReadToEnd();
-            cc.WaitForExit();
-            if (cc.ExitCode != 0)
-                throw new InvalidOperationException($"building the stand-in failed:\n{err}");
-        }
+        Library = BuildLibrary(Path.Combine(Dir, "libstandin.so"));
         foreach (
             var (example, defines) in new[]
             {
@@ -73,6 +47,39 @@ public sealed class CudaStandIn : IDisposable
                 throw new InvalidOperationException(r.Stderr);
             Bundles[example] = bundle;
         }
+    }
+
+    /// <summary>Builds the stand-in library (tests/standin/*.c) at <paramref name="path"/>.</summary>
+    public static string BuildLibrary(string path)
+    {
+        var psi = new ProcessStartInfo("cc") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (
+            var a in new[]
+            {
+                "-shared",
+                "-fPIC",
+                "-O1",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-o",
+                path,
+                Repo.Path("tests", "standin", "cuda_standin.c"),
+                Repo.Path("tests", "standin", "nccl_standin.c"),
+                "-ldl",
+                "-lpthread",
+                "-lm",
+            }
+        )
+            psi.ArgumentList.Add(a);
+        using (var cc = Process.Start(psi)!)
+        {
+            string err = cc.StandardError.ReadToEnd();
+            cc.WaitForExit();
+            if (cc.ExitCode != 0)
+                throw new InvalidOperationException($"building the stand-in failed:\n{err}");
+        }
+        return path;
     }
 
     /// <summary>

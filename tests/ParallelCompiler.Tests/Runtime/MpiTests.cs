@@ -45,7 +45,8 @@ public sealed class MpiJobs : IDisposable
         int np,
         string[] args,
         Action<int, Func<string>>? whileRunning = null,
-        string program = "mplrun"
+        string program = "mplrun",
+        params (string Name, string Value)[] env
     )
     {
         var psi = new ProcessStartInfo("mpirun")
@@ -59,6 +60,8 @@ public sealed class MpiJobs : IDisposable
         foreach (var a in args)
             psi.ArgumentList.Add(a);
         psi.Environment["TERM"] = "dumb";
+        foreach (var (name, value) in env)
+            psi.Environment[name] = value;
         var clock = Stopwatch.StartNew();
         using var p = new Process { StartInfo = psi };
         var err = new System.Text.StringBuilder();
@@ -257,7 +260,7 @@ public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
         }
     }
 
-    private static void SameArrays(string expectedPath, string actualPath)
+    internal static void SameArrays(string expectedPath, string actualPath)
     {
         var expected = ArrayFile.Read(expectedPath);
         var actual = ArrayFile.Read(actualPath);
