@@ -36,4 +36,25 @@ public static class Distributed
         Assert.Equal(expected.Shape, actual.Shape);
         return ArrayOps.WorstRelativeDifference(expected, actual).Error;
     }
+
+    /// <summary>A distributed training run's losses (key <c>loss</c> of <paramref name="losses"/>) equal one device's
+    /// within 1e-5, fall, and every saved parameter (<paramref name="parameters"/>) equals one device's within 1e-4.
+    /// </summary>
+    public static void AssertTrainsLikeOneDevice((string Mesh, string One) losses, (string Mesh, string One) parameters)
+    {
+        var (mesh, one) = (
+            ParallelCompiler.Runtime.IO.ArrayFile.Read(losses.Mesh)["loss"].Array,
+            ParallelCompiler.Runtime.IO.ArrayFile.Read(losses.One)["loss"].Array
+        );
+        Assert.True(
+            MaxRelativeError(one, mesh) <= 1e-5,
+            $"losses differ: {string.Join(", ", one.F!)} vs {string.Join(", ", mesh.F!)}"
+        );
+        Assert.True(one.F![^1] < one.F[0], "the loss should fall");
+        var a = ParallelCompiler.Runtime.IO.ArrayFile.Read(parameters.Mesh);
+        var b = ParallelCompiler.Runtime.IO.ArrayFile.Read(parameters.One);
+        Assert.Equal(b.Keys.Order(), a.Keys.Order());
+        foreach (var (key, value) in b)
+            Assert.True(MaxRelativeError(value.Array, a[key].Array) <= 1e-4, $"{key} differs");
+    }
 }
