@@ -5,7 +5,8 @@ namespace ParallelCompiler.Tests.Training;
 
 /// <summary>A model written wholly in bf16 trains: adam's f32 step count meets bf16 moments through
 /// tensor.convert. Mixed precision (<c>train ... precision bf16|fp16</c>) keeps f32 master weights: numpy checks its
-/// gradients, and fp16's dynamic loss scaling skips a step that overflows.</summary>
+/// gradients on the interpreter, the compiled CPU kernels and the PTX kernels on emulated GPUs, and fp16's dynamic
+/// loss scaling skips a step that overflows.</summary>
 public class PrecisionTrainingTests() : TempDirTest("mplc-bf16")
 {
     /// <summary>loss = mean((x @ w - y)^2) over a data-parallel batch, trained by sgd.</summary>
@@ -78,6 +79,8 @@ public class PrecisionTrainingTests() : TempDirTest("mplc-bf16")
     [InlineData("bf16", "interp", 2e-2)]
     [InlineData("fp16", "cpu", 3e-3)]
     [InlineData("fp16", "interp", 3e-3)]
+    [InlineData("bf16", "cuda-emu", 2e-2)]
+    [InlineData("fp16", "cuda-emu", 3e-3)]
     public void MixedPrecisionGradientsMatchNumpyAndLandOnF32MasterWeights(string precision, string backend, double tol)
     {
         LinearData();
