@@ -82,7 +82,7 @@ public sealed class DeviceStats
             && pipe.Entries.First(e => e.Key == "axis").Value is StringAttr axis
         )
             me = mesh.Coords(rank)[mesh.AxisNames.ToList().IndexOf(axis.Value)];
-        int Times(Operation op) => op.GetAttr("phase") is StringAttr { Value: "step" } ? 1 : m;
+        int Times(Operation op) => op.GetAttr("phase") is StringAttr { Value: "step" or "setup" } ? 1 : m;
         var lastUse = new Dictionary<Value, Operation>(ReferenceEqualityComparer.Instance);
         foreach (var op in ops)
         foreach (var v in op.Operands)

@@ -113,7 +113,7 @@ public sealed class PipelineStats
                 case "weight":
                     wgt[s] += f;
                     break;
-                case "step":
+                case "step" or "setup": // once a step; a setup value is no microbatch's activation
                     step[s] += f;
                     break;
                 default:

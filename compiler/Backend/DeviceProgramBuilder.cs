@@ -198,6 +198,7 @@ public static class DeviceProgramBuilder
                     Backward = phase == "backward",
                     Weight = phase == "weight",
                     PerStep = phase == "step",
+                    Setup = phase == "setup",
                 };
         }
         var schedule = entry.Operations.FirstOrDefault(o => o.Name == "pipe.schedule");

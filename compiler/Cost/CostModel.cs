@@ -184,7 +184,8 @@ public static class CostModel
         {
             int stage = op.GetAttr("stage") is IntAttr st ? (int)st.Value : 0;
             string phase = op.GetAttr("phase") is StringAttr ph ? ph.Value : "forward";
-            int times = pipeline == null || phase == "step" ? 1 : m;
+            bool once = phase is "step" or "setup"; // after or before the schedule, not per microbatch
+            int times = pipeline == null || once ? 1 : m;
             double seconds;
             bool isComm = op.Dialect is "dist" or "pipe";
             if (isComm)
@@ -234,7 +235,7 @@ public static class CostModel
                 if (syncStarted)
                     computeAfterSync += seconds; // after the first sync op: the last microbatch only
             }
-            if (pipeline != null && phase != "step")
+            if (pipeline != null && !once)
             {
                 if (phase == "backward")
                     bwd[stage] += seconds;

@@ -131,6 +131,16 @@ public sealed class PipelineSchedule : IPass
                         + $"with values summed over all of them; "
                         + "a pipelined model must keep microbatches independent until its loss"
                 );
+            // Forward work on nothing that differs between microbatches (a parameter read, gathered, converted or
+            // transposed) runs once, before the schedule, and its result is kept for every microbatch.
+            if (
+                ph == "forward"
+                && op.Dialect is "tensor" or "dist"
+                && op.GetAttr("stage") != null
+                && !op.Operands.Any(perMicrobatch.Contains)
+                && op.Operands.All(v => v.DefiningOp is { Dialect: "tensor" or "dist" } d && d.GetAttr("stage") != null)
+            )
+                ph = "setup";
             phase[op] = ph;
             if (ph == "forward")
                 op.SetAttr("phase", null);

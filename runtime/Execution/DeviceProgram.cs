@@ -21,6 +21,10 @@ public abstract record Instruction(string Op, string Where)
 
     /// <summary>True for work that runs once per step after the schedule, on values summed over microbatches.</summary>
     public bool PerStep { get; init; }
+
+    /// <summary>True for forward work on values the same for every microbatch (a parameter gathered or converted),
+    /// which runs once before the schedule; its result is kept for every microbatch.</summary>
+    public bool Setup { get; init; }
 }
 
 /// <summary>Send a slot from pipeline stage <paramref name="From"/> to the devices of stage <paramref name="To"/> on

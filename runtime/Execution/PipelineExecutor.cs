@@ -53,12 +53,15 @@ public static class PipelineExecutor
         var keep = new bool[program.NumSlots];
         foreach (var ins in program.Instructions)
         foreach (int s in DeviceProgram.Reads(ins))
-            if (ins.PerStep)
+            if (ins.PerStep || ins.Setup)
                 keep[s] = true;
             else if (Mine(ins.Stage))
                 readers[s]++;
         foreach (int s in program.Results)
             keep[s] = true;
+        foreach (var ins in program.Instructions.Where(x => x.Setup))
+            if (DeviceProgram.Writes(ins) is int w)
+                keep[w] = true;
         var env = new T?[m][];
         var left = new int[m][];
         for (int j = 0; j < m; j++)
@@ -123,7 +126,7 @@ public static class PipelineExecutor
             for (int i = 0; i < n; i++)
             {
                 var ins = program.Instructions[i];
-                if (ins.PerStep || !take(ins))
+                if (ins.PerStep || ins.Setup || !take(ins))
                     continue;
                 Exec(i, slots, j);
                 foreach (int s in DeviceProgram.Reads(ins))
@@ -141,6 +144,17 @@ public static class PipelineExecutor
         if (staged)
             for (int j = 0; j < m; j++)
                 RunMicrobatch(j, ins => ins.Stage < 0);
+        // Once per step, before the schedule: work on values the same for every microbatch, shared by all of them.
+        for (int i = 0; i < n; i++)
+        {
+            var ins = program.Instructions[i];
+            if (!ins.Setup || !Mine(ins.Stage))
+                continue;
+            Exec(i, env[0], 0);
+            if (DeviceProgram.Writes(ins) is int w)
+                for (int j = 1; j < m; j++)
+                    env[j][w] = env[0][w];
+        }
         foreach (var task in schedule[me])
         {
             int stage = task.Chunk * p + me;

@@ -77,6 +77,8 @@ public static class ProgramFile
             w.WriteBoolean("weight", true);
         if (ins.PerStep)
             w.WriteBoolean("per_step", true);
+        if (ins.Setup)
+            w.WriteBoolean("setup", true);
         switch (ins)
         {
             case InputInstr x:
@@ -270,6 +272,7 @@ public static class ProgramFile
             Backward = e.TryGetProperty("backward", out var b) && b.GetBoolean(),
             Weight = e.TryGetProperty("weight", out var wg) && wg.GetBoolean(),
             PerStep = e.TryGetProperty("per_step", out var ps) && ps.GetBoolean(),
+            Setup = e.TryGetProperty("setup", out var su) && su.GetBoolean(),
         };
     }
 }
