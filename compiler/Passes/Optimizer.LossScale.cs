@@ -35,7 +35,7 @@ public sealed partial class Optimizer
     /// <summary>S in f32: the state times 2^16.</summary>
     private static Value ReadLossScale(Builder b, Value? state = null)
     {
-        state ??= StateScalar(b, LossScalePath, "ones");
+        state ??= StateParam(b, LossScalePath, TensorType.Scalar(DType.F32), "ones");
         var c = b.CreateValue(
             "tensor.constant",
             [],
@@ -43,18 +43,6 @@ public sealed partial class Optimizer
             TensorType.Scalar(DType.F32)
         );
         return b.CreateValue("tensor.mul", [state, c]);
-    }
-
-    private static Value StateScalar(Builder b, string path, string init)
-    {
-        var v = b.CreateValue(
-            "tensor.param",
-            [],
-            [new("path", Attr.Str(path)), new("init", Attr.Str(init)), new("state", Attr.Bool(true))],
-            TensorType.Scalar(DType.F32)
-        );
-        v.NameHint = path;
-        return v;
     }
 
     /// <summary>The optimizer's side of loss scaling, over one module's updates.</summary>
@@ -78,9 +66,7 @@ public sealed partial class Optimizer
                 ?? throw new IRException("optimizer: precision fp16, but autodiff read no loss scale");
             var before = b.Before!.Prev;
             _scale = ReadLossScale(b, _state);
-            if (_state.DefiningOp!.GetAttr("stage") is { } stage)
-                for (var o = before!.Next!; o != b.Before; o = o.Next!)
-                    o.SetAttr("stage", stage);
+            SetStage(_state.DefiningOp!.GetAttr("stage"), before, b.Before);
         }
 
         /// <summary>g / S in g's type, and (g / S) * 0 summed: 0, or NaN where g / S is not finite.</summary>
@@ -111,10 +97,7 @@ public sealed partial class Optimizer
                 total = _u.Add(total, _u.As(z, _scale));
             var ok = _b.CreateValue("tensor.finite_or_zero", [_u.AddC(total, 1)]);
             ok.NameHint = "grads_finite";
-            if (pipelined) // once a step, where the step count lives
-                for (var o = before?.Next; o != null && o != ok.DefiningOp!.Next; o = o.Next)
-                    if (o.GetAttr("stage") == null)
-                        o.SetAttr("stage", Attr.Int(0));
+            SetStage(pipelined ? Attr.Int(0) : null, before, _b.Before!); // once a step, where the step count lives
             return ok;
         }
 
@@ -136,9 +119,7 @@ public sealed partial class Optimizer
                 var (old, @new) = (upd.Operands[0], upd.Operands[1]);
                 var keep = _u.As(ok, @new);
                 _b.Create("train.update", [old, _u.Add(_u.Mul(@new, keep), _u.Mul(old, _u.RSubC(1, keep)))]);
-                if (upd.GetAttr("stage") is { } stage)
-                    for (var o = before.Next!; o != _b.Before; o = o.Next!)
-                        o.SetAttr("stage", stage);
+                SetStage(upd.GetAttr("stage"), before, _b.Before!);
                 upd.Erase();
             }
             _b.SetInsertionPointBefore(ok.DefiningOp!.Block!.Last!);
@@ -150,10 +131,8 @@ public sealed partial class Optimizer
             var factor = _u.Add(_u.Mul(ok, _u.AddC(grow, 1)), _u.MulC(_u.RSubC(1, ok), 0.5));
             _b.Create("train.update", [_state, _u.Mul(_state, factor)]);
             _b.Create("train.update", [good, _u.Mul(good1, _u.RSubC(1, grow))]);
-            if (pipelined) // where the scale is read
-                for (var o = start!.Next; o != null && o != _b.Before; o = o.Next)
-                    if (o.GetAttr("stage") == null)
-                        o.SetAttr("stage", _state.DefiningOp!.GetAttr("stage") ?? Attr.Int(0));
+            // where the scale is read
+            SetStage(pipelined ? _state.DefiningOp!.GetAttr("stage") ?? Attr.Int(0) : null, start, _b.Before!);
         }
     }
 }

@@ -157,12 +157,32 @@ public sealed partial class Optimizer : IPass
     }
 
     /// <summary>The ops after <paramref name="before"/> run on <paramref name="g"/>'s pipeline stage.</summary>
-    private static void MarkStage(Operation g, Operation? before, Block entry)
+    private static void MarkStage(Operation g, Operation? before, Block entry) =>
+        SetStage(g.GetAttr("stage"), before, entry.Last!);
+
+    /// <summary>The ops after <paramref name="before"/> (from the block's first when null) and before <paramref
+    /// name="end"/> that have no stage get <paramref name="stage"/> (nothing when it is null).</summary>
+    private static void SetStage(Attr? stage, Operation? before, Operation end)
     {
-        if (g.GetAttr("stage") is { } stage)
-            for (var o = before!.Next; o != null && o != entry.Last; o = o.Next)
-                if (o.GetAttr("stage") == null)
-                    o.SetAttr("stage", stage);
+        if (stage == null)
+            return;
+        for (var o = before?.Next ?? end.Block!.First; o != null && o != end; o = o.Next)
+            if (o.GetAttr("stage") == null)
+                o.SetAttr("stage", stage);
+    }
+
+    /// <summary>An optimizer state read as a parameter at <paramref name="path"/>, initialised by <paramref
+    /// name="init"/>.</summary>
+    private static Value StateParam(Builder b, string path, TensorType type, string init)
+    {
+        var v = b.CreateValue(
+            "tensor.param",
+            [],
+            [new("path", Attr.Str(path)), new("init", Attr.Str(init)), new("state", Attr.Bool(true))],
+            type
+        );
+        v.NameHint = path;
+        return v;
     }
 
     /// <summary>The axis named by the option, else the one that splits the first argument's first dimension.</summary>
@@ -204,14 +224,7 @@ public sealed partial class Optimizer : IPass
                     }
                 sharding = new Sharding(dims);
             }
-            var v = b.CreateValue(
-                "tensor.param",
-                [],
-                [new("path", Attr.Str(path)), new("init", Attr.Str("zeros")), new("state", Attr.Bool(true))],
-                type.WithSharding(sharding)
-            );
-            v.NameHint = path;
-            return v;
+            return StateParam(b, path, type.WithSharding(sharding), "zeros");
         }
 
         public Value Add(Value x, Value y) => b.CreateValue("tensor.add", [x, y]);
