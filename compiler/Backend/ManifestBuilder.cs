@@ -139,8 +139,8 @@ public static class ManifestBuilder
                 );
             if (op.Name == "tensor.cross_entropy" && idx == 1)
                 bound = Math.Min(bound, op.OperandType(0).Shape[^1]);
-            if (op.Name == "tensor.one_hot")
-                bound = Math.Min(bound, op.IntAttr("classes"));
+            if (op.Name == "tensor.one_hot" && idx == 0)
+                bound = Math.Min(bound, op.Operands.Count > 1 ? op.IntAttr("total") : op.IntAttr("classes"));
             // Through a kernel to the ops of its function that read the argument.
             if (op.Name == "kernel.launch" && op.ParentOp?.ParentOp?.Function(op.StringAttr("callee")) is { } k)
                 bound = Math.Min(bound, Bound(k.Regions[0].Entry.Arguments[idx]));

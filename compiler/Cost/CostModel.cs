@@ -195,7 +195,9 @@ public static class CostModel
                 if (kind == null)
                     continue;
                 seconds = secs;
-                bool overlapped = sync.Contains(op);
+                // A collective of every microbatch (the gather of a sequence-parallel activation for a weight's
+                // gradient) runs in that microbatch's backward, even when only the optimizer reads what it feeds.
+                bool overlapped = sync.Contains(op) && times == 1;
                 var mine = collectives[stage % p];
                 var c = mine.GetValueOrDefault(kind);
                 mine[kind] = (

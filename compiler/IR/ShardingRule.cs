@@ -11,8 +11,16 @@ public enum FactorKind
     /// <summary>A contracted or summed factor: splitting it leaves each device a partial sum of the result.</summary>
     Reduction,
 
-    /// <summary>The op needs the whole factor on every device (a softmax axis, a gathered table's rows).</summary>
+    /// <summary>The op needs the whole factor on every device (a gathered table's rows, a masked axis).</summary>
     NeedReplication,
+
+    /// <summary>
+    /// A factor every result element needs whole, which the op may still split: its per-device form exchanges
+    /// what the blocks need from each other (a softmax's or cross-entropy's maximum and sum over split classes,
+    /// all-reduced), so its results are complete over the factor's axes. Propagation lays it out as a parallel
+    /// factor; spmdize writes the exchange.
+    /// </summary>
+    Exchanged,
 }
 
 /// <summary>
@@ -87,11 +95,18 @@ public sealed class ShardingRule
             .Append(") {");
         sb.Append(string.Join(", ", Enumerable.Range(0, NumFactors).Select(f => $"{F(f)}={FactorSizes[f]}")))
             .Append('}');
-        foreach (var kind in new[] { FactorKind.Reduction, FactorKind.NeedReplication })
+        foreach (var kind in new[] { FactorKind.Reduction, FactorKind.NeedReplication, FactorKind.Exchanged })
         {
             var fs = Enumerable.Range(0, NumFactors).Where(f => Kinds[f] == kind).ToArray();
             if (fs.Length > 0)
-                sb.Append(kind == FactorKind.Reduction ? " reduction={" : " replicated={")
+                sb.Append(
+                        kind switch
+                        {
+                            FactorKind.Reduction => " reduction={",
+                            FactorKind.NeedReplication => " replicated={",
+                            _ => " exchanged={",
+                        }
+                    )
                     .Append(string.Join(", ", fs.Select(F)))
                     .Append('}');
         }
@@ -121,6 +136,9 @@ public sealed class ShardingRuleBuilder
 
     /// <summary>Makes factor <paramref name="f"/> one that must stay whole.</summary>
     public void Replicate(int f) => _kinds[f] = FactorKind.NeedReplication;
+
+    /// <summary>Makes factor <paramref name="f"/> one the op may split by exchanging between the blocks.</summary>
+    public void Exchange(int f) => _kinds[f] = FactorKind.Exchanged;
 
     /// <summary>Adds an operand whose dimension d is the single factor dims[d] (-1 for none).</summary>
     public ShardingRuleBuilder Operand(params int[] dims) => Operand(Dims(dims));

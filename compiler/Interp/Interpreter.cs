@@ -96,7 +96,7 @@ public static class Interpreter
             case "tensor.slice":
                 return ArrayOps.Slice(x[0], (int)op.IntAttr("axis"), op.IntAttr("start"), op.IntAttr("length"));
             case "tensor.one_hot":
-                return ReferenceKernels.OneHot(op, x[0]);
+                return ReferenceKernels.OneHot(op, x[0], x.Length > 1 ? x[1] : null);
             case "tensor.embedding_grad":
                 return ReferenceKernels.EmbeddingGrad(op, x[0], x[1]);
             case "tensor.sum" or "tensor.mean" or "tensor.max":

@@ -94,19 +94,24 @@ internal static partial class ReferenceKernels
         return Float(op.Result.TensorType, [(float)(total / positions)]);
     }
 
-    /// <summary>Rows of zeros with a one at each label.</summary>
-    public static NDArray OneHot(Operation op, NDArray labels)
+    /// <summary>Rows of zeros with a one at each label; with <paramref name="first"/>, the block of classes from it
+    /// (labels outside the block give rows of zeros, labels outside all <c>total</c> classes an error).</summary>
+    public static NDArray OneHot(Operation op, NDArray labels, NDArray? first = null)
     {
         long c = op.IntAttr("classes");
+        long from = first?.I![0] ?? 0;
+        long total = first == null ? c : op.IntAttr("total");
         var r = new float[labels.Size * c];
         for (long p = 0; p < labels.Size; p++)
         {
             int label = labels.I![p];
-            if (label < 0 || label >= c)
+            if (label < 0 || label >= total)
                 throw new InterpreterException(
-                    $"one_hot: label {label} at position {Position(labels.Shape, p)} is " + $"outside the {c} classes"
+                    $"one_hot: label {label} at position {Position(labels.Shape, p)} is "
+                        + $"outside the {total} classes"
                 );
-            r[p * c + label] = 1f;
+            if (label >= from && label < from + c)
+                r[p * c + label - from] = 1f;
         }
         return Float(op.Result.TensorType, r);
     }

@@ -96,7 +96,14 @@ public static class OpCompute
                 read(0, idx)
             ),
             "tensor.one_hot" => new KSelect(
-                new KCmp("eq", K.To(KType.Index, read(0, idx[..^1])), idx[^1]),
+                new KCmp(
+                    "eq",
+                    K.To(
+                        KType.Index,
+                        op.Operands.Count > 1 ? new KBin("sub", read(0, idx[..^1]), read(1, [])) : read(0, idx[..^1])
+                    ),
+                    idx[^1]
+                ),
                 K.F(1),
                 K.F(0)
             ),

@@ -57,8 +57,47 @@ public sealed class Microbatch : IPass
                         + (split > 1 ? $", {t.Shape[0] / split} per device" : "")
                         + $") does not split into {m} microbatches"
                 );
-            a.Type = t.WithSharding(new Sharding(s.Dims.Select((d, k) => k == 0 ? d.Append(Axis) : d), s.Partial));
+            a.Type = WithMicrobatches(a.TensorType.WithSharding(s));
         }
+        SplitConstraints(func);
         return true;
+    }
+
+    private static TensorType WithMicrobatches(TensorType t) =>
+        t.WithSharding(
+            new Sharding(t.Sharding!.Dims.Select((d, k) => k == 0 ? d.Append(Axis) : d), t.Sharding.Partial)
+        );
+
+    /// <summary>
+    /// A layout the program states for a value computed from the batch (a layer's argument or result annotated
+    /// <c>shard[dp, tp, _]</c>, say) speaks of the whole batch: its first dimension, the batch, is split over the
+    /// microbatches like the inputs are, or the constraint would gather them.
+    /// </summary>
+    private static void SplitConstraints(Operation func)
+    {
+        var entry = func.Regions[0].Entry;
+        var batches = entry.Arguments.Where(a => a.TensorType.Rank > 0).Select(a => a.TensorType.Shape[0]).ToHashSet();
+        var fromBatch = new HashSet<Value>(entry.Arguments, ReferenceEqualityComparer.Instance);
+        foreach (var op in entry.Operations)
+        {
+            if (!op.Operands.Any(fromBatch.Contains))
+                continue;
+            foreach (var r in op.Results)
+                fromBatch.Add(r);
+            // A stated layout (a reshard's, or a pipeline transfer's) on a value of one microbatch: not the
+            // optimizer's, whose values are summed over the batch.
+            if (
+                op.Name is not ("dist.reshard" or "pipe.transfer")
+                || op.GetAttr("phase") is StringAttr { Value: "step" }
+            )
+                continue;
+            foreach (var r in op.Results)
+                if (
+                    r.Type is TensorType { Rank: > 0, Sharding: { } s } t
+                    && batches.Contains(t.Shape[0])
+                    && !s.Dims.SelectMany(d => d).Contains(Axis)
+                )
+                    r.Type = WithMicrobatches(t);
+        }
     }
 }

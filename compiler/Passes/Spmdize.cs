@@ -8,7 +8,8 @@ namespace ParallelCompiler.Passes;
 /// <summary>
 /// <c>spmdize</c>: rewrites the global program into the one program every device runs. Each tensor's global
 /// shape becomes its local block (each dimension divided by the sizes of its axes), shape attributes follow,
-/// each <c>dist.reshard</c> becomes collectives (<see cref="ReshardLowering"/>), and a mean whose reduced
+/// each <c>dist.reshard</c> becomes collectives (<see cref="ReshardLowering"/>), an op that holds a block of a factor
+/// it exchanges over becomes its per-device form (<see cref="ExchangeLowering"/>), and a mean whose reduced
 /// dimensions are split is rescaled so the partial results add up to the global mean. The global layouts stay
 /// visible: arguments and results in the function's <c>arg_layouts</c>/<c>result_layouts</c>, parameters in
 /// their <c>layout</c> attribute; the runtime slices inputs and assembles outputs with them. The program is the
@@ -43,6 +44,11 @@ public sealed class Spmdize : IPass
         var layouts = entry
             .Operations.Where(o => o.Name == "dist.reshard")
             .ToDictionary(o => o, o => Complete(o.Operands[0].TensorType).Sharding!);
+        // Ops that hold a block of a factor they exchange over (vocabulary-parallel softmax and cross-entropy).
+        var exchanged = entry
+            .Operations.Select(o => (Op: o, Axes: ExchangeLowering.SplitAxes(o, mesh)))
+            .Where(x => mesh.Product(x.Axes) > 1)
+            .ToDictionary(x => x.Op, x => x.Axes);
         var ret = entry.Last!;
         func.SetAttr(
             "result_layouts",
@@ -68,7 +74,10 @@ public sealed class Spmdize : IPass
                     Reshard(op, layouts[op], b, mesh);
                     break;
                 default:
-                    Op(op, b, mesh);
+                    if (exchanged.TryGetValue(op, out var axes))
+                        Exchanged(op, axes, b, mesh);
+                    else
+                        Op(op, b, mesh);
                     break;
             }
         }
@@ -131,24 +140,40 @@ public sealed class Spmdize : IPass
             op.SetAttr("shape", Attr.Ints(op.Result.TensorType.Shape));
         if (op.Def is { } def)
             Builder.MergeResultTypes(def, Builder.InferExisting(def, op), op.Results.Select(r => r.Type).ToArray());
-        // A mean over a split dimension: each device's mean covers 1/n of the elements, so it counts 1/n towards the
-        // sum.
-        if (op.Name is "tensor.mean" or "tensor.cross_entropy" && partial.Count > 0)
-        {
-            var r = op.Result;
-            var uses = r.Uses.ToArray();
-            b.SetInsertionPointBefore(op.Next!);
-            var scale = b.CreateValue(
-                "tensor.constant",
-                [],
-                [new("value", Attr.Float(1.0 / mesh.Product(partial)))],
-                TensorType.Scalar(r.TensorType.DType)
-            );
-            var scaled = b.CreateValue("tensor.mul", [r, scale]);
-            scaled.NameHint = r.NameHint;
-            foreach (var (user, index) in uses)
-                user.SetOperand(index, scaled);
-        }
+        if (op.Name is "tensor.mean" or "tensor.cross_entropy")
+            RescaleMean(op.Result, partial, b, mesh);
+    }
+
+    /// <summary>An op that holds a block of a factor it exchanges over: its local form, written out.</summary>
+    private static void Exchanged(Operation op, IReadOnlyList<string> axes, Builder b, DeviceMesh mesh)
+    {
+        var partial = Complete(op.Result.TensorType).Sharding!.Partial;
+        foreach (var r in op.Results)
+            Localize(r, mesh, op);
+        bool mean = op.Name == "tensor.cross_entropy";
+        var v = ExchangeLowering.Expand(op, axes, b, mesh);
+        if (mean)
+            RescaleMean(v, partial, b, mesh);
+    }
+
+    /// <summary>A mean over a split dimension: each device's mean covers 1/n of the elements, so it counts 1/n towards
+    /// the sum.</summary>
+    private static void RescaleMean(Value r, IReadOnlyList<string> partial, Builder b, DeviceMesh mesh)
+    {
+        if (partial.Count == 0)
+            return;
+        var uses = r.Uses.ToArray();
+        b.SetInsertionPointBefore(r.DefiningOp!.Next!);
+        var scale = b.CreateValue(
+            "tensor.constant",
+            [],
+            [new("value", Attr.Float(1.0 / mesh.Product(partial)))],
+            TensorType.Scalar(r.TensorType.DType)
+        );
+        var scaled = b.CreateValue("tensor.mul", [r, scale]);
+        scaled.NameHint = r.NameHint;
+        foreach (var (user, index) in uses)
+            user.SetOperand(index, scaled);
     }
 
     private static void Localize(Value v, DeviceMesh mesh, Operation at)

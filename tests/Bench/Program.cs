@@ -9,6 +9,8 @@ using ParallelCompiler.Syntax;
 // Benchmarks of the compiler. Usage: Bench [frontend|sharding|matmul|all|table1 [ROWS|--source DIR]] [--repeat N]
 // [--example PATH]
 // table1: the cost model against Megatron-LM's Table 1 (Table1.cs); minutes, not in all.
+// selective [ROWS|--source DIR]: sequence parallelism + selective recomputation against full recomputation,
+//   on Korthikanti et al.'s configurations (Korthikanti.cs); minutes, not in all.
 // plan [ROWS] [--full-cost]: the planner on Table 1's models without their plans, against the rows' own plans rated
 //   the same way (PlanTable1.cs); --full-cost also compiles both whole plans and costs them. Minutes, not in all.
 // frontend: parse + lower + verify the transformer of docs/language.md at GPT-3 scale
@@ -103,6 +105,16 @@ if (which == "plan")
     // The planner on every row of Table 1 (PlanTable1.cs); minutes, not in all.
     int rows = args.Length > 1 && int.TryParse(args[1], out int n) ? n : 10;
     PlanTable1.Run(rows, args.Contains("--full-cost"));
+    return;
+}
+
+if (which == "selective")
+{
+    // Sequence parallelism with selective recomputation against full recomputation (Korthikanti.cs); minutes.
+    if (args.Length > 2 && args[1] == "--source")
+        Korthikanti.WriteSources(args[2]);
+    else
+        Korthikanti.Run(args.Length > 1 && int.TryParse(args[1], out int k) ? k : 4);
     return;
 }
 

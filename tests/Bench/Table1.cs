@@ -45,16 +45,30 @@ public static class Table1
         new("1008.0B", 160, 25600, 128, 8, 64, 3072, 3072, 1, 1, 163),
     ];
 
-    internal static string Source(Row r)
+    /// <summary>The row's model. With <paramref name="sequenceParallel"/>, as Korthikanti et al. (2022) run it:
+    /// the blocks' inputs and outputs split along the sequence over tp (layer norms and residuals on 1/t of the
+    /// positions, gathered before the column-parallel weights and reduce-scattered after the row-parallel ones) and
+    /// only the attention core recomputed (selective recomputation); otherwise every block recomputed.</summary>
+    internal static string Source(Row r, bool sequenceParallel = false)
     {
         int dp = r.Gpus / (r.Tp * r.Pp),
             m = r.Batch / (dp * r.Mbs);
         string schedule = r.Chunks > 1 ? $"schedule = \"interleaved\", chunks = {r.Chunks}" : "schedule = \"1f1b\"";
+        string core = sequenceParallel
+            ? """
+                @remat
+                layer core(q: f16[B, NH, S, HD], k: f16[B, NH, HD, S], v: f16[B, NH, S, HD]) -> f16[B, NH, S, HD] {
+                  return softmax(causal_mask(q @ k / sqrt(HD))) @ v;
+                }
+                """
+            : "";
+        string attend = sequenceParallel ? "core(q, k, v)" : "softmax(causal_mask(q @ k / sqrt(HD))) @ v";
+        string activation = sequenceParallel ? "f16[B, S, D] shard[dp, tp, _]" : "f16[B, S, D]";
         return $$"""
             mesh grid[pp = {{r.Pp}}, dp = {{dp}}, tp = {{r.Tp}}];
             const B = {{r.Batch}}; const S = 2048; const D = {{r.H}}; const NH = {{r.Heads}}; const HD = D / NH;
             const V = 51200; const L = {{r.L}};
-            layer attention(x: f16[B, S, D]) -> f16[B, S, D] {
+            {{core}}layer attention(x: f16[B, S, D]) -> f16[B, S, D] {
               param wq: f16[D, D] shard[_, tp];
               param wk: f16[D, D] shard[_, tp];
               param wv: f16[D, D] shard[_, tp];
@@ -62,16 +76,14 @@ public static class Table1
               let q = transpose(reshape(x @ wq, [B, S, NH, HD]), [0, 2, 1, 3]);
               let k = transpose(reshape(x @ wk, [B, S, NH, HD]), [0, 2, 3, 1]);
               let v = transpose(reshape(x @ wv, [B, S, NH, HD]), [0, 2, 1, 3]);
-              let p = softmax(causal_mask(q @ k / sqrt(HD)));
-              return reshape(transpose(p @ v, [0, 2, 1, 3]), [B, S, D]) @ wo;
+              return reshape(transpose({{attend}}, [0, 2, 1, 3]), [B, S, D]) @ wo;
             }
             layer mlp(x: f16[B, S, D]) -> f16[B, S, D] {
               param w1: f16[D, 4 * D] shard[_, tp];
               param w2: f16[4 * D, D] shard[tp, _];
               return gelu(x @ w1) @ w2;
             }
-            @remat
-            layer block(x: f16[B, S, D]) -> f16[B, S, D] {
+            {{(sequenceParallel ? "" : "@remat\n")}}layer block(x: {{activation}}) -> {{activation}} {
               param g1: f16[D] = ones;  param b1: f16[D] = zeros;
               param g2: f16[D] = ones;  param b2: f16[D] = zeros;
               let h = x + attention(layernorm(x, g1, b1));
@@ -100,11 +112,23 @@ public static class Table1
 
     /// <summary>Megatron-LM as the paper ran it reduced the data-parallel gradients after the step's backward
     /// (its local DDP), not under it.</summary>
-    private const GradientSync Sync = GradientSync.AfterBackward;
+    internal const GradientSync Sync = GradientSync.AfterBackward;
 
     /// <summary>The paper's FLOPs of one step: 96 B s l h^2 (1 + s/6h + V/16lh).</summary>
     internal static double PaperFlops(Row r) =>
         96.0 * r.Batch * 2048 * r.L * (double)r.H * r.H * (1 + 2048.0 / (6 * r.H) + 51200.0 / (16.0 * r.L * r.H));
+
+    /// <summary>A model compiled through the whole default pipeline, as <c>mplc compile</c> does.</summary>
+    internal static Operation Compile(string name, string source, PassRegistry registry)
+    {
+        var module = Compilation.FrontEnd(
+            new SourceText(name, source),
+            new ParallelCompiler.Lowering.CompileOptions(),
+            new DiagnosticBag()
+        );
+        Compilation.RunPipeline(module, Pipelines.Create().Add(Pipelines.Backend), new IRPrintingOptions(), registry);
+        return module;
+    }
 
     /// <summary>Compiles every row (or the first <paramref name="rows"/>), fits the efficiencies on two rows, prints
     /// the table.</summary>
@@ -116,17 +140,7 @@ public static class Table1
         foreach (var r in Rows.Take(rows))
         {
             var sw = Stopwatch.StartNew();
-            var module = Compilation.FrontEnd(
-                new SourceText($"table1-{r.Name}.mpl", Source(r)),
-                new ParallelCompiler.Lowering.CompileOptions(),
-                new DiagnosticBag()
-            );
-            Compilation.RunPipeline(
-                module,
-                Pipelines.Create().Add(Pipelines.Backend),
-                new IRPrintingOptions(),
-                registry
-            );
+            var module = Compile($"table1-{r.Name}.mpl", Source(r), registry);
             CostModel.Of(module, cluster, Sync);
             compiled.Add((r, module, sw.Elapsed.TotalSeconds));
             Console.Error.WriteLine($"compiled and costed {r.Name} in {sw.Elapsed.TotalSeconds:F1} s");

@@ -57,8 +57,10 @@ public sealed class SliceOp : OpDef
     }
 }
 
-/// <summary><c>tensor.one_hot %labels {classes} : -> T</c>: 1 at each label's class, 0 elsewhere; result labels.shape +
-/// [classes] of the given float type.</summary>
+/// <summary><c>tensor.one_hot %labels [, %first] {classes [, total]} : -> T</c>: 1 at each label's class, 0 elsewhere;
+/// result labels.shape + [classes] of the given float type. With <c>%first</c> (an i32 scalar) it is the block of
+/// classes first to first + classes - 1 of one-hot rows over <c>total</c> classes: a label outside the block gives a
+/// row of zeros (a device's block of a vocabulary-split one-hot).</summary>
 public sealed class OneHotOp : OpDef
 {
     /// <inheritdoc/>
@@ -71,12 +73,22 @@ public sealed class OneHotOp : OpDef
     public override int MinOperands => 1;
 
     /// <inheritdoc/>
+    public override int MaxOperands => 2;
+
+    /// <inheritdoc/>
     public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
     {
         var labels = sig.Operands[0];
         if (labels.DType != DType.I32)
             throw sig.Error($"labels must be i32, got {labels.ToSourceString()}");
         long classes = sig.Int("classes");
+        if (sig.Operands.Count == 2)
+        {
+            if (sig.Operands[1].DType != DType.I32 || sig.Operands[1].Rank != 0)
+                throw sig.Error($"the first class must be an i32 scalar, got {sig.Operands[1].ToSourceString()}");
+            if (sig.Int("total") < classes)
+                throw sig.Error($"a block of {classes} classes does not fit in {sig.Int("total")}");
+        }
         var t = sig.GivenTensor();
         sig.RequireFloat(t, "the result");
         if (!t.Shape.SequenceEqual(labels.Shape.Append(classes)))
@@ -84,13 +96,20 @@ public sealed class OneHotOp : OpDef
         return [t];
     }
 
-    /// <summary>Positions are parallel; the classes are indexed by the labels, so they stay whole.</summary>
+    /// <summary>Positions are parallel. A device may hold a block of the classes: spmdize gives it the block's
+    /// first class.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
         var b = new ShardingRuleBuilder();
         var pos = b.Factors(sig.Operands[0].Shape);
-        int c = b.Factor(results[0].Shape[^1], FactorKind.NeedReplication);
-        return b.Operand(pos).Result([.. pos, c]).Build();
+        int c = b.Factor(
+            results[0].Shape[^1],
+            sig.Operands.Count == 1 ? FactorKind.Exchanged : FactorKind.NeedReplication
+        );
+        b.Operand(pos);
+        if (sig.Operands.Count == 2)
+            b.Operand(Array.Empty<int>());
+        return b.Result([.. pos, c]).Build();
     }
 }
 

@@ -28,9 +28,10 @@ public sealed class SoftmaxOp : OpDef
         return [sig.Operands[0].WithSharding(null)];
     }
 
-    /// <summary>Pointwise except along the axis, which every device needs whole.</summary>
+    /// <summary>Pointwise except along the axis, which a device may hold a block of: the maximum and the sum over
+    /// it are then exchanged (all-reduced) between the blocks.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results) =>
-        ShardingRules.Pointwise(results[0].Shape, (int)sig.Int("axis"));
+        ShardingRules.PointwiseExchanged(results[0].Shape, (int)sig.Int("axis"));
 }
 
 /// <summary><c>tensor.layernorm %x, %g, %b {eps}</c>: normalise over the last axis, then scale by g and shift by
@@ -203,14 +204,15 @@ public sealed class CrossEntropyOp : OpDef
         return [TensorType.Scalar(logits.DType)];
     }
 
-    /// <summary>Positions are reductions (the mean splits into partial sums); labels index the classes, needed
-    /// whole.</summary>
+    /// <summary>Positions are reductions (the mean splits into partial sums). A device may hold a block of the
+    /// classes (vocabulary-parallel cross-entropy): the maximum, the sum of exponentials and the labels' logits are
+    /// then exchanged between the blocks, so the loss is complete over their axes.</summary>
     public override ShardingRule? GetShardingRule(OpSignature sig, IReadOnlyList<TensorType> results)
     {
         var logits = sig.Operands[0];
         var b = new ShardingRuleBuilder();
         var pos = b.Factors(logits.Shape.Take(logits.Rank - 1).ToArray(), FactorKind.Reduction);
-        int classes = b.Factor(logits.Shape[^1], FactorKind.NeedReplication);
+        int classes = b.Factor(logits.Shape[^1], FactorKind.Exchanged);
         return b.Operand([.. pos, classes]).Operand(pos).Result().Build();
     }
 }

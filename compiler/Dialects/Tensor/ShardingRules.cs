@@ -10,6 +10,16 @@ public static class ShardingRules
     public static ShardingRule Pointwise(IReadOnlyList<long> shape, params int[] wholeAxes) =>
         Build(shape, 1, wholeAxes);
 
+    /// <summary>A one-operand pointwise rule except along <paramref name="axis"/>, which the op may split by
+    /// exchanging between the blocks (<see cref="FactorKind.Exchanged"/>).</summary>
+    public static ShardingRule PointwiseExchanged(IReadOnlyList<long> shape, int axis)
+    {
+        var b = new ShardingRuleBuilder();
+        var f = b.Factors(shape);
+        b.Exchange(f[axis]);
+        return b.Operand(f).Result(f).Build();
+    }
+
     /// <summary>An op without operands (a constant, a parameter): one factor per result dimension.</summary>
     public static ShardingRule Source(IReadOnlyList<long> shape) => Build(shape, 0, []);
 

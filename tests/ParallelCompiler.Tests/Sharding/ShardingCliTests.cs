@@ -77,7 +77,7 @@ public class ShardingCliTests
             """
             mesh m[tp = 2];
             model f(x: f32[8, 64] shard[_, tp]) -> f32[8, 64] {
-              return softmax(x, axis = -1);
+              return causal_mask(x);
             }
             """
         );

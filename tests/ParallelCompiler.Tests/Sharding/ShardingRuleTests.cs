@@ -51,11 +51,19 @@ public class ShardingRuleTests
         );
 
     [Fact]
-    public void SoftmaxNeedsItsAxisWholeAndBroadcastOperandsHaveNoFactor()
+    public void SoftmaxExchangesOverItsAxisAndBroadcastOperandsHaveNoFactor()
     {
         Assert.Equal(
-            "([a, b]) -> ([a, b]) {a=8, b=16} replicated={b}",
+            "([a, b]) -> ([a, b]) {a=8, b=16} exchanged={b}",
             Rule("tensor.softmax", [T(8, 16)], new() { ["axis"] = Attr.Int(-1) }).ToString()
+        );
+        Assert.Equal(
+            "([a, b], [a]) -> ([]) {a=8, b=16} reduction={a} exchanged={b}",
+            Rule("tensor.cross_entropy", [T(8, 16), new TensorType(DType.I32, [8])]).ToString()
+        );
+        Assert.Equal(
+            "([a, b]) -> ([a, b]) {a=8, b=16} replicated={a, b}",
+            Rule("tensor.causal_mask", [T(8, 16)]).ToString()
         );
         Assert.Equal("([a, b], [b]) -> ([a, b]) {a=8, b=16}", Rule("tensor.add", [T(8, 16), T(16)]).ToString());
         Assert.Equal("([a, b], [_, b]) -> ([a, b]) {a=8, b=16}", Rule("tensor.add", [T(8, 16), T(1, 16)]).ToString());
