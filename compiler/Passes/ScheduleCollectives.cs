@@ -42,7 +42,10 @@ public sealed class ScheduleCollectives : IPass
     public bool Run(Operation module)
     {
         if (BucketMb < 0)
-            throw new PipelineException($"schedule-collectives: bucket-mb must be at least 0, got {BucketMb}");
+            throw new PassInputException(
+                module.Location,
+                $"schedule-collectives: bucket-mb must be at least 0, got {BucketMb}"
+            );
         if (!module.IsSpmd() || module.GetAttr("train") == null)
             return false;
         bool changed = false;
