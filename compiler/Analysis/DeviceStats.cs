@@ -87,6 +87,11 @@ public sealed class DeviceStats
         foreach (var op in ops)
         foreach (var v in op.Operands)
             lastUse[v] = op;
+        // A started collective reads its operands until its wait.
+        foreach (var wait in ops.Where(o => o.Name == "dist.wait"))
+        foreach (var v in Dialects.Dist.WaitOpDef.StartOf(wait).Operands)
+            if (ReferenceEquals(lastUse[v], Dialects.Dist.WaitOpDef.StartOf(wait)))
+                lastUse[v] = wait;
         long live = entry.Arguments.Sum(a => Bytes(a.TensorType)),
             peak = live;
         foreach (var op in ops)
@@ -190,9 +195,12 @@ public sealed class DeviceStats
 
     private static void Communication(Operation op, DeviceMesh mesh, int rank, DeviceStats s, int times)
     {
-        if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0)
+        if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0 || op.Name == "dist.wait")
             return;
-        double inBytes = Bytes(op.OperandType(0));
+        // A started bucket sends what its collectives would, under the synchronous op's name.
+        var start = op.Def as Dialects.Dist.CollectiveStartOpDef;
+        double inBytes = start == null ? Bytes(op.OperandType(0)) : op.Operands.Sum(v => Bytes((TensorType)v.Type));
+        string opName = start?.SyncName ?? op.Name;
         // The microbatch axis runs in time on this device: summing over it sends nothing.
         var axes = op.GetAttr("axes") is ArrayAttr a
             ? a.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray()
@@ -200,10 +208,10 @@ public sealed class DeviceStats
         if (axes is { Length: 0 })
             return;
         double n = axes != null ? mesh.Product(axes) : mesh.DeviceCount;
-        double sent = op.Name switch
+        double sent = opName switch
         {
             "dist.all_reduce" or "dist.all_gather" or "dist.reduce_scatter" or "dist.all_to_all" => RingBytesSent(
-                op.Name,
+                opName,
                 n,
                 inBytes
             ),
@@ -216,7 +224,7 @@ public sealed class DeviceStats
             "pipe.send" => inBytes,
             _ => 0,
         };
-        var name = op.Name == "pipe.send" ? "pipe send" : op.Name[5..];
+        var name = op.Name == "pipe.send" ? "pipe send" : opName[5..];
         var (count, bytes) = s.Collectives.GetValueOrDefault(name);
         s.Collectives[name] = (count + times, bytes + sent * times);
     }

@@ -59,6 +59,34 @@ public static class DeviceProgramBuilder
                 case "dist.all_reduce":
                     code.Add(Coll(CollectiveKind.AllReduce));
                     break;
+                case "dist.all_reduce_start" or "dist.reduce_scatter_start":
+                    code.Add(
+                        new StartInstr(
+                            op.Name,
+                            where,
+                            op.Name == "dist.all_reduce_start"
+                                ? CollectiveKind.AllReduce
+                                : CollectiveKind.ReduceScatter,
+                            ((ArrayAttr)op.GetAttr("axes")!).AsStrings(),
+                            op.GetAttr("dim") is IntAttr dim ? (int)dim.Value : 0,
+                            op.GetAttr("reduction") is StringAttr { Value: "max" } ? ReduceKind.Max : ReduceKind.Sum,
+                            op.Operands.Select(Slot).ToArray(),
+                            Slot(op.Results[0])
+                        )
+                    );
+                    break;
+                case "dist.wait":
+                    var started = WaitOpDef.StartOf(op);
+                    code.Add(
+                        new WaitInstr(
+                            op.Name,
+                            where,
+                            Slot(started.Results[0]),
+                            started.Operands.Select(Slot).ToArray(),
+                            op.Results.Select(Slot).ToArray()
+                        )
+                    );
+                    break;
                 case "dist.all_gather":
                     code.Add(Coll(CollectiveKind.AllGather, (int)op.IntAttr("dim")));
                     break;

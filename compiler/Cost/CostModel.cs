@@ -147,7 +147,7 @@ public static class CostModel
             string key =
                 $"{op.Name}|{(op.GetAttr("axes") is ArrayAttr a ? string.Join(",", a.AsStrings()) : "")}|"
                 + $"{(op.GetAttr("axis") is StringAttr x ? x.Value : "")}|"
-                + $"{(op.Operands.Count > 0 ? op.OperandType(0).ToString() : "")}";
+                + string.Join(",", op.Operands.Select(v => v.Type.ToString()));
             if (!collectiveCache.TryGetValue(key, out var c))
                 collectiveCache[key] = c = Collective(op, physical, cluster);
             return c;
@@ -180,6 +180,15 @@ public static class CostModel
                 StringComparer.Ordinal
             ))
             .ToArray();
+        // Started collectives run on a communication stream beside the compute of their stage and phase (per
+        // microbatch): each lane's clock, when its stream is next free, and when each start's collective ends. A wait
+        // costs only what is left of its collective (the exposed part).
+        var lanes = new Dictionary<string, (double Now, double CommFree)>(StringComparer.Ordinal);
+        var inFlight = new Dictionary<Operation, (double End, string Kind)>(ReferenceEqualityComparer.Instance);
+        var asyncOn = Enumerable
+            .Range(0, p)
+            .Select(_ => new Dictionary<string, (double Seconds, double Exposed)>(StringComparer.Ordinal))
+            .ToArray();
         foreach (var op in entry.Operations)
         {
             int stage = op.GetAttr("stage") is IntAttr st ? (int)st.Value : 0;
@@ -188,16 +197,34 @@ public static class CostModel
             int times = pipeline == null || once ? 1 : m;
             double seconds;
             bool isComm = op.Dialect is "dist" or "pipe";
-            if (isComm)
+            string lane = $"{stage}|{phase}";
+            var (now, free) = lanes.GetValueOrDefault(lane);
+            // Costed after the backward, a started collective is gradient synchronisation like a blocking one.
+            bool started = gradientSync == GradientSync.Overlapped;
+            if (op.Name == Dialects.Dist.WaitOpDef.OpName && !started)
+                continue;
+            if (op.Name == Dialects.Dist.WaitOpDef.OpName)
+            {
+                var (end, kind) = inFlight[Dialects.Dist.WaitOpDef.StartOf(op)];
+                seconds = Math.Max(0, end - now);
+                lanes[lane] = (now + seconds, free);
+                var a = asyncOn[stage % p].GetValueOrDefault(kind);
+                asyncOn[stage % p][kind] = (a.Seconds, a.Exposed + seconds * times);
+                comm[stage % p] += seconds * times;
+                if (seconds == 0)
+                    continue;
+            }
+            else if (isComm)
             {
                 // devices are numbered without the microbatch axis
                 var (kind, bytes, secs) = CollectiveOnce(op);
                 if (kind == null)
                     continue;
                 seconds = secs;
+                bool async = op.Def is Dialects.Dist.CollectiveStartOpDef && started;
                 // A collective of every microbatch (the gather of a sequence-parallel activation for a weight's
                 // gradient) runs in that microbatch's backward, even when only the optimizer reads what it feeds.
-                bool overlapped = sync.Contains(op) && times == 1;
+                bool overlapped = sync.Contains(op) && times == 1 && !async;
                 var mine = collectives[stage % p];
                 var c = mine.GetValueOrDefault(kind);
                 mine[kind] = (
@@ -206,6 +233,15 @@ public static class CostModel
                     c.Seconds + secs * times,
                     c.Sync + (overlapped ? secs * times : 0)
                 );
+                if (async)
+                {
+                    double begin = Math.Max(now, free);
+                    inFlight[op] = (begin + secs, kind);
+                    lanes[lane] = (now, begin + secs);
+                    var a = asyncOn[stage % p].GetValueOrDefault(kind);
+                    asyncOn[stage % p][kind] = (a.Seconds + secs * times, a.Exposed);
+                    continue;
+                }
                 comm[stage % p] += secs * times;
                 if (overlapped)
                 {
@@ -213,6 +249,8 @@ public static class CostModel
                     syncStarted = true;
                     continue;
                 }
+                // A blocking collective is on the compute clock (its own channel: it does not queue behind a bucket).
+                lanes[lane] = (now + secs, free);
             }
             else
             {
@@ -234,6 +272,7 @@ public static class CostModel
                     was.MemoryBound + (k.MemoryBound ? times : 0)
                 );
                 busy[stage % p] += seconds * times;
+                lanes[lane] = (now + seconds, free);
                 if (syncStarted)
                     computeAfterSync += seconds; // after the first sync op: the last microbatch only
             }
@@ -318,12 +357,13 @@ public static class CostModel
             .Select(c =>
             {
                 double exposedSync = syncSeconds > 0 ? c.Value.Sync * (1 - hidden / syncSeconds) : 0;
+                var a = asyncOn[critical].GetValueOrDefault(c.Key);
                 return new CollectiveCost(
                     c.Key,
                     c.Value.Count,
                     c.Value.Bytes,
                     c.Value.Seconds,
-                    c.Value.Seconds - c.Value.Sync + exposedSync
+                    c.Value.Seconds - c.Value.Sync - a.Seconds + exposedSync + a.Exposed
                 );
             })
             .ToList();
@@ -503,9 +543,17 @@ public static class CostModel
         Cluster cluster
     )
     {
-        if (op.Operands.Count == 0 || op.Name is "dist.all_slice" or "pipe.recv" or "pipe.schedule" or "dist.recv")
+        if (
+            op.Operands.Count == 0
+            || op.Name is "dist.all_slice" or "pipe.recv" or "pipe.schedule" or "dist.recv" or "dist.wait"
+        )
             return (null, 0, 0);
-        double m = (double)op.OperandType(0).NumElements * op.OperandType(0).DType.Size();
+        // A started bucket is one collective of all its operands.
+        var start = op.Def as Dialects.Dist.CollectiveStartOpDef;
+        double m =
+            start == null
+                ? (double)op.OperandType(0).NumElements * op.OperandType(0).DType.Size()
+                : op.Operands.Sum(v => (double)((TensorType)v.Type).NumElements * ((TensorType)v.Type).DType.Size());
         if (op.Name is "pipe.send" or "dist.send" or "dist.collective_permute")
         {
             // Point to point: one message on the link between the two devices (across nodes unless the peer is in this
@@ -521,8 +569,9 @@ public static class CostModel
         int n = (int)mesh.Product(axes);
         if (n <= 1)
             return (null, 0, 0);
-        string kind = op.Name[5..];
-        double sent = DeviceStats.RingBytesSent(op.Name, n, m);
+        string name = start?.SyncName ?? op.Name;
+        string kind = name[5..];
+        double sent = DeviceStats.RingBytesSent(name, n, m);
         return (kind, sent, CollectiveSeconds(kind, m, mesh.Group(0, axes), cluster));
     }
 

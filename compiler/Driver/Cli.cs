@@ -37,6 +37,15 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
     {
         Description = "ZeRO stage for training: 1 splits the optimizer state over the data-parallel axis",
     };
+    private readonly Option<double?> _bucketMb = new("--bucket-mb")
+    {
+        Description =
+            "training: most MiB of gradients one started all-reduce carries (schedule-collectives; default 25)",
+    };
+    private readonly Option<bool> _syncCollectives = new("--sync-collectives")
+    {
+        Description = "training: keep gradient all-reduces blocking where they are (no schedule-collectives)",
+    };
     private bool _isVerbose;
     private string[] _args = [];
 
@@ -140,7 +149,7 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
         c.Options.Add(emit);
         c.Options.Add(gpu);
         c.Options.Add(cpu);
-        c.Options.Add(_zero);
+        AddPipelineOptions(c);
         AddFrontEndOptions(c);
         _ir.AddTo(c);
         c.SetAction(r =>
@@ -322,13 +331,36 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
         if (zero is not (0 or 1))
             throw new UserErrorException($"--zero must be 0 or 1, got {zero}");
         if (r.GetValue(_ir.Pipeline) is { } given)
+        {
+            if (r.GetValue(_bucketMb) != null || r.GetValue(_syncCollectives))
+                throw new UserErrorException(
+                    "--bucket-mb and --sync-collectives apply to the default pipeline; with --pass-pipeline write "
+                        + "schedule-collectives{bucket-mb=N} or leave it out"
+                );
             return zero == 0
                 ? ParsePipeline(given)
                 : throw new UserErrorException(
                     "--zero applies to the default pipeline; with --pass-pipeline write " + "optimizer{zero=1}"
                 );
+        }
         var pipeline = Pipelines.Create();
-        return zero == 0 ? pipeline : pipeline.Set("optimizer", "zero", zero);
+        if (zero != 0)
+            pipeline.Set("optimizer", "zero", zero);
+        if (r.GetValue(_bucketMb) is { } mb)
+        {
+            if (mb < 0 || double.IsNaN(mb))
+                throw new UserErrorException($"--bucket-mb must be at least 0, got {mb}");
+            pipeline.Set("schedule-collectives", "bucket-mb", mb);
+        }
+        return r.GetValue(_syncCollectives) ? pipeline.Remove("schedule-collectives") : pipeline;
+    }
+
+    /// <summary>The options that edit the default pipeline's passes.</summary>
+    private void AddPipelineOptions(Command c)
+    {
+        c.Options.Add(_zero);
+        c.Options.Add(_bucketMb);
+        c.Options.Add(_syncCollectives);
     }
 
     private static PipelineBuilder ParsePipeline(string text)

@@ -28,7 +28,7 @@ public sealed partial class Cli
         c.Options.Add(cluster);
         c.Options.Add(json);
         c.Options.Add(gradSync);
-        c.Options.Add(_zero);
+        AddPipelineOptions(c);
         AddFrontEndOptions(c);
         c.SetAction(r =>
             Guard(() =>

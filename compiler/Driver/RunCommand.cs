@@ -85,7 +85,7 @@ public sealed partial class Cli
         c.Options.Add(timeout);
         c.Options.Add(steps);
         c.Options.Add(saveParams);
-        c.Options.Add(_zero);
+        AddPipelineOptions(c);
         c.Options.Add(parameters);
         c.Options.Add(output);
         c.Options.Add(seed);

@@ -192,6 +192,16 @@ public sealed class Operation
         Block?.Unlink(this);
     }
 
+    /// <summary>Moves this operation, with its uses, to just before <paramref name="before"/> in that op's
+    /// block.</summary>
+    public void MoveBefore(Operation before)
+    {
+        if (ReferenceEquals(before, this))
+            return;
+        Block?.Unlink(this);
+        before.Block!.InsertBefore(this, before);
+    }
+
     /// <summary>Drops all operand uses, including those of nested operations.</summary>
     private void DropOperands()
     {

@@ -26,6 +26,7 @@ public static class CompilerServices
         services.AddPass<ShardingPropagation>();
         services.AddPass<InsertReshards>();
         services.AddPass<Spmdize>();
+        services.AddPass<ScheduleCollectives>();
         services.AddSingleton<PassRegistry>();
         return services.BuildServiceProvider();
     }

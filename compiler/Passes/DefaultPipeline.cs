@@ -29,6 +29,7 @@ public static class Pipelines
         "pipeline-scatter-gather", // replicated activations cross stages in slices, gathered after (explicit too)
         "spmdize", // everything after it sees one device's program with explicit collectives
         "pipeline-schedule", // on the per-device program: stage and phase of every op, sends/receives, task order
+        "schedule-collectives", // training: gradient syncs start when the gradient exists, waited for by the update
     ];
 
     /// <summary>What the back end appends to the default pipeline before generating code.</summary>

@@ -42,6 +42,29 @@ public interface ICommunicator<T>
     /// source's <paramref name="x"/>, every other device zeros of <paramref name="x"/>'s shape.</summary>
     T CollectivePermute(T x, IReadOnlyList<(int Source, int Target)> pairs, CollectiveSite site);
 
+    /// <summary>
+    /// Starts the all-reduce of each of <paramref name="xs"/> (a bucket) and returns without waiting for the group;
+    /// the device goes on computing until <see cref="PendingCollective{T}.Wait"/>. Each array is reduced exactly as
+    /// <see cref="AllReduce"/> would, and the started collective takes its place among the group's collectives
+    /// where it starts. The inputs must stay alive until the wait. A back end without asynchronous collectives
+    /// runs them at once (the default).
+    /// </summary>
+    PendingCollective<T> StartAllReduce(
+        IReadOnlyList<T> xs,
+        IReadOnlyList<string> axes,
+        ReduceKind kind,
+        CollectiveSite site
+    ) => PendingCollective<T>.Done(xs.Select(x => AllReduce(x, axes, kind, site)).ToArray());
+
+    /// <summary>Starts the reduce-scatter of each of <paramref name="xs"/> along <paramref name="dim"/>, as <see
+    /// cref="StartAllReduce"/> starts all-reduces.</summary>
+    PendingCollective<T> StartReduceScatter(
+        IReadOnlyList<T> xs,
+        IReadOnlyList<string> axes,
+        int dim,
+        CollectiveSite site
+    ) => PendingCollective<T>.Done(xs.Select(x => ReduceScatter(x, axes, dim, site)).ToArray());
+
     /// <summary>Sends a copy of <paramref name="x"/> to global rank <paramref name="peer"/> without waiting; messages
     /// from one device to another with the same <paramref name="tag"/> arrive in the order sent.</summary>
     void Send(T x, int peer, CollectiveSite site, int tag = 0);

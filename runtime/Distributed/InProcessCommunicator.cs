@@ -36,6 +36,53 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
     }
 
     /// <inheritdoc/>
+    public PendingCollective<T> StartAllReduce(
+        IReadOnlyList<T> xs,
+        IReadOnlyList<string> axes,
+        ReduceKind kind,
+        CollectiveSite site
+    )
+    {
+        ArgumentNullException.ThrowIfNull(xs);
+        var (group, key, span) = GroupOf(axes, site);
+        if (kind is not (ReduceKind.Sum or ReduceKind.Max))
+            throw _check.Bad(site, span, $"unknown reduction {kind}");
+        string what = $"all_reduce({(kind == ReduceKind.Sum ? "sum" : "max")})";
+        var parts = new List<Func<(T, long)>>();
+        foreach (var x in xs)
+        {
+            _check.Array(x, site, span);
+            var reduction = new Reduction(kind, -1);
+            parts.Add(Begin(site, group, key, span, x, what, ys => CollectiveMath.AllReduce(Ops, ys, kind), reduction));
+        }
+        return new PendingCollective<T>(parts);
+    }
+
+    /// <inheritdoc/>
+    public PendingCollective<T> StartReduceScatter(
+        IReadOnlyList<T> xs,
+        IReadOnlyList<string> axes,
+        int dim,
+        CollectiveSite site
+    )
+    {
+        ArgumentNullException.ThrowIfNull(xs);
+        var (group, key, span) = GroupOf(axes, site);
+        var parts = new List<Func<(T, long)>>();
+        foreach (var x in xs)
+        {
+            int d = _check.Dim(x, dim, "dim", site, span);
+            _check.Divisible(x, d, group.Length, site, span);
+            string what = $"reduce_scatter(dim {d})";
+            var reduction = new Reduction(ReduceKind.Sum, d);
+            parts.Add(
+                Begin(site, group, key, span, x, what, ys => CollectiveMath.ReduceScatter(Ops, ys, d), reduction)
+            );
+        }
+        return new PendingCollective<T>(parts);
+    }
+
+    /// <inheritdoc/>
     public T AllGather(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
     {
         var (group, key, span) = GroupOf(axes, site);
@@ -141,11 +188,28 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         string what,
         Func<T[], T[]> compute,
         Reduction? reduction = null
+    ) => Begin(site, group, key, span, x, what, compute, reduction)().Value;
+
+    /// <summary>Arrives at the collective and returns what waits for this member's result (and when the collective
+    /// completed); across processes it completes here.</summary>
+    private Func<(T Value, long Completed)> Begin(
+        CollectiveSite site,
+        int[] group,
+        string key,
+        string span,
+        T x,
+        string what,
+        Func<T[], T[]> compute,
+        Reduction? reduction = null
     )
     {
         // With one member every collective is the identity; a copy keeps results from aliasing inputs.
         if (group.Length == 1)
-            return Ops.Copy(x);
+        {
+            var copy = Ops.Copy(x);
+            long now = System.Diagnostics.Stopwatch.GetTimestamp();
+            return () => (copy, now);
+        }
         string signature = $"{what} on [{string.Join(", ", group)}] of {x.TypeString}";
         string display = $"{what} {span} of {x.TypeString}";
         var call = new CollectiveCall<T>(rank, site, group, signature, display, span, compute);
@@ -162,7 +226,14 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         }
         long sequence = _sequence.GetValueOrDefault(key);
         _sequence[key] = sequence + 1;
-        return world.Collective(call, key, sequence, x);
+        if (world.Link != null)
+        {
+            // A collective through the link completes in the call: the link serves one collective at a time.
+            var result = world.Collective(call, key, sequence, x);
+            long now = System.Diagnostics.Stopwatch.GetTimestamp();
+            return () => (result, now);
+        }
+        return world.Arrive(call, key, sequence, x);
     }
 
     private bool IsRemote(int peer) => world.Link is { } l && (peer < l.First || peer >= l.First + l.Count);

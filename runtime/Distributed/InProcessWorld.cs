@@ -190,7 +190,16 @@ public class InProcessWorld<T> : IDisposable
     /// collective of the group whose sorted ranks are <paramref name="groupKey"/>. Blocks until every member has
     /// arrived, then returns this member's result.
     /// </summary>
-    internal T Collective(CollectiveCall<T> call, string groupKey, long sequence, T x)
+    internal T Collective(CollectiveCall<T> call, string groupKey, long sequence, T x) =>
+        Arrive(call, groupKey, sequence, x)().Value;
+
+    /// <summary>
+    /// Arrives at collective <paramref name="call"/> like <see cref="Collective"/> without waiting for the other
+    /// members: the returned function waits, then gives this member's result and when the collective completed
+    /// (a <see cref="System.Diagnostics.Stopwatch"/> timestamp). A disagreement with a member already there fails
+    /// here.
+    /// </summary>
+    internal Func<(T Value, long Completed)> Arrive(CollectiveCall<T> call, string groupKey, long sequence, T x)
     {
         int[] group = call.Group;
         int me = Array.IndexOf(group, call.Rank);
@@ -235,17 +244,22 @@ public class InProcessWorld<T> : IDisposable
                     rv.Done.Set();
                     throw;
                 }
+                rv.CompletedAt = System.Diagnostics.Stopwatch.GetTimestamp();
                 rv.Done.Set();
             }
         }
-        Wait(rv, call);
-        T result = rv.Results![me];
-        if (Interlocked.Increment(ref rv.Collected) == group.Length)
+        return () =>
         {
-            _rendezvous.TryRemove(key, out _);
-            rv.Done.Dispose();
-        }
-        return result;
+            Wait(rv, call);
+            T result = rv.Results![me];
+            long completed = rv.CompletedAt;
+            if (Interlocked.Increment(ref rv.Collected) == group.Length)
+            {
+                _rendezvous.TryRemove(key, out _);
+                rv.Done.Dispose();
+            }
+            return (result, completed);
+        };
     }
 
     private void Wait(Rendezvous<T> rv, CollectiveCall<T> call)

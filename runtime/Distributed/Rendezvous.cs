@@ -25,6 +25,9 @@ internal sealed class Rendezvous<T>(int size)
     /// <summary>How many members have taken their result; the last one retires the rendezvous.</summary>
     public int Collected;
 
+    /// <summary>When the results were computed (a <see cref="System.Diagnostics.Stopwatch"/> timestamp).</summary>
+    public long CompletedAt;
+
     /// <summary>Each member's result, by group position, once all arrived.</summary>
     public T[]? Results;
 

@@ -100,6 +100,26 @@ public sealed record CollectiveInstr(
     int Output
 ) : Instruction(Op, Where);
 
+/// <summary>Start a collective (<see cref="CollectiveKind.AllReduce"/> or <see cref="CollectiveKind.ReduceScatter"/>)
+/// on each of the <paramref name="Inputs"/> without waiting; the <see cref="WaitInstr"/> with the same <paramref
+/// name="Handle"/> gives the results.</summary>
+public sealed record StartInstr(
+    string Op,
+    string Where,
+    CollectiveKind Kind,
+    string[] Axes,
+    int Dim,
+    ReduceKind Reduce,
+    int[] Inputs,
+    int Handle
+) : Instruction(Op, Where);
+
+/// <summary>Wait for the collective started with <paramref name="Handle"/> and put its results in <paramref
+/// name="Outputs"/>; <paramref name="Holds"/> (the start's inputs, which the collective reads) live until
+/// here.</summary>
+public sealed record WaitInstr(string Op, string Where, int Handle, int[] Holds, int[] Outputs)
+    : Instruction(Op, Where);
+
 /// <summary>Send a slot to the device <paramref name="Shift"/> steps along <paramref name="Axis"/> (nothing beyond the
 /// edge).</summary>
 public sealed record SendInstr(string Op, string Where, string Axis, int Shift, int Input) : Instruction(Op, Where);
@@ -162,8 +182,16 @@ public sealed class DeviceProgram(
             SendInstr s => [s.Input],
             UpdateInstr u => [u.Input],
             PipeSendInstr t => [t.Input],
+            StartInstr t => t.Inputs,
+            WaitInstr w => w.Holds,
             _ => [],
         };
+
+    /// <summary>Every slot an instruction writes (a wait writes one per started array).</summary>
+    public static IEnumerable<int> Outputs(Instruction i) =>
+        i is WaitInstr w ? w.Outputs
+        : Writes(i) is int o ? [o]
+        : [];
 
     /// <summary>The slot an instruction writes, or null.</summary>
     public static int? Writes(Instruction i) =>

@@ -31,6 +31,7 @@ public static class Executor
         if (program.PipelineAxis != null)
             throw new ExecutionException("a pipelined program runs through the " + "PipelineExecutor");
         var slots = new T?[program.NumSlots];
+        var pending = new StartedCollectives<T>(trace, comm.Rank);
         for (int step = 0; step < program.Instructions.Count; step++)
         {
             var ins = program.Instructions[step];
@@ -43,7 +44,8 @@ public static class Executor
                 inputs,
                 parameter,
                 update,
-                trace
+                trace,
+                pending
             );
             foreach (int dead in program.LastUses[step])
             {
@@ -69,13 +71,14 @@ public static class Executor
         IReadOnlyList<NDArray> inputs,
         Func<string, NDArray> parameter,
         Action<string, NDArray>? update,
-        Trace? trace
+        Trace? trace,
+        StartedCollectives<T> pending
     )
         where T : class, IArray
     {
         try
         {
-            StepOn(ins, slots, site, device, comm, inputs, parameter, update, trace);
+            StepOn(ins, slots, site, device, comm, inputs, parameter, update, trace, pending);
         }
         catch (DeviceException e)
         {
@@ -92,7 +95,8 @@ public static class Executor
         IReadOnlyList<NDArray> inputs,
         Func<string, NDArray> parameter,
         Action<string, NDArray>? update,
-        Trace? trace
+        Trace? trace,
+        StartedCollectives<T> pending
     )
         where T : class, IArray
     {
@@ -128,6 +132,23 @@ public static class Executor
             case CollectiveInstr c:
                 slots[c.Output] = Collective(c, slots[c.Input]!, device, comm, site);
                 break;
+            case StartInstr s:
+                var xs = s.Inputs.Select(i => slots[i]!).ToArray();
+                pending.Add(
+                    s,
+                    s.Kind switch
+                    {
+                        CollectiveKind.AllReduce => comm.StartAllReduce(xs, s.Axes, s.Reduce, site),
+                        CollectiveKind.ReduceScatter => comm.StartReduceScatter(xs, s.Axes, s.Dim, site),
+                        _ => throw Fail(comm, site, $"{s.Kind} cannot be started asynchronously"),
+                    }
+                );
+                break;
+            case WaitInstr w:
+                var results = pending.Wait(w, comm, site);
+                for (int k = 0; k < w.Outputs.Length; k++)
+                    slots[w.Outputs[k]] = results[k];
+                break;
             case SendInstr s:
                 if (Peer(comm, s.Axis, s.Shift) is int to)
                     comm.Send(slots[s.Input]!, to, site);
@@ -154,11 +175,51 @@ public static class Executor
         ins switch
         {
             LaunchInstr => "compute",
-            CollectiveInstr => "collective",
+            CollectiveInstr or StartInstr => "collective",
+            WaitInstr => "wait",
             SendInstr or PipeSendInstr => "send",
             RecvInstr or PipeRecvInstr => "recv",
             _ => null,
         };
+
+    /// <summary>
+    /// The collectives a device has started and not yet waited for, by handle; with a trace, each one's flight (from
+    /// its start to when its group completed it) is a span of category <c>async</c> on the device's communication
+    /// track.
+    /// </summary>
+    internal sealed class StartedCollectives<T>(Trace? trace, int rank)
+        where T : class, IArray
+    {
+        private readonly Dictionary<int, (PendingCollective<T> Pending, double Start, string Op)> _open = [];
+
+        /// <summary>Records what <paramref name="start"/> began.</summary>
+        public void Add(StartInstr start, PendingCollective<T> pending) =>
+            _open.Add(start.Handle, (pending, trace?.Now ?? 0, start.Op));
+
+        /// <summary>Waits for the collective <paramref name="wait"/> names and gives its results.</summary>
+        public T[] Wait(WaitInstr wait, ICommunicator<T> comm, CollectiveSite site)
+        {
+            if (!_open.Remove(wait.Handle, out var started))
+                throw Fail(comm, site, $"no collective was started with handle {wait.Handle}");
+            var results = started.Pending.Wait();
+            if (results.Length != wait.Outputs.Length)
+                throw Fail(
+                    comm,
+                    site,
+                    $"the start gave {results.Length} results, the wait takes {wait.Outputs.Length}"
+                );
+            if (trace != null)
+                trace.AddSpan(
+                    rank,
+                    started.Op,
+                    Trace.AsyncCategory,
+                    started.Start,
+                    trace.At(started.Pending.CompletedAt),
+                    wait.Where
+                );
+            return results;
+        }
+    }
 
     private static T Collective<T>(
         CollectiveInstr c,

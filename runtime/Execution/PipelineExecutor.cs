@@ -60,8 +60,8 @@ public static class PipelineExecutor
         foreach (int s in program.Results)
             keep[s] = true;
         foreach (var ins in program.Instructions.Where(x => x.Setup))
-            if (DeviceProgram.Writes(ins) is int w)
-                keep[w] = true;
+        foreach (int w in DeviceProgram.Outputs(ins))
+            keep[w] = true;
         var env = new T?[m][];
         var left = new int[m][];
         for (int j = 0; j < m; j++)
@@ -70,6 +70,9 @@ public static class PipelineExecutor
             left[j] = (int[])readers.Clone();
         }
         var local = new Dictionary<(int Channel, int Microbatch), T>();
+        // Started collectives by handle; a start and its wait run in one phase, so handles of microbatches and of
+        // the step never meet.
+        var pending = new Executor.StartedCollectives<T>(trace, comm.Rank);
 
         void Exec(int i, T?[] slots, int j)
         {
@@ -108,7 +111,7 @@ public static class PipelineExecutor
                             );
                         break;
                     default:
-                        Executor.Step(ins, slots, site, device, comm, inputs[j], parameter, update, null);
+                        Executor.Step(ins, slots, site, device, comm, inputs[j], parameter, update, null, pending);
                         break;
                 }
             }
@@ -151,7 +154,7 @@ public static class PipelineExecutor
             if (!ins.Setup || !Mine(ins.Stage))
                 continue;
             Exec(i, env[0], 0);
-            if (DeviceProgram.Writes(ins) is int w)
+            foreach (int w in DeviceProgram.Outputs(ins))
                 for (int j = 1; j < m; j++)
                     env[j][w] = env[0][w];
         }
@@ -213,15 +216,15 @@ public static class PipelineExecutor
                 foreach (int s in DeviceProgram.Reads(ins))
                     view[s] = Read(s);
                 Exec(i, view, 0);
-                if (DeviceProgram.Writes(ins) is int w)
+                foreach (int w in DeviceProgram.Outputs(ins))
                     after[w] = view[w];
             }
-            if (DeviceProgram.Writes(ins) is int o)
+            foreach (int o in DeviceProgram.Outputs(ins))
                 summed[o] = true;
         }
         if (any)
             trace?.Add(comm.Rank, "step (after the schedule)", "task", stepStart);
-        var perStep = program.Instructions.Where(x => x.PerStep).Select(DeviceProgram.Writes).ToHashSet();
+        var perStep = program.Instructions.Where(x => x.PerStep).SelectMany(DeviceProgram.Outputs).ToHashSet();
         NDArray? Out(T? x) => x == null ? null : device.CopyOut(x);
         var results = program
             .Results.Select(s =>

@@ -64,6 +64,8 @@ public static class ProgramFile
                 UpdateInstr => "update",
                 PipeSendInstr => "pipe_send",
                 PipeRecvInstr => "pipe_recv",
+                StartInstr => "start",
+                WaitInstr => "wait",
                 _ => throw new ArgumentException($"no file form for {ins.GetType().Name}"),
             }
         );
@@ -116,6 +118,22 @@ public static class ProgramFile
                 w.WriteEndArray();
                 w.WriteNumber("in", x.Input);
                 w.WriteNumber("out", x.Output);
+                break;
+            case StartInstr x:
+                w.WriteString("kind", x.Kind.ToString());
+                w.WriteStartArray("axes");
+                foreach (var a in x.Axes)
+                    w.WriteStringValue(a);
+                w.WriteEndArray();
+                w.WriteNumber("dim", x.Dim);
+                w.WriteString("reduce", x.Reduce.ToString());
+                Json.Array(w, "in", x.Inputs);
+                w.WriteNumber("handle", x.Handle);
+                break;
+            case WaitInstr x:
+                w.WriteNumber("handle", x.Handle);
+                Json.Array(w, "holds", x.Holds);
+                Json.Array(w, "out", x.Outputs);
                 break;
             case SendInstr x:
                 w.WriteString("axis", x.Axis);
@@ -240,6 +258,27 @@ public static class ProgramFile
                     e.GetProperty("pairs").EnumerateArray().Select(p => (p[0].GetInt32(), p[1].GetInt32())).ToArray(),
                     Int("in"),
                     Int("out")
+                );
+                break;
+            case "start":
+                ins = new StartInstr(
+                    op,
+                    at,
+                    Enum.Parse<CollectiveKind>(e.GetProperty("kind").GetString()!),
+                    e.GetProperty("axes").EnumerateArray().Select(x => x.GetString()!).ToArray(),
+                    Int("dim"),
+                    Enum.Parse<ReduceKind>(e.GetProperty("reduce").GetString()!),
+                    Json.ReadInts(e.GetProperty("in")),
+                    Int("handle")
+                );
+                break;
+            case "wait":
+                ins = new WaitInstr(
+                    op,
+                    at,
+                    Int("handle"),
+                    Json.ReadInts(e.GetProperty("holds")),
+                    Json.ReadInts(e.GetProperty("out"))
                 );
                 break;
             case "send":

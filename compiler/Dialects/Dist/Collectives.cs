@@ -42,20 +42,23 @@ public abstract class CollectiveOpDef : OpDef
     protected abstract long[] ResultShape(Operation op, long[] operand, long groupSize);
 
     /// <inheritdoc/>
-    public override void Verify(Operation op)
+    public override void Verify(Operation op) => VerifyShapes(op, op.OperandType(0), op.Result.TensorType, Short);
+
+    /// <summary>Checks the axes of <paramref name="op"/> against the mesh and that the collective turns <paramref
+    /// name="operand"/> into <paramref name="result"/>; messages start with <paramref name="name"/>.</summary>
+    internal void VerifyShapes(Operation op, TensorType operand, TensorType result, string name)
     {
         var mesh = MeshOf(op);
         var axes = op.GetAttr("axes") is ArrayAttr a ? a.AsStrings() : [];
         foreach (var ax in axes)
             if (!mesh.AxisNames.Contains(ax))
-                throw new IRException($"{Short}: mesh axis '{ax}' is not an axis of the mesh ({mesh})");
-        var x = op.OperandType(0).ShapeArray;
-        var expected = ResultShape(op, x, mesh.Product(axes));
-        if (!expected.AsSpan().SequenceEqual(op.Result.TensorType.ShapeArray))
+                throw new IRException($"{name}: mesh axis '{ax}' is not an axis of the mesh ({mesh})");
+        var expected = ResultShape(op, operand.ShapeArray, mesh.Product(axes));
+        if (!expected.AsSpan().SequenceEqual(result.ShapeArray))
             throw new IRException(
-                $"{Short}: over [{string.Join(", ", axes)}] ({mesh.Product(axes)} devices) a "
-                    + $"{op.OperandType(0)} gives "
-                    + $"tensor<{string.Join("x", expected)}x{op.Result.TensorType.DType.Name()}>, not {op.Result.Type}"
+                $"{name}: over [{string.Join(", ", axes)}] ({mesh.Product(axes)} devices) a "
+                    + $"{operand} gives "
+                    + $"tensor<{string.Join("x", expected)}x{result.DType.Name()}>, not {result}"
             );
     }
 

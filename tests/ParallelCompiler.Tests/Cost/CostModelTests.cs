@@ -232,6 +232,7 @@ public class CostModelTests() : TempDirTest("mplc-cost")
             "a100-80g-selene",
             "--grad-sync",
             "after",
+            "--sync-collectives",
             "--json"
         );
         Assert.True(r.ExitCode == 0, r.Stderr);
@@ -241,5 +242,61 @@ public class CostModelTests() : TempDirTest("mplc-cost")
             96.0 * batch * 2048 * layers * (double)h * h * (1 + 2048.0 / (6 * h) + 51200.0 / (16.0 * layers * h));
         double tflops = flops / gpus / step / 1e12;
         Assert.InRange(tflops / published, 0.95, 1.05);
+    }
+}
+
+/// <summary>Started collectives: only the part the compute between the start and the wait does not hide is
+/// charged.</summary>
+public class AsyncCostTests
+{
+    private const string Simple = """
+        { "name": "simple", "nodes": 2, "gpus_per_node": 4, "peak_tflops": { "fp32": 1, "fp16": 4, "bf16": 4 },
+          "hbm_gib": 1, "hbm_gbps": 100, "nvlink_gbps": 10, "nvlink_latency_us": 1, "ib_links_per_node": 4,
+          "ib_link_gbps": 1, "ib_latency_us": 10,
+          "efficiency": { "matmul": 0.5, "matmul_half_dim": 100, "memory": 0.5, "network": 0.5,
+                          "kernel_launch_us": 2 } }
+        """;
+
+    // A 4 MiB gradient's all-reduce over dp=4 (one node) started before a matmul of x and waited for after it, or
+    // before it; with "none" no collective at all.
+    private static Operation Module(string where, int n)
+    {
+        string start =
+            "    %h = dist.all_reduce_start %g {axes = [\"dp\"], reduction = \"sum\"} : (tensor<1024x1024xf32>) -> "
+            + "tensor<1024x1024xf32>\n";
+        string wait = "    %r = dist.wait %h : (tensor<1024x1024xf32>) -> tensor<1024x1024xf32>\n";
+        string matmul =
+            $"    %y = tensor.matmul %x, %x : (tensor<{n}x{n}xf32>, tensor<{n}x{n}xf32>) -> tensor<{n}x{n}xf32>\n";
+        string body = where switch
+        {
+            "after" => start + matmul + wait,
+            "before" => start + wait + matmul,
+            _ => matmul,
+        };
+        return IRParser.ParseModule(
+            "module attributes {entry = \"f\", spmd = true} {\n"
+                + "  dist.mesh {axes = [\"dp\"], shape = [4], sym_name = \"grid\"} : () -> ()\n"
+                + $"  func.func @f(%x: tensor<{n}x{n}xf32>, %g: tensor<1024x1024xf32>) -> tensor<{n}x{n}xf32> {{\n"
+                + body
+                + $"    func.return %y : tensor<{n}x{n}xf32>\n  }}\n}}\n"
+        );
+    }
+
+    [Theory]
+    [InlineData(256)] // the matmul hides part of the all-reduce
+    [InlineData(1024)] // the matmul hides all of it
+    public void AStartedAllReduceCostsWhatTheComputeBetweenDoesNotHide(int n)
+    {
+        var cluster = Cluster.Parse(Simple, "simple.json");
+        double k = CostModel.Of(Module("none", n), cluster).StepSeconds;
+        double c = CostModel.CollectiveSeconds("all_reduce", 4 << 20, [0, 1, 2, 3], cluster);
+        Assert.True(c > 0 && k > 0);
+        var under = CostModel.Of(Module("after", n), cluster);
+        Assert.Equal(k + Math.Max(0, c - k), under.StepSeconds, 12);
+        var ar = Assert.Single(under.Collectives, x => x.Kind == "all_reduce");
+        Assert.Equal(c, ar.Seconds, 12);
+        Assert.Equal(Math.Max(0, c - k), ar.ExposedSeconds, 12);
+        Assert.Equal(k + c, CostModel.Of(Module("before", n), cluster).StepSeconds, 12);
+        Assert.Equal(k + c, CostModel.Of(Module("after", n), cluster, GradientSync.AfterBackward).StepSeconds, 12);
     }
 }

@@ -32,7 +32,7 @@ public class PassManagerTests
             + "insert-reshards, microbatch, mixed-precision, optimizer, pipeline-scatter-gather, pipeline-schedule, "
             + "pipeline-stages, "
             + "pipeline-transfers, "
-            + "shape-inference, sharding-propagation, spmdize)"
+            + "schedule-collectives, shape-inference, sharding-propagation, spmdize)"
     )]
     [InlineData("canonicalize{depth=2}", "pass 'canonicalize' has no option 'depth' (options: max-iterations)")]
     [InlineData("canonicalize{max-iterations=many}", "option 'max-iterations' expects a number, got 'many'")]

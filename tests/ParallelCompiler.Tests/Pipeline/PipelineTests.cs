@@ -305,17 +305,19 @@ public sealed class PipelineTests() : TempDirTest("mplc-pipe")
         using var doc = JsonDocument.Parse(File.ReadAllText(P("trace.json")));
         var events = doc.RootElement.GetProperty("traceEvents").EnumerateArray().ToList();
         var names = events
-            .Where(e => e.GetProperty("ph").GetString() == "M")
+            .Where(e => e.GetProperty("ph").GetString() == "M" && e.GetProperty("name").GetString() == "thread_name")
             .Select(e => e.GetProperty("args").GetProperty("name").GetString())
             .ToList();
-        Assert.Equal(8, names.Count);
+        // Each device's track, and under it the track of its collectives in flight (gradient syncs are started).
+        Assert.Equal(16, names.Count);
         Assert.Contains("device 5 (pp=1, dp=0, tp=1)", names);
+        Assert.Contains("device 5 (pp=1, dp=0, tp=1) comm", names);
         var spans = events.Where(e => e.GetProperty("ph").GetString() == "X").ToList();
         for (int d = 0; d < 8; d++)
         {
             var mine = spans.Where(e => e.GetProperty("tid").GetInt32() == d).ToList();
             var cats = mine.Select(e => e.GetProperty("cat").GetString()).ToHashSet();
-            Assert.Superset(new HashSet<string?> { "compute", "collective", "send", "recv", "task" }, cats);
+            Assert.Superset(new HashSet<string?> { "compute", "collective", "send", "recv", "task", "wait" }, cats);
             var tasks = mine.Where(e => e.GetProperty("cat").GetString() == "task")
                 .OrderBy(e => e.GetProperty("ts").GetDouble())
                 .Select(e => e.GetProperty("name").GetString()![..2])
