@@ -275,14 +275,17 @@ public sealed class ModelSource
     /// sharding, the model's inputs split over dp, <c>@pipeline</c> on the model and <c>@remat</c> on the repeated
     /// layer; <paramref name="layers"/> replaces the loop's count and <paramref name="batch"/> the batch const when
     /// given; <paramref name="pipeline"/> writes <c>@pipeline</c> even for one stage of one microbatch (so that the
-    /// cost model sees the forward and backward phases).
+    /// cost model sees the forward and backward phases); <paramref name="stageBeforeLoop"/> writes a <c>stage;</c>
+    /// boundary before the loop (the planner's weight-gradient profiles: the stack's backward then sends its input's
+    /// gradient to the stage before it, as a stage of a zero-bubble pipeline does).
     /// </summary>
     public string Write(
         Plan plan,
         long? layers = null,
         long? batch = null,
         string? header = null,
-        bool pipeline = false
+        bool pipeline = false,
+        bool stageBeforeLoop = false
     )
     {
         var edits = new List<(int Start, int Length, string Text)>();
@@ -301,6 +304,8 @@ public sealed class ModelSource
                 edits.Add((c.Value.Span.Start, c.Value.Span.Length, v));
         if (layers is { } l && Loop != null)
             edits.Add((Loop.Hi.Span.Start, Loop.Hi.Span.Length, $"{Eval(Loop.Lo, Consts) + l}"));
+        if (stageBeforeLoop && Loop != null)
+            edits.Add((Loop.Span.Start, 0, "stage; "));
         foreach (var (key, (decl, shape)) in Params)
         {
             int dim = plan.ParamDims.GetValueOrDefault(key, -1);

@@ -49,6 +49,7 @@ public static class PlanReport
             parts.Add(
                 $"pp={p.Pp} cuts {model.Layers} layers {Cut(r.LayersPerStage)}; {p.Schedule}"
                     + (p.Chunks > 1 ? $" with {p.Chunks} chunks" : "")
+                    + (Runtime.Pipeline.Schedule.SplitsBackward(p.Schedule) ? " (weight gradients deferred)" : "")
                     + $" over {p.Microbatches} microbatches of {r.MicrobatchSize}: bubble "
                     + Pct(r.BubbleSeconds / r.StepSeconds)
             );
