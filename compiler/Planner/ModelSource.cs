@@ -28,7 +28,11 @@ public sealed record Plan(
 
     /// <summary>What is recomputed: none, full (the repeated layer) or the layer <see cref="Selective"/>
     /// names.</summary>
-    public string Recompute => Remat ? "full" : Selective ?? "none";
+    public string Recompute => Remat ? (RematFirst is { } k ? $"first {k}" : "full") : Selective ?? "none";
+
+    /// <summary>With <see cref="Remat"/>: recompute only the first k instances of the repeated layer in each model
+    /// stage (<c>@remat(first = k)</c>), or null for all of them.</summary>
+    public int? RematFirst { get; init; }
 
     /// <summary>The devices the plan uses.</summary>
     public int Devices => Tp * Pp * Dp;
@@ -37,7 +41,13 @@ public sealed record Plan(
     public string Summary =>
         $"tp={Tp} pp={Pp} dp={Dp}, {Microbatches} microbatch{(Microbatches == 1 ? "" : "es")}"
         + (Pp > 1 ? $", {Schedule}{(Chunks > 1 ? $" x {Chunks} chunks" : "")}" : "")
-        + (Remat ? ", full recomputation" : "")
+        + (
+            Remat
+                ? RematFirst is { } k
+                    ? $", recomputing the first {k} layers of each stage"
+                    : ", full recomputation"
+                : ""
+        )
         + (Selective != null ? $", recomputing {Selective}" : "")
         + (Zero > 0 ? $", ZeRO-{Zero}" : "");
 
@@ -323,7 +333,9 @@ public sealed class ModelSource
                 if (isModel && a.Name == "pipeline" || a.Name == "remat")
                     edits.Add((a.Span.Start, LineEnd(text, a.Span.End) - a.Span.Start, ""));
             var lines = new StringBuilder();
-            if (isLayer && plan.Remat || block.Name == plan.Selective)
+            if (isLayer && plan.Remat && plan.RematFirst is { } first)
+                lines.Append($"@remat(first = {first})\n");
+            else if (isLayer && plan.Remat || block.Name == plan.Selective)
                 lines.Append("@remat\n");
             if (isModel && (plan.Pp > 1 || plan.Microbatches > 1 || pipeline))
             {

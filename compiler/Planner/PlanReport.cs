@@ -67,7 +67,8 @@ public static class PlanReport
         );
         parts.Add(
             (
-                p.Remat ? "full recomputation of each layer"
+                p.Remat && p.RematFirst is { } k ? $"the first {k} layers of each stage recomputed"
+                : p.Remat ? "full recomputation of each layer"
                 : p.Selective != null ? $"{p.Selective} recomputed in the backward"
                 : "no recomputation"
             ) + $": {Analysis.Units.Bytes(r.PeakBytes)} at the peak of {Analysis.Units.Bytes(c.HbmBytes)}"

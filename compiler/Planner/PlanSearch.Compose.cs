@@ -39,9 +39,10 @@ public sealed partial class PlanSearch
         }
         int m = plan.Microbatches,
             p = plan.Pp;
-        // Full recomputation runs a layer's forward again in its backward and keeps only its input.
+        // Recomputation runs a layer's forward again in its backward and keeps only its input; stages are balanced
+        // with it when every layer is recomputed.
         double layerFwd = layer.Forward,
-            layerBwd = layer.Backward + (plan.Remat ? layer.Forward : 0);
+            layerBwd = layer.Backward + (plan.Remat && plan.RematFirst == null ? layer.Forward : 0);
         // A zero-bubble schedule defers each backward's weight gradients (W) from the input gradients (B) that the
         // stage before waits for; the split comes from the weight-gradient profiles (a recomputed forward is B's).
         double layerW = 0,
@@ -54,6 +55,10 @@ public sealed partial class PlanSearch
             restW = Math.Clamp(w1 - layerW, 0, rest.Backward);
         }
         var split = SplitLayers(layers, stages, layerFwd + layerBwd, rest.Forward + rest.Backward);
+        // Layers of each model stage whose forward runs again in the backward (all, or the first k under
+        // @remat(first = k)).
+        var again = split.Select(n => plan.Remat ? Math.Min(n, plan.RematFirst ?? n) : 0).ToArray();
+        layerBwd = layer.Backward;
 
         // Memory: parameter state whole (parameter, gradient and optimizer state, as frameworks keep gradient
         // buffers; ZeRO-1 splits the optimizer's share over dp), and the activations every microbatch in flight
@@ -64,21 +69,22 @@ public sealed partial class PlanSearch
         double layerStateFull = LayerStateBytes(plan),
             layerState = layerStateFull * stateShare,
             recomputed = Math.Max(0, layer.Held),
-            unit = plan.Remat ? _model.LayerInputBytes(mbs) : recomputed;
+            input = _model.LayerInputBytes(mbs);
         double restStateFull = RestParamBytes(plan) * _stateFactor,
             restState = restStateFull * stateShare,
             restAct = Math.Max(0, rest.Peak - restStateFull);
         double peak = 0;
         for (int d = 0; d < p; d++)
         {
-            double mine = Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]);
+            double mine = Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]),
+                mineAgain = Enumerable.Range(0, plan.Chunks).Sum(c => again[c * p + d]);
             // A microbatch between its B and its deferred W holds what W reads: the layer's activations (recomputed
             // ones too).
             double bytes =
                 mine * layerState
-                + Held(plan, d) * mine / plan.Chunks * unit
+                + Held(plan, d) / plan.Chunks * (mineAgain * input + (mine - mineAgain) * recomputed)
                 + Deferred(plan, d) * mine * recomputed
-                + (plan.Remat ? recomputed : 0);
+                + (mineAgain > 0 ? recomputed : 0);
             // The first stage holds the model's own parameters that feed the stack (embeddings), the last those
             // after it: both counted whole, as a tied embedding is.
             if (d == 0 || d == p - 1)
@@ -116,7 +122,10 @@ public sealed partial class PlanSearch
         {
             fwd[s] = split[s] * layerFwd + (s == stages - 1 ? rest.Forward : 0) + (s < stages - 1 ? send : 0);
             bwd[s] =
-                split[s] * (layerBwd - layerW) + (s == stages - 1 ? rest.Backward - restW : 0) + (s > 0 ? send : 0);
+                split[s] * (layerBwd - layerW)
+                + again[s] * layerFwd
+                + (s == stages - 1 ? rest.Backward - restW : 0)
+                + (s > 0 ? send : 0);
             wgt[s] = split[s] * layerW + (s == stages - 1 ? restW : 0);
         }
         double makespan;
@@ -167,7 +176,8 @@ public sealed partial class PlanSearch
         double layerTpComm = Math.Max(0, layer.Comm - layer.Sync),
             restTpComm = Math.Max(0, rest.Comm - rest.Sync);
         double recompute = layer.Forward + layer.Backward > 0 ? layerFwd / (layer.Forward + layer.Backward) : 0;
-        double tpComm = m * (maxLayers * layerTpComm * (1 + (plan.Remat ? recompute : 0)) + restTpComm);
+        int maxAgain = Enumerable.Range(0, p).Max(d => Enumerable.Range(0, plan.Chunks).Sum(c => again[c * p + d]));
+        double tpComm = m * ((maxLayers + maxAgain * recompute) * layerTpComm + restTpComm);
         double modelFlops = (layers * layer.ModelFlops + rest.ModelFlops) * m / p;
         return new RatedPlan(
             plan,

@@ -327,7 +327,12 @@ public sealed partial class PlanSearch
                     rated.Add(Unrated(p, s.Mbs, "not rated: the search reached its time limit"));
                 }
                 else
-                    rated.Add(Compose(p, s.Mbs));
+                {
+                    var r = Compose(p, s.Mbs);
+                    rated.Add(r);
+                    if (r.Viable && p.Remat && Partial(p, s.Mbs, r.LayersPerStage.Max()) is { } partial)
+                        rated.Add(partial);
+                }
             }
             progress?.Invoke(++done, total);
         }
@@ -401,6 +406,33 @@ public sealed partial class PlanSearch
             {
                 Selective = selective == "full" ? null : selective,
             };
+    }
+
+    /// <summary>
+    /// Where full recomputation fits and none does not: the plan that recomputes only the first k layers of each
+    /// stage for the smallest k that fits (memory falls as k grows; a binary search over 1 .. most layers of a stage
+    /// - 1), or null.
+    /// </summary>
+    private RatedPlan? Partial(Plan full, long mbs, int stageLayers)
+    {
+        if (stageLayers < 2 || Compose(full with { Remat = false }, mbs).Viable)
+            return null;
+        RatedPlan? best = null;
+        int lo = 1,
+            hi = stageLayers - 1;
+        while (lo <= hi)
+        {
+            int k = (lo + hi) / 2;
+            var r = Compose(full with { RematFirst = k }, mbs);
+            if (r.Viable)
+            {
+                best = r;
+                hi = k - 1;
+            }
+            else
+                lo = k + 1;
+        }
+        return best;
     }
 
     /// <summary>None, or one of the layers the repeated layer calls (recomputed in the backward: selective
