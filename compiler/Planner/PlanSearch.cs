@@ -81,8 +81,9 @@ public sealed record PlanResult(
 
 /// <summary>
 /// The automatic planner (docs/planner.md). Inter-operator: every mesh <c>[pp, dp, tp]</c> of the GPUs with tp inside
-/// a node, microbatch size and count, schedule (gpipe, 1f1b, interleaved with its chunks), full recomputation of the
-/// repeated layer or none, ZeRO-1 or none. Intra-operator: per tp, the sharding of every parameter from <see
+/// a node, microbatch size and count, schedule (gpipe, 1f1b, zb-h1, interleaved with its chunks), recomputation of
+/// the repeated layer (all its instances or the first k of each stage), of one layer it calls, or none, ZeRO-1 or
+/// none. Intra-operator: per tp, the sharding of every parameter from <see
 /// cref="IntraOpSolver"/> (twice: fastest, and leanest in memory). Each candidate is rated from the cost model's
 /// prediction of compiled profiles: the model with one and with two repeated layers, at the candidate's tp, shardings
 /// and microbatch size, gives a layer's forward, backward, optimizer, communication and memory, and the rest of the
@@ -343,7 +344,7 @@ public sealed partial class PlanSearch
                 Gpus = gpus,
             },
             rated,
-            _profiles.Count,
+            _profiles.Count + _weights.Count,
             clock.Elapsed.TotalSeconds,
             timedOut,
             new SearchTimes(_intraOpSeconds, _profileSeconds, composeClock.Elapsed.TotalSeconds)
