@@ -24,6 +24,11 @@ public sealed partial class PlanSearch
             );
         if (_failed.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var why))
             return Unrated(plan, mbs, why);
+        if (
+            Schedule.SplitsBackward(plan.Schedule)
+            && _failedWeights.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var wwhy)
+        )
+            return Unrated(plan, mbs, $"zb-h1 {wwhy}");
         var one = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1)];
         Profile layer,
             rest;

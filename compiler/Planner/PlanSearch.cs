@@ -100,6 +100,10 @@ public sealed partial class PlanSearch
     private readonly ConcurrentDictionary<string, Profile> _profiles = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _failed = new(StringComparer.Ordinal);
 
+    /// <summary>Why the weight-gradient profiles of a key did not compile (only its zero-bubble candidates
+    /// fail).</summary>
+    private readonly ConcurrentDictionary<string, string> _failedWeights = new(StringComparer.Ordinal);
+
     /// <summary>Weight-gradient seconds (W of a zero-bubble schedule) of a microbatch by profile key: the model
     /// compiled with a stage boundary before the stack under <c>zb-h1</c>, so that the backward splits into the
     /// gradient the stack sends back (B) and the rest (W) as in a pipeline of several stages.</summary>
@@ -578,6 +582,7 @@ public sealed partial class PlanSearch
                 !weights
                 || _weights.ContainsKey(Key(tp, dims, mbs, selective, 1))
                     && _weights.ContainsKey(Key(tp, dims, mbs, selective, 2))
+                || _failedWeights.ContainsKey(Key(tp, dims, mbs, selective, 1))
             )
         || _failed.ContainsKey(Key(tp, dims, mbs, selective, 1));
 
@@ -616,7 +621,7 @@ public sealed partial class PlanSearch
         foreach (long layers in new long[] { 1, 2 })
         {
             string key = Key(tp, dims, mbs, selective, layers);
-            if (_weights.ContainsKey(key) || _failed.ContainsKey(first))
+            if (_weights.ContainsKey(key) || _failed.ContainsKey(first) || _failedWeights.ContainsKey(first))
                 continue;
             if (clock.Elapsed.TotalSeconds > secondsLeft)
                 return;
@@ -628,7 +633,7 @@ public sealed partial class PlanSearch
             }
             catch (Exception e) when (e is PassInputException or PassFailureException or UserErrorException)
             {
-                _failed[first] = $"does not compile with a stage boundary: {e.Message.Split('\n')[0]}";
+                _failedWeights[first] = $"does not compile with a stage boundary: {e.Message.Split('\n')[0]}";
             }
         }
     }
