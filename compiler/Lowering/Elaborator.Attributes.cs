@@ -38,13 +38,35 @@ public sealed partial class Elaborator
                 case "pipeline":
                     break;
                 case "remat":
-                    if (a.Args.Count > 0)
-                        throw Error(a.Span, "@remat takes no arguments");
+                    RematFirst(decl);
                     break;
                 default:
                     throw Error(a.Span, $"unknown attribute '@{a.Name}' (known: @pipeline, @remat)");
             }
         }
+    }
+
+    /// <summary>
+    /// The k of <c>@remat(first = k)</c> (recompute only the first k instances of the layer in each pipeline stage,
+    /// or in the model without one), or null for a plain <c>@remat</c> or none.
+    /// </summary>
+    private long? RematFirst(BlockDecl decl)
+    {
+        var a = decl.Attributes.FirstOrDefault(x => x.Name == "remat");
+        if (a == null || a.Args.Count == 0)
+            return null;
+        if (decl.IsModel)
+            throw Error(a.Span, "@remat(first = ...) applies to a layer (the model has one instance)");
+        if (a.Args.Count > 1 || a.Args[0].Name != "first")
+            throw Error(
+                a.Args[a.Args[0].Name != "first" ? 0 : 1].Span,
+                "@remat takes no arguments, or first = k: recompute the first k instances of the layer in each "
+                    + "pipeline stage"
+            );
+        long k = ConstInt(a.Args[0].Value, "first");
+        if (k < 1)
+            throw Error(a.Args[0].Value.Span, $"first must be at least 1, got {k}");
+        return k;
     }
 
     /// <summary>The <c>@pipeline(...)</c> settings as a dictionary attribute, checked against the mesh.</summary>

@@ -38,6 +38,10 @@ public sealed partial class Elaborator
 
     private readonly Dictionary<BlockDecl, Dictionary<string, (int Count, bool InLoop)>> _callSites = new();
 
+    /// <summary>Per instance group (the caller's path and the layer, e.g. <c>gpt.block</c>), the k of the layer's
+    /// <c>@remat(first = k)</c>: the module's <c>remat_first</c> attribute.</summary>
+    private readonly Dictionary<string, long> _rematFirst = new(StringComparer.Ordinal);
+
     private void LowerModel(Operation module, BlockDecl model)
     {
         CheckAttributes(model);
@@ -351,6 +355,9 @@ public sealed partial class Elaborator
         }
         var args = BindArgs(call, layer.Name, layer.Args.Select(a => a.Name).ToList(), scope);
         var instance = new Instance(layer, path, caller.Remat || layer.Attributes.Any(a => a.Name == "remat"), caller);
+        // @remat(first = k): the instances of this call site's layer share a group that autodiff selects from.
+        if (!caller.Remat && RematFirst(layer) is { } first)
+            _rematFirst[$"{caller.Path}.{layer.Name}"] = first;
         var inner = new Scope(Scope.Global, instance);
         for (int i = 0; i < layer.Args.Count; i++)
         {

@@ -95,6 +95,11 @@ public sealed partial class Elaborator
         {
             LowerModel(module, model);
             lowered = !_diags.HasErrors;
+            if (_rematFirst.Count > 0)
+                module.SetAttr(
+                    "remat_first",
+                    new DictAttr(_rematFirst.Select(kv => new KeyValuePair<string, Attr>(kv.Key, Attr.Int(kv.Value))))
+                );
         }
         catch (ElabException e)
         {

@@ -24,6 +24,48 @@ public sealed class Autodiff : IPass
     [PassOption("remat", "recompute the activations of @remat layers in the backward pass")]
     public bool Remat { get; set; } = true;
 
+    /// <summary>
+    /// <c>@remat(first = k)</c> (the module's <c>remat_first</c>: k per instance group, such as <c>gpt.block</c>):
+    /// of a group's instances (<c>gpt.block.0</c>, <c>gpt.block.1</c>, ...) only the first k of each pipeline stage
+    /// (the first k of the program without stages) stay recomputed; the others' ops lose their <c>remat</c>, so
+    /// their activations are kept. Earlier instances of a stage are the ones to recompute: under 1F1B their
+    /// activations wait longest for the backward.
+    /// </summary>
+    private static void SelectRecomputedInstances(Operation module, Block entry)
+    {
+        if (module.GetAttr("remat_first") is not DictAttr counts)
+            return;
+        var instances = new Dictionary<string, (string Group, long Stage, List<Operation> Ops)>(StringComparer.Ordinal);
+        var order = new List<string>();
+        foreach (var op in entry.Operations)
+        {
+            if (op.GetAttr("remat") is not StringAttr { Value: var path })
+                continue;
+            int dot = path.LastIndexOf('.');
+            string group = dot > 0 && path[(dot + 1)..].All(char.IsAsciiDigit) ? path[..dot] : path;
+            if (counts.Get(group) is not IntAttr)
+                continue;
+            if (!instances.TryGetValue(path, out var inst))
+            {
+                inst = (group, long.MaxValue, []);
+                order.Add(path);
+            }
+            long stage = op.GetAttr("stage") is IntAttr st ? st.Value : long.MaxValue;
+            inst.Ops.Add(op);
+            instances[path] = (group, Math.Min(inst.Stage, stage), inst.Ops);
+        }
+        var kept = new Dictionary<(string, long), long>();
+        foreach (var path in order)
+        {
+            var (group, stage, ops) = instances[path];
+            long n = kept.GetValueOrDefault((group, stage));
+            kept[(group, stage)] = n + 1;
+            if (n >= ((IntAttr)counts.Get(group)!).Value)
+                foreach (var op in ops)
+                    op.SetAttr("remat", null);
+        }
+    }
+
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
@@ -44,6 +86,7 @@ public sealed class Autodiff : IPass
                 $"train: @{func.StringAttr("sym_name")} must return one float scalar (the loss), it returns "
                     + $"{string.Join(", ", ret.Operands.Select(o => o.TensorType.ToSourceString()))}"
             );
+        SelectRecomputedInstances(module, entry);
         var b = new Builder { Location = func.Location };
         b.SetInsertionPointBefore(ret);
         var rules = new GradientRules(b, Remat);

@@ -28,7 +28,11 @@ public sealed record Plan(
 
     /// <summary>What is recomputed: none, full (the repeated layer) or the layer <see cref="Selective"/>
     /// names.</summary>
-    public string Recompute => Remat ? "full" : Selective ?? "none";
+    public string Recompute => Remat ? (RematFirst is { } k ? $"first {k}" : "full") : Selective ?? "none";
+
+    /// <summary>With <see cref="Remat"/>: recompute only the first k instances of the repeated layer in each model
+    /// stage (<c>@remat(first = k)</c>), or null for all of them.</summary>
+    public int? RematFirst { get; init; }
 
     /// <summary>The devices the plan uses.</summary>
     public int Devices => Tp * Pp * Dp;
@@ -37,7 +41,13 @@ public sealed record Plan(
     public string Summary =>
         $"tp={Tp} pp={Pp} dp={Dp}, {Microbatches} microbatch{(Microbatches == 1 ? "" : "es")}"
         + (Pp > 1 ? $", {Schedule}{(Chunks > 1 ? $" x {Chunks} chunks" : "")}" : "")
-        + (Remat ? ", full recomputation" : "")
+        + (
+            Remat
+                ? RematFirst is { } k
+                    ? $", recomputing the first {k} layers of each stage"
+                    : ", full recomputation"
+                : ""
+        )
         + (Selective != null ? $", recomputing {Selective}" : "")
         + (Zero > 0 ? $", ZeRO-{Zero}" : "");
 
@@ -275,14 +285,17 @@ public sealed class ModelSource
     /// sharding, the model's inputs split over dp, <c>@pipeline</c> on the model and <c>@remat</c> on the repeated
     /// layer; <paramref name="layers"/> replaces the loop's count and <paramref name="batch"/> the batch const when
     /// given; <paramref name="pipeline"/> writes <c>@pipeline</c> even for one stage of one microbatch (so that the
-    /// cost model sees the forward and backward phases).
+    /// cost model sees the forward and backward phases); <paramref name="stageBeforeLoop"/> writes a <c>stage;</c>
+    /// boundary before the loop (the planner's weight-gradient profiles: the stack's backward then sends its input's
+    /// gradient to the stage before it, as a stage of a zero-bubble pipeline does).
     /// </summary>
     public string Write(
         Plan plan,
         long? layers = null,
         long? batch = null,
         string? header = null,
-        bool pipeline = false
+        bool pipeline = false,
+        bool stageBeforeLoop = false
     )
     {
         var edits = new List<(int Start, int Length, string Text)>();
@@ -301,6 +314,8 @@ public sealed class ModelSource
                 edits.Add((c.Value.Span.Start, c.Value.Span.Length, v));
         if (layers is { } l && Loop != null)
             edits.Add((Loop.Hi.Span.Start, Loop.Hi.Span.Length, $"{Eval(Loop.Lo, Consts) + l}"));
+        if (stageBeforeLoop && Loop != null)
+            edits.Add((Loop.Span.Start, 0, "stage; "));
         foreach (var (key, (decl, shape)) in Params)
         {
             int dim = plan.ParamDims.GetValueOrDefault(key, -1);
@@ -318,7 +333,9 @@ public sealed class ModelSource
                 if (isModel && a.Name == "pipeline" || a.Name == "remat")
                     edits.Add((a.Span.Start, LineEnd(text, a.Span.End) - a.Span.Start, ""));
             var lines = new StringBuilder();
-            if (isLayer && plan.Remat || block.Name == plan.Selective)
+            if (isLayer && plan.Remat && plan.RematFirst is { } first)
+                lines.Append($"@remat(first = {first})\n");
+            else if (isLayer && plan.Remat || block.Name == plan.Selective)
                 lines.Append("@remat\n");
             if (isModel && (plan.Pp > 1 || plan.Microbatches > 1 || pipeline))
             {

@@ -49,6 +49,7 @@ public static class PlanReport
             parts.Add(
                 $"pp={p.Pp} cuts {model.Layers} layers {Cut(r.LayersPerStage)}; {p.Schedule}"
                     + (p.Chunks > 1 ? $" with {p.Chunks} chunks" : "")
+                    + (Runtime.Pipeline.Schedule.SplitsBackward(p.Schedule) ? " (weight gradients deferred)" : "")
                     + $" over {p.Microbatches} microbatches of {r.MicrobatchSize}: bubble "
                     + Pct(r.BubbleSeconds / r.StepSeconds)
             );
@@ -66,7 +67,8 @@ public static class PlanReport
         );
         parts.Add(
             (
-                p.Remat ? "full recomputation of each layer"
+                p.Remat && p.RematFirst is { } k ? $"the first {k} layers of each stage recomputed"
+                : p.Remat ? "full recomputation of each layer"
                 : p.Selective != null ? $"{p.Selective} recomputed in the backward"
                 : "no recomputation"
             ) + $": {Analysis.Units.Bytes(r.PeakBytes)} at the peak of {Analysis.Units.Bytes(c.HbmBytes)}"

@@ -24,6 +24,11 @@ public sealed partial class PlanSearch
             );
         if (_failed.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var why))
             return Unrated(plan, mbs, why);
+        if (
+            Schedule.SplitsBackward(plan.Schedule)
+            && _failedWeights.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var wwhy)
+        )
+            return Unrated(plan, mbs, $"zb-h1 {wwhy}");
         var one = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1)];
         Profile layer,
             rest;
@@ -39,10 +44,26 @@ public sealed partial class PlanSearch
         }
         int m = plan.Microbatches,
             p = plan.Pp;
-        // Full recomputation runs a layer's forward again in its backward and keeps only its input.
+        // Recomputation runs a layer's forward again in its backward and keeps only its input; stages are balanced
+        // with it when every layer is recomputed.
         double layerFwd = layer.Forward,
-            layerBwd = layer.Backward + (plan.Remat ? layer.Forward : 0);
+            layerBwd = layer.Backward + (plan.Remat && plan.RematFirst == null ? layer.Forward : 0);
+        // A zero-bubble schedule defers each backward's weight gradients (W) from the input gradients (B) that the
+        // stage before waits for; the split comes from the weight-gradient profiles (a recomputed forward is B's).
+        double layerW = 0,
+            restW = 0;
+        if (Schedule.SplitsBackward(plan.Schedule) && _model.Loop != null)
+        {
+            double w1 = _weights[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1)],
+                w2 = _weights[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 2)];
+            layerW = Math.Clamp(w2 - w1, 0, layer.Backward);
+            restW = Math.Clamp(w1 - layerW, 0, rest.Backward);
+        }
         var split = SplitLayers(layers, stages, layerFwd + layerBwd, rest.Forward + rest.Backward);
+        // Layers of each model stage whose forward runs again in the backward (all, or the first k under
+        // @remat(first = k)).
+        var again = split.Select(n => plan.Remat ? Math.Min(n, plan.RematFirst ?? n) : 0).ToArray();
+        layerBwd = layer.Backward;
 
         // Memory: parameter state whole (parameter, gradient and optimizer state, as frameworks keep gradient
         // buffers; ZeRO-1 splits the optimizer's share over dp), and the activations every microbatch in flight
@@ -53,16 +74,22 @@ public sealed partial class PlanSearch
         double layerStateFull = LayerStateBytes(plan),
             layerState = layerStateFull * stateShare,
             recomputed = Math.Max(0, layer.Held),
-            unit = plan.Remat ? _model.LayerInputBytes(mbs) : recomputed;
+            input = _model.LayerInputBytes(mbs);
         double restStateFull = RestParamBytes(plan) * _stateFactor,
             restState = restStateFull * stateShare,
             restAct = Math.Max(0, rest.Peak - restStateFull);
         double peak = 0;
         for (int d = 0; d < p; d++)
         {
-            double mine = Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]);
+            double mine = Enumerable.Range(0, plan.Chunks).Sum(c => split[c * p + d]),
+                mineAgain = Enumerable.Range(0, plan.Chunks).Sum(c => again[c * p + d]);
+            // A microbatch between its B and its deferred W holds what W reads: the layer's activations (recomputed
+            // ones too).
             double bytes =
-                mine * layerState + Held(plan, d) * mine / plan.Chunks * unit + (plan.Remat ? recomputed : 0);
+                mine * layerState
+                + Held(plan, d) / plan.Chunks * (mineAgain * input + (mine - mineAgain) * recomputed)
+                + Deferred(plan, d) * mine * recomputed
+                + (mineAgain > 0 ? recomputed : 0);
             // The first stage holds the model's own parameters that feed the stack (embeddings), the last those
             // after it: both counted whole, as a tied embedding is.
             if (d == 0 || d == p - 1)
@@ -95,23 +122,40 @@ public sealed partial class PlanSearch
         double send = p > 1 ? CostModel.PointToPointSeconds(sendBytes, sameNode, cluster) : 0;
         var fwd = new double[stages];
         var bwd = new double[stages];
+        var wgt = new double[stages];
         for (int s = 0; s < stages; s++)
         {
             fwd[s] = split[s] * layerFwd + (s == stages - 1 ? rest.Forward : 0) + (s < stages - 1 ? send : 0);
-            bwd[s] = split[s] * layerBwd + (s == stages - 1 ? rest.Backward : 0) + (s > 0 ? send : 0);
+            bwd[s] =
+                split[s] * (layerBwd - layerW)
+                + again[s] * layerFwd
+                + (s == stages - 1 ? rest.Backward - restW : 0)
+                + (s > 0 ? send : 0);
+            wgt[s] = split[s] * layerW + (s == stages - 1 ? restW : 0);
         }
         double makespan;
         if (p == 1)
-            makespan = m * (fwd[0] + bwd[0]);
+            makespan = m * (fwd[0] + bwd[0] + wgt[0]);
         else
         {
             var order = Schedule.Build(plan.Chunks > 1 ? "interleaved" : plan.Schedule, p, m, plan.Chunks, true);
-            makespan = Timeline.Simulate(order, (s, ph) => ph == Phase.Forward ? fwd[s] : bwd[s]).Makespan;
+            makespan = Timeline
+                .Simulate(
+                    order,
+                    (s, ph) =>
+                        ph switch
+                        {
+                            Phase.Forward => fwd[s],
+                            Phase.Backward => bwd[s],
+                            _ => wgt[s],
+                        }
+                )
+                .Makespan;
         }
         double DeviceSum(Func<int, double> f) => Enumerable.Range(0, plan.Chunks).Sum(c => f(c * p));
         double busiest = Enumerable
             .Range(0, p)
-            .Max(d => Enumerable.Range(0, plan.Chunks).Sum(c => fwd[c * p + d] + bwd[c * p + d]));
+            .Max(d => Enumerable.Range(0, plan.Chunks).Sum(c => fwd[c * p + d] + bwd[c * p + d] + wgt[c * p + d]));
         double bubble = Math.Max(0, makespan - m * busiest);
 
         // Once a step: the optimizer on the fullest device, the tp gradient reductions, the dp synchronisation.
@@ -129,7 +173,7 @@ public sealed partial class PlanSearch
         // Gradient synchronisation runs under the last microbatch's backward on the first device (as gradients are
         // bucketed) and the optimizer after it, as the cost model overlaps it; the rest is exposed.
         double sync = tpSync + dpSync;
-        double window = DeviceSum(s => bwd[s]) + optimizer;
+        double window = DeviceSum(s => bwd[s] + wgt[s]) + optimizer;
         double exposedSync = sync - Math.Min(sync, window);
         double step = makespan + optimizer + exposedSync;
         // Communication on the critical path inside the layers: the tp collectives of forward and backward (and of
@@ -137,7 +181,8 @@ public sealed partial class PlanSearch
         double layerTpComm = Math.Max(0, layer.Comm - layer.Sync),
             restTpComm = Math.Max(0, rest.Comm - rest.Sync);
         double recompute = layer.Forward + layer.Backward > 0 ? layerFwd / (layer.Forward + layer.Backward) : 0;
-        double tpComm = m * (maxLayers * layerTpComm * (1 + (plan.Remat ? recompute : 0)) + restTpComm);
+        int maxAgain = Enumerable.Range(0, p).Max(d => Enumerable.Range(0, plan.Chunks).Sum(c => again[c * p + d]));
+        double tpComm = m * ((maxLayers + maxAgain * recompute) * layerTpComm + restTpComm);
         double modelFlops = (layers * layer.ModelFlops + rest.ModelFlops) * m / p;
         return new RatedPlan(
             plan,

@@ -1,3 +1,4 @@
+using ParallelCompiler.Runtime.Pipeline;
 using ParallelCompiler.Syntax;
 
 namespace ParallelCompiler.Planner;
@@ -63,8 +64,8 @@ public sealed partial class PlanSearch
     }
 
     /// <summary>Microbatches whose activations device <paramref name="d"/> holds at once (per chunk, summed over its
-    /// chunks): all of them under gpipe, at most p - d under 1F1B, and the interleaved warm-up of
-    /// Megatron-LM.</summary>
+    /// chunks): all of them under gpipe, at most p - d under 1F1B and ZB-H1 (from F to B), and the interleaved
+    /// warm-up of Megatron-LM.</summary>
     private static double Held(Plan plan, int d)
     {
         int m = plan.Microbatches,
@@ -73,10 +74,16 @@ public sealed partial class PlanSearch
             return 1;
         if (plan.Schedule == "gpipe" && plan.Chunks == 1)
             return m;
+        // ZB-H1: 1F1B's microbatches between F and B; those between B and the deferred W are Deferred's.
         if (plan.Chunks == 1)
             return Math.Min(m, p - d);
         return Math.Min(m * plan.Chunks, 2 * (p - d - 1) + (plan.Chunks - 1) * p + 1);
     }
+
+    /// <summary>Microbatches device <paramref name="d"/> holds between their B and their deferred W under a
+    /// zero-bubble schedule (d of them under ZB-H1), 0 under the others.</summary>
+    private static double Deferred(Plan plan, int d) =>
+        Schedule.SplitsBackward(plan.Schedule) && plan.Pp > 1 ? Math.Min(plan.Microbatches, d) : 0;
 
     /// <summary>
     /// Layers per model stage: balanced on their time, the last stage also holding the rest of the model (the output

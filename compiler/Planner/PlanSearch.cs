@@ -7,6 +7,7 @@ using ParallelCompiler.IR;
 using ParallelCompiler.Lowering;
 using ParallelCompiler.Passes;
 using ParallelCompiler.Passes.Infrastructure;
+using ParallelCompiler.Runtime.Pipeline;
 using ParallelCompiler.Syntax;
 
 namespace ParallelCompiler.Planner;
@@ -80,8 +81,9 @@ public sealed record PlanResult(
 
 /// <summary>
 /// The automatic planner (docs/planner.md). Inter-operator: every mesh <c>[pp, dp, tp]</c> of the GPUs with tp inside
-/// a node, microbatch size and count, schedule (gpipe, 1f1b, interleaved with its chunks), full recomputation of the
-/// repeated layer or none, ZeRO-1 or none. Intra-operator: per tp, the sharding of every parameter from <see
+/// a node, microbatch size and count, schedule (gpipe, 1f1b, zb-h1, interleaved with its chunks), recomputation of
+/// the repeated layer (all its instances or the first k of each stage), of one layer it calls, or none, ZeRO-1 or
+/// none. Intra-operator: per tp, the sharding of every parameter from <see
 /// cref="IntraOpSolver"/> (twice: fastest, and leanest in memory). Each candidate is rated from the cost model's
 /// prediction of compiled profiles: the model with one and with two repeated layers, at the candidate's tp, shardings
 /// and microbatch size, gives a layer's forward, backward, optimizer, communication and memory, and the rest of the
@@ -97,6 +99,15 @@ public sealed partial class PlanSearch
     private readonly PassRegistry _registry;
     private readonly ConcurrentDictionary<string, Profile> _profiles = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _failed = new(StringComparer.Ordinal);
+
+    /// <summary>Why the weight-gradient profiles of a key did not compile (only its zero-bubble candidates
+    /// fail).</summary>
+    private readonly ConcurrentDictionary<string, string> _failedWeights = new(StringComparer.Ordinal);
+
+    /// <summary>Weight-gradient seconds (W of a zero-bubble schedule) of a microbatch by profile key: the model
+    /// compiled with a stage boundary before the stack under <c>zb-h1</c>, so that the backward splits into the
+    /// gradient the stack sends back (B) and the rest (W) as in a pipeline of several stages.</summary>
+    private readonly ConcurrentDictionary<string, double> _weights = new(StringComparer.Ordinal);
     private readonly Dictionary<int, IntraOpChoice[]> _layouts = [];
     private readonly double _stateFactor;
     private readonly HashSet<string> _layerDecls;
@@ -213,7 +224,14 @@ public sealed partial class PlanSearch
     /// <paramref name="mbs"/> exactly as the search rates its candidates.</summary>
     public RatedPlan Rate(Plan plan, long mbs)
     {
-        Profiles(plan.Tp, plan.ParamDims, mbs, plan.Selective, double.PositiveInfinity);
+        Profiles(
+            plan.Tp,
+            plan.ParamDims,
+            mbs,
+            plan.Selective,
+            double.PositiveInfinity,
+            Schedule.SplitsBackward(plan.Schedule)
+        );
         return Compose(plan, mbs);
     }
 
@@ -247,6 +265,7 @@ public sealed partial class PlanSearch
         }
         // Intra-operator plans per tp, then the profiles every kept shape needs, most promising first.
         var work = new List<(int Tp, IReadOnlyDictionary<string, int> Dims, long Mbs, string? Selective)>();
+        var weights = new HashSet<string>(StringComparer.Ordinal);
         bool timedOut = false;
         foreach (int tp in kept.Select(s => s.Tp).Distinct())
         {
@@ -271,8 +290,14 @@ public sealed partial class PlanSearch
         foreach (var s in kept.OrderBy(s => Estimate(s)))
         foreach (var c in _layouts.GetValueOrDefault(s.Tp) ?? [])
         foreach (var selective in SelectiveChoices)
-            if (queued.Add(Key(s.Tp, c.ParamDims, s.Mbs, selective, 1)))
+        {
+            string key = Key(s.Tp, c.ParamDims, s.Mbs, selective, 1);
+            if (queued.Add(key))
                 work.Add((s.Tp, c.ParamDims, s.Mbs, selective));
+            // Zero-bubble candidates (pp > 1) also need the split of the backward into B and W.
+            if (s.Pp > 1)
+                weights.Add(key);
+        }
         int done = 0,
             total = work.Count + kept.Count;
         var profileClock = Stopwatch.StartNew();
@@ -282,7 +307,14 @@ public sealed partial class PlanSearch
             w =>
             {
                 if (clock.Elapsed.TotalSeconds <= _request.TimeLimitSeconds)
-                    Profiles(w.Tp, w.Dims, w.Mbs, w.Selective, _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds);
+                    Profiles(
+                        w.Tp,
+                        w.Dims,
+                        w.Mbs,
+                        w.Selective,
+                        _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds,
+                        weights.Contains(Key(w.Tp, w.Dims, w.Mbs, w.Selective, 1))
+                    );
                 progress?.Invoke(Interlocked.Increment(ref done), total);
             }
         );
@@ -294,13 +326,18 @@ public sealed partial class PlanSearch
             foreach (var plan in PlansOf(s))
             {
                 var p = plan with { ParamDims = c.ParamDims };
-                if (!HasProfiles(p.Tp, p.ParamDims, s.Mbs, p.Selective))
+                if (!HasProfiles(p.Tp, p.ParamDims, s.Mbs, p.Selective, Schedule.SplitsBackward(p.Schedule)))
                 {
                     timedOut = true;
                     rated.Add(Unrated(p, s.Mbs, "not rated: the search reached its time limit"));
                 }
                 else
-                    rated.Add(Compose(p, s.Mbs));
+                {
+                    var r = Compose(p, s.Mbs);
+                    rated.Add(r);
+                    if (r.Viable && p.Remat && Partial(p, s.Mbs, r.LayersPerStage.Max()) is { } partial)
+                        rated.Add(partial);
+                }
             }
             progress?.Invoke(++done, total);
         }
@@ -311,7 +348,7 @@ public sealed partial class PlanSearch
                 Gpus = gpus,
             },
             rated,
-            _profiles.Count,
+            _profiles.Count + _weights.Count,
             clock.Elapsed.TotalSeconds,
             timedOut,
             new SearchTimes(_intraOpSeconds, _profileSeconds, composeClock.Elapsed.TotalSeconds)
@@ -344,14 +381,15 @@ public sealed partial class PlanSearch
         }
     }
 
-    /// <summary>The candidates of a shape: schedules (one stage: none), recomputation (none, of one layer the stack
-    /// calls, or full), ZeRO-1 where dp > 1.</summary>
+    /// <summary>The candidates of a shape: schedules (one stage: none; several: 1f1b, gpipe, zb-h1 and interleaved),
+    /// recomputation (none, of one layer the stack calls, or full), ZeRO-1 where dp > 1.</summary>
     private IEnumerable<Plan> PlansOf(Shape s)
     {
         var schedules = new List<(string, int)> { ("1f1b", 1) };
         if (s.Pp > 1)
         {
             schedules.Add(("gpipe", 1));
+            schedules.Add(("zb-h1", 1));
             foreach (int v in new[] { 2, 3, 4 })
                 if (s.Pp * v <= _model.Layers && s.Microbatches % s.Pp == 0)
                     schedules.Add(("interleaved", v));
@@ -373,6 +411,33 @@ public sealed partial class PlanSearch
             {
                 Selective = selective == "full" ? null : selective,
             };
+    }
+
+    /// <summary>
+    /// Where full recomputation fits and none does not: the plan that recomputes only the first k layers of each
+    /// stage for the smallest k that fits (memory falls as k grows; a binary search over 1 .. most layers of a stage
+    /// - 1), or null.
+    /// </summary>
+    private RatedPlan? Partial(Plan full, long mbs, int stageLayers)
+    {
+        if (stageLayers < 2 || Compose(full with { Remat = false }, mbs).Viable)
+            return null;
+        RatedPlan? best = null;
+        int lo = 1,
+            hi = stageLayers - 1;
+        while (lo <= hi)
+        {
+            int k = (lo + hi) / 2;
+            var r = Compose(full with { RematFirst = k }, mbs);
+            if (r.Viable)
+            {
+                best = r;
+                hi = k - 1;
+            }
+            else
+                lo = k + 1;
+        }
+        return best;
     }
 
     /// <summary>None, or one of the layers the repeated layer calls (recomputed in the backward: selective
@@ -483,9 +548,12 @@ public sealed partial class PlanSearch
     }
 
     /// <summary>Compiles the model with the plan through the default pipeline and kernel formation.</summary>
-    public Operation Compile(Plan plan, long? layers, long batch, bool pipeline = false)
+    public Operation Compile(Plan plan, long? layers, long batch, bool pipeline = false, bool stageBeforeLoop = false)
     {
-        var module = Elaborate(_model.Write(plan, layers, batch, pipeline: pipeline), "profiled");
+        var module = Elaborate(
+            _model.Write(plan, layers, batch, pipeline: pipeline, stageBeforeLoop: stageBeforeLoop),
+            "profiled"
+        );
         var passes = Pipelines.Create().Add(Pipelines.Backend);
         if (plan.Zero > 0)
             passes.Set("optimizer", "zero", plan.Zero);
@@ -501,19 +569,33 @@ public sealed partial class PlanSearch
         long layers
     ) => $"{tp}|{mbs}|{new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims).Splits}|{selective}|{layers}";
 
-    private bool HasProfiles(int tp, IReadOnlyDictionary<string, int> dims, long mbs, string? selective) =>
+    private bool HasProfiles(
+        int tp,
+        IReadOnlyDictionary<string, int> dims,
+        long mbs,
+        string? selective,
+        bool weights
+    ) =>
         _profiles.ContainsKey(Key(tp, dims, mbs, selective, 1))
             && (_model.Loop == null || _profiles.ContainsKey(Key(tp, dims, mbs, selective, 2)))
+            && (
+                !weights
+                || _weights.ContainsKey(Key(tp, dims, mbs, selective, 1))
+                    && _weights.ContainsKey(Key(tp, dims, mbs, selective, 2))
+                || _failedWeights.ContainsKey(Key(tp, dims, mbs, selective, 1))
+            )
         || _failed.ContainsKey(Key(tp, dims, mbs, selective, 1));
 
     /// <summary>Compiles the one- and two-layer profiles of (tp, shardings, microbatch size, selectively recomputed
-    /// layer), unless the time left is spent.</summary>
+    /// layer), and with <paramref name="weights"/> their weight-gradient profiles, unless the time left is
+    /// spent.</summary>
     private void Profiles(
         int tp,
         IReadOnlyDictionary<string, int> dims,
         long mbs,
         string? selective,
-        double secondsLeft
+        double secondsLeft,
+        bool weights = false
     )
     {
         var clock = Stopwatch.StartNew();
@@ -532,6 +614,26 @@ public sealed partial class PlanSearch
             catch (Exception e) when (e is PassInputException or PassFailureException or UserErrorException)
             {
                 _failed[first] = $"does not compile: {e.Message.Split('\n')[0]}";
+            }
+        }
+        if (!weights || _model.Loop == null)
+            return;
+        foreach (long layers in new long[] { 1, 2 })
+        {
+            string key = Key(tp, dims, mbs, selective, layers);
+            if (_weights.ContainsKey(key) || _failed.ContainsKey(first) || _failedWeights.ContainsKey(first))
+                continue;
+            if (clock.Elapsed.TotalSeconds > secondsLeft)
+                return;
+            try
+            {
+                var variant = new Plan(tp, 2, 1, 1, "zb-h1", 1, false, 0, dims) { Selective = selective };
+                var module = Compile(variant, layers, mbs, pipeline: true, stageBeforeLoop: true);
+                _weights[key] = CostModel.Of(module, _request.Cluster).StageWeightSeconds.Sum();
+            }
+            catch (Exception e) when (e is PassInputException or PassFailureException or UserErrorException)
+            {
+                _failedWeights[first] = $"does not compile with a stage boundary: {e.Message.Split('\n')[0]}";
             }
         }
     }

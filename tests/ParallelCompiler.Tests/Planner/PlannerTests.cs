@@ -121,6 +121,101 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         Assert.True(rated.Viable, rated.Pruned);
     }
 
+    /// <summary>A zero-bubble plan is written as the schedule <c>zb-h1</c>, trains as one device, and is rated
+    /// with its weight gradients deferred: under the bubble of the same plan with 1F1B.</summary>
+    [Fact]
+    public void AZeroBubblePlanIsWrittenAndTrainsAsOneDevice()
+    {
+        var src = SourceText.Load(Plain);
+        var model = ModelSource.Read(src, new CompileOptions());
+        var plan = new Plan(1, 2, 2, 2, "zb-h1", 1, false, 0, new Dictionary<string, int>());
+        string text = model.Write(plan);
+        Assert.Contains("@pipeline(axis = pp, microbatches = 2, schedule = \"zb-h1\")", text);
+        string path = P("zb.mpl");
+        File.WriteAllText(path, text);
+        var distributed = Losses(Mplc.Run("run", path, "--steps", "3"));
+        var single = Losses(Mplc.Run("run", Plain, "--steps", "3"));
+        Assert.Equal(3, distributed.Length);
+        for (int i = 0; i < single.Length; i++)
+            Assert.Equal(single[i], distributed[i], 4);
+        var options = new CompileOptions();
+        foreach (var (k, v) in new[] { ("D", 512L), ("S", 256L), ("B", 32L), ("L", 8L) })
+            options.Defines[k] = v;
+        var planner = PlanSearch.Create(
+            src,
+            new PlanRequest(Cluster.Presets["a100-80g-selene"], 4, null, 30, options),
+            Registry()
+        );
+        var zb = planner.Rate(plan with { Pp = 4, Dp = 1, Microbatches = 8 }, 4);
+        var oneF = planner.Rate(plan with { Pp = 4, Dp = 1, Microbatches = 8, Schedule = "1f1b" }, 4);
+        Assert.True(zb.Viable && oneF.Viable, zb.Pruned ?? oneF.Pruned);
+        Assert.True(
+            zb.BubbleSeconds < 0.7 * oneF.BubbleSeconds && zb.StepSeconds < oneF.StepSeconds,
+            $"zb-h1 bubble {zb.BubbleSeconds}, step {zb.StepSeconds}; 1f1b {oneF.BubbleSeconds}, {oneF.StepSeconds}"
+        );
+    }
+
+    /// <summary>Recomputing the first k layers of each stage: written as <c>@remat(first = k)</c>, trains as one
+    /// device, and rated between no recomputation and full recomputation in both time and memory.</summary>
+    [Fact]
+    public void APlanRecomputingTheFirstLayersOfEachStageIsWrittenAndTrainsAsOneDevice()
+    {
+        var src = SourceText.Load(Plain);
+        var model = ModelSource.Read(src, new CompileOptions());
+        var plan = new Plan(1, 2, 2, 2, "1f1b", 1, true, 0, new Dictionary<string, int>()) { RematFirst = 1 };
+        string text = model.Write(plan);
+        Assert.Contains("@remat(first = 1)\nlayer block", text);
+        Assert.Single(Regex.Matches(text, "@remat"));
+        Assert.Contains("recomputing the first 1 layers of each stage", plan.Summary);
+        string path = P("first.mpl");
+        File.WriteAllText(path, text);
+        var distributed = Losses(Mplc.Run("run", path, "--steps", "3"));
+        var single = Losses(Mplc.Run("run", Plain, "--steps", "3"));
+        Assert.Equal(3, distributed.Length);
+        for (int i = 0; i < single.Length; i++)
+            Assert.Equal(single[i], distributed[i], 4);
+
+        var options = new CompileOptions();
+        foreach (var (k, v) in new[] { ("D", 512L), ("S", 256L), ("B", 32L), ("L", 8L) })
+            options.Defines[k] = v;
+        var cluster = Cluster.Presets["a100-80g-selene"];
+        var request = new PlanRequest(cluster, 2, null, 60, options)
+        {
+            Fixed = new Dictionary<string, int> { ["pp"] = 2, ["tp"] = 1 },
+        };
+        var planner = PlanSearch.Create(src, request, Registry());
+        var at = plan with { Dp = 1, Microbatches = 8 };
+        var none = planner.Rate(at with { Remat = false, RematFirst = null }, 4);
+        var two = planner.Rate(at with { RematFirst = 2 }, 4);
+        var full = planner.Rate(at with { RematFirst = null }, 4);
+        Assert.True(none.Viable && two.Viable && full.Viable);
+        Assert.True(none.StepSeconds < two.StepSeconds && two.StepSeconds < full.StepSeconds);
+        Assert.True(full.PeakBytes < two.PeakBytes && two.PeakBytes < none.PeakBytes);
+
+        // On a GPU between the two in memory the search finds the plans that recompute only some layers, each
+        // faster than full recomputation with the same other choices.
+        var small = request with
+        {
+            Cluster = cluster with { HbmBytes = (none.PeakBytes + full.PeakBytes) / 2 },
+        };
+        var result = PlanSearch.Search(src, small, Registry());
+        var partial = result.Ranked.Where(r => r.Plan.RematFirst != null).ToList();
+        Assert.NotEmpty(partial);
+        foreach (var r in partial)
+        {
+            var same = result.Candidates.Single(c =>
+                c.Plan with { ParamDims = r.Plan.ParamDims } == r.Plan with { RematFirst = null }
+                && c.MicrobatchSize == r.MicrobatchSize
+                && c.Plan.Splits == r.Plan.Splits
+            );
+            Assert.True(
+                r.StepSeconds < same.StepSeconds,
+                $"{r.Plan.Summary}: {r.StepSeconds} s, full {same.StepSeconds} s"
+            );
+        }
+        Assert.DoesNotContain(result.Ranked, r => r.PeakBytes > small.Cluster.HbmBytes);
+    }
+
     [Fact]
     public void TheFreeSearchOnTheTransformerGivesARunnablePlan() => PlanRunsAsOneDevice(Plain, 4, null, 2);
 
@@ -177,6 +272,8 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     [InlineData(2, 2, 2, 4, "interleaved", 2, "none")]
     [InlineData(4, 1, 2, 2, "1f1b", 1, "none")]
     [InlineData(2, 2, 2, 4, "1f1b", 1, "attention")]
+    [InlineData(2, 2, 2, 4, "zb-h1", 1, "none")]
+    [InlineData(1, 4, 2, 8, "zb-h1", 1, "full")]
     public void TheComposedRatingAgreesWithTheCostOfTheWholePlan(
         int tp,
         int pp,

@@ -259,4 +259,84 @@ public sealed class RematTests : IDisposable
         double without = double.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(with < 0.6 * without, $"peak {with} MiB with @remat, {without} MiB without");
     }
+
+    private string Gpt(string attribute, string name)
+    {
+        string path = Path.Combine(_dir, name);
+        File.WriteAllText(
+            path,
+            File.ReadAllText(Repo.Path("examples", "gpt.mpl")).Replace("layer block(", attribute + "\nlayer block(")
+        );
+        return path;
+    }
+
+    /// <summary>The instances of the block a compiled program recomputes, by the stage that runs them.</summary>
+    private static SortedSet<string> Recomputed(string ir) =>
+        new(
+            System
+                .Text.RegularExpressions.Regex.Matches(ir, "recompute = \"(gpt\\.block\\.\\d+)\"")
+                .Select(m => m.Groups[1].Value)
+        );
+
+    /// <summary>
+    /// @remat(first = k) recomputes the first k instances of the block in each pipeline stage (in the model without
+    /// stages): on examples/gpt.mpl's mesh (two stages of two blocks) the first of each stage, and it trains like
+    /// one device with the same parameters at the end.
+    /// </summary>
+    [Fact]
+    public void RecomputingTheFirstInstancesOfEachStageTrainsLikeOneDevice()
+    {
+        string gpt = Gpt("@remat(first = 1)", "first.mpl");
+        var one = Mplc.Run("compile", gpt, "--mesh", "pp=1,dp=1,tp=1");
+        Assert.True(one.ExitCode == 0, one.Stderr);
+        Assert.Equal(["gpt.block.0"], Recomputed(one.Stdout));
+        var two = Mplc.Run("compile", gpt, "-D", "L=6", "--mesh", "pp=1,dp=1,tp=1");
+        Assert.Equal(["gpt.block.0"], Recomputed(two.Stdout));
+        var staged = Mplc.Run("compile", gpt, "--mesh", "pp=2,dp=1,tp=1");
+        Assert.True(staged.ExitCode == 0, staged.Stderr);
+        Assert.Equal(["gpt.block.0", "gpt.block.2"], Recomputed(staged.Stdout));
+        string both = Gpt("@remat(first = 2)", "both.mpl");
+        Assert.Equal(
+            ["gpt.block.0", "gpt.block.1", "gpt.block.2", "gpt.block.3"],
+            Recomputed(Mplc.Run("compile", both, "--mesh", "pp=2,dp=1,tp=1").Stdout)
+        );
+
+        string[] steps = ["--steps", "3", "--seed", "2"];
+        string P(string f) => Path.Combine(_dir, f);
+        var a = Mplc.Run(["run", gpt, .. steps, "--out", P("a.npz"), "--save-params", P("a-params.npz")]);
+        var b = Mplc.Run([
+            "run",
+            Repo.Path("examples", "gpt.mpl"),
+            "--mesh",
+            "pp=1,dp=1,tp=1",
+            .. steps,
+            "--out",
+            P("b.npz"),
+            "--save-params",
+            P("b-params.npz"),
+        ]);
+        Assert.True(a.ExitCode == 0 && b.ExitCode == 0, a.Stderr + b.Stderr);
+        Distributed.AssertTrainsLikeOneDevice((P("a.npz"), P("b.npz")), (P("a-params.npz"), P("b-params.npz")));
+    }
+
+    [Theory]
+    [InlineData("@remat(first = 0)", "first must be at least 1, got 0")]
+    [InlineData("@remat(last = 2)", "@remat takes no arguments, or first = k")]
+    [InlineData("@remat(first = 1, last = 2)", "@remat takes no arguments, or first = k")]
+    [InlineData("@remat(first = \"x\")", "first must be a compile-time integer")]
+    public void BadRematArgumentsAreLocatedErrors(string attribute, string message)
+    {
+        var r = Mplc.Run("compile", Gpt(attribute, "bad.mpl"));
+        Assert.Equal(1, r.ExitCode);
+        Assert.Matches(@"bad\.mpl:\d+:\d+: error: ", r.Stderr);
+        Assert.Contains(message, r.Stderr);
+        string model = Path.Combine(_dir, "model.mpl");
+        File.WriteAllText(
+            model,
+            File.ReadAllText(Repo.Path("examples", "gpt.mpl")).Replace("model gpt(", "@remat(first = 1)\nmodel gpt(")
+        );
+        var m = Mplc.Run("compile", model);
+        Assert.Equal(1, m.ExitCode);
+        Assert.Contains("@remat(first = ...) applies to a layer", m.Stderr);
+    }
 }
