@@ -88,6 +88,8 @@ public sealed class MpiProcess : IMachine, IDisposable
             if (s.SaveParamsPath != null && !ShardedCheckpoint.IsFolder(s.SaveParamsPath))
                 s.SaveParamsPath = null;
         }
+        // Every process reads only its devices' blocks of the input and parameter files.
+        s.LocalDevices = [.. Enumerable.Range(mpi.Rank * mpi._perProcess, mpi._perProcess)];
         // Every process writes its share of a sharded checkpoint.
         s.CheckpointWriters = new CheckpointWriters(mpi.Rank, mpi.Size, mpi.AllGather);
         return mpi;

@@ -44,7 +44,7 @@ public static class MplrunCli
         "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] "
         + "[--steps N] [--repeat N] [--save-params P2.npz] "
         + "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] "
-        + "[--profile] [--collective-timeout S]\n"
+        + "[--profile] [--io-stats] [--collective-timeout S]\n"
         + "       mplrun --verify BUNDLE.mplc   (check the bundle without running it)";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
@@ -78,7 +78,8 @@ public static class MplrunCli
         string? bundlePath = null;
         bool compare = false,
             checkCollectives = false,
-            verify = false;
+            verify = false,
+            ioStats = false;
         var s = new RunSettings();
         for (int i = 0; i < args.Length; i++)
         {
@@ -95,6 +96,11 @@ public static class MplrunCli
             if (a == "--profile")
             {
                 s.Profile = true;
+                continue;
+            }
+            if (a == "--io-stats")
+            {
+                ioStats = true;
                 continue;
             }
             if (a == "--check-collectives")
@@ -167,6 +173,8 @@ public static class MplrunCli
         var m = bundle.Manifest;
         if (verify)
             return Verify(bundle, stdout);
+        // Every process reports what it read itself, though only rank 0 prints the rest.
+        var stats = ioStats ? stderr : null;
         var mpi = MpiProcess.Join(
             m.PhysicalMesh,
             s,
@@ -179,7 +187,7 @@ public static class MplrunCli
         );
         try
         {
-            return RunBundle(bundle, s, compare, checkCollectives, mpi, stdout, stderr);
+            return RunBundle(bundle, s, compare, checkCollectives, mpi, stdout, stderr, stats);
         }
         catch
         {
@@ -199,7 +207,8 @@ public static class MplrunCli
         bool checkCollectives,
         MpiProcess? mpi,
         TextWriter stdout,
-        TextWriter stderr
+        TextWriter stderr,
+        TextWriter? stats
     )
     {
         var m = bundle.Manifest;
@@ -274,6 +283,11 @@ public static class MplrunCli
                 machine: (IMachine?)mpi ?? gpu
             );
             outcome.Print(s, r => r.TypeString, stdout);
+            stats?.WriteLine(
+                $"note: {(mpi != null ? $"process {mpi.Rank} of {mpi.Size}" : "the run")} read "
+                    + $"{outcome.ArrayBytes.Read} of the {outcome.ArrayBytes.Held} bytes of array data in the input "
+                    + "and parameter files"
+            );
             if (s.Profile && outcome.Trace is { } trace)
                 PrintProfile(trace, gpu, stdout);
             if (s.Profile && gpu != null)
