@@ -178,9 +178,12 @@ public static class MplrunCli
         var mpi = MpiProcess.Join(
             m.PhysicalMesh,
             s,
-            s.Backend is not ("cpu" or "cuda") || checkCollectives || compare || (s.Backend == "cuda" && s.Gpus != null)
+            s.Backend is not ("cpu" or "cuda")
+            || (checkCollectives && s.Backend != "cpu")
+            || compare
+            || (s.Backend == "cuda" && s.Gpus != null)
                 ? "an MPI job runs the cpu or the cuda back end (each process on devices/processes GPUs of its node): "
-                    + "run --backend cuda-emu, --gpus, --check-collectives and --compare in one process"
+                    + "run --backend cuda-emu, --gpus, --compare and a GPU's --check-collectives in one process"
                 : null,
             ref stdout,
             ref stderr
@@ -216,6 +219,8 @@ public static class MplrunCli
             $"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, "
                 + $"backend {s.Backend}{(mpi != null ? $", {mpi.Size} MPI processes" : "")}"
         );
+        if (checkCollectives && mpi != null)
+            return mpi.CheckCollectives(m.PhysicalMesh, s.CollectiveTimeout, stdout) ? 0 : 1;
         IDisposable? owned = null;
         GpuMachine? gpu = null;
         Func<string, IKernel> kernels = name => new KernelRef(name);
