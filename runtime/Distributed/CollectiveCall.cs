@@ -23,4 +23,20 @@ internal sealed record CollectiveCall<T>(
     string Span,
     Func<T[], T[]> Compute
 )
-    where T : class, IArray;
+    where T : class, IArray
+{
+    /// <summary>How the data moves, for a link that moves it directly instead of gathering every input (null: a
+    /// reduction, described by its <c>Reduction</c>, or nothing the link needs to know).</summary>
+    public Movement? Moves { get; init; }
+}
+
+/// <summary>What a collective that does not reduce moves: an all_gather along <paramref name="ConcatDim"/>, an
+/// all_to_all from <paramref name="SplitDim"/> to <paramref name="ConcatDim"/>, or a collective_permute of <paramref
+/// name="Pairs"/> (source, target) over all devices.</summary>
+internal sealed record Movement(string Kind, int SplitDim, int ConcatDim, (int Source, int Target)[]? Pairs = null)
+{
+    /// <summary>The kinds.</summary>
+    public const string AllGather = "all_gather",
+        AllToAll = "all_to_all",
+        Permute = "collective_permute";
+}

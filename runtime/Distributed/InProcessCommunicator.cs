@@ -87,7 +87,16 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
     {
         var (group, key, span) = GroupOf(axes, site);
         int d = _check.Dim(x, dim, "dim", site, span);
-        return Issue(site, group, key, span, x, $"all_gather(dim {d})", xs => CollectiveMath.AllGather(Ops, xs, d));
+        return Issue(
+            site,
+            group,
+            key,
+            span,
+            x,
+            $"all_gather(dim {d})",
+            xs => CollectiveMath.AllGather(Ops, xs, d),
+            moves: new Movement(Movement.AllGather, -1, d)
+        );
     }
 
     /// <inheritdoc/>
@@ -109,7 +118,16 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
             c = _check.Dim(x, concatDim, "concat dim", site, span);
         _check.Divisible(x, s, group.Length, site, span);
         string what = $"all_to_all(split {s}, concat {c})";
-        return Issue(site, group, key, span, x, what, xs => CollectiveMath.AllToAll(Ops, xs, s, c));
+        return Issue(
+            site,
+            group,
+            key,
+            span,
+            x,
+            what,
+            xs => CollectiveMath.AllToAll(Ops, xs, s, c),
+            moves: new Movement(Movement.AllToAll, s, c)
+        );
     }
 
     /// <inheritdoc/>
@@ -128,7 +146,16 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
             string.Join(",", Enumerable.Range(0, n))
         );
         string what = $"collective_permute({string.Join(", ", fixedPairs.Select(p => $"{p.Source}->{p.Target}"))})";
-        return Issue(site, everyone, key, span, x, what, xs => CollectiveMath.Permute(Ops, xs, fixedPairs));
+        return Issue(
+            site,
+            everyone,
+            key,
+            span,
+            x,
+            what,
+            xs => CollectiveMath.Permute(Ops, xs, fixedPairs),
+            moves: new Movement(Movement.Permute, -1, -1, fixedPairs)
+        );
     }
 
     /// <inheritdoc/>
@@ -187,8 +214,9 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         T x,
         string what,
         Func<T[], T[]> compute,
-        Reduction? reduction = null
-    ) => Begin(site, group, key, span, x, what, compute, reduction)().Value;
+        Reduction? reduction = null,
+        Movement? moves = null
+    ) => Begin(site, group, key, span, x, what, compute, reduction, moves)().Value;
 
     /// <summary>Arrives at the collective and returns what waits for this member's result (and when the collective
     /// completed); across processes it completes here.</summary>
@@ -200,7 +228,8 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         T x,
         string what,
         Func<T[], T[]> compute,
-        Reduction? reduction = null
+        Reduction? reduction = null,
+        Movement? moves = null
     )
     {
         // With one member every collective is the identity; a copy keeps results from aliasing inputs.
@@ -212,7 +241,7 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         }
         string signature = $"{what} on [{string.Join(", ", group)}] of {x.TypeString}";
         string display = $"{what} {span} of {x.TypeString}";
-        var call = new CollectiveCall<T>(rank, site, group, signature, display, span, compute);
+        var call = new CollectiveCall<T>(rank, site, group, signature, display, span, compute) { Moves = moves };
         if (world.Link is { } link && !group.All(m => m >= link.First && m < link.First + link.Count))
         {
             // The members in this process meet here; the last to arrive takes the call to the other processes.

@@ -242,6 +242,11 @@ internal static class ElementCodec
     public static string ShapeText(long[] shape) =>
         shape.Length == 1 ? $"({shape[0]},)" : $"({string.Join(", ", shape)})";
 
+    /// <summary>Decodes the contiguous elements in <paramref name="src"/> into <paramref name="target"/> from
+    /// element <paramref name="at"/> (a row-major array of the stored array's shape).</summary>
+    public static void DecodeInto(ReadOnlySpan<byte> src, ElementType t, NDArray target, long at, string what) =>
+        Decode(src, t, target.F, target.I, checked((int)at), target.Shape, false, what);
+
     private static void Decode(
         ReadOnlySpan<byte> src,
         ElementType t,

@@ -66,6 +66,16 @@ public static class Npy
 
     private static NpyArray ReadCore(Stream s, string what, long available)
     {
+        var (t, fortran, shape, dataOffset) = ReadHeader(s, what);
+        long left = available >= 0 ? available - dataOffset : -1;
+        return new NpyArray(ElementCodec.Read(s, t, shape, fortran, what, left), t.Name);
+    }
+
+    /// <summary>The header of the .npy data in <paramref name="s"/> (read from its position, left just after the
+    /// header): the stored element type, whether the data is in Fortran order, the shape, and the header's length in
+    /// bytes (where the data starts).</summary>
+    internal static (ElementType Type, bool Fortran, long[] Shape, long DataOffset) ReadHeader(Stream s, string what)
+    {
         Span<byte> pre = stackalloc byte[12];
         int got = ElementCodec.ReadUpTo(s, pre[..10]);
         if (got < Magic.Length || !pre[..Magic.Length].SequenceEqual(Magic))
@@ -117,9 +127,7 @@ public static class Npy
                 ? new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(hb)
                 : Encoding.Latin1.GetString(hb);
         var (descr, fortran, shape) = ParseHeader(text, what);
-        ElementType t = ParseDescr(descr, what);
-        long left = available >= 0 ? available - prefix - hlen : -1;
-        return new NpyArray(ElementCodec.Read(s, t, shape, fortran, what, left), t.Name);
+        return (ParseDescr(descr, what), fortran, shape, prefix + hlen);
     }
 
     private static string Describe(ReadOnlySpan<byte> b)

@@ -42,6 +42,24 @@ public static class Safetensors
         out Dictionary<string, string> metadata
     )
     {
+        var (infos, dataStart) = ReadHeader(fs, path, out metadata);
+        var result = new Dictionary<string, NpyArray>();
+        foreach (var (key, t, shape, begin, end) in infos)
+        {
+            string what = $"{path}: key '{key}'";
+            fs.Seek(dataStart + begin, SeekOrigin.Begin);
+            result[key] = new NpyArray(ElementCodec.Read(fs, t, shape, false, what, end - begin), t.Name);
+        }
+        return result;
+    }
+
+    /// <summary>The header of the safetensors file <paramref name="fs"/>: each tensor's key, stored type, shape and
+    /// data offsets (checked against the file's length), in header order, and where the data buffer starts.</summary>
+    internal static (
+        List<(string Key, ElementType Type, long[] Shape, long Begin, long End)> Infos,
+        long DataStart
+    ) ReadHeader(FileStream fs, string path, out Dictionary<string, string> metadata)
+    {
         long fileLen = fs.Length;
         Span<byte> sizeField = stackalloc byte[8];
         int got = ElementCodec.ReadUpTo(fs, sizeField);
@@ -93,14 +111,7 @@ public static class Safetensors
                 else
                     infos.Add(ParseInfo(prop.Name, prop.Value, path, bufferLen));
             }
-            var result = new Dictionary<string, NpyArray>();
-            foreach (var (key, t, shape, begin, end) in infos)
-            {
-                string what = $"{path}: key '{key}'";
-                fs.Seek(dataStart + begin, SeekOrigin.Begin);
-                result[key] = new NpyArray(ElementCodec.Read(fs, t, shape, false, what, end - begin), t.Name);
-            }
-            return result;
+            return (infos, dataStart);
         }
     }
 

@@ -57,6 +57,10 @@ public sealed class RunSettings
     /// <summary>Record every device's work (as for a trace) and return it, for a per-kernel profile.</summary>
     public bool Profile { get; set; }
 
+    /// <summary>The devices (ranks of the physical mesh) this process runs, an MPI job's share, or null for all:
+    /// then input and parameter files are read only in the blocks these devices take.</summary>
+    public IReadOnlyList<int>? LocalDevices { get; set; }
+
     /// <summary>How long a device waits in a collective before the run is reported as stuck.</summary>
     public TimeSpan CollectiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
@@ -71,6 +75,11 @@ public sealed record RunOutcome(
 {
     /// <summary>What every device did, when the run was traced or profiled.</summary>
     public Trace? Trace { get; init; }
+
+    /// <summary>The bytes of array data this process read from the input and parameter files (with <see
+    /// cref="RunSettings.LocalDevices"/>, only its devices' blocks), and how many the files hold of the arrays the
+    /// run took from them.</summary>
+    public (long Read, long Held) ArrayBytes { get; init; }
 
     /// <summary>
     /// What <c>mplc run</c> and <c>mplrun</c> print after a run: the loss (first and last step) of a training run,
@@ -148,9 +157,18 @@ public static class ModelSession
                     is { } problem
             )
                 throw new RunInputException($"{flag}: {problem}");
-        var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log);
+        var tally = new Tally();
+        var blocks =
+            s.LocalDevices != null && program != null
+                ? ProgramRunner.BlocksRead(manifest, program, s.LocalDevices)
+                : default;
+        var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log, blocks.Inputs, tally);
         var parameters =
-            s.ParamArrays != null ? new Dictionary<string, NDArray>(s.ParamArrays) : LoadParams(manifest, s);
+            s.ParamArrays != null
+                ? new Dictionary<string, NDArray>(s.ParamArrays)
+                : LoadParams(manifest, s, blocks.Params, tally);
+        // Parameters read in part (this process's blocks): whole again once a step has updated them.
+        var partial = blocks.Params == null || s.ParamsPath == null ? new HashSet<string>() : tally.Partial;
         var trace = s.TracePath == null && !s.Profile ? null : new Trace();
         runStep ??=
             machine != null
@@ -172,7 +190,10 @@ public static class ModelSession
                 throw new RunInputException(s.Steps > 1 ? $"step {step + 1}: {e.Message}" : e.Message);
             }
             foreach (var (path, value) in updates)
+            {
                 parameters[path] = value;
+                partial.Remove(path);
+            }
             if (manifest.Training)
                 losses[step] = (float)results[0].GetDouble(0);
             onStep?.Invoke(step, results[0], sw.Elapsed);
@@ -192,6 +213,11 @@ public static class ModelSession
         {
             if (!manifest.Training)
                 throw new RunInputException("--save-params needs a training model: nothing was " + "updated");
+            if (partial.Count > 0)
+                throw new InvalidOperationException(
+                    $"parameter '{partial.First()}' was read in part (this process's blocks) and never updated, so it "
+                        + "cannot be saved whole"
+                );
             if (ShardedCheckpoint.IsFolder(s.SaveParamsPath))
                 ShardedCheckpoint.Write(
                     s.SaveParamsPath,
@@ -202,7 +228,11 @@ public static class ModelSession
             else
                 WriteArrays(s.SaveParamsPath, parameters);
         }
-        return new RunOutcome(results, manifest.Training ? losses : null, parameters) { Trace = trace };
+        return new RunOutcome(results, manifest.Training ? losses : null, parameters)
+        {
+            Trace = trace,
+            ArrayBytes = (tally.Read, tally.Held),
+        };
     }
 
     /// <summary>Writes arrays, turning file-system failures into input errors.</summary>
@@ -241,9 +271,36 @@ public static class ModelSession
         ProgramManifest manifest,
         RunSettings s,
         TextWriter log
-    ) => (LoadInputs(manifest, s, log), LoadParams(manifest, s));
+    ) => (LoadInputs(manifest, s, log, null, new Tally()), LoadParams(manifest, s, null, new Tally()));
 
-    private static List<NDArray> LoadInputs(ProgramManifest manifest, RunSettings s, TextWriter log)
+    // The bytes of array data read and held by the files a run read, and the parameters read in part.
+    private sealed class Tally
+    {
+        public long Read;
+        public long Held;
+        public HashSet<string> Partial { get; } = [];
+    }
+
+    // Opens an array file to read its arrays or their blocks, turning every failure into an input error.
+    private static T Reading<T>(Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (ArrayFileException e)
+        {
+            throw new RunInputException(e.Message);
+        }
+    }
+
+    private static List<NDArray> LoadInputs(
+        ProgramManifest manifest,
+        RunSettings s,
+        TextWriter log,
+        List<(long[] Offset, long[] Shape)>[]? blocks,
+        Tally tally
+    )
     {
         var result = new List<NDArray>();
         if (s.InputsPath == null)
@@ -253,29 +310,44 @@ public static class ModelSession
                 result.Add(Initializers.RandomInput(a.DType, a.Shape, s.Seed, a.Name, a.IntBound));
             return result;
         }
-        var file = ReadArrays(s.InputsPath);
+        using var file = Reading(() => ArrayReader.Open(s.InputsPath));
         var names = manifest.Inputs.Select(a => a.Name).ToList();
         foreach (var key in file.Keys)
             if (!names.Contains(key))
                 throw new RunInputException(
                     $"{s.InputsPath}: unknown input '{key}' (the model's inputs: " + $"{string.Join(", ", names)})"
                 );
-        foreach (var a in manifest.Inputs)
+        for (int i = 0; i < manifest.Inputs.Count; i++)
         {
-            if (!file.TryGetValue(a.Name, out var arr))
+            var a = manifest.Inputs[i];
+            if (!file.Keys.Contains(a.Name))
                 throw new RunInputException(
                     $"{s.InputsPath}: missing input '{a.Name}' ({SourceType(a.DType, a.Shape)})"
                 );
-            result.Add(Check(arr, a.DType, a.Shape, s.InputsPath, "input", a.Name));
+            var (shape, source) = Reading(() => file.Info(a.Name));
+            Check(source, shape, a.DType, a.Shape, s.InputsPath, "input", a.Name);
+            var arr = Reading(() => blocks == null ? file.Read(a.Name) : file.ReadBlocks(a.Name, blocks[i]));
+            result.Add(Convert(arr.Array, a.DType));
         }
+        tally.Read += file.BytesRead;
+        tally.Held += file.DataBytes(names);
         return result;
     }
 
-    private static Dictionary<string, NDArray> LoadParams(ProgramManifest manifest, RunSettings s)
+    private static Dictionary<string, NDArray> LoadParams(
+        ProgramManifest manifest,
+        RunSettings s,
+        Dictionary<string, List<(long[] Offset, long[] Shape)>>? blocks,
+        Tally tally
+    )
     {
         if (s.ParamsPath != null && Directory.Exists(s.ParamsPath))
         {
-            var saved = ShardedCheckpoint.Read(s.ParamsPath, manifest);
+            var saved = ShardedCheckpoint.Read(s.ParamsPath, manifest, blocks, out long read, out long held);
+            tally.Read += read;
+            tally.Held += held;
+            if (blocks != null)
+                tally.Partial.UnionWith(saved.Keys);
             return manifest.Params.ToDictionary(
                 p => p.Path,
                 p =>
@@ -283,9 +355,10 @@ public static class ModelSession
                     ?? Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path)
             );
         }
-        var file = s.ParamsPath == null ? new Dictionary<string, NpyArray>() : ReadArrays(s.ParamsPath);
+        using var file = s.ParamsPath == null ? null : Reading(() => ArrayReader.Open(s.ParamsPath));
+        var keys = file?.Keys ?? [];
         var paths = manifest.Params.Select(p => p.Path).ToHashSet();
-        foreach (var key in file.Keys)
+        foreach (var key in keys)
             if (!paths.Contains(key))
                 throw new RunInputException(
                     $"{s.ParamsPath}: unknown parameter '{key}' (the model has {paths.Count} "
@@ -293,9 +366,24 @@ public static class ModelSession
                 );
         var result = new Dictionary<string, NDArray>();
         foreach (var p in manifest.Params)
-            result[p.Path] = file.TryGetValue(p.Path, out var arr)
-                ? Check(arr, p.DType, p.Shape, s.ParamsPath!, "parameter", p.Path)
-                : Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path);
+        {
+            if (file == null || !keys.Contains(p.Path))
+            {
+                result[p.Path] = Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path);
+                continue;
+            }
+            var (shape, source) = Reading(() => file.Info(p.Path));
+            Check(source, shape, p.DType, p.Shape, s.ParamsPath!, "parameter", p.Path);
+            var arr = Reading(() => blocks == null ? file.Read(p.Path) : file.ReadBlocks(p.Path, blocks[p.Path]));
+            result[p.Path] = Convert(arr.Array, p.DType);
+            if (blocks != null)
+                tally.Partial.Add(p.Path);
+        }
+        if (file != null)
+        {
+            tally.Read += file.BytesRead;
+            tally.Held += file.DataBytes(keys);
+        }
         return result;
     }
 
@@ -304,9 +392,17 @@ public static class ModelSession
 
     /// <summary>Accepts an array for the expected type: same shape, same element type, float64 for f32
     /// allowed.</summary>
-    private static NDArray Check(NpyArray a, DType dtype, long[] shape, string file, string what, string key)
+    private static void Check(
+        string sourceDtype,
+        long[] found,
+        DType dtype,
+        long[] shape,
+        string file,
+        string what,
+        string key
+    )
     {
-        string src = NumpyName(a.SourceDtype);
+        string src = NumpyName(sourceDtype);
         bool dtypeOk = dtype switch
         {
             DType.F32 => src is "float32" or "float64",
@@ -322,18 +418,22 @@ public static class ModelSession
                 $"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found dtype " + $"{src}{hint}"
             );
         }
-        if (!a.Array.Shape.SequenceEqual(shape))
+        if (!found.SequenceEqual(shape))
             throw new RunInputException(
                 $"{file}: {what} '{key}' must be {SourceType(dtype, shape)}, found shape "
-                    + $"[{string.Join(", ", a.Array.Shape)}]"
+                    + $"[{string.Join(", ", found)}]"
             );
-        var arr = a.Array;
+    }
+
+    // The array as the model's type (f32 values for a bf16 parameter rounded).
+    private static NDArray Convert(NDArray arr, DType dtype)
+    {
         if (arr.DType == dtype)
             return arr;
         var data = (float[])arr.F!.Clone();
         for (int i = 0; i < data.Length; i++)
             data[i] = dtype.Round(data[i]);
-        return NDArray.FromFloats(dtype, shape, data);
+        return NDArray.FromFloats(dtype, arr.Shape, data);
     }
 
     private static string NumpyName(string source) =>

@@ -154,6 +154,56 @@ public static class ProgramRunner
             .ToArray();
     }
 
+    /// <summary>
+    /// The blocks of each input (by index) and each parameter (by path) that <paramref name="devices"/> (ranks of the
+    /// physical mesh) read in a run of <paramref name="program"/>, distinct, each as its offset and shape in the global
+    /// array: in a pipeline a device reads only what its stage's instructions read, each microbatch's block of an
+    /// input, and the parameters' blocks once.
+    /// </summary>
+    public static (
+        List<(long[] Offset, long[] Shape)>[] Inputs,
+        Dictionary<string, List<(long[] Offset, long[] Shape)>> Params
+    ) BlocksRead(ProgramManifest manifest, DeviceProgram program, IEnumerable<int> devices)
+    {
+        var full = manifest.Mesh;
+        var inputs = manifest.Inputs.Select(_ => new List<(long[], long[])>()).ToArray();
+        var parameters = manifest.Params.ToDictionary(p => p.Path, _ => new List<(long[], long[])>());
+        var seen = new HashSet<string>();
+        void Add(List<(long[], long[])> to, string name, long[] shape, string[][] layout, int rank)
+        {
+            var block = BlockLayout.Of(shape, layout, full, rank);
+            if (seen.Add($"{name}\u001f{string.Join(",", block.Offset)}"))
+                to.Add(block);
+        }
+        var paramShapes = manifest.Params.ToDictionary(p => p.Path);
+        foreach (int d in devices)
+        {
+            bool Mine(int stage)
+            {
+                if (program.PipelineAxis is not { } axis || stage < 0)
+                    return true;
+                int me = manifest.PhysicalMesh.Coords(d)[manifest.PhysicalMesh.AxisNames.ToList().IndexOf(axis)];
+                return stage % manifest.PhysicalMesh.Size(axis) == me;
+            }
+            foreach (var ins in program.Instructions)
+                if (ins is InputInstr i && Mine(ins.Stage))
+                {
+                    var t = manifest.Inputs[i.Index];
+                    for (int j = 0; j < (program.PipelineAxis == null ? 1 : program.Microbatches); j++)
+                        Add(
+                            inputs[i.Index],
+                            $"input {i.Index}",
+                            t.Shape,
+                            t.Layout,
+                            program.PipelineAxis == null ? d : Virtual(manifest, d, j)
+                        );
+                }
+                else if (ins is ParamInstr p && Mine(ins.Stage) && paramShapes.TryGetValue(p.Path, out var info))
+                    Add(parameters[p.Path], p.Path, info.Shape, info.Layout, Virtual(manifest, d, 0));
+        }
+        return (inputs, parameters);
+    }
+
     // The full mesh's rank of physical device rank's microbatch j (the rank itself without a microbatch axis).
     private static int Virtual(ProgramManifest manifest, int rank, int j)
     {

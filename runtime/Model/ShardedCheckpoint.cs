@@ -110,7 +110,22 @@ public static class ShardedCheckpoint
 
     /// <summary>The parameters in the checkpoint folder <paramref name="dir"/> that <paramref name="manifest"/>
     /// names, as global arrays; those it lacks are absent.</summary>
-    public static Dictionary<string, NDArray> Read(string dir, ProgramManifest manifest)
+    public static Dictionary<string, NDArray> Read(string dir, ProgramManifest manifest) =>
+        Read(dir, manifest, null, out _, out _);
+
+    /// <summary>
+    /// Like <see cref="Read(string, ProgramManifest)"/>, reading of each parameter only <paramref name="wanted"/>'s
+    /// blocks (offset and shape on the loading mesh; null: all), zero elsewhere: only the parts of the saved blocks
+    /// that overlap them are read, and only the files that hold such parts are opened. <paramref name="read"/>: the
+    /// bytes of array data read; <paramref name="held"/>: those the checkpoint holds.
+    /// </summary>
+    public static Dictionary<string, NDArray> Read(
+        string dir,
+        ProgramManifest manifest,
+        IReadOnlyDictionary<string, List<(long[] Offset, long[] Shape)>>? wanted,
+        out long read,
+        out long held
+    )
     {
         string indexPath = Path.Combine(dir, "index.json");
         if (!System.IO.File.Exists(indexPath))
@@ -129,59 +144,97 @@ public static class ShardedCheckpoint
             throw new RunInputException($"{indexPath}: damaged checkpoint index: {e.Message}");
         }
         var files = index["files"]!.AsArray().Select(f => Path.Combine(dir, (string)f!)).ToArray();
-        var loaded = new Dictionary<int, Dictionary<string, NpyArray>>();
-        Dictionary<string, NpyArray> FileOf(int i)
+        var opened = new Dictionary<int, ArrayReader>();
+        ArrayReader FileOf(int i)
         {
-            if (loaded.TryGetValue(i, out var f))
+            if (opened.TryGetValue(i, out var f))
                 return f;
             if (!System.IO.File.Exists(files[i]))
                 throw new RunInputException($"{files[i]}: missing: the checkpoint in {dir} is partial");
             try
             {
-                return loaded[i] = ArrayFile.Read(files[i]);
+                return opened[i] = ArrayReader.Open(files[i]);
             }
             catch (ArrayFileException e)
             {
                 throw new RunInputException($"{files[i]}: damaged checkpoint file: {e.Message}");
             }
         }
-        var wanted = manifest.Params.ToDictionary(p => p.Path);
+        var models = manifest.Params.ToDictionary(p => p.Path);
         var result = new Dictionary<string, NDArray>();
-        foreach (var entry in index["params"]!.AsArray())
+        held = 0;
+        try
         {
-            string path = (string)entry!["path"]!;
-            if (!wanted.TryGetValue(path, out var p))
-                throw new RunInputException(
-                    $"{indexPath}: unknown parameter '{path}' (the model has {wanted.Count} parameters; 'mplc params' "
-                        + "lists them)"
-                );
-            var shape = entry["shape"]!.AsArray().Select(d => (long)d!).ToArray();
-            if ((string?)entry["dtype"] != p.DType.Name() || !shape.SequenceEqual(p.Shape))
-                throw new RunInputException(
-                    $"{indexPath}: parameter '{path}' is {entry["dtype"]}[{string.Join(", ", shape)}], the model's "
-                        + ModelSession.SourceType(p.DType, p.Shape)
-                );
-            var global = NDArray.Zeros(p.DType, p.Shape);
-            long covered = 0;
-            foreach (var b in entry["blocks"]!.AsArray())
+            foreach (var entry in index["params"]!.AsArray())
             {
-                int file = (int)b!["file"]!;
-                string key = (string)b["key"]!;
-                var offset = b["offset"]!.AsArray().Select(d => (long)d!).ToArray();
-                var bshape = b["shape"]!.AsArray().Select(d => (long)d!).ToArray();
-                if (!FileOf(file).TryGetValue(key, out var block) || !block.Array.Shape.SequenceEqual(bshape))
+                string path = (string)entry!["path"]!;
+                if (!models.TryGetValue(path, out var p))
                     throw new RunInputException(
-                        $"{files[file]}: damaged checkpoint file: block '{key}' of [{string.Join(", ", bshape)}] "
-                            + "is missing or of another shape"
+                        $"{indexPath}: unknown parameter '{path}' (the model has {models.Count} parameters; 'mplc "
+                            + "params' lists them)"
                     );
-                Place(global, block.Array, offset);
-                covered += block.Array.Size;
+                var shape = entry["shape"]!.AsArray().Select(d => (long)d!).ToArray();
+                if ((string?)entry["dtype"] != p.DType.Name() || !shape.SequenceEqual(p.Shape))
+                    throw new RunInputException(
+                        $"{indexPath}: parameter '{path}' is {entry["dtype"]}[{string.Join(", ", shape)}], the "
+                            + "model's "
+                            + ModelSession.SourceType(p.DType, p.Shape)
+                    );
+                var global = NDArray.Zeros(p.DType, p.Shape);
+                var needed = wanted?.GetValueOrDefault(path) ?? [(new long[shape.Length], (long[])shape.Clone())];
+                long covered = 0;
+                foreach (var b in entry["blocks"]!.AsArray())
+                {
+                    int file = (int)b!["file"]!;
+                    string key = (string)b["key"]!;
+                    var offset = b["offset"]!.AsArray().Select(d => (long)d!).ToArray();
+                    var bshape = b["shape"]!.AsArray().Select(d => (long)d!).ToArray();
+                    covered += NDArray.ShapeSize(bshape);
+                    foreach (var (at, extent) in needed)
+                    {
+                        // The part of the saved block inside the wanted one.
+                        var lo = new long[shape.Length];
+                        var size = new long[shape.Length];
+                        bool empty = false;
+                        for (int d = 0; d < shape.Length; d++)
+                        {
+                            lo[d] = Math.Max(offset[d], at[d]);
+                            size[d] = Math.Min(offset[d] + bshape[d], at[d] + extent[d]) - lo[d];
+                            empty |= size[d] <= 0;
+                        }
+                        if (empty)
+                            continue;
+                        var reader = FileOf(file);
+                        if (!reader.Keys.Contains(key) || !reader.Info(key).Shape.SequenceEqual(bshape))
+                            throw new RunInputException(
+                                $"{files[file]}: damaged checkpoint file: block '{key}' of "
+                                    + $"[{string.Join(", ", bshape)}] is missing or of another shape"
+                            );
+                        try
+                        {
+                            reader.ReadBox(key, [.. lo.Select((l, d) => l - offset[d])], size, global, lo);
+                        }
+                        catch (ArrayFileException e)
+                        {
+                            throw new RunInputException($"{files[file]}: damaged checkpoint file: {e.Message}");
+                        }
+                    }
+                }
+                if (covered != global.Size)
+                    throw new RunInputException(
+                        $"{indexPath}: the blocks of '{path}' do not cover it: partial checkpoint"
+                    );
+                held += global.Size * p.DType.Size();
+                result[path] = global;
             }
-            if (covered != global.Size)
-                throw new RunInputException($"{indexPath}: the blocks of '{path}' do not cover it: partial checkpoint");
-            result[path] = global;
+            read = opened.Values.Sum(r => r.BytesRead);
+            return result;
         }
-        return result;
+        finally
+        {
+            foreach (var r in opened.Values)
+                r.Dispose();
+        }
     }
 
     private static NDArray Slice(NDArray x, long[] offset, long[] shape)
@@ -191,30 +244,5 @@ public static class ShardedCheckpoint
             if (shape[d] != x.Shape[d])
                 r = ArrayOps.Slice(r, d, offset[d], shape[d]);
         return ReferenceEquals(r, x) ? ArrayOps.Copy(x) : r;
-    }
-
-    // Copies block into global at offset, one innermost row at a time.
-    private static void Place(NDArray global, NDArray block, long[] offset)
-    {
-        int n = block.Shape.Length;
-        long row = n == 0 ? 1 : block.Shape[^1];
-        var strides = NDArray.Strides(global.Shape);
-        var index = new long[n];
-        for (long start = 0; start < block.Size; start += row)
-        {
-            long at = 0;
-            for (int d = 0; d < n; d++)
-                at += (index[d] + offset[d]) * strides[d];
-            if (global.F != null)
-                Array.Copy(block.F!, start, global.F, at, row);
-            else
-                Array.Copy(block.I!, start, global.I!, at, row);
-            for (int d = n - 2; d >= 0; d--)
-            {
-                if (++index[d] < block.Shape[d])
-                    break;
-                index[d] = 0;
-            }
-        }
     }
 }

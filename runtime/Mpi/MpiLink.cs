@@ -115,8 +115,19 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
         var owners = Owners(group);
         string site = InProcessWorld<NDArray>.Describe(call.Site, call.Span);
         string text = $"{call.Signature}\u001f{site}\u001f{call.Display}";
-        // Every call starts with the processes comparing what they call, so that all of them take the same path.
+        // With one device a process, a group whose processes have agreed this step reduces by blocking calls that
+        // carry the call's hash (MpiLink.Direct.cs).
+        if (Blocking && Agreed(comm))
+        {
+            if (reduction != null)
+                return Direct(comm, group, owners, inputs[0], reduction, text, call, cancel);
+            if (call.Moves is { } moves && Move(comm, group, owners, inputs[0], moves, text, call, cancel) is { } r)
+                return r;
+        }
+        // Else the call starts with the processes comparing what they call, so that all of them take the same path.
         bool agree = Agree(comm, owners.Length, text, call, cancel);
+        if (agree && Blocking)
+            MarkAgreed(comm);
         if (agree && reduction != null)
             return Reduce(comm, group, local, owners, inputs, reduction, call, cancel);
         using var m = new MemoryStream();

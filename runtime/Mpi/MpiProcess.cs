@@ -88,6 +88,8 @@ public sealed class MpiProcess : IMachine, IDisposable
             if (s.SaveParamsPath != null && !ShardedCheckpoint.IsFolder(s.SaveParamsPath))
                 s.SaveParamsPath = null;
         }
+        // Every process reads only its devices' blocks of the input and parameter files.
+        s.LocalDevices = [.. Enumerable.Range(mpi.Rank * mpi._perProcess, mpi._perProcess)];
         // Every process writes its share of a sharded checkpoint.
         s.CheckpointWriters = new CheckpointWriters(mpi.Rank, mpi.Size, mpi.AllGather);
         return mpi;
@@ -174,11 +176,36 @@ public sealed class MpiProcess : IMachine, IDisposable
     )
     {
         // A world a step, as in process; the link's communicators stay.
+        _link!.StartStep();
         _world = new InProcessWorld<NDArray>(manifest.PhysicalMesh, timeout, HostArrayOps.Instance, _link);
         return _world.Run(
             (rank, comm) =>
                 ProgramRunner.RunDevice(manifest, program, args, parameters, new SimulatedCpuDevice(rank), comm, trace)
         );
+    }
+
+    /// <summary>
+    /// <c>--check-collectives</c> in an MPI job: every collective over <paramref name="mesh"/>'s groups through the
+    /// processes against the in-process world (<see cref="MpiCollectiveCheck"/>); rank 0 prints every process's
+    /// differences, or that there are none. Whether all results are equal bit for bit.
+    /// </summary>
+    public bool CheckCollectives(DeviceMesh mesh, TimeSpan timeout, TextWriter stdout)
+    {
+        _link ??= new MpiLink(mesh, timeout);
+        var (cases, failures) = MpiCollectiveCheck.Run(_link, mesh, timeout);
+        var all = _link
+            .AllGatherBytes(Encoding.UTF8.GetBytes(string.Join("\n", failures)))
+            .SelectMany(b => Encoding.UTF8.GetString(b).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            .ToList();
+        foreach (var f in all)
+            stdout.WriteLine($"differs: {f}");
+        stdout.WriteLine(
+            all.Count == 0
+                ? $"{cases} collective cases over {Size} MPI processes, mesh {mesh}: every result equals the "
+                    + "in-process one bit for bit"
+                : $"{all.Count} of {cases} collective cases over {Size} MPI processes differ from the in-process ones"
+        );
+        return all.Count == 0;
     }
 
     /// <summary>Every process's <paramref name="data"/> by rank, after a run (a sharded checkpoint's

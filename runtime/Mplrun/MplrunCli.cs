@@ -44,7 +44,7 @@ public static class MplrunCli
         "usage: mplrun BUNDLE.mplc [--inputs IN.npz] [--params P.npz] [--out OUT.npz] "
         + "[--steps N] [--repeat N] [--save-params P2.npz] "
         + "[--seed N] [--backend cpu|cuda|cuda-emu] [--gpus N] [--compare cpu] [--check-collectives] [--trace T.json] "
-        + "[--profile] [--collective-timeout S]\n"
+        + "[--profile] [--io-stats] [--collective-timeout S]\n"
         + "       mplrun --verify BUNDLE.mplc   (check the bundle without running it)";
 
     /// <summary>Runs the command line; returns the exit code.</summary>
@@ -78,7 +78,8 @@ public static class MplrunCli
         string? bundlePath = null;
         bool compare = false,
             checkCollectives = false,
-            verify = false;
+            verify = false,
+            ioStats = false;
         var s = new RunSettings();
         for (int i = 0; i < args.Length; i++)
         {
@@ -95,6 +96,11 @@ public static class MplrunCli
             if (a == "--profile")
             {
                 s.Profile = true;
+                continue;
+            }
+            if (a == "--io-stats")
+            {
+                ioStats = true;
                 continue;
             }
             if (a == "--check-collectives")
@@ -167,19 +173,24 @@ public static class MplrunCli
         var m = bundle.Manifest;
         if (verify)
             return Verify(bundle, stdout);
+        // Every process reports what it read itself, though only rank 0 prints the rest.
+        var stats = ioStats ? stderr : null;
         var mpi = MpiProcess.Join(
             m.PhysicalMesh,
             s,
-            s.Backend is not ("cpu" or "cuda") || checkCollectives || compare || (s.Backend == "cuda" && s.Gpus != null)
+            s.Backend is not ("cpu" or "cuda")
+            || (checkCollectives && s.Backend != "cpu")
+            || compare
+            || (s.Backend == "cuda" && s.Gpus != null)
                 ? "an MPI job runs the cpu or the cuda back end (each process on devices/processes GPUs of its node): "
-                    + "run --backend cuda-emu, --gpus, --check-collectives and --compare in one process"
+                    + "run --backend cuda-emu, --gpus, --compare and a GPU's --check-collectives in one process"
                 : null,
             ref stdout,
             ref stderr
         );
         try
         {
-            return RunBundle(bundle, s, compare, checkCollectives, mpi, stdout, stderr);
+            return RunBundle(bundle, s, compare, checkCollectives, mpi, stdout, stderr, stats);
         }
         catch
         {
@@ -199,7 +210,8 @@ public static class MplrunCli
         bool checkCollectives,
         MpiProcess? mpi,
         TextWriter stdout,
-        TextWriter stderr
+        TextWriter stderr,
+        TextWriter? stats
     )
     {
         var m = bundle.Manifest;
@@ -207,6 +219,8 @@ public static class MplrunCli
             $"note: running {m.Name} on {m.PhysicalMesh.DeviceCount} device(s), mesh {m.PhysicalMesh}, "
                 + $"backend {s.Backend}{(mpi != null ? $", {mpi.Size} MPI processes" : "")}"
         );
+        if (checkCollectives && mpi != null)
+            return mpi.CheckCollectives(m.PhysicalMesh, s.CollectiveTimeout, stdout) ? 0 : 1;
         IDisposable? owned = null;
         GpuMachine? gpu = null;
         Func<string, IKernel> kernels = name => new KernelRef(name);
@@ -274,6 +288,11 @@ public static class MplrunCli
                 machine: (IMachine?)mpi ?? gpu
             );
             outcome.Print(s, r => r.TypeString, stdout);
+            stats?.WriteLine(
+                $"note: {(mpi != null ? $"process {mpi.Rank} of {mpi.Size}" : "the run")} read "
+                    + $"{outcome.ArrayBytes.Read} of the {outcome.ArrayBytes.Held} bytes of array data in the input "
+                    + "and parameter files"
+            );
             if (s.Profile && outcome.Trace is { } trace)
                 PrintProfile(trace, gpu, stdout);
             if (s.Profile && gpu != null)

@@ -180,6 +180,61 @@ public static unsafe class MpiNative
         Check("MPI_Allgatherv", f(send, count, Byte, recv, counts, displs, Byte, comm));
     }
 
+    /// <summary>MPI_IN_PLACE (Open MPI's value) as a send buffer: the data is already where the call puts it.</summary>
+    public static void* InPlace => (void*)1;
+
+    /// <summary>MPI_Allgather of <paramref name="count"/> bytes from every member, blocking.</summary>
+    public static void AllgatherBytes(void* send, int count, void* recv, nint comm)
+    {
+        var f = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Fn("MPI_Allgather");
+        Check("MPI_Allgather", f(send, count, Byte, recv, count, Byte, comm));
+    }
+
+    /// <summary>MPI_Alltoall of <paramref name="count"/> bytes to and from every member, blocking.</summary>
+    public static void AlltoallBytes(void* send, int count, void* recv, nint comm)
+    {
+        var f = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Fn("MPI_Alltoall");
+        Check("MPI_Alltoall", f(send, count, Byte, recv, count, Byte, comm));
+    }
+
+    /// <summary>MPI_Sendrecv of bytes, blocking: <paramref name="sendCount"/> bytes to <paramref name="dest"/>
+    /// (none when it is negative), <paramref name="recvCount"/> bytes from <paramref name="source"/> (none when it is
+    /// negative).</summary>
+    public static void SendrecvBytes(
+        void* send,
+        int sendCount,
+        int dest,
+        void* recv,
+        int recvCount,
+        int source,
+        int tag,
+        nint comm
+    )
+    {
+        const int procNull = -2; // Open MPI's MPI_PROC_NULL
+        var status = stackalloc byte[64];
+        var f = (delegate* unmanaged<void*, int, nint, int, int, void*, int, nint, int, int, nint, void*, int>)Fn(
+            "MPI_Sendrecv"
+        );
+        Check(
+            "MPI_Sendrecv",
+            f(
+                send,
+                Math.Max(sendCount, 0),
+                Byte,
+                dest < 0 ? procNull : dest,
+                tag,
+                recv,
+                Math.Max(recvCount, 0),
+                Byte,
+                source < 0 ? procNull : source,
+                tag,
+                comm,
+                status
+            )
+        );
+    }
+
     /// <summary>MPI_Isend of bytes.</summary>
     public static nint IsendBytes(void* buf, int count, int dest, int tag, nint comm)
     {

@@ -164,6 +164,24 @@ public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
             );
     }
 
+    /// <summary><c>mplrun --check-collectives</c> under mpirun: every collective over each axis of dp=2,tp=2 and over
+    /// both, every dtype, reduced from one allgather and shared out, all_gather, all_to_all and permutes, through 4
+    /// processes (one device each: the direct blocking calls) and 2 (two devices each: the gathering path) equals the
+    /// in-process world's result bit for bit.</summary>
+    [MpiTheory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void EveryCollectiveOverMpiEqualsTheInProcessOne(int np)
+    {
+        var job = MpiJobs.Run(np, [jobs.Bundle("mlp.mpl"), "--check-collectives"]);
+        Assert.True(job.Code == 0, job.Err + job.Out);
+        Assert.Matches(
+            $"[0-9]+ collective cases over {np} MPI processes, mesh dp=2,tp=2: every result equals the in-process one",
+            job.Out
+        );
+        Assert.DoesNotContain("differs", job.Out);
+    }
+
     /// <summary><c>mplc run</c> under mpirun: every process compiles the model and runs its share of the devices;
     /// the trained parameters equal the one-process run's bit for bit.</summary>
     [MpiFact]
