@@ -69,7 +69,7 @@ public sealed record Cluster(
     /// <c>./build.sh bench table1</c>; docs/cost-model.md says where each comes from). Memory and the launch
     /// overhead are assumptions the fit did not move.</summary>
     private static readonly Efficiencies Default = new(
-        Matmul: 0.92,
+        Matmul: 0.89,
         MatmulHalfDim: 256,
         Memory: 0.8,
         Network: 1.0,

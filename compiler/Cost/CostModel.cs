@@ -159,10 +159,16 @@ public static class CostModel
         var fwd = new double[stages];
         var bwd = new double[stages];
         var wgt = new double[stages]; // weight gradients, split from the backward by zero-bubble schedules
-        double step = 0,
-            syncSeconds = 0,
-            computeAfterSync = 0;
-        bool syncStarted = false;
+        double step = 0;
+        // Per pipeline device: what runs once a step before the schedule (setup) and after it (the optimizer), the
+        // gradient synchronisation, and the compute that follows the device's first synchronising collective (the
+        // last microbatch's, which the synchronisation can run under). Each device synchronises its own stages'
+        // gradients, at the same time as the others.
+        var before = new double[p];
+        var after = new double[p];
+        var syncOn = new double[p];
+        var computeAfterSync = new double[p];
+        var syncStarted = new bool[p];
         var comm = new double[p];
         var busy = new double[p];
         // FLOPs as the program does them, and those of the recomputed forward (not the model's own).
@@ -245,8 +251,8 @@ public static class CostModel
                 comm[stage % p] += secs * times;
                 if (overlapped)
                 {
-                    syncSeconds += secs * times;
-                    syncStarted = true;
+                    syncOn[stage % p] += secs * times;
+                    syncStarted[stage % p] = true;
                     continue;
                 }
                 // A blocking collective is on the compute clock (its own channel: it does not queue behind a bucket).
@@ -273,8 +279,8 @@ public static class CostModel
                 );
                 busy[stage % p] += seconds * times;
                 lanes[lane] = (now + seconds, free);
-                if (syncStarted)
-                    computeAfterSync += seconds; // after the first sync op: the last microbatch only
+                if (syncStarted[stage % p])
+                    computeAfterSync[stage % p] += seconds; // after the first sync op: the last microbatch only
             }
             if (pipeline != null && !once)
             {
@@ -285,11 +291,15 @@ public static class CostModel
                 else
                     fwd[stage] += seconds;
             }
+            else if (pipeline != null)
+                (phase == "setup" ? before : after)[stage % p] += seconds * times;
             else
                 step += seconds * times;
         }
+        // Gradient synchronisation runs under the compute that follows its first collective; the rest is exposed.
+        double Exposed(int d) =>
+            syncOn[d] - (gradientSync == GradientSync.Overlapped ? Math.Min(syncOn[d], computeAfterSync[d]) : 0);
         double bubble = 0,
-            timelineMakespan = 0,
             stepCompute = step;
         var stageCosts = new List<StageCost>();
         if (pipeline != null)
@@ -312,8 +322,14 @@ public static class CostModel
                         _ => wgt[staged ? s : 0],
                     }
             );
-            step += timeline.Makespan;
-            timelineMakespan = timeline.Makespan;
+            // A device's gradient synchronisation and optimizer follow its own last task; the setup precedes all.
+            double end = timeline.Makespan;
+            for (int d = 0; d < p; d++)
+            {
+                double finish = timeline.Tasks.Where(t => t.Device == d).Select(t => t.End).DefaultIfEmpty(0).Max();
+                end = Math.Max(end, finish + Exposed(d) + after[d]);
+            }
+            step = before.Max() + end;
             // Each pipeline device runs its stages' ops and the unstaged ones.
             var onDevice = Enumerable.Range(0, p).Select(_ => new List<Operation>()).ToArray();
             foreach (var op in entry.Operations)
@@ -347,11 +363,12 @@ public static class CostModel
                 }
             );
         }
-        // Gradient synchronisation runs under the compute that follows its first collective; the rest is exposed.
-        double hidden = gradientSync == GradientSync.Overlapped ? Math.Min(syncSeconds, computeAfterSync) : 0;
-        step += syncSeconds - hidden;
+        if (pipeline == null)
+            step += Exposed(0);
         // The busiest pipeline device stands for the step (without a pipeline there is one).
         int critical = Enumerable.Range(0, p).MaxBy(d => busy[d] + comm[d]);
+        double syncSeconds = syncOn[critical],
+            hidden = syncSeconds - Exposed(critical);
         var list = collectives[critical]
             .OrderBy(c => c.Key, StringComparer.Ordinal)
             .Select(c =>
@@ -386,7 +403,7 @@ public static class CostModel
             StageForwardSeconds = pipeline != null ? fwd : [stepCompute],
             StageBackwardSeconds = pipeline != null ? bwd : [0.0],
             StageWeightSeconds = pipeline != null ? wgt : [0.0],
-            StepPhaseSeconds = pipeline != null ? step - timelineMakespan - (syncSeconds - hidden) : 0,
+            StepPhaseSeconds = pipeline != null ? before.Max() + after[critical] : 0,
             SyncSeconds = syncSeconds,
         };
     }

@@ -24,8 +24,32 @@ public static class ModuleOp
         module.Body().Where(o => o.Name == "func.func");
 
     /// <summary>The function named <paramref name="name"/>, or null.</summary>
-    public static Operation? Function(this Operation module, string name) =>
-        module.Functions().FirstOrDefault(f => f.StringAttr("sym_name") == name);
+    public static Operation? Function(this Operation module, string name)
+    {
+        // A module of thousands of kernels is asked for one by every launch: the names are indexed, and the index is
+        // made again when it answers with a function that has left the module or been renamed, or has no answer.
+        var index = SymbolTables.GetOrCreateValue(module);
+        lock (index)
+        {
+            if (
+                index.TryGetValue(name, out var f)
+                && f.ParentOp == module
+                && f.GetAttr("sym_name") is StringAttr s
+                && s.Value == name
+            )
+                return f;
+            index.Clear();
+            foreach (var g in module.Functions())
+                if (g.GetAttr("sym_name") is StringAttr n)
+                    index.TryAdd(n.Value, g);
+            return index.GetValueOrDefault(name);
+        }
+    }
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<
+        Operation,
+        Dictionary<string, Operation>
+    > SymbolTables = new();
 
     /// <summary>The entry function: the one named by the module's <c>entry</c> attribute, else the only one that is not
     /// a kernel.</summary>

@@ -117,6 +117,14 @@ public abstract class OpDef
     /// <summary>Checks beyond operand count and result types (e.g. where the op may appear).</summary>
     public virtual void Verify(Operation op) { }
 
+    /// <summary>True when <see cref="VerifyInBlock"/> checks something.</summary>
+    public virtual bool VerifiesInBlock => false;
+
+    /// <summary>Checks that relate this kind's ops to the rest of their block, made once a block rather than once an
+    /// op (a receive finds its send); <paramref name="ops"/> are the block's ops of this kind, in order. Returns the
+    /// first op that fails and why, or null.</summary>
+    public virtual (Operation Op, string Message)? VerifyInBlock(Block block, IReadOnlyList<Operation> ops) => null;
+
     /// <summary>
     /// The op's sharding rule for these operand and result types, or null when the op has none (ops of the
     /// dist dialect, structural ops): such ops are left alone by propagation.

@@ -66,8 +66,16 @@ public static class Verifier
         {
             foreach (var a in block.Arguments)
                 defined.Add(a);
+            Dictionary<OpDef, List<Operation>>? inBlock = null;
             foreach (var inner in block.Operations)
             {
+                if (inner.Def is { VerifiesInBlock: true } d)
+                {
+                    inBlock ??= new(ReferenceEqualityComparer.Instance);
+                    if (!inBlock.TryGetValue(d, out var same))
+                        inBlock[d] = same = [];
+                    same.Add(inner);
+                }
                 if (inner.Block != block)
                     throw Fail(inner, "operation's parent link is broken");
                 // Functions are isolated from above: they see only their own values.
@@ -78,6 +86,9 @@ public static class Verifier
                 foreach (var r in inner.Results)
                     defined.Add(r);
             }
+            foreach (var (d, same) in inBlock ?? [])
+                if (d.VerifyInBlock(block, same) is var (bad, message))
+                    throw Fail(bad, message);
         }
     }
 

@@ -176,17 +176,35 @@ public sealed class ScheduleCollectives : IPass
                 || op.Operands.Any(v => v.DefiningOp is { } d && IsSync(d) && side.Contains(d))
             )
                 cone.Add(op);
+        // Each op's place as a number, spaced so that a moved op takes one between its new neighbours; numbered again
+        // when no number is left between them. An op's first user in the block is then the user with the least.
+        var place = new Dictionary<Operation, long>(ReferenceEqualityComparer.Instance);
+        void Number()
+        {
+            long k = 0;
+            for (var o = block.First; o != null; o = o.Next)
+                place[o] = k += 1L << 32;
+        }
+        Number();
         for (int i = ops.Count - 1; i >= 0; i--)
         {
             var op = ops[i];
             if (op.Dialect != "tensor" || op.Def is not { IsPure: true } || !side.Contains(op) || !cone.Contains(op))
                 continue;
-            Operation? first = null;
-            for (var o = op.Next; o != null && first == null; o = o.Next)
-                if (op.Results.Any(r => r.Uses.Any(u => ReferenceEquals(u.Op, o))))
-                    first = o;
-            if (first != null && !ReferenceEquals(first, op.Next))
-                op.MoveBefore(first);
+            var first = op
+                .Results.SelectMany(r => r.Uses)
+                .Select(u => u.Op)
+                .Where(place.ContainsKey)
+                .MinBy(o => place[o]);
+            if (first == null || ReferenceEquals(first, op.Next))
+                continue;
+            long low = place[first.Prev!],
+                high = place[first];
+            op.MoveBefore(first);
+            if (high - low > 1)
+                place[op] = low + (high - low) / 2;
+            else
+                Number();
         }
     }
 

@@ -162,6 +162,12 @@ public sealed class ShardingPropagation : IPass
         private readonly Operation _func;
         private readonly HashSet<Value> _priority = new(ReferenceEqualityComparer.Instance);
 
+        // A visit depends only on the layouts of the op's tensors: an op none of whose tensors changed since its last
+        // visit began would propose what it proposed then, so it is skipped. Every change is stamped.
+        private readonly Dictionary<Value, int> _changedAt = new(ReferenceEqualityComparer.Instance);
+        private int[] _visitedAt = [];
+        private int _stamp;
+
         public FunctionState(Operation func, DeviceMesh mesh, bool parameterPriority)
         {
             _func = func;
@@ -208,13 +214,14 @@ public sealed class ShardingPropagation : IPass
         public bool Propagate(int maxSweeps)
         {
             bool any = false;
+            _visitedAt = Enumerable.Repeat(-1, _ops.Count).ToArray();
             for (int sweep = 0; sweep < maxSweeps; sweep++)
             {
                 bool changed = false;
-                foreach (var (op, rule) in _ops)
-                    changed |= Visit(op, rule);
+                for (int i = 0; i < _ops.Count; i++)
+                    changed |= Visit(i);
                 for (int i = _ops.Count - 1; i >= 0; i--)
-                    changed |= Visit(_ops[i].Op, _ops[i].Rule);
+                    changed |= Visit(i);
                 if (!changed)
                     break;
                 any = true;
@@ -224,8 +231,12 @@ public sealed class ShardingPropagation : IPass
 
         private IEnumerable<Value> Tensors(Operation op) => op.Operands.Concat<Value>(op.Results);
 
-        private bool Visit(Operation op, ShardingRule rule)
+        private bool Visit(int i)
         {
+            var (op, rule) = _ops[i];
+            if (_visitedAt[i] >= 0 && !Tensors(op).Any(v => _changedAt.GetValueOrDefault(v) > _visitedAt[i]))
+                return false;
+            _visitedAt[i] = _stamp;
             // A parameter with priority outweighs every activation; among themselves size still decides.
             var votes = Tensors(op)
                 .Select(v => new FactorSharding.Vote(
@@ -263,7 +274,10 @@ public sealed class ShardingPropagation : IPass
                 changed = true;
             }
             if (changed)
+            {
                 _current[v] = new Sharding(dims, cur.Partial);
+                _changedAt[v] = ++_stamp;
+            }
             return changed;
         }
 

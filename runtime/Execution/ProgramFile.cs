@@ -100,10 +100,7 @@ public static class ProgramFile
                 break;
             case CollectiveInstr x:
                 w.WriteString("kind", x.Kind.ToString());
-                w.WriteStartArray("axes");
-                foreach (var a in x.Axes)
-                    w.WriteStringValue(a);
-                w.WriteEndArray();
+                Json.Array(w, "axes", x.Axes);
                 w.WriteNumber("dim", x.Dim);
                 w.WriteNumber("dim2", x.Dim2);
                 w.WriteString("reduce", x.Reduce.ToString());
@@ -121,10 +118,7 @@ public static class ProgramFile
                 break;
             case StartInstr x:
                 w.WriteString("kind", x.Kind.ToString());
-                w.WriteStartArray("axes");
-                foreach (var a in x.Axes)
-                    w.WriteStringValue(a);
-                w.WriteEndArray();
+                Json.Array(w, "axes", x.Axes);
                 w.WriteNumber("dim", x.Dim);
                 w.WriteString("reduce", x.Reduce.ToString());
                 Json.Array(w, "in", x.Inputs);

@@ -112,20 +112,30 @@ public sealed class RecvOpDef : PipeTransferOpDef
     }
 
     /// <inheritdoc/>
-    public override void Verify(Operation op)
+    public override bool VerifiesInBlock => true;
+
+    /// <inheritdoc/>
+    public override (Operation Op, string Message)? VerifyInBlock(Block block, IReadOnlyList<Operation> ops)
     {
-        long channel = op.IntAttr("channel");
-        var sends = op.Block!.Operations.Where(o => o.Name == "pipe.send" && o.IntAttr("channel") == channel).ToList();
-        if (sends.Count != 1)
-            throw new IRException($"recv: channel {channel} needs exactly one pipe.send, found " + $"{sends.Count}");
-        var s = sends[0];
-        if (s.IntAttr("from") != op.IntAttr("from") || s.IntAttr("to") != op.IntAttr("to"))
-            throw new IRException(
-                $"recv: channel {channel} is sent from stage {s.IntAttr("from")} to "
-                    + $"{s.IntAttr("to")}, but received as from {op.IntAttr("from")} to {op.IntAttr("to")}"
-            );
-        if (!s.Operands[0].Type.Equals(op.Result.Type))
-            throw new IRException($"recv: channel {channel} sends {s.Operands[0].Type} but receives {op.Result.Type}");
+        // Every receive has exactly one send on its channel, between the same stages, of the same type.
+        var sends = block.Operations.Where(o => o.Name == "pipe.send").ToLookup(o => o.IntAttr("channel"));
+        foreach (var op in ops)
+        {
+            long channel = op.IntAttr("channel");
+            var mine = sends[channel].ToList();
+            if (mine.Count != 1)
+                return (op, $"recv: channel {channel} needs exactly one pipe.send, found {mine.Count}");
+            var s = mine[0];
+            if (s.IntAttr("from") != op.IntAttr("from") || s.IntAttr("to") != op.IntAttr("to"))
+                return (
+                    op,
+                    $"recv: channel {channel} is sent from stage {s.IntAttr("from")} to "
+                        + $"{s.IntAttr("to")}, but received as from {op.IntAttr("from")} to {op.IntAttr("to")}"
+                );
+            if (!s.Operands[0].Type.Equals(op.Result.Type))
+                return (op, $"recv: channel {channel} sends {s.Operands[0].Type} but receives {op.Result.Type}");
+        }
+        return null;
     }
 }
 

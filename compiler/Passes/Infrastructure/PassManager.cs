@@ -33,14 +33,16 @@ public sealed class IRPrintingOptions
 
 /// <summary>A pass failed or left invalid IR. Carries what is needed to reproduce the failure with <c>mplc
 /// opt</c>.</summary>
-public sealed class PassFailureException(string pass, string message, string inputIR, Exception? inner)
+public sealed class PassFailureException(string pass, string message, Func<string> inputIR, Exception? inner)
     : Exception(message, inner)
 {
+    private readonly Lazy<string> _inputIR = new(inputIR);
+
     /// <summary>The pass that failed.</summary>
     public string Pass { get; } = pass;
 
-    /// <summary>The IR the pass was given.</summary>
-    public string InputIR { get; } = inputIR;
+    /// <summary>The IR the pass was given (made when first asked for).</summary>
+    public string InputIR => _inputIR.Value;
 }
 
 /// <summary>Runs passes in order with verification, printing, dumps and timing between them.</summary>
@@ -63,13 +65,16 @@ public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions o
             Directory.CreateDirectory(options.DumpDir);
             File.WriteAllText(Path.Combine(options.DumpDir, "00-input.mplir"), Print(module));
         }
+        // A failing pass's reproducer is the IR it was given: the pipeline's input is kept (it is small: the passes
+        // grow the program), and only on failure are the passes before the failing one run again on a copy of it.
+        var input = module.Clone();
         for (int i = 0; i < passes.Count; i++)
         {
             var pass = passes[i];
             if (options.PrintBefore.Contains(pass.Name))
                 Dump($"IR before {pass.Name}", module);
-            // The input is kept as text only when a failure would need it for the reproducer.
-            string before = Print(module);
+            int upTo = i;
+            string before() => InputOf(input, upTo);
             if (pass is IWarningSource ws)
                 ws.Warn = (loc, msg) => Warnings.Add(new PassWarning(pass.Name, loc, msg));
             var sw = Stopwatch.StartNew();
@@ -99,6 +104,19 @@ public sealed class PassManager(IReadOnlyList<IPass> passes, IRPrintingOptions o
     }
 
     private string Print(Operation module) => Printer.Print(module, options.PrintLocations);
+
+    /// <summary>The IR the pass at <paramref name="index"/> was given, from the pipeline's input.</summary>
+    private string InputOf(Operation input, int index)
+    {
+        var copy = input.Clone();
+        foreach (var pass in passes.Take(index))
+        {
+            if (pass is IWarningSource ws)
+                ws.Warn = null;
+            pass.Run(copy);
+        }
+        return Print(copy);
+    }
 
     private void Dump(string title, Operation module)
     {

@@ -92,6 +92,22 @@ public class PassManagerTests
     }
 
     [Fact]
+    public void TheReproducerIsTheIRTheFailingPassWasGivenAfterThePassesBeforeIt()
+    {
+        // canonicalize folds neg(neg(x)) to x: the failing pass is given that, not the pipeline's input.
+        var passes = Registry().Parse("shape-inference,canonicalize,dce");
+        var expected = IRParser.ParseModule(Small);
+        new PassManager(passes, new IRPrintingOptions()).Run(expected);
+        var e = Assert.Throws<PassFailureException>(() =>
+            new PassManager([.. Registry().Parse("shape-inference,canonicalize,dce"), new Throws()], new()).Run(
+                IRParser.ParseModule(Small)
+            )
+        );
+        Assert.NotEqual(Small, e.InputIR);
+        Assert.Equal(Printer.Print(expected), e.InputIR);
+    }
+
+    [Fact]
     public void DumpDirHasOneNumberedFilePerPassAndTimingPrintsATable()
     {
         string dir = Directory.CreateTempSubdirectory("mplc-dump").FullName;
