@@ -11,8 +11,9 @@ namespace ParallelCompiler.Passes;
 /// <list type="bullet">
 /// <item>softmax: the block's maximum, all-reduced by max, then the sum of the exponentials, all-reduced by sum;</item>
 /// <item>cross_entropy: the same two, giving logsumexp, and the label's logit (held by one block, zero in the
-/// others), all-reduced by sum; the loss is the mean of their difference (Megatron-LM's vocabulary-parallel
-/// cross-entropy);</item>
+/// others), all-reduced by sum as its finite part and whether it is finite, so that a masked logit gives the
+/// infinite loss of one device rather than NaN; the loss is the mean of the difference (Megatron-LM's
+/// vocabulary-parallel cross-entropy);</item>
 /// <item>one_hot: the block of the rows that starts at this device's first class.</item>
 /// </list>
 /// The collectives move a few values per position instead of gathering the classes.
@@ -97,7 +98,22 @@ public static class ExchangeLowering
             var (max, _, sum) = Exponentials(logits, last);
             var lse = V("tensor.add", [V("tensor.log", [sum]), max]);
             var onehot = OneHot(labels, t);
-            var picked = AllReduce(V("tensor.sum", [V("tensor.mul", [logits, onehot])], Over(last)), "sum");
+            // The label's logit, summed over the blocks (zero in all but the one holding it). A masked logit (-inf)
+            // times a zero of the one-hot row would be NaN, so the finite part is picked, and the log of whether the
+            // label's logit is finite (1 or 0: exp(x - x) is NaN where x is not) adds -inf where it is not, as one
+            // device's cross-entropy does: log 1 = 0 leaves a finite logit bit for bit.
+            var finite = V("tensor.finite_or_zero", [logits]);
+            var isFinite = V("tensor.finite_or_zero", [V("tensor.exp", [V("tensor.sub", [logits, logits])])]);
+            var picked = V(
+                "tensor.add",
+                [
+                    AllReduce(V("tensor.sum", [V("tensor.mul", [finite, onehot])], Over(last)), "sum"),
+                    V(
+                        "tensor.log",
+                        [AllReduce(V("tensor.sum", [V("tensor.mul", [isFinite, onehot])], Over(last)), "sum")]
+                    ),
+                ]
+            );
             return V(
                 "tensor.mean",
                 [V("tensor.sub", [lse, picked])],

@@ -143,6 +143,50 @@ public class VocabularyParallelTests() : TempDirTest("mplc-vocab")
         Assert.Contains("check: mesh pp=2,dp=2,tp=2 equals one device", r.Stdout);
     }
 
+    /// <summary>A masked (-inf) logit at a label: one device's loss is infinite, and so is the split one (the
+    /// one-hot row's zeros times -inf would make it NaN); without one, the split loss is one device's bit for
+    /// bit.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AMaskedLogitAtALabelGivesTheInfiniteLossOfOneDevice(bool masked)
+    {
+        string path = Write(
+            "ce.mpl",
+            """
+            mesh grid[tp = 4];
+            model ce(z: f32[4, 16] shard[_, tp], labels: i32[4]) -> f32[] {
+              return cross_entropy(z, labels);
+            }
+            """
+        );
+        // Row 1's logits masked as causal_mask masks them (-inf beyond class 1); its label 9 (masked) or 1.
+        Python.RunOk(
+            $$"""
+            import numpy as np, sys
+            z = np.random.default_rng(4).standard_normal((4, 16)).astype(np.float32)
+            z[1, 2:] = -np.inf
+            labels = np.array([0, {{(masked ? 9 : 1)}}, 2, 3], dtype=np.int32)
+            np.savez(sys.argv[1] + '/in.npz', z=z, labels=labels)
+            """,
+            P("")
+        );
+        float Loss(params string[] extra)
+        {
+            var r = Mplc.Run(["run", path, "--inputs", P("in.npz"), "--out", P("out.npz"), .. extra]);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            return ParallelCompiler.Runtime.IO.Npz.Read(P("out.npz")).Values.Single().Array.F![0];
+        }
+        Assert.Contains("reduction = \"max\"", Mplc.Run("compile", path).Stdout);
+        float one = Loss("--mesh", "tp=1"),
+            split = Loss();
+        if (masked)
+            Assert.True(float.IsPositiveInfinity(one), $"one device {one}");
+        else
+            Assert.True(float.IsFinite(one), $"one device {one}");
+        Assert.Equal(BitConverter.SingleToInt32Bits(one), BitConverter.SingleToInt32Bits(split));
+    }
+
     [Fact]
     public void ALabelOutsideTheClassesIsAnErrorOnTheSplitPath()
     {
