@@ -73,6 +73,9 @@ public static class BlockLayout
         return result;
     }
 
+    /// <summary>Copies <paramref name="block"/> into <paramref name="target"/> at <paramref name="offset"/>.</summary>
+    public static void Put(NDArray block, NDArray target, long[] offset) => CopyBlock(block, target, offset);
+
     /// <summary>Copies <paramref name="block"/> into <paramref name="target"/> at <paramref name="offset"/>, one
     /// contiguous row at a time.</summary>
     private static void CopyBlock(NDArray block, NDArray target, long[] offset)
