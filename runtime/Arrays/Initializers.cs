@@ -75,8 +75,13 @@ public static class Initializers
             case "normal":
                 var rng = new SplitMix64(seed ^ Fnv1a(path));
                 if (a.F != null)
-                    Draw(shape, offset, blockShape, i => a.F[i] = dtype.Round((float)(std * rng.NextNormal())), () =>
-                        rng.NextNormal());
+                    Draw(
+                        shape,
+                        offset,
+                        blockShape,
+                        i => a.F[i] = dtype.Round((float)(std * rng.NextNormal())),
+                        () => rng.NextNormal()
+                    );
                 break;
             default:
                 throw new ArgumentException($"unknown initialiser '{kind}'");

@@ -322,13 +322,13 @@ public static class ModelSession
         using var m = new MemoryStream();
         using (var w = new BinaryWriter(m, System.Text.Encoding.UTF8, leaveOpen: true))
             foreach (var p in manifest.Params)
-                foreach (var (offset, block) in held.Blocks(p.Path))
-                {
-                    w.Write(p.Path);
-                    foreach (long o in offset)
-                        w.Write(o);
-                    ArrayWire.Write(w, block);
-                }
+            foreach (var (offset, block) in held.Blocks(p.Path))
+            {
+                w.Write(p.Path);
+                foreach (long o in offset)
+                    w.Write(o);
+                ArrayWire.Write(w, block);
+            }
         if (machine.Gather(m.ToArray()) is not { } all)
             return null;
         var whole = manifest.Params.ToDictionary(p => p.Path, p => NDArray.Zeros(p.DType, p.Shape));
@@ -489,7 +489,13 @@ public static class ModelSession
         }
         if (s.ParamsPath != null && Directory.Exists(s.ParamsPath))
         {
-            var saved = ShardedCheckpoint.ReadBlocks(s.ParamsPath, manifest, held?.Blocks, out long read, out long bytes);
+            var saved = ShardedCheckpoint.ReadBlocks(
+                s.ParamsPath,
+                manifest,
+                held?.Blocks,
+                out long read,
+                out long bytes
+            );
             tally.Read += read;
             tally.Held += bytes;
             foreach (var p in manifest.Params)

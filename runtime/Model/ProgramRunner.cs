@@ -101,7 +101,8 @@ public static class ProgramRunner
             var local = Enumerable
                 .Range(0, m)
                 .Select(j =>
-                    (IReadOnlyList<NDArray>)new Inputs(manifest.Inputs.Count, i => values.Input(i, Virtual(manifest, rank, j)))
+                    (IReadOnlyList<NDArray>)
+                        new Inputs(manifest.Inputs.Count, i => values.Input(i, Virtual(manifest, rank, j)))
                 )
                 .ToArray();
             results = PipelineExecutor.Run(

@@ -35,7 +35,14 @@ public static class ShardedCheckpoint
         ProgramManifest manifest,
         IReadOnlyDictionary<string, NDArray> parameters,
         CheckpointWriters writers
-    ) => Write(dir, manifest, (path, _) => true, (path, offset, shape) => Slice(parameters[path], offset, shape), writers);
+    ) =>
+        Write(
+            dir,
+            manifest,
+            (path, _) => true,
+            (path, offset, shape) => Slice(parameters[path], offset, shape),
+            writers
+        );
 
     /// <summary>Writes this process's share of the parameters into <paramref name="dir"/>, where <paramref
     /// name="holds"/>(path, offset) says whether this process holds a block and <paramref name="block"/>(path, offset,

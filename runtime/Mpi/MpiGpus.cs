@@ -124,9 +124,7 @@ internal sealed class MpiGpus : IDisposable
                 First
             );
             _world = world;
-            return world.Run(
-                (dev, comm) => ProgramRunner.RunDevice(manifest, program, values, dev, comm, trace)
-            );
+            return world.Run((dev, comm) => ProgramRunner.RunDevice(manifest, program, values, dev, comm, trace));
         }
         finally
         {
