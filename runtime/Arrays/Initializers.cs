@@ -7,45 +7,13 @@ namespace ParallelCompiler.Runtime.Arrays;
 public static class Initializers
 {
     /// <summary>An array for initialiser <paramref name="kind"/> (normal, zeros, ones).</summary>
-    public static NDArray Create(string kind, double std, DType dtype, long[] shape, ulong seed, string path)
-    {
-        var a = NDArray.Zeros(dtype, shape);
-        switch (kind)
-        {
-            case "zeros":
-                break;
-            case "ones":
-                if (a.F != null)
-                    Array.Fill(a.F, 1f);
-                else
-                    Array.Fill(a.I!, 1);
-                break;
-            case "normal":
-                var rng = new SplitMix64(seed ^ Fnv1a(path));
-                if (a.F != null)
-                    for (long i = 0; i < a.F.LongLength; i++)
-                        a.F[i] = dtype.Round((float)(std * rng.NextNormal()));
-                break;
-            default:
-                throw new ArgumentException($"unknown initialiser '{kind}'");
-        }
-        return a;
-    }
+    public static NDArray Create(string kind, double std, DType dtype, long[] shape, ulong seed, string path) =>
+        CreateBlock(kind, std, dtype, shape, seed, path, new long[shape.Length], shape);
 
     /// <summary>Random inputs for a run without an inputs file: normal floats, integers uniform in [0,
     /// bound).</summary>
-    public static NDArray RandomInput(DType dtype, long[] shape, ulong seed, string name, long intBound)
-    {
-        var a = NDArray.Zeros(dtype, shape);
-        var rng = new SplitMix64(seed ^ Fnv1a("input:" + name));
-        if (a.F != null)
-            for (long i = 0; i < a.F.LongLength; i++)
-                a.F[i] = dtype.Round((float)rng.NextNormal());
-        else
-            for (long i = 0; i < a.I!.LongLength; i++)
-                a.I[i] = (int)(rng.Next() % (ulong)Math.Max(1, intBound));
-        return a;
-    }
+    public static NDArray RandomInput(DType dtype, long[] shape, ulong seed, string name, long intBound) =>
+        RandomInputBlock(dtype, shape, seed, name, intBound, new long[shape.Length], shape);
 
     /// <summary>The block at <paramref name="offset"/> of <paramref name="blockShape"/> of what <see cref="Create"/>
     /// makes of <paramref name="shape"/>, without the array of that shape: the same stream is drawn in the same order,
@@ -121,6 +89,13 @@ public static class Initializers
     private static void Draw(long[] shape, long[] offset, long[] blockShape, Action<long> keep, Action skip)
     {
         long total = NDArray.ShapeSize(shape);
+        if (blockShape.AsSpan().SequenceEqual(shape))
+        {
+            // The whole array: every element kept, in order.
+            for (long i = 0; i < total; i++)
+                keep(i);
+            return;
+        }
         var strides = NDArray.Strides(shape);
         var blockStrides = NDArray.Strides(blockShape);
         for (long flat = 0; flat < total; flat++)

@@ -206,28 +206,15 @@ public static class ModelSession
         if (s.TracePath != null)
             WriteTrace(s.TracePath, trace!, manifest.PhysicalMesh);
         if (s.OutPath != null)
-        {
-            var outputs = new Dictionary<string, NDArray>();
-            if (manifest.Training)
-                outputs["loss"] = NDArray.FromFloats([s.Steps], losses);
-            for (int i = 0; i < results.Count; i++)
-                outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
-            WriteArrays(s.OutPath, outputs);
-        }
+            WriteOutputs(s.OutPath, manifest, losses, results);
         if (s.SaveParamsPath != null)
-        {
-            if (!manifest.Training)
-                throw new RunInputException("--save-params needs a training model: nothing was " + "updated");
-            if (ShardedCheckpoint.IsFolder(s.SaveParamsPath))
-                ShardedCheckpoint.Write(
-                    s.SaveParamsPath,
-                    manifest,
-                    parameters,
-                    s.CheckpointWriters ?? new CheckpointWriters(0, 1, b => [b])
-                );
-            else
-                WriteArrays(s.SaveParamsPath, parameters);
-        }
+            SaveParams(
+                s,
+                manifest,
+                (_, _) => true,
+                (path, o, shape) => BlockLayout.Cut(parameters[path], o, shape),
+                () => parameters
+            );
         return new RunOutcome(results, manifest.Training ? losses : null, parameters)
         {
             Trace = trace,
@@ -277,29 +264,9 @@ public static class ModelSession
         if (machine.Root && s.TracePath != null)
             WriteTrace(s.TracePath, trace!, manifest.PhysicalMesh);
         if (machine.Root && s.OutPath != null)
-        {
-            var outputs = new Dictionary<string, NDArray>();
-            if (manifest.Training)
-                outputs["loss"] = NDArray.FromFloats([s.Steps], losses);
-            for (int i = 0; i < results!.Count; i++)
-                outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
-            WriteArrays(s.OutPath, outputs);
-        }
+            WriteOutputs(s.OutPath, manifest, losses, results!);
         if (s.SaveParamsPath != null)
-        {
-            if (!manifest.Training)
-                throw new RunInputException("--save-params needs a training model: nothing was " + "updated");
-            if (ShardedCheckpoint.IsFolder(s.SaveParamsPath))
-                ShardedCheckpoint.Write(
-                    s.SaveParamsPath,
-                    manifest,
-                    held.Holds,
-                    held.Get,
-                    s.CheckpointWriters ?? new CheckpointWriters(0, 1, b => [b])
-                );
-            else if (GatherParams(manifest, held, machine) is { } whole)
-                WriteArrays(s.SaveParamsPath, whole);
-        }
+            SaveParams(s, manifest, held.Holds, held.Get, () => GatherParams(manifest, held, machine));
         return new RunOutcome(
             results ?? [],
             manifest.Training && results != null ? losses : null,
@@ -345,6 +312,46 @@ public static class ModelSession
             }
         }
         return whole;
+    }
+
+    // --save-params: a sharded checkpoint of the blocks this process holds, or one file of the whole parameters (where
+    // whole gives them: null on the processes that do not write it).
+    private static void SaveParams(
+        RunSettings s,
+        ProgramManifest manifest,
+        Func<string, long[], bool> holds,
+        Func<string, long[], long[], NDArray> block,
+        Func<Dictionary<string, NDArray>?> whole
+    )
+    {
+        if (!manifest.Training)
+            throw new RunInputException("--save-params needs a training model: nothing was " + "updated");
+        if (ShardedCheckpoint.IsFolder(s.SaveParamsPath!))
+            ShardedCheckpoint.Write(
+                s.SaveParamsPath!,
+                manifest,
+                holds,
+                block,
+                s.CheckpointWriters ?? new CheckpointWriters(0, 1, b => [b])
+            );
+        else if (whole() is { } all)
+            WriteArrays(s.SaveParamsPath!, all);
+    }
+
+    // --out: the losses of a training run and the results, as "out" (or "out0", "out1", ...).
+    private static void WriteOutputs(
+        string path,
+        ProgramManifest manifest,
+        float[] losses,
+        IReadOnlyList<NDArray> results
+    )
+    {
+        var outputs = new Dictionary<string, NDArray>();
+        if (manifest.Training)
+            outputs["loss"] = NDArray.FromFloats([losses.Length], losses);
+        for (int i = 0; i < results.Count; i++)
+            outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
+        WriteArrays(path, outputs);
     }
 
     /// <summary>Writes arrays, turning file-system failures into input errors.</summary>

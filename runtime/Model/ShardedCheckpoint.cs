@@ -28,22 +28,6 @@ public static class ShardedCheckpoint
     public static bool IsFolder(string path) =>
         Directory.Exists(path) || !ArrayFile.Extensions.Contains(Path.GetExtension(path).ToLowerInvariant());
 
-    /// <summary>Writes this process's share of <paramref name="parameters"/> (global arrays) into <paramref
-    /// name="dir"/>; every process of <paramref name="writers"/> calls it.</summary>
-    public static void Write(
-        string dir,
-        ProgramManifest manifest,
-        IReadOnlyDictionary<string, NDArray> parameters,
-        CheckpointWriters writers
-    ) =>
-        Write(
-            dir,
-            manifest,
-            (path, _) => true,
-            (path, offset, shape) => Slice(parameters[path], offset, shape),
-            writers
-        );
-
     /// <summary>Writes this process's share of the parameters into <paramref name="dir"/>, where <paramref
     /// name="holds"/>(path, offset) says whether this process holds a block and <paramref name="block"/>(path, offset,
     /// shape) gives it: each block is written by one of the processes that hold it, dealt out in turn. Every process of
@@ -280,14 +264,5 @@ public static class ShardedCheckpoint
             foreach (var r in opened.Values)
                 r.Dispose();
         }
-    }
-
-    private static NDArray Slice(NDArray x, long[] offset, long[] shape)
-    {
-        var r = x;
-        for (int d = 0; d < shape.Length; d++)
-            if (shape[d] != x.Shape[d])
-                r = ArrayOps.Slice(r, d, offset[d], shape[d]);
-        return ReferenceEquals(r, x) ? ArrayOps.Copy(x) : r;
     }
 }

@@ -227,36 +227,8 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
         if (_processes == 1)
             return [data];
         var call = new CollectiveCall<NDArray>(First, new("gather results", "", -1), [], "", "", "", xs => xs);
-        var sizes = AllGatherInts(MpiNative.CommWorld, [data.Length], _processes, call, CancellationToken.None);
-        var counts = Pinned(sizes);
-        var displs = Pinned(new int[_processes]);
-        long total = 0;
-        for (int i = 0; i < _processes; i++)
-        {
-            displs[i] = (int)total;
-            total += counts[i];
-        }
-        if (total > int.MaxValue)
-            throw new CollectiveException($"the results come to {total} bytes, more than one MPI call moves");
-        var mine = Pinned(data);
-        var all = Fresh<byte>(Process == 0 ? (int)total : 0);
-        fixed (
-            byte* s = mine,
-                a = all
-        )
-        fixed (
-            int* c = counts,
-                d = displs
-        )
-        {
-            nint req;
-            lock (_mpi)
-                req = MpiNative.IgathervBytes(s, mine.Length, a, c, d, 0, MpiNative.CommWorld);
-            Wait(ref req, call, CancellationToken.None);
-        }
-        if (Process != 0)
-            return null;
-        return [.. Enumerable.Range(0, _processes).Select(i => all.AsSpan(displs[i], counts[i]).ToArray())];
+        var parts = Exchange(MpiNative.CommWorld, [], data, _processes, call, CancellationToken.None, root: 0);
+        return Process == 0 ? Array.ConvertAll(parts, p => p.Bytes.AsSpan(p.Offset, p.Count).ToArray()) : null;
     }
 
     /// <summary>Process <paramref name="root"/>'s <paramref name="data"/> on every process of the group of devices
