@@ -242,10 +242,27 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         string signature = $"{what} on [{string.Join(", ", group)}] of {x.TypeString}";
         string display = $"{what} {span} of {x.TypeString}";
         var call = new CollectiveCall<T>(rank, site, group, signature, display, span, compute) { Moves = moves };
+        long sequence = _sequence.GetValueOrDefault(key);
+        _sequence[key] = sequence + 1;
         if (world.Link is { } link && !group.All(m => m >= link.First && m < link.First + link.Count))
         {
-            // The members in this process meet here; the last to arrive takes the call to the other processes.
             var local = group.Where(m => m >= link.First && m < link.First + link.Count).ToArray();
+            if (local.Length == 1)
+            {
+                // The only member in this process (one device a process) has no one to meet here: straight across.
+                T result;
+                try
+                {
+                    result = world.AcrossProcesses(call, group, local, [x], reduction)[0];
+                }
+                catch (Exception e) when (e is ArgumentException or InsufficientMemoryException or OutOfMemoryException)
+                {
+                    throw new CollectiveException(world.CouldNotCompute(call, e), e);
+                }
+                long done = System.Diagnostics.Stopwatch.GetTimestamp();
+                return () => (result, done);
+            }
+            // The members in this process meet here; the last to arrive takes the call to the other processes.
             var whole = call;
             call = call with
             {
@@ -253,8 +270,6 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
                 Compute = xs => world.AcrossProcesses(whole, group, local, xs, reduction),
             };
         }
-        long sequence = _sequence.GetValueOrDefault(key);
-        _sequence[key] = sequence + 1;
         if (world.Link != null)
         {
             // A collective through the link completes in the call: the link serves one collective at a time.

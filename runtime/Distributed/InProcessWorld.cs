@@ -177,6 +177,11 @@ public class InProcessWorld<T> : IDisposable
         return results;
     }
 
+    /// <summary>Why <paramref name="call"/> failed to compute its results (bad arguments, or no memory for
+    /// them).</summary>
+    internal string CouldNotCompute(CollectiveCall<T> call, Exception e) =>
+        $"{Who(call.Rank)} could not compute {call.Display} in {Describe(call)}: {e.Message}";
+
     /// <summary>Records what <paramref name="rank"/> is doing, for the timeout messages of its peers; null while it
     /// computes.</summary>
     internal void SetActivity(int rank, string? what) => Volatile.Write(ref _activity[rank], what);
@@ -233,7 +238,7 @@ public class InProcessWorld<T> : IDisposable
                 }
                 catch (Exception e) when (e is ArgumentException or InsufficientMemoryException or OutOfMemoryException)
                 {
-                    rv.Failure = $"{Who(call.Rank)} could not compute {call.Display} in {Describe(call)}: {e.Message}";
+                    rv.Failure = CouldNotCompute(call, e);
                     rv.Done.Set();
                     throw new CollectiveException(rv.Failure, e);
                 }

@@ -37,6 +37,14 @@ public static class BlockLayout
     public static NDArray Block(NDArray global, IReadOnlyList<IReadOnlyList<string>> dims, DeviceMesh mesh, int rank)
     {
         var (offset, shape) = Of(global.Shape, dims, mesh, rank);
+        return Cut(global, offset, shape);
+    }
+
+    /// <summary>The block of <paramref name="global"/> at <paramref name="offset"/> of <paramref name="shape"/>, as
+    /// a new array.</summary>
+    public static NDArray Cut(NDArray global, long[] offset, long[] shape)
+    {
+        ArgumentNullException.ThrowIfNull(global);
         var x = global;
         for (int d = 0; d < shape.Length; d++)
             if (shape[d] != global.Shape[d])
@@ -72,6 +80,9 @@ public static class BlockLayout
         }
         return result;
     }
+
+    /// <summary>Copies <paramref name="block"/> into <paramref name="target"/> at <paramref name="offset"/>.</summary>
+    public static void Put(NDArray block, NDArray target, long[] offset) => CopyBlock(block, target, offset);
 
     /// <summary>Copies <paramref name="block"/> into <paramref name="target"/> at <paramref name="offset"/>, one
     /// contiguous row at a time.</summary>

@@ -201,6 +201,16 @@ public sealed unsafe class ArrayReader : IDisposable
         return new NpyArray(target, source);
     }
 
+    /// <summary>The block of array <paramref name="key"/> at <paramref name="offset"/> of <paramref name="shape"/>,
+    /// as an array of the block's shape (only its bytes are read).</summary>
+    public NpyArray ReadBlock(string key, long[] offset, long[] shape)
+    {
+        var (global, source) = Info(key);
+        var target = NDArray.Zeros(Target(key), shape);
+        ReadBox(key, offset, shape, target, new long[global.Length]);
+        return new NpyArray(target, source);
+    }
+
     /// <summary>
     /// Reads the box of array <paramref name="key"/> at <paramref name="offset"/> of <paramref name="shape"/> into
     /// <paramref name="target"/> (of the array's runtime type) at <paramref name="at"/>: only the bytes of the box's

@@ -21,3 +21,28 @@ public interface IMachine
         Trace? trace
     );
 }
+
+/// <summary>
+/// A machine of several processes, each holding only its devices' blocks of the inputs and parameters (an MPI job's
+/// process): the steps run on <see cref="HeldBlocks"/>, and the results come back to the first process only.
+/// </summary>
+public interface IBlockMachine : IMachine
+{
+    /// <summary>Whether this is the process that gets the results (rank 0).</summary>
+    bool Root { get; }
+
+    /// <summary>
+    /// Runs one step on the blocks <paramref name="held"/> holds, which the step's parameter updates replace; returns
+    /// the global results on the root, null on the other processes.
+    /// </summary>
+    IReadOnlyList<NDArray>? RunHeld(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        HeldBlocks held,
+        TimeSpan timeout,
+        Trace? trace
+    );
+
+    /// <summary>Every process's <paramref name="data"/> by rank on the root, null on the others.</summary>
+    byte[][]? Gather(byte[] data);
+}

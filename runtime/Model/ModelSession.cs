@@ -81,6 +81,10 @@ public sealed record RunOutcome(
     /// run took from them.</summary>
     public (long Read, long Held) ArrayBytes { get; init; }
 
+    /// <summary>The bytes of host memory this process allocated for the inputs and parameters it holds: in an MPI job
+    /// (<see cref="IBlockMachine"/>) only its devices' blocks, else the global arrays.</summary>
+    public long HeldBytes { get; init; }
+
     /// <summary>
     /// What <c>mplc run</c> and <c>mplrun</c> print after a run: the loss (first and last step) of a training run,
     /// else every result as <paramref name="summary"/> shows it; then each file the run wrote.
@@ -158,18 +162,22 @@ public static class ModelSession
             )
                 throw new RunInputException($"{flag}: {problem}");
         var tally = new Tally();
-        var blocks =
-            s.LocalDevices != null && program != null
-                ? ProgramRunner.BlocksRead(manifest, program, s.LocalDevices)
-                : default;
-        var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log, blocks.Inputs, tally);
+        var trace = s.TracePath == null && !s.Profile ? null : new Trace();
+        if (
+            machine is IBlockMachine processes
+            && s.LocalDevices != null
+            && program != null
+            && runStep == null
+            && s.InputArrays == null
+            && s.ParamArrays == null
+        )
+            return RunHeld(manifest, program, s, log, onStep, processes, trace);
+        var args = s.InputArrays?.ToList() ?? LoadInputs(manifest, s, log, null, tally)!;
         var parameters =
             s.ParamArrays != null
                 ? new Dictionary<string, NDArray>(s.ParamArrays)
-                : LoadParams(manifest, s, blocks.Params, tally);
-        // Parameters read in part (this process's blocks): whole again once a step has updated them.
-        var partial = blocks.Params == null || s.ParamsPath == null ? new HashSet<string>() : tally.Partial;
-        var trace = s.TracePath == null && !s.Profile ? null : new Trace();
+                : LoadParams(manifest, s, null, tally)!;
+        long heldBytes = args.Sum(a => a.Size * 4) + parameters.Values.Sum(p => p.Size * 4);
         runStep ??=
             machine != null
                 ? (a, p, u, t) => machine.Run(manifest, program!, a, p, s.CollectiveTimeout, u, t)
@@ -190,10 +198,7 @@ public static class ModelSession
                 throw new RunInputException(s.Steps > 1 ? $"step {step + 1}: {e.Message}" : e.Message);
             }
             foreach (var (path, value) in updates)
-            {
                 parameters[path] = value;
-                partial.Remove(path);
-            }
             if (manifest.Training)
                 losses[step] = (float)results[0].GetDouble(0);
             onStep?.Invoke(step, results[0], sw.Elapsed);
@@ -201,38 +206,152 @@ public static class ModelSession
         if (s.TracePath != null)
             WriteTrace(s.TracePath, trace!, manifest.PhysicalMesh);
         if (s.OutPath != null)
-        {
-            var outputs = new Dictionary<string, NDArray>();
-            if (manifest.Training)
-                outputs["loss"] = NDArray.FromFloats([s.Steps], losses);
-            for (int i = 0; i < results.Count; i++)
-                outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
-            WriteArrays(s.OutPath, outputs);
-        }
+            WriteOutputs(s.OutPath, manifest, losses, results);
         if (s.SaveParamsPath != null)
-        {
-            if (!manifest.Training)
-                throw new RunInputException("--save-params needs a training model: nothing was " + "updated");
-            if (partial.Count > 0)
-                throw new InvalidOperationException(
-                    $"parameter '{partial.First()}' was read in part (this process's blocks) and never updated, so it "
-                        + "cannot be saved whole"
-                );
-            if (ShardedCheckpoint.IsFolder(s.SaveParamsPath))
-                ShardedCheckpoint.Write(
-                    s.SaveParamsPath,
-                    manifest,
-                    parameters,
-                    s.CheckpointWriters ?? new CheckpointWriters(0, 1, b => [b])
-                );
-            else
-                WriteArrays(s.SaveParamsPath, parameters);
-        }
+            SaveParams(
+                s,
+                manifest,
+                (_, _) => true,
+                (path, o, shape) => BlockLayout.Cut(parameters[path], o, shape),
+                () => parameters
+            );
         return new RunOutcome(results, manifest.Training ? losses : null, parameters)
         {
             Trace = trace,
             ArrayBytes = (tally.Read, tally.Held),
+            HeldBytes = heldBytes,
         };
+    }
+
+    // A run whose processes each hold only their devices' blocks (an MPI job): the blocks are read or made one by one,
+    // the steps update them in place, the results come to the root alone, and parameters are saved as a sharded
+    // checkpoint from every process's blocks or gathered on the root for one file.
+    private static RunOutcome RunHeld(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        RunSettings s,
+        TextWriter log,
+        Action<int, NDArray, TimeSpan>? onStep,
+        IBlockMachine machine,
+        Trace? trace
+    )
+    {
+        var tally = new Tally();
+        var blocks = ProgramRunner.BlocksRead(manifest, program, s.LocalDevices!);
+        var held = new HeldBlocks();
+        LoadInputs(manifest, s, log, (blocks.Inputs, held), tally);
+        LoadParams(manifest, s, (blocks.Params, held), tally);
+        IReadOnlyList<NDArray>? results = null;
+        var losses = new float[s.Steps];
+        for (int run = 0; run < s.Steps * s.Repeat; run++)
+        {
+            int step = run % s.Steps;
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            try
+            {
+                results = machine.RunHeld(manifest, program, held, s.CollectiveTimeout, trace);
+            }
+            catch (Exception e) when (e is ExecutionException or CollectiveException or DeviceException)
+            {
+                throw new RunInputException(s.Steps > 1 ? $"step {step + 1}: {e.Message}" : e.Message);
+            }
+            if (results == null)
+                continue;
+            if (manifest.Training)
+                losses[step] = (float)results[0].GetDouble(0);
+            onStep?.Invoke(step, results[0], sw.Elapsed);
+        }
+        if (machine.Root && s.TracePath != null)
+            WriteTrace(s.TracePath, trace!, manifest.PhysicalMesh);
+        if (machine.Root && s.OutPath != null)
+            WriteOutputs(s.OutPath, manifest, losses, results!);
+        if (s.SaveParamsPath != null)
+            SaveParams(s, manifest, held.Holds, held.Get, () => GatherParams(manifest, held, machine));
+        return new RunOutcome(
+            results ?? [],
+            manifest.Training && results != null ? losses : null,
+            new Dictionary<string, NDArray>()
+        )
+        {
+            Trace = trace,
+            ArrayBytes = (tally.Read, tally.Held),
+            HeldBytes = held.Bytes,
+        };
+    }
+
+    // Every parameter whole on the root, from every process's blocks (null on the other processes).
+    private static Dictionary<string, NDArray>? GatherParams(
+        ProgramManifest manifest,
+        HeldBlocks held,
+        IBlockMachine machine
+    )
+    {
+        using var m = new MemoryStream();
+        using (var w = new BinaryWriter(m, System.Text.Encoding.UTF8, leaveOpen: true))
+            foreach (var p in manifest.Params)
+            foreach (var (offset, block) in held.Blocks(p.Path))
+            {
+                w.Write(p.Path);
+                foreach (long o in offset)
+                    w.Write(o);
+                ArrayWire.Write(w, block);
+            }
+        if (machine.Gather(m.ToArray()) is not { } all)
+            return null;
+        var whole = manifest.Params.ToDictionary(p => p.Path, p => NDArray.Zeros(p.DType, p.Shape));
+        foreach (var bytes in all)
+        {
+            using var r = new BinaryReader(new MemoryStream(bytes));
+            while (r.BaseStream.Position < r.BaseStream.Length)
+            {
+                var target = whole[r.ReadString()];
+                var offset = new long[target.Shape.Length];
+                for (int d = 0; d < offset.Length; d++)
+                    offset[d] = r.ReadInt64();
+                BlockLayout.Put(ArrayWire.Read(r)!, target, offset);
+            }
+        }
+        return whole;
+    }
+
+    // --save-params: a sharded checkpoint of the blocks this process holds, or one file of the whole parameters (where
+    // whole gives them: null on the processes that do not write it).
+    private static void SaveParams(
+        RunSettings s,
+        ProgramManifest manifest,
+        Func<string, long[], bool> holds,
+        Func<string, long[], long[], NDArray> block,
+        Func<Dictionary<string, NDArray>?> whole
+    )
+    {
+        if (!manifest.Training)
+            throw new RunInputException("--save-params needs a training model: nothing was " + "updated");
+        if (ShardedCheckpoint.IsFolder(s.SaveParamsPath!))
+            ShardedCheckpoint.Write(
+                s.SaveParamsPath!,
+                manifest,
+                holds,
+                block,
+                s.CheckpointWriters ?? new CheckpointWriters(0, 1, b => [b])
+            );
+        else if (whole() is { } all)
+            WriteArrays(s.SaveParamsPath!, all);
+    }
+
+    // --out: the losses of a training run and the results, as "out" (or "out0", "out1", ...).
+    private static void WriteOutputs(
+        string path,
+        ProgramManifest manifest,
+        float[] losses,
+        IReadOnlyList<NDArray> results
+    )
+    {
+        var outputs = new Dictionary<string, NDArray>();
+        if (manifest.Training)
+            outputs["loss"] = NDArray.FromFloats([losses.Length], losses);
+        for (int i = 0; i < results.Count; i++)
+            outputs[results.Count == 1 ? "out" : $"out{i}"] = results[i];
+        WriteArrays(path, outputs);
     }
 
     /// <summary>Writes arrays, turning file-system failures into input errors.</summary>
@@ -271,14 +390,13 @@ public static class ModelSession
         ProgramManifest manifest,
         RunSettings s,
         TextWriter log
-    ) => (LoadInputs(manifest, s, log, null, new Tally()), LoadParams(manifest, s, null, new Tally()));
+    ) => (LoadInputs(manifest, s, log, null, new Tally())!, LoadParams(manifest, s, null, new Tally())!);
 
-    // The bytes of array data read and held by the files a run read, and the parameters read in part.
+    // The bytes of array data read and held by the files a run read.
     private sealed class Tally
     {
         public long Read;
         public long Held;
-        public HashSet<string> Partial { get; } = [];
     }
 
     // Opens an array file to read its arrays or their blocks, turning every failure into an input error.
@@ -294,11 +412,12 @@ public static class ModelSession
         }
     }
 
-    private static List<NDArray> LoadInputs(
+    // The inputs as global arrays, or (with held) only the blocks each input's list names, put into held (then null).
+    private static List<NDArray>? LoadInputs(
         ProgramManifest manifest,
         RunSettings s,
         TextWriter log,
-        List<(long[] Offset, long[] Shape)>[]? blocks,
+        (List<(long[] Offset, long[] Shape)>[] Blocks, HeldBlocks To)? held,
         Tally tally
     )
     {
@@ -306,9 +425,20 @@ public static class ModelSession
         if (s.InputsPath == null)
         {
             log.WriteLine($"note: no --inputs given: using random inputs (seed {s.Seed})");
-            foreach (var a in manifest.Inputs)
-                result.Add(Initializers.RandomInput(a.DType, a.Shape, s.Seed, a.Name, a.IntBound));
-            return result;
+            for (int i = 0; i < manifest.Inputs.Count; i++)
+            {
+                var a = manifest.Inputs[i];
+                if (held is ({ } blocks, { } to))
+                    foreach (var (offset, shape) in blocks[i])
+                        to.Put(
+                            HeldBlocks.Input(i),
+                            offset,
+                            Initializers.RandomInputBlock(a.DType, a.Shape, s.Seed, a.Name, a.IntBound, offset, shape)
+                        );
+                else
+                    result.Add(Initializers.RandomInput(a.DType, a.Shape, s.Seed, a.Name, a.IntBound));
+            }
+            return held == null ? result : null;
         }
         using var file = Reading(() => ArrayReader.Open(s.InputsPath));
         var names = manifest.Inputs.Select(a => a.Name).ToList();
@@ -326,34 +456,64 @@ public static class ModelSession
                 );
             var (shape, source) = Reading(() => file.Info(a.Name));
             Check(source, shape, a.DType, a.Shape, s.InputsPath, "input", a.Name);
-            var arr = Reading(() => blocks == null ? file.Read(a.Name) : file.ReadBlocks(a.Name, blocks[i]));
-            result.Add(Convert(arr.Array, a.DType));
+            if (held is ({ } blocks, { } to))
+                foreach (var (offset, extent) in blocks[i])
+                    to.Put(
+                        HeldBlocks.Input(i),
+                        offset,
+                        Convert(Reading(() => file.ReadBlock(a.Name, offset, extent)).Array, a.DType)
+                    );
+            else
+                result.Add(Convert(Reading(() => file.Read(a.Name)).Array, a.DType));
         }
         tally.Read += file.BytesRead;
         tally.Held += file.DataBytes(names);
-        return result;
+        return held == null ? result : null;
     }
 
-    private static Dictionary<string, NDArray> LoadParams(
+    // The parameters as global arrays, or (with held) only the blocks each one's list names, put into held (then
+    // null); those the file or checkpoint lacks from their initialisers.
+    private static Dictionary<string, NDArray>? LoadParams(
         ProgramManifest manifest,
         RunSettings s,
-        Dictionary<string, List<(long[] Offset, long[] Shape)>>? blocks,
+        (Dictionary<string, List<(long[] Offset, long[] Shape)>> Blocks, HeldBlocks To)? held,
         Tally tally
     )
     {
+        var result = new Dictionary<string, NDArray>();
+        // A parameter from its initialiser: whole, or the blocks held.
+        void Init(ParamInfo p)
+        {
+            if (held is ({ } blocks, { } to))
+                foreach (var (offset, shape) in blocks[p.Path])
+                    to.Put(
+                        p.Path,
+                        offset,
+                        Initializers.CreateBlock(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path, offset, shape)
+                    );
+            else
+                result[p.Path] = Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path);
+        }
         if (s.ParamsPath != null && Directory.Exists(s.ParamsPath))
         {
-            var saved = ShardedCheckpoint.Read(s.ParamsPath, manifest, blocks, out long read, out long held);
-            tally.Read += read;
-            tally.Held += held;
-            if (blocks != null)
-                tally.Partial.UnionWith(saved.Keys);
-            return manifest.Params.ToDictionary(
-                p => p.Path,
-                p =>
-                    saved.GetValueOrDefault(p.Path)
-                    ?? Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path)
+            var saved = ShardedCheckpoint.ReadBlocks(
+                s.ParamsPath,
+                manifest,
+                held?.Blocks,
+                out long read,
+                out long bytes
             );
+            tally.Read += read;
+            tally.Held += bytes;
+            foreach (var p in manifest.Params)
+                if (!saved.TryGetValue(p.Path, out var parts))
+                    Init(p);
+                else if (held is (_, { } to))
+                    foreach (var (offset, block) in parts)
+                        to.Put(p.Path, offset, block);
+                else
+                    result[p.Path] = parts[0].Block;
+            return held == null ? result : null;
         }
         using var file = s.ParamsPath == null ? null : Reading(() => ArrayReader.Open(s.ParamsPath));
         var keys = file?.Keys ?? [];
@@ -364,27 +524,31 @@ public static class ModelSession
                     $"{s.ParamsPath}: unknown parameter '{key}' (the model has {paths.Count} "
                         + $"parameters; 'mplc params' lists them)"
                 );
-        var result = new Dictionary<string, NDArray>();
         foreach (var p in manifest.Params)
         {
             if (file == null || !keys.Contains(p.Path))
             {
-                result[p.Path] = Initializers.Create(p.Init, p.Std, p.DType, p.Shape, s.Seed, p.Path);
+                Init(p);
                 continue;
             }
             var (shape, source) = Reading(() => file.Info(p.Path));
             Check(source, shape, p.DType, p.Shape, s.ParamsPath!, "parameter", p.Path);
-            var arr = Reading(() => blocks == null ? file.Read(p.Path) : file.ReadBlocks(p.Path, blocks[p.Path]));
-            result[p.Path] = Convert(arr.Array, p.DType);
-            if (blocks != null)
-                tally.Partial.Add(p.Path);
+            if (held is ({ } blocks, { } to))
+                foreach (var (offset, extent) in blocks[p.Path])
+                    to.Put(
+                        p.Path,
+                        offset,
+                        Convert(Reading(() => file.ReadBlock(p.Path, offset, extent)).Array, p.DType)
+                    );
+            else
+                result[p.Path] = Convert(Reading(() => file.Read(p.Path)).Array, p.DType);
         }
         if (file != null)
         {
             tally.Read += file.BytesRead;
             tally.Held += file.DataBytes(keys);
         }
-        return result;
+        return held == null ? result : null;
     }
 
     /// <summary>The source spelling of a type: <c>f32[8, 64]</c>.</summary>

@@ -67,20 +67,30 @@ public static class ProgramRunner
         ICommunicator<T> comm,
         Trace? trace
     )
+        where T : class, IArray =>
+        RunDevice(manifest, program, StepValues.Whole(manifest, args, parameters), dev, comm, trace);
+
+    /// <summary>Runs device <paramref name="comm"/>.Rank's part of <paramref name="program"/> on the blocks that
+    /// <paramref name="values"/> gives it.</summary>
+    public static DeviceOutcome RunDevice<T>(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        StepValues values,
+        IDevice<T> dev,
+        ICommunicator<T> comm,
+        Trace? trace
+    )
         where T : class, IArray
     {
-        var full = manifest.Mesh;
-        var argDims = manifest.Inputs.Select(i => Dims(i.Layout)).ToArray();
-        var paramDims = manifest.Params.ToDictionary(p => p.Path, p => Dims(p.Layout));
+        ArgumentNullException.ThrowIfNull(values);
         int m = program.Microbatches;
         int rank = comm.Rank;
-        NDArray Param(string path) =>
-            BlockLayout.Block(parameters[path], paramDims[path], full, Virtual(manifest, rank, 0));
+        NDArray Param(string path) => values.Param(path, Virtual(manifest, rank, 0));
         var written = new Dictionary<string, NDArray>();
         NDArray?[][] results;
         if (program.PipelineAxis == null)
         {
-            var local = args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, rank)).ToArray();
+            var local = new Inputs(manifest.Inputs.Count, i => values.Input(i, rank));
             results = Executor
                 .Run(program, dev, comm, local, Param, (path, value) => written[path] = value, trace)
                 .Select(r => new NDArray?[] { r })
@@ -92,8 +102,7 @@ public static class ProgramRunner
                 .Range(0, m)
                 .Select(j =>
                     (IReadOnlyList<NDArray>)
-                        args.Select((a, i) => BlockLayout.Block(a, argDims[i], full, Virtual(manifest, rank, j)))
-                            .ToArray()
+                        new Inputs(manifest.Inputs.Count, i => values.Input(i, Virtual(manifest, rank, j)))
                 )
                 .ToArray();
             results = PipelineExecutor.Run(
@@ -107,6 +116,24 @@ public static class ProgramRunner
             );
         }
         return new DeviceOutcome(results, written);
+    }
+
+    // A device's inputs, each taken when the program first reads it (a pipeline stage reads only some).
+    private sealed class Inputs(int count, Func<int, NDArray> take) : IReadOnlyList<NDArray>
+    {
+        private readonly NDArray?[] _taken = new NDArray?[count];
+
+        public NDArray this[int index] => _taken[index] ??= take(index);
+
+        public int Count => count;
+
+        public IEnumerator<NDArray> GetEnumerator()
+        {
+            for (int i = 0; i < count; i++)
+                yield return this[i];
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     /// <summary>Puts every device's outcome (by rank) back together: returns the global results and puts the new
@@ -204,8 +231,9 @@ public static class ProgramRunner
         return (inputs, parameters);
     }
 
-    // The full mesh's rank of physical device rank's microbatch j (the rank itself without a microbatch axis).
-    private static int Virtual(ProgramManifest manifest, int rank, int j)
+    /// <summary>The full mesh's rank of physical device <paramref name="rank"/>'s microbatch <paramref name="j"/> (the
+    /// rank itself without a microbatch axis): the rank whose blocks it takes.</summary>
+    public static int Virtual(ProgramManifest manifest, int rank, int j)
     {
         int index = manifest.MicrobatchAxis is { } mb ? manifest.Mesh.AxisNames.ToList().IndexOf(mb) : -1;
         if (index < 0)
@@ -216,6 +244,67 @@ public static class ProgramRunner
     }
 
     private static IReadOnlyList<IReadOnlyList<string>> Dims(string[][] layout) => layout;
+}
+
+/// <summary>
+/// Where each device's blocks of a step's inputs and parameters come from: global arrays (<see cref="Whole"/>, sliced
+/// by the values' layouts), or the blocks one process of an MPI job holds (<see cref="Held"/>). A device's block is
+/// named by the full mesh's rank whose block it is.
+/// </summary>
+public abstract class StepValues
+{
+    /// <summary>Input <paramref name="index"/>'s block of full-mesh rank <paramref name="rank"/>.</summary>
+    public abstract NDArray Input(int index, int rank);
+
+    /// <summary>Parameter <paramref name="path"/>'s block of full-mesh rank <paramref name="rank"/>.</summary>
+    public abstract NDArray Param(string path, int rank);
+
+    /// <summary>The blocks of global <paramref name="args"/> and <paramref name="parameters"/>.</summary>
+    public static StepValues Whole(
+        ProgramManifest manifest,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters
+    ) => new WholeValues(manifest, args, parameters);
+
+    /// <summary>The blocks <paramref name="held"/> holds.</summary>
+    public static StepValues Held(ProgramManifest manifest, HeldBlocks held) => new HeldValues(manifest, held);
+
+    private sealed class WholeValues(
+        ProgramManifest manifest,
+        IReadOnlyList<NDArray> args,
+        IReadOnlyDictionary<string, NDArray> parameters
+    ) : StepValues
+    {
+        private readonly Dictionary<string, string[][]> _layouts = manifest.Params.ToDictionary(
+            p => p.Path,
+            p => p.Layout
+        );
+
+        public override NDArray Input(int index, int rank) =>
+            BlockLayout.Block(args[index], manifest.Inputs[index].Layout, manifest.Mesh, rank);
+
+        public override NDArray Param(string path, int rank) =>
+            BlockLayout.Block(parameters[path], _layouts[path], manifest.Mesh, rank);
+    }
+
+    private sealed class HeldValues(ProgramManifest manifest, HeldBlocks held) : StepValues
+    {
+        private readonly Dictionary<string, ParamInfo> _params = manifest.Params.ToDictionary(p => p.Path);
+
+        public override NDArray Input(int index, int rank)
+        {
+            var t = manifest.Inputs[index];
+            var (offset, shape) = BlockLayout.Of(t.Shape, t.Layout, manifest.Mesh, rank);
+            return held.Get(HeldBlocks.Input(index), offset, shape);
+        }
+
+        public override NDArray Param(string path, int rank)
+        {
+            var p = _params[path];
+            var (offset, shape) = BlockLayout.Of(p.Shape, p.Layout, manifest.Mesh, rank);
+            return held.Get(path, offset, shape);
+        }
+    }
 }
 
 /// <summary>What one device's part of a run gives: its results (one per microbatch in a pipeline, null where its

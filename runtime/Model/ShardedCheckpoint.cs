@@ -28,36 +28,57 @@ public static class ShardedCheckpoint
     public static bool IsFolder(string path) =>
         Directory.Exists(path) || !ArrayFile.Extensions.Contains(Path.GetExtension(path).ToLowerInvariant());
 
-    /// <summary>Writes this process's share of <paramref name="parameters"/> (global arrays) into <paramref
-    /// name="dir"/>; every process of <paramref name="writers"/> calls it.</summary>
+    /// <summary>Writes this process's share of the parameters into <paramref name="dir"/>, where <paramref
+    /// name="holds"/>(path, offset) says whether this process holds a block and <paramref name="block"/>(path, offset,
+    /// shape) gives it: each block is written by one of the processes that hold it, dealt out in turn. Every process of
+    /// <paramref name="writers"/> calls it.</summary>
     public static void Write(
         string dir,
         ProgramManifest manifest,
-        IReadOnlyDictionary<string, NDArray> parameters,
+        Func<string, long[], bool> holds,
+        Func<string, long[], long[], NDArray> block,
         CheckpointWriters writers
     )
     {
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(writers);
         Directory.CreateDirectory(dir);
         // One name for the whole checkpoint, rank 0's, so that its files never overwrite the previous one's.
         var ids = writers.AllGather(System.Text.Encoding.UTF8.GetBytes(Guid.NewGuid().ToString("N")[..12]));
         string id = System.Text.Encoding.UTF8.GetString(ids[0]);
         string File(int r) => $"rank-{r}-{id}.safetensors";
-        var mine = new Dictionary<string, NDArray>();
-        var entries = new JsonArray();
-        int dealt = 0;
+        // The distinct blocks of every parameter's layout, and which processes hold each.
+        var all = new List<(ParamInfo P, long[] Offset, long[] Shape)>();
         foreach (var p in manifest.Params)
         {
-            var blocks = new JsonArray();
             var seen = new HashSet<string>();
             for (int r = 0; r < manifest.Mesh.DeviceCount; r++)
             {
                 var (offset, shape) = BlockLayout.Of(p.Shape, p.Layout, manifest.Mesh, r);
-                if (!seen.Add(string.Join(",", offset)))
-                    continue;
-                int owner = dealt++ % writers.Count;
+                if (seen.Add(string.Join(",", offset)))
+                    all.Add((p, offset, shape));
+            }
+        }
+        var held = writers.AllGather([.. all.Select(b => holds(b.P.Path, b.Offset) ? (byte)1 : (byte)0)]);
+        var mine = new Dictionary<string, NDArray>();
+        var entries = new JsonArray();
+        int dealt = 0,
+            at = 0;
+        foreach (var p in manifest.Params)
+        {
+            var blocks = new JsonArray();
+            for (; at < all.Count && all[at].P == p; at++)
+            {
+                var (_, offset, shape) = all[at];
+                var holders = Enumerable.Range(0, writers.Count).Where(q => held[q][at] != 0).ToArray();
+                if (holders.Length == 0)
+                    throw new InvalidOperationException(
+                        $"no process holds the block of '{p.Path}' at [{string.Join(", ", offset)}]: it cannot be saved"
+                    );
+                int owner = holders[dealt++ % holders.Length];
                 string key = $"{p.Path}@{string.Join(",", offset)}";
                 if (owner == writers.Rank)
-                    mine[key] = Slice(parameters[p.Path], offset, shape);
+                    mine[key] = block(p.Path, offset, shape);
                 blocks.Add(
                     (JsonNode)
                         new JsonObject
@@ -111,15 +132,16 @@ public static class ShardedCheckpoint
     /// <summary>The parameters in the checkpoint folder <paramref name="dir"/> that <paramref name="manifest"/>
     /// names, as global arrays; those it lacks are absent.</summary>
     public static Dictionary<string, NDArray> Read(string dir, ProgramManifest manifest) =>
-        Read(dir, manifest, null, out _, out _);
+        ReadBlocks(dir, manifest, null, out _, out _).ToDictionary(p => p.Key, p => p.Value[0].Block);
 
     /// <summary>
-    /// Like <see cref="Read(string, ProgramManifest)"/>, reading of each parameter only <paramref name="wanted"/>'s
-    /// blocks (offset and shape on the loading mesh; null: all), zero elsewhere: only the parts of the saved blocks
-    /// that overlap them are read, and only the files that hold such parts are opened. <paramref name="read"/>: the
-    /// bytes of array data read; <paramref name="held"/>: those the checkpoint holds.
+    /// The parameters in the checkpoint folder <paramref name="dir"/> that <paramref name="manifest"/> names, each as
+    /// the blocks <paramref name="wanted"/> names (offset and shape on the loading mesh; null: one block, the whole
+    /// array), each block an array of its own shape: only the parts of the saved blocks that overlap them are read,
+    /// and only the files that hold such parts are opened. <paramref name="read"/>: the bytes of array data read;
+    /// <paramref name="held"/>: those the checkpoint holds.
     /// </summary>
-    public static Dictionary<string, NDArray> Read(
+    public static Dictionary<string, List<(long[] Offset, NDArray Block)>> ReadBlocks(
         string dir,
         ProgramManifest manifest,
         IReadOnlyDictionary<string, List<(long[] Offset, long[] Shape)>>? wanted,
@@ -161,7 +183,7 @@ public static class ShardedCheckpoint
             }
         }
         var models = manifest.Params.ToDictionary(p => p.Path);
-        var result = new Dictionary<string, NDArray>();
+        var result = new Dictionary<string, List<(long[] Offset, NDArray Block)>>();
         held = 0;
         try
         {
@@ -180,8 +202,8 @@ public static class ShardedCheckpoint
                             + "model's "
                             + ModelSession.SourceType(p.DType, p.Shape)
                     );
-                var global = NDArray.Zeros(p.DType, p.Shape);
                 var needed = wanted?.GetValueOrDefault(path) ?? [(new long[shape.Length], (long[])shape.Clone())];
+                var targets = needed.Select(n => NDArray.Zeros(p.DType, n.Shape)).ToArray();
                 long covered = 0;
                 foreach (var b in entry["blocks"]!.AsArray())
                 {
@@ -190,8 +212,9 @@ public static class ShardedCheckpoint
                     var offset = b["offset"]!.AsArray().Select(d => (long)d!).ToArray();
                     var bshape = b["shape"]!.AsArray().Select(d => (long)d!).ToArray();
                     covered += NDArray.ShapeSize(bshape);
-                    foreach (var (at, extent) in needed)
+                    for (int w = 0; w < needed.Count; w++)
                     {
+                        var (at, extent) = needed[w];
                         // The part of the saved block inside the wanted one.
                         var lo = new long[shape.Length];
                         var size = new long[shape.Length];
@@ -212,7 +235,13 @@ public static class ShardedCheckpoint
                             );
                         try
                         {
-                            reader.ReadBox(key, [.. lo.Select((l, d) => l - offset[d])], size, global, lo);
+                            reader.ReadBox(
+                                key,
+                                [.. lo.Select((l, d) => l - offset[d])],
+                                size,
+                                targets[w],
+                                [.. lo.Select((l, d) => l - at[d])]
+                            );
                         }
                         catch (ArrayFileException e)
                         {
@@ -220,12 +249,12 @@ public static class ShardedCheckpoint
                         }
                     }
                 }
-                if (covered != global.Size)
+                if (covered != NDArray.ShapeSize(p.Shape))
                     throw new RunInputException(
                         $"{indexPath}: the blocks of '{path}' do not cover it: partial checkpoint"
                     );
-                held += global.Size * p.DType.Size();
-                result[path] = global;
+                held += NDArray.ShapeSize(p.Shape) * p.DType.Size();
+                result[path] = [.. needed.Select((n, w) => (n.Offset, targets[w]))];
             }
             read = opened.Values.Sum(r => r.BytesRead);
             return result;
@@ -235,14 +264,5 @@ public static class ShardedCheckpoint
             foreach (var r in opened.Values)
                 r.Dispose();
         }
-    }
-
-    private static NDArray Slice(NDArray x, long[] offset, long[] shape)
-    {
-        var r = x;
-        for (int d = 0; d < shape.Length; d++)
-            if (shape[d] != x.Shape[d])
-                r = ArrayOps.Slice(r, d, offset[d], shape[d]);
-        return ReferenceEquals(r, x) ? ArrayOps.Copy(x) : r;
     }
 }

@@ -98,8 +98,7 @@ internal sealed class MpiGpus : IDisposable
     public DeviceOutcome[] Run(
         ProgramManifest manifest,
         DeviceProgram program,
-        IReadOnlyList<Arrays.NDArray> args,
-        IReadOnlyDictionary<string, Arrays.NDArray> parameters,
+        StepValues values,
         TimeSpan timeout,
         Trace? trace,
         MpiLink link
@@ -125,9 +124,7 @@ internal sealed class MpiGpus : IDisposable
                 First
             );
             _world = world;
-            return world.Run(
-                (dev, comm) => ProgramRunner.RunDevice(manifest, program, args, parameters, dev, comm, trace)
-            );
+            return world.Run((dev, comm) => ProgramRunner.RunDevice(manifest, program, values, dev, comm, trace));
         }
         finally
         {

@@ -45,12 +45,22 @@ public sealed unsafe partial class MpiLink
             _agreed.Add(comm);
     }
 
-    private static ulong Hash(string text)
+    // FNV-1a over the call's signature, site and display (what CallText joins), without making the text.
+    private static ulong Hash(CollectiveCall<NDArray> call)
     {
         ulong h = 14695981039346656037UL;
-        foreach (char c in text)
-            h = (h ^ c) * 1099511628211UL;
-        return h;
+        static ulong Add(ulong h, ReadOnlySpan<char> s)
+        {
+            foreach (char c in s)
+                h = (h ^ c) * 1099511628211UL;
+            return (h ^ 0x1f) * 1099511628211UL;
+        }
+        h = Add(h, call.Signature);
+        h = Add(h, call.Site.Op);
+        h = Add(h, call.Site.Where);
+        h = (h ^ (ulong)call.Site.Step) * 1099511628211UL;
+        h = Add(h, call.Span);
+        return Add(h, call.Display);
     }
 
     private NDArray[] Direct(
@@ -59,7 +69,6 @@ public sealed unsafe partial class MpiLink
         int[][] owners,
         NDArray x,
         Reduction reduction,
-        string text,
         CollectiveCall<NDArray> at,
         CancellationToken cancel
     )
@@ -76,7 +85,7 @@ public sealed unsafe partial class MpiLink
         for (int q = 0; q < owners.Length; q++)
             rankOf[Array.IndexOf(group, owners[q][0])] = q;
         int me = Array.IndexOf(group, at.Rank);
-        ulong hash = Hash(text);
+        ulong hash = Hash(at);
         int bytes = (int)elements * 4;
         var src = Bytes(x);
         float[]? wholeF = x.DType == DType.I32 ? null : GC.AllocateUninitializedArray<float>((int)elements);
@@ -90,8 +99,8 @@ public sealed unsafe partial class MpiLink
         {
             // One allgather of [hash, array] from every member; each process sums them all in group order.
             int chunk = 8 + bytes;
-            var send = Scratch(group, 2, chunk);
-            var recv = Scratch(group, 0, chunk * g);
+            var send = Scratch(comm, 2, chunk);
+            var recv = Scratch(comm, 0, chunk * g);
             MemoryMarshal.Write(send, hash);
             src.CopyTo(send.AsSpan(8));
             fixed (
@@ -100,15 +109,15 @@ public sealed unsafe partial class MpiLink
             )
                 lock (_mpi)
                     MpiNative.AllgatherBytes(s, chunk, r, comm);
-            CheckHashes(comm, recv, chunk, g, hash, text, owners, at, cancel);
+            CheckHashes(comm, recv, chunk, g, hash, owners, at, cancel);
             Span<byte> Member(int i) => recv.AsSpan(rankOf[i] * chunk + 8, bytes);
             Member(0).CopyTo(whole);
             for (int i = 1; i < g; i++)
                 Combine(x.DType, reduction.Kind, whole, Member(i));
             return Split(Result(), reduction, group, at.Rank);
         }
-        var hashes = Scratch(group, 3, 8 * g);
-        var mine = Scratch(group, 4, 8);
+        var hashes = Scratch(comm, 3, 8 * g);
+        var mine = Scratch(comm, 4, 8);
         MemoryMarshal.Write(mine, hash);
         fixed (
             byte* m = mine,
@@ -116,7 +125,7 @@ public sealed unsafe partial class MpiLink
         )
             lock (_mpi)
                 MpiNative.AllgatherBytes(m, 8, h, comm);
-        CheckHashes(comm, hashes, 8, g, hash, text, owners, at, cancel);
+        CheckHashes(comm, hashes, 8, g, hash, owners, at, cancel);
         // Range i (of the elements, cut in g) is reduced by member i.
         var bound = new long[g + 1];
         for (int i = 0; i <= g; i++)
@@ -133,7 +142,7 @@ public sealed unsafe partial class MpiLink
             (sendCounts[q], sendDispls[q]) = (Len(i) * 4, (int)bound[i] * 4);
             (recvCounts[q], recvDispls[q]) = (mineLen, q * mineLen);
         }
-        var parts = Scratch(group, 0, mineLen * g);
+        var parts = Scratch(comm, 0, mineLen * g);
         fixed (
             byte* s = src,
                 r = parts
@@ -180,7 +189,6 @@ public sealed unsafe partial class MpiLink
         int chunk,
         int g,
         ulong hash,
-        string text,
         int[][] owners,
         CollectiveCall<NDArray> at,
         CancellationToken cancel
@@ -191,6 +199,7 @@ public sealed unsafe partial class MpiLink
             same &= MemoryMarshal.Read<ulong>(all.AsSpan(q * chunk, 8)) == hash;
         if (same)
             return;
+        string text = CallText(at);
         var parts = Exchange(comm, System.Text.Encoding.UTF8.GetBytes(text), [], owners.Length, at, cancel);
         for (int q = 0; q < owners.Length; q++)
             CheckSame(parts[q].Call, text, owners[q][0], at);
@@ -237,7 +246,6 @@ public sealed unsafe partial class MpiLink
         int[][] owners,
         NDArray x,
         Movement moves,
-        string text,
         CollectiveCall<NDArray> at,
         CancellationToken cancel
     )
@@ -246,7 +254,7 @@ public sealed unsafe partial class MpiLink
         var rankOf = new int[g];
         for (int q = 0; q < owners.Length; q++)
             rankOf[Array.IndexOf(group, owners[q][0])] = q;
-        ulong hash = Hash(text);
+        ulong hash = Hash(at);
         var ops = HostArrayOps.Instance;
         var src = Bytes(x);
         if ((long)src.Length * g + 8L * g > int.MaxValue)
@@ -259,8 +267,8 @@ public sealed unsafe partial class MpiLink
             case Movement.AllGather:
             {
                 int chunk = 8 + src.Length;
-                var send = Scratch(group, 2, chunk);
-                var recv = Scratch(group, 0, chunk * g);
+                var send = Scratch(comm, 2, chunk);
+                var recv = Scratch(comm, 0, chunk * g);
                 MemoryMarshal.Write(send, hash);
                 src.CopyTo(send.AsSpan(8));
                 fixed (
@@ -269,7 +277,7 @@ public sealed unsafe partial class MpiLink
                 )
                     lock (_mpi)
                         MpiNative.AllgatherBytes(s, chunk, r, comm);
-                CheckHashes(comm, recv, chunk, g, hash, text, owners, at, cancel);
+                CheckHashes(comm, recv, chunk, g, hash, owners, at, cancel);
                 var parts = new NDArray[g];
                 for (int i = 0; i < g; i++)
                     parts[i] = ArrayOf(recv.AsSpan(rankOf[i] * chunk + 8, src.Length), x.DType, x.Shape);
@@ -280,8 +288,8 @@ public sealed unsafe partial class MpiLink
                 var pieces = ops.Split(x, moves.SplitDim, g);
                 int each = src.Length / g,
                     chunk = 8 + each;
-                var send = Scratch(group, 2, chunk * g);
-                var recv = Scratch(group, 0, chunk * g);
+                var send = Scratch(comm, 2, chunk * g);
+                var recv = Scratch(comm, 0, chunk * g);
                 for (int i = 0; i < g; i++)
                 {
                     MemoryMarshal.Write(send.AsSpan(rankOf[i] * chunk), hash);
@@ -293,7 +301,7 @@ public sealed unsafe partial class MpiLink
                 )
                     lock (_mpi)
                         MpiNative.AlltoallBytes(s, chunk, r, comm);
-                CheckHashes(comm, recv, chunk, g, hash, text, owners, at, cancel);
+                CheckHashes(comm, recv, chunk, g, hash, owners, at, cancel);
                 var column = new NDArray[g];
                 for (int i = 0; i < g; i++)
                     column[i] = ArrayOf(recv.AsSpan(rankOf[i] * chunk + 8, each), x.DType, pieces[0].Shape);
@@ -308,8 +316,8 @@ public sealed unsafe partial class MpiLink
                 int target = Array.FindIndex(pairs, p => p.Source == me),
                     source = Array.FindIndex(pairs, p => p.Target == me);
                 int chunk = 8 + src.Length;
-                var send = Scratch(group, 2, chunk);
-                var recv = Scratch(group, 0, chunk);
+                var send = Scratch(comm, 2, chunk);
+                var recv = Scratch(comm, 0, chunk);
                 MemoryMarshal.Write(send, hash);
                 src.CopyTo(send.AsSpan(8));
                 int to = target < 0 ? -1 : rankOf[Array.IndexOf(group, pairs[target].Target)],

@@ -8,14 +8,16 @@ namespace ParallelCompiler.Runtime.Mpi;
 /// <summary>The gathering of every process's call and bytes over a group's communicator, and the waits.</summary>
 public sealed unsafe partial class MpiLink
 {
-    // Every process's call text and bytes, in communicator (ascending process rank) order.
+    // Every process's call text and bytes, in communicator (ascending process rank) order; with a root, on the root
+    // only (MPI_Igatherv), and nothing on the others.
     private (string Call, byte[] Bytes, int Offset, int Count)[] Exchange(
         nint comm,
         byte[] call,
         byte[] data,
         int n,
         CollectiveCall<NDArray> at,
-        CancellationToken cancel
+        CancellationToken cancel,
+        int root = -1
     )
     {
         var headers = AllGatherInts(comm, [call.Length, data.Length], n, at, cancel);
@@ -36,7 +38,8 @@ public sealed unsafe partial class MpiLink
         var mine = Pinned(new byte[call.Length + data.Length]);
         call.CopyTo(mine, 0);
         data.CopyTo(mine, call.Length);
-        var all = Fresh<byte>((int)total);
+        bool receives = root < 0 || MpiNative.CommRank(comm) == root;
+        var all = Fresh<byte>(receives ? (int)total : 0);
         fixed (
             byte* s = mine,
                 a = all
@@ -48,9 +51,14 @@ public sealed unsafe partial class MpiLink
         {
             nint req;
             lock (_mpi)
-                req = MpiNative.IallgathervBytes(s, mine.Length, a, c, d, comm);
+                req =
+                    root < 0
+                        ? MpiNative.IallgathervBytes(s, mine.Length, a, c, d, comm)
+                        : MpiNative.IgathervBytes(s, mine.Length, a, c, d, root, comm);
             Wait(ref req, at, cancel);
         }
+        if (!receives)
+            return [];
         var result = new (string, byte[], int, int)[n];
         for (int i = 0; i < n; i++)
         {

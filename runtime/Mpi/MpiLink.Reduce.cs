@@ -74,7 +74,7 @@ public sealed unsafe partial class MpiLink
         }
         else
         {
-            send = Scratch(group, 2, (int)elements * 4 * inputs.Length);
+            send = Scratch(comm, 2, (int)elements * 4 * inputs.Length);
             int at0 = 0;
             for (int q = 0; q < p; q++)
             {
@@ -94,7 +94,7 @@ public sealed unsafe partial class MpiLink
             recvCounts[q] = owners[q].Length * Len(me) * 4;
             total += recvCounts[q];
         }
-        var recv = Scratch(group, 0, total);
+        var recv = Scratch(comm, 0, total);
         fixed (
             byte* s = send,
                 r = recv
@@ -119,7 +119,7 @@ public sealed unsafe partial class MpiLink
             int q = Array.FindIndex(owners, o => o.Contains(member));
             return recv.AsSpan(recvDispls[q] + Array.IndexOf(owners[q], member) * len * 4, len * 4);
         }
-        var acc = Scratch(group, 1, len * 4).AsSpan(0, len * 4);
+        var acc = Scratch(comm, 1, len * 4).AsSpan(0, len * 4);
         Part(group[0]).CopyTo(acc);
         for (int i = 1; i < group.Length; i++)
         {
@@ -195,9 +195,9 @@ public sealed unsafe partial class MpiLink
 
     // A buffer of at least n bytes for one use of one group's calls, kept for the next (each group's calls come one
     // at a time; fresh pages for every call of a large array cost more than the reduction).
-    private byte[] Scratch(int[] group, int use, int n)
+    private byte[] Scratch(nint comm, int use, int n)
     {
-        var key = (string.Join(",", group), use);
+        var key = (comm, use);
         if (!_scratch.TryGetValue(key, out var b) || b.Length < n)
             _scratch[key] = b = Fresh<byte>(n);
         return b;

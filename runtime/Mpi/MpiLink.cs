@@ -21,7 +21,8 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
 {
     private readonly object _mpi = new();
     private readonly Dictionary<string, nint> _comms = [];
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string, int), byte[]> _scratch = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<int[], GroupInfo> _groups = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(nint, int), byte[]> _scratch = new();
     private readonly List<(nint Request, byte[] Buffer)> _sends = [];
     private readonly TimeSpan _timeout;
     private readonly DeviceMesh _mesh;
@@ -111,19 +112,17 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
         CancellationToken cancel
     )
     {
-        nint comm = _comms[Key(group.Order().ToArray())];
-        var owners = Owners(group);
-        string site = InProcessWorld<NDArray>.Describe(call.Site, call.Span);
-        string text = $"{call.Signature}\u001f{site}\u001f{call.Display}";
+        var (comm, owners) = GroupOf(group);
         // With one device a process, a group whose processes have agreed this step reduces by blocking calls that
-        // carry the call's hash (MpiLink.Direct.cs).
+        // carry the call's hash (MpiLink.Direct.cs); no text is made unless the processes' calls differ.
         if (Blocking && Agreed(comm))
         {
             if (reduction != null)
-                return Direct(comm, group, owners, inputs[0], reduction, text, call, cancel);
-            if (call.Moves is { } moves && Move(comm, group, owners, inputs[0], moves, text, call, cancel) is { } r)
+                return Direct(comm, group, owners, inputs[0], reduction, call, cancel);
+            if (call.Moves is { } moves && Move(comm, group, owners, inputs[0], moves, call, cancel) is { } r)
                 return r;
         }
+        string text = CallText(call);
         // Else the call starts with the processes comparing what they call, so that all of them take the same path.
         bool agree = Agree(comm, owners.Length, text, call, cancel);
         if (agree && Blocking)
@@ -221,6 +220,17 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
         return Array.ConvertAll(parts, p => p.Bytes.AsSpan(p.Offset, p.Count).ToArray());
     }
 
+    /// <summary>Every process's <paramref name="data"/> by rank on process 0 (the results of a step), null on the
+    /// others.</summary>
+    internal byte[][]? GatherOnRoot(byte[] data)
+    {
+        if (_processes == 1)
+            return [data];
+        var call = new CollectiveCall<NDArray>(First, new("gather results", "", -1), [], "", "", "", xs => xs);
+        var parts = Exchange(MpiNative.CommWorld, [], data, _processes, call, CancellationToken.None, root: 0);
+        return Process == 0 ? Array.ConvertAll(parts, p => p.Bytes.AsSpan(p.Offset, p.Count).ToArray()) : null;
+    }
+
     /// <summary>Process <paramref name="root"/>'s <paramref name="data"/> on every process of the group of devices
     /// <paramref name="members"/>, over the group's communicator (an NCCL unique id, for the group's NCCL
     /// communicator).</summary>
@@ -251,9 +261,26 @@ public sealed unsafe partial class MpiLink : IProcessLink<NDArray>, IDisposable
         }
     }
 
-    // The members of a group by process (ascending, as the group's communicator ranks them), each in group order.
-    private int[][] Owners(int[] group) =>
-        [.. group.GroupBy(d => d / Count).OrderBy(g => g.Key).Select(g => g.ToArray())];
+    // A group's communicator and its members by process (ascending, as the communicator ranks them), each in group
+    // order; kept with the group's array, which a device's communicator keeps for every call over the same axes, for
+    // as long as that array lives.
+    private (nint Comm, int[][] Owners) GroupOf(int[] group)
+    {
+        var info = _groups.GetValue(
+            group,
+            g => new GroupInfo(
+                _comms[Key(g.Order().ToArray())],
+                [.. g.GroupBy(d => d / Count).OrderBy(p => p.Key).Select(p => p.ToArray())]
+            )
+        );
+        return (info.Comm, info.Owners);
+    }
+
+    private sealed record GroupInfo(nint Comm, int[][] Owners);
+
+    // What the processes compare: the call's signature, site and display.
+    private static string CallText(CollectiveCall<NDArray> call) =>
+        $"{call.Signature}\u001f{InProcessWorld<NDArray>.Describe(call.Site, call.Span)}\u001f{call.Display}";
 
     private void CheckSame(string theirs, string mine, int them, CollectiveCall<NDArray> call)
     {

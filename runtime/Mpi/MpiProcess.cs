@@ -13,7 +13,7 @@ namespace ParallelCompiler.Runtime.Mpi;
 /// runs this rank's devices of the mesh (devices / processes of them, consecutive, one thread each), exchanging with
 /// the other processes through an <see cref="MpiLink"/> and gathering every device's results on every rank.
 /// </summary>
-public sealed class MpiProcess : IMachine, IDisposable
+public sealed class MpiProcess : IBlockMachine, IDisposable
 {
     private MpiLink? _link;
     private InProcessWorld<NDArray>? _world;
@@ -81,12 +81,11 @@ public sealed class MpiProcess : IMachine, IDisposable
         mpi._perProcess = mesh.DeviceCount / mpi.Size;
         if (mpi.Rank != 0)
         {
-            // Every rank computes the same results; rank 0 alone prints them and writes the files.
+            // The results come to rank 0 alone, which prints them and writes the files; the other ranks keep
+            // --save-params: they write their shards of a checkpoint folder, or send their blocks to rank 0 for a file.
             stdout = TextWriter.Null;
             stderr = TextWriter.Null;
             s.OutPath = s.TracePath = null;
-            if (s.SaveParamsPath != null && !ShardedCheckpoint.IsFolder(s.SaveParamsPath))
-                s.SaveParamsPath = null;
         }
         // Every process reads only its devices' blocks of the input and parameter files.
         s.LocalDevices = [.. Enumerable.Range(mpi.Rank * mpi._perProcess, mpi._perProcess)];
@@ -152,7 +151,7 @@ public sealed class MpiProcess : IMachine, IDisposable
         {
             mine =
                 _gpus != null
-                    ? _gpus.Run(manifest, program, args, parameters, timeout, trace, _link)
+                    ? _gpus.Run(manifest, program, StepValues.Whole(manifest, args, parameters), timeout, trace, _link)
                     : RunOnHost(manifest, program, args, parameters, timeout, trace);
         }
         catch
@@ -165,12 +164,71 @@ public sealed class MpiProcess : IMachine, IDisposable
         return ProgramRunner.Assemble(manifest, program, parameters, perDevice, updates);
     }
 
+    /// <inheritdoc/>
+    public bool Root => Rank == 0;
+
+    /// <inheritdoc/>
+    public IReadOnlyList<NDArray>? RunHeld(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        HeldBlocks held,
+        TimeSpan timeout,
+        Trace? trace
+    )
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        ArgumentNullException.ThrowIfNull(held);
+        _link ??= new MpiLink(manifest.PhysicalMesh, timeout);
+        var values = StepValues.Held(manifest, held);
+        DeviceOutcome[] mine;
+        try
+        {
+            mine =
+                _gpus != null
+                    ? _gpus.Run(manifest, program, values, timeout, trace, _link)
+                    : RunOnHost(manifest, program, values, timeout, trace);
+        }
+        catch
+        {
+            _failed = true;
+            throw;
+        }
+        // The updates replace this process's blocks; only the results travel, to rank 0.
+        var layouts = manifest.Params.ToDictionary(p => p.Path);
+        for (int i = 0; i < mine.Length; i++)
+        {
+            int rank = ProgramRunner.Virtual(manifest, _link.First + i, 0);
+            foreach (var (path, block) in mine[i].Written)
+            {
+                var p = layouts[path];
+                held.Put(path, BlockLayout.Of(p.Shape, p.Layout, manifest.Mesh, rank).Offset, block);
+            }
+        }
+        var results = Array.ConvertAll(mine, o => new DeviceOutcome(o.Results, new Dictionary<string, NDArray>()));
+        if (_link.GatherOnRoot(Encode(results)) is not { } all)
+            return null;
+        var perDevice = all.SelectMany(Decode).ToArray();
+        return ProgramRunner.Assemble(manifest, program, new Dictionary<string, NDArray>(), perDevice, null);
+    }
+
+    /// <inheritdoc/>
+    public byte[][]? Gather(byte[] data) =>
+        (_link ?? throw new InvalidOperationException("no run has started the link yet")).GatherOnRoot(data);
+
     // This process's devices as simulated CPU devices, exchanging through the link.
     private DeviceOutcome[] RunOnHost(
         ProgramManifest manifest,
         DeviceProgram program,
         IReadOnlyList<NDArray> args,
         IReadOnlyDictionary<string, NDArray> parameters,
+        TimeSpan timeout,
+        Trace? trace
+    ) => RunOnHost(manifest, program, StepValues.Whole(manifest, args, parameters), timeout, trace);
+
+    private DeviceOutcome[] RunOnHost(
+        ProgramManifest manifest,
+        DeviceProgram program,
+        StepValues values,
         TimeSpan timeout,
         Trace? trace
     )
@@ -180,7 +238,7 @@ public sealed class MpiProcess : IMachine, IDisposable
         _world = new InProcessWorld<NDArray>(manifest.PhysicalMesh, timeout, HostArrayOps.Instance, _link);
         return _world.Run(
             (rank, comm) =>
-                ProgramRunner.RunDevice(manifest, program, args, parameters, new SimulatedCpuDevice(rank), comm, trace)
+                ProgramRunner.RunDevice(manifest, program, values, new SimulatedCpuDevice(rank), comm, trace)
         );
     }
 

@@ -293,6 +293,10 @@ public static class MplrunCli
                     + $"{outcome.ArrayBytes.Read} of the {outcome.ArrayBytes.Held} bytes of array data in the input "
                     + "and parameter files"
             );
+            stats?.WriteLine(
+                $"note: {(mpi != null ? $"process {mpi.Rank} of {mpi.Size}" : "the run")} holds "
+                    + $"{outcome.HeldBytes} bytes of inputs and parameters"
+            );
             if (s.Profile && outcome.Trace is { } trace)
                 PrintProfile(trace, gpu, stdout);
             if (s.Profile && gpu != null)

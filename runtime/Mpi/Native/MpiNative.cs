@@ -143,6 +143,18 @@ public static unsafe class MpiNative
         return req;
     }
 
+    /// <summary>MPI_Igatherv of bytes to <paramref name="root"/>: member i's <paramref name="counts"/>[i] bytes land at
+    /// <paramref name="displs"/>[i] of the root's <paramref name="recv"/>.</summary>
+    public static nint IgathervBytes(void* send, int count, void* recv, int* counts, int* displs, int root, nint comm)
+    {
+        nint req;
+        var f = (delegate* unmanaged<void*, int, nint, void*, int*, int*, nint, int, nint, nint*, int>)Fn(
+            "MPI_Igatherv"
+        );
+        Check("MPI_Igatherv", f(send, count, Byte, recv, counts, displs, Byte, root, comm, &req));
+        return req;
+    }
+
     /// <summary>MPI_Alltoallv of bytes: <paramref name="sendCounts"/>[i] bytes from <paramref name="sendDispls"/>[i]
     /// go to member i; member i's <paramref name="recvCounts"/>[i] bytes land at <paramref name="recvDispls"/>[i].
     /// Blocking (MPI_Alltoallv, then 0) or not (MPI_Ialltoallv, then its request).</summary>

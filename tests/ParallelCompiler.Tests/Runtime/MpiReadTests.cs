@@ -89,6 +89,85 @@ public sealed partial class MpiReadTests(MpiJobs jobs) : IClassFixture<MpiJobs>
         MpiTests.SameArrays($"{ck}-local.npz", $"{ck}-mpi.npz");
     }
 
+    /// <summary>examples/mlp.mpl on dp=2,tp=2 with random inputs and initialised parameters: each process allocates
+    /// only its devices' blocks (made from the same streams as the whole arrays), on 4 processes half of x and half of
+    /// every parameter, on 2 half of x and all of the parameters, never the global arrays the in-process run holds;
+    /// the result comes to rank 0 alone, which prints it once, and equals the in-process one bit for bit.</summary>
+    [MpiTheory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void EachProcessHoldsOnlyItsBlocksAndRankZeroTheResult(int np)
+    {
+        string bundle = jobs.Bundle("mlp.mpl", "--mesh", "dp=2,tp=2");
+        string dir = Path.Combine(jobs.Dir, $"mlp-hold-{np}");
+        Directory.CreateDirectory(dir);
+        string[] Args(string who) => [bundle, "--io-stats", "--out", Path.Combine(dir, $"{who}.npz")];
+        long xBytes = 8 * 64 * 4,
+            pBytes = (64 * 256 + 256 + 256 * 64) * 4;
+        var local = MplrunInProcess.Run(Args("local"));
+        Assert.True(local.Code == 0, local.Err);
+        Assert.Equal([(0, xBytes + pBytes)], Holds(local.Err, 1));
+        var job = MpiJobs.Run(np, Args("mpi"));
+        Assert.True(job.Code == 0, job.Err + job.Out);
+        long share = xBytes / 2 + (np == 4 ? pBytes / 2 : pBytes);
+        Assert.Equal(Enumerable.Range(0, np).Select(r => (r, share)), Holds(job.Err, np));
+        Assert.Single(Regex.Matches(job.Out, "^out: f32\\[8, 64\\]", RegexOptions.Multiline));
+        MpiTests.SameArrays(Path.Combine(dir, "local.npz"), Path.Combine(dir, "mpi.npz"));
+    }
+
+    /// <summary>Two training steps of examples/gpt.mpl in a 1F1B pipeline over pp=2,tp=2 on 4 processes: each holds
+    /// only its stage's blocks of the parameters and optimizer state, under half of what the in-process run holds; the
+    /// step updates replace the blocks; the losses and the parameters saved as one file (gathered on rank 0) and as a
+    /// sharded checkpoint (each process writing blocks it holds) equal the in-process run's bit for bit.</summary>
+    [MpiFact]
+    public void APipelineStageHoldsOnlyItsBlocksAndSavesThem()
+    {
+        string bundle = jobs.Bundle("gpt.mpl", "--mesh", "pp=2,dp=1,tp=2", "-D", "L=2");
+        string dir = Path.Combine(jobs.Dir, "gpt-hold");
+        Directory.CreateDirectory(dir);
+        string[] Args(string saved) =>
+            [bundle, "--steps", "2", "--io-stats", "--save-params", Path.Combine(dir, saved)];
+        var local = MplrunInProcess.Run(Args("local.npz"));
+        Assert.True(local.Code == 0, local.Err);
+        var (_, whole) = Assert.Single(Holds(local.Err, 1));
+        var job = MpiJobs.Run(4, Args("mpi.npz"));
+        Assert.True(job.Code == 0, job.Err + job.Out);
+        foreach (var (rank, bytes) in Holds(job.Err, 4))
+            Assert.True(bytes > 0 && bytes < whole / 2, $"process {rank} holds {bytes} of {whole} bytes");
+        Assert.Contains(local.Out.Split('\n')[0].Trim(), job.Out);
+        MpiTests.SameArrays(Path.Combine(dir, "local.npz"), Path.Combine(dir, "mpi.npz"));
+        var sharded = MpiJobs.Run(4, Args("ck"));
+        Assert.True(sharded.Code == 0, sharded.Err + sharded.Out);
+        var expected = ArrayFile.Read(Path.Combine(dir, "local.npz"));
+        var loaded = ParallelCompiler.Runtime.Model.ShardedCheckpoint.Read(
+            Path.Combine(dir, "ck"),
+            ParallelCompiler.Runtime.Model.Bundle.Open(bundle).Manifest
+        );
+        Assert.Equal(expected.Keys.Order(), loaded.Keys.Order());
+        foreach (var (key, a) in expected)
+            Assert.True(
+                a.Array.F != null
+                    ? a.Array.F.AsSpan().SequenceEqual(loaded[key].F)
+                    : a.Array.I!.AsSpan().SequenceEqual(loaded[key].I),
+                $"parameter {key} of the sharded checkpoint differs"
+            );
+    }
+
+    // Each process's "holds N bytes" line, by rank.
+    private static List<(int Rank, long Bytes)> Holds(string err, int np)
+    {
+        var lines = HoldLine()
+            .Matches(err)
+            .Select(m => (Rank: m.Groups[1].Success ? int.Parse(m.Groups[1].Value) : 0, long.Parse(m.Groups[2].Value)))
+            .OrderBy(l => l.Rank)
+            .ToList();
+        Assert.True(lines.Count == np, err);
+        return lines;
+    }
+
+    [GeneratedRegex(@"note: (?:process (\d+) of \d+|the run) holds (\d+) bytes of inputs and parameters")]
+    private static partial Regex HoldLine();
+
     // Each process's "read N of the M bytes" line, by rank.
     private static List<(int Rank, long Read, long Held)> Reads(string err, int np)
     {

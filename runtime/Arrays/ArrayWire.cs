@@ -1,8 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
-using ParallelCompiler.Runtime.Arrays;
 
-namespace ParallelCompiler.Runtime.Mpi;
+namespace ParallelCompiler.Runtime.Arrays;
 
 /// <summary>
 /// Host arrays as the bytes that go between processes: the element type, the shape and the elements as they are in
