@@ -227,6 +227,8 @@ internal sealed class NcclCommunicator(
 
     private static NcclType Type(GpuArray x) => x.DType == DType.I32 ? NcclType.Int32 : NcclType.Float32;
 
+    private static NcclOp Op(ReduceKind kind) => kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max;
+
     public GpuArray AllReduce(GpuArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site) =>
         Within(site, $"over [{string.Join(", ", axes)}]", () => AllReduceOn(x, axes, kind, site));
 
@@ -238,14 +240,7 @@ internal sealed class NcclCommunicator(
         if (NeedsOwnReduction(kind, x.DType))
             return GatheredReduction(comm, x, kind);
         var output = heap.Allocate(x.DType, x.Shape, zero: false);
-        Nccl.AllReduce(
-            comm,
-            x.Pointer,
-            output.Pointer,
-            x.Count,
-            Type(x),
-            kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max
-        );
+        Nccl.AllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x), Op(kind));
         return output;
     }
 
@@ -405,14 +400,7 @@ internal sealed class NcclCommunicator(
             return () => done;
         }
         var output = heap.Allocate(x.DType, x.Shape, zero: false);
-        var wait = Nccl.StartAllReduce(
-            comm,
-            x.Pointer,
-            output.Pointer,
-            x.Count,
-            Type(x),
-            kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max
-        );
+        var wait = Nccl.StartAllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x), Op(kind));
         return () =>
         {
             wait();

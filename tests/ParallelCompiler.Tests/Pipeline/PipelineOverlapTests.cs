@@ -1,4 +1,3 @@
-using System.Text.Json;
 using ParallelCompiler.Runtime.IO;
 using ParallelCompiler.Tests.Sharding;
 using ParallelCompiler.Tests.Support;
@@ -75,21 +74,7 @@ public sealed class PipelineOverlapTests() : TempDirTest("mplc-pipe-overlap")
     public void TheTraceShowsStepAllReducesUnderTheSchedule(string schedule)
     {
         Ok("run", Gpt(schedule), "-D", "L=4", "--steps", "2", "--bucket-mb", "0", "--trace", P("t.json"));
-        using var doc = JsonDocument.Parse(File.ReadAllText(P("t.json")));
-        var spans = doc
-            .RootElement.GetProperty("traceEvents")
-            .EnumerateArray()
-            .Where(e => e.GetProperty("ph").GetString() == "X")
-            .Select(e =>
-                (
-                    Cat: e.GetProperty("cat").GetString()!,
-                    Name: e.GetProperty("name").GetString()!,
-                    Tid: e.GetProperty("tid").GetInt32(),
-                    Start: e.GetProperty("ts").GetDouble(),
-                    End: e.GetProperty("ts").GetDouble() + e.GetProperty("dur").GetDouble()
-                )
-            )
-            .ToList();
+        var spans = TraceSpan.Read(P("t.json"));
         const int devices = 8;
         var flights = spans.Where(s => s.Cat == "async" && s.Name == "dist.all_reduce_start").ToList();
         Assert.NotEmpty(flights);
@@ -98,7 +83,7 @@ public sealed class PipelineOverlapTests() : TempDirTest("mplc-pipe-overlap")
         double under = 0;
         foreach (var f in flights)
         foreach (var t in tasks.Where(t => t.Tid == f.Tid - devices))
-            under += Math.Max(0, Math.Min(f.End, t.End) - Math.Max(f.Start, t.Start));
+            under += TraceSpan.Overlap(f, t);
         Assert.True(under > 0, "no step all-reduce was in flight during the schedule's tasks");
     }
 

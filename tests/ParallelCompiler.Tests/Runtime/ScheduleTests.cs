@@ -136,26 +136,7 @@ public class ScheduleTests
         var zb = Schedule.Build("zb-h1", p, m, 1, training: true);
         for (int s = 0; s < p; s++)
         {
-            var tasks = zb[s];
-            Assert.Equal(3 * m, tasks.Count);
-            Assert.Equal(3 * m, tasks.Distinct().Count());
-            for (int j = 0; j < m; j++)
-                Assert.True(
-                    tasks.IndexOf(new PipelineTask(j, 0, Phase.Backward))
-                        < tasks.IndexOf(new PipelineTask(j, 0, Phase.Weight))
-                );
-            int held = 0,
-                peak = 0;
-            foreach (var t in tasks)
-            {
-                held += t.Phase switch
-                {
-                    Phase.Forward => 1,
-                    Phase.Weight => -1,
-                    _ => 0,
-                };
-                peak = Math.Max(peak, held);
-            }
+            int peak = HeldAtMost(zb[s], m);
             Assert.Equal(Math.Min(p, m), peak);
         }
         Assert.Equal(Schedule.Build("gpipe", p, m, 1, false), Schedule.Build("zb-h1", p, m, 1, false));
@@ -215,26 +196,7 @@ public class ScheduleTests
         Assert.Equal(p, zb.Length);
         for (int s = 0; s < p; s++)
         {
-            var tasks = zb[s];
-            Assert.Equal(3 * m, tasks.Count);
-            Assert.Equal(3 * m, tasks.Distinct().Count());
-            for (int j = 0; j < m; j++)
-                Assert.True(
-                    tasks.IndexOf(new PipelineTask(j, 0, Phase.Backward))
-                        < tasks.IndexOf(new PipelineTask(j, 0, Phase.Weight))
-                );
-            int held = 0,
-                peak = 0;
-            foreach (var t in tasks)
-            {
-                held += t.Phase switch
-                {
-                    Phase.Forward => 1,
-                    Phase.Weight => -1,
-                    _ => 0,
-                };
-                peak = Math.Max(peak, held);
-            }
+            int peak = HeldAtMost(zb[s], m);
             Assert.InRange(peak, 1, Math.Min(2 * p - 1, m));
             if (s == 0)
                 Assert.Equal(Math.Min(2 * p - 1, m), peak);
@@ -245,6 +207,32 @@ public class ScheduleTests
                 <= Timeline.Simulate(Schedule.Build("zb-h1", p, m, 1, training: true), unit).Makespan
         );
         Assert.Equal(Schedule.Build("gpipe", p, m, 1, false), Schedule.Build("zb-h2", p, m, 1, false));
+    }
+
+    /// <summary>Asserts that a zero-bubble device order runs every F, B and W of its <paramref name="m"/> microbatches
+    /// once, each W after its B; the most microbatches it holds between F and W.</summary>
+    private static int HeldAtMost(List<PipelineTask> tasks, int m)
+    {
+        Assert.Equal(3 * m, tasks.Count);
+        Assert.Equal(3 * m, tasks.Distinct().Count());
+        for (int j = 0; j < m; j++)
+            Assert.True(
+                tasks.IndexOf(new PipelineTask(j, 0, Phase.Backward))
+                    < tasks.IndexOf(new PipelineTask(j, 0, Phase.Weight))
+            );
+        int held = 0,
+            peak = 0;
+        foreach (var t in tasks)
+        {
+            held += t.Phase switch
+            {
+                Phase.Forward => 1,
+                Phase.Weight => -1,
+                _ => 0,
+            };
+            peak = Math.Max(peak, held);
+        }
+        return peak;
     }
 
     [Fact]
