@@ -146,7 +146,7 @@ run_tests() {
   local work
   work=$(mktemp -d)
   cc -shared -fPIC -O1 -Wall -Wextra -Werror -o "$work/libstandin.so" \
-    tests/standin/cuda_standin.c tests/standin/nccl_standin.c -ldl -lpthread -lm
+    tests/standin/cuda_standin.c tests/standin/nccl_standin.c tests/standin/streams_standin.c -ldl -lpthread -lm
   bin/mplc compile examples/mlp.mpl -o "$work/collectives.mplc" >/dev/null
   run_suite "the CUDA tests on the stand-in driver" "$cuda" TMPDIR="$work" MPLC_CUDA_LIBRARY="$work/libstandin.so" \
     MPLC_NCCL_LIBRARY="$work/libstandin.so" MPLC_STANDIN_GPUS=4 MPLC_STANDIN_BUNDLES="$work" MPLC_STANDIN_TIMEOUT=60

@@ -195,6 +195,10 @@ public static class CostModel
             .Range(0, p)
             .Select(_ => new Dictionary<string, (double Seconds, double Exposed)>(StringComparer.Ordinal))
             .ToArray();
+        // A pipeline's step-phase starts of microbatch sums, which the runtime issues during the schedule (after the
+        // stage's last task that makes a gradient): costed once the timeline says how early, with their waits.
+        var earlyStarts = new List<(Operation Start, int Stage, double Seconds)>();
+        var earlyWaits = new List<(Operation Start, int Stage, string Kind, double Now)>();
         foreach (var op in entry.Operations)
         {
             int stage = op.GetAttr("stage") is IntAttr st ? (int)st.Value : 0;
@@ -209,6 +213,12 @@ public static class CostModel
             bool started = gradientSync == GradientSync.Overlapped;
             if (op.Name == Dialects.Dist.WaitOpDef.OpName && !started)
                 continue;
+            if (op.Name == Dialects.Dist.WaitOpDef.OpName && pipeline != null && IssuedEarly(op, phase))
+            {
+                var start = Dialects.Dist.WaitOpDef.StartOf(op);
+                earlyWaits.Add((start, stage, inFlight[start].Kind, now));
+                continue;
+            }
             if (op.Name == Dialects.Dist.WaitOpDef.OpName)
             {
                 var (end, kind) = inFlight[Dialects.Dist.WaitOpDef.StartOf(op)];
@@ -239,6 +249,14 @@ public static class CostModel
                     c.Seconds + secs * times,
                     c.Sync + (overlapped ? secs * times : 0)
                 );
+                if (async && pipeline != null && IssuedEarly(op, phase))
+                {
+                    earlyStarts.Add((op, stage, secs));
+                    inFlight[op] = (0, kind);
+                    var a = asyncOn[stage % p].GetValueOrDefault(kind);
+                    asyncOn[stage % p][kind] = (a.Seconds + secs * times, a.Exposed);
+                    continue;
+                }
                 if (async)
                 {
                     double begin = Math.Max(now, free);
@@ -330,6 +348,35 @@ public static class CostModel
                 end = Math.Max(end, finish + Exposed(d) + after[d]);
             }
             step = before.Max() + end;
+            // An early start begins when its stage's last B or W task ends, this long before the step phase; the
+            // starts of a stage follow each other on its communication stream.
+            var lastEnd = new Dictionary<int, double>();
+            foreach (var t in timeline.Tasks.Where(t => t.Task.Phase != Phase.Forward))
+            {
+                int s = staged ? t.Task.Chunk * p + t.Device : 0;
+                lastEnd[s] = Math.Max(lastEnd.GetValueOrDefault(s), t.End);
+            }
+            var ends = new Dictionary<Operation, double>(ReferenceEqualityComparer.Instance);
+            var streamFree = new Dictionary<int, double>();
+            foreach (var (start, s, secs) in earlyStarts)
+            {
+                double begin = Math.Max(
+                    lastEnd.GetValueOrDefault(staged ? s : 0, timeline.Makespan) - timeline.Makespan,
+                    streamFree.GetValueOrDefault(s, double.NegativeInfinity)
+                );
+                ends[start] = streamFree[s] = begin + secs;
+            }
+            // A wait's clock is its lane's when it was met, later by what the lane's earlier such waits exposed.
+            var shift = new Dictionary<int, double>();
+            foreach (var (start, s, kind, now) in earlyWaits)
+            {
+                double exposed = Math.Max(0, ends[start] - now - shift.GetValueOrDefault(s));
+                shift[s] = shift.GetValueOrDefault(s) + exposed;
+                step += exposed;
+                comm[s % p] += exposed;
+                var a = asyncOn[s % p].GetValueOrDefault(kind);
+                asyncOn[s % p][kind] = (a.Seconds, a.Exposed + exposed);
+            }
             // Each pipeline device runs its stages' ops and the unstaged ones.
             var onDevice = Enumerable.Range(0, p).Select(_ => new List<Operation>()).ToArray();
             foreach (var op in entry.Operations)
@@ -414,6 +461,27 @@ public static class CostModel
         var copy = module.Clone();
         new Passes.FormKernels().Run(copy);
         return copy;
+    }
+
+    /// <summary>
+    /// Whether the runtime's pipeline executor issues the start (or the start of the wait) <paramref name="op"/>
+    /// during the schedule: a step-phase start all of whose operands are sums over the microbatch axis alone of
+    /// values the schedule's tasks make.
+    /// </summary>
+    private static bool IssuedEarly(Operation op, string phase)
+    {
+        if (phase != "step")
+            return false;
+        var start = op.Name == Dialects.Dist.WaitOpDef.OpName ? Dialects.Dist.WaitOpDef.StartOf(op) : op;
+        return start.Def is Dialects.Dist.CollectiveStartOpDef
+            && start.Operands.All(v =>
+                v.DefiningOp is { Name: "dist.all_reduce" } sum
+                && sum.GetAttr("axes") is ArrayAttr axes
+                && axes.AsStrings() is [var only]
+                && only == ModuleOp.MicrobatchAxis
+                && sum.Operands[0].DefiningOp is { } made
+                && made.GetAttr("phase") is not StringAttr { Value: "step" or "setup" }
+            );
     }
 
     private static int Microbatches(Operation func) =>

@@ -6,7 +6,7 @@ namespace ParallelCompiler.Lowering;
 
 public sealed partial class Elaborator
 {
-    private static readonly string[] Schedules = ["gpipe", "1f1b", "interleaved", "zb-h1"];
+    private static readonly string[] Schedules = ["gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"];
 
     private static readonly Dictionary<string, (string Name, double? Default)[]> Optimizers = new()
     {
@@ -112,7 +112,7 @@ public sealed partial class Elaborator
                     if (Eval(arg.Value, Scope.Global) is not StringVal s || !Schedules.Contains(s.Value))
                         throw Error(
                             arg.Value.Span,
-                            "schedule must be \"gpipe\", \"1f1b\", \"interleaved\" or \"zb-h1\""
+                            "schedule must be \"gpipe\", \"1f1b\", \"interleaved\", \"zb-h1\" or \"zb-h2\""
                         );
                     schedule = s.Value;
                     break;

@@ -13,8 +13,8 @@ namespace ParallelCompiler.Passes;
 /// the loss, the accumulated gradients, the optimizer). Each <c>pipe.transfer</c> becomes a <c>pipe.send</c> on its
 /// source stage and a <c>pipe.recv</c> on its destination, paired by a channel; and a <c>pipe.schedule</c> op
 /// lists the order of forward and backward microbatch tasks on every pipeline device. Zero-bubble schedules
-/// (<c>zb-h1</c>) split each stage's backward: what the gradient sent to the previous stage needs stays
-/// <c>backward</c> (B, on the critical path), the rest, which only feeds parameter gradients, becomes phase
+/// (<c>zb-h1</c>, <c>zb-h2</c>) split each stage's backward: what the gradient sent to the previous stage needs
+/// stays <c>backward</c> (B, on the critical path), the rest, which only feeds parameter gradients, becomes phase
 /// <c>weight</c> (W), a task of its own that the schedule defers.
 /// </summary>
 public sealed class PipelineSchedule : IPass

@@ -69,10 +69,8 @@ public sealed class CudaModule(IntPtr handle) : IDisposable
 }
 
 /// <summary>
-/// A kernel of a module with its launch shape. <see cref="Launch(ReadOnlySpan{ulong}, (uint, uint, uint), (uint, uint,
-/// uint))"/>
-/// queues it on the default stream; <see cref="Run(ulong[])"/> launches it between two events and waits, returning
-/// the time on the GPU.
+/// A kernel of a module with its launch shape. <see cref="Launch"/> queues it on a stream (the default one unless
+/// given); <see cref="Run(ulong[])"/> launches it between two events and waits, returning the time on the GPU.
 /// </summary>
 public sealed unsafe class CudaKernel(
     string name,
@@ -84,9 +82,14 @@ public sealed unsafe class CudaKernel(
     /// <summary>Its symbol.</summary>
     public string Name { get; } = name;
 
-    /// <summary>Queues a launch with one 64-bit value per parameter (device pointers, then integers) and
-    /// returns.</summary>
-    public void Launch(ReadOnlySpan<ulong> arguments, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
+    /// <summary>Queues a launch on <paramref name="stream"/> (zero: the legacy default stream) with one 64-bit value
+    /// per parameter (device pointers, then integers) and returns.</summary>
+    public void Launch(
+        ReadOnlySpan<ulong> arguments,
+        (uint X, uint Y, uint Z) grid,
+        (uint X, uint Y, uint Z) block,
+        IntPtr stream = default
+    )
     {
         var values = stackalloc ulong[arguments.Length];
         var parameters = stackalloc void*[arguments.Length];
@@ -105,7 +108,7 @@ public sealed unsafe class CudaKernel(
                 block.Y,
                 block.Z,
                 0,
-                IntPtr.Zero,
+                stream,
                 parameters,
                 null
             ),
@@ -116,16 +119,22 @@ public sealed unsafe class CudaKernel(
     /// <summary>Launches with one 64-bit value per parameter, waits, and returns the time on the GPU.</summary>
     public TimeSpan Run(params ulong[] arguments) => Run(arguments.AsSpan(), grid, block);
 
-    /// <summary>Like <see cref="Run(ulong[])"/>, with another grid and block.</summary>
-    public TimeSpan Run(ReadOnlySpan<ulong> arguments, (uint X, uint Y, uint Z) grid, (uint X, uint Y, uint Z) block)
+    /// <summary>Like <see cref="Run(ulong[])"/>, with another grid and block, on <paramref name="stream"/> (zero: the
+    /// legacy default stream).</summary>
+    public TimeSpan Run(
+        ReadOnlySpan<ulong> arguments,
+        (uint X, uint Y, uint Z) grid,
+        (uint X, uint Y, uint Z) block,
+        IntPtr stream = default
+    )
     {
         CudaApi.Check(CudaApi.cuEventCreate(out var start, 0), "cuEventCreate");
         CudaApi.Check(CudaApi.cuEventCreate(out var end, 0), "cuEventCreate");
         try
         {
-            CudaApi.Check(CudaApi.cuEventRecord(start, IntPtr.Zero), "cuEventRecord");
-            Launch(arguments, grid, block);
-            CudaApi.Check(CudaApi.cuEventRecord(end, IntPtr.Zero), "cuEventRecord");
+            CudaApi.Check(CudaApi.cuEventRecord(start, stream), "cuEventRecord");
+            Launch(arguments, grid, block, stream);
+            CudaApi.Check(CudaApi.cuEventRecord(end, stream), "cuEventRecord");
             CudaApi.Check(CudaApi.cuEventSynchronize(end), $"cuEventSynchronize after {Name}");
             CudaApi.Check(CudaApi.cuEventElapsedTime(out float ms, start, end), "cuEventElapsedTime");
             return TimeSpan.FromMilliseconds(ms);

@@ -6,13 +6,20 @@ namespace ParallelCompiler.Runtime.Cuda;
 
 /// <summary>
 /// A real GPU behind <see cref="IGpuDriver"/>: its primary context, the bundle's PTX loaded as a module, device
-/// memory from <c>cuMemAlloc</c>. Calls from several threads are serialised and make the context current first;
-/// launches are queued (timed ones wait, measured between two events).
+/// memory from <c>cuMemAlloc</c>. Calls from several threads are serialised and make the context current first.
+/// Kernels, copies within the GPU and memsets are queued in order on a compute stream (a blocking one, so that the
+/// synchronous copies to and from the host on the legacy default stream stay ordered with them; timed launches
+/// wait, measured between two events); NCCL's calls go on a communication stream (non-blocking: nothing on the
+/// legacy stream waits for a collective in flight), ordered by events: <see cref="Communicate"/> makes the
+/// communication stream wait for the compute stream's work so far, and <see cref="WaitOnCompute"/> makes the
+/// compute stream's later work wait for a collective.
 /// </summary>
 public sealed unsafe class CudaDriver : IGpuDriver
 {
     private readonly CudaContext _context;
     private readonly CudaModule _module;
+    private readonly IntPtr _compute,
+        _communication;
     private readonly Dictionary<string, CudaKernel> _kernels = [];
     private readonly Dictionary<ulong, long> _sizes = [];
     private readonly Lock _gate = new();
@@ -25,6 +32,9 @@ public sealed unsafe class CudaDriver : IGpuDriver
         try
         {
             _module = _context.LoadModulePtx(ptx);
+            CudaApi.Check(CudaApi.cuStreamCreate(out _compute, 0), $"cuStreamCreate on {Name}");
+            // CU_STREAM_NON_BLOCKING: a collective in flight holds up no copy on the legacy stream.
+            CudaApi.Check(CudaApi.cuStreamCreate(out _communication, 1), $"cuStreamCreate on {Name}");
         }
         catch
         {
@@ -80,7 +90,7 @@ public sealed unsafe class CudaDriver : IGpuDriver
         lock (_gate)
         {
             _context.MakeCurrent();
-            CudaApi.Check(CudaApi.cuMemsetD8(pointer, 0, (nuint)bytes), "cuMemsetD8");
+            CudaApi.Check(CudaApi.cuMemsetD8Async(pointer, 0, (nuint)bytes, _compute), "cuMemsetD8Async");
         }
     }
 
@@ -112,16 +122,16 @@ public sealed unsafe class CudaDriver : IGpuDriver
         lock (_gate)
         {
             _context.MakeCurrent();
-            CudaApi.Check(CudaApi.cuMemcpyDtoD(dst, src, (nuint)bytes), "cuMemcpyDtoD");
+            CudaApi.Check(CudaApi.cuMemcpyDtoDAsync(dst, src, (nuint)bytes, _compute), "cuMemcpyDtoDAsync");
         }
         Counters.OnDevice(bytes);
     }
 
     /// <inheritdoc/>
     /// <remarks>
-    /// <c>cuMemcpyPeerAsync</c> on this GPU's default stream, then a wait for this GPU: unlike <c>cuMemcpyPeer</c>,
-    /// it is not serialised with the work pending on the source GPU (which may be a collective waiting for this
-    /// GPU's thread).
+    /// <c>cuMemcpyPeerAsync</c> on this GPU's compute stream, then a wait for it: unlike <c>cuMemcpyPeer</c>, it is
+    /// not serialised with the work pending on the source GPU (which may be a collective waiting for this GPU's
+    /// thread).
     /// </remarks>
     public void CopyFromPeer(ulong dst, IGpuDriver peer, ulong src, long bytes)
     {
@@ -131,20 +141,101 @@ public sealed unsafe class CudaDriver : IGpuDriver
         {
             _context.MakeCurrent();
             CudaApi.Check(
-                CudaApi.cuMemcpyPeerAsync(dst, _context.Handle, src, other._context.Handle, (nuint)bytes, IntPtr.Zero),
+                CudaApi.cuMemcpyPeerAsync(dst, _context.Handle, src, other._context.Handle, (nuint)bytes, _compute),
                 $"cuMemcpyPeerAsync({peer.Name} -> {Name})"
             );
-            CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after the copy from {peer.Name}");
+            CudaApi.Check(
+                CudaApi.cuStreamSynchronize(_compute),
+                $"cuStreamSynchronize after the copy from {peer.Name}"
+            );
         }
         Counters.OnDevice(bytes);
     }
 
     /// <inheritdoc/>
-    /// <remarks>Not holding this GPU's lock: other threads may issue work meanwhile.</remarks>
+    /// <remarks>
+    /// The compute stream, not holding this GPU's lock (other threads may issue work meanwhile). A collective in
+    /// flight is waited for only where the compute stream was made to wait for it (<see cref="WaitOnCompute"/>).
+    /// </remarks>
     public void Synchronize()
     {
         _context.MakeCurrent();
-        CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize on {Name}");
+        CudaApi.Check(CudaApi.cuStreamSynchronize(_compute), $"cuStreamSynchronize on {Name}");
+    }
+
+    // For the stand-in driver's tests only: MPLC_CUDA_DROP_EVENT_WAIT=start leaves out the communication stream's
+    // wait for the compute stream at a started collective, =wait the compute stream's wait for it at its wait, so
+    // that a test can see the stand-in catch the race either makes.
+    private static readonly string? s_drop = Environment.GetEnvironmentVariable("MPLC_CUDA_DROP_EVENT_WAIT");
+
+    /// <summary>
+    /// Issues <paramref name="call"/> (given the communication stream) after the work queued on the compute stream
+    /// so far: an event recorded on the compute stream that the communication stream waits for. Returns an event
+    /// recorded after it on the communication stream, which <see cref="WaitOnCompute"/> takes. <paramref
+    /// name="started"/>: a collective started to overlap computation (what a test may leave unordered).
+    /// </summary>
+    public IntPtr Communicate(Action<IntPtr> call, bool started)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        lock (_gate)
+        {
+            _context.MakeCurrent();
+            var ready = NewEvent();
+            try
+            {
+                CudaApi.Check(CudaApi.cuEventRecord(ready, _compute), "cuEventRecord on the compute stream");
+                if (!(started && s_drop == "start"))
+                    CudaApi.Check(
+                        CudaApi.cuStreamWaitEvent(_communication, ready, 0),
+                        "cuStreamWaitEvent on the communication stream"
+                    );
+            }
+            finally
+            {
+                CudaApi.cuEventDestroy(ready);
+            }
+            call(_communication);
+            var done = NewEvent();
+            CudaApi.Check(CudaApi.cuEventRecord(done, _communication), "cuEventRecord on the communication stream");
+            return done;
+        }
+    }
+
+    /// <summary>Makes the compute stream's later work wait for the event <paramref name="done"/> of <see
+    /// cref="Communicate"/> (the host does not wait), and destroys it.</summary>
+    public void WaitOnCompute(IntPtr done, bool started)
+    {
+        lock (_gate)
+        {
+            _context.MakeCurrent();
+            try
+            {
+                if (!(started && s_drop == "wait"))
+                    CudaApi.Check(
+                        CudaApi.cuStreamWaitEvent(_compute, done, 0),
+                        "cuStreamWaitEvent on the compute stream"
+                    );
+            }
+            finally
+            {
+                CudaApi.cuEventDestroy(done);
+            }
+        }
+    }
+
+    /// <summary>Waits for the work issued to the communication stream so far (not holding this GPU's
+    /// lock).</summary>
+    public void SynchronizeCommunication()
+    {
+        _context.MakeCurrent();
+        CudaApi.Check(CudaApi.cuStreamSynchronize(_communication), $"cuStreamSynchronize on {Name}");
+    }
+
+    // CU_EVENT_DISABLE_TIMING: an event that only orders work is cheaper without a timestamp.
+    private static IntPtr NewEvent()
+    {
+        CudaApi.Check(CudaApi.cuEventCreate(out var e, 2), "cuEventCreate");
+        return e;
     }
 
     /// <inheritdoc/>
@@ -155,9 +246,9 @@ public sealed unsafe class CudaDriver : IGpuDriver
 
     /// <inheritdoc/>
     /// <remarks>
-    /// Launches are queued on the legacy default stream, which runs the work of every thread using the context in
-    /// the order it was issued and which the synchronous copies and frees wait for: a kernel issued after another
-    /// reads its result, and memory given back to a pool is reused only by later work. Timed launches wait.
+    /// Launches are queued on the compute stream, which runs the work of every thread using the context in the order
+    /// it was issued and which the synchronous copies and frees wait for: a kernel issued after another reads its
+    /// result, and memory given back to a pool is reused only by later work. Timed launches wait.
     /// </remarks>
     public void Launch(KernelInfo launch, ReadOnlySpan<ulong> pointers, ReadOnlySpan<long> scalars)
     {
@@ -174,12 +265,12 @@ public sealed unsafe class CudaDriver : IGpuDriver
             if (!_kernels.TryGetValue(launch.Name, out var kernel))
                 kernel = _kernels[launch.Name] = _module.Kernel(launch.Name, grid, block);
             if (TimesKernels)
-                ms = kernel.Run(args, grid, block).TotalMilliseconds;
+                ms = kernel.Run(args, grid, block, _compute).TotalMilliseconds;
             else
             {
-                kernel.Launch(args, grid, block);
+                kernel.Launch(args, grid, block, _compute);
                 if (s_synchronous)
-                    CudaApi.Check(CudaApi.cuCtxSynchronize(), $"cuCtxSynchronize after {launch.Name}");
+                    CudaApi.Check(CudaApi.cuStreamSynchronize(_compute), $"cuStreamSynchronize after {launch.Name}");
             }
         }
         Counters.Launched(launch.Name, ms);
@@ -205,6 +296,8 @@ public sealed unsafe class CudaDriver : IGpuDriver
             foreach (var p in _sizes.Keys)
                 CudaApi.cuMemFree(p);
             _sizes.Clear();
+            CudaApi.cuStreamDestroy(_compute);
+            CudaApi.cuStreamDestroy(_communication);
             _module.Dispose();
             _context.Dispose();
         }

@@ -5,8 +5,11 @@ namespace ParallelCompiler.Runtime.Cuda;
 
 /// <summary>
 /// <see cref="INccl"/> over libnccl on the CUDA GPUs of this process: a group's communicators come from one
-/// <c>ncclCommInitAll</c> over its members' GPUs; each call is issued on the default stream with the member's
-/// context current, then waited for (without the GPU's lock), so it returns with the result in place.
+/// <c>ncclCommInitAll</c> over its members' GPUs. Every call is issued on the member GPU's communication stream
+/// after the work queued on its compute stream (<see cref="CudaDriver.Communicate"/>), with the member's context
+/// current: one stream for all of a GPU's NCCL calls, so that they run in the order issued whatever their
+/// communicator. A blocking call is then waited for (without the GPU's lock) and returns with the result in place;
+/// a started one returns at once, and its wait makes the compute stream wait for it.
 /// </summary>
 public sealed class Nccl : INccl
 {
@@ -116,15 +119,29 @@ public sealed class Nccl : INccl
 
     /// <inheritdoc/>
     public void AllReduce(INcclComm comm, ulong send, ulong recv, long count, NcclType type, NcclOp op) =>
-        Issue(comm, c => NcclApi.AllReduce(send, recv, count, (int)type, (int)op, c));
+        Issue(comm, (c, s) => NcclApi.AllReduce(send, recv, count, (int)type, (int)op, c, s));
 
     /// <inheritdoc/>
     public void AllGather(INcclComm comm, ulong send, ulong recv, long sendCount, NcclType type) =>
-        Issue(comm, c => NcclApi.AllGather(send, recv, sendCount, (int)type, c));
+        Issue(comm, (c, s) => NcclApi.AllGather(send, recv, sendCount, (int)type, c, s));
 
     /// <inheritdoc/>
     public void ReduceScatter(INcclComm comm, ulong send, ulong recv, long recvCount, NcclType type, NcclOp op) =>
-        Issue(comm, c => NcclApi.ReduceScatter(send, recv, recvCount, (int)type, (int)op, c));
+        Issue(comm, (c, s) => NcclApi.ReduceScatter(send, recv, recvCount, (int)type, (int)op, c, s));
+
+    /// <inheritdoc/>
+    public Action StartAllReduce(INcclComm comm, ulong send, ulong recv, long count, NcclType type, NcclOp op) =>
+        Start(comm, (c, s) => NcclApi.AllReduce(send, recv, count, (int)type, (int)op, c, s));
+
+    /// <inheritdoc/>
+    public Action StartReduceScatter(
+        INcclComm comm,
+        ulong send,
+        ulong recv,
+        long recvCount,
+        NcclType type,
+        NcclOp op
+    ) => Start(comm, (c, s) => NcclApi.ReduceScatter(send, recv, recvCount, (int)type, (int)op, c, s));
 
     /// <inheritdoc/>
     public void Exchange(
@@ -135,15 +152,15 @@ public sealed class Nccl : INccl
     ) =>
         Issue(
             comm,
-            c =>
+            (c, s) =>
             {
                 NcclApi.GroupStart();
                 try
                 {
                     foreach (var (peer, buffer, count) in sends)
-                        NcclApi.Send(buffer, count, (int)type, peer, c);
+                        NcclApi.Send(buffer, count, (int)type, peer, c, s);
                     foreach (var (peer, buffer, count) in receives)
-                        NcclApi.Recv(buffer, count, (int)type, peer, c);
+                        NcclApi.Recv(buffer, count, (int)type, peer, c, s);
                 }
                 finally
                 {
@@ -154,17 +171,32 @@ public sealed class Nccl : INccl
 
     // The call is queued holding the GPU's lock; the wait for the other members is made without it, and a wait
     // ended by an abort (another member failed) stops this member too.
-    private void Issue(INcclComm comm, Action<IntPtr> call)
+    private void Issue(INcclComm comm, Action<IntPtr, IntPtr> call)
     {
         var c = (Comm)comm;
         _cancel.ThrowIfCancellationRequested();
-        c.Cuda.WithContext(() => call(c.Handle));
+        var done = c.Cuda.Communicate(stream => call(c.Handle, stream), started: false);
         try
         {
-            c.Cuda.Synchronize();
+            c.Cuda.SynchronizeCommunication();
         }
         catch (CudaException) when (_cancel.IsCancellationRequested) { }
+        c.Cuda.WaitOnCompute(done, started: false);
         _cancel.ThrowIfCancellationRequested();
+    }
+
+    // Queued like a blocking call, not waited for: the wait the caller is given orders the compute stream's later
+    // work after it.
+    private Action Start(INcclComm comm, Action<IntPtr, IntPtr> call)
+    {
+        var c = (Comm)comm;
+        _cancel.ThrowIfCancellationRequested();
+        var done = c.Cuda.Communicate(stream => call(c.Handle, stream), started: true);
+        return () =>
+        {
+            _cancel.ThrowIfCancellationRequested();
+            c.Cuda.WaitOnCompute(done, started: true);
+        };
     }
 
     /// <inheritdoc/>

@@ -123,6 +123,35 @@ public static class PipelineExecutor
                 trace.Add(comm.Rank, ins.Op, category, start, m > 1 ? $"microbatch {j}, {ins.Where}" : ins.Where);
         }
 
+        // What the step computes once per step, and which of its instructions already ran during the schedule.
+        var after = new T?[program.NumSlots];
+        var summed = new bool[program.NumSlots];
+        var early = new EarlyStarts<T>(program, Mine, mb, m);
+
+        // Sums the microbatches' values of slot c.Input (in microbatch order) for the step's collective c over the
+        // microbatch axis alone.
+        void FormSum(int i)
+        {
+            var c = (CollectiveInstr)program.Instructions[i];
+            var site = new CollectiveSite(c.Op, c.Where, i);
+            double start = trace?.Now ?? 0;
+            after[c.Output] = device.Ops.Sum(
+                env.Select(e => e[c.Input] ?? throw Executor.Fail(comm, site, "a microbatch's value is missing"))
+                    .ToArray()
+            );
+            summed[c.Output] = true;
+            trace?.Add(comm.Rank, c.Op, "collective", start, $"sum of {m} microbatches, {c.Where}");
+        }
+
+        // A started collective of the step whose inputs are all formed: issued now, under the rest of the tasks.
+        void StartEarly(int i)
+        {
+            var view = new T?[program.NumSlots];
+            foreach (int s in DeviceProgram.Reads(program.Instructions[i]))
+                view[s] = after[s];
+            Exec(i, view, 0);
+        }
+
         void RunMicrobatch(int j, Func<Instruction, bool> take)
         {
             var slots = env[j];
@@ -132,6 +161,8 @@ public static class PipelineExecutor
                 if (ins.PerStep || ins.Setup || !take(ins))
                     continue;
                 Exec(i, slots, j);
+                foreach (int w in DeviceProgram.Outputs(ins))
+                    early.Produced(w, FormSum, StartEarly);
                 foreach (int s in DeviceProgram.Reads(ins))
                     if (--left[j][s] == 0 && !keep[s] && slots[s] is { } dead)
                     {
@@ -173,8 +204,6 @@ public static class PipelineExecutor
 
         // Once per step: sums over the microbatches (then the rest of the collective over real axes), then what reads
         // them.
-        var after = new T?[program.NumSlots];
-        var summed = new bool[program.NumSlots];
         T? Read(int slot) => summed[slot] ? after[slot] : env[0][slot];
         double stepStart = trace?.Now ?? 0;
         bool any = false;
@@ -185,6 +214,8 @@ public static class PipelineExecutor
             if (!ins.PerStep || !Mine(ins.Stage))
                 continue;
             any = true;
+            if (early.Ran(i))
+                continue;
             if (ins is CollectiveInstr c && c.Axes.Contains(mb))
             {
                 var site = new CollectiveSite(ins.Op, ins.Where, i);
@@ -247,4 +278,97 @@ public static class PipelineExecutor
         coords[comm.Mesh.AxisNames.ToList().IndexOf(axis)] = coordinate;
         return comm.Mesh.RankOf(coords);
     }
+}
+
+/// <summary>
+/// The step's started collectives (the data-parallel all-reduce or reduce-scatter of a stage's gradients, each summed
+/// over the microbatches) that a pipelined device issues during its schedule: a start all of whose inputs are sums
+/// over the microbatch axis alone of values this device's tasks compute is issued as soon as every microbatch has
+/// produced each of them (its sums formed then), so that it runs under the device's remaining tasks and the step only
+/// waits for it. Every member of the start's group runs the same tasks in the same order, so they issue it at the same
+/// point. The sums are the step's own, in microbatch order, so results are unchanged bit for bit.
+/// </summary>
+internal sealed class EarlyStarts<T>
+    where T : class, IArray
+{
+    private readonly Dictionary<int, List<int>> _sumsReading = [];
+    private readonly Dictionary<int, int> _startOf = [];
+    private readonly Dictionary<int, int> _missing = [];
+    private readonly Dictionary<int, int> _produced = [];
+    private readonly HashSet<int> _ran = [];
+    private readonly int _microbatches;
+
+    /// <summary>Finds the starts of <paramref name="program"/> on this device's stages that can be issued
+    /// early.</summary>
+    public EarlyStarts(DeviceProgram program, Func<int, bool> mine, string mb, int microbatches)
+    {
+        _microbatches = microbatches;
+        if (mb.Length == 0)
+            return;
+        var writer = new Dictionary<int, int>();
+        for (int i = 0; i < program.Instructions.Count; i++)
+            foreach (int w in DeviceProgram.Outputs(program.Instructions[i]))
+                writer[w] = i;
+        bool PerMicrobatch(int slot) =>
+            writer.TryGetValue(slot, out int k)
+            && program.Instructions[k] is { PerStep: false, Setup: false } producer
+            && mine(producer.Stage);
+        for (int i = 0; i < program.Instructions.Count; i++)
+        {
+            if (program.Instructions[i] is not StartInstr { PerStep: true } start || !mine(start.Stage))
+                continue;
+            var sums = start
+                .Inputs.Select(s => writer.TryGetValue(s, out int k) ? k : -1)
+                .Where(k =>
+                    k >= 0
+                    && program.Instructions[k]
+                        is CollectiveInstr { Kind: CollectiveKind.AllReduce, Reduce: ReduceKind.Sum, PerStep: true } c
+                    && c.Axes.Length == 1
+                    && c.Axes[0] == mb
+                    && PerMicrobatch(c.Input)
+                )
+                .Distinct()
+                .ToList();
+            if (sums.Count != start.Inputs.Distinct().Count())
+                continue;
+            _missing[i] = sums.Count;
+            foreach (int k in sums)
+            {
+                var c = (CollectiveInstr)program.Instructions[k];
+                _startOf[k] = i;
+                if (!_sumsReading.TryGetValue(c.Input, out var list))
+                    _sumsReading[c.Input] = list = [];
+                list.Add(k);
+            }
+        }
+    }
+
+    /// <summary>A microbatch's task wrote <paramref name="slot"/>: once every microbatch has, the sums reading it are
+    /// formed (<paramref name="formSum"/>) and a start whose inputs are then all formed is issued (<paramref
+    /// name="start"/>).</summary>
+    public void Produced(int slot, Action<int> formSum, Action<int> start)
+    {
+        if (!_sumsReading.TryGetValue(slot, out var sums))
+            return;
+        int count = _produced[slot] = _produced.GetValueOrDefault(slot) + 1;
+        if (count != _microbatches)
+            return;
+        foreach (int k in sums)
+        {
+            formSum(k);
+            _ran.Add(k);
+        }
+        foreach (int k in sums)
+        {
+            int i = _startOf[k];
+            if (--_missing[i] == 0)
+            {
+                start(i);
+                _ran.Add(i);
+            }
+        }
+    }
+
+    /// <summary>Whether the step's instruction <paramref name="i"/> already ran during the schedule.</summary>
+    public bool Ran(int i) => _ran.Contains(i);
 }

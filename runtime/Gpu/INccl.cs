@@ -37,7 +37,8 @@ public interface INcclComm
 /// The NCCL calls the runtime makes, on the GPUs of one process (one per device): communicators for a group made
 /// together (<c>ncclCommInitAll</c>), the three collectives, and point-to-point exchanges issued as one group
 /// (<c>ncclGroupStart</c>, <c>ncclSend</c>/<c>ncclRecv</c>, <c>ncclGroupEnd</c>). Every call returns once its result
-/// is in the receive buffer. <see cref="Cuda.Nccl"/> calls libnccl; <see cref="EmulatedNccl"/> does the same over
+/// is in the receive buffer, except the started all-reduce and reduce-scatter, whose result the GPU's later work
+/// waits for. <see cref="Cuda.Nccl"/> calls libnccl; <see cref="EmulatedNccl"/> does the same over
 /// emulated GPUs, with NCCL's buffer layouts (all_gather rank-major, reduce_scatter chunk k to rank k).
 /// </summary>
 public interface INccl : IDisposable
@@ -77,6 +78,26 @@ public interface INccl : IDisposable
     /// <summary>recv = chunk k (recvCount elements) of the reduction over the group of the sends, on member
     /// k.</summary>
     void ReduceScatter(INcclComm comm, ulong send, ulong recv, long recvCount, NcclType type, NcclOp op);
+
+    /// <summary>
+    /// Starts what <see cref="AllReduce"/> does, after the work issued to the member's GPU so far, and returns without
+    /// waiting; the action returned (called once, on the member's thread) makes the GPU's work issued after it wait
+    /// for the result, without the host waiting. The buffers stay the caller's until then. A back end without
+    /// streams runs it at once (the default).
+    /// </summary>
+    Action StartAllReduce(INcclComm comm, ulong send, ulong recv, long count, NcclType type, NcclOp op)
+    {
+        AllReduce(comm, send, recv, count, type, op);
+        return static () => { };
+    }
+
+    /// <summary>Starts what <see cref="ReduceScatter"/> does, as <see cref="StartAllReduce"/> starts an
+    /// all-reduce.</summary>
+    Action StartReduceScatter(INcclComm comm, ulong send, ulong recv, long recvCount, NcclType type, NcclOp op)
+    {
+        ReduceScatter(comm, send, recv, recvCount, type, op);
+        return static () => { };
+    }
 
     /// <summary>Sends and receives between members, issued together.</summary>
     void Exchange(

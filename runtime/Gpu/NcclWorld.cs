@@ -183,7 +183,14 @@ public sealed class NcclWorld : IDeviceWorld<GpuArray>
         public GpuArray Slice(GpuArray x, int dim, long start, long length) =>
             world.OpsOf(x.Gpu).Slice(x, dim, start, length);
 
-        public GpuArray Copy(GpuArray x) => world.OpsOf(x.Gpu).Copy(x);
+        // A message's copy, complete on its GPU before it is handed over: the receiver copies it without waiting
+        // for anything queued there.
+        public GpuArray Copy(GpuArray x)
+        {
+            var copy = world.OpsOf(x.Gpu).Copy(x);
+            x.Gpu.Synchronize();
+            return copy;
+        }
 
         public GpuArray Zeros(DType dtype, long[] shape) => throw new InvalidOperationException("zeros on which GPU?");
 
@@ -220,6 +227,8 @@ internal sealed class NcclCommunicator(
 
     private static NcclType Type(GpuArray x) => x.DType == DType.I32 ? NcclType.Int32 : NcclType.Float32;
 
+    private static NcclOp Op(ReduceKind kind) => kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max;
+
     public GpuArray AllReduce(GpuArray x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site) =>
         Within(site, $"over [{string.Join(", ", axes)}]", () => AllReduceOn(x, axes, kind, site));
 
@@ -231,14 +240,7 @@ internal sealed class NcclCommunicator(
         if (NeedsOwnReduction(kind, x.DType))
             return GatheredReduction(comm, x, kind);
         var output = heap.Allocate(x.DType, x.Shape, zero: false);
-        Nccl.AllReduce(
-            comm,
-            x.Pointer,
-            output.Pointer,
-            x.Count,
-            Type(x),
-            kind == ReduceKind.Sum ? NcclOp.Sum : NcclOp.Max
-        );
+        Nccl.AllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x), Op(kind));
         return output;
     }
 
@@ -324,19 +326,9 @@ internal sealed class NcclCommunicator(
                 heap.Free(sum);
             }
         }
-        var shape = (long[])x.Shape.Clone();
-        shape[dim] = chunk;
-        var output = heap.Allocate(x.DType, shape, zero: false);
-        long outer = ArrayOps.Outer(x.Shape, dim),
-            inner = ArrayOps.Inner(x.Shape, dim),
-            len = chunk * inner;
-        // NCCL scatters contiguous chunks: bring chunk k of the dimension together first.
-        var packed = dim == 0 ? x : heap.Allocate(x.DType, x.Shape, zero: false);
+        var (packed, output) = ScatterBuffers(x, dim, n);
         try
         {
-            if (dim != 0)
-                for (int k = 0; k < n; k++)
-                    ops.CopyBlocks(packed, x, outer, len, x.Shape[dim] * inner, k * len, len, k * outer * len);
             Nccl.ReduceScatter(comm, packed.Pointer, output.Pointer, output.Count, Type(x), NcclOp.Sum);
         }
         finally
@@ -345,6 +337,95 @@ internal sealed class NcclCommunicator(
                 heap.Free(packed);
         }
         return output;
+    }
+
+    // The output of a reduce-scatter of x along dim over n members, and what NCCL scatters: x itself along
+    // dimension 0, else a copy with chunk k of the dimension brought together (NCCL scatters contiguous chunks).
+    private (GpuArray Packed, GpuArray Output) ScatterBuffers(GpuArray x, int dim, int n)
+    {
+        long chunk = x.Shape[dim] / n;
+        var shape = (long[])x.Shape.Clone();
+        shape[dim] = chunk;
+        var output = heap.Allocate(x.DType, shape, zero: false);
+        if (dim == 0)
+            return (x, output);
+        long outer = ArrayOps.Outer(x.Shape, dim),
+            inner = ArrayOps.Inner(x.Shape, dim),
+            len = chunk * inner;
+        var packed = heap.Allocate(x.DType, x.Shape, zero: false);
+        for (int k = 0; k < n; k++)
+            ops.CopyBlocks(packed, x, outer, len, x.Shape[dim] * inner, k * len, len, k * outer * len);
+        return (packed, output);
+    }
+
+    // Started collectives: each array's NCCL call goes on the GPU's communication stream now, and its part of the
+    // pending collective makes the compute stream wait for it (the host does not wait; the trace's flight ends at
+    // the wait). What NCCL cannot reduce as the host does (f16/bf16 sums), and groups of one, run at once.
+    public PendingCollective<GpuArray> StartAllReduce(
+        IReadOnlyList<GpuArray> xs,
+        IReadOnlyList<string> axes,
+        ReduceKind kind,
+        CollectiveSite site
+    ) => new(xs.Select(x => Started(site, axes, () => StartAllReduceOn(x, axes, kind, site))).ToArray());
+
+    public PendingCollective<GpuArray> StartReduceScatter(
+        IReadOnlyList<GpuArray> xs,
+        IReadOnlyList<string> axes,
+        int dim,
+        CollectiveSite site
+    ) => new(xs.Select(x => Started(site, axes, () => StartReduceScatterOn(x, axes, dim, site))).ToArray());
+
+    private Func<(GpuArray, long)> Started(CollectiveSite site, IReadOnlyList<string> axes, Func<Func<GpuArray>> start)
+    {
+        string span = $"over [{string.Join(", ", axes)}]";
+        var wait = Within(site, span, start);
+        return () =>
+        {
+            var result = Within(site, span, wait);
+            return (result, System.Diagnostics.Stopwatch.GetTimestamp());
+        };
+    }
+
+    private Func<GpuArray> StartAllReduceOn(
+        GpuArray x,
+        IReadOnlyList<string> axes,
+        ReduceKind kind,
+        CollectiveSite site
+    )
+    {
+        var (comm, members) = GroupOf(axes);
+        if (members.Length == 1 || NeedsOwnReduction(kind, x.DType))
+        {
+            var done = AllReduceOn(x, axes, kind, site);
+            return () => done;
+        }
+        var output = heap.Allocate(x.DType, x.Shape, zero: false);
+        var wait = Nccl.StartAllReduce(comm, x.Pointer, output.Pointer, x.Count, Type(x), Op(kind));
+        return () =>
+        {
+            wait();
+            return output;
+        };
+    }
+
+    private Func<GpuArray> StartReduceScatterOn(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
+    {
+        var (comm, members) = GroupOf(axes);
+        if (members.Length == 1 || x.DType is DType.F16 or DType.BF16)
+        {
+            var done = ReduceScatterOn(x, axes, dim, site);
+            return () => done;
+        }
+        var (packed, output) = ScatterBuffers(x, dim, members.Length);
+        var wait = Nccl.StartReduceScatter(comm, packed.Pointer, output.Pointer, output.Count, Type(x), NcclOp.Sum);
+        return () =>
+        {
+            wait();
+            // Given back once the compute stream waits for the collective, so that later work reuses it after.
+            if (packed != x)
+                heap.Free(packed);
+            return output;
+        };
     }
 
     public GpuArray AllToAll(
@@ -415,8 +496,7 @@ internal sealed class NcclCommunicator(
     // wait in its send; issued in one NCCL group with the next receive, the sends and receives of both meet.
     private readonly List<(int Peer, GpuArray X)> _held = [];
 
-    // The message is complete on this GPU before it is handed over: the receiver copies it without waiting for
-    // anything queued here.
+    // The message's copy is complete on this GPU before it is handed over (PerGpuOps.Copy).
     public void Send(GpuArray x, int peer, CollectiveSite site, int tag = 0)
     {
         if (!world.IsLocal(peer))
@@ -425,7 +505,6 @@ internal sealed class NcclCommunicator(
             _held.Add((peer, ops.Copy(x)));
             return;
         }
-        heap.Gpu.Synchronize();
         inner.Send(x, peer, site, tag);
     }
 
@@ -474,7 +553,7 @@ internal sealed class NcclCommunicator(
 
     // An NCCL failure (a mismatch the emulated NCCL detects, a member that never came) named with this device and the
     // op.
-    private GpuArray Within(CollectiveSite site, string span, Func<GpuArray> body)
+    private TResult Within<TResult>(CollectiveSite site, string span, Func<TResult> body)
     {
         try
         {

@@ -22,9 +22,9 @@ public sealed record ParamInfo(string Path, DType DType, long[] Shape, string[][
 public sealed record KernelInfo(string Name, int[] Grid, int[] Block, bool Barriers = false);
 
 /// <summary>
-/// A pipelined program's schedule: the pipeline axis, the kind (gpipe, 1f1b, interleaved, zb-h1), microbatches,
-/// model chunks per device, and per pipeline device its tasks in order (F3 = forward of microbatch 3, B3.1 =
-/// backward of microbatch 3 on chunk 1, W3 = weight gradient of microbatch 3 under zero-bubble schedules).
+/// A pipelined program's schedule: the pipeline axis, the kind (gpipe, 1f1b, interleaved, zb-h1, zb-h2),
+/// microbatches, model chunks per device, and per pipeline device its tasks in order (F3 = forward of microbatch 3,
+/// B3.1 = backward of microbatch 3 on chunk 1, W3 = weight gradient of microbatch 3 under zero-bubble schedules).
 /// </summary>
 public sealed record ScheduleInfo(string Axis, string Kind, int Microbatches, int Chunks, string[][] Order);
 

@@ -60,13 +60,15 @@ public readonly record struct PipelineTask(int Microbatch, int Chunk, Phase Phas
 /// backwards) and interleaved 1F1B (Megatron-LM: each device holds <c>v</c> chunks, model stage c * p + s on
 /// device s) and zero-bubble ZB-H1 (Qi et al. 2023: 1F1B's forwards and backwards with each backward split into
 /// B, the gradient of the stage's inputs, and W, that of its weights, W of microbatch j on device s after B of
-/// microbatch j + s; with equal F, B and W a third of 1F1B's bubble in the same activation memory). Forward-only
-/// schedules keep only the forwards (1F1B's order is then GPipe's, and ZB-H1's).
+/// microbatch j + s; with equal F, B and W a third of 1F1B's bubble in the same activation memory) and ZB-H2 (the
+/// same paper: more forwards in the warm-up and weight gradients deferred into the cool-down, holding up to 2p - 1
+/// microbatches, about twice 1F1B's activation memory, so that each device idles only the pipeline's fill and
+/// drain). Forward-only schedules keep only the forwards (1F1B's order is then GPipe's, and ZB-H1's and ZB-H2's).
 /// </summary>
 public static class Schedule
 {
     /// <summary>The schedules by name.</summary>
-    public static readonly IReadOnlyList<string> Kinds = ["gpipe", "1f1b", "interleaved", "zb-h1"];
+    public static readonly IReadOnlyList<string> Kinds = ["gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"];
 
     /// <summary>True when <paramref name="kind"/> splits each backward into B and W tasks.</summary>
     public static bool SplitsBackward(string kind) => kind.StartsWith("zb-", StringComparison.Ordinal);
@@ -82,6 +84,8 @@ public static class Schedule
             throw new ArgumentException(
                 $"interleaved: {microbatches} microbatches are not a multiple of the " + $"{devices} pipeline devices"
             );
+        if (kind == "zb-h2" && training)
+            return ZeroBubbleH2(devices, microbatches);
         var r = new List<PipelineTask>[devices];
         for (int s = 0; s < devices; s++)
             r[s] = kind switch
@@ -90,6 +94,7 @@ public static class Schedule
                 "1f1b" => training ? OneFOneB(s, devices, microbatches) : GPipe(microbatches, false),
                 "interleaved" => Interleaved(s, devices, microbatches, chunks, training),
                 "zb-h1" => training ? ZeroBubbleH1(s, devices, microbatches) : GPipe(microbatches, false),
+                "zb-h2" => GPipe(microbatches, false),
                 _ => throw new ArgumentException($"unknown schedule '{kind}' (known: {string.Join(", ", Kinds)})"),
             };
         return r;
@@ -139,6 +144,80 @@ public static class Schedule
         for (int j = Math.Max(0, m - s); j < m; j++)
             t.Add(new(j, 0, Phase.Weight));
         return t;
+    }
+
+    /// <summary>
+    /// ZB-H2: the order a list scheduler gives when F, B and W each take one unit of time and every device may hold
+    /// at most 2p - 1 microbatches between F and W (at most m): whenever a device is free it starts, of the tasks
+    /// whose inputs are there, the one that can start first, B before F before W at a tie (B is on the critical
+    /// path; W, which nothing waits for, fills what is left), a forward only while fewer than the limit are held.
+    /// The warm-up so runs up to 2(p - s) - 1 forwards on device s and the weight gradients fill the cool-down:
+    /// from m = 2p - 1 microbatches on, the step takes m(F + B + W) + (p - 1)F, each device idle only for the
+    /// pipeline's fill and drain (the parallelogram's edges, which the paper hides by running the next step's
+    /// warm-up past the optimizer; its bubble is then zero at equal F, B and W).
+    /// </summary>
+    private static List<PipelineTask>[] ZeroBubbleH2(int p, int m)
+    {
+        int limit = Math.Min(2 * p - 1, m);
+        var order = Enumerable.Range(0, p).Select(_ => new List<PipelineTask>()).ToArray();
+        // When each stage's F and B of each microbatch end (-1: not yet), in units.
+        var fEnd = new int[p, m];
+        var bEnd = new int[p, m];
+        for (int s = 0; s < p; s++)
+        for (int j = 0; j < m; j++)
+            fEnd[s, j] = bEnd[s, j] = -1;
+        var free = new int[p];
+        var forwards = new int[p];
+        var backwards = new int[p];
+        var held = new int[p];
+        var weights = Enumerable.Range(0, p).Select(_ => new Queue<int>()).ToArray();
+        for (int left = 3 * m * p; left > 0; left--)
+        {
+            (int Start, int Rank, int Device, Phase Phase, int Microbatch)? best = null;
+            void Consider(int start, int rank, int s, Phase phase, int j)
+            {
+                if (best is not { } b || (start, rank, s).CompareTo((b.Start, b.Rank, b.Device)) < 0)
+                    best = (start, rank, s, phase, j);
+            }
+            for (int s = 0; s < p; s++)
+            {
+                int j = backwards[s];
+                if (j < m && fEnd[s, j] >= 0 && (s == p - 1 || bEnd[s + 1, j] >= 0))
+                    Consider(
+                        Math.Max(free[s], Math.Max(fEnd[s, j], s == p - 1 ? 0 : bEnd[s + 1, j])),
+                        0,
+                        s,
+                        Phase.Backward,
+                        j
+                    );
+                j = forwards[s];
+                if (j < m && held[s] < limit && (s == 0 || fEnd[s - 1, j] >= 0))
+                    Consider(Math.Max(free[s], s == 0 ? 0 : fEnd[s - 1, j]), 1, s, Phase.Forward, j);
+                if (weights[s].Count > 0)
+                    Consider(free[s], 2, s, Phase.Weight, weights[s].Peek());
+            }
+            var (t, _, d, ph, mb) = best ?? throw new InvalidOperationException("zb-h2: no task can run");
+            free[d] = t + 1;
+            order[d].Add(new PipelineTask(mb, 0, ph));
+            switch (ph)
+            {
+                case Phase.Forward:
+                    fEnd[d, mb] = t + 1;
+                    forwards[d]++;
+                    held[d]++;
+                    break;
+                case Phase.Backward:
+                    bEnd[d, mb] = t + 1;
+                    backwards[d]++;
+                    weights[d].Enqueue(mb);
+                    break;
+                default:
+                    weights[d].Dequeue();
+                    held[d]--;
+                    break;
+            }
+        }
+        return order;
     }
 
     /// <summary>Megatron's interleaved order: microbatches go through the chunks in groups of p.</summary>

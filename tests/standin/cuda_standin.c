@@ -13,8 +13,10 @@
  *     library is the one MPLC_STANDIN_GRID names or else, under the folder MPLC_STANDIN_BUNDLES names, that of
  *     the bundle whose kernels.ptx is the PTX loaded, or failing that the first that has every entry of it (the
  *     collective kernels, which every bundle has);
- *   - launches and copies run at once, after the NCCL operations queued on the GPU (standin.h); events read a
- *     monotonic clock.
+ *   - streams and events (streams_standin.c): the legacy default stream and streams of cuStreamCreate, blocking or
+ *     not; launches and copies run at once, after the NCCL operations queued on the streams they are ordered
+ *     after, and every one is checked against the order events and synchronisation impose (standin.h: a race
+ *     fails the call, 719, saying so on stderr); events read a monotonic clock.
  *
  * MPLC_STANDIN_LOG=1 prints every call to stderr.
  */
@@ -47,6 +49,7 @@ enum {
     CUDA_ERROR_NOT_FOUND = 500,
     CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
     CUDA_ERROR_LAUNCH_TIMEOUT = 702,
+    CUDA_ERROR_LAUNCH_FAILED = 719,
 };
 
 #define MAX_DEVICES 16
@@ -56,7 +59,6 @@ struct context { int device; int retained; };
 struct allocation { uintptr_t base; size_t bytes; int device; struct allocation *next; };
 struct entry { char name[256]; int params; long maxntid; void *fn; };
 struct module { int device; void *grid; int count; struct entry entries[MAX_ENTRIES]; };
-struct event { double ms; };
 
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Shared memory of the host-grid kernels is a global of their library: one launch at a time. */
@@ -85,87 +87,22 @@ static const char *error_text(CUresult r)
     case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: return "too many resources requested for launch";
     case CUDA_ERROR_LAUNCH_TIMEOUT:
         return "the launch timed out and was terminated (queued NCCL work never completed or failed)";
+    case CUDA_ERROR_LAUNCH_FAILED:
+        return "unspecified launch failure (the stand-in found a race between streams: see its message)";
     default: return "unknown error";
     }
 }
 
 CUresult cuGetErrorString(CUresult error, const char **text) { *text = error_text(error); return CUDA_SUCCESS; }
 
-/* ---- streams (standin.h) ---- */
-
-static pthread_mutex_t s_stream_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t s_stream_changed = PTHREAD_COND_INITIALIZER;
-static int s_queued[MAX_DEVICES];
-static char s_failure[MAX_DEVICES][256];
-
-int standin_timeout(void)
-{
-    const char *t = getenv("MPLC_STANDIN_TIMEOUT");
-    return t && atoi(t) > 0 ? atoi(t) : 60;
-}
-
-void standin_enqueue(int device)
-{
-    pthread_mutex_lock(&s_stream_lock);
-    s_queued[device]++;
-    pthread_mutex_unlock(&s_stream_lock);
-}
-
-void standin_complete(int device, const char *failure)
-{
-    pthread_mutex_lock(&s_stream_lock);
-    s_queued[device]--;
-    if (failure && !s_failure[device][0]) snprintf(s_failure[device], sizeof s_failure[device], "%s", failure);
-    pthread_cond_broadcast(&s_stream_changed);
-    pthread_mutex_unlock(&s_stream_lock);
-}
-
 int standin_current_device(void) { return t_current ? t_current->device : -1; }
 
-int standin_wait(int device)
-{
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += standin_timeout();
-    int r = 0;
-    for (;;) {
-        /* Operations whose other members are in other processes complete only when polled. */
-        int polling = standin_progress();
-        pthread_mutex_lock(&s_stream_lock);
-        if (s_queued[device] == 0) break;
-        struct timespec now, until;
-        clock_gettime(CLOCK_REALTIME, &now);
-        until = now;
-        if (polling) {
-            until.tv_nsec += 2000000;
-            if (until.tv_nsec >= 1000000000) { until.tv_sec++; until.tv_nsec -= 1000000000; }
-        } else until = deadline;
-        if (until.tv_sec > deadline.tv_sec || (until.tv_sec == deadline.tv_sec && until.tv_nsec > deadline.tv_nsec))
-            until = deadline;
-        pthread_cond_timedwait(&s_stream_changed, &s_stream_lock, &until);
-        if (s_queued[device] == 0) break;
-        clock_gettime(CLOCK_REALTIME, &now);
-        if (now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
-            fprintf(stderr,
-                    "[cuda stand-in] GPU %d waited %d s for NCCL work queued on it: "
-                    "another member of its communicator never made its call\n",
-                    device, standin_timeout());
-            r = 1;
-            break;
-        }
-        pthread_mutex_unlock(&s_stream_lock);
-    }
-    if (s_failure[device][0]) {
-        fprintf(stderr, "[cuda stand-in] GPU %d: %s\n", device, s_failure[device]);
-        s_failure[device][0] = 0;
-        r = 1;
-    }
-    pthread_mutex_unlock(&s_stream_lock);
-    return r;
-}
-
-/* Work on the current GPU's stream starts after what is queued there. */
-#define AFTER_QUEUED(device) do { if (standin_wait(device)) return CUDA_ERROR_LAUNCH_TIMEOUT; } while (0)
+/* Runs an operation on `stream` of the current GPU now, after what it is ordered after (streams_standin.c). */
+#define RUN(stream, ranges, n, what, host_sync)                                                                   \
+    do {                                                                                                          \
+        CUresult r_ = standin_run(t_current->device, (stream), (ranges), (n), (what), (host_sync));               \
+        if (r_ != CUDA_SUCCESS) return r_;                                                                        \
+    } while (0)
 
 CUresult cuInit(unsigned int flags)
 {
@@ -178,6 +115,7 @@ CUresult cuInit(unsigned int flags)
         if (m && atoll(m) > 0) s_memory = (size_t)atoll(m);
         s_log = l && strcmp(l, "1") == 0;
         for (int i = 0; i < MAX_DEVICES; i++) s_contexts[i].device = i;
+        standin_streams_init(MAX_DEVICES);
         s_initialised = 1;
     }
     pthread_mutex_unlock(&s_lock);
@@ -252,8 +190,39 @@ CUresult cuCtxSetCurrent(void *context)
 CUresult cuCtxSynchronize(void)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(t_current->device);
-    return CUDA_SUCCESS;
+    return standin_synchronize(t_current->device, NULL, 1);
+}
+
+/* ---- streams ---- */
+
+CUresult cuStreamCreate(void **stream, unsigned int flags)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!stream || flags > 1) return CUDA_ERROR_INVALID_VALUE;
+    *stream = standin_stream_create(t_current->device, flags);
+    LOG("cuStreamCreate(%u) on %d = %p", flags, t_current->device, *stream);
+    return *stream ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+/* The stream's work still completes; its record stays (the access records name it). */
+CUresult cuStreamDestroy_v2(void *stream)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    return stream && standin_stream_of(stream, t_current->device) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult cuStreamSynchronize(void *stream)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!standin_stream_of(stream, t_current->device)) return CUDA_ERROR_INVALID_HANDLE;
+    return standin_synchronize(t_current->device, stream, 0);
+}
+
+CUresult cuStreamWaitEvent(void *stream, void *event, unsigned int flags)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!event || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    return standin_stream_wait_event(stream, t_current->device, event);
 }
 
 /* ---- memory ---- */
@@ -299,6 +268,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr *pointer, size_t bytes)
     s_allocations = a;
     s_used[device] += bytes;
     pthread_mutex_unlock(&s_lock);
+    standin_track(p, bytes, device);
     *pointer = (CUdeviceptr)(uintptr_t)p;
     LOG("cuMemAlloc(%zu) on %d = 0x%llx", bytes, device, *pointer);
     return CUDA_SUCCESS;
@@ -307,7 +277,10 @@ CUresult cuMemAlloc_v2(CUdeviceptr *pointer, size_t bytes)
 CUresult cuMemFree_v2(CUdeviceptr pointer)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(t_current->device);
+    /* As on GPUs, freeing waits for the device's work. */
+    CUresult waited = standin_synchronize(t_current->device, NULL, 1);
+    if (waited != CUDA_SUCCESS) return waited;
+    standin_untrack((void *)(uintptr_t)pointer);
     pthread_mutex_lock(&s_lock);
     for (struct allocation **a = &s_allocations; *a; a = &(*a)->next)
         if ((*a)->base == (uintptr_t)pointer) {
@@ -337,53 +310,89 @@ CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(t_current->device);
     CUresult r = check_range(dst, bytes, t_current->device, "cuMemcpyHtoD");
-    if (r == CUDA_SUCCESS) memcpy((void *)(uintptr_t)dst, src, bytes);
-    return r;
+    if (r != CUDA_SUCCESS) return r;
+    struct standin_range w = { (void *)(uintptr_t)dst, bytes, 1 };
+    RUN(NULL, &w, 1, "cuMemcpyHtoD", 1);
+    memcpy((void *)(uintptr_t)dst, src, bytes);
+    return CUDA_SUCCESS;
 }
 
 CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(t_current->device);
     CUresult r = check_range(src, bytes, t_current->device, "cuMemcpyDtoH");
-    if (r == CUDA_SUCCESS) memcpy(dst, (const void *)(uintptr_t)src, bytes);
-    return r;
+    if (r != CUDA_SUCCESS) return r;
+    struct standin_range rd = { (void *)(uintptr_t)src, bytes, 0 };
+    RUN(NULL, &rd, 1, "cuMemcpyDtoH", 1);
+    memcpy(dst, (const void *)(uintptr_t)src, bytes);
+    return CUDA_SUCCESS;
 }
 
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(t_current->device);
     CUresult r = check_range(dst, bytes, t_current->device, "cuMemcpyDtoD");
     if (r == CUDA_SUCCESS) r = check_range(src, bytes, t_current->device, "cuMemcpyDtoD");
-    if (r == CUDA_SUCCESS) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
-    return r;
+    if (r != CUDA_SUCCESS) return r;
+    /* Asynchronous with respect to the host, as on GPUs: it does not order the host's later work. */
+    struct standin_range rw[2] = { { (void *)(uintptr_t)src, bytes, 0 }, { (void *)(uintptr_t)dst, bytes, 1 } };
+    RUN(NULL, rw, 2, "cuMemcpyDtoD", 0);
+    memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+    return CUDA_SUCCESS;
 }
 
-/* On the destination's stream (the current context's default stream; no other here), not serialised with the
-   source GPU's work (cuMemcpyPeer would be). */
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void *stream)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!standin_stream_of(stream, t_current->device)) return CUDA_ERROR_INVALID_HANDLE;
+    CUresult r = check_range(dst, bytes, t_current->device, "cuMemcpyDtoDAsync");
+    if (r == CUDA_SUCCESS) r = check_range(src, bytes, t_current->device, "cuMemcpyDtoDAsync");
+    if (r != CUDA_SUCCESS) return r;
+    struct standin_range rw[2] = { { (void *)(uintptr_t)src, bytes, 0 }, { (void *)(uintptr_t)dst, bytes, 1 } };
+    RUN(stream, rw, 2, "cuMemcpyDtoDAsync", 0);
+    memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char value, size_t count, void *stream)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!standin_stream_of(stream, t_current->device)) return CUDA_ERROR_INVALID_HANDLE;
+    CUresult r = check_range(dst, count, t_current->device, "cuMemsetD8Async");
+    if (r != CUDA_SUCCESS) return r;
+    struct standin_range w = { (void *)(uintptr_t)dst, count, 1 };
+    RUN(stream, &w, 1, "cuMemsetD8Async", 0);
+    memset((void *)(uintptr_t)dst, value, count);
+    return CUDA_SUCCESS;
+}
+
+/* On a stream of the destination GPU (the current context's), not serialised with the source GPU's work
+   (cuMemcpyPeer would be). */
 CUresult cuMemcpyPeerAsync(CUdeviceptr dst, void *dst_context, CUdeviceptr src, void *src_context, size_t bytes,
                            void *stream)
 {
-    if (stream != NULL) return CUDA_ERROR_INVALID_VALUE;
     if (!valid_context(dst_context) || !valid_context(src_context) || t_current != dst_context)
         return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(((struct context *)dst_context)->device);
+    if (!standin_stream_of(stream, t_current->device)) return CUDA_ERROR_INVALID_HANDLE;
     CUresult r = check_range(dst, bytes, ((struct context *)dst_context)->device, "cuMemcpyPeerAsync");
     if (r == CUDA_SUCCESS) r = check_range(src, bytes, ((struct context *)src_context)->device, "cuMemcpyPeerAsync");
-    if (r == CUDA_SUCCESS) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
-    return r;
+    if (r != CUDA_SUCCESS) return r;
+    struct standin_range rw[2] = { { (void *)(uintptr_t)src, bytes, 0 }, { (void *)(uintptr_t)dst, bytes, 1 } };
+    RUN(stream, rw, 2, "cuMemcpyPeerAsync", 0);
+    memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, bytes);
+    return CUDA_SUCCESS;
 }
 
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t count)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(t_current->device);
     CUresult r = check_range(dst, count, t_current->device, "cuMemsetD8");
-    if (r == CUDA_SUCCESS) memset((void *)(uintptr_t)dst, value, count);
-    return r;
+    if (r != CUDA_SUCCESS) return r;
+    struct standin_range w = { (void *)(uintptr_t)dst, count, 1 };
+    RUN(NULL, &w, 1, "cuMemsetD8", 0);
+    memset((void *)(uintptr_t)dst, value, count);
+    return CUDA_SUCCESS;
 }
 
 /* ---- modules and launches ---- */
@@ -536,7 +545,8 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, u
     struct entry *e = function;
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
     if (!e || !e->fn) return CUDA_ERROR_INVALID_HANDLE;
-    if (stream != NULL || extra != NULL || shared_bytes != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (extra != NULL || shared_bytes != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!standin_stream_of(stream, t_current->device)) return CUDA_ERROR_INVALID_HANDLE;
     if (!gx || !gy || !gz || !bx || !by || !bz || gy > 65535 || gz > 65535 || (long)bx * by * bz > 1024)
         return CUDA_ERROR_INVALID_VALUE;
     if (e->maxntid && (long)bx * by * bz > e->maxntid) {
@@ -549,7 +559,17 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, u
     uint64_t table[64];
     if (e->params > 64) return CUDA_ERROR_INVALID_VALUE;
     for (int i = 0; i < e->params; i++) memcpy(&table[i], params[i], sizeof table[i]);
-    AFTER_QUEUED(t_current->device);
+    /* A parameter within an allocation of this GPU is a pointer the kernel may read or write. */
+    struct standin_range ranges[64];
+    int n = 0;
+    pthread_mutex_lock(&s_lock);
+    for (int i = 0; i < e->params; i++)
+        if (find((uintptr_t)table[i], 1, t_current->device))
+            ranges[n++] = (struct standin_range){ (void *)(uintptr_t)table[i], 1, 2 };
+    pthread_mutex_unlock(&s_lock);
+    char what[300];
+    snprintf(what, sizeof what, "kernel %s", e->name);
+    RUN(stream, ranges, n, what, 0);
     LOG("cuLaunchKernel(%s, grid %u,%u,%u, block %u,%u,%u) on %d", e->name, gx, gy, gz, bx, by, bz, t_current->device);
     /* Registers in the runtime's order: ntid.x, ctaid.x, ctaid.y, ctaid.z, nctaid.x. */
     int64_t registers[5] = { bx, 0, 0, 0, gx };
@@ -567,47 +587,38 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, u
     return CUDA_SUCCESS;
 }
 
-/* ---- events ---- */
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
+/* ---- events (streams_standin.c) ---- */
 
 CUresult cuEventCreate(void **event, unsigned int flags)
 {
-    (void)flags;
-    struct event *e = calloc(1, sizeof *e);
-    if (!e) return CUDA_ERROR_OUT_OF_MEMORY;
-    e->ms = -1;
-    *event = e;
-    return CUDA_SUCCESS;
+    if (!event || (flags & ~3u) != 0) return CUDA_ERROR_INVALID_VALUE;
+    *event = standin_event_create();
+    return *event ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 CUresult cuEventRecord(void *event, void *stream)
 {
-    if (!event || stream) return CUDA_ERROR_INVALID_VALUE;
+    if (!event) return CUDA_ERROR_INVALID_VALUE;
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
-    AFTER_QUEUED(t_current->device);
-    ((struct event *)event)->ms = now_ms();
-    return CUDA_SUCCESS;
+    return standin_event_record(event, t_current->device, stream);
 }
 
-CUresult cuEventSynchronize(void *event) { return event ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE; }
+CUresult cuEventSynchronize(void *event)
+{
+    return event ? standin_event_synchronize(event) : CUDA_ERROR_INVALID_HANDLE;
+}
 
 CUresult cuEventElapsedTime(float *ms, void *start, void *end)
 {
-    struct event *a = start, *b = end;
-    if (!a || !b) return CUDA_ERROR_INVALID_HANDLE;
-    if (a->ms < 0 || b->ms < 0) return CUDA_ERROR_INVALID_HANDLE;
-    *ms = (float)(b->ms - a->ms);
+    if (!start || !end) return CUDA_ERROR_INVALID_HANDLE;
+    double a = standin_event_ms(start), b = standin_event_ms(end);
+    if (a < 0 || b < 0) return CUDA_ERROR_INVALID_HANDLE;
+    *ms = (float)(b - a);
     return CUDA_SUCCESS;
 }
 
 CUresult cuEventDestroy_v2(void *event)
 {
-    free(event);
+    standin_event_destroy(event);
     return CUDA_SUCCESS;
 }

@@ -6,9 +6,10 @@
  * NaN loses to a number):
  *
  *   - ncclCommInitAll makes a clique of communicators, rank k on devices[k];
- *   - a call returns at once, its operation queued on the member's GPU (standin.h); the collective runs when the
- *     last member of the clique makes its call, which completes it on every member's GPU. The members' calls must
- *     agree on kind, count, type and reduction, else the GPUs' next work fails saying so; NCCL's layouts
+ *   - a call returns at once, its operation queued on the stream it names (standin.h: checked against the other
+ *     streams' accesses to its buffers); each member's calls on a clique run in the order it made them, the k-th
+ *     when the last member has made its k-th, which completes it on every member's stream. The members' calls
+ *     must agree on kind, count, type and reduction, else the GPUs' next work fails saying so; NCCL's layouts
  *     (all-gather rank-major, reduce-scatter chunk k to rank k);
  *   - ncclSend and ncclRecv between ncclGroupStart and ncclGroupEnd: at ncclGroupEnd each send is delivered (to a
  *     waiting receive of the peer, else kept for it) and each receive takes the first message kept from its peer
@@ -17,7 +18,7 @@
  *     later call on it fail;
  *   - across processes (an MPI job): ncclGetUniqueId makes a fresh folder (under MPLC_STANDIN_DIR, default /tmp)
  *     whose path is the id, and ncclCommInitRank makes a member on the current context's GPU. A member's call
- *     writes its data to a file there (written whole, then renamed) and is queued on its GPU; the GPU's waits poll
+ *     writes its data to a file there (written whole, then renamed) and is queued on its stream; waits poll
  *     (standin_progress), and a collective completes once every member's file of it is there (computed as in one
  *     process, in rank order), a receive once the sender's file is there (which it removes), and a send only once
  *     its receiver has taken it: sends wait for their receives, as large ones do in NCCL.
@@ -45,20 +46,29 @@ enum kind { ALL_REDUCE, ALL_GATHER, REDUCE_SCATTER };
 
 #define MAX_RANKS 64
 #define MAX_P2P 256
+#define QUEUE 64
 
-struct call { enum kind kind; const void *send; void *recv; size_t count; int type, op; };
+struct call {
+    enum kind kind;
+    const void *send;
+    void *recv;
+    size_t count;
+    int type, op;
+    struct standin_ticket ticket;
+};
 
-/* A send kept for its receiver (data copied), or a receive waiting for its sender (buffer). */
-struct message { void *data; size_t count; int type; struct message *next; };
+/* A send kept for its receiver (data copied), or a receive waiting for its sender (buffer, and its place on the
+   receiver's stream). */
+struct message { void *data; size_t count; int type; struct message *next; struct standin_ticket ticket; };
 
 struct clique {
     int ranks;
     int aborted;
     int devices[MAX_RANKS];
     pthread_mutex_t lock;
-    int arrived;
-    int posted[MAX_RANKS];
-    struct call calls[MAX_RANKS];
+    int posted[MAX_RANKS];                   /* calls queued by each rank and not yet performed, in order */
+    struct call queued[MAX_RANKS][QUEUE];
+    struct call calls[MAX_RANKS];            /* the calls being performed */
     struct message *kept[MAX_RANKS][MAX_RANKS];      /* [from][to] sends not yet received, in order */
     struct message *waiting[MAX_RANKS][MAX_RANKS];   /* [from][to] receives not yet sent, in order */
 };
@@ -71,7 +81,14 @@ struct comm {
     unsigned long seq, sent[MAX_RANKS], received[MAX_RANKS];
 };
 
-struct pending { int send; void *buffer; size_t count; int type, peer; struct comm *comm; };
+struct pending {
+    int send;
+    void *buffer;
+    size_t count;
+    int type, peer;
+    struct comm *comm;
+    struct standin_ticket ticket;
+};
 static __thread int t_depth, t_count;
 static __thread struct pending t_pending[MAX_P2P];
 
@@ -79,6 +96,8 @@ const char *ncclGetErrorString(ncclResult_t r)
 {
     switch (r) {
     case ncclSuccess: return "no error";
+    case ncclUnhandledCudaError:
+        return "unhandled cuda error (the stand-in found a race between streams or a bad stream: see its message)";
     case ncclSystemError: return "unhandled system error";
     case ncclInternalError: return "internal error";
     case ncclInvalidArgument: return "invalid argument";
@@ -120,15 +139,14 @@ ncclResult_t ncclCommAbort(struct comm *comm)
     if (!c->aborted) {
         c->aborted = 1;
         for (int r = 0; r < c->ranks; r++) {
-            if (c->posted[r]) standin_complete(c->devices[r], NULL);
+            for (int k = 0; k < c->posted[r]; k++) standin_complete(c->devices[r], c->queued[r][k].ticket, NULL);
             c->posted[r] = 0;
             for (int from = 0; from < c->ranks; from++)
                 for (struct message *m; (m = c->waiting[from][r]) != NULL; free(m)) {
                     c->waiting[from][r] = m->next;
-                    standin_complete(c->devices[r], NULL);
+                    standin_complete(c->devices[r], m->ticket, NULL);
                 }
         }
-        c->arrived = 0;
     }
     pthread_mutex_unlock(&c->lock);
     return ncclSuccess;   /* the communicator stays allocated: its clique's other members may still name it */
@@ -201,33 +219,53 @@ static const char *perform(struct clique *c, char *why, size_t size)
 
 static ncclResult_t cross_collective(struct comm *comm, struct call call);
 
-static ncclResult_t collective(struct comm *comm, struct call call)
+static const char *const s_names[] = { "ncclAllReduce", "ncclAllGather", "ncclReduceScatter" };
+
+/* Queues the call on `stream` (checked against the other streams' accesses to its buffers, standin.h). */
+static ncclResult_t issue(struct comm *comm, struct call *call, void *stream)
+{
+    size_t elem = type_size(call->type), n = comm->ranks;
+    struct standin_range ranges[2] = {
+        { call->send, call->count * elem * (call->kind == REDUCE_SCATTER ? n : 1), 0 },
+        { call->recv, call->count * elem * (call->kind == ALL_GATHER ? n : 1), 1 },
+    };
+    char what[96];
+    snprintf(what, sizeof what, "%s (rank %d)", s_names[call->kind], comm->rank);
+    return standin_issue(comm->device, stream, ranges, 2, what, 1, &call->ticket) ? ncclUnhandledCudaError
+                                                                                  : ncclSuccess;
+}
+
+static ncclResult_t collective(struct comm *comm, struct call call, void *stream)
 {
     if (!comm) return ncclInvalidArgument;
     if (!type_size(call.type) || call.op < ncclSum || call.op > ncclMin) return ncclInvalidArgument;
-    if (!comm->clique) return cross_collective(comm, call);
+    if (!comm->clique) {
+        if (comm->aborted) return ncclInvalidUsage;
+        ncclResult_t r = issue(comm, &call, stream);
+        return r == ncclSuccess ? cross_collective(comm, call) : r;
+    }
     struct clique *c = comm->clique;
     pthread_mutex_lock(&c->lock);
-    if (c->aborted) {
+    ncclResult_t r = c->aborted                       ? ncclInvalidUsage
+                     : c->posted[comm->rank] == QUEUE ? ncclInvalidUsage
+                                                      : issue(comm, &call, stream);
+    if (r != ncclSuccess) {
         pthread_mutex_unlock(&c->lock);
-        return ncclInvalidUsage;
+        return r;
     }
-    if (c->posted[comm->rank]) {
-        /* The runtime waits for each collective before the next; a second one queued behind it is not modelled. */
-        pthread_mutex_unlock(&c->lock);
-        return ncclInvalidUsage;
-    }
-    standin_enqueue(comm->device);
-    c->calls[comm->rank] = call;
-    c->posted[comm->rank] = 1;
-    if (++c->arrived == c->ranks) {
+    c->queued[comm->rank][c->posted[comm->rank]++] = call;
+    /* Each member's calls run in the order it made them: the first of every member's together. */
+    for (;;) {
+        int ready = 1;
+        for (int k = 0; k < c->ranks; k++) ready &= c->posted[k] > 0;
+        if (!ready) break;
+        for (int k = 0; k < c->ranks; k++) {
+            c->calls[k] = c->queued[k][0];
+            memmove(&c->queued[k][0], &c->queued[k][1], --c->posted[k] * sizeof c->queued[k][0]);
+        }
         char why[512];
         const char *failure = perform(c, why, sizeof why);
-        c->arrived = 0;
-        for (int r = 0; r < c->ranks; r++) {
-            c->posted[r] = 0;
-            standin_complete(c->devices[r], failure);
-        }
+        for (int k = 0; k < c->ranks; k++) standin_complete(c->devices[k], c->calls[k].ticket, failure);
     }
     pthread_mutex_unlock(&c->lock);
     return ncclSuccess;
@@ -236,21 +274,18 @@ static ncclResult_t collective(struct comm *comm, struct call call)
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, int type, int op, struct comm *comm,
                            void *stream)
 {
-    (void)stream;
-    return collective(comm, (struct call){ ALL_REDUCE, send, recv, count, type, op });
+    return collective(comm, (struct call){ ALL_REDUCE, send, recv, count, type, op, { 0, 0 } }, stream);
 }
 
 ncclResult_t ncclAllGather(const void *send, void *recv, size_t count, int type, struct comm *comm, void *stream)
 {
-    (void)stream;
-    return collective(comm, (struct call){ ALL_GATHER, send, recv, count, type, 0 });
+    return collective(comm, (struct call){ ALL_GATHER, send, recv, count, type, 0, { 0, 0 } }, stream);
 }
 
 ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t count, int type, int op, struct comm *comm,
                                void *stream)
 {
-    (void)stream;
-    return collective(comm, (struct call){ REDUCE_SCATTER, send, recv, count, type, op });
+    return collective(comm, (struct call){ REDUCE_SCATTER, send, recv, count, type, op, { 0, 0 } }, stream);
 }
 
 ncclResult_t ncclGroupStart(void)
@@ -259,24 +294,30 @@ ncclResult_t ncclGroupStart(void)
     return ncclSuccess;
 }
 
-static ncclResult_t p2p(int send, void *buffer, size_t count, int type, int peer, struct comm *comm)
+/* Issued on the stream when called (a receive, and a send to another process, stay queued until they complete; a
+   send within the process is copied at ncclGroupEnd, so it is done then). */
+static ncclResult_t p2p(int send, void *buffer, size_t count, int type, int peer, struct comm *comm, void *stream)
 {
     if (!comm || !type_size(type) || peer < 0 || peer >= comm->ranks) return ncclInvalidArgument;
     if (t_depth == 0 || t_count == MAX_P2P) return ncclInvalidUsage;   /* the runtime always groups them */
-    t_pending[t_count++] = (struct pending){ send, buffer, count, type, peer, comm };
+    struct pending p = { send, buffer, count, type, peer, comm, { 0, 0 } };
+    struct standin_range range = { buffer, count * type_size(type), !send };
+    char what[96];
+    snprintf(what, sizeof what, "%s (rank %d, peer %d)", send ? "ncclSend" : "ncclRecv", comm->rank, peer);
+    if (standin_issue(comm->device, stream, &range, 1, what, !send || !comm->clique, &p.ticket))
+        return ncclUnhandledCudaError;
+    t_pending[t_count++] = p;
     return ncclSuccess;
 }
 
 ncclResult_t ncclSend(const void *buffer, size_t count, int type, int peer, struct comm *comm, void *stream)
 {
-    (void)stream;
-    return p2p(1, (void *)buffer, count, type, peer, comm);
+    return p2p(1, (void *)buffer, count, type, peer, comm, stream);
 }
 
 ncclResult_t ncclRecv(void *buffer, size_t count, int type, int peer, struct comm *comm, void *stream)
 {
-    (void)stream;
-    return p2p(0, buffer, count, type, peer, comm);
+    return p2p(0, buffer, count, type, peer, comm, stream);
 }
 
 static void append(struct message **list, struct message *m)
@@ -302,57 +343,42 @@ static void deliver(struct message *r, const void *data, size_t count, int type,
                  to, r->count, r->type, from, count, type);
         failure = why;
     } else memcpy(r->data, data, count * type_size(type));
-    standin_complete(device, failure);
+    standin_complete(device, r->ticket, failure);
     free(r);
 }
 
 static ncclResult_t cross_p2p(struct pending *p);
 
-ncclResult_t ncclGroupEnd(void)
+/* Delivers or keeps one send, or posts one receive, of the group (a member of this process's clique). */
+static ncclResult_t group_one(struct pending *p)
 {
-    if (t_depth == 0) return ncclInvalidUsage;
-    if (--t_depth > 0) return ncclSuccess;
-    for (int i = 0; i < t_count; i++) {
-        struct pending *p = &t_pending[i];
-        if (!p->comm->clique) {
-            ncclResult_t r = cross_p2p(p);
-            if (r != ncclSuccess) {
-                t_count = 0;
-                return r;
-            }
-            continue;
-        }
-        struct clique *c = p->comm->clique;
-        int me = p->comm->rank;
-        size_t bytes = p->count * type_size(p->type);
-        pthread_mutex_lock(&c->lock);
-        if (c->aborted) {
-            pthread_mutex_unlock(&c->lock);
-            t_count = 0;
-            return ncclInvalidUsage;
-        }
-        if (p->send) {
-            struct message *r = take(&c->waiting[me][p->peer]);
-            if (r) deliver(r, p->buffer, p->count, p->type, c->devices[p->peer], me, p->peer);
-            else {
-                struct message *m = malloc(sizeof *m);
-                void *copy = malloc(bytes + 1);
-                if (!m || !copy) {
-                    pthread_mutex_unlock(&c->lock);
-                    return ncclSystemError;
-                }
+    struct clique *c = p->comm->clique;
+    int me = p->comm->rank;
+    size_t bytes = p->count * type_size(p->type);
+    pthread_mutex_lock(&c->lock);
+    ncclResult_t result = ncclSuccess;
+    if (c->aborted) result = ncclInvalidUsage;
+    else if (p->send) {
+        struct message *r = take(&c->waiting[me][p->peer]);
+        if (r) deliver(r, p->buffer, p->count, p->type, c->devices[p->peer], me, p->peer);
+        else {
+            struct message *m = malloc(sizeof *m);
+            void *copy = malloc(bytes + 1);
+            if (!m || !copy) {
+                free(m);
+                free(copy);
+                result = ncclSystemError;
+            } else {
                 memcpy(copy, p->buffer, bytes);
-                *m = (struct message){ copy, p->count, p->type, NULL };
+                *m = (struct message){ copy, p->count, p->type, NULL, { 0, 0 } };
                 append(&c->kept[me][p->peer], m);
             }
-        } else {
-            struct message *r = malloc(sizeof *r);
-            if (!r) {
-                pthread_mutex_unlock(&c->lock);
-                return ncclSystemError;
-            }
-            *r = (struct message){ p->buffer, p->count, p->type, NULL };
-            standin_enqueue(p->comm->device);
+        }
+    } else {
+        struct message *r = malloc(sizeof *r);
+        if (!r) result = ncclSystemError;
+        else {
+            *r = (struct message){ p->buffer, p->count, p->type, NULL, p->ticket };
             struct message *m = take(&c->kept[p->peer][me]);
             if (m) {
                 deliver(r, m->data, m->count, m->type, p->comm->device, p->peer, me);
@@ -360,10 +386,24 @@ ncclResult_t ncclGroupEnd(void)
                 free(m);
             } else append(&c->waiting[p->peer][me], r);
         }
-        pthread_mutex_unlock(&c->lock);
     }
+    pthread_mutex_unlock(&c->lock);
+    return result;
+}
+
+ncclResult_t ncclGroupEnd(void)
+{
+    if (t_depth == 0) return ncclInvalidUsage;
+    if (--t_depth > 0) return ncclSuccess;
+    ncclResult_t r = ncclSuccess;
+    int i = 0;
+    for (; i < t_count && r == ncclSuccess; i++)
+        r = t_pending[i].comm->clique ? group_one(&t_pending[i]) : cross_p2p(&t_pending[i]);
+    /* What was not issued after a failure leaves its stream (the failed one itself included). */
+    for (int k = r == ncclSuccess ? t_count : i - 1; k < t_count; k++)
+        standin_complete(t_pending[k].comm->device, t_pending[k].ticket, NULL);
     t_count = 0;
-    return ncclSuccess;
+    return r;
 }
 
 /* ---- communicators across processes ---- */
@@ -381,6 +421,7 @@ struct op {
     size_t count;
     int type, op;
     char path[300];
+    struct standin_ticket ticket;
     struct op *next;
 };
 
@@ -452,7 +493,6 @@ static ncclResult_t queue(struct op o)
     struct op *p = malloc(sizeof *p);
     if (!p) return ncclSystemError;
     *p = o;
-    standin_enqueue(o.comm->device);
     pthread_mutex_lock(&s_cross_lock);
     p->next = s_ops;
     s_ops = p;
@@ -462,19 +502,18 @@ static ncclResult_t queue(struct op o)
 
 static ncclResult_t cross_collective(struct comm *comm, struct call call)
 {
-    if (comm->aborted) return ncclInvalidUsage;
     size_t elem = type_size(call.type), sent = call.kind == REDUCE_SCATTER ? call.count * comm->ranks : call.count;
     char path[300];
     snprintf(path, sizeof path, "%s/c%lu-%d", comm->dir, comm->seq, comm->rank);
     struct header h = { call.kind, call.count, call.type, call.op };
-    if (write_file(path, h, call.send, sent * elem) != 0) return ncclSystemError;
-    /* Every member has read collective seq - 2 of this one before it made seq - 1, which this one waited for. */
-    if (comm->seq >= 2) {
-        snprintf(path, sizeof path, "%s/c%lu-%d", comm->dir, comm->seq - 2, comm->rank);
-        unlink(path);
+    if (write_file(path, h, call.send, sent * elem) != 0) {
+        standin_complete(comm->device, call.ticket, "cannot write a collective's file");
+        return ncclSystemError;
     }
+    /* The files stay until the communicator is destroyed: with started collectives a member may make many calls
+       before the others read its first. */
     struct op o = { .kind = call.kind, .comm = comm, .seq = comm->seq++, .recv = call.recv, .count = call.count,
-                    .type = call.type, .op = call.op };
+                    .type = call.type, .op = call.op, .ticket = call.ticket };
     return queue(o);
 }
 
@@ -483,7 +522,7 @@ static ncclResult_t cross_p2p(struct pending *p)
     struct comm *c = p->comm;
     if (c->aborted) return ncclInvalidUsage;
     struct op o = { .kind = p->send ? P2P_SEND : P2P_RECV, .comm = c, .recv = p->buffer, .count = p->count,
-                    .type = p->type };
+                    .type = p->type, .ticket = p->ticket };
     int from = p->send ? c->rank : p->peer, to = p->send ? p->peer : c->rank;
     o.seq = p->send ? c->sent[to]++ : c->received[from]++;
     snprintf(o.path, sizeof o.path, "%s/p%d-%d-%lu", c->dir, from, to, o.seq);
@@ -524,7 +563,7 @@ static int try_complete(struct op *o, char *why, size_t size)
         snprintf(path, sizeof path, "%s/c%lu-%d", c->dir, o->seq, r);
         data[r] = read_file(path, &h);
         if (!data[r]) bad = 1;
-        calls[r] = (struct call){ h.kind, data[r], NULL, h.count, h.type, h.op };
+        calls[r] = (struct call){ h.kind, data[r], NULL, h.count, h.type, h.op, { 0, 0 } };
     }
     if (bad) snprintf(why, size, "cannot read the files of collective %lu in %s", o->seq, c->dir);
     for (int r = 0; r < n && !bad; r++)
@@ -564,7 +603,7 @@ int standin_progress(void)
         why[0] = 0;
         if (try_complete(o, why, sizeof why)) {
             *at = o->next;
-            standin_complete(o->comm->device, why[0] ? why : NULL);
+            standin_complete(o->comm->device, o->ticket, why[0] ? why : NULL);
             free(o);
         } else at = &o->next;
     }
@@ -582,7 +621,7 @@ static void cross_abort(struct comm *comm)
         struct op *o = *at;
         if (o->comm == comm) {
             *at = o->next;
-            standin_complete(comm->device, NULL);
+            standin_complete(comm->device, o->ticket, NULL);
             free(o);
         } else at = &o->next;
     }
@@ -594,8 +633,8 @@ static void cross_destroy(struct comm *comm)
 {
     cross_abort(comm);
     char path[300];
-    for (unsigned long k = 1; k <= 2 && k <= comm->seq; k++) {
-        snprintf(path, sizeof path, "%s/c%lu-%d", comm->dir, comm->seq - k, comm->rank);
+    for (unsigned long k = 0; k < comm->seq; k++) {
+        snprintf(path, sizeof path, "%s/c%lu-%d", comm->dir, k, comm->rank);
         unlink(path);
     }
     rmdir(comm->dir);

@@ -182,6 +182,24 @@ public static unsafe class CudaApi
         IntPtr stream
     );
 
+    [DllImport(Lib, EntryPoint = "cuMemcpyDtoDAsync_v2")]
+    public static extern CUResult cuMemcpyDtoDAsync(ulong dst, ulong src, nuint bytes, IntPtr stream);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuMemsetD8Async(ulong dst, byte value, nuint count, IntPtr stream);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuStreamCreate(out IntPtr stream, uint flags);
+
+    [DllImport(Lib, EntryPoint = "cuStreamDestroy_v2")]
+    public static extern CUResult cuStreamDestroy(IntPtr stream);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuStreamSynchronize(IntPtr stream);
+
+    [DllImport(Lib)]
+    public static extern CUResult cuStreamWaitEvent(IntPtr stream, IntPtr e, uint flags);
+
     [DllImport(Lib, EntryPoint = "cuMemsetD8_v2")]
     public static extern CUResult cuMemsetD8(ulong dst, byte value, nuint count);
 

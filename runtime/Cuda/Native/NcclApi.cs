@@ -123,8 +123,8 @@ public static unsafe class NcclApi
     /// <summary>ncclCommDestroy.</summary>
     public static void CommDestroy(IntPtr comm) => ((delegate* unmanaged<IntPtr, int>)Export("ncclCommDestroy"))(comm);
 
-    /// <summary>ncclAllReduce on the default stream.</summary>
-    public static void AllReduce(ulong send, ulong recv, long count, int type, int op, IntPtr comm) =>
+    /// <summary>ncclAllReduce on <paramref name="stream"/>.</summary>
+    public static void AllReduce(ulong send, ulong recv, long count, int type, int op, IntPtr comm, IntPtr stream) =>
         Check(
             ((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclAllReduce"))(
                 send,
@@ -133,13 +133,13 @@ public static unsafe class NcclApi
                 type,
                 op,
                 comm,
-                IntPtr.Zero
+                stream
             ),
             "ncclAllReduce"
         );
 
-    /// <summary>ncclAllGather on the default stream.</summary>
-    public static void AllGather(ulong send, ulong recv, long sendCount, int type, IntPtr comm) =>
+    /// <summary>ncclAllGather on <paramref name="stream"/>.</summary>
+    public static void AllGather(ulong send, ulong recv, long sendCount, int type, IntPtr comm, IntPtr stream) =>
         Check(
             ((delegate* unmanaged<ulong, ulong, nuint, int, IntPtr, IntPtr, int>)Export("ncclAllGather"))(
                 send,
@@ -147,13 +147,21 @@ public static unsafe class NcclApi
                 (nuint)sendCount,
                 type,
                 comm,
-                IntPtr.Zero
+                stream
             ),
             "ncclAllGather"
         );
 
-    /// <summary>ncclReduceScatter on the default stream.</summary>
-    public static void ReduceScatter(ulong send, ulong recv, long recvCount, int type, int op, IntPtr comm) =>
+    /// <summary>ncclReduceScatter on <paramref name="stream"/>.</summary>
+    public static void ReduceScatter(
+        ulong send,
+        ulong recv,
+        long recvCount,
+        int type,
+        int op,
+        IntPtr comm,
+        IntPtr stream
+    ) =>
         Check(
             ((delegate* unmanaged<ulong, ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclReduceScatter"))(
                 send,
@@ -162,13 +170,13 @@ public static unsafe class NcclApi
                 type,
                 op,
                 comm,
-                IntPtr.Zero
+                stream
             ),
             "ncclReduceScatter"
         );
 
-    /// <summary>ncclSend on the default stream.</summary>
-    public static void Send(ulong buffer, long count, int type, int peer, IntPtr comm) =>
+    /// <summary>ncclSend on <paramref name="stream"/>.</summary>
+    public static void Send(ulong buffer, long count, int type, int peer, IntPtr comm, IntPtr stream) =>
         Check(
             ((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclSend"))(
                 buffer,
@@ -176,13 +184,13 @@ public static unsafe class NcclApi
                 type,
                 peer,
                 comm,
-                IntPtr.Zero
+                stream
             ),
             "ncclSend"
         );
 
-    /// <summary>ncclRecv on the default stream.</summary>
-    public static void Recv(ulong buffer, long count, int type, int peer, IntPtr comm) =>
+    /// <summary>ncclRecv on <paramref name="stream"/>.</summary>
+    public static void Recv(ulong buffer, long count, int type, int peer, IntPtr comm, IntPtr stream) =>
         Check(
             ((delegate* unmanaged<ulong, nuint, int, int, IntPtr, IntPtr, int>)Export("ncclRecv"))(
                 buffer,
@@ -190,7 +198,7 @@ public static unsafe class NcclApi
                 type,
                 peer,
                 comm,
-                IntPtr.Zero
+                stream
             ),
             "ncclRecv"
         );

@@ -10,6 +10,9 @@ namespace ParallelCompiler.Tests.Backend;
 /// </summary>
 public sealed class CudaStandIn : IDisposable
 {
+    /// <summary>The name of the test collection that shares it.</summary>
+    public const string Collection = "cuda stand-in";
+
     /// <summary>A folder of this fixture's files.</summary>
     public string Dir { get; } = Directory.CreateTempSubdirectory("mplc-standin").FullName;
 
@@ -24,28 +27,26 @@ public sealed class CudaStandIn : IDisposable
     {
         Library = BuildLibrary(Path.Combine(Dir, "libstandin.so"));
         foreach (
-            var (example, defines) in new[]
+            var (name, example, options) in new[]
             {
-                ("mlp.mpl", ""),
-                ("attention.mpl", ""),
-                ("classifier.mpl", ""),
-                ("gpt.mpl", "L=2"),
+                ("mlp.mpl", "mlp.mpl", Array.Empty<string>()),
+                ("attention.mpl", "attention.mpl", []),
+                ("classifier.mpl", "classifier.mpl", []),
+                ("gpt.mpl", "gpt.mpl", ["-D", "L=2"]),
+                // CudaStreamTests: started collectives against blocking ones (--sync-collectives).
+                ("gpt.mpl sync", "gpt.mpl", ["-D", "L=2", "--sync-collectives"]),
+                ("gpt_sp.mpl", "gpt_sp.mpl", ["-D", "L=2", "--bucket-mb", "0"]),
+                ("gpt_sp.mpl sync", "gpt_sp.mpl", ["-D", "L=2", "--sync-collectives"]),
+                ("gpt_sp.mpl zero", "gpt_sp.mpl", ["-D", "L=2", "--zero", "1", "--bucket-mb", "0"]),
+                ("gpt_sp.mpl zero sync", "gpt_sp.mpl", ["-D", "L=2", "--zero", "1", "--sync-collectives"]),
             }
         )
         {
-            string bundle = Path.Combine(Dir, Path.ChangeExtension(example, ".mplc"));
-            var r = Mplc.Run([
-                "compile",
-                Repo.Path("examples", example),
-                "-o",
-                bundle,
-                "--gpu",
-                "sm_80",
-                .. defines.Length > 0 ? new[] { "-D", defines } : [],
-            ]);
+            string bundle = Path.Combine(Dir, name.Replace(".mpl", "").Replace(' ', '-') + ".mplc");
+            var r = Mplc.Run(["compile", Repo.Path("examples", example), "-o", bundle, "--gpu", "sm_80", .. options]);
             if (r.ExitCode != 0)
                 throw new InvalidOperationException(r.Stderr);
-            Bundles[example] = bundle;
+            Bundles[name] = bundle;
         }
     }
 
@@ -66,6 +67,7 @@ public sealed class CudaStandIn : IDisposable
                 path,
                 Repo.Path("tests", "standin", "cuda_standin.c"),
                 Repo.Path("tests", "standin", "nccl_standin.c"),
+                Repo.Path("tests", "standin", "streams_standin.c"),
                 "-ldl",
                 "-lpthread",
                 "-lm",
@@ -125,13 +127,18 @@ public sealed class CudaStandIn : IDisposable
     public void Dispose() => Directory.Delete(Dir, true);
 }
 
+/// <summary>The test classes that share one <see cref="CudaStandIn"/> (its bundles take a while to compile).</summary>
+[CollectionDefinition(CudaStandIn.Collection)]
+public sealed class CudaStandInCollection : ICollectionFixture<CudaStandIn>;
+
 /// <summary>
 /// The CUDA back end as a GPU node runs it (<c>mplrun --backend cuda</c>: the driver API and NCCL bindings,
 /// contexts, module loading, launches with their parameters, copies between host and GPUs and between GPUs,
 /// events) against stand-ins of libcuda and libnccl that run the bundle's host-grid kernels on the CPU and check
 /// every copy's device addresses. Each run is compared with the CPU back end by <c>--compare cpu</c>.
 /// </summary>
-public sealed class CudaStandInTests(CudaStandIn standIn) : IClassFixture<CudaStandIn>
+[Collection(CudaStandIn.Collection)]
+public sealed class CudaStandInTests(CudaStandIn standIn)
 {
     public static TheoryData<string, int, int> Runs =>
         new()

@@ -136,29 +136,103 @@ public class ScheduleTests
         var zb = Schedule.Build("zb-h1", p, m, 1, training: true);
         for (int s = 0; s < p; s++)
         {
-            var tasks = zb[s];
-            Assert.Equal(3 * m, tasks.Count);
-            Assert.Equal(3 * m, tasks.Distinct().Count());
-            for (int j = 0; j < m; j++)
-                Assert.True(
-                    tasks.IndexOf(new PipelineTask(j, 0, Phase.Backward))
-                        < tasks.IndexOf(new PipelineTask(j, 0, Phase.Weight))
-                );
-            int held = 0,
-                peak = 0;
-            foreach (var t in tasks)
-            {
-                held += t.Phase switch
-                {
-                    Phase.Forward => 1,
-                    Phase.Weight => -1,
-                    _ => 0,
-                };
-                peak = Math.Max(peak, held);
-            }
+            int peak = HeldAtMost(zb[s], m);
             Assert.Equal(Math.Min(p, m), peak);
         }
         Assert.Equal(Schedule.Build("gpipe", p, m, 1, false), Schedule.Build("zb-h1", p, m, 1, false));
+    }
+
+    /// <summary>
+    /// ZB-H2 (Qi et al. 2023: about twice 1F1B's activation memory for a bubble of zero at equal F, B and W, counted
+    /// without the pipeline's fill and drain, which the paper overlaps with the neighbouring steps): from m = 2p - 1
+    /// microbatches on, one step takes m(F + B + W) + (p - 1)F, each device idle only for the fill and drain, whatever
+    /// F, B and W cost; no longer than ZB-H1's step, and shorter wherever B or F + B - W exceeds F.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 3, 1.0, 1.0, 1.0)]
+    [InlineData(2, 8, 1.0, 1.0, 1.0)]
+    [InlineData(4, 7, 1.0, 1.0, 1.0)]
+    [InlineData(4, 12, 1.0, 1.0, 1.0)]
+    [InlineData(8, 16, 1.0, 1.0, 1.0)]
+    [InlineData(4, 8, 1.0, 1.2, 0.8)]
+    [InlineData(4, 12, 1.0, 1.5, 1.0)]
+    [InlineData(8, 16, 1.0, 1.0, 0.5)]
+    [InlineData(4, 8, 1.0, 0.8, 1.2)]
+    [InlineData(4, 8, 1.0, 2.0, 2.0)]
+    [InlineData(3, 5, 2.0, 1.0, 1.0)]
+    public void ZeroBubbleH2IdlesOnlyTheFillAndDrain(int p, int m, double f, double b, double w)
+    {
+        double Cost(Phase phase) =>
+            phase switch
+            {
+                Phase.Forward => f,
+                Phase.Backward => b,
+                _ => w,
+            };
+        var t = Timeline.Simulate(Schedule.Build("zb-h2", p, m, 1, training: true), (_, phase) => Cost(phase));
+        Assert.Equal(m * (f + b + w) + (p - 1) * f, t.Makespan, 6);
+        for (int d = 0; d < p; d++)
+            Assert.Equal((p - 1) * f, t.Makespan - t.Busy(d), 6);
+        var h1 = Timeline.Simulate(Schedule.Build("zb-h1", p, m, 1, training: true), (_, phase) => Cost(phase));
+        Assert.True(t.Makespan <= h1.Makespan + 1e-9, $"zb-h2 {t.Makespan}, zb-h1 {h1.Makespan}");
+        if (b > f || f + b - w > f)
+            Assert.True(t.Makespan < h1.Makespan - 1e-9);
+    }
+
+    /// <summary>
+    /// ZB-H2 runs every F, B and W once, each W after its B, and holds at most 2p - 1 microbatches between F and W on
+    /// every device (at most m; 1F1B and ZB-H1 hold p); with fewer microbatches its step is still no longer than
+    /// ZB-H1's. Forward only, it is GPipe.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 4)]
+    [InlineData(4, 8)]
+    [InlineData(4, 3)]
+    [InlineData(4, 5)]
+    [InlineData(8, 16)]
+    public void ZeroBubbleH2HoldsAtMostTwicePMinusOneMicrobatches(int p, int m)
+    {
+        var zb = Schedule.Build("zb-h2", p, m, 1, training: true);
+        Assert.Equal(p, zb.Length);
+        for (int s = 0; s < p; s++)
+        {
+            int peak = HeldAtMost(zb[s], m);
+            Assert.InRange(peak, 1, Math.Min(2 * p - 1, m));
+            if (s == 0)
+                Assert.Equal(Math.Min(2 * p - 1, m), peak);
+        }
+        double unit(int _, Phase __) => 1;
+        Assert.True(
+            Timeline.Simulate(zb, unit).Makespan
+                <= Timeline.Simulate(Schedule.Build("zb-h1", p, m, 1, training: true), unit).Makespan
+        );
+        Assert.Equal(Schedule.Build("gpipe", p, m, 1, false), Schedule.Build("zb-h2", p, m, 1, false));
+    }
+
+    /// <summary>Asserts that a zero-bubble device order runs every F, B and W of its <paramref name="m"/> microbatches
+    /// once, each W after its B; the most microbatches it holds between F and W.</summary>
+    private static int HeldAtMost(List<PipelineTask> tasks, int m)
+    {
+        Assert.Equal(3 * m, tasks.Count);
+        Assert.Equal(3 * m, tasks.Distinct().Count());
+        for (int j = 0; j < m; j++)
+            Assert.True(
+                tasks.IndexOf(new PipelineTask(j, 0, Phase.Backward))
+                    < tasks.IndexOf(new PipelineTask(j, 0, Phase.Weight))
+            );
+        int held = 0,
+            peak = 0;
+        foreach (var t in tasks)
+        {
+            held += t.Phase switch
+            {
+                Phase.Forward => 1,
+                Phase.Weight => -1,
+                _ => 0,
+            };
+            peak = Math.Max(peak, held);
+        }
+        return peak;
     }
 
     [Fact]

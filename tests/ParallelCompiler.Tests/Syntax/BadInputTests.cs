@@ -221,7 +221,7 @@ public class BadInputTests
             Fails(Model("return x;") + "train m optimizer sgd(lr = 0.1);").Stderr
         );
         Assert.Contains(
-            "schedule must be \"gpipe\", \"1f1b\", \"interleaved\" or \"zb-h1\"",
+            "schedule must be \"gpipe\", \"1f1b\", \"interleaved\", \"zb-h1\" or \"zb-h2\"",
             Fails(
                 Mesh + "@pipeline(axis = dp, schedule = \"zigzag\")\nmodel m(x: f32[4]) -> f32[4] { return x; }"
             ).Stderr

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using ParallelCompiler.Runtime.IO;
 using ParallelCompiler.Tests.Support;
 using Xunit;
@@ -64,21 +63,7 @@ public sealed class AsyncCollectiveTrainingTests() : TempDirTest("mplc-async")
     public void TheTraceShowsGradientAllReducesUnderBackwardCompute()
     {
         Ok("run", Repo.Path("examples", "gpt_sp.mpl"), "--steps", "2", "--bucket-mb", "0", "--trace", P("t.json"));
-        using var doc = JsonDocument.Parse(File.ReadAllText(P("t.json")));
-        var spans = doc
-            .RootElement.GetProperty("traceEvents")
-            .EnumerateArray()
-            .Where(e => e.GetProperty("ph").GetString() == "X")
-            .Select(e =>
-                (
-                    Cat: e.GetProperty("cat").GetString()!,
-                    Name: e.GetProperty("name").GetString()!,
-                    Tid: e.GetProperty("tid").GetInt32(),
-                    Start: e.GetProperty("ts").GetDouble(),
-                    End: e.GetProperty("ts").GetDouble() + e.GetProperty("dur").GetDouble()
-                )
-            )
-            .ToList();
+        var spans = TraceSpan.Read(P("t.json"));
         const int devices = 4;
         var flights = spans.Where(s => s.Cat == "async").ToList();
         Assert.NotEmpty(flights);
@@ -88,7 +73,7 @@ public sealed class AsyncCollectiveTrainingTests() : TempDirTest("mplc-async")
         double under = 0;
         foreach (var f in flights.Where(f => f.Name == "dist.all_reduce_start"))
         foreach (var c in spans.Where(s => s.Cat == "compute" && s.Tid == f.Tid - devices))
-            under += Math.Max(0, Math.Min(f.End, c.End) - Math.Max(f.Start, c.Start));
+            under += TraceSpan.Overlap(f, c);
         Assert.True(under > 0, "no kernel ran while a gradient all-reduce was in flight");
     }
 
