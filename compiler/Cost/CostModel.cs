@@ -6,89 +6,6 @@ using ParallelCompiler.Runtime.Pipeline;
 
 namespace ParallelCompiler.Cost;
 
-/// <summary>When the gradient synchronisation runs: under the backward compute after it (PyTorch DDP's and today's
-/// Megatron-LM's buckets), or after the whole backward of the step (Megatron-LM as of SC'21, whose local DDP reduced
-/// the gradients once every microbatch's backward was done).</summary>
-public enum GradientSync
-{
-    Overlapped,
-    AfterBackward,
-}
-
-/// <summary>One kind of collective of a step: how many, the bytes one device sends, its time, and the share not hidden
-/// under compute.</summary>
-public sealed record CollectiveCost(string Kind, int Count, double BytesSent, double Seconds, double ExposedSeconds);
-
-/// <summary>One kind of kernel of a step (matmul, elementwise, row, reduction, gather): how many launches, their FLOPs
-/// and HBM bytes, their time, and how many of them are limited by memory rather than arithmetic.</summary>
-public sealed record KernelCost(string Kind, int Count, double Flops, double Bytes, double Seconds, int MemoryBound);
-
-/// <summary>A pipeline device's share of a step: its compute and communication, and how long it stands idle.</summary>
-public sealed record StageCost(
-    int Device,
-    double ComputeSeconds,
-    double CommSeconds,
-    double IdleSeconds,
-    double PeakBytes
-)
-{
-    /// <summary>Of the peak: the parameters (the optimizer's state included).</summary>
-    public double ParamBytes { get; init; }
-
-    /// <summary>Of those: the optimizer's state.</summary>
-    public double StateBytes { get; init; }
-}
-
-/// <summary>The predicted step of a compiled program on a cluster (docs/cost-model.md defines every term).</summary>
-public sealed record StepCost(
-    double StepSeconds,
-    double ComputeSeconds,
-    double BubbleSeconds,
-    IReadOnlyList<CollectiveCost> Collectives,
-    IReadOnlyList<KernelCost> Kernels,
-    IReadOnlyList<StageCost> Stages,
-    double FlopsPerDevice,
-    double ModelFlopsPerDevice,
-    double PeakFlops,
-    double PeakBytes,
-    double HbmBytes,
-    int Devices
-)
-{
-    /// <summary>Per model stage, the seconds of one microbatch's forward (with its critical-path communication); one
-    /// entry, the whole step, without a pipeline.</summary>
-    public IReadOnlyList<double> StageForwardSeconds { get; init; } = [];
-
-    /// <summary>Per model stage, the seconds of one microbatch's backward (recomputation included); under a
-    /// zero-bubble schedule its input-gradient part (B) only.</summary>
-    public IReadOnlyList<double> StageBackwardSeconds { get; init; } = [];
-
-    /// <summary>Per model stage, the seconds of one microbatch's weight gradient (W) when a zero-bubble schedule
-    /// splits it from the backward, else 0.</summary>
-    public IReadOnlyList<double> StageWeightSeconds { get; init; } = [];
-
-    /// <summary>What runs once a step outside the pipeline's tasks (the optimizer), gradient synchronisation
-    /// excepted.</summary>
-    public double StepPhaseSeconds { get; init; }
-
-    /// <summary>The gradient synchronisation's collectives, all of them (<see cref="GradientSync"/> decides how much
-    /// is exposed).</summary>
-    public double SyncSeconds { get; init; }
-
-    /// <summary>Communication on the critical path.</summary>
-    public double ExposedCommSeconds => Collectives.Sum(c => c.ExposedSeconds);
-
-    /// <summary>FLOP/s a GPU achieves, counting every FLOP the program does (recomputed forwards included, as
-    /// Megatron-LM counts).</summary>
-    public double FlopsPerSecondPerGpu => FlopsPerDevice / StepSeconds;
-
-    /// <summary>Model FLOP utilisation: the FLOPs of the model without recomputation, over the peak.</summary>
-    public double Mfu => ModelFlopsPerDevice / StepSeconds / PeakFlops;
-
-    /// <summary>True when the peak memory of every device fits its GPU.</summary>
-    public bool Fits => PeakBytes <= HbmBytes;
-}
-
 /// <summary>
 /// Predicts the step time, throughput and memory of a per-device program (after spmdize) on a
 /// <see cref="Cluster"/>. Compute: every kernel (the program's kernels after form-kernels, so fusion counts) as a
@@ -99,7 +16,7 @@ public sealed record StepCost(
 /// after it; other collectives are on the critical path. Pipelines: the compiled schedule played on per-stage
 /// times. Memory: the program's peak live bytes per device, held microbatches included.
 /// </summary>
-public static class CostModel
+public static partial class CostModel
 {
     /// <summary>The cost of <paramref name="module"/> (per-device, before or after form-kernels) on <paramref
     /// name="cluster"/>.</summary>
@@ -341,12 +258,12 @@ public static class CostModel
                     }
             );
             // A device's gradient synchronisation and optimizer follow its own last task; the setup precedes all.
+            var finish = new double[p];
+            foreach (var t in timeline.Tasks.Where(t => t.Device < p))
+                finish[t.Device] = Math.Max(finish[t.Device], t.End);
             double end = timeline.Makespan;
             for (int d = 0; d < p; d++)
-            {
-                double finish = timeline.Tasks.Where(t => t.Device == d).Select(t => t.End).DefaultIfEmpty(0).Max();
-                end = Math.Max(end, finish + Exposed(d) + after[d]);
-            }
+                end = Math.Max(end, finish[d] + Exposed(d) + after[d]);
             step = before.Max() + end;
             // An early start begins when its stage's last B or W task ends, this long before the step phase; the
             // starts of a stage follow each other on its communication stream.
@@ -536,184 +453,4 @@ public static class CostModel
         }
         return side;
     }
-
-    /// <summary>
-    /// The roofline time of a kernel launch or a bare tensor op: its FLOPs at the dtype's peak times the matmul
-    /// shape efficiency, against the bytes it reads and writes at HBM bandwidth, plus the launch overhead.
-    /// </summary>
-    public static double KernelSeconds(Operation op, Operation module, Cluster cluster) =>
-        Kernel(
-            op,
-            module
-                .Functions()
-                .Where(f => f.GetAttr("kernel") != null)
-                .ToDictionary(f => f.StringAttr("sym_name"), StringComparer.Ordinal),
-            cluster
-        ).Seconds;
-
-    /// <summary>A kernel's kind, FLOPs, HBM bytes and roofline time (<see cref="KernelSeconds"/>).</summary>
-    private static (string Kind, double Flops, double Bytes, double Seconds, bool MemoryBound) Kernel(
-        Operation op,
-        IReadOnlyDictionary<string, Operation> kernels,
-        Cluster cluster
-    )
-    {
-        if (
-            op.Dialect is not ("tensor" or "kernel")
-            || op.Name is "tensor.param" or "tensor.constant"
-            || op.Results.Count != 1
-        )
-            return ("", 0, 0, 0, false);
-        double flops = DeviceStats.OpFlops(op);
-        double bytes = op
-            .Operands.Concat<Value>(op.Results)
-            .Sum(v => (double)v.TensorType.NumElements * v.TensorType.DType.Size());
-        var body = op.Name == "kernel.launch" ? kernels[op.StringAttr("callee")] : null;
-        var matmul =
-            body != null ? body.Regions[0].Entry.Operations.FirstOrDefault(o => o.Name == "tensor.matmul")
-            : op.Name == "tensor.matmul" ? op
-            : null;
-        double mm = 0,
-            n = 0,
-            k = 0;
-        if (matmul != null)
-        {
-            // m x k by k x n, batch dimensions folded into m.
-            var r = matmul.Result.TensorType;
-            n = r.Rank >= 1 && matmul.OperandType(1).Rank >= 2 ? r.Shape[^1] : 1;
-            k = matmul.OperandType(0).Shape[^1];
-            mm = r.NumElements / Math.Max(1, n);
-        }
-        // A matmul runs at its operands' peak (a half-precision one may return its f32 accumulator).
-        var dtype = matmul != null ? matmul.OperandType(0).DType : op.Result.TensorType.DType;
-        var (seconds, memoryBound) = Roofline(flops, bytes, dtype, matmul != null ? (mm, n, k) : null, cluster);
-        string kind =
-            body?.GetAttr("kernel") is StringAttr ks ? ks.Value
-            : matmul != null ? "matmul"
-            : "elementwise";
-        return (kind, flops, bytes, seconds, memoryBound);
-    }
-
-    /// <summary>
-    /// One kernel's time: <paramref name="flops"/> at the dtype's peak times the efficiency (for a matmul of
-    /// <paramref name="matmul"/> = m, n, k, each dimension d at d / (d + half) of it), against <paramref
-    /// name="bytes"/> at HBM bandwidth, plus the launch; and whether memory is the limit.
-    /// </summary>
-    public static (double Seconds, bool MemoryBound) Roofline(
-        double flops,
-        double bytes,
-        DType dtype,
-        (double M, double N, double K)? matmul,
-        Cluster cluster
-    )
-    {
-        var e = cluster.Efficiency;
-        double eff = e.Matmul;
-        if (matmul is var (mm, n, k))
-            eff *= Shape(mm, e.MatmulHalfDim) * Shape(n, e.MatmulHalfDim) * Shape(k, e.MatmulHalfDim);
-        double computeSeconds = flops / (cluster.Peak(dtype) * eff);
-        double memorySeconds = bytes / (cluster.HbmBytesPerSecond * e.Memory);
-        return (Math.Max(computeSeconds, memorySeconds) + e.KernelLaunchSeconds, memorySeconds > computeSeconds);
-    }
-
-    private static double Shape(double d, double half) => d / (d + half);
-
-    /// <summary>
-    /// A collective's kind, the bytes one device sends and its alpha-beta time over the links of its group
-    /// (docs/cost-model.md); kind null for what moves nothing (a slice, a group of one, the microbatch axis).
-    /// </summary>
-    public static (string? Kind, double Bytes, double Seconds) Collective(
-        Operation op,
-        DeviceMesh mesh,
-        Cluster cluster
-    )
-    {
-        if (
-            op.Operands.Count == 0
-            || op.Name is "dist.all_slice" or "pipe.recv" or "pipe.schedule" or "dist.recv" or "dist.wait"
-        )
-            return (null, 0, 0);
-        // A started bucket is one collective of all its operands.
-        var start = op.Def as Dialects.Dist.CollectiveStartOpDef;
-        double m =
-            start == null
-                ? (double)op.OperandType(0).NumElements * op.OperandType(0).DType.Size()
-                : op.Operands.Sum(v => (double)((TensorType)v.Type).NumElements * ((TensorType)v.Type).DType.Size());
-        if (op.Name is "pipe.send" or "dist.send" or "dist.collective_permute")
-        {
-            // Point to point: one message on the link between the two devices (across nodes unless the peer is in this
-            // one).
-            string? axisName = op.GetAttr("axis") is StringAttr a ? a.Value : PipelineAxis(op.ParentOp);
-            bool sameNode =
-                axisName != null && mesh.AxisNames.Contains(axisName) && SpansOneNode(mesh, [axisName], cluster);
-            return (op.Name == "pipe.send" ? "pipe send" : op.Name[5..], m, PointToPointSeconds(m, sameNode, cluster));
-        }
-        var axes = op.GetAttr("axes") is ArrayAttr arr
-            ? arr.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray()
-            : [];
-        int n = (int)mesh.Product(axes);
-        if (n <= 1)
-            return (null, 0, 0);
-        string name = start?.SyncName ?? op.Name;
-        string kind = name[5..];
-        double sent = DeviceStats.RingBytesSent(name, n, m);
-        return (kind, sent, CollectiveSeconds(kind, m, mesh.Group(0, axes), cluster));
-    }
-
-    /// <summary>
-    /// The alpha-beta time of one collective of <paramref name="kind"/> (all_reduce, all_gather, reduce_scatter,
-    /// all_to_all) whose operand is <paramref name="bytes"/> a device, over the devices <paramref name="group"/>
-    /// (global ranks, 8 a node in rank order): a ring inside one node on NVLink; across nodes an all-reduce is
-    /// hierarchical or a tree, whichever is faster, and the other kinds a ring on InfiniBand.
-    /// </summary>
-    public static double CollectiveSeconds(string kind, double bytes, IReadOnlyList<int> group, Cluster cluster)
-    {
-        int n = group.Count;
-        if (n <= 1)
-            return 0;
-        double m = bytes;
-        int nodes = group.Select(r => r / cluster.GpusPerNode).Distinct().Count();
-        int perNode = n / nodes;
-        double eff = cluster.Efficiency.Network;
-        double Ring(string k, double size, int members, Link l)
-        {
-            if (members <= 1)
-                return 0;
-            double bw = l.BytesPerSecond * eff,
-                share = (members - 1.0) / members;
-            return k switch
-            {
-                "all_reduce" => 2 * share * size / bw + 2 * (members - 1) * l.LatencySeconds,
-                _ => share * size / bw + (members - 1) * l.LatencySeconds,
-            };
-        }
-        // The message size each kind moves: a gather's whole result, a scatter's or all-to-all's input.
-        double size = kind == "all_gather" ? m * n : m;
-        if (nodes == 1)
-            return Ring(kind, size, n, cluster.IntraNode);
-        if (kind != "all_reduce")
-            return Ring(kind, size, n, cluster.InterNode);
-        // Hierarchical: reduce-scatter inside each node, all-reduce of one node's share across nodes, all-gather
-        // back; or a tree across all GPUs (NCCL picks it for small messages): whichever is faster.
-        double hier =
-            Ring("reduce_scatter", m, perNode, cluster.IntraNode)
-            + Ring("all_reduce", m / perNode, nodes, cluster.InterNode)
-            + Ring("all_gather", m, perNode, cluster.IntraNode);
-        double tree =
-            2 * Math.Ceiling(Math.Log2(n)) * cluster.InterNode.LatencySeconds
-            + 2 * m / (cluster.InterNode.BytesPerSecond * eff);
-        return Math.Min(hier, tree);
-    }
-
-    /// <summary>One message of <paramref name="bytes"/> between two GPUs, on NVLink when they share a node.</summary>
-    public static double PointToPointSeconds(double bytes, bool sameNode, Cluster cluster)
-    {
-        var link = sameNode ? cluster.IntraNode : cluster.InterNode;
-        return bytes / (link.BytesPerSecond * cluster.Efficiency.Network) + link.LatencySeconds;
-    }
-
-    /// <summary>True when every group over <paramref name="axes"/> lies inside one node (ranks are row-major over the
-    /// mesh).</summary>
-    private static bool SpansOneNode(DeviceMesh mesh, string[] axes, Cluster cluster) =>
-        mesh.Group(0, axes).Select(r => r / cluster.GpusPerNode).Distinct().Count() == 1;
 }

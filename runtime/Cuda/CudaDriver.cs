@@ -184,16 +184,13 @@ public sealed unsafe class CudaDriver : IGpuDriver
             try
             {
                 CudaApi.Check(CudaApi.cuEventRecord(ready, _compute), "cuEventRecord on the compute stream");
-                if (!(started && s_drop == "start"))
-                    CudaApi.Check(
-                        CudaApi.cuStreamWaitEvent(_communication, ready, 0),
-                        "cuStreamWaitEvent on the communication stream"
-                    );
             }
-            finally
+            catch
             {
                 CudaApi.cuEventDestroy(ready);
+                throw;
             }
+            WaitAndDestroy(_communication, ready, !(started && s_drop == "start"), "the communication stream");
             call(_communication);
             var done = NewEvent();
             CudaApi.Check(CudaApi.cuEventRecord(done, _communication), "cuEventRecord on the communication stream");
@@ -208,18 +205,22 @@ public sealed unsafe class CudaDriver : IGpuDriver
         lock (_gate)
         {
             _context.MakeCurrent();
-            try
-            {
-                if (!(started && s_drop == "wait"))
-                    CudaApi.Check(
-                        CudaApi.cuStreamWaitEvent(_compute, done, 0),
-                        "cuStreamWaitEvent on the compute stream"
-                    );
-            }
-            finally
-            {
-                CudaApi.cuEventDestroy(done);
-            }
+            WaitAndDestroy(_compute, done, !(started && s_drop == "wait"), "the compute stream");
+        }
+    }
+
+    /// <summary>Makes <paramref name="stream"/>'s later work wait for <paramref name="ev"/> (unless a test drops the
+    /// wait) and destroys the event.</summary>
+    private static void WaitAndDestroy(IntPtr stream, IntPtr ev, bool wait, string what)
+    {
+        try
+        {
+            if (wait)
+                CudaApi.Check(CudaApi.cuStreamWaitEvent(stream, ev, 0), $"cuStreamWaitEvent on {what}");
+        }
+        finally
+        {
+            CudaApi.cuEventDestroy(ev);
         }
     }
 
