@@ -83,5 +83,5 @@ public sealed class SimulatedCpuDevice : IDevice<NDArray>
     }
 
     /// <inheritdoc/>
-    public void Release(NDArray array) { }
+    public void Release(NDArray array) => HostBuffers.Return(array);
 }

@@ -14,12 +14,12 @@ namespace ParallelCompiler.Runtime.Mpi;
 /// group order) and <c>MPI_Allgatherv</c> in place of the reduced ranges into the result, or, for a reduce_scatter
 /// over the first dimension, no gather at all (range i is member i's result). Every element is reduced over the
 /// members in group order with the steps of <c>ArrayOps.Sum</c>/<c>Max</c>, so the result is the in-process one bit
-/// for bit. Buffers are kept per group; only the result is new.
+/// for bit. Buffers are kept per group; an all_reduce's result comes from <see cref="HostBuffers"/>.
 /// </summary>
 public sealed unsafe partial class MpiLink
 {
     /// <summary>The most bytes (one member's array times the group's members) reduced from one allgather.</summary>
-    internal const long GatherBytes = 256 << 10;
+    internal const long GatherBytes = 32 << 10;
 
     // The communicators whose processes have agreed, through the waiting exchange, since the step started: their
     // later calls carry the hash with the data.
@@ -88,8 +88,17 @@ public sealed unsafe partial class MpiLink
         ulong hash = Hash(at);
         int bytes = (int)elements * 4;
         var src = Bytes(x);
-        float[]? wholeF = x.DType == DType.I32 ? null : GC.AllocateUninitializedArray<float>((int)elements);
-        int[]? wholeI = wholeF == null ? GC.AllocateUninitializedArray<int>((int)elements) : null;
+        // The result's buffer comes from the pool the executor gives it back to at the result's last use, unless the
+        // result is a reduce_scatter's chunk (a copy of part of it).
+        bool pooled = reduction.ScatterDim < 0;
+        float[]? wholeF =
+            x.DType == DType.I32 ? null
+            : pooled ? HostBuffers.Floats((int)elements)
+            : GC.AllocateUninitializedArray<float>((int)elements);
+        int[]? wholeI =
+            wholeF != null ? null
+            : pooled ? HostBuffers.Ints((int)elements)
+            : GC.AllocateUninitializedArray<int>((int)elements);
         Span<byte> whole =
             wholeF != null ? MemoryMarshal.AsBytes(wholeF.AsSpan()) : MemoryMarshal.AsBytes(wholeI.AsSpan());
         var shape = (long[])x.Shape.Clone();

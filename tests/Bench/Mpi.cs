@@ -32,7 +32,8 @@ internal static class MpiBench
         string[] me = self.EndsWith("dotnet", StringComparison.Ordinal)
             ? [self, typeof(MpiBench).Assembly.Location]
             : [self];
-        var ours = Times(Shell("mpirun", [.. Launch(ranks), .. me, "mpi-rank", .. sizes]));
+        // The runtime's ranks run under mplrun's runtime settings (runtime/Mplrun/Mplrun.csproj).
+        var ours = Times(Shell("mpirun", [.. Launch(ranks), .. MplrunSettings, .. me, "mpi-rank", .. sizes]));
         Console.WriteLine($"all-reduce f32 sum at {ranks} ranks (mean s a call, slowest rank; GB/s = bytes / s)");
         Console.WriteLine("      bytes   Open MPI us   GB/s   runtime us   GB/s   runtime/Open MPI");
         foreach (long s in Sizes)
@@ -66,7 +67,7 @@ internal static class MpiBench
                 {
                     var site = new CollectiveSite("warm-up", "", 0);
                     for (int w = 0; w < WarmUpCalls; w++)
-                        comm.AllReduce(warm, axes, ReduceKind.Sum, site);
+                        HostBuffers.Return(comm.AllReduce(warm, axes, ReduceKind.Sum, site));
                     return 0;
                 }
             );
@@ -82,11 +83,12 @@ internal static class MpiBench
                 (rank, comm) =>
                 {
                     var site = new CollectiveSite("bench", "", 0);
+                    // Each result dies at once; the executor gives it back at its last use, as here.
                     for (int w = 0; w < 3; w++)
-                        comm.AllReduce(x, axes, ReduceKind.Sum, site);
+                        HostBuffers.Return(comm.AllReduce(x, axes, ReduceKind.Sum, site));
                     var clock = Stopwatch.StartNew();
                     for (int r = 0; r < repeat; r++)
-                        comm.AllReduce(x, axes, ReduceKind.Sum, site);
+                        HostBuffers.Return(comm.AllReduce(x, axes, ReduceKind.Sum, site));
                     double t = clock.Elapsed.TotalSeconds / repeat;
                     return comm.AllReduce(NDArray.FromFloats([1], [(float)t]), axes, ReduceKind.Max, site).F![0];
                 }
@@ -125,6 +127,15 @@ internal static class MpiBench
             .ToList();
         return ms[ms.Count / 2];
     }
+
+    // mplrun's TieredCompilation and ConcurrentGarbageCollection (false both), as environment for a rank of this bench.
+    private static readonly string[] MplrunSettings =
+    [
+        "-x",
+        "DOTNET_TieredCompilation=0",
+        "-x",
+        "DOTNET_gcConcurrent=0",
+    ];
 
     private static string[] Launch(int np) => ["--allow-run-as-root", "--oversubscribe", "-np", $"{np}"];
 
