@@ -133,11 +133,14 @@ public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
     [InlineData("classifier.mpl", "dp=2,tp=1 --zero 1", 2, 2)]
     [InlineData("gpt.mpl", "pp=2,dp=1,tp=2", 4, 2)]
     [InlineData("gpt.mpl", "pp=2,dp=2,tp=1 --zero 1", 4, 2)]
+    [InlineData("attention.mpl", "", 2, 1)]
+    [InlineData("gpt_sp.mpl", "", 2, 2)]
+    [InlineData("gpt_sp.mpl", "", 4, 2)]
     public void AJobEqualsTheInProcessRunBitForBit(string example, string options, int np, int steps)
     {
         var parts = options.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         string[] compile = [.. parts.Length > 0 ? new[] { "--mesh", parts[0] } : [], .. parts.Skip(1)];
-        if (example == "gpt.mpl")
+        if (example is "gpt.mpl" or "gpt_sp.mpl")
             compile = [.. compile, "-D", "L=2"];
         string bundle = jobs.Bundle(example, compile);
         string tag = $"{Path.GetFileNameWithoutExtension(bundle)}-{np}";
