@@ -28,7 +28,7 @@ public sealed partial class PlanSearch
             Schedule.SplitsBackward(plan.Schedule)
             && _failedWeights.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var wwhy)
         )
-            return Unrated(plan, mbs, $"zb-h1 {wwhy}");
+            return Unrated(plan, mbs, $"{plan.Schedule} {wwhy}");
         var one = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1)];
         Profile layer,
             rest;

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using ParallelCompiler.Runtime.Pipeline;
 using ParallelCompiler.Syntax;
 
@@ -64,8 +65,8 @@ public sealed partial class PlanSearch
     }
 
     /// <summary>Microbatches whose activations device <paramref name="d"/> holds at once (per chunk, summed over its
-    /// chunks): all of them under gpipe, at most p - d under 1F1B and ZB-H1 (from F to B), and the interleaved
-    /// warm-up of Megatron-LM.</summary>
+    /// chunks): all of them under gpipe, at most p - d under 1F1B and ZB-H1 (from F to B), the interleaved warm-up of
+    /// Megatron-LM, and under ZB-H2 the most between F and B in its list schedule's order.</summary>
     private static double Held(Plan plan, int d)
     {
         int m = plan.Microbatches,
@@ -74,6 +75,8 @@ public sealed partial class PlanSearch
             return 1;
         if (plan.Schedule == "gpipe" && plan.Chunks == 1)
             return m;
+        if (plan.Schedule == "zb-h2")
+            return Outstanding(p, m)[d].BeforeB;
         // ZB-H1: 1F1B's microbatches between F and B; those between B and the deferred W are Deferred's.
         if (plan.Chunks == 1)
             return Math.Min(m, p - d);
@@ -81,9 +84,44 @@ public sealed partial class PlanSearch
     }
 
     /// <summary>Microbatches device <paramref name="d"/> holds between their B and their deferred W under a
-    /// zero-bubble schedule (d of them under ZB-H1), 0 under the others.</summary>
+    /// zero-bubble schedule (d of them under ZB-H1; under ZB-H2 the most in its order), 0 under the others.</summary>
     private static double Deferred(Plan plan, int d) =>
-        Schedule.SplitsBackward(plan.Schedule) && plan.Pp > 1 ? Math.Min(plan.Microbatches, d) : 0;
+        !Schedule.SplitsBackward(plan.Schedule) || plan.Pp == 1 ? 0
+        : plan.Schedule == "zb-h2" ? Outstanding(plan.Pp, plan.Microbatches)[d].BeforeW
+        : Math.Min(plan.Microbatches, d);
+
+    private static readonly ConcurrentDictionary<(int, int), (int BeforeB, int BeforeW)[]> ZbH2Outstanding = new();
+
+    // Per device of ZB-H2 over p devices and m microbatches: the most microbatches at once past their F and not yet
+    // past their B, and past their B and not yet past their W (the two maxima, each over the device's order; their
+    // sum bounds what it holds at once).
+    private static (int BeforeB, int BeforeW)[] Outstanding(int p, int m) =>
+        ZbH2Outstanding.GetOrAdd(
+            (p, m),
+            _ =>
+                [
+                    .. Schedule
+                        .Build("zb-h2", p, m, 1, true)
+                        .Select(order =>
+                        {
+                            int fb = 0,
+                                bw = 0,
+                                maxFb = 0,
+                                maxBw = 0;
+                            foreach (var t in order)
+                            {
+                                (fb, bw) = t.Phase switch
+                                {
+                                    Phase.Forward => (fb + 1, bw),
+                                    Phase.Backward => (fb - 1, bw + 1),
+                                    _ => (fb, bw - 1),
+                                };
+                                (maxFb, maxBw) = (Math.Max(maxFb, fb), Math.Max(maxBw, bw));
+                            }
+                            return (maxFb, maxBw);
+                        }),
+                ]
+        );
 
     /// <summary>
     /// Layers per model stage: balanced on their time, the last stage also holding the rest of the model (the output

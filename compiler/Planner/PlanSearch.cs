@@ -81,7 +81,7 @@ public sealed record PlanResult(
 
 /// <summary>
 /// The automatic planner (docs/planner.md). Inter-operator: every mesh <c>[pp, dp, tp]</c> of the GPUs with tp inside
-/// a node, microbatch size and count, schedule (gpipe, 1f1b, zb-h1, interleaved with its chunks), recomputation of
+/// a node, microbatch size and count, schedule (gpipe, 1f1b, zb-h1, zb-h2, interleaved with its chunks), recomputation of
 /// the repeated layer (all its instances or the first k of each stage), of one layer it calls, or none, ZeRO-1 or
 /// none. Intra-operator: per tp, the sharding of every parameter from <see
 /// cref="IntraOpSolver"/> (twice: fastest, and leanest in memory). Each candidate is rated from the cost model's
@@ -381,7 +381,8 @@ public sealed partial class PlanSearch
         }
     }
 
-    /// <summary>The candidates of a shape: schedules (one stage: none; several: 1f1b, gpipe, zb-h1 and interleaved),
+    /// <summary>The candidates of a shape: schedules (one stage: none; several: 1f1b, gpipe, zb-h1, zb-h2 and
+    /// interleaved),
     /// recomputation (none, of one layer the stack calls, or full), ZeRO-1 where dp > 1.</summary>
     private IEnumerable<Plan> PlansOf(Shape s)
     {
@@ -390,6 +391,7 @@ public sealed partial class PlanSearch
         {
             schedules.Add(("gpipe", 1));
             schedules.Add(("zb-h1", 1));
+            schedules.Add(("zb-h2", 1));
             foreach (int v in new[] { 2, 3, 4 })
                 if (s.Pp * v <= _model.Layers && s.Microbatches % s.Pp == 0)
                     schedules.Add(("interleaved", v));

@@ -155,6 +155,40 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         );
     }
 
+    /// <summary>ZB-H2 is a choice of the planner: written as the schedule <c>zb-h2</c>, it trains as one device, and
+    /// is rated with less bubble than ZB-H1 at 2p microbatches, for more microbatches held.</summary>
+    [Fact]
+    public void AZeroBubbleH2PlanIsWrittenTrainsAsOneDeviceAndTradesMemoryForBubble()
+    {
+        var src = SourceText.Load(Plain);
+        var model = ModelSource.Read(src, new CompileOptions());
+        var plan = new Plan(1, 2, 1, 4, "zb-h2", 1, false, 0, new Dictionary<string, int>());
+        string text = model.Write(plan);
+        Assert.Contains("@pipeline(axis = pp, microbatches = 4, schedule = \"zb-h2\")", text);
+        string path = P("zb2.mpl");
+        File.WriteAllText(path, text);
+        var distributed = Losses(Mplc.Run("run", path, "--steps", "3"));
+        var single = Losses(Mplc.Run("run", Plain, "--steps", "3"));
+        Assert.Equal(3, distributed.Length);
+        for (int i = 0; i < single.Length; i++)
+            Assert.Equal(single[i], distributed[i], 4);
+        var options = new CompileOptions();
+        foreach (var (k, v) in new[] { ("D", 512L), ("S", 256L), ("B", 32L), ("L", 8L) })
+            options.Defines[k] = v;
+        var planner = PlanSearch.Create(
+            src,
+            new PlanRequest(Cluster.Presets["a100-80g-selene"], 4, null, 30, options),
+            Registry()
+        );
+        var h2 = planner.Rate(plan with { Pp = 4, Microbatches = 8 }, 4);
+        var h1 = planner.Rate(plan with { Pp = 4, Microbatches = 8, Schedule = "zb-h1" }, 4);
+        Assert.True(h2.Viable && h1.Viable, h2.Pruned ?? h1.Pruned);
+        Assert.True(
+            h2.BubbleSeconds < h1.BubbleSeconds && h2.PeakBytes > h1.PeakBytes,
+            $"zb-h2 bubble {h2.BubbleSeconds}, peak {h2.PeakBytes}; zb-h1 {h1.BubbleSeconds}, {h1.PeakBytes}"
+        );
+    }
+
     /// <summary>Recomputing the first k layers of each stage: written as <c>@remat(first = k)</c>, trains as one
     /// device, and rated between no recomputation and full recomputation in both time and memory.</summary>
     [Fact]
@@ -274,6 +308,7 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     [InlineData(2, 2, 2, 4, "1f1b", 1, "attention")]
     [InlineData(2, 2, 2, 4, "zb-h1", 1, "none")]
     [InlineData(1, 4, 2, 8, "zb-h1", 1, "full")]
+    [InlineData(1, 4, 2, 8, "zb-h2", 1, "none")]
     public void TheComposedRatingAgreesWithTheCostOfTheWholePlan(
         int tp,
         int pp,
