@@ -19,7 +19,12 @@ public sealed unsafe class CudaDriver : IGpuDriver
     private readonly CudaContext _context;
     private readonly CudaModule _module;
     private readonly IntPtr _compute,
-        _communication;
+        _communication,
+        _copy;
+
+    // Per pooled block, an event recorded on the compute stream when it was given back (Retire): a copy into it from
+    // the host waits for it.
+    private readonly Dictionary<ulong, IntPtr> _retired = [];
     private readonly Dictionary<string, CudaKernel> _kernels = [];
     private readonly Dictionary<ulong, long> _sizes = [];
     private readonly Lock _gate = new();
@@ -35,6 +40,8 @@ public sealed unsafe class CudaDriver : IGpuDriver
             CudaApi.Check(CudaApi.cuStreamCreate(out _compute, 0), $"cuStreamCreate on {Name}");
             // CU_STREAM_NON_BLOCKING: a collective in flight holds up no copy on the legacy stream.
             CudaApi.Check(CudaApi.cuStreamCreate(out _communication, 1), $"cuStreamCreate on {Name}");
+            // Copies from the host: non-blocking too, so that a copy runs beside the kernels queued before it.
+            CudaApi.Check(CudaApi.cuStreamCreate(out _copy, 1), $"cuStreamCreate on {Name}");
         }
         catch
         {
@@ -95,14 +102,38 @@ public sealed unsafe class CudaDriver : IGpuDriver
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// <c>cuMemcpyHtoDAsync</c> on the copy stream, after only the compute stream's work up to the block's <see
+    /// cref="Retire"/> (none for a block fresh from the driver), so that it runs beside the kernels queued before it;
+    /// then the compute stream waits for it, so that every later kernel (and what the communication and legacy
+    /// streams order after the compute stream) sees it. From pageable memory the call returns once the source is
+    /// staged, so the caller may reuse it.
+    /// </remarks>
     public void CopyToDevice(ulong dst, void* src, long bytes)
     {
         lock (_gate)
         {
             _context.MakeCurrent();
-            CudaApi.Check(CudaApi.cuMemcpyHtoD(dst, src, (nuint)bytes), "cuMemcpyHtoD");
+            if (_retired.Remove(dst, out var retired))
+                WaitAndDestroy(_copy, retired, s_drop != "retire", "the copy stream");
+            CudaApi.Check(CudaApi.cuMemcpyHtoDAsync(dst, src, (nuint)bytes, _copy), "cuMemcpyHtoDAsync");
+            var copied = Recorded(_copy, "cuEventRecord on the copy stream");
+            WaitAndDestroy(_compute, copied, s_drop != "copy", "the compute stream");
         }
         Counters.ToDevice(bytes);
+    }
+
+    /// <inheritdoc/>
+    public void Retire(ulong pointer)
+    {
+        lock (_gate)
+        {
+            _context.MakeCurrent();
+            var given = Recorded(_compute, "cuEventRecord on the compute stream");
+            if (_retired.Remove(pointer, out var older))
+                CudaApi.cuEventDestroy(older);
+            _retired[pointer] = given;
+        }
     }
 
     /// <inheritdoc/>
@@ -164,8 +195,9 @@ public sealed unsafe class CudaDriver : IGpuDriver
     }
 
     // For the stand-in driver's tests only: MPLC_CUDA_DROP_EVENT_WAIT=start leaves out the communication stream's
-    // wait for the compute stream at a started collective, =wait the compute stream's wait for it at its wait, so
-    // that a test can see the stand-in catch the race either makes.
+    // wait for the compute stream at a started collective, =wait the compute stream's wait for it at its wait, =copy
+    // the compute stream's wait for a copy from the host, =retire a copy's wait for the earlier users of its block,
+    // so that a test can see the stand-in catch the race each makes.
     private static readonly string? s_drop = Environment.GetEnvironmentVariable("MPLC_CUDA_DROP_EVENT_WAIT");
 
     /// <summary>
@@ -180,21 +212,10 @@ public sealed unsafe class CudaDriver : IGpuDriver
         lock (_gate)
         {
             _context.MakeCurrent();
-            var ready = NewEvent();
-            try
-            {
-                CudaApi.Check(CudaApi.cuEventRecord(ready, _compute), "cuEventRecord on the compute stream");
-            }
-            catch
-            {
-                CudaApi.cuEventDestroy(ready);
-                throw;
-            }
+            var ready = Recorded(_compute, "cuEventRecord on the compute stream");
             WaitAndDestroy(_communication, ready, !(started && s_drop == "start"), "the communication stream");
             call(_communication);
-            var done = NewEvent();
-            CudaApi.Check(CudaApi.cuEventRecord(done, _communication), "cuEventRecord on the communication stream");
-            return done;
+            return Recorded(_communication, "cuEventRecord on the communication stream");
         }
     }
 
@@ -230,6 +251,22 @@ public sealed unsafe class CudaDriver : IGpuDriver
     {
         _context.MakeCurrent();
         CudaApi.Check(CudaApi.cuStreamSynchronize(_communication), $"cuStreamSynchronize on {Name}");
+    }
+
+    // A new event recorded on `stream` (destroyed again if the record fails).
+    private static IntPtr Recorded(IntPtr stream, string what)
+    {
+        var e = NewEvent();
+        try
+        {
+            CudaApi.Check(CudaApi.cuEventRecord(e, stream), what);
+        }
+        catch
+        {
+            CudaApi.cuEventDestroy(e);
+            throw;
+        }
+        return e;
     }
 
     // CU_EVENT_DISABLE_TIMING: an event that only orders work is cheaper without a timestamp.
@@ -297,8 +334,12 @@ public sealed unsafe class CudaDriver : IGpuDriver
             foreach (var p in _sizes.Keys)
                 CudaApi.cuMemFree(p);
             _sizes.Clear();
+            foreach (var e in _retired.Values)
+                CudaApi.cuEventDestroy(e);
+            _retired.Clear();
             CudaApi.cuStreamDestroy(_compute);
             CudaApi.cuStreamDestroy(_communication);
+            CudaApi.cuStreamDestroy(_copy);
             _module.Dispose();
             _context.Dispose();
         }

@@ -82,6 +82,8 @@ public sealed class GpuPool(IGpuDriver gpu) : IDisposable
     public void Give(ulong pointer, long bytes)
     {
         bytes = Rounded(bytes);
+        // Before another thread can take it: a copy into it must follow the work issued with it so far.
+        gpu.Retire(pointer);
         lock (_free)
         {
             if (!_free.TryGetValue(bytes, out var stack))

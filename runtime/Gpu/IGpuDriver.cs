@@ -30,8 +30,16 @@ public interface IGpuDriver : IDisposable
     /// <summary>Sets <paramref name="bytes"/> bytes at <paramref name="pointer"/> to zero.</summary>
     void Zero(ulong pointer, long bytes);
 
-    /// <summary>Copies host memory to the device.</summary>
+    /// <summary>Copies host memory to the device: <paramref name="src"/> may be reused once it returns, and work
+    /// issued later on this GPU sees the copy; the copy may still run beside work issued before it (on a GPU, on a
+    /// copy stream, after only that earlier work which used <paramref name="dst"/> before its <see cref="Retire"/>).
+    /// </summary>
     unsafe void CopyToDevice(ulong dst, void* src, long bytes);
+
+    /// <summary>The block at <paramref name="pointer"/> is kept for reuse once the work issued so far is done with
+    /// it: a later <see cref="CopyToDevice"/> into it waits for that work. Nothing to do where copies run in the
+    /// GPU's one order.</summary>
+    void Retire(ulong pointer) { }
 
     /// <summary>Copies device memory to the host.</summary>
     unsafe void CopyToHost(void* dst, ulong src, long bytes);

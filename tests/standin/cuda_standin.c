@@ -318,6 +318,20 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes)
     return CUDA_SUCCESS;
 }
 
+/* Asynchronous with respect to the host's later work on the GPU (from pageable memory it returns once the source is
+   staged, as here, where the bytes move at once): only the stream's order and the events it waits for order it. */
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, void *stream)
+{
+    if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!standin_stream_of(stream, t_current->device)) return CUDA_ERROR_INVALID_HANDLE;
+    CUresult r = check_range(dst, bytes, t_current->device, "cuMemcpyHtoDAsync");
+    if (r != CUDA_SUCCESS) return r;
+    struct standin_range w = { (void *)(uintptr_t)dst, bytes, 1 };
+    RUN(stream, &w, 1, "cuMemcpyHtoDAsync", 0);
+    memcpy((void *)(uintptr_t)dst, src, bytes);
+    return CUDA_SUCCESS;
+}
+
 CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
 {
     if (!t_current) return CUDA_ERROR_INVALID_CONTEXT;

@@ -169,6 +169,9 @@ public static unsafe class CudaApi
     [DllImport(Lib, EntryPoint = "cuMemcpyDtoH_v2")]
     public static extern CUResult cuMemcpyDtoH(void* dst, ulong src, nuint bytes);
 
+    [DllImport(Lib, EntryPoint = "cuMemcpyHtoDAsync_v2")]
+    public static extern CUResult cuMemcpyHtoDAsync(ulong dst, void* src, nuint bytes, IntPtr stream);
+
     [DllImport(Lib, EntryPoint = "cuMemcpyDtoD_v2")]
     public static extern CUResult cuMemcpyDtoD(ulong dst, ulong src, nuint bytes);
 

@@ -83,25 +83,45 @@ public sealed class CudaStreamTests(CudaStandIn standIn)
 
     /// <summary>
     /// The checker of the stand-in: with the communication stream's wait for the compute stream left out at a start
-    /// (the all-reduce reads a gradient, or writes memory, that a kernel touched), or the compute stream's wait for
-    /// the collective left out at its wait (a kernel reads the sum before it is ordered after it), the run fails:
+    /// (the all-reduce reads a gradient, or writes memory, that a kernel touched), the compute stream's wait for
+    /// the collective left out at its wait (a kernel reads the sum before it is ordered after it), the compute
+    /// stream's wait for a copy from the host (on the copy stream) left out, or a copy's wait for the earlier users
+    /// of the reused block it writes left out (two devices a GPU: a parameter copied into a block that a device copy
+    /// of the same step read), the run fails:
     /// exit 1, the race named on stderr (both operations, their streams), no stack trace.
     /// </summary>
     [Theory]
-    [InlineData("start")]
-    [InlineData("wait")]
-    public void ALeftOutEventWaitIsARaceTheStandInReports(string drop)
+    [InlineData("start", 4)]
+    [InlineData("wait", 4)]
+    [InlineData("copy", 4)]
+    [InlineData("retire", 2)]
+    public void ALeftOutEventWaitIsARaceTheStandInReports(string drop, int gpus)
     {
-        var (code, stdout, stderr) = Run("gpt_sp.mpl", 4, [], ("MPLC_CUDA_DROP_EVENT_WAIT", drop));
+        var (code, stdout, stderr) = Run("gpt_sp.mpl", gpus, [], ("MPLC_CUDA_DROP_EVENT_WAIT", drop));
         Assert.True(code == 1, $"exit {code}\n{stdout}\n{stderr}");
+        const string Race = @"\[cuda stand-in\] race on GPU \d: ";
         Assert.Matches(
-            drop == "start"
-                ? @"\[cuda stand-in\] race on GPU \d: ncclAllReduce \(rank \d\) \(stream \d+, a non-blocking stream\) "
+            drop switch
+            {
+                "start" => Race
+                    + @"ncclAllReduce \(rank \d\) \(stream \d+, a non-blocking stream\) "
                     + @"(reads|writes) \[0x[0-9a-f]+, \+\d+\), an allocation that kernel \w+ \(stream \d+, a blocking "
-                    + "stream, its operation \\d+\\) writes, and nothing orders the two"
-                : @"\[cuda stand-in\] race on GPU \d: kernel \w+ \(stream \d+, a blocking stream\) reads or writes "
+                    + "stream, its operation \\d+\\) writes, and nothing orders the two",
+                "wait" => Race
+                    + @"kernel \w+ \(stream \d+, a blocking stream\) reads or writes "
                     + @"\[0x[0-9a-f]+, \+\d+\), an allocation that ncclAllReduce \(rank \d\) \(stream \d+, a "
                     + "non-blocking stream, its operation \\d+\\) writes, and nothing orders the two",
+                // A kernel reads an input or parameter before it is ordered after its copy from the host.
+                "copy" => Race
+                    + @"kernel \w+ \(stream \d+, a blocking stream\) reads or writes "
+                    + @"\[0x[0-9a-f]+, \+\d+\), an allocation that cuMemcpyHtoDAsync \(stream \d+, a "
+                    + "non-blocking stream, its operation \\d+\\) writes, and nothing orders the two",
+                // A parameter is copied into a reused block while the device copy or kernel before still reads it.
+                _ => Race
+                    + @"cuMemcpyHtoDAsync \(stream \d+, a non-blocking stream\) writes "
+                    + @"\[0x[0-9a-f]+, \+\d+\), an allocation that (kernel \w+|cuMemcpyDtoDAsync) \(stream \d+, a "
+                    + "blocking stream, its operation \\d+\\) (reads|writes), and nothing orders the two",
+            },
             stderr
         );
         Assert.Matches(
