@@ -195,7 +195,7 @@ public sealed class DeviceStats
 
     private static void Communication(Operation op, DeviceMesh mesh, int rank, DeviceStats s, int times)
     {
-        if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0 || op.Name == "dist.wait")
+        if (op.Dialect is not ("dist" or "pipe") || op.Operands.Count == 0 || op.Name is "dist.wait" or "pipe.wait")
             return;
         // A started bucket sends what its collectives would, under the synchronous op's name.
         var start = op.Def as Dialects.Dist.CollectiveStartOpDef;
@@ -221,10 +221,10 @@ public sealed class DeviceStats
                 ? inBytes
                 : 0,
             "dist.send" => HasPeer(mesh, rank, op.StringAttr("axis"), (int)op.IntAttr("shift")) ? inBytes : 0,
-            "pipe.send" => inBytes,
+            "pipe.send" or "pipe.send_start" => inBytes,
             _ => 0,
         };
-        var name = op.Name == "pipe.send" ? "pipe send" : opName[5..];
+        var name = op.Name is "pipe.send" or "pipe.send_start" ? "pipe send" : opName[5..];
         var (count, bytes) = s.Collectives.GetValueOrDefault(name);
         s.Collectives[name] = (count + times, bytes + sent * times);
     }

@@ -153,7 +153,29 @@ public static class DeviceProgramBuilder
                     break;
                 case "train.grad":
                     throw new IRException("a device program cannot hold train.grad: run the optimizer " + "pass first");
+                case "pipe.recv_start":
+                    // Nothing to post: the receive happens at its wait.
+                    break;
+                case Dialects.Pipe.WaitOpDef.OpName when op.Results.Count == 0:
+                    // A send returns at once on every back end (its message is copied or queued): nothing to wait for.
+                    break;
+                case Dialects.Pipe.WaitOpDef.OpName:
+                    var posted = Dialects.Pipe.WaitOpDef.StartOf(op);
+                    code.Add(
+                        new PipeRecvInstr(
+                            posted.Name,
+                            where,
+                            (int)posted.IntAttr("from"),
+                            (int)posted.IntAttr("to"),
+                            (int)posted.IntAttr("channel"),
+                            T().DType,
+                            T().ShapeArray,
+                            Out()
+                        )
+                    );
+                    break;
                 case "pipe.send":
+                case "pipe.send_start":
                     code.Add(
                         new PipeSendInstr(
                             op.Name,

@@ -125,13 +125,17 @@ public static class ManifestBuilder
             if (MovesValues(op.Name))
                 foreach (var r in op.Results)
                     bound = Math.Min(bound, Bound(r));
-            if (op.Name == "pipe.send")
+            if (Dialects.Pipe.PipeTransferOpDef.Sends(op))
                 foreach (
                     var recv in op.Block!.Operations.Where(o =>
-                        o.Name == "pipe.recv" && o.IntAttr("channel") == op.IntAttr("channel")
+                        Dialects.Pipe.PipeTransferOpDef.Receives(o) && o.IntAttr("channel") == op.IntAttr("channel")
                     )
                 )
-                    bound = Math.Min(bound, Bound(recv.Result));
+                    // A started receive's value is its wait's result.
+                    bound = Math.Min(
+                        bound,
+                        Bound(recv.Name == "pipe.recv" ? recv.Result : recv.Result.Uses[0].Op.Result)
+                    );
             if (op.Name is "tensor.embedding" or "tensor.embedding_grad" && idx == 0)
                 bound = Math.Min(
                     bound,

@@ -22,7 +22,14 @@ public static partial class CostModel
     {
         if (
             op.Operands.Count == 0
-            || op.Name is "dist.all_slice" or "pipe.recv" or "pipe.schedule" or "dist.recv" or "dist.wait"
+            || op.Name
+                is "dist.all_slice"
+                    or "pipe.recv"
+                    or "pipe.recv_start"
+                    or "pipe.wait"
+                    or "pipe.schedule"
+                    or "dist.recv"
+                    or "dist.wait"
         )
             return (null, 0, 0);
         // A started bucket is one collective of all its operands.
@@ -31,14 +38,18 @@ public static partial class CostModel
             start == null
                 ? (double)op.OperandType(0).NumElements * op.OperandType(0).DType.Size()
                 : op.Operands.Sum(v => (double)((TensorType)v.Type).NumElements * ((TensorType)v.Type).DType.Size());
-        if (op.Name is "pipe.send" or "dist.send" or "dist.collective_permute")
+        if (op.Name is "pipe.send" or "pipe.send_start" or "dist.send" or "dist.collective_permute")
         {
             // Point to point: one message on the link between the two devices (across nodes unless the peer is in this
             // one).
             string? axisName = op.GetAttr("axis") is StringAttr a ? a.Value : PipelineAxis(op.ParentOp);
             bool sameNode =
                 axisName != null && mesh.AxisNames.Contains(axisName) && SpansOneNode(mesh, [axisName], cluster);
-            return (op.Name == "pipe.send" ? "pipe send" : op.Name[5..], m, PointToPointSeconds(m, sameNode, cluster));
+            return (
+                op.Name.StartsWith("pipe.", StringComparison.Ordinal) ? "pipe send" : op.Name[5..],
+                m,
+                PointToPointSeconds(m, sameNode, cluster)
+            );
         }
         var axes = op.GetAttr("axes") is ArrayAttr arr
             ? arr.AsStrings().Where(x => x != ModuleOp.MicrobatchAxis).ToArray()

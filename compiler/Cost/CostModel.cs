@@ -76,6 +76,10 @@ public static partial class CostModel
         var fwd = new double[stages];
         var bwd = new double[stages];
         var wgt = new double[stages]; // weight gradients, split from the backward by zero-bubble schedules
+        // Per stage: seconds a microbatch's started sends (pipe.send_start) of its forward and of its backward take,
+        // beside the stage's next tasks; the receiving stage waits for them.
+        var sendFwd = new double[stages];
+        var sendBwd = new double[stages];
         double step = 0;
         // Per pipeline device: what runs once a step before the schedule (setup) and after it (the optimizer), the
         // gradient synchronisation, and the compute that follows the device's first synchronising collective (the
@@ -166,6 +170,11 @@ public static partial class CostModel
                     c.Seconds + secs * times,
                     c.Sync + (overlapped ? secs * times : 0)
                 );
+                if (op.Name == "pipe.send_start" && pipeline != null && phase is ("forward" or "backward"))
+                {
+                    (phase == "forward" ? sendFwd : sendBwd)[stage] += secs;
+                    continue;
+                }
                 if (async && pipeline != null && IssuedEarly(op, phase))
                 {
                     earlyStarts.Add((op, stage, secs));
@@ -255,6 +264,13 @@ public static partial class CostModel
                         Phase.Forward => fwd[staged ? s : 0],
                         Phase.Backward => bwd[staged ? s : 0],
                         _ => wgt[staged ? s : 0],
+                    },
+                (s, ph) =>
+                    ph switch
+                    {
+                        Phase.Forward => sendFwd[staged ? s : 0],
+                        Phase.Backward => sendBwd[staged ? s : 0],
+                        _ => 0,
                     }
             );
             // A device's gradient synchronisation and optimizer follow its own last task; the setup precedes all.

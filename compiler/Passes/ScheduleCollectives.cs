@@ -12,9 +12,10 @@ namespace ParallelCompiler.Passes;
 /// of the backward, the optimizer of other parameters). Collectives of one kind, group, dtype, stage and phase
 /// whose operands exist before any of their results is needed share one start, up to <c>bucket-mb</c> MiB of
 /// operands (PyTorch DDP's 25 MB buckets); each operand is still reduced on its own, so results are bit for bit
-/// those of the synchronous ops.
+/// those of the synchronous ops. Pipeline transfers become <c>pipe.*_start</c> / <c>pipe.wait</c> pairs
+/// (ScheduleCollectives.Transfers.cs), in training and inference alike.
 /// </summary>
-public sealed class ScheduleCollectives : IPass
+public sealed partial class ScheduleCollectives : IPass
 {
     /// <inheritdoc/>
     public string Name => "schedule-collectives";
@@ -46,11 +47,15 @@ public sealed class ScheduleCollectives : IPass
                 module.Location,
                 $"schedule-collectives: bucket-mb must be at least 0, got {BucketMb}"
             );
-        if (!module.IsSpmd() || module.GetAttr("train") == null)
+        if (!module.IsSpmd())
             return false;
         bool changed = false;
         foreach (var func in module.Functions().Where(f => f.GetAttr("kernel") == null))
-            changed |= Schedule(func.Regions[0].Entry);
+        {
+            changed |= StartTransfers(func.Regions[0].Entry);
+            if (module.GetAttr("train") != null)
+                changed |= Schedule(func.Regions[0].Entry);
+        }
         return changed;
     }
 

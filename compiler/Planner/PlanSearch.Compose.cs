@@ -116,7 +116,8 @@ public sealed partial class PlanSearch
                 $"pruned: does not fit ({Units.Bytes(peak)} a device, {Units.Bytes(cluster.HbmBytes)} a GPU)"
             );
 
-        // Stage times per microbatch; a stage sends its output on (and the gradient back) on the link to the next.
+        // Stage times per microbatch; a stage sends its output on (and the gradient back) on the link to the next,
+        // started beside its next tasks (the compiled pipe.send_start): the receiving stage waits for the arrival.
         double sendBytes = _model.LayerInputBytes(mbs) / plan.Tp;
         bool sameNode = plan.Dp * plan.Tp < cluster.GpusPerNode;
         double send = p > 1 ? CostModel.PointToPointSeconds(sendBytes, sameNode, cluster) : 0;
@@ -125,12 +126,9 @@ public sealed partial class PlanSearch
         var wgt = new double[stages];
         for (int s = 0; s < stages; s++)
         {
-            fwd[s] = split[s] * layerFwd + (s == stages - 1 ? rest.Forward : 0) + (s < stages - 1 ? send : 0);
+            fwd[s] = split[s] * layerFwd + (s == stages - 1 ? rest.Forward : 0);
             bwd[s] =
-                split[s] * (layerBwd - layerW)
-                + again[s] * layerFwd
-                + (s == stages - 1 ? rest.Backward - restW : 0)
-                + (s > 0 ? send : 0);
+                split[s] * (layerBwd - layerW) + again[s] * layerFwd + (s == stages - 1 ? rest.Backward - restW : 0);
             wgt[s] = split[s] * layerW + (s == stages - 1 ? restW : 0);
         }
         double makespan;
@@ -148,7 +146,8 @@ public sealed partial class PlanSearch
                             Phase.Forward => fwd[s],
                             Phase.Backward => bwd[s],
                             _ => wgt[s],
-                        }
+                        },
+                    (s, ph) => ph is Phase.Forward or Phase.Backward ? send : 0
                 )
                 .Makespan;
         }

@@ -29,9 +29,15 @@ public sealed class Timeline
 
     /// <summary>
     /// Simulates <paramref name="schedule"/> (per device, as <see cref="Schedule.Build"/> gives it); model stage
-    /// <c>chunk * devices + device</c> costs <paramref name="cost"/>(stage, phase) per microbatch.
+    /// <c>chunk * devices + device</c> costs <paramref name="cost"/>(stage, phase) per microbatch. A started send of
+    /// what a task of stage s and phase ph gives another stage takes <paramref name="transfer"/>(s, ph) after the
+    /// task ends, beside the sender's next tasks: the receiving task starts no earlier than its arrival.
     /// </summary>
-    public static Timeline Simulate(IReadOnlyList<List<PipelineTask>> schedule, Func<int, Phase, double> cost)
+    public static Timeline Simulate(
+        IReadOnlyList<List<PipelineTask>> schedule,
+        Func<int, Phase, double> cost,
+        Func<int, Phase, double>? transfer = null
+    )
     {
         int p = schedule.Count;
         int stages = p * (schedule.SelectMany(l => l).Select(t => t.Chunk).DefaultIfEmpty(0).Max() + 1);
@@ -50,7 +56,7 @@ public sealed class Timeline
                 {
                     var task = schedule[d][next[d]];
                     int stage = task.Chunk * p + d;
-                    double? ready = Ready(stage, task, stages, training, done);
+                    double? ready = Ready(stage, task, stages, training, done, transfer);
                     if (ready == null)
                         break;
                     double start = Math.Max(free[d], ready.Value),
@@ -74,7 +80,8 @@ public sealed class Timeline
         PipelineTask t,
         int stages,
         bool training,
-        Dictionary<(int, int, Phase), double> done
+        Dictionary<(int, int, Phase), double> done,
+        Func<int, Phase, double>? transfer
     )
     {
         double at = 0;
@@ -82,7 +89,7 @@ public sealed class Timeline
         {
             if (!done.TryGetValue((s, t.Microbatch, ph), out double e))
                 return false;
-            at = Math.Max(at, e);
+            at = Math.Max(at, e + (s != stage && transfer != null ? transfer(s, ph) : 0));
             return true;
         }
         if (t.Phase == Phase.Forward)

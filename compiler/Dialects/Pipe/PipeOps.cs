@@ -69,6 +69,46 @@ public abstract class PipeTransferOpDef : OpDef
         if (sig.Int("channel") < 0)
             throw sig.Error("channel must be non-negative");
     }
+
+    /// <summary>True for the ops that send on a channel: <c>pipe.send</c> and <c>pipe.send_start</c>.</summary>
+    public static bool Sends(Operation op) => op.Name is "pipe.send" or "pipe.send_start";
+
+    /// <summary>True for the ops that receive on a channel: <c>pipe.recv</c> and <c>pipe.recv_start</c>.</summary>
+    public static bool Receives(Operation op) => op.Name is "pipe.recv" or "pipe.recv_start";
+
+    /// <summary>Every receive of <paramref name="ops"/> has exactly one send on its channel in <paramref
+    /// name="block"/>, between the same stages, of the same type.</summary>
+    protected static (Operation Op, string Message)? VerifyChannels(Block block, IReadOnlyList<Operation> ops)
+    {
+        var sends = block.Operations.Where(Sends).ToLookup(o => o.IntAttr("channel"));
+        foreach (var op in ops)
+        {
+            long channel = op.IntAttr("channel");
+            var mine = sends[channel].ToList();
+            if (mine.Count != 1)
+                return (op, $"recv: channel {channel} needs exactly one pipe.send, found {mine.Count}");
+            var s = mine[0];
+            if (s.IntAttr("from") != op.IntAttr("from") || s.IntAttr("to") != op.IntAttr("to"))
+                return (
+                    op,
+                    $"recv: channel {channel} is sent from stage {s.IntAttr("from")} to "
+                        + $"{s.IntAttr("to")}, but received as from {op.IntAttr("from")} to {op.IntAttr("to")}"
+                );
+            if (!s.Operands[0].Type.Equals(op.Result.Type))
+                return (op, $"recv: channel {channel} sends {s.Operands[0].Type} but receives {op.Result.Type}");
+        }
+        return null;
+    }
+
+    /// <summary>Checks that the handle a start returns is read by exactly one <c>pipe.wait</c>, in its block.</summary>
+    protected static void VerifyWaited(Operation op, string what)
+    {
+        var uses = op.Result.Uses;
+        if (uses.Count != 1 || uses[0].Op.Name != WaitOpDef.OpName)
+            throw new IRException($"{what}: its handle must have exactly one use, a pipe.wait (it has {uses.Count})");
+        if (!ReferenceEquals(uses[0].Op.Block, op.Block))
+            throw new IRException($"{what}: its pipe.wait must be in the same block");
+    }
 }
 
 /// <summary>
@@ -115,28 +155,8 @@ public sealed class RecvOpDef : PipeTransferOpDef
     public override bool VerifiesInBlock => true;
 
     /// <inheritdoc/>
-    public override (Operation Op, string Message)? VerifyInBlock(Block block, IReadOnlyList<Operation> ops)
-    {
-        // Every receive has exactly one send on its channel, between the same stages, of the same type.
-        var sends = block.Operations.Where(o => o.Name == "pipe.send").ToLookup(o => o.IntAttr("channel"));
-        foreach (var op in ops)
-        {
-            long channel = op.IntAttr("channel");
-            var mine = sends[channel].ToList();
-            if (mine.Count != 1)
-                return (op, $"recv: channel {channel} needs exactly one pipe.send, found {mine.Count}");
-            var s = mine[0];
-            if (s.IntAttr("from") != op.IntAttr("from") || s.IntAttr("to") != op.IntAttr("to"))
-                return (
-                    op,
-                    $"recv: channel {channel} is sent from stage {s.IntAttr("from")} to "
-                        + $"{s.IntAttr("to")}, but received as from {op.IntAttr("from")} to {op.IntAttr("to")}"
-                );
-            if (!s.Operands[0].Type.Equals(op.Result.Type))
-                return (op, $"recv: channel {channel} sends {s.Operands[0].Type} but receives {op.Result.Type}");
-        }
-        return null;
-    }
+    public override (Operation Op, string Message)? VerifyInBlock(Block block, IReadOnlyList<Operation> ops) =>
+        VerifyChannels(block, ops);
 }
 
 /// <summary>
@@ -267,4 +287,101 @@ public sealed class ScheduleOpDef : OpDef
         }
         return tasks;
     }
+}
+
+/// <summary>
+/// <c>%h = pipe.send_start %v {channel, from, to} : (T) -> T</c>: starts the send of <c>pipe.send</c> and returns at
+/// once (the device goes on computing); the handle's one <c>pipe.wait</c> marks where the send must be done with
+/// <c>%v</c>, which stays alive until then.
+/// </summary>
+public sealed class SendStartOpDef : PipeTransferOpDef
+{
+    /// <inheritdoc/>
+    public override string Name => "pipe.send_start";
+
+    /// <inheritdoc/>
+    public override string Summary => "start sending a per-device tensor to another pipeline stage";
+
+    /// <inheritdoc/>
+    public override int MinOperands => 1;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
+    {
+        CheckEnds(sig);
+        return [sig.Operands[0]];
+    }
+
+    /// <inheritdoc/>
+    public override void Verify(Operation op) => VerifyWaited(op, "send_start");
+}
+
+/// <summary>
+/// <c>%h = pipe.recv_start {channel, from, to} : () -> T</c>: posts the receive of <c>pipe.recv</c>; the value is
+/// the result of the handle's one <c>pipe.wait</c>, which blocks only until it has arrived.
+/// </summary>
+public sealed class RecvStartOpDef : PipeTransferOpDef
+{
+    /// <inheritdoc/>
+    public override string Name => "pipe.recv_start";
+
+    /// <inheritdoc/>
+    public override string Summary => "post the receive of a per-device tensor from another pipeline stage";
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig)
+    {
+        CheckEnds(sig);
+        return [sig.GivenTensor()];
+    }
+
+    /// <inheritdoc/>
+    public override void Verify(Operation op) => VerifyWaited(op, "recv_start");
+
+    /// <inheritdoc/>
+    public override bool VerifiesInBlock => true;
+
+    /// <inheritdoc/>
+    public override (Operation Op, string Message)? VerifyInBlock(Block block, IReadOnlyList<Operation> ops) =>
+        VerifyChannels(block, ops);
+}
+
+/// <summary>
+/// <c>pipe.wait %h : (T) -> ()</c> after a <c>pipe.send_start</c> (the send is done with its value), <c>%v =
+/// pipe.wait %h : (T) -> T</c> after a <c>pipe.recv_start</c> (the received value).
+/// </summary>
+public sealed class WaitOpDef : OpDef
+{
+    /// <summary>The op's name.</summary>
+    public const string OpName = "pipe.wait";
+
+    /// <inheritdoc/>
+    public override string Name => OpName;
+
+    /// <inheritdoc/>
+    public override string Summary => "wait for a started pipeline send or receive";
+
+    /// <inheritdoc/>
+    public override int MinOperands => 1;
+
+    /// <inheritdoc/>
+    public override bool IsPure => false;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<MplType> InferResultTypes(OpSignature sig) =>
+        sig.Given is { Count: 0 } ? [] : [sig.Operands[0]];
+
+    /// <inheritdoc/>
+    public override void Verify(Operation op)
+    {
+        var start = op.Operands[0].DefiningOp;
+        if (start == null || start.Name is not ("pipe.send_start" or "pipe.recv_start"))
+            throw new IRException("wait: its operand is not the handle of a pipe.send_start or pipe.recv_start");
+        int want = start.Name == "pipe.send_start" ? 0 : 1;
+        if (op.Results.Count != want)
+            throw new IRException($"wait: the wait of a {start.Name} has {want} result(s), found {op.Results.Count}");
+    }
+
+    /// <summary>The start <paramref name="wait"/> waits for.</summary>
+    public static Operation StartOf(Operation wait) => wait.Operands[0].DefiningOp!;
 }

@@ -121,7 +121,7 @@ public sealed class ZeroBubbleTests() : TempDirTest("mplc-zb")
         Assert.Contains(weight, o => Stage(o) == 0);
         Assert.Contains(weight, o => Stage(o) == 1);
         Assert.DoesNotContain(ops, o => Phase(o) == "backward" && Stage(o) == 0);
-        Assert.Contains(ops, o => o.Name == "pipe.send" && Phase(o) == "backward" && Stage(o) == 1);
+        Assert.Contains(ops, o => o.Name == "pipe.send_start" && Phase(o) == "backward" && Stage(o) == 1);
         Assert.Contains(ops, o => o.Name == "tensor.matmul" && Phase(o) == "backward" && Stage(o) == 1);
         foreach (var w in weight)
         foreach (var r in w.Results)
