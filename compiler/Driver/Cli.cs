@@ -44,7 +44,8 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
     };
     private readonly Option<bool> _syncCollectives = new("--sync-collectives")
     {
-        Description = "training: keep gradient all-reduces blocking where they are (no schedule-collectives)",
+        Description =
+            "keep gradient all-reduces and pipeline transfers blocking where they are (no schedule-collectives)",
     };
     private bool _isVerbose;
     private string[] _args = [];
