@@ -126,26 +126,9 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     [Fact]
     public void AZeroBubblePlanIsWrittenAndTrainsAsOneDevice()
     {
-        var src = SourceText.Load(Plain);
-        var model = ModelSource.Read(src, new CompileOptions());
         var plan = new Plan(1, 2, 2, 2, "zb-h1", 1, false, 0, new Dictionary<string, int>());
-        string text = model.Write(plan);
-        Assert.Contains("@pipeline(axis = pp, microbatches = 2, schedule = \"zb-h1\")", text);
-        string path = P("zb.mpl");
-        File.WriteAllText(path, text);
-        var distributed = Losses(Mplc.Run("run", path, "--steps", "3"));
-        var single = Losses(Mplc.Run("run", Plain, "--steps", "3"));
-        Assert.Equal(3, distributed.Length);
-        for (int i = 0; i < single.Length; i++)
-            Assert.Equal(single[i], distributed[i], 4);
-        var options = new CompileOptions();
-        foreach (var (k, v) in new[] { ("D", 512L), ("S", 256L), ("B", 32L), ("L", 8L) })
-            options.Defines[k] = v;
-        var planner = PlanSearch.Create(
-            src,
-            new PlanRequest(Cluster.Presets["a100-80g-selene"], 4, null, 30, options),
-            Registry()
-        );
+        WrittenAndTrainsAsOneDevice(plan, "@pipeline(axis = pp, microbatches = 2, schedule = \"zb-h1\")", "zb.mpl");
+        var planner = LargerGptPlanner();
         var zb = planner.Rate(plan with { Pp = 4, Dp = 1, Microbatches = 8 }, 4);
         var oneF = planner.Rate(plan with { Pp = 4, Dp = 1, Microbatches = 8, Schedule = "1f1b" }, 4);
         Assert.True(zb.Viable && oneF.Viable, zb.Pruned ?? oneF.Pruned);
@@ -155,31 +138,41 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         );
     }
 
-    /// <summary>ZB-H2 is a choice of the planner: written as the schedule <c>zb-h2</c>, it trains as one device, and
-    /// is rated with less bubble than ZB-H1 at 2p microbatches, for more microbatches held.</summary>
-    [Fact]
-    public void AZeroBubbleH2PlanIsWrittenTrainsAsOneDeviceAndTradesMemoryForBubble()
+    // The plain model written with `plan` holds `annotation`, and trains 3 steps as one device does.
+    private void WrittenAndTrainsAsOneDevice(Plan plan, string annotation, string file)
     {
-        var src = SourceText.Load(Plain);
-        var model = ModelSource.Read(src, new CompileOptions());
-        var plan = new Plan(1, 2, 1, 4, "zb-h2", 1, false, 0, new Dictionary<string, int>());
-        string text = model.Write(plan);
-        Assert.Contains("@pipeline(axis = pp, microbatches = 4, schedule = \"zb-h2\")", text);
-        string path = P("zb2.mpl");
+        string text = ModelSource.Read(SourceText.Load(Plain), new CompileOptions()).Write(plan);
+        Assert.Contains(annotation, text);
+        string path = P(file);
         File.WriteAllText(path, text);
         var distributed = Losses(Mplc.Run("run", path, "--steps", "3"));
         var single = Losses(Mplc.Run("run", Plain, "--steps", "3"));
         Assert.Equal(3, distributed.Length);
         for (int i = 0; i < single.Length; i++)
             Assert.Equal(single[i], distributed[i], 4);
+    }
+
+    // The planner on the plain model at D = 512, S = 256, B = 32, L = 8, on 4 GPUs of a100-80g-selene.
+    private static PlanSearch LargerGptPlanner()
+    {
         var options = new CompileOptions();
         foreach (var (k, v) in new[] { ("D", 512L), ("S", 256L), ("B", 32L), ("L", 8L) })
             options.Defines[k] = v;
-        var planner = PlanSearch.Create(
-            src,
+        return PlanSearch.Create(
+            SourceText.Load(Plain),
             new PlanRequest(Cluster.Presets["a100-80g-selene"], 4, null, 30, options),
             Registry()
         );
+    }
+
+    /// <summary>ZB-H2 is a choice of the planner: written as the schedule <c>zb-h2</c>, it trains as one device, and
+    /// is rated with less bubble than ZB-H1 at 2p microbatches, for more microbatches held.</summary>
+    [Fact]
+    public void AZeroBubbleH2PlanIsWrittenTrainsAsOneDeviceAndTradesMemoryForBubble()
+    {
+        var plan = new Plan(1, 2, 1, 4, "zb-h2", 1, false, 0, new Dictionary<string, int>());
+        WrittenAndTrainsAsOneDevice(plan, "@pipeline(axis = pp, microbatches = 4, schedule = \"zb-h2\")", "zb2.mpl");
+        var planner = LargerGptPlanner();
         var h2 = planner.Rate(plan with { Pp = 4, Microbatches = 8 }, 4);
         var h1 = planner.Rate(plan with { Pp = 4, Microbatches = 8, Schedule = "zb-h1" }, 4);
         Assert.True(h2.Viable && h1.Viable, h2.Pruned ?? h1.Pruned);
