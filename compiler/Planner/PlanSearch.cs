@@ -81,8 +81,8 @@ public sealed record PlanResult(
 
 /// <summary>
 /// The automatic planner (docs/planner.md). Inter-operator: every mesh <c>[pp, dp, tp]</c> of the GPUs with tp inside
-/// a node, microbatch size and count, schedule (gpipe, 1f1b, zb-h1, zb-h2, interleaved with its chunks), recomputation of
-/// the repeated layer (all its instances or the first k of each stage), of one layer it calls, or none, ZeRO-1 or
+/// a node, microbatch size and count, schedule (gpipe, 1f1b, zb-h1, zb-h2, interleaved with its chunks), recomputation
+/// of the repeated layer (all its instances or the first k of each stage), of one layer it calls, or none, ZeRO-1 or
 /// none. Intra-operator: per tp, the sharding of every parameter from <see
 /// cref="IntraOpSolver"/> (twice: fastest, and leanest in memory). Each candidate is rated from the cost model's
 /// prediction of compiled profiles: the model with one and with two repeated layers, at the candidate's tp, shardings
