@@ -159,21 +159,6 @@ public static class DeviceProgramBuilder
                 case Dialects.Pipe.WaitOpDef.OpName when op.Results.Count == 0:
                     // A send returns at once on every back end (its message is copied or queued): nothing to wait for.
                     break;
-                case Dialects.Pipe.WaitOpDef.OpName:
-                    var posted = Dialects.Pipe.WaitOpDef.StartOf(op);
-                    code.Add(
-                        new PipeRecvInstr(
-                            posted.Name,
-                            where,
-                            (int)posted.IntAttr("from"),
-                            (int)posted.IntAttr("to"),
-                            (int)posted.IntAttr("channel"),
-                            T().DType,
-                            T().ShapeArray,
-                            Out()
-                        )
-                    );
-                    break;
                 case "pipe.send":
                 case "pipe.send_start":
                     code.Add(
@@ -188,13 +173,16 @@ public static class DeviceProgramBuilder
                     );
                     break;
                 case "pipe.recv":
+                case Dialects.Pipe.WaitOpDef.OpName:
+                    // A started receive happens at its wait, with its start's channel and stages.
+                    var posted = op.Name == "pipe.recv" ? op : Dialects.Pipe.WaitOpDef.StartOf(op);
                     code.Add(
                         new PipeRecvInstr(
-                            op.Name,
+                            posted.Name,
                             where,
-                            (int)op.IntAttr("from"),
-                            (int)op.IntAttr("to"),
-                            (int)op.IntAttr("channel"),
+                            (int)posted.IntAttr("from"),
+                            (int)posted.IntAttr("to"),
+                            (int)posted.IntAttr("channel"),
                             T().DType,
                             T().ShapeArray,
                             Out()

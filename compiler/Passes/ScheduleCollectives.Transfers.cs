@@ -44,9 +44,10 @@ public sealed partial class ScheduleCollectives
             var recv = b.Create("pipe.recv_start", [], op.Attributes, [op.Result.Type]);
             var first = FirstUser(op);
             if (first != null)
+            {
                 Hoist(first, op.Result, task);
-            if (first != null)
                 b.SetInsertionPointBefore(first);
+            }
             var wait = b.Create(WaitOpDef.OpName, [recv.Result], taskAttrs, [op.Result.Type]);
             wait.Result.NameHint = op.Result.NameHint;
             op.Result.ReplaceAllUsesWith(wait.Result);
