@@ -11,7 +11,10 @@ namespace ParallelCompiler.Passes;
 /// documented paths: <c>PATH.momentum</c> (sgd with momentum), <c>PATH.adam_m</c>, <c>PATH.adam_v</c> and the
 /// step count <c>optimizer.step</c> (adam), all starting at zero. With <c>zero=1</c> the state is split over the
 /// data-parallel axis (ZeRO stage 1): propagation then reduce-scatters the gradients, updates each shard and
-/// all-gathers the parameters, with no other change here. Gradient synchronisation needs nothing either: a
+/// all-gathers the parameters, with no other change here. With <c>zero=3</c> the parameters themselves are also
+/// stored split over the axis (ZeRO stage 3): each is read through a <c>dist.reshard</c> to the layout it was
+/// declared with, which becomes an all-gather, and <c>schedule-collectives</c> gives every use its own gather, freed
+/// after it. Gradient synchronisation needs nothing either: a
 /// gradient summed over a split batch is a partial sum that insert-reshards reduces where the update needs it.
 /// </summary>
 public sealed partial class Optimizer : IPass
@@ -23,9 +26,9 @@ public sealed partial class Optimizer : IPass
     public string Description =>
         "turn each parameter's gradient into the optimizer's update of the parameter and its " + "state";
 
-    /// <summary>ZeRO stage: 0 (state laid out like its parameter) or 1 (state split over the data-parallel
-    /// axis).</summary>
-    [PassOption("zero", "ZeRO stage: 0, or 1 to split the optimizer state over the data-parallel axis")]
+    /// <summary>ZeRO stage: 0 (state laid out like its parameter), 1 (state split over the data-parallel axis) or 3
+    /// (the parameters too, gathered at each use).</summary>
+    [PassOption("zero", "ZeRO stage: 0, 1 to split the optimizer state over the data-parallel axis, 3 the parameters too")]
     public int Zero { get; set; }
 
     /// <summary>The data-parallel mesh axis for ZeRO; empty: the axis the entry's first argument splits its first
@@ -38,14 +41,14 @@ public sealed partial class Optimizer : IPass
     {
         if (module.GetAttr("train") is not DictAttr train || module.IsSpmd())
             return false;
-        if (Zero is not (0 or 1))
-            throw new PipelineException($"optimizer: zero must be 0 or 1, got {Zero}");
+        if (Zero is not (0 or 1 or 3))
+            throw new PipelineException($"optimizer: zero must be 0, 1 or 3, got {Zero}");
         var func = module.EntryFunction()!;
         var entry = func.Regions[0].Entry;
         var grads = entry.Operations.Where(o => o.Name == "train.grad").ToList();
         if (grads.Count == 0)
             return false;
-        string zeroAxis = Zero == 1 ? DataParallelAxis(module, func) : "";
+        string zeroAxis = Zero > 0 ? DataParallelAxis(module, func) : "";
         var s = train.Entries.ToDictionary(e => e.Key, e => e.Value);
         double F(string key) =>
             s.GetValueOrDefault(key) switch
@@ -62,6 +65,9 @@ public sealed partial class Optimizer : IPass
         var existing = new HashSet<Operation>(entry.Operations, ReferenceEqualityComparer.Instance);
         var mesh = module.DeviceMesh();
         var u = new UpdateBuilder(b, mesh, zeroAxis);
+        if (Zero == 3)
+            foreach (var p in grads.Select(g => g.Operands[0]).Distinct())
+                StoreSplit(p, mesh, zeroAxis);
         Value? step = null;
         if (kind == "adam")
         {
@@ -103,7 +109,7 @@ public sealed partial class Optimizer : IPass
             b.Location = g.Location;
             string path = ParameterEffectOpDef.PathOf(g);
             var before = entry.Last!.Prev;
-            var grad = scaling?.Sanitize(whole[g]) ?? whole[g];
+            var grad = u.Stored(scaling?.Sanitize(whole[g]) ?? whole[g], p);
             switch (kind)
             {
                 case "sgd":
@@ -154,6 +160,52 @@ public sealed partial class Optimizer : IPass
                 if (o.Operands.Count > 0 && o.GetAttr("phase") == null)
                     o.SetAttr("phase", Attr.Str("step"));
         return true;
+    }
+
+    /// <summary>ZeRO-3: <paramref name="p"/> is stored split over <paramref name="axis"/> as its state is, and every
+    /// op that read it reads it through a reshard to its declared layout (one here; schedule-collectives gives each
+    /// use its own gather once the program is per-device). A parameter no dimension of which the axis divides stays
+    /// whole.</summary>
+    private static void StoreSplit(Value p, DeviceMesh mesh, string axis)
+    {
+        var declared = p.TensorType.WithSharding(p.TensorType.Sharding ?? Sharding.Replicated(p.TensorType.Rank));
+        var stored = SplitOver(declared, declared.Sharding, mesh, axis);
+        if (stored == null || p.DefiningOp is not { } param)
+            return;
+        var uses = p.Uses.Select(x => x.Op).Distinct().ToList();
+        p.Type = declared.WithSharding(stored);
+        param.SetAttr("zero", Attr.Int(3));
+        var b = new Builder { Location = param.Location };
+        if (param.Next is { } next)
+            b.SetInsertionPointBefore(next);
+        else
+            b.SetInsertionPointToEnd(param.Block!);
+        var whole = b.Create("dist.reshard", [p], param.GetAttr("stage") is { } st ? [new("stage", st)] : [], [
+            declared,
+        ]);
+        whole.Result.NameHint = p.NameHint;
+        foreach (var user in uses)
+            if (user.Name != "train.grad")
+                for (int i = 0; i < user.Operands.Count; i++)
+                    if (ReferenceEquals(user.Operands[i], p))
+                        user.SetOperand(i, whole.Result);
+    }
+
+    /// <summary><paramref name="sharding"/> with <paramref name="axis"/> added as the minor split of the first
+    /// dimension of <paramref name="type"/> it divides; null when the axis is in it already or divides none.</summary>
+    private static Sharding? SplitOver(TensorType type, Sharding? sharding, DeviceMesh mesh, string axis)
+    {
+        sharding ??= Sharding.Replicated(type.Rank);
+        if (type.Rank == 0 || sharding.Axes.Contains(axis))
+            return null;
+        var dims = sharding.Dims.Select(d => d.ToList()).ToArray();
+        for (int d = 0; d < dims.Length; d++)
+            if (type.Shape[d] % (mesh.Product(dims[d]) * mesh.Size(axis)) == 0)
+            {
+                dims[d].Add(axis);
+                return new Sharding(dims, sharding.Partial);
+            }
+        return null;
     }
 
     /// <summary>The ops after <paramref name="before"/> run on <paramref name="g"/>'s pipeline stage.</summary>
@@ -211,20 +263,25 @@ public sealed partial class Optimizer : IPass
         public Value State(string path, TensorType type, Sharding? like)
         {
             var sharding = like ?? (type.Rank == 0 ? null : Sharding.Replicated(type.Rank));
-            if (zeroAxis.Length > 0 && type.Rank > 0 && !sharding!.Axes.Contains(zeroAxis))
-            {
-                // The first dimension the axis divides takes it as its minor split; a state no dimension of which it
-                // divides stays whole.
-                var dims = sharding.Dims.Select(d => d.ToList()).ToArray();
-                for (int d = 0; d < dims.Length; d++)
-                    if (type.Shape[d] % (mesh.Product(dims[d]) * mesh.Size(zeroAxis)) == 0)
-                    {
-                        dims[d].Add(zeroAxis);
-                        break;
-                    }
-                sharding = new Sharding(dims);
-            }
+            // The first dimension the axis divides takes it as its minor split; a state no dimension of which it
+            // divides stays whole.
+            if (zeroAxis.Length > 0 && SplitOver(type, sharding, mesh, zeroAxis) is { } split)
+                sharding = split;
             return StateParam(b, path, type.WithSharding(sharding), "zeros");
+        }
+
+        /// <summary>Under ZeRO, the gradient <paramref name="grad"/> in the layout <paramref name="p"/>'s state is
+        /// stored in (split over the axis), so the whole update runs on this device's shard: a gradient summed over
+        /// a split batch is reduce-scattered, not all-reduced and then sliced.</summary>
+        public Value Stored(Value grad, Value p)
+        {
+            if (zeroAxis.Length == 0 || p.TensorType.Rank == 0)
+                return grad;
+            var own = p.TensorType.Sharding ?? Sharding.Replicated(p.TensorType.Rank);
+            var stored = own.Axes.Contains(zeroAxis) ? own : SplitOver(p.TensorType, own, mesh, zeroAxis);
+            if (stored == null)
+                return grad;
+            return b.CreateValue("dist.reshard", [grad], null, grad.TensorType.WithSharding(stored));
         }
 
         public Value Add(Value x, Value y) => b.CreateValue("tensor.add", [x, y]);

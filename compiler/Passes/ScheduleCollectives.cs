@@ -12,7 +12,8 @@ namespace ParallelCompiler.Passes;
 /// of the backward, the optimizer of other parameters). Collectives of one kind, group, dtype, stage and phase
 /// whose operands exist before any of their results is needed share one start, up to <c>bucket-mb</c> MiB of
 /// operands (PyTorch DDP's 25 MB buckets); each operand is still reduced on its own, so results are bit for bit
-/// those of the synchronous ops. Pipeline transfers become <c>pipe.*_start</c> / <c>pipe.wait</c> pairs
+/// those of the synchronous ops. A ZeRO-3 parameter is gathered again at each use (ScheduleCollectives.Gathers.cs).
+/// Pipeline transfers become <c>pipe.*_start</c> / <c>pipe.wait</c> pairs
 /// (ScheduleCollectives.Transfers.cs), in training and inference alike.
 /// </summary>
 public sealed partial class ScheduleCollectives : IPass
@@ -52,6 +53,8 @@ public sealed partial class ScheduleCollectives : IPass
         bool changed = false;
         foreach (var func in module.Functions().Where(f => f.GetAttr("kernel") == null))
         {
+            if (module.GetAttr("train") != null)
+                changed |= GatherAtEachUse(func.Regions[0].Entry);
             changed |= StartTransfers(func.Regions[0].Entry);
             if (module.GetAttr("train") != null)
                 changed |= Schedule(func.Regions[0].Entry);

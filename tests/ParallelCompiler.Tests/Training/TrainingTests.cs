@@ -219,7 +219,7 @@ public sealed class TrainingTests() : TempDirTest("mplc-train")
         Assert.Contains("error: --steps needs a training model", r.Stderr);
         r = Mplc.Run("run", Repo.Path("examples", "mlp.mpl"), "--zero", "2");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("error: --zero must be 0 or 1, got 2", r.Stderr);
+        Assert.Contains("error: --zero must be 0, 1 or 3, got 2", r.Stderr);
     }
 }
 
