@@ -35,7 +35,8 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
     private readonly Option<bool> _verbose = new("--verbose") { Description = "show stack traces of internal errors" };
     private readonly Option<int> _zero = new("--zero")
     {
-        Description = "ZeRO stage for training: 1 splits the optimizer state over the data-parallel axis, 3 the "
+        Description =
+            "ZeRO stage for training: 1 splits the optimizer state over the data-parallel axis, 3 the "
             + "parameters too (gathered at each use)",
     };
     private readonly Option<double?> _bucketMb = new("--bucket-mb")

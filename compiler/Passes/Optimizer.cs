@@ -28,7 +28,10 @@ public sealed partial class Optimizer : IPass
 
     /// <summary>ZeRO stage: 0 (state laid out like its parameter), 1 (state split over the data-parallel axis) or 3
     /// (the parameters too, gathered at each use).</summary>
-    [PassOption("zero", "ZeRO stage: 0, 1 to split the optimizer state over the data-parallel axis, 3 the parameters too")]
+    [PassOption(
+        "zero",
+        "ZeRO stage: 0, 1 to split the optimizer state over the data-parallel axis, 3 the parameters too"
+    )]
     public int Zero { get; set; }
 
     /// <summary>The data-parallel mesh axis for ZeRO; empty: the axis the entry's first argument splits its first
@@ -180,9 +183,12 @@ public sealed partial class Optimizer : IPass
             b.SetInsertionPointBefore(next);
         else
             b.SetInsertionPointToEnd(param.Block!);
-        var whole = b.Create("dist.reshard", [p], param.GetAttr("stage") is { } st ? [new("stage", st)] : [], [
-            declared,
-        ]);
+        var whole = b.Create(
+            "dist.reshard",
+            [p],
+            param.GetAttr("stage") is { } st ? [new("stage", st)] : [],
+            [declared]
+        );
         whole.Result.NameHint = p.NameHint;
         foreach (var user in uses)
             if (user.Name != "train.grad")
@@ -250,7 +256,7 @@ public sealed partial class Optimizer : IPass
             return s.Dims[0][0];
         throw new PassInputException(
             func.Location,
-            "--zero 1: no data-parallel axis: the first input's batch dimension is not split (name one with "
+            $"--zero {Zero}: no data-parallel axis: the first input's batch dimension is not split (name one with "
                 + "optimizer{axis=...})"
         );
     }

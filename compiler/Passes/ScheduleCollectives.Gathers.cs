@@ -37,7 +37,9 @@ public sealed partial class ScheduleCollectives
             return false;
         var b = new Builder();
         var users = block
-            .Operations.Where(o => !chain.Contains(o) && o.Operands.Any(v => v.DefiningOp is { } d && chain.Contains(d)))
+            .Operations.Where(o =>
+                !chain.Contains(o) && o.Operands.Any(v => v.DefiningOp is { } d && chain.Contains(d))
+            )
             .ToList();
         foreach (var user in users)
         {

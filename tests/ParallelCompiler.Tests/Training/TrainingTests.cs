@@ -153,6 +153,7 @@ public sealed class TrainingTests() : TempDirTest("mplc-train")
     [Theory]
     [InlineData("0")]
     [InlineData("1")]
+    [InlineData("3")]
     public void SaveAndResumeEqualsAnUninterruptedRun(string zero)
     {
         string gpt = Repo.Path("examples", "gpt.mpl");

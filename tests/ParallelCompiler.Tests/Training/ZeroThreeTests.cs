@@ -1,0 +1,120 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using ParallelCompiler.Runtime.IO;
+using ParallelCompiler.Tests.Sharding;
+using ParallelCompiler.Tests.Support;
+using Xunit;
+
+namespace ParallelCompiler.Tests.Training;
+
+/// <summary>ZeRO-3 (<c>--zero 3</c>): parameters stored split over dp, gathered at each use and freed after it; the
+/// program still trains as one device does.</summary>
+public sealed class ZeroThreeTests() : TempDirTest("mplc-zero3")
+{
+    private static readonly string Gpt = Repo.Path("examples", "gpt.mpl");
+
+    private static string Ok(params string[] args)
+    {
+        var r = Mplc.Run(args);
+        Assert.True(r.ExitCode == 0, $"mplc {string.Join(" ", args)} exited with {r.ExitCode}\n{r.Stdout}\n{r.Stderr}");
+        return r.Stdout + r.Stderr;
+    }
+
+    private static NDArray Read(string path, string key) => ArrayFile.Read(path)[key].Array;
+
+    /// <summary>Every trained parameter is stored split over dp; a layer's weight is gathered once for the forward
+    /// and once again for the backward, and its gradient is reduce-scattered into the stored layout.</summary>
+    [Fact]
+    public void EachParameterIsStoredSplitAndGatheredAtEachUse()
+    {
+        var ir = Ok("compile", Gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--zero", "3");
+        var stored = Regex.Matches(ir, @"layout = tensor<[^,]*, shard\[([^\]]*)\]>, path = ""(gpt\.[^""]*)""");
+        var trained = stored.Where(m => !m.Groups[2].Value.Contains("adam")).ToList();
+        Assert.NotEmpty(trained);
+        foreach (Match m in trained)
+            Assert.True(m.Groups[1].Value.Contains("dp"), $"{m.Groups[2].Value} is stored as shard[{m.Groups[1]}]");
+        Assert.Equal(2, Regex.Matches(ir, @"= dist\.all_gather %gpt\.block\.0\.mlp\.w1 ").Count);
+        Assert.Contains("dist.reduce_scatter_start", ir);
+        Assert.Contains("zero = 3", ir);
+    }
+
+    /// <summary>In a pipeline each microbatch gathers a weight in its forward and again in its backward: no gather
+    /// runs once before the schedule and stays held for the step.</summary>
+    [Fact]
+    public void APipelineGathersInEveryMicrobatchTask()
+    {
+        var ir = Ok("compile", Gpt, "-D", "L=2", "--zero", "3");
+        var gathers = Regex
+            .Matches(ir, @"= dist\.all_gather %gpt\.block\.1\.attention\.wq \{([^}]*)\}")
+            .Select(m => m.Groups[1].Value)
+            .ToList();
+        Assert.Equal(2, gathers.Count);
+        Assert.DoesNotContain(gathers, g => g.Contains("setup"));
+        Assert.Contains(gathers, g => !g.Contains("phase"));
+        Assert.Contains(gathers, g => g.Contains("phase = \"backward\""));
+    }
+
+    /// <summary>examples/gpt.mpl on its pp=2, dp=2, tp=2 mesh and gpt_sp.mpl on dp=2, tp=2 train under ZeRO-3 as on one
+    /// device, and to the losses of ZeRO-0.</summary>
+    [Theory]
+    [InlineData("gpt.mpl")]
+    [InlineData("gpt_sp.mpl")]
+    public void TrainsAsOneDevice(string example)
+    {
+        string path = Repo.Path("examples", example);
+        Assert.Contains("equals one device", Ok("run", path, "-D", "L=2", "--zero", "3", "--steps", "3", "--check"));
+        Ok("run", path, "-D", "L=2", "--zero", "3", "--steps", "3", "--out", P("z3.npz"));
+        Ok("run", path, "-D", "L=2", "--steps", "3", "--out", P("z0.npz"));
+        Assert.True(Distributed.MaxRelativeError(Read(P("z0.npz"), "loss"), Read(P("z3.npz"), "loss")) <= 1e-5);
+    }
+
+    /// <summary>A model trained in bf16 keeps f32 master weights stored split, and still equals one device.</summary>
+    [Fact]
+    public void MixedPrecisionEqualsOneDevice()
+    {
+        string src = File.ReadAllText(Repo.Path("examples", "mlp.mpl"))
+            .Replace(
+                "model mlp(x: f32[B, D] shard[dp, _])",
+                "model mlp(x: f32[B, D] shard[dp, _], y: f32[B, D] shard[dp, _])"
+            )
+            .Replace("-> f32[B, D] {", "-> f32[] {")
+            .Replace("return h @ w2;", "return mean((h @ w2 - y) * (h @ w2 - y));");
+        File.WriteAllText(P("m.mpl"), src + "train mlp optimizer adam(lr = 0.01) precision bf16;\n");
+        Assert.Contains("equals one device", Ok("run", P("m.mpl"), "--zero", "3", "--steps", "2", "--check"));
+    }
+
+    /// <summary>The cost model sees the memory ZeRO-3 saves and the gathers it adds: a device holds less than
+    /// under ZeRO-1, which holds less than ZeRO-0, and communicates more.</summary>
+    [Fact]
+    public void TheCostModelSeesLessMemoryAndMoreCommunication()
+    {
+        (double Memory, double Comm) Cost(string zero)
+        {
+            var j = JsonDocument
+                .Parse(Ok("cost", Gpt, "-D", "L=2", "--zero", zero, "--cluster", "a100-80g-selene", "--json"))
+                .RootElement;
+            double comm = j.GetProperty("exposed_comm_s").EnumerateObject().Sum(k => k.Value.GetDouble());
+            return (j.GetProperty("memory_gib").GetDouble(), comm);
+        }
+        var (m0, c0) = Cost("0");
+        var (m1, _) = Cost("1");
+        var (m3, c3) = Cost("3");
+        Assert.True(m3 < m1 && m1 < m0, $"memory: zero-0 {m0}, zero-1 {m1}, zero-3 {m3} GiB");
+        Assert.True(c3 > c0, $"exposed communication: zero-0 {c0}, zero-3 {c3} s");
+    }
+
+    /// <summary>ZeRO-3 needs a data-parallel axis: without a split batch it is a clear error.</summary>
+    [Fact]
+    public void WithoutADataParallelAxisItIsAnError()
+    {
+        File.WriteAllText(
+            P("r.mpl"),
+            "mesh grid[tp = 2];\nmodel m(x: f32[4, 8]) -> f32[] {\n  param w: f32[8, 8] shard[_, tp];\n"
+                + "  return sum(x @ w);\n}\ntrain m optimizer sgd(lr = 0.1);\n"
+        );
+        var r = Mplc.Run("run", P("r.mpl"), "--zero", "3");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error: --zero 3: no data-parallel axis", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);
+    }
+}
