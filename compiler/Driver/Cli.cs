@@ -36,8 +36,8 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
     private readonly Option<int> _zero = new("--zero")
     {
         Description =
-            "ZeRO stage for training: 1 splits the optimizer state over the data-parallel axis, 3 the "
-            + "parameters too (gathered at each use)",
+            "ZeRO stage for training: 1 splits the optimizer state over the data-parallel axis, 2 the "
+            + "gradients too (reduce-scattered each microbatch), 3 the parameters too (gathered at each use)",
     };
     private readonly Option<double?> _bucketMb = new("--bucket-mb")
     {
@@ -331,8 +331,8 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
     private PipelineBuilder PipelineOf(ParseResult r)
     {
         int zero = r.GetValue(_zero);
-        if (zero is not (0 or 1 or 3))
-            throw new UserErrorException($"--zero must be 0, 1 or 3, got {zero}");
+        if (zero is not (0 or 1 or 2 or 3))
+            throw new UserErrorException($"--zero must be 0, 1, 2 or 3, got {zero}");
         if (r.GetValue(_ir.Pipeline) is { } given)
         {
             if (r.GetValue(_bucketMb) != null || r.GetValue(_syncCollectives))

@@ -11,7 +11,9 @@ namespace ParallelCompiler.Passes;
 /// documented paths: <c>PATH.momentum</c> (sgd with momentum), <c>PATH.adam_m</c>, <c>PATH.adam_v</c> and the
 /// step count <c>optimizer.step</c> (adam), all starting at zero. With <c>zero=1</c> the state is split over the
 /// data-parallel axis (ZeRO stage 1): propagation then reduce-scatters the gradients, updates each shard and
-/// all-gathers the parameters, with no other change here. With <c>zero=3</c> the parameters themselves are also
+/// all-gathers the parameters, with no other change here. With <c>zero=2</c> the module's <c>zero</c> attribute tells
+/// spmdize to reduce-scatter each microbatch's gradient before the sum over microbatches (which then adds shards,
+/// not whole gradients); without microbatches that is stage 1. With <c>zero=3</c> the parameters themselves are also
 /// stored split over the axis (ZeRO stage 3): each is read through a <c>dist.reshard</c> to the layout it was
 /// declared with, which becomes an all-gather, and <c>schedule-collectives</c> gives every use its own gather, freed
 /// after it. Gradient synchronisation needs nothing either: a
@@ -44,8 +46,8 @@ public sealed partial class Optimizer : IPass
     {
         if (module.GetAttr("train") is not DictAttr train || module.IsSpmd())
             return false;
-        if (Zero is not (0 or 1 or 3))
-            throw new PipelineException($"optimizer: zero must be 0, 1 or 3, got {Zero}");
+        if (Zero is not (0 or 1 or 2 or 3))
+            throw new PipelineException($"optimizer: zero must be 0, 1, 2 or 3, got {Zero}");
         var func = module.EntryFunction()!;
         var entry = func.Regions[0].Entry;
         var grads = entry.Operations.Where(o => o.Name == "train.grad").ToList();
@@ -68,6 +70,8 @@ public sealed partial class Optimizer : IPass
         var existing = new HashSet<Operation>(entry.Operations, ReferenceEqualityComparer.Instance);
         var mesh = module.DeviceMesh();
         var u = new UpdateBuilder(b, mesh, zeroAxis);
+        if (Zero >= 2)
+            module.SetAttr("zero", Attr.Int(Zero));
         if (Zero == 3)
             foreach (var p in grads.Select(g => g.Operands[0]).Distinct())
                 StoreSplit(p, mesh, zeroAxis);

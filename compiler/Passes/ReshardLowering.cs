@@ -18,7 +18,7 @@ public static class ReshardLowering
 
     /// <summary>The collectives that take a value from <paramref name="from"/> to <paramref name="to"/>, in order
     /// (groups of one device left out).</summary>
-    public static List<Step> Plan(Sharding from, Sharding to, DeviceMesh mesh)
+    public static List<Step> Plan(Sharding from, Sharding to, DeviceMesh mesh, bool scatterFirst = false)
     {
         int rank = from.Rank;
         var remove = new List<string>[rank];
@@ -48,8 +48,18 @@ public static class ReshardLowering
         }
         // Microbatches run in time on one device: their sum is a local accumulation, so it comes first and every
         // collective after it runs once per step rather than once per microbatch.
-        if (reduce.Remove(Microbatch.Axis))
+        // Under ZeRO-2 and -3 (scatterFirst) a reduce-scatter over the other axes comes first instead, once per
+        // microbatch, so that the sum over them adds shards.
+        bool microbatches = reduce.Contains(Microbatch.Axis),
+            later =
+                scatterFirst
+                && microbatches
+                && add.Any(a => a.Count > 0 && a[0] != Microbatch.Axis && reduce.Contains(a[0]));
+        if (microbatches && !later)
+        {
+            reduce.Remove(Microbatch.Axis);
             Add("dist.all_reduce", [Microbatch.Axis], 0);
+        }
         // A split that moves whole from one dimension to another is one all_to_all instead of a gather and a slice.
         var moves = new List<(int From, int To, List<string> Axes)>();
         for (int i = 0; i < rank; i++)
@@ -84,7 +94,14 @@ public static class ReshardLowering
             add[d] = add[d].Skip(scatter.Count).ToList();
             reduce.RemoveAll(scatter.Contains);
         }
-        if (reduce.Count > 0)
+        if (later)
+        {
+            reduce.Remove(Microbatch.Axis);
+            if (reduce.Count > 0)
+                Add("dist.all_reduce", reduce, 0);
+            Add("dist.all_reduce", [Microbatch.Axis], 0);
+        }
+        else if (reduce.Count > 0)
             Add("dist.all_reduce", reduce, 0);
         for (int d = 0; d < rank; d++)
             if (add[d].Count > 0)
@@ -94,9 +111,9 @@ public static class ReshardLowering
 
     /// <summary>Emits the collectives that take <paramref name="v"/> (local) from <paramref name="from"/> to <paramref
     /// name="to"/>; returns the new local value.</summary>
-    public static Value Emit(Builder b, Value v, Sharding from, Sharding to, DeviceMesh mesh)
+    public static Value Emit(Builder b, Value v, Sharding from, Sharding to, DeviceMesh mesh, bool scatterFirst = false)
     {
-        foreach (var s in Plan(from, to, mesh))
+        foreach (var s in Plan(from, to, mesh, scatterFirst))
         {
             if (s.Op == "dist.all_reduce")
             {

@@ -30,13 +30,16 @@ public sealed class Spmdize : IPass
         if (module.IsSpmd())
             return false;
         var mesh = module.DeviceMesh();
+        // ZeRO-2 and -3 keep gradients split: a microbatch's gradient is reduce-scattered before the sum over the
+        // microbatches, which then adds shards.
+        bool scatterFirst = module.GetAttr("zero") is IntAttr { Value: >= 2 };
         foreach (var func in module.Functions())
-            Function(func, mesh);
+            Function(func, mesh, scatterFirst);
         module.SetAttr("spmd", Attr.Bool(true));
         return true;
     }
 
-    private static void Function(Operation func, DeviceMesh mesh)
+    private static void Function(Operation func, DeviceMesh mesh, bool scatterFirst)
     {
         var entry = func.Regions[0].Entry;
         CheckLayouts(func, mesh);
@@ -71,7 +74,7 @@ public sealed class Spmdize : IPass
                     func.SetResultTypes(op.Operands.Select(o => o.Type));
                     break;
                 case "dist.reshard":
-                    Reshard(op, layouts[op], b, mesh);
+                    Reshard(op, layouts[op], b, mesh, scatterFirst);
                     break;
                 default:
                     if (exchanged.TryGetValue(op, out var axes))
@@ -83,13 +86,13 @@ public sealed class Spmdize : IPass
         }
     }
 
-    private static void Reshard(Operation op, Sharding from, Builder b, DeviceMesh mesh)
+    private static void Reshard(Operation op, Sharding from, Builder b, DeviceMesh mesh, bool scatterFirst)
     {
         var global = op.Result.TensorType;
         var to = Complete(global).Sharding!;
         Local(global, mesh, op.Location, op.Result.NameHint ?? "reshard result");
         b.SetInsertionPointBefore(op);
-        var v = ReshardLowering.Emit(b, op.Operands[0], from, to, mesh);
+        var v = ReshardLowering.Emit(b, op.Operands[0], from, to, mesh, scatterFirst);
         if (v.NameHint == null && !ReferenceEquals(v, op.Operands[0]))
             v.NameHint = op.Result.NameHint;
         op.Result.ReplaceAllUsesWith(v);

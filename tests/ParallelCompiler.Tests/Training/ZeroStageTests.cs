@@ -7,9 +7,10 @@ using Xunit;
 
 namespace ParallelCompiler.Tests.Training;
 
-/// <summary>ZeRO-3 (<c>--zero 3</c>): parameters stored split over dp, gathered at each use and freed after it; the
+/// <summary>ZeRO-2 (<c>--zero 2</c>): each microbatch's gradient reduce-scattered before the sum over microbatches;
+/// ZeRO-3 (<c>--zero 3</c>): parameters stored split over dp too, gathered at each use and freed after it. The
 /// program still trains as one device does.</summary>
-public sealed class ZeroThreeTests() : TempDirTest("mplc-zero3")
+public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
 {
     private static readonly string Gpt = Repo.Path("examples", "gpt.mpl");
 
@@ -34,7 +35,8 @@ public sealed class ZeroThreeTests() : TempDirTest("mplc-zero3")
         foreach (Match m in trained)
             Assert.True(m.Groups[1].Value.Contains("dp"), $"{m.Groups[2].Value} is stored as shard[{m.Groups[1]}]");
         Assert.Equal(2, Regex.Matches(ir, @"= dist\.all_gather %gpt\.block\.0\.mlp\.w1 ").Count);
-        Assert.Contains("dist.reduce_scatter_start", ir);
+        // Each microbatch's gradient (gpt.mpl has four) is reduce-scattered in its backward.
+        Assert.Matches(@"dist\.reduce_scatter %\w+ \{axes = \[""dp""\], dim = \d+, phase = ""backward""", ir);
         Assert.Contains("zero = 3", ir);
     }
 
@@ -57,13 +59,14 @@ public sealed class ZeroThreeTests() : TempDirTest("mplc-zero3")
     /// <summary>examples/gpt.mpl on its pp=2, dp=2, tp=2 mesh and gpt_sp.mpl on dp=2, tp=2 train under ZeRO-3 as on one
     /// device, and to the losses of ZeRO-0.</summary>
     [Theory]
-    [InlineData("gpt.mpl")]
-    [InlineData("gpt_sp.mpl")]
-    public void TrainsAsOneDevice(string example)
+    [InlineData("gpt.mpl", "2")]
+    [InlineData("gpt.mpl", "3")]
+    [InlineData("gpt_sp.mpl", "3")]
+    public void TrainsAsOneDevice(string example, string zero)
     {
         string path = Repo.Path("examples", example);
-        Assert.Contains("equals one device", Ok("run", path, "-D", "L=2", "--zero", "3", "--steps", "3", "--check"));
-        Ok("run", path, "-D", "L=2", "--zero", "3", "--steps", "3", "--out", P("z3.npz"));
+        Assert.Contains("equals one device", Ok("run", path, "-D", "L=2", "--zero", zero, "--steps", "3", "--check"));
+        Ok("run", path, "-D", "L=2", "--zero", zero, "--steps", "3", "--out", P("z3.npz"));
         Ok("run", path, "-D", "L=2", "--steps", "3", "--out", P("z0.npz"));
         Assert.True(Distributed.MaxRelativeError(Read(P("z0.npz"), "loss"), Read(P("z3.npz"), "loss")) <= 1e-5);
     }
@@ -83,23 +86,49 @@ public sealed class ZeroThreeTests() : TempDirTest("mplc-zero3")
         Assert.Contains("equals one device", Ok("run", P("m.mpl"), "--zero", "3", "--steps", "2", "--check"));
     }
 
-    /// <summary>The cost model sees the memory ZeRO-3 saves and the gathers it adds: a device holds less than
-    /// under ZeRO-1, which holds less than ZeRO-0, and communicates more.</summary>
+    /// <summary>Under ZeRO-2 a pipeline reduce-scatters each microbatch's gradient in its backward, and the step sums
+    /// the shards.</summary>
+    [Fact]
+    public void StageTwoReduceScattersEachMicrobatch()
+    {
+        var two = Ok("compile", Gpt, "-D", "L=2", "--zero", "2");
+        var one = Ok("compile", Gpt, "-D", "L=2", "--zero", "1");
+        Assert.Matches(@"dist\.reduce_scatter %\w+ \{axes = \[""dp""\], dim = \d+, phase = ""backward""", two);
+        Assert.DoesNotMatch(@"dist\.reduce_scatter %\w+ \{axes = \[""dp""\], dim = \d+, phase = ""backward""", one);
+    }
+
+    /// <summary>The cost model sees the memory each stage saves and the gathers ZeRO-3 adds: a device holds less
+    /// at each stage, and communicates more under ZeRO-3.</summary>
     [Fact]
     public void TheCostModelSeesLessMemoryAndMoreCommunication()
     {
         (double Memory, double Comm) Cost(string zero)
         {
             var j = JsonDocument
-                .Parse(Ok("cost", Gpt, "-D", "L=2", "--zero", zero, "--cluster", "a100-80g-selene", "--json"))
+                .Parse(
+                    Ok(
+                        "cost",
+                        Gpt,
+                        "-D",
+                        "L=2",
+                        "-D",
+                        "D=256",
+                        "--zero",
+                        zero,
+                        "--cluster",
+                        "a100-80g-selene",
+                        "--json"
+                    )
+                )
                 .RootElement;
             double comm = j.GetProperty("exposed_comm_s").EnumerateObject().Sum(k => k.Value.GetDouble());
             return (j.GetProperty("memory_gib").GetDouble(), comm);
         }
         var (m0, c0) = Cost("0");
         var (m1, _) = Cost("1");
+        var (m2, _) = Cost("2");
         var (m3, c3) = Cost("3");
-        Assert.True(m3 < m1 && m1 < m0, $"memory: zero-0 {m0}, zero-1 {m1}, zero-3 {m3} GiB");
+        Assert.True(m3 < m2 && m2 < m1 && m1 < m0, $"memory: zero-0 {m0}, -1 {m1}, -2 {m2}, -3 {m3} GiB");
         Assert.True(c3 > c0, $"exposed communication: zero-0 {c0}, zero-3 {c3} s");
     }
 
