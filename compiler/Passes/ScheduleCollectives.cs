@@ -29,7 +29,7 @@ public sealed partial class ScheduleCollectives : IPass
     [PassOption("bucket-mb", "most MiB of operands one started collective carries (0: one tensor each)")]
     public double BucketMb { get; set; } = 25;
 
-    private sealed record Candidate(Operation Op, int Ready, int Need, double Bytes, string Key);
+    private sealed record Candidate(Operation Op, int Ready, int Need, double Bytes, string Key, bool SummedLater);
 
     private sealed class Bucket(string key)
     {
@@ -72,7 +72,7 @@ public sealed partial class ScheduleCollectives : IPass
         var side = UpdateSide(ops);
         var found = new List<Candidate>();
         foreach (var op in ops)
-            if (AsCandidate(op, side, position) is { } c)
+            if (AsCandidate(op, side, position, ops) is { } c)
                 found.Add(c);
         // A collective fed by another, or feeding one, stays where it is: each moves only past ordinary ops.
         var moving = found.Select(c => c.Op).ToHashSet(ReferenceEqualityComparer.Instance);
@@ -108,6 +108,24 @@ public sealed partial class ScheduleCollectives : IPass
             b.Need = Math.Min(b.Need, c.Need);
             b.Bytes += c.Bytes;
         }
+        // Buckets of microbatch gradients summed later are waited for when the next bucket of their task starts, so
+        // that one bucket's full gradients are held at a time rather than the whole task's.
+        foreach (
+            var task in buckets
+                .Where(b => b.Members.All(m => m.SummedLater))
+                .GroupBy(b => $"{b.Members[0].Op.GetAttr("stage")}|{b.Members[0].Op.GetAttr("phase")}")
+        )
+        {
+            var inOrder = task.OrderBy(b => b.Ready).ToList();
+            for (int i = 0; i + 1 < inOrder.Count; i++)
+                inOrder[i].Need = Math.Min(inOrder[i].Need, Math.Max(inOrder[i].Ready, inOrder[i + 1].Ready) + 1);
+        }
+        // A wait goes before the op at its need, or the next one after it that stays (members are replaced).
+        var members = buckets
+            .SelectMany(b => b.Members)
+            .Select(m => m.Op)
+            .ToHashSet(ReferenceEqualityComparer.Instance);
+        Operation At(int need) => ops.Skip(need).First(o => !members.Contains(o));
         // Starts after their last operand (in bucket order where several follow one op), waits before the first use.
         var lastAfter = new Dictionary<int, Operation>();
         foreach (var b in buckets)
@@ -130,7 +148,8 @@ public sealed partial class ScheduleCollectives : IPass
                 types
             );
             lastAfter[b.Ready] = start;
-            builder.SetInsertionPointBefore(ops[b.Need]);
+            var waitAt = At(b.Need);
+            builder.SetInsertionPointBefore(waitAt);
             var stagePhase = first.Attributes.Where(a => a.Key is "phase" or "stage").ToList();
             var wait = builder.Create(WaitOpDef.OpName, start.Results.ToList<Value>(), stagePhase, types);
             for (int i = 0; i < b.Members.Count; i++)
@@ -139,13 +158,22 @@ public sealed partial class ScheduleCollectives : IPass
                 wait.Results[i].NameHint = old.Result.NameHint;
                 old.Result.ReplaceAllUsesWith(wait.Results[i]);
                 old.Erase();
+                // A sum over microbatches the wait moved past follows it.
+                foreach (var user in wait.Results[i].Uses.Select(u => u.Op).Distinct().ToList())
+                    if (position.TryGetValue(user, out int at) && at < position[waitAt])
+                        user.MoveBefore(waitAt);
             }
         }
         return true;
     }
 
     /// <summary>The collective as a candidate, or null when it is no gradient synchronisation or cannot move.</summary>
-    private static Candidate? AsCandidate(Operation op, HashSet<Operation> side, Dictionary<Operation, int> position)
+    private static Candidate? AsCandidate(
+        Operation op,
+        HashSet<Operation> side,
+        Dictionary<Operation, int> position,
+        List<Operation> ops
+    )
     {
         if (!IsSync(op) || !side.Contains(op))
             return null;
@@ -155,15 +183,29 @@ public sealed partial class ScheduleCollectives : IPass
             return null;
         string Place(Operation o) => $"{o.GetAttr("stage")}|{o.GetAttr("phase")}";
         var def = op.Operands[0].DefiningOp;
-        if (def != null && Place(def) != Place(op) || op.Result.Uses.Any(u => Place(u.Op) != Place(op)))
+        // A microbatch's reduce-scatter whose shards are summed over the microbatches once a step (ZeRO-2 and -3)
+        // is waited for at the end of its task, so the full gradient is freed there.
+        bool summedLater = op.Result.Uses.All(u =>
+            u.Op.Name == "dist.all_reduce"
+            && ((ArrayAttr)u.Op.GetAttr("axes")!).AsStrings().SequenceEqual([ModuleOp.MicrobatchAxis])
+        );
+        if (def != null && Place(def) != Place(op) || !summedLater && op.Result.Uses.Any(u => Place(u.Op) != Place(op)))
             return null;
         int ready = def == null ? -1 : position[def];
         int need = op.Result.Uses.Min(u => position[u.Op]);
+        if (summedLater)
+        {
+            // The sums move to just after the wait, which their own users must follow.
+            int last = Enumerable.Range(position[op], ops.Count - position[op]).Last(i => Place(ops[i]) == Place(op));
+            var sums = op.Result.Uses.Select(u => u.Op).ToList();
+            if (sums.All(x => x.Results.SelectMany(r => r.Uses).All(u => position[u.Op] > last)))
+                need = last + 1;
+        }
         var t = op.OperandType(0);
         string key =
             $"{op.Name}|{string.Join(",", axes)}|{op.GetAttr("reduction")}|{op.GetAttr("dim")}|"
             + $"{t.DType.Name()}|{Place(op)}";
-        return new Candidate(op, ready, need, (double)t.NumElements * t.DType.Size(), key);
+        return new Candidate(op, ready, need, (double)t.NumElements * t.DType.Size(), key, summedLater);
     }
 
     /// <summary>

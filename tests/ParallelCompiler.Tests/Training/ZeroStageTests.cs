@@ -36,7 +36,10 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
             Assert.True(m.Groups[1].Value.Contains("dp"), $"{m.Groups[2].Value} is stored as shard[{m.Groups[1]}]");
         Assert.Equal(2, Regex.Matches(ir, @"= dist\.all_gather %gpt\.block\.0\.mlp\.w1 ").Count);
         // Each microbatch's gradient (gpt.mpl has four) is reduce-scattered in its backward.
-        Assert.Matches(@"dist\.reduce_scatter %\w+ \{axes = \[""dp""\], dim = \d+, phase = ""backward""", ir);
+        Assert.Matches(
+            @"dist\.reduce_scatter(_start)? %[\w.]+(, %[\w.]+)* \{axes = \[""dp""\], dim = \d+, phase = ""backward""",
+            ir
+        );
         Assert.Contains("zero = 3", ir);
     }
 
@@ -93,12 +96,19 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
     {
         var two = Ok("compile", Gpt, "-D", "L=2", "--zero", "2");
         var one = Ok("compile", Gpt, "-D", "L=2", "--zero", "1");
-        Assert.Matches(@"dist\.reduce_scatter %\w+ \{axes = \[""dp""\], dim = \d+, phase = ""backward""", two);
-        Assert.DoesNotMatch(@"dist\.reduce_scatter %\w+ \{axes = \[""dp""\], dim = \d+, phase = ""backward""", one);
+        Assert.Matches(
+            @"dist\.reduce_scatter(_start)? %[\w.]+(, %[\w.]+)* \{axes = \[""dp""\], dim = \d+, phase = ""backward""",
+            two
+        );
+        Assert.DoesNotMatch(
+            @"dist\.reduce_scatter(_start)? %[\w.]+(, %[\w.]+)* \{axes = \[""dp""\], dim = \d+, phase = ""backward""",
+            one
+        );
     }
 
     /// <summary>The cost model sees the memory each stage saves and the gathers ZeRO-3 adds: a device holds less
-    /// at each stage, and communicates more under ZeRO-3.</summary>
+    /// at each stage (ZeRO-2's shards only where gradient buffers are at the peak, which they are not here), and
+    /// communicates more under ZeRO-3.</summary>
     [Fact]
     public void TheCostModelSeesLessMemoryAndMoreCommunication()
     {
@@ -128,7 +138,7 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
         var (m1, _) = Cost("1");
         var (m2, _) = Cost("2");
         var (m3, c3) = Cost("3");
-        Assert.True(m3 < m2 && m2 < m1 && m1 < m0, $"memory: zero-0 {m0}, -1 {m1}, -2 {m2}, -3 {m3} GiB");
+        Assert.True(m3 < m2 && m2 <= m1 && m1 < m0, $"memory: zero-0 {m0}, -1 {m1}, -2 {m2}, -3 {m3} GiB");
         Assert.True(c3 > c0, $"exposed communication: zero-0 {c0}, zero-3 {c3} s");
     }
 
