@@ -97,7 +97,7 @@ public sealed partial class Cli
                     string header =
                         $"// Planned by mplc plan for {request.Gpus} GPUs of {described.Name}: {best.Plan.Summary}; "
                         + $"predicted step {PlanReport.Seconds(best.StepSeconds)}"
-                        + (best.Plan.Zero > 0 ? "\n// Compile and run it with --zero 1." : "")
+                        + (best.Plan.Zero > 0 ? $"\n// Compile and run it with --zero {best.Plan.Zero}." : "")
                         + "\n";
                     WriteText(path, model.Write(best.Plan, batch: request.Batch, header: header));
                     stdout.WriteLine($"wrote the plan to {path}");

@@ -62,7 +62,13 @@ public static class PlanReport
         parts.Add(
             p.Dp > 1
                 ? $"dp={p.Dp}: gradient synchronisation exposed {Seconds(r.DataParallelSeconds)}"
-                    + (p.Zero > 0 ? ", ZeRO-1 splits the optimizer state" : "")
+                    + p.Zero switch
+                    {
+                        1 => ", ZeRO-1 splits the optimizer state",
+                        2 => ", ZeRO-2 splits the optimizer state and the gradients",
+                        3 => $", ZeRO-3 splits the parameters too, gathered at each use ({Seconds(r.GatherSeconds)})",
+                        _ => "",
+                    }
                 : "dp=1"
         );
         parts.Add(
@@ -131,7 +137,9 @@ public static class PlanReport
             w.WriteLine(
                 $"  compute {Seconds(r.ComputeSeconds)} (tensor-parallel collectives "
                     + $"{Seconds(r.TensorParallelSeconds)}, pipeline sends "
-                    + $"{Seconds(r.PipelineTransferSeconds)}), bubble "
+                    + $"{Seconds(r.PipelineTransferSeconds)}"
+                    + (r.Plan.Zero == 3 ? $", ZeRO-3 parameter gathers {Seconds(r.GatherSeconds)}" : "")
+                    + "), bubble "
                     + $"{Seconds(r.BubbleSeconds)}, "
                     + $"optimizer {Seconds(r.OptimizerSeconds)}, exposed gradient sync "
                     + $"{Seconds(r.DataParallelSeconds)}"
@@ -171,6 +179,7 @@ public static class PlanReport
             PipelineSendS = r.PipelineTransferSeconds,
             BubbleS = r.BubbleSeconds,
             DpSyncS = r.DataParallelSeconds,
+            ZeroGatherS = r.GatherSeconds,
             OptimizerS = r.OptimizerSeconds,
             MemoryGib = r.PeakBytes / (1024.0 * 1024 * 1024),
             TflopsPerGpu = r.FlopsPerGpu / 1e12,
@@ -304,6 +313,10 @@ public sealed class CandidateRow
     /// <summary>Column <c>dp_sync_s</c> (docs/planner.md).</summary>
     [JsonPropertyName("dp_sync_s")]
     public double DpSyncS { get; set; }
+
+    /// <summary>Column <c>zero_gather_s</c> (docs/planner.md).</summary>
+    [JsonPropertyName("zero_gather_s")]
+    public double ZeroGatherS { get; set; }
 
     /// <summary>Column <c>optimizer_s</c> (docs/planner.md).</summary>
     [JsonPropertyName("optimizer_s")]

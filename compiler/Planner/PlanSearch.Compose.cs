@@ -46,6 +46,13 @@ public sealed partial class PlanSearch
             p = plan.Pp;
         // Recomputation runs a layer's forward again in its backward and keeps only its input; stages are balanced
         // with it when every layer is recomputed.
+        // ZeRO-3 gathers each weight over dp where it is used: once in a microbatch's forward, once in its backward
+        // (and once more in a recomputed forward), each blocking its op.
+        var dpGroup = Enumerable.Range(0, plan.Dp).Select(i => i * plan.Tp).ToArray();
+        double layerGather = plan.Zero == 3 ? GatherSeconds(plan, inLayer: true, dpGroup) : 0,
+            restGather = plan.Zero == 3 ? GatherSeconds(plan, inLayer: false, dpGroup) : 0;
+        layer = layer with { Forward = layer.Forward + layerGather, Backward = layer.Backward + layerGather };
+        rest = rest with { Forward = rest.Forward + restGather, Backward = rest.Backward + restGather };
         double layerFwd = layer.Forward,
             layerBwd = layer.Backward + (plan.Remat && plan.RematFirst == null ? layer.Forward : 0);
         // A zero-bubble schedule defers each backward's weight gradients (W) from the input gradients (B) that the
@@ -70,7 +77,16 @@ public sealed partial class PlanSearch
         // holds from its forward to its backward (a layer's, from the compiled profile's pipeline statistics, or
         // under recomputation only its input, plus one layer's while it is recomputed); the last stage also the
         // loss's transient (the rest of the model's peak beyond its state).
-        double stateShare = plan.Zero > 0 ? (2 + (_stateFactor - 2) / plan.Dp) / _stateFactor : 1;
+        // ZeRO-1 splits the optimizer's share over dp, ZeRO-2 the gradients' too, ZeRO-3 everything; under ZeRO-3 a
+        // device also holds one layer's gathered weights while it runs.
+        double whole = plan.Zero switch
+        {
+            0 => _stateFactor,
+            1 => 2,
+            2 => 1,
+            _ => 0,
+        };
+        double stateShare = (whole + (_stateFactor - whole) / plan.Dp) / _stateFactor;
         double layerStateFull = LayerStateBytes(plan),
             layerState = layerStateFull * stateShare,
             recomputed = Math.Max(0, layer.Held),
@@ -96,6 +112,12 @@ public sealed partial class PlanSearch
                 bytes += restState;
             if (d == p - 1)
                 bytes += restAct;
+            // ZeRO-3 holds one layer's gathered weights while it runs; under ZeRO-1 and -2 the updated parameters are
+            // gathered beside the ones they replace.
+            if (plan.Zero == 3)
+                bytes += layerStateFull / _stateFactor;
+            else if (plan.Zero > 0)
+                bytes += (mine * layerStateFull + (d == 0 || d == p - 1 ? restStateFull : 0)) / _stateFactor;
             peak = Math.Max(peak, bytes);
         }
         if (peak > cluster.HbmBytes)
@@ -162,17 +184,27 @@ public sealed partial class PlanSearch
         double optimizer = (maxLayers * layer.Step + rest.Step) / (plan.Zero > 0 ? plan.Dp : 1);
         double tpSync = maxLayers * layer.Sync + rest.Sync;
         double gradBytes = (maxLayers * layerStateFull + restStateFull) / _stateFactor;
-        var group = Enumerable.Range(0, plan.Dp).Select(i => i * plan.Tp).ToArray();
+        var group = dpGroup;
+        // ZeRO-2 and -3 reduce-scatter every microbatch's gradients under its backward; ZeRO-3 gathers no parameter
+        // after the update (each use gathers its own).
         double dpSync =
             plan.Dp == 1 ? 0
-            : plan.Zero > 0
+            : plan.Zero >= 2
+                ? m * CostModel.CollectiveSeconds("reduce_scatter", gradBytes, group, cluster)
+                    + (
+                        plan.Zero == 2
+                            ? CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, group, cluster)
+                            : 0
+                    )
+            : plan.Zero == 1
                 ? CostModel.CollectiveSeconds("reduce_scatter", gradBytes, group, cluster)
                     + CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, group, cluster)
             : CostModel.CollectiveSeconds("all_reduce", gradBytes, group, cluster);
         // Gradient synchronisation runs under the last microbatch's backward on the first device (as gradients are
-        // bucketed) and the optimizer after it, as the cost model overlaps it; the rest is exposed.
+        // bucketed) and the optimizer after it, as the cost model overlaps it; the rest is exposed. Under ZeRO-2 and
+        // -3 it runs under every microbatch's backward.
         double sync = tpSync + dpSync;
-        double window = DeviceSum(s => bwd[s] + wgt[s]) + optimizer;
+        double window = DeviceSum(s => bwd[s] + wgt[s]) * (plan.Zero >= 2 ? m : 1) + optimizer;
         double exposedSync = sync - Math.Min(sync, window);
         double step = makespan + optimizer + exposedSync;
         // Communication on the critical path inside the layers: the tp collectives of forward and backward (and of
@@ -198,8 +230,25 @@ public sealed partial class PlanSearch
             modelFlops / step,
             split,
             null
-        );
+        )
+        {
+            GatherSeconds = m * (2 * maxLayers * layerGather + 2 * restGather),
+        };
     }
+
+    /// <summary>Seconds of ZeRO-3's all-gathers over dp of the weights of one repeated layer (or of the rest of the
+    /// model), one per weight, on one device.</summary>
+    private double GatherSeconds(Plan plan, bool inLayer, int[] group) =>
+        _model
+            .Params.Where(kv => _layerDecls.Contains(kv.Key.Split('.')[0]) == inLayer)
+            .Sum(kv =>
+                CostModel.CollectiveSeconds(
+                    "all_gather",
+                    ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1) / plan.Dp,
+                    group,
+                    _request.Cluster
+                )
+            );
 
     /// <summary>Parameter state bytes of one repeated layer on one device under the plan's shardings.</summary>
     private double LayerStateBytes(Plan plan) =>

@@ -50,6 +50,10 @@ public sealed record RatedPlan(
 {
     /// <summary>True when it was rated and fits the GPU.</summary>
     public bool Viable => Pruned == null;
+
+    /// <summary>Under ZeRO-3: seconds of the step's parameter all-gathers on the busiest device (part of
+    /// <see cref="ComputeSeconds"/>, whose tasks they block).</summary>
+    public double GatherSeconds { get; init; }
 }
 
 /// <summary>Where a search spent its time.</summary>
@@ -249,7 +253,7 @@ public sealed partial class PlanSearch
                     + (_request.Fixed.Count > 0 ? " under the fixed --mesh sizes" : "")
             );
         var rated = new List<RatedPlan>();
-        // A lower bound on memory: the parameter state with every weight split over tp and cut over pp, ZeRO-1 over
+        // A lower bound on memory: the parameter state with every weight split over tp and cut over pp, ZeRO-3 over
         // the rest. Shapes beyond it are pruned before anything is compiled.
         var kept = new List<Shape>();
         foreach (var s in shapes)
@@ -383,7 +387,7 @@ public sealed partial class PlanSearch
 
     /// <summary>The candidates of a shape: schedules (one stage: none; several: 1f1b, gpipe, zb-h1, zb-h2 and
     /// interleaved),
-    /// recomputation (none, of one layer the stack calls, or full), ZeRO-1 where dp > 1.</summary>
+    /// recomputation (none, of one layer the stack calls, or full), ZeRO-1, -2 and -3 where dp > 1.</summary>
     private IEnumerable<Plan> PlansOf(Shape s)
     {
         var schedules = new List<(string, int)> { ("1f1b", 1) };
@@ -398,7 +402,7 @@ public sealed partial class PlanSearch
         }
         foreach (var (schedule, chunks) in schedules)
         foreach (var selective in SelectiveChoices.Append("full"))
-        foreach (int zero in s.Dp > 1 ? new[] { 0, 1 } : new[] { 0 })
+        foreach (int zero in s.Dp > 1 ? new[] { 0, 1, 2, 3 } : new[] { 0 })
             yield return new Plan(
                 s.Tp,
                 s.Pp,
@@ -472,7 +476,7 @@ public sealed partial class PlanSearch
     private double StateFloor(Shape s)
     {
         double all = _model.Params.Values.Sum(p => ParamBytes(p, 1));
-        double share = s.Dp > 1 ? (2 + (_stateFactor - 2) / s.Dp) / _stateFactor : 1;
+        double share = 1.0 / s.Dp; // ZeRO-3 splits all of it over dp
         return all * _stateFactor * share / (s.Tp * s.Pp);
     }
 
