@@ -115,7 +115,7 @@ public sealed partial class PlanSearch
             // ZeRO-3 holds one layer's gathered weights while it runs; under ZeRO-1 and -2 the updated parameters are
             // gathered beside the ones they replace.
             if (plan.Zero == 3)
-                bytes += layerStateFull / _stateFactor;
+                bytes += Math.Max(layerStateFull / _stateFactor, d == 0 || d == p - 1 ? LargestRestParam(plan) : 0);
             else if (plan.Zero > 0)
                 bytes += (mine * layerStateFull + (d == 0 || d == p - 1 ? restStateFull : 0)) / _stateFactor;
             peak = Math.Max(peak, bytes);
@@ -256,6 +256,14 @@ public sealed partial class PlanSearch
             .Params.Where(kv => _layerDecls.Contains(kv.Key.Split('.')[0]))
             .Sum(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1))
         * _stateFactor;
+
+    /// <summary>The largest parameter outside the repeated layer on one device (ZeRO-3 gathers one at a time).</summary>
+    private double LargestRestParam(Plan plan) =>
+        _model
+            .Params.Where(kv => !_layerDecls.Contains(kv.Key.Split('.')[0]))
+            .Select(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1))
+            .DefaultIfEmpty(0)
+            .Max();
 
     private double RestParamBytes(Plan plan) =>
         _model

@@ -53,7 +53,13 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
 
     /// <summary>Plans <paramref name="model"/>, writes the plan, trains it on simulated devices, and compares every
     /// step's loss with the model trained on one device.</summary>
-    private string PlanRunsAsOneDevice(string model, int gpus, string? mesh, int steps)
+    private string PlanRunsAsOneDevice(
+        string model,
+        int gpus,
+        string? mesh,
+        int steps,
+        string cluster = "a100-80g-selene"
+    )
     {
         string plan = P("plan.mpl");
         var args = new List<string>
@@ -67,14 +73,15 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         };
         if (mesh != null)
             args.AddRange(["--mesh", mesh]);
-        var planned = RunPlan(model, [.. args]);
+        var planned = Mplc.Run(["plan", model, "--cluster", cluster, .. args]);
         Assert.True(planned.ExitCode == 0, planned.Stdout + planned.Stderr);
         Assert.Contains("#1 ", planned.Stdout);
         Assert.Contains("why: ", planned.Stdout);
         string text = File.ReadAllText(plan);
         string s = steps.ToString(CultureInfo.InvariantCulture);
-        var run = text.Contains("--zero 1")
-            ? Mplc.Run("run", plan, "--steps", s, "--zero", "1")
+        var zero = System.Text.RegularExpressions.Regex.Match(text, @"run it with --zero (\d)");
+        var run = zero.Success
+            ? Mplc.Run("run", plan, "--steps", s, "--zero", zero.Groups[1].Value)
             : Mplc.Run("run", plan, "--steps", s);
         var distributed = Losses(run);
         var single = Losses(Mplc.Run("run", model, "--steps", s));
@@ -85,6 +92,41 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
                 $"step {i + 1}: planned {distributed[i]}, one device {single[i]}\n{text}"
             );
         return text;
+    }
+
+    /// <summary>A wide MLP whose parameter state fits a tiny GPU only when ZeRO-3 splits all of it over dp: the
+    /// planner chooses ZeRO-3, says so, and the plan written trains as one device under <c>--zero 3</c>.</summary>
+    [Fact]
+    public void WhereOnlyZeroThreeFitsThePlanUsesItAndTrainsAsOneDevice()
+    {
+        File.WriteAllText(
+            P("wide.mpl"),
+            """
+            const B = 16; const D = 128; const H = 1024;
+            model wide(x: f32[B, D], y: f32[B, D]) -> f32[] {
+              param w1: f32[D, H];
+              param w2: f32[H, D];
+              let e = gelu(x @ w1) @ w2 - y;
+              return mean(e * e);
+            }
+            train wide optimizer adam(lr = 0.01);
+
+            """
+        );
+        // 1 MiB of parameters (4 MiB with the gradient and adam's moments) on GPUs of 2 MiB.
+        File.WriteAllText(
+            P("tiny.json"),
+            """
+            { "name": "tiny", "nodes": 1, "gpus_per_node": 8, "peak_tflops": { "fp32": 10, "fp16": 40, "bf16": 40 },
+              "hbm_gib": 0.00195, "hbm_gbps": 1000, "nvlink_gbps": 100, "nvlink_latency_us": 1, "ib_links_per_node": 1,
+              "ib_link_gbps": 10, "ib_latency_us": 10,
+              "efficiency": { "matmul": 0.5, "matmul_half_dim": 100, "memory": 0.5, "network": 0.5,
+                              "kernel_launch_us": 2 } }
+            """
+        );
+        string text = PlanRunsAsOneDevice(P("wide.mpl"), 8, "tp=1,pp=1", 2, P("tiny.json"));
+        Assert.Contains("Compile and run it with --zero 3.", text);
+        Assert.Contains("mesh grid[pp = 1, dp = 8, tp = 1];", text);
     }
 
     [Fact]
