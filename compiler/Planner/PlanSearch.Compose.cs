@@ -257,7 +257,8 @@ public sealed partial class PlanSearch
             .Sum(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1))
         * _stateFactor;
 
-    /// <summary>The largest parameter outside the repeated layer on one device (ZeRO-3 gathers one at a time).</summary>
+    /// <summary>The largest parameter outside the repeated layer on one device (ZeRO-3 gathers one at a
+    /// time).</summary>
     private double LargestRestParam(Plan plan) =>
         _model
             .Params.Where(kv => !_layerDecls.Contains(kv.Key.Split('.')[0]))

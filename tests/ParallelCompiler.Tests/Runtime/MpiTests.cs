@@ -136,6 +136,8 @@ public sealed class MpiTests(MpiJobs jobs) : IClassFixture<MpiJobs>
     [InlineData("attention.mpl", "", 2, 1)]
     [InlineData("gpt_sp.mpl", "", 2, 2)]
     [InlineData("gpt_sp.mpl", "", 4, 2)]
+    [InlineData("gpt.mpl", "pp=2,dp=2,tp=2 --zero 3", 4, 2)]
+    [InlineData("gpt_sp.mpl", "dp=2,tp=2 --zero 2", 2, 2)]
     public void AJobEqualsTheInProcessRunBitForBit(string example, string options, int np, int steps)
     {
         var parts = options.Split(' ', StringSplitOptions.RemoveEmptyEntries);
