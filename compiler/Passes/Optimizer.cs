@@ -28,11 +28,12 @@ public sealed partial class Optimizer : IPass
     public string Description =>
         "turn each parameter's gradient into the optimizer's update of the parameter and its " + "state";
 
-    /// <summary>ZeRO stage: 0 (state laid out like its parameter), 1 (state split over the data-parallel axis) or 3
-    /// (the parameters too, gathered at each use).</summary>
+    /// <summary>ZeRO stage: 0 (state laid out like its parameter), 1 (state split over the data-parallel axis), 2
+    /// (gradients too: each microbatch's is reduce-scattered before the sum over microbatches) or 3 (the parameters
+    /// too, gathered at each use).</summary>
     [PassOption(
         "zero",
-        "ZeRO stage: 0, 1 to split the optimizer state over the data-parallel axis, 3 the parameters too"
+        "ZeRO stage: 0, 1 (optimizer state split over the data-parallel axis), 2 (gradients too), 3 (parameters too)"
     )]
     public int Zero { get; set; }
 

@@ -70,9 +70,13 @@ public sealed partial class ScheduleCollectives : IPass
         for (int i = 0; i < ops.Count; i++)
             position[ops[i]] = i;
         var side = UpdateSide(ops);
+        // Where each task's last op is.
+        var lastOfTask = new Dictionary<(long, string), int>();
+        for (int i = 0; i < ops.Count; i++)
+            lastOfTask[TaskOf(ops[i])] = i;
         var found = new List<Candidate>();
         foreach (var op in ops)
-            if (AsCandidate(op, side, position, ops) is { } c)
+            if (AsCandidate(op, side, position, lastOfTask) is { } c)
                 found.Add(c);
         // A collective fed by another, or feeding one, stays where it is: each moves only past ordinary ops.
         var moving = found.Select(c => c.Op).ToHashSet(ReferenceEqualityComparer.Instance);
@@ -111,9 +115,7 @@ public sealed partial class ScheduleCollectives : IPass
         // Buckets of microbatch gradients summed later are waited for when the next bucket of their task starts, so
         // that one bucket's full gradients are held at a time rather than the whole task's.
         foreach (
-            var task in buckets
-                .Where(b => b.Members.All(m => m.SummedLater))
-                .GroupBy(b => $"{b.Members[0].Op.GetAttr("stage")}|{b.Members[0].Op.GetAttr("phase")}")
+            var task in buckets.Where(b => b.Members.All(m => m.SummedLater)).GroupBy(b => TaskOf(b.Members[0].Op))
         )
         {
             var inOrder = task.OrderBy(b => b.Ready).ToList();
@@ -172,7 +174,7 @@ public sealed partial class ScheduleCollectives : IPass
         Operation op,
         HashSet<Operation> side,
         Dictionary<Operation, int> position,
-        List<Operation> ops
+        Dictionary<(long, string), int> lastOfTask
     )
     {
         if (!IsSync(op) || !side.Contains(op))
@@ -196,7 +198,7 @@ public sealed partial class ScheduleCollectives : IPass
         if (summedLater)
         {
             // The sums move to just after the wait, which their own users must follow.
-            int last = Enumerable.Range(position[op], ops.Count - position[op]).Last(i => Place(ops[i]) == Place(op));
+            int last = lastOfTask[TaskOf(op)];
             var sums = op.Result.Uses.Select(u => u.Op).ToList();
             if (sums.All(x => x.Results.SelectMany(r => r.Uses).All(u => position[u.Op] > last)))
                 need = last + 1;

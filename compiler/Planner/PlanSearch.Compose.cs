@@ -44,8 +44,6 @@ public sealed partial class PlanSearch
         }
         int m = plan.Microbatches,
             p = plan.Pp;
-        // Recomputation runs a layer's forward again in its backward and keeps only its input; stages are balanced
-        // with it when every layer is recomputed.
         // ZeRO-3 gathers each weight over dp where it is used: once in a microbatch's forward, once in its backward
         // (and once more in a recomputed forward), each blocking its op.
         var dpGroup = Enumerable.Range(0, plan.Dp).Select(i => i * plan.Tp).ToArray();
@@ -53,6 +51,8 @@ public sealed partial class PlanSearch
             restGather = plan.Zero == 3 ? GatherSeconds(plan, inLayer: false, dpGroup) : 0;
         layer = layer with { Forward = layer.Forward + layerGather, Backward = layer.Backward + layerGather };
         rest = rest with { Forward = rest.Forward + restGather, Backward = rest.Backward + restGather };
+        // Recomputation runs a layer's forward again in its backward and keeps only its input; stages are balanced
+        // with it when every layer is recomputed.
         double layerFwd = layer.Forward,
             layerBwd = layer.Backward + (plan.Remat && plan.RematFirst == null ? layer.Forward : 0);
         // A zero-bubble schedule defers each backward's weight gradients (W) from the input gradients (B) that the
@@ -184,22 +184,21 @@ public sealed partial class PlanSearch
         double optimizer = (maxLayers * layer.Step + rest.Step) / (plan.Zero > 0 ? plan.Dp : 1);
         double tpSync = maxLayers * layer.Sync + rest.Sync;
         double gradBytes = (maxLayers * layerStateFull + restStateFull) / _stateFactor;
-        var group = dpGroup;
         // ZeRO-2 and -3 reduce-scatter every microbatch's gradients under its backward; ZeRO-3 gathers no parameter
         // after the update (each use gathers its own).
         double dpSync =
             plan.Dp == 1 ? 0
             : plan.Zero >= 2
-                ? m * CostModel.CollectiveSeconds("reduce_scatter", gradBytes, group, cluster)
+                ? m * CostModel.CollectiveSeconds("reduce_scatter", gradBytes, dpGroup, cluster)
                     + (
                         plan.Zero == 2
-                            ? CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, group, cluster)
+                            ? CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, dpGroup, cluster)
                             : 0
                     )
             : plan.Zero == 1
-                ? CostModel.CollectiveSeconds("reduce_scatter", gradBytes, group, cluster)
-                    + CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, group, cluster)
-            : CostModel.CollectiveSeconds("all_reduce", gradBytes, group, cluster);
+                ? CostModel.CollectiveSeconds("reduce_scatter", gradBytes, dpGroup, cluster)
+                    + CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, dpGroup, cluster)
+            : CostModel.CollectiveSeconds("all_reduce", gradBytes, dpGroup, cluster);
         // Gradient synchronisation runs under the last microbatch's backward on the first device (as gradients are
         // bucketed) and the optimizer after it, as the cost model overlaps it; the rest is exposed. Under ZeRO-2 and
         // -3 it runs under every microbatch's backward.
@@ -239,37 +238,24 @@ public sealed partial class PlanSearch
     /// <summary>Seconds of ZeRO-3's all-gathers over dp of the weights of one repeated layer (or of the rest of the
     /// model), one per weight, on one device.</summary>
     private double GatherSeconds(Plan plan, bool inLayer, int[] group) =>
-        _model
-            .Params.Where(kv => _layerDecls.Contains(kv.Key.Split('.')[0]) == inLayer)
-            .Sum(kv =>
-                CostModel.CollectiveSeconds(
-                    "all_gather",
-                    ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1) / plan.Dp,
-                    group,
-                    _request.Cluster
-                )
-            );
+        DeviceParamBytes(plan, inLayer)
+            .Sum(bytes => CostModel.CollectiveSeconds("all_gather", bytes / plan.Dp, group, _request.Cluster));
 
     /// <summary>Parameter state bytes of one repeated layer on one device under the plan's shardings.</summary>
-    private double LayerStateBytes(Plan plan) =>
-        _model
-            .Params.Where(kv => _layerDecls.Contains(kv.Key.Split('.')[0]))
-            .Sum(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1))
-        * _stateFactor;
+    private double LayerStateBytes(Plan plan) => DeviceParamBytes(plan, inLayer: true).Sum() * _stateFactor;
 
     /// <summary>The largest parameter outside the repeated layer on one device (ZeRO-3 gathers one at a
     /// time).</summary>
-    private double LargestRestParam(Plan plan) =>
-        _model
-            .Params.Where(kv => !_layerDecls.Contains(kv.Key.Split('.')[0]))
-            .Select(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1))
-            .DefaultIfEmpty(0)
-            .Max();
+    private double LargestRestParam(Plan plan) => DeviceParamBytes(plan, inLayer: false).DefaultIfEmpty(0).Max();
 
-    private double RestParamBytes(Plan plan) =>
+    private double RestParamBytes(Plan plan) => DeviceParamBytes(plan, inLayer: false).Sum();
+
+    /// <summary>The bytes on one device of each parameter declaration of the repeated layer (or of the rest of the
+    /// model) under the plan's shardings.</summary>
+    private IEnumerable<double> DeviceParamBytes(Plan plan, bool inLayer) =>
         _model
-            .Params.Where(kv => !_layerDecls.Contains(kv.Key.Split('.')[0]))
-            .Sum(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1));
+            .Params.Where(kv => _layerDecls.Contains(kv.Key.Split('.')[0]) == inLayer)
+            .Select(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1));
 
     private static double ParamBytes((ParamStmt Decl, long[] Shape) p, int split) =>
         p.Shape.Aggregate(1.0, (a, d) => a * d) * ModelSource.DTypeBytes(p.Decl.Type.DType) / split;
