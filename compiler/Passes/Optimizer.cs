@@ -45,10 +45,10 @@ public sealed partial class Optimizer : IPass
     /// <inheritdoc/>
     public bool Run(Operation module)
     {
+        if (Zero is not (0 or 1 or 2 or 3))
+            throw new PassInputException(module.Location, $"optimizer: zero must be 0, 1, 2 or 3, got {Zero}");
         if (module.GetAttr("train") is not DictAttr train || module.IsSpmd())
             return false;
-        if (Zero is not (0 or 1 or 2 or 3))
-            throw new PipelineException($"optimizer: zero must be 0, 1, 2 or 3, got {Zero}");
         var func = module.EntryFunction()!;
         var entry = func.Regions[0].Entry;
         var grads = entry.Operations.Where(o => o.Name == "train.grad").ToList();

@@ -142,6 +142,22 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
         Assert.True(c3 > c0, $"exposed communication: zero-0 {c0}, zero-3 {c3} s");
     }
 
+    /// <summary>A ZeRO stage beyond 3 given as the optimizer pass's option is a clear error, not an internal
+    /// one.</summary>
+    [Fact]
+    public void ABadStageInAPassPipelineIsAnError()
+    {
+        var r = Mplc.Run(
+            "compile",
+            Repo.Path("examples", "classifier.mpl"),
+            "--pass-pipeline",
+            "shape-inference,autodiff,optimizer{zero=5}"
+        );
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("error: optimizer: zero must be 0, 1, 2 or 3, got 5", r.Stderr);
+        Assert.DoesNotContain("internal compiler error", r.Stderr);
+    }
+
     /// <summary>ZeRO-3 needs a data-parallel axis: without a split batch it is a clear error.</summary>
     [Fact]
     public void WithoutADataParallelAxisItIsAnError()
