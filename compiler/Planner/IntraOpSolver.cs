@@ -7,37 +7,58 @@ using ParallelCompiler.Runtime.Distributed;
 
 namespace ParallelCompiler.Planner;
 
-/// <summary>What the intra-operator program chose: a dimension per parameter declaration, and its predicted
-/// seconds of one microbatch (forward and backward, with the tensor-parallel collectives).</summary>
-public sealed record IntraOpChoice(IReadOnlyDictionary<string, int> ParamDims, double Seconds, double StateBytes);
+/// <summary>What the intra-operator program chose: a dimension per parameter declaration over the first (or only)
+/// tensor-parallel axis, over the second with <see cref="Ty"/> &gt; 1, and its predicted seconds of one microbatch
+/// (forward and backward, with the tensor-parallel collectives).</summary>
+public sealed record IntraOpChoice(IReadOnlyDictionary<string, int> ParamDims, double Seconds, double StateBytes)
+{
+    /// <summary>The size of the second axis (1: one axis).</summary>
+    public int Ty { get; init; } = 1;
+
+    /// <summary>The dimension each declaration splits over the second axis (-1: none).</summary>
+    public IReadOnlyDictionary<string, int> ParamDimsY { get; init; } = Plan.NoDims;
+
+    /// <summary><paramref name="plan"/> with this sharding.</summary>
+    public Plan Apply(Plan plan) =>
+        plan with
+        {
+            ParamDims = ParamDims,
+            Ty = Ty,
+            ParamDimsY = ParamDimsY,
+        };
+}
 
 /// <summary>
-/// The intra-operator plan of one tensor-parallel axis as an integer program, in the way of Alpa (Zheng et al.,
-/// OSDI'22): over the forward graph of the single-device program, each op picks one strategy (which of its factors
-/// the axis splits, or none), each value one layout (replicated, split along a dimension, or a partial sum); an op's
-/// cost is its kernel time at that split (the cost model's roofline) with the collectives its strategy implies, and
-/// every edge whose producer's layout differs from what the consumer's strategy needs costs the resharding
-/// collective, in the forward and the backward pass. Parameters of one declaration share a layout (every instance of a
-/// layer is annotated once); ops of the repeated layer weigh as many times as the layer repeats. Solved by CP-SAT
-/// (Google OR-Tools). The batch factors (those of the inputs' first dimension) are left to data parallelism.
+/// The intra-operator plan of a tensor-parallel mesh of one or two axes as an integer program, in the way of Alpa
+/// (Zheng et al., OSDI'22): over the forward graph of the single-device program, each op picks one strategy (which of
+/// its factors each axis splits, or none), each value one layout per axis (replicated, split along a dimension, or a
+/// partial sum); an op's cost is its kernel time at that split (the cost model's roofline) with the collectives its
+/// strategy implies, and every edge whose producer's layout on an axis differs from what the consumer's strategy needs
+/// costs the resharding collective over that axis's group, in the forward and the backward pass. Parameters of one
+/// declaration share a layout (every instance of a layer is annotated once); ops of the repeated layer weigh as many
+/// times as the layer repeats. Solved by CP-SAT (Google OR-Tools). The batch factors (those of the inputs' first
+/// dimension) are left to data parallelism.
 /// </summary>
 public static class IntraOpSolver
 {
     private const int Replicated = -1,
         Partial = -2;
 
-    private sealed record OpStrategy(int Factor, int[] OperandLayouts, int ResultLayout, double Seconds);
+    /// <summary>An op's choice: the factor each axis splits (-1: none), each operand's layout per axis (indexed
+    /// [operand][axis]), the result's per axis, and its seconds.</summary>
+    private sealed record OpStrategy(int[] Factors, int[][] OperandLayouts, int[] ResultLayout, double Seconds);
 
     /// <summary>
-    /// Solves for axis size <paramref name="tp"/> on <paramref name="module"/> (the elaborated single-device module of
-    /// the model with one repeated layer). <paramref name="memoryWeight"/> seconds per byte of parameter state held
-    /// per device steer towards splitting weights (0: time alone); <paramref name="layerWeight"/> is how many times
-    /// ops of <paramref name="isLayerParam"/>'s layer count; <paramref name="stateFactor"/> bytes of state per
-    /// parameter byte (parameter, gradient, optimizer state).
+    /// Solves for the tensor-parallel mesh <paramref name="axes"/> (one size, or two: tx by ty, ty minor) on
+    /// <paramref name="module"/> (the elaborated single-device module of the model with one repeated layer).
+    /// <paramref name="memoryWeight"/> seconds per byte of parameter state held per device steer towards splitting
+    /// weights (0: time alone); <paramref name="layerWeight"/> is how many times ops of <paramref name="inLayer"/>'s
+    /// layer count; <paramref name="stateFactor"/> bytes of state per parameter byte (parameter, gradient, optimizer
+    /// state).
     /// </summary>
     public static IntraOpChoice Solve(
         Operation module,
-        int tp,
+        IReadOnlyList<int> axes,
         Cluster cluster,
         Func<string, string> declOf,
         Func<Operation, bool> inLayer,
@@ -47,12 +68,25 @@ public static class IntraOpSolver
         double timeLimitSeconds = 10
     )
     {
+        if (axes.Count is not (1 or 2) || axes.Any(a => a < 1))
+            throw new ArgumentException("one or two axes, each of one device or more", nameof(axes));
         var func = module.EntryFunction() ?? throw new IRException("the module has no entry function");
         var entry = func.Regions[0].Entry;
-        // A mesh with the one axis: group ranks 0..tp-1, inside a node when it fits one.
-        var group = Enumerable.Range(0, tp).ToArray();
-        var mesh = new DeviceMesh(["tp"], [tp]);
-        double Coll(string kind, double bytes) => CostModel.CollectiveSeconds(kind, bytes, group, cluster);
+        int n = axes.Count,
+            tp = axes.Aggregate(1, (x, y) => x * y);
+        string[] names = n == 1 ? ["tp"] : ["tx", "ty"];
+        var mesh = new DeviceMesh(names, axes.ToArray());
+        // Each axis's group of ranks (the mesh is row-major: ty's ranks are adjacent), inside a node when it fits.
+        var groups =
+            n == 1
+                ? [Enumerable.Range(0, tp).ToArray()]
+                : new[]
+                {
+                    Enumerable.Range(0, axes[0]).Select(i => i * axes[1]).ToArray(),
+                    Enumerable.Range(0, axes[1]).ToArray(),
+                };
+        double Coll(int axis, string kind, double bytes) =>
+            CostModel.CollectiveSeconds(kind, bytes, groups[axis], cluster);
         static double Bytes(Value v) => (double)v.TensorType.NumElements * v.TensorType.DType.Size();
         static bool IsFloat(Value v) => v.TensorType.DType is DType.F32 or DType.F16 or DType.BF16;
 
@@ -66,39 +100,48 @@ public static class IntraOpSolver
             if (a.TensorType.Rank > 0)
                 batchDims[a] = Enumerable.Range(0, a.TensorType.Rank).ToHashSet();
         var model = new CpModel();
-        var layoutVars = new Dictionary<Value, Dictionary<int, BoolVar>>(ReferenceEqualityComparer.Instance);
+        int counter = 0;
+        // The layout variables of each value, per axis.
+        var layoutVars = Enumerable
+            .Range(0, n)
+            .Select(_ => new Dictionary<Value, Dictionary<int, BoolVar>>(ReferenceEqualityComparer.Instance))
+            .ToArray();
         foreach (var a in entry.Arguments)
-            LayoutsOf(a, [Replicated]);
+            for (int x = 0; x < n; x++)
+                LayoutsOf(x, a, [Replicated]);
         var objective = new List<(ILiteral Var, long Cost)>();
         long Ns(double seconds, double weight) => (long)Math.Round(seconds * weight * 1e9);
-        var declLayouts = new Dictionary<string, Dictionary<int, BoolVar>>(StringComparer.Ordinal);
-        double stateBytesReplicated = 0;
+        var declLayouts = Enumerable
+            .Range(0, n)
+            .Select(_ => new Dictionary<string, Dictionary<int, BoolVar>>(StringComparer.Ordinal))
+            .ToArray();
         var paramBytes = new Dictionary<string, double>(StringComparer.Ordinal);
 
-        Dictionary<int, BoolVar> LayoutsOf(Value v, IEnumerable<int> allowed)
+        Dictionary<int, BoolVar> LayoutsOf(int axis, Value v, IEnumerable<int> allowed)
         {
-            if (layoutVars.TryGetValue(v, out var have))
+            if (layoutVars[axis].TryGetValue(v, out var have))
                 return have;
-            var d = allowed.Distinct().ToDictionary(l => l, l => model.NewBoolVar($"v{layoutVars.Count}_{l}"));
+            int id = counter++;
+            var d = allowed.Distinct().ToDictionary(l => l, l => model.NewBoolVar($"v{id}_{axis}_{l}"));
             model.AddExactlyOne(d.Values);
-            layoutVars[v] = d;
+            layoutVars[axis][v] = d;
             return d;
         }
-        // Reshard cost of moving a value from layout a to layout c (forward plus the backward's mirror).
-        double Reshard(Value v, int a, int c)
+        // Reshard cost over one axis of moving a value (of `full` bytes per device apart from that axis) from layout
+        // a to layout c (forward plus the backward's mirror).
+        double Reshard(int axis, Value v, double full, int a, int c)
         {
             if (a == c)
                 return 0;
-            double full = Bytes(v),
-                shard = full / tp;
+            double shard = full / axes[axis];
             bool grad = IsFloat(v);
             return (a, c) switch
             {
-                (Partial, Replicated) => Coll("all_reduce", full),
-                (Partial, _) => Coll("reduce_scatter", full) + (grad ? Coll("all_gather", shard) : 0),
-                (Replicated, _) => grad ? Coll("all_gather", shard) : 0,
-                (_, Replicated) => Coll("all_gather", shard),
-                _ => Coll("all_to_all", shard) * (grad ? 2 : 1),
+                (Partial, Replicated) => Coll(axis, "all_reduce", full),
+                (Partial, _) => Coll(axis, "reduce_scatter", full) + (grad ? Coll(axis, "all_gather", shard) : 0),
+                (Replicated, _) => grad ? Coll(axis, "all_gather", shard) : 0,
+                (_, Replicated) => Coll(axis, "all_gather", shard),
+                _ => Coll(axis, "all_to_all", shard) * (grad ? 2 : 1),
             };
         }
 
@@ -107,30 +150,39 @@ public static class IntraOpSolver
             if (op.Name == "tensor.param")
             {
                 var v = op.Result;
+                var shape = v.TensorType.Shape;
                 string decl = declOf(op.StringAttr("path"));
-                var allowed = new List<int> { Replicated };
-                for (int d = 0; d < v.TensorType.Rank; d++)
-                    if (v.TensorType.Shape[d] % tp == 0 && tp > 1)
-                        allowed.Add(d);
-                var lv = LayoutsOf(v, allowed);
                 double weight = inLayer(op) ? layerWeight : 1;
                 double state = Bytes(v) * stateFactor * weight;
-                stateBytesReplicated += state;
                 paramBytes[decl] = paramBytes.GetValueOrDefault(decl) + state;
-                foreach (var (l, x) in lv)
-                    if (l >= 0)
-                        objective.Add((x, Ns(-state * (1 - 1.0 / tp) * memoryWeight, 1)));
-                // Instances of one declaration agree.
-                if (declLayouts.TryGetValue(decl, out var first))
+                var perAxis = new Dictionary<int, BoolVar>[n];
+                for (int x = 0; x < n; x++)
                 {
-                    foreach (var (l, x) in lv)
-                        if (first.TryGetValue(l, out var y))
-                            model.Add(x == y);
-                        else
-                            model.Add(x == 0);
+                    var allowed = new List<int> { Replicated };
+                    for (int d = 0; d < v.TensorType.Rank; d++)
+                        if (shape[d] % axes[x] == 0 && axes[x] > 1)
+                            allowed.Add(d);
+                    var lv = perAxis[x] = LayoutsOf(x, v, allowed);
+                    foreach (var (l, b) in lv)
+                        if (l >= 0)
+                            objective.Add((b, Ns(-state * (1 - 1.0 / axes[x]) * memoryWeight, 1)));
+                    // Instances of one declaration agree.
+                    if (declLayouts[x].TryGetValue(decl, out var first))
+                    {
+                        foreach (var (l, b) in lv)
+                            if (first.TryGetValue(l, out var y))
+                                model.Add(b == y);
+                            else
+                                model.Add(b == 0);
+                    }
+                    else
+                        declLayouts[x][decl] = lv;
                 }
-                else
-                    declLayouts[decl] = lv;
+                // Both axes on one dimension: it must divide by the whole mesh.
+                if (n == 2)
+                    foreach (var (l, b) in perAxis[0])
+                        if (l >= 0 && perAxis[1].TryGetValue(l, out var c) && shape[l] % tp != 0)
+                            model.AddBoolOr([b.Not(), c.Not()]);
                 continue;
             }
             if (op.Results.Count != 1 || op.Dialect != "tensor")
@@ -143,28 +195,38 @@ public static class IntraOpSolver
             var strategies = new List<OpStrategy>();
             double flops = DeviceStats.OpFlops(op);
             double bytes = op.Operands.Concat<Value>(op.Results).Sum(Bytes);
-            (double, double, double)? Mnk(int factor)
+            // The matmul's m, n and k, each shrunk by the axes that split its factor.
+            (double, double, double)? Mnk(int[] factors)
             {
                 if (op.Name != "tensor.matmul")
                     return null;
                 var r = result.TensorType;
-                double n = r.Rank >= 1 && op.OperandType(1).Rank >= 2 ? r.Shape[^1] : 1,
+                double mn = r.Rank >= 1 && op.OperandType(1).Rank >= 2 ? r.Shape[^1] : 1,
                     k = op.OperandType(0).Shape[^1],
-                    m = r.NumElements / Math.Max(1, n);
-                if (factor < 0 || rule == null)
-                    return (m, n, k);
-                // Which of m, n, k the split factor shrinks.
-                var rd = rule.Results[0];
-                bool inN = rd.Length > 0 && rd[^1].Contains(factor) && op.OperandType(1).Rank >= 2;
-                bool inK = rule.Operands[0][^1].Contains(factor);
-                return inN ? (m, n / tp, k)
-                    : inK ? (m, n, k / tp)
-                    : (m / tp, n, k);
+                    m = r.NumElements / Math.Max(1, mn);
+                if (rule == null)
+                    return (m, mn, k);
+                for (int x = 0; x < n; x++)
+                {
+                    int factor = factors[x];
+                    if (factor < 0)
+                        continue;
+                    var rd = rule.Results[0];
+                    bool inN = rd.Length > 0 && rd[^1].Contains(factor) && op.OperandType(1).Rank >= 2;
+                    bool inK = rule.Operands[0][^1].Contains(factor);
+                    if (inN)
+                        mn /= axes[x];
+                    else if (inK)
+                        k /= axes[x];
+                    else
+                        m /= axes[x];
+                }
+                return (m, mn, k);
             }
-            double Compute(int factor, double share)
+            double Compute(int[] factors, double share)
             {
                 var dtype = result.TensorType.DType;
-                double fwd = CostModel.Roofline(flops * share, bytes * share, dtype, Mnk(factor), cluster).Seconds;
+                double fwd = CostModel.Roofline(flops * share, bytes * share, dtype, Mnk(factors), cluster).Seconds;
                 return fwd * 3; // the backward does about twice the forward's work (two matmuls per matmul)
             }
             // Batch factors of this op.
@@ -184,91 +246,153 @@ public static class IntraOpSolver
                 if (rb.Count > 0)
                     batchDims[result] = rb;
             }
+            var none = Enumerable.Repeat(Replicated, n).ToArray();
             strategies.Add(
-                new OpStrategy(Replicated, op.Operands.Select(_ => Replicated).ToArray(), Replicated, Compute(-1, 1))
+                new OpStrategy(
+                    Enumerable.Repeat(-1, n).ToArray(),
+                    op.Operands.Select(_ => none).ToArray(),
+                    none,
+                    Compute(Enumerable.Repeat(-1, n).ToArray(), 1)
+                )
             );
             if (rule != null && tp > 1)
-                for (int f = 0; f < rule.NumFactors; f++)
-                {
-                    if (
-                        rule.Kinds[f] == FactorKind.NeedReplication
-                        || rule.FactorSizes[f] % tp != 0
-                        || batchFactors.Contains(f)
+                foreach (var factors in Assignments(rule, batchFactors))
+                    if (StrategyOf(factors) is { } s)
+                        strategies.Add(s);
+            // The factors each axis may split (-1: none), every combination but all-none; one factor on both axes
+            // must divide by the whole mesh.
+            IEnumerable<int[]> Assignments(ShardingRule rule, HashSet<int> batch)
+            {
+                var eligible = Enumerable
+                    .Range(0, n)
+                    .Select(x =>
+                        Enumerable
+                            .Range(0, rule.NumFactors)
+                            .Where(f =>
+                                rule.Kinds[f] != FactorKind.NeedReplication
+                                && rule.FactorSizes[f] % axes[x] == 0
+                                && axes[x] > 1
+                                && !batch.Contains(f)
+                            )
+                            .ToArray()
                     )
-                        continue;
-                    var assign = Enumerable
-                        .Range(0, rule.NumFactors)
-                        .Select(i => (IReadOnlyList<string>)(i == f ? ["tp"] : []))
-                        .ToArray();
-                    int LayoutOf(int[][] dims, out bool ok)
+                    .ToArray();
+                if (n == 1)
+                {
+                    foreach (int f in eligible[0])
+                        yield return [f];
+                    yield break;
+                }
+                foreach (int fx in eligible[0].Prepend(-1))
+                foreach (int fy in eligible[1].Prepend(-1))
+                    if ((fx >= 0 || fy >= 0) && (fx != fy || rule.FactorSizes[fx] % tp == 0))
+                        yield return [fx, fy];
+            }
+            OpStrategy? StrategyOf(int[] factors)
+            {
+                var assign = Enumerable
+                    .Range(0, rule.NumFactors)
+                    .Select(f => (IReadOnlyList<string>)Enumerable.Range(0, n).Where(x => factors[x] == f).Select(
+                            x => names[x]
+                        )
+                        .ToList())
+                    .ToArray();
+                // The tensor's layout per axis: the dimension the axis splits, or replicated; false when the axis's
+                // factor is in the tensor but cannot be placed.
+                int[] LayoutOf(int[][] dims, out bool ok)
+                {
+                    var s = FactorSharding.Project(rule, dims, assign, mesh);
+                    var at = new int[n];
+                    ok = true;
+                    for (int x = 0; x < n; x++)
                     {
-                        var s = FactorSharding.Project(rule, dims, assign, mesh);
-                        int at = Enumerable.Range(0, s.Rank).FirstOrDefault(d => s.Dims[d].Count > 0, -1);
-                        ok = at >= 0 || !dims.Any(d => d.Contains(f));
-                        return at;
+                        at[x] = Enumerable.Range(0, s.Rank).FirstOrDefault(d => s.Dims[d].Contains(names[x]), -1);
+                        ok &= factors[x] < 0 || at[x] >= 0 || !dims.Any(d => d.Contains(factors[x]));
                     }
-                    bool valid = true;
-                    var operandLayouts = new int[op.Operands.Count];
-                    double backwardComm = 0;
-                    for (int i = 0; i < op.Operands.Count; i++)
+                    return at;
+                }
+                double Split(int[] layout) =>
+                    Enumerable.Range(0, n).Aggregate(1.0, (a, x) => a * (layout[x] >= 0 ? axes[x] : 1));
+                bool valid = true;
+                var operandLayouts = new int[op.Operands.Count][];
+                double backwardComm = 0;
+                for (int i = 0; i < op.Operands.Count; i++)
+                {
+                    bool ok = false;
+                    operandLayouts[i] = i < rule.Operands.Count ? LayoutOf(rule.Operands[i], out ok) : none;
+                    valid &= ok;
+                    // An operand without an axis's split (parallel) factor: its gradient is a partial sum over the
+                    // axis.
+                    for (int x = 0; x < n; x++)
                     {
-                        bool ok = false;
-                        operandLayouts[i] = i < rule.Operands.Count ? LayoutOf(rule.Operands[i], out ok) : -1;
-                        valid &= ok;
-                        // An operand without the split (parallel) factor: its gradient is a partial sum over tp.
+                        int f = factors[x];
                         if (
                             valid
+                            && f >= 0
                             && rule.Kinds[f] == FactorKind.Parallel
                             && !rule.Operands[i].Any(d => d.Contains(f))
                             && IsFloat(op.Operands[i])
                             && op.Operands[i].DefiningOp?.Name != "tensor.constant"
                         )
-                            backwardComm += Coll("all_reduce", Bytes(op.Operands[i]));
+                            backwardComm += Coll(x, "all_reduce", Bytes(op.Operands[i]) / Split(operandLayouts[i]));
                     }
-                    int resultLayout = LayoutOf(rule.Results[0], out bool resultOk);
-                    if (rule.Kinds[f] == FactorKind.Reduction)
-                        resultLayout = Partial;
-                    else
-                        valid &= resultOk;
-                    if (!valid)
-                        continue;
-                    strategies.Add(
-                        new OpStrategy(f, operandLayouts, resultLayout, Compute(f, 1.0 / tp) + backwardComm)
-                    );
                 }
-            // One strategy variable each; the result's layout follows.
-            var xs = strategies.Select((_, i) => model.NewBoolVar($"op{layoutVars.Count}_{i}")).ToArray();
-            model.AddExactlyOne(xs);
-            var rl = LayoutsOf(result, strategies.Select(s => s.ResultLayout));
-            for (int i = 0; i < strategies.Count; i++)
-            {
-                model.AddImplication(xs[i], rl[strategies[i].ResultLayout]);
-                objective.Add((xs[i], Ns(strategies[i].Seconds, w)));
+                // A reduction factor is in no result dimension: the result is a partial sum over its axis.
+                var resultLayout = LayoutOf(rule.Results[0], out bool resultOk);
+                for (int x = 0; x < n; x++)
+                    if (factors[x] >= 0 && rule.Kinds[factors[x]] == FactorKind.Reduction)
+                        resultLayout[x] = Partial;
+                valid &= resultOk;
+                if (!valid)
+                    return null;
+                double share = 1.0 / Enumerable.Range(0, n).Aggregate(1, (a, x) => a * (factors[x] >= 0 ? axes[x] : 1));
+                return new OpStrategy(factors, operandLayouts, resultLayout, Compute(factors, share) + backwardComm);
             }
-            // Edges: every operand's producer layout against what each strategy needs.
+            // One strategy variable each; the result's layout follows.
+            var xs = strategies.Select((_, i) => model.NewBoolVar($"op{counter}_{i}")).ToArray();
+            model.AddExactlyOne(xs);
+            for (int x = 0; x < n; x++)
+            {
+                var rl = LayoutsOf(x, result, strategies.Select(s => s.ResultLayout[x]));
+                for (int i = 0; i < strategies.Count; i++)
+                    model.AddImplication(xs[i], rl[strategies[i].ResultLayout[x]]);
+            }
+            for (int i = 0; i < strategies.Count; i++)
+                objective.Add((xs[i], Ns(strategies[i].Seconds, w)));
+            // Edges: every operand's producer layout on each axis against what each strategy needs.
             for (int o = 0; o < op.Operands.Count; o++)
             {
                 var v = op.Operands[o];
-                if (v.DefiningOp?.Name == "tensor.constant" || !layoutVars.TryGetValue(v, out var produced))
+                if (v.DefiningOp?.Name == "tensor.constant")
                     continue;
                 bool weight = !fromInputs.Contains(v);
-                for (int i = 0; i < strategies.Count; i++)
-                    foreach (var (a, za) in produced)
+                for (int x = 0; x < n; x++)
+                {
+                    if (!layoutVars[x].TryGetValue(v, out var produced))
+                        continue;
+                    for (int i = 0; i < strategies.Count; i++)
                     {
-                        // A weight is used in the layout it is stored in (the compiler propagates from it; it does
-                        // not gather weights as ZeRO-3 would).
-                        if (weight && a != strategies[i].OperandLayouts[o])
+                        var need = strategies[i].OperandLayouts[o];
+                        // The bytes a device holds apart from this axis: split by the other axis as the op needs.
+                        double full = Bytes(v) / (n == 2 && need[1 - x] >= 0 ? axes[1 - x] : 1);
+                        foreach (var (a, za) in produced)
                         {
-                            model.AddBoolOr([za.Not(), xs[i].Not()]);
-                            continue;
+                            // A weight is used in the layout it is stored in (the compiler propagates from it; it
+                            // does not gather weights as ZeRO-3 would).
+                            if (weight && a != need[x])
+                            {
+                                model.AddBoolOr([za.Not(), xs[i].Not()]);
+                                continue;
+                            }
+                            double c = Reshard(x, v, full, a, need[x]);
+                            if (c <= 0)
+                                continue;
+                            var y = model.NewBoolVar("e");
+                            model.AddBoolOr([za.Not(), xs[i].Not(), y]);
+                            objective.Add((y, Ns(c, w)));
                         }
-                        double c = Reshard(v, a, strategies[i].OperandLayouts[o]);
-                        if (c <= 0)
-                            continue;
-                        var y = model.NewBoolVar("e");
-                        model.AddBoolOr([za.Not(), xs[i].Not(), y]);
-                        objective.Add((y, Ns(c, w)));
                     }
+                }
             }
         }
         model.Minimize(LinearExpr.WeightedSum(objective.Select(o => o.Var), objective.Select(o => o.Cost)));
@@ -281,16 +405,18 @@ public static class IntraOpSolver
         var status = solver.Solve(model);
         if (status is not (CpSolverStatus.Optimal or CpSolverStatus.Feasible))
             throw new InvalidOperationException($"the intra-operator program has no solution ({status})");
-        var dims = new Dictionary<string, int>(StringComparer.Ordinal);
-        double stateBytes = 0;
-        foreach (var (decl, lv) in declLayouts)
-        {
-            int chosen = lv.First(kv => solver.BooleanValue(kv.Value)).Key;
-            dims[decl] = chosen;
-            stateBytes += paramBytes[decl] / (chosen >= 0 ? tp : 1);
-        }
+        var dims = Enumerable.Range(0, n).Select(_ => new Dictionary<string, int>(StringComparer.Ordinal)).ToArray();
+        for (int x = 0; x < n; x++)
+            foreach (var (decl, lv) in declLayouts[x])
+                dims[x][decl] = lv.First(kv => solver.BooleanValue(kv.Value)).Key;
+        double stateBytes = paramBytes.Sum(kv =>
+            kv.Value
+            / Enumerable.Range(0, n).Aggregate(1, (a, x) => a * (dims[x].GetValueOrDefault(kv.Key, -1) >= 0 ? axes[x] : 1))
+        );
         // The time alone (the memory term taken out).
         double seconds = objective.Where(o => o.Cost > 0 && solver.BooleanValue(o.Var)).Sum(o => o.Cost) / 1e9;
-        return new IntraOpChoice(dims, seconds, stateBytes);
+        return n == 1
+            ? new IntraOpChoice(dims[0], seconds, stateBytes)
+            : new IntraOpChoice(dims[0], seconds, stateBytes) { Ty = axes[1], ParamDimsY = dims[1] };
     }
 }

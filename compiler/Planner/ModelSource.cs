@@ -37,9 +37,48 @@ public sealed record Plan(
     /// <summary>The devices the plan uses.</summary>
     public int Devices => Tp * Pp * Dp;
 
+    /// <summary>With a two-dimensional tensor-parallel mesh: the size of its second (minor) axis <c>ty</c>, the
+    /// first being <c>tx</c> of <see cref="Tx"/> devices; 1 for the one axis <c>tp</c>.</summary>
+    public int Ty { get; init; } = 1;
+
+    /// <summary>The size of the first tensor-parallel axis (all of tp with one axis).</summary>
+    public int Tx => Tp / Ty;
+
+    /// <summary>With <see cref="Ty"/> &gt; 1: the dimension each parameter declaration splits over <c>ty</c> (-1:
+    /// none); <see cref="ParamDims"/> then names the dimensions over <c>tx</c>. A dimension in both is split over
+    /// the two axes, tx major.</summary>
+    public IReadOnlyDictionary<string, int> ParamDimsY { get; init; } = NoDims;
+
+    /// <summary>An empty sharding table.</summary>
+    public static readonly IReadOnlyDictionary<string, int> NoDims = new Dictionary<string, int>();
+
+    /// <summary>The tensor-parallel mesh: <c>8</c>, or <c>2x4</c> (tx by ty).</summary>
+    public string TpMesh => Ty > 1 ? $"{Tx}x{Ty}" : $"{Tp}";
+
+    /// <summary>Over how many devices of a tp group parameter declaration <paramref name="decl"/> is
+    /// split.</summary>
+    public int SplitOf(string decl)
+    {
+        int x = ParamDims.GetValueOrDefault(decl, -1);
+        if (Ty == 1)
+            return x >= 0 ? Tp : 1;
+        return (x >= 0 ? Tx : 1) * (ParamDimsY.GetValueOrDefault(decl, -1) >= 0 ? Ty : 1);
+    }
+
+    /// <summary>The same plan with the intra-operator sharding of <paramref name="layout"/> (its tp mesh and
+    /// parameter dimensions).</summary>
+    public Plan WithLayout(Plan layout) =>
+        this with
+        {
+            Tp = layout.Tp,
+            Ty = layout.Ty,
+            ParamDims = layout.ParamDims,
+            ParamDimsY = layout.ParamDimsY,
+        };
+
     /// <summary>One line: mesh, pipeline and the rest.</summary>
     public string Summary =>
-        $"tp={Tp} pp={Pp} dp={Dp}, {Microbatches} microbatch{(Microbatches == 1 ? "" : "es")}"
+        $"tp={TpMesh} pp={Pp} dp={Dp}, {Microbatches} microbatch{(Microbatches == 1 ? "" : "es")}"
         + (Pp > 1 ? $", {Schedule}{(Chunks > 1 ? $" x {Chunks} chunks" : "")}" : "")
         + (
             Remat
@@ -51,15 +90,30 @@ public sealed record Plan(
         + (Selective != null ? $", recomputing {Selective}" : "")
         + (Zero > 0 ? $", ZeRO-{Zero}" : "");
 
-    /// <summary>The parameters split over tp, as <c>name[dim]</c>, sorted.</summary>
+    /// <summary>The parameters split over tp, as <c>name/dim</c>, sorted; over a two-dimensional mesh
+    /// <c>name/dx,dy</c> (the dimensions over tx and ty, <c>_</c> for none) after the mesh.</summary>
     public string Splits =>
-        string.Join(
-            " ",
-            ParamDims
-                .Where(p => p.Value >= 0)
-                .OrderBy(p => p.Key, StringComparer.Ordinal)
-                .Select(p => $"{p.Key}/{p.Value}")
-        );
+        Ty == 1
+            ? string.Join(
+                " ",
+                ParamDims
+                    .Where(p => p.Value >= 0)
+                    .OrderBy(p => p.Key, StringComparer.Ordinal)
+                    .Select(p => $"{p.Key}/{p.Value}")
+            )
+            : string.Join(
+                " ",
+                ParamDims
+                    .Keys.Concat(ParamDimsY.Keys)
+                    .Distinct()
+                    .Where(k => SplitOf(k) > 1)
+                    .Order(StringComparer.Ordinal)
+                    .Select(k => $"{k}/{Dim(ParamDims, k)},{Dim(ParamDimsY, k)}")
+                    .Prepend($"{TpMesh}:")
+            );
+
+    private static string Dim(IReadOnlyDictionary<string, int> dims, string key) =>
+        dims.GetValueOrDefault(key, -1) is var d and >= 0 ? $"{d}" : "_";
 }
 
 /// <summary>
@@ -301,7 +355,10 @@ public sealed class ModelSource
         var edits = new List<(int Start, int Length, string Text)>();
         string text = Source.Text;
         // The mesh: replaced, or declared before the first declaration.
-        string meshText = $"mesh grid[pp = {plan.Pp}, dp = {plan.Dp}, tp = {plan.Tp}];";
+        string meshText =
+            plan.Ty > 1
+                ? $"mesh grid[pp = {plan.Pp}, dp = {plan.Dp}, tx = {plan.Tx}, ty = {plan.Ty}];"
+                : $"mesh grid[pp = {plan.Pp}, dp = {plan.Dp}, tp = {plan.Tp}];";
         if (Program.Decls.OfType<MeshDecl>().FirstOrDefault() is { } mesh)
             edits.Add((mesh.Span.Start, mesh.Span.Length, meshText.Replace("grid", mesh.Name)));
         else
@@ -319,7 +376,10 @@ public sealed class ModelSource
         foreach (var (key, (decl, shape)) in Params)
         {
             int dim = plan.ParamDims.GetValueOrDefault(key, -1);
-            string shard = dim < 0 || plan.Tp == 1 ? "" : Shard(shape.Length, dim, "tp");
+            string shard =
+                plan.Ty > 1 ? Shard(shape.Length, dim, plan.ParamDimsY.GetValueOrDefault(key, -1))
+                : dim < 0 || plan.Tp == 1 ? ""
+                : Shard(shape.Length, dim, "tp");
             Reshard(edits, decl.Type, shard);
         }
         foreach (var arg in Model.Args)
@@ -365,6 +425,24 @@ public sealed class ModelSource
 
     private static string Shard(int rank, int dim, string axis) =>
         "shard[" + string.Join(", ", Enumerable.Range(0, rank).Select(d => d == dim ? axis : "_")) + "]";
+
+    /// <summary>A sharding over the two tensor-parallel axes: dimension <paramref name="x"/> over tx, <paramref
+    /// name="y"/> over ty (the same: over both, tx major), -1 for none; "" when neither splits.</summary>
+    private static string Shard(int rank, int x, int y) =>
+        x < 0 && y < 0 ? ""
+        : "shard["
+            + string.Join(
+                ", ",
+                Enumerable
+                    .Range(0, rank)
+                    .Select(d =>
+                        d == x && d == y ? "(tx, ty)"
+                        : d == x ? "tx"
+                        : d == y ? "ty"
+                        : "_"
+                    )
+            )
+            + "]";
 
     private static void Reshard(List<(int, int, string)> edits, TypeNode type, string shard)
     {

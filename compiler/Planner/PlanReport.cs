@@ -35,9 +35,10 @@ public static class PlanReport
         if (p.Tp > 1)
         {
             string where = p.Tp <= c.GpusPerNode ? "inside a node (NVLink)" : "across nodes (InfiniBand)";
-            int split = p.ParamDims.Count(d => d.Value >= 0);
+            int split = model.Params.Keys.Count(k => p.SplitOf(k) > 1);
+            string mesh = p.Ty > 1 ? $"tp={p.Tp} as a {p.Tx} x {p.Ty} mesh (tx by ty)" : $"tp={p.Tp}";
             parts.Add(
-                $"tp={p.Tp} {where}: {split} of {p.ParamDims.Count} weight declarations split "
+                $"{mesh} {where}: {split} of {model.Params.Count} weight declarations split "
                     + $"({Describe(p, model)}), tensor-parallel collectives "
                     + Pct(r.TensorParallelSeconds / r.StepSeconds)
                     + " of the step"
@@ -99,14 +100,22 @@ public static class PlanReport
 
     private static string Describe(Plan p, ModelSource model)
     {
-        var split = p
-            .ParamDims.Where(d => d.Value >= 0)
-            .OrderBy(d => d.Key, StringComparer.Ordinal)
-            .Select(d =>
+        var split = model
+            .Params.Keys.Where(k => p.SplitOf(k) > 1)
+            .Order(StringComparer.Ordinal)
+            .Select(k =>
             {
-                int rank = model.Params.TryGetValue(d.Key, out var decl) ? decl.Shape.Length : 0;
-                string kind = rank == 2 ? (d.Value == 1 ? "columns" : "rows") : $"dim {d.Value}";
-                return $"{d.Key.Split('.')[^1]} by {kind}";
+                int rank = model.Params[k].Shape.Length;
+                string Kind(int d) => rank == 2 ? (d == 1 ? "columns" : "rows") : $"dim {d}";
+                string name = k.Split('.')[^1];
+                int x = p.ParamDims.GetValueOrDefault(k, -1);
+                if (p.Ty == 1)
+                    return $"{name} by {Kind(x)}";
+                int y = p.ParamDimsY.GetValueOrDefault(k, -1);
+                return x == y ? $"{name} by {Kind(x)} over both"
+                    : x < 0 ? $"{name} by {Kind(y)} over ty"
+                    : y < 0 ? $"{name} by {Kind(x)} over tx"
+                    : $"{name} by {Kind(x)} over tx and {Kind(y)} over ty";
             })
             .ToList();
         return split.Count == 0 ? "none" : string.Join(", ", split);
@@ -162,6 +171,7 @@ public static class PlanReport
             Cluster = result.Request.Cluster.Name,
             Gpus = result.Request.Gpus,
             Tp = p.Tp,
+            TpMesh = p.TpMesh,
             Pp = p.Pp,
             Dp = p.Dp,
             Microbatches = p.Microbatches,
@@ -245,6 +255,10 @@ public sealed class CandidateRow
     /// <summary>Column <c>tp</c> (docs/planner.md).</summary>
     [JsonPropertyName("tp")]
     public int Tp { get; set; }
+
+    /// <summary>Column <c>tp_mesh</c> (docs/planner.md).</summary>
+    [JsonPropertyName("tp_mesh")]
+    public string TpMesh { get; set; } = "";
 
     /// <summary>Column <c>pp</c> (docs/planner.md).</summary>
     [JsonPropertyName("pp")]

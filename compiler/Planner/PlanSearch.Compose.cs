@@ -16,25 +16,25 @@ public sealed partial class PlanSearch
         int stages = plan.Pp * plan.Chunks;
         if (stages > layers)
             return Unrated(plan, mbs, $"pruned: {stages} stages for {layers} layers");
-        if (plan.Tp > 1 && !plan.ParamDims.Values.Any(d => d >= 0))
+        if (plan.Tp > 1 && !_model.Params.Keys.Any(k => plan.SplitOf(k) > 1))
             return Unrated(
                 plan,
                 mbs,
                 $"pruned: tp={plan.Tp} splits no weight, so every device of a tp group would repeat the same work"
             );
-        if (_failed.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var why))
+        if (_failed.TryGetValue(Key(plan, mbs, plan.Selective, 1), out var why))
             return Unrated(plan, mbs, why);
         if (
             Schedule.SplitsBackward(plan.Schedule)
-            && _failedWeights.TryGetValue(Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1), out var wwhy)
+            && _failedWeights.TryGetValue(Key(plan, mbs, plan.Selective, 1), out var wwhy)
         )
             return Unrated(plan, mbs, $"{plan.Schedule} {wwhy}");
-        var one = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1)];
+        var one = _profiles[Key(plan, mbs, plan.Selective, 1)];
         Profile layer,
             rest;
         if (_model.Loop != null)
         {
-            layer = _profiles[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 2)] - one;
+            layer = _profiles[Key(plan, mbs, plan.Selective, 2)] - one;
             rest = one - layer;
         }
         else
@@ -61,8 +61,8 @@ public sealed partial class PlanSearch
             restW = 0;
         if (Schedule.SplitsBackward(plan.Schedule) && _model.Loop != null)
         {
-            double w1 = _weights[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 1)],
-                w2 = _weights[Key(plan.Tp, plan.ParamDims, mbs, plan.Selective, 2)];
+            double w1 = _weights[Key(plan, mbs, plan.Selective, 1)],
+                w2 = _weights[Key(plan, mbs, plan.Selective, 2)];
             layerW = Math.Clamp(w2 - w1, 0, layer.Backward);
             restW = Math.Clamp(w1 - layerW, 0, rest.Backward);
         }
@@ -255,7 +255,7 @@ public sealed partial class PlanSearch
     private IEnumerable<double> DeviceParamBytes(Plan plan, bool inLayer) =>
         _model
             .Params.Where(kv => _layerDecls.Contains(kv.Key.Split('.')[0]) == inLayer)
-            .Select(kv => ParamBytes(kv.Value, plan.ParamDims.GetValueOrDefault(kv.Key, -1) >= 0 ? plan.Tp : 1));
+            .Select(kv => ParamBytes(kv.Value, plan.SplitOf(kv.Key)));
 
     private static double ParamBytes((ParamStmt Decl, long[] Shape) p, int split) =>
         p.Shape.Aggregate(1.0, (a, d) => a * d) * ModelSource.DTypeBytes(p.Decl.Type.DType) / split;

@@ -15,37 +15,32 @@ namespace ParallelCompiler.Planner;
 // Compiled profiles: the variants a candidate is rated from, compiled once each and cached by key.
 public sealed partial class PlanSearch
 {
-    private static string Key(
-        int tp,
-        IReadOnlyDictionary<string, int> dims,
-        long mbs,
-        string? selective,
-        long layers
-    ) => $"{tp}|{mbs}|{new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims).Splits}|{selective}|{layers}";
+    /// <summary>The cache key of a profile: the intra-operator sharding of <paramref name="layout"/> (its tp mesh
+    /// and parameter dimensions), the microbatch size, the selectively recomputed layer and the layer count.</summary>
+    private static string Key(Plan layout, long mbs, string? selective, long layers) =>
+        $"{layout.TpMesh}|{mbs}|{layout.Splits}|{selective}|{layers}";
 
-    private bool HasProfiles(
-        int tp,
-        IReadOnlyDictionary<string, int> dims,
-        long mbs,
-        string? selective,
-        bool weights
-    ) =>
-        _profiles.ContainsKey(Key(tp, dims, mbs, selective, 1))
-            && (_model.Loop == null || _profiles.ContainsKey(Key(tp, dims, mbs, selective, 2)))
+    /// <summary>A plan of one stage, one microbatch and one replica with the intra-operator sharding of
+    /// <paramref name="layout"/>.</summary>
+    private static Plan LayoutOf(Plan layout) =>
+        new Plan(layout.Tp, 1, 1, 1, "1f1b", 1, false, 0, EmptyDims).WithLayout(layout);
+
+    private bool HasProfiles(Plan dims, long mbs, string? selective, bool weights) =>
+        _profiles.ContainsKey(Key(dims, mbs, selective, 1))
+            && (_model.Loop == null || _profiles.ContainsKey(Key(dims, mbs, selective, 2)))
             && (
                 !weights
-                || _weights.ContainsKey(Key(tp, dims, mbs, selective, 1))
-                    && _weights.ContainsKey(Key(tp, dims, mbs, selective, 2))
-                || _failedWeights.ContainsKey(Key(tp, dims, mbs, selective, 1))
+                || _weights.ContainsKey(Key(dims, mbs, selective, 1))
+                    && _weights.ContainsKey(Key(dims, mbs, selective, 2))
+                || _failedWeights.ContainsKey(Key(dims, mbs, selective, 1))
             )
-        || _failed.ContainsKey(Key(tp, dims, mbs, selective, 1));
+        || _failed.ContainsKey(Key(dims, mbs, selective, 1));
 
     /// <summary>Compiles the one- and two-layer profiles of (tp, shardings, microbatch size, selectively recomputed
     /// layer), and with <paramref name="weights"/> their weight-gradient profiles, unless the time left is
     /// spent.</summary>
     private void Profiles(
-        int tp,
-        IReadOnlyDictionary<string, int> dims,
+        Plan dims,
         long mbs,
         string? selective,
         double secondsLeft,
@@ -53,17 +48,17 @@ public sealed partial class PlanSearch
     )
     {
         var clock = Stopwatch.StartNew();
-        string first = Key(tp, dims, mbs, selective, 1);
+        string first = Key(dims, mbs, selective, 1);
         foreach (long layers in _model.Loop != null ? new long[] { 1, 2 } : [1])
         {
-            string key = Key(tp, dims, mbs, selective, layers);
+            string key = Key(dims, mbs, selective, layers);
             if (_profiles.ContainsKey(key) || _failed.ContainsKey(first))
                 continue;
             if (clock.Elapsed.TotalSeconds > secondsLeft)
                 return;
             try
             {
-                _profiles[key] = ProfileOf(tp, dims, mbs, selective, layers);
+                _profiles[key] = ProfileOf(dims, mbs, selective, layers);
             }
             catch (Exception e) when (e is PassInputException or PassFailureException or UserErrorException)
             {
@@ -74,14 +69,14 @@ public sealed partial class PlanSearch
             return;
         foreach (long layers in new long[] { 1, 2 })
         {
-            string key = Key(tp, dims, mbs, selective, layers);
+            string key = Key(dims, mbs, selective, layers);
             if (_weights.ContainsKey(key) || _failed.ContainsKey(first) || _failedWeights.ContainsKey(first))
                 continue;
             if (clock.Elapsed.TotalSeconds > secondsLeft)
                 return;
             try
             {
-                var variant = new Plan(tp, 2, 1, 1, "zb-h1", 1, false, 0, dims) { Selective = selective };
+                var variant = LayoutOf(dims) with { Pp = 2, Schedule = "zb-h1", Selective = selective };
                 var module = Compile(variant, layers, mbs, pipeline: true, stageBeforeLoop: true);
                 _weights[key] = CostModel.Of(module, _request.Cluster).StageWeightSeconds.Sum();
             }
@@ -93,9 +88,9 @@ public sealed partial class PlanSearch
     }
 
     /// <summary>A one-stage, one-microbatch variant with <paramref name="layers"/> repeated layers.</summary>
-    private Profile ProfileOf(int tp, IReadOnlyDictionary<string, int> dims, long mbs, string? selective, long layers)
+    private Profile ProfileOf(Plan dims, long mbs, string? selective, long layers)
     {
-        var variant = new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, dims) { Selective = selective };
+        var variant = LayoutOf(dims) with { Selective = selective };
         // One stage of one microbatch, still pipelined: the cost model then tells the forward from the backward.
         var module = Compile(variant, _model.Loop != null ? layers : null, mbs, pipeline: true);
         var cost = CostModel.Of(module, _request.Cluster);

@@ -214,10 +214,19 @@ public sealed partial class PlanSearch
             );
         foreach (var (axis, size) in request.Fixed)
         {
-            if (axis is not ("pp" or "dp" or "tp"))
-                throw new UserErrorException($"--mesh: the planner's axes are pp, dp and tp, not '{axis}'");
+            if (axis is not ("pp" or "dp" or "tp" or "ty"))
+                throw new UserErrorException($"--mesh: the planner's axes are pp, dp, tp and ty, not '{axis}'");
             if (size < 1 || request.Gpus % size != 0)
                 throw new UserErrorException($"--mesh {axis}={size}: it must divide --gpus {request.Gpus}");
+            if (
+                axis == "ty"
+                && size > 1
+                && request.Fixed.TryGetValue("tp", out int tp)
+                && (tp % size != 0 || tp == size)
+            )
+                throw new UserErrorException(
+                    $"--mesh ty={size}: the second tensor-parallel axis must divide tp={tp} and be smaller than it"
+                );
         }
         return new PlanSearch(model, request, registry);
     }
@@ -228,14 +237,7 @@ public sealed partial class PlanSearch
     /// <paramref name="mbs"/> exactly as the search rates its candidates.</summary>
     public RatedPlan Rate(Plan plan, long mbs)
     {
-        Profiles(
-            plan.Tp,
-            plan.ParamDims,
-            mbs,
-            plan.Selective,
-            double.PositiveInfinity,
-            Schedule.SplitsBackward(plan.Schedule)
-        );
+        Profiles(plan, mbs, plan.Selective, double.PositiveInfinity, Schedule.SplitsBackward(plan.Schedule));
         return Compose(plan, mbs);
     }
 
@@ -268,7 +270,7 @@ public sealed partial class PlanSearch
                 kept.Add(s);
         }
         // Intra-operator plans per tp, then the profiles every kept shape needs, most promising first.
-        var work = new List<(int Tp, IReadOnlyDictionary<string, int> Dims, long Mbs, string? Selective)>();
+        var work = new List<(Plan Layout, long Mbs, string? Selective)>();
         var weights = new HashSet<string>(StringComparer.Ordinal);
         bool timedOut = false;
         foreach (int tp in kept.Select(s => s.Tp).Distinct())
@@ -290,14 +292,18 @@ public sealed partial class PlanSearch
                     rated.Add(Unrated(plan, s.Mbs, $"no intra-operator plan: {e.Message}"));
             }
         }
+        // A two-dimensional sharding is compiled first at one microbatch size beside the one axis's shardings; those
+        // whose layer is slower by more than the margin are pruned before their other profiles are compiled.
+        var pruned = ProbeTwoAxes(kept, clock);
         var queued = new HashSet<string>(StringComparer.Ordinal);
         foreach (var s in kept.OrderBy(s => Estimate(s)))
         foreach (var c in _layouts.GetValueOrDefault(s.Tp) ?? [])
         foreach (var selective in SelectiveChoices)
         {
-            string key = Key(s.Tp, c.ParamDims, s.Mbs, selective, 1);
+            var layout = c.Apply(LayoutOf(new Plan(s.Tp, 1, 1, 1, "1f1b", 1, false, 0, EmptyDims)));
+            string key = Key(layout, s.Mbs, selective, 1);
             if (queued.Add(key))
-                work.Add((s.Tp, c.ParamDims, s.Mbs, selective));
+                work.Add((layout, s.Mbs, selective));
             // Zero-bubble candidates (pp > 1) also need the split of the backward into B and W.
             if (s.Pp > 1)
                 weights.Add(key);
@@ -312,12 +318,11 @@ public sealed partial class PlanSearch
             {
                 if (clock.Elapsed.TotalSeconds <= _request.TimeLimitSeconds)
                     Profiles(
-                        w.Tp,
-                        w.Dims,
+                        w.Layout,
                         w.Mbs,
                         w.Selective,
                         _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds,
-                        weights.Contains(Key(w.Tp, w.Dims, w.Mbs, w.Selective, 1))
+                        weights.Contains(Key(w.Layout, w.Mbs, w.Selective, 1))
                     );
                 progress?.Invoke(Interlocked.Increment(ref done), total);
             }
@@ -326,11 +331,15 @@ public sealed partial class PlanSearch
         var composeClock = Stopwatch.StartNew();
         foreach (var s in kept)
         {
+            foreach (var (tp, c, why) in pruned)
+                if (tp == s.Tp)
+                    foreach (var plan in PlansOf(s))
+                        rated.Add(Unrated(c.Apply(plan), s.Mbs, why));
             foreach (var c in _layouts.GetValueOrDefault(s.Tp) ?? [])
             foreach (var plan in PlansOf(s))
             {
-                var p = plan with { ParamDims = c.ParamDims };
-                if (!HasProfiles(p.Tp, p.ParamDims, s.Mbs, p.Selective, Schedule.SplitsBackward(p.Schedule)))
+                var p = c.Apply(plan);
+                if (!HasProfiles(p, s.Mbs, p.Selective, Schedule.SplitsBackward(p.Schedule)))
                 {
                     timedOut = true;
                     rated.Add(Unrated(p, s.Mbs, "not rated: the search reached its time limit"));
@@ -365,6 +374,77 @@ public sealed partial class PlanSearch
         };
     }
 
+    /// <summary>
+    /// For each tp with two-dimensional shardings (and no fixed <c>ty</c>): compiles every sharding's profiles at the
+    /// largest microbatch size of tp's shapes, and takes out of <see cref="_layouts"/> each two-dimensional one whose
+    /// layer (forward and backward) is more than <see cref="TwoAxesMargin"/> slower than the fastest one-axis
+    /// sharding's; returns them with why.
+    /// </summary>
+    private List<(int Tp, IntraOpChoice Choice, string Why)> ProbeTwoAxes(List<Shape> kept, Stopwatch clock)
+    {
+        var pruned = new List<(int, IntraOpChoice, string)>();
+        if (_request.Fixed.ContainsKey("ty"))
+            return pruned;
+        var probes = new List<(Plan Layout, long Mbs)>();
+        foreach (var (tp, choices) in _layouts)
+            if (choices.Any(c => c.Ty > 1))
+            {
+                long mbs = kept.Where(s => s.Tp == tp).Max(s => s.Mbs);
+                foreach (var c in choices)
+                    probes.Add((c.Apply(LayoutOf(new Plan(tp, 1, 1, 1, "1f1b", 1, false, 0, EmptyDims))), mbs));
+            }
+        if (probes.Count == 0)
+            return pruned;
+        var profileClock = Stopwatch.StartNew();
+        Parallel.ForEach(
+            probes,
+            new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 2) },
+            w =>
+            {
+                if (clock.Elapsed.TotalSeconds <= _request.TimeLimitSeconds)
+                    Profiles(w.Layout, w.Mbs, null, _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds);
+            }
+        );
+        _profileSeconds += profileClock.Elapsed.TotalSeconds;
+        double? LayerSeconds(Plan layout, long mbs)
+        {
+            if (!_profiles.TryGetValue(Key(layout, mbs, null, 1), out var one))
+                return null;
+            var layer = _model.Loop != null && _profiles.TryGetValue(Key(layout, mbs, null, 2), out var two)
+                ? two - one
+                : one;
+            return layer.Forward + layer.Backward;
+        }
+        foreach (var group in probes.GroupBy(p => p.Layout.Tp))
+        {
+            var best = group
+                .Where(p => p.Layout.Ty == 1)
+                .Select(p => LayerSeconds(p.Layout, p.Mbs))
+                .Where(x => x != null)
+                .DefaultIfEmpty(null)
+                .Min();
+            var keep = new List<IntraOpChoice>();
+            foreach (var c in _layouts[group.Key])
+            {
+                var probe = group.First(p => p.Layout.Ty == c.Ty && p.Layout.Splits == c.Apply(p.Layout).Splits);
+                double? mine = c.Ty > 1 ? LayerSeconds(probe.Layout, probe.Mbs) : null;
+                if (c.Ty > 1 && best is { } b && mine is { } m && m > b * (1 + TwoAxesMargin))
+                    pruned.Add(
+                        (
+                            group.Key,
+                            c,
+                            $"pruned: the {c.Apply(probe.Layout).TpMesh} sharding's layer at microbatch size "
+                                + $"{probe.Mbs} takes {((m / b - 1) * 100).ToString("F0", CultureInfo.InvariantCulture)} % longer than the one axis's"
+                        )
+                    );
+                else
+                    keep.Add(c);
+            }
+            _layouts[group.Key] = [.. keep];
+        }
+        return pruned;
+    }
+
     /// <summary>Every mesh of <paramref name="gpus"/> with tp inside a node, and every microbatch size (powers of two
     /// up to 32 that divide a replica's batch) with the count that makes up the batch.</summary>
     private IEnumerable<Shape> Shapes(int gpus)
@@ -372,7 +452,9 @@ public sealed partial class PlanSearch
         int perNode = _request.Cluster.GpusPerNode;
         long layers = _model.Layers;
         bool Allowed(string axis, int size) => !_request.Fixed.TryGetValue(axis, out int f) || f == size;
-        foreach (int tp in Divisors(gpus).Where(t => t <= perNode && Allowed("tp", t)))
+        // A fixed second axis needs a tp it divides and is smaller than.
+        int ty = _request.Fixed.GetValueOrDefault("ty", 1);
+        foreach (int tp in Divisors(gpus).Where(t => t <= perNode && Allowed("tp", t) && (ty == 1 || t % ty == 0 && t > ty)))
         foreach (int pp in Divisors(gpus / tp).Where(p => (_model.Loop != null ? p <= layers : p == 1)))
         {
             int dp = gpus / (tp * pp);
@@ -480,8 +562,12 @@ public sealed partial class PlanSearch
         return all * _stateFactor * share / (s.Tp * s.Pp);
     }
 
-    /// <summary>The fastest and the leanest parameter shardings for tp (solved at microbatch size <paramref
-    /// name="mbs"/>, reused for every other).</summary>
+    /// <summary>
+    /// The fastest and the leanest parameter shardings for tp (solved at microbatch size <paramref name="mbs"/>,
+    /// reused for every other) over the one axis, and over each two-dimensional mesh tx by ty of tp whose solution
+    /// the intra-operator program rates within <see cref="TwoAxesMargin"/> of the one axis's fastest (profiles are
+    /// compiled only for those). <c>--mesh ty=N</c> fixes the second axis (1: none).
+    /// </summary>
     private IntraOpChoice[] Layouts(int tp, long mbs)
     {
         if (_layouts.TryGetValue(tp, out var have))
@@ -492,18 +578,46 @@ public sealed partial class PlanSearch
         var plan = new Plan(1, 1, 1, 1, "1f1b", 1, false, 0, EmptyDims);
         var module = Elaborate(_model.Write(plan, layers: 1, batch: mbs), "ilp");
         double weight = _model.Layers;
-        var fast = Solve(module, tp, weight, 0);
         // A byte of state per device is worth as much as moving it once over HBM... a thousand times over: enough
         // to prefer split weights whenever time allows.
-        var lean = Solve(module, tp, weight, 1000 / _request.Cluster.HbmBytesPerSecond);
+        double leanWeight = 1000 / _request.Cluster.HbmBytesPerSecond;
+        var found = new List<IntraOpChoice>();
+        void Add(IntraOpChoice c)
+        {
+            if (!found.Any(f => f.Ty == c.Ty && f.ParamDims.SequenceEqual(c.ParamDims) && f.ParamDimsY.SequenceEqual(c.ParamDimsY)))
+                found.Add(c);
+        }
+        bool fixedTy = _request.Fixed.TryGetValue("ty", out int ty);
+        double best = double.PositiveInfinity;
+        if (!fixedTy || ty == 1)
+        {
+            var fast = Solve(module, [tp], weight, 0);
+            Add(fast);
+            Add(Solve(module, [tp], weight, leanWeight));
+            best = fast.Seconds;
+        }
+        foreach (int y in Divisors(tp).Where(y => y > 1 && y < tp && (!fixedTy || y == ty)))
+        foreach (double memory in new[] { 0, leanWeight })
+        {
+            var c = Solve(module, [tp / y, y], weight, memory);
+            // Every weight split over both axes on one dimension (or neither) is the one axis's sharding.
+            bool oneAxis = c.ParamDims.All(kv => c.ParamDimsY.GetValueOrDefault(kv.Key, -1) == kv.Value);
+            if (fixedTy || !oneAxis && c.Seconds <= best * (1 + TwoAxesMargin))
+                Add(c);
+        }
         _intraOpSeconds += clock.Elapsed.TotalSeconds;
-        return _layouts[tp] = fast.ParamDims.SequenceEqual(lean.ParamDims) ? [fast] : [fast, lean];
+        return _layouts[tp] = [.. found];
     }
 
-    private IntraOpChoice Solve(Operation module, int tp, double weight, double memoryWeight) =>
+    /// <summary>How much slower than the one axis's fastest sharding the intra-operator program may rate a
+    /// two-dimensional one for it to be compiled and rated (the program's estimate is rough; the profiles
+    /// decide).</summary>
+    private const double TwoAxesMargin = 0.1;
+
+    private IntraOpChoice Solve(Operation module, int[] axes, double weight, double memoryWeight) =>
         IntraOpSolver.Solve(
             module,
-            tp,
+            axes,
             _request.Cluster,
             DeclOf,
             op => InStack(op),
