@@ -19,13 +19,7 @@ public sealed record IntraOpChoice(IReadOnlyDictionary<string, int> ParamDims, d
     public IReadOnlyDictionary<string, int> ParamDimsY { get; init; } = Plan.NoDims;
 
     /// <summary><paramref name="plan"/> with this sharding.</summary>
-    public Plan Apply(Plan plan) =>
-        plan with
-        {
-            ParamDims = ParamDims,
-            Ty = Ty,
-            ParamDimsY = ParamDimsY,
-        };
+    public Plan Apply(Plan plan) => plan with { ParamDims = ParamDims, Ty = Ty, ParamDimsY = ParamDimsY };
 }
 
 /// <summary>
@@ -292,10 +286,10 @@ public static class IntraOpSolver
             {
                 var assign = Enumerable
                     .Range(0, rule.NumFactors)
-                    .Select(f => (IReadOnlyList<string>)Enumerable.Range(0, n).Where(x => factors[x] == f).Select(
-                            x => names[x]
-                        )
-                        .ToList())
+                    .Select(f =>
+                        (IReadOnlyList<string>)
+                            Enumerable.Range(0, n).Where(x => factors[x] == f).Select(x => names[x]).ToList()
+                    )
                     .ToArray();
                 // The tensor's layout per axis: the dimension the axis splits, or replicated; false when the axis's
                 // factor is in the tensor but cannot be placed.
@@ -411,7 +405,9 @@ public static class IntraOpSolver
                 dims[x][decl] = lv.First(kv => solver.BooleanValue(kv.Value)).Key;
         double stateBytes = paramBytes.Sum(kv =>
             kv.Value
-            / Enumerable.Range(0, n).Aggregate(1, (a, x) => a * (dims[x].GetValueOrDefault(kv.Key, -1) >= 0 ? axes[x] : 1))
+            / Enumerable
+                .Range(0, n)
+                .Aggregate(1, (a, x) => a * (dims[x].GetValueOrDefault(kv.Key, -1) >= 0 ? axes[x] : 1))
         );
         // The time alone (the memory term taken out).
         double seconds = objective.Where(o => o.Cost > 0 && solver.BooleanValue(o.Var)).Sum(o => o.Cost) / 1e9;

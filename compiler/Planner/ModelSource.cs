@@ -429,20 +429,21 @@ public sealed class ModelSource
     /// <summary>A sharding over the two tensor-parallel axes: dimension <paramref name="x"/> over tx, <paramref
     /// name="y"/> over ty (the same: over both, tx major), -1 for none; "" when neither splits.</summary>
     private static string Shard(int rank, int x, int y) =>
-        x < 0 && y < 0 ? ""
-        : "shard["
-            + string.Join(
-                ", ",
-                Enumerable
-                    .Range(0, rank)
-                    .Select(d =>
-                        d == x && d == y ? "(tx, ty)"
-                        : d == x ? "tx"
-                        : d == y ? "ty"
-                        : "_"
-                    )
-            )
-            + "]";
+        x < 0 && y < 0
+            ? ""
+            : "shard["
+                + string.Join(
+                    ", ",
+                    Enumerable
+                        .Range(0, rank)
+                        .Select(d =>
+                            d == x && d == y ? "(tx, ty)"
+                            : d == x ? "tx"
+                            : d == y ? "ty"
+                            : "_"
+                        )
+                )
+                + "]";
 
     private static void Reshard(List<(int, int, string)> edits, TypeNode type, string shard)
     {

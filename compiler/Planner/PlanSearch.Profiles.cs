@@ -39,13 +39,7 @@ public sealed partial class PlanSearch
     /// <summary>Compiles the one- and two-layer profiles of (tp, shardings, microbatch size, selectively recomputed
     /// layer), and with <paramref name="weights"/> their weight-gradient profiles, unless the time left is
     /// spent.</summary>
-    private void Profiles(
-        Plan dims,
-        long mbs,
-        string? selective,
-        double secondsLeft,
-        bool weights = false
-    )
+    private void Profiles(Plan dims, long mbs, string? selective, double secondsLeft, bool weights = false)
     {
         var clock = Stopwatch.StartNew();
         string first = Key(dims, mbs, selective, 1);

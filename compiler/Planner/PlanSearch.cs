@@ -410,9 +410,8 @@ public sealed partial class PlanSearch
         {
             if (!_profiles.TryGetValue(Key(layout, mbs, null, 1), out var one))
                 return null;
-            var layer = _model.Loop != null && _profiles.TryGetValue(Key(layout, mbs, null, 2), out var two)
-                ? two - one
-                : one;
+            var layer =
+                _model.Loop != null && _profiles.TryGetValue(Key(layout, mbs, null, 2), out var two) ? two - one : one;
             return layer.Forward + layer.Backward;
         }
         foreach (var group in probes.GroupBy(p => p.Layout.Tp))
@@ -454,7 +453,9 @@ public sealed partial class PlanSearch
         bool Allowed(string axis, int size) => !_request.Fixed.TryGetValue(axis, out int f) || f == size;
         // A fixed second axis needs a tp it divides and is smaller than.
         int ty = _request.Fixed.GetValueOrDefault("ty", 1);
-        foreach (int tp in Divisors(gpus).Where(t => t <= perNode && Allowed("tp", t) && (ty == 1 || t % ty == 0 && t > ty)))
+        foreach (
+            int tp in Divisors(gpus).Where(t => t <= perNode && Allowed("tp", t) && (ty == 1 || t % ty == 0 && t > ty))
+        )
         foreach (int pp in Divisors(gpus / tp).Where(p => (_model.Loop != null ? p <= layers : p == 1)))
         {
             int dp = gpus / (tp * pp);
@@ -584,7 +585,11 @@ public sealed partial class PlanSearch
         var found = new List<IntraOpChoice>();
         void Add(IntraOpChoice c)
         {
-            if (!found.Any(f => f.Ty == c.Ty && f.ParamDims.SequenceEqual(c.ParamDims) && f.ParamDimsY.SequenceEqual(c.ParamDimsY)))
+            if (
+                !found.Any(f =>
+                    f.Ty == c.Ty && f.ParamDims.SequenceEqual(c.ParamDims) && f.ParamDimsY.SequenceEqual(c.ParamDimsY)
+                )
+            )
                 found.Add(c);
         }
         bool fixedTy = _request.Fixed.TryGetValue("ty", out int ty);
