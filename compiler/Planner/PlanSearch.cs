@@ -433,7 +433,7 @@ public sealed partial class PlanSearch
                             group.Key,
                             c,
                             $"pruned: the {c.Apply(probe.Layout).TpMesh} sharding's layer at microbatch size "
-                                + $"{probe.Mbs} takes {((m / b - 1) * 100).ToString("F0", CultureInfo.InvariantCulture)} % longer than the one axis's"
+                                + $"{probe.Mbs} takes {Pct(m / b - 1)} longer than the one axis's"
                         )
                     );
                 else
@@ -618,6 +618,8 @@ public sealed partial class PlanSearch
     /// two-dimensional one for it to be compiled and rated (the program's estimate is rough; the profiles
     /// decide).</summary>
     private const double TwoAxesMargin = 0.1;
+
+    private static string Pct(double x) => (x * 100).ToString("F0", CultureInfo.InvariantCulture) + " %";
 
     private IntraOpChoice Solve(Operation module, int[] axes, double weight, double memoryWeight) =>
         IntraOpSolver.Solve(
