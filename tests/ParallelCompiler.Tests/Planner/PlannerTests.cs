@@ -285,6 +285,43 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         Assert.DoesNotContain(result.Ranked, r => r.PeakBytes > small.Cluster.HbmBytes);
     }
 
+    /// <summary>
+    /// Under <c>--mesh tp=4,ty=2</c> the transformer (planned at a width where splitting pays) is split over a 2 x 2
+    /// mesh: attention's weights over both axes on different dimensions, the MLP's over both on one; the plan
+    /// written, run at a small width, equals one device in every result and updated parameter, and the dataset
+    /// names the mesh.
+    /// </summary>
+    [Fact]
+    public void ATwoAxisPlanOfTheTransformerIsWrittenOverTxAndTyAndTrainsAsOneDevice()
+    {
+        string plan = P("plan.mpl"),
+            dir = P("export-2d");
+        var planned = Mplc.Run([
+            .. new[] { "plan", Plain, "--cluster", "a100-80g-selene", "--gpus", "8", "--mesh", "tp=4,ty=2" },
+            .. new[] { "-D", "D=2048", "-D", "S=512", "--time-limit", "60", "--top", "0", "-o", plan },
+            "--export",
+            dir,
+        ]);
+        Assert.True(planned.ExitCode == 0, planned.Stdout + planned.Stderr);
+        Assert.Contains("#1 tp=2x2 ", planned.Stdout);
+        Assert.Contains("tp=4 as a 2 x 2 mesh (tx by ty)", planned.Stdout);
+        string text = File.ReadAllText(plan);
+        Assert.Matches(@"mesh grid\[pp = \d+, dp = \d+, tx = 2, ty = 2\];", text);
+        Assert.Matches(@"param wq: f32\[D, D\] shard\[(tx, ty|ty, tx)\];", text);
+        Assert.Matches(@"param w1: f32\[D, 4 \* D\] shard\[_, \((tx, ty|ty, tx)\)\];", text);
+        var zero = Regex.Match(text, @"run it with --zero (\d)");
+        var run = Mplc.Run([
+            .. new[] { "run", plan, "-D", "D=64", "-D", "S=32", "--steps", "2", "--check" },
+            .. (zero.Success ? new[] { "--zero", zero.Groups[1].Value } : []),
+        ]);
+        Assert.True(run.ExitCode == 0, run.Stdout + run.Stderr + text);
+        Assert.Contains("tx=2,ty=2 equals one device", run.Stdout + run.Stderr);
+        var csv = File.ReadAllLines(Path.Combine(dir, "candidates.csv"));
+        // tp_mesh comes before the shardings, the first column a comma may be quoted in.
+        int column = Array.IndexOf(csv[0].Split(','), "tp_mesh");
+        Assert.All(csv.Skip(1), row => Assert.Equal("2x2", row.Split(',')[column]));
+    }
+
     [Fact]
     public void TheFreeSearchOnTheTransformerGivesARunnablePlan() => PlanRunsAsOneDevice(Plain, 4, null, 2);
 
@@ -414,7 +451,9 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         );
         var csv = File.ReadAllLines(Path.Combine(dir, "candidates.csv"));
         Assert.Equal(count + 1, csv.Length);
-        foreach (var column in new[] { "model", "tp", "pp", "dp", "step_s", "memory_gib", "pruned", "reason" })
+        foreach (
+            var column in new[] { "model", "tp", "tp_mesh", "pp", "dp", "shardings", "step_s", "pruned", "reason" }
+        )
             Assert.Contains(column, csv[0].Split(','));
         await using var stream = File.OpenRead(Path.Combine(dir, "candidates.parquet"));
         var rows = (await ParquetSerializer.DeserializeAsync<CandidateRow>(stream)).Data;
@@ -426,7 +465,10 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
     [Theory]
     [InlineData("--gpus 0", "--gpus must be at least 1")]
     [InlineData("--gpus 100000", "has 3072 GPUs")]
-    [InlineData("--gpus 8 --mesh ep=2", "the planner's axes are pp, dp and tp")]
+    [InlineData("--gpus 8 --mesh ep=2", "the planner's axes are pp, dp, tp and ty, not 'ep'")]
+    [InlineData("--gpus 8 --mesh tp=4,ty=4", "--mesh ty=4: the second tensor-parallel axis must divide tp=4")]
+    [InlineData("--gpus 8 --mesh tp=2,ty=4", "--mesh ty=4: the second tensor-parallel axis must divide tp=2")]
+    [InlineData("--gpus 8 --mesh ty=3", "--mesh ty=3: it must divide --gpus 8")]
     [InlineData("--gpus 8 --mesh tp=3", "--mesh tp=3: it must divide --gpus 8")]
     [InlineData("--gpus 8 --mesh dp=8 --batch 4", "no mesh of 8 GPUs splits the batch of 4")]
     [InlineData("--gpus 8 --top -1", "--top must be at least 0")]
