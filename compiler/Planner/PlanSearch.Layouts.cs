@@ -108,17 +108,7 @@ public sealed partial class PlanSearch
             }
         if (probes.Count == 0)
             return pruned;
-        var profileClock = Stopwatch.StartNew();
-        Parallel.ForEach(
-            probes,
-            new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 2) },
-            w =>
-            {
-                if (clock.Elapsed.TotalSeconds <= _request.TimeLimitSeconds)
-                    Profiles(w.Layout, w.Mbs, null, _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds);
-            }
-        );
-        _profileSeconds += profileClock.Elapsed.TotalSeconds;
+        CompileProfiles([.. probes.Select(p => (p.Layout, p.Mbs, (string?)null, false))], clock);
         double? LayerSeconds(Plan layout, long mbs)
         {
             if (!_profiles.TryGetValue(Key(layout, mbs, null, 1), out var one))

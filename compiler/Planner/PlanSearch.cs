@@ -241,6 +241,30 @@ public sealed partial class PlanSearch
         return Compose(plan, mbs);
     }
 
+    /// <summary>Compiles the profiles of each layout at its microbatch size (with its selective recomputation, and
+    /// the backward split into B and W where asked), two at a time, while the search's time limit lasts; calls
+    /// <paramref name="done"/> after each.</summary>
+    private void CompileProfiles(
+        IReadOnlyList<(Plan Layout, long Mbs, string? Selective, bool Weights)> work,
+        Stopwatch clock,
+        Action? done = null
+    )
+    {
+        var profileClock = Stopwatch.StartNew();
+        Parallel.ForEach(
+            work,
+            new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 2) },
+            w =>
+            {
+                double left = _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds;
+                if (left >= 0)
+                    Profiles(w.Layout, w.Mbs, w.Selective, left, w.Weights);
+                done?.Invoke();
+            }
+        );
+        _profileSeconds += profileClock.Elapsed.TotalSeconds;
+    }
+
     /// <summary>A shape of the search before schedules, recomputation and ZeRO: the mesh and the
     /// microbatching.</summary>
     private readonly record struct Shape(int Tp, int Pp, int Dp, long Mbs, int Microbatches);
@@ -310,24 +334,15 @@ public sealed partial class PlanSearch
         }
         int done = 0,
             total = work.Count + kept.Count;
-        var profileClock = Stopwatch.StartNew();
-        Parallel.ForEach(
-            work,
-            new ParallelOptions { MaxDegreeOfParallelism = Math.Clamp(Environment.ProcessorCount, 1, 2) },
-            w =>
-            {
-                if (clock.Elapsed.TotalSeconds <= _request.TimeLimitSeconds)
-                    Profiles(
-                        w.Layout,
-                        w.Mbs,
-                        w.Selective,
-                        _request.TimeLimitSeconds - clock.Elapsed.TotalSeconds,
-                        weights.Contains(Key(w.Layout, w.Mbs, w.Selective, 1))
-                    );
-                progress?.Invoke(Interlocked.Increment(ref done), total);
-            }
+        CompileProfiles(
+            [
+                .. work.Select(w =>
+                    (w.Layout, w.Mbs, w.Selective, weights.Contains(Key(w.Layout, w.Mbs, w.Selective, 1)))
+                ),
+            ],
+            clock,
+            () => progress?.Invoke(Interlocked.Increment(ref done), total)
         );
-        _profileSeconds += profileClock.Elapsed.TotalSeconds;
         var composeClock = Stopwatch.StartNew();
         foreach (var s in kept)
         {
