@@ -18,9 +18,21 @@ public sealed record IntraOpChoice(IReadOnlyDictionary<string, int> ParamDims, d
     /// <summary>The dimension each declaration splits over the second axis (-1: none).</summary>
     public IReadOnlyDictionary<string, int> ParamDimsY { get; init; } = Plan.NoDims;
 
+    /// <summary>The part of <see cref="StateBytes"/> that the repeated layer's parameters hold.</summary>
+    public double StackStateBytes { get; init; }
+
+    /// <summary>The parameter state a device holds on a stage of <paramref name="stages"/> pipeline stages: the
+    /// repeated layer's share divided among them, the rest whole (the stage that holds it).</summary>
+    public double StageStateBytes(int stages) => StateBytes - StackStateBytes + StackStateBytes / stages;
+
     /// <summary><paramref name="plan"/> with this sharding.</summary>
     public Plan Apply(Plan plan) => plan with { ParamDims = ParamDims, Ty = Ty, ParamDimsY = ParamDimsY };
 }
+
+/// <summary>A constraint of the intra-operator program: the parameter state a device holds on a stage of
+/// <paramref name="Stages"/> pipeline stages (see <see cref="IntraOpChoice.StageStateBytes"/>) is at most
+/// <paramref name="Bytes"/>.</summary>
+public sealed record StateLimit(double Bytes, int Stages);
 
 /// <summary>
 /// The intra-operator plan of a tensor-parallel mesh of one or two axes as an integer program, in the way of Alpa
@@ -48,7 +60,8 @@ public static class IntraOpSolver
     /// <paramref name="memoryWeight"/> seconds per byte of parameter state held per device steer towards splitting
     /// weights (0: time alone); <paramref name="layerWeight"/> is how many times ops of <paramref name="inLayer"/>'s
     /// layer count; <paramref name="stateFactor"/> bytes of state per parameter byte (parameter, gradient, optimizer
-    /// state).
+    /// state). With <paramref name="stateLimit"/>, the parameter state a device holds is a constraint; a program
+    /// no sharding satisfies throws <see cref="InvalidOperationException"/>.
     /// </summary>
     public static IntraOpChoice Solve(
         Operation module,
@@ -59,7 +72,8 @@ public static class IntraOpSolver
         double layerWeight,
         double stateFactor,
         double memoryWeight,
-        double timeLimitSeconds = 10
+        double timeLimitSeconds = 10,
+        StateLimit? stateLimit = null
     )
     {
         if (axes.Count is not (1 or 2) || axes.Any(a => a < 1))
@@ -110,6 +124,7 @@ public static class IntraOpSolver
             .Select(_ => new Dictionary<string, Dictionary<int, BoolVar>>(StringComparer.Ordinal))
             .ToArray();
         var paramBytes = new Dictionary<string, double>(StringComparer.Ordinal);
+        var stackBytes = new Dictionary<string, double>(StringComparer.Ordinal);
 
         Dictionary<int, BoolVar> LayoutsOf(int axis, Value v, IEnumerable<int> allowed)
         {
@@ -149,6 +164,8 @@ public static class IntraOpSolver
                 double weight = inLayer(op) ? layerWeight : 1;
                 double state = Bytes(v) * stateFactor * weight;
                 paramBytes[decl] = paramBytes.GetValueOrDefault(decl) + state;
+                if (inLayer(op))
+                    stackBytes[decl] = stackBytes.GetValueOrDefault(decl) + state;
                 var perAxis = new Dictionary<int, BoolVar>[n];
                 for (int x = 0; x < n; x++)
                 {
@@ -389,6 +406,8 @@ public static class IntraOpSolver
                 }
             }
         }
+        if (stateLimit != null)
+            LimitState(model, declLayouts, axes, paramBytes, stackBytes, stateLimit);
         model.Minimize(LinearExpr.WeightedSum(objective.Select(o => o.Var), objective.Select(o => o.Cost)));
         var solver = new CpSolver
         {
@@ -403,16 +422,63 @@ public static class IntraOpSolver
         for (int x = 0; x < n; x++)
             foreach (var (decl, lv) in declLayouts[x])
                 dims[x][decl] = lv.First(kv => solver.BooleanValue(kv.Value)).Key;
-        double stateBytes = paramBytes.Sum(kv =>
+        double Held(KeyValuePair<string, double> kv) =>
             kv.Value
             / Enumerable
                 .Range(0, n)
-                .Aggregate(1, (a, x) => a * (dims[x].GetValueOrDefault(kv.Key, -1) >= 0 ? axes[x] : 1))
-        );
+                .Aggregate(1, (a, x) => a * (dims[x].GetValueOrDefault(kv.Key, -1) >= 0 ? axes[x] : 1));
+        double stateBytes = paramBytes.Sum(Held),
+            stackStateBytes = stackBytes.Sum(Held);
         // The time alone (the memory term taken out).
         double seconds = objective.Where(o => o.Cost > 0 && solver.BooleanValue(o.Var)).Sum(o => o.Cost) / 1e9;
-        return n == 1
-            ? new IntraOpChoice(dims[0], seconds, stateBytes)
-            : new IntraOpChoice(dims[0], seconds, stateBytes) { Ty = axes[1], ParamDimsY = dims[1] };
+        var choice = new IntraOpChoice(dims[0], seconds, stateBytes) { StackStateBytes = stackStateBytes };
+        return n == 1 ? choice : choice with { Ty = axes[1], ParamDimsY = dims[1] };
+    }
+
+    /// <summary>
+    /// Adds the constraint that the parameter state a device holds on one stage is within
+    /// <paramref name="limit"/>: each declaration's bytes (the repeated layer's over the stages) times 1/tx if it is
+    /// split over tx, times 1/ty if over ty. Expanded, s (1 - a0 x0) (1 - a1 x1) with a = 1 - 1/axis is linear but
+    /// for its product term, a variable both splits force to 1 (elsewhere it could only tighten the constraint).
+    /// Counted in bytes.
+    /// </summary>
+    private static void LimitState(
+        CpModel model,
+        Dictionary<string, Dictionary<int, BoolVar>>[] declLayouts,
+        IReadOnlyList<int> axes,
+        Dictionary<string, double> paramBytes,
+        Dictionary<string, double> stackBytes,
+        StateLimit limit
+    )
+    {
+        var lits = new List<ILiteral>();
+        var coeffs = new List<long>();
+        long whole = 0;
+        foreach (var (decl, total) in paramBytes)
+        {
+            double stack = stackBytes.GetValueOrDefault(decl),
+                s = total - stack + stack / limit.Stages;
+            whole += (long)Math.Ceiling(s);
+            var splits = new List<BoolVar>[axes.Count];
+            for (int x = 0; x < axes.Count; x++)
+            {
+                splits[x] = [.. declLayouts[x][decl].Where(kv => kv.Key >= 0).Select(kv => kv.Value)];
+                foreach (var b in splits[x])
+                {
+                    lits.Add(b);
+                    coeffs.Add(-(long)Math.Floor(s * (1 - 1.0 / axes[x])));
+                }
+            }
+            if (axes.Count == 2 && splits[0].Count > 0 && splits[1].Count > 0)
+            {
+                var both = model.NewBoolVar($"both_{decl}");
+                foreach (var b0 in splits[0])
+                foreach (var b1 in splits[1])
+                    model.AddBoolOr([b0.Not(), b1.Not(), both]);
+                lits.Add(both);
+                coeffs.Add((long)Math.Ceiling(s * (1 - 1.0 / axes[0]) * (1 - 1.0 / axes[1])));
+            }
+        }
+        model.Add(LinearExpr.WeightedSum(lits, coeffs) <= (long)Math.Floor(limit.Bytes) - whole);
     }
 }

@@ -20,9 +20,11 @@ public sealed partial class PlanSearch
     /// The fastest and the leanest parameter shardings for tp (solved at microbatch size <paramref name="mbs"/>,
     /// reused for every other) over the one axis, and over each two-dimensional mesh tx by ty of tp whose solution
     /// the intra-operator program rates within <see cref="TwoAxesMargin"/> of the one axis's fastest (profiles are
-    /// compiled only for those). <c>--mesh ty=N</c> fixes the second axis (1: none).
+    /// compiled only for those). <c>--mesh ty=N</c> fixes the second axis (1: none). With memory as a constraint:
+    /// for each pipeline depth of <paramref name="pps"/> where the fastest sharding's parameter state does not fit
+    /// a GPU, the fastest one whose state does.
     /// </summary>
-    private IntraOpChoice[] Layouts(int tp, long mbs)
+    private IntraOpChoice[] Layouts(int tp, long mbs, IReadOnlyList<int> pps)
     {
         if (_layouts.TryGetValue(tp, out var have))
             return have;
@@ -47,17 +49,37 @@ public sealed partial class PlanSearch
         }
         bool fixedTy = _request.Fixed.TryGetValue("ty", out int ty);
         double best = double.PositiveInfinity;
+        // Per pipeline depth where the fastest sharding's state overflows a GPU, the fastest that fits (none may:
+        // then the lean one and the candidates' memory check decide).
+        void AddFitting(IntraOpChoice fast, int[] axes)
+        {
+            foreach (int pp in pps)
+                if (fast.StageStateBytes(pp) > _request.Cluster.HbmBytes)
+                {
+                    try
+                    {
+                        Add(Solve(module, axes, weight, 0, new StateLimit(_request.Cluster.HbmBytes, pp)));
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        // No sharding's state fits at this depth; a deeper pipeline's may.
+                    }
+                }
+        }
         if (!fixedTy || ty == 1)
         {
             var fast = Solve(module, [tp], weight, 0);
             Add(fast);
             Add(Solve(module, [tp], weight, leanWeight));
+            AddFitting(fast, [tp]);
             best = fast.Seconds;
         }
         foreach (int y in Divisors(tp).Where(y => y > 1 && y < tp && (!fixedTy || y == ty)))
         foreach (double memory in new[] { 0, leanWeight })
         {
             var c = Solve(module, [tp / y, y], weight, memory);
+            if (fixedTy && memory == 0)
+                AddFitting(c, [tp / y, y]);
             // Every weight split over both axes on one dimension (or neither) is the one axis's sharding.
             bool oneAxis = c.ParamDims.All(kv => c.ParamDimsY.GetValueOrDefault(kv.Key, -1) == kv.Value);
             if (fixedTy || !oneAxis && c.Seconds <= best * (1 + TwoAxesMargin))
@@ -74,7 +96,13 @@ public sealed partial class PlanSearch
 
     private static string Pct(double x) => (x * 100).ToString("F0", CultureInfo.InvariantCulture) + " %";
 
-    private IntraOpChoice Solve(Operation module, int[] axes, double weight, double memoryWeight) =>
+    private IntraOpChoice Solve(
+        Operation module,
+        int[] axes,
+        double weight,
+        double memoryWeight,
+        StateLimit? stateLimit = null
+    ) =>
         IntraOpSolver.Solve(
             module,
             axes,
@@ -84,7 +112,8 @@ public sealed partial class PlanSearch
             weight,
             _stateFactor,
             memoryWeight,
-            Math.Clamp(_request.TimeLimitSeconds / 40, 0.5, 5)
+            Math.Clamp(_request.TimeLimitSeconds / 40, 0.5, 5),
+            stateLimit
         );
 
     /// <summary>

@@ -306,7 +306,8 @@ public sealed partial class PlanSearch
             }
             try
             {
-                Layouts(tp, kept.Where(s => s.Tp == tp).Max(s => s.Mbs));
+                var ofTp = kept.Where(s => s.Tp == tp).ToList();
+                Layouts(tp, ofTp.Max(s => s.Mbs), [.. ofTp.Select(s => s.Pp).Distinct().Order()]);
             }
             catch (InvalidOperationException e)
             {
