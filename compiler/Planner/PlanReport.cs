@@ -48,7 +48,13 @@ public static class PlanReport
             parts.Add("tp=1: every weight whole on each GPU (no tensor-parallel collectives)");
         if (p.Pp > 1)
             parts.Add(
-                $"pp={p.Pp} cuts {model.Layers} layers {Cut(r.LayersPerStage)}; {p.Schedule}"
+                $"pp={p.Pp} cuts {model.Layers} layers "
+                    + (
+                        r.LayersPerStage.Length > p.Pp
+                            ? $"into {r.LayersPerStage.Length} chunks, {p.Chunks} a stage: "
+                            : ""
+                    )
+                    + $"{Cut(r.LayersPerStage)}; {p.Schedule}"
                     + (p.Chunks > 1 ? $" with {p.Chunks} chunks" : "")
                     + (Runtime.Pipeline.Schedule.SplitsBackward(p.Schedule) ? " (weight gradients deferred)" : "")
                     + $" over {p.Microbatches} microbatches of {r.MicrobatchSize}: bubble "
@@ -95,7 +101,7 @@ public static class PlanReport
         if (split.Length <= 8)
             return string.Join("/", split);
         int same = split.TakeWhile(x => x == split[0]).Count();
-        return $"{same} x {split[0]}" + (same < split.Length ? "/" + string.Join("/", split.Skip(same)) : "");
+        return $"{same} of {split[0]}" + (same < split.Length ? "/" + string.Join("/", split.Skip(same)) : "");
     }
 
     private static string Describe(Plan p, ModelSource model)
