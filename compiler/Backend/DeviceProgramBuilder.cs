@@ -59,14 +59,17 @@ public static class DeviceProgramBuilder
                 case "dist.all_reduce":
                     code.Add(Coll(CollectiveKind.AllReduce));
                     break;
-                case "dist.all_reduce_start" or "dist.reduce_scatter_start":
+                case "dist.all_reduce_start" or "dist.reduce_scatter_start" or "dist.all_gather_start":
                     code.Add(
                         new StartInstr(
                             op.Name,
                             where,
-                            op.Name == "dist.all_reduce_start"
-                                ? CollectiveKind.AllReduce
-                                : CollectiveKind.ReduceScatter,
+                            op.Name switch
+                            {
+                                "dist.all_reduce_start" => CollectiveKind.AllReduce,
+                                "dist.reduce_scatter_start" => CollectiveKind.ReduceScatter,
+                                _ => CollectiveKind.AllGather,
+                            },
                             ((ArrayAttr)op.GetAttr("axes")!).AsStrings(),
                             op.GetAttr("dim") is IntAttr dim ? (int)dim.Value : 0,
                             op.GetAttr("reduction") is StringAttr { Value: "max" } ? ReduceKind.Max : ReduceKind.Sum,

@@ -12,7 +12,8 @@ namespace ParallelCompiler.Passes;
 /// of the backward, the optimizer of other parameters). Collectives of one kind, group, dtype, stage and phase
 /// whose operands exist before any of their results is needed share one start, up to <c>bucket-mb</c> MiB of
 /// operands (PyTorch DDP's 25 MB buckets); each operand is still reduced on its own, so results are bit for bit
-/// those of the synchronous ops. A ZeRO-3 parameter is gathered again at each use (ScheduleCollectives.Gathers.cs).
+/// those of the synchronous ops. A ZeRO-3 parameter is gathered again at each use, started one gather ahead
+/// (ScheduleCollectives.Gathers.cs).
 /// Pipeline transfers become <c>pipe.*_start</c> / <c>pipe.wait</c> pairs
 /// (ScheduleCollectives.Transfers.cs), in training and inference alike.
 /// </summary>
@@ -28,6 +29,11 @@ public sealed partial class ScheduleCollectives : IPass
     /// <summary>Most MiB of operands in one bucket (0: every collective alone).</summary>
     [PassOption("bucket-mb", "most MiB of operands one started collective carries (0: one tensor each)")]
     public double BucketMb { get; set; } = 25;
+
+    /// <summary>Start each ZeRO-3 parameter's gather one gather ahead of its use (off: each gathered just before
+    /// it, blocking).</summary>
+    [PassOption("prefetch", "start each ZeRO-3 parameter's all-gather one gather ahead of its use")]
+    public bool Prefetch { get; set; } = true;
 
     private sealed record Candidate(Operation Op, int Ready, int Need, double Bytes, string Key, bool SummedLater);
 
@@ -54,7 +60,7 @@ public sealed partial class ScheduleCollectives : IPass
         foreach (var func in module.Functions().Where(f => f.GetAttr("kernel") == null))
         {
             if (module.GetAttr("train") != null)
-                changed |= GatherAtEachUse(func.Regions[0].Entry);
+                changed |= GatherAtEachUse(func.Regions[0].Entry, Prefetch);
             changed |= StartTransfers(func.Regions[0].Entry);
             if (module.GetAttr("train") != null)
                 changed |= Schedule(func.Regions[0].Entry);

@@ -144,6 +144,10 @@ public sealed class Nccl : INccl
     ) => Start(comm, (c, s) => NcclApi.ReduceScatter(send, recv, recvCount, (int)type, (int)op, c, s));
 
     /// <inheritdoc/>
+    public Action StartAllGather(INcclComm comm, ulong send, ulong recv, long sendCount, NcclType type) =>
+        Start(comm, (c, s) => NcclApi.AllGather(send, recv, sendCount, (int)type, c, s));
+
+    /// <inheritdoc/>
     public void Exchange(
         INcclComm comm,
         IReadOnlyList<(int Peer, ulong Buffer, long Count)> sends,

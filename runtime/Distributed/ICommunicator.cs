@@ -65,6 +65,15 @@ public interface ICommunicator<T>
         CollectiveSite site
     ) => PendingCollective<T>.Done(xs.Select(x => ReduceScatter(x, axes, dim, site)).ToArray());
 
+    /// <summary>Starts the all-gather of each of <paramref name="xs"/> along <paramref name="dim"/>, as <see
+    /// cref="StartAllReduce"/> starts all-reduces.</summary>
+    PendingCollective<T> StartAllGather(
+        IReadOnlyList<T> xs,
+        IReadOnlyList<string> axes,
+        int dim,
+        CollectiveSite site
+    ) => PendingCollective<T>.Done(xs.Select(x => AllGather(x, axes, dim, site)).ToArray());
+
     /// <summary>Sends a copy of <paramref name="x"/> to global rank <paramref name="peer"/> without waiting; messages
     /// from one device to another with the same <paramref name="tag"/> arrive in the order sent.</summary>
     void Send(T x, int peer, CollectiveSite site, int tag = 0);

@@ -83,6 +83,39 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
     }
 
     /// <inheritdoc/>
+    public PendingCollective<T> StartAllGather(
+        IReadOnlyList<T> xs,
+        IReadOnlyList<string> axes,
+        int dim,
+        CollectiveSite site
+    )
+    {
+        ArgumentNullException.ThrowIfNull(xs);
+        var (group, key, span) = GroupOf(axes, site);
+        var parts = new List<Func<(T, long)>>();
+        foreach (var x in xs)
+        {
+            _check.Array(x, site, span);
+            int d = _check.Dim(x, dim, "dim", site, span);
+            var moves = new Movement(Movement.AllGather, -1, d);
+            parts.Add(
+                Begin(
+                    site,
+                    group,
+                    key,
+                    span,
+                    x,
+                    $"all_gather(dim {d})",
+                    ys => CollectiveMath.AllGather(Ops, ys, d),
+                    null,
+                    moves
+                )
+            );
+        }
+        return new PendingCollective<T>(parts);
+    }
+
+    /// <inheritdoc/>
     public T AllGather(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
     {
         var (group, key, span) = GroupOf(axes, site);

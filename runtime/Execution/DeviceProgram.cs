@@ -100,9 +100,9 @@ public sealed record CollectiveInstr(
     int Output
 ) : Instruction(Op, Where);
 
-/// <summary>Start a collective (<see cref="CollectiveKind.AllReduce"/> or <see cref="CollectiveKind.ReduceScatter"/>)
-/// on each of the <paramref name="Inputs"/> without waiting; the <see cref="WaitInstr"/> with the same <paramref
-/// name="Handle"/> gives the results.</summary>
+/// <summary>Start a collective (<see cref="CollectiveKind.AllReduce"/>, <see cref="CollectiveKind.ReduceScatter"/> or
+/// <see cref="CollectiveKind.AllGather"/>) on each of the <paramref name="Inputs"/> without waiting; the <see
+/// cref="WaitInstr"/> with the same <paramref name="Handle"/> gives the results.</summary>
 public sealed record StartInstr(
     string Op,
     string Where,

@@ -140,6 +140,7 @@ public static class Executor
                     {
                         CollectiveKind.AllReduce => comm.StartAllReduce(xs, s.Axes, s.Reduce, site),
                         CollectiveKind.ReduceScatter => comm.StartReduceScatter(xs, s.Axes, s.Dim, site),
+                        CollectiveKind.AllGather => comm.StartAllGather(xs, s.Axes, s.Dim, site),
                         _ => throw Fail(comm, site, $"{s.Kind} cannot be started asynchronously"),
                     }
                 );

@@ -99,6 +99,14 @@ public interface INccl : IDisposable
         return static () => { };
     }
 
+    /// <summary>Starts what <see cref="AllGather"/> does, as <see cref="StartAllReduce"/> starts an
+    /// all-reduce.</summary>
+    Action StartAllGather(INcclComm comm, ulong send, ulong recv, long sendCount, NcclType type)
+    {
+        AllGather(comm, send, recv, sendCount, type);
+        return static () => { };
+    }
+
     /// <summary>Sends and receives between members, issued together.</summary>
     void Exchange(
         INcclComm comm,

@@ -285,7 +285,13 @@ internal sealed class NcclCommunicator(
         int n = members.Length;
         if (n == 1)
             return ops.Copy(x);
-        var all = Gathered(comm, x);
+        return Along(Gathered(comm, x), x, dim, n);
+    }
+
+    // The members' arrays gathered one after another ([n, ...x.Shape]) as the concatenation along dim: along
+    // dimension 0 the same buffer; along another, a new one with the blocks put in place (and `all` given back).
+    private GpuArray Along(GpuArray all, GpuArray x, int dim, int n)
+    {
         if (dim == 0)
             return Reshaped(all, Scaled(x.Shape, 0, n));
         try
@@ -375,6 +381,13 @@ internal sealed class NcclCommunicator(
         CollectiveSite site
     ) => new(xs.Select(x => Started(site, axes, () => StartReduceScatterOn(x, axes, dim, site))).ToArray());
 
+    public PendingCollective<GpuArray> StartAllGather(
+        IReadOnlyList<GpuArray> xs,
+        IReadOnlyList<string> axes,
+        int dim,
+        CollectiveSite site
+    ) => new(xs.Select(x => Started(site, axes, () => StartAllGatherOn(x, axes, dim, site))).ToArray());
+
     private Func<(GpuArray, long)> Started(CollectiveSite site, IReadOnlyList<string> axes, Func<Func<GpuArray>> start)
     {
         string span = $"over [{string.Join(", ", axes)}]";
@@ -425,6 +438,26 @@ internal sealed class NcclCommunicator(
             if (packed != x)
                 heap.Free(packed);
             return output;
+        };
+    }
+
+    // Started on the communication stream; the blocks are put in place (along a dimension other than 0) on the
+    // compute stream once it has waited for the gather.
+    private Func<GpuArray> StartAllGatherOn(GpuArray x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
+    {
+        var (comm, members) = GroupOf(axes);
+        int n = members.Length;
+        if (n == 1)
+        {
+            var done = AllGatherOn(x, axes, dim, site);
+            return () => done;
+        }
+        var all = heap.Allocate(x.DType, [n, .. x.Shape], zero: false);
+        var wait = Nccl.StartAllGather(comm, x.Pointer, all.Pointer, x.Count, Type(x));
+        return () =>
+        {
+            wait();
+            return Along(all, x, dim, n);
         };
     }
 

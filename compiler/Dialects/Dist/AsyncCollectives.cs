@@ -113,6 +113,25 @@ public sealed class ReduceScatterStartOpDef : CollectiveStartOpDef
     protected override CollectiveOpDef Sync => ReduceScatter;
 }
 
+/// <summary><c>dist.all_gather_start %x, ... {axes, dim}</c>: starts the all_gather of each operand along <c>dim</c>
+/// (a ZeRO-3 parameter's, ahead of its use).</summary>
+public sealed class AllGatherStartOpDef : CollectiveStartOpDef
+{
+    private static readonly AllGatherOpDef AllGather = new();
+
+    /// <summary>The op's name.</summary>
+    public const string OpName = "dist.all_gather_start";
+
+    /// <inheritdoc/>
+    public override string Name => OpName;
+
+    /// <inheritdoc/>
+    public override string Summary => "start all_gathers of one or more tensors; dist.wait gives their results";
+
+    /// <inheritdoc/>
+    protected override CollectiveOpDef Sync => AllGather;
+}
+
 /// <summary>
 /// <c>%r0, %r1 = dist.wait %h0, %h1 : (R0, R1) -> (R0, R1)</c>: blocks until the collective that <c>dist.*_start</c>
 /// began has finished on this device and gives its results. Its operands are all the results of one start, in

@@ -39,6 +39,8 @@ public sealed class CudaStandIn : IDisposable
                 ("gpt_sp.mpl sync", "gpt_sp.mpl", ["-D", "L=2", "--sync-collectives"]),
                 ("gpt_sp.mpl zero", "gpt_sp.mpl", ["-D", "L=2", "--zero", "1", "--bucket-mb", "0"]),
                 ("gpt_sp.mpl zero sync", "gpt_sp.mpl", ["-D", "L=2", "--zero", "1", "--sync-collectives"]),
+                ("gpt_sp.mpl zero3", "gpt_sp.mpl", ["-D", "L=2", "--zero", "3", "--bucket-mb", "0"]),
+                ("gpt_sp.mpl zero3 sync", "gpt_sp.mpl", ["-D", "L=2", "--zero", "3", "--sync-collectives"]),
             }
         )
         {

@@ -39,19 +39,26 @@ public sealed class CudaStreamTests(CudaStandIn standIn)
 
     /// <summary>
     /// gpt.mpl (pp=2, dp=2, tp=2: the step phase's all-reduces started together), gpt_sp.mpl (dp=2, tp=2: one
-    /// all-reduce a gradient, started in the backward) and gpt_sp.mpl under ZeRO-1 (reduce-scatters started) train
-    /// on their streams to the blocking run's losses, parameters and optimizer state bit for bit: each array is
-    /// reduced by the same NCCL call, only later waited for.
+    /// all-reduce a gradient, started in the backward), gpt_sp.mpl under ZeRO-1 (reduce-scatters started) and under
+    /// ZeRO-3 (each weight's all-gather started one gather ahead of its use) train on their streams to the blocking
+    /// run's losses, parameters and optimizer state bit for bit: each array is reduced or gathered by the same NCCL
+    /// call, only later waited for.
     /// </summary>
     [Theory]
     [InlineData("gpt.mpl", 8)]
     [InlineData("gpt_sp.mpl", 4)]
     [InlineData("gpt_sp.mpl zero", 4)]
+    [InlineData("gpt_sp.mpl zero3", 4)]
     public void StartedCollectivesOnTheCommunicationStreamEqualBlockingOnesBitForBit(string example, int gpus)
     {
         string program = File.ReadAllText(Path.Combine(standIn.Bundles[example], "program.mplir"));
         Assert.Contains(
-            example.EndsWith("zero", StringComparison.Ordinal) ? "reduce_scatter_start" : "all_reduce_start",
+            example.Split(' ').Last() switch
+            {
+                "zero" => "reduce_scatter_start",
+                "zero3" => "all_gather_start",
+                _ => "all_reduce_start",
+            },
             program
         );
         Assert.DoesNotContain(

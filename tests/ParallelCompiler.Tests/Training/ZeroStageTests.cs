@@ -34,7 +34,7 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
         Assert.NotEmpty(trained);
         foreach (Match m in trained)
             Assert.True(m.Groups[1].Value.Contains("dp"), $"{m.Groups[2].Value} is stored as shard[{m.Groups[1]}]");
-        Assert.Equal(2, Regex.Matches(ir, @"= dist\.all_gather %gpt\.block\.0\.mlp\.w1 ").Count);
+        Assert.Equal(2, Regex.Matches(ir, @"= dist\.all_gather_start %gpt\.block\.0\.mlp\.w1 ").Count);
         // Each microbatch's gradient (gpt.mpl has four) is reduce-scattered in its backward.
         Assert.Matches(
             @"dist\.reduce_scatter(_start)? %[\w.]+(, %[\w.]+)* \{axes = \[""dp""\], dim = \d+, phase = ""backward""",
@@ -50,7 +50,7 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
     {
         var ir = Ok("compile", Gpt, "-D", "L=2", "--zero", "3");
         var gathers = Regex
-            .Matches(ir, @"= dist\.all_gather %gpt\.block\.1\.attention\.wq \{([^}]*)\}")
+            .Matches(ir, @"= dist\.all_gather_start %gpt\.block\.1\.attention\.wq \{([^}]*)\}")
             .Select(m => m.Groups[1].Value)
             .ToList();
         Assert.Equal(2, gathers.Count);
