@@ -49,6 +49,10 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
         Description =
             "keep gradient all-reduces and pipeline transfers blocking where they are (no schedule-collectives)",
     };
+    private readonly Option<bool> _noPrefetch = new("--no-prefetch")
+    {
+        Description = "ZeRO-3: gather each weight just before its use, blocking (not started one gather ahead)",
+    };
     private bool _isVerbose;
     private string[] _args = [];
 
@@ -335,10 +339,10 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
             throw new UserErrorException($"--zero must be 0, 1, 2 or 3, got {zero}");
         if (r.GetValue(_ir.Pipeline) is { } given)
         {
-            if (r.GetValue(_bucketMb) != null || r.GetValue(_syncCollectives))
+            if (r.GetValue(_bucketMb) != null || r.GetValue(_syncCollectives) || r.GetValue(_noPrefetch))
                 throw new UserErrorException(
-                    "--bucket-mb and --sync-collectives apply to the default pipeline; with --pass-pipeline write "
-                        + "schedule-collectives{bucket-mb=N} or leave it out"
+                    "--bucket-mb, --sync-collectives and --no-prefetch apply to the default pipeline; with "
+                        + "--pass-pipeline write schedule-collectives{bucket-mb=N,prefetch=false} or leave it out"
                 );
             return zero == 0
                 ? ParsePipeline(given)
@@ -355,6 +359,8 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
                 throw new UserErrorException($"--bucket-mb must be at least 0, got {mb}");
             pipeline.Set("schedule-collectives", "bucket-mb", mb);
         }
+        if (r.GetValue(_noPrefetch))
+            pipeline.Set("schedule-collectives", "prefetch", false);
         return r.GetValue(_syncCollectives) ? pipeline.Remove("schedule-collectives") : pipeline;
     }
 
@@ -364,6 +370,7 @@ public sealed partial class Cli(TextWriter stdout, TextWriter stderr)
         c.Options.Add(_zero);
         c.Options.Add(_bucketMb);
         c.Options.Add(_syncCollectives);
+        c.Options.Add(_noPrefetch);
     }
 
     private static PipelineBuilder ParsePipeline(string text)

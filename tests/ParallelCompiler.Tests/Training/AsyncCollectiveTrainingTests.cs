@@ -88,7 +88,7 @@ public sealed class AsyncCollectiveTrainingTests() : TempDirTest("mplc-async")
         Assert.Contains("error: --bucket-mb must be at least 0, got -1", r.Stderr);
         r = Mplc.Run("compile", mlp, "--sync-collectives", "--pass-pipeline", "shape-inference");
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("--bucket-mb and --sync-collectives apply to the default pipeline", r.Stderr);
+        Assert.Contains("--bucket-mb, --sync-collectives and --no-prefetch apply to the default pipeline", r.Stderr);
         r = Mplc.Run(
             "opt",
             Repo.Path("tests", "ir", "schedule-collectives.mplir"),

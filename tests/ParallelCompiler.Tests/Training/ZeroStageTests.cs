@@ -59,6 +59,35 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
         Assert.Contains(gathers, g => g.Contains("phase = \"backward\""));
     }
 
+    /// <summary>Each gather is started where the one before it is waited for, so the next weight is gathered while
+    /// the one before is used: mlp.w2's gather starts after w1's wait and before w1's matmul, and is waited for just
+    /// before its own matmul. <c>--no-prefetch</c> keeps every gather blocking, and trains to the same parameters bit
+    /// for bit.</summary>
+    [Fact]
+    public void EachGatherStartsOneGatherAheadOfItsUse()
+    {
+        var lines = Ok("compile", Gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--zero", "3").Split('\n');
+        int Line(string pattern) => Array.FindIndex(lines, l => Regex.IsMatch(l, pattern));
+        int w1Wait = Line(@"%gpt\.block\.0\.mlp\.w1_1 = dist\.wait "),
+            w2Start = Line(@"= dist\.all_gather_start %gpt\.block\.0\.mlp\.w2 "),
+            w1Use = Line(@"= tensor\.matmul %\w+, %gpt\.block\.0\.mlp\.w1_1 "),
+            w2Wait = Line(@"%gpt\.block\.0\.mlp\.w2_1 = dist\.wait "),
+            w2Use = Line(@"= tensor\.matmul %\w+, %gpt\.block\.0\.mlp\.w2_1 ");
+        Assert.True(
+            w1Wait >= 0 && w1Wait < w2Start && w2Start < w1Use && w1Use < w2Wait && w2Wait < w2Use,
+            $"w1 wait {w1Wait}, w2 start {w2Start}, w1 matmul {w1Use}, w2 wait {w2Wait}, w2 matmul {w2Use}"
+        );
+        var blocking = Ok("compile", Gpt, "-D", "L=1", "--mesh", "pp=1,dp=2,tp=2", "--zero", "3", "--no-prefetch");
+        Assert.DoesNotContain("all_gather_start", blocking);
+        Assert.Equal(2, Regex.Matches(blocking, @"= dist\.all_gather %gpt\.block\.0\.mlp\.w1 ").Count);
+        string[] common = ["run", Gpt, "-D", "L=2", "--zero", "3", "--steps", "2"];
+        Ok([.. common, "--save-params", P("ahead.npz")]);
+        Ok([.. common, "--no-prefetch", "--save-params", P("blocking.npz")]);
+        var ahead = ArrayFile.Read(P("ahead.npz"));
+        foreach (var (key, value) in ArrayFile.Read(P("blocking.npz")))
+            Assert.True(value.Array.F!.SequenceEqual(ahead[key].Array.F!), $"{key} differs");
+    }
+
     /// <summary>examples/gpt.mpl on its pp=2, dp=2, tp=2 mesh and gpt_sp.mpl on dp=2, tp=2 train under ZeRO-3 as on one
     /// device, and to the losses of ZeRO-0.</summary>
     [Theory]
@@ -108,15 +137,15 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
 
     /// <summary>The cost model sees the memory each stage saves and the gathers ZeRO-3 adds: a device holds less
     /// at each stage (ZeRO-2's shards only where gradient buffers are at the peak, which they are not here), and
-    /// communicates more under ZeRO-3.</summary>
+    /// communicates more under ZeRO-3, less of it exposed with the gathers prefetched than blocking.</summary>
     [Fact]
     public void TheCostModelSeesLessMemoryAndMoreCommunication()
     {
-        (double Memory, double Comm) Cost(string zero)
+        (double Memory, double Comm) Cost(string zero, params string[] more)
         {
             var j = JsonDocument
                 .Parse(
-                    Ok(
+                    Ok([
                         "cost",
                         Gpt,
                         "-D",
@@ -127,8 +156,9 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
                         zero,
                         "--cluster",
                         "a100-80g-selene",
-                        "--json"
-                    )
+                        "--json",
+                        .. more,
+                    ])
                 )
                 .RootElement;
             double comm = j.GetProperty("exposed_comm_s").EnumerateObject().Sum(k => k.Value.GetDouble());
@@ -140,6 +170,9 @@ public sealed class ZeroStageTests() : TempDirTest("mplc-zero")
         var (m3, c3) = Cost("3");
         Assert.True(m3 < m2 && m2 <= m1 && m1 < m0, $"memory: zero-0 {m0}, -1 {m1}, -2 {m2}, -3 {m3} GiB");
         Assert.True(c3 > c0, $"exposed communication: zero-0 {c0}, zero-3 {c3} s");
+        // The gathers started one ahead hide under the compute of the weight before; blocking, none does.
+        var (_, blocking) = Cost("3", "--no-prefetch");
+        Assert.True(c3 < blocking, $"exposed communication under ZeRO-3: {c3} s prefetched, {blocking} s blocking");
     }
 
     /// <summary>A ZeRO stage beyond 3 given as the optimizer pass's option is a clear error, not an internal
