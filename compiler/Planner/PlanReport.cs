@@ -73,8 +73,7 @@ public static class PlanReport
                     {
                         1 => ", ZeRO-1 splits the optimizer state",
                         2 => ", ZeRO-2 splits the optimizer state and the gradients",
-                        3 => ", ZeRO-3 splits the parameters too, gathered at each use one ahead "
-                            + $"({Seconds(r.GatherSeconds)} exposed)",
+                        3 => $", ZeRO-3 splits the parameters too, gathered at each use ({Seconds(r.GatherSeconds)})",
                         _ => "",
                     }
                 : "dp=1"
@@ -154,7 +153,7 @@ public static class PlanReport
                 $"  compute {Seconds(r.ComputeSeconds)} (tensor-parallel collectives "
                     + $"{Seconds(r.TensorParallelSeconds)}, pipeline sends "
                     + $"{Seconds(r.PipelineTransferSeconds)}"
-                    + (r.Plan.Zero == 3 ? $", ZeRO-3 parameter gathers exposed {Seconds(r.GatherSeconds)}" : "")
+                    + (r.Plan.Zero == 3 ? $", ZeRO-3 parameter gathers {Seconds(r.GatherSeconds)}" : "")
                     + "), bubble "
                     + $"{Seconds(r.BubbleSeconds)}, "
                     + $"optimizer {Seconds(r.OptimizerSeconds)}, exposed gradient sync "

@@ -45,17 +45,12 @@ public sealed partial class PlanSearch
         int m = plan.Microbatches,
             p = plan.Pp;
         // ZeRO-3 gathers each weight over dp where it is used: once in a microbatch's forward, once in its backward
-        // (and once more in a recomputed forward), each started one gather ahead, so that it runs under the compute
-        // of the weight before it: a pass over a layer exposes what its gathers take beyond its compute.
+        // (and once more in a recomputed forward), each blocking its op.
         var dpGroup = Enumerable.Range(0, plan.Dp).Select(i => i * plan.Tp).ToArray();
         double layerGather = plan.Zero == 3 ? GatherSeconds(plan, inLayer: true, dpGroup) : 0,
             restGather = plan.Zero == 3 ? GatherSeconds(plan, inLayer: false, dpGroup) : 0;
-        double layerGatherFwd = Math.Max(0, layerGather - layer.Forward),
-            layerGatherBwd = Math.Max(0, layerGather - layer.Backward),
-            restGatherFwd = Math.Max(0, restGather - rest.Forward),
-            restGatherBwd = Math.Max(0, restGather - rest.Backward);
-        layer = layer with { Forward = layer.Forward + layerGatherFwd, Backward = layer.Backward + layerGatherBwd };
-        rest = rest with { Forward = rest.Forward + restGatherFwd, Backward = rest.Backward + restGatherBwd };
+        layer = layer with { Forward = layer.Forward + layerGather, Backward = layer.Backward + layerGather };
+        rest = rest with { Forward = rest.Forward + restGather, Backward = rest.Backward + restGather };
         // Recomputation runs a layer's forward again in its backward and keeps only its input; stages are balanced
         // with it when every layer is recomputed.
         double layerFwd = layer.Forward,
@@ -236,7 +231,7 @@ public sealed partial class PlanSearch
             null
         )
         {
-            GatherSeconds = m * (maxLayers * (layerGatherFwd + layerGatherBwd) + restGatherFwd + restGatherBwd),
+            GatherSeconds = m * (2 * maxLayers * layerGather + 2 * restGather),
         };
     }
 

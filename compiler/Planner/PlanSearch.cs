@@ -51,8 +51,8 @@ public sealed record RatedPlan(
     /// <summary>True when it was rated and fits the GPU.</summary>
     public bool Viable => Pruned == null;
 
-    /// <summary>Under ZeRO-3: seconds of the step's parameter all-gathers on the busiest device that their
-    /// compute does not hide (part of <see cref="ComputeSeconds"/>).</summary>
+    /// <summary>Under ZeRO-3: seconds of the step's parameter all-gathers on the busiest device (part of
+    /// <see cref="ComputeSeconds"/>, whose tasks they block).</summary>
     public double GatherSeconds { get; init; }
 }
 
