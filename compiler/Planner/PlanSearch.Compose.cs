@@ -188,23 +188,25 @@ public sealed partial class PlanSearch
         // after the update (each use gathers its own).
         double dpSync =
             plan.Dp == 1 ? 0
-            : plan.Zero >= 2
-                ? m * CostModel.CollectiveSeconds("reduce_scatter", gradBytes, dpGroup, cluster)
-                    + (
-                        plan.Zero == 2
-                            ? CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, dpGroup, cluster)
-                            : 0
-                    )
-            : plan.Zero == 1
-                ? CostModel.CollectiveSeconds("reduce_scatter", gradBytes, dpGroup, cluster)
-                    + CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, dpGroup, cluster)
+            : plan.Zero >= 2 ? m * CostModel.CollectiveSeconds("reduce_scatter", gradBytes, dpGroup, cluster)
+            : plan.Zero == 1 ? CostModel.CollectiveSeconds("reduce_scatter", gradBytes, dpGroup, cluster)
             : CostModel.CollectiveSeconds("all_reduce", gradBytes, dpGroup, cluster);
-        // Gradient synchronisation runs under the last microbatch's backward on the first device (as gradients are
-        // bucketed) and the optimizer after it, as the cost model overlaps it; the rest is exposed. Under ZeRO-2 and
-        // -3 it runs under every microbatch's backward.
-        double sync = tpSync + dpSync;
-        double window = DeviceSum(s => bwd[s] + wgt[s]) * (plan.Zero >= 2 ? m : 1) + optimizer;
-        double exposedSync = sync - Math.Min(sync, window);
+        // ZeRO-1 and -2 gather the updated parameters after the optimizer, blocking.
+        double gatherAfter =
+            plan.Dp > 1 && plan.Zero is 1 or 2
+                ? CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, dpGroup, cluster)
+                : 0;
+        // Gradient synchronisation runs under the backward (as gradients are bucketed) and the optimizer after it, as
+        // the cost model overlaps it; the rest is exposed. Under ZeRO-2 and -3 each microbatch's reduce-scatter runs
+        // under every microbatch's backward. Otherwise, with microbatches or stages, the gradients are summed over
+        // the microbatches once a step and their synchronisation starts when the device's last backward has ended:
+        // on the device that ends the schedule only the optimizer is left to hide it.
+        double backward = DeviceSum(s => bwd[s] + wgt[s]);
+        double exposedSync =
+            plan.Zero >= 2 || p == 1 && m == 1
+                ? Math.Max(0, tpSync + dpSync - backward * (plan.Zero >= 2 ? m : 1) - optimizer)
+                : Math.Max(0, tpSync - backward) + Math.Max(0, dpSync - optimizer);
+        exposedSync += gatherAfter;
         double step = makespan + optimizer + exposedSync;
         // Communication on the critical path inside the layers: the tp collectives of forward and backward (and of
         // the recomputed forward).
