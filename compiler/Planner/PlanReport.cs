@@ -159,8 +159,19 @@ public static class PlanReport
                     + $"optimizer {Seconds(r.OptimizerSeconds)}, exposed gradient sync "
                     + $"{Seconds(r.DataParallelSeconds)}"
             );
+            if (r.WholeStepSeconds is { } whole)
+                w.WriteLine(
+                    $"  compiled whole and costed: step {Seconds(whole)}, "
+                        + $"memory {Analysis.Units.Bytes(r.WholePeakBytes ?? 0)} (composed: {Seconds(r.StepSeconds)}, "
+                        + $"{Analysis.Units.Bytes(r.PeakBytes)})"
+                );
             w.WriteLine($"  why: {Explain(r, result, i + 1 < ranked.Count ? ranked[i + 1] : null)}");
         }
+        int checkedWhole = result.Candidates.Count(c => c.WholeStepSeconds != null && !c.Viable);
+        if (checkedWhole > 0)
+            w.WriteLine(
+                $"\n{checkedWhole} faster candidate(s) compiled whole did not fit a GPU (pruned; see --export)"
+            );
     }
 
     /// <summary>One candidate as a row of the dataset.</summary>

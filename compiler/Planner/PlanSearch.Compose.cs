@@ -45,7 +45,9 @@ public sealed partial class PlanSearch
         int m = plan.Microbatches,
             p = plan.Pp;
         // ZeRO-3 gathers each weight over dp where it is used: once in a microbatch's forward, once in its backward
-        // (and once more in a recomputed forward), each blocking its op.
+        // (and once more in a recomputed forward). Costed blocking, an upper bound: the compiled program starts each
+        // one gather ahead, but on one communication stream, behind the backward's reduce-scatters, much of it stays
+        // exposed.
         var dpGroup = Enumerable.Range(0, plan.Dp).Select(i => i * plan.Tp).ToArray();
         double layerGather = plan.Zero == 3 ? GatherSeconds(plan, inLayer: true, dpGroup) : 0,
             restGather = plan.Zero == 3 ? GatherSeconds(plan, inLayer: false, dpGroup) : 0;
@@ -184,11 +186,15 @@ public sealed partial class PlanSearch
         double optimizer = (maxLayers * layer.Step + rest.Step) / (plan.Zero > 0 ? plan.Dp : 1);
         double tpSync = maxLayers * layer.Sync + rest.Sync;
         double gradBytes = (maxLayers * layerStateFull + restStateFull) / _stateFactor;
-        // ZeRO-2 and -3 reduce-scatter every microbatch's gradients under its backward; ZeRO-3 gathers no parameter
-        // after the update (each use gathers its own).
+        // ZeRO-2 and -3 reduce-scatter every microbatch's gradients in its backward, a weight at a time, each waited
+        // for when the next starts (so that one full gradient is held at a time): little compute lies between, so
+        // they are costed blocking. ZeRO-3 gathers no parameter after the update (each use gathers its own).
+        double ScatterEach(bool inLayer) =>
+            DeviceParamBytes(plan, inLayer)
+                .Sum(bytes => CostModel.CollectiveSeconds("reduce_scatter", bytes, dpGroup, cluster));
+        double scatters = plan.Dp > 1 && plan.Zero >= 2 ? m * (maxLayers * ScatterEach(true) + ScatterEach(false)) : 0;
         double dpSync =
-            plan.Dp == 1 ? 0
-            : plan.Zero >= 2 ? m * CostModel.CollectiveSeconds("reduce_scatter", gradBytes, dpGroup, cluster)
+            plan.Dp == 1 || plan.Zero >= 2 ? 0
             : plan.Zero == 1 ? CostModel.CollectiveSeconds("reduce_scatter", gradBytes, dpGroup, cluster)
             : CostModel.CollectiveSeconds("all_reduce", gradBytes, dpGroup, cluster);
         // ZeRO-1 and -2 gather the updated parameters after the optimizer, blocking.
@@ -197,16 +203,15 @@ public sealed partial class PlanSearch
                 ? CostModel.CollectiveSeconds("all_gather", gradBytes / plan.Dp, dpGroup, cluster)
                 : 0;
         // Gradient synchronisation runs under the backward (as gradients are bucketed) and the optimizer after it, as
-        // the cost model overlaps it; the rest is exposed. Under ZeRO-2 and -3 each microbatch's reduce-scatter runs
-        // under every microbatch's backward. Otherwise, with microbatches or stages, the gradients are summed over
+        // the cost model overlaps it; the rest is exposed. With microbatches or stages, the gradients are summed over
         // the microbatches once a step and their synchronisation starts when the device's last backward has ended:
         // on the device that ends the schedule only the optimizer is left to hide it.
         double backward = DeviceSum(s => bwd[s] + wgt[s]);
         double exposedSync =
-            plan.Zero >= 2 || p == 1 && m == 1
-                ? Math.Max(0, tpSync + dpSync - backward * (plan.Zero >= 2 ? m : 1) - optimizer)
+            p == 1 && m == 1
+                ? Math.Max(0, tpSync + dpSync - backward - optimizer)
                 : Math.Max(0, tpSync - backward) + Math.Max(0, dpSync - optimizer);
-        exposedSync += gatherAfter;
+        exposedSync += scatters + gatherAfter;
         double step = makespan + optimizer + exposedSync;
         // Communication on the critical path inside the layers: the tp collectives of forward and backward (and of
         // the recomputed forward).

@@ -65,8 +65,8 @@ public sealed partial class PlanSearch
     }
 
     /// <summary>Microbatches whose activations device <paramref name="d"/> holds at once (per chunk, summed over its
-    /// chunks): all of them under gpipe, at most p - d under 1F1B and ZB-H1 (from F to B), the interleaved warm-up of
-    /// Megatron-LM, and under ZB-H2 the most between F and B in its list schedule's order.</summary>
+    /// chunks): all of them under gpipe, at most p - d under 1F1B and ZB-H1 (from F to B), and under the interleaved
+    /// schedule and ZB-H2 the most between F and B in the compiled schedule's order.</summary>
     private static double Held(Plan plan, int d)
     {
         int m = plan.Microbatches,
@@ -76,32 +76,33 @@ public sealed partial class PlanSearch
         if (plan.Schedule == "gpipe" && plan.Chunks == 1)
             return m;
         if (plan.Schedule == "zb-h2")
-            return Outstanding(p, m)[d].BeforeB;
+            return Outstanding("zb-h2", p, m, 1)[d].BeforeB;
         // ZB-H1: 1F1B's microbatches between F and B; those between B and the deferred W are Deferred's.
         if (plan.Chunks == 1)
             return Math.Min(m, p - d);
-        return Math.Min(m * plan.Chunks, 2 * (p - d - 1) + (plan.Chunks - 1) * p + 1);
+        return Outstanding("interleaved", p, m, plan.Chunks)[d].BeforeB;
     }
 
     /// <summary>Microbatches device <paramref name="d"/> holds between their B and their deferred W under a
     /// zero-bubble schedule (d of them under ZB-H1; under ZB-H2 the most in its order), 0 under the others.</summary>
     private static double Deferred(Plan plan, int d) =>
         !Schedule.SplitsBackward(plan.Schedule) || plan.Pp == 1 ? 0
-        : plan.Schedule == "zb-h2" ? Outstanding(plan.Pp, plan.Microbatches)[d].BeforeW
+        : plan.Schedule == "zb-h2" ? Outstanding("zb-h2", plan.Pp, plan.Microbatches, 1)[d].BeforeW
         : Math.Min(plan.Microbatches, d);
 
-    private static readonly ConcurrentDictionary<(int, int), (int BeforeB, int BeforeW)[]> ZbH2Outstanding = new();
+    private static readonly ConcurrentDictionary<(string, int, int, int), (int BeforeB, int BeforeW)[]> OutstandingOf =
+        new();
 
-    // Per device of ZB-H2 over p devices and m microbatches: the most microbatches at once past their F and not yet
-    // past their B, and past their B and not yet past their W (the two maxima, each over the device's order; their
-    // sum bounds what it holds at once).
-    private static (int BeforeB, int BeforeW)[] Outstanding(int p, int m) =>
-        ZbH2Outstanding.GetOrAdd(
-            (p, m),
+    // Per device of the compiled schedule over p devices, m microbatches and its chunks: the most (chunk)
+    // microbatches at once past their F and not yet past their B, and past their B and not yet past their W (the two
+    // maxima, each over the device's order; their sum bounds what it holds at once).
+    private static (int BeforeB, int BeforeW)[] Outstanding(string schedule, int p, int m, int chunks) =>
+        OutstandingOf.GetOrAdd(
+            (schedule, p, m, chunks),
             _ =>
                 [
                     .. Schedule
-                        .Build("zb-h2", p, m, 1, true)
+                        .Build(schedule, p, m, chunks, true)
                         .Select(order =>
                         {
                             int fb = 0,

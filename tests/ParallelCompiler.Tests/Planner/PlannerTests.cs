@@ -51,8 +51,8 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
             .ToArray();
     }
 
-    /// <summary>Plans <paramref name="model"/>, writes the plan, trains it on simulated devices, and compares every
-    /// step's loss with the model trained on one device.</summary>
+    /// <summary>Plans <paramref name="model"/> (the best plan compiled whole and costed), writes the plan, trains it
+    /// on simulated devices, and compares every step's loss with the model trained on one device.</summary>
     private string PlanRunsAsOneDevice(
         string model,
         int gpus,
@@ -77,6 +77,8 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
         Assert.True(planned.ExitCode == 0, planned.Stdout + planned.Stderr);
         Assert.Contains("#1 ", planned.Stdout);
         Assert.Contains("why: ", planned.Stdout);
+        // The best plan is compiled whole and costed before it is written, and fits there.
+        Assert.Matches(@"#1 [^\n]*\n[^\n]*\n[^\n]*\n  compiled whole and costed: step ", planned.Stdout);
         string text = File.ReadAllText(plan);
         string s = steps.ToString(CultureInfo.InvariantCulture);
         var zero = System.Text.RegularExpressions.Regex.Match(text, @"run it with --zero (\d)");
