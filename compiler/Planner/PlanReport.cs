@@ -136,7 +136,8 @@ public static class PlanReport
             $"plan: {result.Model.Model.Name} on {req.Gpus} GPUs of {req.Cluster.Name}: {result.Candidates.Count} "
                 + $"candidates, {ranked.Count} viable, {result.Profiles} compiled profiles, "
                 + $"{F1(result.SearchSeconds)} s (intra-operator programs {F1(result.Times.IntraOpSeconds)} s, "
-                + $"profiles {F1(result.Times.ProfileSeconds)} s, composition {F1(result.Times.ComposeSeconds)} s)"
+                + $"profiles {F1(result.Times.ProfileSeconds)} s, composition {F1(result.Times.ComposeSeconds)} s, "
+                + $"whole-program checks {F1(result.Times.WholeSeconds)} s)"
                 + (result.TimedOut ? " (stopped at the time limit)" : "")
         );
         for (int i = 0; i < Math.Min(ranked.Count, top + 1); i++)

@@ -65,7 +65,11 @@ public sealed record RatedPlan(
 }
 
 /// <summary>Where a search spent its time.</summary>
-public sealed record SearchTimes(double IntraOpSeconds, double ProfileSeconds, double ComposeSeconds);
+public sealed record SearchTimes(double IntraOpSeconds, double ProfileSeconds, double ComposeSeconds)
+{
+    /// <summary>Seconds the best candidates took to compile whole and cost (<c>CheckWhole</c>).</summary>
+    public double WholeSeconds { get; init; }
+}
 
 /// <summary>The planner's answer: every candidate, best first, and what the search did.</summary>
 public sealed record PlanResult(
@@ -382,6 +386,7 @@ public sealed partial class PlanSearch
             }
             progress?.Invoke(++done, total);
         }
+        double composed = composeClock.Elapsed.TotalSeconds;
         CheckWhole(rated, clock);
         return new PlanResult(
             _model,
@@ -393,7 +398,10 @@ public sealed partial class PlanSearch
             _profiles.Count + _weights.Count,
             clock.Elapsed.TotalSeconds,
             timedOut,
-            new SearchTimes(_intraOpSeconds, _profileSeconds, composeClock.Elapsed.TotalSeconds)
+            new SearchTimes(_intraOpSeconds, _profileSeconds, composed)
+            {
+                WholeSeconds = composeClock.Elapsed.TotalSeconds - composed,
+            }
         )
         {
             Parameters = _model.Params.Sum(kv =>
