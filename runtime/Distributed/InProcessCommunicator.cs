@@ -41,22 +41,24 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         IReadOnlyList<string> axes,
         ReduceKind kind,
         CollectiveSite site
-    )
-    {
-        ArgumentNullException.ThrowIfNull(xs);
-        var (group, key, span) = GroupOf(axes, site);
-        if (kind is not (ReduceKind.Sum or ReduceKind.Max))
-            throw _check.Bad(site, span, $"unknown reduction {kind}");
-        string what = $"all_reduce({(kind == ReduceKind.Sum ? "sum" : "max")})";
-        var parts = new List<Func<(T, long)>>();
-        foreach (var x in xs)
-        {
-            _check.Array(x, site, span);
-            var reduction = new Reduction(kind, -1);
-            parts.Add(Begin(site, group, key, span, x, what, ys => CollectiveMath.AllReduce(Ops, ys, kind), reduction));
-        }
-        return new PendingCollective<T>(parts);
-    }
+    ) =>
+        StartEach(
+            xs,
+            axes,
+            site,
+            (x, span, _) =>
+            {
+                if (kind is not (ReduceKind.Sum or ReduceKind.Max))
+                    throw _check.Bad(site, span, $"unknown reduction {kind}");
+                _check.Array(x, site, span);
+                return (
+                    $"all_reduce({(kind == ReduceKind.Sum ? "sum" : "max")})",
+                    ys => CollectiveMath.AllReduce(Ops, ys, kind),
+                    new Reduction(kind, -1),
+                    null
+                );
+            }
+        );
 
     /// <inheritdoc/>
     public PendingCollective<T> StartReduceScatter(
@@ -64,23 +66,23 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         IReadOnlyList<string> axes,
         int dim,
         CollectiveSite site
-    )
-    {
-        ArgumentNullException.ThrowIfNull(xs);
-        var (group, key, span) = GroupOf(axes, site);
-        var parts = new List<Func<(T, long)>>();
-        foreach (var x in xs)
-        {
-            int d = _check.Dim(x, dim, "dim", site, span);
-            _check.Divisible(x, d, group.Length, site, span);
-            string what = $"reduce_scatter(dim {d})";
-            var reduction = new Reduction(ReduceKind.Sum, d);
-            parts.Add(
-                Begin(site, group, key, span, x, what, ys => CollectiveMath.ReduceScatter(Ops, ys, d), reduction)
-            );
-        }
-        return new PendingCollective<T>(parts);
-    }
+    ) =>
+        StartEach(
+            xs,
+            axes,
+            site,
+            (x, span, members) =>
+            {
+                int d = _check.Dim(x, dim, "dim", site, span);
+                _check.Divisible(x, d, members, site, span);
+                return (
+                    $"reduce_scatter(dim {d})",
+                    ys => CollectiveMath.ReduceScatter(Ops, ys, d),
+                    new Reduction(ReduceKind.Sum, d),
+                    null
+                );
+            }
+        );
 
     /// <inheritdoc/>
     public PendingCollective<T> StartAllGather(
@@ -88,6 +90,31 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         IReadOnlyList<string> axes,
         int dim,
         CollectiveSite site
+    ) =>
+        StartEach(
+            xs,
+            axes,
+            site,
+            (x, span, _) =>
+            {
+                _check.Array(x, site, span);
+                int d = _check.Dim(x, dim, "dim", site, span);
+                return (
+                    $"all_gather(dim {d})",
+                    ys => CollectiveMath.AllGather(Ops, ys, d),
+                    null,
+                    new Movement(Movement.AllGather, -1, d)
+                );
+            }
+        );
+
+    // Starts one collective of the group per array of a bucket: `each` checks an array (given the group's span and
+    // size) and says what its collective is, computes and moves.
+    private PendingCollective<T> StartEach(
+        IReadOnlyList<T> xs,
+        IReadOnlyList<string> axes,
+        CollectiveSite site,
+        Func<T, string, int, (string What, Func<T[], T[]> Compute, Reduction? Reduction, Movement? Moves)> each
     )
     {
         ArgumentNullException.ThrowIfNull(xs);
@@ -95,22 +122,8 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         var parts = new List<Func<(T, long)>>();
         foreach (var x in xs)
         {
-            _check.Array(x, site, span);
-            int d = _check.Dim(x, dim, "dim", site, span);
-            var moves = new Movement(Movement.AllGather, -1, d);
-            parts.Add(
-                Begin(
-                    site,
-                    group,
-                    key,
-                    span,
-                    x,
-                    $"all_gather(dim {d})",
-                    ys => CollectiveMath.AllGather(Ops, ys, d),
-                    null,
-                    moves
-                )
-            );
+            var (what, compute, reduction, moves) = each(x, span, group.Length);
+            parts.Add(Begin(site, group, key, span, x, what, compute, reduction, moves));
         }
         return new PendingCollective<T>(parts);
     }
