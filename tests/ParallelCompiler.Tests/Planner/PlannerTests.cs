@@ -370,6 +370,54 @@ public partial class PlannerTests() : TempDirTest("mplc-plan")
 
     private static PassRegistry Registry() => (PassRegistry)CompilerServices.Create().GetService(typeof(PassRegistry))!;
 
+    /// <summary>
+    /// The best candidate is compiled whole and costed before it is reported. On GPUs whose memory lies between the
+    /// best plan's composed peak and its whole program's, that plan is pruned, saying so, with every candidate of its
+    /// family whose composed peak scaled by the same ratio would not fit, and the plan reported fits when compiled
+    /// whole.
+    /// </summary>
+    [Fact]
+    public void ABestPlanThatDoesNotFitWhenCompiledWholeIsPrunedAndTheNextFits()
+    {
+        var src = SourceText.Load(Plain);
+        var options = new CompileOptions();
+        foreach (var (k, v) in new[] { ("D", 512L), ("S", 256L), ("NH", 8L), ("B", 32L), ("V", 1024L) })
+            options.Defines[k] = v;
+        var roomy = Cluster.Presets["a100-80g-selene"];
+        PlanResult Search(Cluster cluster) =>
+            PlanSearch.Search(
+                src,
+                new PlanRequest(cluster, 4, null, 60, options)
+                {
+                    Fixed = new Dictionary<string, int>
+                    {
+                        ["tp"] = 1,
+                        ["pp"] = 2,
+                        ["ty"] = 1,
+                    },
+                },
+                Registry()
+            );
+        var first = Search(roomy).Ranked.First();
+        Assert.NotNull(first.WholePeakBytes);
+        double composed = first.PeakBytes,
+            whole = first.WholePeakBytes!.Value;
+        Assert.True(whole > composed, $"the plan's whole program holds {whole} bytes, composed {composed}");
+        var tight = roomy with { HbmBytes = (composed + whole) / 2 };
+        var result = Search(tight);
+        var again = result.Candidates.Single(c => c.Plan == first.Plan && c.MicrobatchSize == first.MicrobatchSize);
+        Assert.False(again.Viable);
+        Assert.StartsWith("pruned: compiled whole, ", again.Pruned);
+        var best = result.Ranked.First();
+        Assert.True(best.WholePeakBytes <= tight.HbmBytes, $"{best.Plan.Summary}: {best.WholePeakBytes} bytes");
+        var family = result.Candidates.Where(c => c.Pruned?.Contains("compiled whole needed") == true).ToList();
+        Assert.NotEmpty(family);
+        Assert.All(
+            family,
+            c => Assert.Equal((first.Plan.Schedule, first.Plan.Microbatches), (c.Plan.Schedule, c.Plan.Microbatches))
+        );
+    }
+
     /// <summary>The planner composes a candidate from one- and two-layer profiles; the whole plan compiled and costed
     /// by the cost model must agree with it: the step within 15 %, the memory never below the cost model's (the
     /// planner keeps every gradient buffer for the whole step, the cost model counts values while they are live) and
