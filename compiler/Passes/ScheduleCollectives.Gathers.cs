@@ -19,10 +19,7 @@ public sealed partial class ScheduleCollectives
         var chain = new HashSet<Operation>(ReferenceEqualityComparer.Instance);
         foreach (var op in block.Operations)
         {
-            bool fromParam =
-                op.Name == "dist.all_gather"
-                && op.Operands[0].DefiningOp is { Name: "tensor.param" } p
-                && p.GetAttr("zero") is IntAttr { Value: 3 };
+            bool fromParam = IsZeroThreeGather(op);
             bool onChain =
                 op.Results.Count == 1
                 && op.Def is { IsPure: true }

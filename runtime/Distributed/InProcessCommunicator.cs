@@ -24,16 +24,8 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
     public DeviceMesh Mesh => world.Mesh;
 
     /// <inheritdoc/>
-    public T AllReduce(T x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site)
-    {
-        var (group, key, span) = GroupOf(axes, site);
-        _check.Array(x, site, span);
-        if (kind is not (ReduceKind.Sum or ReduceKind.Max))
-            throw _check.Bad(site, span, $"unknown reduction {kind}");
-        string what = $"all_reduce({(kind == ReduceKind.Sum ? "sum" : "max")})";
-        var reduction = new Reduction(kind, -1);
-        return Issue(site, group, key, span, x, what, xs => CollectiveMath.AllReduce(Ops, xs, kind), reduction);
-    }
+    public T AllReduce(T x, IReadOnlyList<string> axes, ReduceKind kind, CollectiveSite site) =>
+        IssueOne(x, axes, site, (span, _) => AllReduceCall(x, kind, site, span));
 
     /// <inheritdoc/>
     public PendingCollective<T> StartAllReduce(
@@ -41,24 +33,7 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         IReadOnlyList<string> axes,
         ReduceKind kind,
         CollectiveSite site
-    ) =>
-        StartEach(
-            xs,
-            axes,
-            site,
-            (x, span, _) =>
-            {
-                if (kind is not (ReduceKind.Sum or ReduceKind.Max))
-                    throw _check.Bad(site, span, $"unknown reduction {kind}");
-                _check.Array(x, site, span);
-                return (
-                    $"all_reduce({(kind == ReduceKind.Sum ? "sum" : "max")})",
-                    ys => CollectiveMath.AllReduce(Ops, ys, kind),
-                    new Reduction(kind, -1),
-                    null
-                );
-            }
-        );
+    ) => StartEach(xs, axes, site, (x, span, _) => AllReduceCall(x, kind, site, span));
 
     /// <inheritdoc/>
     public PendingCollective<T> StartReduceScatter(
@@ -66,23 +41,7 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         IReadOnlyList<string> axes,
         int dim,
         CollectiveSite site
-    ) =>
-        StartEach(
-            xs,
-            axes,
-            site,
-            (x, span, members) =>
-            {
-                int d = _check.Dim(x, dim, "dim", site, span);
-                _check.Divisible(x, d, members, site, span);
-                return (
-                    $"reduce_scatter(dim {d})",
-                    ys => CollectiveMath.ReduceScatter(Ops, ys, d),
-                    new Reduction(ReduceKind.Sum, d),
-                    null
-                );
-            }
-        );
+    ) => StartEach(xs, axes, site, (x, span, members) => ReduceScatterCall(x, dim, site, span, members));
 
     /// <inheritdoc/>
     public PendingCollective<T> StartAllGather(
@@ -90,31 +49,64 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         IReadOnlyList<string> axes,
         int dim,
         CollectiveSite site
-    ) =>
-        StartEach(
-            xs,
-            axes,
-            site,
-            (x, span, _) =>
-            {
-                _check.Array(x, site, span);
-                int d = _check.Dim(x, dim, "dim", site, span);
-                return (
-                    $"all_gather(dim {d})",
-                    ys => CollectiveMath.AllGather(Ops, ys, d),
-                    null,
-                    new Movement(Movement.AllGather, -1, d)
-                );
-            }
-        );
+    ) => StartEach(xs, axes, site, (x, span, _) => AllGatherCall(x, dim, site, span));
 
-    // Starts one collective of the group per array of a bucket: `each` checks an array (given the group's span and
-    // size) and says what its collective is, computes and moves.
+    // What one array's collective is, computes and moves, after its checks (given the group's span and size); the
+    // blocking and the started op of a kind share it.
+    private sealed record Call(
+        string What,
+        Func<T[], T[]> Compute,
+        Reduction? Reduction = null,
+        Movement? Moves = null
+    );
+
+    private Call AllReduceCall(T x, ReduceKind kind, CollectiveSite site, string span)
+    {
+        _check.Array(x, site, span);
+        if (kind is not (ReduceKind.Sum or ReduceKind.Max))
+            throw _check.Bad(site, span, $"unknown reduction {kind}");
+        return new Call(
+            $"all_reduce({(kind == ReduceKind.Sum ? "sum" : "max")})",
+            ys => CollectiveMath.AllReduce(Ops, ys, kind),
+            new Reduction(kind, -1)
+        );
+    }
+
+    private Call ReduceScatterCall(T x, int dim, CollectiveSite site, string span, int members)
+    {
+        int d = _check.Dim(x, dim, "dim", site, span);
+        _check.Divisible(x, d, members, site, span);
+        return new Call(
+            $"reduce_scatter(dim {d})",
+            ys => CollectiveMath.ReduceScatter(Ops, ys, d),
+            new Reduction(ReduceKind.Sum, d)
+        );
+    }
+
+    private Call AllGatherCall(T x, int dim, CollectiveSite site, string span)
+    {
+        int d = _check.Dim(x, dim, "dim", site, span);
+        return new Call(
+            $"all_gather(dim {d})",
+            ys => CollectiveMath.AllGather(Ops, ys, d),
+            Moves: new Movement(Movement.AllGather, -1, d)
+        );
+    }
+
+    // One blocking collective of the group.
+    private T IssueOne(T x, IReadOnlyList<string> axes, CollectiveSite site, Func<string, int, Call> call)
+    {
+        var (group, key, span) = GroupOf(axes, site);
+        var c = call(span, group.Length);
+        return Issue(site, group, key, span, x, c.What, c.Compute, c.Reduction, c.Moves);
+    }
+
+    // Starts one collective of the group per array of a bucket.
     private PendingCollective<T> StartEach(
         IReadOnlyList<T> xs,
         IReadOnlyList<string> axes,
         CollectiveSite site,
-        Func<T, string, int, (string What, Func<T[], T[]> Compute, Reduction? Reduction, Movement? Moves)> each
+        Func<T, string, int, Call> each
     )
     {
         ArgumentNullException.ThrowIfNull(xs);
@@ -122,39 +114,19 @@ internal sealed class InProcessCommunicator<T>(InProcessWorld<T> world, int rank
         var parts = new List<Func<(T, long)>>();
         foreach (var x in xs)
         {
-            var (what, compute, reduction, moves) = each(x, span, group.Length);
-            parts.Add(Begin(site, group, key, span, x, what, compute, reduction, moves));
+            var c = each(x, span, group.Length);
+            parts.Add(Begin(site, group, key, span, x, c.What, c.Compute, c.Reduction, c.Moves));
         }
         return new PendingCollective<T>(parts);
     }
 
     /// <inheritdoc/>
-    public T AllGather(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
-    {
-        var (group, key, span) = GroupOf(axes, site);
-        int d = _check.Dim(x, dim, "dim", site, span);
-        return Issue(
-            site,
-            group,
-            key,
-            span,
-            x,
-            $"all_gather(dim {d})",
-            xs => CollectiveMath.AllGather(Ops, xs, d),
-            moves: new Movement(Movement.AllGather, -1, d)
-        );
-    }
+    public T AllGather(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site) =>
+        IssueOne(x, axes, site, (span, _) => AllGatherCall(x, dim, site, span));
 
     /// <inheritdoc/>
-    public T ReduceScatter(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site)
-    {
-        var (group, key, span) = GroupOf(axes, site);
-        int d = _check.Dim(x, dim, "dim", site, span);
-        _check.Divisible(x, d, group.Length, site, span);
-        string what = $"reduce_scatter(dim {d})";
-        var reduction = new Reduction(ReduceKind.Sum, d);
-        return Issue(site, group, key, span, x, what, xs => CollectiveMath.ReduceScatter(Ops, xs, d), reduction);
-    }
+    public T ReduceScatter(T x, IReadOnlyList<string> axes, int dim, CollectiveSite site) =>
+        IssueOne(x, axes, site, (span, members) => ReduceScatterCall(x, dim, site, span, members));
 
     /// <inheritdoc/>
     public T AllToAll(T x, IReadOnlyList<string> axes, int splitDim, int concatDim, CollectiveSite site)
